@@ -1,0 +1,14 @@
+/*
+ * commands.h — the subcommands of the one `ailurus` binary. Each is `int cmd_X(int argc,
+ * char **argv)` with argv[0] the subcommand name; it returns the process exit code:
+ * 0 success, 1 the operation failed, 2 bad usage (flags, arguments), 3 the broker could not be
+ * reached. The table itself is in src/main.c.
+ */
+#ifndef AL_CLI_COMMANDS_H
+#define AL_CLI_COMMANDS_H
+
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2, CLI_UNREACHABLE = 3 };
+
+int cmd_version(int argc, char **argv);
+
+#endif
