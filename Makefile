@@ -56,6 +56,8 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(O)/%.o)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
+.SECONDARY:
+
 .PHONY: all lib tests fuzzers run test fuzz codegen codegen-check bench clean install format
 all: $(O)/ailurus
 
