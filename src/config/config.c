@@ -1,0 +1,541 @@
+/*
+ * config.c — the configuration table and its loaders (defaults, --dev, YAML, environment,
+ * flags). See config.h for the precedence and the error contract.
+ */
+#include "config/config.h"
+
+#include "base/log.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define KIB (1024LL)
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+
+static const char *const log_levels[] = {"trace", "debug", "info", "warn", "error", "off", NULL};
+
+#define OFF(f) offsetof(al_config, f)
+#define SZ(f) sizeof(((al_config *)0)->f)
+
+const struct config_key config_keys[] = {
+    {"node_id", CONFIG_INT, OFF(node_id), 0, "0", 0, INT32_MAX, NULL,
+     "This broker's id in the cluster (Metadata broker list, controller id)."},
+    {"data_directory", CONFIG_STRING, OFF(data_directory), SZ(data_directory), "./data", 0, 0,
+     NULL, "Directory for logs and metadata; created at start if missing."},
+    {"kafka_addr", CONFIG_ADDR, OFF(kafka_addr), 0, "0.0.0.0:9092", 0, 0, NULL,
+     "Kafka API listen address HOST:PORT (every shard listens on it with SO_REUSEPORT). "
+     "--dev uses 127.0.0.1:9092."},
+    {"advertised_kafka_addr", CONFIG_ADDR, OFF(advertised_kafka_addr), 0, "", 0, 0, NULL,
+     "Address given to clients in Metadata. Empty: kafka_addr, with 0.0.0.0 replaced by "
+     "127.0.0.1 (set it when clients connect from other hosts)."},
+    {"admin_addr", CONFIG_ADDR, OFF(admin_addr), 0, "0.0.0.0:9644", 0, 0, NULL,
+     "Admin HTTP API listen address (reserved: not served yet)."},
+    {"smp", CONFIG_INT, OFF(smp), 0, "0", 0, 256, NULL,
+     "Number of shards (threads, one per core). 0: one per online CPU. --dev uses 1."},
+    {"memory", CONFIG_BYTES, OFF(memory), 0, "0", 0, 1024 * GIB, NULL,
+     "Memory budget for the broker. 0: half of physical memory. --dev uses 1G."},
+    {"log_level", CONFIG_ENUM, OFF(log_level), 0, "info", 0, 0, log_levels,
+     "Log threshold."},
+    {"kafka_max_frame_bytes", CONFIG_BYTES, OFF(kafka_max_frame_bytes), 0, "100M", 64, 2 * GIB - 1,
+     NULL,
+     "Largest Kafka request frame accepted (Kafka's socket.request.max.bytes); a larger size "
+     "prefix closes the connection."},
+    {"max_connections", CONFIG_INT, OFF(max_connections), 0, "10000", 1, 1000000, NULL,
+     "Most client connections open at once on this broker (all shards); more are closed at "
+     "accept."},
+    {"connections_max_idle_ms", CONFIG_INT, OFF(connections_max_idle_ms), 0, "600000", 0,
+     INT32_MAX, NULL,
+     "Close a connection with no request or response for this long (Kafka's "
+     "connections.max.idle.ms). 0: never."},
+    {"kafka_conn_max_inflight_requests", CONFIG_INT, OFF(kafka_conn_max_inflight_requests), 0,
+     "100", 1, 100000, NULL,
+     "Requests read from one connection and not yet answered before the broker stops reading "
+     "from it (back-pressure)."},
+    {"kafka_conn_max_inflight_bytes", CONFIG_BYTES, OFF(kafka_conn_max_inflight_bytes), 0, "64M",
+     4 * KIB, 16 * GIB, NULL,
+     "Bytes of requests and queued responses held for one connection before the broker stops "
+     "reading from it. One request larger than this is still accepted when it is alone."},
+    {"kafka_shard_max_inflight_bytes", CONFIG_BYTES, OFF(kafka_shard_max_inflight_bytes), 0,
+     "512M", 64 * KIB, 256 * GIB, NULL,
+     "Bytes of requests and queued responses held by all connections of one shard before the "
+     "shard stops reading from its connections."},
+    {"auto_create_topics_enabled", CONFIG_BOOL, OFF(auto_create_topics_enabled), 0, "false", 0, 0,
+     NULL, "Create a topic when a client asks for one that does not exist. --dev turns it on."},
+    {"default_topic_partitions", CONFIG_INT, OFF(default_topic_partitions), 0, "1", 1, 100000,
+     NULL, "Partitions of an auto-created topic or a CreateTopics request that gives -1."},
+    {"default_topic_replications", CONFIG_INT, OFF(default_topic_replications), 0, "1", 1, 15,
+     NULL, "Replication factor of an auto-created topic or a CreateTopics request that gives -1."},
+    {"cluster_id", CONFIG_STRING, OFF(cluster_id), SZ(cluster_id), "", 0, 0, NULL,
+     "Cluster id reported in Metadata. Empty: generated at first start and kept in "
+     "<data_directory>/cluster_id."},
+    {"developer_mode", CONFIG_BOOL, OFF(developer_mode), 0, "false", 0, 0, NULL,
+     "Set by --dev. Durability is unchanged (fsync stays on); only sizes and defaults differ."},
+};
+const size_t config_key_count = AL_ARRAY_SIZE(config_keys);
+
+_Static_assert(AL_ARRAY_SIZE(config_keys) <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
+
+AL_PRINTF(3, 4) static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Compares key names with '-' == '_' and ignoring case. */
+static bool key_eq(const char *a, const char *b)
+{
+    for (size_t i = 0; i < 256; i++) {
+        char x = a[i] == '-' ? '_' : (char)tolower((unsigned char)a[i]);
+        char y = b[i] == '-' ? '_' : (char)tolower((unsigned char)b[i]);
+        if (x != y) return false;
+        if (!x) return true;
+    }
+    return false;
+}
+
+const struct config_key *config_find(const char *name)
+{
+    for (size_t i = 0; i < config_key_count; i++)
+        if (key_eq(config_keys[i].name, name)) return &config_keys[i];
+    return NULL;
+}
+
+/* Parses a decimal integer (optional sign) that must fill the whole string. */
+static int parse_i64(const char *s, int64_t *out)
+{
+    while (isspace((unsigned char)*s)) s++;
+    if (!*s) return AL_EINVAL;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s) return AL_EINVAL;
+    while (isspace((unsigned char)*end)) end++;
+    if (*end) return AL_EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Parses an integer with an optional binary suffix (K, KB, KiB, M, ..., G, ..., T, ...). */
+static int parse_bytes(const char *s, int64_t *out)
+{
+    while (isspace((unsigned char)*s)) s++;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0) return AL_EINVAL;
+    while (isspace((unsigned char)*end)) end++;
+    int64_t mult = 1;
+    if (*end) {
+        char u = (char)toupper((unsigned char)*end);
+        if (u == 'K') mult = KIB;
+        else if (u == 'M') mult = MIB;
+        else if (u == 'G') mult = GIB;
+        else if (u == 'T') mult = 1024 * GIB;
+        else if (u == 'B' && !end[1]) mult = 1;
+        else return AL_EINVAL;
+        if (u != 'B') {
+            const char *rest = end + 1;
+            if (strcasecmp(rest, "") && strcasecmp(rest, "b") && strcasecmp(rest, "ib"))
+                return AL_EINVAL;
+        }
+    }
+    if (v > INT64_MAX / mult) return AL_EINVAL;
+    *out = v * mult;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(yes); i++) {
+        if (!strcasecmp(s, yes[i])) return *out = true, 0;
+        if (!strcasecmp(s, no[i])) return *out = false, 0;
+    }
+    return AL_EINVAL;
+}
+
+/* HOST:PORT, [V6]:PORT. An empty string is the unset address (host "", port 0). */
+static int parse_addr(const char *s, struct config_addr *out)
+{
+    struct config_addr a = {{0}, 0};
+    if (!*s) {
+        *out = a;
+        return 0;
+    }
+    const char *colon;
+    const char *host = s;
+    size_t hlen;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') return AL_EINVAL;
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) return AL_EINVAL;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= sizeof(a.host)) return AL_EINVAL;
+    for (size_t i = 0; i < hlen; i++)
+        if (isspace((unsigned char)host[i]) || host[i] == '/') return AL_EINVAL;
+    int64_t port;
+    if (parse_i64(colon + 1, &port) || port < 1 || port > 65535) return AL_EINVAL;
+    memcpy(a.host, host, hlen);
+    a.host[hlen] = 0;
+    a.port = (uint16_t)port;
+    *out = a;
+    return 0;
+}
+
+static void describe_accepted(const struct config_key *k, char *buf, size_t len)
+{
+    switch (k->type) {
+    case CONFIG_INT:
+        snprintf(buf, len, "an integer in [%" PRId64 ", %" PRId64 "]", k->min, k->max);
+        break;
+    case CONFIG_BYTES:
+        snprintf(buf, len,
+                 "a byte size in [%" PRId64 ", %" PRId64 "] (suffixes K, M, G, T = powers of "
+                 "1024)",
+                 k->min, k->max);
+        break;
+    case CONFIG_BOOL: snprintf(buf, len, "true or false"); break;
+    case CONFIG_STRING: snprintf(buf, len, "a string of at most %zu bytes", k->size - 1); break;
+    case CONFIG_ENUM: {
+        size_t n = (size_t)snprintf(buf, len, "one of");
+        for (size_t i = 0; k->allowed[i] && n < len; i++)
+            n += (size_t)snprintf(buf + n, len - n, "%s %s", i ? "," : "", k->allowed[i]);
+        break;
+    }
+    case CONFIG_ADDR: snprintf(buf, len, "HOST:PORT with PORT in [1, 65535]"); break;
+    }
+}
+
+/* Parses value for k into a scratch copy of the field, then stores. */
+static int set_one(al_config *c, const struct config_key *k, const char *value)
+{
+    void *field = (char *)c + k->offset;
+    int64_t v;
+    switch (k->type) {
+    case CONFIG_INT:
+        if (parse_i64(value, &v) || v < k->min || v > k->max) return AL_EINVAL;
+        *(int64_t *)field = v;
+        return 0;
+    case CONFIG_BYTES:
+        if (parse_bytes(value, &v) || v < k->min || v > k->max) return AL_EINVAL;
+        *(int64_t *)field = v;
+        return 0;
+    case CONFIG_BOOL: return parse_bool(value, (bool *)field);
+    case CONFIG_STRING:
+        if (strlen(value) >= k->size) return AL_EINVAL;
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case CONFIG_ENUM:
+        for (int64_t i = 0; k->allowed[i]; i++) {
+            if (!strcasecmp(value, k->allowed[i])) {
+                *(int64_t *)field = i;
+                return 0;
+            }
+        }
+        if (k->offset == OFF(log_level) && !strcasecmp(value, "warning")) {
+            *(int64_t *)field = AL_LOG_WARN;
+            return 0;
+        }
+        return AL_EINVAL;
+    case CONFIG_ADDR: return parse_addr(value, (struct config_addr *)field);
+    }
+    return AL_EINVAL;
+}
+
+int config_set(al_config *c, const char *key, const char *value, enum config_source src,
+               char *err, size_t errlen)
+{
+    const struct config_key *k = config_find(key);
+    if (!k) {
+        set_err(err, errlen, "unknown configuration key '%s' (see 'ailurus config docs')", key);
+        return AL_ENOTFOUND;
+    }
+    if (k->type == CONFIG_ADDR && !*value && k->offset != OFF(advertised_kafka_addr)) {
+        set_err(err, errlen, "invalid value '' for '%s': expected HOST:PORT", k->name);
+        return AL_EINVAL;
+    }
+    if (set_one(c, k, value)) {
+        char acc[256];
+        describe_accepted(k, acc, sizeof(acc));
+        set_err(err, errlen, "invalid value '%s' for '%s': expected %s", value, k->name, acc);
+        return AL_EINVAL;
+    }
+    c->source[k - config_keys] = (uint8_t)src;
+    return 0;
+}
+
+void config_init(al_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < config_key_count; i++) {
+        int rc = set_one(c, &config_keys[i], config_keys[i].def);
+        AL_ASSERT(rc == 0); /* a bad default is a programming error */
+        c->source[i] = CONFIG_SRC_DEFAULT;
+    }
+}
+
+void config_apply_dev(al_config *c)
+{
+    static const char *const dev[][2] = {
+        {"developer_mode", "true"},  {"smp", "1"}, {"kafka_addr", "127.0.0.1:9092"},
+        {"memory", "1G"},            {"auto_create_topics_enabled", "true"},
+        {"kafka_shard_max_inflight_bytes", "256M"},
+    };
+    for (size_t i = 0; i < AL_ARRAY_SIZE(dev); i++) {
+        int rc = config_set(c, dev[i][0], dev[i][1], CONFIG_SRC_DEV, NULL, 0);
+        AL_ASSERT(rc == 0);
+    }
+}
+
+/* ---- YAML ---- */
+
+/* Reads the events of one flat mapping of scalars and applies them. *depth is 0 at the top. */
+static int yaml_apply_mapping(al_config *c, yaml_parser_t *p, const char *path, int depth,
+                              char *err, size_t errlen)
+{
+    char key[256];
+    for (int guard = 0; guard < 100000; guard++) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(p, &ev)) {
+            set_err(err, errlen, "%s:%zu: YAML error: %s", path, p->problem_mark.line + 1,
+                    p->problem ? p->problem : "?");
+            return AL_EMALFORMED;
+        }
+        if (ev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        if (ev.type != YAML_SCALAR_EVENT) {
+            set_err(err, errlen, "%s:%zu: expected a key", path, ev.start_mark.line + 1);
+            yaml_event_delete(&ev);
+            return AL_EMALFORMED;
+        }
+        snprintf(key, sizeof(key), "%s", (const char *)ev.data.scalar.value);
+        size_t line = ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        if (!yaml_parser_parse(p, &ev)) {
+            set_err(err, errlen, "%s:%zu: YAML error: %s", path, p->problem_mark.line + 1,
+                    p->problem ? p->problem : "?");
+            return AL_EMALFORMED;
+        }
+        int rc = 0;
+        if (ev.type == YAML_MAPPING_START_EVENT && depth == 0 && !strcmp(key, "ailurus")) {
+            yaml_event_delete(&ev);
+            rc = yaml_apply_mapping(c, p, path, depth + 1, err, errlen);
+            if (rc) return rc;
+            continue;
+        }
+        if (ev.type != YAML_SCALAR_EVENT) {
+            set_err(err, errlen, "%s:%zu: value of '%s' must be a scalar", path, line, key);
+            yaml_event_delete(&ev);
+            return AL_EMALFORMED;
+        }
+        char msg[512];
+        rc = config_set(c, key, (const char *)ev.data.scalar.value, CONFIG_SRC_FILE, msg,
+                        sizeof(msg));
+        yaml_event_delete(&ev);
+        if (rc) {
+            set_err(err, errlen, "%s:%zu: %s", path, line, msg);
+            return rc;
+        }
+    }
+    set_err(err, errlen, "%s: too many keys", path);
+    return AL_ETOOLARGE;
+}
+
+int config_load_yaml(al_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        set_err(err, errlen, "cannot open config file %s: %s", path, strerror(e));
+        return -e;
+    }
+    yaml_parser_t p;
+    int rc = 0;
+    if (!yaml_parser_initialize(&p)) {
+        fclose(f);
+        set_err(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    yaml_parser_set_input_file(&p, f);
+    bool in_doc = false;
+    /* Stream start, document start, then a mapping (or an empty document). */
+    for (int guard = 0; guard < 16; guard++) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            set_err(err, errlen, "%s:%zu: YAML error: %s", path, p.problem_mark.line + 1,
+                    p.problem ? p.problem : "?");
+            rc = AL_EMALFORMED;
+            goto out;
+        }
+        yaml_event_type_t t = ev.type;
+        size_t line = ev.start_mark.line + 1;
+        bool empty_scalar = t == YAML_SCALAR_EVENT && ev.data.scalar.length == 0;
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_START_EVENT) continue;
+        if (t == YAML_DOCUMENT_START_EVENT) {
+            in_doc = true;
+            continue;
+        }
+        if (t == YAML_STREAM_END_EVENT || t == YAML_DOCUMENT_END_EVENT) goto out;
+        if (in_doc && t == YAML_MAPPING_START_EVENT) {
+            rc = yaml_apply_mapping(c, &p, path, 0, err, errlen);
+            goto out;
+        }
+        if (in_doc && empty_scalar) continue; /* an empty file */
+        set_err(err, errlen, "%s:%zu: the file must be a mapping of key: value", path, line);
+        rc = AL_EMALFORMED;
+        goto out;
+    }
+    set_err(err, errlen, "%s: unexpected YAML structure", path);
+    rc = AL_EMALFORMED;
+out:
+    yaml_parser_delete(&p);
+    fclose(f);
+    return rc;
+}
+
+/* ---- environment ---- */
+
+int config_load_env(al_config *c, char *const *envp, char *err, size_t errlen)
+{
+    static const char prefix[] = "AILURUS_";
+    for (size_t i = 0; envp && envp[i] && i < 100000; i++) {
+        const char *e = envp[i];
+        if (strncmp(e, prefix, sizeof(prefix) - 1)) continue;
+        const char *eq = strchr(e, '=');
+        if (!eq) continue;
+        char key[128];
+        size_t n = (size_t)(eq - e) - (sizeof(prefix) - 1);
+        if (n == 0 || n >= sizeof(key)) continue;
+        memcpy(key, e + sizeof(prefix) - 1, n);
+        key[n] = 0;
+        if (!config_find(key)) continue; /* AILURUS_BIN and friends */
+        char msg[512];
+        int rc = config_set(c, key, eq + 1, CONFIG_SRC_ENV, msg, sizeof(msg));
+        if (rc) {
+            set_err(err, errlen, "environment %.*s: %s", (int)(eq - e), e, msg);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- finalize, print ---- */
+
+int config_finalize(al_config *c, char *err, size_t errlen)
+{
+    size_t idx_smp = (size_t)(config_find("smp") - config_keys);
+    size_t idx_mem = (size_t)(config_find("memory") - config_keys);
+    size_t idx_adv = (size_t)(config_find("advertised_kafka_addr") - config_keys);
+    if (c->smp == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->smp = n < 1 ? 1 : (n > 256 ? 256 : n);
+        c->source[idx_smp] = CONFIG_SRC_DERIVED;
+    }
+    if (c->memory == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        c->memory = pages > 0 && psz > 0 ? (int64_t)pages * psz / 2 : 1 * GIB;
+        c->source[idx_mem] = CONFIG_SRC_DERIVED;
+    }
+    if (!c->advertised_kafka_addr.host[0]) {
+        c->advertised_kafka_addr = c->kafka_addr;
+        if (!strcmp(c->kafka_addr.host, "0.0.0.0") || !strcmp(c->kafka_addr.host, "::"))
+            snprintf(c->advertised_kafka_addr.host, CONFIG_HOST_MAX, "127.0.0.1");
+        c->source[idx_adv] = CONFIG_SRC_DERIVED;
+    }
+    if (c->kafka_conn_max_inflight_bytes > c->kafka_shard_max_inflight_bytes) {
+        set_err(err, errlen,
+                "kafka_conn_max_inflight_bytes (%" PRId64 ") must not exceed "
+                "kafka_shard_max_inflight_bytes (%" PRId64 ")",
+                c->kafka_conn_max_inflight_bytes, c->kafka_shard_max_inflight_bytes);
+        return AL_EINVAL;
+    }
+    if (c->admin_addr.port == c->kafka_addr.port && !strcmp(c->admin_addr.host, c->kafka_addr.host)) {
+        set_err(err, errlen, "admin_addr and kafka_addr must differ (both %s:%u)",
+                c->kafka_addr.host, c->kafka_addr.port);
+        return AL_EINVAL;
+    }
+    return 0;
+}
+
+void config_format(const al_config *c, const struct config_key *k, char *buf, size_t len)
+{
+    const void *field = (const char *)c + k->offset;
+    switch (k->type) {
+    case CONFIG_INT:
+    case CONFIG_BYTES: snprintf(buf, len, "%" PRId64, *(const int64_t *)field); break;
+    case CONFIG_BOOL: snprintf(buf, len, "%s", *(const bool *)field ? "true" : "false"); break;
+    case CONFIG_STRING: snprintf(buf, len, "%s", (const char *)field); break;
+    case CONFIG_ENUM: snprintf(buf, len, "%s", k->allowed[*(const int64_t *)field]); break;
+    case CONFIG_ADDR: {
+        const struct config_addr *a = field;
+        if (!a->host[0]) snprintf(buf, len, "%s", "");
+        else if (strchr(a->host, ':')) snprintf(buf, len, "[%s]:%u", a->host, a->port);
+        else snprintf(buf, len, "%s:%u", a->host, a->port);
+        break;
+    }
+    }
+}
+
+/* Writes s as a YAML double-quoted scalar. */
+static void yaml_quote(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (size_t i = 0; s[i] && i < 4096; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\x%02x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+void config_print_yaml(const al_config *c, FILE *f)
+{
+    static const char *const src_names[] = {"default", "--dev", "file", "environment", "flag",
+                                            "derived"};
+    for (size_t i = 0; i < config_key_count; i++) {
+        const struct config_key *k = &config_keys[i];
+        char v[CONFIG_PATH_MAX + 16];
+        config_format(c, k, v, sizeof(v));
+        fprintf(f, "%s: ", k->name);
+        if (k->type == CONFIG_STRING || k->type == CONFIG_ADDR || k->type == CONFIG_ENUM)
+            yaml_quote(f, v);
+        else fputs(v, f);
+        fprintf(f, "  # %s\n", src_names[c->source[i] % AL_ARRAY_SIZE(src_names)]);
+    }
+}
+
+void config_print_docs(FILE *f)
+{
+    static const char *const type_names[] = {"integer", "bytes", "bool", "string", "enum",
+                                             "HOST:PORT"};
+    fprintf(f, "| key | type | default | accepted | description |\n");
+    fprintf(f, "|---|---|---|---|---|\n");
+    for (size_t i = 0; i < config_key_count; i++) {
+        const struct config_key *k = &config_keys[i];
+        char acc[256];
+        describe_accepted(k, acc, sizeof(acc));
+        fprintf(f, "| `%s` | %s | `%s` | %s | %s |\n", k->name, type_names[k->type],
+                k->def[0] ? k->def : "\"\"", acc, k->doc);
+    }
+}

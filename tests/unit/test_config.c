@@ -1,0 +1,166 @@
+/* test_config.c — the configuration table, parsers, loaders and their precedence. */
+#include "test.h"
+
+#include "config/config.h"
+
+#include <stdlib.h>
+
+static al_config cfg;
+
+TEST(defaults_valid_and_documented)
+{
+    config_init(&cfg);
+    CHECK_EQ(cfg.node_id, 0);
+    CHECK(!strcmp(cfg.data_directory, "./data"));
+    CHECK(!strcmp(cfg.kafka_addr.host, "0.0.0.0"));
+    CHECK_EQ(cfg.kafka_addr.port, 9092);
+    CHECK_EQ(cfg.admin_addr.port, 9644);
+    CHECK_EQ(cfg.kafka_max_frame_bytes, 100LL * 1024 * 1024);
+    CHECK_EQ(cfg.connections_max_idle_ms, 600000);
+    CHECK(!cfg.auto_create_topics_enabled);
+    for (size_t i = 0; i < config_key_count; i++) {
+        CHECK(config_keys[i].doc && strlen(config_keys[i].doc) > 10);
+        CHECK(config_find(config_keys[i].name) == &config_keys[i]);
+        /* Every value formats to text that parses back to the same value. */
+        char buf[1100];
+        config_format(&cfg, &config_keys[i], buf, sizeof(buf));
+        al_config copy = cfg;
+        CHECK_EQ(config_set(&copy, config_keys[i].name, buf, CONFIG_SRC_FLAG, NULL, 0), 0);
+        CHECK(!memcmp((char *)&copy + config_keys[i].offset, (char *)&cfg + config_keys[i].offset,
+                      config_keys[i].type == CONFIG_STRING ? config_keys[i].size : 8));
+    }
+}
+
+TEST(set_parses_and_rejects)
+{
+    char err[512];
+    config_init(&cfg);
+    CHECK_EQ(config_set(&cfg, "node-id", "7", CONFIG_SRC_FLAG, err, sizeof(err)), 0);
+    CHECK_EQ(cfg.node_id, 7);
+    CHECK_EQ(config_set(&cfg, "NODE_ID", "-1", CONFIG_SRC_FLAG, err, sizeof(err)), AL_EINVAL);
+    CHECK(strstr(err, "node_id") && strstr(err, "[0, 2147483647]"));
+    CHECK_EQ(cfg.node_id, 7);
+    CHECK_EQ(config_set(&cfg, "node_id", "12abc", CONFIG_SRC_FLAG, err, sizeof(err)), AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "kafka_max_frame_bytes", "1M", CONFIG_SRC_FLAG, err, sizeof(err)),
+             0);
+    CHECK_EQ(cfg.kafka_max_frame_bytes, 1 << 20);
+    CHECK_EQ(config_set(&cfg, "kafka_max_frame_bytes", "64KiB", CONFIG_SRC_FLAG, err, 512), 0);
+    CHECK_EQ(cfg.kafka_max_frame_bytes, 65536);
+    CHECK_EQ(config_set(&cfg, "kafka_max_frame_bytes", "3G", CONFIG_SRC_FLAG, err, 512),
+             AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "kafka_max_frame_bytes", "10X", CONFIG_SRC_FLAG, err, 512),
+             AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "log_level", "DEBUG", CONFIG_SRC_FLAG, err, 512), 0);
+    CHECK_EQ(cfg.log_level, 1);
+    CHECK_EQ(config_set(&cfg, "log_level", "loud", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
+    CHECK(strstr(err, "log_level") && strstr(err, "trace") && strstr(err, "error"));
+    CHECK_EQ(config_set(&cfg, "auto_create_topics_enabled", "yes", CONFIG_SRC_FLAG, err, 512), 0);
+    CHECK(cfg.auto_create_topics_enabled);
+    CHECK_EQ(config_set(&cfg, "auto_create_topics_enabled", "maybe", CONFIG_SRC_FLAG, err, 512),
+             AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "kafka_addr", "10.1.2.3:19092", CONFIG_SRC_FLAG, err, 512), 0);
+    CHECK(!strcmp(cfg.kafka_addr.host, "10.1.2.3"));
+    CHECK_EQ(cfg.kafka_addr.port, 19092);
+    CHECK_EQ(config_set(&cfg, "kafka_addr", "[::1]:9093", CONFIG_SRC_FLAG, err, 512), 0);
+    CHECK(!strcmp(cfg.kafka_addr.host, "::1"));
+    CHECK_EQ(config_set(&cfg, "kafka_addr", "host:0", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "kafka_addr", "host", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "kafka_addr", "", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "no_such_key", "1", CONFIG_SRC_FLAG, err, 512), AL_ENOTFOUND);
+    CHECK(strstr(err, "no_such_key"));
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+TEST(yaml_loads_and_names_bad_keys)
+{
+    char path[512], err[512];
+    snprintf(path, sizeof(path), "%s/a.yaml", test_tmpdir());
+    write_file(path, "# comment\nnode_id: 3\nkafka_addr: 127.0.0.1:19092\n"
+                     "data_directory: /tmp/x y\nconnections_max_idle_ms: 250\n");
+    config_init(&cfg);
+    CHECK_EQ(config_load_yaml(&cfg, path, err, sizeof(err)), 0);
+    CHECK_EQ(cfg.node_id, 3);
+    CHECK_EQ(cfg.kafka_addr.port, 19092);
+    CHECK(!strcmp(cfg.data_directory, "/tmp/x y"));
+    CHECK_EQ(cfg.connections_max_idle_ms, 250);
+
+    write_file(path, "ailurus:\n  node_id: 4\n");
+    CHECK_EQ(config_load_yaml(&cfg, path, err, sizeof(err)), 0);
+    CHECK_EQ(cfg.node_id, 4);
+
+    write_file(path, "node_id: 5\nbogus_key: 1\n");
+    CHECK_EQ(config_load_yaml(&cfg, path, err, sizeof(err)), AL_ENOTFOUND);
+    CHECK(strstr(err, "bogus_key") && strstr(err, ":2:"));
+
+    write_file(path, "smp: lots\n");
+    CHECK_EQ(config_load_yaml(&cfg, path, err, sizeof(err)), AL_EINVAL);
+    CHECK(strstr(err, "smp") && strstr(err, "[0, 256]"));
+
+    write_file(path, "node_id: [1, 2]\n");
+    CHECK_EQ(config_load_yaml(&cfg, path, err, sizeof(err)), AL_EMALFORMED);
+    write_file(path, "- a\n- b\n");
+    CHECK_EQ(config_load_yaml(&cfg, path, err, sizeof(err)), AL_EMALFORMED);
+    write_file(path, "node_id: : :\n  x: [\n");
+    CHECK(config_load_yaml(&cfg, path, err, sizeof(err)) < 0);
+    write_file(path, "");
+    CHECK_EQ(config_load_yaml(&cfg, path, err, sizeof(err)), 0);
+    CHECK_EQ(config_load_yaml(&cfg, "/nonexistent/x.yaml", err, sizeof(err)), -ENOENT);
+}
+
+TEST(env_and_precedence)
+{
+    char path[512], err[512];
+    snprintf(path, sizeof(path), "%s/b.yaml", test_tmpdir());
+    write_file(path, "node_id: 1\nsmp: 2\nlog_level: warn\n");
+    char *envp[] = {"AILURUS_BIN=/x/y", "AILURUS_SMP=3", "AILURUS_LOG_LEVEL=error", "PATH=/bin",
+                    NULL};
+    config_init(&cfg);
+    CHECK_EQ(config_load_env(&cfg, envp, err, sizeof(err)), 0);
+    CHECK_EQ(cfg.smp, 3);
+    char *bad[] = {"AILURUS_SMP=many", NULL};
+    CHECK_EQ(config_load_env(&cfg, bad, err, sizeof(err)), AL_EINVAL);
+    CHECK(strstr(err, "AILURUS_SMP") && strstr(err, "smp"));
+
+    /* flags > env > file > --dev > defaults, through the command-line front end. */
+    setenv("AILURUS_SMP", "3", 1);
+    setenv("AILURUS_NODE_ID", "9", 1);
+    char *argv[] = {"start", "--dev", "--config", path, "--node-id", "5", "--set",
+                    "connections_max_idle_ms=1234", NULL};
+    CHECK_EQ(config_from_args(&cfg, 8, argv, 1, "start"), 0);
+    unsetenv("AILURUS_SMP");
+    unsetenv("AILURUS_NODE_ID");
+    CHECK_EQ(cfg.node_id, 5);     /* flag over env and file */
+    CHECK_EQ(cfg.smp, 3);         /* env over file and --dev */
+    CHECK_EQ(cfg.log_level, 3);   /* file over default */
+    CHECK(cfg.developer_mode);    /* --dev */
+    CHECK(!strcmp(cfg.kafka_addr.host, "127.0.0.1"));
+    CHECK_EQ(cfg.connections_max_idle_ms, 1234);
+    CHECK(!strcmp(cfg.advertised_kafka_addr.host, "127.0.0.1")); /* derived */
+    CHECK_EQ(cfg.advertised_kafka_addr.port, 9092);
+
+    char *argv2[] = {"start", "--kafka-addr", "0.0.0.0:7777", "--data-dir", "/tmp/dd", NULL};
+    CHECK_EQ(config_from_args(&cfg, 5, argv2, 1, "start"), 0);
+    CHECK(!strcmp(cfg.advertised_kafka_addr.host, "127.0.0.1"));
+    CHECK_EQ(cfg.advertised_kafka_addr.port, 7777);
+    CHECK(!strcmp(cfg.data_directory, "/tmp/dd"));
+    CHECK(cfg.smp >= 1);
+    CHECK(cfg.memory > 0);
+
+    char *argv3[] = {"start", "--frobnicate", "1", NULL};
+    CHECK(config_from_args(&cfg, 3, argv3, 1, "start") < 0);
+    char *argv4[] = {"start", "--kafka-conn-max-inflight-bytes", "1G",
+                     "--kafka-shard-max-inflight-bytes", "512M", NULL};
+    CHECK_EQ(config_from_args(&cfg, 5, argv4, 1, "start"), AL_EINVAL);
+}
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv);
+}
