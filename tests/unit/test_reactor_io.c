@@ -1,0 +1,489 @@
+/*
+ * test_reactor_io.c — the io_uring back end of io.h: O_DIRECT file ops, TCP echo over
+ * 127.0.0.1 with multishot accept and partial sends, timeouts, cancel, cross-thread wakeup,
+ * and the io_fs_* calls including the io_fs_write_atomic ritual. Prints echo figures.
+ */
+#include "test.h"
+
+#include "base/base.h"
+#include "reactor/io.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static io *new_ring(void)
+{
+    io *r = NULL;
+    struct io_uring_opts o = {.entries = 256, .seed = test_seed()};
+    int err = io_uring_create(&r, &o);
+    if (err) fprintf(stderr, "    io_uring_create: %s\n", strerror(-err));
+    return r;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Polls until *flag is set or timeout_ms passes. Returns *flag. */
+static int poll_until(io *r, volatile int *flag, unsigned timeout_ms)
+{
+    uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (!*flag && mono_ns() < end) {
+        int n = io_poll(r, mono_ns() + 10000000ull);
+        if (n < 0) return 0;
+    }
+    return *flag;
+}
+
+/* A one-shot op whose callback records the result and sets done. */
+struct oneshot {
+    io_op op;
+    int done;
+    int res;
+};
+
+static void oneshot_cb(io_op *op)
+{
+    struct oneshot *o = op->ctx;
+    o->res = op->res;
+    o->done = 1;
+}
+
+static struct oneshot *oneshot_init(struct oneshot *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->op.cb = oneshot_cb;
+    o->op.ctx = o;
+    return o;
+}
+
+TEST(create_and_time)
+{
+    io *r = new_ring();
+    CHECK(r);
+    uint64_t a = io_now_ns(r), b = io_now_ns(r);
+    CHECK(b >= a);
+    CHECK(io_wall_ms(r) > 1700000000000ll);
+    CHECK(io_random(r) != io_random(r));
+    CHECK(io_poll(r, 0) >= 0);
+    io_destroy(r);
+}
+
+TEST(odirect_file_ops)
+{
+    io *r = new_ring();
+    CHECK(r);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/odirect.dat", test_tmpdir());
+    struct oneshot o;
+    io_open(r, &oneshot_init(&o)->op, path, O_RDWR | O_CREAT | O_DIRECT, 0644);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK(o.res >= 0);
+    int fd = o.res;
+
+    io_fallocate(r, &oneshot_init(&o)->op, fd, 0, 0, 1 << 20);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, 0);
+    CHECK_EQ(io_fs_size(r, fd), 1 << 20);
+
+    uint8_t *wbuf = aligned_alloc(4096, 65536 + 4096);
+    uint8_t *rbuf = aligned_alloc(4096, 65536);
+    CHECK(wbuf && rbuf);
+    for (int i = 0; i < 65536 + 4096; i++) wbuf[i] = (uint8_t)(i * 7 + 3);
+    io_write(r, &oneshot_init(&o)->op, fd, wbuf, 65536, 8192);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, 65536);
+    io_fdatasync(r, &oneshot_init(&o)->op, fd);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, 0);
+    io_fsync(r, &oneshot_init(&o)->op, fd);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, 0);
+    memset(rbuf, 0, 65536);
+    io_read(r, &oneshot_init(&o)->op, fd, rbuf, 65536, 8192);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, 65536);
+    CHECK_MEM(rbuf, wbuf, 65536);
+
+    /* Misaligned buffer, length and offset: O_DIRECT refuses with -EINVAL. */
+    io_write(r, &oneshot_init(&o)->op, fd, wbuf + 1, 4096, 0);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, -EINVAL);
+    io_write(r, &oneshot_init(&o)->op, fd, wbuf, 4096, 100);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, -EINVAL);
+    io_write(r, &oneshot_init(&o)->op, fd, wbuf, 1000, 0);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, -EINVAL);
+
+    io_close(r, &oneshot_init(&o)->op, fd);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, 0);
+
+    /* Opening a missing file reports -ENOENT through the callback. */
+    snprintf(path, sizeof(path), "%s/missing/x", test_tmpdir());
+    io_open(r, &oneshot_init(&o)->op, path, O_RDONLY, 0);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, -ENOENT);
+    free(wbuf);
+    free(rbuf);
+    io_destroy(r);
+}
+
+TEST(fs_sync_calls_and_atomic_write)
+{
+    io *r = new_ring();
+    CHECK(r);
+    char dir[512], path[600], path2[600];
+    snprintf(dir, sizeof(dir), "%s/fsdir", test_tmpdir());
+    CHECK_EQ(io_fs_mkdir(r, dir, 0755), 0);
+    CHECK_EQ(io_fs_mkdir(r, dir, 0755), 0); /* exists: still 0 */
+    snprintf(path, sizeof(path), "%s/meta", dir);
+    CHECK_EQ(io_fs_exists(r, path), 0);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    CHECK_EQ(io_fs_read_all(r, path, 100, &data, &len), -ENOENT);
+
+    CHECK_EQ(io_fs_write_atomic(r, path, "hello", 5), 0);
+    CHECK_EQ(io_fs_exists(r, path), 1);
+    CHECK_EQ(io_fs_read_all(r, path, 100, &data, &len), 0);
+    CHECK_EQ(len, 5);
+    CHECK_MEM(data, "hello", 5);
+    free(data);
+    CHECK_EQ(io_fs_write_atomic(r, path, "second version", 14), 0);
+    CHECK_EQ(io_fs_read_all(r, path, 100, &data, &len), 0);
+    CHECK_EQ(len, 14);
+    CHECK_MEM(data, "second version", 14);
+    free(data);
+    CHECK_EQ(io_fs_read_all(r, path, 10, &data, &len), -EFBIG);
+    /* No temp file left behind. */
+    snprintf(path2, sizeof(path2), "%s/meta.tmp", dir);
+    CHECK_EQ(io_fs_exists(r, path2), 0);
+    /* A failing ritual (directory in the way of the temp file) leaves the old file. */
+    CHECK_EQ(io_fs_mkdir(r, path2, 0755), 0);
+    CHECK(io_fs_write_atomic(r, path, "third", 5) < 0);
+    CHECK_EQ(io_fs_read_all(r, path, 100, &data, &len), 0);
+    CHECK_EQ(len, 14);
+    free(data);
+    CHECK_EQ(io_fs_rmdir(r, path2), 0);
+
+    /* Sorted listing. */
+    const char *names[] = {"zeta", "alpha", "mid", "beta"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path2, sizeof(path2), "%s/%s", dir, names[i]);
+        int fd = io_fs_open(r, path2, O_CREAT | O_RDWR, 0644);
+        CHECK(fd >= 0);
+        CHECK_EQ(io_fs_pwrite(r, fd, "abc", 3, 10), 3);
+        CHECK_EQ(io_fs_size(r, fd), 13);
+        CHECK_EQ(io_fs_ftruncate(r, fd, 4), 0);
+        CHECK_EQ(io_fs_fallocate(r, fd, 0, 0, 8192), 0);
+        CHECK_EQ(io_fs_size(r, fd), 8192);
+        CHECK_EQ(io_fs_fdatasync(r, fd), 0);
+        CHECK_EQ(io_fs_close(r, fd), 0);
+    }
+    char **list = NULL;
+    int n = io_fs_list(r, dir, &list);
+    CHECK_EQ(n, 5);
+    const char *want[] = {"alpha", "beta", "meta", "mid", "zeta"};
+    for (int i = 0; i < 5; i++) CHECK(strcmp(list[i], want[i]) == 0);
+    io_fs_list_free(list, n);
+    snprintf(path2, sizeof(path2), "%s/alpha", dir);
+    CHECK_EQ(io_fs_rename(r, path2, path), 0);
+    CHECK_EQ(io_fs_unlink(r, path), 0);
+    CHECK_EQ(io_fs_unlink(r, path), -ENOENT);
+    CHECK_EQ(io_fs_fsync_dir(r, dir), 0);
+    CHECK(io_fs_rmdir(r, dir) < 0); /* not empty */
+    io_destroy(r);
+}
+
+TEST(timeout_and_cancel)
+{
+    io *r = new_ring();
+    CHECK(r);
+    struct oneshot a, b;
+    uint64_t t0 = io_now_ns(r);
+    io_timeout(r, &oneshot_init(&a)->op, t0 + 20000000ull);
+    io_timeout(r, &oneshot_init(&b)->op, t0 + 60000000000ull);
+    CHECK(poll_until(r, &a.done, 5000));
+    CHECK_EQ(a.res, -ETIME);
+    CHECK(io_now_ns(r) - t0 >= 20000000ull);
+    CHECK(!b.done);
+    io_cancel(r, &b.op);
+    CHECK(poll_until(r, &b.done, 5000));
+    CHECK_EQ(b.res, -ECANCELED);
+    /* io_poll with a deadline returns near it when nothing happens. */
+    uint64_t t1 = io_now_ns(r);
+    CHECK(io_poll(r, t1 + 30000000ull) >= 0);
+    CHECK(io_now_ns(r) - t1 >= 29000000ull);
+    io_destroy(r);
+}
+
+struct waker {
+    io *target;
+    int delay_ms;
+};
+
+static void *waker_main(void *arg)
+{
+    struct waker *w = arg;
+    usleep((useconds_t)w->delay_ms * 1000);
+    io_wakeup(w->target);
+    return NULL;
+}
+
+TEST(wakeup_from_other_thread)
+{
+    io *r = new_ring();
+    CHECK(r);
+    for (int i = 0; i < 3; i++) {
+        struct waker w = {r, 30};
+        pthread_t th;
+        uint64_t t0 = io_now_ns(r);
+        CHECK_EQ(pthread_create(&th, NULL, waker_main, &w), 0);
+        io_poll(r, UINT64_MAX); /* returns only because of the wakeup */
+        uint64_t dt = io_now_ns(r) - t0;
+        pthread_join(th, NULL);
+        CHECK(dt < 5000000000ull);
+    }
+    /* Many wakeups before a poll coalesce; the poll after them does not block. */
+    for (int i = 0; i < 100; i++) io_wakeup(r);
+    uint64_t t0 = io_now_ns(r);
+    io_poll(r, t0 + 2000000000ull);
+    CHECK(io_now_ns(r) - t0 < 1000000000ull);
+    io_destroy(r);
+}
+
+/* ---- TCP echo ---- */
+
+#define ECHO_CLIENTS 4
+#define ECHO_BUF     (64 * 1024)
+
+struct echo_srv_conn {
+    io *r;
+    io_op rop, sop;
+    int fd;
+    size_t have, sent;
+    int open;
+    uint8_t buf[ECHO_BUF];
+};
+
+struct echo_client {
+    io *r;
+    io_op cop, sop, rop;
+    int fd, id;
+    uint64_t total, spos, rpos, chunks;
+    uint64_t chunk_len, chunk_off; /* the chunk in sbuf being sent, and how much went */
+    uint64_t rng;
+    int failed, done;
+    uint8_t sbuf[ECHO_BUF], rbuf[ECHO_BUF];
+};
+
+static struct echo_srv_conn srv_conns[ECHO_CLIENTS * 2];
+static int srv_nconns, accept_more_seen, accept_final;
+
+static uint8_t pattern(int id, uint64_t i)
+{
+    return (uint8_t)((i * 131u) ^ (i >> 9) ^ (uint64_t)(id * 17));
+}
+
+static void srv_recv_cb(io_op *op);
+
+static void srv_send_cb(io_op *op)
+{
+    struct echo_srv_conn *c = op->ctx;
+    if (op->res <= 0) {
+        c->open = 0;
+        return;
+    }
+    c->sent += (size_t)op->res;
+    if (c->sent < c->have) io_send(c->r, &c->sop, c->fd, c->buf + c->sent, c->have - c->sent);
+    else io_recv(c->r, &c->rop, c->fd, c->buf, sizeof(c->buf));
+}
+
+static void srv_recv_cb(io_op *op)
+{
+    struct echo_srv_conn *c = op->ctx;
+    if (op->res <= 0) {
+        io_close_now(c->r, c->fd);
+        c->open = 0;
+        return;
+    }
+    c->have = (size_t)op->res;
+    c->sent = 0;
+    io_send(c->r, &c->sop, c->fd, c->buf, c->have);
+}
+
+static void srv_accept_cb(io_op *op)
+{
+    io *r = op->ctx;
+    if (op->flags & IO_F_MORE) accept_more_seen++;
+    else accept_final++;
+    if (op->res < 0) return;
+    if (srv_nconns >= (int)AL_ARRAY_SIZE(srv_conns)) {
+        io_close_now(r, op->res);
+        return;
+    }
+    struct echo_srv_conn *c = &srv_conns[srv_nconns++];
+    c->r = r;
+    c->fd = op->res;
+    c->open = 1;
+    c->rop = (io_op){.cb = srv_recv_cb, .ctx = c};
+    c->sop = (io_op){.cb = srv_send_cb, .ctx = c};
+    io_recv(r, &c->rop, c->fd, c->buf, sizeof(c->buf));
+}
+
+static void cli_send_next(struct echo_client *c)
+{
+    if (c->spos >= c->total) return;
+    /* Random chunk sizes from 1 byte to the whole buffer: many small and large messages. */
+    c->rng = c->rng * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t n = 1 + (c->rng >> 33) % ECHO_BUF;
+    if ((c->rng >> 20) % 4 == 0) n = 1 + (c->rng >> 40) % 200;
+    if (n > c->total - c->spos) n = c->total - c->spos;
+    for (uint64_t i = 0; i < n; i++) c->sbuf[i] = pattern(c->id, c->spos + i);
+    c->chunk_len = n;
+    c->chunk_off = 0;
+    c->chunks++;
+    io_send(c->r, &c->sop, c->fd, c->sbuf, n);
+}
+
+static void cli_send_cb(io_op *op)
+{
+    struct echo_client *c = op->ctx;
+    if (op->res <= 0) {
+        c->failed = 1;
+        return;
+    }
+    uint64_t sent = (uint64_t)op->res;
+    c->spos += sent;
+    c->chunk_off += sent;
+    if (c->chunk_off < c->chunk_len) { /* partial send: the rest */
+        io_send(c->r, &c->sop, c->fd, c->sbuf + c->chunk_off, c->chunk_len - c->chunk_off);
+        return;
+    }
+    cli_send_next(c);
+}
+
+static void cli_recv_cb(io_op *op)
+{
+    struct echo_client *c = op->ctx;
+    if (op->res <= 0) {
+        c->failed = 1;
+        return;
+    }
+    for (int i = 0; i < op->res; i++)
+        if (c->rbuf[i] != pattern(c->id, c->rpos + (uint64_t)i)) {
+            c->failed = 2;
+            return;
+        }
+    c->rpos += (uint64_t)op->res;
+    if (c->rpos >= c->total) {
+        c->done = 1;
+        return;
+    }
+    io_recv(c->r, &c->rop, c->fd, c->rbuf, sizeof(c->rbuf));
+}
+
+static void cli_connect_cb(io_op *op)
+{
+    struct echo_client *c = op->ctx;
+    if (op->res < 0) {
+        c->failed = 3;
+        return;
+    }
+    c->fd = op->res;
+    io_recv(c->r, &c->rop, c->fd, c->rbuf, sizeof(c->rbuf));
+    cli_send_next(c);
+}
+
+TEST(tcp_echo_multishot_accept)
+{
+    io *r = new_ring();
+    CHECK(r);
+    int lfd = io_listen(r, "127.0.0.1", 0, false, 64);
+    CHECK(lfd >= 0);
+    int port = io_local_port(r, lfd);
+    CHECK(port > 0);
+    srv_nconns = accept_more_seen = accept_final = 0;
+    io_op aop = {.cb = srv_accept_cb, .ctx = r};
+    io_accept(r, &aop, lfd);
+
+    static struct echo_client cl[ECHO_CLIENTS];
+    uint64_t seed = test_seed();
+    for (int i = 0; i < ECHO_CLIENTS; i++) {
+        struct echo_client *c = &cl[i];
+        memset(c, 0, sizeof(*c));
+        c->r = r;
+        c->id = i;
+        c->fd = -1;
+        c->total = 8u << 20; /* 8 MiB each way per client */
+        c->rng = seed + (uint64_t)i;
+        c->cop = (io_op){.cb = cli_connect_cb, .ctx = c};
+        c->sop = (io_op){.cb = cli_send_cb, .ctx = c};
+        c->rop = (io_op){.cb = cli_recv_cb, .ctx = c};
+        io_connect(r, &c->cop, "127.0.0.1", (uint16_t)port);
+    }
+    uint64_t t0 = mono_ns(), end = t0 + 30000000000ull;
+    int all = 0;
+    while (!all && mono_ns() < end) {
+        CHECK(io_poll(r, mono_ns() + 10000000ull) >= 0);
+        all = 1;
+        for (int i = 0; i < ECHO_CLIENTS; i++) {
+            CHECK_EQ(cl[i].failed, 0);
+            if (!cl[i].done) all = 0;
+        }
+    }
+    double dt = (double)(mono_ns() - t0) / 1e9;
+    CHECK(all);
+    CHECK_EQ(srv_nconns, ECHO_CLIENTS);
+    CHECK(accept_more_seen >= ECHO_CLIENTS); /* the accept stayed armed */
+    uint64_t bytes = 0, chunks = 0;
+    for (int i = 0; i < ECHO_CLIENTS; i++) bytes += cl[i].total, chunks += cl[i].chunks;
+    printf("    tcp echo: %d clients, %" PRIu64 " messages, %.1f MiB echoed in %.2fs: "
+           "%.0f MiB/s, %.0f msgs/s\n",
+           ECHO_CLIENTS, chunks, (double)bytes / 1048576.0, dt, (double)bytes / 1048576.0 / dt,
+           (double)chunks / dt);
+
+    /* Close the clients: the server sees EOF. Cancel the accept: final callback. */
+    for (int i = 0; i < ECHO_CLIENTS; i++) io_close_now(r, cl[i].fd);
+    io_cancel(r, &aop);
+    volatile int fin = 0;
+    for (int k = 0; k < 500 && !fin; k++) {
+        io_poll(r, mono_ns() + 10000000ull);
+        fin = accept_final > 0;
+        for (int i = 0; i < srv_nconns; i++)
+            if (srv_conns[i].open) fin = 0;
+    }
+    CHECK(fin);
+    io_close_now(r, lfd);
+    io_destroy(r);
+}
+
+TEST(connect_refused)
+{
+    io *r = new_ring();
+    CHECK(r);
+    /* Find a free port by binding and closing. */
+    int lfd = io_listen(r, "127.0.0.1", 0, false, 1);
+    CHECK(lfd >= 0);
+    int port = io_local_port(r, lfd);
+    io_close_now(r, lfd);
+    struct oneshot o;
+    io_connect(r, &oneshot_init(&o)->op, "127.0.0.1", (uint16_t)port);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, -ECONNREFUSED);
+    io_connect(r, &oneshot_init(&o)->op, "not-an-address", 1);
+    CHECK(poll_until(r, &o.done, 5000));
+    CHECK_EQ(o.res, -EINVAL);
+    io_destroy(r);
+}
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv);
+}
