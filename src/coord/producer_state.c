@@ -1,0 +1,276 @@
+/* producer_state.c — producer ids, InitProducerId and per-partition idempotence state
+ * (contracts in producer_state.h). */
+#include "coord/producer_state.h"
+
+#include <stdlib.h>
+
+#include "kafka/errors.h"
+
+#define PRODUCER_EPOCH_EXHAUSTED 32766 /* Short.MaxValue - 1: bumping further needs a new id */
+
+struct issued_id {
+    struct coord_hnode node;
+    int64_t id;
+    int16_t epoch;
+    int64_t last_used_ms;
+};
+
+void producer_ids_init(struct producer_ids *p, int64_t persisted_block_end, int64_t block_size,
+                       int64_t expiration_ms)
+{
+    AL_ASSERT(block_size > 0 && persisted_block_end >= 0);
+    memset(p, 0, sizeof(*p));
+    p->next_id = persisted_block_end;
+    p->block_end = persisted_block_end;
+    p->block_size = block_size;
+    p->expiration_ms = expiration_ms;
+}
+
+void producer_ids_destroy(struct producer_ids *p)
+{
+    size_t b;
+    struct coord_hnode *n = coord_hmap_first(&p->issued, &b);
+    while (n) {
+        struct coord_hnode *next = coord_hmap_next(&p->issued, n, &b);
+        free(AL_CONTAINER_OF(n, struct issued_id, node));
+        n = next;
+    }
+    coord_hmap_free(&p->issued);
+}
+
+int producer_ids_alloc(struct producer_ids *p, int64_t *id)
+{
+    AL_ASSERT(p->next_id <= p->block_end);
+    if (p->next_id == p->block_end) return AL_EFULL;
+    *id = p->next_id++;
+    return 0;
+}
+
+int64_t producer_ids_reservation(const struct producer_ids *p)
+{
+    AL_ASSERT(p->block_end <= INT64_MAX - p->block_size);
+    return p->block_end + p->block_size;
+}
+
+int producer_ids_reserved(struct producer_ids *p, int64_t block_end)
+{
+    if (block_end <= p->block_end) return AL_EINVAL;
+    p->block_end = block_end;
+    return 0;
+}
+
+static struct issued_id *issued_find(const struct producer_ids *p, int64_t id)
+{
+    uint64_t h = coord_hash_u64((uint64_t)id);
+    for (struct coord_hnode *n = coord_hmap_bucket(&p->issued, h); n; n = n->next) {
+        struct issued_id *e = AL_CONTAINER_OF(n, struct issued_id, node);
+        if (n->hash == h && e->id == id) return e;
+    }
+    return NULL;
+}
+
+/* Allocates a new id and remembers it with epoch 0. */
+static int issue_new(struct producer_ids *p, int64_t now_ms, int64_t *out_id, int16_t *out_epoch)
+{
+    struct issued_id *e = calloc(1, sizeof(*e));
+    if (!e) return -ENOMEM;
+    int64_t id;
+    int rc = producer_ids_alloc(p, &id);
+    if (rc < 0) goto err;
+    e->id = id;
+    e->epoch = 0;
+    e->last_used_ms = now_ms;
+    rc = coord_hmap_insert(&p->issued, &e->node, coord_hash_u64((uint64_t)id));
+    if (rc < 0) goto err; /* the id is burnt, which is harmless: ids only need to be unique */
+    *out_id = id;
+    *out_epoch = 0;
+    return 0;
+err:
+    free(e);
+    return rc;
+}
+
+int producer_ids_init_producer(struct producer_ids *p, int64_t cur_id, int16_t cur_epoch,
+                               int64_t now_ms, int64_t *out_id, int16_t *out_epoch,
+                               int16_t *kafka_err)
+{
+    *kafka_err = KAFKA_ERR_NONE;
+    *out_id = PRODUCER_NO_ID;
+    *out_epoch = PRODUCER_NO_EPOCH;
+    if ((cur_id == PRODUCER_NO_ID) != (cur_epoch == PRODUCER_NO_EPOCH)) {
+        *kafka_err = KAFKA_ERR_INVALID_REQUEST;
+        return 0;
+    }
+    if (cur_id == PRODUCER_NO_ID) return issue_new(p, now_ms, out_id, out_epoch);
+    struct issued_id *e = issued_find(p, cur_id);
+    if (!e) return issue_new(p, now_ms, out_id, out_epoch);
+    if (e->epoch != cur_epoch) {
+        *kafka_err = KAFKA_ERR_INVALID_PRODUCER_EPOCH;
+        return 0;
+    }
+    if (e->epoch >= PRODUCER_EPOCH_EXHAUSTED) {
+        int rc = issue_new(p, now_ms, out_id, out_epoch);
+        if (rc < 0) return rc;
+        coord_hmap_remove(&p->issued, &e->node);
+        free(e);
+        return 0;
+    }
+    e->epoch++;
+    e->last_used_ms = now_ms;
+    *out_id = e->id;
+    *out_epoch = e->epoch;
+    return 0;
+}
+
+int producer_ids_tick(struct producer_ids *p, int64_t now_ms)
+{
+    int removed = 0;
+    size_t b;
+    struct coord_hnode *n = coord_hmap_first(&p->issued, &b);
+    while (n) {
+        struct coord_hnode *next = coord_hmap_next(&p->issued, n, &b);
+        struct issued_id *e = AL_CONTAINER_OF(n, struct issued_id, node);
+        if (now_ms - e->last_used_ms >= p->expiration_ms) {
+            coord_hmap_remove(&p->issued, n);
+            free(e);
+            removed++;
+        }
+        n = next;
+    }
+    return removed;
+}
+
+/* ---- per-partition state ---- */
+
+void producer_state_init(struct producer_state *s, int64_t expiration_ms)
+{
+    memset(s, 0, sizeof(*s));
+    s->expiration_ms = expiration_ms;
+}
+
+void producer_state_clear(struct producer_state *s)
+{
+    size_t b;
+    struct coord_hnode *n = coord_hmap_first(&s->producers, &b);
+    while (n) {
+        struct coord_hnode *next = coord_hmap_next(&s->producers, n, &b);
+        coord_hmap_remove(&s->producers, n);
+        free(AL_CONTAINER_OF(n, struct producer_entry, node));
+        n = next;
+    }
+}
+
+void producer_state_destroy(struct producer_state *s)
+{
+    producer_state_clear(s);
+    coord_hmap_free(&s->producers);
+}
+
+int32_t producer_seq_add(int32_t seq, int32_t n)
+{
+    AL_ASSERT(seq >= 0 && n >= 0);
+    if (seq > INT32_MAX - n) return n - (INT32_MAX - seq) - 1;
+    return seq + n;
+}
+
+const struct producer_entry *producer_state_find(const struct producer_state *s, int64_t pid)
+{
+    uint64_t h = coord_hash_u64((uint64_t)pid);
+    for (struct coord_hnode *n = coord_hmap_bucket(&s->producers, h); n; n = n->next) {
+        struct producer_entry *e = AL_CONTAINER_OF(n, struct producer_entry, node);
+        if (n->hash == h && e->producer_id == pid) return e;
+    }
+    return NULL;
+}
+
+static bool seq_follows(int32_t last_seq, int32_t next_seq)
+{
+    return (int64_t)next_seq == (int64_t)last_seq + 1 || (next_seq == 0 && last_seq == INT32_MAX);
+}
+
+int producer_state_check(const struct producer_state *s, const struct producer_batch *b,
+                         int64_t *dup_base_offset, int32_t *dup_last_delta)
+{
+    if (b->producer_id < 0) return PRODUCER_OK;
+    if (b->record_count < 1 || b->base_seq < 0 || b->epoch < 0)
+        return -KAFKA_ERR_INVALID_RECORD;
+    int32_t last_seq = producer_seq_add(b->base_seq, b->record_count - 1);
+    const struct producer_entry *e = producer_state_find(s, b->producer_id);
+    if (!e || e->epoch == PRODUCER_NO_EPOCH) {
+        if (s->strict_unknown && b->base_seq != 0) return -KAFKA_ERR_UNKNOWN_PRODUCER_ID;
+        return PRODUCER_OK;
+    }
+    /* duplicates first, as Kafka's analyzeAndValidateProducerState does */
+    if (b->epoch == e->epoch) {
+        for (int i = 0; i < e->nbatches; i++) {
+            const struct producer_batch_meta *m = &e->batches[i];
+            if (m->first_seq == b->base_seq && m->last_seq == last_seq) {
+                *dup_base_offset = m->base_offset;
+                if (dup_last_delta) *dup_last_delta = m->last_offset_delta;
+                return PRODUCER_DUPLICATE;
+            }
+        }
+    }
+    if (b->epoch < e->epoch) return -KAFKA_ERR_INVALID_PRODUCER_EPOCH;
+    if (b->epoch > e->epoch) {
+        if (b->base_seq != 0) return -KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+        return PRODUCER_OK;
+    }
+    if (e->nbatches == 0) return PRODUCER_OK; /* epoch known, batches gone: accept */
+    if (!seq_follows(e->batches[e->nbatches - 1].last_seq, b->base_seq))
+        return -KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    return PRODUCER_OK;
+}
+
+int producer_state_record(struct producer_state *s, const struct producer_batch *b,
+                          int64_t base_offset)
+{
+    if (b->producer_id < 0) return 0;
+    AL_ASSERT(b->record_count >= 1 && b->base_seq >= 0);
+    struct producer_entry *e = (struct producer_entry *)producer_state_find(s, b->producer_id);
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e) return -ENOMEM;
+        e->producer_id = b->producer_id;
+        e->epoch = PRODUCER_NO_EPOCH;
+        int rc = coord_hmap_insert(&s->producers, &e->node, coord_hash_u64((uint64_t)b->producer_id));
+        if (rc < 0) {
+            free(e);
+            return rc;
+        }
+    }
+    if (e->epoch != b->epoch) {
+        e->epoch = b->epoch;
+        e->nbatches = 0;
+    }
+    if (e->nbatches == PRODUCER_MAX_BATCHES) {
+        memmove(&e->batches[0], &e->batches[1], sizeof(e->batches[0]) * (PRODUCER_MAX_BATCHES - 1));
+        e->nbatches--;
+    }
+    struct producer_batch_meta *m = &e->batches[e->nbatches++];
+    m->first_seq = b->base_seq;
+    m->last_seq = producer_seq_add(b->base_seq, b->record_count - 1);
+    m->base_offset = base_offset;
+    m->last_offset_delta = b->record_count - 1;
+    m->timestamp = b->max_timestamp;
+    e->last_timestamp = b->max_timestamp;
+    return 0;
+}
+
+int producer_state_tick(struct producer_state *s, int64_t now_ms)
+{
+    int removed = 0;
+    size_t bk;
+    struct coord_hnode *n = coord_hmap_first(&s->producers, &bk);
+    while (n) {
+        struct coord_hnode *next = coord_hmap_next(&s->producers, n, &bk);
+        struct producer_entry *e = AL_CONTAINER_OF(n, struct producer_entry, node);
+        if (now_ms - e->last_timestamp >= s->expiration_ms) {
+            coord_hmap_remove(&s->producers, n);
+            free(e);
+            removed++;
+        }
+        n = next;
+    }
+    return removed;
+}

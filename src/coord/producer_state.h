@@ -1,0 +1,176 @@
+/*
+ * producer_state.h — idempotent-producer state, as pure logic (no I/O, no threads, time passed
+ * in): producer id allocation with persisted block reservations, InitProducerId for
+ * non-transactional producers (with the KIP-360 epoch bump), and per partition the state of each
+ * producer: its epoch and the metadata of its last five batches, used to answer a retried batch
+ * with its original offset (duplicate detection) and to refuse gaps in sequence numbers.
+ *
+ * Rules follow Apache Kafka 3.8 (ProducerStateManager / ProducerAppendInfo / UnifiedLog):
+ *  - a batch whose (epoch, first seq, last seq) equals one of the producer's last five batches is
+ *    a duplicate: answer it with that batch's base offset, do not append;
+ *  - an epoch older than the producer's current one -> INVALID_PRODUCER_EPOCH;
+ *  - a newer epoch must start at sequence 0 (unless the producer has no known epoch);
+ *  - within an epoch the first sequence must be last sequence + 1 (INT32_MAX wraps to 0), else
+ *    OUT_OF_ORDER_SEQUENCE_NUMBER;
+ *  - a producer the partition does not know (never seen, expired, or its batches deleted by
+ *    retention) is accepted at any sequence, as Kafka 3.8 does; `strict_unknown` makes a
+ *    non-zero first sequence from an unknown producer UNKNOWN_PRODUCER_ID instead.
+ * State is rebuilt after restart by replaying the batch headers of the log in offset order
+ * (producer_state_replay), which applies no checks, just like Kafka's log recovery.
+ *
+ * Threading: an object is used by one thread (the shard owning the partition / coordinator).
+ */
+#ifndef AL_COORD_PRODUCER_STATE_H
+#define AL_COORD_PRODUCER_STATE_H
+
+#include "base/base.h"
+#include "coord/hmap.h"
+
+#define PRODUCER_NO_ID       (-1LL)
+#define PRODUCER_NO_EPOCH    (-1)
+#define PRODUCER_NO_SEQUENCE (-1)
+#define PRODUCER_MAX_BATCHES 5 /* batches remembered per producer per partition */
+
+/* ---- producer id allocation (broker-wide, owned by the coordinator shard) ---- */
+
+struct producer_ids {
+    int64_t next_id;    /* next id to hand out */
+    int64_t block_end;  /* ids below this are durably reserved; next_id <= block_end */
+    int64_t block_size; /* how many ids one reservation covers */
+    /* epochs handed out, for the KIP-360 bump check: producer id -> latest epoch */
+    struct coord_hmap issued;
+    int64_t expiration_ms; /* forget an issued id after this long unused */
+};
+
+/*
+ * Starts the allocator from `persisted_block_end` (the value the caller persisted last time, or
+ * 0 on a fresh cluster). No ids are reserved yet: the first allocation asks for a reservation.
+ * Ids from before a restart are never reused because they all lie below the persisted end.
+ * block_size must be > 0. expiration_ms is producer.id.expiration.ms (Kafka default 86400000).
+ */
+void producer_ids_init(struct producer_ids *p, int64_t persisted_block_end, int64_t block_size,
+                       int64_t expiration_ms);
+void producer_ids_destroy(struct producer_ids *p);
+
+/*
+ * Allocates the next producer id into *id. Returns 0, or AL_EFULL when the reserved block is
+ * used up: the caller must then durably persist producer_ids_reservation(p) and call
+ * producer_ids_reserved(p, that value) before trying again. Never returns an id twice, also
+ * across restarts, provided the caller persists reservations before calling _reserved.
+ */
+int producer_ids_alloc(struct producer_ids *p, int64_t *id);
+
+/* The block end the caller must persist for the next reservation. */
+int64_t producer_ids_reservation(const struct producer_ids *p);
+
+/* Records that `block_end` (from producer_ids_reservation) is durable; ids below it may be
+ * handed out. Returns 0 or AL_EINVAL if it does not extend the reservation. */
+int producer_ids_reserved(struct producer_ids *p, int64_t block_end);
+
+/*
+ * InitProducerId for a producer without transactional.id. `cur_id`/`cur_epoch` are the request's
+ * ProducerId/ProducerEpoch (-1/-1 for a new producer). Rules:
+ *  - (-1, -1): a new id with epoch 0;
+ *  - an id this allocator issued and still remembers, with the epoch it last issued: the same id
+ *    with epoch + 1 (KIP-360), or a new id with epoch 0 when the epoch would exceed 32766;
+ *  - a remembered id with a different epoch: KAFKA_ERR_INVALID_PRODUCER_EPOCH (returned in
+ *    *kafka_err, 0 otherwise);
+ *  - an id this allocator does not remember (e.g. after a restart or expiry): a new id, epoch 0,
+ *    as Kafka does for non-transactional producers;
+ *  - only one of the two being -1: KAFKA_ERR_INVALID_REQUEST.
+ * Returns 0 (check *kafka_err), or AL_EFULL (reserve a block first, as for _alloc), or -ENOMEM.
+ */
+int producer_ids_init_producer(struct producer_ids *p, int64_t cur_id, int16_t cur_epoch,
+                               int64_t now_ms, int64_t *out_id, int16_t *out_epoch,
+                               int16_t *kafka_err);
+
+/* Forgets issued ids unused for expiration_ms. Returns how many were forgotten. */
+int producer_ids_tick(struct producer_ids *p, int64_t now_ms);
+
+/* ---- per-partition producer state ---- */
+
+struct producer_batch_meta {
+    int32_t first_seq;
+    int32_t last_seq;
+    int64_t base_offset; /* offset of the batch's first record */
+    int32_t last_offset_delta;
+    int64_t timestamp; /* the batch's max timestamp */
+};
+
+struct producer_entry {
+    struct coord_hnode node;
+    int64_t producer_id;
+    int16_t epoch;
+    uint8_t nbatches; /* 0..PRODUCER_MAX_BATCHES, oldest first in batches[] */
+    struct producer_batch_meta batches[PRODUCER_MAX_BATCHES];
+    int64_t last_timestamp; /* max timestamp of the last batch, for expiry */
+};
+
+struct producer_state {
+    struct coord_hmap producers; /* producer id -> producer_entry */
+    int64_t expiration_ms;       /* producer.id.expiration.ms */
+    bool strict_unknown;         /* see the file comment */
+};
+
+/* A batch header as read from a produce request or from the log. */
+struct producer_batch {
+    int64_t producer_id; /* -1: not idempotent, nothing to check */
+    int16_t epoch;
+    int32_t base_seq;
+    int32_t record_count; /* >= 1 */
+    int64_t max_timestamp;
+};
+
+enum producer_verdict {
+    PRODUCER_OK = 0,  /* append it, then call producer_state_record */
+    PRODUCER_DUPLICATE /* do not append; answer with *dup_base_offset */
+};
+
+void producer_state_init(struct producer_state *s, int64_t expiration_ms);
+void producer_state_destroy(struct producer_state *s);
+
+/* The last sequence of a batch: base_seq + count - 1, wrapping past INT32_MAX to 0. */
+int32_t producer_seq_add(int32_t seq, int32_t n);
+
+/*
+ * Checks a batch from a client before it is appended. Returns PRODUCER_OK, PRODUCER_DUPLICATE
+ * (with the original batch's base offset in *dup_base_offset, and its last offset delta in
+ * *dup_last_delta if not NULL), or a negative Kafka error code:
+ * -KAFKA_ERR_INVALID_PRODUCER_EPOCH, -KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+ * -KAFKA_ERR_UNKNOWN_PRODUCER_ID (strict mode only), -KAFKA_ERR_INVALID_RECORD (count < 1 or
+ * base seq < 0). Does not change state. Batches with producer_id -1 are always OK.
+ */
+int producer_state_check(const struct producer_state *s, const struct producer_batch *b,
+                         int64_t *dup_base_offset, int32_t *dup_last_delta);
+
+/*
+ * Records a batch that was appended at `base_offset` (after a PRODUCER_OK check, or when
+ * replaying the log). Returns 0 or -ENOMEM. A newer epoch clears the remembered batches.
+ */
+int producer_state_record(struct producer_state *s, const struct producer_batch *b,
+                          int64_t base_offset);
+
+/* Replay of one batch header from the log during recovery: the same as _record (no checks). */
+static inline int producer_state_replay(struct producer_state *s, const struct producer_batch *b,
+                                        int64_t base_offset)
+{
+    return producer_state_record(s, b, base_offset);
+}
+
+/* Removes producers whose last batch timestamp is expiration_ms or more before now_ms.
+ * Returns how many were removed. */
+int producer_state_tick(struct producer_state *s, int64_t now_ms);
+
+/* Removes every producer entry (e.g. after the partition's log was truncated to empty). */
+void producer_state_clear(struct producer_state *s);
+
+/* Looks up a producer's entry, or NULL. The pointer is valid until the next mutation. */
+const struct producer_entry *producer_state_find(const struct producer_state *s, int64_t pid);
+
+/* Number of producers tracked. */
+static inline size_t producer_state_count(const struct producer_state *s)
+{
+    return s->producers.count;
+}
+
+#endif
