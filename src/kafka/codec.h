@@ -1,0 +1,244 @@
+/*
+ * codec.h — the hand-written runtime under the generated Kafka codec (src/kafka/gen/): the value
+ * types (kafka_str, kafka_bytes, kafka_uuid), the decode arena, and the primitive wire helpers
+ * (classic and compact strings, bytes, array counts) that the generated code calls.
+ *
+ * Include "kafka_codec.h" (generated) to get everything; this header is what it builds on.
+ *
+ * Zero copy: decoded strings and bytes point into the input buffer, so the caller keeps the
+ * input alive while it uses a decoded message. Decoded arrays live in a kafka_arena.
+ * Thread: none of this has shared state; an arena belongs to one thread at a time.
+ */
+#ifndef AL_KAFKA_CODEC_H
+#define AL_KAFKA_CODEC_H
+
+#include "base/cursor.h"
+
+typedef struct kafka_str {
+    const char *ptr;
+    int32_t len; /* -1 = null */
+} kafka_str;
+
+typedef struct kafka_bytes { /* also the type of `records` fields */
+    const uint8_t *ptr;
+    int32_t len; /* -1 = null */
+} kafka_bytes;
+
+typedef struct kafka_uuid {
+    uint8_t b[16];
+} kafka_uuid;
+
+/* Longest string Kafka accepts (int16 length). */
+#define KAFKA_STR_MAX 0x7fff
+
+/*
+ * Arena: a bump allocator over a list of malloc'd blocks with a hard limit on the bytes it
+ * hands out. Blocks are kept across kafka_arena_reset, so a connection that decodes one request
+ * after another stops calling malloc once its arena has grown to its working size.
+ */
+struct kafka_arena_block;
+typedef struct kafka_arena {
+    struct kafka_arena_block *head; /* first block (kept on reset) */
+    struct kafka_arena_block *cur;  /* block being filled */
+    size_t used;                    /* bytes handed out since init/reset (with alignment) */
+    size_t limit;                   /* hard limit on `used` */
+} kafka_arena;
+
+/* Sets up an empty arena that will hand out at most `limit` bytes. Allocates nothing. */
+void kafka_arena_init(kafka_arena *a, size_t limit);
+/* Returns n bytes aligned to 16 (n == 0 gives a valid non-NULL pointer), or NULL when the
+ * limit would be passed or malloc fails. Memory is uninitialised. */
+void *kafka_arena_alloc(kafka_arena *a, size_t n);
+/* Forgets every allocation but keeps the blocks for reuse. */
+void kafka_arena_reset(kafka_arena *a);
+/* Frees every block; the arena may be init'ed again. */
+void kafka_arena_free(kafka_arena *a);
+
+/* --- comparisons (used by the generated *_equal functions) --- */
+
+static inline bool kafka_str_equal(kafka_str a, kafka_str b)
+{
+    if (a.len != b.len) return false;
+    return a.len <= 0 || memcmp(a.ptr, b.ptr, (size_t)a.len) == 0;
+}
+
+static inline bool kafka_bytes_equal(kafka_bytes a, kafka_bytes b)
+{
+    if (a.len != b.len) return false;
+    return a.len <= 0 || memcmp(a.ptr, b.ptr, (size_t)a.len) == 0;
+}
+
+static inline bool kafka_uuid_equal(const kafka_uuid *a, const kafka_uuid *b)
+{
+    return memcmp(a->b, b->b, 16) == 0;
+}
+
+static inline bool kafka_f64_equal(double a, double b)
+{
+    return memcmp(&a, &b, sizeof(a)) == 0; /* bitwise: NaN == NaN, -0 != +0 */
+}
+
+/* A kafka_str for a NUL-terminated C string (NULL gives the null string). */
+static inline kafka_str kafka_str_from(const char *s)
+{
+    kafka_str r = {s, s ? (int32_t)strlen(s) : -1};
+    return r;
+}
+
+/* --- readers: return 0 or a negative AL_E* (and leave rd failed) --- */
+
+/* A string: int16 length (classic) or uvarint length+1 (compact); null only if `nullable`. */
+static inline int kafka_rd_string(al_rd *rd, bool compact, bool nullable, kafka_str *out)
+{
+    int64_t len = compact ? (int64_t)al_rd_uvarint(rd) - 1 : (int64_t)al_rd_i16(rd);
+    if (rd->err) return rd->err;
+    if (len < 0) {
+        if (len == -1 && nullable) {
+            out->ptr = NULL;
+            out->len = -1;
+            return 0;
+        }
+        al_rd_fail(rd, AL_EMALFORMED);
+        return AL_EMALFORMED;
+    }
+    if (len > KAFKA_STR_MAX) {
+        al_rd_fail(rd, AL_EMALFORMED);
+        return AL_EMALFORMED;
+    }
+    const uint8_t *p = al_rd_bytes(rd, (size_t)len);
+    if (!p) return rd->err;
+    out->ptr = (const char *)p;
+    out->len = (int32_t)len;
+    return 0;
+}
+
+/* Bytes or records: int32 length (classic) or uvarint length+1 (compact). */
+static inline int kafka_rd_bytes(al_rd *rd, bool compact, bool nullable, kafka_bytes *out)
+{
+    int64_t len = compact ? (int64_t)al_rd_uvarint(rd) - 1 : (int64_t)al_rd_i32(rd);
+    if (rd->err) return rd->err;
+    if (len < 0) {
+        if (len == -1 && nullable) {
+            out->ptr = NULL;
+            out->len = -1;
+            return 0;
+        }
+        al_rd_fail(rd, AL_EMALFORMED);
+        return AL_EMALFORMED;
+    }
+    if (len > INT32_MAX) {
+        al_rd_fail(rd, AL_EMALFORMED);
+        return AL_EMALFORMED;
+    }
+    const uint8_t *p = al_rd_bytes(rd, (size_t)len);
+    if (!p) return rd->err;
+    out->ptr = p;
+    out->len = (int32_t)len;
+    return 0;
+}
+
+/* An array count (int32, or uvarint count+1). A count larger than the bytes left cannot be
+ * real (every element takes at least one byte), so it fails before anything is allocated. */
+static inline int kafka_rd_count(al_rd *rd, bool compact, bool nullable, int32_t *out)
+{
+    int64_t n = compact ? (int64_t)al_rd_uvarint(rd) - 1 : (int64_t)al_rd_i32(rd);
+    if (rd->err) return rd->err;
+    if (n < 0) {
+        if (n == -1 && nullable) {
+            *out = -1;
+            return 0;
+        }
+        al_rd_fail(rd, AL_EMALFORMED);
+        return AL_EMALFORMED;
+    }
+    if ((uint64_t)n > al_rd_left(rd) || n > INT32_MAX) {
+        al_rd_fail(rd, AL_ETRUNCATED);
+        return AL_ETRUNCATED;
+    }
+    *out = (int32_t)n;
+    return 0;
+}
+
+static inline void kafka_rd_uuid(al_rd *rd, kafka_uuid *out)
+{
+    const uint8_t *p = al_rd_bytes(rd, 16);
+    if (p) memcpy(out->b, p, 16);
+}
+
+/* --- writers: return 0 or AL_EINVAL (null where not nullable, negative length) or
+ *     AL_ETOOLARGE (string longer than KAFKA_STR_MAX); buffer overflow is left in wr->err --- */
+
+static inline int kafka_wr_string(al_wr *wr, bool compact, bool nullable, kafka_str s)
+{
+    if (s.len < -1 || (s.len == -1 && !nullable) || (s.len > 0 && !s.ptr)) return AL_EINVAL;
+    if (s.len > KAFKA_STR_MAX) return AL_ETOOLARGE;
+    if (compact) al_wr_uvarint(wr, (uint32_t)(s.len + 1));
+    else al_wr_i16(wr, (int16_t)s.len);
+    if (s.len > 0) al_wr_bytes(wr, s.ptr, (size_t)s.len);
+    return 0;
+}
+
+static inline int kafka_wr_bytes(al_wr *wr, bool compact, bool nullable, kafka_bytes b)
+{
+    if (b.len < -1 || (b.len == -1 && !nullable) || (b.len > 0 && !b.ptr)) return AL_EINVAL;
+    if (compact) al_wr_uvarint(wr, (uint32_t)b.len + 1u);
+    else al_wr_i32(wr, b.len);
+    if (b.len > 0) al_wr_bytes(wr, b.ptr, (size_t)b.len);
+    return 0;
+}
+
+/* Writes an array count; `items` is the array pointer, which must be set when n > 0. */
+static inline int kafka_wr_count(al_wr *wr, bool compact, bool nullable, int32_t n,
+                                  const void *items)
+{
+    if (n < -1 || (n == -1 && !nullable) || (n > 0 && !items)) return AL_EINVAL;
+    if (compact) al_wr_uvarint(wr, (uint32_t)n + 1u);
+    else al_wr_i32(wr, n);
+    return 0;
+}
+
+/* --- sizes: bytes the matching writer produces --- */
+
+static inline size_t kafka_string_size(bool compact, kafka_str s)
+{
+    size_t n = s.len > 0 ? (size_t)s.len : 0;
+    return n + (compact ? al_uvarint_size((uint32_t)(s.len + 1)) : 2);
+}
+
+static inline size_t kafka_bytes_size(bool compact, kafka_bytes b)
+{
+    size_t n = b.len > 0 ? (size_t)b.len : 0;
+    return n + (compact ? al_uvarint_size((uint32_t)b.len + 1u) : 4);
+}
+
+static inline size_t kafka_count_size(bool compact, int32_t n)
+{
+    return compact ? al_uvarint_size((uint32_t)n + 1u) : 4;
+}
+
+/*
+ * Test filler state: the generated kafka_M_fill_test functions (kafka_codec_fill.c) fill every
+ * field present in a version with pseudo-random non-default values from this state.
+ * `tagged`: also fill tagged fields (else they stay at their defaults, i.e. absent on the wire).
+ * `nulls`: sometimes make nullable fields null. Strings, bytes and arrays come from `arena`.
+ */
+typedef struct kafka_filler {
+    uint64_t rng;
+    kafka_arena *arena;
+    bool tagged;
+    bool nulls;
+    int max_count; /* array lengths are 0..max_count (1..max_count when > 0 is wanted) */
+} kafka_filler;
+
+uint64_t kafka_fill_u64(kafka_filler *f);
+/* Random string of 1..12 lowercase letters, or null (when nullable and f->nulls, 1 in 5). */
+void kafka_fill_str(kafka_filler *f, kafka_str *s, bool nullable);
+void kafka_fill_bytes(kafka_filler *f, kafka_bytes *b, bool nullable);
+void kafka_fill_uuid(kafka_filler *f, kafka_uuid *u);
+/* An array count: -1 (1 in 5 when nullable and f->nulls), else 1..max_count. */
+int32_t kafka_fill_count(kafka_filler *f, bool nullable);
+/* Arena memory for `n` elements of `size` bytes, zeroed; aborts if the arena is exhausted
+ * (test code only: the caller sizes the arena). */
+void *kafka_fill_alloc(kafka_filler *f, int32_t n, size_t size);
+
+#endif
