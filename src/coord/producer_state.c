@@ -233,7 +233,8 @@ int producer_state_record(struct producer_state *s, const struct producer_batch 
         if (!e) return -ENOMEM;
         e->producer_id = b->producer_id;
         e->epoch = PRODUCER_NO_EPOCH;
-        int rc = coord_hmap_insert(&s->producers, &e->node, coord_hash_u64((uint64_t)b->producer_id));
+        uint64_t h = coord_hash_u64((uint64_t)b->producer_id);
+        int rc = coord_hmap_insert(&s->producers, &e->node, h);
         if (rc < 0) {
             free(e);
             return rc;

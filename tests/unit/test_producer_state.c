@@ -277,7 +277,8 @@ TEST(replay_of_log_equals_live_state)
     }
     struct producer_state rebuilt;
     producer_state_init(&rebuilt, INT64_MAX / 2);
-    for (int i = 0; i < nlog; i++) CHECK_EQ(producer_state_replay(&rebuilt, &log[i], log_off[i]), 0);
+    for (int i = 0; i < nlog; i++)
+        CHECK_EQ(producer_state_replay(&rebuilt, &log[i], log_off[i]), 0);
     CHECK_EQ(producer_state_count(&rebuilt), producer_state_count(&live));
     for (int p = 0; p < NPROD; p++) {
         const struct producer_entry *a = producer_state_find(&live, 1000 + p);
