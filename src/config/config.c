@@ -31,10 +31,10 @@ const struct config_key config_keys[] = {
      NULL, "Directory for logs and metadata; created at start if missing."},
     {"kafka_addr", CONFIG_ADDR, OFF(kafka_addr), 0, "0.0.0.0:9092", 0, 0, NULL,
      "Kafka API listen address HOST:PORT (every shard listens on it with SO_REUSEPORT). "
-     "--dev uses 127.0.0.1:9092."},
+     "Port 0 picks a free port (the ready log line shows it). --dev uses 127.0.0.1:9092."},
     {"advertised_kafka_addr", CONFIG_ADDR, OFF(advertised_kafka_addr), 0, "", 0, 0, NULL,
      "Address given to clients in Metadata. Empty: kafka_addr, with 0.0.0.0 replaced by "
-     "127.0.0.1 (set it when clients connect from other hosts)."},
+     "127.0.0.1 (set it when clients connect from other hosts). Port 0: the bound port."},
     {"admin_addr", CONFIG_ADDR, OFF(admin_addr), 0, "0.0.0.0:9644", 0, 0, NULL,
      "Admin HTTP API listen address (reserved: not served yet)."},
     {"smp", CONFIG_INT, OFF(smp), 0, "0", 0, 256, NULL,
@@ -191,7 +191,7 @@ static int parse_addr(const char *s, struct config_addr *out)
     for (size_t i = 0; i < hlen; i++)
         if (isspace((unsigned char)host[i]) || host[i] == '/') return AL_EINVAL;
     int64_t port;
-    if (parse_i64(colon + 1, &port) || port < 1 || port > 65535) return AL_EINVAL;
+    if (parse_i64(colon + 1, &port) || port < 0 || port > 65535) return AL_EINVAL;
     memcpy(a.host, host, hlen);
     a.host[hlen] = 0;
     a.port = (uint16_t)port;
@@ -219,7 +219,9 @@ static void describe_accepted(const struct config_key *k, char *buf, size_t len)
             n += (size_t)snprintf(buf + n, len - n, "%s %s", i ? "," : "", k->allowed[i]);
         break;
     }
-    case CONFIG_ADDR: snprintf(buf, len, "HOST:PORT with PORT in [1, 65535]"); break;
+    case CONFIG_ADDR:
+        snprintf(buf, len, "HOST:PORT with PORT in [0, 65535] (0: any free port)");
+        break;
     }
 }
 
@@ -469,7 +471,8 @@ int config_finalize(al_config *c, char *err, size_t errlen)
                 c->kafka_conn_max_inflight_bytes, c->kafka_shard_max_inflight_bytes);
         return AL_EINVAL;
     }
-    if (c->admin_addr.port == c->kafka_addr.port && !strcmp(c->admin_addr.host, c->kafka_addr.host)) {
+    if (c->admin_addr.port && c->admin_addr.port == c->kafka_addr.port &&
+        !strcmp(c->admin_addr.host, c->kafka_addr.host)) {
         set_err(err, errlen, "admin_addr and kafka_addr must differ (both %s:%u)",
                 c->kafka_addr.host, c->kafka_addr.port);
         return AL_EINVAL;

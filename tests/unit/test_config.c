@@ -63,7 +63,9 @@ TEST(set_parses_and_rejects)
     CHECK_EQ(cfg.kafka_addr.port, 19092);
     CHECK_EQ(config_set(&cfg, "kafka_addr", "[::1]:9093", CONFIG_SRC_FLAG, err, 512), 0);
     CHECK(!strcmp(cfg.kafka_addr.host, "::1"));
-    CHECK_EQ(config_set(&cfg, "kafka_addr", "host:0", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "kafka_addr", "host:0", CONFIG_SRC_FLAG, err, 512), 0);
+    CHECK_EQ(config_set(&cfg, "kafka_addr", "host:65536", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
+    CHECK_EQ(config_set(&cfg, "kafka_addr", "host:-1", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
     CHECK_EQ(config_set(&cfg, "kafka_addr", "host", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
     CHECK_EQ(config_set(&cfg, "kafka_addr", "", CONFIG_SRC_FLAG, err, 512), AL_EINVAL);
     CHECK_EQ(config_set(&cfg, "no_such_key", "1", CONFIG_SRC_FLAG, err, 512), AL_ENOTFOUND);

@@ -1,0 +1,221 @@
+/*
+ * dispatch.c — the Kafka handler table, request dispatch (API/version checks, header and body
+ * decoding) and the request completion functions. See request.h.
+ */
+#include "kafka/handlers.h"
+#include "kafka/request.h"
+
+#include "base/log.h"
+
+#include <stdlib.h>
+
+/*
+ * The table. ApiVersions advertises exactly these ranges, so add an API here only with its
+ * handler implemented and tested for every version in its range (see CLIENTS.md §2 for what
+ * clients need; ApiVersions must keep min 0).
+ */
+const struct kafka_handler kafka_handlers[] = {
+    {KAFKA_API_METADATA, 0, 12, kafka_handle_metadata},
+    {KAFKA_API_API_VERSIONS, 0, 3, kafka_handle_api_versions},
+};
+const size_t kafka_handler_count = AL_ARRAY_SIZE(kafka_handlers);
+
+const struct kafka_handler *kafka_handler_find(int16_t api_key)
+{
+    for (size_t i = 0; i < kafka_handler_count; i++)
+        if (kafka_handlers[i].api_key == api_key) return &kafka_handlers[i];
+    return NULL;
+}
+
+int kafka_req_peek(const uint8_t *frame, size_t len, int16_t *api_key, int16_t *api_version,
+                   int32_t *correlation_id)
+{
+    al_rd rd = al_rd_make(frame, len);
+    int16_t k = al_rd_i16(&rd);
+    int16_t v = al_rd_i16(&rd);
+    int32_t c = al_rd_i32(&rd);
+    if (rd.err) return rd.err;
+    *api_key = k;
+    *api_version = v;
+    *correlation_id = c;
+    return 0;
+}
+
+kafka_req *kafka_req_new(uint8_t *frame, size_t frame_len)
+{
+    kafka_req *req = calloc(1, sizeof(*req));
+    if (!req) return NULL;
+    req->frame = frame;
+    req->frame_len = frame_len;
+    req->client_id.len = -1;
+    kafka_arena_init(&req->arena, frame_len * 4 + KAFKA_REQ_ARENA_EXTRA);
+    return req;
+}
+
+void kafka_req_free(kafka_req *req)
+{
+    if (!req) return;
+    kafka_arena_free(&req->arena);
+    free(req->frame);
+    free(req->resp);
+    free(req);
+}
+
+static void complete(kafka_req *req)
+{
+    AL_ASSERT(req->state != KAFKA_REQ_DONE); /* exactly once */
+    req->state = KAFKA_REQ_DONE;
+    if (req->on_done) req->on_done(req);
+}
+
+void kafka_req_fail(kafka_req *req, int err, const char *why)
+{
+    req->fail = err < 0 ? err : AL_EFAILED;
+    req->fail_reason = why;
+    free(req->resp);
+    req->resp = NULL;
+    req->resp_len = 0;
+    complete(req);
+}
+
+void kafka_req_respond_none(kafka_req *req)
+{
+    req->no_response = true;
+    complete(req);
+}
+
+/* Encodes resp at `version` (which may differ from the request's only for the ApiVersions
+ * fallback) with its response header. */
+static int encode_response(kafka_req *req, const void *resp, int16_t version)
+{
+    int16_t hv = kafka_response_header_version(req->api_key, version);
+    kafka_ResponseHeader h;
+    kafka_ResponseHeader_init(&h);
+    h.CorrelationId = req->correlation_id;
+    size_t hsize = kafka_ResponseHeader_size(hv, &h);
+    size_t bsize = kafka_response_size(req->api_key, version, resp);
+    if (hsize + bsize > INT32_MAX) return AL_ETOOLARGE;
+    size_t total = 4 + hsize + bsize;
+    uint8_t *buf = malloc(total);
+    if (!buf) return -ENOMEM;
+    al_wr wr = al_wr_make(buf, total);
+    al_wr_u32(&wr, (uint32_t)(hsize + bsize));
+    int rc = kafka_ResponseHeader_encode(&wr, hv, &h);
+    if (!rc) rc = kafka_response_encode(req->api_key, version, &wr, resp);
+    if (!rc && wr.err) rc = wr.err;
+    if (!rc && wr.p != buf + total) rc = AL_EMALFORMED; /* size() and encode() disagree */
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    free(req->resp);
+    req->resp = buf;
+    req->resp_len = total;
+    return 0;
+}
+
+static int respond_at(kafka_req *req, const void *resp, int16_t version)
+{
+    int rc = encode_response(req, resp, version);
+    if (rc) {
+        log_error("kafka", "cannot encode %s v%d response: %s",
+                  kafka_api_info(req->api_key) ? kafka_api_info(req->api_key)->name : "?",
+                  version, al_strerror(rc));
+        kafka_req_fail(req, rc, "response encoding failed");
+        return rc;
+    }
+    complete(req);
+    return 0;
+}
+
+int kafka_req_respond(kafka_req *req, const void *resp)
+{
+    return respond_at(req, resp, req->api_version);
+}
+
+int kafka_respond_api_versions_unsupported(kafka_req *req)
+{
+    const struct kafka_handler *h = kafka_handler_find(KAFKA_API_API_VERSIONS);
+    kafka_ApiVersionsResponse_ApiVersion key = {0};
+    key.ApiKey = KAFKA_API_API_VERSIONS;
+    key.MinVersion = h->min_version;
+    key.MaxVersion = h->max_version;
+    kafka_ApiVersionsResponse r;
+    kafka_ApiVersionsResponse_init(&r);
+    r.ErrorCode = KAFKA_ERR_UNSUPPORTED_VERSION;
+    r.ApiKeys_count = 1;
+    r.ApiKeys = &key;
+    return respond_at(req, &r, 0);
+}
+
+static void dispatch(kafka_req *req);
+
+void kafka_dispatch(kafka_req *req)
+{
+    AL_ASSERT(req->state == KAFKA_REQ_NEW);
+    req->state = KAFKA_REQ_RUNNING;
+    req->in_dispatch = true;
+    dispatch(req);
+    req->in_dispatch = false;
+}
+
+static void dispatch(kafka_req *req)
+{
+    int rc = kafka_req_peek(req->frame, req->frame_len, &req->api_key, &req->api_version,
+                            &req->correlation_id);
+    if (rc) {
+        kafka_req_fail(req, rc, "request shorter than its header");
+        return;
+    }
+    const struct kafka_handler *h = kafka_handler_find(req->api_key);
+    if (!h) {
+        kafka_req_fail(req, AL_EUNSUPPORTED, "unsupported API key");
+        return;
+    }
+    if (req->api_version < h->min_version || req->api_version > h->max_version) {
+        if (req->api_key == KAFKA_API_API_VERSIONS) {
+            /* KIP-511: any version is accepted; answer in v0 form, body not parsed. */
+            kafka_respond_api_versions_unsupported(req);
+            return;
+        }
+        kafka_req_fail(req, AL_EUNSUPPORTED, "unsupported API version");
+        return;
+    }
+    al_rd rd = al_rd_make(req->frame, req->frame_len);
+    int16_t hv = kafka_request_header_version(req->api_key, req->api_version);
+    kafka_RequestHeader hdr;
+    kafka_RequestHeader_init(&hdr);
+    rc = kafka_RequestHeader_decode(&rd, hv, &hdr, &req->arena);
+    if (rc || rd.err) {
+        kafka_req_fail(req, rc ? rc : rd.err, "malformed request header");
+        return;
+    }
+    req->client_id = hdr.ClientId;
+    req->body = rd.p;
+    req->body_len = al_rd_left(&rd);
+    req->msg = kafka_arena_alloc(&req->arena, kafka_request_struct_size(req->api_key));
+    if (!req->msg) {
+        kafka_req_fail(req, -ENOMEM, "out of memory decoding the request");
+        return;
+    }
+    rc = kafka_request_decode(req->api_key, req->api_version, &rd, req->msg, &req->arena);
+    if (rc || rd.err) {
+        kafka_req_fail(req, rc ? rc : rd.err, "malformed request body");
+        return;
+    }
+    if (al_rd_left(&rd))
+        log_debug("kafka", "%zu trailing bytes after %s v%d request (correlation id %d)",
+                  al_rd_left(&rd), kafka_api_info(req->api_key)->name, req->api_version,
+                  req->correlation_id);
+    rc = h->fn(req);
+    if (rc < 0) {
+        if (req->state != KAFKA_REQ_DONE) kafka_req_fail(req, rc, "handler failed");
+        return;
+    }
+    if (rc == KAFKA_DEFERRED) {
+        if (req->state == KAFKA_REQ_RUNNING) req->state = KAFKA_REQ_DEFERRED;
+        return;
+    }
+    /* KAFKA_DONE: the handler must have answered. */
+    AL_ASSERT(req->state == KAFKA_REQ_DONE);
+}

@@ -1,0 +1,146 @@
+/*
+ * request.h — one Kafka request as the dispatcher and the handlers see it, the handler table
+ * contract, and how a handler answers (now or later).
+ *
+ * Life of a request (the connection layer, src/net/, does the framing):
+ *   1. The connection cuts a frame, makes a kafka_req owning the frame bytes, fills the
+ *      connection fields (owner, on_done, seq, shard, broker) and calls kafka_dispatch().
+ *   2. kafka_dispatch() checks the API key and version against the handler table, parses the
+ *      header, decodes the body into req->msg (a kafka_<Api>Request in req->arena) and calls the
+ *      handler.
+ *   3. The handler answers with kafka_req_respond(req, &resp) (encodes the response at once),
+ *      kafka_req_respond_none(req) (acks=0 Produce: no bytes go out) or kafka_req_fail(req, err)
+ *      (the connection is closed, as Kafka does for malformed requests). It may do so before
+ *      returning, or return KAFKA_DEFERRED and do so later, ON THE SAME SHARD (forward work to
+ *      another shard, wait for an fsync, ...), exactly once.
+ *   4. The completion calls req->on_done(req); the connection puts the response in request order
+ *      (responses leave a connection in the order the requests arrived, whatever order the
+ *      handlers finish in) and frees the req after the bytes are sent.
+ * If the connection closes while a request is deferred, the request stays valid; its completion
+ * is then dropped and the req freed. So a deferred handler never needs to check the connection.
+ */
+#ifndef AL_KAFKA_REQUEST_H
+#define AL_KAFKA_REQUEST_H
+
+#include "base/base.h"
+#include "kafka/errors.h"
+#include "kafka_codec.h"
+
+struct al_config;
+
+/* Broker-wide, read-only state the handlers may read from any shard. */
+struct kafka_broker {
+    const struct al_config *cfg;
+    int32_t node_id;
+    const char *advertised_host; /* clients connect here (Metadata broker list) */
+    int32_t advertised_port;
+    const char *cluster_id;      /* Metadata v2+ ClusterId */
+};
+
+enum kafka_req_state {
+    KAFKA_REQ_NEW = 0,  /* made by the connection, not dispatched yet */
+    KAFKA_REQ_RUNNING,  /* inside kafka_dispatch / the handler */
+    KAFKA_REQ_DEFERRED, /* the handler returned KAFKA_DEFERRED and will complete it later */
+    KAFKA_REQ_DONE,     /* answered: resp/resp_len set, or no_response, or failed */
+};
+
+typedef struct kafka_req kafka_req;
+struct kafka_req {
+    /* ---- the request: read-only for handlers ---- */
+    int16_t api_key;
+    int16_t api_version;
+    int32_t correlation_id;
+    kafka_str client_id;        /* points into frame (null: len -1) */
+    const uint8_t *body;        /* request body after the header, inside frame */
+    size_t body_len;
+    void *msg;                  /* decoded kafka_<Api>Request (in arena); NULL before dispatch */
+    kafka_arena arena;          /* per-request decode arena; handlers may allocate from it */
+    const struct kafka_broker *broker;
+    int shard;                  /* the connection's shard: completions must happen there */
+    void *handler_state;        /* free for the handler (e.g. its own deferred context) */
+
+    /* ---- the answer: written by kafka_req_respond, _none and _fail ---- */
+    enum kafka_req_state state;
+    uint8_t *resp;              /* whole response frame, with its 4-byte size (malloc'd) */
+    size_t resp_len;
+    bool no_response;           /* answered, but nothing goes on the wire (acks=0) */
+    int fail;                   /* < 0: close the connection (set by kafka_req_fail) */
+    const char *fail_reason;    /* static text for the connection's log line, or NULL */
+
+    /* ---- owned by the connection layer ---- */
+    uint8_t *frame;             /* the request frame without its size prefix (malloc'd) */
+    size_t frame_len;
+    void *owner;                /* the connection (NULL once it closed) */
+    void (*on_done)(kafka_req *req); /* called once when the req reaches KAFKA_REQ_DONE; if
+                                        in_dispatch is set it must not free the req (the
+                                        caller of kafka_dispatch picks it up on return) */
+    bool in_dispatch;           /* inside kafka_dispatch() */
+    uint64_t seq;               /* arrival number on the connection */
+    kafka_req *next;            /* the connection's pipeline list */
+    size_t sent;                /* bytes of resp already sent */
+};
+
+/* Handler return values (besides a negative error, which closes the connection). */
+enum { KAFKA_DONE = 0, KAFKA_DEFERRED = 1 };
+
+/*
+ * A handler: reads req->msg (already decoded for req->api_version), then answers (see above).
+ * Returns KAFKA_DONE if it answered before returning, KAFKA_DEFERRED if it will answer later
+ * on req->shard, or a negative error (the dispatcher then fails the request: connection closed).
+ */
+typedef int (*kafka_handler_fn)(kafka_req *req);
+
+struct kafka_handler {
+    int16_t api_key;
+    int16_t min_version, max_version; /* what we implement AND advertise in ApiVersions */
+    kafka_handler_fn fn;
+};
+
+/* The handler table (src/kafka/dispatch.c): ApiVersions advertises exactly these entries. */
+extern const struct kafka_handler kafka_handlers[];
+extern const size_t kafka_handler_count;
+
+/* Returns the table entry for api_key or NULL. */
+const struct kafka_handler *kafka_handler_find(int16_t api_key);
+
+/*
+ * Dispatches a request whose frame/frame_len/broker/shard/on_done/owner are set. On return the
+ * req is DONE (answered or failed; on_done has been called) or DEFERRED (the handler holds it).
+ * Errors (unknown API key, unsupported version of an API other than ApiVersions, malformed
+ * header or body) make the req DONE with fail < 0 and a log line: the connection closes it.
+ * Call on the connection's shard.
+ */
+void kafka_dispatch(kafka_req *req);
+
+/*
+ * Encodes `resp` (a kafka_<Api>Response for req->api_key / req->api_version) with the right
+ * response header into req->resp, marks the req DONE and calls on_done. Returns 0, or a
+ * negative error (encoding failed or out of memory), in which case the req is failed instead
+ * (connection closed) and on_done is still called. Exactly once per req, on req->shard.
+ */
+int kafka_req_respond(kafka_req *req, const void *resp);
+
+/* Completes the req with no response bytes (acks=0 Produce). Calls on_done. */
+void kafka_req_respond_none(kafka_req *req);
+
+/* Completes the req by closing the connection; `why` (static text, may be NULL) goes into the
+ * connection's log line with err. Calls on_done. */
+void kafka_req_fail(kafka_req *req, int err, const char *why);
+
+/* Frees what the request owns (frame, response, arena) and the req itself (malloc'd by
+ * kafka_req_new). */
+kafka_req *kafka_req_new(uint8_t *frame, size_t frame_len);
+void kafka_req_free(kafka_req *req);
+
+/*
+ * Reads the fixed start of a request frame (api key, version, correlation id): returns 0, or
+ * AL_ETRUNCATED when the frame is shorter than 8 bytes. Used before anything else is trusted.
+ */
+int kafka_req_peek(const uint8_t *frame, size_t len, int16_t *api_key, int16_t *api_version,
+                   int32_t *correlation_id);
+
+/* The per-request decode arena limit: a request's decoded arrays may take this many bytes
+ * beyond the frame's own size. */
+#define KAFKA_REQ_ARENA_EXTRA (1u << 20)
+
+#endif
