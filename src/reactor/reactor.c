@@ -1,0 +1,623 @@
+/*
+ * reactor.c — shards (see reactor.h): threads pinned to CPUs, each running a loop over its own
+ * io; per-shard timer min-heap; one bounded SPSC ring per ordered pair of shards with a
+ * sleep/wake handshake; SIGINT/SIGTERM handled by the supervising (calling) thread; and the
+ * same loop as a driver of simulated nodes.
+ *
+ * Wake-up handshake (no lost wake-ups, no syscall when the target is busy):
+ *   consumer, before blocking:  sleeping = 1; full fence; if any ring non-empty: don't block.
+ *   producer, after publishing:  full fence; if sleeping: sleeping = 0, io_wakeup(target).
+ */
+#include "reactor/reactor.h"
+
+#include "base/log.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CACHELINE      64
+#define MAX_HOOKS      32
+#define MAX_SHARDS     256
+#define TIMER_HEAP_MAX (1u << 22)
+
+/* One SPSC ring; head and tail on their own cache lines, each side's cached copy of the
+ * other's index on the side's own line. */
+struct reactor_ring {
+    _Alignas(CACHELINE) uint64_t head; /* written by the consumer */
+    _Alignas(CACHELINE) uint64_t tail; /* written by the producer */
+    _Alignas(CACHELINE) uint64_t tail_cache; /* consumer-private */
+    _Alignas(CACHELINE) uint64_t head_cache; /* producer-private */
+    struct reactor_msg *slots;
+    uint64_t mask;
+};
+
+struct shard_hook {
+    reactor_hook_fn fn;
+    void *arg;
+};
+
+struct reactor_shard {
+    _Alignas(CACHELINE) int sleeping; /* atomic, see the handshake above */
+    reactor *r;
+    unsigned idx;
+    io *io;
+    pthread_t thread;
+    int init_err;
+    /* timers */
+    reactor_timer **heap;
+    uint32_t heap_len, heap_cap;
+    uint64_t timer_seq;
+    /* hooks */
+    struct shard_hook hooks[MAX_HOOKS];
+    unsigned n_hooks;
+    uint64_t msgs_received;
+    bool sim_stopped; /* sim mode: hooks ran */
+};
+
+struct reactor {
+    unsigned n;
+    struct reactor_opts opts;
+    int stop;    /* atomic */
+    int running; /* atomic: shard threads still in their loop */
+    bool sim;
+    io_sim_world *world;
+    reactor_init_fn init;
+    void *init_arg;
+    pthread_barrier_t barrier;
+    struct reactor_shard *shards;   /* n */
+    struct reactor_ring *rings;     /* n * n, [from * n + to] */
+};
+
+static _Thread_local reactor_shard *tl_shard;
+
+/* ---- accessors ---- */
+
+reactor_shard *reactor_current(void)
+{
+    return tl_shard;
+}
+
+int reactor_shard_id(void)
+{
+    return tl_shard ? (int)tl_shard->idx : -1;
+}
+
+reactor *reactor_of(reactor_shard *s)
+{
+    return s->r;
+}
+
+unsigned reactor_shard_index(reactor_shard *s)
+{
+    return s->idx;
+}
+
+unsigned reactor_shard_count(reactor *r)
+{
+    return r->n;
+}
+
+io *reactor_io(reactor_shard *s)
+{
+    return s->io;
+}
+
+reactor_shard *reactor_shard_at(reactor *r, unsigned i)
+{
+    return i < r->n ? &r->shards[i] : NULL;
+}
+
+bool reactor_stopping(reactor *r)
+{
+    return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+uint64_t reactor_msgs_received(reactor_shard *s)
+{
+    return s->msgs_received;
+}
+
+static inline struct reactor_ring *ring_at(reactor *r, unsigned from, unsigned to)
+{
+    return &r->rings[(size_t)from * r->n + to];
+}
+
+/* ---- messages ---- */
+
+int reactor_send(reactor_shard *from, unsigned to, const struct reactor_msg *msg)
+{
+    reactor *r = from->r;
+    if (to >= r->n || !msg || !msg->fn) return AL_EINVAL;
+    if (AL_UNLIKELY(reactor_stopping(r))) return AL_ECLOSED;
+    AL_DASSERT(r->sim || tl_shard == from);
+    struct reactor_ring *q = ring_at(r, from->idx, to);
+    uint64_t tail = q->tail;
+    if (tail - q->head_cache > q->mask) {
+        q->head_cache = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+        if (tail - q->head_cache > q->mask) return AL_EFULL;
+    }
+    q->slots[tail & q->mask] = *msg;
+    __atomic_store_n(&q->tail, tail + 1, __ATOMIC_RELEASE);
+
+    struct reactor_shard *t = &r->shards[to];
+    if (r->sim) {
+        io_wakeup(t->io);
+        return 0;
+    }
+    if (t == from) return 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&t->sleeping, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&t->sleeping, 0, __ATOMIC_ACQ_REL))
+        io_wakeup(t->io);
+    return 0;
+}
+
+/* Runs up to one ring's capacity of messages from each inbound ring. Returns true if any
+ * ring still has messages afterwards. */
+static bool shard_drain(struct reactor_shard *s)
+{
+    reactor *r = s->r;
+    bool more = false;
+    for (unsigned from = 0; from < r->n; from++) {
+        struct reactor_ring *q = ring_at(r, from, s->idx);
+        uint64_t head = q->head;
+        if (head == q->tail_cache) {
+            q->tail_cache = __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
+            if (head == q->tail_cache) continue;
+        }
+        uint64_t end = q->tail_cache;
+        uint64_t n = end - head;
+        for (uint64_t i = 0; i < n; i++) {
+            struct reactor_msg m = q->slots[(head + i) & q->mask];
+            /* Free the slot before running fn so fn may send back on a full ring pair. */
+            __atomic_store_n(&q->head, head + i + 1, __ATOMIC_RELEASE);
+            s->msgs_received++;
+            m.fn(s, &m);
+        }
+        if (__atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) != q->head) more = true;
+    }
+    return more;
+}
+
+static bool shard_inbound_pending(struct reactor_shard *s)
+{
+    reactor *r = s->r;
+    for (unsigned from = 0; from < r->n; from++) {
+        struct reactor_ring *q = ring_at(r, from, s->idx);
+        if (__atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) != q->head) return true;
+    }
+    return false;
+}
+
+/* ---- timers: a binary min-heap on (deadline, seq) ---- */
+
+static inline bool timer_before(const reactor_timer *a, const reactor_timer *b)
+{
+    return a->deadline_ns < b->deadline_ns ||
+           (a->deadline_ns == b->deadline_ns && a->seq < b->seq);
+}
+
+static void heap_place(struct reactor_shard *s, uint32_t i, reactor_timer *t)
+{
+    s->heap[i] = t;
+    t->slot = (int32_t)i;
+}
+
+static void heap_up(struct reactor_shard *s, uint32_t i)
+{
+    reactor_timer *t = s->heap[i];
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (!timer_before(t, s->heap[p])) break;
+        heap_place(s, i, s->heap[p]);
+        i = p;
+    }
+    heap_place(s, i, t);
+}
+
+static void heap_down(struct reactor_shard *s, uint32_t i)
+{
+    reactor_timer *t = s->heap[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= s->heap_len) break;
+        if (c + 1 < s->heap_len && timer_before(s->heap[c + 1], s->heap[c])) c++;
+        if (!timer_before(s->heap[c], t)) break;
+        heap_place(s, i, s->heap[c]);
+        i = c;
+    }
+    heap_place(s, i, t);
+}
+
+static void heap_remove(struct reactor_shard *s, reactor_timer *t)
+{
+    uint32_t i = (uint32_t)t->slot;
+    AL_ASSERT(i < s->heap_len && s->heap[i] == t);
+    t->slot = -1;
+    s->heap_len--;
+    if (i == s->heap_len) return;
+    reactor_timer *last = s->heap[s->heap_len];
+    heap_place(s, i, last);
+    if (i > 0 && timer_before(last, s->heap[(i - 1) / 2])) heap_up(s, i);
+    else heap_down(s, i);
+}
+
+void reactor_timer_init(reactor_timer *t, reactor_timer_cb cb, void *ctx)
+{
+    memset(t, 0, sizeof(*t));
+    t->cb = cb;
+    t->ctx = ctx;
+    t->slot = -1;
+}
+
+int reactor_timer_add(reactor_shard *s, reactor_timer *t, uint64_t deadline_ns,
+                      reactor_timer_cb cb)
+{
+    if (cb) t->cb = cb;
+    AL_ASSERT(t->cb);
+    if (t->slot >= 0) heap_remove(s, t);
+    if (s->heap_len == s->heap_cap) {
+        if (s->heap_cap >= TIMER_HEAP_MAX) return -ENOMEM;
+        uint32_t cap = s->heap_cap ? s->heap_cap * 2 : 256;
+        reactor_timer **h = realloc(s->heap, cap * sizeof(*h));
+        if (!h) return -ENOMEM;
+        s->heap = h;
+        s->heap_cap = cap;
+    }
+    t->deadline_ns = deadline_ns;
+    t->seq = s->timer_seq++;
+    heap_place(s, s->heap_len++, t);
+    heap_up(s, s->heap_len - 1);
+    return 0;
+}
+
+bool reactor_timer_cancel(reactor_shard *s, reactor_timer *t)
+{
+    if (t->slot < 0) return false;
+    heap_remove(s, t);
+    return true;
+}
+
+unsigned reactor_timer_count(reactor_shard *s)
+{
+    return s->heap_len;
+}
+
+/* Fires the timers due at `now` that were armed before this call (a timer re-armed by its
+ * own callback waits for the next iteration). */
+static void shard_fire_timers(struct reactor_shard *s, uint64_t now)
+{
+    uint64_t seq_limit = s->timer_seq;
+    uint32_t budget = s->heap_len;
+    while (s->heap_len > 0 && budget-- > 0) {
+        reactor_timer *t = s->heap[0];
+        if (t->deadline_ns > now || t->seq >= seq_limit) break;
+        heap_remove(s, t);
+        t->cb(t);
+    }
+}
+
+/* ---- hooks ---- */
+
+int reactor_on_shutdown(reactor_shard *s, reactor_hook_fn fn, void *arg)
+{
+    if (s->n_hooks >= MAX_HOOKS) return AL_EFULL;
+    s->hooks[s->n_hooks++] = (struct shard_hook){fn, arg};
+    return 0;
+}
+
+static void shard_run_hooks(struct reactor_shard *s)
+{
+    while (s->n_hooks > 0) {
+        struct shard_hook h = s->hooks[--s->n_hooks];
+        h.fn(s, h.arg);
+    }
+}
+
+/* ---- the loop ---- */
+
+/* One iteration (see reactor.h). may_block: io_uring mode, where the sleeping handshake
+ * applies; in sim mode io_poll never blocks and a node with work left wakes itself. */
+static void shard_iterate(struct reactor_shard *s, bool may_block)
+{
+    bool more = shard_drain(s);
+    shard_fire_timers(s, io_now_ns(s->io));
+    uint64_t deadline = s->heap_len ? s->heap[0]->deadline_ns : UINT64_MAX;
+    if (more) deadline = 0;
+    if (may_block && deadline != 0) {
+        __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (shard_inbound_pending(s) || reactor_stopping(s->r)) deadline = 0;
+    }
+    if (!may_block && (more || (s->heap_len && deadline <= io_now_ns(s->io)))) {
+        io_wakeup(s->io); /* sim: run again at this instant */
+        deadline = 0;
+    }
+    int rc = io_poll(s->io, deadline);
+    if (may_block) __atomic_store_n(&s->sleeping, 0, __ATOMIC_RELAXED);
+    if (rc < 0) {
+        log_error("reactor", "io_poll: %s; stopping", al_strerror(rc));
+        reactor_stop(s->r);
+    }
+}
+
+/* After the hooks: let cancelled/closed ops complete (bounded: ~100 ms of quiet polling). */
+static void shard_quiesce(struct reactor_shard *s)
+{
+    int quiet = 0;
+    for (int i = 0; i < 100 && quiet < 3; i++) {
+        int n = io_poll(s->io, io_now_ns(s->io) + 10000000ull);
+        quiet = n > 0 ? 0 : quiet + 1;
+    }
+}
+
+/* Pins the calling thread to the i-th CPU it is allowed on (logs and goes on on failure). */
+static void shard_pin(unsigned idx)
+{
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+    int ncpu = CPU_COUNT(&allowed);
+    if (ncpu <= 0) return;
+    int want = (int)(idx % (unsigned)ncpu), seen = 0, cpu = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &allowed)) continue;
+        if (seen++ == want) {
+            cpu = c;
+            break;
+        }
+    }
+    if (cpu < 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    int err = pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+    if (err) log_info("reactor", "could not pin shard %u to cpu %d: %s", idx, cpu, strerror(err));
+}
+
+static void *shard_main(void *arg)
+{
+    struct reactor_shard *s = arg;
+    reactor *r = s->r;
+    tl_shard = s;
+    al_log_shard = (int)s->idx;
+    if (!r->opts.no_pin) shard_pin(s->idx);
+    struct io_uring_opts o = {.entries = r->opts.io_entries,
+                              .seed = r->opts.seed ? r->opts.seed + s->idx : 0};
+    s->init_err = io_uring_create(&s->io, &o);
+    pthread_barrier_wait(&r->barrier);
+    /* Every shard's io exists (or the start failed) past the barrier. */
+    bool ok = true;
+    for (unsigned i = 0; i < r->n; i++)
+        if (r->shards[i].init_err) ok = false;
+    if (ok && r->init) {
+        s->init_err = r->init(s, r->init_arg);
+        if (s->init_err) {
+            log_error("reactor", "shard %u init failed: %s", s->idx, al_strerror(s->init_err));
+            reactor_stop(r);
+        }
+    }
+    if (ok) {
+        while (!reactor_stopping(r)) shard_iterate(s, true);
+        shard_run_hooks(s);
+        shard_quiesce(s);
+    }
+    io_destroy(s->io);
+    s->io = NULL;
+    __atomic_fetch_sub(&r->running, 1, __ATOMIC_ACQ_REL);
+    tl_shard = NULL;
+    al_log_shard = -1;
+    return NULL;
+}
+
+void reactor_stop(reactor *r)
+{
+    if (__atomic_exchange_n(&r->stop, 1, __ATOMIC_ACQ_REL)) return;
+    if (r->sim) {
+        for (unsigned i = 0; i < r->n; i++)
+            if (r->shards[i].io) io_wakeup(r->shards[i].io);
+        return;
+    }
+    for (unsigned i = 0; i < r->n; i++) {
+        io *sio = __atomic_load_n(&r->shards[i].io, __ATOMIC_ACQUIRE);
+        if (sio) io_wakeup(sio);
+    }
+}
+
+/* ---- construction ---- */
+
+static void reactor_free(reactor *r)
+{
+    if (!r) return;
+    if (r->rings)
+        for (size_t i = 0; i < (size_t)r->n * r->n; i++) free(r->rings[i].slots);
+    free(r->rings);
+    if (r->shards)
+        for (unsigned i = 0; i < r->n; i++) free(r->shards[i].heap);
+    free(r->shards);
+    free(r);
+}
+
+static int reactor_alloc(const struct reactor_opts *opts, reactor **out)
+{
+    *out = NULL;
+    reactor *r = calloc(1, sizeof(*r));
+    if (!r) return -ENOMEM;
+    r->opts = *opts;
+    unsigned slots = opts->ring_slots ? opts->ring_slots : 4096;
+    if (slots & (slots - 1)) goto inval;
+    r->n = opts->n_shards;
+    if (r->n == 0 || r->n > MAX_SHARDS) goto inval;
+    r->shards = aligned_alloc(CACHELINE, AL_ALIGN_UP(sizeof(*r->shards) * r->n, CACHELINE));
+    r->rings = aligned_alloc(CACHELINE,
+                             AL_ALIGN_UP(sizeof(*r->rings) * r->n * r->n, CACHELINE));
+    if (!r->shards || !r->rings) goto nomem;
+    memset(r->shards, 0, sizeof(*r->shards) * r->n);
+    memset(r->rings, 0, sizeof(*r->rings) * r->n * r->n);
+    for (unsigned i = 0; i < r->n; i++) {
+        r->shards[i].r = r;
+        r->shards[i].idx = i;
+    }
+    for (size_t i = 0; i < (size_t)r->n * r->n; i++) {
+        r->rings[i].slots = calloc(slots, sizeof(struct reactor_msg));
+        if (!r->rings[i].slots) goto nomem;
+        r->rings[i].mask = slots - 1;
+    }
+    *out = r;
+    return 0;
+inval:
+    reactor_free(r);
+    return AL_EINVAL;
+nomem:
+    reactor_free(r);
+    return -ENOMEM;
+}
+
+int reactor_start(unsigned n_shards, reactor_init_fn init, void *arg)
+{
+    struct reactor_opts o = {.n_shards = n_shards};
+    return reactor_start_opts(&o, init, arg);
+}
+
+/* The supervisor: waits for SIGINT/SIGTERM (100 ms slices) until every shard has left its
+ * loop, asking them all to stop on a signal. */
+static void reactor_supervise(reactor *r, const sigset_t *sigs)
+{
+    while (__atomic_load_n(&r->running, __ATOMIC_ACQUIRE) > 0) {
+        if (r->opts.no_signals) {
+            struct timespec ts = {0, 50000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        struct timespec ts = {0, 100000000};
+        int sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("reactor", "signal %d: stopping %u shards", sig, r->n);
+            reactor_stop(r);
+        }
+    }
+}
+
+int reactor_start_opts(const struct reactor_opts *opts, reactor_init_fn init, void *arg)
+{
+    struct reactor_opts o = *opts;
+    if (o.n_shards == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o.n_shards = n > 0 ? (unsigned)n : 1;
+    }
+    reactor *r;
+    int err = reactor_alloc(&o, &r);
+    if (err) return err;
+    r->init = init;
+    r->init_arg = arg;
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    if (!o.no_signals) pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    pthread_barrier_init(&r->barrier, NULL, r->n);
+    unsigned started = 0;
+    r->running = (int)r->n;
+    for (; started < r->n; started++) {
+        err = pthread_create(&r->shards[started].thread, NULL, shard_main, &r->shards[started]);
+        if (err) break;
+    }
+    if (started < r->n) {
+        /* The started threads wait at the barrier forever: cannot happen in practice. */
+        AL_PANIC("reactor: pthread_create failed for shard %u: %s", started, strerror(err));
+    }
+    reactor_supervise(r, &sigs);
+    err = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        pthread_join(r->shards[i].thread, NULL);
+        if (!err && r->shards[i].init_err) err = r->shards[i].init_err;
+    }
+    pthread_barrier_destroy(&r->barrier);
+    if (!o.no_signals) pthread_sigmask(SIG_SETMASK, &old, NULL);
+    reactor_free(r);
+    return err;
+}
+
+/* ---- simulation ---- */
+
+/* The node driver: one loop iteration of the shard with tl_shard set. */
+static void sim_driver(io *node, void *arg)
+{
+    struct reactor_shard *s = arg;
+    reactor_shard *saved = tl_shard;
+    int saved_log = al_log_shard;
+    tl_shard = s;
+    al_log_shard = (int)s->idx;
+    if (reactor_stopping(s->r)) {
+        if (!s->sim_stopped) {
+            s->sim_stopped = true;
+            shard_run_hooks(s);
+        }
+        io_poll(node, 0);
+    } else {
+        shard_iterate(s, false);
+    }
+    tl_shard = saved;
+    al_log_shard = saved_log;
+}
+
+int reactor_create_sim(io_sim_world *w, const char *name, unsigned n, reactor_init_fn init,
+                       void *arg, reactor **out)
+{
+    *out = NULL;
+    struct reactor_opts o = {.n_shards = n, .no_pin = true, .no_signals = true};
+    reactor *r;
+    int err = reactor_alloc(&o, &r);
+    if (err) return err;
+    r->sim = true;
+    r->world = w;
+    for (unsigned i = 0; i < n; i++) {
+        char nm[256];
+        if (n == 1) snprintf(nm, sizeof(nm), "%s", name);
+        else snprintf(nm, sizeof(nm), "%s/%u", name, i);
+        io *node = io_sim_node_find(w, nm);
+        if (!node) node = io_sim_node_create(w, nm);
+        if (!node) {
+            for (unsigned j = 0; j < i; j++) io_sim_node_set_driver(r->shards[j].io, NULL, NULL);
+            reactor_free(r);
+            return -ENOMEM;
+        }
+        r->shards[i].io = node;
+        io_sim_node_set_driver(node, sim_driver, &r->shards[i]);
+    }
+    for (unsigned i = 0; i < n && init; i++) {
+        reactor_shard *saved = tl_shard;
+        tl_shard = &r->shards[i];
+        err = init(&r->shards[i], arg);
+        tl_shard = saved;
+        if (err) {
+            reactor_destroy_sim(r);
+            return err;
+        }
+    }
+    *out = r;
+    return 0;
+}
+
+void reactor_destroy_sim(reactor *r)
+{
+    if (!r) return;
+    AL_ASSERT(r->sim);
+    __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < r->n; i++) {
+        struct reactor_shard *s = &r->shards[i];
+        if (!s->sim_stopped && !io_sim_is_dead(s->io)) { /* a crashed node runs nothing */
+            reactor_shard *saved = tl_shard;
+            tl_shard = s;
+            s->sim_stopped = true;
+            shard_run_hooks(s);
+            tl_shard = saved;
+        }
+        io_sim_node_set_driver(s->io, NULL, NULL);
+    }
+    reactor_free(r);
+}
