@@ -1,0 +1,1475 @@
+/*
+ * log.c — the partition log: segments, append with offset assignment, group commit (one write
+ * and one fdatasync per segment per flush, waiters woken up to the flushed offset), reads
+ * (batch cache, unflushed memory, async O_DIRECT disk reads), recovery, suffix truncation,
+ * start offset / retention, and the on-disk index and metadata formats. See log.h and
+ * docs/ARCHITECTURE.md "## Storage".
+ */
+#include "storage/log_impl.h"
+
+#include "base/crc32c.h"
+#include "base/cursor.h"
+#include "base/log.h"
+#include "storage/batch.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define META_MAGIC 0x414c4d54u  /* "ALMT" */
+#define IDX_MAGIC 0x414c4958u   /* "ALIX" */
+#define TIDX_MAGIC 0x414c5449u  /* "ALTI" */
+#define FMT_VERSION 1u
+#define SCAN_CHUNK (1u << 20)
+
+enum { FS_IDLE, FS_FALLOC, FS_WRITE, FS_SYNC };
+
+static void flush_start(storage_log *log);
+static int log_truncate(storage_log *log, int64_t offset, int werr);
+
+void storage_log_config_default(storage_log_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->segment_bytes = 128u << 20;
+    c->segment_ms = 7LL * 24 * 3600 * 1000;
+    c->fallocate_step = 32u << 20;
+    c->retention_bytes = -1;
+    c->retention_ms = 7LL * 24 * 3600 * 1000;
+    c->cleanup_policy = STORAGE_CLEANUP_DELETE;
+    c->delete_retention_ms = 24LL * 3600 * 1000;
+    c->max_message_bytes = (1u << 20) + 12;
+    c->flush_bytes = 1u << 20;
+    c->index_interval_bytes = 4096;
+}
+
+/* ---- small helpers ---- */
+
+static void *aligned_alloc_zero(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, SEG_ALIGN, AL_ALIGN_UP(n, (size_t)SEG_ALIGN)) != 0) return NULL;
+    memset(p, 0, AL_ALIGN_UP(n, (size_t)SEG_ALIGN));
+    return p;
+}
+
+int seg_idx_add(idx_ent **v, uint32_t *n, uint32_t *c, uint32_t rel, uint32_t pos)
+{
+    if (*n == *c) {
+        uint32_t nc = *c ? *c * 2 : 64;
+        idx_ent *nv = realloc(*v, nc * sizeof(**v));
+        if (!nv) return -ENOMEM;
+        *v = nv;
+        *c = nc;
+    }
+    (*v)[(*n)++] = (idx_ent){rel, pos};
+    return 0;
+}
+
+int seg_tidx_add(tidx_ent **v, uint32_t *n, uint32_t *c, int64_t ts, uint32_t rel)
+{
+    if (*n == *c) {
+        uint32_t nc = *c ? *c * 2 : 64;
+        tidx_ent *nv = realloc(*v, nc * sizeof(**v));
+        if (!nv) return -ENOMEM;
+        *v = nv;
+        *c = nc;
+    }
+    (*v)[(*n)++] = (tidx_ent){ts, rel};
+    return 0;
+}
+
+/* Records one batch (at pos, header h) in seg's indexes and summary fields. */
+static int seg_note_batch(storage_log *log, segment *seg, uint64_t pos,
+                          const storage_batch_hdr *h)
+{
+    int64_t last = storage_batch_last_offset(h);
+    if (h->max_timestamp > seg->max_ts) seg->max_ts = h->max_timestamp;
+    if (seg->nidx == 0 || pos - seg->last_idx_pos >= log->cfg.index_interval_bytes) {
+        uint32_t rel = (uint32_t)(h->base_offset - seg->base);
+        if (seg_idx_add(&seg->idx, &seg->nidx, &seg->cidx, rel, (uint32_t)pos) < 0 ||
+            seg_tidx_add(&seg->tidx, &seg->ntidx, &seg->ctidx, seg->max_ts, rel) < 0)
+            return -ENOMEM;
+        seg->last_idx_pos = pos;
+    }
+    seg->last = last;
+    return 0;
+}
+
+static void seg_path(const segment *seg, const char *ext, char *out, size_t n)
+{
+    snprintf(out, n, "%s%s", seg->stem, ext);
+}
+
+static void seg_free(segment *seg)
+{
+    free(seg->idx);
+    free(seg->tidx);
+    free(seg->buf);
+    free(seg->fbuf);
+    free(seg);
+}
+
+static segment *seg_new(storage_log *log, int64_t base, int32_t term)
+{
+    segment *seg = calloc(1, sizeof(*seg));
+    if (!seg) return NULL;
+    seg->base = base;
+    seg->term = term;
+    seg->last = base - 1;
+    seg->dlast = base - 1;
+    seg->max_ts = INT64_MIN;
+    seg->fd = -1;
+    seg->created_ms = io_wall_ms(log->io);
+    snprintf(seg->stem, sizeof(seg->stem), "%s/%020" PRId64 "-%" PRId32, log->dir, base, term);
+    return seg;
+}
+
+/* Makes sure seg->buf can hold file bytes up to `end`. Only called when seg->buf is not in
+ * flight (the in-flight copy is fbuf). */
+static int seg_buf_reserve(segment *seg, uint64_t end)
+{
+    size_t need = (size_t)(AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN) - seg->bbase);
+    if (need <= seg->bcap && seg->buf) return 0;
+    size_t cap = seg->bcap ? seg->bcap : 64 * 1024;
+    while (cap < need) cap *= 2;
+    uint8_t *nb = aligned_alloc_zero(cap);
+    if (!nb) return -ENOMEM;
+    if (seg->buf) memcpy(nb, seg->buf, seg->bcap);
+    free(seg->buf);
+    seg->buf = nb;
+    seg->bcap = cap;
+    return 0;
+}
+
+/* Loads the partial tail block [align_down(size), size) of seg into a fresh write buffer. */
+static int seg_load_tail(storage_log *log, segment *seg)
+{
+    uint64_t bb = AL_ALIGN_DOWN(seg->size, (uint64_t)SEG_ALIGN);
+    uint8_t *nb = aligned_alloc_zero(64 * 1024);
+    if (!nb) return -ENOMEM;
+    if (seg->size > bb) {
+        int rc = seg_read_sync(log, seg, bb, nb, (size_t)(seg->size - bb));
+        if (rc < 0) {
+            free(nb);
+            return rc;
+        }
+    }
+    free(seg->buf);
+    seg->buf = nb;
+    seg->bcap = 64 * 1024;
+    seg->bbase = bb;
+    return 0;
+}
+
+int seg_read_sync(storage_log *log, segment *seg, uint64_t pos, void *dst, size_t len)
+{
+    if (pos + len > seg->size) return AL_ERANGE;
+    uint8_t *out = dst;
+    /* Bytes in the write buffer first (the newest copy). */
+    if (seg->buf && pos + len > seg->bbase) {
+        uint64_t from = AL_MAX(pos, seg->bbase);
+        memcpy(out + (from - pos), seg->buf + (from - seg->bbase), (size_t)(pos + len - from));
+        len = (size_t)(from - pos);
+        if (!len) return 0;
+    }
+    if (seg->fbuf && log->flushing && log->fseg == seg && pos + len > seg->fbase) {
+        uint64_t from = AL_MAX(pos, seg->fbase);
+        memcpy(out + (from - pos), seg->fbuf + (from - seg->fbase), (size_t)(pos + len - from));
+        len = (size_t)(from - pos);
+        if (!len) return 0;
+    }
+    /* The rest from disk through an aligned bounce buffer. */
+    uint64_t a = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
+    uint64_t e = AL_ALIGN_UP(pos + len, (uint64_t)SEG_ALIGN);
+    uint8_t *bounce = aligned_alloc_zero((size_t)(e - a));
+    if (!bounce) return -ENOMEM;
+    ssize_t r = io_fs_pread(log->io, seg->fd, bounce, (size_t)(e - a), a);
+    int rc = 0;
+    if (r < 0) rc = (int)r;
+    else if ((uint64_t)r < pos + len - a) rc = -EIO;
+    else memcpy(out, bounce + (pos - a), len);
+    free(bounce);
+    return rc;
+}
+
+/* ---- index files and metadata ---- */
+
+int seg_write_indexes(storage_log *log, segment *seg)
+{
+    char path[SEG_PATH_MAX + 16];
+    size_t n = 48 + (size_t)seg->nidx * 8 + 4;
+    size_t tn = 48 + (size_t)seg->ntidx * 12 + 4;
+    uint8_t *b = malloc(AL_MAX(n, tn));
+    if (!b) return -ENOMEM;
+    al_wr wr = al_wr_make(b, n);
+    al_wr_u32(&wr, IDX_MAGIC);
+    al_wr_u32(&wr, FMT_VERSION);
+    al_wr_i64(&wr, seg->base);
+    al_wr_i64(&wr, seg->last);
+    al_wr_u64(&wr, seg->size);
+    al_wr_i64(&wr, seg->max_ts);
+    al_wr_u32(&wr, seg->nidx);
+    al_wr_u32(&wr, (uint32_t)seg->term);
+    for (uint32_t i = 0; i < seg->nidx; i++) {
+        al_wr_u32(&wr, seg->idx[i].rel);
+        al_wr_u32(&wr, seg->idx[i].pos);
+    }
+    al_wr_u32(&wr, crc32c(0, b, n - 4));
+    AL_ASSERT(!wr.err);
+    seg_path(seg, ".index", path, sizeof(path));
+    int rc = io_fs_write_atomic(log->io, path, b, n);
+    if (rc == 0) {
+        wr = al_wr_make(b, tn);
+        al_wr_u32(&wr, TIDX_MAGIC);
+        al_wr_u32(&wr, FMT_VERSION);
+        al_wr_i64(&wr, seg->base);
+        al_wr_i64(&wr, seg->last);
+        al_wr_u64(&wr, seg->size);
+        al_wr_i64(&wr, seg->max_ts);
+        al_wr_u32(&wr, seg->ntidx);
+        al_wr_u32(&wr, (uint32_t)seg->term);
+        for (uint32_t i = 0; i < seg->ntidx; i++) {
+            al_wr_i64(&wr, seg->tidx[i].ts);
+            al_wr_u32(&wr, seg->tidx[i].rel);
+        }
+        al_wr_u32(&wr, crc32c(0, b, tn - 4));
+        AL_ASSERT(!wr.err);
+        seg_path(seg, ".timeindex", path, sizeof(path));
+        rc = io_fs_write_atomic(log->io, path, b, tn);
+    }
+    free(b);
+    return rc;
+}
+
+/* Loads one index file of seg and checks it against the data file size. Returns 0 or an
+ * error (the caller rebuilds by scanning). */
+static int seg_load_index_file(storage_log *log, segment *seg, bool time, int64_t fsize)
+{
+    char path[SEG_PATH_MAX + 16];
+    seg_path(seg, time ? ".timeindex" : ".index", path, sizeof(path));
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int rc = io_fs_read_all(log->io, path, 64u << 20, &b, &len);
+    if (rc < 0) return rc;
+    rc = AL_ECORRUPT;
+    if (len < 52 || crc32c(0, b, len - 4) != al_be32(b + len - 4)) goto out;
+    al_rd rd = al_rd_make(b, len - 4);
+    uint32_t magic = al_rd_u32(&rd), ver = al_rd_u32(&rd);
+    int64_t base = al_rd_i64(&rd), last = al_rd_i64(&rd);
+    uint64_t size = al_rd_u64(&rd);
+    int64_t max_ts = al_rd_i64(&rd);
+    uint32_t cnt = al_rd_u32(&rd), term = al_rd_u32(&rd);
+    if (magic != (time ? TIDX_MAGIC : IDX_MAGIC) || ver != FMT_VERSION || base != seg->base ||
+        (int32_t)term != seg->term || size != (uint64_t)fsize || last < base - 1 ||
+        al_rd_left(&rd) != (size_t)cnt * (time ? 12 : 8) || (size == 0) != (cnt == 0))
+        goto out;
+    uint32_t prev_rel = 0;
+    for (uint32_t i = 0; i < cnt; i++) {
+        if (time) {
+            int64_t ts = al_rd_i64(&rd);
+            uint32_t rel = al_rd_u32(&rd);
+            if ((i && rel <= prev_rel) || (int64_t)rel > last - base) goto out;
+            if (seg_tidx_add(&seg->tidx, &seg->ntidx, &seg->ctidx, ts, rel) < 0) goto out;
+            prev_rel = rel;
+        } else {
+            uint32_t rel = al_rd_u32(&rd), pos = al_rd_u32(&rd);
+            if ((i && (rel <= prev_rel || pos <= seg->idx[i - 1].pos)) || pos >= size ||
+                (int64_t)rel > last - base || (i == 0 && pos != 0))
+                goto out;
+            if (seg_idx_add(&seg->idx, &seg->nidx, &seg->cidx, rel, pos) < 0) goto out;
+            prev_rel = rel;
+        }
+    }
+    seg->last = last;
+    seg->max_ts = max_ts;
+    seg->size = size;
+    rc = 0;
+out:
+    free(b);
+    return rc;
+}
+
+static int meta_write(storage_log *log)
+{
+    uint8_t b[24];
+    al_wr wr = al_wr_make(b, sizeof(b));
+    al_wr_u32(&wr, META_MAGIC);
+    al_wr_u32(&wr, FMT_VERSION);
+    al_wr_i64(&wr, log->start);
+    al_wr_u32(&wr, 0);
+    al_wr_u32(&wr, crc32c(0, b, 20));
+    char path[SEG_PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/log_meta", log->dir);
+    return io_fs_write_atomic(log->io, path, b, sizeof(b));
+}
+
+static int meta_read(storage_log *log)
+{
+    char path[SEG_PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/log_meta", log->dir);
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int rc = io_fs_read_all(log->io, path, 4096, &b, &len);
+    if (rc == -ENOENT) return 0;
+    if (rc < 0) return rc;
+    rc = AL_ECORRUPT;
+    if (len == 24 && al_be32(b) == META_MAGIC && al_be32(b + 4) == FMT_VERSION &&
+        crc32c(0, b, 20) == al_be32(b + 20)) {
+        log->start = (int64_t)al_be64(b + 8);
+        rc = log->start >= 0 ? 0 : AL_ECORRUPT;
+    }
+    free(b);
+    return rc;
+}
+
+/* ---- segment lifecycle ---- */
+
+/* Closes fd and unlinks the files of seg, then frees it. */
+static void seg_destroy_files(storage_log *log, segment *seg)
+{
+    char path[SEG_PATH_MAX + 16];
+    if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
+    seg_path(seg, ".log", path, sizeof(path));
+    io_fs_unlink(log->io, path);
+    seg_path(seg, ".index", path, sizeof(path));
+    io_fs_unlink(log->io, path);
+    seg_path(seg, ".timeindex", path, sizeof(path));
+    io_fs_unlink(log->io, path);
+    if (log->cfg.cache) storage_cache_drop(log->cfg.cache, log->cfg.log_id, seg->base, seg->last);
+    seg_free(seg);
+}
+
+/* A sealed, fully durable segment: fix the file's final size, write its indexes, drop its
+ * buffers. Errors are logged; the segment stays usable (indexes are rebuilt at recovery). */
+static void seg_finish(storage_log *log, segment *seg)
+{
+    AL_ASSERT(seg->sealed && seg->dsize == seg->size);
+    int rc = io_fs_ftruncate(log->io, seg->fd, seg->size);
+    if (rc == 0) rc = io_fs_fdatasync(log->io, seg->fd);
+    if (rc == 0) rc = seg_write_indexes(log, seg);
+    if (rc < 0) log_warn("storage", "finishing segment %s: %s", seg->stem, al_strerror(rc));
+    seg->alloc = seg->size;
+    free(seg->buf);
+    free(seg->fbuf);
+    seg->buf = seg->fbuf = NULL;
+    seg->bcap = seg->fcap = 0;
+    seg->finished = true;
+}
+
+static int segs_push(storage_log *log, segment *seg)
+{
+    if (log->nsegs == log->csegs) {
+        if (log->csegs >= SEG_MAX) return AL_ETOOLARGE;
+        int nc = log->csegs ? log->csegs * 2 : 8;
+        segment **nv = realloc(log->segs, (size_t)nc * sizeof(*nv));
+        if (!nv) return -ENOMEM;
+        log->segs = nv;
+        log->csegs = nc;
+    }
+    log->segs[log->nsegs++] = seg;
+    return 0;
+}
+
+static void segs_remove_front(storage_log *log, int n)
+{
+    memmove(log->segs, log->segs + n, (size_t)(log->nsegs - n) * sizeof(*log->segs));
+    log->nsegs -= n;
+}
+
+/* Creates a new active segment at the next offset with `term` (file created, directory
+ * synced). Seals the current active segment. */
+static int log_roll(storage_log *log, int32_t term)
+{
+    if (log->nsegs) { /* an empty active segment is replaced, not kept (same base offset) */
+        segment *a = log->segs[log->nsegs - 1];
+        if (a->size == 0 && !(log->flushing && log->fseg == a)) {
+            seg_destroy_files(log, a);
+            log->nsegs--;
+        }
+    }
+    segment *seg = seg_new(log, log->high, term);
+    if (!seg) return -ENOMEM;
+    char path[SEG_PATH_MAX + 16];
+    seg_path(seg, ".log", path, sizeof(path));
+    int fd = io_fs_open(log->io, path, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        seg_free(seg);
+        return fd;
+    }
+    seg->fd = fd;
+    int rc = io_fs_fsync_dir(log->io, log->dir);
+    if (rc == 0) rc = seg_buf_reserve(seg, SEG_ALIGN);
+    if (rc == 0) rc = segs_push(log, seg);
+    if (rc < 0) {
+        seg_destroy_files(log, seg);
+        return rc;
+    }
+    if (log->nsegs > 1) {
+        segment *prev = log->segs[log->nsegs - 2];
+        prev->sealed = true;
+        if (!prev->finished && prev->dsize == prev->size && !(log->flushing && log->fseg == prev))
+            seg_finish(log, prev);
+    }
+    return 0;
+}
+
+/* ---- waiters ---- */
+
+/* Wakes every waiter whose offset <= upto with res 0, or every waiter whose offset > upto with
+ * err when err != 0. Callbacks run after the list is updated (they may re-enter). */
+static void waiters_wake(storage_log *log, int64_t upto, int err)
+{
+    storage_waiter *ready = NULL, **tail = &ready, **pp = &log->waiters;
+    while (*pp) {
+        storage_waiter *w = *pp;
+        bool hit = err ? w->offset > upto : w->offset <= upto;
+        if (hit) {
+            *pp = w->next;
+            w->next = NULL;
+            w->res = err;
+            *tail = w;
+            tail = &w->next;
+        } else {
+            pp = &w->next;
+        }
+    }
+    while (ready) {
+        storage_waiter *w = ready;
+        ready = w->next;
+        w->cb(w);
+    }
+}
+
+/* ---- flush (group commit) ---- */
+
+static uint64_t log_unflushed(const storage_log *log)
+{
+    uint64_t n = 0;
+    for (int i = log->nsegs - 1; i >= 0; i--) {
+        segment *s = log->segs[i];
+        if (s->dsize == s->size) break;
+        n += s->size - s->dsize;
+    }
+    return n;
+}
+
+static void log_fail(storage_log *log, const char *what, int err)
+{
+    log_error("storage", "log %s failed: %s: %s; nothing after offset %" PRId64
+              " will be acknowledged", log->dir, what, al_strerror(err), log->durable);
+    log->failed = true;
+    waiters_wake(log, log->durable, AL_EFAILED);
+}
+
+static void flush_done(storage_log *log)
+{
+    segment *seg = log->fseg;
+    seg->dsize = seg->fend;
+    seg->dlast = log->flast;
+    log->durable = log->flast;
+    log->flushing = false;
+    log->fseg = NULL;
+    log->fstate = FS_IDLE;
+    if (seg->sealed && seg->dsize == seg->size && !seg->finished) seg_finish(log, seg);
+    waiters_wake(log, log->durable, 0);
+    if (!log->flushing && !log->failed &&
+        (log->waiters || log_unflushed(log) >= log->cfg.flush_bytes))
+        flush_start(log);
+}
+
+static void flush_nospace(storage_log *log, int err)
+{
+    log->flushing = false;
+    log->fseg = NULL;
+    log->fstate = FS_IDLE;
+    log->nospace = true;
+    log->nospace_probe_ns = io_now_ns(log->io);
+    log_warn("storage", "log %s: out of space (%s); dropping unflushed appends after %" PRId64,
+             log->dir, al_strerror(err), log->durable);
+    int rc = log_truncate(log, log->durable + 1, -ENOSPC);
+    if (rc < 0) log_fail(log, "dropping unflushed data", rc);
+}
+
+static void flush_cb(io_op *op)
+{
+    storage_log *log = op->ctx;
+    segment *seg = log->fseg;
+    AL_ASSERT(log->flushing && seg);
+    if (op->res < 0) {
+        if ((op->res == -ENOSPC || op->res == -EDQUOT) && log->fstate != FS_SYNC) {
+            flush_nospace(log, op->res);
+            return;
+        }
+        log->flushing = false;
+        log->fseg = NULL;
+        log_fail(log, log->fstate == FS_SYNC ? "fdatasync" : "write", op->res);
+        return;
+    }
+    uint64_t wend = AL_ALIGN_UP(seg->fend, (uint64_t)SEG_ALIGN);
+    switch (log->fstate) {
+    case FS_FALLOC:
+        seg->alloc = AL_MAX(seg->alloc, log->ftarget);
+        log->fstate = FS_WRITE;
+        io_write(log->io, &log->fop, seg->fd, seg->fbuf, (size_t)(wend - seg->fbase), seg->fbase);
+        return;
+    case FS_WRITE: {
+        uint64_t done = log->fwpos + (uint64_t)op->res;
+        if (op->res == 0) {
+            log->flushing = false;
+            log->fseg = NULL;
+            log_fail(log, "write", -EIO);
+            return;
+        }
+        if (done < wend) { /* short write: continue from the block it stopped in */
+            log->fwpos = AL_ALIGN_DOWN(done, (uint64_t)SEG_ALIGN);
+            io_write(log->io, &log->fop, seg->fd, seg->fbuf + (log->fwpos - seg->fbase),
+                     (size_t)(wend - log->fwpos), log->fwpos);
+            return;
+        }
+        log->fstate = FS_SYNC;
+        io_fdatasync(log->io, &log->fop, seg->fd);
+        return;
+    }
+    case FS_SYNC:
+        flush_done(log);
+        return;
+    default:
+        AL_PANIC("storage: flush completion in state %d", log->fstate);
+    }
+}
+
+/* Starts one flush round: the oldest segment with unflushed bytes gets one write (after a
+ * fallocate when the file must grow) and one fdatasync. Appends arriving meanwhile go to the
+ * segment's other buffer and are covered by the next round. */
+static void flush_start(storage_log *log)
+{
+    if (log->flushing || log->failed) return;
+    segment *seg = NULL;
+    for (int i = 0; i < log->nsegs; i++) {
+        if (log->segs[i]->size > log->segs[i]->dsize) {
+            seg = log->segs[i];
+            break;
+        }
+    }
+    if (!seg) return;
+    uint64_t end = seg->size;
+    uint64_t nb = AL_ALIGN_DOWN(end, (uint64_t)SEG_ALIGN);
+    /* The current buffer goes in flight; the other one becomes current, starting with a copy
+     * of the partial tail block. */
+    uint8_t *cur = seg->buf;
+    size_t ccap = seg->bcap;
+    uint64_t cbase = seg->bbase;
+    if (!seg->fbuf || seg->fcap < SEG_ALIGN) {
+        free(seg->fbuf);
+        seg->fbuf = aligned_alloc_zero(ccap);
+        seg->fcap = ccap;
+        if (!seg->fbuf) {
+            log_fail(log, "allocating a write buffer", -ENOMEM);
+            return;
+        }
+    }
+    seg->buf = seg->fbuf;
+    seg->bcap = seg->fcap;
+    seg->bbase = nb;
+    memset(seg->buf, 0, SEG_ALIGN);
+    if (end > nb) memcpy(seg->buf, cur + (nb - cbase), (size_t)(end - nb));
+    seg->fbuf = cur;
+    seg->fcap = ccap;
+    seg->fbase = cbase;
+    seg->fend = end;
+    uint64_t wend = AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN);
+    memset(cur + (end - cbase), 0, (size_t)(wend - end));
+    log->flushing = true;
+    log->fseg = seg;
+    log->flast = seg->last;
+    log->fwpos = cbase;
+    log->fop.cb = flush_cb;
+    log->fop.ctx = log;
+    if (wend > seg->alloc) {
+        uint64_t step = AL_MAX(log->cfg.fallocate_step, (uint64_t)SEG_ALIGN);
+        uint64_t target = AL_ALIGN_UP(wend, step);
+        log->fstate = FS_FALLOC;
+        log->ftarget = target;
+        io_fallocate(log->io, &log->fop, seg->fd, 0, seg->alloc, target - seg->alloc);
+    } else {
+        log->fstate = FS_WRITE;
+        io_write(log->io, &log->fop, seg->fd, cur, (size_t)(wend - cbase), cbase);
+    }
+}
+
+void storage_log_flush(storage_log *log)
+{
+    flush_start(log);
+}
+
+int storage_log_flush_wait(storage_log *log, int64_t offset, storage_waiter *w)
+{
+    if (log->failed) return AL_EFAILED;
+    if (offset <= log->durable) return 1;
+    if (offset >= log->high) return AL_ERANGE;
+    w->offset = offset;
+    w->res = 0;
+    w->next = log->waiters;
+    log->waiters = w;
+    flush_start(log);
+    return 0;
+}
+
+/* ---- append ---- */
+
+/* In the no-space state, probes (at most every 100 ms) whether space came back by growing the
+ * active file. Returns 0 when appends may go on, -ENOSPC otherwise. */
+static int nospace_probe(storage_log *log)
+{
+    uint64_t now = io_now_ns(log->io);
+    if (now - log->nospace_probe_ns < 100000000ull && now >= log->nospace_probe_ns)
+        return -ENOSPC;
+    log->nospace_probe_ns = now;
+    segment *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
+    if (seg && !seg->finished) {
+        uint64_t step = AL_MAX(log->cfg.fallocate_step, (uint64_t)SEG_ALIGN);
+        uint64_t target = AL_ALIGN_UP(seg->size + 1, step);
+        if (target > seg->alloc) {
+            int rc = io_fs_fallocate(log->io, seg->fd, 0, seg->alloc, target - seg->alloc);
+            if (rc < 0) return -ENOSPC;
+            seg->alloc = target;
+        }
+    }
+    log_info("storage", "log %s: space is back, accepting appends", log->dir);
+    log->nospace = false;
+    return 0;
+}
+
+int storage_log_append(storage_log *log, int32_t term, void *buf, size_t len,
+                       storage_append_result *res)
+{
+    if (log->failed) return AL_EFAILED;
+    int32_t cur_term = storage_log_last_term(log);
+    if (term < cur_term || term < 0) return AL_EINVAL;
+    int64_t nrec = 0;
+    int nb = storage_batches_validate(buf, len, log->cfg.max_message_bytes, &nrec);
+    if (nb < 0) return nb;
+    if (log->nospace && nospace_probe(log) < 0) return -ENOSPC;
+    segment *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
+    bool roll = !seg || seg->sealed || term != seg->term ||
+                (seg->size > 0 && seg->size + len > log->cfg.segment_bytes) ||
+                (seg->size > 0 && log->cfg.segment_ms > 0 &&
+                 io_wall_ms(log->io) - seg->created_ms >= log->cfg.segment_ms) ||
+                log->high + nrec - seg->base > INT32_MAX;
+    int rc;
+    if (roll) {
+        if ((rc = log_roll(log, term)) < 0) return rc;
+        seg = log->segs[log->nsegs - 1];
+    }
+    if ((rc = seg_buf_reserve(seg, seg->size + len)) < 0) return rc;
+    uint8_t *p = buf;
+    uint64_t pos = seg->size;
+    res->base_offset = log->high;
+    res->batches = nb;
+    for (size_t off = 0; off < len;) {
+        storage_batch_hdr h;
+        storage_batch_parse_header(p + off, len - off, &h);
+        size_t sz = storage_batch_size(&h);
+        storage_batch_stamp(p + off, log->high, term);
+        h.base_offset = log->high;
+        h.leader_epoch = term;
+        memcpy(seg->buf + (pos - seg->bbase), p + off, sz);
+        if ((rc = seg_note_batch(log, seg, pos, &h)) < 0) return rc; /* only ENOMEM */
+        if (log->cfg.cache)
+            storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
+                              storage_batch_last_offset(&h), p + off, sz);
+        log->high = storage_batch_last_offset(&h) + 1;
+        pos += sz;
+        off += sz;
+    }
+    seg->size = pos;
+    res->last_offset = log->high - 1;
+    if (log_unflushed(log) >= log->cfg.flush_bytes) flush_start(log);
+    return 0;
+}
+
+/* ---- lookups ---- */
+
+/* Index of the last segment whose base <= offset, or -1. */
+static int seg_find(const storage_log *log, int64_t offset)
+{
+    int lo = 0, hi = log->nsegs - 1, ans = -1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (log->segs[mid]->base <= offset) {
+            ans = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return ans;
+}
+
+/* Byte position of the last index entry at or before offset (0 if none). */
+static uint64_t seg_index_floor(const segment *seg, int64_t offset)
+{
+    int64_t rel = offset - seg->base;
+    int64_t lo = 0, hi = (int64_t)seg->nidx - 1, ans = -1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if ((int64_t)seg->idx[mid].rel <= rel) {
+            ans = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return ans < 0 ? 0 : seg->idx[ans].pos;
+}
+
+int64_t storage_log_term_at(storage_log *log, int64_t offset)
+{
+    int i = seg_find(log, offset);
+    if (i < 0 || offset > log->segs[i]->last) return AL_ERANGE;
+    return log->segs[i]->term;
+}
+
+int64_t storage_log_offset_for_time(storage_log *log, int64_t ts)
+{
+    for (int i = 0; i < log->nsegs; i++) {
+        segment *seg = log->segs[i];
+        if (seg->last < log->start || seg->max_ts < ts) continue;
+        for (uint32_t k = 0; k < seg->ntidx; k++) {
+            if (seg->tidx[k].ts >= ts) {
+                uint32_t rel = k ? seg->tidx[k - 1].rel : seg->tidx[k].rel;
+                return AL_MAX(seg->base + rel, log->start);
+            }
+        }
+        /* The max is reached after the last sparse entry. */
+        if (seg->ntidx) return AL_MAX(seg->base + seg->tidx[seg->ntidx - 1].rel, log->start);
+    }
+    return log->high;
+}
+
+int64_t storage_log_start_offset(const storage_log *log) { return log->start; }
+int64_t storage_log_last_offset(const storage_log *log) { return log->high - 1; }
+int64_t storage_log_high_offset(const storage_log *log) { return log->high; }
+int64_t storage_log_durable_offset(const storage_log *log) { return log->durable; }
+bool storage_log_failed(const storage_log *log) { return log->failed; }
+int storage_log_segment_count(const storage_log *log) { return log->nsegs; }
+
+int32_t storage_log_last_term(const storage_log *log)
+{
+    return log->nsegs ? log->segs[log->nsegs - 1]->term : -1;
+}
+
+uint64_t storage_log_size_bytes(const storage_log *log)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < log->nsegs; i++) n += log->segs[i]->size;
+    return n;
+}
+
+/* ---- reads ---- */
+
+static int read_out_append(storage_read *r, const void *p, size_t n)
+{
+    uint8_t *nd = realloc(r->data, r->len + n);
+    if (!nd) return -ENOMEM;
+    r->data = nd;
+    memcpy(r->data + r->len, p, n);
+    r->len += n;
+    return 0;
+}
+
+/* Serves a read from the cache: consecutive batches starting exactly at r->offset. Returns 1
+ * if at least one batch was served. */
+static int read_from_cache(storage_log *log, storage_read *r)
+{
+    storage_cache *c = log->cfg.cache;
+    int64_t next = r->offset;
+    for (int guard = 0; guard < 100000 && next < log->high; guard++) {
+        size_t n;
+        int64_t last;
+        const uint8_t *p = storage_cache_get(c, log->cfg.log_id, next, &n, &last);
+        if (!p) break;
+        if (read_out_append(r, p, n) < 0) break;
+        next = last + 1;
+        if (r->len >= r->max_bytes) break;
+    }
+    r->next_offset = next;
+    return r->len > 0;
+}
+
+/* Synchronous read of non-durable bytes of seg starting at batch boundary pos. */
+static int read_from_memory(storage_log *log, segment *seg, uint64_t pos, storage_read *r)
+{
+    for (int guard = 0; pos < seg->size && guard < 10000000; guard++) {
+        uint8_t hb[STORAGE_BATCH_HEADER];
+        int rc = seg_read_sync(log, seg, pos, hb, sizeof(hb));
+        if (rc < 0) return rc;
+        storage_batch_hdr h;
+        storage_batch_parse_header(hb, sizeof(hb), &h);
+        size_t sz = storage_batch_size(&h);
+        if (storage_batch_last_offset(&h) >= r->offset) {
+            if (r->len && r->len + sz > r->max_bytes) break;
+            uint8_t *nd = realloc(r->data, r->len + sz);
+            if (!nd) return -ENOMEM;
+            r->data = nd;
+            if ((rc = seg_read_sync(log, seg, pos, r->data + r->len, sz)) < 0) return rc;
+            r->len += sz;
+            r->next_offset = storage_batch_last_offset(&h) + 1;
+            if (r->len >= r->max_bytes) break;
+        }
+        pos += sz;
+    }
+    return 0;
+}
+
+static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, size_t want);
+
+static void read_finish(storage_log *log, storage_read *r, int res)
+{
+    log->reads_inflight--;
+    free(r->abuf);
+    r->abuf = NULL;
+    r->acap = 0;
+    r->res = res;
+    if (res < 0) {
+        free(r->data);
+        r->data = NULL;
+        r->len = 0;
+    }
+    r->cb(r);
+}
+
+static void read_disk_cb(io_op *op)
+{
+    storage_read *r = op->ctx;
+    storage_log *log = r->log;
+    if (op->res < 0) {
+        read_finish(log, r, op->res);
+        return;
+    }
+    segment *seg = log->segs[r->seg];
+    uint64_t valid_end = AL_MIN(r->apos + (uint64_t)op->res, seg->dsize);
+    uint64_t pos = r->ppos; /* where parsing starts */
+    for (int guard = 0; pos < valid_end && guard < 10000000; guard++) {
+        const uint8_t *p = r->abuf + (pos - r->apos);
+        size_t avail = (size_t)(valid_end - pos);
+        storage_batch_hdr h;
+        if (avail < STORAGE_BATCH_HEADER ||
+            storage_batch_size((storage_batch_parse_header(p, avail, &h), &h)) > avail) {
+            if (r->len == 0 && r->tries < 4) { /* first batch did not fit: read it whole */
+                size_t need = avail < STORAGE_BATCH_HEADER ? 65536 : storage_batch_size(&h);
+                read_disk_issue(log, r, pos, need);
+                return;
+            }
+            break;
+        }
+        int64_t sz = storage_batch_validate(p, avail, 0, &h);
+        if (sz < 0) {
+            log_error("storage", "segment %s: batch at %" PRIu64 " fails its check on read: %s",
+                      seg->stem, pos, al_strerror((int)sz));
+            read_finish(log, r, AL_ECORRUPT);
+            return;
+        }
+        if (storage_batch_last_offset(&h) >= r->offset) {
+            if (r->len && r->len + (size_t)sz > r->max_bytes) break;
+            if (read_out_append(r, p, (size_t)sz) < 0) {
+                read_finish(log, r, -ENOMEM);
+                return;
+            }
+            if (log->cfg.cache)
+                storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
+                                  storage_batch_last_offset(&h), p, (size_t)sz);
+            r->next_offset = storage_batch_last_offset(&h) + 1;
+            if (r->len >= r->max_bytes) break;
+        }
+        pos += (uint64_t)sz;
+    }
+    read_finish(log, r, 0);
+}
+
+static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, size_t want)
+{
+    segment *seg = log->segs[r->seg];
+    r->tries++;
+    uint64_t a = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
+    uint64_t e = AL_ALIGN_UP(AL_MIN(pos + want, seg->dsize), (uint64_t)SEG_ALIGN);
+    if (e <= a) e = a + SEG_ALIGN;
+    size_t n = (size_t)(e - a);
+    if (r->acap < n) {
+        free(r->abuf);
+        r->abuf = aligned_alloc_zero(n);
+        r->acap = r->abuf ? n : 0;
+        if (!r->abuf) {
+            read_finish(log, r, -ENOMEM);
+            return;
+        }
+    }
+    r->apos = a;
+    r->ppos = pos;
+    r->op.cb = read_disk_cb;
+    r->op.ctx = r;
+    io_read(log->io, &r->op, seg->fd, r->abuf, n, a);
+}
+
+int storage_log_read(storage_log *log, storage_read *r)
+{
+    r->data = NULL;
+    r->len = 0;
+    r->res = 0;
+    r->abuf = NULL;
+    r->acap = 0;
+    r->tries = 0;
+    r->log = log;
+    memset(&r->op, 0, sizeof(r->op));
+    r->next_offset = r->offset;
+    if (log->failed) return AL_EFAILED;
+    if (r->offset < log->start) return AL_ERANGE;
+    if (r->offset >= log->high) return 1;
+    if (log->cfg.cache && read_from_cache(log, r)) return 1;
+    int i = seg_find(log, r->offset);
+    if (i < 0) i = 0;
+    while (i < log->nsegs && log->segs[i]->last < r->offset) i++;
+    if (i >= log->nsegs) return 1;
+    segment *seg = log->segs[i];
+    uint64_t pos = seg->base >= r->offset ? 0 : seg_index_floor(seg, r->offset);
+    if (r->offset > seg->dlast) { /* not durable yet: the bytes are in memory */
+        int rc = read_from_memory(log, seg, AL_MAX(pos, seg->dsize), r);
+        if (rc < 0) {
+            storage_read_release(r);
+            return rc;
+        }
+        return 1;
+    }
+    r->seg = i;
+    log->reads_inflight++;
+    size_t want = r->max_bytes + 2 * log->cfg.index_interval_bytes + STORAGE_BATCH_HEADER;
+    read_disk_issue(log, r, pos, want);
+    return 0;
+}
+
+void storage_read_release(storage_read *r)
+{
+    free(r->data);
+    r->data = NULL;
+    r->len = 0;
+}
+
+/* ---- recovery ---- */
+
+/* Scans seg's data file from position 0, verifying every batch, rebuilding indexes and summary
+ * fields. Stops at the first zero header, torn or corrupt batch or offset discontinuity.
+ * Sets seg->size to the valid length. *cut gets a reason when something non-zero was cut
+ * (NULL otherwise). Returns 0 or -errno. */
+static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **cut)
+{
+    size_t cap = SCAN_CHUNK;
+    uint8_t *b = aligned_alloc_zero(cap);
+    if (!b) return -ENOMEM;
+    uint64_t pos = 0, cpos = 0, clen = 0; /* chunk [cpos, cpos+clen) */
+    int rc = 0;
+    *cut = NULL;
+    seg->nidx = seg->ntidx = 0;
+    seg->last = seg->base - 1;
+    seg->max_ts = INT64_MIN;
+    for (uint64_t guard = 0; guard < (1ull << 40); guard++) {
+        if (pos + STORAGE_BATCH_LOG_OVERHEAD > (uint64_t)fsize) {
+            if (pos < (uint64_t)fsize) *cut = "a partial header at the end of the file";
+            break;
+        }
+        /* Make sure the header (and then the whole batch) is in the chunk. */
+        size_t need = STORAGE_BATCH_HEADER;
+        for (int pass = 0; pass < 2; pass++) {
+            if (pos + need > cpos + clen && pos + need <= (uint64_t)fsize + SEG_ALIGN) {
+                cpos = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
+                size_t want = (size_t)AL_ALIGN_UP(pos + need - cpos, (uint64_t)SEG_ALIGN);
+                want = AL_MAX(want, (size_t)SCAN_CHUNK);
+                if (want > cap) {
+                    free(b);
+                    b = aligned_alloc_zero(want);
+                    cap = want;
+                    if (!b) return -ENOMEM;
+                }
+                ssize_t r = io_fs_pread(log->io, seg->fd, b, want, cpos);
+                if (r < 0) {
+                    rc = (int)r;
+                    goto out;
+                }
+                clen = (uint64_t)r;
+            }
+            if (pass == 0) {
+                storage_batch_hdr h0;
+                uint64_t have = cpos + clen > pos ? cpos + clen - pos : 0;
+                if (have < STORAGE_BATCH_LOG_OVERHEAD) break;
+                storage_batch_parse_header(b + (pos - cpos), (size_t)have, &h0);
+                if (h0.batch_length <= 0 || (uint64_t)h0.batch_length > (uint64_t)fsize) break;
+                need = storage_batch_size(&h0);
+            }
+        }
+        uint64_t have = cpos + clen > pos ? cpos + clen - pos : 0;
+        const uint8_t *p = b + (pos - cpos);
+        if (have >= STORAGE_BATCH_LOG_OVERHEAD && al_be64(p) == 0 && al_be32(p + 8) == 0) {
+            /* Zeros: the clean end (preallocated space). Anything non-zero after? Cheap check
+             * of the rest of this chunk only. */
+            for (uint64_t k = pos - cpos; k < clen; k++)
+                if (b[k]) {
+                    *cut = "non-zero bytes after the end of the log";
+                    break;
+                }
+            break;
+        }
+        storage_batch_hdr h;
+        int64_t sz = storage_batch_validate(p, (size_t)have, 0, &h);
+        if (sz == AL_ETRUNCATED) {
+            *cut = "a torn (incomplete) batch";
+            break;
+        }
+        if (sz < 0) {
+            *cut = sz == AL_ECORRUPT ? "a batch with a bad CRC" : "a malformed batch";
+            break;
+        }
+        if (h.base_offset <= seg->last || h.base_offset < seg->base ||
+            h.leader_epoch != seg->term || storage_batch_last_offset(&h) - seg->base > INT32_MAX) {
+            *cut = "a batch whose offset or term does not continue the segment";
+            break;
+        }
+        if ((rc = seg_note_batch(log, seg, pos, &h)) < 0) goto out;
+        pos += (uint64_t)sz;
+    }
+    seg->size = pos;
+out:
+    free(b);
+    return rc;
+}
+
+/* Parses "<base:020>-<term>.log"; returns 1 and fills base/term, 0 if not a segment name. */
+static int parse_seg_name(const char *name, int64_t *base, int32_t *term)
+{
+    size_t n = strlen(name);
+    if (n < 26 || strcmp(name + n - 4, ".log") != 0 || name[20] != '-') return 0;
+    char *end;
+    long long b = strtoll(name, &end, 10);
+    if (end != name + 20 || b < 0) return 0;
+    long t = strtol(name + 21, &end, 10);
+    if (strcmp(end, ".log") != 0 || t < 0 || t > INT32_MAX) return 0;
+    *base = b;
+    *term = (int32_t)t;
+    return 1;
+}
+
+static bool ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* Opens and recovers one segment found on disk. is_last: scan regardless of indexes. */
+static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_any)
+{
+    char path[SEG_PATH_MAX + 16];
+    seg_path(seg, ".log", path, sizeof(path));
+    int fd = io_fs_open(log->io, path, O_RDWR | O_DIRECT | O_CLOEXEC, 0644);
+    if (fd < 0) return fd;
+    seg->fd = fd;
+    int64_t fsize = io_fs_size(log->io, fd);
+    if (fsize < 0) return (int)fsize;
+    bool indexed = false;
+    if (!is_last && seg_load_index_file(log, seg, false, fsize) == 0) {
+        uint32_t nidx = seg->nidx;
+        if (seg_load_index_file(log, seg, true, fsize) == 0 && (nidx == 0) == (seg->ntidx == 0))
+            indexed = true;
+    }
+    if (!indexed) {
+        seg->nidx = seg->ntidx = 0;
+        const char *cut = NULL;
+        int rc = seg_scan(log, seg, fsize, &cut);
+        if (rc < 0) return rc;
+        if (cut) {
+            log_warn("storage", "segment %s.log: cut %" PRId64 " bytes at position %" PRIu64
+                     " (file size %" PRId64 "): %s; last offset kept %" PRId64,
+                     seg->stem, fsize - (int64_t)seg->size, seg->size, fsize, cut, seg->last);
+            *cut_any = true;
+        }
+        if ((uint64_t)fsize != seg->size) {
+            rc = io_fs_ftruncate(log->io, fd, seg->size);
+            if (rc == 0) rc = io_fs_fdatasync(log->io, fd);
+            if (rc < 0) return rc;
+        }
+        if (!is_last) {
+            /* A closed segment without valid indexes: write them now. */
+            char ip[SEG_PATH_MAX + 16];
+            seg_path(seg, ".index", ip, sizeof(ip));
+            io_fs_unlink(log->io, ip);
+            seg_path(seg, ".timeindex", ip, sizeof(ip));
+            io_fs_unlink(log->io, ip);
+        }
+    }
+    seg->dsize = seg->size;
+    seg->dlast = seg->last;
+    seg->alloc = seg->size;
+    return 0;
+}
+
+static int log_recover(storage_log *log)
+{
+    char **names = NULL;
+    int n = io_fs_list(log->io, log->dir, &names);
+    if (n < 0) return n;
+    int rc = 0;
+    bool cut_any = false;
+    /* Leftovers of interrupted renames and compactions. */
+    for (int i = 0; i < n; i++) {
+        if (ends_with(names[i], ".tmp") || ends_with(names[i], ".cleaned")) {
+            char path[SEG_PATH_MAX + 300];
+            snprintf(path, sizeof(path), "%s/%s", log->dir, names[i]);
+            log_info("storage", "removing leftover %s", path);
+            io_fs_unlink(log->io, path);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t base;
+        int32_t term;
+        if (!parse_seg_name(names[i], &base, &term)) continue;
+        segment *seg = seg_new(log, base, term);
+        if (!seg) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if ((rc = segs_push(log, seg)) < 0) {
+            seg_free(seg);
+            goto out;
+        }
+    }
+    for (int i = 0; i < log->nsegs; i++) {
+        segment *seg = log->segs[i];
+        bool is_last = i == log->nsegs - 1;
+        bool cut = false;
+        if ((rc = seg_recover(log, seg, is_last, &cut)) < 0) {
+            log_error("storage", "recovering %s.log: %s", seg->stem, al_strerror(rc));
+            goto out;
+        }
+        /* Segments must continue each other: a later one starts right after the previous
+         * one's last offset (a gap means an unflushed tail was lost in between). */
+        bool bad_order = i > 0 && (seg->base != log->segs[i - 1]->last + 1 ||
+                                   seg->term < log->segs[i - 1]->term);
+        if (bad_order) {
+            log_info("storage", "segment %s.log does not continue the log (previous ends at %"
+                     PRId64 "); removing it and every later segment", seg->stem,
+                     log->segs[i - 1]->last);
+            for (int k = log->nsegs - 1; k >= i; k--) seg_destroy_files(log, log->segs[k]);
+            log->nsegs = i;
+            if (i - 1 >= 0 && log->segs[i - 1]->sealed) log->segs[i - 1]->sealed = false;
+            break;
+        }
+        if (cut && !is_last) {
+            log_warn("storage", "segment %s.log was cut; removing the %d later segment(s)",
+                     seg->stem, log->nsegs - 1 - i);
+            for (int k = log->nsegs - 1; k > i; k--) seg_destroy_files(log, log->segs[k]);
+            log->nsegs = i + 1;
+            break;
+        }
+    }
+    if (log->nsegs) io_fs_fsync_dir(log->io, log->dir);
+    /* Segments wholly below the start offset (retention interrupted), never the last. */
+    int drop = 0;
+    while (drop < log->nsegs - 1 && log->segs[drop]->last < log->start) drop++;
+    for (int k = 0; k < drop; k++) seg_destroy_files(log, log->segs[k]);
+    if (drop) segs_remove_front(log, drop);
+    /* Empty closed segments in the middle carry nothing; keep the last (its term matters). */
+    for (int i = 0; i < log->nsegs; i++) {
+        segment *seg = log->segs[i];
+        bool is_last = i == log->nsegs - 1;
+        if (!is_last) {
+            seg->sealed = true;
+            if (!seg->finished) {
+                if (seg_load_index_file(log, seg, false, (int64_t)seg->size) != 0) {
+                    seg->dsize = seg->size;
+                    seg_finish(log, seg);
+                } else {
+                    seg->finished = true;
+                }
+            }
+        } else if ((rc = seg_load_tail(log, seg)) < 0) {
+            goto out;
+        }
+    }
+    if (log->nsegs) {
+        segment *last = log->segs[log->nsegs - 1];
+        log->high = AL_MAX(last->last + 1, log->start);
+    } else {
+        log->high = log->start;
+    }
+    if (log->start > log->high) log->start = log->high;
+    log->durable = log->high - 1;
+    (void)cut_any;
+out:
+    io_fs_list_free(names, n);
+    return rc;
+}
+
+int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
+                     storage_log **out)
+{
+    storage_log *log = calloc(1, sizeof(*log));
+    if (!log) return -ENOMEM;
+    log->io = iop;
+    log->cfg = *cfg;
+    if (!log->cfg.index_interval_bytes) log->cfg.index_interval_bytes = 4096;
+    if (!log->cfg.flush_bytes) log->cfg.flush_bytes = 1u << 20;
+    if (!log->cfg.segment_bytes) log->cfg.segment_bytes = 128u << 20;
+    log->cfg.fallocate_step = AL_ALIGN_UP(AL_MAX(log->cfg.fallocate_step, (uint64_t)SEG_ALIGN),
+                                          (uint64_t)SEG_ALIGN);
+    snprintf(log->dir, sizeof(log->dir), "%s", dir);
+    log->cs.out_fd = -1;
+    int rc = io_fs_mkdir(iop, dir, 0755);
+    if (rc == 0) rc = meta_read(log);
+    if (rc == 0) rc = log_recover(log);
+    if (rc < 0) {
+        log->failed = true;
+        storage_log_close(log);
+        return rc;
+    }
+    log_debug("storage", "opened log %s: start %" PRId64 " next %" PRId64 ", %d segment(s)",
+              dir, log->start, log->high, log->nsegs);
+    *out = log;
+    return 0;
+}
+
+int storage_log_close(storage_log *log)
+{
+    for (int guard = 0; log->flushing && guard < 1000000; guard++) io_poll(log->io, UINT64_MAX);
+    AL_ASSERT(!log->flushing);
+    AL_ASSERT(log->reads_inflight == 0);
+    log_compact_reset(log);
+    waiters_wake(log, INT64_MIN, AL_ECLOSED);
+    for (int i = 0; i < log->nsegs; i++) {
+        segment *seg = log->segs[i];
+        if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
+        if (log->cfg.cache)
+            storage_cache_drop(log->cfg.cache, log->cfg.log_id, seg->base, INT64_MAX);
+        seg_free(seg);
+    }
+    free(log->segs);
+    free(log);
+    return 0;
+}
+
+/* ---- truncation ---- */
+
+/* Finds, in seg, the position of the batch holding the first offset >= offset, and the last
+ * offset before it. Returns 0 or -errno. */
+static int seg_find_batch(storage_log *log, segment *seg, int64_t offset, uint64_t *pos_out,
+                          int64_t *prev_last)
+{
+    uint64_t pos = seg_index_floor(seg, offset);
+    int64_t prev = seg->base - 1;
+    /* prev before the floor: the index entry's batch base - 1 is a safe lower value only for
+     * reporting; find the exact last offset by scanning from the floor. */
+    for (uint32_t k = 0; k < seg->nidx; k++)
+        if (seg->idx[k].pos == pos && pos) prev = seg->base + seg->idx[k].rel - 1;
+    for (uint64_t guard = 0; pos < seg->size && guard < (1ull << 40); guard++) {
+        uint8_t hb[STORAGE_BATCH_HEADER];
+        int rc = seg_read_sync(log, seg, pos, hb, sizeof(hb));
+        if (rc < 0) return rc;
+        storage_batch_hdr h;
+        storage_batch_parse_header(hb, sizeof(hb), &h);
+        if (storage_batch_last_offset(&h) >= offset) break;
+        prev = storage_batch_last_offset(&h);
+        pos += storage_batch_size(&h);
+    }
+    *pos_out = pos;
+    *prev_last = prev;
+    return 0;
+}
+
+/* Removes offsets >= offset (no flush in flight). Waiters above the new end get werr. */
+static int log_truncate(storage_log *log, int64_t offset, int werr)
+{
+    AL_ASSERT(!log->flushing);
+    int rc = 0;
+    bool dir_changed = false;
+    while (log->nsegs > 0 && log->segs[log->nsegs - 1]->base >= offset) {
+        seg_destroy_files(log, log->segs[log->nsegs - 1]);
+        log->nsegs--;
+        dir_changed = true;
+    }
+    if (log->nsegs > 0) {
+        segment *seg = log->segs[log->nsegs - 1];
+        if (seg->last >= offset) {
+            uint64_t pos;
+            int64_t prev;
+            if ((rc = seg_find_batch(log, seg, offset, &pos, &prev)) < 0) return rc;
+            /* Keep the in-memory bytes of the new tail block before dropping anything. */
+            uint64_t bb = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
+            uint8_t *nb = aligned_alloc_zero(64 * 1024);
+            if (!nb) return -ENOMEM;
+            if (pos > bb && (rc = seg_read_sync(log, seg, bb, nb, (size_t)(pos - bb))) < 0) {
+                free(nb);
+                return rc;
+            }
+            rc = io_fs_ftruncate(log->io, seg->fd, pos);
+            if (rc == 0) rc = io_fs_fdatasync(log->io, seg->fd);
+            if (rc < 0) {
+                free(nb);
+                return rc;
+            }
+            seg->size = pos;
+            seg->alloc = pos;
+            seg->last = prev;
+            if (seg->dsize > pos) {
+                seg->dsize = pos;
+                seg->dlast = prev;
+            }
+            while (seg->nidx && seg->idx[seg->nidx - 1].pos >= pos) seg->nidx--;
+            while (seg->ntidx && (int64_t)seg->tidx[seg->ntidx - 1].rel > prev - seg->base)
+                seg->ntidx--;
+            seg->last_idx_pos = seg->nidx ? seg->idx[seg->nidx - 1].pos : 0;
+            seg->max_ts = seg->ntidx ? seg->tidx[seg->ntidx - 1].ts : INT64_MIN;
+            free(seg->buf);
+            free(seg->fbuf);
+            seg->fbuf = NULL;
+            seg->fcap = 0;
+            seg->buf = nb;
+            seg->bcap = 64 * 1024;
+            seg->bbase = bb;
+            if (seg->finished) {
+                char ip[SEG_PATH_MAX + 16];
+                seg_path(seg, ".index", ip, sizeof(ip));
+                io_fs_unlink(log->io, ip);
+                seg_path(seg, ".timeindex", ip, sizeof(ip));
+                io_fs_unlink(log->io, ip);
+                dir_changed = true;
+            }
+            seg->sealed = false;
+            seg->finished = false;
+        }
+        log->high = seg->last + 1;
+    } else {
+        log->high = AL_MAX(offset, log->start);
+    }
+    if (log->high < log->start) log->high = log->start;
+    if (log->durable > log->high - 1) log->durable = log->high - 1;
+    if (dir_changed) io_fs_fsync_dir(log->io, log->dir);
+    if (log->cfg.cache) storage_cache_drop(log->cfg.cache, log->cfg.log_id, offset, INT64_MAX);
+    log_compact_reset(log);
+    waiters_wake(log, log->high - 1, werr);
+    return 0;
+}
+
+int storage_log_truncate_suffix(storage_log *log, int64_t offset)
+{
+    if (log->failed) return AL_EFAILED;
+    if (log->flushing || log->reads_inflight) return AL_EFULL;
+    if (offset < log->start) return AL_ERANGE;
+    if (offset >= log->high) return 0;
+    return log_truncate(log, offset, AL_ERANGE);
+}
+
+/* ---- start offset and retention ---- */
+
+/* Deletes whole segments below the start offset that are safe to delete now. */
+static void log_delete_below_start(storage_log *log)
+{
+    if (log->reads_inflight) return;
+    int drop = 0;
+    while (drop < log->nsegs - 1) {
+        segment *seg = log->segs[drop];
+        if (seg->last >= log->start || !seg->finished || (log->flushing && log->fseg == seg))
+            break;
+        drop++;
+    }
+    if (!drop) return;
+    if (log->cs.phase) log_compact_reset(log);
+    for (int k = 0; k < drop; k++) seg_destroy_files(log, log->segs[k]);
+    segs_remove_front(log, drop);
+    io_fs_fsync_dir(log->io, log->dir);
+}
+
+int storage_log_set_start_offset(storage_log *log, int64_t offset)
+{
+    if (offset > log->high || offset < 0) return AL_ERANGE;
+    if (offset <= log->start) return 0;
+    int64_t old = log->start;
+    log->start = offset;
+    int rc = meta_write(log);
+    if (rc < 0) {
+        log->start = old;
+        return rc;
+    }
+    if (log->cfg.cache) storage_cache_drop(log->cfg.cache, log->cfg.log_id, 0, offset - 1);
+    log_delete_below_start(log);
+    return 0;
+}
+
+/* Retention: the new start offset implied by retention.bytes and retention.ms (whole closed
+ * segments from the front). */
+static int log_retention(storage_log *log, int64_t now_ms)
+{
+    int64_t new_start = log->start;
+    uint64_t total = storage_log_size_bytes(log);
+    for (int i = 0; i < log->nsegs - 1; i++) {
+        segment *seg = log->segs[i];
+        if (!seg->finished) break;
+        bool by_size = log->cfg.retention_bytes >= 0 &&
+                       total - seg->size >= (uint64_t)log->cfg.retention_bytes &&
+                       total > (uint64_t)log->cfg.retention_bytes;
+        bool by_time = log->cfg.retention_ms >= 0 && seg->max_ts != INT64_MIN &&
+                       now_ms - seg->max_ts > log->cfg.retention_ms;
+        if (!by_size && !by_time) break;
+        total -= seg->size;
+        new_start = AL_MAX(new_start, seg->last + 1);
+    }
+    if (new_start > log->start) {
+        log_info("storage", "log %s: retention moves the start offset %" PRId64 " -> %" PRId64,
+                 log->dir, log->start, new_start);
+        return storage_log_set_start_offset(log, new_start);
+    }
+    log_delete_below_start(log);
+    return 0;
+}
+
+int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes)
+{
+    if (log->failed) return AL_EFAILED;
+    if (log->nsegs && log->cfg.segment_ms > 0) {
+        segment *a = log->segs[log->nsegs - 1];
+        if (!a->sealed && a->size > 0 && now_ms - a->created_ms >= log->cfg.segment_ms) {
+            a->sealed = true; /* the next append rolls */
+            if (a->dsize == a->size && !(log->flushing && log->fseg == a)) seg_finish(log, a);
+        }
+    }
+    int rc = 0;
+    if (log->cfg.cleanup_policy & STORAGE_CLEANUP_DELETE) rc = log_retention(log, now_ms);
+    if (rc < 0) return rc;
+    if ((log->cfg.cleanup_policy & STORAGE_CLEANUP_COMPACT) && !log->reads_inflight)
+        return log_compact_step(log, now_ms, budget_bytes);
+    return 0;
+}
+
+int storage_log_segment_info(const storage_log *log, int i, storage_segment_info *out)
+{
+    if (i < 0 || i >= log->nsegs) return AL_ERANGE;
+    const segment *seg = log->segs[i];
+    out->base = seg->base;
+    out->last = seg->last;
+    out->term = seg->term;
+    out->size = seg->size;
+    out->durable_size = seg->dsize;
+    out->max_timestamp = seg->max_ts;
+    out->index_entries = seg->nidx;
+    out->sealed = seg->sealed;
+    out->path_stem = seg->stem;
+    return 0;
+}
+
+int storage_log_compact_all(storage_log *log, int64_t now_ms)
+{
+    if (log->reads_inflight) return AL_EFULL;
+    log_compact_reset(log);
+    for (int i = 0; i < log->nsegs; i++) log->segs[i]->cleaned = false;
+    for (int guard = 0; guard < 10000000; guard++) {
+        int rc = log_compact_step(log, now_ms, 1u << 20);
+        if (rc <= 0) return rc;
+    }
+    return AL_ETIMEDOUT;
+}

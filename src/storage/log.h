@@ -1,0 +1,206 @@
+/*
+ * log.h — the partition log: a directory of segments holding Kafka record batches, with offsets
+ * assigned on append, group-committed O_DIRECT writes, recovery at open, truncation, retention,
+ * compaction and reads through the per-shard batch cache. Its interface is the one Raft needs.
+ *
+ * On disk (see docs/ARCHITECTURE.md, "## Storage"): in the log's directory,
+ *   <base:020>-<term>.log        record batches as received (stamped), back to back, then zeros
+ *   <base:020>-<term>.index      sparse offset index of a closed segment (written at close)
+ *   <base:020>-<term>.timeindex  sparse time index of a closed segment (written at close)
+ *   log_meta                     the log start offset (temp/fsync/rename/fsync-dir ritual)
+ * Every segment holds batches of one term: an append with a new term rolls the segment.
+ *
+ * Threading: a log belongs to the shard whose `io` it was opened with. Every function must be
+ * called on that shard; every callback runs on it (from io_poll). Nothing here blocks except
+ * open/close, truncation, retention, compaction steps and segment roll/close, which use the
+ * synchronous io_fs_* calls (metadata work, bounded).
+ *
+ * Errors: 0/count or negative (-errno or AL_E*). -ENOSPC from append means "disk full, retry
+ * later" (Kafka: KAFKA_STORAGE_ERROR); AL_EFAILED means the log failed (a write or fdatasync
+ * error) and refuses everything until reopened; nothing after the last good flush is ever
+ * reported durable.
+ */
+#ifndef AL_STORAGE_LOG_H
+#define AL_STORAGE_LOG_H
+
+#include "base/base.h"
+#include "reactor/io.h"
+#include "storage/cache.h"
+
+typedef struct storage_log storage_log;
+
+enum storage_cleanup_policy {
+    STORAGE_CLEANUP_DELETE = 1,
+    STORAGE_CLEANUP_COMPACT = 2, /* compact,delete = both bits */
+};
+
+/* Per-log configuration (the topic's segment.bytes, segment.ms, retention.*, cleanup.policy,
+ * delete.retention.ms, max.message.bytes and our own write parameters). */
+typedef struct storage_log_config {
+    uint64_t segment_bytes;        /* roll when a segment reaches this size (128 MiB) */
+    int64_t segment_ms;            /* roll when the active segment is this old (7 days); <= 0 off */
+    uint64_t fallocate_step;       /* grow data files ahead by this much (32 MiB), 4 KiB multiple */
+    int64_t retention_bytes;       /* delete old segments beyond this total size; -1 off */
+    int64_t retention_ms;          /* delete segments whose newest batch is older; -1 off (7 d) */
+    int cleanup_policy;            /* STORAGE_CLEANUP_* bits (DELETE) */
+    int64_t delete_retention_ms;   /* keep tombstones this long after compaction (1 day) */
+    uint32_t max_message_bytes;    /* largest batch accepted (1 MiB + 12) */
+    uint64_t flush_bytes;          /* start a flush when this much is unflushed (1 MiB) */
+    uint32_t index_interval_bytes; /* one offset/time index entry per this many bytes (4 KiB) */
+    storage_cache *cache;          /* the shard's batch cache, or NULL */
+    uint64_t log_id;               /* key of this log in the cache (unique per shard) */
+} storage_log_config;
+
+/* Fills *c with the defaults above. */
+void storage_log_config_default(storage_log_config *c);
+
+/*
+ * Opens (creating if needed) the log in directory dir and recovers it: lists segments, loads
+ * or rebuilds their indexes, scans the last segment's batches verifying every CRC, truncates a
+ * torn or corrupt tail (logging what was cut), deletes leftovers and segments wholly below the
+ * log start offset. The config is copied. Returns 0 and *out, or -errno / AL_ECORRUPT (metadata
+ * unreadable) / -ENOMEM.
+ */
+int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
+                     storage_log **out);
+
+/*
+ * Closes the log: waits (polling io) for a flush in flight, flushes nothing more (unflushed
+ * appends are dropped, as after a crash), fails remaining waiters with AL_ECLOSED, closes
+ * files. Returns 0. Call when no reads are in flight.
+ */
+int storage_log_close(storage_log *log);
+
+/* Result of an append: the offsets the batches got. */
+typedef struct storage_append_result {
+    int64_t base_offset;
+    int64_t last_offset;
+    int32_t batches;
+} storage_append_result;
+
+/*
+ * Validates the batches in buf (len bytes, one or more whole magic-2 batches), stamps their
+ * base offsets (consecutive from the log's next offset) and leader epoch = term, copies them
+ * into the write buffer and the cache, and returns their offsets. Not durable yet: use
+ * storage_log_flush_wait. term must be >= the last term; a new term rolls the segment.
+ * buf is modified (stamped) in place. Errors: AL_EMALFORMED / AL_ECORRUPT / AL_ETRUNCATED /
+ * AL_ETOOLARGE (bad batch: nothing stored), AL_EINVAL (term lower than the log's), -ENOSPC,
+ * AL_EFAILED, -ENOMEM, or an error creating a new segment file.
+ */
+int storage_log_append(storage_log *log, int32_t term, void *buf, size_t len,
+                       storage_append_result *res);
+
+/* A durability waiter (caller-owned, stays alive until its callback ran). */
+typedef struct storage_waiter storage_waiter;
+struct storage_waiter {
+    void (*cb)(storage_waiter *w); /* res = 0 (offset durable) or error */
+    void *ctx;
+    int64_t offset;
+    int res;
+    storage_waiter *next; /* private */
+};
+
+/*
+ * Asks for w->cb once every offset <= offset is durable (written and fdatasync'ed), or with
+ * an error when the log fails (AL_EFAILED), runs out of space before flushing it (-ENOSPC),
+ * the offset is truncated away (AL_ERANGE) or the log closes (AL_ECLOSED). Starts a flush if
+ * none runs. Returns 1 when already durable (callback not called), 0 when queued, or
+ * AL_EFAILED / AL_ERANGE (offset beyond the last offset) without queueing.
+ */
+int storage_log_flush_wait(storage_log *log, int64_t offset, storage_waiter *w);
+
+/* Starts a flush of everything appended, if none runs (no callback). */
+void storage_log_flush(storage_log *log);
+
+/* A read request (caller-owned). */
+typedef struct storage_read storage_read;
+struct storage_read {
+    int64_t offset;    /* in: first offset wanted */
+    size_t max_bytes;  /* in: byte budget; at least one whole batch is returned anyway */
+    void (*cb)(storage_read *r); /* in: called when a pending read completes */
+    void *ctx;
+    int res;           /* out: 0 or error */
+    uint8_t *data;     /* out: whole batches (malloc'd; storage_read_release frees) */
+    size_t len;
+    int64_t next_offset; /* out: offset after the last batch returned */
+    /* private */
+    storage_log *log;
+    io_op op;
+    uint8_t *abuf;
+    size_t acap;
+    uint64_t apos;
+    uint64_t ppos;
+    int seg;
+    int tries;
+};
+
+/*
+ * Reads whole batches starting with the one holding r->offset (or the next existing one, after
+ * compaction) up to r->max_bytes, at least one batch. Returns 1 when done synchronously (from
+ * the cache or unflushed memory; callback not called), 0 when pending (r->cb runs later), or
+ * AL_ERANGE (offset below the log start) / AL_EFAILED. At or past the next offset: done with
+ * len 0. Data is whatever was appended (durable or not): callers clamp to their high watermark.
+ */
+int storage_log_read(storage_log *log, storage_read *r);
+void storage_read_release(storage_read *r);
+
+/* Term of the batch holding offset, or AL_ERANGE when offset is not in [first segment, last]. */
+int64_t storage_log_term_at(storage_log *log, int64_t offset);
+
+/*
+ * Removes every batch from the one holding `offset` on (offsets >= offset are gone; a batch
+ * straddling offset goes entirely). Waiters above the new end fail with AL_ERANGE. Durable on
+ * return (files truncated and synced). Returns 0, AL_EFULL when a flush or read is in flight
+ * (retry after it completes), AL_ERANGE when offset < log start, or -errno.
+ */
+int storage_log_truncate_suffix(storage_log *log, int64_t offset);
+
+/*
+ * Advances the log start offset (DeleteRecords): offsets below are no longer readable; whole
+ * segments below are deleted. Persisted before return. offset may not pass the next offset.
+ * Returns 0, AL_ERANGE, or -errno.
+ */
+int storage_log_set_start_offset(storage_log *log, int64_t offset);
+
+int64_t storage_log_start_offset(const storage_log *log);
+int64_t storage_log_last_offset(const storage_log *log);   /* -1 + start when empty */
+int32_t storage_log_last_term(const storage_log *log);     /* -1 when no segment */
+int64_t storage_log_high_offset(const storage_log *log);   /* next offset to assign */
+int64_t storage_log_durable_offset(const storage_log *log); /* last durable offset */
+uint64_t storage_log_size_bytes(const storage_log *log);
+int storage_log_segment_count(const storage_log *log);
+bool storage_log_failed(const storage_log *log);
+
+/* Facts about segment i (0 = oldest) for tools and tests. Returns 0 or AL_ERANGE. */
+typedef struct storage_segment_info {
+    int64_t base, last;
+    int32_t term;
+    uint64_t size, durable_size;
+    int64_t max_timestamp;
+    uint32_t index_entries;
+    bool sealed;
+    const char *path_stem; /* dir/<base>-<term>, valid while the segment exists */
+} storage_segment_info;
+int storage_log_segment_info(const storage_log *log, int i, storage_segment_info *out);
+
+/*
+ * ListOffsets by time: the base offset of the first batch whose maxTimestamp >= ts, found
+ * through the sparse time index: exact at index granularity, so it may return an earlier batch
+ * within one index interval. Returns the next offset when no batch qualifies.
+ */
+int64_t storage_log_offset_for_time(storage_log *log, int64_t ts);
+
+/*
+ * Housekeeping, called periodically by the shard: rolls an over-age active segment, applies
+ * retention (delete policy: by retention.bytes and retention.ms, whole closed segments from the
+ * front, start offset persisted) and runs one bounded compaction step (compact policy) of at
+ * most budget_bytes of input. now_ms is the wall clock. Returns 1 if more compaction work
+ * remains, 0 if idle, or -errno. Skips work that would touch segments while reads are in flight.
+ */
+int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes);
+
+/* Runs a full compaction round over every closed segment now (tests, tools); returns 0 or
+ * -errno. */
+int storage_log_compact_all(storage_log *log, int64_t now_ms);
+
+#endif

@@ -1,0 +1,570 @@
+/*
+ * test_storage_log.c — the partition log on the io_uring back end in test_tmpdir(): empty log,
+ * one batch, many batches with segment rolls during flushes, reads (cache, memory, disk),
+ * validation, terms, truncation (to 0, inside the first segment), start offset, time lookup,
+ * group commit coalescing, and retention and compaction against in-memory reference models.
+ */
+#include "storage_util.h"
+
+#include "storage/cache.h"
+
+#include <sys/stat.h>
+
+static io *g_io;
+
+static io *test_io(void)
+{
+    if (!g_io) {
+        struct io_uring_opts o = {0};
+        int rc = io_uring_create(&g_io, &o);
+        if (rc < 0) {
+            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
+            exit(77);
+        }
+    }
+    return g_io;
+}
+
+static void mkdir_for(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", test_tmpdir(), name);
+}
+
+static storage_log_config small_cfg(void)
+{
+    storage_log_config c;
+    storage_log_config_default(&c);
+    c.segment_bytes = 64 * 1024;
+    c.fallocate_step = 16 * 1024;
+    c.flush_bytes = 8 * 1024;
+    c.index_interval_bytes = 1024;
+    return c;
+}
+
+/* Expected contents: one stamped batch per entry. */
+typedef struct model_batch {
+    int64_t base, last;
+    size_t len;
+    uint8_t *bytes;
+} model_batch;
+
+typedef struct model {
+    model_batch *v;
+    int n, cap;
+} model;
+
+static void model_add(model *m, int64_t base, int64_t last, const void *b, size_t len)
+{
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 64;
+        m->v = realloc(m->v, (size_t)m->cap * sizeof(*m->v));
+    }
+    model_batch *mb = &m->v[m->n++];
+    mb->base = base;
+    mb->last = last;
+    mb->len = len;
+    mb->bytes = malloc(len);
+    memcpy(mb->bytes, b, len);
+}
+
+static void model_truncate(model *m, int64_t offset)
+{
+    while (m->n && m->v[m->n - 1].last >= offset) free(m->v[--m->n].bytes);
+}
+
+static void model_free(model *m)
+{
+    for (int i = 0; i < m->n; i++) free(m->v[i].bytes);
+    free(m->v);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Reads one request synchronously (polling for pending ones). Returns r->res or the error. */
+static int read_once(storage_log *log, storage_read *r, int64_t offset, size_t max)
+{
+    su_read *sr = AL_CONTAINER_OF(r, su_read, r);
+    sr->done = 0;
+    r->offset = offset;
+    r->max_bytes = max;
+    r->cb = su_read_cb;
+    int rc = storage_log_read(log, r);
+    if (rc < 0) return rc;
+    if (rc == 0 && !su_poll_until(test_io(), &sr->done, 10000)) return AL_ETIMEDOUT;
+    return r->res;
+}
+
+/* Reads the whole log from `from` and compares it batch by batch with the model. */
+static void check_log_equals(storage_log *log, const model *m, int64_t from)
+{
+    int k = 0;
+    while (k < m->n && m->v[k].last < from) k++;
+    int64_t off = from;
+    su_read sr;
+    for (int guard = 0; guard < 1000000; guard++) {
+        int rc = read_once(log, &sr.r, off, 3000);
+        CHECK_EQ(rc, 0);
+        if (sr.r.len == 0) break;
+        size_t pos = 0;
+        while (pos < sr.r.len) {
+            storage_batch_hdr h;
+            int64_t sz = storage_batch_validate(sr.r.data + pos, sr.r.len - pos, 0, &h);
+            CHECK(sz > 0);
+            CHECK(k < m->n);
+            CHECK_EQ(h.base_offset, m->v[k].base);
+            CHECK_EQ((size_t)sz, m->v[k].len);
+            CHECK_MEM(sr.r.data + pos, m->v[k].bytes, (size_t)sz);
+            pos += (size_t)sz;
+            k++;
+        }
+        off = sr.r.next_offset;
+        storage_read_release(&sr.r);
+    }
+    CHECK_EQ(k, m->n);
+}
+
+/* Appends one batch of n records, records it in the model. Returns the append rc. */
+static int append_one(storage_log *log, model *m, int32_t term, int n, uint64_t tag,
+                      size_t vlen, int64_t ts)
+{
+    static uint8_t b[256 * 600];
+    size_t len = su_batch(b, sizeof(b), n, NULL, tag, vlen, false, ts);
+    storage_append_result res;
+    int rc = storage_log_append(log, term, b, len, &res);
+    if (rc == 0) {
+        AL_ASSERT(res.last_offset - res.base_offset == n - 1);
+        model_add(m, res.base_offset, res.last_offset, b, len);
+    }
+    return rc;
+}
+
+static int flush_all(storage_log *log)
+{
+    su_wait w = {.w = {.cb = su_wait_cb}};
+    int64_t last = storage_log_last_offset(log);
+    if (last < storage_log_start_offset(log)) return 0;
+    int rc = storage_log_flush_wait(log, last, &w.w);
+    if (rc == 1) return 0;
+    if (rc < 0) return rc;
+    if (!su_poll_until(test_io(), &w.done, 10000)) return AL_ETIMEDOUT;
+    return w.res;
+}
+
+TEST(log_empty_open_reopen)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "empty");
+    storage_log_config c = small_cfg();
+    storage_log *log;
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_high_offset(log), 0);
+    CHECK_EQ(storage_log_last_offset(log), -1);
+    CHECK_EQ(storage_log_last_term(log), -1);
+    CHECK_EQ(storage_log_segment_count(log), 0);
+    su_read sr;
+    CHECK_EQ(read_once(log, &sr.r, 0, 100), 0);
+    CHECK_EQ(sr.r.len, 0);
+    CHECK_EQ(storage_log_term_at(log, 0), AL_ERANGE);
+    CHECK_EQ(storage_log_truncate_suffix(log, 0), 0);
+    CHECK_EQ(flush_all(log), 0);
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_high_offset(log), 0);
+    storage_log_close(log);
+}
+
+TEST(log_one_batch_durable_and_reopened)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "one");
+    storage_log_config c = small_cfg();
+    storage_log *log;
+    model m = {0};
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(append_one(log, &m, 3, 5, 1, 10, 1000), 0);
+    CHECK_EQ(storage_log_high_offset(log), 5);
+    CHECK_EQ(storage_log_durable_offset(log), -1);
+    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(storage_log_durable_offset(log), 4);
+    CHECK_EQ(storage_log_term_at(log, 4), 3);
+    check_log_equals(log, &m, 0);
+    check_log_equals(log, &m, 3); /* inside the batch: the whole batch */
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_high_offset(log), 5);
+    CHECK_EQ(storage_log_last_term(log), 3);
+    CHECK_EQ(storage_log_durable_offset(log), 4);
+    check_log_equals(log, &m, 0);
+    storage_log_close(log);
+    model_free(&m);
+}
+
+TEST(log_invalid_batches_refused_and_terms)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "invalid");
+    storage_log_config c = small_cfg();
+    storage_log *log;
+    model m = {0};
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    uint8_t b[4096];
+    size_t len = su_batch(b, sizeof(b), 3, NULL, 7, 0, false, 1);
+    b[len - 1] ^= 1;
+    storage_append_result res;
+    CHECK_EQ(storage_log_append(log, 1, b, len, &res), AL_ECORRUPT);
+    CHECK_EQ(storage_log_append(log, 1, b, len - 1, &res), AL_ETRUNCATED);
+    CHECK_EQ(storage_log_high_offset(log), 0);
+    CHECK_EQ(append_one(log, &m, 1, 2, 1, 0, 1), 0);
+    CHECK_EQ(append_one(log, &m, 2, 2, 2, 0, 1), 0); /* new term: new segment */
+    CHECK_EQ(storage_log_segment_count(log), 2);
+    CHECK_EQ(append_one(log, &m, 1, 2, 3, 0, 1), AL_EINVAL); /* lower term */
+    CHECK_EQ(storage_log_term_at(log, 1), 1);
+    CHECK_EQ(storage_log_term_at(log, 2), 2);
+    CHECK_EQ(storage_log_term_at(log, 4), AL_ERANGE);
+    c.max_message_bytes = 100;
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    /* Nothing was flushed: the reopened log has the segment files but no batches. */
+    CHECK_EQ(storage_log_high_offset(log), 0);
+    len = su_batch(b, sizeof(b), 3, NULL, 7, 200, false, 1);
+    CHECK_EQ(storage_log_append(log, 5, b, len, &res), AL_ETOOLARGE);
+    storage_log_close(log);
+    model_free(&m);
+}
+
+/* Many batches of varied sizes with waiters; segments roll while flushes are in flight. */
+TEST(log_roll_during_flush_and_reopen)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "roll");
+    storage_log_config c = small_cfg();
+    storage_log *log;
+    model m = {0};
+    uint64_t s = test_seed() | 1;
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    su_wait ws[64];
+    memset(ws, 0, sizeof(ws));
+    int nw = 0;
+    for (int i = 0; i < 600; i++) {
+        int n = 1 + (int)(su_rand(&s) % 20);
+        CHECK_EQ(append_one(log, &m, 1, n, (uint64_t)i, su_rand(&s) % 300, 1000 + i), 0);
+        if (i % 10 == 0 && nw < 64) {
+            ws[nw].w.cb = su_wait_cb;
+            int rc = storage_log_flush_wait(log, storage_log_last_offset(log), &ws[nw].w);
+            CHECK(rc == 0 || rc == 1);
+            if (rc == 1) ws[nw].done = 1;
+            nw++;
+        }
+        if (i % 7 == 0) io_poll(test_io(), 0); /* let completions in while appending */
+    }
+    CHECK_EQ(flush_all(log), 0);
+    for (int i = 0; i < nw; i++) {
+        CHECK(su_poll_until(test_io(), &ws[i].done, 5000));
+        CHECK_EQ(ws[i].res, 0);
+    }
+    CHECK(storage_log_segment_count(log) > 3);
+    check_log_equals(log, &m, 0);
+    check_log_equals(log, &m, m.v[m.n / 2].base + 1);
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_high_offset(log), m.v[m.n - 1].last + 1);
+    check_log_equals(log, &m, 0);
+    /* And again with a cache: reads served from it must be identical. */
+    storage_log_close(log);
+    c.cache = storage_cache_create(16 << 20);
+    c.log_id = 1;
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    check_log_equals(log, &m, 0);
+    check_log_equals(log, &m, 0);
+    storage_cache_stats st;
+    storage_cache_stats_get(c.cache, &st);
+    CHECK(st.hits > 0);
+    CHECK(st.bytes <= (16 << 20));
+    storage_log_close(log);
+    storage_cache_destroy(c.cache);
+    model_free(&m);
+}
+
+TEST(log_truncate_to_zero_and_inside_first_segment)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "trunc");
+    storage_log_config c = small_cfg();
+    storage_log *log;
+    model m = {0};
+    uint64_t s = test_seed() | 1;
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    for (int i = 0; i < 500; i++) CHECK_EQ(append_one(log, &m, 1, 3, i, 100, i), 0);
+    CHECK_EQ(flush_all(log), 0);
+    CHECK(storage_log_segment_count(log) > 2);
+    /* Inside the first segment, in the middle of a batch. */
+    int64_t cut = m.v[10].base + 1;
+    CHECK_EQ(storage_log_truncate_suffix(log, cut), 0);
+    model_truncate(&m, cut);
+    CHECK_EQ(storage_log_segment_count(log), 1);
+    CHECK_EQ(storage_log_high_offset(log), m.v[m.n - 1].last + 1);
+    check_log_equals(log, &m, 0);
+    /* Appends continue after the cut, in a new term. */
+    for (int i = 0; i < 50; i++)
+        CHECK_EQ(append_one(log, &m, 2, 2, 1000 + i, su_rand(&s) % 200, i), 0);
+    CHECK_EQ(flush_all(log), 0);
+    check_log_equals(log, &m, 0);
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    check_log_equals(log, &m, 0);
+    /* Unflushed appends then a truncation of them. */
+    for (int i = 0; i < 5; i++) CHECK_EQ(append_one(log, &m, 2, 2, 2000 + i, 50, i), 0);
+    int64_t cut2 = m.v[m.n - 3].base;
+    su_wait w = {.w = {.cb = su_wait_cb}};
+    CHECK_EQ(storage_log_flush_wait(log, storage_log_last_offset(log), &w.w), 0);
+    int rc;
+    for (int guard = 0; (rc = storage_log_truncate_suffix(log, cut2)) == AL_EFULL &&
+                        guard < 100000; guard++)
+        io_poll(test_io(), io_now_ns(test_io()) + 1000000);
+    CHECK_EQ(rc, 0);
+    model_truncate(&m, cut2);
+    check_log_equals(log, &m, 0);
+    /* To zero. */
+    CHECK_EQ(storage_log_truncate_suffix(log, 0), 0);
+    model_truncate(&m, 0);
+    CHECK_EQ(storage_log_high_offset(log), 0);
+    CHECK_EQ(storage_log_segment_count(log), 0);
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_high_offset(log), 0);
+    CHECK_EQ(append_one(log, &m, 4, 2, 1, 10, 1), 0);
+    CHECK_EQ(m.v[0].base, 0);
+    CHECK_EQ(flush_all(log), 0);
+    check_log_equals(log, &m, 0);
+    storage_log_close(log);
+    model_free(&m);
+}
+
+TEST(log_start_offset_persisted_and_time_lookup)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "start");
+    storage_log_config c = small_cfg();
+    storage_log *log;
+    model m = {0};
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    for (int i = 0; i < 300; i++) CHECK_EQ(append_one(log, &m, 1, 4, i, 200, 10000 + 10 * i), 0);
+    CHECK_EQ(flush_all(log), 0);
+    int segs = storage_log_segment_count(log);
+    int64_t so = m.v[200].base + 2;
+    CHECK_EQ(storage_log_set_start_offset(log, so), 0);
+    CHECK(storage_log_segment_count(log) < segs);
+    su_read sr;
+    CHECK_EQ(read_once(log, &sr.r, so - 3, 100), AL_ERANGE);
+    CHECK_EQ(storage_log_set_start_offset(log, storage_log_high_offset(log) + 1), AL_ERANGE);
+    /* ListOffsets by time: never after the first batch with maxTimestamp >= ts. */
+    int64_t t = 10000 + 10 * 250 + 2;
+    int64_t o = storage_log_offset_for_time(log, t);
+    CHECK(o <= m.v[250].base);
+    CHECK(o >= so);
+    CHECK_EQ(storage_log_offset_for_time(log, 1 << 30), storage_log_high_offset(log));
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_start_offset(log), so);
+    check_log_equals(log, &m, so);
+    storage_log_close(log);
+    model_free(&m);
+}
+
+/* Counts flushes by watching the waiters: many appends with one waiter each, all answered by
+ * far fewer flush rounds (group commit). */
+TEST(log_group_commit_coalesces)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "group");
+    storage_log_config c = small_cfg();
+    c.flush_bytes = 1 << 30; /* only waiters trigger flushes */
+    c.segment_bytes = 64 << 20;
+    storage_log *log;
+    model m = {0};
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    enum { N = 400 };
+    static su_wait ws[N];
+    memset(ws, 0, sizeof(ws));
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(append_one(log, &m, 1, 1, i, 100, i), 0);
+        ws[i].w.cb = su_wait_cb;
+        CHECK_EQ(storage_log_flush_wait(log, storage_log_last_offset(log), &ws[i].w), 0);
+    }
+    /* The first waiter started a flush of batch 0; the rest are covered by the next one. */
+    CHECK(su_poll_until(test_io(), &ws[N - 1].done, 10000));
+    for (int i = 0; i < N; i++) CHECK(ws[i].done == 1 && ws[i].res == 0);
+    CHECK_EQ(storage_log_durable_offset(log), N - 1);
+    storage_log_close(log);
+    model_free(&m);
+}
+
+/* ---- retention and compaction against reference models ---- */
+
+TEST(log_retention_matches_model)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "retention");
+    storage_log_config c = small_cfg();
+    c.retention_bytes = 150 * 1024;
+    c.retention_ms = 5000;
+    storage_log *log;
+    model m = {0};
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    int64_t now = 1000000;
+    for (int round = 0; round < 10; round++) {
+        for (int i = 0; i < 60; i++) CHECK_EQ(append_one(log, &m, 1, 2, i, 300, now + i), 0);
+        CHECK_EQ(flush_all(log), 0);
+        CHECK_EQ(storage_log_housekeep(log, now, 1 << 20), 0);
+        /* Model: total size; the front closed segments go while the rest stays >= the bound. */
+        CHECK(storage_log_size_bytes(log) >= (uint64_t)c.retention_bytes ||
+              storage_log_start_offset(log) == 0);
+        /* All retained data readable and equal to the model from the start offset. */
+        check_log_equals(log, &m, storage_log_start_offset(log));
+        now += 100;
+    }
+    int64_t so = storage_log_start_offset(log);
+    CHECK(so > 0);
+    /* Size bound: without the first segment the log would be under the limit. */
+    CHECK(storage_log_size_bytes(log) < (uint64_t)c.retention_bytes + c.segment_bytes + 4096);
+    /* Time: everything but the active segment expires. */
+    CHECK_EQ(storage_log_housekeep(log, now + 100000, 1 << 20), 0);
+    CHECK_EQ(storage_log_segment_count(log), 1);
+    int64_t so2 = storage_log_start_offset(log);
+    CHECK(so2 > so);
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_start_offset(log), so2);
+    check_log_equals(log, &m, so2);
+    storage_log_close(log);
+    model_free(&m);
+}
+
+/* Reference model of compaction: key -> (newest offset, tombstone?). */
+typedef struct kv_model {
+    int64_t newest[64];
+    bool tomb[64];
+    uint64_t vtag[64];
+} kv_model;
+
+TEST(log_compaction_matches_model)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "compact");
+    storage_log_config c = small_cfg();
+    c.cleanup_policy = STORAGE_CLEANUP_COMPACT;
+    c.delete_retention_ms = 1000;
+    storage_log *log;
+    uint64_t s = test_seed() | 1;
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    kv_model km;
+    static int pair_key[4096];
+    static int64_t pair_off[4096];
+    int npairs = 0;
+    for (int k = 0; k < 64; k++) km.newest[k] = -1;
+    static uint8_t b[65536];
+    int64_t ts = 100000;
+    for (int i = 0; i < 400; i++) {
+        int n = 1 + (int)(su_rand(&s) % 8);
+        int keys[8];
+        for (int j = 0; j < n; j++) keys[j] = (int)(su_rand(&s) % 64);
+        bool tomb = su_rand(&s) % 10 == 0;
+        size_t len = su_batch(b, sizeof(b), n, keys, (uint64_t)i, 100, tomb, ts);
+        storage_append_result res;
+        CHECK_EQ(storage_log_append(log, 1, b, len, &res), 0);
+        for (int j = 0; j < n; j++) {
+            if (npairs < 4096) {
+                pair_key[npairs] = keys[j];
+                pair_off[npairs++] = res.base_offset + j;
+            }
+            km.newest[keys[j]] = res.base_offset + j;
+            km.tomb[keys[j]] = tomb;
+            km.vtag[keys[j]] = (uint64_t)i;
+        }
+        if (i % 50 == 0) CHECK_EQ(flush_all(log), 0);
+    }
+    CHECK_EQ(flush_all(log), 0);
+    int64_t high = storage_log_high_offset(log);
+    uint64_t before = storage_log_size_bytes(log);
+    /* In bounded steps: each step returns 1 while work remains. */
+    int steps = 0, rc;
+    while ((rc = storage_log_housekeep(log, ts + 10, 16 * 1024)) == 1) steps++;
+    CHECK_EQ(rc, 0);
+    CHECK(steps > 2);
+    CHECK(storage_log_size_bytes(log) < before);
+    CHECK_EQ(storage_log_high_offset(log), high);
+    /* The active segment is never compacted: find its base. Every key whose newest record is
+     * in a compacted segment has exactly that record there; no record of a key older than its
+     * newest survives in the compacted part; offsets only grow. */
+    storage_segment_info si;
+    CHECK_EQ(storage_log_segment_info(log, storage_log_segment_count(log) - 1, &si), 0);
+    int64_t active_base = si.base;
+    /* The newest record of each key below the active segment (the compacted part). */
+    int64_t newest_below[64];
+    for (int k = 0; k < 64; k++) newest_below[k] = -1;
+    for (int i = 0; i < npairs; i++)
+        if (pair_off[i] < active_base && pair_off[i] > newest_below[pair_key[i]])
+            newest_below[pair_key[i]] = pair_off[i];
+    for (int pass = 0; pass < 3; pass++) {
+        int seen_newest[64] = {0};
+        int64_t off = 0, prev = -1;
+        su_read sr;
+        for (int guard = 0; guard < 100000; guard++) {
+            CHECK_EQ(read_once(log, &sr.r, off, 1 << 16), 0);
+            if (!sr.r.len) break;
+            size_t pos = 0;
+            while (pos < sr.r.len) {
+                storage_batch_hdr h;
+                int64_t sz = storage_batch_validate(sr.r.data + pos, sr.r.len - pos, 0, &h);
+                CHECK(sz > 0);
+                CHECK(h.base_offset > prev);
+                prev = storage_batch_last_offset(&h);
+                storage_record_iter it;
+                storage_record r;
+                storage_record_iter_init(&it, sr.r.data + pos + STORAGE_BATCH_HEADER,
+                                         (size_t)sz - STORAGE_BATCH_HEADER, h.records_count);
+                while (storage_record_iter_next(&it, &r) == 1) {
+                    int k = atoi((const char *)r.key + 1);
+                    int64_t o = h.base_offset + r.offset_delta;
+                    if (o == km.newest[k]) {
+                        seen_newest[k]++;
+                        CHECK_EQ(r.value_len < 0, km.tomb[k]);
+                        if (!km.tomb[k]) {
+                            char want[32];
+                            int wl = snprintf(want, sizeof(want), "v%llu-",
+                                              (unsigned long long)km.vtag[k]);
+                            CHECK(memcmp(r.value, want, (size_t)wl) == 0);
+                        }
+                    } else {
+                        /* An older record survives only in the uncompacted active segment. */
+                        CHECK(o < km.newest[k]);
+                        CHECK(o >= active_base || o == newest_below[k]);
+                    }
+                }
+                pos += (size_t)sz;
+            }
+            off = sr.r.next_offset;
+            storage_read_release(&sr.r);
+        }
+        CHECK_EQ(off, high);
+        for (int k = 0; k < 64; k++) {
+            if (km.newest[k] < 0) continue;
+            /* After the last pass, expired tombstones in the compacted part are gone. */
+            bool gone = pass == 2 && km.tomb[k] && km.newest[k] < active_base;
+            if (seen_newest[k] != (gone ? 0 : 1))
+                fprintf(stderr, "key %d newest %lld tomb %d active_base %lld pass %d\n", k,
+                        (long long)km.newest[k], km.tomb[k], (long long)active_base, pass);
+            CHECK_EQ(seen_newest[k], gone ? 0 : 1);
+        }
+        /* Reopen and check again (indexes of compacted segments reloaded). */
+        storage_log_close(log);
+        CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+        CHECK_EQ(storage_log_high_offset(log), high);
+        if (pass == 1) CHECK_EQ(storage_log_compact_all(log, ts + 100000), 0);
+    }
+    storage_log_close(log);
+}
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv);
+}
