@@ -120,9 +120,12 @@ int reactor_on_shutdown(reactor_shard *s, reactor_hook_fn fn, void *arg);
 
 /*
  * Creates a reactor of n shards on simulated nodes of world w named "<name>/<i>" (or "<name>"
- * when n == 1; an existing node of that name, e.g. one just restarted, is reused), runs init on each (in index order, in this thread) and installs the shard loop
- * as each node's driver: stepping the world runs the shards. Returns 0 or an error (then
- * nothing is left behind). Messages wake the target node; timers use virtual time.
+ * when n == 1; an existing node of that name, e.g. one just restarted, is reused), runs init
+ * on each (in index order, in this thread) and installs the shard loop as each node's driver:
+ * stepping the world runs the shards. Returns 0 or an error (then nothing is left behind).
+ * Messages wake the target node; timers use virtual time. After io_sim_crash() of a shard's
+ * node, destroy the reactor (its hooks are skipped for crashed nodes: the process died) and
+ * create a new one on the restarted node.
  */
 int reactor_create_sim(io_sim_world *w, const char *name, unsigned n, reactor_init_fn init,
                        void *arg, reactor **out);
