@@ -1,0 +1,805 @@
+/*
+ * raft_sim.c — the deterministic Raft cluster simulation (see raft_sim.h). Included by the
+ * Raft unit-test programs (the Makefile builds tests/unit/test_*.c only).
+ *
+ * Invariants checked while running (the first violation is recorded in s->failure):
+ *   - election safety: at most one leader per term;
+ *   - leader completeness: a new leader's log holds every entry known committed;
+ *   - state-machine safety: every node's entries up to its commit index equal the committed
+ *     record (same term, same batch, same bytes), and no node ever truncates a committed
+ *     entry;
+ *   - acknowledged writes: a proposal acknowledged by its leader is committed, and at the end
+ *     (after healing) is at its offset in every node's log.
+ */
+#include "raft_sim.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint64_t sim_rand(sim *s)
+{
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint32_t sim_below(sim *s, uint32_t n)
+{
+    return n ? (uint32_t)(sim_rand(s) % n) : 0;
+}
+
+static AL_PRINTF(2, 3) void sim_fail(sim *s, const char *fmt, ...)
+{
+    if (s->failure[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = snprintf(s->failure, sizeof(s->failure), "t=%" PRIu64 "ms: ", s->now);
+    vsnprintf(s->failure + k, sizeof(s->failure) - (size_t)k, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t fnv(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    AL_ASSERT(q);
+    return q;
+}
+
+/* ------------------------------------------------------------------ the log model */
+
+static sim_entry ent_copy(const raft_entry *e)
+{
+    sim_entry c;
+    c.e = *e;
+    c.buf = malloc(e->len ? e->len : 1);
+    AL_ASSERT(c.buf);
+    if (e->len) memcpy(c.buf, e->data, e->len);
+    c.e.data = c.buf;
+    return c;
+}
+
+static void ent_push(sim_entry **arr, uint32_t *n, uint32_t *cap, sim_entry e)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *arr = xrealloc(*arr, sizeof(**arr) * *cap);
+    }
+    (*arr)[(*n)++] = e;
+}
+
+static void ent_truncate(sim_entry *arr, uint32_t *n, int64_t from)
+{
+    while (*n && arr[*n - 1].e.offset >= from) {
+        free(arr[*n - 1].buf);
+        (*n)--;
+    }
+    AL_ASSERT(!*n || raft_entry_last(&arr[*n - 1].e) < from); /* truncation on a boundary */
+}
+
+static int64_t ents_last(const sim_entry *arr, uint32_t n)
+{
+    return n ? raft_entry_last(&arr[n - 1].e) : -1;
+}
+
+/* Index of the entry containing off, or -1. */
+static int64_t ents_find(const sim_entry *arr, uint32_t n, int64_t off)
+{
+    if (!n || off < arr[0].e.offset || off > raft_entry_last(&arr[n - 1].e)) return -1;
+    uint32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi + 1) / 2;
+        if (arr[mid].e.offset <= off) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+static void log_free(sim_log *l)
+{
+    ent_truncate(l->mem, &l->n_mem, INT64_MIN);
+    ent_truncate(l->disk, &l->n_disk, INT64_MIN);
+    for (uint32_t i = 0; i < l->n_pend; i++)
+        if (l->pend[i].kind == 1) free(l->pend[i].ent.buf);
+    free(l->mem);
+    free(l->disk);
+    free(l->pend);
+    memset(l, 0, sizeof(*l));
+}
+
+static void pend_push(sim_log *l, sim_op op)
+{
+    if (l->n_pend == l->cap_pend) {
+        l->cap_pend = l->cap_pend ? l->cap_pend * 2 : 64;
+        l->pend = xrealloc(l->pend, sizeof(*l->pend) * l->cap_pend);
+    }
+    l->pend[l->n_pend++] = op;
+}
+
+static void log_append(sim_log *l, const raft_entry *e)
+{
+    AL_ASSERT(e->offset == ents_last(l->mem, l->n_mem) + 1);
+    ent_push(&l->mem, &l->n_mem, &l->cap_mem, ent_copy(e));
+    pend_push(l, (sim_op){.kind = 1, .offset = e->offset, .ent = ent_copy(e)});
+}
+
+static void log_truncate(sim_log *l, int64_t from)
+{
+    ent_truncate(l->mem, &l->n_mem, from);
+    pend_push(l, (sim_op){.kind = 2, .offset = from});
+}
+
+/* Applies the first k pending writes to the durable image; the last may be torn. */
+static void log_persist(sim_log *l, uint32_t k, bool torn_last)
+{
+    for (uint32_t i = 0; i < l->n_pend; i++) {
+        sim_op *op = &l->pend[i];
+        bool apply = i < k && !(torn_last && i == k - 1);
+        if (apply && op->kind == 1) {
+            if (op->offset == ents_last(l->disk, l->n_disk) + 1) {
+                ent_push(&l->disk, &l->n_disk, &l->cap_disk, op->ent);
+                op->ent.buf = NULL;
+            }
+        } else if (apply && op->kind == 2) {
+            ent_truncate(l->disk, &l->n_disk, op->offset);
+        }
+        if (op->kind == 1) free(op->ent.buf);
+    }
+    l->n_pend = 0;
+}
+
+static void log_flush(sim_log *l)
+{
+    log_persist(l, l->n_pend, false);
+    AL_ASSERT(l->n_disk == l->n_mem);
+}
+
+/* The node crashed: what survives is the durable image plus a prefix of the later writes. */
+static void log_crash(sim *s, sim_log *l)
+{
+    uint32_t k = sim_below(s, 2) ? 0 : sim_below(s, l->n_pend + 1);
+    log_persist(l, k, k > 0 && sim_below(s, 3) == 0);
+    ent_truncate(l->mem, &l->n_mem, INT64_MIN);
+    for (uint32_t i = 0; i < l->n_disk; i++)
+        ent_push(&l->mem, &l->n_mem, &l->cap_mem, ent_copy(&l->disk[i].e));
+}
+
+static int64_t op_term_at(void *ctx, int64_t off)
+{
+    sim_log *l = ctx;
+    if (off == -1) return 0;
+    int64_t i = ents_find(l->mem, l->n_mem, off);
+    return i < 0 ? -1 : l->mem[i].e.term;
+}
+
+static int64_t op_last(void *ctx)
+{
+    sim_log *l = ctx;
+    return ents_last(l->mem, l->n_mem);
+}
+
+static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes)
+{
+    sim_log *l = ctx;
+    int64_t i = ents_find(l->mem, l->n_mem, from);
+    if (i < 0) return 0;
+    int n = 0;
+    size_t bytes = 0;
+    for (; i < l->n_mem && n < max; i++) {
+        if (n > 0 && bytes + l->mem[i].e.len > max_bytes) break;
+        out[n++] = l->mem[i].e;
+        bytes += l->mem[i].e.len;
+    }
+    return n;
+}
+
+static const raft_log_ops sim_log_ops = {op_term_at, op_last, op_read};
+
+int64_t sim_term_at(sim *s, int i, int64_t off)
+{
+    return op_term_at(&s->nodes[i].log, off);
+}
+
+/* ------------------------------------------------------------------ events */
+
+static void ev_push(sim *s, sim_event e)
+{
+    if (s->n_ev == s->cap_ev) {
+        s->cap_ev = s->cap_ev ? s->cap_ev * 2 : 256;
+        s->ev = xrealloc(s->ev, sizeof(*s->ev) * s->cap_ev);
+    }
+    e.seq = s->ev_seq++;
+    uint32_t i = s->n_ev++;
+    while (i > 0) { /* binary heap by (at, seq) */
+        uint32_t p = (i - 1) / 2;
+        if (s->ev[p].at < e.at || (s->ev[p].at == e.at && s->ev[p].seq < e.seq)) break;
+        s->ev[i] = s->ev[p];
+        i = p;
+    }
+    s->ev[i] = e;
+}
+
+static sim_event ev_pop(sim *s)
+{
+    sim_event top = s->ev[0];
+    sim_event last = s->ev[--s->n_ev];
+    uint32_t i = 0;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= s->n_ev) break;
+        if (c + 1 < s->n_ev && (s->ev[c + 1].at < s->ev[c].at ||
+                                (s->ev[c + 1].at == s->ev[c].at && s->ev[c + 1].seq < s->ev[c].seq)))
+            c++;
+        if (last.at < s->ev[c].at || (last.at == s->ev[c].at && last.seq < s->ev[c].seq)) break;
+        s->ev[i] = s->ev[c];
+        i = c;
+    }
+    if (s->n_ev) s->ev[i] = last;
+    return top;
+}
+
+static bool link_up(sim *s, int a, int b)
+{
+    return s->part[a] == s->part[b];
+}
+
+static void net_send(sim *s, int from, const raft_msg *m)
+{
+    int to = m->to;
+    s->n_msgs++;
+    if (to < 0 || (uint32_t)to >= s->n || !link_up(s, from, to)) {
+        s->n_dropped++;
+        return;
+    }
+    size_t sz = raft_msg_size(m);
+    uint8_t *buf = malloc(sz);
+    AL_ASSERT(buf);
+    int rc = raft_msg_encode(m, buf, sz);
+    AL_ASSERT(rc == (int)sz);
+    uint32_t copies = 1;
+    if (s->faults_on) {
+        if (sim_below(s, 100) < s->f.drop_pct) copies = 0;
+        else if (sim_below(s, 100) < s->f.dup_pct) copies = 2;
+    }
+    if (!copies) s->n_dropped++;
+    for (uint32_t c = 0; c < copies; c++) {
+        uint8_t *b = buf; /* the last copy takes buf; earlier ones copy it intact */
+        if (c + 1 < copies) {
+            b = malloc(sz);
+            AL_ASSERT(b);
+            memcpy(b, buf, sz);
+        }
+        bool corrupt = s->faults_on && sim_below(s, 100) < s->f.corrupt_pct;
+        if (corrupt) b[sim_below(s, (uint32_t)sz)] ^= (uint8_t)(1u << sim_below(s, 8));
+        uint32_t d = s->faults_on ? s->f.delay_min + sim_below(s, s->f.delay_max - s->f.delay_min + 1)
+                                  : 1 + sim_below(s, 3);
+        ev_push(s, (sim_event){.at = s->now + d, .type = 1, .node = to,
+                               .epoch = s->nodes[to].epoch, .bytes = b, .len = (uint32_t)sz,
+                               .a = corrupt});
+    }
+    if (!copies) free(buf);
+}
+
+/* ------------------------------------------------------------------ invariants */
+
+static void cm_grow(sim *s, int64_t off)
+{
+    if (off < s->cap_cm) return;
+    int64_t cap = s->cap_cm ? s->cap_cm : 1024;
+    while (cap <= off) cap *= 2;
+    s->cm = xrealloc(s->cm, sizeof(*s->cm) * (size_t)cap);
+    memset(s->cm + s->cap_cm, 0, sizeof(*s->cm) * (size_t)(cap - s->cap_cm));
+    s->cap_cm = cap;
+}
+
+/* Checks (and records) node i's entries up to its commit index against the committed record. */
+static void check_committed(sim *s, int i, int64_t commit)
+{
+    sim_node *nd = &s->nodes[i];
+    sim_log *l = &nd->log;
+    if (commit <= nd->verified) return;
+    if (commit > ents_last(l->mem, l->n_mem)) {
+        /* a follower may learn a commit index before... never beyond what it verified */
+        sim_fail(s, "node %d commit %" PRId64 " beyond its log end %" PRId64, i, commit,
+                 ents_last(l->mem, l->n_mem));
+        return;
+    }
+    cm_grow(s, commit);
+    int64_t k = ents_find(l->mem, l->n_mem, nd->verified + 1);
+    for (; k >= 0 && k < l->n_mem && l->mem[k].e.offset <= commit; k++) {
+        const raft_entry *e = &l->mem[k].e;
+        uint64_t h = fnv(e->data, e->len) ^ (uint64_t)e->type;
+        for (int64_t o = e->offset; o <= raft_entry_last(e) && o <= commit; o++) {
+            sim_committed *c = &s->cm[o];
+            if (!c->term) {
+                c->term = e->term;
+                c->base = e->offset;
+                c->hash = h;
+            } else if (c->term != e->term || c->base != e->offset || c->hash != h) {
+                sim_fail(s, "node %d: committed offset %" PRId64 " differs (term %" PRId64
+                            " vs %" PRId64 ", base %" PRId64 " vs %" PRId64 ")",
+                         i, o, e->term, c->term, e->offset, c->base);
+                return;
+            }
+        }
+    }
+    nd->verified = commit;
+    if (commit > s->commit_max) s->commit_max = commit;
+}
+
+/* Does node i's visible log hold every committed entry? */
+static bool has_all_committed(sim *s, int i, int64_t upto)
+{
+    sim_log *l = &s->nodes[i].log;
+    for (int64_t o = 0; o <= upto; o++) {
+        int64_t k = ents_find(l->mem, l->n_mem, o);
+        if (k < 0) return false;
+        const raft_entry *e = &l->mem[k].e;
+        const sim_committed *c = &s->cm[o];
+        if (c->term != e->term || c->base != e->offset) return false;
+        if (c->hash != (fnv(e->data, e->len) ^ (uint64_t)e->type)) return false;
+        o = raft_entry_last(e);
+    }
+    return true;
+}
+
+static void on_leader(sim *s, int i, int64_t term)
+{
+    s->n_elections++;
+    if (term >= s->cap_terms) {
+        int64_t cap = s->cap_terms ? s->cap_terms : 64;
+        while (cap <= term) cap *= 2;
+        s->leader_of = xrealloc(s->leader_of, sizeof(*s->leader_of) * (size_t)cap);
+        for (int64_t t = s->cap_terms; t < cap; t++) s->leader_of[t] = -1;
+        s->cap_terms = cap;
+    }
+    if (s->leader_of[term] != -1 && s->leader_of[term] != i)
+        sim_fail(s, "two leaders in term %" PRId64 ": %d and %d", term, s->leader_of[term], i);
+    s->leader_of[term] = i;
+    if (!has_all_committed(s, i, s->commit_max))
+        sim_fail(s, "leader %d of term %" PRId64 " lacks committed entries (commit_max %" PRId64
+                    ")", i, term, s->commit_max);
+}
+
+static void on_truncate(sim *s, int i, int64_t from)
+{
+    s->n_truncates++;
+    sim_log *l = &s->nodes[i].log;
+    for (int64_t k = ents_find(l->mem, l->n_mem, from); k >= 0 && k < l->n_mem; k++) {
+        const raft_entry *e = &l->mem[k].e;
+        if (e->offset > s->commit_max) break;
+        const sim_committed *c = &s->cm[e->offset];
+        if (c->term == e->term && c->base == e->offset)
+            sim_fail(s, "node %d truncates committed entry at %" PRId64, i, e->offset);
+    }
+}
+
+static void on_commit(sim *s, int i, int64_t commit)
+{
+    check_committed(s, i, commit);
+    sim_node *nd = &s->nodes[i];
+    if (nd->g.role != RAFT_LEADER) return;
+    for (uint32_t p = 0; p < s->n_props; p++) {
+        sim_proposal *pr = &s->props[p];
+        if (pr->acked || pr->node != i || pr->term != nd->g.term || pr->offset > commit) continue;
+        int64_t k = ents_find(nd->log.mem, nd->log.n_mem, pr->offset);
+        if (k < 0 || nd->log.mem[k].e.term != pr->term) {
+            sim_fail(s, "leader %d lost its own proposal at %" PRId64, i, pr->offset);
+            return;
+        }
+        pr->acked = true;
+        s->n_acked++;
+    }
+}
+
+/* ------------------------------------------------------------------ nodes */
+
+static void flush_batches(sim *s, int i)
+{
+    raft_msg b;
+    while (raft_hb_batcher_take(&s->nodes[i].hb, &b) == 1) {
+        s->n_batches++;
+        net_send(s, i, &b);
+    }
+}
+
+void sim_drain(sim *s, int i)
+{
+    sim_node *nd = &s->nodes[i];
+    raft_action a;
+    while (raft_action_next(&nd->g, &a) == 1) {
+        switch (a.type) {
+        case RAFT_ACT_PERSIST: nd->hs = a.hs; break;
+        case RAFT_ACT_SEND: {
+            int rc = raft_hb_batcher_add(&nd->hb, &a.msg);
+            if (rc == AL_EFULL) {
+                flush_batches(s, i);
+                rc = raft_hb_batcher_add(&nd->hb, &a.msg);
+            }
+            if (rc == 0) net_send(s, i, &a.msg);
+            break;
+        }
+        case RAFT_ACT_APPEND:
+            for (uint32_t k = 0; k < a.n; k++) log_append(&nd->log, &a.entries[k]);
+            ev_push(s, (sim_event){.at = s->now + sim_below(s, s->f.disk_delay_max + 1),
+                                   .type = 2, .node = i, .epoch = nd->epoch,
+                                   .a = raft_entry_last(&a.entries[a.n - 1]),
+                                   .b = a.entries[a.n - 1].term});
+            break;
+        case RAFT_ACT_TRUNCATE:
+            on_truncate(s, i, a.offset);
+            log_truncate(&nd->log, a.offset);
+            break;
+        case RAFT_ACT_FLUSH:
+            if (!nd->flush_pending) {
+                nd->flush_pending = true;
+                ev_push(s, (sim_event){.at = s->now + 1 + sim_below(s, s->f.disk_delay_max + 1),
+                                       .type = 3, .node = i, .epoch = nd->epoch});
+            }
+            break;
+        case RAFT_ACT_COMMIT: on_commit(s, i, a.offset); break;
+        case RAFT_ACT_ROLE:
+            if (a.role == RAFT_LEADER) on_leader(s, i, a.term);
+            break;
+        default: sim_fail(s, "unknown action %d", a.type);
+        }
+    }
+    flush_batches(s, i);
+}
+
+static uint64_t local_now(sim *s, int i)
+{
+    return (uint64_t)((int64_t)s->now + 1000000 + s->nodes[i].skew);
+}
+
+static void node_start(sim *s, int i)
+{
+    sim_node *nd = &s->nodes[i];
+    raft_options o = s->opt;
+    o.self = i;
+    o.seed = s->seed * 31 + nd->epoch;
+    int rc = raft_group_init(&nd->g, &o, &sim_log_ops, &nd->log, &nd->hs, &s->boot,
+                             local_now(s, i));
+    AL_ASSERT(rc == 0);
+    for (uint32_t k = 0; k < nd->log.n_mem; k++) {
+        const raft_entry *e = &nd->log.mem[k].e;
+        if (e->type == RAFT_ENTRY_CONFIG)
+            AL_ASSERT(raft_restore_config(&nd->g, e->offset, e->data, e->len) == 0);
+    }
+    nd->has_group = true;
+    nd->up = true;
+    nd->verified = -1;
+    nd->flush_pending = false;
+}
+
+void sim_crash(sim *s, int i)
+{
+    sim_node *nd = &s->nodes[i];
+    if (!nd->up) return;
+    s->n_crashes++;
+    nd->up = false;
+    nd->epoch++;
+    raft_group_free(&nd->g);
+    nd->has_group = false;
+    log_crash(s, &nd->log);
+    /* batched messages not yet sent are lost with the process */
+    raft_msg b;
+    while (raft_hb_batcher_take(&nd->hb, &b) == 1) {}
+}
+
+void sim_restart(sim *s, int i)
+{
+    if (s->nodes[i].up) return;
+    node_start(s, i);
+}
+
+void sim_partition(sim *s, uint32_t mask)
+{
+    for (uint32_t i = 0; i < s->n; i++) s->part[i] = (mask >> i) & 1;
+}
+
+int sim_init(sim *s, uint32_t n, uint64_t seed)
+{
+    memset(s, 0, sizeof(*s));
+    AL_ASSERT(n >= 1 && n <= SIM_MAX_NODES);
+    s->n = n;
+    s->seed = seed;
+    s->rng = seed ^ 0x5a5a5a5a12345678ull;
+    s->commit_max = -1;
+    raft_options_default(&s->opt);
+    s->opt.election_timeout_ms = 300;
+    s->opt.heartbeat_ms = 50;
+    s->opt.max_inflight_msgs = 4;
+    s->opt.max_inflight_bytes = 4096;
+    s->opt.max_msg_bytes = 1024;
+    s->opt.max_msg_entries = 8;
+    s->opt.max_uncommitted = 400;
+    s->f.delay_min = 1;
+    s->f.delay_max = 3;
+    s->f.disk_delay_max = 2;
+    s->boot.n_voters = (uint8_t)n;
+    for (uint32_t i = 0; i < n; i++) s->boot.voters[i] = (int32_t)i;
+    for (uint32_t i = 0; i < n; i++) {
+        sim_node *nd = &s->nodes[i];
+        nd->id = (int32_t)i;
+        nd->hs = (raft_hardstate){0, RAFT_NODE_NONE};
+        if (raft_hb_batcher_init(&nd->hb, (int32_t)i, SIM_MAX_NODES, 64) < 0) return -ENOMEM;
+        node_start(s, (int)i);
+    }
+    return 0;
+}
+
+void sim_free(sim *s)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        sim_node *nd = &s->nodes[i];
+        if (nd->has_group) raft_group_free(&nd->g);
+        log_free(&nd->log);
+        raft_hb_batcher_free(&nd->hb);
+    }
+    for (uint32_t i = 0; i < s->n_ev; i++) free(s->ev[i].bytes);
+    free(s->ev);
+    free(s->cm);
+    free(s->leader_of);
+    free(s->props);
+}
+
+void sim_random_faults(sim *s)
+{
+    sim_faults *f = &s->f;
+    f->drop_pct = sim_below(s, 15);
+    f->dup_pct = sim_below(s, 10);
+    f->corrupt_pct = sim_below(s, 3);
+    f->delay_min = 1 + sim_below(s, 5);
+    f->delay_max = f->delay_min + sim_below(s, 60);
+    f->crash_per_mille = sim_below(s, 4);
+    f->partition_per_mille = sim_below(s, 8);
+    f->clock_jump_per_mille = sim_below(s, 4);
+    f->transfer_per_mille = sim_below(s, 6);
+    f->propose_pct = 20 + sim_below(s, 60);
+    f->disk_delay_max = 1 + sim_below(s, 20);
+    if (sim_below(s, 4) == 0) { /* a crashy profile with slow disks */
+        f->crash_per_mille = 5 + sim_below(s, 20);
+        f->disk_delay_max = 10 + sim_below(s, 60);
+    }
+    raft_options *o = &s->opt;
+    if (sim_below(s, 3) == 0) o->catchup_bytes_per_tick = 512 + sim_below(s, 4096);
+    o->max_msg_entries = 1 + sim_below(s, 8);
+    o->max_msg_bytes = 128 + sim_below(s, 2048);
+    o->max_inflight_msgs = 1 + sim_below(s, 8);
+    o->max_inflight_bytes = 256 + sim_below(s, 8192);
+    /* restart the groups with these options (nothing has happened yet) */
+    for (uint32_t i = 0; i < s->n; i++) {
+        raft_group_free(&s->nodes[i].g);
+        node_start(s, (int)i);
+    }
+    s->faults_on = true;
+}
+
+int sim_leader(sim *s)
+{
+    int best = -1;
+    for (uint32_t i = 0; i < s->n; i++) {
+        sim_node *nd = &s->nodes[i];
+        if (nd->up && nd->g.role == RAFT_LEADER && (best < 0 || nd->g.term > s->nodes[best].g.term))
+            best = (int)i;
+    }
+    return best;
+}
+
+int64_t sim_propose(sim *s, int i, int32_t count)
+{
+    sim_node *nd = &s->nodes[i];
+    if (!nd->up) return RAFT_ENOTLEADER;
+    uint8_t data[300];
+    uint32_t len = 16 + sim_below(s, 200);
+    for (uint32_t k = 0; k < len; k++) data[k] = (uint8_t)sim_rand(s);
+    memcpy(data, &s->n_props, sizeof(s->n_props));
+    raft_entry e = {.count = count, .len = len, .data = data};
+    int64_t base;
+    int rc = raft_propose(&nd->g, &e, 1, &base);
+    if (rc == 0) {
+        if (s->n_props == s->cap_props) {
+            s->cap_props = s->cap_props ? s->cap_props * 2 : 256;
+            s->props = xrealloc(s->props, sizeof(*s->props) * s->cap_props);
+        }
+        s->props[s->n_props++] = (sim_proposal){.node = i, .term = nd->g.term, .offset = base,
+                                                 .count = count,
+                                                 .hash = fnv(data, len) ^ RAFT_ENTRY_DATA};
+    }
+    sim_drain(s, i);
+    return rc < 0 ? rc : base;
+}
+
+/* ------------------------------------------------------------------ the run loop */
+
+static raft_group *hb_lookup(void *ctx, uint64_t group)
+{
+    sim *s = ctx;
+    sim_node *nd = &s->nodes[s->cur];
+    return nd->up && group == nd->g.opt.group ? &nd->g : NULL;
+}
+
+static void hb_after(void *ctx, raft_group *g)
+{
+    sim *s = ctx;
+    AL_ASSERT(g == &s->nodes[s->cur].g);
+    sim_drain(s, s->cur);
+}
+
+static void deliver(sim *s, sim_event *ev)
+{
+    sim_node *nd = &s->nodes[ev->node];
+    raft_msg m;
+    static raft_entry ents[RAFT_MSG_MAX_ENTRIES];
+    static raft_hb_item hbs[256];
+    if (!nd->up || ev->epoch != nd->epoch) return;
+    int rc = raft_msg_decode(ev->bytes, ev->len, &m, ents, AL_ARRAY_SIZE(ents), hbs,
+                             AL_ARRAY_SIZE(hbs));
+    if (rc < 0) {
+        if (rc != AL_ECORRUPT && rc != AL_EMALFORMED && rc != AL_ETRUNCATED)
+            sim_fail(s, "decode failed: %s", al_strerror(rc));
+        if (!ev->a) sim_fail(s, "an intact message failed to decode: %s", al_strerror(rc));
+        s->n_dropped++;
+        return;
+    }
+    if (m.to != ev->node || m.from < 0 || (uint32_t)m.from >= s->n ||
+        !link_up(s, m.from, ev->node))
+        return;
+    if (m.type == RAFT_MSG_HB_BATCH) {
+        s->cur = ev->node;
+        raft_hb_dispatch(&m, hb_lookup, hb_after, s);
+    } else {
+        raft_step(&nd->g, &m);
+        sim_drain(s, ev->node);
+    }
+}
+
+static void handle_event(sim *s, sim_event *ev)
+{
+    sim_node *nd = &s->nodes[ev->node];
+    if (ev->type == 1) {
+        deliver(s, ev);
+        free(ev->bytes);
+        return;
+    }
+    if (!nd->up || ev->epoch != nd->epoch) return;
+    if (ev->type == 2) {
+        raft_append_done(&nd->g, ev->a, ev->b);
+    } else {
+        nd->flush_pending = false;
+        log_flush(&nd->log);
+        raft_flush_done(&nd->g, ents_last(nd->log.mem, nd->log.n_mem));
+    }
+    sim_drain(s, ev->node);
+}
+
+/* Random faults and client load for one 10 ms step. */
+static void chaos_step(sim *s)
+{
+    sim_faults *f = &s->f;
+    for (uint32_t i = 0; i < s->n; i++) {
+        sim_node *nd = &s->nodes[i];
+        if (nd->up && sim_below(s, 1000) < f->crash_per_mille) {
+            sim_crash(s, (int)i);
+            nd->restart_at = s->now + 50 + sim_below(s, 2000);
+        } else if (!nd->up && s->now >= nd->restart_at) {
+            sim_restart(s, (int)i);
+        }
+        if (sim_below(s, 1000) < f->clock_jump_per_mille) {
+            if (sim_below(s, 4) == 0) nd->skew -= sim_below(s, 500);   /* backwards */
+            else nd->skew += sim_below(s, 3 * s->opt.election_timeout_ms); /* a pause */
+        }
+    }
+    if (sim_below(s, 1000) < f->partition_per_mille) {
+        uint32_t kind = sim_below(s, 3);
+        if (kind == 0) sim_partition(s, 0);
+        else if (kind == 1) sim_partition(s, 1u << sim_below(s, s->n));
+        else sim_partition(s, (uint32_t)sim_rand(s) & ((1u << s->n) - 1));
+    }
+    int l = sim_leader(s);
+    if (l >= 0 && sim_below(s, 1000) < f->transfer_per_mille) {
+        int32_t t = (int32_t)sim_below(s, s->n);
+        if (t != l && raft_transfer_leadership(&s->nodes[l].g, t) == 0) s->n_transfers++;
+        sim_drain(s, l);
+    }
+    if (sim_below(s, 100) < f->propose_pct) {
+        /* any node that believes it leads may get the write (stale leaders included) */
+        int i = (int)sim_below(s, s->n);
+        if (s->nodes[i].up && s->nodes[i].g.role == RAFT_LEADER)
+            sim_propose(s, i, 1 + (int32_t)sim_below(s, 5));
+        else if (l >= 0)
+            sim_propose(s, l, 1 + (int32_t)sim_below(s, 5));
+    }
+}
+
+static void step(sim *s)
+{
+    uint64_t end = s->now + 10;
+    while (s->n_ev && s->ev[0].at <= end && !s->failure[0]) {
+        sim_event ev = ev_pop(s);
+        if (ev.at > s->now) s->now = ev.at;
+        handle_event(s, &ev);
+    }
+    s->now = end;
+    for (uint32_t i = 0; i < s->n && !s->failure[0]; i++) {
+        if (!s->nodes[i].up) continue;
+        raft_tick(&s->nodes[i].g, local_now(s, (int)i));
+        sim_drain(s, (int)i);
+    }
+    if (s->faults_on && !s->failure[0]) chaos_step(s);
+}
+
+void sim_run(sim *s, uint64_t ms)
+{
+    for (uint64_t t = 0; t < ms && !s->failure[0]; t += 10) step(s);
+}
+
+bool sim_run_until(sim *s, uint64_t ms, bool (*pred)(sim *s))
+{
+    for (uint64_t t = 0; t < ms && !s->failure[0]; t += 10) {
+        if (pred(s)) return true;
+        step(s);
+    }
+    return pred(s);
+}
+
+void sim_heal(sim *s)
+{
+    s->faults_on = false;
+    sim_partition(s, 0);
+    for (uint32_t i = 0; i < s->n; i++) sim_restart(s, (int)i);
+}
+
+bool sim_converged(sim *s)
+{
+    int l = sim_leader(s);
+    if (l < 0) return false;
+    raft_group *lg = &s->nodes[l].g;
+    if (lg->commit != lg->last || lg->commit < lg->term_start) return false;
+    for (uint32_t i = 0; i < s->n; i++) {
+        sim_node *nd = &s->nodes[i];
+        if (!nd->up) return false;
+        if (!raft_config_is_voter(&lg->conf, (int32_t)i) &&
+            !raft_config_is_learner(&lg->conf, (int32_t)i))
+            continue;
+        if (nd->g.last != lg->last || nd->g.commit != lg->commit || nd->g.term != lg->term)
+            return false;
+    }
+    return true;
+}
+
+void sim_check_final(sim *s)
+{
+    int l = sim_leader(s);
+    if (l < 0) {
+        sim_fail(s, "no leader at the end");
+        return;
+    }
+    for (uint32_t i = 0; i < s->n && !s->failure[0]; i++) {
+        sim_node *nd = &s->nodes[i];
+        check_committed(s, (int)i, nd->g.commit);
+        for (uint32_t p = 0; p < s->n_props; p++) {
+            sim_proposal *pr = &s->props[p];
+            if (!pr->acked) continue;
+            int64_t k = ents_find(nd->log.mem, nd->log.n_mem, pr->offset);
+            const raft_entry *e = k < 0 ? NULL : &nd->log.mem[k].e;
+            if (!e || e->offset != pr->offset || e->term != pr->term || e->count != pr->count ||
+                (fnv(e->data, e->len) ^ e->type) != pr->hash) {
+                sim_fail(s, "acknowledged write at %" PRId64 " (term %" PRId64
+                            ") missing or different on node %u",
+                         pr->offset, pr->term, i);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+/*
+ * raft_sim.h — a deterministic, seeded simulation of a Raft cluster in one process, used by
+ * tests/unit/test_raft_sim.c (randomised fault runs) and tests/unit/test_raft.c (scripted
+ * scenarios). Everything is simulated here, not on the reactor's simulator: a discrete-event
+ * queue with a virtual clock; each node has a raft_group, an in-memory log that models
+ * written-but-not-durable entries (a crash keeps a random prefix of the unflushed writes and may
+ * tear the last one), durable hard state, a per-node clock skew (clock jumps), and a network
+ * that drops, duplicates, delays, reorders and corrupts messages and can be partitioned. Every
+ * message is encoded with raft_msg_encode and decoded on delivery; heartbeats and append
+ * responses go through the heartbeat batcher. Invariants are checked as the run goes (see
+ * raft_sim.c); the first violation is kept in sim->failure.
+ */
+#ifndef AL_RAFT_SIM_H
+#define AL_RAFT_SIM_H
+
+#include "raft/raft.h"
+
+#define SIM_MAX_NODES 7
+
+typedef struct sim_entry {
+    raft_entry e; /* e.data points at buf */
+    uint8_t *buf;
+} sim_entry;
+
+typedef struct sim_op {
+    uint8_t kind; /* 1 append, 2 truncate */
+    int64_t offset;
+    sim_entry ent;
+} sim_op;
+
+typedef struct sim_log {
+    sim_entry *mem; /* what the node sees */
+    uint32_t n_mem, cap_mem;
+    sim_entry *disk; /* durable image */
+    uint32_t n_disk, cap_disk;
+    sim_op *pend; /* writes since the last flush, in order */
+    uint32_t n_pend, cap_pend;
+} sim_log;
+
+typedef struct sim_node {
+    int32_t id;
+    bool up;
+    bool has_group;
+    uint32_t epoch; /* incarnation; events of an older one are ignored */
+    raft_group g;
+    sim_log log;
+    raft_hardstate hs; /* durable */
+    int64_t skew;      /* local clock = sim time + skew */
+    int64_t verified;  /* entries up to here checked against the committed record */
+    uint64_t restart_at;
+    bool flush_pending;
+    raft_hb_batcher hb;
+} sim_node;
+
+typedef struct sim_event {
+    uint64_t at, seq;
+    uint8_t type; /* 1 deliver, 2 append done, 3 flush done */
+    int32_t node;
+    uint32_t epoch;
+    int64_t a, b;
+    uint8_t *bytes;
+    uint32_t len;
+} sim_event;
+
+typedef struct sim_committed {
+    int64_t term, base; /* 0 term = unknown */
+    uint64_t hash;
+} sim_committed;
+
+typedef struct sim_proposal {
+    int32_t node;
+    int64_t term, offset;
+    int32_t count;
+    uint64_t hash;
+    bool acked;
+} sim_proposal;
+
+typedef struct sim_faults {
+    uint32_t drop_pct, dup_pct, corrupt_pct; /* per message, percent */
+    uint32_t delay_min, delay_max;           /* ms */
+    uint32_t crash_per_mille;                /* per 10 ms step, per node */
+    uint32_t partition_per_mille;            /* per 10 ms step */
+    uint32_t clock_jump_per_mille;           /* per 10 ms step */
+    uint32_t transfer_per_mille;             /* per 10 ms step */
+    uint32_t propose_pct;                    /* per 10 ms step */
+    uint32_t disk_delay_max;                 /* ms for append done / flush done */
+} sim_faults;
+
+typedef struct sim {
+    uint64_t seed, rng;
+    uint32_t n;
+    sim_node nodes[SIM_MAX_NODES];
+    raft_options opt;
+    raft_config boot;
+    uint64_t now;
+    sim_faults f;
+    bool faults_on;
+    uint8_t part[SIM_MAX_NODES]; /* partition side; nodes talk only within a side */
+    sim_event *ev;
+    uint32_t n_ev, cap_ev;
+    uint64_t ev_seq;
+    /* invariant record */
+    sim_committed *cm;
+    int64_t cap_cm;
+    int64_t commit_max; /* highest offset known committed anywhere */
+    int32_t *leader_of; /* term -> node, -1 */
+    int64_t cap_terms;
+    sim_proposal *props;
+    uint32_t n_props, cap_props;
+    uint64_t n_acked, n_msgs, n_dropped, n_crashes, n_elections, n_truncates, n_transfers;
+    uint64_t n_batches;
+    int32_t cur; /* node whose batch is being dispatched */
+    char failure[512];
+} sim;
+
+/* Creates an n-node cluster (ids 0..n-1, all voters) with default options for the sim.
+ * Returns 0 or -ENOMEM. */
+int sim_init(sim *s, uint32_t n, uint64_t seed);
+void sim_free(sim *s);
+/* Picks random fault rates from the seed. */
+void sim_random_faults(sim *s);
+/* Runs for ms of simulated time (10 ms steps); stops early on a failure. */
+void sim_run(sim *s, uint64_t ms);
+/* Runs until pred(s) or ms elapse; returns true if pred became true. */
+bool sim_run_until(sim *s, uint64_t ms, bool (*pred)(sim *s));
+/* Turns faults off, heals partitions, restarts crashed nodes. */
+void sim_heal(sim *s);
+/* True when one leader has committed its whole log and every up node has it all. */
+bool sim_converged(sim *s);
+/* End-of-run checks: every acknowledged proposal in every node's log at its offset. */
+void sim_check_final(sim *s);
+/* The node that is leader with the highest term, or -1. */
+int sim_leader(sim *s);
+/* Proposes one entry of count records on node i; returns its offset or a negative error. */
+int64_t sim_propose(sim *s, int i, int32_t count);
+void sim_crash(sim *s, int i);
+void sim_restart(sim *s, int i);
+/* Isolates the nodes in mask from the others (0 heals). */
+void sim_partition(sim *s, uint32_t mask);
+/* Feeds one input to node i and drains its actions. */
+void sim_drain(sim *s, int i);
+/* Term of offset in node i's visible log, -1 if none. */
+int64_t sim_term_at(sim *s, int i, int64_t off);
+
+#endif
