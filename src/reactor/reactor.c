@@ -56,6 +56,7 @@ struct reactor_shard {
     struct shard_hook hooks[MAX_HOOKS];
     unsigned n_hooks;
     uint64_t msgs_received;
+    uint64_t wake_mask[MAX_SHARDS / 64]; /* targets sent to since the last wake check */
     bool sim_stopped; /* sim mode: hooks ran */
 };
 
@@ -144,17 +145,38 @@ int reactor_send(reactor_shard *from, unsigned to, const struct reactor_msg *msg
     q->slots[tail & q->mask] = *msg;
     __atomic_store_n(&q->tail, tail + 1, __ATOMIC_RELEASE);
 
-    struct reactor_shard *t = &r->shards[to];
     if (r->sim) {
-        io_wakeup(t->io);
+        io_wakeup(r->shards[to].io);
         return 0;
     }
-    if (t == from) return 0;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&t->sleeping, __ATOMIC_RELAXED) &&
-        __atomic_exchange_n(&t->sleeping, 0, __ATOMIC_ACQ_REL))
-        io_wakeup(t->io);
+    /* The wake-up check (a full fence) is done once per loop iteration for all targets, in
+     * shard_flush_wakes, before this shard itself may sleep. */
+    if (to != from->idx) from->wake_mask[to / 64] |= 1ull << (to % 64);
     return 0;
+}
+
+/* Wakes the targets of this iteration's messages that may be sleeping. Must run before the
+ * shard blocks (it does, in shard_iterate) so no message waits for a wake-up forever. */
+static void shard_flush_wakes(struct reactor_shard *s)
+{
+    reactor *r = s->r;
+    bool fenced = false;
+    for (unsigned wd = 0; wd < (r->n + 63) / 64; wd++) {
+        uint64_t m = s->wake_mask[wd];
+        if (!m) continue;
+        s->wake_mask[wd] = 0;
+        if (!fenced) {
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            fenced = true;
+        }
+        for (int k = 0; k < 64 && m; k++, m >>= 1) {
+            if (!(m & 1)) continue;
+            struct reactor_shard *t = &r->shards[wd * 64 + (unsigned)k];
+            if (__atomic_load_n(&t->sleeping, __ATOMIC_RELAXED) &&
+                __atomic_exchange_n(&t->sleeping, 0, __ATOMIC_ACQ_REL))
+                io_wakeup(t->io);
+        }
+    }
 }
 
 /* Runs up to one ring's capacity of messages from each inbound ring. Returns true if any
@@ -174,11 +196,13 @@ static bool shard_drain(struct reactor_shard *s)
         uint64_t n = end - head;
         for (uint64_t i = 0; i < n; i++) {
             struct reactor_msg m = q->slots[(head + i) & q->mask];
-            /* Free the slot before running fn so fn may send back on a full ring pair. */
-            __atomic_store_n(&q->head, head + i + 1, __ATOMIC_RELEASE);
+            /* Free slots as we go (every 64) so a producer sees room early. */
+            if (((head + i) & 63) == 63)
+                __atomic_store_n(&q->head, head + i + 1, __ATOMIC_RELEASE);
             s->msgs_received++;
             m.fn(s, &m);
         }
+        __atomic_store_n(&q->head, end, __ATOMIC_RELEASE);
         if (__atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) != q->head) more = true;
     }
     return more;
@@ -329,6 +353,7 @@ static void shard_iterate(struct reactor_shard *s, bool may_block)
     shard_fire_timers(s, io_now_ns(s->io));
     uint64_t deadline = s->heap_len ? s->heap[0]->deadline_ns : UINT64_MAX;
     if (more) deadline = 0;
+    if (may_block) shard_flush_wakes(s);
     if (may_block && deadline != 0) {
         __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -339,7 +364,10 @@ static void shard_iterate(struct reactor_shard *s, bool may_block)
         deadline = 0;
     }
     int rc = io_poll(s->io, deadline);
-    if (may_block) __atomic_store_n(&s->sleeping, 0, __ATOMIC_RELAXED);
+    if (may_block) {
+        __atomic_store_n(&s->sleeping, 0, __ATOMIC_RELAXED);
+        shard_flush_wakes(s); /* messages sent from completion callbacks */
+    }
     if (rc < 0) {
         log_error("reactor", "io_poll: %s; stopping", al_strerror(rc));
         reactor_stop(s->r);
