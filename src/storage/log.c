@@ -45,11 +45,10 @@ void storage_log_config_default(storage_log_config *c)
 
 /* ---- small helpers ---- */
 
-static void *aligned_alloc_zero(size_t n)
+static void *aligned_alloc_raw(size_t n)
 {
     void *p = NULL;
     if (posix_memalign(&p, SEG_ALIGN, AL_ALIGN_UP(n, (size_t)SEG_ALIGN)) != 0) return NULL;
-    memset(p, 0, AL_ALIGN_UP(n, (size_t)SEG_ALIGN));
     return p;
 }
 
@@ -131,11 +130,11 @@ static int seg_buf_reserve(segment *seg, uint64_t end)
 {
     size_t need = (size_t)(AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN) - seg->bbase);
     if (need <= seg->bcap && seg->buf) return 0;
-    size_t cap = seg->bcap ? seg->bcap : 64 * 1024;
+    size_t cap = seg->bcap ? seg->bcap : 16 * 1024;
     while (cap < need) cap *= 2;
-    uint8_t *nb = aligned_alloc_zero(cap);
+    uint8_t *nb = aligned_alloc_raw(cap); /* bytes past size are zeroed when written */
     if (!nb) return -ENOMEM;
-    if (seg->buf) memcpy(nb, seg->buf, seg->bcap);
+    if (seg->buf) memcpy(nb, seg->buf, (size_t)(seg->size - seg->bbase));
     free(seg->buf);
     seg->buf = nb;
     seg->bcap = cap;
@@ -146,7 +145,7 @@ static int seg_buf_reserve(segment *seg, uint64_t end)
 static int seg_load_tail(storage_log *log, segment *seg)
 {
     uint64_t bb = AL_ALIGN_DOWN(seg->size, (uint64_t)SEG_ALIGN);
-    uint8_t *nb = aligned_alloc_zero(64 * 1024);
+    uint8_t *nb = aligned_alloc_raw(16 * 1024);
     if (!nb) return -ENOMEM;
     if (seg->size > bb) {
         int rc = seg_read_sync(log, seg, bb, nb, (size_t)(seg->size - bb));
@@ -157,7 +156,7 @@ static int seg_load_tail(storage_log *log, segment *seg)
     }
     free(seg->buf);
     seg->buf = nb;
-    seg->bcap = 64 * 1024;
+    seg->bcap = 16 * 1024;
     seg->bbase = bb;
     return 0;
 }
@@ -173,7 +172,9 @@ int seg_read_sync(storage_log *log, segment *seg, uint64_t pos, void *dst, size_
         len = (size_t)(from - pos);
         if (!len) return 0;
     }
-    if (seg->fbuf && log->flushing && log->fseg == seg && pos + len > seg->fbase) {
+    /* Then the last flush's buffer: [fbase, fend), which covers everything below bbase that
+     * may not be on disk (a flush in flight, or one that failed). */
+    if (seg->fbuf && pos + len > seg->fbase && pos + len <= seg->fend) {
         uint64_t from = AL_MAX(pos, seg->fbase);
         memcpy(out + (from - pos), seg->fbuf + (from - seg->fbase), (size_t)(pos + len - from));
         len = (size_t)(from - pos);
@@ -182,7 +183,7 @@ int seg_read_sync(storage_log *log, segment *seg, uint64_t pos, void *dst, size_
     /* The rest from disk through an aligned bounce buffer. */
     uint64_t a = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
     uint64_t e = AL_ALIGN_UP(pos + len, (uint64_t)SEG_ALIGN);
-    uint8_t *bounce = aligned_alloc_zero((size_t)(e - a));
+    uint8_t *bounce = aligned_alloc_raw((size_t)(e - a));
     if (!bounce) return -ENOMEM;
     ssize_t r = io_fs_pread(log->io, seg->fd, bounce, (size_t)(e - a), a);
     int rc = 0;
@@ -562,7 +563,7 @@ static void flush_start(storage_log *log)
     uint64_t cbase = seg->bbase;
     if (!seg->fbuf || seg->fcap < SEG_ALIGN) {
         free(seg->fbuf);
-        seg->fbuf = aligned_alloc_zero(ccap);
+        seg->fbuf = aligned_alloc_raw(ccap);
         seg->fcap = ccap;
         if (!seg->fbuf) {
             log_fail(log, "allocating a write buffer", -ENOMEM);
@@ -898,7 +899,7 @@ static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, siz
     size_t n = (size_t)(e - a);
     if (r->acap < n) {
         free(r->abuf);
-        r->abuf = aligned_alloc_zero(n);
+        r->abuf = aligned_alloc_raw(n);
         r->acap = r->abuf ? n : 0;
         if (!r->abuf) {
             read_finish(log, r, -ENOMEM);
@@ -963,8 +964,10 @@ void storage_read_release(storage_read *r)
  * (NULL otherwise). Returns 0 or -errno. */
 static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **cut)
 {
-    size_t cap = SCAN_CHUNK;
-    uint8_t *b = aligned_alloc_zero(cap);
+    size_t chunk = (size_t)AL_MIN((uint64_t)SCAN_CHUNK,
+                                  AL_ALIGN_UP((uint64_t)fsize + 1, (uint64_t)SEG_ALIGN));
+    size_t cap = chunk;
+    uint8_t *b = aligned_alloc_raw(cap);
     if (!b) return -ENOMEM;
     uint64_t pos = 0, cpos = 0, clen = 0; /* chunk [cpos, cpos+clen) */
     int rc = 0;
@@ -983,10 +986,10 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
             if (pos + need > cpos + clen && pos + need <= (uint64_t)fsize + SEG_ALIGN) {
                 cpos = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
                 size_t want = (size_t)AL_ALIGN_UP(pos + need - cpos, (uint64_t)SEG_ALIGN);
-                want = AL_MAX(want, (size_t)SCAN_CHUNK);
+                want = AL_MAX(want, chunk);
                 if (want > cap) {
                     free(b);
-                    b = aligned_alloc_zero(want);
+                    b = aligned_alloc_raw(want);
                     cap = want;
                     if (!b) return -ENOMEM;
                 }
@@ -1301,7 +1304,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             if ((rc = seg_find_batch(log, seg, offset, &pos, &prev)) < 0) return rc;
             /* Keep the in-memory bytes of the new tail block before dropping anything. */
             uint64_t bb = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
-            uint8_t *nb = aligned_alloc_zero(64 * 1024);
+            uint8_t *nb = aligned_alloc_raw(16 * 1024);
             if (!nb) return -ENOMEM;
             if (pos > bb && (rc = seg_read_sync(log, seg, bb, nb, (size_t)(pos - bb))) < 0) {
                 free(nb);
@@ -1330,7 +1333,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             seg->fbuf = NULL;
             seg->fcap = 0;
             seg->buf = nb;
-            seg->bcap = 64 * 1024;
+            seg->bcap = 16 * 1024;
             seg->bbase = bb;
             if (seg->finished) {
                 char ip[SEG_PATH_MAX + 16];

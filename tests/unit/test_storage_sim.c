@@ -1,0 +1,362 @@
+/*
+ * test_storage_sim.c — the partition log on the simulated disk (io_sim): torn writes (the last
+ * write cut at every byte boundary, and at random points over many seeds: recovery keeps every
+ * acknowledged batch byte-identical and nothing corrupt), power loss with names not yet
+ * durable, a failed fdatasync (log failed, nothing more acknowledged), ENOSPC on fallocate
+ * and on write (appends refused with -ENOSPC, accepted again once space returns).
+ */
+#include "storage_util.h"
+
+#include "base/log.h"
+#include "reactor/io_sim.h"
+
+#include <time.h>
+
+#define LOG_DIR "/data/p0"
+
+typedef struct sim_env {
+    io_sim_world *w;
+    io *io;
+    storage_log *log;
+    storage_log_config cfg;
+    /* Every appended batch in order (stamped bytes), and how many are acknowledged. */
+    uint8_t *bytes[512];
+    size_t len[512];
+    int64_t base[512];
+    int64_t last[512];
+    int n, acked;
+    uint64_t rng;
+} sim_env;
+
+static void env_free(sim_env *e)
+{
+    for (int i = 0; i < e->n; i++) free(e->bytes[i]);
+    if (e->w) io_sim_world_destroy(e->w);
+    memset(e, 0, sizeof(*e));
+}
+
+/* Steps the world until *flag is set or the world is idle (bounded). */
+static int env_wait(sim_env *e, volatile int *flag)
+{
+    for (int i = 0; i < 1000000 && !*flag; i++)
+        if (io_sim_world_step(e->w) <= 0) break;
+    return *flag;
+}
+
+static int env_open(sim_env *e)
+{
+    return storage_log_open(e->io, LOG_DIR, &e->cfg, &e->log);
+}
+
+static void env_init(sim_env *e, uint64_t seed)
+{
+    memset(e, 0, sizeof(*e));
+    struct io_sim_opts o = {.seed = seed};
+    AL_ASSERT(io_sim_world_create(&e->w, &o) == 0);
+    e->io = io_sim_node_create(e->w, "n0");
+    AL_ASSERT(e->io);
+    AL_ASSERT(io_sim_fs_mkdir_p(e->io, LOG_DIR) == 0);
+    storage_log_config_default(&e->cfg);
+    e->cfg.segment_bytes = 24 * 1024;
+    e->cfg.fallocate_step = 8 * 1024;
+    e->cfg.flush_bytes = 1 << 30;
+    e->cfg.index_interval_bytes = 512;
+    e->rng = seed * 2654435761u + 1;
+}
+
+/* Appends one random batch; returns the append rc. */
+static int env_append(sim_env *e, int32_t term)
+{
+    static uint8_t b[256 * 600];
+    int n = 1 + (int)(su_rand(&e->rng) % 6);
+    size_t len = su_batch(b, sizeof(b), n, NULL, su_rand(&e->rng), su_rand(&e->rng) % 400,
+                          false, 1000 + e->n);
+    storage_append_result r;
+    int rc = storage_log_append(e->log, term, b, len, &r);
+    if (rc == 0) {
+        AL_ASSERT(e->n < 512);
+        e->bytes[e->n] = malloc(len);
+        memcpy(e->bytes[e->n], b, len);
+        e->len[e->n] = len;
+        e->base[e->n] = r.base_offset;
+        e->last[e->n] = r.last_offset;
+        e->n++;
+    }
+    return rc;
+}
+
+/* Drops model batches from index k on (they were refused or truncated). */
+static void env_forget_from(sim_env *e, int k)
+{
+    while (e->n > k) free(e->bytes[--e->n]);
+    if (e->acked > e->n) e->acked = e->n;
+}
+
+/* Waits for durability of everything appended; on success marks it acknowledged. */
+static int env_sync(sim_env *e)
+{
+    if (e->n == 0) return 0;
+    su_wait w = {.w = {.cb = su_wait_cb}};
+    int rc = storage_log_flush_wait(e->log, storage_log_last_offset(e->log), &w.w);
+    if (rc == 1) {
+        e->acked = e->n;
+        return 0;
+    }
+    if (rc < 0) return rc;
+    if (!env_wait(e, &w.done)) return AL_ETIMEDOUT;
+    if (w.res == 0) e->acked = e->n;
+    return w.res;
+}
+
+/* Reads the whole reopened log; checks it is a prefix of the model holding at least every
+ * acknowledged batch, byte for byte. Returns the number of batches found (or -1). */
+static int env_verify(sim_env *e)
+{
+    int k = 0;
+    int64_t off = storage_log_start_offset(e->log);
+    for (int guard = 0; guard < 100000; guard++) {
+        su_read sr = {0};
+        sr.r.offset = off;
+        sr.r.max_bytes = 4096;
+        sr.r.cb = su_read_cb;
+        int rc = storage_log_read(e->log, &sr.r);
+        if (rc < 0) return -1;
+        if (rc == 0 && !env_wait(e, &sr.done)) return -1;
+        if (sr.r.res < 0) return -1;
+        if (sr.r.len == 0) break;
+        size_t pos = 0;
+        while (pos < sr.r.len) {
+            storage_batch_hdr h;
+            int64_t sz = storage_batch_validate(sr.r.data + pos, sr.r.len - pos, 0, &h);
+            if (sz < 0 || k >= e->n || (size_t)sz != e->len[k] || h.base_offset != e->base[k] ||
+                memcmp(sr.r.data + pos, e->bytes[k], (size_t)sz) != 0) {
+                fprintf(stderr, "    batch %d differs (acked %d, model %d)\n", k, e->acked, e->n);
+                storage_read_release(&sr.r);
+                return -1;
+            }
+            pos += (size_t)sz;
+            k++;
+        }
+        off = sr.r.next_offset;
+        storage_read_release(&sr.r);
+    }
+    if (k < e->acked) {
+        fprintf(stderr, "    only %d batches recovered, %d acknowledged\n", k, e->acked);
+        return -1;
+    }
+    /* The next offset continues right after the last recovered batch. */
+    if (k > 0 && storage_log_high_offset(e->log) != e->last[k - 1] + 1) {
+        fprintf(stderr, "    next offset %lld after last batch %lld\n",
+                (long long)storage_log_high_offset(e->log), (long long)e->last[k - 1]);
+        return -1;
+    }
+    return k;
+}
+
+/*
+ * Builds the torn-write scenario for a seed: acknowledged groups of batches (with segment
+ * rolls), then a group whose write has reached the disk but whose fdatasync has not completed.
+ * Returns the length of that last write (0 if the scenario could not get there).
+ */
+static uint64_t torn_scenario(sim_env *e, uint64_t seed, int32_t *term)
+{
+    env_init(e, seed);
+    AL_ASSERT(env_open(e) == 0);
+    *term = 1;
+    int groups = 2 + (int)(su_rand(&e->rng) % 6);
+    for (int g = 0; g < groups; g++) {
+        if (su_rand(&e->rng) % 5 == 0) (*term)++;
+        int nb = 1 + (int)(su_rand(&e->rng) % 4);
+        for (int i = 0; i < nb; i++) AL_ASSERT(env_append(e, *term) == 0);
+        AL_ASSERT(env_sync(e) == 0);
+    }
+    int nb = 1 + (int)(su_rand(&e->rng) % 4);
+    for (int i = 0; i < nb; i++) AL_ASSERT(env_append(e, *term) == 0);
+    su_wait w = {.w = {.cb = su_wait_cb}};
+    AL_ASSERT(storage_log_flush_wait(e->log, storage_log_last_offset(e->log), &w.w) == 0);
+    for (int i = 0; i < 100000 && !w.done; i++) {
+        if (io_sim_last_write_len(e->io) > 0) return io_sim_last_write_len(e->io);
+        if (io_sim_world_step(e->w) <= 0) break;
+    }
+    return 0;
+}
+
+/* Crashes keeping `keep` bytes of the last write, restarts, recovers and verifies; then
+ * appends once more and checks that survives a clean power loss too. */
+static int torn_check(sim_env *e, uint64_t keep, int32_t term)
+{
+    io_sim_crash_torn(e->io, keep);
+    e->io = io_sim_restart(e->io);
+    e->log = NULL;
+    al_log_set_level(AL_LOG_ERROR);
+    int rc = env_open(e);
+    al_log_set_level(AL_LOG_INFO);
+    if (rc < 0) return rc;
+    int k = env_verify(e);
+    if (k < 0) return -1;
+    env_forget_from(e, k); /* what did not survive is gone for good */
+    e->acked = k;
+    if (env_append(e, term + 1) != 0 || env_sync(e) != 0) return -2;
+    io_sim_crash(e->io);
+    e->io = io_sim_restart(e->io);
+    if (env_open(e) < 0) return -3;
+    k = env_verify(e);
+    if (k != e->n) return -4;
+    storage_log_close(e->log);
+    return 0;
+}
+
+TEST(sim_torn_last_write_every_byte)
+{
+    uint64_t seed = test_seed();
+    sim_env e;
+    int32_t term;
+    uint64_t len = torn_scenario(&e, seed, &term);
+    env_free(&e);
+    CHECK(len > 0);
+    fprintf(stderr, "    last write %llu bytes\n", (unsigned long long)len);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (uint64_t keep = 0; keep <= len; keep++) {
+        uint64_t l2 = torn_scenario(&e, seed, &term);
+        CHECK_EQ(l2, len);
+        int rc = torn_check(&e, keep, term);
+        if (rc != 0) fprintf(stderr, "    keep %llu: rc %d\n", (unsigned long long)keep, rc);
+        CHECK_EQ(rc, 0);
+        env_free(&e);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (t1.tv_sec - t0.tv_sec > 40) {
+            fprintf(stderr, "    time bound: stopped at keep %llu\n", (unsigned long long)keep);
+            break;
+        }
+    }
+}
+
+TEST(sim_torn_random_points_many_seeds)
+{
+    uint64_t seed = test_seed();
+    int runs = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int s = 0; s < 400; s++) {
+        sim_env e;
+        int32_t term;
+        uint64_t sd = seed + (uint64_t)s * 7919;
+        uint64_t len = torn_scenario(&e, sd, &term);
+        CHECK(len > 0);
+        uint64_t keep = su_rand(&e.rng) % (len + 1);
+        int rc = torn_check(&e, keep, term);
+        if (rc != 0)
+            fprintf(stderr, "    seed %llu keep %llu: rc %d\n", (unsigned long long)sd,
+                    (unsigned long long)keep, rc);
+        CHECK_EQ(rc, 0);
+        env_free(&e);
+        runs++;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (t1.tv_sec - t0.tv_sec > 15) break;
+    }
+    fprintf(stderr, "    %d seeds\n", runs);
+}
+
+/* Power loss with no torn write but a segment roll whose data never became durable. */
+TEST(sim_crash_after_unflushed_roll)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ 0x55);
+    CHECK_EQ(env_open(&e), 0);
+    for (int i = 0; i < 20; i++) CHECK_EQ(env_append(&e, 1), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    for (int i = 0; i < 40; i++) CHECK_EQ(env_append(&e, i < 20 ? 1 : 2), 0);
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    CHECK_EQ(env_open(&e), 0);
+    int k = env_verify(&e);
+    CHECK(k >= e.acked);
+    env_forget_from(&e, k);
+    CHECK_EQ(storage_log_high_offset(e.log), e.last[k - 1] + 1);
+    CHECK_EQ(env_append(&e, 3), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    storage_log_close(e.log);
+    env_free(&e);
+}
+
+TEST(sim_fdatasync_failure_fails_the_log)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ 0x77);
+    CHECK_EQ(env_open(&e), 0);
+    for (int i = 0; i < 5; i++) CHECK_EQ(env_append(&e, 1), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    int64_t durable = storage_log_durable_offset(e.log);
+    for (int i = 0; i < 3; i++) CHECK_EQ(env_append(&e, 1), 0);
+    io_sim_fault_at(e.io, IO_SIM_FAULT_FSYNC_EIO, 1);
+    al_log_set_level(AL_LOG_OFF);
+    int acked_before = e.acked;
+    CHECK_EQ(env_sync(&e), AL_EFAILED);
+    al_log_set_level(AL_LOG_INFO);
+    CHECK_EQ(e.acked, acked_before);
+    CHECK(storage_log_failed(e.log));
+    CHECK_EQ(storage_log_durable_offset(e.log), durable);
+    CHECK_EQ(env_append(&e, 1), AL_EFAILED);
+    su_wait w = {.w = {.cb = su_wait_cb}};
+    CHECK_EQ(storage_log_flush_wait(e.log, durable, &w.w), AL_EFAILED);
+    storage_log_close(e.log);
+    /* Restart: every acknowledged batch is there. */
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    CHECK_EQ(env_open(&e), 0);
+    CHECK(env_verify(&e) >= e.acked);
+    storage_log_close(e.log);
+    env_free(&e);
+}
+
+static void enospc_case(enum io_sim_fault f)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ (uint64_t)f);
+    e.cfg.fallocate_step = 4096;
+    CHECK_EQ(env_open(&e), 0);
+    for (int i = 0; i < 5; i++) CHECK_EQ(env_append(&e, 1), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    int acked = e.acked;
+    for (int i = 0; i < 6; i++) CHECK_EQ(env_append(&e, 1), 0);
+    io_sim_fault_set(e.io, f, 1000000);
+    al_log_set_level(AL_LOG_ERROR);
+    CHECK_EQ(env_sync(&e), -ENOSPC);
+    CHECK(!storage_log_failed(e.log));
+    env_forget_from(&e, acked); /* the unflushed appends were dropped */
+    CHECK_EQ(storage_log_high_offset(e.log), storage_log_durable_offset(e.log) + 1);
+    CHECK_EQ(env_append(&e, 1), -ENOSPC);
+    /* Space comes back: after the probe interval appends are accepted and made durable. */
+    io_sim_fault_set(e.io, f, 0);
+    io_sim_world_run_until(e.w, io_sim_world_now(e.w) + 200000000ull, 0);
+    int rc = 0;
+    for (int i = 0; i < 8 && rc == 0; i++) rc = env_append(&e, 1);
+    al_log_set_level(AL_LOG_INFO);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(env_sync(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    storage_log_close(e.log);
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    CHECK_EQ(env_open(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    storage_log_close(e.log);
+    env_free(&e);
+}
+
+TEST(sim_enospc_on_fallocate_refuses_then_recovers)
+{
+    enospc_case(IO_SIM_FAULT_FALLOCATE_ENOSPC);
+}
+
+TEST(sim_enospc_on_write_refuses_then_recovers)
+{
+    enospc_case(IO_SIM_FAULT_WRITE_ENOSPC);
+}
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv);
+}
