@@ -12,5 +12,6 @@ enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2, CLI_UNREACHABLE = 3 };
 int cmd_version(int argc, char **argv);
 int cmd_start(int argc, char **argv);  /* src/cli/start.c */
 int cmd_config(int argc, char **argv); /* src/config/config_cli.c */
+int cmd_kafka_decode(int argc, char **argv); /* src/cli/kafka_decode.c (hidden tool) */
 
 #endif
