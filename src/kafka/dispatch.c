@@ -3,6 +3,7 @@
  * decoding) and the request completion functions. See request.h.
  */
 #include "kafka/handlers.h"
+#include "kafka/handlers_data.h"
 #include "kafka/request.h"
 
 #include "base/log.h"
@@ -15,8 +16,24 @@
  * clients need; ApiVersions must keep min 0).
  */
 const struct kafka_handler kafka_handlers[] = {
-    {KAFKA_API_METADATA, 0, 12, kafka_handle_metadata},
+    /* data path (handlers_data.h): Produce, Fetch, ListOffsets, Metadata with topics */
+    {KAFKA_API_PRODUCE, 3, 7, kafka_handle_produce},
+    {KAFKA_API_FETCH, 4, 11, kafka_handle_fetch},
+    {KAFKA_API_LIST_OFFSETS, 0, 6, kafka_handle_list_offsets},
+    {KAFKA_API_METADATA, 0, 12, kafka_handle_metadata_topics},
     {KAFKA_API_API_VERSIONS, 0, 3, kafka_handle_api_versions},
+    /* topic admin (handlers_data.h) */
+    {KAFKA_API_CREATE_TOPICS, 0, 7, kafka_handle_create_topics},
+    {KAFKA_API_DELETE_TOPICS, 0, 6, kafka_handle_delete_topics},
+    {KAFKA_API_CREATE_PARTITIONS, 0, 3, kafka_handle_create_partitions},
+    {KAFKA_API_DELETE_RECORDS, 0, 2, kafka_handle_delete_records},
+    {KAFKA_API_INIT_PRODUCER_ID, 0, 4, kafka_handle_init_producer_id},
+    {KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 0, 4, kafka_handle_offset_for_leader_epoch},
+    {KAFKA_API_DESCRIBE_CONFIGS, 0, 4, kafka_handle_describe_configs},
+    {KAFKA_API_ALTER_CONFIGS, 0, 2, kafka_handle_alter_configs},
+    {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, kafka_handle_describe_log_dirs},
+    {KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, kafka_handle_incremental_alter_configs},
+    {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, kafka_handle_describe_cluster},
 };
 const size_t kafka_handler_count = AL_ARRAY_SIZE(kafka_handlers);
 

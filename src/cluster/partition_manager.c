@@ -1,0 +1,529 @@
+/*
+ * partition_manager.c — the partitions of one shard (see partition_manager.h): reconcile with
+ * the topic table, open/recover/delete logs, producer-state replay, high watermark and fetch
+ * watches.
+ */
+#include "cluster/partition_manager.h"
+
+#include "base/log.h"
+#include "storage/batch.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define PM_REPLAY_READ_BYTES (1u << 20)
+#define PM_REPLAY_MAX_POLLS 1000000 /* bound on io_poll rounds for one replay read */
+
+static uint64_t pm_hash(const uint8_t id[16], int32_t partition)
+{
+    uint64_t a, b;
+    memcpy(&a, id, 8);
+    memcpy(&b, id + 8, 8);
+    uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(uint32_t)partition << 17);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+int pm_init(partition_manager *pm, io *ioh, uint32_t shard, uint32_t smp, const char *data_dir,
+            storage_cache *cache)
+{
+    memset(pm, 0, sizeof(*pm));
+    pm->io = ioh;
+    pm->shard = shard;
+    pm->smp = smp ? smp : 1;
+    pm->cache = cache;
+    pm->next_log_id = ((uint64_t)shard << 48) + 1;
+    pm->producer_expiration_ms = 86400000; /* transactional.id / producer.id expiration: 1 d */
+    int n = snprintf(pm->data_dir, sizeof(pm->data_dir), "%s", data_dir);
+    if (n < 0 || (size_t)n >= sizeof(pm->data_dir)) return -ENAMETOOLONG;
+    pm->nbuckets = 256;
+    pm->buckets = calloc(pm->nbuckets, sizeof(*pm->buckets));
+    return pm->buckets ? 0 : -ENOMEM;
+}
+
+int pm_partition_dir(const partition_manager *pm, const char *topic_name, const uint8_t id[16],
+                     int32_t partition, char *out, size_t cap)
+{
+    char hex[33];
+    topic_id_hex(id, hex);
+    int n = snprintf(out, cap, "%s/kafka/%s-%s/%" PRId32, pm->data_dir, topic_name, hex,
+                     partition);
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+pm_partition *pm_find(partition_manager *pm, const uint8_t topic_id[16], int32_t partition)
+{
+    pm_partition *p = pm->buckets[pm_hash(topic_id, partition) & (pm->nbuckets - 1)];
+    for (; p; p = p->hnext)
+        if (p->partition == partition && !memcmp(p->topic_id, topic_id, 16)) return p;
+    return NULL;
+}
+
+static int pm_grow(partition_manager *pm)
+{
+    uint32_t nb = pm->nbuckets * 2;
+    pm_partition **b = calloc(nb, sizeof(*b));
+    if (!b) return -ENOMEM;
+    for (uint32_t i = 0; i < pm->nbuckets; i++) {
+        pm_partition *p = pm->buckets[i];
+        while (p) {
+            pm_partition *next = p->hnext;
+            uint64_t h = pm_hash(p->topic_id, p->partition) & (nb - 1);
+            p->hnext = b[h];
+            b[h] = p;
+            p = next;
+        }
+    }
+    free(pm->buckets);
+    pm->buckets = b;
+    pm->nbuckets = nb;
+    return 0;
+}
+
+static void pm_unlink(partition_manager *pm, pm_partition *p)
+{
+    pm_partition **pp = &pm->buckets[pm_hash(p->topic_id, p->partition) & (pm->nbuckets - 1)];
+    while (*pp && *pp != p) pp = &(*pp)->hnext;
+    AL_ASSERT(*pp == p);
+    *pp = p->hnext;
+    pm->count--;
+}
+
+/* ---- settings from topic configs ---- */
+
+static bool parse_i64(const char *s, int64_t *out)
+{
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end) return false;
+    *out = v;
+    return true;
+}
+
+void pm_settings_from_topic(const topic *t, pm_topic_settings *out)
+{
+    int64_t v;
+    out->max_message_bytes = 1048588;
+    out->log_append_time = false;
+    out->compact = false;
+    if (parse_i64(topic_config_value(t, "max.message.bytes"), &v) && v > 0 && v <= INT32_MAX)
+        out->max_message_bytes = (int32_t)v;
+    const char *ts = topic_config_value(t, "message.timestamp.type");
+    if (ts && !strcmp(ts, "LogAppendTime")) out->log_append_time = true;
+    const char *cp = topic_config_value(t, "cleanup.policy");
+    if (cp && strstr(cp, "compact")) out->compact = true;
+    if (!cp && t->internal) out->compact = true;
+}
+
+void pm_log_config_from_topic(const topic *t, storage_log_config *c)
+{
+    int64_t v;
+    storage_log_config_default(c);
+    if (parse_i64(topic_config_value(t, "segment.bytes"), &v) && v >= 4096)
+        c->segment_bytes = (uint64_t)v;
+    if (parse_i64(topic_config_value(t, "segment.ms"), &v) && v > 0) c->segment_ms = v;
+    if (parse_i64(topic_config_value(t, "retention.bytes"), &v)) c->retention_bytes = v;
+    if (parse_i64(topic_config_value(t, "retention.ms"), &v)) c->retention_ms = v;
+    if (parse_i64(topic_config_value(t, "delete.retention.ms"), &v) && v >= 0)
+        c->delete_retention_ms = v;
+    if (parse_i64(topic_config_value(t, "max.message.bytes"), &v) && v > 0 && v <= INT32_MAX - 12)
+        c->max_message_bytes = (uint32_t)v; /* Kafka counts the whole batch */
+    const char *cp = topic_config_value(t, "cleanup.policy");
+    if (cp) {
+        c->cleanup_policy = 0;
+        if (strstr(cp, "delete")) c->cleanup_policy |= STORAGE_CLEANUP_DELETE;
+        if (strstr(cp, "compact")) c->cleanup_policy |= STORAGE_CLEANUP_COMPACT;
+    } else if (t->internal) {
+        c->cleanup_policy = STORAGE_CLEANUP_COMPACT;
+    }
+}
+
+/* ---- opening, replay, closing ---- */
+
+struct replay_wait {
+    bool done;
+};
+
+static void replay_read_done(storage_read *r)
+{
+    ((struct replay_wait *)r->ctx)->done = true;
+}
+
+/*
+ * Rebuilds the producer state of p by reading every batch header of its log in offset order
+ * (blocking: polls the shard's io for reads that go to disk). Returns 0 or the read error.
+ */
+static int pm_replay_producers(partition_manager *pm, pm_partition *p)
+{
+    int64_t off = storage_log_start_offset(p->log);
+    int64_t end = storage_log_high_offset(p->log);
+    int64_t batches = 0;
+    while (off < end) {
+        struct replay_wait wait = {false};
+        storage_read r;
+        memset(&r, 0, sizeof(r));
+        r.offset = off;
+        r.max_bytes = PM_REPLAY_READ_BYTES;
+        r.cb = replay_read_done;
+        r.ctx = &wait;
+        int rc = storage_log_read(p->log, &r);
+        if (rc < 0) return rc;
+        for (int i = 0; rc == 0 && !wait.done && i < PM_REPLAY_MAX_POLLS; i++) {
+            int pr = io_poll(pm->io, UINT64_MAX);
+            if (pr < 0) return pr;
+        }
+        if (rc == 0 && !wait.done) return AL_ETIMEDOUT;
+        if (r.res < 0) {
+            int err = r.res;
+            storage_read_release(&r);
+            return err;
+        }
+        if (r.len == 0) {
+            storage_read_release(&r);
+            break;
+        }
+        size_t pos = 0;
+        while (pos + STORAGE_BATCH_HEADER <= r.len) {
+            storage_batch_hdr h;
+            if (storage_batch_parse_header(r.data + pos, r.len - pos, &h)) break;
+            size_t size = storage_batch_size(&h);
+            if (size > r.len - pos) break;
+            if (h.producer_id >= 0 && !(h.attributes & STORAGE_ATTR_CONTROL)) {
+                struct producer_batch b = {h.producer_id, h.producer_epoch, h.base_sequence,
+                                           h.last_offset_delta + 1, h.max_timestamp};
+                int err = producer_state_replay(&p->producers, &b, h.base_offset);
+                if (err) {
+                    storage_read_release(&r);
+                    return err;
+                }
+            }
+            batches++;
+            pos += size;
+        }
+        int64_t next = r.next_offset;
+        storage_read_release(&r);
+        if (next <= off) break; /* no progress: stop rather than spin */
+        off = next;
+    }
+    if (producer_state_count(&p->producers))
+        log_info("cluster", "%s/%" PRId32 ": %zu producers rebuilt from %" PRId64 " batches",
+                 p->topic, p->partition, producer_state_count(&p->producers), batches);
+    return 0;
+}
+
+/* Creates every directory level of path (mkdir -p); io_fs_mkdir accepts existing ones. */
+static int mkdir_p(io *ioh, const char *path)
+{
+    char buf[1200];
+    size_t n = strlen(path);
+    if (n >= sizeof(buf)) return -ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            int err = io_fs_mkdir(ioh, buf, 0755);
+            if (err) return err;
+            buf[i] = c;
+        }
+    }
+    return 0;
+}
+
+static int pm_open_partition(partition_manager *pm, const topic *t, int32_t partition,
+                             uint64_t version)
+{
+    char dir[1200];
+    int err = pm_partition_dir(pm, t->name, t->id, partition, dir, sizeof(dir));
+    if (err) return err;
+    err = mkdir_p(pm->io, dir);
+    if (err) return err;
+    pm_partition *p = calloc(1, sizeof(*p));
+    if (!p) return -ENOMEM;
+    memcpy(p->topic_id, t->id, 16);
+    strcpy(p->topic, t->name);
+    p->partition = partition;
+    p->pm = pm;
+    p->config_version = version;
+    pm_settings_from_topic(t, &p->settings);
+    producer_state_init(&p->producers, pm->producer_expiration_ms);
+    storage_log_config cfg;
+    pm_log_config_from_topic(t, &cfg);
+    cfg.cache = pm->cache;
+    cfg.log_id = pm->next_log_id++;
+    err = storage_log_open(pm->io, dir, &cfg, &p->log);
+    if (err) goto fail;
+    err = pm_replay_producers(pm, p);
+    if (err) goto fail;
+    p->high_watermark = storage_log_durable_offset(p->log) + 1;
+    if (pm->count + 1 > pm->nbuckets && pm_grow(pm)) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    uint64_t h = pm_hash(p->topic_id, partition) & (pm->nbuckets - 1);
+    p->hnext = pm->buckets[h];
+    pm->buckets[h] = p;
+    pm->count++;
+    log_debug("cluster", "opened %s/%" PRId32 " (start %" PRId64 ", next %" PRId64 ")", t->name,
+              partition, storage_log_start_offset(p->log), storage_log_high_offset(p->log));
+    return 0;
+fail:
+    log_error("cluster", "cannot open the log of %s/%" PRId32 " in %s: %s", t->name, partition,
+              dir, al_strerror(err));
+    if (p->log) storage_log_close(p->log);
+    producer_state_destroy(&p->producers);
+    free(p);
+    return err;
+}
+
+/* Wakes and removes every watch of p. */
+static void pm_wake_all(pm_partition *p)
+{
+    for (int guard = 0; p->watches && guard < 1000000; guard++) {
+        pm_watch *w = p->watches;
+        pm_watch_disarm(w);
+        w->cb(w);
+    }
+}
+
+/* Removes p from service: wakes its watches (their fetches look it up again and find it
+ * gone) and closes it now, or at the last pm_release when an operation still holds it. */
+static void pm_retire(pm_partition *p)
+{
+    p->removed = true;
+    pm_wake_all(p);
+    if (p->busy > 0) return;
+    if (p->log) storage_log_close(p->log);
+    producer_state_destroy(&p->producers);
+    free(p);
+}
+
+void pm_hold(pm_partition *p)
+{
+    AL_ASSERT(!p->removed);
+    p->busy++;
+}
+
+bool pm_release(pm_partition *p)
+{
+    AL_ASSERT(p->busy > 0);
+    p->busy--;
+    if (!p->removed) return true;
+    if (p->busy == 0) {
+        if (p->log) storage_log_close(p->log);
+        producer_state_destroy(&p->producers);
+        free(p);
+    }
+    return false;
+}
+
+void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes)
+{
+    for (uint32_t b = 0; b < pm->nbuckets; b++) {
+        for (pm_partition *p = pm->buckets[b]; p; p = p->hnext) {
+            if (p->busy) continue; /* storage skips segments under reads; be conservative */
+            int rc = storage_log_housekeep(p->log, now_ms, budget_bytes);
+            if (rc < 0)
+                log_warn("cluster", "housekeeping %s/%" PRId32 ": %s", p->topic, p->partition,
+                         al_strerror(rc));
+        }
+    }
+}
+
+/* Removes a directory tree of depth <= 2 (topic dir / partition dirs / files). */
+static int rm_tree(io *ioh, const char *path, int depth)
+{
+    char **names = NULL;
+    int n = io_fs_list(ioh, path, &names);
+    if (n == -ENOTDIR) return io_fs_unlink(ioh, path);
+    if (n < 0) return n == -ENOENT ? 0 : n;
+    int err = 0;
+    for (int i = 0; i < n; i++) {
+        char child[1400];
+        if (snprintf(child, sizeof(child), "%s/%s", path, names[i]) >= (int)sizeof(child)) {
+            err = -ENAMETOOLONG;
+            continue;
+        }
+        int e = depth > 0 ? rm_tree(ioh, child, depth - 1) : io_fs_unlink(ioh, child);
+        if (e == -EISDIR && depth == 0) e = -ENOTEMPTY;
+        if (e && !err) err = e;
+    }
+    io_fs_list_free(names, n);
+    int e = io_fs_rmdir(ioh, path);
+    return err ? err : e;
+}
+
+/* Deletes the on-disk directories of topics this shard has no partition of any more. Only
+ * shard 0 does this sweep, after every shard closed its partitions of deleted topics. */
+static void pm_sweep_dirs(partition_manager *pm, const topic_table *tt)
+{
+    char kdir[1200];
+    snprintf(kdir, sizeof(kdir), "%s/kafka", pm->data_dir);
+    char **names = NULL;
+    int n = io_fs_list(pm->io, kdir, &names);
+    if (n < 0) return;
+    for (int i = 0; i < n; i++) {
+        /* <topic>-<32 hex>: look the id up. */
+        size_t len = strlen(names[i]);
+        if (len < 34 || names[i][len - 33] != '-') continue;
+        const topic *t = topic_table_find(tt, names[i], len - 33);
+        char hex[33] = "";
+        if (t) topic_id_hex(t->id, hex);
+        if (t && !strcmp(hex, names[i] + len - 32)) continue;
+        char path[1400];
+        snprintf(path, sizeof(path), "%s/%s", kdir, names[i]);
+        int err = rm_tree(pm->io, path, 1);
+        if (err)
+            log_warn("cluster", "removing %s: %s", path, al_strerror(err));
+        else
+            log_info("cluster", "removed the data of deleted topic %s", names[i]);
+    }
+    io_fs_list_free(names, n);
+    io_fs_fsync_dir(pm->io, kdir);
+}
+
+int pm_reconcile(partition_manager *pm, const topic_table *tt)
+{
+    int first_err = 0;
+    /* Close partitions whose topic (by id) is gone or which this shard no longer owns. */
+    for (uint32_t b = 0; b < pm->nbuckets; b++) {
+        pm_partition *p = pm->buckets[b];
+        while (p) {
+            pm_partition *next = p->hnext;
+            const topic *t = topic_table_find_id(tt, p->topic_id);
+            bool keep = t && p->partition < t->partitions &&
+                        topic_partition_shard(t->id, p->partition, pm->smp) == pm->shard;
+            if (!keep) {
+                pm_unlink(pm, p);
+                log_info("cluster", "closing %s/%" PRId32, p->topic, p->partition);
+                pm_retire(p);
+            } else if (p->config_version != tt->version) {
+                pm_settings_from_topic(t, &p->settings);
+                p->config_version = tt->version;
+            }
+            p = next;
+        }
+    }
+    /* Open partitions this shard owns and does not have yet. */
+    for (int32_t i = 0; i < tt->n; i++) {
+        const topic *t = topic_table_at(tt, i);
+        for (int32_t part = 0; part < t->partitions; part++) {
+            if (topic_partition_shard(t->id, part, pm->smp) != pm->shard) continue;
+            if (pm_find(pm, t->id, part)) continue;
+            int err = pm_open_partition(pm, t, part, tt->version);
+            if (err && !first_err) first_err = err;
+        }
+    }
+    if (pm->shard == 0) pm_sweep_dirs(pm, tt);
+    return first_err;
+}
+
+void pm_destroy(partition_manager *pm)
+{
+    if (!pm->buckets) return;
+    /* Detach everything first: closing a log runs its waiters' callbacks, which look
+     * partitions up and must not find one half closed. */
+    pm_partition *all = NULL;
+    for (uint32_t b = 0; b < pm->nbuckets; b++) {
+        pm_partition *p = pm->buckets[b];
+        while (p) {
+            pm_partition *next = p->hnext;
+            p->hnext = all;
+            all = p;
+            p = next;
+        }
+        pm->buckets[b] = NULL;
+    }
+    pm->count = 0;
+    while (all) {
+        pm_partition *next = all->hnext;
+        all->busy = 0; /* shutdown: nothing in flight completes any more */
+        pm_retire(all);
+        all = next;
+    }
+    free(pm->buckets);
+    pm->buckets = NULL;
+}
+
+/* ---- high watermark and watches ---- */
+
+void pm_watch_arm(pm_partition *p, pm_watch *w, int64_t known_hw)
+{
+    AL_ASSERT(!w->part);
+    if (p->high_watermark > known_hw) {
+        w->cb(w);
+        return;
+    }
+    w->part = p;
+    w->prev = NULL;
+    w->next = p->watches;
+    if (p->watches) p->watches->prev = w;
+    p->watches = w;
+}
+
+void pm_watch_disarm(pm_watch *w)
+{
+    pm_partition *p = w->part;
+    if (!p) return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        p->watches = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    w->part = NULL;
+}
+
+void pm_refresh_hw(pm_partition *p)
+{
+    int64_t hw = storage_log_durable_offset(p->log) + 1;
+    if (hw > p->high_watermark) {
+        p->high_watermark = hw;
+        pm_wake_all(p);
+    }
+}
+
+/* A flush waiter owned by the partition manager (not by a request). */
+struct pm_flush {
+    storage_waiter w;
+    partition_manager *pm;
+    uint8_t topic_id[16];
+    int32_t partition;
+};
+
+static void pm_flush_done(storage_waiter *w)
+{
+    struct pm_flush *f = AL_CONTAINER_OF(w, struct pm_flush, w);
+    /* Look the partition up again: it may have been closed meanwhile (the log's close fails
+     * its waiters, and the partition struct is gone by then). */
+    pm_partition *p = pm_find(f->pm, f->topic_id, f->partition);
+    if (p) pm_refresh_hw(p);
+    if (w->res < 0 && w->res != AL_ECLOSED)
+        log_warn("cluster", "flush failed: %s", al_strerror(w->res));
+    free(f);
+}
+
+int pm_note_append(pm_partition *p, int64_t last_offset)
+{
+    struct pm_flush *f = malloc(sizeof(*f));
+    if (!f) return -ENOMEM;
+    memset(f, 0, sizeof(*f));
+    f->pm = p->pm;
+    memcpy(f->topic_id, p->topic_id, 16);
+    f->partition = p->partition;
+    f->w.cb = pm_flush_done;
+    f->w.offset = last_offset;
+    int rc = storage_log_flush_wait(p->log, last_offset, &f->w);
+    if (rc == 0) return 0;
+    free(f);
+    if (rc == 1) {
+        pm_refresh_hw(p);
+        return 0;
+    }
+    return rc;
+}

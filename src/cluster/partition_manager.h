@@ -1,0 +1,139 @@
+/*
+ * partition_manager.h — the partitions one shard owns: for every (topic, partition) of the topic
+ * table whose owner (topic_partition_shard) is this shard, an open storage log, the partition's
+ * idempotent-producer state and the list of fetches waiting for new durable data.
+ *
+ * pm_reconcile() makes the shard's set of open partitions match a topic table: it opens (and so
+ * recovers) logs of new partitions, closes and deletes the directories of partitions whose topic
+ * is gone, and applies changed topic configs. At start it is called once per shard with the
+ * loaded table; afterwards after every topic change, with that shard's replica of the table.
+ *
+ * On disk: <data_dir>/kafka/<topic>-<topic id hex>/<partition>/ is the storage log directory.
+ * The topic id in the name means a deleted and re-created topic never sees old data.
+ *
+ * High watermark: on a single node the high watermark is the durable offset + 1 (only fsynced
+ * data is visible to consumers), so an acknowledged acks=all record can never be read and then
+ * lost by a crash. Every append asks storage for a flush (group commit) and the flush completion
+ * advances the high watermark and wakes fetch waiters.
+ *
+ * Threading: a partition_manager belongs to one shard; every function runs on that shard.
+ */
+#ifndef AL_CLUSTER_PARTITION_MANAGER_H
+#define AL_CLUSTER_PARTITION_MANAGER_H
+
+#include "base/base.h"
+#include "cluster/topic_table.h"
+#include "coord/producer_state.h"
+#include "reactor/io.h"
+#include "storage/log.h"
+
+/* The leader epoch (= Raft term) of every partition on a single node. */
+#define PM_LEADER_EPOCH 0
+
+typedef struct pm_partition pm_partition;
+typedef struct pm_watch pm_watch;
+
+/* A fetch waiting for a partition's high watermark to move (caller-owned). */
+struct pm_watch {
+    void (*cb)(pm_watch *w); /* runs on the partition's shard; the watch is already removed */
+    void *ctx;
+    pm_watch *prev, *next;   /* private */
+    pm_partition *part;      /* private: NULL when not armed */
+};
+
+/* The effective per-topic settings the Kafka layer checks itself. */
+typedef struct pm_topic_settings {
+    int32_t max_message_bytes;   /* max.message.bytes (1048588) */
+    bool log_append_time;        /* message.timestamp.type=LogAppendTime */
+    bool compact;                /* cleanup.policy contains compact */
+} pm_topic_settings;
+
+struct pm_partition {
+    uint8_t topic_id[16];
+    char topic[TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    storage_log *log;
+    struct producer_state producers;
+    pm_topic_settings settings;
+    uint64_t config_version;     /* the topic_table version whose configs are applied */
+    int64_t high_watermark;      /* durable offset + 1 */
+    pm_watch *watches;           /* fetches waiting for the high watermark to move */
+    int32_t busy;                /* reads/appends in flight (pm_hold / pm_release) */
+    bool removed;                /* no longer in the table: freed when busy drops to 0 */
+    pm_partition *hnext;         /* hash chain */
+    struct partition_manager *pm;
+};
+
+typedef struct partition_manager {
+    io *io;
+    uint32_t shard, smp;
+    char data_dir[1024];
+    storage_cache *cache;
+    pm_partition **buckets;      /* hash of (topic id, partition) */
+    uint32_t nbuckets;           /* power of two */
+    uint32_t count;
+    uint64_t next_log_id;
+    int64_t producer_expiration_ms;
+} partition_manager;
+
+/*
+ * Sets up an empty manager for `shard` of `smp` shards, with logs under data_dir and the shard's
+ * batch cache (may be NULL). Returns 0, -ENOMEM or -ENAMETOOLONG.
+ */
+int pm_init(partition_manager *pm, io *io, uint32_t shard, uint32_t smp, const char *data_dir,
+            storage_cache *cache);
+
+/* Closes every log (unflushed data is dropped as after a crash) and frees everything. */
+void pm_destroy(partition_manager *pm);
+
+/*
+ * Makes the open partitions match tt (see the file comment). Opening a log recovers it and
+ * replays its batch headers into the producer state (blocking, start-up and admin paths only).
+ * Returns 0 or the first error opening a log (the others are still tried); the error is logged.
+ */
+int pm_reconcile(partition_manager *pm, const topic_table *tt);
+
+/* The open partition (topic id, partition) owned by this shard, or NULL. */
+pm_partition *pm_find(partition_manager *pm, const uint8_t topic_id[16], int32_t partition);
+
+/*
+ * Holds p across an asynchronous storage operation (a read that may complete later): a
+ * partition removed meanwhile (topic deleted) is closed only after the last release.
+ * pm_release returns false if p was removed (and is now freed or still held by others): the
+ * caller must not use p after a false return.
+ */
+void pm_hold(pm_partition *p);
+bool pm_release(pm_partition *p);
+
+/* Storage housekeeping (retention, segment roll, compaction) of every open partition, with
+ * budget_bytes of compaction input per partition. */
+void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes);
+
+/* Computes the Kafka-level settings of a topic from its overrides (defaults otherwise). */
+void pm_settings_from_topic(const topic *t, pm_topic_settings *out);
+
+/* Fills a storage log config from a topic's overrides (defaults otherwise). */
+void pm_log_config_from_topic(const topic *t, storage_log_config *out);
+
+/*
+ * Called after a successful append of offsets up to last_offset: asks storage for a flush and,
+ * when it completes, advances the high watermark and wakes watches. Returns 0 or -ENOMEM.
+ */
+int pm_note_append(pm_partition *p, int64_t last_offset);
+
+/* Arms w on p: w->cb runs once the high watermark moves past `known_hw`, at once (from this
+ * call) if it already has. */
+void pm_watch_arm(pm_partition *p, pm_watch *w, int64_t known_hw);
+
+/* Disarms w if armed (no callback). */
+void pm_watch_disarm(pm_watch *w);
+
+/* Refreshes p->high_watermark from storage's durable offset; wakes watches if it moved. */
+void pm_refresh_hw(pm_partition *p);
+
+/* Directory of a partition's log: <data_dir>/kafka/<topic>-<id hex>/<partition>. Returns 0 or
+ * -ENAMETOOLONG. */
+int pm_partition_dir(const partition_manager *pm, const char *topic_name, const uint8_t id[16],
+                     int32_t partition, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,420 @@
+/*
+ * handler_fetch.c — Fetch (API key 1, v4-11), consumers' reads.
+ *
+ * The connection's shard (C) resolves every partition in its topic table replica and runs the
+ * fetch in rounds of cross-shard messages, one message per partition per round, each answered
+ * exactly once by the partition's owner shard (S):
+ *   READ   S reads whole batches from fetch_offset up to the partition's byte limit (at least
+ *          one batch) and trims them to the high watermark (durable offset + 1: only fsynced
+ *          data is visible). OFFSET_OUT_OF_RANGE below the log start or above the HW.
+ *   ARM    S arms a watch that fires when the partition's HW passes what the READ saw; firing
+ *          sends FIRED to C (unsolicited, before any later reply on the same ring).
+ *   DISARM S removes the watch if it has not fired.
+ * Long poll: if the first READ gathered fewer than min_bytes (and no partition has an error)
+ * and max_wait_ms > 0, C arms every partition plus a timer; the first FIRED or the timer makes
+ * C disarm everything, then READ again and answer. Messages between two shards are FIFO, so
+ * once every DISARM reply is in, nothing more arrives for this request.
+ *
+ * Byte limits: each partition reads at most PartitionMaxBytes; when gathering, partitions
+ * whose data would pass MaxBytes are answered empty, except that the first partition with
+ * data is always included (KIP-74: at least one batch so a consumer never gets stuck).
+ * No transactions yet: LastStableOffset = HW for both isolation levels; no aborted list.
+ */
+#include "kafka/handlers_data.h"
+
+#include "base/log.h"
+#include "cluster/data_plane.h"
+#include "config/config.h"
+#include "storage/batch.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+
+enum { FETCH_READ = 1, FETCH_ARM, FETCH_DISARM };
+enum { PHASE_READ1 = 1, PHASE_ARMING, PHASE_WAITING, PHASE_DISARMING, PHASE_READ2 };
+
+struct fetch_ctx;
+
+struct fetch_part {
+    struct fetch_ctx *ctx;
+    kafka_FetchResponse_PartitionData *out;
+    uint8_t topic_id[16];
+    int32_t partition;
+    unsigned owner;
+    bool routed;             /* exists in C's table: has an owner to ask */
+    int64_t fetch_offset;
+    int32_t max_bytes;
+    /* results of the last READ (written by S, read by C after the reply) */
+    int16_t error;
+    int64_t hw, log_start;
+    uint8_t *data;           /* malloc'd, trimmed to whole batches below hw */
+    size_t len;
+    /* S side */
+    storage_read rd;
+    pm_watch watch;
+};
+
+struct fetch_ctx {
+    kafka_req *req;
+    data_shard *ds;          /* C's */
+    unsigned conn_shard;
+    int32_t pending;         /* replies outstanding in the current round */
+    int phase;
+    bool woken, timed_out;
+    reactor_timer timer;
+    int32_t nparts;
+    struct fetch_part *parts;
+    kafka_FetchResponse resp;
+};
+
+static void fetch_round(struct fetch_ctx *ctx, int op);
+
+/* ---- owner shard ---- */
+
+static void fetch_reply_msg(reactor_shard *self, const struct reactor_msg *msg);
+static void fetch_fired_msg(reactor_shard *self, const struct reactor_msg *msg);
+
+static void fetch_reply(data_shard *ds, struct fetch_part *fp)
+{
+    data_send(ds, fp->ctx->conn_shard, fetch_reply_msg, fp, 0, 0);
+}
+
+/* Keeps only the whole batches of fp->data whose last offset is below fp->hw. */
+static void fetch_trim(struct fetch_part *fp)
+{
+    size_t pos = 0;
+    while (pos + STORAGE_BATCH_HEADER <= fp->len) {
+        storage_batch_hdr h;
+        if (storage_batch_parse_header(fp->data + pos, fp->len - pos, &h)) break;
+        size_t size = storage_batch_size(&h);
+        if (size > fp->len - pos || storage_batch_last_offset(&h) >= fp->hw) break;
+        pos += size;
+    }
+    fp->len = pos;
+    if (pos == 0) {
+        free(fp->data);
+        fp->data = NULL;
+    }
+}
+
+static int16_t fetch_err_from_storage(int err)
+{
+    if (err == AL_ERANGE) return KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+    if (err == AL_EFAILED || err == -EIO || err == AL_ECLOSED) return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    return kafka_err_from_internal(err);
+}
+
+static void fetch_read_done(storage_read *r)
+{
+    struct fetch_part *fp = r->ctx;
+    data_shard *ds = data_shard_self();
+    pm_partition *p = pm_find(&ds->pm, fp->topic_id, fp->partition);
+    /* The hold taken before the read keeps the partition struct alive even if deleted. */
+    pm_partition *held = (pm_partition *)fp->watch.ctx;
+    fp->watch.ctx = NULL;
+    bool alive = pm_release(held);
+    if (!alive || !p) {
+        storage_read_release(r);
+        fp->error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    } else if (r->res < 0) {
+        storage_read_release(r);
+        fp->error = fetch_err_from_storage(r->res);
+    } else {
+        fp->data = r->data;
+        fp->len = r->len;
+        r->data = NULL;
+        fetch_trim(fp);
+    }
+    fetch_reply(ds, fp);
+}
+
+static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
+{
+    pm_partition *p = pm_find(&ds->pm, fp->topic_id, fp->partition);
+    fp->data = NULL;
+    fp->len = 0;
+    fp->error = 0;
+    if (!p) {
+        fp->error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        fetch_reply(ds, fp);
+        return;
+    }
+    fp->hw = p->high_watermark;
+    fp->log_start = storage_log_start_offset(p->log);
+    if (storage_log_failed(p->log)) {
+        fp->error = KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    } else if (fp->fetch_offset < fp->log_start || fp->fetch_offset > fp->hw) {
+        fp->error = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+    } else if (fp->fetch_offset < fp->hw && fp->max_bytes > 0) {
+        memset(&fp->rd, 0, sizeof(fp->rd));
+        fp->rd.offset = fp->fetch_offset;
+        fp->rd.max_bytes = (size_t)fp->max_bytes;
+        fp->rd.cb = fetch_read_done;
+        fp->rd.ctx = fp;
+        int rc = storage_log_read(p->log, &fp->rd);
+        if (rc == 0) {
+            pm_hold(p);
+            fp->watch.ctx = p; /* the watch is idle during a READ: borrow its ctx */
+            return;
+        }
+        if (rc < 0) {
+            fp->error = fetch_err_from_storage(rc);
+        } else {
+            fp->data = fp->rd.data;
+            fp->len = fp->rd.len;
+            fp->rd.data = NULL;
+            fetch_trim(fp);
+        }
+    }
+    fetch_reply(ds, fp);
+}
+
+static void fetch_watch_fired(pm_watch *w)
+{
+    struct fetch_part *fp = w->ctx;
+    data_shard *ds = data_shard_self();
+    if (ds) data_send(ds, fp->ctx->conn_shard, fetch_fired_msg, fp, 0, 0);
+}
+
+static void fetch_part_msg(reactor_shard *self, const struct reactor_msg *msg)
+{
+    struct fetch_part *fp = msg->arg;
+    data_shard *ds = data_shard_self();
+    if (!ds) return;
+    switch ((int)msg->a) {
+    case FETCH_READ:
+        fetch_do_read(ds, fp);
+        return;
+    case FETCH_ARM: {
+        pm_partition *p = pm_find(&ds->pm, fp->topic_id, fp->partition);
+        fp->watch.cb = fetch_watch_fired;
+        fp->watch.ctx = fp;
+        fp->watch.part = NULL;
+        if (p)
+            pm_watch_arm(p, &fp->watch, fp->hw);
+        else
+            fetch_watch_fired(&fp->watch); /* gone: wake the fetch so it answers */
+        fetch_reply(ds, fp);
+        return;
+    }
+    case FETCH_DISARM:
+        pm_watch_disarm(&fp->watch);
+        fetch_reply(ds, fp);
+        return;
+    }
+    AL_PANIC("fetch: unknown op %" PRIu64, msg->a);
+}
+
+/* ---- connection shard ---- */
+
+static void fetch_free_data(struct fetch_ctx *ctx)
+{
+    for (int32_t i = 0; i < ctx->nparts; i++) {
+        free(ctx->parts[i].data);
+        ctx->parts[i].data = NULL;
+        ctx->parts[i].len = 0;
+    }
+}
+
+/* Fills the response from the parts; returns the bytes of records included. */
+static size_t fetch_gather(struct fetch_ctx *ctx)
+{
+    const kafka_FetchRequest *in = ctx->req->msg;
+    size_t total = 0;
+    bool any = false;
+    size_t max_bytes = in->MaxBytes > 0 ? (size_t)in->MaxBytes : 0;
+    for (int32_t i = 0; i < ctx->nparts; i++) {
+        struct fetch_part *fp = &ctx->parts[i];
+        kafka_FetchResponse_PartitionData *out = fp->out;
+        if (!fp->routed) continue;
+        out->ErrorCode = fp->error;
+        out->Records.ptr = NULL;
+        out->Records.len = 0;
+        if (fp->error) continue;
+        out->HighWatermark = fp->hw;
+        out->LastStableOffset = fp->hw;
+        out->LogStartOffset = fp->log_start;
+        if (!fp->len) continue;
+        if (any && total + fp->len > max_bytes) continue; /* over MaxBytes: next fetch */
+        out->Records.ptr = fp->data;
+        out->Records.len = (int32_t)fp->len;
+        total += fp->len;
+        any = true;
+    }
+    return total;
+}
+
+static bool fetch_has_error(const struct fetch_ctx *ctx)
+{
+    for (int32_t i = 0; i < ctx->nparts; i++)
+        if (ctx->parts[i].out->ErrorCode) return true;
+    return false;
+}
+
+static void fetch_respond(struct fetch_ctx *ctx)
+{
+    reactor_timer_cancel(ctx->ds->rs, &ctx->timer);
+    fetch_gather(ctx);
+    kafka_req_respond(ctx->req, &ctx->resp); /* encodes now: the data can go */
+    fetch_free_data(ctx);
+}
+
+static void fetch_timer_fire(reactor_timer *t)
+{
+    struct fetch_ctx *ctx = t->ctx;
+    ctx->timed_out = true;
+    if (ctx->phase == PHASE_WAITING) {
+        ctx->phase = PHASE_DISARMING;
+        fetch_round(ctx, FETCH_DISARM);
+    }
+}
+
+static void fetch_fired_msg(reactor_shard *self, const struct reactor_msg *msg)
+{
+    struct fetch_part *fp = msg->arg;
+    struct fetch_ctx *ctx = fp->ctx;
+    ctx->woken = true;
+    if (ctx->phase == PHASE_WAITING) {
+        ctx->phase = PHASE_DISARMING;
+        fetch_round(ctx, FETCH_DISARM);
+    }
+}
+
+/* A round is complete: decide what comes next. */
+static void fetch_round_done(struct fetch_ctx *ctx)
+{
+    const kafka_FetchRequest *in = ctx->req->msg;
+    switch (ctx->phase) {
+    case PHASE_READ1: {
+        size_t got = fetch_gather(ctx);
+        bool enough = (int64_t)got >= (int64_t)in->MinBytes;
+        if (enough || in->MaxWaitMs <= 0 || fetch_has_error(ctx) || ctx->nparts == 0) {
+            fetch_respond(ctx);
+            return;
+        }
+        fetch_free_data(ctx);
+        uint64_t deadline = io_now_ns(ctx->ds->io) + (uint64_t)in->MaxWaitMs * 1000000ull;
+        reactor_timer_add(ctx->ds->rs, &ctx->timer, deadline, NULL);
+        ctx->phase = PHASE_ARMING;
+        fetch_round(ctx, FETCH_ARM);
+        return;
+    }
+    case PHASE_ARMING:
+        if (ctx->woken || ctx->timed_out) {
+            ctx->phase = PHASE_DISARMING;
+            fetch_round(ctx, FETCH_DISARM);
+        } else {
+            ctx->phase = PHASE_WAITING;
+        }
+        return;
+    case PHASE_DISARMING:
+        ctx->phase = PHASE_READ2;
+        fetch_round(ctx, FETCH_READ);
+        return;
+    case PHASE_READ2:
+        fetch_respond(ctx);
+        return;
+    }
+    AL_PANIC("fetch: bad phase %d", ctx->phase);
+}
+
+static void fetch_reply_msg(reactor_shard *self, const struct reactor_msg *msg)
+{
+    struct fetch_part *fp = msg->arg;
+    struct fetch_ctx *ctx = fp->ctx;
+    AL_ASSERT(ctx->pending > 0);
+    if (--ctx->pending == 0) fetch_round_done(ctx);
+}
+
+static void fetch_round(struct fetch_ctx *ctx, int op)
+{
+    ctx->pending = 1;
+    for (int32_t i = 0; i < ctx->nparts; i++) {
+        struct fetch_part *fp = &ctx->parts[i];
+        if (!fp->routed) continue;
+        if (op == FETCH_READ) {
+            free(fp->data);
+            fp->data = NULL;
+            fp->len = 0;
+        }
+        ctx->pending++;
+        data_send(ctx->ds, fp->owner, fetch_part_msg, fp, (uint64_t)op, 0);
+    }
+    if (--ctx->pending == 0) fetch_round_done(ctx);
+}
+
+int kafka_handle_fetch(kafka_req *req)
+{
+    const kafka_FetchRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    struct fetch_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
+    if (!ctx) return -ENOMEM;
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->req = req;
+    ctx->ds = ds;
+    ctx->conn_shard = ds->shard;
+    reactor_timer_init(&ctx->timer, fetch_timer_fire, ctx);
+    kafka_FetchResponse_init(&ctx->resp);
+    ctx->resp.SessionId = 0; /* no fetch sessions: every fetch is a full one */
+    if (in->SessionId != 0) {
+        ctx->resp.ErrorCode = KAFKA_ERR_FETCH_SESSION_ID_NOT_FOUND;
+        int rc = kafka_req_respond(req, &ctx->resp);
+        return rc < 0 ? rc : KAFKA_DONE;
+    }
+
+    int32_t nt = AL_MAX(in->Topics_count, 0);
+    int32_t np = 0;
+    for (int32_t i = 0; i < nt; i++) np += AL_MAX(in->Topics[i].Partitions_count, 0);
+    kafka_FetchResponse_FetchableTopicResponse *tr =
+        kafka_arena_alloc(&req->arena, sizeof(*tr) * (size_t)nt);
+    kafka_FetchResponse_PartitionData *pr = kafka_arena_alloc(&req->arena, sizeof(*pr) * (size_t)np);
+    ctx->parts = kafka_arena_alloc(&req->arena, sizeof(*ctx->parts) * (size_t)np);
+    if (!tr || !pr || !ctx->parts) return -ENOMEM;
+    memset(ctx->parts, 0, sizeof(*ctx->parts) * (size_t)np);
+    ctx->resp.Responses = tr;
+    ctx->resp.Responses_count = nt;
+    int32_t k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const kafka_FetchRequest_FetchTopic *ft = &in->Topics[i];
+        kafka_FetchResponse_FetchableTopicResponse_init(&tr[i]);
+        tr[i].Topic = ft->Topic;
+        tr[i].TopicId = ft->TopicId;
+        const topic *t = ft->Topic.len > 0
+                             ? topic_table_find(&ds->topics, ft->Topic.ptr, (size_t)ft->Topic.len)
+                             : NULL;
+        int32_t n = AL_MAX(ft->Partitions_count, 0);
+        tr[i].Partitions = &pr[k];
+        tr[i].Partitions_count = n;
+        for (int32_t j = 0; j < n; j++, k++) {
+            const kafka_FetchRequest_FetchPartition *q = &ft->Partitions[j];
+            kafka_FetchResponse_PartitionData *out = &pr[k];
+            struct fetch_part *fp = &ctx->parts[k];
+            kafka_FetchResponse_PartitionData_init(out);
+            out->PartitionIndex = q->Partition;
+            out->HighWatermark = -1;
+            out->LastStableOffset = -1;
+            out->LogStartOffset = -1;
+            out->AbortedTransactions_count = in->IsolationLevel ? 0 : -1;
+            out->PreferredReadReplica = -1;
+            out->Records.ptr = NULL;
+            out->Records.len = 0;
+            fp->ctx = ctx;
+            fp->out = out;
+            fp->partition = q->Partition;
+            fp->fetch_offset = q->FetchOffset;
+            fp->max_bytes = q->PartitionMaxBytes;
+            if (!t || q->Partition < 0 || q->Partition >= t->partitions) {
+                out->ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            memcpy(fp->topic_id, t->id, 16);
+            fp->owner = data_owner(ds, t, q->Partition);
+            fp->routed = true;
+        }
+    }
+    ctx->nparts = np;
+    ctx->phase = PHASE_READ1;
+    fetch_round(ctx, FETCH_READ);
+    return req->state == KAFKA_REQ_DONE ? KAFKA_DONE : KAFKA_DEFERRED;
+}
