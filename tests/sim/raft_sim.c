@@ -249,7 +249,7 @@ static sim_event ev_pop(sim *s)
 
 static bool link_up(sim *s, int a, int b)
 {
-    return s->part[a] == s->part[b];
+    return s->part[a] == s->part[b] && !s->cut[a][b];
 }
 
 static void net_send(sim *s, int from, const raft_msg *m)
@@ -509,6 +509,11 @@ void sim_partition(sim *s, uint32_t mask)
 
 int sim_init(sim *s, uint32_t n, uint64_t seed)
 {
+    return sim_init_conf(s, n, n, seed);
+}
+
+int sim_init_conf(sim *s, uint32_t n, uint32_t n_voters, uint64_t seed)
+{
     memset(s, 0, sizeof(*s));
     AL_ASSERT(n >= 1 && n <= SIM_MAX_NODES);
     s->n = n;
@@ -526,8 +531,9 @@ int sim_init(sim *s, uint32_t n, uint64_t seed)
     s->f.delay_min = 1;
     s->f.delay_max = 3;
     s->f.disk_delay_max = 2;
-    s->boot.n_voters = (uint8_t)n;
-    for (uint32_t i = 0; i < n; i++) s->boot.voters[i] = (int32_t)i;
+    AL_ASSERT(n_voters >= 1 && n_voters <= n);
+    s->boot.n_voters = (uint8_t)n_voters;
+    for (uint32_t i = 0; i < n_voters; i++) s->boot.voters[i] = (int32_t)i;
     for (uint32_t i = 0; i < n; i++) {
         sim_node *nd = &s->nodes[i];
         nd->id = (int32_t)i;
@@ -788,6 +794,9 @@ void sim_check_final(sim *s)
     for (uint32_t i = 0; i < s->n && !s->failure[0]; i++) {
         sim_node *nd = &s->nodes[i];
         check_committed(s, (int)i, nd->g.commit);
+        const raft_config *c = &s->nodes[l].g.conf;
+        if (!raft_config_is_voter(c, (int32_t)i) && !raft_config_is_learner(c, (int32_t)i))
+            continue; /* removed replicas stop receiving the log */
         for (uint32_t p = 0; p < s->n_props; p++) {
             sim_proposal *pr = &s->props[p];
             if (!pr->acked) continue;

@@ -96,6 +96,7 @@ typedef struct sim {
     sim_faults f;
     bool faults_on;
     uint8_t part[SIM_MAX_NODES]; /* partition side; nodes talk only within a side */
+    bool cut[SIM_MAX_NODES][SIM_MAX_NODES]; /* one-way link cuts [from][to], for scripted tests */
     sim_event *ev;
     uint32_t n_ev, cap_ev;
     uint64_t ev_seq;
@@ -116,6 +117,8 @@ typedef struct sim {
 /* Creates an n-node cluster (ids 0..n-1, all voters) with default options for the sim.
  * Returns 0 or -ENOMEM. */
 int sim_init(sim *s, uint32_t n, uint64_t seed);
+/* Same, but only nodes 0..n_voters-1 are in the bootstrap config (the rest wait to be added). */
+int sim_init_conf(sim *s, uint32_t n, uint32_t n_voters, uint64_t seed);
 void sim_free(sim *s);
 /* Picks random fault rates from the seed. */
 void sim_random_faults(sim *s);
