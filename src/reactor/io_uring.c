@@ -9,7 +9,7 @@
  *   next io_poll (through a local queue linked through op->off), never inline.
  * - Accept is multishot (IO_F_MORE while armed). If the kernel rejects multishot with -EINVAL
  *   the back end switches to single-shot accepts that it re-arms itself, so callers see the
- *   same IO_F_MORE contract either way.
+ *   same IO_F_MORE contract either way (AILURUS_IO_NO_MULTISHOT=1 forces that mode).
  * - Accepted and connected sockets get TCP_NODELAY. Sends use MSG_NOSIGNAL.
  * - io_poll waits with io_uring_submit_and_wait_timeout (one syscall with EXT_ARG).
  * - io_wakeup: an eventfd whose 8-byte read is kept armed in the ring; io_wakeup writes to it
@@ -704,7 +704,9 @@ int io_uring_create(io **out, const struct io_uring_opts *opts)
         free(u);
         return r;
     }
-    u->multishot_accept = true;
+    /* AILURUS_IO_NO_MULTISHOT=1 forces the single-shot accept emulation (tests, old kernels). */
+    const char *nm = getenv("AILURUS_IO_NO_MULTISHOT");
+    u->multishot_accept = !(nm && *nm && *nm != '0');
     uint64_t seed = opts->seed;
     if (!seed) seed = ur_now_ns(NULL) ^ ((uint64_t)(uintptr_t)u << 16);
     io_base_init(&u->base, &ur_ops, seed);
