@@ -1257,6 +1257,29 @@ int storage_log_close(storage_log *log)
     return 0;
 }
 
+void storage_log_abandon(storage_log *log)
+{
+    compact_state *cs = &log->cs;
+    free(cs->out_buf);
+    free(cs->out_idx);
+    free(cs->out_tidx);
+    cs->out_fd = -1;
+    cs->out_buf = NULL;
+    cs->out_idx = NULL;
+    cs->out_tidx = NULL;
+    if (cs->map) {
+        cs->phase = 0;
+        log_compact_reset(log); /* frees the key map; out_fd is -1 so no I/O */
+    }
+    for (int i = 0; i < log->nsegs; i++) {
+        if (log->cfg.cache)
+            storage_cache_drop(log->cfg.cache, log->cfg.log_id, log->segs[i]->base, INT64_MAX);
+        seg_free(log->segs[i]);
+    }
+    free(log->segs);
+    free(log);
+}
+
 /* ---- truncation ---- */
 
 /* Finds, in seg, the position of the batch holding the first offset >= offset, and the last

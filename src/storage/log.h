@@ -71,6 +71,10 @@ int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
  */
 int storage_log_close(storage_log *log);
 
+/* Frees the log's memory without any I/O and without calling waiters: for a simulated crash
+ * (the io is dead and the process, in effect, gone). */
+void storage_log_abandon(storage_log *log);
+
 /* Result of an append: the offsets the batches got. */
 typedef struct storage_append_result {
     int64_t base_offset;

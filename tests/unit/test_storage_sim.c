@@ -30,6 +30,7 @@ typedef struct sim_env {
 
 static void env_free(sim_env *e)
 {
+    if (e->log) storage_log_abandon(e->log);
     for (int i = 0; i < e->n; i++) free(e->bytes[i]);
     if (e->w) io_sim_world_destroy(e->w);
     memset(e, 0, sizeof(*e));
@@ -43,9 +44,18 @@ static int env_wait(sim_env *e, volatile int *flag)
     return *flag;
 }
 
+/* Opens (recovers) the log; a previous log object is abandoned (its process "died"). */
 static int env_open(sim_env *e)
 {
+    if (e->log) storage_log_abandon(e->log);
+    e->log = NULL;
     return storage_log_open(e->io, LOG_DIR, &e->cfg, &e->log);
+}
+
+static void env_close(sim_env *e)
+{
+    storage_log_close(e->log);
+    e->log = NULL;
 }
 
 static void env_init(sim_env *e, uint64_t seed)
@@ -187,7 +197,6 @@ static int torn_check(sim_env *e, uint64_t keep, int32_t term)
 {
     io_sim_crash_torn(e->io, keep);
     e->io = io_sim_restart(e->io);
-    e->log = NULL;
     al_log_set_level(AL_LOG_ERROR);
     int rc = env_open(e);
     al_log_set_level(AL_LOG_INFO);
@@ -202,7 +211,7 @@ static int torn_check(sim_env *e, uint64_t keep, int32_t term)
     if (env_open(e) < 0) return -3;
     k = env_verify(e);
     if (k != e->n) return -4;
-    storage_log_close(e->log);
+    env_close(e);
     return 0;
 }
 
@@ -277,7 +286,7 @@ TEST(sim_crash_after_unflushed_roll)
     CHECK_EQ(env_append(&e, 3), 0);
     CHECK_EQ(env_sync(&e), 0);
     CHECK_EQ(env_verify(&e), e.n);
-    storage_log_close(e.log);
+    env_close(&e);
     env_free(&e);
 }
 
@@ -301,13 +310,13 @@ TEST(sim_fdatasync_failure_fails_the_log)
     CHECK_EQ(env_append(&e, 1), AL_EFAILED);
     su_wait w = {.w = {.cb = su_wait_cb}};
     CHECK_EQ(storage_log_flush_wait(e.log, durable, &w.w), AL_EFAILED);
-    storage_log_close(e.log);
+    env_close(&e);
     /* Restart: every acknowledged batch is there. */
     io_sim_crash(e.io);
     e.io = io_sim_restart(e.io);
     CHECK_EQ(env_open(&e), 0);
     CHECK(env_verify(&e) >= e.acked);
-    storage_log_close(e.log);
+    env_close(&e);
     env_free(&e);
 }
 
@@ -337,12 +346,12 @@ static void enospc_case(enum io_sim_fault f)
     CHECK_EQ(rc, 0);
     CHECK_EQ(env_sync(&e), 0);
     CHECK_EQ(env_verify(&e), e.n);
-    storage_log_close(e.log);
+    env_close(&e);
     io_sim_crash(e.io);
     e.io = io_sim_restart(e.io);
     CHECK_EQ(env_open(&e), 0);
     CHECK_EQ(env_verify(&e), e.n);
-    storage_log_close(e.log);
+    env_close(&e);
     env_free(&e);
 }
 
