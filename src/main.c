@@ -15,6 +15,7 @@ struct command {
 
 static const struct command commands[] = {
     {"version", cmd_version, "print the version"},
+    {"storage", cmd_storage, "dump, check or benchmark storage (ailurus storage --help)"},
     {"kafka-decode", cmd_kafka_decode, "decode a captured request frame (tool)"},
 };
 

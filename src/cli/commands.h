@@ -14,4 +14,6 @@ int cmd_start(int argc, char **argv);  /* src/cli/start.c */
 int cmd_config(int argc, char **argv); /* src/config/config_cli.c */
 int cmd_kafka_decode(int argc, char **argv); /* src/cli/kafka_decode.c (hidden tool) */
 
+int cmd_storage(int argc, char **argv); /* src/storage/storage_cli.c */
+
 #endif
