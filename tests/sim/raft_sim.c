@@ -573,6 +573,7 @@ void sim_random_faults(sim *s)
     f->transfer_per_mille = sim_below(s, 6);
     f->propose_pct = 20 + sim_below(s, 60);
     f->disk_delay_max = 1 + sim_below(s, 20);
+    if (sim_below(s, 3) == 0) f->member_per_mille = 5 + sim_below(s, 30);
     if (sim_below(s, 4) == 0) { /* a crashy profile with slow disks */
         f->crash_per_mille = 5 + sim_below(s, 20);
         f->disk_delay_max = 10 + sim_below(s, 60);
@@ -689,6 +690,33 @@ static void handle_event(sim *s, sim_event *ev)
     sim_drain(s, ev->node);
 }
 
+void sim_membership_step(sim *s, bool restore)
+{
+    int l = sim_leader(s);
+    if (l < 0) return;
+    raft_group *g = &s->nodes[l].g;
+    if (g->conf_offset > g->commit || g->commit < g->term_start) return;
+    const raft_config *c = &g->conf;
+    int op = 0;
+    int32_t node = -1;
+    for (uint32_t i = 0; i < s->n && !op; i++) {
+        if (!raft_config_is_voter(c, (int32_t)i) && !raft_config_is_learner(c, (int32_t)i)) {
+            op = RAFT_CONF_ADD_LEARNER;
+            node = (int32_t)i;
+        } else if (raft_config_is_learner(c, (int32_t)i) && raft_replica_caught_up(g, (int32_t)i)) {
+            op = RAFT_CONF_PROMOTE;
+            node = (int32_t)i;
+        }
+    }
+    if (!op && !restore && c->n_voters > 2) {
+        op = RAFT_CONF_REMOVE;
+        node = c->voters[sim_below(s, c->n_voters)];
+    }
+    if (!op) return;
+    if (raft_change_membership(g, op, node) == 0) s->n_conf_changes++;
+    sim_drain(s, l);
+}
+
 /* Random faults and client load for one 10 ms step. */
 static void chaos_step(sim *s)
 {
@@ -712,6 +740,7 @@ static void chaos_step(sim *s)
         else if (kind == 1) sim_partition(s, 1u << sim_below(s, s->n));
         else sim_partition(s, (uint32_t)sim_rand(s) & ((1u << s->n) - 1));
     }
+    if (sim_below(s, 1000) < f->member_per_mille) sim_membership_step(s, false);
     int l = sim_leader(s);
     if (l >= 0 && sim_below(s, 1000) < f->transfer_per_mille) {
         int32_t t = (int32_t)sim_below(s, s->n);
@@ -743,6 +772,7 @@ static void step(sim *s)
         sim_drain(s, (int)i);
     }
     if (s->faults_on && !s->failure[0]) chaos_step(s);
+    if (s->restore_members && !s->failure[0]) sim_membership_step(s, true);
 }
 
 void sim_run(sim *s, uint64_t ms)
@@ -762,6 +792,7 @@ bool sim_run_until(sim *s, uint64_t ms, bool (*pred)(sim *s))
 void sim_heal(sim *s)
 {
     s->faults_on = false;
+    s->restore_members = true;
     sim_partition(s, 0);
     for (uint32_t i = 0; i < s->n; i++) sim_restart(s, (int)i);
 }
@@ -772,6 +803,7 @@ bool sim_converged(sim *s)
     if (l < 0) return false;
     raft_group *lg = &s->nodes[l].g;
     if (lg->commit != lg->last || lg->commit < lg->term_start) return false;
+    if (s->restore_members && lg->conf.n_voters != s->n) return false;
     for (uint32_t i = 0; i < s->n; i++) {
         sim_node *nd = &s->nodes[i];
         if (!nd->up) return false;

@@ -84,6 +84,7 @@ typedef struct sim_faults {
     uint32_t transfer_per_mille;             /* per 10 ms step */
     uint32_t propose_pct;                    /* per 10 ms step */
     uint32_t disk_delay_max;                 /* ms for append done / flush done */
+    uint32_t member_per_mille;               /* membership changes, per 10 ms step */
 } sim_faults;
 
 typedef struct sim {
@@ -95,6 +96,7 @@ typedef struct sim {
     uint64_t now;
     sim_faults f;
     bool faults_on;
+    bool restore_members; /* after healing: add back every node as a voter */
     uint8_t part[SIM_MAX_NODES]; /* partition side; nodes talk only within a side */
     bool cut[SIM_MAX_NODES][SIM_MAX_NODES]; /* one-way link cuts [from][to], for scripted tests */
     sim_event *ev;
@@ -109,7 +111,7 @@ typedef struct sim {
     sim_proposal *props;
     uint32_t n_props, cap_props;
     uint64_t n_acked, n_msgs, n_dropped, n_crashes, n_elections, n_truncates, n_transfers;
-    uint64_t n_batches;
+    uint64_t n_batches, n_conf_changes;
     int32_t cur; /* node whose batch is being dispatched */
     char failure[512];
 } sim;
@@ -128,6 +130,9 @@ void sim_run(sim *s, uint64_t ms);
 bool sim_run_until(sim *s, uint64_t ms, bool (*pred)(sim *s));
 /* Turns faults off, heals partitions, restarts crashed nodes. */
 void sim_heal(sim *s);
+/* One membership move on the leader if allowed: add a missing node as learner, promote a
+ * caught-up learner, or (unless restore) remove a random voter. */
+void sim_membership_step(sim *s, bool restore);
 /* True when one leader has committed its whole log and every up node has it all. */
 bool sim_converged(sim *s);
 /* End-of-run checks: every acknowledged proposal in every node's log at its offset. */

@@ -51,6 +51,7 @@ static double mono_s(void)
 
 typedef struct sim_totals {
     uint64_t seeds, acked, msgs, dropped, crashes, elections, truncates, transfers, batches;
+    uint64_t conf_changes;
 } sim_totals;
 
 /* One seed: returns true if every invariant held and the cluster converged. */
@@ -101,6 +102,7 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, sim_totals *t, bool verbos
     t->truncates += s.n_truncates;
     t->transfers += s.n_transfers;
     t->batches += s.n_batches;
+    t->conf_changes += s.n_conf_changes;
     sim_free(&s);
     return ok;
 }
@@ -128,9 +130,9 @@ TEST(sim_seeds)
             "  sim: %" PRIu64 " seeds x %" PRIu64 " ms chaos in %.1f s: %u failed; acked writes %"
             PRIu64 ", messages %" PRIu64 " (dropped %" PRIu64 ", hb batches %" PRIu64
             "), crashes %" PRIu64 ", elections %" PRIu64 ", truncations %" PRIu64
-            ", transfers %" PRIu64 "\n",
+            ", transfers %" PRIu64 ", membership changes %" PRIu64 "\n",
             t.seeds, chaos_ms, mono_s() - t0, failed, t.acked, t.msgs, t.dropped, t.batches,
-            t.crashes, t.elections, t.truncates, t.transfers);
+            t.crashes, t.elections, t.truncates, t.transfers, t.conf_changes);
     CHECK_EQ(failed, 0);
     CHECK(t.seeds > 0);
 }
