@@ -47,7 +47,8 @@ struct reactor_shard {
     unsigned idx;
     io *io;
     pthread_t thread;
-    int init_err;
+    int io_err;   /* io creation; written before the start barrier */
+    int init_err; /* init result; read after join */
     /* timers */
     reactor_timer **heap;
     uint32_t heap_len, heap_cap;
@@ -65,11 +66,13 @@ struct reactor {
     struct reactor_opts opts;
     int stop;    /* atomic */
     int running; /* atomic: shard threads still in their loop */
+    int stoppers; /* atomic: reactor_stop calls in progress (they touch shard ios) */
     bool sim;
     io_sim_world *world;
     reactor_init_fn init;
     void *init_arg;
-    pthread_barrier_t barrier;
+    pthread_barrier_t barrier;      /* every io created before any init runs */
+    pthread_barrier_t exit_barrier; /* no io destroyed while another shard may wake it */
     struct reactor_shard *shards;   /* n */
     struct reactor_ring *rings;     /* n * n, [from * n + to] */
 };
@@ -416,12 +419,16 @@ static void *shard_main(void *arg)
     if (!r->opts.no_pin) shard_pin(s->idx);
     struct io_uring_opts o = {.entries = r->opts.io_entries,
                               .seed = r->opts.seed ? r->opts.seed + s->idx : 0};
-    s->init_err = io_uring_create(&s->io, &o);
+    io *mine = NULL;
+    s->io_err = io_uring_create(&mine, &o);
+    __atomic_store_n(&s->io, mine, __ATOMIC_RELEASE); /* reactor_stop may read it */
     pthread_barrier_wait(&r->barrier);
-    /* Every shard's io exists (or the start failed) past the barrier. */
+    /* Every shard's io exists (or the start failed) past the barrier; io_err is not written
+     * again, init_err is read only after the threads are joined. */
     bool ok = true;
     for (unsigned i = 0; i < r->n; i++)
-        if (r->shards[i].init_err) ok = false;
+        if (r->shards[i].io_err) ok = false;
+    if (s->io_err) s->init_err = s->io_err;
     if (ok && r->init) {
         s->init_err = r->init(s, r->init_arg);
         if (s->init_err) {
@@ -434,26 +441,32 @@ static void *shard_main(void *arg)
         shard_run_hooks(s);
         shard_quiesce(s);
     }
-    io_destroy(s->io);
-    s->io = NULL;
+    /* Other shards (flushing wake-ups) and reactor_stop callers may still hold our io: wait
+     * for every shard to leave its loop and for stoppers in progress (bounded: ~10 s). */
+    pthread_barrier_wait(&r->exit_barrier);
+    for (int i = 0; i < 100000 && __atomic_load_n(&r->stoppers, __ATOMIC_SEQ_CST) > 0; i++)
+        sched_yield();
+    io *dead = s->io;
+    __atomic_store_n(&s->io, NULL, __ATOMIC_RELEASE);
+    io_destroy(dead);
     __atomic_fetch_sub(&r->running, 1, __ATOMIC_ACQ_REL);
     tl_shard = NULL;
     al_log_shard = -1;
     return NULL;
 }
 
+/* Any thread. The stoppers count is raised before the stop flag is set, so a shard that sees
+ * the flag also sees the count and keeps its io alive until this call is done with it. */
 void reactor_stop(reactor *r)
 {
-    if (__atomic_exchange_n(&r->stop, 1, __ATOMIC_ACQ_REL)) return;
-    if (r->sim) {
-        for (unsigned i = 0; i < r->n; i++)
-            if (r->shards[i].io) io_wakeup(r->shards[i].io);
-        return;
+    __atomic_add_fetch(&r->stoppers, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_exchange_n(&r->stop, 1, __ATOMIC_SEQ_CST)) {
+        for (unsigned i = 0; i < r->n; i++) {
+            io *sio = __atomic_load_n(&r->shards[i].io, __ATOMIC_ACQUIRE);
+            if (sio) io_wakeup(sio);
+        }
     }
-    for (unsigned i = 0; i < r->n; i++) {
-        io *sio = __atomic_load_n(&r->shards[i].io, __ATOMIC_ACQUIRE);
-        if (sio) io_wakeup(sio);
-    }
+    __atomic_sub_fetch(&r->stoppers, 1, __ATOMIC_SEQ_CST);
 }
 
 /* ---- construction ---- */
@@ -548,6 +561,7 @@ int reactor_start_opts(const struct reactor_opts *opts, reactor_init_fn init, vo
     sigaddset(&sigs, SIGTERM);
     if (!o.no_signals) pthread_sigmask(SIG_BLOCK, &sigs, &old);
     pthread_barrier_init(&r->barrier, NULL, r->n);
+    pthread_barrier_init(&r->exit_barrier, NULL, r->n);
     unsigned started = 0;
     r->running = (int)r->n;
     for (; started < r->n; started++) {
@@ -565,6 +579,7 @@ int reactor_start_opts(const struct reactor_opts *opts, reactor_init_fn init, vo
         if (!err && r->shards[i].init_err) err = r->shards[i].init_err;
     }
     pthread_barrier_destroy(&r->barrier);
+    pthread_barrier_destroy(&r->exit_barrier);
     if (!o.no_signals) pthread_sigmask(SIG_SETMASK, &old, NULL);
     reactor_free(r);
     return err;
