@@ -17,6 +17,8 @@ static const struct command commands[] = {
     {"version", cmd_version, "print the version"},
     {"storage", cmd_storage, "dump, check or benchmark storage (ailurus storage --help)"},
     {"kafka-decode", cmd_kafka_decode, "decode a captured request frame (tool)"},
+    {"start", cmd_start, "start a broker (ailurus start --help)"},
+    {"config", cmd_config, "print, check or document the configuration"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,588 @@
+/*
+ * server.c — listeners, connections and the in-order response pipeline of the Kafka front end.
+ * See server.h for the behaviour; the notes here are about the mechanics.
+ *
+ * One driver, conn_pump(), does everything a connection can make progress on: cut and dispatch
+ * the frames already buffered (while the back-pressure limits allow), send the head of the
+ * pipeline if it is answered, post a receive if more bytes are wanted. Every event (receive,
+ * send, a deferred completion, the shard budget freeing up) ends in conn_pump(). It is not
+ * re-entered for one connection: a nested call (a handler completing an earlier request of the
+ * same connection) only sets pump_again, and the outer call loops.
+ *
+ * Lifetime: a connection is freed when it is closing and neither its receive nor its send op is
+ * pending (each is cancelled at close and completes with -ECANCELED or its result).
+ */
+#include "net/server.h"
+
+#include "base/log.h"
+#include "config/config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define RBUF_MIN      4096u        /* receive buffer to start with and shrink back to */
+#define RBUF_SHRINK   (64u * 1024) /* shrink a buffer larger than this once it is mostly empty */
+#define PUMP_FRAMES   1024         /* frames cut per pump round before others get a turn */
+#define PUMP_ROUNDS   64           /* bound on pump_again loops */
+#define REJECT_LOG_NS 1000000000ull
+
+struct net_conn {
+    net_shard *sh;
+    net_conn *prev, *next;   /* shard list */
+    net_conn *pnext;         /* shard paused list */
+    bool on_paused;
+    uint64_t id;
+    int fd;
+    io_op recv_op;
+    io_op send_op;
+    bool recv_pending;
+    bool send_pending;
+    bool closing;
+    bool in_pump;
+    bool pump_again;
+    uint8_t *rbuf;
+    size_t rcap;             /* capacity (counted in sh->bytes) */
+    size_t rpos;             /* start of unconsumed bytes */
+    size_t rlen;             /* end of received bytes */
+    kafka_req *head, *tail;  /* pipeline, in arrival order */
+    int64_t nreqs;
+    int64_t bytes;           /* frames and responses of the pipeline */
+    uint64_t next_seq;
+    uint64_t last_active_ns;
+};
+
+static void conn_pump(net_conn *c);
+
+/* ---- accounting ---- */
+
+static void shard_add_bytes(net_shard *sh, int64_t d)
+{
+    sh->bytes += d;
+    AL_ASSERT(sh->bytes >= 0);
+}
+
+/* Resumes connections waiting for the shard budget, if it has room now (bounded). */
+static void shard_resume(net_shard *sh)
+{
+    for (int i = 0; i < 100000 && sh->paused && sh->bytes < sh->srv->shard_max_bytes; i++) {
+        net_conn *c = sh->paused;
+        sh->paused = c->pnext;
+        c->pnext = NULL;
+        c->on_paused = false;
+        conn_pump(c);
+    }
+}
+
+static void paused_remove(net_conn *c)
+{
+    if (!c->on_paused) return;
+    net_conn **pp = &c->sh->paused;
+    for (int i = 0; *pp && i < 10000000; i++, pp = &(*pp)->pnext) {
+        if (*pp == c) {
+            *pp = c->pnext;
+            break;
+        }
+    }
+    c->pnext = NULL;
+    c->on_paused = false;
+}
+
+/* May this connection take another request? One request alone is always allowed. Records the
+ * connection on the shard's paused list when the shard budget is what stops it. */
+static bool conn_can_take(net_conn *c)
+{
+    net_server *srv = c->sh->srv;
+    if (c->nreqs == 0) return true;
+    if (c->nreqs >= srv->conn_max_reqs || c->bytes >= srv->conn_max_bytes) return false;
+    if (c->sh->bytes >= srv->shard_max_bytes) {
+        if (!c->on_paused) {
+            c->on_paused = true;
+            c->pnext = c->sh->paused;
+            c->sh->paused = c;
+        }
+        return false;
+    }
+    return true;
+}
+
+/* ---- closing ---- */
+
+static void conn_maybe_free(net_conn *c)
+{
+    if (!c->closing || c->recv_pending || c->send_pending || c->in_pump) return;
+    net_shard *sh = c->sh;
+    io_close_now(sh->io, c->fd);
+    if (c->prev) c->prev->next = c->next;
+    else sh->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    sh->nconns--;
+    sh->closed++;
+    free(c);
+}
+
+static void req_unlink_all(net_conn *c)
+{
+    kafka_req *r = c->head;
+    for (int64_t i = 0; r && i <= c->nreqs; i++) {
+        kafka_req *next = r->next;
+        r->next = NULL;
+        if (r->state == KAFKA_REQ_DONE) {
+            kafka_req_free(r);
+        } else {
+            r->owner = NULL; /* orphan: its completion frees it */
+            /* The orphan keeps its frame until then; not counted against the shard any more. */
+        }
+        r = next;
+    }
+    c->head = c->tail = NULL;
+    shard_add_bytes(c->sh, -c->bytes);
+    c->bytes = 0;
+    c->nreqs = 0;
+}
+
+/* Closes the connection: logs once, drops the pipeline, cancels pending ops. `level` is the
+ * log level of the line (debug for ordinary ends such as the peer closing). */
+static void conn_close(net_conn *c, int level, const char *reason, int err)
+{
+    if (c->closing) return;
+    c->closing = true;
+    if (err) AL_LOG(level, "net", "closing connection %" PRIu64 ": %s (%s)", c->id, reason,
+                    al_strerror(err));
+    else AL_LOG(level, "net", "closing connection %" PRIu64 ": %s", c->id, reason);
+    net_shard *sh = c->sh;
+    paused_remove(c);
+    req_unlink_all(c);
+    free(c->rbuf);
+    c->rbuf = NULL;
+    shard_add_bytes(sh, -(int64_t)c->rcap);
+    c->rcap = c->rpos = c->rlen = 0;
+    __atomic_sub_fetch(&sh->srv->connections, 1, __ATOMIC_RELAXED);
+    if (c->recv_pending) io_cancel(sh->io, &c->recv_op);
+    if (c->send_pending) io_cancel(sh->io, &c->send_op);
+    conn_maybe_free(c);
+    shard_resume(sh);
+}
+
+/* Closes because the dispatcher failed request r; the line names the request. */
+static void conn_close_req(net_conn *c, const kafka_req *r)
+{
+    const struct kafka_api_info *ai = kafka_api_info(r->api_key);
+    char why[256];
+    if (r->frame_len < 8)
+        snprintf(why, sizeof(why), "%s: frame of %zu bytes",
+                 r->fail_reason ? r->fail_reason : "request failed", r->frame_len);
+    else
+        snprintf(why, sizeof(why), "%s: api key %d (%s) version %d, correlation id %d",
+                 r->fail_reason ? r->fail_reason : "request failed", r->api_key,
+                 ai ? ai->name : "unknown", r->api_version, r->correlation_id);
+    conn_close(c, AL_LOG_WARN, why, r->fail);
+}
+
+/* ---- completion of requests ---- */
+
+static void conn_on_req_done(kafka_req *r)
+{
+    net_conn *c = r->owner;
+    if (!c) { /* the connection closed while the request was deferred */
+        kafka_req_free(r);
+        return;
+    }
+    c->bytes += (int64_t)r->resp_len;
+    shard_add_bytes(c->sh, (int64_t)r->resp_len);
+    if (r->in_dispatch) return; /* conn_cut_frames picks it up when kafka_dispatch returns */
+    conn_pump(c);
+}
+
+/* Pops the head of the pipeline (answered and sent, or answered with no response). */
+static void conn_pop_head(net_conn *c)
+{
+    kafka_req *r = c->head;
+    c->head = r->next;
+    if (!c->head) c->tail = NULL;
+    c->nreqs--;
+    int64_t b = (int64_t)(r->frame_len + r->resp_len);
+    c->bytes -= b;
+    shard_add_bytes(c->sh, -b);
+    if (!r->no_response) c->sh->responses++;
+    kafka_req_free(r);
+}
+
+static void conn_on_send(io_op *op)
+{
+    net_conn *c = op->ctx;
+    c->send_pending = false;
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (op->res <= 0) {
+        conn_close(c, AL_LOG_INFO, "send failed", op->res ? op->res : -EPIPE);
+        return;
+    }
+    kafka_req *r = c->head;
+    AL_ASSERT(r && r->state == KAFKA_REQ_DONE && r->sent + (size_t)op->res <= r->resp_len);
+    r->sent += (size_t)op->res;
+    c->last_active_ns = io_now_ns(c->sh->io);
+    conn_pump(c);
+}
+
+/* Sends what is answered at the head of the pipeline. Returns false if the connection closed. */
+static bool conn_flush(net_conn *c)
+{
+    bool popped = false;
+    for (int64_t i = 0; !c->send_pending && c->head && i <= c->nreqs + 1; i++) {
+        kafka_req *r = c->head;
+        if (r->state != KAFKA_REQ_DONE) break;
+        if (r->fail) {
+            conn_close_req(c, r);
+            return false;
+        }
+        if (r->no_response || r->sent == r->resp_len) {
+            conn_pop_head(c);
+            popped = true;
+            continue;
+        }
+        c->send_pending = true;
+        io_send(c->sh->io, &c->send_op, c->fd, r->resp + r->sent, r->resp_len - r->sent);
+    }
+    if (popped) shard_resume(c->sh);
+    return !c->closing;
+}
+
+/* ---- receiving and framing ---- */
+
+static int conn_rbuf_reserve(net_conn *c, size_t need)
+{
+    if (c->rcap >= need) return 0;
+    size_t cap = c->rcap ? c->rcap : RBUF_MIN;
+    while (cap < need) cap = cap * 2 > need ? need : cap * 2;
+    uint8_t *nb = realloc(c->rbuf, cap);
+    if (!nb) return -ENOMEM;
+    shard_add_bytes(c->sh, (int64_t)cap - (int64_t)c->rcap);
+    c->rbuf = nb;
+    c->rcap = cap;
+    return 0;
+}
+
+/* Moves unconsumed bytes to the front; gives back memory after a large frame. */
+static void conn_rbuf_compact(net_conn *c)
+{
+    if (c->rpos == 0) return;
+    size_t left = c->rlen - c->rpos;
+    if (left) memmove(c->rbuf, c->rbuf + c->rpos, left);
+    c->rpos = 0;
+    c->rlen = left;
+    if (c->rcap > RBUF_SHRINK && left < RBUF_SHRINK / 2) {
+        size_t cap = AL_MAX((size_t)RBUF_MIN, AL_ALIGN_UP(left, (size_t)RBUF_MIN));
+        uint8_t *nb = realloc(c->rbuf, cap);
+        if (nb) {
+            shard_add_bytes(c->sh, (int64_t)cap - (int64_t)c->rcap);
+            c->rbuf = nb;
+            c->rcap = cap;
+        }
+    }
+}
+
+/* Cuts complete frames out of the buffer and dispatches them while the limits allow.
+ * Returns false if the connection closed. */
+static bool conn_cut_frames(net_conn *c)
+{
+    net_server *srv = c->sh->srv;
+    for (int n = 0; n < PUMP_FRAMES && !c->closing; n++) {
+        size_t avail = c->rlen - c->rpos;
+        if (avail < 4) break;
+        int32_t size = (int32_t)al_be32(c->rbuf + c->rpos);
+        if (size < 0) {
+            char why[96];
+            snprintf(why, sizeof(why), "negative frame size %d", size);
+            conn_close(c, AL_LOG_WARN, why, 0);
+            return false;
+        }
+        if ((int64_t)size > srv->max_frame) {
+            char why[160];
+            snprintf(why, sizeof(why),
+                     "frame of %d bytes exceeds kafka_max_frame_bytes (%" PRId64 ")", size,
+                     srv->max_frame);
+            conn_close(c, AL_LOG_WARN, why, 0);
+            return false;
+        }
+        if (avail < 4 + (size_t)size) {
+            /* Make room for the whole frame; the receive side reads into it. */
+            conn_rbuf_compact(c);
+            if (conn_rbuf_reserve(c, 4 + (size_t)size)) {
+                conn_close(c, AL_LOG_ERROR, "out of memory for a frame", -ENOMEM);
+                return false;
+            }
+            break;
+        }
+        if (!conn_can_take(c)) break;
+        uint8_t *frame = malloc(size ? (size_t)size : 1);
+        kafka_req *r = frame ? kafka_req_new(frame, (size_t)size) : NULL;
+        if (!r) {
+            free(frame);
+            conn_close(c, AL_LOG_ERROR, "out of memory for a request", -ENOMEM);
+            return false;
+        }
+        memcpy(frame, c->rbuf + c->rpos + 4, (size_t)size);
+        c->rpos += 4 + (size_t)size;
+        r->broker = srv->broker;
+        r->shard = c->sh->shard_id;
+        r->owner = c;
+        r->on_done = conn_on_req_done;
+        r->seq = c->next_seq++;
+        if (c->tail) c->tail->next = r;
+        else c->head = r;
+        c->tail = r;
+        c->nreqs++;
+        c->bytes += size;
+        shard_add_bytes(c->sh, size);
+        c->sh->requests++;
+        srv->dispatch(r);
+        if (r->state == KAFKA_REQ_DONE && r->fail) {
+            conn_close_req(c, r);
+            return false;
+        }
+    }
+    conn_rbuf_compact(c);
+    return true;
+}
+
+static void conn_on_recv(io_op *op)
+{
+    net_conn *c = op->ctx;
+    c->recv_pending = false;
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (op->res == 0) {
+        conn_close(c, c->rlen > c->rpos ? AL_LOG_INFO : AL_LOG_DEBUG,
+                   c->rlen > c->rpos ? "peer closed in the middle of a frame" : "peer closed",
+                   0);
+        return;
+    }
+    if (op->res < 0) {
+        conn_close(c, AL_LOG_INFO, "receive failed", op->res);
+        return;
+    }
+    c->rlen += (size_t)op->res;
+    c->last_active_ns = io_now_ns(c->sh->io);
+    conn_pump(c);
+}
+
+/* Posts a receive if none is pending and the connection may take more. */
+static void conn_read(net_conn *c)
+{
+    if (c->recv_pending || c->closing) return;
+    if (!conn_can_take(c)) return;
+    size_t avail = c->rlen - c->rpos;
+    if (avail >= 4) {
+        int32_t size = (int32_t)al_be32(c->rbuf + c->rpos);
+        if (size >= 0 && avail >= 4 + (size_t)size) return; /* a whole frame is waiting */
+    }
+    if (conn_rbuf_reserve(c, RBUF_MIN)) {
+        conn_close(c, AL_LOG_ERROR, "out of memory for a receive buffer", -ENOMEM);
+        return;
+    }
+    if (c->rlen == c->rcap) conn_rbuf_compact(c);
+    if (c->rlen == c->rcap && conn_rbuf_reserve(c, c->rcap * 2)) {
+        conn_close(c, AL_LOG_ERROR, "out of memory for a receive buffer", -ENOMEM);
+        return;
+    }
+    c->recv_pending = true;
+    io_recv(c->sh->io, &c->recv_op, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+}
+
+static void conn_pump(net_conn *c)
+{
+    if (c->in_pump) {
+        c->pump_again = true;
+        return;
+    }
+    c->in_pump = true;
+    for (int round = 0; round < PUMP_ROUNDS; round++) {
+        c->pump_again = false;
+        if (c->closing) break;
+        if (!conn_cut_frames(c)) break;
+        if (!conn_flush(c)) break;
+        conn_read(c);
+        if (!c->pump_again) break;
+    }
+    c->in_pump = false;
+    if (c->closing) conn_maybe_free(c);
+}
+
+static void conn_new(net_shard *sh, int fd)
+{
+    net_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_error("net", "out of memory accepting a connection");
+        io_close_now(sh->io, fd);
+        __atomic_sub_fetch(&sh->srv->connections, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    c->sh = sh;
+    c->fd = fd;
+    c->id = __atomic_add_fetch(&sh->srv->next_conn_id, 1, __ATOMIC_RELAXED);
+    c->recv_op.cb = conn_on_recv;
+    c->recv_op.ctx = c;
+    c->send_op.cb = conn_on_send;
+    c->send_op.ctx = c;
+    c->last_active_ns = io_now_ns(sh->io);
+    c->next = sh->conns;
+    if (sh->conns) sh->conns->prev = c;
+    sh->conns = c;
+    sh->nconns++;
+    sh->accepted++;
+    log_debug("net", "connection %" PRIu64 " accepted", c->id);
+    conn_pump(c);
+}
+
+/* ---- listener and maintenance ---- */
+
+static void shard_arm_accept(net_shard *sh);
+
+static void shard_on_accept(io_op *op)
+{
+    net_shard *sh = op->ctx;
+    if (!(op->flags & IO_F_MORE)) sh->accept_armed = false;
+    if (op->res < 0) {
+        if (sh->stopping || op->res == -ECANCELED) return;
+        log_warn("net", "accept failed: %s", al_strerror(op->res));
+        if (!sh->accept_armed) sh->accept_rearm = true; /* by the next sweep, not in a spin */
+        return;
+    }
+    int fd = op->res;
+    if (sh->stopping) {
+        io_close_now(sh->io, fd);
+        return;
+    }
+    int n = __atomic_add_fetch(&sh->srv->connections, 1, __ATOMIC_RELAXED);
+    if (n > sh->srv->max_connections) {
+        __atomic_sub_fetch(&sh->srv->connections, 1, __ATOMIC_RELAXED);
+        io_close_now(sh->io, fd);
+        uint64_t now = io_now_ns(sh->io);
+        if (now - sh->last_reject_log_ns >= REJECT_LOG_NS) {
+            sh->last_reject_log_ns = now;
+            log_warn("net", "connection refused: max_connections (%" PRId64 ") reached",
+                     sh->srv->max_connections);
+        }
+    } else {
+        conn_new(sh, fd);
+    }
+    if (!sh->accept_armed && !sh->stopping) shard_arm_accept(sh);
+}
+
+static void shard_arm_accept(net_shard *sh)
+{
+    sh->accept_armed = true;
+    sh->accept_rearm = false;
+    io_accept(sh->io, &sh->accept_op, sh->lfd);
+}
+
+static uint64_t sweep_interval_ns(const net_server *srv)
+{
+    int64_t ms = srv->idle_ms > 0 ? srv->idle_ms / 4 : 1000;
+    ms = AL_MAX(ms, 10);
+    ms = AL_MIN(ms, 1000);
+    return (uint64_t)ms * 1000000ull;
+}
+
+static void shard_on_sweep(io_op *op)
+{
+    net_shard *sh = op->ctx;
+    sh->sweep_armed = false;
+    if (sh->stopping) return;
+    uint64_t now = io_now_ns(sh->io);
+    if (sh->srv->idle_ms > 0) {
+        uint64_t idle_ns = (uint64_t)sh->srv->idle_ms * 1000000ull;
+        net_conn *c = sh->conns;
+        for (int i = 0; c && i < 10000000; i++) {
+            net_conn *next = c->next;
+            if (!c->closing && c->nreqs == 0 && now - c->last_active_ns >= idle_ns)
+                conn_close(c, AL_LOG_INFO, "idle longer than connections_max_idle_ms", 0);
+            c = next;
+        }
+    }
+    if (sh->accept_rearm && !sh->accept_armed) shard_arm_accept(sh);
+    sh->sweep_armed = true;
+    io_timeout(sh->io, &sh->sweep_op, now + sweep_interval_ns(sh->srv));
+}
+
+void net_server_init(net_server *srv, const struct al_config *cfg,
+                     const struct kafka_broker *broker, net_dispatch_fn dispatch)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->cfg = cfg;
+    srv->broker = broker;
+    srv->dispatch = dispatch ? dispatch : kafka_dispatch;
+    srv->host = cfg->kafka_addr.host;
+    srv->port = cfg->kafka_addr.port;
+    srv->max_frame = cfg->kafka_max_frame_bytes;
+    srv->max_connections = cfg->max_connections;
+    srv->idle_ms = cfg->connections_max_idle_ms;
+    srv->conn_max_reqs = cfg->kafka_conn_max_inflight_requests;
+    srv->conn_max_bytes = cfg->kafka_conn_max_inflight_bytes;
+    srv->shard_max_bytes = cfg->kafka_shard_max_inflight_bytes;
+}
+
+int net_shard_start(net_shard *sh, net_server *srv, io *iop, int shard_id)
+{
+    memset(sh, 0, sizeof(*sh));
+    sh->srv = srv;
+    sh->io = iop;
+    sh->shard_id = shard_id;
+    sh->lfd = -1;
+    uint16_t port = __atomic_load_n(&srv->port, __ATOMIC_ACQUIRE);
+    int fd = io_listen(iop, srv->host, port, true, 1024);
+    if (fd < 0) {
+        log_error("net", "cannot listen on %s:%u: %s", srv->host, port, al_strerror(fd));
+        return fd;
+    }
+    sh->lfd = fd;
+    if (port == 0) {
+        int p = io_local_port(iop, fd);
+        if (p <= 0) {
+            io_close_now(iop, fd);
+            sh->lfd = -1;
+            return p < 0 ? p : -EINVAL;
+        }
+        port = (uint16_t)p;
+        __atomic_store_n(&srv->port, port, __ATOMIC_RELEASE);
+    }
+    sh->port = port;
+    sh->accept_op.cb = shard_on_accept;
+    sh->accept_op.ctx = sh;
+    sh->sweep_op.cb = shard_on_sweep;
+    sh->sweep_op.ctx = sh;
+    shard_arm_accept(sh);
+    sh->sweep_armed = true;
+    io_timeout(iop, &sh->sweep_op, io_now_ns(iop) + sweep_interval_ns(srv));
+    log_debug("net", "shard %d listening on %s:%u", shard_id, srv->host, port);
+    return 0;
+}
+
+void net_shard_stop(net_shard *sh)
+{
+    if (sh->stopping) return;
+    sh->stopping = true;
+    if (sh->accept_armed) io_cancel(sh->io, &sh->accept_op);
+    if (sh->sweep_armed) io_cancel(sh->io, &sh->sweep_op);
+    net_conn *c = sh->conns;
+    for (int i = 0; c && i < 10000000; i++) {
+        net_conn *next = c->next;
+        conn_close(c, AL_LOG_DEBUG, "shutting down", 0);
+        c = next;
+    }
+}
+
+bool net_shard_idle(const net_shard *sh)
+{
+    bool idle = sh->stopping && !sh->accept_armed && !sh->sweep_armed && !sh->conns;
+    if (idle && sh->lfd >= 0) {
+        io_close_now(sh->io, sh->lfd);
+        ((net_shard *)sh)->lfd = -1;
+    }
+    return idle;
+}

@@ -1,0 +1,284 @@
+"""ailurus_harness.py — runs the real `ailurus` binary for integration tests, and speaks raw
+Kafka frames to it.
+
+Broker: starts `ailurus start` on 127.0.0.1 port 0 (the broker picks a free port and prints it in
+its "ready" log line) with a temporary data directory, waits (bounded) for readiness, and on
+stop() sends SIGTERM (SIGKILL after a bound) and raises if the process crashed: exited by a signal
+we did not send, exited non-zero after SIGTERM, or printed sanitizer errors.
+
+Raw protocol helpers: frame building for request headers v1/v2, ApiVersions and Metadata
+encoders, frame reading with a deadline, and small decoders for the responses the tests check.
+"""
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+READY_RE = re.compile(r"ready: kafka=([0-9.]+):(\d+)")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "AddressSanitizer:DEADLYSIGNAL", "Assertion failed", "PANIC")
+
+
+def binary():
+    return os.environ.get("AILURUS_BIN", os.path.join(REPO, "build", "release", "ailurus"))
+
+
+class BrokerCrashed(AssertionError):
+    pass
+
+
+class Broker:
+    """One `ailurus start` process. args: extra flags; env: extra environment."""
+
+    def __init__(self, args=(), env=None, data_dir=None, smp=1, port=0, ready_timeout=20.0):
+        self.args = list(args)
+        self.extra_env = dict(env or {})
+        self.tmp = tempfile.mkdtemp(prefix="ailurus-it-")
+        self.data_dir = data_dir or os.path.join(self.tmp, "data")
+        self.smp = smp
+        self.want_port = port
+        self.ready_timeout = ready_timeout
+        self.proc = None
+        self.port = None
+        self.host = "127.0.0.1"
+        self.logs_path = None
+        self.runs = 0
+        self.expected_signal = None
+
+    @property
+    def addr(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def log_text(self):
+        if not self.logs_path or not os.path.exists(self.logs_path):
+            return ""
+        with open(self.logs_path, "r", errors="replace") as f:
+            return f.read()
+
+    def start(self):
+        assert self.proc is None
+        self.runs += 1
+        self.logs_path = os.path.join(self.tmp, "broker-%d.log" % self.runs)
+        cmd = [binary(), "start", "--kafka-addr", "127.0.0.1:%d" % (self.want_port or 0),
+               "--data-dir", self.data_dir, "--smp", str(self.smp)] + self.args
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
+        self.log_file = open(self.logs_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     env=env, cwd=self.tmp)
+        self.expected_signal = None
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            m = READY_RE.search(self.log_text())
+            if m:
+                self.port = int(m.group(2))
+                self.want_port = self.port  # a restart keeps the port
+                return self
+            if self.proc.poll() is not None:
+                raise BrokerCrashed("broker exited with %s before ready:\n%s"
+                                    % (self.proc.returncode, self.log_text()))
+            time.sleep(0.02)
+        self.proc.kill()
+        self.proc.wait(10)
+        raise BrokerCrashed("broker not ready within %.0fs:\n%s"
+                            % (self.ready_timeout, self.log_text()))
+
+    def _reap(self, sig, grace):
+        self.expected_signal = sig
+        try:
+            self.proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            rc = self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.expected_signal = signal.SIGKILL
+            self.proc.kill()
+            rc = self.proc.wait(10)
+            self.proc = None
+            self.log_file.close()
+            raise BrokerCrashed("broker did not stop within %.0fs of signal %d:\n%s"
+                                % (grace, sig, self.log_text()[-4000:]))
+        self.proc = None
+        self.log_file.close()
+        return rc
+
+    def check_log(self):
+        text = self.log_text()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                raise BrokerCrashed("sanitizer/assertion output in broker log:\n%s" % text[-6000:])
+
+    def stop(self, grace=15.0):
+        """SIGTERM, wait; raises BrokerCrashed unless the broker exited 0 and cleanly."""
+        if self.proc is None:
+            return
+        rc = self._reap(signal.SIGTERM, grace)
+        if rc != 0:
+            raise BrokerCrashed("broker exited with %d after SIGTERM:\n%s"
+                                % (rc, self.log_text()[-6000:]))
+        self.check_log()
+
+    def kill(self):
+        """SIGKILL (a simulated crash); not an error."""
+        if self.proc is None:
+            return
+        rc = self._reap(signal.SIGKILL, 10.0)
+        if rc != -signal.SIGKILL:
+            raise BrokerCrashed("broker exit %d, expected SIGKILL:\n%s" % (rc, self.log_text()))
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def alive(self):
+        if self.proc is None:
+            return False
+        rc = self.proc.poll()
+        if rc is not None:
+            raise BrokerCrashed("broker died with %d:\n%s" % (rc, self.log_text()[-6000:]))
+        return True
+
+    def connect(self, timeout=5.0):
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+
+# ---- raw Kafka frames ----
+
+def uvarint(n):
+    out = b""
+    while n >= 0x80:
+        out += bytes([(n & 0x7F) | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+def read_uvarint(buf, pos):
+    shift = 0
+    val = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        val |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return val, pos
+        shift += 7
+
+
+def header(api_key, version, corr, client_id=b"it", flexible=False):
+    h = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id
+    if flexible:
+        h += b"\x00"  # no tagged fields
+    return h
+
+
+def frame(payload):
+    return struct.pack(">i", len(payload)) + payload
+
+
+def api_versions_request(version, corr, name=b"ailurus-it", ver=b"1.0"):
+    if version >= 3:
+        body = uvarint(len(name) + 1) + name + uvarint(len(ver) + 1) + ver + b"\x00"
+        return frame(header(18, version, corr, flexible=True) + body)
+    return frame(header(18, version, corr))
+
+
+def metadata_request(version, corr, topics=None):
+    """topics None: all topics (null at v1+, empty at v0)."""
+    flexible = version >= 9
+    body = b""
+    if flexible:
+        if topics is None:
+            body += uvarint(0)
+        else:
+            body += uvarint(len(topics) + 1)
+            for t in topics:
+                if version >= 10:
+                    body += b"\x00" * 16
+                body += uvarint(len(t) + 1) + t + b"\x00"
+    else:
+        if topics is None:
+            body += struct.pack(">i", 0 if version == 0 else -1)
+        else:
+            body += struct.pack(">i", len(topics))
+            for t in topics:
+                body += struct.pack(">h", len(t)) + t
+    if version >= 4:
+        body += b"\x00"  # AllowAutoTopicCreation false
+    if 8 <= version <= 10:
+        body += b"\x00"  # IncludeClusterAuthorizedOperations
+    if version >= 8:
+        body += b"\x00"  # IncludeTopicAuthorizedOperations
+    if flexible:
+        body += b"\x00"
+    return frame(header(3, version, corr, flexible=flexible) + body)
+
+
+def recv_exact(sock, n, deadline):
+    buf = b""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out reading %d bytes (have %d)" % (n, len(buf)))
+        sock.settimeout(left)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def recv_frame(sock, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    size = struct.unpack(">i", recv_exact(sock, 4, deadline))[0]
+    return recv_exact(sock, size, deadline)
+
+
+def wait_closed(sock, timeout=5.0):
+    """True if the peer closes the connection (EOF or reset) within timeout, discarding data."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        if not data:
+            return True
+    return False
+
+
+def parse_api_versions(payload, version):
+    """Response frame payload (header v0 + body) -> (corr, error, {key: (min, max)})."""
+    corr, err = struct.unpack_from(">ih", payload, 0)
+    pos = 6
+    keys = {}
+    if version >= 3 and err != 35:
+        n, pos = read_uvarint(payload, pos)
+        n -= 1
+        for _ in range(n):
+            k, lo, hi = struct.unpack_from(">hhh", payload, pos)
+            pos += 6
+            ntags, pos = read_uvarint(payload, pos)
+            assert ntags == 0
+            keys[k] = (lo, hi)
+    else:
+        (n,) = struct.unpack_from(">i", payload, pos)
+        pos += 4
+        for _ in range(n):
+            k, lo, hi = struct.unpack_from(">hhh", payload, pos)
+            pos += 6
+            keys[k] = (lo, hi)
+    return corr, err, keys, pos
+
+
+def correlation_id(payload):
+    return struct.unpack_from(">i", payload, 0)[0]
