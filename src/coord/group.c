@@ -660,6 +660,19 @@ static void init_next_generation(struct group *g, int64_t now)
     }
 }
 
+/* The member list the leader gets (metadata of the selected protocol); caller frees. */
+static struct group_join_member *join_members(const struct group *g)
+{
+    struct group_join_member *all = xcalloc((size_t)g->nmembers, sizeof(*all));
+    for (int i = 0; i < g->nmembers; i++) {
+        const struct member *m = g->members[i];
+        const struct member_proto *p = member_proto(m, g->protocol_name);
+        all[i] = (struct group_join_member){m->id, m->instance_id, p ? p->meta : NULL,
+                                            p ? p->len : 0};
+    }
+    return all;
+}
+
 /* Kafka's onCompleteJoin. */
 static void complete_join(struct group_coordinator *c, struct group *g, int64_t now)
 {
@@ -681,13 +694,7 @@ static void complete_join(struct group_coordinator *c, struct group *g, int64_t 
     }
     log_info("group", "stabilized group %s generation %d (%d members, protocol %s)", g->id,
              g->generation, g->nmembers, g->protocol_name ? g->protocol_name : "-");
-    struct group_join_member *all = xcalloc((size_t)g->nmembers, sizeof(*all));
-    for (int i = 0; i < g->nmembers; i++) {
-        const struct member *m = g->members[i];
-        const struct member_proto *p = member_proto(m, g->protocol_name);
-        all[i] = (struct group_join_member){m->id, m->instance_id, p ? p->meta : NULL,
-                                            p ? p->len : 0};
-    }
+    struct group_join_member *all = join_members(g);
     for (int i = 0; i < g->nmembers; i++) {
         struct member *m = g->members[i];
         bool leader = str_eq(m->id, g->leader);
@@ -895,10 +902,18 @@ static void update_static_member(struct group_coordinator *c, struct group *g, s
             invoke_join_error(m, new_id, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
             break;
         }
+        /* KIP-814: a static leader that rejoins (v9+) gets the members but must skip the
+         * assignment; older clients are told the old leader id so nobody reassigns */
+        bool lead = req->support_skip_assignment && str_eq(g->leader, m->id);
+        struct group_join_member *all = lead ? join_members(g) : NULL;
         struct group_join_result r = {KAFKA_ERR_NONE, g->generation, g->protocol_type,
-                                      g->protocol_name, old_leader ? old_leader : "", m->id,
-                                      false, 0, NULL};
+                                      g->protocol_name,
+                                      req->support_skip_assignment
+                                          ? (g->leader ? g->leader : "")
+                                          : (old_leader ? old_leader : ""),
+                                      m->id, lead, lead ? g->nmembers : 0, all};
         invoke_join(m, &r);
+        free(all);
         break;
     }
     case GROUP_COMPLETING_REBALANCE: prepare_rebalance(c, g, now); break;
@@ -986,16 +1001,7 @@ static void do_current_member_join(struct group_coordinator *c, struct group *g,
         if (member_matches(m, req->protocols, req->nprotocols)) {
             /* it missed the join response: return the current generation again */
             bool leader = str_eq(id, g->leader);
-            struct group_join_member *all = NULL;
-            if (leader) {
-                all = xcalloc((size_t)g->nmembers, sizeof(*all));
-                for (int i = 0; i < g->nmembers; i++) {
-                    const struct member *x = g->members[i];
-                    const struct member_proto *p = member_proto(x, g->protocol_name);
-                    all[i] = (struct group_join_member){x->id, x->instance_id,
-                                                        p ? p->meta : NULL, p ? p->len : 0};
-                }
-            }
+            struct group_join_member *all = leader ? join_members(g) : NULL;
             struct group_join_result r = {KAFKA_ERR_NONE, g->generation, g->protocol_type,
                                           g->protocol_name, g->leader, id, false,
                                           leader ? g->nmembers : 0, all};

@@ -122,6 +122,7 @@ struct group_join_request {
     int nprotocols;
     const struct group_protocol *protocols;
     bool require_known_member_id; /* JoinGroup v4+ */
+    bool support_skip_assignment; /* JoinGroup v9+ (KIP-814) */
 };
 
 struct group_join_member {

@@ -332,6 +332,7 @@ static int meta_decode(const uint8_t *buf, size_t len, struct group_record_meta 
     if (ver >= 2) m->state_ts = al_rd_i64(&rd);
     m->nmembers = rd_count(&rd, flex);
     if (rd.err) return rd.err;
+    if ((size_t)m->nmembers > al_rd_left(&rd) / 8) return AL_EMALFORMED; /* >= 8 bytes each */
     if (!members) return 0;
     if (m->nmembers > max_members) return AL_ETOOLARGE;
     m->members = members;

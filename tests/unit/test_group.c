@@ -22,6 +22,7 @@ struct jres {
     char protocol[64];
     int nmembers;
     char members[8][256];
+    bool skip;
 };
 
 static void on_join(void *arg, const struct group_join_result *r)
@@ -34,6 +35,7 @@ static void on_join(void *arg, const struct group_join_result *r)
     snprintf(j->leader, sizeof(j->leader), "%s", r->leader);
     snprintf(j->protocol, sizeof(j->protocol), "%s", r->protocol_name ? r->protocol_name : "");
     j->nmembers = r->nmembers;
+    j->skip = r->skip_assignment;
     for (int i = 0; i < r->nmembers && i < 8; i++)
         snprintf(j->members[i], sizeof(j->members[i]), "%s", r->members[i].member_id);
 }
@@ -527,6 +529,52 @@ TEST(static_member_restart_without_rebalance_and_fencing)
     CHECK_EQ(byinst.error, 0);
     CHECK_EQ(s1.done, 1);
     CHECK_EQ(s1.err, KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    teardown();
+}
+
+TEST(static_leader_rejoin_v9_skips_assignment)
+{
+    setup(0);
+    struct jres s1, d;
+    join_full("g", "", "lead", true, "range", META_T1, META_T1_LEN, 0, &s1);
+    CHECK_EQ(s1.gen, 1);
+    char old[256];
+    strcpy(old, s1.member_id);
+    struct sres ss;
+    struct group_assignment a = {old, (const uint8_t *)"L", 1};
+    sync_("g", old, 1, 1, &a, 0, &ss);
+    join("g", "", 1, &d);
+    join_full("g", old, "lead", true, "range", META_T1, META_T1_LEN, 1, &s1);
+    CHECK_EQ(s1.gen, 2);
+    CHECK(!strcmp(s1.leader, old));
+    struct group_assignment a2[2] = {{old, (const uint8_t *)"L", 1},
+                                     {d.member_id, (const uint8_t *)"D", 1}};
+    struct sres sd;
+    sync_("g", d.member_id, 2, 0, NULL, 2, &sd);
+    sync_("g", old, 2, 2, a2, 2, &ss);
+    CHECK_EQ(group_get_state(G("g")), GROUP_STABLE);
+    /* the static leader restarts with a v9 JoinGroup */
+    struct group_protocol p = {"range", META_T1, META_T1_LEN};
+    struct group_join_request req = {"g", "", "lead", "client", "h", 10000, 20000, "consumer", 1,
+                                     &p, true, true};
+    memset(&s1, 0, sizeof(s1));
+    group_join(&C, &req, 3, on_join, &s1);
+    CHECK_EQ(s1.err, 0);
+    CHECK_EQ(s1.gen, 2);
+    CHECK(s1.skip);
+    CHECK(!strcmp(s1.leader, s1.member_id));
+    CHECK_EQ(s1.nmembers, 2);
+    CHECK_EQ(group_get_state(G("g")), GROUP_STABLE);
+    /* and with an older version it is not told it leads */
+    req.support_skip_assignment = false;
+    char cur[256];
+    strcpy(cur, s1.member_id);
+    memset(&s1, 0, sizeof(s1));
+    group_join(&C, &req, 4, on_join, &s1);
+    CHECK(!s1.skip);
+    CHECK(!strcmp(s1.leader, cur));
+    CHECK(strcmp(s1.leader, s1.member_id) != 0);
+    CHECK_EQ(s1.nmembers, 0);
     teardown();
 }
 
