@@ -132,48 +132,80 @@ void raft_options_default(raft_options *o)
 
 /* ---------------------------------------------------------------- actions */
 
+int raft_scratch_init(raft_scratch *sc, uint32_t n_actions, uint32_t n_entries)
+{
+    memset(sc, 0, sizeof(*sc));
+    if (n_actions < 32 || n_entries < 16) return AL_EINVAL;
+    sc->actions = calloc(n_actions, sizeof(*sc->actions));
+    sc->pool = calloc(n_entries, sizeof(*sc->pool));
+    if (!sc->actions || !sc->pool) {
+        raft_scratch_free(sc);
+        return -ENOMEM;
+    }
+    sc->cap_actions = n_actions;
+    sc->cap_pool = n_entries;
+    return 0;
+}
+
+void raft_scratch_free(raft_scratch *sc)
+{
+    free(sc->actions);
+    free(sc->pool);
+    memset(sc, 0, sizeof(*sc));
+}
+
 static bool act_room(const raft_group *g, uint32_t need)
 {
-    return g->act_n + need <= g->opt.action_capacity;
+    return g->sc->act_n + need <= g->sc->cap_actions;
 }
 
 static raft_action *act_push(raft_group *g, uint8_t type)
 {
-    AL_ASSERT(g->act_n < g->opt.action_capacity);
-    raft_action *a = &g->actions[g->act_n++];
+    raft_scratch *sc = g->sc;
+    AL_ASSERT(sc->act_n < sc->cap_actions && sc->owner == g);
+    raft_action *a = &sc->actions[sc->act_n++];
     memset(a, 0, sizeof(*a));
     a->type = type;
     return a;
 }
 
+static void scratch_reset(raft_scratch *sc)
+{
+    sc->act_head = sc->act_n = 0;
+    sc->pool_used = 0;
+    sc->owner = NULL;
+}
+
 int raft_action_next(raft_group *g, raft_action *out)
 {
-    if (g->act_head >= g->act_n) {
-        g->act_head = g->act_n = 0;
-        g->pool_used = 0;
+    raft_scratch *sc = g->sc;
+    if (sc->owner != g) return 0;
+    if (sc->act_head >= sc->act_n) {
+        scratch_reset(sc);
         return 0;
     }
-    *out = g->actions[g->act_head++];
-    if (g->act_head == g->act_n) {
-        g->act_head = g->act_n = 0;
-        g->pool_used = 0;
-    }
+    *out = sc->actions[sc->act_head++];
+    if (sc->act_head == sc->act_n) scratch_reset(sc);
     return 1;
 }
 
 static raft_entry *pool_take(raft_group *g, uint32_t n)
 {
-    if (g->pool_used + n > g->opt.entry_pool) return NULL;
-    raft_entry *e = &g->pool[g->pool_used];
-    g->pool_used += n;
+    raft_scratch *sc = g->sc;
+    if (sc->pool_used + n > sc->cap_pool) return NULL;
+    raft_entry *e = &sc->pool[sc->pool_used];
+    sc->pool_used += n;
     return e;
 }
 
-/* Start of every input call: the previous call's actions must have been drained. */
+/* Start of every input call: the previous call's actions (of any group sharing the scratch)
+ * must have been drained. */
 static void call_begin(raft_group *g)
 {
-    AL_ASSERT(g->act_n == 0 && g->act_head == 0);
-    g->pool_used = 0;
+    raft_scratch *sc = g->sc;
+    AL_ASSERT(sc->act_n == 0 && sc->act_head == 0);
+    scratch_reset(sc);
+    sc->owner = g;
     g->fresh_from = INT64_MAX;
 }
 
@@ -181,8 +213,9 @@ static void call_begin(raft_group *g)
 static void persist(raft_group *g)
 {
     raft_action *a;
-    if (g->act_n && g->actions[g->act_n - 1].type == RAFT_ACT_PERSIST)
-        a = &g->actions[g->act_n - 1];
+    raft_scratch *sc = g->sc;
+    if (sc->act_n && sc->actions[sc->act_n - 1].type == RAFT_ACT_PERSIST)
+        a = &sc->actions[sc->act_n - 1];
     else
         a = act_push(g, RAFT_ACT_PERSIST);
     a->hs.term = g->term;
@@ -225,8 +258,8 @@ static void commit_to(raft_group *g, int64_t c)
 static const raft_action *fresh_append(const raft_group *g)
 {
     if (g->fresh_from == INT64_MAX) return NULL;
-    for (uint32_t i = g->act_n; i-- > 0;)
-        if (g->actions[i].type == RAFT_ACT_APPEND) return &g->actions[i];
+    for (uint32_t i = g->sc->act_n; i-- > 0;)
+        if (g->sc->actions[i].type == RAFT_ACT_APPEND) return &g->sc->actions[i];
     return NULL;
 }
 
@@ -433,9 +466,9 @@ static int send_append(raft_group *g, raft_progress *p)
         if (from_log && g->opt.catchup_bytes_per_tick && p->budget <= 0) break;
         /* keep room for the non-send actions this call may still need */
         if (!act_room(g, 8)) break;
-        uint32_t room = g->opt.entry_pool - g->pool_used;
+        uint32_t room = g->sc->cap_pool - g->sc->pool_used;
         if (room == 0) break;
-        raft_entry *ents = &g->pool[g->pool_used];
+        raft_entry *ents = &g->sc->pool[g->sc->pool_used];
         int n = read_entries(g, p->next, ents, (int)AL_MIN(maxe, room), g->opt.max_msg_bytes);
         if (n <= 0) {
             if (n < 0)
@@ -443,7 +476,7 @@ static int send_append(raft_group *g, raft_progress *p)
                           g->opt.group, p->next, al_strerror(n));
             break;
         }
-        g->pool_used += (uint32_t)n;
+        g->sc->pool_used += (uint32_t)n;
         uint32_t bytes = 0;
         for (int i = 0; i < n; i++) bytes += ents[i].len;
         raft_msg *m = send_msg(g, RAFT_MSG_APPEND_REQ, p->id);
@@ -1000,17 +1033,19 @@ int raft_group_init(raft_group *g, const raft_options *opt, const raft_log_ops *
 {
     memset(g, 0, sizeof(*g));
     if (!opt || !log || !hs || !conf || !config_valid(conf) || opt->self < 0 ||
-        opt->election_timeout_ms == 0 || opt->heartbeat_ms == 0 || opt->action_capacity < 32 ||
-        opt->entry_pool < 16 || opt->max_msg_entries == 0 || opt->max_inflight_msgs == 0)
+        opt->election_timeout_ms == 0 || opt->heartbeat_ms == 0 || opt->max_msg_entries == 0 ||
+        opt->max_inflight_msgs == 0)
         return AL_EINVAL;
     g->opt = *opt;
     g->log = log;
     g->log_ctx = log_ctx;
-    g->actions = calloc(opt->action_capacity, sizeof(*g->actions));
-    g->pool = calloc(opt->entry_pool, sizeof(*g->pool));
-    if (!g->actions || !g->pool) {
-        raft_group_free(g);
-        return -ENOMEM;
+    if (opt->scratch) {
+        if (opt->scratch->cap_actions < 32 || opt->scratch->cap_pool < 16) return AL_EINVAL;
+        g->sc = opt->scratch;
+    } else {
+        int rc = raft_scratch_init(&g->own, opt->action_capacity, opt->entry_pool);
+        if (rc < 0) return rc;
+        g->sc = &g->own;
     }
     g->term = hs->term;
     g->vote = hs->vote;
@@ -1036,8 +1071,7 @@ int raft_group_init(raft_group *g, const raft_options *opt, const raft_log_ops *
 
 void raft_group_free(raft_group *g)
 {
-    free(g->actions);
-    free(g->pool);
-    g->actions = NULL;
-    g->pool = NULL;
+    if (g->sc && g->sc->owner == g) scratch_reset(g->sc); /* undrained actions die with it */
+    raft_scratch_free(&g->own);
+    g->sc = NULL;
 }

@@ -71,6 +71,8 @@ enum raft_entry_type {
 };
 
 /* One log entry (one batch). data is not owned: see the calling rules. */
+struct raft_group;
+
 typedef struct raft_entry {
     int64_t offset; /* base offset */
     int32_t count;  /* records (offsets) it covers, >= 1 */
@@ -178,6 +180,22 @@ typedef struct raft_hardstate {
     int32_t vote; /* RAFT_NODE_NONE if none in term */
 } raft_hardstate;
 
+/* The action queue and entry pool that input calls fill and raft_action_next drains. Since
+ * every call's actions are drained before the next call, the groups of one shard can share
+ * one (raft_scratch_init; options.scratch), which keeps per-group memory small. */
+typedef struct raft_scratch {
+    struct raft_action *actions;
+    uint32_t cap_actions, act_head, act_n;
+    struct raft_entry *pool;
+    uint32_t cap_pool, pool_used;
+    const struct raft_group *owner; /* the group whose actions are queued, if any */
+} raft_scratch;
+
+/* Allocates a queue of n_actions and a pool of n_entries (>= 32 and >= 16). 0, -ENOMEM or
+ * AL_EINVAL. Free with raft_scratch_free after every group using it is freed. */
+int raft_scratch_init(raft_scratch *sc, uint32_t n_actions, uint32_t n_entries);
+void raft_scratch_free(raft_scratch *sc);
+
 typedef struct raft_options {
     uint64_t group;
     int32_t self;
@@ -192,8 +210,9 @@ typedef struct raft_options {
                                         follower per tick; 0 = unlimited */
     uint32_t max_uncommitted;      /* offsets the leader may have uncommitted before
                                       raft_propose says AL_EFULL */
-    uint32_t action_capacity;      /* action queue length */
-    uint32_t entry_pool;           /* raft_entry slots for actions of one call */
+    uint32_t action_capacity;      /* action queue length (private scratch) */
+    uint32_t entry_pool;           /* raft_entry slots for actions of one call (ditto) */
+    raft_scratch *scratch;         /* shared per-shard scratch, or NULL for a private one */
 } raft_options;
 
 /* Defaults for everything but group/self/seed. */
@@ -223,7 +242,7 @@ typedef struct raft_action {
 
 enum raft_progress_state { RAFT_PR_PROBE = 0, RAFT_PR_REPLICATE = 1 };
 
-#define RAFT_INFLIGHT_MAX 64
+#define RAFT_INFLIGHT_MAX 32
 
 /* The leader's view of one other replica. */
 typedef struct raft_progress {
@@ -301,19 +320,18 @@ typedef struct raft_group {
     /* entries appended during the current call, not yet visible through log ops */
     int64_t fresh_from;
 
-    /* action queue and entry pool for the current call */
-    raft_action *actions;
-    uint32_t act_head, act_n;
-    raft_entry *pool;
-    uint32_t pool_used;
+    /* action queue and entry pool for the current call: own, or shared per shard */
+    raft_scratch *sc;
+    raft_scratch own;
 } raft_group;
 
 /*
  * Creates a group in g (caller-owned memory). opt is copied; log/log_ctx must outlive g.
  * hs is the persisted hard state ({0, RAFT_NODE_NONE} for a new replica); conf the bootstrap
  * configuration (used when the log holds no config entry; see raft_restore_config). now_ms is
- * the current time. The group starts as a follower with commit -1. Allocates the action queue
- * and entry pool (freed by raft_group_free). Returns 0, -ENOMEM or AL_EINVAL.
+ * the current time. The group starts as a follower with commit -1. Unless opt->scratch names a
+ * shared one, allocates a private action queue and entry pool (freed by raft_group_free).
+ * Returns 0, -ENOMEM or AL_EINVAL.
  */
 int raft_group_init(raft_group *g, const raft_options *opt, const raft_log_ops *log,
                     void *log_ctx, const raft_hardstate *hs, const raft_config *conf,
@@ -354,7 +372,7 @@ int raft_change_membership(raft_group *g, int op, int32_t node);
 /* True when replica id (a learner, say) has every entry up to the leader's commit index. */
 bool raft_replica_caught_up(const raft_group *g, int32_t id);
 
-/* Pops the next action into *out; returns 1, or 0 when the queue is empty. */
+/* Pops g's next action into *out; returns 1, or 0 when g has none queued. */
 int raft_action_next(raft_group *g, raft_action *out);
 
 const char *raft_role_name(int role);

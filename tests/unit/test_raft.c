@@ -743,6 +743,7 @@ TEST(config_entry_is_reverted_when_truncated)
 
 typedef struct hb_host {
     mnode n[HB_GROUPS];
+    raft_scratch sc; /* the host's groups share one action queue */
     raft_hb_batcher b;
     uint32_t batches_out, items_out, singles_out;
     uint8_t *wire[64];
@@ -828,11 +829,13 @@ TEST(heartbeats_of_many_groups_travel_in_one_batch)
     memset(hb_hosts, 0, sizeof(hb_hosts));
     for (int h = 0; h < 2; h++) {
         CHECK_EQ(raft_hb_batcher_init(&hb_hosts[h].b, h, 4, 16), 0);
+        CHECK_EQ(raft_scratch_init(&hb_hosts[h].sc, 64, 64), 0);
         for (int i = 0; i < HB_GROUPS; i++) {
             mnode *n = &hb_hosts[h].n[i];
             memset(n, 0, sizeof(*n));
             raft_options o = mopts(h);
             o.group = 10 + (uint64_t)i;
+            o.scratch = &hb_hosts[h].sc;
             raft_config c = {.n_voters = 2, .voters = {0, 1}};
             n->hs = (raft_hardstate){0, RAFT_NODE_NONE};
             CHECK_EQ(raft_group_init(&n->g, &o, &sim_log_ops, &n->log, &n->hs, &c, 0), 0);
@@ -907,6 +910,7 @@ TEST(heartbeats_of_many_groups_travel_in_one_batch)
         for (uint32_t w = 0; w < hb_hosts[h].n_wire; w++) free(hb_hosts[h].wire[w]);
         for (int i = 0; i < HB_GROUPS; i++) mnode_free(&hb_hosts[h].n[i]);
         raft_hb_batcher_free(&hb_hosts[h].b);
+        raft_scratch_free(&hb_hosts[h].sc);
     }
 }
 
