@@ -443,6 +443,51 @@ TEST(sim_reactor_deterministic)
     CHECK_EQ(t1, t2);
 }
 
+/* A shard's node crashes: the reactor is destroyed without running that shard's hooks, the
+ * node restarts, a new reactor runs on it and keeps time from where the world is. */
+static int crash_hooks;
+
+static void crash_hook(reactor_shard *s, void *arg)
+{
+    crash_hooks++;
+}
+
+static int crash_init(reactor_shard *s, void *arg)
+{
+    int err = sim_init(s, arg);
+    return err ? err : reactor_on_shutdown(s, crash_hook, NULL);
+}
+
+TEST(sim_reactor_crash_restart)
+{
+    io_sim_world *w;
+    struct io_sim_opts o = {.seed = test_seed()};
+    CHECK_EQ(io_sim_world_create(&w, &o), 0);
+    memset(seq, 0, sizeof(seq));
+    crash_hooks = 0;
+    reactor *r;
+    CHECK_EQ(reactor_create_sim(w, "b", 2, crash_init, NULL, &r), 0);
+    uint64_t t0 = io_sim_world_now(w);
+    CHECK(io_sim_world_run_until(w, t0 + 100000000ull, 0) > 0);
+    uint64_t ticks = sst[0].ticks;
+    CHECK(ticks >= 99 && ticks <= 101);
+    io *n1 = reactor_io(reactor_shard_at(r, 1));
+    io_sim_crash(n1);
+    CHECK(io_sim_world_run_until(w, t0 + 200000000ull, 0) > 0);
+    CHECK(sst[0].ticks >= 2 * ticks - 2); /* shard 0 keeps going; messages to 1 queue up */
+    reactor_destroy_sim(r);
+    CHECK_EQ(crash_hooks, 1); /* shard 0's hook ran, the crashed shard's did not */
+    CHECK(io_sim_restart(n1) != NULL);
+    memset(seq, 0, sizeof(seq));
+    CHECK_EQ(reactor_create_sim(w, "b", 2, sim_init, NULL, &r), 0);
+    uint64_t t1 = io_sim_world_now(w);
+    CHECK(io_sim_world_run_until(w, t1 + 50000000ull, 0) > 0);
+    CHECK(sst[1].ticks >= 24 && sst[1].ticks <= 26);
+    CHECK_EQ(sst[1].errors, 0);
+    reactor_destroy_sim(r);
+    io_sim_world_destroy(w);
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
