@@ -336,6 +336,23 @@ void metrics_histogram_observe_l(metrics *m, enum metrics_id id, uint64_t raw,
     metrics_series_observe(metrics_series_get(m, id, l), raw);
 }
 
+void metrics_group_lag_report(metrics *m, const char *group, const char *const *topics,
+                              const int32_t *partitions, const int64_t *lag, int n)
+{
+    if (!m) return;
+    int64_t sum = 0, max = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t l = lag[i] > 0 ? lag[i] : 0;
+        sum += l;
+        max = AL_MAX(max, l);
+        char p[16];
+        snprintf(p, sizeof(p), "%d", partitions[i]);
+        metrics_gauge_set(m, M_GROUP_PARTITION_LAG, (double)l, group, topics[i], p);
+    }
+    metrics_gauge_set(m, M_GROUP_LAG_SUM, (double)sum, group);
+    metrics_gauge_set(m, M_GROUP_LAG_MAX, (double)max, group);
+}
+
 /* ---- exposition ---- */
 
 static int series_cmp(const void *a, const void *b)

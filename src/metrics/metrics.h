@@ -120,6 +120,15 @@ void metrics_histogram_observe_l(metrics *m, enum metrics_id id, uint64_t raw,
 #define metrics_histogram_observe(m, id, raw, ...)                                               \
     metrics_histogram_observe_l((m), (id), (raw), METRICS_LV(__VA_ARGS__))
 
+/*
+ * Consumer-group lag, for the group coordinator to report on its shard after offsets or high
+ * watermarks move: sets ailurus_kafka_consumer_group_partition_lag{group,topic,partition} for
+ * each of the n partitions and the group's lag_sum and lag_max. lag[i] = high watermark -
+ * committed offset (negative values count as 0). Owning shard only.
+ */
+void metrics_group_lag_report(metrics *m, const char *group, const char *const *topics,
+                              const int32_t *partitions, const int64_t *lag, int n);
+
 /* The index of the bucket a raw histogram value falls in (nbuckets means +Inf). Exposed for
  * tests. */
 uint32_t metrics_bucket_index(uint64_t first_bound, uint32_t nbuckets, uint64_t raw);
