@@ -383,11 +383,17 @@ static struct member *static_member(const struct group *g, const char *instance_
     return NULL;
 }
 
-/* Kafka's isStaticMemberFenced: the instance id maps to a different member id. */
-static bool static_fenced(const struct group *g, const char *instance_id, const char *member_id)
+/* Kafka's validateCurrentMember: with an instance id, it must be a known static member mapped
+ * to member_id (else UNKNOWN_MEMBER_ID / FENCED_INSTANCE_ID); the member id must exist. */
+static int16_t validate_current_member(const struct group *g, const char *member_id,
+                                       const char *instance_id)
 {
-    struct member *m = static_member(g, instance_id);
-    return m && !str_eq(m->id, member_id);
+    if (instance_id) {
+        const struct member *sm = static_member(g, instance_id);
+        if (!sm) return KAFKA_ERR_UNKNOWN_MEMBER_ID;
+        if (!str_eq(sm->id, member_id)) return KAFKA_ERR_FENCED_INSTANCE_ID;
+    }
+    return member_get(g, member_id) ? KAFKA_ERR_NONE : KAFKA_ERR_UNKNOWN_MEMBER_ID;
 }
 
 static int pending_index(const struct group *g, const char *id)
@@ -899,7 +905,7 @@ static void update_static_member(struct group_coordinator *c, struct group *g, s
             free(m->id);
             m->id = old_id;
             old_id = NULL;
-            invoke_join_error(m, new_id, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
+            invoke_join_error(m, "", KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
             break;
         }
         /* KIP-814: a static leader that rejoins (v9+) gets the members but must skip the
@@ -984,15 +990,12 @@ static void do_current_member_join(struct group_coordinator *c, struct group *g,
         add_member_and_rebalance(c, g, req, id, now, cb, arg);
         return;
     }
-    if (static_fenced(g, req->group_instance_id, id)) {
-        join_error(cb, arg, id, KAFKA_ERR_FENCED_INSTANCE_ID);
+    int16_t verr = validate_current_member(g, id, req->group_instance_id);
+    if (verr != KAFKA_ERR_NONE) {
+        join_error(cb, arg, id, verr);
         return;
     }
     struct member *m = member_get(g, id);
-    if (!m || (req->group_instance_id && !static_member(g, req->group_instance_id))) {
-        join_error(cb, arg, id, KAFKA_ERR_UNKNOWN_MEMBER_ID);
-        return;
-    }
     switch (g->state) {
     case GROUP_PREPARING_REBALANCE:
         update_member_and_rebalance(c, g, m, req, now, cb, arg);
@@ -1068,7 +1071,11 @@ void group_join(struct group_coordinator *c, const struct group_join_request *re
     }
     run_timers(c, g, now);
     if (!accept_joining_member(c, g, req->member_id)) {
+        /* as Kafka: a known member that did not rejoin in time over the limit is dropped */
+        int i = member_index(g, req->member_id);
+        if (i >= 0) remove_member_and_update(c, g, i, now);
         join_error(cb, arg, "", KAFKA_ERR_GROUP_MAX_SIZE_REACHED);
+        run_timers(c, g, now);
         return;
     }
     if (unknown)
@@ -1138,12 +1145,11 @@ void group_sync(struct group_coordinator *c, const struct group_sync_request *re
     }
     run_timers(c, g, now);
     struct member *m = member_get(g, req->member_id);
-    if (g->state == GROUP_DEAD) {
-        sync_error(cb, arg, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
-    } else if (static_fenced(g, req->group_instance_id, req->member_id)) {
-        sync_error(cb, arg, KAFKA_ERR_FENCED_INSTANCE_ID);
-    } else if (!m) {
-        sync_error(cb, arg, KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    int16_t verr = g->state == GROUP_DEAD
+                       ? KAFKA_ERR_COORDINATOR_NOT_AVAILABLE
+                       : validate_current_member(g, req->member_id, req->group_instance_id);
+    if (verr != KAFKA_ERR_NONE) {
+        sync_error(cb, arg, verr);
     } else if (req->generation_id != g->generation) {
         sync_error(cb, arg, KAFKA_ERR_ILLEGAL_GENERATION);
     } else if ((req->protocol_type && !str_eq(req->protocol_type, g->protocol_type)) ||
@@ -1186,14 +1192,11 @@ int16_t group_heartbeat(struct group_coordinator *c, const char *group_id, const
     if (!g) return KAFKA_ERR_UNKNOWN_MEMBER_ID;
     run_timers(c, g, now);
     struct member *m = member_get(g, member_id);
-    int16_t err;
-    if (g->state == GROUP_DEAD) {
-        err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
-    } else if (static_fenced(g, group_instance_id, member_id)) {
-        err = KAFKA_ERR_FENCED_INSTANCE_ID;
-    } else if (!m) {
-        err = KAFKA_ERR_UNKNOWN_MEMBER_ID;
-    } else if (generation_id != g->generation) {
+    int16_t err = g->state == GROUP_DEAD
+                      ? KAFKA_ERR_COORDINATOR_NOT_AVAILABLE
+                      : validate_current_member(g, member_id, group_instance_id);
+    if (err != KAFKA_ERR_NONE) return err;
+    if (generation_id != g->generation) {
         err = KAFKA_ERR_ILLEGAL_GENERATION;
     } else if (g->state == GROUP_EMPTY) {
         err = KAFKA_ERR_UNKNOWN_MEMBER_ID;
@@ -1241,14 +1244,12 @@ int16_t group_leave(struct group_coordinator *c, const char *group_id,
             pending_remove(g, pi);
             if (g->state == GROUP_PREPARING_REBALANCE) try_complete_join(c, g, now);
             lm->error = KAFKA_ERR_NONE;
-        } else if (static_fenced(g, lm->group_instance_id, id)) {
-            lm->error = KAFKA_ERR_FENCED_INSTANCE_ID;
-        } else if (member_index(g, id) >= 0) {
-            log_info("group", "member %s left group %s", id, g->id);
-            remove_member_and_update(c, g, member_index(g, id), now);
-            lm->error = KAFKA_ERR_NONE;
         } else {
-            lm->error = KAFKA_ERR_UNKNOWN_MEMBER_ID;
+            lm->error = validate_current_member(g, id, lm->group_instance_id);
+            if (lm->error == KAFKA_ERR_NONE) {
+                log_info("group", "member %s left group %s", id, g->id);
+                remove_member_and_update(c, g, member_index(g, id), now);
+            }
         }
     }
     run_timers(c, g, now);
@@ -1418,13 +1419,12 @@ int16_t group_commit_offsets(struct group_coordinator *c, const char *group_id,
     struct member *m = member_get(g, member_id);
     if (g->state == GROUP_DEAD)
         return commit_all(parts, n, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
-    if (static_fenced(g, group_instance_id, member_id))
-        return commit_all(parts, n, KAFKA_ERR_FENCED_INSTANCE_ID);
-    if (generation_id < 0 && g->state == GROUP_EMPTY) {
+    if (generation_id < 0 && g->state == GROUP_EMPTY) { /* admin or a groupless consumer */
         store_offsets(c, g, parts, n, now);
         return KAFKA_ERR_NONE;
     }
-    if (!m) return commit_all(parts, n, KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    int16_t verr = validate_current_member(g, member_id, group_instance_id);
+    if (verr != KAFKA_ERR_NONE) return commit_all(parts, n, verr);
     if (generation_id != g->generation) return commit_all(parts, n, KAFKA_ERR_ILLEGAL_GENERATION);
     switch (g->state) {
     case GROUP_STABLE:
@@ -1526,13 +1526,15 @@ int16_t group_delete_offsets(struct group_coordinator *c, const char *group_id,
 
 /* ---- admin ---- */
 
-void group_describe(struct group_coordinator *c, const char *group_id,
+void group_describe(struct group_coordinator *c, const char *group_id, int16_t api_version,
                     void (*cb)(void *arg, const struct group_description *d), void *arg)
 {
     struct group_description d = {KAFKA_ERR_NONE, group_id ? group_id : "", "Dead", "", "", 0,
                                   NULL};
     struct group *g = group_id ? group_get(c, group_id) : NULL;
     if (!group_id) d.error = KAFKA_ERR_INVALID_GROUP_ID;
+    else if ((!g || g->state == GROUP_DEAD) && api_version >= 6)
+        d.error = KAFKA_ERR_GROUP_ID_NOT_FOUND;
     if (!g || g->state == GROUP_DEAD) {
         cb(arg, &d);
         return;

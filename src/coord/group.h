@@ -276,8 +276,9 @@ struct group_description {
     const struct group_member_desc *members;
 };
 
-/* DescribeGroups for one group: calls cb once with the description (valid during the call). */
-void group_describe(struct group_coordinator *c, const char *group_id,
+/* DescribeGroups for one group: calls cb once with the description (valid during the call). An
+ * unknown group is described as "Dead", with GROUP_ID_NOT_FOUND from api_version 6 on. */
+void group_describe(struct group_coordinator *c, const char *group_id, int16_t api_version,
                     void (*cb)(void *arg, const struct group_description *d), void *arg);
 
 /* ListGroups: visits every group (not Dead) whose state is in states[0..nstates) (Kafka's names,

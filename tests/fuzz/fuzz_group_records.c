@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         group_coordinator_load(&c, key, kl, val, vl == 0xffff ? 0 : vl, 0);
     }
     group_coordinator_load_done(&c, 0);
-    group_describe(&c, first_group, on_desc, NULL);
+    group_describe(&c, first_group, 6, on_desc, NULL);
     group_list(&c, NULL, 0, on_list, NULL);
     group_fetch_all_offsets(&c, first_group, on_off, NULL);
     if (first_group[0] && strlen(first_group) == strnlen(first_group, sizeof(first_group))) {

@@ -578,6 +578,24 @@ TEST(static_leader_rejoin_v9_skips_assignment)
     teardown();
 }
 
+TEST(group_max_size)
+{
+    setup(0);
+    C.cfg.max_size = 2;
+    char ids[2][256] = {"", ""};
+    int32_t gen = stabilize("g", ids, 2, 0);
+    struct jres j;
+    join("g", "", 1, &j);
+    CHECK_EQ(j.done, 1);
+    CHECK_EQ(j.err, KAFKA_ERR_GROUP_MAX_SIZE_REACHED);
+    CHECK_EQ(group_get_member_count(G("g")), 2);
+    CHECK_EQ(group_get_generation(G("g")), gen);
+    /* known members still rejoin */
+    join("g", ids[0], 2, &j);
+    CHECK_EQ(group_get_state(G("g")), GROUP_PREPARING_REBALANCE);
+    teardown();
+}
+
 TEST(heartbeat_errors)
 {
     setup(0);
@@ -588,6 +606,8 @@ TEST(heartbeat_errors)
     CHECK_EQ(group_heartbeat(&C, "g", "who", NULL, gen, 1), KAFKA_ERR_UNKNOWN_MEMBER_ID);
     CHECK_EQ(group_heartbeat(&C, "g", ids[0], NULL, gen + 1, 1), KAFKA_ERR_ILLEGAL_GENERATION);
     CHECK_EQ(group_heartbeat(&C, "g", ids[0], NULL, gen, 1), KAFKA_ERR_NONE);
+    /* an instance id that is not a known static member */
+    CHECK_EQ(group_heartbeat(&C, "g", ids[0], "inst-x", gen, 1), KAFKA_ERR_UNKNOWN_MEMBER_ID);
     struct sres s;
     sync_("g", ids[0], gen - 1, 0, NULL, 1, &s);
     CHECK_EQ(s.err, KAFKA_ERR_ILLEGAL_GENERATION);
@@ -681,6 +701,7 @@ TEST(offset_commit_and_fetch_with_generation_checks)
 }
 
 struct desc_out {
+    int16_t err;
     char state[32], protocol[32], ptype[32];
     int nmembers;
     size_t assign_len, meta_len;
@@ -691,6 +712,7 @@ static void on_desc(void *arg, const struct group_description *d)
 {
     struct desc_out *o = arg;
     o->calls++;
+    o->err = d->error;
     snprintf(o->state, sizeof(o->state), "%s", d->state);
     snprintf(o->protocol, sizeof(o->protocol), "%s", d->protocol);
     snprintf(o->ptype, sizeof(o->ptype), "%s", d->protocol_type);
@@ -718,15 +740,18 @@ TEST(list_describe_and_delete)
     struct group_offset_commit oc = {"t", 0, 1, -1, NULL, -1};
     group_commit_offsets(&C, "s", "", NULL, -1, &oc, 1, 0);
     struct desc_out d = {0};
-    group_describe(&C, "g1", on_desc, &d);
+    group_describe(&C, "g1", 5, on_desc, &d);
     CHECK(!strcmp(d.state, "Stable"));
     CHECK(!strcmp(d.protocol, "range"));
     CHECK(!strcmp(d.ptype, "consumer"));
     CHECK_EQ(d.nmembers, 2);
     CHECK_EQ(d.assign_len, 1);
     CHECK_EQ(d.meta_len, META_T1_LEN);
-    group_describe(&C, "nope", on_desc, &d);
+    group_describe(&C, "nope", 5, on_desc, &d);
     CHECK(!strcmp(d.state, "Dead"));
+    CHECK_EQ(d.err, 0);
+    group_describe(&C, "nope", 6, on_desc, &d);
+    CHECK_EQ(d.err, KAFKA_ERR_GROUP_ID_NOT_FOUND);
     CHECK_EQ(d.nmembers, 0);
     char out[512] = "";
     const char *stable[] = {"stable"};
@@ -751,7 +776,7 @@ TEST(list_describe_and_delete)
     struct group_leave_member lm[2] = {{ids[0], NULL, -1}, {ids[1], NULL, -1}};
     group_leave(&C, "g1", lm, 2, 2);
     CHECK_EQ(group_get_state(G("g1")), GROUP_EMPTY);
-    group_describe(&C, "g1", on_desc, &d);
+    group_describe(&C, "g1", 5, on_desc, &d);
     CHECK(!strcmp(d.state, "Empty"));
     CHECK(!strcmp(d.protocol, ""));
     before = nlog;
