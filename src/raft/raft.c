@@ -340,6 +340,8 @@ static void pr_sync(raft_group *g, int64_t next)
     }
     memcpy(g->pr, keep, sizeof(keep[0]) * n);
     g->n_pr = n;
+    if (g->transferee != RAFT_NODE_NONE && !pr_find(g, g->transferee))
+        g->transferee = RAFT_NODE_NONE; /* the target was removed */
 }
 
 static void conf_apply(raft_group *g, int64_t offset, const raft_config *c)

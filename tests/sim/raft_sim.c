@@ -211,6 +211,11 @@ int64_t sim_term_at(sim *s, int i, int64_t off)
 
 /* ------------------------------------------------------------------ events */
 
+static bool ev_before(const sim_event *a, const sim_event *b)
+{
+    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
 static void ev_push(sim *s, sim_event e)
 {
     if (s->n_ev == s->cap_ev) {
@@ -221,7 +226,7 @@ static void ev_push(sim *s, sim_event e)
     uint32_t i = s->n_ev++;
     while (i > 0) { /* binary heap by (at, seq) */
         uint32_t p = (i - 1) / 2;
-        if (s->ev[p].at < e.at || (s->ev[p].at == e.at && s->ev[p].seq < e.seq)) break;
+        if (ev_before(&s->ev[p], &e)) break;
         s->ev[i] = s->ev[p];
         i = p;
     }
@@ -236,10 +241,8 @@ static sim_event ev_pop(sim *s)
     for (;;) {
         uint32_t c = 2 * i + 1;
         if (c >= s->n_ev) break;
-        if (c + 1 < s->n_ev && (s->ev[c + 1].at < s->ev[c].at ||
-                                (s->ev[c + 1].at == s->ev[c].at && s->ev[c + 1].seq < s->ev[c].seq)))
-            c++;
-        if (last.at < s->ev[c].at || (last.at == s->ev[c].at && last.seq < s->ev[c].seq)) break;
+        if (c + 1 < s->n_ev && ev_before(&s->ev[c + 1], &s->ev[c])) c++;
+        if (ev_before(&last, &s->ev[c])) break;
         s->ev[i] = s->ev[c];
         i = c;
     }
@@ -280,8 +283,9 @@ static void net_send(sim *s, int from, const raft_msg *m)
         }
         bool corrupt = s->faults_on && sim_below(s, 100) < s->f.corrupt_pct;
         if (corrupt) b[sim_below(s, (uint32_t)sz)] ^= (uint8_t)(1u << sim_below(s, 8));
-        uint32_t d = s->faults_on ? s->f.delay_min + sim_below(s, s->f.delay_max - s->f.delay_min + 1)
-                                  : 1 + sim_below(s, 3);
+        uint32_t d = s->faults_on
+                         ? s->f.delay_min + sim_below(s, s->f.delay_max - s->f.delay_min + 1)
+                         : 1 + sim_below(s, 3);
         ev_push(s, (sim_event){.at = s->now + d, .type = 1, .node = to,
                                .epoch = s->nodes[to].epoch, .bytes = b, .len = (uint32_t)sz,
                                .a = corrupt});
