@@ -4,10 +4,10 @@
 Reads every Kafka message schema (*.json with // comments) in MESSAGES_DIR and writes into
 OUT_DIR:
   kafka_codec.h         types (one struct per message and nested struct), prototypes, API table
-  kafka_codec_req.c     request messages
+  kafka_codec_req.c     request messages: field tables (kafka_struct_desc) and typed wrappers
   kafka_codec_resp.c    response messages
   kafka_codec_misc.c    headers, data types, the message table and the generic entry points
-  kafka_codec_fill.c    test support: kafka_M_fill_test filler for every message
+  (the work is done by the table-driven codec in src/kafka/codec_table.c)
 The output is deterministic (sorted inputs, no timestamps) so CI can diff a fresh generation
 against the committed files. Standard library only.
 
@@ -295,8 +295,14 @@ class Message:
 
 
 # ------------------------------------------------------------------------------------------
-# C emission helpers
+# C emission
 # ------------------------------------------------------------------------------------------
+
+FTYPE = {'bool': 'KAFKA_T_BOOL', 'int8': 'KAFKA_T_INT8', 'int16': 'KAFKA_T_INT16',
+         'uint16': 'KAFKA_T_UINT16', 'int32': 'KAFKA_T_INT32', 'int64': 'KAFKA_T_INT64',
+         'float64': 'KAFKA_T_FLOAT64', 'string': 'KAFKA_T_STRING', 'bytes': 'KAFKA_T_BYTES',
+         'records': 'KAFKA_T_RECORDS', 'uuid': 'KAFKA_T_UUID'}
+
 
 def elem_ctype(f):
     if f.struct is not None:
@@ -307,525 +313,109 @@ def elem_ctype(f):
             'uuid': 'kafka_uuid'}[f.etype]
 
 
-def default_assign(f, lv, msg):
-    """Statements setting lvalue lv (a field of f's type, not an array) to its default."""
-    et = f.etype
-    if f.struct is not None:
-        s = ['%s_init(&%s);' % (f.struct.cname, lv)]
-        return s
-    if et in PRIMS:
-        return ['%s = %s;' % (lv, f.default_c)]
-    if et == 'string':
-        if f.default_null:
-            return ['%s.ptr = NULL;' % lv, '%s.len = -1;' % lv]
-        return ['%s.ptr = %s;' % (lv, f.default_c), '%s.len = %d;' % (lv, f.default_len)]
-    if et in ('bytes', 'records'):
-        return ['%s.ptr = NULL;' % lv, '%s.len = %d;' % (lv, -1 if f.default_null else 0)]
-    if et == 'uuid':
-        return ['memset(%s.b, 0, 16);' % lv]
-    fail('default_assign %s' % et)
+def mask(vs):
+    if any(v >= 32 for v in vs):
+        fail('version >= 32 does not fit the version bitmasks')
+    m = 0
+    for v in vs:
+        m |= 1 << v
+    return '0x%xu' % m
 
 
-def nondefault_expr(f, o):
-    """C expression: field f of struct pointer o differs from its default."""
-    lv = '%s->%s' % (o, f.name)
-    if f.is_array:
-        return '%s_count != %d' % (lv, -1 if f.default_null else 0)
-    et = f.etype
-    if f.struct is not None:
-        e = '!%s_is_default(&%s)' % (f.struct.cname, lv)
-        if f.nullable:
-            if f.default_null:
-                return '!%s_null' % lv
-            return '(%s_null || %s)' % (lv, e)
-        return e
-    if et in PRIMS:
-        if et == 'float64':
-            return '!kafka_f64_equal(%s, %s)' % (lv, f.default_c)
-        return '%s != %s' % (lv, f.default_c)
-    if et == 'string':
-        if f.default_null:
-            return '%s.len != -1' % lv
-        return '!kafka_str_equal(%s, (kafka_str){%s, %d})' % (lv, f.default_c, f.default_len)
-    if et in ('bytes', 'records'):
-        return '%s.len != %d' % (lv, -1 if f.default_null else 0)
-    if et == 'uuid':
-        return '!kafka_uuid_equal(&%s, &kafka_uuid_zero)' % lv
-    fail('nondefault %s' % et)
-
-
-class Gen:
-    def __init__(self, msg):
-        self.m = msg
-
-    def compact(self, f):
-        return cexpr(f.flex, self.m.allv)
-
-    def nullable(self, f):
-        return cexpr(f.nullable, self.m.allv)
-
-    # --- decode -----------------------------------------------------------------------------
-    def dec_value(self, f, lv, ind, elem=False):
-        """Statements decoding one value of f's element type into lvalue lv."""
-        et = f.etype
-        I = ind
-        cmp = self.compact(f)
-        nul = '0' if elem else self.nullable(f)
-        if f.struct is not None:
-            call = 'rc = %s_decode(rd, v, &%s, a);' % (f.struct.cname, lv)
-            if f.nullable and not elem:
-                return [I + '%s_null = false;' % lv,
-                        I + 'if (%s) {' % nul,
-                        I + '    int8_t marker = al_rd_i8(rd);',
-                        I + '    if (rd->err) return rd->err;',
-                        I + '    %s_null = marker < 0;' % lv,
-                        I + '}',
-                        I + 'if (%s_null) {' % lv,
-                        I + '    %s_init(&%s);' % (f.struct.cname, lv),
-                        I + '} else {',
-                        I + '    ' + call,
-                        I + '    if (rc) return rc;',
-                        I + '}']
-            return [I + call, I + 'if (rc) return rc;']
-        if et == 'bool':
-            return [I + '%s = al_rd_u8(rd) != 0;' % lv]
-        if et in PRIMS:
-            return [I + '%s = %s;' % (lv, PRIMS[et][1])]
-        if et == 'string':
-            return [I + 'rc = kafka_rd_string(rd, %s, %s, &%s);' % (cmp, nul, lv),
-                    I + 'if (rc) return rc;']
-        if et in ('bytes', 'records'):
-            return [I + 'rc = kafka_rd_bytes(rd, %s, %s, &%s);' % (cmp, nul, lv),
-                    I + 'if (rc) return rc;']
-        if et == 'uuid':
-            return [I + 'kafka_rd_uuid(rd, &%s);' % lv]
-        fail('dec %s' % et)
-
-    def dec_field(self, f, o, ind):
-        lv = '%s->%s' % (o, f.name)
-        I = ind
-        if not f.is_array:
-            return self.dec_value(f, lv, ind)
+def gen_typedef(st):
+    L = ['typedef struct %s {' % st.cname]
+    if not st.fields:
+        L.append('    char unused_; /* no fields */')
+    for f in st.fields:
         ct = elem_ctype(f)
-        out = [I + 'rc = kafka_rd_count(rd, %s, %s, &%s_count);' % (self.compact(f),
-                                                                     self.nullable(f), lv),
-               I + 'if (rc) return rc;',
-               I + '%s = NULL;' % lv,
-               I + 'if (%s_count > 0) {' % lv,
-               I + '    %s = kafka_arena_alloc(a, (size_t)%s_count * sizeof(%s));' % (lv, lv, ct),
-               I + '    if (!%s) return AL_ETOOLARGE;' % lv,
-               I + '    for (int32_t i = 0; i < %s_count; i++) {' % lv]
-        out += self.dec_value(f, '%s[i]' % lv, I + '        ', elem=True)
-        out += [I + '        if (rd->err) return rd->err;',
-                I + '    }',
-                I + '}']
-        return out
-
-    def gen_decode(self, st, static):
-        m = self.m
-        L = []
-        L.append('%sint %s_decode(al_rd *rd, int16_t v, %s *o, kafka_arena *a)' %
-                 ('static ' if static else '', st.cname, st.cname))
-        L.append('{')
-        L.append('    int rc = 0;')
-        L.append('    (void)rc;')
-        L.append('    (void)a;')
-        if not static:
-            L.append('    if (v < %d || v > %d) return AL_EUNSUPPORTED;' % (m.vmin, m.vmax))
-        L.append('    %s_init(o);' % st.cname)
-        for f in st.fields:
-            c = cexpr(f.regular, m.allv)
-            if c == '0':
-                continue
-            if c == '1':
-                L += self.dec_field(f, 'o', '    ')
-            else:
-                L.append('    if (%s) {' % c)
-                L += self.dec_field(f, 'o', '        ')
-                L.append('    }')
-        fx = cexpr(m.flex, m.allv)
-        if fx != '0':
-            tagged = sorted([f for f in st.fields if f.tagged], key=lambda f: f.tag)
-            I = '    '
-            if fx != '1':
-                L.append('    if (%s) {' % fx)
-                I = '        '
-            L.append(I + 'uint32_t ntags = al_rd_uvarint(rd);')
-            L.append(I + 'if (rd->err) return rd->err;')
-            L.append(I + 'if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;')
-            L.append(I + 'for (uint32_t t = 0; t < ntags; t++) {')
-            L.append(I + '    uint32_t tag = al_rd_uvarint(rd);')
-            L.append(I + '    uint32_t tsize = al_rd_uvarint(rd);')
-            L.append(I + '    const uint8_t *tp = al_rd_bytes(rd, tsize);')
-            L.append(I + '    if (!tp) return rd->err;')
-            if tagged:
-                L.append(I + '    al_rd sub = al_rd_make(tp, tsize);')
-                L.append(I + '    switch (tag) {')
-                for f in tagged:
-                    L.append(I + '    case %d:' % f.tag)
-                    tc = cexpr(f.tagged, m.allv)
-                    J = I + '        '
-                    if tc != '1':
-                        L.append(J + 'if (!(%s)) break;' % tc)
-                    body = self.dec_field(f, 'o', J)
-                    body = [ln.replace('rd->err', 'sub.err').replace('(rd', '(&sub')
-                            for ln in body]
-                    L += body
-                    L.append(J + 'if (sub.err) return sub.err;')
-                    L.append(J + 'if (al_rd_left(&sub)) return AL_EMALFORMED;')
-                    L.append(J + 'break;')
-                L.append(I + '    default:')
-                L.append(I + '        break;')
-                L.append(I + '    }')
-            else:
-                L.append(I + '    (void)tag;')
-            L.append(I + '}')
-            if fx != '1':
-                L.append('    }')
-        L.append('    return rd->err;')
-        L.append('}')
-        return L
-
-    # --- size -------------------------------------------------------------------------------
-    def size_value(self, f, lv, acc, ind, elem=False):
-        et = f.etype
-        I = ind
-        cmp = self.compact(f)
-        if f.struct is not None:
-            s = '%s_size_v(v, &%s)' % (f.struct.cname, lv)
-            if f.nullable and not elem:
-                nul = self.nullable(f)
-                return [I + 'if (%s) %s += 1;' % (nul, acc) if nul != '1' else
-                        I + '%s += 1;' % acc,
-                        I + 'if (!%s_null) %s += %s;' % (lv, acc, s)]
-            return [I + '%s += %s;' % (acc, s)]
-        if et in PRIMS:
-            return [I + '%s += %d;' % (acc, PRIMS[et][3])]
-        if et == 'string':
-            return [I + '%s += kafka_string_size(%s, %s);' % (acc, cmp, lv)]
-        if et in ('bytes', 'records'):
-            return [I + '%s += kafka_bytes_size(%s, %s);' % (acc, cmp, lv)]
-        if et == 'uuid':
-            return [I + '%s += 16;' % acc]
-        fail('size %s' % et)
-
-    def size_field(self, f, o, acc, ind):
-        lv = '%s->%s' % (o, f.name)
-        I = ind
-        if not f.is_array:
-            return self.size_value(f, lv, acc, ind)
-        out = [I + '%s += kafka_count_size(%s, %s_count);' % (acc, self.compact(f), lv)]
-        if f.struct is None and f.etype in PRIMS:
-            out.append(I + 'if (%s_count > 0) %s += (size_t)%s_count * %d;' %
-                       (lv, acc, lv, PRIMS[f.etype][3]))
-            return out
-        if f.etype == 'uuid':
-            out.append(I + 'if (%s_count > 0) %s += (size_t)%s_count * 16;' % (lv, acc, lv))
-            return out
-        out.append(I + 'for (int32_t i = 0; i < %s_count; i++) {' % lv)
-        out += self.size_value(f, '%s[i]' % lv, acc, I + '    ', elem=True)
-        out.append(I + '}')
-        return out
-
-    def gen_size(self, st, static):
-        m = self.m
-        L = []
-        L.append('%ssize_t %s_size_v(int16_t v, const %s *o)' %
-                 ('static ' if static else '', st.cname, st.cname))
-        L.append('{')
-        L.append('    size_t n = 0;')
-        L.append('    (void)o;')
-        L.append('    (void)v;')
-        for f in st.fields:
-            c = cexpr(f.regular, m.allv)
-            if c == '0':
-                continue
-            if c == '1':
-                L += self.size_field(f, 'o', 'n', '    ')
-            else:
-                L.append('    if (%s) {' % c)
-                L += self.size_field(f, 'o', 'n', '        ')
-                L.append('    }')
-        L += self.tag_section(st, 'size')
-        L.append('    return n;')
-        L.append('}')
-        return L
-
-    # --- encode -----------------------------------------------------------------------------
-    def enc_value(self, f, lv, ind, elem=False):
-        et = f.etype
-        I = ind
-        cmp = self.compact(f)
-        nul = '0' if elem else self.nullable(f)
-        if f.struct is not None:
-            call = [I + 'rc = %s_encode(wr, v, &%s);' % (f.struct.cname, lv),
-                    I + 'if (rc) return rc;']
-            if f.nullable and not elem:
-                out = [I + 'if (%s_null && !(%s)) return AL_EINVAL;' % (lv, nul)]
-                if nul != '0':
-                    out.append(I + 'if (%s) al_wr_i8(wr, %s_null ? -1 : 1);' % (nul, lv))
-                out.append(I + 'if (!%s_null) {' % lv)
-                out += ['    ' + x for x in call]
-                out.append(I + '}')
-                return out
-            return call
-        if et == 'bool':
-            return [I + 'al_wr_u8(wr, %s ? 1 : 0);' % lv]
-        if et in PRIMS:
-            return [I + '%s(wr, %s);' % (PRIMS[et][2], lv)]
-        if et == 'string':
-            return [I + 'rc = kafka_wr_string(wr, %s, %s, %s);' % (cmp, nul, lv),
-                    I + 'if (rc) return rc;']
-        if et in ('bytes', 'records'):
-            return [I + 'rc = kafka_wr_bytes(wr, %s, %s, %s);' % (cmp, nul, lv),
-                    I + 'if (rc) return rc;']
-        if et == 'uuid':
-            return [I + 'al_wr_bytes(wr, %s.b, 16);' % lv]
-        fail('enc %s' % et)
-
-    def enc_field(self, f, o, ind):
-        lv = '%s->%s' % (o, f.name)
-        I = ind
-        if not f.is_array:
-            return self.enc_value(f, lv, ind)
-        out = [I + 'rc = kafka_wr_count(wr, %s, %s, %s_count, %s);' %
-               (self.compact(f), self.nullable(f), lv, lv),
-               I + 'if (rc) return rc;',
-               I + 'for (int32_t i = 0; i < %s_count; i++) {' % lv]
-        out += self.enc_value(f, '%s[i]' % lv, I + '    ', elem=True)
-        out.append(I + '}')
-        return out
-
-    def tag_section(self, st, mode):
-        """Tagged-field section for mode 'size' (adds to n) or 'encode' (writes to wr)."""
-        m = self.m
-        fx = cexpr(m.flex, m.allv)
-        if fx == '0':
-            return []
-        L = []
-        I = '    '
-        if fx != '1':
-            L.append('    if (%s) {' % fx)
-            I = '        '
-        tagged = sorted([f for f in st.fields if f.tagged], key=lambda f: f.tag)
-        L.append(I + 'uint32_t ntags = 0;')
-        for f in tagged:
-            tc = cexpr(f.tagged, m.allv)
-            L.append(I + 'bool t_%s = %s;' % (f.name, cond_and(tc, nondefault_expr(f, 'o'))))
-            L.append(I + 'ntags += t_%s;' % f.name)
-        if mode == 'size':
-            L.append(I + 'n += al_uvarint_size(ntags);')
+        if f.is_array:
+            L.append('    int32_t %s_count;' % f.name)
+            L.append('    %s *%s;' % (ct, f.name))
         else:
-            L.append(I + 'al_wr_uvarint(wr, ntags);')
-        for f in tagged:
-            L.append(I + 'if (t_%s) {' % f.name)
-            J = I + '    '
-            L.append(J + 'size_t ts = 0;')
-            L += self.size_field(f, 'o', 'ts', J)
-            if mode == 'size':
-                L.append(J + 'n += al_uvarint_size(%d) + al_uvarint_size(ts) + ts;' % f.tag)
-            else:
-                L.append(J + 'al_wr_uvarint(wr, %d);' % f.tag)
-                L.append(J + 'al_wr_uvarint64(wr, ts);')
-                L += self.enc_field(f, 'o', J)
-            L.append(I + '}')
-        if fx != '1':
-            L.append('    }')
-        return L
+            if f.struct is not None and f.nullable:
+                L.append('    bool %s_null;' % f.name)
+            L.append('    %s %s;' % (ct, f.name))
+    L.append('} %s;' % st.cname)
+    return L
 
-    def gen_encode(self, st, static):
-        m = self.m
-        L = []
-        L.append('%sint %s_encode(al_wr *wr, int16_t v, const %s *o)' %
-                 ('static ' if static else '', st.cname, st.cname))
-        L.append('{')
-        L.append('    int rc = 0;')
-        L.append('    (void)rc;')
-        if not static:
-            L.append('    if (v < %d || v > %d) return AL_EUNSUPPORTED;' % (m.vmin, m.vmax))
-        for f in st.fields:
-            absent = m.allv - f.versions
-            if absent and not f.ignorable:
-                L.append('    if (%s && %s) return AL_EINVAL;' %
-                         (cexpr(absent, m.allv), nondefault_expr(f, 'o')))
-        for f in st.fields:
-            c = cexpr(f.regular, m.allv)
-            if c == '0':
-                continue
-            if c == '1':
-                L += self.enc_field(f, 'o', '    ')
-            else:
-                L.append('    if (%s) {' % c)
-                L += self.enc_field(f, 'o', '        ')
-                L.append('    }')
-        L += self.tag_section(st, 'encode')
-        L.append('    return wr->err;')
-        L.append('}')
-        return L
 
-    # --- init / equal / is_default ----------------------------------------------------------
-    def gen_init(self, st):
-        L = ['void %s_init(%s *o)' % (st.cname, st.cname), '{']
-        L.append('    memset(o, 0, sizeof(*o));')
-        for f in st.fields:
-            lv = 'o->%s' % f.name
-            if f.is_array:
-                if f.default_null:
-                    L.append('    %s_count = -1;' % lv)
-                continue
-            if f.struct is not None:
-                L.append('    %s_init(&%s);' % (f.struct.cname, lv))
-                if f.nullable and f.default_null:
-                    L.append('    %s_null = true;' % lv)
-                continue
-            if f.etype in PRIMS and f.default_c in ('0', 'false', '0.0'):
-                continue
-            if f.etype in ('bytes', 'uuid') and not f.default_null:
-                continue
-            if f.etype == 'string' and not f.default_null and f.default_len == 0:
-                L.append('    %s.ptr = "";' % lv)
-                continue
-            L += ['    ' + x for x in default_assign(f, lv, self.m)]
-        L.append('}')
-        return L
+def field_row(st, i, f):
+    """One kafka_field_desc initialiser (two lines)."""
+    t = 'KAFKA_T_STRUCT' if f.struct is not None else FTYPE[f.etype]
+    nullable_struct = f.struct is not None and not f.is_array and bool(f.nullable)
+    if f.is_array:
+        aux = 'offsetof(%s, %s_count)' % (st.cname, f.name)
+    elif nullable_struct:
+        aux = 'offsetof(%s, %s_null)' % (st.cname, f.name)
+    else:
+        aux = '0'
+    def_int = '0'
+    def_f64 = '0.0'
+    def_str = 'NULL'
+    def_len = 0
+    if not f.is_array and f.struct is None:
+        if f.etype in INT_RANGE or f.etype == 'bool':
+            def_int = {'true': '1', 'false': '0'}.get(f.default_c, f.default_c)
+        elif f.etype == 'float64':
+            def_f64 = f.default_c
+        elif f.etype == 'string' and not f.default_null:
+            def_str = f.default_c
+            def_len = f.default_len
+    flags = '%s, %s, %s, %s' % ('true' if f.is_array else 'false',
+                                'true' if nullable_struct else 'false',
+                                'true' if f.ignorable else 'false',
+                                'true' if f.default_null else 'false')
+    sub = '&%s_desc' % f.struct.cname if f.struct is not None else 'NULL'
+    return ['    {"%s", %s, %s, %d, offsetof(%s, %s), %s,' %
+            (f.name, t, flags, f.tag if f.tagged else -1, st.cname, f.name, aux),
+            '     %s, %s, %s, %s, %s, %s, %s, %d, %s},' %
+            (mask(f.versions), mask(f.nullable), mask(f.tagged), mask(f.flex), def_int,
+             def_f64, def_str, def_len, sub)]
 
-    def gen_equal(self, st):
-        L = ['bool %s_equal(const %s *x, const %s *y)' % (st.cname, st.cname, st.cname), '{']
-        for f in st.fields:
-            a, b = 'x->%s' % f.name, 'y->%s' % f.name
-            if f.is_array:
-                L.append('    if (%s_count != %s_count) return false;' % (a, b))
-                L.append('    for (int32_t i = 0; i < %s_count; i++)' % a)
-                L.append('        if (!(%s)) return false;' %
-                         self.eq_expr(f, a + '[i]', b + '[i]'))
-            else:
-                if f.struct is not None and f.nullable:
-                    L.append('    if (%s_null != %s_null) return false;' % (a, b))
-                L.append('    if (!(%s)) return false;' % self.eq_expr(f, a, b))
-        L.append('    return true;')
-        L.append('}')
-        return L
 
-    def eq_expr(self, f, a, b):
-        et = f.etype
-        if f.struct is not None:
-            return '%s_equal(&%s, &%s)' % (f.struct.cname, a, b)
-        if et == 'float64':
-            return 'kafka_f64_equal(%s, %s)' % (a, b)
-        if et in PRIMS:
-            return '%s == %s' % (a, b)
-        if et == 'string':
-            return 'kafka_str_equal(%s, %s)' % (a, b)
-        if et in ('bytes', 'records'):
-            return 'kafka_bytes_equal(%s, %s)' % (a, b)
-        if et == 'uuid':
-            return 'kafka_uuid_equal(&%s, &%s)' % (a, b)
-        fail('eq %s' % et)
+def gen_struct_table(m, st):
+    top = st is m.top
+    L = []
+    if st.fields:
+        L.append('static const struct kafka_field_desc %s_fields[] = {' % st.cname)
+        for i, f in enumerate(st.fields):
+            L += field_row(st, i, f)
+        L.append('};')
+    tagged = sorted([(f.tag, i) for i, f in enumerate(st.fields) if f.tagged])
+    if tagged:
+        L.append('static const uint8_t %s_tags[] = {%s};' %
+                 (st.cname, ', '.join(str(i) for _, i in tagged)))
+    L.append('%sconst struct kafka_struct_desc %s_desc = {' % ('' if top else 'static ',
+                                                               st.cname))
+    L.append('    "%s", sizeof(%s), %d, %d, %s, %s, %s, %d, %d};' %
+             (st.cname, st.cname, len(st.fields), len(tagged),
+              '%s_fields' % st.cname if st.fields else 'NULL',
+              '%s_tags' % st.cname if tagged else 'NULL', mask(m.flex), m.vmin, m.vmax))
+    return L
 
-    def gen_is_default(self, st):
-        return ['static __attribute__((unused)) bool %s_is_default(const %s *o)' %
-                (st.cname, st.cname), '{',
-                '    %s d;' % st.cname,
-                '    %s_init(&d);' % st.cname,
-                '    return %s_equal(o, &d);' % st.cname,
-                '}']
 
-    # --- fill (test support) ----------------------------------------------------------------
-    def fill_value(self, f, lv, ind, elem=False):
-        et = f.etype
-        I = ind
-        nul = '0' if elem else self.nullable(f)
-        if f.struct is not None:
-            out = []
-            if f.nullable and not elem:
-                out.append(I + '%s_null = (%s) && f->nulls && kafka_fill_u64(f) %% 4 == 0;' %
-                           (lv, nul))
-                out.append(I + 'if (!%s_null) %s_fill(&%s, v, f);' % (lv, f.struct.cname, lv))
-            else:
-                out.append(I + '%s_fill(&%s, v, f);' % (f.struct.cname, lv))
-            return out
-        if et == 'bool':
-            d = 'false' if elem else f.default_c
-            return [I + '%s = !%s;' % (lv, d)]
-        if et == 'float64':
-            d = '0.0' if elem else f.default_c
-            return [I + '%s = (double)(kafka_fill_u64(f) %% 1000000) / 8.0 + 0.5;' % lv,
-                    I + 'if (kafka_f64_equal(%s, %s)) %s += 1.0;' % (lv, d, lv)]
-        if et in PRIMS:
-            ct = PRIMS[et][0]
-            d = '0' if elem else f.default_c
-            return [I + '%s = (%s)kafka_fill_u64(f);' % (lv, ct),
-                    I + 'if (%s == %s) %s = (%s)(%s ^ 1);' % (lv, d, lv, ct, lv)]
-        if et == 'string':
-            return [I + 'kafka_fill_str(f, &%s, %s);' % (lv, nul)]
-        if et in ('bytes', 'records'):
-            return [I + 'kafka_fill_bytes(f, &%s, %s);' % (lv, nul)]
-        if et == 'uuid':
-            return [I + 'kafka_fill_uuid(f, &%s);' % lv]
-        fail('fill %s' % et)
-
-    def fill_field(self, f, ind):
-        lv = 'o->%s' % f.name
-        I = ind
-        if not f.is_array:
-            return self.fill_value(f, lv, ind)
-        ct = elem_ctype(f)
-        out = [I + '%s_count = kafka_fill_count(f, %s);' % (lv, self.nullable(f)),
-               I + '%s = NULL;' % lv,
-               I + 'if (%s_count > 0) {' % lv,
-               I + '    %s = kafka_fill_alloc(f, %s_count, sizeof(%s));' % (lv, lv, ct),
-               I + '    for (int32_t i = 0; i < %s_count; i++) {' % lv]
-        out += self.fill_value(f, '%s[i]' % lv, I + '        ', elem=True)
-        out += [I + '    }', I + '}']
-        return out
-
-    def gen_fill(self, st, static):
-        m = self.m
-        L = ['%svoid %s_fill%s(%s *o, int16_t v, kafka_filler *f)' %
-             ('static ' if static else '', st.cname, '' if static else '_test', st.cname), '{']
-        L.append('    %s_init(o);' % st.cname)
-        L.append('    (void)v;')
-        L.append('    (void)f;')
-        for f in st.fields:
-            c = cexpr(f.regular, m.allv)
-            t = cexpr(f.tagged, m.allv)
-            if t != '0':
-                t = cond_and('f->tagged', t)
-            if c == '0' and t == '0':
-                continue
-            if c == '1':
-                cond = '1'
-            elif t == '0':
-                cond = c
-            elif c == '0':
-                cond = t
-            else:
-                cond = '(%s || %s)' % (c, t)
-            if cond == '1':
-                L += self.fill_field(f, '    ')
-            else:
-                L.append('    if (%s) {' % cond)
-                L += self.fill_field(f, '        ')
-                L.append('    }')
-        L.append('}')
-        return L
-
-    # --- typedefs ---------------------------------------------------------------------------
-    def gen_typedef(self, st):
-        L = ['typedef struct %s {' % st.cname]
-        if not st.fields:
-            L.append('    char unused_; /* no fields */')
-        for f in st.fields:
-            ct = elem_ctype(f)
-            if f.is_array:
-                L.append('    int32_t %s_count;' % f.name)
-                L.append('    %s *%s;' % (ct, f.name))
-            else:
-                if f.struct is not None and f.nullable:
-                    L.append('    bool %s_null;' % f.name)
-                L.append('    %s %s;' % (ct, f.name))
-        L.append('} %s;' % st.cname)
-        return L
+def gen_message_code(m):
+    """Tables and the thin typed wrappers for every struct of message m."""
+    L = ['/* ---- %s (%s, versions %d-%d, flexible %s) ---- */' %
+         (m.name, m.kind, m.vmin, m.vmax, '%d+' % m.flex_min if m.flex else 'none')]
+    for st in m.order:
+        L += gen_struct_table(m, st)
+    for st in m.order:
+        c = st.cname
+        L += ['void %s_init(%s *o)' % (c, c), '{',
+              '    kafka_struct_init(&%s_desc, o);' % c, '}',
+              'bool %s_equal(const %s *x, const %s *y)' % (c, c, c), '{',
+              '    return kafka_struct_equal(&%s_desc, x, y);' % c, '}']
+    c = m.cname
+    L += ['int %s_decode(al_rd *rd, int16_t v, %s *o, kafka_arena *a)' % (c, c), '{',
+          '    return kafka_struct_decode(&%s_desc, rd, v, o, a);' % c, '}',
+          'int %s_encode(al_wr *wr, int16_t v, const %s *o)' % (c, c), '{',
+          '    return kafka_struct_encode(&%s_desc, wr, v, o);' % c, '}',
+          'size_t %s_size(int16_t v, const %s *o)' % (c, c), '{',
+          '    return kafka_struct_size(&%s_desc, v, o);' % c, '}',
+          'void %s_fill_test(%s *o, int16_t v, kafka_filler *f)' % (c, c), '{',
+          '    kafka_struct_fill(&%s_desc, o, v, f);' % c, '}', '']
+    return L
 
 
 def load_messages(indir):
@@ -839,45 +429,8 @@ def load_messages(indir):
     return msgs
 
 
-def gen_message_code(m):
-    """Definitions (init/equal/decode/encode/size) for every struct of message m."""
-    g = Gen(m)
-    L = ['/* ---- %s (%s, versions %d-%d, flexible %s) ---- */' %
-         (m.name, m.kind, m.vmin, m.vmax, '%d+' % m.flex_min if m.flex else 'none'), '']
-    for st in m.order:
-        L += g.gen_init(st) + ['']
-        L += g.gen_equal(st) + ['']
-        L += g.gen_is_default(st) + ['']
-    for st in m.order:
-        L += ['static size_t %s_size_v(int16_t v, const %s *o);' % (st.cname, st.cname)]
-    L.append('')
-    for st in m.order:
-        static = st is not m.top
-        L += g.gen_size(st, True) + ['']
-        L += g.gen_decode(st, static) + ['']
-        L += g.gen_encode(st, static) + ['']
-    L += ['size_t %s_size(int16_t v, const %s *o)' % (m.cname, m.cname), '{',
-          '    return %s_size_v(v, o);' % m.cname, '}', '']
-    return L
-
-
-def gen_fill_code(m):
-    g = Gen(m)
-    L = []
-    for st in m.order:
-        if st is not m.top:
-            L.append('static void %s_fill(%s *o, int16_t v, kafka_filler *f);' %
-                     (st.cname, st.cname))
-    L.append('')
-    for st in m.order:
-        L += g.gen_fill(st, st is not m.top) + ['']
-    return L
-
-
 def write(path, lines):
     text = '\n'.join(lines).rstrip('\n') + '\n'
-    # Keep generated lines within 100 columns where cheap: long lines are rare and only
-    # from long Kafka names; they are still valid C.
     with open(path, 'w', encoding='utf-8') as fh:
         fh.write(text)
 
@@ -907,7 +460,8 @@ def main():
          '/*',
          ' * kafka_codec.h — the Kafka wire codec: one C struct per message (requests,',
          ' * responses, headers, data types) and nested struct, with init/decode/encode/size/equal',
-         ' * functions, the API table and generic by-key entry points.',
+         ' * functions, the API table and generic by-key entry points. The work is done by the',
+         ' * table-driven codec in src/kafka/codec_table.c from the kafka_struct_desc tables here.',
          ' *',
          ' * Contract for every message M (kafka_M):',
          ' *   kafka_M_init(m): every field to its schema default.',
@@ -918,8 +472,10 @@ def main():
          ' *   kafka_M_encode(wr, version, in): 0, or AL_EUNSUPPORTED, AL_EINVAL (non-ignorable',
          ' *     field with a non-default value in a version that lacks it; null where not',
          ' *     nullable), AL_ETOOLARGE (buffer too small, or a string over 32767 bytes).',
-         ' *   kafka_M_size(version, in): exact encoded size (for a valid version).',
+         ' *   kafka_M_size(version, in): exact encoded size (0 for a version out of range).',
          ' *   kafka_M_equal(a, b): field-by-field equality (all fields, any version).',
+         ' *   kafka_M_fill_test(m, version, filler): test support, see kafka_filler.',
+         ' * Nested structs kafka_M_S have kafka_M_S_init and kafka_M_S_equal.',
          ' * Arrays: `int32_t Foo_count; T *Foo;` (count -1 = null). Nullable struct fields have a',
          ' * `bool Foo_null` before them. Headers take the HEADER version (request 0..2,',
          ' * response 0..1; see kafka_request_header_version). Pure functions: any thread.',
@@ -969,13 +525,15 @@ def main():
           'bool kafka_response_equal(int16_t api_key, const void *x, const void *y);',
           '',
           '/* Every message as a descriptor (tests, fuzzers, tools). kind: "request", "response",',
-          ' * "header" or "data"; api_key -1 for headers and data types. */',
+          ' * "header" or "data"; api_key -1 for headers and data types. `desc` is the field',
+          ' * table (names, types, versions) for generic walkers. */',
           'struct kafka_msg_desc {',
           '    const char *name;',
           '    const char *kind;',
           '    int16_t api_key;',
           '    int16_t min_version, max_version, flexible_min;',
           '    size_t struct_size;',
+          '    const struct kafka_struct_desc *desc;',
           '    void (*init)(void *out);',
           '    int (*decode)(al_rd *rd, int16_t version, void *out, kafka_arena *a);',
           '    int (*encode)(al_wr *wr, int16_t version, const void *in);',
@@ -986,24 +544,25 @@ def main():
           'extern const size_t kafka_msg_desc_count;',
           '/* Descriptor by message name (e.g. "RequestHeader"), or NULL. */',
           'const struct kafka_msg_desc *kafka_msg_desc_find(const char *name);',
-          '/* Test support (kafka_codec_fill.c): kafka_M_fill_test for the described message. */',
+          '/* Descriptor of the request or response message of an api key, or NULL. */',
+          'const struct kafka_msg_desc *kafka_request_desc(int16_t api_key);',
+          'const struct kafka_msg_desc *kafka_response_desc(int16_t api_key);',
+          '/* Test support: kafka_M_fill_test for the described message. */',
           'void kafka_msg_fill_test(const struct kafka_msg_desc *d, void *out, int16_t version,',
           '                         kafka_filler *f);',
-          '',
-          'extern const kafka_uuid kafka_uuid_zero;',
           '']
     for m in ordered:
-        g = Gen(m)
         H.append('/* ---- %s ---- */' % m.name)
         for st in m.order:
-            H += g.gen_typedef(st)
+            H += gen_typedef(st)
         for st in m.order:
             if st is not m.top:
                 H.append('void %s_init(%s *o);' % (st.cname, st.cname))
                 H.append('bool %s_equal(const %s *x, const %s *y);' % (st.cname, st.cname,
                                                                       st.cname))
         c = m.cname
-        H += ['void %s_init(%s *o);' % (c, c),
+        H += ['extern const struct kafka_struct_desc %s_desc;' % c,
+              'void %s_init(%s *o);' % (c, c),
               'int %s_decode(al_rd *rd, int16_t v, %s *o, kafka_arena *a);' % (c, c),
               'int %s_encode(al_wr *wr, int16_t v, const %s *o);' % (c, c),
               'size_t %s_size(int16_t v, const %s *o);' % (c, c),
@@ -1017,23 +576,23 @@ def main():
 
     def body_file(fname, what, ms):
         L = pre + ['/* %s — %s. */' % (fname, what),
-                   '#include "kafka_codec.h"', '']
+                   '#include "kafka_codec.h"', '',
+                   '#include <stddef.h>', '']
         for m in ms:
             L += gen_message_code(m)
         return L
 
     write(os.path.join(outdir, 'kafka_codec_req.c'),
-          body_file('kafka_codec_req.c', 'Kafka request messages: init/equal/decode/encode/size',
+          body_file('kafka_codec_req.c', 'Kafka request messages: field tables and wrappers',
                     reqs))
     write(os.path.join(outdir, 'kafka_codec_resp.c'),
-          body_file('kafka_codec_resp.c',
-                    'Kafka response messages: init/equal/decode/encode/size', resps))
+          body_file('kafka_codec_resp.c', 'Kafka response messages: field tables and wrappers',
+                    resps))
 
     # ---------------- misc: headers, data types, tables, generic entry points ----------------
     L = body_file('kafka_codec_misc.c',
                   'headers, data types, the API and message tables, generic entry points',
                   others)
-    L += ['const kafka_uuid kafka_uuid_zero;', '']
     L += ['static const struct kafka_api_info kafka_apis[KAFKA_API_MAX_KEY + 1] = {']
     for a in apis:
         L.append('    [%d] = {%d, "%s", %d, %d, %d},' % (a[0], a[0], a[1], a[2], a[3], a[4]))
@@ -1063,21 +622,23 @@ def main():
     # wrappers with void* signatures for the descriptor table
     for m in ordered:
         c = m.cname
-        L += ['static void w_%s_init(void *o)' % m.name, '{', '    %s_init(o);' % c, '}',
-              'static int w_%s_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)' % m.name,
+        n = m.name
+        L += ['static void w_%s_init(void *o)' % n, '{', '    %s_init(o);' % c, '}',
+              'static int w_%s_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)' % n,
               '{', '    return %s_decode(rd, v, o, a);' % c, '}',
-              'static int w_%s_encode(al_wr *wr, int16_t v, const void *o)' % m.name,
+              'static int w_%s_encode(al_wr *wr, int16_t v, const void *o)' % n,
               '{', '    return %s_encode(wr, v, o);' % c, '}',
-              'static size_t w_%s_size(int16_t v, const void *o)' % m.name,
+              'static size_t w_%s_size(int16_t v, const void *o)' % n,
               '{', '    return %s_size(v, o);' % c, '}',
-              'static bool w_%s_equal(const void *x, const void *y)' % m.name,
-              '{', '    return %s_equal(x, y);' % c, '}', '']
+              'static bool w_%s_equal(const void *x, const void *y)' % n,
+              '{', '    return %s_equal(x, y);' % c, '}']
+    L.append('')
     L.append('const struct kafka_msg_desc kafka_msg_descs[] = {')
     for m in ordered:
         n = m.name
-        L.append('    {"%s", "%s", %d, %d, %d, %d, sizeof(%s),' %
+        L.append('    {"%s", "%s", %d, %d, %d, %d, sizeof(%s), &%s_desc,' %
                  (n, m.kind, m.api_key if m.api_key is not None else -1, m.vmin, m.vmax,
-                  m.flex_min, m.cname))
+                  m.flex_min, m.cname, m.cname))
         L.append('     w_%s_init, w_%s_decode, w_%s_encode, w_%s_size, w_%s_equal},'
                  % (n, n, n, n, n))
     L += ['};',
@@ -1087,6 +648,11 @@ def main():
           '    for (size_t i = 0; i < kafka_msg_desc_count; i++)',
           '        if (!strcmp(kafka_msg_descs[i].name, name)) return &kafka_msg_descs[i];',
           '    return NULL;',
+          '}', '',
+          'void kafka_msg_fill_test(const struct kafka_msg_desc *d, void *out, int16_t version,',
+          '                         kafka_filler *f)',
+          '{',
+          '    kafka_struct_fill(d->desc, out, version, f);',
           '}', '']
     # by-key index into the descriptor table (requests first, then responses)
     idx = {}
@@ -1101,7 +667,7 @@ def main():
         for i in range(0, len(row), 16):
             L.append('    ' + ', '.join(row[i:i + 16]) + ',')
         L += ['};', '',
-              'static const struct kafka_msg_desc *kafka_%s_desc(int16_t api_key)' % kind,
+              'const struct kafka_msg_desc *kafka_%s_desc(int16_t api_key)' % kind,
               '{',
               '    if (api_key < 0 || api_key > KAFKA_API_MAX_KEY) return NULL;',
               '    int16_t i = kafka_%s_idx[api_key];' % kind,
@@ -1141,23 +707,6 @@ def main():
               '    return d ? d->equal(x, y) : false;',
               '}', '']
     write(os.path.join(outdir, 'kafka_codec_misc.c'), L)
-
-    # ---------------- fill (test support) ----------------
-    F = pre + ['/* kafka_codec_fill.c — test support: kafka_M_fill_test fills every field present',
-               ' * in a version with pseudo-random non-default values (tagged fields only when',
-               ' * f->tagged). Used by the codec round-trip tests and seed generation. */',
-               '#include "kafka_codec.h"', '']
-    for m in ordered:
-        F += gen_fill_code(m)
-    F += ['void kafka_msg_fill_test(const struct kafka_msg_desc *d, void *out, int16_t version,',
-          '                         kafka_filler *f)',
-          '{',
-          '    switch (d - kafka_msg_descs) {']
-    for i, m in enumerate(ordered):
-        F.append('    case %d: %s_fill_test(out, version, f); break;' % (i, m.cname))
-    F += ['    default: AL_PANIC("kafka_msg_fill_test: not a kafka_msg_descs entry");',
-          '    }', '}']
-    write(os.path.join(outdir, 'kafka_codec_fill.c'), F)
 
 
 if __name__ == '__main__':

@@ -217,6 +217,71 @@ static inline size_t kafka_count_size(bool compact, int32_t n)
 }
 
 /*
+ * Schema tables. The generated code describes every message and nested struct as a
+ * kafka_struct_desc (a list of kafka_field_desc in wire order); the functions below encode,
+ * decode, size, compare, initialise and fill any struct from its table. Version sets are
+ * bitmasks (bit v = version v; Kafka 3.8 versions are all below 32).
+ */
+enum kafka_ftype {
+    KAFKA_T_BOOL,
+    KAFKA_T_INT8,
+    KAFKA_T_INT16,
+    KAFKA_T_UINT16,
+    KAFKA_T_INT32,
+    KAFKA_T_INT64,
+    KAFKA_T_FLOAT64,
+    KAFKA_T_STRING,
+    KAFKA_T_BYTES,
+    KAFKA_T_RECORDS,
+    KAFKA_T_UUID,
+    KAFKA_T_STRUCT,
+};
+
+struct kafka_struct_desc;
+
+struct kafka_field_desc {
+    const char *name;       /* Kafka's field name */
+    uint8_t type;           /* enum kafka_ftype; of the elements for an array */
+    bool array;             /* `int32_t <name>_count; T *<name>;` at aux_off / off */
+    bool nullable_struct;   /* a struct field with `bool <name>_null` at aux_off */
+    bool ignorable;         /* may be dropped when writing a version that lacks it */
+    bool default_null;      /* string/bytes/records/array/struct: null by default */
+    int16_t tag;            /* tag in tagged versions, -1 if never tagged */
+    uint32_t off;           /* offset of the value (arrays: of the element pointer) */
+    uint32_t aux_off;       /* arrays: offset of the count; nullable structs: of the flag */
+    uint32_t versions;      /* versions in which the field exists */
+    uint32_t nullable;      /* versions in which it may be null */
+    uint32_t tagged;        /* versions in which it is a tagged field (subset of versions) */
+    uint32_t flexible;      /* versions using compact encodings for this field */
+    int64_t def_int;        /* default of bool and integer fields */
+    double def_f64;         /* default of float64 fields */
+    const char *def_str;    /* default of a non-null string field */
+    int32_t def_str_len;
+    const struct kafka_struct_desc *sub; /* element struct of KAFKA_T_STRUCT */
+};
+
+struct kafka_struct_desc {
+    const char *name;       /* C type name */
+    uint32_t size;          /* sizeof the C struct */
+    uint16_t nfields;
+    uint16_t ntagged;       /* fields that are tagged in some version */
+    const struct kafka_field_desc *fields;
+    const uint8_t *tag_order; /* indices of those fields, by ascending tag */
+    uint32_t flexible;      /* versions with a tagged-field section */
+    int16_t min_version, max_version; /* of the message this struct belongs to */
+};
+
+/* Table-driven operations (see kafka_codec.h for the per-message contracts; these are what
+ * the generated kafka_M_* functions call). decode/encode check the version range. */
+void kafka_struct_init(const struct kafka_struct_desc *d, void *o);
+bool kafka_struct_equal(const struct kafka_struct_desc *d, const void *x, const void *y);
+int kafka_struct_decode(const struct kafka_struct_desc *d, al_rd *rd, int16_t v, void *o,
+                        kafka_arena *a);
+int kafka_struct_encode(const struct kafka_struct_desc *d, al_wr *wr, int16_t v,
+                        const void *o);
+size_t kafka_struct_size(const struct kafka_struct_desc *d, int16_t v, const void *o);
+
+/*
  * Test filler state: the generated kafka_M_fill_test functions (kafka_codec_fill.c) fill every
  * field present in a version with pseudo-random non-default values from this state.
  * `tagged`: also fill tagged fields (else they stay at their defaults, i.e. absent on the wire).
@@ -240,5 +305,8 @@ int32_t kafka_fill_count(kafka_filler *f, bool nullable);
 /* Arena memory for `n` elements of `size` bytes, zeroed; aborts if the arena is exhausted
  * (test code only: the caller sizes the arena). */
 void *kafka_fill_alloc(kafka_filler *f, int32_t n, size_t size);
+/* Fills struct `o` (table d) for version v: every field present in v gets a pseudo-random
+ * value (tagged ones only when f->tagged), the rest their defaults. */
+void kafka_struct_fill(const struct kafka_struct_desc *d, void *o, int16_t v, kafka_filler *f);
 
 #endif

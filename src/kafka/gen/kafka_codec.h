@@ -2,7 +2,8 @@
 /*
  * kafka_codec.h — the Kafka wire codec: one C struct per message (requests,
  * responses, headers, data types) and nested struct, with init/decode/encode/size/equal
- * functions, the API table and generic by-key entry points.
+ * functions, the API table and generic by-key entry points. The work is done by the
+ * table-driven codec in src/kafka/codec_table.c from the kafka_struct_desc tables here.
  *
  * Contract for every message M (kafka_M):
  *   kafka_M_init(m): every field to its schema default.
@@ -13,8 +14,10 @@
  *   kafka_M_encode(wr, version, in): 0, or AL_EUNSUPPORTED, AL_EINVAL (non-ignorable
  *     field with a non-default value in a version that lacks it; null where not
  *     nullable), AL_ETOOLARGE (buffer too small, or a string over 32767 bytes).
- *   kafka_M_size(version, in): exact encoded size (for a valid version).
+ *   kafka_M_size(version, in): exact encoded size (0 for a version out of range).
  *   kafka_M_equal(a, b): field-by-field equality (all fields, any version).
+ *   kafka_M_fill_test(m, version, filler): test support, see kafka_filler.
+ * Nested structs kafka_M_S have kafka_M_S_init and kafka_M_S_equal.
  * Arrays: `int32_t Foo_count; T *Foo;` (count -1 = null). Nullable struct fields have a
  * `bool Foo_null` before them. Headers take the HEADER version (request 0..2,
  * response 0..1; see kafka_request_header_version). Pure functions: any thread.
@@ -138,13 +141,15 @@ size_t kafka_response_size(int16_t api_key, int16_t version, const void *in);
 bool kafka_response_equal(int16_t api_key, const void *x, const void *y);
 
 /* Every message as a descriptor (tests, fuzzers, tools). kind: "request", "response",
- * "header" or "data"; api_key -1 for headers and data types. */
+ * "header" or "data"; api_key -1 for headers and data types. `desc` is the field
+ * table (names, types, versions) for generic walkers. */
 struct kafka_msg_desc {
     const char *name;
     const char *kind;
     int16_t api_key;
     int16_t min_version, max_version, flexible_min;
     size_t struct_size;
+    const struct kafka_struct_desc *desc;
     void (*init)(void *out);
     int (*decode)(al_rd *rd, int16_t version, void *out, kafka_arena *a);
     int (*encode)(al_wr *wr, int16_t version, const void *in);
@@ -155,11 +160,12 @@ extern const struct kafka_msg_desc kafka_msg_descs[];
 extern const size_t kafka_msg_desc_count;
 /* Descriptor by message name (e.g. "RequestHeader"), or NULL. */
 const struct kafka_msg_desc *kafka_msg_desc_find(const char *name);
-/* Test support (kafka_codec_fill.c): kafka_M_fill_test for the described message. */
+/* Descriptor of the request or response message of an api key, or NULL. */
+const struct kafka_msg_desc *kafka_request_desc(int16_t api_key);
+const struct kafka_msg_desc *kafka_response_desc(int16_t api_key);
+/* Test support: kafka_M_fill_test for the described message. */
 void kafka_msg_fill_test(const struct kafka_msg_desc *d, void *out, int16_t version,
                          kafka_filler *f);
-
-extern const kafka_uuid kafka_uuid_zero;
 
 /* ---- ProduceRequest ---- */
 typedef struct kafka_ProduceRequest_PartitionProduceData {
@@ -182,6 +188,7 @@ void kafka_ProduceRequest_PartitionProduceData_init(kafka_ProduceRequest_Partiti
 bool kafka_ProduceRequest_PartitionProduceData_equal(const kafka_ProduceRequest_PartitionProduceData *x, const kafka_ProduceRequest_PartitionProduceData *y);
 void kafka_ProduceRequest_TopicProduceData_init(kafka_ProduceRequest_TopicProduceData *o);
 bool kafka_ProduceRequest_TopicProduceData_equal(const kafka_ProduceRequest_TopicProduceData *x, const kafka_ProduceRequest_TopicProduceData *y);
+extern const struct kafka_struct_desc kafka_ProduceRequest_desc;
 void kafka_ProduceRequest_init(kafka_ProduceRequest *o);
 int kafka_ProduceRequest_decode(al_rd *rd, int16_t v, kafka_ProduceRequest *o, kafka_arena *a);
 int kafka_ProduceRequest_encode(al_wr *wr, int16_t v, const kafka_ProduceRequest *o);
@@ -238,6 +245,7 @@ void kafka_FetchRequest_FetchTopic_init(kafka_FetchRequest_FetchTopic *o);
 bool kafka_FetchRequest_FetchTopic_equal(const kafka_FetchRequest_FetchTopic *x, const kafka_FetchRequest_FetchTopic *y);
 void kafka_FetchRequest_ForgottenTopic_init(kafka_FetchRequest_ForgottenTopic *o);
 bool kafka_FetchRequest_ForgottenTopic_equal(const kafka_FetchRequest_ForgottenTopic *x, const kafka_FetchRequest_ForgottenTopic *y);
+extern const struct kafka_struct_desc kafka_FetchRequest_desc;
 void kafka_FetchRequest_init(kafka_FetchRequest *o);
 int kafka_FetchRequest_decode(al_rd *rd, int16_t v, kafka_FetchRequest *o, kafka_arena *a);
 int kafka_FetchRequest_encode(al_wr *wr, int16_t v, const kafka_FetchRequest *o);
@@ -267,6 +275,7 @@ void kafka_ListOffsetsRequest_ListOffsetsPartition_init(kafka_ListOffsetsRequest
 bool kafka_ListOffsetsRequest_ListOffsetsPartition_equal(const kafka_ListOffsetsRequest_ListOffsetsPartition *x, const kafka_ListOffsetsRequest_ListOffsetsPartition *y);
 void kafka_ListOffsetsRequest_ListOffsetsTopic_init(kafka_ListOffsetsRequest_ListOffsetsTopic *o);
 bool kafka_ListOffsetsRequest_ListOffsetsTopic_equal(const kafka_ListOffsetsRequest_ListOffsetsTopic *x, const kafka_ListOffsetsRequest_ListOffsetsTopic *y);
+extern const struct kafka_struct_desc kafka_ListOffsetsRequest_desc;
 void kafka_ListOffsetsRequest_init(kafka_ListOffsetsRequest *o);
 int kafka_ListOffsetsRequest_decode(al_rd *rd, int16_t v, kafka_ListOffsetsRequest *o, kafka_arena *a);
 int kafka_ListOffsetsRequest_encode(al_wr *wr, int16_t v, const kafka_ListOffsetsRequest *o);
@@ -288,6 +297,7 @@ typedef struct kafka_MetadataRequest {
 } kafka_MetadataRequest;
 void kafka_MetadataRequest_MetadataRequestTopic_init(kafka_MetadataRequest_MetadataRequestTopic *o);
 bool kafka_MetadataRequest_MetadataRequestTopic_equal(const kafka_MetadataRequest_MetadataRequestTopic *x, const kafka_MetadataRequest_MetadataRequestTopic *y);
+extern const struct kafka_struct_desc kafka_MetadataRequest_desc;
 void kafka_MetadataRequest_init(kafka_MetadataRequest *o);
 int kafka_MetadataRequest_decode(al_rd *rd, int16_t v, kafka_MetadataRequest *o, kafka_arena *a);
 int kafka_MetadataRequest_encode(al_wr *wr, int16_t v, const kafka_MetadataRequest *o);
@@ -344,6 +354,7 @@ void kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_init(kafka_LeaderAndIsrReq
 bool kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_equal(const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *x, const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *y);
 void kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_init(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *o);
 bool kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_equal(const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *x, const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *y);
+extern const struct kafka_struct_desc kafka_LeaderAndIsrRequest_desc;
 void kafka_LeaderAndIsrRequest_init(kafka_LeaderAndIsrRequest *o);
 int kafka_LeaderAndIsrRequest_decode(al_rd *rd, int16_t v, kafka_LeaderAndIsrRequest *o, kafka_arena *a);
 int kafka_LeaderAndIsrRequest_encode(al_wr *wr, int16_t v, const kafka_LeaderAndIsrRequest *o);
@@ -392,6 +403,7 @@ void kafka_StopReplicaRequest_StopReplicaPartitionState_init(kafka_StopReplicaRe
 bool kafka_StopReplicaRequest_StopReplicaPartitionState_equal(const kafka_StopReplicaRequest_StopReplicaPartitionState *x, const kafka_StopReplicaRequest_StopReplicaPartitionState *y);
 void kafka_StopReplicaRequest_StopReplicaTopicState_init(kafka_StopReplicaRequest_StopReplicaTopicState *o);
 bool kafka_StopReplicaRequest_StopReplicaTopicState_equal(const kafka_StopReplicaRequest_StopReplicaTopicState *x, const kafka_StopReplicaRequest_StopReplicaTopicState *y);
+extern const struct kafka_struct_desc kafka_StopReplicaRequest_desc;
 void kafka_StopReplicaRequest_init(kafka_StopReplicaRequest *o);
 int kafka_StopReplicaRequest_decode(al_rd *rd, int16_t v, kafka_StopReplicaRequest *o, kafka_arena *a);
 int kafka_StopReplicaRequest_encode(al_wr *wr, int16_t v, const kafka_StopReplicaRequest *o);
@@ -455,6 +467,7 @@ void kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_init(kafka_UpdateMetadat
 bool kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_equal(const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *x, const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *y);
 void kafka_UpdateMetadataRequest_UpdateMetadataBroker_init(kafka_UpdateMetadataRequest_UpdateMetadataBroker *o);
 bool kafka_UpdateMetadataRequest_UpdateMetadataBroker_equal(const kafka_UpdateMetadataRequest_UpdateMetadataBroker *x, const kafka_UpdateMetadataRequest_UpdateMetadataBroker *y);
+extern const struct kafka_struct_desc kafka_UpdateMetadataRequest_desc;
 void kafka_UpdateMetadataRequest_init(kafka_UpdateMetadataRequest *o);
 int kafka_UpdateMetadataRequest_decode(al_rd *rd, int16_t v, kafka_UpdateMetadataRequest *o, kafka_arena *a);
 int kafka_UpdateMetadataRequest_encode(al_wr *wr, int16_t v, const kafka_UpdateMetadataRequest *o);
@@ -467,6 +480,7 @@ typedef struct kafka_ControlledShutdownRequest {
     int32_t BrokerId;
     int64_t BrokerEpoch;
 } kafka_ControlledShutdownRequest;
+extern const struct kafka_struct_desc kafka_ControlledShutdownRequest_desc;
 void kafka_ControlledShutdownRequest_init(kafka_ControlledShutdownRequest *o);
 int kafka_ControlledShutdownRequest_decode(al_rd *rd, int16_t v, kafka_ControlledShutdownRequest *o, kafka_arena *a);
 int kafka_ControlledShutdownRequest_encode(al_wr *wr, int16_t v, const kafka_ControlledShutdownRequest *o);
@@ -500,6 +514,7 @@ void kafka_OffsetCommitRequest_OffsetCommitRequestPartition_init(kafka_OffsetCom
 bool kafka_OffsetCommitRequest_OffsetCommitRequestPartition_equal(const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *x, const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *y);
 void kafka_OffsetCommitRequest_OffsetCommitRequestTopic_init(kafka_OffsetCommitRequest_OffsetCommitRequestTopic *o);
 bool kafka_OffsetCommitRequest_OffsetCommitRequestTopic_equal(const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *x, const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *y);
+extern const struct kafka_struct_desc kafka_OffsetCommitRequest_desc;
 void kafka_OffsetCommitRequest_init(kafka_OffsetCommitRequest *o);
 int kafka_OffsetCommitRequest_decode(al_rd *rd, int16_t v, kafka_OffsetCommitRequest *o, kafka_arena *a);
 int kafka_OffsetCommitRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetCommitRequest *o);
@@ -539,6 +554,7 @@ void kafka_OffsetFetchRequest_OffsetFetchRequestTopics_init(kafka_OffsetFetchReq
 bool kafka_OffsetFetchRequest_OffsetFetchRequestTopics_equal(const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *x, const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *y);
 void kafka_OffsetFetchRequest_OffsetFetchRequestGroup_init(kafka_OffsetFetchRequest_OffsetFetchRequestGroup *o);
 bool kafka_OffsetFetchRequest_OffsetFetchRequestGroup_equal(const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *x, const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *y);
+extern const struct kafka_struct_desc kafka_OffsetFetchRequest_desc;
 void kafka_OffsetFetchRequest_init(kafka_OffsetFetchRequest *o);
 int kafka_OffsetFetchRequest_decode(al_rd *rd, int16_t v, kafka_OffsetFetchRequest *o, kafka_arena *a);
 int kafka_OffsetFetchRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetFetchRequest *o);
@@ -553,6 +569,7 @@ typedef struct kafka_FindCoordinatorRequest {
     int32_t CoordinatorKeys_count;
     kafka_str *CoordinatorKeys;
 } kafka_FindCoordinatorRequest;
+extern const struct kafka_struct_desc kafka_FindCoordinatorRequest_desc;
 void kafka_FindCoordinatorRequest_init(kafka_FindCoordinatorRequest *o);
 int kafka_FindCoordinatorRequest_decode(al_rd *rd, int16_t v, kafka_FindCoordinatorRequest *o, kafka_arena *a);
 int kafka_FindCoordinatorRequest_encode(al_wr *wr, int16_t v, const kafka_FindCoordinatorRequest *o);
@@ -578,6 +595,7 @@ typedef struct kafka_JoinGroupRequest {
 } kafka_JoinGroupRequest;
 void kafka_JoinGroupRequest_JoinGroupRequestProtocol_init(kafka_JoinGroupRequest_JoinGroupRequestProtocol *o);
 bool kafka_JoinGroupRequest_JoinGroupRequestProtocol_equal(const kafka_JoinGroupRequest_JoinGroupRequestProtocol *x, const kafka_JoinGroupRequest_JoinGroupRequestProtocol *y);
+extern const struct kafka_struct_desc kafka_JoinGroupRequest_desc;
 void kafka_JoinGroupRequest_init(kafka_JoinGroupRequest *o);
 int kafka_JoinGroupRequest_decode(al_rd *rd, int16_t v, kafka_JoinGroupRequest *o, kafka_arena *a);
 int kafka_JoinGroupRequest_encode(al_wr *wr, int16_t v, const kafka_JoinGroupRequest *o);
@@ -592,6 +610,7 @@ typedef struct kafka_HeartbeatRequest {
     kafka_str MemberId;
     kafka_str GroupInstanceId;
 } kafka_HeartbeatRequest;
+extern const struct kafka_struct_desc kafka_HeartbeatRequest_desc;
 void kafka_HeartbeatRequest_init(kafka_HeartbeatRequest *o);
 int kafka_HeartbeatRequest_decode(al_rd *rd, int16_t v, kafka_HeartbeatRequest *o, kafka_arena *a);
 int kafka_HeartbeatRequest_encode(al_wr *wr, int16_t v, const kafka_HeartbeatRequest *o);
@@ -613,6 +632,7 @@ typedef struct kafka_LeaveGroupRequest {
 } kafka_LeaveGroupRequest;
 void kafka_LeaveGroupRequest_MemberIdentity_init(kafka_LeaveGroupRequest_MemberIdentity *o);
 bool kafka_LeaveGroupRequest_MemberIdentity_equal(const kafka_LeaveGroupRequest_MemberIdentity *x, const kafka_LeaveGroupRequest_MemberIdentity *y);
+extern const struct kafka_struct_desc kafka_LeaveGroupRequest_desc;
 void kafka_LeaveGroupRequest_init(kafka_LeaveGroupRequest *o);
 int kafka_LeaveGroupRequest_decode(al_rd *rd, int16_t v, kafka_LeaveGroupRequest *o, kafka_arena *a);
 int kafka_LeaveGroupRequest_encode(al_wr *wr, int16_t v, const kafka_LeaveGroupRequest *o);
@@ -637,6 +657,7 @@ typedef struct kafka_SyncGroupRequest {
 } kafka_SyncGroupRequest;
 void kafka_SyncGroupRequest_SyncGroupRequestAssignment_init(kafka_SyncGroupRequest_SyncGroupRequestAssignment *o);
 bool kafka_SyncGroupRequest_SyncGroupRequestAssignment_equal(const kafka_SyncGroupRequest_SyncGroupRequestAssignment *x, const kafka_SyncGroupRequest_SyncGroupRequestAssignment *y);
+extern const struct kafka_struct_desc kafka_SyncGroupRequest_desc;
 void kafka_SyncGroupRequest_init(kafka_SyncGroupRequest *o);
 int kafka_SyncGroupRequest_decode(al_rd *rd, int16_t v, kafka_SyncGroupRequest *o, kafka_arena *a);
 int kafka_SyncGroupRequest_encode(al_wr *wr, int16_t v, const kafka_SyncGroupRequest *o);
@@ -650,6 +671,7 @@ typedef struct kafka_DescribeGroupsRequest {
     kafka_str *Groups;
     bool IncludeAuthorizedOperations;
 } kafka_DescribeGroupsRequest;
+extern const struct kafka_struct_desc kafka_DescribeGroupsRequest_desc;
 void kafka_DescribeGroupsRequest_init(kafka_DescribeGroupsRequest *o);
 int kafka_DescribeGroupsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeGroupsRequest *o, kafka_arena *a);
 int kafka_DescribeGroupsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeGroupsRequest *o);
@@ -664,6 +686,7 @@ typedef struct kafka_ListGroupsRequest {
     int32_t TypesFilter_count;
     kafka_str *TypesFilter;
 } kafka_ListGroupsRequest;
+extern const struct kafka_struct_desc kafka_ListGroupsRequest_desc;
 void kafka_ListGroupsRequest_init(kafka_ListGroupsRequest *o);
 int kafka_ListGroupsRequest_decode(al_rd *rd, int16_t v, kafka_ListGroupsRequest *o, kafka_arena *a);
 int kafka_ListGroupsRequest_encode(al_wr *wr, int16_t v, const kafka_ListGroupsRequest *o);
@@ -675,6 +698,7 @@ void kafka_ListGroupsRequest_fill_test(kafka_ListGroupsRequest *o, int16_t v, ka
 typedef struct kafka_SaslHandshakeRequest {
     kafka_str Mechanism;
 } kafka_SaslHandshakeRequest;
+extern const struct kafka_struct_desc kafka_SaslHandshakeRequest_desc;
 void kafka_SaslHandshakeRequest_init(kafka_SaslHandshakeRequest *o);
 int kafka_SaslHandshakeRequest_decode(al_rd *rd, int16_t v, kafka_SaslHandshakeRequest *o, kafka_arena *a);
 int kafka_SaslHandshakeRequest_encode(al_wr *wr, int16_t v, const kafka_SaslHandshakeRequest *o);
@@ -687,6 +711,7 @@ typedef struct kafka_ApiVersionsRequest {
     kafka_str ClientSoftwareName;
     kafka_str ClientSoftwareVersion;
 } kafka_ApiVersionsRequest;
+extern const struct kafka_struct_desc kafka_ApiVersionsRequest_desc;
 void kafka_ApiVersionsRequest_init(kafka_ApiVersionsRequest *o);
 int kafka_ApiVersionsRequest_decode(al_rd *rd, int16_t v, kafka_ApiVersionsRequest *o, kafka_arena *a);
 int kafka_ApiVersionsRequest_encode(al_wr *wr, int16_t v, const kafka_ApiVersionsRequest *o);
@@ -725,6 +750,7 @@ void kafka_CreateTopicsRequest_CreateableTopicConfig_init(kafka_CreateTopicsRequ
 bool kafka_CreateTopicsRequest_CreateableTopicConfig_equal(const kafka_CreateTopicsRequest_CreateableTopicConfig *x, const kafka_CreateTopicsRequest_CreateableTopicConfig *y);
 void kafka_CreateTopicsRequest_CreatableTopic_init(kafka_CreateTopicsRequest_CreatableTopic *o);
 bool kafka_CreateTopicsRequest_CreatableTopic_equal(const kafka_CreateTopicsRequest_CreatableTopic *x, const kafka_CreateTopicsRequest_CreatableTopic *y);
+extern const struct kafka_struct_desc kafka_CreateTopicsRequest_desc;
 void kafka_CreateTopicsRequest_init(kafka_CreateTopicsRequest *o);
 int kafka_CreateTopicsRequest_decode(al_rd *rd, int16_t v, kafka_CreateTopicsRequest *o, kafka_arena *a);
 int kafka_CreateTopicsRequest_encode(al_wr *wr, int16_t v, const kafka_CreateTopicsRequest *o);
@@ -746,6 +772,7 @@ typedef struct kafka_DeleteTopicsRequest {
 } kafka_DeleteTopicsRequest;
 void kafka_DeleteTopicsRequest_DeleteTopicState_init(kafka_DeleteTopicsRequest_DeleteTopicState *o);
 bool kafka_DeleteTopicsRequest_DeleteTopicState_equal(const kafka_DeleteTopicsRequest_DeleteTopicState *x, const kafka_DeleteTopicsRequest_DeleteTopicState *y);
+extern const struct kafka_struct_desc kafka_DeleteTopicsRequest_desc;
 void kafka_DeleteTopicsRequest_init(kafka_DeleteTopicsRequest *o);
 int kafka_DeleteTopicsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteTopicsRequest *o, kafka_arena *a);
 int kafka_DeleteTopicsRequest_encode(al_wr *wr, int16_t v, const kafka_DeleteTopicsRequest *o);
@@ -772,6 +799,7 @@ void kafka_DeleteRecordsRequest_DeleteRecordsPartition_init(kafka_DeleteRecordsR
 bool kafka_DeleteRecordsRequest_DeleteRecordsPartition_equal(const kafka_DeleteRecordsRequest_DeleteRecordsPartition *x, const kafka_DeleteRecordsRequest_DeleteRecordsPartition *y);
 void kafka_DeleteRecordsRequest_DeleteRecordsTopic_init(kafka_DeleteRecordsRequest_DeleteRecordsTopic *o);
 bool kafka_DeleteRecordsRequest_DeleteRecordsTopic_equal(const kafka_DeleteRecordsRequest_DeleteRecordsTopic *x, const kafka_DeleteRecordsRequest_DeleteRecordsTopic *y);
+extern const struct kafka_struct_desc kafka_DeleteRecordsRequest_desc;
 void kafka_DeleteRecordsRequest_init(kafka_DeleteRecordsRequest *o);
 int kafka_DeleteRecordsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteRecordsRequest *o, kafka_arena *a);
 int kafka_DeleteRecordsRequest_encode(al_wr *wr, int16_t v, const kafka_DeleteRecordsRequest *o);
@@ -786,6 +814,7 @@ typedef struct kafka_InitProducerIdRequest {
     int64_t ProducerId;
     int16_t ProducerEpoch;
 } kafka_InitProducerIdRequest;
+extern const struct kafka_struct_desc kafka_InitProducerIdRequest_desc;
 void kafka_InitProducerIdRequest_init(kafka_InitProducerIdRequest *o);
 int kafka_InitProducerIdRequest_decode(al_rd *rd, int16_t v, kafka_InitProducerIdRequest *o, kafka_arena *a);
 int kafka_InitProducerIdRequest_encode(al_wr *wr, int16_t v, const kafka_InitProducerIdRequest *o);
@@ -813,6 +842,7 @@ void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_init(kafka_Offse
 bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_equal(const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *x, const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *y);
 void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_init(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *o);
 bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_equal(const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *x, const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *y);
+extern const struct kafka_struct_desc kafka_OffsetForLeaderEpochRequest_desc;
 void kafka_OffsetForLeaderEpochRequest_init(kafka_OffsetForLeaderEpochRequest *o);
 int kafka_OffsetForLeaderEpochRequest_decode(al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochRequest *o, kafka_arena *a);
 int kafka_OffsetForLeaderEpochRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochRequest *o);
@@ -847,6 +877,7 @@ void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_init(kafka_AddParti
 bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_equal(const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *x, const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *y);
 void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_init(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *o);
 bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_equal(const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *x, const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *y);
+extern const struct kafka_struct_desc kafka_AddPartitionsToTxnRequest_desc;
 void kafka_AddPartitionsToTxnRequest_init(kafka_AddPartitionsToTxnRequest *o);
 int kafka_AddPartitionsToTxnRequest_decode(al_rd *rd, int16_t v, kafka_AddPartitionsToTxnRequest *o, kafka_arena *a);
 int kafka_AddPartitionsToTxnRequest_encode(al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnRequest *o);
@@ -861,6 +892,7 @@ typedef struct kafka_AddOffsetsToTxnRequest {
     int16_t ProducerEpoch;
     kafka_str GroupId;
 } kafka_AddOffsetsToTxnRequest;
+extern const struct kafka_struct_desc kafka_AddOffsetsToTxnRequest_desc;
 void kafka_AddOffsetsToTxnRequest_init(kafka_AddOffsetsToTxnRequest *o);
 int kafka_AddOffsetsToTxnRequest_decode(al_rd *rd, int16_t v, kafka_AddOffsetsToTxnRequest *o, kafka_arena *a);
 int kafka_AddOffsetsToTxnRequest_encode(al_wr *wr, int16_t v, const kafka_AddOffsetsToTxnRequest *o);
@@ -875,6 +907,7 @@ typedef struct kafka_EndTxnRequest {
     int16_t ProducerEpoch;
     bool Committed;
 } kafka_EndTxnRequest;
+extern const struct kafka_struct_desc kafka_EndTxnRequest_desc;
 void kafka_EndTxnRequest_init(kafka_EndTxnRequest *o);
 int kafka_EndTxnRequest_decode(al_rd *rd, int16_t v, kafka_EndTxnRequest *o, kafka_arena *a);
 int kafka_EndTxnRequest_encode(al_wr *wr, int16_t v, const kafka_EndTxnRequest *o);
@@ -904,6 +937,7 @@ void kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_init(kafka_WriteTxnMark
 bool kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_equal(const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *x, const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *y);
 void kafka_WriteTxnMarkersRequest_WritableTxnMarker_init(kafka_WriteTxnMarkersRequest_WritableTxnMarker *o);
 bool kafka_WriteTxnMarkersRequest_WritableTxnMarker_equal(const kafka_WriteTxnMarkersRequest_WritableTxnMarker *x, const kafka_WriteTxnMarkersRequest_WritableTxnMarker *y);
+extern const struct kafka_struct_desc kafka_WriteTxnMarkersRequest_desc;
 void kafka_WriteTxnMarkersRequest_init(kafka_WriteTxnMarkersRequest *o);
 int kafka_WriteTxnMarkersRequest_decode(al_rd *rd, int16_t v, kafka_WriteTxnMarkersRequest *o, kafka_arena *a);
 int kafka_WriteTxnMarkersRequest_encode(al_wr *wr, int16_t v, const kafka_WriteTxnMarkersRequest *o);
@@ -938,6 +972,7 @@ void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_init(kafka_Txn
 bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_equal(const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *x, const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *y);
 void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_init(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *o);
 bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_equal(const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *x, const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *y);
+extern const struct kafka_struct_desc kafka_TxnOffsetCommitRequest_desc;
 void kafka_TxnOffsetCommitRequest_init(kafka_TxnOffsetCommitRequest *o);
 int kafka_TxnOffsetCommitRequest_decode(al_rd *rd, int16_t v, kafka_TxnOffsetCommitRequest *o, kafka_arena *a);
 int kafka_TxnOffsetCommitRequest_encode(al_wr *wr, int16_t v, const kafka_TxnOffsetCommitRequest *o);
@@ -955,6 +990,7 @@ typedef struct kafka_DescribeAclsRequest {
     int8_t Operation;
     int8_t PermissionType;
 } kafka_DescribeAclsRequest;
+extern const struct kafka_struct_desc kafka_DescribeAclsRequest_desc;
 void kafka_DescribeAclsRequest_init(kafka_DescribeAclsRequest *o);
 int kafka_DescribeAclsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeAclsRequest *o, kafka_arena *a);
 int kafka_DescribeAclsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeAclsRequest *o);
@@ -978,6 +1014,7 @@ typedef struct kafka_CreateAclsRequest {
 } kafka_CreateAclsRequest;
 void kafka_CreateAclsRequest_AclCreation_init(kafka_CreateAclsRequest_AclCreation *o);
 bool kafka_CreateAclsRequest_AclCreation_equal(const kafka_CreateAclsRequest_AclCreation *x, const kafka_CreateAclsRequest_AclCreation *y);
+extern const struct kafka_struct_desc kafka_CreateAclsRequest_desc;
 void kafka_CreateAclsRequest_init(kafka_CreateAclsRequest *o);
 int kafka_CreateAclsRequest_decode(al_rd *rd, int16_t v, kafka_CreateAclsRequest *o, kafka_arena *a);
 int kafka_CreateAclsRequest_encode(al_wr *wr, int16_t v, const kafka_CreateAclsRequest *o);
@@ -1001,6 +1038,7 @@ typedef struct kafka_DeleteAclsRequest {
 } kafka_DeleteAclsRequest;
 void kafka_DeleteAclsRequest_DeleteAclsFilter_init(kafka_DeleteAclsRequest_DeleteAclsFilter *o);
 bool kafka_DeleteAclsRequest_DeleteAclsFilter_equal(const kafka_DeleteAclsRequest_DeleteAclsFilter *x, const kafka_DeleteAclsRequest_DeleteAclsFilter *y);
+extern const struct kafka_struct_desc kafka_DeleteAclsRequest_desc;
 void kafka_DeleteAclsRequest_init(kafka_DeleteAclsRequest *o);
 int kafka_DeleteAclsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteAclsRequest *o, kafka_arena *a);
 int kafka_DeleteAclsRequest_encode(al_wr *wr, int16_t v, const kafka_DeleteAclsRequest *o);
@@ -1023,6 +1061,7 @@ typedef struct kafka_DescribeConfigsRequest {
 } kafka_DescribeConfigsRequest;
 void kafka_DescribeConfigsRequest_DescribeConfigsResource_init(kafka_DescribeConfigsRequest_DescribeConfigsResource *o);
 bool kafka_DescribeConfigsRequest_DescribeConfigsResource_equal(const kafka_DescribeConfigsRequest_DescribeConfigsResource *x, const kafka_DescribeConfigsRequest_DescribeConfigsResource *y);
+extern const struct kafka_struct_desc kafka_DescribeConfigsRequest_desc;
 void kafka_DescribeConfigsRequest_init(kafka_DescribeConfigsRequest *o);
 int kafka_DescribeConfigsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeConfigsRequest *o, kafka_arena *a);
 int kafka_DescribeConfigsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeConfigsRequest *o);
@@ -1050,6 +1089,7 @@ void kafka_AlterConfigsRequest_AlterableConfig_init(kafka_AlterConfigsRequest_Al
 bool kafka_AlterConfigsRequest_AlterableConfig_equal(const kafka_AlterConfigsRequest_AlterableConfig *x, const kafka_AlterConfigsRequest_AlterableConfig *y);
 void kafka_AlterConfigsRequest_AlterConfigsResource_init(kafka_AlterConfigsRequest_AlterConfigsResource *o);
 bool kafka_AlterConfigsRequest_AlterConfigsResource_equal(const kafka_AlterConfigsRequest_AlterConfigsResource *x, const kafka_AlterConfigsRequest_AlterConfigsResource *y);
+extern const struct kafka_struct_desc kafka_AlterConfigsRequest_desc;
 void kafka_AlterConfigsRequest_init(kafka_AlterConfigsRequest *o);
 int kafka_AlterConfigsRequest_decode(al_rd *rd, int16_t v, kafka_AlterConfigsRequest *o, kafka_arena *a);
 int kafka_AlterConfigsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterConfigsRequest *o);
@@ -1076,6 +1116,7 @@ void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_init(kafka_AlterRe
 bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_equal(const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *x, const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *y);
 void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_init(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *o);
 bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_equal(const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *x, const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *y);
+extern const struct kafka_struct_desc kafka_AlterReplicaLogDirsRequest_desc;
 void kafka_AlterReplicaLogDirsRequest_init(kafka_AlterReplicaLogDirsRequest *o);
 int kafka_AlterReplicaLogDirsRequest_decode(al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsRequest *o, kafka_arena *a);
 int kafka_AlterReplicaLogDirsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsRequest *o);
@@ -1095,6 +1136,7 @@ typedef struct kafka_DescribeLogDirsRequest {
 } kafka_DescribeLogDirsRequest;
 void kafka_DescribeLogDirsRequest_DescribableLogDirTopic_init(kafka_DescribeLogDirsRequest_DescribableLogDirTopic *o);
 bool kafka_DescribeLogDirsRequest_DescribableLogDirTopic_equal(const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *x, const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *y);
+extern const struct kafka_struct_desc kafka_DescribeLogDirsRequest_desc;
 void kafka_DescribeLogDirsRequest_init(kafka_DescribeLogDirsRequest *o);
 int kafka_DescribeLogDirsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeLogDirsRequest *o, kafka_arena *a);
 int kafka_DescribeLogDirsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeLogDirsRequest *o);
@@ -1106,6 +1148,7 @@ void kafka_DescribeLogDirsRequest_fill_test(kafka_DescribeLogDirsRequest *o, int
 typedef struct kafka_SaslAuthenticateRequest {
     kafka_bytes AuthBytes;
 } kafka_SaslAuthenticateRequest;
+extern const struct kafka_struct_desc kafka_SaslAuthenticateRequest_desc;
 void kafka_SaslAuthenticateRequest_init(kafka_SaslAuthenticateRequest *o);
 int kafka_SaslAuthenticateRequest_decode(al_rd *rd, int16_t v, kafka_SaslAuthenticateRequest *o, kafka_arena *a);
 int kafka_SaslAuthenticateRequest_encode(al_wr *wr, int16_t v, const kafka_SaslAuthenticateRequest *o);
@@ -1134,6 +1177,7 @@ void kafka_CreatePartitionsRequest_CreatePartitionsAssignment_init(kafka_CreateP
 bool kafka_CreatePartitionsRequest_CreatePartitionsAssignment_equal(const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *x, const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *y);
 void kafka_CreatePartitionsRequest_CreatePartitionsTopic_init(kafka_CreatePartitionsRequest_CreatePartitionsTopic *o);
 bool kafka_CreatePartitionsRequest_CreatePartitionsTopic_equal(const kafka_CreatePartitionsRequest_CreatePartitionsTopic *x, const kafka_CreatePartitionsRequest_CreatePartitionsTopic *y);
+extern const struct kafka_struct_desc kafka_CreatePartitionsRequest_desc;
 void kafka_CreatePartitionsRequest_init(kafka_CreatePartitionsRequest *o);
 int kafka_CreatePartitionsRequest_decode(al_rd *rd, int16_t v, kafka_CreatePartitionsRequest *o, kafka_arena *a);
 int kafka_CreatePartitionsRequest_encode(al_wr *wr, int16_t v, const kafka_CreatePartitionsRequest *o);
@@ -1155,6 +1199,7 @@ typedef struct kafka_CreateDelegationTokenRequest {
 } kafka_CreateDelegationTokenRequest;
 void kafka_CreateDelegationTokenRequest_CreatableRenewers_init(kafka_CreateDelegationTokenRequest_CreatableRenewers *o);
 bool kafka_CreateDelegationTokenRequest_CreatableRenewers_equal(const kafka_CreateDelegationTokenRequest_CreatableRenewers *x, const kafka_CreateDelegationTokenRequest_CreatableRenewers *y);
+extern const struct kafka_struct_desc kafka_CreateDelegationTokenRequest_desc;
 void kafka_CreateDelegationTokenRequest_init(kafka_CreateDelegationTokenRequest *o);
 int kafka_CreateDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_CreateDelegationTokenRequest *o, kafka_arena *a);
 int kafka_CreateDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_CreateDelegationTokenRequest *o);
@@ -1167,6 +1212,7 @@ typedef struct kafka_RenewDelegationTokenRequest {
     kafka_bytes Hmac;
     int64_t RenewPeriodMs;
 } kafka_RenewDelegationTokenRequest;
+extern const struct kafka_struct_desc kafka_RenewDelegationTokenRequest_desc;
 void kafka_RenewDelegationTokenRequest_init(kafka_RenewDelegationTokenRequest *o);
 int kafka_RenewDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_RenewDelegationTokenRequest *o, kafka_arena *a);
 int kafka_RenewDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_RenewDelegationTokenRequest *o);
@@ -1179,6 +1225,7 @@ typedef struct kafka_ExpireDelegationTokenRequest {
     kafka_bytes Hmac;
     int64_t ExpiryTimePeriodMs;
 } kafka_ExpireDelegationTokenRequest;
+extern const struct kafka_struct_desc kafka_ExpireDelegationTokenRequest_desc;
 void kafka_ExpireDelegationTokenRequest_init(kafka_ExpireDelegationTokenRequest *o);
 int kafka_ExpireDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_ExpireDelegationTokenRequest *o, kafka_arena *a);
 int kafka_ExpireDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenRequest *o);
@@ -1197,6 +1244,7 @@ typedef struct kafka_DescribeDelegationTokenRequest {
 } kafka_DescribeDelegationTokenRequest;
 void kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_init(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *o);
 bool kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_equal(const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *x, const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *y);
+extern const struct kafka_struct_desc kafka_DescribeDelegationTokenRequest_desc;
 void kafka_DescribeDelegationTokenRequest_init(kafka_DescribeDelegationTokenRequest *o);
 int kafka_DescribeDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_DescribeDelegationTokenRequest *o, kafka_arena *a);
 int kafka_DescribeDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenRequest *o);
@@ -1209,6 +1257,7 @@ typedef struct kafka_DeleteGroupsRequest {
     int32_t GroupsNames_count;
     kafka_str *GroupsNames;
 } kafka_DeleteGroupsRequest;
+extern const struct kafka_struct_desc kafka_DeleteGroupsRequest_desc;
 void kafka_DeleteGroupsRequest_init(kafka_DeleteGroupsRequest *o);
 int kafka_DeleteGroupsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteGroupsRequest *o, kafka_arena *a);
 int kafka_DeleteGroupsRequest_encode(al_wr *wr, int16_t v, const kafka_DeleteGroupsRequest *o);
@@ -1230,6 +1279,7 @@ typedef struct kafka_ElectLeadersRequest {
 } kafka_ElectLeadersRequest;
 void kafka_ElectLeadersRequest_TopicPartitions_init(kafka_ElectLeadersRequest_TopicPartitions *o);
 bool kafka_ElectLeadersRequest_TopicPartitions_equal(const kafka_ElectLeadersRequest_TopicPartitions *x, const kafka_ElectLeadersRequest_TopicPartitions *y);
+extern const struct kafka_struct_desc kafka_ElectLeadersRequest_desc;
 void kafka_ElectLeadersRequest_init(kafka_ElectLeadersRequest *o);
 int kafka_ElectLeadersRequest_decode(al_rd *rd, int16_t v, kafka_ElectLeadersRequest *o, kafka_arena *a);
 int kafka_ElectLeadersRequest_encode(al_wr *wr, int16_t v, const kafka_ElectLeadersRequest *o);
@@ -1258,6 +1308,7 @@ void kafka_IncrementalAlterConfigsRequest_AlterableConfig_init(kafka_Incremental
 bool kafka_IncrementalAlterConfigsRequest_AlterableConfig_equal(const kafka_IncrementalAlterConfigsRequest_AlterableConfig *x, const kafka_IncrementalAlterConfigsRequest_AlterableConfig *y);
 void kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_init(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *o);
 bool kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_equal(const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *x, const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *y);
+extern const struct kafka_struct_desc kafka_IncrementalAlterConfigsRequest_desc;
 void kafka_IncrementalAlterConfigsRequest_init(kafka_IncrementalAlterConfigsRequest *o);
 int kafka_IncrementalAlterConfigsRequest_decode(al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsRequest *o, kafka_arena *a);
 int kafka_IncrementalAlterConfigsRequest_encode(al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsRequest *o);
@@ -1285,6 +1336,7 @@ void kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_init(kafka_A
 bool kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_equal(const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *x, const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *y);
 void kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_init(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *o);
 bool kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_equal(const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *x, const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *y);
+extern const struct kafka_struct_desc kafka_AlterPartitionReassignmentsRequest_desc;
 void kafka_AlterPartitionReassignmentsRequest_init(kafka_AlterPartitionReassignmentsRequest *o);
 int kafka_AlterPartitionReassignmentsRequest_decode(al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsRequest *o, kafka_arena *a);
 int kafka_AlterPartitionReassignmentsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsRequest *o);
@@ -1305,6 +1357,7 @@ typedef struct kafka_ListPartitionReassignmentsRequest {
 } kafka_ListPartitionReassignmentsRequest;
 void kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_init(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *o);
 bool kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_equal(const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *x, const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *y);
+extern const struct kafka_struct_desc kafka_ListPartitionReassignmentsRequest_desc;
 void kafka_ListPartitionReassignmentsRequest_init(kafka_ListPartitionReassignmentsRequest *o);
 int kafka_ListPartitionReassignmentsRequest_decode(al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsRequest *o, kafka_arena *a);
 int kafka_ListPartitionReassignmentsRequest_encode(al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsRequest *o);
@@ -1330,6 +1383,7 @@ void kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_init(kafka_OffsetDel
 bool kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_equal(const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *x, const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *y);
 void kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_init(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *o);
 bool kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_equal(const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *x, const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *y);
+extern const struct kafka_struct_desc kafka_OffsetDeleteRequest_desc;
 void kafka_OffsetDeleteRequest_init(kafka_OffsetDeleteRequest *o);
 int kafka_OffsetDeleteRequest_decode(al_rd *rd, int16_t v, kafka_OffsetDeleteRequest *o, kafka_arena *a);
 int kafka_OffsetDeleteRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetDeleteRequest *o);
@@ -1350,6 +1404,7 @@ typedef struct kafka_DescribeClientQuotasRequest {
 } kafka_DescribeClientQuotasRequest;
 void kafka_DescribeClientQuotasRequest_ComponentData_init(kafka_DescribeClientQuotasRequest_ComponentData *o);
 bool kafka_DescribeClientQuotasRequest_ComponentData_equal(const kafka_DescribeClientQuotasRequest_ComponentData *x, const kafka_DescribeClientQuotasRequest_ComponentData *y);
+extern const struct kafka_struct_desc kafka_DescribeClientQuotasRequest_desc;
 void kafka_DescribeClientQuotasRequest_init(kafka_DescribeClientQuotasRequest *o);
 int kafka_DescribeClientQuotasRequest_decode(al_rd *rd, int16_t v, kafka_DescribeClientQuotasRequest *o, kafka_arena *a);
 int kafka_DescribeClientQuotasRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeClientQuotasRequest *o);
@@ -1384,6 +1439,7 @@ void kafka_AlterClientQuotasRequest_OpData_init(kafka_AlterClientQuotasRequest_O
 bool kafka_AlterClientQuotasRequest_OpData_equal(const kafka_AlterClientQuotasRequest_OpData *x, const kafka_AlterClientQuotasRequest_OpData *y);
 void kafka_AlterClientQuotasRequest_EntryData_init(kafka_AlterClientQuotasRequest_EntryData *o);
 bool kafka_AlterClientQuotasRequest_EntryData_equal(const kafka_AlterClientQuotasRequest_EntryData *x, const kafka_AlterClientQuotasRequest_EntryData *y);
+extern const struct kafka_struct_desc kafka_AlterClientQuotasRequest_desc;
 void kafka_AlterClientQuotasRequest_init(kafka_AlterClientQuotasRequest *o);
 int kafka_AlterClientQuotasRequest_decode(al_rd *rd, int16_t v, kafka_AlterClientQuotasRequest *o, kafka_arena *a);
 int kafka_AlterClientQuotasRequest_encode(al_wr *wr, int16_t v, const kafka_AlterClientQuotasRequest *o);
@@ -1401,6 +1457,7 @@ typedef struct kafka_DescribeUserScramCredentialsRequest {
 } kafka_DescribeUserScramCredentialsRequest;
 void kafka_DescribeUserScramCredentialsRequest_UserName_init(kafka_DescribeUserScramCredentialsRequest_UserName *o);
 bool kafka_DescribeUserScramCredentialsRequest_UserName_equal(const kafka_DescribeUserScramCredentialsRequest_UserName *x, const kafka_DescribeUserScramCredentialsRequest_UserName *y);
+extern const struct kafka_struct_desc kafka_DescribeUserScramCredentialsRequest_desc;
 void kafka_DescribeUserScramCredentialsRequest_init(kafka_DescribeUserScramCredentialsRequest *o);
 int kafka_DescribeUserScramCredentialsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsRequest *o, kafka_arena *a);
 int kafka_DescribeUserScramCredentialsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsRequest *o);
@@ -1430,6 +1487,7 @@ void kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_init(kafka_A
 bool kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_equal(const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *x, const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *y);
 void kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_init(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *o);
 bool kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_equal(const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *x, const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *y);
+extern const struct kafka_struct_desc kafka_AlterUserScramCredentialsRequest_desc;
 void kafka_AlterUserScramCredentialsRequest_init(kafka_AlterUserScramCredentialsRequest *o);
 int kafka_AlterUserScramCredentialsRequest_decode(al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsRequest *o, kafka_arena *a);
 int kafka_AlterUserScramCredentialsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsRequest *o);
@@ -1459,6 +1517,7 @@ void kafka_VoteRequest_PartitionData_init(kafka_VoteRequest_PartitionData *o);
 bool kafka_VoteRequest_PartitionData_equal(const kafka_VoteRequest_PartitionData *x, const kafka_VoteRequest_PartitionData *y);
 void kafka_VoteRequest_TopicData_init(kafka_VoteRequest_TopicData *o);
 bool kafka_VoteRequest_TopicData_equal(const kafka_VoteRequest_TopicData *x, const kafka_VoteRequest_TopicData *y);
+extern const struct kafka_struct_desc kafka_VoteRequest_desc;
 void kafka_VoteRequest_init(kafka_VoteRequest *o);
 int kafka_VoteRequest_decode(al_rd *rd, int16_t v, kafka_VoteRequest *o, kafka_arena *a);
 int kafka_VoteRequest_encode(al_wr *wr, int16_t v, const kafka_VoteRequest *o);
@@ -1486,6 +1545,7 @@ void kafka_BeginQuorumEpochRequest_PartitionData_init(kafka_BeginQuorumEpochRequ
 bool kafka_BeginQuorumEpochRequest_PartitionData_equal(const kafka_BeginQuorumEpochRequest_PartitionData *x, const kafka_BeginQuorumEpochRequest_PartitionData *y);
 void kafka_BeginQuorumEpochRequest_TopicData_init(kafka_BeginQuorumEpochRequest_TopicData *o);
 bool kafka_BeginQuorumEpochRequest_TopicData_equal(const kafka_BeginQuorumEpochRequest_TopicData *x, const kafka_BeginQuorumEpochRequest_TopicData *y);
+extern const struct kafka_struct_desc kafka_BeginQuorumEpochRequest_desc;
 void kafka_BeginQuorumEpochRequest_init(kafka_BeginQuorumEpochRequest *o);
 int kafka_BeginQuorumEpochRequest_decode(al_rd *rd, int16_t v, kafka_BeginQuorumEpochRequest *o, kafka_arena *a);
 int kafka_BeginQuorumEpochRequest_encode(al_wr *wr, int16_t v, const kafka_BeginQuorumEpochRequest *o);
@@ -1515,6 +1575,7 @@ void kafka_EndQuorumEpochRequest_PartitionData_init(kafka_EndQuorumEpochRequest_
 bool kafka_EndQuorumEpochRequest_PartitionData_equal(const kafka_EndQuorumEpochRequest_PartitionData *x, const kafka_EndQuorumEpochRequest_PartitionData *y);
 void kafka_EndQuorumEpochRequest_TopicData_init(kafka_EndQuorumEpochRequest_TopicData *o);
 bool kafka_EndQuorumEpochRequest_TopicData_equal(const kafka_EndQuorumEpochRequest_TopicData *x, const kafka_EndQuorumEpochRequest_TopicData *y);
+extern const struct kafka_struct_desc kafka_EndQuorumEpochRequest_desc;
 void kafka_EndQuorumEpochRequest_init(kafka_EndQuorumEpochRequest *o);
 int kafka_EndQuorumEpochRequest_decode(al_rd *rd, int16_t v, kafka_EndQuorumEpochRequest *o, kafka_arena *a);
 int kafka_EndQuorumEpochRequest_encode(al_wr *wr, int16_t v, const kafka_EndQuorumEpochRequest *o);
@@ -1539,6 +1600,7 @@ void kafka_DescribeQuorumRequest_PartitionData_init(kafka_DescribeQuorumRequest_
 bool kafka_DescribeQuorumRequest_PartitionData_equal(const kafka_DescribeQuorumRequest_PartitionData *x, const kafka_DescribeQuorumRequest_PartitionData *y);
 void kafka_DescribeQuorumRequest_TopicData_init(kafka_DescribeQuorumRequest_TopicData *o);
 bool kafka_DescribeQuorumRequest_TopicData_equal(const kafka_DescribeQuorumRequest_TopicData *x, const kafka_DescribeQuorumRequest_TopicData *y);
+extern const struct kafka_struct_desc kafka_DescribeQuorumRequest_desc;
 void kafka_DescribeQuorumRequest_init(kafka_DescribeQuorumRequest *o);
 int kafka_DescribeQuorumRequest_decode(al_rd *rd, int16_t v, kafka_DescribeQuorumRequest *o, kafka_arena *a);
 int kafka_DescribeQuorumRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeQuorumRequest *o);
@@ -1579,6 +1641,7 @@ void kafka_AlterPartitionRequest_PartitionData_init(kafka_AlterPartitionRequest_
 bool kafka_AlterPartitionRequest_PartitionData_equal(const kafka_AlterPartitionRequest_PartitionData *x, const kafka_AlterPartitionRequest_PartitionData *y);
 void kafka_AlterPartitionRequest_TopicData_init(kafka_AlterPartitionRequest_TopicData *o);
 bool kafka_AlterPartitionRequest_TopicData_equal(const kafka_AlterPartitionRequest_TopicData *x, const kafka_AlterPartitionRequest_TopicData *y);
+extern const struct kafka_struct_desc kafka_AlterPartitionRequest_desc;
 void kafka_AlterPartitionRequest_init(kafka_AlterPartitionRequest *o);
 int kafka_AlterPartitionRequest_decode(al_rd *rd, int16_t v, kafka_AlterPartitionRequest *o, kafka_arena *a);
 int kafka_AlterPartitionRequest_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionRequest *o);
@@ -1601,6 +1664,7 @@ typedef struct kafka_UpdateFeaturesRequest {
 } kafka_UpdateFeaturesRequest;
 void kafka_UpdateFeaturesRequest_FeatureUpdateKey_init(kafka_UpdateFeaturesRequest_FeatureUpdateKey *o);
 bool kafka_UpdateFeaturesRequest_FeatureUpdateKey_equal(const kafka_UpdateFeaturesRequest_FeatureUpdateKey *x, const kafka_UpdateFeaturesRequest_FeatureUpdateKey *y);
+extern const struct kafka_struct_desc kafka_UpdateFeaturesRequest_desc;
 void kafka_UpdateFeaturesRequest_init(kafka_UpdateFeaturesRequest *o);
 int kafka_UpdateFeaturesRequest_decode(al_rd *rd, int16_t v, kafka_UpdateFeaturesRequest *o, kafka_arena *a);
 int kafka_UpdateFeaturesRequest_encode(al_wr *wr, int16_t v, const kafka_UpdateFeaturesRequest *o);
@@ -1614,6 +1678,7 @@ typedef struct kafka_EnvelopeRequest {
     kafka_bytes RequestPrincipal;
     kafka_bytes ClientHostAddress;
 } kafka_EnvelopeRequest;
+extern const struct kafka_struct_desc kafka_EnvelopeRequest_desc;
 void kafka_EnvelopeRequest_init(kafka_EnvelopeRequest *o);
 int kafka_EnvelopeRequest_decode(al_rd *rd, int16_t v, kafka_EnvelopeRequest *o, kafka_arena *a);
 int kafka_EnvelopeRequest_encode(al_wr *wr, int16_t v, const kafka_EnvelopeRequest *o);
@@ -1650,6 +1715,7 @@ void kafka_FetchSnapshotRequest_PartitionSnapshot_init(kafka_FetchSnapshotReques
 bool kafka_FetchSnapshotRequest_PartitionSnapshot_equal(const kafka_FetchSnapshotRequest_PartitionSnapshot *x, const kafka_FetchSnapshotRequest_PartitionSnapshot *y);
 void kafka_FetchSnapshotRequest_TopicSnapshot_init(kafka_FetchSnapshotRequest_TopicSnapshot *o);
 bool kafka_FetchSnapshotRequest_TopicSnapshot_equal(const kafka_FetchSnapshotRequest_TopicSnapshot *x, const kafka_FetchSnapshotRequest_TopicSnapshot *y);
+extern const struct kafka_struct_desc kafka_FetchSnapshotRequest_desc;
 void kafka_FetchSnapshotRequest_init(kafka_FetchSnapshotRequest *o);
 int kafka_FetchSnapshotRequest_decode(al_rd *rd, int16_t v, kafka_FetchSnapshotRequest *o, kafka_arena *a);
 int kafka_FetchSnapshotRequest_encode(al_wr *wr, int16_t v, const kafka_FetchSnapshotRequest *o);
@@ -1662,6 +1728,7 @@ typedef struct kafka_DescribeClusterRequest {
     bool IncludeClusterAuthorizedOperations;
     int8_t EndpointType;
 } kafka_DescribeClusterRequest;
+extern const struct kafka_struct_desc kafka_DescribeClusterRequest_desc;
 void kafka_DescribeClusterRequest_init(kafka_DescribeClusterRequest *o);
 int kafka_DescribeClusterRequest_decode(al_rd *rd, int16_t v, kafka_DescribeClusterRequest *o, kafka_arena *a);
 int kafka_DescribeClusterRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeClusterRequest *o);
@@ -1681,6 +1748,7 @@ typedef struct kafka_DescribeProducersRequest {
 } kafka_DescribeProducersRequest;
 void kafka_DescribeProducersRequest_TopicRequest_init(kafka_DescribeProducersRequest_TopicRequest *o);
 bool kafka_DescribeProducersRequest_TopicRequest_equal(const kafka_DescribeProducersRequest_TopicRequest *x, const kafka_DescribeProducersRequest_TopicRequest *y);
+extern const struct kafka_struct_desc kafka_DescribeProducersRequest_desc;
 void kafka_DescribeProducersRequest_init(kafka_DescribeProducersRequest *o);
 int kafka_DescribeProducersRequest_decode(al_rd *rd, int16_t v, kafka_DescribeProducersRequest *o, kafka_arena *a);
 int kafka_DescribeProducersRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeProducersRequest *o);
@@ -1718,6 +1786,7 @@ void kafka_BrokerRegistrationRequest_Listener_init(kafka_BrokerRegistrationReque
 bool kafka_BrokerRegistrationRequest_Listener_equal(const kafka_BrokerRegistrationRequest_Listener *x, const kafka_BrokerRegistrationRequest_Listener *y);
 void kafka_BrokerRegistrationRequest_Feature_init(kafka_BrokerRegistrationRequest_Feature *o);
 bool kafka_BrokerRegistrationRequest_Feature_equal(const kafka_BrokerRegistrationRequest_Feature *x, const kafka_BrokerRegistrationRequest_Feature *y);
+extern const struct kafka_struct_desc kafka_BrokerRegistrationRequest_desc;
 void kafka_BrokerRegistrationRequest_init(kafka_BrokerRegistrationRequest *o);
 int kafka_BrokerRegistrationRequest_decode(al_rd *rd, int16_t v, kafka_BrokerRegistrationRequest *o, kafka_arena *a);
 int kafka_BrokerRegistrationRequest_encode(al_wr *wr, int16_t v, const kafka_BrokerRegistrationRequest *o);
@@ -1735,6 +1804,7 @@ typedef struct kafka_BrokerHeartbeatRequest {
     int32_t OfflineLogDirs_count;
     kafka_uuid *OfflineLogDirs;
 } kafka_BrokerHeartbeatRequest;
+extern const struct kafka_struct_desc kafka_BrokerHeartbeatRequest_desc;
 void kafka_BrokerHeartbeatRequest_init(kafka_BrokerHeartbeatRequest *o);
 int kafka_BrokerHeartbeatRequest_decode(al_rd *rd, int16_t v, kafka_BrokerHeartbeatRequest *o, kafka_arena *a);
 int kafka_BrokerHeartbeatRequest_encode(al_wr *wr, int16_t v, const kafka_BrokerHeartbeatRequest *o);
@@ -1746,6 +1816,7 @@ void kafka_BrokerHeartbeatRequest_fill_test(kafka_BrokerHeartbeatRequest *o, int
 typedef struct kafka_UnregisterBrokerRequest {
     int32_t BrokerId;
 } kafka_UnregisterBrokerRequest;
+extern const struct kafka_struct_desc kafka_UnregisterBrokerRequest_desc;
 void kafka_UnregisterBrokerRequest_init(kafka_UnregisterBrokerRequest *o);
 int kafka_UnregisterBrokerRequest_decode(al_rd *rd, int16_t v, kafka_UnregisterBrokerRequest *o, kafka_arena *a);
 int kafka_UnregisterBrokerRequest_encode(al_wr *wr, int16_t v, const kafka_UnregisterBrokerRequest *o);
@@ -1758,6 +1829,7 @@ typedef struct kafka_DescribeTransactionsRequest {
     int32_t TransactionalIds_count;
     kafka_str *TransactionalIds;
 } kafka_DescribeTransactionsRequest;
+extern const struct kafka_struct_desc kafka_DescribeTransactionsRequest_desc;
 void kafka_DescribeTransactionsRequest_init(kafka_DescribeTransactionsRequest *o);
 int kafka_DescribeTransactionsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeTransactionsRequest *o, kafka_arena *a);
 int kafka_DescribeTransactionsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeTransactionsRequest *o);
@@ -1773,6 +1845,7 @@ typedef struct kafka_ListTransactionsRequest {
     int64_t *ProducerIdFilters;
     int64_t DurationFilter;
 } kafka_ListTransactionsRequest;
+extern const struct kafka_struct_desc kafka_ListTransactionsRequest_desc;
 void kafka_ListTransactionsRequest_init(kafka_ListTransactionsRequest *o);
 int kafka_ListTransactionsRequest_decode(al_rd *rd, int16_t v, kafka_ListTransactionsRequest *o, kafka_arena *a);
 int kafka_ListTransactionsRequest_encode(al_wr *wr, int16_t v, const kafka_ListTransactionsRequest *o);
@@ -1785,6 +1858,7 @@ typedef struct kafka_AllocateProducerIdsRequest {
     int32_t BrokerId;
     int64_t BrokerEpoch;
 } kafka_AllocateProducerIdsRequest;
+extern const struct kafka_struct_desc kafka_AllocateProducerIdsRequest_desc;
 void kafka_AllocateProducerIdsRequest_init(kafka_AllocateProducerIdsRequest *o);
 int kafka_AllocateProducerIdsRequest_decode(al_rd *rd, int16_t v, kafka_AllocateProducerIdsRequest *o, kafka_arena *a);
 int kafka_AllocateProducerIdsRequest_encode(al_wr *wr, int16_t v, const kafka_AllocateProducerIdsRequest *o);
@@ -1813,6 +1887,7 @@ typedef struct kafka_ConsumerGroupHeartbeatRequest {
 } kafka_ConsumerGroupHeartbeatRequest;
 void kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_init(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *o);
 bool kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_equal(const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *x, const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *y);
+extern const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatRequest_desc;
 void kafka_ConsumerGroupHeartbeatRequest_init(kafka_ConsumerGroupHeartbeatRequest *o);
 int kafka_ConsumerGroupHeartbeatRequest_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatRequest *o, kafka_arena *a);
 int kafka_ConsumerGroupHeartbeatRequest_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o);
@@ -1826,6 +1901,7 @@ typedef struct kafka_ConsumerGroupDescribeRequest {
     kafka_str *GroupIds;
     bool IncludeAuthorizedOperations;
 } kafka_ConsumerGroupDescribeRequest;
+extern const struct kafka_struct_desc kafka_ConsumerGroupDescribeRequest_desc;
 void kafka_ConsumerGroupDescribeRequest_init(kafka_ConsumerGroupDescribeRequest *o);
 int kafka_ConsumerGroupDescribeRequest_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeRequest *o, kafka_arena *a);
 int kafka_ConsumerGroupDescribeRequest_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeRequest *o);
@@ -1858,6 +1934,7 @@ void kafka_ControllerRegistrationRequest_Listener_init(kafka_ControllerRegistrat
 bool kafka_ControllerRegistrationRequest_Listener_equal(const kafka_ControllerRegistrationRequest_Listener *x, const kafka_ControllerRegistrationRequest_Listener *y);
 void kafka_ControllerRegistrationRequest_Feature_init(kafka_ControllerRegistrationRequest_Feature *o);
 bool kafka_ControllerRegistrationRequest_Feature_equal(const kafka_ControllerRegistrationRequest_Feature *x, const kafka_ControllerRegistrationRequest_Feature *y);
+extern const struct kafka_struct_desc kafka_ControllerRegistrationRequest_desc;
 void kafka_ControllerRegistrationRequest_init(kafka_ControllerRegistrationRequest *o);
 int kafka_ControllerRegistrationRequest_decode(al_rd *rd, int16_t v, kafka_ControllerRegistrationRequest *o, kafka_arena *a);
 int kafka_ControllerRegistrationRequest_encode(al_wr *wr, int16_t v, const kafka_ControllerRegistrationRequest *o);
@@ -1869,6 +1946,7 @@ void kafka_ControllerRegistrationRequest_fill_test(kafka_ControllerRegistrationR
 typedef struct kafka_GetTelemetrySubscriptionsRequest {
     kafka_uuid ClientInstanceId;
 } kafka_GetTelemetrySubscriptionsRequest;
+extern const struct kafka_struct_desc kafka_GetTelemetrySubscriptionsRequest_desc;
 void kafka_GetTelemetrySubscriptionsRequest_init(kafka_GetTelemetrySubscriptionsRequest *o);
 int kafka_GetTelemetrySubscriptionsRequest_decode(al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsRequest *o, kafka_arena *a);
 int kafka_GetTelemetrySubscriptionsRequest_encode(al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o);
@@ -1884,6 +1962,7 @@ typedef struct kafka_PushTelemetryRequest {
     int8_t CompressionType;
     kafka_bytes Metrics;
 } kafka_PushTelemetryRequest;
+extern const struct kafka_struct_desc kafka_PushTelemetryRequest_desc;
 void kafka_PushTelemetryRequest_init(kafka_PushTelemetryRequest *o);
 int kafka_PushTelemetryRequest_decode(al_rd *rd, int16_t v, kafka_PushTelemetryRequest *o, kafka_arena *a);
 int kafka_PushTelemetryRequest_encode(al_wr *wr, int16_t v, const kafka_PushTelemetryRequest *o);
@@ -1917,6 +1996,7 @@ void kafka_AssignReplicasToDirsRequest_TopicData_init(kafka_AssignReplicasToDirs
 bool kafka_AssignReplicasToDirsRequest_TopicData_equal(const kafka_AssignReplicasToDirsRequest_TopicData *x, const kafka_AssignReplicasToDirsRequest_TopicData *y);
 void kafka_AssignReplicasToDirsRequest_DirectoryData_init(kafka_AssignReplicasToDirsRequest_DirectoryData *o);
 bool kafka_AssignReplicasToDirsRequest_DirectoryData_equal(const kafka_AssignReplicasToDirsRequest_DirectoryData *x, const kafka_AssignReplicasToDirsRequest_DirectoryData *y);
+extern const struct kafka_struct_desc kafka_AssignReplicasToDirsRequest_desc;
 void kafka_AssignReplicasToDirsRequest_init(kafka_AssignReplicasToDirsRequest *o);
 int kafka_AssignReplicasToDirsRequest_decode(al_rd *rd, int16_t v, kafka_AssignReplicasToDirsRequest *o, kafka_arena *a);
 int kafka_AssignReplicasToDirsRequest_encode(al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsRequest *o);
@@ -1928,6 +2008,7 @@ void kafka_AssignReplicasToDirsRequest_fill_test(kafka_AssignReplicasToDirsReque
 typedef struct kafka_ListClientMetricsResourcesRequest {
     char unused_; /* no fields */
 } kafka_ListClientMetricsResourcesRequest;
+extern const struct kafka_struct_desc kafka_ListClientMetricsResourcesRequest_desc;
 void kafka_ListClientMetricsResourcesRequest_init(kafka_ListClientMetricsResourcesRequest *o);
 int kafka_ListClientMetricsResourcesRequest_decode(al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesRequest *o, kafka_arena *a);
 int kafka_ListClientMetricsResourcesRequest_encode(al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesRequest *o);
@@ -1954,6 +2035,7 @@ void kafka_DescribeTopicPartitionsRequest_TopicRequest_init(kafka_DescribeTopicP
 bool kafka_DescribeTopicPartitionsRequest_TopicRequest_equal(const kafka_DescribeTopicPartitionsRequest_TopicRequest *x, const kafka_DescribeTopicPartitionsRequest_TopicRequest *y);
 void kafka_DescribeTopicPartitionsRequest_Cursor_init(kafka_DescribeTopicPartitionsRequest_Cursor *o);
 bool kafka_DescribeTopicPartitionsRequest_Cursor_equal(const kafka_DescribeTopicPartitionsRequest_Cursor *x, const kafka_DescribeTopicPartitionsRequest_Cursor *y);
+extern const struct kafka_struct_desc kafka_DescribeTopicPartitionsRequest_desc;
 void kafka_DescribeTopicPartitionsRequest_init(kafka_DescribeTopicPartitionsRequest *o);
 int kafka_DescribeTopicPartitionsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsRequest *o, kafka_arena *a);
 int kafka_DescribeTopicPartitionsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsRequest *o);
@@ -2009,6 +2091,7 @@ void kafka_ProduceResponse_TopicProduceResponse_init(kafka_ProduceResponse_Topic
 bool kafka_ProduceResponse_TopicProduceResponse_equal(const kafka_ProduceResponse_TopicProduceResponse *x, const kafka_ProduceResponse_TopicProduceResponse *y);
 void kafka_ProduceResponse_NodeEndpoint_init(kafka_ProduceResponse_NodeEndpoint *o);
 bool kafka_ProduceResponse_NodeEndpoint_equal(const kafka_ProduceResponse_NodeEndpoint *x, const kafka_ProduceResponse_NodeEndpoint *y);
+extern const struct kafka_struct_desc kafka_ProduceResponse_desc;
 void kafka_ProduceResponse_init(kafka_ProduceResponse *o);
 int kafka_ProduceResponse_decode(al_rd *rd, int16_t v, kafka_ProduceResponse *o, kafka_arena *a);
 int kafka_ProduceResponse_encode(al_wr *wr, int16_t v, const kafka_ProduceResponse *o);
@@ -2082,6 +2165,7 @@ void kafka_FetchResponse_FetchableTopicResponse_init(kafka_FetchResponse_Fetchab
 bool kafka_FetchResponse_FetchableTopicResponse_equal(const kafka_FetchResponse_FetchableTopicResponse *x, const kafka_FetchResponse_FetchableTopicResponse *y);
 void kafka_FetchResponse_NodeEndpoint_init(kafka_FetchResponse_NodeEndpoint *o);
 bool kafka_FetchResponse_NodeEndpoint_equal(const kafka_FetchResponse_NodeEndpoint *x, const kafka_FetchResponse_NodeEndpoint *y);
+extern const struct kafka_struct_desc kafka_FetchResponse_desc;
 void kafka_FetchResponse_init(kafka_FetchResponse *o);
 int kafka_FetchResponse_decode(al_rd *rd, int16_t v, kafka_FetchResponse *o, kafka_arena *a);
 int kafka_FetchResponse_encode(al_wr *wr, int16_t v, const kafka_FetchResponse *o);
@@ -2113,6 +2197,7 @@ void kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_init(kafka_ListOffse
 bool kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_equal(const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *x, const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *y);
 void kafka_ListOffsetsResponse_ListOffsetsTopicResponse_init(kafka_ListOffsetsResponse_ListOffsetsTopicResponse *o);
 bool kafka_ListOffsetsResponse_ListOffsetsTopicResponse_equal(const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *x, const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *y);
+extern const struct kafka_struct_desc kafka_ListOffsetsResponse_desc;
 void kafka_ListOffsetsResponse_init(kafka_ListOffsetsResponse *o);
 int kafka_ListOffsetsResponse_decode(al_rd *rd, int16_t v, kafka_ListOffsetsResponse *o, kafka_arena *a);
 int kafka_ListOffsetsResponse_encode(al_wr *wr, int16_t v, const kafka_ListOffsetsResponse *o);
@@ -2164,6 +2249,7 @@ void kafka_MetadataResponse_MetadataResponsePartition_init(kafka_MetadataRespons
 bool kafka_MetadataResponse_MetadataResponsePartition_equal(const kafka_MetadataResponse_MetadataResponsePartition *x, const kafka_MetadataResponse_MetadataResponsePartition *y);
 void kafka_MetadataResponse_MetadataResponseTopic_init(kafka_MetadataResponse_MetadataResponseTopic *o);
 bool kafka_MetadataResponse_MetadataResponseTopic_equal(const kafka_MetadataResponse_MetadataResponseTopic *x, const kafka_MetadataResponse_MetadataResponseTopic *y);
+extern const struct kafka_struct_desc kafka_MetadataResponse_desc;
 void kafka_MetadataResponse_init(kafka_MetadataResponse *o);
 int kafka_MetadataResponse_decode(al_rd *rd, int16_t v, kafka_MetadataResponse *o, kafka_arena *a);
 int kafka_MetadataResponse_encode(al_wr *wr, int16_t v, const kafka_MetadataResponse *o);
@@ -2193,6 +2279,7 @@ void kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_init(kafka_LeaderAndI
 bool kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_equal(const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *x, const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *y);
 void kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_init(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *o);
 bool kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_equal(const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *x, const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *y);
+extern const struct kafka_struct_desc kafka_LeaderAndIsrResponse_desc;
 void kafka_LeaderAndIsrResponse_init(kafka_LeaderAndIsrResponse *o);
 int kafka_LeaderAndIsrResponse_decode(al_rd *rd, int16_t v, kafka_LeaderAndIsrResponse *o, kafka_arena *a);
 int kafka_LeaderAndIsrResponse_encode(al_wr *wr, int16_t v, const kafka_LeaderAndIsrResponse *o);
@@ -2213,6 +2300,7 @@ typedef struct kafka_StopReplicaResponse {
 } kafka_StopReplicaResponse;
 void kafka_StopReplicaResponse_StopReplicaPartitionError_init(kafka_StopReplicaResponse_StopReplicaPartitionError *o);
 bool kafka_StopReplicaResponse_StopReplicaPartitionError_equal(const kafka_StopReplicaResponse_StopReplicaPartitionError *x, const kafka_StopReplicaResponse_StopReplicaPartitionError *y);
+extern const struct kafka_struct_desc kafka_StopReplicaResponse_desc;
 void kafka_StopReplicaResponse_init(kafka_StopReplicaResponse *o);
 int kafka_StopReplicaResponse_decode(al_rd *rd, int16_t v, kafka_StopReplicaResponse *o, kafka_arena *a);
 int kafka_StopReplicaResponse_encode(al_wr *wr, int16_t v, const kafka_StopReplicaResponse *o);
@@ -2224,6 +2312,7 @@ void kafka_StopReplicaResponse_fill_test(kafka_StopReplicaResponse *o, int16_t v
 typedef struct kafka_UpdateMetadataResponse {
     int16_t ErrorCode;
 } kafka_UpdateMetadataResponse;
+extern const struct kafka_struct_desc kafka_UpdateMetadataResponse_desc;
 void kafka_UpdateMetadataResponse_init(kafka_UpdateMetadataResponse *o);
 int kafka_UpdateMetadataResponse_decode(al_rd *rd, int16_t v, kafka_UpdateMetadataResponse *o, kafka_arena *a);
 int kafka_UpdateMetadataResponse_encode(al_wr *wr, int16_t v, const kafka_UpdateMetadataResponse *o);
@@ -2243,6 +2332,7 @@ typedef struct kafka_ControlledShutdownResponse {
 } kafka_ControlledShutdownResponse;
 void kafka_ControlledShutdownResponse_RemainingPartition_init(kafka_ControlledShutdownResponse_RemainingPartition *o);
 bool kafka_ControlledShutdownResponse_RemainingPartition_equal(const kafka_ControlledShutdownResponse_RemainingPartition *x, const kafka_ControlledShutdownResponse_RemainingPartition *y);
+extern const struct kafka_struct_desc kafka_ControlledShutdownResponse_desc;
 void kafka_ControlledShutdownResponse_init(kafka_ControlledShutdownResponse *o);
 int kafka_ControlledShutdownResponse_decode(al_rd *rd, int16_t v, kafka_ControlledShutdownResponse *o, kafka_arena *a);
 int kafka_ControlledShutdownResponse_encode(al_wr *wr, int16_t v, const kafka_ControlledShutdownResponse *o);
@@ -2269,6 +2359,7 @@ void kafka_OffsetCommitResponse_OffsetCommitResponsePartition_init(kafka_OffsetC
 bool kafka_OffsetCommitResponse_OffsetCommitResponsePartition_equal(const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *x, const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *y);
 void kafka_OffsetCommitResponse_OffsetCommitResponseTopic_init(kafka_OffsetCommitResponse_OffsetCommitResponseTopic *o);
 bool kafka_OffsetCommitResponse_OffsetCommitResponseTopic_equal(const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *x, const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *y);
+extern const struct kafka_struct_desc kafka_OffsetCommitResponse_desc;
 void kafka_OffsetCommitResponse_init(kafka_OffsetCommitResponse *o);
 int kafka_OffsetCommitResponse_decode(al_rd *rd, int16_t v, kafka_OffsetCommitResponse *o, kafka_arena *a);
 int kafka_OffsetCommitResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetCommitResponse *o);
@@ -2325,6 +2416,7 @@ void kafka_OffsetFetchResponse_OffsetFetchResponseTopics_init(kafka_OffsetFetchR
 bool kafka_OffsetFetchResponse_OffsetFetchResponseTopics_equal(const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *x, const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *y);
 void kafka_OffsetFetchResponse_OffsetFetchResponseGroup_init(kafka_OffsetFetchResponse_OffsetFetchResponseGroup *o);
 bool kafka_OffsetFetchResponse_OffsetFetchResponseGroup_equal(const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *x, const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *y);
+extern const struct kafka_struct_desc kafka_OffsetFetchResponse_desc;
 void kafka_OffsetFetchResponse_init(kafka_OffsetFetchResponse *o);
 int kafka_OffsetFetchResponse_decode(al_rd *rd, int16_t v, kafka_OffsetFetchResponse *o, kafka_arena *a);
 int kafka_OffsetFetchResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetFetchResponse *o);
@@ -2353,6 +2445,7 @@ typedef struct kafka_FindCoordinatorResponse {
 } kafka_FindCoordinatorResponse;
 void kafka_FindCoordinatorResponse_Coordinator_init(kafka_FindCoordinatorResponse_Coordinator *o);
 bool kafka_FindCoordinatorResponse_Coordinator_equal(const kafka_FindCoordinatorResponse_Coordinator *x, const kafka_FindCoordinatorResponse_Coordinator *y);
+extern const struct kafka_struct_desc kafka_FindCoordinatorResponse_desc;
 void kafka_FindCoordinatorResponse_init(kafka_FindCoordinatorResponse *o);
 int kafka_FindCoordinatorResponse_decode(al_rd *rd, int16_t v, kafka_FindCoordinatorResponse *o, kafka_arena *a);
 int kafka_FindCoordinatorResponse_encode(al_wr *wr, int16_t v, const kafka_FindCoordinatorResponse *o);
@@ -2380,6 +2473,7 @@ typedef struct kafka_JoinGroupResponse {
 } kafka_JoinGroupResponse;
 void kafka_JoinGroupResponse_JoinGroupResponseMember_init(kafka_JoinGroupResponse_JoinGroupResponseMember *o);
 bool kafka_JoinGroupResponse_JoinGroupResponseMember_equal(const kafka_JoinGroupResponse_JoinGroupResponseMember *x, const kafka_JoinGroupResponse_JoinGroupResponseMember *y);
+extern const struct kafka_struct_desc kafka_JoinGroupResponse_desc;
 void kafka_JoinGroupResponse_init(kafka_JoinGroupResponse *o);
 int kafka_JoinGroupResponse_decode(al_rd *rd, int16_t v, kafka_JoinGroupResponse *o, kafka_arena *a);
 int kafka_JoinGroupResponse_encode(al_wr *wr, int16_t v, const kafka_JoinGroupResponse *o);
@@ -2392,6 +2486,7 @@ typedef struct kafka_HeartbeatResponse {
     int32_t ThrottleTimeMs;
     int16_t ErrorCode;
 } kafka_HeartbeatResponse;
+extern const struct kafka_struct_desc kafka_HeartbeatResponse_desc;
 void kafka_HeartbeatResponse_init(kafka_HeartbeatResponse *o);
 int kafka_HeartbeatResponse_decode(al_rd *rd, int16_t v, kafka_HeartbeatResponse *o, kafka_arena *a);
 int kafka_HeartbeatResponse_encode(al_wr *wr, int16_t v, const kafka_HeartbeatResponse *o);
@@ -2413,6 +2508,7 @@ typedef struct kafka_LeaveGroupResponse {
 } kafka_LeaveGroupResponse;
 void kafka_LeaveGroupResponse_MemberResponse_init(kafka_LeaveGroupResponse_MemberResponse *o);
 bool kafka_LeaveGroupResponse_MemberResponse_equal(const kafka_LeaveGroupResponse_MemberResponse *x, const kafka_LeaveGroupResponse_MemberResponse *y);
+extern const struct kafka_struct_desc kafka_LeaveGroupResponse_desc;
 void kafka_LeaveGroupResponse_init(kafka_LeaveGroupResponse *o);
 int kafka_LeaveGroupResponse_decode(al_rd *rd, int16_t v, kafka_LeaveGroupResponse *o, kafka_arena *a);
 int kafka_LeaveGroupResponse_encode(al_wr *wr, int16_t v, const kafka_LeaveGroupResponse *o);
@@ -2428,6 +2524,7 @@ typedef struct kafka_SyncGroupResponse {
     kafka_str ProtocolName;
     kafka_bytes Assignment;
 } kafka_SyncGroupResponse;
+extern const struct kafka_struct_desc kafka_SyncGroupResponse_desc;
 void kafka_SyncGroupResponse_init(kafka_SyncGroupResponse *o);
 int kafka_SyncGroupResponse_decode(al_rd *rd, int16_t v, kafka_SyncGroupResponse *o, kafka_arena *a);
 int kafka_SyncGroupResponse_encode(al_wr *wr, int16_t v, const kafka_SyncGroupResponse *o);
@@ -2463,6 +2560,7 @@ void kafka_DescribeGroupsResponse_DescribedGroupMember_init(kafka_DescribeGroups
 bool kafka_DescribeGroupsResponse_DescribedGroupMember_equal(const kafka_DescribeGroupsResponse_DescribedGroupMember *x, const kafka_DescribeGroupsResponse_DescribedGroupMember *y);
 void kafka_DescribeGroupsResponse_DescribedGroup_init(kafka_DescribeGroupsResponse_DescribedGroup *o);
 bool kafka_DescribeGroupsResponse_DescribedGroup_equal(const kafka_DescribeGroupsResponse_DescribedGroup *x, const kafka_DescribeGroupsResponse_DescribedGroup *y);
+extern const struct kafka_struct_desc kafka_DescribeGroupsResponse_desc;
 void kafka_DescribeGroupsResponse_init(kafka_DescribeGroupsResponse *o);
 int kafka_DescribeGroupsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeGroupsResponse *o, kafka_arena *a);
 int kafka_DescribeGroupsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeGroupsResponse *o);
@@ -2485,6 +2583,7 @@ typedef struct kafka_ListGroupsResponse {
 } kafka_ListGroupsResponse;
 void kafka_ListGroupsResponse_ListedGroup_init(kafka_ListGroupsResponse_ListedGroup *o);
 bool kafka_ListGroupsResponse_ListedGroup_equal(const kafka_ListGroupsResponse_ListedGroup *x, const kafka_ListGroupsResponse_ListedGroup *y);
+extern const struct kafka_struct_desc kafka_ListGroupsResponse_desc;
 void kafka_ListGroupsResponse_init(kafka_ListGroupsResponse *o);
 int kafka_ListGroupsResponse_decode(al_rd *rd, int16_t v, kafka_ListGroupsResponse *o, kafka_arena *a);
 int kafka_ListGroupsResponse_encode(al_wr *wr, int16_t v, const kafka_ListGroupsResponse *o);
@@ -2498,6 +2597,7 @@ typedef struct kafka_SaslHandshakeResponse {
     int32_t Mechanisms_count;
     kafka_str *Mechanisms;
 } kafka_SaslHandshakeResponse;
+extern const struct kafka_struct_desc kafka_SaslHandshakeResponse_desc;
 void kafka_SaslHandshakeResponse_init(kafka_SaslHandshakeResponse *o);
 int kafka_SaslHandshakeResponse_decode(al_rd *rd, int16_t v, kafka_SaslHandshakeResponse *o, kafka_arena *a);
 int kafka_SaslHandshakeResponse_encode(al_wr *wr, int16_t v, const kafka_SaslHandshakeResponse *o);
@@ -2539,6 +2639,7 @@ void kafka_ApiVersionsResponse_SupportedFeatureKey_init(kafka_ApiVersionsRespons
 bool kafka_ApiVersionsResponse_SupportedFeatureKey_equal(const kafka_ApiVersionsResponse_SupportedFeatureKey *x, const kafka_ApiVersionsResponse_SupportedFeatureKey *y);
 void kafka_ApiVersionsResponse_FinalizedFeatureKey_init(kafka_ApiVersionsResponse_FinalizedFeatureKey *o);
 bool kafka_ApiVersionsResponse_FinalizedFeatureKey_equal(const kafka_ApiVersionsResponse_FinalizedFeatureKey *x, const kafka_ApiVersionsResponse_FinalizedFeatureKey *y);
+extern const struct kafka_struct_desc kafka_ApiVersionsResponse_desc;
 void kafka_ApiVersionsResponse_init(kafka_ApiVersionsResponse *o);
 int kafka_ApiVersionsResponse_decode(al_rd *rd, int16_t v, kafka_ApiVersionsResponse *o, kafka_arena *a);
 int kafka_ApiVersionsResponse_encode(al_wr *wr, int16_t v, const kafka_ApiVersionsResponse *o);
@@ -2574,6 +2675,7 @@ void kafka_CreateTopicsResponse_CreatableTopicConfigs_init(kafka_CreateTopicsRes
 bool kafka_CreateTopicsResponse_CreatableTopicConfigs_equal(const kafka_CreateTopicsResponse_CreatableTopicConfigs *x, const kafka_CreateTopicsResponse_CreatableTopicConfigs *y);
 void kafka_CreateTopicsResponse_CreatableTopicResult_init(kafka_CreateTopicsResponse_CreatableTopicResult *o);
 bool kafka_CreateTopicsResponse_CreatableTopicResult_equal(const kafka_CreateTopicsResponse_CreatableTopicResult *x, const kafka_CreateTopicsResponse_CreatableTopicResult *y);
+extern const struct kafka_struct_desc kafka_CreateTopicsResponse_desc;
 void kafka_CreateTopicsResponse_init(kafka_CreateTopicsResponse *o);
 int kafka_CreateTopicsResponse_decode(al_rd *rd, int16_t v, kafka_CreateTopicsResponse *o, kafka_arena *a);
 int kafka_CreateTopicsResponse_encode(al_wr *wr, int16_t v, const kafka_CreateTopicsResponse *o);
@@ -2595,6 +2697,7 @@ typedef struct kafka_DeleteTopicsResponse {
 } kafka_DeleteTopicsResponse;
 void kafka_DeleteTopicsResponse_DeletableTopicResult_init(kafka_DeleteTopicsResponse_DeletableTopicResult *o);
 bool kafka_DeleteTopicsResponse_DeletableTopicResult_equal(const kafka_DeleteTopicsResponse_DeletableTopicResult *x, const kafka_DeleteTopicsResponse_DeletableTopicResult *y);
+extern const struct kafka_struct_desc kafka_DeleteTopicsResponse_desc;
 void kafka_DeleteTopicsResponse_init(kafka_DeleteTopicsResponse *o);
 int kafka_DeleteTopicsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteTopicsResponse *o, kafka_arena *a);
 int kafka_DeleteTopicsResponse_encode(al_wr *wr, int16_t v, const kafka_DeleteTopicsResponse *o);
@@ -2622,6 +2725,7 @@ void kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_init(kafka_DeleteR
 bool kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_equal(const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *x, const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *y);
 void kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_init(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *o);
 bool kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_equal(const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *x, const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *y);
+extern const struct kafka_struct_desc kafka_DeleteRecordsResponse_desc;
 void kafka_DeleteRecordsResponse_init(kafka_DeleteRecordsResponse *o);
 int kafka_DeleteRecordsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteRecordsResponse *o, kafka_arena *a);
 int kafka_DeleteRecordsResponse_encode(al_wr *wr, int16_t v, const kafka_DeleteRecordsResponse *o);
@@ -2636,6 +2740,7 @@ typedef struct kafka_InitProducerIdResponse {
     int64_t ProducerId;
     int16_t ProducerEpoch;
 } kafka_InitProducerIdResponse;
+extern const struct kafka_struct_desc kafka_InitProducerIdResponse_desc;
 void kafka_InitProducerIdResponse_init(kafka_InitProducerIdResponse *o);
 int kafka_InitProducerIdResponse_decode(al_rd *rd, int16_t v, kafka_InitProducerIdResponse *o, kafka_arena *a);
 int kafka_InitProducerIdResponse_encode(al_wr *wr, int16_t v, const kafka_InitProducerIdResponse *o);
@@ -2664,6 +2769,7 @@ void kafka_OffsetForLeaderEpochResponse_EpochEndOffset_init(kafka_OffsetForLeade
 bool kafka_OffsetForLeaderEpochResponse_EpochEndOffset_equal(const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *x, const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *y);
 void kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_init(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *o);
 bool kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_equal(const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *x, const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *y);
+extern const struct kafka_struct_desc kafka_OffsetForLeaderEpochResponse_desc;
 void kafka_OffsetForLeaderEpochResponse_init(kafka_OffsetForLeaderEpochResponse *o);
 int kafka_OffsetForLeaderEpochResponse_decode(al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochResponse *o, kafka_arena *a);
 int kafka_OffsetForLeaderEpochResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochResponse *o);
@@ -2700,6 +2806,7 @@ void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_init(kafka_A
 bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_equal(const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *x, const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *y);
 void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_init(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *o);
 bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_equal(const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *x, const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *y);
+extern const struct kafka_struct_desc kafka_AddPartitionsToTxnResponse_desc;
 void kafka_AddPartitionsToTxnResponse_init(kafka_AddPartitionsToTxnResponse *o);
 int kafka_AddPartitionsToTxnResponse_decode(al_rd *rd, int16_t v, kafka_AddPartitionsToTxnResponse *o, kafka_arena *a);
 int kafka_AddPartitionsToTxnResponse_encode(al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnResponse *o);
@@ -2712,6 +2819,7 @@ typedef struct kafka_AddOffsetsToTxnResponse {
     int32_t ThrottleTimeMs;
     int16_t ErrorCode;
 } kafka_AddOffsetsToTxnResponse;
+extern const struct kafka_struct_desc kafka_AddOffsetsToTxnResponse_desc;
 void kafka_AddOffsetsToTxnResponse_init(kafka_AddOffsetsToTxnResponse *o);
 int kafka_AddOffsetsToTxnResponse_decode(al_rd *rd, int16_t v, kafka_AddOffsetsToTxnResponse *o, kafka_arena *a);
 int kafka_AddOffsetsToTxnResponse_encode(al_wr *wr, int16_t v, const kafka_AddOffsetsToTxnResponse *o);
@@ -2724,6 +2832,7 @@ typedef struct kafka_EndTxnResponse {
     int32_t ThrottleTimeMs;
     int16_t ErrorCode;
 } kafka_EndTxnResponse;
+extern const struct kafka_struct_desc kafka_EndTxnResponse_desc;
 void kafka_EndTxnResponse_init(kafka_EndTxnResponse *o);
 int kafka_EndTxnResponse_decode(al_rd *rd, int16_t v, kafka_EndTxnResponse *o, kafka_arena *a);
 int kafka_EndTxnResponse_encode(al_wr *wr, int16_t v, const kafka_EndTxnResponse *o);
@@ -2756,6 +2865,7 @@ void kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_init(kafka_Write
 bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_equal(const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *x, const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *y);
 void kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_init(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *o);
 bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_equal(const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *x, const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *y);
+extern const struct kafka_struct_desc kafka_WriteTxnMarkersResponse_desc;
 void kafka_WriteTxnMarkersResponse_init(kafka_WriteTxnMarkersResponse *o);
 int kafka_WriteTxnMarkersResponse_decode(al_rd *rd, int16_t v, kafka_WriteTxnMarkersResponse *o, kafka_arena *a);
 int kafka_WriteTxnMarkersResponse_encode(al_wr *wr, int16_t v, const kafka_WriteTxnMarkersResponse *o);
@@ -2782,6 +2892,7 @@ void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_init(kafka_T
 bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_equal(const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *x, const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *y);
 void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_init(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *o);
 bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_equal(const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *x, const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *y);
+extern const struct kafka_struct_desc kafka_TxnOffsetCommitResponse_desc;
 void kafka_TxnOffsetCommitResponse_init(kafka_TxnOffsetCommitResponse *o);
 int kafka_TxnOffsetCommitResponse_decode(al_rd *rd, int16_t v, kafka_TxnOffsetCommitResponse *o, kafka_arena *a);
 int kafka_TxnOffsetCommitResponse_encode(al_wr *wr, int16_t v, const kafka_TxnOffsetCommitResponse *o);
@@ -2814,6 +2925,7 @@ void kafka_DescribeAclsResponse_AclDescription_init(kafka_DescribeAclsResponse_A
 bool kafka_DescribeAclsResponse_AclDescription_equal(const kafka_DescribeAclsResponse_AclDescription *x, const kafka_DescribeAclsResponse_AclDescription *y);
 void kafka_DescribeAclsResponse_DescribeAclsResource_init(kafka_DescribeAclsResponse_DescribeAclsResource *o);
 bool kafka_DescribeAclsResponse_DescribeAclsResource_equal(const kafka_DescribeAclsResponse_DescribeAclsResource *x, const kafka_DescribeAclsResponse_DescribeAclsResource *y);
+extern const struct kafka_struct_desc kafka_DescribeAclsResponse_desc;
 void kafka_DescribeAclsResponse_init(kafka_DescribeAclsResponse *o);
 int kafka_DescribeAclsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeAclsResponse *o, kafka_arena *a);
 int kafka_DescribeAclsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeAclsResponse *o);
@@ -2833,6 +2945,7 @@ typedef struct kafka_CreateAclsResponse {
 } kafka_CreateAclsResponse;
 void kafka_CreateAclsResponse_AclCreationResult_init(kafka_CreateAclsResponse_AclCreationResult *o);
 bool kafka_CreateAclsResponse_AclCreationResult_equal(const kafka_CreateAclsResponse_AclCreationResult *x, const kafka_CreateAclsResponse_AclCreationResult *y);
+extern const struct kafka_struct_desc kafka_CreateAclsResponse_desc;
 void kafka_CreateAclsResponse_init(kafka_CreateAclsResponse *o);
 int kafka_CreateAclsResponse_decode(al_rd *rd, int16_t v, kafka_CreateAclsResponse *o, kafka_arena *a);
 int kafka_CreateAclsResponse_encode(al_wr *wr, int16_t v, const kafka_CreateAclsResponse *o);
@@ -2867,6 +2980,7 @@ void kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_init(kafka_DeleteAclsRespons
 bool kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_equal(const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *x, const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *y);
 void kafka_DeleteAclsResponse_DeleteAclsFilterResult_init(kafka_DeleteAclsResponse_DeleteAclsFilterResult *o);
 bool kafka_DeleteAclsResponse_DeleteAclsFilterResult_equal(const kafka_DeleteAclsResponse_DeleteAclsFilterResult *x, const kafka_DeleteAclsResponse_DeleteAclsFilterResult *y);
+extern const struct kafka_struct_desc kafka_DeleteAclsResponse_desc;
 void kafka_DeleteAclsResponse_init(kafka_DeleteAclsResponse *o);
 int kafka_DeleteAclsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteAclsResponse *o, kafka_arena *a);
 int kafka_DeleteAclsResponse_encode(al_wr *wr, int16_t v, const kafka_DeleteAclsResponse *o);
@@ -2911,6 +3025,7 @@ void kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_init(kafka_Desc
 bool kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_equal(const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *x, const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *y);
 void kafka_DescribeConfigsResponse_DescribeConfigsResult_init(kafka_DescribeConfigsResponse_DescribeConfigsResult *o);
 bool kafka_DescribeConfigsResponse_DescribeConfigsResult_equal(const kafka_DescribeConfigsResponse_DescribeConfigsResult *x, const kafka_DescribeConfigsResponse_DescribeConfigsResult *y);
+extern const struct kafka_struct_desc kafka_DescribeConfigsResponse_desc;
 void kafka_DescribeConfigsResponse_init(kafka_DescribeConfigsResponse *o);
 int kafka_DescribeConfigsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeConfigsResponse *o, kafka_arena *a);
 int kafka_DescribeConfigsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeConfigsResponse *o);
@@ -2932,6 +3047,7 @@ typedef struct kafka_AlterConfigsResponse {
 } kafka_AlterConfigsResponse;
 void kafka_AlterConfigsResponse_AlterConfigsResourceResponse_init(kafka_AlterConfigsResponse_AlterConfigsResourceResponse *o);
 bool kafka_AlterConfigsResponse_AlterConfigsResourceResponse_equal(const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *x, const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *y);
+extern const struct kafka_struct_desc kafka_AlterConfigsResponse_desc;
 void kafka_AlterConfigsResponse_init(kafka_AlterConfigsResponse *o);
 int kafka_AlterConfigsResponse_decode(al_rd *rd, int16_t v, kafka_AlterConfigsResponse *o, kafka_arena *a);
 int kafka_AlterConfigsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterConfigsResponse *o);
@@ -2958,6 +3074,7 @@ void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_init(ka
 bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_equal(const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *x, const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *y);
 void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_init(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *o);
 bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_equal(const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *x, const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *y);
+extern const struct kafka_struct_desc kafka_AlterReplicaLogDirsResponse_desc;
 void kafka_AlterReplicaLogDirsResponse_init(kafka_AlterReplicaLogDirsResponse *o);
 int kafka_AlterReplicaLogDirsResponse_decode(al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsResponse *o, kafka_arena *a);
 int kafka_AlterReplicaLogDirsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsResponse *o);
@@ -2997,6 +3114,7 @@ void kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_init(kafka_DescribeLogDi
 bool kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_equal(const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *x, const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *y);
 void kafka_DescribeLogDirsResponse_DescribeLogDirsResult_init(kafka_DescribeLogDirsResponse_DescribeLogDirsResult *o);
 bool kafka_DescribeLogDirsResponse_DescribeLogDirsResult_equal(const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *x, const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *y);
+extern const struct kafka_struct_desc kafka_DescribeLogDirsResponse_desc;
 void kafka_DescribeLogDirsResponse_init(kafka_DescribeLogDirsResponse *o);
 int kafka_DescribeLogDirsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeLogDirsResponse *o, kafka_arena *a);
 int kafka_DescribeLogDirsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeLogDirsResponse *o);
@@ -3011,6 +3129,7 @@ typedef struct kafka_SaslAuthenticateResponse {
     kafka_bytes AuthBytes;
     int64_t SessionLifetimeMs;
 } kafka_SaslAuthenticateResponse;
+extern const struct kafka_struct_desc kafka_SaslAuthenticateResponse_desc;
 void kafka_SaslAuthenticateResponse_init(kafka_SaslAuthenticateResponse *o);
 int kafka_SaslAuthenticateResponse_decode(al_rd *rd, int16_t v, kafka_SaslAuthenticateResponse *o, kafka_arena *a);
 int kafka_SaslAuthenticateResponse_encode(al_wr *wr, int16_t v, const kafka_SaslAuthenticateResponse *o);
@@ -3031,6 +3150,7 @@ typedef struct kafka_CreatePartitionsResponse {
 } kafka_CreatePartitionsResponse;
 void kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_init(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *o);
 bool kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_equal(const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *x, const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *y);
+extern const struct kafka_struct_desc kafka_CreatePartitionsResponse_desc;
 void kafka_CreatePartitionsResponse_init(kafka_CreatePartitionsResponse *o);
 int kafka_CreatePartitionsResponse_decode(al_rd *rd, int16_t v, kafka_CreatePartitionsResponse *o, kafka_arena *a);
 int kafka_CreatePartitionsResponse_encode(al_wr *wr, int16_t v, const kafka_CreatePartitionsResponse *o);
@@ -3052,6 +3172,7 @@ typedef struct kafka_CreateDelegationTokenResponse {
     kafka_bytes Hmac;
     int32_t ThrottleTimeMs;
 } kafka_CreateDelegationTokenResponse;
+extern const struct kafka_struct_desc kafka_CreateDelegationTokenResponse_desc;
 void kafka_CreateDelegationTokenResponse_init(kafka_CreateDelegationTokenResponse *o);
 int kafka_CreateDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_CreateDelegationTokenResponse *o, kafka_arena *a);
 int kafka_CreateDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_CreateDelegationTokenResponse *o);
@@ -3065,6 +3186,7 @@ typedef struct kafka_RenewDelegationTokenResponse {
     int64_t ExpiryTimestampMs;
     int32_t ThrottleTimeMs;
 } kafka_RenewDelegationTokenResponse;
+extern const struct kafka_struct_desc kafka_RenewDelegationTokenResponse_desc;
 void kafka_RenewDelegationTokenResponse_init(kafka_RenewDelegationTokenResponse *o);
 int kafka_RenewDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_RenewDelegationTokenResponse *o, kafka_arena *a);
 int kafka_RenewDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_RenewDelegationTokenResponse *o);
@@ -3078,6 +3200,7 @@ typedef struct kafka_ExpireDelegationTokenResponse {
     int64_t ExpiryTimestampMs;
     int32_t ThrottleTimeMs;
 } kafka_ExpireDelegationTokenResponse;
+extern const struct kafka_struct_desc kafka_ExpireDelegationTokenResponse_desc;
 void kafka_ExpireDelegationTokenResponse_init(kafka_ExpireDelegationTokenResponse *o);
 int kafka_ExpireDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_ExpireDelegationTokenResponse *o, kafka_arena *a);
 int kafka_ExpireDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenResponse *o);
@@ -3113,6 +3236,7 @@ void kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_init(
 bool kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_equal(const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *x, const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *y);
 void kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_init(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *o);
 bool kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_equal(const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *x, const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *y);
+extern const struct kafka_struct_desc kafka_DescribeDelegationTokenResponse_desc;
 void kafka_DescribeDelegationTokenResponse_init(kafka_DescribeDelegationTokenResponse *o);
 int kafka_DescribeDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_DescribeDelegationTokenResponse *o, kafka_arena *a);
 int kafka_DescribeDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenResponse *o);
@@ -3132,6 +3256,7 @@ typedef struct kafka_DeleteGroupsResponse {
 } kafka_DeleteGroupsResponse;
 void kafka_DeleteGroupsResponse_DeletableGroupResult_init(kafka_DeleteGroupsResponse_DeletableGroupResult *o);
 bool kafka_DeleteGroupsResponse_DeletableGroupResult_equal(const kafka_DeleteGroupsResponse_DeletableGroupResult *x, const kafka_DeleteGroupsResponse_DeletableGroupResult *y);
+extern const struct kafka_struct_desc kafka_DeleteGroupsResponse_desc;
 void kafka_DeleteGroupsResponse_init(kafka_DeleteGroupsResponse *o);
 int kafka_DeleteGroupsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteGroupsResponse *o, kafka_arena *a);
 int kafka_DeleteGroupsResponse_encode(al_wr *wr, int16_t v, const kafka_DeleteGroupsResponse *o);
@@ -3160,6 +3285,7 @@ void kafka_ElectLeadersResponse_PartitionResult_init(kafka_ElectLeadersResponse_
 bool kafka_ElectLeadersResponse_PartitionResult_equal(const kafka_ElectLeadersResponse_PartitionResult *x, const kafka_ElectLeadersResponse_PartitionResult *y);
 void kafka_ElectLeadersResponse_ReplicaElectionResult_init(kafka_ElectLeadersResponse_ReplicaElectionResult *o);
 bool kafka_ElectLeadersResponse_ReplicaElectionResult_equal(const kafka_ElectLeadersResponse_ReplicaElectionResult *x, const kafka_ElectLeadersResponse_ReplicaElectionResult *y);
+extern const struct kafka_struct_desc kafka_ElectLeadersResponse_desc;
 void kafka_ElectLeadersResponse_init(kafka_ElectLeadersResponse *o);
 int kafka_ElectLeadersResponse_decode(al_rd *rd, int16_t v, kafka_ElectLeadersResponse *o, kafka_arena *a);
 int kafka_ElectLeadersResponse_encode(al_wr *wr, int16_t v, const kafka_ElectLeadersResponse *o);
@@ -3181,6 +3307,7 @@ typedef struct kafka_IncrementalAlterConfigsResponse {
 } kafka_IncrementalAlterConfigsResponse;
 void kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_init(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *o);
 bool kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_equal(const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *x, const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *y);
+extern const struct kafka_struct_desc kafka_IncrementalAlterConfigsResponse_desc;
 void kafka_IncrementalAlterConfigsResponse_init(kafka_IncrementalAlterConfigsResponse *o);
 int kafka_IncrementalAlterConfigsResponse_decode(al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsResponse *o, kafka_arena *a);
 int kafka_IncrementalAlterConfigsResponse_encode(al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsResponse *o);
@@ -3210,6 +3337,7 @@ void kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_ini
 bool kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_equal(const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *x, const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *y);
 void kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_init(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *o);
 bool kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_equal(const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *x, const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *y);
+extern const struct kafka_struct_desc kafka_AlterPartitionReassignmentsResponse_desc;
 void kafka_AlterPartitionReassignmentsResponse_init(kafka_AlterPartitionReassignmentsResponse *o);
 int kafka_AlterPartitionReassignmentsResponse_decode(al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsResponse *o, kafka_arena *a);
 int kafka_AlterPartitionReassignmentsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsResponse *o);
@@ -3243,6 +3371,7 @@ void kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_init(
 bool kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_equal(const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *x, const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *y);
 void kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_init(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *o);
 bool kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_equal(const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *x, const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *y);
+extern const struct kafka_struct_desc kafka_ListPartitionReassignmentsResponse_desc;
 void kafka_ListPartitionReassignmentsResponse_init(kafka_ListPartitionReassignmentsResponse *o);
 int kafka_ListPartitionReassignmentsResponse_decode(al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsResponse *o, kafka_arena *a);
 int kafka_ListPartitionReassignmentsResponse_encode(al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsResponse *o);
@@ -3270,6 +3399,7 @@ void kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_init(kafka_OffsetD
 bool kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_equal(const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *x, const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *y);
 void kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_init(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *o);
 bool kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_equal(const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *x, const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *y);
+extern const struct kafka_struct_desc kafka_OffsetDeleteResponse_desc;
 void kafka_OffsetDeleteResponse_init(kafka_OffsetDeleteResponse *o);
 int kafka_OffsetDeleteResponse_decode(al_rd *rd, int16_t v, kafka_OffsetDeleteResponse *o, kafka_arena *a);
 int kafka_OffsetDeleteResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetDeleteResponse *o);
@@ -3305,6 +3435,7 @@ void kafka_DescribeClientQuotasResponse_ValueData_init(kafka_DescribeClientQuota
 bool kafka_DescribeClientQuotasResponse_ValueData_equal(const kafka_DescribeClientQuotasResponse_ValueData *x, const kafka_DescribeClientQuotasResponse_ValueData *y);
 void kafka_DescribeClientQuotasResponse_EntryData_init(kafka_DescribeClientQuotasResponse_EntryData *o);
 bool kafka_DescribeClientQuotasResponse_EntryData_equal(const kafka_DescribeClientQuotasResponse_EntryData *x, const kafka_DescribeClientQuotasResponse_EntryData *y);
+extern const struct kafka_struct_desc kafka_DescribeClientQuotasResponse_desc;
 void kafka_DescribeClientQuotasResponse_init(kafka_DescribeClientQuotasResponse *o);
 int kafka_DescribeClientQuotasResponse_decode(al_rd *rd, int16_t v, kafka_DescribeClientQuotasResponse *o, kafka_arena *a);
 int kafka_DescribeClientQuotasResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeClientQuotasResponse *o);
@@ -3332,6 +3463,7 @@ void kafka_AlterClientQuotasResponse_EntityData_init(kafka_AlterClientQuotasResp
 bool kafka_AlterClientQuotasResponse_EntityData_equal(const kafka_AlterClientQuotasResponse_EntityData *x, const kafka_AlterClientQuotasResponse_EntityData *y);
 void kafka_AlterClientQuotasResponse_EntryData_init(kafka_AlterClientQuotasResponse_EntryData *o);
 bool kafka_AlterClientQuotasResponse_EntryData_equal(const kafka_AlterClientQuotasResponse_EntryData *x, const kafka_AlterClientQuotasResponse_EntryData *y);
+extern const struct kafka_struct_desc kafka_AlterClientQuotasResponse_desc;
 void kafka_AlterClientQuotasResponse_init(kafka_AlterClientQuotasResponse *o);
 int kafka_AlterClientQuotasResponse_decode(al_rd *rd, int16_t v, kafka_AlterClientQuotasResponse *o, kafka_arena *a);
 int kafka_AlterClientQuotasResponse_encode(al_wr *wr, int16_t v, const kafka_AlterClientQuotasResponse *o);
@@ -3362,6 +3494,7 @@ void kafka_DescribeUserScramCredentialsResponse_CredentialInfo_init(kafka_Descri
 bool kafka_DescribeUserScramCredentialsResponse_CredentialInfo_equal(const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *x, const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *y);
 void kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_init(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *o);
 bool kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_equal(const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *x, const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *y);
+extern const struct kafka_struct_desc kafka_DescribeUserScramCredentialsResponse_desc;
 void kafka_DescribeUserScramCredentialsResponse_init(kafka_DescribeUserScramCredentialsResponse *o);
 int kafka_DescribeUserScramCredentialsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsResponse *o, kafka_arena *a);
 int kafka_DescribeUserScramCredentialsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsResponse *o);
@@ -3382,6 +3515,7 @@ typedef struct kafka_AlterUserScramCredentialsResponse {
 } kafka_AlterUserScramCredentialsResponse;
 void kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_init(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *o);
 bool kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_equal(const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *x, const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *y);
+extern const struct kafka_struct_desc kafka_AlterUserScramCredentialsResponse_desc;
 void kafka_AlterUserScramCredentialsResponse_init(kafka_AlterUserScramCredentialsResponse *o);
 int kafka_AlterUserScramCredentialsResponse_decode(al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsResponse *o, kafka_arena *a);
 int kafka_AlterUserScramCredentialsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsResponse *o);
@@ -3411,6 +3545,7 @@ void kafka_VoteResponse_PartitionData_init(kafka_VoteResponse_PartitionData *o);
 bool kafka_VoteResponse_PartitionData_equal(const kafka_VoteResponse_PartitionData *x, const kafka_VoteResponse_PartitionData *y);
 void kafka_VoteResponse_TopicData_init(kafka_VoteResponse_TopicData *o);
 bool kafka_VoteResponse_TopicData_equal(const kafka_VoteResponse_TopicData *x, const kafka_VoteResponse_TopicData *y);
+extern const struct kafka_struct_desc kafka_VoteResponse_desc;
 void kafka_VoteResponse_init(kafka_VoteResponse *o);
 int kafka_VoteResponse_decode(al_rd *rd, int16_t v, kafka_VoteResponse *o, kafka_arena *a);
 int kafka_VoteResponse_encode(al_wr *wr, int16_t v, const kafka_VoteResponse *o);
@@ -3439,6 +3574,7 @@ void kafka_BeginQuorumEpochResponse_PartitionData_init(kafka_BeginQuorumEpochRes
 bool kafka_BeginQuorumEpochResponse_PartitionData_equal(const kafka_BeginQuorumEpochResponse_PartitionData *x, const kafka_BeginQuorumEpochResponse_PartitionData *y);
 void kafka_BeginQuorumEpochResponse_TopicData_init(kafka_BeginQuorumEpochResponse_TopicData *o);
 bool kafka_BeginQuorumEpochResponse_TopicData_equal(const kafka_BeginQuorumEpochResponse_TopicData *x, const kafka_BeginQuorumEpochResponse_TopicData *y);
+extern const struct kafka_struct_desc kafka_BeginQuorumEpochResponse_desc;
 void kafka_BeginQuorumEpochResponse_init(kafka_BeginQuorumEpochResponse *o);
 int kafka_BeginQuorumEpochResponse_decode(al_rd *rd, int16_t v, kafka_BeginQuorumEpochResponse *o, kafka_arena *a);
 int kafka_BeginQuorumEpochResponse_encode(al_wr *wr, int16_t v, const kafka_BeginQuorumEpochResponse *o);
@@ -3467,6 +3603,7 @@ void kafka_EndQuorumEpochResponse_PartitionData_init(kafka_EndQuorumEpochRespons
 bool kafka_EndQuorumEpochResponse_PartitionData_equal(const kafka_EndQuorumEpochResponse_PartitionData *x, const kafka_EndQuorumEpochResponse_PartitionData *y);
 void kafka_EndQuorumEpochResponse_TopicData_init(kafka_EndQuorumEpochResponse_TopicData *o);
 bool kafka_EndQuorumEpochResponse_TopicData_equal(const kafka_EndQuorumEpochResponse_TopicData *x, const kafka_EndQuorumEpochResponse_TopicData *y);
+extern const struct kafka_struct_desc kafka_EndQuorumEpochResponse_desc;
 void kafka_EndQuorumEpochResponse_init(kafka_EndQuorumEpochResponse *o);
 int kafka_EndQuorumEpochResponse_decode(al_rd *rd, int16_t v, kafka_EndQuorumEpochResponse *o, kafka_arena *a);
 int kafka_EndQuorumEpochResponse_encode(al_wr *wr, int16_t v, const kafka_EndQuorumEpochResponse *o);
@@ -3508,6 +3645,7 @@ void kafka_DescribeQuorumResponse_PartitionData_init(kafka_DescribeQuorumRespons
 bool kafka_DescribeQuorumResponse_PartitionData_equal(const kafka_DescribeQuorumResponse_PartitionData *x, const kafka_DescribeQuorumResponse_PartitionData *y);
 void kafka_DescribeQuorumResponse_TopicData_init(kafka_DescribeQuorumResponse_TopicData *o);
 bool kafka_DescribeQuorumResponse_TopicData_equal(const kafka_DescribeQuorumResponse_TopicData *x, const kafka_DescribeQuorumResponse_TopicData *y);
+extern const struct kafka_struct_desc kafka_DescribeQuorumResponse_desc;
 void kafka_DescribeQuorumResponse_init(kafka_DescribeQuorumResponse *o);
 int kafka_DescribeQuorumResponse_decode(al_rd *rd, int16_t v, kafka_DescribeQuorumResponse *o, kafka_arena *a);
 int kafka_DescribeQuorumResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeQuorumResponse *o);
@@ -3542,6 +3680,7 @@ void kafka_AlterPartitionResponse_PartitionData_init(kafka_AlterPartitionRespons
 bool kafka_AlterPartitionResponse_PartitionData_equal(const kafka_AlterPartitionResponse_PartitionData *x, const kafka_AlterPartitionResponse_PartitionData *y);
 void kafka_AlterPartitionResponse_TopicData_init(kafka_AlterPartitionResponse_TopicData *o);
 bool kafka_AlterPartitionResponse_TopicData_equal(const kafka_AlterPartitionResponse_TopicData *x, const kafka_AlterPartitionResponse_TopicData *y);
+extern const struct kafka_struct_desc kafka_AlterPartitionResponse_desc;
 void kafka_AlterPartitionResponse_init(kafka_AlterPartitionResponse *o);
 int kafka_AlterPartitionResponse_decode(al_rd *rd, int16_t v, kafka_AlterPartitionResponse *o, kafka_arena *a);
 int kafka_AlterPartitionResponse_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionResponse *o);
@@ -3564,6 +3703,7 @@ typedef struct kafka_UpdateFeaturesResponse {
 } kafka_UpdateFeaturesResponse;
 void kafka_UpdateFeaturesResponse_UpdatableFeatureResult_init(kafka_UpdateFeaturesResponse_UpdatableFeatureResult *o);
 bool kafka_UpdateFeaturesResponse_UpdatableFeatureResult_equal(const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *x, const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *y);
+extern const struct kafka_struct_desc kafka_UpdateFeaturesResponse_desc;
 void kafka_UpdateFeaturesResponse_init(kafka_UpdateFeaturesResponse *o);
 int kafka_UpdateFeaturesResponse_decode(al_rd *rd, int16_t v, kafka_UpdateFeaturesResponse *o, kafka_arena *a);
 int kafka_UpdateFeaturesResponse_encode(al_wr *wr, int16_t v, const kafka_UpdateFeaturesResponse *o);
@@ -3576,6 +3716,7 @@ typedef struct kafka_EnvelopeResponse {
     kafka_bytes ResponseData;
     int16_t ErrorCode;
 } kafka_EnvelopeResponse;
+extern const struct kafka_struct_desc kafka_EnvelopeResponse_desc;
 void kafka_EnvelopeResponse_init(kafka_EnvelopeResponse *o);
 int kafka_EnvelopeResponse_decode(al_rd *rd, int16_t v, kafka_EnvelopeResponse *o, kafka_arena *a);
 int kafka_EnvelopeResponse_encode(al_wr *wr, int16_t v, const kafka_EnvelopeResponse *o);
@@ -3620,6 +3761,7 @@ void kafka_FetchSnapshotResponse_PartitionSnapshot_init(kafka_FetchSnapshotRespo
 bool kafka_FetchSnapshotResponse_PartitionSnapshot_equal(const kafka_FetchSnapshotResponse_PartitionSnapshot *x, const kafka_FetchSnapshotResponse_PartitionSnapshot *y);
 void kafka_FetchSnapshotResponse_TopicSnapshot_init(kafka_FetchSnapshotResponse_TopicSnapshot *o);
 bool kafka_FetchSnapshotResponse_TopicSnapshot_equal(const kafka_FetchSnapshotResponse_TopicSnapshot *x, const kafka_FetchSnapshotResponse_TopicSnapshot *y);
+extern const struct kafka_struct_desc kafka_FetchSnapshotResponse_desc;
 void kafka_FetchSnapshotResponse_init(kafka_FetchSnapshotResponse *o);
 int kafka_FetchSnapshotResponse_decode(al_rd *rd, int16_t v, kafka_FetchSnapshotResponse *o, kafka_arena *a);
 int kafka_FetchSnapshotResponse_encode(al_wr *wr, int16_t v, const kafka_FetchSnapshotResponse *o);
@@ -3647,6 +3789,7 @@ typedef struct kafka_DescribeClusterResponse {
 } kafka_DescribeClusterResponse;
 void kafka_DescribeClusterResponse_DescribeClusterBroker_init(kafka_DescribeClusterResponse_DescribeClusterBroker *o);
 bool kafka_DescribeClusterResponse_DescribeClusterBroker_equal(const kafka_DescribeClusterResponse_DescribeClusterBroker *x, const kafka_DescribeClusterResponse_DescribeClusterBroker *y);
+extern const struct kafka_struct_desc kafka_DescribeClusterResponse_desc;
 void kafka_DescribeClusterResponse_init(kafka_DescribeClusterResponse *o);
 int kafka_DescribeClusterResponse_decode(al_rd *rd, int16_t v, kafka_DescribeClusterResponse *o, kafka_arena *a);
 int kafka_DescribeClusterResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeClusterResponse *o);
@@ -3686,6 +3829,7 @@ void kafka_DescribeProducersResponse_PartitionResponse_init(kafka_DescribeProduc
 bool kafka_DescribeProducersResponse_PartitionResponse_equal(const kafka_DescribeProducersResponse_PartitionResponse *x, const kafka_DescribeProducersResponse_PartitionResponse *y);
 void kafka_DescribeProducersResponse_TopicResponse_init(kafka_DescribeProducersResponse_TopicResponse *o);
 bool kafka_DescribeProducersResponse_TopicResponse_equal(const kafka_DescribeProducersResponse_TopicResponse *x, const kafka_DescribeProducersResponse_TopicResponse *y);
+extern const struct kafka_struct_desc kafka_DescribeProducersResponse_desc;
 void kafka_DescribeProducersResponse_init(kafka_DescribeProducersResponse *o);
 int kafka_DescribeProducersResponse_decode(al_rd *rd, int16_t v, kafka_DescribeProducersResponse *o, kafka_arena *a);
 int kafka_DescribeProducersResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeProducersResponse *o);
@@ -3699,6 +3843,7 @@ typedef struct kafka_BrokerRegistrationResponse {
     int16_t ErrorCode;
     int64_t BrokerEpoch;
 } kafka_BrokerRegistrationResponse;
+extern const struct kafka_struct_desc kafka_BrokerRegistrationResponse_desc;
 void kafka_BrokerRegistrationResponse_init(kafka_BrokerRegistrationResponse *o);
 int kafka_BrokerRegistrationResponse_decode(al_rd *rd, int16_t v, kafka_BrokerRegistrationResponse *o, kafka_arena *a);
 int kafka_BrokerRegistrationResponse_encode(al_wr *wr, int16_t v, const kafka_BrokerRegistrationResponse *o);
@@ -3714,6 +3859,7 @@ typedef struct kafka_BrokerHeartbeatResponse {
     bool IsFenced;
     bool ShouldShutDown;
 } kafka_BrokerHeartbeatResponse;
+extern const struct kafka_struct_desc kafka_BrokerHeartbeatResponse_desc;
 void kafka_BrokerHeartbeatResponse_init(kafka_BrokerHeartbeatResponse *o);
 int kafka_BrokerHeartbeatResponse_decode(al_rd *rd, int16_t v, kafka_BrokerHeartbeatResponse *o, kafka_arena *a);
 int kafka_BrokerHeartbeatResponse_encode(al_wr *wr, int16_t v, const kafka_BrokerHeartbeatResponse *o);
@@ -3727,6 +3873,7 @@ typedef struct kafka_UnregisterBrokerResponse {
     int16_t ErrorCode;
     kafka_str ErrorMessage;
 } kafka_UnregisterBrokerResponse;
+extern const struct kafka_struct_desc kafka_UnregisterBrokerResponse_desc;
 void kafka_UnregisterBrokerResponse_init(kafka_UnregisterBrokerResponse *o);
 int kafka_UnregisterBrokerResponse_decode(al_rd *rd, int16_t v, kafka_UnregisterBrokerResponse *o, kafka_arena *a);
 int kafka_UnregisterBrokerResponse_encode(al_wr *wr, int16_t v, const kafka_UnregisterBrokerResponse *o);
@@ -3760,6 +3907,7 @@ void kafka_DescribeTransactionsResponse_TopicData_init(kafka_DescribeTransaction
 bool kafka_DescribeTransactionsResponse_TopicData_equal(const kafka_DescribeTransactionsResponse_TopicData *x, const kafka_DescribeTransactionsResponse_TopicData *y);
 void kafka_DescribeTransactionsResponse_TransactionState_init(kafka_DescribeTransactionsResponse_TransactionState *o);
 bool kafka_DescribeTransactionsResponse_TransactionState_equal(const kafka_DescribeTransactionsResponse_TransactionState *x, const kafka_DescribeTransactionsResponse_TransactionState *y);
+extern const struct kafka_struct_desc kafka_DescribeTransactionsResponse_desc;
 void kafka_DescribeTransactionsResponse_init(kafka_DescribeTransactionsResponse *o);
 int kafka_DescribeTransactionsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeTransactionsResponse *o, kafka_arena *a);
 int kafka_DescribeTransactionsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeTransactionsResponse *o);
@@ -3783,6 +3931,7 @@ typedef struct kafka_ListTransactionsResponse {
 } kafka_ListTransactionsResponse;
 void kafka_ListTransactionsResponse_TransactionState_init(kafka_ListTransactionsResponse_TransactionState *o);
 bool kafka_ListTransactionsResponse_TransactionState_equal(const kafka_ListTransactionsResponse_TransactionState *x, const kafka_ListTransactionsResponse_TransactionState *y);
+extern const struct kafka_struct_desc kafka_ListTransactionsResponse_desc;
 void kafka_ListTransactionsResponse_init(kafka_ListTransactionsResponse *o);
 int kafka_ListTransactionsResponse_decode(al_rd *rd, int16_t v, kafka_ListTransactionsResponse *o, kafka_arena *a);
 int kafka_ListTransactionsResponse_encode(al_wr *wr, int16_t v, const kafka_ListTransactionsResponse *o);
@@ -3797,6 +3946,7 @@ typedef struct kafka_AllocateProducerIdsResponse {
     int64_t ProducerIdStart;
     int32_t ProducerIdLen;
 } kafka_AllocateProducerIdsResponse;
+extern const struct kafka_struct_desc kafka_AllocateProducerIdsResponse_desc;
 void kafka_AllocateProducerIdsResponse_init(kafka_AllocateProducerIdsResponse *o);
 int kafka_AllocateProducerIdsResponse_decode(al_rd *rd, int16_t v, kafka_AllocateProducerIdsResponse *o, kafka_arena *a);
 int kafka_AllocateProducerIdsResponse_encode(al_wr *wr, int16_t v, const kafka_AllocateProducerIdsResponse *o);
@@ -3828,6 +3978,7 @@ void kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_init(kafka_ConsumerGro
 bool kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_equal(const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *x, const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *y);
 void kafka_ConsumerGroupHeartbeatResponse_Assignment_init(kafka_ConsumerGroupHeartbeatResponse_Assignment *o);
 bool kafka_ConsumerGroupHeartbeatResponse_Assignment_equal(const kafka_ConsumerGroupHeartbeatResponse_Assignment *x, const kafka_ConsumerGroupHeartbeatResponse_Assignment *y);
+extern const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatResponse_desc;
 void kafka_ConsumerGroupHeartbeatResponse_init(kafka_ConsumerGroupHeartbeatResponse *o);
 int kafka_ConsumerGroupHeartbeatResponse_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatResponse *o, kafka_arena *a);
 int kafka_ConsumerGroupHeartbeatResponse_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o);
@@ -3884,6 +4035,7 @@ void kafka_ConsumerGroupDescribeResponse_Member_init(kafka_ConsumerGroupDescribe
 bool kafka_ConsumerGroupDescribeResponse_Member_equal(const kafka_ConsumerGroupDescribeResponse_Member *x, const kafka_ConsumerGroupDescribeResponse_Member *y);
 void kafka_ConsumerGroupDescribeResponse_DescribedGroup_init(kafka_ConsumerGroupDescribeResponse_DescribedGroup *o);
 bool kafka_ConsumerGroupDescribeResponse_DescribedGroup_equal(const kafka_ConsumerGroupDescribeResponse_DescribedGroup *x, const kafka_ConsumerGroupDescribeResponse_DescribedGroup *y);
+extern const struct kafka_struct_desc kafka_ConsumerGroupDescribeResponse_desc;
 void kafka_ConsumerGroupDescribeResponse_init(kafka_ConsumerGroupDescribeResponse *o);
 int kafka_ConsumerGroupDescribeResponse_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeResponse *o, kafka_arena *a);
 int kafka_ConsumerGroupDescribeResponse_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeResponse *o);
@@ -3897,6 +4049,7 @@ typedef struct kafka_ControllerRegistrationResponse {
     int16_t ErrorCode;
     kafka_str ErrorMessage;
 } kafka_ControllerRegistrationResponse;
+extern const struct kafka_struct_desc kafka_ControllerRegistrationResponse_desc;
 void kafka_ControllerRegistrationResponse_init(kafka_ControllerRegistrationResponse *o);
 int kafka_ControllerRegistrationResponse_decode(al_rd *rd, int16_t v, kafka_ControllerRegistrationResponse *o, kafka_arena *a);
 int kafka_ControllerRegistrationResponse_encode(al_wr *wr, int16_t v, const kafka_ControllerRegistrationResponse *o);
@@ -3918,6 +4071,7 @@ typedef struct kafka_GetTelemetrySubscriptionsResponse {
     int32_t RequestedMetrics_count;
     kafka_str *RequestedMetrics;
 } kafka_GetTelemetrySubscriptionsResponse;
+extern const struct kafka_struct_desc kafka_GetTelemetrySubscriptionsResponse_desc;
 void kafka_GetTelemetrySubscriptionsResponse_init(kafka_GetTelemetrySubscriptionsResponse *o);
 int kafka_GetTelemetrySubscriptionsResponse_decode(al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsResponse *o, kafka_arena *a);
 int kafka_GetTelemetrySubscriptionsResponse_encode(al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o);
@@ -3930,6 +4084,7 @@ typedef struct kafka_PushTelemetryResponse {
     int32_t ThrottleTimeMs;
     int16_t ErrorCode;
 } kafka_PushTelemetryResponse;
+extern const struct kafka_struct_desc kafka_PushTelemetryResponse_desc;
 void kafka_PushTelemetryResponse_init(kafka_PushTelemetryResponse *o);
 int kafka_PushTelemetryResponse_decode(al_rd *rd, int16_t v, kafka_PushTelemetryResponse *o, kafka_arena *a);
 int kafka_PushTelemetryResponse_encode(al_wr *wr, int16_t v, const kafka_PushTelemetryResponse *o);
@@ -3964,6 +4119,7 @@ void kafka_AssignReplicasToDirsResponse_TopicData_init(kafka_AssignReplicasToDir
 bool kafka_AssignReplicasToDirsResponse_TopicData_equal(const kafka_AssignReplicasToDirsResponse_TopicData *x, const kafka_AssignReplicasToDirsResponse_TopicData *y);
 void kafka_AssignReplicasToDirsResponse_DirectoryData_init(kafka_AssignReplicasToDirsResponse_DirectoryData *o);
 bool kafka_AssignReplicasToDirsResponse_DirectoryData_equal(const kafka_AssignReplicasToDirsResponse_DirectoryData *x, const kafka_AssignReplicasToDirsResponse_DirectoryData *y);
+extern const struct kafka_struct_desc kafka_AssignReplicasToDirsResponse_desc;
 void kafka_AssignReplicasToDirsResponse_init(kafka_AssignReplicasToDirsResponse *o);
 int kafka_AssignReplicasToDirsResponse_decode(al_rd *rd, int16_t v, kafka_AssignReplicasToDirsResponse *o, kafka_arena *a);
 int kafka_AssignReplicasToDirsResponse_encode(al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsResponse *o);
@@ -3983,6 +4139,7 @@ typedef struct kafka_ListClientMetricsResourcesResponse {
 } kafka_ListClientMetricsResourcesResponse;
 void kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_init(kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *o);
 bool kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_equal(const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *x, const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *y);
+extern const struct kafka_struct_desc kafka_ListClientMetricsResourcesResponse_desc;
 void kafka_ListClientMetricsResourcesResponse_init(kafka_ListClientMetricsResourcesResponse *o);
 int kafka_ListClientMetricsResourcesResponse_decode(al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesResponse *o, kafka_arena *a);
 int kafka_ListClientMetricsResourcesResponse_encode(al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesResponse *o);
@@ -4033,6 +4190,7 @@ void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_
 bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_equal(const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *x, const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *y);
 void kafka_DescribeTopicPartitionsResponse_Cursor_init(kafka_DescribeTopicPartitionsResponse_Cursor *o);
 bool kafka_DescribeTopicPartitionsResponse_Cursor_equal(const kafka_DescribeTopicPartitionsResponse_Cursor *x, const kafka_DescribeTopicPartitionsResponse_Cursor *y);
+extern const struct kafka_struct_desc kafka_DescribeTopicPartitionsResponse_desc;
 void kafka_DescribeTopicPartitionsResponse_init(kafka_DescribeTopicPartitionsResponse *o);
 int kafka_DescribeTopicPartitionsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsResponse *o, kafka_arena *a);
 int kafka_DescribeTopicPartitionsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsResponse *o);
@@ -4053,6 +4211,7 @@ typedef struct kafka_ConsumerProtocolAssignment {
 } kafka_ConsumerProtocolAssignment;
 void kafka_ConsumerProtocolAssignment_TopicPartition_init(kafka_ConsumerProtocolAssignment_TopicPartition *o);
 bool kafka_ConsumerProtocolAssignment_TopicPartition_equal(const kafka_ConsumerProtocolAssignment_TopicPartition *x, const kafka_ConsumerProtocolAssignment_TopicPartition *y);
+extern const struct kafka_struct_desc kafka_ConsumerProtocolAssignment_desc;
 void kafka_ConsumerProtocolAssignment_init(kafka_ConsumerProtocolAssignment *o);
 int kafka_ConsumerProtocolAssignment_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolAssignment *o, kafka_arena *a);
 int kafka_ConsumerProtocolAssignment_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolAssignment *o);
@@ -4077,6 +4236,7 @@ typedef struct kafka_ConsumerProtocolSubscription {
 } kafka_ConsumerProtocolSubscription;
 void kafka_ConsumerProtocolSubscription_TopicPartition_init(kafka_ConsumerProtocolSubscription_TopicPartition *o);
 bool kafka_ConsumerProtocolSubscription_TopicPartition_equal(const kafka_ConsumerProtocolSubscription_TopicPartition *x, const kafka_ConsumerProtocolSubscription_TopicPartition *y);
+extern const struct kafka_struct_desc kafka_ConsumerProtocolSubscription_desc;
 void kafka_ConsumerProtocolSubscription_init(kafka_ConsumerProtocolSubscription *o);
 int kafka_ConsumerProtocolSubscription_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolSubscription *o, kafka_arena *a);
 int kafka_ConsumerProtocolSubscription_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolSubscription *o);
@@ -4090,6 +4250,7 @@ typedef struct kafka_DefaultPrincipalData {
     kafka_str Name;
     bool TokenAuthenticated;
 } kafka_DefaultPrincipalData;
+extern const struct kafka_struct_desc kafka_DefaultPrincipalData_desc;
 void kafka_DefaultPrincipalData_init(kafka_DefaultPrincipalData *o);
 int kafka_DefaultPrincipalData_decode(al_rd *rd, int16_t v, kafka_DefaultPrincipalData *o, kafka_arena *a);
 int kafka_DefaultPrincipalData_encode(al_wr *wr, int16_t v, const kafka_DefaultPrincipalData *o);
@@ -4102,6 +4263,7 @@ typedef struct kafka_KRaftVersionRecord {
     int16_t Version;
     int16_t KRaftVersion;
 } kafka_KRaftVersionRecord;
+extern const struct kafka_struct_desc kafka_KRaftVersionRecord_desc;
 void kafka_KRaftVersionRecord_init(kafka_KRaftVersionRecord *o);
 int kafka_KRaftVersionRecord_decode(al_rd *rd, int16_t v, kafka_KRaftVersionRecord *o, kafka_arena *a);
 int kafka_KRaftVersionRecord_encode(al_wr *wr, int16_t v, const kafka_KRaftVersionRecord *o);
@@ -4123,6 +4285,7 @@ typedef struct kafka_LeaderChangeMessage {
 } kafka_LeaderChangeMessage;
 void kafka_LeaderChangeMessage_Voter_init(kafka_LeaderChangeMessage_Voter *o);
 bool kafka_LeaderChangeMessage_Voter_equal(const kafka_LeaderChangeMessage_Voter *x, const kafka_LeaderChangeMessage_Voter *y);
+extern const struct kafka_struct_desc kafka_LeaderChangeMessage_desc;
 void kafka_LeaderChangeMessage_init(kafka_LeaderChangeMessage *o);
 int kafka_LeaderChangeMessage_decode(al_rd *rd, int16_t v, kafka_LeaderChangeMessage *o, kafka_arena *a);
 int kafka_LeaderChangeMessage_encode(al_wr *wr, int16_t v, const kafka_LeaderChangeMessage *o);
@@ -4134,6 +4297,7 @@ void kafka_LeaderChangeMessage_fill_test(kafka_LeaderChangeMessage *o, int16_t v
 typedef struct kafka_SnapshotFooterRecord {
     int16_t Version;
 } kafka_SnapshotFooterRecord;
+extern const struct kafka_struct_desc kafka_SnapshotFooterRecord_desc;
 void kafka_SnapshotFooterRecord_init(kafka_SnapshotFooterRecord *o);
 int kafka_SnapshotFooterRecord_decode(al_rd *rd, int16_t v, kafka_SnapshotFooterRecord *o, kafka_arena *a);
 int kafka_SnapshotFooterRecord_encode(al_wr *wr, int16_t v, const kafka_SnapshotFooterRecord *o);
@@ -4146,6 +4310,7 @@ typedef struct kafka_SnapshotHeaderRecord {
     int16_t Version;
     int64_t LastContainedLogTimestamp;
 } kafka_SnapshotHeaderRecord;
+extern const struct kafka_struct_desc kafka_SnapshotHeaderRecord_desc;
 void kafka_SnapshotHeaderRecord_init(kafka_SnapshotHeaderRecord *o);
 int kafka_SnapshotHeaderRecord_decode(al_rd *rd, int16_t v, kafka_SnapshotHeaderRecord *o, kafka_arena *a);
 int kafka_SnapshotHeaderRecord_encode(al_wr *wr, int16_t v, const kafka_SnapshotHeaderRecord *o);
@@ -4181,6 +4346,7 @@ void kafka_VotersRecord_KRaftVersionFeature_init(kafka_VotersRecord_KRaftVersion
 bool kafka_VotersRecord_KRaftVersionFeature_equal(const kafka_VotersRecord_KRaftVersionFeature *x, const kafka_VotersRecord_KRaftVersionFeature *y);
 void kafka_VotersRecord_Voter_init(kafka_VotersRecord_Voter *o);
 bool kafka_VotersRecord_Voter_equal(const kafka_VotersRecord_Voter *x, const kafka_VotersRecord_Voter *y);
+extern const struct kafka_struct_desc kafka_VotersRecord_desc;
 void kafka_VotersRecord_init(kafka_VotersRecord *o);
 int kafka_VotersRecord_decode(al_rd *rd, int16_t v, kafka_VotersRecord *o, kafka_arena *a);
 int kafka_VotersRecord_encode(al_wr *wr, int16_t v, const kafka_VotersRecord *o);
@@ -4195,6 +4361,7 @@ typedef struct kafka_RequestHeader {
     int32_t CorrelationId;
     kafka_str ClientId;
 } kafka_RequestHeader;
+extern const struct kafka_struct_desc kafka_RequestHeader_desc;
 void kafka_RequestHeader_init(kafka_RequestHeader *o);
 int kafka_RequestHeader_decode(al_rd *rd, int16_t v, kafka_RequestHeader *o, kafka_arena *a);
 int kafka_RequestHeader_encode(al_wr *wr, int16_t v, const kafka_RequestHeader *o);
@@ -4206,6 +4373,7 @@ void kafka_RequestHeader_fill_test(kafka_RequestHeader *o, int16_t v, kafka_fill
 typedef struct kafka_ResponseHeader {
     int32_t CorrelationId;
 } kafka_ResponseHeader;
+extern const struct kafka_struct_desc kafka_ResponseHeader_desc;
 void kafka_ResponseHeader_init(kafka_ResponseHeader *o);
 int kafka_ResponseHeader_decode(al_rd *rd, int16_t v, kafka_ResponseHeader *o, kafka_arena *a);
 int kafka_ResponseHeader_encode(al_wr *wr, int16_t v, const kafka_ResponseHeader *o);

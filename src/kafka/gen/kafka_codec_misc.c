@@ -2,1375 +2,459 @@
 /* kafka_codec_misc.c — headers, data types, the API and message tables, generic entry points. */
 #include "kafka_codec.h"
 
-/* ---- ConsumerProtocolAssignment (data, versions 0-3, flexible none) ---- */
+#include <stddef.h>
 
+/* ---- ConsumerProtocolAssignment (data, versions 0-3, flexible none) ---- */
+static const struct kafka_field_desc kafka_ConsumerProtocolAssignment_TopicPartition_fields[] = {
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Topic), 0,
+     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Partitions), offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Partitions_count),
+     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+};
+static const struct kafka_struct_desc kafka_ConsumerProtocolAssignment_TopicPartition_desc = {
+    "kafka_ConsumerProtocolAssignment_TopicPartition", sizeof(kafka_ConsumerProtocolAssignment_TopicPartition), 2, 0, kafka_ConsumerProtocolAssignment_TopicPartition_fields, NULL, 0x0u, 0, 3};
+static const struct kafka_field_desc kafka_ConsumerProtocolAssignment_fields[] = {
+    {"AssignedPartitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ConsumerProtocolAssignment, AssignedPartitions), offsetof(kafka_ConsumerProtocolAssignment, AssignedPartitions_count),
+     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_ConsumerProtocolAssignment_TopicPartition_desc},
+    {"UserData", KAFKA_T_BYTES, false, false, false, true, -1, offsetof(kafka_ConsumerProtocolAssignment, UserData), 0,
+     0xfu, 0xfu, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+};
+const struct kafka_struct_desc kafka_ConsumerProtocolAssignment_desc = {
+    "kafka_ConsumerProtocolAssignment", sizeof(kafka_ConsumerProtocolAssignment), 2, 0, kafka_ConsumerProtocolAssignment_fields, NULL, 0x0u, 0, 3};
 void kafka_ConsumerProtocolAssignment_TopicPartition_init(kafka_ConsumerProtocolAssignment_TopicPartition *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->Topic.ptr = "";
+    kafka_struct_init(&kafka_ConsumerProtocolAssignment_TopicPartition_desc, o);
 }
-
 bool kafka_ConsumerProtocolAssignment_TopicPartition_equal(const kafka_ConsumerProtocolAssignment_TopicPartition *x, const kafka_ConsumerProtocolAssignment_TopicPartition *y)
 {
-    if (!(kafka_str_equal(x->Topic, y->Topic))) return false;
-    if (x->Partitions_count != y->Partitions_count) return false;
-    for (int32_t i = 0; i < x->Partitions_count; i++)
-        if (!(x->Partitions[i] == y->Partitions[i])) return false;
-    return true;
+    return kafka_struct_equal(&kafka_ConsumerProtocolAssignment_TopicPartition_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_ConsumerProtocolAssignment_TopicPartition_is_default(const kafka_ConsumerProtocolAssignment_TopicPartition *o)
-{
-    kafka_ConsumerProtocolAssignment_TopicPartition d;
-    kafka_ConsumerProtocolAssignment_TopicPartition_init(&d);
-    return kafka_ConsumerProtocolAssignment_TopicPartition_equal(o, &d);
-}
-
 void kafka_ConsumerProtocolAssignment_init(kafka_ConsumerProtocolAssignment *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->UserData.ptr = NULL;
-    o->UserData.len = -1;
+    kafka_struct_init(&kafka_ConsumerProtocolAssignment_desc, o);
 }
-
 bool kafka_ConsumerProtocolAssignment_equal(const kafka_ConsumerProtocolAssignment *x, const kafka_ConsumerProtocolAssignment *y)
 {
-    if (x->AssignedPartitions_count != y->AssignedPartitions_count) return false;
-    for (int32_t i = 0; i < x->AssignedPartitions_count; i++)
-        if (!(kafka_ConsumerProtocolAssignment_TopicPartition_equal(&x->AssignedPartitions[i], &y->AssignedPartitions[i]))) return false;
-    if (!(kafka_bytes_equal(x->UserData, y->UserData))) return false;
-    return true;
+    return kafka_struct_equal(&kafka_ConsumerProtocolAssignment_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_ConsumerProtocolAssignment_is_default(const kafka_ConsumerProtocolAssignment *o)
-{
-    kafka_ConsumerProtocolAssignment d;
-    kafka_ConsumerProtocolAssignment_init(&d);
-    return kafka_ConsumerProtocolAssignment_equal(o, &d);
-}
-
-static size_t kafka_ConsumerProtocolAssignment_TopicPartition_size_v(int16_t v, const kafka_ConsumerProtocolAssignment_TopicPartition *o);
-static size_t kafka_ConsumerProtocolAssignment_size_v(int16_t v, const kafka_ConsumerProtocolAssignment *o);
-
-static size_t kafka_ConsumerProtocolAssignment_TopicPartition_size_v(int16_t v, const kafka_ConsumerProtocolAssignment_TopicPartition *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += kafka_string_size(0, o->Topic);
-    n += kafka_count_size(0, o->Partitions_count);
-    if (o->Partitions_count > 0) n += (size_t)o->Partitions_count * 4;
-    return n;
-}
-
-static int kafka_ConsumerProtocolAssignment_TopicPartition_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolAssignment_TopicPartition *o, kafka_arena *a)
-{
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    kafka_ConsumerProtocolAssignment_TopicPartition_init(o);
-    rc = kafka_rd_string(rd, 0, 0, &o->Topic);
-    if (rc) return rc;
-    rc = kafka_rd_count(rd, 0, 0, &o->Partitions_count);
-    if (rc) return rc;
-    o->Partitions = NULL;
-    if (o->Partitions_count > 0) {
-        o->Partitions = kafka_arena_alloc(a, (size_t)o->Partitions_count * sizeof(int32_t));
-        if (!o->Partitions) return AL_ETOOLARGE;
-        for (int32_t i = 0; i < o->Partitions_count; i++) {
-            o->Partitions[i] = al_rd_i32(rd);
-            if (rd->err) return rd->err;
-        }
-    }
-    return rd->err;
-}
-
-static int kafka_ConsumerProtocolAssignment_TopicPartition_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolAssignment_TopicPartition *o)
-{
-    int rc = 0;
-    (void)rc;
-    rc = kafka_wr_string(wr, 0, 0, o->Topic);
-    if (rc) return rc;
-    rc = kafka_wr_count(wr, 0, 0, o->Partitions_count, o->Partitions);
-    if (rc) return rc;
-    for (int32_t i = 0; i < o->Partitions_count; i++) {
-        al_wr_i32(wr, o->Partitions[i]);
-    }
-    return wr->err;
-}
-
-static size_t kafka_ConsumerProtocolAssignment_size_v(int16_t v, const kafka_ConsumerProtocolAssignment *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += kafka_count_size(0, o->AssignedPartitions_count);
-    for (int32_t i = 0; i < o->AssignedPartitions_count; i++) {
-        n += kafka_ConsumerProtocolAssignment_TopicPartition_size_v(v, &o->AssignedPartitions[i]);
-    }
-    n += kafka_bytes_size(0, o->UserData);
-    return n;
-}
-
 int kafka_ConsumerProtocolAssignment_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolAssignment *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 3) return AL_EUNSUPPORTED;
-    kafka_ConsumerProtocolAssignment_init(o);
-    rc = kafka_rd_count(rd, 0, 0, &o->AssignedPartitions_count);
-    if (rc) return rc;
-    o->AssignedPartitions = NULL;
-    if (o->AssignedPartitions_count > 0) {
-        o->AssignedPartitions = kafka_arena_alloc(a, (size_t)o->AssignedPartitions_count * sizeof(kafka_ConsumerProtocolAssignment_TopicPartition));
-        if (!o->AssignedPartitions) return AL_ETOOLARGE;
-        for (int32_t i = 0; i < o->AssignedPartitions_count; i++) {
-            rc = kafka_ConsumerProtocolAssignment_TopicPartition_decode(rd, v, &o->AssignedPartitions[i], a);
-            if (rc) return rc;
-            if (rd->err) return rd->err;
-        }
-    }
-    rc = kafka_rd_bytes(rd, 0, 1, &o->UserData);
-    if (rc) return rc;
-    return rd->err;
+    return kafka_struct_decode(&kafka_ConsumerProtocolAssignment_desc, rd, v, o, a);
 }
-
 int kafka_ConsumerProtocolAssignment_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolAssignment *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 3) return AL_EUNSUPPORTED;
-    rc = kafka_wr_count(wr, 0, 0, o->AssignedPartitions_count, o->AssignedPartitions);
-    if (rc) return rc;
-    for (int32_t i = 0; i < o->AssignedPartitions_count; i++) {
-        rc = kafka_ConsumerProtocolAssignment_TopicPartition_encode(wr, v, &o->AssignedPartitions[i]);
-        if (rc) return rc;
-    }
-    rc = kafka_wr_bytes(wr, 0, 1, o->UserData);
-    if (rc) return rc;
-    return wr->err;
+    return kafka_struct_encode(&kafka_ConsumerProtocolAssignment_desc, wr, v, o);
 }
-
 size_t kafka_ConsumerProtocolAssignment_size(int16_t v, const kafka_ConsumerProtocolAssignment *o)
 {
-    return kafka_ConsumerProtocolAssignment_size_v(v, o);
+    return kafka_struct_size(&kafka_ConsumerProtocolAssignment_desc, v, o);
+}
+void kafka_ConsumerProtocolAssignment_fill_test(kafka_ConsumerProtocolAssignment *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_ConsumerProtocolAssignment_desc, o, v, f);
 }
 
 /* ---- ConsumerProtocolSubscription (data, versions 0-3, flexible none) ---- */
-
+static const struct kafka_field_desc kafka_ConsumerProtocolSubscription_TopicPartition_fields[] = {
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Topic), 0,
+     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Partitions), offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Partitions_count),
+     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+};
+static const struct kafka_struct_desc kafka_ConsumerProtocolSubscription_TopicPartition_desc = {
+    "kafka_ConsumerProtocolSubscription_TopicPartition", sizeof(kafka_ConsumerProtocolSubscription_TopicPartition), 2, 0, kafka_ConsumerProtocolSubscription_TopicPartition_fields, NULL, 0x0u, 0, 3};
+static const struct kafka_field_desc kafka_ConsumerProtocolSubscription_fields[] = {
+    {"Topics", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_ConsumerProtocolSubscription, Topics), offsetof(kafka_ConsumerProtocolSubscription, Topics_count),
+     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"UserData", KAFKA_T_BYTES, false, false, false, true, -1, offsetof(kafka_ConsumerProtocolSubscription, UserData), 0,
+     0xfu, 0xfu, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"OwnedPartitions", KAFKA_T_STRUCT, true, false, true, false, -1, offsetof(kafka_ConsumerProtocolSubscription, OwnedPartitions), offsetof(kafka_ConsumerProtocolSubscription, OwnedPartitions_count),
+     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_ConsumerProtocolSubscription_TopicPartition_desc},
+    {"GenerationId", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_ConsumerProtocolSubscription, GenerationId), 0,
+     0xcu, 0x0u, 0x0u, 0x0u, -1, 0.0, NULL, 0, NULL},
+    {"RackId", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_ConsumerProtocolSubscription, RackId), 0,
+     0x8u, 0x8u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+};
+const struct kafka_struct_desc kafka_ConsumerProtocolSubscription_desc = {
+    "kafka_ConsumerProtocolSubscription", sizeof(kafka_ConsumerProtocolSubscription), 5, 0, kafka_ConsumerProtocolSubscription_fields, NULL, 0x0u, 0, 3};
 void kafka_ConsumerProtocolSubscription_TopicPartition_init(kafka_ConsumerProtocolSubscription_TopicPartition *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->Topic.ptr = "";
+    kafka_struct_init(&kafka_ConsumerProtocolSubscription_TopicPartition_desc, o);
 }
-
 bool kafka_ConsumerProtocolSubscription_TopicPartition_equal(const kafka_ConsumerProtocolSubscription_TopicPartition *x, const kafka_ConsumerProtocolSubscription_TopicPartition *y)
 {
-    if (!(kafka_str_equal(x->Topic, y->Topic))) return false;
-    if (x->Partitions_count != y->Partitions_count) return false;
-    for (int32_t i = 0; i < x->Partitions_count; i++)
-        if (!(x->Partitions[i] == y->Partitions[i])) return false;
-    return true;
+    return kafka_struct_equal(&kafka_ConsumerProtocolSubscription_TopicPartition_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_ConsumerProtocolSubscription_TopicPartition_is_default(const kafka_ConsumerProtocolSubscription_TopicPartition *o)
-{
-    kafka_ConsumerProtocolSubscription_TopicPartition d;
-    kafka_ConsumerProtocolSubscription_TopicPartition_init(&d);
-    return kafka_ConsumerProtocolSubscription_TopicPartition_equal(o, &d);
-}
-
 void kafka_ConsumerProtocolSubscription_init(kafka_ConsumerProtocolSubscription *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->UserData.ptr = NULL;
-    o->UserData.len = -1;
-    o->GenerationId = -1;
-    o->RackId.ptr = NULL;
-    o->RackId.len = -1;
+    kafka_struct_init(&kafka_ConsumerProtocolSubscription_desc, o);
 }
-
 bool kafka_ConsumerProtocolSubscription_equal(const kafka_ConsumerProtocolSubscription *x, const kafka_ConsumerProtocolSubscription *y)
 {
-    if (x->Topics_count != y->Topics_count) return false;
-    for (int32_t i = 0; i < x->Topics_count; i++)
-        if (!(kafka_str_equal(x->Topics[i], y->Topics[i]))) return false;
-    if (!(kafka_bytes_equal(x->UserData, y->UserData))) return false;
-    if (x->OwnedPartitions_count != y->OwnedPartitions_count) return false;
-    for (int32_t i = 0; i < x->OwnedPartitions_count; i++)
-        if (!(kafka_ConsumerProtocolSubscription_TopicPartition_equal(&x->OwnedPartitions[i], &y->OwnedPartitions[i]))) return false;
-    if (!(x->GenerationId == y->GenerationId)) return false;
-    if (!(kafka_str_equal(x->RackId, y->RackId))) return false;
-    return true;
+    return kafka_struct_equal(&kafka_ConsumerProtocolSubscription_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_ConsumerProtocolSubscription_is_default(const kafka_ConsumerProtocolSubscription *o)
-{
-    kafka_ConsumerProtocolSubscription d;
-    kafka_ConsumerProtocolSubscription_init(&d);
-    return kafka_ConsumerProtocolSubscription_equal(o, &d);
-}
-
-static size_t kafka_ConsumerProtocolSubscription_TopicPartition_size_v(int16_t v, const kafka_ConsumerProtocolSubscription_TopicPartition *o);
-static size_t kafka_ConsumerProtocolSubscription_size_v(int16_t v, const kafka_ConsumerProtocolSubscription *o);
-
-static size_t kafka_ConsumerProtocolSubscription_TopicPartition_size_v(int16_t v, const kafka_ConsumerProtocolSubscription_TopicPartition *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    if (v >= 1) {
-        n += kafka_string_size(0, o->Topic);
-    }
-    if (v >= 1) {
-        n += kafka_count_size(0, o->Partitions_count);
-        if (o->Partitions_count > 0) n += (size_t)o->Partitions_count * 4;
-    }
-    return n;
-}
-
-static int kafka_ConsumerProtocolSubscription_TopicPartition_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolSubscription_TopicPartition *o, kafka_arena *a)
-{
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    kafka_ConsumerProtocolSubscription_TopicPartition_init(o);
-    if (v >= 1) {
-        rc = kafka_rd_string(rd, 0, 0, &o->Topic);
-        if (rc) return rc;
-    }
-    if (v >= 1) {
-        rc = kafka_rd_count(rd, 0, 0, &o->Partitions_count);
-        if (rc) return rc;
-        o->Partitions = NULL;
-        if (o->Partitions_count > 0) {
-            o->Partitions = kafka_arena_alloc(a, (size_t)o->Partitions_count * sizeof(int32_t));
-            if (!o->Partitions) return AL_ETOOLARGE;
-            for (int32_t i = 0; i < o->Partitions_count; i++) {
-                o->Partitions[i] = al_rd_i32(rd);
-                if (rd->err) return rd->err;
-            }
-        }
-    }
-    return rd->err;
-}
-
-static int kafka_ConsumerProtocolSubscription_TopicPartition_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolSubscription_TopicPartition *o)
-{
-    int rc = 0;
-    (void)rc;
-    if (v <= 0 && !kafka_str_equal(o->Topic, (kafka_str){"", 0})) return AL_EINVAL;
-    if (v <= 0 && o->Partitions_count != 0) return AL_EINVAL;
-    if (v >= 1) {
-        rc = kafka_wr_string(wr, 0, 0, o->Topic);
-        if (rc) return rc;
-    }
-    if (v >= 1) {
-        rc = kafka_wr_count(wr, 0, 0, o->Partitions_count, o->Partitions);
-        if (rc) return rc;
-        for (int32_t i = 0; i < o->Partitions_count; i++) {
-            al_wr_i32(wr, o->Partitions[i]);
-        }
-    }
-    return wr->err;
-}
-
-static size_t kafka_ConsumerProtocolSubscription_size_v(int16_t v, const kafka_ConsumerProtocolSubscription *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += kafka_count_size(0, o->Topics_count);
-    for (int32_t i = 0; i < o->Topics_count; i++) {
-        n += kafka_string_size(0, o->Topics[i]);
-    }
-    n += kafka_bytes_size(0, o->UserData);
-    if (v >= 1) {
-        n += kafka_count_size(0, o->OwnedPartitions_count);
-        for (int32_t i = 0; i < o->OwnedPartitions_count; i++) {
-            n += kafka_ConsumerProtocolSubscription_TopicPartition_size_v(v, &o->OwnedPartitions[i]);
-        }
-    }
-    if (v >= 2) {
-        n += 4;
-    }
-    if (v >= 3) {
-        n += kafka_string_size(0, o->RackId);
-    }
-    return n;
-}
-
 int kafka_ConsumerProtocolSubscription_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolSubscription *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 3) return AL_EUNSUPPORTED;
-    kafka_ConsumerProtocolSubscription_init(o);
-    rc = kafka_rd_count(rd, 0, 0, &o->Topics_count);
-    if (rc) return rc;
-    o->Topics = NULL;
-    if (o->Topics_count > 0) {
-        o->Topics = kafka_arena_alloc(a, (size_t)o->Topics_count * sizeof(kafka_str));
-        if (!o->Topics) return AL_ETOOLARGE;
-        for (int32_t i = 0; i < o->Topics_count; i++) {
-            rc = kafka_rd_string(rd, 0, 0, &o->Topics[i]);
-            if (rc) return rc;
-            if (rd->err) return rd->err;
-        }
-    }
-    rc = kafka_rd_bytes(rd, 0, 1, &o->UserData);
-    if (rc) return rc;
-    if (v >= 1) {
-        rc = kafka_rd_count(rd, 0, 0, &o->OwnedPartitions_count);
-        if (rc) return rc;
-        o->OwnedPartitions = NULL;
-        if (o->OwnedPartitions_count > 0) {
-            o->OwnedPartitions = kafka_arena_alloc(a, (size_t)o->OwnedPartitions_count * sizeof(kafka_ConsumerProtocolSubscription_TopicPartition));
-            if (!o->OwnedPartitions) return AL_ETOOLARGE;
-            for (int32_t i = 0; i < o->OwnedPartitions_count; i++) {
-                rc = kafka_ConsumerProtocolSubscription_TopicPartition_decode(rd, v, &o->OwnedPartitions[i], a);
-                if (rc) return rc;
-                if (rd->err) return rd->err;
-            }
-        }
-    }
-    if (v >= 2) {
-        o->GenerationId = al_rd_i32(rd);
-    }
-    if (v >= 3) {
-        rc = kafka_rd_string(rd, 0, v >= 3, &o->RackId);
-        if (rc) return rc;
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_ConsumerProtocolSubscription_desc, rd, v, o, a);
 }
-
 int kafka_ConsumerProtocolSubscription_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolSubscription *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 3) return AL_EUNSUPPORTED;
-    rc = kafka_wr_count(wr, 0, 0, o->Topics_count, o->Topics);
-    if (rc) return rc;
-    for (int32_t i = 0; i < o->Topics_count; i++) {
-        rc = kafka_wr_string(wr, 0, 0, o->Topics[i]);
-        if (rc) return rc;
-    }
-    rc = kafka_wr_bytes(wr, 0, 1, o->UserData);
-    if (rc) return rc;
-    if (v >= 1) {
-        rc = kafka_wr_count(wr, 0, 0, o->OwnedPartitions_count, o->OwnedPartitions);
-        if (rc) return rc;
-        for (int32_t i = 0; i < o->OwnedPartitions_count; i++) {
-            rc = kafka_ConsumerProtocolSubscription_TopicPartition_encode(wr, v, &o->OwnedPartitions[i]);
-            if (rc) return rc;
-        }
-    }
-    if (v >= 2) {
-        al_wr_i32(wr, o->GenerationId);
-    }
-    if (v >= 3) {
-        rc = kafka_wr_string(wr, 0, v >= 3, o->RackId);
-        if (rc) return rc;
-    }
-    return wr->err;
+    return kafka_struct_encode(&kafka_ConsumerProtocolSubscription_desc, wr, v, o);
 }
-
 size_t kafka_ConsumerProtocolSubscription_size(int16_t v, const kafka_ConsumerProtocolSubscription *o)
 {
-    return kafka_ConsumerProtocolSubscription_size_v(v, o);
+    return kafka_struct_size(&kafka_ConsumerProtocolSubscription_desc, v, o);
+}
+void kafka_ConsumerProtocolSubscription_fill_test(kafka_ConsumerProtocolSubscription *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_ConsumerProtocolSubscription_desc, o, v, f);
 }
 
 /* ---- DefaultPrincipalData (data, versions 0-0, flexible 0+) ---- */
-
+static const struct kafka_field_desc kafka_DefaultPrincipalData_fields[] = {
+    {"Type", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DefaultPrincipalData, Type), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DefaultPrincipalData, Name), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"TokenAuthenticated", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DefaultPrincipalData, TokenAuthenticated), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+};
+const struct kafka_struct_desc kafka_DefaultPrincipalData_desc = {
+    "kafka_DefaultPrincipalData", sizeof(kafka_DefaultPrincipalData), 3, 0, kafka_DefaultPrincipalData_fields, NULL, 0x1u, 0, 0};
 void kafka_DefaultPrincipalData_init(kafka_DefaultPrincipalData *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->Type.ptr = "";
-    o->Name.ptr = "";
+    kafka_struct_init(&kafka_DefaultPrincipalData_desc, o);
 }
-
 bool kafka_DefaultPrincipalData_equal(const kafka_DefaultPrincipalData *x, const kafka_DefaultPrincipalData *y)
 {
-    if (!(kafka_str_equal(x->Type, y->Type))) return false;
-    if (!(kafka_str_equal(x->Name, y->Name))) return false;
-    if (!(x->TokenAuthenticated == y->TokenAuthenticated)) return false;
-    return true;
+    return kafka_struct_equal(&kafka_DefaultPrincipalData_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_DefaultPrincipalData_is_default(const kafka_DefaultPrincipalData *o)
-{
-    kafka_DefaultPrincipalData d;
-    kafka_DefaultPrincipalData_init(&d);
-    return kafka_DefaultPrincipalData_equal(o, &d);
-}
-
-static size_t kafka_DefaultPrincipalData_size_v(int16_t v, const kafka_DefaultPrincipalData *o);
-
-static size_t kafka_DefaultPrincipalData_size_v(int16_t v, const kafka_DefaultPrincipalData *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += kafka_string_size(1, o->Type);
-    n += kafka_string_size(1, o->Name);
-    n += 1;
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
 int kafka_DefaultPrincipalData_decode(al_rd *rd, int16_t v, kafka_DefaultPrincipalData *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    kafka_DefaultPrincipalData_init(o);
-    rc = kafka_rd_string(rd, 1, 0, &o->Type);
-    if (rc) return rc;
-    rc = kafka_rd_string(rd, 1, 0, &o->Name);
-    if (rc) return rc;
-    o->TokenAuthenticated = al_rd_u8(rd) != 0;
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_DefaultPrincipalData_desc, rd, v, o, a);
 }
-
 int kafka_DefaultPrincipalData_encode(al_wr *wr, int16_t v, const kafka_DefaultPrincipalData *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    rc = kafka_wr_string(wr, 1, 0, o->Type);
-    if (rc) return rc;
-    rc = kafka_wr_string(wr, 1, 0, o->Name);
-    if (rc) return rc;
-    al_wr_u8(wr, o->TokenAuthenticated ? 1 : 0);
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
+    return kafka_struct_encode(&kafka_DefaultPrincipalData_desc, wr, v, o);
 }
-
 size_t kafka_DefaultPrincipalData_size(int16_t v, const kafka_DefaultPrincipalData *o)
 {
-    return kafka_DefaultPrincipalData_size_v(v, o);
+    return kafka_struct_size(&kafka_DefaultPrincipalData_desc, v, o);
+}
+void kafka_DefaultPrincipalData_fill_test(kafka_DefaultPrincipalData *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_DefaultPrincipalData_desc, o, v, f);
 }
 
 /* ---- KRaftVersionRecord (data, versions 0-0, flexible 0+) ---- */
-
+static const struct kafka_field_desc kafka_KRaftVersionRecord_fields[] = {
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_KRaftVersionRecord, Version), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"KRaftVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_KRaftVersionRecord, KRaftVersion), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+};
+const struct kafka_struct_desc kafka_KRaftVersionRecord_desc = {
+    "kafka_KRaftVersionRecord", sizeof(kafka_KRaftVersionRecord), 2, 0, kafka_KRaftVersionRecord_fields, NULL, 0x1u, 0, 0};
 void kafka_KRaftVersionRecord_init(kafka_KRaftVersionRecord *o)
 {
-    memset(o, 0, sizeof(*o));
+    kafka_struct_init(&kafka_KRaftVersionRecord_desc, o);
 }
-
 bool kafka_KRaftVersionRecord_equal(const kafka_KRaftVersionRecord *x, const kafka_KRaftVersionRecord *y)
 {
-    if (!(x->Version == y->Version)) return false;
-    if (!(x->KRaftVersion == y->KRaftVersion)) return false;
-    return true;
+    return kafka_struct_equal(&kafka_KRaftVersionRecord_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_KRaftVersionRecord_is_default(const kafka_KRaftVersionRecord *o)
-{
-    kafka_KRaftVersionRecord d;
-    kafka_KRaftVersionRecord_init(&d);
-    return kafka_KRaftVersionRecord_equal(o, &d);
-}
-
-static size_t kafka_KRaftVersionRecord_size_v(int16_t v, const kafka_KRaftVersionRecord *o);
-
-static size_t kafka_KRaftVersionRecord_size_v(int16_t v, const kafka_KRaftVersionRecord *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 2;
-    n += 2;
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
 int kafka_KRaftVersionRecord_decode(al_rd *rd, int16_t v, kafka_KRaftVersionRecord *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    kafka_KRaftVersionRecord_init(o);
-    o->Version = al_rd_i16(rd);
-    o->KRaftVersion = al_rd_i16(rd);
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_KRaftVersionRecord_desc, rd, v, o, a);
 }
-
 int kafka_KRaftVersionRecord_encode(al_wr *wr, int16_t v, const kafka_KRaftVersionRecord *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    al_wr_i16(wr, o->Version);
-    al_wr_i16(wr, o->KRaftVersion);
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
+    return kafka_struct_encode(&kafka_KRaftVersionRecord_desc, wr, v, o);
 }
-
 size_t kafka_KRaftVersionRecord_size(int16_t v, const kafka_KRaftVersionRecord *o)
 {
-    return kafka_KRaftVersionRecord_size_v(v, o);
+    return kafka_struct_size(&kafka_KRaftVersionRecord_desc, v, o);
+}
+void kafka_KRaftVersionRecord_fill_test(kafka_KRaftVersionRecord *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_KRaftVersionRecord_desc, o, v, f);
 }
 
 /* ---- LeaderChangeMessage (data, versions 0-0, flexible 0+) ---- */
-
+static const struct kafka_field_desc kafka_LeaderChangeMessage_Voter_fields[] = {
+    {"VoterId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderChangeMessage_Voter, VoterId), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+};
+static const struct kafka_struct_desc kafka_LeaderChangeMessage_Voter_desc = {
+    "kafka_LeaderChangeMessage_Voter", sizeof(kafka_LeaderChangeMessage_Voter), 1, 0, kafka_LeaderChangeMessage_Voter_fields, NULL, 0x1u, 0, 0};
+static const struct kafka_field_desc kafka_LeaderChangeMessage_fields[] = {
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_LeaderChangeMessage, Version), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderChangeMessage, LeaderId), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Voters", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderChangeMessage, Voters), offsetof(kafka_LeaderChangeMessage, Voters_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_LeaderChangeMessage_Voter_desc},
+    {"GrantingVoters", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderChangeMessage, GrantingVoters), offsetof(kafka_LeaderChangeMessage, GrantingVoters_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_LeaderChangeMessage_Voter_desc},
+};
+const struct kafka_struct_desc kafka_LeaderChangeMessage_desc = {
+    "kafka_LeaderChangeMessage", sizeof(kafka_LeaderChangeMessage), 4, 0, kafka_LeaderChangeMessage_fields, NULL, 0x1u, 0, 0};
 void kafka_LeaderChangeMessage_Voter_init(kafka_LeaderChangeMessage_Voter *o)
 {
-    memset(o, 0, sizeof(*o));
+    kafka_struct_init(&kafka_LeaderChangeMessage_Voter_desc, o);
 }
-
 bool kafka_LeaderChangeMessage_Voter_equal(const kafka_LeaderChangeMessage_Voter *x, const kafka_LeaderChangeMessage_Voter *y)
 {
-    if (!(x->VoterId == y->VoterId)) return false;
-    return true;
+    return kafka_struct_equal(&kafka_LeaderChangeMessage_Voter_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_LeaderChangeMessage_Voter_is_default(const kafka_LeaderChangeMessage_Voter *o)
-{
-    kafka_LeaderChangeMessage_Voter d;
-    kafka_LeaderChangeMessage_Voter_init(&d);
-    return kafka_LeaderChangeMessage_Voter_equal(o, &d);
-}
-
 void kafka_LeaderChangeMessage_init(kafka_LeaderChangeMessage *o)
 {
-    memset(o, 0, sizeof(*o));
+    kafka_struct_init(&kafka_LeaderChangeMessage_desc, o);
 }
-
 bool kafka_LeaderChangeMessage_equal(const kafka_LeaderChangeMessage *x, const kafka_LeaderChangeMessage *y)
 {
-    if (!(x->Version == y->Version)) return false;
-    if (!(x->LeaderId == y->LeaderId)) return false;
-    if (x->Voters_count != y->Voters_count) return false;
-    for (int32_t i = 0; i < x->Voters_count; i++)
-        if (!(kafka_LeaderChangeMessage_Voter_equal(&x->Voters[i], &y->Voters[i]))) return false;
-    if (x->GrantingVoters_count != y->GrantingVoters_count) return false;
-    for (int32_t i = 0; i < x->GrantingVoters_count; i++)
-        if (!(kafka_LeaderChangeMessage_Voter_equal(&x->GrantingVoters[i], &y->GrantingVoters[i]))) return false;
-    return true;
+    return kafka_struct_equal(&kafka_LeaderChangeMessage_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_LeaderChangeMessage_is_default(const kafka_LeaderChangeMessage *o)
-{
-    kafka_LeaderChangeMessage d;
-    kafka_LeaderChangeMessage_init(&d);
-    return kafka_LeaderChangeMessage_equal(o, &d);
-}
-
-static size_t kafka_LeaderChangeMessage_Voter_size_v(int16_t v, const kafka_LeaderChangeMessage_Voter *o);
-static size_t kafka_LeaderChangeMessage_size_v(int16_t v, const kafka_LeaderChangeMessage *o);
-
-static size_t kafka_LeaderChangeMessage_Voter_size_v(int16_t v, const kafka_LeaderChangeMessage_Voter *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 4;
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
-static int kafka_LeaderChangeMessage_Voter_decode(al_rd *rd, int16_t v, kafka_LeaderChangeMessage_Voter *o, kafka_arena *a)
-{
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    kafka_LeaderChangeMessage_Voter_init(o);
-    o->VoterId = al_rd_i32(rd);
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
-}
-
-static int kafka_LeaderChangeMessage_Voter_encode(al_wr *wr, int16_t v, const kafka_LeaderChangeMessage_Voter *o)
-{
-    int rc = 0;
-    (void)rc;
-    al_wr_i32(wr, o->VoterId);
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
-}
-
-static size_t kafka_LeaderChangeMessage_size_v(int16_t v, const kafka_LeaderChangeMessage *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 2;
-    n += 4;
-    n += kafka_count_size(1, o->Voters_count);
-    for (int32_t i = 0; i < o->Voters_count; i++) {
-        n += kafka_LeaderChangeMessage_Voter_size_v(v, &o->Voters[i]);
-    }
-    n += kafka_count_size(1, o->GrantingVoters_count);
-    for (int32_t i = 0; i < o->GrantingVoters_count; i++) {
-        n += kafka_LeaderChangeMessage_Voter_size_v(v, &o->GrantingVoters[i]);
-    }
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
 int kafka_LeaderChangeMessage_decode(al_rd *rd, int16_t v, kafka_LeaderChangeMessage *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    kafka_LeaderChangeMessage_init(o);
-    o->Version = al_rd_i16(rd);
-    o->LeaderId = al_rd_i32(rd);
-    rc = kafka_rd_count(rd, 1, 0, &o->Voters_count);
-    if (rc) return rc;
-    o->Voters = NULL;
-    if (o->Voters_count > 0) {
-        o->Voters = kafka_arena_alloc(a, (size_t)o->Voters_count * sizeof(kafka_LeaderChangeMessage_Voter));
-        if (!o->Voters) return AL_ETOOLARGE;
-        for (int32_t i = 0; i < o->Voters_count; i++) {
-            rc = kafka_LeaderChangeMessage_Voter_decode(rd, v, &o->Voters[i], a);
-            if (rc) return rc;
-            if (rd->err) return rd->err;
-        }
-    }
-    rc = kafka_rd_count(rd, 1, 0, &o->GrantingVoters_count);
-    if (rc) return rc;
-    o->GrantingVoters = NULL;
-    if (o->GrantingVoters_count > 0) {
-        o->GrantingVoters = kafka_arena_alloc(a, (size_t)o->GrantingVoters_count * sizeof(kafka_LeaderChangeMessage_Voter));
-        if (!o->GrantingVoters) return AL_ETOOLARGE;
-        for (int32_t i = 0; i < o->GrantingVoters_count; i++) {
-            rc = kafka_LeaderChangeMessage_Voter_decode(rd, v, &o->GrantingVoters[i], a);
-            if (rc) return rc;
-            if (rd->err) return rd->err;
-        }
-    }
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_LeaderChangeMessage_desc, rd, v, o, a);
 }
-
 int kafka_LeaderChangeMessage_encode(al_wr *wr, int16_t v, const kafka_LeaderChangeMessage *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    al_wr_i16(wr, o->Version);
-    al_wr_i32(wr, o->LeaderId);
-    rc = kafka_wr_count(wr, 1, 0, o->Voters_count, o->Voters);
-    if (rc) return rc;
-    for (int32_t i = 0; i < o->Voters_count; i++) {
-        rc = kafka_LeaderChangeMessage_Voter_encode(wr, v, &o->Voters[i]);
-        if (rc) return rc;
-    }
-    rc = kafka_wr_count(wr, 1, 0, o->GrantingVoters_count, o->GrantingVoters);
-    if (rc) return rc;
-    for (int32_t i = 0; i < o->GrantingVoters_count; i++) {
-        rc = kafka_LeaderChangeMessage_Voter_encode(wr, v, &o->GrantingVoters[i]);
-        if (rc) return rc;
-    }
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
+    return kafka_struct_encode(&kafka_LeaderChangeMessage_desc, wr, v, o);
 }
-
 size_t kafka_LeaderChangeMessage_size(int16_t v, const kafka_LeaderChangeMessage *o)
 {
-    return kafka_LeaderChangeMessage_size_v(v, o);
+    return kafka_struct_size(&kafka_LeaderChangeMessage_desc, v, o);
+}
+void kafka_LeaderChangeMessage_fill_test(kafka_LeaderChangeMessage *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_LeaderChangeMessage_desc, o, v, f);
 }
 
 /* ---- SnapshotFooterRecord (data, versions 0-0, flexible 0+) ---- */
-
+static const struct kafka_field_desc kafka_SnapshotFooterRecord_fields[] = {
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_SnapshotFooterRecord, Version), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+};
+const struct kafka_struct_desc kafka_SnapshotFooterRecord_desc = {
+    "kafka_SnapshotFooterRecord", sizeof(kafka_SnapshotFooterRecord), 1, 0, kafka_SnapshotFooterRecord_fields, NULL, 0x1u, 0, 0};
 void kafka_SnapshotFooterRecord_init(kafka_SnapshotFooterRecord *o)
 {
-    memset(o, 0, sizeof(*o));
+    kafka_struct_init(&kafka_SnapshotFooterRecord_desc, o);
 }
-
 bool kafka_SnapshotFooterRecord_equal(const kafka_SnapshotFooterRecord *x, const kafka_SnapshotFooterRecord *y)
 {
-    if (!(x->Version == y->Version)) return false;
-    return true;
+    return kafka_struct_equal(&kafka_SnapshotFooterRecord_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_SnapshotFooterRecord_is_default(const kafka_SnapshotFooterRecord *o)
-{
-    kafka_SnapshotFooterRecord d;
-    kafka_SnapshotFooterRecord_init(&d);
-    return kafka_SnapshotFooterRecord_equal(o, &d);
-}
-
-static size_t kafka_SnapshotFooterRecord_size_v(int16_t v, const kafka_SnapshotFooterRecord *o);
-
-static size_t kafka_SnapshotFooterRecord_size_v(int16_t v, const kafka_SnapshotFooterRecord *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 2;
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
 int kafka_SnapshotFooterRecord_decode(al_rd *rd, int16_t v, kafka_SnapshotFooterRecord *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    kafka_SnapshotFooterRecord_init(o);
-    o->Version = al_rd_i16(rd);
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_SnapshotFooterRecord_desc, rd, v, o, a);
 }
-
 int kafka_SnapshotFooterRecord_encode(al_wr *wr, int16_t v, const kafka_SnapshotFooterRecord *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    al_wr_i16(wr, o->Version);
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
+    return kafka_struct_encode(&kafka_SnapshotFooterRecord_desc, wr, v, o);
 }
-
 size_t kafka_SnapshotFooterRecord_size(int16_t v, const kafka_SnapshotFooterRecord *o)
 {
-    return kafka_SnapshotFooterRecord_size_v(v, o);
+    return kafka_struct_size(&kafka_SnapshotFooterRecord_desc, v, o);
+}
+void kafka_SnapshotFooterRecord_fill_test(kafka_SnapshotFooterRecord *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_SnapshotFooterRecord_desc, o, v, f);
 }
 
 /* ---- SnapshotHeaderRecord (data, versions 0-0, flexible 0+) ---- */
-
+static const struct kafka_field_desc kafka_SnapshotHeaderRecord_fields[] = {
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_SnapshotHeaderRecord, Version), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"LastContainedLogTimestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_SnapshotHeaderRecord, LastContainedLogTimestamp), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+};
+const struct kafka_struct_desc kafka_SnapshotHeaderRecord_desc = {
+    "kafka_SnapshotHeaderRecord", sizeof(kafka_SnapshotHeaderRecord), 2, 0, kafka_SnapshotHeaderRecord_fields, NULL, 0x1u, 0, 0};
 void kafka_SnapshotHeaderRecord_init(kafka_SnapshotHeaderRecord *o)
 {
-    memset(o, 0, sizeof(*o));
+    kafka_struct_init(&kafka_SnapshotHeaderRecord_desc, o);
 }
-
 bool kafka_SnapshotHeaderRecord_equal(const kafka_SnapshotHeaderRecord *x, const kafka_SnapshotHeaderRecord *y)
 {
-    if (!(x->Version == y->Version)) return false;
-    if (!(x->LastContainedLogTimestamp == y->LastContainedLogTimestamp)) return false;
-    return true;
+    return kafka_struct_equal(&kafka_SnapshotHeaderRecord_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_SnapshotHeaderRecord_is_default(const kafka_SnapshotHeaderRecord *o)
-{
-    kafka_SnapshotHeaderRecord d;
-    kafka_SnapshotHeaderRecord_init(&d);
-    return kafka_SnapshotHeaderRecord_equal(o, &d);
-}
-
-static size_t kafka_SnapshotHeaderRecord_size_v(int16_t v, const kafka_SnapshotHeaderRecord *o);
-
-static size_t kafka_SnapshotHeaderRecord_size_v(int16_t v, const kafka_SnapshotHeaderRecord *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 2;
-    n += 8;
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
 int kafka_SnapshotHeaderRecord_decode(al_rd *rd, int16_t v, kafka_SnapshotHeaderRecord *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    kafka_SnapshotHeaderRecord_init(o);
-    o->Version = al_rd_i16(rd);
-    o->LastContainedLogTimestamp = al_rd_i64(rd);
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_SnapshotHeaderRecord_desc, rd, v, o, a);
 }
-
 int kafka_SnapshotHeaderRecord_encode(al_wr *wr, int16_t v, const kafka_SnapshotHeaderRecord *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    al_wr_i16(wr, o->Version);
-    al_wr_i64(wr, o->LastContainedLogTimestamp);
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
+    return kafka_struct_encode(&kafka_SnapshotHeaderRecord_desc, wr, v, o);
 }
-
 size_t kafka_SnapshotHeaderRecord_size(int16_t v, const kafka_SnapshotHeaderRecord *o)
 {
-    return kafka_SnapshotHeaderRecord_size_v(v, o);
+    return kafka_struct_size(&kafka_SnapshotHeaderRecord_desc, v, o);
+}
+void kafka_SnapshotHeaderRecord_fill_test(kafka_SnapshotHeaderRecord *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_SnapshotHeaderRecord_desc, o, v, f);
 }
 
 /* ---- VotersRecord (data, versions 0-0, flexible 0+) ---- */
-
+static const struct kafka_field_desc kafka_VotersRecord_Endpoint_fields[] = {
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_VotersRecord_Endpoint, Name), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_VotersRecord_Endpoint, Host), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"Port", KAFKA_T_UINT16, false, false, false, false, -1, offsetof(kafka_VotersRecord_Endpoint, Port), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+};
+static const struct kafka_struct_desc kafka_VotersRecord_Endpoint_desc = {
+    "kafka_VotersRecord_Endpoint", sizeof(kafka_VotersRecord_Endpoint), 3, 0, kafka_VotersRecord_Endpoint_fields, NULL, 0x1u, 0, 0};
+static const struct kafka_field_desc kafka_VotersRecord_KRaftVersionFeature_fields[] = {
+    {"MinSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_VotersRecord_KRaftVersionFeature, MinSupportedVersion), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"MaxSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_VotersRecord_KRaftVersionFeature, MaxSupportedVersion), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+};
+static const struct kafka_struct_desc kafka_VotersRecord_KRaftVersionFeature_desc = {
+    "kafka_VotersRecord_KRaftVersionFeature", sizeof(kafka_VotersRecord_KRaftVersionFeature), 2, 0, kafka_VotersRecord_KRaftVersionFeature_fields, NULL, 0x1u, 0, 0};
+static const struct kafka_field_desc kafka_VotersRecord_Voter_fields[] = {
+    {"VoterId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VotersRecord_Voter, VoterId), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"VoterDirectoryId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_VotersRecord_Voter, VoterDirectoryId), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Endpoints", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_VotersRecord_Voter, Endpoints), offsetof(kafka_VotersRecord_Voter, Endpoints_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VotersRecord_Endpoint_desc},
+    {"KRaftVersionFeature", KAFKA_T_STRUCT, false, false, false, false, -1, offsetof(kafka_VotersRecord_Voter, KRaftVersionFeature), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VotersRecord_KRaftVersionFeature_desc},
+};
+static const struct kafka_struct_desc kafka_VotersRecord_Voter_desc = {
+    "kafka_VotersRecord_Voter", sizeof(kafka_VotersRecord_Voter), 4, 0, kafka_VotersRecord_Voter_fields, NULL, 0x1u, 0, 0};
+static const struct kafka_field_desc kafka_VotersRecord_fields[] = {
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_VotersRecord, Version), 0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Voters", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_VotersRecord, Voters), offsetof(kafka_VotersRecord, Voters_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VotersRecord_Voter_desc},
+};
+const struct kafka_struct_desc kafka_VotersRecord_desc = {
+    "kafka_VotersRecord", sizeof(kafka_VotersRecord), 2, 0, kafka_VotersRecord_fields, NULL, 0x1u, 0, 0};
 void kafka_VotersRecord_Endpoint_init(kafka_VotersRecord_Endpoint *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->Name.ptr = "";
-    o->Host.ptr = "";
+    kafka_struct_init(&kafka_VotersRecord_Endpoint_desc, o);
 }
-
 bool kafka_VotersRecord_Endpoint_equal(const kafka_VotersRecord_Endpoint *x, const kafka_VotersRecord_Endpoint *y)
 {
-    if (!(kafka_str_equal(x->Name, y->Name))) return false;
-    if (!(kafka_str_equal(x->Host, y->Host))) return false;
-    if (!(x->Port == y->Port)) return false;
-    return true;
+    return kafka_struct_equal(&kafka_VotersRecord_Endpoint_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_VotersRecord_Endpoint_is_default(const kafka_VotersRecord_Endpoint *o)
-{
-    kafka_VotersRecord_Endpoint d;
-    kafka_VotersRecord_Endpoint_init(&d);
-    return kafka_VotersRecord_Endpoint_equal(o, &d);
-}
-
 void kafka_VotersRecord_KRaftVersionFeature_init(kafka_VotersRecord_KRaftVersionFeature *o)
 {
-    memset(o, 0, sizeof(*o));
+    kafka_struct_init(&kafka_VotersRecord_KRaftVersionFeature_desc, o);
 }
-
 bool kafka_VotersRecord_KRaftVersionFeature_equal(const kafka_VotersRecord_KRaftVersionFeature *x, const kafka_VotersRecord_KRaftVersionFeature *y)
 {
-    if (!(x->MinSupportedVersion == y->MinSupportedVersion)) return false;
-    if (!(x->MaxSupportedVersion == y->MaxSupportedVersion)) return false;
-    return true;
+    return kafka_struct_equal(&kafka_VotersRecord_KRaftVersionFeature_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_VotersRecord_KRaftVersionFeature_is_default(const kafka_VotersRecord_KRaftVersionFeature *o)
-{
-    kafka_VotersRecord_KRaftVersionFeature d;
-    kafka_VotersRecord_KRaftVersionFeature_init(&d);
-    return kafka_VotersRecord_KRaftVersionFeature_equal(o, &d);
-}
-
 void kafka_VotersRecord_Voter_init(kafka_VotersRecord_Voter *o)
 {
-    memset(o, 0, sizeof(*o));
-    kafka_VotersRecord_KRaftVersionFeature_init(&o->KRaftVersionFeature);
+    kafka_struct_init(&kafka_VotersRecord_Voter_desc, o);
 }
-
 bool kafka_VotersRecord_Voter_equal(const kafka_VotersRecord_Voter *x, const kafka_VotersRecord_Voter *y)
 {
-    if (!(x->VoterId == y->VoterId)) return false;
-    if (!(kafka_uuid_equal(&x->VoterDirectoryId, &y->VoterDirectoryId))) return false;
-    if (x->Endpoints_count != y->Endpoints_count) return false;
-    for (int32_t i = 0; i < x->Endpoints_count; i++)
-        if (!(kafka_VotersRecord_Endpoint_equal(&x->Endpoints[i], &y->Endpoints[i]))) return false;
-    if (!(kafka_VotersRecord_KRaftVersionFeature_equal(&x->KRaftVersionFeature, &y->KRaftVersionFeature))) return false;
-    return true;
+    return kafka_struct_equal(&kafka_VotersRecord_Voter_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_VotersRecord_Voter_is_default(const kafka_VotersRecord_Voter *o)
-{
-    kafka_VotersRecord_Voter d;
-    kafka_VotersRecord_Voter_init(&d);
-    return kafka_VotersRecord_Voter_equal(o, &d);
-}
-
 void kafka_VotersRecord_init(kafka_VotersRecord *o)
 {
-    memset(o, 0, sizeof(*o));
+    kafka_struct_init(&kafka_VotersRecord_desc, o);
 }
-
 bool kafka_VotersRecord_equal(const kafka_VotersRecord *x, const kafka_VotersRecord *y)
 {
-    if (!(x->Version == y->Version)) return false;
-    if (x->Voters_count != y->Voters_count) return false;
-    for (int32_t i = 0; i < x->Voters_count; i++)
-        if (!(kafka_VotersRecord_Voter_equal(&x->Voters[i], &y->Voters[i]))) return false;
-    return true;
+    return kafka_struct_equal(&kafka_VotersRecord_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_VotersRecord_is_default(const kafka_VotersRecord *o)
-{
-    kafka_VotersRecord d;
-    kafka_VotersRecord_init(&d);
-    return kafka_VotersRecord_equal(o, &d);
-}
-
-static size_t kafka_VotersRecord_Endpoint_size_v(int16_t v, const kafka_VotersRecord_Endpoint *o);
-static size_t kafka_VotersRecord_KRaftVersionFeature_size_v(int16_t v, const kafka_VotersRecord_KRaftVersionFeature *o);
-static size_t kafka_VotersRecord_Voter_size_v(int16_t v, const kafka_VotersRecord_Voter *o);
-static size_t kafka_VotersRecord_size_v(int16_t v, const kafka_VotersRecord *o);
-
-static size_t kafka_VotersRecord_Endpoint_size_v(int16_t v, const kafka_VotersRecord_Endpoint *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += kafka_string_size(1, o->Name);
-    n += kafka_string_size(1, o->Host);
-    n += 2;
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
-static int kafka_VotersRecord_Endpoint_decode(al_rd *rd, int16_t v, kafka_VotersRecord_Endpoint *o, kafka_arena *a)
-{
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    kafka_VotersRecord_Endpoint_init(o);
-    rc = kafka_rd_string(rd, 1, 0, &o->Name);
-    if (rc) return rc;
-    rc = kafka_rd_string(rd, 1, 0, &o->Host);
-    if (rc) return rc;
-    o->Port = al_rd_u16(rd);
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
-}
-
-static int kafka_VotersRecord_Endpoint_encode(al_wr *wr, int16_t v, const kafka_VotersRecord_Endpoint *o)
-{
-    int rc = 0;
-    (void)rc;
-    rc = kafka_wr_string(wr, 1, 0, o->Name);
-    if (rc) return rc;
-    rc = kafka_wr_string(wr, 1, 0, o->Host);
-    if (rc) return rc;
-    al_wr_u16(wr, o->Port);
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
-}
-
-static size_t kafka_VotersRecord_KRaftVersionFeature_size_v(int16_t v, const kafka_VotersRecord_KRaftVersionFeature *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 2;
-    n += 2;
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
-static int kafka_VotersRecord_KRaftVersionFeature_decode(al_rd *rd, int16_t v, kafka_VotersRecord_KRaftVersionFeature *o, kafka_arena *a)
-{
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    kafka_VotersRecord_KRaftVersionFeature_init(o);
-    o->MinSupportedVersion = al_rd_i16(rd);
-    o->MaxSupportedVersion = al_rd_i16(rd);
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
-}
-
-static int kafka_VotersRecord_KRaftVersionFeature_encode(al_wr *wr, int16_t v, const kafka_VotersRecord_KRaftVersionFeature *o)
-{
-    int rc = 0;
-    (void)rc;
-    al_wr_i16(wr, o->MinSupportedVersion);
-    al_wr_i16(wr, o->MaxSupportedVersion);
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
-}
-
-static size_t kafka_VotersRecord_Voter_size_v(int16_t v, const kafka_VotersRecord_Voter *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 4;
-    n += 16;
-    n += kafka_count_size(1, o->Endpoints_count);
-    for (int32_t i = 0; i < o->Endpoints_count; i++) {
-        n += kafka_VotersRecord_Endpoint_size_v(v, &o->Endpoints[i]);
-    }
-    n += kafka_VotersRecord_KRaftVersionFeature_size_v(v, &o->KRaftVersionFeature);
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
-static int kafka_VotersRecord_Voter_decode(al_rd *rd, int16_t v, kafka_VotersRecord_Voter *o, kafka_arena *a)
-{
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    kafka_VotersRecord_Voter_init(o);
-    o->VoterId = al_rd_i32(rd);
-    kafka_rd_uuid(rd, &o->VoterDirectoryId);
-    rc = kafka_rd_count(rd, 1, 0, &o->Endpoints_count);
-    if (rc) return rc;
-    o->Endpoints = NULL;
-    if (o->Endpoints_count > 0) {
-        o->Endpoints = kafka_arena_alloc(a, (size_t)o->Endpoints_count * sizeof(kafka_VotersRecord_Endpoint));
-        if (!o->Endpoints) return AL_ETOOLARGE;
-        for (int32_t i = 0; i < o->Endpoints_count; i++) {
-            rc = kafka_VotersRecord_Endpoint_decode(rd, v, &o->Endpoints[i], a);
-            if (rc) return rc;
-            if (rd->err) return rd->err;
-        }
-    }
-    rc = kafka_VotersRecord_KRaftVersionFeature_decode(rd, v, &o->KRaftVersionFeature, a);
-    if (rc) return rc;
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
-}
-
-static int kafka_VotersRecord_Voter_encode(al_wr *wr, int16_t v, const kafka_VotersRecord_Voter *o)
-{
-    int rc = 0;
-    (void)rc;
-    al_wr_i32(wr, o->VoterId);
-    al_wr_bytes(wr, o->VoterDirectoryId.b, 16);
-    rc = kafka_wr_count(wr, 1, 0, o->Endpoints_count, o->Endpoints);
-    if (rc) return rc;
-    for (int32_t i = 0; i < o->Endpoints_count; i++) {
-        rc = kafka_VotersRecord_Endpoint_encode(wr, v, &o->Endpoints[i]);
-        if (rc) return rc;
-    }
-    rc = kafka_VotersRecord_KRaftVersionFeature_encode(wr, v, &o->KRaftVersionFeature);
-    if (rc) return rc;
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
-}
-
-static size_t kafka_VotersRecord_size_v(int16_t v, const kafka_VotersRecord *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 2;
-    n += kafka_count_size(1, o->Voters_count);
-    for (int32_t i = 0; i < o->Voters_count; i++) {
-        n += kafka_VotersRecord_Voter_size_v(v, &o->Voters[i]);
-    }
-    uint32_t ntags = 0;
-    n += al_uvarint_size(ntags);
-    return n;
-}
-
 int kafka_VotersRecord_decode(al_rd *rd, int16_t v, kafka_VotersRecord *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    kafka_VotersRecord_init(o);
-    o->Version = al_rd_i16(rd);
-    rc = kafka_rd_count(rd, 1, 0, &o->Voters_count);
-    if (rc) return rc;
-    o->Voters = NULL;
-    if (o->Voters_count > 0) {
-        o->Voters = kafka_arena_alloc(a, (size_t)o->Voters_count * sizeof(kafka_VotersRecord_Voter));
-        if (!o->Voters) return AL_ETOOLARGE;
-        for (int32_t i = 0; i < o->Voters_count; i++) {
-            rc = kafka_VotersRecord_Voter_decode(rd, v, &o->Voters[i], a);
-            if (rc) return rc;
-            if (rd->err) return rd->err;
-        }
-    }
-    uint32_t ntags = al_rd_uvarint(rd);
-    if (rd->err) return rd->err;
-    if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-    for (uint32_t t = 0; t < ntags; t++) {
-        uint32_t tag = al_rd_uvarint(rd);
-        uint32_t tsize = al_rd_uvarint(rd);
-        const uint8_t *tp = al_rd_bytes(rd, tsize);
-        if (!tp) return rd->err;
-        (void)tag;
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_VotersRecord_desc, rd, v, o, a);
 }
-
 int kafka_VotersRecord_encode(al_wr *wr, int16_t v, const kafka_VotersRecord *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 0) return AL_EUNSUPPORTED;
-    al_wr_i16(wr, o->Version);
-    rc = kafka_wr_count(wr, 1, 0, o->Voters_count, o->Voters);
-    if (rc) return rc;
-    for (int32_t i = 0; i < o->Voters_count; i++) {
-        rc = kafka_VotersRecord_Voter_encode(wr, v, &o->Voters[i]);
-        if (rc) return rc;
-    }
-    uint32_t ntags = 0;
-    al_wr_uvarint(wr, ntags);
-    return wr->err;
+    return kafka_struct_encode(&kafka_VotersRecord_desc, wr, v, o);
 }
-
 size_t kafka_VotersRecord_size(int16_t v, const kafka_VotersRecord *o)
 {
-    return kafka_VotersRecord_size_v(v, o);
+    return kafka_struct_size(&kafka_VotersRecord_desc, v, o);
+}
+void kafka_VotersRecord_fill_test(kafka_VotersRecord *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_VotersRecord_desc, o, v, f);
 }
 
 /* ---- RequestHeader (header, versions 0-2, flexible 2+) ---- */
-
+static const struct kafka_field_desc kafka_RequestHeader_fields[] = {
+    {"RequestApiKey", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_RequestHeader, RequestApiKey), 0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"RequestApiVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_RequestHeader, RequestApiVersion), 0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"CorrelationId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_RequestHeader, CorrelationId), 0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"ClientId", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_RequestHeader, ClientId), 0,
+     0x6u, 0x6u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
+};
+const struct kafka_struct_desc kafka_RequestHeader_desc = {
+    "kafka_RequestHeader", sizeof(kafka_RequestHeader), 4, 0, kafka_RequestHeader_fields, NULL, 0x4u, 0, 2};
 void kafka_RequestHeader_init(kafka_RequestHeader *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->ClientId.ptr = "";
+    kafka_struct_init(&kafka_RequestHeader_desc, o);
 }
-
 bool kafka_RequestHeader_equal(const kafka_RequestHeader *x, const kafka_RequestHeader *y)
 {
-    if (!(x->RequestApiKey == y->RequestApiKey)) return false;
-    if (!(x->RequestApiVersion == y->RequestApiVersion)) return false;
-    if (!(x->CorrelationId == y->CorrelationId)) return false;
-    if (!(kafka_str_equal(x->ClientId, y->ClientId))) return false;
-    return true;
+    return kafka_struct_equal(&kafka_RequestHeader_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_RequestHeader_is_default(const kafka_RequestHeader *o)
-{
-    kafka_RequestHeader d;
-    kafka_RequestHeader_init(&d);
-    return kafka_RequestHeader_equal(o, &d);
-}
-
-static size_t kafka_RequestHeader_size_v(int16_t v, const kafka_RequestHeader *o);
-
-static size_t kafka_RequestHeader_size_v(int16_t v, const kafka_RequestHeader *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 2;
-    n += 2;
-    n += 4;
-    if (v >= 1) {
-        n += kafka_string_size(0, o->ClientId);
-    }
-    if (v >= 2) {
-        uint32_t ntags = 0;
-        n += al_uvarint_size(ntags);
-    }
-    return n;
-}
-
 int kafka_RequestHeader_decode(al_rd *rd, int16_t v, kafka_RequestHeader *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 2) return AL_EUNSUPPORTED;
-    kafka_RequestHeader_init(o);
-    o->RequestApiKey = al_rd_i16(rd);
-    o->RequestApiVersion = al_rd_i16(rd);
-    o->CorrelationId = al_rd_i32(rd);
-    if (v >= 1) {
-        rc = kafka_rd_string(rd, 0, v >= 1, &o->ClientId);
-        if (rc) return rc;
-    }
-    if (v >= 2) {
-        uint32_t ntags = al_rd_uvarint(rd);
-        if (rd->err) return rd->err;
-        if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-        for (uint32_t t = 0; t < ntags; t++) {
-            uint32_t tag = al_rd_uvarint(rd);
-            uint32_t tsize = al_rd_uvarint(rd);
-            const uint8_t *tp = al_rd_bytes(rd, tsize);
-            if (!tp) return rd->err;
-            (void)tag;
-        }
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_RequestHeader_desc, rd, v, o, a);
 }
-
 int kafka_RequestHeader_encode(al_wr *wr, int16_t v, const kafka_RequestHeader *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 2) return AL_EUNSUPPORTED;
-    al_wr_i16(wr, o->RequestApiKey);
-    al_wr_i16(wr, o->RequestApiVersion);
-    al_wr_i32(wr, o->CorrelationId);
-    if (v >= 1) {
-        rc = kafka_wr_string(wr, 0, v >= 1, o->ClientId);
-        if (rc) return rc;
-    }
-    if (v >= 2) {
-        uint32_t ntags = 0;
-        al_wr_uvarint(wr, ntags);
-    }
-    return wr->err;
+    return kafka_struct_encode(&kafka_RequestHeader_desc, wr, v, o);
 }
-
 size_t kafka_RequestHeader_size(int16_t v, const kafka_RequestHeader *o)
 {
-    return kafka_RequestHeader_size_v(v, o);
+    return kafka_struct_size(&kafka_RequestHeader_desc, v, o);
+}
+void kafka_RequestHeader_fill_test(kafka_RequestHeader *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_RequestHeader_desc, o, v, f);
 }
 
 /* ---- ResponseHeader (header, versions 0-1, flexible 1+) ---- */
-
+static const struct kafka_field_desc kafka_ResponseHeader_fields[] = {
+    {"CorrelationId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ResponseHeader, CorrelationId), 0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+};
+const struct kafka_struct_desc kafka_ResponseHeader_desc = {
+    "kafka_ResponseHeader", sizeof(kafka_ResponseHeader), 1, 0, kafka_ResponseHeader_fields, NULL, 0x2u, 0, 1};
 void kafka_ResponseHeader_init(kafka_ResponseHeader *o)
 {
-    memset(o, 0, sizeof(*o));
+    kafka_struct_init(&kafka_ResponseHeader_desc, o);
 }
-
 bool kafka_ResponseHeader_equal(const kafka_ResponseHeader *x, const kafka_ResponseHeader *y)
 {
-    if (!(x->CorrelationId == y->CorrelationId)) return false;
-    return true;
+    return kafka_struct_equal(&kafka_ResponseHeader_desc, x, y);
 }
-
-static __attribute__((unused)) bool kafka_ResponseHeader_is_default(const kafka_ResponseHeader *o)
-{
-    kafka_ResponseHeader d;
-    kafka_ResponseHeader_init(&d);
-    return kafka_ResponseHeader_equal(o, &d);
-}
-
-static size_t kafka_ResponseHeader_size_v(int16_t v, const kafka_ResponseHeader *o);
-
-static size_t kafka_ResponseHeader_size_v(int16_t v, const kafka_ResponseHeader *o)
-{
-    size_t n = 0;
-    (void)o;
-    (void)v;
-    n += 4;
-    if (v >= 1) {
-        uint32_t ntags = 0;
-        n += al_uvarint_size(ntags);
-    }
-    return n;
-}
-
 int kafka_ResponseHeader_decode(al_rd *rd, int16_t v, kafka_ResponseHeader *o, kafka_arena *a)
 {
-    int rc = 0;
-    (void)rc;
-    (void)a;
-    if (v < 0 || v > 1) return AL_EUNSUPPORTED;
-    kafka_ResponseHeader_init(o);
-    o->CorrelationId = al_rd_i32(rd);
-    if (v >= 1) {
-        uint32_t ntags = al_rd_uvarint(rd);
-        if (rd->err) return rd->err;
-        if (ntags > al_rd_left(rd)) return AL_ETRUNCATED;
-        for (uint32_t t = 0; t < ntags; t++) {
-            uint32_t tag = al_rd_uvarint(rd);
-            uint32_t tsize = al_rd_uvarint(rd);
-            const uint8_t *tp = al_rd_bytes(rd, tsize);
-            if (!tp) return rd->err;
-            (void)tag;
-        }
-    }
-    return rd->err;
+    return kafka_struct_decode(&kafka_ResponseHeader_desc, rd, v, o, a);
 }
-
 int kafka_ResponseHeader_encode(al_wr *wr, int16_t v, const kafka_ResponseHeader *o)
 {
-    int rc = 0;
-    (void)rc;
-    if (v < 0 || v > 1) return AL_EUNSUPPORTED;
-    al_wr_i32(wr, o->CorrelationId);
-    if (v >= 1) {
-        uint32_t ntags = 0;
-        al_wr_uvarint(wr, ntags);
-    }
-    return wr->err;
+    return kafka_struct_encode(&kafka_ResponseHeader_desc, wr, v, o);
 }
-
 size_t kafka_ResponseHeader_size(int16_t v, const kafka_ResponseHeader *o)
 {
-    return kafka_ResponseHeader_size_v(v, o);
+    return kafka_struct_size(&kafka_ResponseHeader_desc, v, o);
 }
-
-const kafka_uuid kafka_uuid_zero;
+void kafka_ResponseHeader_fill_test(kafka_ResponseHeader *o, int16_t v, kafka_filler *f)
+{
+    kafka_struct_fill(&kafka_ResponseHeader_desc, o, v, f);
+}
 
 static const struct kafka_api_info kafka_apis[KAFKA_API_MAX_KEY + 1] = {
     [0] = {0, "Produce", 0, 11, 9},
@@ -1496,7 +580,6 @@ static bool w_ProduceRequest_equal(const void *x, const void *y)
 {
     return kafka_ProduceRequest_equal(x, y);
 }
-
 static void w_FetchRequest_init(void *o)
 {
     kafka_FetchRequest_init(o);
@@ -1517,7 +600,6 @@ static bool w_FetchRequest_equal(const void *x, const void *y)
 {
     return kafka_FetchRequest_equal(x, y);
 }
-
 static void w_ListOffsetsRequest_init(void *o)
 {
     kafka_ListOffsetsRequest_init(o);
@@ -1538,7 +620,6 @@ static bool w_ListOffsetsRequest_equal(const void *x, const void *y)
 {
     return kafka_ListOffsetsRequest_equal(x, y);
 }
-
 static void w_MetadataRequest_init(void *o)
 {
     kafka_MetadataRequest_init(o);
@@ -1559,7 +640,6 @@ static bool w_MetadataRequest_equal(const void *x, const void *y)
 {
     return kafka_MetadataRequest_equal(x, y);
 }
-
 static void w_LeaderAndIsrRequest_init(void *o)
 {
     kafka_LeaderAndIsrRequest_init(o);
@@ -1580,7 +660,6 @@ static bool w_LeaderAndIsrRequest_equal(const void *x, const void *y)
 {
     return kafka_LeaderAndIsrRequest_equal(x, y);
 }
-
 static void w_StopReplicaRequest_init(void *o)
 {
     kafka_StopReplicaRequest_init(o);
@@ -1601,7 +680,6 @@ static bool w_StopReplicaRequest_equal(const void *x, const void *y)
 {
     return kafka_StopReplicaRequest_equal(x, y);
 }
-
 static void w_UpdateMetadataRequest_init(void *o)
 {
     kafka_UpdateMetadataRequest_init(o);
@@ -1622,7 +700,6 @@ static bool w_UpdateMetadataRequest_equal(const void *x, const void *y)
 {
     return kafka_UpdateMetadataRequest_equal(x, y);
 }
-
 static void w_ControlledShutdownRequest_init(void *o)
 {
     kafka_ControlledShutdownRequest_init(o);
@@ -1643,7 +720,6 @@ static bool w_ControlledShutdownRequest_equal(const void *x, const void *y)
 {
     return kafka_ControlledShutdownRequest_equal(x, y);
 }
-
 static void w_OffsetCommitRequest_init(void *o)
 {
     kafka_OffsetCommitRequest_init(o);
@@ -1664,7 +740,6 @@ static bool w_OffsetCommitRequest_equal(const void *x, const void *y)
 {
     return kafka_OffsetCommitRequest_equal(x, y);
 }
-
 static void w_OffsetFetchRequest_init(void *o)
 {
     kafka_OffsetFetchRequest_init(o);
@@ -1685,7 +760,6 @@ static bool w_OffsetFetchRequest_equal(const void *x, const void *y)
 {
     return kafka_OffsetFetchRequest_equal(x, y);
 }
-
 static void w_FindCoordinatorRequest_init(void *o)
 {
     kafka_FindCoordinatorRequest_init(o);
@@ -1706,7 +780,6 @@ static bool w_FindCoordinatorRequest_equal(const void *x, const void *y)
 {
     return kafka_FindCoordinatorRequest_equal(x, y);
 }
-
 static void w_JoinGroupRequest_init(void *o)
 {
     kafka_JoinGroupRequest_init(o);
@@ -1727,7 +800,6 @@ static bool w_JoinGroupRequest_equal(const void *x, const void *y)
 {
     return kafka_JoinGroupRequest_equal(x, y);
 }
-
 static void w_HeartbeatRequest_init(void *o)
 {
     kafka_HeartbeatRequest_init(o);
@@ -1748,7 +820,6 @@ static bool w_HeartbeatRequest_equal(const void *x, const void *y)
 {
     return kafka_HeartbeatRequest_equal(x, y);
 }
-
 static void w_LeaveGroupRequest_init(void *o)
 {
     kafka_LeaveGroupRequest_init(o);
@@ -1769,7 +840,6 @@ static bool w_LeaveGroupRequest_equal(const void *x, const void *y)
 {
     return kafka_LeaveGroupRequest_equal(x, y);
 }
-
 static void w_SyncGroupRequest_init(void *o)
 {
     kafka_SyncGroupRequest_init(o);
@@ -1790,7 +860,6 @@ static bool w_SyncGroupRequest_equal(const void *x, const void *y)
 {
     return kafka_SyncGroupRequest_equal(x, y);
 }
-
 static void w_DescribeGroupsRequest_init(void *o)
 {
     kafka_DescribeGroupsRequest_init(o);
@@ -1811,7 +880,6 @@ static bool w_DescribeGroupsRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeGroupsRequest_equal(x, y);
 }
-
 static void w_ListGroupsRequest_init(void *o)
 {
     kafka_ListGroupsRequest_init(o);
@@ -1832,7 +900,6 @@ static bool w_ListGroupsRequest_equal(const void *x, const void *y)
 {
     return kafka_ListGroupsRequest_equal(x, y);
 }
-
 static void w_SaslHandshakeRequest_init(void *o)
 {
     kafka_SaslHandshakeRequest_init(o);
@@ -1853,7 +920,6 @@ static bool w_SaslHandshakeRequest_equal(const void *x, const void *y)
 {
     return kafka_SaslHandshakeRequest_equal(x, y);
 }
-
 static void w_ApiVersionsRequest_init(void *o)
 {
     kafka_ApiVersionsRequest_init(o);
@@ -1874,7 +940,6 @@ static bool w_ApiVersionsRequest_equal(const void *x, const void *y)
 {
     return kafka_ApiVersionsRequest_equal(x, y);
 }
-
 static void w_CreateTopicsRequest_init(void *o)
 {
     kafka_CreateTopicsRequest_init(o);
@@ -1895,7 +960,6 @@ static bool w_CreateTopicsRequest_equal(const void *x, const void *y)
 {
     return kafka_CreateTopicsRequest_equal(x, y);
 }
-
 static void w_DeleteTopicsRequest_init(void *o)
 {
     kafka_DeleteTopicsRequest_init(o);
@@ -1916,7 +980,6 @@ static bool w_DeleteTopicsRequest_equal(const void *x, const void *y)
 {
     return kafka_DeleteTopicsRequest_equal(x, y);
 }
-
 static void w_DeleteRecordsRequest_init(void *o)
 {
     kafka_DeleteRecordsRequest_init(o);
@@ -1937,7 +1000,6 @@ static bool w_DeleteRecordsRequest_equal(const void *x, const void *y)
 {
     return kafka_DeleteRecordsRequest_equal(x, y);
 }
-
 static void w_InitProducerIdRequest_init(void *o)
 {
     kafka_InitProducerIdRequest_init(o);
@@ -1958,7 +1020,6 @@ static bool w_InitProducerIdRequest_equal(const void *x, const void *y)
 {
     return kafka_InitProducerIdRequest_equal(x, y);
 }
-
 static void w_OffsetForLeaderEpochRequest_init(void *o)
 {
     kafka_OffsetForLeaderEpochRequest_init(o);
@@ -1979,7 +1040,6 @@ static bool w_OffsetForLeaderEpochRequest_equal(const void *x, const void *y)
 {
     return kafka_OffsetForLeaderEpochRequest_equal(x, y);
 }
-
 static void w_AddPartitionsToTxnRequest_init(void *o)
 {
     kafka_AddPartitionsToTxnRequest_init(o);
@@ -2000,7 +1060,6 @@ static bool w_AddPartitionsToTxnRequest_equal(const void *x, const void *y)
 {
     return kafka_AddPartitionsToTxnRequest_equal(x, y);
 }
-
 static void w_AddOffsetsToTxnRequest_init(void *o)
 {
     kafka_AddOffsetsToTxnRequest_init(o);
@@ -2021,7 +1080,6 @@ static bool w_AddOffsetsToTxnRequest_equal(const void *x, const void *y)
 {
     return kafka_AddOffsetsToTxnRequest_equal(x, y);
 }
-
 static void w_EndTxnRequest_init(void *o)
 {
     kafka_EndTxnRequest_init(o);
@@ -2042,7 +1100,6 @@ static bool w_EndTxnRequest_equal(const void *x, const void *y)
 {
     return kafka_EndTxnRequest_equal(x, y);
 }
-
 static void w_WriteTxnMarkersRequest_init(void *o)
 {
     kafka_WriteTxnMarkersRequest_init(o);
@@ -2063,7 +1120,6 @@ static bool w_WriteTxnMarkersRequest_equal(const void *x, const void *y)
 {
     return kafka_WriteTxnMarkersRequest_equal(x, y);
 }
-
 static void w_TxnOffsetCommitRequest_init(void *o)
 {
     kafka_TxnOffsetCommitRequest_init(o);
@@ -2084,7 +1140,6 @@ static bool w_TxnOffsetCommitRequest_equal(const void *x, const void *y)
 {
     return kafka_TxnOffsetCommitRequest_equal(x, y);
 }
-
 static void w_DescribeAclsRequest_init(void *o)
 {
     kafka_DescribeAclsRequest_init(o);
@@ -2105,7 +1160,6 @@ static bool w_DescribeAclsRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeAclsRequest_equal(x, y);
 }
-
 static void w_CreateAclsRequest_init(void *o)
 {
     kafka_CreateAclsRequest_init(o);
@@ -2126,7 +1180,6 @@ static bool w_CreateAclsRequest_equal(const void *x, const void *y)
 {
     return kafka_CreateAclsRequest_equal(x, y);
 }
-
 static void w_DeleteAclsRequest_init(void *o)
 {
     kafka_DeleteAclsRequest_init(o);
@@ -2147,7 +1200,6 @@ static bool w_DeleteAclsRequest_equal(const void *x, const void *y)
 {
     return kafka_DeleteAclsRequest_equal(x, y);
 }
-
 static void w_DescribeConfigsRequest_init(void *o)
 {
     kafka_DescribeConfigsRequest_init(o);
@@ -2168,7 +1220,6 @@ static bool w_DescribeConfigsRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeConfigsRequest_equal(x, y);
 }
-
 static void w_AlterConfigsRequest_init(void *o)
 {
     kafka_AlterConfigsRequest_init(o);
@@ -2189,7 +1240,6 @@ static bool w_AlterConfigsRequest_equal(const void *x, const void *y)
 {
     return kafka_AlterConfigsRequest_equal(x, y);
 }
-
 static void w_AlterReplicaLogDirsRequest_init(void *o)
 {
     kafka_AlterReplicaLogDirsRequest_init(o);
@@ -2210,7 +1260,6 @@ static bool w_AlterReplicaLogDirsRequest_equal(const void *x, const void *y)
 {
     return kafka_AlterReplicaLogDirsRequest_equal(x, y);
 }
-
 static void w_DescribeLogDirsRequest_init(void *o)
 {
     kafka_DescribeLogDirsRequest_init(o);
@@ -2231,7 +1280,6 @@ static bool w_DescribeLogDirsRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeLogDirsRequest_equal(x, y);
 }
-
 static void w_SaslAuthenticateRequest_init(void *o)
 {
     kafka_SaslAuthenticateRequest_init(o);
@@ -2252,7 +1300,6 @@ static bool w_SaslAuthenticateRequest_equal(const void *x, const void *y)
 {
     return kafka_SaslAuthenticateRequest_equal(x, y);
 }
-
 static void w_CreatePartitionsRequest_init(void *o)
 {
     kafka_CreatePartitionsRequest_init(o);
@@ -2273,7 +1320,6 @@ static bool w_CreatePartitionsRequest_equal(const void *x, const void *y)
 {
     return kafka_CreatePartitionsRequest_equal(x, y);
 }
-
 static void w_CreateDelegationTokenRequest_init(void *o)
 {
     kafka_CreateDelegationTokenRequest_init(o);
@@ -2294,7 +1340,6 @@ static bool w_CreateDelegationTokenRequest_equal(const void *x, const void *y)
 {
     return kafka_CreateDelegationTokenRequest_equal(x, y);
 }
-
 static void w_RenewDelegationTokenRequest_init(void *o)
 {
     kafka_RenewDelegationTokenRequest_init(o);
@@ -2315,7 +1360,6 @@ static bool w_RenewDelegationTokenRequest_equal(const void *x, const void *y)
 {
     return kafka_RenewDelegationTokenRequest_equal(x, y);
 }
-
 static void w_ExpireDelegationTokenRequest_init(void *o)
 {
     kafka_ExpireDelegationTokenRequest_init(o);
@@ -2336,7 +1380,6 @@ static bool w_ExpireDelegationTokenRequest_equal(const void *x, const void *y)
 {
     return kafka_ExpireDelegationTokenRequest_equal(x, y);
 }
-
 static void w_DescribeDelegationTokenRequest_init(void *o)
 {
     kafka_DescribeDelegationTokenRequest_init(o);
@@ -2357,7 +1400,6 @@ static bool w_DescribeDelegationTokenRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeDelegationTokenRequest_equal(x, y);
 }
-
 static void w_DeleteGroupsRequest_init(void *o)
 {
     kafka_DeleteGroupsRequest_init(o);
@@ -2378,7 +1420,6 @@ static bool w_DeleteGroupsRequest_equal(const void *x, const void *y)
 {
     return kafka_DeleteGroupsRequest_equal(x, y);
 }
-
 static void w_ElectLeadersRequest_init(void *o)
 {
     kafka_ElectLeadersRequest_init(o);
@@ -2399,7 +1440,6 @@ static bool w_ElectLeadersRequest_equal(const void *x, const void *y)
 {
     return kafka_ElectLeadersRequest_equal(x, y);
 }
-
 static void w_IncrementalAlterConfigsRequest_init(void *o)
 {
     kafka_IncrementalAlterConfigsRequest_init(o);
@@ -2420,7 +1460,6 @@ static bool w_IncrementalAlterConfigsRequest_equal(const void *x, const void *y)
 {
     return kafka_IncrementalAlterConfigsRequest_equal(x, y);
 }
-
 static void w_AlterPartitionReassignmentsRequest_init(void *o)
 {
     kafka_AlterPartitionReassignmentsRequest_init(o);
@@ -2441,7 +1480,6 @@ static bool w_AlterPartitionReassignmentsRequest_equal(const void *x, const void
 {
     return kafka_AlterPartitionReassignmentsRequest_equal(x, y);
 }
-
 static void w_ListPartitionReassignmentsRequest_init(void *o)
 {
     kafka_ListPartitionReassignmentsRequest_init(o);
@@ -2462,7 +1500,6 @@ static bool w_ListPartitionReassignmentsRequest_equal(const void *x, const void 
 {
     return kafka_ListPartitionReassignmentsRequest_equal(x, y);
 }
-
 static void w_OffsetDeleteRequest_init(void *o)
 {
     kafka_OffsetDeleteRequest_init(o);
@@ -2483,7 +1520,6 @@ static bool w_OffsetDeleteRequest_equal(const void *x, const void *y)
 {
     return kafka_OffsetDeleteRequest_equal(x, y);
 }
-
 static void w_DescribeClientQuotasRequest_init(void *o)
 {
     kafka_DescribeClientQuotasRequest_init(o);
@@ -2504,7 +1540,6 @@ static bool w_DescribeClientQuotasRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeClientQuotasRequest_equal(x, y);
 }
-
 static void w_AlterClientQuotasRequest_init(void *o)
 {
     kafka_AlterClientQuotasRequest_init(o);
@@ -2525,7 +1560,6 @@ static bool w_AlterClientQuotasRequest_equal(const void *x, const void *y)
 {
     return kafka_AlterClientQuotasRequest_equal(x, y);
 }
-
 static void w_DescribeUserScramCredentialsRequest_init(void *o)
 {
     kafka_DescribeUserScramCredentialsRequest_init(o);
@@ -2546,7 +1580,6 @@ static bool w_DescribeUserScramCredentialsRequest_equal(const void *x, const voi
 {
     return kafka_DescribeUserScramCredentialsRequest_equal(x, y);
 }
-
 static void w_AlterUserScramCredentialsRequest_init(void *o)
 {
     kafka_AlterUserScramCredentialsRequest_init(o);
@@ -2567,7 +1600,6 @@ static bool w_AlterUserScramCredentialsRequest_equal(const void *x, const void *
 {
     return kafka_AlterUserScramCredentialsRequest_equal(x, y);
 }
-
 static void w_VoteRequest_init(void *o)
 {
     kafka_VoteRequest_init(o);
@@ -2588,7 +1620,6 @@ static bool w_VoteRequest_equal(const void *x, const void *y)
 {
     return kafka_VoteRequest_equal(x, y);
 }
-
 static void w_BeginQuorumEpochRequest_init(void *o)
 {
     kafka_BeginQuorumEpochRequest_init(o);
@@ -2609,7 +1640,6 @@ static bool w_BeginQuorumEpochRequest_equal(const void *x, const void *y)
 {
     return kafka_BeginQuorumEpochRequest_equal(x, y);
 }
-
 static void w_EndQuorumEpochRequest_init(void *o)
 {
     kafka_EndQuorumEpochRequest_init(o);
@@ -2630,7 +1660,6 @@ static bool w_EndQuorumEpochRequest_equal(const void *x, const void *y)
 {
     return kafka_EndQuorumEpochRequest_equal(x, y);
 }
-
 static void w_DescribeQuorumRequest_init(void *o)
 {
     kafka_DescribeQuorumRequest_init(o);
@@ -2651,7 +1680,6 @@ static bool w_DescribeQuorumRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeQuorumRequest_equal(x, y);
 }
-
 static void w_AlterPartitionRequest_init(void *o)
 {
     kafka_AlterPartitionRequest_init(o);
@@ -2672,7 +1700,6 @@ static bool w_AlterPartitionRequest_equal(const void *x, const void *y)
 {
     return kafka_AlterPartitionRequest_equal(x, y);
 }
-
 static void w_UpdateFeaturesRequest_init(void *o)
 {
     kafka_UpdateFeaturesRequest_init(o);
@@ -2693,7 +1720,6 @@ static bool w_UpdateFeaturesRequest_equal(const void *x, const void *y)
 {
     return kafka_UpdateFeaturesRequest_equal(x, y);
 }
-
 static void w_EnvelopeRequest_init(void *o)
 {
     kafka_EnvelopeRequest_init(o);
@@ -2714,7 +1740,6 @@ static bool w_EnvelopeRequest_equal(const void *x, const void *y)
 {
     return kafka_EnvelopeRequest_equal(x, y);
 }
-
 static void w_FetchSnapshotRequest_init(void *o)
 {
     kafka_FetchSnapshotRequest_init(o);
@@ -2735,7 +1760,6 @@ static bool w_FetchSnapshotRequest_equal(const void *x, const void *y)
 {
     return kafka_FetchSnapshotRequest_equal(x, y);
 }
-
 static void w_DescribeClusterRequest_init(void *o)
 {
     kafka_DescribeClusterRequest_init(o);
@@ -2756,7 +1780,6 @@ static bool w_DescribeClusterRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeClusterRequest_equal(x, y);
 }
-
 static void w_DescribeProducersRequest_init(void *o)
 {
     kafka_DescribeProducersRequest_init(o);
@@ -2777,7 +1800,6 @@ static bool w_DescribeProducersRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeProducersRequest_equal(x, y);
 }
-
 static void w_BrokerRegistrationRequest_init(void *o)
 {
     kafka_BrokerRegistrationRequest_init(o);
@@ -2798,7 +1820,6 @@ static bool w_BrokerRegistrationRequest_equal(const void *x, const void *y)
 {
     return kafka_BrokerRegistrationRequest_equal(x, y);
 }
-
 static void w_BrokerHeartbeatRequest_init(void *o)
 {
     kafka_BrokerHeartbeatRequest_init(o);
@@ -2819,7 +1840,6 @@ static bool w_BrokerHeartbeatRequest_equal(const void *x, const void *y)
 {
     return kafka_BrokerHeartbeatRequest_equal(x, y);
 }
-
 static void w_UnregisterBrokerRequest_init(void *o)
 {
     kafka_UnregisterBrokerRequest_init(o);
@@ -2840,7 +1860,6 @@ static bool w_UnregisterBrokerRequest_equal(const void *x, const void *y)
 {
     return kafka_UnregisterBrokerRequest_equal(x, y);
 }
-
 static void w_DescribeTransactionsRequest_init(void *o)
 {
     kafka_DescribeTransactionsRequest_init(o);
@@ -2861,7 +1880,6 @@ static bool w_DescribeTransactionsRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeTransactionsRequest_equal(x, y);
 }
-
 static void w_ListTransactionsRequest_init(void *o)
 {
     kafka_ListTransactionsRequest_init(o);
@@ -2882,7 +1900,6 @@ static bool w_ListTransactionsRequest_equal(const void *x, const void *y)
 {
     return kafka_ListTransactionsRequest_equal(x, y);
 }
-
 static void w_AllocateProducerIdsRequest_init(void *o)
 {
     kafka_AllocateProducerIdsRequest_init(o);
@@ -2903,7 +1920,6 @@ static bool w_AllocateProducerIdsRequest_equal(const void *x, const void *y)
 {
     return kafka_AllocateProducerIdsRequest_equal(x, y);
 }
-
 static void w_ConsumerGroupHeartbeatRequest_init(void *o)
 {
     kafka_ConsumerGroupHeartbeatRequest_init(o);
@@ -2924,7 +1940,6 @@ static bool w_ConsumerGroupHeartbeatRequest_equal(const void *x, const void *y)
 {
     return kafka_ConsumerGroupHeartbeatRequest_equal(x, y);
 }
-
 static void w_ConsumerGroupDescribeRequest_init(void *o)
 {
     kafka_ConsumerGroupDescribeRequest_init(o);
@@ -2945,7 +1960,6 @@ static bool w_ConsumerGroupDescribeRequest_equal(const void *x, const void *y)
 {
     return kafka_ConsumerGroupDescribeRequest_equal(x, y);
 }
-
 static void w_ControllerRegistrationRequest_init(void *o)
 {
     kafka_ControllerRegistrationRequest_init(o);
@@ -2966,7 +1980,6 @@ static bool w_ControllerRegistrationRequest_equal(const void *x, const void *y)
 {
     return kafka_ControllerRegistrationRequest_equal(x, y);
 }
-
 static void w_GetTelemetrySubscriptionsRequest_init(void *o)
 {
     kafka_GetTelemetrySubscriptionsRequest_init(o);
@@ -2987,7 +2000,6 @@ static bool w_GetTelemetrySubscriptionsRequest_equal(const void *x, const void *
 {
     return kafka_GetTelemetrySubscriptionsRequest_equal(x, y);
 }
-
 static void w_PushTelemetryRequest_init(void *o)
 {
     kafka_PushTelemetryRequest_init(o);
@@ -3008,7 +2020,6 @@ static bool w_PushTelemetryRequest_equal(const void *x, const void *y)
 {
     return kafka_PushTelemetryRequest_equal(x, y);
 }
-
 static void w_AssignReplicasToDirsRequest_init(void *o)
 {
     kafka_AssignReplicasToDirsRequest_init(o);
@@ -3029,7 +2040,6 @@ static bool w_AssignReplicasToDirsRequest_equal(const void *x, const void *y)
 {
     return kafka_AssignReplicasToDirsRequest_equal(x, y);
 }
-
 static void w_ListClientMetricsResourcesRequest_init(void *o)
 {
     kafka_ListClientMetricsResourcesRequest_init(o);
@@ -3050,7 +2060,6 @@ static bool w_ListClientMetricsResourcesRequest_equal(const void *x, const void 
 {
     return kafka_ListClientMetricsResourcesRequest_equal(x, y);
 }
-
 static void w_DescribeTopicPartitionsRequest_init(void *o)
 {
     kafka_DescribeTopicPartitionsRequest_init(o);
@@ -3071,7 +2080,6 @@ static bool w_DescribeTopicPartitionsRequest_equal(const void *x, const void *y)
 {
     return kafka_DescribeTopicPartitionsRequest_equal(x, y);
 }
-
 static void w_ProduceResponse_init(void *o)
 {
     kafka_ProduceResponse_init(o);
@@ -3092,7 +2100,6 @@ static bool w_ProduceResponse_equal(const void *x, const void *y)
 {
     return kafka_ProduceResponse_equal(x, y);
 }
-
 static void w_FetchResponse_init(void *o)
 {
     kafka_FetchResponse_init(o);
@@ -3113,7 +2120,6 @@ static bool w_FetchResponse_equal(const void *x, const void *y)
 {
     return kafka_FetchResponse_equal(x, y);
 }
-
 static void w_ListOffsetsResponse_init(void *o)
 {
     kafka_ListOffsetsResponse_init(o);
@@ -3134,7 +2140,6 @@ static bool w_ListOffsetsResponse_equal(const void *x, const void *y)
 {
     return kafka_ListOffsetsResponse_equal(x, y);
 }
-
 static void w_MetadataResponse_init(void *o)
 {
     kafka_MetadataResponse_init(o);
@@ -3155,7 +2160,6 @@ static bool w_MetadataResponse_equal(const void *x, const void *y)
 {
     return kafka_MetadataResponse_equal(x, y);
 }
-
 static void w_LeaderAndIsrResponse_init(void *o)
 {
     kafka_LeaderAndIsrResponse_init(o);
@@ -3176,7 +2180,6 @@ static bool w_LeaderAndIsrResponse_equal(const void *x, const void *y)
 {
     return kafka_LeaderAndIsrResponse_equal(x, y);
 }
-
 static void w_StopReplicaResponse_init(void *o)
 {
     kafka_StopReplicaResponse_init(o);
@@ -3197,7 +2200,6 @@ static bool w_StopReplicaResponse_equal(const void *x, const void *y)
 {
     return kafka_StopReplicaResponse_equal(x, y);
 }
-
 static void w_UpdateMetadataResponse_init(void *o)
 {
     kafka_UpdateMetadataResponse_init(o);
@@ -3218,7 +2220,6 @@ static bool w_UpdateMetadataResponse_equal(const void *x, const void *y)
 {
     return kafka_UpdateMetadataResponse_equal(x, y);
 }
-
 static void w_ControlledShutdownResponse_init(void *o)
 {
     kafka_ControlledShutdownResponse_init(o);
@@ -3239,7 +2240,6 @@ static bool w_ControlledShutdownResponse_equal(const void *x, const void *y)
 {
     return kafka_ControlledShutdownResponse_equal(x, y);
 }
-
 static void w_OffsetCommitResponse_init(void *o)
 {
     kafka_OffsetCommitResponse_init(o);
@@ -3260,7 +2260,6 @@ static bool w_OffsetCommitResponse_equal(const void *x, const void *y)
 {
     return kafka_OffsetCommitResponse_equal(x, y);
 }
-
 static void w_OffsetFetchResponse_init(void *o)
 {
     kafka_OffsetFetchResponse_init(o);
@@ -3281,7 +2280,6 @@ static bool w_OffsetFetchResponse_equal(const void *x, const void *y)
 {
     return kafka_OffsetFetchResponse_equal(x, y);
 }
-
 static void w_FindCoordinatorResponse_init(void *o)
 {
     kafka_FindCoordinatorResponse_init(o);
@@ -3302,7 +2300,6 @@ static bool w_FindCoordinatorResponse_equal(const void *x, const void *y)
 {
     return kafka_FindCoordinatorResponse_equal(x, y);
 }
-
 static void w_JoinGroupResponse_init(void *o)
 {
     kafka_JoinGroupResponse_init(o);
@@ -3323,7 +2320,6 @@ static bool w_JoinGroupResponse_equal(const void *x, const void *y)
 {
     return kafka_JoinGroupResponse_equal(x, y);
 }
-
 static void w_HeartbeatResponse_init(void *o)
 {
     kafka_HeartbeatResponse_init(o);
@@ -3344,7 +2340,6 @@ static bool w_HeartbeatResponse_equal(const void *x, const void *y)
 {
     return kafka_HeartbeatResponse_equal(x, y);
 }
-
 static void w_LeaveGroupResponse_init(void *o)
 {
     kafka_LeaveGroupResponse_init(o);
@@ -3365,7 +2360,6 @@ static bool w_LeaveGroupResponse_equal(const void *x, const void *y)
 {
     return kafka_LeaveGroupResponse_equal(x, y);
 }
-
 static void w_SyncGroupResponse_init(void *o)
 {
     kafka_SyncGroupResponse_init(o);
@@ -3386,7 +2380,6 @@ static bool w_SyncGroupResponse_equal(const void *x, const void *y)
 {
     return kafka_SyncGroupResponse_equal(x, y);
 }
-
 static void w_DescribeGroupsResponse_init(void *o)
 {
     kafka_DescribeGroupsResponse_init(o);
@@ -3407,7 +2400,6 @@ static bool w_DescribeGroupsResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeGroupsResponse_equal(x, y);
 }
-
 static void w_ListGroupsResponse_init(void *o)
 {
     kafka_ListGroupsResponse_init(o);
@@ -3428,7 +2420,6 @@ static bool w_ListGroupsResponse_equal(const void *x, const void *y)
 {
     return kafka_ListGroupsResponse_equal(x, y);
 }
-
 static void w_SaslHandshakeResponse_init(void *o)
 {
     kafka_SaslHandshakeResponse_init(o);
@@ -3449,7 +2440,6 @@ static bool w_SaslHandshakeResponse_equal(const void *x, const void *y)
 {
     return kafka_SaslHandshakeResponse_equal(x, y);
 }
-
 static void w_ApiVersionsResponse_init(void *o)
 {
     kafka_ApiVersionsResponse_init(o);
@@ -3470,7 +2460,6 @@ static bool w_ApiVersionsResponse_equal(const void *x, const void *y)
 {
     return kafka_ApiVersionsResponse_equal(x, y);
 }
-
 static void w_CreateTopicsResponse_init(void *o)
 {
     kafka_CreateTopicsResponse_init(o);
@@ -3491,7 +2480,6 @@ static bool w_CreateTopicsResponse_equal(const void *x, const void *y)
 {
     return kafka_CreateTopicsResponse_equal(x, y);
 }
-
 static void w_DeleteTopicsResponse_init(void *o)
 {
     kafka_DeleteTopicsResponse_init(o);
@@ -3512,7 +2500,6 @@ static bool w_DeleteTopicsResponse_equal(const void *x, const void *y)
 {
     return kafka_DeleteTopicsResponse_equal(x, y);
 }
-
 static void w_DeleteRecordsResponse_init(void *o)
 {
     kafka_DeleteRecordsResponse_init(o);
@@ -3533,7 +2520,6 @@ static bool w_DeleteRecordsResponse_equal(const void *x, const void *y)
 {
     return kafka_DeleteRecordsResponse_equal(x, y);
 }
-
 static void w_InitProducerIdResponse_init(void *o)
 {
     kafka_InitProducerIdResponse_init(o);
@@ -3554,7 +2540,6 @@ static bool w_InitProducerIdResponse_equal(const void *x, const void *y)
 {
     return kafka_InitProducerIdResponse_equal(x, y);
 }
-
 static void w_OffsetForLeaderEpochResponse_init(void *o)
 {
     kafka_OffsetForLeaderEpochResponse_init(o);
@@ -3575,7 +2560,6 @@ static bool w_OffsetForLeaderEpochResponse_equal(const void *x, const void *y)
 {
     return kafka_OffsetForLeaderEpochResponse_equal(x, y);
 }
-
 static void w_AddPartitionsToTxnResponse_init(void *o)
 {
     kafka_AddPartitionsToTxnResponse_init(o);
@@ -3596,7 +2580,6 @@ static bool w_AddPartitionsToTxnResponse_equal(const void *x, const void *y)
 {
     return kafka_AddPartitionsToTxnResponse_equal(x, y);
 }
-
 static void w_AddOffsetsToTxnResponse_init(void *o)
 {
     kafka_AddOffsetsToTxnResponse_init(o);
@@ -3617,7 +2600,6 @@ static bool w_AddOffsetsToTxnResponse_equal(const void *x, const void *y)
 {
     return kafka_AddOffsetsToTxnResponse_equal(x, y);
 }
-
 static void w_EndTxnResponse_init(void *o)
 {
     kafka_EndTxnResponse_init(o);
@@ -3638,7 +2620,6 @@ static bool w_EndTxnResponse_equal(const void *x, const void *y)
 {
     return kafka_EndTxnResponse_equal(x, y);
 }
-
 static void w_WriteTxnMarkersResponse_init(void *o)
 {
     kafka_WriteTxnMarkersResponse_init(o);
@@ -3659,7 +2640,6 @@ static bool w_WriteTxnMarkersResponse_equal(const void *x, const void *y)
 {
     return kafka_WriteTxnMarkersResponse_equal(x, y);
 }
-
 static void w_TxnOffsetCommitResponse_init(void *o)
 {
     kafka_TxnOffsetCommitResponse_init(o);
@@ -3680,7 +2660,6 @@ static bool w_TxnOffsetCommitResponse_equal(const void *x, const void *y)
 {
     return kafka_TxnOffsetCommitResponse_equal(x, y);
 }
-
 static void w_DescribeAclsResponse_init(void *o)
 {
     kafka_DescribeAclsResponse_init(o);
@@ -3701,7 +2680,6 @@ static bool w_DescribeAclsResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeAclsResponse_equal(x, y);
 }
-
 static void w_CreateAclsResponse_init(void *o)
 {
     kafka_CreateAclsResponse_init(o);
@@ -3722,7 +2700,6 @@ static bool w_CreateAclsResponse_equal(const void *x, const void *y)
 {
     return kafka_CreateAclsResponse_equal(x, y);
 }
-
 static void w_DeleteAclsResponse_init(void *o)
 {
     kafka_DeleteAclsResponse_init(o);
@@ -3743,7 +2720,6 @@ static bool w_DeleteAclsResponse_equal(const void *x, const void *y)
 {
     return kafka_DeleteAclsResponse_equal(x, y);
 }
-
 static void w_DescribeConfigsResponse_init(void *o)
 {
     kafka_DescribeConfigsResponse_init(o);
@@ -3764,7 +2740,6 @@ static bool w_DescribeConfigsResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeConfigsResponse_equal(x, y);
 }
-
 static void w_AlterConfigsResponse_init(void *o)
 {
     kafka_AlterConfigsResponse_init(o);
@@ -3785,7 +2760,6 @@ static bool w_AlterConfigsResponse_equal(const void *x, const void *y)
 {
     return kafka_AlterConfigsResponse_equal(x, y);
 }
-
 static void w_AlterReplicaLogDirsResponse_init(void *o)
 {
     kafka_AlterReplicaLogDirsResponse_init(o);
@@ -3806,7 +2780,6 @@ static bool w_AlterReplicaLogDirsResponse_equal(const void *x, const void *y)
 {
     return kafka_AlterReplicaLogDirsResponse_equal(x, y);
 }
-
 static void w_DescribeLogDirsResponse_init(void *o)
 {
     kafka_DescribeLogDirsResponse_init(o);
@@ -3827,7 +2800,6 @@ static bool w_DescribeLogDirsResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeLogDirsResponse_equal(x, y);
 }
-
 static void w_SaslAuthenticateResponse_init(void *o)
 {
     kafka_SaslAuthenticateResponse_init(o);
@@ -3848,7 +2820,6 @@ static bool w_SaslAuthenticateResponse_equal(const void *x, const void *y)
 {
     return kafka_SaslAuthenticateResponse_equal(x, y);
 }
-
 static void w_CreatePartitionsResponse_init(void *o)
 {
     kafka_CreatePartitionsResponse_init(o);
@@ -3869,7 +2840,6 @@ static bool w_CreatePartitionsResponse_equal(const void *x, const void *y)
 {
     return kafka_CreatePartitionsResponse_equal(x, y);
 }
-
 static void w_CreateDelegationTokenResponse_init(void *o)
 {
     kafka_CreateDelegationTokenResponse_init(o);
@@ -3890,7 +2860,6 @@ static bool w_CreateDelegationTokenResponse_equal(const void *x, const void *y)
 {
     return kafka_CreateDelegationTokenResponse_equal(x, y);
 }
-
 static void w_RenewDelegationTokenResponse_init(void *o)
 {
     kafka_RenewDelegationTokenResponse_init(o);
@@ -3911,7 +2880,6 @@ static bool w_RenewDelegationTokenResponse_equal(const void *x, const void *y)
 {
     return kafka_RenewDelegationTokenResponse_equal(x, y);
 }
-
 static void w_ExpireDelegationTokenResponse_init(void *o)
 {
     kafka_ExpireDelegationTokenResponse_init(o);
@@ -3932,7 +2900,6 @@ static bool w_ExpireDelegationTokenResponse_equal(const void *x, const void *y)
 {
     return kafka_ExpireDelegationTokenResponse_equal(x, y);
 }
-
 static void w_DescribeDelegationTokenResponse_init(void *o)
 {
     kafka_DescribeDelegationTokenResponse_init(o);
@@ -3953,7 +2920,6 @@ static bool w_DescribeDelegationTokenResponse_equal(const void *x, const void *y
 {
     return kafka_DescribeDelegationTokenResponse_equal(x, y);
 }
-
 static void w_DeleteGroupsResponse_init(void *o)
 {
     kafka_DeleteGroupsResponse_init(o);
@@ -3974,7 +2940,6 @@ static bool w_DeleteGroupsResponse_equal(const void *x, const void *y)
 {
     return kafka_DeleteGroupsResponse_equal(x, y);
 }
-
 static void w_ElectLeadersResponse_init(void *o)
 {
     kafka_ElectLeadersResponse_init(o);
@@ -3995,7 +2960,6 @@ static bool w_ElectLeadersResponse_equal(const void *x, const void *y)
 {
     return kafka_ElectLeadersResponse_equal(x, y);
 }
-
 static void w_IncrementalAlterConfigsResponse_init(void *o)
 {
     kafka_IncrementalAlterConfigsResponse_init(o);
@@ -4016,7 +2980,6 @@ static bool w_IncrementalAlterConfigsResponse_equal(const void *x, const void *y
 {
     return kafka_IncrementalAlterConfigsResponse_equal(x, y);
 }
-
 static void w_AlterPartitionReassignmentsResponse_init(void *o)
 {
     kafka_AlterPartitionReassignmentsResponse_init(o);
@@ -4037,7 +3000,6 @@ static bool w_AlterPartitionReassignmentsResponse_equal(const void *x, const voi
 {
     return kafka_AlterPartitionReassignmentsResponse_equal(x, y);
 }
-
 static void w_ListPartitionReassignmentsResponse_init(void *o)
 {
     kafka_ListPartitionReassignmentsResponse_init(o);
@@ -4058,7 +3020,6 @@ static bool w_ListPartitionReassignmentsResponse_equal(const void *x, const void
 {
     return kafka_ListPartitionReassignmentsResponse_equal(x, y);
 }
-
 static void w_OffsetDeleteResponse_init(void *o)
 {
     kafka_OffsetDeleteResponse_init(o);
@@ -4079,7 +3040,6 @@ static bool w_OffsetDeleteResponse_equal(const void *x, const void *y)
 {
     return kafka_OffsetDeleteResponse_equal(x, y);
 }
-
 static void w_DescribeClientQuotasResponse_init(void *o)
 {
     kafka_DescribeClientQuotasResponse_init(o);
@@ -4100,7 +3060,6 @@ static bool w_DescribeClientQuotasResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeClientQuotasResponse_equal(x, y);
 }
-
 static void w_AlterClientQuotasResponse_init(void *o)
 {
     kafka_AlterClientQuotasResponse_init(o);
@@ -4121,7 +3080,6 @@ static bool w_AlterClientQuotasResponse_equal(const void *x, const void *y)
 {
     return kafka_AlterClientQuotasResponse_equal(x, y);
 }
-
 static void w_DescribeUserScramCredentialsResponse_init(void *o)
 {
     kafka_DescribeUserScramCredentialsResponse_init(o);
@@ -4142,7 +3100,6 @@ static bool w_DescribeUserScramCredentialsResponse_equal(const void *x, const vo
 {
     return kafka_DescribeUserScramCredentialsResponse_equal(x, y);
 }
-
 static void w_AlterUserScramCredentialsResponse_init(void *o)
 {
     kafka_AlterUserScramCredentialsResponse_init(o);
@@ -4163,7 +3120,6 @@ static bool w_AlterUserScramCredentialsResponse_equal(const void *x, const void 
 {
     return kafka_AlterUserScramCredentialsResponse_equal(x, y);
 }
-
 static void w_VoteResponse_init(void *o)
 {
     kafka_VoteResponse_init(o);
@@ -4184,7 +3140,6 @@ static bool w_VoteResponse_equal(const void *x, const void *y)
 {
     return kafka_VoteResponse_equal(x, y);
 }
-
 static void w_BeginQuorumEpochResponse_init(void *o)
 {
     kafka_BeginQuorumEpochResponse_init(o);
@@ -4205,7 +3160,6 @@ static bool w_BeginQuorumEpochResponse_equal(const void *x, const void *y)
 {
     return kafka_BeginQuorumEpochResponse_equal(x, y);
 }
-
 static void w_EndQuorumEpochResponse_init(void *o)
 {
     kafka_EndQuorumEpochResponse_init(o);
@@ -4226,7 +3180,6 @@ static bool w_EndQuorumEpochResponse_equal(const void *x, const void *y)
 {
     return kafka_EndQuorumEpochResponse_equal(x, y);
 }
-
 static void w_DescribeQuorumResponse_init(void *o)
 {
     kafka_DescribeQuorumResponse_init(o);
@@ -4247,7 +3200,6 @@ static bool w_DescribeQuorumResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeQuorumResponse_equal(x, y);
 }
-
 static void w_AlterPartitionResponse_init(void *o)
 {
     kafka_AlterPartitionResponse_init(o);
@@ -4268,7 +3220,6 @@ static bool w_AlterPartitionResponse_equal(const void *x, const void *y)
 {
     return kafka_AlterPartitionResponse_equal(x, y);
 }
-
 static void w_UpdateFeaturesResponse_init(void *o)
 {
     kafka_UpdateFeaturesResponse_init(o);
@@ -4289,7 +3240,6 @@ static bool w_UpdateFeaturesResponse_equal(const void *x, const void *y)
 {
     return kafka_UpdateFeaturesResponse_equal(x, y);
 }
-
 static void w_EnvelopeResponse_init(void *o)
 {
     kafka_EnvelopeResponse_init(o);
@@ -4310,7 +3260,6 @@ static bool w_EnvelopeResponse_equal(const void *x, const void *y)
 {
     return kafka_EnvelopeResponse_equal(x, y);
 }
-
 static void w_FetchSnapshotResponse_init(void *o)
 {
     kafka_FetchSnapshotResponse_init(o);
@@ -4331,7 +3280,6 @@ static bool w_FetchSnapshotResponse_equal(const void *x, const void *y)
 {
     return kafka_FetchSnapshotResponse_equal(x, y);
 }
-
 static void w_DescribeClusterResponse_init(void *o)
 {
     kafka_DescribeClusterResponse_init(o);
@@ -4352,7 +3300,6 @@ static bool w_DescribeClusterResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeClusterResponse_equal(x, y);
 }
-
 static void w_DescribeProducersResponse_init(void *o)
 {
     kafka_DescribeProducersResponse_init(o);
@@ -4373,7 +3320,6 @@ static bool w_DescribeProducersResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeProducersResponse_equal(x, y);
 }
-
 static void w_BrokerRegistrationResponse_init(void *o)
 {
     kafka_BrokerRegistrationResponse_init(o);
@@ -4394,7 +3340,6 @@ static bool w_BrokerRegistrationResponse_equal(const void *x, const void *y)
 {
     return kafka_BrokerRegistrationResponse_equal(x, y);
 }
-
 static void w_BrokerHeartbeatResponse_init(void *o)
 {
     kafka_BrokerHeartbeatResponse_init(o);
@@ -4415,7 +3360,6 @@ static bool w_BrokerHeartbeatResponse_equal(const void *x, const void *y)
 {
     return kafka_BrokerHeartbeatResponse_equal(x, y);
 }
-
 static void w_UnregisterBrokerResponse_init(void *o)
 {
     kafka_UnregisterBrokerResponse_init(o);
@@ -4436,7 +3380,6 @@ static bool w_UnregisterBrokerResponse_equal(const void *x, const void *y)
 {
     return kafka_UnregisterBrokerResponse_equal(x, y);
 }
-
 static void w_DescribeTransactionsResponse_init(void *o)
 {
     kafka_DescribeTransactionsResponse_init(o);
@@ -4457,7 +3400,6 @@ static bool w_DescribeTransactionsResponse_equal(const void *x, const void *y)
 {
     return kafka_DescribeTransactionsResponse_equal(x, y);
 }
-
 static void w_ListTransactionsResponse_init(void *o)
 {
     kafka_ListTransactionsResponse_init(o);
@@ -4478,7 +3420,6 @@ static bool w_ListTransactionsResponse_equal(const void *x, const void *y)
 {
     return kafka_ListTransactionsResponse_equal(x, y);
 }
-
 static void w_AllocateProducerIdsResponse_init(void *o)
 {
     kafka_AllocateProducerIdsResponse_init(o);
@@ -4499,7 +3440,6 @@ static bool w_AllocateProducerIdsResponse_equal(const void *x, const void *y)
 {
     return kafka_AllocateProducerIdsResponse_equal(x, y);
 }
-
 static void w_ConsumerGroupHeartbeatResponse_init(void *o)
 {
     kafka_ConsumerGroupHeartbeatResponse_init(o);
@@ -4520,7 +3460,6 @@ static bool w_ConsumerGroupHeartbeatResponse_equal(const void *x, const void *y)
 {
     return kafka_ConsumerGroupHeartbeatResponse_equal(x, y);
 }
-
 static void w_ConsumerGroupDescribeResponse_init(void *o)
 {
     kafka_ConsumerGroupDescribeResponse_init(o);
@@ -4541,7 +3480,6 @@ static bool w_ConsumerGroupDescribeResponse_equal(const void *x, const void *y)
 {
     return kafka_ConsumerGroupDescribeResponse_equal(x, y);
 }
-
 static void w_ControllerRegistrationResponse_init(void *o)
 {
     kafka_ControllerRegistrationResponse_init(o);
@@ -4562,7 +3500,6 @@ static bool w_ControllerRegistrationResponse_equal(const void *x, const void *y)
 {
     return kafka_ControllerRegistrationResponse_equal(x, y);
 }
-
 static void w_GetTelemetrySubscriptionsResponse_init(void *o)
 {
     kafka_GetTelemetrySubscriptionsResponse_init(o);
@@ -4583,7 +3520,6 @@ static bool w_GetTelemetrySubscriptionsResponse_equal(const void *x, const void 
 {
     return kafka_GetTelemetrySubscriptionsResponse_equal(x, y);
 }
-
 static void w_PushTelemetryResponse_init(void *o)
 {
     kafka_PushTelemetryResponse_init(o);
@@ -4604,7 +3540,6 @@ static bool w_PushTelemetryResponse_equal(const void *x, const void *y)
 {
     return kafka_PushTelemetryResponse_equal(x, y);
 }
-
 static void w_AssignReplicasToDirsResponse_init(void *o)
 {
     kafka_AssignReplicasToDirsResponse_init(o);
@@ -4625,7 +3560,6 @@ static bool w_AssignReplicasToDirsResponse_equal(const void *x, const void *y)
 {
     return kafka_AssignReplicasToDirsResponse_equal(x, y);
 }
-
 static void w_ListClientMetricsResourcesResponse_init(void *o)
 {
     kafka_ListClientMetricsResourcesResponse_init(o);
@@ -4646,7 +3580,6 @@ static bool w_ListClientMetricsResourcesResponse_equal(const void *x, const void
 {
     return kafka_ListClientMetricsResourcesResponse_equal(x, y);
 }
-
 static void w_DescribeTopicPartitionsResponse_init(void *o)
 {
     kafka_DescribeTopicPartitionsResponse_init(o);
@@ -4667,7 +3600,6 @@ static bool w_DescribeTopicPartitionsResponse_equal(const void *x, const void *y
 {
     return kafka_DescribeTopicPartitionsResponse_equal(x, y);
 }
-
 static void w_ConsumerProtocolAssignment_init(void *o)
 {
     kafka_ConsumerProtocolAssignment_init(o);
@@ -4688,7 +3620,6 @@ static bool w_ConsumerProtocolAssignment_equal(const void *x, const void *y)
 {
     return kafka_ConsumerProtocolAssignment_equal(x, y);
 }
-
 static void w_ConsumerProtocolSubscription_init(void *o)
 {
     kafka_ConsumerProtocolSubscription_init(o);
@@ -4709,7 +3640,6 @@ static bool w_ConsumerProtocolSubscription_equal(const void *x, const void *y)
 {
     return kafka_ConsumerProtocolSubscription_equal(x, y);
 }
-
 static void w_DefaultPrincipalData_init(void *o)
 {
     kafka_DefaultPrincipalData_init(o);
@@ -4730,7 +3660,6 @@ static bool w_DefaultPrincipalData_equal(const void *x, const void *y)
 {
     return kafka_DefaultPrincipalData_equal(x, y);
 }
-
 static void w_KRaftVersionRecord_init(void *o)
 {
     kafka_KRaftVersionRecord_init(o);
@@ -4751,7 +3680,6 @@ static bool w_KRaftVersionRecord_equal(const void *x, const void *y)
 {
     return kafka_KRaftVersionRecord_equal(x, y);
 }
-
 static void w_LeaderChangeMessage_init(void *o)
 {
     kafka_LeaderChangeMessage_init(o);
@@ -4772,7 +3700,6 @@ static bool w_LeaderChangeMessage_equal(const void *x, const void *y)
 {
     return kafka_LeaderChangeMessage_equal(x, y);
 }
-
 static void w_SnapshotFooterRecord_init(void *o)
 {
     kafka_SnapshotFooterRecord_init(o);
@@ -4793,7 +3720,6 @@ static bool w_SnapshotFooterRecord_equal(const void *x, const void *y)
 {
     return kafka_SnapshotFooterRecord_equal(x, y);
 }
-
 static void w_SnapshotHeaderRecord_init(void *o)
 {
     kafka_SnapshotHeaderRecord_init(o);
@@ -4814,7 +3740,6 @@ static bool w_SnapshotHeaderRecord_equal(const void *x, const void *y)
 {
     return kafka_SnapshotHeaderRecord_equal(x, y);
 }
-
 static void w_VotersRecord_init(void *o)
 {
     kafka_VotersRecord_init(o);
@@ -4835,7 +3760,6 @@ static bool w_VotersRecord_equal(const void *x, const void *y)
 {
     return kafka_VotersRecord_equal(x, y);
 }
-
 static void w_RequestHeader_init(void *o)
 {
     kafka_RequestHeader_init(o);
@@ -4856,7 +3780,6 @@ static bool w_RequestHeader_equal(const void *x, const void *y)
 {
     return kafka_RequestHeader_equal(x, y);
 }
-
 static void w_ResponseHeader_init(void *o)
 {
     kafka_ResponseHeader_init(o);
@@ -4879,329 +3802,329 @@ static bool w_ResponseHeader_equal(const void *x, const void *y)
 }
 
 const struct kafka_msg_desc kafka_msg_descs[] = {
-    {"ProduceRequest", "request", 0, 0, 11, 9, sizeof(kafka_ProduceRequest),
+    {"ProduceRequest", "request", 0, 0, 11, 9, sizeof(kafka_ProduceRequest), &kafka_ProduceRequest_desc,
      w_ProduceRequest_init, w_ProduceRequest_decode, w_ProduceRequest_encode, w_ProduceRequest_size, w_ProduceRequest_equal},
-    {"FetchRequest", "request", 1, 0, 16, 12, sizeof(kafka_FetchRequest),
+    {"FetchRequest", "request", 1, 0, 16, 12, sizeof(kafka_FetchRequest), &kafka_FetchRequest_desc,
      w_FetchRequest_init, w_FetchRequest_decode, w_FetchRequest_encode, w_FetchRequest_size, w_FetchRequest_equal},
-    {"ListOffsetsRequest", "request", 2, 0, 8, 6, sizeof(kafka_ListOffsetsRequest),
+    {"ListOffsetsRequest", "request", 2, 0, 8, 6, sizeof(kafka_ListOffsetsRequest), &kafka_ListOffsetsRequest_desc,
      w_ListOffsetsRequest_init, w_ListOffsetsRequest_decode, w_ListOffsetsRequest_encode, w_ListOffsetsRequest_size, w_ListOffsetsRequest_equal},
-    {"MetadataRequest", "request", 3, 0, 12, 9, sizeof(kafka_MetadataRequest),
+    {"MetadataRequest", "request", 3, 0, 12, 9, sizeof(kafka_MetadataRequest), &kafka_MetadataRequest_desc,
      w_MetadataRequest_init, w_MetadataRequest_decode, w_MetadataRequest_encode, w_MetadataRequest_size, w_MetadataRequest_equal},
-    {"LeaderAndIsrRequest", "request", 4, 0, 7, 4, sizeof(kafka_LeaderAndIsrRequest),
+    {"LeaderAndIsrRequest", "request", 4, 0, 7, 4, sizeof(kafka_LeaderAndIsrRequest), &kafka_LeaderAndIsrRequest_desc,
      w_LeaderAndIsrRequest_init, w_LeaderAndIsrRequest_decode, w_LeaderAndIsrRequest_encode, w_LeaderAndIsrRequest_size, w_LeaderAndIsrRequest_equal},
-    {"StopReplicaRequest", "request", 5, 0, 4, 2, sizeof(kafka_StopReplicaRequest),
+    {"StopReplicaRequest", "request", 5, 0, 4, 2, sizeof(kafka_StopReplicaRequest), &kafka_StopReplicaRequest_desc,
      w_StopReplicaRequest_init, w_StopReplicaRequest_decode, w_StopReplicaRequest_encode, w_StopReplicaRequest_size, w_StopReplicaRequest_equal},
-    {"UpdateMetadataRequest", "request", 6, 0, 8, 6, sizeof(kafka_UpdateMetadataRequest),
+    {"UpdateMetadataRequest", "request", 6, 0, 8, 6, sizeof(kafka_UpdateMetadataRequest), &kafka_UpdateMetadataRequest_desc,
      w_UpdateMetadataRequest_init, w_UpdateMetadataRequest_decode, w_UpdateMetadataRequest_encode, w_UpdateMetadataRequest_size, w_UpdateMetadataRequest_equal},
-    {"ControlledShutdownRequest", "request", 7, 0, 3, 3, sizeof(kafka_ControlledShutdownRequest),
+    {"ControlledShutdownRequest", "request", 7, 0, 3, 3, sizeof(kafka_ControlledShutdownRequest), &kafka_ControlledShutdownRequest_desc,
      w_ControlledShutdownRequest_init, w_ControlledShutdownRequest_decode, w_ControlledShutdownRequest_encode, w_ControlledShutdownRequest_size, w_ControlledShutdownRequest_equal},
-    {"OffsetCommitRequest", "request", 8, 0, 9, 8, sizeof(kafka_OffsetCommitRequest),
+    {"OffsetCommitRequest", "request", 8, 0, 9, 8, sizeof(kafka_OffsetCommitRequest), &kafka_OffsetCommitRequest_desc,
      w_OffsetCommitRequest_init, w_OffsetCommitRequest_decode, w_OffsetCommitRequest_encode, w_OffsetCommitRequest_size, w_OffsetCommitRequest_equal},
-    {"OffsetFetchRequest", "request", 9, 0, 9, 6, sizeof(kafka_OffsetFetchRequest),
+    {"OffsetFetchRequest", "request", 9, 0, 9, 6, sizeof(kafka_OffsetFetchRequest), &kafka_OffsetFetchRequest_desc,
      w_OffsetFetchRequest_init, w_OffsetFetchRequest_decode, w_OffsetFetchRequest_encode, w_OffsetFetchRequest_size, w_OffsetFetchRequest_equal},
-    {"FindCoordinatorRequest", "request", 10, 0, 5, 3, sizeof(kafka_FindCoordinatorRequest),
+    {"FindCoordinatorRequest", "request", 10, 0, 5, 3, sizeof(kafka_FindCoordinatorRequest), &kafka_FindCoordinatorRequest_desc,
      w_FindCoordinatorRequest_init, w_FindCoordinatorRequest_decode, w_FindCoordinatorRequest_encode, w_FindCoordinatorRequest_size, w_FindCoordinatorRequest_equal},
-    {"JoinGroupRequest", "request", 11, 0, 9, 6, sizeof(kafka_JoinGroupRequest),
+    {"JoinGroupRequest", "request", 11, 0, 9, 6, sizeof(kafka_JoinGroupRequest), &kafka_JoinGroupRequest_desc,
      w_JoinGroupRequest_init, w_JoinGroupRequest_decode, w_JoinGroupRequest_encode, w_JoinGroupRequest_size, w_JoinGroupRequest_equal},
-    {"HeartbeatRequest", "request", 12, 0, 4, 4, sizeof(kafka_HeartbeatRequest),
+    {"HeartbeatRequest", "request", 12, 0, 4, 4, sizeof(kafka_HeartbeatRequest), &kafka_HeartbeatRequest_desc,
      w_HeartbeatRequest_init, w_HeartbeatRequest_decode, w_HeartbeatRequest_encode, w_HeartbeatRequest_size, w_HeartbeatRequest_equal},
-    {"LeaveGroupRequest", "request", 13, 0, 5, 4, sizeof(kafka_LeaveGroupRequest),
+    {"LeaveGroupRequest", "request", 13, 0, 5, 4, sizeof(kafka_LeaveGroupRequest), &kafka_LeaveGroupRequest_desc,
      w_LeaveGroupRequest_init, w_LeaveGroupRequest_decode, w_LeaveGroupRequest_encode, w_LeaveGroupRequest_size, w_LeaveGroupRequest_equal},
-    {"SyncGroupRequest", "request", 14, 0, 5, 4, sizeof(kafka_SyncGroupRequest),
+    {"SyncGroupRequest", "request", 14, 0, 5, 4, sizeof(kafka_SyncGroupRequest), &kafka_SyncGroupRequest_desc,
      w_SyncGroupRequest_init, w_SyncGroupRequest_decode, w_SyncGroupRequest_encode, w_SyncGroupRequest_size, w_SyncGroupRequest_equal},
-    {"DescribeGroupsRequest", "request", 15, 0, 5, 5, sizeof(kafka_DescribeGroupsRequest),
+    {"DescribeGroupsRequest", "request", 15, 0, 5, 5, sizeof(kafka_DescribeGroupsRequest), &kafka_DescribeGroupsRequest_desc,
      w_DescribeGroupsRequest_init, w_DescribeGroupsRequest_decode, w_DescribeGroupsRequest_encode, w_DescribeGroupsRequest_size, w_DescribeGroupsRequest_equal},
-    {"ListGroupsRequest", "request", 16, 0, 5, 3, sizeof(kafka_ListGroupsRequest),
+    {"ListGroupsRequest", "request", 16, 0, 5, 3, sizeof(kafka_ListGroupsRequest), &kafka_ListGroupsRequest_desc,
      w_ListGroupsRequest_init, w_ListGroupsRequest_decode, w_ListGroupsRequest_encode, w_ListGroupsRequest_size, w_ListGroupsRequest_equal},
-    {"SaslHandshakeRequest", "request", 17, 0, 1, -1, sizeof(kafka_SaslHandshakeRequest),
+    {"SaslHandshakeRequest", "request", 17, 0, 1, -1, sizeof(kafka_SaslHandshakeRequest), &kafka_SaslHandshakeRequest_desc,
      w_SaslHandshakeRequest_init, w_SaslHandshakeRequest_decode, w_SaslHandshakeRequest_encode, w_SaslHandshakeRequest_size, w_SaslHandshakeRequest_equal},
-    {"ApiVersionsRequest", "request", 18, 0, 3, 3, sizeof(kafka_ApiVersionsRequest),
+    {"ApiVersionsRequest", "request", 18, 0, 3, 3, sizeof(kafka_ApiVersionsRequest), &kafka_ApiVersionsRequest_desc,
      w_ApiVersionsRequest_init, w_ApiVersionsRequest_decode, w_ApiVersionsRequest_encode, w_ApiVersionsRequest_size, w_ApiVersionsRequest_equal},
-    {"CreateTopicsRequest", "request", 19, 0, 7, 5, sizeof(kafka_CreateTopicsRequest),
+    {"CreateTopicsRequest", "request", 19, 0, 7, 5, sizeof(kafka_CreateTopicsRequest), &kafka_CreateTopicsRequest_desc,
      w_CreateTopicsRequest_init, w_CreateTopicsRequest_decode, w_CreateTopicsRequest_encode, w_CreateTopicsRequest_size, w_CreateTopicsRequest_equal},
-    {"DeleteTopicsRequest", "request", 20, 0, 6, 4, sizeof(kafka_DeleteTopicsRequest),
+    {"DeleteTopicsRequest", "request", 20, 0, 6, 4, sizeof(kafka_DeleteTopicsRequest), &kafka_DeleteTopicsRequest_desc,
      w_DeleteTopicsRequest_init, w_DeleteTopicsRequest_decode, w_DeleteTopicsRequest_encode, w_DeleteTopicsRequest_size, w_DeleteTopicsRequest_equal},
-    {"DeleteRecordsRequest", "request", 21, 0, 2, 2, sizeof(kafka_DeleteRecordsRequest),
+    {"DeleteRecordsRequest", "request", 21, 0, 2, 2, sizeof(kafka_DeleteRecordsRequest), &kafka_DeleteRecordsRequest_desc,
      w_DeleteRecordsRequest_init, w_DeleteRecordsRequest_decode, w_DeleteRecordsRequest_encode, w_DeleteRecordsRequest_size, w_DeleteRecordsRequest_equal},
-    {"InitProducerIdRequest", "request", 22, 0, 5, 2, sizeof(kafka_InitProducerIdRequest),
+    {"InitProducerIdRequest", "request", 22, 0, 5, 2, sizeof(kafka_InitProducerIdRequest), &kafka_InitProducerIdRequest_desc,
      w_InitProducerIdRequest_init, w_InitProducerIdRequest_decode, w_InitProducerIdRequest_encode, w_InitProducerIdRequest_size, w_InitProducerIdRequest_equal},
-    {"OffsetForLeaderEpochRequest", "request", 23, 0, 4, 4, sizeof(kafka_OffsetForLeaderEpochRequest),
+    {"OffsetForLeaderEpochRequest", "request", 23, 0, 4, 4, sizeof(kafka_OffsetForLeaderEpochRequest), &kafka_OffsetForLeaderEpochRequest_desc,
      w_OffsetForLeaderEpochRequest_init, w_OffsetForLeaderEpochRequest_decode, w_OffsetForLeaderEpochRequest_encode, w_OffsetForLeaderEpochRequest_size, w_OffsetForLeaderEpochRequest_equal},
-    {"AddPartitionsToTxnRequest", "request", 24, 0, 5, 3, sizeof(kafka_AddPartitionsToTxnRequest),
+    {"AddPartitionsToTxnRequest", "request", 24, 0, 5, 3, sizeof(kafka_AddPartitionsToTxnRequest), &kafka_AddPartitionsToTxnRequest_desc,
      w_AddPartitionsToTxnRequest_init, w_AddPartitionsToTxnRequest_decode, w_AddPartitionsToTxnRequest_encode, w_AddPartitionsToTxnRequest_size, w_AddPartitionsToTxnRequest_equal},
-    {"AddOffsetsToTxnRequest", "request", 25, 0, 4, 3, sizeof(kafka_AddOffsetsToTxnRequest),
+    {"AddOffsetsToTxnRequest", "request", 25, 0, 4, 3, sizeof(kafka_AddOffsetsToTxnRequest), &kafka_AddOffsetsToTxnRequest_desc,
      w_AddOffsetsToTxnRequest_init, w_AddOffsetsToTxnRequest_decode, w_AddOffsetsToTxnRequest_encode, w_AddOffsetsToTxnRequest_size, w_AddOffsetsToTxnRequest_equal},
-    {"EndTxnRequest", "request", 26, 0, 4, 3, sizeof(kafka_EndTxnRequest),
+    {"EndTxnRequest", "request", 26, 0, 4, 3, sizeof(kafka_EndTxnRequest), &kafka_EndTxnRequest_desc,
      w_EndTxnRequest_init, w_EndTxnRequest_decode, w_EndTxnRequest_encode, w_EndTxnRequest_size, w_EndTxnRequest_equal},
-    {"WriteTxnMarkersRequest", "request", 27, 0, 1, 1, sizeof(kafka_WriteTxnMarkersRequest),
+    {"WriteTxnMarkersRequest", "request", 27, 0, 1, 1, sizeof(kafka_WriteTxnMarkersRequest), &kafka_WriteTxnMarkersRequest_desc,
      w_WriteTxnMarkersRequest_init, w_WriteTxnMarkersRequest_decode, w_WriteTxnMarkersRequest_encode, w_WriteTxnMarkersRequest_size, w_WriteTxnMarkersRequest_equal},
-    {"TxnOffsetCommitRequest", "request", 28, 0, 4, 3, sizeof(kafka_TxnOffsetCommitRequest),
+    {"TxnOffsetCommitRequest", "request", 28, 0, 4, 3, sizeof(kafka_TxnOffsetCommitRequest), &kafka_TxnOffsetCommitRequest_desc,
      w_TxnOffsetCommitRequest_init, w_TxnOffsetCommitRequest_decode, w_TxnOffsetCommitRequest_encode, w_TxnOffsetCommitRequest_size, w_TxnOffsetCommitRequest_equal},
-    {"DescribeAclsRequest", "request", 29, 0, 3, 2, sizeof(kafka_DescribeAclsRequest),
+    {"DescribeAclsRequest", "request", 29, 0, 3, 2, sizeof(kafka_DescribeAclsRequest), &kafka_DescribeAclsRequest_desc,
      w_DescribeAclsRequest_init, w_DescribeAclsRequest_decode, w_DescribeAclsRequest_encode, w_DescribeAclsRequest_size, w_DescribeAclsRequest_equal},
-    {"CreateAclsRequest", "request", 30, 0, 3, 2, sizeof(kafka_CreateAclsRequest),
+    {"CreateAclsRequest", "request", 30, 0, 3, 2, sizeof(kafka_CreateAclsRequest), &kafka_CreateAclsRequest_desc,
      w_CreateAclsRequest_init, w_CreateAclsRequest_decode, w_CreateAclsRequest_encode, w_CreateAclsRequest_size, w_CreateAclsRequest_equal},
-    {"DeleteAclsRequest", "request", 31, 0, 3, 2, sizeof(kafka_DeleteAclsRequest),
+    {"DeleteAclsRequest", "request", 31, 0, 3, 2, sizeof(kafka_DeleteAclsRequest), &kafka_DeleteAclsRequest_desc,
      w_DeleteAclsRequest_init, w_DeleteAclsRequest_decode, w_DeleteAclsRequest_encode, w_DeleteAclsRequest_size, w_DeleteAclsRequest_equal},
-    {"DescribeConfigsRequest", "request", 32, 0, 4, 4, sizeof(kafka_DescribeConfigsRequest),
+    {"DescribeConfigsRequest", "request", 32, 0, 4, 4, sizeof(kafka_DescribeConfigsRequest), &kafka_DescribeConfigsRequest_desc,
      w_DescribeConfigsRequest_init, w_DescribeConfigsRequest_decode, w_DescribeConfigsRequest_encode, w_DescribeConfigsRequest_size, w_DescribeConfigsRequest_equal},
-    {"AlterConfigsRequest", "request", 33, 0, 2, 2, sizeof(kafka_AlterConfigsRequest),
+    {"AlterConfigsRequest", "request", 33, 0, 2, 2, sizeof(kafka_AlterConfigsRequest), &kafka_AlterConfigsRequest_desc,
      w_AlterConfigsRequest_init, w_AlterConfigsRequest_decode, w_AlterConfigsRequest_encode, w_AlterConfigsRequest_size, w_AlterConfigsRequest_equal},
-    {"AlterReplicaLogDirsRequest", "request", 34, 0, 2, 2, sizeof(kafka_AlterReplicaLogDirsRequest),
+    {"AlterReplicaLogDirsRequest", "request", 34, 0, 2, 2, sizeof(kafka_AlterReplicaLogDirsRequest), &kafka_AlterReplicaLogDirsRequest_desc,
      w_AlterReplicaLogDirsRequest_init, w_AlterReplicaLogDirsRequest_decode, w_AlterReplicaLogDirsRequest_encode, w_AlterReplicaLogDirsRequest_size, w_AlterReplicaLogDirsRequest_equal},
-    {"DescribeLogDirsRequest", "request", 35, 0, 4, 2, sizeof(kafka_DescribeLogDirsRequest),
+    {"DescribeLogDirsRequest", "request", 35, 0, 4, 2, sizeof(kafka_DescribeLogDirsRequest), &kafka_DescribeLogDirsRequest_desc,
      w_DescribeLogDirsRequest_init, w_DescribeLogDirsRequest_decode, w_DescribeLogDirsRequest_encode, w_DescribeLogDirsRequest_size, w_DescribeLogDirsRequest_equal},
-    {"SaslAuthenticateRequest", "request", 36, 0, 2, 2, sizeof(kafka_SaslAuthenticateRequest),
+    {"SaslAuthenticateRequest", "request", 36, 0, 2, 2, sizeof(kafka_SaslAuthenticateRequest), &kafka_SaslAuthenticateRequest_desc,
      w_SaslAuthenticateRequest_init, w_SaslAuthenticateRequest_decode, w_SaslAuthenticateRequest_encode, w_SaslAuthenticateRequest_size, w_SaslAuthenticateRequest_equal},
-    {"CreatePartitionsRequest", "request", 37, 0, 3, 2, sizeof(kafka_CreatePartitionsRequest),
+    {"CreatePartitionsRequest", "request", 37, 0, 3, 2, sizeof(kafka_CreatePartitionsRequest), &kafka_CreatePartitionsRequest_desc,
      w_CreatePartitionsRequest_init, w_CreatePartitionsRequest_decode, w_CreatePartitionsRequest_encode, w_CreatePartitionsRequest_size, w_CreatePartitionsRequest_equal},
-    {"CreateDelegationTokenRequest", "request", 38, 0, 3, 2, sizeof(kafka_CreateDelegationTokenRequest),
+    {"CreateDelegationTokenRequest", "request", 38, 0, 3, 2, sizeof(kafka_CreateDelegationTokenRequest), &kafka_CreateDelegationTokenRequest_desc,
      w_CreateDelegationTokenRequest_init, w_CreateDelegationTokenRequest_decode, w_CreateDelegationTokenRequest_encode, w_CreateDelegationTokenRequest_size, w_CreateDelegationTokenRequest_equal},
-    {"RenewDelegationTokenRequest", "request", 39, 0, 2, 2, sizeof(kafka_RenewDelegationTokenRequest),
+    {"RenewDelegationTokenRequest", "request", 39, 0, 2, 2, sizeof(kafka_RenewDelegationTokenRequest), &kafka_RenewDelegationTokenRequest_desc,
      w_RenewDelegationTokenRequest_init, w_RenewDelegationTokenRequest_decode, w_RenewDelegationTokenRequest_encode, w_RenewDelegationTokenRequest_size, w_RenewDelegationTokenRequest_equal},
-    {"ExpireDelegationTokenRequest", "request", 40, 0, 2, 2, sizeof(kafka_ExpireDelegationTokenRequest),
+    {"ExpireDelegationTokenRequest", "request", 40, 0, 2, 2, sizeof(kafka_ExpireDelegationTokenRequest), &kafka_ExpireDelegationTokenRequest_desc,
      w_ExpireDelegationTokenRequest_init, w_ExpireDelegationTokenRequest_decode, w_ExpireDelegationTokenRequest_encode, w_ExpireDelegationTokenRequest_size, w_ExpireDelegationTokenRequest_equal},
-    {"DescribeDelegationTokenRequest", "request", 41, 0, 3, 2, sizeof(kafka_DescribeDelegationTokenRequest),
+    {"DescribeDelegationTokenRequest", "request", 41, 0, 3, 2, sizeof(kafka_DescribeDelegationTokenRequest), &kafka_DescribeDelegationTokenRequest_desc,
      w_DescribeDelegationTokenRequest_init, w_DescribeDelegationTokenRequest_decode, w_DescribeDelegationTokenRequest_encode, w_DescribeDelegationTokenRequest_size, w_DescribeDelegationTokenRequest_equal},
-    {"DeleteGroupsRequest", "request", 42, 0, 2, 2, sizeof(kafka_DeleteGroupsRequest),
+    {"DeleteGroupsRequest", "request", 42, 0, 2, 2, sizeof(kafka_DeleteGroupsRequest), &kafka_DeleteGroupsRequest_desc,
      w_DeleteGroupsRequest_init, w_DeleteGroupsRequest_decode, w_DeleteGroupsRequest_encode, w_DeleteGroupsRequest_size, w_DeleteGroupsRequest_equal},
-    {"ElectLeadersRequest", "request", 43, 0, 2, 2, sizeof(kafka_ElectLeadersRequest),
+    {"ElectLeadersRequest", "request", 43, 0, 2, 2, sizeof(kafka_ElectLeadersRequest), &kafka_ElectLeadersRequest_desc,
      w_ElectLeadersRequest_init, w_ElectLeadersRequest_decode, w_ElectLeadersRequest_encode, w_ElectLeadersRequest_size, w_ElectLeadersRequest_equal},
-    {"IncrementalAlterConfigsRequest", "request", 44, 0, 1, 1, sizeof(kafka_IncrementalAlterConfigsRequest),
+    {"IncrementalAlterConfigsRequest", "request", 44, 0, 1, 1, sizeof(kafka_IncrementalAlterConfigsRequest), &kafka_IncrementalAlterConfigsRequest_desc,
      w_IncrementalAlterConfigsRequest_init, w_IncrementalAlterConfigsRequest_decode, w_IncrementalAlterConfigsRequest_encode, w_IncrementalAlterConfigsRequest_size, w_IncrementalAlterConfigsRequest_equal},
-    {"AlterPartitionReassignmentsRequest", "request", 45, 0, 0, 0, sizeof(kafka_AlterPartitionReassignmentsRequest),
+    {"AlterPartitionReassignmentsRequest", "request", 45, 0, 0, 0, sizeof(kafka_AlterPartitionReassignmentsRequest), &kafka_AlterPartitionReassignmentsRequest_desc,
      w_AlterPartitionReassignmentsRequest_init, w_AlterPartitionReassignmentsRequest_decode, w_AlterPartitionReassignmentsRequest_encode, w_AlterPartitionReassignmentsRequest_size, w_AlterPartitionReassignmentsRequest_equal},
-    {"ListPartitionReassignmentsRequest", "request", 46, 0, 0, 0, sizeof(kafka_ListPartitionReassignmentsRequest),
+    {"ListPartitionReassignmentsRequest", "request", 46, 0, 0, 0, sizeof(kafka_ListPartitionReassignmentsRequest), &kafka_ListPartitionReassignmentsRequest_desc,
      w_ListPartitionReassignmentsRequest_init, w_ListPartitionReassignmentsRequest_decode, w_ListPartitionReassignmentsRequest_encode, w_ListPartitionReassignmentsRequest_size, w_ListPartitionReassignmentsRequest_equal},
-    {"OffsetDeleteRequest", "request", 47, 0, 0, -1, sizeof(kafka_OffsetDeleteRequest),
+    {"OffsetDeleteRequest", "request", 47, 0, 0, -1, sizeof(kafka_OffsetDeleteRequest), &kafka_OffsetDeleteRequest_desc,
      w_OffsetDeleteRequest_init, w_OffsetDeleteRequest_decode, w_OffsetDeleteRequest_encode, w_OffsetDeleteRequest_size, w_OffsetDeleteRequest_equal},
-    {"DescribeClientQuotasRequest", "request", 48, 0, 1, 1, sizeof(kafka_DescribeClientQuotasRequest),
+    {"DescribeClientQuotasRequest", "request", 48, 0, 1, 1, sizeof(kafka_DescribeClientQuotasRequest), &kafka_DescribeClientQuotasRequest_desc,
      w_DescribeClientQuotasRequest_init, w_DescribeClientQuotasRequest_decode, w_DescribeClientQuotasRequest_encode, w_DescribeClientQuotasRequest_size, w_DescribeClientQuotasRequest_equal},
-    {"AlterClientQuotasRequest", "request", 49, 0, 1, 1, sizeof(kafka_AlterClientQuotasRequest),
+    {"AlterClientQuotasRequest", "request", 49, 0, 1, 1, sizeof(kafka_AlterClientQuotasRequest), &kafka_AlterClientQuotasRequest_desc,
      w_AlterClientQuotasRequest_init, w_AlterClientQuotasRequest_decode, w_AlterClientQuotasRequest_encode, w_AlterClientQuotasRequest_size, w_AlterClientQuotasRequest_equal},
-    {"DescribeUserScramCredentialsRequest", "request", 50, 0, 0, 0, sizeof(kafka_DescribeUserScramCredentialsRequest),
+    {"DescribeUserScramCredentialsRequest", "request", 50, 0, 0, 0, sizeof(kafka_DescribeUserScramCredentialsRequest), &kafka_DescribeUserScramCredentialsRequest_desc,
      w_DescribeUserScramCredentialsRequest_init, w_DescribeUserScramCredentialsRequest_decode, w_DescribeUserScramCredentialsRequest_encode, w_DescribeUserScramCredentialsRequest_size, w_DescribeUserScramCredentialsRequest_equal},
-    {"AlterUserScramCredentialsRequest", "request", 51, 0, 0, 0, sizeof(kafka_AlterUserScramCredentialsRequest),
+    {"AlterUserScramCredentialsRequest", "request", 51, 0, 0, 0, sizeof(kafka_AlterUserScramCredentialsRequest), &kafka_AlterUserScramCredentialsRequest_desc,
      w_AlterUserScramCredentialsRequest_init, w_AlterUserScramCredentialsRequest_decode, w_AlterUserScramCredentialsRequest_encode, w_AlterUserScramCredentialsRequest_size, w_AlterUserScramCredentialsRequest_equal},
-    {"VoteRequest", "request", 52, 0, 0, 0, sizeof(kafka_VoteRequest),
+    {"VoteRequest", "request", 52, 0, 0, 0, sizeof(kafka_VoteRequest), &kafka_VoteRequest_desc,
      w_VoteRequest_init, w_VoteRequest_decode, w_VoteRequest_encode, w_VoteRequest_size, w_VoteRequest_equal},
-    {"BeginQuorumEpochRequest", "request", 53, 0, 0, -1, sizeof(kafka_BeginQuorumEpochRequest),
+    {"BeginQuorumEpochRequest", "request", 53, 0, 0, -1, sizeof(kafka_BeginQuorumEpochRequest), &kafka_BeginQuorumEpochRequest_desc,
      w_BeginQuorumEpochRequest_init, w_BeginQuorumEpochRequest_decode, w_BeginQuorumEpochRequest_encode, w_BeginQuorumEpochRequest_size, w_BeginQuorumEpochRequest_equal},
-    {"EndQuorumEpochRequest", "request", 54, 0, 0, -1, sizeof(kafka_EndQuorumEpochRequest),
+    {"EndQuorumEpochRequest", "request", 54, 0, 0, -1, sizeof(kafka_EndQuorumEpochRequest), &kafka_EndQuorumEpochRequest_desc,
      w_EndQuorumEpochRequest_init, w_EndQuorumEpochRequest_decode, w_EndQuorumEpochRequest_encode, w_EndQuorumEpochRequest_size, w_EndQuorumEpochRequest_equal},
-    {"DescribeQuorumRequest", "request", 55, 0, 1, 0, sizeof(kafka_DescribeQuorumRequest),
+    {"DescribeQuorumRequest", "request", 55, 0, 1, 0, sizeof(kafka_DescribeQuorumRequest), &kafka_DescribeQuorumRequest_desc,
      w_DescribeQuorumRequest_init, w_DescribeQuorumRequest_decode, w_DescribeQuorumRequest_encode, w_DescribeQuorumRequest_size, w_DescribeQuorumRequest_equal},
-    {"AlterPartitionRequest", "request", 56, 0, 3, 0, sizeof(kafka_AlterPartitionRequest),
+    {"AlterPartitionRequest", "request", 56, 0, 3, 0, sizeof(kafka_AlterPartitionRequest), &kafka_AlterPartitionRequest_desc,
      w_AlterPartitionRequest_init, w_AlterPartitionRequest_decode, w_AlterPartitionRequest_encode, w_AlterPartitionRequest_size, w_AlterPartitionRequest_equal},
-    {"UpdateFeaturesRequest", "request", 57, 0, 1, 0, sizeof(kafka_UpdateFeaturesRequest),
+    {"UpdateFeaturesRequest", "request", 57, 0, 1, 0, sizeof(kafka_UpdateFeaturesRequest), &kafka_UpdateFeaturesRequest_desc,
      w_UpdateFeaturesRequest_init, w_UpdateFeaturesRequest_decode, w_UpdateFeaturesRequest_encode, w_UpdateFeaturesRequest_size, w_UpdateFeaturesRequest_equal},
-    {"EnvelopeRequest", "request", 58, 0, 0, 0, sizeof(kafka_EnvelopeRequest),
+    {"EnvelopeRequest", "request", 58, 0, 0, 0, sizeof(kafka_EnvelopeRequest), &kafka_EnvelopeRequest_desc,
      w_EnvelopeRequest_init, w_EnvelopeRequest_decode, w_EnvelopeRequest_encode, w_EnvelopeRequest_size, w_EnvelopeRequest_equal},
-    {"FetchSnapshotRequest", "request", 59, 0, 0, 0, sizeof(kafka_FetchSnapshotRequest),
+    {"FetchSnapshotRequest", "request", 59, 0, 0, 0, sizeof(kafka_FetchSnapshotRequest), &kafka_FetchSnapshotRequest_desc,
      w_FetchSnapshotRequest_init, w_FetchSnapshotRequest_decode, w_FetchSnapshotRequest_encode, w_FetchSnapshotRequest_size, w_FetchSnapshotRequest_equal},
-    {"DescribeClusterRequest", "request", 60, 0, 1, 0, sizeof(kafka_DescribeClusterRequest),
+    {"DescribeClusterRequest", "request", 60, 0, 1, 0, sizeof(kafka_DescribeClusterRequest), &kafka_DescribeClusterRequest_desc,
      w_DescribeClusterRequest_init, w_DescribeClusterRequest_decode, w_DescribeClusterRequest_encode, w_DescribeClusterRequest_size, w_DescribeClusterRequest_equal},
-    {"DescribeProducersRequest", "request", 61, 0, 0, 0, sizeof(kafka_DescribeProducersRequest),
+    {"DescribeProducersRequest", "request", 61, 0, 0, 0, sizeof(kafka_DescribeProducersRequest), &kafka_DescribeProducersRequest_desc,
      w_DescribeProducersRequest_init, w_DescribeProducersRequest_decode, w_DescribeProducersRequest_encode, w_DescribeProducersRequest_size, w_DescribeProducersRequest_equal},
-    {"BrokerRegistrationRequest", "request", 62, 0, 3, 0, sizeof(kafka_BrokerRegistrationRequest),
+    {"BrokerRegistrationRequest", "request", 62, 0, 3, 0, sizeof(kafka_BrokerRegistrationRequest), &kafka_BrokerRegistrationRequest_desc,
      w_BrokerRegistrationRequest_init, w_BrokerRegistrationRequest_decode, w_BrokerRegistrationRequest_encode, w_BrokerRegistrationRequest_size, w_BrokerRegistrationRequest_equal},
-    {"BrokerHeartbeatRequest", "request", 63, 0, 1, 0, sizeof(kafka_BrokerHeartbeatRequest),
+    {"BrokerHeartbeatRequest", "request", 63, 0, 1, 0, sizeof(kafka_BrokerHeartbeatRequest), &kafka_BrokerHeartbeatRequest_desc,
      w_BrokerHeartbeatRequest_init, w_BrokerHeartbeatRequest_decode, w_BrokerHeartbeatRequest_encode, w_BrokerHeartbeatRequest_size, w_BrokerHeartbeatRequest_equal},
-    {"UnregisterBrokerRequest", "request", 64, 0, 0, 0, sizeof(kafka_UnregisterBrokerRequest),
+    {"UnregisterBrokerRequest", "request", 64, 0, 0, 0, sizeof(kafka_UnregisterBrokerRequest), &kafka_UnregisterBrokerRequest_desc,
      w_UnregisterBrokerRequest_init, w_UnregisterBrokerRequest_decode, w_UnregisterBrokerRequest_encode, w_UnregisterBrokerRequest_size, w_UnregisterBrokerRequest_equal},
-    {"DescribeTransactionsRequest", "request", 65, 0, 0, 0, sizeof(kafka_DescribeTransactionsRequest),
+    {"DescribeTransactionsRequest", "request", 65, 0, 0, 0, sizeof(kafka_DescribeTransactionsRequest), &kafka_DescribeTransactionsRequest_desc,
      w_DescribeTransactionsRequest_init, w_DescribeTransactionsRequest_decode, w_DescribeTransactionsRequest_encode, w_DescribeTransactionsRequest_size, w_DescribeTransactionsRequest_equal},
-    {"ListTransactionsRequest", "request", 66, 0, 1, 0, sizeof(kafka_ListTransactionsRequest),
+    {"ListTransactionsRequest", "request", 66, 0, 1, 0, sizeof(kafka_ListTransactionsRequest), &kafka_ListTransactionsRequest_desc,
      w_ListTransactionsRequest_init, w_ListTransactionsRequest_decode, w_ListTransactionsRequest_encode, w_ListTransactionsRequest_size, w_ListTransactionsRequest_equal},
-    {"AllocateProducerIdsRequest", "request", 67, 0, 0, 0, sizeof(kafka_AllocateProducerIdsRequest),
+    {"AllocateProducerIdsRequest", "request", 67, 0, 0, 0, sizeof(kafka_AllocateProducerIdsRequest), &kafka_AllocateProducerIdsRequest_desc,
      w_AllocateProducerIdsRequest_init, w_AllocateProducerIdsRequest_decode, w_AllocateProducerIdsRequest_encode, w_AllocateProducerIdsRequest_size, w_AllocateProducerIdsRequest_equal},
-    {"ConsumerGroupHeartbeatRequest", "request", 68, 0, 0, 0, sizeof(kafka_ConsumerGroupHeartbeatRequest),
+    {"ConsumerGroupHeartbeatRequest", "request", 68, 0, 0, 0, sizeof(kafka_ConsumerGroupHeartbeatRequest), &kafka_ConsumerGroupHeartbeatRequest_desc,
      w_ConsumerGroupHeartbeatRequest_init, w_ConsumerGroupHeartbeatRequest_decode, w_ConsumerGroupHeartbeatRequest_encode, w_ConsumerGroupHeartbeatRequest_size, w_ConsumerGroupHeartbeatRequest_equal},
-    {"ConsumerGroupDescribeRequest", "request", 69, 0, 0, 0, sizeof(kafka_ConsumerGroupDescribeRequest),
+    {"ConsumerGroupDescribeRequest", "request", 69, 0, 0, 0, sizeof(kafka_ConsumerGroupDescribeRequest), &kafka_ConsumerGroupDescribeRequest_desc,
      w_ConsumerGroupDescribeRequest_init, w_ConsumerGroupDescribeRequest_decode, w_ConsumerGroupDescribeRequest_encode, w_ConsumerGroupDescribeRequest_size, w_ConsumerGroupDescribeRequest_equal},
-    {"ControllerRegistrationRequest", "request", 70, 0, 0, 0, sizeof(kafka_ControllerRegistrationRequest),
+    {"ControllerRegistrationRequest", "request", 70, 0, 0, 0, sizeof(kafka_ControllerRegistrationRequest), &kafka_ControllerRegistrationRequest_desc,
      w_ControllerRegistrationRequest_init, w_ControllerRegistrationRequest_decode, w_ControllerRegistrationRequest_encode, w_ControllerRegistrationRequest_size, w_ControllerRegistrationRequest_equal},
-    {"GetTelemetrySubscriptionsRequest", "request", 71, 0, 0, 0, sizeof(kafka_GetTelemetrySubscriptionsRequest),
+    {"GetTelemetrySubscriptionsRequest", "request", 71, 0, 0, 0, sizeof(kafka_GetTelemetrySubscriptionsRequest), &kafka_GetTelemetrySubscriptionsRequest_desc,
      w_GetTelemetrySubscriptionsRequest_init, w_GetTelemetrySubscriptionsRequest_decode, w_GetTelemetrySubscriptionsRequest_encode, w_GetTelemetrySubscriptionsRequest_size, w_GetTelemetrySubscriptionsRequest_equal},
-    {"PushTelemetryRequest", "request", 72, 0, 0, 0, sizeof(kafka_PushTelemetryRequest),
+    {"PushTelemetryRequest", "request", 72, 0, 0, 0, sizeof(kafka_PushTelemetryRequest), &kafka_PushTelemetryRequest_desc,
      w_PushTelemetryRequest_init, w_PushTelemetryRequest_decode, w_PushTelemetryRequest_encode, w_PushTelemetryRequest_size, w_PushTelemetryRequest_equal},
-    {"AssignReplicasToDirsRequest", "request", 73, 0, 0, 0, sizeof(kafka_AssignReplicasToDirsRequest),
+    {"AssignReplicasToDirsRequest", "request", 73, 0, 0, 0, sizeof(kafka_AssignReplicasToDirsRequest), &kafka_AssignReplicasToDirsRequest_desc,
      w_AssignReplicasToDirsRequest_init, w_AssignReplicasToDirsRequest_decode, w_AssignReplicasToDirsRequest_encode, w_AssignReplicasToDirsRequest_size, w_AssignReplicasToDirsRequest_equal},
-    {"ListClientMetricsResourcesRequest", "request", 74, 0, 0, 0, sizeof(kafka_ListClientMetricsResourcesRequest),
+    {"ListClientMetricsResourcesRequest", "request", 74, 0, 0, 0, sizeof(kafka_ListClientMetricsResourcesRequest), &kafka_ListClientMetricsResourcesRequest_desc,
      w_ListClientMetricsResourcesRequest_init, w_ListClientMetricsResourcesRequest_decode, w_ListClientMetricsResourcesRequest_encode, w_ListClientMetricsResourcesRequest_size, w_ListClientMetricsResourcesRequest_equal},
-    {"DescribeTopicPartitionsRequest", "request", 75, 0, 0, 0, sizeof(kafka_DescribeTopicPartitionsRequest),
+    {"DescribeTopicPartitionsRequest", "request", 75, 0, 0, 0, sizeof(kafka_DescribeTopicPartitionsRequest), &kafka_DescribeTopicPartitionsRequest_desc,
      w_DescribeTopicPartitionsRequest_init, w_DescribeTopicPartitionsRequest_decode, w_DescribeTopicPartitionsRequest_encode, w_DescribeTopicPartitionsRequest_size, w_DescribeTopicPartitionsRequest_equal},
-    {"ProduceResponse", "response", 0, 0, 11, 9, sizeof(kafka_ProduceResponse),
+    {"ProduceResponse", "response", 0, 0, 11, 9, sizeof(kafka_ProduceResponse), &kafka_ProduceResponse_desc,
      w_ProduceResponse_init, w_ProduceResponse_decode, w_ProduceResponse_encode, w_ProduceResponse_size, w_ProduceResponse_equal},
-    {"FetchResponse", "response", 1, 0, 16, 12, sizeof(kafka_FetchResponse),
+    {"FetchResponse", "response", 1, 0, 16, 12, sizeof(kafka_FetchResponse), &kafka_FetchResponse_desc,
      w_FetchResponse_init, w_FetchResponse_decode, w_FetchResponse_encode, w_FetchResponse_size, w_FetchResponse_equal},
-    {"ListOffsetsResponse", "response", 2, 0, 8, 6, sizeof(kafka_ListOffsetsResponse),
+    {"ListOffsetsResponse", "response", 2, 0, 8, 6, sizeof(kafka_ListOffsetsResponse), &kafka_ListOffsetsResponse_desc,
      w_ListOffsetsResponse_init, w_ListOffsetsResponse_decode, w_ListOffsetsResponse_encode, w_ListOffsetsResponse_size, w_ListOffsetsResponse_equal},
-    {"MetadataResponse", "response", 3, 0, 12, 9, sizeof(kafka_MetadataResponse),
+    {"MetadataResponse", "response", 3, 0, 12, 9, sizeof(kafka_MetadataResponse), &kafka_MetadataResponse_desc,
      w_MetadataResponse_init, w_MetadataResponse_decode, w_MetadataResponse_encode, w_MetadataResponse_size, w_MetadataResponse_equal},
-    {"LeaderAndIsrResponse", "response", 4, 0, 7, 4, sizeof(kafka_LeaderAndIsrResponse),
+    {"LeaderAndIsrResponse", "response", 4, 0, 7, 4, sizeof(kafka_LeaderAndIsrResponse), &kafka_LeaderAndIsrResponse_desc,
      w_LeaderAndIsrResponse_init, w_LeaderAndIsrResponse_decode, w_LeaderAndIsrResponse_encode, w_LeaderAndIsrResponse_size, w_LeaderAndIsrResponse_equal},
-    {"StopReplicaResponse", "response", 5, 0, 4, 2, sizeof(kafka_StopReplicaResponse),
+    {"StopReplicaResponse", "response", 5, 0, 4, 2, sizeof(kafka_StopReplicaResponse), &kafka_StopReplicaResponse_desc,
      w_StopReplicaResponse_init, w_StopReplicaResponse_decode, w_StopReplicaResponse_encode, w_StopReplicaResponse_size, w_StopReplicaResponse_equal},
-    {"UpdateMetadataResponse", "response", 6, 0, 8, 6, sizeof(kafka_UpdateMetadataResponse),
+    {"UpdateMetadataResponse", "response", 6, 0, 8, 6, sizeof(kafka_UpdateMetadataResponse), &kafka_UpdateMetadataResponse_desc,
      w_UpdateMetadataResponse_init, w_UpdateMetadataResponse_decode, w_UpdateMetadataResponse_encode, w_UpdateMetadataResponse_size, w_UpdateMetadataResponse_equal},
-    {"ControlledShutdownResponse", "response", 7, 0, 3, 3, sizeof(kafka_ControlledShutdownResponse),
+    {"ControlledShutdownResponse", "response", 7, 0, 3, 3, sizeof(kafka_ControlledShutdownResponse), &kafka_ControlledShutdownResponse_desc,
      w_ControlledShutdownResponse_init, w_ControlledShutdownResponse_decode, w_ControlledShutdownResponse_encode, w_ControlledShutdownResponse_size, w_ControlledShutdownResponse_equal},
-    {"OffsetCommitResponse", "response", 8, 0, 9, 8, sizeof(kafka_OffsetCommitResponse),
+    {"OffsetCommitResponse", "response", 8, 0, 9, 8, sizeof(kafka_OffsetCommitResponse), &kafka_OffsetCommitResponse_desc,
      w_OffsetCommitResponse_init, w_OffsetCommitResponse_decode, w_OffsetCommitResponse_encode, w_OffsetCommitResponse_size, w_OffsetCommitResponse_equal},
-    {"OffsetFetchResponse", "response", 9, 0, 9, 6, sizeof(kafka_OffsetFetchResponse),
+    {"OffsetFetchResponse", "response", 9, 0, 9, 6, sizeof(kafka_OffsetFetchResponse), &kafka_OffsetFetchResponse_desc,
      w_OffsetFetchResponse_init, w_OffsetFetchResponse_decode, w_OffsetFetchResponse_encode, w_OffsetFetchResponse_size, w_OffsetFetchResponse_equal},
-    {"FindCoordinatorResponse", "response", 10, 0, 5, 3, sizeof(kafka_FindCoordinatorResponse),
+    {"FindCoordinatorResponse", "response", 10, 0, 5, 3, sizeof(kafka_FindCoordinatorResponse), &kafka_FindCoordinatorResponse_desc,
      w_FindCoordinatorResponse_init, w_FindCoordinatorResponse_decode, w_FindCoordinatorResponse_encode, w_FindCoordinatorResponse_size, w_FindCoordinatorResponse_equal},
-    {"JoinGroupResponse", "response", 11, 0, 9, 6, sizeof(kafka_JoinGroupResponse),
+    {"JoinGroupResponse", "response", 11, 0, 9, 6, sizeof(kafka_JoinGroupResponse), &kafka_JoinGroupResponse_desc,
      w_JoinGroupResponse_init, w_JoinGroupResponse_decode, w_JoinGroupResponse_encode, w_JoinGroupResponse_size, w_JoinGroupResponse_equal},
-    {"HeartbeatResponse", "response", 12, 0, 4, 4, sizeof(kafka_HeartbeatResponse),
+    {"HeartbeatResponse", "response", 12, 0, 4, 4, sizeof(kafka_HeartbeatResponse), &kafka_HeartbeatResponse_desc,
      w_HeartbeatResponse_init, w_HeartbeatResponse_decode, w_HeartbeatResponse_encode, w_HeartbeatResponse_size, w_HeartbeatResponse_equal},
-    {"LeaveGroupResponse", "response", 13, 0, 5, 4, sizeof(kafka_LeaveGroupResponse),
+    {"LeaveGroupResponse", "response", 13, 0, 5, 4, sizeof(kafka_LeaveGroupResponse), &kafka_LeaveGroupResponse_desc,
      w_LeaveGroupResponse_init, w_LeaveGroupResponse_decode, w_LeaveGroupResponse_encode, w_LeaveGroupResponse_size, w_LeaveGroupResponse_equal},
-    {"SyncGroupResponse", "response", 14, 0, 5, 4, sizeof(kafka_SyncGroupResponse),
+    {"SyncGroupResponse", "response", 14, 0, 5, 4, sizeof(kafka_SyncGroupResponse), &kafka_SyncGroupResponse_desc,
      w_SyncGroupResponse_init, w_SyncGroupResponse_decode, w_SyncGroupResponse_encode, w_SyncGroupResponse_size, w_SyncGroupResponse_equal},
-    {"DescribeGroupsResponse", "response", 15, 0, 5, 5, sizeof(kafka_DescribeGroupsResponse),
+    {"DescribeGroupsResponse", "response", 15, 0, 5, 5, sizeof(kafka_DescribeGroupsResponse), &kafka_DescribeGroupsResponse_desc,
      w_DescribeGroupsResponse_init, w_DescribeGroupsResponse_decode, w_DescribeGroupsResponse_encode, w_DescribeGroupsResponse_size, w_DescribeGroupsResponse_equal},
-    {"ListGroupsResponse", "response", 16, 0, 5, 3, sizeof(kafka_ListGroupsResponse),
+    {"ListGroupsResponse", "response", 16, 0, 5, 3, sizeof(kafka_ListGroupsResponse), &kafka_ListGroupsResponse_desc,
      w_ListGroupsResponse_init, w_ListGroupsResponse_decode, w_ListGroupsResponse_encode, w_ListGroupsResponse_size, w_ListGroupsResponse_equal},
-    {"SaslHandshakeResponse", "response", 17, 0, 1, -1, sizeof(kafka_SaslHandshakeResponse),
+    {"SaslHandshakeResponse", "response", 17, 0, 1, -1, sizeof(kafka_SaslHandshakeResponse), &kafka_SaslHandshakeResponse_desc,
      w_SaslHandshakeResponse_init, w_SaslHandshakeResponse_decode, w_SaslHandshakeResponse_encode, w_SaslHandshakeResponse_size, w_SaslHandshakeResponse_equal},
-    {"ApiVersionsResponse", "response", 18, 0, 3, 3, sizeof(kafka_ApiVersionsResponse),
+    {"ApiVersionsResponse", "response", 18, 0, 3, 3, sizeof(kafka_ApiVersionsResponse), &kafka_ApiVersionsResponse_desc,
      w_ApiVersionsResponse_init, w_ApiVersionsResponse_decode, w_ApiVersionsResponse_encode, w_ApiVersionsResponse_size, w_ApiVersionsResponse_equal},
-    {"CreateTopicsResponse", "response", 19, 0, 7, 5, sizeof(kafka_CreateTopicsResponse),
+    {"CreateTopicsResponse", "response", 19, 0, 7, 5, sizeof(kafka_CreateTopicsResponse), &kafka_CreateTopicsResponse_desc,
      w_CreateTopicsResponse_init, w_CreateTopicsResponse_decode, w_CreateTopicsResponse_encode, w_CreateTopicsResponse_size, w_CreateTopicsResponse_equal},
-    {"DeleteTopicsResponse", "response", 20, 0, 6, 4, sizeof(kafka_DeleteTopicsResponse),
+    {"DeleteTopicsResponse", "response", 20, 0, 6, 4, sizeof(kafka_DeleteTopicsResponse), &kafka_DeleteTopicsResponse_desc,
      w_DeleteTopicsResponse_init, w_DeleteTopicsResponse_decode, w_DeleteTopicsResponse_encode, w_DeleteTopicsResponse_size, w_DeleteTopicsResponse_equal},
-    {"DeleteRecordsResponse", "response", 21, 0, 2, 2, sizeof(kafka_DeleteRecordsResponse),
+    {"DeleteRecordsResponse", "response", 21, 0, 2, 2, sizeof(kafka_DeleteRecordsResponse), &kafka_DeleteRecordsResponse_desc,
      w_DeleteRecordsResponse_init, w_DeleteRecordsResponse_decode, w_DeleteRecordsResponse_encode, w_DeleteRecordsResponse_size, w_DeleteRecordsResponse_equal},
-    {"InitProducerIdResponse", "response", 22, 0, 5, 2, sizeof(kafka_InitProducerIdResponse),
+    {"InitProducerIdResponse", "response", 22, 0, 5, 2, sizeof(kafka_InitProducerIdResponse), &kafka_InitProducerIdResponse_desc,
      w_InitProducerIdResponse_init, w_InitProducerIdResponse_decode, w_InitProducerIdResponse_encode, w_InitProducerIdResponse_size, w_InitProducerIdResponse_equal},
-    {"OffsetForLeaderEpochResponse", "response", 23, 0, 4, 4, sizeof(kafka_OffsetForLeaderEpochResponse),
+    {"OffsetForLeaderEpochResponse", "response", 23, 0, 4, 4, sizeof(kafka_OffsetForLeaderEpochResponse), &kafka_OffsetForLeaderEpochResponse_desc,
      w_OffsetForLeaderEpochResponse_init, w_OffsetForLeaderEpochResponse_decode, w_OffsetForLeaderEpochResponse_encode, w_OffsetForLeaderEpochResponse_size, w_OffsetForLeaderEpochResponse_equal},
-    {"AddPartitionsToTxnResponse", "response", 24, 0, 5, 3, sizeof(kafka_AddPartitionsToTxnResponse),
+    {"AddPartitionsToTxnResponse", "response", 24, 0, 5, 3, sizeof(kafka_AddPartitionsToTxnResponse), &kafka_AddPartitionsToTxnResponse_desc,
      w_AddPartitionsToTxnResponse_init, w_AddPartitionsToTxnResponse_decode, w_AddPartitionsToTxnResponse_encode, w_AddPartitionsToTxnResponse_size, w_AddPartitionsToTxnResponse_equal},
-    {"AddOffsetsToTxnResponse", "response", 25, 0, 4, 3, sizeof(kafka_AddOffsetsToTxnResponse),
+    {"AddOffsetsToTxnResponse", "response", 25, 0, 4, 3, sizeof(kafka_AddOffsetsToTxnResponse), &kafka_AddOffsetsToTxnResponse_desc,
      w_AddOffsetsToTxnResponse_init, w_AddOffsetsToTxnResponse_decode, w_AddOffsetsToTxnResponse_encode, w_AddOffsetsToTxnResponse_size, w_AddOffsetsToTxnResponse_equal},
-    {"EndTxnResponse", "response", 26, 0, 4, 3, sizeof(kafka_EndTxnResponse),
+    {"EndTxnResponse", "response", 26, 0, 4, 3, sizeof(kafka_EndTxnResponse), &kafka_EndTxnResponse_desc,
      w_EndTxnResponse_init, w_EndTxnResponse_decode, w_EndTxnResponse_encode, w_EndTxnResponse_size, w_EndTxnResponse_equal},
-    {"WriteTxnMarkersResponse", "response", 27, 0, 1, 1, sizeof(kafka_WriteTxnMarkersResponse),
+    {"WriteTxnMarkersResponse", "response", 27, 0, 1, 1, sizeof(kafka_WriteTxnMarkersResponse), &kafka_WriteTxnMarkersResponse_desc,
      w_WriteTxnMarkersResponse_init, w_WriteTxnMarkersResponse_decode, w_WriteTxnMarkersResponse_encode, w_WriteTxnMarkersResponse_size, w_WriteTxnMarkersResponse_equal},
-    {"TxnOffsetCommitResponse", "response", 28, 0, 4, 3, sizeof(kafka_TxnOffsetCommitResponse),
+    {"TxnOffsetCommitResponse", "response", 28, 0, 4, 3, sizeof(kafka_TxnOffsetCommitResponse), &kafka_TxnOffsetCommitResponse_desc,
      w_TxnOffsetCommitResponse_init, w_TxnOffsetCommitResponse_decode, w_TxnOffsetCommitResponse_encode, w_TxnOffsetCommitResponse_size, w_TxnOffsetCommitResponse_equal},
-    {"DescribeAclsResponse", "response", 29, 0, 3, 2, sizeof(kafka_DescribeAclsResponse),
+    {"DescribeAclsResponse", "response", 29, 0, 3, 2, sizeof(kafka_DescribeAclsResponse), &kafka_DescribeAclsResponse_desc,
      w_DescribeAclsResponse_init, w_DescribeAclsResponse_decode, w_DescribeAclsResponse_encode, w_DescribeAclsResponse_size, w_DescribeAclsResponse_equal},
-    {"CreateAclsResponse", "response", 30, 0, 3, 2, sizeof(kafka_CreateAclsResponse),
+    {"CreateAclsResponse", "response", 30, 0, 3, 2, sizeof(kafka_CreateAclsResponse), &kafka_CreateAclsResponse_desc,
      w_CreateAclsResponse_init, w_CreateAclsResponse_decode, w_CreateAclsResponse_encode, w_CreateAclsResponse_size, w_CreateAclsResponse_equal},
-    {"DeleteAclsResponse", "response", 31, 0, 3, 2, sizeof(kafka_DeleteAclsResponse),
+    {"DeleteAclsResponse", "response", 31, 0, 3, 2, sizeof(kafka_DeleteAclsResponse), &kafka_DeleteAclsResponse_desc,
      w_DeleteAclsResponse_init, w_DeleteAclsResponse_decode, w_DeleteAclsResponse_encode, w_DeleteAclsResponse_size, w_DeleteAclsResponse_equal},
-    {"DescribeConfigsResponse", "response", 32, 0, 4, 4, sizeof(kafka_DescribeConfigsResponse),
+    {"DescribeConfigsResponse", "response", 32, 0, 4, 4, sizeof(kafka_DescribeConfigsResponse), &kafka_DescribeConfigsResponse_desc,
      w_DescribeConfigsResponse_init, w_DescribeConfigsResponse_decode, w_DescribeConfigsResponse_encode, w_DescribeConfigsResponse_size, w_DescribeConfigsResponse_equal},
-    {"AlterConfigsResponse", "response", 33, 0, 2, 2, sizeof(kafka_AlterConfigsResponse),
+    {"AlterConfigsResponse", "response", 33, 0, 2, 2, sizeof(kafka_AlterConfigsResponse), &kafka_AlterConfigsResponse_desc,
      w_AlterConfigsResponse_init, w_AlterConfigsResponse_decode, w_AlterConfigsResponse_encode, w_AlterConfigsResponse_size, w_AlterConfigsResponse_equal},
-    {"AlterReplicaLogDirsResponse", "response", 34, 0, 2, 2, sizeof(kafka_AlterReplicaLogDirsResponse),
+    {"AlterReplicaLogDirsResponse", "response", 34, 0, 2, 2, sizeof(kafka_AlterReplicaLogDirsResponse), &kafka_AlterReplicaLogDirsResponse_desc,
      w_AlterReplicaLogDirsResponse_init, w_AlterReplicaLogDirsResponse_decode, w_AlterReplicaLogDirsResponse_encode, w_AlterReplicaLogDirsResponse_size, w_AlterReplicaLogDirsResponse_equal},
-    {"DescribeLogDirsResponse", "response", 35, 0, 4, 2, sizeof(kafka_DescribeLogDirsResponse),
+    {"DescribeLogDirsResponse", "response", 35, 0, 4, 2, sizeof(kafka_DescribeLogDirsResponse), &kafka_DescribeLogDirsResponse_desc,
      w_DescribeLogDirsResponse_init, w_DescribeLogDirsResponse_decode, w_DescribeLogDirsResponse_encode, w_DescribeLogDirsResponse_size, w_DescribeLogDirsResponse_equal},
-    {"SaslAuthenticateResponse", "response", 36, 0, 2, 2, sizeof(kafka_SaslAuthenticateResponse),
+    {"SaslAuthenticateResponse", "response", 36, 0, 2, 2, sizeof(kafka_SaslAuthenticateResponse), &kafka_SaslAuthenticateResponse_desc,
      w_SaslAuthenticateResponse_init, w_SaslAuthenticateResponse_decode, w_SaslAuthenticateResponse_encode, w_SaslAuthenticateResponse_size, w_SaslAuthenticateResponse_equal},
-    {"CreatePartitionsResponse", "response", 37, 0, 3, 2, sizeof(kafka_CreatePartitionsResponse),
+    {"CreatePartitionsResponse", "response", 37, 0, 3, 2, sizeof(kafka_CreatePartitionsResponse), &kafka_CreatePartitionsResponse_desc,
      w_CreatePartitionsResponse_init, w_CreatePartitionsResponse_decode, w_CreatePartitionsResponse_encode, w_CreatePartitionsResponse_size, w_CreatePartitionsResponse_equal},
-    {"CreateDelegationTokenResponse", "response", 38, 0, 3, 2, sizeof(kafka_CreateDelegationTokenResponse),
+    {"CreateDelegationTokenResponse", "response", 38, 0, 3, 2, sizeof(kafka_CreateDelegationTokenResponse), &kafka_CreateDelegationTokenResponse_desc,
      w_CreateDelegationTokenResponse_init, w_CreateDelegationTokenResponse_decode, w_CreateDelegationTokenResponse_encode, w_CreateDelegationTokenResponse_size, w_CreateDelegationTokenResponse_equal},
-    {"RenewDelegationTokenResponse", "response", 39, 0, 2, 2, sizeof(kafka_RenewDelegationTokenResponse),
+    {"RenewDelegationTokenResponse", "response", 39, 0, 2, 2, sizeof(kafka_RenewDelegationTokenResponse), &kafka_RenewDelegationTokenResponse_desc,
      w_RenewDelegationTokenResponse_init, w_RenewDelegationTokenResponse_decode, w_RenewDelegationTokenResponse_encode, w_RenewDelegationTokenResponse_size, w_RenewDelegationTokenResponse_equal},
-    {"ExpireDelegationTokenResponse", "response", 40, 0, 2, 2, sizeof(kafka_ExpireDelegationTokenResponse),
+    {"ExpireDelegationTokenResponse", "response", 40, 0, 2, 2, sizeof(kafka_ExpireDelegationTokenResponse), &kafka_ExpireDelegationTokenResponse_desc,
      w_ExpireDelegationTokenResponse_init, w_ExpireDelegationTokenResponse_decode, w_ExpireDelegationTokenResponse_encode, w_ExpireDelegationTokenResponse_size, w_ExpireDelegationTokenResponse_equal},
-    {"DescribeDelegationTokenResponse", "response", 41, 0, 3, 2, sizeof(kafka_DescribeDelegationTokenResponse),
+    {"DescribeDelegationTokenResponse", "response", 41, 0, 3, 2, sizeof(kafka_DescribeDelegationTokenResponse), &kafka_DescribeDelegationTokenResponse_desc,
      w_DescribeDelegationTokenResponse_init, w_DescribeDelegationTokenResponse_decode, w_DescribeDelegationTokenResponse_encode, w_DescribeDelegationTokenResponse_size, w_DescribeDelegationTokenResponse_equal},
-    {"DeleteGroupsResponse", "response", 42, 0, 2, 2, sizeof(kafka_DeleteGroupsResponse),
+    {"DeleteGroupsResponse", "response", 42, 0, 2, 2, sizeof(kafka_DeleteGroupsResponse), &kafka_DeleteGroupsResponse_desc,
      w_DeleteGroupsResponse_init, w_DeleteGroupsResponse_decode, w_DeleteGroupsResponse_encode, w_DeleteGroupsResponse_size, w_DeleteGroupsResponse_equal},
-    {"ElectLeadersResponse", "response", 43, 0, 2, 2, sizeof(kafka_ElectLeadersResponse),
+    {"ElectLeadersResponse", "response", 43, 0, 2, 2, sizeof(kafka_ElectLeadersResponse), &kafka_ElectLeadersResponse_desc,
      w_ElectLeadersResponse_init, w_ElectLeadersResponse_decode, w_ElectLeadersResponse_encode, w_ElectLeadersResponse_size, w_ElectLeadersResponse_equal},
-    {"IncrementalAlterConfigsResponse", "response", 44, 0, 1, 1, sizeof(kafka_IncrementalAlterConfigsResponse),
+    {"IncrementalAlterConfigsResponse", "response", 44, 0, 1, 1, sizeof(kafka_IncrementalAlterConfigsResponse), &kafka_IncrementalAlterConfigsResponse_desc,
      w_IncrementalAlterConfigsResponse_init, w_IncrementalAlterConfigsResponse_decode, w_IncrementalAlterConfigsResponse_encode, w_IncrementalAlterConfigsResponse_size, w_IncrementalAlterConfigsResponse_equal},
-    {"AlterPartitionReassignmentsResponse", "response", 45, 0, 0, 0, sizeof(kafka_AlterPartitionReassignmentsResponse),
+    {"AlterPartitionReassignmentsResponse", "response", 45, 0, 0, 0, sizeof(kafka_AlterPartitionReassignmentsResponse), &kafka_AlterPartitionReassignmentsResponse_desc,
      w_AlterPartitionReassignmentsResponse_init, w_AlterPartitionReassignmentsResponse_decode, w_AlterPartitionReassignmentsResponse_encode, w_AlterPartitionReassignmentsResponse_size, w_AlterPartitionReassignmentsResponse_equal},
-    {"ListPartitionReassignmentsResponse", "response", 46, 0, 0, 0, sizeof(kafka_ListPartitionReassignmentsResponse),
+    {"ListPartitionReassignmentsResponse", "response", 46, 0, 0, 0, sizeof(kafka_ListPartitionReassignmentsResponse), &kafka_ListPartitionReassignmentsResponse_desc,
      w_ListPartitionReassignmentsResponse_init, w_ListPartitionReassignmentsResponse_decode, w_ListPartitionReassignmentsResponse_encode, w_ListPartitionReassignmentsResponse_size, w_ListPartitionReassignmentsResponse_equal},
-    {"OffsetDeleteResponse", "response", 47, 0, 0, -1, sizeof(kafka_OffsetDeleteResponse),
+    {"OffsetDeleteResponse", "response", 47, 0, 0, -1, sizeof(kafka_OffsetDeleteResponse), &kafka_OffsetDeleteResponse_desc,
      w_OffsetDeleteResponse_init, w_OffsetDeleteResponse_decode, w_OffsetDeleteResponse_encode, w_OffsetDeleteResponse_size, w_OffsetDeleteResponse_equal},
-    {"DescribeClientQuotasResponse", "response", 48, 0, 1, 1, sizeof(kafka_DescribeClientQuotasResponse),
+    {"DescribeClientQuotasResponse", "response", 48, 0, 1, 1, sizeof(kafka_DescribeClientQuotasResponse), &kafka_DescribeClientQuotasResponse_desc,
      w_DescribeClientQuotasResponse_init, w_DescribeClientQuotasResponse_decode, w_DescribeClientQuotasResponse_encode, w_DescribeClientQuotasResponse_size, w_DescribeClientQuotasResponse_equal},
-    {"AlterClientQuotasResponse", "response", 49, 0, 1, 1, sizeof(kafka_AlterClientQuotasResponse),
+    {"AlterClientQuotasResponse", "response", 49, 0, 1, 1, sizeof(kafka_AlterClientQuotasResponse), &kafka_AlterClientQuotasResponse_desc,
      w_AlterClientQuotasResponse_init, w_AlterClientQuotasResponse_decode, w_AlterClientQuotasResponse_encode, w_AlterClientQuotasResponse_size, w_AlterClientQuotasResponse_equal},
-    {"DescribeUserScramCredentialsResponse", "response", 50, 0, 0, 0, sizeof(kafka_DescribeUserScramCredentialsResponse),
+    {"DescribeUserScramCredentialsResponse", "response", 50, 0, 0, 0, sizeof(kafka_DescribeUserScramCredentialsResponse), &kafka_DescribeUserScramCredentialsResponse_desc,
      w_DescribeUserScramCredentialsResponse_init, w_DescribeUserScramCredentialsResponse_decode, w_DescribeUserScramCredentialsResponse_encode, w_DescribeUserScramCredentialsResponse_size, w_DescribeUserScramCredentialsResponse_equal},
-    {"AlterUserScramCredentialsResponse", "response", 51, 0, 0, 0, sizeof(kafka_AlterUserScramCredentialsResponse),
+    {"AlterUserScramCredentialsResponse", "response", 51, 0, 0, 0, sizeof(kafka_AlterUserScramCredentialsResponse), &kafka_AlterUserScramCredentialsResponse_desc,
      w_AlterUserScramCredentialsResponse_init, w_AlterUserScramCredentialsResponse_decode, w_AlterUserScramCredentialsResponse_encode, w_AlterUserScramCredentialsResponse_size, w_AlterUserScramCredentialsResponse_equal},
-    {"VoteResponse", "response", 52, 0, 0, 0, sizeof(kafka_VoteResponse),
+    {"VoteResponse", "response", 52, 0, 0, 0, sizeof(kafka_VoteResponse), &kafka_VoteResponse_desc,
      w_VoteResponse_init, w_VoteResponse_decode, w_VoteResponse_encode, w_VoteResponse_size, w_VoteResponse_equal},
-    {"BeginQuorumEpochResponse", "response", 53, 0, 0, -1, sizeof(kafka_BeginQuorumEpochResponse),
+    {"BeginQuorumEpochResponse", "response", 53, 0, 0, -1, sizeof(kafka_BeginQuorumEpochResponse), &kafka_BeginQuorumEpochResponse_desc,
      w_BeginQuorumEpochResponse_init, w_BeginQuorumEpochResponse_decode, w_BeginQuorumEpochResponse_encode, w_BeginQuorumEpochResponse_size, w_BeginQuorumEpochResponse_equal},
-    {"EndQuorumEpochResponse", "response", 54, 0, 0, -1, sizeof(kafka_EndQuorumEpochResponse),
+    {"EndQuorumEpochResponse", "response", 54, 0, 0, -1, sizeof(kafka_EndQuorumEpochResponse), &kafka_EndQuorumEpochResponse_desc,
      w_EndQuorumEpochResponse_init, w_EndQuorumEpochResponse_decode, w_EndQuorumEpochResponse_encode, w_EndQuorumEpochResponse_size, w_EndQuorumEpochResponse_equal},
-    {"DescribeQuorumResponse", "response", 55, 0, 1, 0, sizeof(kafka_DescribeQuorumResponse),
+    {"DescribeQuorumResponse", "response", 55, 0, 1, 0, sizeof(kafka_DescribeQuorumResponse), &kafka_DescribeQuorumResponse_desc,
      w_DescribeQuorumResponse_init, w_DescribeQuorumResponse_decode, w_DescribeQuorumResponse_encode, w_DescribeQuorumResponse_size, w_DescribeQuorumResponse_equal},
-    {"AlterPartitionResponse", "response", 56, 0, 3, 0, sizeof(kafka_AlterPartitionResponse),
+    {"AlterPartitionResponse", "response", 56, 0, 3, 0, sizeof(kafka_AlterPartitionResponse), &kafka_AlterPartitionResponse_desc,
      w_AlterPartitionResponse_init, w_AlterPartitionResponse_decode, w_AlterPartitionResponse_encode, w_AlterPartitionResponse_size, w_AlterPartitionResponse_equal},
-    {"UpdateFeaturesResponse", "response", 57, 0, 1, 0, sizeof(kafka_UpdateFeaturesResponse),
+    {"UpdateFeaturesResponse", "response", 57, 0, 1, 0, sizeof(kafka_UpdateFeaturesResponse), &kafka_UpdateFeaturesResponse_desc,
      w_UpdateFeaturesResponse_init, w_UpdateFeaturesResponse_decode, w_UpdateFeaturesResponse_encode, w_UpdateFeaturesResponse_size, w_UpdateFeaturesResponse_equal},
-    {"EnvelopeResponse", "response", 58, 0, 0, 0, sizeof(kafka_EnvelopeResponse),
+    {"EnvelopeResponse", "response", 58, 0, 0, 0, sizeof(kafka_EnvelopeResponse), &kafka_EnvelopeResponse_desc,
      w_EnvelopeResponse_init, w_EnvelopeResponse_decode, w_EnvelopeResponse_encode, w_EnvelopeResponse_size, w_EnvelopeResponse_equal},
-    {"FetchSnapshotResponse", "response", 59, 0, 0, 0, sizeof(kafka_FetchSnapshotResponse),
+    {"FetchSnapshotResponse", "response", 59, 0, 0, 0, sizeof(kafka_FetchSnapshotResponse), &kafka_FetchSnapshotResponse_desc,
      w_FetchSnapshotResponse_init, w_FetchSnapshotResponse_decode, w_FetchSnapshotResponse_encode, w_FetchSnapshotResponse_size, w_FetchSnapshotResponse_equal},
-    {"DescribeClusterResponse", "response", 60, 0, 1, 0, sizeof(kafka_DescribeClusterResponse),
+    {"DescribeClusterResponse", "response", 60, 0, 1, 0, sizeof(kafka_DescribeClusterResponse), &kafka_DescribeClusterResponse_desc,
      w_DescribeClusterResponse_init, w_DescribeClusterResponse_decode, w_DescribeClusterResponse_encode, w_DescribeClusterResponse_size, w_DescribeClusterResponse_equal},
-    {"DescribeProducersResponse", "response", 61, 0, 0, 0, sizeof(kafka_DescribeProducersResponse),
+    {"DescribeProducersResponse", "response", 61, 0, 0, 0, sizeof(kafka_DescribeProducersResponse), &kafka_DescribeProducersResponse_desc,
      w_DescribeProducersResponse_init, w_DescribeProducersResponse_decode, w_DescribeProducersResponse_encode, w_DescribeProducersResponse_size, w_DescribeProducersResponse_equal},
-    {"BrokerRegistrationResponse", "response", 62, 0, 3, 0, sizeof(kafka_BrokerRegistrationResponse),
+    {"BrokerRegistrationResponse", "response", 62, 0, 3, 0, sizeof(kafka_BrokerRegistrationResponse), &kafka_BrokerRegistrationResponse_desc,
      w_BrokerRegistrationResponse_init, w_BrokerRegistrationResponse_decode, w_BrokerRegistrationResponse_encode, w_BrokerRegistrationResponse_size, w_BrokerRegistrationResponse_equal},
-    {"BrokerHeartbeatResponse", "response", 63, 0, 1, 0, sizeof(kafka_BrokerHeartbeatResponse),
+    {"BrokerHeartbeatResponse", "response", 63, 0, 1, 0, sizeof(kafka_BrokerHeartbeatResponse), &kafka_BrokerHeartbeatResponse_desc,
      w_BrokerHeartbeatResponse_init, w_BrokerHeartbeatResponse_decode, w_BrokerHeartbeatResponse_encode, w_BrokerHeartbeatResponse_size, w_BrokerHeartbeatResponse_equal},
-    {"UnregisterBrokerResponse", "response", 64, 0, 0, 0, sizeof(kafka_UnregisterBrokerResponse),
+    {"UnregisterBrokerResponse", "response", 64, 0, 0, 0, sizeof(kafka_UnregisterBrokerResponse), &kafka_UnregisterBrokerResponse_desc,
      w_UnregisterBrokerResponse_init, w_UnregisterBrokerResponse_decode, w_UnregisterBrokerResponse_encode, w_UnregisterBrokerResponse_size, w_UnregisterBrokerResponse_equal},
-    {"DescribeTransactionsResponse", "response", 65, 0, 0, 0, sizeof(kafka_DescribeTransactionsResponse),
+    {"DescribeTransactionsResponse", "response", 65, 0, 0, 0, sizeof(kafka_DescribeTransactionsResponse), &kafka_DescribeTransactionsResponse_desc,
      w_DescribeTransactionsResponse_init, w_DescribeTransactionsResponse_decode, w_DescribeTransactionsResponse_encode, w_DescribeTransactionsResponse_size, w_DescribeTransactionsResponse_equal},
-    {"ListTransactionsResponse", "response", 66, 0, 1, 0, sizeof(kafka_ListTransactionsResponse),
+    {"ListTransactionsResponse", "response", 66, 0, 1, 0, sizeof(kafka_ListTransactionsResponse), &kafka_ListTransactionsResponse_desc,
      w_ListTransactionsResponse_init, w_ListTransactionsResponse_decode, w_ListTransactionsResponse_encode, w_ListTransactionsResponse_size, w_ListTransactionsResponse_equal},
-    {"AllocateProducerIdsResponse", "response", 67, 0, 0, 0, sizeof(kafka_AllocateProducerIdsResponse),
+    {"AllocateProducerIdsResponse", "response", 67, 0, 0, 0, sizeof(kafka_AllocateProducerIdsResponse), &kafka_AllocateProducerIdsResponse_desc,
      w_AllocateProducerIdsResponse_init, w_AllocateProducerIdsResponse_decode, w_AllocateProducerIdsResponse_encode, w_AllocateProducerIdsResponse_size, w_AllocateProducerIdsResponse_equal},
-    {"ConsumerGroupHeartbeatResponse", "response", 68, 0, 0, 0, sizeof(kafka_ConsumerGroupHeartbeatResponse),
+    {"ConsumerGroupHeartbeatResponse", "response", 68, 0, 0, 0, sizeof(kafka_ConsumerGroupHeartbeatResponse), &kafka_ConsumerGroupHeartbeatResponse_desc,
      w_ConsumerGroupHeartbeatResponse_init, w_ConsumerGroupHeartbeatResponse_decode, w_ConsumerGroupHeartbeatResponse_encode, w_ConsumerGroupHeartbeatResponse_size, w_ConsumerGroupHeartbeatResponse_equal},
-    {"ConsumerGroupDescribeResponse", "response", 69, 0, 0, 0, sizeof(kafka_ConsumerGroupDescribeResponse),
+    {"ConsumerGroupDescribeResponse", "response", 69, 0, 0, 0, sizeof(kafka_ConsumerGroupDescribeResponse), &kafka_ConsumerGroupDescribeResponse_desc,
      w_ConsumerGroupDescribeResponse_init, w_ConsumerGroupDescribeResponse_decode, w_ConsumerGroupDescribeResponse_encode, w_ConsumerGroupDescribeResponse_size, w_ConsumerGroupDescribeResponse_equal},
-    {"ControllerRegistrationResponse", "response", 70, 0, 0, 0, sizeof(kafka_ControllerRegistrationResponse),
+    {"ControllerRegistrationResponse", "response", 70, 0, 0, 0, sizeof(kafka_ControllerRegistrationResponse), &kafka_ControllerRegistrationResponse_desc,
      w_ControllerRegistrationResponse_init, w_ControllerRegistrationResponse_decode, w_ControllerRegistrationResponse_encode, w_ControllerRegistrationResponse_size, w_ControllerRegistrationResponse_equal},
-    {"GetTelemetrySubscriptionsResponse", "response", 71, 0, 0, 0, sizeof(kafka_GetTelemetrySubscriptionsResponse),
+    {"GetTelemetrySubscriptionsResponse", "response", 71, 0, 0, 0, sizeof(kafka_GetTelemetrySubscriptionsResponse), &kafka_GetTelemetrySubscriptionsResponse_desc,
      w_GetTelemetrySubscriptionsResponse_init, w_GetTelemetrySubscriptionsResponse_decode, w_GetTelemetrySubscriptionsResponse_encode, w_GetTelemetrySubscriptionsResponse_size, w_GetTelemetrySubscriptionsResponse_equal},
-    {"PushTelemetryResponse", "response", 72, 0, 0, 0, sizeof(kafka_PushTelemetryResponse),
+    {"PushTelemetryResponse", "response", 72, 0, 0, 0, sizeof(kafka_PushTelemetryResponse), &kafka_PushTelemetryResponse_desc,
      w_PushTelemetryResponse_init, w_PushTelemetryResponse_decode, w_PushTelemetryResponse_encode, w_PushTelemetryResponse_size, w_PushTelemetryResponse_equal},
-    {"AssignReplicasToDirsResponse", "response", 73, 0, 0, 0, sizeof(kafka_AssignReplicasToDirsResponse),
+    {"AssignReplicasToDirsResponse", "response", 73, 0, 0, 0, sizeof(kafka_AssignReplicasToDirsResponse), &kafka_AssignReplicasToDirsResponse_desc,
      w_AssignReplicasToDirsResponse_init, w_AssignReplicasToDirsResponse_decode, w_AssignReplicasToDirsResponse_encode, w_AssignReplicasToDirsResponse_size, w_AssignReplicasToDirsResponse_equal},
-    {"ListClientMetricsResourcesResponse", "response", 74, 0, 0, 0, sizeof(kafka_ListClientMetricsResourcesResponse),
+    {"ListClientMetricsResourcesResponse", "response", 74, 0, 0, 0, sizeof(kafka_ListClientMetricsResourcesResponse), &kafka_ListClientMetricsResourcesResponse_desc,
      w_ListClientMetricsResourcesResponse_init, w_ListClientMetricsResourcesResponse_decode, w_ListClientMetricsResourcesResponse_encode, w_ListClientMetricsResourcesResponse_size, w_ListClientMetricsResourcesResponse_equal},
-    {"DescribeTopicPartitionsResponse", "response", 75, 0, 0, 0, sizeof(kafka_DescribeTopicPartitionsResponse),
+    {"DescribeTopicPartitionsResponse", "response", 75, 0, 0, 0, sizeof(kafka_DescribeTopicPartitionsResponse), &kafka_DescribeTopicPartitionsResponse_desc,
      w_DescribeTopicPartitionsResponse_init, w_DescribeTopicPartitionsResponse_decode, w_DescribeTopicPartitionsResponse_encode, w_DescribeTopicPartitionsResponse_size, w_DescribeTopicPartitionsResponse_equal},
-    {"ConsumerProtocolAssignment", "data", -1, 0, 3, -1, sizeof(kafka_ConsumerProtocolAssignment),
+    {"ConsumerProtocolAssignment", "data", -1, 0, 3, -1, sizeof(kafka_ConsumerProtocolAssignment), &kafka_ConsumerProtocolAssignment_desc,
      w_ConsumerProtocolAssignment_init, w_ConsumerProtocolAssignment_decode, w_ConsumerProtocolAssignment_encode, w_ConsumerProtocolAssignment_size, w_ConsumerProtocolAssignment_equal},
-    {"ConsumerProtocolSubscription", "data", -1, 0, 3, -1, sizeof(kafka_ConsumerProtocolSubscription),
+    {"ConsumerProtocolSubscription", "data", -1, 0, 3, -1, sizeof(kafka_ConsumerProtocolSubscription), &kafka_ConsumerProtocolSubscription_desc,
      w_ConsumerProtocolSubscription_init, w_ConsumerProtocolSubscription_decode, w_ConsumerProtocolSubscription_encode, w_ConsumerProtocolSubscription_size, w_ConsumerProtocolSubscription_equal},
-    {"DefaultPrincipalData", "data", -1, 0, 0, 0, sizeof(kafka_DefaultPrincipalData),
+    {"DefaultPrincipalData", "data", -1, 0, 0, 0, sizeof(kafka_DefaultPrincipalData), &kafka_DefaultPrincipalData_desc,
      w_DefaultPrincipalData_init, w_DefaultPrincipalData_decode, w_DefaultPrincipalData_encode, w_DefaultPrincipalData_size, w_DefaultPrincipalData_equal},
-    {"KRaftVersionRecord", "data", -1, 0, 0, 0, sizeof(kafka_KRaftVersionRecord),
+    {"KRaftVersionRecord", "data", -1, 0, 0, 0, sizeof(kafka_KRaftVersionRecord), &kafka_KRaftVersionRecord_desc,
      w_KRaftVersionRecord_init, w_KRaftVersionRecord_decode, w_KRaftVersionRecord_encode, w_KRaftVersionRecord_size, w_KRaftVersionRecord_equal},
-    {"LeaderChangeMessage", "data", -1, 0, 0, 0, sizeof(kafka_LeaderChangeMessage),
+    {"LeaderChangeMessage", "data", -1, 0, 0, 0, sizeof(kafka_LeaderChangeMessage), &kafka_LeaderChangeMessage_desc,
      w_LeaderChangeMessage_init, w_LeaderChangeMessage_decode, w_LeaderChangeMessage_encode, w_LeaderChangeMessage_size, w_LeaderChangeMessage_equal},
-    {"SnapshotFooterRecord", "data", -1, 0, 0, 0, sizeof(kafka_SnapshotFooterRecord),
+    {"SnapshotFooterRecord", "data", -1, 0, 0, 0, sizeof(kafka_SnapshotFooterRecord), &kafka_SnapshotFooterRecord_desc,
      w_SnapshotFooterRecord_init, w_SnapshotFooterRecord_decode, w_SnapshotFooterRecord_encode, w_SnapshotFooterRecord_size, w_SnapshotFooterRecord_equal},
-    {"SnapshotHeaderRecord", "data", -1, 0, 0, 0, sizeof(kafka_SnapshotHeaderRecord),
+    {"SnapshotHeaderRecord", "data", -1, 0, 0, 0, sizeof(kafka_SnapshotHeaderRecord), &kafka_SnapshotHeaderRecord_desc,
      w_SnapshotHeaderRecord_init, w_SnapshotHeaderRecord_decode, w_SnapshotHeaderRecord_encode, w_SnapshotHeaderRecord_size, w_SnapshotHeaderRecord_equal},
-    {"VotersRecord", "data", -1, 0, 0, 0, sizeof(kafka_VotersRecord),
+    {"VotersRecord", "data", -1, 0, 0, 0, sizeof(kafka_VotersRecord), &kafka_VotersRecord_desc,
      w_VotersRecord_init, w_VotersRecord_decode, w_VotersRecord_encode, w_VotersRecord_size, w_VotersRecord_equal},
-    {"RequestHeader", "header", -1, 0, 2, 2, sizeof(kafka_RequestHeader),
+    {"RequestHeader", "header", -1, 0, 2, 2, sizeof(kafka_RequestHeader), &kafka_RequestHeader_desc,
      w_RequestHeader_init, w_RequestHeader_decode, w_RequestHeader_encode, w_RequestHeader_size, w_RequestHeader_equal},
-    {"ResponseHeader", "header", -1, 0, 1, 1, sizeof(kafka_ResponseHeader),
+    {"ResponseHeader", "header", -1, 0, 1, 1, sizeof(kafka_ResponseHeader), &kafka_ResponseHeader_desc,
      w_ResponseHeader_init, w_ResponseHeader_decode, w_ResponseHeader_encode, w_ResponseHeader_size, w_ResponseHeader_equal},
 };
 const size_t kafka_msg_desc_count = 162;
@@ -5213,6 +4136,12 @@ const struct kafka_msg_desc *kafka_msg_desc_find(const char *name)
     return NULL;
 }
 
+void kafka_msg_fill_test(const struct kafka_msg_desc *d, void *out, int16_t version,
+                         kafka_filler *f)
+{
+    kafka_struct_fill(d->desc, out, version, f);
+}
+
 static const int16_t kafka_request_idx[KAFKA_API_MAX_KEY + 1] = {
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
     16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
@@ -5221,7 +4150,7 @@ static const int16_t kafka_request_idx[KAFKA_API_MAX_KEY + 1] = {
     64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75,
 };
 
-static const struct kafka_msg_desc *kafka_request_desc(int16_t api_key)
+const struct kafka_msg_desc *kafka_request_desc(int16_t api_key)
 {
     if (api_key < 0 || api_key > KAFKA_API_MAX_KEY) return NULL;
     int16_t i = kafka_request_idx[api_key];
@@ -5273,7 +4202,7 @@ static const int16_t kafka_response_idx[KAFKA_API_MAX_KEY + 1] = {
     140, 141, 142, 143, 144, 145, 146, 147, 148, 149, 150, 151,
 };
 
-static const struct kafka_msg_desc *kafka_response_desc(int16_t api_key)
+const struct kafka_msg_desc *kafka_response_desc(int16_t api_key)
 {
     if (api_key < 0 || api_key > KAFKA_API_MAX_KEY) return NULL;
     int16_t i = kafka_response_idx[api_key];
