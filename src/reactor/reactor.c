@@ -24,6 +24,8 @@
 #define MAX_HOOKS      32
 #define MAX_SHARDS     256
 #define TIMER_HEAP_MAX (1u << 22)
+#define POST_SLOTS     1024 /* reactor_post queue per shard */
+#define POST_BATCH     64
 
 /* One SPSC ring; head and tail on their own cache lines, each side's cached copy of the
  * other's index on the side's own line. */
@@ -58,6 +60,11 @@ struct reactor_shard {
     unsigned n_hooks;
     uint64_t msgs_received;
     uint64_t wake_mask[MAX_SHARDS / 64]; /* targets sent to since the last wake check */
+    /* reactor_post: a small mutex-protected queue from any thread (not the data path). */
+    pthread_mutex_t post_lock;
+    struct reactor_msg *post;
+    uint32_t post_head, post_n;
+    int post_pending; /* atomic: post_n > 0 */
     bool sim_stopped; /* sim mode: hooks ran */
 };
 
@@ -211,9 +218,55 @@ static bool shard_drain(struct reactor_shard *s)
     return more;
 }
 
+/* Runs the messages posted from other threads (bounded: one queue's worth). Returns true if
+ * more are waiting. */
+static bool shard_drain_posts(struct reactor_shard *s)
+{
+    if (!__atomic_load_n(&s->post_pending, __ATOMIC_ACQUIRE)) return false;
+    struct reactor_msg batch[POST_BATCH];
+    for (unsigned round = 0; round < POST_SLOTS / POST_BATCH; round++) {
+        pthread_mutex_lock(&s->post_lock);
+        uint32_t n = AL_MIN(s->post_n, (uint32_t)POST_BATCH);
+        for (uint32_t i = 0; i < n; i++) batch[i] = s->post[(s->post_head + i) % POST_SLOTS];
+        s->post_head = (s->post_head + n) % POST_SLOTS;
+        s->post_n -= n;
+        __atomic_store_n(&s->post_pending, s->post_n > 0, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&s->post_lock);
+        for (uint32_t i = 0; i < n; i++) {
+            s->msgs_received++;
+            batch[i].fn(s, &batch[i]);
+        }
+        if (n < POST_BATCH) return false;
+    }
+    return __atomic_load_n(&s->post_pending, __ATOMIC_ACQUIRE) != 0;
+}
+
+int reactor_post(reactor *r, unsigned to, const struct reactor_msg *msg)
+{
+    if (to >= r->n || !msg || !msg->fn) return AL_EINVAL;
+    if (reactor_stopping(r)) return AL_ECLOSED;
+    struct reactor_shard *t = &r->shards[to];
+    pthread_mutex_lock(&t->post_lock);
+    if (t->post_n == POST_SLOTS) {
+        pthread_mutex_unlock(&t->post_lock);
+        return AL_EFULL;
+    }
+    t->post[(t->post_head + t->post_n) % POST_SLOTS] = *msg;
+    t->post_n++;
+    __atomic_store_n(&t->post_pending, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&t->post_lock);
+    /* Always wake (io_wakeup coalesces): the poster cannot take part in the sleep handshake. */
+    __atomic_add_fetch(&r->stoppers, 1, __ATOMIC_SEQ_CST); /* keeps t->io alive, see stop */
+    io *tio = __atomic_load_n(&t->io, __ATOMIC_ACQUIRE);
+    if (tio) io_wakeup(tio);
+    __atomic_sub_fetch(&r->stoppers, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
 static bool shard_inbound_pending(struct reactor_shard *s)
 {
     reactor *r = s->r;
+    if (__atomic_load_n(&s->post_pending, __ATOMIC_ACQUIRE)) return true;
     for (unsigned from = 0; from < r->n; from++) {
         struct reactor_ring *q = ring_at(r, from, s->idx);
         if (__atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) != q->head) return true;
@@ -353,6 +406,7 @@ static void shard_run_hooks(struct reactor_shard *s)
 static void shard_iterate(struct reactor_shard *s, bool may_block)
 {
     bool more = shard_drain(s);
+    if (shard_drain_posts(s)) more = true;
     shard_fire_timers(s, io_now_ns(s->io));
     uint64_t deadline = s->heap_len ? s->heap[0]->deadline_ns : UINT64_MAX;
     if (more) deadline = 0;
@@ -478,7 +532,11 @@ static void reactor_free(reactor *r)
         for (size_t i = 0; i < (size_t)r->n * r->n; i++) free(r->rings[i].slots);
     free(r->rings);
     if (r->shards)
-        for (unsigned i = 0; i < r->n; i++) free(r->shards[i].heap);
+        for (unsigned i = 0; i < r->n; i++) {
+            free(r->shards[i].heap);
+            free(r->shards[i].post);
+            pthread_mutex_destroy(&r->shards[i].post_lock);
+        }
     free(r->shards);
     free(r);
 }
@@ -502,6 +560,9 @@ static int reactor_alloc(const struct reactor_opts *opts, reactor **out)
     for (unsigned i = 0; i < r->n; i++) {
         r->shards[i].r = r;
         r->shards[i].idx = i;
+        pthread_mutex_init(&r->shards[i].post_lock, NULL);
+        r->shards[i].post = calloc(POST_SLOTS, sizeof(struct reactor_msg));
+        if (!r->shards[i].post) goto nomem;
     }
     for (size_t i = 0; i < (size_t)r->n * r->n; i++) {
         r->rings[i].slots = calloc(slots, sizeof(struct reactor_msg));

@@ -93,6 +93,12 @@ bool reactor_stopping(reactor *r);
  * retry later), AL_ECLOSED (stopping) or AL_EINVAL (bad target). */
 int reactor_send(reactor_shard *from, unsigned to, const struct reactor_msg *msg);
 
+/* From ANY thread (helper threads doing blocking work, signal handlers' threads...): queues
+ * msg for shard `to` on a small mutex-protected queue (1024 messages) and wakes it. For rare
+ * events, not the data path. Returns 0, AL_EFULL, AL_ECLOSED or AL_EINVAL. The reactor must
+ * still be running (call it only while reactor_start has not returned). */
+int reactor_post(reactor *r, unsigned to, const struct reactor_msg *msg);
+
 /* ---- timers ---- */
 
 void reactor_timer_init(reactor_timer *t, reactor_timer_cb cb, void *ctx);

@@ -223,6 +223,68 @@ TEST(message_pingpong_wakeups)
            "(each hop wakes a sleeping shard)\n", pp_rounds, dt, dt * 1e6 / (double)pp_rounds);
 }
 
+/* ---- reactor_post from a helper thread ---- */
+
+static uint64_t post_got, post_total;
+static int post_errors, post_full;
+static reactor *post_reactor;
+static int post_ready;
+
+static void post_msg(reactor_shard *self, const struct reactor_msg *m)
+{
+    if (reactor_shard_index(self) != 1 || m->a != post_got) post_errors++;
+    post_got++;
+    if (post_got == post_total) reactor_stop(reactor_of(self));
+}
+
+static int post_init(reactor_shard *self, void *arg)
+{
+    if (reactor_shard_index(self) == 0) {
+        __atomic_store_n(&post_reactor, reactor_of(self), __ATOMIC_RELEASE);
+        __atomic_store_n(&post_ready, 1, __ATOMIC_RELEASE);
+    }
+    return 0;
+}
+
+static void *post_thread(void *arg)
+{
+    while (!__atomic_load_n(&post_ready, __ATOMIC_ACQUIRE)) usleep(1000);
+    reactor *r = __atomic_load_n(&post_reactor, __ATOMIC_ACQUIRE);
+    uint64_t end = mono_ns() + 20000000000ull;
+    for (uint64_t i = 0; i < post_total && mono_ns() < end;) {
+        struct reactor_msg m = {post_msg, NULL, i, 0};
+        int rc = reactor_post(r, 1, &m);
+        if (rc == AL_EFULL) {
+            __atomic_add_fetch(&post_full, 1, __ATOMIC_RELAXED);
+            usleep(100);
+            continue;
+        }
+        if (rc) {
+            post_errors++;
+            break;
+        }
+        i++;
+    }
+    return NULL;
+}
+
+TEST(post_from_helper_thread)
+{
+    post_got = 0;
+    post_total = 50000;
+    post_errors = post_full = post_ready = 0;
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, post_thread, NULL), 0);
+    struct reactor_opts o = {.n_shards = 2, .no_signals = true, .no_pin = true};
+    int rc = reactor_start_opts(&o, post_init, NULL);
+    pthread_join(th, NULL);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(post_errors, 0);
+    CHECK_EQ(post_got, post_total);
+    printf("    reactor_post: %" PRIu64 " messages from a helper thread in order (%d full)\n",
+           post_got, post_full);
+}
+
 /* ---- timers ---- */
 
 #define NT 4000
