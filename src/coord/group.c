@@ -1324,9 +1324,10 @@ static void rec_free(struct rec_list *l)
     l->n = l->cap = 0;
 }
 
-/* Adds the OffsetCommit record (value NULL metadata... tombstone when tomb). */
+/* Adds an OffsetCommit record: a tombstone when tomb, else value v3, or v1 when expire > 0. */
 static int rec_add_offset(struct rec_list *l, const char *group, const char *topic, int32_t part,
-                          bool tomb, int64_t offset, int32_t epoch, const char *meta, int64_t ts)
+                          bool tomb, int64_t offset, int32_t epoch, const char *meta, int64_t ts,
+                          int64_t expire)
 {
     int klen = group_offset_key_encode(NULL, 0, group, topic, part);
     if (klen < 0) return klen;
@@ -1335,13 +1336,17 @@ static int rec_add_offset(struct rec_list *l, const char *group, const char *top
     uint8_t *val = NULL;
     int vlen = 0;
     if (!tomb) {
-        vlen = group_offset_value_encode(NULL, 0, offset, epoch, meta, ts);
+        vlen = expire > 0 ? group_offset_value_encode_v1(NULL, 0, offset, meta, ts, expire)
+                          : group_offset_value_encode(NULL, 0, offset, epoch, meta, ts);
         if (vlen < 0) {
             free(key);
             return vlen;
         }
         val = xcalloc(1, (size_t)vlen);
-        group_offset_value_encode(val, (size_t)vlen, offset, epoch, meta, ts);
+        if (expire > 0)
+            group_offset_value_encode_v1(val, (size_t)vlen, offset, meta, ts, expire);
+        else
+            group_offset_value_encode(val, (size_t)vlen, offset, epoch, meta, ts);
     }
     rec_add(l, key, (size_t)klen, val, (size_t)vlen);
     return 0;
@@ -1380,7 +1385,7 @@ static void store_offsets(struct group_coordinator *c, struct group *g,
         }
         p->error = KAFKA_ERR_NONE;
         rc = rec_add_offset(&l, g->id, p->topic, p->partition, false, p->offset, p->leader_epoch,
-                            meta, now);
+                            meta, now, p->expire_ts);
         if (rc < 0) p->error = KAFKA_ERR_OFFSET_METADATA_TOO_LARGE; /* a string over 32 KiB */
     }
     rc = rec_emit(c, g->id, &l);
@@ -1391,7 +1396,9 @@ static void store_offsets(struct group_coordinator *c, struct group *g,
             p->error = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
             continue;
         }
-        offset_put(g, p->topic, p->partition, p->offset, p->leader_epoch, p->metadata, now, -1);
+        /* a v1 value has no leader epoch: keep what a reload would see */
+        offset_put(g, p->topic, p->partition, p->offset, p->expire_ts > 0 ? -1 : p->leader_epoch,
+                   p->metadata, now, p->expire_ts > 0 ? p->expire_ts : -1);
     }
     rec_free(&l);
 }
@@ -1509,7 +1516,7 @@ int16_t group_delete_offsets(struct group_coordinator *c, const char *group_id,
         }
         p->error = KAFKA_ERR_NONE;
         if (offset_get(g, p->topic, p->partition))
-            rec_add_offset(&l, g->id, p->topic, p->partition, true, 0, 0, NULL, 0);
+            rec_add_offset(&l, g->id, p->topic, p->partition, true, 0, 0, NULL, 0, 0);
     }
     if (rec_emit(c, g->id, &l) < 0) {
         rec_free(&l);
@@ -1583,7 +1590,7 @@ static void rec_add_group_delete(struct rec_list *l, const struct group *g)
     size_t n;
     struct offset_entry **v = offsets_sorted(g, &n);
     for (size_t i = 0; i < n; i++)
-        rec_add_offset(l, g->id, v[i]->topic, v[i]->partition, true, 0, 0, NULL, 0);
+        rec_add_offset(l, g->id, v[i]->topic, v[i]->partition, true, 0, 0, NULL, 0, 0);
     free(v);
     if (g->generation > 0) rec_add_group_tombstone(l, g->id);
 }
@@ -1627,10 +1634,10 @@ static bool expire_group_offsets(struct group_coordinator *c, struct group *g, i
         else if (consumer_stable && !subscribed_to(g, o->topic)) base = o->commit_ts;
         else if (simple) base = o->commit_ts;
         else continue;
-        bool exp = o->expire_ts >= 0 ? now >= o->expire_ts : now - base >= ret;
+        bool exp = o->expire_ts > 0 ? now >= o->expire_ts : now - base >= ret;
         if (!exp) continue;
         expired[i] = true;
-        rec_add_offset(&l, g->id, o->topic, o->partition, true, 0, 0, NULL, 0);
+        rec_add_offset(&l, g->id, o->topic, o->partition, true, 0, 0, NULL, 0, 0);
     }
     bool remove_group = g->state == GROUP_EMPTY && (size_t)l.n == n;
     if (remove_group && g->generation > 0) rec_add_group_tombstone(&l, g->id);

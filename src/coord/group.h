@@ -209,6 +209,7 @@ struct group_offset_commit {
     int32_t leader_epoch; /* -1 if none */
     const char *metadata; /* NULL: "" */
     int16_t error;        /* out */
+    int64_t expire_ts;    /* <= 0: none; OffsetCommit v2-4 retention: now + retention time */
 };
 
 /* OffsetCommit. generation_id -1 with an empty member id is a "simple" commit, allowed when the

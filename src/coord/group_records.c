@@ -176,6 +176,18 @@ int group_offset_value_encode(uint8_t *buf, size_t cap, int64_t offset, int32_t 
     return enc_done(&e);
 }
 
+int group_offset_value_encode_v1(uint8_t *buf, size_t cap, int64_t offset, const char *metadata,
+                                 int64_t commit_ts, int64_t expire_ts)
+{
+    struct enc e = enc_make(buf, cap);
+    enc_u16(&e, 1);
+    enc_u64(&e, (uint64_t)offset);
+    enc_str(&e, metadata ? metadata : "", -1);
+    enc_u64(&e, (uint64_t)commit_ts);
+    enc_u64(&e, (uint64_t)expire_ts);
+    return enc_done(&e);
+}
+
 int group_metadata_key_encode(uint8_t *buf, size_t cap, const char *group)
 {
     struct enc e = enc_make(buf, cap);

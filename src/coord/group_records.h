@@ -54,6 +54,10 @@ int group_offset_key_encode(uint8_t *buf, size_t cap, const char *group, const c
                             int32_t partition);
 int group_offset_value_encode(uint8_t *buf, size_t cap, int64_t offset, int32_t leader_epoch,
                               const char *metadata, int64_t commit_ts);
+/* Version 1 (offset, metadata, commit timestamp, expire timestamp): what Kafka writes when an
+ * OffsetCommit v2-v4 request carried a retention time. */
+int group_offset_value_encode_v1(uint8_t *buf, size_t cap, int64_t offset, const char *metadata,
+                                 int64_t commit_ts, int64_t expire_ts);
 int group_metadata_key_encode(uint8_t *buf, size_t cap, const char *group);
 
 struct group_record_member {

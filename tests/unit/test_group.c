@@ -848,6 +848,26 @@ TEST(forget_and_destroy_answer_or_drop_pending_callbacks)
     log_reset();
 }
 
+TEST(commit_with_retention_time_writes_v1_and_expires_then)
+{
+    setup(0);
+    struct group_offset_commit oc = {"t", 0, 1, 4, NULL, -1, 5000};
+    CHECK_EQ(group_commit_offsets(&C, "s", "", NULL, -1, &oc, 1, 100), 0);
+    CHECK_EQ(oc.error, 0);
+    CHECK_EQ(rlog[nlog - 1].val[1], 1); /* value version 1 */
+    struct group_record_offset v;
+    CHECK_EQ(group_offset_value_decode(rlog[nlog - 1].val, rlog[nlog - 1].vlen, &v), 0);
+    CHECK_EQ(v.expire_ts, 5000);
+    CHECK_EQ(v.commit_ts, 100);
+    C.cfg.offsets_retention_check_interval_ms = 1000;
+    group_coordinator_tick(&C, 200);
+    group_coordinator_tick(&C, 4000);
+    CHECK(G("s") != NULL);
+    group_coordinator_tick(&C, 5200);
+    CHECK(G("s") == NULL);
+    teardown();
+}
+
 TEST(offsets_expire_after_retention)
 {
     setup(0);

@@ -49,6 +49,9 @@ TEST(older_offset_value_versions_decode)
     CHECK_EQ(o.commit_ts, 7);
     CHECK_EQ(o.expire_ts, 8);
     CHECK_EQ(o.leader_epoch, -1);
+    uint8_t buf[64];
+    CHECK_EQ(group_offset_value_encode_v1(buf, sizeof(buf), 9, "", 7, 8), sizeof(v1));
+    CHECK_MEM(buf, v1, sizeof(v1));
     /* v4 (flexible): offset, epoch, compact string "ab", ts, no tags */
     static const uint8_t v4[] = {0, 4, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 3, 'a', 'b',
                                  0, 0, 0, 0, 0, 0, 0, 4, 0};
