@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"kafka-decode", cmd_kafka_decode, "decode a captured request frame (tool)"},
     {"start", cmd_start, "start a broker (ailurus start --help)"},
     {"config", cmd_config, "print, check or document the configuration"},
+    {"tune", cmd_tune, "check (and with --apply set) host settings for the broker"},
 };
 
 static void usage(FILE *f)

@@ -15,5 +15,6 @@ int cmd_config(int argc, char **argv); /* src/config/config_cli.c */
 int cmd_kafka_decode(int argc, char **argv); /* src/cli/kafka_decode.c (hidden tool) */
 
 int cmd_storage(int argc, char **argv); /* src/storage/storage_cli.c */
+int cmd_tune(int argc, char **argv);    /* src/cli/tune.c */
 
 #endif

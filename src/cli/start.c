@@ -9,6 +9,7 @@
 #include "cli/version.h"
 #include "cluster/data_plane.h"
 #include "config/config.h"
+#include "http/admin.h" /* operations: admin API + metrics collector */
 #include "kafka/request.h"
 #include "net/server.h"
 #include "reactor/reactor.h"
@@ -122,6 +123,9 @@ static int shard_init(reactor_shard *self, void *arg)
     /* Partitions first (their shutdown hook then runs after the listener's), then serve. */
     int rc = data_shard_start(self, s->dp);
     if (rc) return rc;
+    /* operations (src/http/admin.h): metrics on every shard, admin API on shard 0. */
+    rc = admin_shard_start(self, &s->cfg, s->cluster_id, s->n_shards);
+    if (rc) return rc;
     net_shard *sh = &s->shards[idx];
     rc = net_shard_start(sh, &s->srv, iop, (int)idx);
     if (rc) return rc;
@@ -132,6 +136,8 @@ static int shard_init(reactor_shard *self, void *arg)
     rc = reactor_on_shutdown(self, shard_stop_hook, sh);
     if (rc) return rc;
     if (__atomic_add_fetch(&s->ready, 1, __ATOMIC_ACQ_REL) == (int)s->n_shards) {
+        /* operations: /v1/status/ready answers 200, /v1/brokers shows the bound port */
+        admin_node_ready(s->broker.advertised_host, s->broker.advertised_port);
         double ms = (double)(mono_ns() - s->t0_ns) / 1e6;
         log_info("start",
                  "ready: kafka=%s:%u advertised=%s:%d node_id=%d shards=%u cluster_id=%s "

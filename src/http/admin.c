@@ -44,6 +44,8 @@ struct admin_state {
 };
 
 static int g_ready;          /* atomic */
+static char g_kafka_host[CONFIG_HOST_MAX]; /* written before g_ready is released */
+static int g_kafka_port;
 static uint16_t g_port;      /* atomic */
 static pthread_once_t g_metrics_once = PTHREAD_ONCE_INIT;
 static unsigned g_metrics_shards;
@@ -51,6 +53,13 @@ static unsigned g_metrics_shards;
 void admin_set_ready(bool ready)
 {
     __atomic_store_n(&g_ready, ready ? 1 : 0, __ATOMIC_RELEASE);
+}
+
+void admin_node_ready(const char *kafka_host, int kafka_port)
+{
+    snprintf(g_kafka_host, sizeof(g_kafka_host), "%s", kafka_host ? kafka_host : "");
+    g_kafka_port = kafka_port;
+    admin_set_ready(true);
 }
 
 uint16_t admin_port(void)
@@ -130,15 +139,18 @@ static void h_ready(http_request *req, void *ctx)
 static json_t *broker_json(struct admin_state *st)
 {
     const al_config *c = &st->cfg;
+    bool known = __atomic_load_n(&g_ready, __ATOMIC_ACQUIRE) && g_kafka_port > 0;
     return json_pack("{s:I, s:I, s:s, s:b, s:s, s:s, s:i, s:s, s:i, s:I}", "node_id",
                      (json_int_t)c->node_id, "num_cores", (json_int_t)st->n_shards,
                      "membership_status", "active", "is_alive", 1, "version", AILURUS_VERSION,
-                     "kafka_host", c->advertised_kafka_addr.host[0]
-                                       ? c->advertised_kafka_addr.host
-                                       : c->kafka_addr.host,
-                     "kafka_port", (int)(c->advertised_kafka_addr.port
-                                             ? c->advertised_kafka_addr.port
-                                             : c->kafka_addr.port),
+                     "kafka_host", known ? g_kafka_host
+                                         : c->advertised_kafka_addr.host[0]
+                                             ? c->advertised_kafka_addr.host
+                                             : c->kafka_addr.host,
+                     "kafka_port", known ? g_kafka_port
+                                         : (int)(c->advertised_kafka_addr.port
+                                                     ? c->advertised_kafka_addr.port
+                                                     : c->kafka_addr.port),
                      "admin_host", c->admin_addr.host, "admin_port", (int)admin_port(),
                      "uptime_ms", (json_int_t)(wall_ms() - st->start_ms));
 }

@@ -45,6 +45,10 @@ int admin_shard_start(reactor_shard *self, const al_config *cfg, const char *clu
 /* Marks the node ready (GET /v1/status/ready answers 200). Any thread. */
 void admin_set_ready(bool ready);
 
+/* Marks the node ready and records the Kafka address it advertises (shown by /v1/brokers;
+ * the configured port may have been 0). Any thread; host is copied. */
+void admin_node_ready(const char *kafka_host, int kafka_port);
+
 /* The admin API's bound port on this process (0 when not listening). Any thread. */
 uint16_t admin_port(void);
 
