@@ -25,6 +25,9 @@
  * error and the group rebalances). On start the caller replays every record of the partitions
  * in offset order through group_coordinator_load, then calls group_coordinator_load_done.
  *
+ * Request strings and buffers are only read during the call and must not point into the
+ * coordinator's own memory (e.g. a group_get_leader() result): a call may free those first.
+ *
  * Threading: one coordinator is used by one thread (the shard owning __consumer_offsets).
  * Kafka error codes (src/kafka/errors.h) are returned as int16_t; internal errors as negative
  * ints where noted.

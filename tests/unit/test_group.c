@@ -1011,13 +1011,17 @@ TEST(random_operations_persist_and_replay_to_the_same_state)
                 if (!gr) break;
                 int n = group_get_member_count(gr);
                 struct group_assignment a[16];
-                for (int i = 0; i < n && i < 16; i++)
-                    a[i] = (struct group_assignment){group_get_member_id(gr, i),
-                                                     (const uint8_t *)"as", 2};
+                static char aid[16][256]; /* copies, as above */
+                for (int i = 0; i < n && i < 16; i++) {
+                    snprintf(aid[i], sizeof(aid[i]), "%s", group_get_member_id(gr, i));
+                    a[i] = (struct group_assignment){aid[i], (const uint8_t *)"as", 2};
+                }
                 const char *who = s->id;
                 struct sres lead_res;
+                char leader[256]; /* a copy: the call may free the coordinator's string */
                 if (rnd(&seed) % 2 && group_get_leader(gr)) {
-                    who = group_get_leader(gr);
+                    snprintf(leader, sizeof(leader), "%s", group_get_leader(gr));
+                    who = leader;
                     for (int i = 0; i < RM; i++)
                         if (!strcmp(slots[g][i].id, who)) s = &slots[g][i];
                 }
