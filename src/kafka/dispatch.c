@@ -7,6 +7,7 @@
 #include "kafka/request.h"
 
 #include "base/log.h"
+#include "metrics/metrics.h"
 
 #include <stdlib.h>
 
@@ -82,6 +83,7 @@ static void complete(kafka_req *req)
 {
     AL_ASSERT(req->state != KAFKA_REQ_DONE); /* exactly once */
     req->state = KAFKA_REQ_DONE;
+    metrics_kafka_request(req->api_key, req->metrics_t0_ns, req->fail != 0); /* operations */
     if (req->on_done) req->on_done(req);
 }
 
@@ -171,6 +173,7 @@ void kafka_dispatch(kafka_req *req)
 {
     AL_ASSERT(req->state == KAFKA_REQ_NEW);
     req->state = KAFKA_REQ_RUNNING;
+    req->metrics_t0_ns = metrics_clock_ns(); /* operations: request latency metric */
     req->in_dispatch = true;
     dispatch(req);
     req->in_dispatch = false;

@@ -78,6 +78,7 @@ struct kafka_req {
     uint64_t seq;               /* arrival number on the connection */
     kafka_req *next;            /* the connection's pipeline list */
     size_t sent;                /* bytes of resp already sent */
+    uint64_t metrics_t0_ns;     /* operations: arrival time for the latency metric */
 };
 
 /* Handler return values (besides a negative error, which closes the connection). */

@@ -129,6 +129,18 @@ void metrics_histogram_observe_l(metrics *m, enum metrics_id id, uint64_t raw,
 void metrics_group_lag_report(metrics *m, const char *group, const char *const *topics,
                               const int32_t *partitions, const int64_t *lag, int n);
 
+/* Monotonic nanoseconds for metrics timestamps (clock_gettime: metrics only, never logic). */
+uint64_t metrics_clock_ns(void);
+
+/*
+ * Records one completed Kafka request (src/metrics/metrics_kafka.c): ailurus_kafka_requests_total
+ * {api}, ailurus_kafka_request_errors_total{api,error="request_failed"} if failed, and the
+ * latency since t0_ns (metrics_clock_ns at arrival; 0 skips it). Calling shard's instance.
+ * Handlers may add per-partition error codes themselves:
+ *   metrics_counter_add(metrics_local, M_KAFKA_REQUEST_ERRORS, 1, "Produce", "NOT_LEADER...");
+ */
+void metrics_kafka_request(int16_t api_key, uint64_t t0_ns, bool failed);
+
 /* The index of the bucket a raw histogram value falls in (nbuckets means +Inf). Exposed for
  * tests. */
 uint32_t metrics_bucket_index(uint64_t first_bound, uint32_t nbuckets, uint64_t raw);

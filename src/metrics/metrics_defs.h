@@ -52,9 +52,9 @@
       METRICS_L("topic", "partition"))                                                           \
     X(M_STORAGE_FSYNC_LATENCY, "ailurus_storage_fsync_latency_seconds", METRICS_HISTOGRAM, true, \
       METRICS_BUCKETS_LATENCY_US, 1, "Duration of the log's fdatasync calls.", METRICS_L(NULL))  \
-    X(M_STORAGE_GROUP_COMMIT_APPENDS, "ailurus_storage_group_commit_batch_appends",              \
+    X(M_STORAGE_GROUP_COMMIT_RECORDS, "ailurus_storage_group_commit_batch_records",              \
       METRICS_HISTOGRAM, false, METRICS_BUCKETS_COUNT, 1,                                        \
-      "Appends covered by one group-commit write and flush.", METRICS_L(NULL))                   \
+      "Records (offsets) made durable by one group-commit write and flush.", METRICS_L(NULL))    \
     X(M_STORAGE_GROUP_COMMIT_BYTES, "ailurus_storage_group_commit_batch_bytes",                  \
       METRICS_HISTOGRAM, false, METRICS_BUCKETS_BYTES, 1,                                        \
       "Bytes written by one group-commit write and flush.", METRICS_L(NULL))                     \

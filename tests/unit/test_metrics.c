@@ -75,10 +75,10 @@ TEST(counter_gauge_histogram_text)
     CHECK(has_line(t, "ailurus_storage_fsync_latency_seconds_sum 1073.741929"));
     /* "fetch" sorts before "produce"; the group-commit family is detailed only. */
     CHECK(strstr(t, "api=\"fetch\"") < strstr(t, "api=\"produce\""));
-    CHECK(strstr(t, "ailurus_storage_group_commit_batch_appends") != NULL);
+    CHECK(strstr(t, "ailurus_storage_group_commit_batch_records") != NULL);
     free(t);
     t = render(true);
-    CHECK(strstr(t, "ailurus_storage_group_commit_batch_appends") == NULL);
+    CHECK(strstr(t, "ailurus_storage_group_commit_batch_records") == NULL);
     CHECK(has_line(t, "ailurus_kafka_requests_total{api=\"produce\"} 7"));
     free(t);
     metrics_shutdown();
