@@ -759,13 +759,17 @@ static int handle_append_req(raft_group *g, const raft_msg *m)
         break;
     }
     bool appended = false;
+    uint32_t upto = m->n_entries; /* entries [0, upto) are now in our log */
     if (i < m->n_entries) {
-        rc = append_local(g, &m->entries[i], m->n_entries - i);
+        /* append what the entry pool holds now; the leader resends the rest */
+        uint32_t room = g->sc->cap_pool - g->sc->pool_used;
+        upto = i + AL_MIN(m->n_entries - i, room);
+        if (upto == i) return AL_EFULL;
+        rc = append_local(g, &m->entries[i], upto - i);
         if (rc < 0) return rc;
         appended = true;
     }
-    int64_t verified = m->n_entries ? raft_entry_last(&m->entries[m->n_entries - 1])
-                                    : m->prev_offset;
+    int64_t verified = upto ? raft_entry_last(&m->entries[upto - 1]) : m->prev_offset;
     if (verified > g->ack_end) g->ack_end = verified;
     commit_to(g, AL_MIN(m->commit, verified));
     /* New entries are acknowledged when durable (raft_flush_done); otherwise answer now, with

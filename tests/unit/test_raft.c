@@ -429,6 +429,31 @@ TEST(follower_acknowledges_only_after_flush)
     mnode_free(&f);
 }
 
+TEST(follower_appends_a_prefix_when_its_entry_pool_is_short)
+{
+    mnode f;
+    memset(&f, 0, sizeof(f));
+    raft_options o = mopts(1);
+    o.entry_pool = 16;
+    raft_config c = {.n_voters = 3, .voters = {0, 1, 2}};
+    f.hs = (raft_hardstate){1, RAFT_NODE_NONE};
+    CHECK_EQ(raft_group_init(&f.g, &o, &sim_log_ops, &f.log, &f.hs, &c, 0), 0);
+    uint8_t d[2] = "x";
+    raft_entry e[20];
+    for (int i = 0; i < 20; i++)
+        e[i] = (raft_entry){.offset = i, .count = 1, .term = 1, .len = 1, .data = d};
+    raft_msg m = {.type = RAFT_MSG_APPEND_REQ, .from = 0, .to = 1, .term = 1, .prev_offset = -1,
+                  .prev_term = 0, .commit = 19, .n_entries = 20, .entries = e};
+    CHECK_EQ(mstep(&f, m), 0);
+    CHECK_EQ(f.g.last, 15);
+    CHECK_EQ(op_last(&f.log), 15);
+    CHECK_EQ(f.g.commit, 15); /* never past what it verified */
+    raft_flush_done(&f.g, 15);
+    mdrain(&f);
+    CHECK_EQ(mout(&f, 0).match, 15);
+    mnode_free(&f);
+}
+
 TEST(log_matching_rejects_then_truncates_the_conflicting_suffix)
 {
     mnode f;
