@@ -1862,6 +1862,25 @@ void group_coordinator_load_done(struct group_coordinator *c, int64_t now)
     }
 }
 
+int group_coordinator_unload_partition(struct group_coordinator *c, int32_t partition,
+                                       int32_t partitions)
+{
+    int n = 0;
+    size_t b;
+    struct coord_hnode *x = coord_hmap_first(&c->groups, &b);
+    while (x) {
+        struct coord_hnode *next = coord_hmap_next(&c->groups, x, &b);
+        struct group *g = AL_CONTAINER_OF(x, struct group, node);
+        if (coord_partition_for(g->id, strlen(g->id), partitions) == partition) {
+            log_info("group", "unloading group %s (generation %d)", g->id, g->generation);
+            group_destroy(c, g, KAFKA_ERR_NOT_COORDINATOR);
+            n++;
+        }
+        x = next;
+    }
+    return n;
+}
+
 /* ---- inspection ---- */
 
 int group_get_state(const struct group *g) { return g->state; }

@@ -308,6 +308,20 @@ int group_coordinator_load(struct group_coordinator *c, const uint8_t *key, size
  * offsets are Empty. */
 void group_coordinator_load_done(struct group_coordinator *c, int64_t now_ms);
 
+/* True between the first group_coordinator_load and load_done: handlers answer group requests
+ * with COORDINATOR_LOAD_IN_PROGRESS meanwhile (Heartbeat: NONE, SyncGroup:
+ * REBALANCE_IN_PROGRESS, as Kafka does). */
+static inline bool group_coordinator_is_loading(const struct group_coordinator *c)
+{
+    return c->loading;
+}
+
+/* Drops every group living on __consumer_offsets partition `partition` (of `partitions`), e.g.
+ * when this node stops leading it: pending JoinGroup/SyncGroup callbacks get NOT_COORDINATOR.
+ * Nothing is emitted. Returns the number of groups dropped. */
+int group_coordinator_unload_partition(struct group_coordinator *c, int32_t partition,
+                                       int32_t partitions);
+
 /* ---- inspection (tests, metrics) ---- */
 
 struct group; /* opaque */

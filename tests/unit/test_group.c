@@ -868,6 +868,27 @@ TEST(commit_with_retention_time_writes_v1_and_expires_then)
     teardown();
 }
 
+TEST(unload_partition_drops_its_groups)
+{
+    setup(3000);
+    struct jres a;
+    join("my-group", "", 0, &a); /* partition 2 of 16 (checked in test_group_records) */
+    CHECK_EQ(a.done, 0);
+    struct group_offset_commit oc = {"t", 0, 1, -1, NULL, -1, 0};
+    group_commit_offsets(&C, "abc", "", NULL, -1, &oc, 1, 0); /* "abc": partition 2 too */
+    group_commit_offsets(&C, "other", "", NULL, -1, &oc, 1, 0);
+    int other = coord_partition_for("other", 5, 16);
+    CHECK(other != 2);
+    int records = nlog;
+    CHECK_EQ(group_coordinator_unload_partition(&C, 2, 16), 2);
+    CHECK_EQ(a.done, 1);
+    CHECK_EQ(a.err, KAFKA_ERR_NOT_COORDINATOR);
+    CHECK(G("my-group") == NULL && G("abc") == NULL && G("other") != NULL);
+    CHECK_EQ(nlog, records);
+    CHECK(!group_coordinator_is_loading(&C));
+    teardown();
+}
+
 TEST(offsets_expire_after_retention)
 {
     setup(0);
