@@ -312,7 +312,7 @@ static int swap_segment(storage_log *log, segment *seg)
     io_fs_close(log->io, seg->fd);
     seg->fd = fd;
     uint64_t old_size = seg->size;
-    seg->size = seg->dsize = seg->alloc = cs->out_size;
+    seg->size = seg->dsize = seg->wsize = seg->alloc = cs->out_size;
     if (cs->out_nidx) seg->last = seg->dlast = cs->out_last;
     seg->max_ts = cs->out_max_ts;
     free(seg->idx);

@@ -25,7 +25,7 @@
 
 enum { FS_IDLE, FS_FALLOC, FS_WRITE, FS_SYNC };
 
-static void flush_start(storage_log *log);
+static void flush_kick(storage_log *log);
 static int log_truncate(storage_log *log, int64_t offset, int werr);
 
 void storage_log_config_default(storage_log_config *c)
@@ -384,7 +384,7 @@ static int log_roll(storage_log *log, int32_t term)
 {
     if (log->nsegs) { /* an empty active segment is replaced, not kept (same base offset) */
         segment *a = log->segs[log->nsegs - 1];
-        if (a->size == 0 && !(log->flushing && log->fseg == a)) {
+        if (a->size == 0) {
             seg_destroy_files(log, a);
             log->nsegs--;
         }
@@ -409,7 +409,7 @@ static int log_roll(storage_log *log, int32_t term)
     if (log->nsegs > 1) {
         segment *prev = log->segs[log->nsegs - 2];
         prev->sealed = true;
-        if (!prev->finished && prev->dsize == prev->size && !(log->flushing && log->fseg == prev))
+        if (!prev->finished && prev->dsize == prev->size)
             seg_finish(log, prev);
     }
     return 0;
@@ -442,15 +442,27 @@ static void waiters_wake(storage_log *log, int64_t upto, int err)
     }
 }
 
-/* ---- flush (group commit) ---- */
+/* ---- flush (group commit, pipelined) ----
+ *
+ * Two stages, one op each: a write stage (fallocate when the file must grow, then one O_DIRECT
+ * write of everything appended to the oldest segment with unwritten bytes) and a sync stage
+ * (one fdatasync covering every write that completed before it was issued). The next write
+ * may run while the previous one's fdatasync is in flight; durability is only reported by a
+ * sync issued after the write completed. Completed-but-unsynced writes wait in log->pend. */
 
-static uint64_t log_unflushed(const storage_log *log)
+static bool log_busy(const storage_log *log)
+{
+    return log->wbusy || log->sbusy;
+}
+
+/* Bytes appended but not yet handed to a write. */
+static uint64_t log_unwritten(const storage_log *log)
 {
     uint64_t n = 0;
     for (int i = log->nsegs - 1; i >= 0; i--) {
         segment *s = log->segs[i];
-        if (s->dsize == s->size) break;
-        n += s->size - s->dsize;
+        if (s->wsize == s->size) break;
+        n += s->size - s->wsize;
     }
     return n;
 }
@@ -460,95 +472,138 @@ static void log_fail(storage_log *log, const char *what, int err)
     log_error("storage", "log %s failed: %s: %s; nothing after offset %" PRId64
               " will be acknowledged", log->dir, what, al_strerror(err), log->durable);
     log->failed = true;
+    log->npend = 0;
     waiters_wake(log, log->durable, AL_EFAILED);
 }
 
-static void flush_done(storage_log *log)
+static void sync_start(storage_log *log);
+static void write_start(storage_log *log);
+
+/* Starts whatever stage is idle and has work: the sync of completed writes, and the next
+ * write when someone waits or enough is unwritten. */
+static void flush_kick(storage_log *log)
 {
-    segment *seg = log->fseg;
-    seg->dsize = seg->fend;
-    seg->dlast = log->flast;
-    log->durable = log->flast;
-    log->flushing = false;
-    log->fseg = NULL;
-    log->fstate = FS_IDLE;
-    if (seg->sealed && seg->dsize == seg->size && !seg->finished) seg_finish(log, seg);
-    waiters_wake(log, log->durable, 0);
-    if (!log->flushing && !log->failed &&
-        (log->waiters || log_unflushed(log) >= log->cfg.flush_bytes))
-        flush_start(log);
+    if (log->failed) return;
+    if (log->nospace_err) {
+        if (log_busy(log)) return; /* drop unflushed data once both stages are idle */
+        int err = log->nospace_err;
+        log->nospace_err = 0;
+        log->npend = 0;
+        log->nospace = true;
+        log->nospace_probe_ns = io_now_ns(log->io);
+        log_warn("storage", "log %s: out of space (%s); dropping unflushed appends after %" PRId64,
+                 log->dir, al_strerror(err), log->durable);
+        int rc = log_truncate(log, log->durable + 1, -ENOSPC);
+        if (rc < 0) log_fail(log, "dropping unflushed data", rc);
+        return;
+    }
+    if (!log->sbusy && log->npend) sync_start(log);
+    if (!log->wbusy && (log->waiters || log_unwritten(log) >= log->cfg.flush_bytes))
+        write_start(log);
 }
 
-static void flush_nospace(storage_log *log, int err)
-{
-    log->flushing = false;
-    log->fseg = NULL;
-    log->fstate = FS_IDLE;
-    log->nospace = true;
-    log->nospace_probe_ns = io_now_ns(log->io);
-    log_warn("storage", "log %s: out of space (%s); dropping unflushed appends after %" PRId64,
-             log->dir, al_strerror(err), log->durable);
-    int rc = log_truncate(log, log->durable + 1, -ENOSPC);
-    if (rc < 0) log_fail(log, "dropping unflushed data", rc);
-}
-
-static void flush_cb(io_op *op)
+static void sync_cb(io_op *op)
 {
     storage_log *log = op->ctx;
-    segment *seg = log->fseg;
-    AL_ASSERT(log->flushing && seg);
+    segment *seg = log->sseg;
+    AL_ASSERT(log->sbusy && seg);
+    log->sbusy = false;
+    log->sseg = NULL;
+    if (log->failed) return;
     if (op->res < 0) {
-        if ((op->res == -ENOSPC || op->res == -EDQUOT) && log->fstate != FS_SYNC) {
-            flush_nospace(log, op->res);
-            return;
+        log_fail(log, "fdatasync", op->res);
+        return;
+    }
+    AL_ASSERT(log->send >= seg->dsize && log->slast >= log->durable);
+    seg->dsize = log->send;
+    seg->dlast = log->slast;
+    log->durable = log->slast;
+    if (seg->sealed && seg->dsize == seg->size && !seg->finished) seg_finish(log, seg);
+    waiters_wake(log, log->durable, 0);
+    flush_kick(log);
+}
+
+/* Issues one fdatasync for the oldest segment with completed, unsynced writes. */
+static void sync_start(storage_log *log)
+{
+    AL_ASSERT(!log->sbusy && log->npend > 0);
+    segment *seg = log->pend[0].seg;
+    int k = 0;
+    while (k < log->npend && log->pend[k].seg == seg) k++;
+    log->send = log->pend[k - 1].end;
+    log->slast = log->pend[k - 1].last;
+    memmove(log->pend, log->pend + k, (size_t)(log->npend - k) * sizeof(log->pend[0]));
+    log->npend -= k;
+    log->sbusy = true;
+    log->sseg = seg;
+    log->sop.cb = sync_cb;
+    log->sop.ctx = log;
+    io_fdatasync(log->io, &log->sop, seg->fd);
+}
+
+static void write_cb(io_op *op)
+{
+    storage_log *log = op->ctx;
+    segment *seg = log->wseg;
+    AL_ASSERT(log->wbusy && seg);
+    if (log->failed) {
+        log->wbusy = false;
+        log->wseg = NULL;
+        return;
+    }
+    if (op->res < 0) {
+        log->wbusy = false;
+        log->wseg = NULL;
+        if (op->res == -ENOSPC || op->res == -EDQUOT) {
+            log->nospace_err = op->res;
+            flush_kick(log);
+        } else {
+            log_fail(log, log->wstate == FS_FALLOC ? "fallocate" : "write", op->res);
         }
-        log->flushing = false;
-        log->fseg = NULL;
-        log_fail(log, log->fstate == FS_SYNC ? "fdatasync" : "write", op->res);
         return;
     }
     uint64_t wend = AL_ALIGN_UP(seg->fend, (uint64_t)SEG_ALIGN);
-    switch (log->fstate) {
-    case FS_FALLOC:
-        seg->alloc = AL_MAX(seg->alloc, log->ftarget);
-        log->fstate = FS_WRITE;
-        io_write(log->io, &log->fop, seg->fd, seg->fbuf, (size_t)(wend - seg->fbase), seg->fbase);
-        return;
-    case FS_WRITE: {
-        uint64_t done = log->fwpos + (uint64_t)op->res;
-        if (op->res == 0) {
-            log->flushing = false;
-            log->fseg = NULL;
-            log_fail(log, "write", -EIO);
-            return;
-        }
-        if (done < wend) { /* short write: continue from the block it stopped in */
-            log->fwpos = AL_ALIGN_DOWN(done, (uint64_t)SEG_ALIGN);
-            io_write(log->io, &log->fop, seg->fd, seg->fbuf + (log->fwpos - seg->fbase),
-                     (size_t)(wend - log->fwpos), log->fwpos);
-            return;
-        }
-        log->fstate = FS_SYNC;
-        io_fdatasync(log->io, &log->fop, seg->fd);
+    if (log->wstate == FS_FALLOC) {
+        seg->alloc = AL_MAX(seg->alloc, log->wtarget);
+        log->wstate = FS_WRITE;
+        io_write(log->io, &log->wop, seg->fd, seg->fbuf, (size_t)(wend - seg->fbase), seg->fbase);
         return;
     }
-    case FS_SYNC:
-        flush_done(log);
+    uint64_t done = log->wpos + (uint64_t)op->res;
+    if (op->res == 0) {
+        log->wbusy = false;
+        log->wseg = NULL;
+        log_fail(log, "write", -EIO);
         return;
-    default:
-        AL_PANIC("storage: flush completion in state %d", log->fstate);
     }
+    if (done < wend) { /* short write: continue from the block it stopped in */
+        log->wpos = AL_ALIGN_DOWN(done, (uint64_t)SEG_ALIGN);
+        io_write(log->io, &log->wop, seg->fd, seg->fbuf + (log->wpos - seg->fbase),
+                 (size_t)(wend - log->wpos), log->wpos);
+        return;
+    }
+    log->wbusy = false;
+    log->wseg = NULL;
+    if (log->npend && log->pend[log->npend - 1].seg == seg) {
+        log->pend[log->npend - 1].end = seg->fend;
+        log->pend[log->npend - 1].last = log->wlast;
+    } else {
+        AL_ASSERT(log->npend < (int)AL_ARRAY_SIZE(log->pend));
+        log->pend[log->npend++] = (typeof(log->pend[0])){seg, seg->fend, log->wlast};
+    }
+    flush_kick(log);
 }
 
-/* Starts one flush round: the oldest segment with unflushed bytes gets one write (after a
- * fallocate when the file must grow) and one fdatasync. Appends arriving meanwhile go to the
- * segment's other buffer and are covered by the next round. */
-static void flush_start(storage_log *log)
+/* Starts one write: everything appended to the oldest segment with unwritten bytes. The
+ * current buffer goes in flight; the other one becomes current, starting with a copy of the
+ * partial tail block. Appends arriving meanwhile go there and form the next write. */
+static void write_start(storage_log *log)
 {
-    if (log->flushing || log->failed) return;
+    if (log->wbusy || log->failed || log->nospace_err) return;
+    if (log->npend == (int)AL_ARRAY_SIZE(log->pend)) return; /* let the syncs catch up */
     segment *seg = NULL;
     for (int i = 0; i < log->nsegs; i++) {
-        if (log->segs[i]->size > log->segs[i]->dsize) {
+        if (log->segs[i]->size > log->segs[i]->wsize) {
             seg = log->segs[i];
             break;
         }
@@ -556,8 +611,6 @@ static void flush_start(storage_log *log)
     if (!seg) return;
     uint64_t end = seg->size;
     uint64_t nb = AL_ALIGN_DOWN(end, (uint64_t)SEG_ALIGN);
-    /* The current buffer goes in flight; the other one becomes current, starting with a copy
-     * of the partial tail block. */
     uint8_t *cur = seg->buf;
     size_t ccap = seg->bcap;
     uint64_t cbase = seg->bbase;
@@ -579,29 +632,31 @@ static void flush_start(storage_log *log)
     seg->fcap = ccap;
     seg->fbase = cbase;
     seg->fend = end;
+    seg->wsize = end;
     uint64_t wend = AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN);
     memset(cur + (end - cbase), 0, (size_t)(wend - end));
-    log->flushing = true;
-    log->fseg = seg;
-    log->flast = seg->last;
-    log->fwpos = cbase;
-    log->fop.cb = flush_cb;
-    log->fop.ctx = log;
+    log->wbusy = true;
+    log->wseg = seg;
+    log->wlast = seg->last;
+    log->wpos = cbase;
+    log->wop.cb = write_cb;
+    log->wop.ctx = log;
     if (wend > seg->alloc) {
         uint64_t step = AL_MAX(log->cfg.fallocate_step, (uint64_t)SEG_ALIGN);
         uint64_t target = AL_ALIGN_UP(wend, step);
-        log->fstate = FS_FALLOC;
-        log->ftarget = target;
-        io_fallocate(log->io, &log->fop, seg->fd, 0, seg->alloc, target - seg->alloc);
+        log->wstate = FS_FALLOC;
+        log->wtarget = target;
+        io_fallocate(log->io, &log->wop, seg->fd, 0, seg->alloc, target - seg->alloc);
     } else {
-        log->fstate = FS_WRITE;
-        io_write(log->io, &log->fop, seg->fd, cur, (size_t)(wend - cbase), cbase);
+        log->wstate = FS_WRITE;
+        io_write(log->io, &log->wop, seg->fd, cur, (size_t)(wend - cbase), cbase);
     }
 }
 
 void storage_log_flush(storage_log *log)
 {
-    flush_start(log);
+    if (log->failed) return;
+    if (!log->wbusy) write_start(log);
 }
 
 int storage_log_flush_wait(storage_log *log, int64_t offset, storage_waiter *w)
@@ -613,7 +668,7 @@ int storage_log_flush_wait(storage_log *log, int64_t offset, storage_waiter *w)
     w->res = 0;
     w->next = log->waiters;
     log->waiters = w;
-    flush_start(log);
+    flush_kick(log);
     return 0;
 }
 
@@ -686,7 +741,7 @@ int storage_log_append(storage_log *log, int32_t term, void *buf, size_t len,
     }
     seg->size = pos;
     res->last_offset = log->high - 1;
-    if (log_unflushed(log) >= log->cfg.flush_bytes) flush_start(log);
+    if (log_unwritten(log) >= log->cfg.flush_bytes) flush_kick(log);
     return 0;
 }
 
@@ -1082,6 +1137,7 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
         if (seg_load_index_file(log, seg, true, fsize) == 0 && (nidx == 0) == (seg->ntidx == 0))
             indexed = true;
     }
+    seg->finished = indexed; /* closed, trimmed, indexes on disk */
     if (!indexed) {
         seg->nidx = seg->ntidx = 0;
         const char *cut = NULL;
@@ -1108,6 +1164,7 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
         }
     }
     seg->dsize = seg->size;
+    seg->wsize = seg->size;
     seg->dlast = seg->last;
     seg->alloc = seg->size;
     return 0;
@@ -1184,16 +1241,17 @@ static int log_recover(storage_log *log)
         bool is_last = i == log->nsegs - 1;
         if (!is_last) {
             seg->sealed = true;
-            if (!seg->finished) {
-                if (seg_load_index_file(log, seg, false, (int64_t)seg->size) != 0) {
-                    seg->dsize = seg->size;
-                    seg_finish(log, seg);
-                } else {
-                    seg->finished = true;
-                }
+            if (!seg->finished) seg_finish(log, seg); /* scanned: write its indexes */
+        } else {
+            if (seg->finished) { /* indexed, but now the active segment: indexes go stale */
+                char ip[SEG_PATH_MAX + 16];
+                seg_path(seg, ".index", ip, sizeof(ip));
+                io_fs_unlink(log->io, ip);
+                seg_path(seg, ".timeindex", ip, sizeof(ip));
+                io_fs_unlink(log->io, ip);
+                seg->finished = false;
             }
-        } else if ((rc = seg_load_tail(log, seg)) < 0) {
-            goto out;
+            if ((rc = seg_load_tail(log, seg)) < 0) goto out;
         }
     }
     if (log->nsegs) {
@@ -1240,8 +1298,8 @@ int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
 
 int storage_log_close(storage_log *log)
 {
-    for (int guard = 0; log->flushing && guard < 1000000; guard++) io_poll(log->io, UINT64_MAX);
-    AL_ASSERT(!log->flushing);
+    for (int guard = 0; log_busy(log) && guard < 1000000; guard++) io_poll(log->io, UINT64_MAX);
+    AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
     log_compact_reset(log);
     waiters_wake(log, INT64_MIN, AL_ECLOSED);
@@ -1311,9 +1369,10 @@ static int seg_find_batch(storage_log *log, segment *seg, int64_t offset, uint64
 /* Removes offsets >= offset (no flush in flight). Waiters above the new end get werr. */
 static int log_truncate(storage_log *log, int64_t offset, int werr)
 {
-    AL_ASSERT(!log->flushing);
+    AL_ASSERT(!log_busy(log));
     int rc = 0;
     bool dir_changed = false;
+    log->npend = 0; /* written-unsynced data at or above offset goes; below it is re-synced */
     while (log->nsegs > 0 && log->segs[log->nsegs - 1]->base >= offset) {
         seg_destroy_files(log, log->segs[log->nsegs - 1]);
         log->nsegs--;
@@ -1341,6 +1400,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             }
             seg->size = pos;
             seg->alloc = pos;
+            seg->wsize = AL_MIN(seg->wsize, pos);
             seg->last = prev;
             if (seg->dsize > pos) {
                 seg->dsize = pos;
@@ -1385,7 +1445,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
 int storage_log_truncate_suffix(storage_log *log, int64_t offset)
 {
     if (log->failed) return AL_EFAILED;
-    if (log->flushing || log->reads_inflight) return AL_EFULL;
+    if (log_busy(log) || log->reads_inflight) return AL_EFULL;
     if (offset < log->start) return AL_ERANGE;
     if (offset >= log->high) return 0;
     return log_truncate(log, offset, AL_ERANGE);
@@ -1400,7 +1460,7 @@ static void log_delete_below_start(storage_log *log)
     int drop = 0;
     while (drop < log->nsegs - 1) {
         segment *seg = log->segs[drop];
-        if (seg->last >= log->start || !seg->finished || (log->flushing && log->fseg == seg))
+        if (seg->last >= log->start || !seg->finished)
             break;
         drop++;
     }
@@ -1461,7 +1521,7 @@ int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes)
         segment *a = log->segs[log->nsegs - 1];
         if (!a->sealed && a->size > 0 && now_ms - a->created_ms >= log->cfg.segment_ms) {
             a->sealed = true; /* the next append rolls */
-            if (a->dsize == a->size && !(log->flushing && log->fseg == a)) seg_finish(log, a);
+            if (a->dsize == a->size) seg_finish(log, a);
         }
     }
     int rc = 0;

@@ -32,6 +32,7 @@ typedef struct segment {
     int64_t last;    /* last offset; base - 1 when empty */
     uint64_t size;   /* logical bytes appended */
     uint64_t dsize;  /* bytes durable (a batch boundary) */
+    uint64_t wsize;  /* bytes handed to a write (>= dsize) */
     int64_t dlast;   /* last durable offset; base - 1 if none */
     int64_t max_ts;  /* newest batch maxTimestamp (INT64_MIN when empty) */
     int64_t created_ms; /* wall time the segment was created or opened (segment.ms) */
@@ -88,14 +89,28 @@ struct storage_log {
     bool failed;
     bool nospace;
     uint64_t nospace_probe_ns;
-    /* flush in flight */
-    bool flushing;
-    int fstate;
-    segment *fseg;
-    int64_t flast;
-    uint64_t fwpos;
-    uint64_t ftarget; /* fallocate target size in flight */
-    io_op fop;
+    /* write stage (fallocate + write) */
+    bool wbusy;
+    int wstate;
+    segment *wseg;
+    int64_t wlast;    /* last offset the write covers */
+    uint64_t wpos;    /* file position of the write in flight */
+    uint64_t wtarget; /* fallocate target size in flight */
+    io_op wop;
+    /* sync stage */
+    bool sbusy;
+    segment *sseg;
+    uint64_t send;    /* segment bytes durable once the sync completes */
+    int64_t slast;
+    io_op sop;
+    /* completed writes not yet covered by an issued sync, oldest first */
+    struct {
+        segment *seg;
+        uint64_t end;
+        int64_t last;
+    } pend[8];
+    int npend;
+    int nospace_err;  /* a write hit ENOSPC: drop unflushed data once both stages are idle */
     storage_waiter *waiters;
     int reads_inflight;
     compact_state cs;

@@ -5,7 +5,7 @@
  *   dump DIR [--records]  prints every segment and batch (and records) of the log(s) under DIR
  *   check DIR             verifies every batch's CRC and structure, offset continuity, index
  *                         files and metadata; exit 0 if clean, 1 if anything is wrong
- *   bench --dir D --flush-bytes N --seconds S [--batch-bytes B]
+ *   bench --dir D --flush-bytes N --seconds S [--batch-bytes B] [--window-bytes W]
  *                         durable append throughput and latency of a real log on io_uring
  *
  * dump and check never modify anything: they read the files directly (read-only), unlike
@@ -352,7 +352,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
-                         size_t batch_bytes)
+                         size_t batch_bytes, uint64_t window)
 {
     io *iop;
     struct io_uring_opts uo = {0};
@@ -385,7 +385,7 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     storage_build_params bp = {0, 0, 0, -1, 0, 0, -1, -1, -1};
     int64_t bsz = storage_batch_build(batch, batch_bytes + 256, &bp, &r, 1);
     AL_ASSERT(bsz > 0);
-    size_t nw = (size_t)(4 * flush_bytes / (uint64_t)bsz) + 16;
+    size_t nw = (size_t)(window / (uint64_t)bsz) + 16;
     bench_waiter *ws = calloc(nw, sizeof(*ws));
     bench b = {iop, log, NULL, 0, 1u << 22, 0, 0, 0};
     b.lat = malloc(b.cap * sizeof(*b.lat));
@@ -393,8 +393,8 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     size_t next_w = 0;
     uint64_t t_start = io_now_ns(iop), t_end = t_start + (uint64_t)(seconds * 1e9);
     while (io_now_ns(iop) < t_end && !b.failed) {
-        /* Keep at most one flush worth pending behind the flush in flight. */
-        while (appended - b.acked_bytes < 2 * flush_bytes && !ws[next_w].busy) {
+        /* Keep at most `window` bytes appended but not yet durable. */
+        while (appended - b.acked_bytes < window && !ws[next_w].busy) {
             storage_append_result res;
             rc = storage_log_append(log, 1, batch, (size_t)bsz, &res);
             if (rc < 0) {
@@ -456,6 +456,7 @@ static void storage_usage(FILE *f)
                "       ailurus storage check DIR\n"
                "       ailurus storage bench --dir D [--flush-bytes N] [--seconds S] "
                "[--batch-bytes B]\n"
+               "             [--window-bytes W]  (appended-not-durable bound, default 2 x N)\n"
                "dump/check read log directories (or directories of them) without changing "
                "anything;\ncheck exits 1 if any checksum, offset, index or metadata problem is "
                "found.\n");
@@ -473,6 +474,7 @@ int cmd_storage(int argc, char **argv)
         uint64_t flush = 1u << 20;
         double secs = 5;
         size_t bb = 16384;
+        uint64_t window = 0;
         for (int i = 2; i < argc; i++) {
             const char *v = i + 1 < argc ? argv[i + 1] : NULL;
             if (!v) {
@@ -483,6 +485,7 @@ int cmd_storage(int argc, char **argv)
             else if (!strcmp(argv[i], "--flush-bytes")) flush = strtoull(v, NULL, 0);
             else if (!strcmp(argv[i], "--seconds")) secs = atof(v);
             else if (!strcmp(argv[i], "--batch-bytes")) bb = (size_t)strtoull(v, NULL, 0);
+            else if (!strcmp(argv[i], "--window-bytes")) window = strtoull(v, NULL, 0);
             else {
                 storage_usage(stderr);
                 return CLI_USAGE;
@@ -493,7 +496,8 @@ int cmd_storage(int argc, char **argv)
             storage_usage(stderr);
             return CLI_USAGE;
         }
-        return storage_bench(dir, flush, secs, bb);
+        if (!window) window = 2 * flush;
+        return storage_bench(dir, flush, secs, bb, window);
     }
     bool dump = !strcmp(sub, "dump");
     if ((!dump && strcmp(sub, "check") != 0) || argc < 3) {
