@@ -576,6 +576,12 @@ http_router admin_router(struct admin_state *st)
 
 /* ---- per-shard collector ---- */
 
+/* The partitions a collector set gauges for in its last round ("topic\0partition\0"). */
+struct seen_set {
+    char **keys;
+    uint32_t n, cap;
+};
+
 struct collector {
     reactor_shard *rs;
     reactor_timer timer;
@@ -585,6 +591,7 @@ struct collector {
     metrics_series *util, *busy, *stalls;
     struct admin_state *admin; /* shard 0 */
     http_server *srv;          /* shard 0 */
+    struct seen_set seen;      /* partitions with gauges */
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -594,32 +601,78 @@ static uint64_t clock_ns(clockid_t id)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Sets the partition gauges of every partition this shard owns. */
-static void collect_partitions(void)
+static int key_cmp(const void *a, const void *b)
+{
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    int c = strcmp(x, y);
+    return c ? c : strcmp(x + strlen(x) + 1, y + strlen(y) + 1);
+}
+
+static void seen_free(struct seen_set *s)
+{
+    for (uint32_t i = 0; i < s->n; i++) free(s->keys[i]);
+    free(s->keys);
+    *s = (struct seen_set){0};
+}
+
+/* Adds "topic\0partition\0" to s. Returns 0 or -ENOMEM. */
+static int seen_add(struct seen_set *s, const char *topic_name, const char *part)
+{
+    if (s->n == s->cap) {
+        uint32_t nc = s->cap ? s->cap * 2 : 64;
+        char **nk = realloc(s->keys, nc * sizeof(*nk));
+        if (!nk) return -ENOMEM;
+        s->keys = nk;
+        s->cap = nc;
+    }
+    size_t tl = strlen(topic_name), pl = strlen(part);
+    char *k = malloc(tl + pl + 2);
+    if (!k) return -ENOMEM;
+    memcpy(k, topic_name, tl + 1);
+    memcpy(k + tl + 1, part, pl + 1);
+    s->keys[s->n++] = k;
+    return 0;
+}
+
+/* Sets the partition gauges of every partition this shard owns, and removes the series of
+ * partitions that were there last round and are gone now (deleted topics). */
+static void collect_partitions(struct seen_set *last)
 {
     data_shard *ds = data_shard_self();
     if (!ds) return;
     partition_manager *pm = &ds->pm;
+    struct seen_set now = {0};
+    bool complete = true;
     for (uint32_t b = 0; pm->buckets && b < pm->nbuckets; b++) {
         uint32_t guard = 0;
         for (pm_partition *p = pm->buckets[b]; p && guard < 1u << 20; p = p->hnext, guard++) {
-            if (!p->log) continue;
+            if (!p->log || p->removed) continue;
             char part[16];
             snprintf(part, sizeof(part), "%d", p->partition);
             const char *l[] = {p->topic, part, NULL};
-            if (p->removed) {
-                metrics_series_remove(metrics_local, M_PARTITION_HIGH_WATERMARK, l);
-                metrics_series_remove(metrics_local, M_PARTITION_LOG_START, l);
-                metrics_series_remove(metrics_local, M_STORAGE_LOG_BYTES, l);
-                continue;
-            }
             metrics_gauge_set_l(metrics_local, M_PARTITION_HIGH_WATERMARK,
                                 (double)p->high_watermark, l);
             metrics_gauge_set_l(metrics_local, M_PARTITION_LOG_START,
                                 (double)storage_log_start_offset(p->log), l);
             metrics_gauge_set_l(metrics_local, M_STORAGE_LOG_BYTES,
                                 (double)storage_log_size_bytes(p->log), l);
+            if (seen_add(&now, p->topic, part)) complete = false;
         }
+    }
+    if (complete) {
+        qsort(now.keys, now.n, sizeof(char *), key_cmp);
+        for (uint32_t i = 0; i < last->n; i++) {
+            if (bsearch(&last->keys[i], now.keys, now.n, sizeof(char *), key_cmp)) continue;
+            const char *k = last->keys[i];
+            const char *l[] = {k, k + strlen(k) + 1, NULL};
+            metrics_series_remove(metrics_local, M_PARTITION_HIGH_WATERMARK, l);
+            metrics_series_remove(metrics_local, M_PARTITION_LOG_START, l);
+            metrics_series_remove(metrics_local, M_STORAGE_LOG_BYTES, l);
+        }
+        seen_free(last);
+        *last = now;
+    } else {
+        seen_free(&now); /* out of memory: keep the old set, retry next round */
     }
     if (ds->cache) {
         storage_cache_stats cs;
@@ -645,7 +698,7 @@ static void collect_tick(reactor_timer *t)
     }
     c->last_mono_ns = mono;
     c->last_cpu_ns = cpu;
-    collect_partitions();
+    collect_partitions(&c->seen);
     if (c->shard == 0) {
         struct mallinfo2 mi = mallinfo2();
         metrics_gauge_set(metrics_local, M_MEMORY_BYTES, (double)mi.uordblks, "malloc_heap");
@@ -664,6 +717,7 @@ static void collector_stop(reactor_shard *self, void *arg)
      * request is dispatched after the stop, so the handlers' state can go now. */
     __atomic_store_n(&g_port, 0, __ATOMIC_RELEASE);
     admin_state_free(c->admin);
+    seen_free(&c->seen);
     free(c);
 }
 
