@@ -10,6 +10,7 @@
 #include "base/crc32c.h"
 #include "base/cursor.h"
 #include "base/log.h"
+#include "metrics/metrics.h"
 #include "storage/batch.h"
 
 #include <fcntl.h>
@@ -515,6 +516,12 @@ static void sync_cb(io_op *op)
         return;
     }
     AL_ASSERT(log->send >= seg->dsize && log->slast >= log->durable);
+    /* operations (src/metrics): fsync latency and the size of this group commit. */
+    metrics_histogram_observe(metrics_local, M_STORAGE_FSYNC_LATENCY,
+                              (io_now_ns(log->io) - log->sync_t0_ns) / 1000);
+    metrics_histogram_observe(metrics_local, M_STORAGE_GROUP_COMMIT_BYTES, log->send - seg->dsize);
+    metrics_histogram_observe(metrics_local, M_STORAGE_GROUP_COMMIT_RECORDS,
+                              (uint64_t)(log->slast - log->durable));
     seg->dsize = log->send;
     seg->dlast = log->slast;
     log->durable = log->slast;
@@ -538,6 +545,7 @@ static void sync_start(storage_log *log)
     log->sseg = seg;
     log->sop.cb = sync_cb;
     log->sop.ctx = log;
+    log->sync_t0_ns = io_now_ns(log->io); /* operations: fsync latency metric */
     io_fdatasync(log->io, &log->sop, seg->fd);
 }
 

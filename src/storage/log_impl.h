@@ -103,6 +103,7 @@ struct storage_log {
     uint64_t send;    /* segment bytes durable once the sync completes */
     int64_t slast;
     io_op sop;
+    uint64_t sync_t0_ns; /* operations: when the fdatasync in flight was issued (metrics) */
     /* completed writes not yet covered by an issued sync, oldest first */
     struct {
         segment *seg;
