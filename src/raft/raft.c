@@ -277,6 +277,23 @@ static int64_t term_at(const raft_group *g, int64_t off)
     return g->log->term_at(g->log_ctx, off);
 }
 
+/* The largest offset in [-1, upper] whose term is <= term (terms never decrease along the
+ * log, so a binary search; at most 64 probes). */
+static int64_t find_le(const raft_group *g, int64_t upper, int64_t term)
+{
+    int64_t lo = -1, hi = AL_MIN(upper, g->last);
+    if (hi <= lo) return -1;
+    int64_t t = term_at(g, hi);
+    if (t >= 0 && t <= term) return hi;
+    for (int i = 0; i < 64 && hi - lo > 1; i++) { /* term_at(lo) <= term < term_at(hi) */
+        int64_t mid = lo + (hi - lo) / 2;
+        t = term_at(g, mid);
+        if (t >= 0 && t <= term) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
 /* Reads up to max entries starting with the one containing from; from the log, then from
  * this call's fresh entries. Returns the count (0 if none), or a negative error. */
 static int read_entries(raft_group *g, int64_t from, raft_entry *out, int max, size_t max_bytes)
@@ -702,6 +719,7 @@ static void follower_respond(raft_group *g, bool success, int64_t match)
     raft_msg *r = send_msg(g, RAFT_MSG_APPEND_RESP, g->leader);
     r->flags = success ? RAFT_F_SUCCESS : 0;
     r->match = match;
+    if (!success) r->hint_term = AL_MAX(term_at(g, match), 0);
     if (success && match > g->acked) g->acked = match;
 }
 
@@ -733,12 +751,13 @@ static int handle_append_req(raft_group *g, const raft_msg *m)
     g->leader_contact = g->clock;
     g->elapsed_mark = g->clock;
 
+    /* log matching: reject, pointing the leader at our last entry that may still match */
     if (m->prev_offset > g->last) {
-        follower_respond(g, false, g->last);
+        follower_respond(g, false, find_le(g, g->last, m->prev_term));
         return 0;
     }
     if (term_at(g, m->prev_offset) != m->prev_term) {
-        follower_respond(g, false, AL_MIN(m->prev_offset - 1, g->last));
+        follower_respond(g, false, find_le(g, m->prev_offset - 1, m->prev_term));
         return 0;
     }
     uint32_t i = 0;
@@ -799,7 +818,9 @@ static void handle_append_resp(raft_group *g, const raft_msg *m)
         if (g->transferee == p->id && p->match == g->last) send_timeout_now(g, p->id);
     } else {
         if (m->match < p->match) return; /* stale rejection */
-        int64_t next = AL_MIN(m->match + 1, p->next);
+        /* back up to our last offset that can match the follower's hint */
+        int64_t h = find_le(g, m->match, m->hint_term);
+        int64_t next = AL_MIN(h + 1, p->next);
         p->next = AL_MAX(next, p->match + 1);
         p->state = RAFT_PR_PROBE;
         inflight_clear(p);

@@ -107,7 +107,10 @@ enum raft_msg_type {
     RAFT_MSG_VOTE_RESP = 2,   /* term; flags GRANTED, PREVOTE */
     RAFT_MSG_APPEND_REQ = 3,  /* term, prev_offset, prev_term, commit, entries */
     RAFT_MSG_APPEND_RESP = 4, /* term; SUCCESS: match = last durable matching offset;
-                                 otherwise match = hint (follower's last offset to try) */
+                                 otherwise match = hint: the follower's last offset at or
+                                 below the rejected prev whose term <= prev_term, and
+                                 hint_term = its term (the leader backs up to its own last
+                                 offset <= hint with term <= hint_term) */
     RAFT_MSG_TIMEOUT_NOW = 5, /* leadership transfer: start an election now */
     RAFT_MSG_HB_BATCH = 6,    /* heartbeats/acks of many groups between one pair of nodes */
 };
@@ -126,7 +129,7 @@ typedef struct raft_hb_item {
     uint8_t flags;
     int64_t term;
     int64_t prev_offset, prev_term, commit; /* request */
-    int64_t match;                          /* response */
+    int64_t match, hint_term;               /* response */
 } raft_hb_item;
 
 typedef struct raft_msg {
@@ -137,7 +140,7 @@ typedef struct raft_msg {
     int64_t term;
     int64_t last_offset, last_term;         /* VOTE_REQ */
     int64_t prev_offset, prev_term, commit; /* APPEND_REQ */
-    int64_t match;                          /* APPEND_RESP */
+    int64_t match, hint_term;               /* APPEND_RESP */
     uint32_t n_entries;
     const raft_entry *entries; /* APPEND_REQ; not owned */
     uint32_t n_hb;

@@ -58,6 +58,7 @@ int raft_hb_batcher_add(raft_hb_batcher *b, const raft_msg *m)
     h->prev_term = m->prev_term;
     h->commit = m->commit;
     h->match = m->match;
+    h->hint_term = m->hint_term;
     return 1;
 }
 
@@ -102,6 +103,7 @@ int raft_hb_dispatch(const raft_msg *batch, raft_group *(*lookup)(void *ctx, uin
             .prev_term = h->prev_term,
             .commit = h->commit,
             .match = h->match,
+            .hint_term = h->hint_term,
         };
         int rc = raft_step(g, &m);
         if (after) after(ctx, g);

@@ -9,10 +9,10 @@
  *   VOTE_RESP     (nothing)
  *   APPEND_REQ    prev_offset i64, prev_term i64, commit i64, n u32,
  *                 n x { offset i64, count i32, type u8, term i64, len u32, data[len] }
- *   APPEND_RESP   match i64
+ *   APPEND_RESP   match i64, hint_term i64
  *   TIMEOUT_NOW   (nothing)
  *   HB_BATCH      n u32, n x { group u64, type u8, flags u8, term i64, a i64, b i64, c i64 }
- *                 (a, b, c = prev_offset, prev_term, commit for a request; match, 0, 0 for a
+ *                 (a, b, c = prev_offset, prev_term, commit for a request; match, hint_term, 0 for a
  *                 response)
  */
 #include "base/crc32c.h"
@@ -34,7 +34,7 @@ size_t raft_msg_size(const raft_msg *m)
         n += 28;
         for (uint32_t i = 0; i < m->n_entries; i++) n += ENTRY_HDR + m->entries[i].len;
         break;
-    case RAFT_MSG_APPEND_RESP: n += 8; break;
+    case RAFT_MSG_APPEND_RESP: n += 16; break;
     case RAFT_MSG_HB_BATCH: n += 4 + (size_t)m->n_hb * HB_ITEM; break;
     default: break;
     }
@@ -71,7 +71,10 @@ int raft_msg_encode(const raft_msg *m, uint8_t *buf, size_t cap)
             al_wr_bytes(&wr, e->data, e->len);
         }
         break;
-    case RAFT_MSG_APPEND_RESP: al_wr_i64(&wr, m->match); break;
+    case RAFT_MSG_APPEND_RESP:
+        al_wr_i64(&wr, m->match);
+        al_wr_i64(&wr, m->hint_term);
+        break;
     case RAFT_MSG_HB_BATCH:
         al_wr_u32(&wr, m->n_hb);
         for (uint32_t i = 0; i < m->n_hb; i++) {
@@ -82,7 +85,7 @@ int raft_msg_encode(const raft_msg *m, uint8_t *buf, size_t cap)
             al_wr_u8(&wr, h->flags);
             al_wr_i64(&wr, h->term);
             al_wr_i64(&wr, req ? h->prev_offset : h->match);
-            al_wr_i64(&wr, req ? h->prev_term : 0);
+            al_wr_i64(&wr, req ? h->prev_term : h->hint_term);
             al_wr_i64(&wr, req ? h->commit : 0);
         }
         break;
@@ -143,7 +146,10 @@ int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg *out, raft_entry *e
         out->entries = n ? ents : NULL;
         break;
     }
-    case RAFT_MSG_APPEND_RESP: out->match = al_rd_i64(&rd); break;
+    case RAFT_MSG_APPEND_RESP:
+        out->match = al_rd_i64(&rd);
+        out->hint_term = al_rd_i64(&rd);
+        break;
     case RAFT_MSG_HB_BATCH: {
         uint32_t n = al_rd_u32(&rd);
         if (rd.err) return rd.err;
@@ -162,8 +168,9 @@ int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg *out, raft_entry *e
                 h->prev_offset = a;
                 h->prev_term = b;
                 h->commit = c;
-            } else if (h->type == RAFT_MSG_APPEND_RESP && b == 0 && c == 0) {
+            } else if (h->type == RAFT_MSG_APPEND_RESP && c == 0) {
                 h->match = a;
+                h->hint_term = b;
             } else {
                 return AL_EMALFORMED;
             }

@@ -512,6 +512,57 @@ TEST(log_matching_rejects_then_truncates_the_conflicting_suffix)
     mnode_free(&f);
 }
 
+TEST(divergent_follower_is_found_in_two_round_trips)
+{
+    /* leader: [0..99] t1, then 51 one-offset entries of t3; elected in term 4 (no-op at 151) */
+    mnode l;
+    memset(&l, 0, sizeof(l));
+    mlog_put(&l.log, 0, 100, 1);
+    for (int i = 100; i <= 150; i++) mlog_put(&l.log, i, 1, 3);
+    l.hs = (raft_hardstate){3, RAFT_NODE_NONE};
+    mnode_start(&l, 0, 3, 3);
+    melect(&l, 1);
+    /* follower: [0..99] t1, then 1000 offsets of term 2 from a deposed leader */
+    mnode f;
+    memset(&f, 0, sizeof(f));
+    mlog_put(&f.log, 0, 100, 1);
+    for (int i = 0; i < 10; i++) mlog_put(&f.log, 100 + 100 * i, 100, 2);
+    f.hs = (raft_hardstate){4, RAFT_NODE_NONE};
+    mnode_start(&f, 1, 3, 4);
+    int trips = 0;
+    raft_msg req = {0};
+    for (; trips < 10; trips++) {
+        /* the leader's latest request to node 1 */
+        bool found = false;
+        for (uint32_t i = 0; i < l.n_out; i++) {
+            raft_msg m = mout(&l, i);
+            if (m.type == RAFT_MSG_APPEND_REQ && m.to == 1 && m.n_entries) {
+                req = m;
+                found = true;
+            }
+        }
+        CHECK(found);
+        /* step it into the follower (copying the entries: mout's arrays are shared) */
+        raft_entry ents[64];
+        CHECK(req.n_entries <= 64);
+        memcpy(ents, req.entries, sizeof(ents[0]) * req.n_entries);
+        req.entries = ents;
+        mstep(&f, req);
+        if (f.n_act[RAFT_ACT_APPEND]) break;
+        CHECK_EQ(f.n_out, 1);
+        raft_msg rej = mout(&f, 0);
+        CHECK(!(rej.flags & RAFT_F_SUCCESS));
+        mstep(&l, rej);
+    }
+    CHECK(trips <= 2);
+    CHECK_EQ(req.prev_offset, 99);
+    CHECK_EQ(f.n_act[RAFT_ACT_TRUNCATE], 1);
+    CHECK_EQ(f.g.last, 151);
+    CHECK_EQ(op_term_at(&f.log, 120), 3);
+    mnode_free(&l);
+    mnode_free(&f);
+}
+
 TEST(pipelined_appends_respect_the_window)
 {
     mnode l;
