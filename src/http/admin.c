@@ -340,7 +340,8 @@ static void h_loggers_put(http_request *req, void *ctx)
     json_t *body = json_loadb(req->body, req->body_len, 0, &je);
     json_t *lv = body ? json_object_get(body, "level") : NULL;
     if (!json_is_string(lv)) {
-        http_respond_error(req, 400, "body must be {\"level\": \"trace|debug|info|warn|error|off\"}");
+        http_respond_error(req, 400,
+                           "body must be {\"level\": \"trace|debug|info|warn|error|off\"}");
     } else if (set_level(ctx, json_string_value(lv))) {
         http_respond_error(req, 400, "unknown log level '%s' (trace, debug, info, warn, error, "
                                      "off)", json_string_value(lv));

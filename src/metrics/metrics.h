@@ -115,7 +115,8 @@ void metrics_histogram_observe_l(metrics *m, enum metrics_id id, uint64_t raw,
 #define metrics_counter_add(m, id, v, ...)                                                       \
     metrics_counter_add_l((m), (id), (v), METRICS_LV(__VA_ARGS__))
 /* metrics_gauge_set(m, M_PARTITION_HIGH_WATERMARK, 42, "orders", "0"); */
-#define metrics_gauge_set(m, id, v, ...) metrics_gauge_set_l((m), (id), (v), METRICS_LV(__VA_ARGS__))
+#define metrics_gauge_set(m, id, v, ...)                                                         \
+    metrics_gauge_set_l((m), (id), (v), METRICS_LV(__VA_ARGS__))
 /* metrics_histogram_observe(m, M_KAFKA_REQUEST_LATENCY, elapsed_us, "fetch"); */
 #define metrics_histogram_observe(m, id, raw, ...)                                               \
     metrics_histogram_observe_l((m), (id), (raw), METRICS_LV(__VA_ARGS__))

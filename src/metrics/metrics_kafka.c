@@ -27,7 +27,7 @@ void metrics_kafka_request(int16_t api_key, uint64_t t0_ns, bool failed)
     if (failed) metrics_counter_add(m, M_KAFKA_REQUEST_ERRORS, 1, name, "request_failed");
     if (t0_ns) {
         uint64_t now = metrics_clock_ns();
-        metrics_histogram_observe(m, M_KAFKA_REQUEST_LATENCY, now > t0_ns ? (now - t0_ns) / 1000 : 0,
-                                  name);
+        uint64_t us = now > t0_ns ? (now - t0_ns) / 1000 : 0;
+        metrics_histogram_observe(m, M_KAFKA_REQUEST_LATENCY, us, name);
     }
 }

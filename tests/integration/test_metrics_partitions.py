@@ -87,6 +87,9 @@ def test_partition_metrics_follow_traffic(broker_factory):
                      text, re.M)
     assert re.search(r'^ailurus_kafka_requests_total\{api="CreateTopics"\} 1$', text, re.M)
     assert gauges(text, "ailurus_storage_log_bytes", TOPIC)[3] > 0
+    # acks=all waited for fsyncs: the storage histograms saw them.
+    assert re.search(r'^ailurus_storage_fsync_latency_seconds_count [1-9]\d*$', text, re.M)
+    assert re.search(r'^ailurus_storage_group_commit_batch_records_count [1-9]\d*$', text, re.M)
 
     a.delete_topics([TOPIC], request_timeout=15)[TOPIC].result(timeout=20)
     wait_for(lambda: not gauges(get(port, "/metrics"), "ailurus_kafka_partition_high_watermark",

@@ -237,7 +237,8 @@ TEST(conn_body_and_headers)
 TEST(conn_close_and_http10_and_head)
 {
     http_conn *c = conn_new();
-    CHECK_EQ(feed_str(c, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\n\r\n"),
+    CHECK_EQ(feed_str(c, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n"
+                         "GET /hello HTTP/1.1\r\n\r\n"),
              AL_ECLOSED);
     const char *o = out_of(c);
     CHECK(strstr(o, "Connection: close\r\n"));
@@ -374,7 +375,8 @@ TEST(server_on_io_uring)
     CHECK(send(fd, r1, strlen(r1), 0) == (ssize_t)strlen(r1));
     CHECK(client_read_until(ring, fd, buf, sizeof(buf), "hello") > 0);
     CHECK(!strncmp(buf, "HTTP/1.1 200 OK", 15));
-    const char *r2 = "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /hello HTTP/1.1\r\n\r\n";
+    const char *r2 = "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+                     "GET /hello HTTP/1.1\r\n\r\n";
     CHECK(send(fd, r2, strlen(r2), 0) == (ssize_t)strlen(r2));
     CHECK(client_read_until(ring, fd, buf, sizeof(buf), "hello") > 0);
     CHECK(strstr(buf, "abc") && strstr(buf, "abc") < strstr(buf, "hello"));
@@ -405,7 +407,8 @@ TEST(server_on_io_uring)
         fds[i] = client_connect(port);
         CHECK(send(fds[i], r1, strlen(r1), 0) > 0);
     }
-    for (int i = 0; i < 40; i++) CHECK(client_read_until(ring, fds[i], buf, sizeof(buf), "hello") > 0);
+    for (int i = 0; i < 40; i++)
+        CHECK(client_read_until(ring, fds[i], buf, sizeof(buf), "hello") > 0);
     /* A request parked when the server stops: the connection closes, the answer is dropped. */
     nparked = 0;
     CHECK(send(fds[0], "GET /park/2 HTTP/1.1\r\n\r\n", 24, 0) == 24);

@@ -64,7 +64,8 @@ TEST(counter_gauge_histogram_text)
     CHECK(has_line(t, "# TYPE ailurus_kafka_requests_total counter"));
     CHECK(has_line(t, "ailurus_kafka_requests_total{api=\"fetch\"} 1"));
     CHECK(has_line(t, "ailurus_kafka_requests_total{api=\"produce\"} 7"));
-    CHECK(has_line(t, "ailurus_kafka_partition_high_watermark{topic=\"orders\",partition=\"0\"} 43"));
+    CHECK(has_line(t, "ailurus_kafka_partition_high_watermark{topic=\"orders\","
+                      "partition=\"0\"} 43"));
     CHECK(has_line(t, "# TYPE ailurus_storage_fsync_latency_seconds histogram"));
     CHECK(has_line(t, "ailurus_storage_fsync_latency_seconds_bucket{le=\"8e-06\"} 1"));
     CHECK(has_line(t, "ailurus_storage_fsync_latency_seconds_bucket{le=\"6.4e-05\"} 1"));
