@@ -23,6 +23,7 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* Restarts the election (or, on a leader, heartbeat) timer with a fresh random timeout. */
 static void timer_reset(raft_group *g)
 {
     uint32_t base = g->opt.election_timeout_ms;
@@ -222,6 +223,7 @@ static void persist(raft_group *g)
     a->hs.vote = g->vote;
 }
 
+/* Changes role/known leader, queueing ROLE when either changes. */
 static void set_role(raft_group *g, uint8_t role, int32_t leader)
 {
     if (g->role == role && g->leader == leader) return;
@@ -233,6 +235,7 @@ static void set_role(raft_group *g, uint8_t role, int32_t leader)
     a->leader = leader;
 }
 
+/* Queues a SEND of a message stamped with group, self and term; caller checked act_room. */
 static raft_msg *send_msg(raft_group *g, uint8_t type, int32_t to)
 {
     raft_action *a = act_push(g, RAFT_ACT_SEND);
@@ -245,6 +248,7 @@ static raft_msg *send_msg(raft_group *g, uint8_t type, int32_t to)
     return m;
 }
 
+/* Raises the commit index to c (never lowers it), queueing COMMIT. */
 static void commit_to(raft_group *g, int64_t c)
 {
     if (c <= g->commit) return;
@@ -263,6 +267,8 @@ static const raft_action *fresh_append(const raft_group *g)
     return NULL;
 }
 
+/* Term of the entry holding off in the log as this call left it (log, then fresh entries);
+ * 0 for -1, -1 if absent. */
 static int64_t term_at(const raft_group *g, int64_t off)
 {
     if (off == -1) return 0;
@@ -361,6 +367,8 @@ static void pr_sync(raft_group *g, int64_t next)
         g->transferee = RAFT_NODE_NONE; /* the target was removed */
 }
 
+/* A config entry at offset was appended: it is effective now; the old one is kept to revert
+ * to if the entry is truncated. */
 static void conf_apply(raft_group *g, int64_t offset, const raft_config *c)
 {
     if (g->n_conf_hist == RAFT_CONF_HISTORY) {
@@ -463,6 +471,7 @@ static bool window_full(const raft_group *g, const raft_progress *p)
     return p->n_inflight >= maxm || p->inflight_bytes >= g->opt.max_inflight_bytes;
 }
 
+/* An empty append at p's match (always matches), carrying the commit index. */
 static void send_heartbeat(raft_group *g, raft_progress *p)
 {
     if (!act_room(g, 1)) return;
@@ -567,6 +576,7 @@ static void maybe_commit(raft_group *g)
 
 /* ---------------------------------------------------------------- role changes */
 
+/* Steps down (or adopts a newer term, persisting it with no vote) and restarts the timer. */
 static void become_follower(raft_group *g, int64_t term, int32_t leader)
 {
     if (term > g->term) {
@@ -583,6 +593,7 @@ static void become_follower(raft_group *g, int64_t term, int32_t leader)
     timer_reset(g);
 }
 
+/* Won the election: fresh progress for every replica, a NOOP of this term, first appends. */
 static void become_leader(raft_group *g)
 {
     set_role(g, RAFT_LEADER, g->opt.self);
@@ -645,6 +656,8 @@ static void on_poll_result(raft_group *g, int r)
     else if (g->role == RAFT_CANDIDATE) become_leader(g);
 }
 
+/* Starts a pre-vote (pre: no term change) or a real election (term+1, vote for self,
+ * persisted before the requests leave); transfer campaigns bypass leader stickiness. */
 static void campaign(raft_group *g, bool pre, bool transfer)
 {
     if (!raft_config_is_voter(&g->conf, g->opt.self)) {
@@ -679,6 +692,8 @@ static void campaign(raft_group *g, bool pre, bool transfer)
 
 /* ---------------------------------------------------------------- message handlers */
 
+/* Grants a (pre-)vote to an up-to-date candidate we can vote for; a real grant is persisted
+ * before the response is queued. */
 static void handle_vote_req(raft_group *g, const raft_msg *m)
 {
     bool pre = m->flags & RAFT_F_PREVOTE;
@@ -737,6 +752,9 @@ static int check_entries(const raft_msg *m)
     return 0;
 }
 
+/* Follower side of log replication: log matching on (prev_offset, prev_term), truncation of
+ * a conflicting suffix only, append of the new entries, commit = min(leader commit, verified
+ * end). New entries are acknowledged on flush; otherwise it answers at once. */
 static int handle_append_req(raft_group *g, const raft_msg *m)
 {
     int rc = check_entries(m);
@@ -797,6 +815,8 @@ static int handle_append_req(raft_group *g, const raft_msg *m)
     return 0;
 }
 
+/* Leader side: advance match/next and the window on success (then try to commit), back up
+ * and probe on rejection. */
 static void handle_append_resp(raft_group *g, const raft_msg *m)
 {
     if (g->role != RAFT_LEADER) return;
@@ -878,6 +898,8 @@ int raft_step(raft_group *g, const raft_msg *m)
 
 /* ---------------------------------------------------------------- time and the disk */
 
+/* Leader timers: throttle refill, stalled-window retry, heartbeats, transfer deadline and
+ * check-quorum. */
 static void leader_tick(raft_group *g)
 {
     for (uint32_t i = 0; i < g->n_pr; i++) {

@@ -12,8 +12,8 @@
  *   APPEND_RESP   match i64, hint_term i64
  *   TIMEOUT_NOW   (nothing)
  *   HB_BATCH      n u32, n x { group u64, type u8, flags u8, term i64, a i64, b i64, c i64 }
- *                 (a, b, c = prev_offset, prev_term, commit for a request; match, hint_term, 0 for a
- *                 response)
+ *                 (a, b, c = prev_offset, prev_term, commit for a request;
+ *                 match, hint_term, 0 for a response)
  */
 #include "base/crc32c.h"
 #include "base/cursor.h"
