@@ -3,7 +3,8 @@
  * valid request and response encoding (from the generated test filler) in its lowest, middle
  * and highest version, framed as [api_key:2][version:2][body]. Not a fuzz target; build and run:
  *   cc -std=gnu17 -Isrc -Isrc/kafka/gen -D_GNU_SOURCE -msse4.2 -o /tmp/gen_kafka_seeds
- *      tests/fuzz/gen_kafka_seeds.c src/kafka/codec.c src/kafka/gen/kafka_codec_*.c \
+ *      tests/fuzz/gen_kafka_seeds.c src/kafka/codec.c src/kafka/codec_table.c \
+ *      src/kafka/gen/kafka_codec_*.c \
  *      src/base/base.c src/base/log.c src/base/crc32c.c -lm
  *   /tmp/gen_kafka_seeds tests/fuzz/corpus
  * Deterministic (fixed seed), so regenerating gives the same files.
