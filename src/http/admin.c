@@ -724,14 +724,16 @@ static void collector_stop(reactor_shard *self, void *arg)
 
 static void metrics_once(void)
 {
-    int rc = metrics_init(g_metrics_shards);
+    int rc = metrics_init(__atomic_load_n(&g_metrics_shards, __ATOMIC_ACQUIRE));
     if (rc) log_error("admin", "metrics registry: %s", al_strerror(rc));
 }
 
 int admin_shard_start(reactor_shard *self, const al_config *cfg, const char *cluster_id,
                       unsigned n_shards)
 {
-    g_metrics_shards = n_shards;
+    unsigned unset = 0; /* the first shard here decides; all pass the same count */
+    __atomic_compare_exchange_n(&g_metrics_shards, &unset, n_shards, false, __ATOMIC_ACQ_REL,
+                                __ATOMIC_ACQUIRE);
     pthread_once(&g_metrics_once, metrics_once);
     unsigned idx = reactor_shard_index(self);
     metrics_bind(idx);
