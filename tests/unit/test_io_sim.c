@@ -734,6 +734,153 @@ TEST(same_seed_same_trace)
            " bytes, node0 wrote %" PRIu64 " times\n", e1, rx1, w1);
 }
 
+/* ---- model check of the disk: random fs ops and crashes against a tiny reference model ---- */
+
+#define MF 4      /* names d/f0..d/f3 */
+#define MI 64     /* inodes the model may create per run */
+#define MSZ 256   /* file size bound */
+
+struct m_ino {
+    uint8_t cur[MSZ], dur[MSZ];
+    unsigned cur_len, dur_len;
+};
+
+struct model {
+    struct m_ino ino[MI];
+    int n_ino;
+    int cur[MF], dur[MF]; /* name -> inode index or -1 */
+    int lw_ino;           /* the last non-durable write (for torn crashes), -1: none */
+    unsigned lw_off, lw_len;
+};
+
+static void m_path(char *buf, int f)
+{
+    snprintf(buf, 32, "/d/f%d", f);
+}
+
+/* Compares the simulated disk's current state with the model's current state. */
+static int m_compare(io *n, struct model *m)
+{
+    for (int f = 0; f < MF; f++) {
+        char p[32];
+        m_path(p, f);
+        uint8_t got[MSZ + 1];
+        long len = slurp(n, p, got, sizeof(got));
+        if (m->cur[f] < 0) {
+            if (len != -ENOENT) return -1;
+            continue;
+        }
+        struct m_ino *i = &m->ino[m->cur[f]];
+        if (len != (long)i->cur_len || memcmp(got, i->cur, i->cur_len) != 0) return -2;
+    }
+    return 0;
+}
+
+TEST(disk_model_check_random_ops_and_crashes)
+{
+    uint64_t seed = test_seed();
+    int crashes = 0;
+    for (int run = 0; run < 60; run++) {
+        io_sim_world *w = world(seed + (uint64_t)run * 7919, false);
+        io *n = io_sim_node_create(w, "n");
+        CHECK_EQ(io_sim_fs_mkdir_p(n, "/d"), 0);
+        static struct model m;
+        memset(&m, 0, sizeof(m));
+        for (int f = 0; f < MF; f++) m.cur[f] = m.dur[f] = -1;
+        m.lw_ino = -1;
+        uint64_t r = seed ^ ((uint64_t)run << 32);
+        for (int step = 0; step < 300 && m.n_ino < MI; step++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned op = (unsigned)(r >> 59) % 8, f = (unsigned)(r >> 40) % MF;
+            unsigned g = (unsigned)(r >> 44) % MF;
+            char p[32], q[32];
+            m_path(p, (int)f);
+            m_path(q, (int)g);
+            if (op <= 2) { /* write (creating the file if needed) */
+                int fd = io_fs_open(n, p, O_CREAT | O_RDWR, 0644);
+                CHECK(fd >= 0);
+                if (m.cur[f] < 0) m.cur[f] = m.n_ino++;
+                struct m_ino *i = &m.ino[m.cur[f]];
+                unsigned off = (unsigned)((r >> 20) % 200), len = 1 + (unsigned)((r >> 28) % 50);
+                uint8_t data[64];
+                memset(data, (int)(r >> 8) & 0xff, sizeof(data));
+                CHECK_EQ(io_fs_pwrite(n, fd, data, len, off), len);
+                if (off > i->cur_len && i->cur_len < MSZ)
+                    memset(i->cur + i->cur_len, 0, off - i->cur_len);
+                memcpy(i->cur + off, data, len);
+                if (off + len > i->cur_len) i->cur_len = off + len;
+                m.lw_ino = m.cur[f];
+                m.lw_off = off;
+                m.lw_len = len;
+                CHECK_EQ(io_fs_close(n, fd), 0);
+            } else if (op == 3) { /* fsync a file */
+                if (m.cur[f] < 0) continue;
+                int fd = io_fs_open(n, p, O_RDWR, 0);
+                CHECK(fd >= 0);
+                CHECK_EQ(io_fs_fdatasync(n, fd), 0);
+                CHECK_EQ(io_fs_close(n, fd), 0);
+                struct m_ino *i = &m.ino[m.cur[f]];
+                memcpy(i->dur, i->cur, i->cur_len);
+                i->dur_len = i->cur_len;
+                if (m.lw_ino == m.cur[f]) m.lw_ino = -1;
+            } else if (op == 4) { /* fsync the directory */
+                CHECK_EQ(io_fs_fsync_dir(n, "/d"), 0);
+                memcpy(m.dur, m.cur, sizeof(m.cur));
+            } else if (op == 5) { /* rename f -> g */
+                int rc = io_fs_rename(n, p, q);
+                if (m.cur[f] < 0) {
+                    CHECK_EQ(rc, -ENOENT);
+                    continue;
+                }
+                CHECK_EQ(rc, 0);
+                if (f != g) {
+                    m.cur[g] = m.cur[f];
+                    m.cur[f] = -1;
+                }
+            } else if (op == 6) { /* unlink */
+                int rc = io_fs_unlink(n, p);
+                CHECK_EQ(rc, m.cur[f] < 0 ? -ENOENT : 0);
+                m.cur[f] = -1;
+            } else { /* power loss, half the time tearing the last non-durable write */
+                unsigned keep = 0;
+                uint8_t torn[64];
+                bool tear = (r >> 12) & 1;
+                CHECK_EQ(io_sim_last_write_len(n), m.lw_ino >= 0 ? m.lw_len : 0);
+                if (tear && m.lw_ino >= 0) {
+                    keep = (unsigned)((r >> 14) % (m.lw_len + 1));
+                    memcpy(torn, m.ino[m.lw_ino].cur + m.lw_off, keep);
+                }
+                if (tear) io_sim_crash_torn(n, keep);
+                else io_sim_crash(n);
+                n = io_sim_restart(n);
+                CHECK(n);
+                crashes++;
+                memcpy(m.cur, m.dur, sizeof(m.cur));
+                for (int k = 0; k < m.n_ino; k++) {
+                    memcpy(m.ino[k].cur, m.ino[k].dur, m.ino[k].dur_len);
+                    m.ino[k].cur_len = m.ino[k].dur_len;
+                }
+                bool reachable = false;
+                for (int k = 0; k < MF; k++)
+                    if (m.lw_ino >= 0 && m.dur[k] == m.lw_ino) reachable = true;
+                if (keep > 0 && reachable) { /* the prefix reached the disk: now durable */
+                    struct m_ino *i = &m.ino[m.lw_ino];
+                    if (m.lw_off > i->cur_len)
+                        memset(i->cur + i->cur_len, 0, m.lw_off - i->cur_len);
+                    memcpy(i->cur + m.lw_off, torn, keep);
+                    if (m.lw_off + keep > i->cur_len) i->cur_len = m.lw_off + keep;
+                    memcpy(i->dur, i->cur, i->cur_len);
+                    i->dur_len = i->cur_len;
+                }
+                m.lw_ino = -1;
+            }
+            CHECK_EQ(m_compare(n, &m), 0);
+        }
+        io_sim_world_destroy(w);
+    }
+    CHECK(crashes > 100);
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
