@@ -2,7 +2,7 @@
  * tune.c — `ailurus tune`: checks the host settings that matter for the broker and, with
  * --apply, changes the ones that can be changed at run time. Dry run (check only) by default.
  *
- *   ailurus tune [--apply] [--dry-run] [--format table|json] [--data-dir DIR]
+ *   ailurus tune [--apply] [--dry-run] [--format table|json] [--data-dir DIR] [--root DIR]
  *
  * Checks, declared in one table: io_uring availability (kernel.io_uring_disabled, and a ring
  * actually created through io.h), the locked-memory and open-file limits, vm.swappiness,
@@ -61,10 +61,27 @@ struct tune_check {
 
 /* ---- small file helpers ---- */
 
+/* Prefix of every /proc and /sys path (--root, for tests on a fake tree; "" normally). */
+static char g_root[512];
+
+/* g_root + path into out. */
+static const char *hpath(const char *path, char *out, size_t cap)
+{
+    if ((size_t)snprintf(out, cap, "%s%.*s", g_root, 400, path) >= cap) out[0] = 0;
+    return out;
+}
+
+static int host_access(const char *path, int mode)
+{
+    char full[1024];
+    return access(hpath(path, full, sizeof(full)), mode);
+}
+
 /* Reads the first line of path into buf (trailing newline removed). Returns 0 or -errno. */
 static int read_line(const char *path, char *buf, size_t cap)
 {
-    FILE *f = fopen(path, "re");
+    char full[1024];
+    FILE *f = fopen(hpath(path, full, sizeof(full)), "re");
     if (!f) return -errno;
     buf[0] = 0;
     if (!fgets(buf, (int)cap, f)) {
@@ -80,7 +97,8 @@ static int read_line(const char *path, char *buf, size_t cap)
 /* Writes value to path. Returns 0 or -errno. */
 static int write_value(const char *path, const char *value)
 {
-    FILE *f = fopen(path, "we");
+    char full[1024];
+    FILE *f = fopen(hpath(path, full, sizeof(full)), "we");
     if (!f) return -errno;
     int e = 0;
     if (fputs(value, f) < 0) e = -errno;
@@ -278,7 +296,7 @@ static void check_governor(struct tune_ctx *t, struct tune_row *r)
         snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/cpufreq/scaling_governor",
                  cpu);
         if (read_line(path, g, sizeof(g))) {
-            if (access(path, F_OK) && cpu > 0) break;
+            if (host_access(path, F_OK) && cpu > 0) break;
             continue;
         }
         if (!n) snprintf(first, sizeof(first), "%s", g);
@@ -304,7 +322,7 @@ static int apply_governor(struct tune_ctx *t, struct tune_row *r)
         char path[128];
         snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/cpufreq/scaling_governor",
                  cpu);
-        if (access(path, F_OK)) {
+        if (host_access(path, F_OK)) {
             if (cpu > 0) break;
             continue;
         }
@@ -322,15 +340,16 @@ static void find_disk(struct tune_ctx *t)
     if (stat(t->data_dir, &st)) return;
     char link[128], target[512];
     snprintf(link, sizeof(link), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
-    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    char full[1024];
+    ssize_t n = readlink(hpath(link, full, sizeof(full)), target, sizeof(target) - 1);
     if (n <= 0) return;
     target[n] = 0;
     /* .../block/sda/sda1 -> a partition: its parent directory is the disk. */
-    char part[600];
+    char part[200];
     snprintf(part, sizeof(part), "%s/partition", link);
     char *last = strrchr(target, '/');
     if (!last) return;
-    if (access(part, F_OK) == 0) {
+    if (host_access(part, F_OK) == 0) {
         *last = 0;
         last = strrchr(target, '/');
         if (!last) return;
@@ -431,12 +450,14 @@ static const struct tune_check checks[] = {
 static bool path_read_only(const char *path)
 {
     struct statvfs sv;
-    return statvfs(path, &sv) == 0 && (sv.f_flag & ST_RDONLY);
+    char full[1024];
+    return statvfs(hpath(path, full, sizeof(full)), &sv) == 0 && (sv.f_flag & ST_RDONLY);
 }
 
 static bool in_container(void)
 {
-    if (access("/.dockerenv", F_OK) == 0 || access("/run/.containerenv", F_OK) == 0) return true;
+    if (host_access("/.dockerenv", F_OK) == 0 || host_access("/run/.containerenv", F_OK) == 0)
+        return true;
     char buf[256];
     return read_line("/proc/1/cgroup", buf, sizeof(buf)) == 0 &&
            (strstr(buf, "docker") || strstr(buf, "kubepods") || strstr(buf, "lxc"));
@@ -469,7 +490,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: ailurus tune [--apply | --dry-run] [--format table|json] "
                "[--data-dir DIR]\n\n"
                "Checks host settings for the broker; --apply changes what differs (as root).\n"
-               "--dry-run (the default) only reports.\n");
+               "--dry-run (the default) only reports. --root DIR reads and writes the /proc\n"
+               "and /sys files under DIR instead (for tests and for inspecting a chroot).\n");
 }
 
 int cmd_tune(int argc, char **argv)
@@ -490,6 +512,8 @@ int cmd_tune(int argc, char **argv)
             }
         } else if (!strcmp(a, "--data-dir") && i + 1 < argc) {
             t.data_dir = argv[++i];
+        } else if (!strcmp(a, "--root") && i + 1 < argc) {
+            snprintf(g_root, sizeof(g_root), "%s", argv[++i]);
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return CLI_OK;
