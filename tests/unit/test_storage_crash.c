@@ -184,7 +184,7 @@ TEST(crash_sigkill_keeps_every_acknowledged_batch)
         CHECK(nacks == 0 || high > acks[nacks - 1].base);
         rounds++;
         if (round % 10 == 0)
-            fprintf(stderr, "    round %d: %d acknowledged this round, %d total, next offset %lld\n",
+            fprintf(stderr, "    round %d: %d acknowledged now, %d total, next offset %lld\n",
                     round, got, nacks, (long long)high);
     }
     fprintf(stderr, "    %d rounds, %d acknowledged batches verified\n", rounds, nacks);
