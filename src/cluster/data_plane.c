@@ -26,6 +26,7 @@ static _Thread_local bool tls_failed; /* lazy start failed on this shard: do not
 /* The process-wide data plane (set by data_plane_prepare, or lazily). */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct data_plane *g_dp;
+static struct data_inflight *g_abandoned; /* requests left in flight at shutdown */
 
 data_shard *data_shard_ensure(const struct al_config *cfg)
 {
@@ -135,9 +136,48 @@ void data_plane_free(struct data_plane *dp)
     free(dp);
 }
 
+void data_inflight_add(data_shard *ds, struct data_inflight *node)
+{
+    node->cookie = ((uint64_t)ds->shard << 56) | ++ds->next_cookie;
+    node->prev = NULL;
+    node->next = ds->inflight;
+    if (ds->inflight) ds->inflight->prev = node;
+    ds->inflight = node;
+}
+
+void data_inflight_remove(data_shard *ds, struct data_inflight *node)
+{
+    if (node->prev)
+        node->prev->next = node->next;
+    else if (ds->inflight == node)
+        ds->inflight = node->next;
+    if (node->next) node->next->prev = node->prev;
+    node->prev = node->next = NULL;
+}
+
+struct data_inflight *data_inflight_find(data_shard *ds, uint64_t cookie)
+{
+    for (struct data_inflight *n = ds->inflight; n; n = n->next)
+        if (n->cookie == cookie) return n;
+    return NULL;
+}
+
 static void data_shard_stop(reactor_shard *self, void *arg)
 {
     data_shard *ds = arg;
+    /* Answer or abandon the requests still in flight (bounded: each pass removes one). */
+    for (int guard = 0; ds->inflight && guard < 10000000; guard++) {
+        struct data_inflight *n = ds->inflight;
+        if (n->on_shutdown && n->on_shutdown(n)) {
+            if (ds->inflight == n) data_inflight_remove(ds, n); /* defensive */
+            continue;
+        }
+        data_inflight_remove(ds, n);
+        pthread_mutex_lock(&g_mu);
+        n->next = g_abandoned;
+        g_abandoned = n;
+        pthread_mutex_unlock(&g_mu);
+    }
     reactor_timer_cancel(self, &ds->retry_timer);
     reactor_timer_cancel(self, &ds->housekeep_timer);
     pm_destroy(&ds->pm);
@@ -190,6 +230,7 @@ int data_shard_start(reactor_shard *self, struct data_plane *dp)
     if (err) goto fail;
     err = pm_reconcile(&ds->pm, &ds->topics);
     if (err) goto fail;
+    if (ds->shard == 0) pm_sweep_deleted(&ds->pm, &ds->topics); /* e.g. a crash mid-delete */
     err = reactor_on_shutdown(self, data_shard_stop, ds);
     if (err) goto fail;
     reactor_timer_add(self, &ds->housekeep_timer, io_now_ns(ds->io) + DATA_HOUSEKEEP_NS, NULL);
@@ -273,6 +314,7 @@ static void op_ack_msg(reactor_shard *self, const struct reactor_msg *msg)
     if (--ds->op_acks_left > 0) return;
     struct data_topic_op *op = ds->op_running;
     ds->op_running = NULL;
+    pm_sweep_deleted(&ds->pm, &ds->topics); /* every shard has closed what was deleted */
     free(ds->op_blob);
     ds->op_blob = NULL;
     data_send(ds, op->from_shard, op_done_msg, op, 0, 0);

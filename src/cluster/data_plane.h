@@ -41,6 +41,20 @@ struct data_pending_msg {
     struct reactor_msg msg;
 };
 
+/*
+ * A deferred request of the data-path handlers, registered on its connection's shard from
+ * dispatch until it is answered: messages from other shards can find it by cookie (never by
+ * pointer: it may be gone), and shutdown knows it. At shutdown on_shutdown (if set) may answer
+ * it (returning true, after unregistering it); otherwise the request is abandoned: other shards
+ * may still hold pointers into it while the process exits, so it is never freed, but kept on a
+ * process-wide list (reachable, so leak checkers do not report it).
+ */
+struct data_inflight {
+    struct data_inflight *prev, *next;
+    uint64_t cookie;                                 /* unique on the shard; set by _add */
+    bool (*on_shutdown)(struct data_inflight *node); /* may be NULL */
+};
+
 /* One shard's data-path state. */
 typedef struct data_shard {
     reactor_shard *rs;
@@ -52,6 +66,8 @@ typedef struct data_shard {
     partition_manager pm;
     storage_cache *cache;
     struct data_pending_msg *pending_head, *pending_tail; /* sends waiting for ring space */
+    struct data_inflight *inflight; /* parked requests of this shard's connections */
+    uint64_t next_cookie;
     uint32_t pending_count;
     reactor_timer retry_timer;
     reactor_timer housekeep_timer;
@@ -99,6 +115,11 @@ data_shard *data_shard_ensure(const struct al_config *cfg);
  */
 int data_send(data_shard *ds, unsigned to, reactor_msg_fn fn, void *arg, uint64_t a,
               uint64_t b);
+
+/* Registers a parked request (assigns node->cookie), unregisters it, finds it by cookie. */
+void data_inflight_add(data_shard *ds, struct data_inflight *node);
+void data_inflight_remove(data_shard *ds, struct data_inflight *node);
+struct data_inflight *data_inflight_find(data_shard *ds, uint64_t cookie);
 
 /* ---- topic changes (run on shard 0, then copied to every shard) ---- */
 

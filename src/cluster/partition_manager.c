@@ -12,8 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define PM_REPLAY_READ_BYTES (1u << 20)
+#define PM_REPLAY_READ_BYTES (64u << 10) /* small: storage grows read buffers linearly */
 #define PM_REPLAY_MAX_POLLS 1000000 /* bound on io_poll rounds for one replay read */
+/* Producer state is rebuilt from at most the last this many offsets of a log: retries only
+ * ever concern a producer's last few batches, and a producer not seen in that window is
+ * "unknown" and accepted at any sequence, as Kafka does after its state expires. */
+#define PM_REPLAY_MAX_OFFSETS 100000
 
 static uint64_t pm_hash(const uint8_t id[16], int32_t partition)
 {
@@ -155,13 +159,14 @@ static void replay_read_done(storage_read *r)
 }
 
 /*
- * Rebuilds the producer state of p by reading every batch header of its log in offset order
- * (blocking: polls the shard's io for reads that go to disk). Returns 0 or the read error.
+ * Rebuilds the producer state of p by reading the batch headers of the tail of its log
+ * (PM_REPLAY_MAX_OFFSETS) in offset order (blocking: polls the shard's io for reads that go to
+ * disk). Returns 0 or the read error.
  */
 static int pm_replay_producers(partition_manager *pm, pm_partition *p)
 {
-    int64_t off = storage_log_start_offset(p->log);
     int64_t end = storage_log_high_offset(p->log);
+    int64_t off = AL_MAX(storage_log_start_offset(p->log), end - PM_REPLAY_MAX_OFFSETS);
     int64_t batches = 0;
     while (off < end) {
         struct replay_wait wait = {false};
@@ -358,9 +363,7 @@ static int rm_tree(io *ioh, const char *path, int depth)
     return err ? err : e;
 }
 
-/* Deletes the on-disk directories of topics this shard has no partition of any more. Only
- * shard 0 does this sweep, after every shard closed its partitions of deleted topics. */
-static void pm_sweep_dirs(partition_manager *pm, const topic_table *tt)
+void pm_sweep_deleted(partition_manager *pm, const topic_table *tt)
 {
     char kdir[1200];
     snprintf(kdir, sizeof(kdir), "%s/kafka", pm->data_dir);
@@ -419,7 +422,6 @@ int pm_reconcile(partition_manager *pm, const topic_table *tt)
             if (err && !first_err) first_err = err;
         }
     }
-    if (pm->shard == 0) pm_sweep_dirs(pm, tt);
     return first_err;
 }
 

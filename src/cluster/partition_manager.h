@@ -93,6 +93,13 @@ void pm_destroy(partition_manager *pm);
  */
 int pm_reconcile(partition_manager *pm, const topic_table *tt);
 
+/*
+ * Removes the directories under <data_dir>/kafka of topics that are not in tt (deleted, or a
+ * previous incarnation of a re-created name). Call on shard 0 only, after every shard has
+ * reconciled with tt (so no log of those topics is still open anywhere). Errors are logged.
+ */
+void pm_sweep_deleted(partition_manager *pm, const topic_table *tt);
+
 /* The open partition (topic id, partition) owned by this shard, or NULL. */
 pm_partition *pm_find(partition_manager *pm, const uint8_t topic_id[16], int32_t partition);
 

@@ -302,11 +302,13 @@ struct alter_ctx {
     int32_t *item_of;
     int32_t nres;
     struct data_topic_op op;
+    struct data_inflight inflight;
 };
 
 static void alter_done(struct data_topic_op *op)
 {
     struct alter_ctx *ctx = op->ctx;
+    data_inflight_remove(data_shard_self(), &ctx->inflight);
     for (int32_t i = 0; i < ctx->nres; i++) {
         int32_t k = ctx->item_of[i];
         if (k < 0) continue;
@@ -407,6 +409,7 @@ static int alter_run(kafka_req *req, struct alter_ctx *ctx, const int8_t *types,
         int rc = kafka_req_respond(req, ctx->resp);
         return rc < 0 ? rc : KAFKA_DONE;
     }
+    data_inflight_add(ds, &ctx->inflight);
     int rc = data_topic_submit(ds, &ctx->op);
     return rc ? rc : KAFKA_DEFERRED;
 }

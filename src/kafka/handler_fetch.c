@@ -7,13 +7,15 @@
  *   READ   S reads whole batches from fetch_offset up to the partition's byte limit (at least
  *          one batch) and trims them to the high watermark (durable offset + 1: only fsynced
  *          data is visible). OFFSET_OUT_OF_RANGE below the log start or above the HW.
- *   ARM    S arms a watch that fires when the partition's HW passes what the READ saw; firing
- *          sends FIRED to C (unsolicited, before any later reply on the same ring).
- *   DISARM S removes the watch if it has not fired.
+ *   ARM    S arms a watch of its own (allocated on S, never pointing into the request) that
+ *          fires when the partition's HW passes what the READ saw; firing sends FIRED with the
+ *          request's cookie to C, which looks the request up by cookie and ignores it if gone.
+ *   CANCEL (fire and forget) S drops the watches of a cookie.
  * Long poll: if the first READ gathered fewer than min_bytes (and no partition has an error)
- * and max_wait_ms > 0, C arms every partition plus a timer; the first FIRED or the timer makes
- * C disarm everything, then READ again and answer. Messages between two shards are FIFO, so
- * once every DISARM reply is in, nothing more arrives for this request.
+ * and max_wait_ms > 0, C arms every partition plus a timer and registers the request as
+ * parked (data_inflight); the first FIRED or the timer makes C cancel the watches, READ again
+ * and answer. A request parked at shutdown is answered at once (no remote shard holds a
+ * pointer into it while parked).
  *
  * Byte limits: each partition reads at most PartitionMaxBytes; when gathering, partitions
  * whose data would pass MaxBytes are answered empty, except that the first partition with
@@ -30,8 +32,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
-enum { FETCH_READ = 1, FETCH_ARM, FETCH_DISARM };
-enum { PHASE_READ1 = 1, PHASE_ARMING, PHASE_WAITING, PHASE_DISARMING, PHASE_READ2 };
+enum { FETCH_READ = 1, FETCH_ARM, FETCH_CANCEL };
+enum { PHASE_READ1 = 1, PHASE_ARMING, PHASE_WAITING, PHASE_READ2, PHASE_DONE };
 
 struct fetch_ctx;
 
@@ -51,7 +53,7 @@ struct fetch_part {
     size_t len;
     /* S side */
     storage_read rd;
-    pm_watch watch;
+    pm_partition *held;      /* held across an asynchronous read */
 };
 
 struct fetch_ctx {
@@ -62,6 +64,7 @@ struct fetch_ctx {
     int phase;
     bool woken, timed_out;
     reactor_timer timer;
+    struct data_inflight parked; /* registered while armed */
     int32_t nparts;
     struct fetch_part *parts;
     kafka_FetchResponse resp;
@@ -110,8 +113,8 @@ static void fetch_read_done(storage_read *r)
     data_shard *ds = data_shard_self();
     pm_partition *p = pm_find(&ds->pm, fp->topic_id, fp->partition);
     /* The hold taken before the read keeps the partition struct alive even if deleted. */
-    pm_partition *held = (pm_partition *)fp->watch.ctx;
-    fp->watch.ctx = NULL;
+    pm_partition *held = fp->held;
+    fp->held = NULL;
     bool alive = pm_release(held);
     if (!alive || !p) {
         storage_read_release(r);
@@ -154,7 +157,7 @@ static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
         int rc = storage_log_read(p->log, &fp->rd);
         if (rc == 0) {
             pm_hold(p);
-            fp->watch.ctx = p; /* the watch is idle during a READ: borrow its ctx */
+            fp->held = p;
             return;
         }
         if (rc < 0) {
@@ -169,11 +172,33 @@ static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
     fetch_reply(ds, fp);
 }
 
+/* A watch owned by the partition's shard. */
+struct fetch_watch {
+    pm_watch w;
+    unsigned conn_shard;
+    uint64_t cookie;
+    struct fetch_watch *prev, *next; /* the shard's list, for CANCEL */
+};
+
+static _Thread_local struct fetch_watch *tls_watches;
+
+static void fetch_watch_unlink(struct fetch_watch *fw)
+{
+    if (fw->prev)
+        fw->prev->next = fw->next;
+    else if (tls_watches == fw)
+        tls_watches = fw->next;
+    if (fw->next) fw->next->prev = fw->prev;
+    fw->prev = fw->next = NULL;
+}
+
 static void fetch_watch_fired(pm_watch *w)
 {
-    struct fetch_part *fp = w->ctx;
+    struct fetch_watch *fw = AL_CONTAINER_OF(w, struct fetch_watch, w);
     data_shard *ds = data_shard_self();
-    if (ds) data_send(ds, fp->ctx->conn_shard, fetch_fired_msg, fp, 0, 0);
+    if (ds) data_send(ds, fw->conn_shard, fetch_fired_msg, NULL, fw->cookie, 0);
+    fetch_watch_unlink(fw);
+    free(fw);
 }
 
 static void fetch_part_msg(reactor_shard *self, const struct reactor_msg *msg)
@@ -187,22 +212,38 @@ static void fetch_part_msg(reactor_shard *self, const struct reactor_msg *msg)
         return;
     case FETCH_ARM: {
         pm_partition *p = pm_find(&ds->pm, fp->topic_id, fp->partition);
-        fp->watch.cb = fetch_watch_fired;
-        fp->watch.ctx = fp;
-        fp->watch.part = NULL;
+        struct fetch_watch *fw = calloc(1, sizeof(*fw));
+        AL_ASSERT(fw != NULL);
+        fw->w.cb = fetch_watch_fired;
+        fw->conn_shard = fp->ctx->conn_shard;
+        fw->cookie = msg->b;
+        fw->next = tls_watches;
+        if (tls_watches) tls_watches->prev = fw;
+        tls_watches = fw;
         if (p)
-            pm_watch_arm(p, &fp->watch, fp->hw);
+            pm_watch_arm(p, &fw->w, fp->hw);
         else
-            fetch_watch_fired(&fp->watch); /* gone: wake the fetch so it answers */
+            fetch_watch_fired(&fw->w); /* gone: wake the fetch so it answers */
         fetch_reply(ds, fp);
         return;
     }
-    case FETCH_DISARM:
-        pm_watch_disarm(&fp->watch);
-        fetch_reply(ds, fp);
-        return;
     }
     AL_PANIC("fetch: unknown op %" PRIu64, msg->a);
+}
+
+/* On an owner shard: drop the watches of a finished (or finishing) fetch. */
+static void fetch_cancel_msg(reactor_shard *self, const struct reactor_msg *msg)
+{
+    struct fetch_watch *fw = tls_watches;
+    for (uint64_t guard = 0; fw && guard < (1ull << 32); guard++) {
+        struct fetch_watch *next = fw->next;
+        if (fw->cookie == msg->a) {
+            pm_watch_disarm(&fw->w);
+            fetch_watch_unlink(fw);
+            free(fw);
+        }
+        fw = next;
+    }
 }
 
 /* ---- connection shard ---- */
@@ -254,30 +295,71 @@ static bool fetch_has_error(const struct fetch_ctx *ctx)
 static void fetch_respond(struct fetch_ctx *ctx)
 {
     reactor_timer_cancel(ctx->ds->rs, &ctx->timer);
+    if (ctx->parked.cookie) {
+        data_inflight_remove(ctx->ds, &ctx->parked);
+        ctx->parked.cookie = 0;
+    }
+    ctx->phase = PHASE_DONE;
     fetch_gather(ctx);
-    kafka_req_respond(ctx->req, &ctx->resp); /* encodes now: the data can go */
-    fetch_free_data(ctx);
+    /* Responding may free the request (and ctx, in its arena) at once when the connection is
+     * gone: take the record buffers out first; the response is encoded by then. */
+    int32_t n = 0;
+    uint8_t **bufs = malloc(sizeof(*bufs) * (size_t)AL_MAX(ctx->nparts, 1));
+    if (bufs) {
+        for (int32_t i = 0; i < ctx->nparts; i++)
+            if (ctx->parts[i].data) bufs[n++] = ctx->parts[i].data;
+    } else {
+        fetch_free_data(ctx);
+        for (int32_t i = 0; i < ctx->nparts; i++) {
+            ctx->parts[i].out->Records.ptr = NULL;
+            ctx->parts[i].out->Records.len = 0;
+        }
+    }
+    kafka_req_respond(ctx->req, &ctx->resp);
+    for (int32_t i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+}
+
+/* The wait is over (woken or timed out): cancel the watches everywhere, read again. */
+static void fetch_end_wait(struct fetch_ctx *ctx)
+{
+    bool sent[256] = {false};
+    for (int32_t i = 0; i < ctx->nparts; i++) {
+        struct fetch_part *fp = &ctx->parts[i];
+        if (!fp->routed) continue;
+        if (fp->owner < 256 && sent[fp->owner]) continue;
+        if (fp->owner < 256) sent[fp->owner] = true;
+        data_send(ctx->ds, fp->owner, fetch_cancel_msg, NULL, ctx->parked.cookie, 0);
+    }
+    ctx->phase = PHASE_READ2;
+    fetch_round(ctx, FETCH_READ);
 }
 
 static void fetch_timer_fire(reactor_timer *t)
 {
     struct fetch_ctx *ctx = t->ctx;
     ctx->timed_out = true;
-    if (ctx->phase == PHASE_WAITING) {
-        ctx->phase = PHASE_DISARMING;
-        fetch_round(ctx, FETCH_DISARM);
-    }
+    if (ctx->phase == PHASE_WAITING) fetch_end_wait(ctx);
 }
 
 static void fetch_fired_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
-    struct fetch_part *fp = msg->arg;
-    struct fetch_ctx *ctx = fp->ctx;
+    data_shard *ds = data_shard_self();
+    struct data_inflight *n = ds ? data_inflight_find(ds, msg->a) : NULL;
+    if (!n) return; /* answered already */
+    struct fetch_ctx *ctx = AL_CONTAINER_OF(n, struct fetch_ctx, parked);
     ctx->woken = true;
-    if (ctx->phase == PHASE_WAITING) {
-        ctx->phase = PHASE_DISARMING;
-        fetch_round(ctx, FETCH_DISARM);
-    }
+    if (ctx->phase == PHASE_WAITING) fetch_end_wait(ctx);
+}
+
+/* Shutdown of the connection's shard: a parked fetch is answered (nothing points into it);
+ * one with a round in flight is abandoned. */
+static bool fetch_on_shutdown(struct data_inflight *n)
+{
+    struct fetch_ctx *ctx = AL_CONTAINER_OF(n, struct fetch_ctx, parked);
+    if (ctx->phase != PHASE_WAITING) return false;
+    fetch_respond(ctx);
+    return true;
 }
 
 /* A round is complete: decide what comes next. */
@@ -300,16 +382,10 @@ static void fetch_round_done(struct fetch_ctx *ctx)
         return;
     }
     case PHASE_ARMING:
-        if (ctx->woken || ctx->timed_out) {
-            ctx->phase = PHASE_DISARMING;
-            fetch_round(ctx, FETCH_DISARM);
-        } else {
+        if (ctx->woken || ctx->timed_out)
+            fetch_end_wait(ctx);
+        else
             ctx->phase = PHASE_WAITING;
-        }
-        return;
-    case PHASE_DISARMING:
-        ctx->phase = PHASE_READ2;
-        fetch_round(ctx, FETCH_READ);
         return;
     case PHASE_READ2:
         fetch_respond(ctx);
@@ -338,7 +414,7 @@ static void fetch_round(struct fetch_ctx *ctx, int op)
             fp->len = 0;
         }
         ctx->pending++;
-        data_send(ctx->ds, fp->owner, fetch_part_msg, fp, (uint64_t)op, 0);
+        data_send(ctx->ds, fp->owner, fetch_part_msg, fp, (uint64_t)op, ctx->parked.cookie);
     }
     if (--ctx->pending == 0) fetch_round_done(ctx);
 }
@@ -415,6 +491,8 @@ int kafka_handle_fetch(kafka_req *req)
     }
     ctx->nparts = np;
     ctx->phase = PHASE_READ1;
+    ctx->parked.on_shutdown = fetch_on_shutdown;
+    data_inflight_add(ds, &ctx->parked);
     fetch_round(ctx, FETCH_READ);
     return req->state == KAFKA_REQ_DONE ? KAFKA_DONE : KAFKA_DEFERRED;
 }

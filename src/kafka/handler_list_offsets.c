@@ -28,6 +28,8 @@ struct lo_job {
     int32_t partition;
     int64_t want_ts;
     int16_t version;
+    unsigned owner;
+    struct lo_job *next_send; /* jobs to send once everything is allocated */
     /* owner side */
     int64_t hw;
     int64_t best_offset, best_ts; /* -3: the max so far */
@@ -41,6 +43,7 @@ struct lo_ctx {
     unsigned conn_shard;
     int32_t pending;
     kafka_ListOffsetsResponse resp;
+    struct data_inflight inflight;
 };
 
 static void lo_done_msg(reactor_shard *self, const struct reactor_msg *msg)
@@ -48,7 +51,10 @@ static void lo_done_msg(reactor_shard *self, const struct reactor_msg *msg)
     struct lo_job *job = msg->arg;
     struct lo_ctx *ctx = job->ctx;
     AL_ASSERT(ctx->pending > 0);
-    if (--ctx->pending == 0) kafka_req_respond(ctx->req, &ctx->resp);
+    if (--ctx->pending == 0) {
+        data_inflight_remove(data_shard_self(), &ctx->inflight);
+        kafka_req_respond(ctx->req, &ctx->resp);
+    }
 }
 
 static void lo_reply(data_shard *ds, struct lo_job *job)
@@ -242,6 +248,7 @@ int kafka_handle_list_offsets(kafka_req *req)
     ctx->resp.Topics = tr;
     ctx->resp.Topics_count = nt;
     ctx->pending = 1;
+    struct lo_job *to_send = NULL;
     for (int32_t i = 0; i < nt; i++) {
         const kafka_ListOffsetsRequest_ListOffsetsTopic *q = &in->Topics[i];
         int32_t np = AL_MAX(q->Partitions_count, 0);
@@ -284,11 +291,18 @@ int kafka_handle_list_offsets(kafka_req *req)
             job->partition = qp->PartitionIndex;
             job->want_ts = qp->Timestamp;
             job->version = req->api_version;
-            ctx->pending++;
-            data_send(ds, data_owner(ds, t, qp->PartitionIndex), lo_job_msg, job, 0, 0);
+            job->owner = data_owner(ds, t, qp->PartitionIndex);
+            job->next_send = to_send;
+            to_send = job;
         }
     }
+    data_inflight_add(ds, &ctx->inflight);
+    for (struct lo_job *job = to_send; job; job = job->next_send) {
+        ctx->pending++;
+        data_send(ds, job->owner, lo_job_msg, job, 0, 0);
+    }
     if (--ctx->pending == 0) {
+        data_inflight_remove(ds, &ctx->inflight);
         int rc = kafka_req_respond(req, &ctx->resp);
         return rc < 0 ? rc : KAFKA_DONE;
     }

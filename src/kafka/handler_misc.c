@@ -41,6 +41,7 @@ struct pjob {
     int16_t err;       /* out */
     int64_t r1, r2;    /* out */
     void *out;         /* the response slot, filled by the finisher on C */
+    unsigned owner;
 };
 
 struct pfan {
@@ -51,7 +52,15 @@ struct pfan {
     void *resp;
     struct pjob *jobs;
     int32_t njobs;
+    struct data_inflight inflight;
 };
+
+/* Answers a fan-out's request (unregistering it first: the answer may free it). */
+static void pfan_respond(struct pfan *fan)
+{
+    data_inflight_remove(data_shard_self(), &fan->inflight);
+    kafka_req_respond(fan->req, fan->resp);
+}
 
 static void pfan_done_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
@@ -101,13 +110,19 @@ static void pfan_add(struct pfan *fan, data_shard *ds, const topic *t, int32_t p
     job->run = run;
     job->arg = arg;
     job->out = out;
-    fan->pending++;
-    data_send(ds, data_owner(ds, t, partition), pfan_run_msg, job, 0, 0);
+    job->owner = data_owner(ds, t, partition);
 }
 
-/* Drops the creation hold; returns KAFKA_DONE if everything finished already. */
+/* Sends the jobs (everything is allocated by now, nothing fails after this) and drops the
+ * creation hold; returns KAFKA_DONE if everything finished already. */
 static int pfan_go(struct pfan *fan)
 {
+    data_shard *ds = data_shard_self();
+    data_inflight_add(ds, &fan->inflight);
+    for (int32_t i = 0; i < fan->njobs; i++) {
+        fan->pending++;
+        data_send(ds, fan->jobs[i].owner, pfan_run_msg, &fan->jobs[i], 0, 0);
+    }
     if (--fan->pending == 0) {
         fan->finish(fan);
         return KAFKA_DONE;
@@ -181,7 +196,7 @@ static void dr_finish(struct pfan *fan)
         r->ErrorCode = fan->jobs[i].err;
         r->LowWatermark = fan->jobs[i].err ? -1 : fan->jobs[i].r1;
     }
-    kafka_req_respond(fan->req, fan->resp);
+    pfan_respond(fan);
 }
 
 int kafka_handle_delete_records(kafka_req *req)
@@ -237,7 +252,7 @@ static void ld_finish(struct pfan *fan)
         kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *r = fan->jobs[i].out;
         r->PartitionSize = fan->jobs[i].err ? 0 : fan->jobs[i].r1;
     }
-    kafka_req_respond(fan->req, fan->resp);
+    pfan_respond(fan);
 }
 
 int kafka_handle_describe_log_dirs(kafka_req *req)
@@ -344,7 +359,7 @@ static void ofle_finish(struct pfan *fan)
             r->EndOffset = fan->jobs[i].r2;
         }
     }
-    kafka_req_respond(fan->req, fan->resp);
+    pfan_respond(fan);
 }
 
 int kafka_handle_offset_for_leader_epoch(kafka_req *req)
@@ -409,6 +424,7 @@ struct pid_ctx {
     int64_t out_id;
     int16_t out_epoch;
     int16_t kafka_err;
+    struct data_inflight inflight;
 };
 
 /* Shard 0's producer id allocator, created at first use from the persisted block end. */
@@ -467,6 +483,7 @@ static int pid_reserve(data_shard *ds)
 static void pid_done_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
     struct pid_ctx *ctx = msg->arg;
+    data_inflight_remove(data_shard_self(), &ctx->inflight);
     kafka_InitProducerIdResponse out;
     kafka_InitProducerIdResponse_init(&out);
     if (ctx->rc) {
@@ -526,6 +543,7 @@ int kafka_handle_init_producer_id(kafka_req *req)
     ctx->cur_id = req->api_version >= 3 ? in->ProducerId : -1;
     ctx->cur_epoch = req->api_version >= 3 ? in->ProducerEpoch : -1;
     ctx->now_ms = io_wall_ms(ds->io);
+    data_inflight_add(ds, &ctx->inflight);
     int rc = data_send(ds, 0, pid_run_msg, ctx, 0, 0);
     return rc ? rc : KAFKA_DEFERRED;
 }

@@ -29,6 +29,7 @@ struct produce_job {
     size_t len;
     int16_t acks;
     int16_t version;
+    unsigned owner;
     storage_waiter waiter;
 };
 
@@ -37,11 +38,13 @@ struct produce_ctx {
     unsigned conn_shard;
     int32_t pending;
     kafka_ProduceResponse resp;
+    struct data_inflight inflight;
 };
 
 static void produce_finish(struct produce_ctx *ctx)
 {
     kafka_req *req = ctx->req;
+    data_inflight_remove(data_shard_self(), &ctx->inflight);
     const kafka_ProduceRequest *in = req->msg;
     if (in->Acks == 0) {
         kafka_req_respond_none(req);
@@ -293,9 +296,14 @@ int kafka_handle_produce(kafka_req *req)
             job->len = pd->Records.len > 0 ? (size_t)pd->Records.len : 0;
             job->acks = in->Acks;
             job->version = req->api_version;
-            ctx->pending++;
-            data_send(ds, data_owner(ds, t, pd->Index), produce_job_msg, job, 0, 0);
+            job->owner = data_owner(ds, t, pd->Index);
         }
+    }
+    /* Everything is allocated: from here on nothing fails, so the jobs can go out. */
+    data_inflight_add(ds, &ctx->inflight); /* abandoned, not freed, if the shard stops */
+    for (int32_t i = 0; i < j; i++) {
+        ctx->pending++;
+        data_send(ds, jobs[i].owner, produce_job_msg, &jobs[i], 0, 0);
     }
     if (--ctx->pending == 0) {
         produce_finish(ctx);

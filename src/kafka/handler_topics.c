@@ -45,6 +45,7 @@ static bool str_to_buf(kafka_str s, char *buf, size_t cap)
 
 struct md_ctx {
     kafka_req *req;
+    struct data_inflight inflight;
     struct data_topic_op op;
     struct data_topic_item *items;
     int32_t *item_of; /* per requested topic: index into items, or -1 */
@@ -147,6 +148,7 @@ static int md_respond(kafka_req *req)
 static void md_created(struct data_topic_op *op)
 {
     struct md_ctx *ctx = op->ctx;
+    data_inflight_remove(data_shard_self(), &ctx->inflight);
     for (int32_t i = 0; i < op->n; i++)
         if (op->items[i].err && op->items[i].err != AL_EEXISTS)
             log_warn("kafka", "auto-creating topic %s failed: %s", op->items[i].name,
@@ -204,6 +206,7 @@ int kafka_handle_metadata_topics(kafka_req *req)
     ctx->op.n = k;
     ctx->op.done = md_created;
     ctx->op.ctx = ctx;
+    data_inflight_add(ds, &ctx->inflight);
     int rc = data_topic_submit(ds, &ctx->op);
     if (rc) return rc;
     return KAFKA_DEFERRED;
@@ -213,6 +216,7 @@ int kafka_handle_metadata_topics(kafka_req *req)
 
 struct ct_ctx {
     kafka_req *req;
+    struct data_inflight inflight;
     kafka_CreateTopicsResponse resp;
     struct data_topic_op op;
     int32_t *item_of; /* per response topic: index into op.items or -1 */
@@ -289,7 +293,9 @@ static void ct_finish(struct ct_ctx *ctx)
 
 static void ct_done(struct data_topic_op *op)
 {
-    ct_finish(op->ctx);
+    struct ct_ctx *ctx = op->ctx;
+    data_inflight_remove(data_shard_self(), &ctx->inflight);
+    ct_finish(ctx);
 }
 
 int kafka_handle_create_topics(kafka_req *req)
@@ -426,6 +432,7 @@ int kafka_handle_create_topics(kafka_req *req)
         ct_finish(ctx);
         return KAFKA_DONE;
     }
+    data_inflight_add(ds, &ctx->inflight);
     int rc = data_topic_submit(ds, &ctx->op);
     return rc ? rc : KAFKA_DEFERRED;
 }
@@ -434,6 +441,7 @@ int kafka_handle_create_topics(kafka_req *req)
 
 struct dt_ctx {
     kafka_req *req;
+    struct data_inflight inflight;
     kafka_DeleteTopicsResponse resp;
     struct data_topic_op op;
     int32_t *item_of;
@@ -442,6 +450,7 @@ struct dt_ctx {
 static void dt_done(struct data_topic_op *op)
 {
     struct dt_ctx *ctx = op->ctx;
+    data_inflight_remove(data_shard_self(), &ctx->inflight);
     for (int32_t i = 0; i < ctx->resp.Responses_count; i++) {
         int32_t k = ctx->item_of[i];
         if (k < 0) continue;
@@ -511,6 +520,7 @@ int kafka_handle_delete_topics(kafka_req *req)
         int rc = kafka_req_respond(req, &ctx->resp);
         return rc < 0 ? rc : KAFKA_DONE;
     }
+    data_inflight_add(ds, &ctx->inflight);
     int rc = data_topic_submit(ds, &ctx->op);
     return rc ? rc : KAFKA_DEFERRED;
 }
@@ -519,6 +529,7 @@ int kafka_handle_delete_topics(kafka_req *req)
 
 struct cp_ctx {
     kafka_req *req;
+    struct data_inflight inflight;
     kafka_CreatePartitionsResponse resp;
     struct data_topic_op op;
     int32_t *item_of;
@@ -527,6 +538,7 @@ struct cp_ctx {
 static void cp_done(struct data_topic_op *op)
 {
     struct cp_ctx *ctx = op->ctx;
+    data_inflight_remove(data_shard_self(), &ctx->inflight);
     for (int32_t i = 0; i < ctx->resp.Results_count; i++) {
         int32_t k = ctx->item_of[i];
         if (k < 0) continue;
@@ -604,6 +616,7 @@ int kafka_handle_create_partitions(kafka_req *req)
         int rc = kafka_req_respond(req, &ctx->resp);
         return rc < 0 ? rc : KAFKA_DONE;
     }
+    data_inflight_add(ds, &ctx->inflight);
     int rc = data_topic_submit(ds, &ctx->op);
     return rc ? rc : KAFKA_DEFERRED;
 }

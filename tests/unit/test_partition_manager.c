@@ -1,0 +1,259 @@
+/*
+ * test_partition_manager.c — the per-shard partition manager on the io_uring back end in
+ * test_tmpdir(): two managers (shards 0 and 1 of 2) split a topic table's partitions between
+ * them exactly; appends advance the high watermark only after the flush and wake watches;
+ * producer state is rebuilt from the log after a reopen (duplicates detected, sequence gaps
+ * refused); deleting a topic closes its partitions (a held one only at its last release) and
+ * removes its directory; a re-created topic of the same name starts empty.
+ */
+#include "cluster/partition_manager.h"
+#include "kafka/errors.h"
+#include "reactor/io.h"
+#include "storage/batch.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static io *g_io;
+
+static io *test_io(void)
+{
+    if (!g_io) {
+        struct io_uring_opts o = {.seed = test_seed()};
+        int rc = io_uring_create(&g_io, &o);
+        if (rc < 0) {
+            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
+            exit(77);
+        }
+    }
+    return g_io;
+}
+
+static const char *dir_for(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), name);
+    mkdir(path, 0755);
+    return path;
+}
+
+/* Builds a one-record batch (caller frees). pid -1: not idempotent. */
+static uint8_t *make_batch(int64_t pid, int16_t epoch, int32_t seq, size_t *len)
+{
+    storage_build_record r = {0, 0, "k", 1, "value", 5, NULL, 0};
+    storage_build_params p = {0, 0, 0, -1, 1700000000000, 1700000000000, pid, epoch, seq};
+    size_t cap = storage_batch_build_size(&r, 1);
+    uint8_t *b = malloc(cap);
+    int64_t n = storage_batch_build(b, cap, &p, &r, 1);
+    AL_ASSERT(n > 0);
+    *len = (size_t)n;
+    return b;
+}
+
+/* Polls the io until cond() or a bound. */
+static bool poll_until(bool (*cond)(void *), void *arg)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (cond(arg)) return true;
+        io_poll(test_io(), io_now_ns(test_io()) + 1000000);
+    }
+    return cond(arg);
+}
+
+static int fired;
+static void on_watch(pm_watch *w)
+{
+    fired++;
+}
+
+static bool hw_is(void *arg)
+{
+    pm_partition *p = arg;
+    return p->high_watermark >= 3;
+}
+
+TEST(split_between_shards_and_hw)
+{
+    const char *dir = dir_for("split");
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, test_io(), dir), 0);
+    CHECK_EQ(topic_table_create(&tt, "a", 8, 1, NULL, 0, false, NULL), 0);
+    CHECK_EQ(topic_table_create(&tt, "b", 5, 1, NULL, 0, false, NULL), 0);
+    partition_manager pm0, pm1;
+    CHECK_EQ(pm_init(&pm0, test_io(), 0, 2, dir, NULL), 0);
+    CHECK_EQ(pm_init(&pm1, test_io(), 1, 2, dir, NULL), 0);
+    CHECK_EQ(pm_reconcile(&pm0, &tt), 0);
+    CHECK_EQ(pm_reconcile(&pm1, &tt), 0);
+    CHECK_EQ(pm0.count + pm1.count, 13);
+    CHECK(pm0.count > 0 && pm1.count > 0);
+    for (int32_t i = 0; i < tt.n; i++) {
+        const topic *t = topic_table_at(&tt, i);
+        for (int32_t p = 0; p < t->partitions; p++) {
+            bool on0 = pm_find(&pm0, t->id, p) != NULL, on1 = pm_find(&pm1, t->id, p) != NULL;
+            CHECK(on0 != on1);
+            CHECK_EQ(on1, topic_partition_shard(t->id, p, 2) == 1);
+        }
+    }
+    /* Appends: the HW moves only when the flush completes; the watch fires then. */
+    const topic *a = topic_table_find(&tt, "a", 1);
+    partition_manager *own = pm_find(&pm0, a->id, 0) ? &pm0 : &pm1;
+    pm_partition *p = pm_find(own, a->id, 0);
+    CHECK_EQ(p->high_watermark, 0);
+    pm_watch w = {.cb = on_watch};
+    fired = 0;
+    pm_watch_arm(p, &w, 0);
+    CHECK_EQ(fired, 0);
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        uint8_t *b = make_batch(-1, 0, 0, &len);
+        storage_append_result res;
+        CHECK_EQ(storage_log_append(p->log, PM_LEADER_EPOCH, b, len, &res), 0);
+        CHECK_EQ(res.base_offset, i);
+        CHECK_EQ(pm_note_append(p, res.last_offset), 0);
+        free(b);
+    }
+    CHECK(p->high_watermark <= 3);
+    CHECK(poll_until(hw_is, p));
+    CHECK_EQ(p->high_watermark, 3);
+    CHECK_EQ(fired, 1);
+    CHECK(w.part == NULL);
+    /* Armed with a stale HW: fires at once. */
+    pm_watch_arm(p, &w, 1);
+    CHECK_EQ(fired, 2);
+    /* Disarm prevents a callback. */
+    pm_watch_arm(p, &w, 3);
+    pm_watch_disarm(&w);
+    pm_destroy(&pm0);
+    pm_destroy(&pm1);
+    topic_table_free(&tt);
+}
+
+TEST(producer_state_survives_reopen)
+{
+    const char *dir = dir_for("pstate");
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, test_io(), dir), 0);
+    CHECK_EQ(topic_table_create(&tt, "idem", 1, 1, NULL, 0, false, NULL), 0);
+    const topic *t = topic_table_find(&tt, "idem", 4);
+    partition_manager pm;
+    CHECK_EQ(pm_init(&pm, test_io(), 0, 1, dir, NULL), 0);
+    CHECK_EQ(pm_reconcile(&pm, &tt), 0);
+    pm_partition *p = pm_find(&pm, t->id, 0);
+    CHECK(p);
+    for (int32_t seq = 0; seq < 4; seq++) {
+        size_t len;
+        uint8_t *b = make_batch(42, 3, seq, &len);
+        struct producer_batch pb = {42, 3, seq, 1, 1700000000000};
+        int64_t dup;
+        CHECK_EQ(producer_state_check(&p->producers, &pb, &dup, NULL), PRODUCER_OK);
+        storage_append_result res;
+        CHECK_EQ(storage_log_append(p->log, PM_LEADER_EPOCH, b, len, &res), 0);
+        CHECK_EQ(producer_state_record(&p->producers, &pb, res.base_offset), 0);
+        CHECK_EQ(pm_note_append(p, res.last_offset), 0);
+        free(b);
+    }
+    CHECK(poll_until(hw_is, p));
+    pm_destroy(&pm); /* closes the log: everything above was flushed */
+
+    CHECK_EQ(pm_init(&pm, test_io(), 0, 1, dir, NULL), 0);
+    CHECK_EQ(pm_reconcile(&pm, &tt), 0);
+    p = pm_find(&pm, t->id, 0);
+    CHECK(p);
+    CHECK_EQ(p->high_watermark, 4);
+    const struct producer_entry *e = producer_state_find(&p->producers, 42);
+    CHECK(e != NULL);
+    CHECK_EQ(e->epoch, 3);
+    /* A retry of seq 2 is a duplicate answered with its original offset. */
+    struct producer_batch retry = {42, 3, 2, 1, 1700000000000};
+    int64_t dup = -1;
+    CHECK_EQ(producer_state_check(&p->producers, &retry, &dup, NULL), PRODUCER_DUPLICATE);
+    CHECK_EQ(dup, 2);
+    /* A gap is refused; the next sequence is accepted. */
+    struct producer_batch gap = {42, 3, 6, 1, 1700000000000};
+    CHECK_EQ(producer_state_check(&p->producers, &gap, &dup, NULL),
+             -KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    struct producer_batch next = {42, 3, 4, 1, 1700000000000};
+    CHECK_EQ(producer_state_check(&p->producers, &next, &dup, NULL), PRODUCER_OK);
+    pm_destroy(&pm);
+    topic_table_free(&tt);
+}
+
+TEST(delete_held_partition_and_recreate)
+{
+    const char *dir = dir_for("delete");
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, test_io(), dir), 0);
+    CHECK_EQ(topic_table_create(&tt, "gone", 2, 1, NULL, 0, false, NULL), 0);
+    uint8_t old_id[16];
+    memcpy(old_id, topic_table_find(&tt, "gone", 4)->id, 16);
+    partition_manager pm;
+    CHECK_EQ(pm_init(&pm, test_io(), 0, 1, dir, NULL), 0);
+    CHECK_EQ(pm_reconcile(&pm, &tt), 0);
+    pm_partition *p = pm_find(&pm, old_id, 1);
+    CHECK(p);
+    size_t len;
+    uint8_t *b = make_batch(-1, 0, 0, &len);
+    storage_append_result res;
+    CHECK_EQ(storage_log_append(p->log, PM_LEADER_EPOCH, b, len, &res), 0);
+    free(b);
+    char pdir[1200];
+    CHECK_EQ(pm_partition_dir(&pm, "gone", old_id, 1, pdir, sizeof(pdir)), 0);
+    struct stat st;
+    CHECK_EQ(stat(pdir, &st), 0);
+
+    pm_hold(p); /* e.g. a read in flight */
+    CHECK_EQ(topic_table_delete(&tt, "gone"), 0);
+    CHECK_EQ(pm_reconcile(&pm, &tt), 0);
+    CHECK_EQ(pm.count, 0);
+    CHECK(pm_find(&pm, old_id, 1) == NULL);
+    CHECK(p->removed); /* still allocated while held */
+    CHECK(!pm_release(p));
+    CHECK_EQ(stat(pdir, &st), 0); /* reconcile closes; the sweep removes */
+    pm_sweep_deleted(&pm, &tt);
+    CHECK(stat(pdir, &st) != 0);
+
+    CHECK_EQ(topic_table_create(&tt, "gone", 2, 1, NULL, 0, false, NULL), 0);
+    const topic *t = topic_table_find(&tt, "gone", 4);
+    CHECK(memcmp(t->id, old_id, 16) != 0);
+    CHECK_EQ(pm_reconcile(&pm, &tt), 0);
+    p = pm_find(&pm, t->id, 1);
+    CHECK(p);
+    CHECK_EQ(storage_log_high_offset(p->log), 0);
+    pm_destroy(&pm);
+    topic_table_free(&tt);
+}
+
+TEST(settings_from_configs)
+{
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, NULL, NULL), 0);
+    topic_config_kv kv[3] = {{"max.message.bytes", "5000"},
+                             {"message.timestamp.type", "LogAppendTime"},
+                             {"cleanup.policy", "compact,delete"}};
+    CHECK_EQ(topic_table_create(&tt, "s", 1, 1, kv, 3, false, (const uint8_t *)"0123456789abcdef"),
+             0);
+    const topic *t = topic_table_find(&tt, "s", 1);
+    pm_topic_settings s;
+    pm_settings_from_topic(t, &s);
+    CHECK_EQ(s.max_message_bytes, 5000);
+    CHECK(s.log_append_time);
+    CHECK(s.compact);
+    storage_log_config c;
+    pm_log_config_from_topic(t, &c);
+    CHECK_EQ(c.max_message_bytes, 5000);
+    CHECK_EQ(c.cleanup_policy, STORAGE_CLEANUP_COMPACT | STORAGE_CLEANUP_DELETE);
+    CHECK_EQ(topic_table_create(&tt, "d", 1, 1, NULL, 0, false, NULL), 0);
+    pm_settings_from_topic(topic_table_find(&tt, "d", 1), &s);
+    CHECK_EQ(s.max_message_bytes, 1048588);
+    CHECK(!s.log_append_time);
+    CHECK(!s.compact);
+    topic_table_free(&tt);
+}
+
+int main(int argc, char **argv)
+{
+    int rc = test_main(argc, argv);
+    if (g_io) io_destroy(g_io);
+    return rc;
+}
