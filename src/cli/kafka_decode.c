@@ -7,7 +7,7 @@
  *
  * Output: {"ok":true,"api_key":18,"api_name":"ApiVersions","api_version":3,
  *          "header_version":2,"correlation_id":1,"client_id":"rdkafka","body_bytes":19,
- *          "fields":{...a few per-API fields...}}
+ *          "fields":{...a few per-API fields...},"body":{...every field of the body...}}
  * or      {"ok":false,"error":"..."}.
  */
 #include "cli/commands.h"
@@ -163,6 +163,8 @@ int cmd_kafka_decode(int argc, char **argv)
     kd_print_str(stdout, h.ClientId);
     printf(",\"body_bytes\":%zu", body_bytes);
     kd_print_fields(key, body);
+    printf(",\"body\":");
+    kafka_struct_print_json(stdout, kafka_request_desc(key)->desc, ver, body);
     printf("}\n");
     rc = CLI_OK;
 out:

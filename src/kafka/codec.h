@@ -14,6 +14,8 @@
 
 #include "base/cursor.h"
 
+#include <stdio.h>
+
 typedef struct kafka_str {
     const char *ptr;
     int32_t len; /* -1 = null */
@@ -280,6 +282,10 @@ int kafka_struct_decode(const struct kafka_struct_desc *d, al_rd *rd, int16_t v,
 int kafka_struct_encode(const struct kafka_struct_desc *d, al_wr *wr, int16_t v,
                         const void *o);
 size_t kafka_struct_size(const struct kafka_struct_desc *d, int16_t v, const void *o);
+/* Prints struct o as one JSON object: the fields present in version v, with Kafka's names;
+ * bytes/records as {"len":N}, uuids as 32 hex digits, null values as null. Tools only. */
+void kafka_struct_print_json(FILE *out, const struct kafka_struct_desc *d, int16_t v,
+                             const void *o);
 
 /*
  * Test filler state: the generated kafka_M_fill_test functions (kafka_codec_fill.c) fill every
