@@ -79,7 +79,9 @@ int seg_tidx_add(tidx_ent **v, uint32_t *n, uint32_t *c, int64_t ts, uint32_t re
     return 0;
 }
 
-/* Records one batch (at pos, header h) in seg's indexes and summary fields. */
+/* Records one batch (at pos, header h) in seg's indexes and summary fields. The indexes are
+ * sparse: an entry that cannot be allocated is skipped (lookups then scan a little further),
+ * so this never fails. */
 static int seg_note_batch(storage_log *log, segment *seg, uint64_t pos,
                           const storage_batch_hdr *h)
 {
@@ -87,10 +89,11 @@ static int seg_note_batch(storage_log *log, segment *seg, uint64_t pos,
     if (h->max_timestamp > seg->max_ts) seg->max_ts = h->max_timestamp;
     if (seg->nidx == 0 || pos - seg->last_idx_pos >= log->cfg.index_interval_bytes) {
         uint32_t rel = (uint32_t)(h->base_offset - seg->base);
-        if (seg_idx_add(&seg->idx, &seg->nidx, &seg->cidx, rel, (uint32_t)pos) < 0 ||
-            seg_tidx_add(&seg->tidx, &seg->ntidx, &seg->ctidx, seg->max_ts, rel) < 0)
-            return -ENOMEM;
-        seg->last_idx_pos = pos;
+        if (seg_idx_add(&seg->idx, &seg->nidx, &seg->cidx, rel, (uint32_t)pos) == 0) {
+            if (seg_tidx_add(&seg->tidx, &seg->ntidx, &seg->ctidx, seg->max_ts, rel) < 0)
+                seg->nidx--; /* keep the two indexes on the same batches */
+            else seg->last_idx_pos = pos;
+        }
     }
     seg->last = last;
     return 0;
@@ -714,10 +717,12 @@ int storage_log_append(storage_log *log, int32_t term, void *buf, size_t len,
     int64_t nrec = 0;
     int nb = storage_batches_validate(buf, len, log->cfg.max_message_bytes, &nrec);
     if (nb < 0) return nb;
+    if (log->nospace_err) return -ENOSPC; /* unflushed data is about to be dropped */
     if (log->nospace && nospace_probe(log) < 0) return -ENOSPC;
     segment *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
     bool roll = !seg || seg->sealed || term != seg->term ||
                 (seg->size > 0 && seg->size + len > log->cfg.segment_bytes) ||
+                (seg->size > 0 && seg->size + len > UINT32_MAX) || /* u32 index positions */
                 (seg->size > 0 && log->cfg.segment_ms > 0 &&
                  io_wall_ms(log->io) - seg->created_ms >= log->cfg.segment_ms) ||
                 log->high + nrec - seg->base > INT32_MAX;
@@ -739,7 +744,7 @@ int storage_log_append(storage_log *log, int32_t term, void *buf, size_t len,
         h.base_offset = log->high;
         h.leader_epoch = term;
         memcpy(seg->buf + (pos - seg->bbase), p + off, sz);
-        if ((rc = seg_note_batch(log, seg, pos, &h)) < 0) return rc; /* only ENOMEM */
+        seg_note_batch(log, seg, pos, &h);
         if (log->cfg.cache)
             storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
                               storage_batch_last_offset(&h), p + off, sz);
@@ -1095,7 +1100,8 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
             break;
         }
         if (h.base_offset <= seg->last || h.base_offset < seg->base ||
-            h.leader_epoch != seg->term || storage_batch_last_offset(&h) - seg->base > INT32_MAX) {
+            h.leader_epoch != seg->term || storage_batch_last_offset(&h) - seg->base > INT32_MAX ||
+            pos + (uint64_t)sz > UINT32_MAX) {
             *cut = "a batch whose offset or term does not continue the segment";
             break;
         }
