@@ -14,6 +14,8 @@
  */
 #include "net/server.h"
 
+#include "net/frame.h"
+
 #include "base/log.h"
 #include "config/config.h"
 
@@ -289,25 +291,27 @@ static void conn_rbuf_compact(net_conn *c)
 static bool conn_cut_frames(net_conn *c)
 {
     net_server *srv = c->sh->srv;
-    for (int n = 0; n < PUMP_FRAMES && !c->closing; n++) {
-        size_t avail = c->rlen - c->rpos;
-        if (avail < 4) break;
-        int32_t size = (int32_t)al_be32(c->rbuf + c->rpos);
-        if (size < 0) {
+    for (int n = 0; n < PUMP_FRAMES && !c->closing && c->rbuf; n++) {
+        int32_t size;
+        int64_t whole = net_frame_next(c->rbuf + c->rpos, c->rlen - c->rpos, srv->max_frame,
+                                       &size);
+        if (whole == AL_EMALFORMED) {
             char why[96];
-            snprintf(why, sizeof(why), "negative frame size %d", size);
+            snprintf(why, sizeof(why), "negative frame size %d",
+                     (int32_t)al_be32(c->rbuf + c->rpos));
             conn_close(c, AL_LOG_WARN, why, 0);
             return false;
         }
-        if ((int64_t)size > srv->max_frame) {
+        if (whole == AL_ETOOLARGE) {
             char why[160];
             snprintf(why, sizeof(why),
-                     "frame of %d bytes exceeds kafka_max_frame_bytes (%" PRId64 ")", size,
-                     srv->max_frame);
+                     "frame of %u bytes exceeds kafka_max_frame_bytes (%" PRId64 ")",
+                     al_be32(c->rbuf + c->rpos), srv->max_frame);
             conn_close(c, AL_LOG_WARN, why, 0);
             return false;
         }
-        if (avail < 4 + (size_t)size) {
+        if (whole == 0) {
+            if (size < 0) break; /* not even the size yet */
             /* Make room for the whole frame; the receive side reads into it. */
             conn_rbuf_compact(c);
             if (conn_rbuf_reserve(c, 4 + (size_t)size)) {
@@ -376,11 +380,10 @@ static void conn_read(net_conn *c)
 {
     if (c->recv_pending || c->closing) return;
     if (!conn_can_take(c)) return;
-    size_t avail = c->rlen - c->rpos;
-    if (avail >= 4) {
-        int32_t size = (int32_t)al_be32(c->rbuf + c->rpos);
-        if (size >= 0 && avail >= 4 + (size_t)size) return; /* a whole frame is waiting */
-    }
+    int32_t size;
+    if (c->rbuf && net_frame_next(c->rbuf + c->rpos, c->rlen - c->rpos, c->sh->srv->max_frame,
+                                  &size) != 0)
+        return; /* a whole frame (or a bad prefix) is waiting to be handled */
     if (conn_rbuf_reserve(c, RBUF_MIN)) {
         conn_close(c, AL_LOG_ERROR, "out of memory for a receive buffer", -ENOMEM);
         return;
