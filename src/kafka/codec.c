@@ -52,6 +52,7 @@ static struct kafka_arena_block *kafka_arena_block_for(kafka_arena *a, size_t n)
 
 void *kafka_arena_alloc(kafka_arena *a, size_t n)
 {
+    if (!a) return NULL; /* decoding arrays without an arena: AL_ETOOLARGE, not a crash */
     size_t need = AL_ALIGN_UP(n ? n : 1, (size_t)KAFKA_ARENA_ALIGN);
     if (need < n || need > a->limit - AL_MIN(a->used, a->limit)) return NULL;
     struct kafka_arena_block *b = kafka_arena_block_for(a, need);

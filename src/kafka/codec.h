@@ -49,7 +49,7 @@ typedef struct kafka_arena {
 /* Sets up an empty arena that will hand out at most `limit` bytes. Allocates nothing. */
 void kafka_arena_init(kafka_arena *a, size_t limit);
 /* Returns n bytes aligned to 16 (n == 0 gives a valid non-NULL pointer), or NULL when the
- * limit would be passed or malloc fails. Memory is uninitialised. */
+ * limit would be passed, malloc fails or `a` is NULL. Memory is uninitialised. */
 void *kafka_arena_alloc(kafka_arena *a, size_t n);
 /* Forgets every allocation but keeps the blocks for reuse. */
 void kafka_arena_reset(kafka_arena *a);

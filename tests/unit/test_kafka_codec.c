@@ -633,6 +633,82 @@ TEST(arena_limit_reset_reuse)
     CHECK(a.head == NULL);
 }
 
+/* Throughput figures for the hot messages (printed, with only a loose sanity bound). */
+TEST(codec_speed_figures)
+{
+    static uint8_t records[1024];
+    kafka_ProduceRequest_PartitionProduceData part;
+    kafka_ProduceRequest_PartitionProduceData_init(&part);
+    part.Index = 3;
+    part.Records.ptr = records;
+    part.Records.len = sizeof(records);
+    kafka_ProduceRequest_TopicProduceData topic;
+    kafka_ProduceRequest_TopicProduceData_init(&topic);
+    topic.Name = kafka_str_from("orders");
+    topic.PartitionData = &part;
+    topic.PartitionData_count = 1;
+    kafka_ProduceRequest p;
+    kafka_ProduceRequest_init(&p);
+    p.Acks = -1;
+    p.TimeoutMs = 30000;
+    p.TopicData = &topic;
+    p.TopicData_count = 1;
+    uint8_t buf[2048];
+    al_wr wr = al_wr_make(buf, sizeof(buf));
+    CHECK_EQ(kafka_ProduceRequest_encode(&wr, 9, &p), 0);
+    size_t len = (size_t)(wr.p - buf);
+    kafka_arena a;
+    kafka_arena_init(&a, 1 << 20);
+    kafka_ProduceRequest back;
+    double t0 = now_s(), dt;
+    long n = 0;
+    do {
+        for (int i = 0; i < 1000; i++, n++) {
+            kafka_arena_reset(&a);
+            al_rd rd = al_rd_make(buf, len);
+            CHECK_EQ(kafka_ProduceRequest_decode(&rd, 9, &back, &a), 0);
+        }
+        dt = now_s() - t0;
+    } while (dt < 0.3 && n < 10000000);
+    printf("  ProduceRequest v9 decode (1 topic, 1 partition, 1 KiB records): %.0f ns\n",
+           dt * 1e9 / (double)n);
+    CHECK(kafka_ProduceRequest_equal(&p, &back));
+
+    enum { NP = 16 };
+    kafka_FetchResponse_PartitionData pd[NP];
+    for (int i = 0; i < NP; i++) {
+        kafka_FetchResponse_PartitionData_init(&pd[i]);
+        pd[i].PartitionIndex = i;
+        pd[i].HighWatermark = 1000 + i;
+        pd[i].Records.ptr = records;
+        pd[i].Records.len = 64;
+    }
+    kafka_FetchResponse_FetchableTopicResponse ft;
+    kafka_FetchResponse_FetchableTopicResponse_init(&ft);
+    ft.Topic = kafka_str_from("orders");
+    ft.Partitions = pd;
+    ft.Partitions_count = NP;
+    kafka_FetchResponse fr;
+    kafka_FetchResponse_init(&fr);
+    fr.Responses = &ft;
+    fr.Responses_count = 1;
+    t0 = now_s();
+    n = 0;
+    do {
+        for (int i = 0; i < 1000; i++, n++) {
+            size_t sz = kafka_FetchResponse_size(12, &fr);
+            wr = al_wr_make(buf, sizeof(buf));
+            CHECK_EQ(kafka_FetchResponse_encode(&wr, 12, &fr), 0);
+            CHECK_EQ((size_t)(wr.p - buf), sz);
+        }
+        dt = now_s() - t0;
+    } while (dt < 0.3 && n < 10000000);
+    printf("  FetchResponse v12 size+encode (16 partitions x 64 B records): %.0f ns\n",
+           dt * 1e9 / (double)n);
+    CHECK(dt * 1e9 / (double)n < 1e6); /* far above any sane figure; catches pathologies */
+    kafka_arena_free(&a);
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
