@@ -37,6 +37,11 @@ typedef struct kafka_uuid {
  * Arena: a bump allocator over a list of malloc'd blocks with a hard limit on the bytes it
  * hands out. Blocks are kept across kafka_arena_reset, so a connection that decodes one request
  * after another stops calling malloc once its arena has grown to its working size.
+ *
+ * Sizing: decoded arrays can take more memory than their wire bytes. Over every Kafka 3.8
+ * request the worst element is 16x (e.g. a FetchRequest v12 topic: 48 B struct for 3 wire
+ * bytes; a Metadata v0 topic: 32 B for 2), plus up to 15 B of alignment per array, so a limit
+ * of 32 x frame bytes (+ the top-level struct) decodes every valid request.
  */
 struct kafka_arena_block;
 typedef struct kafka_arena {
