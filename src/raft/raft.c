@@ -599,7 +599,7 @@ static void become_leader(raft_group *g)
     set_role(g, RAFT_LEADER, g->opt.self);
     g->transferee = RAFT_NODE_NONE;
     g->quorum_mark = g->clock;
-    g->elapsed_mark = g->clock;
+    g->hb_slot = g->last_now / g->opt.heartbeat_ms; /* the first appends go out now */
     g->n_pr = 0;
     pr_sync(g, g->last + 1);
     for (uint32_t i = 0; i < g->n_pr; i++) g->pr[i].next = g->last + 1;
@@ -913,8 +913,11 @@ static void leader_tick(raft_group *g)
             p->progress_mark = g->clock;
         }
     }
-    if (g->clock - g->elapsed_mark >= g->opt.heartbeat_ms) {
-        g->elapsed_mark = g->clock;
+    /* Heartbeats go out when the caller's clock enters a new heartbeat slot, so all the groups
+     * of a shard beat in the same tick and their heartbeats share one batch per peer. */
+    uint64_t slot = g->last_now / g->opt.heartbeat_ms;
+    if (slot != g->hb_slot) {
+        g->hb_slot = slot;
         for (uint32_t i = 0; i < g->n_pr; i++)
             if (send_append(g, &g->pr[i]) == 0) send_heartbeat(g, &g->pr[i]);
     } else {

@@ -293,7 +293,8 @@ typedef struct raft_group {
     uint64_t clock;
     uint64_t last_now;
     bool have_now;
-    uint64_t elapsed_mark;   /* election timer start / leader's heartbeat timer start */
+    uint64_t elapsed_mark;   /* election timer start */
+    uint64_t hb_slot;        /* leader: caller's now / heartbeat_ms at the last heartbeat */
     uint64_t quorum_mark;    /* leader: start of current check-quorum period */
     uint64_t leader_contact; /* last time we heard from a live leader (stickiness) */
     uint32_t timeout;        /* randomised election timeout */

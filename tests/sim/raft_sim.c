@@ -10,6 +10,8 @@
  *     entry;
  *   - acknowledged writes: a proposal acknowledged by its leader is committed, and at the end
  *     (after healing) is at its offset in every node's log.
+ * All of these per group; a seed may run up to SIM_MAX_GROUPS groups over the same nodes, whose
+ * heartbeats share one batch per node pair and whose actions share one scratch per node.
  */
 #include "raft_sim.h"
 
@@ -206,7 +208,7 @@ static const raft_log_ops sim_log_ops = {op_term_at, op_last, op_read};
 
 int64_t sim_term_at(sim *s, int i, int64_t off)
 {
-    return op_term_at(&s->nodes[i].log, off);
+    return op_term_at(&s->nodes[0][i].log, off);
 }
 
 /* ------------------------------------------------------------------ events */
@@ -287,7 +289,7 @@ static void net_send(sim *s, int from, const raft_msg *m)
                          ? s->f.delay_min + sim_below(s, s->f.delay_max - s->f.delay_min + 1)
                          : 1 + sim_below(s, 3);
         ev_push(s, (sim_event){.at = s->now + d, .type = 1, .node = to,
-                               .epoch = s->nodes[to].epoch, .bytes = b, .len = (uint32_t)sz,
+                               .epoch = s->host[to].epoch, .bytes = b, .len = (uint32_t)sz,
                                .a = corrupt});
     }
     if (!copies) free(buf);
@@ -295,109 +297,120 @@ static void net_send(sim *s, int from, const raft_msg *m)
 
 /* ------------------------------------------------------------------ invariants */
 
-static void cm_grow(sim *s, int64_t off)
+static void cm_grow(sim_grp *gr, int64_t off)
 {
-    if (off < s->cap_cm) return;
-    int64_t cap = s->cap_cm ? s->cap_cm : 1024;
+    if (off < gr->cap_cm) return;
+    int64_t cap = gr->cap_cm ? gr->cap_cm : 1024;
     while (cap <= off) cap *= 2;
-    s->cm = xrealloc(s->cm, sizeof(*s->cm) * (size_t)cap);
-    memset(s->cm + s->cap_cm, 0, sizeof(*s->cm) * (size_t)(cap - s->cap_cm));
-    s->cap_cm = cap;
+    gr->cm = xrealloc(gr->cm, sizeof(*gr->cm) * (size_t)cap);
+    memset(gr->cm + gr->cap_cm, 0, sizeof(*gr->cm) * (size_t)(cap - gr->cap_cm));
+    gr->cap_cm = cap;
 }
 
-/* Checks (and records) node i's entries up to its commit index against the committed record. */
-static void check_committed(sim *s, int i, int64_t commit)
+static uint64_t ent_hash(const raft_entry *e)
 {
-    sim_node *nd = &s->nodes[i];
+    return fnv(e->data, e->len) ^ (uint64_t)e->type;
+}
+
+/* Checks (and records) group gi's entries on node i up to its commit index against the
+ * committed record. */
+static void check_committed(sim *s, uint32_t gi, int i, int64_t commit)
+{
+    sim_node *nd = &s->nodes[gi][i];
+    sim_grp *gr = &s->grp[gi];
     sim_log *l = &nd->log;
     if (commit <= nd->verified) return;
     if (commit > ents_last(l->mem, l->n_mem)) {
-        /* a follower may learn a commit index before... never beyond what it verified */
-        sim_fail(s, "node %d commit %" PRId64 " beyond its log end %" PRId64, i, commit,
-                 ents_last(l->mem, l->n_mem));
+        sim_fail(s, "group %u node %d commit %" PRId64 " beyond its log end %" PRId64, gi, i,
+                 commit, ents_last(l->mem, l->n_mem));
         return;
     }
-    cm_grow(s, commit);
+    cm_grow(gr, commit);
     int64_t k = ents_find(l->mem, l->n_mem, nd->verified + 1);
     for (; k >= 0 && k < l->n_mem && l->mem[k].e.offset <= commit; k++) {
         const raft_entry *e = &l->mem[k].e;
-        uint64_t h = fnv(e->data, e->len) ^ (uint64_t)e->type;
+        uint64_t h = ent_hash(e);
         for (int64_t o = e->offset; o <= raft_entry_last(e) && o <= commit; o++) {
-            sim_committed *c = &s->cm[o];
+            sim_committed *c = &gr->cm[o];
             if (!c->term) {
                 c->term = e->term;
                 c->base = e->offset;
                 c->hash = h;
             } else if (c->term != e->term || c->base != e->offset || c->hash != h) {
-                sim_fail(s, "node %d: committed offset %" PRId64 " differs (term %" PRId64
-                            " vs %" PRId64 ", base %" PRId64 " vs %" PRId64 ")",
-                         i, o, e->term, c->term, e->offset, c->base);
+                sim_fail(s, "group %u node %d: committed offset %" PRId64 " differs (term %"
+                            PRId64 " vs %" PRId64 ", base %" PRId64 " vs %" PRId64 ")",
+                         gi, i, o, e->term, c->term, e->offset, c->base);
                 return;
             }
         }
     }
     nd->verified = commit;
-    if (commit > s->commit_max) s->commit_max = commit;
+    if (commit > gr->commit_max) gr->commit_max = commit;
 }
 
-/* Does node i's visible log hold every committed entry? */
-static bool has_all_committed(sim *s, int i, int64_t upto)
+/* Does group gi's log on node i hold every committed entry up to upto? */
+static bool has_all_committed(sim *s, uint32_t gi, int i, int64_t upto)
 {
-    sim_log *l = &s->nodes[i].log;
+    sim_log *l = &s->nodes[gi][i].log;
     for (int64_t o = 0; o <= upto; o++) {
         int64_t k = ents_find(l->mem, l->n_mem, o);
         if (k < 0) return false;
         const raft_entry *e = &l->mem[k].e;
-        const sim_committed *c = &s->cm[o];
-        if (c->term != e->term || c->base != e->offset) return false;
-        if (c->hash != (fnv(e->data, e->len) ^ (uint64_t)e->type)) return false;
+        const sim_committed *c = &s->grp[gi].cm[o];
+        if (c->term != e->term || c->base != e->offset || c->hash != ent_hash(e)) return false;
         o = raft_entry_last(e);
     }
     return true;
 }
 
-static void on_leader(sim *s, int i, int64_t term)
+static void on_leader(sim *s, uint32_t gi, int i, int64_t term)
 {
+    sim_grp *gr = &s->grp[gi];
     s->n_elections++;
-    if (term >= s->cap_terms) {
-        int64_t cap = s->cap_terms ? s->cap_terms : 64;
+    if (term >= gr->cap_terms) {
+        int64_t cap = gr->cap_terms ? gr->cap_terms : 64;
         while (cap <= term) cap *= 2;
-        s->leader_of = xrealloc(s->leader_of, sizeof(*s->leader_of) * (size_t)cap);
-        for (int64_t t = s->cap_terms; t < cap; t++) s->leader_of[t] = -1;
-        s->cap_terms = cap;
+        gr->leader_of = xrealloc(gr->leader_of, sizeof(*gr->leader_of) * (size_t)cap);
+        for (int64_t t = gr->cap_terms; t < cap; t++) gr->leader_of[t] = -1;
+        gr->cap_terms = cap;
     }
-    if (s->leader_of[term] != -1 && s->leader_of[term] != i)
-        sim_fail(s, "two leaders in term %" PRId64 ": %d and %d", term, s->leader_of[term], i);
-    s->leader_of[term] = i;
-    if (!has_all_committed(s, i, s->commit_max))
-        sim_fail(s, "leader %d of term %" PRId64 " lacks committed entries (commit_max %" PRId64
-                    ")", i, term, s->commit_max);
+    if (gr->leader_of[term] != -1 && gr->leader_of[term] != i)
+        sim_fail(s, "group %u: two leaders in term %" PRId64 ": %d and %d", gi, term,
+                 gr->leader_of[term], i);
+    gr->leader_of[term] = i;
+    if (!has_all_committed(s, gi, i, gr->commit_max))
+        sim_fail(s, "group %u: leader %d of term %" PRId64 " lacks committed entries (commit_max %"
+                    PRId64 ")", gi, i, term, gr->commit_max);
 }
 
-static void on_truncate(sim *s, int i, int64_t from)
+static void on_truncate(sim *s, uint32_t gi, int i, int64_t from)
 {
     s->n_truncates++;
-    sim_log *l = &s->nodes[i].log;
+    sim_log *l = &s->nodes[gi][i].log;
+    const sim_grp *gr = &s->grp[gi];
     for (int64_t k = ents_find(l->mem, l->n_mem, from); k >= 0 && k < l->n_mem; k++) {
         const raft_entry *e = &l->mem[k].e;
-        if (e->offset > s->commit_max) break;
-        const sim_committed *c = &s->cm[e->offset];
+        if (e->offset > gr->commit_max) break;
+        const sim_committed *c = &gr->cm[e->offset];
         if (c->term == e->term && c->base == e->offset)
-            sim_fail(s, "node %d truncates committed entry at %" PRId64, i, e->offset);
+            sim_fail(s, "group %u node %d truncates committed entry at %" PRId64, gi, i,
+                     e->offset);
     }
 }
 
-static void on_commit(sim *s, int i, int64_t commit)
+static void on_commit(sim *s, uint32_t gi, int i, int64_t commit)
 {
-    check_committed(s, i, commit);
-    sim_node *nd = &s->nodes[i];
+    check_committed(s, gi, i, commit);
+    sim_node *nd = &s->nodes[gi][i];
+    sim_grp *gr = &s->grp[gi];
     if (nd->g.role != RAFT_LEADER) return;
-    for (uint32_t p = 0; p < s->n_props; p++) {
-        sim_proposal *pr = &s->props[p];
+    for (uint32_t p = 0; p < gr->n_props; p++) {
+        sim_proposal *pr = &gr->props[p];
         if (pr->acked || pr->node != i || pr->term != nd->g.term || pr->offset > commit) continue;
         int64_t k = ents_find(nd->log.mem, nd->log.n_mem, pr->offset);
         if (k < 0 || nd->log.mem[k].e.term != pr->term) {
-            sim_fail(s, "leader %d lost its own proposal at %" PRId64, i, pr->offset);
+            sim_fail(s, "group %u: leader %d lost its own proposal at %" PRId64, gi, i,
+                     pr->offset);
             return;
         }
         pr->acked = true;
@@ -410,24 +423,28 @@ static void on_commit(sim *s, int i, int64_t commit)
 static void flush_batches(sim *s, int i)
 {
     raft_msg b;
-    while (raft_hb_batcher_take(&s->nodes[i].hb, &b) == 1) {
+    while (raft_hb_batcher_take(&s->host[i].hb, &b) == 1) {
         s->n_batches++;
+        s->n_batch_items += b.n_hb;
         net_send(s, i, &b);
     }
 }
 
-void sim_drain(sim *s, int i)
+/* Applies group gi's queued actions on node i. */
+static void drain_group(sim *s, uint32_t gi, int i)
 {
-    sim_node *nd = &s->nodes[i];
+    sim_node *nd = &s->nodes[gi][i];
+    sim_host *h = &s->host[i];
     raft_action a;
+    if (!nd->has_group) return;
     while (raft_action_next(&nd->g, &a) == 1) {
         switch (a.type) {
         case RAFT_ACT_PERSIST: nd->hs = a.hs; break;
         case RAFT_ACT_SEND: {
-            int rc = raft_hb_batcher_add(&nd->hb, &a.msg);
+            int rc = raft_hb_batcher_add(&h->hb, &a.msg);
             if (rc == AL_EFULL) {
                 flush_batches(s, i);
-                rc = raft_hb_batcher_add(&nd->hb, &a.msg);
+                rc = raft_hb_batcher_add(&h->hb, &a.msg);
             }
             if (rc == 0) net_send(s, i, &a.msg);
             break;
@@ -435,42 +452,49 @@ void sim_drain(sim *s, int i)
         case RAFT_ACT_APPEND:
             for (uint32_t k = 0; k < a.n; k++) log_append(&nd->log, &a.entries[k]);
             ev_push(s, (sim_event){.at = s->now + sim_below(s, s->f.disk_delay_max + 1),
-                                   .type = 2, .node = i, .epoch = nd->epoch,
+                                   .type = 2, .node = i, .grp = gi, .epoch = h->epoch,
                                    .a = raft_entry_last(&a.entries[a.n - 1]),
                                    .b = a.entries[a.n - 1].term});
             break;
         case RAFT_ACT_TRUNCATE:
-            on_truncate(s, i, a.offset);
+            on_truncate(s, gi, i, a.offset);
             log_truncate(&nd->log, a.offset);
             break;
         case RAFT_ACT_FLUSH:
             if (!nd->flush_pending) {
                 nd->flush_pending = true;
                 ev_push(s, (sim_event){.at = s->now + 1 + sim_below(s, s->f.disk_delay_max + 1),
-                                       .type = 3, .node = i, .epoch = nd->epoch});
+                                       .type = 3, .node = i, .grp = gi, .epoch = h->epoch});
             }
             break;
-        case RAFT_ACT_COMMIT: on_commit(s, i, a.offset); break;
+        case RAFT_ACT_COMMIT: on_commit(s, gi, i, a.offset); break;
         case RAFT_ACT_ROLE:
-            if (a.role == RAFT_LEADER) on_leader(s, i, a.term);
+            if (a.role == RAFT_LEADER) on_leader(s, gi, i, a.term);
             break;
         default: sim_fail(s, "unknown action %d", a.type);
         }
     }
+}
+
+void sim_drain(sim *s, int i)
+{
+    for (uint32_t gi = 0; gi < s->n_groups; gi++) drain_group(s, gi, i);
     flush_batches(s, i);
 }
 
 static uint64_t local_now(sim *s, int i)
 {
-    return (uint64_t)((int64_t)s->now + 1000000 + s->nodes[i].skew);
+    return (uint64_t)((int64_t)s->now + 1000000 + s->host[i].skew);
 }
 
-static void node_start(sim *s, int i)
+static void group_start(sim *s, uint32_t gi, int i)
 {
-    sim_node *nd = &s->nodes[i];
+    sim_node *nd = &s->nodes[gi][i];
     raft_options o = s->opt;
     o.self = i;
-    o.seed = s->seed * 31 + nd->epoch;
+    o.group = gi;
+    o.seed = s->seed * 31 + s->host[i].epoch;
+    o.scratch = &s->host[i].sc;
     int rc = raft_group_init(&nd->g, &o, &sim_log_ops, &nd->log, &nd->hs, &s->boot,
                              local_now(s, i));
     AL_ASSERT(rc == 0);
@@ -480,29 +504,37 @@ static void node_start(sim *s, int i)
             AL_ASSERT(raft_restore_config(&nd->g, e->offset, e->data, e->len) == 0);
     }
     nd->has_group = true;
-    nd->up = true;
     nd->verified = -1;
     nd->flush_pending = false;
 }
 
+static void node_start(sim *s, int i)
+{
+    for (uint32_t gi = 0; gi < s->n_groups; gi++) group_start(s, gi, i);
+    s->host[i].up = true;
+}
+
 void sim_crash(sim *s, int i)
 {
-    sim_node *nd = &s->nodes[i];
-    if (!nd->up) return;
+    sim_host *h = &s->host[i];
+    if (!h->up) return;
     s->n_crashes++;
-    nd->up = false;
-    nd->epoch++;
-    raft_group_free(&nd->g);
-    nd->has_group = false;
-    log_crash(s, &nd->log);
+    h->up = false;
+    h->epoch++;
+    for (uint32_t gi = 0; gi < s->n_groups; gi++) {
+        sim_node *nd = &s->nodes[gi][i];
+        raft_group_free(&nd->g);
+        nd->has_group = false;
+        log_crash(s, &nd->log);
+    }
     /* batched messages not yet sent are lost with the process */
     raft_msg b;
-    while (raft_hb_batcher_take(&nd->hb, &b) == 1) {}
+    while (raft_hb_batcher_take(&h->hb, &b) == 1) {}
 }
 
 void sim_restart(sim *s, int i)
 {
-    if (s->nodes[i].up) return;
+    if (s->host[i].up) return;
     node_start(s, i);
 }
 
@@ -513,17 +545,25 @@ void sim_partition(sim *s, uint32_t mask)
 
 int sim_init(sim *s, uint32_t n, uint64_t seed)
 {
-    return sim_init_conf(s, n, n, seed);
+    return sim_init_groups(s, n, n, 1, seed);
 }
 
 int sim_init_conf(sim *s, uint32_t n, uint32_t n_voters, uint64_t seed)
 {
+    return sim_init_groups(s, n, n_voters, 1, seed);
+}
+
+int sim_init_groups(sim *s, uint32_t n, uint32_t n_voters, uint32_t n_groups, uint64_t seed)
+{
     memset(s, 0, sizeof(*s));
     AL_ASSERT(n >= 1 && n <= SIM_MAX_NODES);
+    AL_ASSERT(n_groups >= 1 && n_groups <= SIM_MAX_GROUPS);
+    AL_ASSERT(n_voters >= 1 && n_voters <= n);
     s->n = n;
+    s->n_groups = n_groups;
     s->seed = seed;
     s->rng = seed ^ 0x5a5a5a5a12345678ull;
-    s->commit_max = -1;
+    for (uint32_t gi = 0; gi < n_groups; gi++) s->grp[gi].commit_max = -1;
     raft_options_default(&s->opt);
     s->opt.election_timeout_ms = 300;
     s->opt.heartbeat_ms = 50;
@@ -535,14 +575,16 @@ int sim_init_conf(sim *s, uint32_t n, uint32_t n_voters, uint64_t seed)
     s->f.delay_min = 1;
     s->f.delay_max = 3;
     s->f.disk_delay_max = 2;
-    AL_ASSERT(n_voters >= 1 && n_voters <= n);
     s->boot.n_voters = (uint8_t)n_voters;
     for (uint32_t i = 0; i < n_voters; i++) s->boot.voters[i] = (int32_t)i;
     for (uint32_t i = 0; i < n; i++) {
-        sim_node *nd = &s->nodes[i];
-        nd->id = (int32_t)i;
-        nd->hs = (raft_hardstate){0, RAFT_NODE_NONE};
-        if (raft_hb_batcher_init(&nd->hb, (int32_t)i, SIM_MAX_NODES, 64) < 0) return -ENOMEM;
+        sim_host *h = &s->host[i];
+        if (raft_hb_batcher_init(&h->hb, (int32_t)i, SIM_MAX_NODES, 64) < 0) return -ENOMEM;
+        if (raft_scratch_init(&h->sc, 256, 1024) < 0) return -ENOMEM;
+        for (uint32_t gi = 0; gi < n_groups; gi++) {
+            s->nodes[gi][i].id = (int32_t)i;
+            s->nodes[gi][i].hs = (raft_hardstate){0, RAFT_NODE_NONE};
+        }
         node_start(s, (int)i);
     }
     return 0;
@@ -551,16 +593,21 @@ int sim_init_conf(sim *s, uint32_t n, uint32_t n_voters, uint64_t seed)
 void sim_free(sim *s)
 {
     for (uint32_t i = 0; i < s->n; i++) {
-        sim_node *nd = &s->nodes[i];
-        if (nd->has_group) raft_group_free(&nd->g);
-        log_free(&nd->log);
-        raft_hb_batcher_free(&nd->hb);
+        for (uint32_t gi = 0; gi < s->n_groups; gi++) {
+            sim_node *nd = &s->nodes[gi][i];
+            if (nd->has_group) raft_group_free(&nd->g);
+            log_free(&nd->log);
+        }
+        raft_hb_batcher_free(&s->host[i].hb);
+        raft_scratch_free(&s->host[i].sc);
     }
     for (uint32_t i = 0; i < s->n_ev; i++) free(s->ev[i].bytes);
     free(s->ev);
-    free(s->cm);
-    free(s->leader_of);
-    free(s->props);
+    for (uint32_t gi = 0; gi < s->n_groups; gi++) {
+        free(s->grp[gi].cm);
+        free(s->grp[gi].leader_of);
+        free(s->grp[gi].props);
+    }
 }
 
 void sim_random_faults(sim *s)
@@ -589,46 +636,59 @@ void sim_random_faults(sim *s)
     o->max_inflight_msgs = 1 + sim_below(s, 8);
     o->max_inflight_bytes = 256 + sim_below(s, 8192);
     /* restart the groups with these options (nothing has happened yet) */
-    for (uint32_t i = 0; i < s->n; i++) {
-        raft_group_free(&s->nodes[i].g);
-        node_start(s, (int)i);
-    }
+    for (uint32_t i = 0; i < s->n; i++)
+        for (uint32_t gi = 0; gi < s->n_groups; gi++) {
+            raft_group_free(&s->nodes[gi][i].g);
+            group_start(s, gi, (int)i);
+        }
     s->faults_on = true;
 }
 
-int sim_leader(sim *s)
+int sim_leader_g(sim *s, uint32_t gi)
 {
     int best = -1;
     for (uint32_t i = 0; i < s->n; i++) {
-        sim_node *nd = &s->nodes[i];
-        if (nd->up && nd->g.role == RAFT_LEADER && (best < 0 || nd->g.term > s->nodes[best].g.term))
+        sim_node *nd = &s->nodes[gi][i];
+        if (s->host[i].up && nd->g.role == RAFT_LEADER &&
+            (best < 0 || nd->g.term > s->nodes[gi][best].g.term))
             best = (int)i;
     }
     return best;
 }
 
-int64_t sim_propose(sim *s, int i, int32_t count)
+int sim_leader(sim *s)
 {
-    sim_node *nd = &s->nodes[i];
-    if (!nd->up) return RAFT_ENOTLEADER;
+    return sim_leader_g(s, 0);
+}
+
+int64_t sim_propose_g(sim *s, uint32_t gi, int i, int32_t count)
+{
+    sim_node *nd = &s->nodes[gi][i];
+    sim_grp *gr = &s->grp[gi];
+    if (!s->host[i].up) return RAFT_ENOTLEADER;
     uint8_t data[300];
     uint32_t len = 16 + sim_below(s, 200);
     for (uint32_t k = 0; k < len; k++) data[k] = (uint8_t)sim_rand(s);
-    memcpy(data, &s->n_props, sizeof(s->n_props));
+    memcpy(data, &gr->n_props, sizeof(gr->n_props));
     raft_entry e = {.count = count, .len = len, .data = data};
     int64_t base;
     int rc = raft_propose(&nd->g, &e, 1, &base);
     if (rc == 0) {
-        if (s->n_props == s->cap_props) {
-            s->cap_props = s->cap_props ? s->cap_props * 2 : 256;
-            s->props = xrealloc(s->props, sizeof(*s->props) * s->cap_props);
+        if (gr->n_props == gr->cap_props) {
+            gr->cap_props = gr->cap_props ? gr->cap_props * 2 : 256;
+            gr->props = xrealloc(gr->props, sizeof(*gr->props) * gr->cap_props);
         }
-        s->props[s->n_props++] = (sim_proposal){.node = i, .term = nd->g.term, .offset = base,
-                                                 .count = count,
-                                                 .hash = fnv(data, len) ^ RAFT_ENTRY_DATA};
+        gr->props[gr->n_props++] = (sim_proposal){.node = i, .term = nd->g.term, .offset = base,
+                                                   .count = count,
+                                                   .hash = fnv(data, len) ^ RAFT_ENTRY_DATA};
     }
     sim_drain(s, i);
     return rc < 0 ? rc : base;
+}
+
+int64_t sim_propose(sim *s, int i, int32_t count)
+{
+    return sim_propose_g(s, 0, i, count);
 }
 
 /* ------------------------------------------------------------------ the run loop */
@@ -636,24 +696,26 @@ int64_t sim_propose(sim *s, int i, int32_t count)
 static raft_group *hb_lookup(void *ctx, uint64_t group)
 {
     sim *s = ctx;
-    sim_node *nd = &s->nodes[s->cur];
-    return nd->up && group == nd->g.opt.group ? &nd->g : NULL;
+    if (group >= s->n_groups || !s->host[s->cur].up) return NULL;
+    sim_node *nd = &s->nodes[group][s->cur];
+    return nd->has_group ? &nd->g : NULL;
 }
 
 static void hb_after(void *ctx, raft_group *g)
 {
     sim *s = ctx;
-    AL_ASSERT(g == &s->nodes[s->cur].g);
-    sim_drain(s, s->cur);
+    uint32_t gi = (uint32_t)g->opt.group;
+    AL_ASSERT(gi < s->n_groups && g == &s->nodes[gi][s->cur].g);
+    drain_group(s, gi, s->cur);
 }
 
 static void deliver(sim *s, sim_event *ev)
 {
-    sim_node *nd = &s->nodes[ev->node];
+    sim_host *h = &s->host[ev->node];
     raft_msg m;
     static raft_entry ents[RAFT_MSG_MAX_ENTRIES];
     static raft_hb_item hbs[256];
-    if (!nd->up || ev->epoch != nd->epoch) return;
+    if (!h->up || ev->epoch != h->epoch) return;
     int rc = raft_msg_decode(ev->bytes, ev->len, &m, ents, AL_ARRAY_SIZE(ents), hbs,
                              AL_ARRAY_SIZE(hbs));
     if (rc < 0) {
@@ -669,21 +731,23 @@ static void deliver(sim *s, sim_event *ev)
     if (m.type == RAFT_MSG_HB_BATCH) {
         s->cur = ev->node;
         raft_hb_dispatch(&m, hb_lookup, hb_after, s);
-    } else {
-        raft_step(&nd->g, &m);
-        sim_drain(s, ev->node);
+    } else if (m.group < s->n_groups) {
+        raft_step(&s->nodes[m.group][ev->node].g, &m);
+        drain_group(s, (uint32_t)m.group, ev->node);
     }
+    flush_batches(s, ev->node);
 }
 
 static void handle_event(sim *s, sim_event *ev)
 {
-    sim_node *nd = &s->nodes[ev->node];
     if (ev->type == 1) {
         deliver(s, ev);
         free(ev->bytes);
         return;
     }
-    if (!nd->up || ev->epoch != nd->epoch) return;
+    sim_host *h = &s->host[ev->node];
+    sim_node *nd = &s->nodes[ev->grp][ev->node];
+    if (!h->up || ev->epoch != h->epoch) return;
     if (ev->type == 2) {
         raft_append_done(&nd->g, ev->a, ev->b);
     } else {
@@ -694,11 +758,11 @@ static void handle_event(sim *s, sim_event *ev)
     sim_drain(s, ev->node);
 }
 
-void sim_membership_step(sim *s, bool restore)
+void sim_membership_step(sim *s, uint32_t gi, bool restore)
 {
-    int l = sim_leader(s);
+    int l = sim_leader_g(s, gi);
     if (l < 0) return;
-    raft_group *g = &s->nodes[l].g;
+    raft_group *g = &s->nodes[gi][l].g;
     if (g->conf_offset > g->commit || g->commit < g->term_start) return;
     const raft_config *c = &g->conf;
     int op = 0;
@@ -707,7 +771,8 @@ void sim_membership_step(sim *s, bool restore)
         if (!raft_config_is_voter(c, (int32_t)i) && !raft_config_is_learner(c, (int32_t)i)) {
             op = RAFT_CONF_ADD_LEARNER;
             node = (int32_t)i;
-        } else if (raft_config_is_learner(c, (int32_t)i) && raft_replica_caught_up(g, (int32_t)i)) {
+        } else if (raft_config_is_learner(c, (int32_t)i) &&
+                   raft_replica_caught_up(g, (int32_t)i)) {
             op = RAFT_CONF_PROMOTE;
             node = (int32_t)i;
         }
@@ -726,16 +791,16 @@ static void chaos_step(sim *s)
 {
     sim_faults *f = &s->f;
     for (uint32_t i = 0; i < s->n; i++) {
-        sim_node *nd = &s->nodes[i];
-        if (nd->up && sim_below(s, 1000) < f->crash_per_mille) {
+        sim_host *h = &s->host[i];
+        if (h->up && sim_below(s, 1000) < f->crash_per_mille) {
             sim_crash(s, (int)i);
-            nd->restart_at = s->now + 50 + sim_below(s, 2000);
-        } else if (!nd->up && s->now >= nd->restart_at) {
+            h->restart_at = s->now + 50 + sim_below(s, 2000);
+        } else if (!h->up && s->now >= h->restart_at) {
             sim_restart(s, (int)i);
         }
         if (sim_below(s, 1000) < f->clock_jump_per_mille) {
-            if (sim_below(s, 4) == 0) nd->skew -= sim_below(s, 500);   /* backwards */
-            else nd->skew += sim_below(s, 3 * s->opt.election_timeout_ms); /* a pause */
+            if (sim_below(s, 4) == 0) h->skew -= sim_below(s, 500);   /* backwards */
+            else h->skew += sim_below(s, 3 * s->opt.election_timeout_ms); /* a pause */
         }
     }
     if (sim_below(s, 1000) < f->partition_per_mille) {
@@ -744,20 +809,23 @@ static void chaos_step(sim *s)
         else if (kind == 1) sim_partition(s, 1u << sim_below(s, s->n));
         else sim_partition(s, (uint32_t)sim_rand(s) & ((1u << s->n) - 1));
     }
-    if (sim_below(s, 1000) < f->member_per_mille) sim_membership_step(s, false);
-    int l = sim_leader(s);
+    uint32_t gi = sim_below(s, s->n_groups);
+    if (sim_below(s, 1000) < f->member_per_mille) sim_membership_step(s, gi, false);
+    int l = sim_leader_g(s, gi);
     if (l >= 0 && sim_below(s, 1000) < f->transfer_per_mille) {
         int32_t t = (int32_t)sim_below(s, s->n);
-        if (t != l && raft_transfer_leadership(&s->nodes[l].g, t) == 0) s->n_transfers++;
+        if (t != l && raft_transfer_leadership(&s->nodes[gi][l].g, t) == 0) s->n_transfers++;
         sim_drain(s, l);
     }
-    if (sim_below(s, 100) < f->propose_pct) {
+    for (gi = 0; gi < s->n_groups; gi++) {
+        if (sim_below(s, 100) >= f->propose_pct) continue;
         /* any node that believes it leads may get the write (stale leaders included) */
         int i = (int)sim_below(s, s->n);
-        if (s->nodes[i].up && s->nodes[i].g.role == RAFT_LEADER)
-            sim_propose(s, i, 1 + (int32_t)sim_below(s, 5));
+        l = sim_leader_g(s, gi);
+        if (s->host[i].up && s->nodes[gi][i].g.role == RAFT_LEADER)
+            sim_propose_g(s, gi, i, 1 + (int32_t)sim_below(s, 5));
         else if (l >= 0)
-            sim_propose(s, l, 1 + (int32_t)sim_below(s, 5));
+            sim_propose_g(s, gi, l, 1 + (int32_t)sim_below(s, 5));
     }
 }
 
@@ -771,12 +839,16 @@ static void step(sim *s)
     }
     s->now = end;
     for (uint32_t i = 0; i < s->n && !s->failure[0]; i++) {
-        if (!s->nodes[i].up) continue;
-        raft_tick(&s->nodes[i].g, local_now(s, (int)i));
-        sim_drain(s, (int)i);
+        if (!s->host[i].up) continue;
+        for (uint32_t gi = 0; gi < s->n_groups; gi++) {
+            raft_tick(&s->nodes[gi][i].g, local_now(s, (int)i));
+            drain_group(s, gi, (int)i);
+        }
+        flush_batches(s, (int)i); /* one heartbeat batch per peer for all groups */
     }
     if (s->faults_on && !s->failure[0]) chaos_step(s);
-    if (s->restore_members && !s->failure[0]) sim_membership_step(s, true);
+    for (uint32_t gi = 0; gi < s->n_groups && s->restore_members && !s->failure[0]; gi++)
+        sim_membership_step(s, gi, true);
 }
 
 void sim_run(sim *s, uint64_t ms)
@@ -801,16 +873,16 @@ void sim_heal(sim *s)
     for (uint32_t i = 0; i < s->n; i++) sim_restart(s, (int)i);
 }
 
-bool sim_converged(sim *s)
+static bool group_converged(sim *s, uint32_t gi)
 {
-    int l = sim_leader(s);
+    int l = sim_leader_g(s, gi);
     if (l < 0) return false;
-    raft_group *lg = &s->nodes[l].g;
+    raft_group *lg = &s->nodes[gi][l].g;
     if (lg->commit != lg->last || lg->commit < lg->term_start) return false;
     if (s->restore_members && lg->conf.n_voters != s->n) return false;
     for (uint32_t i = 0; i < s->n; i++) {
-        sim_node *nd = &s->nodes[i];
-        if (!nd->up) return false;
+        sim_node *nd = &s->nodes[gi][i];
+        if (!s->host[i].up) return false;
         if (!raft_config_is_voter(&lg->conf, (int32_t)i) &&
             !raft_config_is_learner(&lg->conf, (int32_t)i))
             continue;
@@ -820,31 +892,44 @@ bool sim_converged(sim *s)
     return true;
 }
 
-void sim_check_final(sim *s)
+bool sim_converged(sim *s)
 {
-    int l = sim_leader(s);
+    for (uint32_t gi = 0; gi < s->n_groups; gi++)
+        if (!group_converged(s, gi)) return false;
+    return true;
+}
+
+static void check_final_group(sim *s, uint32_t gi)
+{
+    int l = sim_leader_g(s, gi);
     if (l < 0) {
-        sim_fail(s, "no leader at the end");
+        sim_fail(s, "group %u: no leader at the end", gi);
         return;
     }
+    const sim_grp *gr = &s->grp[gi];
     for (uint32_t i = 0; i < s->n && !s->failure[0]; i++) {
-        sim_node *nd = &s->nodes[i];
-        check_committed(s, (int)i, nd->g.commit);
-        const raft_config *c = &s->nodes[l].g.conf;
+        sim_node *nd = &s->nodes[gi][i];
+        check_committed(s, gi, (int)i, nd->g.commit);
+        const raft_config *c = &s->nodes[gi][l].g.conf;
         if (!raft_config_is_voter(c, (int32_t)i) && !raft_config_is_learner(c, (int32_t)i))
             continue; /* removed replicas stop receiving the log */
-        for (uint32_t p = 0; p < s->n_props; p++) {
-            sim_proposal *pr = &s->props[p];
+        for (uint32_t p = 0; p < gr->n_props; p++) {
+            const sim_proposal *pr = &gr->props[p];
             if (!pr->acked) continue;
             int64_t k = ents_find(nd->log.mem, nd->log.n_mem, pr->offset);
             const raft_entry *e = k < 0 ? NULL : &nd->log.mem[k].e;
             if (!e || e->offset != pr->offset || e->term != pr->term || e->count != pr->count ||
-                (fnv(e->data, e->len) ^ e->type) != pr->hash) {
-                sim_fail(s, "acknowledged write at %" PRId64 " (term %" PRId64
+                ent_hash(e) != pr->hash) {
+                sim_fail(s, "group %u: acknowledged write at %" PRId64 " (term %" PRId64
                             ") missing or different on node %u",
-                         pr->offset, pr->term, i);
+                         gi, pr->offset, pr->term, i);
                 return;
             }
         }
     }
+}
+
+void sim_check_final(sim *s)
+{
+    for (uint32_t gi = 0; gi < s->n_groups && !s->failure[0]; gi++) check_final_group(s, gi);
 }

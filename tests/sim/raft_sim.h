@@ -16,6 +16,7 @@
 #include "raft/raft.h"
 
 #define SIM_MAX_NODES 7
+#define SIM_MAX_GROUPS 4
 
 typedef struct sim_entry {
     raft_entry e; /* e.data points at buf */
@@ -37,25 +38,32 @@ typedef struct sim_log {
     uint32_t n_pend, cap_pend;
 } sim_log;
 
+/* One replica: a group's raft_group, log and hard state on one node. */
 typedef struct sim_node {
     int32_t id;
-    bool up;
     bool has_group;
-    uint32_t epoch; /* incarnation; events of an older one are ignored */
     raft_group g;
     sim_log log;
     raft_hardstate hs; /* durable */
-    int64_t skew;      /* local clock = sim time + skew */
     int64_t verified;  /* entries up to here checked against the committed record */
-    uint64_t restart_at;
     bool flush_pending;
-    raft_hb_batcher hb;
 } sim_node;
+
+/* One node (process): what its groups share. */
+typedef struct sim_host {
+    bool up;
+    uint32_t epoch; /* incarnation; events of an older one are ignored */
+    int64_t skew;   /* local clock = sim time + skew */
+    uint64_t restart_at;
+    raft_hb_batcher hb; /* heartbeats of all its groups, per destination */
+    raft_scratch sc;    /* the action queue its groups share */
+} sim_host;
 
 typedef struct sim_event {
     uint64_t at, seq;
     uint8_t type; /* 1 deliver, 2 append done, 3 flush done */
     int32_t node;
+    uint32_t grp;
     uint32_t epoch;
     int64_t a, b;
     uint8_t *bytes;
@@ -87,10 +95,23 @@ typedef struct sim_faults {
     uint32_t member_per_mille;               /* membership changes, per 10 ms step */
 } sim_faults;
 
+/* The invariant record of one group. */
+typedef struct sim_grp {
+    sim_committed *cm; /* per offset */
+    int64_t cap_cm;
+    int64_t commit_max; /* highest offset known committed anywhere */
+    int32_t *leader_of; /* term -> node, -1 */
+    int64_t cap_terms;
+    sim_proposal *props;
+    uint32_t n_props, cap_props;
+} sim_grp;
+
 typedef struct sim {
     uint64_t seed, rng;
-    uint32_t n;
-    sim_node nodes[SIM_MAX_NODES];
+    uint32_t n, n_groups;
+    sim_host host[SIM_MAX_NODES];
+    sim_node nodes[SIM_MAX_GROUPS][SIM_MAX_NODES]; /* [group][node]; group ids are 0.. */
+    sim_grp grp[SIM_MAX_GROUPS];
     raft_options opt;
     raft_config boot;
     uint64_t now;
@@ -102,52 +123,50 @@ typedef struct sim {
     sim_event *ev;
     uint32_t n_ev, cap_ev;
     uint64_t ev_seq;
-    /* invariant record */
-    sim_committed *cm;
-    int64_t cap_cm;
-    int64_t commit_max; /* highest offset known committed anywhere */
-    int32_t *leader_of; /* term -> node, -1 */
-    int64_t cap_terms;
-    sim_proposal *props;
-    uint32_t n_props, cap_props;
     uint64_t n_acked, n_msgs, n_dropped, n_crashes, n_elections, n_truncates, n_transfers;
-    uint64_t n_batches, n_conf_changes;
+    uint64_t n_batches, n_batch_items, n_conf_changes;
     int32_t cur; /* node whose batch is being dispatched */
     char failure[512];
 } sim;
 
-/* Creates an n-node cluster (ids 0..n-1, all voters) with default options for the sim.
- * Returns 0 or -ENOMEM. */
+/* Creates an n-node cluster (ids 0..n-1, all voters) with one group and default options for
+ * the sim. Returns 0 or -ENOMEM. */
 int sim_init(sim *s, uint32_t n, uint64_t seed);
 /* Same, but only nodes 0..n_voters-1 are in the bootstrap config (the rest wait to be added). */
 int sim_init_conf(sim *s, uint32_t n, uint32_t n_voters, uint64_t seed);
+/* n_groups groups (ids 0..n_groups-1) over the same nodes: each node's groups share one
+ * action scratch and one heartbeat batcher. */
+int sim_init_groups(sim *s, uint32_t n, uint32_t n_voters, uint32_t n_groups, uint64_t seed);
 void sim_free(sim *s);
-/* Picks random fault rates from the seed. */
+/* Picks random fault rates and options from the seed. */
 void sim_random_faults(sim *s);
 /* Runs for ms of simulated time (10 ms steps); stops early on a failure. */
 void sim_run(sim *s, uint64_t ms);
 /* Runs until pred(s) or ms elapse; returns true if pred became true. */
 bool sim_run_until(sim *s, uint64_t ms, bool (*pred)(sim *s));
-/* Turns faults off, heals partitions, restarts crashed nodes. */
+/* Turns faults off, heals partitions, restarts crashed nodes, restores full membership. */
 void sim_heal(sim *s);
-/* One membership move on the leader if allowed: add a missing node as learner, promote a
- * caught-up learner, or (unless restore) remove a random voter. */
-void sim_membership_step(sim *s, bool restore);
-/* True when one leader has committed its whole log and every up node has it all. */
+/* True when, in every group, one leader has committed its whole log and every member has it. */
 bool sim_converged(sim *s);
-/* End-of-run checks: every acknowledged proposal in every node's log at its offset. */
+/* End-of-run checks: every acknowledged proposal in every member's log at its offset. */
 void sim_check_final(sim *s);
-/* The node that is leader with the highest term, or -1. */
+/* The node that leads group gi with the highest term, or -1 (sim_leader: group 0). */
+int sim_leader_g(sim *s, uint32_t gi);
 int sim_leader(sim *s);
-/* Proposes one entry of count records on node i; returns its offset or a negative error. */
+/* Proposes one entry of count records to group gi on node i; returns its offset or a negative
+ * error (sim_propose: group 0). */
+int64_t sim_propose_g(sim *s, uint32_t gi, int i, int32_t count);
 int64_t sim_propose(sim *s, int i, int32_t count);
+/* One membership move on group gi's leader if allowed: add a missing node as learner, promote
+ * a caught-up learner, or (unless restore) remove a random voter. */
+void sim_membership_step(sim *s, uint32_t gi, bool restore);
 void sim_crash(sim *s, int i);
 void sim_restart(sim *s, int i);
 /* Isolates the nodes in mask from the others (0 heals). */
 void sim_partition(sim *s, uint32_t mask);
-/* Feeds one input to node i and drains its actions. */
+/* Applies the queued actions of node i's groups (after any input to one of them). */
 void sim_drain(sim *s, int i);
-/* Term of offset in node i's visible log, -1 if none. */
+/* Term of offset in group 0's log on node i, -1 if none. */
 int64_t sim_term_at(sim *s, int i, int64_t off);
 
 #endif

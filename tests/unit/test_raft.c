@@ -263,7 +263,7 @@ TEST(config_encoding)
 
 static bool one_leader(sim *s)
 {
-    return sim_leader(s) >= 0 && s->nodes[sim_leader(s)].g.commit >= 0;
+    return sim_leader(s) >= 0 && s->nodes[0][sim_leader(s)].g.commit >= 0;
 }
 
 TEST(election_elects_one_leader_and_commits_noop)
@@ -276,10 +276,10 @@ TEST(election_elects_one_leader_and_commits_noop)
         int l = sim_leader(&s);
         uint32_t leaders = 0;
         for (uint32_t i = 0; i < n; i++) {
-            leaders += s.nodes[i].g.role == RAFT_LEADER;
-            CHECK_EQ(s.nodes[i].g.term, s.nodes[l].g.term);
-            CHECK_EQ(s.nodes[i].g.leader, l);
-            CHECK_EQ(s.nodes[i].hs.term, s.nodes[l].g.term); /* persisted */
+            leaders += s.nodes[0][i].g.role == RAFT_LEADER;
+            CHECK_EQ(s.nodes[0][i].g.term, s.nodes[0][l].g.term);
+            CHECK_EQ(s.nodes[0][i].g.leader, l);
+            CHECK_EQ(s.nodes[0][i].hs.term, s.nodes[0][l].g.term); /* persisted */
         }
         CHECK_EQ(leaders, 1);
         CHECK_EQ(s.failure[0], 0);
@@ -342,16 +342,16 @@ TEST(prevote_keeps_an_isolated_node_from_disrupting)
     CHECK(sim_run_until(&s, 5000, one_leader));
     int l = sim_leader(&s);
     int iso = (l + 1) % 3;
-    int64_t term = s.nodes[l].g.term;
+    int64_t term = s.nodes[0][l].g.term;
     sim_partition(&s, 1u << iso);
     sim_run(&s, 5000); /* many election timeouts */
     /* pre-vote never wins without a quorum, so the isolated node never bumps its term */
-    CHECK_EQ(s.nodes[iso].g.term, term);
-    CHECK(s.nodes[iso].g.role != RAFT_LEADER);
+    CHECK_EQ(s.nodes[0][iso].g.term, term);
+    CHECK(s.nodes[0][iso].g.role != RAFT_LEADER);
     sim_partition(&s, 0);
     sim_run(&s, 2000);
     CHECK_EQ(sim_leader(&s), l);
-    CHECK_EQ(s.nodes[l].g.term, term);
+    CHECK_EQ(s.nodes[0][l].g.term, term);
     CHECK(sim_run_until(&s, 2000, sim_converged));
     CHECK_EQ(s.failure[0], 0);
     sim_free(&s);
@@ -387,7 +387,7 @@ TEST(check_quorum_makes_a_cut_off_leader_step_down)
     int l = sim_leader(&s);
     sim_partition(&s, 1u << l);
     sim_run(&s, 2000);
-    CHECK(s.nodes[l].g.role != RAFT_LEADER);
+    CHECK(s.nodes[0][l].g.role != RAFT_LEADER);
     int l2 = sim_leader(&s);
     CHECK(l2 >= 0 && l2 != l);
     CHECK_EQ(s.failure[0], 0);
@@ -693,9 +693,10 @@ TEST(old_leader_uncommitted_suffix_is_truncated_after_partition)
     CHECK(s.n_truncates >= 2); /* the old leader and its buddy dropped their suffix */
     /* the writes made in the minority were never acknowledged; the majority's were */
     uint32_t acked_old = 0, acked_new = 0;
-    for (uint32_t p = 0; p < s.n_props; p++) {
-        if (s.props[p].node == old && s.props[p].term == s.nodes[nl].g.term) continue;
-        if (s.props[p].acked) *(s.props[p].node == nl ? &acked_new : &acked_old) += 1;
+    for (uint32_t p = 0; p < s.grp[0].n_props; p++) {
+        const sim_proposal *pr = &s.grp[0].props[p];
+        if (pr->node == old && pr->term == s.nodes[0][nl].g.term) continue;
+        if (pr->acked) *(pr->node == nl ? &acked_new : &acked_old) += 1;
     }
     CHECK_EQ(acked_new, 5);
     CHECK_EQ(acked_old, 5); /* only the 5 before the partition */
@@ -711,7 +712,7 @@ TEST(one_way_link_loss_keeps_the_leader_and_commits_through_the_majority)
     CHECK(sim_run_until(&s, 5000, one_leader));
     int l = sim_leader(&s);
     int f = (l + 1) % 3;
-    int64_t term = s.nodes[l].g.term;
+    int64_t term = s.nodes[0][l].g.term;
     s.cut[f][l] = true; /* f hears the leader but its answers are lost */
     for (int i = 0; i < 50; i++) {
         CHECK(sim_propose(&s, l, 1) > 0);
@@ -719,15 +720,15 @@ TEST(one_way_link_loss_keeps_the_leader_and_commits_through_the_majority)
     }
     sim_run(&s, 2000);
     CHECK_EQ(sim_leader(&s), l);
-    CHECK_EQ(s.nodes[l].g.term, term); /* f never campaigns: it keeps hearing the leader */
-    CHECK_EQ(s.nodes[f].g.term, term);
+    CHECK_EQ(s.nodes[0][l].g.term, term); /* f never campaigns: it keeps hearing the leader */
+    CHECK_EQ(s.nodes[0][f].g.term, term);
     uint32_t acked = 0;
-    for (uint32_t p = 0; p < s.n_props; p++) acked += s.props[p].acked;
+    for (uint32_t p = 0; p < s.grp[0].n_props; p++) acked += s.grp[0].props[p].acked;
     CHECK_EQ(acked, 50);
     /* without acknowledgements the leader keeps re-probing f from the last match it knows:
      * f is behind but consistent (the sim checks its log against the committed record) */
-    CHECK(s.nodes[f].g.commit <= s.nodes[l].g.commit);
-    CHECK_EQ(s.nodes[f].g.leader, l);
+    CHECK(s.nodes[0][f].g.commit <= s.nodes[0][l].g.commit);
+    CHECK_EQ(s.nodes[0][f].g.leader, l);
     s.cut[f][l] = false;
     CHECK(sim_run_until(&s, 2000, sim_converged));
     sim_check_final(&s);
@@ -743,22 +744,22 @@ TEST(leadership_transfer_hands_over_to_the_target)
     int l = sim_leader(&s);
     int t = (l + 2) % 3;
     for (int i = 0; i < 20; i++) sim_propose(&s, l, 1);
-    int64_t term = s.nodes[l].g.term;
-    CHECK_EQ(raft_transfer_leadership(&s.nodes[l].g, t), 0);
+    int64_t term = s.nodes[0][l].g.term;
+    CHECK_EQ(raft_transfer_leadership(&s.nodes[0][l].g, t), 0);
     sim_drain(&s, l);
     /* while the transfer is pending the leader refuses writes */
     CHECK_EQ(sim_propose(&s, l, 1), RAFT_EBUSY);
     sim_run(&s, 200); /* well under an election timeout */
     CHECK_EQ(sim_leader(&s), t);
-    CHECK_EQ(s.nodes[t].g.term, term + 1);
-    CHECK(s.nodes[l].g.role == RAFT_FOLLOWER);
+    CHECK_EQ(s.nodes[0][t].g.term, term + 1);
+    CHECK(s.nodes[0][l].g.role == RAFT_FOLLOWER);
     CHECK(sim_run_until(&s, 2000, sim_converged));
     sim_check_final(&s);
     CHECK_EQ(s.failure[0], 0);
     /* errors: not leader, unknown target */
-    CHECK_EQ(raft_transfer_leadership(&s.nodes[l].g, t), RAFT_ENOTLEADER);
+    CHECK_EQ(raft_transfer_leadership(&s.nodes[0][l].g, t), RAFT_ENOTLEADER);
     sim_drain(&s, l);
-    CHECK_EQ(raft_transfer_leadership(&s.nodes[t].g, 9), AL_EINVAL);
+    CHECK_EQ(raft_transfer_leadership(&s.nodes[0][t].g, 9), AL_EINVAL);
     sim_drain(&s, t);
     sim_free(&s);
 }
@@ -766,13 +767,13 @@ TEST(leadership_transfer_hands_over_to_the_target)
 static bool learner_caught_up(sim *s)
 {
     int l = sim_leader(s);
-    return l >= 0 && raft_replica_caught_up(&s->nodes[l].g, 3);
+    return l >= 0 && raft_replica_caught_up(&s->nodes[0][l].g, 3);
 }
 
 static bool conf_committed(sim *s)
 {
     int l = sim_leader(s);
-    return l >= 0 && s->nodes[l].g.conf_offset <= s->nodes[l].g.commit && sim_converged(s);
+    return l >= 0 && s->nodes[0][l].g.conf_offset <= s->nodes[0][l].g.commit && sim_converged(s);
 }
 
 TEST(membership_add_learner_promote_and_remove_the_leader)
@@ -784,37 +785,37 @@ TEST(membership_add_learner_promote_and_remove_the_leader)
     CHECK(l < 3);
     for (int i = 0; i < 30; i++) sim_propose(&s, l, 2);
     sim_run(&s, 300);
-    CHECK(s.nodes[3].g.last == -1); /* nobody replicates to it yet */
-    CHECK_EQ(raft_change_membership(&s.nodes[l].g, RAFT_CONF_ADD_LEARNER, 3), 0);
+    CHECK(s.nodes[0][3].g.last == -1); /* nobody replicates to it yet */
+    CHECK_EQ(raft_change_membership(&s.nodes[0][l].g, RAFT_CONF_ADD_LEARNER, 3), 0);
     sim_drain(&s, l);
     /* one change at a time */
-    CHECK_EQ(raft_change_membership(&s.nodes[l].g, RAFT_CONF_REMOVE, 0), RAFT_EBUSY);
+    CHECK_EQ(raft_change_membership(&s.nodes[0][l].g, RAFT_CONF_REMOVE, 0), RAFT_EBUSY);
     sim_drain(&s, l);
     CHECK(sim_run_until(&s, 5000, learner_caught_up));
     CHECK(sim_run_until(&s, 2000, conf_committed));
-    CHECK(raft_config_is_learner(&s.nodes[3].g.conf, 3));
-    CHECK_EQ(s.nodes[3].g.last, s.nodes[l].g.last);
-    CHECK_EQ(raft_change_membership(&s.nodes[l].g, RAFT_CONF_PROMOTE, 3), 0);
+    CHECK(raft_config_is_learner(&s.nodes[0][3].g.conf, 3));
+    CHECK_EQ(s.nodes[0][3].g.last, s.nodes[0][l].g.last);
+    CHECK_EQ(raft_change_membership(&s.nodes[0][l].g, RAFT_CONF_PROMOTE, 3), 0);
     sim_drain(&s, l);
     CHECK(sim_run_until(&s, 2000, conf_committed));
     for (int i = 0; i < 4; i++) {
-        CHECK(raft_config_is_voter(&s.nodes[i].g.conf, 3));
-        CHECK_EQ(s.nodes[i].g.conf.n_voters, 4);
+        CHECK(raft_config_is_voter(&s.nodes[0][i].g.conf, 3));
+        CHECK_EQ(s.nodes[0][i].g.conf.n_voters, 4);
     }
     /* remove the leader itself: it steps down once the change commits */
-    CHECK_EQ(raft_change_membership(&s.nodes[l].g, RAFT_CONF_REMOVE, l), 0);
+    CHECK_EQ(raft_change_membership(&s.nodes[0][l].g, RAFT_CONF_REMOVE, l), 0);
     sim_drain(&s, l);
     CHECK(sim_run_until(&s, 5000, conf_committed));
     int nl = sim_leader(&s);
     CHECK(nl >= 0 && nl != l);
-    CHECK(!raft_config_is_voter(&s.nodes[nl].g.conf, l));
-    CHECK_EQ(s.nodes[nl].g.conf.n_voters, 3);
+    CHECK(!raft_config_is_voter(&s.nodes[0][nl].g.conf, l));
+    CHECK_EQ(s.nodes[0][nl].g.conf.n_voters, 3);
     for (int i = 0; i < 5; i++) CHECK(sim_propose(&s, nl, 1) > 0);
     CHECK(sim_run_until(&s, 2000, sim_converged));
     /* the removed node never campaigns again */
-    int64_t t = s.nodes[nl].g.term;
+    int64_t t = s.nodes[0][nl].g.term;
     sim_run(&s, 3000);
-    CHECK_EQ(s.nodes[nl].g.term, t);
+    CHECK_EQ(s.nodes[0][nl].g.term, t);
     CHECK_EQ(sim_leader(&s), nl);
     sim_check_final(&s);
     if (s.failure[0]) fprintf(stderr, "    %s\n", s.failure);

@@ -19,7 +19,7 @@
 #include "test.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-#define SIM_DEFAULT_MS 10000
+#define SIM_DEFAULT_MS 6000
 #else
 #define SIM_DEFAULT_MS 20000
 #endif
@@ -51,7 +51,7 @@ static double mono_s(void)
 
 typedef struct sim_totals {
     uint64_t seeds, acked, msgs, dropped, crashes, elections, truncates, transfers, batches;
-    uint64_t conf_changes;
+    uint64_t conf_changes, batch_items;
 } sim_totals;
 
 /* One seed: returns true if every invariant held and the cluster converged. */
@@ -63,7 +63,8 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, sim_totals *t, bool verbos
              seed, seed, chaos_ms);
     sim s;
     uint32_t n = (seed & 1) ? 5 : 3;
-    AL_ASSERT(sim_init(&s, n, seed) == 0);
+    uint32_t groups = 1 + (uint32_t)((seed >> 1) % 3);
+    AL_ASSERT(sim_init_groups(&s, n, n, groups, seed) == 0);
     sim_random_faults(&s);
     sim_run(&s, chaos_ms);
     if (!s.failure[0]) {
@@ -72,8 +73,10 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, sim_totals *t, bool verbos
             sim_fail(&s, "did not converge within 30 s after healing (leader %d)", sim_leader(&s));
         /* a few more proposals after healing must all be acknowledged */
         for (int k = 0; k < 5 && !s.failure[0]; k++) {
-            int l = sim_leader(&s);
-            if (l >= 0) sim_propose(&s, l, 1);
+            for (uint32_t gi = 0; gi < groups; gi++) {
+                int l = sim_leader_g(&s, gi);
+                if (l >= 0) sim_propose_g(&s, gi, l, 1);
+            }
             sim_run(&s, 30);
         }
         if (!sim_run_until(&s, 30000, sim_converged) && !s.failure[0])
@@ -81,14 +84,18 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, sim_totals *t, bool verbos
         sim_check_final(&s);
     }
     uint64_t acked = 0;
-    for (uint32_t p = 0; p < s.n_props; p++) acked += s.props[p].acked;
+    uint32_t props = 0;
+    for (uint32_t gi = 0; gi < groups; gi++) {
+        props += s.grp[gi].n_props;
+        for (uint32_t p = 0; p < s.grp[gi].n_props; p++) acked += s.grp[gi].props[p].acked;
+    }
     if (!s.failure[0] && acked == 0) sim_fail(&s, "no write was acknowledged at all");
     bool ok = !s.failure[0];
     if (verbose || !ok)
         fprintf(stderr,
-                "  seed %" PRIu64 " n=%u: %s%s props=%u acked=%" PRIu64 " msgs=%" PRIu64
+                "  seed %" PRIu64 " n=%u groups=%u: %s%s props=%u acked=%" PRIu64 " msgs=%" PRIu64
                 " crashes=%" PRIu64 " elections=%" PRIu64 " truncates=%" PRIu64 "\n",
-                seed, n, ok ? "ok" : "FAILED: ", s.failure, s.n_props, acked, s.n_msgs,
+                seed, n, groups, ok ? "ok" : "FAILED: ", s.failure, props, acked, s.n_msgs,
                 s.n_crashes, s.n_elections, s.n_truncates);
     if (!ok)
         fprintf(stderr, "  replay: AL_SIM_SEED=%" PRIu64 " AL_SIM_MS=%" PRIu64
@@ -102,6 +109,7 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, sim_totals *t, bool verbos
     t->truncates += s.n_truncates;
     t->transfers += s.n_transfers;
     t->batches += s.n_batches;
+    t->batch_items += s.n_batch_items;
     t->conf_changes += s.n_conf_changes;
     sim_free(&s);
     return ok;
@@ -129,10 +137,12 @@ TEST(sim_seeds)
     fprintf(stderr,
             "  sim: %" PRIu64 " seeds x %" PRIu64 " ms chaos in %.1f s: %u failed; acked writes %"
             PRIu64 ", messages %" PRIu64 " (dropped %" PRIu64 ", hb batches %" PRIu64
-            "), crashes %" PRIu64 ", elections %" PRIu64 ", truncations %" PRIu64
+            ", %.2f items each), crashes %" PRIu64 ", elections %" PRIu64
+            ", truncations %" PRIu64
             ", transfers %" PRIu64 ", membership changes %" PRIu64 "\n",
             t.seeds, chaos_ms, mono_s() - t0, failed, t.acked, t.msgs, t.dropped, t.batches,
-            t.crashes, t.elections, t.truncates, t.transfers, t.conf_changes);
+            t.batches ? (double)t.batch_items / (double)t.batches : 0.0, t.crashes, t.elections,
+            t.truncates, t.transfers, t.conf_changes);
     CHECK_EQ(failed, 0);
     CHECK(t.seeds > 0);
 }
