@@ -588,6 +588,12 @@ int topic_config_alter_incremental(struct topic_config_set *s,
     for (int i = 0; i < nops; i++) {
         const struct topic_config_alter_op *o = &ops[i];
         const struct topic_config_def *d = topic_config_find(o->key);
+        if (o->op == TOPIC_CONFIG_OP_DELETE && o->key) {
+            /* as Kafka: DELETE does not validate the name (it also clears stale unknown keys) */
+            rc = set_put(&t, o->key, NULL);
+            if (rc < 0) goto out;
+            continue;
+        }
         if (!d) {
             set_msg(msg, msglen, "Unknown topic config name: %s%s%s", o->key ? o->key : "(null)",
                     "", "");

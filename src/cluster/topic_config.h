@@ -185,7 +185,8 @@ int topic_config_set_copy(const struct topic_config_set *s, struct topic_config_
 /*
  * IncrementalAlterConfigs on a topic's overrides: applies ops in order to a copy, validates
  * every key touched and the cross-key rules, and only then replaces *s (all or nothing).
- * SET needs a value; DELETE removes the override; APPEND / SUBTRACT are allowed only for LIST
+ * SET needs a value; DELETE removes the override (any name, unknown ones included, as Kafka
+ * does not validate deleted names); APPEND / SUBTRACT are allowed only for LIST
  * keys and start from the override or else the default; APPEND skips items already present.
  * The same key twice in one call is AL_EINVAL (Kafka: INVALID_REQUEST; the handler may map
  * it so). With validate_only the set is not changed. Returns 0, AL_ENOTFOUND, AL_EINVAL or

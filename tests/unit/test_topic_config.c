@@ -179,6 +179,16 @@ TEST(incremental_alter_set_delete_append_subtract)
     CHECK(topic_config_set_get(&s, "segment.ms") == NULL);
     struct topic_config_alter_op unk[] = {{"bogus", "1", TOPIC_CONFIG_OP_SET}};
     CHECK_EQ(topic_config_alter_incremental(&s, unk, 1, false, msg, sizeof(msg)), AL_ENOTFOUND);
+    unk[0].op = TOPIC_CONFIG_OP_APPEND;
+    CHECK_EQ(topic_config_alter_incremental(&s, unk, 1, false, msg, sizeof(msg)), AL_ENOTFOUND);
+    /* DELETE of an unknown name is a no-op, and clears a stale one loaded from disk */
+    unk[0].op = TOPIC_CONFIG_OP_DELETE;
+    CHECK_EQ(topic_config_alter_incremental(&s, unk, 1, false, msg, sizeof(msg)), 0);
+    struct topic_config_set stale;
+    CHECK_EQ(topic_config_set_from_json(&stale, "{\"bogus\":\"1\"}", 13), 0);
+    CHECK_EQ(topic_config_alter_incremental(&stale, unk, 1, false, msg, sizeof(msg)), 0);
+    CHECK_EQ(stale.n, 0);
+    topic_config_set_free(&stale);
     struct topic_config_alter_op dup[] = {{"segment.ms", "100", TOPIC_CONFIG_OP_SET},
                                           {"segment.ms", "200", TOPIC_CONFIG_OP_SET}};
     CHECK_EQ(topic_config_alter_incremental(&s, dup, 2, false, msg, sizeof(msg)), AL_EINVAL);
