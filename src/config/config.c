@@ -36,7 +36,8 @@ const struct config_key config_keys[] = {
      "Address given to clients in Metadata. Empty: kafka_addr, with 0.0.0.0 replaced by "
      "127.0.0.1 (set it when clients connect from other hosts). Port 0: the bound port."},
     {"admin_addr", CONFIG_ADDR, OFF(admin_addr), 0, "0.0.0.0:9644", 0, 0, NULL,
-     "Admin HTTP API listen address (reserved: not served yet)."},
+     "Admin HTTP API (and /metrics) listen address, served by shard 0. Port 0: any free "
+     "port (logged)."},
     {"smp", CONFIG_INT, OFF(smp), 0, "0", 0, 256, NULL,
      "Number of shards (threads, one per core). 0: one per online CPU. --dev uses 1."},
     {"memory", CONFIG_BYTES, OFF(memory), 0, "0", 0, 1024 * GIB, NULL,

@@ -65,7 +65,8 @@ class Broker:
         self.runs += 1
         self.logs_path = os.path.join(self.tmp, "broker-%d.log" % self.runs)
         cmd = [binary(), "start", "--kafka-addr", "127.0.0.1:%d" % (self.want_port or 0),
-               "--data-dir", self.data_dir, "--smp", str(self.smp)] + self.args
+               "--data-dir", self.data_dir, "--smp", str(self.smp),
+               "--admin-addr", "127.0.0.1:0"] + self.args  # later flags win
         env = dict(os.environ)
         env.update(self.extra_env)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")

@@ -340,3 +340,11 @@ def test_port_in_use_fails_cleanly(broker):
     assert r.returncode == 1 and "cannot listen" in r.stderr and "in use" in r.stderr
     with broker.connect() as s:
         assert api_versions_ok(s)
+
+
+def test_config_docs_are_current():
+    r = subprocess.run([binary(), "config", "docs"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "CONFIG.md")) as f:
+        doc = f.read()
+    assert r.stdout in doc, "docs/CONFIG.md is stale: regenerate with 'ailurus config docs'"
