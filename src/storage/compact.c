@@ -183,6 +183,7 @@ static int map_step(storage_log *log, size_t budget, uint8_t **buf, size_t *cap)
         done += (size_t)sz;
     }
     if (cs->seg >= compactable(log)) {
+        cs->nmapped = cs->seg; /* phase 2 rewrites exactly the segments the map covers */
         cs->phase = 2;
         cs->seg = 0;
         cs->pos = 0;
@@ -263,7 +264,8 @@ static int rewrite_batch(storage_log *log, segment *seg, uint8_t *b, size_t sz,
     while ((rc = storage_record_iter_next(&it, &r)) == 1) {
         if (r.key_len >= 0) {
             int64_t newest = kmap_get(cs->map, r.key, r.key_len);
-            if (newest != h->base_offset + r.offset_delta && newest >= 0) continue;
+            /* Dropped only when a strictly newer record of the key exists. */
+            if (newest > h->base_offset + r.offset_delta) continue;
             if (r.value_len < 0 && old) continue; /* expired tombstone */
         }
         keep[kept++] = (storage_build_record){r.offset_delta, r.timestamp_delta, r.key, r.key_len,
@@ -341,7 +343,7 @@ static int rewrite_step(storage_log *log, size_t budget, uint8_t **buf, size_t *
     size_t done = 0;
     int rc;
     while (done < budget) {
-        if (cs->seg >= compactable(log)) {
+        if (cs->seg >= AL_MIN(cs->nmapped, compactable(log))) {
             kmap_free(cs->map);
             cs->map = NULL;
             cs->phase = 0;

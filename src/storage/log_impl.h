@@ -61,6 +61,7 @@ typedef struct segment {
 typedef struct compact_state {
     int phase;          /* 0 idle, 1 building the key map, 2 rewriting */
     int seg;            /* segment index being processed */
+    int nmapped;        /* segments covered by the map (phase 2 stops there) */
     uint64_t pos;       /* input position in that segment */
     int64_t upto;       /* map covers offsets < upto (start of the active segment) */
     void *map;          /* key -> newest offset */

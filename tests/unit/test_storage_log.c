@@ -649,6 +649,71 @@ TEST(log_compaction_of_compressed_batches)
     storage_log_close(log);
 }
 
+/* Compaction steps interleaved with appends and segment rolls: records newer than the key map
+ * are never dropped; every key's newest value survives. */
+TEST(log_compaction_interleaved_with_appends)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "compact_live");
+    storage_log_config c = small_cfg();
+    c.segment_bytes = 8192;
+    c.cleanup_policy = STORAGE_CLEANUP_COMPACT;
+    storage_log *log;
+    uint64_t s = test_seed() | 1;
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    int64_t newest[32];
+    uint64_t tag[32];
+    for (int k = 0; k < 32; k++) newest[k] = -1;
+    static uint8_t b[65536];
+    for (int i = 0; i < 600; i++) {
+        int keys[4];
+        int n = 1 + (int)(su_rand(&s) % 4);
+        for (int j = 0; j < n; j++) keys[j] = (int)(su_rand(&s) % 32);
+        size_t len = su_batch(b, sizeof(b), n, keys, (uint64_t)i, 60, false, 1000);
+        storage_append_result res;
+        CHECK_EQ(storage_log_append(log, 1, b, len, &res), 0);
+        for (int j = 0; j < n; j++) {
+            newest[keys[j]] = res.base_offset + j;
+            tag[keys[j]] = (uint64_t)i;
+        }
+        if (i % 5 == 0) CHECK_EQ(flush_all(log), 0);
+        if (i % 3 == 0) CHECK(storage_log_housekeep(log, 2000, 2048) >= 0);
+    }
+    CHECK_EQ(flush_all(log), 0);
+    while (storage_log_housekeep(log, 2000, 4096) == 1) {}
+    int found[32] = {0};
+    int64_t off = 0;
+    su_read sr;
+    for (int guard = 0; guard < 100000; guard++) {
+        CHECK_EQ(read_once(log, &sr.r, off, 1 << 16), 0);
+        if (!sr.r.len) break;
+        for (size_t pos = 0; pos < sr.r.len;) {
+            storage_batch_hdr h;
+            int64_t sz = storage_batch_validate(sr.r.data + pos, sr.r.len - pos, 0, &h);
+            CHECK(sz > 0);
+            storage_record_iter it;
+            storage_record r;
+            storage_record_iter_init(&it, sr.r.data + pos + STORAGE_BATCH_HEADER,
+                                     (size_t)sz - STORAGE_BATCH_HEADER, h.records_count);
+            while (storage_record_iter_next(&it, &r) == 1) {
+                int k = atoi((const char *)r.key + 1);
+                if (h.base_offset + r.offset_delta == newest[k]) {
+                    char want[32];
+                    int wl = snprintf(want, sizeof(want), "v%llu-", (unsigned long long)tag[k]);
+                    CHECK(memcmp(r.value, want, (size_t)wl) == 0);
+                    found[k]++;
+                }
+            }
+            pos += (size_t)sz;
+        }
+        off = sr.r.next_offset;
+        storage_read_release(&sr.r);
+    }
+    for (int k = 0; k < 32; k++)
+        if (newest[k] >= 0) CHECK_EQ(found[k], 1);
+    storage_log_close(log);
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
