@@ -633,6 +633,76 @@ TEST(arena_limit_reset_reuse)
     CHECK(a.head == NULL);
 }
 
+/* The arena sizing rule in codec.h: 32 x the wire bytes is enough for any request. Checked on
+ * filled messages of every request version and on the worst case named there (FetchRequest
+ * v12 with many topics of empty name and no partitions: 3 wire bytes each). */
+TEST(arena_sizing_rule_holds)
+{
+    uint64_t seed = test_seed();
+    int checked = 0;
+    kafka_arena fa;
+    kafka_arena_init(&fa, ARENA_LIMIT);
+    for (size_t i = 0; i < kafka_msg_desc_count; i++) {
+        const struct kafka_msg_desc *d = &kafka_msg_descs[i];
+        if (strcmp(d->kind, "request")) continue;
+        void *m = calloc(1, d->struct_size), *back = calloc(1, d->struct_size);
+        AL_ASSERT(m && back);
+        for (int16_t v = d->min_version; v <= d->max_version; v++) {
+            for (int round = 0; round < 4; round++) {
+                kafka_arena_reset(&fa);
+                kafka_filler f = {.rng = seed + i * 77 + (uint64_t)v * 5 + (uint64_t)round,
+                                  .arena = &fa, .tagged = round & 1, .nulls = false,
+                                  .max_count = round < 2 ? 1 : 3};
+                kafka_msg_fill_test(d, m, v, &f);
+                size_t len;
+                int rc;
+                uint8_t *buf = encode_msg(d, v, m, &len, &rc);
+                CHECK(buf != NULL);
+                kafka_arena da;
+                kafka_arena_init(&da, 32 * len);
+                al_rd rd = al_rd_make(buf, len);
+                rc = d->decode(&rd, v, back, &da);
+                if (rc) fprintf(stderr, "    %s v%d: %zu wire bytes need more than %zu: %s\n",
+                                d->name, v, len, 32 * len, al_strerror(rc));
+                CHECK_EQ(rc, 0);
+                kafka_arena_free(&da);
+                free(buf);
+                checked++;
+            }
+        }
+        free(m);
+        free(back);
+    }
+    kafka_arena_free(&fa);
+    CHECK(checked > 1000);
+
+    enum { NT = 2000 };
+    kafka_FetchRequest_FetchTopic *topics = calloc(NT, sizeof(*topics));
+    AL_ASSERT(topics);
+    for (int i = 0; i < NT; i++) {
+        kafka_FetchRequest_FetchTopic_init(&topics[i]);
+        topics[i].Topic.ptr = "";
+    }
+    kafka_FetchRequest fr;
+    kafka_FetchRequest_init(&fr);
+    fr.Topics = topics;
+    fr.Topics_count = NT;
+    size_t len;
+    int rc;
+    uint8_t *buf = encode_msg(kafka_request_desc(KAFKA_API_FETCH), 12, &fr, &len, &rc);
+    CHECK(buf != NULL);
+    kafka_arena da;
+    kafka_arena_init(&da, 32 * len);
+    al_rd rd = al_rd_make(buf, len);
+    kafka_FetchRequest back;
+    CHECK_EQ(kafka_FetchRequest_decode(&rd, 12, &back, &da), 0);
+    CHECK_EQ(back.Topics_count, NT);
+    CHECK(da.used > 14 * len); /* it really is close to the worst case */
+    kafka_arena_free(&da);
+    free(buf);
+    free(topics);
+}
+
 /* Throughput figures for the hot messages (printed, with only a loose sanity bound). */
 TEST(codec_speed_figures)
 {
