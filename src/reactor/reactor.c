@@ -25,6 +25,7 @@
 #define MAX_SHARDS     256
 #define TIMER_HEAP_MAX (1u << 22)
 #define POST_SLOTS     1024 /* reactor_post queue per shard */
+#define RING_SLOTS_BUDGET (2u << 20) /* default ring size: total slots over all n*n rings */
 #define POST_BATCH     64
 
 /* One SPSC ring; head and tail on their own cache lines, each side's cached copy of the
@@ -547,10 +548,18 @@ static int reactor_alloc(const struct reactor_opts *opts, reactor **out)
     reactor *r = calloc(1, sizeof(*r));
     if (!r) return -ENOMEM;
     r->opts = *opts;
-    unsigned slots = opts->ring_slots ? opts->ring_slots : 4096;
-    if (slots & (slots - 1)) goto inval;
     r->n = opts->n_shards;
     if (r->n == 0 || r->n > MAX_SHARDS) goto inval;
+    unsigned slots = opts->ring_slots;
+    if (!slots) {
+        /* n*n rings: keep the total near RING_SLOTS_BUDGET slots (32 B each), 256..4096 per
+         * ring (2-16 shards: 4096; 64 shards: 512, 64 MiB in all). */
+        uint64_t per = RING_SLOTS_BUDGET / ((uint64_t)r->n * r->n);
+        slots = 256;
+        while (slots < 4096 && (uint64_t)slots * 2 <= per) slots *= 2;
+    }
+    if (slots & (slots - 1)) goto inval;
+    r->opts.ring_slots = slots;
     r->shards = aligned_alloc(CACHELINE, AL_ALIGN_UP(sizeof(*r->shards) * r->n, CACHELINE));
     r->rings = aligned_alloc(CACHELINE,
                              AL_ALIGN_UP(sizeof(*r->rings) * r->n * r->n, CACHELINE));

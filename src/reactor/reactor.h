@@ -59,7 +59,8 @@ struct reactor_msg {
 
 struct reactor_opts {
     unsigned n_shards;      /* 0: one per online CPU */
-    unsigned ring_slots;    /* messages per ordered pair of shards (power of two, default 4096) */
+    unsigned ring_slots;    /* messages per ordered pair of shards (power of two; default
+                               4096, less from 32 shards up so n*n rings stay ~64 MiB) */
     unsigned io_entries;    /* io_uring SQ entries (default 1024) */
     bool no_pin;            /* do not pin shard i to the i-th allowed CPU */
     bool no_signals;        /* do not handle SIGINT/SIGTERM */
