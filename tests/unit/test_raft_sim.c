@@ -26,7 +26,8 @@
 #define SIM_DEFAULT_SEEDS 500
 #define SIM_TIME_BUDGET_S 50.0
 
-static char replay_msg[256];
+static char replay_msg[512];
+static const char *prog = "build/<BUILD>/tests/test_raft_sim";
 
 static void on_abort(int sig)
 {
@@ -59,8 +60,8 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, sim_totals *t, bool verbos
 {
     snprintf(replay_msg, sizeof(replay_msg),
              "\nraft sim: aborted in seed %" PRIu64 "; replay: AL_SIM_SEED=%" PRIu64
-             " AL_SIM_MS=%" PRIu64 " build/<BUILD>/tests/test_raft_sim\n",
-             seed, seed, chaos_ms);
+             " AL_SIM_MS=%" PRIu64 " %s\n",
+             seed, seed, chaos_ms, prog);
     sim s;
     uint32_t n = (seed & 1) ? 5 : 3;
     uint32_t groups = 1 + (uint32_t)((seed >> 1) % 3);
@@ -98,8 +99,8 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, sim_totals *t, bool verbos
                 seed, n, groups, ok ? "ok" : "FAILED: ", s.failure, props, acked, s.n_msgs,
                 s.n_crashes, s.n_elections, s.n_truncates);
     if (!ok)
-        fprintf(stderr, "  replay: AL_SIM_SEED=%" PRIu64 " AL_SIM_MS=%" PRIu64
-                        " build/<BUILD>/tests/test_raft_sim\n", seed, chaos_ms);
+        fprintf(stderr, "  replay: AL_SIM_SEED=%" PRIu64 " AL_SIM_MS=%" PRIu64 " %s\n", seed,
+                chaos_ms, prog);
     t->seeds++;
     t->acked += acked;
     t->msgs += s.n_msgs;
@@ -149,5 +150,6 @@ TEST(sim_seeds)
 
 int main(int argc, char **argv)
 {
+    if (argc > 0) prog = argv[0];
     return test_main(argc, argv);
 }
