@@ -1022,6 +1022,80 @@ TEST(heartbeats_of_many_groups_travel_in_one_batch)
     }
 }
 
+TEST(clock_jumps_back_do_not_stall_and_forward_jumps_time_out)
+{
+    mnode f;
+    mnode_init(&f, 1, 3, 1);
+    raft_msg hb = {.type = RAFT_MSG_APPEND_REQ, .from = 0, .to = 1, .term = 1,
+                   .prev_offset = -1, .prev_term = 0, .commit = -1};
+    raft_tick(&f.g, 50);
+    mdrain(&f);
+    mstep(&f, hb);
+    /* the clock goes back by a lot: nothing fires, nothing breaks */
+    raft_tick(&f.g, 10);
+    mdrain(&f);
+    CHECK_EQ(f.g.role, RAFT_FOLLOWER);
+    CHECK_EQ(f.g.leader, 0);
+    /* then time moves on from there: the timeout (100..199 ms) still elapses */
+    uint64_t now = 10;
+    for (int i = 0; i < 30 && f.g.role == RAFT_FOLLOWER; i++) {
+        now += 10;
+        raft_tick(&f.g, now);
+        mdrain(&f);
+    }
+    CHECK_EQ(f.g.role, RAFT_PRECANDIDATE);
+    CHECK(now - 10 >= 100 && now - 10 < 220);
+    /* a forward jump (a long pause) fires the timer at once */
+    mnode g2;
+    mnode_init(&g2, 1, 3, 1);
+    mstep(&g2, hb);
+    raft_tick(&g2.g, 100000);
+    mdrain(&g2);
+    CHECK_EQ(g2.g.role, RAFT_PRECANDIDATE);
+    CHECK_EQ(g2.g.term, 1); /* pre-vote: no term bump */
+    mnode_free(&f);
+    mnode_free(&g2);
+}
+
+TEST(bad_inputs_are_refused)
+{
+    mnode f;
+    mnode_init(&f, 1, 3, 1);
+    raft_msg m = {.type = RAFT_MSG_APPEND_REQ, .from = 0, .to = 2, .term = 1, .prev_offset = -1};
+    CHECK_EQ(mstep(&f, m), AL_EINVAL); /* not for us */
+    m.to = 1;
+    m.group = 5;
+    CHECK_EQ(mstep(&f, m), AL_EINVAL); /* another group */
+    m.group = 0;
+    m.from = 1;
+    CHECK_EQ(mstep(&f, m), AL_EINVAL); /* from ourselves */
+    m.from = 0;
+    m.type = RAFT_MSG_HB_BATCH;
+    CHECK_EQ(mstep(&f, m), AL_EINVAL); /* batches go through raft_hb_dispatch */
+    m.type = 42;
+    CHECK_EQ(mstep(&f, m), AL_EINVAL);
+    uint8_t d[1] = {0};
+    raft_entry e = {.offset = 0, .count = 1, .term = 5, .len = 1, .data = d};
+    m = (raft_msg){.type = RAFT_MSG_APPEND_REQ, .from = 0, .to = 1, .term = 1, .prev_offset = -1,
+                   .n_entries = 1, .entries = &e};
+    CHECK_EQ(mstep(&f, m), AL_EINVAL); /* entry term above the message term */
+    CHECK_EQ(f.g.last, -1);
+    mnode_free(&f);
+    raft_group g;
+    raft_options o = mopts(0);
+    raft_config c = {.n_voters = 2, .voters = {0, 0}};
+    raft_hardstate hs = {0, RAFT_NODE_NONE};
+    sim_log l;
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ(raft_group_init(&g, &o, &sim_log_ops, &l, &hs, &c, 0), AL_EINVAL); /* dup voter */
+    c.voters[1] = 1;
+    o.heartbeat_ms = 0;
+    CHECK_EQ(raft_group_init(&g, &o, &sim_log_ops, &l, &hs, &c, 0), AL_EINVAL);
+    o = mopts(0);
+    CHECK_EQ(raft_group_init(&g, &o, &sim_log_ops, &l, &hs, &c, 0), 0);
+    raft_group_free(&g);
+}
+
 TEST(propose_errors)
 {
     mnode f;
