@@ -1310,8 +1310,21 @@ int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
     return 0;
 }
 
+static void close_flush_cb(storage_waiter *w)
+{
+    *(int *)w->ctx = 1;
+}
+
 int storage_log_close(storage_log *log)
 {
+    /* A clean close makes everything appended durable first (unless the log failed). */
+    int done = 0;
+    storage_waiter w = {.cb = close_flush_cb, .ctx = &done};
+    if (!log->failed && log->high - 1 > log->durable &&
+        storage_log_flush_wait(log, log->high - 1, &w) == 0) {
+        for (int guard = 0; !done && guard < 1000000; guard++) io_poll(log->io, UINT64_MAX);
+        if (!done) log_warn("storage", "log %s: closing before its final flush", log->dir);
+    }
     for (int guard = 0; log_busy(log) && guard < 1000000; guard++) io_poll(log->io, UINT64_MAX);
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);

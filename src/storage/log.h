@@ -65,9 +65,9 @@ int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
                      storage_log **out);
 
 /*
- * Closes the log: waits (polling io) for a flush in flight, flushes nothing more (unflushed
- * appends are dropped, as after a crash), fails remaining waiters with AL_ECLOSED, closes
- * files. Returns 0. Call when no reads are in flight.
+ * Closes the log: flushes everything appended and waits for it (polling io; waiters are
+ * answered), unless the log failed; fails remaining waiters with AL_ECLOSED, closes files,
+ * frees the log. Returns 0. Call when no reads are in flight, not from a log callback.
  */
 int storage_log_close(storage_log *log);
 
