@@ -1060,6 +1060,26 @@ TEST(network_chaos_streams_intact)
     io_sim_world_destroy(w);
 }
 
+TEST(durable_dirents_option)
+{
+    io_sim_world *w = NULL;
+    struct io_sim_opts o = {.seed = test_seed(), .durable_dirents = true};
+    CHECK_EQ(io_sim_world_create(&w, &o), 0);
+    io *n = io_sim_node_create(w, "n0");
+    CHECK_EQ(io_fs_mkdir(n, "/x", 0755), 0);
+    int fd = io_fs_open(n, "/x/f", O_CREAT | O_RDWR, 0644);
+    CHECK_EQ(io_fs_pwrite(n, fd, "durable", 7, 0), 7);
+    CHECK_EQ(io_fs_fsync(n, fd), 0); /* no directory fsync anywhere */
+    CHECK_EQ(io_fs_rename(n, "/x/f", "/x/g"), 0);
+    io_sim_crash(n);
+    n = io_sim_restart(n);
+    uint8_t buf[16];
+    CHECK_EQ(slurp(n, "/x/g", buf, sizeof(buf)), 7);
+    CHECK_MEM(buf, "durable", 7);
+    CHECK_EQ(io_fs_exists(n, "/x/f"), 0);
+    io_sim_world_destroy(w);
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
