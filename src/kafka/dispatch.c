@@ -35,6 +35,16 @@ const struct kafka_handler kafka_handlers[] = {
     {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, kafka_handle_describe_log_dirs},
     {KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, kafka_handle_incremental_alter_configs},
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, kafka_handle_describe_cluster},
+    /* consumer groups (handler_groups.c) */
+    {KAFKA_API_OFFSET_COMMIT, 0, 7, kafka_handle_offset_commit},
+    {KAFKA_API_OFFSET_FETCH, 0, 7, kafka_handle_offset_fetch},
+    {KAFKA_API_FIND_COORDINATOR, 0, 4, kafka_handle_find_coordinator},
+    {KAFKA_API_JOIN_GROUP, 0, 5, kafka_handle_join_group},
+    {KAFKA_API_HEARTBEAT, 0, 3, kafka_handle_heartbeat},
+    {KAFKA_API_LEAVE_GROUP, 0, 3, kafka_handle_leave_group},
+    {KAFKA_API_SYNC_GROUP, 0, 3, kafka_handle_sync_group},
+    {KAFKA_API_DESCRIBE_GROUPS, 0, 4, kafka_handle_describe_groups},
+    {KAFKA_API_LIST_GROUPS, 0, 4, kafka_handle_list_groups},
 };
 const size_t kafka_handler_count = AL_ARRAY_SIZE(kafka_handlers);
 

@@ -41,4 +41,18 @@ int kafka_handle_describe_log_dirs(kafka_req *req);
 int kafka_handle_offset_for_leader_epoch(kafka_req *req);
 int kafka_handle_init_producer_id(kafka_req *req);
 
+/* Consumer groups (coord/group.h served on the shard owning the group's __consumer_offsets
+ * partition; records durable before answers): FindCoordinator v0-4, JoinGroup v0-5,
+ * SyncGroup v0-3, Heartbeat v0-3, LeaveGroup v0-3, OffsetCommit v0-7, OffsetFetch v0-7,
+ * DescribeGroups v0-4, ListGroups v0-4. */
+int kafka_handle_find_coordinator(kafka_req *req);
+int kafka_handle_join_group(kafka_req *req);
+int kafka_handle_sync_group(kafka_req *req);
+int kafka_handle_heartbeat(kafka_req *req);
+int kafka_handle_leave_group(kafka_req *req);
+int kafka_handle_offset_commit(kafka_req *req);
+int kafka_handle_offset_fetch(kafka_req *req);
+int kafka_handle_describe_groups(kafka_req *req);
+int kafka_handle_list_groups(kafka_req *req);
+
 #endif

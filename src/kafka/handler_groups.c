@@ -1,0 +1,1200 @@
+/*
+ * handler_groups.c — the consumer-group APIs on top of the coordinator logic in coord/group.h:
+ * FindCoordinator 0-4 (always this node), JoinGroup 0-5, SyncGroup 0-3, Heartbeat 0-3,
+ * LeaveGroup 0-3, OffsetCommit 0-7, OffsetFetch 0-7, DescribeGroups 0-4, ListGroups 0-4.
+ *
+ * Placement: a group lives on __consumer_offsets partition coord_partition_for(group) and is
+ * served by the shard owning that partition (S), which holds one group_coordinator for all its
+ * groups ("gshard", started lazily at its first group request: it replays the records of its
+ * __consumer_offsets partitions through group_coordinator_load). The connection's shard (C)
+ * decodes the request, copies what the coordinator needs into the request's arena, and sends
+ * one job per group to S; S runs the coordinator call and fills the response (allocating from
+ * the request's arena: C does not touch the request while it waits), then messages C, which
+ * responds.
+ *
+ * Durability: records the coordinator emits (commits, group metadata) are appended to the
+ * group's partition as one uncompressed batch per emit. Every coordinator call runs inside a
+ * "scope" that collects the jobs it completed (JoinGroup/SyncGroup callbacks may complete other
+ * members' requests); when the call emitted records, those jobs are released only after the
+ * flush covering them returned, so nothing is acknowledged before it is on disk. A failed flush
+ * turns the answers into COORDINATOR_NOT_AVAILABLE.
+ */
+#include "kafka/handlers_data.h"
+
+#include "base/log.h"
+#include "cluster/data_plane.h"
+#include "config/config.h"
+#include "coord/group.h"
+#include "coord/group_records.h"
+#include "storage/batch.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define GS_TICK_NS (100ull * 1000000ull)
+#define GS_MAX_PARTS 256 /* __consumer_offsets partitions tracked per scope */
+
+struct gctx;
+struct gjob;
+struct gshard;
+
+typedef void (*gjob_run_fn)(struct gshard *gs, struct gjob *job);
+typedef void (*gjob_fail_fn)(struct gjob *job, int16_t err);
+
+/* One group's piece of a request, run on the group's shard. */
+struct gjob {
+    struct gctx *ctx;
+    const char *group;       /* NUL-terminated, in the request's arena */
+    unsigned owner;
+    gjob_run_fn run;
+    gjob_fail_fn fail;       /* overwrite the answer's error(s) */
+    void *slot;              /* API-specific response piece */
+    void *arg;               /* API-specific request piece */
+    int64_t now_ms;
+    struct gjob *next_done;
+};
+
+/* A request on its connection's shard. */
+struct gctx {
+    kafka_req *req;
+    unsigned conn_shard;
+    int32_t pending;
+    void *resp;
+    struct data_inflight inflight;
+    struct gjob *jobs;
+    int32_t njobs;
+    void (*finish)(struct gctx *ctx); /* before responding (ListGroups gathers), or NULL */
+};
+
+/* A coordinator call in progress on S: what it emitted and which jobs it completed. */
+struct gscope {
+    int64_t last[GS_MAX_PARTS]; /* last offset appended per __consumer_offsets partition */
+    bool any;
+    struct gjob *done;
+};
+
+struct gshard {
+    data_shard *ds;
+    struct group_coordinator c;
+    reactor_timer tick;
+    struct gscope *scope;
+    uint8_t offsets_id[16];
+    int32_t offsets_partitions;
+};
+
+static _Thread_local struct gshard *tls_gs;
+static _Thread_local bool tls_gs_failed;
+
+/* ---- completion: S -> C ---- */
+
+static void gctx_job_done_msg(reactor_shard *self, const struct reactor_msg *msg)
+{
+    struct gjob *job = msg->arg;
+    struct gctx *ctx = job->ctx;
+    AL_ASSERT(ctx->pending > 0);
+    if (--ctx->pending > 0) return;
+    data_inflight_remove(data_shard_self(), &ctx->inflight);
+    if (ctx->finish) ctx->finish(ctx);
+    kafka_req_respond(ctx->req, ctx->resp);
+}
+
+static void gjob_send_done(data_shard *ds, struct gjob *job)
+{
+    data_send(ds, job->ctx->conn_shard, gctx_job_done_msg, job, 0, 0);
+}
+
+/* Marks job complete in the current scope (or sends it at once outside a scope). */
+static void gscope_complete(struct gshard *gs, struct gjob *job)
+{
+    if (gs->scope) {
+        job->next_done = gs->scope->done;
+        gs->scope->done = job;
+    } else {
+        gjob_send_done(gs->ds, job);
+    }
+}
+
+struct gflush {
+    struct gshard *gs;
+    int pending;
+    int failed;
+    struct gjob *jobs;
+    int32_t n;
+    storage_waiter w[]; /* one per partition written */
+};
+
+static void gflush_release(struct gflush *f)
+{
+    data_shard *ds = data_shard_self();
+    struct gjob *j = f->jobs;
+    while (j) {
+        struct gjob *next = j->next_done;
+        if (f->failed && j->fail) j->fail(j, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
+        if (ds) gjob_send_done(ds, j);
+        j = next;
+    }
+    free(f);
+}
+
+static void gflush_done(storage_waiter *w)
+{
+    struct gflush *f = w->ctx;
+    if (w->res < 0) {
+        f->failed = 1;
+        log_warn("kafka", "__consumer_offsets flush failed: %s", al_strerror(w->res));
+    }
+    if (--f->pending == 0) gflush_release(f);
+}
+
+static void gscope_begin(struct gshard *gs, struct gscope *sc)
+{
+    AL_ASSERT(gs->scope == NULL);
+    memset(sc, 0, sizeof(*sc));
+    for (int i = 0; i < GS_MAX_PARTS; i++) sc->last[i] = -1;
+    gs->scope = sc;
+}
+
+/* Ends a scope: releases its completed jobs now, or after the flush of what it emitted. */
+static void gscope_end(struct gshard *gs, struct gscope *sc)
+{
+    gs->scope = NULL;
+    if (!sc->any) {
+        struct gjob *j = sc->done;
+        while (j) {
+            struct gjob *next = j->next_done;
+            gjob_send_done(gs->ds, j);
+            j = next;
+        }
+        return;
+    }
+    int nparts = 0;
+    for (int i = 0; i < GS_MAX_PARTS; i++) nparts += sc->last[i] >= 0;
+    struct gflush *f = calloc(1, sizeof(*f) + sizeof(storage_waiter) * (size_t)nparts);
+    AL_ASSERT(f != NULL);
+    f->gs = gs;
+    f->jobs = sc->done;
+    f->pending = 1;
+    int k = 0;
+    for (int i = 0; i < GS_MAX_PARTS; i++) {
+        if (sc->last[i] < 0) continue;
+        pm_partition *p = pm_find(&gs->ds->pm, gs->offsets_id, i);
+        if (!p) {
+            f->failed = 1;
+            continue;
+        }
+        storage_waiter *w = &f->w[k++];
+        w->cb = gflush_done;
+        w->ctx = f;
+        w->offset = sc->last[i];
+        int rc = storage_log_flush_wait(p->log, sc->last[i], w);
+        if (rc == 0) {
+            f->pending++;
+        } else if (rc < 0) {
+            f->failed = 1;
+        }
+        pm_refresh_hw(p);
+    }
+    if (--f->pending == 0) gflush_release(f);
+}
+
+/* ---- the coordinator's storage ---- */
+
+static int gs_emit(void *vctx, const char *group_id, const struct group_record *recs, int n)
+{
+    struct gshard *gs = vctx;
+    if (n <= 0) return 0;
+    int32_t part = coord_partition_for(group_id, strlen(group_id), gs->offsets_partitions);
+    if (part < 0 || part >= GS_MAX_PARTS) return AL_EINVAL;
+    pm_partition *p = pm_find(&gs->ds->pm, gs->offsets_id, part);
+    if (!p) return AL_ENOTFOUND;
+    storage_build_record *br = calloc((size_t)n, sizeof(*br));
+    if (!br) return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        br[i].offset_delta = i;
+        br[i].key = recs[i].key;
+        br[i].key_len = (int32_t)recs[i].key_len;
+        br[i].value = recs[i].value;
+        br[i].value_len = recs[i].value ? (int32_t)recs[i].value_len : -1;
+    }
+    int64_t now = io_wall_ms(gs->ds->io);
+    storage_build_params bp = {0, PM_LEADER_EPOCH, 0, -1, now, now, -1, -1, -1};
+    size_t cap = storage_batch_build_size(br, n);
+    uint8_t *buf = malloc(cap);
+    int err = -ENOMEM;
+    if (buf) {
+        int64_t size = storage_batch_build(buf, cap, &bp, br, n);
+        storage_append_result res;
+        err = size < 0 ? (int)size
+                       : storage_log_append(p->log, PM_LEADER_EPOCH, buf, (size_t)size, &res);
+        if (!err) {
+            if (gs->scope) {
+                gs->scope->last[part] = res.last_offset;
+                gs->scope->any = true;
+            } else {
+                pm_note_append(p, res.last_offset);
+            }
+        }
+    }
+    free(buf);
+    free(br);
+    if (err) log_warn("kafka", "appending group records of %s: %s", group_id, al_strerror(err));
+    return err;
+}
+
+struct gload_wait {
+    bool done;
+};
+
+static void gload_read_done(storage_read *r)
+{
+    ((struct gload_wait *)r->ctx)->done = true;
+}
+
+/* Replays one partition's records through the coordinator (blocking, at start). */
+static int gs_load_partition(struct gshard *gs, pm_partition *p, int64_t now)
+{
+    int64_t off = storage_log_start_offset(p->log);
+    int64_t end = storage_log_high_offset(p->log);
+    int64_t nrec = 0;
+    for (int guard = 0; off < end && guard < 10000000; guard++) {
+        struct gload_wait wait = {false};
+        storage_read r;
+        memset(&r, 0, sizeof(r));
+        r.offset = off;
+        r.max_bytes = 64u << 10;
+        r.cb = gload_read_done;
+        r.ctx = &wait;
+        int rc = storage_log_read(p->log, &r);
+        if (rc < 0) return rc;
+        for (int i = 0; rc == 0 && !wait.done && i < 1000000; i++) {
+            int pr = io_poll(gs->ds->io, UINT64_MAX);
+            if (pr < 0) return pr;
+        }
+        if (r.res < 0 || r.len == 0) {
+            int e = r.res;
+            storage_read_release(&r);
+            return e;
+        }
+        size_t pos = 0;
+        while (pos + STORAGE_BATCH_HEADER <= r.len) {
+            storage_batch_hdr h;
+            if (storage_batch_parse_header(r.data + pos, r.len - pos, &h)) break;
+            size_t size = storage_batch_size(&h);
+            if (size > r.len - pos) break;
+            const uint8_t *recs;
+            size_t rlen;
+            uint8_t *owned = NULL;
+            if (!(h.attributes & STORAGE_ATTR_CONTROL) &&
+                storage_batch_records(r.data + pos, size, 64u << 20, &recs, &rlen, &owned) == 0) {
+                storage_record_iter it;
+                storage_record rec;
+                storage_record_iter_init(&it, recs, rlen, h.records_count);
+                while (storage_record_iter_next(&it, &rec) == 1) {
+                    if (rec.key_len < 0) continue;
+                    int e = group_coordinator_load(&gs->c, rec.key, (size_t)rec.key_len,
+                                                   rec.value_len >= 0 ? rec.value : NULL,
+                                                   rec.value_len >= 0 ? (size_t)rec.value_len : 0,
+                                                   now);
+                    if (e == -ENOMEM) {
+                        free(owned);
+                        storage_read_release(&r);
+                        return e;
+                    }
+                    if (e) log_warn("kafka", "%s/%" PRId32 ": skipping an unreadable record: %s",
+                                    p->topic, p->partition, al_strerror(e));
+                    nrec++;
+                }
+                free(owned);
+            }
+            pos += size;
+        }
+        int64_t next = r.next_offset;
+        storage_read_release(&r);
+        if (next <= off) break;
+        off = next;
+    }
+    if (nrec) log_info("kafka", "%s/%" PRId32 ": %" PRId64 " group records loaded", p->topic,
+                       p->partition, nrec);
+    return 0;
+}
+
+static void gs_tick_fire(reactor_timer *t)
+{
+    struct gshard *gs = t->ctx;
+    struct gscope sc;
+    gscope_begin(gs, &sc);
+    group_coordinator_tick(&gs->c, io_wall_ms(gs->ds->io));
+    gscope_end(gs, &sc);
+    reactor_timer_add(gs->ds->rs, &gs->tick, io_now_ns(gs->ds->io) + GS_TICK_NS, NULL);
+}
+
+static void gs_stop(reactor_shard *self, void *arg)
+{
+    struct gshard *gs = arg;
+    reactor_timer_cancel(self, &gs->tick);
+    struct gscope sc;
+    gscope_begin(gs, &sc);
+    group_coordinator_destroy(&gs->c); /* pending joins/syncs answered (messages dropped) */
+    gs->scope = NULL;                  /* the shard stops: nothing more is sent */
+    tls_gs = NULL;
+    free(gs);
+}
+
+/* The calling shard's coordinator, started (and loaded) at first use. */
+static struct gshard *gs_get(void)
+{
+    if (tls_gs) return tls_gs;
+    if (tls_gs_failed) return NULL;
+    data_shard *ds = data_shard_self();
+    if (!ds) return NULL;
+    const topic *t = topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS,
+                                      strlen(TOPIC_CONSUMER_OFFSETS));
+    if (!t) {
+        tls_gs_failed = true;
+        return NULL;
+    }
+    struct gshard *gs = calloc(1, sizeof(*gs));
+    if (!gs) return NULL;
+    gs->ds = ds;
+    memcpy(gs->offsets_id, t->id, 16);
+    gs->offsets_partitions = AL_MIN(t->partitions, GS_MAX_PARTS);
+    struct group_config cfg;
+    group_config_defaults(&cfg);
+    group_coordinator_init(&gs->c, &cfg, gs_emit, gs, io_random(ds->io));
+    int64_t now = io_wall_ms(ds->io);
+    for (int32_t i = 0; i < gs->offsets_partitions; i++) {
+        pm_partition *p = pm_find(&ds->pm, t->id, i);
+        if (!p) continue;
+        int err = gs_load_partition(gs, p, now);
+        if (err) log_error("kafka", "loading groups from %s/%" PRId32 ": %s", p->topic, i,
+                           al_strerror(err));
+    }
+    group_coordinator_load_done(&gs->c, now);
+    reactor_timer_init(&gs->tick, gs_tick_fire, gs);
+    reactor_timer_add(ds->rs, &gs->tick, io_now_ns(ds->io) + GS_TICK_NS, NULL);
+    reactor_on_shutdown(ds->rs, gs_stop, gs);
+    tls_gs = gs;
+    return gs;
+}
+
+/* On S: run one job inside a scope. */
+static void gjob_run_msg(reactor_shard *self, const struct reactor_msg *msg)
+{
+    struct gjob *job = msg->arg;
+    struct gshard *gs = gs_get();
+    if (!gs) {
+        data_shard *ds = data_shard_self();
+        if (job->fail) job->fail(job, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
+        if (ds) gjob_send_done(ds, job);
+        return;
+    }
+    job->now_ms = io_wall_ms(gs->ds->io);
+    struct gscope sc;
+    gscope_begin(gs, &sc);
+    job->run(gs, job);
+    gscope_end(gs, &sc);
+}
+
+/* ---- request side helpers (C) ---- */
+
+static const char *cstr(kafka_req *req, kafka_str s)
+{
+    if (s.len < 0) return NULL;
+    char *p = kafka_arena_alloc(&req->arena, (size_t)s.len + 1);
+    if (!p) return NULL;
+    memcpy(p, s.ptr, (size_t)s.len);
+    p[s.len] = 0;
+    return p;
+}
+
+static kafka_str kstr(kafka_arena *a, const char *s)
+{
+    if (!s) return (kafka_str){NULL, -1};
+    size_t n = strlen(s);
+    char *p = kafka_arena_alloc(a, n + 1);
+    if (!p) return (kafka_str){"", 0};
+    memcpy(p, s, n + 1);
+    return (kafka_str){p, (int32_t)n};
+}
+
+static kafka_bytes kbytes(kafka_arena *a, const uint8_t *b, size_t n)
+{
+    uint8_t *p = kafka_arena_alloc(a, n ? n : 1);
+    if (!p) return (kafka_bytes){(const uint8_t *)"", 0};
+    if (n) memcpy(p, b, n);
+    return (kafka_bytes){p, (int32_t)n};
+}
+
+/* The owner shard of a group. */
+static unsigned group_owner(data_shard *ds, const char *group)
+{
+    const topic *t = topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS,
+                                      strlen(TOPIC_CONSUMER_OFFSETS));
+    if (!t) return 0;
+    int32_t part = coord_partition_for(group, strlen(group), AL_MIN(t->partitions, GS_MAX_PARTS));
+    return data_owner(ds, t, part);
+}
+
+static struct gctx *gctx_new(kafka_req *req, data_shard *ds, int32_t njobs, void *resp)
+{
+    struct gctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
+    struct gjob *jobs = kafka_arena_alloc(&req->arena, sizeof(*jobs) * (size_t)AL_MAX(njobs, 1));
+    if (!ctx || !jobs) return NULL;
+    memset(ctx, 0, sizeof(*ctx));
+    memset(jobs, 0, sizeof(*jobs) * (size_t)AL_MAX(njobs, 1));
+    ctx->req = req;
+    ctx->conn_shard = ds->shard;
+    ctx->resp = resp;
+    ctx->jobs = jobs;
+    return ctx;
+}
+
+static struct gjob *gctx_add(struct gctx *ctx, data_shard *ds, const char *group, unsigned owner,
+                             gjob_run_fn run, gjob_fail_fn fail, void *slot, void *arg)
+{
+    struct gjob *j = &ctx->jobs[ctx->njobs++];
+    j->ctx = ctx;
+    j->group = group;
+    j->owner = owner;
+    j->run = run;
+    j->fail = fail;
+    j->slot = slot;
+    j->arg = arg;
+    return j;
+}
+
+/* Sends every job (nothing fails after this). */
+static int gctx_go(struct gctx *ctx, data_shard *ds)
+{
+    if (ctx->njobs == 0) {
+        int rc = kafka_req_respond(ctx->req, ctx->resp);
+        return rc < 0 ? rc : KAFKA_DONE;
+    }
+    data_inflight_add(ds, &ctx->inflight);
+    ctx->pending = ctx->njobs;
+    for (int32_t i = 0; i < ctx->njobs; i++)
+        data_send(ds, ctx->jobs[i].owner, gjob_run_msg, &ctx->jobs[i], 0, 0);
+    return KAFKA_DEFERRED;
+}
+
+/* ---- FindCoordinator ---- */
+
+int kafka_handle_find_coordinator(kafka_req *req)
+{
+    const kafka_FindCoordinatorRequest *in = req->msg;
+    const struct kafka_broker *b = req->broker;
+    kafka_FindCoordinatorResponse out;
+    kafka_FindCoordinatorResponse_init(&out);
+    bool txn = in->KeyType != 0;
+    int16_t err = txn ? KAFKA_ERR_COORDINATOR_NOT_AVAILABLE : 0; /* no transactions yet */
+    const char *msg = txn ? "Transactions are not supported." : NULL;
+    if (req->api_version < 4) {
+        out.ErrorCode = err;
+        out.ErrorMessage = kafka_str_from(msg);
+        out.NodeId = err ? -1 : b->node_id;
+        out.Host = kafka_str_from(err ? "" : b->advertised_host);
+        out.Port = err ? -1 : b->advertised_port;
+    } else {
+        int32_t n = AL_MAX(in->CoordinatorKeys_count, 0);
+        kafka_FindCoordinatorResponse_Coordinator *cs =
+            kafka_arena_alloc(&req->arena, sizeof(*cs) * (size_t)AL_MAX(n, 1));
+        if (!cs) return -ENOMEM;
+        for (int32_t i = 0; i < n; i++) {
+            kafka_FindCoordinatorResponse_Coordinator_init(&cs[i]);
+            cs[i].Key = in->CoordinatorKeys[i];
+            cs[i].ErrorCode = err;
+            cs[i].ErrorMessage = kafka_str_from(msg);
+            cs[i].NodeId = err ? -1 : b->node_id;
+            cs[i].Host = kafka_str_from(err ? "" : b->advertised_host);
+            cs[i].Port = err ? -1 : b->advertised_port;
+        }
+        out.Coordinators = cs;
+        out.Coordinators_count = n;
+    }
+    int rc = kafka_req_respond(req, &out);
+    return rc < 0 ? rc : KAFKA_DONE;
+}
+
+/* ---- JoinGroup ---- */
+
+static void join_fill_error(kafka_JoinGroupResponse *r, int16_t err)
+{
+    r->ErrorCode = err;
+    r->GenerationId = -1;
+    r->Leader = kafka_str_from("");
+    r->Members_count = 0;
+}
+
+static void join_fail(struct gjob *job, int16_t err)
+{
+    join_fill_error(job->slot, err);
+}
+
+static void join_cb(void *arg, const struct group_join_result *res)
+{
+    struct gjob *job = arg;
+    kafka_req *req = job->ctx->req;
+    kafka_JoinGroupResponse *r = job->slot;
+    kafka_arena *a = &req->arena;
+    r->ErrorCode = res->error;
+    r->GenerationId = res->generation_id;
+    if (req->api_version >= 7) r->ProtocolType = kstr(a, res->protocol_type);
+    r->ProtocolName = req->api_version >= 7 ? kstr(a, res->protocol_name)
+                                            : kstr(a, res->protocol_name ? res->protocol_name : "");
+    r->Leader = kstr(a, res->leader ? res->leader : "");
+    r->MemberId = kstr(a, res->member_id ? res->member_id : "");
+    if (req->api_version >= 9) r->SkipAssignment = res->skip_assignment;
+    r->Members_count = 0;
+    if (res->nmembers > 0) {
+        kafka_JoinGroupResponse_JoinGroupResponseMember *ms =
+            kafka_arena_alloc(a, sizeof(*ms) * (size_t)res->nmembers);
+        if (ms) {
+            for (int i = 0; i < res->nmembers; i++) {
+                kafka_JoinGroupResponse_JoinGroupResponseMember_init(&ms[i]);
+                ms[i].MemberId = kstr(a, res->members[i].member_id);
+                ms[i].GroupInstanceId = kstr(a, res->members[i].group_instance_id);
+                ms[i].Metadata = kbytes(a, res->members[i].metadata, res->members[i].metadata_len);
+            }
+            r->Members = ms;
+            r->Members_count = res->nmembers;
+        } else {
+            join_fill_error(r, KAFKA_ERR_UNKNOWN_SERVER_ERROR);
+        }
+    }
+    gscope_complete(tls_gs, job);
+}
+
+static void join_run(struct gshard *gs, struct gjob *job)
+{
+    if (group_coordinator_is_loading(&gs->c)) {
+        join_fill_error(job->slot, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+        gscope_complete(gs, job);
+        return;
+    }
+    group_join(&gs->c, job->arg, job->now_ms, join_cb, job);
+}
+
+int kafka_handle_join_group(kafka_req *req)
+{
+    const kafka_JoinGroupRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    kafka_JoinGroupResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    struct group_join_request *jr = kafka_arena_alloc(&req->arena, sizeof(*jr));
+    int32_t np = AL_MAX(in->Protocols_count, 0);
+    struct group_protocol *ps = kafka_arena_alloc(&req->arena, sizeof(*ps) * (size_t)AL_MAX(np, 1));
+    const char *group = cstr(req, in->GroupId);
+    struct gctx *ctx = gctx_new(req, ds, 1, resp);
+    if (!resp || !jr || !ps || !group || !ctx) return -ENOMEM;
+    kafka_JoinGroupResponse_init(resp);
+    join_fill_error(resp, 0);
+    resp->MemberId = in->MemberId.len >= 0 ? in->MemberId : kafka_str_from("");
+    memset(jr, 0, sizeof(*jr));
+    jr->group_id = group;
+    jr->member_id = in->MemberId.len >= 0 ? cstr(req, in->MemberId) : "";
+    jr->group_instance_id = cstr(req, in->GroupInstanceId);
+    jr->client_id = req->client_id.len >= 0 ? cstr(req, req->client_id) : "";
+    jr->client_host = "/127.0.0.1";
+    jr->session_timeout_ms = in->SessionTimeoutMs;
+    jr->rebalance_timeout_ms = req->api_version >= 1 ? in->RebalanceTimeoutMs
+                                                     : in->SessionTimeoutMs;
+    jr->protocol_type = in->ProtocolType.len >= 0 ? cstr(req, in->ProtocolType) : "";
+    for (int32_t i = 0; i < np; i++) {
+        ps[i].name = cstr(req, in->Protocols[i].Name);
+        ps[i].metadata = in->Protocols[i].Metadata.ptr;
+        ps[i].metadata_len = in->Protocols[i].Metadata.len > 0 ? (size_t)in->Protocols[i].Metadata.len
+                                                                : 0;
+        if (!ps[i].name) return -ENOMEM;
+    }
+    jr->nprotocols = np;
+    jr->protocols = ps;
+    jr->require_known_member_id = req->api_version >= 4;
+    jr->support_skip_assignment = req->api_version >= 9;
+    if (!jr->member_id || !jr->client_id || !jr->protocol_type) return -ENOMEM;
+    gctx_add(ctx, ds, group, group_owner(ds, group), join_run, join_fail, resp, jr);
+    return gctx_go(ctx, ds);
+}
+
+/* ---- SyncGroup ---- */
+
+static void sync_fail(struct gjob *job, int16_t err)
+{
+    kafka_SyncGroupResponse *r = job->slot;
+    r->ErrorCode = err;
+    r->Assignment = (kafka_bytes){(const uint8_t *)"", 0};
+}
+
+static void sync_cb(void *arg, const struct group_sync_result *res)
+{
+    struct gjob *job = arg;
+    kafka_req *req = job->ctx->req;
+    kafka_SyncGroupResponse *r = job->slot;
+    r->ErrorCode = res->error;
+    if (req->api_version >= 5) {
+        r->ProtocolType = kstr(&req->arena, res->protocol_type);
+        r->ProtocolName = kstr(&req->arena, res->protocol_name);
+    }
+    r->Assignment = kbytes(&req->arena, res->assignment, res->assignment ? res->assignment_len : 0);
+    gscope_complete(tls_gs, job);
+}
+
+static void sync_run(struct gshard *gs, struct gjob *job)
+{
+    if (group_coordinator_is_loading(&gs->c)) {
+        sync_fail(job, KAFKA_ERR_REBALANCE_IN_PROGRESS);
+        gscope_complete(gs, job);
+        return;
+    }
+    group_sync(&gs->c, job->arg, job->now_ms, sync_cb, job);
+}
+
+int kafka_handle_sync_group(kafka_req *req)
+{
+    const kafka_SyncGroupRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    kafka_SyncGroupResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    struct group_sync_request *sr = kafka_arena_alloc(&req->arena, sizeof(*sr));
+    int32_t na = AL_MAX(in->Assignments_count, 0);
+    struct group_assignment *as = kafka_arena_alloc(&req->arena, sizeof(*as) * (size_t)AL_MAX(na, 1));
+    const char *group = cstr(req, in->GroupId);
+    struct gctx *ctx = gctx_new(req, ds, 1, resp);
+    if (!resp || !sr || !as || !group || !ctx) return -ENOMEM;
+    kafka_SyncGroupResponse_init(resp);
+    sync_fail(&(struct gjob){.slot = resp}, 0);
+    memset(sr, 0, sizeof(*sr));
+    sr->group_id = group;
+    sr->member_id = cstr(req, in->MemberId);
+    sr->group_instance_id = cstr(req, in->GroupInstanceId);
+    sr->generation_id = in->GenerationId;
+    sr->protocol_type = req->api_version >= 5 ? cstr(req, in->ProtocolType) : NULL;
+    sr->protocol_name = req->api_version >= 5 ? cstr(req, in->ProtocolName) : NULL;
+    for (int32_t i = 0; i < na; i++) {
+        as[i].member_id = cstr(req, in->Assignments[i].MemberId);
+        as[i].data = in->Assignments[i].Assignment.ptr;
+        as[i].len = in->Assignments[i].Assignment.len > 0 ? (size_t)in->Assignments[i].Assignment.len
+                                                           : 0;
+        if (!as[i].member_id) return -ENOMEM;
+    }
+    sr->nassignments = na;
+    sr->assignments = as;
+    if (!sr->member_id) return -ENOMEM;
+    gctx_add(ctx, ds, group, group_owner(ds, group), sync_run, sync_fail, resp, sr);
+    return gctx_go(ctx, ds);
+}
+
+/* ---- Heartbeat ---- */
+
+struct hb_arg {
+    const char *member_id, *instance_id;
+    int32_t generation;
+};
+
+static void hb_fail(struct gjob *job, int16_t err)
+{
+    ((kafka_HeartbeatResponse *)job->slot)->ErrorCode = err;
+}
+
+static void hb_run(struct gshard *gs, struct gjob *job)
+{
+    struct hb_arg *a = job->arg;
+    kafka_HeartbeatResponse *r = job->slot;
+    r->ErrorCode = group_coordinator_is_loading(&gs->c)
+                       ? 0
+                       : group_heartbeat(&gs->c, job->group, a->member_id, a->instance_id,
+                                         a->generation, job->now_ms);
+    gscope_complete(gs, job);
+}
+
+int kafka_handle_heartbeat(kafka_req *req)
+{
+    const kafka_HeartbeatRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    kafka_HeartbeatResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    struct hb_arg *a = kafka_arena_alloc(&req->arena, sizeof(*a));
+    const char *group = cstr(req, in->GroupId);
+    struct gctx *ctx = gctx_new(req, ds, 1, resp);
+    if (!resp || !a || !group || !ctx) return -ENOMEM;
+    kafka_HeartbeatResponse_init(resp);
+    a->member_id = cstr(req, in->MemberId);
+    a->instance_id = cstr(req, in->GroupInstanceId);
+    a->generation = in->GenerationId;
+    if (!a->member_id) return -ENOMEM;
+    gctx_add(ctx, ds, group, group_owner(ds, group), hb_run, hb_fail, resp, a);
+    return gctx_go(ctx, ds);
+}
+
+/* ---- LeaveGroup ---- */
+
+struct leave_arg {
+    struct group_leave_member *members;
+    int n;
+};
+
+static void leave_fail(struct gjob *job, int16_t err)
+{
+    kafka_LeaveGroupResponse *r = job->slot;
+    r->ErrorCode = err;
+}
+
+static void leave_run(struct gshard *gs, struct gjob *job)
+{
+    struct leave_arg *a = job->arg;
+    kafka_LeaveGroupResponse *r = job->slot;
+    if (group_coordinator_is_loading(&gs->c)) {
+        r->ErrorCode = KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+    } else {
+        r->ErrorCode = group_leave(&gs->c, job->group, a->members, a->n, job->now_ms);
+        for (int i = 0; i < r->Members_count; i++) r->Members[i].ErrorCode = a->members[i].error;
+    }
+    gscope_complete(gs, job);
+}
+
+int kafka_handle_leave_group(kafka_req *req)
+{
+    const kafka_LeaveGroupRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    bool batch = req->api_version >= 3;
+    int32_t n = batch ? AL_MAX(in->Members_count, 0) : 1;
+    kafka_LeaveGroupResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    struct leave_arg *a = kafka_arena_alloc(&req->arena, sizeof(*a));
+    struct group_leave_member *ms = kafka_arena_alloc(&req->arena, sizeof(*ms) * (size_t)AL_MAX(n, 1));
+    kafka_LeaveGroupResponse_MemberResponse *rs =
+        kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)AL_MAX(n, 1));
+    const char *group = cstr(req, in->GroupId);
+    struct gctx *ctx = gctx_new(req, ds, 1, resp);
+    if (!resp || !a || !ms || !rs || !group || !ctx) return -ENOMEM;
+    kafka_LeaveGroupResponse_init(resp);
+    for (int32_t i = 0; i < n; i++) {
+        memset(&ms[i], 0, sizeof(ms[i]));
+        if (batch) {
+            ms[i].member_id = in->Members[i].MemberId.len >= 0 ? cstr(req, in->Members[i].MemberId)
+                                                               : "";
+            ms[i].group_instance_id = cstr(req, in->Members[i].GroupInstanceId);
+            kafka_LeaveGroupResponse_MemberResponse_init(&rs[i]);
+            rs[i].MemberId = in->Members[i].MemberId;
+            rs[i].GroupInstanceId = in->Members[i].GroupInstanceId;
+        } else {
+            ms[i].member_id = cstr(req, in->MemberId);
+        }
+        if (!ms[i].member_id) return -ENOMEM;
+    }
+    if (batch) {
+        resp->Members = rs;
+        resp->Members_count = n;
+    }
+    a->members = ms;
+    a->n = n;
+    gctx_add(ctx, ds, group, group_owner(ds, group), leave_run, leave_fail, resp, a);
+    return gctx_go(ctx, ds);
+}
+
+/* ---- OffsetCommit ---- */
+
+struct commit_arg {
+    const char *member_id, *instance_id;
+    int32_t generation;
+    struct group_offset_commit *parts;
+    int n;
+};
+
+static void commit_set_all(kafka_OffsetCommitResponse *r, const struct group_offset_commit *parts,
+                           int16_t err)
+{
+    int k = 0;
+    for (int32_t t = 0; t < r->Topics_count; t++)
+        for (int32_t p = 0; p < r->Topics[t].Partitions_count; p++, k++)
+            r->Topics[t].Partitions[p].ErrorCode = parts ? parts[k].error : err;
+}
+
+static void commit_fail(struct gjob *job, int16_t err)
+{
+    commit_set_all(job->slot, NULL, err);
+}
+
+static void commit_run(struct gshard *gs, struct gjob *job)
+{
+    struct commit_arg *a = job->arg;
+    if (group_coordinator_is_loading(&gs->c)) {
+        commit_set_all(job->slot, NULL, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+    } else {
+        int16_t err = group_commit_offsets(&gs->c, job->group, a->member_id, a->instance_id,
+                                           a->generation, a->parts, a->n, job->now_ms);
+        commit_set_all(job->slot, err ? NULL : a->parts, err);
+    }
+    gscope_complete(gs, job);
+}
+
+int kafka_handle_offset_commit(kafka_req *req)
+{
+    const kafka_OffsetCommitRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    int16_t v = req->api_version;
+    int32_t nt = AL_MAX(in->Topics_count, 0), np = 0;
+    for (int32_t i = 0; i < nt; i++) np += AL_MAX(in->Topics[i].Partitions_count, 0);
+    kafka_OffsetCommitResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    kafka_OffsetCommitResponse_OffsetCommitResponseTopic *tr =
+        kafka_arena_alloc(&req->arena, sizeof(*tr) * (size_t)AL_MAX(nt, 1));
+    kafka_OffsetCommitResponse_OffsetCommitResponsePartition *pr =
+        kafka_arena_alloc(&req->arena, sizeof(*pr) * (size_t)AL_MAX(np, 1));
+    struct commit_arg *a = kafka_arena_alloc(&req->arena, sizeof(*a));
+    struct group_offset_commit *parts =
+        kafka_arena_alloc(&req->arena, sizeof(*parts) * (size_t)AL_MAX(np, 1));
+    const char *group = cstr(req, in->GroupId);
+    struct gctx *ctx = gctx_new(req, ds, 1, resp);
+    if (!resp || !tr || !pr || !a || !parts || !group || !ctx) return -ENOMEM;
+    kafka_OffsetCommitResponse_init(resp);
+    resp->Topics = tr;
+    resp->Topics_count = nt;
+    int64_t now = io_wall_ms(ds->io);
+    int k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *q = &in->Topics[i];
+        const char *tname = cstr(req, q->Name);
+        if (!tname) return -ENOMEM;
+        kafka_OffsetCommitResponse_OffsetCommitResponseTopic_init(&tr[i]);
+        tr[i].Name = q->Name;
+        tr[i].Partitions = &pr[k];
+        tr[i].Partitions_count = AL_MAX(q->Partitions_count, 0);
+        for (int32_t j = 0; j < tr[i].Partitions_count; j++, k++) {
+            const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *qp = &q->Partitions[j];
+            kafka_OffsetCommitResponse_OffsetCommitResponsePartition_init(&pr[k]);
+            pr[k].PartitionIndex = qp->PartitionIndex;
+            memset(&parts[k], 0, sizeof(parts[k]));
+            parts[k].topic = tname;
+            parts[k].partition = qp->PartitionIndex;
+            parts[k].offset = qp->CommittedOffset;
+            parts[k].leader_epoch = v >= 6 ? qp->CommittedLeaderEpoch : -1;
+            parts[k].metadata = cstr(req, qp->CommittedMetadata);
+            parts[k].expire_ts =
+                v >= 2 && v <= 4 && in->RetentionTimeMs > 0 ? now + in->RetentionTimeMs : 0;
+        }
+    }
+    a->member_id = v >= 1 && in->MemberId.len >= 0 ? cstr(req, in->MemberId) : "";
+    a->instance_id = v >= 7 ? cstr(req, in->GroupInstanceId) : NULL;
+    a->generation = v >= 1 ? in->GenerationIdOrMemberEpoch : -1;
+    a->parts = parts;
+    a->n = k;
+    if (!a->member_id) return -ENOMEM;
+    gctx_add(ctx, ds, group, group_owner(ds, group), commit_run, commit_fail, resp, a);
+    return gctx_go(ctx, ds);
+}
+
+/* ---- OffsetFetch (v0-7: one group) ---- */
+
+struct fetch_all {
+    kafka_req *req;
+    kafka_OffsetFetchResponse *r;
+    int32_t cap_t, cap_p;
+};
+
+static void ofetch_fail(struct gjob *job, int16_t err)
+{
+    kafka_OffsetFetchResponse *r = job->slot;
+    r->ErrorCode = err;
+    for (int32_t t = 0; t < r->Topics_count; t++)
+        for (int32_t p = 0; p < r->Topics[t].Partitions_count; p++)
+            r->Topics[t].Partitions[p].ErrorCode = err;
+}
+
+/* Appends one committed offset to the response (topics in order, grouped). */
+static void ofetch_visit(void *arg, const char *topic_name, int32_t partition, int64_t offset,
+                         int32_t leader_epoch, const char *metadata)
+{
+    struct fetch_all *fa = arg;
+    kafka_OffsetFetchResponse *r = fa->r;
+    kafka_arena *a = &fa->req->arena;
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopic *t =
+        r->Topics_count ? &r->Topics[r->Topics_count - 1] : NULL;
+    if (!t || (size_t)t->Name.len != strlen(topic_name) ||
+        memcmp(t->Name.ptr, topic_name, (size_t)t->Name.len)) {
+        if (r->Topics_count == fa->cap_t) {
+            int32_t nc = fa->cap_t ? fa->cap_t * 2 : 8;
+            kafka_OffsetFetchResponse_OffsetFetchResponseTopic *nt =
+                kafka_arena_alloc(a, sizeof(*nt) * (size_t)nc);
+            if (!nt) return;
+            if (r->Topics_count) memcpy(nt, r->Topics, sizeof(*nt) * (size_t)r->Topics_count);
+            r->Topics = nt;
+            fa->cap_t = nc;
+        }
+        t = &r->Topics[r->Topics_count++];
+        kafka_OffsetFetchResponse_OffsetFetchResponseTopic_init(t);
+        t->Name = kstr(a, topic_name);
+        t->Partitions_count = 0;
+        t->Partitions = NULL;
+        fa->cap_p = 0;
+    }
+    if (t->Partitions_count == fa->cap_p) {
+        int32_t nc = fa->cap_p ? fa->cap_p * 2 : 16;
+        kafka_OffsetFetchResponse_OffsetFetchResponsePartition *np =
+            kafka_arena_alloc(a, sizeof(*np) * (size_t)nc);
+        if (!np) return;
+        if (t->Partitions_count) memcpy(np, t->Partitions, sizeof(*np) * (size_t)t->Partitions_count);
+        t->Partitions = np;
+        fa->cap_p = nc;
+    }
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartition *p = &t->Partitions[t->Partitions_count++];
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(p);
+    p->PartitionIndex = partition;
+    p->CommittedOffset = offset;
+    if (fa->req->api_version >= 5) p->CommittedLeaderEpoch = leader_epoch;
+    p->Metadata = kstr(a, metadata ? metadata : "");
+}
+
+static void ofetch_run(struct gshard *gs, struct gjob *job)
+{
+    kafka_OffsetFetchResponse *r = job->slot;
+    kafka_req *req = job->ctx->req;
+    if (group_coordinator_is_loading(&gs->c)) {
+        ofetch_fail(job, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+        gscope_complete(gs, job);
+        return;
+    }
+    struct group_offset_fetch *parts = job->arg;
+    int16_t err;
+    if (!parts) { /* all topics */
+        struct fetch_all fa = {req, r, 0, 0};
+        r->Topics_count = 0;
+        err = group_fetch_all_offsets(&gs->c, job->group, ofetch_visit, &fa);
+    } else {
+        int32_t n = 0;
+        for (int32_t t = 0; t < r->Topics_count; t++) n += r->Topics[t].Partitions_count;
+        err = group_fetch_offsets(&gs->c, job->group, parts, n);
+        int k = 0;
+        for (int32_t t = 0; t < r->Topics_count; t++) {
+            for (int32_t p = 0; p < r->Topics[t].Partitions_count; p++, k++) {
+                kafka_OffsetFetchResponse_OffsetFetchResponsePartition *o =
+                    &r->Topics[t].Partitions[p];
+                o->CommittedOffset = parts[k].offset;
+                if (req->api_version >= 5) o->CommittedLeaderEpoch = parts[k].leader_epoch;
+                o->Metadata = kstr(&req->arena, parts[k].metadata ? parts[k].metadata : "");
+                o->ErrorCode = err ? err : parts[k].error;
+            }
+        }
+    }
+    if (req->api_version >= 2) r->ErrorCode = err;
+    gscope_complete(gs, job);
+}
+
+int kafka_handle_offset_fetch(kafka_req *req)
+{
+    const kafka_OffsetFetchRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    kafka_OffsetFetchResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    const char *group = cstr(req, in->GroupId);
+    struct gctx *ctx = gctx_new(req, ds, 1, resp);
+    if (!resp || !group || !ctx) return -ENOMEM;
+    kafka_OffsetFetchResponse_init(resp);
+    struct group_offset_fetch *parts = NULL;
+    if (in->Topics_count >= 0) {
+        int32_t nt = in->Topics_count, np = 0;
+        for (int32_t i = 0; i < nt; i++) np += AL_MAX(in->Topics[i].PartitionIndexes_count, 0);
+        kafka_OffsetFetchResponse_OffsetFetchResponseTopic *tr =
+            kafka_arena_alloc(&req->arena, sizeof(*tr) * (size_t)AL_MAX(nt, 1));
+        kafka_OffsetFetchResponse_OffsetFetchResponsePartition *pr =
+            kafka_arena_alloc(&req->arena, sizeof(*pr) * (size_t)AL_MAX(np, 1));
+        parts = kafka_arena_alloc(&req->arena, sizeof(*parts) * (size_t)AL_MAX(np, 1));
+        if (!tr || !pr || !parts) return -ENOMEM;
+        int k = 0;
+        for (int32_t i = 0; i < nt; i++) {
+            const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *q = &in->Topics[i];
+            const char *tname = cstr(req, q->Name);
+            if (!tname) return -ENOMEM;
+            kafka_OffsetFetchResponse_OffsetFetchResponseTopic_init(&tr[i]);
+            tr[i].Name = q->Name;
+            tr[i].Partitions = &pr[k];
+            tr[i].Partitions_count = AL_MAX(q->PartitionIndexes_count, 0);
+            for (int32_t j = 0; j < tr[i].Partitions_count; j++, k++) {
+                kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(&pr[k]);
+                pr[k].PartitionIndex = q->PartitionIndexes[j];
+                pr[k].CommittedOffset = -1;
+                pr[k].Metadata = kafka_str_from("");
+                memset(&parts[k], 0, sizeof(parts[k]));
+                parts[k].topic = tname;
+                parts[k].partition = q->PartitionIndexes[j];
+            }
+        }
+        resp->Topics = tr;
+        resp->Topics_count = nt;
+    }
+    gctx_add(ctx, ds, group, group_owner(ds, group), ofetch_run, ofetch_fail, resp, parts);
+    return gctx_go(ctx, ds);
+}
+
+/* ---- DescribeGroups ---- */
+
+static void dg_fail(struct gjob *job, int16_t err)
+{
+    ((kafka_DescribeGroupsResponse_DescribedGroup *)job->slot)->ErrorCode = err;
+}
+
+static void dg_cb(void *arg, const struct group_description *d)
+{
+    struct gjob *job = arg;
+    kafka_req *req = job->ctx->req;
+    kafka_arena *a = &req->arena;
+    kafka_DescribeGroupsResponse_DescribedGroup *g = job->slot;
+    g->ErrorCode = d->error;
+    g->GroupState = kstr(a, d->state);
+    g->ProtocolType = kstr(a, d->protocol_type ? d->protocol_type : "");
+    g->ProtocolData = kstr(a, d->protocol ? d->protocol : "");
+    g->Members_count = 0;
+    if (d->nmembers > 0) {
+        kafka_DescribeGroupsResponse_DescribedGroupMember *ms =
+            kafka_arena_alloc(a, sizeof(*ms) * (size_t)d->nmembers);
+        if (!ms) {
+            g->ErrorCode = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            return;
+        }
+        for (int i = 0; i < d->nmembers; i++) {
+            const struct group_member_desc *m = &d->members[i];
+            kafka_DescribeGroupsResponse_DescribedGroupMember_init(&ms[i]);
+            ms[i].MemberId = kstr(a, m->member_id);
+            if (req->api_version >= 4) ms[i].GroupInstanceId = kstr(a, m->group_instance_id);
+            ms[i].ClientId = kstr(a, m->client_id ? m->client_id : "");
+            ms[i].ClientHost = kstr(a, m->client_host ? m->client_host : "");
+            ms[i].MemberMetadata = kbytes(a, m->metadata, m->metadata ? m->metadata_len : 0);
+            ms[i].MemberAssignment = kbytes(a, m->assignment, m->assignment ? m->assignment_len : 0);
+        }
+        g->Members = ms;
+        g->Members_count = d->nmembers;
+    }
+}
+
+static void dg_run(struct gshard *gs, struct gjob *job)
+{
+    if (group_coordinator_is_loading(&gs->c))
+        dg_fail(job, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+    else
+        group_describe(&gs->c, job->group, job->ctx->req->api_version, dg_cb, job);
+    gscope_complete(gs, job);
+}
+
+int kafka_handle_describe_groups(kafka_req *req)
+{
+    const kafka_DescribeGroupsRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    int32_t n = AL_MAX(in->Groups_count, 0);
+    kafka_DescribeGroupsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    kafka_DescribeGroupsResponse_DescribedGroup *gs =
+        kafka_arena_alloc(&req->arena, sizeof(*gs) * (size_t)AL_MAX(n, 1));
+    struct gctx *ctx = gctx_new(req, ds, n, resp);
+    if (!resp || !gs || !ctx) return -ENOMEM;
+    kafka_DescribeGroupsResponse_init(resp);
+    resp->Groups = gs;
+    resp->Groups_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        const char *group = cstr(req, in->Groups[i]);
+        if (!group) return -ENOMEM;
+        kafka_DescribeGroupsResponse_DescribedGroup_init(&gs[i]);
+        gs[i].GroupId = in->Groups[i];
+        gs[i].GroupState = kafka_str_from("Dead");
+        gs[i].ProtocolType = kafka_str_from("");
+        gs[i].ProtocolData = kafka_str_from("");
+        gs[i].AuthorizedOperations = INT32_MIN;
+        gctx_add(ctx, ds, group, group_owner(ds, group), dg_run, dg_fail, &gs[i], NULL);
+    }
+    return gctx_go(ctx, ds);
+}
+
+/* ---- ListGroups (every shard) ---- */
+
+struct lg_slot {
+    kafka_ListGroupsResponse_ListedGroup *groups;
+    int32_t n, cap;
+    int16_t err;
+};
+
+struct lg_visit_arg {
+    kafka_req *req;
+    struct lg_slot *slot;
+};
+
+static void lg_visit(void *arg, const char *group_id, const char *protocol_type,
+                     const char *state)
+{
+    struct lg_visit_arg *va = arg;
+    struct lg_slot *s = va->slot;
+    kafka_arena *a = &va->req->arena;
+    if (s->n == s->cap) {
+        int32_t nc = s->cap ? s->cap * 2 : 16;
+        kafka_ListGroupsResponse_ListedGroup *ng = kafka_arena_alloc(a, sizeof(*ng) * (size_t)nc);
+        if (!ng) return;
+        if (s->n) memcpy(ng, s->groups, sizeof(*ng) * (size_t)s->n);
+        s->groups = ng;
+        s->cap = nc;
+    }
+    kafka_ListGroupsResponse_ListedGroup *g = &s->groups[s->n++];
+    kafka_ListGroupsResponse_ListedGroup_init(g);
+    g->GroupId = kstr(a, group_id);
+    g->ProtocolType = kstr(a, protocol_type ? protocol_type : "");
+    if (va->req->api_version >= 4) g->GroupState = kstr(a, state);
+}
+
+static void lg_fail(struct gjob *job, int16_t err)
+{
+    ((struct lg_slot *)job->slot)->err = err;
+}
+
+static void lg_run(struct gshard *gs, struct gjob *job)
+{
+    kafka_req *req = job->ctx->req;
+    const kafka_ListGroupsRequest *in = req->msg;
+    int ns = req->api_version >= 4 ? AL_MAX(in->StatesFilter_count, 0) : 0;
+    const char **states = ns ? kafka_arena_alloc(&req->arena, sizeof(char *) * (size_t)ns) : NULL;
+    for (int i = 0; states && i < ns; i++) states[i] = cstr(req, in->StatesFilter[i]);
+    struct lg_visit_arg va = {req, job->slot};
+    if (group_coordinator_is_loading(&gs->c))
+        lg_fail(job, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+    else
+        group_list(&gs->c, (const char *const *)states, states ? ns : 0, lg_visit, &va);
+    gscope_complete(gs, job);
+}
+
+/* Gathers the shards' lists into the response (runs when the last job is in). */
+static void lg_gather(struct gctx *ctx)
+{
+    kafka_ListGroupsResponse *r = ctx->resp;
+    int32_t total = 0;
+    for (int32_t i = 0; i < ctx->njobs; i++) {
+        struct lg_slot *s = ctx->jobs[i].slot;
+        total += s->n;
+        if (s->err) r->ErrorCode = s->err;
+    }
+    kafka_ListGroupsResponse_ListedGroup *all =
+        kafka_arena_alloc(&ctx->req->arena, sizeof(*all) * (size_t)AL_MAX(total, 1));
+    if (!all) {
+        r->ErrorCode = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    int32_t k = 0;
+    for (int32_t i = 0; i < ctx->njobs; i++) {
+        struct lg_slot *s = ctx->jobs[i].slot;
+        if (s->n) memcpy(&all[k], s->groups, sizeof(*all) * (size_t)s->n);
+        k += s->n;
+    }
+    r->Groups = all;
+    r->Groups_count = total;
+}
+
+int kafka_handle_list_groups(kafka_req *req)
+{
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    kafka_ListGroupsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    struct lg_slot *slots = kafka_arena_alloc(&req->arena, sizeof(*slots) * ds->smp);
+    struct gctx *ctx = gctx_new(req, ds, (int32_t)ds->smp, resp);
+    if (!resp || !slots || !ctx) return -ENOMEM;
+    kafka_ListGroupsResponse_init(resp);
+    memset(slots, 0, sizeof(*slots) * ds->smp);
+    for (uint32_t s = 0; s < ds->smp; s++)
+        gctx_add(ctx, ds, "", s, lg_run, lg_fail, &slots[s], NULL);
+    ctx->finish = lg_gather;
+    return gctx_go(ctx, ds);
+}
