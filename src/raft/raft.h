@@ -17,7 +17,8 @@
  *   1. After every input call (raft_step, raft_tick, raft_append_done, raft_flush_done,
  *      raft_propose, raft_transfer_leadership, raft_change_membership) the caller drains every
  *      action with raft_action_next() before making the next input call; an input call with
- *      actions still queued is a caller bug (AL_ASSERT).
+ *      actions still queued (by this group or another sharing its raft_scratch) is a caller
+ *      bug (AL_ASSERT).
  *   2. Actions are applied in the order they are drained:
  *      - PERSIST (term, vote) must be durable before any later action of the same drain is
  *        carried out (in particular before a SEND: a vote grant or an append response depends
