@@ -487,10 +487,6 @@ static const char *select_protocol(const struct group *g)
     return best;
 }
 
-struct topic_collect {
-    struct group *g;
-};
-
 static void collect_topic(void *arg, const char *topic, size_t n)
 {
     struct group *g = arg;
@@ -617,7 +613,6 @@ static void maybe_prepare_rebalance(struct group_coordinator *c, struct group *g
 
 static void prepare_rebalance(struct group_coordinator *c, struct group *g, int64_t now)
 {
-    AL_UNUSED(c);
     if (g->state == GROUP_COMPLETING_REBALANCE)
         propagate_assignment_error(g, KAFKA_ERR_REBALANCE_IN_PROGRESS, now);
     g->sync_deadline = NO_DEADLINE;
