@@ -27,6 +27,7 @@
 #include "base/log.h"
 #include "cluster/data_plane.h"
 #include "config/config.h"
+#include "metrics/metrics.h"
 #include "storage/batch.h"
 
 #include <inttypes.h>
@@ -285,6 +286,23 @@ static size_t fetch_gather(struct fetch_ctx *ctx)
     return total;
 }
 
+/* operations (src/metrics): adds the record bytes going out to ailurus_kafka_topic_bytes_out
+ * per topic (names from this shard's topic table replica, looked up once per run of parts of
+ * the same topic). */
+static void fetch_count_bytes(struct fetch_ctx *ctx)
+{
+    const topic *t = NULL;
+    for (int32_t i = 0; metrics_local && i < ctx->nparts; i++) {
+        struct fetch_part *fp = &ctx->parts[i];
+        if (!fp->routed || fp->error || !fp->out->Records.len) continue;
+        if (!t || memcmp(t->id, fp->topic_id, 16))
+            t = topic_table_find_id(&ctx->ds->topics, fp->topic_id);
+        if (t)
+            metrics_counter_add(metrics_local, M_KAFKA_BYTES_OUT,
+                                (uint64_t)fp->out->Records.len, t->name);
+    }
+}
+
 static bool fetch_has_error(const struct fetch_ctx *ctx)
 {
     for (int32_t i = 0; i < ctx->nparts; i++)
@@ -301,6 +319,7 @@ static void fetch_respond(struct fetch_ctx *ctx)
     }
     ctx->phase = PHASE_DONE;
     fetch_gather(ctx);
+    fetch_count_bytes(ctx); /* operations: bytes out per topic */
     /* Responding may free the request (and ctx, in its arena) at once when the connection is
      * gone: take the record buffers out first; the response is encoded by then. */
     int32_t n = 0;

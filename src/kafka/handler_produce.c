@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "cluster/data_plane.h"
 #include "config/config.h"
+#include "metrics/metrics.h"
 #include "storage/batch.h"
 
 #include <inttypes.h>
@@ -188,6 +189,7 @@ static int64_t produce_append(data_shard *ds, pm_partition *p, struct produce_jo
             return wait_offset;
         }
         if (h.producer_id >= 0) producer_state_record(&p->producers, &pb, res.base_offset);
+        metrics_counter_add(metrics_local, M_KAFKA_BYTES_IN, (uint64_t)size, p->topic); /* ops */
         if (out->BaseOffset < 0) out->BaseOffset = res.base_offset;
         wait_offset = AL_MAX(wait_offset, res.last_offset);
         if (job->acks != -1) pm_note_append(p, res.last_offset);

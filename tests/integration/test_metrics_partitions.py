@@ -1,7 +1,8 @@
 """test_metrics_partitions.py — metrics and admin partition data follow real Kafka traffic: a
 topic created with librdkafka appears in /v1/partitions; produced records move its partitions'
 high watermark gauges and the per-partition admin detail (read on the owning shard); request
-counters and latency histograms count Produce; deleting the topic removes its gauges and
+counters and latency histograms count Produce; bytes in/out per topic and the fsync and
+group-commit histograms move; deleting the topic removes its gauges and
 makes the partition endpoint answer 404.
 """
 import json
@@ -13,7 +14,7 @@ import urllib.request
 import pytest
 
 ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 TOPIC = "metrics-it"
@@ -87,6 +88,22 @@ def test_partition_metrics_follow_traffic(broker_factory):
                      text, re.M)
     assert re.search(r'^ailurus_kafka_requests_total\{api="CreateTopics"\} 1$', text, re.M)
     assert gauges(text, "ailurus_storage_log_bytes", TOPIC)[3] > 0
+    # Produced bytes are counted per topic; consumed bytes too, once something is fetched.
+    m = re.search(r'^ailurus_kafka_topic_bytes_in_total\{topic="%s"\} (\d+)$' % TOPIC, text, re.M)
+    assert m and int(m.group(1)) > 15 * 2, text[-2000:]
+    c = Consumer({"bootstrap.servers": b.addr, "group.id": "metrics-it",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(TOPIC, 3, 0)])
+    got, deadline = 0, time.monotonic() + 20
+    while got < 7 and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is not None and not msg.error():
+            got += 1
+    c.close()
+    assert got == 7
+    text = wait_for(lambda: (lambda t: t if re.search(
+        r'^ailurus_kafka_topic_bytes_out_total\{topic="%s"\} [1-9]\d*$' % TOPIC, t, re.M)
+        else None)(get(port, "/metrics")))
     # acks=all waited for fsyncs: the storage histograms saw them.
     assert re.search(r'^ailurus_storage_fsync_latency_seconds_count [1-9]\d*$', text, re.M)
     assert re.search(r'^ailurus_storage_group_commit_batch_records_count [1-9]\d*$', text, re.M)
