@@ -5,6 +5,12 @@
  * 1 when it does not, 2 on bad usage. Used by tests/integration/test_capture.py on frames
  * captured from real clients.
  *
+ *
+ * `ailurus kafka-decode --fill request|response KEY VERSION SEED FILE` (test support) fills a
+ * message of that kind with the codec's pseudo-random test filler (no nulls, no tagged
+ * fields), writes its encoded body to FILE and prints the body as JSON, so tests can decode our
+ * bytes with another Kafka implementation and compare.
+ *
  * Output: {"ok":true,"api_key":18,"api_name":"ApiVersions","api_version":3,
  *          "header_version":2,"correlation_id":1,"client_id":"rdkafka","body_bytes":19,
  *          "fields":{...a few per-API fields...},"body":{...every field of the body...}}
@@ -106,8 +112,63 @@ static void kd_print_fields(int16_t key, const void *body)
     printf("}");
 }
 
+/* --fill: see the file comment. Returns the exit code. */
+static int kd_fill(int argc, char **argv)
+{
+    if (argc != 7) return CLI_USAGE;
+    bool resp = !strcmp(argv[2], "response");
+    if (!resp && strcmp(argv[2], "request")) return CLI_USAGE;
+    int16_t key = (int16_t)atoi(argv[3]), ver = (int16_t)atoi(argv[4]);
+    const struct kafka_msg_desc *d = resp ? kafka_response_desc(key) : kafka_request_desc(key);
+    if (!d) return kd_fail("unknown api key", 0);
+    if (ver < d->min_version || ver > d->max_version) return kd_fail("bad version", 0);
+    int rc = CLI_FAILED;
+    kafka_arena arena;
+    kafka_arena_init(&arena, 64u << 20);
+    kafka_filler f = {.rng = strtoull(argv[5], NULL, 0), .arena = &arena, .tagged = false,
+                      .nulls = false, .max_count = 2};
+    void *msg = calloc(1, d->struct_size);
+    uint8_t *buf = NULL;
+    if (!msg) goto out;
+    kafka_msg_fill_test(d, msg, ver, &f);
+    size_t n = d->size(ver, msg);
+    buf = malloc(n ? n : 1);
+    if (!buf) goto out;
+    al_wr wr = al_wr_make(buf, n);
+    int err = d->encode(&wr, ver, msg);
+    if (err) {
+        rc = kd_fail("encode", err);
+        goto out;
+    }
+    FILE *fp = fopen(argv[6], "wb");
+    if (!fp) {
+        rc = kd_fail("cannot write the file", 0);
+        goto out;
+    }
+    bool ok = fwrite(buf, 1, n, fp) == n;
+    if (fclose(fp) || !ok) {
+        rc = kd_fail("cannot write the file", 0);
+        goto out;
+    }
+    kafka_struct_print_json(stdout, d->desc, ver, msg);
+    printf("\n");
+    rc = CLI_OK;
+out:
+    free(buf);
+    free(msg);
+    kafka_arena_free(&arena);
+    return rc;
+}
+
 int cmd_kafka_decode(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--fill")) {
+        int rc = kd_fill(argc, argv);
+        if (rc == CLI_USAGE)
+            fprintf(stderr, "usage: ailurus kafka-decode --fill request|response KEY VERSION "
+                            "SEED FILE\n");
+        return rc;
+    }
     if (argc != 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: ailurus kafka-decode FILE\n"
                         "  FILE holds one request frame: int32 size, header, body\n");
