@@ -175,7 +175,9 @@ typedef struct raft_log_ops {
     /* Fills out[0..max) with consecutive entries, the first being the one that contains
      * from, stopping before max_bytes of data is exceeded (at least one entry if from exists).
      * Returns the number of entries (0 if from is past the end), or a negative error. The
-     * entries' data stays valid until the log is next changed. */
+     * entries' data stays valid until the log is next changed. A log whose reads can be
+     * asynchronous may return 0 for data not in memory yet (and start loading it): the group
+     * asks again on later ticks. */
     int (*read)(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes);
 } raft_log_ops;
 

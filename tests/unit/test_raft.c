@@ -605,6 +605,52 @@ TEST(pipelined_appends_respect_the_window)
     mnode_free(&l);
 }
 
+static int defer_reads; /* reads that still answer "not in memory yet" */
+
+static int op_read_deferred(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes)
+{
+    if (defer_reads > 0) {
+        defer_reads--;
+        return 0;
+    }
+    return op_read(ctx, from, out, max, max_bytes);
+}
+
+static const raft_log_ops deferred_ops = {op_term_at, op_last, op_read_deferred};
+
+TEST(a_log_read_that_is_not_ready_is_retried_on_later_ticks)
+{
+    mnode l;
+    memset(&l, 0, sizeof(l));
+    for (int i = 0; i < 5; i++) mlog_put(&l.log, i, 1, 1);
+    raft_options o = mopts(0);
+    raft_config c = {.n_voters = 2, .voters = {0, 1}};
+    l.hs = (raft_hardstate){1, RAFT_NODE_NONE};
+    CHECK_EQ(raft_group_init(&l.g, &o, &deferred_ops, &l.log, &l.hs, &c, 0), 0);
+    melect(&l, 1);
+    /* the follower is empty: after its rejection the leader must read from offset 0 */
+    defer_reads = 3;
+    raft_msg rej = {.type = RAFT_MSG_APPEND_RESP, .from = 1, .to = 0, .term = l.g.term,
+                    .match = -1};
+    mstep(&l, rej);
+    CHECK_EQ(l.n_out, 0); /* nothing to send yet */
+    uint64_t now = 1000;
+    int ticks = 0;
+    bool sent = false;
+    for (; ticks < 10 && !sent; ticks++) {
+        raft_tick(&l.g, ++now);
+        mdrain(&l);
+        for (uint32_t i = 0; i < l.n_out; i++) {
+            raft_msg m = mout(&l, i);
+            if (m.type == RAFT_MSG_APPEND_REQ && m.n_entries && m.entries[0].offset == 0)
+                sent = true;
+        }
+    }
+    CHECK(sent);
+    CHECK_EQ(ticks, 3); /* the two remaining deferred reads, then the data */
+    mnode_free(&l);
+}
+
 TEST(catchup_throttle_bounds_bytes_per_tick)
 {
     mnode l;
