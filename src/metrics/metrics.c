@@ -353,6 +353,33 @@ void metrics_group_lag_report(metrics *m, const char *group, const char *const *
     metrics_gauge_set(m, M_GROUP_LAG_MAX, (double)max, group);
 }
 
+void metrics_gauge_visit(enum metrics_id id,
+                         void (*visit)(void *arg, const char *const *labels, double value),
+                         void *arg)
+{
+    AL_ASSERT((unsigned)id < M__COUNT);
+    const struct metrics_family_def *d = &metrics_families[id];
+    AL_ASSERT(d->type == METRICS_GAUGE);
+    for (unsigned sh = 0; g_shards && sh < g_nshards; sh++) {
+        struct fam_shard *fs = &g_shards[sh]->fam[id];
+        uint32_t c = atomic_load_explicit(&fs->count, memory_order_acquire);
+        for (uint32_t i = 0; i < c; i++) {
+            metrics_series *s = slot_at(fs, i);
+            if (atomic_load_explicit(&s->dead, memory_order_acquire)) continue;
+            const char *labels[METRICS_MAX_LABELS + 1] = {0};
+            const char *v = s->labels;
+            for (uint32_t l = 0; l < d->nlabels; l++) {
+                labels[l] = v;
+                v += strlen(v) + 1;
+            }
+            uint64_t bits = atomic_load_explicit(&s->v, memory_order_relaxed);
+            double g;
+            memcpy(&g, &bits, sizeof(g));
+            visit(arg, labels, g);
+        }
+    }
+}
+
 /* ---- exposition ---- */
 
 static int series_cmp(const void *a, const void *b)

@@ -130,6 +130,28 @@ void metrics_histogram_observe_l(metrics *m, enum metrics_id id, uint64_t raw,
 void metrics_group_lag_report(metrics *m, const char *group, const char *const *topics,
                               const int32_t *partitions, const int64_t *lag, int n);
 
+/*
+ * Visits every live series of gauge family id on every shard (not merged), with its label
+ * values and value. Any thread (relaxed reads, see the file comment). Scratch-free.
+ */
+void metrics_gauge_visit(enum metrics_id id,
+                         void (*visit)(void *arg, const char *const *labels, double value),
+                         void *arg);
+
+struct group_coordinator;
+/*
+ * Consumer-group lag for every group of coordinator c (src/metrics/metrics_groups.c): lag =
+ * the partition's high-watermark gauge (published by its owning shard's collector) minus the
+ * committed offset; partitions without a known high watermark are skipped. Sets the lag
+ * families on the calling shard and removes the series of groups/partitions gone since the
+ * last call. Rate-limited to once a second per shard (now_ms), so it can be called from the
+ * coordinator's tick. Call on the shard that owns c.
+ */
+void metrics_group_lag_update(struct group_coordinator *c, int64_t now_ms);
+
+/* Forgets what this shard reported (tests; a coordinator being destroyed). */
+void metrics_group_lag_forget(void);
+
 /* Monotonic nanoseconds for metrics timestamps (clock_gettime: metrics only, never logic). */
 uint64_t metrics_clock_ns(void);
 
