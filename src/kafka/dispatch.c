@@ -45,6 +45,8 @@ const struct kafka_handler kafka_handlers[] = {
     {KAFKA_API_SYNC_GROUP, 0, 3, kafka_handle_sync_group},
     {KAFKA_API_DESCRIBE_GROUPS, 0, 4, kafka_handle_describe_groups},
     {KAFKA_API_LIST_GROUPS, 0, 4, kafka_handle_list_groups},
+    {KAFKA_API_DELETE_GROUPS, 0, 2, kafka_handle_delete_groups},
+    {KAFKA_API_OFFSET_DELETE, 0, 0, kafka_handle_offset_delete},
 };
 const size_t kafka_handler_count = AL_ARRAY_SIZE(kafka_handlers);
 

@@ -1,7 +1,8 @@
 /*
  * handler_groups.c — the consumer-group APIs on top of the coordinator logic in coord/group.h:
  * FindCoordinator 0-4 (always this node), JoinGroup 0-5, SyncGroup 0-3, Heartbeat 0-3,
- * LeaveGroup 0-3, OffsetCommit 0-7, OffsetFetch 0-7, DescribeGroups 0-4, ListGroups 0-4.
+ * LeaveGroup 0-3, OffsetCommit 0-7, OffsetFetch 0-7, DescribeGroups 0-4, ListGroups 0-4,
+ * DeleteGroups 0-2, OffsetDelete 0.
  *
  * Placement: a group lives on __consumer_offsets partition coord_partition_for(group) and is
  * served by the shard owning that partition (S), which holds one group_coordinator for all its
@@ -1196,5 +1197,117 @@ int kafka_handle_list_groups(kafka_req *req)
     for (uint32_t s = 0; s < ds->smp; s++)
         gctx_add(ctx, ds, "", s, lg_run, lg_fail, &slots[s], NULL);
     ctx->finish = lg_gather;
+    return gctx_go(ctx, ds);
+}
+
+/* ---- DeleteGroups (one job per group) ---- */
+
+static void delg_fail(struct gjob *job, int16_t err)
+{
+    ((kafka_DeleteGroupsResponse_DeletableGroupResult *)job->slot)->ErrorCode = err;
+}
+
+static void delg_run(struct gshard *gs, struct gjob *job)
+{
+    kafka_DeleteGroupsResponse_DeletableGroupResult *r = job->slot;
+    r->ErrorCode = group_coordinator_is_loading(&gs->c)
+                       ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS
+                       : group_delete(&gs->c, job->group, job->now_ms);
+    gscope_complete(gs, job);
+}
+
+int kafka_handle_delete_groups(kafka_req *req)
+{
+    const kafka_DeleteGroupsRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    int32_t n = AL_MAX(in->GroupsNames_count, 0);
+    kafka_DeleteGroupsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    kafka_DeleteGroupsResponse_DeletableGroupResult *rs =
+        kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)AL_MAX(n, 1));
+    struct gctx *ctx = gctx_new(req, ds, n, resp);
+    if (!resp || !rs || !ctx) return -ENOMEM;
+    kafka_DeleteGroupsResponse_init(resp);
+    resp->Results = rs;
+    resp->Results_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        const char *group = cstr(req, in->GroupsNames[i]);
+        if (!group) return -ENOMEM;
+        kafka_DeleteGroupsResponse_DeletableGroupResult_init(&rs[i]);
+        rs[i].GroupId = in->GroupsNames[i];
+        gctx_add(ctx, ds, group, group_owner(ds, group), delg_run, delg_fail, &rs[i], NULL);
+    }
+    return gctx_go(ctx, ds);
+}
+
+/* ---- OffsetDelete ---- */
+
+struct odel_arg {
+    struct group_offset_delete *parts;
+    int n;
+};
+
+static void odel_fail(struct gjob *job, int16_t err)
+{
+    ((kafka_OffsetDeleteResponse *)job->slot)->ErrorCode = err;
+}
+
+static void odel_run(struct gshard *gs, struct gjob *job)
+{
+    struct odel_arg *a = job->arg;
+    kafka_OffsetDeleteResponse *r = job->slot;
+    if (group_coordinator_is_loading(&gs->c)) {
+        r->ErrorCode = KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+    } else {
+        r->ErrorCode = group_delete_offsets(&gs->c, job->group, a->parts, a->n, job->now_ms);
+        int k = 0;
+        for (int32_t t = 0; t < r->Topics_count; t++)
+            for (int32_t p = 0; p < r->Topics[t].Partitions_count; p++, k++)
+                r->Topics[t].Partitions[p].ErrorCode = r->ErrorCode ? 0 : a->parts[k].error;
+    }
+    gscope_complete(gs, job);
+}
+
+int kafka_handle_offset_delete(kafka_req *req)
+{
+    const kafka_OffsetDeleteRequest *in = req->msg;
+    data_shard *ds = data_shard_ensure(req->broker->cfg);
+    if (!ds) return AL_ECLOSED;
+    int32_t nt = AL_MAX(in->Topics_count, 0), np = 0;
+    for (int32_t i = 0; i < nt; i++) np += AL_MAX(in->Topics[i].Partitions_count, 0);
+    kafka_OffsetDeleteResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *tr =
+        kafka_arena_alloc(&req->arena, sizeof(*tr) * (size_t)AL_MAX(nt, 1));
+    kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *pr =
+        kafka_arena_alloc(&req->arena, sizeof(*pr) * (size_t)AL_MAX(np, 1));
+    struct group_offset_delete *parts =
+        kafka_arena_alloc(&req->arena, sizeof(*parts) * (size_t)AL_MAX(np, 1));
+    struct odel_arg *a = kafka_arena_alloc(&req->arena, sizeof(*a));
+    const char *group = cstr(req, in->GroupId);
+    struct gctx *ctx = gctx_new(req, ds, 1, resp);
+    if (!resp || !tr || !pr || !parts || !a || !group || !ctx) return -ENOMEM;
+    kafka_OffsetDeleteResponse_init(resp);
+    resp->Topics = tr;
+    resp->Topics_count = nt;
+    int k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *q = &in->Topics[i];
+        const char *tname = cstr(req, q->Name);
+        if (!tname) return -ENOMEM;
+        kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_init(&tr[i]);
+        tr[i].Name = q->Name;
+        tr[i].Partitions = &pr[k];
+        tr[i].Partitions_count = AL_MAX(q->Partitions_count, 0);
+        for (int32_t j = 0; j < tr[i].Partitions_count; j++, k++) {
+            kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_init(&pr[k]);
+            pr[k].PartitionIndex = q->Partitions[j].PartitionIndex;
+            parts[k].topic = tname;
+            parts[k].partition = q->Partitions[j].PartitionIndex;
+            parts[k].error = 0;
+        }
+    }
+    a->parts = parts;
+    a->n = k;
+    gctx_add(ctx, ds, group, group_owner(ds, group), odel_run, odel_fail, resp, a);
     return gctx_go(ctx, ds);
 }

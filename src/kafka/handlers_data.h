@@ -54,5 +54,8 @@ int kafka_handle_offset_commit(kafka_req *req);
 int kafka_handle_offset_fetch(kafka_req *req);
 int kafka_handle_describe_groups(kafka_req *req);
 int kafka_handle_list_groups(kafka_req *req);
+/* DeleteGroups v0-2, OffsetDelete v0. */
+int kafka_handle_delete_groups(kafka_req *req);
+int kafka_handle_offset_delete(kafka_req *req);
 
 #endif

@@ -4,9 +4,12 @@ members join and leave, commits, and resumes from the committed offsets after th
 restarts; kafka-python producer + consumer group with commits; the admin view of groups
 (ListGroups, DescribeGroups, OffsetFetch). Every wait is bounded.
 """
+import struct
 import time
 
 import pytest
+
+from ailurus_harness import frame, header, recv_frame
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
@@ -112,6 +115,31 @@ def test_group_admin_views(broker_factory):
     g = [g for g in groups if g.id == "gadmin"][0]
     assert g.state == "Stable" and len(g.members) == 1 and g.protocol_type == "consumer"
     c.close()
+    # OffsetDelete v0 (raw): partition 0's commit goes, partition 1's stays.
+    body = struct.pack(">h", 6) + b"gadmin" + struct.pack(">i", 1) + struct.pack(">h", 3) + \
+        b"grp" + struct.pack(">ii", 1, 0)
+    s = b.connect()
+    s.sendall(frame(header(47, 0, 9) + body))
+    resp = recv_frame(s, timeout=10)
+    s.close()
+    err, = struct.unpack_from(">h", resp, 4)
+    assert err == 0
+    pos = 4 + 2 + 4 + 4 + 2 + 3 + 4
+    pidx, perr = struct.unpack_from(">ih", resp, pos)
+    assert (pidx, perr) == (0, 0)
+    probe = Consumer({"bootstrap.servers": b.addr, "group.id": "gadmin"})
+    com = probe.committed([TopicPartition("grp", 0), TopicPartition("grp", 1)], timeout=10)
+    probe.close()
+    assert com[0].offset < 0 and com[1].offset > 0
+    # DeleteGroups (kafka-python admin): the group disappears.
+    kp = pytest.importorskip("kafka")
+    from kafka.admin import KafkaAdminClient
+    ka = KafkaAdminClient(bootstrap_servers=b.addr, request_timeout_ms=15000)
+    res = ka.delete_consumer_groups(["gadmin", "nope"])
+    ka.close()
+    assert dict(res)["gadmin"].errno == 0 and dict(res)["nope"].errno == 69  # GROUP_ID_NOT_FOUND
+    assert not any(g.id == "gadmin" for g in a.list_groups(timeout=10))
+    assert kp
 
 
 def test_kafka_python_group(broker_factory):
