@@ -57,6 +57,30 @@ def api_versions_response(corr_id, version):
     return struct.pack(">i", len(payload)) + payload
 
 
+def kstr(s):
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def metadata_response(corr_id, version, port, topic):
+    """Metadata response v1..4 (classic encoding, response header v0), by hand: one broker
+    (id 1, 127.0.0.1:port), one topic with partition 0 led by broker 1."""
+    body = b""
+    if version >= 3:
+        body += struct.pack(">i", 0)                                   # ThrottleTimeMs
+    body += struct.pack(">i", 1) + struct.pack(">i", 1) + kstr("127.0.0.1")
+    body += struct.pack(">ih", port, -1)                               # Port, Rack null
+    if version >= 2:
+        body += kstr("capture-cluster")                                # ClusterId
+    body += struct.pack(">i", 1)                                       # ControllerId
+    body += struct.pack(">i", 1) + struct.pack(">h", 0) + kstr(topic)  # one topic
+    body += b"\x00"                                                    # IsInternal
+    body += struct.pack(">i", 1) + struct.pack(">hii", 0, 0, 1)        # partition 0, leader 1
+    body += struct.pack(">ii", 1, 1) + struct.pack(">ii", 1, 1)        # replicas, isr
+    payload = struct.pack(">i", corr_id) + body
+    return struct.pack(">i", len(payload)) + payload
+
+
 def recv_exact(conn, n, deadline):
     buf = b""
     while len(buf) < n:
@@ -77,9 +101,12 @@ def recv_exact(conn, n, deadline):
 
 
 class CaptureServer:
-    """Accepts connections on 127.0.0.1:<free port> and records request frames."""
+    """Accepts connections on 127.0.0.1:<free port> and records request frames. With
+    `metadata_topic`, Metadata v1..4 requests are answered (this server as broker 1, leading
+    partition 0 of that topic) instead of dropped, so producers go on to send Produce."""
 
-    def __init__(self, seconds):
+    def __init__(self, seconds, metadata_topic=None):
+        self.metadata_topic = metadata_topic
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -125,6 +152,8 @@ class CaptureServer:
                 key, ver, corr = struct.unpack(">hhi", payload[:8])
                 if key == 18:
                     conn.sendall(api_versions_response(corr, min(ver, 3)))
+                elif key == 3 and self.metadata_topic and 1 <= ver <= 4:
+                    conn.sendall(metadata_response(corr, ver, self.port, self.metadata_topic))
                 else:
                     # Keep reading briefly so pipelined requests are captured, then drop.
                     conn.settimeout(0.3)
@@ -237,6 +266,44 @@ def test_librdkafka_kcat_frames_decode(tmp_path):
     assert all(s["body"]["Topics"] in (None, []) for s in metas), metas
     print("kcat: %d frames decoded: %s" % (len(sums), sorted({(s["api_name"], s["api_version"])
                                                               for s in sums})))
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
+def test_librdkafka_produce_frame_decodes(tmp_path):
+    """kcat -P: after our Metadata answer librdkafka sends a Produce request with a real
+    record batch; it decodes completely and says what kcat was asked to send."""
+    topic = "capture-topic"
+    srv = CaptureServer(seconds=40, metadata_topic=topic)
+    cid = "ailurus-capture-kcat-p"
+    proc = subprocess.Popen(["kcat", "-P", "-b", "127.0.0.1:%d" % srv.port, "-t", topic,
+                             "-p", "0", "-X", "client.id=" + cid, "-X", "acks=all",
+                             "-X", "linger.ms=0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        proc.stdin.write(b"hello from kcat\n")
+        proc.stdin.close()
+        got = srv.wait_for(lambda fs: any(key_ver(f)[0] == 0 for _, f in fs), 25)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    frames = srv.close()
+    assert got, "kcat never sent Produce; frames: %r" % [key_ver(f) for _, f in frames]
+    sums = check_all_decode(tmp_path, frames, cid)
+    produces = [s for s in sums if s["api_key"] == 0]
+    for p in produces:
+        assert within_advertised(p), p
+        assert p["fields"]["Acks"] == -1, p
+        td = p["body"]["TopicData"]
+        assert len(td) == 1 and td[0]["Name"] == topic, p
+        part = td[0]["PartitionData"]
+        assert len(part) == 1 and part[0]["Index"] == 0, p
+        # A record batch: 61-byte header plus at least one record.
+        assert part[0]["Records"]["len"] > 61, p
+    # The batch really is magic v2 with our message inside.
+    raw = [f for _, f in frames if key_ver(f)[0] == 0][0]
+    assert b"hello from kcat" in raw
+    print("kcat -P: %s" % sorted({(s["api_name"], s["api_version"]) for s in sums}))
 
 
 KAFKA_PYTHON_CLIENT = r"""
