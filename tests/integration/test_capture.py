@@ -306,6 +306,35 @@ def test_librdkafka_produce_frame_decodes(tmp_path):
     print("kcat -P: %s" % sorted({(s["api_name"], s["api_version"]) for s in sums}))
 
 
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
+def test_librdkafka_fetch_frame_decodes(tmp_path):
+    """kcat -C from an absolute offset: after our Metadata answer librdkafka sends Fetch."""
+    topic = "capture-topic"
+    srv = CaptureServer(seconds=40, metadata_topic=topic)
+    cid = "ailurus-capture-kcat-c"
+    proc = subprocess.Popen(["kcat", "-C", "-b", "127.0.0.1:%d" % srv.port, "-t", topic,
+                             "-p", "0", "-o", "5", "-X", "client.id=" + cid],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        got = srv.wait_for(lambda fs: any(key_ver(f)[0] == 1 for _, f in fs), 25)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    frames = srv.close()
+    assert got, "kcat never sent Fetch; frames: %r" % [key_ver(f) for _, f in frames]
+    sums = check_all_decode(tmp_path, frames, cid)
+    fetches = [s for s in sums if s["api_key"] == 1]
+    for f in fetches:
+        assert within_advertised(f), f
+        b = f["body"]
+        assert b["ReplicaId"] == -1 and b["MaxWaitMs"] > 0, f
+        assert len(b["Topics"]) == 1 and b["Topics"][0]["Topic"] == topic, f
+        parts = b["Topics"][0]["Partitions"]
+        assert len(parts) == 1 and parts[0]["Partition"] == 0, f
+        assert parts[0]["FetchOffset"] == 5 and parts[0]["PartitionMaxBytes"] > 0, f
+    print("kcat -C: %s" % sorted({(s["api_name"], s["api_version"]) for s in sums}))
+
+
 KAFKA_PYTHON_CLIENT = r"""
 import sys
 try:
