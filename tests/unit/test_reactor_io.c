@@ -9,10 +9,12 @@
 #include "reactor/io.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -86,6 +88,11 @@ TEST(odirect_file_ops)
     struct oneshot o;
     io_open(r, &oneshot_init(&o)->op, path, O_RDWR | O_CREAT | O_DIRECT, 0644);
     CHECK(poll_until(r, &o.done, 5000));
+    if (o.res == -EINVAL) { /* tmpfs and a few others refuse O_DIRECT */
+        printf("    skipped: O_DIRECT unsupported on the filesystem of %s\n", test_tmpdir());
+        io_destroy(r);
+        return;
+    }
     CHECK(o.res >= 0);
     int fd = o.res;
 
@@ -113,7 +120,13 @@ TEST(odirect_file_ops)
     CHECK_EQ(o.res, 65536);
     CHECK_MEM(rbuf, wbuf, 65536);
 
-    /* Misaligned buffer, length and offset: O_DIRECT refuses with -EINVAL. */
+    /* Misaligned buffer, length and offset: O_DIRECT refuses with -EINVAL (block-device
+     * filesystems; tmpfs accepts O_DIRECT without alignment rules). */
+    struct statfs sfs;
+    if (statfs(test_tmpdir(), &sfs) == 0 && sfs.f_type == TMPFS_MAGIC) {
+        printf("    tmpfs: O_DIRECT alignment is not enforced; misalignment checks skipped\n");
+        goto close;
+    }
     io_write(r, &oneshot_init(&o)->op, fd, wbuf + 1, 4096, 0);
     CHECK(poll_until(r, &o.done, 5000));
     CHECK_EQ(o.res, -EINVAL);
@@ -124,6 +137,7 @@ TEST(odirect_file_ops)
     CHECK(poll_until(r, &o.done, 5000));
     CHECK_EQ(o.res, -EINVAL);
 
+close:
     io_close(r, &oneshot_init(&o)->op, fd);
     CHECK(poll_until(r, &o.done, 5000));
     CHECK_EQ(o.res, 0);
