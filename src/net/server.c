@@ -25,6 +25,8 @@
 
 #define RBUF_MIN      4096u        /* receive buffer to start with and shrink back to */
 #define RBUF_SHRINK   (64u * 1024) /* shrink a buffer larger than this once it is mostly empty */
+#define WBUF_CAP      (64u * 1024) /* gather buffer for pipelined small responses */
+#define WBUF_DIRECT   (16u * 1024) /* a response this large is sent from its own buffer */
 #define PUMP_FRAMES   1024         /* frames cut per pump round before others get a turn */
 #define PUMP_ROUNDS   64           /* bound on pump_again loops */
 #define REJECT_LOG_NS 1000000000ull
@@ -43,6 +45,9 @@ struct net_conn {
     bool closing;
     bool in_pump;
     bool pump_again;
+    uint8_t *wbuf;           /* small answered responses gathered into one send (WBUF_CAP) */
+    size_t wpos, wlen;       /* sent / filled bytes of wbuf */
+    bool sending_wbuf;       /* the pending send is from wbuf (else from the head's resp) */
     uint8_t *rbuf;
     size_t rcap;             /* capacity (counted in sh->bytes) */
     size_t rpos;             /* start of unconsumed bytes */
@@ -110,10 +115,13 @@ static bool conn_can_take(net_conn *c)
 
 /* ---- closing ---- */
 
+static void conn_wbuf_release(net_conn *c);
+
 static void conn_maybe_free(net_conn *c)
 {
     if (!c->closing || c->recv_pending || c->send_pending || c->in_pump) return;
     net_shard *sh = c->sh;
+    conn_wbuf_release(c);
     io_close_now(sh->io, c->fd);
     if (c->prev) c->prev->next = c->next;
     else sh->conns = c->next;
@@ -158,6 +166,7 @@ static void conn_close(net_conn *c, int level, const char *reason, int err)
     free(c->rbuf);
     c->rbuf = NULL;
     shard_add_bytes(sh, -(int64_t)c->rcap);
+    if (!c->send_pending) conn_wbuf_release(c); /* else when the cancelled send returns */
     c->rcap = c->rpos = c->rlen = 0;
     __atomic_sub_fetch(&sh->srv->connections, 1, __ATOMIC_RELAXED);
     if (c->recv_pending) io_cancel(sh->io, &c->recv_op);
@@ -210,6 +219,15 @@ static void conn_pop_head(net_conn *c)
     kafka_req_free(r);
 }
 
+static void conn_wbuf_release(net_conn *c)
+{
+    if (!c->wbuf) return;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wpos = c->wlen = 0;
+    shard_add_bytes(c->sh, -(int64_t)WBUF_CAP);
+}
+
 static void conn_on_send(io_op *op)
 {
     net_conn *c = op->ctx;
@@ -222,21 +240,45 @@ static void conn_on_send(io_op *op)
         conn_close(c, AL_LOG_INFO, "send failed", op->res ? op->res : -EPIPE);
         return;
     }
-    kafka_req *r = c->head;
-    AL_ASSERT(r && r->state == KAFKA_REQ_DONE && r->sent + (size_t)op->res <= r->resp_len);
-    r->sent += (size_t)op->res;
+    if (c->sending_wbuf) {
+        AL_ASSERT(c->wpos + (size_t)op->res <= c->wlen);
+        c->wpos += (size_t)op->res;
+    } else {
+        kafka_req *r = c->head;
+        AL_ASSERT(r && r->state == KAFKA_REQ_DONE && r->sent + (size_t)op->res <= r->resp_len);
+        r->sent += (size_t)op->res;
+    }
     c->last_active_ns = io_now_ns(c->sh->io);
     conn_pump(c);
 }
 
-/* Sends what is answered at the head of the pipeline. Returns false if the connection closed. */
+static void conn_send(net_conn *c, const uint8_t *p, size_t n, bool from_wbuf)
+{
+    c->send_pending = true;
+    c->sending_wbuf = from_wbuf;
+    c->sh->sends++;
+    io_send(c->sh->io, &c->send_op, c->fd, p, n);
+}
+
+/*
+ * Sends what is answered at the head of the pipeline. A lone or large response goes out from
+ * its own buffer; several small answered ones are gathered into wbuf and sent at once (one
+ * send for a burst of pipelined answers). Returns false if the connection closed.
+ */
 static bool conn_flush(net_conn *c)
 {
+    if (c->send_pending) return true;
+    if (c->wpos < c->wlen) { /* the rest of a gathered send */
+        conn_send(c, c->wbuf + c->wpos, c->wlen - c->wpos, true);
+        return true;
+    }
+    c->wpos = c->wlen = 0;
     bool popped = false;
-    for (int64_t i = 0; !c->send_pending && c->head && i <= c->nreqs + 1; i++) {
+    for (int64_t i = 0; c->head && i <= c->nreqs + 1; i++) {
         kafka_req *r = c->head;
         if (r->state != KAFKA_REQ_DONE) break;
         if (r->fail) {
+            if (c->wlen) break; /* send what was answered before it first */
             conn_close_req(c, r);
             return false;
         }
@@ -245,9 +287,29 @@ static bool conn_flush(net_conn *c)
             popped = true;
             continue;
         }
-        c->send_pending = true;
-        io_send(c->sh->io, &c->send_op, c->fd, r->resp + r->sent, r->resp_len - r->sent);
+        size_t left = r->resp_len - r->sent;
+        bool next_done = r->next && r->next->state == KAFKA_REQ_DONE;
+        if (c->wlen == 0 && (left >= WBUF_DIRECT || !next_done)) {
+            conn_send(c, r->resp + r->sent, left, false);
+            break;
+        }
+        if (c->wlen + left > WBUF_CAP) break;
+        if (!c->wbuf) {
+            c->wbuf = malloc(WBUF_CAP);
+            if (!c->wbuf) {
+                conn_send(c, r->resp + r->sent, left, false); /* no gathering, still correct */
+                break;
+            }
+            shard_add_bytes(c->sh, (int64_t)WBUF_CAP);
+        }
+        memcpy(c->wbuf + c->wlen, r->resp + r->sent, left);
+        c->wlen += left;
+        r->sent = r->resp_len;
+        conn_pop_head(c);
+        popped = true;
     }
+    if (c->wlen && !c->send_pending) conn_send(c, c->wbuf, c->wlen, true);
+    if (!c->send_pending && c->wbuf) conn_wbuf_release(c); /* keep memory only while busy */
     if (popped) shard_resume(c->sh);
     return !c->closing;
 }

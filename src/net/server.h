@@ -73,7 +73,7 @@ typedef struct net_shard {
     net_conn *paused;       /* connections waiting for the shard's byte budget */
     uint64_t last_reject_log_ns;
     /* Counters (read on this shard; for tests and metrics). */
-    uint64_t accepted, closed, requests, responses;
+    uint64_t accepted, closed, requests, responses, sends;
 } net_shard;
 
 /*
