@@ -27,6 +27,7 @@
 #include "config/config.h"
 #include "coord/group.h"
 #include "coord/group_records.h"
+#include "metrics/metrics.h"
 #include "storage/batch.h"
 
 #include <inttypes.h>
@@ -327,6 +328,8 @@ static void gs_tick_fire(reactor_timer *t)
     gscope_begin(gs, &sc);
     group_coordinator_tick(&gs->c, io_wall_ms(gs->ds->io));
     gscope_end(gs, &sc);
+    /* operations (src/metrics): consumer-group lag, at most once a second. */
+    metrics_group_lag_update(&gs->c, io_wall_ms(gs->ds->io));
     reactor_timer_add(gs->ds->rs, &gs->tick, io_now_ns(gs->ds->io) + GS_TICK_NS, NULL);
 }
 
@@ -339,6 +342,7 @@ static void gs_stop(reactor_shard *self, void *arg)
     group_coordinator_destroy(&gs->c); /* pending joins/syncs answered (messages dropped) */
     gs->scope = NULL;                  /* the shard stops: nothing more is sent */
     tls_gs = NULL;
+    metrics_group_lag_forget(); /* operations: the lag bookkeeping of this shard */
     free(gs);
 }
 

@@ -1,8 +1,8 @@
 """test_metrics_partitions.py — metrics and admin partition data follow real Kafka traffic: a
 topic created with librdkafka appears in /v1/partitions; produced records move its partitions'
 high watermark gauges and the per-partition admin detail (read on the owning shard); request
-counters and latency histograms count Produce; bytes in/out per topic and the fsync and
-group-commit histograms move; deleting the topic removes its gauges and
+counters and latency histograms count Produce; bytes in/out per topic, consumer-group lag
+and the fsync and group-commit histograms move; deleting the topic removes its gauges and
 makes the partition endpoint answer 404.
 """
 import json
@@ -99,8 +99,18 @@ def test_partition_metrics_follow_traffic(broker_factory):
         msg = c.poll(0.5)
         if msg is not None and not msg.error():
             got += 1
+    # A committed offset behind the high watermark shows as consumer-group lag.
+    c.commit(offsets=[TopicPartition(TOPIC, 3, 4)], asynchronous=False)
     c.close()
     assert got == 7
+    lag_line = (r'^ailurus_kafka_consumer_group_partition_lag\{group="metrics-it",topic="%s",'
+                r'partition="3"\} 3$' % TOPIC)
+    text = wait_for(lambda: (lambda t: t if re.search(lag_line, t, re.M) else None)(
+        get(port, "/metrics")))
+    assert re.search(r'^ailurus_kafka_consumer_group_lag_sum\{group="metrics-it"\} 3$', text,
+                     re.M)
+    assert re.search(r'^ailurus_kafka_consumer_group_lag_max\{group="metrics-it"\} 3$', text,
+                     re.M)
     text = wait_for(lambda: (lambda t: t if re.search(
         r'^ailurus_kafka_topic_bytes_out_total\{topic="%s"\} [1-9]\d*$' % TOPIC, t, re.M)
         else None)(get(port, "/metrics")))
