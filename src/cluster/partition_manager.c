@@ -149,6 +149,68 @@ void pm_log_config_from_topic(const topic *t, storage_log_config *c)
 
 /* ---- opening, replay, closing ---- */
 
+static bool log_config_equal(const storage_log_config *a, const storage_log_config *b)
+{
+    return a->segment_bytes == b->segment_bytes && a->segment_ms == b->segment_ms &&
+           a->fallocate_step == b->fallocate_step && a->retention_bytes == b->retention_bytes &&
+           a->retention_ms == b->retention_ms && a->cleanup_policy == b->cleanup_policy &&
+           a->delete_retention_ms == b->delete_retention_ms &&
+           a->max_message_bytes == b->max_message_bytes && a->flush_bytes == b->flush_bytes &&
+           a->index_interval_bytes == b->index_interval_bytes;
+}
+
+struct reopen_wait {
+    bool done;
+    int res;
+};
+
+static void reopen_flushed(storage_waiter *w)
+{
+    struct reopen_wait *rw = w->ctx;
+    rw->done = true;
+    rw->res = w->res;
+}
+
+/*
+ * Applies p->log_cfg by reopening the log (storage takes its config at open): waits (blocking,
+ * admin path) for everything appended to be flushed so nothing is dropped, then closes and
+ * reopens. Skipped while a read holds the partition (retried from pm_housekeep). A failed
+ * reopen is tried once more; failing again is fatal (the directory was open a moment ago, and
+ * serving a partition without its log is not an option).
+ */
+static void pm_reconfigure(partition_manager *pm, pm_partition *p)
+{
+    if (!p->reconfigure || p->busy) return;
+    int64_t last = storage_log_high_offset(p->log) - 1;
+    if (last > storage_log_durable_offset(p->log)) {
+        struct reopen_wait rw = {false, 0};
+        storage_waiter w = {.cb = reopen_flushed, .ctx = &rw, .offset = last};
+        int rc = storage_log_flush_wait(p->log, last, &w);
+        for (int i = 0; rc == 0 && !rw.done && i < 1000000; i++)
+            if (io_poll(pm->io, UINT64_MAX) < 0) break;
+        if ((rc == 0 && (!rw.done || rw.res < 0)) || rc < 0) {
+            log_warn("cluster", "%s/%" PRId32 ": not reconfigured: flush failed", p->topic,
+                     p->partition);
+            return; /* retried later */
+        }
+    }
+    pm_refresh_hw(p);
+    char dir[1200];
+    if (pm_partition_dir(pm, p->topic, p->topic_id, p->partition, dir, sizeof(dir))) return;
+    storage_log *old = p->log;
+    storage_log_close(old);
+    int err = storage_log_open(pm->io, dir, &p->log_cfg, &p->log);
+    if (err) {
+        log_error("cluster", "%s/%" PRId32 ": reopening with the new configuration failed: %s",
+                  p->topic, p->partition, al_strerror(err));
+        err = storage_log_open(pm->io, dir, &p->log_cfg, &p->log);
+    }
+    AL_ASSERT(err == 0); /* the directory was open a moment ago: fail loudly rather than serve
+                            a partition without a log */
+    p->reconfigure = false;
+    log_info("cluster", "%s/%" PRId32 ": storage configuration applied", p->topic, p->partition);
+}
+
 struct replay_wait {
     bool done;
 };
@@ -261,6 +323,7 @@ static int pm_open_partition(partition_manager *pm, const topic *t, int32_t part
     pm_log_config_from_topic(t, &cfg);
     cfg.cache = pm->cache;
     cfg.log_id = pm->next_log_id++;
+    p->log_cfg = cfg;
     err = storage_log_open(pm->io, dir, &cfg, &p->log);
     if (err) goto fail;
     err = pm_replay_producers(pm, p);
@@ -332,6 +395,7 @@ void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes)
     for (uint32_t b = 0; b < pm->nbuckets; b++) {
         for (pm_partition *p = pm->buckets[b]; p; p = p->hnext) {
             if (p->busy) continue; /* storage skips segments under reads; be conservative */
+            if (p->reconfigure) pm_reconfigure(pm, p);
             int rc = storage_log_housekeep(p->log, now_ms, budget_bytes);
             if (rc < 0)
                 log_warn("cluster", "housekeeping %s/%" PRId32 ": %s", p->topic, p->partition,
@@ -408,6 +472,15 @@ int pm_reconcile(partition_manager *pm, const topic_table *tt)
             } else if (p->config_version != tt->version) {
                 pm_settings_from_topic(t, &p->settings);
                 p->config_version = tt->version;
+                storage_log_config nc;
+                pm_log_config_from_topic(t, &nc);
+                nc.cache = p->log_cfg.cache;
+                nc.log_id = p->log_cfg.log_id;
+                if (!log_config_equal(&nc, &p->log_cfg)) {
+                    p->log_cfg = nc;
+                    p->reconfigure = true;
+                    pm_reconfigure(pm, p);
+                }
             }
             p = next;
         }

@@ -60,6 +60,8 @@ struct pm_partition {
     pm_watch *watches;           /* fetches waiting for the high watermark to move */
     int32_t busy;                /* reads/appends in flight (pm_hold / pm_release) */
     bool removed;                /* no longer in the table: freed when busy drops to 0 */
+    storage_log_config log_cfg;  /* what the log was opened with */
+    bool reconfigure;            /* the topic's storage configs changed: reopen when idle */
     pm_partition *hnext;         /* hash chain */
     struct partition_manager *pm;
 };
@@ -113,7 +115,9 @@ void pm_hold(pm_partition *p);
 bool pm_release(pm_partition *p);
 
 /* Storage housekeeping (retention, segment roll, compaction) of every open partition, with
- * budget_bytes of compaction input per partition. */
+ * budget_bytes of compaction input per partition; also applies pending storage config changes
+ * (a log whose topic's segment/retention/cleanup configs changed is flushed and reopened with
+ * the new configuration when no read holds it). */
 void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes);
 
 /* Computes the Kafka-level settings of a topic from its overrides (defaults otherwise). */

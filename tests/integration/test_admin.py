@@ -273,3 +273,30 @@ def test_raw_misc_apis(broker_factory):
     assert err == 0
     assert b"mx" in resp
     time.sleep(0)
+
+
+def test_altered_retention_is_applied(broker_factory):
+    b = broker_factory(smp=SMP)
+    assert create(b, [NewTopic("ret", 1, 1)]) == {"ret": None}
+    p = Producer({"bootstrap.servers": b.addr, "acks": "all", "linger.ms": 5})
+    for i in range(1500):
+        p.produce("ret", b"x" * 1000)
+    assert p.flush(30) == 0
+    res = ConfigResource(ConfigResource.Type.TOPIC, "ret",
+                         set_config={"segment.bytes": "65536", "retention.bytes": "200000"})
+    admin(b).alter_configs([res], request_timeout=15)[res].result(timeout=20)
+    for i in range(1500):
+        p.produce("ret", b"y" * 1000)
+    assert p.flush(30) == 0
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": b.addr, "group.id": "x"})
+    low = 0
+    deadline = time.monotonic() + 20  # housekeeping runs every 5 s
+    while time.monotonic() < deadline:
+        low, high = c.get_watermark_offsets(TopicPartition("ret", 0), timeout=10)
+        if low > 1500:
+            break
+        time.sleep(0.5)
+    c.close()
+    assert high == 3000
+    assert low > 1500, "retention.bytes was not applied (log start %d)" % low
