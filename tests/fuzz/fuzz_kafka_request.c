@@ -10,5 +10,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     return kafka_fuzz_one(data, size, kafka_request_struct_size, kafka_request_decode,
-                          kafka_request_encode, kafka_request_size, kafka_request_equal);
+                          kafka_request_encode, kafka_request_size, kafka_request_equal,
+                          kafka_request_desc);
 }

@@ -10,5 +10,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     return kafka_fuzz_one(data, size, kafka_response_struct_size, kafka_response_decode,
-                          kafka_response_encode, kafka_response_size, kafka_response_equal);
+                          kafka_response_encode, kafka_response_size, kafka_response_equal,
+                          kafka_response_desc);
 }

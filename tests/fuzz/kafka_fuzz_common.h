@@ -2,7 +2,8 @@
  * kafka_fuzz_common.h — shared body of the Kafka codec fuzzers (fuzz_kafka_request.c,
  * fuzz_kafka_response.c). Input: [api_key:2][version:2][body], big-endian. The body is decoded
  * with an arena limit; if it decodes, it must re-encode (with encode length == size()) and
- * decode again to an equal message with nothing left over. Any difference aborts.
+ * decode again to an equal message with nothing left over, and print as JSON (to /dev/null).
+ * Any difference aborts.
  */
 #ifndef KAFKA_FUZZ_COMMON_H
 #define KAFKA_FUZZ_COMMON_H
@@ -19,13 +20,17 @@ typedef int (*kafka_fuzz_encode_fn)(int16_t, int16_t, al_wr *, const void *);
 typedef size_t (*kafka_fuzz_size_fn)(int16_t, int16_t, const void *);
 typedef bool (*kafka_fuzz_equal_fn)(int16_t, const void *, const void *);
 typedef size_t (*kafka_fuzz_struct_size_fn)(int16_t);
+typedef const struct kafka_msg_desc *(*kafka_fuzz_desc_fn)(int16_t);
 
 /* Runs one input through decode / encode / decode; aborts on any broken property. */
 static inline int kafka_fuzz_one(const uint8_t *data, size_t size,
                                  kafka_fuzz_struct_size_fn struct_size,
                                  kafka_fuzz_decode_fn decode, kafka_fuzz_encode_fn encode,
-                                 kafka_fuzz_size_fn msize, kafka_fuzz_equal_fn equal)
+                                 kafka_fuzz_size_fn msize, kafka_fuzz_equal_fn equal,
+                                 kafka_fuzz_desc_fn desc)
 {
+    static FILE *devnull;
+    if (!devnull) devnull = fopen("/dev/null", "w");
     if (size < 4) return 0;
     int16_t key = (int16_t)al_be16(data), version = (int16_t)al_be16(data + 2);
     size_t ss = struct_size(key);
@@ -64,6 +69,7 @@ static inline int kafka_fuzz_one(const uint8_t *data, size_t size,
             fprintf(stderr, "re-decode differs: key %d v%d rc %d\n", key, version, rc);
             abort();
         }
+        if (devnull) kafka_struct_print_json(devnull, desc(key)->desc, version, again);
     }
     free(buf);
     free(msg);
