@@ -20,7 +20,7 @@ const struct kafka_handler kafka_handlers[] = {
     /* data path (handlers_data.h): Produce, Fetch, ListOffsets, Metadata with topics */
     {KAFKA_API_PRODUCE, 3, 7, kafka_handle_produce},
     {KAFKA_API_FETCH, 4, 11, kafka_handle_fetch},
-    {KAFKA_API_LIST_OFFSETS, 0, 6, kafka_handle_list_offsets},
+    {KAFKA_API_LIST_OFFSETS, 0, 7, kafka_handle_list_offsets},
     {KAFKA_API_METADATA, 0, 12, kafka_handle_metadata_topics},
     {KAFKA_API_API_VERSIONS, 0, 3, kafka_handle_api_versions},
     /* topic admin (handlers_data.h) */

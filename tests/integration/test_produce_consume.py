@@ -272,3 +272,58 @@ def test_acknowledged_data_survives(broker_factory, how):
     acks2 = produce(b.addr, "dur", [{"value": b"after", "partition": 0}])
     n0 = sum(1 for _, p, _, _ in acks if p == 0)
     assert acks2[0][1:3] == (0, n0)
+
+
+def _list_offsets_v7(b, topic, ts):
+    """ListOffsets v7 (flexible) for partition 0; returns (error, timestamp, offset, epoch)."""
+    from ailurus_harness import read_uvarint, uvarint
+    body = struct.pack(">ib", -1, 0) + uvarint(2) + uvarint(len(topic) + 1) + topic
+    body += uvarint(2) + struct.pack(">iiq", 0, -1, ts) + b"\x00" + b"\x00" + b"\x00"
+    s = b.connect()
+    s.sendall(frame(header(2, 7, 21, flexible=True) + body))
+    resp = recv_frame(s, timeout=10)
+    s.close()
+    pos = 4
+    _, pos = read_uvarint(resp, pos)  # header tags
+    pos += 4  # throttle
+    _, pos = read_uvarint(resp, pos)  # topics
+    n, pos = read_uvarint(resp, pos)
+    pos += n - 1
+    _, pos = read_uvarint(resp, pos)  # partitions
+    idx, err, ts_out, off, epoch = struct.unpack_from(">ihqqi", resp, pos)
+    return err, ts_out, off, epoch
+
+
+def test_list_offsets_max_timestamp_and_acks0(broker_factory):
+    b = broker_factory(smp=SMP)
+    create_topic(b.addr, "mt", partitions=1)
+    stamps = [1800000000000 + d for d in (5, 50, 7, 20, 49)]
+    produce(b.addr, "mt", [{"value": b"%d" % i, "timestamp": t} for i, t in enumerate(stamps)],
+            {"batch.num.messages": 2})
+    assert _list_offsets_v7(b, b"mt", -3) == (0, 1800000000050, 1, 0)  # max timestamp
+    assert _list_offsets_v7(b, b"mt", -2) == (0, -1, 0, 0)
+    assert _list_offsets_v7(b, b"mt", -1) == (0, -1, 5, 0)
+    assert _list_offsets_v7(b, b"mt", 1800000000010) == (0, 1800000000050, 1, 0)
+    # acks=0: no response, but the records are stored.
+    p = Producer({"bootstrap.servers": b.addr, "acks": 0})
+    for i in range(20):
+        p.produce("mt", b"z%d" % i)
+    assert p.flush(10) == 0
+    got = consume_all(b.addr, "mt", 1, 25)
+    assert [m.value() for m in got][5:] == [b"z%d" % i for i in range(20)]
+
+
+def _zstd_batch_v3(b):
+    """A zstd-flagged batch on Produce v3: UNSUPPORTED_COMPRESSION_TYPE (zstd needs v7)."""
+    batch = bytearray(_batch(b"x"))
+    batch[21:23] = struct.pack(">h", 4)
+    crc = _crc32c(bytes(batch[21:]))
+    batch[17:21] = struct.pack(">I", crc)
+    return bytes(batch)
+
+
+def test_zstd_needs_produce_v7(broker_factory):
+    b = broker_factory(smp=SMP)
+    create_topic(b.addr, "raw", partitions=1)
+    err, _ = _produce_error(b, _zstd_batch_v3(b))
+    assert err == 76  # UNSUPPORTED_COMPRESSION_TYPE
