@@ -27,6 +27,7 @@
 enum { FS_IDLE, FS_FALLOC, FS_WRITE, FS_SYNC };
 
 static void flush_kick(storage_log *log);
+static void reads_unpark(storage_log *log);
 static int log_truncate(storage_log *log, int64_t offset, int werr);
 
 void storage_log_config_default(storage_log_config *c)
@@ -478,6 +479,7 @@ static void log_fail(storage_log *log, const char *what, int err)
     log->failed = true;
     log->npend = 0;
     waiters_wake(log, log->durable, AL_EFAILED);
+    if (log->parked) reads_unpark(log); /* they complete with AL_EFAILED */
 }
 
 static void sync_start(storage_log *log);
@@ -530,6 +532,7 @@ static void sync_cb(io_op *op)
     log->durable = log->slast;
     if (seg->sealed && seg->dsize == seg->size && !seg->finished) seg_finish(log, seg);
     waiters_wake(log, log->durable, 0);
+    if (log->parked) reads_unpark(log);
     flush_kick(log);
 }
 
@@ -981,17 +984,11 @@ static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, siz
     io_read(log->io, &r->op, seg->fd, r->abuf, n, a);
 }
 
-int storage_log_read(storage_log *log, storage_read *r)
+/* Runs a read: returns 1 when done now, 0 when pending (a disk read issued, or parked until
+ * its not-yet-durable bytes, no longer all in memory, are durable and readable from disk), or
+ * a negative error. A pending read counts in reads_inflight. */
+static int read_run(storage_log *log, storage_read *r)
 {
-    r->data = NULL;
-    r->len = 0;
-    r->res = 0;
-    r->abuf = NULL;
-    r->acap = 0;
-    r->tries = 0;
-    r->log = log;
-    memset(&r->op, 0, sizeof(r->op));
-    r->next_offset = r->offset;
     if (log->failed) return AL_EFAILED;
     if (r->offset < log->start) return AL_ERANGE;
     if (r->offset >= log->high) return 1;
@@ -1002,8 +999,16 @@ int storage_log_read(storage_log *log, storage_read *r)
     if (i >= log->nsegs) return 1;
     segment *seg = log->segs[i];
     uint64_t pos = seg->base >= r->offset ? 0 : seg_index_floor(seg, r->offset);
-    if (r->offset > seg->dlast) { /* not durable yet: the bytes are in memory */
-        int rc = read_from_memory(log, seg, AL_MAX(pos, seg->dsize), r);
+    if (r->offset > seg->dlast) { /* not durable yet: the bytes are in memory, or soon on disk */
+        uint64_t start = AL_MAX(pos, seg->dsize);
+        uint64_t mem_lo = seg->fbuf ? AL_MIN(seg->fbase, seg->bbase) : seg->bbase;
+        if (start < mem_lo) { /* written, not yet synced, buffer recycled: wait for the sync */
+            r->parked_next = log->parked;
+            log->parked = r;
+            log->reads_inflight++;
+            return 0;
+        }
+        int rc = read_from_memory(log, seg, start, r);
         if (rc < 0) {
             storage_read_release(r);
             return rc;
@@ -1015,6 +1020,40 @@ int storage_log_read(storage_log *log, storage_read *r)
     size_t want = r->max_bytes + 2 * log->cfg.index_interval_bytes + STORAGE_BATCH_HEADER;
     read_disk_issue(log, r, pos, want);
     return 0;
+}
+
+/* Re-runs every parked read (after a sync, a truncation or a failure); each completes, goes
+ * to disk or parks again. Callbacks of reads that complete run here. */
+static void reads_unpark(storage_log *log)
+{
+    storage_read *list = log->parked;
+    log->parked = NULL;
+    while (list) {
+        storage_read *r = list;
+        list = r->parked_next;
+        r->parked_next = NULL;
+        log->reads_inflight--;
+        int rc = read_run(log, r);
+        if (rc == 0) continue;
+        r->res = rc < 0 ? rc : 0;
+        if (rc < 0) storage_read_release(r);
+        r->cb(r);
+    }
+}
+
+int storage_log_read(storage_log *log, storage_read *r)
+{
+    r->data = NULL;
+    r->len = 0;
+    r->res = 0;
+    r->abuf = NULL;
+    r->acap = 0;
+    r->tries = 0;
+    r->log = log;
+    r->parked_next = NULL;
+    memset(&r->op, 0, sizeof(r->op));
+    r->next_offset = r->offset;
+    return read_run(log, r);
 }
 
 void storage_read_release(storage_read *r)
@@ -1466,6 +1505,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
     if (log->cfg.cache) storage_cache_drop(log->cfg.cache, log->cfg.log_id, offset, INT64_MAX);
     log_compact_reset(log);
     waiters_wake(log, log->high - 1, werr);
+    if (log->parked) reads_unpark(log);
     return 0;
 }
 

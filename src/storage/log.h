@@ -136,12 +136,14 @@ struct storage_read {
     uint64_t ppos;
     int seg;
     int tries;
+    storage_read *parked_next;
 };
 
 /*
  * Reads whole batches starting with the one holding r->offset (or the next existing one, after
  * compaction) up to r->max_bytes, at least one batch. Returns 1 when done synchronously (from
- * the cache or unflushed memory; callback not called), 0 when pending (r->cb runs later), or
+ * the cache or unflushed memory; callback not called), 0 when pending (r->cb runs later: after
+ * an async disk read, or, for not-yet-durable data no longer in memory, after the next sync), or
  * AL_ERANGE (offset below the log start) / AL_EFAILED. At or past the next offset: done with
  * len 0. Data is whatever was appended (durable or not): callers clamp to their high watermark.
  */

@@ -114,7 +114,8 @@ struct storage_log {
     int npend;
     int nospace_err;  /* a write hit ENOSPC: drop unflushed data once both stages are idle */
     storage_waiter *waiters;
-    int reads_inflight;
+    int reads_inflight;   /* disk reads in flight + parked reads */
+    storage_read *parked; /* reads waiting for a sync (see read_run) */
     compact_state cs;
 };
 
