@@ -59,7 +59,7 @@ struct reactor_shard {
     /* hooks */
     struct shard_hook hooks[MAX_HOOKS];
     unsigned n_hooks;
-    uint64_t msgs_received;
+    struct reactor_stats st;
     uint64_t wake_mask[MAX_SHARDS / 64]; /* targets sent to since the last wake check */
     /* reactor_post: a small mutex-protected queue from any thread (not the data path). */
     pthread_mutex_t post_lock;
@@ -131,7 +131,12 @@ bool reactor_stopping(reactor *r)
 
 uint64_t reactor_msgs_received(reactor_shard *s)
 {
-    return s->msgs_received;
+    return s->st.msgs_received;
+}
+
+void reactor_shard_stats(reactor_shard *s, struct reactor_stats *out)
+{
+    *out = s->st;
 }
 
 static inline struct reactor_ring *ring_at(reactor *r, unsigned from, unsigned to)
@@ -151,8 +156,12 @@ int reactor_send(reactor_shard *from, unsigned to, const struct reactor_msg *msg
     uint64_t tail = q->tail;
     if (tail - q->head_cache > q->mask) {
         q->head_cache = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
-        if (tail - q->head_cache > q->mask) return AL_EFULL;
+        if (tail - q->head_cache > q->mask) {
+            from->st.send_full++;
+            return AL_EFULL;
+        }
     }
+    from->st.msgs_sent++;
     q->slots[tail & q->mask] = *msg;
     __atomic_store_n(&q->tail, tail + 1, __ATOMIC_RELEASE);
 
@@ -184,8 +193,10 @@ static void shard_flush_wakes(struct reactor_shard *s)
             if (!(m & 1)) continue;
             struct reactor_shard *t = &r->shards[wd * 64 + (unsigned)k];
             if (__atomic_load_n(&t->sleeping, __ATOMIC_RELAXED) &&
-                __atomic_exchange_n(&t->sleeping, 0, __ATOMIC_ACQ_REL))
+                __atomic_exchange_n(&t->sleeping, 0, __ATOMIC_ACQ_REL)) {
                 io_wakeup(t->io);
+                s->st.wakeups_sent++;
+            }
         }
     }
 }
@@ -210,7 +221,7 @@ static bool shard_drain(struct reactor_shard *s)
             /* Free slots as we go (every 64) so a producer sees room early. */
             if (((head + i) & 63) == 63)
                 __atomic_store_n(&q->head, head + i + 1, __ATOMIC_RELEASE);
-            s->msgs_received++;
+            s->st.msgs_received++;
             m.fn(s, &m);
         }
         __atomic_store_n(&q->head, end, __ATOMIC_RELEASE);
@@ -234,7 +245,7 @@ static bool shard_drain_posts(struct reactor_shard *s)
         __atomic_store_n(&s->post_pending, s->post_n > 0, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&s->post_lock);
         for (uint32_t i = 0; i < n; i++) {
-            s->msgs_received++;
+            s->st.msgs_received++;
             batch[i].fn(s, &batch[i]);
         }
         if (n < POST_BATCH) return false;
@@ -379,6 +390,7 @@ static void shard_fire_timers(struct reactor_shard *s, uint64_t now)
         reactor_timer *t = s->heap[0];
         if (t->deadline_ns > now || t->seq >= seq_limit) break;
         heap_remove(s, t);
+        s->st.timers_fired++;
         t->cb(t);
     }
 }
@@ -421,6 +433,8 @@ static void shard_iterate(struct reactor_shard *s, bool may_block)
         io_wakeup(s->io); /* sim: run again at this instant */
         deadline = 0;
     }
+    s->st.loops++;
+    if (deadline != 0) s->st.polls_waiting++;
     int rc = io_poll(s->io, deadline);
     if (may_block) {
         __atomic_store_n(&s->sleeping, 0, __ATOMIC_RELAXED);

@@ -140,7 +140,19 @@ int reactor_create_sim(io_sim_world *w, const char *name, unsigned n, reactor_in
  * Call from the world's thread, not from inside a step. */
 void reactor_destroy_sim(reactor *r);
 
-/* Message counters (for benchmarks and tests): messages received by shard s so far. */
+/* Per-shard counters since start (for metrics, benchmarks and tests). Written only by the
+ * shard itself: read them on that shard (elsewhere the values may be stale). */
+struct reactor_stats {
+    uint64_t loops;          /* loop iterations */
+    uint64_t polls_waiting;  /* iterations whose io_poll could wait (deadline != 0) */
+    uint64_t msgs_sent;      /* reactor_send successes from this shard */
+    uint64_t send_full;      /* reactor_send that found the ring full (AL_EFULL) */
+    uint64_t msgs_received;  /* messages run on this shard (rings and reactor_post) */
+    uint64_t wakeups_sent;   /* io_wakeup calls for sleeping targets */
+    uint64_t timers_fired;
+};
+void reactor_shard_stats(reactor_shard *s, struct reactor_stats *out);
+/* Messages received by shard s so far (= stats.msgs_received). */
 uint64_t reactor_msgs_received(reactor_shard *s);
 
 #endif

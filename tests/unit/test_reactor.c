@@ -31,6 +31,7 @@ struct load_shard {
     uint64_t received, full_hits;
     int errors;
     bool done;
+    struct reactor_stats st;
 } __attribute__((aligned(64)));
 
 static struct load_shard load[MAXS];
@@ -47,6 +48,7 @@ static void load_check_done(reactor_shard *self, struct load_shard *ls)
         if (t != reactor_shard_index(self) && ls->next_send[t] < load_per_pair) return;
     if (ls->received < load_per_pair * (load_n - 1)) return;
     ls->done = true;
+    reactor_shard_stats(self, &ls->st);
     if (__atomic_add_fetch(&load_done_count, 1, __ATOMIC_ACQ_REL) == (int)load_n)
         reactor_stop(reactor_of(self));
 }
@@ -128,6 +130,11 @@ static void run_load(unsigned n, uint64_t per_pair, unsigned ring_slots)
             if (f != i) CHECK_EQ(load[i].next_recv[f], per_pair);
         total += load[i].received;
         full += load[i].full_hits;
+        /* The shard's own counters agree with what the test counted. */
+        CHECK_EQ(load[i].st.msgs_sent, per_pair * (n - 1));
+        CHECK_EQ(load[i].st.send_full, load[i].full_hits);
+        CHECK(load[i].st.msgs_received <= per_pair * (n - 1));
+        CHECK(load[i].st.loops > 0);
     }
     printf("    cross-shard: %u shards, ring %u slots: %" PRIu64 " msgs in %.2fs = %.1f M msgs/s"
            " (ring-full back-offs: %" PRIu64 ")\n",
@@ -151,6 +158,7 @@ static uint64_t pp_rounds, pp_target; /* pp_rounds: atomic (read by the watchdog
 static uint64_t pp_deadline;
 static int pp_errors, pp_stalled, pp_finished;
 static reactor *pp_reactor;
+static struct reactor_stats pp_st0;
 
 static void pp_msg(reactor_shard *self, const struct reactor_msg *m)
 {
@@ -160,6 +168,7 @@ static void pp_msg(reactor_shard *self, const struct reactor_msg *m)
     if (me == 0) {
         __atomic_store_n(&pp_rounds, ++rounds, __ATOMIC_RELAXED);
         if (rounds >= pp_target || mono_ns() > pp_deadline) {
+            reactor_shard_stats(self, &pp_st0);
             reactor_stop(reactor_of(self));
             return;
         }
@@ -219,8 +228,11 @@ TEST(message_pingpong_wakeups)
     CHECK_EQ(pp_stalled, 0);
     CHECK_EQ(pp_errors, 0);
     CHECK(pp_rounds >= 100);
+    CHECK_EQ(pp_st0.msgs_received, pp_rounds);
+    CHECK(pp_st0.wakeups_sent > 0 && pp_st0.polls_waiting > 0);
     printf("    cross-shard ping-pong: %" PRIu64 " round trips in %.2fs = %.1f us/round trip "
-           "(each hop wakes a sleeping shard)\n", pp_rounds, dt, dt * 1e6 / (double)pp_rounds);
+           "(shard 0 woke shard 1 %" PRIu64 " times)\n", pp_rounds, dt,
+           dt * 1e6 / (double)pp_rounds, pp_st0.wakeups_sent);
 }
 
 /* ---- reactor_post from a helper thread ---- */
