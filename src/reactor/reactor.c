@@ -718,9 +718,12 @@ int reactor_create_sim(io_sim_world *w, const char *name, unsigned n, reactor_in
     }
     for (unsigned i = 0; i < n && init; i++) {
         reactor_shard *saved = tl_shard;
+        int saved_log = al_log_shard;
         tl_shard = &r->shards[i];
+        al_log_shard = (int)i;
         err = init(&r->shards[i], arg);
         tl_shard = saved;
+        al_log_shard = saved_log;
         if (err) {
             reactor_destroy_sim(r);
             return err;
