@@ -309,7 +309,7 @@ static int swap_segment(storage_log *log, segment *seg)
     snprintf(to, sizeof(to), "%s.log", seg->stem);
     if ((rc = io_fs_rename(log->io, from, to)) < 0) return rc;
     if ((rc = io_fs_fsync_dir(log->io, log->dir)) < 0) return rc;
-    int fd = io_fs_open(log->io, to, O_RDWR | O_DIRECT | O_CLOEXEC, 0644);
+    int fd = seg_open_data(log, to, O_RDWR);
     if (fd < 0) return fd;
     io_fs_close(log->io, seg->fd);
     seg->fd = fd;

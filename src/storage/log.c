@@ -199,6 +199,22 @@ int seg_read_sync(storage_log *log, segment *seg, uint64_t pos, void *dst, size_
     return rc;
 }
 
+/* Opens a data file with O_DIRECT; where the file system refuses O_DIRECT (tmpfs: EINVAL),
+ * falls back to buffered I/O with a warning (fdatasync still makes it durable; the buffers
+ * stay aligned either way). Returns the fd or -errno. */
+int seg_open_data(storage_log *log, const char *path, int flags)
+{
+    int fd = io_fs_open(log->io, path, flags | O_DIRECT | O_CLOEXEC, 0644);
+    if (fd == -EINVAL) {
+        fd = io_fs_open(log->io, path, flags | O_CLOEXEC, 0644);
+        if (fd >= 0 && !log->warned_no_direct) {
+            log_warn("storage", "%s: O_DIRECT is not supported here; using buffered I/O", path);
+            log->warned_no_direct = true;
+        }
+    }
+    return fd;
+}
+
 /* ---- index files and metadata ---- */
 
 int seg_write_indexes(storage_log *log, segment *seg)
@@ -398,7 +414,7 @@ static int log_roll(storage_log *log, int32_t term)
     if (!seg) return -ENOMEM;
     char path[SEG_PATH_MAX + 16];
     seg_path(seg, ".log", path, sizeof(path));
-    int fd = io_fs_open(log->io, path, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+    int fd = seg_open_data(log, path, O_RDWR | O_CREAT | O_TRUNC);
     if (fd < 0) {
         seg_free(seg);
         return fd;
@@ -565,6 +581,13 @@ static void write_cb(io_op *op)
         log->wseg = NULL;
         return;
     }
+    if (op->res == -EOPNOTSUPP && log->wstate == FS_FALLOC) {
+        /* No fallocate on this file system: the writes grow the file instead. */
+        if (!log->warned_no_falloc)
+            log_warn("storage", "log %s: fallocate is not supported here", log->dir);
+        log->warned_no_falloc = true;
+        op->res = 0;
+    }
     if (op->res < 0) {
         log->wbusy = false;
         log->wseg = NULL;
@@ -702,8 +725,8 @@ static int nospace_probe(storage_log *log)
         uint64_t target = AL_ALIGN_UP(seg->size + 1, step);
         if (target > seg->alloc) {
             int rc = io_fs_fallocate(log->io, seg->fd, 0, seg->alloc, target - seg->alloc);
-            if (rc < 0) return -ENOSPC;
-            seg->alloc = target;
+            if (rc < 0 && rc != -EOPNOTSUPP) return -ENOSPC;
+            if (rc == 0) seg->alloc = target;
         }
     }
     log_info("storage", "log %s: space is back, accepting appends", log->dir);
@@ -1179,7 +1202,7 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
 {
     char path[SEG_PATH_MAX + 16];
     seg_path(seg, ".log", path, sizeof(path));
-    int fd = io_fs_open(log->io, path, O_RDWR | O_DIRECT | O_CLOEXEC, 0644);
+    int fd = seg_open_data(log, path, O_RDWR);
     if (fd < 0) return fd;
     seg->fd = fd;
     int64_t fsize = io_fs_size(log->io, fd);

@@ -112,6 +112,7 @@ struct storage_log {
         int64_t last;
     } pend[8];
     int npend;
+    bool warned_no_direct, warned_no_falloc;
     int nospace_err;  /* a write hit ENOSPC: drop unflushed data once both stages are idle */
     storage_waiter *waiters;
     int reads_inflight;   /* disk reads in flight + parked reads */
@@ -122,6 +123,9 @@ struct storage_log {
 /* Synchronously copies len bytes at pos of seg (memory buffers or disk). Returns 0 or -errno /
  * AL_ERANGE (past size). Used off the data path: truncation, compaction, recovery. */
 int seg_read_sync(storage_log *log, segment *seg, uint64_t pos, void *dst, size_t len);
+
+/* Opens a segment data file (O_DIRECT, or buffered where unsupported). fd or -errno. */
+int seg_open_data(storage_log *log, const char *path, int flags);
 
 /* Index helpers shared with compaction. */
 int seg_idx_add(idx_ent **v, uint32_t *n, uint32_t *c, uint32_t rel, uint32_t pos);
