@@ -288,12 +288,13 @@ static size_t fetch_gather(struct fetch_ctx *ctx)
 
 /* operations (src/metrics): adds the record bytes going out to ailurus_kafka_topic_bytes_out
  * per topic (names from this shard's topic table replica, looked up once per run of parts of
- * the same topic). */
+ * the same topic) and counts per-partition error codes. */
 static void fetch_count_bytes(struct fetch_ctx *ctx)
 {
     const topic *t = NULL;
     for (int32_t i = 0; metrics_local && i < ctx->nparts; i++) {
         struct fetch_part *fp = &ctx->parts[i];
+        if (fp->routed && fp->error) metrics_kafka_error("Fetch", fp->error);
         if (!fp->routed || fp->error || !fp->out->Records.len) continue;
         if (!t || memcmp(t->id, fp->topic_id, 16))
             t = topic_table_find_id(&ctx->ds->topics, fp->topic_id);

@@ -47,6 +47,10 @@ static void produce_finish(struct produce_ctx *ctx)
     kafka_req *req = ctx->req;
     data_inflight_remove(data_shard_self(), &ctx->inflight);
     const kafka_ProduceRequest *in = req->msg;
+    /* operations (src/metrics): per-partition error codes. */
+    for (int32_t t = 0; t < ctx->resp.Responses_count; t++)
+        for (int32_t p = 0; p < ctx->resp.Responses[t].PartitionResponses_count; p++)
+            metrics_kafka_error("Produce", ctx->resp.Responses[t].PartitionResponses[p].ErrorCode);
     if (in->Acks == 0) {
         kafka_req_respond_none(req);
         return;

@@ -164,6 +164,10 @@ uint64_t metrics_clock_ns(void);
  */
 void metrics_kafka_request(int16_t api_key, uint64_t t0_ns, bool failed);
 
+/* Counts one Kafka error code (non-zero) answered for api ("Produce", ...), labelled with
+ * Kafka's error name: ailurus_kafka_request_errors_total{api, error}. Calling shard. */
+void metrics_kafka_error(const char *api, int16_t code);
+
 /* The index of the bucket a raw histogram value falls in (nbuckets means +Inf). Exposed for
  * tests. */
 uint32_t metrics_bucket_index(uint64_t first_bound, uint32_t nbuckets, uint64_t raw);

@@ -4,6 +4,7 @@
  * and latency per API, labelled with Kafka's API names ("Produce", "Fetch", ...).
  */
 #include "metrics/metrics.h"
+#include "kafka/errors.h"
 #include "kafka/gen/kafka_codec.h"
 
 #include <time.h>
@@ -30,4 +31,16 @@ void metrics_kafka_request(int16_t api_key, uint64_t t0_ns, bool failed)
         uint64_t us = now > t0_ns ? (now - t0_ns) / 1000 : 0;
         metrics_histogram_observe(m, M_KAFKA_REQUEST_LATENCY, us, name);
     }
+}
+
+void metrics_kafka_error(const char *api, int16_t code)
+{
+    if (!metrics_local || code == 0) return;
+    const char *name = kafka_err_name(code);
+    char unknown[24];
+    if (!name) {
+        snprintf(unknown, sizeof(unknown), "error_%d", code);
+        name = unknown;
+    }
+    metrics_counter_add(metrics_local, M_KAFKA_REQUEST_ERRORS, 1, api, name);
 }

@@ -99,6 +99,17 @@ def test_partition_metrics_follow_traffic(broker_factory):
         msg = c.poll(0.5)
         if msg is not None and not msg.error():
             got += 1
+    # A fetch past the end gets OFFSET_OUT_OF_RANGE, counted per API and error name.
+    c2 = Consumer({"bootstrap.servers": b.addr, "group.id": "metrics-it-oor",
+                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c2.assign([TopicPartition(TOPIC, 0, 1000)])
+    oor = (r'^ailurus_kafka_request_errors_total\{api="Fetch",error="OFFSET_OUT_OF_RANGE"\} '
+           r'[1-9]\d*$')
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not re.search(oor, get(port, "/metrics"), re.M):
+        c2.poll(0.3)
+    c2.close()
+    assert re.search(oor, get(port, "/metrics"), re.M)
     # A committed offset behind the high watermark shows as consumer-group lag.
     c.commit(offsets=[TopicPartition(TOPIC, 3, 4)], asynchronous=False)
     c.close()
