@@ -712,6 +712,7 @@ static void collect_tick(reactor_timer *t)
 static void collector_stop(reactor_shard *self, void *arg)
 {
     struct collector *c = arg;
+    admin_set_ready(false); /* stopping: load balancers should stop sending */
     reactor_timer_cancel(self, &c->timer);
     if (c->srv) http_server_stop(c->srv, NULL, NULL);
     /* The server frees itself when its ops complete (the shard polls after the hooks); no
