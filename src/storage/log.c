@@ -427,13 +427,19 @@ static int log_roll(storage_log *log, int32_t term)
         seg_destroy_files(log, seg);
         return rc;
     }
-    if (log->nsegs > 1) {
-        segment *prev = log->segs[log->nsegs - 2];
-        prev->sealed = true;
-        if (!prev->finished && prev->dsize == prev->size)
-            seg_finish(log, prev);
-    }
+    if (log->nsegs > 1) log->segs[log->nsegs - 2]->sealed = true; /* finished by housekeeping */
     return 0;
+}
+
+/* Finishes every sealed, fully durable segment (trim, fdatasync, index files, free buffers).
+ * Synchronous metadata work, so it runs off the append/flush path: from housekeeping, close
+ * and compaction. */
+static void log_finish_sealed(storage_log *log)
+{
+    for (int i = 0; i < log->nsegs; i++) {
+        segment *s = log->segs[i];
+        if (s->sealed && !s->finished && s->dsize == s->size) seg_finish(log, s);
+    }
 }
 
 /* ---- waiters ---- */
@@ -546,7 +552,6 @@ static void sync_cb(io_op *op)
     seg->dsize = log->send;
     seg->dlast = log->slast;
     log->durable = log->slast;
-    if (seg->sealed && seg->dsize == seg->size && !seg->finished) seg_finish(log, seg);
     waiters_wake(log, log->durable, 0);
     if (log->parked) reads_unpark(log);
     flush_kick(log);
@@ -1390,6 +1395,7 @@ int storage_log_close(storage_log *log)
     for (int guard = 0; log_busy(log) && guard < 1000000; guard++) io_poll(log->io, UINT64_MAX);
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
+    if (!log->failed) log_finish_sealed(log);
     log_compact_reset(log);
     waiters_wake(log, INT64_MIN, AL_ECLOSED);
     for (int i = 0; i < log->nsegs; i++) {
@@ -1550,8 +1556,7 @@ static void log_delete_below_start(storage_log *log)
     int drop = 0;
     while (drop < log->nsegs - 1) {
         segment *seg = log->segs[drop];
-        if (seg->last >= log->start || !seg->finished)
-            break;
+        if (seg->last >= log->start || !seg->sealed || seg->dsize != seg->size) break;
         drop++;
     }
     if (!drop) return;
@@ -1585,7 +1590,7 @@ static int log_retention(storage_log *log, int64_t now_ms)
     uint64_t total = storage_log_size_bytes(log);
     for (int i = 0; i < log->nsegs - 1; i++) {
         segment *seg = log->segs[i];
-        if (!seg->finished) break;
+        if (!seg->sealed || seg->dsize != seg->size) break;
         bool by_size = log->cfg.retention_bytes >= 0 &&
                        total - seg->size >= (uint64_t)log->cfg.retention_bytes &&
                        total > (uint64_t)log->cfg.retention_bytes;
@@ -1611,9 +1616,9 @@ int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes)
         segment *a = log->segs[log->nsegs - 1];
         if (!a->sealed && a->size > 0 && now_ms - a->created_ms >= log->cfg.segment_ms) {
             a->sealed = true; /* the next append rolls */
-            if (a->dsize == a->size) seg_finish(log, a);
         }
     }
+    log_finish_sealed(log);
     int rc = 0;
     if (log->cfg.cleanup_policy & STORAGE_CLEANUP_DELETE) rc = log_retention(log, now_ms);
     if (rc < 0) return rc;
@@ -1641,6 +1646,7 @@ int storage_log_segment_info(const storage_log *log, int i, storage_segment_info
 int storage_log_compact_all(storage_log *log, int64_t now_ms)
 {
     if (log->reads_inflight) return AL_EFULL;
+    log_finish_sealed(log);
     log_compact_reset(log);
     for (int i = 0; i < log->nsegs; i++) log->segs[i]->cleaned = false;
     for (int guard = 0; guard < 10000000; guard++) {
