@@ -38,7 +38,8 @@ static struct kafka_arena_block *kafka_arena_block_for(kafka_arena *a, size_t n)
         if (b->cap >= n) return b;
     }
     size_t prev = b ? b->cap : 0;
-    size_t cap = AL_MAX(AL_MAX(n, (size_t)KAFKA_ARENA_BLOCK_MIN), AL_MIN(prev * 2, (size_t)1 << 20));
+    size_t grow = AL_MIN(prev * 2, (size_t)1 << 20);
+    size_t cap = AL_MAX(AL_MAX(n, (size_t)KAFKA_ARENA_BLOCK_MIN), grow);
     struct kafka_arena_block *nb = malloc(sizeof(*nb) + cap);
     if (!nb) return NULL;
     nb->next = NULL;
