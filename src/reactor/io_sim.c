@@ -774,8 +774,9 @@ static int sim_fs_rename(io *x, const char *from, const char *to)
     int err = path_norm(from, a, sizeof(a));
     if (!err) err = path_norm(to, b, sizeof(b));
     if (err) return err;
+    if (path_is_root(a) || path_is_root(b)) return -EBUSY;
     struct sim_inode *src = ns_get(&d->cur, a);
-    if (!src || path_is_root(a)) return -ENOENT;
+    if (!src) return -ENOENT;
     err = disk_parent_ok(d, b);
     if (err) return err;
     if (!strcmp(a, b)) return 0;
