@@ -81,13 +81,21 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(TEST_SUPPORT_OBJ) $(O)/libailurus.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# libFuzzer targets: clang, ASan+UBSan, built from sources directly.
-FUZZ_CFLAGS := -std=gnu17 -g -O1 -fsanitize=fuzzer,address,undefined $(INC) $(DEFS) $(ARCH) \
-               -DAL_FUZZING=1
+# libFuzzer targets: clang, ASan+UBSan. The library is compiled once with coverage
+# instrumentation (fuzzer-no-link) into build/fuzz/libailurus-fuzz.a; each target links it.
+FUZZ_SAN    := -fsanitize=address,undefined
+FUZZ_CFLAGS := -std=gnu17 -g -O1 $(INC) $(DEFS) $(ARCH) -DAL_FUZZING=1 -MMD -MP
+FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 fuzzers: $(FUZZ_BIN)
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/fuzz/libailurus-fuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libailurus-fuzz.a
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< build/fuzz/libailurus-fuzz.a $(LDLIBS)
 
 run:
 	scripts/install-deps.sh
@@ -121,4 +129,4 @@ format:
 clean:
 	rm -rf build
 
--include $(shell find $(O) -name '*.d' 2>/dev/null)
+-include $(shell find $(O) build/fuzz/obj -name '*.d' 2>/dev/null)
