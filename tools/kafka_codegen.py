@@ -302,7 +302,7 @@ def gen_typedef(st):
 
 
 def field_row(st, i, f):
-    """One kafka_field_desc initialiser (two lines)."""
+    """One kafka_field_desc initialiser (a few lines, to stay near 100 columns)."""
     t = 'KAFKA_T_STRUCT' if f.struct is not None else FTYPE[f.etype]
     nullable_struct = f.struct is not None and not f.is_array and bool(f.nullable)
     if f.is_array:
@@ -328,11 +328,13 @@ def field_row(st, i, f):
                                 'true' if f.ignorable else 'false',
                                 'true' if f.default_null else 'false')
     sub = '&%s_desc' % f.struct.cname if f.struct is not None else 'NULL'
-    return ['    {"%s", %s, %s, %d, offsetof(%s, %s), %s,' %
-            (f.name, t, flags, f.tag if f.tagged else -1, st.cname, f.name, aux),
-            '     %s, %s, %s, %s, %s, %s, %s, %d, %s},' %
+    return ['    {"%s", %s, %s, %d,' % (f.name, t, flags, f.tag if f.tagged else -1),
+            '     offsetof(%s, %s),' % (st.cname, f.name),
+            '     %s,' % aux,
+            '     %s, %s, %s, %s, %s, %s, %s, %d,' %
             (mask(f.versions), mask(f.nullable), mask(f.tagged), mask(f.flex), def_int,
-             def_f64, def_str, def_len, sub)]
+             def_f64, def_str, def_len),
+            '     %s},' % sub]
 
 
 def gen_struct_table(m, st):
@@ -349,11 +351,28 @@ def gen_struct_table(m, st):
                  (st.cname, ', '.join(str(i) for _, i in tagged)))
     L.append('%sconst struct kafka_struct_desc %s_desc = {' % ('' if top else 'static ',
                                                                st.cname))
-    L.append('    "%s", sizeof(%s), %d, %d, %s, %s, %s, %d, %d};' %
-             (st.cname, st.cname, len(st.fields), len(tagged),
-              '%s_fields' % st.cname if st.fields else 'NULL',
-              '%s_tags' % st.cname if tagged else 'NULL', mask(m.flex), m.vmin, m.vmax))
+    L.append('    "%s",' % st.cname)
+    L.append('    sizeof(%s),' % st.cname)
+    L.append('    %d,' % len(st.fields))
+    L.append('    %d,' % len(tagged))
+    L.append('    %s,' % ('%s_fields' % st.cname if st.fields else 'NULL'))
+    L.append('    %s,' % ('%s_tags' % st.cname if tagged else 'NULL'))
+    L.append('    %s, %d, %d};' % (mask(m.flex), m.vmin, m.vmax))
     return L
+
+
+def sig(text):
+    """A function signature or prototype, its parameters moved to following lines (one per
+    line if need be) when it is longer than 100 columns."""
+    if len(text) <= 100:
+        return [text]
+    i = text.index('(')
+    rest = text[i + 1:]
+    if len(rest) + 4 <= 100:
+        return [text[:i + 1], '    ' + rest]
+    params = rest.split(', ')
+    return [text[:i + 1]] + ['    ' + p + (',' if k < len(params) - 1 else '')
+                             for k, p in enumerate(params)]
 
 
 def gen_message_code(m):
@@ -364,19 +383,20 @@ def gen_message_code(m):
         L += gen_struct_table(m, st)
     for st in m.order:
         c = st.cname
-        L += ['void %s_init(%s *o)' % (c, c), '{',
-              '    kafka_struct_init(&%s_desc, o);' % c, '}',
-              'bool %s_equal(const %s *x, const %s *y)' % (c, c, c), '{',
-              '    return kafka_struct_equal(&%s_desc, x, y);' % c, '}']
+        L += sig('void %s_init(%s *o)' % (c, c)) + ['{',
+                                                    '    kafka_struct_init(&%s_desc, o);' % c,
+                                                    '}']
+        L += sig('bool %s_equal(const %s *x, const %s *y)' % (c, c, c))
+        L += ['{', '    return kafka_struct_equal(&%s_desc, x, y);' % c, '}']
     c = m.cname
-    L += ['int %s_decode(al_rd *rd, int16_t v, %s *o, kafka_arena *a)' % (c, c), '{',
-          '    return kafka_struct_decode(&%s_desc, rd, v, o, a);' % c, '}',
-          'int %s_encode(al_wr *wr, int16_t v, const %s *o)' % (c, c), '{',
-          '    return kafka_struct_encode(&%s_desc, wr, v, o);' % c, '}',
-          'size_t %s_size(int16_t v, const %s *o)' % (c, c), '{',
-          '    return kafka_struct_size(&%s_desc, v, o);' % c, '}',
-          'void %s_fill_test(%s *o, int16_t v, kafka_filler *f)' % (c, c), '{',
-          '    kafka_struct_fill(&%s_desc, o, v, f);' % c, '}', '']
+    L += sig('int %s_decode(al_rd *rd, int16_t v, %s *o, kafka_arena *a)' % (c, c))
+    L += ['{', '    return kafka_struct_decode(&%s_desc, rd, v, o, a);' % c, '}']
+    L += sig('int %s_encode(al_wr *wr, int16_t v, const %s *o)' % (c, c))
+    L += ['{', '    return kafka_struct_encode(&%s_desc, wr, v, o);' % c, '}']
+    L += sig('size_t %s_size(int16_t v, const %s *o)' % (c, c))
+    L += ['{', '    return kafka_struct_size(&%s_desc, v, o);' % c, '}']
+    L += sig('void %s_fill_test(%s *o, int16_t v, kafka_filler *f)' % (c, c))
+    L += ['{', '    kafka_struct_fill(&%s_desc, o, v, f);' % c, '}', '']
     return L
 
 
@@ -519,18 +539,19 @@ def main():
             H += gen_typedef(st)
         for st in m.order:
             if st is not m.top:
-                H.append('void %s_init(%s *o);' % (st.cname, st.cname))
-                H.append('bool %s_equal(const %s *x, const %s *y);' % (st.cname, st.cname,
+                H += sig('void %s_init(%s *o);' % (st.cname, st.cname))
+                H += sig('bool %s_equal(const %s *x, const %s *y);' % (st.cname, st.cname,
                                                                       st.cname))
         c = m.cname
-        H += ['extern const struct kafka_struct_desc %s_desc;' % c,
-              'void %s_init(%s *o);' % (c, c),
-              'int %s_decode(al_rd *rd, int16_t v, %s *o, kafka_arena *a);' % (c, c),
-              'int %s_encode(al_wr *wr, int16_t v, const %s *o);' % (c, c),
-              'size_t %s_size(int16_t v, const %s *o);' % (c, c),
-              'bool %s_equal(const %s *x, const %s *y);' % (c, c, c),
-              'void %s_fill_test(%s *o, int16_t v, kafka_filler *f);' % (c, c),
-              '']
+        H += ['extern const struct kafka_struct_desc %s_desc;' % c]
+        for proto in ('void %s_init(%s *o);' % (c, c),
+                      'int %s_decode(al_rd *rd, int16_t v, %s *o, kafka_arena *a);' % (c, c),
+                      'int %s_encode(al_wr *wr, int16_t v, const %s *o);' % (c, c),
+                      'size_t %s_size(int16_t v, const %s *o);' % (c, c),
+                      'bool %s_equal(const %s *x, const %s *y);' % (c, c, c),
+                      'void %s_fill_test(%s *o, int16_t v, kafka_filler *f);' % (c, c)):
+            H += sig(proto)
+        H.append('')
     H += ['#endif']
     write(os.path.join(outdir, 'kafka_codec.h'), H)
 
@@ -585,15 +606,15 @@ def main():
     for m in ordered:
         c = m.cname
         n = m.name
-        L += ['static void w_%s_init(void *o)' % n, '{', '    %s_init(o);' % c, '}',
-              'static int w_%s_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)' % n,
-              '{', '    return %s_decode(rd, v, o, a);' % c, '}',
-              'static int w_%s_encode(al_wr *wr, int16_t v, const void *o)' % n,
-              '{', '    return %s_encode(wr, v, o);' % c, '}',
-              'static size_t w_%s_size(int16_t v, const void *o)' % n,
-              '{', '    return %s_size(v, o);' % c, '}',
-              'static bool w_%s_equal(const void *x, const void *y)' % n,
-              '{', '    return %s_equal(x, y);' % c, '}']
+        L += sig('static void w_%s_init(void *o)' % n) + ['{', '    %s_init(o);' % c, '}']
+        L += sig('static int w_%s_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)' % n)
+        L += ['{', '    return %s_decode(rd, v, o, a);' % c, '}']
+        L += sig('static int w_%s_encode(al_wr *wr, int16_t v, const void *o)' % n)
+        L += ['{', '    return %s_encode(wr, v, o);' % c, '}']
+        L += sig('static size_t w_%s_size(int16_t v, const void *o)' % n)
+        L += ['{', '    return %s_size(v, o);' % c, '}']
+        L += sig('static bool w_%s_equal(const void *x, const void *y)' % n)
+        L += ['{', '    return %s_equal(x, y);' % c, '}']
     L.append('')
     L.append('const struct kafka_msg_desc kafka_msg_descs[] = {')
     for m in ordered:

@@ -185,9 +185,12 @@ typedef struct kafka_ProduceRequest {
     kafka_ProduceRequest_TopicProduceData *TopicData;
 } kafka_ProduceRequest;
 void kafka_ProduceRequest_PartitionProduceData_init(kafka_ProduceRequest_PartitionProduceData *o);
-bool kafka_ProduceRequest_PartitionProduceData_equal(const kafka_ProduceRequest_PartitionProduceData *x, const kafka_ProduceRequest_PartitionProduceData *y);
+bool kafka_ProduceRequest_PartitionProduceData_equal(
+    const kafka_ProduceRequest_PartitionProduceData *x,
+    const kafka_ProduceRequest_PartitionProduceData *y);
 void kafka_ProduceRequest_TopicProduceData_init(kafka_ProduceRequest_TopicProduceData *o);
-bool kafka_ProduceRequest_TopicProduceData_equal(const kafka_ProduceRequest_TopicProduceData *x, const kafka_ProduceRequest_TopicProduceData *y);
+bool kafka_ProduceRequest_TopicProduceData_equal(
+    const kafka_ProduceRequest_TopicProduceData *x, const kafka_ProduceRequest_TopicProduceData *y);
 extern const struct kafka_struct_desc kafka_ProduceRequest_desc;
 void kafka_ProduceRequest_init(kafka_ProduceRequest *o);
 int kafka_ProduceRequest_decode(al_rd *rd, int16_t v, kafka_ProduceRequest *o, kafka_arena *a);
@@ -238,13 +241,17 @@ typedef struct kafka_FetchRequest {
     kafka_str RackId;
 } kafka_FetchRequest;
 void kafka_FetchRequest_ReplicaState_init(kafka_FetchRequest_ReplicaState *o);
-bool kafka_FetchRequest_ReplicaState_equal(const kafka_FetchRequest_ReplicaState *x, const kafka_FetchRequest_ReplicaState *y);
+bool kafka_FetchRequest_ReplicaState_equal(
+    const kafka_FetchRequest_ReplicaState *x, const kafka_FetchRequest_ReplicaState *y);
 void kafka_FetchRequest_FetchPartition_init(kafka_FetchRequest_FetchPartition *o);
-bool kafka_FetchRequest_FetchPartition_equal(const kafka_FetchRequest_FetchPartition *x, const kafka_FetchRequest_FetchPartition *y);
+bool kafka_FetchRequest_FetchPartition_equal(
+    const kafka_FetchRequest_FetchPartition *x, const kafka_FetchRequest_FetchPartition *y);
 void kafka_FetchRequest_FetchTopic_init(kafka_FetchRequest_FetchTopic *o);
-bool kafka_FetchRequest_FetchTopic_equal(const kafka_FetchRequest_FetchTopic *x, const kafka_FetchRequest_FetchTopic *y);
+bool kafka_FetchRequest_FetchTopic_equal(
+    const kafka_FetchRequest_FetchTopic *x, const kafka_FetchRequest_FetchTopic *y);
 void kafka_FetchRequest_ForgottenTopic_init(kafka_FetchRequest_ForgottenTopic *o);
-bool kafka_FetchRequest_ForgottenTopic_equal(const kafka_FetchRequest_ForgottenTopic *x, const kafka_FetchRequest_ForgottenTopic *y);
+bool kafka_FetchRequest_ForgottenTopic_equal(
+    const kafka_FetchRequest_ForgottenTopic *x, const kafka_FetchRequest_ForgottenTopic *y);
 extern const struct kafka_struct_desc kafka_FetchRequest_desc;
 void kafka_FetchRequest_init(kafka_FetchRequest *o);
 int kafka_FetchRequest_decode(al_rd *rd, int16_t v, kafka_FetchRequest *o, kafka_arena *a);
@@ -271,16 +278,23 @@ typedef struct kafka_ListOffsetsRequest {
     int32_t Topics_count;
     kafka_ListOffsetsRequest_ListOffsetsTopic *Topics;
 } kafka_ListOffsetsRequest;
-void kafka_ListOffsetsRequest_ListOffsetsPartition_init(kafka_ListOffsetsRequest_ListOffsetsPartition *o);
-bool kafka_ListOffsetsRequest_ListOffsetsPartition_equal(const kafka_ListOffsetsRequest_ListOffsetsPartition *x, const kafka_ListOffsetsRequest_ListOffsetsPartition *y);
+void kafka_ListOffsetsRequest_ListOffsetsPartition_init(
+    kafka_ListOffsetsRequest_ListOffsetsPartition *o);
+bool kafka_ListOffsetsRequest_ListOffsetsPartition_equal(
+    const kafka_ListOffsetsRequest_ListOffsetsPartition *x,
+    const kafka_ListOffsetsRequest_ListOffsetsPartition *y);
 void kafka_ListOffsetsRequest_ListOffsetsTopic_init(kafka_ListOffsetsRequest_ListOffsetsTopic *o);
-bool kafka_ListOffsetsRequest_ListOffsetsTopic_equal(const kafka_ListOffsetsRequest_ListOffsetsTopic *x, const kafka_ListOffsetsRequest_ListOffsetsTopic *y);
+bool kafka_ListOffsetsRequest_ListOffsetsTopic_equal(
+    const kafka_ListOffsetsRequest_ListOffsetsTopic *x,
+    const kafka_ListOffsetsRequest_ListOffsetsTopic *y);
 extern const struct kafka_struct_desc kafka_ListOffsetsRequest_desc;
 void kafka_ListOffsetsRequest_init(kafka_ListOffsetsRequest *o);
-int kafka_ListOffsetsRequest_decode(al_rd *rd, int16_t v, kafka_ListOffsetsRequest *o, kafka_arena *a);
+int kafka_ListOffsetsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListOffsetsRequest *o, kafka_arena *a);
 int kafka_ListOffsetsRequest_encode(al_wr *wr, int16_t v, const kafka_ListOffsetsRequest *o);
 size_t kafka_ListOffsetsRequest_size(int16_t v, const kafka_ListOffsetsRequest *o);
-bool kafka_ListOffsetsRequest_equal(const kafka_ListOffsetsRequest *x, const kafka_ListOffsetsRequest *y);
+bool kafka_ListOffsetsRequest_equal(
+    const kafka_ListOffsetsRequest *x, const kafka_ListOffsetsRequest *y);
 void kafka_ListOffsetsRequest_fill_test(kafka_ListOffsetsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- MetadataRequest ---- */
@@ -296,7 +310,9 @@ typedef struct kafka_MetadataRequest {
     bool IncludeTopicAuthorizedOperations;
 } kafka_MetadataRequest;
 void kafka_MetadataRequest_MetadataRequestTopic_init(kafka_MetadataRequest_MetadataRequestTopic *o);
-bool kafka_MetadataRequest_MetadataRequestTopic_equal(const kafka_MetadataRequest_MetadataRequestTopic *x, const kafka_MetadataRequest_MetadataRequestTopic *y);
+bool kafka_MetadataRequest_MetadataRequestTopic_equal(
+    const kafka_MetadataRequest_MetadataRequestTopic *x,
+    const kafka_MetadataRequest_MetadataRequestTopic *y);
 extern const struct kafka_struct_desc kafka_MetadataRequest_desc;
 void kafka_MetadataRequest_init(kafka_MetadataRequest *o);
 int kafka_MetadataRequest_decode(al_rd *rd, int16_t v, kafka_MetadataRequest *o, kafka_arena *a);
@@ -348,18 +364,29 @@ typedef struct kafka_LeaderAndIsrRequest {
     int32_t LiveLeaders_count;
     kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *LiveLeaders;
 } kafka_LeaderAndIsrRequest;
-void kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_init(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *o);
-bool kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_equal(const kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *x, const kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *y);
-void kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_init(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *o);
-bool kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_equal(const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *x, const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *y);
-void kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_init(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *o);
-bool kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_equal(const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *x, const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *y);
+void kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_init(
+    kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *o);
+bool kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_equal(
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *x,
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *y);
+void kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_init(
+    kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *o);
+bool kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_equal(
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *x,
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *y);
+void kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_init(
+    kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *o);
+bool kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_equal(
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *x,
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *y);
 extern const struct kafka_struct_desc kafka_LeaderAndIsrRequest_desc;
 void kafka_LeaderAndIsrRequest_init(kafka_LeaderAndIsrRequest *o);
-int kafka_LeaderAndIsrRequest_decode(al_rd *rd, int16_t v, kafka_LeaderAndIsrRequest *o, kafka_arena *a);
+int kafka_LeaderAndIsrRequest_decode(
+    al_rd *rd, int16_t v, kafka_LeaderAndIsrRequest *o, kafka_arena *a);
 int kafka_LeaderAndIsrRequest_encode(al_wr *wr, int16_t v, const kafka_LeaderAndIsrRequest *o);
 size_t kafka_LeaderAndIsrRequest_size(int16_t v, const kafka_LeaderAndIsrRequest *o);
-bool kafka_LeaderAndIsrRequest_equal(const kafka_LeaderAndIsrRequest *x, const kafka_LeaderAndIsrRequest *y);
+bool kafka_LeaderAndIsrRequest_equal(
+    const kafka_LeaderAndIsrRequest *x, const kafka_LeaderAndIsrRequest *y);
 void kafka_LeaderAndIsrRequest_fill_test(kafka_LeaderAndIsrRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- StopReplicaRequest ---- */
@@ -395,20 +422,34 @@ typedef struct kafka_StopReplicaRequest {
     int32_t TopicStates_count;
     kafka_StopReplicaRequest_StopReplicaTopicState *TopicStates;
 } kafka_StopReplicaRequest;
-void kafka_StopReplicaRequest_StopReplicaPartitionV0_init(kafka_StopReplicaRequest_StopReplicaPartitionV0 *o);
-bool kafka_StopReplicaRequest_StopReplicaPartitionV0_equal(const kafka_StopReplicaRequest_StopReplicaPartitionV0 *x, const kafka_StopReplicaRequest_StopReplicaPartitionV0 *y);
-void kafka_StopReplicaRequest_StopReplicaTopicV1_init(kafka_StopReplicaRequest_StopReplicaTopicV1 *o);
-bool kafka_StopReplicaRequest_StopReplicaTopicV1_equal(const kafka_StopReplicaRequest_StopReplicaTopicV1 *x, const kafka_StopReplicaRequest_StopReplicaTopicV1 *y);
-void kafka_StopReplicaRequest_StopReplicaPartitionState_init(kafka_StopReplicaRequest_StopReplicaPartitionState *o);
-bool kafka_StopReplicaRequest_StopReplicaPartitionState_equal(const kafka_StopReplicaRequest_StopReplicaPartitionState *x, const kafka_StopReplicaRequest_StopReplicaPartitionState *y);
-void kafka_StopReplicaRequest_StopReplicaTopicState_init(kafka_StopReplicaRequest_StopReplicaTopicState *o);
-bool kafka_StopReplicaRequest_StopReplicaTopicState_equal(const kafka_StopReplicaRequest_StopReplicaTopicState *x, const kafka_StopReplicaRequest_StopReplicaTopicState *y);
+void kafka_StopReplicaRequest_StopReplicaPartitionV0_init(
+    kafka_StopReplicaRequest_StopReplicaPartitionV0 *o);
+bool kafka_StopReplicaRequest_StopReplicaPartitionV0_equal(
+    const kafka_StopReplicaRequest_StopReplicaPartitionV0 *x,
+    const kafka_StopReplicaRequest_StopReplicaPartitionV0 *y);
+void kafka_StopReplicaRequest_StopReplicaTopicV1_init(
+    kafka_StopReplicaRequest_StopReplicaTopicV1 *o);
+bool kafka_StopReplicaRequest_StopReplicaTopicV1_equal(
+    const kafka_StopReplicaRequest_StopReplicaTopicV1 *x,
+    const kafka_StopReplicaRequest_StopReplicaTopicV1 *y);
+void kafka_StopReplicaRequest_StopReplicaPartitionState_init(
+    kafka_StopReplicaRequest_StopReplicaPartitionState *o);
+bool kafka_StopReplicaRequest_StopReplicaPartitionState_equal(
+    const kafka_StopReplicaRequest_StopReplicaPartitionState *x,
+    const kafka_StopReplicaRequest_StopReplicaPartitionState *y);
+void kafka_StopReplicaRequest_StopReplicaTopicState_init(
+    kafka_StopReplicaRequest_StopReplicaTopicState *o);
+bool kafka_StopReplicaRequest_StopReplicaTopicState_equal(
+    const kafka_StopReplicaRequest_StopReplicaTopicState *x,
+    const kafka_StopReplicaRequest_StopReplicaTopicState *y);
 extern const struct kafka_struct_desc kafka_StopReplicaRequest_desc;
 void kafka_StopReplicaRequest_init(kafka_StopReplicaRequest *o);
-int kafka_StopReplicaRequest_decode(al_rd *rd, int16_t v, kafka_StopReplicaRequest *o, kafka_arena *a);
+int kafka_StopReplicaRequest_decode(
+    al_rd *rd, int16_t v, kafka_StopReplicaRequest *o, kafka_arena *a);
 int kafka_StopReplicaRequest_encode(al_wr *wr, int16_t v, const kafka_StopReplicaRequest *o);
 size_t kafka_StopReplicaRequest_size(int16_t v, const kafka_StopReplicaRequest *o);
-bool kafka_StopReplicaRequest_equal(const kafka_StopReplicaRequest *x, const kafka_StopReplicaRequest *y);
+bool kafka_StopReplicaRequest_equal(
+    const kafka_StopReplicaRequest *x, const kafka_StopReplicaRequest *y);
 void kafka_StopReplicaRequest_fill_test(kafka_StopReplicaRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- UpdateMetadataRequest ---- */
@@ -459,21 +500,36 @@ typedef struct kafka_UpdateMetadataRequest {
     int32_t LiveBrokers_count;
     kafka_UpdateMetadataRequest_UpdateMetadataBroker *LiveBrokers;
 } kafka_UpdateMetadataRequest;
-void kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_init(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *o);
-bool kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_equal(const kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *x, const kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *y);
-void kafka_UpdateMetadataRequest_UpdateMetadataTopicState_init(kafka_UpdateMetadataRequest_UpdateMetadataTopicState *o);
-bool kafka_UpdateMetadataRequest_UpdateMetadataTopicState_equal(const kafka_UpdateMetadataRequest_UpdateMetadataTopicState *x, const kafka_UpdateMetadataRequest_UpdateMetadataTopicState *y);
-void kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_init(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *o);
-bool kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_equal(const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *x, const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *y);
-void kafka_UpdateMetadataRequest_UpdateMetadataBroker_init(kafka_UpdateMetadataRequest_UpdateMetadataBroker *o);
-bool kafka_UpdateMetadataRequest_UpdateMetadataBroker_equal(const kafka_UpdateMetadataRequest_UpdateMetadataBroker *x, const kafka_UpdateMetadataRequest_UpdateMetadataBroker *y);
+void kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_init(
+    kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *o);
+bool kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_equal(
+    const kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *x,
+    const kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *y);
+void kafka_UpdateMetadataRequest_UpdateMetadataTopicState_init(
+    kafka_UpdateMetadataRequest_UpdateMetadataTopicState *o);
+bool kafka_UpdateMetadataRequest_UpdateMetadataTopicState_equal(
+    const kafka_UpdateMetadataRequest_UpdateMetadataTopicState *x,
+    const kafka_UpdateMetadataRequest_UpdateMetadataTopicState *y);
+void kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_init(
+    kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *o);
+bool kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_equal(
+    const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *x,
+    const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *y);
+void kafka_UpdateMetadataRequest_UpdateMetadataBroker_init(
+    kafka_UpdateMetadataRequest_UpdateMetadataBroker *o);
+bool kafka_UpdateMetadataRequest_UpdateMetadataBroker_equal(
+    const kafka_UpdateMetadataRequest_UpdateMetadataBroker *x,
+    const kafka_UpdateMetadataRequest_UpdateMetadataBroker *y);
 extern const struct kafka_struct_desc kafka_UpdateMetadataRequest_desc;
 void kafka_UpdateMetadataRequest_init(kafka_UpdateMetadataRequest *o);
-int kafka_UpdateMetadataRequest_decode(al_rd *rd, int16_t v, kafka_UpdateMetadataRequest *o, kafka_arena *a);
+int kafka_UpdateMetadataRequest_decode(
+    al_rd *rd, int16_t v, kafka_UpdateMetadataRequest *o, kafka_arena *a);
 int kafka_UpdateMetadataRequest_encode(al_wr *wr, int16_t v, const kafka_UpdateMetadataRequest *o);
 size_t kafka_UpdateMetadataRequest_size(int16_t v, const kafka_UpdateMetadataRequest *o);
-bool kafka_UpdateMetadataRequest_equal(const kafka_UpdateMetadataRequest *x, const kafka_UpdateMetadataRequest *y);
-void kafka_UpdateMetadataRequest_fill_test(kafka_UpdateMetadataRequest *o, int16_t v, kafka_filler *f);
+bool kafka_UpdateMetadataRequest_equal(
+    const kafka_UpdateMetadataRequest *x, const kafka_UpdateMetadataRequest *y);
+void kafka_UpdateMetadataRequest_fill_test(
+    kafka_UpdateMetadataRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ControlledShutdownRequest ---- */
 typedef struct kafka_ControlledShutdownRequest {
@@ -482,11 +538,15 @@ typedef struct kafka_ControlledShutdownRequest {
 } kafka_ControlledShutdownRequest;
 extern const struct kafka_struct_desc kafka_ControlledShutdownRequest_desc;
 void kafka_ControlledShutdownRequest_init(kafka_ControlledShutdownRequest *o);
-int kafka_ControlledShutdownRequest_decode(al_rd *rd, int16_t v, kafka_ControlledShutdownRequest *o, kafka_arena *a);
-int kafka_ControlledShutdownRequest_encode(al_wr *wr, int16_t v, const kafka_ControlledShutdownRequest *o);
+int kafka_ControlledShutdownRequest_decode(
+    al_rd *rd, int16_t v, kafka_ControlledShutdownRequest *o, kafka_arena *a);
+int kafka_ControlledShutdownRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ControlledShutdownRequest *o);
 size_t kafka_ControlledShutdownRequest_size(int16_t v, const kafka_ControlledShutdownRequest *o);
-bool kafka_ControlledShutdownRequest_equal(const kafka_ControlledShutdownRequest *x, const kafka_ControlledShutdownRequest *y);
-void kafka_ControlledShutdownRequest_fill_test(kafka_ControlledShutdownRequest *o, int16_t v, kafka_filler *f);
+bool kafka_ControlledShutdownRequest_equal(
+    const kafka_ControlledShutdownRequest *x, const kafka_ControlledShutdownRequest *y);
+void kafka_ControlledShutdownRequest_fill_test(
+    kafka_ControlledShutdownRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- OffsetCommitRequest ---- */
 typedef struct kafka_OffsetCommitRequest_OffsetCommitRequestPartition {
@@ -510,16 +570,24 @@ typedef struct kafka_OffsetCommitRequest {
     int32_t Topics_count;
     kafka_OffsetCommitRequest_OffsetCommitRequestTopic *Topics;
 } kafka_OffsetCommitRequest;
-void kafka_OffsetCommitRequest_OffsetCommitRequestPartition_init(kafka_OffsetCommitRequest_OffsetCommitRequestPartition *o);
-bool kafka_OffsetCommitRequest_OffsetCommitRequestPartition_equal(const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *x, const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *y);
-void kafka_OffsetCommitRequest_OffsetCommitRequestTopic_init(kafka_OffsetCommitRequest_OffsetCommitRequestTopic *o);
-bool kafka_OffsetCommitRequest_OffsetCommitRequestTopic_equal(const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *x, const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *y);
+void kafka_OffsetCommitRequest_OffsetCommitRequestPartition_init(
+    kafka_OffsetCommitRequest_OffsetCommitRequestPartition *o);
+bool kafka_OffsetCommitRequest_OffsetCommitRequestPartition_equal(
+    const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *x,
+    const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *y);
+void kafka_OffsetCommitRequest_OffsetCommitRequestTopic_init(
+    kafka_OffsetCommitRequest_OffsetCommitRequestTopic *o);
+bool kafka_OffsetCommitRequest_OffsetCommitRequestTopic_equal(
+    const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *x,
+    const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *y);
 extern const struct kafka_struct_desc kafka_OffsetCommitRequest_desc;
 void kafka_OffsetCommitRequest_init(kafka_OffsetCommitRequest *o);
-int kafka_OffsetCommitRequest_decode(al_rd *rd, int16_t v, kafka_OffsetCommitRequest *o, kafka_arena *a);
+int kafka_OffsetCommitRequest_decode(
+    al_rd *rd, int16_t v, kafka_OffsetCommitRequest *o, kafka_arena *a);
 int kafka_OffsetCommitRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetCommitRequest *o);
 size_t kafka_OffsetCommitRequest_size(int16_t v, const kafka_OffsetCommitRequest *o);
-bool kafka_OffsetCommitRequest_equal(const kafka_OffsetCommitRequest *x, const kafka_OffsetCommitRequest *y);
+bool kafka_OffsetCommitRequest_equal(
+    const kafka_OffsetCommitRequest *x, const kafka_OffsetCommitRequest *y);
 void kafka_OffsetCommitRequest_fill_test(kafka_OffsetCommitRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- OffsetFetchRequest ---- */
@@ -548,18 +616,29 @@ typedef struct kafka_OffsetFetchRequest {
     kafka_OffsetFetchRequest_OffsetFetchRequestGroup *Groups;
     bool RequireStable;
 } kafka_OffsetFetchRequest;
-void kafka_OffsetFetchRequest_OffsetFetchRequestTopic_init(kafka_OffsetFetchRequest_OffsetFetchRequestTopic *o);
-bool kafka_OffsetFetchRequest_OffsetFetchRequestTopic_equal(const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *x, const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *y);
-void kafka_OffsetFetchRequest_OffsetFetchRequestTopics_init(kafka_OffsetFetchRequest_OffsetFetchRequestTopics *o);
-bool kafka_OffsetFetchRequest_OffsetFetchRequestTopics_equal(const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *x, const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *y);
-void kafka_OffsetFetchRequest_OffsetFetchRequestGroup_init(kafka_OffsetFetchRequest_OffsetFetchRequestGroup *o);
-bool kafka_OffsetFetchRequest_OffsetFetchRequestGroup_equal(const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *x, const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *y);
+void kafka_OffsetFetchRequest_OffsetFetchRequestTopic_init(
+    kafka_OffsetFetchRequest_OffsetFetchRequestTopic *o);
+bool kafka_OffsetFetchRequest_OffsetFetchRequestTopic_equal(
+    const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *x,
+    const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *y);
+void kafka_OffsetFetchRequest_OffsetFetchRequestTopics_init(
+    kafka_OffsetFetchRequest_OffsetFetchRequestTopics *o);
+bool kafka_OffsetFetchRequest_OffsetFetchRequestTopics_equal(
+    const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *x,
+    const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *y);
+void kafka_OffsetFetchRequest_OffsetFetchRequestGroup_init(
+    kafka_OffsetFetchRequest_OffsetFetchRequestGroup *o);
+bool kafka_OffsetFetchRequest_OffsetFetchRequestGroup_equal(
+    const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *x,
+    const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *y);
 extern const struct kafka_struct_desc kafka_OffsetFetchRequest_desc;
 void kafka_OffsetFetchRequest_init(kafka_OffsetFetchRequest *o);
-int kafka_OffsetFetchRequest_decode(al_rd *rd, int16_t v, kafka_OffsetFetchRequest *o, kafka_arena *a);
+int kafka_OffsetFetchRequest_decode(
+    al_rd *rd, int16_t v, kafka_OffsetFetchRequest *o, kafka_arena *a);
 int kafka_OffsetFetchRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetFetchRequest *o);
 size_t kafka_OffsetFetchRequest_size(int16_t v, const kafka_OffsetFetchRequest *o);
-bool kafka_OffsetFetchRequest_equal(const kafka_OffsetFetchRequest *x, const kafka_OffsetFetchRequest *y);
+bool kafka_OffsetFetchRequest_equal(
+    const kafka_OffsetFetchRequest *x, const kafka_OffsetFetchRequest *y);
 void kafka_OffsetFetchRequest_fill_test(kafka_OffsetFetchRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- FindCoordinatorRequest ---- */
@@ -571,11 +650,15 @@ typedef struct kafka_FindCoordinatorRequest {
 } kafka_FindCoordinatorRequest;
 extern const struct kafka_struct_desc kafka_FindCoordinatorRequest_desc;
 void kafka_FindCoordinatorRequest_init(kafka_FindCoordinatorRequest *o);
-int kafka_FindCoordinatorRequest_decode(al_rd *rd, int16_t v, kafka_FindCoordinatorRequest *o, kafka_arena *a);
-int kafka_FindCoordinatorRequest_encode(al_wr *wr, int16_t v, const kafka_FindCoordinatorRequest *o);
+int kafka_FindCoordinatorRequest_decode(
+    al_rd *rd, int16_t v, kafka_FindCoordinatorRequest *o, kafka_arena *a);
+int kafka_FindCoordinatorRequest_encode(
+    al_wr *wr, int16_t v, const kafka_FindCoordinatorRequest *o);
 size_t kafka_FindCoordinatorRequest_size(int16_t v, const kafka_FindCoordinatorRequest *o);
-bool kafka_FindCoordinatorRequest_equal(const kafka_FindCoordinatorRequest *x, const kafka_FindCoordinatorRequest *y);
-void kafka_FindCoordinatorRequest_fill_test(kafka_FindCoordinatorRequest *o, int16_t v, kafka_filler *f);
+bool kafka_FindCoordinatorRequest_equal(
+    const kafka_FindCoordinatorRequest *x, const kafka_FindCoordinatorRequest *y);
+void kafka_FindCoordinatorRequest_fill_test(
+    kafka_FindCoordinatorRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- JoinGroupRequest ---- */
 typedef struct kafka_JoinGroupRequest_JoinGroupRequestProtocol {
@@ -593,8 +676,11 @@ typedef struct kafka_JoinGroupRequest {
     kafka_JoinGroupRequest_JoinGroupRequestProtocol *Protocols;
     kafka_str Reason;
 } kafka_JoinGroupRequest;
-void kafka_JoinGroupRequest_JoinGroupRequestProtocol_init(kafka_JoinGroupRequest_JoinGroupRequestProtocol *o);
-bool kafka_JoinGroupRequest_JoinGroupRequestProtocol_equal(const kafka_JoinGroupRequest_JoinGroupRequestProtocol *x, const kafka_JoinGroupRequest_JoinGroupRequestProtocol *y);
+void kafka_JoinGroupRequest_JoinGroupRequestProtocol_init(
+    kafka_JoinGroupRequest_JoinGroupRequestProtocol *o);
+bool kafka_JoinGroupRequest_JoinGroupRequestProtocol_equal(
+    const kafka_JoinGroupRequest_JoinGroupRequestProtocol *x,
+    const kafka_JoinGroupRequest_JoinGroupRequestProtocol *y);
 extern const struct kafka_struct_desc kafka_JoinGroupRequest_desc;
 void kafka_JoinGroupRequest_init(kafka_JoinGroupRequest *o);
 int kafka_JoinGroupRequest_decode(al_rd *rd, int16_t v, kafka_JoinGroupRequest *o, kafka_arena *a);
@@ -631,13 +717,17 @@ typedef struct kafka_LeaveGroupRequest {
     kafka_LeaveGroupRequest_MemberIdentity *Members;
 } kafka_LeaveGroupRequest;
 void kafka_LeaveGroupRequest_MemberIdentity_init(kafka_LeaveGroupRequest_MemberIdentity *o);
-bool kafka_LeaveGroupRequest_MemberIdentity_equal(const kafka_LeaveGroupRequest_MemberIdentity *x, const kafka_LeaveGroupRequest_MemberIdentity *y);
+bool kafka_LeaveGroupRequest_MemberIdentity_equal(
+    const kafka_LeaveGroupRequest_MemberIdentity *x,
+    const kafka_LeaveGroupRequest_MemberIdentity *y);
 extern const struct kafka_struct_desc kafka_LeaveGroupRequest_desc;
 void kafka_LeaveGroupRequest_init(kafka_LeaveGroupRequest *o);
-int kafka_LeaveGroupRequest_decode(al_rd *rd, int16_t v, kafka_LeaveGroupRequest *o, kafka_arena *a);
+int kafka_LeaveGroupRequest_decode(
+    al_rd *rd, int16_t v, kafka_LeaveGroupRequest *o, kafka_arena *a);
 int kafka_LeaveGroupRequest_encode(al_wr *wr, int16_t v, const kafka_LeaveGroupRequest *o);
 size_t kafka_LeaveGroupRequest_size(int16_t v, const kafka_LeaveGroupRequest *o);
-bool kafka_LeaveGroupRequest_equal(const kafka_LeaveGroupRequest *x, const kafka_LeaveGroupRequest *y);
+bool kafka_LeaveGroupRequest_equal(
+    const kafka_LeaveGroupRequest *x, const kafka_LeaveGroupRequest *y);
 void kafka_LeaveGroupRequest_fill_test(kafka_LeaveGroupRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- SyncGroupRequest ---- */
@@ -655,8 +745,11 @@ typedef struct kafka_SyncGroupRequest {
     int32_t Assignments_count;
     kafka_SyncGroupRequest_SyncGroupRequestAssignment *Assignments;
 } kafka_SyncGroupRequest;
-void kafka_SyncGroupRequest_SyncGroupRequestAssignment_init(kafka_SyncGroupRequest_SyncGroupRequestAssignment *o);
-bool kafka_SyncGroupRequest_SyncGroupRequestAssignment_equal(const kafka_SyncGroupRequest_SyncGroupRequestAssignment *x, const kafka_SyncGroupRequest_SyncGroupRequestAssignment *y);
+void kafka_SyncGroupRequest_SyncGroupRequestAssignment_init(
+    kafka_SyncGroupRequest_SyncGroupRequestAssignment *o);
+bool kafka_SyncGroupRequest_SyncGroupRequestAssignment_equal(
+    const kafka_SyncGroupRequest_SyncGroupRequestAssignment *x,
+    const kafka_SyncGroupRequest_SyncGroupRequestAssignment *y);
 extern const struct kafka_struct_desc kafka_SyncGroupRequest_desc;
 void kafka_SyncGroupRequest_init(kafka_SyncGroupRequest *o);
 int kafka_SyncGroupRequest_decode(al_rd *rd, int16_t v, kafka_SyncGroupRequest *o, kafka_arena *a);
@@ -673,11 +766,14 @@ typedef struct kafka_DescribeGroupsRequest {
 } kafka_DescribeGroupsRequest;
 extern const struct kafka_struct_desc kafka_DescribeGroupsRequest_desc;
 void kafka_DescribeGroupsRequest_init(kafka_DescribeGroupsRequest *o);
-int kafka_DescribeGroupsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeGroupsRequest *o, kafka_arena *a);
+int kafka_DescribeGroupsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeGroupsRequest *o, kafka_arena *a);
 int kafka_DescribeGroupsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeGroupsRequest *o);
 size_t kafka_DescribeGroupsRequest_size(int16_t v, const kafka_DescribeGroupsRequest *o);
-bool kafka_DescribeGroupsRequest_equal(const kafka_DescribeGroupsRequest *x, const kafka_DescribeGroupsRequest *y);
-void kafka_DescribeGroupsRequest_fill_test(kafka_DescribeGroupsRequest *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeGroupsRequest_equal(
+    const kafka_DescribeGroupsRequest *x, const kafka_DescribeGroupsRequest *y);
+void kafka_DescribeGroupsRequest_fill_test(
+    kafka_DescribeGroupsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ListGroupsRequest ---- */
 typedef struct kafka_ListGroupsRequest {
@@ -688,10 +784,12 @@ typedef struct kafka_ListGroupsRequest {
 } kafka_ListGroupsRequest;
 extern const struct kafka_struct_desc kafka_ListGroupsRequest_desc;
 void kafka_ListGroupsRequest_init(kafka_ListGroupsRequest *o);
-int kafka_ListGroupsRequest_decode(al_rd *rd, int16_t v, kafka_ListGroupsRequest *o, kafka_arena *a);
+int kafka_ListGroupsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListGroupsRequest *o, kafka_arena *a);
 int kafka_ListGroupsRequest_encode(al_wr *wr, int16_t v, const kafka_ListGroupsRequest *o);
 size_t kafka_ListGroupsRequest_size(int16_t v, const kafka_ListGroupsRequest *o);
-bool kafka_ListGroupsRequest_equal(const kafka_ListGroupsRequest *x, const kafka_ListGroupsRequest *y);
+bool kafka_ListGroupsRequest_equal(
+    const kafka_ListGroupsRequest *x, const kafka_ListGroupsRequest *y);
 void kafka_ListGroupsRequest_fill_test(kafka_ListGroupsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- SaslHandshakeRequest ---- */
@@ -700,11 +798,14 @@ typedef struct kafka_SaslHandshakeRequest {
 } kafka_SaslHandshakeRequest;
 extern const struct kafka_struct_desc kafka_SaslHandshakeRequest_desc;
 void kafka_SaslHandshakeRequest_init(kafka_SaslHandshakeRequest *o);
-int kafka_SaslHandshakeRequest_decode(al_rd *rd, int16_t v, kafka_SaslHandshakeRequest *o, kafka_arena *a);
+int kafka_SaslHandshakeRequest_decode(
+    al_rd *rd, int16_t v, kafka_SaslHandshakeRequest *o, kafka_arena *a);
 int kafka_SaslHandshakeRequest_encode(al_wr *wr, int16_t v, const kafka_SaslHandshakeRequest *o);
 size_t kafka_SaslHandshakeRequest_size(int16_t v, const kafka_SaslHandshakeRequest *o);
-bool kafka_SaslHandshakeRequest_equal(const kafka_SaslHandshakeRequest *x, const kafka_SaslHandshakeRequest *y);
-void kafka_SaslHandshakeRequest_fill_test(kafka_SaslHandshakeRequest *o, int16_t v, kafka_filler *f);
+bool kafka_SaslHandshakeRequest_equal(
+    const kafka_SaslHandshakeRequest *x, const kafka_SaslHandshakeRequest *y);
+void kafka_SaslHandshakeRequest_fill_test(
+    kafka_SaslHandshakeRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ApiVersionsRequest ---- */
 typedef struct kafka_ApiVersionsRequest {
@@ -713,10 +814,12 @@ typedef struct kafka_ApiVersionsRequest {
 } kafka_ApiVersionsRequest;
 extern const struct kafka_struct_desc kafka_ApiVersionsRequest_desc;
 void kafka_ApiVersionsRequest_init(kafka_ApiVersionsRequest *o);
-int kafka_ApiVersionsRequest_decode(al_rd *rd, int16_t v, kafka_ApiVersionsRequest *o, kafka_arena *a);
+int kafka_ApiVersionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ApiVersionsRequest *o, kafka_arena *a);
 int kafka_ApiVersionsRequest_encode(al_wr *wr, int16_t v, const kafka_ApiVersionsRequest *o);
 size_t kafka_ApiVersionsRequest_size(int16_t v, const kafka_ApiVersionsRequest *o);
-bool kafka_ApiVersionsRequest_equal(const kafka_ApiVersionsRequest *x, const kafka_ApiVersionsRequest *y);
+bool kafka_ApiVersionsRequest_equal(
+    const kafka_ApiVersionsRequest *x, const kafka_ApiVersionsRequest *y);
 void kafka_ApiVersionsRequest_fill_test(kafka_ApiVersionsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- CreateTopicsRequest ---- */
@@ -744,18 +847,28 @@ typedef struct kafka_CreateTopicsRequest {
     int32_t timeoutMs;
     bool validateOnly;
 } kafka_CreateTopicsRequest;
-void kafka_CreateTopicsRequest_CreatableReplicaAssignment_init(kafka_CreateTopicsRequest_CreatableReplicaAssignment *o);
-bool kafka_CreateTopicsRequest_CreatableReplicaAssignment_equal(const kafka_CreateTopicsRequest_CreatableReplicaAssignment *x, const kafka_CreateTopicsRequest_CreatableReplicaAssignment *y);
-void kafka_CreateTopicsRequest_CreateableTopicConfig_init(kafka_CreateTopicsRequest_CreateableTopicConfig *o);
-bool kafka_CreateTopicsRequest_CreateableTopicConfig_equal(const kafka_CreateTopicsRequest_CreateableTopicConfig *x, const kafka_CreateTopicsRequest_CreateableTopicConfig *y);
+void kafka_CreateTopicsRequest_CreatableReplicaAssignment_init(
+    kafka_CreateTopicsRequest_CreatableReplicaAssignment *o);
+bool kafka_CreateTopicsRequest_CreatableReplicaAssignment_equal(
+    const kafka_CreateTopicsRequest_CreatableReplicaAssignment *x,
+    const kafka_CreateTopicsRequest_CreatableReplicaAssignment *y);
+void kafka_CreateTopicsRequest_CreateableTopicConfig_init(
+    kafka_CreateTopicsRequest_CreateableTopicConfig *o);
+bool kafka_CreateTopicsRequest_CreateableTopicConfig_equal(
+    const kafka_CreateTopicsRequest_CreateableTopicConfig *x,
+    const kafka_CreateTopicsRequest_CreateableTopicConfig *y);
 void kafka_CreateTopicsRequest_CreatableTopic_init(kafka_CreateTopicsRequest_CreatableTopic *o);
-bool kafka_CreateTopicsRequest_CreatableTopic_equal(const kafka_CreateTopicsRequest_CreatableTopic *x, const kafka_CreateTopicsRequest_CreatableTopic *y);
+bool kafka_CreateTopicsRequest_CreatableTopic_equal(
+    const kafka_CreateTopicsRequest_CreatableTopic *x,
+    const kafka_CreateTopicsRequest_CreatableTopic *y);
 extern const struct kafka_struct_desc kafka_CreateTopicsRequest_desc;
 void kafka_CreateTopicsRequest_init(kafka_CreateTopicsRequest *o);
-int kafka_CreateTopicsRequest_decode(al_rd *rd, int16_t v, kafka_CreateTopicsRequest *o, kafka_arena *a);
+int kafka_CreateTopicsRequest_decode(
+    al_rd *rd, int16_t v, kafka_CreateTopicsRequest *o, kafka_arena *a);
 int kafka_CreateTopicsRequest_encode(al_wr *wr, int16_t v, const kafka_CreateTopicsRequest *o);
 size_t kafka_CreateTopicsRequest_size(int16_t v, const kafka_CreateTopicsRequest *o);
-bool kafka_CreateTopicsRequest_equal(const kafka_CreateTopicsRequest *x, const kafka_CreateTopicsRequest *y);
+bool kafka_CreateTopicsRequest_equal(
+    const kafka_CreateTopicsRequest *x, const kafka_CreateTopicsRequest *y);
 void kafka_CreateTopicsRequest_fill_test(kafka_CreateTopicsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DeleteTopicsRequest ---- */
@@ -771,13 +884,17 @@ typedef struct kafka_DeleteTopicsRequest {
     int32_t TimeoutMs;
 } kafka_DeleteTopicsRequest;
 void kafka_DeleteTopicsRequest_DeleteTopicState_init(kafka_DeleteTopicsRequest_DeleteTopicState *o);
-bool kafka_DeleteTopicsRequest_DeleteTopicState_equal(const kafka_DeleteTopicsRequest_DeleteTopicState *x, const kafka_DeleteTopicsRequest_DeleteTopicState *y);
+bool kafka_DeleteTopicsRequest_DeleteTopicState_equal(
+    const kafka_DeleteTopicsRequest_DeleteTopicState *x,
+    const kafka_DeleteTopicsRequest_DeleteTopicState *y);
 extern const struct kafka_struct_desc kafka_DeleteTopicsRequest_desc;
 void kafka_DeleteTopicsRequest_init(kafka_DeleteTopicsRequest *o);
-int kafka_DeleteTopicsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteTopicsRequest *o, kafka_arena *a);
+int kafka_DeleteTopicsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DeleteTopicsRequest *o, kafka_arena *a);
 int kafka_DeleteTopicsRequest_encode(al_wr *wr, int16_t v, const kafka_DeleteTopicsRequest *o);
 size_t kafka_DeleteTopicsRequest_size(int16_t v, const kafka_DeleteTopicsRequest *o);
-bool kafka_DeleteTopicsRequest_equal(const kafka_DeleteTopicsRequest *x, const kafka_DeleteTopicsRequest *y);
+bool kafka_DeleteTopicsRequest_equal(
+    const kafka_DeleteTopicsRequest *x, const kafka_DeleteTopicsRequest *y);
 void kafka_DeleteTopicsRequest_fill_test(kafka_DeleteTopicsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DeleteRecordsRequest ---- */
@@ -795,17 +912,26 @@ typedef struct kafka_DeleteRecordsRequest {
     kafka_DeleteRecordsRequest_DeleteRecordsTopic *Topics;
     int32_t TimeoutMs;
 } kafka_DeleteRecordsRequest;
-void kafka_DeleteRecordsRequest_DeleteRecordsPartition_init(kafka_DeleteRecordsRequest_DeleteRecordsPartition *o);
-bool kafka_DeleteRecordsRequest_DeleteRecordsPartition_equal(const kafka_DeleteRecordsRequest_DeleteRecordsPartition *x, const kafka_DeleteRecordsRequest_DeleteRecordsPartition *y);
-void kafka_DeleteRecordsRequest_DeleteRecordsTopic_init(kafka_DeleteRecordsRequest_DeleteRecordsTopic *o);
-bool kafka_DeleteRecordsRequest_DeleteRecordsTopic_equal(const kafka_DeleteRecordsRequest_DeleteRecordsTopic *x, const kafka_DeleteRecordsRequest_DeleteRecordsTopic *y);
+void kafka_DeleteRecordsRequest_DeleteRecordsPartition_init(
+    kafka_DeleteRecordsRequest_DeleteRecordsPartition *o);
+bool kafka_DeleteRecordsRequest_DeleteRecordsPartition_equal(
+    const kafka_DeleteRecordsRequest_DeleteRecordsPartition *x,
+    const kafka_DeleteRecordsRequest_DeleteRecordsPartition *y);
+void kafka_DeleteRecordsRequest_DeleteRecordsTopic_init(
+    kafka_DeleteRecordsRequest_DeleteRecordsTopic *o);
+bool kafka_DeleteRecordsRequest_DeleteRecordsTopic_equal(
+    const kafka_DeleteRecordsRequest_DeleteRecordsTopic *x,
+    const kafka_DeleteRecordsRequest_DeleteRecordsTopic *y);
 extern const struct kafka_struct_desc kafka_DeleteRecordsRequest_desc;
 void kafka_DeleteRecordsRequest_init(kafka_DeleteRecordsRequest *o);
-int kafka_DeleteRecordsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteRecordsRequest *o, kafka_arena *a);
+int kafka_DeleteRecordsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DeleteRecordsRequest *o, kafka_arena *a);
 int kafka_DeleteRecordsRequest_encode(al_wr *wr, int16_t v, const kafka_DeleteRecordsRequest *o);
 size_t kafka_DeleteRecordsRequest_size(int16_t v, const kafka_DeleteRecordsRequest *o);
-bool kafka_DeleteRecordsRequest_equal(const kafka_DeleteRecordsRequest *x, const kafka_DeleteRecordsRequest *y);
-void kafka_DeleteRecordsRequest_fill_test(kafka_DeleteRecordsRequest *o, int16_t v, kafka_filler *f);
+bool kafka_DeleteRecordsRequest_equal(
+    const kafka_DeleteRecordsRequest *x, const kafka_DeleteRecordsRequest *y);
+void kafka_DeleteRecordsRequest_fill_test(
+    kafka_DeleteRecordsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- InitProducerIdRequest ---- */
 typedef struct kafka_InitProducerIdRequest {
@@ -816,11 +942,14 @@ typedef struct kafka_InitProducerIdRequest {
 } kafka_InitProducerIdRequest;
 extern const struct kafka_struct_desc kafka_InitProducerIdRequest_desc;
 void kafka_InitProducerIdRequest_init(kafka_InitProducerIdRequest *o);
-int kafka_InitProducerIdRequest_decode(al_rd *rd, int16_t v, kafka_InitProducerIdRequest *o, kafka_arena *a);
+int kafka_InitProducerIdRequest_decode(
+    al_rd *rd, int16_t v, kafka_InitProducerIdRequest *o, kafka_arena *a);
 int kafka_InitProducerIdRequest_encode(al_wr *wr, int16_t v, const kafka_InitProducerIdRequest *o);
 size_t kafka_InitProducerIdRequest_size(int16_t v, const kafka_InitProducerIdRequest *o);
-bool kafka_InitProducerIdRequest_equal(const kafka_InitProducerIdRequest *x, const kafka_InitProducerIdRequest *y);
-void kafka_InitProducerIdRequest_fill_test(kafka_InitProducerIdRequest *o, int16_t v, kafka_filler *f);
+bool kafka_InitProducerIdRequest_equal(
+    const kafka_InitProducerIdRequest *x, const kafka_InitProducerIdRequest *y);
+void kafka_InitProducerIdRequest_fill_test(
+    kafka_InitProducerIdRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- OffsetForLeaderEpochRequest ---- */
 typedef struct kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition {
@@ -838,17 +967,28 @@ typedef struct kafka_OffsetForLeaderEpochRequest {
     int32_t Topics_count;
     kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *Topics;
 } kafka_OffsetForLeaderEpochRequest;
-void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_init(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *o);
-bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_equal(const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *x, const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *y);
-void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_init(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *o);
-bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_equal(const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *x, const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *y);
+void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_init(
+    kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *o);
+bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_equal(
+    const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *x,
+    const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *y);
+void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_init(
+    kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *o);
+bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_equal(
+    const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *x,
+    const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *y);
 extern const struct kafka_struct_desc kafka_OffsetForLeaderEpochRequest_desc;
 void kafka_OffsetForLeaderEpochRequest_init(kafka_OffsetForLeaderEpochRequest *o);
-int kafka_OffsetForLeaderEpochRequest_decode(al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochRequest *o, kafka_arena *a);
-int kafka_OffsetForLeaderEpochRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochRequest *o);
-size_t kafka_OffsetForLeaderEpochRequest_size(int16_t v, const kafka_OffsetForLeaderEpochRequest *o);
-bool kafka_OffsetForLeaderEpochRequest_equal(const kafka_OffsetForLeaderEpochRequest *x, const kafka_OffsetForLeaderEpochRequest *y);
-void kafka_OffsetForLeaderEpochRequest_fill_test(kafka_OffsetForLeaderEpochRequest *o, int16_t v, kafka_filler *f);
+int kafka_OffsetForLeaderEpochRequest_decode(
+    al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochRequest *o, kafka_arena *a);
+int kafka_OffsetForLeaderEpochRequest_encode(
+    al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochRequest *o);
+size_t kafka_OffsetForLeaderEpochRequest_size(
+    int16_t v, const kafka_OffsetForLeaderEpochRequest *o);
+bool kafka_OffsetForLeaderEpochRequest_equal(
+    const kafka_OffsetForLeaderEpochRequest *x, const kafka_OffsetForLeaderEpochRequest *y);
+void kafka_OffsetForLeaderEpochRequest_fill_test(
+    kafka_OffsetForLeaderEpochRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AddPartitionsToTxnRequest ---- */
 typedef struct kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic {
@@ -873,17 +1013,27 @@ typedef struct kafka_AddPartitionsToTxnRequest {
     int32_t V3AndBelowTopics_count;
     kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *V3AndBelowTopics;
 } kafka_AddPartitionsToTxnRequest;
-void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_init(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *o);
-bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_equal(const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *x, const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *y);
-void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_init(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *o);
-bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_equal(const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *x, const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *y);
+void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_init(
+    kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *o);
+bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_equal(
+    const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *x,
+    const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *y);
+void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_init(
+    kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *o);
+bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_equal(
+    const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *x,
+    const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *y);
 extern const struct kafka_struct_desc kafka_AddPartitionsToTxnRequest_desc;
 void kafka_AddPartitionsToTxnRequest_init(kafka_AddPartitionsToTxnRequest *o);
-int kafka_AddPartitionsToTxnRequest_decode(al_rd *rd, int16_t v, kafka_AddPartitionsToTxnRequest *o, kafka_arena *a);
-int kafka_AddPartitionsToTxnRequest_encode(al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnRequest *o);
+int kafka_AddPartitionsToTxnRequest_decode(
+    al_rd *rd, int16_t v, kafka_AddPartitionsToTxnRequest *o, kafka_arena *a);
+int kafka_AddPartitionsToTxnRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnRequest *o);
 size_t kafka_AddPartitionsToTxnRequest_size(int16_t v, const kafka_AddPartitionsToTxnRequest *o);
-bool kafka_AddPartitionsToTxnRequest_equal(const kafka_AddPartitionsToTxnRequest *x, const kafka_AddPartitionsToTxnRequest *y);
-void kafka_AddPartitionsToTxnRequest_fill_test(kafka_AddPartitionsToTxnRequest *o, int16_t v, kafka_filler *f);
+bool kafka_AddPartitionsToTxnRequest_equal(
+    const kafka_AddPartitionsToTxnRequest *x, const kafka_AddPartitionsToTxnRequest *y);
+void kafka_AddPartitionsToTxnRequest_fill_test(
+    kafka_AddPartitionsToTxnRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AddOffsetsToTxnRequest ---- */
 typedef struct kafka_AddOffsetsToTxnRequest {
@@ -894,11 +1044,15 @@ typedef struct kafka_AddOffsetsToTxnRequest {
 } kafka_AddOffsetsToTxnRequest;
 extern const struct kafka_struct_desc kafka_AddOffsetsToTxnRequest_desc;
 void kafka_AddOffsetsToTxnRequest_init(kafka_AddOffsetsToTxnRequest *o);
-int kafka_AddOffsetsToTxnRequest_decode(al_rd *rd, int16_t v, kafka_AddOffsetsToTxnRequest *o, kafka_arena *a);
-int kafka_AddOffsetsToTxnRequest_encode(al_wr *wr, int16_t v, const kafka_AddOffsetsToTxnRequest *o);
+int kafka_AddOffsetsToTxnRequest_decode(
+    al_rd *rd, int16_t v, kafka_AddOffsetsToTxnRequest *o, kafka_arena *a);
+int kafka_AddOffsetsToTxnRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AddOffsetsToTxnRequest *o);
 size_t kafka_AddOffsetsToTxnRequest_size(int16_t v, const kafka_AddOffsetsToTxnRequest *o);
-bool kafka_AddOffsetsToTxnRequest_equal(const kafka_AddOffsetsToTxnRequest *x, const kafka_AddOffsetsToTxnRequest *y);
-void kafka_AddOffsetsToTxnRequest_fill_test(kafka_AddOffsetsToTxnRequest *o, int16_t v, kafka_filler *f);
+bool kafka_AddOffsetsToTxnRequest_equal(
+    const kafka_AddOffsetsToTxnRequest *x, const kafka_AddOffsetsToTxnRequest *y);
+void kafka_AddOffsetsToTxnRequest_fill_test(
+    kafka_AddOffsetsToTxnRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- EndTxnRequest ---- */
 typedef struct kafka_EndTxnRequest {
@@ -933,17 +1087,27 @@ typedef struct kafka_WriteTxnMarkersRequest {
     int32_t Markers_count;
     kafka_WriteTxnMarkersRequest_WritableTxnMarker *Markers;
 } kafka_WriteTxnMarkersRequest;
-void kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_init(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *o);
-bool kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_equal(const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *x, const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *y);
-void kafka_WriteTxnMarkersRequest_WritableTxnMarker_init(kafka_WriteTxnMarkersRequest_WritableTxnMarker *o);
-bool kafka_WriteTxnMarkersRequest_WritableTxnMarker_equal(const kafka_WriteTxnMarkersRequest_WritableTxnMarker *x, const kafka_WriteTxnMarkersRequest_WritableTxnMarker *y);
+void kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_init(
+    kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *o);
+bool kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_equal(
+    const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *x,
+    const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *y);
+void kafka_WriteTxnMarkersRequest_WritableTxnMarker_init(
+    kafka_WriteTxnMarkersRequest_WritableTxnMarker *o);
+bool kafka_WriteTxnMarkersRequest_WritableTxnMarker_equal(
+    const kafka_WriteTxnMarkersRequest_WritableTxnMarker *x,
+    const kafka_WriteTxnMarkersRequest_WritableTxnMarker *y);
 extern const struct kafka_struct_desc kafka_WriteTxnMarkersRequest_desc;
 void kafka_WriteTxnMarkersRequest_init(kafka_WriteTxnMarkersRequest *o);
-int kafka_WriteTxnMarkersRequest_decode(al_rd *rd, int16_t v, kafka_WriteTxnMarkersRequest *o, kafka_arena *a);
-int kafka_WriteTxnMarkersRequest_encode(al_wr *wr, int16_t v, const kafka_WriteTxnMarkersRequest *o);
+int kafka_WriteTxnMarkersRequest_decode(
+    al_rd *rd, int16_t v, kafka_WriteTxnMarkersRequest *o, kafka_arena *a);
+int kafka_WriteTxnMarkersRequest_encode(
+    al_wr *wr, int16_t v, const kafka_WriteTxnMarkersRequest *o);
 size_t kafka_WriteTxnMarkersRequest_size(int16_t v, const kafka_WriteTxnMarkersRequest *o);
-bool kafka_WriteTxnMarkersRequest_equal(const kafka_WriteTxnMarkersRequest *x, const kafka_WriteTxnMarkersRequest *y);
-void kafka_WriteTxnMarkersRequest_fill_test(kafka_WriteTxnMarkersRequest *o, int16_t v, kafka_filler *f);
+bool kafka_WriteTxnMarkersRequest_equal(
+    const kafka_WriteTxnMarkersRequest *x, const kafka_WriteTxnMarkersRequest *y);
+void kafka_WriteTxnMarkersRequest_fill_test(
+    kafka_WriteTxnMarkersRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- TxnOffsetCommitRequest ---- */
 typedef struct kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition {
@@ -968,17 +1132,27 @@ typedef struct kafka_TxnOffsetCommitRequest {
     int32_t Topics_count;
     kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *Topics;
 } kafka_TxnOffsetCommitRequest;
-void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_init(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *o);
-bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_equal(const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *x, const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *y);
-void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_init(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *o);
-bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_equal(const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *x, const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *y);
+void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_init(
+    kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *o);
+bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_equal(
+    const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *x,
+    const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *y);
+void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_init(
+    kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *o);
+bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_equal(
+    const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *x,
+    const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *y);
 extern const struct kafka_struct_desc kafka_TxnOffsetCommitRequest_desc;
 void kafka_TxnOffsetCommitRequest_init(kafka_TxnOffsetCommitRequest *o);
-int kafka_TxnOffsetCommitRequest_decode(al_rd *rd, int16_t v, kafka_TxnOffsetCommitRequest *o, kafka_arena *a);
-int kafka_TxnOffsetCommitRequest_encode(al_wr *wr, int16_t v, const kafka_TxnOffsetCommitRequest *o);
+int kafka_TxnOffsetCommitRequest_decode(
+    al_rd *rd, int16_t v, kafka_TxnOffsetCommitRequest *o, kafka_arena *a);
+int kafka_TxnOffsetCommitRequest_encode(
+    al_wr *wr, int16_t v, const kafka_TxnOffsetCommitRequest *o);
 size_t kafka_TxnOffsetCommitRequest_size(int16_t v, const kafka_TxnOffsetCommitRequest *o);
-bool kafka_TxnOffsetCommitRequest_equal(const kafka_TxnOffsetCommitRequest *x, const kafka_TxnOffsetCommitRequest *y);
-void kafka_TxnOffsetCommitRequest_fill_test(kafka_TxnOffsetCommitRequest *o, int16_t v, kafka_filler *f);
+bool kafka_TxnOffsetCommitRequest_equal(
+    const kafka_TxnOffsetCommitRequest *x, const kafka_TxnOffsetCommitRequest *y);
+void kafka_TxnOffsetCommitRequest_fill_test(
+    kafka_TxnOffsetCommitRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeAclsRequest ---- */
 typedef struct kafka_DescribeAclsRequest {
@@ -992,10 +1166,12 @@ typedef struct kafka_DescribeAclsRequest {
 } kafka_DescribeAclsRequest;
 extern const struct kafka_struct_desc kafka_DescribeAclsRequest_desc;
 void kafka_DescribeAclsRequest_init(kafka_DescribeAclsRequest *o);
-int kafka_DescribeAclsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeAclsRequest *o, kafka_arena *a);
+int kafka_DescribeAclsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeAclsRequest *o, kafka_arena *a);
 int kafka_DescribeAclsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeAclsRequest *o);
 size_t kafka_DescribeAclsRequest_size(int16_t v, const kafka_DescribeAclsRequest *o);
-bool kafka_DescribeAclsRequest_equal(const kafka_DescribeAclsRequest *x, const kafka_DescribeAclsRequest *y);
+bool kafka_DescribeAclsRequest_equal(
+    const kafka_DescribeAclsRequest *x, const kafka_DescribeAclsRequest *y);
 void kafka_DescribeAclsRequest_fill_test(kafka_DescribeAclsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- CreateAclsRequest ---- */
@@ -1013,13 +1189,16 @@ typedef struct kafka_CreateAclsRequest {
     kafka_CreateAclsRequest_AclCreation *Creations;
 } kafka_CreateAclsRequest;
 void kafka_CreateAclsRequest_AclCreation_init(kafka_CreateAclsRequest_AclCreation *o);
-bool kafka_CreateAclsRequest_AclCreation_equal(const kafka_CreateAclsRequest_AclCreation *x, const kafka_CreateAclsRequest_AclCreation *y);
+bool kafka_CreateAclsRequest_AclCreation_equal(
+    const kafka_CreateAclsRequest_AclCreation *x, const kafka_CreateAclsRequest_AclCreation *y);
 extern const struct kafka_struct_desc kafka_CreateAclsRequest_desc;
 void kafka_CreateAclsRequest_init(kafka_CreateAclsRequest *o);
-int kafka_CreateAclsRequest_decode(al_rd *rd, int16_t v, kafka_CreateAclsRequest *o, kafka_arena *a);
+int kafka_CreateAclsRequest_decode(
+    al_rd *rd, int16_t v, kafka_CreateAclsRequest *o, kafka_arena *a);
 int kafka_CreateAclsRequest_encode(al_wr *wr, int16_t v, const kafka_CreateAclsRequest *o);
 size_t kafka_CreateAclsRequest_size(int16_t v, const kafka_CreateAclsRequest *o);
-bool kafka_CreateAclsRequest_equal(const kafka_CreateAclsRequest *x, const kafka_CreateAclsRequest *y);
+bool kafka_CreateAclsRequest_equal(
+    const kafka_CreateAclsRequest *x, const kafka_CreateAclsRequest *y);
 void kafka_CreateAclsRequest_fill_test(kafka_CreateAclsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DeleteAclsRequest ---- */
@@ -1037,13 +1216,17 @@ typedef struct kafka_DeleteAclsRequest {
     kafka_DeleteAclsRequest_DeleteAclsFilter *Filters;
 } kafka_DeleteAclsRequest;
 void kafka_DeleteAclsRequest_DeleteAclsFilter_init(kafka_DeleteAclsRequest_DeleteAclsFilter *o);
-bool kafka_DeleteAclsRequest_DeleteAclsFilter_equal(const kafka_DeleteAclsRequest_DeleteAclsFilter *x, const kafka_DeleteAclsRequest_DeleteAclsFilter *y);
+bool kafka_DeleteAclsRequest_DeleteAclsFilter_equal(
+    const kafka_DeleteAclsRequest_DeleteAclsFilter *x,
+    const kafka_DeleteAclsRequest_DeleteAclsFilter *y);
 extern const struct kafka_struct_desc kafka_DeleteAclsRequest_desc;
 void kafka_DeleteAclsRequest_init(kafka_DeleteAclsRequest *o);
-int kafka_DeleteAclsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteAclsRequest *o, kafka_arena *a);
+int kafka_DeleteAclsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DeleteAclsRequest *o, kafka_arena *a);
 int kafka_DeleteAclsRequest_encode(al_wr *wr, int16_t v, const kafka_DeleteAclsRequest *o);
 size_t kafka_DeleteAclsRequest_size(int16_t v, const kafka_DeleteAclsRequest *o);
-bool kafka_DeleteAclsRequest_equal(const kafka_DeleteAclsRequest *x, const kafka_DeleteAclsRequest *y);
+bool kafka_DeleteAclsRequest_equal(
+    const kafka_DeleteAclsRequest *x, const kafka_DeleteAclsRequest *y);
 void kafka_DeleteAclsRequest_fill_test(kafka_DeleteAclsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeConfigsRequest ---- */
@@ -1059,15 +1242,22 @@ typedef struct kafka_DescribeConfigsRequest {
     bool IncludeSynonyms;
     bool IncludeDocumentation;
 } kafka_DescribeConfigsRequest;
-void kafka_DescribeConfigsRequest_DescribeConfigsResource_init(kafka_DescribeConfigsRequest_DescribeConfigsResource *o);
-bool kafka_DescribeConfigsRequest_DescribeConfigsResource_equal(const kafka_DescribeConfigsRequest_DescribeConfigsResource *x, const kafka_DescribeConfigsRequest_DescribeConfigsResource *y);
+void kafka_DescribeConfigsRequest_DescribeConfigsResource_init(
+    kafka_DescribeConfigsRequest_DescribeConfigsResource *o);
+bool kafka_DescribeConfigsRequest_DescribeConfigsResource_equal(
+    const kafka_DescribeConfigsRequest_DescribeConfigsResource *x,
+    const kafka_DescribeConfigsRequest_DescribeConfigsResource *y);
 extern const struct kafka_struct_desc kafka_DescribeConfigsRequest_desc;
 void kafka_DescribeConfigsRequest_init(kafka_DescribeConfigsRequest *o);
-int kafka_DescribeConfigsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeConfigsRequest *o, kafka_arena *a);
-int kafka_DescribeConfigsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeConfigsRequest *o);
+int kafka_DescribeConfigsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeConfigsRequest *o, kafka_arena *a);
+int kafka_DescribeConfigsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeConfigsRequest *o);
 size_t kafka_DescribeConfigsRequest_size(int16_t v, const kafka_DescribeConfigsRequest *o);
-bool kafka_DescribeConfigsRequest_equal(const kafka_DescribeConfigsRequest *x, const kafka_DescribeConfigsRequest *y);
-void kafka_DescribeConfigsRequest_fill_test(kafka_DescribeConfigsRequest *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeConfigsRequest_equal(
+    const kafka_DescribeConfigsRequest *x, const kafka_DescribeConfigsRequest *y);
+void kafka_DescribeConfigsRequest_fill_test(
+    kafka_DescribeConfigsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterConfigsRequest ---- */
 typedef struct kafka_AlterConfigsRequest_AlterableConfig {
@@ -1086,15 +1276,22 @@ typedef struct kafka_AlterConfigsRequest {
     bool ValidateOnly;
 } kafka_AlterConfigsRequest;
 void kafka_AlterConfigsRequest_AlterableConfig_init(kafka_AlterConfigsRequest_AlterableConfig *o);
-bool kafka_AlterConfigsRequest_AlterableConfig_equal(const kafka_AlterConfigsRequest_AlterableConfig *x, const kafka_AlterConfigsRequest_AlterableConfig *y);
-void kafka_AlterConfigsRequest_AlterConfigsResource_init(kafka_AlterConfigsRequest_AlterConfigsResource *o);
-bool kafka_AlterConfigsRequest_AlterConfigsResource_equal(const kafka_AlterConfigsRequest_AlterConfigsResource *x, const kafka_AlterConfigsRequest_AlterConfigsResource *y);
+bool kafka_AlterConfigsRequest_AlterableConfig_equal(
+    const kafka_AlterConfigsRequest_AlterableConfig *x,
+    const kafka_AlterConfigsRequest_AlterableConfig *y);
+void kafka_AlterConfigsRequest_AlterConfigsResource_init(
+    kafka_AlterConfigsRequest_AlterConfigsResource *o);
+bool kafka_AlterConfigsRequest_AlterConfigsResource_equal(
+    const kafka_AlterConfigsRequest_AlterConfigsResource *x,
+    const kafka_AlterConfigsRequest_AlterConfigsResource *y);
 extern const struct kafka_struct_desc kafka_AlterConfigsRequest_desc;
 void kafka_AlterConfigsRequest_init(kafka_AlterConfigsRequest *o);
-int kafka_AlterConfigsRequest_decode(al_rd *rd, int16_t v, kafka_AlterConfigsRequest *o, kafka_arena *a);
+int kafka_AlterConfigsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterConfigsRequest *o, kafka_arena *a);
 int kafka_AlterConfigsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterConfigsRequest *o);
 size_t kafka_AlterConfigsRequest_size(int16_t v, const kafka_AlterConfigsRequest *o);
-bool kafka_AlterConfigsRequest_equal(const kafka_AlterConfigsRequest *x, const kafka_AlterConfigsRequest *y);
+bool kafka_AlterConfigsRequest_equal(
+    const kafka_AlterConfigsRequest *x, const kafka_AlterConfigsRequest *y);
 void kafka_AlterConfigsRequest_fill_test(kafka_AlterConfigsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterReplicaLogDirsRequest ---- */
@@ -1112,17 +1309,27 @@ typedef struct kafka_AlterReplicaLogDirsRequest {
     int32_t Dirs_count;
     kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *Dirs;
 } kafka_AlterReplicaLogDirsRequest;
-void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_init(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *o);
-bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_equal(const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *x, const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *y);
-void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_init(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *o);
-bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_equal(const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *x, const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *y);
+void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_init(
+    kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *o);
+bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_equal(
+    const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *x,
+    const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *y);
+void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_init(
+    kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *o);
+bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_equal(
+    const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *x,
+    const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *y);
 extern const struct kafka_struct_desc kafka_AlterReplicaLogDirsRequest_desc;
 void kafka_AlterReplicaLogDirsRequest_init(kafka_AlterReplicaLogDirsRequest *o);
-int kafka_AlterReplicaLogDirsRequest_decode(al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsRequest *o, kafka_arena *a);
-int kafka_AlterReplicaLogDirsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsRequest *o);
+int kafka_AlterReplicaLogDirsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsRequest *o, kafka_arena *a);
+int kafka_AlterReplicaLogDirsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsRequest *o);
 size_t kafka_AlterReplicaLogDirsRequest_size(int16_t v, const kafka_AlterReplicaLogDirsRequest *o);
-bool kafka_AlterReplicaLogDirsRequest_equal(const kafka_AlterReplicaLogDirsRequest *x, const kafka_AlterReplicaLogDirsRequest *y);
-void kafka_AlterReplicaLogDirsRequest_fill_test(kafka_AlterReplicaLogDirsRequest *o, int16_t v, kafka_filler *f);
+bool kafka_AlterReplicaLogDirsRequest_equal(
+    const kafka_AlterReplicaLogDirsRequest *x, const kafka_AlterReplicaLogDirsRequest *y);
+void kafka_AlterReplicaLogDirsRequest_fill_test(
+    kafka_AlterReplicaLogDirsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeLogDirsRequest ---- */
 typedef struct kafka_DescribeLogDirsRequest_DescribableLogDirTopic {
@@ -1134,15 +1341,22 @@ typedef struct kafka_DescribeLogDirsRequest {
     int32_t Topics_count;
     kafka_DescribeLogDirsRequest_DescribableLogDirTopic *Topics;
 } kafka_DescribeLogDirsRequest;
-void kafka_DescribeLogDirsRequest_DescribableLogDirTopic_init(kafka_DescribeLogDirsRequest_DescribableLogDirTopic *o);
-bool kafka_DescribeLogDirsRequest_DescribableLogDirTopic_equal(const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *x, const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *y);
+void kafka_DescribeLogDirsRequest_DescribableLogDirTopic_init(
+    kafka_DescribeLogDirsRequest_DescribableLogDirTopic *o);
+bool kafka_DescribeLogDirsRequest_DescribableLogDirTopic_equal(
+    const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *x,
+    const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *y);
 extern const struct kafka_struct_desc kafka_DescribeLogDirsRequest_desc;
 void kafka_DescribeLogDirsRequest_init(kafka_DescribeLogDirsRequest *o);
-int kafka_DescribeLogDirsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeLogDirsRequest *o, kafka_arena *a);
-int kafka_DescribeLogDirsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeLogDirsRequest *o);
+int kafka_DescribeLogDirsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeLogDirsRequest *o, kafka_arena *a);
+int kafka_DescribeLogDirsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeLogDirsRequest *o);
 size_t kafka_DescribeLogDirsRequest_size(int16_t v, const kafka_DescribeLogDirsRequest *o);
-bool kafka_DescribeLogDirsRequest_equal(const kafka_DescribeLogDirsRequest *x, const kafka_DescribeLogDirsRequest *y);
-void kafka_DescribeLogDirsRequest_fill_test(kafka_DescribeLogDirsRequest *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeLogDirsRequest_equal(
+    const kafka_DescribeLogDirsRequest *x, const kafka_DescribeLogDirsRequest *y);
+void kafka_DescribeLogDirsRequest_fill_test(
+    kafka_DescribeLogDirsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- SaslAuthenticateRequest ---- */
 typedef struct kafka_SaslAuthenticateRequest {
@@ -1150,11 +1364,15 @@ typedef struct kafka_SaslAuthenticateRequest {
 } kafka_SaslAuthenticateRequest;
 extern const struct kafka_struct_desc kafka_SaslAuthenticateRequest_desc;
 void kafka_SaslAuthenticateRequest_init(kafka_SaslAuthenticateRequest *o);
-int kafka_SaslAuthenticateRequest_decode(al_rd *rd, int16_t v, kafka_SaslAuthenticateRequest *o, kafka_arena *a);
-int kafka_SaslAuthenticateRequest_encode(al_wr *wr, int16_t v, const kafka_SaslAuthenticateRequest *o);
+int kafka_SaslAuthenticateRequest_decode(
+    al_rd *rd, int16_t v, kafka_SaslAuthenticateRequest *o, kafka_arena *a);
+int kafka_SaslAuthenticateRequest_encode(
+    al_wr *wr, int16_t v, const kafka_SaslAuthenticateRequest *o);
 size_t kafka_SaslAuthenticateRequest_size(int16_t v, const kafka_SaslAuthenticateRequest *o);
-bool kafka_SaslAuthenticateRequest_equal(const kafka_SaslAuthenticateRequest *x, const kafka_SaslAuthenticateRequest *y);
-void kafka_SaslAuthenticateRequest_fill_test(kafka_SaslAuthenticateRequest *o, int16_t v, kafka_filler *f);
+bool kafka_SaslAuthenticateRequest_equal(
+    const kafka_SaslAuthenticateRequest *x, const kafka_SaslAuthenticateRequest *y);
+void kafka_SaslAuthenticateRequest_fill_test(
+    kafka_SaslAuthenticateRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- CreatePartitionsRequest ---- */
 typedef struct kafka_CreatePartitionsRequest_CreatePartitionsAssignment {
@@ -1173,17 +1391,27 @@ typedef struct kafka_CreatePartitionsRequest {
     int32_t TimeoutMs;
     bool ValidateOnly;
 } kafka_CreatePartitionsRequest;
-void kafka_CreatePartitionsRequest_CreatePartitionsAssignment_init(kafka_CreatePartitionsRequest_CreatePartitionsAssignment *o);
-bool kafka_CreatePartitionsRequest_CreatePartitionsAssignment_equal(const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *x, const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *y);
-void kafka_CreatePartitionsRequest_CreatePartitionsTopic_init(kafka_CreatePartitionsRequest_CreatePartitionsTopic *o);
-bool kafka_CreatePartitionsRequest_CreatePartitionsTopic_equal(const kafka_CreatePartitionsRequest_CreatePartitionsTopic *x, const kafka_CreatePartitionsRequest_CreatePartitionsTopic *y);
+void kafka_CreatePartitionsRequest_CreatePartitionsAssignment_init(
+    kafka_CreatePartitionsRequest_CreatePartitionsAssignment *o);
+bool kafka_CreatePartitionsRequest_CreatePartitionsAssignment_equal(
+    const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *x,
+    const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *y);
+void kafka_CreatePartitionsRequest_CreatePartitionsTopic_init(
+    kafka_CreatePartitionsRequest_CreatePartitionsTopic *o);
+bool kafka_CreatePartitionsRequest_CreatePartitionsTopic_equal(
+    const kafka_CreatePartitionsRequest_CreatePartitionsTopic *x,
+    const kafka_CreatePartitionsRequest_CreatePartitionsTopic *y);
 extern const struct kafka_struct_desc kafka_CreatePartitionsRequest_desc;
 void kafka_CreatePartitionsRequest_init(kafka_CreatePartitionsRequest *o);
-int kafka_CreatePartitionsRequest_decode(al_rd *rd, int16_t v, kafka_CreatePartitionsRequest *o, kafka_arena *a);
-int kafka_CreatePartitionsRequest_encode(al_wr *wr, int16_t v, const kafka_CreatePartitionsRequest *o);
+int kafka_CreatePartitionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_CreatePartitionsRequest *o, kafka_arena *a);
+int kafka_CreatePartitionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_CreatePartitionsRequest *o);
 size_t kafka_CreatePartitionsRequest_size(int16_t v, const kafka_CreatePartitionsRequest *o);
-bool kafka_CreatePartitionsRequest_equal(const kafka_CreatePartitionsRequest *x, const kafka_CreatePartitionsRequest *y);
-void kafka_CreatePartitionsRequest_fill_test(kafka_CreatePartitionsRequest *o, int16_t v, kafka_filler *f);
+bool kafka_CreatePartitionsRequest_equal(
+    const kafka_CreatePartitionsRequest *x, const kafka_CreatePartitionsRequest *y);
+void kafka_CreatePartitionsRequest_fill_test(
+    kafka_CreatePartitionsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- CreateDelegationTokenRequest ---- */
 typedef struct kafka_CreateDelegationTokenRequest_CreatableRenewers {
@@ -1197,15 +1425,23 @@ typedef struct kafka_CreateDelegationTokenRequest {
     kafka_CreateDelegationTokenRequest_CreatableRenewers *Renewers;
     int64_t MaxLifetimeMs;
 } kafka_CreateDelegationTokenRequest;
-void kafka_CreateDelegationTokenRequest_CreatableRenewers_init(kafka_CreateDelegationTokenRequest_CreatableRenewers *o);
-bool kafka_CreateDelegationTokenRequest_CreatableRenewers_equal(const kafka_CreateDelegationTokenRequest_CreatableRenewers *x, const kafka_CreateDelegationTokenRequest_CreatableRenewers *y);
+void kafka_CreateDelegationTokenRequest_CreatableRenewers_init(
+    kafka_CreateDelegationTokenRequest_CreatableRenewers *o);
+bool kafka_CreateDelegationTokenRequest_CreatableRenewers_equal(
+    const kafka_CreateDelegationTokenRequest_CreatableRenewers *x,
+    const kafka_CreateDelegationTokenRequest_CreatableRenewers *y);
 extern const struct kafka_struct_desc kafka_CreateDelegationTokenRequest_desc;
 void kafka_CreateDelegationTokenRequest_init(kafka_CreateDelegationTokenRequest *o);
-int kafka_CreateDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_CreateDelegationTokenRequest *o, kafka_arena *a);
-int kafka_CreateDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_CreateDelegationTokenRequest *o);
-size_t kafka_CreateDelegationTokenRequest_size(int16_t v, const kafka_CreateDelegationTokenRequest *o);
-bool kafka_CreateDelegationTokenRequest_equal(const kafka_CreateDelegationTokenRequest *x, const kafka_CreateDelegationTokenRequest *y);
-void kafka_CreateDelegationTokenRequest_fill_test(kafka_CreateDelegationTokenRequest *o, int16_t v, kafka_filler *f);
+int kafka_CreateDelegationTokenRequest_decode(
+    al_rd *rd, int16_t v, kafka_CreateDelegationTokenRequest *o, kafka_arena *a);
+int kafka_CreateDelegationTokenRequest_encode(
+    al_wr *wr, int16_t v, const kafka_CreateDelegationTokenRequest *o);
+size_t kafka_CreateDelegationTokenRequest_size(
+    int16_t v, const kafka_CreateDelegationTokenRequest *o);
+bool kafka_CreateDelegationTokenRequest_equal(
+    const kafka_CreateDelegationTokenRequest *x, const kafka_CreateDelegationTokenRequest *y);
+void kafka_CreateDelegationTokenRequest_fill_test(
+    kafka_CreateDelegationTokenRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- RenewDelegationTokenRequest ---- */
 typedef struct kafka_RenewDelegationTokenRequest {
@@ -1214,11 +1450,16 @@ typedef struct kafka_RenewDelegationTokenRequest {
 } kafka_RenewDelegationTokenRequest;
 extern const struct kafka_struct_desc kafka_RenewDelegationTokenRequest_desc;
 void kafka_RenewDelegationTokenRequest_init(kafka_RenewDelegationTokenRequest *o);
-int kafka_RenewDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_RenewDelegationTokenRequest *o, kafka_arena *a);
-int kafka_RenewDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_RenewDelegationTokenRequest *o);
-size_t kafka_RenewDelegationTokenRequest_size(int16_t v, const kafka_RenewDelegationTokenRequest *o);
-bool kafka_RenewDelegationTokenRequest_equal(const kafka_RenewDelegationTokenRequest *x, const kafka_RenewDelegationTokenRequest *y);
-void kafka_RenewDelegationTokenRequest_fill_test(kafka_RenewDelegationTokenRequest *o, int16_t v, kafka_filler *f);
+int kafka_RenewDelegationTokenRequest_decode(
+    al_rd *rd, int16_t v, kafka_RenewDelegationTokenRequest *o, kafka_arena *a);
+int kafka_RenewDelegationTokenRequest_encode(
+    al_wr *wr, int16_t v, const kafka_RenewDelegationTokenRequest *o);
+size_t kafka_RenewDelegationTokenRequest_size(
+    int16_t v, const kafka_RenewDelegationTokenRequest *o);
+bool kafka_RenewDelegationTokenRequest_equal(
+    const kafka_RenewDelegationTokenRequest *x, const kafka_RenewDelegationTokenRequest *y);
+void kafka_RenewDelegationTokenRequest_fill_test(
+    kafka_RenewDelegationTokenRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ExpireDelegationTokenRequest ---- */
 typedef struct kafka_ExpireDelegationTokenRequest {
@@ -1227,11 +1468,16 @@ typedef struct kafka_ExpireDelegationTokenRequest {
 } kafka_ExpireDelegationTokenRequest;
 extern const struct kafka_struct_desc kafka_ExpireDelegationTokenRequest_desc;
 void kafka_ExpireDelegationTokenRequest_init(kafka_ExpireDelegationTokenRequest *o);
-int kafka_ExpireDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_ExpireDelegationTokenRequest *o, kafka_arena *a);
-int kafka_ExpireDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenRequest *o);
-size_t kafka_ExpireDelegationTokenRequest_size(int16_t v, const kafka_ExpireDelegationTokenRequest *o);
-bool kafka_ExpireDelegationTokenRequest_equal(const kafka_ExpireDelegationTokenRequest *x, const kafka_ExpireDelegationTokenRequest *y);
-void kafka_ExpireDelegationTokenRequest_fill_test(kafka_ExpireDelegationTokenRequest *o, int16_t v, kafka_filler *f);
+int kafka_ExpireDelegationTokenRequest_decode(
+    al_rd *rd, int16_t v, kafka_ExpireDelegationTokenRequest *o, kafka_arena *a);
+int kafka_ExpireDelegationTokenRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenRequest *o);
+size_t kafka_ExpireDelegationTokenRequest_size(
+    int16_t v, const kafka_ExpireDelegationTokenRequest *o);
+bool kafka_ExpireDelegationTokenRequest_equal(
+    const kafka_ExpireDelegationTokenRequest *x, const kafka_ExpireDelegationTokenRequest *y);
+void kafka_ExpireDelegationTokenRequest_fill_test(
+    kafka_ExpireDelegationTokenRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeDelegationTokenRequest ---- */
 typedef struct kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner {
@@ -1242,15 +1488,23 @@ typedef struct kafka_DescribeDelegationTokenRequest {
     int32_t Owners_count;
     kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *Owners;
 } kafka_DescribeDelegationTokenRequest;
-void kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_init(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *o);
-bool kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_equal(const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *x, const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *y);
+void kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_init(
+    kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *o);
+bool kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_equal(
+    const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *x,
+    const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *y);
 extern const struct kafka_struct_desc kafka_DescribeDelegationTokenRequest_desc;
 void kafka_DescribeDelegationTokenRequest_init(kafka_DescribeDelegationTokenRequest *o);
-int kafka_DescribeDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_DescribeDelegationTokenRequest *o, kafka_arena *a);
-int kafka_DescribeDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenRequest *o);
-size_t kafka_DescribeDelegationTokenRequest_size(int16_t v, const kafka_DescribeDelegationTokenRequest *o);
-bool kafka_DescribeDelegationTokenRequest_equal(const kafka_DescribeDelegationTokenRequest *x, const kafka_DescribeDelegationTokenRequest *y);
-void kafka_DescribeDelegationTokenRequest_fill_test(kafka_DescribeDelegationTokenRequest *o, int16_t v, kafka_filler *f);
+int kafka_DescribeDelegationTokenRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeDelegationTokenRequest *o, kafka_arena *a);
+int kafka_DescribeDelegationTokenRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenRequest *o);
+size_t kafka_DescribeDelegationTokenRequest_size(
+    int16_t v, const kafka_DescribeDelegationTokenRequest *o);
+bool kafka_DescribeDelegationTokenRequest_equal(
+    const kafka_DescribeDelegationTokenRequest *x, const kafka_DescribeDelegationTokenRequest *y);
+void kafka_DescribeDelegationTokenRequest_fill_test(
+    kafka_DescribeDelegationTokenRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DeleteGroupsRequest ---- */
 typedef struct kafka_DeleteGroupsRequest {
@@ -1259,10 +1513,12 @@ typedef struct kafka_DeleteGroupsRequest {
 } kafka_DeleteGroupsRequest;
 extern const struct kafka_struct_desc kafka_DeleteGroupsRequest_desc;
 void kafka_DeleteGroupsRequest_init(kafka_DeleteGroupsRequest *o);
-int kafka_DeleteGroupsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteGroupsRequest *o, kafka_arena *a);
+int kafka_DeleteGroupsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DeleteGroupsRequest *o, kafka_arena *a);
 int kafka_DeleteGroupsRequest_encode(al_wr *wr, int16_t v, const kafka_DeleteGroupsRequest *o);
 size_t kafka_DeleteGroupsRequest_size(int16_t v, const kafka_DeleteGroupsRequest *o);
-bool kafka_DeleteGroupsRequest_equal(const kafka_DeleteGroupsRequest *x, const kafka_DeleteGroupsRequest *y);
+bool kafka_DeleteGroupsRequest_equal(
+    const kafka_DeleteGroupsRequest *x, const kafka_DeleteGroupsRequest *y);
 void kafka_DeleteGroupsRequest_fill_test(kafka_DeleteGroupsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ElectLeadersRequest ---- */
@@ -1278,13 +1534,17 @@ typedef struct kafka_ElectLeadersRequest {
     int32_t TimeoutMs;
 } kafka_ElectLeadersRequest;
 void kafka_ElectLeadersRequest_TopicPartitions_init(kafka_ElectLeadersRequest_TopicPartitions *o);
-bool kafka_ElectLeadersRequest_TopicPartitions_equal(const kafka_ElectLeadersRequest_TopicPartitions *x, const kafka_ElectLeadersRequest_TopicPartitions *y);
+bool kafka_ElectLeadersRequest_TopicPartitions_equal(
+    const kafka_ElectLeadersRequest_TopicPartitions *x,
+    const kafka_ElectLeadersRequest_TopicPartitions *y);
 extern const struct kafka_struct_desc kafka_ElectLeadersRequest_desc;
 void kafka_ElectLeadersRequest_init(kafka_ElectLeadersRequest *o);
-int kafka_ElectLeadersRequest_decode(al_rd *rd, int16_t v, kafka_ElectLeadersRequest *o, kafka_arena *a);
+int kafka_ElectLeadersRequest_decode(
+    al_rd *rd, int16_t v, kafka_ElectLeadersRequest *o, kafka_arena *a);
 int kafka_ElectLeadersRequest_encode(al_wr *wr, int16_t v, const kafka_ElectLeadersRequest *o);
 size_t kafka_ElectLeadersRequest_size(int16_t v, const kafka_ElectLeadersRequest *o);
-bool kafka_ElectLeadersRequest_equal(const kafka_ElectLeadersRequest *x, const kafka_ElectLeadersRequest *y);
+bool kafka_ElectLeadersRequest_equal(
+    const kafka_ElectLeadersRequest *x, const kafka_ElectLeadersRequest *y);
 void kafka_ElectLeadersRequest_fill_test(kafka_ElectLeadersRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- IncrementalAlterConfigsRequest ---- */
@@ -1304,17 +1564,28 @@ typedef struct kafka_IncrementalAlterConfigsRequest {
     kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *Resources;
     bool ValidateOnly;
 } kafka_IncrementalAlterConfigsRequest;
-void kafka_IncrementalAlterConfigsRequest_AlterableConfig_init(kafka_IncrementalAlterConfigsRequest_AlterableConfig *o);
-bool kafka_IncrementalAlterConfigsRequest_AlterableConfig_equal(const kafka_IncrementalAlterConfigsRequest_AlterableConfig *x, const kafka_IncrementalAlterConfigsRequest_AlterableConfig *y);
-void kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_init(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *o);
-bool kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_equal(const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *x, const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *y);
+void kafka_IncrementalAlterConfigsRequest_AlterableConfig_init(
+    kafka_IncrementalAlterConfigsRequest_AlterableConfig *o);
+bool kafka_IncrementalAlterConfigsRequest_AlterableConfig_equal(
+    const kafka_IncrementalAlterConfigsRequest_AlterableConfig *x,
+    const kafka_IncrementalAlterConfigsRequest_AlterableConfig *y);
+void kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_init(
+    kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *o);
+bool kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_equal(
+    const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *x,
+    const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *y);
 extern const struct kafka_struct_desc kafka_IncrementalAlterConfigsRequest_desc;
 void kafka_IncrementalAlterConfigsRequest_init(kafka_IncrementalAlterConfigsRequest *o);
-int kafka_IncrementalAlterConfigsRequest_decode(al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsRequest *o, kafka_arena *a);
-int kafka_IncrementalAlterConfigsRequest_encode(al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsRequest *o);
-size_t kafka_IncrementalAlterConfigsRequest_size(int16_t v, const kafka_IncrementalAlterConfigsRequest *o);
-bool kafka_IncrementalAlterConfigsRequest_equal(const kafka_IncrementalAlterConfigsRequest *x, const kafka_IncrementalAlterConfigsRequest *y);
-void kafka_IncrementalAlterConfigsRequest_fill_test(kafka_IncrementalAlterConfigsRequest *o, int16_t v, kafka_filler *f);
+int kafka_IncrementalAlterConfigsRequest_decode(
+    al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsRequest *o, kafka_arena *a);
+int kafka_IncrementalAlterConfigsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsRequest *o);
+size_t kafka_IncrementalAlterConfigsRequest_size(
+    int16_t v, const kafka_IncrementalAlterConfigsRequest *o);
+bool kafka_IncrementalAlterConfigsRequest_equal(
+    const kafka_IncrementalAlterConfigsRequest *x, const kafka_IncrementalAlterConfigsRequest *y);
+void kafka_IncrementalAlterConfigsRequest_fill_test(
+    kafka_IncrementalAlterConfigsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterPartitionReassignmentsRequest ---- */
 typedef struct kafka_AlterPartitionReassignmentsRequest_ReassignablePartition {
@@ -1332,17 +1603,29 @@ typedef struct kafka_AlterPartitionReassignmentsRequest {
     int32_t Topics_count;
     kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *Topics;
 } kafka_AlterPartitionReassignmentsRequest;
-void kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_init(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *o);
-bool kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_equal(const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *x, const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *y);
-void kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_init(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *o);
-bool kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_equal(const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *x, const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *y);
+void kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_init(
+    kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *o);
+bool kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_equal(
+    const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *x,
+    const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *y);
+void kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_init(
+    kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *o);
+bool kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_equal(
+    const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *x,
+    const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *y);
 extern const struct kafka_struct_desc kafka_AlterPartitionReassignmentsRequest_desc;
 void kafka_AlterPartitionReassignmentsRequest_init(kafka_AlterPartitionReassignmentsRequest *o);
-int kafka_AlterPartitionReassignmentsRequest_decode(al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsRequest *o, kafka_arena *a);
-int kafka_AlterPartitionReassignmentsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsRequest *o);
-size_t kafka_AlterPartitionReassignmentsRequest_size(int16_t v, const kafka_AlterPartitionReassignmentsRequest *o);
-bool kafka_AlterPartitionReassignmentsRequest_equal(const kafka_AlterPartitionReassignmentsRequest *x, const kafka_AlterPartitionReassignmentsRequest *y);
-void kafka_AlterPartitionReassignmentsRequest_fill_test(kafka_AlterPartitionReassignmentsRequest *o, int16_t v, kafka_filler *f);
+int kafka_AlterPartitionReassignmentsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsRequest *o, kafka_arena *a);
+int kafka_AlterPartitionReassignmentsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsRequest *o);
+size_t kafka_AlterPartitionReassignmentsRequest_size(
+    int16_t v, const kafka_AlterPartitionReassignmentsRequest *o);
+bool kafka_AlterPartitionReassignmentsRequest_equal(
+    const kafka_AlterPartitionReassignmentsRequest *x,
+    const kafka_AlterPartitionReassignmentsRequest *y);
+void kafka_AlterPartitionReassignmentsRequest_fill_test(
+    kafka_AlterPartitionReassignmentsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ListPartitionReassignmentsRequest ---- */
 typedef struct kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics {
@@ -1355,15 +1638,24 @@ typedef struct kafka_ListPartitionReassignmentsRequest {
     int32_t Topics_count;
     kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *Topics;
 } kafka_ListPartitionReassignmentsRequest;
-void kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_init(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *o);
-bool kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_equal(const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *x, const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *y);
+void kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_init(
+    kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *o);
+bool kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_equal(
+    const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *x,
+    const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *y);
 extern const struct kafka_struct_desc kafka_ListPartitionReassignmentsRequest_desc;
 void kafka_ListPartitionReassignmentsRequest_init(kafka_ListPartitionReassignmentsRequest *o);
-int kafka_ListPartitionReassignmentsRequest_decode(al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsRequest *o, kafka_arena *a);
-int kafka_ListPartitionReassignmentsRequest_encode(al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsRequest *o);
-size_t kafka_ListPartitionReassignmentsRequest_size(int16_t v, const kafka_ListPartitionReassignmentsRequest *o);
-bool kafka_ListPartitionReassignmentsRequest_equal(const kafka_ListPartitionReassignmentsRequest *x, const kafka_ListPartitionReassignmentsRequest *y);
-void kafka_ListPartitionReassignmentsRequest_fill_test(kafka_ListPartitionReassignmentsRequest *o, int16_t v, kafka_filler *f);
+int kafka_ListPartitionReassignmentsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsRequest *o, kafka_arena *a);
+int kafka_ListPartitionReassignmentsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsRequest *o);
+size_t kafka_ListPartitionReassignmentsRequest_size(
+    int16_t v, const kafka_ListPartitionReassignmentsRequest *o);
+bool kafka_ListPartitionReassignmentsRequest_equal(
+    const kafka_ListPartitionReassignmentsRequest *x,
+    const kafka_ListPartitionReassignmentsRequest *y);
+void kafka_ListPartitionReassignmentsRequest_fill_test(
+    kafka_ListPartitionReassignmentsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- OffsetDeleteRequest ---- */
 typedef struct kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition {
@@ -1379,16 +1671,24 @@ typedef struct kafka_OffsetDeleteRequest {
     int32_t Topics_count;
     kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *Topics;
 } kafka_OffsetDeleteRequest;
-void kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_init(kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *o);
-bool kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_equal(const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *x, const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *y);
-void kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_init(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *o);
-bool kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_equal(const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *x, const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *y);
+void kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_init(
+    kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *o);
+bool kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_equal(
+    const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *x,
+    const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *y);
+void kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_init(
+    kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *o);
+bool kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_equal(
+    const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *x,
+    const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *y);
 extern const struct kafka_struct_desc kafka_OffsetDeleteRequest_desc;
 void kafka_OffsetDeleteRequest_init(kafka_OffsetDeleteRequest *o);
-int kafka_OffsetDeleteRequest_decode(al_rd *rd, int16_t v, kafka_OffsetDeleteRequest *o, kafka_arena *a);
+int kafka_OffsetDeleteRequest_decode(
+    al_rd *rd, int16_t v, kafka_OffsetDeleteRequest *o, kafka_arena *a);
 int kafka_OffsetDeleteRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetDeleteRequest *o);
 size_t kafka_OffsetDeleteRequest_size(int16_t v, const kafka_OffsetDeleteRequest *o);
-bool kafka_OffsetDeleteRequest_equal(const kafka_OffsetDeleteRequest *x, const kafka_OffsetDeleteRequest *y);
+bool kafka_OffsetDeleteRequest_equal(
+    const kafka_OffsetDeleteRequest *x, const kafka_OffsetDeleteRequest *y);
 void kafka_OffsetDeleteRequest_fill_test(kafka_OffsetDeleteRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeClientQuotasRequest ---- */
@@ -1402,15 +1702,23 @@ typedef struct kafka_DescribeClientQuotasRequest {
     kafka_DescribeClientQuotasRequest_ComponentData *Components;
     bool Strict;
 } kafka_DescribeClientQuotasRequest;
-void kafka_DescribeClientQuotasRequest_ComponentData_init(kafka_DescribeClientQuotasRequest_ComponentData *o);
-bool kafka_DescribeClientQuotasRequest_ComponentData_equal(const kafka_DescribeClientQuotasRequest_ComponentData *x, const kafka_DescribeClientQuotasRequest_ComponentData *y);
+void kafka_DescribeClientQuotasRequest_ComponentData_init(
+    kafka_DescribeClientQuotasRequest_ComponentData *o);
+bool kafka_DescribeClientQuotasRequest_ComponentData_equal(
+    const kafka_DescribeClientQuotasRequest_ComponentData *x,
+    const kafka_DescribeClientQuotasRequest_ComponentData *y);
 extern const struct kafka_struct_desc kafka_DescribeClientQuotasRequest_desc;
 void kafka_DescribeClientQuotasRequest_init(kafka_DescribeClientQuotasRequest *o);
-int kafka_DescribeClientQuotasRequest_decode(al_rd *rd, int16_t v, kafka_DescribeClientQuotasRequest *o, kafka_arena *a);
-int kafka_DescribeClientQuotasRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeClientQuotasRequest *o);
-size_t kafka_DescribeClientQuotasRequest_size(int16_t v, const kafka_DescribeClientQuotasRequest *o);
-bool kafka_DescribeClientQuotasRequest_equal(const kafka_DescribeClientQuotasRequest *x, const kafka_DescribeClientQuotasRequest *y);
-void kafka_DescribeClientQuotasRequest_fill_test(kafka_DescribeClientQuotasRequest *o, int16_t v, kafka_filler *f);
+int kafka_DescribeClientQuotasRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeClientQuotasRequest *o, kafka_arena *a);
+int kafka_DescribeClientQuotasRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeClientQuotasRequest *o);
+size_t kafka_DescribeClientQuotasRequest_size(
+    int16_t v, const kafka_DescribeClientQuotasRequest *o);
+bool kafka_DescribeClientQuotasRequest_equal(
+    const kafka_DescribeClientQuotasRequest *x, const kafka_DescribeClientQuotasRequest *y);
+void kafka_DescribeClientQuotasRequest_fill_test(
+    kafka_DescribeClientQuotasRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterClientQuotasRequest ---- */
 typedef struct kafka_AlterClientQuotasRequest_EntityData {
@@ -1434,18 +1742,27 @@ typedef struct kafka_AlterClientQuotasRequest {
     bool ValidateOnly;
 } kafka_AlterClientQuotasRequest;
 void kafka_AlterClientQuotasRequest_EntityData_init(kafka_AlterClientQuotasRequest_EntityData *o);
-bool kafka_AlterClientQuotasRequest_EntityData_equal(const kafka_AlterClientQuotasRequest_EntityData *x, const kafka_AlterClientQuotasRequest_EntityData *y);
+bool kafka_AlterClientQuotasRequest_EntityData_equal(
+    const kafka_AlterClientQuotasRequest_EntityData *x,
+    const kafka_AlterClientQuotasRequest_EntityData *y);
 void kafka_AlterClientQuotasRequest_OpData_init(kafka_AlterClientQuotasRequest_OpData *o);
-bool kafka_AlterClientQuotasRequest_OpData_equal(const kafka_AlterClientQuotasRequest_OpData *x, const kafka_AlterClientQuotasRequest_OpData *y);
+bool kafka_AlterClientQuotasRequest_OpData_equal(
+    const kafka_AlterClientQuotasRequest_OpData *x, const kafka_AlterClientQuotasRequest_OpData *y);
 void kafka_AlterClientQuotasRequest_EntryData_init(kafka_AlterClientQuotasRequest_EntryData *o);
-bool kafka_AlterClientQuotasRequest_EntryData_equal(const kafka_AlterClientQuotasRequest_EntryData *x, const kafka_AlterClientQuotasRequest_EntryData *y);
+bool kafka_AlterClientQuotasRequest_EntryData_equal(
+    const kafka_AlterClientQuotasRequest_EntryData *x,
+    const kafka_AlterClientQuotasRequest_EntryData *y);
 extern const struct kafka_struct_desc kafka_AlterClientQuotasRequest_desc;
 void kafka_AlterClientQuotasRequest_init(kafka_AlterClientQuotasRequest *o);
-int kafka_AlterClientQuotasRequest_decode(al_rd *rd, int16_t v, kafka_AlterClientQuotasRequest *o, kafka_arena *a);
-int kafka_AlterClientQuotasRequest_encode(al_wr *wr, int16_t v, const kafka_AlterClientQuotasRequest *o);
+int kafka_AlterClientQuotasRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterClientQuotasRequest *o, kafka_arena *a);
+int kafka_AlterClientQuotasRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AlterClientQuotasRequest *o);
 size_t kafka_AlterClientQuotasRequest_size(int16_t v, const kafka_AlterClientQuotasRequest *o);
-bool kafka_AlterClientQuotasRequest_equal(const kafka_AlterClientQuotasRequest *x, const kafka_AlterClientQuotasRequest *y);
-void kafka_AlterClientQuotasRequest_fill_test(kafka_AlterClientQuotasRequest *o, int16_t v, kafka_filler *f);
+bool kafka_AlterClientQuotasRequest_equal(
+    const kafka_AlterClientQuotasRequest *x, const kafka_AlterClientQuotasRequest *y);
+void kafka_AlterClientQuotasRequest_fill_test(
+    kafka_AlterClientQuotasRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeUserScramCredentialsRequest ---- */
 typedef struct kafka_DescribeUserScramCredentialsRequest_UserName {
@@ -1455,15 +1772,24 @@ typedef struct kafka_DescribeUserScramCredentialsRequest {
     int32_t Users_count;
     kafka_DescribeUserScramCredentialsRequest_UserName *Users;
 } kafka_DescribeUserScramCredentialsRequest;
-void kafka_DescribeUserScramCredentialsRequest_UserName_init(kafka_DescribeUserScramCredentialsRequest_UserName *o);
-bool kafka_DescribeUserScramCredentialsRequest_UserName_equal(const kafka_DescribeUserScramCredentialsRequest_UserName *x, const kafka_DescribeUserScramCredentialsRequest_UserName *y);
+void kafka_DescribeUserScramCredentialsRequest_UserName_init(
+    kafka_DescribeUserScramCredentialsRequest_UserName *o);
+bool kafka_DescribeUserScramCredentialsRequest_UserName_equal(
+    const kafka_DescribeUserScramCredentialsRequest_UserName *x,
+    const kafka_DescribeUserScramCredentialsRequest_UserName *y);
 extern const struct kafka_struct_desc kafka_DescribeUserScramCredentialsRequest_desc;
 void kafka_DescribeUserScramCredentialsRequest_init(kafka_DescribeUserScramCredentialsRequest *o);
-int kafka_DescribeUserScramCredentialsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsRequest *o, kafka_arena *a);
-int kafka_DescribeUserScramCredentialsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsRequest *o);
-size_t kafka_DescribeUserScramCredentialsRequest_size(int16_t v, const kafka_DescribeUserScramCredentialsRequest *o);
-bool kafka_DescribeUserScramCredentialsRequest_equal(const kafka_DescribeUserScramCredentialsRequest *x, const kafka_DescribeUserScramCredentialsRequest *y);
-void kafka_DescribeUserScramCredentialsRequest_fill_test(kafka_DescribeUserScramCredentialsRequest *o, int16_t v, kafka_filler *f);
+int kafka_DescribeUserScramCredentialsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsRequest *o, kafka_arena *a);
+int kafka_DescribeUserScramCredentialsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsRequest *o);
+size_t kafka_DescribeUserScramCredentialsRequest_size(
+    int16_t v, const kafka_DescribeUserScramCredentialsRequest *o);
+bool kafka_DescribeUserScramCredentialsRequest_equal(
+    const kafka_DescribeUserScramCredentialsRequest *x,
+    const kafka_DescribeUserScramCredentialsRequest *y);
+void kafka_DescribeUserScramCredentialsRequest_fill_test(
+    kafka_DescribeUserScramCredentialsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterUserScramCredentialsRequest ---- */
 typedef struct kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion {
@@ -1483,17 +1809,29 @@ typedef struct kafka_AlterUserScramCredentialsRequest {
     int32_t Upsertions_count;
     kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *Upsertions;
 } kafka_AlterUserScramCredentialsRequest;
-void kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_init(kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *o);
-bool kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_equal(const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *x, const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *y);
-void kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_init(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *o);
-bool kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_equal(const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *x, const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *y);
+void kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_init(
+    kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *o);
+bool kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_equal(
+    const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *x,
+    const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *y);
+void kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_init(
+    kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *o);
+bool kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_equal(
+    const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *x,
+    const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *y);
 extern const struct kafka_struct_desc kafka_AlterUserScramCredentialsRequest_desc;
 void kafka_AlterUserScramCredentialsRequest_init(kafka_AlterUserScramCredentialsRequest *o);
-int kafka_AlterUserScramCredentialsRequest_decode(al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsRequest *o, kafka_arena *a);
-int kafka_AlterUserScramCredentialsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsRequest *o);
-size_t kafka_AlterUserScramCredentialsRequest_size(int16_t v, const kafka_AlterUserScramCredentialsRequest *o);
-bool kafka_AlterUserScramCredentialsRequest_equal(const kafka_AlterUserScramCredentialsRequest *x, const kafka_AlterUserScramCredentialsRequest *y);
-void kafka_AlterUserScramCredentialsRequest_fill_test(kafka_AlterUserScramCredentialsRequest *o, int16_t v, kafka_filler *f);
+int kafka_AlterUserScramCredentialsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsRequest *o, kafka_arena *a);
+int kafka_AlterUserScramCredentialsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsRequest *o);
+size_t kafka_AlterUserScramCredentialsRequest_size(
+    int16_t v, const kafka_AlterUserScramCredentialsRequest *o);
+bool kafka_AlterUserScramCredentialsRequest_equal(
+    const kafka_AlterUserScramCredentialsRequest *x,
+    const kafka_AlterUserScramCredentialsRequest *y);
+void kafka_AlterUserScramCredentialsRequest_fill_test(
+    kafka_AlterUserScramCredentialsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- VoteRequest ---- */
 typedef struct kafka_VoteRequest_PartitionData {
@@ -1514,9 +1852,11 @@ typedef struct kafka_VoteRequest {
     kafka_VoteRequest_TopicData *Topics;
 } kafka_VoteRequest;
 void kafka_VoteRequest_PartitionData_init(kafka_VoteRequest_PartitionData *o);
-bool kafka_VoteRequest_PartitionData_equal(const kafka_VoteRequest_PartitionData *x, const kafka_VoteRequest_PartitionData *y);
+bool kafka_VoteRequest_PartitionData_equal(
+    const kafka_VoteRequest_PartitionData *x, const kafka_VoteRequest_PartitionData *y);
 void kafka_VoteRequest_TopicData_init(kafka_VoteRequest_TopicData *o);
-bool kafka_VoteRequest_TopicData_equal(const kafka_VoteRequest_TopicData *x, const kafka_VoteRequest_TopicData *y);
+bool kafka_VoteRequest_TopicData_equal(
+    const kafka_VoteRequest_TopicData *x, const kafka_VoteRequest_TopicData *y);
 extern const struct kafka_struct_desc kafka_VoteRequest_desc;
 void kafka_VoteRequest_init(kafka_VoteRequest *o);
 int kafka_VoteRequest_decode(al_rd *rd, int16_t v, kafka_VoteRequest *o, kafka_arena *a);
@@ -1541,17 +1881,26 @@ typedef struct kafka_BeginQuorumEpochRequest {
     int32_t Topics_count;
     kafka_BeginQuorumEpochRequest_TopicData *Topics;
 } kafka_BeginQuorumEpochRequest;
-void kafka_BeginQuorumEpochRequest_PartitionData_init(kafka_BeginQuorumEpochRequest_PartitionData *o);
-bool kafka_BeginQuorumEpochRequest_PartitionData_equal(const kafka_BeginQuorumEpochRequest_PartitionData *x, const kafka_BeginQuorumEpochRequest_PartitionData *y);
+void kafka_BeginQuorumEpochRequest_PartitionData_init(
+    kafka_BeginQuorumEpochRequest_PartitionData *o);
+bool kafka_BeginQuorumEpochRequest_PartitionData_equal(
+    const kafka_BeginQuorumEpochRequest_PartitionData *x,
+    const kafka_BeginQuorumEpochRequest_PartitionData *y);
 void kafka_BeginQuorumEpochRequest_TopicData_init(kafka_BeginQuorumEpochRequest_TopicData *o);
-bool kafka_BeginQuorumEpochRequest_TopicData_equal(const kafka_BeginQuorumEpochRequest_TopicData *x, const kafka_BeginQuorumEpochRequest_TopicData *y);
+bool kafka_BeginQuorumEpochRequest_TopicData_equal(
+    const kafka_BeginQuorumEpochRequest_TopicData *x,
+    const kafka_BeginQuorumEpochRequest_TopicData *y);
 extern const struct kafka_struct_desc kafka_BeginQuorumEpochRequest_desc;
 void kafka_BeginQuorumEpochRequest_init(kafka_BeginQuorumEpochRequest *o);
-int kafka_BeginQuorumEpochRequest_decode(al_rd *rd, int16_t v, kafka_BeginQuorumEpochRequest *o, kafka_arena *a);
-int kafka_BeginQuorumEpochRequest_encode(al_wr *wr, int16_t v, const kafka_BeginQuorumEpochRequest *o);
+int kafka_BeginQuorumEpochRequest_decode(
+    al_rd *rd, int16_t v, kafka_BeginQuorumEpochRequest *o, kafka_arena *a);
+int kafka_BeginQuorumEpochRequest_encode(
+    al_wr *wr, int16_t v, const kafka_BeginQuorumEpochRequest *o);
 size_t kafka_BeginQuorumEpochRequest_size(int16_t v, const kafka_BeginQuorumEpochRequest *o);
-bool kafka_BeginQuorumEpochRequest_equal(const kafka_BeginQuorumEpochRequest *x, const kafka_BeginQuorumEpochRequest *y);
-void kafka_BeginQuorumEpochRequest_fill_test(kafka_BeginQuorumEpochRequest *o, int16_t v, kafka_filler *f);
+bool kafka_BeginQuorumEpochRequest_equal(
+    const kafka_BeginQuorumEpochRequest *x, const kafka_BeginQuorumEpochRequest *y);
+void kafka_BeginQuorumEpochRequest_fill_test(
+    kafka_BeginQuorumEpochRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- EndQuorumEpochRequest ---- */
 typedef struct kafka_EndQuorumEpochRequest_PartitionData {
@@ -1572,16 +1921,22 @@ typedef struct kafka_EndQuorumEpochRequest {
     kafka_EndQuorumEpochRequest_TopicData *Topics;
 } kafka_EndQuorumEpochRequest;
 void kafka_EndQuorumEpochRequest_PartitionData_init(kafka_EndQuorumEpochRequest_PartitionData *o);
-bool kafka_EndQuorumEpochRequest_PartitionData_equal(const kafka_EndQuorumEpochRequest_PartitionData *x, const kafka_EndQuorumEpochRequest_PartitionData *y);
+bool kafka_EndQuorumEpochRequest_PartitionData_equal(
+    const kafka_EndQuorumEpochRequest_PartitionData *x,
+    const kafka_EndQuorumEpochRequest_PartitionData *y);
 void kafka_EndQuorumEpochRequest_TopicData_init(kafka_EndQuorumEpochRequest_TopicData *o);
-bool kafka_EndQuorumEpochRequest_TopicData_equal(const kafka_EndQuorumEpochRequest_TopicData *x, const kafka_EndQuorumEpochRequest_TopicData *y);
+bool kafka_EndQuorumEpochRequest_TopicData_equal(
+    const kafka_EndQuorumEpochRequest_TopicData *x, const kafka_EndQuorumEpochRequest_TopicData *y);
 extern const struct kafka_struct_desc kafka_EndQuorumEpochRequest_desc;
 void kafka_EndQuorumEpochRequest_init(kafka_EndQuorumEpochRequest *o);
-int kafka_EndQuorumEpochRequest_decode(al_rd *rd, int16_t v, kafka_EndQuorumEpochRequest *o, kafka_arena *a);
+int kafka_EndQuorumEpochRequest_decode(
+    al_rd *rd, int16_t v, kafka_EndQuorumEpochRequest *o, kafka_arena *a);
 int kafka_EndQuorumEpochRequest_encode(al_wr *wr, int16_t v, const kafka_EndQuorumEpochRequest *o);
 size_t kafka_EndQuorumEpochRequest_size(int16_t v, const kafka_EndQuorumEpochRequest *o);
-bool kafka_EndQuorumEpochRequest_equal(const kafka_EndQuorumEpochRequest *x, const kafka_EndQuorumEpochRequest *y);
-void kafka_EndQuorumEpochRequest_fill_test(kafka_EndQuorumEpochRequest *o, int16_t v, kafka_filler *f);
+bool kafka_EndQuorumEpochRequest_equal(
+    const kafka_EndQuorumEpochRequest *x, const kafka_EndQuorumEpochRequest *y);
+void kafka_EndQuorumEpochRequest_fill_test(
+    kafka_EndQuorumEpochRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeQuorumRequest ---- */
 typedef struct kafka_DescribeQuorumRequest_PartitionData {
@@ -1597,16 +1952,22 @@ typedef struct kafka_DescribeQuorumRequest {
     kafka_DescribeQuorumRequest_TopicData *Topics;
 } kafka_DescribeQuorumRequest;
 void kafka_DescribeQuorumRequest_PartitionData_init(kafka_DescribeQuorumRequest_PartitionData *o);
-bool kafka_DescribeQuorumRequest_PartitionData_equal(const kafka_DescribeQuorumRequest_PartitionData *x, const kafka_DescribeQuorumRequest_PartitionData *y);
+bool kafka_DescribeQuorumRequest_PartitionData_equal(
+    const kafka_DescribeQuorumRequest_PartitionData *x,
+    const kafka_DescribeQuorumRequest_PartitionData *y);
 void kafka_DescribeQuorumRequest_TopicData_init(kafka_DescribeQuorumRequest_TopicData *o);
-bool kafka_DescribeQuorumRequest_TopicData_equal(const kafka_DescribeQuorumRequest_TopicData *x, const kafka_DescribeQuorumRequest_TopicData *y);
+bool kafka_DescribeQuorumRequest_TopicData_equal(
+    const kafka_DescribeQuorumRequest_TopicData *x, const kafka_DescribeQuorumRequest_TopicData *y);
 extern const struct kafka_struct_desc kafka_DescribeQuorumRequest_desc;
 void kafka_DescribeQuorumRequest_init(kafka_DescribeQuorumRequest *o);
-int kafka_DescribeQuorumRequest_decode(al_rd *rd, int16_t v, kafka_DescribeQuorumRequest *o, kafka_arena *a);
+int kafka_DescribeQuorumRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeQuorumRequest *o, kafka_arena *a);
 int kafka_DescribeQuorumRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeQuorumRequest *o);
 size_t kafka_DescribeQuorumRequest_size(int16_t v, const kafka_DescribeQuorumRequest *o);
-bool kafka_DescribeQuorumRequest_equal(const kafka_DescribeQuorumRequest *x, const kafka_DescribeQuorumRequest *y);
-void kafka_DescribeQuorumRequest_fill_test(kafka_DescribeQuorumRequest *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeQuorumRequest_equal(
+    const kafka_DescribeQuorumRequest *x, const kafka_DescribeQuorumRequest *y);
+void kafka_DescribeQuorumRequest_fill_test(
+    kafka_DescribeQuorumRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterPartitionRequest ---- */
 typedef struct kafka_AlterPartitionRequest_BrokerState {
@@ -1636,18 +1997,26 @@ typedef struct kafka_AlterPartitionRequest {
     kafka_AlterPartitionRequest_TopicData *Topics;
 } kafka_AlterPartitionRequest;
 void kafka_AlterPartitionRequest_BrokerState_init(kafka_AlterPartitionRequest_BrokerState *o);
-bool kafka_AlterPartitionRequest_BrokerState_equal(const kafka_AlterPartitionRequest_BrokerState *x, const kafka_AlterPartitionRequest_BrokerState *y);
+bool kafka_AlterPartitionRequest_BrokerState_equal(
+    const kafka_AlterPartitionRequest_BrokerState *x,
+    const kafka_AlterPartitionRequest_BrokerState *y);
 void kafka_AlterPartitionRequest_PartitionData_init(kafka_AlterPartitionRequest_PartitionData *o);
-bool kafka_AlterPartitionRequest_PartitionData_equal(const kafka_AlterPartitionRequest_PartitionData *x, const kafka_AlterPartitionRequest_PartitionData *y);
+bool kafka_AlterPartitionRequest_PartitionData_equal(
+    const kafka_AlterPartitionRequest_PartitionData *x,
+    const kafka_AlterPartitionRequest_PartitionData *y);
 void kafka_AlterPartitionRequest_TopicData_init(kafka_AlterPartitionRequest_TopicData *o);
-bool kafka_AlterPartitionRequest_TopicData_equal(const kafka_AlterPartitionRequest_TopicData *x, const kafka_AlterPartitionRequest_TopicData *y);
+bool kafka_AlterPartitionRequest_TopicData_equal(
+    const kafka_AlterPartitionRequest_TopicData *x, const kafka_AlterPartitionRequest_TopicData *y);
 extern const struct kafka_struct_desc kafka_AlterPartitionRequest_desc;
 void kafka_AlterPartitionRequest_init(kafka_AlterPartitionRequest *o);
-int kafka_AlterPartitionRequest_decode(al_rd *rd, int16_t v, kafka_AlterPartitionRequest *o, kafka_arena *a);
+int kafka_AlterPartitionRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterPartitionRequest *o, kafka_arena *a);
 int kafka_AlterPartitionRequest_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionRequest *o);
 size_t kafka_AlterPartitionRequest_size(int16_t v, const kafka_AlterPartitionRequest *o);
-bool kafka_AlterPartitionRequest_equal(const kafka_AlterPartitionRequest *x, const kafka_AlterPartitionRequest *y);
-void kafka_AlterPartitionRequest_fill_test(kafka_AlterPartitionRequest *o, int16_t v, kafka_filler *f);
+bool kafka_AlterPartitionRequest_equal(
+    const kafka_AlterPartitionRequest *x, const kafka_AlterPartitionRequest *y);
+void kafka_AlterPartitionRequest_fill_test(
+    kafka_AlterPartitionRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- UpdateFeaturesRequest ---- */
 typedef struct kafka_UpdateFeaturesRequest_FeatureUpdateKey {
@@ -1662,15 +2031,21 @@ typedef struct kafka_UpdateFeaturesRequest {
     kafka_UpdateFeaturesRequest_FeatureUpdateKey *FeatureUpdates;
     bool ValidateOnly;
 } kafka_UpdateFeaturesRequest;
-void kafka_UpdateFeaturesRequest_FeatureUpdateKey_init(kafka_UpdateFeaturesRequest_FeatureUpdateKey *o);
-bool kafka_UpdateFeaturesRequest_FeatureUpdateKey_equal(const kafka_UpdateFeaturesRequest_FeatureUpdateKey *x, const kafka_UpdateFeaturesRequest_FeatureUpdateKey *y);
+void kafka_UpdateFeaturesRequest_FeatureUpdateKey_init(
+    kafka_UpdateFeaturesRequest_FeatureUpdateKey *o);
+bool kafka_UpdateFeaturesRequest_FeatureUpdateKey_equal(
+    const kafka_UpdateFeaturesRequest_FeatureUpdateKey *x,
+    const kafka_UpdateFeaturesRequest_FeatureUpdateKey *y);
 extern const struct kafka_struct_desc kafka_UpdateFeaturesRequest_desc;
 void kafka_UpdateFeaturesRequest_init(kafka_UpdateFeaturesRequest *o);
-int kafka_UpdateFeaturesRequest_decode(al_rd *rd, int16_t v, kafka_UpdateFeaturesRequest *o, kafka_arena *a);
+int kafka_UpdateFeaturesRequest_decode(
+    al_rd *rd, int16_t v, kafka_UpdateFeaturesRequest *o, kafka_arena *a);
 int kafka_UpdateFeaturesRequest_encode(al_wr *wr, int16_t v, const kafka_UpdateFeaturesRequest *o);
 size_t kafka_UpdateFeaturesRequest_size(int16_t v, const kafka_UpdateFeaturesRequest *o);
-bool kafka_UpdateFeaturesRequest_equal(const kafka_UpdateFeaturesRequest *x, const kafka_UpdateFeaturesRequest *y);
-void kafka_UpdateFeaturesRequest_fill_test(kafka_UpdateFeaturesRequest *o, int16_t v, kafka_filler *f);
+bool kafka_UpdateFeaturesRequest_equal(
+    const kafka_UpdateFeaturesRequest *x, const kafka_UpdateFeaturesRequest *y);
+void kafka_UpdateFeaturesRequest_fill_test(
+    kafka_UpdateFeaturesRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- EnvelopeRequest ---- */
 typedef struct kafka_EnvelopeRequest {
@@ -1710,18 +2085,27 @@ typedef struct kafka_FetchSnapshotRequest {
     kafka_FetchSnapshotRequest_TopicSnapshot *Topics;
 } kafka_FetchSnapshotRequest;
 void kafka_FetchSnapshotRequest_SnapshotId_init(kafka_FetchSnapshotRequest_SnapshotId *o);
-bool kafka_FetchSnapshotRequest_SnapshotId_equal(const kafka_FetchSnapshotRequest_SnapshotId *x, const kafka_FetchSnapshotRequest_SnapshotId *y);
-void kafka_FetchSnapshotRequest_PartitionSnapshot_init(kafka_FetchSnapshotRequest_PartitionSnapshot *o);
-bool kafka_FetchSnapshotRequest_PartitionSnapshot_equal(const kafka_FetchSnapshotRequest_PartitionSnapshot *x, const kafka_FetchSnapshotRequest_PartitionSnapshot *y);
+bool kafka_FetchSnapshotRequest_SnapshotId_equal(
+    const kafka_FetchSnapshotRequest_SnapshotId *x, const kafka_FetchSnapshotRequest_SnapshotId *y);
+void kafka_FetchSnapshotRequest_PartitionSnapshot_init(
+    kafka_FetchSnapshotRequest_PartitionSnapshot *o);
+bool kafka_FetchSnapshotRequest_PartitionSnapshot_equal(
+    const kafka_FetchSnapshotRequest_PartitionSnapshot *x,
+    const kafka_FetchSnapshotRequest_PartitionSnapshot *y);
 void kafka_FetchSnapshotRequest_TopicSnapshot_init(kafka_FetchSnapshotRequest_TopicSnapshot *o);
-bool kafka_FetchSnapshotRequest_TopicSnapshot_equal(const kafka_FetchSnapshotRequest_TopicSnapshot *x, const kafka_FetchSnapshotRequest_TopicSnapshot *y);
+bool kafka_FetchSnapshotRequest_TopicSnapshot_equal(
+    const kafka_FetchSnapshotRequest_TopicSnapshot *x,
+    const kafka_FetchSnapshotRequest_TopicSnapshot *y);
 extern const struct kafka_struct_desc kafka_FetchSnapshotRequest_desc;
 void kafka_FetchSnapshotRequest_init(kafka_FetchSnapshotRequest *o);
-int kafka_FetchSnapshotRequest_decode(al_rd *rd, int16_t v, kafka_FetchSnapshotRequest *o, kafka_arena *a);
+int kafka_FetchSnapshotRequest_decode(
+    al_rd *rd, int16_t v, kafka_FetchSnapshotRequest *o, kafka_arena *a);
 int kafka_FetchSnapshotRequest_encode(al_wr *wr, int16_t v, const kafka_FetchSnapshotRequest *o);
 size_t kafka_FetchSnapshotRequest_size(int16_t v, const kafka_FetchSnapshotRequest *o);
-bool kafka_FetchSnapshotRequest_equal(const kafka_FetchSnapshotRequest *x, const kafka_FetchSnapshotRequest *y);
-void kafka_FetchSnapshotRequest_fill_test(kafka_FetchSnapshotRequest *o, int16_t v, kafka_filler *f);
+bool kafka_FetchSnapshotRequest_equal(
+    const kafka_FetchSnapshotRequest *x, const kafka_FetchSnapshotRequest *y);
+void kafka_FetchSnapshotRequest_fill_test(
+    kafka_FetchSnapshotRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeClusterRequest ---- */
 typedef struct kafka_DescribeClusterRequest {
@@ -1730,11 +2114,15 @@ typedef struct kafka_DescribeClusterRequest {
 } kafka_DescribeClusterRequest;
 extern const struct kafka_struct_desc kafka_DescribeClusterRequest_desc;
 void kafka_DescribeClusterRequest_init(kafka_DescribeClusterRequest *o);
-int kafka_DescribeClusterRequest_decode(al_rd *rd, int16_t v, kafka_DescribeClusterRequest *o, kafka_arena *a);
-int kafka_DescribeClusterRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeClusterRequest *o);
+int kafka_DescribeClusterRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeClusterRequest *o, kafka_arena *a);
+int kafka_DescribeClusterRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeClusterRequest *o);
 size_t kafka_DescribeClusterRequest_size(int16_t v, const kafka_DescribeClusterRequest *o);
-bool kafka_DescribeClusterRequest_equal(const kafka_DescribeClusterRequest *x, const kafka_DescribeClusterRequest *y);
-void kafka_DescribeClusterRequest_fill_test(kafka_DescribeClusterRequest *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeClusterRequest_equal(
+    const kafka_DescribeClusterRequest *x, const kafka_DescribeClusterRequest *y);
+void kafka_DescribeClusterRequest_fill_test(
+    kafka_DescribeClusterRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeProducersRequest ---- */
 typedef struct kafka_DescribeProducersRequest_TopicRequest {
@@ -1746,15 +2134,22 @@ typedef struct kafka_DescribeProducersRequest {
     int32_t Topics_count;
     kafka_DescribeProducersRequest_TopicRequest *Topics;
 } kafka_DescribeProducersRequest;
-void kafka_DescribeProducersRequest_TopicRequest_init(kafka_DescribeProducersRequest_TopicRequest *o);
-bool kafka_DescribeProducersRequest_TopicRequest_equal(const kafka_DescribeProducersRequest_TopicRequest *x, const kafka_DescribeProducersRequest_TopicRequest *y);
+void kafka_DescribeProducersRequest_TopicRequest_init(
+    kafka_DescribeProducersRequest_TopicRequest *o);
+bool kafka_DescribeProducersRequest_TopicRequest_equal(
+    const kafka_DescribeProducersRequest_TopicRequest *x,
+    const kafka_DescribeProducersRequest_TopicRequest *y);
 extern const struct kafka_struct_desc kafka_DescribeProducersRequest_desc;
 void kafka_DescribeProducersRequest_init(kafka_DescribeProducersRequest *o);
-int kafka_DescribeProducersRequest_decode(al_rd *rd, int16_t v, kafka_DescribeProducersRequest *o, kafka_arena *a);
-int kafka_DescribeProducersRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeProducersRequest *o);
+int kafka_DescribeProducersRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeProducersRequest *o, kafka_arena *a);
+int kafka_DescribeProducersRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeProducersRequest *o);
 size_t kafka_DescribeProducersRequest_size(int16_t v, const kafka_DescribeProducersRequest *o);
-bool kafka_DescribeProducersRequest_equal(const kafka_DescribeProducersRequest *x, const kafka_DescribeProducersRequest *y);
-void kafka_DescribeProducersRequest_fill_test(kafka_DescribeProducersRequest *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeProducersRequest_equal(
+    const kafka_DescribeProducersRequest *x, const kafka_DescribeProducersRequest *y);
+void kafka_DescribeProducersRequest_fill_test(
+    kafka_DescribeProducersRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- BrokerRegistrationRequest ---- */
 typedef struct kafka_BrokerRegistrationRequest_Listener {
@@ -1783,16 +2178,24 @@ typedef struct kafka_BrokerRegistrationRequest {
     int64_t PreviousBrokerEpoch;
 } kafka_BrokerRegistrationRequest;
 void kafka_BrokerRegistrationRequest_Listener_init(kafka_BrokerRegistrationRequest_Listener *o);
-bool kafka_BrokerRegistrationRequest_Listener_equal(const kafka_BrokerRegistrationRequest_Listener *x, const kafka_BrokerRegistrationRequest_Listener *y);
+bool kafka_BrokerRegistrationRequest_Listener_equal(
+    const kafka_BrokerRegistrationRequest_Listener *x,
+    const kafka_BrokerRegistrationRequest_Listener *y);
 void kafka_BrokerRegistrationRequest_Feature_init(kafka_BrokerRegistrationRequest_Feature *o);
-bool kafka_BrokerRegistrationRequest_Feature_equal(const kafka_BrokerRegistrationRequest_Feature *x, const kafka_BrokerRegistrationRequest_Feature *y);
+bool kafka_BrokerRegistrationRequest_Feature_equal(
+    const kafka_BrokerRegistrationRequest_Feature *x,
+    const kafka_BrokerRegistrationRequest_Feature *y);
 extern const struct kafka_struct_desc kafka_BrokerRegistrationRequest_desc;
 void kafka_BrokerRegistrationRequest_init(kafka_BrokerRegistrationRequest *o);
-int kafka_BrokerRegistrationRequest_decode(al_rd *rd, int16_t v, kafka_BrokerRegistrationRequest *o, kafka_arena *a);
-int kafka_BrokerRegistrationRequest_encode(al_wr *wr, int16_t v, const kafka_BrokerRegistrationRequest *o);
+int kafka_BrokerRegistrationRequest_decode(
+    al_rd *rd, int16_t v, kafka_BrokerRegistrationRequest *o, kafka_arena *a);
+int kafka_BrokerRegistrationRequest_encode(
+    al_wr *wr, int16_t v, const kafka_BrokerRegistrationRequest *o);
 size_t kafka_BrokerRegistrationRequest_size(int16_t v, const kafka_BrokerRegistrationRequest *o);
-bool kafka_BrokerRegistrationRequest_equal(const kafka_BrokerRegistrationRequest *x, const kafka_BrokerRegistrationRequest *y);
-void kafka_BrokerRegistrationRequest_fill_test(kafka_BrokerRegistrationRequest *o, int16_t v, kafka_filler *f);
+bool kafka_BrokerRegistrationRequest_equal(
+    const kafka_BrokerRegistrationRequest *x, const kafka_BrokerRegistrationRequest *y);
+void kafka_BrokerRegistrationRequest_fill_test(
+    kafka_BrokerRegistrationRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- BrokerHeartbeatRequest ---- */
 typedef struct kafka_BrokerHeartbeatRequest {
@@ -1806,11 +2209,15 @@ typedef struct kafka_BrokerHeartbeatRequest {
 } kafka_BrokerHeartbeatRequest;
 extern const struct kafka_struct_desc kafka_BrokerHeartbeatRequest_desc;
 void kafka_BrokerHeartbeatRequest_init(kafka_BrokerHeartbeatRequest *o);
-int kafka_BrokerHeartbeatRequest_decode(al_rd *rd, int16_t v, kafka_BrokerHeartbeatRequest *o, kafka_arena *a);
-int kafka_BrokerHeartbeatRequest_encode(al_wr *wr, int16_t v, const kafka_BrokerHeartbeatRequest *o);
+int kafka_BrokerHeartbeatRequest_decode(
+    al_rd *rd, int16_t v, kafka_BrokerHeartbeatRequest *o, kafka_arena *a);
+int kafka_BrokerHeartbeatRequest_encode(
+    al_wr *wr, int16_t v, const kafka_BrokerHeartbeatRequest *o);
 size_t kafka_BrokerHeartbeatRequest_size(int16_t v, const kafka_BrokerHeartbeatRequest *o);
-bool kafka_BrokerHeartbeatRequest_equal(const kafka_BrokerHeartbeatRequest *x, const kafka_BrokerHeartbeatRequest *y);
-void kafka_BrokerHeartbeatRequest_fill_test(kafka_BrokerHeartbeatRequest *o, int16_t v, kafka_filler *f);
+bool kafka_BrokerHeartbeatRequest_equal(
+    const kafka_BrokerHeartbeatRequest *x, const kafka_BrokerHeartbeatRequest *y);
+void kafka_BrokerHeartbeatRequest_fill_test(
+    kafka_BrokerHeartbeatRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- UnregisterBrokerRequest ---- */
 typedef struct kafka_UnregisterBrokerRequest {
@@ -1818,11 +2225,15 @@ typedef struct kafka_UnregisterBrokerRequest {
 } kafka_UnregisterBrokerRequest;
 extern const struct kafka_struct_desc kafka_UnregisterBrokerRequest_desc;
 void kafka_UnregisterBrokerRequest_init(kafka_UnregisterBrokerRequest *o);
-int kafka_UnregisterBrokerRequest_decode(al_rd *rd, int16_t v, kafka_UnregisterBrokerRequest *o, kafka_arena *a);
-int kafka_UnregisterBrokerRequest_encode(al_wr *wr, int16_t v, const kafka_UnregisterBrokerRequest *o);
+int kafka_UnregisterBrokerRequest_decode(
+    al_rd *rd, int16_t v, kafka_UnregisterBrokerRequest *o, kafka_arena *a);
+int kafka_UnregisterBrokerRequest_encode(
+    al_wr *wr, int16_t v, const kafka_UnregisterBrokerRequest *o);
 size_t kafka_UnregisterBrokerRequest_size(int16_t v, const kafka_UnregisterBrokerRequest *o);
-bool kafka_UnregisterBrokerRequest_equal(const kafka_UnregisterBrokerRequest *x, const kafka_UnregisterBrokerRequest *y);
-void kafka_UnregisterBrokerRequest_fill_test(kafka_UnregisterBrokerRequest *o, int16_t v, kafka_filler *f);
+bool kafka_UnregisterBrokerRequest_equal(
+    const kafka_UnregisterBrokerRequest *x, const kafka_UnregisterBrokerRequest *y);
+void kafka_UnregisterBrokerRequest_fill_test(
+    kafka_UnregisterBrokerRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeTransactionsRequest ---- */
 typedef struct kafka_DescribeTransactionsRequest {
@@ -1831,11 +2242,16 @@ typedef struct kafka_DescribeTransactionsRequest {
 } kafka_DescribeTransactionsRequest;
 extern const struct kafka_struct_desc kafka_DescribeTransactionsRequest_desc;
 void kafka_DescribeTransactionsRequest_init(kafka_DescribeTransactionsRequest *o);
-int kafka_DescribeTransactionsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeTransactionsRequest *o, kafka_arena *a);
-int kafka_DescribeTransactionsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeTransactionsRequest *o);
-size_t kafka_DescribeTransactionsRequest_size(int16_t v, const kafka_DescribeTransactionsRequest *o);
-bool kafka_DescribeTransactionsRequest_equal(const kafka_DescribeTransactionsRequest *x, const kafka_DescribeTransactionsRequest *y);
-void kafka_DescribeTransactionsRequest_fill_test(kafka_DescribeTransactionsRequest *o, int16_t v, kafka_filler *f);
+int kafka_DescribeTransactionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeTransactionsRequest *o, kafka_arena *a);
+int kafka_DescribeTransactionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeTransactionsRequest *o);
+size_t kafka_DescribeTransactionsRequest_size(
+    int16_t v, const kafka_DescribeTransactionsRequest *o);
+bool kafka_DescribeTransactionsRequest_equal(
+    const kafka_DescribeTransactionsRequest *x, const kafka_DescribeTransactionsRequest *y);
+void kafka_DescribeTransactionsRequest_fill_test(
+    kafka_DescribeTransactionsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ListTransactionsRequest ---- */
 typedef struct kafka_ListTransactionsRequest {
@@ -1847,11 +2263,15 @@ typedef struct kafka_ListTransactionsRequest {
 } kafka_ListTransactionsRequest;
 extern const struct kafka_struct_desc kafka_ListTransactionsRequest_desc;
 void kafka_ListTransactionsRequest_init(kafka_ListTransactionsRequest *o);
-int kafka_ListTransactionsRequest_decode(al_rd *rd, int16_t v, kafka_ListTransactionsRequest *o, kafka_arena *a);
-int kafka_ListTransactionsRequest_encode(al_wr *wr, int16_t v, const kafka_ListTransactionsRequest *o);
+int kafka_ListTransactionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListTransactionsRequest *o, kafka_arena *a);
+int kafka_ListTransactionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ListTransactionsRequest *o);
 size_t kafka_ListTransactionsRequest_size(int16_t v, const kafka_ListTransactionsRequest *o);
-bool kafka_ListTransactionsRequest_equal(const kafka_ListTransactionsRequest *x, const kafka_ListTransactionsRequest *y);
-void kafka_ListTransactionsRequest_fill_test(kafka_ListTransactionsRequest *o, int16_t v, kafka_filler *f);
+bool kafka_ListTransactionsRequest_equal(
+    const kafka_ListTransactionsRequest *x, const kafka_ListTransactionsRequest *y);
+void kafka_ListTransactionsRequest_fill_test(
+    kafka_ListTransactionsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AllocateProducerIdsRequest ---- */
 typedef struct kafka_AllocateProducerIdsRequest {
@@ -1860,11 +2280,15 @@ typedef struct kafka_AllocateProducerIdsRequest {
 } kafka_AllocateProducerIdsRequest;
 extern const struct kafka_struct_desc kafka_AllocateProducerIdsRequest_desc;
 void kafka_AllocateProducerIdsRequest_init(kafka_AllocateProducerIdsRequest *o);
-int kafka_AllocateProducerIdsRequest_decode(al_rd *rd, int16_t v, kafka_AllocateProducerIdsRequest *o, kafka_arena *a);
-int kafka_AllocateProducerIdsRequest_encode(al_wr *wr, int16_t v, const kafka_AllocateProducerIdsRequest *o);
+int kafka_AllocateProducerIdsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AllocateProducerIdsRequest *o, kafka_arena *a);
+int kafka_AllocateProducerIdsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AllocateProducerIdsRequest *o);
 size_t kafka_AllocateProducerIdsRequest_size(int16_t v, const kafka_AllocateProducerIdsRequest *o);
-bool kafka_AllocateProducerIdsRequest_equal(const kafka_AllocateProducerIdsRequest *x, const kafka_AllocateProducerIdsRequest *y);
-void kafka_AllocateProducerIdsRequest_fill_test(kafka_AllocateProducerIdsRequest *o, int16_t v, kafka_filler *f);
+bool kafka_AllocateProducerIdsRequest_equal(
+    const kafka_AllocateProducerIdsRequest *x, const kafka_AllocateProducerIdsRequest *y);
+void kafka_AllocateProducerIdsRequest_fill_test(
+    kafka_AllocateProducerIdsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ConsumerGroupHeartbeatRequest ---- */
 typedef struct kafka_ConsumerGroupHeartbeatRequest_TopicPartitions {
@@ -1885,15 +2309,23 @@ typedef struct kafka_ConsumerGroupHeartbeatRequest {
     int32_t TopicPartitions_count;
     kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *TopicPartitions;
 } kafka_ConsumerGroupHeartbeatRequest;
-void kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_init(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *o);
-bool kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_equal(const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *x, const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *y);
+void kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_init(
+    kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *o);
+bool kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_equal(
+    const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *x,
+    const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *y);
 extern const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatRequest_desc;
 void kafka_ConsumerGroupHeartbeatRequest_init(kafka_ConsumerGroupHeartbeatRequest *o);
-int kafka_ConsumerGroupHeartbeatRequest_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatRequest *o, kafka_arena *a);
-int kafka_ConsumerGroupHeartbeatRequest_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o);
-size_t kafka_ConsumerGroupHeartbeatRequest_size(int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o);
-bool kafka_ConsumerGroupHeartbeatRequest_equal(const kafka_ConsumerGroupHeartbeatRequest *x, const kafka_ConsumerGroupHeartbeatRequest *y);
-void kafka_ConsumerGroupHeartbeatRequest_fill_test(kafka_ConsumerGroupHeartbeatRequest *o, int16_t v, kafka_filler *f);
+int kafka_ConsumerGroupHeartbeatRequest_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatRequest *o, kafka_arena *a);
+int kafka_ConsumerGroupHeartbeatRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o);
+size_t kafka_ConsumerGroupHeartbeatRequest_size(
+    int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o);
+bool kafka_ConsumerGroupHeartbeatRequest_equal(
+    const kafka_ConsumerGroupHeartbeatRequest *x, const kafka_ConsumerGroupHeartbeatRequest *y);
+void kafka_ConsumerGroupHeartbeatRequest_fill_test(
+    kafka_ConsumerGroupHeartbeatRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ConsumerGroupDescribeRequest ---- */
 typedef struct kafka_ConsumerGroupDescribeRequest {
@@ -1903,11 +2335,16 @@ typedef struct kafka_ConsumerGroupDescribeRequest {
 } kafka_ConsumerGroupDescribeRequest;
 extern const struct kafka_struct_desc kafka_ConsumerGroupDescribeRequest_desc;
 void kafka_ConsumerGroupDescribeRequest_init(kafka_ConsumerGroupDescribeRequest *o);
-int kafka_ConsumerGroupDescribeRequest_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeRequest *o, kafka_arena *a);
-int kafka_ConsumerGroupDescribeRequest_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeRequest *o);
-size_t kafka_ConsumerGroupDescribeRequest_size(int16_t v, const kafka_ConsumerGroupDescribeRequest *o);
-bool kafka_ConsumerGroupDescribeRequest_equal(const kafka_ConsumerGroupDescribeRequest *x, const kafka_ConsumerGroupDescribeRequest *y);
-void kafka_ConsumerGroupDescribeRequest_fill_test(kafka_ConsumerGroupDescribeRequest *o, int16_t v, kafka_filler *f);
+int kafka_ConsumerGroupDescribeRequest_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeRequest *o, kafka_arena *a);
+int kafka_ConsumerGroupDescribeRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeRequest *o);
+size_t kafka_ConsumerGroupDescribeRequest_size(
+    int16_t v, const kafka_ConsumerGroupDescribeRequest *o);
+bool kafka_ConsumerGroupDescribeRequest_equal(
+    const kafka_ConsumerGroupDescribeRequest *x, const kafka_ConsumerGroupDescribeRequest *y);
+void kafka_ConsumerGroupDescribeRequest_fill_test(
+    kafka_ConsumerGroupDescribeRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ControllerRegistrationRequest ---- */
 typedef struct kafka_ControllerRegistrationRequest_Listener {
@@ -1930,17 +2367,28 @@ typedef struct kafka_ControllerRegistrationRequest {
     int32_t Features_count;
     kafka_ControllerRegistrationRequest_Feature *Features;
 } kafka_ControllerRegistrationRequest;
-void kafka_ControllerRegistrationRequest_Listener_init(kafka_ControllerRegistrationRequest_Listener *o);
-bool kafka_ControllerRegistrationRequest_Listener_equal(const kafka_ControllerRegistrationRequest_Listener *x, const kafka_ControllerRegistrationRequest_Listener *y);
-void kafka_ControllerRegistrationRequest_Feature_init(kafka_ControllerRegistrationRequest_Feature *o);
-bool kafka_ControllerRegistrationRequest_Feature_equal(const kafka_ControllerRegistrationRequest_Feature *x, const kafka_ControllerRegistrationRequest_Feature *y);
+void kafka_ControllerRegistrationRequest_Listener_init(
+    kafka_ControllerRegistrationRequest_Listener *o);
+bool kafka_ControllerRegistrationRequest_Listener_equal(
+    const kafka_ControllerRegistrationRequest_Listener *x,
+    const kafka_ControllerRegistrationRequest_Listener *y);
+void kafka_ControllerRegistrationRequest_Feature_init(
+    kafka_ControllerRegistrationRequest_Feature *o);
+bool kafka_ControllerRegistrationRequest_Feature_equal(
+    const kafka_ControllerRegistrationRequest_Feature *x,
+    const kafka_ControllerRegistrationRequest_Feature *y);
 extern const struct kafka_struct_desc kafka_ControllerRegistrationRequest_desc;
 void kafka_ControllerRegistrationRequest_init(kafka_ControllerRegistrationRequest *o);
-int kafka_ControllerRegistrationRequest_decode(al_rd *rd, int16_t v, kafka_ControllerRegistrationRequest *o, kafka_arena *a);
-int kafka_ControllerRegistrationRequest_encode(al_wr *wr, int16_t v, const kafka_ControllerRegistrationRequest *o);
-size_t kafka_ControllerRegistrationRequest_size(int16_t v, const kafka_ControllerRegistrationRequest *o);
-bool kafka_ControllerRegistrationRequest_equal(const kafka_ControllerRegistrationRequest *x, const kafka_ControllerRegistrationRequest *y);
-void kafka_ControllerRegistrationRequest_fill_test(kafka_ControllerRegistrationRequest *o, int16_t v, kafka_filler *f);
+int kafka_ControllerRegistrationRequest_decode(
+    al_rd *rd, int16_t v, kafka_ControllerRegistrationRequest *o, kafka_arena *a);
+int kafka_ControllerRegistrationRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ControllerRegistrationRequest *o);
+size_t kafka_ControllerRegistrationRequest_size(
+    int16_t v, const kafka_ControllerRegistrationRequest *o);
+bool kafka_ControllerRegistrationRequest_equal(
+    const kafka_ControllerRegistrationRequest *x, const kafka_ControllerRegistrationRequest *y);
+void kafka_ControllerRegistrationRequest_fill_test(
+    kafka_ControllerRegistrationRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- GetTelemetrySubscriptionsRequest ---- */
 typedef struct kafka_GetTelemetrySubscriptionsRequest {
@@ -1948,11 +2396,17 @@ typedef struct kafka_GetTelemetrySubscriptionsRequest {
 } kafka_GetTelemetrySubscriptionsRequest;
 extern const struct kafka_struct_desc kafka_GetTelemetrySubscriptionsRequest_desc;
 void kafka_GetTelemetrySubscriptionsRequest_init(kafka_GetTelemetrySubscriptionsRequest *o);
-int kafka_GetTelemetrySubscriptionsRequest_decode(al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsRequest *o, kafka_arena *a);
-int kafka_GetTelemetrySubscriptionsRequest_encode(al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o);
-size_t kafka_GetTelemetrySubscriptionsRequest_size(int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o);
-bool kafka_GetTelemetrySubscriptionsRequest_equal(const kafka_GetTelemetrySubscriptionsRequest *x, const kafka_GetTelemetrySubscriptionsRequest *y);
-void kafka_GetTelemetrySubscriptionsRequest_fill_test(kafka_GetTelemetrySubscriptionsRequest *o, int16_t v, kafka_filler *f);
+int kafka_GetTelemetrySubscriptionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsRequest *o, kafka_arena *a);
+int kafka_GetTelemetrySubscriptionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o);
+size_t kafka_GetTelemetrySubscriptionsRequest_size(
+    int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o);
+bool kafka_GetTelemetrySubscriptionsRequest_equal(
+    const kafka_GetTelemetrySubscriptionsRequest *x,
+    const kafka_GetTelemetrySubscriptionsRequest *y);
+void kafka_GetTelemetrySubscriptionsRequest_fill_test(
+    kafka_GetTelemetrySubscriptionsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- PushTelemetryRequest ---- */
 typedef struct kafka_PushTelemetryRequest {
@@ -1964,11 +2418,14 @@ typedef struct kafka_PushTelemetryRequest {
 } kafka_PushTelemetryRequest;
 extern const struct kafka_struct_desc kafka_PushTelemetryRequest_desc;
 void kafka_PushTelemetryRequest_init(kafka_PushTelemetryRequest *o);
-int kafka_PushTelemetryRequest_decode(al_rd *rd, int16_t v, kafka_PushTelemetryRequest *o, kafka_arena *a);
+int kafka_PushTelemetryRequest_decode(
+    al_rd *rd, int16_t v, kafka_PushTelemetryRequest *o, kafka_arena *a);
 int kafka_PushTelemetryRequest_encode(al_wr *wr, int16_t v, const kafka_PushTelemetryRequest *o);
 size_t kafka_PushTelemetryRequest_size(int16_t v, const kafka_PushTelemetryRequest *o);
-bool kafka_PushTelemetryRequest_equal(const kafka_PushTelemetryRequest *x, const kafka_PushTelemetryRequest *y);
-void kafka_PushTelemetryRequest_fill_test(kafka_PushTelemetryRequest *o, int16_t v, kafka_filler *f);
+bool kafka_PushTelemetryRequest_equal(
+    const kafka_PushTelemetryRequest *x, const kafka_PushTelemetryRequest *y);
+void kafka_PushTelemetryRequest_fill_test(
+    kafka_PushTelemetryRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- AssignReplicasToDirsRequest ---- */
 typedef struct kafka_AssignReplicasToDirsRequest_PartitionData {
@@ -1990,19 +2447,33 @@ typedef struct kafka_AssignReplicasToDirsRequest {
     int32_t Directories_count;
     kafka_AssignReplicasToDirsRequest_DirectoryData *Directories;
 } kafka_AssignReplicasToDirsRequest;
-void kafka_AssignReplicasToDirsRequest_PartitionData_init(kafka_AssignReplicasToDirsRequest_PartitionData *o);
-bool kafka_AssignReplicasToDirsRequest_PartitionData_equal(const kafka_AssignReplicasToDirsRequest_PartitionData *x, const kafka_AssignReplicasToDirsRequest_PartitionData *y);
-void kafka_AssignReplicasToDirsRequest_TopicData_init(kafka_AssignReplicasToDirsRequest_TopicData *o);
-bool kafka_AssignReplicasToDirsRequest_TopicData_equal(const kafka_AssignReplicasToDirsRequest_TopicData *x, const kafka_AssignReplicasToDirsRequest_TopicData *y);
-void kafka_AssignReplicasToDirsRequest_DirectoryData_init(kafka_AssignReplicasToDirsRequest_DirectoryData *o);
-bool kafka_AssignReplicasToDirsRequest_DirectoryData_equal(const kafka_AssignReplicasToDirsRequest_DirectoryData *x, const kafka_AssignReplicasToDirsRequest_DirectoryData *y);
+void kafka_AssignReplicasToDirsRequest_PartitionData_init(
+    kafka_AssignReplicasToDirsRequest_PartitionData *o);
+bool kafka_AssignReplicasToDirsRequest_PartitionData_equal(
+    const kafka_AssignReplicasToDirsRequest_PartitionData *x,
+    const kafka_AssignReplicasToDirsRequest_PartitionData *y);
+void kafka_AssignReplicasToDirsRequest_TopicData_init(
+    kafka_AssignReplicasToDirsRequest_TopicData *o);
+bool kafka_AssignReplicasToDirsRequest_TopicData_equal(
+    const kafka_AssignReplicasToDirsRequest_TopicData *x,
+    const kafka_AssignReplicasToDirsRequest_TopicData *y);
+void kafka_AssignReplicasToDirsRequest_DirectoryData_init(
+    kafka_AssignReplicasToDirsRequest_DirectoryData *o);
+bool kafka_AssignReplicasToDirsRequest_DirectoryData_equal(
+    const kafka_AssignReplicasToDirsRequest_DirectoryData *x,
+    const kafka_AssignReplicasToDirsRequest_DirectoryData *y);
 extern const struct kafka_struct_desc kafka_AssignReplicasToDirsRequest_desc;
 void kafka_AssignReplicasToDirsRequest_init(kafka_AssignReplicasToDirsRequest *o);
-int kafka_AssignReplicasToDirsRequest_decode(al_rd *rd, int16_t v, kafka_AssignReplicasToDirsRequest *o, kafka_arena *a);
-int kafka_AssignReplicasToDirsRequest_encode(al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsRequest *o);
-size_t kafka_AssignReplicasToDirsRequest_size(int16_t v, const kafka_AssignReplicasToDirsRequest *o);
-bool kafka_AssignReplicasToDirsRequest_equal(const kafka_AssignReplicasToDirsRequest *x, const kafka_AssignReplicasToDirsRequest *y);
-void kafka_AssignReplicasToDirsRequest_fill_test(kafka_AssignReplicasToDirsRequest *o, int16_t v, kafka_filler *f);
+int kafka_AssignReplicasToDirsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AssignReplicasToDirsRequest *o, kafka_arena *a);
+int kafka_AssignReplicasToDirsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsRequest *o);
+size_t kafka_AssignReplicasToDirsRequest_size(
+    int16_t v, const kafka_AssignReplicasToDirsRequest *o);
+bool kafka_AssignReplicasToDirsRequest_equal(
+    const kafka_AssignReplicasToDirsRequest *x, const kafka_AssignReplicasToDirsRequest *y);
+void kafka_AssignReplicasToDirsRequest_fill_test(
+    kafka_AssignReplicasToDirsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ListClientMetricsResourcesRequest ---- */
 typedef struct kafka_ListClientMetricsResourcesRequest {
@@ -2010,11 +2481,17 @@ typedef struct kafka_ListClientMetricsResourcesRequest {
 } kafka_ListClientMetricsResourcesRequest;
 extern const struct kafka_struct_desc kafka_ListClientMetricsResourcesRequest_desc;
 void kafka_ListClientMetricsResourcesRequest_init(kafka_ListClientMetricsResourcesRequest *o);
-int kafka_ListClientMetricsResourcesRequest_decode(al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesRequest *o, kafka_arena *a);
-int kafka_ListClientMetricsResourcesRequest_encode(al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesRequest *o);
-size_t kafka_ListClientMetricsResourcesRequest_size(int16_t v, const kafka_ListClientMetricsResourcesRequest *o);
-bool kafka_ListClientMetricsResourcesRequest_equal(const kafka_ListClientMetricsResourcesRequest *x, const kafka_ListClientMetricsResourcesRequest *y);
-void kafka_ListClientMetricsResourcesRequest_fill_test(kafka_ListClientMetricsResourcesRequest *o, int16_t v, kafka_filler *f);
+int kafka_ListClientMetricsResourcesRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesRequest *o, kafka_arena *a);
+int kafka_ListClientMetricsResourcesRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesRequest *o);
+size_t kafka_ListClientMetricsResourcesRequest_size(
+    int16_t v, const kafka_ListClientMetricsResourcesRequest *o);
+bool kafka_ListClientMetricsResourcesRequest_equal(
+    const kafka_ListClientMetricsResourcesRequest *x,
+    const kafka_ListClientMetricsResourcesRequest *y);
+void kafka_ListClientMetricsResourcesRequest_fill_test(
+    kafka_ListClientMetricsResourcesRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeTopicPartitionsRequest ---- */
 typedef struct kafka_DescribeTopicPartitionsRequest_TopicRequest {
@@ -2031,17 +2508,28 @@ typedef struct kafka_DescribeTopicPartitionsRequest {
     bool Cursor_null;
     kafka_DescribeTopicPartitionsRequest_Cursor Cursor;
 } kafka_DescribeTopicPartitionsRequest;
-void kafka_DescribeTopicPartitionsRequest_TopicRequest_init(kafka_DescribeTopicPartitionsRequest_TopicRequest *o);
-bool kafka_DescribeTopicPartitionsRequest_TopicRequest_equal(const kafka_DescribeTopicPartitionsRequest_TopicRequest *x, const kafka_DescribeTopicPartitionsRequest_TopicRequest *y);
-void kafka_DescribeTopicPartitionsRequest_Cursor_init(kafka_DescribeTopicPartitionsRequest_Cursor *o);
-bool kafka_DescribeTopicPartitionsRequest_Cursor_equal(const kafka_DescribeTopicPartitionsRequest_Cursor *x, const kafka_DescribeTopicPartitionsRequest_Cursor *y);
+void kafka_DescribeTopicPartitionsRequest_TopicRequest_init(
+    kafka_DescribeTopicPartitionsRequest_TopicRequest *o);
+bool kafka_DescribeTopicPartitionsRequest_TopicRequest_equal(
+    const kafka_DescribeTopicPartitionsRequest_TopicRequest *x,
+    const kafka_DescribeTopicPartitionsRequest_TopicRequest *y);
+void kafka_DescribeTopicPartitionsRequest_Cursor_init(
+    kafka_DescribeTopicPartitionsRequest_Cursor *o);
+bool kafka_DescribeTopicPartitionsRequest_Cursor_equal(
+    const kafka_DescribeTopicPartitionsRequest_Cursor *x,
+    const kafka_DescribeTopicPartitionsRequest_Cursor *y);
 extern const struct kafka_struct_desc kafka_DescribeTopicPartitionsRequest_desc;
 void kafka_DescribeTopicPartitionsRequest_init(kafka_DescribeTopicPartitionsRequest *o);
-int kafka_DescribeTopicPartitionsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsRequest *o, kafka_arena *a);
-int kafka_DescribeTopicPartitionsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsRequest *o);
-size_t kafka_DescribeTopicPartitionsRequest_size(int16_t v, const kafka_DescribeTopicPartitionsRequest *o);
-bool kafka_DescribeTopicPartitionsRequest_equal(const kafka_DescribeTopicPartitionsRequest *x, const kafka_DescribeTopicPartitionsRequest *y);
-void kafka_DescribeTopicPartitionsRequest_fill_test(kafka_DescribeTopicPartitionsRequest *o, int16_t v, kafka_filler *f);
+int kafka_DescribeTopicPartitionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsRequest *o, kafka_arena *a);
+int kafka_DescribeTopicPartitionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsRequest *o);
+size_t kafka_DescribeTopicPartitionsRequest_size(
+    int16_t v, const kafka_DescribeTopicPartitionsRequest *o);
+bool kafka_DescribeTopicPartitionsRequest_equal(
+    const kafka_DescribeTopicPartitionsRequest *x, const kafka_DescribeTopicPartitionsRequest *y);
+void kafka_DescribeTopicPartitionsRequest_fill_test(
+    kafka_DescribeTopicPartitionsRequest *o, int16_t v, kafka_filler *f);
 
 /* ---- ProduceResponse ---- */
 typedef struct kafka_ProduceResponse_BatchIndexAndErrorMessage {
@@ -2081,16 +2569,27 @@ typedef struct kafka_ProduceResponse {
     int32_t NodeEndpoints_count;
     kafka_ProduceResponse_NodeEndpoint *NodeEndpoints;
 } kafka_ProduceResponse;
-void kafka_ProduceResponse_BatchIndexAndErrorMessage_init(kafka_ProduceResponse_BatchIndexAndErrorMessage *o);
-bool kafka_ProduceResponse_BatchIndexAndErrorMessage_equal(const kafka_ProduceResponse_BatchIndexAndErrorMessage *x, const kafka_ProduceResponse_BatchIndexAndErrorMessage *y);
+void kafka_ProduceResponse_BatchIndexAndErrorMessage_init(
+    kafka_ProduceResponse_BatchIndexAndErrorMessage *o);
+bool kafka_ProduceResponse_BatchIndexAndErrorMessage_equal(
+    const kafka_ProduceResponse_BatchIndexAndErrorMessage *x,
+    const kafka_ProduceResponse_BatchIndexAndErrorMessage *y);
 void kafka_ProduceResponse_LeaderIdAndEpoch_init(kafka_ProduceResponse_LeaderIdAndEpoch *o);
-bool kafka_ProduceResponse_LeaderIdAndEpoch_equal(const kafka_ProduceResponse_LeaderIdAndEpoch *x, const kafka_ProduceResponse_LeaderIdAndEpoch *y);
-void kafka_ProduceResponse_PartitionProduceResponse_init(kafka_ProduceResponse_PartitionProduceResponse *o);
-bool kafka_ProduceResponse_PartitionProduceResponse_equal(const kafka_ProduceResponse_PartitionProduceResponse *x, const kafka_ProduceResponse_PartitionProduceResponse *y);
+bool kafka_ProduceResponse_LeaderIdAndEpoch_equal(
+    const kafka_ProduceResponse_LeaderIdAndEpoch *x,
+    const kafka_ProduceResponse_LeaderIdAndEpoch *y);
+void kafka_ProduceResponse_PartitionProduceResponse_init(
+    kafka_ProduceResponse_PartitionProduceResponse *o);
+bool kafka_ProduceResponse_PartitionProduceResponse_equal(
+    const kafka_ProduceResponse_PartitionProduceResponse *x,
+    const kafka_ProduceResponse_PartitionProduceResponse *y);
 void kafka_ProduceResponse_TopicProduceResponse_init(kafka_ProduceResponse_TopicProduceResponse *o);
-bool kafka_ProduceResponse_TopicProduceResponse_equal(const kafka_ProduceResponse_TopicProduceResponse *x, const kafka_ProduceResponse_TopicProduceResponse *y);
+bool kafka_ProduceResponse_TopicProduceResponse_equal(
+    const kafka_ProduceResponse_TopicProduceResponse *x,
+    const kafka_ProduceResponse_TopicProduceResponse *y);
 void kafka_ProduceResponse_NodeEndpoint_init(kafka_ProduceResponse_NodeEndpoint *o);
-bool kafka_ProduceResponse_NodeEndpoint_equal(const kafka_ProduceResponse_NodeEndpoint *x, const kafka_ProduceResponse_NodeEndpoint *y);
+bool kafka_ProduceResponse_NodeEndpoint_equal(
+    const kafka_ProduceResponse_NodeEndpoint *x, const kafka_ProduceResponse_NodeEndpoint *y);
 extern const struct kafka_struct_desc kafka_ProduceResponse_desc;
 void kafka_ProduceResponse_init(kafka_ProduceResponse *o);
 int kafka_ProduceResponse_decode(al_rd *rd, int16_t v, kafka_ProduceResponse *o, kafka_arena *a);
@@ -2152,19 +2651,28 @@ typedef struct kafka_FetchResponse {
     kafka_FetchResponse_NodeEndpoint *NodeEndpoints;
 } kafka_FetchResponse;
 void kafka_FetchResponse_EpochEndOffset_init(kafka_FetchResponse_EpochEndOffset *o);
-bool kafka_FetchResponse_EpochEndOffset_equal(const kafka_FetchResponse_EpochEndOffset *x, const kafka_FetchResponse_EpochEndOffset *y);
+bool kafka_FetchResponse_EpochEndOffset_equal(
+    const kafka_FetchResponse_EpochEndOffset *x, const kafka_FetchResponse_EpochEndOffset *y);
 void kafka_FetchResponse_LeaderIdAndEpoch_init(kafka_FetchResponse_LeaderIdAndEpoch *o);
-bool kafka_FetchResponse_LeaderIdAndEpoch_equal(const kafka_FetchResponse_LeaderIdAndEpoch *x, const kafka_FetchResponse_LeaderIdAndEpoch *y);
+bool kafka_FetchResponse_LeaderIdAndEpoch_equal(
+    const kafka_FetchResponse_LeaderIdAndEpoch *x, const kafka_FetchResponse_LeaderIdAndEpoch *y);
 void kafka_FetchResponse_SnapshotId_init(kafka_FetchResponse_SnapshotId *o);
-bool kafka_FetchResponse_SnapshotId_equal(const kafka_FetchResponse_SnapshotId *x, const kafka_FetchResponse_SnapshotId *y);
+bool kafka_FetchResponse_SnapshotId_equal(
+    const kafka_FetchResponse_SnapshotId *x, const kafka_FetchResponse_SnapshotId *y);
 void kafka_FetchResponse_AbortedTransaction_init(kafka_FetchResponse_AbortedTransaction *o);
-bool kafka_FetchResponse_AbortedTransaction_equal(const kafka_FetchResponse_AbortedTransaction *x, const kafka_FetchResponse_AbortedTransaction *y);
+bool kafka_FetchResponse_AbortedTransaction_equal(
+    const kafka_FetchResponse_AbortedTransaction *x,
+    const kafka_FetchResponse_AbortedTransaction *y);
 void kafka_FetchResponse_PartitionData_init(kafka_FetchResponse_PartitionData *o);
-bool kafka_FetchResponse_PartitionData_equal(const kafka_FetchResponse_PartitionData *x, const kafka_FetchResponse_PartitionData *y);
+bool kafka_FetchResponse_PartitionData_equal(
+    const kafka_FetchResponse_PartitionData *x, const kafka_FetchResponse_PartitionData *y);
 void kafka_FetchResponse_FetchableTopicResponse_init(kafka_FetchResponse_FetchableTopicResponse *o);
-bool kafka_FetchResponse_FetchableTopicResponse_equal(const kafka_FetchResponse_FetchableTopicResponse *x, const kafka_FetchResponse_FetchableTopicResponse *y);
+bool kafka_FetchResponse_FetchableTopicResponse_equal(
+    const kafka_FetchResponse_FetchableTopicResponse *x,
+    const kafka_FetchResponse_FetchableTopicResponse *y);
 void kafka_FetchResponse_NodeEndpoint_init(kafka_FetchResponse_NodeEndpoint *o);
-bool kafka_FetchResponse_NodeEndpoint_equal(const kafka_FetchResponse_NodeEndpoint *x, const kafka_FetchResponse_NodeEndpoint *y);
+bool kafka_FetchResponse_NodeEndpoint_equal(
+    const kafka_FetchResponse_NodeEndpoint *x, const kafka_FetchResponse_NodeEndpoint *y);
 extern const struct kafka_struct_desc kafka_FetchResponse_desc;
 void kafka_FetchResponse_init(kafka_FetchResponse *o);
 int kafka_FetchResponse_decode(al_rd *rd, int16_t v, kafka_FetchResponse *o, kafka_arena *a);
@@ -2193,16 +2701,24 @@ typedef struct kafka_ListOffsetsResponse {
     int32_t Topics_count;
     kafka_ListOffsetsResponse_ListOffsetsTopicResponse *Topics;
 } kafka_ListOffsetsResponse;
-void kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_init(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *o);
-bool kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_equal(const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *x, const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *y);
-void kafka_ListOffsetsResponse_ListOffsetsTopicResponse_init(kafka_ListOffsetsResponse_ListOffsetsTopicResponse *o);
-bool kafka_ListOffsetsResponse_ListOffsetsTopicResponse_equal(const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *x, const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *y);
+void kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_init(
+    kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *o);
+bool kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_equal(
+    const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *x,
+    const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *y);
+void kafka_ListOffsetsResponse_ListOffsetsTopicResponse_init(
+    kafka_ListOffsetsResponse_ListOffsetsTopicResponse *o);
+bool kafka_ListOffsetsResponse_ListOffsetsTopicResponse_equal(
+    const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *x,
+    const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *y);
 extern const struct kafka_struct_desc kafka_ListOffsetsResponse_desc;
 void kafka_ListOffsetsResponse_init(kafka_ListOffsetsResponse *o);
-int kafka_ListOffsetsResponse_decode(al_rd *rd, int16_t v, kafka_ListOffsetsResponse *o, kafka_arena *a);
+int kafka_ListOffsetsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListOffsetsResponse *o, kafka_arena *a);
 int kafka_ListOffsetsResponse_encode(al_wr *wr, int16_t v, const kafka_ListOffsetsResponse *o);
 size_t kafka_ListOffsetsResponse_size(int16_t v, const kafka_ListOffsetsResponse *o);
-bool kafka_ListOffsetsResponse_equal(const kafka_ListOffsetsResponse *x, const kafka_ListOffsetsResponse *y);
+bool kafka_ListOffsetsResponse_equal(
+    const kafka_ListOffsetsResponse *x, const kafka_ListOffsetsResponse *y);
 void kafka_ListOffsetsResponse_fill_test(kafka_ListOffsetsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- MetadataResponse ---- */
@@ -2243,12 +2759,21 @@ typedef struct kafka_MetadataResponse {
     kafka_MetadataResponse_MetadataResponseTopic *Topics;
     int32_t ClusterAuthorizedOperations;
 } kafka_MetadataResponse;
-void kafka_MetadataResponse_MetadataResponseBroker_init(kafka_MetadataResponse_MetadataResponseBroker *o);
-bool kafka_MetadataResponse_MetadataResponseBroker_equal(const kafka_MetadataResponse_MetadataResponseBroker *x, const kafka_MetadataResponse_MetadataResponseBroker *y);
-void kafka_MetadataResponse_MetadataResponsePartition_init(kafka_MetadataResponse_MetadataResponsePartition *o);
-bool kafka_MetadataResponse_MetadataResponsePartition_equal(const kafka_MetadataResponse_MetadataResponsePartition *x, const kafka_MetadataResponse_MetadataResponsePartition *y);
-void kafka_MetadataResponse_MetadataResponseTopic_init(kafka_MetadataResponse_MetadataResponseTopic *o);
-bool kafka_MetadataResponse_MetadataResponseTopic_equal(const kafka_MetadataResponse_MetadataResponseTopic *x, const kafka_MetadataResponse_MetadataResponseTopic *y);
+void kafka_MetadataResponse_MetadataResponseBroker_init(
+    kafka_MetadataResponse_MetadataResponseBroker *o);
+bool kafka_MetadataResponse_MetadataResponseBroker_equal(
+    const kafka_MetadataResponse_MetadataResponseBroker *x,
+    const kafka_MetadataResponse_MetadataResponseBroker *y);
+void kafka_MetadataResponse_MetadataResponsePartition_init(
+    kafka_MetadataResponse_MetadataResponsePartition *o);
+bool kafka_MetadataResponse_MetadataResponsePartition_equal(
+    const kafka_MetadataResponse_MetadataResponsePartition *x,
+    const kafka_MetadataResponse_MetadataResponsePartition *y);
+void kafka_MetadataResponse_MetadataResponseTopic_init(
+    kafka_MetadataResponse_MetadataResponseTopic *o);
+bool kafka_MetadataResponse_MetadataResponseTopic_equal(
+    const kafka_MetadataResponse_MetadataResponseTopic *x,
+    const kafka_MetadataResponse_MetadataResponseTopic *y);
 extern const struct kafka_struct_desc kafka_MetadataResponse_desc;
 void kafka_MetadataResponse_init(kafka_MetadataResponse *o);
 int kafka_MetadataResponse_decode(al_rd *rd, int16_t v, kafka_MetadataResponse *o, kafka_arena *a);
@@ -2275,17 +2800,26 @@ typedef struct kafka_LeaderAndIsrResponse {
     int32_t Topics_count;
     kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *Topics;
 } kafka_LeaderAndIsrResponse;
-void kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_init(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *o);
-bool kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_equal(const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *x, const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *y);
-void kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_init(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *o);
-bool kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_equal(const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *x, const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *y);
+void kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_init(
+    kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *o);
+bool kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_equal(
+    const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *x,
+    const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *y);
+void kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_init(
+    kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *o);
+bool kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_equal(
+    const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *x,
+    const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *y);
 extern const struct kafka_struct_desc kafka_LeaderAndIsrResponse_desc;
 void kafka_LeaderAndIsrResponse_init(kafka_LeaderAndIsrResponse *o);
-int kafka_LeaderAndIsrResponse_decode(al_rd *rd, int16_t v, kafka_LeaderAndIsrResponse *o, kafka_arena *a);
+int kafka_LeaderAndIsrResponse_decode(
+    al_rd *rd, int16_t v, kafka_LeaderAndIsrResponse *o, kafka_arena *a);
 int kafka_LeaderAndIsrResponse_encode(al_wr *wr, int16_t v, const kafka_LeaderAndIsrResponse *o);
 size_t kafka_LeaderAndIsrResponse_size(int16_t v, const kafka_LeaderAndIsrResponse *o);
-bool kafka_LeaderAndIsrResponse_equal(const kafka_LeaderAndIsrResponse *x, const kafka_LeaderAndIsrResponse *y);
-void kafka_LeaderAndIsrResponse_fill_test(kafka_LeaderAndIsrResponse *o, int16_t v, kafka_filler *f);
+bool kafka_LeaderAndIsrResponse_equal(
+    const kafka_LeaderAndIsrResponse *x, const kafka_LeaderAndIsrResponse *y);
+void kafka_LeaderAndIsrResponse_fill_test(
+    kafka_LeaderAndIsrResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- StopReplicaResponse ---- */
 typedef struct kafka_StopReplicaResponse_StopReplicaPartitionError {
@@ -2298,14 +2832,19 @@ typedef struct kafka_StopReplicaResponse {
     int32_t PartitionErrors_count;
     kafka_StopReplicaResponse_StopReplicaPartitionError *PartitionErrors;
 } kafka_StopReplicaResponse;
-void kafka_StopReplicaResponse_StopReplicaPartitionError_init(kafka_StopReplicaResponse_StopReplicaPartitionError *o);
-bool kafka_StopReplicaResponse_StopReplicaPartitionError_equal(const kafka_StopReplicaResponse_StopReplicaPartitionError *x, const kafka_StopReplicaResponse_StopReplicaPartitionError *y);
+void kafka_StopReplicaResponse_StopReplicaPartitionError_init(
+    kafka_StopReplicaResponse_StopReplicaPartitionError *o);
+bool kafka_StopReplicaResponse_StopReplicaPartitionError_equal(
+    const kafka_StopReplicaResponse_StopReplicaPartitionError *x,
+    const kafka_StopReplicaResponse_StopReplicaPartitionError *y);
 extern const struct kafka_struct_desc kafka_StopReplicaResponse_desc;
 void kafka_StopReplicaResponse_init(kafka_StopReplicaResponse *o);
-int kafka_StopReplicaResponse_decode(al_rd *rd, int16_t v, kafka_StopReplicaResponse *o, kafka_arena *a);
+int kafka_StopReplicaResponse_decode(
+    al_rd *rd, int16_t v, kafka_StopReplicaResponse *o, kafka_arena *a);
 int kafka_StopReplicaResponse_encode(al_wr *wr, int16_t v, const kafka_StopReplicaResponse *o);
 size_t kafka_StopReplicaResponse_size(int16_t v, const kafka_StopReplicaResponse *o);
-bool kafka_StopReplicaResponse_equal(const kafka_StopReplicaResponse *x, const kafka_StopReplicaResponse *y);
+bool kafka_StopReplicaResponse_equal(
+    const kafka_StopReplicaResponse *x, const kafka_StopReplicaResponse *y);
 void kafka_StopReplicaResponse_fill_test(kafka_StopReplicaResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- UpdateMetadataResponse ---- */
@@ -2314,11 +2853,15 @@ typedef struct kafka_UpdateMetadataResponse {
 } kafka_UpdateMetadataResponse;
 extern const struct kafka_struct_desc kafka_UpdateMetadataResponse_desc;
 void kafka_UpdateMetadataResponse_init(kafka_UpdateMetadataResponse *o);
-int kafka_UpdateMetadataResponse_decode(al_rd *rd, int16_t v, kafka_UpdateMetadataResponse *o, kafka_arena *a);
-int kafka_UpdateMetadataResponse_encode(al_wr *wr, int16_t v, const kafka_UpdateMetadataResponse *o);
+int kafka_UpdateMetadataResponse_decode(
+    al_rd *rd, int16_t v, kafka_UpdateMetadataResponse *o, kafka_arena *a);
+int kafka_UpdateMetadataResponse_encode(
+    al_wr *wr, int16_t v, const kafka_UpdateMetadataResponse *o);
 size_t kafka_UpdateMetadataResponse_size(int16_t v, const kafka_UpdateMetadataResponse *o);
-bool kafka_UpdateMetadataResponse_equal(const kafka_UpdateMetadataResponse *x, const kafka_UpdateMetadataResponse *y);
-void kafka_UpdateMetadataResponse_fill_test(kafka_UpdateMetadataResponse *o, int16_t v, kafka_filler *f);
+bool kafka_UpdateMetadataResponse_equal(
+    const kafka_UpdateMetadataResponse *x, const kafka_UpdateMetadataResponse *y);
+void kafka_UpdateMetadataResponse_fill_test(
+    kafka_UpdateMetadataResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ControlledShutdownResponse ---- */
 typedef struct kafka_ControlledShutdownResponse_RemainingPartition {
@@ -2330,15 +2873,22 @@ typedef struct kafka_ControlledShutdownResponse {
     int32_t RemainingPartitions_count;
     kafka_ControlledShutdownResponse_RemainingPartition *RemainingPartitions;
 } kafka_ControlledShutdownResponse;
-void kafka_ControlledShutdownResponse_RemainingPartition_init(kafka_ControlledShutdownResponse_RemainingPartition *o);
-bool kafka_ControlledShutdownResponse_RemainingPartition_equal(const kafka_ControlledShutdownResponse_RemainingPartition *x, const kafka_ControlledShutdownResponse_RemainingPartition *y);
+void kafka_ControlledShutdownResponse_RemainingPartition_init(
+    kafka_ControlledShutdownResponse_RemainingPartition *o);
+bool kafka_ControlledShutdownResponse_RemainingPartition_equal(
+    const kafka_ControlledShutdownResponse_RemainingPartition *x,
+    const kafka_ControlledShutdownResponse_RemainingPartition *y);
 extern const struct kafka_struct_desc kafka_ControlledShutdownResponse_desc;
 void kafka_ControlledShutdownResponse_init(kafka_ControlledShutdownResponse *o);
-int kafka_ControlledShutdownResponse_decode(al_rd *rd, int16_t v, kafka_ControlledShutdownResponse *o, kafka_arena *a);
-int kafka_ControlledShutdownResponse_encode(al_wr *wr, int16_t v, const kafka_ControlledShutdownResponse *o);
+int kafka_ControlledShutdownResponse_decode(
+    al_rd *rd, int16_t v, kafka_ControlledShutdownResponse *o, kafka_arena *a);
+int kafka_ControlledShutdownResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ControlledShutdownResponse *o);
 size_t kafka_ControlledShutdownResponse_size(int16_t v, const kafka_ControlledShutdownResponse *o);
-bool kafka_ControlledShutdownResponse_equal(const kafka_ControlledShutdownResponse *x, const kafka_ControlledShutdownResponse *y);
-void kafka_ControlledShutdownResponse_fill_test(kafka_ControlledShutdownResponse *o, int16_t v, kafka_filler *f);
+bool kafka_ControlledShutdownResponse_equal(
+    const kafka_ControlledShutdownResponse *x, const kafka_ControlledShutdownResponse *y);
+void kafka_ControlledShutdownResponse_fill_test(
+    kafka_ControlledShutdownResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- OffsetCommitResponse ---- */
 typedef struct kafka_OffsetCommitResponse_OffsetCommitResponsePartition {
@@ -2355,17 +2905,26 @@ typedef struct kafka_OffsetCommitResponse {
     int32_t Topics_count;
     kafka_OffsetCommitResponse_OffsetCommitResponseTopic *Topics;
 } kafka_OffsetCommitResponse;
-void kafka_OffsetCommitResponse_OffsetCommitResponsePartition_init(kafka_OffsetCommitResponse_OffsetCommitResponsePartition *o);
-bool kafka_OffsetCommitResponse_OffsetCommitResponsePartition_equal(const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *x, const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *y);
-void kafka_OffsetCommitResponse_OffsetCommitResponseTopic_init(kafka_OffsetCommitResponse_OffsetCommitResponseTopic *o);
-bool kafka_OffsetCommitResponse_OffsetCommitResponseTopic_equal(const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *x, const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *y);
+void kafka_OffsetCommitResponse_OffsetCommitResponsePartition_init(
+    kafka_OffsetCommitResponse_OffsetCommitResponsePartition *o);
+bool kafka_OffsetCommitResponse_OffsetCommitResponsePartition_equal(
+    const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *x,
+    const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *y);
+void kafka_OffsetCommitResponse_OffsetCommitResponseTopic_init(
+    kafka_OffsetCommitResponse_OffsetCommitResponseTopic *o);
+bool kafka_OffsetCommitResponse_OffsetCommitResponseTopic_equal(
+    const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *x,
+    const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *y);
 extern const struct kafka_struct_desc kafka_OffsetCommitResponse_desc;
 void kafka_OffsetCommitResponse_init(kafka_OffsetCommitResponse *o);
-int kafka_OffsetCommitResponse_decode(al_rd *rd, int16_t v, kafka_OffsetCommitResponse *o, kafka_arena *a);
+int kafka_OffsetCommitResponse_decode(
+    al_rd *rd, int16_t v, kafka_OffsetCommitResponse *o, kafka_arena *a);
 int kafka_OffsetCommitResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetCommitResponse *o);
 size_t kafka_OffsetCommitResponse_size(int16_t v, const kafka_OffsetCommitResponse *o);
-bool kafka_OffsetCommitResponse_equal(const kafka_OffsetCommitResponse *x, const kafka_OffsetCommitResponse *y);
-void kafka_OffsetCommitResponse_fill_test(kafka_OffsetCommitResponse *o, int16_t v, kafka_filler *f);
+bool kafka_OffsetCommitResponse_equal(
+    const kafka_OffsetCommitResponse *x, const kafka_OffsetCommitResponse *y);
+void kafka_OffsetCommitResponse_fill_test(
+    kafka_OffsetCommitResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- OffsetFetchResponse ---- */
 typedef struct kafka_OffsetFetchResponse_OffsetFetchResponsePartition {
@@ -2406,22 +2965,39 @@ typedef struct kafka_OffsetFetchResponse {
     int32_t Groups_count;
     kafka_OffsetFetchResponse_OffsetFetchResponseGroup *Groups;
 } kafka_OffsetFetchResponse;
-void kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(kafka_OffsetFetchResponse_OffsetFetchResponsePartition *o);
-bool kafka_OffsetFetchResponse_OffsetFetchResponsePartition_equal(const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *x, const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *y);
-void kafka_OffsetFetchResponse_OffsetFetchResponseTopic_init(kafka_OffsetFetchResponse_OffsetFetchResponseTopic *o);
-bool kafka_OffsetFetchResponse_OffsetFetchResponseTopic_equal(const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *x, const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *y);
-void kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_init(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *o);
-bool kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_equal(const kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *x, const kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *y);
-void kafka_OffsetFetchResponse_OffsetFetchResponseTopics_init(kafka_OffsetFetchResponse_OffsetFetchResponseTopics *o);
-bool kafka_OffsetFetchResponse_OffsetFetchResponseTopics_equal(const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *x, const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *y);
-void kafka_OffsetFetchResponse_OffsetFetchResponseGroup_init(kafka_OffsetFetchResponse_OffsetFetchResponseGroup *o);
-bool kafka_OffsetFetchResponse_OffsetFetchResponseGroup_equal(const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *x, const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *y);
+void kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartition *o);
+bool kafka_OffsetFetchResponse_OffsetFetchResponsePartition_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *y);
+void kafka_OffsetFetchResponse_OffsetFetchResponseTopic_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopic *o);
+bool kafka_OffsetFetchResponse_OffsetFetchResponseTopic_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *y);
+void kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *o);
+bool kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *y);
+void kafka_OffsetFetchResponse_OffsetFetchResponseTopics_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopics *o);
+bool kafka_OffsetFetchResponse_OffsetFetchResponseTopics_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *y);
+void kafka_OffsetFetchResponse_OffsetFetchResponseGroup_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponseGroup *o);
+bool kafka_OffsetFetchResponse_OffsetFetchResponseGroup_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *y);
 extern const struct kafka_struct_desc kafka_OffsetFetchResponse_desc;
 void kafka_OffsetFetchResponse_init(kafka_OffsetFetchResponse *o);
-int kafka_OffsetFetchResponse_decode(al_rd *rd, int16_t v, kafka_OffsetFetchResponse *o, kafka_arena *a);
+int kafka_OffsetFetchResponse_decode(
+    al_rd *rd, int16_t v, kafka_OffsetFetchResponse *o, kafka_arena *a);
 int kafka_OffsetFetchResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetFetchResponse *o);
 size_t kafka_OffsetFetchResponse_size(int16_t v, const kafka_OffsetFetchResponse *o);
-bool kafka_OffsetFetchResponse_equal(const kafka_OffsetFetchResponse *x, const kafka_OffsetFetchResponse *y);
+bool kafka_OffsetFetchResponse_equal(
+    const kafka_OffsetFetchResponse *x, const kafka_OffsetFetchResponse *y);
 void kafka_OffsetFetchResponse_fill_test(kafka_OffsetFetchResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- FindCoordinatorResponse ---- */
@@ -2444,14 +3020,20 @@ typedef struct kafka_FindCoordinatorResponse {
     kafka_FindCoordinatorResponse_Coordinator *Coordinators;
 } kafka_FindCoordinatorResponse;
 void kafka_FindCoordinatorResponse_Coordinator_init(kafka_FindCoordinatorResponse_Coordinator *o);
-bool kafka_FindCoordinatorResponse_Coordinator_equal(const kafka_FindCoordinatorResponse_Coordinator *x, const kafka_FindCoordinatorResponse_Coordinator *y);
+bool kafka_FindCoordinatorResponse_Coordinator_equal(
+    const kafka_FindCoordinatorResponse_Coordinator *x,
+    const kafka_FindCoordinatorResponse_Coordinator *y);
 extern const struct kafka_struct_desc kafka_FindCoordinatorResponse_desc;
 void kafka_FindCoordinatorResponse_init(kafka_FindCoordinatorResponse *o);
-int kafka_FindCoordinatorResponse_decode(al_rd *rd, int16_t v, kafka_FindCoordinatorResponse *o, kafka_arena *a);
-int kafka_FindCoordinatorResponse_encode(al_wr *wr, int16_t v, const kafka_FindCoordinatorResponse *o);
+int kafka_FindCoordinatorResponse_decode(
+    al_rd *rd, int16_t v, kafka_FindCoordinatorResponse *o, kafka_arena *a);
+int kafka_FindCoordinatorResponse_encode(
+    al_wr *wr, int16_t v, const kafka_FindCoordinatorResponse *o);
 size_t kafka_FindCoordinatorResponse_size(int16_t v, const kafka_FindCoordinatorResponse *o);
-bool kafka_FindCoordinatorResponse_equal(const kafka_FindCoordinatorResponse *x, const kafka_FindCoordinatorResponse *y);
-void kafka_FindCoordinatorResponse_fill_test(kafka_FindCoordinatorResponse *o, int16_t v, kafka_filler *f);
+bool kafka_FindCoordinatorResponse_equal(
+    const kafka_FindCoordinatorResponse *x, const kafka_FindCoordinatorResponse *y);
+void kafka_FindCoordinatorResponse_fill_test(
+    kafka_FindCoordinatorResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- JoinGroupResponse ---- */
 typedef struct kafka_JoinGroupResponse_JoinGroupResponseMember {
@@ -2471,14 +3053,19 @@ typedef struct kafka_JoinGroupResponse {
     int32_t Members_count;
     kafka_JoinGroupResponse_JoinGroupResponseMember *Members;
 } kafka_JoinGroupResponse;
-void kafka_JoinGroupResponse_JoinGroupResponseMember_init(kafka_JoinGroupResponse_JoinGroupResponseMember *o);
-bool kafka_JoinGroupResponse_JoinGroupResponseMember_equal(const kafka_JoinGroupResponse_JoinGroupResponseMember *x, const kafka_JoinGroupResponse_JoinGroupResponseMember *y);
+void kafka_JoinGroupResponse_JoinGroupResponseMember_init(
+    kafka_JoinGroupResponse_JoinGroupResponseMember *o);
+bool kafka_JoinGroupResponse_JoinGroupResponseMember_equal(
+    const kafka_JoinGroupResponse_JoinGroupResponseMember *x,
+    const kafka_JoinGroupResponse_JoinGroupResponseMember *y);
 extern const struct kafka_struct_desc kafka_JoinGroupResponse_desc;
 void kafka_JoinGroupResponse_init(kafka_JoinGroupResponse *o);
-int kafka_JoinGroupResponse_decode(al_rd *rd, int16_t v, kafka_JoinGroupResponse *o, kafka_arena *a);
+int kafka_JoinGroupResponse_decode(
+    al_rd *rd, int16_t v, kafka_JoinGroupResponse *o, kafka_arena *a);
 int kafka_JoinGroupResponse_encode(al_wr *wr, int16_t v, const kafka_JoinGroupResponse *o);
 size_t kafka_JoinGroupResponse_size(int16_t v, const kafka_JoinGroupResponse *o);
-bool kafka_JoinGroupResponse_equal(const kafka_JoinGroupResponse *x, const kafka_JoinGroupResponse *y);
+bool kafka_JoinGroupResponse_equal(
+    const kafka_JoinGroupResponse *x, const kafka_JoinGroupResponse *y);
 void kafka_JoinGroupResponse_fill_test(kafka_JoinGroupResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- HeartbeatResponse ---- */
@@ -2488,10 +3075,12 @@ typedef struct kafka_HeartbeatResponse {
 } kafka_HeartbeatResponse;
 extern const struct kafka_struct_desc kafka_HeartbeatResponse_desc;
 void kafka_HeartbeatResponse_init(kafka_HeartbeatResponse *o);
-int kafka_HeartbeatResponse_decode(al_rd *rd, int16_t v, kafka_HeartbeatResponse *o, kafka_arena *a);
+int kafka_HeartbeatResponse_decode(
+    al_rd *rd, int16_t v, kafka_HeartbeatResponse *o, kafka_arena *a);
 int kafka_HeartbeatResponse_encode(al_wr *wr, int16_t v, const kafka_HeartbeatResponse *o);
 size_t kafka_HeartbeatResponse_size(int16_t v, const kafka_HeartbeatResponse *o);
-bool kafka_HeartbeatResponse_equal(const kafka_HeartbeatResponse *x, const kafka_HeartbeatResponse *y);
+bool kafka_HeartbeatResponse_equal(
+    const kafka_HeartbeatResponse *x, const kafka_HeartbeatResponse *y);
 void kafka_HeartbeatResponse_fill_test(kafka_HeartbeatResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- LeaveGroupResponse ---- */
@@ -2507,13 +3096,17 @@ typedef struct kafka_LeaveGroupResponse {
     kafka_LeaveGroupResponse_MemberResponse *Members;
 } kafka_LeaveGroupResponse;
 void kafka_LeaveGroupResponse_MemberResponse_init(kafka_LeaveGroupResponse_MemberResponse *o);
-bool kafka_LeaveGroupResponse_MemberResponse_equal(const kafka_LeaveGroupResponse_MemberResponse *x, const kafka_LeaveGroupResponse_MemberResponse *y);
+bool kafka_LeaveGroupResponse_MemberResponse_equal(
+    const kafka_LeaveGroupResponse_MemberResponse *x,
+    const kafka_LeaveGroupResponse_MemberResponse *y);
 extern const struct kafka_struct_desc kafka_LeaveGroupResponse_desc;
 void kafka_LeaveGroupResponse_init(kafka_LeaveGroupResponse *o);
-int kafka_LeaveGroupResponse_decode(al_rd *rd, int16_t v, kafka_LeaveGroupResponse *o, kafka_arena *a);
+int kafka_LeaveGroupResponse_decode(
+    al_rd *rd, int16_t v, kafka_LeaveGroupResponse *o, kafka_arena *a);
 int kafka_LeaveGroupResponse_encode(al_wr *wr, int16_t v, const kafka_LeaveGroupResponse *o);
 size_t kafka_LeaveGroupResponse_size(int16_t v, const kafka_LeaveGroupResponse *o);
-bool kafka_LeaveGroupResponse_equal(const kafka_LeaveGroupResponse *x, const kafka_LeaveGroupResponse *y);
+bool kafka_LeaveGroupResponse_equal(
+    const kafka_LeaveGroupResponse *x, const kafka_LeaveGroupResponse *y);
 void kafka_LeaveGroupResponse_fill_test(kafka_LeaveGroupResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- SyncGroupResponse ---- */
@@ -2526,10 +3119,12 @@ typedef struct kafka_SyncGroupResponse {
 } kafka_SyncGroupResponse;
 extern const struct kafka_struct_desc kafka_SyncGroupResponse_desc;
 void kafka_SyncGroupResponse_init(kafka_SyncGroupResponse *o);
-int kafka_SyncGroupResponse_decode(al_rd *rd, int16_t v, kafka_SyncGroupResponse *o, kafka_arena *a);
+int kafka_SyncGroupResponse_decode(
+    al_rd *rd, int16_t v, kafka_SyncGroupResponse *o, kafka_arena *a);
 int kafka_SyncGroupResponse_encode(al_wr *wr, int16_t v, const kafka_SyncGroupResponse *o);
 size_t kafka_SyncGroupResponse_size(int16_t v, const kafka_SyncGroupResponse *o);
-bool kafka_SyncGroupResponse_equal(const kafka_SyncGroupResponse *x, const kafka_SyncGroupResponse *y);
+bool kafka_SyncGroupResponse_equal(
+    const kafka_SyncGroupResponse *x, const kafka_SyncGroupResponse *y);
 void kafka_SyncGroupResponse_fill_test(kafka_SyncGroupResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeGroupsResponse ---- */
@@ -2556,17 +3151,27 @@ typedef struct kafka_DescribeGroupsResponse {
     int32_t Groups_count;
     kafka_DescribeGroupsResponse_DescribedGroup *Groups;
 } kafka_DescribeGroupsResponse;
-void kafka_DescribeGroupsResponse_DescribedGroupMember_init(kafka_DescribeGroupsResponse_DescribedGroupMember *o);
-bool kafka_DescribeGroupsResponse_DescribedGroupMember_equal(const kafka_DescribeGroupsResponse_DescribedGroupMember *x, const kafka_DescribeGroupsResponse_DescribedGroupMember *y);
-void kafka_DescribeGroupsResponse_DescribedGroup_init(kafka_DescribeGroupsResponse_DescribedGroup *o);
-bool kafka_DescribeGroupsResponse_DescribedGroup_equal(const kafka_DescribeGroupsResponse_DescribedGroup *x, const kafka_DescribeGroupsResponse_DescribedGroup *y);
+void kafka_DescribeGroupsResponse_DescribedGroupMember_init(
+    kafka_DescribeGroupsResponse_DescribedGroupMember *o);
+bool kafka_DescribeGroupsResponse_DescribedGroupMember_equal(
+    const kafka_DescribeGroupsResponse_DescribedGroupMember *x,
+    const kafka_DescribeGroupsResponse_DescribedGroupMember *y);
+void kafka_DescribeGroupsResponse_DescribedGroup_init(
+    kafka_DescribeGroupsResponse_DescribedGroup *o);
+bool kafka_DescribeGroupsResponse_DescribedGroup_equal(
+    const kafka_DescribeGroupsResponse_DescribedGroup *x,
+    const kafka_DescribeGroupsResponse_DescribedGroup *y);
 extern const struct kafka_struct_desc kafka_DescribeGroupsResponse_desc;
 void kafka_DescribeGroupsResponse_init(kafka_DescribeGroupsResponse *o);
-int kafka_DescribeGroupsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeGroupsResponse *o, kafka_arena *a);
-int kafka_DescribeGroupsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeGroupsResponse *o);
+int kafka_DescribeGroupsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeGroupsResponse *o, kafka_arena *a);
+int kafka_DescribeGroupsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeGroupsResponse *o);
 size_t kafka_DescribeGroupsResponse_size(int16_t v, const kafka_DescribeGroupsResponse *o);
-bool kafka_DescribeGroupsResponse_equal(const kafka_DescribeGroupsResponse *x, const kafka_DescribeGroupsResponse *y);
-void kafka_DescribeGroupsResponse_fill_test(kafka_DescribeGroupsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeGroupsResponse_equal(
+    const kafka_DescribeGroupsResponse *x, const kafka_DescribeGroupsResponse *y);
+void kafka_DescribeGroupsResponse_fill_test(
+    kafka_DescribeGroupsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ListGroupsResponse ---- */
 typedef struct kafka_ListGroupsResponse_ListedGroup {
@@ -2582,13 +3187,16 @@ typedef struct kafka_ListGroupsResponse {
     kafka_ListGroupsResponse_ListedGroup *Groups;
 } kafka_ListGroupsResponse;
 void kafka_ListGroupsResponse_ListedGroup_init(kafka_ListGroupsResponse_ListedGroup *o);
-bool kafka_ListGroupsResponse_ListedGroup_equal(const kafka_ListGroupsResponse_ListedGroup *x, const kafka_ListGroupsResponse_ListedGroup *y);
+bool kafka_ListGroupsResponse_ListedGroup_equal(
+    const kafka_ListGroupsResponse_ListedGroup *x, const kafka_ListGroupsResponse_ListedGroup *y);
 extern const struct kafka_struct_desc kafka_ListGroupsResponse_desc;
 void kafka_ListGroupsResponse_init(kafka_ListGroupsResponse *o);
-int kafka_ListGroupsResponse_decode(al_rd *rd, int16_t v, kafka_ListGroupsResponse *o, kafka_arena *a);
+int kafka_ListGroupsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListGroupsResponse *o, kafka_arena *a);
 int kafka_ListGroupsResponse_encode(al_wr *wr, int16_t v, const kafka_ListGroupsResponse *o);
 size_t kafka_ListGroupsResponse_size(int16_t v, const kafka_ListGroupsResponse *o);
-bool kafka_ListGroupsResponse_equal(const kafka_ListGroupsResponse *x, const kafka_ListGroupsResponse *y);
+bool kafka_ListGroupsResponse_equal(
+    const kafka_ListGroupsResponse *x, const kafka_ListGroupsResponse *y);
 void kafka_ListGroupsResponse_fill_test(kafka_ListGroupsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- SaslHandshakeResponse ---- */
@@ -2599,11 +3207,14 @@ typedef struct kafka_SaslHandshakeResponse {
 } kafka_SaslHandshakeResponse;
 extern const struct kafka_struct_desc kafka_SaslHandshakeResponse_desc;
 void kafka_SaslHandshakeResponse_init(kafka_SaslHandshakeResponse *o);
-int kafka_SaslHandshakeResponse_decode(al_rd *rd, int16_t v, kafka_SaslHandshakeResponse *o, kafka_arena *a);
+int kafka_SaslHandshakeResponse_decode(
+    al_rd *rd, int16_t v, kafka_SaslHandshakeResponse *o, kafka_arena *a);
 int kafka_SaslHandshakeResponse_encode(al_wr *wr, int16_t v, const kafka_SaslHandshakeResponse *o);
 size_t kafka_SaslHandshakeResponse_size(int16_t v, const kafka_SaslHandshakeResponse *o);
-bool kafka_SaslHandshakeResponse_equal(const kafka_SaslHandshakeResponse *x, const kafka_SaslHandshakeResponse *y);
-void kafka_SaslHandshakeResponse_fill_test(kafka_SaslHandshakeResponse *o, int16_t v, kafka_filler *f);
+bool kafka_SaslHandshakeResponse_equal(
+    const kafka_SaslHandshakeResponse *x, const kafka_SaslHandshakeResponse *y);
+void kafka_SaslHandshakeResponse_fill_test(
+    kafka_SaslHandshakeResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ApiVersionsResponse ---- */
 typedef struct kafka_ApiVersionsResponse_ApiVersion {
@@ -2634,17 +3245,26 @@ typedef struct kafka_ApiVersionsResponse {
     bool ZkMigrationReady;
 } kafka_ApiVersionsResponse;
 void kafka_ApiVersionsResponse_ApiVersion_init(kafka_ApiVersionsResponse_ApiVersion *o);
-bool kafka_ApiVersionsResponse_ApiVersion_equal(const kafka_ApiVersionsResponse_ApiVersion *x, const kafka_ApiVersionsResponse_ApiVersion *y);
-void kafka_ApiVersionsResponse_SupportedFeatureKey_init(kafka_ApiVersionsResponse_SupportedFeatureKey *o);
-bool kafka_ApiVersionsResponse_SupportedFeatureKey_equal(const kafka_ApiVersionsResponse_SupportedFeatureKey *x, const kafka_ApiVersionsResponse_SupportedFeatureKey *y);
-void kafka_ApiVersionsResponse_FinalizedFeatureKey_init(kafka_ApiVersionsResponse_FinalizedFeatureKey *o);
-bool kafka_ApiVersionsResponse_FinalizedFeatureKey_equal(const kafka_ApiVersionsResponse_FinalizedFeatureKey *x, const kafka_ApiVersionsResponse_FinalizedFeatureKey *y);
+bool kafka_ApiVersionsResponse_ApiVersion_equal(
+    const kafka_ApiVersionsResponse_ApiVersion *x, const kafka_ApiVersionsResponse_ApiVersion *y);
+void kafka_ApiVersionsResponse_SupportedFeatureKey_init(
+    kafka_ApiVersionsResponse_SupportedFeatureKey *o);
+bool kafka_ApiVersionsResponse_SupportedFeatureKey_equal(
+    const kafka_ApiVersionsResponse_SupportedFeatureKey *x,
+    const kafka_ApiVersionsResponse_SupportedFeatureKey *y);
+void kafka_ApiVersionsResponse_FinalizedFeatureKey_init(
+    kafka_ApiVersionsResponse_FinalizedFeatureKey *o);
+bool kafka_ApiVersionsResponse_FinalizedFeatureKey_equal(
+    const kafka_ApiVersionsResponse_FinalizedFeatureKey *x,
+    const kafka_ApiVersionsResponse_FinalizedFeatureKey *y);
 extern const struct kafka_struct_desc kafka_ApiVersionsResponse_desc;
 void kafka_ApiVersionsResponse_init(kafka_ApiVersionsResponse *o);
-int kafka_ApiVersionsResponse_decode(al_rd *rd, int16_t v, kafka_ApiVersionsResponse *o, kafka_arena *a);
+int kafka_ApiVersionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ApiVersionsResponse *o, kafka_arena *a);
 int kafka_ApiVersionsResponse_encode(al_wr *wr, int16_t v, const kafka_ApiVersionsResponse *o);
 size_t kafka_ApiVersionsResponse_size(int16_t v, const kafka_ApiVersionsResponse *o);
-bool kafka_ApiVersionsResponse_equal(const kafka_ApiVersionsResponse *x, const kafka_ApiVersionsResponse *y);
+bool kafka_ApiVersionsResponse_equal(
+    const kafka_ApiVersionsResponse *x, const kafka_ApiVersionsResponse *y);
 void kafka_ApiVersionsResponse_fill_test(kafka_ApiVersionsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- CreateTopicsResponse ---- */
@@ -2671,17 +3291,26 @@ typedef struct kafka_CreateTopicsResponse {
     int32_t Topics_count;
     kafka_CreateTopicsResponse_CreatableTopicResult *Topics;
 } kafka_CreateTopicsResponse;
-void kafka_CreateTopicsResponse_CreatableTopicConfigs_init(kafka_CreateTopicsResponse_CreatableTopicConfigs *o);
-bool kafka_CreateTopicsResponse_CreatableTopicConfigs_equal(const kafka_CreateTopicsResponse_CreatableTopicConfigs *x, const kafka_CreateTopicsResponse_CreatableTopicConfigs *y);
-void kafka_CreateTopicsResponse_CreatableTopicResult_init(kafka_CreateTopicsResponse_CreatableTopicResult *o);
-bool kafka_CreateTopicsResponse_CreatableTopicResult_equal(const kafka_CreateTopicsResponse_CreatableTopicResult *x, const kafka_CreateTopicsResponse_CreatableTopicResult *y);
+void kafka_CreateTopicsResponse_CreatableTopicConfigs_init(
+    kafka_CreateTopicsResponse_CreatableTopicConfigs *o);
+bool kafka_CreateTopicsResponse_CreatableTopicConfigs_equal(
+    const kafka_CreateTopicsResponse_CreatableTopicConfigs *x,
+    const kafka_CreateTopicsResponse_CreatableTopicConfigs *y);
+void kafka_CreateTopicsResponse_CreatableTopicResult_init(
+    kafka_CreateTopicsResponse_CreatableTopicResult *o);
+bool kafka_CreateTopicsResponse_CreatableTopicResult_equal(
+    const kafka_CreateTopicsResponse_CreatableTopicResult *x,
+    const kafka_CreateTopicsResponse_CreatableTopicResult *y);
 extern const struct kafka_struct_desc kafka_CreateTopicsResponse_desc;
 void kafka_CreateTopicsResponse_init(kafka_CreateTopicsResponse *o);
-int kafka_CreateTopicsResponse_decode(al_rd *rd, int16_t v, kafka_CreateTopicsResponse *o, kafka_arena *a);
+int kafka_CreateTopicsResponse_decode(
+    al_rd *rd, int16_t v, kafka_CreateTopicsResponse *o, kafka_arena *a);
 int kafka_CreateTopicsResponse_encode(al_wr *wr, int16_t v, const kafka_CreateTopicsResponse *o);
 size_t kafka_CreateTopicsResponse_size(int16_t v, const kafka_CreateTopicsResponse *o);
-bool kafka_CreateTopicsResponse_equal(const kafka_CreateTopicsResponse *x, const kafka_CreateTopicsResponse *y);
-void kafka_CreateTopicsResponse_fill_test(kafka_CreateTopicsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_CreateTopicsResponse_equal(
+    const kafka_CreateTopicsResponse *x, const kafka_CreateTopicsResponse *y);
+void kafka_CreateTopicsResponse_fill_test(
+    kafka_CreateTopicsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DeleteTopicsResponse ---- */
 typedef struct kafka_DeleteTopicsResponse_DeletableTopicResult {
@@ -2695,15 +3324,21 @@ typedef struct kafka_DeleteTopicsResponse {
     int32_t Responses_count;
     kafka_DeleteTopicsResponse_DeletableTopicResult *Responses;
 } kafka_DeleteTopicsResponse;
-void kafka_DeleteTopicsResponse_DeletableTopicResult_init(kafka_DeleteTopicsResponse_DeletableTopicResult *o);
-bool kafka_DeleteTopicsResponse_DeletableTopicResult_equal(const kafka_DeleteTopicsResponse_DeletableTopicResult *x, const kafka_DeleteTopicsResponse_DeletableTopicResult *y);
+void kafka_DeleteTopicsResponse_DeletableTopicResult_init(
+    kafka_DeleteTopicsResponse_DeletableTopicResult *o);
+bool kafka_DeleteTopicsResponse_DeletableTopicResult_equal(
+    const kafka_DeleteTopicsResponse_DeletableTopicResult *x,
+    const kafka_DeleteTopicsResponse_DeletableTopicResult *y);
 extern const struct kafka_struct_desc kafka_DeleteTopicsResponse_desc;
 void kafka_DeleteTopicsResponse_init(kafka_DeleteTopicsResponse *o);
-int kafka_DeleteTopicsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteTopicsResponse *o, kafka_arena *a);
+int kafka_DeleteTopicsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DeleteTopicsResponse *o, kafka_arena *a);
 int kafka_DeleteTopicsResponse_encode(al_wr *wr, int16_t v, const kafka_DeleteTopicsResponse *o);
 size_t kafka_DeleteTopicsResponse_size(int16_t v, const kafka_DeleteTopicsResponse *o);
-bool kafka_DeleteTopicsResponse_equal(const kafka_DeleteTopicsResponse *x, const kafka_DeleteTopicsResponse *y);
-void kafka_DeleteTopicsResponse_fill_test(kafka_DeleteTopicsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DeleteTopicsResponse_equal(
+    const kafka_DeleteTopicsResponse *x, const kafka_DeleteTopicsResponse *y);
+void kafka_DeleteTopicsResponse_fill_test(
+    kafka_DeleteTopicsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DeleteRecordsResponse ---- */
 typedef struct kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult {
@@ -2721,17 +3356,26 @@ typedef struct kafka_DeleteRecordsResponse {
     int32_t Topics_count;
     kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *Topics;
 } kafka_DeleteRecordsResponse;
-void kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_init(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *o);
-bool kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_equal(const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *x, const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *y);
-void kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_init(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *o);
-bool kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_equal(const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *x, const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *y);
+void kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_init(
+    kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *o);
+bool kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_equal(
+    const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *x,
+    const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *y);
+void kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_init(
+    kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *o);
+bool kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_equal(
+    const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *x,
+    const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *y);
 extern const struct kafka_struct_desc kafka_DeleteRecordsResponse_desc;
 void kafka_DeleteRecordsResponse_init(kafka_DeleteRecordsResponse *o);
-int kafka_DeleteRecordsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteRecordsResponse *o, kafka_arena *a);
+int kafka_DeleteRecordsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DeleteRecordsResponse *o, kafka_arena *a);
 int kafka_DeleteRecordsResponse_encode(al_wr *wr, int16_t v, const kafka_DeleteRecordsResponse *o);
 size_t kafka_DeleteRecordsResponse_size(int16_t v, const kafka_DeleteRecordsResponse *o);
-bool kafka_DeleteRecordsResponse_equal(const kafka_DeleteRecordsResponse *x, const kafka_DeleteRecordsResponse *y);
-void kafka_DeleteRecordsResponse_fill_test(kafka_DeleteRecordsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DeleteRecordsResponse_equal(
+    const kafka_DeleteRecordsResponse *x, const kafka_DeleteRecordsResponse *y);
+void kafka_DeleteRecordsResponse_fill_test(
+    kafka_DeleteRecordsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- InitProducerIdResponse ---- */
 typedef struct kafka_InitProducerIdResponse {
@@ -2742,11 +3386,15 @@ typedef struct kafka_InitProducerIdResponse {
 } kafka_InitProducerIdResponse;
 extern const struct kafka_struct_desc kafka_InitProducerIdResponse_desc;
 void kafka_InitProducerIdResponse_init(kafka_InitProducerIdResponse *o);
-int kafka_InitProducerIdResponse_decode(al_rd *rd, int16_t v, kafka_InitProducerIdResponse *o, kafka_arena *a);
-int kafka_InitProducerIdResponse_encode(al_wr *wr, int16_t v, const kafka_InitProducerIdResponse *o);
+int kafka_InitProducerIdResponse_decode(
+    al_rd *rd, int16_t v, kafka_InitProducerIdResponse *o, kafka_arena *a);
+int kafka_InitProducerIdResponse_encode(
+    al_wr *wr, int16_t v, const kafka_InitProducerIdResponse *o);
 size_t kafka_InitProducerIdResponse_size(int16_t v, const kafka_InitProducerIdResponse *o);
-bool kafka_InitProducerIdResponse_equal(const kafka_InitProducerIdResponse *x, const kafka_InitProducerIdResponse *y);
-void kafka_InitProducerIdResponse_fill_test(kafka_InitProducerIdResponse *o, int16_t v, kafka_filler *f);
+bool kafka_InitProducerIdResponse_equal(
+    const kafka_InitProducerIdResponse *x, const kafka_InitProducerIdResponse *y);
+void kafka_InitProducerIdResponse_fill_test(
+    kafka_InitProducerIdResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- OffsetForLeaderEpochResponse ---- */
 typedef struct kafka_OffsetForLeaderEpochResponse_EpochEndOffset {
@@ -2765,17 +3413,28 @@ typedef struct kafka_OffsetForLeaderEpochResponse {
     int32_t Topics_count;
     kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *Topics;
 } kafka_OffsetForLeaderEpochResponse;
-void kafka_OffsetForLeaderEpochResponse_EpochEndOffset_init(kafka_OffsetForLeaderEpochResponse_EpochEndOffset *o);
-bool kafka_OffsetForLeaderEpochResponse_EpochEndOffset_equal(const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *x, const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *y);
-void kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_init(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *o);
-bool kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_equal(const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *x, const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *y);
+void kafka_OffsetForLeaderEpochResponse_EpochEndOffset_init(
+    kafka_OffsetForLeaderEpochResponse_EpochEndOffset *o);
+bool kafka_OffsetForLeaderEpochResponse_EpochEndOffset_equal(
+    const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *x,
+    const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *y);
+void kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_init(
+    kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *o);
+bool kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_equal(
+    const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *x,
+    const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *y);
 extern const struct kafka_struct_desc kafka_OffsetForLeaderEpochResponse_desc;
 void kafka_OffsetForLeaderEpochResponse_init(kafka_OffsetForLeaderEpochResponse *o);
-int kafka_OffsetForLeaderEpochResponse_decode(al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochResponse *o, kafka_arena *a);
-int kafka_OffsetForLeaderEpochResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochResponse *o);
-size_t kafka_OffsetForLeaderEpochResponse_size(int16_t v, const kafka_OffsetForLeaderEpochResponse *o);
-bool kafka_OffsetForLeaderEpochResponse_equal(const kafka_OffsetForLeaderEpochResponse *x, const kafka_OffsetForLeaderEpochResponse *y);
-void kafka_OffsetForLeaderEpochResponse_fill_test(kafka_OffsetForLeaderEpochResponse *o, int16_t v, kafka_filler *f);
+int kafka_OffsetForLeaderEpochResponse_decode(
+    al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochResponse *o, kafka_arena *a);
+int kafka_OffsetForLeaderEpochResponse_encode(
+    al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochResponse *o);
+size_t kafka_OffsetForLeaderEpochResponse_size(
+    int16_t v, const kafka_OffsetForLeaderEpochResponse *o);
+bool kafka_OffsetForLeaderEpochResponse_equal(
+    const kafka_OffsetForLeaderEpochResponse *x, const kafka_OffsetForLeaderEpochResponse *y);
+void kafka_OffsetForLeaderEpochResponse_fill_test(
+    kafka_OffsetForLeaderEpochResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AddPartitionsToTxnResponse ---- */
 typedef struct kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult {
@@ -2800,19 +3459,32 @@ typedef struct kafka_AddPartitionsToTxnResponse {
     int32_t ResultsByTopicV3AndBelow_count;
     kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *ResultsByTopicV3AndBelow;
 } kafka_AddPartitionsToTxnResponse;
-void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_init(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *o);
-bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_equal(const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *x, const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *y);
-void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_init(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *o);
-bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_equal(const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *x, const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *y);
-void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_init(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *o);
-bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_equal(const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *x, const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *y);
+void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_init(
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *o);
+bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_equal(
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *x,
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *y);
+void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_init(
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *o);
+bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_equal(
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *x,
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *y);
+void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_init(
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *o);
+bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_equal(
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *x,
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *y);
 extern const struct kafka_struct_desc kafka_AddPartitionsToTxnResponse_desc;
 void kafka_AddPartitionsToTxnResponse_init(kafka_AddPartitionsToTxnResponse *o);
-int kafka_AddPartitionsToTxnResponse_decode(al_rd *rd, int16_t v, kafka_AddPartitionsToTxnResponse *o, kafka_arena *a);
-int kafka_AddPartitionsToTxnResponse_encode(al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnResponse *o);
+int kafka_AddPartitionsToTxnResponse_decode(
+    al_rd *rd, int16_t v, kafka_AddPartitionsToTxnResponse *o, kafka_arena *a);
+int kafka_AddPartitionsToTxnResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnResponse *o);
 size_t kafka_AddPartitionsToTxnResponse_size(int16_t v, const kafka_AddPartitionsToTxnResponse *o);
-bool kafka_AddPartitionsToTxnResponse_equal(const kafka_AddPartitionsToTxnResponse *x, const kafka_AddPartitionsToTxnResponse *y);
-void kafka_AddPartitionsToTxnResponse_fill_test(kafka_AddPartitionsToTxnResponse *o, int16_t v, kafka_filler *f);
+bool kafka_AddPartitionsToTxnResponse_equal(
+    const kafka_AddPartitionsToTxnResponse *x, const kafka_AddPartitionsToTxnResponse *y);
+void kafka_AddPartitionsToTxnResponse_fill_test(
+    kafka_AddPartitionsToTxnResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AddOffsetsToTxnResponse ---- */
 typedef struct kafka_AddOffsetsToTxnResponse {
@@ -2821,11 +3493,15 @@ typedef struct kafka_AddOffsetsToTxnResponse {
 } kafka_AddOffsetsToTxnResponse;
 extern const struct kafka_struct_desc kafka_AddOffsetsToTxnResponse_desc;
 void kafka_AddOffsetsToTxnResponse_init(kafka_AddOffsetsToTxnResponse *o);
-int kafka_AddOffsetsToTxnResponse_decode(al_rd *rd, int16_t v, kafka_AddOffsetsToTxnResponse *o, kafka_arena *a);
-int kafka_AddOffsetsToTxnResponse_encode(al_wr *wr, int16_t v, const kafka_AddOffsetsToTxnResponse *o);
+int kafka_AddOffsetsToTxnResponse_decode(
+    al_rd *rd, int16_t v, kafka_AddOffsetsToTxnResponse *o, kafka_arena *a);
+int kafka_AddOffsetsToTxnResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AddOffsetsToTxnResponse *o);
 size_t kafka_AddOffsetsToTxnResponse_size(int16_t v, const kafka_AddOffsetsToTxnResponse *o);
-bool kafka_AddOffsetsToTxnResponse_equal(const kafka_AddOffsetsToTxnResponse *x, const kafka_AddOffsetsToTxnResponse *y);
-void kafka_AddOffsetsToTxnResponse_fill_test(kafka_AddOffsetsToTxnResponse *o, int16_t v, kafka_filler *f);
+bool kafka_AddOffsetsToTxnResponse_equal(
+    const kafka_AddOffsetsToTxnResponse *x, const kafka_AddOffsetsToTxnResponse *y);
+void kafka_AddOffsetsToTxnResponse_fill_test(
+    kafka_AddOffsetsToTxnResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- EndTxnResponse ---- */
 typedef struct kafka_EndTxnResponse {
@@ -2859,19 +3535,32 @@ typedef struct kafka_WriteTxnMarkersResponse {
     int32_t Markers_count;
     kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *Markers;
 } kafka_WriteTxnMarkersResponse;
-void kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_init(kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *o);
-bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_equal(const kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *x, const kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *y);
-void kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_init(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *o);
-bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_equal(const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *x, const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *y);
-void kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_init(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *o);
-bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_equal(const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *x, const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *y);
+void kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_init(
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *o);
+bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_equal(
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *x,
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *y);
+void kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_init(
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *o);
+bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_equal(
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *x,
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *y);
+void kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_init(
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *o);
+bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_equal(
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *x,
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *y);
 extern const struct kafka_struct_desc kafka_WriteTxnMarkersResponse_desc;
 void kafka_WriteTxnMarkersResponse_init(kafka_WriteTxnMarkersResponse *o);
-int kafka_WriteTxnMarkersResponse_decode(al_rd *rd, int16_t v, kafka_WriteTxnMarkersResponse *o, kafka_arena *a);
-int kafka_WriteTxnMarkersResponse_encode(al_wr *wr, int16_t v, const kafka_WriteTxnMarkersResponse *o);
+int kafka_WriteTxnMarkersResponse_decode(
+    al_rd *rd, int16_t v, kafka_WriteTxnMarkersResponse *o, kafka_arena *a);
+int kafka_WriteTxnMarkersResponse_encode(
+    al_wr *wr, int16_t v, const kafka_WriteTxnMarkersResponse *o);
 size_t kafka_WriteTxnMarkersResponse_size(int16_t v, const kafka_WriteTxnMarkersResponse *o);
-bool kafka_WriteTxnMarkersResponse_equal(const kafka_WriteTxnMarkersResponse *x, const kafka_WriteTxnMarkersResponse *y);
-void kafka_WriteTxnMarkersResponse_fill_test(kafka_WriteTxnMarkersResponse *o, int16_t v, kafka_filler *f);
+bool kafka_WriteTxnMarkersResponse_equal(
+    const kafka_WriteTxnMarkersResponse *x, const kafka_WriteTxnMarkersResponse *y);
+void kafka_WriteTxnMarkersResponse_fill_test(
+    kafka_WriteTxnMarkersResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- TxnOffsetCommitResponse ---- */
 typedef struct kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition {
@@ -2888,17 +3577,27 @@ typedef struct kafka_TxnOffsetCommitResponse {
     int32_t Topics_count;
     kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *Topics;
 } kafka_TxnOffsetCommitResponse;
-void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_init(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *o);
-bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_equal(const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *x, const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *y);
-void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_init(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *o);
-bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_equal(const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *x, const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *y);
+void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_init(
+    kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *o);
+bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_equal(
+    const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *x,
+    const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *y);
+void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_init(
+    kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *o);
+bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_equal(
+    const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *x,
+    const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *y);
 extern const struct kafka_struct_desc kafka_TxnOffsetCommitResponse_desc;
 void kafka_TxnOffsetCommitResponse_init(kafka_TxnOffsetCommitResponse *o);
-int kafka_TxnOffsetCommitResponse_decode(al_rd *rd, int16_t v, kafka_TxnOffsetCommitResponse *o, kafka_arena *a);
-int kafka_TxnOffsetCommitResponse_encode(al_wr *wr, int16_t v, const kafka_TxnOffsetCommitResponse *o);
+int kafka_TxnOffsetCommitResponse_decode(
+    al_rd *rd, int16_t v, kafka_TxnOffsetCommitResponse *o, kafka_arena *a);
+int kafka_TxnOffsetCommitResponse_encode(
+    al_wr *wr, int16_t v, const kafka_TxnOffsetCommitResponse *o);
 size_t kafka_TxnOffsetCommitResponse_size(int16_t v, const kafka_TxnOffsetCommitResponse *o);
-bool kafka_TxnOffsetCommitResponse_equal(const kafka_TxnOffsetCommitResponse *x, const kafka_TxnOffsetCommitResponse *y);
-void kafka_TxnOffsetCommitResponse_fill_test(kafka_TxnOffsetCommitResponse *o, int16_t v, kafka_filler *f);
+bool kafka_TxnOffsetCommitResponse_equal(
+    const kafka_TxnOffsetCommitResponse *x, const kafka_TxnOffsetCommitResponse *y);
+void kafka_TxnOffsetCommitResponse_fill_test(
+    kafka_TxnOffsetCommitResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeAclsResponse ---- */
 typedef struct kafka_DescribeAclsResponse_AclDescription {
@@ -2922,16 +3621,24 @@ typedef struct kafka_DescribeAclsResponse {
     kafka_DescribeAclsResponse_DescribeAclsResource *Resources;
 } kafka_DescribeAclsResponse;
 void kafka_DescribeAclsResponse_AclDescription_init(kafka_DescribeAclsResponse_AclDescription *o);
-bool kafka_DescribeAclsResponse_AclDescription_equal(const kafka_DescribeAclsResponse_AclDescription *x, const kafka_DescribeAclsResponse_AclDescription *y);
-void kafka_DescribeAclsResponse_DescribeAclsResource_init(kafka_DescribeAclsResponse_DescribeAclsResource *o);
-bool kafka_DescribeAclsResponse_DescribeAclsResource_equal(const kafka_DescribeAclsResponse_DescribeAclsResource *x, const kafka_DescribeAclsResponse_DescribeAclsResource *y);
+bool kafka_DescribeAclsResponse_AclDescription_equal(
+    const kafka_DescribeAclsResponse_AclDescription *x,
+    const kafka_DescribeAclsResponse_AclDescription *y);
+void kafka_DescribeAclsResponse_DescribeAclsResource_init(
+    kafka_DescribeAclsResponse_DescribeAclsResource *o);
+bool kafka_DescribeAclsResponse_DescribeAclsResource_equal(
+    const kafka_DescribeAclsResponse_DescribeAclsResource *x,
+    const kafka_DescribeAclsResponse_DescribeAclsResource *y);
 extern const struct kafka_struct_desc kafka_DescribeAclsResponse_desc;
 void kafka_DescribeAclsResponse_init(kafka_DescribeAclsResponse *o);
-int kafka_DescribeAclsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeAclsResponse *o, kafka_arena *a);
+int kafka_DescribeAclsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeAclsResponse *o, kafka_arena *a);
 int kafka_DescribeAclsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeAclsResponse *o);
 size_t kafka_DescribeAclsResponse_size(int16_t v, const kafka_DescribeAclsResponse *o);
-bool kafka_DescribeAclsResponse_equal(const kafka_DescribeAclsResponse *x, const kafka_DescribeAclsResponse *y);
-void kafka_DescribeAclsResponse_fill_test(kafka_DescribeAclsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeAclsResponse_equal(
+    const kafka_DescribeAclsResponse *x, const kafka_DescribeAclsResponse *y);
+void kafka_DescribeAclsResponse_fill_test(
+    kafka_DescribeAclsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- CreateAclsResponse ---- */
 typedef struct kafka_CreateAclsResponse_AclCreationResult {
@@ -2944,13 +3651,17 @@ typedef struct kafka_CreateAclsResponse {
     kafka_CreateAclsResponse_AclCreationResult *Results;
 } kafka_CreateAclsResponse;
 void kafka_CreateAclsResponse_AclCreationResult_init(kafka_CreateAclsResponse_AclCreationResult *o);
-bool kafka_CreateAclsResponse_AclCreationResult_equal(const kafka_CreateAclsResponse_AclCreationResult *x, const kafka_CreateAclsResponse_AclCreationResult *y);
+bool kafka_CreateAclsResponse_AclCreationResult_equal(
+    const kafka_CreateAclsResponse_AclCreationResult *x,
+    const kafka_CreateAclsResponse_AclCreationResult *y);
 extern const struct kafka_struct_desc kafka_CreateAclsResponse_desc;
 void kafka_CreateAclsResponse_init(kafka_CreateAclsResponse *o);
-int kafka_CreateAclsResponse_decode(al_rd *rd, int16_t v, kafka_CreateAclsResponse *o, kafka_arena *a);
+int kafka_CreateAclsResponse_decode(
+    al_rd *rd, int16_t v, kafka_CreateAclsResponse *o, kafka_arena *a);
 int kafka_CreateAclsResponse_encode(al_wr *wr, int16_t v, const kafka_CreateAclsResponse *o);
 size_t kafka_CreateAclsResponse_size(int16_t v, const kafka_CreateAclsResponse *o);
-bool kafka_CreateAclsResponse_equal(const kafka_CreateAclsResponse *x, const kafka_CreateAclsResponse *y);
+bool kafka_CreateAclsResponse_equal(
+    const kafka_CreateAclsResponse *x, const kafka_CreateAclsResponse *y);
 void kafka_CreateAclsResponse_fill_test(kafka_CreateAclsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DeleteAclsResponse ---- */
@@ -2976,16 +3687,24 @@ typedef struct kafka_DeleteAclsResponse {
     int32_t FilterResults_count;
     kafka_DeleteAclsResponse_DeleteAclsFilterResult *FilterResults;
 } kafka_DeleteAclsResponse;
-void kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_init(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *o);
-bool kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_equal(const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *x, const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *y);
-void kafka_DeleteAclsResponse_DeleteAclsFilterResult_init(kafka_DeleteAclsResponse_DeleteAclsFilterResult *o);
-bool kafka_DeleteAclsResponse_DeleteAclsFilterResult_equal(const kafka_DeleteAclsResponse_DeleteAclsFilterResult *x, const kafka_DeleteAclsResponse_DeleteAclsFilterResult *y);
+void kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_init(
+    kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *o);
+bool kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_equal(
+    const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *x,
+    const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *y);
+void kafka_DeleteAclsResponse_DeleteAclsFilterResult_init(
+    kafka_DeleteAclsResponse_DeleteAclsFilterResult *o);
+bool kafka_DeleteAclsResponse_DeleteAclsFilterResult_equal(
+    const kafka_DeleteAclsResponse_DeleteAclsFilterResult *x,
+    const kafka_DeleteAclsResponse_DeleteAclsFilterResult *y);
 extern const struct kafka_struct_desc kafka_DeleteAclsResponse_desc;
 void kafka_DeleteAclsResponse_init(kafka_DeleteAclsResponse *o);
-int kafka_DeleteAclsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteAclsResponse *o, kafka_arena *a);
+int kafka_DeleteAclsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DeleteAclsResponse *o, kafka_arena *a);
 int kafka_DeleteAclsResponse_encode(al_wr *wr, int16_t v, const kafka_DeleteAclsResponse *o);
 size_t kafka_DeleteAclsResponse_size(int16_t v, const kafka_DeleteAclsResponse *o);
-bool kafka_DeleteAclsResponse_equal(const kafka_DeleteAclsResponse *x, const kafka_DeleteAclsResponse *y);
+bool kafka_DeleteAclsResponse_equal(
+    const kafka_DeleteAclsResponse *x, const kafka_DeleteAclsResponse *y);
 void kafka_DeleteAclsResponse_fill_test(kafka_DeleteAclsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeConfigsResponse ---- */
@@ -3019,19 +3738,32 @@ typedef struct kafka_DescribeConfigsResponse {
     int32_t Results_count;
     kafka_DescribeConfigsResponse_DescribeConfigsResult *Results;
 } kafka_DescribeConfigsResponse;
-void kafka_DescribeConfigsResponse_DescribeConfigsSynonym_init(kafka_DescribeConfigsResponse_DescribeConfigsSynonym *o);
-bool kafka_DescribeConfigsResponse_DescribeConfigsSynonym_equal(const kafka_DescribeConfigsResponse_DescribeConfigsSynonym *x, const kafka_DescribeConfigsResponse_DescribeConfigsSynonym *y);
-void kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_init(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *o);
-bool kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_equal(const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *x, const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *y);
-void kafka_DescribeConfigsResponse_DescribeConfigsResult_init(kafka_DescribeConfigsResponse_DescribeConfigsResult *o);
-bool kafka_DescribeConfigsResponse_DescribeConfigsResult_equal(const kafka_DescribeConfigsResponse_DescribeConfigsResult *x, const kafka_DescribeConfigsResponse_DescribeConfigsResult *y);
+void kafka_DescribeConfigsResponse_DescribeConfigsSynonym_init(
+    kafka_DescribeConfigsResponse_DescribeConfigsSynonym *o);
+bool kafka_DescribeConfigsResponse_DescribeConfigsSynonym_equal(
+    const kafka_DescribeConfigsResponse_DescribeConfigsSynonym *x,
+    const kafka_DescribeConfigsResponse_DescribeConfigsSynonym *y);
+void kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_init(
+    kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *o);
+bool kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_equal(
+    const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *x,
+    const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *y);
+void kafka_DescribeConfigsResponse_DescribeConfigsResult_init(
+    kafka_DescribeConfigsResponse_DescribeConfigsResult *o);
+bool kafka_DescribeConfigsResponse_DescribeConfigsResult_equal(
+    const kafka_DescribeConfigsResponse_DescribeConfigsResult *x,
+    const kafka_DescribeConfigsResponse_DescribeConfigsResult *y);
 extern const struct kafka_struct_desc kafka_DescribeConfigsResponse_desc;
 void kafka_DescribeConfigsResponse_init(kafka_DescribeConfigsResponse *o);
-int kafka_DescribeConfigsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeConfigsResponse *o, kafka_arena *a);
-int kafka_DescribeConfigsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeConfigsResponse *o);
+int kafka_DescribeConfigsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeConfigsResponse *o, kafka_arena *a);
+int kafka_DescribeConfigsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeConfigsResponse *o);
 size_t kafka_DescribeConfigsResponse_size(int16_t v, const kafka_DescribeConfigsResponse *o);
-bool kafka_DescribeConfigsResponse_equal(const kafka_DescribeConfigsResponse *x, const kafka_DescribeConfigsResponse *y);
-void kafka_DescribeConfigsResponse_fill_test(kafka_DescribeConfigsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeConfigsResponse_equal(
+    const kafka_DescribeConfigsResponse *x, const kafka_DescribeConfigsResponse *y);
+void kafka_DescribeConfigsResponse_fill_test(
+    kafka_DescribeConfigsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterConfigsResponse ---- */
 typedef struct kafka_AlterConfigsResponse_AlterConfigsResourceResponse {
@@ -3045,15 +3777,21 @@ typedef struct kafka_AlterConfigsResponse {
     int32_t Responses_count;
     kafka_AlterConfigsResponse_AlterConfigsResourceResponse *Responses;
 } kafka_AlterConfigsResponse;
-void kafka_AlterConfigsResponse_AlterConfigsResourceResponse_init(kafka_AlterConfigsResponse_AlterConfigsResourceResponse *o);
-bool kafka_AlterConfigsResponse_AlterConfigsResourceResponse_equal(const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *x, const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *y);
+void kafka_AlterConfigsResponse_AlterConfigsResourceResponse_init(
+    kafka_AlterConfigsResponse_AlterConfigsResourceResponse *o);
+bool kafka_AlterConfigsResponse_AlterConfigsResourceResponse_equal(
+    const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *x,
+    const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *y);
 extern const struct kafka_struct_desc kafka_AlterConfigsResponse_desc;
 void kafka_AlterConfigsResponse_init(kafka_AlterConfigsResponse *o);
-int kafka_AlterConfigsResponse_decode(al_rd *rd, int16_t v, kafka_AlterConfigsResponse *o, kafka_arena *a);
+int kafka_AlterConfigsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterConfigsResponse *o, kafka_arena *a);
 int kafka_AlterConfigsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterConfigsResponse *o);
 size_t kafka_AlterConfigsResponse_size(int16_t v, const kafka_AlterConfigsResponse *o);
-bool kafka_AlterConfigsResponse_equal(const kafka_AlterConfigsResponse *x, const kafka_AlterConfigsResponse *y);
-void kafka_AlterConfigsResponse_fill_test(kafka_AlterConfigsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_AlterConfigsResponse_equal(
+    const kafka_AlterConfigsResponse *x, const kafka_AlterConfigsResponse *y);
+void kafka_AlterConfigsResponse_fill_test(
+    kafka_AlterConfigsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterReplicaLogDirsResponse ---- */
 typedef struct kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult {
@@ -3070,17 +3808,28 @@ typedef struct kafka_AlterReplicaLogDirsResponse {
     int32_t Results_count;
     kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *Results;
 } kafka_AlterReplicaLogDirsResponse;
-void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_init(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *o);
-bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_equal(const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *x, const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *y);
-void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_init(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *o);
-bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_equal(const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *x, const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *y);
+void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_init(
+    kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *o);
+bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_equal(
+    const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *x,
+    const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *y);
+void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_init(
+    kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *o);
+bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_equal(
+    const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *x,
+    const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *y);
 extern const struct kafka_struct_desc kafka_AlterReplicaLogDirsResponse_desc;
 void kafka_AlterReplicaLogDirsResponse_init(kafka_AlterReplicaLogDirsResponse *o);
-int kafka_AlterReplicaLogDirsResponse_decode(al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsResponse *o, kafka_arena *a);
-int kafka_AlterReplicaLogDirsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsResponse *o);
-size_t kafka_AlterReplicaLogDirsResponse_size(int16_t v, const kafka_AlterReplicaLogDirsResponse *o);
-bool kafka_AlterReplicaLogDirsResponse_equal(const kafka_AlterReplicaLogDirsResponse *x, const kafka_AlterReplicaLogDirsResponse *y);
-void kafka_AlterReplicaLogDirsResponse_fill_test(kafka_AlterReplicaLogDirsResponse *o, int16_t v, kafka_filler *f);
+int kafka_AlterReplicaLogDirsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsResponse *o, kafka_arena *a);
+int kafka_AlterReplicaLogDirsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsResponse *o);
+size_t kafka_AlterReplicaLogDirsResponse_size(
+    int16_t v, const kafka_AlterReplicaLogDirsResponse *o);
+bool kafka_AlterReplicaLogDirsResponse_equal(
+    const kafka_AlterReplicaLogDirsResponse *x, const kafka_AlterReplicaLogDirsResponse *y);
+void kafka_AlterReplicaLogDirsResponse_fill_test(
+    kafka_AlterReplicaLogDirsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeLogDirsResponse ---- */
 typedef struct kafka_DescribeLogDirsResponse_DescribeLogDirsPartition {
@@ -3108,19 +3857,32 @@ typedef struct kafka_DescribeLogDirsResponse {
     int32_t Results_count;
     kafka_DescribeLogDirsResponse_DescribeLogDirsResult *Results;
 } kafka_DescribeLogDirsResponse;
-void kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_init(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *o);
-bool kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_equal(const kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *x, const kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *y);
-void kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_init(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *o);
-bool kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_equal(const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *x, const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *y);
-void kafka_DescribeLogDirsResponse_DescribeLogDirsResult_init(kafka_DescribeLogDirsResponse_DescribeLogDirsResult *o);
-bool kafka_DescribeLogDirsResponse_DescribeLogDirsResult_equal(const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *x, const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *y);
+void kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_init(
+    kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *o);
+bool kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_equal(
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *x,
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *y);
+void kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_init(
+    kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *o);
+bool kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_equal(
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *x,
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *y);
+void kafka_DescribeLogDirsResponse_DescribeLogDirsResult_init(
+    kafka_DescribeLogDirsResponse_DescribeLogDirsResult *o);
+bool kafka_DescribeLogDirsResponse_DescribeLogDirsResult_equal(
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *x,
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *y);
 extern const struct kafka_struct_desc kafka_DescribeLogDirsResponse_desc;
 void kafka_DescribeLogDirsResponse_init(kafka_DescribeLogDirsResponse *o);
-int kafka_DescribeLogDirsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeLogDirsResponse *o, kafka_arena *a);
-int kafka_DescribeLogDirsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeLogDirsResponse *o);
+int kafka_DescribeLogDirsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeLogDirsResponse *o, kafka_arena *a);
+int kafka_DescribeLogDirsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeLogDirsResponse *o);
 size_t kafka_DescribeLogDirsResponse_size(int16_t v, const kafka_DescribeLogDirsResponse *o);
-bool kafka_DescribeLogDirsResponse_equal(const kafka_DescribeLogDirsResponse *x, const kafka_DescribeLogDirsResponse *y);
-void kafka_DescribeLogDirsResponse_fill_test(kafka_DescribeLogDirsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeLogDirsResponse_equal(
+    const kafka_DescribeLogDirsResponse *x, const kafka_DescribeLogDirsResponse *y);
+void kafka_DescribeLogDirsResponse_fill_test(
+    kafka_DescribeLogDirsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- SaslAuthenticateResponse ---- */
 typedef struct kafka_SaslAuthenticateResponse {
@@ -3131,11 +3893,15 @@ typedef struct kafka_SaslAuthenticateResponse {
 } kafka_SaslAuthenticateResponse;
 extern const struct kafka_struct_desc kafka_SaslAuthenticateResponse_desc;
 void kafka_SaslAuthenticateResponse_init(kafka_SaslAuthenticateResponse *o);
-int kafka_SaslAuthenticateResponse_decode(al_rd *rd, int16_t v, kafka_SaslAuthenticateResponse *o, kafka_arena *a);
-int kafka_SaslAuthenticateResponse_encode(al_wr *wr, int16_t v, const kafka_SaslAuthenticateResponse *o);
+int kafka_SaslAuthenticateResponse_decode(
+    al_rd *rd, int16_t v, kafka_SaslAuthenticateResponse *o, kafka_arena *a);
+int kafka_SaslAuthenticateResponse_encode(
+    al_wr *wr, int16_t v, const kafka_SaslAuthenticateResponse *o);
 size_t kafka_SaslAuthenticateResponse_size(int16_t v, const kafka_SaslAuthenticateResponse *o);
-bool kafka_SaslAuthenticateResponse_equal(const kafka_SaslAuthenticateResponse *x, const kafka_SaslAuthenticateResponse *y);
-void kafka_SaslAuthenticateResponse_fill_test(kafka_SaslAuthenticateResponse *o, int16_t v, kafka_filler *f);
+bool kafka_SaslAuthenticateResponse_equal(
+    const kafka_SaslAuthenticateResponse *x, const kafka_SaslAuthenticateResponse *y);
+void kafka_SaslAuthenticateResponse_fill_test(
+    kafka_SaslAuthenticateResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- CreatePartitionsResponse ---- */
 typedef struct kafka_CreatePartitionsResponse_CreatePartitionsTopicResult {
@@ -3148,15 +3914,22 @@ typedef struct kafka_CreatePartitionsResponse {
     int32_t Results_count;
     kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *Results;
 } kafka_CreatePartitionsResponse;
-void kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_init(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *o);
-bool kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_equal(const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *x, const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *y);
+void kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_init(
+    kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *o);
+bool kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_equal(
+    const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *x,
+    const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *y);
 extern const struct kafka_struct_desc kafka_CreatePartitionsResponse_desc;
 void kafka_CreatePartitionsResponse_init(kafka_CreatePartitionsResponse *o);
-int kafka_CreatePartitionsResponse_decode(al_rd *rd, int16_t v, kafka_CreatePartitionsResponse *o, kafka_arena *a);
-int kafka_CreatePartitionsResponse_encode(al_wr *wr, int16_t v, const kafka_CreatePartitionsResponse *o);
+int kafka_CreatePartitionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_CreatePartitionsResponse *o, kafka_arena *a);
+int kafka_CreatePartitionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_CreatePartitionsResponse *o);
 size_t kafka_CreatePartitionsResponse_size(int16_t v, const kafka_CreatePartitionsResponse *o);
-bool kafka_CreatePartitionsResponse_equal(const kafka_CreatePartitionsResponse *x, const kafka_CreatePartitionsResponse *y);
-void kafka_CreatePartitionsResponse_fill_test(kafka_CreatePartitionsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_CreatePartitionsResponse_equal(
+    const kafka_CreatePartitionsResponse *x, const kafka_CreatePartitionsResponse *y);
+void kafka_CreatePartitionsResponse_fill_test(
+    kafka_CreatePartitionsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- CreateDelegationTokenResponse ---- */
 typedef struct kafka_CreateDelegationTokenResponse {
@@ -3174,11 +3947,16 @@ typedef struct kafka_CreateDelegationTokenResponse {
 } kafka_CreateDelegationTokenResponse;
 extern const struct kafka_struct_desc kafka_CreateDelegationTokenResponse_desc;
 void kafka_CreateDelegationTokenResponse_init(kafka_CreateDelegationTokenResponse *o);
-int kafka_CreateDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_CreateDelegationTokenResponse *o, kafka_arena *a);
-int kafka_CreateDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_CreateDelegationTokenResponse *o);
-size_t kafka_CreateDelegationTokenResponse_size(int16_t v, const kafka_CreateDelegationTokenResponse *o);
-bool kafka_CreateDelegationTokenResponse_equal(const kafka_CreateDelegationTokenResponse *x, const kafka_CreateDelegationTokenResponse *y);
-void kafka_CreateDelegationTokenResponse_fill_test(kafka_CreateDelegationTokenResponse *o, int16_t v, kafka_filler *f);
+int kafka_CreateDelegationTokenResponse_decode(
+    al_rd *rd, int16_t v, kafka_CreateDelegationTokenResponse *o, kafka_arena *a);
+int kafka_CreateDelegationTokenResponse_encode(
+    al_wr *wr, int16_t v, const kafka_CreateDelegationTokenResponse *o);
+size_t kafka_CreateDelegationTokenResponse_size(
+    int16_t v, const kafka_CreateDelegationTokenResponse *o);
+bool kafka_CreateDelegationTokenResponse_equal(
+    const kafka_CreateDelegationTokenResponse *x, const kafka_CreateDelegationTokenResponse *y);
+void kafka_CreateDelegationTokenResponse_fill_test(
+    kafka_CreateDelegationTokenResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- RenewDelegationTokenResponse ---- */
 typedef struct kafka_RenewDelegationTokenResponse {
@@ -3188,11 +3966,16 @@ typedef struct kafka_RenewDelegationTokenResponse {
 } kafka_RenewDelegationTokenResponse;
 extern const struct kafka_struct_desc kafka_RenewDelegationTokenResponse_desc;
 void kafka_RenewDelegationTokenResponse_init(kafka_RenewDelegationTokenResponse *o);
-int kafka_RenewDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_RenewDelegationTokenResponse *o, kafka_arena *a);
-int kafka_RenewDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_RenewDelegationTokenResponse *o);
-size_t kafka_RenewDelegationTokenResponse_size(int16_t v, const kafka_RenewDelegationTokenResponse *o);
-bool kafka_RenewDelegationTokenResponse_equal(const kafka_RenewDelegationTokenResponse *x, const kafka_RenewDelegationTokenResponse *y);
-void kafka_RenewDelegationTokenResponse_fill_test(kafka_RenewDelegationTokenResponse *o, int16_t v, kafka_filler *f);
+int kafka_RenewDelegationTokenResponse_decode(
+    al_rd *rd, int16_t v, kafka_RenewDelegationTokenResponse *o, kafka_arena *a);
+int kafka_RenewDelegationTokenResponse_encode(
+    al_wr *wr, int16_t v, const kafka_RenewDelegationTokenResponse *o);
+size_t kafka_RenewDelegationTokenResponse_size(
+    int16_t v, const kafka_RenewDelegationTokenResponse *o);
+bool kafka_RenewDelegationTokenResponse_equal(
+    const kafka_RenewDelegationTokenResponse *x, const kafka_RenewDelegationTokenResponse *y);
+void kafka_RenewDelegationTokenResponse_fill_test(
+    kafka_RenewDelegationTokenResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ExpireDelegationTokenResponse ---- */
 typedef struct kafka_ExpireDelegationTokenResponse {
@@ -3202,11 +3985,16 @@ typedef struct kafka_ExpireDelegationTokenResponse {
 } kafka_ExpireDelegationTokenResponse;
 extern const struct kafka_struct_desc kafka_ExpireDelegationTokenResponse_desc;
 void kafka_ExpireDelegationTokenResponse_init(kafka_ExpireDelegationTokenResponse *o);
-int kafka_ExpireDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_ExpireDelegationTokenResponse *o, kafka_arena *a);
-int kafka_ExpireDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenResponse *o);
-size_t kafka_ExpireDelegationTokenResponse_size(int16_t v, const kafka_ExpireDelegationTokenResponse *o);
-bool kafka_ExpireDelegationTokenResponse_equal(const kafka_ExpireDelegationTokenResponse *x, const kafka_ExpireDelegationTokenResponse *y);
-void kafka_ExpireDelegationTokenResponse_fill_test(kafka_ExpireDelegationTokenResponse *o, int16_t v, kafka_filler *f);
+int kafka_ExpireDelegationTokenResponse_decode(
+    al_rd *rd, int16_t v, kafka_ExpireDelegationTokenResponse *o, kafka_arena *a);
+int kafka_ExpireDelegationTokenResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenResponse *o);
+size_t kafka_ExpireDelegationTokenResponse_size(
+    int16_t v, const kafka_ExpireDelegationTokenResponse *o);
+bool kafka_ExpireDelegationTokenResponse_equal(
+    const kafka_ExpireDelegationTokenResponse *x, const kafka_ExpireDelegationTokenResponse *y);
+void kafka_ExpireDelegationTokenResponse_fill_test(
+    kafka_ExpireDelegationTokenResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeDelegationTokenResponse ---- */
 typedef struct kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer {
@@ -3232,17 +4020,28 @@ typedef struct kafka_DescribeDelegationTokenResponse {
     kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *Tokens;
     int32_t ThrottleTimeMs;
 } kafka_DescribeDelegationTokenResponse;
-void kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_init(kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *o);
-bool kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_equal(const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *x, const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *y);
-void kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_init(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *o);
-bool kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_equal(const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *x, const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *y);
+void kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_init(
+    kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *o);
+bool kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_equal(
+    const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *x,
+    const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *y);
+void kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_init(
+    kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *o);
+bool kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_equal(
+    const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *x,
+    const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *y);
 extern const struct kafka_struct_desc kafka_DescribeDelegationTokenResponse_desc;
 void kafka_DescribeDelegationTokenResponse_init(kafka_DescribeDelegationTokenResponse *o);
-int kafka_DescribeDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_DescribeDelegationTokenResponse *o, kafka_arena *a);
-int kafka_DescribeDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenResponse *o);
-size_t kafka_DescribeDelegationTokenResponse_size(int16_t v, const kafka_DescribeDelegationTokenResponse *o);
-bool kafka_DescribeDelegationTokenResponse_equal(const kafka_DescribeDelegationTokenResponse *x, const kafka_DescribeDelegationTokenResponse *y);
-void kafka_DescribeDelegationTokenResponse_fill_test(kafka_DescribeDelegationTokenResponse *o, int16_t v, kafka_filler *f);
+int kafka_DescribeDelegationTokenResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeDelegationTokenResponse *o, kafka_arena *a);
+int kafka_DescribeDelegationTokenResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenResponse *o);
+size_t kafka_DescribeDelegationTokenResponse_size(
+    int16_t v, const kafka_DescribeDelegationTokenResponse *o);
+bool kafka_DescribeDelegationTokenResponse_equal(
+    const kafka_DescribeDelegationTokenResponse *x, const kafka_DescribeDelegationTokenResponse *y);
+void kafka_DescribeDelegationTokenResponse_fill_test(
+    kafka_DescribeDelegationTokenResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DeleteGroupsResponse ---- */
 typedef struct kafka_DeleteGroupsResponse_DeletableGroupResult {
@@ -3254,15 +4053,21 @@ typedef struct kafka_DeleteGroupsResponse {
     int32_t Results_count;
     kafka_DeleteGroupsResponse_DeletableGroupResult *Results;
 } kafka_DeleteGroupsResponse;
-void kafka_DeleteGroupsResponse_DeletableGroupResult_init(kafka_DeleteGroupsResponse_DeletableGroupResult *o);
-bool kafka_DeleteGroupsResponse_DeletableGroupResult_equal(const kafka_DeleteGroupsResponse_DeletableGroupResult *x, const kafka_DeleteGroupsResponse_DeletableGroupResult *y);
+void kafka_DeleteGroupsResponse_DeletableGroupResult_init(
+    kafka_DeleteGroupsResponse_DeletableGroupResult *o);
+bool kafka_DeleteGroupsResponse_DeletableGroupResult_equal(
+    const kafka_DeleteGroupsResponse_DeletableGroupResult *x,
+    const kafka_DeleteGroupsResponse_DeletableGroupResult *y);
 extern const struct kafka_struct_desc kafka_DeleteGroupsResponse_desc;
 void kafka_DeleteGroupsResponse_init(kafka_DeleteGroupsResponse *o);
-int kafka_DeleteGroupsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteGroupsResponse *o, kafka_arena *a);
+int kafka_DeleteGroupsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DeleteGroupsResponse *o, kafka_arena *a);
 int kafka_DeleteGroupsResponse_encode(al_wr *wr, int16_t v, const kafka_DeleteGroupsResponse *o);
 size_t kafka_DeleteGroupsResponse_size(int16_t v, const kafka_DeleteGroupsResponse *o);
-bool kafka_DeleteGroupsResponse_equal(const kafka_DeleteGroupsResponse *x, const kafka_DeleteGroupsResponse *y);
-void kafka_DeleteGroupsResponse_fill_test(kafka_DeleteGroupsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DeleteGroupsResponse_equal(
+    const kafka_DeleteGroupsResponse *x, const kafka_DeleteGroupsResponse *y);
+void kafka_DeleteGroupsResponse_fill_test(
+    kafka_DeleteGroupsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ElectLeadersResponse ---- */
 typedef struct kafka_ElectLeadersResponse_PartitionResult {
@@ -3282,16 +4087,24 @@ typedef struct kafka_ElectLeadersResponse {
     kafka_ElectLeadersResponse_ReplicaElectionResult *ReplicaElectionResults;
 } kafka_ElectLeadersResponse;
 void kafka_ElectLeadersResponse_PartitionResult_init(kafka_ElectLeadersResponse_PartitionResult *o);
-bool kafka_ElectLeadersResponse_PartitionResult_equal(const kafka_ElectLeadersResponse_PartitionResult *x, const kafka_ElectLeadersResponse_PartitionResult *y);
-void kafka_ElectLeadersResponse_ReplicaElectionResult_init(kafka_ElectLeadersResponse_ReplicaElectionResult *o);
-bool kafka_ElectLeadersResponse_ReplicaElectionResult_equal(const kafka_ElectLeadersResponse_ReplicaElectionResult *x, const kafka_ElectLeadersResponse_ReplicaElectionResult *y);
+bool kafka_ElectLeadersResponse_PartitionResult_equal(
+    const kafka_ElectLeadersResponse_PartitionResult *x,
+    const kafka_ElectLeadersResponse_PartitionResult *y);
+void kafka_ElectLeadersResponse_ReplicaElectionResult_init(
+    kafka_ElectLeadersResponse_ReplicaElectionResult *o);
+bool kafka_ElectLeadersResponse_ReplicaElectionResult_equal(
+    const kafka_ElectLeadersResponse_ReplicaElectionResult *x,
+    const kafka_ElectLeadersResponse_ReplicaElectionResult *y);
 extern const struct kafka_struct_desc kafka_ElectLeadersResponse_desc;
 void kafka_ElectLeadersResponse_init(kafka_ElectLeadersResponse *o);
-int kafka_ElectLeadersResponse_decode(al_rd *rd, int16_t v, kafka_ElectLeadersResponse *o, kafka_arena *a);
+int kafka_ElectLeadersResponse_decode(
+    al_rd *rd, int16_t v, kafka_ElectLeadersResponse *o, kafka_arena *a);
 int kafka_ElectLeadersResponse_encode(al_wr *wr, int16_t v, const kafka_ElectLeadersResponse *o);
 size_t kafka_ElectLeadersResponse_size(int16_t v, const kafka_ElectLeadersResponse *o);
-bool kafka_ElectLeadersResponse_equal(const kafka_ElectLeadersResponse *x, const kafka_ElectLeadersResponse *y);
-void kafka_ElectLeadersResponse_fill_test(kafka_ElectLeadersResponse *o, int16_t v, kafka_filler *f);
+bool kafka_ElectLeadersResponse_equal(
+    const kafka_ElectLeadersResponse *x, const kafka_ElectLeadersResponse *y);
+void kafka_ElectLeadersResponse_fill_test(
+    kafka_ElectLeadersResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- IncrementalAlterConfigsResponse ---- */
 typedef struct kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse {
@@ -3305,15 +4118,23 @@ typedef struct kafka_IncrementalAlterConfigsResponse {
     int32_t Responses_count;
     kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *Responses;
 } kafka_IncrementalAlterConfigsResponse;
-void kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_init(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *o);
-bool kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_equal(const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *x, const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *y);
+void kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_init(
+    kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *o);
+bool kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_equal(
+    const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *x,
+    const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *y);
 extern const struct kafka_struct_desc kafka_IncrementalAlterConfigsResponse_desc;
 void kafka_IncrementalAlterConfigsResponse_init(kafka_IncrementalAlterConfigsResponse *o);
-int kafka_IncrementalAlterConfigsResponse_decode(al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsResponse *o, kafka_arena *a);
-int kafka_IncrementalAlterConfigsResponse_encode(al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsResponse *o);
-size_t kafka_IncrementalAlterConfigsResponse_size(int16_t v, const kafka_IncrementalAlterConfigsResponse *o);
-bool kafka_IncrementalAlterConfigsResponse_equal(const kafka_IncrementalAlterConfigsResponse *x, const kafka_IncrementalAlterConfigsResponse *y);
-void kafka_IncrementalAlterConfigsResponse_fill_test(kafka_IncrementalAlterConfigsResponse *o, int16_t v, kafka_filler *f);
+int kafka_IncrementalAlterConfigsResponse_decode(
+    al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsResponse *o, kafka_arena *a);
+int kafka_IncrementalAlterConfigsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsResponse *o);
+size_t kafka_IncrementalAlterConfigsResponse_size(
+    int16_t v, const kafka_IncrementalAlterConfigsResponse *o);
+bool kafka_IncrementalAlterConfigsResponse_equal(
+    const kafka_IncrementalAlterConfigsResponse *x, const kafka_IncrementalAlterConfigsResponse *y);
+void kafka_IncrementalAlterConfigsResponse_fill_test(
+    kafka_IncrementalAlterConfigsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterPartitionReassignmentsResponse ---- */
 typedef struct kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse {
@@ -3333,17 +4154,29 @@ typedef struct kafka_AlterPartitionReassignmentsResponse {
     int32_t Responses_count;
     kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *Responses;
 } kafka_AlterPartitionReassignmentsResponse;
-void kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_init(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *o);
-bool kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_equal(const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *x, const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *y);
-void kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_init(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *o);
-bool kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_equal(const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *x, const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *y);
+void kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_init(
+    kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *o);
+bool kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_equal(
+    const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *x,
+    const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *y);
+void kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_init(
+    kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *o);
+bool kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_equal(
+    const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *x,
+    const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *y);
 extern const struct kafka_struct_desc kafka_AlterPartitionReassignmentsResponse_desc;
 void kafka_AlterPartitionReassignmentsResponse_init(kafka_AlterPartitionReassignmentsResponse *o);
-int kafka_AlterPartitionReassignmentsResponse_decode(al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsResponse *o, kafka_arena *a);
-int kafka_AlterPartitionReassignmentsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsResponse *o);
-size_t kafka_AlterPartitionReassignmentsResponse_size(int16_t v, const kafka_AlterPartitionReassignmentsResponse *o);
-bool kafka_AlterPartitionReassignmentsResponse_equal(const kafka_AlterPartitionReassignmentsResponse *x, const kafka_AlterPartitionReassignmentsResponse *y);
-void kafka_AlterPartitionReassignmentsResponse_fill_test(kafka_AlterPartitionReassignmentsResponse *o, int16_t v, kafka_filler *f);
+int kafka_AlterPartitionReassignmentsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsResponse *o, kafka_arena *a);
+int kafka_AlterPartitionReassignmentsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsResponse *o);
+size_t kafka_AlterPartitionReassignmentsResponse_size(
+    int16_t v, const kafka_AlterPartitionReassignmentsResponse *o);
+bool kafka_AlterPartitionReassignmentsResponse_equal(
+    const kafka_AlterPartitionReassignmentsResponse *x,
+    const kafka_AlterPartitionReassignmentsResponse *y);
+void kafka_AlterPartitionReassignmentsResponse_fill_test(
+    kafka_AlterPartitionReassignmentsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ListPartitionReassignmentsResponse ---- */
 typedef struct kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment {
@@ -3367,17 +4200,29 @@ typedef struct kafka_ListPartitionReassignmentsResponse {
     int32_t Topics_count;
     kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *Topics;
 } kafka_ListPartitionReassignmentsResponse;
-void kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_init(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *o);
-bool kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_equal(const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *x, const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *y);
-void kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_init(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *o);
-bool kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_equal(const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *x, const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *y);
+void kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_init(
+    kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *o);
+bool kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_equal(
+    const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *x,
+    const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *y);
+void kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_init(
+    kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *o);
+bool kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_equal(
+    const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *x,
+    const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *y);
 extern const struct kafka_struct_desc kafka_ListPartitionReassignmentsResponse_desc;
 void kafka_ListPartitionReassignmentsResponse_init(kafka_ListPartitionReassignmentsResponse *o);
-int kafka_ListPartitionReassignmentsResponse_decode(al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsResponse *o, kafka_arena *a);
-int kafka_ListPartitionReassignmentsResponse_encode(al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsResponse *o);
-size_t kafka_ListPartitionReassignmentsResponse_size(int16_t v, const kafka_ListPartitionReassignmentsResponse *o);
-bool kafka_ListPartitionReassignmentsResponse_equal(const kafka_ListPartitionReassignmentsResponse *x, const kafka_ListPartitionReassignmentsResponse *y);
-void kafka_ListPartitionReassignmentsResponse_fill_test(kafka_ListPartitionReassignmentsResponse *o, int16_t v, kafka_filler *f);
+int kafka_ListPartitionReassignmentsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsResponse *o, kafka_arena *a);
+int kafka_ListPartitionReassignmentsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsResponse *o);
+size_t kafka_ListPartitionReassignmentsResponse_size(
+    int16_t v, const kafka_ListPartitionReassignmentsResponse *o);
+bool kafka_ListPartitionReassignmentsResponse_equal(
+    const kafka_ListPartitionReassignmentsResponse *x,
+    const kafka_ListPartitionReassignmentsResponse *y);
+void kafka_ListPartitionReassignmentsResponse_fill_test(
+    kafka_ListPartitionReassignmentsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- OffsetDeleteResponse ---- */
 typedef struct kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition {
@@ -3395,17 +4240,26 @@ typedef struct kafka_OffsetDeleteResponse {
     int32_t Topics_count;
     kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *Topics;
 } kafka_OffsetDeleteResponse;
-void kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_init(kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *o);
-bool kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_equal(const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *x, const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *y);
-void kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_init(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *o);
-bool kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_equal(const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *x, const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *y);
+void kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_init(
+    kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *o);
+bool kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_equal(
+    const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *x,
+    const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *y);
+void kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_init(
+    kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *o);
+bool kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_equal(
+    const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *x,
+    const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *y);
 extern const struct kafka_struct_desc kafka_OffsetDeleteResponse_desc;
 void kafka_OffsetDeleteResponse_init(kafka_OffsetDeleteResponse *o);
-int kafka_OffsetDeleteResponse_decode(al_rd *rd, int16_t v, kafka_OffsetDeleteResponse *o, kafka_arena *a);
+int kafka_OffsetDeleteResponse_decode(
+    al_rd *rd, int16_t v, kafka_OffsetDeleteResponse *o, kafka_arena *a);
 int kafka_OffsetDeleteResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetDeleteResponse *o);
 size_t kafka_OffsetDeleteResponse_size(int16_t v, const kafka_OffsetDeleteResponse *o);
-bool kafka_OffsetDeleteResponse_equal(const kafka_OffsetDeleteResponse *x, const kafka_OffsetDeleteResponse *y);
-void kafka_OffsetDeleteResponse_fill_test(kafka_OffsetDeleteResponse *o, int16_t v, kafka_filler *f);
+bool kafka_OffsetDeleteResponse_equal(
+    const kafka_OffsetDeleteResponse *x, const kafka_OffsetDeleteResponse *y);
+void kafka_OffsetDeleteResponse_fill_test(
+    kafka_OffsetDeleteResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeClientQuotasResponse ---- */
 typedef struct kafka_DescribeClientQuotasResponse_EntityData {
@@ -3429,19 +4283,33 @@ typedef struct kafka_DescribeClientQuotasResponse {
     int32_t Entries_count;
     kafka_DescribeClientQuotasResponse_EntryData *Entries;
 } kafka_DescribeClientQuotasResponse;
-void kafka_DescribeClientQuotasResponse_EntityData_init(kafka_DescribeClientQuotasResponse_EntityData *o);
-bool kafka_DescribeClientQuotasResponse_EntityData_equal(const kafka_DescribeClientQuotasResponse_EntityData *x, const kafka_DescribeClientQuotasResponse_EntityData *y);
-void kafka_DescribeClientQuotasResponse_ValueData_init(kafka_DescribeClientQuotasResponse_ValueData *o);
-bool kafka_DescribeClientQuotasResponse_ValueData_equal(const kafka_DescribeClientQuotasResponse_ValueData *x, const kafka_DescribeClientQuotasResponse_ValueData *y);
-void kafka_DescribeClientQuotasResponse_EntryData_init(kafka_DescribeClientQuotasResponse_EntryData *o);
-bool kafka_DescribeClientQuotasResponse_EntryData_equal(const kafka_DescribeClientQuotasResponse_EntryData *x, const kafka_DescribeClientQuotasResponse_EntryData *y);
+void kafka_DescribeClientQuotasResponse_EntityData_init(
+    kafka_DescribeClientQuotasResponse_EntityData *o);
+bool kafka_DescribeClientQuotasResponse_EntityData_equal(
+    const kafka_DescribeClientQuotasResponse_EntityData *x,
+    const kafka_DescribeClientQuotasResponse_EntityData *y);
+void kafka_DescribeClientQuotasResponse_ValueData_init(
+    kafka_DescribeClientQuotasResponse_ValueData *o);
+bool kafka_DescribeClientQuotasResponse_ValueData_equal(
+    const kafka_DescribeClientQuotasResponse_ValueData *x,
+    const kafka_DescribeClientQuotasResponse_ValueData *y);
+void kafka_DescribeClientQuotasResponse_EntryData_init(
+    kafka_DescribeClientQuotasResponse_EntryData *o);
+bool kafka_DescribeClientQuotasResponse_EntryData_equal(
+    const kafka_DescribeClientQuotasResponse_EntryData *x,
+    const kafka_DescribeClientQuotasResponse_EntryData *y);
 extern const struct kafka_struct_desc kafka_DescribeClientQuotasResponse_desc;
 void kafka_DescribeClientQuotasResponse_init(kafka_DescribeClientQuotasResponse *o);
-int kafka_DescribeClientQuotasResponse_decode(al_rd *rd, int16_t v, kafka_DescribeClientQuotasResponse *o, kafka_arena *a);
-int kafka_DescribeClientQuotasResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeClientQuotasResponse *o);
-size_t kafka_DescribeClientQuotasResponse_size(int16_t v, const kafka_DescribeClientQuotasResponse *o);
-bool kafka_DescribeClientQuotasResponse_equal(const kafka_DescribeClientQuotasResponse *x, const kafka_DescribeClientQuotasResponse *y);
-void kafka_DescribeClientQuotasResponse_fill_test(kafka_DescribeClientQuotasResponse *o, int16_t v, kafka_filler *f);
+int kafka_DescribeClientQuotasResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeClientQuotasResponse *o, kafka_arena *a);
+int kafka_DescribeClientQuotasResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeClientQuotasResponse *o);
+size_t kafka_DescribeClientQuotasResponse_size(
+    int16_t v, const kafka_DescribeClientQuotasResponse *o);
+bool kafka_DescribeClientQuotasResponse_equal(
+    const kafka_DescribeClientQuotasResponse *x, const kafka_DescribeClientQuotasResponse *y);
+void kafka_DescribeClientQuotasResponse_fill_test(
+    kafka_DescribeClientQuotasResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterClientQuotasResponse ---- */
 typedef struct kafka_AlterClientQuotasResponse_EntityData {
@@ -3460,16 +4328,24 @@ typedef struct kafka_AlterClientQuotasResponse {
     kafka_AlterClientQuotasResponse_EntryData *Entries;
 } kafka_AlterClientQuotasResponse;
 void kafka_AlterClientQuotasResponse_EntityData_init(kafka_AlterClientQuotasResponse_EntityData *o);
-bool kafka_AlterClientQuotasResponse_EntityData_equal(const kafka_AlterClientQuotasResponse_EntityData *x, const kafka_AlterClientQuotasResponse_EntityData *y);
+bool kafka_AlterClientQuotasResponse_EntityData_equal(
+    const kafka_AlterClientQuotasResponse_EntityData *x,
+    const kafka_AlterClientQuotasResponse_EntityData *y);
 void kafka_AlterClientQuotasResponse_EntryData_init(kafka_AlterClientQuotasResponse_EntryData *o);
-bool kafka_AlterClientQuotasResponse_EntryData_equal(const kafka_AlterClientQuotasResponse_EntryData *x, const kafka_AlterClientQuotasResponse_EntryData *y);
+bool kafka_AlterClientQuotasResponse_EntryData_equal(
+    const kafka_AlterClientQuotasResponse_EntryData *x,
+    const kafka_AlterClientQuotasResponse_EntryData *y);
 extern const struct kafka_struct_desc kafka_AlterClientQuotasResponse_desc;
 void kafka_AlterClientQuotasResponse_init(kafka_AlterClientQuotasResponse *o);
-int kafka_AlterClientQuotasResponse_decode(al_rd *rd, int16_t v, kafka_AlterClientQuotasResponse *o, kafka_arena *a);
-int kafka_AlterClientQuotasResponse_encode(al_wr *wr, int16_t v, const kafka_AlterClientQuotasResponse *o);
+int kafka_AlterClientQuotasResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterClientQuotasResponse *o, kafka_arena *a);
+int kafka_AlterClientQuotasResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterClientQuotasResponse *o);
 size_t kafka_AlterClientQuotasResponse_size(int16_t v, const kafka_AlterClientQuotasResponse *o);
-bool kafka_AlterClientQuotasResponse_equal(const kafka_AlterClientQuotasResponse *x, const kafka_AlterClientQuotasResponse *y);
-void kafka_AlterClientQuotasResponse_fill_test(kafka_AlterClientQuotasResponse *o, int16_t v, kafka_filler *f);
+bool kafka_AlterClientQuotasResponse_equal(
+    const kafka_AlterClientQuotasResponse *x, const kafka_AlterClientQuotasResponse *y);
+void kafka_AlterClientQuotasResponse_fill_test(
+    kafka_AlterClientQuotasResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeUserScramCredentialsResponse ---- */
 typedef struct kafka_DescribeUserScramCredentialsResponse_CredentialInfo {
@@ -3490,17 +4366,29 @@ typedef struct kafka_DescribeUserScramCredentialsResponse {
     int32_t Results_count;
     kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *Results;
 } kafka_DescribeUserScramCredentialsResponse;
-void kafka_DescribeUserScramCredentialsResponse_CredentialInfo_init(kafka_DescribeUserScramCredentialsResponse_CredentialInfo *o);
-bool kafka_DescribeUserScramCredentialsResponse_CredentialInfo_equal(const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *x, const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *y);
-void kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_init(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *o);
-bool kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_equal(const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *x, const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *y);
+void kafka_DescribeUserScramCredentialsResponse_CredentialInfo_init(
+    kafka_DescribeUserScramCredentialsResponse_CredentialInfo *o);
+bool kafka_DescribeUserScramCredentialsResponse_CredentialInfo_equal(
+    const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *x,
+    const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *y);
+void kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_init(
+    kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *o);
+bool kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_equal(
+    const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *x,
+    const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *y);
 extern const struct kafka_struct_desc kafka_DescribeUserScramCredentialsResponse_desc;
 void kafka_DescribeUserScramCredentialsResponse_init(kafka_DescribeUserScramCredentialsResponse *o);
-int kafka_DescribeUserScramCredentialsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsResponse *o, kafka_arena *a);
-int kafka_DescribeUserScramCredentialsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsResponse *o);
-size_t kafka_DescribeUserScramCredentialsResponse_size(int16_t v, const kafka_DescribeUserScramCredentialsResponse *o);
-bool kafka_DescribeUserScramCredentialsResponse_equal(const kafka_DescribeUserScramCredentialsResponse *x, const kafka_DescribeUserScramCredentialsResponse *y);
-void kafka_DescribeUserScramCredentialsResponse_fill_test(kafka_DescribeUserScramCredentialsResponse *o, int16_t v, kafka_filler *f);
+int kafka_DescribeUserScramCredentialsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsResponse *o, kafka_arena *a);
+int kafka_DescribeUserScramCredentialsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsResponse *o);
+size_t kafka_DescribeUserScramCredentialsResponse_size(
+    int16_t v, const kafka_DescribeUserScramCredentialsResponse *o);
+bool kafka_DescribeUserScramCredentialsResponse_equal(
+    const kafka_DescribeUserScramCredentialsResponse *x,
+    const kafka_DescribeUserScramCredentialsResponse *y);
+void kafka_DescribeUserScramCredentialsResponse_fill_test(
+    kafka_DescribeUserScramCredentialsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterUserScramCredentialsResponse ---- */
 typedef struct kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult {
@@ -3513,15 +4401,24 @@ typedef struct kafka_AlterUserScramCredentialsResponse {
     int32_t Results_count;
     kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *Results;
 } kafka_AlterUserScramCredentialsResponse;
-void kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_init(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *o);
-bool kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_equal(const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *x, const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *y);
+void kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_init(
+    kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *o);
+bool kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_equal(
+    const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *x,
+    const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *y);
 extern const struct kafka_struct_desc kafka_AlterUserScramCredentialsResponse_desc;
 void kafka_AlterUserScramCredentialsResponse_init(kafka_AlterUserScramCredentialsResponse *o);
-int kafka_AlterUserScramCredentialsResponse_decode(al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsResponse *o, kafka_arena *a);
-int kafka_AlterUserScramCredentialsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsResponse *o);
-size_t kafka_AlterUserScramCredentialsResponse_size(int16_t v, const kafka_AlterUserScramCredentialsResponse *o);
-bool kafka_AlterUserScramCredentialsResponse_equal(const kafka_AlterUserScramCredentialsResponse *x, const kafka_AlterUserScramCredentialsResponse *y);
-void kafka_AlterUserScramCredentialsResponse_fill_test(kafka_AlterUserScramCredentialsResponse *o, int16_t v, kafka_filler *f);
+int kafka_AlterUserScramCredentialsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsResponse *o, kafka_arena *a);
+int kafka_AlterUserScramCredentialsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsResponse *o);
+size_t kafka_AlterUserScramCredentialsResponse_size(
+    int16_t v, const kafka_AlterUserScramCredentialsResponse *o);
+bool kafka_AlterUserScramCredentialsResponse_equal(
+    const kafka_AlterUserScramCredentialsResponse *x,
+    const kafka_AlterUserScramCredentialsResponse *y);
+void kafka_AlterUserScramCredentialsResponse_fill_test(
+    kafka_AlterUserScramCredentialsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- VoteResponse ---- */
 typedef struct kafka_VoteResponse_PartitionData {
@@ -3542,9 +4439,11 @@ typedef struct kafka_VoteResponse {
     kafka_VoteResponse_TopicData *Topics;
 } kafka_VoteResponse;
 void kafka_VoteResponse_PartitionData_init(kafka_VoteResponse_PartitionData *o);
-bool kafka_VoteResponse_PartitionData_equal(const kafka_VoteResponse_PartitionData *x, const kafka_VoteResponse_PartitionData *y);
+bool kafka_VoteResponse_PartitionData_equal(
+    const kafka_VoteResponse_PartitionData *x, const kafka_VoteResponse_PartitionData *y);
 void kafka_VoteResponse_TopicData_init(kafka_VoteResponse_TopicData *o);
-bool kafka_VoteResponse_TopicData_equal(const kafka_VoteResponse_TopicData *x, const kafka_VoteResponse_TopicData *y);
+bool kafka_VoteResponse_TopicData_equal(
+    const kafka_VoteResponse_TopicData *x, const kafka_VoteResponse_TopicData *y);
 extern const struct kafka_struct_desc kafka_VoteResponse_desc;
 void kafka_VoteResponse_init(kafka_VoteResponse *o);
 int kafka_VoteResponse_decode(al_rd *rd, int16_t v, kafka_VoteResponse *o, kafka_arena *a);
@@ -3570,17 +4469,26 @@ typedef struct kafka_BeginQuorumEpochResponse {
     int32_t Topics_count;
     kafka_BeginQuorumEpochResponse_TopicData *Topics;
 } kafka_BeginQuorumEpochResponse;
-void kafka_BeginQuorumEpochResponse_PartitionData_init(kafka_BeginQuorumEpochResponse_PartitionData *o);
-bool kafka_BeginQuorumEpochResponse_PartitionData_equal(const kafka_BeginQuorumEpochResponse_PartitionData *x, const kafka_BeginQuorumEpochResponse_PartitionData *y);
+void kafka_BeginQuorumEpochResponse_PartitionData_init(
+    kafka_BeginQuorumEpochResponse_PartitionData *o);
+bool kafka_BeginQuorumEpochResponse_PartitionData_equal(
+    const kafka_BeginQuorumEpochResponse_PartitionData *x,
+    const kafka_BeginQuorumEpochResponse_PartitionData *y);
 void kafka_BeginQuorumEpochResponse_TopicData_init(kafka_BeginQuorumEpochResponse_TopicData *o);
-bool kafka_BeginQuorumEpochResponse_TopicData_equal(const kafka_BeginQuorumEpochResponse_TopicData *x, const kafka_BeginQuorumEpochResponse_TopicData *y);
+bool kafka_BeginQuorumEpochResponse_TopicData_equal(
+    const kafka_BeginQuorumEpochResponse_TopicData *x,
+    const kafka_BeginQuorumEpochResponse_TopicData *y);
 extern const struct kafka_struct_desc kafka_BeginQuorumEpochResponse_desc;
 void kafka_BeginQuorumEpochResponse_init(kafka_BeginQuorumEpochResponse *o);
-int kafka_BeginQuorumEpochResponse_decode(al_rd *rd, int16_t v, kafka_BeginQuorumEpochResponse *o, kafka_arena *a);
-int kafka_BeginQuorumEpochResponse_encode(al_wr *wr, int16_t v, const kafka_BeginQuorumEpochResponse *o);
+int kafka_BeginQuorumEpochResponse_decode(
+    al_rd *rd, int16_t v, kafka_BeginQuorumEpochResponse *o, kafka_arena *a);
+int kafka_BeginQuorumEpochResponse_encode(
+    al_wr *wr, int16_t v, const kafka_BeginQuorumEpochResponse *o);
 size_t kafka_BeginQuorumEpochResponse_size(int16_t v, const kafka_BeginQuorumEpochResponse *o);
-bool kafka_BeginQuorumEpochResponse_equal(const kafka_BeginQuorumEpochResponse *x, const kafka_BeginQuorumEpochResponse *y);
-void kafka_BeginQuorumEpochResponse_fill_test(kafka_BeginQuorumEpochResponse *o, int16_t v, kafka_filler *f);
+bool kafka_BeginQuorumEpochResponse_equal(
+    const kafka_BeginQuorumEpochResponse *x, const kafka_BeginQuorumEpochResponse *y);
+void kafka_BeginQuorumEpochResponse_fill_test(
+    kafka_BeginQuorumEpochResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- EndQuorumEpochResponse ---- */
 typedef struct kafka_EndQuorumEpochResponse_PartitionData {
@@ -3600,16 +4508,24 @@ typedef struct kafka_EndQuorumEpochResponse {
     kafka_EndQuorumEpochResponse_TopicData *Topics;
 } kafka_EndQuorumEpochResponse;
 void kafka_EndQuorumEpochResponse_PartitionData_init(kafka_EndQuorumEpochResponse_PartitionData *o);
-bool kafka_EndQuorumEpochResponse_PartitionData_equal(const kafka_EndQuorumEpochResponse_PartitionData *x, const kafka_EndQuorumEpochResponse_PartitionData *y);
+bool kafka_EndQuorumEpochResponse_PartitionData_equal(
+    const kafka_EndQuorumEpochResponse_PartitionData *x,
+    const kafka_EndQuorumEpochResponse_PartitionData *y);
 void kafka_EndQuorumEpochResponse_TopicData_init(kafka_EndQuorumEpochResponse_TopicData *o);
-bool kafka_EndQuorumEpochResponse_TopicData_equal(const kafka_EndQuorumEpochResponse_TopicData *x, const kafka_EndQuorumEpochResponse_TopicData *y);
+bool kafka_EndQuorumEpochResponse_TopicData_equal(
+    const kafka_EndQuorumEpochResponse_TopicData *x,
+    const kafka_EndQuorumEpochResponse_TopicData *y);
 extern const struct kafka_struct_desc kafka_EndQuorumEpochResponse_desc;
 void kafka_EndQuorumEpochResponse_init(kafka_EndQuorumEpochResponse *o);
-int kafka_EndQuorumEpochResponse_decode(al_rd *rd, int16_t v, kafka_EndQuorumEpochResponse *o, kafka_arena *a);
-int kafka_EndQuorumEpochResponse_encode(al_wr *wr, int16_t v, const kafka_EndQuorumEpochResponse *o);
+int kafka_EndQuorumEpochResponse_decode(
+    al_rd *rd, int16_t v, kafka_EndQuorumEpochResponse *o, kafka_arena *a);
+int kafka_EndQuorumEpochResponse_encode(
+    al_wr *wr, int16_t v, const kafka_EndQuorumEpochResponse *o);
 size_t kafka_EndQuorumEpochResponse_size(int16_t v, const kafka_EndQuorumEpochResponse *o);
-bool kafka_EndQuorumEpochResponse_equal(const kafka_EndQuorumEpochResponse *x, const kafka_EndQuorumEpochResponse *y);
-void kafka_EndQuorumEpochResponse_fill_test(kafka_EndQuorumEpochResponse *o, int16_t v, kafka_filler *f);
+bool kafka_EndQuorumEpochResponse_equal(
+    const kafka_EndQuorumEpochResponse *x, const kafka_EndQuorumEpochResponse *y);
+void kafka_EndQuorumEpochResponse_fill_test(
+    kafka_EndQuorumEpochResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeQuorumResponse ---- */
 typedef struct kafka_DescribeQuorumResponse_ReplicaState {
@@ -3640,18 +4556,28 @@ typedef struct kafka_DescribeQuorumResponse {
     kafka_DescribeQuorumResponse_TopicData *Topics;
 } kafka_DescribeQuorumResponse;
 void kafka_DescribeQuorumResponse_ReplicaState_init(kafka_DescribeQuorumResponse_ReplicaState *o);
-bool kafka_DescribeQuorumResponse_ReplicaState_equal(const kafka_DescribeQuorumResponse_ReplicaState *x, const kafka_DescribeQuorumResponse_ReplicaState *y);
+bool kafka_DescribeQuorumResponse_ReplicaState_equal(
+    const kafka_DescribeQuorumResponse_ReplicaState *x,
+    const kafka_DescribeQuorumResponse_ReplicaState *y);
 void kafka_DescribeQuorumResponse_PartitionData_init(kafka_DescribeQuorumResponse_PartitionData *o);
-bool kafka_DescribeQuorumResponse_PartitionData_equal(const kafka_DescribeQuorumResponse_PartitionData *x, const kafka_DescribeQuorumResponse_PartitionData *y);
+bool kafka_DescribeQuorumResponse_PartitionData_equal(
+    const kafka_DescribeQuorumResponse_PartitionData *x,
+    const kafka_DescribeQuorumResponse_PartitionData *y);
 void kafka_DescribeQuorumResponse_TopicData_init(kafka_DescribeQuorumResponse_TopicData *o);
-bool kafka_DescribeQuorumResponse_TopicData_equal(const kafka_DescribeQuorumResponse_TopicData *x, const kafka_DescribeQuorumResponse_TopicData *y);
+bool kafka_DescribeQuorumResponse_TopicData_equal(
+    const kafka_DescribeQuorumResponse_TopicData *x,
+    const kafka_DescribeQuorumResponse_TopicData *y);
 extern const struct kafka_struct_desc kafka_DescribeQuorumResponse_desc;
 void kafka_DescribeQuorumResponse_init(kafka_DescribeQuorumResponse *o);
-int kafka_DescribeQuorumResponse_decode(al_rd *rd, int16_t v, kafka_DescribeQuorumResponse *o, kafka_arena *a);
-int kafka_DescribeQuorumResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeQuorumResponse *o);
+int kafka_DescribeQuorumResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeQuorumResponse *o, kafka_arena *a);
+int kafka_DescribeQuorumResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeQuorumResponse *o);
 size_t kafka_DescribeQuorumResponse_size(int16_t v, const kafka_DescribeQuorumResponse *o);
-bool kafka_DescribeQuorumResponse_equal(const kafka_DescribeQuorumResponse *x, const kafka_DescribeQuorumResponse *y);
-void kafka_DescribeQuorumResponse_fill_test(kafka_DescribeQuorumResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeQuorumResponse_equal(
+    const kafka_DescribeQuorumResponse *x, const kafka_DescribeQuorumResponse *y);
+void kafka_DescribeQuorumResponse_fill_test(
+    kafka_DescribeQuorumResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AlterPartitionResponse ---- */
 typedef struct kafka_AlterPartitionResponse_PartitionData {
@@ -3677,16 +4603,24 @@ typedef struct kafka_AlterPartitionResponse {
     kafka_AlterPartitionResponse_TopicData *Topics;
 } kafka_AlterPartitionResponse;
 void kafka_AlterPartitionResponse_PartitionData_init(kafka_AlterPartitionResponse_PartitionData *o);
-bool kafka_AlterPartitionResponse_PartitionData_equal(const kafka_AlterPartitionResponse_PartitionData *x, const kafka_AlterPartitionResponse_PartitionData *y);
+bool kafka_AlterPartitionResponse_PartitionData_equal(
+    const kafka_AlterPartitionResponse_PartitionData *x,
+    const kafka_AlterPartitionResponse_PartitionData *y);
 void kafka_AlterPartitionResponse_TopicData_init(kafka_AlterPartitionResponse_TopicData *o);
-bool kafka_AlterPartitionResponse_TopicData_equal(const kafka_AlterPartitionResponse_TopicData *x, const kafka_AlterPartitionResponse_TopicData *y);
+bool kafka_AlterPartitionResponse_TopicData_equal(
+    const kafka_AlterPartitionResponse_TopicData *x,
+    const kafka_AlterPartitionResponse_TopicData *y);
 extern const struct kafka_struct_desc kafka_AlterPartitionResponse_desc;
 void kafka_AlterPartitionResponse_init(kafka_AlterPartitionResponse *o);
-int kafka_AlterPartitionResponse_decode(al_rd *rd, int16_t v, kafka_AlterPartitionResponse *o, kafka_arena *a);
-int kafka_AlterPartitionResponse_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionResponse *o);
+int kafka_AlterPartitionResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterPartitionResponse *o, kafka_arena *a);
+int kafka_AlterPartitionResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterPartitionResponse *o);
 size_t kafka_AlterPartitionResponse_size(int16_t v, const kafka_AlterPartitionResponse *o);
-bool kafka_AlterPartitionResponse_equal(const kafka_AlterPartitionResponse *x, const kafka_AlterPartitionResponse *y);
-void kafka_AlterPartitionResponse_fill_test(kafka_AlterPartitionResponse *o, int16_t v, kafka_filler *f);
+bool kafka_AlterPartitionResponse_equal(
+    const kafka_AlterPartitionResponse *x, const kafka_AlterPartitionResponse *y);
+void kafka_AlterPartitionResponse_fill_test(
+    kafka_AlterPartitionResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- UpdateFeaturesResponse ---- */
 typedef struct kafka_UpdateFeaturesResponse_UpdatableFeatureResult {
@@ -3701,15 +4635,22 @@ typedef struct kafka_UpdateFeaturesResponse {
     int32_t Results_count;
     kafka_UpdateFeaturesResponse_UpdatableFeatureResult *Results;
 } kafka_UpdateFeaturesResponse;
-void kafka_UpdateFeaturesResponse_UpdatableFeatureResult_init(kafka_UpdateFeaturesResponse_UpdatableFeatureResult *o);
-bool kafka_UpdateFeaturesResponse_UpdatableFeatureResult_equal(const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *x, const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *y);
+void kafka_UpdateFeaturesResponse_UpdatableFeatureResult_init(
+    kafka_UpdateFeaturesResponse_UpdatableFeatureResult *o);
+bool kafka_UpdateFeaturesResponse_UpdatableFeatureResult_equal(
+    const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *x,
+    const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *y);
 extern const struct kafka_struct_desc kafka_UpdateFeaturesResponse_desc;
 void kafka_UpdateFeaturesResponse_init(kafka_UpdateFeaturesResponse *o);
-int kafka_UpdateFeaturesResponse_decode(al_rd *rd, int16_t v, kafka_UpdateFeaturesResponse *o, kafka_arena *a);
-int kafka_UpdateFeaturesResponse_encode(al_wr *wr, int16_t v, const kafka_UpdateFeaturesResponse *o);
+int kafka_UpdateFeaturesResponse_decode(
+    al_rd *rd, int16_t v, kafka_UpdateFeaturesResponse *o, kafka_arena *a);
+int kafka_UpdateFeaturesResponse_encode(
+    al_wr *wr, int16_t v, const kafka_UpdateFeaturesResponse *o);
 size_t kafka_UpdateFeaturesResponse_size(int16_t v, const kafka_UpdateFeaturesResponse *o);
-bool kafka_UpdateFeaturesResponse_equal(const kafka_UpdateFeaturesResponse *x, const kafka_UpdateFeaturesResponse *y);
-void kafka_UpdateFeaturesResponse_fill_test(kafka_UpdateFeaturesResponse *o, int16_t v, kafka_filler *f);
+bool kafka_UpdateFeaturesResponse_equal(
+    const kafka_UpdateFeaturesResponse *x, const kafka_UpdateFeaturesResponse *y);
+void kafka_UpdateFeaturesResponse_fill_test(
+    kafka_UpdateFeaturesResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- EnvelopeResponse ---- */
 typedef struct kafka_EnvelopeResponse {
@@ -3754,20 +4695,33 @@ typedef struct kafka_FetchSnapshotResponse {
     kafka_FetchSnapshotResponse_TopicSnapshot *Topics;
 } kafka_FetchSnapshotResponse;
 void kafka_FetchSnapshotResponse_SnapshotId_init(kafka_FetchSnapshotResponse_SnapshotId *o);
-bool kafka_FetchSnapshotResponse_SnapshotId_equal(const kafka_FetchSnapshotResponse_SnapshotId *x, const kafka_FetchSnapshotResponse_SnapshotId *y);
-void kafka_FetchSnapshotResponse_LeaderIdAndEpoch_init(kafka_FetchSnapshotResponse_LeaderIdAndEpoch *o);
-bool kafka_FetchSnapshotResponse_LeaderIdAndEpoch_equal(const kafka_FetchSnapshotResponse_LeaderIdAndEpoch *x, const kafka_FetchSnapshotResponse_LeaderIdAndEpoch *y);
-void kafka_FetchSnapshotResponse_PartitionSnapshot_init(kafka_FetchSnapshotResponse_PartitionSnapshot *o);
-bool kafka_FetchSnapshotResponse_PartitionSnapshot_equal(const kafka_FetchSnapshotResponse_PartitionSnapshot *x, const kafka_FetchSnapshotResponse_PartitionSnapshot *y);
+bool kafka_FetchSnapshotResponse_SnapshotId_equal(
+    const kafka_FetchSnapshotResponse_SnapshotId *x,
+    const kafka_FetchSnapshotResponse_SnapshotId *y);
+void kafka_FetchSnapshotResponse_LeaderIdAndEpoch_init(
+    kafka_FetchSnapshotResponse_LeaderIdAndEpoch *o);
+bool kafka_FetchSnapshotResponse_LeaderIdAndEpoch_equal(
+    const kafka_FetchSnapshotResponse_LeaderIdAndEpoch *x,
+    const kafka_FetchSnapshotResponse_LeaderIdAndEpoch *y);
+void kafka_FetchSnapshotResponse_PartitionSnapshot_init(
+    kafka_FetchSnapshotResponse_PartitionSnapshot *o);
+bool kafka_FetchSnapshotResponse_PartitionSnapshot_equal(
+    const kafka_FetchSnapshotResponse_PartitionSnapshot *x,
+    const kafka_FetchSnapshotResponse_PartitionSnapshot *y);
 void kafka_FetchSnapshotResponse_TopicSnapshot_init(kafka_FetchSnapshotResponse_TopicSnapshot *o);
-bool kafka_FetchSnapshotResponse_TopicSnapshot_equal(const kafka_FetchSnapshotResponse_TopicSnapshot *x, const kafka_FetchSnapshotResponse_TopicSnapshot *y);
+bool kafka_FetchSnapshotResponse_TopicSnapshot_equal(
+    const kafka_FetchSnapshotResponse_TopicSnapshot *x,
+    const kafka_FetchSnapshotResponse_TopicSnapshot *y);
 extern const struct kafka_struct_desc kafka_FetchSnapshotResponse_desc;
 void kafka_FetchSnapshotResponse_init(kafka_FetchSnapshotResponse *o);
-int kafka_FetchSnapshotResponse_decode(al_rd *rd, int16_t v, kafka_FetchSnapshotResponse *o, kafka_arena *a);
+int kafka_FetchSnapshotResponse_decode(
+    al_rd *rd, int16_t v, kafka_FetchSnapshotResponse *o, kafka_arena *a);
 int kafka_FetchSnapshotResponse_encode(al_wr *wr, int16_t v, const kafka_FetchSnapshotResponse *o);
 size_t kafka_FetchSnapshotResponse_size(int16_t v, const kafka_FetchSnapshotResponse *o);
-bool kafka_FetchSnapshotResponse_equal(const kafka_FetchSnapshotResponse *x, const kafka_FetchSnapshotResponse *y);
-void kafka_FetchSnapshotResponse_fill_test(kafka_FetchSnapshotResponse *o, int16_t v, kafka_filler *f);
+bool kafka_FetchSnapshotResponse_equal(
+    const kafka_FetchSnapshotResponse *x, const kafka_FetchSnapshotResponse *y);
+void kafka_FetchSnapshotResponse_fill_test(
+    kafka_FetchSnapshotResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeClusterResponse ---- */
 typedef struct kafka_DescribeClusterResponse_DescribeClusterBroker {
@@ -3787,15 +4741,22 @@ typedef struct kafka_DescribeClusterResponse {
     kafka_DescribeClusterResponse_DescribeClusterBroker *Brokers;
     int32_t ClusterAuthorizedOperations;
 } kafka_DescribeClusterResponse;
-void kafka_DescribeClusterResponse_DescribeClusterBroker_init(kafka_DescribeClusterResponse_DescribeClusterBroker *o);
-bool kafka_DescribeClusterResponse_DescribeClusterBroker_equal(const kafka_DescribeClusterResponse_DescribeClusterBroker *x, const kafka_DescribeClusterResponse_DescribeClusterBroker *y);
+void kafka_DescribeClusterResponse_DescribeClusterBroker_init(
+    kafka_DescribeClusterResponse_DescribeClusterBroker *o);
+bool kafka_DescribeClusterResponse_DescribeClusterBroker_equal(
+    const kafka_DescribeClusterResponse_DescribeClusterBroker *x,
+    const kafka_DescribeClusterResponse_DescribeClusterBroker *y);
 extern const struct kafka_struct_desc kafka_DescribeClusterResponse_desc;
 void kafka_DescribeClusterResponse_init(kafka_DescribeClusterResponse *o);
-int kafka_DescribeClusterResponse_decode(al_rd *rd, int16_t v, kafka_DescribeClusterResponse *o, kafka_arena *a);
-int kafka_DescribeClusterResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeClusterResponse *o);
+int kafka_DescribeClusterResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeClusterResponse *o, kafka_arena *a);
+int kafka_DescribeClusterResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeClusterResponse *o);
 size_t kafka_DescribeClusterResponse_size(int16_t v, const kafka_DescribeClusterResponse *o);
-bool kafka_DescribeClusterResponse_equal(const kafka_DescribeClusterResponse *x, const kafka_DescribeClusterResponse *y);
-void kafka_DescribeClusterResponse_fill_test(kafka_DescribeClusterResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeClusterResponse_equal(
+    const kafka_DescribeClusterResponse *x, const kafka_DescribeClusterResponse *y);
+void kafka_DescribeClusterResponse_fill_test(
+    kafka_DescribeClusterResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeProducersResponse ---- */
 typedef struct kafka_DescribeProducersResponse_ProducerState {
@@ -3823,19 +4784,32 @@ typedef struct kafka_DescribeProducersResponse {
     int32_t Topics_count;
     kafka_DescribeProducersResponse_TopicResponse *Topics;
 } kafka_DescribeProducersResponse;
-void kafka_DescribeProducersResponse_ProducerState_init(kafka_DescribeProducersResponse_ProducerState *o);
-bool kafka_DescribeProducersResponse_ProducerState_equal(const kafka_DescribeProducersResponse_ProducerState *x, const kafka_DescribeProducersResponse_ProducerState *y);
-void kafka_DescribeProducersResponse_PartitionResponse_init(kafka_DescribeProducersResponse_PartitionResponse *o);
-bool kafka_DescribeProducersResponse_PartitionResponse_equal(const kafka_DescribeProducersResponse_PartitionResponse *x, const kafka_DescribeProducersResponse_PartitionResponse *y);
-void kafka_DescribeProducersResponse_TopicResponse_init(kafka_DescribeProducersResponse_TopicResponse *o);
-bool kafka_DescribeProducersResponse_TopicResponse_equal(const kafka_DescribeProducersResponse_TopicResponse *x, const kafka_DescribeProducersResponse_TopicResponse *y);
+void kafka_DescribeProducersResponse_ProducerState_init(
+    kafka_DescribeProducersResponse_ProducerState *o);
+bool kafka_DescribeProducersResponse_ProducerState_equal(
+    const kafka_DescribeProducersResponse_ProducerState *x,
+    const kafka_DescribeProducersResponse_ProducerState *y);
+void kafka_DescribeProducersResponse_PartitionResponse_init(
+    kafka_DescribeProducersResponse_PartitionResponse *o);
+bool kafka_DescribeProducersResponse_PartitionResponse_equal(
+    const kafka_DescribeProducersResponse_PartitionResponse *x,
+    const kafka_DescribeProducersResponse_PartitionResponse *y);
+void kafka_DescribeProducersResponse_TopicResponse_init(
+    kafka_DescribeProducersResponse_TopicResponse *o);
+bool kafka_DescribeProducersResponse_TopicResponse_equal(
+    const kafka_DescribeProducersResponse_TopicResponse *x,
+    const kafka_DescribeProducersResponse_TopicResponse *y);
 extern const struct kafka_struct_desc kafka_DescribeProducersResponse_desc;
 void kafka_DescribeProducersResponse_init(kafka_DescribeProducersResponse *o);
-int kafka_DescribeProducersResponse_decode(al_rd *rd, int16_t v, kafka_DescribeProducersResponse *o, kafka_arena *a);
-int kafka_DescribeProducersResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeProducersResponse *o);
+int kafka_DescribeProducersResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeProducersResponse *o, kafka_arena *a);
+int kafka_DescribeProducersResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeProducersResponse *o);
 size_t kafka_DescribeProducersResponse_size(int16_t v, const kafka_DescribeProducersResponse *o);
-bool kafka_DescribeProducersResponse_equal(const kafka_DescribeProducersResponse *x, const kafka_DescribeProducersResponse *y);
-void kafka_DescribeProducersResponse_fill_test(kafka_DescribeProducersResponse *o, int16_t v, kafka_filler *f);
+bool kafka_DescribeProducersResponse_equal(
+    const kafka_DescribeProducersResponse *x, const kafka_DescribeProducersResponse *y);
+void kafka_DescribeProducersResponse_fill_test(
+    kafka_DescribeProducersResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- BrokerRegistrationResponse ---- */
 typedef struct kafka_BrokerRegistrationResponse {
@@ -3845,11 +4819,15 @@ typedef struct kafka_BrokerRegistrationResponse {
 } kafka_BrokerRegistrationResponse;
 extern const struct kafka_struct_desc kafka_BrokerRegistrationResponse_desc;
 void kafka_BrokerRegistrationResponse_init(kafka_BrokerRegistrationResponse *o);
-int kafka_BrokerRegistrationResponse_decode(al_rd *rd, int16_t v, kafka_BrokerRegistrationResponse *o, kafka_arena *a);
-int kafka_BrokerRegistrationResponse_encode(al_wr *wr, int16_t v, const kafka_BrokerRegistrationResponse *o);
+int kafka_BrokerRegistrationResponse_decode(
+    al_rd *rd, int16_t v, kafka_BrokerRegistrationResponse *o, kafka_arena *a);
+int kafka_BrokerRegistrationResponse_encode(
+    al_wr *wr, int16_t v, const kafka_BrokerRegistrationResponse *o);
 size_t kafka_BrokerRegistrationResponse_size(int16_t v, const kafka_BrokerRegistrationResponse *o);
-bool kafka_BrokerRegistrationResponse_equal(const kafka_BrokerRegistrationResponse *x, const kafka_BrokerRegistrationResponse *y);
-void kafka_BrokerRegistrationResponse_fill_test(kafka_BrokerRegistrationResponse *o, int16_t v, kafka_filler *f);
+bool kafka_BrokerRegistrationResponse_equal(
+    const kafka_BrokerRegistrationResponse *x, const kafka_BrokerRegistrationResponse *y);
+void kafka_BrokerRegistrationResponse_fill_test(
+    kafka_BrokerRegistrationResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- BrokerHeartbeatResponse ---- */
 typedef struct kafka_BrokerHeartbeatResponse {
@@ -3861,11 +4839,15 @@ typedef struct kafka_BrokerHeartbeatResponse {
 } kafka_BrokerHeartbeatResponse;
 extern const struct kafka_struct_desc kafka_BrokerHeartbeatResponse_desc;
 void kafka_BrokerHeartbeatResponse_init(kafka_BrokerHeartbeatResponse *o);
-int kafka_BrokerHeartbeatResponse_decode(al_rd *rd, int16_t v, kafka_BrokerHeartbeatResponse *o, kafka_arena *a);
-int kafka_BrokerHeartbeatResponse_encode(al_wr *wr, int16_t v, const kafka_BrokerHeartbeatResponse *o);
+int kafka_BrokerHeartbeatResponse_decode(
+    al_rd *rd, int16_t v, kafka_BrokerHeartbeatResponse *o, kafka_arena *a);
+int kafka_BrokerHeartbeatResponse_encode(
+    al_wr *wr, int16_t v, const kafka_BrokerHeartbeatResponse *o);
 size_t kafka_BrokerHeartbeatResponse_size(int16_t v, const kafka_BrokerHeartbeatResponse *o);
-bool kafka_BrokerHeartbeatResponse_equal(const kafka_BrokerHeartbeatResponse *x, const kafka_BrokerHeartbeatResponse *y);
-void kafka_BrokerHeartbeatResponse_fill_test(kafka_BrokerHeartbeatResponse *o, int16_t v, kafka_filler *f);
+bool kafka_BrokerHeartbeatResponse_equal(
+    const kafka_BrokerHeartbeatResponse *x, const kafka_BrokerHeartbeatResponse *y);
+void kafka_BrokerHeartbeatResponse_fill_test(
+    kafka_BrokerHeartbeatResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- UnregisterBrokerResponse ---- */
 typedef struct kafka_UnregisterBrokerResponse {
@@ -3875,11 +4857,15 @@ typedef struct kafka_UnregisterBrokerResponse {
 } kafka_UnregisterBrokerResponse;
 extern const struct kafka_struct_desc kafka_UnregisterBrokerResponse_desc;
 void kafka_UnregisterBrokerResponse_init(kafka_UnregisterBrokerResponse *o);
-int kafka_UnregisterBrokerResponse_decode(al_rd *rd, int16_t v, kafka_UnregisterBrokerResponse *o, kafka_arena *a);
-int kafka_UnregisterBrokerResponse_encode(al_wr *wr, int16_t v, const kafka_UnregisterBrokerResponse *o);
+int kafka_UnregisterBrokerResponse_decode(
+    al_rd *rd, int16_t v, kafka_UnregisterBrokerResponse *o, kafka_arena *a);
+int kafka_UnregisterBrokerResponse_encode(
+    al_wr *wr, int16_t v, const kafka_UnregisterBrokerResponse *o);
 size_t kafka_UnregisterBrokerResponse_size(int16_t v, const kafka_UnregisterBrokerResponse *o);
-bool kafka_UnregisterBrokerResponse_equal(const kafka_UnregisterBrokerResponse *x, const kafka_UnregisterBrokerResponse *y);
-void kafka_UnregisterBrokerResponse_fill_test(kafka_UnregisterBrokerResponse *o, int16_t v, kafka_filler *f);
+bool kafka_UnregisterBrokerResponse_equal(
+    const kafka_UnregisterBrokerResponse *x, const kafka_UnregisterBrokerResponse *y);
+void kafka_UnregisterBrokerResponse_fill_test(
+    kafka_UnregisterBrokerResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeTransactionsResponse ---- */
 typedef struct kafka_DescribeTransactionsResponse_TopicData {
@@ -3903,17 +4889,28 @@ typedef struct kafka_DescribeTransactionsResponse {
     int32_t TransactionStates_count;
     kafka_DescribeTransactionsResponse_TransactionState *TransactionStates;
 } kafka_DescribeTransactionsResponse;
-void kafka_DescribeTransactionsResponse_TopicData_init(kafka_DescribeTransactionsResponse_TopicData *o);
-bool kafka_DescribeTransactionsResponse_TopicData_equal(const kafka_DescribeTransactionsResponse_TopicData *x, const kafka_DescribeTransactionsResponse_TopicData *y);
-void kafka_DescribeTransactionsResponse_TransactionState_init(kafka_DescribeTransactionsResponse_TransactionState *o);
-bool kafka_DescribeTransactionsResponse_TransactionState_equal(const kafka_DescribeTransactionsResponse_TransactionState *x, const kafka_DescribeTransactionsResponse_TransactionState *y);
+void kafka_DescribeTransactionsResponse_TopicData_init(
+    kafka_DescribeTransactionsResponse_TopicData *o);
+bool kafka_DescribeTransactionsResponse_TopicData_equal(
+    const kafka_DescribeTransactionsResponse_TopicData *x,
+    const kafka_DescribeTransactionsResponse_TopicData *y);
+void kafka_DescribeTransactionsResponse_TransactionState_init(
+    kafka_DescribeTransactionsResponse_TransactionState *o);
+bool kafka_DescribeTransactionsResponse_TransactionState_equal(
+    const kafka_DescribeTransactionsResponse_TransactionState *x,
+    const kafka_DescribeTransactionsResponse_TransactionState *y);
 extern const struct kafka_struct_desc kafka_DescribeTransactionsResponse_desc;
 void kafka_DescribeTransactionsResponse_init(kafka_DescribeTransactionsResponse *o);
-int kafka_DescribeTransactionsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeTransactionsResponse *o, kafka_arena *a);
-int kafka_DescribeTransactionsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeTransactionsResponse *o);
-size_t kafka_DescribeTransactionsResponse_size(int16_t v, const kafka_DescribeTransactionsResponse *o);
-bool kafka_DescribeTransactionsResponse_equal(const kafka_DescribeTransactionsResponse *x, const kafka_DescribeTransactionsResponse *y);
-void kafka_DescribeTransactionsResponse_fill_test(kafka_DescribeTransactionsResponse *o, int16_t v, kafka_filler *f);
+int kafka_DescribeTransactionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeTransactionsResponse *o, kafka_arena *a);
+int kafka_DescribeTransactionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeTransactionsResponse *o);
+size_t kafka_DescribeTransactionsResponse_size(
+    int16_t v, const kafka_DescribeTransactionsResponse *o);
+bool kafka_DescribeTransactionsResponse_equal(
+    const kafka_DescribeTransactionsResponse *x, const kafka_DescribeTransactionsResponse *y);
+void kafka_DescribeTransactionsResponse_fill_test(
+    kafka_DescribeTransactionsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ListTransactionsResponse ---- */
 typedef struct kafka_ListTransactionsResponse_TransactionState {
@@ -3929,15 +4926,22 @@ typedef struct kafka_ListTransactionsResponse {
     int32_t TransactionStates_count;
     kafka_ListTransactionsResponse_TransactionState *TransactionStates;
 } kafka_ListTransactionsResponse;
-void kafka_ListTransactionsResponse_TransactionState_init(kafka_ListTransactionsResponse_TransactionState *o);
-bool kafka_ListTransactionsResponse_TransactionState_equal(const kafka_ListTransactionsResponse_TransactionState *x, const kafka_ListTransactionsResponse_TransactionState *y);
+void kafka_ListTransactionsResponse_TransactionState_init(
+    kafka_ListTransactionsResponse_TransactionState *o);
+bool kafka_ListTransactionsResponse_TransactionState_equal(
+    const kafka_ListTransactionsResponse_TransactionState *x,
+    const kafka_ListTransactionsResponse_TransactionState *y);
 extern const struct kafka_struct_desc kafka_ListTransactionsResponse_desc;
 void kafka_ListTransactionsResponse_init(kafka_ListTransactionsResponse *o);
-int kafka_ListTransactionsResponse_decode(al_rd *rd, int16_t v, kafka_ListTransactionsResponse *o, kafka_arena *a);
-int kafka_ListTransactionsResponse_encode(al_wr *wr, int16_t v, const kafka_ListTransactionsResponse *o);
+int kafka_ListTransactionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListTransactionsResponse *o, kafka_arena *a);
+int kafka_ListTransactionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ListTransactionsResponse *o);
 size_t kafka_ListTransactionsResponse_size(int16_t v, const kafka_ListTransactionsResponse *o);
-bool kafka_ListTransactionsResponse_equal(const kafka_ListTransactionsResponse *x, const kafka_ListTransactionsResponse *y);
-void kafka_ListTransactionsResponse_fill_test(kafka_ListTransactionsResponse *o, int16_t v, kafka_filler *f);
+bool kafka_ListTransactionsResponse_equal(
+    const kafka_ListTransactionsResponse *x, const kafka_ListTransactionsResponse *y);
+void kafka_ListTransactionsResponse_fill_test(
+    kafka_ListTransactionsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AllocateProducerIdsResponse ---- */
 typedef struct kafka_AllocateProducerIdsResponse {
@@ -3948,11 +4952,16 @@ typedef struct kafka_AllocateProducerIdsResponse {
 } kafka_AllocateProducerIdsResponse;
 extern const struct kafka_struct_desc kafka_AllocateProducerIdsResponse_desc;
 void kafka_AllocateProducerIdsResponse_init(kafka_AllocateProducerIdsResponse *o);
-int kafka_AllocateProducerIdsResponse_decode(al_rd *rd, int16_t v, kafka_AllocateProducerIdsResponse *o, kafka_arena *a);
-int kafka_AllocateProducerIdsResponse_encode(al_wr *wr, int16_t v, const kafka_AllocateProducerIdsResponse *o);
-size_t kafka_AllocateProducerIdsResponse_size(int16_t v, const kafka_AllocateProducerIdsResponse *o);
-bool kafka_AllocateProducerIdsResponse_equal(const kafka_AllocateProducerIdsResponse *x, const kafka_AllocateProducerIdsResponse *y);
-void kafka_AllocateProducerIdsResponse_fill_test(kafka_AllocateProducerIdsResponse *o, int16_t v, kafka_filler *f);
+int kafka_AllocateProducerIdsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AllocateProducerIdsResponse *o, kafka_arena *a);
+int kafka_AllocateProducerIdsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AllocateProducerIdsResponse *o);
+size_t kafka_AllocateProducerIdsResponse_size(
+    int16_t v, const kafka_AllocateProducerIdsResponse *o);
+bool kafka_AllocateProducerIdsResponse_equal(
+    const kafka_AllocateProducerIdsResponse *x, const kafka_AllocateProducerIdsResponse *y);
+void kafka_AllocateProducerIdsResponse_fill_test(
+    kafka_AllocateProducerIdsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ConsumerGroupHeartbeatResponse ---- */
 typedef struct kafka_ConsumerGroupHeartbeatResponse_TopicPartitions {
@@ -3974,17 +4983,28 @@ typedef struct kafka_ConsumerGroupHeartbeatResponse {
     bool Assignment_null;
     kafka_ConsumerGroupHeartbeatResponse_Assignment Assignment;
 } kafka_ConsumerGroupHeartbeatResponse;
-void kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_init(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *o);
-bool kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_equal(const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *x, const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *y);
-void kafka_ConsumerGroupHeartbeatResponse_Assignment_init(kafka_ConsumerGroupHeartbeatResponse_Assignment *o);
-bool kafka_ConsumerGroupHeartbeatResponse_Assignment_equal(const kafka_ConsumerGroupHeartbeatResponse_Assignment *x, const kafka_ConsumerGroupHeartbeatResponse_Assignment *y);
+void kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_init(
+    kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *o);
+bool kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_equal(
+    const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *x,
+    const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *y);
+void kafka_ConsumerGroupHeartbeatResponse_Assignment_init(
+    kafka_ConsumerGroupHeartbeatResponse_Assignment *o);
+bool kafka_ConsumerGroupHeartbeatResponse_Assignment_equal(
+    const kafka_ConsumerGroupHeartbeatResponse_Assignment *x,
+    const kafka_ConsumerGroupHeartbeatResponse_Assignment *y);
 extern const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatResponse_desc;
 void kafka_ConsumerGroupHeartbeatResponse_init(kafka_ConsumerGroupHeartbeatResponse *o);
-int kafka_ConsumerGroupHeartbeatResponse_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatResponse *o, kafka_arena *a);
-int kafka_ConsumerGroupHeartbeatResponse_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o);
-size_t kafka_ConsumerGroupHeartbeatResponse_size(int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o);
-bool kafka_ConsumerGroupHeartbeatResponse_equal(const kafka_ConsumerGroupHeartbeatResponse *x, const kafka_ConsumerGroupHeartbeatResponse *y);
-void kafka_ConsumerGroupHeartbeatResponse_fill_test(kafka_ConsumerGroupHeartbeatResponse *o, int16_t v, kafka_filler *f);
+int kafka_ConsumerGroupHeartbeatResponse_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatResponse *o, kafka_arena *a);
+int kafka_ConsumerGroupHeartbeatResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o);
+size_t kafka_ConsumerGroupHeartbeatResponse_size(
+    int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o);
+bool kafka_ConsumerGroupHeartbeatResponse_equal(
+    const kafka_ConsumerGroupHeartbeatResponse *x, const kafka_ConsumerGroupHeartbeatResponse *y);
+void kafka_ConsumerGroupHeartbeatResponse_fill_test(
+    kafka_ConsumerGroupHeartbeatResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ConsumerGroupDescribeResponse ---- */
 typedef struct kafka_ConsumerGroupDescribeResponse_TopicPartitions {
@@ -4027,21 +5047,37 @@ typedef struct kafka_ConsumerGroupDescribeResponse {
     int32_t Groups_count;
     kafka_ConsumerGroupDescribeResponse_DescribedGroup *Groups;
 } kafka_ConsumerGroupDescribeResponse;
-void kafka_ConsumerGroupDescribeResponse_TopicPartitions_init(kafka_ConsumerGroupDescribeResponse_TopicPartitions *o);
-bool kafka_ConsumerGroupDescribeResponse_TopicPartitions_equal(const kafka_ConsumerGroupDescribeResponse_TopicPartitions *x, const kafka_ConsumerGroupDescribeResponse_TopicPartitions *y);
-void kafka_ConsumerGroupDescribeResponse_Assignment_init(kafka_ConsumerGroupDescribeResponse_Assignment *o);
-bool kafka_ConsumerGroupDescribeResponse_Assignment_equal(const kafka_ConsumerGroupDescribeResponse_Assignment *x, const kafka_ConsumerGroupDescribeResponse_Assignment *y);
+void kafka_ConsumerGroupDescribeResponse_TopicPartitions_init(
+    kafka_ConsumerGroupDescribeResponse_TopicPartitions *o);
+bool kafka_ConsumerGroupDescribeResponse_TopicPartitions_equal(
+    const kafka_ConsumerGroupDescribeResponse_TopicPartitions *x,
+    const kafka_ConsumerGroupDescribeResponse_TopicPartitions *y);
+void kafka_ConsumerGroupDescribeResponse_Assignment_init(
+    kafka_ConsumerGroupDescribeResponse_Assignment *o);
+bool kafka_ConsumerGroupDescribeResponse_Assignment_equal(
+    const kafka_ConsumerGroupDescribeResponse_Assignment *x,
+    const kafka_ConsumerGroupDescribeResponse_Assignment *y);
 void kafka_ConsumerGroupDescribeResponse_Member_init(kafka_ConsumerGroupDescribeResponse_Member *o);
-bool kafka_ConsumerGroupDescribeResponse_Member_equal(const kafka_ConsumerGroupDescribeResponse_Member *x, const kafka_ConsumerGroupDescribeResponse_Member *y);
-void kafka_ConsumerGroupDescribeResponse_DescribedGroup_init(kafka_ConsumerGroupDescribeResponse_DescribedGroup *o);
-bool kafka_ConsumerGroupDescribeResponse_DescribedGroup_equal(const kafka_ConsumerGroupDescribeResponse_DescribedGroup *x, const kafka_ConsumerGroupDescribeResponse_DescribedGroup *y);
+bool kafka_ConsumerGroupDescribeResponse_Member_equal(
+    const kafka_ConsumerGroupDescribeResponse_Member *x,
+    const kafka_ConsumerGroupDescribeResponse_Member *y);
+void kafka_ConsumerGroupDescribeResponse_DescribedGroup_init(
+    kafka_ConsumerGroupDescribeResponse_DescribedGroup *o);
+bool kafka_ConsumerGroupDescribeResponse_DescribedGroup_equal(
+    const kafka_ConsumerGroupDescribeResponse_DescribedGroup *x,
+    const kafka_ConsumerGroupDescribeResponse_DescribedGroup *y);
 extern const struct kafka_struct_desc kafka_ConsumerGroupDescribeResponse_desc;
 void kafka_ConsumerGroupDescribeResponse_init(kafka_ConsumerGroupDescribeResponse *o);
-int kafka_ConsumerGroupDescribeResponse_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeResponse *o, kafka_arena *a);
-int kafka_ConsumerGroupDescribeResponse_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeResponse *o);
-size_t kafka_ConsumerGroupDescribeResponse_size(int16_t v, const kafka_ConsumerGroupDescribeResponse *o);
-bool kafka_ConsumerGroupDescribeResponse_equal(const kafka_ConsumerGroupDescribeResponse *x, const kafka_ConsumerGroupDescribeResponse *y);
-void kafka_ConsumerGroupDescribeResponse_fill_test(kafka_ConsumerGroupDescribeResponse *o, int16_t v, kafka_filler *f);
+int kafka_ConsumerGroupDescribeResponse_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeResponse *o, kafka_arena *a);
+int kafka_ConsumerGroupDescribeResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeResponse *o);
+size_t kafka_ConsumerGroupDescribeResponse_size(
+    int16_t v, const kafka_ConsumerGroupDescribeResponse *o);
+bool kafka_ConsumerGroupDescribeResponse_equal(
+    const kafka_ConsumerGroupDescribeResponse *x, const kafka_ConsumerGroupDescribeResponse *y);
+void kafka_ConsumerGroupDescribeResponse_fill_test(
+    kafka_ConsumerGroupDescribeResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ControllerRegistrationResponse ---- */
 typedef struct kafka_ControllerRegistrationResponse {
@@ -4051,11 +5087,16 @@ typedef struct kafka_ControllerRegistrationResponse {
 } kafka_ControllerRegistrationResponse;
 extern const struct kafka_struct_desc kafka_ControllerRegistrationResponse_desc;
 void kafka_ControllerRegistrationResponse_init(kafka_ControllerRegistrationResponse *o);
-int kafka_ControllerRegistrationResponse_decode(al_rd *rd, int16_t v, kafka_ControllerRegistrationResponse *o, kafka_arena *a);
-int kafka_ControllerRegistrationResponse_encode(al_wr *wr, int16_t v, const kafka_ControllerRegistrationResponse *o);
-size_t kafka_ControllerRegistrationResponse_size(int16_t v, const kafka_ControllerRegistrationResponse *o);
-bool kafka_ControllerRegistrationResponse_equal(const kafka_ControllerRegistrationResponse *x, const kafka_ControllerRegistrationResponse *y);
-void kafka_ControllerRegistrationResponse_fill_test(kafka_ControllerRegistrationResponse *o, int16_t v, kafka_filler *f);
+int kafka_ControllerRegistrationResponse_decode(
+    al_rd *rd, int16_t v, kafka_ControllerRegistrationResponse *o, kafka_arena *a);
+int kafka_ControllerRegistrationResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ControllerRegistrationResponse *o);
+size_t kafka_ControllerRegistrationResponse_size(
+    int16_t v, const kafka_ControllerRegistrationResponse *o);
+bool kafka_ControllerRegistrationResponse_equal(
+    const kafka_ControllerRegistrationResponse *x, const kafka_ControllerRegistrationResponse *y);
+void kafka_ControllerRegistrationResponse_fill_test(
+    kafka_ControllerRegistrationResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- GetTelemetrySubscriptionsResponse ---- */
 typedef struct kafka_GetTelemetrySubscriptionsResponse {
@@ -4073,11 +5114,17 @@ typedef struct kafka_GetTelemetrySubscriptionsResponse {
 } kafka_GetTelemetrySubscriptionsResponse;
 extern const struct kafka_struct_desc kafka_GetTelemetrySubscriptionsResponse_desc;
 void kafka_GetTelemetrySubscriptionsResponse_init(kafka_GetTelemetrySubscriptionsResponse *o);
-int kafka_GetTelemetrySubscriptionsResponse_decode(al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsResponse *o, kafka_arena *a);
-int kafka_GetTelemetrySubscriptionsResponse_encode(al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o);
-size_t kafka_GetTelemetrySubscriptionsResponse_size(int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o);
-bool kafka_GetTelemetrySubscriptionsResponse_equal(const kafka_GetTelemetrySubscriptionsResponse *x, const kafka_GetTelemetrySubscriptionsResponse *y);
-void kafka_GetTelemetrySubscriptionsResponse_fill_test(kafka_GetTelemetrySubscriptionsResponse *o, int16_t v, kafka_filler *f);
+int kafka_GetTelemetrySubscriptionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsResponse *o, kafka_arena *a);
+int kafka_GetTelemetrySubscriptionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o);
+size_t kafka_GetTelemetrySubscriptionsResponse_size(
+    int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o);
+bool kafka_GetTelemetrySubscriptionsResponse_equal(
+    const kafka_GetTelemetrySubscriptionsResponse *x,
+    const kafka_GetTelemetrySubscriptionsResponse *y);
+void kafka_GetTelemetrySubscriptionsResponse_fill_test(
+    kafka_GetTelemetrySubscriptionsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- PushTelemetryResponse ---- */
 typedef struct kafka_PushTelemetryResponse {
@@ -4086,11 +5133,14 @@ typedef struct kafka_PushTelemetryResponse {
 } kafka_PushTelemetryResponse;
 extern const struct kafka_struct_desc kafka_PushTelemetryResponse_desc;
 void kafka_PushTelemetryResponse_init(kafka_PushTelemetryResponse *o);
-int kafka_PushTelemetryResponse_decode(al_rd *rd, int16_t v, kafka_PushTelemetryResponse *o, kafka_arena *a);
+int kafka_PushTelemetryResponse_decode(
+    al_rd *rd, int16_t v, kafka_PushTelemetryResponse *o, kafka_arena *a);
 int kafka_PushTelemetryResponse_encode(al_wr *wr, int16_t v, const kafka_PushTelemetryResponse *o);
 size_t kafka_PushTelemetryResponse_size(int16_t v, const kafka_PushTelemetryResponse *o);
-bool kafka_PushTelemetryResponse_equal(const kafka_PushTelemetryResponse *x, const kafka_PushTelemetryResponse *y);
-void kafka_PushTelemetryResponse_fill_test(kafka_PushTelemetryResponse *o, int16_t v, kafka_filler *f);
+bool kafka_PushTelemetryResponse_equal(
+    const kafka_PushTelemetryResponse *x, const kafka_PushTelemetryResponse *y);
+void kafka_PushTelemetryResponse_fill_test(
+    kafka_PushTelemetryResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- AssignReplicasToDirsResponse ---- */
 typedef struct kafka_AssignReplicasToDirsResponse_PartitionData {
@@ -4113,19 +5163,33 @@ typedef struct kafka_AssignReplicasToDirsResponse {
     int32_t Directories_count;
     kafka_AssignReplicasToDirsResponse_DirectoryData *Directories;
 } kafka_AssignReplicasToDirsResponse;
-void kafka_AssignReplicasToDirsResponse_PartitionData_init(kafka_AssignReplicasToDirsResponse_PartitionData *o);
-bool kafka_AssignReplicasToDirsResponse_PartitionData_equal(const kafka_AssignReplicasToDirsResponse_PartitionData *x, const kafka_AssignReplicasToDirsResponse_PartitionData *y);
-void kafka_AssignReplicasToDirsResponse_TopicData_init(kafka_AssignReplicasToDirsResponse_TopicData *o);
-bool kafka_AssignReplicasToDirsResponse_TopicData_equal(const kafka_AssignReplicasToDirsResponse_TopicData *x, const kafka_AssignReplicasToDirsResponse_TopicData *y);
-void kafka_AssignReplicasToDirsResponse_DirectoryData_init(kafka_AssignReplicasToDirsResponse_DirectoryData *o);
-bool kafka_AssignReplicasToDirsResponse_DirectoryData_equal(const kafka_AssignReplicasToDirsResponse_DirectoryData *x, const kafka_AssignReplicasToDirsResponse_DirectoryData *y);
+void kafka_AssignReplicasToDirsResponse_PartitionData_init(
+    kafka_AssignReplicasToDirsResponse_PartitionData *o);
+bool kafka_AssignReplicasToDirsResponse_PartitionData_equal(
+    const kafka_AssignReplicasToDirsResponse_PartitionData *x,
+    const kafka_AssignReplicasToDirsResponse_PartitionData *y);
+void kafka_AssignReplicasToDirsResponse_TopicData_init(
+    kafka_AssignReplicasToDirsResponse_TopicData *o);
+bool kafka_AssignReplicasToDirsResponse_TopicData_equal(
+    const kafka_AssignReplicasToDirsResponse_TopicData *x,
+    const kafka_AssignReplicasToDirsResponse_TopicData *y);
+void kafka_AssignReplicasToDirsResponse_DirectoryData_init(
+    kafka_AssignReplicasToDirsResponse_DirectoryData *o);
+bool kafka_AssignReplicasToDirsResponse_DirectoryData_equal(
+    const kafka_AssignReplicasToDirsResponse_DirectoryData *x,
+    const kafka_AssignReplicasToDirsResponse_DirectoryData *y);
 extern const struct kafka_struct_desc kafka_AssignReplicasToDirsResponse_desc;
 void kafka_AssignReplicasToDirsResponse_init(kafka_AssignReplicasToDirsResponse *o);
-int kafka_AssignReplicasToDirsResponse_decode(al_rd *rd, int16_t v, kafka_AssignReplicasToDirsResponse *o, kafka_arena *a);
-int kafka_AssignReplicasToDirsResponse_encode(al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsResponse *o);
-size_t kafka_AssignReplicasToDirsResponse_size(int16_t v, const kafka_AssignReplicasToDirsResponse *o);
-bool kafka_AssignReplicasToDirsResponse_equal(const kafka_AssignReplicasToDirsResponse *x, const kafka_AssignReplicasToDirsResponse *y);
-void kafka_AssignReplicasToDirsResponse_fill_test(kafka_AssignReplicasToDirsResponse *o, int16_t v, kafka_filler *f);
+int kafka_AssignReplicasToDirsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AssignReplicasToDirsResponse *o, kafka_arena *a);
+int kafka_AssignReplicasToDirsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsResponse *o);
+size_t kafka_AssignReplicasToDirsResponse_size(
+    int16_t v, const kafka_AssignReplicasToDirsResponse *o);
+bool kafka_AssignReplicasToDirsResponse_equal(
+    const kafka_AssignReplicasToDirsResponse *x, const kafka_AssignReplicasToDirsResponse *y);
+void kafka_AssignReplicasToDirsResponse_fill_test(
+    kafka_AssignReplicasToDirsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ListClientMetricsResourcesResponse ---- */
 typedef struct kafka_ListClientMetricsResourcesResponse_ClientMetricsResource {
@@ -4137,15 +5201,24 @@ typedef struct kafka_ListClientMetricsResourcesResponse {
     int32_t ClientMetricsResources_count;
     kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *ClientMetricsResources;
 } kafka_ListClientMetricsResourcesResponse;
-void kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_init(kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *o);
-bool kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_equal(const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *x, const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *y);
+void kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_init(
+    kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *o);
+bool kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_equal(
+    const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *x,
+    const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *y);
 extern const struct kafka_struct_desc kafka_ListClientMetricsResourcesResponse_desc;
 void kafka_ListClientMetricsResourcesResponse_init(kafka_ListClientMetricsResourcesResponse *o);
-int kafka_ListClientMetricsResourcesResponse_decode(al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesResponse *o, kafka_arena *a);
-int kafka_ListClientMetricsResourcesResponse_encode(al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesResponse *o);
-size_t kafka_ListClientMetricsResourcesResponse_size(int16_t v, const kafka_ListClientMetricsResourcesResponse *o);
-bool kafka_ListClientMetricsResourcesResponse_equal(const kafka_ListClientMetricsResourcesResponse *x, const kafka_ListClientMetricsResourcesResponse *y);
-void kafka_ListClientMetricsResourcesResponse_fill_test(kafka_ListClientMetricsResourcesResponse *o, int16_t v, kafka_filler *f);
+int kafka_ListClientMetricsResourcesResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesResponse *o, kafka_arena *a);
+int kafka_ListClientMetricsResourcesResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesResponse *o);
+size_t kafka_ListClientMetricsResourcesResponse_size(
+    int16_t v, const kafka_ListClientMetricsResourcesResponse *o);
+bool kafka_ListClientMetricsResourcesResponse_equal(
+    const kafka_ListClientMetricsResourcesResponse *x,
+    const kafka_ListClientMetricsResourcesResponse *y);
+void kafka_ListClientMetricsResourcesResponse_fill_test(
+    kafka_ListClientMetricsResourcesResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- DescribeTopicPartitionsResponse ---- */
 typedef struct kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition {
@@ -4184,19 +5257,33 @@ typedef struct kafka_DescribeTopicPartitionsResponse {
     bool NextCursor_null;
     kafka_DescribeTopicPartitionsResponse_Cursor NextCursor;
 } kafka_DescribeTopicPartitionsResponse;
-void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_init(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *o);
-bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_equal(const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *x, const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *y);
-void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_init(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *o);
-bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_equal(const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *x, const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *y);
-void kafka_DescribeTopicPartitionsResponse_Cursor_init(kafka_DescribeTopicPartitionsResponse_Cursor *o);
-bool kafka_DescribeTopicPartitionsResponse_Cursor_equal(const kafka_DescribeTopicPartitionsResponse_Cursor *x, const kafka_DescribeTopicPartitionsResponse_Cursor *y);
+void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_init(
+    kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *o);
+bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_equal(
+    const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *x,
+    const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *y);
+void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_init(
+    kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *o);
+bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_equal(
+    const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *x,
+    const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *y);
+void kafka_DescribeTopicPartitionsResponse_Cursor_init(
+    kafka_DescribeTopicPartitionsResponse_Cursor *o);
+bool kafka_DescribeTopicPartitionsResponse_Cursor_equal(
+    const kafka_DescribeTopicPartitionsResponse_Cursor *x,
+    const kafka_DescribeTopicPartitionsResponse_Cursor *y);
 extern const struct kafka_struct_desc kafka_DescribeTopicPartitionsResponse_desc;
 void kafka_DescribeTopicPartitionsResponse_init(kafka_DescribeTopicPartitionsResponse *o);
-int kafka_DescribeTopicPartitionsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsResponse *o, kafka_arena *a);
-int kafka_DescribeTopicPartitionsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsResponse *o);
-size_t kafka_DescribeTopicPartitionsResponse_size(int16_t v, const kafka_DescribeTopicPartitionsResponse *o);
-bool kafka_DescribeTopicPartitionsResponse_equal(const kafka_DescribeTopicPartitionsResponse *x, const kafka_DescribeTopicPartitionsResponse *y);
-void kafka_DescribeTopicPartitionsResponse_fill_test(kafka_DescribeTopicPartitionsResponse *o, int16_t v, kafka_filler *f);
+int kafka_DescribeTopicPartitionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsResponse *o, kafka_arena *a);
+int kafka_DescribeTopicPartitionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsResponse *o);
+size_t kafka_DescribeTopicPartitionsResponse_size(
+    int16_t v, const kafka_DescribeTopicPartitionsResponse *o);
+bool kafka_DescribeTopicPartitionsResponse_equal(
+    const kafka_DescribeTopicPartitionsResponse *x, const kafka_DescribeTopicPartitionsResponse *y);
+void kafka_DescribeTopicPartitionsResponse_fill_test(
+    kafka_DescribeTopicPartitionsResponse *o, int16_t v, kafka_filler *f);
 
 /* ---- ConsumerProtocolAssignment ---- */
 typedef struct kafka_ConsumerProtocolAssignment_TopicPartition {
@@ -4209,15 +5296,22 @@ typedef struct kafka_ConsumerProtocolAssignment {
     kafka_ConsumerProtocolAssignment_TopicPartition *AssignedPartitions;
     kafka_bytes UserData;
 } kafka_ConsumerProtocolAssignment;
-void kafka_ConsumerProtocolAssignment_TopicPartition_init(kafka_ConsumerProtocolAssignment_TopicPartition *o);
-bool kafka_ConsumerProtocolAssignment_TopicPartition_equal(const kafka_ConsumerProtocolAssignment_TopicPartition *x, const kafka_ConsumerProtocolAssignment_TopicPartition *y);
+void kafka_ConsumerProtocolAssignment_TopicPartition_init(
+    kafka_ConsumerProtocolAssignment_TopicPartition *o);
+bool kafka_ConsumerProtocolAssignment_TopicPartition_equal(
+    const kafka_ConsumerProtocolAssignment_TopicPartition *x,
+    const kafka_ConsumerProtocolAssignment_TopicPartition *y);
 extern const struct kafka_struct_desc kafka_ConsumerProtocolAssignment_desc;
 void kafka_ConsumerProtocolAssignment_init(kafka_ConsumerProtocolAssignment *o);
-int kafka_ConsumerProtocolAssignment_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolAssignment *o, kafka_arena *a);
-int kafka_ConsumerProtocolAssignment_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolAssignment *o);
+int kafka_ConsumerProtocolAssignment_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerProtocolAssignment *o, kafka_arena *a);
+int kafka_ConsumerProtocolAssignment_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerProtocolAssignment *o);
 size_t kafka_ConsumerProtocolAssignment_size(int16_t v, const kafka_ConsumerProtocolAssignment *o);
-bool kafka_ConsumerProtocolAssignment_equal(const kafka_ConsumerProtocolAssignment *x, const kafka_ConsumerProtocolAssignment *y);
-void kafka_ConsumerProtocolAssignment_fill_test(kafka_ConsumerProtocolAssignment *o, int16_t v, kafka_filler *f);
+bool kafka_ConsumerProtocolAssignment_equal(
+    const kafka_ConsumerProtocolAssignment *x, const kafka_ConsumerProtocolAssignment *y);
+void kafka_ConsumerProtocolAssignment_fill_test(
+    kafka_ConsumerProtocolAssignment *o, int16_t v, kafka_filler *f);
 
 /* ---- ConsumerProtocolSubscription ---- */
 typedef struct kafka_ConsumerProtocolSubscription_TopicPartition {
@@ -4234,15 +5328,23 @@ typedef struct kafka_ConsumerProtocolSubscription {
     int32_t GenerationId;
     kafka_str RackId;
 } kafka_ConsumerProtocolSubscription;
-void kafka_ConsumerProtocolSubscription_TopicPartition_init(kafka_ConsumerProtocolSubscription_TopicPartition *o);
-bool kafka_ConsumerProtocolSubscription_TopicPartition_equal(const kafka_ConsumerProtocolSubscription_TopicPartition *x, const kafka_ConsumerProtocolSubscription_TopicPartition *y);
+void kafka_ConsumerProtocolSubscription_TopicPartition_init(
+    kafka_ConsumerProtocolSubscription_TopicPartition *o);
+bool kafka_ConsumerProtocolSubscription_TopicPartition_equal(
+    const kafka_ConsumerProtocolSubscription_TopicPartition *x,
+    const kafka_ConsumerProtocolSubscription_TopicPartition *y);
 extern const struct kafka_struct_desc kafka_ConsumerProtocolSubscription_desc;
 void kafka_ConsumerProtocolSubscription_init(kafka_ConsumerProtocolSubscription *o);
-int kafka_ConsumerProtocolSubscription_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolSubscription *o, kafka_arena *a);
-int kafka_ConsumerProtocolSubscription_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolSubscription *o);
-size_t kafka_ConsumerProtocolSubscription_size(int16_t v, const kafka_ConsumerProtocolSubscription *o);
-bool kafka_ConsumerProtocolSubscription_equal(const kafka_ConsumerProtocolSubscription *x, const kafka_ConsumerProtocolSubscription *y);
-void kafka_ConsumerProtocolSubscription_fill_test(kafka_ConsumerProtocolSubscription *o, int16_t v, kafka_filler *f);
+int kafka_ConsumerProtocolSubscription_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerProtocolSubscription *o, kafka_arena *a);
+int kafka_ConsumerProtocolSubscription_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerProtocolSubscription *o);
+size_t kafka_ConsumerProtocolSubscription_size(
+    int16_t v, const kafka_ConsumerProtocolSubscription *o);
+bool kafka_ConsumerProtocolSubscription_equal(
+    const kafka_ConsumerProtocolSubscription *x, const kafka_ConsumerProtocolSubscription *y);
+void kafka_ConsumerProtocolSubscription_fill_test(
+    kafka_ConsumerProtocolSubscription *o, int16_t v, kafka_filler *f);
 
 /* ---- DefaultPrincipalData ---- */
 typedef struct kafka_DefaultPrincipalData {
@@ -4252,11 +5354,14 @@ typedef struct kafka_DefaultPrincipalData {
 } kafka_DefaultPrincipalData;
 extern const struct kafka_struct_desc kafka_DefaultPrincipalData_desc;
 void kafka_DefaultPrincipalData_init(kafka_DefaultPrincipalData *o);
-int kafka_DefaultPrincipalData_decode(al_rd *rd, int16_t v, kafka_DefaultPrincipalData *o, kafka_arena *a);
+int kafka_DefaultPrincipalData_decode(
+    al_rd *rd, int16_t v, kafka_DefaultPrincipalData *o, kafka_arena *a);
 int kafka_DefaultPrincipalData_encode(al_wr *wr, int16_t v, const kafka_DefaultPrincipalData *o);
 size_t kafka_DefaultPrincipalData_size(int16_t v, const kafka_DefaultPrincipalData *o);
-bool kafka_DefaultPrincipalData_equal(const kafka_DefaultPrincipalData *x, const kafka_DefaultPrincipalData *y);
-void kafka_DefaultPrincipalData_fill_test(kafka_DefaultPrincipalData *o, int16_t v, kafka_filler *f);
+bool kafka_DefaultPrincipalData_equal(
+    const kafka_DefaultPrincipalData *x, const kafka_DefaultPrincipalData *y);
+void kafka_DefaultPrincipalData_fill_test(
+    kafka_DefaultPrincipalData *o, int16_t v, kafka_filler *f);
 
 /* ---- KRaftVersionRecord ---- */
 typedef struct kafka_KRaftVersionRecord {
@@ -4265,10 +5370,12 @@ typedef struct kafka_KRaftVersionRecord {
 } kafka_KRaftVersionRecord;
 extern const struct kafka_struct_desc kafka_KRaftVersionRecord_desc;
 void kafka_KRaftVersionRecord_init(kafka_KRaftVersionRecord *o);
-int kafka_KRaftVersionRecord_decode(al_rd *rd, int16_t v, kafka_KRaftVersionRecord *o, kafka_arena *a);
+int kafka_KRaftVersionRecord_decode(
+    al_rd *rd, int16_t v, kafka_KRaftVersionRecord *o, kafka_arena *a);
 int kafka_KRaftVersionRecord_encode(al_wr *wr, int16_t v, const kafka_KRaftVersionRecord *o);
 size_t kafka_KRaftVersionRecord_size(int16_t v, const kafka_KRaftVersionRecord *o);
-bool kafka_KRaftVersionRecord_equal(const kafka_KRaftVersionRecord *x, const kafka_KRaftVersionRecord *y);
+bool kafka_KRaftVersionRecord_equal(
+    const kafka_KRaftVersionRecord *x, const kafka_KRaftVersionRecord *y);
 void kafka_KRaftVersionRecord_fill_test(kafka_KRaftVersionRecord *o, int16_t v, kafka_filler *f);
 
 /* ---- LeaderChangeMessage ---- */
@@ -4284,13 +5391,16 @@ typedef struct kafka_LeaderChangeMessage {
     kafka_LeaderChangeMessage_Voter *GrantingVoters;
 } kafka_LeaderChangeMessage;
 void kafka_LeaderChangeMessage_Voter_init(kafka_LeaderChangeMessage_Voter *o);
-bool kafka_LeaderChangeMessage_Voter_equal(const kafka_LeaderChangeMessage_Voter *x, const kafka_LeaderChangeMessage_Voter *y);
+bool kafka_LeaderChangeMessage_Voter_equal(
+    const kafka_LeaderChangeMessage_Voter *x, const kafka_LeaderChangeMessage_Voter *y);
 extern const struct kafka_struct_desc kafka_LeaderChangeMessage_desc;
 void kafka_LeaderChangeMessage_init(kafka_LeaderChangeMessage *o);
-int kafka_LeaderChangeMessage_decode(al_rd *rd, int16_t v, kafka_LeaderChangeMessage *o, kafka_arena *a);
+int kafka_LeaderChangeMessage_decode(
+    al_rd *rd, int16_t v, kafka_LeaderChangeMessage *o, kafka_arena *a);
 int kafka_LeaderChangeMessage_encode(al_wr *wr, int16_t v, const kafka_LeaderChangeMessage *o);
 size_t kafka_LeaderChangeMessage_size(int16_t v, const kafka_LeaderChangeMessage *o);
-bool kafka_LeaderChangeMessage_equal(const kafka_LeaderChangeMessage *x, const kafka_LeaderChangeMessage *y);
+bool kafka_LeaderChangeMessage_equal(
+    const kafka_LeaderChangeMessage *x, const kafka_LeaderChangeMessage *y);
 void kafka_LeaderChangeMessage_fill_test(kafka_LeaderChangeMessage *o, int16_t v, kafka_filler *f);
 
 /* ---- SnapshotFooterRecord ---- */
@@ -4299,11 +5409,14 @@ typedef struct kafka_SnapshotFooterRecord {
 } kafka_SnapshotFooterRecord;
 extern const struct kafka_struct_desc kafka_SnapshotFooterRecord_desc;
 void kafka_SnapshotFooterRecord_init(kafka_SnapshotFooterRecord *o);
-int kafka_SnapshotFooterRecord_decode(al_rd *rd, int16_t v, kafka_SnapshotFooterRecord *o, kafka_arena *a);
+int kafka_SnapshotFooterRecord_decode(
+    al_rd *rd, int16_t v, kafka_SnapshotFooterRecord *o, kafka_arena *a);
 int kafka_SnapshotFooterRecord_encode(al_wr *wr, int16_t v, const kafka_SnapshotFooterRecord *o);
 size_t kafka_SnapshotFooterRecord_size(int16_t v, const kafka_SnapshotFooterRecord *o);
-bool kafka_SnapshotFooterRecord_equal(const kafka_SnapshotFooterRecord *x, const kafka_SnapshotFooterRecord *y);
-void kafka_SnapshotFooterRecord_fill_test(kafka_SnapshotFooterRecord *o, int16_t v, kafka_filler *f);
+bool kafka_SnapshotFooterRecord_equal(
+    const kafka_SnapshotFooterRecord *x, const kafka_SnapshotFooterRecord *y);
+void kafka_SnapshotFooterRecord_fill_test(
+    kafka_SnapshotFooterRecord *o, int16_t v, kafka_filler *f);
 
 /* ---- SnapshotHeaderRecord ---- */
 typedef struct kafka_SnapshotHeaderRecord {
@@ -4312,11 +5425,14 @@ typedef struct kafka_SnapshotHeaderRecord {
 } kafka_SnapshotHeaderRecord;
 extern const struct kafka_struct_desc kafka_SnapshotHeaderRecord_desc;
 void kafka_SnapshotHeaderRecord_init(kafka_SnapshotHeaderRecord *o);
-int kafka_SnapshotHeaderRecord_decode(al_rd *rd, int16_t v, kafka_SnapshotHeaderRecord *o, kafka_arena *a);
+int kafka_SnapshotHeaderRecord_decode(
+    al_rd *rd, int16_t v, kafka_SnapshotHeaderRecord *o, kafka_arena *a);
 int kafka_SnapshotHeaderRecord_encode(al_wr *wr, int16_t v, const kafka_SnapshotHeaderRecord *o);
 size_t kafka_SnapshotHeaderRecord_size(int16_t v, const kafka_SnapshotHeaderRecord *o);
-bool kafka_SnapshotHeaderRecord_equal(const kafka_SnapshotHeaderRecord *x, const kafka_SnapshotHeaderRecord *y);
-void kafka_SnapshotHeaderRecord_fill_test(kafka_SnapshotHeaderRecord *o, int16_t v, kafka_filler *f);
+bool kafka_SnapshotHeaderRecord_equal(
+    const kafka_SnapshotHeaderRecord *x, const kafka_SnapshotHeaderRecord *y);
+void kafka_SnapshotHeaderRecord_fill_test(
+    kafka_SnapshotHeaderRecord *o, int16_t v, kafka_filler *f);
 
 /* ---- VotersRecord ---- */
 typedef struct kafka_VotersRecord_Endpoint {
@@ -4341,11 +5457,15 @@ typedef struct kafka_VotersRecord {
     kafka_VotersRecord_Voter *Voters;
 } kafka_VotersRecord;
 void kafka_VotersRecord_Endpoint_init(kafka_VotersRecord_Endpoint *o);
-bool kafka_VotersRecord_Endpoint_equal(const kafka_VotersRecord_Endpoint *x, const kafka_VotersRecord_Endpoint *y);
+bool kafka_VotersRecord_Endpoint_equal(
+    const kafka_VotersRecord_Endpoint *x, const kafka_VotersRecord_Endpoint *y);
 void kafka_VotersRecord_KRaftVersionFeature_init(kafka_VotersRecord_KRaftVersionFeature *o);
-bool kafka_VotersRecord_KRaftVersionFeature_equal(const kafka_VotersRecord_KRaftVersionFeature *x, const kafka_VotersRecord_KRaftVersionFeature *y);
+bool kafka_VotersRecord_KRaftVersionFeature_equal(
+    const kafka_VotersRecord_KRaftVersionFeature *x,
+    const kafka_VotersRecord_KRaftVersionFeature *y);
 void kafka_VotersRecord_Voter_init(kafka_VotersRecord_Voter *o);
-bool kafka_VotersRecord_Voter_equal(const kafka_VotersRecord_Voter *x, const kafka_VotersRecord_Voter *y);
+bool kafka_VotersRecord_Voter_equal(
+    const kafka_VotersRecord_Voter *x, const kafka_VotersRecord_Voter *y);
 extern const struct kafka_struct_desc kafka_VotersRecord_desc;
 void kafka_VotersRecord_init(kafka_VotersRecord *o);
 int kafka_VotersRecord_decode(al_rd *rd, int16_t v, kafka_VotersRecord *o, kafka_arena *a);

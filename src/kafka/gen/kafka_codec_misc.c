@@ -6,26 +6,53 @@
 
 /* ---- ConsumerProtocolAssignment (data, versions 0-3, flexible none) ---- */
 static const struct kafka_field_desc kafka_ConsumerProtocolAssignment_TopicPartition_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Topic), 0,
-     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Partitions), offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Partitions_count),
-     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Topic),
+     0,
+     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Partitions),
+     offsetof(kafka_ConsumerProtocolAssignment_TopicPartition, Partitions_count),
+     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ConsumerProtocolAssignment_TopicPartition_desc = {
-    "kafka_ConsumerProtocolAssignment_TopicPartition", sizeof(kafka_ConsumerProtocolAssignment_TopicPartition), 2, 0, kafka_ConsumerProtocolAssignment_TopicPartition_fields, NULL, 0x0u, 0, 3};
+    "kafka_ConsumerProtocolAssignment_TopicPartition",
+    sizeof(kafka_ConsumerProtocolAssignment_TopicPartition),
+    2,
+    0,
+    kafka_ConsumerProtocolAssignment_TopicPartition_fields,
+    NULL,
+    0x0u, 0, 3};
 static const struct kafka_field_desc kafka_ConsumerProtocolAssignment_fields[] = {
-    {"AssignedPartitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ConsumerProtocolAssignment, AssignedPartitions), offsetof(kafka_ConsumerProtocolAssignment, AssignedPartitions_count),
-     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_ConsumerProtocolAssignment_TopicPartition_desc},
-    {"UserData", KAFKA_T_BYTES, false, false, false, true, -1, offsetof(kafka_ConsumerProtocolAssignment, UserData), 0,
-     0xfu, 0xfu, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"AssignedPartitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ConsumerProtocolAssignment, AssignedPartitions),
+     offsetof(kafka_ConsumerProtocolAssignment, AssignedPartitions_count),
+     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerProtocolAssignment_TopicPartition_desc},
+    {"UserData", KAFKA_T_BYTES, false, false, false, true, -1,
+     offsetof(kafka_ConsumerProtocolAssignment, UserData),
+     0,
+     0xfu, 0xfu, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ConsumerProtocolAssignment_desc = {
-    "kafka_ConsumerProtocolAssignment", sizeof(kafka_ConsumerProtocolAssignment), 2, 0, kafka_ConsumerProtocolAssignment_fields, NULL, 0x0u, 0, 3};
-void kafka_ConsumerProtocolAssignment_TopicPartition_init(kafka_ConsumerProtocolAssignment_TopicPartition *o)
+    "kafka_ConsumerProtocolAssignment",
+    sizeof(kafka_ConsumerProtocolAssignment),
+    2,
+    0,
+    kafka_ConsumerProtocolAssignment_fields,
+    NULL,
+    0x0u, 0, 3};
+void kafka_ConsumerProtocolAssignment_TopicPartition_init(
+    kafka_ConsumerProtocolAssignment_TopicPartition *o)
 {
     kafka_struct_init(&kafka_ConsumerProtocolAssignment_TopicPartition_desc, o);
 }
-bool kafka_ConsumerProtocolAssignment_TopicPartition_equal(const kafka_ConsumerProtocolAssignment_TopicPartition *x, const kafka_ConsumerProtocolAssignment_TopicPartition *y)
+bool kafka_ConsumerProtocolAssignment_TopicPartition_equal(
+    const kafka_ConsumerProtocolAssignment_TopicPartition *x,
+    const kafka_ConsumerProtocolAssignment_TopicPartition *y)
 {
     return kafka_struct_equal(&kafka_ConsumerProtocolAssignment_TopicPartition_desc, x, y);
 }
@@ -33,15 +60,18 @@ void kafka_ConsumerProtocolAssignment_init(kafka_ConsumerProtocolAssignment *o)
 {
     kafka_struct_init(&kafka_ConsumerProtocolAssignment_desc, o);
 }
-bool kafka_ConsumerProtocolAssignment_equal(const kafka_ConsumerProtocolAssignment *x, const kafka_ConsumerProtocolAssignment *y)
+bool kafka_ConsumerProtocolAssignment_equal(
+    const kafka_ConsumerProtocolAssignment *x, const kafka_ConsumerProtocolAssignment *y)
 {
     return kafka_struct_equal(&kafka_ConsumerProtocolAssignment_desc, x, y);
 }
-int kafka_ConsumerProtocolAssignment_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolAssignment *o, kafka_arena *a)
+int kafka_ConsumerProtocolAssignment_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerProtocolAssignment *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ConsumerProtocolAssignment_desc, rd, v, o, a);
 }
-int kafka_ConsumerProtocolAssignment_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolAssignment *o)
+int kafka_ConsumerProtocolAssignment_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerProtocolAssignment *o)
 {
     return kafka_struct_encode(&kafka_ConsumerProtocolAssignment_desc, wr, v, o);
 }
@@ -49,39 +79,76 @@ size_t kafka_ConsumerProtocolAssignment_size(int16_t v, const kafka_ConsumerProt
 {
     return kafka_struct_size(&kafka_ConsumerProtocolAssignment_desc, v, o);
 }
-void kafka_ConsumerProtocolAssignment_fill_test(kafka_ConsumerProtocolAssignment *o, int16_t v, kafka_filler *f)
+void kafka_ConsumerProtocolAssignment_fill_test(
+    kafka_ConsumerProtocolAssignment *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ConsumerProtocolAssignment_desc, o, v, f);
 }
 
 /* ---- ConsumerProtocolSubscription (data, versions 0-3, flexible none) ---- */
 static const struct kafka_field_desc kafka_ConsumerProtocolSubscription_TopicPartition_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Topic), 0,
-     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Partitions), offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Partitions_count),
-     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Topic),
+     0,
+     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Partitions),
+     offsetof(kafka_ConsumerProtocolSubscription_TopicPartition, Partitions_count),
+     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ConsumerProtocolSubscription_TopicPartition_desc = {
-    "kafka_ConsumerProtocolSubscription_TopicPartition", sizeof(kafka_ConsumerProtocolSubscription_TopicPartition), 2, 0, kafka_ConsumerProtocolSubscription_TopicPartition_fields, NULL, 0x0u, 0, 3};
+    "kafka_ConsumerProtocolSubscription_TopicPartition",
+    sizeof(kafka_ConsumerProtocolSubscription_TopicPartition),
+    2,
+    0,
+    kafka_ConsumerProtocolSubscription_TopicPartition_fields,
+    NULL,
+    0x0u, 0, 3};
 static const struct kafka_field_desc kafka_ConsumerProtocolSubscription_fields[] = {
-    {"Topics", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_ConsumerProtocolSubscription, Topics), offsetof(kafka_ConsumerProtocolSubscription, Topics_count),
-     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"UserData", KAFKA_T_BYTES, false, false, false, true, -1, offsetof(kafka_ConsumerProtocolSubscription, UserData), 0,
-     0xfu, 0xfu, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"OwnedPartitions", KAFKA_T_STRUCT, true, false, true, false, -1, offsetof(kafka_ConsumerProtocolSubscription, OwnedPartitions), offsetof(kafka_ConsumerProtocolSubscription, OwnedPartitions_count),
-     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_ConsumerProtocolSubscription_TopicPartition_desc},
-    {"GenerationId", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_ConsumerProtocolSubscription, GenerationId), 0,
-     0xcu, 0x0u, 0x0u, 0x0u, -1, 0.0, NULL, 0, NULL},
-    {"RackId", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_ConsumerProtocolSubscription, RackId), 0,
-     0x8u, 0x8u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"Topics", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_ConsumerProtocolSubscription, Topics),
+     offsetof(kafka_ConsumerProtocolSubscription, Topics_count),
+     0xfu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"UserData", KAFKA_T_BYTES, false, false, false, true, -1,
+     offsetof(kafka_ConsumerProtocolSubscription, UserData),
+     0,
+     0xfu, 0xfu, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"OwnedPartitions", KAFKA_T_STRUCT, true, false, true, false, -1,
+     offsetof(kafka_ConsumerProtocolSubscription, OwnedPartitions),
+     offsetof(kafka_ConsumerProtocolSubscription, OwnedPartitions_count),
+     0xeu, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerProtocolSubscription_TopicPartition_desc},
+    {"GenerationId", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_ConsumerProtocolSubscription, GenerationId),
+     0,
+     0xcu, 0x0u, 0x0u, 0x0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"RackId", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_ConsumerProtocolSubscription, RackId),
+     0,
+     0x8u, 0x8u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ConsumerProtocolSubscription_desc = {
-    "kafka_ConsumerProtocolSubscription", sizeof(kafka_ConsumerProtocolSubscription), 5, 0, kafka_ConsumerProtocolSubscription_fields, NULL, 0x0u, 0, 3};
-void kafka_ConsumerProtocolSubscription_TopicPartition_init(kafka_ConsumerProtocolSubscription_TopicPartition *o)
+    "kafka_ConsumerProtocolSubscription",
+    sizeof(kafka_ConsumerProtocolSubscription),
+    5,
+    0,
+    kafka_ConsumerProtocolSubscription_fields,
+    NULL,
+    0x0u, 0, 3};
+void kafka_ConsumerProtocolSubscription_TopicPartition_init(
+    kafka_ConsumerProtocolSubscription_TopicPartition *o)
 {
     kafka_struct_init(&kafka_ConsumerProtocolSubscription_TopicPartition_desc, o);
 }
-bool kafka_ConsumerProtocolSubscription_TopicPartition_equal(const kafka_ConsumerProtocolSubscription_TopicPartition *x, const kafka_ConsumerProtocolSubscription_TopicPartition *y)
+bool kafka_ConsumerProtocolSubscription_TopicPartition_equal(
+    const kafka_ConsumerProtocolSubscription_TopicPartition *x,
+    const kafka_ConsumerProtocolSubscription_TopicPartition *y)
 {
     return kafka_struct_equal(&kafka_ConsumerProtocolSubscription_TopicPartition_desc, x, y);
 }
@@ -89,47 +156,69 @@ void kafka_ConsumerProtocolSubscription_init(kafka_ConsumerProtocolSubscription 
 {
     kafka_struct_init(&kafka_ConsumerProtocolSubscription_desc, o);
 }
-bool kafka_ConsumerProtocolSubscription_equal(const kafka_ConsumerProtocolSubscription *x, const kafka_ConsumerProtocolSubscription *y)
+bool kafka_ConsumerProtocolSubscription_equal(
+    const kafka_ConsumerProtocolSubscription *x, const kafka_ConsumerProtocolSubscription *y)
 {
     return kafka_struct_equal(&kafka_ConsumerProtocolSubscription_desc, x, y);
 }
-int kafka_ConsumerProtocolSubscription_decode(al_rd *rd, int16_t v, kafka_ConsumerProtocolSubscription *o, kafka_arena *a)
+int kafka_ConsumerProtocolSubscription_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerProtocolSubscription *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ConsumerProtocolSubscription_desc, rd, v, o, a);
 }
-int kafka_ConsumerProtocolSubscription_encode(al_wr *wr, int16_t v, const kafka_ConsumerProtocolSubscription *o)
+int kafka_ConsumerProtocolSubscription_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerProtocolSubscription *o)
 {
     return kafka_struct_encode(&kafka_ConsumerProtocolSubscription_desc, wr, v, o);
 }
-size_t kafka_ConsumerProtocolSubscription_size(int16_t v, const kafka_ConsumerProtocolSubscription *o)
+size_t kafka_ConsumerProtocolSubscription_size(
+    int16_t v, const kafka_ConsumerProtocolSubscription *o)
 {
     return kafka_struct_size(&kafka_ConsumerProtocolSubscription_desc, v, o);
 }
-void kafka_ConsumerProtocolSubscription_fill_test(kafka_ConsumerProtocolSubscription *o, int16_t v, kafka_filler *f)
+void kafka_ConsumerProtocolSubscription_fill_test(
+    kafka_ConsumerProtocolSubscription *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ConsumerProtocolSubscription_desc, o, v, f);
 }
 
 /* ---- DefaultPrincipalData (data, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DefaultPrincipalData_fields[] = {
-    {"Type", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DefaultPrincipalData, Type), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DefaultPrincipalData, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"TokenAuthenticated", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DefaultPrincipalData, TokenAuthenticated), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Type", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DefaultPrincipalData, Type),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DefaultPrincipalData, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"TokenAuthenticated", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DefaultPrincipalData, TokenAuthenticated),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DefaultPrincipalData_desc = {
-    "kafka_DefaultPrincipalData", sizeof(kafka_DefaultPrincipalData), 3, 0, kafka_DefaultPrincipalData_fields, NULL, 0x1u, 0, 0};
+    "kafka_DefaultPrincipalData",
+    sizeof(kafka_DefaultPrincipalData),
+    3,
+    0,
+    kafka_DefaultPrincipalData_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_DefaultPrincipalData_init(kafka_DefaultPrincipalData *o)
 {
     kafka_struct_init(&kafka_DefaultPrincipalData_desc, o);
 }
-bool kafka_DefaultPrincipalData_equal(const kafka_DefaultPrincipalData *x, const kafka_DefaultPrincipalData *y)
+bool kafka_DefaultPrincipalData_equal(
+    const kafka_DefaultPrincipalData *x, const kafka_DefaultPrincipalData *y)
 {
     return kafka_struct_equal(&kafka_DefaultPrincipalData_desc, x, y);
 }
-int kafka_DefaultPrincipalData_decode(al_rd *rd, int16_t v, kafka_DefaultPrincipalData *o, kafka_arena *a)
+int kafka_DefaultPrincipalData_decode(
+    al_rd *rd, int16_t v, kafka_DefaultPrincipalData *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DefaultPrincipalData_desc, rd, v, o, a);
 }
@@ -148,22 +237,36 @@ void kafka_DefaultPrincipalData_fill_test(kafka_DefaultPrincipalData *o, int16_t
 
 /* ---- KRaftVersionRecord (data, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_KRaftVersionRecord_fields[] = {
-    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_KRaftVersionRecord, Version), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"KRaftVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_KRaftVersionRecord, KRaftVersion), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_KRaftVersionRecord, Version),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"KRaftVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_KRaftVersionRecord, KRaftVersion),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_KRaftVersionRecord_desc = {
-    "kafka_KRaftVersionRecord", sizeof(kafka_KRaftVersionRecord), 2, 0, kafka_KRaftVersionRecord_fields, NULL, 0x1u, 0, 0};
+    "kafka_KRaftVersionRecord",
+    sizeof(kafka_KRaftVersionRecord),
+    2,
+    0,
+    kafka_KRaftVersionRecord_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_KRaftVersionRecord_init(kafka_KRaftVersionRecord *o)
 {
     kafka_struct_init(&kafka_KRaftVersionRecord_desc, o);
 }
-bool kafka_KRaftVersionRecord_equal(const kafka_KRaftVersionRecord *x, const kafka_KRaftVersionRecord *y)
+bool kafka_KRaftVersionRecord_equal(
+    const kafka_KRaftVersionRecord *x, const kafka_KRaftVersionRecord *y)
 {
     return kafka_struct_equal(&kafka_KRaftVersionRecord_desc, x, y);
 }
-int kafka_KRaftVersionRecord_decode(al_rd *rd, int16_t v, kafka_KRaftVersionRecord *o, kafka_arena *a)
+int kafka_KRaftVersionRecord_decode(
+    al_rd *rd, int16_t v, kafka_KRaftVersionRecord *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_KRaftVersionRecord_desc, rd, v, o, a);
 }
@@ -182,28 +285,56 @@ void kafka_KRaftVersionRecord_fill_test(kafka_KRaftVersionRecord *o, int16_t v, 
 
 /* ---- LeaderChangeMessage (data, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_LeaderChangeMessage_Voter_fields[] = {
-    {"VoterId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderChangeMessage_Voter, VoterId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"VoterId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderChangeMessage_Voter, VoterId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_LeaderChangeMessage_Voter_desc = {
-    "kafka_LeaderChangeMessage_Voter", sizeof(kafka_LeaderChangeMessage_Voter), 1, 0, kafka_LeaderChangeMessage_Voter_fields, NULL, 0x1u, 0, 0};
+    "kafka_LeaderChangeMessage_Voter",
+    sizeof(kafka_LeaderChangeMessage_Voter),
+    1,
+    0,
+    kafka_LeaderChangeMessage_Voter_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_LeaderChangeMessage_fields[] = {
-    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_LeaderChangeMessage, Version), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderChangeMessage, LeaderId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Voters", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderChangeMessage, Voters), offsetof(kafka_LeaderChangeMessage, Voters_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_LeaderChangeMessage_Voter_desc},
-    {"GrantingVoters", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderChangeMessage, GrantingVoters), offsetof(kafka_LeaderChangeMessage, GrantingVoters_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_LeaderChangeMessage_Voter_desc},
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_LeaderChangeMessage, Version),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderChangeMessage, LeaderId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Voters", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderChangeMessage, Voters),
+     offsetof(kafka_LeaderChangeMessage, Voters_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_LeaderChangeMessage_Voter_desc},
+    {"GrantingVoters", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderChangeMessage, GrantingVoters),
+     offsetof(kafka_LeaderChangeMessage, GrantingVoters_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_LeaderChangeMessage_Voter_desc},
 };
 const struct kafka_struct_desc kafka_LeaderChangeMessage_desc = {
-    "kafka_LeaderChangeMessage", sizeof(kafka_LeaderChangeMessage), 4, 0, kafka_LeaderChangeMessage_fields, NULL, 0x1u, 0, 0};
+    "kafka_LeaderChangeMessage",
+    sizeof(kafka_LeaderChangeMessage),
+    4,
+    0,
+    kafka_LeaderChangeMessage_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_LeaderChangeMessage_Voter_init(kafka_LeaderChangeMessage_Voter *o)
 {
     kafka_struct_init(&kafka_LeaderChangeMessage_Voter_desc, o);
 }
-bool kafka_LeaderChangeMessage_Voter_equal(const kafka_LeaderChangeMessage_Voter *x, const kafka_LeaderChangeMessage_Voter *y)
+bool kafka_LeaderChangeMessage_Voter_equal(
+    const kafka_LeaderChangeMessage_Voter *x, const kafka_LeaderChangeMessage_Voter *y)
 {
     return kafka_struct_equal(&kafka_LeaderChangeMessage_Voter_desc, x, y);
 }
@@ -211,11 +342,13 @@ void kafka_LeaderChangeMessage_init(kafka_LeaderChangeMessage *o)
 {
     kafka_struct_init(&kafka_LeaderChangeMessage_desc, o);
 }
-bool kafka_LeaderChangeMessage_equal(const kafka_LeaderChangeMessage *x, const kafka_LeaderChangeMessage *y)
+bool kafka_LeaderChangeMessage_equal(
+    const kafka_LeaderChangeMessage *x, const kafka_LeaderChangeMessage *y)
 {
     return kafka_struct_equal(&kafka_LeaderChangeMessage_desc, x, y);
 }
-int kafka_LeaderChangeMessage_decode(al_rd *rd, int16_t v, kafka_LeaderChangeMessage *o, kafka_arena *a)
+int kafka_LeaderChangeMessage_decode(
+    al_rd *rd, int16_t v, kafka_LeaderChangeMessage *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_LeaderChangeMessage_desc, rd, v, o, a);
 }
@@ -234,20 +367,31 @@ void kafka_LeaderChangeMessage_fill_test(kafka_LeaderChangeMessage *o, int16_t v
 
 /* ---- SnapshotFooterRecord (data, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_SnapshotFooterRecord_fields[] = {
-    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_SnapshotFooterRecord, Version), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_SnapshotFooterRecord, Version),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_SnapshotFooterRecord_desc = {
-    "kafka_SnapshotFooterRecord", sizeof(kafka_SnapshotFooterRecord), 1, 0, kafka_SnapshotFooterRecord_fields, NULL, 0x1u, 0, 0};
+    "kafka_SnapshotFooterRecord",
+    sizeof(kafka_SnapshotFooterRecord),
+    1,
+    0,
+    kafka_SnapshotFooterRecord_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_SnapshotFooterRecord_init(kafka_SnapshotFooterRecord *o)
 {
     kafka_struct_init(&kafka_SnapshotFooterRecord_desc, o);
 }
-bool kafka_SnapshotFooterRecord_equal(const kafka_SnapshotFooterRecord *x, const kafka_SnapshotFooterRecord *y)
+bool kafka_SnapshotFooterRecord_equal(
+    const kafka_SnapshotFooterRecord *x, const kafka_SnapshotFooterRecord *y)
 {
     return kafka_struct_equal(&kafka_SnapshotFooterRecord_desc, x, y);
 }
-int kafka_SnapshotFooterRecord_decode(al_rd *rd, int16_t v, kafka_SnapshotFooterRecord *o, kafka_arena *a)
+int kafka_SnapshotFooterRecord_decode(
+    al_rd *rd, int16_t v, kafka_SnapshotFooterRecord *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_SnapshotFooterRecord_desc, rd, v, o, a);
 }
@@ -266,22 +410,36 @@ void kafka_SnapshotFooterRecord_fill_test(kafka_SnapshotFooterRecord *o, int16_t
 
 /* ---- SnapshotHeaderRecord (data, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_SnapshotHeaderRecord_fields[] = {
-    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_SnapshotHeaderRecord, Version), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LastContainedLogTimestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_SnapshotHeaderRecord, LastContainedLogTimestamp), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_SnapshotHeaderRecord, Version),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LastContainedLogTimestamp", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_SnapshotHeaderRecord, LastContainedLogTimestamp),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_SnapshotHeaderRecord_desc = {
-    "kafka_SnapshotHeaderRecord", sizeof(kafka_SnapshotHeaderRecord), 2, 0, kafka_SnapshotHeaderRecord_fields, NULL, 0x1u, 0, 0};
+    "kafka_SnapshotHeaderRecord",
+    sizeof(kafka_SnapshotHeaderRecord),
+    2,
+    0,
+    kafka_SnapshotHeaderRecord_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_SnapshotHeaderRecord_init(kafka_SnapshotHeaderRecord *o)
 {
     kafka_struct_init(&kafka_SnapshotHeaderRecord_desc, o);
 }
-bool kafka_SnapshotHeaderRecord_equal(const kafka_SnapshotHeaderRecord *x, const kafka_SnapshotHeaderRecord *y)
+bool kafka_SnapshotHeaderRecord_equal(
+    const kafka_SnapshotHeaderRecord *x, const kafka_SnapshotHeaderRecord *y)
 {
     return kafka_struct_equal(&kafka_SnapshotHeaderRecord_desc, x, y);
 }
-int kafka_SnapshotHeaderRecord_decode(al_rd *rd, int16_t v, kafka_SnapshotHeaderRecord *o, kafka_arena *a)
+int kafka_SnapshotHeaderRecord_decode(
+    al_rd *rd, int16_t v, kafka_SnapshotHeaderRecord *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_SnapshotHeaderRecord_desc, rd, v, o, a);
 }
@@ -300,48 +458,106 @@ void kafka_SnapshotHeaderRecord_fill_test(kafka_SnapshotHeaderRecord *o, int16_t
 
 /* ---- VotersRecord (data, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_VotersRecord_Endpoint_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_VotersRecord_Endpoint, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_VotersRecord_Endpoint, Host), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_UINT16, false, false, false, false, -1, offsetof(kafka_VotersRecord_Endpoint, Port), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord_Endpoint, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord_Endpoint, Host),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_UINT16, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord_Endpoint, Port),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_VotersRecord_Endpoint_desc = {
-    "kafka_VotersRecord_Endpoint", sizeof(kafka_VotersRecord_Endpoint), 3, 0, kafka_VotersRecord_Endpoint_fields, NULL, 0x1u, 0, 0};
+    "kafka_VotersRecord_Endpoint",
+    sizeof(kafka_VotersRecord_Endpoint),
+    3,
+    0,
+    kafka_VotersRecord_Endpoint_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_VotersRecord_KRaftVersionFeature_fields[] = {
-    {"MinSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_VotersRecord_KRaftVersionFeature, MinSupportedVersion), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"MaxSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_VotersRecord_KRaftVersionFeature, MaxSupportedVersion), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"MinSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord_KRaftVersionFeature, MinSupportedVersion),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord_KRaftVersionFeature, MaxSupportedVersion),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_VotersRecord_KRaftVersionFeature_desc = {
-    "kafka_VotersRecord_KRaftVersionFeature", sizeof(kafka_VotersRecord_KRaftVersionFeature), 2, 0, kafka_VotersRecord_KRaftVersionFeature_fields, NULL, 0x1u, 0, 0};
+    "kafka_VotersRecord_KRaftVersionFeature",
+    sizeof(kafka_VotersRecord_KRaftVersionFeature),
+    2,
+    0,
+    kafka_VotersRecord_KRaftVersionFeature_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_VotersRecord_Voter_fields[] = {
-    {"VoterId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VotersRecord_Voter, VoterId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"VoterDirectoryId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_VotersRecord_Voter, VoterDirectoryId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Endpoints", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_VotersRecord_Voter, Endpoints), offsetof(kafka_VotersRecord_Voter, Endpoints_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VotersRecord_Endpoint_desc},
-    {"KRaftVersionFeature", KAFKA_T_STRUCT, false, false, false, false, -1, offsetof(kafka_VotersRecord_Voter, KRaftVersionFeature), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VotersRecord_KRaftVersionFeature_desc},
+    {"VoterId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord_Voter, VoterId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"VoterDirectoryId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord_Voter, VoterDirectoryId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Endpoints", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_VotersRecord_Voter, Endpoints),
+     offsetof(kafka_VotersRecord_Voter, Endpoints_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_VotersRecord_Endpoint_desc},
+    {"KRaftVersionFeature", KAFKA_T_STRUCT, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord_Voter, KRaftVersionFeature),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_VotersRecord_KRaftVersionFeature_desc},
 };
 static const struct kafka_struct_desc kafka_VotersRecord_Voter_desc = {
-    "kafka_VotersRecord_Voter", sizeof(kafka_VotersRecord_Voter), 4, 0, kafka_VotersRecord_Voter_fields, NULL, 0x1u, 0, 0};
+    "kafka_VotersRecord_Voter",
+    sizeof(kafka_VotersRecord_Voter),
+    4,
+    0,
+    kafka_VotersRecord_Voter_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_VotersRecord_fields[] = {
-    {"Version", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_VotersRecord, Version), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Voters", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_VotersRecord, Voters), offsetof(kafka_VotersRecord, Voters_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VotersRecord_Voter_desc},
+    {"Version", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_VotersRecord, Version),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Voters", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_VotersRecord, Voters),
+     offsetof(kafka_VotersRecord, Voters_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_VotersRecord_Voter_desc},
 };
 const struct kafka_struct_desc kafka_VotersRecord_desc = {
-    "kafka_VotersRecord", sizeof(kafka_VotersRecord), 2, 0, kafka_VotersRecord_fields, NULL, 0x1u, 0, 0};
+    "kafka_VotersRecord",
+    sizeof(kafka_VotersRecord),
+    2,
+    0,
+    kafka_VotersRecord_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_VotersRecord_Endpoint_init(kafka_VotersRecord_Endpoint *o)
 {
     kafka_struct_init(&kafka_VotersRecord_Endpoint_desc, o);
 }
-bool kafka_VotersRecord_Endpoint_equal(const kafka_VotersRecord_Endpoint *x, const kafka_VotersRecord_Endpoint *y)
+bool kafka_VotersRecord_Endpoint_equal(
+    const kafka_VotersRecord_Endpoint *x, const kafka_VotersRecord_Endpoint *y)
 {
     return kafka_struct_equal(&kafka_VotersRecord_Endpoint_desc, x, y);
 }
@@ -349,7 +565,9 @@ void kafka_VotersRecord_KRaftVersionFeature_init(kafka_VotersRecord_KRaftVersion
 {
     kafka_struct_init(&kafka_VotersRecord_KRaftVersionFeature_desc, o);
 }
-bool kafka_VotersRecord_KRaftVersionFeature_equal(const kafka_VotersRecord_KRaftVersionFeature *x, const kafka_VotersRecord_KRaftVersionFeature *y)
+bool kafka_VotersRecord_KRaftVersionFeature_equal(
+    const kafka_VotersRecord_KRaftVersionFeature *x,
+    const kafka_VotersRecord_KRaftVersionFeature *y)
 {
     return kafka_struct_equal(&kafka_VotersRecord_KRaftVersionFeature_desc, x, y);
 }
@@ -357,7 +575,8 @@ void kafka_VotersRecord_Voter_init(kafka_VotersRecord_Voter *o)
 {
     kafka_struct_init(&kafka_VotersRecord_Voter_desc, o);
 }
-bool kafka_VotersRecord_Voter_equal(const kafka_VotersRecord_Voter *x, const kafka_VotersRecord_Voter *y)
+bool kafka_VotersRecord_Voter_equal(
+    const kafka_VotersRecord_Voter *x, const kafka_VotersRecord_Voter *y)
 {
     return kafka_struct_equal(&kafka_VotersRecord_Voter_desc, x, y);
 }
@@ -388,17 +607,35 @@ void kafka_VotersRecord_fill_test(kafka_VotersRecord *o, int16_t v, kafka_filler
 
 /* ---- RequestHeader (header, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_RequestHeader_fields[] = {
-    {"RequestApiKey", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_RequestHeader, RequestApiKey), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"RequestApiVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_RequestHeader, RequestApiVersion), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"CorrelationId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_RequestHeader, CorrelationId), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ClientId", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_RequestHeader, ClientId), 0,
-     0x6u, 0x6u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
+    {"RequestApiKey", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_RequestHeader, RequestApiKey),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RequestApiVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_RequestHeader, RequestApiVersion),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CorrelationId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_RequestHeader, CorrelationId),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ClientId", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_RequestHeader, ClientId),
+     0,
+     0x6u, 0x6u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_RequestHeader_desc = {
-    "kafka_RequestHeader", sizeof(kafka_RequestHeader), 4, 0, kafka_RequestHeader_fields, NULL, 0x4u, 0, 2};
+    "kafka_RequestHeader",
+    sizeof(kafka_RequestHeader),
+    4,
+    0,
+    kafka_RequestHeader_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_RequestHeader_init(kafka_RequestHeader *o)
 {
     kafka_struct_init(&kafka_RequestHeader_desc, o);
@@ -426,11 +663,20 @@ void kafka_RequestHeader_fill_test(kafka_RequestHeader *o, int16_t v, kafka_fill
 
 /* ---- ResponseHeader (header, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_ResponseHeader_fields[] = {
-    {"CorrelationId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ResponseHeader, CorrelationId), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"CorrelationId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ResponseHeader, CorrelationId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ResponseHeader_desc = {
-    "kafka_ResponseHeader", sizeof(kafka_ResponseHeader), 1, 0, kafka_ResponseHeader_fields, NULL, 0x2u, 0, 1};
+    "kafka_ResponseHeader",
+    sizeof(kafka_ResponseHeader),
+    1,
+    0,
+    kafka_ResponseHeader_fields,
+    NULL,
+    0x2u, 0, 1};
 void kafka_ResponseHeader_init(kafka_ResponseHeader *o)
 {
     kafka_struct_init(&kafka_ResponseHeader_desc, o);
@@ -1464,7 +1710,8 @@ static void w_AlterPartitionReassignmentsRequest_init(void *o)
 {
     kafka_AlterPartitionReassignmentsRequest_init(o);
 }
-static int w_AlterPartitionReassignmentsRequest_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)
+static int w_AlterPartitionReassignmentsRequest_decode(
+    al_rd *rd, int16_t v, void *o, kafka_arena *a)
 {
     return kafka_AlterPartitionReassignmentsRequest_decode(rd, v, o, a);
 }
@@ -1564,7 +1811,8 @@ static void w_DescribeUserScramCredentialsRequest_init(void *o)
 {
     kafka_DescribeUserScramCredentialsRequest_init(o);
 }
-static int w_DescribeUserScramCredentialsRequest_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)
+static int w_DescribeUserScramCredentialsRequest_decode(
+    al_rd *rd, int16_t v, void *o, kafka_arena *a)
 {
     return kafka_DescribeUserScramCredentialsRequest_decode(rd, v, o, a);
 }
@@ -2984,7 +3232,8 @@ static void w_AlterPartitionReassignmentsResponse_init(void *o)
 {
     kafka_AlterPartitionReassignmentsResponse_init(o);
 }
-static int w_AlterPartitionReassignmentsResponse_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)
+static int w_AlterPartitionReassignmentsResponse_decode(
+    al_rd *rd, int16_t v, void *o, kafka_arena *a)
 {
     return kafka_AlterPartitionReassignmentsResponse_decode(rd, v, o, a);
 }
@@ -3004,7 +3253,8 @@ static void w_ListPartitionReassignmentsResponse_init(void *o)
 {
     kafka_ListPartitionReassignmentsResponse_init(o);
 }
-static int w_ListPartitionReassignmentsResponse_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)
+static int w_ListPartitionReassignmentsResponse_decode(
+    al_rd *rd, int16_t v, void *o, kafka_arena *a)
 {
     return kafka_ListPartitionReassignmentsResponse_decode(rd, v, o, a);
 }
@@ -3084,7 +3334,8 @@ static void w_DescribeUserScramCredentialsResponse_init(void *o)
 {
     kafka_DescribeUserScramCredentialsResponse_init(o);
 }
-static int w_DescribeUserScramCredentialsResponse_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)
+static int w_DescribeUserScramCredentialsResponse_decode(
+    al_rd *rd, int16_t v, void *o, kafka_arena *a)
 {
     return kafka_DescribeUserScramCredentialsResponse_decode(rd, v, o, a);
 }
@@ -3564,7 +3815,8 @@ static void w_ListClientMetricsResourcesResponse_init(void *o)
 {
     kafka_ListClientMetricsResourcesResponse_init(o);
 }
-static int w_ListClientMetricsResourcesResponse_decode(al_rd *rd, int16_t v, void *o, kafka_arena *a)
+static int w_ListClientMetricsResourcesResponse_decode(
+    al_rd *rd, int16_t v, void *o, kafka_arena *a)
 {
     return kafka_ListClientMetricsResourcesResponse_decode(rd, v, o, a);
 }

@@ -6,38 +6,82 @@
 
 /* ---- ProduceRequest (request, versions 0-11, flexible 9+) ---- */
 static const struct kafka_field_desc kafka_ProduceRequest_PartitionProduceData_fields[] = {
-    {"Index", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ProduceRequest_PartitionProduceData, Index), 0,
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"Records", KAFKA_T_RECORDS, false, false, false, true, -1, offsetof(kafka_ProduceRequest_PartitionProduceData, Records), 0,
-     0xfffu, 0xfffu, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
+    {"Index", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ProduceRequest_PartitionProduceData, Index),
+     0,
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Records", KAFKA_T_RECORDS, false, false, false, true, -1,
+     offsetof(kafka_ProduceRequest_PartitionProduceData, Records),
+     0,
+     0xfffu, 0xfffu, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ProduceRequest_PartitionProduceData_desc = {
-    "kafka_ProduceRequest_PartitionProduceData", sizeof(kafka_ProduceRequest_PartitionProduceData), 2, 0, kafka_ProduceRequest_PartitionProduceData_fields, NULL, 0xe00u, 0, 11};
+    "kafka_ProduceRequest_PartitionProduceData",
+    sizeof(kafka_ProduceRequest_PartitionProduceData),
+    2,
+    0,
+    kafka_ProduceRequest_PartitionProduceData_fields,
+    NULL,
+    0xe00u, 0, 11};
 static const struct kafka_field_desc kafka_ProduceRequest_TopicProduceData_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ProduceRequest_TopicProduceData, Name), 0,
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, "", 0, NULL},
-    {"PartitionData", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ProduceRequest_TopicProduceData, PartitionData), offsetof(kafka_ProduceRequest_TopicProduceData, PartitionData_count),
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, &kafka_ProduceRequest_PartitionProduceData_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ProduceRequest_TopicProduceData, Name),
+     0,
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionData", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ProduceRequest_TopicProduceData, PartitionData),
+     offsetof(kafka_ProduceRequest_TopicProduceData, PartitionData_count),
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     &kafka_ProduceRequest_PartitionProduceData_desc},
 };
 static const struct kafka_struct_desc kafka_ProduceRequest_TopicProduceData_desc = {
-    "kafka_ProduceRequest_TopicProduceData", sizeof(kafka_ProduceRequest_TopicProduceData), 2, 0, kafka_ProduceRequest_TopicProduceData_fields, NULL, 0xe00u, 0, 11};
+    "kafka_ProduceRequest_TopicProduceData",
+    sizeof(kafka_ProduceRequest_TopicProduceData),
+    2,
+    0,
+    kafka_ProduceRequest_TopicProduceData_fields,
+    NULL,
+    0xe00u, 0, 11};
 static const struct kafka_field_desc kafka_ProduceRequest_fields[] = {
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ProduceRequest, TransactionalId), 0,
-     0xff8u, 0xff8u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"Acks", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ProduceRequest, Acks), 0,
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ProduceRequest, TimeoutMs), 0,
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"TopicData", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ProduceRequest, TopicData), offsetof(kafka_ProduceRequest, TopicData_count),
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, &kafka_ProduceRequest_TopicProduceData_desc},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ProduceRequest, TransactionalId),
+     0,
+     0xff8u, 0xff8u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Acks", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ProduceRequest, Acks),
+     0,
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ProduceRequest, TimeoutMs),
+     0,
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TopicData", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ProduceRequest, TopicData),
+     offsetof(kafka_ProduceRequest, TopicData_count),
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     &kafka_ProduceRequest_TopicProduceData_desc},
 };
 const struct kafka_struct_desc kafka_ProduceRequest_desc = {
-    "kafka_ProduceRequest", sizeof(kafka_ProduceRequest), 4, 0, kafka_ProduceRequest_fields, NULL, 0xe00u, 0, 11};
+    "kafka_ProduceRequest",
+    sizeof(kafka_ProduceRequest),
+    4,
+    0,
+    kafka_ProduceRequest_fields,
+    NULL,
+    0xe00u, 0, 11};
 void kafka_ProduceRequest_PartitionProduceData_init(kafka_ProduceRequest_PartitionProduceData *o)
 {
     kafka_struct_init(&kafka_ProduceRequest_PartitionProduceData_desc, o);
 }
-bool kafka_ProduceRequest_PartitionProduceData_equal(const kafka_ProduceRequest_PartitionProduceData *x, const kafka_ProduceRequest_PartitionProduceData *y)
+bool kafka_ProduceRequest_PartitionProduceData_equal(
+    const kafka_ProduceRequest_PartitionProduceData *x,
+    const kafka_ProduceRequest_PartitionProduceData *y)
 {
     return kafka_struct_equal(&kafka_ProduceRequest_PartitionProduceData_desc, x, y);
 }
@@ -45,7 +89,8 @@ void kafka_ProduceRequest_TopicProduceData_init(kafka_ProduceRequest_TopicProduc
 {
     kafka_struct_init(&kafka_ProduceRequest_TopicProduceData_desc, o);
 }
-bool kafka_ProduceRequest_TopicProduceData_equal(const kafka_ProduceRequest_TopicProduceData *x, const kafka_ProduceRequest_TopicProduceData *y)
+bool kafka_ProduceRequest_TopicProduceData_equal(
+    const kafka_ProduceRequest_TopicProduceData *x, const kafka_ProduceRequest_TopicProduceData *y)
 {
     return kafka_struct_equal(&kafka_ProduceRequest_TopicProduceData_desc, x, y);
 }
@@ -76,83 +121,192 @@ void kafka_ProduceRequest_fill_test(kafka_ProduceRequest *o, int16_t v, kafka_fi
 
 /* ---- FetchRequest (request, versions 0-16, flexible 12+) ---- */
 static const struct kafka_field_desc kafka_FetchRequest_ReplicaState_fields[] = {
-    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchRequest_ReplicaState, ReplicaId), 0,
-     0x18000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
-    {"ReplicaEpoch", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchRequest_ReplicaState, ReplicaEpoch), 0,
-     0x18000u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest_ReplicaState, ReplicaId),
+     0,
+     0x18000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
+    {"ReplicaEpoch", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest_ReplicaState, ReplicaEpoch),
+     0,
+     0x18000u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchRequest_ReplicaState_desc = {
-    "kafka_FetchRequest_ReplicaState", sizeof(kafka_FetchRequest_ReplicaState), 2, 0, kafka_FetchRequest_ReplicaState_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchRequest_ReplicaState",
+    sizeof(kafka_FetchRequest_ReplicaState),
+    2,
+    0,
+    kafka_FetchRequest_ReplicaState_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchRequest_FetchPartition_fields[] = {
-    {"Partition", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchRequest_FetchPartition, Partition), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"CurrentLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_FetchRequest_FetchPartition, CurrentLeaderEpoch), 0,
-     0x1fe00u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
-    {"FetchOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchRequest_FetchPartition, FetchOffset), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"LastFetchedEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchRequest_FetchPartition, LastFetchedEpoch), 0,
-     0x1f000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
-    {"LogStartOffset", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_FetchRequest_FetchPartition, LogStartOffset), 0,
-     0x1ffe0u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"PartitionMaxBytes", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchRequest_FetchPartition, PartitionMaxBytes), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
+    {"Partition", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest_FetchPartition, Partition),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CurrentLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest_FetchPartition, CurrentLeaderEpoch),
+     0,
+     0x1fe00u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
+    {"FetchOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest_FetchPartition, FetchOffset),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LastFetchedEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest_FetchPartition, LastFetchedEpoch),
+     0,
+     0x1f000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
+    {"LogStartOffset", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest_FetchPartition, LogStartOffset),
+     0,
+     0x1ffe0u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"PartitionMaxBytes", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest_FetchPartition, PartitionMaxBytes),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchRequest_FetchPartition_desc = {
-    "kafka_FetchRequest_FetchPartition", sizeof(kafka_FetchRequest_FetchPartition), 6, 0, kafka_FetchRequest_FetchPartition_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchRequest_FetchPartition",
+    sizeof(kafka_FetchRequest_FetchPartition),
+    6,
+    0,
+    kafka_FetchRequest_FetchPartition_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchRequest_FetchTopic_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_FetchRequest_FetchTopic, Topic), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_FetchRequest_FetchTopic, TopicId), 0,
-     0x1e000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchRequest_FetchTopic, Partitions), offsetof(kafka_FetchRequest_FetchTopic, Partitions_count),
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchRequest_FetchPartition_desc},
+    {"Topic", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest_FetchTopic, Topic),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest_FetchTopic, TopicId),
+     0,
+     0x1e000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchRequest_FetchTopic, Partitions),
+     offsetof(kafka_FetchRequest_FetchTopic, Partitions_count),
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchRequest_FetchPartition_desc},
 };
 static const struct kafka_struct_desc kafka_FetchRequest_FetchTopic_desc = {
-    "kafka_FetchRequest_FetchTopic", sizeof(kafka_FetchRequest_FetchTopic), 3, 0, kafka_FetchRequest_FetchTopic_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchRequest_FetchTopic",
+    sizeof(kafka_FetchRequest_FetchTopic),
+    3,
+    0,
+    kafka_FetchRequest_FetchTopic_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchRequest_ForgottenTopic_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_FetchRequest_ForgottenTopic, Topic), 0,
-     0x1f80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_FetchRequest_ForgottenTopic, TopicId), 0,
-     0x1e000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_FetchRequest_ForgottenTopic, Partitions), offsetof(kafka_FetchRequest_ForgottenTopic, Partitions_count),
-     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
+    {"Topic", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest_ForgottenTopic, Topic),
+     0,
+     0x1f80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest_ForgottenTopic, TopicId),
+     0,
+     0x1e000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_FetchRequest_ForgottenTopic, Partitions),
+     offsetof(kafka_FetchRequest_ForgottenTopic, Partitions_count),
+     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchRequest_ForgottenTopic_desc = {
-    "kafka_FetchRequest_ForgottenTopic", sizeof(kafka_FetchRequest_ForgottenTopic), 3, 0, kafka_FetchRequest_ForgottenTopic_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchRequest_ForgottenTopic",
+    sizeof(kafka_FetchRequest_ForgottenTopic),
+    3,
+    0,
+    kafka_FetchRequest_ForgottenTopic_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchRequest_fields[] = {
-    {"ClusterId", KAFKA_T_STRING, false, false, true, true, 0, offsetof(kafka_FetchRequest, ClusterId), 0,
-     0x1f000u, 0x1f000u, 0x1f000u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchRequest, ReplicaId), 0,
-     0x7fffu, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
-    {"ReplicaState", KAFKA_T_STRUCT, false, false, false, false, 1, offsetof(kafka_FetchRequest, ReplicaState), 0,
-     0x18000u, 0x0u, 0x18000u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchRequest_ReplicaState_desc},
-    {"MaxWaitMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchRequest, MaxWaitMs), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"MinBytes", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchRequest, MinBytes), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"MaxBytes", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_FetchRequest, MaxBytes), 0,
-     0x1fff8u, 0x0u, 0x0u, 0x1f000u, 2147483647, 0.0, NULL, 0, NULL},
-    {"IsolationLevel", KAFKA_T_INT8, false, false, true, false, -1, offsetof(kafka_FetchRequest, IsolationLevel), 0,
-     0x1fff0u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"SessionId", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_FetchRequest, SessionId), 0,
-     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"SessionEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_FetchRequest, SessionEpoch), 0,
-     0x1ff80u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchRequest, Topics), offsetof(kafka_FetchRequest, Topics_count),
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchRequest_FetchTopic_desc},
-    {"ForgottenTopicsData", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchRequest, ForgottenTopicsData), offsetof(kafka_FetchRequest, ForgottenTopicsData_count),
-     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchRequest_ForgottenTopic_desc},
-    {"RackId", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_FetchRequest, RackId), 0,
-     0x1f800u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0, NULL},
+    {"ClusterId", KAFKA_T_STRING, false, false, true, true, 0,
+     offsetof(kafka_FetchRequest, ClusterId),
+     0,
+     0x1f000u, 0x1f000u, 0x1f000u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest, ReplicaId),
+     0,
+     0x7fffu, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
+    {"ReplicaState", KAFKA_T_STRUCT, false, false, false, false, 1,
+     offsetof(kafka_FetchRequest, ReplicaState),
+     0,
+     0x18000u, 0x0u, 0x18000u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchRequest_ReplicaState_desc},
+    {"MaxWaitMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest, MaxWaitMs),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MinBytes", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchRequest, MinBytes),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxBytes", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest, MaxBytes),
+     0,
+     0x1fff8u, 0x0u, 0x0u, 0x1f000u, 2147483647, 0.0, NULL, 0,
+     NULL},
+    {"IsolationLevel", KAFKA_T_INT8, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest, IsolationLevel),
+     0,
+     0x1fff0u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SessionId", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest, SessionId),
+     0,
+     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SessionEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest, SessionEpoch),
+     0,
+     0x1ff80u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchRequest, Topics),
+     offsetof(kafka_FetchRequest, Topics_count),
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchRequest_FetchTopic_desc},
+    {"ForgottenTopicsData", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchRequest, ForgottenTopicsData),
+     offsetof(kafka_FetchRequest, ForgottenTopicsData_count),
+     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchRequest_ForgottenTopic_desc},
+    {"RackId", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_FetchRequest, RackId),
+     0,
+     0x1f800u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0,
+     NULL},
 };
 static const uint8_t kafka_FetchRequest_tags[] = {0, 2};
 const struct kafka_struct_desc kafka_FetchRequest_desc = {
-    "kafka_FetchRequest", sizeof(kafka_FetchRequest), 12, 2, kafka_FetchRequest_fields, kafka_FetchRequest_tags, 0x1f000u, 0, 16};
+    "kafka_FetchRequest",
+    sizeof(kafka_FetchRequest),
+    12,
+    2,
+    kafka_FetchRequest_fields,
+    kafka_FetchRequest_tags,
+    0x1f000u, 0, 16};
 void kafka_FetchRequest_ReplicaState_init(kafka_FetchRequest_ReplicaState *o)
 {
     kafka_struct_init(&kafka_FetchRequest_ReplicaState_desc, o);
 }
-bool kafka_FetchRequest_ReplicaState_equal(const kafka_FetchRequest_ReplicaState *x, const kafka_FetchRequest_ReplicaState *y)
+bool kafka_FetchRequest_ReplicaState_equal(
+    const kafka_FetchRequest_ReplicaState *x, const kafka_FetchRequest_ReplicaState *y)
 {
     return kafka_struct_equal(&kafka_FetchRequest_ReplicaState_desc, x, y);
 }
@@ -160,7 +314,8 @@ void kafka_FetchRequest_FetchPartition_init(kafka_FetchRequest_FetchPartition *o
 {
     kafka_struct_init(&kafka_FetchRequest_FetchPartition_desc, o);
 }
-bool kafka_FetchRequest_FetchPartition_equal(const kafka_FetchRequest_FetchPartition *x, const kafka_FetchRequest_FetchPartition *y)
+bool kafka_FetchRequest_FetchPartition_equal(
+    const kafka_FetchRequest_FetchPartition *x, const kafka_FetchRequest_FetchPartition *y)
 {
     return kafka_struct_equal(&kafka_FetchRequest_FetchPartition_desc, x, y);
 }
@@ -168,7 +323,8 @@ void kafka_FetchRequest_FetchTopic_init(kafka_FetchRequest_FetchTopic *o)
 {
     kafka_struct_init(&kafka_FetchRequest_FetchTopic_desc, o);
 }
-bool kafka_FetchRequest_FetchTopic_equal(const kafka_FetchRequest_FetchTopic *x, const kafka_FetchRequest_FetchTopic *y)
+bool kafka_FetchRequest_FetchTopic_equal(
+    const kafka_FetchRequest_FetchTopic *x, const kafka_FetchRequest_FetchTopic *y)
 {
     return kafka_struct_equal(&kafka_FetchRequest_FetchTopic_desc, x, y);
 }
@@ -176,7 +332,8 @@ void kafka_FetchRequest_ForgottenTopic_init(kafka_FetchRequest_ForgottenTopic *o
 {
     kafka_struct_init(&kafka_FetchRequest_ForgottenTopic_desc, o);
 }
-bool kafka_FetchRequest_ForgottenTopic_equal(const kafka_FetchRequest_ForgottenTopic *x, const kafka_FetchRequest_ForgottenTopic *y)
+bool kafka_FetchRequest_ForgottenTopic_equal(
+    const kafka_FetchRequest_ForgottenTopic *x, const kafka_FetchRequest_ForgottenTopic *y)
 {
     return kafka_struct_equal(&kafka_FetchRequest_ForgottenTopic_desc, x, y);
 }
@@ -207,40 +364,88 @@ void kafka_FetchRequest_fill_test(kafka_FetchRequest *o, int16_t v, kafka_filler
 
 /* ---- ListOffsetsRequest (request, versions 0-8, flexible 6+) ---- */
 static const struct kafka_field_desc kafka_ListOffsetsRequest_ListOffsetsPartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListOffsetsRequest_ListOffsetsPartition, PartitionIndex), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"CurrentLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_ListOffsetsRequest_ListOffsetsPartition, CurrentLeaderEpoch), 0,
-     0x1f0u, 0x0u, 0x0u, 0x1c0u, -1, 0.0, NULL, 0, NULL},
-    {"Timestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_ListOffsetsRequest_ListOffsetsPartition, Timestamp), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"MaxNumOffsets", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListOffsetsRequest_ListOffsetsPartition, MaxNumOffsets), 0,
-     0x1u, 0x0u, 0x0u, 0x1c0u, 1, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsRequest_ListOffsetsPartition, PartitionIndex),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CurrentLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_ListOffsetsRequest_ListOffsetsPartition, CurrentLeaderEpoch),
+     0,
+     0x1f0u, 0x0u, 0x0u, 0x1c0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Timestamp", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsRequest_ListOffsetsPartition, Timestamp),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxNumOffsets", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsRequest_ListOffsetsPartition, MaxNumOffsets),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1c0u, 1, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ListOffsetsRequest_ListOffsetsPartition_desc = {
-    "kafka_ListOffsetsRequest_ListOffsetsPartition", sizeof(kafka_ListOffsetsRequest_ListOffsetsPartition), 4, 0, kafka_ListOffsetsRequest_ListOffsetsPartition_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_ListOffsetsRequest_ListOffsetsPartition",
+    sizeof(kafka_ListOffsetsRequest_ListOffsetsPartition),
+    4,
+    0,
+    kafka_ListOffsetsRequest_ListOffsetsPartition_fields,
+    NULL,
+    0x1c0u, 0, 8};
 static const struct kafka_field_desc kafka_ListOffsetsRequest_ListOffsetsTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListOffsetsRequest_ListOffsetsTopic, Name), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListOffsetsRequest_ListOffsetsTopic, Partitions), offsetof(kafka_ListOffsetsRequest_ListOffsetsTopic, Partitions_count),
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_ListOffsetsRequest_ListOffsetsPartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsRequest_ListOffsetsTopic, Name),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListOffsetsRequest_ListOffsetsTopic, Partitions),
+     offsetof(kafka_ListOffsetsRequest_ListOffsetsTopic, Partitions_count),
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_ListOffsetsRequest_ListOffsetsPartition_desc},
 };
 static const struct kafka_struct_desc kafka_ListOffsetsRequest_ListOffsetsTopic_desc = {
-    "kafka_ListOffsetsRequest_ListOffsetsTopic", sizeof(kafka_ListOffsetsRequest_ListOffsetsTopic), 2, 0, kafka_ListOffsetsRequest_ListOffsetsTopic_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_ListOffsetsRequest_ListOffsetsTopic",
+    sizeof(kafka_ListOffsetsRequest_ListOffsetsTopic),
+    2,
+    0,
+    kafka_ListOffsetsRequest_ListOffsetsTopic_fields,
+    NULL,
+    0x1c0u, 0, 8};
 static const struct kafka_field_desc kafka_ListOffsetsRequest_fields[] = {
-    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListOffsetsRequest, ReplicaId), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"IsolationLevel", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_ListOffsetsRequest, IsolationLevel), 0,
-     0x1fcu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListOffsetsRequest, Topics), offsetof(kafka_ListOffsetsRequest, Topics_count),
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_ListOffsetsRequest_ListOffsetsTopic_desc},
+    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsRequest, ReplicaId),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsolationLevel", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsRequest, IsolationLevel),
+     0,
+     0x1fcu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListOffsetsRequest, Topics),
+     offsetof(kafka_ListOffsetsRequest, Topics_count),
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_ListOffsetsRequest_ListOffsetsTopic_desc},
 };
 const struct kafka_struct_desc kafka_ListOffsetsRequest_desc = {
-    "kafka_ListOffsetsRequest", sizeof(kafka_ListOffsetsRequest), 3, 0, kafka_ListOffsetsRequest_fields, NULL, 0x1c0u, 0, 8};
-void kafka_ListOffsetsRequest_ListOffsetsPartition_init(kafka_ListOffsetsRequest_ListOffsetsPartition *o)
+    "kafka_ListOffsetsRequest",
+    sizeof(kafka_ListOffsetsRequest),
+    3,
+    0,
+    kafka_ListOffsetsRequest_fields,
+    NULL,
+    0x1c0u, 0, 8};
+void kafka_ListOffsetsRequest_ListOffsetsPartition_init(
+    kafka_ListOffsetsRequest_ListOffsetsPartition *o)
 {
     kafka_struct_init(&kafka_ListOffsetsRequest_ListOffsetsPartition_desc, o);
 }
-bool kafka_ListOffsetsRequest_ListOffsetsPartition_equal(const kafka_ListOffsetsRequest_ListOffsetsPartition *x, const kafka_ListOffsetsRequest_ListOffsetsPartition *y)
+bool kafka_ListOffsetsRequest_ListOffsetsPartition_equal(
+    const kafka_ListOffsetsRequest_ListOffsetsPartition *x,
+    const kafka_ListOffsetsRequest_ListOffsetsPartition *y)
 {
     return kafka_struct_equal(&kafka_ListOffsetsRequest_ListOffsetsPartition_desc, x, y);
 }
@@ -248,7 +453,9 @@ void kafka_ListOffsetsRequest_ListOffsetsTopic_init(kafka_ListOffsetsRequest_Lis
 {
     kafka_struct_init(&kafka_ListOffsetsRequest_ListOffsetsTopic_desc, o);
 }
-bool kafka_ListOffsetsRequest_ListOffsetsTopic_equal(const kafka_ListOffsetsRequest_ListOffsetsTopic *x, const kafka_ListOffsetsRequest_ListOffsetsTopic *y)
+bool kafka_ListOffsetsRequest_ListOffsetsTopic_equal(
+    const kafka_ListOffsetsRequest_ListOffsetsTopic *x,
+    const kafka_ListOffsetsRequest_ListOffsetsTopic *y)
 {
     return kafka_struct_equal(&kafka_ListOffsetsRequest_ListOffsetsTopic_desc, x, y);
 }
@@ -256,11 +463,13 @@ void kafka_ListOffsetsRequest_init(kafka_ListOffsetsRequest *o)
 {
     kafka_struct_init(&kafka_ListOffsetsRequest_desc, o);
 }
-bool kafka_ListOffsetsRequest_equal(const kafka_ListOffsetsRequest *x, const kafka_ListOffsetsRequest *y)
+bool kafka_ListOffsetsRequest_equal(
+    const kafka_ListOffsetsRequest *x, const kafka_ListOffsetsRequest *y)
 {
     return kafka_struct_equal(&kafka_ListOffsetsRequest_desc, x, y);
 }
-int kafka_ListOffsetsRequest_decode(al_rd *rd, int16_t v, kafka_ListOffsetsRequest *o, kafka_arena *a)
+int kafka_ListOffsetsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListOffsetsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListOffsetsRequest_desc, rd, v, o, a);
 }
@@ -279,30 +488,62 @@ void kafka_ListOffsetsRequest_fill_test(kafka_ListOffsetsRequest *o, int16_t v, 
 
 /* ---- MetadataRequest (request, versions 0-12, flexible 9+) ---- */
 static const struct kafka_field_desc kafka_MetadataRequest_MetadataRequestTopic_fields[] = {
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_MetadataRequest_MetadataRequestTopic, TopicId), 0,
-     0x1c00u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_MetadataRequest_MetadataRequestTopic, Name), 0,
-     0x1fffu, 0x1c00u, 0x0u, 0x1e00u, 0, 0.0, "", 0, NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_MetadataRequest_MetadataRequestTopic, TopicId),
+     0,
+     0x1c00u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_MetadataRequest_MetadataRequestTopic, Name),
+     0,
+     0x1fffu, 0x1c00u, 0x0u, 0x1e00u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_MetadataRequest_MetadataRequestTopic_desc = {
-    "kafka_MetadataRequest_MetadataRequestTopic", sizeof(kafka_MetadataRequest_MetadataRequestTopic), 2, 0, kafka_MetadataRequest_MetadataRequestTopic_fields, NULL, 0x1e00u, 0, 12};
+    "kafka_MetadataRequest_MetadataRequestTopic",
+    sizeof(kafka_MetadataRequest_MetadataRequestTopic),
+    2,
+    0,
+    kafka_MetadataRequest_MetadataRequestTopic_fields,
+    NULL,
+    0x1e00u, 0, 12};
 static const struct kafka_field_desc kafka_MetadataRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_MetadataRequest, Topics), offsetof(kafka_MetadataRequest, Topics_count),
-     0x1fffu, 0x1ffeu, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, &kafka_MetadataRequest_MetadataRequestTopic_desc},
-    {"AllowAutoTopicCreation", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_MetadataRequest, AllowAutoTopicCreation), 0,
-     0x1ff0u, 0x0u, 0x0u, 0x1e00u, 1, 0.0, NULL, 0, NULL},
-    {"IncludeClusterAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_MetadataRequest, IncludeClusterAuthorizedOperations), 0,
-     0x700u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"IncludeTopicAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_MetadataRequest, IncludeTopicAuthorizedOperations), 0,
-     0x1f00u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_MetadataRequest, Topics),
+     offsetof(kafka_MetadataRequest, Topics_count),
+     0x1fffu, 0x1ffeu, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     &kafka_MetadataRequest_MetadataRequestTopic_desc},
+    {"AllowAutoTopicCreation", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_MetadataRequest, AllowAutoTopicCreation),
+     0,
+     0x1ff0u, 0x0u, 0x0u, 0x1e00u, 1, 0.0, NULL, 0,
+     NULL},
+    {"IncludeClusterAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_MetadataRequest, IncludeClusterAuthorizedOperations),
+     0,
+     0x700u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IncludeTopicAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_MetadataRequest, IncludeTopicAuthorizedOperations),
+     0,
+     0x1f00u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_MetadataRequest_desc = {
-    "kafka_MetadataRequest", sizeof(kafka_MetadataRequest), 4, 0, kafka_MetadataRequest_fields, NULL, 0x1e00u, 0, 12};
+    "kafka_MetadataRequest",
+    sizeof(kafka_MetadataRequest),
+    4,
+    0,
+    kafka_MetadataRequest_fields,
+    NULL,
+    0x1e00u, 0, 12};
 void kafka_MetadataRequest_MetadataRequestTopic_init(kafka_MetadataRequest_MetadataRequestTopic *o)
 {
     kafka_struct_init(&kafka_MetadataRequest_MetadataRequestTopic_desc, o);
 }
-bool kafka_MetadataRequest_MetadataRequestTopic_equal(const kafka_MetadataRequest_MetadataRequestTopic *x, const kafka_MetadataRequest_MetadataRequestTopic *y)
+bool kafka_MetadataRequest_MetadataRequestTopic_equal(
+    const kafka_MetadataRequest_MetadataRequestTopic *x,
+    const kafka_MetadataRequest_MetadataRequestTopic *y)
 {
     return kafka_struct_equal(&kafka_MetadataRequest_MetadataRequestTopic_desc, x, y);
 }
@@ -333,94 +574,205 @@ void kafka_MetadataRequest_fill_test(kafka_MetadataRequest *o, int16_t v, kafka_
 
 /* ---- LeaderAndIsrRequest (request, versions 0-7, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, TopicName), 0,
-     0x3u, 0x0u, 0x0u, 0xf0u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, PartitionIndex), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, ControllerEpoch), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"Leader", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Leader), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, LeaderEpoch), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"Isr", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Isr), offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Isr_count),
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"PartitionEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, PartitionEpoch), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"Replicas", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Replicas), offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Replicas_count),
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"AddingReplicas", KAFKA_T_INT32, true, false, true, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, AddingReplicas), offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, AddingReplicas_count),
-     0xf8u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"RemovingReplicas", KAFKA_T_INT32, true, false, true, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, RemovingReplicas), offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, RemovingReplicas_count),
-     0xf8u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"IsNew", KAFKA_T_BOOL, false, false, true, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, IsNew), 0,
-     0xfeu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderRecoveryState", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, LeaderRecoveryState), 0,
-     0xc0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, TopicName),
+     0,
+     0x3u, 0x0u, 0x0u, 0xf0u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, PartitionIndex),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, ControllerEpoch),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Leader", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Leader),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, LeaderEpoch),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Isr", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Isr),
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Isr_count),
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, PartitionEpoch),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Replicas", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Replicas),
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, Replicas_count),
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"AddingReplicas", KAFKA_T_INT32, true, false, true, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, AddingReplicas),
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, AddingReplicas_count),
+     0xf8u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RemovingReplicas", KAFKA_T_INT32, true, false, true, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, RemovingReplicas),
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, RemovingReplicas_count),
+     0xf8u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsNew", KAFKA_T_BOOL, false, false, true, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, IsNew),
+     0,
+     0xfeu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderRecoveryState", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState, LeaderRecoveryState),
+     0,
+     0xc0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_desc = {
-    "kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState", sizeof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState), 12, 0, kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_fields, NULL, 0xf0u, 0, 7};
+    "kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState",
+    sizeof(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState),
+    12,
+    0,
+    kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_fields,
+    NULL,
+    0xf0u, 0, 7};
 static const struct kafka_field_desc kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState, TopicName), 0,
-     0xfcu, 0x0u, 0x0u, 0xf0u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState, TopicId), 0,
-     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"PartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState, PartitionStates), offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState, PartitionStates_count),
-     0xfcu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, &kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState, TopicName),
+     0,
+     0xfcu, 0x0u, 0x0u, 0xf0u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState, TopicId),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState, PartitionStates),
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState, PartitionStates_count),
+     0xfcu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     &kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_desc},
 };
 static const struct kafka_struct_desc kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_desc = {
-    "kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState", sizeof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState), 3, 0, kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_fields, NULL, 0xf0u, 0, 7};
+    "kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState",
+    sizeof(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState),
+    3,
+    0,
+    kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_fields,
+    NULL,
+    0xf0u, 0, 7};
 static const struct kafka_field_desc kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, BrokerId), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"HostName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, HostName), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, Port), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, BrokerId),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"HostName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, HostName),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, Port),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_desc = {
-    "kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader", sizeof(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader), 3, 0, kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_fields, NULL, 0xf0u, 0, 7};
+    "kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader",
+    sizeof(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader),
+    3,
+    0,
+    kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_fields,
+    NULL,
+    0xf0u, 0, 7};
 static const struct kafka_field_desc kafka_LeaderAndIsrRequest_fields[] = {
-    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest, ControllerId), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"isKRaftController", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest, isKRaftController), 0,
-     0x80u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest, ControllerEpoch), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_LeaderAndIsrRequest, BrokerEpoch), 0,
-     0xfcu, 0x0u, 0x0u, 0xf0u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"Type", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest, Type), 0,
-     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"UngroupedPartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest, UngroupedPartitionStates), offsetof(kafka_LeaderAndIsrRequest, UngroupedPartitionStates_count),
-     0x3u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, &kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_desc},
-    {"TopicStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest, TopicStates), offsetof(kafka_LeaderAndIsrRequest, TopicStates_count),
-     0xfcu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, &kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_desc},
-    {"LiveLeaders", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrRequest, LiveLeaders), offsetof(kafka_LeaderAndIsrRequest, LiveLeaders_count),
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, &kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_desc},
+    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest, ControllerId),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"isKRaftController", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest, isKRaftController),
+     0,
+     0x80u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest, ControllerEpoch),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest, BrokerEpoch),
+     0,
+     0xfcu, 0x0u, 0x0u, 0xf0u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"Type", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest, Type),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"UngroupedPartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest, UngroupedPartitionStates),
+     offsetof(kafka_LeaderAndIsrRequest, UngroupedPartitionStates_count),
+     0x3u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     &kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_desc},
+    {"TopicStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest, TopicStates),
+     offsetof(kafka_LeaderAndIsrRequest, TopicStates_count),
+     0xfcu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     &kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_desc},
+    {"LiveLeaders", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrRequest, LiveLeaders),
+     offsetof(kafka_LeaderAndIsrRequest, LiveLeaders_count),
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     &kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_desc},
 };
 const struct kafka_struct_desc kafka_LeaderAndIsrRequest_desc = {
-    "kafka_LeaderAndIsrRequest", sizeof(kafka_LeaderAndIsrRequest), 8, 0, kafka_LeaderAndIsrRequest_fields, NULL, 0xf0u, 0, 7};
-void kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_init(kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *o)
+    "kafka_LeaderAndIsrRequest",
+    sizeof(kafka_LeaderAndIsrRequest),
+    8,
+    0,
+    kafka_LeaderAndIsrRequest_fields,
+    NULL,
+    0xf0u, 0, 7};
+void kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_init(
+    kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *o)
 {
     kafka_struct_init(&kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_desc, o);
 }
-bool kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_equal(const kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *x, const kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *y)
+bool kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_equal(
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *x,
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState *y)
 {
     return kafka_struct_equal(&kafka_LeaderAndIsrRequest_LeaderAndIsrPartitionState_desc, x, y);
 }
-void kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_init(kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *o)
+void kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_init(
+    kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *o)
 {
     kafka_struct_init(&kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_desc, o);
 }
-bool kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_equal(const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *x, const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *y)
+bool kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_equal(
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *x,
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState *y)
 {
     return kafka_struct_equal(&kafka_LeaderAndIsrRequest_LeaderAndIsrTopicState_desc, x, y);
 }
-void kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_init(kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *o)
+void kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_init(
+    kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *o)
 {
     kafka_struct_init(&kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_desc, o);
 }
-bool kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_equal(const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *x, const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *y)
+bool kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_equal(
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *x,
+    const kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader *y)
 {
     return kafka_struct_equal(&kafka_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_desc, x, y);
 }
@@ -428,11 +780,13 @@ void kafka_LeaderAndIsrRequest_init(kafka_LeaderAndIsrRequest *o)
 {
     kafka_struct_init(&kafka_LeaderAndIsrRequest_desc, o);
 }
-bool kafka_LeaderAndIsrRequest_equal(const kafka_LeaderAndIsrRequest *x, const kafka_LeaderAndIsrRequest *y)
+bool kafka_LeaderAndIsrRequest_equal(
+    const kafka_LeaderAndIsrRequest *x, const kafka_LeaderAndIsrRequest *y)
 {
     return kafka_struct_equal(&kafka_LeaderAndIsrRequest_desc, x, y);
 }
-int kafka_LeaderAndIsrRequest_decode(al_rd *rd, int16_t v, kafka_LeaderAndIsrRequest *o, kafka_arena *a)
+int kafka_LeaderAndIsrRequest_decode(
+    al_rd *rd, int16_t v, kafka_LeaderAndIsrRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_LeaderAndIsrRequest_desc, rd, v, o, a);
 }
@@ -451,88 +805,181 @@ void kafka_LeaderAndIsrRequest_fill_test(kafka_LeaderAndIsrRequest *o, int16_t v
 
 /* ---- StopReplicaRequest (request, versions 0-4, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_StopReplicaRequest_StopReplicaPartitionV0_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaPartitionV0, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaPartitionV0, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaPartitionV0, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaPartitionV0, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_StopReplicaRequest_StopReplicaPartitionV0_desc = {
-    "kafka_StopReplicaRequest_StopReplicaPartitionV0", sizeof(kafka_StopReplicaRequest_StopReplicaPartitionV0), 2, 0, kafka_StopReplicaRequest_StopReplicaPartitionV0_fields, NULL, 0x1cu, 0, 4};
+    "kafka_StopReplicaRequest_StopReplicaPartitionV0",
+    sizeof(kafka_StopReplicaRequest_StopReplicaPartitionV0),
+    2,
+    0,
+    kafka_StopReplicaRequest_StopReplicaPartitionV0_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_StopReplicaRequest_StopReplicaTopicV1_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaTopicV1, Name), 0,
-     0x6u, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0, NULL},
-    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaTopicV1, PartitionIndexes), offsetof(kafka_StopReplicaRequest_StopReplicaTopicV1, PartitionIndexes_count),
-     0x6u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaTopicV1, Name),
+     0,
+     0x6u, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaTopicV1, PartitionIndexes),
+     offsetof(kafka_StopReplicaRequest_StopReplicaTopicV1, PartitionIndexes_count),
+     0x6u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_StopReplicaRequest_StopReplicaTopicV1_desc = {
-    "kafka_StopReplicaRequest_StopReplicaTopicV1", sizeof(kafka_StopReplicaRequest_StopReplicaTopicV1), 2, 0, kafka_StopReplicaRequest_StopReplicaTopicV1_fields, NULL, 0x1cu, 0, 4};
+    "kafka_StopReplicaRequest_StopReplicaTopicV1",
+    sizeof(kafka_StopReplicaRequest_StopReplicaTopicV1),
+    2,
+    0,
+    kafka_StopReplicaRequest_StopReplicaTopicV1_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_StopReplicaRequest_StopReplicaPartitionState_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaPartitionState, PartitionIndex), 0,
-     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaPartitionState, LeaderEpoch), 0,
-     0x18u, 0x0u, 0x0u, 0x1cu, -1, 0.0, NULL, 0, NULL},
-    {"DeletePartition", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaPartitionState, DeletePartition), 0,
-     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaPartitionState, PartitionIndex),
+     0,
+     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaPartitionState, LeaderEpoch),
+     0,
+     0x18u, 0x0u, 0x0u, 0x1cu, -1, 0.0, NULL, 0,
+     NULL},
+    {"DeletePartition", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaPartitionState, DeletePartition),
+     0,
+     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_StopReplicaRequest_StopReplicaPartitionState_desc = {
-    "kafka_StopReplicaRequest_StopReplicaPartitionState", sizeof(kafka_StopReplicaRequest_StopReplicaPartitionState), 3, 0, kafka_StopReplicaRequest_StopReplicaPartitionState_fields, NULL, 0x1cu, 0, 4};
+    "kafka_StopReplicaRequest_StopReplicaPartitionState",
+    sizeof(kafka_StopReplicaRequest_StopReplicaPartitionState),
+    3,
+    0,
+    kafka_StopReplicaRequest_StopReplicaPartitionState_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_StopReplicaRequest_StopReplicaTopicState_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaTopicState, TopicName), 0,
-     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0, NULL},
-    {"PartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_StopReplicaRequest_StopReplicaTopicState, PartitionStates), offsetof(kafka_StopReplicaRequest_StopReplicaTopicState, PartitionStates_count),
-     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_StopReplicaRequest_StopReplicaPartitionState_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaTopicState, TopicName),
+     0,
+     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest_StopReplicaTopicState, PartitionStates),
+     offsetof(kafka_StopReplicaRequest_StopReplicaTopicState, PartitionStates_count),
+     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_StopReplicaRequest_StopReplicaPartitionState_desc},
 };
 static const struct kafka_struct_desc kafka_StopReplicaRequest_StopReplicaTopicState_desc = {
-    "kafka_StopReplicaRequest_StopReplicaTopicState", sizeof(kafka_StopReplicaRequest_StopReplicaTopicState), 2, 0, kafka_StopReplicaRequest_StopReplicaTopicState_fields, NULL, 0x1cu, 0, 4};
+    "kafka_StopReplicaRequest_StopReplicaTopicState",
+    sizeof(kafka_StopReplicaRequest_StopReplicaTopicState),
+    2,
+    0,
+    kafka_StopReplicaRequest_StopReplicaTopicState_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_StopReplicaRequest_fields[] = {
-    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest, ControllerId), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"isKRaftController", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest, isKRaftController), 0,
-     0x10u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest, ControllerEpoch), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_StopReplicaRequest, BrokerEpoch), 0,
-     0x1eu, 0x0u, 0x0u, 0x1cu, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"DeletePartitions", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_StopReplicaRequest, DeletePartitions), 0,
-     0x7u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"UngroupedPartitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_StopReplicaRequest, UngroupedPartitions), offsetof(kafka_StopReplicaRequest, UngroupedPartitions_count),
-     0x1u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_StopReplicaRequest_StopReplicaPartitionV0_desc},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_StopReplicaRequest, Topics), offsetof(kafka_StopReplicaRequest, Topics_count),
-     0x6u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_StopReplicaRequest_StopReplicaTopicV1_desc},
-    {"TopicStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_StopReplicaRequest, TopicStates), offsetof(kafka_StopReplicaRequest, TopicStates_count),
-     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_StopReplicaRequest_StopReplicaTopicState_desc},
+    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest, ControllerId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"isKRaftController", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest, isKRaftController),
+     0,
+     0x10u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest, ControllerEpoch),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_StopReplicaRequest, BrokerEpoch),
+     0,
+     0x1eu, 0x0u, 0x0u, 0x1cu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"DeletePartitions", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest, DeletePartitions),
+     0,
+     0x7u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"UngroupedPartitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest, UngroupedPartitions),
+     offsetof(kafka_StopReplicaRequest, UngroupedPartitions_count),
+     0x1u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_StopReplicaRequest_StopReplicaPartitionV0_desc},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest, Topics),
+     offsetof(kafka_StopReplicaRequest, Topics_count),
+     0x6u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_StopReplicaRequest_StopReplicaTopicV1_desc},
+    {"TopicStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_StopReplicaRequest, TopicStates),
+     offsetof(kafka_StopReplicaRequest, TopicStates_count),
+     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_StopReplicaRequest_StopReplicaTopicState_desc},
 };
 const struct kafka_struct_desc kafka_StopReplicaRequest_desc = {
-    "kafka_StopReplicaRequest", sizeof(kafka_StopReplicaRequest), 8, 0, kafka_StopReplicaRequest_fields, NULL, 0x1cu, 0, 4};
-void kafka_StopReplicaRequest_StopReplicaPartitionV0_init(kafka_StopReplicaRequest_StopReplicaPartitionV0 *o)
+    "kafka_StopReplicaRequest",
+    sizeof(kafka_StopReplicaRequest),
+    8,
+    0,
+    kafka_StopReplicaRequest_fields,
+    NULL,
+    0x1cu, 0, 4};
+void kafka_StopReplicaRequest_StopReplicaPartitionV0_init(
+    kafka_StopReplicaRequest_StopReplicaPartitionV0 *o)
 {
     kafka_struct_init(&kafka_StopReplicaRequest_StopReplicaPartitionV0_desc, o);
 }
-bool kafka_StopReplicaRequest_StopReplicaPartitionV0_equal(const kafka_StopReplicaRequest_StopReplicaPartitionV0 *x, const kafka_StopReplicaRequest_StopReplicaPartitionV0 *y)
+bool kafka_StopReplicaRequest_StopReplicaPartitionV0_equal(
+    const kafka_StopReplicaRequest_StopReplicaPartitionV0 *x,
+    const kafka_StopReplicaRequest_StopReplicaPartitionV0 *y)
 {
     return kafka_struct_equal(&kafka_StopReplicaRequest_StopReplicaPartitionV0_desc, x, y);
 }
-void kafka_StopReplicaRequest_StopReplicaTopicV1_init(kafka_StopReplicaRequest_StopReplicaTopicV1 *o)
+void kafka_StopReplicaRequest_StopReplicaTopicV1_init(
+    kafka_StopReplicaRequest_StopReplicaTopicV1 *o)
 {
     kafka_struct_init(&kafka_StopReplicaRequest_StopReplicaTopicV1_desc, o);
 }
-bool kafka_StopReplicaRequest_StopReplicaTopicV1_equal(const kafka_StopReplicaRequest_StopReplicaTopicV1 *x, const kafka_StopReplicaRequest_StopReplicaTopicV1 *y)
+bool kafka_StopReplicaRequest_StopReplicaTopicV1_equal(
+    const kafka_StopReplicaRequest_StopReplicaTopicV1 *x,
+    const kafka_StopReplicaRequest_StopReplicaTopicV1 *y)
 {
     return kafka_struct_equal(&kafka_StopReplicaRequest_StopReplicaTopicV1_desc, x, y);
 }
-void kafka_StopReplicaRequest_StopReplicaPartitionState_init(kafka_StopReplicaRequest_StopReplicaPartitionState *o)
+void kafka_StopReplicaRequest_StopReplicaPartitionState_init(
+    kafka_StopReplicaRequest_StopReplicaPartitionState *o)
 {
     kafka_struct_init(&kafka_StopReplicaRequest_StopReplicaPartitionState_desc, o);
 }
-bool kafka_StopReplicaRequest_StopReplicaPartitionState_equal(const kafka_StopReplicaRequest_StopReplicaPartitionState *x, const kafka_StopReplicaRequest_StopReplicaPartitionState *y)
+bool kafka_StopReplicaRequest_StopReplicaPartitionState_equal(
+    const kafka_StopReplicaRequest_StopReplicaPartitionState *x,
+    const kafka_StopReplicaRequest_StopReplicaPartitionState *y)
 {
     return kafka_struct_equal(&kafka_StopReplicaRequest_StopReplicaPartitionState_desc, x, y);
 }
-void kafka_StopReplicaRequest_StopReplicaTopicState_init(kafka_StopReplicaRequest_StopReplicaTopicState *o)
+void kafka_StopReplicaRequest_StopReplicaTopicState_init(
+    kafka_StopReplicaRequest_StopReplicaTopicState *o)
 {
     kafka_struct_init(&kafka_StopReplicaRequest_StopReplicaTopicState_desc, o);
 }
-bool kafka_StopReplicaRequest_StopReplicaTopicState_equal(const kafka_StopReplicaRequest_StopReplicaTopicState *x, const kafka_StopReplicaRequest_StopReplicaTopicState *y)
+bool kafka_StopReplicaRequest_StopReplicaTopicState_equal(
+    const kafka_StopReplicaRequest_StopReplicaTopicState *x,
+    const kafka_StopReplicaRequest_StopReplicaTopicState *y)
 {
     return kafka_struct_equal(&kafka_StopReplicaRequest_StopReplicaTopicState_desc, x, y);
 }
@@ -540,11 +987,13 @@ void kafka_StopReplicaRequest_init(kafka_StopReplicaRequest *o)
 {
     kafka_struct_init(&kafka_StopReplicaRequest_desc, o);
 }
-bool kafka_StopReplicaRequest_equal(const kafka_StopReplicaRequest *x, const kafka_StopReplicaRequest *y)
+bool kafka_StopReplicaRequest_equal(
+    const kafka_StopReplicaRequest *x, const kafka_StopReplicaRequest *y)
 {
     return kafka_struct_equal(&kafka_StopReplicaRequest_desc, x, y);
 }
-int kafka_StopReplicaRequest_decode(al_rd *rd, int16_t v, kafka_StopReplicaRequest *o, kafka_arena *a)
+int kafka_StopReplicaRequest_decode(
+    al_rd *rd, int16_t v, kafka_StopReplicaRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_StopReplicaRequest_desc, rd, v, o, a);
 }
@@ -563,113 +1012,242 @@ void kafka_StopReplicaRequest_fill_test(kafka_StopReplicaRequest *o, int16_t v, 
 
 /* ---- UpdateMetadataRequest (request, versions 0-8, flexible 6+) ---- */
 static const struct kafka_field_desc kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, TopicName), 0,
-     0x1fu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, PartitionIndex), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, ControllerEpoch), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Leader", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Leader), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, LeaderEpoch), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Isr", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Isr), offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Isr_count),
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"ZkVersion", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, ZkVersion), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Replicas", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Replicas), offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Replicas_count),
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"OfflineReplicas", KAFKA_T_INT32, true, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, OfflineReplicas), offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, OfflineReplicas_count),
-     0x1f0u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, TopicName),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, PartitionIndex),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, ControllerEpoch),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Leader", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Leader),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, LeaderEpoch),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Isr", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Isr),
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Isr_count),
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ZkVersion", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, ZkVersion),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Replicas", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Replicas),
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, Replicas_count),
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"OfflineReplicas", KAFKA_T_INT32, true, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, OfflineReplicas),
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState, OfflineReplicas_count),
+     0x1f0u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_desc = {
-    "kafka_UpdateMetadataRequest_UpdateMetadataPartitionState", sizeof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState), 9, 0, kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_UpdateMetadataRequest_UpdateMetadataPartitionState",
+    sizeof(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState),
+    9,
+    0,
+    kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_fields,
+    NULL,
+    0x1c0u, 0, 8};
 static const struct kafka_field_desc kafka_UpdateMetadataRequest_UpdateMetadataTopicState_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState, TopicName), 0,
-     0x1e0u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState, TopicId), 0,
-     0x180u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"PartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState, PartitionStates), offsetof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState, PartitionStates_count),
-     0x1e0u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState, TopicName),
+     0,
+     0x1e0u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState, TopicId),
+     0,
+     0x180u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState, PartitionStates),
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState, PartitionStates_count),
+     0x1e0u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_desc},
 };
 static const struct kafka_struct_desc kafka_UpdateMetadataRequest_UpdateMetadataTopicState_desc = {
-    "kafka_UpdateMetadataRequest_UpdateMetadataTopicState", sizeof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState), 3, 0, kafka_UpdateMetadataRequest_UpdateMetadataTopicState_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_UpdateMetadataRequest_UpdateMetadataTopicState",
+    sizeof(kafka_UpdateMetadataRequest_UpdateMetadataTopicState),
+    3,
+    0,
+    kafka_UpdateMetadataRequest_UpdateMetadataTopicState_fields,
+    NULL,
+    0x1c0u, 0, 8};
 static const struct kafka_field_desc kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_fields[] = {
-    {"Port", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint, Port), 0,
-     0x1feu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint, Host), 0,
-     0x1feu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0, NULL},
-    {"Listener", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint, Listener), 0,
-     0x1f8u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0, NULL},
-    {"SecurityProtocol", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint, SecurityProtocol), 0,
-     0x1feu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
+    {"Port", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint, Port),
+     0,
+     0x1feu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint, Host),
+     0,
+     0x1feu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Listener", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint, Listener),
+     0,
+     0x1f8u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0,
+     NULL},
+    {"SecurityProtocol", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint, SecurityProtocol),
+     0,
+     0x1feu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_desc = {
-    "kafka_UpdateMetadataRequest_UpdateMetadataEndpoint", sizeof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint), 4, 0, kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_UpdateMetadataRequest_UpdateMetadataEndpoint",
+    sizeof(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint),
+    4,
+    0,
+    kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_fields,
+    NULL,
+    0x1c0u, 0, 8};
 static const struct kafka_field_desc kafka_UpdateMetadataRequest_UpdateMetadataBroker_fields[] = {
-    {"Id", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, Id), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"V0Host", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, V0Host), 0,
-     0x1u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0, NULL},
-    {"V0Port", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, V0Port), 0,
-     0x1u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Endpoints", KAFKA_T_STRUCT, true, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, Endpoints), offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, Endpoints_count),
-     0x1feu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_desc},
-    {"Rack", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, Rack), 0,
-     0x1fcu, 0x1ffu, 0x0u, 0x1c0u, 0, 0.0, "", 0, NULL},
+    {"Id", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, Id),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"V0Host", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, V0Host),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0,
+     NULL},
+    {"V0Port", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, V0Port),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Endpoints", KAFKA_T_STRUCT, true, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, Endpoints),
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, Endpoints_count),
+     0x1feu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_desc},
+    {"Rack", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest_UpdateMetadataBroker, Rack),
+     0,
+     0x1fcu, 0x1ffu, 0x0u, 0x1c0u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_UpdateMetadataRequest_UpdateMetadataBroker_desc = {
-    "kafka_UpdateMetadataRequest_UpdateMetadataBroker", sizeof(kafka_UpdateMetadataRequest_UpdateMetadataBroker), 5, 0, kafka_UpdateMetadataRequest_UpdateMetadataBroker_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_UpdateMetadataRequest_UpdateMetadataBroker",
+    sizeof(kafka_UpdateMetadataRequest_UpdateMetadataBroker),
+    5,
+    0,
+    kafka_UpdateMetadataRequest_UpdateMetadataBroker_fields,
+    NULL,
+    0x1c0u, 0, 8};
 static const struct kafka_field_desc kafka_UpdateMetadataRequest_fields[] = {
-    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest, ControllerId), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"isKRaftController", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest, isKRaftController), 0,
-     0x100u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Type", KAFKA_T_INT8, false, false, false, false, 0, offsetof(kafka_UpdateMetadataRequest, Type), 0,
-     0x100u, 0x0u, 0x100u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest, ControllerEpoch), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_UpdateMetadataRequest, BrokerEpoch), 0,
-     0x1e0u, 0x0u, 0x0u, 0x1c0u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"UngroupedPartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest, UngroupedPartitionStates), offsetof(kafka_UpdateMetadataRequest, UngroupedPartitionStates_count),
-     0x1fu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_desc},
-    {"TopicStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest, TopicStates), offsetof(kafka_UpdateMetadataRequest, TopicStates_count),
-     0x1e0u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_UpdateMetadataRequest_UpdateMetadataTopicState_desc},
-    {"LiveBrokers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_UpdateMetadataRequest, LiveBrokers), offsetof(kafka_UpdateMetadataRequest, LiveBrokers_count),
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_UpdateMetadataRequest_UpdateMetadataBroker_desc},
+    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest, ControllerId),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"isKRaftController", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest, isKRaftController),
+     0,
+     0x100u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Type", KAFKA_T_INT8, false, false, false, false, 0,
+     offsetof(kafka_UpdateMetadataRequest, Type),
+     0,
+     0x100u, 0x0u, 0x100u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ControllerEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest, ControllerEpoch),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_UpdateMetadataRequest, BrokerEpoch),
+     0,
+     0x1e0u, 0x0u, 0x0u, 0x1c0u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"UngroupedPartitionStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest, UngroupedPartitionStates),
+     offsetof(kafka_UpdateMetadataRequest, UngroupedPartitionStates_count),
+     0x1fu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_desc},
+    {"TopicStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest, TopicStates),
+     offsetof(kafka_UpdateMetadataRequest, TopicStates_count),
+     0x1e0u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_UpdateMetadataRequest_UpdateMetadataTopicState_desc},
+    {"LiveBrokers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataRequest, LiveBrokers),
+     offsetof(kafka_UpdateMetadataRequest, LiveBrokers_count),
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_UpdateMetadataRequest_UpdateMetadataBroker_desc},
 };
 static const uint8_t kafka_UpdateMetadataRequest_tags[] = {2};
 const struct kafka_struct_desc kafka_UpdateMetadataRequest_desc = {
-    "kafka_UpdateMetadataRequest", sizeof(kafka_UpdateMetadataRequest), 8, 1, kafka_UpdateMetadataRequest_fields, kafka_UpdateMetadataRequest_tags, 0x1c0u, 0, 8};
-void kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_init(kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *o)
+    "kafka_UpdateMetadataRequest",
+    sizeof(kafka_UpdateMetadataRequest),
+    8,
+    1,
+    kafka_UpdateMetadataRequest_fields,
+    kafka_UpdateMetadataRequest_tags,
+    0x1c0u, 0, 8};
+void kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_init(
+    kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *o)
 {
     kafka_struct_init(&kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_desc, o);
 }
-bool kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_equal(const kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *x, const kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *y)
+bool kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_equal(
+    const kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *x,
+    const kafka_UpdateMetadataRequest_UpdateMetadataPartitionState *y)
 {
     return kafka_struct_equal(&kafka_UpdateMetadataRequest_UpdateMetadataPartitionState_desc, x, y);
 }
-void kafka_UpdateMetadataRequest_UpdateMetadataTopicState_init(kafka_UpdateMetadataRequest_UpdateMetadataTopicState *o)
+void kafka_UpdateMetadataRequest_UpdateMetadataTopicState_init(
+    kafka_UpdateMetadataRequest_UpdateMetadataTopicState *o)
 {
     kafka_struct_init(&kafka_UpdateMetadataRequest_UpdateMetadataTopicState_desc, o);
 }
-bool kafka_UpdateMetadataRequest_UpdateMetadataTopicState_equal(const kafka_UpdateMetadataRequest_UpdateMetadataTopicState *x, const kafka_UpdateMetadataRequest_UpdateMetadataTopicState *y)
+bool kafka_UpdateMetadataRequest_UpdateMetadataTopicState_equal(
+    const kafka_UpdateMetadataRequest_UpdateMetadataTopicState *x,
+    const kafka_UpdateMetadataRequest_UpdateMetadataTopicState *y)
 {
     return kafka_struct_equal(&kafka_UpdateMetadataRequest_UpdateMetadataTopicState_desc, x, y);
 }
-void kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_init(kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *o)
+void kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_init(
+    kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *o)
 {
     kafka_struct_init(&kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_desc, o);
 }
-bool kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_equal(const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *x, const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *y)
+bool kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_equal(
+    const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *x,
+    const kafka_UpdateMetadataRequest_UpdateMetadataEndpoint *y)
 {
     return kafka_struct_equal(&kafka_UpdateMetadataRequest_UpdateMetadataEndpoint_desc, x, y);
 }
-void kafka_UpdateMetadataRequest_UpdateMetadataBroker_init(kafka_UpdateMetadataRequest_UpdateMetadataBroker *o)
+void kafka_UpdateMetadataRequest_UpdateMetadataBroker_init(
+    kafka_UpdateMetadataRequest_UpdateMetadataBroker *o)
 {
     kafka_struct_init(&kafka_UpdateMetadataRequest_UpdateMetadataBroker_desc, o);
 }
-bool kafka_UpdateMetadataRequest_UpdateMetadataBroker_equal(const kafka_UpdateMetadataRequest_UpdateMetadataBroker *x, const kafka_UpdateMetadataRequest_UpdateMetadataBroker *y)
+bool kafka_UpdateMetadataRequest_UpdateMetadataBroker_equal(
+    const kafka_UpdateMetadataRequest_UpdateMetadataBroker *x,
+    const kafka_UpdateMetadataRequest_UpdateMetadataBroker *y)
 {
     return kafka_struct_equal(&kafka_UpdateMetadataRequest_UpdateMetadataBroker_desc, x, y);
 }
@@ -677,11 +1255,13 @@ void kafka_UpdateMetadataRequest_init(kafka_UpdateMetadataRequest *o)
 {
     kafka_struct_init(&kafka_UpdateMetadataRequest_desc, o);
 }
-bool kafka_UpdateMetadataRequest_equal(const kafka_UpdateMetadataRequest *x, const kafka_UpdateMetadataRequest *y)
+bool kafka_UpdateMetadataRequest_equal(
+    const kafka_UpdateMetadataRequest *x, const kafka_UpdateMetadataRequest *y)
 {
     return kafka_struct_equal(&kafka_UpdateMetadataRequest_desc, x, y);
 }
-int kafka_UpdateMetadataRequest_decode(al_rd *rd, int16_t v, kafka_UpdateMetadataRequest *o, kafka_arena *a)
+int kafka_UpdateMetadataRequest_decode(
+    al_rd *rd, int16_t v, kafka_UpdateMetadataRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_UpdateMetadataRequest_desc, rd, v, o, a);
 }
@@ -693,33 +1273,49 @@ size_t kafka_UpdateMetadataRequest_size(int16_t v, const kafka_UpdateMetadataReq
 {
     return kafka_struct_size(&kafka_UpdateMetadataRequest_desc, v, o);
 }
-void kafka_UpdateMetadataRequest_fill_test(kafka_UpdateMetadataRequest *o, int16_t v, kafka_filler *f)
+void kafka_UpdateMetadataRequest_fill_test(
+    kafka_UpdateMetadataRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_UpdateMetadataRequest_desc, o, v, f);
 }
 
 /* ---- ControlledShutdownRequest (request, versions 0-3, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_ControlledShutdownRequest_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ControlledShutdownRequest, BrokerId), 0,
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_ControlledShutdownRequest, BrokerEpoch), 0,
-     0xcu, 0x0u, 0x0u, 0x8u, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ControlledShutdownRequest, BrokerId),
+     0,
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_ControlledShutdownRequest, BrokerEpoch),
+     0,
+     0xcu, 0x0u, 0x0u, 0x8u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ControlledShutdownRequest_desc = {
-    "kafka_ControlledShutdownRequest", sizeof(kafka_ControlledShutdownRequest), 2, 0, kafka_ControlledShutdownRequest_fields, NULL, 0x8u, 0, 3};
+    "kafka_ControlledShutdownRequest",
+    sizeof(kafka_ControlledShutdownRequest),
+    2,
+    0,
+    kafka_ControlledShutdownRequest_fields,
+    NULL,
+    0x8u, 0, 3};
 void kafka_ControlledShutdownRequest_init(kafka_ControlledShutdownRequest *o)
 {
     kafka_struct_init(&kafka_ControlledShutdownRequest_desc, o);
 }
-bool kafka_ControlledShutdownRequest_equal(const kafka_ControlledShutdownRequest *x, const kafka_ControlledShutdownRequest *y)
+bool kafka_ControlledShutdownRequest_equal(
+    const kafka_ControlledShutdownRequest *x, const kafka_ControlledShutdownRequest *y)
 {
     return kafka_struct_equal(&kafka_ControlledShutdownRequest_desc, x, y);
 }
-int kafka_ControlledShutdownRequest_decode(al_rd *rd, int16_t v, kafka_ControlledShutdownRequest *o, kafka_arena *a)
+int kafka_ControlledShutdownRequest_decode(
+    al_rd *rd, int16_t v, kafka_ControlledShutdownRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ControlledShutdownRequest_desc, rd, v, o, a);
 }
-int kafka_ControlledShutdownRequest_encode(al_wr *wr, int16_t v, const kafka_ControlledShutdownRequest *o)
+int kafka_ControlledShutdownRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ControlledShutdownRequest *o)
 {
     return kafka_struct_encode(&kafka_ControlledShutdownRequest_desc, wr, v, o);
 }
@@ -727,63 +1323,127 @@ size_t kafka_ControlledShutdownRequest_size(int16_t v, const kafka_ControlledShu
 {
     return kafka_struct_size(&kafka_ControlledShutdownRequest_desc, v, o);
 }
-void kafka_ControlledShutdownRequest_fill_test(kafka_ControlledShutdownRequest *o, int16_t v, kafka_filler *f)
+void kafka_ControlledShutdownRequest_fill_test(
+    kafka_ControlledShutdownRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ControlledShutdownRequest_desc, o, v, f);
 }
 
 /* ---- OffsetCommitRequest (request, versions 0-9, flexible 8+) ---- */
 static const struct kafka_field_desc kafka_OffsetCommitRequest_OffsetCommitRequestPartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, PartitionIndex), 0,
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, NULL},
-    {"CommittedOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, CommittedOffset), 0,
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, NULL},
-    {"CommittedLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, CommittedLeaderEpoch), 0,
-     0x3c0u, 0x0u, 0x0u, 0x300u, -1, 0.0, NULL, 0, NULL},
-    {"CommitTimestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, CommitTimestamp), 0,
-     0x2u, 0x0u, 0x0u, 0x300u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"CommittedMetadata", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, CommittedMetadata), 0,
-     0x3ffu, 0x3ffu, 0x0u, 0x300u, 0, 0.0, "", 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, PartitionIndex),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CommittedOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, CommittedOffset),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CommittedLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, CommittedLeaderEpoch),
+     0,
+     0x3c0u, 0x0u, 0x0u, 0x300u, -1, 0.0, NULL, 0,
+     NULL},
+    {"CommitTimestamp", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, CommitTimestamp),
+     0,
+     0x2u, 0x0u, 0x0u, 0x300u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"CommittedMetadata", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition, CommittedMetadata),
+     0,
+     0x3ffu, 0x3ffu, 0x0u, 0x300u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetCommitRequest_OffsetCommitRequestPartition_desc = {
-    "kafka_OffsetCommitRequest_OffsetCommitRequestPartition", sizeof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition), 5, 0, kafka_OffsetCommitRequest_OffsetCommitRequestPartition_fields, NULL, 0x300u, 0, 9};
+    "kafka_OffsetCommitRequest_OffsetCommitRequestPartition",
+    sizeof(kafka_OffsetCommitRequest_OffsetCommitRequestPartition),
+    5,
+    0,
+    kafka_OffsetCommitRequest_OffsetCommitRequestPartition_fields,
+    NULL,
+    0x300u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetCommitRequest_OffsetCommitRequestTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestTopic, Name), 0,
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestTopic, Partitions), offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestTopic, Partitions_count),
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, &kafka_OffsetCommitRequest_OffsetCommitRequestPartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestTopic, Name),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestTopic, Partitions),
+     offsetof(kafka_OffsetCommitRequest_OffsetCommitRequestTopic, Partitions_count),
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     &kafka_OffsetCommitRequest_OffsetCommitRequestPartition_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetCommitRequest_OffsetCommitRequestTopic_desc = {
-    "kafka_OffsetCommitRequest_OffsetCommitRequestTopic", sizeof(kafka_OffsetCommitRequest_OffsetCommitRequestTopic), 2, 0, kafka_OffsetCommitRequest_OffsetCommitRequestTopic_fields, NULL, 0x300u, 0, 9};
+    "kafka_OffsetCommitRequest_OffsetCommitRequestTopic",
+    sizeof(kafka_OffsetCommitRequest_OffsetCommitRequestTopic),
+    2,
+    0,
+    kafka_OffsetCommitRequest_OffsetCommitRequestTopic_fields,
+    NULL,
+    0x300u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetCommitRequest_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetCommitRequest, GroupId), 0,
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, "", 0, NULL},
-    {"GenerationIdOrMemberEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetCommitRequest, GenerationIdOrMemberEpoch), 0,
-     0x3feu, 0x0u, 0x0u, 0x300u, -1, 0.0, NULL, 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_OffsetCommitRequest, MemberId), 0,
-     0x3feu, 0x0u, 0x0u, 0x300u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_OffsetCommitRequest, GroupInstanceId), 0,
-     0x380u, 0x380u, 0x0u, 0x300u, 0, 0.0, NULL, 0, NULL},
-    {"RetentionTimeMs", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_OffsetCommitRequest, RetentionTimeMs), 0,
-     0x1cu, 0x0u, 0x0u, 0x300u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetCommitRequest, Topics), offsetof(kafka_OffsetCommitRequest, Topics_count),
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, &kafka_OffsetCommitRequest_OffsetCommitRequestTopic_desc},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitRequest, GroupId),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, "", 0,
+     NULL},
+    {"GenerationIdOrMemberEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetCommitRequest, GenerationIdOrMemberEpoch),
+     0,
+     0x3feu, 0x0u, 0x0u, 0x300u, -1, 0.0, NULL, 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_OffsetCommitRequest, MemberId),
+     0,
+     0x3feu, 0x0u, 0x0u, 0x300u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_OffsetCommitRequest, GroupInstanceId),
+     0,
+     0x380u, 0x380u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RetentionTimeMs", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_OffsetCommitRequest, RetentionTimeMs),
+     0,
+     0x1cu, 0x0u, 0x0u, 0x300u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetCommitRequest, Topics),
+     offsetof(kafka_OffsetCommitRequest, Topics_count),
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     &kafka_OffsetCommitRequest_OffsetCommitRequestTopic_desc},
 };
 const struct kafka_struct_desc kafka_OffsetCommitRequest_desc = {
-    "kafka_OffsetCommitRequest", sizeof(kafka_OffsetCommitRequest), 6, 0, kafka_OffsetCommitRequest_fields, NULL, 0x300u, 0, 9};
-void kafka_OffsetCommitRequest_OffsetCommitRequestPartition_init(kafka_OffsetCommitRequest_OffsetCommitRequestPartition *o)
+    "kafka_OffsetCommitRequest",
+    sizeof(kafka_OffsetCommitRequest),
+    6,
+    0,
+    kafka_OffsetCommitRequest_fields,
+    NULL,
+    0x300u, 0, 9};
+void kafka_OffsetCommitRequest_OffsetCommitRequestPartition_init(
+    kafka_OffsetCommitRequest_OffsetCommitRequestPartition *o)
 {
     kafka_struct_init(&kafka_OffsetCommitRequest_OffsetCommitRequestPartition_desc, o);
 }
-bool kafka_OffsetCommitRequest_OffsetCommitRequestPartition_equal(const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *x, const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *y)
+bool kafka_OffsetCommitRequest_OffsetCommitRequestPartition_equal(
+    const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *x,
+    const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *y)
 {
     return kafka_struct_equal(&kafka_OffsetCommitRequest_OffsetCommitRequestPartition_desc, x, y);
 }
-void kafka_OffsetCommitRequest_OffsetCommitRequestTopic_init(kafka_OffsetCommitRequest_OffsetCommitRequestTopic *o)
+void kafka_OffsetCommitRequest_OffsetCommitRequestTopic_init(
+    kafka_OffsetCommitRequest_OffsetCommitRequestTopic *o)
 {
     kafka_struct_init(&kafka_OffsetCommitRequest_OffsetCommitRequestTopic_desc, o);
 }
-bool kafka_OffsetCommitRequest_OffsetCommitRequestTopic_equal(const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *x, const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *y)
+bool kafka_OffsetCommitRequest_OffsetCommitRequestTopic_equal(
+    const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *x,
+    const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *y)
 {
     return kafka_struct_equal(&kafka_OffsetCommitRequest_OffsetCommitRequestTopic_desc, x, y);
 }
@@ -791,11 +1451,13 @@ void kafka_OffsetCommitRequest_init(kafka_OffsetCommitRequest *o)
 {
     kafka_struct_init(&kafka_OffsetCommitRequest_desc, o);
 }
-bool kafka_OffsetCommitRequest_equal(const kafka_OffsetCommitRequest *x, const kafka_OffsetCommitRequest *y)
+bool kafka_OffsetCommitRequest_equal(
+    const kafka_OffsetCommitRequest *x, const kafka_OffsetCommitRequest *y)
 {
     return kafka_struct_equal(&kafka_OffsetCommitRequest_desc, x, y);
 }
-int kafka_OffsetCommitRequest_decode(al_rd *rd, int16_t v, kafka_OffsetCommitRequest *o, kafka_arena *a)
+int kafka_OffsetCommitRequest_decode(
+    al_rd *rd, int16_t v, kafka_OffsetCommitRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_OffsetCommitRequest_desc, rd, v, o, a);
 }
@@ -814,66 +1476,135 @@ void kafka_OffsetCommitRequest_fill_test(kafka_OffsetCommitRequest *o, int16_t v
 
 /* ---- OffsetFetchRequest (request, versions 0-9, flexible 6+) ---- */
 static const struct kafka_field_desc kafka_OffsetFetchRequest_OffsetFetchRequestTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopic, Name), 0,
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopic, PartitionIndexes), offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopic, PartitionIndexes_count),
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopic, Name),
+     0,
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopic, PartitionIndexes),
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopic, PartitionIndexes_count),
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetFetchRequest_OffsetFetchRequestTopic_desc = {
-    "kafka_OffsetFetchRequest_OffsetFetchRequestTopic", sizeof(kafka_OffsetFetchRequest_OffsetFetchRequestTopic), 2, 0, kafka_OffsetFetchRequest_OffsetFetchRequestTopic_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_OffsetFetchRequest_OffsetFetchRequestTopic",
+    sizeof(kafka_OffsetFetchRequest_OffsetFetchRequestTopic),
+    2,
+    0,
+    kafka_OffsetFetchRequest_OffsetFetchRequestTopic_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetFetchRequest_OffsetFetchRequestTopics_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopics, Name), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopics, PartitionIndexes), offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopics, PartitionIndexes_count),
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopics, Name),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopics, PartitionIndexes),
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestTopics, PartitionIndexes_count),
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetFetchRequest_OffsetFetchRequestTopics_desc = {
-    "kafka_OffsetFetchRequest_OffsetFetchRequestTopics", sizeof(kafka_OffsetFetchRequest_OffsetFetchRequestTopics), 2, 0, kafka_OffsetFetchRequest_OffsetFetchRequestTopics_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_OffsetFetchRequest_OffsetFetchRequestTopics",
+    sizeof(kafka_OffsetFetchRequest_OffsetFetchRequestTopics),
+    2,
+    0,
+    kafka_OffsetFetchRequest_OffsetFetchRequestTopics_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetFetchRequest_OffsetFetchRequestGroup_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, GroupId), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, MemberId), 0,
-     0x200u, 0x200u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"MemberEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, MemberEpoch), 0,
-     0x200u, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, Topics), offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, Topics_count),
-     0x300u, 0x300u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_OffsetFetchRequest_OffsetFetchRequestTopics_desc},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, GroupId),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, MemberId),
+     0,
+     0x200u, 0x200u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MemberEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, MemberEpoch),
+     0,
+     0x200u, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, Topics),
+     offsetof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup, Topics_count),
+     0x300u, 0x300u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetFetchRequest_OffsetFetchRequestTopics_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetFetchRequest_OffsetFetchRequestGroup_desc = {
-    "kafka_OffsetFetchRequest_OffsetFetchRequestGroup", sizeof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup), 4, 0, kafka_OffsetFetchRequest_OffsetFetchRequestGroup_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_OffsetFetchRequest_OffsetFetchRequestGroup",
+    sizeof(kafka_OffsetFetchRequest_OffsetFetchRequestGroup),
+    4,
+    0,
+    kafka_OffsetFetchRequest_OffsetFetchRequestGroup_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetFetchRequest_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchRequest, GroupId), 0,
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetFetchRequest, Topics), offsetof(kafka_OffsetFetchRequest, Topics_count),
-     0xffu, 0xfcu, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_OffsetFetchRequest_OffsetFetchRequestTopic_desc},
-    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetFetchRequest, Groups), offsetof(kafka_OffsetFetchRequest, Groups_count),
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_OffsetFetchRequest_OffsetFetchRequestGroup_desc},
-    {"RequireStable", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_OffsetFetchRequest, RequireStable), 0,
-     0x380u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest, GroupId),
+     0,
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest, Topics),
+     offsetof(kafka_OffsetFetchRequest, Topics_count),
+     0xffu, 0xfcu, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetFetchRequest_OffsetFetchRequestTopic_desc},
+    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest, Groups),
+     offsetof(kafka_OffsetFetchRequest, Groups_count),
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetFetchRequest_OffsetFetchRequestGroup_desc},
+    {"RequireStable", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchRequest, RequireStable),
+     0,
+     0x380u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_OffsetFetchRequest_desc = {
-    "kafka_OffsetFetchRequest", sizeof(kafka_OffsetFetchRequest), 4, 0, kafka_OffsetFetchRequest_fields, NULL, 0x3c0u, 0, 9};
-void kafka_OffsetFetchRequest_OffsetFetchRequestTopic_init(kafka_OffsetFetchRequest_OffsetFetchRequestTopic *o)
+    "kafka_OffsetFetchRequest",
+    sizeof(kafka_OffsetFetchRequest),
+    4,
+    0,
+    kafka_OffsetFetchRequest_fields,
+    NULL,
+    0x3c0u, 0, 9};
+void kafka_OffsetFetchRequest_OffsetFetchRequestTopic_init(
+    kafka_OffsetFetchRequest_OffsetFetchRequestTopic *o)
 {
     kafka_struct_init(&kafka_OffsetFetchRequest_OffsetFetchRequestTopic_desc, o);
 }
-bool kafka_OffsetFetchRequest_OffsetFetchRequestTopic_equal(const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *x, const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *y)
+bool kafka_OffsetFetchRequest_OffsetFetchRequestTopic_equal(
+    const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *x,
+    const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchRequest_OffsetFetchRequestTopic_desc, x, y);
 }
-void kafka_OffsetFetchRequest_OffsetFetchRequestTopics_init(kafka_OffsetFetchRequest_OffsetFetchRequestTopics *o)
+void kafka_OffsetFetchRequest_OffsetFetchRequestTopics_init(
+    kafka_OffsetFetchRequest_OffsetFetchRequestTopics *o)
 {
     kafka_struct_init(&kafka_OffsetFetchRequest_OffsetFetchRequestTopics_desc, o);
 }
-bool kafka_OffsetFetchRequest_OffsetFetchRequestTopics_equal(const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *x, const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *y)
+bool kafka_OffsetFetchRequest_OffsetFetchRequestTopics_equal(
+    const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *x,
+    const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchRequest_OffsetFetchRequestTopics_desc, x, y);
 }
-void kafka_OffsetFetchRequest_OffsetFetchRequestGroup_init(kafka_OffsetFetchRequest_OffsetFetchRequestGroup *o)
+void kafka_OffsetFetchRequest_OffsetFetchRequestGroup_init(
+    kafka_OffsetFetchRequest_OffsetFetchRequestGroup *o)
 {
     kafka_struct_init(&kafka_OffsetFetchRequest_OffsetFetchRequestGroup_desc, o);
 }
-bool kafka_OffsetFetchRequest_OffsetFetchRequestGroup_equal(const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *x, const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *y)
+bool kafka_OffsetFetchRequest_OffsetFetchRequestGroup_equal(
+    const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *x,
+    const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchRequest_OffsetFetchRequestGroup_desc, x, y);
 }
@@ -881,11 +1612,13 @@ void kafka_OffsetFetchRequest_init(kafka_OffsetFetchRequest *o)
 {
     kafka_struct_init(&kafka_OffsetFetchRequest_desc, o);
 }
-bool kafka_OffsetFetchRequest_equal(const kafka_OffsetFetchRequest *x, const kafka_OffsetFetchRequest *y)
+bool kafka_OffsetFetchRequest_equal(
+    const kafka_OffsetFetchRequest *x, const kafka_OffsetFetchRequest *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchRequest_desc, x, y);
 }
-int kafka_OffsetFetchRequest_decode(al_rd *rd, int16_t v, kafka_OffsetFetchRequest *o, kafka_arena *a)
+int kafka_OffsetFetchRequest_decode(
+    al_rd *rd, int16_t v, kafka_OffsetFetchRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_OffsetFetchRequest_desc, rd, v, o, a);
 }
@@ -904,24 +1637,41 @@ void kafka_OffsetFetchRequest_fill_test(kafka_OffsetFetchRequest *o, int16_t v, 
 
 /* ---- FindCoordinatorRequest (request, versions 0-5, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_FindCoordinatorRequest_fields[] = {
-    {"Key", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_FindCoordinatorRequest, Key), 0,
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"KeyType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_FindCoordinatorRequest, KeyType), 0,
-     0x3eu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"CoordinatorKeys", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_FindCoordinatorRequest, CoordinatorKeys), offsetof(kafka_FindCoordinatorRequest, CoordinatorKeys_count),
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
+    {"Key", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorRequest, Key),
+     0,
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"KeyType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorRequest, KeyType),
+     0,
+     0x3eu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CoordinatorKeys", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorRequest, CoordinatorKeys),
+     offsetof(kafka_FindCoordinatorRequest, CoordinatorKeys_count),
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_FindCoordinatorRequest_desc = {
-    "kafka_FindCoordinatorRequest", sizeof(kafka_FindCoordinatorRequest), 3, 0, kafka_FindCoordinatorRequest_fields, NULL, 0x38u, 0, 5};
+    "kafka_FindCoordinatorRequest",
+    sizeof(kafka_FindCoordinatorRequest),
+    3,
+    0,
+    kafka_FindCoordinatorRequest_fields,
+    NULL,
+    0x38u, 0, 5};
 void kafka_FindCoordinatorRequest_init(kafka_FindCoordinatorRequest *o)
 {
     kafka_struct_init(&kafka_FindCoordinatorRequest_desc, o);
 }
-bool kafka_FindCoordinatorRequest_equal(const kafka_FindCoordinatorRequest *x, const kafka_FindCoordinatorRequest *y)
+bool kafka_FindCoordinatorRequest_equal(
+    const kafka_FindCoordinatorRequest *x, const kafka_FindCoordinatorRequest *y)
 {
     return kafka_struct_equal(&kafka_FindCoordinatorRequest_desc, x, y);
 }
-int kafka_FindCoordinatorRequest_decode(al_rd *rd, int16_t v, kafka_FindCoordinatorRequest *o, kafka_arena *a)
+int kafka_FindCoordinatorRequest_decode(
+    al_rd *rd, int16_t v, kafka_FindCoordinatorRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_FindCoordinatorRequest_desc, rd, v, o, a);
 }
@@ -933,45 +1683,91 @@ size_t kafka_FindCoordinatorRequest_size(int16_t v, const kafka_FindCoordinatorR
 {
     return kafka_struct_size(&kafka_FindCoordinatorRequest_desc, v, o);
 }
-void kafka_FindCoordinatorRequest_fill_test(kafka_FindCoordinatorRequest *o, int16_t v, kafka_filler *f)
+void kafka_FindCoordinatorRequest_fill_test(
+    kafka_FindCoordinatorRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_FindCoordinatorRequest_desc, o, v, f);
 }
 
 /* ---- JoinGroupRequest (request, versions 0-9, flexible 6+) ---- */
 static const struct kafka_field_desc kafka_JoinGroupRequest_JoinGroupRequestProtocol_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_JoinGroupRequest_JoinGroupRequestProtocol, Name), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"Metadata", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_JoinGroupRequest_JoinGroupRequestProtocol, Metadata), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupRequest_JoinGroupRequestProtocol, Name),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Metadata", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupRequest_JoinGroupRequestProtocol, Metadata),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_JoinGroupRequest_JoinGroupRequestProtocol_desc = {
-    "kafka_JoinGroupRequest_JoinGroupRequestProtocol", sizeof(kafka_JoinGroupRequest_JoinGroupRequestProtocol), 2, 0, kafka_JoinGroupRequest_JoinGroupRequestProtocol_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_JoinGroupRequest_JoinGroupRequestProtocol",
+    sizeof(kafka_JoinGroupRequest_JoinGroupRequestProtocol),
+    2,
+    0,
+    kafka_JoinGroupRequest_JoinGroupRequestProtocol_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_JoinGroupRequest_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_JoinGroupRequest, GroupId), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"SessionTimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_JoinGroupRequest, SessionTimeoutMs), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"RebalanceTimeoutMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_JoinGroupRequest, RebalanceTimeoutMs), 0,
-     0x3feu, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_JoinGroupRequest, MemberId), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_JoinGroupRequest, GroupInstanceId), 0,
-     0x3e0u, 0x3e0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"ProtocolType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_JoinGroupRequest, ProtocolType), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"Protocols", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_JoinGroupRequest, Protocols), offsetof(kafka_JoinGroupRequest, Protocols_count),
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_JoinGroupRequest_JoinGroupRequestProtocol_desc},
-    {"Reason", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_JoinGroupRequest, Reason), 0,
-     0x300u, 0x300u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupRequest, GroupId),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"SessionTimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupRequest, SessionTimeoutMs),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RebalanceTimeoutMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_JoinGroupRequest, RebalanceTimeoutMs),
+     0,
+     0x3feu, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupRequest, MemberId),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_JoinGroupRequest, GroupInstanceId),
+     0,
+     0x3e0u, 0x3e0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProtocolType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupRequest, ProtocolType),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Protocols", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_JoinGroupRequest, Protocols),
+     offsetof(kafka_JoinGroupRequest, Protocols_count),
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_JoinGroupRequest_JoinGroupRequestProtocol_desc},
+    {"Reason", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_JoinGroupRequest, Reason),
+     0,
+     0x300u, 0x300u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_JoinGroupRequest_desc = {
-    "kafka_JoinGroupRequest", sizeof(kafka_JoinGroupRequest), 8, 0, kafka_JoinGroupRequest_fields, NULL, 0x3c0u, 0, 9};
-void kafka_JoinGroupRequest_JoinGroupRequestProtocol_init(kafka_JoinGroupRequest_JoinGroupRequestProtocol *o)
+    "kafka_JoinGroupRequest",
+    sizeof(kafka_JoinGroupRequest),
+    8,
+    0,
+    kafka_JoinGroupRequest_fields,
+    NULL,
+    0x3c0u, 0, 9};
+void kafka_JoinGroupRequest_JoinGroupRequestProtocol_init(
+    kafka_JoinGroupRequest_JoinGroupRequestProtocol *o)
 {
     kafka_struct_init(&kafka_JoinGroupRequest_JoinGroupRequestProtocol_desc, o);
 }
-bool kafka_JoinGroupRequest_JoinGroupRequestProtocol_equal(const kafka_JoinGroupRequest_JoinGroupRequestProtocol *x, const kafka_JoinGroupRequest_JoinGroupRequestProtocol *y)
+bool kafka_JoinGroupRequest_JoinGroupRequestProtocol_equal(
+    const kafka_JoinGroupRequest_JoinGroupRequestProtocol *x,
+    const kafka_JoinGroupRequest_JoinGroupRequestProtocol *y)
 {
     return kafka_struct_equal(&kafka_JoinGroupRequest_JoinGroupRequestProtocol_desc, x, y);
 }
@@ -1002,17 +1798,35 @@ void kafka_JoinGroupRequest_fill_test(kafka_JoinGroupRequest *o, int16_t v, kafk
 
 /* ---- HeartbeatRequest (request, versions 0-4, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_HeartbeatRequest_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_HeartbeatRequest, GroupId), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"GenerationId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_HeartbeatRequest, GenerationId), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_HeartbeatRequest, MemberId), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_HeartbeatRequest, GroupInstanceId), 0,
-     0x18u, 0x18u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_HeartbeatRequest, GroupId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"GenerationId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_HeartbeatRequest, GenerationId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_HeartbeatRequest, MemberId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_HeartbeatRequest, GroupInstanceId),
+     0,
+     0x18u, 0x18u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_HeartbeatRequest_desc = {
-    "kafka_HeartbeatRequest", sizeof(kafka_HeartbeatRequest), 4, 0, kafka_HeartbeatRequest_fields, NULL, 0x10u, 0, 4};
+    "kafka_HeartbeatRequest",
+    sizeof(kafka_HeartbeatRequest),
+    4,
+    0,
+    kafka_HeartbeatRequest_fields,
+    NULL,
+    0x10u, 0, 4};
 void kafka_HeartbeatRequest_init(kafka_HeartbeatRequest *o)
 {
     kafka_struct_init(&kafka_HeartbeatRequest_desc, o);
@@ -1040,30 +1854,62 @@ void kafka_HeartbeatRequest_fill_test(kafka_HeartbeatRequest *o, int16_t v, kafk
 
 /* ---- LeaveGroupRequest (request, versions 0-5, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_LeaveGroupRequest_MemberIdentity_fields[] = {
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_LeaveGroupRequest_MemberIdentity, MemberId), 0,
-     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_LeaveGroupRequest_MemberIdentity, GroupInstanceId), 0,
-     0x38u, 0x38u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"Reason", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_LeaveGroupRequest_MemberIdentity, Reason), 0,
-     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_LeaveGroupRequest_MemberIdentity, MemberId),
+     0,
+     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_LeaveGroupRequest_MemberIdentity, GroupInstanceId),
+     0,
+     0x38u, 0x38u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Reason", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_LeaveGroupRequest_MemberIdentity, Reason),
+     0,
+     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_LeaveGroupRequest_MemberIdentity_desc = {
-    "kafka_LeaveGroupRequest_MemberIdentity", sizeof(kafka_LeaveGroupRequest_MemberIdentity), 3, 0, kafka_LeaveGroupRequest_MemberIdentity_fields, NULL, 0x30u, 0, 5};
+    "kafka_LeaveGroupRequest_MemberIdentity",
+    sizeof(kafka_LeaveGroupRequest_MemberIdentity),
+    3,
+    0,
+    kafka_LeaveGroupRequest_MemberIdentity_fields,
+    NULL,
+    0x30u, 0, 5};
 static const struct kafka_field_desc kafka_LeaveGroupRequest_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_LeaveGroupRequest, GroupId), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_LeaveGroupRequest, MemberId), 0,
-     0x7u, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0, NULL},
-    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaveGroupRequest, Members), offsetof(kafka_LeaveGroupRequest, Members_count),
-     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, &kafka_LeaveGroupRequest_MemberIdentity_desc},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_LeaveGroupRequest, GroupId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_LeaveGroupRequest, MemberId),
+     0,
+     0x7u, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0,
+     NULL},
+    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaveGroupRequest, Members),
+     offsetof(kafka_LeaveGroupRequest, Members_count),
+     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     &kafka_LeaveGroupRequest_MemberIdentity_desc},
 };
 const struct kafka_struct_desc kafka_LeaveGroupRequest_desc = {
-    "kafka_LeaveGroupRequest", sizeof(kafka_LeaveGroupRequest), 3, 0, kafka_LeaveGroupRequest_fields, NULL, 0x30u, 0, 5};
+    "kafka_LeaveGroupRequest",
+    sizeof(kafka_LeaveGroupRequest),
+    3,
+    0,
+    kafka_LeaveGroupRequest_fields,
+    NULL,
+    0x30u, 0, 5};
 void kafka_LeaveGroupRequest_MemberIdentity_init(kafka_LeaveGroupRequest_MemberIdentity *o)
 {
     kafka_struct_init(&kafka_LeaveGroupRequest_MemberIdentity_desc, o);
 }
-bool kafka_LeaveGroupRequest_MemberIdentity_equal(const kafka_LeaveGroupRequest_MemberIdentity *x, const kafka_LeaveGroupRequest_MemberIdentity *y)
+bool kafka_LeaveGroupRequest_MemberIdentity_equal(
+    const kafka_LeaveGroupRequest_MemberIdentity *x,
+    const kafka_LeaveGroupRequest_MemberIdentity *y)
 {
     return kafka_struct_equal(&kafka_LeaveGroupRequest_MemberIdentity_desc, x, y);
 }
@@ -1071,7 +1917,8 @@ void kafka_LeaveGroupRequest_init(kafka_LeaveGroupRequest *o)
 {
     kafka_struct_init(&kafka_LeaveGroupRequest_desc, o);
 }
-bool kafka_LeaveGroupRequest_equal(const kafka_LeaveGroupRequest *x, const kafka_LeaveGroupRequest *y)
+bool kafka_LeaveGroupRequest_equal(
+    const kafka_LeaveGroupRequest *x, const kafka_LeaveGroupRequest *y)
 {
     return kafka_struct_equal(&kafka_LeaveGroupRequest_desc, x, y);
 }
@@ -1094,36 +1941,78 @@ void kafka_LeaveGroupRequest_fill_test(kafka_LeaveGroupRequest *o, int16_t v, ka
 
 /* ---- SyncGroupRequest (request, versions 0-5, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_SyncGroupRequest_SyncGroupRequestAssignment_fields[] = {
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_SyncGroupRequest_SyncGroupRequestAssignment, MemberId), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0, NULL},
-    {"Assignment", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_SyncGroupRequest_SyncGroupRequestAssignment, Assignment), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_SyncGroupRequest_SyncGroupRequestAssignment, MemberId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0,
+     NULL},
+    {"Assignment", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_SyncGroupRequest_SyncGroupRequestAssignment, Assignment),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_SyncGroupRequest_SyncGroupRequestAssignment_desc = {
-    "kafka_SyncGroupRequest_SyncGroupRequestAssignment", sizeof(kafka_SyncGroupRequest_SyncGroupRequestAssignment), 2, 0, kafka_SyncGroupRequest_SyncGroupRequestAssignment_fields, NULL, 0x30u, 0, 5};
+    "kafka_SyncGroupRequest_SyncGroupRequestAssignment",
+    sizeof(kafka_SyncGroupRequest_SyncGroupRequestAssignment),
+    2,
+    0,
+    kafka_SyncGroupRequest_SyncGroupRequestAssignment_fields,
+    NULL,
+    0x30u, 0, 5};
 static const struct kafka_field_desc kafka_SyncGroupRequest_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_SyncGroupRequest, GroupId), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0, NULL},
-    {"GenerationId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_SyncGroupRequest, GenerationId), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_SyncGroupRequest, MemberId), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_SyncGroupRequest, GroupInstanceId), 0,
-     0x38u, 0x38u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"ProtocolType", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_SyncGroupRequest, ProtocolType), 0,
-     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"ProtocolName", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_SyncGroupRequest, ProtocolName), 0,
-     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"Assignments", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_SyncGroupRequest, Assignments), offsetof(kafka_SyncGroupRequest, Assignments_count),
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, &kafka_SyncGroupRequest_SyncGroupRequestAssignment_desc},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_SyncGroupRequest, GroupId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0,
+     NULL},
+    {"GenerationId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_SyncGroupRequest, GenerationId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_SyncGroupRequest, MemberId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_SyncGroupRequest, GroupInstanceId),
+     0,
+     0x38u, 0x38u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProtocolType", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_SyncGroupRequest, ProtocolType),
+     0,
+     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProtocolName", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_SyncGroupRequest, ProtocolName),
+     0,
+     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Assignments", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_SyncGroupRequest, Assignments),
+     offsetof(kafka_SyncGroupRequest, Assignments_count),
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     &kafka_SyncGroupRequest_SyncGroupRequestAssignment_desc},
 };
 const struct kafka_struct_desc kafka_SyncGroupRequest_desc = {
-    "kafka_SyncGroupRequest", sizeof(kafka_SyncGroupRequest), 7, 0, kafka_SyncGroupRequest_fields, NULL, 0x30u, 0, 5};
-void kafka_SyncGroupRequest_SyncGroupRequestAssignment_init(kafka_SyncGroupRequest_SyncGroupRequestAssignment *o)
+    "kafka_SyncGroupRequest",
+    sizeof(kafka_SyncGroupRequest),
+    7,
+    0,
+    kafka_SyncGroupRequest_fields,
+    NULL,
+    0x30u, 0, 5};
+void kafka_SyncGroupRequest_SyncGroupRequestAssignment_init(
+    kafka_SyncGroupRequest_SyncGroupRequestAssignment *o)
 {
     kafka_struct_init(&kafka_SyncGroupRequest_SyncGroupRequestAssignment_desc, o);
 }
-bool kafka_SyncGroupRequest_SyncGroupRequestAssignment_equal(const kafka_SyncGroupRequest_SyncGroupRequestAssignment *x, const kafka_SyncGroupRequest_SyncGroupRequestAssignment *y)
+bool kafka_SyncGroupRequest_SyncGroupRequestAssignment_equal(
+    const kafka_SyncGroupRequest_SyncGroupRequestAssignment *x,
+    const kafka_SyncGroupRequest_SyncGroupRequestAssignment *y)
 {
     return kafka_struct_equal(&kafka_SyncGroupRequest_SyncGroupRequestAssignment_desc, x, y);
 }
@@ -1154,22 +2043,36 @@ void kafka_SyncGroupRequest_fill_test(kafka_SyncGroupRequest *o, int16_t v, kafk
 
 /* ---- DescribeGroupsRequest (request, versions 0-5, flexible 5+) ---- */
 static const struct kafka_field_desc kafka_DescribeGroupsRequest_fields[] = {
-    {"Groups", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_DescribeGroupsRequest, Groups), offsetof(kafka_DescribeGroupsRequest, Groups_count),
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0, NULL},
-    {"IncludeAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeGroupsRequest, IncludeAuthorizedOperations), 0,
-     0x38u, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0, NULL},
+    {"Groups", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsRequest, Groups),
+     offsetof(kafka_DescribeGroupsRequest, Groups_count),
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IncludeAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsRequest, IncludeAuthorizedOperations),
+     0,
+     0x38u, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DescribeGroupsRequest_desc = {
-    "kafka_DescribeGroupsRequest", sizeof(kafka_DescribeGroupsRequest), 2, 0, kafka_DescribeGroupsRequest_fields, NULL, 0x20u, 0, 5};
+    "kafka_DescribeGroupsRequest",
+    sizeof(kafka_DescribeGroupsRequest),
+    2,
+    0,
+    kafka_DescribeGroupsRequest_fields,
+    NULL,
+    0x20u, 0, 5};
 void kafka_DescribeGroupsRequest_init(kafka_DescribeGroupsRequest *o)
 {
     kafka_struct_init(&kafka_DescribeGroupsRequest_desc, o);
 }
-bool kafka_DescribeGroupsRequest_equal(const kafka_DescribeGroupsRequest *x, const kafka_DescribeGroupsRequest *y)
+bool kafka_DescribeGroupsRequest_equal(
+    const kafka_DescribeGroupsRequest *x, const kafka_DescribeGroupsRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeGroupsRequest_desc, x, y);
 }
-int kafka_DescribeGroupsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeGroupsRequest *o, kafka_arena *a)
+int kafka_DescribeGroupsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeGroupsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeGroupsRequest_desc, rd, v, o, a);
 }
@@ -1181,25 +2084,39 @@ size_t kafka_DescribeGroupsRequest_size(int16_t v, const kafka_DescribeGroupsReq
 {
     return kafka_struct_size(&kafka_DescribeGroupsRequest_desc, v, o);
 }
-void kafka_DescribeGroupsRequest_fill_test(kafka_DescribeGroupsRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeGroupsRequest_fill_test(
+    kafka_DescribeGroupsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeGroupsRequest_desc, o, v, f);
 }
 
 /* ---- ListGroupsRequest (request, versions 0-5, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_ListGroupsRequest_fields[] = {
-    {"StatesFilter", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_ListGroupsRequest, StatesFilter), offsetof(kafka_ListGroupsRequest, StatesFilter_count),
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"TypesFilter", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_ListGroupsRequest, TypesFilter), offsetof(kafka_ListGroupsRequest, TypesFilter_count),
-     0x20u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
+    {"StatesFilter", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_ListGroupsRequest, StatesFilter),
+     offsetof(kafka_ListGroupsRequest, StatesFilter_count),
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TypesFilter", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_ListGroupsRequest, TypesFilter),
+     offsetof(kafka_ListGroupsRequest, TypesFilter_count),
+     0x20u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ListGroupsRequest_desc = {
-    "kafka_ListGroupsRequest", sizeof(kafka_ListGroupsRequest), 2, 0, kafka_ListGroupsRequest_fields, NULL, 0x38u, 0, 5};
+    "kafka_ListGroupsRequest",
+    sizeof(kafka_ListGroupsRequest),
+    2,
+    0,
+    kafka_ListGroupsRequest_fields,
+    NULL,
+    0x38u, 0, 5};
 void kafka_ListGroupsRequest_init(kafka_ListGroupsRequest *o)
 {
     kafka_struct_init(&kafka_ListGroupsRequest_desc, o);
 }
-bool kafka_ListGroupsRequest_equal(const kafka_ListGroupsRequest *x, const kafka_ListGroupsRequest *y)
+bool kafka_ListGroupsRequest_equal(
+    const kafka_ListGroupsRequest *x, const kafka_ListGroupsRequest *y)
 {
     return kafka_struct_equal(&kafka_ListGroupsRequest_desc, x, y);
 }
@@ -1222,20 +2139,31 @@ void kafka_ListGroupsRequest_fill_test(kafka_ListGroupsRequest *o, int16_t v, ka
 
 /* ---- SaslHandshakeRequest (request, versions 0-1, flexible none) ---- */
 static const struct kafka_field_desc kafka_SaslHandshakeRequest_fields[] = {
-    {"Mechanism", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_SaslHandshakeRequest, Mechanism), 0,
-     0x3u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
+    {"Mechanism", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_SaslHandshakeRequest, Mechanism),
+     0,
+     0x3u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_SaslHandshakeRequest_desc = {
-    "kafka_SaslHandshakeRequest", sizeof(kafka_SaslHandshakeRequest), 1, 0, kafka_SaslHandshakeRequest_fields, NULL, 0x0u, 0, 1};
+    "kafka_SaslHandshakeRequest",
+    sizeof(kafka_SaslHandshakeRequest),
+    1,
+    0,
+    kafka_SaslHandshakeRequest_fields,
+    NULL,
+    0x0u, 0, 1};
 void kafka_SaslHandshakeRequest_init(kafka_SaslHandshakeRequest *o)
 {
     kafka_struct_init(&kafka_SaslHandshakeRequest_desc, o);
 }
-bool kafka_SaslHandshakeRequest_equal(const kafka_SaslHandshakeRequest *x, const kafka_SaslHandshakeRequest *y)
+bool kafka_SaslHandshakeRequest_equal(
+    const kafka_SaslHandshakeRequest *x, const kafka_SaslHandshakeRequest *y)
 {
     return kafka_struct_equal(&kafka_SaslHandshakeRequest_desc, x, y);
 }
-int kafka_SaslHandshakeRequest_decode(al_rd *rd, int16_t v, kafka_SaslHandshakeRequest *o, kafka_arena *a)
+int kafka_SaslHandshakeRequest_decode(
+    al_rd *rd, int16_t v, kafka_SaslHandshakeRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_SaslHandshakeRequest_desc, rd, v, o, a);
 }
@@ -1254,22 +2182,36 @@ void kafka_SaslHandshakeRequest_fill_test(kafka_SaslHandshakeRequest *o, int16_t
 
 /* ---- ApiVersionsRequest (request, versions 0-3, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_ApiVersionsRequest_fields[] = {
-    {"ClientSoftwareName", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_ApiVersionsRequest, ClientSoftwareName), 0,
-     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0, NULL},
-    {"ClientSoftwareVersion", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_ApiVersionsRequest, ClientSoftwareVersion), 0,
-     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0, NULL},
+    {"ClientSoftwareName", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_ApiVersionsRequest, ClientSoftwareName),
+     0,
+     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0,
+     NULL},
+    {"ClientSoftwareVersion", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_ApiVersionsRequest, ClientSoftwareVersion),
+     0,
+     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ApiVersionsRequest_desc = {
-    "kafka_ApiVersionsRequest", sizeof(kafka_ApiVersionsRequest), 2, 0, kafka_ApiVersionsRequest_fields, NULL, 0x8u, 0, 3};
+    "kafka_ApiVersionsRequest",
+    sizeof(kafka_ApiVersionsRequest),
+    2,
+    0,
+    kafka_ApiVersionsRequest_fields,
+    NULL,
+    0x8u, 0, 3};
 void kafka_ApiVersionsRequest_init(kafka_ApiVersionsRequest *o)
 {
     kafka_struct_init(&kafka_ApiVersionsRequest_desc, o);
 }
-bool kafka_ApiVersionsRequest_equal(const kafka_ApiVersionsRequest *x, const kafka_ApiVersionsRequest *y)
+bool kafka_ApiVersionsRequest_equal(
+    const kafka_ApiVersionsRequest *x, const kafka_ApiVersionsRequest *y)
 {
     return kafka_struct_equal(&kafka_ApiVersionsRequest_desc, x, y);
 }
-int kafka_ApiVersionsRequest_decode(al_rd *rd, int16_t v, kafka_ApiVersionsRequest *o, kafka_arena *a)
+int kafka_ApiVersionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ApiVersionsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ApiVersionsRequest_desc, rd, v, o, a);
 }
@@ -1288,58 +2230,124 @@ void kafka_ApiVersionsRequest_fill_test(kafka_ApiVersionsRequest *o, int16_t v, 
 
 /* ---- CreateTopicsRequest (request, versions 0-7, flexible 5+) ---- */
 static const struct kafka_field_desc kafka_CreateTopicsRequest_CreatableReplicaAssignment_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreatableReplicaAssignment, PartitionIndex), 0,
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
-    {"BrokerIds", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreatableReplicaAssignment, BrokerIds), offsetof(kafka_CreateTopicsRequest_CreatableReplicaAssignment, BrokerIds_count),
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreatableReplicaAssignment, PartitionIndex),
+     0,
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerIds", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreatableReplicaAssignment, BrokerIds),
+     offsetof(kafka_CreateTopicsRequest_CreatableReplicaAssignment, BrokerIds_count),
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_CreateTopicsRequest_CreatableReplicaAssignment_desc = {
-    "kafka_CreateTopicsRequest_CreatableReplicaAssignment", sizeof(kafka_CreateTopicsRequest_CreatableReplicaAssignment), 2, 0, kafka_CreateTopicsRequest_CreatableReplicaAssignment_fields, NULL, 0xe0u, 0, 7};
+    "kafka_CreateTopicsRequest_CreatableReplicaAssignment",
+    sizeof(kafka_CreateTopicsRequest_CreatableReplicaAssignment),
+    2,
+    0,
+    kafka_CreateTopicsRequest_CreatableReplicaAssignment_fields,
+    NULL,
+    0xe0u, 0, 7};
 static const struct kafka_field_desc kafka_CreateTopicsRequest_CreateableTopicConfig_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreateableTopicConfig, Name), 0,
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, "", 0, NULL},
-    {"Value", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreateableTopicConfig, Value), 0,
-     0xffu, 0xffu, 0x0u, 0xe0u, 0, 0.0, "", 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreateableTopicConfig, Name),
+     0,
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, "", 0,
+     NULL},
+    {"Value", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreateableTopicConfig, Value),
+     0,
+     0xffu, 0xffu, 0x0u, 0xe0u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_CreateTopicsRequest_CreateableTopicConfig_desc = {
-    "kafka_CreateTopicsRequest_CreateableTopicConfig", sizeof(kafka_CreateTopicsRequest_CreateableTopicConfig), 2, 0, kafka_CreateTopicsRequest_CreateableTopicConfig_fields, NULL, 0xe0u, 0, 7};
+    "kafka_CreateTopicsRequest_CreateableTopicConfig",
+    sizeof(kafka_CreateTopicsRequest_CreateableTopicConfig),
+    2,
+    0,
+    kafka_CreateTopicsRequest_CreateableTopicConfig_fields,
+    NULL,
+    0xe0u, 0, 7};
 static const struct kafka_field_desc kafka_CreateTopicsRequest_CreatableTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreatableTopic, Name), 0,
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, "", 0, NULL},
-    {"NumPartitions", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreatableTopic, NumPartitions), 0,
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
-    {"ReplicationFactor", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreatableTopic, ReplicationFactor), 0,
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
-    {"Assignments", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreatableTopic, Assignments), offsetof(kafka_CreateTopicsRequest_CreatableTopic, Assignments_count),
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, &kafka_CreateTopicsRequest_CreatableReplicaAssignment_desc},
-    {"Configs", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreateTopicsRequest_CreatableTopic, Configs), offsetof(kafka_CreateTopicsRequest_CreatableTopic, Configs_count),
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, &kafka_CreateTopicsRequest_CreateableTopicConfig_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreatableTopic, Name),
+     0,
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, "", 0,
+     NULL},
+    {"NumPartitions", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreatableTopic, NumPartitions),
+     0,
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ReplicationFactor", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreatableTopic, ReplicationFactor),
+     0,
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Assignments", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreatableTopic, Assignments),
+     offsetof(kafka_CreateTopicsRequest_CreatableTopic, Assignments_count),
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     &kafka_CreateTopicsRequest_CreatableReplicaAssignment_desc},
+    {"Configs", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest_CreatableTopic, Configs),
+     offsetof(kafka_CreateTopicsRequest_CreatableTopic, Configs_count),
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     &kafka_CreateTopicsRequest_CreateableTopicConfig_desc},
 };
 static const struct kafka_struct_desc kafka_CreateTopicsRequest_CreatableTopic_desc = {
-    "kafka_CreateTopicsRequest_CreatableTopic", sizeof(kafka_CreateTopicsRequest_CreatableTopic), 5, 0, kafka_CreateTopicsRequest_CreatableTopic_fields, NULL, 0xe0u, 0, 7};
+    "kafka_CreateTopicsRequest_CreatableTopic",
+    sizeof(kafka_CreateTopicsRequest_CreatableTopic),
+    5,
+    0,
+    kafka_CreateTopicsRequest_CreatableTopic_fields,
+    NULL,
+    0xe0u, 0, 7};
 static const struct kafka_field_desc kafka_CreateTopicsRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreateTopicsRequest, Topics), offsetof(kafka_CreateTopicsRequest, Topics_count),
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, &kafka_CreateTopicsRequest_CreatableTopic_desc},
-    {"timeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_CreateTopicsRequest, timeoutMs), 0,
-     0xffu, 0x0u, 0x0u, 0xe0u, 60000, 0.0, NULL, 0, NULL},
-    {"validateOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_CreateTopicsRequest, validateOnly), 0,
-     0xfeu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest, Topics),
+     offsetof(kafka_CreateTopicsRequest, Topics_count),
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     &kafka_CreateTopicsRequest_CreatableTopic_desc},
+    {"timeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest, timeoutMs),
+     0,
+     0xffu, 0x0u, 0x0u, 0xe0u, 60000, 0.0, NULL, 0,
+     NULL},
+    {"validateOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsRequest, validateOnly),
+     0,
+     0xfeu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_CreateTopicsRequest_desc = {
-    "kafka_CreateTopicsRequest", sizeof(kafka_CreateTopicsRequest), 3, 0, kafka_CreateTopicsRequest_fields, NULL, 0xe0u, 0, 7};
-void kafka_CreateTopicsRequest_CreatableReplicaAssignment_init(kafka_CreateTopicsRequest_CreatableReplicaAssignment *o)
+    "kafka_CreateTopicsRequest",
+    sizeof(kafka_CreateTopicsRequest),
+    3,
+    0,
+    kafka_CreateTopicsRequest_fields,
+    NULL,
+    0xe0u, 0, 7};
+void kafka_CreateTopicsRequest_CreatableReplicaAssignment_init(
+    kafka_CreateTopicsRequest_CreatableReplicaAssignment *o)
 {
     kafka_struct_init(&kafka_CreateTopicsRequest_CreatableReplicaAssignment_desc, o);
 }
-bool kafka_CreateTopicsRequest_CreatableReplicaAssignment_equal(const kafka_CreateTopicsRequest_CreatableReplicaAssignment *x, const kafka_CreateTopicsRequest_CreatableReplicaAssignment *y)
+bool kafka_CreateTopicsRequest_CreatableReplicaAssignment_equal(
+    const kafka_CreateTopicsRequest_CreatableReplicaAssignment *x,
+    const kafka_CreateTopicsRequest_CreatableReplicaAssignment *y)
 {
     return kafka_struct_equal(&kafka_CreateTopicsRequest_CreatableReplicaAssignment_desc, x, y);
 }
-void kafka_CreateTopicsRequest_CreateableTopicConfig_init(kafka_CreateTopicsRequest_CreateableTopicConfig *o)
+void kafka_CreateTopicsRequest_CreateableTopicConfig_init(
+    kafka_CreateTopicsRequest_CreateableTopicConfig *o)
 {
     kafka_struct_init(&kafka_CreateTopicsRequest_CreateableTopicConfig_desc, o);
 }
-bool kafka_CreateTopicsRequest_CreateableTopicConfig_equal(const kafka_CreateTopicsRequest_CreateableTopicConfig *x, const kafka_CreateTopicsRequest_CreateableTopicConfig *y)
+bool kafka_CreateTopicsRequest_CreateableTopicConfig_equal(
+    const kafka_CreateTopicsRequest_CreateableTopicConfig *x,
+    const kafka_CreateTopicsRequest_CreateableTopicConfig *y)
 {
     return kafka_struct_equal(&kafka_CreateTopicsRequest_CreateableTopicConfig_desc, x, y);
 }
@@ -1347,7 +2355,9 @@ void kafka_CreateTopicsRequest_CreatableTopic_init(kafka_CreateTopicsRequest_Cre
 {
     kafka_struct_init(&kafka_CreateTopicsRequest_CreatableTopic_desc, o);
 }
-bool kafka_CreateTopicsRequest_CreatableTopic_equal(const kafka_CreateTopicsRequest_CreatableTopic *x, const kafka_CreateTopicsRequest_CreatableTopic *y)
+bool kafka_CreateTopicsRequest_CreatableTopic_equal(
+    const kafka_CreateTopicsRequest_CreatableTopic *x,
+    const kafka_CreateTopicsRequest_CreatableTopic *y)
 {
     return kafka_struct_equal(&kafka_CreateTopicsRequest_CreatableTopic_desc, x, y);
 }
@@ -1355,11 +2365,13 @@ void kafka_CreateTopicsRequest_init(kafka_CreateTopicsRequest *o)
 {
     kafka_struct_init(&kafka_CreateTopicsRequest_desc, o);
 }
-bool kafka_CreateTopicsRequest_equal(const kafka_CreateTopicsRequest *x, const kafka_CreateTopicsRequest *y)
+bool kafka_CreateTopicsRequest_equal(
+    const kafka_CreateTopicsRequest *x, const kafka_CreateTopicsRequest *y)
 {
     return kafka_struct_equal(&kafka_CreateTopicsRequest_desc, x, y);
 }
-int kafka_CreateTopicsRequest_decode(al_rd *rd, int16_t v, kafka_CreateTopicsRequest *o, kafka_arena *a)
+int kafka_CreateTopicsRequest_decode(
+    al_rd *rd, int16_t v, kafka_CreateTopicsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_CreateTopicsRequest_desc, rd, v, o, a);
 }
@@ -1378,28 +2390,57 @@ void kafka_CreateTopicsRequest_fill_test(kafka_CreateTopicsRequest *o, int16_t v
 
 /* ---- DeleteTopicsRequest (request, versions 0-6, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_DeleteTopicsRequest_DeleteTopicState_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_DeleteTopicsRequest_DeleteTopicState, Name), 0,
-     0x40u, 0x40u, 0x0u, 0x70u, 0, 0.0, NULL, 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_DeleteTopicsRequest_DeleteTopicState, TopicId), 0,
-     0x40u, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_DeleteTopicsRequest_DeleteTopicState, Name),
+     0,
+     0x40u, 0x40u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_DeleteTopicsRequest_DeleteTopicState, TopicId),
+     0,
+     0x40u, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DeleteTopicsRequest_DeleteTopicState_desc = {
-    "kafka_DeleteTopicsRequest_DeleteTopicState", sizeof(kafka_DeleteTopicsRequest_DeleteTopicState), 2, 0, kafka_DeleteTopicsRequest_DeleteTopicState_fields, NULL, 0x70u, 0, 6};
+    "kafka_DeleteTopicsRequest_DeleteTopicState",
+    sizeof(kafka_DeleteTopicsRequest_DeleteTopicState),
+    2,
+    0,
+    kafka_DeleteTopicsRequest_DeleteTopicState_fields,
+    NULL,
+    0x70u, 0, 6};
 static const struct kafka_field_desc kafka_DeleteTopicsRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteTopicsRequest, Topics), offsetof(kafka_DeleteTopicsRequest, Topics_count),
-     0x40u, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0, &kafka_DeleteTopicsRequest_DeleteTopicState_desc},
-    {"TopicNames", KAFKA_T_STRING, true, false, true, false, -1, offsetof(kafka_DeleteTopicsRequest, TopicNames), offsetof(kafka_DeleteTopicsRequest, TopicNames_count),
-     0x3fu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0, NULL},
-    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DeleteTopicsRequest, TimeoutMs), 0,
-     0x7fu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0, NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteTopicsRequest, Topics),
+     offsetof(kafka_DeleteTopicsRequest, Topics_count),
+     0x40u, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     &kafka_DeleteTopicsRequest_DeleteTopicState_desc},
+    {"TopicNames", KAFKA_T_STRING, true, false, true, false, -1,
+     offsetof(kafka_DeleteTopicsRequest, TopicNames),
+     offsetof(kafka_DeleteTopicsRequest, TopicNames_count),
+     0x3fu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DeleteTopicsRequest, TimeoutMs),
+     0,
+     0x7fu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DeleteTopicsRequest_desc = {
-    "kafka_DeleteTopicsRequest", sizeof(kafka_DeleteTopicsRequest), 3, 0, kafka_DeleteTopicsRequest_fields, NULL, 0x70u, 0, 6};
+    "kafka_DeleteTopicsRequest",
+    sizeof(kafka_DeleteTopicsRequest),
+    3,
+    0,
+    kafka_DeleteTopicsRequest_fields,
+    NULL,
+    0x70u, 0, 6};
 void kafka_DeleteTopicsRequest_DeleteTopicState_init(kafka_DeleteTopicsRequest_DeleteTopicState *o)
 {
     kafka_struct_init(&kafka_DeleteTopicsRequest_DeleteTopicState_desc, o);
 }
-bool kafka_DeleteTopicsRequest_DeleteTopicState_equal(const kafka_DeleteTopicsRequest_DeleteTopicState *x, const kafka_DeleteTopicsRequest_DeleteTopicState *y)
+bool kafka_DeleteTopicsRequest_DeleteTopicState_equal(
+    const kafka_DeleteTopicsRequest_DeleteTopicState *x,
+    const kafka_DeleteTopicsRequest_DeleteTopicState *y)
 {
     return kafka_struct_equal(&kafka_DeleteTopicsRequest_DeleteTopicState_desc, x, y);
 }
@@ -1407,11 +2448,13 @@ void kafka_DeleteTopicsRequest_init(kafka_DeleteTopicsRequest *o)
 {
     kafka_struct_init(&kafka_DeleteTopicsRequest_desc, o);
 }
-bool kafka_DeleteTopicsRequest_equal(const kafka_DeleteTopicsRequest *x, const kafka_DeleteTopicsRequest *y)
+bool kafka_DeleteTopicsRequest_equal(
+    const kafka_DeleteTopicsRequest *x, const kafka_DeleteTopicsRequest *y)
 {
     return kafka_struct_equal(&kafka_DeleteTopicsRequest_desc, x, y);
 }
-int kafka_DeleteTopicsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteTopicsRequest *o, kafka_arena *a)
+int kafka_DeleteTopicsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DeleteTopicsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DeleteTopicsRequest_desc, rd, v, o, a);
 }
@@ -1430,42 +2473,84 @@ void kafka_DeleteTopicsRequest_fill_test(kafka_DeleteTopicsRequest *o, int16_t v
 
 /* ---- DeleteRecordsRequest (request, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DeleteRecordsRequest_DeleteRecordsPartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DeleteRecordsRequest_DeleteRecordsPartition, PartitionIndex), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"Offset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DeleteRecordsRequest_DeleteRecordsPartition, Offset), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsRequest_DeleteRecordsPartition, PartitionIndex),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Offset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsRequest_DeleteRecordsPartition, Offset),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DeleteRecordsRequest_DeleteRecordsPartition_desc = {
-    "kafka_DeleteRecordsRequest_DeleteRecordsPartition", sizeof(kafka_DeleteRecordsRequest_DeleteRecordsPartition), 2, 0, kafka_DeleteRecordsRequest_DeleteRecordsPartition_fields, NULL, 0x4u, 0, 2};
+    "kafka_DeleteRecordsRequest_DeleteRecordsPartition",
+    sizeof(kafka_DeleteRecordsRequest_DeleteRecordsPartition),
+    2,
+    0,
+    kafka_DeleteRecordsRequest_DeleteRecordsPartition_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_DeleteRecordsRequest_DeleteRecordsTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteRecordsRequest_DeleteRecordsTopic, Name), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteRecordsRequest_DeleteRecordsTopic, Partitions), offsetof(kafka_DeleteRecordsRequest_DeleteRecordsTopic, Partitions_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_DeleteRecordsRequest_DeleteRecordsPartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsRequest_DeleteRecordsTopic, Name),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsRequest_DeleteRecordsTopic, Partitions),
+     offsetof(kafka_DeleteRecordsRequest_DeleteRecordsTopic, Partitions_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_DeleteRecordsRequest_DeleteRecordsPartition_desc},
 };
 static const struct kafka_struct_desc kafka_DeleteRecordsRequest_DeleteRecordsTopic_desc = {
-    "kafka_DeleteRecordsRequest_DeleteRecordsTopic", sizeof(kafka_DeleteRecordsRequest_DeleteRecordsTopic), 2, 0, kafka_DeleteRecordsRequest_DeleteRecordsTopic_fields, NULL, 0x4u, 0, 2};
+    "kafka_DeleteRecordsRequest_DeleteRecordsTopic",
+    sizeof(kafka_DeleteRecordsRequest_DeleteRecordsTopic),
+    2,
+    0,
+    kafka_DeleteRecordsRequest_DeleteRecordsTopic_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_DeleteRecordsRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteRecordsRequest, Topics), offsetof(kafka_DeleteRecordsRequest, Topics_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_DeleteRecordsRequest_DeleteRecordsTopic_desc},
-    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DeleteRecordsRequest, TimeoutMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsRequest, Topics),
+     offsetof(kafka_DeleteRecordsRequest, Topics_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_DeleteRecordsRequest_DeleteRecordsTopic_desc},
+    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsRequest, TimeoutMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DeleteRecordsRequest_desc = {
-    "kafka_DeleteRecordsRequest", sizeof(kafka_DeleteRecordsRequest), 2, 0, kafka_DeleteRecordsRequest_fields, NULL, 0x4u, 0, 2};
-void kafka_DeleteRecordsRequest_DeleteRecordsPartition_init(kafka_DeleteRecordsRequest_DeleteRecordsPartition *o)
+    "kafka_DeleteRecordsRequest",
+    sizeof(kafka_DeleteRecordsRequest),
+    2,
+    0,
+    kafka_DeleteRecordsRequest_fields,
+    NULL,
+    0x4u, 0, 2};
+void kafka_DeleteRecordsRequest_DeleteRecordsPartition_init(
+    kafka_DeleteRecordsRequest_DeleteRecordsPartition *o)
 {
     kafka_struct_init(&kafka_DeleteRecordsRequest_DeleteRecordsPartition_desc, o);
 }
-bool kafka_DeleteRecordsRequest_DeleteRecordsPartition_equal(const kafka_DeleteRecordsRequest_DeleteRecordsPartition *x, const kafka_DeleteRecordsRequest_DeleteRecordsPartition *y)
+bool kafka_DeleteRecordsRequest_DeleteRecordsPartition_equal(
+    const kafka_DeleteRecordsRequest_DeleteRecordsPartition *x,
+    const kafka_DeleteRecordsRequest_DeleteRecordsPartition *y)
 {
     return kafka_struct_equal(&kafka_DeleteRecordsRequest_DeleteRecordsPartition_desc, x, y);
 }
-void kafka_DeleteRecordsRequest_DeleteRecordsTopic_init(kafka_DeleteRecordsRequest_DeleteRecordsTopic *o)
+void kafka_DeleteRecordsRequest_DeleteRecordsTopic_init(
+    kafka_DeleteRecordsRequest_DeleteRecordsTopic *o)
 {
     kafka_struct_init(&kafka_DeleteRecordsRequest_DeleteRecordsTopic_desc, o);
 }
-bool kafka_DeleteRecordsRequest_DeleteRecordsTopic_equal(const kafka_DeleteRecordsRequest_DeleteRecordsTopic *x, const kafka_DeleteRecordsRequest_DeleteRecordsTopic *y)
+bool kafka_DeleteRecordsRequest_DeleteRecordsTopic_equal(
+    const kafka_DeleteRecordsRequest_DeleteRecordsTopic *x,
+    const kafka_DeleteRecordsRequest_DeleteRecordsTopic *y)
 {
     return kafka_struct_equal(&kafka_DeleteRecordsRequest_DeleteRecordsTopic_desc, x, y);
 }
@@ -1473,11 +2558,13 @@ void kafka_DeleteRecordsRequest_init(kafka_DeleteRecordsRequest *o)
 {
     kafka_struct_init(&kafka_DeleteRecordsRequest_desc, o);
 }
-bool kafka_DeleteRecordsRequest_equal(const kafka_DeleteRecordsRequest *x, const kafka_DeleteRecordsRequest *y)
+bool kafka_DeleteRecordsRequest_equal(
+    const kafka_DeleteRecordsRequest *x, const kafka_DeleteRecordsRequest *y)
 {
     return kafka_struct_equal(&kafka_DeleteRecordsRequest_desc, x, y);
 }
-int kafka_DeleteRecordsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteRecordsRequest *o, kafka_arena *a)
+int kafka_DeleteRecordsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DeleteRecordsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DeleteRecordsRequest_desc, rd, v, o, a);
 }
@@ -1496,26 +2583,46 @@ void kafka_DeleteRecordsRequest_fill_test(kafka_DeleteRecordsRequest *o, int16_t
 
 /* ---- InitProducerIdRequest (request, versions 0-5, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_InitProducerIdRequest_fields[] = {
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_InitProducerIdRequest, TransactionalId), 0,
-     0x3fu, 0x3fu, 0x0u, 0x3cu, 0, 0.0, "", 0, NULL},
-    {"TransactionTimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_InitProducerIdRequest, TransactionTimeoutMs), 0,
-     0x3fu, 0x0u, 0x0u, 0x3cu, 0, 0.0, NULL, 0, NULL},
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_InitProducerIdRequest, ProducerId), 0,
-     0x38u, 0x0u, 0x0u, 0x3cu, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_InitProducerIdRequest, ProducerEpoch), 0,
-     0x38u, 0x0u, 0x0u, 0x3cu, -1, 0.0, NULL, 0, NULL},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_InitProducerIdRequest, TransactionalId),
+     0,
+     0x3fu, 0x3fu, 0x0u, 0x3cu, 0, 0.0, "", 0,
+     NULL},
+    {"TransactionTimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_InitProducerIdRequest, TransactionTimeoutMs),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x3cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_InitProducerIdRequest, ProducerId),
+     0,
+     0x38u, 0x0u, 0x0u, 0x3cu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_InitProducerIdRequest, ProducerEpoch),
+     0,
+     0x38u, 0x0u, 0x0u, 0x3cu, -1, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_InitProducerIdRequest_desc = {
-    "kafka_InitProducerIdRequest", sizeof(kafka_InitProducerIdRequest), 4, 0, kafka_InitProducerIdRequest_fields, NULL, 0x3cu, 0, 5};
+    "kafka_InitProducerIdRequest",
+    sizeof(kafka_InitProducerIdRequest),
+    4,
+    0,
+    kafka_InitProducerIdRequest_fields,
+    NULL,
+    0x3cu, 0, 5};
 void kafka_InitProducerIdRequest_init(kafka_InitProducerIdRequest *o)
 {
     kafka_struct_init(&kafka_InitProducerIdRequest_desc, o);
 }
-bool kafka_InitProducerIdRequest_equal(const kafka_InitProducerIdRequest *x, const kafka_InitProducerIdRequest *y)
+bool kafka_InitProducerIdRequest_equal(
+    const kafka_InitProducerIdRequest *x, const kafka_InitProducerIdRequest *y)
 {
     return kafka_struct_equal(&kafka_InitProducerIdRequest_desc, x, y);
 }
-int kafka_InitProducerIdRequest_decode(al_rd *rd, int16_t v, kafka_InitProducerIdRequest *o, kafka_arena *a)
+int kafka_InitProducerIdRequest_decode(
+    al_rd *rd, int16_t v, kafka_InitProducerIdRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_InitProducerIdRequest_desc, rd, v, o, a);
 }
@@ -1527,51 +2634,97 @@ size_t kafka_InitProducerIdRequest_size(int16_t v, const kafka_InitProducerIdReq
 {
     return kafka_struct_size(&kafka_InitProducerIdRequest_desc, v, o);
 }
-void kafka_InitProducerIdRequest_fill_test(kafka_InitProducerIdRequest *o, int16_t v, kafka_filler *f)
+void kafka_InitProducerIdRequest_fill_test(
+    kafka_InitProducerIdRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_InitProducerIdRequest_desc, o, v, f);
 }
 
 /* ---- OffsetForLeaderEpochRequest (request, versions 0-4, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_fields[] = {
-    {"Partition", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, Partition), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"CurrentLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, CurrentLeaderEpoch), 0,
-     0x1cu, 0x0u, 0x0u, 0x10u, -1, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, LeaderEpoch), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
+    {"Partition", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, Partition),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CurrentLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, CurrentLeaderEpoch),
+     0,
+     0x1cu, 0x0u, 0x0u, 0x10u, -1, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, LeaderEpoch),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_desc = {
-    "kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition", sizeof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition), 3, 0, kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_fields, NULL, 0x10u, 0, 4};
+    "kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition",
+    sizeof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition),
+    3,
+    0,
+    kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_fields,
+    NULL,
+    0x10u, 0, 4};
 static const struct kafka_field_desc kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, Topic), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, Partitions), offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, Partitions_count),
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, &kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_desc},
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, Topic),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, Partitions),
+     offsetof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, Partitions_count),
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     &kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_desc = {
-    "kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic", sizeof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic), 2, 0, kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_fields, NULL, 0x10u, 0, 4};
+    "kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic",
+    sizeof(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic),
+    2,
+    0,
+    kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_fields,
+    NULL,
+    0x10u, 0, 4};
 static const struct kafka_field_desc kafka_OffsetForLeaderEpochRequest_fields[] = {
-    {"ReplicaId", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetForLeaderEpochRequest, ReplicaId), 0,
-     0x18u, 0x0u, 0x0u, 0x10u, -2, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochRequest, Topics), offsetof(kafka_OffsetForLeaderEpochRequest, Topics_count),
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, &kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_desc},
+    {"ReplicaId", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochRequest, ReplicaId),
+     0,
+     0x18u, 0x0u, 0x0u, 0x10u, -2, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochRequest, Topics),
+     offsetof(kafka_OffsetForLeaderEpochRequest, Topics_count),
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     &kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_desc},
 };
 const struct kafka_struct_desc kafka_OffsetForLeaderEpochRequest_desc = {
-    "kafka_OffsetForLeaderEpochRequest", sizeof(kafka_OffsetForLeaderEpochRequest), 2, 0, kafka_OffsetForLeaderEpochRequest_fields, NULL, 0x10u, 0, 4};
-void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_init(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *o)
+    "kafka_OffsetForLeaderEpochRequest",
+    sizeof(kafka_OffsetForLeaderEpochRequest),
+    2,
+    0,
+    kafka_OffsetForLeaderEpochRequest_fields,
+    NULL,
+    0x10u, 0, 4};
+void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_init(
+    kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *o)
 {
     kafka_struct_init(&kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_desc, o);
 }
-bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_equal(const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *x, const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *y)
+bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_equal(
+    const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *x,
+    const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition *y)
 {
     return kafka_struct_equal(&kafka_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_desc, x, y);
 }
-void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_init(kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *o)
+void kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_init(
+    kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *o)
 {
     kafka_struct_init(&kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_desc, o);
 }
-bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_equal(const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *x, const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *y)
+bool kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_equal(
+    const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *x,
+    const kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic *y)
 {
     return kafka_struct_equal(&kafka_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_desc, x, y);
 }
@@ -1579,15 +2732,18 @@ void kafka_OffsetForLeaderEpochRequest_init(kafka_OffsetForLeaderEpochRequest *o
 {
     kafka_struct_init(&kafka_OffsetForLeaderEpochRequest_desc, o);
 }
-bool kafka_OffsetForLeaderEpochRequest_equal(const kafka_OffsetForLeaderEpochRequest *x, const kafka_OffsetForLeaderEpochRequest *y)
+bool kafka_OffsetForLeaderEpochRequest_equal(
+    const kafka_OffsetForLeaderEpochRequest *x, const kafka_OffsetForLeaderEpochRequest *y)
 {
     return kafka_struct_equal(&kafka_OffsetForLeaderEpochRequest_desc, x, y);
 }
-int kafka_OffsetForLeaderEpochRequest_decode(al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochRequest *o, kafka_arena *a)
+int kafka_OffsetForLeaderEpochRequest_decode(
+    al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_OffsetForLeaderEpochRequest_desc, rd, v, o, a);
 }
-int kafka_OffsetForLeaderEpochRequest_encode(al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochRequest *o)
+int kafka_OffsetForLeaderEpochRequest_encode(
+    al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochRequest *o)
 {
     return kafka_struct_encode(&kafka_OffsetForLeaderEpochRequest_desc, wr, v, o);
 }
@@ -1595,61 +2751,122 @@ size_t kafka_OffsetForLeaderEpochRequest_size(int16_t v, const kafka_OffsetForLe
 {
     return kafka_struct_size(&kafka_OffsetForLeaderEpochRequest_desc, v, o);
 }
-void kafka_OffsetForLeaderEpochRequest_fill_test(kafka_OffsetForLeaderEpochRequest *o, int16_t v, kafka_filler *f)
+void kafka_OffsetForLeaderEpochRequest_fill_test(
+    kafka_OffsetForLeaderEpochRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_OffsetForLeaderEpochRequest_desc, o, v, f);
 }
 
 /* ---- AddPartitionsToTxnRequest (request, versions 0-5, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, Name), 0,
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, Partitions), offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, Partitions_count),
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, Name),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, Partitions),
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, Partitions_count),
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_desc = {
-    "kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic", sizeof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic), 2, 0, kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_fields, NULL, 0x38u, 0, 5};
+    "kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic",
+    sizeof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic),
+    2,
+    0,
+    kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_fields,
+    NULL,
+    0x38u, 0, 5};
 static const struct kafka_field_desc kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_fields[] = {
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, TransactionalId), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, ProducerId), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, ProducerEpoch), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"VerifyOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, VerifyOnly), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, Topics), offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, Topics_count),
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_desc},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, TransactionalId),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, ProducerId),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, ProducerEpoch),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"VerifyOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, VerifyOnly),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, Topics),
+     offsetof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, Topics_count),
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_desc},
 };
 static const struct kafka_struct_desc kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_desc = {
-    "kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction", sizeof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction), 5, 0, kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_fields, NULL, 0x38u, 0, 5};
+    "kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction",
+    sizeof(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction),
+    5,
+    0,
+    kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_fields,
+    NULL,
+    0x38u, 0, 5};
 static const struct kafka_field_desc kafka_AddPartitionsToTxnRequest_fields[] = {
-    {"Transactions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest, Transactions), offsetof(kafka_AddPartitionsToTxnRequest, Transactions_count),
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_desc},
-    {"V3AndBelowTransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowTransactionalId), 0,
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"V3AndBelowProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowProducerId), 0,
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"V3AndBelowProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowProducerEpoch), 0,
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"V3AndBelowTopics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowTopics), offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowTopics_count),
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_desc},
+    {"Transactions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest, Transactions),
+     offsetof(kafka_AddPartitionsToTxnRequest, Transactions_count),
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_desc},
+    {"V3AndBelowTransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowTransactionalId),
+     0,
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"V3AndBelowProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowProducerId),
+     0,
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"V3AndBelowProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowProducerEpoch),
+     0,
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"V3AndBelowTopics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowTopics),
+     offsetof(kafka_AddPartitionsToTxnRequest, V3AndBelowTopics_count),
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_desc},
 };
 const struct kafka_struct_desc kafka_AddPartitionsToTxnRequest_desc = {
-    "kafka_AddPartitionsToTxnRequest", sizeof(kafka_AddPartitionsToTxnRequest), 5, 0, kafka_AddPartitionsToTxnRequest_fields, NULL, 0x38u, 0, 5};
-void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_init(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *o)
+    "kafka_AddPartitionsToTxnRequest",
+    sizeof(kafka_AddPartitionsToTxnRequest),
+    5,
+    0,
+    kafka_AddPartitionsToTxnRequest_fields,
+    NULL,
+    0x38u, 0, 5};
+void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_init(
+    kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *o)
 {
     kafka_struct_init(&kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_desc, o);
 }
-bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_equal(const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *x, const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *y)
+bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_equal(
+    const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *x,
+    const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic *y)
 {
     return kafka_struct_equal(&kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_desc, x, y);
 }
-void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_init(kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *o)
+void kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_init(
+    kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *o)
 {
     kafka_struct_init(&kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_desc, o);
 }
-bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_equal(const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *x, const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *y)
+bool kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_equal(
+    const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *x,
+    const kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction *y)
 {
     return kafka_struct_equal(&kafka_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_desc, x, y);
 }
@@ -1657,15 +2874,18 @@ void kafka_AddPartitionsToTxnRequest_init(kafka_AddPartitionsToTxnRequest *o)
 {
     kafka_struct_init(&kafka_AddPartitionsToTxnRequest_desc, o);
 }
-bool kafka_AddPartitionsToTxnRequest_equal(const kafka_AddPartitionsToTxnRequest *x, const kafka_AddPartitionsToTxnRequest *y)
+bool kafka_AddPartitionsToTxnRequest_equal(
+    const kafka_AddPartitionsToTxnRequest *x, const kafka_AddPartitionsToTxnRequest *y)
 {
     return kafka_struct_equal(&kafka_AddPartitionsToTxnRequest_desc, x, y);
 }
-int kafka_AddPartitionsToTxnRequest_decode(al_rd *rd, int16_t v, kafka_AddPartitionsToTxnRequest *o, kafka_arena *a)
+int kafka_AddPartitionsToTxnRequest_decode(
+    al_rd *rd, int16_t v, kafka_AddPartitionsToTxnRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AddPartitionsToTxnRequest_desc, rd, v, o, a);
 }
-int kafka_AddPartitionsToTxnRequest_encode(al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnRequest *o)
+int kafka_AddPartitionsToTxnRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnRequest *o)
 {
     return kafka_struct_encode(&kafka_AddPartitionsToTxnRequest_desc, wr, v, o);
 }
@@ -1673,33 +2893,54 @@ size_t kafka_AddPartitionsToTxnRequest_size(int16_t v, const kafka_AddPartitions
 {
     return kafka_struct_size(&kafka_AddPartitionsToTxnRequest_desc, v, o);
 }
-void kafka_AddPartitionsToTxnRequest_fill_test(kafka_AddPartitionsToTxnRequest *o, int16_t v, kafka_filler *f)
+void kafka_AddPartitionsToTxnRequest_fill_test(
+    kafka_AddPartitionsToTxnRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AddPartitionsToTxnRequest_desc, o, v, f);
 }
 
 /* ---- AddOffsetsToTxnRequest (request, versions 0-4, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_AddOffsetsToTxnRequest_fields[] = {
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AddOffsetsToTxnRequest, TransactionalId), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_AddOffsetsToTxnRequest, ProducerId), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AddOffsetsToTxnRequest, ProducerEpoch), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AddOffsetsToTxnRequest, GroupId), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AddOffsetsToTxnRequest, TransactionalId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_AddOffsetsToTxnRequest, ProducerId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AddOffsetsToTxnRequest, ProducerEpoch),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AddOffsetsToTxnRequest, GroupId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_AddOffsetsToTxnRequest_desc = {
-    "kafka_AddOffsetsToTxnRequest", sizeof(kafka_AddOffsetsToTxnRequest), 4, 0, kafka_AddOffsetsToTxnRequest_fields, NULL, 0x18u, 0, 4};
+    "kafka_AddOffsetsToTxnRequest",
+    sizeof(kafka_AddOffsetsToTxnRequest),
+    4,
+    0,
+    kafka_AddOffsetsToTxnRequest_fields,
+    NULL,
+    0x18u, 0, 4};
 void kafka_AddOffsetsToTxnRequest_init(kafka_AddOffsetsToTxnRequest *o)
 {
     kafka_struct_init(&kafka_AddOffsetsToTxnRequest_desc, o);
 }
-bool kafka_AddOffsetsToTxnRequest_equal(const kafka_AddOffsetsToTxnRequest *x, const kafka_AddOffsetsToTxnRequest *y)
+bool kafka_AddOffsetsToTxnRequest_equal(
+    const kafka_AddOffsetsToTxnRequest *x, const kafka_AddOffsetsToTxnRequest *y)
 {
     return kafka_struct_equal(&kafka_AddOffsetsToTxnRequest_desc, x, y);
 }
-int kafka_AddOffsetsToTxnRequest_decode(al_rd *rd, int16_t v, kafka_AddOffsetsToTxnRequest *o, kafka_arena *a)
+int kafka_AddOffsetsToTxnRequest_decode(
+    al_rd *rd, int16_t v, kafka_AddOffsetsToTxnRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AddOffsetsToTxnRequest_desc, rd, v, o, a);
 }
@@ -1711,24 +2952,43 @@ size_t kafka_AddOffsetsToTxnRequest_size(int16_t v, const kafka_AddOffsetsToTxnR
 {
     return kafka_struct_size(&kafka_AddOffsetsToTxnRequest_desc, v, o);
 }
-void kafka_AddOffsetsToTxnRequest_fill_test(kafka_AddOffsetsToTxnRequest *o, int16_t v, kafka_filler *f)
+void kafka_AddOffsetsToTxnRequest_fill_test(
+    kafka_AddOffsetsToTxnRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AddOffsetsToTxnRequest_desc, o, v, f);
 }
 
 /* ---- EndTxnRequest (request, versions 0-4, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_EndTxnRequest_fields[] = {
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_EndTxnRequest, TransactionalId), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_EndTxnRequest, ProducerId), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_EndTxnRequest, ProducerEpoch), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"Committed", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_EndTxnRequest, Committed), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_EndTxnRequest, TransactionalId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_EndTxnRequest, ProducerId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_EndTxnRequest, ProducerEpoch),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Committed", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_EndTxnRequest, Committed),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_EndTxnRequest_desc = {
-    "kafka_EndTxnRequest", sizeof(kafka_EndTxnRequest), 4, 0, kafka_EndTxnRequest_fields, NULL, 0x18u, 0, 4};
+    "kafka_EndTxnRequest",
+    sizeof(kafka_EndTxnRequest),
+    4,
+    0,
+    kafka_EndTxnRequest_fields,
+    NULL,
+    0x18u, 0, 4};
 void kafka_EndTxnRequest_init(kafka_EndTxnRequest *o)
 {
     kafka_struct_init(&kafka_EndTxnRequest_desc, o);
@@ -1756,46 +3016,94 @@ void kafka_EndTxnRequest_fill_test(kafka_EndTxnRequest *o, int16_t v, kafka_fill
 
 /* ---- WriteTxnMarkersRequest (request, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic, Name), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic, PartitionIndexes), offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic, PartitionIndexes_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic, Name),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic, PartitionIndexes),
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic, PartitionIndexes_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_desc = {
-    "kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic", sizeof(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic), 2, 0, kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_fields, NULL, 0x2u, 0, 1};
+    "kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic",
+    sizeof(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic),
+    2,
+    0,
+    kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_WriteTxnMarkersRequest_WritableTxnMarker_fields[] = {
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, ProducerId), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, ProducerEpoch), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"TransactionResult", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, TransactionResult), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, Topics), offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, Topics_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_desc},
-    {"CoordinatorEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, CoordinatorEpoch), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, ProducerId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, ProducerEpoch),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TransactionResult", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, TransactionResult),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, Topics),
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, Topics_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_desc},
+    {"CoordinatorEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersRequest_WritableTxnMarker, CoordinatorEpoch),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_WriteTxnMarkersRequest_WritableTxnMarker_desc = {
-    "kafka_WriteTxnMarkersRequest_WritableTxnMarker", sizeof(kafka_WriteTxnMarkersRequest_WritableTxnMarker), 5, 0, kafka_WriteTxnMarkersRequest_WritableTxnMarker_fields, NULL, 0x2u, 0, 1};
+    "kafka_WriteTxnMarkersRequest_WritableTxnMarker",
+    sizeof(kafka_WriteTxnMarkersRequest_WritableTxnMarker),
+    5,
+    0,
+    kafka_WriteTxnMarkersRequest_WritableTxnMarker_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_WriteTxnMarkersRequest_fields[] = {
-    {"Markers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_WriteTxnMarkersRequest, Markers), offsetof(kafka_WriteTxnMarkersRequest, Markers_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_WriteTxnMarkersRequest_WritableTxnMarker_desc},
+    {"Markers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersRequest, Markers),
+     offsetof(kafka_WriteTxnMarkersRequest, Markers_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_WriteTxnMarkersRequest_WritableTxnMarker_desc},
 };
 const struct kafka_struct_desc kafka_WriteTxnMarkersRequest_desc = {
-    "kafka_WriteTxnMarkersRequest", sizeof(kafka_WriteTxnMarkersRequest), 1, 0, kafka_WriteTxnMarkersRequest_fields, NULL, 0x2u, 0, 1};
-void kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_init(kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *o)
+    "kafka_WriteTxnMarkersRequest",
+    sizeof(kafka_WriteTxnMarkersRequest),
+    1,
+    0,
+    kafka_WriteTxnMarkersRequest_fields,
+    NULL,
+    0x2u, 0, 1};
+void kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_init(
+    kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *o)
 {
     kafka_struct_init(&kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_desc, o);
 }
-bool kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_equal(const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *x, const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *y)
+bool kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_equal(
+    const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *x,
+    const kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic *y)
 {
     return kafka_struct_equal(&kafka_WriteTxnMarkersRequest_WritableTxnMarkerTopic_desc, x, y);
 }
-void kafka_WriteTxnMarkersRequest_WritableTxnMarker_init(kafka_WriteTxnMarkersRequest_WritableTxnMarker *o)
+void kafka_WriteTxnMarkersRequest_WritableTxnMarker_init(
+    kafka_WriteTxnMarkersRequest_WritableTxnMarker *o)
 {
     kafka_struct_init(&kafka_WriteTxnMarkersRequest_WritableTxnMarker_desc, o);
 }
-bool kafka_WriteTxnMarkersRequest_WritableTxnMarker_equal(const kafka_WriteTxnMarkersRequest_WritableTxnMarker *x, const kafka_WriteTxnMarkersRequest_WritableTxnMarker *y)
+bool kafka_WriteTxnMarkersRequest_WritableTxnMarker_equal(
+    const kafka_WriteTxnMarkersRequest_WritableTxnMarker *x,
+    const kafka_WriteTxnMarkersRequest_WritableTxnMarker *y)
 {
     return kafka_struct_equal(&kafka_WriteTxnMarkersRequest_WritableTxnMarker_desc, x, y);
 }
@@ -1803,11 +3111,13 @@ void kafka_WriteTxnMarkersRequest_init(kafka_WriteTxnMarkersRequest *o)
 {
     kafka_struct_init(&kafka_WriteTxnMarkersRequest_desc, o);
 }
-bool kafka_WriteTxnMarkersRequest_equal(const kafka_WriteTxnMarkersRequest *x, const kafka_WriteTxnMarkersRequest *y)
+bool kafka_WriteTxnMarkersRequest_equal(
+    const kafka_WriteTxnMarkersRequest *x, const kafka_WriteTxnMarkersRequest *y)
 {
     return kafka_struct_equal(&kafka_WriteTxnMarkersRequest_desc, x, y);
 }
-int kafka_WriteTxnMarkersRequest_decode(al_rd *rd, int16_t v, kafka_WriteTxnMarkersRequest *o, kafka_arena *a)
+int kafka_WriteTxnMarkersRequest_decode(
+    al_rd *rd, int16_t v, kafka_WriteTxnMarkersRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_WriteTxnMarkersRequest_desc, rd, v, o, a);
 }
@@ -1819,65 +3129,132 @@ size_t kafka_WriteTxnMarkersRequest_size(int16_t v, const kafka_WriteTxnMarkersR
 {
     return kafka_struct_size(&kafka_WriteTxnMarkersRequest_desc, v, o);
 }
-void kafka_WriteTxnMarkersRequest_fill_test(kafka_WriteTxnMarkersRequest *o, int16_t v, kafka_filler *f)
+void kafka_WriteTxnMarkersRequest_fill_test(
+    kafka_WriteTxnMarkersRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_WriteTxnMarkersRequest_desc, o, v, f);
 }
 
 /* ---- TxnOffsetCommitRequest (request, versions 0-4, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, PartitionIndex), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"CommittedOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, CommittedOffset), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"CommittedLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, CommittedLeaderEpoch), 0,
-     0x1cu, 0x0u, 0x0u, 0x18u, -1, 0.0, NULL, 0, NULL},
-    {"CommittedMetadata", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, CommittedMetadata), 0,
-     0x1fu, 0x1fu, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, PartitionIndex),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CommittedOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, CommittedOffset),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CommittedLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, CommittedLeaderEpoch),
+     0,
+     0x1cu, 0x0u, 0x0u, 0x18u, -1, 0.0, NULL, 0,
+     NULL},
+    {"CommittedMetadata", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, CommittedMetadata),
+     0,
+     0x1fu, 0x1fu, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_desc = {
-    "kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition", sizeof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition), 4, 0, kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_fields, NULL, 0x18u, 0, 4};
+    "kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition",
+    sizeof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition),
+    4,
+    0,
+    kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_fields,
+    NULL,
+    0x18u, 0, 4};
 static const struct kafka_field_desc kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, Name), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, Partitions), offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, Partitions_count),
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, &kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, Name),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, Partitions),
+     offsetof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, Partitions_count),
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     &kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_desc},
 };
 static const struct kafka_struct_desc kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_desc = {
-    "kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic", sizeof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic), 2, 0, kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_fields, NULL, 0x18u, 0, 4};
+    "kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic",
+    sizeof(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic),
+    2,
+    0,
+    kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_fields,
+    NULL,
+    0x18u, 0, 4};
 static const struct kafka_field_desc kafka_TxnOffsetCommitRequest_fields[] = {
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest, TransactionalId), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest, GroupId), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest, ProducerId), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest, ProducerEpoch), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"GenerationId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest, GenerationId), 0,
-     0x18u, 0x0u, 0x0u, 0x18u, -1, 0.0, NULL, 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest, MemberId), 0,
-     0x18u, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_TxnOffsetCommitRequest, GroupInstanceId), 0,
-     0x18u, 0x18u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_TxnOffsetCommitRequest, Topics), offsetof(kafka_TxnOffsetCommitRequest, Topics_count),
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, &kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_desc},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest, TransactionalId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest, GroupId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest, ProducerId),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest, ProducerEpoch),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"GenerationId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest, GenerationId),
+     0,
+     0x18u, 0x0u, 0x0u, 0x18u, -1, 0.0, NULL, 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest, MemberId),
+     0,
+     0x18u, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_TxnOffsetCommitRequest, GroupInstanceId),
+     0,
+     0x18u, 0x18u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitRequest, Topics),
+     offsetof(kafka_TxnOffsetCommitRequest, Topics_count),
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     &kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_desc},
 };
 const struct kafka_struct_desc kafka_TxnOffsetCommitRequest_desc = {
-    "kafka_TxnOffsetCommitRequest", sizeof(kafka_TxnOffsetCommitRequest), 8, 0, kafka_TxnOffsetCommitRequest_fields, NULL, 0x18u, 0, 4};
-void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_init(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *o)
+    "kafka_TxnOffsetCommitRequest",
+    sizeof(kafka_TxnOffsetCommitRequest),
+    8,
+    0,
+    kafka_TxnOffsetCommitRequest_fields,
+    NULL,
+    0x18u, 0, 4};
+void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_init(
+    kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *o)
 {
     kafka_struct_init(&kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_desc, o);
 }
-bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_equal(const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *x, const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *y)
+bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_equal(
+    const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *x,
+    const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition *y)
 {
     return kafka_struct_equal(&kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_desc, x, y);
 }
-void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_init(kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *o)
+void kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_init(
+    kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *o)
 {
     kafka_struct_init(&kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_desc, o);
 }
-bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_equal(const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *x, const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *y)
+bool kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_equal(
+    const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *x,
+    const kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic *y)
 {
     return kafka_struct_equal(&kafka_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_desc, x, y);
 }
@@ -1885,11 +3262,13 @@ void kafka_TxnOffsetCommitRequest_init(kafka_TxnOffsetCommitRequest *o)
 {
     kafka_struct_init(&kafka_TxnOffsetCommitRequest_desc, o);
 }
-bool kafka_TxnOffsetCommitRequest_equal(const kafka_TxnOffsetCommitRequest *x, const kafka_TxnOffsetCommitRequest *y)
+bool kafka_TxnOffsetCommitRequest_equal(
+    const kafka_TxnOffsetCommitRequest *x, const kafka_TxnOffsetCommitRequest *y)
 {
     return kafka_struct_equal(&kafka_TxnOffsetCommitRequest_desc, x, y);
 }
-int kafka_TxnOffsetCommitRequest_decode(al_rd *rd, int16_t v, kafka_TxnOffsetCommitRequest *o, kafka_arena *a)
+int kafka_TxnOffsetCommitRequest_decode(
+    al_rd *rd, int16_t v, kafka_TxnOffsetCommitRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_TxnOffsetCommitRequest_desc, rd, v, o, a);
 }
@@ -1901,39 +3280,69 @@ size_t kafka_TxnOffsetCommitRequest_size(int16_t v, const kafka_TxnOffsetCommitR
 {
     return kafka_struct_size(&kafka_TxnOffsetCommitRequest_desc, v, o);
 }
-void kafka_TxnOffsetCommitRequest_fill_test(kafka_TxnOffsetCommitRequest *o, int16_t v, kafka_filler *f)
+void kafka_TxnOffsetCommitRequest_fill_test(
+    kafka_TxnOffsetCommitRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_TxnOffsetCommitRequest_desc, o, v, f);
 }
 
 /* ---- DescribeAclsRequest (request, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DescribeAclsRequest_fields[] = {
-    {"ResourceTypeFilter", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeAclsRequest, ResourceTypeFilter), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ResourceNameFilter", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeAclsRequest, ResourceNameFilter), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PatternTypeFilter", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeAclsRequest, PatternTypeFilter), 0,
-     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0, NULL},
-    {"PrincipalFilter", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeAclsRequest, PrincipalFilter), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"HostFilter", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeAclsRequest, HostFilter), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Operation", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeAclsRequest, Operation), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeAclsRequest, PermissionType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"ResourceTypeFilter", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsRequest, ResourceTypeFilter),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceNameFilter", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsRequest, ResourceNameFilter),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PatternTypeFilter", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsRequest, PatternTypeFilter),
+     0,
+     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0,
+     NULL},
+    {"PrincipalFilter", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsRequest, PrincipalFilter),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"HostFilter", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsRequest, HostFilter),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Operation", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsRequest, Operation),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsRequest, PermissionType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DescribeAclsRequest_desc = {
-    "kafka_DescribeAclsRequest", sizeof(kafka_DescribeAclsRequest), 7, 0, kafka_DescribeAclsRequest_fields, NULL, 0xcu, 0, 3};
+    "kafka_DescribeAclsRequest",
+    sizeof(kafka_DescribeAclsRequest),
+    7,
+    0,
+    kafka_DescribeAclsRequest_fields,
+    NULL,
+    0xcu, 0, 3};
 void kafka_DescribeAclsRequest_init(kafka_DescribeAclsRequest *o)
 {
     kafka_struct_init(&kafka_DescribeAclsRequest_desc, o);
 }
-bool kafka_DescribeAclsRequest_equal(const kafka_DescribeAclsRequest *x, const kafka_DescribeAclsRequest *y)
+bool kafka_DescribeAclsRequest_equal(
+    const kafka_DescribeAclsRequest *x, const kafka_DescribeAclsRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeAclsRequest_desc, x, y);
 }
-int kafka_DescribeAclsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeAclsRequest *o, kafka_arena *a)
+int kafka_DescribeAclsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeAclsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeAclsRequest_desc, rd, v, o, a);
 }
@@ -1952,34 +3361,71 @@ void kafka_DescribeAclsRequest_fill_test(kafka_DescribeAclsRequest *o, int16_t v
 
 /* ---- CreateAclsRequest (request, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_CreateAclsRequest_AclCreation_fields[] = {
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_CreateAclsRequest_AclCreation, ResourceType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateAclsRequest_AclCreation, ResourceName), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"ResourcePatternType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_CreateAclsRequest_AclCreation, ResourcePatternType), 0,
-     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0, NULL},
-    {"Principal", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateAclsRequest_AclCreation, Principal), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateAclsRequest_AclCreation, Host), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Operation", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_CreateAclsRequest_AclCreation, Operation), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_CreateAclsRequest_AclCreation, PermissionType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsRequest_AclCreation, ResourceType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsRequest_AclCreation, ResourceName),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"ResourcePatternType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsRequest_AclCreation, ResourcePatternType),
+     0,
+     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0,
+     NULL},
+    {"Principal", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsRequest_AclCreation, Principal),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsRequest_AclCreation, Host),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Operation", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsRequest_AclCreation, Operation),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsRequest_AclCreation, PermissionType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_CreateAclsRequest_AclCreation_desc = {
-    "kafka_CreateAclsRequest_AclCreation", sizeof(kafka_CreateAclsRequest_AclCreation), 7, 0, kafka_CreateAclsRequest_AclCreation_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreateAclsRequest_AclCreation",
+    sizeof(kafka_CreateAclsRequest_AclCreation),
+    7,
+    0,
+    kafka_CreateAclsRequest_AclCreation_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_CreateAclsRequest_fields[] = {
-    {"Creations", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreateAclsRequest, Creations), offsetof(kafka_CreateAclsRequest, Creations_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_CreateAclsRequest_AclCreation_desc},
+    {"Creations", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreateAclsRequest, Creations),
+     offsetof(kafka_CreateAclsRequest, Creations_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_CreateAclsRequest_AclCreation_desc},
 };
 const struct kafka_struct_desc kafka_CreateAclsRequest_desc = {
-    "kafka_CreateAclsRequest", sizeof(kafka_CreateAclsRequest), 1, 0, kafka_CreateAclsRequest_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreateAclsRequest",
+    sizeof(kafka_CreateAclsRequest),
+    1,
+    0,
+    kafka_CreateAclsRequest_fields,
+    NULL,
+    0xcu, 0, 3};
 void kafka_CreateAclsRequest_AclCreation_init(kafka_CreateAclsRequest_AclCreation *o)
 {
     kafka_struct_init(&kafka_CreateAclsRequest_AclCreation_desc, o);
 }
-bool kafka_CreateAclsRequest_AclCreation_equal(const kafka_CreateAclsRequest_AclCreation *x, const kafka_CreateAclsRequest_AclCreation *y)
+bool kafka_CreateAclsRequest_AclCreation_equal(
+    const kafka_CreateAclsRequest_AclCreation *x, const kafka_CreateAclsRequest_AclCreation *y)
 {
     return kafka_struct_equal(&kafka_CreateAclsRequest_AclCreation_desc, x, y);
 }
@@ -1987,7 +3433,8 @@ void kafka_CreateAclsRequest_init(kafka_CreateAclsRequest *o)
 {
     kafka_struct_init(&kafka_CreateAclsRequest_desc, o);
 }
-bool kafka_CreateAclsRequest_equal(const kafka_CreateAclsRequest *x, const kafka_CreateAclsRequest *y)
+bool kafka_CreateAclsRequest_equal(
+    const kafka_CreateAclsRequest *x, const kafka_CreateAclsRequest *y)
 {
     return kafka_struct_equal(&kafka_CreateAclsRequest_desc, x, y);
 }
@@ -2010,34 +3457,72 @@ void kafka_CreateAclsRequest_fill_test(kafka_CreateAclsRequest *o, int16_t v, ka
 
 /* ---- DeleteAclsRequest (request, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DeleteAclsRequest_DeleteAclsFilter_fields[] = {
-    {"ResourceTypeFilter", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, ResourceTypeFilter), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ResourceNameFilter", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, ResourceNameFilter), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PatternTypeFilter", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, PatternTypeFilter), 0,
-     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0, NULL},
-    {"PrincipalFilter", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, PrincipalFilter), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"HostFilter", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, HostFilter), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Operation", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, Operation), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, PermissionType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"ResourceTypeFilter", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, ResourceTypeFilter),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceNameFilter", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, ResourceNameFilter),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PatternTypeFilter", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, PatternTypeFilter),
+     0,
+     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0,
+     NULL},
+    {"PrincipalFilter", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, PrincipalFilter),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"HostFilter", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, HostFilter),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Operation", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, Operation),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsRequest_DeleteAclsFilter, PermissionType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DeleteAclsRequest_DeleteAclsFilter_desc = {
-    "kafka_DeleteAclsRequest_DeleteAclsFilter", sizeof(kafka_DeleteAclsRequest_DeleteAclsFilter), 7, 0, kafka_DeleteAclsRequest_DeleteAclsFilter_fields, NULL, 0xcu, 0, 3};
+    "kafka_DeleteAclsRequest_DeleteAclsFilter",
+    sizeof(kafka_DeleteAclsRequest_DeleteAclsFilter),
+    7,
+    0,
+    kafka_DeleteAclsRequest_DeleteAclsFilter_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_DeleteAclsRequest_fields[] = {
-    {"Filters", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteAclsRequest, Filters), offsetof(kafka_DeleteAclsRequest, Filters_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_DeleteAclsRequest_DeleteAclsFilter_desc},
+    {"Filters", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteAclsRequest, Filters),
+     offsetof(kafka_DeleteAclsRequest, Filters_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_DeleteAclsRequest_DeleteAclsFilter_desc},
 };
 const struct kafka_struct_desc kafka_DeleteAclsRequest_desc = {
-    "kafka_DeleteAclsRequest", sizeof(kafka_DeleteAclsRequest), 1, 0, kafka_DeleteAclsRequest_fields, NULL, 0xcu, 0, 3};
+    "kafka_DeleteAclsRequest",
+    sizeof(kafka_DeleteAclsRequest),
+    1,
+    0,
+    kafka_DeleteAclsRequest_fields,
+    NULL,
+    0xcu, 0, 3};
 void kafka_DeleteAclsRequest_DeleteAclsFilter_init(kafka_DeleteAclsRequest_DeleteAclsFilter *o)
 {
     kafka_struct_init(&kafka_DeleteAclsRequest_DeleteAclsFilter_desc, o);
 }
-bool kafka_DeleteAclsRequest_DeleteAclsFilter_equal(const kafka_DeleteAclsRequest_DeleteAclsFilter *x, const kafka_DeleteAclsRequest_DeleteAclsFilter *y)
+bool kafka_DeleteAclsRequest_DeleteAclsFilter_equal(
+    const kafka_DeleteAclsRequest_DeleteAclsFilter *x,
+    const kafka_DeleteAclsRequest_DeleteAclsFilter *y)
 {
     return kafka_struct_equal(&kafka_DeleteAclsRequest_DeleteAclsFilter_desc, x, y);
 }
@@ -2045,7 +3530,8 @@ void kafka_DeleteAclsRequest_init(kafka_DeleteAclsRequest *o)
 {
     kafka_struct_init(&kafka_DeleteAclsRequest_desc, o);
 }
-bool kafka_DeleteAclsRequest_equal(const kafka_DeleteAclsRequest *x, const kafka_DeleteAclsRequest *y)
+bool kafka_DeleteAclsRequest_equal(
+    const kafka_DeleteAclsRequest *x, const kafka_DeleteAclsRequest *y)
 {
     return kafka_struct_equal(&kafka_DeleteAclsRequest_desc, x, y);
 }
@@ -2068,30 +3554,63 @@ void kafka_DeleteAclsRequest_fill_test(kafka_DeleteAclsRequest *o, int16_t v, ka
 
 /* ---- DescribeConfigsRequest (request, versions 0-4, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_DescribeConfigsRequest_DescribeConfigsResource_fields[] = {
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeConfigsRequest_DescribeConfigsResource, ResourceType), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeConfigsRequest_DescribeConfigsResource, ResourceName), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"ConfigurationKeys", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_DescribeConfigsRequest_DescribeConfigsResource, ConfigurationKeys), offsetof(kafka_DescribeConfigsRequest_DescribeConfigsResource, ConfigurationKeys_count),
-     0x1fu, 0x1fu, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsRequest_DescribeConfigsResource, ResourceType),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsRequest_DescribeConfigsResource, ResourceName),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"ConfigurationKeys", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsRequest_DescribeConfigsResource, ConfigurationKeys),
+     offsetof(kafka_DescribeConfigsRequest_DescribeConfigsResource, ConfigurationKeys_count),
+     0x1fu, 0x1fu, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeConfigsRequest_DescribeConfigsResource_desc = {
-    "kafka_DescribeConfigsRequest_DescribeConfigsResource", sizeof(kafka_DescribeConfigsRequest_DescribeConfigsResource), 3, 0, kafka_DescribeConfigsRequest_DescribeConfigsResource_fields, NULL, 0x10u, 0, 4};
+    "kafka_DescribeConfigsRequest_DescribeConfigsResource",
+    sizeof(kafka_DescribeConfigsRequest_DescribeConfigsResource),
+    3,
+    0,
+    kafka_DescribeConfigsRequest_DescribeConfigsResource_fields,
+    NULL,
+    0x10u, 0, 4};
 static const struct kafka_field_desc kafka_DescribeConfigsRequest_fields[] = {
-    {"Resources", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeConfigsRequest, Resources), offsetof(kafka_DescribeConfigsRequest, Resources_count),
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, &kafka_DescribeConfigsRequest_DescribeConfigsResource_desc},
-    {"IncludeSynonyms", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeConfigsRequest, IncludeSynonyms), 0,
-     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"IncludeDocumentation", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeConfigsRequest, IncludeDocumentation), 0,
-     0x18u, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
+    {"Resources", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsRequest, Resources),
+     offsetof(kafka_DescribeConfigsRequest, Resources_count),
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     &kafka_DescribeConfigsRequest_DescribeConfigsResource_desc},
+    {"IncludeSynonyms", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsRequest, IncludeSynonyms),
+     0,
+     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IncludeDocumentation", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsRequest, IncludeDocumentation),
+     0,
+     0x18u, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DescribeConfigsRequest_desc = {
-    "kafka_DescribeConfigsRequest", sizeof(kafka_DescribeConfigsRequest), 3, 0, kafka_DescribeConfigsRequest_fields, NULL, 0x10u, 0, 4};
-void kafka_DescribeConfigsRequest_DescribeConfigsResource_init(kafka_DescribeConfigsRequest_DescribeConfigsResource *o)
+    "kafka_DescribeConfigsRequest",
+    sizeof(kafka_DescribeConfigsRequest),
+    3,
+    0,
+    kafka_DescribeConfigsRequest_fields,
+    NULL,
+    0x10u, 0, 4};
+void kafka_DescribeConfigsRequest_DescribeConfigsResource_init(
+    kafka_DescribeConfigsRequest_DescribeConfigsResource *o)
 {
     kafka_struct_init(&kafka_DescribeConfigsRequest_DescribeConfigsResource_desc, o);
 }
-bool kafka_DescribeConfigsRequest_DescribeConfigsResource_equal(const kafka_DescribeConfigsRequest_DescribeConfigsResource *x, const kafka_DescribeConfigsRequest_DescribeConfigsResource *y)
+bool kafka_DescribeConfigsRequest_DescribeConfigsResource_equal(
+    const kafka_DescribeConfigsRequest_DescribeConfigsResource *x,
+    const kafka_DescribeConfigsRequest_DescribeConfigsResource *y)
 {
     return kafka_struct_equal(&kafka_DescribeConfigsRequest_DescribeConfigsResource_desc, x, y);
 }
@@ -2099,11 +3618,13 @@ void kafka_DescribeConfigsRequest_init(kafka_DescribeConfigsRequest *o)
 {
     kafka_struct_init(&kafka_DescribeConfigsRequest_desc, o);
 }
-bool kafka_DescribeConfigsRequest_equal(const kafka_DescribeConfigsRequest *x, const kafka_DescribeConfigsRequest *y)
+bool kafka_DescribeConfigsRequest_equal(
+    const kafka_DescribeConfigsRequest *x, const kafka_DescribeConfigsRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeConfigsRequest_desc, x, y);
 }
-int kafka_DescribeConfigsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeConfigsRequest *o, kafka_arena *a)
+int kafka_DescribeConfigsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeConfigsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeConfigsRequest_desc, rd, v, o, a);
 }
@@ -2115,51 +3636,96 @@ size_t kafka_DescribeConfigsRequest_size(int16_t v, const kafka_DescribeConfigsR
 {
     return kafka_struct_size(&kafka_DescribeConfigsRequest_desc, v, o);
 }
-void kafka_DescribeConfigsRequest_fill_test(kafka_DescribeConfigsRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeConfigsRequest_fill_test(
+    kafka_DescribeConfigsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeConfigsRequest_desc, o, v, f);
 }
 
 /* ---- AlterConfigsRequest (request, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_AlterConfigsRequest_AlterableConfig_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterConfigsRequest_AlterableConfig, Name), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"Value", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterConfigsRequest_AlterableConfig, Value), 0,
-     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsRequest_AlterableConfig, Name),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"Value", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsRequest_AlterableConfig, Value),
+     0,
+     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterConfigsRequest_AlterableConfig_desc = {
-    "kafka_AlterConfigsRequest_AlterableConfig", sizeof(kafka_AlterConfigsRequest_AlterableConfig), 2, 0, kafka_AlterConfigsRequest_AlterableConfig_fields, NULL, 0x4u, 0, 2};
+    "kafka_AlterConfigsRequest_AlterableConfig",
+    sizeof(kafka_AlterConfigsRequest_AlterableConfig),
+    2,
+    0,
+    kafka_AlterConfigsRequest_AlterableConfig_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_AlterConfigsRequest_AlterConfigsResource_fields[] = {
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_AlterConfigsRequest_AlterConfigsResource, ResourceType), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterConfigsRequest_AlterConfigsResource, ResourceName), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"Configs", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterConfigsRequest_AlterConfigsResource, Configs), offsetof(kafka_AlterConfigsRequest_AlterConfigsResource, Configs_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_AlterConfigsRequest_AlterableConfig_desc},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsRequest_AlterConfigsResource, ResourceType),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsRequest_AlterConfigsResource, ResourceName),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"Configs", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterConfigsRequest_AlterConfigsResource, Configs),
+     offsetof(kafka_AlterConfigsRequest_AlterConfigsResource, Configs_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_AlterConfigsRequest_AlterableConfig_desc},
 };
 static const struct kafka_struct_desc kafka_AlterConfigsRequest_AlterConfigsResource_desc = {
-    "kafka_AlterConfigsRequest_AlterConfigsResource", sizeof(kafka_AlterConfigsRequest_AlterConfigsResource), 3, 0, kafka_AlterConfigsRequest_AlterConfigsResource_fields, NULL, 0x4u, 0, 2};
+    "kafka_AlterConfigsRequest_AlterConfigsResource",
+    sizeof(kafka_AlterConfigsRequest_AlterConfigsResource),
+    3,
+    0,
+    kafka_AlterConfigsRequest_AlterConfigsResource_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_AlterConfigsRequest_fields[] = {
-    {"Resources", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterConfigsRequest, Resources), offsetof(kafka_AlterConfigsRequest, Resources_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_AlterConfigsRequest_AlterConfigsResource_desc},
-    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_AlterConfigsRequest, ValidateOnly), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"Resources", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterConfigsRequest, Resources),
+     offsetof(kafka_AlterConfigsRequest, Resources_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_AlterConfigsRequest_AlterConfigsResource_desc},
+    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsRequest, ValidateOnly),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_AlterConfigsRequest_desc = {
-    "kafka_AlterConfigsRequest", sizeof(kafka_AlterConfigsRequest), 2, 0, kafka_AlterConfigsRequest_fields, NULL, 0x4u, 0, 2};
+    "kafka_AlterConfigsRequest",
+    sizeof(kafka_AlterConfigsRequest),
+    2,
+    0,
+    kafka_AlterConfigsRequest_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_AlterConfigsRequest_AlterableConfig_init(kafka_AlterConfigsRequest_AlterableConfig *o)
 {
     kafka_struct_init(&kafka_AlterConfigsRequest_AlterableConfig_desc, o);
 }
-bool kafka_AlterConfigsRequest_AlterableConfig_equal(const kafka_AlterConfigsRequest_AlterableConfig *x, const kafka_AlterConfigsRequest_AlterableConfig *y)
+bool kafka_AlterConfigsRequest_AlterableConfig_equal(
+    const kafka_AlterConfigsRequest_AlterableConfig *x,
+    const kafka_AlterConfigsRequest_AlterableConfig *y)
 {
     return kafka_struct_equal(&kafka_AlterConfigsRequest_AlterableConfig_desc, x, y);
 }
-void kafka_AlterConfigsRequest_AlterConfigsResource_init(kafka_AlterConfigsRequest_AlterConfigsResource *o)
+void kafka_AlterConfigsRequest_AlterConfigsResource_init(
+    kafka_AlterConfigsRequest_AlterConfigsResource *o)
 {
     kafka_struct_init(&kafka_AlterConfigsRequest_AlterConfigsResource_desc, o);
 }
-bool kafka_AlterConfigsRequest_AlterConfigsResource_equal(const kafka_AlterConfigsRequest_AlterConfigsResource *x, const kafka_AlterConfigsRequest_AlterConfigsResource *y)
+bool kafka_AlterConfigsRequest_AlterConfigsResource_equal(
+    const kafka_AlterConfigsRequest_AlterConfigsResource *x,
+    const kafka_AlterConfigsRequest_AlterConfigsResource *y)
 {
     return kafka_struct_equal(&kafka_AlterConfigsRequest_AlterConfigsResource_desc, x, y);
 }
@@ -2167,11 +3733,13 @@ void kafka_AlterConfigsRequest_init(kafka_AlterConfigsRequest *o)
 {
     kafka_struct_init(&kafka_AlterConfigsRequest_desc, o);
 }
-bool kafka_AlterConfigsRequest_equal(const kafka_AlterConfigsRequest *x, const kafka_AlterConfigsRequest *y)
+bool kafka_AlterConfigsRequest_equal(
+    const kafka_AlterConfigsRequest *x, const kafka_AlterConfigsRequest *y)
 {
     return kafka_struct_equal(&kafka_AlterConfigsRequest_desc, x, y);
 }
-int kafka_AlterConfigsRequest_decode(al_rd *rd, int16_t v, kafka_AlterConfigsRequest *o, kafka_arena *a)
+int kafka_AlterConfigsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterConfigsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterConfigsRequest_desc, rd, v, o, a);
 }
@@ -2190,40 +3758,79 @@ void kafka_AlterConfigsRequest_fill_test(kafka_AlterConfigsRequest *o, int16_t v
 
 /* ---- AlterReplicaLogDirsRequest (request, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, Name), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, Partitions), offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, Partitions_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, Name),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, Partitions),
+     offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, Partitions_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_desc = {
-    "kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic", sizeof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic), 2, 0, kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_fields, NULL, 0x4u, 0, 2};
+    "kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic",
+    sizeof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic),
+    2,
+    0,
+    kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_fields[] = {
-    {"Path", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir, Path), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir, Topics), offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir, Topics_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_desc},
+    {"Path", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir, Path),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir, Topics),
+     offsetof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir, Topics_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_desc},
 };
 static const struct kafka_struct_desc kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_desc = {
-    "kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir", sizeof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir), 2, 0, kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_fields, NULL, 0x4u, 0, 2};
+    "kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir",
+    sizeof(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir),
+    2,
+    0,
+    kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_AlterReplicaLogDirsRequest_fields[] = {
-    {"Dirs", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsRequest, Dirs), offsetof(kafka_AlterReplicaLogDirsRequest, Dirs_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_desc},
+    {"Dirs", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsRequest, Dirs),
+     offsetof(kafka_AlterReplicaLogDirsRequest, Dirs_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_desc},
 };
 const struct kafka_struct_desc kafka_AlterReplicaLogDirsRequest_desc = {
-    "kafka_AlterReplicaLogDirsRequest", sizeof(kafka_AlterReplicaLogDirsRequest), 1, 0, kafka_AlterReplicaLogDirsRequest_fields, NULL, 0x4u, 0, 2};
-void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_init(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *o)
+    "kafka_AlterReplicaLogDirsRequest",
+    sizeof(kafka_AlterReplicaLogDirsRequest),
+    1,
+    0,
+    kafka_AlterReplicaLogDirsRequest_fields,
+    NULL,
+    0x4u, 0, 2};
+void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_init(
+    kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *o)
 {
     kafka_struct_init(&kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_desc, o);
 }
-bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_equal(const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *x, const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *y)
+bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_equal(
+    const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *x,
+    const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic *y)
 {
     return kafka_struct_equal(&kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_desc, x, y);
 }
-void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_init(kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *o)
+void kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_init(
+    kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *o)
 {
     kafka_struct_init(&kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_desc, o);
 }
-bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_equal(const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *x, const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *y)
+bool kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_equal(
+    const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *x,
+    const kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir *y)
 {
     return kafka_struct_equal(&kafka_AlterReplicaLogDirsRequest_AlterReplicaLogDir_desc, x, y);
 }
@@ -2231,15 +3838,18 @@ void kafka_AlterReplicaLogDirsRequest_init(kafka_AlterReplicaLogDirsRequest *o)
 {
     kafka_struct_init(&kafka_AlterReplicaLogDirsRequest_desc, o);
 }
-bool kafka_AlterReplicaLogDirsRequest_equal(const kafka_AlterReplicaLogDirsRequest *x, const kafka_AlterReplicaLogDirsRequest *y)
+bool kafka_AlterReplicaLogDirsRequest_equal(
+    const kafka_AlterReplicaLogDirsRequest *x, const kafka_AlterReplicaLogDirsRequest *y)
 {
     return kafka_struct_equal(&kafka_AlterReplicaLogDirsRequest_desc, x, y);
 }
-int kafka_AlterReplicaLogDirsRequest_decode(al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsRequest *o, kafka_arena *a)
+int kafka_AlterReplicaLogDirsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterReplicaLogDirsRequest_desc, rd, v, o, a);
 }
-int kafka_AlterReplicaLogDirsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsRequest *o)
+int kafka_AlterReplicaLogDirsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsRequest *o)
 {
     return kafka_struct_encode(&kafka_AlterReplicaLogDirsRequest_desc, wr, v, o);
 }
@@ -2247,31 +3857,56 @@ size_t kafka_AlterReplicaLogDirsRequest_size(int16_t v, const kafka_AlterReplica
 {
     return kafka_struct_size(&kafka_AlterReplicaLogDirsRequest_desc, v, o);
 }
-void kafka_AlterReplicaLogDirsRequest_fill_test(kafka_AlterReplicaLogDirsRequest *o, int16_t v, kafka_filler *f)
+void kafka_AlterReplicaLogDirsRequest_fill_test(
+    kafka_AlterReplicaLogDirsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterReplicaLogDirsRequest_desc, o, v, f);
 }
 
 /* ---- DescribeLogDirsRequest (request, versions 0-4, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DescribeLogDirsRequest_DescribableLogDirTopic_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsRequest_DescribableLogDirTopic, Topic), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_DescribeLogDirsRequest_DescribableLogDirTopic, Partitions), offsetof(kafka_DescribeLogDirsRequest_DescribableLogDirTopic, Partitions_count),
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsRequest_DescribableLogDirTopic, Topic),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsRequest_DescribableLogDirTopic, Partitions),
+     offsetof(kafka_DescribeLogDirsRequest_DescribableLogDirTopic, Partitions_count),
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeLogDirsRequest_DescribableLogDirTopic_desc = {
-    "kafka_DescribeLogDirsRequest_DescribableLogDirTopic", sizeof(kafka_DescribeLogDirsRequest_DescribableLogDirTopic), 2, 0, kafka_DescribeLogDirsRequest_DescribableLogDirTopic_fields, NULL, 0x1cu, 0, 4};
+    "kafka_DescribeLogDirsRequest_DescribableLogDirTopic",
+    sizeof(kafka_DescribeLogDirsRequest_DescribableLogDirTopic),
+    2,
+    0,
+    kafka_DescribeLogDirsRequest_DescribableLogDirTopic_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_DescribeLogDirsRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeLogDirsRequest, Topics), offsetof(kafka_DescribeLogDirsRequest, Topics_count),
-     0x1fu, 0x1fu, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_DescribeLogDirsRequest_DescribableLogDirTopic_desc},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsRequest, Topics),
+     offsetof(kafka_DescribeLogDirsRequest, Topics_count),
+     0x1fu, 0x1fu, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_DescribeLogDirsRequest_DescribableLogDirTopic_desc},
 };
 const struct kafka_struct_desc kafka_DescribeLogDirsRequest_desc = {
-    "kafka_DescribeLogDirsRequest", sizeof(kafka_DescribeLogDirsRequest), 1, 0, kafka_DescribeLogDirsRequest_fields, NULL, 0x1cu, 0, 4};
-void kafka_DescribeLogDirsRequest_DescribableLogDirTopic_init(kafka_DescribeLogDirsRequest_DescribableLogDirTopic *o)
+    "kafka_DescribeLogDirsRequest",
+    sizeof(kafka_DescribeLogDirsRequest),
+    1,
+    0,
+    kafka_DescribeLogDirsRequest_fields,
+    NULL,
+    0x1cu, 0, 4};
+void kafka_DescribeLogDirsRequest_DescribableLogDirTopic_init(
+    kafka_DescribeLogDirsRequest_DescribableLogDirTopic *o)
 {
     kafka_struct_init(&kafka_DescribeLogDirsRequest_DescribableLogDirTopic_desc, o);
 }
-bool kafka_DescribeLogDirsRequest_DescribableLogDirTopic_equal(const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *x, const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *y)
+bool kafka_DescribeLogDirsRequest_DescribableLogDirTopic_equal(
+    const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *x,
+    const kafka_DescribeLogDirsRequest_DescribableLogDirTopic *y)
 {
     return kafka_struct_equal(&kafka_DescribeLogDirsRequest_DescribableLogDirTopic_desc, x, y);
 }
@@ -2279,11 +3914,13 @@ void kafka_DescribeLogDirsRequest_init(kafka_DescribeLogDirsRequest *o)
 {
     kafka_struct_init(&kafka_DescribeLogDirsRequest_desc, o);
 }
-bool kafka_DescribeLogDirsRequest_equal(const kafka_DescribeLogDirsRequest *x, const kafka_DescribeLogDirsRequest *y)
+bool kafka_DescribeLogDirsRequest_equal(
+    const kafka_DescribeLogDirsRequest *x, const kafka_DescribeLogDirsRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeLogDirsRequest_desc, x, y);
 }
-int kafka_DescribeLogDirsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeLogDirsRequest *o, kafka_arena *a)
+int kafka_DescribeLogDirsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeLogDirsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeLogDirsRequest_desc, rd, v, o, a);
 }
@@ -2295,31 +3932,44 @@ size_t kafka_DescribeLogDirsRequest_size(int16_t v, const kafka_DescribeLogDirsR
 {
     return kafka_struct_size(&kafka_DescribeLogDirsRequest_desc, v, o);
 }
-void kafka_DescribeLogDirsRequest_fill_test(kafka_DescribeLogDirsRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeLogDirsRequest_fill_test(
+    kafka_DescribeLogDirsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeLogDirsRequest_desc, o, v, f);
 }
 
 /* ---- SaslAuthenticateRequest (request, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_SaslAuthenticateRequest_fields[] = {
-    {"AuthBytes", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_SaslAuthenticateRequest, AuthBytes), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"AuthBytes", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_SaslAuthenticateRequest, AuthBytes),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_SaslAuthenticateRequest_desc = {
-    "kafka_SaslAuthenticateRequest", sizeof(kafka_SaslAuthenticateRequest), 1, 0, kafka_SaslAuthenticateRequest_fields, NULL, 0x4u, 0, 2};
+    "kafka_SaslAuthenticateRequest",
+    sizeof(kafka_SaslAuthenticateRequest),
+    1,
+    0,
+    kafka_SaslAuthenticateRequest_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_SaslAuthenticateRequest_init(kafka_SaslAuthenticateRequest *o)
 {
     kafka_struct_init(&kafka_SaslAuthenticateRequest_desc, o);
 }
-bool kafka_SaslAuthenticateRequest_equal(const kafka_SaslAuthenticateRequest *x, const kafka_SaslAuthenticateRequest *y)
+bool kafka_SaslAuthenticateRequest_equal(
+    const kafka_SaslAuthenticateRequest *x, const kafka_SaslAuthenticateRequest *y)
 {
     return kafka_struct_equal(&kafka_SaslAuthenticateRequest_desc, x, y);
 }
-int kafka_SaslAuthenticateRequest_decode(al_rd *rd, int16_t v, kafka_SaslAuthenticateRequest *o, kafka_arena *a)
+int kafka_SaslAuthenticateRequest_decode(
+    al_rd *rd, int16_t v, kafka_SaslAuthenticateRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_SaslAuthenticateRequest_desc, rd, v, o, a);
 }
-int kafka_SaslAuthenticateRequest_encode(al_wr *wr, int16_t v, const kafka_SaslAuthenticateRequest *o)
+int kafka_SaslAuthenticateRequest_encode(
+    al_wr *wr, int16_t v, const kafka_SaslAuthenticateRequest *o)
 {
     return kafka_struct_encode(&kafka_SaslAuthenticateRequest_desc, wr, v, o);
 }
@@ -2327,51 +3977,97 @@ size_t kafka_SaslAuthenticateRequest_size(int16_t v, const kafka_SaslAuthenticat
 {
     return kafka_struct_size(&kafka_SaslAuthenticateRequest_desc, v, o);
 }
-void kafka_SaslAuthenticateRequest_fill_test(kafka_SaslAuthenticateRequest *o, int16_t v, kafka_filler *f)
+void kafka_SaslAuthenticateRequest_fill_test(
+    kafka_SaslAuthenticateRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_SaslAuthenticateRequest_desc, o, v, f);
 }
 
 /* ---- CreatePartitionsRequest (request, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_CreatePartitionsRequest_CreatePartitionsAssignment_fields[] = {
-    {"BrokerIds", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_CreatePartitionsRequest_CreatePartitionsAssignment, BrokerIds), offsetof(kafka_CreatePartitionsRequest_CreatePartitionsAssignment, BrokerIds_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"BrokerIds", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsRequest_CreatePartitionsAssignment, BrokerIds),
+     offsetof(kafka_CreatePartitionsRequest_CreatePartitionsAssignment, BrokerIds_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_CreatePartitionsRequest_CreatePartitionsAssignment_desc = {
-    "kafka_CreatePartitionsRequest_CreatePartitionsAssignment", sizeof(kafka_CreatePartitionsRequest_CreatePartitionsAssignment), 1, 0, kafka_CreatePartitionsRequest_CreatePartitionsAssignment_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreatePartitionsRequest_CreatePartitionsAssignment",
+    sizeof(kafka_CreatePartitionsRequest_CreatePartitionsAssignment),
+    1,
+    0,
+    kafka_CreatePartitionsRequest_CreatePartitionsAssignment_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_CreatePartitionsRequest_CreatePartitionsTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreatePartitionsRequest_CreatePartitionsTopic, Name), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Count", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_CreatePartitionsRequest_CreatePartitionsTopic, Count), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"Assignments", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreatePartitionsRequest_CreatePartitionsTopic, Assignments), offsetof(kafka_CreatePartitionsRequest_CreatePartitionsTopic, Assignments_count),
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_CreatePartitionsRequest_CreatePartitionsAssignment_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsRequest_CreatePartitionsTopic, Name),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Count", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsRequest_CreatePartitionsTopic, Count),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Assignments", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsRequest_CreatePartitionsTopic, Assignments),
+     offsetof(kafka_CreatePartitionsRequest_CreatePartitionsTopic, Assignments_count),
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_CreatePartitionsRequest_CreatePartitionsAssignment_desc},
 };
 static const struct kafka_struct_desc kafka_CreatePartitionsRequest_CreatePartitionsTopic_desc = {
-    "kafka_CreatePartitionsRequest_CreatePartitionsTopic", sizeof(kafka_CreatePartitionsRequest_CreatePartitionsTopic), 3, 0, kafka_CreatePartitionsRequest_CreatePartitionsTopic_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreatePartitionsRequest_CreatePartitionsTopic",
+    sizeof(kafka_CreatePartitionsRequest_CreatePartitionsTopic),
+    3,
+    0,
+    kafka_CreatePartitionsRequest_CreatePartitionsTopic_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_CreatePartitionsRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreatePartitionsRequest, Topics), offsetof(kafka_CreatePartitionsRequest, Topics_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_CreatePartitionsRequest_CreatePartitionsTopic_desc},
-    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_CreatePartitionsRequest, TimeoutMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_CreatePartitionsRequest, ValidateOnly), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsRequest, Topics),
+     offsetof(kafka_CreatePartitionsRequest, Topics_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_CreatePartitionsRequest_CreatePartitionsTopic_desc},
+    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsRequest, TimeoutMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsRequest, ValidateOnly),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_CreatePartitionsRequest_desc = {
-    "kafka_CreatePartitionsRequest", sizeof(kafka_CreatePartitionsRequest), 3, 0, kafka_CreatePartitionsRequest_fields, NULL, 0xcu, 0, 3};
-void kafka_CreatePartitionsRequest_CreatePartitionsAssignment_init(kafka_CreatePartitionsRequest_CreatePartitionsAssignment *o)
+    "kafka_CreatePartitionsRequest",
+    sizeof(kafka_CreatePartitionsRequest),
+    3,
+    0,
+    kafka_CreatePartitionsRequest_fields,
+    NULL,
+    0xcu, 0, 3};
+void kafka_CreatePartitionsRequest_CreatePartitionsAssignment_init(
+    kafka_CreatePartitionsRequest_CreatePartitionsAssignment *o)
 {
     kafka_struct_init(&kafka_CreatePartitionsRequest_CreatePartitionsAssignment_desc, o);
 }
-bool kafka_CreatePartitionsRequest_CreatePartitionsAssignment_equal(const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *x, const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *y)
+bool kafka_CreatePartitionsRequest_CreatePartitionsAssignment_equal(
+    const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *x,
+    const kafka_CreatePartitionsRequest_CreatePartitionsAssignment *y)
 {
     return kafka_struct_equal(&kafka_CreatePartitionsRequest_CreatePartitionsAssignment_desc, x, y);
 }
-void kafka_CreatePartitionsRequest_CreatePartitionsTopic_init(kafka_CreatePartitionsRequest_CreatePartitionsTopic *o)
+void kafka_CreatePartitionsRequest_CreatePartitionsTopic_init(
+    kafka_CreatePartitionsRequest_CreatePartitionsTopic *o)
 {
     kafka_struct_init(&kafka_CreatePartitionsRequest_CreatePartitionsTopic_desc, o);
 }
-bool kafka_CreatePartitionsRequest_CreatePartitionsTopic_equal(const kafka_CreatePartitionsRequest_CreatePartitionsTopic *x, const kafka_CreatePartitionsRequest_CreatePartitionsTopic *y)
+bool kafka_CreatePartitionsRequest_CreatePartitionsTopic_equal(
+    const kafka_CreatePartitionsRequest_CreatePartitionsTopic *x,
+    const kafka_CreatePartitionsRequest_CreatePartitionsTopic *y)
 {
     return kafka_struct_equal(&kafka_CreatePartitionsRequest_CreatePartitionsTopic_desc, x, y);
 }
@@ -2379,15 +4075,18 @@ void kafka_CreatePartitionsRequest_init(kafka_CreatePartitionsRequest *o)
 {
     kafka_struct_init(&kafka_CreatePartitionsRequest_desc, o);
 }
-bool kafka_CreatePartitionsRequest_equal(const kafka_CreatePartitionsRequest *x, const kafka_CreatePartitionsRequest *y)
+bool kafka_CreatePartitionsRequest_equal(
+    const kafka_CreatePartitionsRequest *x, const kafka_CreatePartitionsRequest *y)
 {
     return kafka_struct_equal(&kafka_CreatePartitionsRequest_desc, x, y);
 }
-int kafka_CreatePartitionsRequest_decode(al_rd *rd, int16_t v, kafka_CreatePartitionsRequest *o, kafka_arena *a)
+int kafka_CreatePartitionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_CreatePartitionsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_CreatePartitionsRequest_desc, rd, v, o, a);
 }
-int kafka_CreatePartitionsRequest_encode(al_wr *wr, int16_t v, const kafka_CreatePartitionsRequest *o)
+int kafka_CreatePartitionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_CreatePartitionsRequest *o)
 {
     return kafka_struct_encode(&kafka_CreatePartitionsRequest_desc, wr, v, o);
 }
@@ -2395,37 +4094,71 @@ size_t kafka_CreatePartitionsRequest_size(int16_t v, const kafka_CreatePartition
 {
     return kafka_struct_size(&kafka_CreatePartitionsRequest_desc, v, o);
 }
-void kafka_CreatePartitionsRequest_fill_test(kafka_CreatePartitionsRequest *o, int16_t v, kafka_filler *f)
+void kafka_CreatePartitionsRequest_fill_test(
+    kafka_CreatePartitionsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_CreatePartitionsRequest_desc, o, v, f);
 }
 
 /* ---- CreateDelegationTokenRequest (request, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_CreateDelegationTokenRequest_CreatableRenewers_fields[] = {
-    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenRequest_CreatableRenewers, PrincipalType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenRequest_CreatableRenewers, PrincipalName), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
+    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenRequest_CreatableRenewers, PrincipalType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenRequest_CreatableRenewers, PrincipalName),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_CreateDelegationTokenRequest_CreatableRenewers_desc = {
-    "kafka_CreateDelegationTokenRequest_CreatableRenewers", sizeof(kafka_CreateDelegationTokenRequest_CreatableRenewers), 2, 0, kafka_CreateDelegationTokenRequest_CreatableRenewers_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreateDelegationTokenRequest_CreatableRenewers",
+    sizeof(kafka_CreateDelegationTokenRequest_CreatableRenewers),
+    2,
+    0,
+    kafka_CreateDelegationTokenRequest_CreatableRenewers_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_CreateDelegationTokenRequest_fields[] = {
-    {"OwnerPrincipalType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenRequest, OwnerPrincipalType), 0,
-     0x8u, 0x8u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"OwnerPrincipalName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenRequest, OwnerPrincipalName), 0,
-     0x8u, 0x8u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Renewers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreateDelegationTokenRequest, Renewers), offsetof(kafka_CreateDelegationTokenRequest, Renewers_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_CreateDelegationTokenRequest_CreatableRenewers_desc},
-    {"MaxLifetimeMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenRequest, MaxLifetimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"OwnerPrincipalType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenRequest, OwnerPrincipalType),
+     0,
+     0x8u, 0x8u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"OwnerPrincipalName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenRequest, OwnerPrincipalName),
+     0,
+     0x8u, 0x8u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Renewers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenRequest, Renewers),
+     offsetof(kafka_CreateDelegationTokenRequest, Renewers_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_CreateDelegationTokenRequest_CreatableRenewers_desc},
+    {"MaxLifetimeMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenRequest, MaxLifetimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_CreateDelegationTokenRequest_desc = {
-    "kafka_CreateDelegationTokenRequest", sizeof(kafka_CreateDelegationTokenRequest), 4, 0, kafka_CreateDelegationTokenRequest_fields, NULL, 0xcu, 0, 3};
-void kafka_CreateDelegationTokenRequest_CreatableRenewers_init(kafka_CreateDelegationTokenRequest_CreatableRenewers *o)
+    "kafka_CreateDelegationTokenRequest",
+    sizeof(kafka_CreateDelegationTokenRequest),
+    4,
+    0,
+    kafka_CreateDelegationTokenRequest_fields,
+    NULL,
+    0xcu, 0, 3};
+void kafka_CreateDelegationTokenRequest_CreatableRenewers_init(
+    kafka_CreateDelegationTokenRequest_CreatableRenewers *o)
 {
     kafka_struct_init(&kafka_CreateDelegationTokenRequest_CreatableRenewers_desc, o);
 }
-bool kafka_CreateDelegationTokenRequest_CreatableRenewers_equal(const kafka_CreateDelegationTokenRequest_CreatableRenewers *x, const kafka_CreateDelegationTokenRequest_CreatableRenewers *y)
+bool kafka_CreateDelegationTokenRequest_CreatableRenewers_equal(
+    const kafka_CreateDelegationTokenRequest_CreatableRenewers *x,
+    const kafka_CreateDelegationTokenRequest_CreatableRenewers *y)
 {
     return kafka_struct_equal(&kafka_CreateDelegationTokenRequest_CreatableRenewers_desc, x, y);
 }
@@ -2433,49 +4166,69 @@ void kafka_CreateDelegationTokenRequest_init(kafka_CreateDelegationTokenRequest 
 {
     kafka_struct_init(&kafka_CreateDelegationTokenRequest_desc, o);
 }
-bool kafka_CreateDelegationTokenRequest_equal(const kafka_CreateDelegationTokenRequest *x, const kafka_CreateDelegationTokenRequest *y)
+bool kafka_CreateDelegationTokenRequest_equal(
+    const kafka_CreateDelegationTokenRequest *x, const kafka_CreateDelegationTokenRequest *y)
 {
     return kafka_struct_equal(&kafka_CreateDelegationTokenRequest_desc, x, y);
 }
-int kafka_CreateDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_CreateDelegationTokenRequest *o, kafka_arena *a)
+int kafka_CreateDelegationTokenRequest_decode(
+    al_rd *rd, int16_t v, kafka_CreateDelegationTokenRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_CreateDelegationTokenRequest_desc, rd, v, o, a);
 }
-int kafka_CreateDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_CreateDelegationTokenRequest *o)
+int kafka_CreateDelegationTokenRequest_encode(
+    al_wr *wr, int16_t v, const kafka_CreateDelegationTokenRequest *o)
 {
     return kafka_struct_encode(&kafka_CreateDelegationTokenRequest_desc, wr, v, o);
 }
-size_t kafka_CreateDelegationTokenRequest_size(int16_t v, const kafka_CreateDelegationTokenRequest *o)
+size_t kafka_CreateDelegationTokenRequest_size(
+    int16_t v, const kafka_CreateDelegationTokenRequest *o)
 {
     return kafka_struct_size(&kafka_CreateDelegationTokenRequest_desc, v, o);
 }
-void kafka_CreateDelegationTokenRequest_fill_test(kafka_CreateDelegationTokenRequest *o, int16_t v, kafka_filler *f)
+void kafka_CreateDelegationTokenRequest_fill_test(
+    kafka_CreateDelegationTokenRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_CreateDelegationTokenRequest_desc, o, v, f);
 }
 
 /* ---- RenewDelegationTokenRequest (request, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_RenewDelegationTokenRequest_fields[] = {
-    {"Hmac", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_RenewDelegationTokenRequest, Hmac), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"RenewPeriodMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_RenewDelegationTokenRequest, RenewPeriodMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"Hmac", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_RenewDelegationTokenRequest, Hmac),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RenewPeriodMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_RenewDelegationTokenRequest, RenewPeriodMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_RenewDelegationTokenRequest_desc = {
-    "kafka_RenewDelegationTokenRequest", sizeof(kafka_RenewDelegationTokenRequest), 2, 0, kafka_RenewDelegationTokenRequest_fields, NULL, 0x4u, 0, 2};
+    "kafka_RenewDelegationTokenRequest",
+    sizeof(kafka_RenewDelegationTokenRequest),
+    2,
+    0,
+    kafka_RenewDelegationTokenRequest_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_RenewDelegationTokenRequest_init(kafka_RenewDelegationTokenRequest *o)
 {
     kafka_struct_init(&kafka_RenewDelegationTokenRequest_desc, o);
 }
-bool kafka_RenewDelegationTokenRequest_equal(const kafka_RenewDelegationTokenRequest *x, const kafka_RenewDelegationTokenRequest *y)
+bool kafka_RenewDelegationTokenRequest_equal(
+    const kafka_RenewDelegationTokenRequest *x, const kafka_RenewDelegationTokenRequest *y)
 {
     return kafka_struct_equal(&kafka_RenewDelegationTokenRequest_desc, x, y);
 }
-int kafka_RenewDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_RenewDelegationTokenRequest *o, kafka_arena *a)
+int kafka_RenewDelegationTokenRequest_decode(
+    al_rd *rd, int16_t v, kafka_RenewDelegationTokenRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_RenewDelegationTokenRequest_desc, rd, v, o, a);
 }
-int kafka_RenewDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_RenewDelegationTokenRequest *o)
+int kafka_RenewDelegationTokenRequest_encode(
+    al_wr *wr, int16_t v, const kafka_RenewDelegationTokenRequest *o)
 {
     return kafka_struct_encode(&kafka_RenewDelegationTokenRequest_desc, wr, v, o);
 }
@@ -2483,65 +4236,107 @@ size_t kafka_RenewDelegationTokenRequest_size(int16_t v, const kafka_RenewDelega
 {
     return kafka_struct_size(&kafka_RenewDelegationTokenRequest_desc, v, o);
 }
-void kafka_RenewDelegationTokenRequest_fill_test(kafka_RenewDelegationTokenRequest *o, int16_t v, kafka_filler *f)
+void kafka_RenewDelegationTokenRequest_fill_test(
+    kafka_RenewDelegationTokenRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_RenewDelegationTokenRequest_desc, o, v, f);
 }
 
 /* ---- ExpireDelegationTokenRequest (request, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_ExpireDelegationTokenRequest_fields[] = {
-    {"Hmac", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_ExpireDelegationTokenRequest, Hmac), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ExpiryTimePeriodMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_ExpireDelegationTokenRequest, ExpiryTimePeriodMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"Hmac", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_ExpireDelegationTokenRequest, Hmac),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ExpiryTimePeriodMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_ExpireDelegationTokenRequest, ExpiryTimePeriodMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ExpireDelegationTokenRequest_desc = {
-    "kafka_ExpireDelegationTokenRequest", sizeof(kafka_ExpireDelegationTokenRequest), 2, 0, kafka_ExpireDelegationTokenRequest_fields, NULL, 0x4u, 0, 2};
+    "kafka_ExpireDelegationTokenRequest",
+    sizeof(kafka_ExpireDelegationTokenRequest),
+    2,
+    0,
+    kafka_ExpireDelegationTokenRequest_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_ExpireDelegationTokenRequest_init(kafka_ExpireDelegationTokenRequest *o)
 {
     kafka_struct_init(&kafka_ExpireDelegationTokenRequest_desc, o);
 }
-bool kafka_ExpireDelegationTokenRequest_equal(const kafka_ExpireDelegationTokenRequest *x, const kafka_ExpireDelegationTokenRequest *y)
+bool kafka_ExpireDelegationTokenRequest_equal(
+    const kafka_ExpireDelegationTokenRequest *x, const kafka_ExpireDelegationTokenRequest *y)
 {
     return kafka_struct_equal(&kafka_ExpireDelegationTokenRequest_desc, x, y);
 }
-int kafka_ExpireDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_ExpireDelegationTokenRequest *o, kafka_arena *a)
+int kafka_ExpireDelegationTokenRequest_decode(
+    al_rd *rd, int16_t v, kafka_ExpireDelegationTokenRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ExpireDelegationTokenRequest_desc, rd, v, o, a);
 }
-int kafka_ExpireDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenRequest *o)
+int kafka_ExpireDelegationTokenRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenRequest *o)
 {
     return kafka_struct_encode(&kafka_ExpireDelegationTokenRequest_desc, wr, v, o);
 }
-size_t kafka_ExpireDelegationTokenRequest_size(int16_t v, const kafka_ExpireDelegationTokenRequest *o)
+size_t kafka_ExpireDelegationTokenRequest_size(
+    int16_t v, const kafka_ExpireDelegationTokenRequest *o)
 {
     return kafka_struct_size(&kafka_ExpireDelegationTokenRequest_desc, v, o);
 }
-void kafka_ExpireDelegationTokenRequest_fill_test(kafka_ExpireDelegationTokenRequest *o, int16_t v, kafka_filler *f)
+void kafka_ExpireDelegationTokenRequest_fill_test(
+    kafka_ExpireDelegationTokenRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ExpireDelegationTokenRequest_desc, o, v, f);
 }
 
 /* ---- DescribeDelegationTokenRequest (request, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_fields[] = {
-    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner, PrincipalType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner, PrincipalName), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
+    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner, PrincipalType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner, PrincipalName),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_desc = {
-    "kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner", sizeof(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner), 2, 0, kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_fields, NULL, 0xcu, 0, 3};
+    "kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner",
+    sizeof(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner),
+    2,
+    0,
+    kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_DescribeDelegationTokenRequest_fields[] = {
-    {"Owners", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenRequest, Owners), offsetof(kafka_DescribeDelegationTokenRequest, Owners_count),
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_desc},
+    {"Owners", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenRequest, Owners),
+     offsetof(kafka_DescribeDelegationTokenRequest, Owners_count),
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_desc},
 };
 const struct kafka_struct_desc kafka_DescribeDelegationTokenRequest_desc = {
-    "kafka_DescribeDelegationTokenRequest", sizeof(kafka_DescribeDelegationTokenRequest), 1, 0, kafka_DescribeDelegationTokenRequest_fields, NULL, 0xcu, 0, 3};
-void kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_init(kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *o)
+    "kafka_DescribeDelegationTokenRequest",
+    sizeof(kafka_DescribeDelegationTokenRequest),
+    1,
+    0,
+    kafka_DescribeDelegationTokenRequest_fields,
+    NULL,
+    0xcu, 0, 3};
+void kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_init(
+    kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *o)
 {
     kafka_struct_init(&kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_desc, o);
 }
-bool kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_equal(const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *x, const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *y)
+bool kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_equal(
+    const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *x,
+    const kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner *y)
 {
     return kafka_struct_equal(&kafka_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_desc, x, y);
 }
@@ -2549,43 +4344,59 @@ void kafka_DescribeDelegationTokenRequest_init(kafka_DescribeDelegationTokenRequ
 {
     kafka_struct_init(&kafka_DescribeDelegationTokenRequest_desc, o);
 }
-bool kafka_DescribeDelegationTokenRequest_equal(const kafka_DescribeDelegationTokenRequest *x, const kafka_DescribeDelegationTokenRequest *y)
+bool kafka_DescribeDelegationTokenRequest_equal(
+    const kafka_DescribeDelegationTokenRequest *x, const kafka_DescribeDelegationTokenRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeDelegationTokenRequest_desc, x, y);
 }
-int kafka_DescribeDelegationTokenRequest_decode(al_rd *rd, int16_t v, kafka_DescribeDelegationTokenRequest *o, kafka_arena *a)
+int kafka_DescribeDelegationTokenRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeDelegationTokenRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeDelegationTokenRequest_desc, rd, v, o, a);
 }
-int kafka_DescribeDelegationTokenRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenRequest *o)
+int kafka_DescribeDelegationTokenRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenRequest *o)
 {
     return kafka_struct_encode(&kafka_DescribeDelegationTokenRequest_desc, wr, v, o);
 }
-size_t kafka_DescribeDelegationTokenRequest_size(int16_t v, const kafka_DescribeDelegationTokenRequest *o)
+size_t kafka_DescribeDelegationTokenRequest_size(
+    int16_t v, const kafka_DescribeDelegationTokenRequest *o)
 {
     return kafka_struct_size(&kafka_DescribeDelegationTokenRequest_desc, v, o);
 }
-void kafka_DescribeDelegationTokenRequest_fill_test(kafka_DescribeDelegationTokenRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeDelegationTokenRequest_fill_test(
+    kafka_DescribeDelegationTokenRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeDelegationTokenRequest_desc, o, v, f);
 }
 
 /* ---- DeleteGroupsRequest (request, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DeleteGroupsRequest_fields[] = {
-    {"GroupsNames", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_DeleteGroupsRequest, GroupsNames), offsetof(kafka_DeleteGroupsRequest, GroupsNames_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"GroupsNames", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_DeleteGroupsRequest, GroupsNames),
+     offsetof(kafka_DeleteGroupsRequest, GroupsNames_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DeleteGroupsRequest_desc = {
-    "kafka_DeleteGroupsRequest", sizeof(kafka_DeleteGroupsRequest), 1, 0, kafka_DeleteGroupsRequest_fields, NULL, 0x4u, 0, 2};
+    "kafka_DeleteGroupsRequest",
+    sizeof(kafka_DeleteGroupsRequest),
+    1,
+    0,
+    kafka_DeleteGroupsRequest_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_DeleteGroupsRequest_init(kafka_DeleteGroupsRequest *o)
 {
     kafka_struct_init(&kafka_DeleteGroupsRequest_desc, o);
 }
-bool kafka_DeleteGroupsRequest_equal(const kafka_DeleteGroupsRequest *x, const kafka_DeleteGroupsRequest *y)
+bool kafka_DeleteGroupsRequest_equal(
+    const kafka_DeleteGroupsRequest *x, const kafka_DeleteGroupsRequest *y)
 {
     return kafka_struct_equal(&kafka_DeleteGroupsRequest_desc, x, y);
 }
-int kafka_DeleteGroupsRequest_decode(al_rd *rd, int16_t v, kafka_DeleteGroupsRequest *o, kafka_arena *a)
+int kafka_DeleteGroupsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DeleteGroupsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DeleteGroupsRequest_desc, rd, v, o, a);
 }
@@ -2604,28 +4415,57 @@ void kafka_DeleteGroupsRequest_fill_test(kafka_DeleteGroupsRequest *o, int16_t v
 
 /* ---- ElectLeadersRequest (request, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_ElectLeadersRequest_TopicPartitions_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ElectLeadersRequest_TopicPartitions, Topic), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ElectLeadersRequest_TopicPartitions, Partitions), offsetof(kafka_ElectLeadersRequest_TopicPartitions, Partitions_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersRequest_TopicPartitions, Topic),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ElectLeadersRequest_TopicPartitions, Partitions),
+     offsetof(kafka_ElectLeadersRequest_TopicPartitions, Partitions_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ElectLeadersRequest_TopicPartitions_desc = {
-    "kafka_ElectLeadersRequest_TopicPartitions", sizeof(kafka_ElectLeadersRequest_TopicPartitions), 2, 0, kafka_ElectLeadersRequest_TopicPartitions_fields, NULL, 0x4u, 0, 2};
+    "kafka_ElectLeadersRequest_TopicPartitions",
+    sizeof(kafka_ElectLeadersRequest_TopicPartitions),
+    2,
+    0,
+    kafka_ElectLeadersRequest_TopicPartitions_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_ElectLeadersRequest_fields[] = {
-    {"ElectionType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_ElectLeadersRequest, ElectionType), 0,
-     0x6u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"TopicPartitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ElectLeadersRequest, TopicPartitions), offsetof(kafka_ElectLeadersRequest, TopicPartitions_count),
-     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_ElectLeadersRequest_TopicPartitions_desc},
-    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ElectLeadersRequest, TimeoutMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 60000, 0.0, NULL, 0, NULL},
+    {"ElectionType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersRequest, ElectionType),
+     0,
+     0x6u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TopicPartitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ElectLeadersRequest, TopicPartitions),
+     offsetof(kafka_ElectLeadersRequest, TopicPartitions_count),
+     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_ElectLeadersRequest_TopicPartitions_desc},
+    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersRequest, TimeoutMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 60000, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ElectLeadersRequest_desc = {
-    "kafka_ElectLeadersRequest", sizeof(kafka_ElectLeadersRequest), 3, 0, kafka_ElectLeadersRequest_fields, NULL, 0x4u, 0, 2};
+    "kafka_ElectLeadersRequest",
+    sizeof(kafka_ElectLeadersRequest),
+    3,
+    0,
+    kafka_ElectLeadersRequest_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_ElectLeadersRequest_TopicPartitions_init(kafka_ElectLeadersRequest_TopicPartitions *o)
 {
     kafka_struct_init(&kafka_ElectLeadersRequest_TopicPartitions_desc, o);
 }
-bool kafka_ElectLeadersRequest_TopicPartitions_equal(const kafka_ElectLeadersRequest_TopicPartitions *x, const kafka_ElectLeadersRequest_TopicPartitions *y)
+bool kafka_ElectLeadersRequest_TopicPartitions_equal(
+    const kafka_ElectLeadersRequest_TopicPartitions *x,
+    const kafka_ElectLeadersRequest_TopicPartitions *y)
 {
     return kafka_struct_equal(&kafka_ElectLeadersRequest_TopicPartitions_desc, x, y);
 }
@@ -2633,11 +4473,13 @@ void kafka_ElectLeadersRequest_init(kafka_ElectLeadersRequest *o)
 {
     kafka_struct_init(&kafka_ElectLeadersRequest_desc, o);
 }
-bool kafka_ElectLeadersRequest_equal(const kafka_ElectLeadersRequest *x, const kafka_ElectLeadersRequest *y)
+bool kafka_ElectLeadersRequest_equal(
+    const kafka_ElectLeadersRequest *x, const kafka_ElectLeadersRequest *y)
 {
     return kafka_struct_equal(&kafka_ElectLeadersRequest_desc, x, y);
 }
-int kafka_ElectLeadersRequest_decode(al_rd *rd, int16_t v, kafka_ElectLeadersRequest *o, kafka_arena *a)
+int kafka_ElectLeadersRequest_decode(
+    al_rd *rd, int16_t v, kafka_ElectLeadersRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ElectLeadersRequest_desc, rd, v, o, a);
 }
@@ -2656,46 +4498,94 @@ void kafka_ElectLeadersRequest_fill_test(kafka_ElectLeadersRequest *o, int16_t v
 
 /* ---- IncrementalAlterConfigsRequest (request, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_IncrementalAlterConfigsRequest_AlterableConfig_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsRequest_AlterableConfig, Name), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"ConfigOperation", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsRequest_AlterableConfig, ConfigOperation), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"Value", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsRequest_AlterableConfig, Value), 0,
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsRequest_AlterableConfig, Name),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"ConfigOperation", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsRequest_AlterableConfig, ConfigOperation),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Value", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsRequest_AlterableConfig, Value),
+     0,
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_IncrementalAlterConfigsRequest_AlterableConfig_desc = {
-    "kafka_IncrementalAlterConfigsRequest_AlterableConfig", sizeof(kafka_IncrementalAlterConfigsRequest_AlterableConfig), 3, 0, kafka_IncrementalAlterConfigsRequest_AlterableConfig_fields, NULL, 0x2u, 0, 1};
+    "kafka_IncrementalAlterConfigsRequest_AlterableConfig",
+    sizeof(kafka_IncrementalAlterConfigsRequest_AlterableConfig),
+    3,
+    0,
+    kafka_IncrementalAlterConfigsRequest_AlterableConfig_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_fields[] = {
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource, ResourceType), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource, ResourceName), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"Configs", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource, Configs), offsetof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource, Configs_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_IncrementalAlterConfigsRequest_AlterableConfig_desc},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource, ResourceType),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource, ResourceName),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"Configs", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource, Configs),
+     offsetof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource, Configs_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_IncrementalAlterConfigsRequest_AlterableConfig_desc},
 };
 static const struct kafka_struct_desc kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_desc = {
-    "kafka_IncrementalAlterConfigsRequest_AlterConfigsResource", sizeof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource), 3, 0, kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_fields, NULL, 0x2u, 0, 1};
+    "kafka_IncrementalAlterConfigsRequest_AlterConfigsResource",
+    sizeof(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource),
+    3,
+    0,
+    kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_IncrementalAlterConfigsRequest_fields[] = {
-    {"Resources", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsRequest, Resources), offsetof(kafka_IncrementalAlterConfigsRequest, Resources_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_desc},
-    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsRequest, ValidateOnly), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"Resources", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsRequest, Resources),
+     offsetof(kafka_IncrementalAlterConfigsRequest, Resources_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_desc},
+    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsRequest, ValidateOnly),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_IncrementalAlterConfigsRequest_desc = {
-    "kafka_IncrementalAlterConfigsRequest", sizeof(kafka_IncrementalAlterConfigsRequest), 2, 0, kafka_IncrementalAlterConfigsRequest_fields, NULL, 0x2u, 0, 1};
-void kafka_IncrementalAlterConfigsRequest_AlterableConfig_init(kafka_IncrementalAlterConfigsRequest_AlterableConfig *o)
+    "kafka_IncrementalAlterConfigsRequest",
+    sizeof(kafka_IncrementalAlterConfigsRequest),
+    2,
+    0,
+    kafka_IncrementalAlterConfigsRequest_fields,
+    NULL,
+    0x2u, 0, 1};
+void kafka_IncrementalAlterConfigsRequest_AlterableConfig_init(
+    kafka_IncrementalAlterConfigsRequest_AlterableConfig *o)
 {
     kafka_struct_init(&kafka_IncrementalAlterConfigsRequest_AlterableConfig_desc, o);
 }
-bool kafka_IncrementalAlterConfigsRequest_AlterableConfig_equal(const kafka_IncrementalAlterConfigsRequest_AlterableConfig *x, const kafka_IncrementalAlterConfigsRequest_AlterableConfig *y)
+bool kafka_IncrementalAlterConfigsRequest_AlterableConfig_equal(
+    const kafka_IncrementalAlterConfigsRequest_AlterableConfig *x,
+    const kafka_IncrementalAlterConfigsRequest_AlterableConfig *y)
 {
     return kafka_struct_equal(&kafka_IncrementalAlterConfigsRequest_AlterableConfig_desc, x, y);
 }
-void kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_init(kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *o)
+void kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_init(
+    kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *o)
 {
     kafka_struct_init(&kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_desc, o);
 }
-bool kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_equal(const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *x, const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *y)
+bool kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_equal(
+    const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *x,
+    const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *y)
 {
     return kafka_struct_equal(&kafka_IncrementalAlterConfigsRequest_AlterConfigsResource_desc, x, y);
 }
@@ -2703,65 +4593,112 @@ void kafka_IncrementalAlterConfigsRequest_init(kafka_IncrementalAlterConfigsRequ
 {
     kafka_struct_init(&kafka_IncrementalAlterConfigsRequest_desc, o);
 }
-bool kafka_IncrementalAlterConfigsRequest_equal(const kafka_IncrementalAlterConfigsRequest *x, const kafka_IncrementalAlterConfigsRequest *y)
+bool kafka_IncrementalAlterConfigsRequest_equal(
+    const kafka_IncrementalAlterConfigsRequest *x, const kafka_IncrementalAlterConfigsRequest *y)
 {
     return kafka_struct_equal(&kafka_IncrementalAlterConfigsRequest_desc, x, y);
 }
-int kafka_IncrementalAlterConfigsRequest_decode(al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsRequest *o, kafka_arena *a)
+int kafka_IncrementalAlterConfigsRequest_decode(
+    al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_IncrementalAlterConfigsRequest_desc, rd, v, o, a);
 }
-int kafka_IncrementalAlterConfigsRequest_encode(al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsRequest *o)
+int kafka_IncrementalAlterConfigsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsRequest *o)
 {
     return kafka_struct_encode(&kafka_IncrementalAlterConfigsRequest_desc, wr, v, o);
 }
-size_t kafka_IncrementalAlterConfigsRequest_size(int16_t v, const kafka_IncrementalAlterConfigsRequest *o)
+size_t kafka_IncrementalAlterConfigsRequest_size(
+    int16_t v, const kafka_IncrementalAlterConfigsRequest *o)
 {
     return kafka_struct_size(&kafka_IncrementalAlterConfigsRequest_desc, v, o);
 }
-void kafka_IncrementalAlterConfigsRequest_fill_test(kafka_IncrementalAlterConfigsRequest *o, int16_t v, kafka_filler *f)
+void kafka_IncrementalAlterConfigsRequest_fill_test(
+    kafka_IncrementalAlterConfigsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_IncrementalAlterConfigsRequest_desc, o, v, f);
 }
 
 /* ---- AlterPartitionReassignmentsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Replicas", KAFKA_T_INT32, true, false, false, true, -1, offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition, Replicas), offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition, Replicas_count),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Replicas", KAFKA_T_INT32, true, false, false, true, -1,
+     offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition, Replicas),
+     offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition, Replicas_count),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_desc = {
-    "kafka_AlterPartitionReassignmentsRequest_ReassignablePartition", sizeof(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition), 2, 0, kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_fields, NULL, 0x1u, 0, 0};
+    "kafka_AlterPartitionReassignmentsRequest_ReassignablePartition",
+    sizeof(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition),
+    2,
+    0,
+    kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic, Partitions), offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic, Partitions),
+     offsetof(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_desc},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_desc = {
-    "kafka_AlterPartitionReassignmentsRequest_ReassignableTopic", sizeof(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic), 2, 0, kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_fields, NULL, 0x1u, 0, 0};
+    "kafka_AlterPartitionReassignmentsRequest_ReassignableTopic",
+    sizeof(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic),
+    2,
+    0,
+    kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AlterPartitionReassignmentsRequest_fields[] = {
-    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsRequest, TimeoutMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 60000, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsRequest, Topics), offsetof(kafka_AlterPartitionReassignmentsRequest, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_desc},
+    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsRequest, TimeoutMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 60000, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsRequest, Topics),
+     offsetof(kafka_AlterPartitionReassignmentsRequest, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_desc},
 };
 const struct kafka_struct_desc kafka_AlterPartitionReassignmentsRequest_desc = {
-    "kafka_AlterPartitionReassignmentsRequest", sizeof(kafka_AlterPartitionReassignmentsRequest), 2, 0, kafka_AlterPartitionReassignmentsRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_init(kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *o)
+    "kafka_AlterPartitionReassignmentsRequest",
+    sizeof(kafka_AlterPartitionReassignmentsRequest),
+    2,
+    0,
+    kafka_AlterPartitionReassignmentsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_init(
+    kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *o)
 {
     kafka_struct_init(&kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_desc, o);
 }
-bool kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_equal(const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *x, const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *y)
+bool kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_equal(
+    const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *x,
+    const kafka_AlterPartitionReassignmentsRequest_ReassignablePartition *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionReassignmentsRequest_ReassignablePartition_desc, x, y);
 }
-void kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_init(kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *o)
+void kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_init(
+    kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *o)
 {
     kafka_struct_init(&kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_desc, o);
 }
-bool kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_equal(const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *x, const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *y)
+bool kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_equal(
+    const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *x,
+    const kafka_AlterPartitionReassignmentsRequest_ReassignableTopic *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionReassignmentsRequest_ReassignableTopic_desc, x, y);
 }
@@ -2769,49 +4706,82 @@ void kafka_AlterPartitionReassignmentsRequest_init(kafka_AlterPartitionReassignm
 {
     kafka_struct_init(&kafka_AlterPartitionReassignmentsRequest_desc, o);
 }
-bool kafka_AlterPartitionReassignmentsRequest_equal(const kafka_AlterPartitionReassignmentsRequest *x, const kafka_AlterPartitionReassignmentsRequest *y)
+bool kafka_AlterPartitionReassignmentsRequest_equal(
+    const kafka_AlterPartitionReassignmentsRequest *x,
+    const kafka_AlterPartitionReassignmentsRequest *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionReassignmentsRequest_desc, x, y);
 }
-int kafka_AlterPartitionReassignmentsRequest_decode(al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsRequest *o, kafka_arena *a)
+int kafka_AlterPartitionReassignmentsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterPartitionReassignmentsRequest_desc, rd, v, o, a);
 }
-int kafka_AlterPartitionReassignmentsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsRequest *o)
+int kafka_AlterPartitionReassignmentsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsRequest *o)
 {
     return kafka_struct_encode(&kafka_AlterPartitionReassignmentsRequest_desc, wr, v, o);
 }
-size_t kafka_AlterPartitionReassignmentsRequest_size(int16_t v, const kafka_AlterPartitionReassignmentsRequest *o)
+size_t kafka_AlterPartitionReassignmentsRequest_size(
+    int16_t v, const kafka_AlterPartitionReassignmentsRequest *o)
 {
     return kafka_struct_size(&kafka_AlterPartitionReassignmentsRequest_desc, v, o);
 }
-void kafka_AlterPartitionReassignmentsRequest_fill_test(kafka_AlterPartitionReassignmentsRequest *o, int16_t v, kafka_filler *f)
+void kafka_AlterPartitionReassignmentsRequest_fill_test(
+    kafka_AlterPartitionReassignmentsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterPartitionReassignmentsRequest_desc, o, v, f);
 }
 
 /* ---- ListPartitionReassignmentsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics, PartitionIndexes), offsetof(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics, PartitionIndexes_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics, PartitionIndexes),
+     offsetof(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics, PartitionIndexes_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_desc = {
-    "kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics", sizeof(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics), 2, 0, kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_fields, NULL, 0x1u, 0, 0};
+    "kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics",
+    sizeof(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics),
+    2,
+    0,
+    kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ListPartitionReassignmentsRequest_fields[] = {
-    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsRequest, TimeoutMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 60000, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, true, -1, offsetof(kafka_ListPartitionReassignmentsRequest, Topics), offsetof(kafka_ListPartitionReassignmentsRequest, Topics_count),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_desc},
+    {"TimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsRequest, TimeoutMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 60000, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, true, -1,
+     offsetof(kafka_ListPartitionReassignmentsRequest, Topics),
+     offsetof(kafka_ListPartitionReassignmentsRequest, Topics_count),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_desc},
 };
 const struct kafka_struct_desc kafka_ListPartitionReassignmentsRequest_desc = {
-    "kafka_ListPartitionReassignmentsRequest", sizeof(kafka_ListPartitionReassignmentsRequest), 2, 0, kafka_ListPartitionReassignmentsRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_init(kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *o)
+    "kafka_ListPartitionReassignmentsRequest",
+    sizeof(kafka_ListPartitionReassignmentsRequest),
+    2,
+    0,
+    kafka_ListPartitionReassignmentsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_init(
+    kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *o)
 {
     kafka_struct_init(&kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_desc, o);
 }
-bool kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_equal(const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *x, const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *y)
+bool kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_equal(
+    const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *x,
+    const kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics *y)
 {
     return kafka_struct_equal(&kafka_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_desc, x, y);
 }
@@ -2819,63 +4789,108 @@ void kafka_ListPartitionReassignmentsRequest_init(kafka_ListPartitionReassignmen
 {
     kafka_struct_init(&kafka_ListPartitionReassignmentsRequest_desc, o);
 }
-bool kafka_ListPartitionReassignmentsRequest_equal(const kafka_ListPartitionReassignmentsRequest *x, const kafka_ListPartitionReassignmentsRequest *y)
+bool kafka_ListPartitionReassignmentsRequest_equal(
+    const kafka_ListPartitionReassignmentsRequest *x,
+    const kafka_ListPartitionReassignmentsRequest *y)
 {
     return kafka_struct_equal(&kafka_ListPartitionReassignmentsRequest_desc, x, y);
 }
-int kafka_ListPartitionReassignmentsRequest_decode(al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsRequest *o, kafka_arena *a)
+int kafka_ListPartitionReassignmentsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListPartitionReassignmentsRequest_desc, rd, v, o, a);
 }
-int kafka_ListPartitionReassignmentsRequest_encode(al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsRequest *o)
+int kafka_ListPartitionReassignmentsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsRequest *o)
 {
     return kafka_struct_encode(&kafka_ListPartitionReassignmentsRequest_desc, wr, v, o);
 }
-size_t kafka_ListPartitionReassignmentsRequest_size(int16_t v, const kafka_ListPartitionReassignmentsRequest *o)
+size_t kafka_ListPartitionReassignmentsRequest_size(
+    int16_t v, const kafka_ListPartitionReassignmentsRequest *o)
 {
     return kafka_struct_size(&kafka_ListPartitionReassignmentsRequest_desc, v, o);
 }
-void kafka_ListPartitionReassignmentsRequest_fill_test(kafka_ListPartitionReassignmentsRequest *o, int16_t v, kafka_filler *f)
+void kafka_ListPartitionReassignmentsRequest_fill_test(
+    kafka_ListPartitionReassignmentsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ListPartitionReassignmentsRequest_desc, o, v, f);
 }
 
 /* ---- OffsetDeleteRequest (request, versions 0-0, flexible none) ---- */
 static const struct kafka_field_desc kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_desc = {
-    "kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition", sizeof(kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition), 1, 0, kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_fields, NULL, 0x0u, 0, 0};
+    "kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition",
+    sizeof(kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition),
+    1,
+    0,
+    kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic, Partitions), offsetof(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic, Partitions),
+     offsetof(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_desc = {
-    "kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic", sizeof(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic), 2, 0, kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_fields, NULL, 0x0u, 0, 0};
+    "kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic",
+    sizeof(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic),
+    2,
+    0,
+    kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_OffsetDeleteRequest_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetDeleteRequest, GroupId), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetDeleteRequest, Topics), offsetof(kafka_OffsetDeleteRequest, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_desc},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteRequest, GroupId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteRequest, Topics),
+     offsetof(kafka_OffsetDeleteRequest, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_desc},
 };
 const struct kafka_struct_desc kafka_OffsetDeleteRequest_desc = {
-    "kafka_OffsetDeleteRequest", sizeof(kafka_OffsetDeleteRequest), 2, 0, kafka_OffsetDeleteRequest_fields, NULL, 0x0u, 0, 0};
-void kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_init(kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *o)
+    "kafka_OffsetDeleteRequest",
+    sizeof(kafka_OffsetDeleteRequest),
+    2,
+    0,
+    kafka_OffsetDeleteRequest_fields,
+    NULL,
+    0x0u, 0, 0};
+void kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_init(
+    kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *o)
 {
     kafka_struct_init(&kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_desc, o);
 }
-bool kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_equal(const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *x, const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *y)
+bool kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_equal(
+    const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *x,
+    const kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition *y)
 {
     return kafka_struct_equal(&kafka_OffsetDeleteRequest_OffsetDeleteRequestPartition_desc, x, y);
 }
-void kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_init(kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *o)
+void kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_init(
+    kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *o)
 {
     kafka_struct_init(&kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_desc, o);
 }
-bool kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_equal(const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *x, const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *y)
+bool kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_equal(
+    const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *x,
+    const kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic *y)
 {
     return kafka_struct_equal(&kafka_OffsetDeleteRequest_OffsetDeleteRequestTopic_desc, x, y);
 }
@@ -2883,11 +4898,13 @@ void kafka_OffsetDeleteRequest_init(kafka_OffsetDeleteRequest *o)
 {
     kafka_struct_init(&kafka_OffsetDeleteRequest_desc, o);
 }
-bool kafka_OffsetDeleteRequest_equal(const kafka_OffsetDeleteRequest *x, const kafka_OffsetDeleteRequest *y)
+bool kafka_OffsetDeleteRequest_equal(
+    const kafka_OffsetDeleteRequest *x, const kafka_OffsetDeleteRequest *y)
 {
     return kafka_struct_equal(&kafka_OffsetDeleteRequest_desc, x, y);
 }
-int kafka_OffsetDeleteRequest_decode(al_rd *rd, int16_t v, kafka_OffsetDeleteRequest *o, kafka_arena *a)
+int kafka_OffsetDeleteRequest_decode(
+    al_rd *rd, int16_t v, kafka_OffsetDeleteRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_OffsetDeleteRequest_desc, rd, v, o, a);
 }
@@ -2906,28 +4923,58 @@ void kafka_OffsetDeleteRequest_fill_test(kafka_OffsetDeleteRequest *o, int16_t v
 
 /* ---- DescribeClientQuotasRequest (request, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_DescribeClientQuotasRequest_ComponentData_fields[] = {
-    {"EntityType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasRequest_ComponentData, EntityType), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"MatchType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasRequest_ComponentData, MatchType), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"Match", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasRequest_ComponentData, Match), 0,
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
+    {"EntityType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasRequest_ComponentData, EntityType),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"MatchType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasRequest_ComponentData, MatchType),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Match", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasRequest_ComponentData, Match),
+     0,
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeClientQuotasRequest_ComponentData_desc = {
-    "kafka_DescribeClientQuotasRequest_ComponentData", sizeof(kafka_DescribeClientQuotasRequest_ComponentData), 3, 0, kafka_DescribeClientQuotasRequest_ComponentData_fields, NULL, 0x2u, 0, 1};
+    "kafka_DescribeClientQuotasRequest_ComponentData",
+    sizeof(kafka_DescribeClientQuotasRequest_ComponentData),
+    3,
+    0,
+    kafka_DescribeClientQuotasRequest_ComponentData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeClientQuotasRequest_fields[] = {
-    {"Components", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeClientQuotasRequest, Components), offsetof(kafka_DescribeClientQuotasRequest, Components_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_DescribeClientQuotasRequest_ComponentData_desc},
-    {"Strict", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasRequest, Strict), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"Components", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasRequest, Components),
+     offsetof(kafka_DescribeClientQuotasRequest, Components_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_DescribeClientQuotasRequest_ComponentData_desc},
+    {"Strict", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasRequest, Strict),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DescribeClientQuotasRequest_desc = {
-    "kafka_DescribeClientQuotasRequest", sizeof(kafka_DescribeClientQuotasRequest), 2, 0, kafka_DescribeClientQuotasRequest_fields, NULL, 0x2u, 0, 1};
-void kafka_DescribeClientQuotasRequest_ComponentData_init(kafka_DescribeClientQuotasRequest_ComponentData *o)
+    "kafka_DescribeClientQuotasRequest",
+    sizeof(kafka_DescribeClientQuotasRequest),
+    2,
+    0,
+    kafka_DescribeClientQuotasRequest_fields,
+    NULL,
+    0x2u, 0, 1};
+void kafka_DescribeClientQuotasRequest_ComponentData_init(
+    kafka_DescribeClientQuotasRequest_ComponentData *o)
 {
     kafka_struct_init(&kafka_DescribeClientQuotasRequest_ComponentData_desc, o);
 }
-bool kafka_DescribeClientQuotasRequest_ComponentData_equal(const kafka_DescribeClientQuotasRequest_ComponentData *x, const kafka_DescribeClientQuotasRequest_ComponentData *y)
+bool kafka_DescribeClientQuotasRequest_ComponentData_equal(
+    const kafka_DescribeClientQuotasRequest_ComponentData *x,
+    const kafka_DescribeClientQuotasRequest_ComponentData *y)
 {
     return kafka_struct_equal(&kafka_DescribeClientQuotasRequest_ComponentData_desc, x, y);
 }
@@ -2935,15 +4982,18 @@ void kafka_DescribeClientQuotasRequest_init(kafka_DescribeClientQuotasRequest *o
 {
     kafka_struct_init(&kafka_DescribeClientQuotasRequest_desc, o);
 }
-bool kafka_DescribeClientQuotasRequest_equal(const kafka_DescribeClientQuotasRequest *x, const kafka_DescribeClientQuotasRequest *y)
+bool kafka_DescribeClientQuotasRequest_equal(
+    const kafka_DescribeClientQuotasRequest *x, const kafka_DescribeClientQuotasRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeClientQuotasRequest_desc, x, y);
 }
-int kafka_DescribeClientQuotasRequest_decode(al_rd *rd, int16_t v, kafka_DescribeClientQuotasRequest *o, kafka_arena *a)
+int kafka_DescribeClientQuotasRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeClientQuotasRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeClientQuotasRequest_desc, rd, v, o, a);
 }
-int kafka_DescribeClientQuotasRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeClientQuotasRequest *o)
+int kafka_DescribeClientQuotasRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeClientQuotasRequest *o)
 {
     return kafka_struct_encode(&kafka_DescribeClientQuotasRequest_desc, wr, v, o);
 }
@@ -2951,51 +5001,105 @@ size_t kafka_DescribeClientQuotasRequest_size(int16_t v, const kafka_DescribeCli
 {
     return kafka_struct_size(&kafka_DescribeClientQuotasRequest_desc, v, o);
 }
-void kafka_DescribeClientQuotasRequest_fill_test(kafka_DescribeClientQuotasRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeClientQuotasRequest_fill_test(
+    kafka_DescribeClientQuotasRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeClientQuotasRequest_desc, o, v, f);
 }
 
 /* ---- AlterClientQuotasRequest (request, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_AlterClientQuotasRequest_EntityData_fields[] = {
-    {"EntityType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest_EntityData, EntityType), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"EntityName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest_EntityData, EntityName), 0,
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
+    {"EntityType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest_EntityData, EntityType),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"EntityName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest_EntityData, EntityName),
+     0,
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterClientQuotasRequest_EntityData_desc = {
-    "kafka_AlterClientQuotasRequest_EntityData", sizeof(kafka_AlterClientQuotasRequest_EntityData), 2, 0, kafka_AlterClientQuotasRequest_EntityData_fields, NULL, 0x2u, 0, 1};
+    "kafka_AlterClientQuotasRequest_EntityData",
+    sizeof(kafka_AlterClientQuotasRequest_EntityData),
+    2,
+    0,
+    kafka_AlterClientQuotasRequest_EntityData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_AlterClientQuotasRequest_OpData_fields[] = {
-    {"Key", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest_OpData, Key), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"Value", KAFKA_T_FLOAT64, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest_OpData, Value), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"Remove", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest_OpData, Remove), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"Key", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest_OpData, Key),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"Value", KAFKA_T_FLOAT64, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest_OpData, Value),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Remove", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest_OpData, Remove),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterClientQuotasRequest_OpData_desc = {
-    "kafka_AlterClientQuotasRequest_OpData", sizeof(kafka_AlterClientQuotasRequest_OpData), 3, 0, kafka_AlterClientQuotasRequest_OpData_fields, NULL, 0x2u, 0, 1};
+    "kafka_AlterClientQuotasRequest_OpData",
+    sizeof(kafka_AlterClientQuotasRequest_OpData),
+    3,
+    0,
+    kafka_AlterClientQuotasRequest_OpData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_AlterClientQuotasRequest_EntryData_fields[] = {
-    {"Entity", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest_EntryData, Entity), offsetof(kafka_AlterClientQuotasRequest_EntryData, Entity_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_AlterClientQuotasRequest_EntityData_desc},
-    {"Ops", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest_EntryData, Ops), offsetof(kafka_AlterClientQuotasRequest_EntryData, Ops_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_AlterClientQuotasRequest_OpData_desc},
+    {"Entity", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest_EntryData, Entity),
+     offsetof(kafka_AlterClientQuotasRequest_EntryData, Entity_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_AlterClientQuotasRequest_EntityData_desc},
+    {"Ops", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest_EntryData, Ops),
+     offsetof(kafka_AlterClientQuotasRequest_EntryData, Ops_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_AlterClientQuotasRequest_OpData_desc},
 };
 static const struct kafka_struct_desc kafka_AlterClientQuotasRequest_EntryData_desc = {
-    "kafka_AlterClientQuotasRequest_EntryData", sizeof(kafka_AlterClientQuotasRequest_EntryData), 2, 0, kafka_AlterClientQuotasRequest_EntryData_fields, NULL, 0x2u, 0, 1};
+    "kafka_AlterClientQuotasRequest_EntryData",
+    sizeof(kafka_AlterClientQuotasRequest_EntryData),
+    2,
+    0,
+    kafka_AlterClientQuotasRequest_EntryData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_AlterClientQuotasRequest_fields[] = {
-    {"Entries", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest, Entries), offsetof(kafka_AlterClientQuotasRequest, Entries_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_AlterClientQuotasRequest_EntryData_desc},
-    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasRequest, ValidateOnly), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"Entries", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest, Entries),
+     offsetof(kafka_AlterClientQuotasRequest, Entries_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_AlterClientQuotasRequest_EntryData_desc},
+    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasRequest, ValidateOnly),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_AlterClientQuotasRequest_desc = {
-    "kafka_AlterClientQuotasRequest", sizeof(kafka_AlterClientQuotasRequest), 2, 0, kafka_AlterClientQuotasRequest_fields, NULL, 0x2u, 0, 1};
+    "kafka_AlterClientQuotasRequest",
+    sizeof(kafka_AlterClientQuotasRequest),
+    2,
+    0,
+    kafka_AlterClientQuotasRequest_fields,
+    NULL,
+    0x2u, 0, 1};
 void kafka_AlterClientQuotasRequest_EntityData_init(kafka_AlterClientQuotasRequest_EntityData *o)
 {
     kafka_struct_init(&kafka_AlterClientQuotasRequest_EntityData_desc, o);
 }
-bool kafka_AlterClientQuotasRequest_EntityData_equal(const kafka_AlterClientQuotasRequest_EntityData *x, const kafka_AlterClientQuotasRequest_EntityData *y)
+bool kafka_AlterClientQuotasRequest_EntityData_equal(
+    const kafka_AlterClientQuotasRequest_EntityData *x,
+    const kafka_AlterClientQuotasRequest_EntityData *y)
 {
     return kafka_struct_equal(&kafka_AlterClientQuotasRequest_EntityData_desc, x, y);
 }
@@ -3003,7 +5107,8 @@ void kafka_AlterClientQuotasRequest_OpData_init(kafka_AlterClientQuotasRequest_O
 {
     kafka_struct_init(&kafka_AlterClientQuotasRequest_OpData_desc, o);
 }
-bool kafka_AlterClientQuotasRequest_OpData_equal(const kafka_AlterClientQuotasRequest_OpData *x, const kafka_AlterClientQuotasRequest_OpData *y)
+bool kafka_AlterClientQuotasRequest_OpData_equal(
+    const kafka_AlterClientQuotasRequest_OpData *x, const kafka_AlterClientQuotasRequest_OpData *y)
 {
     return kafka_struct_equal(&kafka_AlterClientQuotasRequest_OpData_desc, x, y);
 }
@@ -3011,7 +5116,9 @@ void kafka_AlterClientQuotasRequest_EntryData_init(kafka_AlterClientQuotasReques
 {
     kafka_struct_init(&kafka_AlterClientQuotasRequest_EntryData_desc, o);
 }
-bool kafka_AlterClientQuotasRequest_EntryData_equal(const kafka_AlterClientQuotasRequest_EntryData *x, const kafka_AlterClientQuotasRequest_EntryData *y)
+bool kafka_AlterClientQuotasRequest_EntryData_equal(
+    const kafka_AlterClientQuotasRequest_EntryData *x,
+    const kafka_AlterClientQuotasRequest_EntryData *y)
 {
     return kafka_struct_equal(&kafka_AlterClientQuotasRequest_EntryData_desc, x, y);
 }
@@ -3019,15 +5126,18 @@ void kafka_AlterClientQuotasRequest_init(kafka_AlterClientQuotasRequest *o)
 {
     kafka_struct_init(&kafka_AlterClientQuotasRequest_desc, o);
 }
-bool kafka_AlterClientQuotasRequest_equal(const kafka_AlterClientQuotasRequest *x, const kafka_AlterClientQuotasRequest *y)
+bool kafka_AlterClientQuotasRequest_equal(
+    const kafka_AlterClientQuotasRequest *x, const kafka_AlterClientQuotasRequest *y)
 {
     return kafka_struct_equal(&kafka_AlterClientQuotasRequest_desc, x, y);
 }
-int kafka_AlterClientQuotasRequest_decode(al_rd *rd, int16_t v, kafka_AlterClientQuotasRequest *o, kafka_arena *a)
+int kafka_AlterClientQuotasRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterClientQuotasRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterClientQuotasRequest_desc, rd, v, o, a);
 }
-int kafka_AlterClientQuotasRequest_encode(al_wr *wr, int16_t v, const kafka_AlterClientQuotasRequest *o)
+int kafka_AlterClientQuotasRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AlterClientQuotasRequest *o)
 {
     return kafka_struct_encode(&kafka_AlterClientQuotasRequest_desc, wr, v, o);
 }
@@ -3035,29 +5145,51 @@ size_t kafka_AlterClientQuotasRequest_size(int16_t v, const kafka_AlterClientQuo
 {
     return kafka_struct_size(&kafka_AlterClientQuotasRequest_desc, v, o);
 }
-void kafka_AlterClientQuotasRequest_fill_test(kafka_AlterClientQuotasRequest *o, int16_t v, kafka_filler *f)
+void kafka_AlterClientQuotasRequest_fill_test(
+    kafka_AlterClientQuotasRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterClientQuotasRequest_desc, o, v, f);
 }
 
 /* ---- DescribeUserScramCredentialsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeUserScramCredentialsRequest_UserName_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsRequest_UserName, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsRequest_UserName, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeUserScramCredentialsRequest_UserName_desc = {
-    "kafka_DescribeUserScramCredentialsRequest_UserName", sizeof(kafka_DescribeUserScramCredentialsRequest_UserName), 1, 0, kafka_DescribeUserScramCredentialsRequest_UserName_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeUserScramCredentialsRequest_UserName",
+    sizeof(kafka_DescribeUserScramCredentialsRequest_UserName),
+    1,
+    0,
+    kafka_DescribeUserScramCredentialsRequest_UserName_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeUserScramCredentialsRequest_fields[] = {
-    {"Users", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsRequest, Users), offsetof(kafka_DescribeUserScramCredentialsRequest, Users_count),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeUserScramCredentialsRequest_UserName_desc},
+    {"Users", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsRequest, Users),
+     offsetof(kafka_DescribeUserScramCredentialsRequest, Users_count),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeUserScramCredentialsRequest_UserName_desc},
 };
 const struct kafka_struct_desc kafka_DescribeUserScramCredentialsRequest_desc = {
-    "kafka_DescribeUserScramCredentialsRequest", sizeof(kafka_DescribeUserScramCredentialsRequest), 1, 0, kafka_DescribeUserScramCredentialsRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_DescribeUserScramCredentialsRequest_UserName_init(kafka_DescribeUserScramCredentialsRequest_UserName *o)
+    "kafka_DescribeUserScramCredentialsRequest",
+    sizeof(kafka_DescribeUserScramCredentialsRequest),
+    1,
+    0,
+    kafka_DescribeUserScramCredentialsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_DescribeUserScramCredentialsRequest_UserName_init(
+    kafka_DescribeUserScramCredentialsRequest_UserName *o)
 {
     kafka_struct_init(&kafka_DescribeUserScramCredentialsRequest_UserName_desc, o);
 }
-bool kafka_DescribeUserScramCredentialsRequest_UserName_equal(const kafka_DescribeUserScramCredentialsRequest_UserName *x, const kafka_DescribeUserScramCredentialsRequest_UserName *y)
+bool kafka_DescribeUserScramCredentialsRequest_UserName_equal(
+    const kafka_DescribeUserScramCredentialsRequest_UserName *x,
+    const kafka_DescribeUserScramCredentialsRequest_UserName *y)
 {
     return kafka_struct_equal(&kafka_DescribeUserScramCredentialsRequest_UserName_desc, x, y);
 }
@@ -3065,71 +5197,128 @@ void kafka_DescribeUserScramCredentialsRequest_init(kafka_DescribeUserScramCrede
 {
     kafka_struct_init(&kafka_DescribeUserScramCredentialsRequest_desc, o);
 }
-bool kafka_DescribeUserScramCredentialsRequest_equal(const kafka_DescribeUserScramCredentialsRequest *x, const kafka_DescribeUserScramCredentialsRequest *y)
+bool kafka_DescribeUserScramCredentialsRequest_equal(
+    const kafka_DescribeUserScramCredentialsRequest *x,
+    const kafka_DescribeUserScramCredentialsRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeUserScramCredentialsRequest_desc, x, y);
 }
-int kafka_DescribeUserScramCredentialsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsRequest *o, kafka_arena *a)
+int kafka_DescribeUserScramCredentialsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeUserScramCredentialsRequest_desc, rd, v, o, a);
 }
-int kafka_DescribeUserScramCredentialsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsRequest *o)
+int kafka_DescribeUserScramCredentialsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsRequest *o)
 {
     return kafka_struct_encode(&kafka_DescribeUserScramCredentialsRequest_desc, wr, v, o);
 }
-size_t kafka_DescribeUserScramCredentialsRequest_size(int16_t v, const kafka_DescribeUserScramCredentialsRequest *o)
+size_t kafka_DescribeUserScramCredentialsRequest_size(
+    int16_t v, const kafka_DescribeUserScramCredentialsRequest *o)
 {
     return kafka_struct_size(&kafka_DescribeUserScramCredentialsRequest_desc, v, o);
 }
-void kafka_DescribeUserScramCredentialsRequest_fill_test(kafka_DescribeUserScramCredentialsRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeUserScramCredentialsRequest_fill_test(
+    kafka_DescribeUserScramCredentialsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeUserScramCredentialsRequest_desc, o, v, f);
 }
 
 /* ---- AlterUserScramCredentialsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Mechanism", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion, Mechanism), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Mechanism", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion, Mechanism),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_desc = {
-    "kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion", sizeof(kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion), 2, 0, kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_fields, NULL, 0x1u, 0, 0};
+    "kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion",
+    sizeof(kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion),
+    2,
+    0,
+    kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Mechanism", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, Mechanism), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Iterations", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, Iterations), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Salt", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, Salt), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"SaltedPassword", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, SaltedPassword), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Mechanism", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, Mechanism),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Iterations", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, Iterations),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Salt", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, Salt),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SaltedPassword", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, SaltedPassword),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_desc = {
-    "kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion", sizeof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion), 5, 0, kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_fields, NULL, 0x1u, 0, 0};
+    "kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion",
+    sizeof(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion),
+    5,
+    0,
+    kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AlterUserScramCredentialsRequest_fields[] = {
-    {"Deletions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest, Deletions), offsetof(kafka_AlterUserScramCredentialsRequest, Deletions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_desc},
-    {"Upsertions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsRequest, Upsertions), offsetof(kafka_AlterUserScramCredentialsRequest, Upsertions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_desc},
+    {"Deletions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest, Deletions),
+     offsetof(kafka_AlterUserScramCredentialsRequest, Deletions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_desc},
+    {"Upsertions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsRequest, Upsertions),
+     offsetof(kafka_AlterUserScramCredentialsRequest, Upsertions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_desc},
 };
 const struct kafka_struct_desc kafka_AlterUserScramCredentialsRequest_desc = {
-    "kafka_AlterUserScramCredentialsRequest", sizeof(kafka_AlterUserScramCredentialsRequest), 2, 0, kafka_AlterUserScramCredentialsRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_init(kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *o)
+    "kafka_AlterUserScramCredentialsRequest",
+    sizeof(kafka_AlterUserScramCredentialsRequest),
+    2,
+    0,
+    kafka_AlterUserScramCredentialsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_init(
+    kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *o)
 {
     kafka_struct_init(&kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_desc, o);
 }
-bool kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_equal(const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *x, const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *y)
+bool kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_equal(
+    const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *x,
+    const kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion *y)
 {
     return kafka_struct_equal(&kafka_AlterUserScramCredentialsRequest_ScramCredentialDeletion_desc, x, y);
 }
-void kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_init(kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *o)
+void kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_init(
+    kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *o)
 {
     kafka_struct_init(&kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_desc, o);
 }
-bool kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_equal(const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *x, const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *y)
+bool kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_equal(
+    const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *x,
+    const kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion *y)
 {
     return kafka_struct_equal(&kafka_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_desc, x, y);
 }
@@ -3137,63 +5326,115 @@ void kafka_AlterUserScramCredentialsRequest_init(kafka_AlterUserScramCredentials
 {
     kafka_struct_init(&kafka_AlterUserScramCredentialsRequest_desc, o);
 }
-bool kafka_AlterUserScramCredentialsRequest_equal(const kafka_AlterUserScramCredentialsRequest *x, const kafka_AlterUserScramCredentialsRequest *y)
+bool kafka_AlterUserScramCredentialsRequest_equal(
+    const kafka_AlterUserScramCredentialsRequest *x,
+    const kafka_AlterUserScramCredentialsRequest *y)
 {
     return kafka_struct_equal(&kafka_AlterUserScramCredentialsRequest_desc, x, y);
 }
-int kafka_AlterUserScramCredentialsRequest_decode(al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsRequest *o, kafka_arena *a)
+int kafka_AlterUserScramCredentialsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterUserScramCredentialsRequest_desc, rd, v, o, a);
 }
-int kafka_AlterUserScramCredentialsRequest_encode(al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsRequest *o)
+int kafka_AlterUserScramCredentialsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsRequest *o)
 {
     return kafka_struct_encode(&kafka_AlterUserScramCredentialsRequest_desc, wr, v, o);
 }
-size_t kafka_AlterUserScramCredentialsRequest_size(int16_t v, const kafka_AlterUserScramCredentialsRequest *o)
+size_t kafka_AlterUserScramCredentialsRequest_size(
+    int16_t v, const kafka_AlterUserScramCredentialsRequest *o)
 {
     return kafka_struct_size(&kafka_AlterUserScramCredentialsRequest_desc, v, o);
 }
-void kafka_AlterUserScramCredentialsRequest_fill_test(kafka_AlterUserScramCredentialsRequest *o, int16_t v, kafka_filler *f)
+void kafka_AlterUserScramCredentialsRequest_fill_test(
+    kafka_AlterUserScramCredentialsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterUserScramCredentialsRequest_desc, o, v, f);
 }
 
 /* ---- VoteRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_VoteRequest_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VoteRequest_PartitionData, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"CandidateEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VoteRequest_PartitionData, CandidateEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"CandidateId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VoteRequest_PartitionData, CandidateId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LastOffsetEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VoteRequest_PartitionData, LastOffsetEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LastOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_VoteRequest_PartitionData, LastOffset), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_VoteRequest_PartitionData, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CandidateEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_VoteRequest_PartitionData, CandidateEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CandidateId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_VoteRequest_PartitionData, CandidateId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LastOffsetEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_VoteRequest_PartitionData, LastOffsetEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LastOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_VoteRequest_PartitionData, LastOffset),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_VoteRequest_PartitionData_desc = {
-    "kafka_VoteRequest_PartitionData", sizeof(kafka_VoteRequest_PartitionData), 5, 0, kafka_VoteRequest_PartitionData_fields, NULL, 0x1u, 0, 0};
+    "kafka_VoteRequest_PartitionData",
+    sizeof(kafka_VoteRequest_PartitionData),
+    5,
+    0,
+    kafka_VoteRequest_PartitionData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_VoteRequest_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_VoteRequest_TopicData, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_VoteRequest_TopicData, Partitions), offsetof(kafka_VoteRequest_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VoteRequest_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_VoteRequest_TopicData, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_VoteRequest_TopicData, Partitions),
+     offsetof(kafka_VoteRequest_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_VoteRequest_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_VoteRequest_TopicData_desc = {
-    "kafka_VoteRequest_TopicData", sizeof(kafka_VoteRequest_TopicData), 2, 0, kafka_VoteRequest_TopicData_fields, NULL, 0x1u, 0, 0};
+    "kafka_VoteRequest_TopicData",
+    sizeof(kafka_VoteRequest_TopicData),
+    2,
+    0,
+    kafka_VoteRequest_TopicData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_VoteRequest_fields[] = {
-    {"ClusterId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_VoteRequest, ClusterId), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_VoteRequest, Topics), offsetof(kafka_VoteRequest, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VoteRequest_TopicData_desc},
+    {"ClusterId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_VoteRequest, ClusterId),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_VoteRequest, Topics),
+     offsetof(kafka_VoteRequest, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_VoteRequest_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_VoteRequest_desc = {
-    "kafka_VoteRequest", sizeof(kafka_VoteRequest), 2, 0, kafka_VoteRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_VoteRequest",
+    sizeof(kafka_VoteRequest),
+    2,
+    0,
+    kafka_VoteRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_VoteRequest_PartitionData_init(kafka_VoteRequest_PartitionData *o)
 {
     kafka_struct_init(&kafka_VoteRequest_PartitionData_desc, o);
 }
-bool kafka_VoteRequest_PartitionData_equal(const kafka_VoteRequest_PartitionData *x, const kafka_VoteRequest_PartitionData *y)
+bool kafka_VoteRequest_PartitionData_equal(
+    const kafka_VoteRequest_PartitionData *x, const kafka_VoteRequest_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_VoteRequest_PartitionData_desc, x, y);
 }
@@ -3201,7 +5442,8 @@ void kafka_VoteRequest_TopicData_init(kafka_VoteRequest_TopicData *o)
 {
     kafka_struct_init(&kafka_VoteRequest_TopicData_desc, o);
 }
-bool kafka_VoteRequest_TopicData_equal(const kafka_VoteRequest_TopicData *x, const kafka_VoteRequest_TopicData *y)
+bool kafka_VoteRequest_TopicData_equal(
+    const kafka_VoteRequest_TopicData *x, const kafka_VoteRequest_TopicData *y)
 {
     return kafka_struct_equal(&kafka_VoteRequest_TopicData_desc, x, y);
 }
@@ -3232,36 +5474,78 @@ void kafka_VoteRequest_fill_test(kafka_VoteRequest *o, int16_t v, kafka_filler *
 
 /* ---- BeginQuorumEpochRequest (request, versions 0-0, flexible none) ---- */
 static const struct kafka_field_desc kafka_BeginQuorumEpochRequest_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochRequest_PartitionData, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochRequest_PartitionData, LeaderId), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochRequest_PartitionData, LeaderEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochRequest_PartitionData, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochRequest_PartitionData, LeaderId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochRequest_PartitionData, LeaderEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_BeginQuorumEpochRequest_PartitionData_desc = {
-    "kafka_BeginQuorumEpochRequest_PartitionData", sizeof(kafka_BeginQuorumEpochRequest_PartitionData), 3, 0, kafka_BeginQuorumEpochRequest_PartitionData_fields, NULL, 0x0u, 0, 0};
+    "kafka_BeginQuorumEpochRequest_PartitionData",
+    sizeof(kafka_BeginQuorumEpochRequest_PartitionData),
+    3,
+    0,
+    kafka_BeginQuorumEpochRequest_PartitionData_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_BeginQuorumEpochRequest_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochRequest_TopicData, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_BeginQuorumEpochRequest_TopicData, Partitions), offsetof(kafka_BeginQuorumEpochRequest_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_BeginQuorumEpochRequest_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochRequest_TopicData, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochRequest_TopicData, Partitions),
+     offsetof(kafka_BeginQuorumEpochRequest_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_BeginQuorumEpochRequest_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_BeginQuorumEpochRequest_TopicData_desc = {
-    "kafka_BeginQuorumEpochRequest_TopicData", sizeof(kafka_BeginQuorumEpochRequest_TopicData), 2, 0, kafka_BeginQuorumEpochRequest_TopicData_fields, NULL, 0x0u, 0, 0};
+    "kafka_BeginQuorumEpochRequest_TopicData",
+    sizeof(kafka_BeginQuorumEpochRequest_TopicData),
+    2,
+    0,
+    kafka_BeginQuorumEpochRequest_TopicData_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_BeginQuorumEpochRequest_fields[] = {
-    {"ClusterId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_BeginQuorumEpochRequest, ClusterId), 0,
-     0x1u, 0x1u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_BeginQuorumEpochRequest, Topics), offsetof(kafka_BeginQuorumEpochRequest, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_BeginQuorumEpochRequest_TopicData_desc},
+    {"ClusterId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_BeginQuorumEpochRequest, ClusterId),
+     0,
+     0x1u, 0x1u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochRequest, Topics),
+     offsetof(kafka_BeginQuorumEpochRequest, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_BeginQuorumEpochRequest_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_BeginQuorumEpochRequest_desc = {
-    "kafka_BeginQuorumEpochRequest", sizeof(kafka_BeginQuorumEpochRequest), 2, 0, kafka_BeginQuorumEpochRequest_fields, NULL, 0x0u, 0, 0};
-void kafka_BeginQuorumEpochRequest_PartitionData_init(kafka_BeginQuorumEpochRequest_PartitionData *o)
+    "kafka_BeginQuorumEpochRequest",
+    sizeof(kafka_BeginQuorumEpochRequest),
+    2,
+    0,
+    kafka_BeginQuorumEpochRequest_fields,
+    NULL,
+    0x0u, 0, 0};
+void kafka_BeginQuorumEpochRequest_PartitionData_init(
+    kafka_BeginQuorumEpochRequest_PartitionData *o)
 {
     kafka_struct_init(&kafka_BeginQuorumEpochRequest_PartitionData_desc, o);
 }
-bool kafka_BeginQuorumEpochRequest_PartitionData_equal(const kafka_BeginQuorumEpochRequest_PartitionData *x, const kafka_BeginQuorumEpochRequest_PartitionData *y)
+bool kafka_BeginQuorumEpochRequest_PartitionData_equal(
+    const kafka_BeginQuorumEpochRequest_PartitionData *x,
+    const kafka_BeginQuorumEpochRequest_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_BeginQuorumEpochRequest_PartitionData_desc, x, y);
 }
@@ -3269,7 +5553,9 @@ void kafka_BeginQuorumEpochRequest_TopicData_init(kafka_BeginQuorumEpochRequest_
 {
     kafka_struct_init(&kafka_BeginQuorumEpochRequest_TopicData_desc, o);
 }
-bool kafka_BeginQuorumEpochRequest_TopicData_equal(const kafka_BeginQuorumEpochRequest_TopicData *x, const kafka_BeginQuorumEpochRequest_TopicData *y)
+bool kafka_BeginQuorumEpochRequest_TopicData_equal(
+    const kafka_BeginQuorumEpochRequest_TopicData *x,
+    const kafka_BeginQuorumEpochRequest_TopicData *y)
 {
     return kafka_struct_equal(&kafka_BeginQuorumEpochRequest_TopicData_desc, x, y);
 }
@@ -3277,15 +5563,18 @@ void kafka_BeginQuorumEpochRequest_init(kafka_BeginQuorumEpochRequest *o)
 {
     kafka_struct_init(&kafka_BeginQuorumEpochRequest_desc, o);
 }
-bool kafka_BeginQuorumEpochRequest_equal(const kafka_BeginQuorumEpochRequest *x, const kafka_BeginQuorumEpochRequest *y)
+bool kafka_BeginQuorumEpochRequest_equal(
+    const kafka_BeginQuorumEpochRequest *x, const kafka_BeginQuorumEpochRequest *y)
 {
     return kafka_struct_equal(&kafka_BeginQuorumEpochRequest_desc, x, y);
 }
-int kafka_BeginQuorumEpochRequest_decode(al_rd *rd, int16_t v, kafka_BeginQuorumEpochRequest *o, kafka_arena *a)
+int kafka_BeginQuorumEpochRequest_decode(
+    al_rd *rd, int16_t v, kafka_BeginQuorumEpochRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_BeginQuorumEpochRequest_desc, rd, v, o, a);
 }
-int kafka_BeginQuorumEpochRequest_encode(al_wr *wr, int16_t v, const kafka_BeginQuorumEpochRequest *o)
+int kafka_BeginQuorumEpochRequest_encode(
+    al_wr *wr, int16_t v, const kafka_BeginQuorumEpochRequest *o)
 {
     return kafka_struct_encode(&kafka_BeginQuorumEpochRequest_desc, wr, v, o);
 }
@@ -3293,45 +5582,90 @@ size_t kafka_BeginQuorumEpochRequest_size(int16_t v, const kafka_BeginQuorumEpoc
 {
     return kafka_struct_size(&kafka_BeginQuorumEpochRequest_desc, v, o);
 }
-void kafka_BeginQuorumEpochRequest_fill_test(kafka_BeginQuorumEpochRequest *o, int16_t v, kafka_filler *f)
+void kafka_BeginQuorumEpochRequest_fill_test(
+    kafka_BeginQuorumEpochRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_BeginQuorumEpochRequest_desc, o, v, f);
 }
 
 /* ---- EndQuorumEpochRequest (request, versions 0-0, flexible none) ---- */
 static const struct kafka_field_desc kafka_EndQuorumEpochRequest_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochRequest_PartitionData, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochRequest_PartitionData, LeaderId), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochRequest_PartitionData, LeaderEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"PreferredSuccessors", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_EndQuorumEpochRequest_PartitionData, PreferredSuccessors), offsetof(kafka_EndQuorumEpochRequest_PartitionData, PreferredSuccessors_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochRequest_PartitionData, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochRequest_PartitionData, LeaderId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochRequest_PartitionData, LeaderEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PreferredSuccessors", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochRequest_PartitionData, PreferredSuccessors),
+     offsetof(kafka_EndQuorumEpochRequest_PartitionData, PreferredSuccessors_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_EndQuorumEpochRequest_PartitionData_desc = {
-    "kafka_EndQuorumEpochRequest_PartitionData", sizeof(kafka_EndQuorumEpochRequest_PartitionData), 4, 0, kafka_EndQuorumEpochRequest_PartitionData_fields, NULL, 0x0u, 0, 0};
+    "kafka_EndQuorumEpochRequest_PartitionData",
+    sizeof(kafka_EndQuorumEpochRequest_PartitionData),
+    4,
+    0,
+    kafka_EndQuorumEpochRequest_PartitionData_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_EndQuorumEpochRequest_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochRequest_TopicData, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_EndQuorumEpochRequest_TopicData, Partitions), offsetof(kafka_EndQuorumEpochRequest_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_EndQuorumEpochRequest_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochRequest_TopicData, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochRequest_TopicData, Partitions),
+     offsetof(kafka_EndQuorumEpochRequest_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_EndQuorumEpochRequest_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_EndQuorumEpochRequest_TopicData_desc = {
-    "kafka_EndQuorumEpochRequest_TopicData", sizeof(kafka_EndQuorumEpochRequest_TopicData), 2, 0, kafka_EndQuorumEpochRequest_TopicData_fields, NULL, 0x0u, 0, 0};
+    "kafka_EndQuorumEpochRequest_TopicData",
+    sizeof(kafka_EndQuorumEpochRequest_TopicData),
+    2,
+    0,
+    kafka_EndQuorumEpochRequest_TopicData_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_EndQuorumEpochRequest_fields[] = {
-    {"ClusterId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_EndQuorumEpochRequest, ClusterId), 0,
-     0x1u, 0x1u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_EndQuorumEpochRequest, Topics), offsetof(kafka_EndQuorumEpochRequest, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_EndQuorumEpochRequest_TopicData_desc},
+    {"ClusterId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_EndQuorumEpochRequest, ClusterId),
+     0,
+     0x1u, 0x1u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochRequest, Topics),
+     offsetof(kafka_EndQuorumEpochRequest, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_EndQuorumEpochRequest_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_EndQuorumEpochRequest_desc = {
-    "kafka_EndQuorumEpochRequest", sizeof(kafka_EndQuorumEpochRequest), 2, 0, kafka_EndQuorumEpochRequest_fields, NULL, 0x0u, 0, 0};
+    "kafka_EndQuorumEpochRequest",
+    sizeof(kafka_EndQuorumEpochRequest),
+    2,
+    0,
+    kafka_EndQuorumEpochRequest_fields,
+    NULL,
+    0x0u, 0, 0};
 void kafka_EndQuorumEpochRequest_PartitionData_init(kafka_EndQuorumEpochRequest_PartitionData *o)
 {
     kafka_struct_init(&kafka_EndQuorumEpochRequest_PartitionData_desc, o);
 }
-bool kafka_EndQuorumEpochRequest_PartitionData_equal(const kafka_EndQuorumEpochRequest_PartitionData *x, const kafka_EndQuorumEpochRequest_PartitionData *y)
+bool kafka_EndQuorumEpochRequest_PartitionData_equal(
+    const kafka_EndQuorumEpochRequest_PartitionData *x,
+    const kafka_EndQuorumEpochRequest_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_EndQuorumEpochRequest_PartitionData_desc, x, y);
 }
@@ -3339,7 +5673,8 @@ void kafka_EndQuorumEpochRequest_TopicData_init(kafka_EndQuorumEpochRequest_Topi
 {
     kafka_struct_init(&kafka_EndQuorumEpochRequest_TopicData_desc, o);
 }
-bool kafka_EndQuorumEpochRequest_TopicData_equal(const kafka_EndQuorumEpochRequest_TopicData *x, const kafka_EndQuorumEpochRequest_TopicData *y)
+bool kafka_EndQuorumEpochRequest_TopicData_equal(
+    const kafka_EndQuorumEpochRequest_TopicData *x, const kafka_EndQuorumEpochRequest_TopicData *y)
 {
     return kafka_struct_equal(&kafka_EndQuorumEpochRequest_TopicData_desc, x, y);
 }
@@ -3347,11 +5682,13 @@ void kafka_EndQuorumEpochRequest_init(kafka_EndQuorumEpochRequest *o)
 {
     kafka_struct_init(&kafka_EndQuorumEpochRequest_desc, o);
 }
-bool kafka_EndQuorumEpochRequest_equal(const kafka_EndQuorumEpochRequest *x, const kafka_EndQuorumEpochRequest *y)
+bool kafka_EndQuorumEpochRequest_equal(
+    const kafka_EndQuorumEpochRequest *x, const kafka_EndQuorumEpochRequest *y)
 {
     return kafka_struct_equal(&kafka_EndQuorumEpochRequest_desc, x, y);
 }
-int kafka_EndQuorumEpochRequest_decode(al_rd *rd, int16_t v, kafka_EndQuorumEpochRequest *o, kafka_arena *a)
+int kafka_EndQuorumEpochRequest_decode(
+    al_rd *rd, int16_t v, kafka_EndQuorumEpochRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_EndQuorumEpochRequest_desc, rd, v, o, a);
 }
@@ -3363,37 +5700,70 @@ size_t kafka_EndQuorumEpochRequest_size(int16_t v, const kafka_EndQuorumEpochReq
 {
     return kafka_struct_size(&kafka_EndQuorumEpochRequest_desc, v, o);
 }
-void kafka_EndQuorumEpochRequest_fill_test(kafka_EndQuorumEpochRequest *o, int16_t v, kafka_filler *f)
+void kafka_EndQuorumEpochRequest_fill_test(
+    kafka_EndQuorumEpochRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_EndQuorumEpochRequest_desc, o, v, f);
 }
 
 /* ---- DescribeQuorumRequest (request, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeQuorumRequest_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeQuorumRequest_PartitionData, PartitionIndex), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumRequest_PartitionData, PartitionIndex),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeQuorumRequest_PartitionData_desc = {
-    "kafka_DescribeQuorumRequest_PartitionData", sizeof(kafka_DescribeQuorumRequest_PartitionData), 1, 0, kafka_DescribeQuorumRequest_PartitionData_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeQuorumRequest_PartitionData",
+    sizeof(kafka_DescribeQuorumRequest_PartitionData),
+    1,
+    0,
+    kafka_DescribeQuorumRequest_PartitionData_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeQuorumRequest_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeQuorumRequest_TopicData, TopicName), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeQuorumRequest_TopicData, Partitions), offsetof(kafka_DescribeQuorumRequest_TopicData, Partitions_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_DescribeQuorumRequest_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumRequest_TopicData, TopicName),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumRequest_TopicData, Partitions),
+     offsetof(kafka_DescribeQuorumRequest_TopicData, Partitions_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_DescribeQuorumRequest_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeQuorumRequest_TopicData_desc = {
-    "kafka_DescribeQuorumRequest_TopicData", sizeof(kafka_DescribeQuorumRequest_TopicData), 2, 0, kafka_DescribeQuorumRequest_TopicData_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeQuorumRequest_TopicData",
+    sizeof(kafka_DescribeQuorumRequest_TopicData),
+    2,
+    0,
+    kafka_DescribeQuorumRequest_TopicData_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeQuorumRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeQuorumRequest, Topics), offsetof(kafka_DescribeQuorumRequest, Topics_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_DescribeQuorumRequest_TopicData_desc},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumRequest, Topics),
+     offsetof(kafka_DescribeQuorumRequest, Topics_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_DescribeQuorumRequest_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_DescribeQuorumRequest_desc = {
-    "kafka_DescribeQuorumRequest", sizeof(kafka_DescribeQuorumRequest), 1, 0, kafka_DescribeQuorumRequest_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeQuorumRequest",
+    sizeof(kafka_DescribeQuorumRequest),
+    1,
+    0,
+    kafka_DescribeQuorumRequest_fields,
+    NULL,
+    0x3u, 0, 1};
 void kafka_DescribeQuorumRequest_PartitionData_init(kafka_DescribeQuorumRequest_PartitionData *o)
 {
     kafka_struct_init(&kafka_DescribeQuorumRequest_PartitionData_desc, o);
 }
-bool kafka_DescribeQuorumRequest_PartitionData_equal(const kafka_DescribeQuorumRequest_PartitionData *x, const kafka_DescribeQuorumRequest_PartitionData *y)
+bool kafka_DescribeQuorumRequest_PartitionData_equal(
+    const kafka_DescribeQuorumRequest_PartitionData *x,
+    const kafka_DescribeQuorumRequest_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_DescribeQuorumRequest_PartitionData_desc, x, y);
 }
@@ -3401,7 +5771,8 @@ void kafka_DescribeQuorumRequest_TopicData_init(kafka_DescribeQuorumRequest_Topi
 {
     kafka_struct_init(&kafka_DescribeQuorumRequest_TopicData_desc, o);
 }
-bool kafka_DescribeQuorumRequest_TopicData_equal(const kafka_DescribeQuorumRequest_TopicData *x, const kafka_DescribeQuorumRequest_TopicData *y)
+bool kafka_DescribeQuorumRequest_TopicData_equal(
+    const kafka_DescribeQuorumRequest_TopicData *x, const kafka_DescribeQuorumRequest_TopicData *y)
 {
     return kafka_struct_equal(&kafka_DescribeQuorumRequest_TopicData_desc, x, y);
 }
@@ -3409,11 +5780,13 @@ void kafka_DescribeQuorumRequest_init(kafka_DescribeQuorumRequest *o)
 {
     kafka_struct_init(&kafka_DescribeQuorumRequest_desc, o);
 }
-bool kafka_DescribeQuorumRequest_equal(const kafka_DescribeQuorumRequest *x, const kafka_DescribeQuorumRequest *y)
+bool kafka_DescribeQuorumRequest_equal(
+    const kafka_DescribeQuorumRequest *x, const kafka_DescribeQuorumRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeQuorumRequest_desc, x, y);
 }
-int kafka_DescribeQuorumRequest_decode(al_rd *rd, int16_t v, kafka_DescribeQuorumRequest *o, kafka_arena *a)
+int kafka_DescribeQuorumRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeQuorumRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeQuorumRequest_desc, rd, v, o, a);
 }
@@ -3425,61 +5798,130 @@ size_t kafka_DescribeQuorumRequest_size(int16_t v, const kafka_DescribeQuorumReq
 {
     return kafka_struct_size(&kafka_DescribeQuorumRequest_desc, v, o);
 }
-void kafka_DescribeQuorumRequest_fill_test(kafka_DescribeQuorumRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeQuorumRequest_fill_test(
+    kafka_DescribeQuorumRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeQuorumRequest_desc, o, v, f);
 }
 
 /* ---- AlterPartitionRequest (request, versions 0-3, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AlterPartitionRequest_BrokerState_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_BrokerState, BrokerId), 0,
-     0x8u, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_BrokerState, BrokerEpoch), 0,
-     0x8u, 0x0u, 0x0u, 0xfu, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_BrokerState, BrokerId),
+     0,
+     0x8u, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_BrokerState, BrokerEpoch),
+     0,
+     0x8u, 0x0u, 0x0u, 0xfu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionRequest_BrokerState_desc = {
-    "kafka_AlterPartitionRequest_BrokerState", sizeof(kafka_AlterPartitionRequest_BrokerState), 2, 0, kafka_AlterPartitionRequest_BrokerState_fields, NULL, 0xfu, 0, 3};
+    "kafka_AlterPartitionRequest_BrokerState",
+    sizeof(kafka_AlterPartitionRequest_BrokerState),
+    2,
+    0,
+    kafka_AlterPartitionRequest_BrokerState_fields,
+    NULL,
+    0xfu, 0, 3};
 static const struct kafka_field_desc kafka_AlterPartitionRequest_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_PartitionData, PartitionIndex), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_PartitionData, LeaderEpoch), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"NewIsr", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_PartitionData, NewIsr), offsetof(kafka_AlterPartitionRequest_PartitionData, NewIsr_count),
-     0x7u, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"NewIsrWithEpochs", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_PartitionData, NewIsrWithEpochs), offsetof(kafka_AlterPartitionRequest_PartitionData, NewIsrWithEpochs_count),
-     0x8u, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, &kafka_AlterPartitionRequest_BrokerState_desc},
-    {"LeaderRecoveryState", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_PartitionData, LeaderRecoveryState), 0,
-     0xeu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"PartitionEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_PartitionData, PartitionEpoch), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_PartitionData, PartitionIndex),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_PartitionData, LeaderEpoch),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"NewIsr", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_PartitionData, NewIsr),
+     offsetof(kafka_AlterPartitionRequest_PartitionData, NewIsr_count),
+     0x7u, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"NewIsrWithEpochs", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_PartitionData, NewIsrWithEpochs),
+     offsetof(kafka_AlterPartitionRequest_PartitionData, NewIsrWithEpochs_count),
+     0x8u, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionRequest_BrokerState_desc},
+    {"LeaderRecoveryState", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_PartitionData, LeaderRecoveryState),
+     0,
+     0xeu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_PartitionData, PartitionEpoch),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionRequest_PartitionData_desc = {
-    "kafka_AlterPartitionRequest_PartitionData", sizeof(kafka_AlterPartitionRequest_PartitionData), 6, 0, kafka_AlterPartitionRequest_PartitionData_fields, NULL, 0xfu, 0, 3};
+    "kafka_AlterPartitionRequest_PartitionData",
+    sizeof(kafka_AlterPartitionRequest_PartitionData),
+    6,
+    0,
+    kafka_AlterPartitionRequest_PartitionData_fields,
+    NULL,
+    0xfu, 0, 3};
 static const struct kafka_field_desc kafka_AlterPartitionRequest_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_AlterPartitionRequest_TopicData, TopicName), 0,
-     0x3u, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_AlterPartitionRequest_TopicData, TopicId), 0,
-     0xcu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionRequest_TopicData, Partitions), offsetof(kafka_AlterPartitionRequest_TopicData, Partitions_count),
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, &kafka_AlterPartitionRequest_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_AlterPartitionRequest_TopicData, TopicName),
+     0,
+     0x3u, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_AlterPartitionRequest_TopicData, TopicId),
+     0,
+     0xcu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest_TopicData, Partitions),
+     offsetof(kafka_AlterPartitionRequest_TopicData, Partitions_count),
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionRequest_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionRequest_TopicData_desc = {
-    "kafka_AlterPartitionRequest_TopicData", sizeof(kafka_AlterPartitionRequest_TopicData), 3, 0, kafka_AlterPartitionRequest_TopicData_fields, NULL, 0xfu, 0, 3};
+    "kafka_AlterPartitionRequest_TopicData",
+    sizeof(kafka_AlterPartitionRequest_TopicData),
+    3,
+    0,
+    kafka_AlterPartitionRequest_TopicData_fields,
+    NULL,
+    0xfu, 0, 3};
 static const struct kafka_field_desc kafka_AlterPartitionRequest_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionRequest, BrokerId), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_AlterPartitionRequest, BrokerEpoch), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionRequest, Topics), offsetof(kafka_AlterPartitionRequest, Topics_count),
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, &kafka_AlterPartitionRequest_TopicData_desc},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest, BrokerId),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest, BrokerEpoch),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionRequest, Topics),
+     offsetof(kafka_AlterPartitionRequest, Topics_count),
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionRequest_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_AlterPartitionRequest_desc = {
-    "kafka_AlterPartitionRequest", sizeof(kafka_AlterPartitionRequest), 3, 0, kafka_AlterPartitionRequest_fields, NULL, 0xfu, 0, 3};
+    "kafka_AlterPartitionRequest",
+    sizeof(kafka_AlterPartitionRequest),
+    3,
+    0,
+    kafka_AlterPartitionRequest_fields,
+    NULL,
+    0xfu, 0, 3};
 void kafka_AlterPartitionRequest_BrokerState_init(kafka_AlterPartitionRequest_BrokerState *o)
 {
     kafka_struct_init(&kafka_AlterPartitionRequest_BrokerState_desc, o);
 }
-bool kafka_AlterPartitionRequest_BrokerState_equal(const kafka_AlterPartitionRequest_BrokerState *x, const kafka_AlterPartitionRequest_BrokerState *y)
+bool kafka_AlterPartitionRequest_BrokerState_equal(
+    const kafka_AlterPartitionRequest_BrokerState *x,
+    const kafka_AlterPartitionRequest_BrokerState *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionRequest_BrokerState_desc, x, y);
 }
@@ -3487,7 +5929,9 @@ void kafka_AlterPartitionRequest_PartitionData_init(kafka_AlterPartitionRequest_
 {
     kafka_struct_init(&kafka_AlterPartitionRequest_PartitionData_desc, o);
 }
-bool kafka_AlterPartitionRequest_PartitionData_equal(const kafka_AlterPartitionRequest_PartitionData *x, const kafka_AlterPartitionRequest_PartitionData *y)
+bool kafka_AlterPartitionRequest_PartitionData_equal(
+    const kafka_AlterPartitionRequest_PartitionData *x,
+    const kafka_AlterPartitionRequest_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionRequest_PartitionData_desc, x, y);
 }
@@ -3495,7 +5939,8 @@ void kafka_AlterPartitionRequest_TopicData_init(kafka_AlterPartitionRequest_Topi
 {
     kafka_struct_init(&kafka_AlterPartitionRequest_TopicData_desc, o);
 }
-bool kafka_AlterPartitionRequest_TopicData_equal(const kafka_AlterPartitionRequest_TopicData *x, const kafka_AlterPartitionRequest_TopicData *y)
+bool kafka_AlterPartitionRequest_TopicData_equal(
+    const kafka_AlterPartitionRequest_TopicData *x, const kafka_AlterPartitionRequest_TopicData *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionRequest_TopicData_desc, x, y);
 }
@@ -3503,11 +5948,13 @@ void kafka_AlterPartitionRequest_init(kafka_AlterPartitionRequest *o)
 {
     kafka_struct_init(&kafka_AlterPartitionRequest_desc, o);
 }
-bool kafka_AlterPartitionRequest_equal(const kafka_AlterPartitionRequest *x, const kafka_AlterPartitionRequest *y)
+bool kafka_AlterPartitionRequest_equal(
+    const kafka_AlterPartitionRequest *x, const kafka_AlterPartitionRequest *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionRequest_desc, x, y);
 }
-int kafka_AlterPartitionRequest_decode(al_rd *rd, int16_t v, kafka_AlterPartitionRequest *o, kafka_arena *a)
+int kafka_AlterPartitionRequest_decode(
+    al_rd *rd, int16_t v, kafka_AlterPartitionRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterPartitionRequest_desc, rd, v, o, a);
 }
@@ -3519,39 +5966,76 @@ size_t kafka_AlterPartitionRequest_size(int16_t v, const kafka_AlterPartitionReq
 {
     return kafka_struct_size(&kafka_AlterPartitionRequest_desc, v, o);
 }
-void kafka_AlterPartitionRequest_fill_test(kafka_AlterPartitionRequest *o, int16_t v, kafka_filler *f)
+void kafka_AlterPartitionRequest_fill_test(
+    kafka_AlterPartitionRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterPartitionRequest_desc, o, v, f);
 }
 
 /* ---- UpdateFeaturesRequest (request, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_UpdateFeaturesRequest_FeatureUpdateKey_fields[] = {
-    {"Feature", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesRequest_FeatureUpdateKey, Feature), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
-    {"MaxVersionLevel", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesRequest_FeatureUpdateKey, MaxVersionLevel), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"AllowDowngrade", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesRequest_FeatureUpdateKey, AllowDowngrade), 0,
-     0x1u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"UpgradeType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesRequest_FeatureUpdateKey, UpgradeType), 0,
-     0x2u, 0x0u, 0x0u, 0x3u, 1, 0.0, NULL, 0, NULL},
+    {"Feature", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesRequest_FeatureUpdateKey, Feature),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
+    {"MaxVersionLevel", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesRequest_FeatureUpdateKey, MaxVersionLevel),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"AllowDowngrade", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesRequest_FeatureUpdateKey, AllowDowngrade),
+     0,
+     0x1u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"UpgradeType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesRequest_FeatureUpdateKey, UpgradeType),
+     0,
+     0x2u, 0x0u, 0x0u, 0x3u, 1, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_UpdateFeaturesRequest_FeatureUpdateKey_desc = {
-    "kafka_UpdateFeaturesRequest_FeatureUpdateKey", sizeof(kafka_UpdateFeaturesRequest_FeatureUpdateKey), 4, 0, kafka_UpdateFeaturesRequest_FeatureUpdateKey_fields, NULL, 0x3u, 0, 1};
+    "kafka_UpdateFeaturesRequest_FeatureUpdateKey",
+    sizeof(kafka_UpdateFeaturesRequest_FeatureUpdateKey),
+    4,
+    0,
+    kafka_UpdateFeaturesRequest_FeatureUpdateKey_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_UpdateFeaturesRequest_fields[] = {
-    {"timeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesRequest, timeoutMs), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 60000, 0.0, NULL, 0, NULL},
-    {"FeatureUpdates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_UpdateFeaturesRequest, FeatureUpdates), offsetof(kafka_UpdateFeaturesRequest, FeatureUpdates_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_UpdateFeaturesRequest_FeatureUpdateKey_desc},
-    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesRequest, ValidateOnly), 0,
-     0x2u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
+    {"timeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesRequest, timeoutMs),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 60000, 0.0, NULL, 0,
+     NULL},
+    {"FeatureUpdates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesRequest, FeatureUpdates),
+     offsetof(kafka_UpdateFeaturesRequest, FeatureUpdates_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_UpdateFeaturesRequest_FeatureUpdateKey_desc},
+    {"ValidateOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesRequest, ValidateOnly),
+     0,
+     0x2u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_UpdateFeaturesRequest_desc = {
-    "kafka_UpdateFeaturesRequest", sizeof(kafka_UpdateFeaturesRequest), 3, 0, kafka_UpdateFeaturesRequest_fields, NULL, 0x3u, 0, 1};
-void kafka_UpdateFeaturesRequest_FeatureUpdateKey_init(kafka_UpdateFeaturesRequest_FeatureUpdateKey *o)
+    "kafka_UpdateFeaturesRequest",
+    sizeof(kafka_UpdateFeaturesRequest),
+    3,
+    0,
+    kafka_UpdateFeaturesRequest_fields,
+    NULL,
+    0x3u, 0, 1};
+void kafka_UpdateFeaturesRequest_FeatureUpdateKey_init(
+    kafka_UpdateFeaturesRequest_FeatureUpdateKey *o)
 {
     kafka_struct_init(&kafka_UpdateFeaturesRequest_FeatureUpdateKey_desc, o);
 }
-bool kafka_UpdateFeaturesRequest_FeatureUpdateKey_equal(const kafka_UpdateFeaturesRequest_FeatureUpdateKey *x, const kafka_UpdateFeaturesRequest_FeatureUpdateKey *y)
+bool kafka_UpdateFeaturesRequest_FeatureUpdateKey_equal(
+    const kafka_UpdateFeaturesRequest_FeatureUpdateKey *x,
+    const kafka_UpdateFeaturesRequest_FeatureUpdateKey *y)
 {
     return kafka_struct_equal(&kafka_UpdateFeaturesRequest_FeatureUpdateKey_desc, x, y);
 }
@@ -3559,11 +6043,13 @@ void kafka_UpdateFeaturesRequest_init(kafka_UpdateFeaturesRequest *o)
 {
     kafka_struct_init(&kafka_UpdateFeaturesRequest_desc, o);
 }
-bool kafka_UpdateFeaturesRequest_equal(const kafka_UpdateFeaturesRequest *x, const kafka_UpdateFeaturesRequest *y)
+bool kafka_UpdateFeaturesRequest_equal(
+    const kafka_UpdateFeaturesRequest *x, const kafka_UpdateFeaturesRequest *y)
 {
     return kafka_struct_equal(&kafka_UpdateFeaturesRequest_desc, x, y);
 }
-int kafka_UpdateFeaturesRequest_decode(al_rd *rd, int16_t v, kafka_UpdateFeaturesRequest *o, kafka_arena *a)
+int kafka_UpdateFeaturesRequest_decode(
+    al_rd *rd, int16_t v, kafka_UpdateFeaturesRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_UpdateFeaturesRequest_desc, rd, v, o, a);
 }
@@ -3575,22 +6061,38 @@ size_t kafka_UpdateFeaturesRequest_size(int16_t v, const kafka_UpdateFeaturesReq
 {
     return kafka_struct_size(&kafka_UpdateFeaturesRequest_desc, v, o);
 }
-void kafka_UpdateFeaturesRequest_fill_test(kafka_UpdateFeaturesRequest *o, int16_t v, kafka_filler *f)
+void kafka_UpdateFeaturesRequest_fill_test(
+    kafka_UpdateFeaturesRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_UpdateFeaturesRequest_desc, o, v, f);
 }
 
 /* ---- EnvelopeRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_EnvelopeRequest_fields[] = {
-    {"RequestData", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_EnvelopeRequest, RequestData), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"RequestPrincipal", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_EnvelopeRequest, RequestPrincipal), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ClientHostAddress", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_EnvelopeRequest, ClientHostAddress), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"RequestData", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_EnvelopeRequest, RequestData),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RequestPrincipal", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_EnvelopeRequest, RequestPrincipal),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ClientHostAddress", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_EnvelopeRequest, ClientHostAddress),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_EnvelopeRequest_desc = {
-    "kafka_EnvelopeRequest", sizeof(kafka_EnvelopeRequest), 3, 0, kafka_EnvelopeRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_EnvelopeRequest",
+    sizeof(kafka_EnvelopeRequest),
+    3,
+    0,
+    kafka_EnvelopeRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_EnvelopeRequest_init(kafka_EnvelopeRequest *o)
 {
     kafka_struct_init(&kafka_EnvelopeRequest_desc, o);
@@ -3618,59 +6120,123 @@ void kafka_EnvelopeRequest_fill_test(kafka_EnvelopeRequest *o, int16_t v, kafka_
 
 /* ---- FetchSnapshotRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_FetchSnapshotRequest_SnapshotId_fields[] = {
-    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest_SnapshotId, EndOffset), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Epoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest_SnapshotId, Epoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest_SnapshotId, EndOffset),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Epoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest_SnapshotId, Epoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchSnapshotRequest_SnapshotId_desc = {
-    "kafka_FetchSnapshotRequest_SnapshotId", sizeof(kafka_FetchSnapshotRequest_SnapshotId), 2, 0, kafka_FetchSnapshotRequest_SnapshotId_fields, NULL, 0x1u, 0, 0};
+    "kafka_FetchSnapshotRequest_SnapshotId",
+    sizeof(kafka_FetchSnapshotRequest_SnapshotId),
+    2,
+    0,
+    kafka_FetchSnapshotRequest_SnapshotId_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_FetchSnapshotRequest_PartitionSnapshot_fields[] = {
-    {"Partition", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest_PartitionSnapshot, Partition), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"CurrentLeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest_PartitionSnapshot, CurrentLeaderEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"SnapshotId", KAFKA_T_STRUCT, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest_PartitionSnapshot, SnapshotId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_FetchSnapshotRequest_SnapshotId_desc},
-    {"Position", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest_PartitionSnapshot, Position), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Partition", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest_PartitionSnapshot, Partition),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CurrentLeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest_PartitionSnapshot, CurrentLeaderEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SnapshotId", KAFKA_T_STRUCT, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest_PartitionSnapshot, SnapshotId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_FetchSnapshotRequest_SnapshotId_desc},
+    {"Position", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest_PartitionSnapshot, Position),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchSnapshotRequest_PartitionSnapshot_desc = {
-    "kafka_FetchSnapshotRequest_PartitionSnapshot", sizeof(kafka_FetchSnapshotRequest_PartitionSnapshot), 4, 0, kafka_FetchSnapshotRequest_PartitionSnapshot_fields, NULL, 0x1u, 0, 0};
+    "kafka_FetchSnapshotRequest_PartitionSnapshot",
+    sizeof(kafka_FetchSnapshotRequest_PartitionSnapshot),
+    4,
+    0,
+    kafka_FetchSnapshotRequest_PartitionSnapshot_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_FetchSnapshotRequest_TopicSnapshot_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest_TopicSnapshot, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest_TopicSnapshot, Partitions), offsetof(kafka_FetchSnapshotRequest_TopicSnapshot, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_FetchSnapshotRequest_PartitionSnapshot_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest_TopicSnapshot, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest_TopicSnapshot, Partitions),
+     offsetof(kafka_FetchSnapshotRequest_TopicSnapshot, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_FetchSnapshotRequest_PartitionSnapshot_desc},
 };
 static const struct kafka_struct_desc kafka_FetchSnapshotRequest_TopicSnapshot_desc = {
-    "kafka_FetchSnapshotRequest_TopicSnapshot", sizeof(kafka_FetchSnapshotRequest_TopicSnapshot), 2, 0, kafka_FetchSnapshotRequest_TopicSnapshot_fields, NULL, 0x1u, 0, 0};
+    "kafka_FetchSnapshotRequest_TopicSnapshot",
+    sizeof(kafka_FetchSnapshotRequest_TopicSnapshot),
+    2,
+    0,
+    kafka_FetchSnapshotRequest_TopicSnapshot_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_FetchSnapshotRequest_fields[] = {
-    {"ClusterId", KAFKA_T_STRING, false, false, false, true, 0, offsetof(kafka_FetchSnapshotRequest, ClusterId), 0,
-     0x1u, 0x1u, 0x1u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest, ReplicaId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, -1, 0.0, NULL, 0, NULL},
-    {"MaxBytes", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest, MaxBytes), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 2147483647, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchSnapshotRequest, Topics), offsetof(kafka_FetchSnapshotRequest, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_FetchSnapshotRequest_TopicSnapshot_desc},
+    {"ClusterId", KAFKA_T_STRING, false, false, false, true, 0,
+     offsetof(kafka_FetchSnapshotRequest, ClusterId),
+     0,
+     0x1u, 0x1u, 0x1u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest, ReplicaId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, -1, 0.0, NULL, 0,
+     NULL},
+    {"MaxBytes", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest, MaxBytes),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 2147483647, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotRequest, Topics),
+     offsetof(kafka_FetchSnapshotRequest, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_FetchSnapshotRequest_TopicSnapshot_desc},
 };
 static const uint8_t kafka_FetchSnapshotRequest_tags[] = {0};
 const struct kafka_struct_desc kafka_FetchSnapshotRequest_desc = {
-    "kafka_FetchSnapshotRequest", sizeof(kafka_FetchSnapshotRequest), 4, 1, kafka_FetchSnapshotRequest_fields, kafka_FetchSnapshotRequest_tags, 0x1u, 0, 0};
+    "kafka_FetchSnapshotRequest",
+    sizeof(kafka_FetchSnapshotRequest),
+    4,
+    1,
+    kafka_FetchSnapshotRequest_fields,
+    kafka_FetchSnapshotRequest_tags,
+    0x1u, 0, 0};
 void kafka_FetchSnapshotRequest_SnapshotId_init(kafka_FetchSnapshotRequest_SnapshotId *o)
 {
     kafka_struct_init(&kafka_FetchSnapshotRequest_SnapshotId_desc, o);
 }
-bool kafka_FetchSnapshotRequest_SnapshotId_equal(const kafka_FetchSnapshotRequest_SnapshotId *x, const kafka_FetchSnapshotRequest_SnapshotId *y)
+bool kafka_FetchSnapshotRequest_SnapshotId_equal(
+    const kafka_FetchSnapshotRequest_SnapshotId *x, const kafka_FetchSnapshotRequest_SnapshotId *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotRequest_SnapshotId_desc, x, y);
 }
-void kafka_FetchSnapshotRequest_PartitionSnapshot_init(kafka_FetchSnapshotRequest_PartitionSnapshot *o)
+void kafka_FetchSnapshotRequest_PartitionSnapshot_init(
+    kafka_FetchSnapshotRequest_PartitionSnapshot *o)
 {
     kafka_struct_init(&kafka_FetchSnapshotRequest_PartitionSnapshot_desc, o);
 }
-bool kafka_FetchSnapshotRequest_PartitionSnapshot_equal(const kafka_FetchSnapshotRequest_PartitionSnapshot *x, const kafka_FetchSnapshotRequest_PartitionSnapshot *y)
+bool kafka_FetchSnapshotRequest_PartitionSnapshot_equal(
+    const kafka_FetchSnapshotRequest_PartitionSnapshot *x,
+    const kafka_FetchSnapshotRequest_PartitionSnapshot *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotRequest_PartitionSnapshot_desc, x, y);
 }
@@ -3678,7 +6244,9 @@ void kafka_FetchSnapshotRequest_TopicSnapshot_init(kafka_FetchSnapshotRequest_To
 {
     kafka_struct_init(&kafka_FetchSnapshotRequest_TopicSnapshot_desc, o);
 }
-bool kafka_FetchSnapshotRequest_TopicSnapshot_equal(const kafka_FetchSnapshotRequest_TopicSnapshot *x, const kafka_FetchSnapshotRequest_TopicSnapshot *y)
+bool kafka_FetchSnapshotRequest_TopicSnapshot_equal(
+    const kafka_FetchSnapshotRequest_TopicSnapshot *x,
+    const kafka_FetchSnapshotRequest_TopicSnapshot *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotRequest_TopicSnapshot_desc, x, y);
 }
@@ -3686,11 +6254,13 @@ void kafka_FetchSnapshotRequest_init(kafka_FetchSnapshotRequest *o)
 {
     kafka_struct_init(&kafka_FetchSnapshotRequest_desc, o);
 }
-bool kafka_FetchSnapshotRequest_equal(const kafka_FetchSnapshotRequest *x, const kafka_FetchSnapshotRequest *y)
+bool kafka_FetchSnapshotRequest_equal(
+    const kafka_FetchSnapshotRequest *x, const kafka_FetchSnapshotRequest *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotRequest_desc, x, y);
 }
-int kafka_FetchSnapshotRequest_decode(al_rd *rd, int16_t v, kafka_FetchSnapshotRequest *o, kafka_arena *a)
+int kafka_FetchSnapshotRequest_decode(
+    al_rd *rd, int16_t v, kafka_FetchSnapshotRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_FetchSnapshotRequest_desc, rd, v, o, a);
 }
@@ -3709,22 +6279,36 @@ void kafka_FetchSnapshotRequest_fill_test(kafka_FetchSnapshotRequest *o, int16_t
 
 /* ---- DescribeClusterRequest (request, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeClusterRequest_fields[] = {
-    {"IncludeClusterAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeClusterRequest, IncludeClusterAuthorizedOperations), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"EndpointType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeClusterRequest, EndpointType), 0,
-     0x2u, 0x0u, 0x0u, 0x3u, 1, 0.0, NULL, 0, NULL},
+    {"IncludeClusterAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterRequest, IncludeClusterAuthorizedOperations),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"EndpointType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterRequest, EndpointType),
+     0,
+     0x2u, 0x0u, 0x0u, 0x3u, 1, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DescribeClusterRequest_desc = {
-    "kafka_DescribeClusterRequest", sizeof(kafka_DescribeClusterRequest), 2, 0, kafka_DescribeClusterRequest_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeClusterRequest",
+    sizeof(kafka_DescribeClusterRequest),
+    2,
+    0,
+    kafka_DescribeClusterRequest_fields,
+    NULL,
+    0x3u, 0, 1};
 void kafka_DescribeClusterRequest_init(kafka_DescribeClusterRequest *o)
 {
     kafka_struct_init(&kafka_DescribeClusterRequest_desc, o);
 }
-bool kafka_DescribeClusterRequest_equal(const kafka_DescribeClusterRequest *x, const kafka_DescribeClusterRequest *y)
+bool kafka_DescribeClusterRequest_equal(
+    const kafka_DescribeClusterRequest *x, const kafka_DescribeClusterRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeClusterRequest_desc, x, y);
 }
-int kafka_DescribeClusterRequest_decode(al_rd *rd, int16_t v, kafka_DescribeClusterRequest *o, kafka_arena *a)
+int kafka_DescribeClusterRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeClusterRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeClusterRequest_desc, rd, v, o, a);
 }
@@ -3736,31 +6320,56 @@ size_t kafka_DescribeClusterRequest_size(int16_t v, const kafka_DescribeClusterR
 {
     return kafka_struct_size(&kafka_DescribeClusterRequest_desc, v, o);
 }
-void kafka_DescribeClusterRequest_fill_test(kafka_DescribeClusterRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeClusterRequest_fill_test(
+    kafka_DescribeClusterRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeClusterRequest_desc, o, v, f);
 }
 
 /* ---- DescribeProducersRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeProducersRequest_TopicRequest_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeProducersRequest_TopicRequest, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_DescribeProducersRequest_TopicRequest, PartitionIndexes), offsetof(kafka_DescribeProducersRequest_TopicRequest, PartitionIndexes_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersRequest_TopicRequest, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndexes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_DescribeProducersRequest_TopicRequest, PartitionIndexes),
+     offsetof(kafka_DescribeProducersRequest_TopicRequest, PartitionIndexes_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeProducersRequest_TopicRequest_desc = {
-    "kafka_DescribeProducersRequest_TopicRequest", sizeof(kafka_DescribeProducersRequest_TopicRequest), 2, 0, kafka_DescribeProducersRequest_TopicRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeProducersRequest_TopicRequest",
+    sizeof(kafka_DescribeProducersRequest_TopicRequest),
+    2,
+    0,
+    kafka_DescribeProducersRequest_TopicRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeProducersRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeProducersRequest, Topics), offsetof(kafka_DescribeProducersRequest, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeProducersRequest_TopicRequest_desc},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeProducersRequest, Topics),
+     offsetof(kafka_DescribeProducersRequest, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeProducersRequest_TopicRequest_desc},
 };
 const struct kafka_struct_desc kafka_DescribeProducersRequest_desc = {
-    "kafka_DescribeProducersRequest", sizeof(kafka_DescribeProducersRequest), 1, 0, kafka_DescribeProducersRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_DescribeProducersRequest_TopicRequest_init(kafka_DescribeProducersRequest_TopicRequest *o)
+    "kafka_DescribeProducersRequest",
+    sizeof(kafka_DescribeProducersRequest),
+    1,
+    0,
+    kafka_DescribeProducersRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_DescribeProducersRequest_TopicRequest_init(
+    kafka_DescribeProducersRequest_TopicRequest *o)
 {
     kafka_struct_init(&kafka_DescribeProducersRequest_TopicRequest_desc, o);
 }
-bool kafka_DescribeProducersRequest_TopicRequest_equal(const kafka_DescribeProducersRequest_TopicRequest *x, const kafka_DescribeProducersRequest_TopicRequest *y)
+bool kafka_DescribeProducersRequest_TopicRequest_equal(
+    const kafka_DescribeProducersRequest_TopicRequest *x,
+    const kafka_DescribeProducersRequest_TopicRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeProducersRequest_TopicRequest_desc, x, y);
 }
@@ -3768,15 +6377,18 @@ void kafka_DescribeProducersRequest_init(kafka_DescribeProducersRequest *o)
 {
     kafka_struct_init(&kafka_DescribeProducersRequest_desc, o);
 }
-bool kafka_DescribeProducersRequest_equal(const kafka_DescribeProducersRequest *x, const kafka_DescribeProducersRequest *y)
+bool kafka_DescribeProducersRequest_equal(
+    const kafka_DescribeProducersRequest *x, const kafka_DescribeProducersRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeProducersRequest_desc, x, y);
 }
-int kafka_DescribeProducersRequest_decode(al_rd *rd, int16_t v, kafka_DescribeProducersRequest *o, kafka_arena *a)
+int kafka_DescribeProducersRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeProducersRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeProducersRequest_desc, rd, v, o, a);
 }
-int kafka_DescribeProducersRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeProducersRequest *o)
+int kafka_DescribeProducersRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeProducersRequest *o)
 {
     return kafka_struct_encode(&kafka_DescribeProducersRequest_desc, wr, v, o);
 }
@@ -3784,61 +6396,130 @@ size_t kafka_DescribeProducersRequest_size(int16_t v, const kafka_DescribeProduc
 {
     return kafka_struct_size(&kafka_DescribeProducersRequest_desc, v, o);
 }
-void kafka_DescribeProducersRequest_fill_test(kafka_DescribeProducersRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeProducersRequest_fill_test(
+    kafka_DescribeProducersRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeProducersRequest_desc, o, v, f);
 }
 
 /* ---- BrokerRegistrationRequest (request, versions 0-3, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_BrokerRegistrationRequest_Listener_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest_Listener, Name), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest_Listener, Host), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_UINT16, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest_Listener, Port), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"SecurityProtocol", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest_Listener, SecurityProtocol), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest_Listener, Name),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest_Listener, Host),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_UINT16, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest_Listener, Port),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"SecurityProtocol", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest_Listener, SecurityProtocol),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_BrokerRegistrationRequest_Listener_desc = {
-    "kafka_BrokerRegistrationRequest_Listener", sizeof(kafka_BrokerRegistrationRequest_Listener), 4, 0, kafka_BrokerRegistrationRequest_Listener_fields, NULL, 0xfu, 0, 3};
+    "kafka_BrokerRegistrationRequest_Listener",
+    sizeof(kafka_BrokerRegistrationRequest_Listener),
+    4,
+    0,
+    kafka_BrokerRegistrationRequest_Listener_fields,
+    NULL,
+    0xfu, 0, 3};
 static const struct kafka_field_desc kafka_BrokerRegistrationRequest_Feature_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest_Feature, Name), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0, NULL},
-    {"MinSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest_Feature, MinSupportedVersion), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"MaxSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest_Feature, MaxSupportedVersion), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest_Feature, Name),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0,
+     NULL},
+    {"MinSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest_Feature, MinSupportedVersion),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest_Feature, MaxSupportedVersion),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_BrokerRegistrationRequest_Feature_desc = {
-    "kafka_BrokerRegistrationRequest_Feature", sizeof(kafka_BrokerRegistrationRequest_Feature), 3, 0, kafka_BrokerRegistrationRequest_Feature_fields, NULL, 0xfu, 0, 3};
+    "kafka_BrokerRegistrationRequest_Feature",
+    sizeof(kafka_BrokerRegistrationRequest_Feature),
+    3,
+    0,
+    kafka_BrokerRegistrationRequest_Feature_fields,
+    NULL,
+    0xfu, 0, 3};
 static const struct kafka_field_desc kafka_BrokerRegistrationRequest_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest, BrokerId), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"ClusterId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest, ClusterId), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0, NULL},
-    {"IncarnationId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest, IncarnationId), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"Listeners", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest, Listeners), offsetof(kafka_BrokerRegistrationRequest, Listeners_count),
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, &kafka_BrokerRegistrationRequest_Listener_desc},
-    {"Features", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest, Features), offsetof(kafka_BrokerRegistrationRequest, Features_count),
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, &kafka_BrokerRegistrationRequest_Feature_desc},
-    {"Rack", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest, Rack), 0,
-     0xfu, 0xfu, 0x0u, 0xfu, 0, 0.0, "", 0, NULL},
-    {"IsMigratingZkBroker", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationRequest, IsMigratingZkBroker), 0,
-     0xeu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"LogDirs", KAFKA_T_UUID, true, false, true, false, -1, offsetof(kafka_BrokerRegistrationRequest, LogDirs), offsetof(kafka_BrokerRegistrationRequest, LogDirs_count),
-     0xcu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"PreviousBrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_BrokerRegistrationRequest, PreviousBrokerEpoch), 0,
-     0x8u, 0x0u, 0x0u, 0xfu, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, BrokerId),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ClusterId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, ClusterId),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0,
+     NULL},
+    {"IncarnationId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, IncarnationId),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Listeners", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, Listeners),
+     offsetof(kafka_BrokerRegistrationRequest, Listeners_count),
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     &kafka_BrokerRegistrationRequest_Listener_desc},
+    {"Features", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, Features),
+     offsetof(kafka_BrokerRegistrationRequest, Features_count),
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     &kafka_BrokerRegistrationRequest_Feature_desc},
+    {"Rack", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, Rack),
+     0,
+     0xfu, 0xfu, 0x0u, 0xfu, 0, 0.0, "", 0,
+     NULL},
+    {"IsMigratingZkBroker", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, IsMigratingZkBroker),
+     0,
+     0xeu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"LogDirs", KAFKA_T_UUID, true, false, true, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, LogDirs),
+     offsetof(kafka_BrokerRegistrationRequest, LogDirs_count),
+     0xcu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PreviousBrokerEpoch", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_BrokerRegistrationRequest, PreviousBrokerEpoch),
+     0,
+     0x8u, 0x0u, 0x0u, 0xfu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_BrokerRegistrationRequest_desc = {
-    "kafka_BrokerRegistrationRequest", sizeof(kafka_BrokerRegistrationRequest), 9, 0, kafka_BrokerRegistrationRequest_fields, NULL, 0xfu, 0, 3};
+    "kafka_BrokerRegistrationRequest",
+    sizeof(kafka_BrokerRegistrationRequest),
+    9,
+    0,
+    kafka_BrokerRegistrationRequest_fields,
+    NULL,
+    0xfu, 0, 3};
 void kafka_BrokerRegistrationRequest_Listener_init(kafka_BrokerRegistrationRequest_Listener *o)
 {
     kafka_struct_init(&kafka_BrokerRegistrationRequest_Listener_desc, o);
 }
-bool kafka_BrokerRegistrationRequest_Listener_equal(const kafka_BrokerRegistrationRequest_Listener *x, const kafka_BrokerRegistrationRequest_Listener *y)
+bool kafka_BrokerRegistrationRequest_Listener_equal(
+    const kafka_BrokerRegistrationRequest_Listener *x,
+    const kafka_BrokerRegistrationRequest_Listener *y)
 {
     return kafka_struct_equal(&kafka_BrokerRegistrationRequest_Listener_desc, x, y);
 }
@@ -3846,7 +6527,9 @@ void kafka_BrokerRegistrationRequest_Feature_init(kafka_BrokerRegistrationReques
 {
     kafka_struct_init(&kafka_BrokerRegistrationRequest_Feature_desc, o);
 }
-bool kafka_BrokerRegistrationRequest_Feature_equal(const kafka_BrokerRegistrationRequest_Feature *x, const kafka_BrokerRegistrationRequest_Feature *y)
+bool kafka_BrokerRegistrationRequest_Feature_equal(
+    const kafka_BrokerRegistrationRequest_Feature *x,
+    const kafka_BrokerRegistrationRequest_Feature *y)
 {
     return kafka_struct_equal(&kafka_BrokerRegistrationRequest_Feature_desc, x, y);
 }
@@ -3854,15 +6537,18 @@ void kafka_BrokerRegistrationRequest_init(kafka_BrokerRegistrationRequest *o)
 {
     kafka_struct_init(&kafka_BrokerRegistrationRequest_desc, o);
 }
-bool kafka_BrokerRegistrationRequest_equal(const kafka_BrokerRegistrationRequest *x, const kafka_BrokerRegistrationRequest *y)
+bool kafka_BrokerRegistrationRequest_equal(
+    const kafka_BrokerRegistrationRequest *x, const kafka_BrokerRegistrationRequest *y)
 {
     return kafka_struct_equal(&kafka_BrokerRegistrationRequest_desc, x, y);
 }
-int kafka_BrokerRegistrationRequest_decode(al_rd *rd, int16_t v, kafka_BrokerRegistrationRequest *o, kafka_arena *a)
+int kafka_BrokerRegistrationRequest_decode(
+    al_rd *rd, int16_t v, kafka_BrokerRegistrationRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_BrokerRegistrationRequest_desc, rd, v, o, a);
 }
-int kafka_BrokerRegistrationRequest_encode(al_wr *wr, int16_t v, const kafka_BrokerRegistrationRequest *o)
+int kafka_BrokerRegistrationRequest_encode(
+    al_wr *wr, int16_t v, const kafka_BrokerRegistrationRequest *o)
 {
     return kafka_struct_encode(&kafka_BrokerRegistrationRequest_desc, wr, v, o);
 }
@@ -3870,38 +6556,65 @@ size_t kafka_BrokerRegistrationRequest_size(int16_t v, const kafka_BrokerRegistr
 {
     return kafka_struct_size(&kafka_BrokerRegistrationRequest_desc, v, o);
 }
-void kafka_BrokerRegistrationRequest_fill_test(kafka_BrokerRegistrationRequest *o, int16_t v, kafka_filler *f)
+void kafka_BrokerRegistrationRequest_fill_test(
+    kafka_BrokerRegistrationRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_BrokerRegistrationRequest_desc, o, v, f);
 }
 
 /* ---- BrokerHeartbeatRequest (request, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_BrokerHeartbeatRequest_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatRequest, BrokerId), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatRequest, BrokerEpoch), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"CurrentMetadataOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatRequest, CurrentMetadataOffset), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"WantFence", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatRequest, WantFence), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"WantShutDown", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatRequest, WantShutDown), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"OfflineLogDirs", KAFKA_T_UUID, true, false, false, false, 0, offsetof(kafka_BrokerHeartbeatRequest, OfflineLogDirs), offsetof(kafka_BrokerHeartbeatRequest, OfflineLogDirs_count),
-     0x2u, 0x0u, 0x2u, 0x3u, 0, 0.0, NULL, 0, NULL},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatRequest, BrokerId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatRequest, BrokerEpoch),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"CurrentMetadataOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatRequest, CurrentMetadataOffset),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"WantFence", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatRequest, WantFence),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"WantShutDown", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatRequest, WantShutDown),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"OfflineLogDirs", KAFKA_T_UUID, true, false, false, false, 0,
+     offsetof(kafka_BrokerHeartbeatRequest, OfflineLogDirs),
+     offsetof(kafka_BrokerHeartbeatRequest, OfflineLogDirs_count),
+     0x2u, 0x0u, 0x2u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const uint8_t kafka_BrokerHeartbeatRequest_tags[] = {5};
 const struct kafka_struct_desc kafka_BrokerHeartbeatRequest_desc = {
-    "kafka_BrokerHeartbeatRequest", sizeof(kafka_BrokerHeartbeatRequest), 6, 1, kafka_BrokerHeartbeatRequest_fields, kafka_BrokerHeartbeatRequest_tags, 0x3u, 0, 1};
+    "kafka_BrokerHeartbeatRequest",
+    sizeof(kafka_BrokerHeartbeatRequest),
+    6,
+    1,
+    kafka_BrokerHeartbeatRequest_fields,
+    kafka_BrokerHeartbeatRequest_tags,
+    0x3u, 0, 1};
 void kafka_BrokerHeartbeatRequest_init(kafka_BrokerHeartbeatRequest *o)
 {
     kafka_struct_init(&kafka_BrokerHeartbeatRequest_desc, o);
 }
-bool kafka_BrokerHeartbeatRequest_equal(const kafka_BrokerHeartbeatRequest *x, const kafka_BrokerHeartbeatRequest *y)
+bool kafka_BrokerHeartbeatRequest_equal(
+    const kafka_BrokerHeartbeatRequest *x, const kafka_BrokerHeartbeatRequest *y)
 {
     return kafka_struct_equal(&kafka_BrokerHeartbeatRequest_desc, x, y);
 }
-int kafka_BrokerHeartbeatRequest_decode(al_rd *rd, int16_t v, kafka_BrokerHeartbeatRequest *o, kafka_arena *a)
+int kafka_BrokerHeartbeatRequest_decode(
+    al_rd *rd, int16_t v, kafka_BrokerHeartbeatRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_BrokerHeartbeatRequest_desc, rd, v, o, a);
 }
@@ -3913,31 +6626,44 @@ size_t kafka_BrokerHeartbeatRequest_size(int16_t v, const kafka_BrokerHeartbeatR
 {
     return kafka_struct_size(&kafka_BrokerHeartbeatRequest_desc, v, o);
 }
-void kafka_BrokerHeartbeatRequest_fill_test(kafka_BrokerHeartbeatRequest *o, int16_t v, kafka_filler *f)
+void kafka_BrokerHeartbeatRequest_fill_test(
+    kafka_BrokerHeartbeatRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_BrokerHeartbeatRequest_desc, o, v, f);
 }
 
 /* ---- UnregisterBrokerRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_UnregisterBrokerRequest_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UnregisterBrokerRequest, BrokerId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UnregisterBrokerRequest, BrokerId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_UnregisterBrokerRequest_desc = {
-    "kafka_UnregisterBrokerRequest", sizeof(kafka_UnregisterBrokerRequest), 1, 0, kafka_UnregisterBrokerRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_UnregisterBrokerRequest",
+    sizeof(kafka_UnregisterBrokerRequest),
+    1,
+    0,
+    kafka_UnregisterBrokerRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_UnregisterBrokerRequest_init(kafka_UnregisterBrokerRequest *o)
 {
     kafka_struct_init(&kafka_UnregisterBrokerRequest_desc, o);
 }
-bool kafka_UnregisterBrokerRequest_equal(const kafka_UnregisterBrokerRequest *x, const kafka_UnregisterBrokerRequest *y)
+bool kafka_UnregisterBrokerRequest_equal(
+    const kafka_UnregisterBrokerRequest *x, const kafka_UnregisterBrokerRequest *y)
 {
     return kafka_struct_equal(&kafka_UnregisterBrokerRequest_desc, x, y);
 }
-int kafka_UnregisterBrokerRequest_decode(al_rd *rd, int16_t v, kafka_UnregisterBrokerRequest *o, kafka_arena *a)
+int kafka_UnregisterBrokerRequest_decode(
+    al_rd *rd, int16_t v, kafka_UnregisterBrokerRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_UnregisterBrokerRequest_desc, rd, v, o, a);
 }
-int kafka_UnregisterBrokerRequest_encode(al_wr *wr, int16_t v, const kafka_UnregisterBrokerRequest *o)
+int kafka_UnregisterBrokerRequest_encode(
+    al_wr *wr, int16_t v, const kafka_UnregisterBrokerRequest *o)
 {
     return kafka_struct_encode(&kafka_UnregisterBrokerRequest_desc, wr, v, o);
 }
@@ -3945,31 +6671,44 @@ size_t kafka_UnregisterBrokerRequest_size(int16_t v, const kafka_UnregisterBroke
 {
     return kafka_struct_size(&kafka_UnregisterBrokerRequest_desc, v, o);
 }
-void kafka_UnregisterBrokerRequest_fill_test(kafka_UnregisterBrokerRequest *o, int16_t v, kafka_filler *f)
+void kafka_UnregisterBrokerRequest_fill_test(
+    kafka_UnregisterBrokerRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_UnregisterBrokerRequest_desc, o, v, f);
 }
 
 /* ---- DescribeTransactionsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeTransactionsRequest_fields[] = {
-    {"TransactionalIds", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_DescribeTransactionsRequest, TransactionalIds), offsetof(kafka_DescribeTransactionsRequest, TransactionalIds_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"TransactionalIds", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsRequest, TransactionalIds),
+     offsetof(kafka_DescribeTransactionsRequest, TransactionalIds_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DescribeTransactionsRequest_desc = {
-    "kafka_DescribeTransactionsRequest", sizeof(kafka_DescribeTransactionsRequest), 1, 0, kafka_DescribeTransactionsRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeTransactionsRequest",
+    sizeof(kafka_DescribeTransactionsRequest),
+    1,
+    0,
+    kafka_DescribeTransactionsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_DescribeTransactionsRequest_init(kafka_DescribeTransactionsRequest *o)
 {
     kafka_struct_init(&kafka_DescribeTransactionsRequest_desc, o);
 }
-bool kafka_DescribeTransactionsRequest_equal(const kafka_DescribeTransactionsRequest *x, const kafka_DescribeTransactionsRequest *y)
+bool kafka_DescribeTransactionsRequest_equal(
+    const kafka_DescribeTransactionsRequest *x, const kafka_DescribeTransactionsRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeTransactionsRequest_desc, x, y);
 }
-int kafka_DescribeTransactionsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeTransactionsRequest *o, kafka_arena *a)
+int kafka_DescribeTransactionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeTransactionsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeTransactionsRequest_desc, rd, v, o, a);
 }
-int kafka_DescribeTransactionsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeTransactionsRequest *o)
+int kafka_DescribeTransactionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeTransactionsRequest *o)
 {
     return kafka_struct_encode(&kafka_DescribeTransactionsRequest_desc, wr, v, o);
 }
@@ -3977,35 +6716,54 @@ size_t kafka_DescribeTransactionsRequest_size(int16_t v, const kafka_DescribeTra
 {
     return kafka_struct_size(&kafka_DescribeTransactionsRequest_desc, v, o);
 }
-void kafka_DescribeTransactionsRequest_fill_test(kafka_DescribeTransactionsRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeTransactionsRequest_fill_test(
+    kafka_DescribeTransactionsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeTransactionsRequest_desc, o, v, f);
 }
 
 /* ---- ListTransactionsRequest (request, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ListTransactionsRequest_fields[] = {
-    {"StateFilters", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_ListTransactionsRequest, StateFilters), offsetof(kafka_ListTransactionsRequest, StateFilters_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerIdFilters", KAFKA_T_INT64, true, false, false, false, -1, offsetof(kafka_ListTransactionsRequest, ProducerIdFilters), offsetof(kafka_ListTransactionsRequest, ProducerIdFilters_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"DurationFilter", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_ListTransactionsRequest, DurationFilter), 0,
-     0x2u, 0x0u, 0x0u, 0x3u, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"StateFilters", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_ListTransactionsRequest, StateFilters),
+     offsetof(kafka_ListTransactionsRequest, StateFilters_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerIdFilters", KAFKA_T_INT64, true, false, false, false, -1,
+     offsetof(kafka_ListTransactionsRequest, ProducerIdFilters),
+     offsetof(kafka_ListTransactionsRequest, ProducerIdFilters_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"DurationFilter", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_ListTransactionsRequest, DurationFilter),
+     0,
+     0x2u, 0x0u, 0x0u, 0x3u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ListTransactionsRequest_desc = {
-    "kafka_ListTransactionsRequest", sizeof(kafka_ListTransactionsRequest), 3, 0, kafka_ListTransactionsRequest_fields, NULL, 0x3u, 0, 1};
+    "kafka_ListTransactionsRequest",
+    sizeof(kafka_ListTransactionsRequest),
+    3,
+    0,
+    kafka_ListTransactionsRequest_fields,
+    NULL,
+    0x3u, 0, 1};
 void kafka_ListTransactionsRequest_init(kafka_ListTransactionsRequest *o)
 {
     kafka_struct_init(&kafka_ListTransactionsRequest_desc, o);
 }
-bool kafka_ListTransactionsRequest_equal(const kafka_ListTransactionsRequest *x, const kafka_ListTransactionsRequest *y)
+bool kafka_ListTransactionsRequest_equal(
+    const kafka_ListTransactionsRequest *x, const kafka_ListTransactionsRequest *y)
 {
     return kafka_struct_equal(&kafka_ListTransactionsRequest_desc, x, y);
 }
-int kafka_ListTransactionsRequest_decode(al_rd *rd, int16_t v, kafka_ListTransactionsRequest *o, kafka_arena *a)
+int kafka_ListTransactionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListTransactionsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListTransactionsRequest_desc, rd, v, o, a);
 }
-int kafka_ListTransactionsRequest_encode(al_wr *wr, int16_t v, const kafka_ListTransactionsRequest *o)
+int kafka_ListTransactionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ListTransactionsRequest *o)
 {
     return kafka_struct_encode(&kafka_ListTransactionsRequest_desc, wr, v, o);
 }
@@ -4013,33 +6771,49 @@ size_t kafka_ListTransactionsRequest_size(int16_t v, const kafka_ListTransaction
 {
     return kafka_struct_size(&kafka_ListTransactionsRequest_desc, v, o);
 }
-void kafka_ListTransactionsRequest_fill_test(kafka_ListTransactionsRequest *o, int16_t v, kafka_filler *f)
+void kafka_ListTransactionsRequest_fill_test(
+    kafka_ListTransactionsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ListTransactionsRequest_desc, o, v, f);
 }
 
 /* ---- AllocateProducerIdsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AllocateProducerIdsRequest_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AllocateProducerIdsRequest, BrokerId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_AllocateProducerIdsRequest, BrokerEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AllocateProducerIdsRequest, BrokerId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_AllocateProducerIdsRequest, BrokerEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_AllocateProducerIdsRequest_desc = {
-    "kafka_AllocateProducerIdsRequest", sizeof(kafka_AllocateProducerIdsRequest), 2, 0, kafka_AllocateProducerIdsRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_AllocateProducerIdsRequest",
+    sizeof(kafka_AllocateProducerIdsRequest),
+    2,
+    0,
+    kafka_AllocateProducerIdsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_AllocateProducerIdsRequest_init(kafka_AllocateProducerIdsRequest *o)
 {
     kafka_struct_init(&kafka_AllocateProducerIdsRequest_desc, o);
 }
-bool kafka_AllocateProducerIdsRequest_equal(const kafka_AllocateProducerIdsRequest *x, const kafka_AllocateProducerIdsRequest *y)
+bool kafka_AllocateProducerIdsRequest_equal(
+    const kafka_AllocateProducerIdsRequest *x, const kafka_AllocateProducerIdsRequest *y)
 {
     return kafka_struct_equal(&kafka_AllocateProducerIdsRequest_desc, x, y);
 }
-int kafka_AllocateProducerIdsRequest_decode(al_rd *rd, int16_t v, kafka_AllocateProducerIdsRequest *o, kafka_arena *a)
+int kafka_AllocateProducerIdsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AllocateProducerIdsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AllocateProducerIdsRequest_desc, rd, v, o, a);
 }
-int kafka_AllocateProducerIdsRequest_encode(al_wr *wr, int16_t v, const kafka_AllocateProducerIdsRequest *o)
+int kafka_AllocateProducerIdsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AllocateProducerIdsRequest *o)
 {
     return kafka_struct_encode(&kafka_AllocateProducerIdsRequest_desc, wr, v, o);
 }
@@ -4047,47 +6821,96 @@ size_t kafka_AllocateProducerIdsRequest_size(int16_t v, const kafka_AllocateProd
 {
     return kafka_struct_size(&kafka_AllocateProducerIdsRequest_desc, v, o);
 }
-void kafka_AllocateProducerIdsRequest_fill_test(kafka_AllocateProducerIdsRequest *o, int16_t v, kafka_filler *f)
+void kafka_AllocateProducerIdsRequest_fill_test(
+    kafka_AllocateProducerIdsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AllocateProducerIdsRequest_desc, o, v, f);
 }
 
 /* ---- ConsumerGroupHeartbeatRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_fields[] = {
-    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions, TopicId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions, Partitions), offsetof(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions, TopicId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions, Partitions),
+     offsetof(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_desc = {
-    "kafka_ConsumerGroupHeartbeatRequest_TopicPartitions", sizeof(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions), 2, 0, kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_fields, NULL, 0x1u, 0, 0};
+    "kafka_ConsumerGroupHeartbeatRequest_TopicPartitions",
+    sizeof(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions),
+    2,
+    0,
+    kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ConsumerGroupHeartbeatRequest_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, GroupId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, MemberId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"MemberEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, MemberEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"InstanceId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, InstanceId), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"RackId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, RackId), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"RebalanceTimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, RebalanceTimeoutMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, -1, 0.0, NULL, 0, NULL},
-    {"SubscribedTopicNames", KAFKA_T_STRING, true, false, false, true, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, SubscribedTopicNames), offsetof(kafka_ConsumerGroupHeartbeatRequest, SubscribedTopicNames_count),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ServerAssignor", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, ServerAssignor), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"TopicPartitions", KAFKA_T_STRUCT, true, false, false, true, -1, offsetof(kafka_ConsumerGroupHeartbeatRequest, TopicPartitions), offsetof(kafka_ConsumerGroupHeartbeatRequest, TopicPartitions_count),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_desc},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, GroupId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, MemberId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"MemberEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, MemberEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"InstanceId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, InstanceId),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RackId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, RackId),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RebalanceTimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, RebalanceTimeoutMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, -1, 0.0, NULL, 0,
+     NULL},
+    {"SubscribedTopicNames", KAFKA_T_STRING, true, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, SubscribedTopicNames),
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, SubscribedTopicNames_count),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ServerAssignor", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, ServerAssignor),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TopicPartitions", KAFKA_T_STRUCT, true, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, TopicPartitions),
+     offsetof(kafka_ConsumerGroupHeartbeatRequest, TopicPartitions_count),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_desc},
 };
 const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatRequest_desc = {
-    "kafka_ConsumerGroupHeartbeatRequest", sizeof(kafka_ConsumerGroupHeartbeatRequest), 9, 0, kafka_ConsumerGroupHeartbeatRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_init(kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *o)
+    "kafka_ConsumerGroupHeartbeatRequest",
+    sizeof(kafka_ConsumerGroupHeartbeatRequest),
+    9,
+    0,
+    kafka_ConsumerGroupHeartbeatRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_init(
+    kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *o)
 {
     kafka_struct_init(&kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_desc, o);
 }
-bool kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_equal(const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *x, const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *y)
+bool kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_equal(
+    const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *x,
+    const kafka_ConsumerGroupHeartbeatRequest_TopicPartitions *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupHeartbeatRequest_TopicPartitions_desc, x, y);
 }
@@ -4095,111 +6918,193 @@ void kafka_ConsumerGroupHeartbeatRequest_init(kafka_ConsumerGroupHeartbeatReques
 {
     kafka_struct_init(&kafka_ConsumerGroupHeartbeatRequest_desc, o);
 }
-bool kafka_ConsumerGroupHeartbeatRequest_equal(const kafka_ConsumerGroupHeartbeatRequest *x, const kafka_ConsumerGroupHeartbeatRequest *y)
+bool kafka_ConsumerGroupHeartbeatRequest_equal(
+    const kafka_ConsumerGroupHeartbeatRequest *x, const kafka_ConsumerGroupHeartbeatRequest *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupHeartbeatRequest_desc, x, y);
 }
-int kafka_ConsumerGroupHeartbeatRequest_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatRequest *o, kafka_arena *a)
+int kafka_ConsumerGroupHeartbeatRequest_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ConsumerGroupHeartbeatRequest_desc, rd, v, o, a);
 }
-int kafka_ConsumerGroupHeartbeatRequest_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o)
+int kafka_ConsumerGroupHeartbeatRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o)
 {
     return kafka_struct_encode(&kafka_ConsumerGroupHeartbeatRequest_desc, wr, v, o);
 }
-size_t kafka_ConsumerGroupHeartbeatRequest_size(int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o)
+size_t kafka_ConsumerGroupHeartbeatRequest_size(
+    int16_t v, const kafka_ConsumerGroupHeartbeatRequest *o)
 {
     return kafka_struct_size(&kafka_ConsumerGroupHeartbeatRequest_desc, v, o);
 }
-void kafka_ConsumerGroupHeartbeatRequest_fill_test(kafka_ConsumerGroupHeartbeatRequest *o, int16_t v, kafka_filler *f)
+void kafka_ConsumerGroupHeartbeatRequest_fill_test(
+    kafka_ConsumerGroupHeartbeatRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ConsumerGroupHeartbeatRequest_desc, o, v, f);
 }
 
 /* ---- ConsumerGroupDescribeRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ConsumerGroupDescribeRequest_fields[] = {
-    {"GroupIds", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeRequest, GroupIds), offsetof(kafka_ConsumerGroupDescribeRequest, GroupIds_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"IncludeAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeRequest, IncludeAuthorizedOperations), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"GroupIds", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeRequest, GroupIds),
+     offsetof(kafka_ConsumerGroupDescribeRequest, GroupIds_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IncludeAuthorizedOperations", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeRequest, IncludeAuthorizedOperations),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ConsumerGroupDescribeRequest_desc = {
-    "kafka_ConsumerGroupDescribeRequest", sizeof(kafka_ConsumerGroupDescribeRequest), 2, 0, kafka_ConsumerGroupDescribeRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_ConsumerGroupDescribeRequest",
+    sizeof(kafka_ConsumerGroupDescribeRequest),
+    2,
+    0,
+    kafka_ConsumerGroupDescribeRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_ConsumerGroupDescribeRequest_init(kafka_ConsumerGroupDescribeRequest *o)
 {
     kafka_struct_init(&kafka_ConsumerGroupDescribeRequest_desc, o);
 }
-bool kafka_ConsumerGroupDescribeRequest_equal(const kafka_ConsumerGroupDescribeRequest *x, const kafka_ConsumerGroupDescribeRequest *y)
+bool kafka_ConsumerGroupDescribeRequest_equal(
+    const kafka_ConsumerGroupDescribeRequest *x, const kafka_ConsumerGroupDescribeRequest *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupDescribeRequest_desc, x, y);
 }
-int kafka_ConsumerGroupDescribeRequest_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeRequest *o, kafka_arena *a)
+int kafka_ConsumerGroupDescribeRequest_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ConsumerGroupDescribeRequest_desc, rd, v, o, a);
 }
-int kafka_ConsumerGroupDescribeRequest_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeRequest *o)
+int kafka_ConsumerGroupDescribeRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeRequest *o)
 {
     return kafka_struct_encode(&kafka_ConsumerGroupDescribeRequest_desc, wr, v, o);
 }
-size_t kafka_ConsumerGroupDescribeRequest_size(int16_t v, const kafka_ConsumerGroupDescribeRequest *o)
+size_t kafka_ConsumerGroupDescribeRequest_size(
+    int16_t v, const kafka_ConsumerGroupDescribeRequest *o)
 {
     return kafka_struct_size(&kafka_ConsumerGroupDescribeRequest_desc, v, o);
 }
-void kafka_ConsumerGroupDescribeRequest_fill_test(kafka_ConsumerGroupDescribeRequest *o, int16_t v, kafka_filler *f)
+void kafka_ConsumerGroupDescribeRequest_fill_test(
+    kafka_ConsumerGroupDescribeRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ConsumerGroupDescribeRequest_desc, o, v, f);
 }
 
 /* ---- ControllerRegistrationRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ControllerRegistrationRequest_Listener_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest_Listener, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest_Listener, Host), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_UINT16, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest_Listener, Port), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"SecurityProtocol", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest_Listener, SecurityProtocol), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest_Listener, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest_Listener, Host),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_UINT16, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest_Listener, Port),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SecurityProtocol", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest_Listener, SecurityProtocol),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ControllerRegistrationRequest_Listener_desc = {
-    "kafka_ControllerRegistrationRequest_Listener", sizeof(kafka_ControllerRegistrationRequest_Listener), 4, 0, kafka_ControllerRegistrationRequest_Listener_fields, NULL, 0x1u, 0, 0};
+    "kafka_ControllerRegistrationRequest_Listener",
+    sizeof(kafka_ControllerRegistrationRequest_Listener),
+    4,
+    0,
+    kafka_ControllerRegistrationRequest_Listener_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ControllerRegistrationRequest_Feature_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest_Feature, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"MinSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest_Feature, MinSupportedVersion), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"MaxSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest_Feature, MaxSupportedVersion), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest_Feature, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"MinSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest_Feature, MinSupportedVersion),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxSupportedVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest_Feature, MaxSupportedVersion),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ControllerRegistrationRequest_Feature_desc = {
-    "kafka_ControllerRegistrationRequest_Feature", sizeof(kafka_ControllerRegistrationRequest_Feature), 3, 0, kafka_ControllerRegistrationRequest_Feature_fields, NULL, 0x1u, 0, 0};
+    "kafka_ControllerRegistrationRequest_Feature",
+    sizeof(kafka_ControllerRegistrationRequest_Feature),
+    3,
+    0,
+    kafka_ControllerRegistrationRequest_Feature_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ControllerRegistrationRequest_fields[] = {
-    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest, ControllerId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"IncarnationId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest, IncarnationId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ZkMigrationReady", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest, ZkMigrationReady), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Listeners", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest, Listeners), offsetof(kafka_ControllerRegistrationRequest, Listeners_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ControllerRegistrationRequest_Listener_desc},
-    {"Features", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ControllerRegistrationRequest, Features), offsetof(kafka_ControllerRegistrationRequest, Features_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ControllerRegistrationRequest_Feature_desc},
+    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest, ControllerId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IncarnationId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest, IncarnationId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ZkMigrationReady", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest, ZkMigrationReady),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Listeners", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest, Listeners),
+     offsetof(kafka_ControllerRegistrationRequest, Listeners_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ControllerRegistrationRequest_Listener_desc},
+    {"Features", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationRequest, Features),
+     offsetof(kafka_ControllerRegistrationRequest, Features_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ControllerRegistrationRequest_Feature_desc},
 };
 const struct kafka_struct_desc kafka_ControllerRegistrationRequest_desc = {
-    "kafka_ControllerRegistrationRequest", sizeof(kafka_ControllerRegistrationRequest), 5, 0, kafka_ControllerRegistrationRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_ControllerRegistrationRequest_Listener_init(kafka_ControllerRegistrationRequest_Listener *o)
+    "kafka_ControllerRegistrationRequest",
+    sizeof(kafka_ControllerRegistrationRequest),
+    5,
+    0,
+    kafka_ControllerRegistrationRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_ControllerRegistrationRequest_Listener_init(
+    kafka_ControllerRegistrationRequest_Listener *o)
 {
     kafka_struct_init(&kafka_ControllerRegistrationRequest_Listener_desc, o);
 }
-bool kafka_ControllerRegistrationRequest_Listener_equal(const kafka_ControllerRegistrationRequest_Listener *x, const kafka_ControllerRegistrationRequest_Listener *y)
+bool kafka_ControllerRegistrationRequest_Listener_equal(
+    const kafka_ControllerRegistrationRequest_Listener *x,
+    const kafka_ControllerRegistrationRequest_Listener *y)
 {
     return kafka_struct_equal(&kafka_ControllerRegistrationRequest_Listener_desc, x, y);
 }
-void kafka_ControllerRegistrationRequest_Feature_init(kafka_ControllerRegistrationRequest_Feature *o)
+void kafka_ControllerRegistrationRequest_Feature_init(
+    kafka_ControllerRegistrationRequest_Feature *o)
 {
     kafka_struct_init(&kafka_ControllerRegistrationRequest_Feature_desc, o);
 }
-bool kafka_ControllerRegistrationRequest_Feature_equal(const kafka_ControllerRegistrationRequest_Feature *x, const kafka_ControllerRegistrationRequest_Feature *y)
+bool kafka_ControllerRegistrationRequest_Feature_equal(
+    const kafka_ControllerRegistrationRequest_Feature *x,
+    const kafka_ControllerRegistrationRequest_Feature *y)
 {
     return kafka_struct_equal(&kafka_ControllerRegistrationRequest_Feature_desc, x, y);
 }
@@ -4207,83 +7112,126 @@ void kafka_ControllerRegistrationRequest_init(kafka_ControllerRegistrationReques
 {
     kafka_struct_init(&kafka_ControllerRegistrationRequest_desc, o);
 }
-bool kafka_ControllerRegistrationRequest_equal(const kafka_ControllerRegistrationRequest *x, const kafka_ControllerRegistrationRequest *y)
+bool kafka_ControllerRegistrationRequest_equal(
+    const kafka_ControllerRegistrationRequest *x, const kafka_ControllerRegistrationRequest *y)
 {
     return kafka_struct_equal(&kafka_ControllerRegistrationRequest_desc, x, y);
 }
-int kafka_ControllerRegistrationRequest_decode(al_rd *rd, int16_t v, kafka_ControllerRegistrationRequest *o, kafka_arena *a)
+int kafka_ControllerRegistrationRequest_decode(
+    al_rd *rd, int16_t v, kafka_ControllerRegistrationRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ControllerRegistrationRequest_desc, rd, v, o, a);
 }
-int kafka_ControllerRegistrationRequest_encode(al_wr *wr, int16_t v, const kafka_ControllerRegistrationRequest *o)
+int kafka_ControllerRegistrationRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ControllerRegistrationRequest *o)
 {
     return kafka_struct_encode(&kafka_ControllerRegistrationRequest_desc, wr, v, o);
 }
-size_t kafka_ControllerRegistrationRequest_size(int16_t v, const kafka_ControllerRegistrationRequest *o)
+size_t kafka_ControllerRegistrationRequest_size(
+    int16_t v, const kafka_ControllerRegistrationRequest *o)
 {
     return kafka_struct_size(&kafka_ControllerRegistrationRequest_desc, v, o);
 }
-void kafka_ControllerRegistrationRequest_fill_test(kafka_ControllerRegistrationRequest *o, int16_t v, kafka_filler *f)
+void kafka_ControllerRegistrationRequest_fill_test(
+    kafka_ControllerRegistrationRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ControllerRegistrationRequest_desc, o, v, f);
 }
 
 /* ---- GetTelemetrySubscriptionsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_GetTelemetrySubscriptionsRequest_fields[] = {
-    {"ClientInstanceId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsRequest, ClientInstanceId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"ClientInstanceId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsRequest, ClientInstanceId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_GetTelemetrySubscriptionsRequest_desc = {
-    "kafka_GetTelemetrySubscriptionsRequest", sizeof(kafka_GetTelemetrySubscriptionsRequest), 1, 0, kafka_GetTelemetrySubscriptionsRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_GetTelemetrySubscriptionsRequest",
+    sizeof(kafka_GetTelemetrySubscriptionsRequest),
+    1,
+    0,
+    kafka_GetTelemetrySubscriptionsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_GetTelemetrySubscriptionsRequest_init(kafka_GetTelemetrySubscriptionsRequest *o)
 {
     kafka_struct_init(&kafka_GetTelemetrySubscriptionsRequest_desc, o);
 }
-bool kafka_GetTelemetrySubscriptionsRequest_equal(const kafka_GetTelemetrySubscriptionsRequest *x, const kafka_GetTelemetrySubscriptionsRequest *y)
+bool kafka_GetTelemetrySubscriptionsRequest_equal(
+    const kafka_GetTelemetrySubscriptionsRequest *x,
+    const kafka_GetTelemetrySubscriptionsRequest *y)
 {
     return kafka_struct_equal(&kafka_GetTelemetrySubscriptionsRequest_desc, x, y);
 }
-int kafka_GetTelemetrySubscriptionsRequest_decode(al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsRequest *o, kafka_arena *a)
+int kafka_GetTelemetrySubscriptionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_GetTelemetrySubscriptionsRequest_desc, rd, v, o, a);
 }
-int kafka_GetTelemetrySubscriptionsRequest_encode(al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o)
+int kafka_GetTelemetrySubscriptionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o)
 {
     return kafka_struct_encode(&kafka_GetTelemetrySubscriptionsRequest_desc, wr, v, o);
 }
-size_t kafka_GetTelemetrySubscriptionsRequest_size(int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o)
+size_t kafka_GetTelemetrySubscriptionsRequest_size(
+    int16_t v, const kafka_GetTelemetrySubscriptionsRequest *o)
 {
     return kafka_struct_size(&kafka_GetTelemetrySubscriptionsRequest_desc, v, o);
 }
-void kafka_GetTelemetrySubscriptionsRequest_fill_test(kafka_GetTelemetrySubscriptionsRequest *o, int16_t v, kafka_filler *f)
+void kafka_GetTelemetrySubscriptionsRequest_fill_test(
+    kafka_GetTelemetrySubscriptionsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_GetTelemetrySubscriptionsRequest_desc, o, v, f);
 }
 
 /* ---- PushTelemetryRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_PushTelemetryRequest_fields[] = {
-    {"ClientInstanceId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_PushTelemetryRequest, ClientInstanceId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"SubscriptionId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_PushTelemetryRequest, SubscriptionId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Terminating", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_PushTelemetryRequest, Terminating), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"CompressionType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_PushTelemetryRequest, CompressionType), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Metrics", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_PushTelemetryRequest, Metrics), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"ClientInstanceId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_PushTelemetryRequest, ClientInstanceId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SubscriptionId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_PushTelemetryRequest, SubscriptionId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Terminating", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_PushTelemetryRequest, Terminating),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CompressionType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_PushTelemetryRequest, CompressionType),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Metrics", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_PushTelemetryRequest, Metrics),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_PushTelemetryRequest_desc = {
-    "kafka_PushTelemetryRequest", sizeof(kafka_PushTelemetryRequest), 5, 0, kafka_PushTelemetryRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_PushTelemetryRequest",
+    sizeof(kafka_PushTelemetryRequest),
+    5,
+    0,
+    kafka_PushTelemetryRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_PushTelemetryRequest_init(kafka_PushTelemetryRequest *o)
 {
     kafka_struct_init(&kafka_PushTelemetryRequest_desc, o);
 }
-bool kafka_PushTelemetryRequest_equal(const kafka_PushTelemetryRequest *x, const kafka_PushTelemetryRequest *y)
+bool kafka_PushTelemetryRequest_equal(
+    const kafka_PushTelemetryRequest *x, const kafka_PushTelemetryRequest *y)
 {
     return kafka_struct_equal(&kafka_PushTelemetryRequest_desc, x, y);
 }
-int kafka_PushTelemetryRequest_decode(al_rd *rd, int16_t v, kafka_PushTelemetryRequest *o, kafka_arena *a)
+int kafka_PushTelemetryRequest_decode(
+    al_rd *rd, int16_t v, kafka_PushTelemetryRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_PushTelemetryRequest_desc, rd, v, o, a);
 }
@@ -4302,58 +7250,115 @@ void kafka_PushTelemetryRequest_fill_test(kafka_PushTelemetryRequest *o, int16_t
 
 /* ---- AssignReplicasToDirsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AssignReplicasToDirsRequest_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsRequest_PartitionData, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsRequest_PartitionData, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AssignReplicasToDirsRequest_PartitionData_desc = {
-    "kafka_AssignReplicasToDirsRequest_PartitionData", sizeof(kafka_AssignReplicasToDirsRequest_PartitionData), 1, 0, kafka_AssignReplicasToDirsRequest_PartitionData_fields, NULL, 0x1u, 0, 0};
+    "kafka_AssignReplicasToDirsRequest_PartitionData",
+    sizeof(kafka_AssignReplicasToDirsRequest_PartitionData),
+    1,
+    0,
+    kafka_AssignReplicasToDirsRequest_PartitionData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AssignReplicasToDirsRequest_TopicData_fields[] = {
-    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsRequest_TopicData, TopicId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsRequest_TopicData, Partitions), offsetof(kafka_AssignReplicasToDirsRequest_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AssignReplicasToDirsRequest_PartitionData_desc},
+    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsRequest_TopicData, TopicId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsRequest_TopicData, Partitions),
+     offsetof(kafka_AssignReplicasToDirsRequest_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AssignReplicasToDirsRequest_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_AssignReplicasToDirsRequest_TopicData_desc = {
-    "kafka_AssignReplicasToDirsRequest_TopicData", sizeof(kafka_AssignReplicasToDirsRequest_TopicData), 2, 0, kafka_AssignReplicasToDirsRequest_TopicData_fields, NULL, 0x1u, 0, 0};
+    "kafka_AssignReplicasToDirsRequest_TopicData",
+    sizeof(kafka_AssignReplicasToDirsRequest_TopicData),
+    2,
+    0,
+    kafka_AssignReplicasToDirsRequest_TopicData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AssignReplicasToDirsRequest_DirectoryData_fields[] = {
-    {"Id", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsRequest_DirectoryData, Id), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsRequest_DirectoryData, Topics), offsetof(kafka_AssignReplicasToDirsRequest_DirectoryData, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AssignReplicasToDirsRequest_TopicData_desc},
+    {"Id", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsRequest_DirectoryData, Id),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsRequest_DirectoryData, Topics),
+     offsetof(kafka_AssignReplicasToDirsRequest_DirectoryData, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AssignReplicasToDirsRequest_TopicData_desc},
 };
 static const struct kafka_struct_desc kafka_AssignReplicasToDirsRequest_DirectoryData_desc = {
-    "kafka_AssignReplicasToDirsRequest_DirectoryData", sizeof(kafka_AssignReplicasToDirsRequest_DirectoryData), 2, 0, kafka_AssignReplicasToDirsRequest_DirectoryData_fields, NULL, 0x1u, 0, 0};
+    "kafka_AssignReplicasToDirsRequest_DirectoryData",
+    sizeof(kafka_AssignReplicasToDirsRequest_DirectoryData),
+    2,
+    0,
+    kafka_AssignReplicasToDirsRequest_DirectoryData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AssignReplicasToDirsRequest_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsRequest, BrokerId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsRequest, BrokerEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"Directories", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsRequest, Directories), offsetof(kafka_AssignReplicasToDirsRequest, Directories_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AssignReplicasToDirsRequest_DirectoryData_desc},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsRequest, BrokerId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsRequest, BrokerEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"Directories", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsRequest, Directories),
+     offsetof(kafka_AssignReplicasToDirsRequest, Directories_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AssignReplicasToDirsRequest_DirectoryData_desc},
 };
 const struct kafka_struct_desc kafka_AssignReplicasToDirsRequest_desc = {
-    "kafka_AssignReplicasToDirsRequest", sizeof(kafka_AssignReplicasToDirsRequest), 3, 0, kafka_AssignReplicasToDirsRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_AssignReplicasToDirsRequest_PartitionData_init(kafka_AssignReplicasToDirsRequest_PartitionData *o)
+    "kafka_AssignReplicasToDirsRequest",
+    sizeof(kafka_AssignReplicasToDirsRequest),
+    3,
+    0,
+    kafka_AssignReplicasToDirsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_AssignReplicasToDirsRequest_PartitionData_init(
+    kafka_AssignReplicasToDirsRequest_PartitionData *o)
 {
     kafka_struct_init(&kafka_AssignReplicasToDirsRequest_PartitionData_desc, o);
 }
-bool kafka_AssignReplicasToDirsRequest_PartitionData_equal(const kafka_AssignReplicasToDirsRequest_PartitionData *x, const kafka_AssignReplicasToDirsRequest_PartitionData *y)
+bool kafka_AssignReplicasToDirsRequest_PartitionData_equal(
+    const kafka_AssignReplicasToDirsRequest_PartitionData *x,
+    const kafka_AssignReplicasToDirsRequest_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_AssignReplicasToDirsRequest_PartitionData_desc, x, y);
 }
-void kafka_AssignReplicasToDirsRequest_TopicData_init(kafka_AssignReplicasToDirsRequest_TopicData *o)
+void kafka_AssignReplicasToDirsRequest_TopicData_init(
+    kafka_AssignReplicasToDirsRequest_TopicData *o)
 {
     kafka_struct_init(&kafka_AssignReplicasToDirsRequest_TopicData_desc, o);
 }
-bool kafka_AssignReplicasToDirsRequest_TopicData_equal(const kafka_AssignReplicasToDirsRequest_TopicData *x, const kafka_AssignReplicasToDirsRequest_TopicData *y)
+bool kafka_AssignReplicasToDirsRequest_TopicData_equal(
+    const kafka_AssignReplicasToDirsRequest_TopicData *x,
+    const kafka_AssignReplicasToDirsRequest_TopicData *y)
 {
     return kafka_struct_equal(&kafka_AssignReplicasToDirsRequest_TopicData_desc, x, y);
 }
-void kafka_AssignReplicasToDirsRequest_DirectoryData_init(kafka_AssignReplicasToDirsRequest_DirectoryData *o)
+void kafka_AssignReplicasToDirsRequest_DirectoryData_init(
+    kafka_AssignReplicasToDirsRequest_DirectoryData *o)
 {
     kafka_struct_init(&kafka_AssignReplicasToDirsRequest_DirectoryData_desc, o);
 }
-bool kafka_AssignReplicasToDirsRequest_DirectoryData_equal(const kafka_AssignReplicasToDirsRequest_DirectoryData *x, const kafka_AssignReplicasToDirsRequest_DirectoryData *y)
+bool kafka_AssignReplicasToDirsRequest_DirectoryData_equal(
+    const kafka_AssignReplicasToDirsRequest_DirectoryData *x,
+    const kafka_AssignReplicasToDirsRequest_DirectoryData *y)
 {
     return kafka_struct_equal(&kafka_AssignReplicasToDirsRequest_DirectoryData_desc, x, y);
 }
@@ -4361,15 +7366,18 @@ void kafka_AssignReplicasToDirsRequest_init(kafka_AssignReplicasToDirsRequest *o
 {
     kafka_struct_init(&kafka_AssignReplicasToDirsRequest_desc, o);
 }
-bool kafka_AssignReplicasToDirsRequest_equal(const kafka_AssignReplicasToDirsRequest *x, const kafka_AssignReplicasToDirsRequest *y)
+bool kafka_AssignReplicasToDirsRequest_equal(
+    const kafka_AssignReplicasToDirsRequest *x, const kafka_AssignReplicasToDirsRequest *y)
 {
     return kafka_struct_equal(&kafka_AssignReplicasToDirsRequest_desc, x, y);
 }
-int kafka_AssignReplicasToDirsRequest_decode(al_rd *rd, int16_t v, kafka_AssignReplicasToDirsRequest *o, kafka_arena *a)
+int kafka_AssignReplicasToDirsRequest_decode(
+    al_rd *rd, int16_t v, kafka_AssignReplicasToDirsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AssignReplicasToDirsRequest_desc, rd, v, o, a);
 }
-int kafka_AssignReplicasToDirsRequest_encode(al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsRequest *o)
+int kafka_AssignReplicasToDirsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsRequest *o)
 {
     return kafka_struct_encode(&kafka_AssignReplicasToDirsRequest_desc, wr, v, o);
 }
@@ -4377,77 +7385,132 @@ size_t kafka_AssignReplicasToDirsRequest_size(int16_t v, const kafka_AssignRepli
 {
     return kafka_struct_size(&kafka_AssignReplicasToDirsRequest_desc, v, o);
 }
-void kafka_AssignReplicasToDirsRequest_fill_test(kafka_AssignReplicasToDirsRequest *o, int16_t v, kafka_filler *f)
+void kafka_AssignReplicasToDirsRequest_fill_test(
+    kafka_AssignReplicasToDirsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AssignReplicasToDirsRequest_desc, o, v, f);
 }
 
 /* ---- ListClientMetricsResourcesRequest (request, versions 0-0, flexible 0+) ---- */
 const struct kafka_struct_desc kafka_ListClientMetricsResourcesRequest_desc = {
-    "kafka_ListClientMetricsResourcesRequest", sizeof(kafka_ListClientMetricsResourcesRequest), 0, 0, NULL, NULL, 0x1u, 0, 0};
+    "kafka_ListClientMetricsResourcesRequest",
+    sizeof(kafka_ListClientMetricsResourcesRequest),
+    0,
+    0,
+    NULL,
+    NULL,
+    0x1u, 0, 0};
 void kafka_ListClientMetricsResourcesRequest_init(kafka_ListClientMetricsResourcesRequest *o)
 {
     kafka_struct_init(&kafka_ListClientMetricsResourcesRequest_desc, o);
 }
-bool kafka_ListClientMetricsResourcesRequest_equal(const kafka_ListClientMetricsResourcesRequest *x, const kafka_ListClientMetricsResourcesRequest *y)
+bool kafka_ListClientMetricsResourcesRequest_equal(
+    const kafka_ListClientMetricsResourcesRequest *x,
+    const kafka_ListClientMetricsResourcesRequest *y)
 {
     return kafka_struct_equal(&kafka_ListClientMetricsResourcesRequest_desc, x, y);
 }
-int kafka_ListClientMetricsResourcesRequest_decode(al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesRequest *o, kafka_arena *a)
+int kafka_ListClientMetricsResourcesRequest_decode(
+    al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListClientMetricsResourcesRequest_desc, rd, v, o, a);
 }
-int kafka_ListClientMetricsResourcesRequest_encode(al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesRequest *o)
+int kafka_ListClientMetricsResourcesRequest_encode(
+    al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesRequest *o)
 {
     return kafka_struct_encode(&kafka_ListClientMetricsResourcesRequest_desc, wr, v, o);
 }
-size_t kafka_ListClientMetricsResourcesRequest_size(int16_t v, const kafka_ListClientMetricsResourcesRequest *o)
+size_t kafka_ListClientMetricsResourcesRequest_size(
+    int16_t v, const kafka_ListClientMetricsResourcesRequest *o)
 {
     return kafka_struct_size(&kafka_ListClientMetricsResourcesRequest_desc, v, o);
 }
-void kafka_ListClientMetricsResourcesRequest_fill_test(kafka_ListClientMetricsResourcesRequest *o, int16_t v, kafka_filler *f)
+void kafka_ListClientMetricsResourcesRequest_fill_test(
+    kafka_ListClientMetricsResourcesRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ListClientMetricsResourcesRequest_desc, o, v, f);
 }
 
 /* ---- DescribeTopicPartitionsRequest (request, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeTopicPartitionsRequest_TopicRequest_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsRequest_TopicRequest, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsRequest_TopicRequest, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeTopicPartitionsRequest_TopicRequest_desc = {
-    "kafka_DescribeTopicPartitionsRequest_TopicRequest", sizeof(kafka_DescribeTopicPartitionsRequest_TopicRequest), 1, 0, kafka_DescribeTopicPartitionsRequest_TopicRequest_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeTopicPartitionsRequest_TopicRequest",
+    sizeof(kafka_DescribeTopicPartitionsRequest_TopicRequest),
+    1,
+    0,
+    kafka_DescribeTopicPartitionsRequest_TopicRequest_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeTopicPartitionsRequest_Cursor_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsRequest_Cursor, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsRequest_Cursor, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsRequest_Cursor, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsRequest_Cursor, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeTopicPartitionsRequest_Cursor_desc = {
-    "kafka_DescribeTopicPartitionsRequest_Cursor", sizeof(kafka_DescribeTopicPartitionsRequest_Cursor), 2, 0, kafka_DescribeTopicPartitionsRequest_Cursor_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeTopicPartitionsRequest_Cursor",
+    sizeof(kafka_DescribeTopicPartitionsRequest_Cursor),
+    2,
+    0,
+    kafka_DescribeTopicPartitionsRequest_Cursor_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeTopicPartitionsRequest_fields[] = {
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsRequest, Topics), offsetof(kafka_DescribeTopicPartitionsRequest, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeTopicPartitionsRequest_TopicRequest_desc},
-    {"ResponsePartitionLimit", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsRequest, ResponsePartitionLimit), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 2000, 0.0, NULL, 0, NULL},
-    {"Cursor", KAFKA_T_STRUCT, false, true, false, true, -1, offsetof(kafka_DescribeTopicPartitionsRequest, Cursor), offsetof(kafka_DescribeTopicPartitionsRequest, Cursor_null),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeTopicPartitionsRequest_Cursor_desc},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsRequest, Topics),
+     offsetof(kafka_DescribeTopicPartitionsRequest, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeTopicPartitionsRequest_TopicRequest_desc},
+    {"ResponsePartitionLimit", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsRequest, ResponsePartitionLimit),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 2000, 0.0, NULL, 0,
+     NULL},
+    {"Cursor", KAFKA_T_STRUCT, false, true, false, true, -1,
+     offsetof(kafka_DescribeTopicPartitionsRequest, Cursor),
+     offsetof(kafka_DescribeTopicPartitionsRequest, Cursor_null),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeTopicPartitionsRequest_Cursor_desc},
 };
 const struct kafka_struct_desc kafka_DescribeTopicPartitionsRequest_desc = {
-    "kafka_DescribeTopicPartitionsRequest", sizeof(kafka_DescribeTopicPartitionsRequest), 3, 0, kafka_DescribeTopicPartitionsRequest_fields, NULL, 0x1u, 0, 0};
-void kafka_DescribeTopicPartitionsRequest_TopicRequest_init(kafka_DescribeTopicPartitionsRequest_TopicRequest *o)
+    "kafka_DescribeTopicPartitionsRequest",
+    sizeof(kafka_DescribeTopicPartitionsRequest),
+    3,
+    0,
+    kafka_DescribeTopicPartitionsRequest_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_DescribeTopicPartitionsRequest_TopicRequest_init(
+    kafka_DescribeTopicPartitionsRequest_TopicRequest *o)
 {
     kafka_struct_init(&kafka_DescribeTopicPartitionsRequest_TopicRequest_desc, o);
 }
-bool kafka_DescribeTopicPartitionsRequest_TopicRequest_equal(const kafka_DescribeTopicPartitionsRequest_TopicRequest *x, const kafka_DescribeTopicPartitionsRequest_TopicRequest *y)
+bool kafka_DescribeTopicPartitionsRequest_TopicRequest_equal(
+    const kafka_DescribeTopicPartitionsRequest_TopicRequest *x,
+    const kafka_DescribeTopicPartitionsRequest_TopicRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeTopicPartitionsRequest_TopicRequest_desc, x, y);
 }
-void kafka_DescribeTopicPartitionsRequest_Cursor_init(kafka_DescribeTopicPartitionsRequest_Cursor *o)
+void kafka_DescribeTopicPartitionsRequest_Cursor_init(
+    kafka_DescribeTopicPartitionsRequest_Cursor *o)
 {
     kafka_struct_init(&kafka_DescribeTopicPartitionsRequest_Cursor_desc, o);
 }
-bool kafka_DescribeTopicPartitionsRequest_Cursor_equal(const kafka_DescribeTopicPartitionsRequest_Cursor *x, const kafka_DescribeTopicPartitionsRequest_Cursor *y)
+bool kafka_DescribeTopicPartitionsRequest_Cursor_equal(
+    const kafka_DescribeTopicPartitionsRequest_Cursor *x,
+    const kafka_DescribeTopicPartitionsRequest_Cursor *y)
 {
     return kafka_struct_equal(&kafka_DescribeTopicPartitionsRequest_Cursor_desc, x, y);
 }
@@ -4455,23 +7518,28 @@ void kafka_DescribeTopicPartitionsRequest_init(kafka_DescribeTopicPartitionsRequ
 {
     kafka_struct_init(&kafka_DescribeTopicPartitionsRequest_desc, o);
 }
-bool kafka_DescribeTopicPartitionsRequest_equal(const kafka_DescribeTopicPartitionsRequest *x, const kafka_DescribeTopicPartitionsRequest *y)
+bool kafka_DescribeTopicPartitionsRequest_equal(
+    const kafka_DescribeTopicPartitionsRequest *x, const kafka_DescribeTopicPartitionsRequest *y)
 {
     return kafka_struct_equal(&kafka_DescribeTopicPartitionsRequest_desc, x, y);
 }
-int kafka_DescribeTopicPartitionsRequest_decode(al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsRequest *o, kafka_arena *a)
+int kafka_DescribeTopicPartitionsRequest_decode(
+    al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsRequest *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeTopicPartitionsRequest_desc, rd, v, o, a);
 }
-int kafka_DescribeTopicPartitionsRequest_encode(al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsRequest *o)
+int kafka_DescribeTopicPartitionsRequest_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsRequest *o)
 {
     return kafka_struct_encode(&kafka_DescribeTopicPartitionsRequest_desc, wr, v, o);
 }
-size_t kafka_DescribeTopicPartitionsRequest_size(int16_t v, const kafka_DescribeTopicPartitionsRequest *o)
+size_t kafka_DescribeTopicPartitionsRequest_size(
+    int16_t v, const kafka_DescribeTopicPartitionsRequest *o)
 {
     return kafka_struct_size(&kafka_DescribeTopicPartitionsRequest_desc, v, o);
 }
-void kafka_DescribeTopicPartitionsRequest_fill_test(kafka_DescribeTopicPartitionsRequest *o, int16_t v, kafka_filler *f)
+void kafka_DescribeTopicPartitionsRequest_fill_test(
+    kafka_DescribeTopicPartitionsRequest *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeTopicPartitionsRequest_desc, o, v, f);
 }

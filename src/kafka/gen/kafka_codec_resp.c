@@ -6,78 +6,180 @@
 
 /* ---- ProduceResponse (response, versions 0-11, flexible 9+) ---- */
 static const struct kafka_field_desc kafka_ProduceResponse_BatchIndexAndErrorMessage_fields[] = {
-    {"BatchIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ProduceResponse_BatchIndexAndErrorMessage, BatchIndex), 0,
-     0xf00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"BatchIndexErrorMessage", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ProduceResponse_BatchIndexAndErrorMessage, BatchIndexErrorMessage), 0,
-     0xf00u, 0xf00u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
+    {"BatchIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_BatchIndexAndErrorMessage, BatchIndex),
+     0,
+     0xf00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BatchIndexErrorMessage", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ProduceResponse_BatchIndexAndErrorMessage, BatchIndexErrorMessage),
+     0,
+     0xf00u, 0xf00u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ProduceResponse_BatchIndexAndErrorMessage_desc = {
-    "kafka_ProduceResponse_BatchIndexAndErrorMessage", sizeof(kafka_ProduceResponse_BatchIndexAndErrorMessage), 2, 0, kafka_ProduceResponse_BatchIndexAndErrorMessage_fields, NULL, 0xe00u, 0, 11};
+    "kafka_ProduceResponse_BatchIndexAndErrorMessage",
+    sizeof(kafka_ProduceResponse_BatchIndexAndErrorMessage),
+    2,
+    0,
+    kafka_ProduceResponse_BatchIndexAndErrorMessage_fields,
+    NULL,
+    0xe00u, 0, 11};
 static const struct kafka_field_desc kafka_ProduceResponse_LeaderIdAndEpoch_fields[] = {
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ProduceResponse_LeaderIdAndEpoch, LeaderId), 0,
-     0xc00u, 0x0u, 0x0u, 0xe00u, -1, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ProduceResponse_LeaderIdAndEpoch, LeaderEpoch), 0,
-     0xc00u, 0x0u, 0x0u, 0xe00u, -1, 0.0, NULL, 0, NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_LeaderIdAndEpoch, LeaderId),
+     0,
+     0xc00u, 0x0u, 0x0u, 0xe00u, -1, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_LeaderIdAndEpoch, LeaderEpoch),
+     0,
+     0xc00u, 0x0u, 0x0u, 0xe00u, -1, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ProduceResponse_LeaderIdAndEpoch_desc = {
-    "kafka_ProduceResponse_LeaderIdAndEpoch", sizeof(kafka_ProduceResponse_LeaderIdAndEpoch), 2, 0, kafka_ProduceResponse_LeaderIdAndEpoch_fields, NULL, 0xe00u, 0, 11};
+    "kafka_ProduceResponse_LeaderIdAndEpoch",
+    sizeof(kafka_ProduceResponse_LeaderIdAndEpoch),
+    2,
+    0,
+    kafka_ProduceResponse_LeaderIdAndEpoch_fields,
+    NULL,
+    0xe00u, 0, 11};
 static const struct kafka_field_desc kafka_ProduceResponse_PartitionProduceResponse_fields[] = {
-    {"Index", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ProduceResponse_PartitionProduceResponse, Index), 0,
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ProduceResponse_PartitionProduceResponse, ErrorCode), 0,
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"BaseOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_ProduceResponse_PartitionProduceResponse, BaseOffset), 0,
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"LogAppendTimeMs", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_ProduceResponse_PartitionProduceResponse, LogAppendTimeMs), 0,
-     0xffcu, 0x0u, 0x0u, 0xe00u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"LogStartOffset", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_ProduceResponse_PartitionProduceResponse, LogStartOffset), 0,
-     0xfe0u, 0x0u, 0x0u, 0xe00u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"RecordErrors", KAFKA_T_STRUCT, true, false, true, false, -1, offsetof(kafka_ProduceResponse_PartitionProduceResponse, RecordErrors), offsetof(kafka_ProduceResponse_PartitionProduceResponse, RecordErrors_count),
-     0xf00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, &kafka_ProduceResponse_BatchIndexAndErrorMessage_desc},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_ProduceResponse_PartitionProduceResponse, ErrorMessage), 0,
-     0xf00u, 0xf00u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"CurrentLeader", KAFKA_T_STRUCT, false, false, false, false, 0, offsetof(kafka_ProduceResponse_PartitionProduceResponse, CurrentLeader), 0,
-     0xc00u, 0x0u, 0xc00u, 0xe00u, 0, 0.0, NULL, 0, &kafka_ProduceResponse_LeaderIdAndEpoch_desc},
+    {"Index", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, Index),
+     0,
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, ErrorCode),
+     0,
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"BaseOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, BaseOffset),
+     0,
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LogAppendTimeMs", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, LogAppendTimeMs),
+     0,
+     0xffcu, 0x0u, 0x0u, 0xe00u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"LogStartOffset", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, LogStartOffset),
+     0,
+     0xfe0u, 0x0u, 0x0u, 0xe00u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"RecordErrors", KAFKA_T_STRUCT, true, false, true, false, -1,
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, RecordErrors),
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, RecordErrors_count),
+     0xf00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     &kafka_ProduceResponse_BatchIndexAndErrorMessage_desc},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, ErrorMessage),
+     0,
+     0xf00u, 0xf00u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CurrentLeader", KAFKA_T_STRUCT, false, false, false, false, 0,
+     offsetof(kafka_ProduceResponse_PartitionProduceResponse, CurrentLeader),
+     0,
+     0xc00u, 0x0u, 0xc00u, 0xe00u, 0, 0.0, NULL, 0,
+     &kafka_ProduceResponse_LeaderIdAndEpoch_desc},
 };
 static const uint8_t kafka_ProduceResponse_PartitionProduceResponse_tags[] = {7};
 static const struct kafka_struct_desc kafka_ProduceResponse_PartitionProduceResponse_desc = {
-    "kafka_ProduceResponse_PartitionProduceResponse", sizeof(kafka_ProduceResponse_PartitionProduceResponse), 8, 1, kafka_ProduceResponse_PartitionProduceResponse_fields, kafka_ProduceResponse_PartitionProduceResponse_tags, 0xe00u, 0, 11};
+    "kafka_ProduceResponse_PartitionProduceResponse",
+    sizeof(kafka_ProduceResponse_PartitionProduceResponse),
+    8,
+    1,
+    kafka_ProduceResponse_PartitionProduceResponse_fields,
+    kafka_ProduceResponse_PartitionProduceResponse_tags,
+    0xe00u, 0, 11};
 static const struct kafka_field_desc kafka_ProduceResponse_TopicProduceResponse_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ProduceResponse_TopicProduceResponse, Name), 0,
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, "", 0, NULL},
-    {"PartitionResponses", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ProduceResponse_TopicProduceResponse, PartitionResponses), offsetof(kafka_ProduceResponse_TopicProduceResponse, PartitionResponses_count),
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, &kafka_ProduceResponse_PartitionProduceResponse_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_TopicProduceResponse, Name),
+     0,
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionResponses", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_TopicProduceResponse, PartitionResponses),
+     offsetof(kafka_ProduceResponse_TopicProduceResponse, PartitionResponses_count),
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     &kafka_ProduceResponse_PartitionProduceResponse_desc},
 };
 static const struct kafka_struct_desc kafka_ProduceResponse_TopicProduceResponse_desc = {
-    "kafka_ProduceResponse_TopicProduceResponse", sizeof(kafka_ProduceResponse_TopicProduceResponse), 2, 0, kafka_ProduceResponse_TopicProduceResponse_fields, NULL, 0xe00u, 0, 11};
+    "kafka_ProduceResponse_TopicProduceResponse",
+    sizeof(kafka_ProduceResponse_TopicProduceResponse),
+    2,
+    0,
+    kafka_ProduceResponse_TopicProduceResponse_fields,
+    NULL,
+    0xe00u, 0, 11};
 static const struct kafka_field_desc kafka_ProduceResponse_NodeEndpoint_fields[] = {
-    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ProduceResponse_NodeEndpoint, NodeId), 0,
-     0xc00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ProduceResponse_NodeEndpoint, Host), 0,
-     0xc00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ProduceResponse_NodeEndpoint, Port), 0,
-     0xc00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"Rack", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ProduceResponse_NodeEndpoint, Rack), 0,
-     0xc00u, 0xc00u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
+    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_NodeEndpoint, NodeId),
+     0,
+     0xc00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_NodeEndpoint, Host),
+     0,
+     0xc00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ProduceResponse_NodeEndpoint, Port),
+     0,
+     0xc00u, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Rack", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ProduceResponse_NodeEndpoint, Rack),
+     0,
+     0xc00u, 0xc00u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ProduceResponse_NodeEndpoint_desc = {
-    "kafka_ProduceResponse_NodeEndpoint", sizeof(kafka_ProduceResponse_NodeEndpoint), 4, 0, kafka_ProduceResponse_NodeEndpoint_fields, NULL, 0xe00u, 0, 11};
+    "kafka_ProduceResponse_NodeEndpoint",
+    sizeof(kafka_ProduceResponse_NodeEndpoint),
+    4,
+    0,
+    kafka_ProduceResponse_NodeEndpoint_fields,
+    NULL,
+    0xe00u, 0, 11};
 static const struct kafka_field_desc kafka_ProduceResponse_fields[] = {
-    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ProduceResponse, Responses), offsetof(kafka_ProduceResponse, Responses_count),
-     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, &kafka_ProduceResponse_TopicProduceResponse_desc},
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_ProduceResponse, ThrottleTimeMs), 0,
-     0xffeu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0, NULL},
-    {"NodeEndpoints", KAFKA_T_STRUCT, true, false, false, false, 0, offsetof(kafka_ProduceResponse, NodeEndpoints), offsetof(kafka_ProduceResponse, NodeEndpoints_count),
-     0xc00u, 0x0u, 0xc00u, 0xe00u, 0, 0.0, NULL, 0, &kafka_ProduceResponse_NodeEndpoint_desc},
+    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ProduceResponse, Responses),
+     offsetof(kafka_ProduceResponse, Responses_count),
+     0xfffu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     &kafka_ProduceResponse_TopicProduceResponse_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_ProduceResponse, ThrottleTimeMs),
+     0,
+     0xffeu, 0x0u, 0x0u, 0xe00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"NodeEndpoints", KAFKA_T_STRUCT, true, false, false, false, 0,
+     offsetof(kafka_ProduceResponse, NodeEndpoints),
+     offsetof(kafka_ProduceResponse, NodeEndpoints_count),
+     0xc00u, 0x0u, 0xc00u, 0xe00u, 0, 0.0, NULL, 0,
+     &kafka_ProduceResponse_NodeEndpoint_desc},
 };
 static const uint8_t kafka_ProduceResponse_tags[] = {2};
 const struct kafka_struct_desc kafka_ProduceResponse_desc = {
-    "kafka_ProduceResponse", sizeof(kafka_ProduceResponse), 3, 1, kafka_ProduceResponse_fields, kafka_ProduceResponse_tags, 0xe00u, 0, 11};
-void kafka_ProduceResponse_BatchIndexAndErrorMessage_init(kafka_ProduceResponse_BatchIndexAndErrorMessage *o)
+    "kafka_ProduceResponse",
+    sizeof(kafka_ProduceResponse),
+    3,
+    1,
+    kafka_ProduceResponse_fields,
+    kafka_ProduceResponse_tags,
+    0xe00u, 0, 11};
+void kafka_ProduceResponse_BatchIndexAndErrorMessage_init(
+    kafka_ProduceResponse_BatchIndexAndErrorMessage *o)
 {
     kafka_struct_init(&kafka_ProduceResponse_BatchIndexAndErrorMessage_desc, o);
 }
-bool kafka_ProduceResponse_BatchIndexAndErrorMessage_equal(const kafka_ProduceResponse_BatchIndexAndErrorMessage *x, const kafka_ProduceResponse_BatchIndexAndErrorMessage *y)
+bool kafka_ProduceResponse_BatchIndexAndErrorMessage_equal(
+    const kafka_ProduceResponse_BatchIndexAndErrorMessage *x,
+    const kafka_ProduceResponse_BatchIndexAndErrorMessage *y)
 {
     return kafka_struct_equal(&kafka_ProduceResponse_BatchIndexAndErrorMessage_desc, x, y);
 }
@@ -85,15 +187,20 @@ void kafka_ProduceResponse_LeaderIdAndEpoch_init(kafka_ProduceResponse_LeaderIdA
 {
     kafka_struct_init(&kafka_ProduceResponse_LeaderIdAndEpoch_desc, o);
 }
-bool kafka_ProduceResponse_LeaderIdAndEpoch_equal(const kafka_ProduceResponse_LeaderIdAndEpoch *x, const kafka_ProduceResponse_LeaderIdAndEpoch *y)
+bool kafka_ProduceResponse_LeaderIdAndEpoch_equal(
+    const kafka_ProduceResponse_LeaderIdAndEpoch *x,
+    const kafka_ProduceResponse_LeaderIdAndEpoch *y)
 {
     return kafka_struct_equal(&kafka_ProduceResponse_LeaderIdAndEpoch_desc, x, y);
 }
-void kafka_ProduceResponse_PartitionProduceResponse_init(kafka_ProduceResponse_PartitionProduceResponse *o)
+void kafka_ProduceResponse_PartitionProduceResponse_init(
+    kafka_ProduceResponse_PartitionProduceResponse *o)
 {
     kafka_struct_init(&kafka_ProduceResponse_PartitionProduceResponse_desc, o);
 }
-bool kafka_ProduceResponse_PartitionProduceResponse_equal(const kafka_ProduceResponse_PartitionProduceResponse *x, const kafka_ProduceResponse_PartitionProduceResponse *y)
+bool kafka_ProduceResponse_PartitionProduceResponse_equal(
+    const kafka_ProduceResponse_PartitionProduceResponse *x,
+    const kafka_ProduceResponse_PartitionProduceResponse *y)
 {
     return kafka_struct_equal(&kafka_ProduceResponse_PartitionProduceResponse_desc, x, y);
 }
@@ -101,7 +208,9 @@ void kafka_ProduceResponse_TopicProduceResponse_init(kafka_ProduceResponse_Topic
 {
     kafka_struct_init(&kafka_ProduceResponse_TopicProduceResponse_desc, o);
 }
-bool kafka_ProduceResponse_TopicProduceResponse_equal(const kafka_ProduceResponse_TopicProduceResponse *x, const kafka_ProduceResponse_TopicProduceResponse *y)
+bool kafka_ProduceResponse_TopicProduceResponse_equal(
+    const kafka_ProduceResponse_TopicProduceResponse *x,
+    const kafka_ProduceResponse_TopicProduceResponse *y)
 {
     return kafka_struct_equal(&kafka_ProduceResponse_TopicProduceResponse_desc, x, y);
 }
@@ -109,7 +218,8 @@ void kafka_ProduceResponse_NodeEndpoint_init(kafka_ProduceResponse_NodeEndpoint 
 {
     kafka_struct_init(&kafka_ProduceResponse_NodeEndpoint_desc, o);
 }
-bool kafka_ProduceResponse_NodeEndpoint_equal(const kafka_ProduceResponse_NodeEndpoint *x, const kafka_ProduceResponse_NodeEndpoint *y)
+bool kafka_ProduceResponse_NodeEndpoint_equal(
+    const kafka_ProduceResponse_NodeEndpoint *x, const kafka_ProduceResponse_NodeEndpoint *y)
 {
     return kafka_struct_equal(&kafka_ProduceResponse_NodeEndpoint_desc, x, y);
 }
@@ -140,106 +250,248 @@ void kafka_ProduceResponse_fill_test(kafka_ProduceResponse *o, int16_t v, kafka_
 
 /* ---- FetchResponse (response, versions 0-16, flexible 12+) ---- */
 static const struct kafka_field_desc kafka_FetchResponse_EpochEndOffset_fields[] = {
-    {"Epoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse_EpochEndOffset, Epoch), 0,
-     0x1f000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
-    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchResponse_EpochEndOffset, EndOffset), 0,
-     0x1f000u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"Epoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_EpochEndOffset, Epoch),
+     0,
+     0x1f000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
+    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_EpochEndOffset, EndOffset),
+     0,
+     0x1f000u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchResponse_EpochEndOffset_desc = {
-    "kafka_FetchResponse_EpochEndOffset", sizeof(kafka_FetchResponse_EpochEndOffset), 2, 0, kafka_FetchResponse_EpochEndOffset_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchResponse_EpochEndOffset",
+    sizeof(kafka_FetchResponse_EpochEndOffset),
+    2,
+    0,
+    kafka_FetchResponse_EpochEndOffset_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchResponse_LeaderIdAndEpoch_fields[] = {
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse_LeaderIdAndEpoch, LeaderId), 0,
-     0x1f000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse_LeaderIdAndEpoch, LeaderEpoch), 0,
-     0x1f000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_LeaderIdAndEpoch, LeaderId),
+     0,
+     0x1f000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_LeaderIdAndEpoch, LeaderEpoch),
+     0,
+     0x1f000u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchResponse_LeaderIdAndEpoch_desc = {
-    "kafka_FetchResponse_LeaderIdAndEpoch", sizeof(kafka_FetchResponse_LeaderIdAndEpoch), 2, 0, kafka_FetchResponse_LeaderIdAndEpoch_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchResponse_LeaderIdAndEpoch",
+    sizeof(kafka_FetchResponse_LeaderIdAndEpoch),
+    2,
+    0,
+    kafka_FetchResponse_LeaderIdAndEpoch_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchResponse_SnapshotId_fields[] = {
-    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchResponse_SnapshotId, EndOffset), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"Epoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse_SnapshotId, Epoch), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
+    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_SnapshotId, EndOffset),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"Epoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_SnapshotId, Epoch),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchResponse_SnapshotId_desc = {
-    "kafka_FetchResponse_SnapshotId", sizeof(kafka_FetchResponse_SnapshotId), 2, 0, kafka_FetchResponse_SnapshotId_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchResponse_SnapshotId",
+    sizeof(kafka_FetchResponse_SnapshotId),
+    2,
+    0,
+    kafka_FetchResponse_SnapshotId_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchResponse_AbortedTransaction_fields[] = {
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchResponse_AbortedTransaction, ProducerId), 0,
-     0x1fff0u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"FirstOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchResponse_AbortedTransaction, FirstOffset), 0,
-     0x1fff0u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_AbortedTransaction, ProducerId),
+     0,
+     0x1fff0u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"FirstOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_AbortedTransaction, FirstOffset),
+     0,
+     0x1fff0u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchResponse_AbortedTransaction_desc = {
-    "kafka_FetchResponse_AbortedTransaction", sizeof(kafka_FetchResponse_AbortedTransaction), 2, 0, kafka_FetchResponse_AbortedTransaction_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchResponse_AbortedTransaction",
+    sizeof(kafka_FetchResponse_AbortedTransaction),
+    2,
+    0,
+    kafka_FetchResponse_AbortedTransaction_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchResponse_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse_PartitionData, PartitionIndex), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_FetchResponse_PartitionData, ErrorCode), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"HighWatermark", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchResponse_PartitionData, HighWatermark), 0,
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"LastStableOffset", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_FetchResponse_PartitionData, LastStableOffset), 0,
-     0x1fff0u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"LogStartOffset", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_FetchResponse_PartitionData, LogStartOffset), 0,
-     0x1ffe0u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"DivergingEpoch", KAFKA_T_STRUCT, false, false, false, false, 0, offsetof(kafka_FetchResponse_PartitionData, DivergingEpoch), 0,
-     0x1f000u, 0x0u, 0x1f000u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchResponse_EpochEndOffset_desc},
-    {"CurrentLeader", KAFKA_T_STRUCT, false, false, false, false, 1, offsetof(kafka_FetchResponse_PartitionData, CurrentLeader), 0,
-     0x1f000u, 0x0u, 0x1f000u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchResponse_LeaderIdAndEpoch_desc},
-    {"SnapshotId", KAFKA_T_STRUCT, false, false, false, false, 2, offsetof(kafka_FetchResponse_PartitionData, SnapshotId), 0,
-     0x1f000u, 0x0u, 0x1f000u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchResponse_SnapshotId_desc},
-    {"AbortedTransactions", KAFKA_T_STRUCT, true, false, true, false, -1, offsetof(kafka_FetchResponse_PartitionData, AbortedTransactions), offsetof(kafka_FetchResponse_PartitionData, AbortedTransactions_count),
-     0x1fff0u, 0x1fff0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchResponse_AbortedTransaction_desc},
-    {"PreferredReadReplica", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse_PartitionData, PreferredReadReplica), 0,
-     0x1f800u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0, NULL},
-    {"Records", KAFKA_T_RECORDS, false, false, false, true, -1, offsetof(kafka_FetchResponse_PartitionData, Records), 0,
-     0x1ffffu, 0x1ffffu, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_PartitionData, PartitionIndex),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_PartitionData, ErrorCode),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"HighWatermark", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_PartitionData, HighWatermark),
+     0,
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LastStableOffset", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_FetchResponse_PartitionData, LastStableOffset),
+     0,
+     0x1fff0u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"LogStartOffset", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_FetchResponse_PartitionData, LogStartOffset),
+     0,
+     0x1ffe0u, 0x0u, 0x0u, 0x1f000u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"DivergingEpoch", KAFKA_T_STRUCT, false, false, false, false, 0,
+     offsetof(kafka_FetchResponse_PartitionData, DivergingEpoch),
+     0,
+     0x1f000u, 0x0u, 0x1f000u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchResponse_EpochEndOffset_desc},
+    {"CurrentLeader", KAFKA_T_STRUCT, false, false, false, false, 1,
+     offsetof(kafka_FetchResponse_PartitionData, CurrentLeader),
+     0,
+     0x1f000u, 0x0u, 0x1f000u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchResponse_LeaderIdAndEpoch_desc},
+    {"SnapshotId", KAFKA_T_STRUCT, false, false, false, false, 2,
+     offsetof(kafka_FetchResponse_PartitionData, SnapshotId),
+     0,
+     0x1f000u, 0x0u, 0x1f000u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchResponse_SnapshotId_desc},
+    {"AbortedTransactions", KAFKA_T_STRUCT, true, false, true, false, -1,
+     offsetof(kafka_FetchResponse_PartitionData, AbortedTransactions),
+     offsetof(kafka_FetchResponse_PartitionData, AbortedTransactions_count),
+     0x1fff0u, 0x1fff0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchResponse_AbortedTransaction_desc},
+    {"PreferredReadReplica", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_PartitionData, PreferredReadReplica),
+     0,
+     0x1f800u, 0x0u, 0x0u, 0x1f000u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Records", KAFKA_T_RECORDS, false, false, false, true, -1,
+     offsetof(kafka_FetchResponse_PartitionData, Records),
+     0,
+     0x1ffffu, 0x1ffffu, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const uint8_t kafka_FetchResponse_PartitionData_tags[] = {5, 6, 7};
 static const struct kafka_struct_desc kafka_FetchResponse_PartitionData_desc = {
-    "kafka_FetchResponse_PartitionData", sizeof(kafka_FetchResponse_PartitionData), 11, 3, kafka_FetchResponse_PartitionData_fields, kafka_FetchResponse_PartitionData_tags, 0x1f000u, 0, 16};
+    "kafka_FetchResponse_PartitionData",
+    sizeof(kafka_FetchResponse_PartitionData),
+    11,
+    3,
+    kafka_FetchResponse_PartitionData_fields,
+    kafka_FetchResponse_PartitionData_tags,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchResponse_FetchableTopicResponse_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_FetchResponse_FetchableTopicResponse, Topic), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_FetchResponse_FetchableTopicResponse, TopicId), 0,
-     0x1e000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchResponse_FetchableTopicResponse, Partitions), offsetof(kafka_FetchResponse_FetchableTopicResponse, Partitions_count),
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchResponse_PartitionData_desc},
+    {"Topic", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_FetchResponse_FetchableTopicResponse, Topic),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_FetchResponse_FetchableTopicResponse, TopicId),
+     0,
+     0x1e000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchResponse_FetchableTopicResponse, Partitions),
+     offsetof(kafka_FetchResponse_FetchableTopicResponse, Partitions_count),
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchResponse_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_FetchResponse_FetchableTopicResponse_desc = {
-    "kafka_FetchResponse_FetchableTopicResponse", sizeof(kafka_FetchResponse_FetchableTopicResponse), 3, 0, kafka_FetchResponse_FetchableTopicResponse_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchResponse_FetchableTopicResponse",
+    sizeof(kafka_FetchResponse_FetchableTopicResponse),
+    3,
+    0,
+    kafka_FetchResponse_FetchableTopicResponse_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchResponse_NodeEndpoint_fields[] = {
-    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse_NodeEndpoint, NodeId), 0,
-     0x10000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_FetchResponse_NodeEndpoint, Host), 0,
-     0x10000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse_NodeEndpoint, Port), 0,
-     0x10000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"Rack", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_FetchResponse_NodeEndpoint, Rack), 0,
-     0x10000u, 0x10000u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
+    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_NodeEndpoint, NodeId),
+     0,
+     0x10000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_NodeEndpoint, Host),
+     0,
+     0x10000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse_NodeEndpoint, Port),
+     0,
+     0x10000u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Rack", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_FetchResponse_NodeEndpoint, Rack),
+     0,
+     0x10000u, 0x10000u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchResponse_NodeEndpoint_desc = {
-    "kafka_FetchResponse_NodeEndpoint", sizeof(kafka_FetchResponse_NodeEndpoint), 4, 0, kafka_FetchResponse_NodeEndpoint_fields, NULL, 0x1f000u, 0, 16};
+    "kafka_FetchResponse_NodeEndpoint",
+    sizeof(kafka_FetchResponse_NodeEndpoint),
+    4,
+    0,
+    kafka_FetchResponse_NodeEndpoint_fields,
+    NULL,
+    0x1f000u, 0, 16};
 static const struct kafka_field_desc kafka_FetchResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_FetchResponse, ThrottleTimeMs), 0,
-     0x1fffeu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, true, false, -1, offsetof(kafka_FetchResponse, ErrorCode), 0,
-     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"SessionId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchResponse, SessionId), 0,
-     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, NULL},
-    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchResponse, Responses), offsetof(kafka_FetchResponse, Responses_count),
-     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchResponse_FetchableTopicResponse_desc},
-    {"NodeEndpoints", KAFKA_T_STRUCT, true, false, false, false, 0, offsetof(kafka_FetchResponse, NodeEndpoints), offsetof(kafka_FetchResponse, NodeEndpoints_count),
-     0x10000u, 0x0u, 0x10000u, 0x1f000u, 0, 0.0, NULL, 0, &kafka_FetchResponse_NodeEndpoint_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_FetchResponse, ThrottleTimeMs),
+     0,
+     0x1fffeu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, true, false, -1,
+     offsetof(kafka_FetchResponse, ErrorCode),
+     0,
+     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SessionId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchResponse, SessionId),
+     0,
+     0x1ff80u, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchResponse, Responses),
+     offsetof(kafka_FetchResponse, Responses_count),
+     0x1ffffu, 0x0u, 0x0u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchResponse_FetchableTopicResponse_desc},
+    {"NodeEndpoints", KAFKA_T_STRUCT, true, false, false, false, 0,
+     offsetof(kafka_FetchResponse, NodeEndpoints),
+     offsetof(kafka_FetchResponse, NodeEndpoints_count),
+     0x10000u, 0x0u, 0x10000u, 0x1f000u, 0, 0.0, NULL, 0,
+     &kafka_FetchResponse_NodeEndpoint_desc},
 };
 static const uint8_t kafka_FetchResponse_tags[] = {4};
 const struct kafka_struct_desc kafka_FetchResponse_desc = {
-    "kafka_FetchResponse", sizeof(kafka_FetchResponse), 5, 1, kafka_FetchResponse_fields, kafka_FetchResponse_tags, 0x1f000u, 0, 16};
+    "kafka_FetchResponse",
+    sizeof(kafka_FetchResponse),
+    5,
+    1,
+    kafka_FetchResponse_fields,
+    kafka_FetchResponse_tags,
+    0x1f000u, 0, 16};
 void kafka_FetchResponse_EpochEndOffset_init(kafka_FetchResponse_EpochEndOffset *o)
 {
     kafka_struct_init(&kafka_FetchResponse_EpochEndOffset_desc, o);
 }
-bool kafka_FetchResponse_EpochEndOffset_equal(const kafka_FetchResponse_EpochEndOffset *x, const kafka_FetchResponse_EpochEndOffset *y)
+bool kafka_FetchResponse_EpochEndOffset_equal(
+    const kafka_FetchResponse_EpochEndOffset *x, const kafka_FetchResponse_EpochEndOffset *y)
 {
     return kafka_struct_equal(&kafka_FetchResponse_EpochEndOffset_desc, x, y);
 }
@@ -247,7 +499,8 @@ void kafka_FetchResponse_LeaderIdAndEpoch_init(kafka_FetchResponse_LeaderIdAndEp
 {
     kafka_struct_init(&kafka_FetchResponse_LeaderIdAndEpoch_desc, o);
 }
-bool kafka_FetchResponse_LeaderIdAndEpoch_equal(const kafka_FetchResponse_LeaderIdAndEpoch *x, const kafka_FetchResponse_LeaderIdAndEpoch *y)
+bool kafka_FetchResponse_LeaderIdAndEpoch_equal(
+    const kafka_FetchResponse_LeaderIdAndEpoch *x, const kafka_FetchResponse_LeaderIdAndEpoch *y)
 {
     return kafka_struct_equal(&kafka_FetchResponse_LeaderIdAndEpoch_desc, x, y);
 }
@@ -255,7 +508,8 @@ void kafka_FetchResponse_SnapshotId_init(kafka_FetchResponse_SnapshotId *o)
 {
     kafka_struct_init(&kafka_FetchResponse_SnapshotId_desc, o);
 }
-bool kafka_FetchResponse_SnapshotId_equal(const kafka_FetchResponse_SnapshotId *x, const kafka_FetchResponse_SnapshotId *y)
+bool kafka_FetchResponse_SnapshotId_equal(
+    const kafka_FetchResponse_SnapshotId *x, const kafka_FetchResponse_SnapshotId *y)
 {
     return kafka_struct_equal(&kafka_FetchResponse_SnapshotId_desc, x, y);
 }
@@ -263,7 +517,9 @@ void kafka_FetchResponse_AbortedTransaction_init(kafka_FetchResponse_AbortedTran
 {
     kafka_struct_init(&kafka_FetchResponse_AbortedTransaction_desc, o);
 }
-bool kafka_FetchResponse_AbortedTransaction_equal(const kafka_FetchResponse_AbortedTransaction *x, const kafka_FetchResponse_AbortedTransaction *y)
+bool kafka_FetchResponse_AbortedTransaction_equal(
+    const kafka_FetchResponse_AbortedTransaction *x,
+    const kafka_FetchResponse_AbortedTransaction *y)
 {
     return kafka_struct_equal(&kafka_FetchResponse_AbortedTransaction_desc, x, y);
 }
@@ -271,7 +527,8 @@ void kafka_FetchResponse_PartitionData_init(kafka_FetchResponse_PartitionData *o
 {
     kafka_struct_init(&kafka_FetchResponse_PartitionData_desc, o);
 }
-bool kafka_FetchResponse_PartitionData_equal(const kafka_FetchResponse_PartitionData *x, const kafka_FetchResponse_PartitionData *y)
+bool kafka_FetchResponse_PartitionData_equal(
+    const kafka_FetchResponse_PartitionData *x, const kafka_FetchResponse_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_FetchResponse_PartitionData_desc, x, y);
 }
@@ -279,7 +536,9 @@ void kafka_FetchResponse_FetchableTopicResponse_init(kafka_FetchResponse_Fetchab
 {
     kafka_struct_init(&kafka_FetchResponse_FetchableTopicResponse_desc, o);
 }
-bool kafka_FetchResponse_FetchableTopicResponse_equal(const kafka_FetchResponse_FetchableTopicResponse *x, const kafka_FetchResponse_FetchableTopicResponse *y)
+bool kafka_FetchResponse_FetchableTopicResponse_equal(
+    const kafka_FetchResponse_FetchableTopicResponse *x,
+    const kafka_FetchResponse_FetchableTopicResponse *y)
 {
     return kafka_struct_equal(&kafka_FetchResponse_FetchableTopicResponse_desc, x, y);
 }
@@ -287,7 +546,8 @@ void kafka_FetchResponse_NodeEndpoint_init(kafka_FetchResponse_NodeEndpoint *o)
 {
     kafka_struct_init(&kafka_FetchResponse_NodeEndpoint_desc, o);
 }
-bool kafka_FetchResponse_NodeEndpoint_equal(const kafka_FetchResponse_NodeEndpoint *x, const kafka_FetchResponse_NodeEndpoint *y)
+bool kafka_FetchResponse_NodeEndpoint_equal(
+    const kafka_FetchResponse_NodeEndpoint *x, const kafka_FetchResponse_NodeEndpoint *y)
 {
     return kafka_struct_equal(&kafka_FetchResponse_NodeEndpoint_desc, x, y);
 }
@@ -318,50 +578,104 @@ void kafka_FetchResponse_fill_test(kafka_FetchResponse *o, int16_t v, kafka_fill
 
 /* ---- ListOffsetsResponse (response, versions 0-8, flexible 6+) ---- */
 static const struct kafka_field_desc kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, PartitionIndex), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, ErrorCode), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"OldStyleOffsets", KAFKA_T_INT64, true, false, false, false, -1, offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, OldStyleOffsets), offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, OldStyleOffsets_count),
-     0x1u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Timestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, Timestamp), 0,
-     0x1feu, 0x0u, 0x0u, 0x1c0u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"Offset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, Offset), 0,
-     0x1feu, 0x0u, 0x0u, 0x1c0u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, LeaderEpoch), 0,
-     0x1f0u, 0x0u, 0x0u, 0x1c0u, -1, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, PartitionIndex),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, ErrorCode),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"OldStyleOffsets", KAFKA_T_INT64, true, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, OldStyleOffsets),
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, OldStyleOffsets_count),
+     0x1u, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Timestamp", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, Timestamp),
+     0,
+     0x1feu, 0x0u, 0x0u, 0x1c0u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"Offset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, Offset),
+     0,
+     0x1feu, 0x0u, 0x0u, 0x1c0u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse, LeaderEpoch),
+     0,
+     0x1f0u, 0x0u, 0x0u, 0x1c0u, -1, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_desc = {
-    "kafka_ListOffsetsResponse_ListOffsetsPartitionResponse", sizeof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse), 6, 0, kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_ListOffsetsResponse_ListOffsetsPartitionResponse",
+    sizeof(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse),
+    6,
+    0,
+    kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_fields,
+    NULL,
+    0x1c0u, 0, 8};
 static const struct kafka_field_desc kafka_ListOffsetsResponse_ListOffsetsTopicResponse_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListOffsetsResponse_ListOffsetsTopicResponse, Name), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListOffsetsResponse_ListOffsetsTopicResponse, Partitions), offsetof(kafka_ListOffsetsResponse_ListOffsetsTopicResponse, Partitions_count),
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsTopicResponse, Name),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsTopicResponse, Partitions),
+     offsetof(kafka_ListOffsetsResponse_ListOffsetsTopicResponse, Partitions_count),
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_desc},
 };
 static const struct kafka_struct_desc kafka_ListOffsetsResponse_ListOffsetsTopicResponse_desc = {
-    "kafka_ListOffsetsResponse_ListOffsetsTopicResponse", sizeof(kafka_ListOffsetsResponse_ListOffsetsTopicResponse), 2, 0, kafka_ListOffsetsResponse_ListOffsetsTopicResponse_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_ListOffsetsResponse_ListOffsetsTopicResponse",
+    sizeof(kafka_ListOffsetsResponse_ListOffsetsTopicResponse),
+    2,
+    0,
+    kafka_ListOffsetsResponse_ListOffsetsTopicResponse_fields,
+    NULL,
+    0x1c0u, 0, 8};
 static const struct kafka_field_desc kafka_ListOffsetsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_ListOffsetsResponse, ThrottleTimeMs), 0,
-     0x1fcu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListOffsetsResponse, Topics), offsetof(kafka_ListOffsetsResponse, Topics_count),
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, &kafka_ListOffsetsResponse_ListOffsetsTopicResponse_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_ListOffsetsResponse, ThrottleTimeMs),
+     0,
+     0x1fcu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListOffsetsResponse, Topics),
+     offsetof(kafka_ListOffsetsResponse, Topics_count),
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     &kafka_ListOffsetsResponse_ListOffsetsTopicResponse_desc},
 };
 const struct kafka_struct_desc kafka_ListOffsetsResponse_desc = {
-    "kafka_ListOffsetsResponse", sizeof(kafka_ListOffsetsResponse), 2, 0, kafka_ListOffsetsResponse_fields, NULL, 0x1c0u, 0, 8};
-void kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_init(kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *o)
+    "kafka_ListOffsetsResponse",
+    sizeof(kafka_ListOffsetsResponse),
+    2,
+    0,
+    kafka_ListOffsetsResponse_fields,
+    NULL,
+    0x1c0u, 0, 8};
+void kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_init(
+    kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *o)
 {
     kafka_struct_init(&kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_desc, o);
 }
-bool kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_equal(const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *x, const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *y)
+bool kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_equal(
+    const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *x,
+    const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *y)
 {
     return kafka_struct_equal(&kafka_ListOffsetsResponse_ListOffsetsPartitionResponse_desc, x, y);
 }
-void kafka_ListOffsetsResponse_ListOffsetsTopicResponse_init(kafka_ListOffsetsResponse_ListOffsetsTopicResponse *o)
+void kafka_ListOffsetsResponse_ListOffsetsTopicResponse_init(
+    kafka_ListOffsetsResponse_ListOffsetsTopicResponse *o)
 {
     kafka_struct_init(&kafka_ListOffsetsResponse_ListOffsetsTopicResponse_desc, o);
 }
-bool kafka_ListOffsetsResponse_ListOffsetsTopicResponse_equal(const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *x, const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *y)
+bool kafka_ListOffsetsResponse_ListOffsetsTopicResponse_equal(
+    const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *x,
+    const kafka_ListOffsetsResponse_ListOffsetsTopicResponse *y)
 {
     return kafka_struct_equal(&kafka_ListOffsetsResponse_ListOffsetsTopicResponse_desc, x, y);
 }
@@ -369,11 +683,13 @@ void kafka_ListOffsetsResponse_init(kafka_ListOffsetsResponse *o)
 {
     kafka_struct_init(&kafka_ListOffsetsResponse_desc, o);
 }
-bool kafka_ListOffsetsResponse_equal(const kafka_ListOffsetsResponse *x, const kafka_ListOffsetsResponse *y)
+bool kafka_ListOffsetsResponse_equal(
+    const kafka_ListOffsetsResponse *x, const kafka_ListOffsetsResponse *y)
 {
     return kafka_struct_equal(&kafka_ListOffsetsResponse_desc, x, y);
 }
-int kafka_ListOffsetsResponse_decode(al_rd *rd, int16_t v, kafka_ListOffsetsResponse *o, kafka_arena *a)
+int kafka_ListOffsetsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListOffsetsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListOffsetsResponse_desc, rd, v, o, a);
 }
@@ -392,88 +708,190 @@ void kafka_ListOffsetsResponse_fill_test(kafka_ListOffsetsResponse *o, int16_t v
 
 /* ---- MetadataResponse (response, versions 0-12, flexible 9+) ---- */
 static const struct kafka_field_desc kafka_MetadataResponse_MetadataResponseBroker_fields[] = {
-    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseBroker, NodeId), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseBroker, Host), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseBroker, Port), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"Rack", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_MetadataResponse_MetadataResponseBroker, Rack), 0,
-     0x1ffeu, 0x1ffeu, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
+    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseBroker, NodeId),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseBroker, Host),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseBroker, Port),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Rack", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseBroker, Rack),
+     0,
+     0x1ffeu, 0x1ffeu, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_MetadataResponse_MetadataResponseBroker_desc = {
-    "kafka_MetadataResponse_MetadataResponseBroker", sizeof(kafka_MetadataResponse_MetadataResponseBroker), 4, 0, kafka_MetadataResponse_MetadataResponseBroker_fields, NULL, 0x1e00u, 0, 12};
+    "kafka_MetadataResponse_MetadataResponseBroker",
+    sizeof(kafka_MetadataResponse_MetadataResponseBroker),
+    4,
+    0,
+    kafka_MetadataResponse_MetadataResponseBroker_fields,
+    NULL,
+    0x1e00u, 0, 12};
 static const struct kafka_field_desc kafka_MetadataResponse_MetadataResponsePartition_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponsePartition, ErrorCode), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponsePartition, PartitionIndex), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponsePartition, LeaderId), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_MetadataResponse_MetadataResponsePartition, LeaderEpoch), 0,
-     0x1f80u, 0x0u, 0x0u, 0x1e00u, -1, 0.0, NULL, 0, NULL},
-    {"ReplicaNodes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponsePartition, ReplicaNodes), offsetof(kafka_MetadataResponse_MetadataResponsePartition, ReplicaNodes_count),
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"IsrNodes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponsePartition, IsrNodes), offsetof(kafka_MetadataResponse_MetadataResponsePartition, IsrNodes_count),
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"OfflineReplicas", KAFKA_T_INT32, true, false, true, false, -1, offsetof(kafka_MetadataResponse_MetadataResponsePartition, OfflineReplicas), offsetof(kafka_MetadataResponse_MetadataResponsePartition, OfflineReplicas_count),
-     0x1fe0u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, ErrorCode),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, PartitionIndex),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, LeaderId),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, LeaderEpoch),
+     0,
+     0x1f80u, 0x0u, 0x0u, 0x1e00u, -1, 0.0, NULL, 0,
+     NULL},
+    {"ReplicaNodes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, ReplicaNodes),
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, ReplicaNodes_count),
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsrNodes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, IsrNodes),
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, IsrNodes_count),
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"OfflineReplicas", KAFKA_T_INT32, true, false, true, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, OfflineReplicas),
+     offsetof(kafka_MetadataResponse_MetadataResponsePartition, OfflineReplicas_count),
+     0x1fe0u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_MetadataResponse_MetadataResponsePartition_desc = {
-    "kafka_MetadataResponse_MetadataResponsePartition", sizeof(kafka_MetadataResponse_MetadataResponsePartition), 7, 0, kafka_MetadataResponse_MetadataResponsePartition_fields, NULL, 0x1e00u, 0, 12};
+    "kafka_MetadataResponse_MetadataResponsePartition",
+    sizeof(kafka_MetadataResponse_MetadataResponsePartition),
+    7,
+    0,
+    kafka_MetadataResponse_MetadataResponsePartition_fields,
+    NULL,
+    0x1e00u, 0, 12};
 static const struct kafka_field_desc kafka_MetadataResponse_MetadataResponseTopic_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseTopic, ErrorCode), 0,
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseTopic, Name), 0,
-     0x1fffu, 0x1000u, 0x0u, 0x1e00u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseTopic, TopicId), 0,
-     0x1c00u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"IsInternal", KAFKA_T_BOOL, false, false, true, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseTopic, IsInternal), 0,
-     0x1ffeu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseTopic, Partitions), offsetof(kafka_MetadataResponse_MetadataResponseTopic, Partitions_count),
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, &kafka_MetadataResponse_MetadataResponsePartition_desc},
-    {"TopicAuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_MetadataResponse_MetadataResponseTopic, TopicAuthorizedOperations), 0,
-     0x1f00u, 0x0u, 0x0u, 0x1e00u, INT32_MIN, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseTopic, ErrorCode),
+     0,
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseTopic, Name),
+     0,
+     0x1fffu, 0x1000u, 0x0u, 0x1e00u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseTopic, TopicId),
+     0,
+     0x1c00u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsInternal", KAFKA_T_BOOL, false, false, true, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseTopic, IsInternal),
+     0,
+     0x1ffeu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseTopic, Partitions),
+     offsetof(kafka_MetadataResponse_MetadataResponseTopic, Partitions_count),
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     &kafka_MetadataResponse_MetadataResponsePartition_desc},
+    {"TopicAuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse_MetadataResponseTopic, TopicAuthorizedOperations),
+     0,
+     0x1f00u, 0x0u, 0x0u, 0x1e00u, INT32_MIN, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_MetadataResponse_MetadataResponseTopic_desc = {
-    "kafka_MetadataResponse_MetadataResponseTopic", sizeof(kafka_MetadataResponse_MetadataResponseTopic), 6, 0, kafka_MetadataResponse_MetadataResponseTopic_fields, NULL, 0x1e00u, 0, 12};
+    "kafka_MetadataResponse_MetadataResponseTopic",
+    sizeof(kafka_MetadataResponse_MetadataResponseTopic),
+    6,
+    0,
+    kafka_MetadataResponse_MetadataResponseTopic_fields,
+    NULL,
+    0x1e00u, 0, 12};
 static const struct kafka_field_desc kafka_MetadataResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_MetadataResponse, ThrottleTimeMs), 0,
-     0x1ff8u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"Brokers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_MetadataResponse, Brokers), offsetof(kafka_MetadataResponse, Brokers_count),
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, &kafka_MetadataResponse_MetadataResponseBroker_desc},
-    {"ClusterId", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_MetadataResponse, ClusterId), 0,
-     0x1ffcu, 0x1ffcu, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, NULL},
-    {"ControllerId", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_MetadataResponse, ControllerId), 0,
-     0x1ffeu, 0x0u, 0x0u, 0x1e00u, -1, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_MetadataResponse, Topics), offsetof(kafka_MetadataResponse, Topics_count),
-     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0, &kafka_MetadataResponse_MetadataResponseTopic_desc},
-    {"ClusterAuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_MetadataResponse, ClusterAuthorizedOperations), 0,
-     0x700u, 0x0u, 0x0u, 0x1e00u, INT32_MIN, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_MetadataResponse, ThrottleTimeMs),
+     0,
+     0x1ff8u, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Brokers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_MetadataResponse, Brokers),
+     offsetof(kafka_MetadataResponse, Brokers_count),
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     &kafka_MetadataResponse_MetadataResponseBroker_desc},
+    {"ClusterId", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_MetadataResponse, ClusterId),
+     0,
+     0x1ffcu, 0x1ffcu, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ControllerId", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_MetadataResponse, ControllerId),
+     0,
+     0x1ffeu, 0x0u, 0x0u, 0x1e00u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_MetadataResponse, Topics),
+     offsetof(kafka_MetadataResponse, Topics_count),
+     0x1fffu, 0x0u, 0x0u, 0x1e00u, 0, 0.0, NULL, 0,
+     &kafka_MetadataResponse_MetadataResponseTopic_desc},
+    {"ClusterAuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_MetadataResponse, ClusterAuthorizedOperations),
+     0,
+     0x700u, 0x0u, 0x0u, 0x1e00u, INT32_MIN, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_MetadataResponse_desc = {
-    "kafka_MetadataResponse", sizeof(kafka_MetadataResponse), 6, 0, kafka_MetadataResponse_fields, NULL, 0x1e00u, 0, 12};
-void kafka_MetadataResponse_MetadataResponseBroker_init(kafka_MetadataResponse_MetadataResponseBroker *o)
+    "kafka_MetadataResponse",
+    sizeof(kafka_MetadataResponse),
+    6,
+    0,
+    kafka_MetadataResponse_fields,
+    NULL,
+    0x1e00u, 0, 12};
+void kafka_MetadataResponse_MetadataResponseBroker_init(
+    kafka_MetadataResponse_MetadataResponseBroker *o)
 {
     kafka_struct_init(&kafka_MetadataResponse_MetadataResponseBroker_desc, o);
 }
-bool kafka_MetadataResponse_MetadataResponseBroker_equal(const kafka_MetadataResponse_MetadataResponseBroker *x, const kafka_MetadataResponse_MetadataResponseBroker *y)
+bool kafka_MetadataResponse_MetadataResponseBroker_equal(
+    const kafka_MetadataResponse_MetadataResponseBroker *x,
+    const kafka_MetadataResponse_MetadataResponseBroker *y)
 {
     return kafka_struct_equal(&kafka_MetadataResponse_MetadataResponseBroker_desc, x, y);
 }
-void kafka_MetadataResponse_MetadataResponsePartition_init(kafka_MetadataResponse_MetadataResponsePartition *o)
+void kafka_MetadataResponse_MetadataResponsePartition_init(
+    kafka_MetadataResponse_MetadataResponsePartition *o)
 {
     kafka_struct_init(&kafka_MetadataResponse_MetadataResponsePartition_desc, o);
 }
-bool kafka_MetadataResponse_MetadataResponsePartition_equal(const kafka_MetadataResponse_MetadataResponsePartition *x, const kafka_MetadataResponse_MetadataResponsePartition *y)
+bool kafka_MetadataResponse_MetadataResponsePartition_equal(
+    const kafka_MetadataResponse_MetadataResponsePartition *x,
+    const kafka_MetadataResponse_MetadataResponsePartition *y)
 {
     return kafka_struct_equal(&kafka_MetadataResponse_MetadataResponsePartition_desc, x, y);
 }
-void kafka_MetadataResponse_MetadataResponseTopic_init(kafka_MetadataResponse_MetadataResponseTopic *o)
+void kafka_MetadataResponse_MetadataResponseTopic_init(
+    kafka_MetadataResponse_MetadataResponseTopic *o)
 {
     kafka_struct_init(&kafka_MetadataResponse_MetadataResponseTopic_desc, o);
 }
-bool kafka_MetadataResponse_MetadataResponseTopic_equal(const kafka_MetadataResponse_MetadataResponseTopic *x, const kafka_MetadataResponse_MetadataResponseTopic *y)
+bool kafka_MetadataResponse_MetadataResponseTopic_equal(
+    const kafka_MetadataResponse_MetadataResponseTopic *x,
+    const kafka_MetadataResponse_MetadataResponseTopic *y)
 {
     return kafka_struct_equal(&kafka_MetadataResponse_MetadataResponseTopic_desc, x, y);
 }
@@ -504,46 +922,94 @@ void kafka_MetadataResponse_fill_test(kafka_MetadataResponse *o, int16_t v, kafk
 
 /* ---- LeaderAndIsrResponse (response, versions 0-7, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError, TopicName), 0,
-     0x1fu, 0x0u, 0x0u, 0xf0u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError, PartitionIndex), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError, ErrorCode), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError, TopicName),
+     0,
+     0x1fu, 0x0u, 0x0u, 0xf0u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError, PartitionIndex),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError, ErrorCode),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_desc = {
-    "kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError", sizeof(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError), 3, 0, kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_fields, NULL, 0xf0u, 0, 7};
+    "kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError",
+    sizeof(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError),
+    3,
+    0,
+    kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_fields,
+    NULL,
+    0xf0u, 0, 7};
 static const struct kafka_field_desc kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_fields[] = {
-    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError, TopicId), 0,
-     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"PartitionErrors", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError, PartitionErrors), offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError, PartitionErrors_count),
-     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, &kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_desc},
+    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError, TopicId),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionErrors", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError, PartitionErrors),
+     offsetof(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError, PartitionErrors_count),
+     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     &kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_desc},
 };
 static const struct kafka_struct_desc kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_desc = {
-    "kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError", sizeof(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError), 2, 0, kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_fields, NULL, 0xf0u, 0, 7};
+    "kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError",
+    sizeof(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError),
+    2,
+    0,
+    kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_fields,
+    NULL,
+    0xf0u, 0, 7};
 static const struct kafka_field_desc kafka_LeaderAndIsrResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_LeaderAndIsrResponse, ErrorCode), 0,
-     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, NULL},
-    {"PartitionErrors", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrResponse, PartitionErrors), offsetof(kafka_LeaderAndIsrResponse, PartitionErrors_count),
-     0x1fu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, &kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_desc},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaderAndIsrResponse, Topics), offsetof(kafka_LeaderAndIsrResponse, Topics_count),
-     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0, &kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrResponse, ErrorCode),
+     0,
+     0xffu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionErrors", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrResponse, PartitionErrors),
+     offsetof(kafka_LeaderAndIsrResponse, PartitionErrors_count),
+     0x1fu, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     &kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_desc},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaderAndIsrResponse, Topics),
+     offsetof(kafka_LeaderAndIsrResponse, Topics_count),
+     0xe0u, 0x0u, 0x0u, 0xf0u, 0, 0.0, NULL, 0,
+     &kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_desc},
 };
 const struct kafka_struct_desc kafka_LeaderAndIsrResponse_desc = {
-    "kafka_LeaderAndIsrResponse", sizeof(kafka_LeaderAndIsrResponse), 3, 0, kafka_LeaderAndIsrResponse_fields, NULL, 0xf0u, 0, 7};
-void kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_init(kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *o)
+    "kafka_LeaderAndIsrResponse",
+    sizeof(kafka_LeaderAndIsrResponse),
+    3,
+    0,
+    kafka_LeaderAndIsrResponse_fields,
+    NULL,
+    0xf0u, 0, 7};
+void kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_init(
+    kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *o)
 {
     kafka_struct_init(&kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_desc, o);
 }
-bool kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_equal(const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *x, const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *y)
+bool kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_equal(
+    const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *x,
+    const kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError *y)
 {
     return kafka_struct_equal(&kafka_LeaderAndIsrResponse_LeaderAndIsrPartitionError_desc, x, y);
 }
-void kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_init(kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *o)
+void kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_init(
+    kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *o)
 {
     kafka_struct_init(&kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_desc, o);
 }
-bool kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_equal(const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *x, const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *y)
+bool kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_equal(
+    const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *x,
+    const kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError *y)
 {
     return kafka_struct_equal(&kafka_LeaderAndIsrResponse_LeaderAndIsrTopicError_desc, x, y);
 }
@@ -551,11 +1017,13 @@ void kafka_LeaderAndIsrResponse_init(kafka_LeaderAndIsrResponse *o)
 {
     kafka_struct_init(&kafka_LeaderAndIsrResponse_desc, o);
 }
-bool kafka_LeaderAndIsrResponse_equal(const kafka_LeaderAndIsrResponse *x, const kafka_LeaderAndIsrResponse *y)
+bool kafka_LeaderAndIsrResponse_equal(
+    const kafka_LeaderAndIsrResponse *x, const kafka_LeaderAndIsrResponse *y)
 {
     return kafka_struct_equal(&kafka_LeaderAndIsrResponse_desc, x, y);
 }
-int kafka_LeaderAndIsrResponse_decode(al_rd *rd, int16_t v, kafka_LeaderAndIsrResponse *o, kafka_arena *a)
+int kafka_LeaderAndIsrResponse_decode(
+    al_rd *rd, int16_t v, kafka_LeaderAndIsrResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_LeaderAndIsrResponse_desc, rd, v, o, a);
 }
@@ -574,28 +1042,58 @@ void kafka_LeaderAndIsrResponse_fill_test(kafka_LeaderAndIsrResponse *o, int16_t
 
 /* ---- StopReplicaResponse (response, versions 0-4, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_StopReplicaResponse_StopReplicaPartitionError_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_StopReplicaResponse_StopReplicaPartitionError, TopicName), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_StopReplicaResponse_StopReplicaPartitionError, PartitionIndex), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_StopReplicaResponse_StopReplicaPartitionError, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaResponse_StopReplicaPartitionError, TopicName),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaResponse_StopReplicaPartitionError, PartitionIndex),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaResponse_StopReplicaPartitionError, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_StopReplicaResponse_StopReplicaPartitionError_desc = {
-    "kafka_StopReplicaResponse_StopReplicaPartitionError", sizeof(kafka_StopReplicaResponse_StopReplicaPartitionError), 3, 0, kafka_StopReplicaResponse_StopReplicaPartitionError_fields, NULL, 0x1cu, 0, 4};
+    "kafka_StopReplicaResponse_StopReplicaPartitionError",
+    sizeof(kafka_StopReplicaResponse_StopReplicaPartitionError),
+    3,
+    0,
+    kafka_StopReplicaResponse_StopReplicaPartitionError_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_StopReplicaResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_StopReplicaResponse, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"PartitionErrors", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_StopReplicaResponse, PartitionErrors), offsetof(kafka_StopReplicaResponse, PartitionErrors_count),
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_StopReplicaResponse_StopReplicaPartitionError_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_StopReplicaResponse, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionErrors", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_StopReplicaResponse, PartitionErrors),
+     offsetof(kafka_StopReplicaResponse, PartitionErrors_count),
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_StopReplicaResponse_StopReplicaPartitionError_desc},
 };
 const struct kafka_struct_desc kafka_StopReplicaResponse_desc = {
-    "kafka_StopReplicaResponse", sizeof(kafka_StopReplicaResponse), 2, 0, kafka_StopReplicaResponse_fields, NULL, 0x1cu, 0, 4};
-void kafka_StopReplicaResponse_StopReplicaPartitionError_init(kafka_StopReplicaResponse_StopReplicaPartitionError *o)
+    "kafka_StopReplicaResponse",
+    sizeof(kafka_StopReplicaResponse),
+    2,
+    0,
+    kafka_StopReplicaResponse_fields,
+    NULL,
+    0x1cu, 0, 4};
+void kafka_StopReplicaResponse_StopReplicaPartitionError_init(
+    kafka_StopReplicaResponse_StopReplicaPartitionError *o)
 {
     kafka_struct_init(&kafka_StopReplicaResponse_StopReplicaPartitionError_desc, o);
 }
-bool kafka_StopReplicaResponse_StopReplicaPartitionError_equal(const kafka_StopReplicaResponse_StopReplicaPartitionError *x, const kafka_StopReplicaResponse_StopReplicaPartitionError *y)
+bool kafka_StopReplicaResponse_StopReplicaPartitionError_equal(
+    const kafka_StopReplicaResponse_StopReplicaPartitionError *x,
+    const kafka_StopReplicaResponse_StopReplicaPartitionError *y)
 {
     return kafka_struct_equal(&kafka_StopReplicaResponse_StopReplicaPartitionError_desc, x, y);
 }
@@ -603,11 +1101,13 @@ void kafka_StopReplicaResponse_init(kafka_StopReplicaResponse *o)
 {
     kafka_struct_init(&kafka_StopReplicaResponse_desc, o);
 }
-bool kafka_StopReplicaResponse_equal(const kafka_StopReplicaResponse *x, const kafka_StopReplicaResponse *y)
+bool kafka_StopReplicaResponse_equal(
+    const kafka_StopReplicaResponse *x, const kafka_StopReplicaResponse *y)
 {
     return kafka_struct_equal(&kafka_StopReplicaResponse_desc, x, y);
 }
-int kafka_StopReplicaResponse_decode(al_rd *rd, int16_t v, kafka_StopReplicaResponse *o, kafka_arena *a)
+int kafka_StopReplicaResponse_decode(
+    al_rd *rd, int16_t v, kafka_StopReplicaResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_StopReplicaResponse_desc, rd, v, o, a);
 }
@@ -626,20 +1126,31 @@ void kafka_StopReplicaResponse_fill_test(kafka_StopReplicaResponse *o, int16_t v
 
 /* ---- UpdateMetadataResponse (response, versions 0-8, flexible 6+) ---- */
 static const struct kafka_field_desc kafka_UpdateMetadataResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_UpdateMetadataResponse, ErrorCode), 0,
-     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_UpdateMetadataResponse, ErrorCode),
+     0,
+     0x1ffu, 0x0u, 0x0u, 0x1c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_UpdateMetadataResponse_desc = {
-    "kafka_UpdateMetadataResponse", sizeof(kafka_UpdateMetadataResponse), 1, 0, kafka_UpdateMetadataResponse_fields, NULL, 0x1c0u, 0, 8};
+    "kafka_UpdateMetadataResponse",
+    sizeof(kafka_UpdateMetadataResponse),
+    1,
+    0,
+    kafka_UpdateMetadataResponse_fields,
+    NULL,
+    0x1c0u, 0, 8};
 void kafka_UpdateMetadataResponse_init(kafka_UpdateMetadataResponse *o)
 {
     kafka_struct_init(&kafka_UpdateMetadataResponse_desc, o);
 }
-bool kafka_UpdateMetadataResponse_equal(const kafka_UpdateMetadataResponse *x, const kafka_UpdateMetadataResponse *y)
+bool kafka_UpdateMetadataResponse_equal(
+    const kafka_UpdateMetadataResponse *x, const kafka_UpdateMetadataResponse *y)
 {
     return kafka_struct_equal(&kafka_UpdateMetadataResponse_desc, x, y);
 }
-int kafka_UpdateMetadataResponse_decode(al_rd *rd, int16_t v, kafka_UpdateMetadataResponse *o, kafka_arena *a)
+int kafka_UpdateMetadataResponse_decode(
+    al_rd *rd, int16_t v, kafka_UpdateMetadataResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_UpdateMetadataResponse_desc, rd, v, o, a);
 }
@@ -651,33 +1162,61 @@ size_t kafka_UpdateMetadataResponse_size(int16_t v, const kafka_UpdateMetadataRe
 {
     return kafka_struct_size(&kafka_UpdateMetadataResponse_desc, v, o);
 }
-void kafka_UpdateMetadataResponse_fill_test(kafka_UpdateMetadataResponse *o, int16_t v, kafka_filler *f)
+void kafka_UpdateMetadataResponse_fill_test(
+    kafka_UpdateMetadataResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_UpdateMetadataResponse_desc, o, v, f);
 }
 
 /* ---- ControlledShutdownResponse (response, versions 0-3, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_ControlledShutdownResponse_RemainingPartition_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ControlledShutdownResponse_RemainingPartition, TopicName), 0,
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ControlledShutdownResponse_RemainingPartition, PartitionIndex), 0,
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ControlledShutdownResponse_RemainingPartition, TopicName),
+     0,
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ControlledShutdownResponse_RemainingPartition, PartitionIndex),
+     0,
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ControlledShutdownResponse_RemainingPartition_desc = {
-    "kafka_ControlledShutdownResponse_RemainingPartition", sizeof(kafka_ControlledShutdownResponse_RemainingPartition), 2, 0, kafka_ControlledShutdownResponse_RemainingPartition_fields, NULL, 0x8u, 0, 3};
+    "kafka_ControlledShutdownResponse_RemainingPartition",
+    sizeof(kafka_ControlledShutdownResponse_RemainingPartition),
+    2,
+    0,
+    kafka_ControlledShutdownResponse_RemainingPartition_fields,
+    NULL,
+    0x8u, 0, 3};
 static const struct kafka_field_desc kafka_ControlledShutdownResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ControlledShutdownResponse, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
-    {"RemainingPartitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ControlledShutdownResponse, RemainingPartitions), offsetof(kafka_ControlledShutdownResponse, RemainingPartitions_count),
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, &kafka_ControlledShutdownResponse_RemainingPartition_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ControlledShutdownResponse, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RemainingPartitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ControlledShutdownResponse, RemainingPartitions),
+     offsetof(kafka_ControlledShutdownResponse, RemainingPartitions_count),
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     &kafka_ControlledShutdownResponse_RemainingPartition_desc},
 };
 const struct kafka_struct_desc kafka_ControlledShutdownResponse_desc = {
-    "kafka_ControlledShutdownResponse", sizeof(kafka_ControlledShutdownResponse), 2, 0, kafka_ControlledShutdownResponse_fields, NULL, 0x8u, 0, 3};
-void kafka_ControlledShutdownResponse_RemainingPartition_init(kafka_ControlledShutdownResponse_RemainingPartition *o)
+    "kafka_ControlledShutdownResponse",
+    sizeof(kafka_ControlledShutdownResponse),
+    2,
+    0,
+    kafka_ControlledShutdownResponse_fields,
+    NULL,
+    0x8u, 0, 3};
+void kafka_ControlledShutdownResponse_RemainingPartition_init(
+    kafka_ControlledShutdownResponse_RemainingPartition *o)
 {
     kafka_struct_init(&kafka_ControlledShutdownResponse_RemainingPartition_desc, o);
 }
-bool kafka_ControlledShutdownResponse_RemainingPartition_equal(const kafka_ControlledShutdownResponse_RemainingPartition *x, const kafka_ControlledShutdownResponse_RemainingPartition *y)
+bool kafka_ControlledShutdownResponse_RemainingPartition_equal(
+    const kafka_ControlledShutdownResponse_RemainingPartition *x,
+    const kafka_ControlledShutdownResponse_RemainingPartition *y)
 {
     return kafka_struct_equal(&kafka_ControlledShutdownResponse_RemainingPartition_desc, x, y);
 }
@@ -685,15 +1224,18 @@ void kafka_ControlledShutdownResponse_init(kafka_ControlledShutdownResponse *o)
 {
     kafka_struct_init(&kafka_ControlledShutdownResponse_desc, o);
 }
-bool kafka_ControlledShutdownResponse_equal(const kafka_ControlledShutdownResponse *x, const kafka_ControlledShutdownResponse *y)
+bool kafka_ControlledShutdownResponse_equal(
+    const kafka_ControlledShutdownResponse *x, const kafka_ControlledShutdownResponse *y)
 {
     return kafka_struct_equal(&kafka_ControlledShutdownResponse_desc, x, y);
 }
-int kafka_ControlledShutdownResponse_decode(al_rd *rd, int16_t v, kafka_ControlledShutdownResponse *o, kafka_arena *a)
+int kafka_ControlledShutdownResponse_decode(
+    al_rd *rd, int16_t v, kafka_ControlledShutdownResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ControlledShutdownResponse_desc, rd, v, o, a);
 }
-int kafka_ControlledShutdownResponse_encode(al_wr *wr, int16_t v, const kafka_ControlledShutdownResponse *o)
+int kafka_ControlledShutdownResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ControlledShutdownResponse *o)
 {
     return kafka_struct_encode(&kafka_ControlledShutdownResponse_desc, wr, v, o);
 }
@@ -701,49 +1243,92 @@ size_t kafka_ControlledShutdownResponse_size(int16_t v, const kafka_ControlledSh
 {
     return kafka_struct_size(&kafka_ControlledShutdownResponse_desc, v, o);
 }
-void kafka_ControlledShutdownResponse_fill_test(kafka_ControlledShutdownResponse *o, int16_t v, kafka_filler *f)
+void kafka_ControlledShutdownResponse_fill_test(
+    kafka_ControlledShutdownResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ControlledShutdownResponse_desc, o, v, f);
 }
 
 /* ---- OffsetCommitResponse (response, versions 0-9, flexible 8+) ---- */
 static const struct kafka_field_desc kafka_OffsetCommitResponse_OffsetCommitResponsePartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetCommitResponse_OffsetCommitResponsePartition, PartitionIndex), 0,
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_OffsetCommitResponse_OffsetCommitResponsePartition, ErrorCode), 0,
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitResponse_OffsetCommitResponsePartition, PartitionIndex),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitResponse_OffsetCommitResponsePartition, ErrorCode),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetCommitResponse_OffsetCommitResponsePartition_desc = {
-    "kafka_OffsetCommitResponse_OffsetCommitResponsePartition", sizeof(kafka_OffsetCommitResponse_OffsetCommitResponsePartition), 2, 0, kafka_OffsetCommitResponse_OffsetCommitResponsePartition_fields, NULL, 0x300u, 0, 9};
+    "kafka_OffsetCommitResponse_OffsetCommitResponsePartition",
+    sizeof(kafka_OffsetCommitResponse_OffsetCommitResponsePartition),
+    2,
+    0,
+    kafka_OffsetCommitResponse_OffsetCommitResponsePartition_fields,
+    NULL,
+    0x300u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetCommitResponse_OffsetCommitResponseTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetCommitResponse_OffsetCommitResponseTopic, Name), 0,
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetCommitResponse_OffsetCommitResponseTopic, Partitions), offsetof(kafka_OffsetCommitResponse_OffsetCommitResponseTopic, Partitions_count),
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, &kafka_OffsetCommitResponse_OffsetCommitResponsePartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetCommitResponse_OffsetCommitResponseTopic, Name),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetCommitResponse_OffsetCommitResponseTopic, Partitions),
+     offsetof(kafka_OffsetCommitResponse_OffsetCommitResponseTopic, Partitions_count),
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     &kafka_OffsetCommitResponse_OffsetCommitResponsePartition_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetCommitResponse_OffsetCommitResponseTopic_desc = {
-    "kafka_OffsetCommitResponse_OffsetCommitResponseTopic", sizeof(kafka_OffsetCommitResponse_OffsetCommitResponseTopic), 2, 0, kafka_OffsetCommitResponse_OffsetCommitResponseTopic_fields, NULL, 0x300u, 0, 9};
+    "kafka_OffsetCommitResponse_OffsetCommitResponseTopic",
+    sizeof(kafka_OffsetCommitResponse_OffsetCommitResponseTopic),
+    2,
+    0,
+    kafka_OffsetCommitResponse_OffsetCommitResponseTopic_fields,
+    NULL,
+    0x300u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetCommitResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetCommitResponse, ThrottleTimeMs), 0,
-     0x3f8u, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetCommitResponse, Topics), offsetof(kafka_OffsetCommitResponse, Topics_count),
-     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0, &kafka_OffsetCommitResponse_OffsetCommitResponseTopic_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetCommitResponse, ThrottleTimeMs),
+     0,
+     0x3f8u, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetCommitResponse, Topics),
+     offsetof(kafka_OffsetCommitResponse, Topics_count),
+     0x3ffu, 0x0u, 0x0u, 0x300u, 0, 0.0, NULL, 0,
+     &kafka_OffsetCommitResponse_OffsetCommitResponseTopic_desc},
 };
 const struct kafka_struct_desc kafka_OffsetCommitResponse_desc = {
-    "kafka_OffsetCommitResponse", sizeof(kafka_OffsetCommitResponse), 2, 0, kafka_OffsetCommitResponse_fields, NULL, 0x300u, 0, 9};
-void kafka_OffsetCommitResponse_OffsetCommitResponsePartition_init(kafka_OffsetCommitResponse_OffsetCommitResponsePartition *o)
+    "kafka_OffsetCommitResponse",
+    sizeof(kafka_OffsetCommitResponse),
+    2,
+    0,
+    kafka_OffsetCommitResponse_fields,
+    NULL,
+    0x300u, 0, 9};
+void kafka_OffsetCommitResponse_OffsetCommitResponsePartition_init(
+    kafka_OffsetCommitResponse_OffsetCommitResponsePartition *o)
 {
     kafka_struct_init(&kafka_OffsetCommitResponse_OffsetCommitResponsePartition_desc, o);
 }
-bool kafka_OffsetCommitResponse_OffsetCommitResponsePartition_equal(const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *x, const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *y)
+bool kafka_OffsetCommitResponse_OffsetCommitResponsePartition_equal(
+    const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *x,
+    const kafka_OffsetCommitResponse_OffsetCommitResponsePartition *y)
 {
     return kafka_struct_equal(&kafka_OffsetCommitResponse_OffsetCommitResponsePartition_desc, x, y);
 }
-void kafka_OffsetCommitResponse_OffsetCommitResponseTopic_init(kafka_OffsetCommitResponse_OffsetCommitResponseTopic *o)
+void kafka_OffsetCommitResponse_OffsetCommitResponseTopic_init(
+    kafka_OffsetCommitResponse_OffsetCommitResponseTopic *o)
 {
     kafka_struct_init(&kafka_OffsetCommitResponse_OffsetCommitResponseTopic_desc, o);
 }
-bool kafka_OffsetCommitResponse_OffsetCommitResponseTopic_equal(const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *x, const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *y)
+bool kafka_OffsetCommitResponse_OffsetCommitResponseTopic_equal(
+    const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *x,
+    const kafka_OffsetCommitResponse_OffsetCommitResponseTopic *y)
 {
     return kafka_struct_equal(&kafka_OffsetCommitResponse_OffsetCommitResponseTopic_desc, x, y);
 }
@@ -751,11 +1336,13 @@ void kafka_OffsetCommitResponse_init(kafka_OffsetCommitResponse *o)
 {
     kafka_struct_init(&kafka_OffsetCommitResponse_desc, o);
 }
-bool kafka_OffsetCommitResponse_equal(const kafka_OffsetCommitResponse *x, const kafka_OffsetCommitResponse *y)
+bool kafka_OffsetCommitResponse_equal(
+    const kafka_OffsetCommitResponse *x, const kafka_OffsetCommitResponse *y)
 {
     return kafka_struct_equal(&kafka_OffsetCommitResponse_desc, x, y);
 }
-int kafka_OffsetCommitResponse_decode(al_rd *rd, int16_t v, kafka_OffsetCommitResponse *o, kafka_arena *a)
+int kafka_OffsetCommitResponse_decode(
+    al_rd *rd, int16_t v, kafka_OffsetCommitResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_OffsetCommitResponse_desc, rd, v, o, a);
 }
@@ -774,108 +1361,222 @@ void kafka_OffsetCommitResponse_fill_test(kafka_OffsetCommitResponse *o, int16_t
 
 /* ---- OffsetFetchResponse (response, versions 0-9, flexible 6+) ---- */
 static const struct kafka_field_desc kafka_OffsetFetchResponse_OffsetFetchResponsePartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, PartitionIndex), 0,
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"CommittedOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, CommittedOffset), 0,
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"CommittedLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, CommittedLeaderEpoch), 0,
-     0xe0u, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0, NULL},
-    {"Metadata", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, Metadata), 0,
-     0xffu, 0xffu, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, ErrorCode), 0,
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, PartitionIndex),
+     0,
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CommittedOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, CommittedOffset),
+     0,
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CommittedLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, CommittedLeaderEpoch),
+     0,
+     0xe0u, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Metadata", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, Metadata),
+     0,
+     0xffu, 0xffu, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition, ErrorCode),
+     0,
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetFetchResponse_OffsetFetchResponsePartition_desc = {
-    "kafka_OffsetFetchResponse_OffsetFetchResponsePartition", sizeof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition), 5, 0, kafka_OffsetFetchResponse_OffsetFetchResponsePartition_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_OffsetFetchResponse_OffsetFetchResponsePartition",
+    sizeof(kafka_OffsetFetchResponse_OffsetFetchResponsePartition),
+    5,
+    0,
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartition_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetFetchResponse_OffsetFetchResponseTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopic, Name), 0,
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopic, Partitions), offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopic, Partitions_count),
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_OffsetFetchResponse_OffsetFetchResponsePartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopic, Name),
+     0,
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopic, Partitions),
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopic, Partitions_count),
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetFetchResponse_OffsetFetchResponsePartition_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetFetchResponse_OffsetFetchResponseTopic_desc = {
-    "kafka_OffsetFetchResponse_OffsetFetchResponseTopic", sizeof(kafka_OffsetFetchResponse_OffsetFetchResponseTopic), 2, 0, kafka_OffsetFetchResponse_OffsetFetchResponseTopic_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_OffsetFetchResponse_OffsetFetchResponseTopic",
+    sizeof(kafka_OffsetFetchResponse_OffsetFetchResponseTopic),
+    2,
+    0,
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopic_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, PartitionIndex), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"CommittedOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, CommittedOffset), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"CommittedLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, CommittedLeaderEpoch), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0, NULL},
-    {"Metadata", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, Metadata), 0,
-     0x300u, 0x300u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, ErrorCode), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, PartitionIndex),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CommittedOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, CommittedOffset),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CommittedLeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, CommittedLeaderEpoch),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Metadata", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, Metadata),
+     0,
+     0x300u, 0x300u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions, ErrorCode),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_desc = {
-    "kafka_OffsetFetchResponse_OffsetFetchResponsePartitions", sizeof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions), 5, 0, kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_OffsetFetchResponse_OffsetFetchResponsePartitions",
+    sizeof(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions),
+    5,
+    0,
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetFetchResponse_OffsetFetchResponseTopics_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopics, Name), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopics, Partitions), offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopics, Partitions_count),
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopics, Name),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopics, Partitions),
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseTopics, Partitions_count),
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetFetchResponse_OffsetFetchResponseTopics_desc = {
-    "kafka_OffsetFetchResponse_OffsetFetchResponseTopics", sizeof(kafka_OffsetFetchResponse_OffsetFetchResponseTopics), 2, 0, kafka_OffsetFetchResponse_OffsetFetchResponseTopics_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_OffsetFetchResponse_OffsetFetchResponseTopics",
+    sizeof(kafka_OffsetFetchResponse_OffsetFetchResponseTopics),
+    2,
+    0,
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopics_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetFetchResponse_OffsetFetchResponseGroup_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup, GroupId), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup, Topics), offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup, Topics_count),
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_OffsetFetchResponse_OffsetFetchResponseTopics_desc},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup, ErrorCode), 0,
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup, GroupId),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup, Topics),
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup, Topics_count),
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetFetchResponse_OffsetFetchResponseTopics_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup, ErrorCode),
+     0,
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetFetchResponse_OffsetFetchResponseGroup_desc = {
-    "kafka_OffsetFetchResponse_OffsetFetchResponseGroup", sizeof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup), 3, 0, kafka_OffsetFetchResponse_OffsetFetchResponseGroup_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_OffsetFetchResponse_OffsetFetchResponseGroup",
+    sizeof(kafka_OffsetFetchResponse_OffsetFetchResponseGroup),
+    3,
+    0,
+    kafka_OffsetFetchResponse_OffsetFetchResponseGroup_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_OffsetFetchResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetFetchResponse, ThrottleTimeMs), 0,
-     0x3f8u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetFetchResponse, Topics), offsetof(kafka_OffsetFetchResponse, Topics_count),
-     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_OffsetFetchResponse_OffsetFetchResponseTopic_desc},
-    {"ErrorCode", KAFKA_T_INT16, false, false, true, false, -1, offsetof(kafka_OffsetFetchResponse, ErrorCode), 0,
-     0xfcu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetFetchResponse, Groups), offsetof(kafka_OffsetFetchResponse, Groups_count),
-     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_OffsetFetchResponse_OffsetFetchResponseGroup_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetFetchResponse, ThrottleTimeMs),
+     0,
+     0x3f8u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse, Topics),
+     offsetof(kafka_OffsetFetchResponse, Topics_count),
+     0xffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetFetchResponse_OffsetFetchResponseTopic_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, true, false, -1,
+     offsetof(kafka_OffsetFetchResponse, ErrorCode),
+     0,
+     0xfcu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetFetchResponse, Groups),
+     offsetof(kafka_OffsetFetchResponse, Groups_count),
+     0x300u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetFetchResponse_OffsetFetchResponseGroup_desc},
 };
 const struct kafka_struct_desc kafka_OffsetFetchResponse_desc = {
-    "kafka_OffsetFetchResponse", sizeof(kafka_OffsetFetchResponse), 4, 0, kafka_OffsetFetchResponse_fields, NULL, 0x3c0u, 0, 9};
-void kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(kafka_OffsetFetchResponse_OffsetFetchResponsePartition *o)
+    "kafka_OffsetFetchResponse",
+    sizeof(kafka_OffsetFetchResponse),
+    4,
+    0,
+    kafka_OffsetFetchResponse_fields,
+    NULL,
+    0x3c0u, 0, 9};
+void kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartition *o)
 {
     kafka_struct_init(&kafka_OffsetFetchResponse_OffsetFetchResponsePartition_desc, o);
 }
-bool kafka_OffsetFetchResponse_OffsetFetchResponsePartition_equal(const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *x, const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *y)
+bool kafka_OffsetFetchResponse_OffsetFetchResponsePartition_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchResponse_OffsetFetchResponsePartition_desc, x, y);
 }
-void kafka_OffsetFetchResponse_OffsetFetchResponseTopic_init(kafka_OffsetFetchResponse_OffsetFetchResponseTopic *o)
+void kafka_OffsetFetchResponse_OffsetFetchResponseTopic_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopic *o)
 {
     kafka_struct_init(&kafka_OffsetFetchResponse_OffsetFetchResponseTopic_desc, o);
 }
-bool kafka_OffsetFetchResponse_OffsetFetchResponseTopic_equal(const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *x, const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *y)
+bool kafka_OffsetFetchResponse_OffsetFetchResponseTopic_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchResponse_OffsetFetchResponseTopic_desc, x, y);
 }
-void kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_init(kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *o)
+void kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *o)
 {
     kafka_struct_init(&kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_desc, o);
 }
-bool kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_equal(const kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *x, const kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *y)
+bool kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_desc, x, y);
 }
-void kafka_OffsetFetchResponse_OffsetFetchResponseTopics_init(kafka_OffsetFetchResponse_OffsetFetchResponseTopics *o)
+void kafka_OffsetFetchResponse_OffsetFetchResponseTopics_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopics *o)
 {
     kafka_struct_init(&kafka_OffsetFetchResponse_OffsetFetchResponseTopics_desc, o);
 }
-bool kafka_OffsetFetchResponse_OffsetFetchResponseTopics_equal(const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *x, const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *y)
+bool kafka_OffsetFetchResponse_OffsetFetchResponseTopics_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponseTopics *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchResponse_OffsetFetchResponseTopics_desc, x, y);
 }
-void kafka_OffsetFetchResponse_OffsetFetchResponseGroup_init(kafka_OffsetFetchResponse_OffsetFetchResponseGroup *o)
+void kafka_OffsetFetchResponse_OffsetFetchResponseGroup_init(
+    kafka_OffsetFetchResponse_OffsetFetchResponseGroup *o)
 {
     kafka_struct_init(&kafka_OffsetFetchResponse_OffsetFetchResponseGroup_desc, o);
 }
-bool kafka_OffsetFetchResponse_OffsetFetchResponseGroup_equal(const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *x, const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *y)
+bool kafka_OffsetFetchResponse_OffsetFetchResponseGroup_equal(
+    const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *x,
+    const kafka_OffsetFetchResponse_OffsetFetchResponseGroup *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchResponse_OffsetFetchResponseGroup_desc, x, y);
 }
@@ -883,11 +1584,13 @@ void kafka_OffsetFetchResponse_init(kafka_OffsetFetchResponse *o)
 {
     kafka_struct_init(&kafka_OffsetFetchResponse_desc, o);
 }
-bool kafka_OffsetFetchResponse_equal(const kafka_OffsetFetchResponse *x, const kafka_OffsetFetchResponse *y)
+bool kafka_OffsetFetchResponse_equal(
+    const kafka_OffsetFetchResponse *x, const kafka_OffsetFetchResponse *y)
 {
     return kafka_struct_equal(&kafka_OffsetFetchResponse_desc, x, y);
 }
-int kafka_OffsetFetchResponse_decode(al_rd *rd, int16_t v, kafka_OffsetFetchResponse *o, kafka_arena *a)
+int kafka_OffsetFetchResponse_decode(
+    al_rd *rd, int16_t v, kafka_OffsetFetchResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_OffsetFetchResponse_desc, rd, v, o, a);
 }
@@ -906,44 +1609,97 @@ void kafka_OffsetFetchResponse_fill_test(kafka_OffsetFetchResponse *o, int16_t v
 
 /* ---- FindCoordinatorResponse (response, versions 0-5, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_FindCoordinatorResponse_Coordinator_fields[] = {
-    {"Key", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse_Coordinator, Key), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse_Coordinator, NodeId), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse_Coordinator, Host), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse_Coordinator, Port), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse_Coordinator, ErrorCode), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_FindCoordinatorResponse_Coordinator, ErrorMessage), 0,
-     0x30u, 0x30u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
+    {"Key", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse_Coordinator, Key),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse_Coordinator, NodeId),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse_Coordinator, Host),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse_Coordinator, Port),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse_Coordinator, ErrorCode),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_FindCoordinatorResponse_Coordinator, ErrorMessage),
+     0,
+     0x30u, 0x30u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FindCoordinatorResponse_Coordinator_desc = {
-    "kafka_FindCoordinatorResponse_Coordinator", sizeof(kafka_FindCoordinatorResponse_Coordinator), 6, 0, kafka_FindCoordinatorResponse_Coordinator_fields, NULL, 0x38u, 0, 5};
+    "kafka_FindCoordinatorResponse_Coordinator",
+    sizeof(kafka_FindCoordinatorResponse_Coordinator),
+    6,
+    0,
+    kafka_FindCoordinatorResponse_Coordinator_fields,
+    NULL,
+    0x38u, 0, 5};
 static const struct kafka_field_desc kafka_FindCoordinatorResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_FindCoordinatorResponse, ThrottleTimeMs), 0,
-     0x3eu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_FindCoordinatorResponse, ErrorMessage), 0,
-     0xeu, 0xeu, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse, NodeId), 0,
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse, Host), 0,
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse, Port), 0,
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"Coordinators", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FindCoordinatorResponse, Coordinators), offsetof(kafka_FindCoordinatorResponse, Coordinators_count),
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_FindCoordinatorResponse_Coordinator_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_FindCoordinatorResponse, ThrottleTimeMs),
+     0,
+     0x3eu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_FindCoordinatorResponse, ErrorMessage),
+     0,
+     0xeu, 0xeu, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"NodeId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse, NodeId),
+     0,
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse, Host),
+     0,
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse, Port),
+     0,
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Coordinators", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FindCoordinatorResponse, Coordinators),
+     offsetof(kafka_FindCoordinatorResponse, Coordinators_count),
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_FindCoordinatorResponse_Coordinator_desc},
 };
 const struct kafka_struct_desc kafka_FindCoordinatorResponse_desc = {
-    "kafka_FindCoordinatorResponse", sizeof(kafka_FindCoordinatorResponse), 7, 0, kafka_FindCoordinatorResponse_fields, NULL, 0x38u, 0, 5};
+    "kafka_FindCoordinatorResponse",
+    sizeof(kafka_FindCoordinatorResponse),
+    7,
+    0,
+    kafka_FindCoordinatorResponse_fields,
+    NULL,
+    0x38u, 0, 5};
 void kafka_FindCoordinatorResponse_Coordinator_init(kafka_FindCoordinatorResponse_Coordinator *o)
 {
     kafka_struct_init(&kafka_FindCoordinatorResponse_Coordinator_desc, o);
 }
-bool kafka_FindCoordinatorResponse_Coordinator_equal(const kafka_FindCoordinatorResponse_Coordinator *x, const kafka_FindCoordinatorResponse_Coordinator *y)
+bool kafka_FindCoordinatorResponse_Coordinator_equal(
+    const kafka_FindCoordinatorResponse_Coordinator *x,
+    const kafka_FindCoordinatorResponse_Coordinator *y)
 {
     return kafka_struct_equal(&kafka_FindCoordinatorResponse_Coordinator_desc, x, y);
 }
@@ -951,15 +1707,18 @@ void kafka_FindCoordinatorResponse_init(kafka_FindCoordinatorResponse *o)
 {
     kafka_struct_init(&kafka_FindCoordinatorResponse_desc, o);
 }
-bool kafka_FindCoordinatorResponse_equal(const kafka_FindCoordinatorResponse *x, const kafka_FindCoordinatorResponse *y)
+bool kafka_FindCoordinatorResponse_equal(
+    const kafka_FindCoordinatorResponse *x, const kafka_FindCoordinatorResponse *y)
 {
     return kafka_struct_equal(&kafka_FindCoordinatorResponse_desc, x, y);
 }
-int kafka_FindCoordinatorResponse_decode(al_rd *rd, int16_t v, kafka_FindCoordinatorResponse *o, kafka_arena *a)
+int kafka_FindCoordinatorResponse_decode(
+    al_rd *rd, int16_t v, kafka_FindCoordinatorResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_FindCoordinatorResponse_desc, rd, v, o, a);
 }
-int kafka_FindCoordinatorResponse_encode(al_wr *wr, int16_t v, const kafka_FindCoordinatorResponse *o)
+int kafka_FindCoordinatorResponse_encode(
+    al_wr *wr, int16_t v, const kafka_FindCoordinatorResponse *o)
 {
     return kafka_struct_encode(&kafka_FindCoordinatorResponse_desc, wr, v, o);
 }
@@ -967,49 +1726,101 @@ size_t kafka_FindCoordinatorResponse_size(int16_t v, const kafka_FindCoordinator
 {
     return kafka_struct_size(&kafka_FindCoordinatorResponse_desc, v, o);
 }
-void kafka_FindCoordinatorResponse_fill_test(kafka_FindCoordinatorResponse *o, int16_t v, kafka_filler *f)
+void kafka_FindCoordinatorResponse_fill_test(
+    kafka_FindCoordinatorResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_FindCoordinatorResponse_desc, o, v, f);
 }
 
 /* ---- JoinGroupResponse (response, versions 0-9, flexible 6+) ---- */
 static const struct kafka_field_desc kafka_JoinGroupResponse_JoinGroupResponseMember_fields[] = {
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_JoinGroupResponse_JoinGroupResponseMember, MemberId), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_JoinGroupResponse_JoinGroupResponseMember, GroupInstanceId), 0,
-     0x3e0u, 0x3e0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"Metadata", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_JoinGroupResponse_JoinGroupResponseMember, Metadata), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse_JoinGroupResponseMember, MemberId),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_JoinGroupResponse_JoinGroupResponseMember, GroupInstanceId),
+     0,
+     0x3e0u, 0x3e0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Metadata", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse_JoinGroupResponseMember, Metadata),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_JoinGroupResponse_JoinGroupResponseMember_desc = {
-    "kafka_JoinGroupResponse_JoinGroupResponseMember", sizeof(kafka_JoinGroupResponse_JoinGroupResponseMember), 3, 0, kafka_JoinGroupResponse_JoinGroupResponseMember_fields, NULL, 0x3c0u, 0, 9};
+    "kafka_JoinGroupResponse_JoinGroupResponseMember",
+    sizeof(kafka_JoinGroupResponse_JoinGroupResponseMember),
+    3,
+    0,
+    kafka_JoinGroupResponse_JoinGroupResponseMember_fields,
+    NULL,
+    0x3c0u, 0, 9};
 static const struct kafka_field_desc kafka_JoinGroupResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_JoinGroupResponse, ThrottleTimeMs), 0,
-     0x3fcu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_JoinGroupResponse, ErrorCode), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"GenerationId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_JoinGroupResponse, GenerationId), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0, NULL},
-    {"ProtocolType", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_JoinGroupResponse, ProtocolType), 0,
-     0x380u, 0x380u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"ProtocolName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_JoinGroupResponse, ProtocolName), 0,
-     0x3ffu, 0x380u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"Leader", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_JoinGroupResponse, Leader), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"SkipAssignment", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_JoinGroupResponse, SkipAssignment), 0,
-     0x200u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_JoinGroupResponse, MemberId), 0,
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0, NULL},
-    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_JoinGroupResponse, Members), offsetof(kafka_JoinGroupResponse, Members_count),
-     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0, &kafka_JoinGroupResponse_JoinGroupResponseMember_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_JoinGroupResponse, ThrottleTimeMs),
+     0,
+     0x3fcu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse, ErrorCode),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"GenerationId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse, GenerationId),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"ProtocolType", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_JoinGroupResponse, ProtocolType),
+     0,
+     0x380u, 0x380u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProtocolName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse, ProtocolName),
+     0,
+     0x3ffu, 0x380u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Leader", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse, Leader),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"SkipAssignment", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse, SkipAssignment),
+     0,
+     0x200u, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse, MemberId),
+     0,
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, "", 0,
+     NULL},
+    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_JoinGroupResponse, Members),
+     offsetof(kafka_JoinGroupResponse, Members_count),
+     0x3ffu, 0x0u, 0x0u, 0x3c0u, 0, 0.0, NULL, 0,
+     &kafka_JoinGroupResponse_JoinGroupResponseMember_desc},
 };
 const struct kafka_struct_desc kafka_JoinGroupResponse_desc = {
-    "kafka_JoinGroupResponse", sizeof(kafka_JoinGroupResponse), 9, 0, kafka_JoinGroupResponse_fields, NULL, 0x3c0u, 0, 9};
-void kafka_JoinGroupResponse_JoinGroupResponseMember_init(kafka_JoinGroupResponse_JoinGroupResponseMember *o)
+    "kafka_JoinGroupResponse",
+    sizeof(kafka_JoinGroupResponse),
+    9,
+    0,
+    kafka_JoinGroupResponse_fields,
+    NULL,
+    0x3c0u, 0, 9};
+void kafka_JoinGroupResponse_JoinGroupResponseMember_init(
+    kafka_JoinGroupResponse_JoinGroupResponseMember *o)
 {
     kafka_struct_init(&kafka_JoinGroupResponse_JoinGroupResponseMember_desc, o);
 }
-bool kafka_JoinGroupResponse_JoinGroupResponseMember_equal(const kafka_JoinGroupResponse_JoinGroupResponseMember *x, const kafka_JoinGroupResponse_JoinGroupResponseMember *y)
+bool kafka_JoinGroupResponse_JoinGroupResponseMember_equal(
+    const kafka_JoinGroupResponse_JoinGroupResponseMember *x,
+    const kafka_JoinGroupResponse_JoinGroupResponseMember *y)
 {
     return kafka_struct_equal(&kafka_JoinGroupResponse_JoinGroupResponseMember_desc, x, y);
 }
@@ -1017,7 +1828,8 @@ void kafka_JoinGroupResponse_init(kafka_JoinGroupResponse *o)
 {
     kafka_struct_init(&kafka_JoinGroupResponse_desc, o);
 }
-bool kafka_JoinGroupResponse_equal(const kafka_JoinGroupResponse *x, const kafka_JoinGroupResponse *y)
+bool kafka_JoinGroupResponse_equal(
+    const kafka_JoinGroupResponse *x, const kafka_JoinGroupResponse *y)
 {
     return kafka_struct_equal(&kafka_JoinGroupResponse_desc, x, y);
 }
@@ -1040,18 +1852,31 @@ void kafka_JoinGroupResponse_fill_test(kafka_JoinGroupResponse *o, int16_t v, ka
 
 /* ---- HeartbeatResponse (response, versions 0-4, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_HeartbeatResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_HeartbeatResponse, ThrottleTimeMs), 0,
-     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_HeartbeatResponse, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_HeartbeatResponse, ThrottleTimeMs),
+     0,
+     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_HeartbeatResponse, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_HeartbeatResponse_desc = {
-    "kafka_HeartbeatResponse", sizeof(kafka_HeartbeatResponse), 2, 0, kafka_HeartbeatResponse_fields, NULL, 0x10u, 0, 4};
+    "kafka_HeartbeatResponse",
+    sizeof(kafka_HeartbeatResponse),
+    2,
+    0,
+    kafka_HeartbeatResponse_fields,
+    NULL,
+    0x10u, 0, 4};
 void kafka_HeartbeatResponse_init(kafka_HeartbeatResponse *o)
 {
     kafka_struct_init(&kafka_HeartbeatResponse_desc, o);
 }
-bool kafka_HeartbeatResponse_equal(const kafka_HeartbeatResponse *x, const kafka_HeartbeatResponse *y)
+bool kafka_HeartbeatResponse_equal(
+    const kafka_HeartbeatResponse *x, const kafka_HeartbeatResponse *y)
 {
     return kafka_struct_equal(&kafka_HeartbeatResponse_desc, x, y);
 }
@@ -1074,30 +1899,62 @@ void kafka_HeartbeatResponse_fill_test(kafka_HeartbeatResponse *o, int16_t v, ka
 
 /* ---- LeaveGroupResponse (response, versions 0-5, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_LeaveGroupResponse_MemberResponse_fields[] = {
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_LeaveGroupResponse_MemberResponse, MemberId), 0,
-     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_LeaveGroupResponse_MemberResponse, GroupInstanceId), 0,
-     0x38u, 0x38u, 0x0u, 0x30u, 0, 0.0, "", 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_LeaveGroupResponse_MemberResponse, ErrorCode), 0,
-     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_LeaveGroupResponse_MemberResponse, MemberId),
+     0,
+     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_LeaveGroupResponse_MemberResponse, GroupInstanceId),
+     0,
+     0x38u, 0x38u, 0x0u, 0x30u, 0, 0.0, "", 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_LeaveGroupResponse_MemberResponse, ErrorCode),
+     0,
+     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_LeaveGroupResponse_MemberResponse_desc = {
-    "kafka_LeaveGroupResponse_MemberResponse", sizeof(kafka_LeaveGroupResponse_MemberResponse), 3, 0, kafka_LeaveGroupResponse_MemberResponse_fields, NULL, 0x30u, 0, 5};
+    "kafka_LeaveGroupResponse_MemberResponse",
+    sizeof(kafka_LeaveGroupResponse_MemberResponse),
+    3,
+    0,
+    kafka_LeaveGroupResponse_MemberResponse_fields,
+    NULL,
+    0x30u, 0, 5};
 static const struct kafka_field_desc kafka_LeaveGroupResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_LeaveGroupResponse, ThrottleTimeMs), 0,
-     0x3eu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_LeaveGroupResponse, ErrorCode), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_LeaveGroupResponse, Members), offsetof(kafka_LeaveGroupResponse, Members_count),
-     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, &kafka_LeaveGroupResponse_MemberResponse_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_LeaveGroupResponse, ThrottleTimeMs),
+     0,
+     0x3eu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_LeaveGroupResponse, ErrorCode),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_LeaveGroupResponse, Members),
+     offsetof(kafka_LeaveGroupResponse, Members_count),
+     0x38u, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     &kafka_LeaveGroupResponse_MemberResponse_desc},
 };
 const struct kafka_struct_desc kafka_LeaveGroupResponse_desc = {
-    "kafka_LeaveGroupResponse", sizeof(kafka_LeaveGroupResponse), 3, 0, kafka_LeaveGroupResponse_fields, NULL, 0x30u, 0, 5};
+    "kafka_LeaveGroupResponse",
+    sizeof(kafka_LeaveGroupResponse),
+    3,
+    0,
+    kafka_LeaveGroupResponse_fields,
+    NULL,
+    0x30u, 0, 5};
 void kafka_LeaveGroupResponse_MemberResponse_init(kafka_LeaveGroupResponse_MemberResponse *o)
 {
     kafka_struct_init(&kafka_LeaveGroupResponse_MemberResponse_desc, o);
 }
-bool kafka_LeaveGroupResponse_MemberResponse_equal(const kafka_LeaveGroupResponse_MemberResponse *x, const kafka_LeaveGroupResponse_MemberResponse *y)
+bool kafka_LeaveGroupResponse_MemberResponse_equal(
+    const kafka_LeaveGroupResponse_MemberResponse *x,
+    const kafka_LeaveGroupResponse_MemberResponse *y)
 {
     return kafka_struct_equal(&kafka_LeaveGroupResponse_MemberResponse_desc, x, y);
 }
@@ -1105,11 +1962,13 @@ void kafka_LeaveGroupResponse_init(kafka_LeaveGroupResponse *o)
 {
     kafka_struct_init(&kafka_LeaveGroupResponse_desc, o);
 }
-bool kafka_LeaveGroupResponse_equal(const kafka_LeaveGroupResponse *x, const kafka_LeaveGroupResponse *y)
+bool kafka_LeaveGroupResponse_equal(
+    const kafka_LeaveGroupResponse *x, const kafka_LeaveGroupResponse *y)
 {
     return kafka_struct_equal(&kafka_LeaveGroupResponse_desc, x, y);
 }
-int kafka_LeaveGroupResponse_decode(al_rd *rd, int16_t v, kafka_LeaveGroupResponse *o, kafka_arena *a)
+int kafka_LeaveGroupResponse_decode(
+    al_rd *rd, int16_t v, kafka_LeaveGroupResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_LeaveGroupResponse_desc, rd, v, o, a);
 }
@@ -1128,24 +1987,46 @@ void kafka_LeaveGroupResponse_fill_test(kafka_LeaveGroupResponse *o, int16_t v, 
 
 /* ---- SyncGroupResponse (response, versions 0-5, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_SyncGroupResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_SyncGroupResponse, ThrottleTimeMs), 0,
-     0x3eu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_SyncGroupResponse, ErrorCode), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"ProtocolType", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_SyncGroupResponse, ProtocolType), 0,
-     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"ProtocolName", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_SyncGroupResponse, ProtocolName), 0,
-     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
-    {"Assignment", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_SyncGroupResponse, Assignment), 0,
-     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_SyncGroupResponse, ThrottleTimeMs),
+     0,
+     0x3eu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_SyncGroupResponse, ErrorCode),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProtocolType", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_SyncGroupResponse, ProtocolType),
+     0,
+     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProtocolName", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_SyncGroupResponse, ProtocolName),
+     0,
+     0x20u, 0x20u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Assignment", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_SyncGroupResponse, Assignment),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x30u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_SyncGroupResponse_desc = {
-    "kafka_SyncGroupResponse", sizeof(kafka_SyncGroupResponse), 5, 0, kafka_SyncGroupResponse_fields, NULL, 0x30u, 0, 5};
+    "kafka_SyncGroupResponse",
+    sizeof(kafka_SyncGroupResponse),
+    5,
+    0,
+    kafka_SyncGroupResponse_fields,
+    NULL,
+    0x30u, 0, 5};
 void kafka_SyncGroupResponse_init(kafka_SyncGroupResponse *o)
 {
     kafka_struct_init(&kafka_SyncGroupResponse_desc, o);
 }
-bool kafka_SyncGroupResponse_equal(const kafka_SyncGroupResponse *x, const kafka_SyncGroupResponse *y)
+bool kafka_SyncGroupResponse_equal(
+    const kafka_SyncGroupResponse *x, const kafka_SyncGroupResponse *y)
 {
     return kafka_struct_equal(&kafka_SyncGroupResponse_desc, x, y);
 }
@@ -1168,60 +2049,129 @@ void kafka_SyncGroupResponse_fill_test(kafka_SyncGroupResponse *o, int16_t v, ka
 
 /* ---- DescribeGroupsResponse (response, versions 0-5, flexible 5+) ---- */
 static const struct kafka_field_desc kafka_DescribeGroupsResponse_DescribedGroupMember_fields[] = {
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, MemberId), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0, NULL},
-    {"GroupInstanceId", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, GroupInstanceId), 0,
-     0x30u, 0x30u, 0x0u, 0x20u, 0, 0.0, NULL, 0, NULL},
-    {"ClientId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, ClientId), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0, NULL},
-    {"ClientHost", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, ClientHost), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0, NULL},
-    {"MemberMetadata", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, MemberMetadata), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0, NULL},
-    {"MemberAssignment", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, MemberAssignment), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0, NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, MemberId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupInstanceId", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, GroupInstanceId),
+     0,
+     0x30u, 0x30u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ClientId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, ClientId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0,
+     NULL},
+    {"ClientHost", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, ClientHost),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0,
+     NULL},
+    {"MemberMetadata", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, MemberMetadata),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MemberAssignment", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroupMember, MemberAssignment),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeGroupsResponse_DescribedGroupMember_desc = {
-    "kafka_DescribeGroupsResponse_DescribedGroupMember", sizeof(kafka_DescribeGroupsResponse_DescribedGroupMember), 6, 0, kafka_DescribeGroupsResponse_DescribedGroupMember_fields, NULL, 0x20u, 0, 5};
+    "kafka_DescribeGroupsResponse_DescribedGroupMember",
+    sizeof(kafka_DescribeGroupsResponse_DescribedGroupMember),
+    6,
+    0,
+    kafka_DescribeGroupsResponse_DescribedGroupMember_fields,
+    NULL,
+    0x20u, 0, 5};
 static const struct kafka_field_desc kafka_DescribeGroupsResponse_DescribedGroup_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroup, ErrorCode), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0, NULL},
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroup, GroupId), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0, NULL},
-    {"GroupState", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroup, GroupState), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0, NULL},
-    {"ProtocolType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroup, ProtocolType), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0, NULL},
-    {"ProtocolData", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroup, ProtocolData), 0,
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0, NULL},
-    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroup, Members), offsetof(kafka_DescribeGroupsResponse_DescribedGroup, Members_count),
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0, &kafka_DescribeGroupsResponse_DescribedGroupMember_desc},
-    {"AuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse_DescribedGroup, AuthorizedOperations), 0,
-     0x38u, 0x0u, 0x0u, 0x20u, INT32_MIN, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroup, ErrorCode),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroup, GroupId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupState", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroup, GroupState),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0,
+     NULL},
+    {"ProtocolType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroup, ProtocolType),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0,
+     NULL},
+    {"ProtocolData", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroup, ProtocolData),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, "", 0,
+     NULL},
+    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroup, Members),
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroup, Members_count),
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     &kafka_DescribeGroupsResponse_DescribedGroupMember_desc},
+    {"AuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse_DescribedGroup, AuthorizedOperations),
+     0,
+     0x38u, 0x0u, 0x0u, 0x20u, INT32_MIN, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeGroupsResponse_DescribedGroup_desc = {
-    "kafka_DescribeGroupsResponse_DescribedGroup", sizeof(kafka_DescribeGroupsResponse_DescribedGroup), 7, 0, kafka_DescribeGroupsResponse_DescribedGroup_fields, NULL, 0x20u, 0, 5};
+    "kafka_DescribeGroupsResponse_DescribedGroup",
+    sizeof(kafka_DescribeGroupsResponse_DescribedGroup),
+    7,
+    0,
+    kafka_DescribeGroupsResponse_DescribedGroup_fields,
+    NULL,
+    0x20u, 0, 5};
 static const struct kafka_field_desc kafka_DescribeGroupsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_DescribeGroupsResponse, ThrottleTimeMs), 0,
-     0x3eu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0, NULL},
-    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeGroupsResponse, Groups), offsetof(kafka_DescribeGroupsResponse, Groups_count),
-     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0, &kafka_DescribeGroupsResponse_DescribedGroup_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_DescribeGroupsResponse, ThrottleTimeMs),
+     0,
+     0x3eu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeGroupsResponse, Groups),
+     offsetof(kafka_DescribeGroupsResponse, Groups_count),
+     0x3fu, 0x0u, 0x0u, 0x20u, 0, 0.0, NULL, 0,
+     &kafka_DescribeGroupsResponse_DescribedGroup_desc},
 };
 const struct kafka_struct_desc kafka_DescribeGroupsResponse_desc = {
-    "kafka_DescribeGroupsResponse", sizeof(kafka_DescribeGroupsResponse), 2, 0, kafka_DescribeGroupsResponse_fields, NULL, 0x20u, 0, 5};
-void kafka_DescribeGroupsResponse_DescribedGroupMember_init(kafka_DescribeGroupsResponse_DescribedGroupMember *o)
+    "kafka_DescribeGroupsResponse",
+    sizeof(kafka_DescribeGroupsResponse),
+    2,
+    0,
+    kafka_DescribeGroupsResponse_fields,
+    NULL,
+    0x20u, 0, 5};
+void kafka_DescribeGroupsResponse_DescribedGroupMember_init(
+    kafka_DescribeGroupsResponse_DescribedGroupMember *o)
 {
     kafka_struct_init(&kafka_DescribeGroupsResponse_DescribedGroupMember_desc, o);
 }
-bool kafka_DescribeGroupsResponse_DescribedGroupMember_equal(const kafka_DescribeGroupsResponse_DescribedGroupMember *x, const kafka_DescribeGroupsResponse_DescribedGroupMember *y)
+bool kafka_DescribeGroupsResponse_DescribedGroupMember_equal(
+    const kafka_DescribeGroupsResponse_DescribedGroupMember *x,
+    const kafka_DescribeGroupsResponse_DescribedGroupMember *y)
 {
     return kafka_struct_equal(&kafka_DescribeGroupsResponse_DescribedGroupMember_desc, x, y);
 }
-void kafka_DescribeGroupsResponse_DescribedGroup_init(kafka_DescribeGroupsResponse_DescribedGroup *o)
+void kafka_DescribeGroupsResponse_DescribedGroup_init(
+    kafka_DescribeGroupsResponse_DescribedGroup *o)
 {
     kafka_struct_init(&kafka_DescribeGroupsResponse_DescribedGroup_desc, o);
 }
-bool kafka_DescribeGroupsResponse_DescribedGroup_equal(const kafka_DescribeGroupsResponse_DescribedGroup *x, const kafka_DescribeGroupsResponse_DescribedGroup *y)
+bool kafka_DescribeGroupsResponse_DescribedGroup_equal(
+    const kafka_DescribeGroupsResponse_DescribedGroup *x,
+    const kafka_DescribeGroupsResponse_DescribedGroup *y)
 {
     return kafka_struct_equal(&kafka_DescribeGroupsResponse_DescribedGroup_desc, x, y);
 }
@@ -1229,11 +2179,13 @@ void kafka_DescribeGroupsResponse_init(kafka_DescribeGroupsResponse *o)
 {
     kafka_struct_init(&kafka_DescribeGroupsResponse_desc, o);
 }
-bool kafka_DescribeGroupsResponse_equal(const kafka_DescribeGroupsResponse *x, const kafka_DescribeGroupsResponse *y)
+bool kafka_DescribeGroupsResponse_equal(
+    const kafka_DescribeGroupsResponse *x, const kafka_DescribeGroupsResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeGroupsResponse_desc, x, y);
 }
-int kafka_DescribeGroupsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeGroupsResponse *o, kafka_arena *a)
+int kafka_DescribeGroupsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeGroupsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeGroupsResponse_desc, rd, v, o, a);
 }
@@ -1245,39 +2197,74 @@ size_t kafka_DescribeGroupsResponse_size(int16_t v, const kafka_DescribeGroupsRe
 {
     return kafka_struct_size(&kafka_DescribeGroupsResponse_desc, v, o);
 }
-void kafka_DescribeGroupsResponse_fill_test(kafka_DescribeGroupsResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeGroupsResponse_fill_test(
+    kafka_DescribeGroupsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeGroupsResponse_desc, o, v, f);
 }
 
 /* ---- ListGroupsResponse (response, versions 0-5, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_ListGroupsResponse_ListedGroup_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListGroupsResponse_ListedGroup, GroupId), 0,
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"ProtocolType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListGroupsResponse_ListedGroup, ProtocolType), 0,
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"GroupState", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_ListGroupsResponse_ListedGroup, GroupState), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"GroupType", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_ListGroupsResponse_ListedGroup, GroupType), 0,
-     0x20u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListGroupsResponse_ListedGroup, GroupId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"ProtocolType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListGroupsResponse_ListedGroup, ProtocolType),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupState", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_ListGroupsResponse_ListedGroup, GroupState),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupType", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_ListGroupsResponse_ListedGroup, GroupType),
+     0,
+     0x20u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ListGroupsResponse_ListedGroup_desc = {
-    "kafka_ListGroupsResponse_ListedGroup", sizeof(kafka_ListGroupsResponse_ListedGroup), 4, 0, kafka_ListGroupsResponse_ListedGroup_fields, NULL, 0x38u, 0, 5};
+    "kafka_ListGroupsResponse_ListedGroup",
+    sizeof(kafka_ListGroupsResponse_ListedGroup),
+    4,
+    0,
+    kafka_ListGroupsResponse_ListedGroup_fields,
+    NULL,
+    0x38u, 0, 5};
 static const struct kafka_field_desc kafka_ListGroupsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_ListGroupsResponse, ThrottleTimeMs), 0,
-     0x3eu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ListGroupsResponse, ErrorCode), 0,
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListGroupsResponse, Groups), offsetof(kafka_ListGroupsResponse, Groups_count),
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_ListGroupsResponse_ListedGroup_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_ListGroupsResponse, ThrottleTimeMs),
+     0,
+     0x3eu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ListGroupsResponse, ErrorCode),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListGroupsResponse, Groups),
+     offsetof(kafka_ListGroupsResponse, Groups_count),
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_ListGroupsResponse_ListedGroup_desc},
 };
 const struct kafka_struct_desc kafka_ListGroupsResponse_desc = {
-    "kafka_ListGroupsResponse", sizeof(kafka_ListGroupsResponse), 3, 0, kafka_ListGroupsResponse_fields, NULL, 0x38u, 0, 5};
+    "kafka_ListGroupsResponse",
+    sizeof(kafka_ListGroupsResponse),
+    3,
+    0,
+    kafka_ListGroupsResponse_fields,
+    NULL,
+    0x38u, 0, 5};
 void kafka_ListGroupsResponse_ListedGroup_init(kafka_ListGroupsResponse_ListedGroup *o)
 {
     kafka_struct_init(&kafka_ListGroupsResponse_ListedGroup_desc, o);
 }
-bool kafka_ListGroupsResponse_ListedGroup_equal(const kafka_ListGroupsResponse_ListedGroup *x, const kafka_ListGroupsResponse_ListedGroup *y)
+bool kafka_ListGroupsResponse_ListedGroup_equal(
+    const kafka_ListGroupsResponse_ListedGroup *x, const kafka_ListGroupsResponse_ListedGroup *y)
 {
     return kafka_struct_equal(&kafka_ListGroupsResponse_ListedGroup_desc, x, y);
 }
@@ -1285,11 +2272,13 @@ void kafka_ListGroupsResponse_init(kafka_ListGroupsResponse *o)
 {
     kafka_struct_init(&kafka_ListGroupsResponse_desc, o);
 }
-bool kafka_ListGroupsResponse_equal(const kafka_ListGroupsResponse *x, const kafka_ListGroupsResponse *y)
+bool kafka_ListGroupsResponse_equal(
+    const kafka_ListGroupsResponse *x, const kafka_ListGroupsResponse *y)
 {
     return kafka_struct_equal(&kafka_ListGroupsResponse_desc, x, y);
 }
-int kafka_ListGroupsResponse_decode(al_rd *rd, int16_t v, kafka_ListGroupsResponse *o, kafka_arena *a)
+int kafka_ListGroupsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListGroupsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListGroupsResponse_desc, rd, v, o, a);
 }
@@ -1308,22 +2297,36 @@ void kafka_ListGroupsResponse_fill_test(kafka_ListGroupsResponse *o, int16_t v, 
 
 /* ---- SaslHandshakeResponse (response, versions 0-1, flexible none) ---- */
 static const struct kafka_field_desc kafka_SaslHandshakeResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_SaslHandshakeResponse, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"Mechanisms", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_SaslHandshakeResponse, Mechanisms), offsetof(kafka_SaslHandshakeResponse, Mechanisms_count),
-     0x3u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_SaslHandshakeResponse, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Mechanisms", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_SaslHandshakeResponse, Mechanisms),
+     offsetof(kafka_SaslHandshakeResponse, Mechanisms_count),
+     0x3u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_SaslHandshakeResponse_desc = {
-    "kafka_SaslHandshakeResponse", sizeof(kafka_SaslHandshakeResponse), 2, 0, kafka_SaslHandshakeResponse_fields, NULL, 0x0u, 0, 1};
+    "kafka_SaslHandshakeResponse",
+    sizeof(kafka_SaslHandshakeResponse),
+    2,
+    0,
+    kafka_SaslHandshakeResponse_fields,
+    NULL,
+    0x0u, 0, 1};
 void kafka_SaslHandshakeResponse_init(kafka_SaslHandshakeResponse *o)
 {
     kafka_struct_init(&kafka_SaslHandshakeResponse_desc, o);
 }
-bool kafka_SaslHandshakeResponse_equal(const kafka_SaslHandshakeResponse *x, const kafka_SaslHandshakeResponse *y)
+bool kafka_SaslHandshakeResponse_equal(
+    const kafka_SaslHandshakeResponse *x, const kafka_SaslHandshakeResponse *y)
 {
     return kafka_struct_equal(&kafka_SaslHandshakeResponse_desc, x, y);
 }
-int kafka_SaslHandshakeResponse_decode(al_rd *rd, int16_t v, kafka_SaslHandshakeResponse *o, kafka_arena *a)
+int kafka_SaslHandshakeResponse_decode(
+    al_rd *rd, int16_t v, kafka_SaslHandshakeResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_SaslHandshakeResponse_desc, rd, v, o, a);
 }
@@ -1335,82 +2338,162 @@ size_t kafka_SaslHandshakeResponse_size(int16_t v, const kafka_SaslHandshakeResp
 {
     return kafka_struct_size(&kafka_SaslHandshakeResponse_desc, v, o);
 }
-void kafka_SaslHandshakeResponse_fill_test(kafka_SaslHandshakeResponse *o, int16_t v, kafka_filler *f)
+void kafka_SaslHandshakeResponse_fill_test(
+    kafka_SaslHandshakeResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_SaslHandshakeResponse_desc, o, v, f);
 }
 
 /* ---- ApiVersionsResponse (response, versions 0-3, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_ApiVersionsResponse_ApiVersion_fields[] = {
-    {"ApiKey", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_ApiVersion, ApiKey), 0,
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
-    {"MinVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_ApiVersion, MinVersion), 0,
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
-    {"MaxVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_ApiVersion, MaxVersion), 0,
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
+    {"ApiKey", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_ApiVersion, ApiKey),
+     0,
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MinVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_ApiVersion, MinVersion),
+     0,
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_ApiVersion, MaxVersion),
+     0,
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ApiVersionsResponse_ApiVersion_desc = {
-    "kafka_ApiVersionsResponse_ApiVersion", sizeof(kafka_ApiVersionsResponse_ApiVersion), 3, 0, kafka_ApiVersionsResponse_ApiVersion_fields, NULL, 0x8u, 0, 3};
+    "kafka_ApiVersionsResponse_ApiVersion",
+    sizeof(kafka_ApiVersionsResponse_ApiVersion),
+    3,
+    0,
+    kafka_ApiVersionsResponse_ApiVersion_fields,
+    NULL,
+    0x8u, 0, 3};
 static const struct kafka_field_desc kafka_ApiVersionsResponse_SupportedFeatureKey_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_SupportedFeatureKey, Name), 0,
-     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0, NULL},
-    {"MinVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_SupportedFeatureKey, MinVersion), 0,
-     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
-    {"MaxVersion", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_SupportedFeatureKey, MaxVersion), 0,
-     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_SupportedFeatureKey, Name),
+     0,
+     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0,
+     NULL},
+    {"MinVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_SupportedFeatureKey, MinVersion),
+     0,
+     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxVersion", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_SupportedFeatureKey, MaxVersion),
+     0,
+     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ApiVersionsResponse_SupportedFeatureKey_desc = {
-    "kafka_ApiVersionsResponse_SupportedFeatureKey", sizeof(kafka_ApiVersionsResponse_SupportedFeatureKey), 3, 0, kafka_ApiVersionsResponse_SupportedFeatureKey_fields, NULL, 0x8u, 0, 3};
+    "kafka_ApiVersionsResponse_SupportedFeatureKey",
+    sizeof(kafka_ApiVersionsResponse_SupportedFeatureKey),
+    3,
+    0,
+    kafka_ApiVersionsResponse_SupportedFeatureKey_fields,
+    NULL,
+    0x8u, 0, 3};
 static const struct kafka_field_desc kafka_ApiVersionsResponse_FinalizedFeatureKey_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_FinalizedFeatureKey, Name), 0,
-     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0, NULL},
-    {"MaxVersionLevel", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_FinalizedFeatureKey, MaxVersionLevel), 0,
-     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
-    {"MinVersionLevel", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse_FinalizedFeatureKey, MinVersionLevel), 0,
-     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_FinalizedFeatureKey, Name),
+     0,
+     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, "", 0,
+     NULL},
+    {"MaxVersionLevel", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_FinalizedFeatureKey, MaxVersionLevel),
+     0,
+     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MinVersionLevel", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse_FinalizedFeatureKey, MinVersionLevel),
+     0,
+     0x8u, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ApiVersionsResponse_FinalizedFeatureKey_desc = {
-    "kafka_ApiVersionsResponse_FinalizedFeatureKey", sizeof(kafka_ApiVersionsResponse_FinalizedFeatureKey), 3, 0, kafka_ApiVersionsResponse_FinalizedFeatureKey_fields, NULL, 0x8u, 0, 3};
+    "kafka_ApiVersionsResponse_FinalizedFeatureKey",
+    sizeof(kafka_ApiVersionsResponse_FinalizedFeatureKey),
+    3,
+    0,
+    kafka_ApiVersionsResponse_FinalizedFeatureKey_fields,
+    NULL,
+    0x8u, 0, 3};
 static const struct kafka_field_desc kafka_ApiVersionsResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ApiVersionsResponse, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
-    {"ApiKeys", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ApiVersionsResponse, ApiKeys), offsetof(kafka_ApiVersionsResponse, ApiKeys_count),
-     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, &kafka_ApiVersionsResponse_ApiVersion_desc},
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_ApiVersionsResponse, ThrottleTimeMs), 0,
-     0xeu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0, NULL},
-    {"SupportedFeatures", KAFKA_T_STRUCT, true, false, true, false, 0, offsetof(kafka_ApiVersionsResponse, SupportedFeatures), offsetof(kafka_ApiVersionsResponse, SupportedFeatures_count),
-     0x8u, 0x0u, 0x8u, 0x8u, 0, 0.0, NULL, 0, &kafka_ApiVersionsResponse_SupportedFeatureKey_desc},
-    {"FinalizedFeaturesEpoch", KAFKA_T_INT64, false, false, true, false, 1, offsetof(kafka_ApiVersionsResponse, FinalizedFeaturesEpoch), 0,
-     0x8u, 0x0u, 0x8u, 0x8u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"FinalizedFeatures", KAFKA_T_STRUCT, true, false, true, false, 2, offsetof(kafka_ApiVersionsResponse, FinalizedFeatures), offsetof(kafka_ApiVersionsResponse, FinalizedFeatures_count),
-     0x8u, 0x0u, 0x8u, 0x8u, 0, 0.0, NULL, 0, &kafka_ApiVersionsResponse_FinalizedFeatureKey_desc},
-    {"ZkMigrationReady", KAFKA_T_BOOL, false, false, true, false, 3, offsetof(kafka_ApiVersionsResponse, ZkMigrationReady), 0,
-     0x8u, 0x0u, 0x8u, 0x8u, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ApiKeys", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ApiVersionsResponse, ApiKeys),
+     offsetof(kafka_ApiVersionsResponse, ApiKeys_count),
+     0xfu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     &kafka_ApiVersionsResponse_ApiVersion_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_ApiVersionsResponse, ThrottleTimeMs),
+     0,
+     0xeu, 0x0u, 0x0u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SupportedFeatures", KAFKA_T_STRUCT, true, false, true, false, 0,
+     offsetof(kafka_ApiVersionsResponse, SupportedFeatures),
+     offsetof(kafka_ApiVersionsResponse, SupportedFeatures_count),
+     0x8u, 0x0u, 0x8u, 0x8u, 0, 0.0, NULL, 0,
+     &kafka_ApiVersionsResponse_SupportedFeatureKey_desc},
+    {"FinalizedFeaturesEpoch", KAFKA_T_INT64, false, false, true, false, 1,
+     offsetof(kafka_ApiVersionsResponse, FinalizedFeaturesEpoch),
+     0,
+     0x8u, 0x0u, 0x8u, 0x8u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"FinalizedFeatures", KAFKA_T_STRUCT, true, false, true, false, 2,
+     offsetof(kafka_ApiVersionsResponse, FinalizedFeatures),
+     offsetof(kafka_ApiVersionsResponse, FinalizedFeatures_count),
+     0x8u, 0x0u, 0x8u, 0x8u, 0, 0.0, NULL, 0,
+     &kafka_ApiVersionsResponse_FinalizedFeatureKey_desc},
+    {"ZkMigrationReady", KAFKA_T_BOOL, false, false, true, false, 3,
+     offsetof(kafka_ApiVersionsResponse, ZkMigrationReady),
+     0,
+     0x8u, 0x0u, 0x8u, 0x8u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const uint8_t kafka_ApiVersionsResponse_tags[] = {3, 4, 5, 6};
 const struct kafka_struct_desc kafka_ApiVersionsResponse_desc = {
-    "kafka_ApiVersionsResponse", sizeof(kafka_ApiVersionsResponse), 7, 4, kafka_ApiVersionsResponse_fields, kafka_ApiVersionsResponse_tags, 0x8u, 0, 3};
+    "kafka_ApiVersionsResponse",
+    sizeof(kafka_ApiVersionsResponse),
+    7,
+    4,
+    kafka_ApiVersionsResponse_fields,
+    kafka_ApiVersionsResponse_tags,
+    0x8u, 0, 3};
 void kafka_ApiVersionsResponse_ApiVersion_init(kafka_ApiVersionsResponse_ApiVersion *o)
 {
     kafka_struct_init(&kafka_ApiVersionsResponse_ApiVersion_desc, o);
 }
-bool kafka_ApiVersionsResponse_ApiVersion_equal(const kafka_ApiVersionsResponse_ApiVersion *x, const kafka_ApiVersionsResponse_ApiVersion *y)
+bool kafka_ApiVersionsResponse_ApiVersion_equal(
+    const kafka_ApiVersionsResponse_ApiVersion *x, const kafka_ApiVersionsResponse_ApiVersion *y)
 {
     return kafka_struct_equal(&kafka_ApiVersionsResponse_ApiVersion_desc, x, y);
 }
-void kafka_ApiVersionsResponse_SupportedFeatureKey_init(kafka_ApiVersionsResponse_SupportedFeatureKey *o)
+void kafka_ApiVersionsResponse_SupportedFeatureKey_init(
+    kafka_ApiVersionsResponse_SupportedFeatureKey *o)
 {
     kafka_struct_init(&kafka_ApiVersionsResponse_SupportedFeatureKey_desc, o);
 }
-bool kafka_ApiVersionsResponse_SupportedFeatureKey_equal(const kafka_ApiVersionsResponse_SupportedFeatureKey *x, const kafka_ApiVersionsResponse_SupportedFeatureKey *y)
+bool kafka_ApiVersionsResponse_SupportedFeatureKey_equal(
+    const kafka_ApiVersionsResponse_SupportedFeatureKey *x,
+    const kafka_ApiVersionsResponse_SupportedFeatureKey *y)
 {
     return kafka_struct_equal(&kafka_ApiVersionsResponse_SupportedFeatureKey_desc, x, y);
 }
-void kafka_ApiVersionsResponse_FinalizedFeatureKey_init(kafka_ApiVersionsResponse_FinalizedFeatureKey *o)
+void kafka_ApiVersionsResponse_FinalizedFeatureKey_init(
+    kafka_ApiVersionsResponse_FinalizedFeatureKey *o)
 {
     kafka_struct_init(&kafka_ApiVersionsResponse_FinalizedFeatureKey_desc, o);
 }
-bool kafka_ApiVersionsResponse_FinalizedFeatureKey_equal(const kafka_ApiVersionsResponse_FinalizedFeatureKey *x, const kafka_ApiVersionsResponse_FinalizedFeatureKey *y)
+bool kafka_ApiVersionsResponse_FinalizedFeatureKey_equal(
+    const kafka_ApiVersionsResponse_FinalizedFeatureKey *x,
+    const kafka_ApiVersionsResponse_FinalizedFeatureKey *y)
 {
     return kafka_struct_equal(&kafka_ApiVersionsResponse_FinalizedFeatureKey_desc, x, y);
 }
@@ -1418,11 +2501,13 @@ void kafka_ApiVersionsResponse_init(kafka_ApiVersionsResponse *o)
 {
     kafka_struct_init(&kafka_ApiVersionsResponse_desc, o);
 }
-bool kafka_ApiVersionsResponse_equal(const kafka_ApiVersionsResponse *x, const kafka_ApiVersionsResponse *y)
+bool kafka_ApiVersionsResponse_equal(
+    const kafka_ApiVersionsResponse *x, const kafka_ApiVersionsResponse *y)
 {
     return kafka_struct_equal(&kafka_ApiVersionsResponse_desc, x, y);
 }
-int kafka_ApiVersionsResponse_decode(al_rd *rd, int16_t v, kafka_ApiVersionsResponse *o, kafka_arena *a)
+int kafka_ApiVersionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ApiVersionsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ApiVersionsResponse_desc, rd, v, o, a);
 }
@@ -1441,61 +2526,130 @@ void kafka_ApiVersionsResponse_fill_test(kafka_ApiVersionsResponse *o, int16_t v
 
 /* ---- CreateTopicsResponse (response, versions 0-7, flexible 5+) ---- */
 static const struct kafka_field_desc kafka_CreateTopicsResponse_CreatableTopicConfigs_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, Name), 0,
-     0xe0u, 0x0u, 0x0u, 0xe0u, 0, 0.0, "", 0, NULL},
-    {"Value", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, Value), 0,
-     0xe0u, 0xe0u, 0x0u, 0xe0u, 0, 0.0, "", 0, NULL},
-    {"ReadOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, ReadOnly), 0,
-     0xe0u, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
-    {"ConfigSource", KAFKA_T_INT8, false, false, true, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, ConfigSource), 0,
-     0xe0u, 0x0u, 0x0u, 0xe0u, -1, 0.0, NULL, 0, NULL},
-    {"IsSensitive", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, IsSensitive), 0,
-     0xe0u, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, Name),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xe0u, 0, 0.0, "", 0,
+     NULL},
+    {"Value", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, Value),
+     0,
+     0xe0u, 0xe0u, 0x0u, 0xe0u, 0, 0.0, "", 0,
+     NULL},
+    {"ReadOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, ReadOnly),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ConfigSource", KAFKA_T_INT8, false, false, true, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, ConfigSource),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xe0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"IsSensitive", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicConfigs, IsSensitive),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_CreateTopicsResponse_CreatableTopicConfigs_desc = {
-    "kafka_CreateTopicsResponse_CreatableTopicConfigs", sizeof(kafka_CreateTopicsResponse_CreatableTopicConfigs), 5, 0, kafka_CreateTopicsResponse_CreatableTopicConfigs_fields, NULL, 0xe0u, 0, 7};
+    "kafka_CreateTopicsResponse_CreatableTopicConfigs",
+    sizeof(kafka_CreateTopicsResponse_CreatableTopicConfigs),
+    5,
+    0,
+    kafka_CreateTopicsResponse_CreatableTopicConfigs_fields,
+    NULL,
+    0xe0u, 0, 7};
 static const struct kafka_field_desc kafka_CreateTopicsResponse_CreatableTopicResult_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, Name), 0,
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, TopicId), 0,
-     0x80u, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, ErrorCode), 0,
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, ErrorMessage), 0,
-     0xfeu, 0xffu, 0x0u, 0xe0u, 0, 0.0, "", 0, NULL},
-    {"TopicConfigErrorCode", KAFKA_T_INT16, false, false, true, false, 0, offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, TopicConfigErrorCode), 0,
-     0xe0u, 0x0u, 0xe0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
-    {"NumPartitions", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, NumPartitions), 0,
-     0xe0u, 0x0u, 0x0u, 0xe0u, -1, 0.0, NULL, 0, NULL},
-    {"ReplicationFactor", KAFKA_T_INT16, false, false, true, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, ReplicationFactor), 0,
-     0xe0u, 0x0u, 0x0u, 0xe0u, -1, 0.0, NULL, 0, NULL},
-    {"Configs", KAFKA_T_STRUCT, true, false, true, false, -1, offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, Configs), offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, Configs_count),
-     0xe0u, 0xe0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, &kafka_CreateTopicsResponse_CreatableTopicConfigs_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, Name),
+     0,
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, TopicId),
+     0,
+     0x80u, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, ErrorCode),
+     0,
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, ErrorMessage),
+     0,
+     0xfeu, 0xffu, 0x0u, 0xe0u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicConfigErrorCode", KAFKA_T_INT16, false, false, true, false, 0,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, TopicConfigErrorCode),
+     0,
+     0xe0u, 0x0u, 0xe0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"NumPartitions", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, NumPartitions),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xe0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"ReplicationFactor", KAFKA_T_INT16, false, false, true, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, ReplicationFactor),
+     0,
+     0xe0u, 0x0u, 0x0u, 0xe0u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Configs", KAFKA_T_STRUCT, true, false, true, false, -1,
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, Configs),
+     offsetof(kafka_CreateTopicsResponse_CreatableTopicResult, Configs_count),
+     0xe0u, 0xe0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     &kafka_CreateTopicsResponse_CreatableTopicConfigs_desc},
 };
 static const uint8_t kafka_CreateTopicsResponse_CreatableTopicResult_tags[] = {4};
 static const struct kafka_struct_desc kafka_CreateTopicsResponse_CreatableTopicResult_desc = {
-    "kafka_CreateTopicsResponse_CreatableTopicResult", sizeof(kafka_CreateTopicsResponse_CreatableTopicResult), 8, 1, kafka_CreateTopicsResponse_CreatableTopicResult_fields, kafka_CreateTopicsResponse_CreatableTopicResult_tags, 0xe0u, 0, 7};
+    "kafka_CreateTopicsResponse_CreatableTopicResult",
+    sizeof(kafka_CreateTopicsResponse_CreatableTopicResult),
+    8,
+    1,
+    kafka_CreateTopicsResponse_CreatableTopicResult_fields,
+    kafka_CreateTopicsResponse_CreatableTopicResult_tags,
+    0xe0u, 0, 7};
 static const struct kafka_field_desc kafka_CreateTopicsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_CreateTopicsResponse, ThrottleTimeMs), 0,
-     0xfcu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreateTopicsResponse, Topics), offsetof(kafka_CreateTopicsResponse, Topics_count),
-     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0, &kafka_CreateTopicsResponse_CreatableTopicResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_CreateTopicsResponse, ThrottleTimeMs),
+     0,
+     0xfcu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreateTopicsResponse, Topics),
+     offsetof(kafka_CreateTopicsResponse, Topics_count),
+     0xffu, 0x0u, 0x0u, 0xe0u, 0, 0.0, NULL, 0,
+     &kafka_CreateTopicsResponse_CreatableTopicResult_desc},
 };
 const struct kafka_struct_desc kafka_CreateTopicsResponse_desc = {
-    "kafka_CreateTopicsResponse", sizeof(kafka_CreateTopicsResponse), 2, 0, kafka_CreateTopicsResponse_fields, NULL, 0xe0u, 0, 7};
-void kafka_CreateTopicsResponse_CreatableTopicConfigs_init(kafka_CreateTopicsResponse_CreatableTopicConfigs *o)
+    "kafka_CreateTopicsResponse",
+    sizeof(kafka_CreateTopicsResponse),
+    2,
+    0,
+    kafka_CreateTopicsResponse_fields,
+    NULL,
+    0xe0u, 0, 7};
+void kafka_CreateTopicsResponse_CreatableTopicConfigs_init(
+    kafka_CreateTopicsResponse_CreatableTopicConfigs *o)
 {
     kafka_struct_init(&kafka_CreateTopicsResponse_CreatableTopicConfigs_desc, o);
 }
-bool kafka_CreateTopicsResponse_CreatableTopicConfigs_equal(const kafka_CreateTopicsResponse_CreatableTopicConfigs *x, const kafka_CreateTopicsResponse_CreatableTopicConfigs *y)
+bool kafka_CreateTopicsResponse_CreatableTopicConfigs_equal(
+    const kafka_CreateTopicsResponse_CreatableTopicConfigs *x,
+    const kafka_CreateTopicsResponse_CreatableTopicConfigs *y)
 {
     return kafka_struct_equal(&kafka_CreateTopicsResponse_CreatableTopicConfigs_desc, x, y);
 }
-void kafka_CreateTopicsResponse_CreatableTopicResult_init(kafka_CreateTopicsResponse_CreatableTopicResult *o)
+void kafka_CreateTopicsResponse_CreatableTopicResult_init(
+    kafka_CreateTopicsResponse_CreatableTopicResult *o)
 {
     kafka_struct_init(&kafka_CreateTopicsResponse_CreatableTopicResult_desc, o);
 }
-bool kafka_CreateTopicsResponse_CreatableTopicResult_equal(const kafka_CreateTopicsResponse_CreatableTopicResult *x, const kafka_CreateTopicsResponse_CreatableTopicResult *y)
+bool kafka_CreateTopicsResponse_CreatableTopicResult_equal(
+    const kafka_CreateTopicsResponse_CreatableTopicResult *x,
+    const kafka_CreateTopicsResponse_CreatableTopicResult *y)
 {
     return kafka_struct_equal(&kafka_CreateTopicsResponse_CreatableTopicResult_desc, x, y);
 }
@@ -1503,11 +2657,13 @@ void kafka_CreateTopicsResponse_init(kafka_CreateTopicsResponse *o)
 {
     kafka_struct_init(&kafka_CreateTopicsResponse_desc, o);
 }
-bool kafka_CreateTopicsResponse_equal(const kafka_CreateTopicsResponse *x, const kafka_CreateTopicsResponse *y)
+bool kafka_CreateTopicsResponse_equal(
+    const kafka_CreateTopicsResponse *x, const kafka_CreateTopicsResponse *y)
 {
     return kafka_struct_equal(&kafka_CreateTopicsResponse_desc, x, y);
 }
-int kafka_CreateTopicsResponse_decode(al_rd *rd, int16_t v, kafka_CreateTopicsResponse *o, kafka_arena *a)
+int kafka_CreateTopicsResponse_decode(
+    al_rd *rd, int16_t v, kafka_CreateTopicsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_CreateTopicsResponse_desc, rd, v, o, a);
 }
@@ -1526,30 +2682,63 @@ void kafka_CreateTopicsResponse_fill_test(kafka_CreateTopicsResponse *o, int16_t
 
 /* ---- DeleteTopicsResponse (response, versions 0-6, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_DeleteTopicsResponse_DeletableTopicResult_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteTopicsResponse_DeletableTopicResult, Name), 0,
-     0x7fu, 0x40u, 0x0u, 0x70u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_DeleteTopicsResponse_DeletableTopicResult, TopicId), 0,
-     0x40u, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DeleteTopicsResponse_DeletableTopicResult, ErrorCode), 0,
-     0x7fu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, true, true, -1, offsetof(kafka_DeleteTopicsResponse_DeletableTopicResult, ErrorMessage), 0,
-     0x60u, 0x60u, 0x0u, 0x70u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteTopicsResponse_DeletableTopicResult, Name),
+     0,
+     0x7fu, 0x40u, 0x0u, 0x70u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_DeleteTopicsResponse_DeletableTopicResult, TopicId),
+     0,
+     0x40u, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DeleteTopicsResponse_DeletableTopicResult, ErrorCode),
+     0,
+     0x7fu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, true, true, -1,
+     offsetof(kafka_DeleteTopicsResponse_DeletableTopicResult, ErrorMessage),
+     0,
+     0x60u, 0x60u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DeleteTopicsResponse_DeletableTopicResult_desc = {
-    "kafka_DeleteTopicsResponse_DeletableTopicResult", sizeof(kafka_DeleteTopicsResponse_DeletableTopicResult), 4, 0, kafka_DeleteTopicsResponse_DeletableTopicResult_fields, NULL, 0x70u, 0, 6};
+    "kafka_DeleteTopicsResponse_DeletableTopicResult",
+    sizeof(kafka_DeleteTopicsResponse_DeletableTopicResult),
+    4,
+    0,
+    kafka_DeleteTopicsResponse_DeletableTopicResult_fields,
+    NULL,
+    0x70u, 0, 6};
 static const struct kafka_field_desc kafka_DeleteTopicsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_DeleteTopicsResponse, ThrottleTimeMs), 0,
-     0x7eu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0, NULL},
-    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteTopicsResponse, Responses), offsetof(kafka_DeleteTopicsResponse, Responses_count),
-     0x7fu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0, &kafka_DeleteTopicsResponse_DeletableTopicResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_DeleteTopicsResponse, ThrottleTimeMs),
+     0,
+     0x7eu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteTopicsResponse, Responses),
+     offsetof(kafka_DeleteTopicsResponse, Responses_count),
+     0x7fu, 0x0u, 0x0u, 0x70u, 0, 0.0, NULL, 0,
+     &kafka_DeleteTopicsResponse_DeletableTopicResult_desc},
 };
 const struct kafka_struct_desc kafka_DeleteTopicsResponse_desc = {
-    "kafka_DeleteTopicsResponse", sizeof(kafka_DeleteTopicsResponse), 2, 0, kafka_DeleteTopicsResponse_fields, NULL, 0x70u, 0, 6};
-void kafka_DeleteTopicsResponse_DeletableTopicResult_init(kafka_DeleteTopicsResponse_DeletableTopicResult *o)
+    "kafka_DeleteTopicsResponse",
+    sizeof(kafka_DeleteTopicsResponse),
+    2,
+    0,
+    kafka_DeleteTopicsResponse_fields,
+    NULL,
+    0x70u, 0, 6};
+void kafka_DeleteTopicsResponse_DeletableTopicResult_init(
+    kafka_DeleteTopicsResponse_DeletableTopicResult *o)
 {
     kafka_struct_init(&kafka_DeleteTopicsResponse_DeletableTopicResult_desc, o);
 }
-bool kafka_DeleteTopicsResponse_DeletableTopicResult_equal(const kafka_DeleteTopicsResponse_DeletableTopicResult *x, const kafka_DeleteTopicsResponse_DeletableTopicResult *y)
+bool kafka_DeleteTopicsResponse_DeletableTopicResult_equal(
+    const kafka_DeleteTopicsResponse_DeletableTopicResult *x,
+    const kafka_DeleteTopicsResponse_DeletableTopicResult *y)
 {
     return kafka_struct_equal(&kafka_DeleteTopicsResponse_DeletableTopicResult_desc, x, y);
 }
@@ -1557,11 +2746,13 @@ void kafka_DeleteTopicsResponse_init(kafka_DeleteTopicsResponse *o)
 {
     kafka_struct_init(&kafka_DeleteTopicsResponse_desc, o);
 }
-bool kafka_DeleteTopicsResponse_equal(const kafka_DeleteTopicsResponse *x, const kafka_DeleteTopicsResponse *y)
+bool kafka_DeleteTopicsResponse_equal(
+    const kafka_DeleteTopicsResponse *x, const kafka_DeleteTopicsResponse *y)
 {
     return kafka_struct_equal(&kafka_DeleteTopicsResponse_desc, x, y);
 }
-int kafka_DeleteTopicsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteTopicsResponse *o, kafka_arena *a)
+int kafka_DeleteTopicsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DeleteTopicsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DeleteTopicsResponse_desc, rd, v, o, a);
 }
@@ -1580,44 +2771,89 @@ void kafka_DeleteTopicsResponse_fill_test(kafka_DeleteTopicsResponse *o, int16_t
 
 /* ---- DeleteRecordsResponse (response, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult, PartitionIndex), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"LowWatermark", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult, LowWatermark), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult, ErrorCode), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult, PartitionIndex),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LowWatermark", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult, LowWatermark),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult, ErrorCode),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_desc = {
-    "kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult", sizeof(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult), 3, 0, kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_fields, NULL, 0x4u, 0, 2};
+    "kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult",
+    sizeof(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult),
+    3,
+    0,
+    kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult, Name), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult, Partitions), offsetof(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult, Partitions_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult, Name),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult, Partitions),
+     offsetof(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult, Partitions_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_desc},
 };
 static const struct kafka_struct_desc kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_desc = {
-    "kafka_DeleteRecordsResponse_DeleteRecordsTopicResult", sizeof(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult), 2, 0, kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_fields, NULL, 0x4u, 0, 2};
+    "kafka_DeleteRecordsResponse_DeleteRecordsTopicResult",
+    sizeof(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult),
+    2,
+    0,
+    kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_DeleteRecordsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DeleteRecordsResponse, ThrottleTimeMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteRecordsResponse, Topics), offsetof(kafka_DeleteRecordsResponse, Topics_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsResponse, ThrottleTimeMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteRecordsResponse, Topics),
+     offsetof(kafka_DeleteRecordsResponse, Topics_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_desc},
 };
 const struct kafka_struct_desc kafka_DeleteRecordsResponse_desc = {
-    "kafka_DeleteRecordsResponse", sizeof(kafka_DeleteRecordsResponse), 2, 0, kafka_DeleteRecordsResponse_fields, NULL, 0x4u, 0, 2};
-void kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_init(kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *o)
+    "kafka_DeleteRecordsResponse",
+    sizeof(kafka_DeleteRecordsResponse),
+    2,
+    0,
+    kafka_DeleteRecordsResponse_fields,
+    NULL,
+    0x4u, 0, 2};
+void kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_init(
+    kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *o)
 {
     kafka_struct_init(&kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_desc, o);
 }
-bool kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_equal(const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *x, const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *y)
+bool kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_equal(
+    const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *x,
+    const kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult *y)
 {
     return kafka_struct_equal(&kafka_DeleteRecordsResponse_DeleteRecordsPartitionResult_desc, x, y);
 }
-void kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_init(kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *o)
+void kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_init(
+    kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *o)
 {
     kafka_struct_init(&kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_desc, o);
 }
-bool kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_equal(const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *x, const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *y)
+bool kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_equal(
+    const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *x,
+    const kafka_DeleteRecordsResponse_DeleteRecordsTopicResult *y)
 {
     return kafka_struct_equal(&kafka_DeleteRecordsResponse_DeleteRecordsTopicResult_desc, x, y);
 }
@@ -1625,11 +2861,13 @@ void kafka_DeleteRecordsResponse_init(kafka_DeleteRecordsResponse *o)
 {
     kafka_struct_init(&kafka_DeleteRecordsResponse_desc, o);
 }
-bool kafka_DeleteRecordsResponse_equal(const kafka_DeleteRecordsResponse *x, const kafka_DeleteRecordsResponse *y)
+bool kafka_DeleteRecordsResponse_equal(
+    const kafka_DeleteRecordsResponse *x, const kafka_DeleteRecordsResponse *y)
 {
     return kafka_struct_equal(&kafka_DeleteRecordsResponse_desc, x, y);
 }
-int kafka_DeleteRecordsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteRecordsResponse *o, kafka_arena *a)
+int kafka_DeleteRecordsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DeleteRecordsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DeleteRecordsResponse_desc, rd, v, o, a);
 }
@@ -1641,33 +2879,54 @@ size_t kafka_DeleteRecordsResponse_size(int16_t v, const kafka_DeleteRecordsResp
 {
     return kafka_struct_size(&kafka_DeleteRecordsResponse_desc, v, o);
 }
-void kafka_DeleteRecordsResponse_fill_test(kafka_DeleteRecordsResponse *o, int16_t v, kafka_filler *f)
+void kafka_DeleteRecordsResponse_fill_test(
+    kafka_DeleteRecordsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DeleteRecordsResponse_desc, o, v, f);
 }
 
 /* ---- InitProducerIdResponse (response, versions 0-5, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_InitProducerIdResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_InitProducerIdResponse, ThrottleTimeMs), 0,
-     0x3fu, 0x0u, 0x0u, 0x3cu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_InitProducerIdResponse, ErrorCode), 0,
-     0x3fu, 0x0u, 0x0u, 0x3cu, 0, 0.0, NULL, 0, NULL},
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_InitProducerIdResponse, ProducerId), 0,
-     0x3fu, 0x0u, 0x0u, 0x3cu, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_InitProducerIdResponse, ProducerEpoch), 0,
-     0x3fu, 0x0u, 0x0u, 0x3cu, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_InitProducerIdResponse, ThrottleTimeMs),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x3cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_InitProducerIdResponse, ErrorCode),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x3cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_InitProducerIdResponse, ProducerId),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x3cu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_InitProducerIdResponse, ProducerEpoch),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x3cu, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_InitProducerIdResponse_desc = {
-    "kafka_InitProducerIdResponse", sizeof(kafka_InitProducerIdResponse), 4, 0, kafka_InitProducerIdResponse_fields, NULL, 0x3cu, 0, 5};
+    "kafka_InitProducerIdResponse",
+    sizeof(kafka_InitProducerIdResponse),
+    4,
+    0,
+    kafka_InitProducerIdResponse_fields,
+    NULL,
+    0x3cu, 0, 5};
 void kafka_InitProducerIdResponse_init(kafka_InitProducerIdResponse *o)
 {
     kafka_struct_init(&kafka_InitProducerIdResponse_desc, o);
 }
-bool kafka_InitProducerIdResponse_equal(const kafka_InitProducerIdResponse *x, const kafka_InitProducerIdResponse *y)
+bool kafka_InitProducerIdResponse_equal(
+    const kafka_InitProducerIdResponse *x, const kafka_InitProducerIdResponse *y)
 {
     return kafka_struct_equal(&kafka_InitProducerIdResponse_desc, x, y);
 }
-int kafka_InitProducerIdResponse_decode(al_rd *rd, int16_t v, kafka_InitProducerIdResponse *o, kafka_arena *a)
+int kafka_InitProducerIdResponse_decode(
+    al_rd *rd, int16_t v, kafka_InitProducerIdResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_InitProducerIdResponse_desc, rd, v, o, a);
 }
@@ -1679,53 +2938,102 @@ size_t kafka_InitProducerIdResponse_size(int16_t v, const kafka_InitProducerIdRe
 {
     return kafka_struct_size(&kafka_InitProducerIdResponse_desc, v, o);
 }
-void kafka_InitProducerIdResponse_fill_test(kafka_InitProducerIdResponse *o, int16_t v, kafka_filler *f)
+void kafka_InitProducerIdResponse_fill_test(
+    kafka_InitProducerIdResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_InitProducerIdResponse_desc, o, v, f);
 }
 
 /* ---- OffsetForLeaderEpochResponse (response, versions 0-4, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_OffsetForLeaderEpochResponse_EpochEndOffset_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"Partition", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset, Partition), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset, LeaderEpoch), 0,
-     0x1eu, 0x0u, 0x0u, 0x10u, -1, 0.0, NULL, 0, NULL},
-    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset, EndOffset), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partition", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset, Partition),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset, LeaderEpoch),
+     0,
+     0x1eu, 0x0u, 0x0u, 0x10u, -1, 0.0, NULL, 0,
+     NULL},
+    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset, EndOffset),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetForLeaderEpochResponse_EpochEndOffset_desc = {
-    "kafka_OffsetForLeaderEpochResponse_EpochEndOffset", sizeof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset), 4, 0, kafka_OffsetForLeaderEpochResponse_EpochEndOffset_fields, NULL, 0x10u, 0, 4};
+    "kafka_OffsetForLeaderEpochResponse_EpochEndOffset",
+    sizeof(kafka_OffsetForLeaderEpochResponse_EpochEndOffset),
+    4,
+    0,
+    kafka_OffsetForLeaderEpochResponse_EpochEndOffset_fields,
+    NULL,
+    0x10u, 0, 4};
 static const struct kafka_field_desc kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, Topic), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, Partitions), offsetof(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, Partitions_count),
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, &kafka_OffsetForLeaderEpochResponse_EpochEndOffset_desc},
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, Topic),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, Partitions),
+     offsetof(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, Partitions_count),
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     &kafka_OffsetForLeaderEpochResponse_EpochEndOffset_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_desc = {
-    "kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult", sizeof(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult), 2, 0, kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_fields, NULL, 0x10u, 0, 4};
+    "kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult",
+    sizeof(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult),
+    2,
+    0,
+    kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_fields,
+    NULL,
+    0x10u, 0, 4};
 static const struct kafka_field_desc kafka_OffsetForLeaderEpochResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetForLeaderEpochResponse, ThrottleTimeMs), 0,
-     0x1cu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetForLeaderEpochResponse, Topics), offsetof(kafka_OffsetForLeaderEpochResponse, Topics_count),
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, &kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochResponse, ThrottleTimeMs),
+     0,
+     0x1cu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetForLeaderEpochResponse, Topics),
+     offsetof(kafka_OffsetForLeaderEpochResponse, Topics_count),
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     &kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_desc},
 };
 const struct kafka_struct_desc kafka_OffsetForLeaderEpochResponse_desc = {
-    "kafka_OffsetForLeaderEpochResponse", sizeof(kafka_OffsetForLeaderEpochResponse), 2, 0, kafka_OffsetForLeaderEpochResponse_fields, NULL, 0x10u, 0, 4};
-void kafka_OffsetForLeaderEpochResponse_EpochEndOffset_init(kafka_OffsetForLeaderEpochResponse_EpochEndOffset *o)
+    "kafka_OffsetForLeaderEpochResponse",
+    sizeof(kafka_OffsetForLeaderEpochResponse),
+    2,
+    0,
+    kafka_OffsetForLeaderEpochResponse_fields,
+    NULL,
+    0x10u, 0, 4};
+void kafka_OffsetForLeaderEpochResponse_EpochEndOffset_init(
+    kafka_OffsetForLeaderEpochResponse_EpochEndOffset *o)
 {
     kafka_struct_init(&kafka_OffsetForLeaderEpochResponse_EpochEndOffset_desc, o);
 }
-bool kafka_OffsetForLeaderEpochResponse_EpochEndOffset_equal(const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *x, const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *y)
+bool kafka_OffsetForLeaderEpochResponse_EpochEndOffset_equal(
+    const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *x,
+    const kafka_OffsetForLeaderEpochResponse_EpochEndOffset *y)
 {
     return kafka_struct_equal(&kafka_OffsetForLeaderEpochResponse_EpochEndOffset_desc, x, y);
 }
-void kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_init(kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *o)
+void kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_init(
+    kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *o)
 {
     kafka_struct_init(&kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_desc, o);
 }
-bool kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_equal(const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *x, const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *y)
+bool kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_equal(
+    const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *x,
+    const kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult *y)
 {
     return kafka_struct_equal(&kafka_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_desc, x, y);
 }
@@ -1733,85 +3041,153 @@ void kafka_OffsetForLeaderEpochResponse_init(kafka_OffsetForLeaderEpochResponse 
 {
     kafka_struct_init(&kafka_OffsetForLeaderEpochResponse_desc, o);
 }
-bool kafka_OffsetForLeaderEpochResponse_equal(const kafka_OffsetForLeaderEpochResponse *x, const kafka_OffsetForLeaderEpochResponse *y)
+bool kafka_OffsetForLeaderEpochResponse_equal(
+    const kafka_OffsetForLeaderEpochResponse *x, const kafka_OffsetForLeaderEpochResponse *y)
 {
     return kafka_struct_equal(&kafka_OffsetForLeaderEpochResponse_desc, x, y);
 }
-int kafka_OffsetForLeaderEpochResponse_decode(al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochResponse *o, kafka_arena *a)
+int kafka_OffsetForLeaderEpochResponse_decode(
+    al_rd *rd, int16_t v, kafka_OffsetForLeaderEpochResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_OffsetForLeaderEpochResponse_desc, rd, v, o, a);
 }
-int kafka_OffsetForLeaderEpochResponse_encode(al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochResponse *o)
+int kafka_OffsetForLeaderEpochResponse_encode(
+    al_wr *wr, int16_t v, const kafka_OffsetForLeaderEpochResponse *o)
 {
     return kafka_struct_encode(&kafka_OffsetForLeaderEpochResponse_desc, wr, v, o);
 }
-size_t kafka_OffsetForLeaderEpochResponse_size(int16_t v, const kafka_OffsetForLeaderEpochResponse *o)
+size_t kafka_OffsetForLeaderEpochResponse_size(
+    int16_t v, const kafka_OffsetForLeaderEpochResponse *o)
 {
     return kafka_struct_size(&kafka_OffsetForLeaderEpochResponse_desc, v, o);
 }
-void kafka_OffsetForLeaderEpochResponse_fill_test(kafka_OffsetForLeaderEpochResponse *o, int16_t v, kafka_filler *f)
+void kafka_OffsetForLeaderEpochResponse_fill_test(
+    kafka_OffsetForLeaderEpochResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_OffsetForLeaderEpochResponse_desc, o, v, f);
 }
 
 /* ---- AddPartitionsToTxnResponse (response, versions 0-5, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult, PartitionIndex), 0,
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"PartitionErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult, PartitionErrorCode), 0,
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult, PartitionIndex),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult, PartitionErrorCode),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_desc = {
-    "kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult", sizeof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult), 2, 0, kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_fields, NULL, 0x38u, 0, 5};
+    "kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult",
+    sizeof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult),
+    2,
+    0,
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_fields,
+    NULL,
+    0x38u, 0, 5};
 static const struct kafka_field_desc kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, Name), 0,
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"ResultsByPartition", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, ResultsByPartition), offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, ResultsByPartition_count),
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, Name),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"ResultsByPartition", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, ResultsByPartition),
+     offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, ResultsByPartition_count),
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_desc},
 };
 static const struct kafka_struct_desc kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_desc = {
-    "kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult", sizeof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult), 2, 0, kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_fields, NULL, 0x38u, 0, 5};
+    "kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult",
+    sizeof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult),
+    2,
+    0,
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_fields,
+    NULL,
+    0x38u, 0, 5};
 static const struct kafka_field_desc kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_fields[] = {
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult, TransactionalId), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0, NULL},
-    {"TopicResults", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult, TopicResults), offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult, TopicResults_count),
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_desc},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult, TransactionalId),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicResults", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult, TopicResults),
+     offsetof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult, TopicResults_count),
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_desc},
 };
 static const struct kafka_struct_desc kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_desc = {
-    "kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult", sizeof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult), 2, 0, kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_fields, NULL, 0x38u, 0, 5};
+    "kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult",
+    sizeof(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult),
+    2,
+    0,
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_fields,
+    NULL,
+    0x38u, 0, 5};
 static const struct kafka_field_desc kafka_AddPartitionsToTxnResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse, ThrottleTimeMs), 0,
-     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, true, false, -1, offsetof(kafka_AddPartitionsToTxnResponse, ErrorCode), 0,
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, NULL},
-    {"ResultsByTransaction", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse, ResultsByTransaction), offsetof(kafka_AddPartitionsToTxnResponse, ResultsByTransaction_count),
-     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_desc},
-    {"ResultsByTopicV3AndBelow", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AddPartitionsToTxnResponse, ResultsByTopicV3AndBelow), offsetof(kafka_AddPartitionsToTxnResponse, ResultsByTopicV3AndBelow_count),
-     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0, &kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse, ThrottleTimeMs),
+     0,
+     0x3fu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, true, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse, ErrorCode),
+     0,
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResultsByTransaction", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse, ResultsByTransaction),
+     offsetof(kafka_AddPartitionsToTxnResponse, ResultsByTransaction_count),
+     0x30u, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_desc},
+    {"ResultsByTopicV3AndBelow", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AddPartitionsToTxnResponse, ResultsByTopicV3AndBelow),
+     offsetof(kafka_AddPartitionsToTxnResponse, ResultsByTopicV3AndBelow_count),
+     0xfu, 0x0u, 0x0u, 0x38u, 0, 0.0, NULL, 0,
+     &kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_desc},
 };
 const struct kafka_struct_desc kafka_AddPartitionsToTxnResponse_desc = {
-    "kafka_AddPartitionsToTxnResponse", sizeof(kafka_AddPartitionsToTxnResponse), 4, 0, kafka_AddPartitionsToTxnResponse_fields, NULL, 0x38u, 0, 5};
-void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_init(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *o)
+    "kafka_AddPartitionsToTxnResponse",
+    sizeof(kafka_AddPartitionsToTxnResponse),
+    4,
+    0,
+    kafka_AddPartitionsToTxnResponse_fields,
+    NULL,
+    0x38u, 0, 5};
+void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_init(
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *o)
 {
     kafka_struct_init(&kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_desc, o);
 }
-bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_equal(const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *x, const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *y)
+bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_equal(
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *x,
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult *y)
 {
     return kafka_struct_equal(&kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_desc, x, y);
 }
-void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_init(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *o)
+void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_init(
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *o)
 {
     kafka_struct_init(&kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_desc, o);
 }
-bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_equal(const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *x, const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *y)
+bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_equal(
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *x,
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult *y)
 {
     return kafka_struct_equal(&kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_desc, x, y);
 }
-void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_init(kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *o)
+void kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_init(
+    kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *o)
 {
     kafka_struct_init(&kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_desc, o);
 }
-bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_equal(const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *x, const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *y)
+bool kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_equal(
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *x,
+    const kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult *y)
 {
     return kafka_struct_equal(&kafka_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_desc, x, y);
 }
@@ -1819,15 +3195,18 @@ void kafka_AddPartitionsToTxnResponse_init(kafka_AddPartitionsToTxnResponse *o)
 {
     kafka_struct_init(&kafka_AddPartitionsToTxnResponse_desc, o);
 }
-bool kafka_AddPartitionsToTxnResponse_equal(const kafka_AddPartitionsToTxnResponse *x, const kafka_AddPartitionsToTxnResponse *y)
+bool kafka_AddPartitionsToTxnResponse_equal(
+    const kafka_AddPartitionsToTxnResponse *x, const kafka_AddPartitionsToTxnResponse *y)
 {
     return kafka_struct_equal(&kafka_AddPartitionsToTxnResponse_desc, x, y);
 }
-int kafka_AddPartitionsToTxnResponse_decode(al_rd *rd, int16_t v, kafka_AddPartitionsToTxnResponse *o, kafka_arena *a)
+int kafka_AddPartitionsToTxnResponse_decode(
+    al_rd *rd, int16_t v, kafka_AddPartitionsToTxnResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AddPartitionsToTxnResponse_desc, rd, v, o, a);
 }
-int kafka_AddPartitionsToTxnResponse_encode(al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnResponse *o)
+int kafka_AddPartitionsToTxnResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AddPartitionsToTxnResponse *o)
 {
     return kafka_struct_encode(&kafka_AddPartitionsToTxnResponse_desc, wr, v, o);
 }
@@ -1835,33 +3214,49 @@ size_t kafka_AddPartitionsToTxnResponse_size(int16_t v, const kafka_AddPartition
 {
     return kafka_struct_size(&kafka_AddPartitionsToTxnResponse_desc, v, o);
 }
-void kafka_AddPartitionsToTxnResponse_fill_test(kafka_AddPartitionsToTxnResponse *o, int16_t v, kafka_filler *f)
+void kafka_AddPartitionsToTxnResponse_fill_test(
+    kafka_AddPartitionsToTxnResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AddPartitionsToTxnResponse_desc, o, v, f);
 }
 
 /* ---- AddOffsetsToTxnResponse (response, versions 0-4, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_AddOffsetsToTxnResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AddOffsetsToTxnResponse, ThrottleTimeMs), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AddOffsetsToTxnResponse, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AddOffsetsToTxnResponse, ThrottleTimeMs),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AddOffsetsToTxnResponse, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_AddOffsetsToTxnResponse_desc = {
-    "kafka_AddOffsetsToTxnResponse", sizeof(kafka_AddOffsetsToTxnResponse), 2, 0, kafka_AddOffsetsToTxnResponse_fields, NULL, 0x18u, 0, 4};
+    "kafka_AddOffsetsToTxnResponse",
+    sizeof(kafka_AddOffsetsToTxnResponse),
+    2,
+    0,
+    kafka_AddOffsetsToTxnResponse_fields,
+    NULL,
+    0x18u, 0, 4};
 void kafka_AddOffsetsToTxnResponse_init(kafka_AddOffsetsToTxnResponse *o)
 {
     kafka_struct_init(&kafka_AddOffsetsToTxnResponse_desc, o);
 }
-bool kafka_AddOffsetsToTxnResponse_equal(const kafka_AddOffsetsToTxnResponse *x, const kafka_AddOffsetsToTxnResponse *y)
+bool kafka_AddOffsetsToTxnResponse_equal(
+    const kafka_AddOffsetsToTxnResponse *x, const kafka_AddOffsetsToTxnResponse *y)
 {
     return kafka_struct_equal(&kafka_AddOffsetsToTxnResponse_desc, x, y);
 }
-int kafka_AddOffsetsToTxnResponse_decode(al_rd *rd, int16_t v, kafka_AddOffsetsToTxnResponse *o, kafka_arena *a)
+int kafka_AddOffsetsToTxnResponse_decode(
+    al_rd *rd, int16_t v, kafka_AddOffsetsToTxnResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AddOffsetsToTxnResponse_desc, rd, v, o, a);
 }
-int kafka_AddOffsetsToTxnResponse_encode(al_wr *wr, int16_t v, const kafka_AddOffsetsToTxnResponse *o)
+int kafka_AddOffsetsToTxnResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AddOffsetsToTxnResponse *o)
 {
     return kafka_struct_encode(&kafka_AddOffsetsToTxnResponse_desc, wr, v, o);
 }
@@ -1869,20 +3264,33 @@ size_t kafka_AddOffsetsToTxnResponse_size(int16_t v, const kafka_AddOffsetsToTxn
 {
     return kafka_struct_size(&kafka_AddOffsetsToTxnResponse_desc, v, o);
 }
-void kafka_AddOffsetsToTxnResponse_fill_test(kafka_AddOffsetsToTxnResponse *o, int16_t v, kafka_filler *f)
+void kafka_AddOffsetsToTxnResponse_fill_test(
+    kafka_AddOffsetsToTxnResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AddOffsetsToTxnResponse_desc, o, v, f);
 }
 
 /* ---- EndTxnResponse (response, versions 0-4, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_EndTxnResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_EndTxnResponse, ThrottleTimeMs), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_EndTxnResponse, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_EndTxnResponse, ThrottleTimeMs),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_EndTxnResponse, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_EndTxnResponse_desc = {
-    "kafka_EndTxnResponse", sizeof(kafka_EndTxnResponse), 2, 0, kafka_EndTxnResponse_fields, NULL, 0x18u, 0, 4};
+    "kafka_EndTxnResponse",
+    sizeof(kafka_EndTxnResponse),
+    2,
+    0,
+    kafka_EndTxnResponse_fields,
+    NULL,
+    0x18u, 0, 4};
 void kafka_EndTxnResponse_init(kafka_EndTxnResponse *o)
 {
     kafka_struct_init(&kafka_EndTxnResponse_desc, o);
@@ -1910,56 +3318,110 @@ void kafka_EndTxnResponse_fill_test(kafka_EndTxnResponse *o, int16_t v, kafka_fi
 
 /* ---- WriteTxnMarkersResponse (response, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult, PartitionIndex), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult, PartitionIndex),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_desc = {
-    "kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult", sizeof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult), 2, 0, kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_fields, NULL, 0x2u, 0, 1};
+    "kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult",
+    sizeof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult),
+    2,
+    0,
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, Name), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, Partitions), offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, Partitions_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, Name),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, Partitions),
+     offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, Partitions_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_desc},
 };
 static const struct kafka_struct_desc kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_desc = {
-    "kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult", sizeof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult), 2, 0, kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_fields, NULL, 0x2u, 0, 1};
+    "kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult",
+    sizeof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult),
+    2,
+    0,
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_fields[] = {
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult, ProducerId), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult, Topics), offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult, Topics_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_desc},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult, ProducerId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult, Topics),
+     offsetof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult, Topics_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_desc},
 };
 static const struct kafka_struct_desc kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_desc = {
-    "kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult", sizeof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult), 2, 0, kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_fields, NULL, 0x2u, 0, 1};
+    "kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult",
+    sizeof(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult),
+    2,
+    0,
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_WriteTxnMarkersResponse_fields[] = {
-    {"Markers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_WriteTxnMarkersResponse, Markers), offsetof(kafka_WriteTxnMarkersResponse, Markers_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_desc},
+    {"Markers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_WriteTxnMarkersResponse, Markers),
+     offsetof(kafka_WriteTxnMarkersResponse, Markers_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_desc},
 };
 const struct kafka_struct_desc kafka_WriteTxnMarkersResponse_desc = {
-    "kafka_WriteTxnMarkersResponse", sizeof(kafka_WriteTxnMarkersResponse), 1, 0, kafka_WriteTxnMarkersResponse_fields, NULL, 0x2u, 0, 1};
-void kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_init(kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *o)
+    "kafka_WriteTxnMarkersResponse",
+    sizeof(kafka_WriteTxnMarkersResponse),
+    1,
+    0,
+    kafka_WriteTxnMarkersResponse_fields,
+    NULL,
+    0x2u, 0, 1};
+void kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_init(
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *o)
 {
     kafka_struct_init(&kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_desc, o);
 }
-bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_equal(const kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *x, const kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *y)
+bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_equal(
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *x,
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult *y)
 {
     return kafka_struct_equal(&kafka_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_desc, x, y);
 }
-void kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_init(kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *o)
+void kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_init(
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *o)
 {
     kafka_struct_init(&kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_desc, o);
 }
-bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_equal(const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *x, const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *y)
+bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_equal(
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *x,
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult *y)
 {
     return kafka_struct_equal(&kafka_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_desc, x, y);
 }
-void kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_init(kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *o)
+void kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_init(
+    kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *o)
 {
     kafka_struct_init(&kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_desc, o);
 }
-bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_equal(const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *x, const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *y)
+bool kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_equal(
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *x,
+    const kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult *y)
 {
     return kafka_struct_equal(&kafka_WriteTxnMarkersResponse_WritableTxnMarkerResult_desc, x, y);
 }
@@ -1967,15 +3429,18 @@ void kafka_WriteTxnMarkersResponse_init(kafka_WriteTxnMarkersResponse *o)
 {
     kafka_struct_init(&kafka_WriteTxnMarkersResponse_desc, o);
 }
-bool kafka_WriteTxnMarkersResponse_equal(const kafka_WriteTxnMarkersResponse *x, const kafka_WriteTxnMarkersResponse *y)
+bool kafka_WriteTxnMarkersResponse_equal(
+    const kafka_WriteTxnMarkersResponse *x, const kafka_WriteTxnMarkersResponse *y)
 {
     return kafka_struct_equal(&kafka_WriteTxnMarkersResponse_desc, x, y);
 }
-int kafka_WriteTxnMarkersResponse_decode(al_rd *rd, int16_t v, kafka_WriteTxnMarkersResponse *o, kafka_arena *a)
+int kafka_WriteTxnMarkersResponse_decode(
+    al_rd *rd, int16_t v, kafka_WriteTxnMarkersResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_WriteTxnMarkersResponse_desc, rd, v, o, a);
 }
-int kafka_WriteTxnMarkersResponse_encode(al_wr *wr, int16_t v, const kafka_WriteTxnMarkersResponse *o)
+int kafka_WriteTxnMarkersResponse_encode(
+    al_wr *wr, int16_t v, const kafka_WriteTxnMarkersResponse *o)
 {
     return kafka_struct_encode(&kafka_WriteTxnMarkersResponse_desc, wr, v, o);
 }
@@ -1983,49 +3448,92 @@ size_t kafka_WriteTxnMarkersResponse_size(int16_t v, const kafka_WriteTxnMarkers
 {
     return kafka_struct_size(&kafka_WriteTxnMarkersResponse_desc, v, o);
 }
-void kafka_WriteTxnMarkersResponse_fill_test(kafka_WriteTxnMarkersResponse *o, int16_t v, kafka_filler *f)
+void kafka_WriteTxnMarkersResponse_fill_test(
+    kafka_WriteTxnMarkersResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_WriteTxnMarkersResponse_desc, o, v, f);
 }
 
 /* ---- TxnOffsetCommitResponse (response, versions 0-4, flexible 3+) ---- */
 static const struct kafka_field_desc kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition, PartitionIndex), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition, PartitionIndex),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_desc = {
-    "kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition", sizeof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition), 2, 0, kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_fields, NULL, 0x18u, 0, 4};
+    "kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition",
+    sizeof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition),
+    2,
+    0,
+    kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_fields,
+    NULL,
+    0x18u, 0, 4};
 static const struct kafka_field_desc kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, Name), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, Partitions), offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, Partitions_count),
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, &kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, Name),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, Partitions),
+     offsetof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, Partitions_count),
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     &kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_desc},
 };
 static const struct kafka_struct_desc kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_desc = {
-    "kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic", sizeof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic), 2, 0, kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_fields, NULL, 0x18u, 0, 4};
+    "kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic",
+    sizeof(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic),
+    2,
+    0,
+    kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_fields,
+    NULL,
+    0x18u, 0, 4};
 static const struct kafka_field_desc kafka_TxnOffsetCommitResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_TxnOffsetCommitResponse, ThrottleTimeMs), 0,
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_TxnOffsetCommitResponse, Topics), offsetof(kafka_TxnOffsetCommitResponse, Topics_count),
-     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0, &kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitResponse, ThrottleTimeMs),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_TxnOffsetCommitResponse, Topics),
+     offsetof(kafka_TxnOffsetCommitResponse, Topics_count),
+     0x1fu, 0x0u, 0x0u, 0x18u, 0, 0.0, NULL, 0,
+     &kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_desc},
 };
 const struct kafka_struct_desc kafka_TxnOffsetCommitResponse_desc = {
-    "kafka_TxnOffsetCommitResponse", sizeof(kafka_TxnOffsetCommitResponse), 2, 0, kafka_TxnOffsetCommitResponse_fields, NULL, 0x18u, 0, 4};
-void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_init(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *o)
+    "kafka_TxnOffsetCommitResponse",
+    sizeof(kafka_TxnOffsetCommitResponse),
+    2,
+    0,
+    kafka_TxnOffsetCommitResponse_fields,
+    NULL,
+    0x18u, 0, 4};
+void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_init(
+    kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *o)
 {
     kafka_struct_init(&kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_desc, o);
 }
-bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_equal(const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *x, const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *y)
+bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_equal(
+    const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *x,
+    const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition *y)
 {
     return kafka_struct_equal(&kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_desc, x, y);
 }
-void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_init(kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *o)
+void kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_init(
+    kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *o)
 {
     kafka_struct_init(&kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_desc, o);
 }
-bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_equal(const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *x, const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *y)
+bool kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_equal(
+    const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *x,
+    const kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic *y)
 {
     return kafka_struct_equal(&kafka_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_desc, x, y);
 }
@@ -2033,15 +3541,18 @@ void kafka_TxnOffsetCommitResponse_init(kafka_TxnOffsetCommitResponse *o)
 {
     kafka_struct_init(&kafka_TxnOffsetCommitResponse_desc, o);
 }
-bool kafka_TxnOffsetCommitResponse_equal(const kafka_TxnOffsetCommitResponse *x, const kafka_TxnOffsetCommitResponse *y)
+bool kafka_TxnOffsetCommitResponse_equal(
+    const kafka_TxnOffsetCommitResponse *x, const kafka_TxnOffsetCommitResponse *y)
 {
     return kafka_struct_equal(&kafka_TxnOffsetCommitResponse_desc, x, y);
 }
-int kafka_TxnOffsetCommitResponse_decode(al_rd *rd, int16_t v, kafka_TxnOffsetCommitResponse *o, kafka_arena *a)
+int kafka_TxnOffsetCommitResponse_decode(
+    al_rd *rd, int16_t v, kafka_TxnOffsetCommitResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_TxnOffsetCommitResponse_desc, rd, v, o, a);
 }
-int kafka_TxnOffsetCommitResponse_encode(al_wr *wr, int16_t v, const kafka_TxnOffsetCommitResponse *o)
+int kafka_TxnOffsetCommitResponse_encode(
+    al_wr *wr, int16_t v, const kafka_TxnOffsetCommitResponse *o)
 {
     return kafka_struct_encode(&kafka_TxnOffsetCommitResponse_desc, wr, v, o);
 }
@@ -2049,61 +3560,121 @@ size_t kafka_TxnOffsetCommitResponse_size(int16_t v, const kafka_TxnOffsetCommit
 {
     return kafka_struct_size(&kafka_TxnOffsetCommitResponse_desc, v, o);
 }
-void kafka_TxnOffsetCommitResponse_fill_test(kafka_TxnOffsetCommitResponse *o, int16_t v, kafka_filler *f)
+void kafka_TxnOffsetCommitResponse_fill_test(
+    kafka_TxnOffsetCommitResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_TxnOffsetCommitResponse_desc, o, v, f);
 }
 
 /* ---- DescribeAclsResponse (response, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DescribeAclsResponse_AclDescription_fields[] = {
-    {"Principal", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse_AclDescription, Principal), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse_AclDescription, Host), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Operation", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse_AclDescription, Operation), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse_AclDescription, PermissionType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"Principal", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse_AclDescription, Principal),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse_AclDescription, Host),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Operation", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse_AclDescription, Operation),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse_AclDescription, PermissionType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeAclsResponse_AclDescription_desc = {
-    "kafka_DescribeAclsResponse_AclDescription", sizeof(kafka_DescribeAclsResponse_AclDescription), 4, 0, kafka_DescribeAclsResponse_AclDescription_fields, NULL, 0xcu, 0, 3};
+    "kafka_DescribeAclsResponse_AclDescription",
+    sizeof(kafka_DescribeAclsResponse_AclDescription),
+    4,
+    0,
+    kafka_DescribeAclsResponse_AclDescription_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_DescribeAclsResponse_DescribeAclsResource_fields[] = {
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, ResourceType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, ResourceName), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PatternType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, PatternType), 0,
-     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0, NULL},
-    {"Acls", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, Acls), offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, Acls_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_DescribeAclsResponse_AclDescription_desc},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, ResourceType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, ResourceName),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PatternType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, PatternType),
+     0,
+     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0,
+     NULL},
+    {"Acls", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, Acls),
+     offsetof(kafka_DescribeAclsResponse_DescribeAclsResource, Acls_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_DescribeAclsResponse_AclDescription_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeAclsResponse_DescribeAclsResource_desc = {
-    "kafka_DescribeAclsResponse_DescribeAclsResource", sizeof(kafka_DescribeAclsResponse_DescribeAclsResource), 4, 0, kafka_DescribeAclsResponse_DescribeAclsResource_fields, NULL, 0xcu, 0, 3};
+    "kafka_DescribeAclsResponse_DescribeAclsResource",
+    sizeof(kafka_DescribeAclsResponse_DescribeAclsResource),
+    4,
+    0,
+    kafka_DescribeAclsResponse_DescribeAclsResource_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_DescribeAclsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse, ThrottleTimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeAclsResponse, ErrorMessage), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Resources", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeAclsResponse, Resources), offsetof(kafka_DescribeAclsResponse, Resources_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_DescribeAclsResponse_DescribeAclsResource_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse, ThrottleTimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse, ErrorMessage),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Resources", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeAclsResponse, Resources),
+     offsetof(kafka_DescribeAclsResponse, Resources_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_DescribeAclsResponse_DescribeAclsResource_desc},
 };
 const struct kafka_struct_desc kafka_DescribeAclsResponse_desc = {
-    "kafka_DescribeAclsResponse", sizeof(kafka_DescribeAclsResponse), 4, 0, kafka_DescribeAclsResponse_fields, NULL, 0xcu, 0, 3};
+    "kafka_DescribeAclsResponse",
+    sizeof(kafka_DescribeAclsResponse),
+    4,
+    0,
+    kafka_DescribeAclsResponse_fields,
+    NULL,
+    0xcu, 0, 3};
 void kafka_DescribeAclsResponse_AclDescription_init(kafka_DescribeAclsResponse_AclDescription *o)
 {
     kafka_struct_init(&kafka_DescribeAclsResponse_AclDescription_desc, o);
 }
-bool kafka_DescribeAclsResponse_AclDescription_equal(const kafka_DescribeAclsResponse_AclDescription *x, const kafka_DescribeAclsResponse_AclDescription *y)
+bool kafka_DescribeAclsResponse_AclDescription_equal(
+    const kafka_DescribeAclsResponse_AclDescription *x,
+    const kafka_DescribeAclsResponse_AclDescription *y)
 {
     return kafka_struct_equal(&kafka_DescribeAclsResponse_AclDescription_desc, x, y);
 }
-void kafka_DescribeAclsResponse_DescribeAclsResource_init(kafka_DescribeAclsResponse_DescribeAclsResource *o)
+void kafka_DescribeAclsResponse_DescribeAclsResource_init(
+    kafka_DescribeAclsResponse_DescribeAclsResource *o)
 {
     kafka_struct_init(&kafka_DescribeAclsResponse_DescribeAclsResource_desc, o);
 }
-bool kafka_DescribeAclsResponse_DescribeAclsResource_equal(const kafka_DescribeAclsResponse_DescribeAclsResource *x, const kafka_DescribeAclsResponse_DescribeAclsResource *y)
+bool kafka_DescribeAclsResponse_DescribeAclsResource_equal(
+    const kafka_DescribeAclsResponse_DescribeAclsResource *x,
+    const kafka_DescribeAclsResponse_DescribeAclsResource *y)
 {
     return kafka_struct_equal(&kafka_DescribeAclsResponse_DescribeAclsResource_desc, x, y);
 }
@@ -2111,11 +3682,13 @@ void kafka_DescribeAclsResponse_init(kafka_DescribeAclsResponse *o)
 {
     kafka_struct_init(&kafka_DescribeAclsResponse_desc, o);
 }
-bool kafka_DescribeAclsResponse_equal(const kafka_DescribeAclsResponse *x, const kafka_DescribeAclsResponse *y)
+bool kafka_DescribeAclsResponse_equal(
+    const kafka_DescribeAclsResponse *x, const kafka_DescribeAclsResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeAclsResponse_desc, x, y);
 }
-int kafka_DescribeAclsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeAclsResponse *o, kafka_arena *a)
+int kafka_DescribeAclsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeAclsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeAclsResponse_desc, rd, v, o, a);
 }
@@ -2134,26 +3707,52 @@ void kafka_DescribeAclsResponse_fill_test(kafka_DescribeAclsResponse *o, int16_t
 
 /* ---- CreateAclsResponse (response, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_CreateAclsResponse_AclCreationResult_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_CreateAclsResponse_AclCreationResult, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateAclsResponse_AclCreationResult, ErrorMessage), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsResponse_AclCreationResult, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsResponse_AclCreationResult, ErrorMessage),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_CreateAclsResponse_AclCreationResult_desc = {
-    "kafka_CreateAclsResponse_AclCreationResult", sizeof(kafka_CreateAclsResponse_AclCreationResult), 2, 0, kafka_CreateAclsResponse_AclCreationResult_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreateAclsResponse_AclCreationResult",
+    sizeof(kafka_CreateAclsResponse_AclCreationResult),
+    2,
+    0,
+    kafka_CreateAclsResponse_AclCreationResult_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_CreateAclsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_CreateAclsResponse, ThrottleTimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreateAclsResponse, Results), offsetof(kafka_CreateAclsResponse, Results_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_CreateAclsResponse_AclCreationResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_CreateAclsResponse, ThrottleTimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreateAclsResponse, Results),
+     offsetof(kafka_CreateAclsResponse, Results_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_CreateAclsResponse_AclCreationResult_desc},
 };
 const struct kafka_struct_desc kafka_CreateAclsResponse_desc = {
-    "kafka_CreateAclsResponse", sizeof(kafka_CreateAclsResponse), 2, 0, kafka_CreateAclsResponse_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreateAclsResponse",
+    sizeof(kafka_CreateAclsResponse),
+    2,
+    0,
+    kafka_CreateAclsResponse_fields,
+    NULL,
+    0xcu, 0, 3};
 void kafka_CreateAclsResponse_AclCreationResult_init(kafka_CreateAclsResponse_AclCreationResult *o)
 {
     kafka_struct_init(&kafka_CreateAclsResponse_AclCreationResult_desc, o);
 }
-bool kafka_CreateAclsResponse_AclCreationResult_equal(const kafka_CreateAclsResponse_AclCreationResult *x, const kafka_CreateAclsResponse_AclCreationResult *y)
+bool kafka_CreateAclsResponse_AclCreationResult_equal(
+    const kafka_CreateAclsResponse_AclCreationResult *x,
+    const kafka_CreateAclsResponse_AclCreationResult *y)
 {
     return kafka_struct_equal(&kafka_CreateAclsResponse_AclCreationResult_desc, x, y);
 }
@@ -2161,11 +3760,13 @@ void kafka_CreateAclsResponse_init(kafka_CreateAclsResponse *o)
 {
     kafka_struct_init(&kafka_CreateAclsResponse_desc, o);
 }
-bool kafka_CreateAclsResponse_equal(const kafka_CreateAclsResponse *x, const kafka_CreateAclsResponse *y)
+bool kafka_CreateAclsResponse_equal(
+    const kafka_CreateAclsResponse *x, const kafka_CreateAclsResponse *y)
 {
     return kafka_struct_equal(&kafka_CreateAclsResponse_desc, x, y);
 }
-int kafka_CreateAclsResponse_decode(al_rd *rd, int16_t v, kafka_CreateAclsResponse *o, kafka_arena *a)
+int kafka_CreateAclsResponse_decode(
+    al_rd *rd, int16_t v, kafka_CreateAclsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_CreateAclsResponse_desc, rd, v, o, a);
 }
@@ -2184,58 +3785,124 @@ void kafka_CreateAclsResponse_fill_test(kafka_CreateAclsResponse *o, int16_t v, 
 
 /* ---- DeleteAclsResponse (response, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, ErrorMessage), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, ResourceType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, ResourceName), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PatternType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, PatternType), 0,
-     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0, NULL},
-    {"Principal", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, Principal), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, Host), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Operation", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, Operation), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, PermissionType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, ErrorMessage),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, ResourceType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, ResourceName),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PatternType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, PatternType),
+     0,
+     0xeu, 0x0u, 0x0u, 0xcu, 3, 0.0, NULL, 0,
+     NULL},
+    {"Principal", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, Principal),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, Host),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Operation", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, Operation),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PermissionType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl, PermissionType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_desc = {
-    "kafka_DeleteAclsResponse_DeleteAclsMatchingAcl", sizeof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl), 9, 0, kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_fields, NULL, 0xcu, 0, 3};
+    "kafka_DeleteAclsResponse_DeleteAclsMatchingAcl",
+    sizeof(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl),
+    9,
+    0,
+    kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_DeleteAclsResponse_DeleteAclsFilterResult_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsFilterResult, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsFilterResult, ErrorMessage), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"MatchingAcls", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteAclsResponse_DeleteAclsFilterResult, MatchingAcls), offsetof(kafka_DeleteAclsResponse_DeleteAclsFilterResult, MatchingAcls_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsFilterResult, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsFilterResult, ErrorMessage),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"MatchingAcls", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsFilterResult, MatchingAcls),
+     offsetof(kafka_DeleteAclsResponse_DeleteAclsFilterResult, MatchingAcls_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_desc},
 };
 static const struct kafka_struct_desc kafka_DeleteAclsResponse_DeleteAclsFilterResult_desc = {
-    "kafka_DeleteAclsResponse_DeleteAclsFilterResult", sizeof(kafka_DeleteAclsResponse_DeleteAclsFilterResult), 3, 0, kafka_DeleteAclsResponse_DeleteAclsFilterResult_fields, NULL, 0xcu, 0, 3};
+    "kafka_DeleteAclsResponse_DeleteAclsFilterResult",
+    sizeof(kafka_DeleteAclsResponse_DeleteAclsFilterResult),
+    3,
+    0,
+    kafka_DeleteAclsResponse_DeleteAclsFilterResult_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_DeleteAclsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DeleteAclsResponse, ThrottleTimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"FilterResults", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteAclsResponse, FilterResults), offsetof(kafka_DeleteAclsResponse, FilterResults_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_DeleteAclsResponse_DeleteAclsFilterResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse, ThrottleTimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"FilterResults", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteAclsResponse, FilterResults),
+     offsetof(kafka_DeleteAclsResponse, FilterResults_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_DeleteAclsResponse_DeleteAclsFilterResult_desc},
 };
 const struct kafka_struct_desc kafka_DeleteAclsResponse_desc = {
-    "kafka_DeleteAclsResponse", sizeof(kafka_DeleteAclsResponse), 2, 0, kafka_DeleteAclsResponse_fields, NULL, 0xcu, 0, 3};
-void kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_init(kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *o)
+    "kafka_DeleteAclsResponse",
+    sizeof(kafka_DeleteAclsResponse),
+    2,
+    0,
+    kafka_DeleteAclsResponse_fields,
+    NULL,
+    0xcu, 0, 3};
+void kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_init(
+    kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *o)
 {
     kafka_struct_init(&kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_desc, o);
 }
-bool kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_equal(const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *x, const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *y)
+bool kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_equal(
+    const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *x,
+    const kafka_DeleteAclsResponse_DeleteAclsMatchingAcl *y)
 {
     return kafka_struct_equal(&kafka_DeleteAclsResponse_DeleteAclsMatchingAcl_desc, x, y);
 }
-void kafka_DeleteAclsResponse_DeleteAclsFilterResult_init(kafka_DeleteAclsResponse_DeleteAclsFilterResult *o)
+void kafka_DeleteAclsResponse_DeleteAclsFilterResult_init(
+    kafka_DeleteAclsResponse_DeleteAclsFilterResult *o)
 {
     kafka_struct_init(&kafka_DeleteAclsResponse_DeleteAclsFilterResult_desc, o);
 }
-bool kafka_DeleteAclsResponse_DeleteAclsFilterResult_equal(const kafka_DeleteAclsResponse_DeleteAclsFilterResult *x, const kafka_DeleteAclsResponse_DeleteAclsFilterResult *y)
+bool kafka_DeleteAclsResponse_DeleteAclsFilterResult_equal(
+    const kafka_DeleteAclsResponse_DeleteAclsFilterResult *x,
+    const kafka_DeleteAclsResponse_DeleteAclsFilterResult *y)
 {
     return kafka_struct_equal(&kafka_DeleteAclsResponse_DeleteAclsFilterResult_desc, x, y);
 }
@@ -2243,11 +3910,13 @@ void kafka_DeleteAclsResponse_init(kafka_DeleteAclsResponse *o)
 {
     kafka_struct_init(&kafka_DeleteAclsResponse_desc, o);
 }
-bool kafka_DeleteAclsResponse_equal(const kafka_DeleteAclsResponse *x, const kafka_DeleteAclsResponse *y)
+bool kafka_DeleteAclsResponse_equal(
+    const kafka_DeleteAclsResponse *x, const kafka_DeleteAclsResponse *y)
 {
     return kafka_struct_equal(&kafka_DeleteAclsResponse_desc, x, y);
 }
-int kafka_DeleteAclsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteAclsResponse *o, kafka_arena *a)
+int kafka_DeleteAclsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DeleteAclsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DeleteAclsResponse_desc, rd, v, o, a);
 }
@@ -2266,80 +3935,170 @@ void kafka_DeleteAclsResponse_fill_test(kafka_DeleteAclsResponse *o, int16_t v, 
 
 /* ---- DescribeConfigsResponse (response, versions 0-4, flexible 4+) ---- */
 static const struct kafka_field_desc kafka_DescribeConfigsResponse_DescribeConfigsSynonym_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsSynonym, Name), 0,
-     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"Value", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsSynonym, Value), 0,
-     0x1eu, 0x1fu, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"Source", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsSynonym, Source), 0,
-     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsSynonym, Name),
+     0,
+     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"Value", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsSynonym, Value),
+     0,
+     0x1eu, 0x1fu, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"Source", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsSynonym, Source),
+     0,
+     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeConfigsResponse_DescribeConfigsSynonym_desc = {
-    "kafka_DescribeConfigsResponse_DescribeConfigsSynonym", sizeof(kafka_DescribeConfigsResponse_DescribeConfigsSynonym), 3, 0, kafka_DescribeConfigsResponse_DescribeConfigsSynonym_fields, NULL, 0x10u, 0, 4};
+    "kafka_DescribeConfigsResponse_DescribeConfigsSynonym",
+    sizeof(kafka_DescribeConfigsResponse_DescribeConfigsSynonym),
+    3,
+    0,
+    kafka_DescribeConfigsResponse_DescribeConfigsSynonym_fields,
+    NULL,
+    0x10u, 0, 4};
 static const struct kafka_field_desc kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Name), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"Value", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Value), 0,
-     0x1fu, 0x1fu, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"ReadOnly", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, ReadOnly), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"IsDefault", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, IsDefault), 0,
-     0x1u, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"ConfigSource", KAFKA_T_INT8, false, false, true, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, ConfigSource), 0,
-     0x1eu, 0x0u, 0x0u, 0x10u, -1, 0.0, NULL, 0, NULL},
-    {"IsSensitive", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, IsSensitive), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"Synonyms", KAFKA_T_STRUCT, true, false, true, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Synonyms), offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Synonyms_count),
-     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, &kafka_DescribeConfigsResponse_DescribeConfigsSynonym_desc},
-    {"ConfigType", KAFKA_T_INT8, false, false, true, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, ConfigType), 0,
-     0x18u, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"Documentation", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Documentation), 0,
-     0x18u, 0x1fu, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Name),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"Value", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Value),
+     0,
+     0x1fu, 0x1fu, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"ReadOnly", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, ReadOnly),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsDefault", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, IsDefault),
+     0,
+     0x1u, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ConfigSource", KAFKA_T_INT8, false, false, true, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, ConfigSource),
+     0,
+     0x1eu, 0x0u, 0x0u, 0x10u, -1, 0.0, NULL, 0,
+     NULL},
+    {"IsSensitive", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, IsSensitive),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Synonyms", KAFKA_T_STRUCT, true, false, true, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Synonyms),
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Synonyms_count),
+     0x1eu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     &kafka_DescribeConfigsResponse_DescribeConfigsSynonym_desc},
+    {"ConfigType", KAFKA_T_INT8, false, false, true, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, ConfigType),
+     0,
+     0x18u, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Documentation", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult, Documentation),
+     0,
+     0x18u, 0x1fu, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_desc = {
-    "kafka_DescribeConfigsResponse_DescribeConfigsResourceResult", sizeof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult), 9, 0, kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_fields, NULL, 0x10u, 0, 4};
+    "kafka_DescribeConfigsResponse_DescribeConfigsResourceResult",
+    sizeof(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult),
+    9,
+    0,
+    kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_fields,
+    NULL,
+    0x10u, 0, 4};
 static const struct kafka_field_desc kafka_DescribeConfigsResponse_DescribeConfigsResult_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, ErrorMessage), 0,
-     0x1fu, 0x1fu, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, ResourceType), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, ResourceName), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0, NULL},
-    {"Configs", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, Configs), offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, Configs_count),
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, &kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, ErrorMessage),
+     0,
+     0x1fu, 0x1fu, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, ResourceType),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, ResourceName),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, "", 0,
+     NULL},
+    {"Configs", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, Configs),
+     offsetof(kafka_DescribeConfigsResponse_DescribeConfigsResult, Configs_count),
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     &kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeConfigsResponse_DescribeConfigsResult_desc = {
-    "kafka_DescribeConfigsResponse_DescribeConfigsResult", sizeof(kafka_DescribeConfigsResponse_DescribeConfigsResult), 5, 0, kafka_DescribeConfigsResponse_DescribeConfigsResult_fields, NULL, 0x10u, 0, 4};
+    "kafka_DescribeConfigsResponse_DescribeConfigsResult",
+    sizeof(kafka_DescribeConfigsResponse_DescribeConfigsResult),
+    5,
+    0,
+    kafka_DescribeConfigsResponse_DescribeConfigsResult_fields,
+    NULL,
+    0x10u, 0, 4};
 static const struct kafka_field_desc kafka_DescribeConfigsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse, ThrottleTimeMs), 0,
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeConfigsResponse, Results), offsetof(kafka_DescribeConfigsResponse, Results_count),
-     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0, &kafka_DescribeConfigsResponse_DescribeConfigsResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse, ThrottleTimeMs),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeConfigsResponse, Results),
+     offsetof(kafka_DescribeConfigsResponse, Results_count),
+     0x1fu, 0x0u, 0x0u, 0x10u, 0, 0.0, NULL, 0,
+     &kafka_DescribeConfigsResponse_DescribeConfigsResult_desc},
 };
 const struct kafka_struct_desc kafka_DescribeConfigsResponse_desc = {
-    "kafka_DescribeConfigsResponse", sizeof(kafka_DescribeConfigsResponse), 2, 0, kafka_DescribeConfigsResponse_fields, NULL, 0x10u, 0, 4};
-void kafka_DescribeConfigsResponse_DescribeConfigsSynonym_init(kafka_DescribeConfigsResponse_DescribeConfigsSynonym *o)
+    "kafka_DescribeConfigsResponse",
+    sizeof(kafka_DescribeConfigsResponse),
+    2,
+    0,
+    kafka_DescribeConfigsResponse_fields,
+    NULL,
+    0x10u, 0, 4};
+void kafka_DescribeConfigsResponse_DescribeConfigsSynonym_init(
+    kafka_DescribeConfigsResponse_DescribeConfigsSynonym *o)
 {
     kafka_struct_init(&kafka_DescribeConfigsResponse_DescribeConfigsSynonym_desc, o);
 }
-bool kafka_DescribeConfigsResponse_DescribeConfigsSynonym_equal(const kafka_DescribeConfigsResponse_DescribeConfigsSynonym *x, const kafka_DescribeConfigsResponse_DescribeConfigsSynonym *y)
+bool kafka_DescribeConfigsResponse_DescribeConfigsSynonym_equal(
+    const kafka_DescribeConfigsResponse_DescribeConfigsSynonym *x,
+    const kafka_DescribeConfigsResponse_DescribeConfigsSynonym *y)
 {
     return kafka_struct_equal(&kafka_DescribeConfigsResponse_DescribeConfigsSynonym_desc, x, y);
 }
-void kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_init(kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *o)
+void kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_init(
+    kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *o)
 {
     kafka_struct_init(&kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_desc, o);
 }
-bool kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_equal(const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *x, const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *y)
+bool kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_equal(
+    const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *x,
+    const kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *y)
 {
     return kafka_struct_equal(&kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_desc, x, y);
 }
-void kafka_DescribeConfigsResponse_DescribeConfigsResult_init(kafka_DescribeConfigsResponse_DescribeConfigsResult *o)
+void kafka_DescribeConfigsResponse_DescribeConfigsResult_init(
+    kafka_DescribeConfigsResponse_DescribeConfigsResult *o)
 {
     kafka_struct_init(&kafka_DescribeConfigsResponse_DescribeConfigsResult_desc, o);
 }
-bool kafka_DescribeConfigsResponse_DescribeConfigsResult_equal(const kafka_DescribeConfigsResponse_DescribeConfigsResult *x, const kafka_DescribeConfigsResponse_DescribeConfigsResult *y)
+bool kafka_DescribeConfigsResponse_DescribeConfigsResult_equal(
+    const kafka_DescribeConfigsResponse_DescribeConfigsResult *x,
+    const kafka_DescribeConfigsResponse_DescribeConfigsResult *y)
 {
     return kafka_struct_equal(&kafka_DescribeConfigsResponse_DescribeConfigsResult_desc, x, y);
 }
@@ -2347,15 +4106,18 @@ void kafka_DescribeConfigsResponse_init(kafka_DescribeConfigsResponse *o)
 {
     kafka_struct_init(&kafka_DescribeConfigsResponse_desc, o);
 }
-bool kafka_DescribeConfigsResponse_equal(const kafka_DescribeConfigsResponse *x, const kafka_DescribeConfigsResponse *y)
+bool kafka_DescribeConfigsResponse_equal(
+    const kafka_DescribeConfigsResponse *x, const kafka_DescribeConfigsResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeConfigsResponse_desc, x, y);
 }
-int kafka_DescribeConfigsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeConfigsResponse *o, kafka_arena *a)
+int kafka_DescribeConfigsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeConfigsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeConfigsResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeConfigsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeConfigsResponse *o)
+int kafka_DescribeConfigsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeConfigsResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeConfigsResponse_desc, wr, v, o);
 }
@@ -2363,37 +4125,71 @@ size_t kafka_DescribeConfigsResponse_size(int16_t v, const kafka_DescribeConfigs
 {
     return kafka_struct_size(&kafka_DescribeConfigsResponse_desc, v, o);
 }
-void kafka_DescribeConfigsResponse_fill_test(kafka_DescribeConfigsResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeConfigsResponse_fill_test(
+    kafka_DescribeConfigsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeConfigsResponse_desc, o, v, f);
 }
 
 /* ---- AlterConfigsResponse (response, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_AlterConfigsResponse_AlterConfigsResourceResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse, ErrorCode), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse, ErrorMessage), 0,
-     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse, ResourceType), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse, ResourceName), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse, ErrorCode),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse, ErrorMessage),
+     0,
+     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse, ResourceType),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse, ResourceName),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterConfigsResponse_AlterConfigsResourceResponse_desc = {
-    "kafka_AlterConfigsResponse_AlterConfigsResourceResponse", sizeof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse), 4, 0, kafka_AlterConfigsResponse_AlterConfigsResourceResponse_fields, NULL, 0x4u, 0, 2};
+    "kafka_AlterConfigsResponse_AlterConfigsResourceResponse",
+    sizeof(kafka_AlterConfigsResponse_AlterConfigsResourceResponse),
+    4,
+    0,
+    kafka_AlterConfigsResponse_AlterConfigsResourceResponse_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_AlterConfigsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterConfigsResponse, ThrottleTimeMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterConfigsResponse, Responses), offsetof(kafka_AlterConfigsResponse, Responses_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_AlterConfigsResponse_AlterConfigsResourceResponse_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterConfigsResponse, ThrottleTimeMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterConfigsResponse, Responses),
+     offsetof(kafka_AlterConfigsResponse, Responses_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_AlterConfigsResponse_AlterConfigsResourceResponse_desc},
 };
 const struct kafka_struct_desc kafka_AlterConfigsResponse_desc = {
-    "kafka_AlterConfigsResponse", sizeof(kafka_AlterConfigsResponse), 2, 0, kafka_AlterConfigsResponse_fields, NULL, 0x4u, 0, 2};
-void kafka_AlterConfigsResponse_AlterConfigsResourceResponse_init(kafka_AlterConfigsResponse_AlterConfigsResourceResponse *o)
+    "kafka_AlterConfigsResponse",
+    sizeof(kafka_AlterConfigsResponse),
+    2,
+    0,
+    kafka_AlterConfigsResponse_fields,
+    NULL,
+    0x4u, 0, 2};
+void kafka_AlterConfigsResponse_AlterConfigsResourceResponse_init(
+    kafka_AlterConfigsResponse_AlterConfigsResourceResponse *o)
 {
     kafka_struct_init(&kafka_AlterConfigsResponse_AlterConfigsResourceResponse_desc, o);
 }
-bool kafka_AlterConfigsResponse_AlterConfigsResourceResponse_equal(const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *x, const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *y)
+bool kafka_AlterConfigsResponse_AlterConfigsResourceResponse_equal(
+    const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *x,
+    const kafka_AlterConfigsResponse_AlterConfigsResourceResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterConfigsResponse_AlterConfigsResourceResponse_desc, x, y);
 }
@@ -2401,11 +4197,13 @@ void kafka_AlterConfigsResponse_init(kafka_AlterConfigsResponse *o)
 {
     kafka_struct_init(&kafka_AlterConfigsResponse_desc, o);
 }
-bool kafka_AlterConfigsResponse_equal(const kafka_AlterConfigsResponse *x, const kafka_AlterConfigsResponse *y)
+bool kafka_AlterConfigsResponse_equal(
+    const kafka_AlterConfigsResponse *x, const kafka_AlterConfigsResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterConfigsResponse_desc, x, y);
 }
-int kafka_AlterConfigsResponse_decode(al_rd *rd, int16_t v, kafka_AlterConfigsResponse *o, kafka_arena *a)
+int kafka_AlterConfigsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterConfigsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterConfigsResponse_desc, rd, v, o, a);
 }
@@ -2424,42 +4222,84 @@ void kafka_AlterConfigsResponse_fill_test(kafka_AlterConfigsResponse *o, int16_t
 
 /* ---- AlterReplicaLogDirsResponse (response, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult, PartitionIndex), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult, ErrorCode), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult, PartitionIndex),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult, ErrorCode),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_desc = {
-    "kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult", sizeof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult), 2, 0, kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_fields, NULL, 0x4u, 0, 2};
+    "kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult",
+    sizeof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult),
+    2,
+    0,
+    kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, TopicName), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, Partitions), offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, Partitions_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, TopicName),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, Partitions),
+     offsetof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, Partitions_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_desc},
 };
 static const struct kafka_struct_desc kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_desc = {
-    "kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult", sizeof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult), 2, 0, kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_fields, NULL, 0x4u, 0, 2};
+    "kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult",
+    sizeof(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult),
+    2,
+    0,
+    kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_AlterReplicaLogDirsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsResponse, ThrottleTimeMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterReplicaLogDirsResponse, Results), offsetof(kafka_AlterReplicaLogDirsResponse, Results_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsResponse, ThrottleTimeMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterReplicaLogDirsResponse, Results),
+     offsetof(kafka_AlterReplicaLogDirsResponse, Results_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_desc},
 };
 const struct kafka_struct_desc kafka_AlterReplicaLogDirsResponse_desc = {
-    "kafka_AlterReplicaLogDirsResponse", sizeof(kafka_AlterReplicaLogDirsResponse), 2, 0, kafka_AlterReplicaLogDirsResponse_fields, NULL, 0x4u, 0, 2};
-void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_init(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *o)
+    "kafka_AlterReplicaLogDirsResponse",
+    sizeof(kafka_AlterReplicaLogDirsResponse),
+    2,
+    0,
+    kafka_AlterReplicaLogDirsResponse_fields,
+    NULL,
+    0x4u, 0, 2};
+void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_init(
+    kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *o)
 {
     kafka_struct_init(&kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_desc, o);
 }
-bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_equal(const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *x, const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *y)
+bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_equal(
+    const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *x,
+    const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult *y)
 {
     return kafka_struct_equal(&kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_desc, x, y);
 }
-void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_init(kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *o)
+void kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_init(
+    kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *o)
 {
     kafka_struct_init(&kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_desc, o);
 }
-bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_equal(const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *x, const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *y)
+bool kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_equal(
+    const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *x,
+    const kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult *y)
 {
     return kafka_struct_equal(&kafka_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_desc, x, y);
 }
@@ -2467,15 +4307,18 @@ void kafka_AlterReplicaLogDirsResponse_init(kafka_AlterReplicaLogDirsResponse *o
 {
     kafka_struct_init(&kafka_AlterReplicaLogDirsResponse_desc, o);
 }
-bool kafka_AlterReplicaLogDirsResponse_equal(const kafka_AlterReplicaLogDirsResponse *x, const kafka_AlterReplicaLogDirsResponse *y)
+bool kafka_AlterReplicaLogDirsResponse_equal(
+    const kafka_AlterReplicaLogDirsResponse *x, const kafka_AlterReplicaLogDirsResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterReplicaLogDirsResponse_desc, x, y);
 }
-int kafka_AlterReplicaLogDirsResponse_decode(al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsResponse *o, kafka_arena *a)
+int kafka_AlterReplicaLogDirsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterReplicaLogDirsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterReplicaLogDirsResponse_desc, rd, v, o, a);
 }
-int kafka_AlterReplicaLogDirsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsResponse *o)
+int kafka_AlterReplicaLogDirsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterReplicaLogDirsResponse *o)
 {
     return kafka_struct_encode(&kafka_AlterReplicaLogDirsResponse_desc, wr, v, o);
 }
@@ -2483,77 +4326,153 @@ size_t kafka_AlterReplicaLogDirsResponse_size(int16_t v, const kafka_AlterReplic
 {
     return kafka_struct_size(&kafka_AlterReplicaLogDirsResponse_desc, v, o);
 }
-void kafka_AlterReplicaLogDirsResponse_fill_test(kafka_AlterReplicaLogDirsResponse *o, int16_t v, kafka_filler *f)
+void kafka_AlterReplicaLogDirsResponse_fill_test(
+    kafka_AlterReplicaLogDirsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterReplicaLogDirsResponse_desc, o, v, f);
 }
 
 /* ---- DescribeLogDirsResponse (response, versions 0-4, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition, PartitionIndex), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"PartitionSize", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition, PartitionSize), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"OffsetLag", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition, OffsetLag), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"IsFutureKey", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition, IsFutureKey), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition, PartitionIndex),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionSize", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition, PartitionSize),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"OffsetLag", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition, OffsetLag),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsFutureKey", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition, IsFutureKey),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_desc = {
-    "kafka_DescribeLogDirsResponse_DescribeLogDirsPartition", sizeof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition), 4, 0, kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_fields, NULL, 0x1cu, 0, 4};
+    "kafka_DescribeLogDirsResponse_DescribeLogDirsPartition",
+    sizeof(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition),
+    4,
+    0,
+    kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic, Name), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic, Partitions), offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic, Partitions_count),
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic, Name),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic, Partitions),
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic, Partitions_count),
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_desc = {
-    "kafka_DescribeLogDirsResponse_DescribeLogDirsTopic", sizeof(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic), 2, 0, kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_fields, NULL, 0x1cu, 0, 4};
+    "kafka_DescribeLogDirsResponse_DescribeLogDirsTopic",
+    sizeof(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic),
+    2,
+    0,
+    kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_DescribeLogDirsResponse_DescribeLogDirsResult_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, ErrorCode), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"LogDir", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, LogDir), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, Topics), offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, Topics_count),
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_desc},
-    {"TotalBytes", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, TotalBytes), 0,
-     0x10u, 0x0u, 0x0u, 0x1cu, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"UsableBytes", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, UsableBytes), 0,
-     0x10u, 0x0u, 0x0u, 0x1cu, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, ErrorCode),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"LogDir", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, LogDir),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, "", 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, Topics),
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, Topics_count),
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_desc},
+    {"TotalBytes", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, TotalBytes),
+     0,
+     0x10u, 0x0u, 0x0u, 0x1cu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"UsableBytes", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult, UsableBytes),
+     0,
+     0x10u, 0x0u, 0x0u, 0x1cu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeLogDirsResponse_DescribeLogDirsResult_desc = {
-    "kafka_DescribeLogDirsResponse_DescribeLogDirsResult", sizeof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult), 5, 0, kafka_DescribeLogDirsResponse_DescribeLogDirsResult_fields, NULL, 0x1cu, 0, 4};
+    "kafka_DescribeLogDirsResponse_DescribeLogDirsResult",
+    sizeof(kafka_DescribeLogDirsResponse_DescribeLogDirsResult),
+    5,
+    0,
+    kafka_DescribeLogDirsResponse_DescribeLogDirsResult_fields,
+    NULL,
+    0x1cu, 0, 4};
 static const struct kafka_field_desc kafka_DescribeLogDirsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse, ThrottleTimeMs), 0,
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, true, false, -1, offsetof(kafka_DescribeLogDirsResponse, ErrorCode), 0,
-     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeLogDirsResponse, Results), offsetof(kafka_DescribeLogDirsResponse, Results_count),
-     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0, &kafka_DescribeLogDirsResponse_DescribeLogDirsResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse, ThrottleTimeMs),
+     0,
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, true, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse, ErrorCode),
+     0,
+     0x18u, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeLogDirsResponse, Results),
+     offsetof(kafka_DescribeLogDirsResponse, Results_count),
+     0x1fu, 0x0u, 0x0u, 0x1cu, 0, 0.0, NULL, 0,
+     &kafka_DescribeLogDirsResponse_DescribeLogDirsResult_desc},
 };
 const struct kafka_struct_desc kafka_DescribeLogDirsResponse_desc = {
-    "kafka_DescribeLogDirsResponse", sizeof(kafka_DescribeLogDirsResponse), 3, 0, kafka_DescribeLogDirsResponse_fields, NULL, 0x1cu, 0, 4};
-void kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_init(kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *o)
+    "kafka_DescribeLogDirsResponse",
+    sizeof(kafka_DescribeLogDirsResponse),
+    3,
+    0,
+    kafka_DescribeLogDirsResponse_fields,
+    NULL,
+    0x1cu, 0, 4};
+void kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_init(
+    kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *o)
 {
     kafka_struct_init(&kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_desc, o);
 }
-bool kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_equal(const kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *x, const kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *y)
+bool kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_equal(
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *x,
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsPartition *y)
 {
     return kafka_struct_equal(&kafka_DescribeLogDirsResponse_DescribeLogDirsPartition_desc, x, y);
 }
-void kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_init(kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *o)
+void kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_init(
+    kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *o)
 {
     kafka_struct_init(&kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_desc, o);
 }
-bool kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_equal(const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *x, const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *y)
+bool kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_equal(
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *x,
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsTopic *y)
 {
     return kafka_struct_equal(&kafka_DescribeLogDirsResponse_DescribeLogDirsTopic_desc, x, y);
 }
-void kafka_DescribeLogDirsResponse_DescribeLogDirsResult_init(kafka_DescribeLogDirsResponse_DescribeLogDirsResult *o)
+void kafka_DescribeLogDirsResponse_DescribeLogDirsResult_init(
+    kafka_DescribeLogDirsResponse_DescribeLogDirsResult *o)
 {
     kafka_struct_init(&kafka_DescribeLogDirsResponse_DescribeLogDirsResult_desc, o);
 }
-bool kafka_DescribeLogDirsResponse_DescribeLogDirsResult_equal(const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *x, const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *y)
+bool kafka_DescribeLogDirsResponse_DescribeLogDirsResult_equal(
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *x,
+    const kafka_DescribeLogDirsResponse_DescribeLogDirsResult *y)
 {
     return kafka_struct_equal(&kafka_DescribeLogDirsResponse_DescribeLogDirsResult_desc, x, y);
 }
@@ -2561,15 +4480,18 @@ void kafka_DescribeLogDirsResponse_init(kafka_DescribeLogDirsResponse *o)
 {
     kafka_struct_init(&kafka_DescribeLogDirsResponse_desc, o);
 }
-bool kafka_DescribeLogDirsResponse_equal(const kafka_DescribeLogDirsResponse *x, const kafka_DescribeLogDirsResponse *y)
+bool kafka_DescribeLogDirsResponse_equal(
+    const kafka_DescribeLogDirsResponse *x, const kafka_DescribeLogDirsResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeLogDirsResponse_desc, x, y);
 }
-int kafka_DescribeLogDirsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeLogDirsResponse *o, kafka_arena *a)
+int kafka_DescribeLogDirsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeLogDirsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeLogDirsResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeLogDirsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeLogDirsResponse *o)
+int kafka_DescribeLogDirsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeLogDirsResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeLogDirsResponse_desc, wr, v, o);
 }
@@ -2577,37 +4499,59 @@ size_t kafka_DescribeLogDirsResponse_size(int16_t v, const kafka_DescribeLogDirs
 {
     return kafka_struct_size(&kafka_DescribeLogDirsResponse_desc, v, o);
 }
-void kafka_DescribeLogDirsResponse_fill_test(kafka_DescribeLogDirsResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeLogDirsResponse_fill_test(
+    kafka_DescribeLogDirsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeLogDirsResponse_desc, o, v, f);
 }
 
 /* ---- SaslAuthenticateResponse (response, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_SaslAuthenticateResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_SaslAuthenticateResponse, ErrorCode), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_SaslAuthenticateResponse, ErrorMessage), 0,
-     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"AuthBytes", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_SaslAuthenticateResponse, AuthBytes), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"SessionLifetimeMs", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_SaslAuthenticateResponse, SessionLifetimeMs), 0,
-     0x6u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_SaslAuthenticateResponse, ErrorCode),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_SaslAuthenticateResponse, ErrorMessage),
+     0,
+     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"AuthBytes", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_SaslAuthenticateResponse, AuthBytes),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SessionLifetimeMs", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_SaslAuthenticateResponse, SessionLifetimeMs),
+     0,
+     0x6u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_SaslAuthenticateResponse_desc = {
-    "kafka_SaslAuthenticateResponse", sizeof(kafka_SaslAuthenticateResponse), 4, 0, kafka_SaslAuthenticateResponse_fields, NULL, 0x4u, 0, 2};
+    "kafka_SaslAuthenticateResponse",
+    sizeof(kafka_SaslAuthenticateResponse),
+    4,
+    0,
+    kafka_SaslAuthenticateResponse_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_SaslAuthenticateResponse_init(kafka_SaslAuthenticateResponse *o)
 {
     kafka_struct_init(&kafka_SaslAuthenticateResponse_desc, o);
 }
-bool kafka_SaslAuthenticateResponse_equal(const kafka_SaslAuthenticateResponse *x, const kafka_SaslAuthenticateResponse *y)
+bool kafka_SaslAuthenticateResponse_equal(
+    const kafka_SaslAuthenticateResponse *x, const kafka_SaslAuthenticateResponse *y)
 {
     return kafka_struct_equal(&kafka_SaslAuthenticateResponse_desc, x, y);
 }
-int kafka_SaslAuthenticateResponse_decode(al_rd *rd, int16_t v, kafka_SaslAuthenticateResponse *o, kafka_arena *a)
+int kafka_SaslAuthenticateResponse_decode(
+    al_rd *rd, int16_t v, kafka_SaslAuthenticateResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_SaslAuthenticateResponse_desc, rd, v, o, a);
 }
-int kafka_SaslAuthenticateResponse_encode(al_wr *wr, int16_t v, const kafka_SaslAuthenticateResponse *o)
+int kafka_SaslAuthenticateResponse_encode(
+    al_wr *wr, int16_t v, const kafka_SaslAuthenticateResponse *o)
 {
     return kafka_struct_encode(&kafka_SaslAuthenticateResponse_desc, wr, v, o);
 }
@@ -2615,35 +4559,66 @@ size_t kafka_SaslAuthenticateResponse_size(int16_t v, const kafka_SaslAuthentica
 {
     return kafka_struct_size(&kafka_SaslAuthenticateResponse_desc, v, o);
 }
-void kafka_SaslAuthenticateResponse_fill_test(kafka_SaslAuthenticateResponse *o, int16_t v, kafka_filler *f)
+void kafka_SaslAuthenticateResponse_fill_test(
+    kafka_SaslAuthenticateResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_SaslAuthenticateResponse_desc, o, v, f);
 }
 
 /* ---- CreatePartitionsResponse (response, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult, Name), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult, ErrorMessage), 0,
-     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult, Name),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult, ErrorMessage),
+     0,
+     0xfu, 0xfu, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_desc = {
-    "kafka_CreatePartitionsResponse_CreatePartitionsTopicResult", sizeof(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult), 3, 0, kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreatePartitionsResponse_CreatePartitionsTopicResult",
+    sizeof(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult),
+    3,
+    0,
+    kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_CreatePartitionsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_CreatePartitionsResponse, ThrottleTimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_CreatePartitionsResponse, Results), offsetof(kafka_CreatePartitionsResponse, Results_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsResponse, ThrottleTimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_CreatePartitionsResponse, Results),
+     offsetof(kafka_CreatePartitionsResponse, Results_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_desc},
 };
 const struct kafka_struct_desc kafka_CreatePartitionsResponse_desc = {
-    "kafka_CreatePartitionsResponse", sizeof(kafka_CreatePartitionsResponse), 2, 0, kafka_CreatePartitionsResponse_fields, NULL, 0xcu, 0, 3};
-void kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_init(kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *o)
+    "kafka_CreatePartitionsResponse",
+    sizeof(kafka_CreatePartitionsResponse),
+    2,
+    0,
+    kafka_CreatePartitionsResponse_fields,
+    NULL,
+    0xcu, 0, 3};
+void kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_init(
+    kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *o)
 {
     kafka_struct_init(&kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_desc, o);
 }
-bool kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_equal(const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *x, const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *y)
+bool kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_equal(
+    const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *x,
+    const kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *y)
 {
     return kafka_struct_equal(&kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_desc, x, y);
 }
@@ -2651,15 +4626,18 @@ void kafka_CreatePartitionsResponse_init(kafka_CreatePartitionsResponse *o)
 {
     kafka_struct_init(&kafka_CreatePartitionsResponse_desc, o);
 }
-bool kafka_CreatePartitionsResponse_equal(const kafka_CreatePartitionsResponse *x, const kafka_CreatePartitionsResponse *y)
+bool kafka_CreatePartitionsResponse_equal(
+    const kafka_CreatePartitionsResponse *x, const kafka_CreatePartitionsResponse *y)
 {
     return kafka_struct_equal(&kafka_CreatePartitionsResponse_desc, x, y);
 }
-int kafka_CreatePartitionsResponse_decode(al_rd *rd, int16_t v, kafka_CreatePartitionsResponse *o, kafka_arena *a)
+int kafka_CreatePartitionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_CreatePartitionsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_CreatePartitionsResponse_desc, rd, v, o, a);
 }
-int kafka_CreatePartitionsResponse_encode(al_wr *wr, int16_t v, const kafka_CreatePartitionsResponse *o)
+int kafka_CreatePartitionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_CreatePartitionsResponse *o)
 {
     return kafka_struct_encode(&kafka_CreatePartitionsResponse_desc, wr, v, o);
 }
@@ -2667,191 +4645,345 @@ size_t kafka_CreatePartitionsResponse_size(int16_t v, const kafka_CreatePartitio
 {
     return kafka_struct_size(&kafka_CreatePartitionsResponse_desc, v, o);
 }
-void kafka_CreatePartitionsResponse_fill_test(kafka_CreatePartitionsResponse *o, int16_t v, kafka_filler *f)
+void kafka_CreatePartitionsResponse_fill_test(
+    kafka_CreatePartitionsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_CreatePartitionsResponse_desc, o, v, f);
 }
 
 /* ---- CreateDelegationTokenResponse (response, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_CreateDelegationTokenResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, PrincipalType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, PrincipalName), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"TokenRequesterPrincipalType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, TokenRequesterPrincipalType), 0,
-     0x8u, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"TokenRequesterPrincipalName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, TokenRequesterPrincipalName), 0,
-     0x8u, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"IssueTimestampMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, IssueTimestampMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ExpiryTimestampMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, ExpiryTimestampMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"MaxTimestampMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, MaxTimestampMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"TokenId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, TokenId), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Hmac", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, Hmac), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_CreateDelegationTokenResponse, ThrottleTimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, PrincipalType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, PrincipalName),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"TokenRequesterPrincipalType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, TokenRequesterPrincipalType),
+     0,
+     0x8u, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"TokenRequesterPrincipalName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, TokenRequesterPrincipalName),
+     0,
+     0x8u, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"IssueTimestampMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, IssueTimestampMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ExpiryTimestampMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, ExpiryTimestampMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxTimestampMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, MaxTimestampMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"TokenId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, TokenId),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Hmac", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, Hmac),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_CreateDelegationTokenResponse, ThrottleTimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_CreateDelegationTokenResponse_desc = {
-    "kafka_CreateDelegationTokenResponse", sizeof(kafka_CreateDelegationTokenResponse), 11, 0, kafka_CreateDelegationTokenResponse_fields, NULL, 0xcu, 0, 3};
+    "kafka_CreateDelegationTokenResponse",
+    sizeof(kafka_CreateDelegationTokenResponse),
+    11,
+    0,
+    kafka_CreateDelegationTokenResponse_fields,
+    NULL,
+    0xcu, 0, 3};
 void kafka_CreateDelegationTokenResponse_init(kafka_CreateDelegationTokenResponse *o)
 {
     kafka_struct_init(&kafka_CreateDelegationTokenResponse_desc, o);
 }
-bool kafka_CreateDelegationTokenResponse_equal(const kafka_CreateDelegationTokenResponse *x, const kafka_CreateDelegationTokenResponse *y)
+bool kafka_CreateDelegationTokenResponse_equal(
+    const kafka_CreateDelegationTokenResponse *x, const kafka_CreateDelegationTokenResponse *y)
 {
     return kafka_struct_equal(&kafka_CreateDelegationTokenResponse_desc, x, y);
 }
-int kafka_CreateDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_CreateDelegationTokenResponse *o, kafka_arena *a)
+int kafka_CreateDelegationTokenResponse_decode(
+    al_rd *rd, int16_t v, kafka_CreateDelegationTokenResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_CreateDelegationTokenResponse_desc, rd, v, o, a);
 }
-int kafka_CreateDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_CreateDelegationTokenResponse *o)
+int kafka_CreateDelegationTokenResponse_encode(
+    al_wr *wr, int16_t v, const kafka_CreateDelegationTokenResponse *o)
 {
     return kafka_struct_encode(&kafka_CreateDelegationTokenResponse_desc, wr, v, o);
 }
-size_t kafka_CreateDelegationTokenResponse_size(int16_t v, const kafka_CreateDelegationTokenResponse *o)
+size_t kafka_CreateDelegationTokenResponse_size(
+    int16_t v, const kafka_CreateDelegationTokenResponse *o)
 {
     return kafka_struct_size(&kafka_CreateDelegationTokenResponse_desc, v, o);
 }
-void kafka_CreateDelegationTokenResponse_fill_test(kafka_CreateDelegationTokenResponse *o, int16_t v, kafka_filler *f)
+void kafka_CreateDelegationTokenResponse_fill_test(
+    kafka_CreateDelegationTokenResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_CreateDelegationTokenResponse_desc, o, v, f);
 }
 
 /* ---- RenewDelegationTokenResponse (response, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_RenewDelegationTokenResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_RenewDelegationTokenResponse, ErrorCode), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ExpiryTimestampMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_RenewDelegationTokenResponse, ExpiryTimestampMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_RenewDelegationTokenResponse, ThrottleTimeMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_RenewDelegationTokenResponse, ErrorCode),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ExpiryTimestampMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_RenewDelegationTokenResponse, ExpiryTimestampMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_RenewDelegationTokenResponse, ThrottleTimeMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_RenewDelegationTokenResponse_desc = {
-    "kafka_RenewDelegationTokenResponse", sizeof(kafka_RenewDelegationTokenResponse), 3, 0, kafka_RenewDelegationTokenResponse_fields, NULL, 0x4u, 0, 2};
+    "kafka_RenewDelegationTokenResponse",
+    sizeof(kafka_RenewDelegationTokenResponse),
+    3,
+    0,
+    kafka_RenewDelegationTokenResponse_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_RenewDelegationTokenResponse_init(kafka_RenewDelegationTokenResponse *o)
 {
     kafka_struct_init(&kafka_RenewDelegationTokenResponse_desc, o);
 }
-bool kafka_RenewDelegationTokenResponse_equal(const kafka_RenewDelegationTokenResponse *x, const kafka_RenewDelegationTokenResponse *y)
+bool kafka_RenewDelegationTokenResponse_equal(
+    const kafka_RenewDelegationTokenResponse *x, const kafka_RenewDelegationTokenResponse *y)
 {
     return kafka_struct_equal(&kafka_RenewDelegationTokenResponse_desc, x, y);
 }
-int kafka_RenewDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_RenewDelegationTokenResponse *o, kafka_arena *a)
+int kafka_RenewDelegationTokenResponse_decode(
+    al_rd *rd, int16_t v, kafka_RenewDelegationTokenResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_RenewDelegationTokenResponse_desc, rd, v, o, a);
 }
-int kafka_RenewDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_RenewDelegationTokenResponse *o)
+int kafka_RenewDelegationTokenResponse_encode(
+    al_wr *wr, int16_t v, const kafka_RenewDelegationTokenResponse *o)
 {
     return kafka_struct_encode(&kafka_RenewDelegationTokenResponse_desc, wr, v, o);
 }
-size_t kafka_RenewDelegationTokenResponse_size(int16_t v, const kafka_RenewDelegationTokenResponse *o)
+size_t kafka_RenewDelegationTokenResponse_size(
+    int16_t v, const kafka_RenewDelegationTokenResponse *o)
 {
     return kafka_struct_size(&kafka_RenewDelegationTokenResponse_desc, v, o);
 }
-void kafka_RenewDelegationTokenResponse_fill_test(kafka_RenewDelegationTokenResponse *o, int16_t v, kafka_filler *f)
+void kafka_RenewDelegationTokenResponse_fill_test(
+    kafka_RenewDelegationTokenResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_RenewDelegationTokenResponse_desc, o, v, f);
 }
 
 /* ---- ExpireDelegationTokenResponse (response, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_ExpireDelegationTokenResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ExpireDelegationTokenResponse, ErrorCode), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ExpiryTimestampMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_ExpireDelegationTokenResponse, ExpiryTimestampMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ExpireDelegationTokenResponse, ThrottleTimeMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ExpireDelegationTokenResponse, ErrorCode),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ExpiryTimestampMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_ExpireDelegationTokenResponse, ExpiryTimestampMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ExpireDelegationTokenResponse, ThrottleTimeMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ExpireDelegationTokenResponse_desc = {
-    "kafka_ExpireDelegationTokenResponse", sizeof(kafka_ExpireDelegationTokenResponse), 3, 0, kafka_ExpireDelegationTokenResponse_fields, NULL, 0x4u, 0, 2};
+    "kafka_ExpireDelegationTokenResponse",
+    sizeof(kafka_ExpireDelegationTokenResponse),
+    3,
+    0,
+    kafka_ExpireDelegationTokenResponse_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_ExpireDelegationTokenResponse_init(kafka_ExpireDelegationTokenResponse *o)
 {
     kafka_struct_init(&kafka_ExpireDelegationTokenResponse_desc, o);
 }
-bool kafka_ExpireDelegationTokenResponse_equal(const kafka_ExpireDelegationTokenResponse *x, const kafka_ExpireDelegationTokenResponse *y)
+bool kafka_ExpireDelegationTokenResponse_equal(
+    const kafka_ExpireDelegationTokenResponse *x, const kafka_ExpireDelegationTokenResponse *y)
 {
     return kafka_struct_equal(&kafka_ExpireDelegationTokenResponse_desc, x, y);
 }
-int kafka_ExpireDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_ExpireDelegationTokenResponse *o, kafka_arena *a)
+int kafka_ExpireDelegationTokenResponse_decode(
+    al_rd *rd, int16_t v, kafka_ExpireDelegationTokenResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ExpireDelegationTokenResponse_desc, rd, v, o, a);
 }
-int kafka_ExpireDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenResponse *o)
+int kafka_ExpireDelegationTokenResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ExpireDelegationTokenResponse *o)
 {
     return kafka_struct_encode(&kafka_ExpireDelegationTokenResponse_desc, wr, v, o);
 }
-size_t kafka_ExpireDelegationTokenResponse_size(int16_t v, const kafka_ExpireDelegationTokenResponse *o)
+size_t kafka_ExpireDelegationTokenResponse_size(
+    int16_t v, const kafka_ExpireDelegationTokenResponse *o)
 {
     return kafka_struct_size(&kafka_ExpireDelegationTokenResponse_desc, v, o);
 }
-void kafka_ExpireDelegationTokenResponse_fill_test(kafka_ExpireDelegationTokenResponse *o, int16_t v, kafka_filler *f)
+void kafka_ExpireDelegationTokenResponse_fill_test(
+    kafka_ExpireDelegationTokenResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ExpireDelegationTokenResponse_desc, o, v, f);
 }
 
 /* ---- DescribeDelegationTokenResponse (response, versions 0-3, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_fields[] = {
-    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer, PrincipalType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer, PrincipalName), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
+    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer, PrincipalType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer, PrincipalName),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_desc = {
-    "kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer", sizeof(kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer), 2, 0, kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_fields, NULL, 0xcu, 0, 3};
+    "kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer",
+    sizeof(kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer),
+    2,
+    0,
+    kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_fields[] = {
-    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, PrincipalType), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, PrincipalName), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"TokenRequesterPrincipalType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, TokenRequesterPrincipalType), 0,
-     0x8u, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"TokenRequesterPrincipalName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, TokenRequesterPrincipalName), 0,
-     0x8u, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"IssueTimestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, IssueTimestamp), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"ExpiryTimestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, ExpiryTimestamp), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"MaxTimestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, MaxTimestamp), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"TokenId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, TokenId), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0, NULL},
-    {"Hmac", KAFKA_T_BYTES, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, Hmac), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"Renewers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, Renewers), offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, Renewers_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_desc},
+    {"PrincipalType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, PrincipalType),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"PrincipalName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, PrincipalName),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"TokenRequesterPrincipalType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, TokenRequesterPrincipalType),
+     0,
+     0x8u, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"TokenRequesterPrincipalName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, TokenRequesterPrincipalName),
+     0,
+     0x8u, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"IssueTimestamp", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, IssueTimestamp),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ExpiryTimestamp", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, ExpiryTimestamp),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"MaxTimestamp", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, MaxTimestamp),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"TokenId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, TokenId),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, "", 0,
+     NULL},
+    {"Hmac", KAFKA_T_BYTES, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, Hmac),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Renewers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, Renewers),
+     offsetof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken, Renewers_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_desc = {
-    "kafka_DescribeDelegationTokenResponse_DescribedDelegationToken", sizeof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken), 10, 0, kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_fields, NULL, 0xcu, 0, 3};
+    "kafka_DescribeDelegationTokenResponse_DescribedDelegationToken",
+    sizeof(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken),
+    10,
+    0,
+    kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_fields,
+    NULL,
+    0xcu, 0, 3};
 static const struct kafka_field_desc kafka_DescribeDelegationTokenResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
-    {"Tokens", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse, Tokens), offsetof(kafka_DescribeDelegationTokenResponse, Tokens_count),
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, &kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_desc},
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeDelegationTokenResponse, ThrottleTimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Tokens", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse, Tokens),
+     offsetof(kafka_DescribeDelegationTokenResponse, Tokens_count),
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     &kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeDelegationTokenResponse, ThrottleTimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xcu, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DescribeDelegationTokenResponse_desc = {
-    "kafka_DescribeDelegationTokenResponse", sizeof(kafka_DescribeDelegationTokenResponse), 3, 0, kafka_DescribeDelegationTokenResponse_fields, NULL, 0xcu, 0, 3};
-void kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_init(kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *o)
+    "kafka_DescribeDelegationTokenResponse",
+    sizeof(kafka_DescribeDelegationTokenResponse),
+    3,
+    0,
+    kafka_DescribeDelegationTokenResponse_fields,
+    NULL,
+    0xcu, 0, 3};
+void kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_init(
+    kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *o)
 {
     kafka_struct_init(&kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_desc, o);
 }
-bool kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_equal(const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *x, const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *y)
+bool kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_equal(
+    const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *x,
+    const kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer *y)
 {
     return kafka_struct_equal(&kafka_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_desc, x, y);
 }
-void kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_init(kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *o)
+void kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_init(
+    kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *o)
 {
     kafka_struct_init(&kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_desc, o);
 }
-bool kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_equal(const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *x, const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *y)
+bool kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_equal(
+    const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *x,
+    const kafka_DescribeDelegationTokenResponse_DescribedDelegationToken *y)
 {
     return kafka_struct_equal(&kafka_DescribeDelegationTokenResponse_DescribedDelegationToken_desc, x, y);
 }
@@ -2859,49 +4991,81 @@ void kafka_DescribeDelegationTokenResponse_init(kafka_DescribeDelegationTokenRes
 {
     kafka_struct_init(&kafka_DescribeDelegationTokenResponse_desc, o);
 }
-bool kafka_DescribeDelegationTokenResponse_equal(const kafka_DescribeDelegationTokenResponse *x, const kafka_DescribeDelegationTokenResponse *y)
+bool kafka_DescribeDelegationTokenResponse_equal(
+    const kafka_DescribeDelegationTokenResponse *x, const kafka_DescribeDelegationTokenResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeDelegationTokenResponse_desc, x, y);
 }
-int kafka_DescribeDelegationTokenResponse_decode(al_rd *rd, int16_t v, kafka_DescribeDelegationTokenResponse *o, kafka_arena *a)
+int kafka_DescribeDelegationTokenResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeDelegationTokenResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeDelegationTokenResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeDelegationTokenResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenResponse *o)
+int kafka_DescribeDelegationTokenResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeDelegationTokenResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeDelegationTokenResponse_desc, wr, v, o);
 }
-size_t kafka_DescribeDelegationTokenResponse_size(int16_t v, const kafka_DescribeDelegationTokenResponse *o)
+size_t kafka_DescribeDelegationTokenResponse_size(
+    int16_t v, const kafka_DescribeDelegationTokenResponse *o)
 {
     return kafka_struct_size(&kafka_DescribeDelegationTokenResponse_desc, v, o);
 }
-void kafka_DescribeDelegationTokenResponse_fill_test(kafka_DescribeDelegationTokenResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeDelegationTokenResponse_fill_test(
+    kafka_DescribeDelegationTokenResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeDelegationTokenResponse_desc, o, v, f);
 }
 
 /* ---- DeleteGroupsResponse (response, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_DeleteGroupsResponse_DeletableGroupResult_fields[] = {
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DeleteGroupsResponse_DeletableGroupResult, GroupId), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DeleteGroupsResponse_DeletableGroupResult, ErrorCode), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DeleteGroupsResponse_DeletableGroupResult, GroupId),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DeleteGroupsResponse_DeletableGroupResult, ErrorCode),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DeleteGroupsResponse_DeletableGroupResult_desc = {
-    "kafka_DeleteGroupsResponse_DeletableGroupResult", sizeof(kafka_DeleteGroupsResponse_DeletableGroupResult), 2, 0, kafka_DeleteGroupsResponse_DeletableGroupResult_fields, NULL, 0x4u, 0, 2};
+    "kafka_DeleteGroupsResponse_DeletableGroupResult",
+    sizeof(kafka_DeleteGroupsResponse_DeletableGroupResult),
+    2,
+    0,
+    kafka_DeleteGroupsResponse_DeletableGroupResult_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_DeleteGroupsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DeleteGroupsResponse, ThrottleTimeMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DeleteGroupsResponse, Results), offsetof(kafka_DeleteGroupsResponse, Results_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_DeleteGroupsResponse_DeletableGroupResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DeleteGroupsResponse, ThrottleTimeMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DeleteGroupsResponse, Results),
+     offsetof(kafka_DeleteGroupsResponse, Results_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_DeleteGroupsResponse_DeletableGroupResult_desc},
 };
 const struct kafka_struct_desc kafka_DeleteGroupsResponse_desc = {
-    "kafka_DeleteGroupsResponse", sizeof(kafka_DeleteGroupsResponse), 2, 0, kafka_DeleteGroupsResponse_fields, NULL, 0x4u, 0, 2};
-void kafka_DeleteGroupsResponse_DeletableGroupResult_init(kafka_DeleteGroupsResponse_DeletableGroupResult *o)
+    "kafka_DeleteGroupsResponse",
+    sizeof(kafka_DeleteGroupsResponse),
+    2,
+    0,
+    kafka_DeleteGroupsResponse_fields,
+    NULL,
+    0x4u, 0, 2};
+void kafka_DeleteGroupsResponse_DeletableGroupResult_init(
+    kafka_DeleteGroupsResponse_DeletableGroupResult *o)
 {
     kafka_struct_init(&kafka_DeleteGroupsResponse_DeletableGroupResult_desc, o);
 }
-bool kafka_DeleteGroupsResponse_DeletableGroupResult_equal(const kafka_DeleteGroupsResponse_DeletableGroupResult *x, const kafka_DeleteGroupsResponse_DeletableGroupResult *y)
+bool kafka_DeleteGroupsResponse_DeletableGroupResult_equal(
+    const kafka_DeleteGroupsResponse_DeletableGroupResult *x,
+    const kafka_DeleteGroupsResponse_DeletableGroupResult *y)
 {
     return kafka_struct_equal(&kafka_DeleteGroupsResponse_DeletableGroupResult_desc, x, y);
 }
@@ -2909,11 +5073,13 @@ void kafka_DeleteGroupsResponse_init(kafka_DeleteGroupsResponse *o)
 {
     kafka_struct_init(&kafka_DeleteGroupsResponse_desc, o);
 }
-bool kafka_DeleteGroupsResponse_equal(const kafka_DeleteGroupsResponse *x, const kafka_DeleteGroupsResponse *y)
+bool kafka_DeleteGroupsResponse_equal(
+    const kafka_DeleteGroupsResponse *x, const kafka_DeleteGroupsResponse *y)
 {
     return kafka_struct_equal(&kafka_DeleteGroupsResponse_desc, x, y);
 }
-int kafka_DeleteGroupsResponse_decode(al_rd *rd, int16_t v, kafka_DeleteGroupsResponse *o, kafka_arena *a)
+int kafka_DeleteGroupsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DeleteGroupsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DeleteGroupsResponse_desc, rd, v, o, a);
 }
@@ -2932,46 +5098,93 @@ void kafka_DeleteGroupsResponse_fill_test(kafka_DeleteGroupsResponse *o, int16_t
 
 /* ---- ElectLeadersResponse (response, versions 0-2, flexible 2+) ---- */
 static const struct kafka_field_desc kafka_ElectLeadersResponse_PartitionResult_fields[] = {
-    {"PartitionId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ElectLeadersResponse_PartitionResult, PartitionId), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ElectLeadersResponse_PartitionResult, ErrorCode), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ElectLeadersResponse_PartitionResult, ErrorMessage), 0,
-     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
+    {"PartitionId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersResponse_PartitionResult, PartitionId),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersResponse_PartitionResult, ErrorCode),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersResponse_PartitionResult, ErrorMessage),
+     0,
+     0x7u, 0x7u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ElectLeadersResponse_PartitionResult_desc = {
-    "kafka_ElectLeadersResponse_PartitionResult", sizeof(kafka_ElectLeadersResponse_PartitionResult), 3, 0, kafka_ElectLeadersResponse_PartitionResult_fields, NULL, 0x4u, 0, 2};
+    "kafka_ElectLeadersResponse_PartitionResult",
+    sizeof(kafka_ElectLeadersResponse_PartitionResult),
+    3,
+    0,
+    kafka_ElectLeadersResponse_PartitionResult_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_ElectLeadersResponse_ReplicaElectionResult_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ElectLeadersResponse_ReplicaElectionResult, Topic), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0, NULL},
-    {"PartitionResult", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ElectLeadersResponse_ReplicaElectionResult, PartitionResult), offsetof(kafka_ElectLeadersResponse_ReplicaElectionResult, PartitionResult_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_ElectLeadersResponse_PartitionResult_desc},
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersResponse_ReplicaElectionResult, Topic),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionResult", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ElectLeadersResponse_ReplicaElectionResult, PartitionResult),
+     offsetof(kafka_ElectLeadersResponse_ReplicaElectionResult, PartitionResult_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_ElectLeadersResponse_PartitionResult_desc},
 };
 static const struct kafka_struct_desc kafka_ElectLeadersResponse_ReplicaElectionResult_desc = {
-    "kafka_ElectLeadersResponse_ReplicaElectionResult", sizeof(kafka_ElectLeadersResponse_ReplicaElectionResult), 2, 0, kafka_ElectLeadersResponse_ReplicaElectionResult_fields, NULL, 0x4u, 0, 2};
+    "kafka_ElectLeadersResponse_ReplicaElectionResult",
+    sizeof(kafka_ElectLeadersResponse_ReplicaElectionResult),
+    2,
+    0,
+    kafka_ElectLeadersResponse_ReplicaElectionResult_fields,
+    NULL,
+    0x4u, 0, 2};
 static const struct kafka_field_desc kafka_ElectLeadersResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ElectLeadersResponse, ThrottleTimeMs), 0,
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ElectLeadersResponse, ErrorCode), 0,
-     0x6u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, NULL},
-    {"ReplicaElectionResults", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ElectLeadersResponse, ReplicaElectionResults), offsetof(kafka_ElectLeadersResponse, ReplicaElectionResults_count),
-     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0, &kafka_ElectLeadersResponse_ReplicaElectionResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersResponse, ThrottleTimeMs),
+     0,
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ElectLeadersResponse, ErrorCode),
+     0,
+     0x6u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ReplicaElectionResults", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ElectLeadersResponse, ReplicaElectionResults),
+     offsetof(kafka_ElectLeadersResponse, ReplicaElectionResults_count),
+     0x7u, 0x0u, 0x0u, 0x4u, 0, 0.0, NULL, 0,
+     &kafka_ElectLeadersResponse_ReplicaElectionResult_desc},
 };
 const struct kafka_struct_desc kafka_ElectLeadersResponse_desc = {
-    "kafka_ElectLeadersResponse", sizeof(kafka_ElectLeadersResponse), 3, 0, kafka_ElectLeadersResponse_fields, NULL, 0x4u, 0, 2};
+    "kafka_ElectLeadersResponse",
+    sizeof(kafka_ElectLeadersResponse),
+    3,
+    0,
+    kafka_ElectLeadersResponse_fields,
+    NULL,
+    0x4u, 0, 2};
 void kafka_ElectLeadersResponse_PartitionResult_init(kafka_ElectLeadersResponse_PartitionResult *o)
 {
     kafka_struct_init(&kafka_ElectLeadersResponse_PartitionResult_desc, o);
 }
-bool kafka_ElectLeadersResponse_PartitionResult_equal(const kafka_ElectLeadersResponse_PartitionResult *x, const kafka_ElectLeadersResponse_PartitionResult *y)
+bool kafka_ElectLeadersResponse_PartitionResult_equal(
+    const kafka_ElectLeadersResponse_PartitionResult *x,
+    const kafka_ElectLeadersResponse_PartitionResult *y)
 {
     return kafka_struct_equal(&kafka_ElectLeadersResponse_PartitionResult_desc, x, y);
 }
-void kafka_ElectLeadersResponse_ReplicaElectionResult_init(kafka_ElectLeadersResponse_ReplicaElectionResult *o)
+void kafka_ElectLeadersResponse_ReplicaElectionResult_init(
+    kafka_ElectLeadersResponse_ReplicaElectionResult *o)
 {
     kafka_struct_init(&kafka_ElectLeadersResponse_ReplicaElectionResult_desc, o);
 }
-bool kafka_ElectLeadersResponse_ReplicaElectionResult_equal(const kafka_ElectLeadersResponse_ReplicaElectionResult *x, const kafka_ElectLeadersResponse_ReplicaElectionResult *y)
+bool kafka_ElectLeadersResponse_ReplicaElectionResult_equal(
+    const kafka_ElectLeadersResponse_ReplicaElectionResult *x,
+    const kafka_ElectLeadersResponse_ReplicaElectionResult *y)
 {
     return kafka_struct_equal(&kafka_ElectLeadersResponse_ReplicaElectionResult_desc, x, y);
 }
@@ -2979,11 +5192,13 @@ void kafka_ElectLeadersResponse_init(kafka_ElectLeadersResponse *o)
 {
     kafka_struct_init(&kafka_ElectLeadersResponse_desc, o);
 }
-bool kafka_ElectLeadersResponse_equal(const kafka_ElectLeadersResponse *x, const kafka_ElectLeadersResponse *y)
+bool kafka_ElectLeadersResponse_equal(
+    const kafka_ElectLeadersResponse *x, const kafka_ElectLeadersResponse *y)
 {
     return kafka_struct_equal(&kafka_ElectLeadersResponse_desc, x, y);
 }
-int kafka_ElectLeadersResponse_decode(al_rd *rd, int16_t v, kafka_ElectLeadersResponse *o, kafka_arena *a)
+int kafka_ElectLeadersResponse_decode(
+    al_rd *rd, int16_t v, kafka_ElectLeadersResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ElectLeadersResponse_desc, rd, v, o, a);
 }
@@ -3002,30 +5217,63 @@ void kafka_ElectLeadersResponse_fill_test(kafka_ElectLeadersResponse *o, int16_t
 
 /* ---- IncrementalAlterConfigsResponse (response, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, ErrorMessage), 0,
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, ResourceType), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, ResourceName), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, ErrorMessage),
+     0,
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"ResourceType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, ResourceType),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ResourceName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, ResourceName),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_desc = {
-    "kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse", sizeof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse), 4, 0, kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_fields, NULL, 0x2u, 0, 1};
+    "kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse",
+    sizeof(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse),
+    4,
+    0,
+    kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_IncrementalAlterConfigsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsResponse, ThrottleTimeMs), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_IncrementalAlterConfigsResponse, Responses), offsetof(kafka_IncrementalAlterConfigsResponse, Responses_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsResponse, ThrottleTimeMs),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_IncrementalAlterConfigsResponse, Responses),
+     offsetof(kafka_IncrementalAlterConfigsResponse, Responses_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_desc},
 };
 const struct kafka_struct_desc kafka_IncrementalAlterConfigsResponse_desc = {
-    "kafka_IncrementalAlterConfigsResponse", sizeof(kafka_IncrementalAlterConfigsResponse), 2, 0, kafka_IncrementalAlterConfigsResponse_fields, NULL, 0x2u, 0, 1};
-void kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_init(kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *o)
+    "kafka_IncrementalAlterConfigsResponse",
+    sizeof(kafka_IncrementalAlterConfigsResponse),
+    2,
+    0,
+    kafka_IncrementalAlterConfigsResponse_fields,
+    NULL,
+    0x2u, 0, 1};
+void kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_init(
+    kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *o)
 {
     kafka_struct_init(&kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_desc, o);
 }
-bool kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_equal(const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *x, const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *y)
+bool kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_equal(
+    const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *x,
+    const kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *y)
 {
     return kafka_struct_equal(&kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_desc, x, y);
 }
@@ -3033,71 +5281,127 @@ void kafka_IncrementalAlterConfigsResponse_init(kafka_IncrementalAlterConfigsRes
 {
     kafka_struct_init(&kafka_IncrementalAlterConfigsResponse_desc, o);
 }
-bool kafka_IncrementalAlterConfigsResponse_equal(const kafka_IncrementalAlterConfigsResponse *x, const kafka_IncrementalAlterConfigsResponse *y)
+bool kafka_IncrementalAlterConfigsResponse_equal(
+    const kafka_IncrementalAlterConfigsResponse *x, const kafka_IncrementalAlterConfigsResponse *y)
 {
     return kafka_struct_equal(&kafka_IncrementalAlterConfigsResponse_desc, x, y);
 }
-int kafka_IncrementalAlterConfigsResponse_decode(al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsResponse *o, kafka_arena *a)
+int kafka_IncrementalAlterConfigsResponse_decode(
+    al_rd *rd, int16_t v, kafka_IncrementalAlterConfigsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_IncrementalAlterConfigsResponse_desc, rd, v, o, a);
 }
-int kafka_IncrementalAlterConfigsResponse_encode(al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsResponse *o)
+int kafka_IncrementalAlterConfigsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_IncrementalAlterConfigsResponse *o)
 {
     return kafka_struct_encode(&kafka_IncrementalAlterConfigsResponse_desc, wr, v, o);
 }
-size_t kafka_IncrementalAlterConfigsResponse_size(int16_t v, const kafka_IncrementalAlterConfigsResponse *o)
+size_t kafka_IncrementalAlterConfigsResponse_size(
+    int16_t v, const kafka_IncrementalAlterConfigsResponse *o)
 {
     return kafka_struct_size(&kafka_IncrementalAlterConfigsResponse_desc, v, o);
 }
-void kafka_IncrementalAlterConfigsResponse_fill_test(kafka_IncrementalAlterConfigsResponse *o, int16_t v, kafka_filler *f)
+void kafka_IncrementalAlterConfigsResponse_fill_test(
+    kafka_IncrementalAlterConfigsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_IncrementalAlterConfigsResponse_desc, o, v, f);
 }
 
 /* ---- AlterPartitionReassignmentsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_desc = {
-    "kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse", sizeof(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse), 3, 0, kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse",
+    sizeof(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse),
+    3,
+    0,
+    kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse, Partitions), offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse, Partitions),
+     offsetof(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_desc},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_desc = {
-    "kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse", sizeof(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse), 2, 0, kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse",
+    sizeof(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse),
+    2,
+    0,
+    kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AlterPartitionReassignmentsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionReassignmentsResponse, Responses), offsetof(kafka_AlterPartitionReassignmentsResponse, Responses_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Responses", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionReassignmentsResponse, Responses),
+     offsetof(kafka_AlterPartitionReassignmentsResponse, Responses_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_desc},
 };
 const struct kafka_struct_desc kafka_AlterPartitionReassignmentsResponse_desc = {
-    "kafka_AlterPartitionReassignmentsResponse", sizeof(kafka_AlterPartitionReassignmentsResponse), 4, 0, kafka_AlterPartitionReassignmentsResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_init(kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *o)
+    "kafka_AlterPartitionReassignmentsResponse",
+    sizeof(kafka_AlterPartitionReassignmentsResponse),
+    4,
+    0,
+    kafka_AlterPartitionReassignmentsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_init(
+    kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *o)
 {
     kafka_struct_init(&kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_desc, o);
 }
-bool kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_equal(const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *x, const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *y)
+bool kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_equal(
+    const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *x,
+    const kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_desc, x, y);
 }
-void kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_init(kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *o)
+void kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_init(
+    kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *o)
 {
     kafka_struct_init(&kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_desc, o);
 }
-bool kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_equal(const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *x, const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *y)
+bool kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_equal(
+    const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *x,
+    const kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_desc, x, y);
 }
@@ -3105,73 +5409,133 @@ void kafka_AlterPartitionReassignmentsResponse_init(kafka_AlterPartitionReassign
 {
     kafka_struct_init(&kafka_AlterPartitionReassignmentsResponse_desc, o);
 }
-bool kafka_AlterPartitionReassignmentsResponse_equal(const kafka_AlterPartitionReassignmentsResponse *x, const kafka_AlterPartitionReassignmentsResponse *y)
+bool kafka_AlterPartitionReassignmentsResponse_equal(
+    const kafka_AlterPartitionReassignmentsResponse *x,
+    const kafka_AlterPartitionReassignmentsResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionReassignmentsResponse_desc, x, y);
 }
-int kafka_AlterPartitionReassignmentsResponse_decode(al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsResponse *o, kafka_arena *a)
+int kafka_AlterPartitionReassignmentsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterPartitionReassignmentsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterPartitionReassignmentsResponse_desc, rd, v, o, a);
 }
-int kafka_AlterPartitionReassignmentsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsResponse *o)
+int kafka_AlterPartitionReassignmentsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterPartitionReassignmentsResponse *o)
 {
     return kafka_struct_encode(&kafka_AlterPartitionReassignmentsResponse_desc, wr, v, o);
 }
-size_t kafka_AlterPartitionReassignmentsResponse_size(int16_t v, const kafka_AlterPartitionReassignmentsResponse *o)
+size_t kafka_AlterPartitionReassignmentsResponse_size(
+    int16_t v, const kafka_AlterPartitionReassignmentsResponse *o)
 {
     return kafka_struct_size(&kafka_AlterPartitionReassignmentsResponse_desc, v, o);
 }
-void kafka_AlterPartitionReassignmentsResponse_fill_test(kafka_AlterPartitionReassignmentsResponse *o, int16_t v, kafka_filler *f)
+void kafka_AlterPartitionReassignmentsResponse_fill_test(
+    kafka_AlterPartitionReassignmentsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterPartitionReassignmentsResponse_desc, o, v, f);
 }
 
 /* ---- ListPartitionReassignmentsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Replicas", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, Replicas), offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, Replicas_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"AddingReplicas", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, AddingReplicas), offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, AddingReplicas_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"RemovingReplicas", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, RemovingReplicas), offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, RemovingReplicas_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Replicas", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, Replicas),
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, Replicas_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"AddingReplicas", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, AddingReplicas),
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, AddingReplicas_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RemovingReplicas", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, RemovingReplicas),
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, RemovingReplicas_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_desc = {
-    "kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment", sizeof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment), 4, 0, kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_fields, NULL, 0x1u, 0, 0};
+    "kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment",
+    sizeof(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment),
+    4,
+    0,
+    kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment, Partitions), offsetof(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment, Partitions),
+     offsetof(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_desc},
 };
 static const struct kafka_struct_desc kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_desc = {
-    "kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment", sizeof(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment), 2, 0, kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_fields, NULL, 0x1u, 0, 0};
+    "kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment",
+    sizeof(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment),
+    2,
+    0,
+    kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ListPartitionReassignmentsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListPartitionReassignmentsResponse, Topics), offsetof(kafka_ListPartitionReassignmentsResponse, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListPartitionReassignmentsResponse, Topics),
+     offsetof(kafka_ListPartitionReassignmentsResponse, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_desc},
 };
 const struct kafka_struct_desc kafka_ListPartitionReassignmentsResponse_desc = {
-    "kafka_ListPartitionReassignmentsResponse", sizeof(kafka_ListPartitionReassignmentsResponse), 4, 0, kafka_ListPartitionReassignmentsResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_init(kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *o)
+    "kafka_ListPartitionReassignmentsResponse",
+    sizeof(kafka_ListPartitionReassignmentsResponse),
+    4,
+    0,
+    kafka_ListPartitionReassignmentsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_init(
+    kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *o)
 {
     kafka_struct_init(&kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_desc, o);
 }
-bool kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_equal(const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *x, const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *y)
+bool kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_equal(
+    const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *x,
+    const kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment *y)
 {
     return kafka_struct_equal(&kafka_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_desc, x, y);
 }
-void kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_init(kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *o)
+void kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_init(
+    kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *o)
 {
     kafka_struct_init(&kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_desc, o);
 }
-bool kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_equal(const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *x, const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *y)
+bool kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_equal(
+    const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *x,
+    const kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment *y)
 {
     return kafka_struct_equal(&kafka_ListPartitionReassignmentsResponse_OngoingTopicReassignment_desc, x, y);
 }
@@ -3179,67 +5543,118 @@ void kafka_ListPartitionReassignmentsResponse_init(kafka_ListPartitionReassignme
 {
     kafka_struct_init(&kafka_ListPartitionReassignmentsResponse_desc, o);
 }
-bool kafka_ListPartitionReassignmentsResponse_equal(const kafka_ListPartitionReassignmentsResponse *x, const kafka_ListPartitionReassignmentsResponse *y)
+bool kafka_ListPartitionReassignmentsResponse_equal(
+    const kafka_ListPartitionReassignmentsResponse *x,
+    const kafka_ListPartitionReassignmentsResponse *y)
 {
     return kafka_struct_equal(&kafka_ListPartitionReassignmentsResponse_desc, x, y);
 }
-int kafka_ListPartitionReassignmentsResponse_decode(al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsResponse *o, kafka_arena *a)
+int kafka_ListPartitionReassignmentsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListPartitionReassignmentsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListPartitionReassignmentsResponse_desc, rd, v, o, a);
 }
-int kafka_ListPartitionReassignmentsResponse_encode(al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsResponse *o)
+int kafka_ListPartitionReassignmentsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ListPartitionReassignmentsResponse *o)
 {
     return kafka_struct_encode(&kafka_ListPartitionReassignmentsResponse_desc, wr, v, o);
 }
-size_t kafka_ListPartitionReassignmentsResponse_size(int16_t v, const kafka_ListPartitionReassignmentsResponse *o)
+size_t kafka_ListPartitionReassignmentsResponse_size(
+    int16_t v, const kafka_ListPartitionReassignmentsResponse *o)
 {
     return kafka_struct_size(&kafka_ListPartitionReassignmentsResponse_desc, v, o);
 }
-void kafka_ListPartitionReassignmentsResponse_fill_test(kafka_ListPartitionReassignmentsResponse *o, int16_t v, kafka_filler *f)
+void kafka_ListPartitionReassignmentsResponse_fill_test(
+    kafka_ListPartitionReassignmentsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ListPartitionReassignmentsResponse_desc, o, v, f);
 }
 
 /* ---- OffsetDeleteResponse (response, versions 0-0, flexible none) ---- */
 static const struct kafka_field_desc kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_desc = {
-    "kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition", sizeof(kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition), 2, 0, kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_fields, NULL, 0x0u, 0, 0};
+    "kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition",
+    sizeof(kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition),
+    2,
+    0,
+    kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic, Partitions), offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic, Partitions),
+     offsetof(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_desc},
 };
 static const struct kafka_struct_desc kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_desc = {
-    "kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic", sizeof(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic), 2, 0, kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_fields, NULL, 0x0u, 0, 0};
+    "kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic",
+    sizeof(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic),
+    2,
+    0,
+    kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_OffsetDeleteResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_OffsetDeleteResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_OffsetDeleteResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_OffsetDeleteResponse, Topics), offsetof(kafka_OffsetDeleteResponse, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_OffsetDeleteResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_OffsetDeleteResponse, Topics),
+     offsetof(kafka_OffsetDeleteResponse, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_desc},
 };
 const struct kafka_struct_desc kafka_OffsetDeleteResponse_desc = {
-    "kafka_OffsetDeleteResponse", sizeof(kafka_OffsetDeleteResponse), 3, 0, kafka_OffsetDeleteResponse_fields, NULL, 0x0u, 0, 0};
-void kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_init(kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *o)
+    "kafka_OffsetDeleteResponse",
+    sizeof(kafka_OffsetDeleteResponse),
+    3,
+    0,
+    kafka_OffsetDeleteResponse_fields,
+    NULL,
+    0x0u, 0, 0};
+void kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_init(
+    kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *o)
 {
     kafka_struct_init(&kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_desc, o);
 }
-bool kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_equal(const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *x, const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *y)
+bool kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_equal(
+    const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *x,
+    const kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition *y)
 {
     return kafka_struct_equal(&kafka_OffsetDeleteResponse_OffsetDeleteResponsePartition_desc, x, y);
 }
-void kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_init(kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *o)
+void kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_init(
+    kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *o)
 {
     kafka_struct_init(&kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_desc, o);
 }
-bool kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_equal(const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *x, const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *y)
+bool kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_equal(
+    const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *x,
+    const kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic *y)
 {
     return kafka_struct_equal(&kafka_OffsetDeleteResponse_OffsetDeleteResponseTopic_desc, x, y);
 }
@@ -3247,11 +5662,13 @@ void kafka_OffsetDeleteResponse_init(kafka_OffsetDeleteResponse *o)
 {
     kafka_struct_init(&kafka_OffsetDeleteResponse_desc, o);
 }
-bool kafka_OffsetDeleteResponse_equal(const kafka_OffsetDeleteResponse *x, const kafka_OffsetDeleteResponse *y)
+bool kafka_OffsetDeleteResponse_equal(
+    const kafka_OffsetDeleteResponse *x, const kafka_OffsetDeleteResponse *y)
 {
     return kafka_struct_equal(&kafka_OffsetDeleteResponse_desc, x, y);
 }
-int kafka_OffsetDeleteResponse_decode(al_rd *rd, int16_t v, kafka_OffsetDeleteResponse *o, kafka_arena *a)
+int kafka_OffsetDeleteResponse_decode(
+    al_rd *rd, int16_t v, kafka_OffsetDeleteResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_OffsetDeleteResponse_desc, rd, v, o, a);
 }
@@ -3270,62 +5687,125 @@ void kafka_OffsetDeleteResponse_fill_test(kafka_OffsetDeleteResponse *o, int16_t
 
 /* ---- DescribeClientQuotasResponse (response, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_DescribeClientQuotasResponse_EntityData_fields[] = {
-    {"EntityType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse_EntityData, EntityType), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"EntityName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse_EntityData, EntityName), 0,
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
+    {"EntityType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse_EntityData, EntityType),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"EntityName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse_EntityData, EntityName),
+     0,
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeClientQuotasResponse_EntityData_desc = {
-    "kafka_DescribeClientQuotasResponse_EntityData", sizeof(kafka_DescribeClientQuotasResponse_EntityData), 2, 0, kafka_DescribeClientQuotasResponse_EntityData_fields, NULL, 0x2u, 0, 1};
+    "kafka_DescribeClientQuotasResponse_EntityData",
+    sizeof(kafka_DescribeClientQuotasResponse_EntityData),
+    2,
+    0,
+    kafka_DescribeClientQuotasResponse_EntityData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeClientQuotasResponse_ValueData_fields[] = {
-    {"Key", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse_ValueData, Key), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"Value", KAFKA_T_FLOAT64, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse_ValueData, Value), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
+    {"Key", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse_ValueData, Key),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"Value", KAFKA_T_FLOAT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse_ValueData, Value),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeClientQuotasResponse_ValueData_desc = {
-    "kafka_DescribeClientQuotasResponse_ValueData", sizeof(kafka_DescribeClientQuotasResponse_ValueData), 2, 0, kafka_DescribeClientQuotasResponse_ValueData_fields, NULL, 0x2u, 0, 1};
+    "kafka_DescribeClientQuotasResponse_ValueData",
+    sizeof(kafka_DescribeClientQuotasResponse_ValueData),
+    2,
+    0,
+    kafka_DescribeClientQuotasResponse_ValueData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeClientQuotasResponse_EntryData_fields[] = {
-    {"Entity", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse_EntryData, Entity), offsetof(kafka_DescribeClientQuotasResponse_EntryData, Entity_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_DescribeClientQuotasResponse_EntityData_desc},
-    {"Values", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse_EntryData, Values), offsetof(kafka_DescribeClientQuotasResponse_EntryData, Values_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_DescribeClientQuotasResponse_ValueData_desc},
+    {"Entity", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse_EntryData, Entity),
+     offsetof(kafka_DescribeClientQuotasResponse_EntryData, Entity_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_DescribeClientQuotasResponse_EntityData_desc},
+    {"Values", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse_EntryData, Values),
+     offsetof(kafka_DescribeClientQuotasResponse_EntryData, Values_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_DescribeClientQuotasResponse_ValueData_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeClientQuotasResponse_EntryData_desc = {
-    "kafka_DescribeClientQuotasResponse_EntryData", sizeof(kafka_DescribeClientQuotasResponse_EntryData), 2, 0, kafka_DescribeClientQuotasResponse_EntryData_fields, NULL, 0x2u, 0, 1};
+    "kafka_DescribeClientQuotasResponse_EntryData",
+    sizeof(kafka_DescribeClientQuotasResponse_EntryData),
+    2,
+    0,
+    kafka_DescribeClientQuotasResponse_EntryData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeClientQuotasResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse, ThrottleTimeMs), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse, ErrorMessage), 0,
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"Entries", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeClientQuotasResponse, Entries), offsetof(kafka_DescribeClientQuotasResponse, Entries_count),
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_DescribeClientQuotasResponse_EntryData_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse, ThrottleTimeMs),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse, ErrorMessage),
+     0,
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"Entries", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeClientQuotasResponse, Entries),
+     offsetof(kafka_DescribeClientQuotasResponse, Entries_count),
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_DescribeClientQuotasResponse_EntryData_desc},
 };
 const struct kafka_struct_desc kafka_DescribeClientQuotasResponse_desc = {
-    "kafka_DescribeClientQuotasResponse", sizeof(kafka_DescribeClientQuotasResponse), 4, 0, kafka_DescribeClientQuotasResponse_fields, NULL, 0x2u, 0, 1};
-void kafka_DescribeClientQuotasResponse_EntityData_init(kafka_DescribeClientQuotasResponse_EntityData *o)
+    "kafka_DescribeClientQuotasResponse",
+    sizeof(kafka_DescribeClientQuotasResponse),
+    4,
+    0,
+    kafka_DescribeClientQuotasResponse_fields,
+    NULL,
+    0x2u, 0, 1};
+void kafka_DescribeClientQuotasResponse_EntityData_init(
+    kafka_DescribeClientQuotasResponse_EntityData *o)
 {
     kafka_struct_init(&kafka_DescribeClientQuotasResponse_EntityData_desc, o);
 }
-bool kafka_DescribeClientQuotasResponse_EntityData_equal(const kafka_DescribeClientQuotasResponse_EntityData *x, const kafka_DescribeClientQuotasResponse_EntityData *y)
+bool kafka_DescribeClientQuotasResponse_EntityData_equal(
+    const kafka_DescribeClientQuotasResponse_EntityData *x,
+    const kafka_DescribeClientQuotasResponse_EntityData *y)
 {
     return kafka_struct_equal(&kafka_DescribeClientQuotasResponse_EntityData_desc, x, y);
 }
-void kafka_DescribeClientQuotasResponse_ValueData_init(kafka_DescribeClientQuotasResponse_ValueData *o)
+void kafka_DescribeClientQuotasResponse_ValueData_init(
+    kafka_DescribeClientQuotasResponse_ValueData *o)
 {
     kafka_struct_init(&kafka_DescribeClientQuotasResponse_ValueData_desc, o);
 }
-bool kafka_DescribeClientQuotasResponse_ValueData_equal(const kafka_DescribeClientQuotasResponse_ValueData *x, const kafka_DescribeClientQuotasResponse_ValueData *y)
+bool kafka_DescribeClientQuotasResponse_ValueData_equal(
+    const kafka_DescribeClientQuotasResponse_ValueData *x,
+    const kafka_DescribeClientQuotasResponse_ValueData *y)
 {
     return kafka_struct_equal(&kafka_DescribeClientQuotasResponse_ValueData_desc, x, y);
 }
-void kafka_DescribeClientQuotasResponse_EntryData_init(kafka_DescribeClientQuotasResponse_EntryData *o)
+void kafka_DescribeClientQuotasResponse_EntryData_init(
+    kafka_DescribeClientQuotasResponse_EntryData *o)
 {
     kafka_struct_init(&kafka_DescribeClientQuotasResponse_EntryData_desc, o);
 }
-bool kafka_DescribeClientQuotasResponse_EntryData_equal(const kafka_DescribeClientQuotasResponse_EntryData *x, const kafka_DescribeClientQuotasResponse_EntryData *y)
+bool kafka_DescribeClientQuotasResponse_EntryData_equal(
+    const kafka_DescribeClientQuotasResponse_EntryData *x,
+    const kafka_DescribeClientQuotasResponse_EntryData *y)
 {
     return kafka_struct_equal(&kafka_DescribeClientQuotasResponse_EntryData_desc, x, y);
 }
@@ -3333,59 +5813,105 @@ void kafka_DescribeClientQuotasResponse_init(kafka_DescribeClientQuotasResponse 
 {
     kafka_struct_init(&kafka_DescribeClientQuotasResponse_desc, o);
 }
-bool kafka_DescribeClientQuotasResponse_equal(const kafka_DescribeClientQuotasResponse *x, const kafka_DescribeClientQuotasResponse *y)
+bool kafka_DescribeClientQuotasResponse_equal(
+    const kafka_DescribeClientQuotasResponse *x, const kafka_DescribeClientQuotasResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeClientQuotasResponse_desc, x, y);
 }
-int kafka_DescribeClientQuotasResponse_decode(al_rd *rd, int16_t v, kafka_DescribeClientQuotasResponse *o, kafka_arena *a)
+int kafka_DescribeClientQuotasResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeClientQuotasResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeClientQuotasResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeClientQuotasResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeClientQuotasResponse *o)
+int kafka_DescribeClientQuotasResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeClientQuotasResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeClientQuotasResponse_desc, wr, v, o);
 }
-size_t kafka_DescribeClientQuotasResponse_size(int16_t v, const kafka_DescribeClientQuotasResponse *o)
+size_t kafka_DescribeClientQuotasResponse_size(
+    int16_t v, const kafka_DescribeClientQuotasResponse *o)
 {
     return kafka_struct_size(&kafka_DescribeClientQuotasResponse_desc, v, o);
 }
-void kafka_DescribeClientQuotasResponse_fill_test(kafka_DescribeClientQuotasResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeClientQuotasResponse_fill_test(
+    kafka_DescribeClientQuotasResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeClientQuotasResponse_desc, o, v, f);
 }
 
 /* ---- AlterClientQuotasResponse (response, versions 0-1, flexible 1+) ---- */
 static const struct kafka_field_desc kafka_AlterClientQuotasResponse_EntityData_fields[] = {
-    {"EntityType", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasResponse_EntityData, EntityType), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"EntityName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasResponse_EntityData, EntityName), 0,
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
+    {"EntityType", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasResponse_EntityData, EntityType),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"EntityName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasResponse_EntityData, EntityName),
+     0,
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterClientQuotasResponse_EntityData_desc = {
-    "kafka_AlterClientQuotasResponse_EntityData", sizeof(kafka_AlterClientQuotasResponse_EntityData), 2, 0, kafka_AlterClientQuotasResponse_EntityData_fields, NULL, 0x2u, 0, 1};
+    "kafka_AlterClientQuotasResponse_EntityData",
+    sizeof(kafka_AlterClientQuotasResponse_EntityData),
+    2,
+    0,
+    kafka_AlterClientQuotasResponse_EntityData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_AlterClientQuotasResponse_EntryData_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasResponse_EntryData, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasResponse_EntryData, ErrorMessage), 0,
-     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0, NULL},
-    {"Entity", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterClientQuotasResponse_EntryData, Entity), offsetof(kafka_AlterClientQuotasResponse_EntryData, Entity_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_AlterClientQuotasResponse_EntityData_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasResponse_EntryData, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasResponse_EntryData, ErrorMessage),
+     0,
+     0x3u, 0x3u, 0x0u, 0x2u, 0, 0.0, "", 0,
+     NULL},
+    {"Entity", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasResponse_EntryData, Entity),
+     offsetof(kafka_AlterClientQuotasResponse_EntryData, Entity_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_AlterClientQuotasResponse_EntityData_desc},
 };
 static const struct kafka_struct_desc kafka_AlterClientQuotasResponse_EntryData_desc = {
-    "kafka_AlterClientQuotasResponse_EntryData", sizeof(kafka_AlterClientQuotasResponse_EntryData), 3, 0, kafka_AlterClientQuotasResponse_EntryData_fields, NULL, 0x2u, 0, 1};
+    "kafka_AlterClientQuotasResponse_EntryData",
+    sizeof(kafka_AlterClientQuotasResponse_EntryData),
+    3,
+    0,
+    kafka_AlterClientQuotasResponse_EntryData_fields,
+    NULL,
+    0x2u, 0, 1};
 static const struct kafka_field_desc kafka_AlterClientQuotasResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterClientQuotasResponse, ThrottleTimeMs), 0,
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, NULL},
-    {"Entries", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterClientQuotasResponse, Entries), offsetof(kafka_AlterClientQuotasResponse, Entries_count),
-     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0, &kafka_AlterClientQuotasResponse_EntryData_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasResponse, ThrottleTimeMs),
+     0,
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Entries", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterClientQuotasResponse, Entries),
+     offsetof(kafka_AlterClientQuotasResponse, Entries_count),
+     0x3u, 0x0u, 0x0u, 0x2u, 0, 0.0, NULL, 0,
+     &kafka_AlterClientQuotasResponse_EntryData_desc},
 };
 const struct kafka_struct_desc kafka_AlterClientQuotasResponse_desc = {
-    "kafka_AlterClientQuotasResponse", sizeof(kafka_AlterClientQuotasResponse), 2, 0, kafka_AlterClientQuotasResponse_fields, NULL, 0x2u, 0, 1};
+    "kafka_AlterClientQuotasResponse",
+    sizeof(kafka_AlterClientQuotasResponse),
+    2,
+    0,
+    kafka_AlterClientQuotasResponse_fields,
+    NULL,
+    0x2u, 0, 1};
 void kafka_AlterClientQuotasResponse_EntityData_init(kafka_AlterClientQuotasResponse_EntityData *o)
 {
     kafka_struct_init(&kafka_AlterClientQuotasResponse_EntityData_desc, o);
 }
-bool kafka_AlterClientQuotasResponse_EntityData_equal(const kafka_AlterClientQuotasResponse_EntityData *x, const kafka_AlterClientQuotasResponse_EntityData *y)
+bool kafka_AlterClientQuotasResponse_EntityData_equal(
+    const kafka_AlterClientQuotasResponse_EntityData *x,
+    const kafka_AlterClientQuotasResponse_EntityData *y)
 {
     return kafka_struct_equal(&kafka_AlterClientQuotasResponse_EntityData_desc, x, y);
 }
@@ -3393,7 +5919,9 @@ void kafka_AlterClientQuotasResponse_EntryData_init(kafka_AlterClientQuotasRespo
 {
     kafka_struct_init(&kafka_AlterClientQuotasResponse_EntryData_desc, o);
 }
-bool kafka_AlterClientQuotasResponse_EntryData_equal(const kafka_AlterClientQuotasResponse_EntryData *x, const kafka_AlterClientQuotasResponse_EntryData *y)
+bool kafka_AlterClientQuotasResponse_EntryData_equal(
+    const kafka_AlterClientQuotasResponse_EntryData *x,
+    const kafka_AlterClientQuotasResponse_EntryData *y)
 {
     return kafka_struct_equal(&kafka_AlterClientQuotasResponse_EntryData_desc, x, y);
 }
@@ -3401,15 +5929,18 @@ void kafka_AlterClientQuotasResponse_init(kafka_AlterClientQuotasResponse *o)
 {
     kafka_struct_init(&kafka_AlterClientQuotasResponse_desc, o);
 }
-bool kafka_AlterClientQuotasResponse_equal(const kafka_AlterClientQuotasResponse *x, const kafka_AlterClientQuotasResponse *y)
+bool kafka_AlterClientQuotasResponse_equal(
+    const kafka_AlterClientQuotasResponse *x, const kafka_AlterClientQuotasResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterClientQuotasResponse_desc, x, y);
 }
-int kafka_AlterClientQuotasResponse_decode(al_rd *rd, int16_t v, kafka_AlterClientQuotasResponse *o, kafka_arena *a)
+int kafka_AlterClientQuotasResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterClientQuotasResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterClientQuotasResponse_desc, rd, v, o, a);
 }
-int kafka_AlterClientQuotasResponse_encode(al_wr *wr, int16_t v, const kafka_AlterClientQuotasResponse *o)
+int kafka_AlterClientQuotasResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterClientQuotasResponse *o)
 {
     return kafka_struct_encode(&kafka_AlterClientQuotasResponse_desc, wr, v, o);
 }
@@ -3417,57 +5948,112 @@ size_t kafka_AlterClientQuotasResponse_size(int16_t v, const kafka_AlterClientQu
 {
     return kafka_struct_size(&kafka_AlterClientQuotasResponse_desc, v, o);
 }
-void kafka_AlterClientQuotasResponse_fill_test(kafka_AlterClientQuotasResponse *o, int16_t v, kafka_filler *f)
+void kafka_AlterClientQuotasResponse_fill_test(
+    kafka_AlterClientQuotasResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterClientQuotasResponse_desc, o, v, f);
 }
 
 /* ---- DescribeUserScramCredentialsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeUserScramCredentialsResponse_CredentialInfo_fields[] = {
-    {"Mechanism", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse_CredentialInfo, Mechanism), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Iterations", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse_CredentialInfo, Iterations), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Mechanism", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse_CredentialInfo, Mechanism),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Iterations", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse_CredentialInfo, Iterations),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeUserScramCredentialsResponse_CredentialInfo_desc = {
-    "kafka_DescribeUserScramCredentialsResponse_CredentialInfo", sizeof(kafka_DescribeUserScramCredentialsResponse_CredentialInfo), 2, 0, kafka_DescribeUserScramCredentialsResponse_CredentialInfo_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeUserScramCredentialsResponse_CredentialInfo",
+    sizeof(kafka_DescribeUserScramCredentialsResponse_CredentialInfo),
+    2,
+    0,
+    kafka_DescribeUserScramCredentialsResponse_CredentialInfo_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_fields[] = {
-    {"User", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, User), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"CredentialInfos", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, CredentialInfos), offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, CredentialInfos_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeUserScramCredentialsResponse_CredentialInfo_desc},
+    {"User", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, User),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"CredentialInfos", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, CredentialInfos),
+     offsetof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, CredentialInfos_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeUserScramCredentialsResponse_CredentialInfo_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_desc = {
-    "kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult", sizeof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult), 4, 0, kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult",
+    sizeof(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult),
+    4,
+    0,
+    kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeUserScramCredentialsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeUserScramCredentialsResponse, Results), offsetof(kafka_DescribeUserScramCredentialsResponse, Results_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeUserScramCredentialsResponse, Results),
+     offsetof(kafka_DescribeUserScramCredentialsResponse, Results_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_desc},
 };
 const struct kafka_struct_desc kafka_DescribeUserScramCredentialsResponse_desc = {
-    "kafka_DescribeUserScramCredentialsResponse", sizeof(kafka_DescribeUserScramCredentialsResponse), 4, 0, kafka_DescribeUserScramCredentialsResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_DescribeUserScramCredentialsResponse_CredentialInfo_init(kafka_DescribeUserScramCredentialsResponse_CredentialInfo *o)
+    "kafka_DescribeUserScramCredentialsResponse",
+    sizeof(kafka_DescribeUserScramCredentialsResponse),
+    4,
+    0,
+    kafka_DescribeUserScramCredentialsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_DescribeUserScramCredentialsResponse_CredentialInfo_init(
+    kafka_DescribeUserScramCredentialsResponse_CredentialInfo *o)
 {
     kafka_struct_init(&kafka_DescribeUserScramCredentialsResponse_CredentialInfo_desc, o);
 }
-bool kafka_DescribeUserScramCredentialsResponse_CredentialInfo_equal(const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *x, const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *y)
+bool kafka_DescribeUserScramCredentialsResponse_CredentialInfo_equal(
+    const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *x,
+    const kafka_DescribeUserScramCredentialsResponse_CredentialInfo *y)
 {
     return kafka_struct_equal(&kafka_DescribeUserScramCredentialsResponse_CredentialInfo_desc, x, y);
 }
-void kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_init(kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *o)
+void kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_init(
+    kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *o)
 {
     kafka_struct_init(&kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_desc, o);
 }
-bool kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_equal(const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *x, const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *y)
+bool kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_equal(
+    const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *x,
+    const kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult *y)
 {
     return kafka_struct_equal(&kafka_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_desc, x, y);
 }
@@ -3475,51 +6061,87 @@ void kafka_DescribeUserScramCredentialsResponse_init(kafka_DescribeUserScramCred
 {
     kafka_struct_init(&kafka_DescribeUserScramCredentialsResponse_desc, o);
 }
-bool kafka_DescribeUserScramCredentialsResponse_equal(const kafka_DescribeUserScramCredentialsResponse *x, const kafka_DescribeUserScramCredentialsResponse *y)
+bool kafka_DescribeUserScramCredentialsResponse_equal(
+    const kafka_DescribeUserScramCredentialsResponse *x,
+    const kafka_DescribeUserScramCredentialsResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeUserScramCredentialsResponse_desc, x, y);
 }
-int kafka_DescribeUserScramCredentialsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsResponse *o, kafka_arena *a)
+int kafka_DescribeUserScramCredentialsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeUserScramCredentialsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeUserScramCredentialsResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeUserScramCredentialsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsResponse *o)
+int kafka_DescribeUserScramCredentialsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeUserScramCredentialsResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeUserScramCredentialsResponse_desc, wr, v, o);
 }
-size_t kafka_DescribeUserScramCredentialsResponse_size(int16_t v, const kafka_DescribeUserScramCredentialsResponse *o)
+size_t kafka_DescribeUserScramCredentialsResponse_size(
+    int16_t v, const kafka_DescribeUserScramCredentialsResponse *o)
 {
     return kafka_struct_size(&kafka_DescribeUserScramCredentialsResponse_desc, v, o);
 }
-void kafka_DescribeUserScramCredentialsResponse_fill_test(kafka_DescribeUserScramCredentialsResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeUserScramCredentialsResponse_fill_test(
+    kafka_DescribeUserScramCredentialsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeUserScramCredentialsResponse_desc, o, v, f);
 }
 
 /* ---- AlterUserScramCredentialsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_fields[] = {
-    {"User", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult, User), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"User", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult, User),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_desc = {
-    "kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult", sizeof(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult), 3, 0, kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_fields, NULL, 0x1u, 0, 0};
+    "kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult",
+    sizeof(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult),
+    3,
+    0,
+    kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AlterUserScramCredentialsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterUserScramCredentialsResponse, Results), offsetof(kafka_AlterUserScramCredentialsResponse, Results_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterUserScramCredentialsResponse, Results),
+     offsetof(kafka_AlterUserScramCredentialsResponse, Results_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_desc},
 };
 const struct kafka_struct_desc kafka_AlterUserScramCredentialsResponse_desc = {
-    "kafka_AlterUserScramCredentialsResponse", sizeof(kafka_AlterUserScramCredentialsResponse), 2, 0, kafka_AlterUserScramCredentialsResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_init(kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *o)
+    "kafka_AlterUserScramCredentialsResponse",
+    sizeof(kafka_AlterUserScramCredentialsResponse),
+    2,
+    0,
+    kafka_AlterUserScramCredentialsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_init(
+    kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *o)
 {
     kafka_struct_init(&kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_desc, o);
 }
-bool kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_equal(const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *x, const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *y)
+bool kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_equal(
+    const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *x,
+    const kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult *y)
 {
     return kafka_struct_equal(&kafka_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_desc, x, y);
 }
@@ -3527,63 +6149,115 @@ void kafka_AlterUserScramCredentialsResponse_init(kafka_AlterUserScramCredential
 {
     kafka_struct_init(&kafka_AlterUserScramCredentialsResponse_desc, o);
 }
-bool kafka_AlterUserScramCredentialsResponse_equal(const kafka_AlterUserScramCredentialsResponse *x, const kafka_AlterUserScramCredentialsResponse *y)
+bool kafka_AlterUserScramCredentialsResponse_equal(
+    const kafka_AlterUserScramCredentialsResponse *x,
+    const kafka_AlterUserScramCredentialsResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterUserScramCredentialsResponse_desc, x, y);
 }
-int kafka_AlterUserScramCredentialsResponse_decode(al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsResponse *o, kafka_arena *a)
+int kafka_AlterUserScramCredentialsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterUserScramCredentialsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterUserScramCredentialsResponse_desc, rd, v, o, a);
 }
-int kafka_AlterUserScramCredentialsResponse_encode(al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsResponse *o)
+int kafka_AlterUserScramCredentialsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AlterUserScramCredentialsResponse *o)
 {
     return kafka_struct_encode(&kafka_AlterUserScramCredentialsResponse_desc, wr, v, o);
 }
-size_t kafka_AlterUserScramCredentialsResponse_size(int16_t v, const kafka_AlterUserScramCredentialsResponse *o)
+size_t kafka_AlterUserScramCredentialsResponse_size(
+    int16_t v, const kafka_AlterUserScramCredentialsResponse *o)
 {
     return kafka_struct_size(&kafka_AlterUserScramCredentialsResponse_desc, v, o);
 }
-void kafka_AlterUserScramCredentialsResponse_fill_test(kafka_AlterUserScramCredentialsResponse *o, int16_t v, kafka_filler *f)
+void kafka_AlterUserScramCredentialsResponse_fill_test(
+    kafka_AlterUserScramCredentialsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterUserScramCredentialsResponse_desc, o, v, f);
 }
 
 /* ---- VoteResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_VoteResponse_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VoteResponse_PartitionData, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_VoteResponse_PartitionData, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VoteResponse_PartitionData, LeaderId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_VoteResponse_PartitionData, LeaderEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"VoteGranted", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_VoteResponse_PartitionData, VoteGranted), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_VoteResponse_PartitionData, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_VoteResponse_PartitionData, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_VoteResponse_PartitionData, LeaderId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_VoteResponse_PartitionData, LeaderEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"VoteGranted", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_VoteResponse_PartitionData, VoteGranted),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_VoteResponse_PartitionData_desc = {
-    "kafka_VoteResponse_PartitionData", sizeof(kafka_VoteResponse_PartitionData), 5, 0, kafka_VoteResponse_PartitionData_fields, NULL, 0x1u, 0, 0};
+    "kafka_VoteResponse_PartitionData",
+    sizeof(kafka_VoteResponse_PartitionData),
+    5,
+    0,
+    kafka_VoteResponse_PartitionData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_VoteResponse_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_VoteResponse_TopicData, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_VoteResponse_TopicData, Partitions), offsetof(kafka_VoteResponse_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VoteResponse_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_VoteResponse_TopicData, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_VoteResponse_TopicData, Partitions),
+     offsetof(kafka_VoteResponse_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_VoteResponse_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_VoteResponse_TopicData_desc = {
-    "kafka_VoteResponse_TopicData", sizeof(kafka_VoteResponse_TopicData), 2, 0, kafka_VoteResponse_TopicData_fields, NULL, 0x1u, 0, 0};
+    "kafka_VoteResponse_TopicData",
+    sizeof(kafka_VoteResponse_TopicData),
+    2,
+    0,
+    kafka_VoteResponse_TopicData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_VoteResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_VoteResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_VoteResponse, Topics), offsetof(kafka_VoteResponse, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_VoteResponse_TopicData_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_VoteResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_VoteResponse, Topics),
+     offsetof(kafka_VoteResponse, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_VoteResponse_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_VoteResponse_desc = {
-    "kafka_VoteResponse", sizeof(kafka_VoteResponse), 2, 0, kafka_VoteResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_VoteResponse",
+    sizeof(kafka_VoteResponse),
+    2,
+    0,
+    kafka_VoteResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_VoteResponse_PartitionData_init(kafka_VoteResponse_PartitionData *o)
 {
     kafka_struct_init(&kafka_VoteResponse_PartitionData_desc, o);
 }
-bool kafka_VoteResponse_PartitionData_equal(const kafka_VoteResponse_PartitionData *x, const kafka_VoteResponse_PartitionData *y)
+bool kafka_VoteResponse_PartitionData_equal(
+    const kafka_VoteResponse_PartitionData *x, const kafka_VoteResponse_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_VoteResponse_PartitionData_desc, x, y);
 }
@@ -3591,7 +6265,8 @@ void kafka_VoteResponse_TopicData_init(kafka_VoteResponse_TopicData *o)
 {
     kafka_struct_init(&kafka_VoteResponse_TopicData_desc, o);
 }
-bool kafka_VoteResponse_TopicData_equal(const kafka_VoteResponse_TopicData *x, const kafka_VoteResponse_TopicData *y)
+bool kafka_VoteResponse_TopicData_equal(
+    const kafka_VoteResponse_TopicData *x, const kafka_VoteResponse_TopicData *y)
 {
     return kafka_struct_equal(&kafka_VoteResponse_TopicData_desc, x, y);
 }
@@ -3622,38 +6297,83 @@ void kafka_VoteResponse_fill_test(kafka_VoteResponse *o, int16_t v, kafka_filler
 
 /* ---- BeginQuorumEpochResponse (response, versions 0-0, flexible none) ---- */
 static const struct kafka_field_desc kafka_BeginQuorumEpochResponse_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochResponse_PartitionData, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochResponse_PartitionData, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochResponse_PartitionData, LeaderId), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochResponse_PartitionData, LeaderEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochResponse_PartitionData, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochResponse_PartitionData, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochResponse_PartitionData, LeaderId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochResponse_PartitionData, LeaderEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_BeginQuorumEpochResponse_PartitionData_desc = {
-    "kafka_BeginQuorumEpochResponse_PartitionData", sizeof(kafka_BeginQuorumEpochResponse_PartitionData), 4, 0, kafka_BeginQuorumEpochResponse_PartitionData_fields, NULL, 0x0u, 0, 0};
+    "kafka_BeginQuorumEpochResponse_PartitionData",
+    sizeof(kafka_BeginQuorumEpochResponse_PartitionData),
+    4,
+    0,
+    kafka_BeginQuorumEpochResponse_PartitionData_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_BeginQuorumEpochResponse_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochResponse_TopicData, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_BeginQuorumEpochResponse_TopicData, Partitions), offsetof(kafka_BeginQuorumEpochResponse_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_BeginQuorumEpochResponse_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochResponse_TopicData, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochResponse_TopicData, Partitions),
+     offsetof(kafka_BeginQuorumEpochResponse_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_BeginQuorumEpochResponse_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_BeginQuorumEpochResponse_TopicData_desc = {
-    "kafka_BeginQuorumEpochResponse_TopicData", sizeof(kafka_BeginQuorumEpochResponse_TopicData), 2, 0, kafka_BeginQuorumEpochResponse_TopicData_fields, NULL, 0x0u, 0, 0};
+    "kafka_BeginQuorumEpochResponse_TopicData",
+    sizeof(kafka_BeginQuorumEpochResponse_TopicData),
+    2,
+    0,
+    kafka_BeginQuorumEpochResponse_TopicData_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_BeginQuorumEpochResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_BeginQuorumEpochResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_BeginQuorumEpochResponse, Topics), offsetof(kafka_BeginQuorumEpochResponse, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_BeginQuorumEpochResponse_TopicData_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_BeginQuorumEpochResponse, Topics),
+     offsetof(kafka_BeginQuorumEpochResponse, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_BeginQuorumEpochResponse_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_BeginQuorumEpochResponse_desc = {
-    "kafka_BeginQuorumEpochResponse", sizeof(kafka_BeginQuorumEpochResponse), 2, 0, kafka_BeginQuorumEpochResponse_fields, NULL, 0x0u, 0, 0};
-void kafka_BeginQuorumEpochResponse_PartitionData_init(kafka_BeginQuorumEpochResponse_PartitionData *o)
+    "kafka_BeginQuorumEpochResponse",
+    sizeof(kafka_BeginQuorumEpochResponse),
+    2,
+    0,
+    kafka_BeginQuorumEpochResponse_fields,
+    NULL,
+    0x0u, 0, 0};
+void kafka_BeginQuorumEpochResponse_PartitionData_init(
+    kafka_BeginQuorumEpochResponse_PartitionData *o)
 {
     kafka_struct_init(&kafka_BeginQuorumEpochResponse_PartitionData_desc, o);
 }
-bool kafka_BeginQuorumEpochResponse_PartitionData_equal(const kafka_BeginQuorumEpochResponse_PartitionData *x, const kafka_BeginQuorumEpochResponse_PartitionData *y)
+bool kafka_BeginQuorumEpochResponse_PartitionData_equal(
+    const kafka_BeginQuorumEpochResponse_PartitionData *x,
+    const kafka_BeginQuorumEpochResponse_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_BeginQuorumEpochResponse_PartitionData_desc, x, y);
 }
@@ -3661,7 +6381,9 @@ void kafka_BeginQuorumEpochResponse_TopicData_init(kafka_BeginQuorumEpochRespons
 {
     kafka_struct_init(&kafka_BeginQuorumEpochResponse_TopicData_desc, o);
 }
-bool kafka_BeginQuorumEpochResponse_TopicData_equal(const kafka_BeginQuorumEpochResponse_TopicData *x, const kafka_BeginQuorumEpochResponse_TopicData *y)
+bool kafka_BeginQuorumEpochResponse_TopicData_equal(
+    const kafka_BeginQuorumEpochResponse_TopicData *x,
+    const kafka_BeginQuorumEpochResponse_TopicData *y)
 {
     return kafka_struct_equal(&kafka_BeginQuorumEpochResponse_TopicData_desc, x, y);
 }
@@ -3669,15 +6391,18 @@ void kafka_BeginQuorumEpochResponse_init(kafka_BeginQuorumEpochResponse *o)
 {
     kafka_struct_init(&kafka_BeginQuorumEpochResponse_desc, o);
 }
-bool kafka_BeginQuorumEpochResponse_equal(const kafka_BeginQuorumEpochResponse *x, const kafka_BeginQuorumEpochResponse *y)
+bool kafka_BeginQuorumEpochResponse_equal(
+    const kafka_BeginQuorumEpochResponse *x, const kafka_BeginQuorumEpochResponse *y)
 {
     return kafka_struct_equal(&kafka_BeginQuorumEpochResponse_desc, x, y);
 }
-int kafka_BeginQuorumEpochResponse_decode(al_rd *rd, int16_t v, kafka_BeginQuorumEpochResponse *o, kafka_arena *a)
+int kafka_BeginQuorumEpochResponse_decode(
+    al_rd *rd, int16_t v, kafka_BeginQuorumEpochResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_BeginQuorumEpochResponse_desc, rd, v, o, a);
 }
-int kafka_BeginQuorumEpochResponse_encode(al_wr *wr, int16_t v, const kafka_BeginQuorumEpochResponse *o)
+int kafka_BeginQuorumEpochResponse_encode(
+    al_wr *wr, int16_t v, const kafka_BeginQuorumEpochResponse *o)
 {
     return kafka_struct_encode(&kafka_BeginQuorumEpochResponse_desc, wr, v, o);
 }
@@ -3685,45 +6410,90 @@ size_t kafka_BeginQuorumEpochResponse_size(int16_t v, const kafka_BeginQuorumEpo
 {
     return kafka_struct_size(&kafka_BeginQuorumEpochResponse_desc, v, o);
 }
-void kafka_BeginQuorumEpochResponse_fill_test(kafka_BeginQuorumEpochResponse *o, int16_t v, kafka_filler *f)
+void kafka_BeginQuorumEpochResponse_fill_test(
+    kafka_BeginQuorumEpochResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_BeginQuorumEpochResponse_desc, o, v, f);
 }
 
 /* ---- EndQuorumEpochResponse (response, versions 0-0, flexible none) ---- */
 static const struct kafka_field_desc kafka_EndQuorumEpochResponse_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochResponse_PartitionData, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochResponse_PartitionData, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochResponse_PartitionData, LeaderId), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochResponse_PartitionData, LeaderEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochResponse_PartitionData, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochResponse_PartitionData, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochResponse_PartitionData, LeaderId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochResponse_PartitionData, LeaderEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_EndQuorumEpochResponse_PartitionData_desc = {
-    "kafka_EndQuorumEpochResponse_PartitionData", sizeof(kafka_EndQuorumEpochResponse_PartitionData), 4, 0, kafka_EndQuorumEpochResponse_PartitionData_fields, NULL, 0x0u, 0, 0};
+    "kafka_EndQuorumEpochResponse_PartitionData",
+    sizeof(kafka_EndQuorumEpochResponse_PartitionData),
+    4,
+    0,
+    kafka_EndQuorumEpochResponse_PartitionData_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_EndQuorumEpochResponse_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochResponse_TopicData, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_EndQuorumEpochResponse_TopicData, Partitions), offsetof(kafka_EndQuorumEpochResponse_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_EndQuorumEpochResponse_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochResponse_TopicData, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochResponse_TopicData, Partitions),
+     offsetof(kafka_EndQuorumEpochResponse_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_EndQuorumEpochResponse_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_EndQuorumEpochResponse_TopicData_desc = {
-    "kafka_EndQuorumEpochResponse_TopicData", sizeof(kafka_EndQuorumEpochResponse_TopicData), 2, 0, kafka_EndQuorumEpochResponse_TopicData_fields, NULL, 0x0u, 0, 0};
+    "kafka_EndQuorumEpochResponse_TopicData",
+    sizeof(kafka_EndQuorumEpochResponse_TopicData),
+    2,
+    0,
+    kafka_EndQuorumEpochResponse_TopicData_fields,
+    NULL,
+    0x0u, 0, 0};
 static const struct kafka_field_desc kafka_EndQuorumEpochResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_EndQuorumEpochResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_EndQuorumEpochResponse, Topics), offsetof(kafka_EndQuorumEpochResponse, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0, &kafka_EndQuorumEpochResponse_TopicData_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_EndQuorumEpochResponse, Topics),
+     offsetof(kafka_EndQuorumEpochResponse, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x0u, 0, 0.0, NULL, 0,
+     &kafka_EndQuorumEpochResponse_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_EndQuorumEpochResponse_desc = {
-    "kafka_EndQuorumEpochResponse", sizeof(kafka_EndQuorumEpochResponse), 2, 0, kafka_EndQuorumEpochResponse_fields, NULL, 0x0u, 0, 0};
+    "kafka_EndQuorumEpochResponse",
+    sizeof(kafka_EndQuorumEpochResponse),
+    2,
+    0,
+    kafka_EndQuorumEpochResponse_fields,
+    NULL,
+    0x0u, 0, 0};
 void kafka_EndQuorumEpochResponse_PartitionData_init(kafka_EndQuorumEpochResponse_PartitionData *o)
 {
     kafka_struct_init(&kafka_EndQuorumEpochResponse_PartitionData_desc, o);
 }
-bool kafka_EndQuorumEpochResponse_PartitionData_equal(const kafka_EndQuorumEpochResponse_PartitionData *x, const kafka_EndQuorumEpochResponse_PartitionData *y)
+bool kafka_EndQuorumEpochResponse_PartitionData_equal(
+    const kafka_EndQuorumEpochResponse_PartitionData *x,
+    const kafka_EndQuorumEpochResponse_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_EndQuorumEpochResponse_PartitionData_desc, x, y);
 }
@@ -3731,7 +6501,9 @@ void kafka_EndQuorumEpochResponse_TopicData_init(kafka_EndQuorumEpochResponse_To
 {
     kafka_struct_init(&kafka_EndQuorumEpochResponse_TopicData_desc, o);
 }
-bool kafka_EndQuorumEpochResponse_TopicData_equal(const kafka_EndQuorumEpochResponse_TopicData *x, const kafka_EndQuorumEpochResponse_TopicData *y)
+bool kafka_EndQuorumEpochResponse_TopicData_equal(
+    const kafka_EndQuorumEpochResponse_TopicData *x,
+    const kafka_EndQuorumEpochResponse_TopicData *y)
 {
     return kafka_struct_equal(&kafka_EndQuorumEpochResponse_TopicData_desc, x, y);
 }
@@ -3739,11 +6511,13 @@ void kafka_EndQuorumEpochResponse_init(kafka_EndQuorumEpochResponse *o)
 {
     kafka_struct_init(&kafka_EndQuorumEpochResponse_desc, o);
 }
-bool kafka_EndQuorumEpochResponse_equal(const kafka_EndQuorumEpochResponse *x, const kafka_EndQuorumEpochResponse *y)
+bool kafka_EndQuorumEpochResponse_equal(
+    const kafka_EndQuorumEpochResponse *x, const kafka_EndQuorumEpochResponse *y)
 {
     return kafka_struct_equal(&kafka_EndQuorumEpochResponse_desc, x, y);
 }
-int kafka_EndQuorumEpochResponse_decode(al_rd *rd, int16_t v, kafka_EndQuorumEpochResponse *o, kafka_arena *a)
+int kafka_EndQuorumEpochResponse_decode(
+    al_rd *rd, int16_t v, kafka_EndQuorumEpochResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_EndQuorumEpochResponse_desc, rd, v, o, a);
 }
@@ -3755,63 +6529,135 @@ size_t kafka_EndQuorumEpochResponse_size(int16_t v, const kafka_EndQuorumEpochRe
 {
     return kafka_struct_size(&kafka_EndQuorumEpochResponse_desc, v, o);
 }
-void kafka_EndQuorumEpochResponse_fill_test(kafka_EndQuorumEpochResponse *o, int16_t v, kafka_filler *f)
+void kafka_EndQuorumEpochResponse_fill_test(
+    kafka_EndQuorumEpochResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_EndQuorumEpochResponse_desc, o, v, f);
 }
 
 /* ---- DescribeQuorumResponse (response, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeQuorumResponse_ReplicaState_fields[] = {
-    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_ReplicaState, ReplicaId), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"LogEndOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_ReplicaState, LogEndOffset), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"LastFetchTimestamp", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_DescribeQuorumResponse_ReplicaState, LastFetchTimestamp), 0,
-     0x2u, 0x0u, 0x0u, 0x3u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"LastCaughtUpTimestamp", KAFKA_T_INT64, false, false, true, false, -1, offsetof(kafka_DescribeQuorumResponse_ReplicaState, LastCaughtUpTimestamp), 0,
-     0x2u, 0x0u, 0x0u, 0x3u, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"ReplicaId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_ReplicaState, ReplicaId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LogEndOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_ReplicaState, LogEndOffset),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LastFetchTimestamp", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_ReplicaState, LastFetchTimestamp),
+     0,
+     0x2u, 0x0u, 0x0u, 0x3u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"LastCaughtUpTimestamp", KAFKA_T_INT64, false, false, true, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_ReplicaState, LastCaughtUpTimestamp),
+     0,
+     0x2u, 0x0u, 0x0u, 0x3u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeQuorumResponse_ReplicaState_desc = {
-    "kafka_DescribeQuorumResponse_ReplicaState", sizeof(kafka_DescribeQuorumResponse_ReplicaState), 4, 0, kafka_DescribeQuorumResponse_ReplicaState_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeQuorumResponse_ReplicaState",
+    sizeof(kafka_DescribeQuorumResponse_ReplicaState),
+    4,
+    0,
+    kafka_DescribeQuorumResponse_ReplicaState_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeQuorumResponse_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_PartitionData, PartitionIndex), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_PartitionData, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_PartitionData, LeaderId), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_PartitionData, LeaderEpoch), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"HighWatermark", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_PartitionData, HighWatermark), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"CurrentVoters", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_PartitionData, CurrentVoters), offsetof(kafka_DescribeQuorumResponse_PartitionData, CurrentVoters_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_DescribeQuorumResponse_ReplicaState_desc},
-    {"Observers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_PartitionData, Observers), offsetof(kafka_DescribeQuorumResponse_PartitionData, Observers_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_DescribeQuorumResponse_ReplicaState_desc},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, PartitionIndex),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, LeaderId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, LeaderEpoch),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"HighWatermark", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, HighWatermark),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CurrentVoters", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, CurrentVoters),
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, CurrentVoters_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_DescribeQuorumResponse_ReplicaState_desc},
+    {"Observers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, Observers),
+     offsetof(kafka_DescribeQuorumResponse_PartitionData, Observers_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_DescribeQuorumResponse_ReplicaState_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeQuorumResponse_PartitionData_desc = {
-    "kafka_DescribeQuorumResponse_PartitionData", sizeof(kafka_DescribeQuorumResponse_PartitionData), 7, 0, kafka_DescribeQuorumResponse_PartitionData_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeQuorumResponse_PartitionData",
+    sizeof(kafka_DescribeQuorumResponse_PartitionData),
+    7,
+    0,
+    kafka_DescribeQuorumResponse_PartitionData_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeQuorumResponse_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_TopicData, TopicName), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse_TopicData, Partitions), offsetof(kafka_DescribeQuorumResponse_TopicData, Partitions_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_DescribeQuorumResponse_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_TopicData, TopicName),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse_TopicData, Partitions),
+     offsetof(kafka_DescribeQuorumResponse_TopicData, Partitions_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_DescribeQuorumResponse_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeQuorumResponse_TopicData_desc = {
-    "kafka_DescribeQuorumResponse_TopicData", sizeof(kafka_DescribeQuorumResponse_TopicData), 2, 0, kafka_DescribeQuorumResponse_TopicData_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeQuorumResponse_TopicData",
+    sizeof(kafka_DescribeQuorumResponse_TopicData),
+    2,
+    0,
+    kafka_DescribeQuorumResponse_TopicData_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeQuorumResponse_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeQuorumResponse, Topics), offsetof(kafka_DescribeQuorumResponse, Topics_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_DescribeQuorumResponse_TopicData_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeQuorumResponse, Topics),
+     offsetof(kafka_DescribeQuorumResponse, Topics_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_DescribeQuorumResponse_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_DescribeQuorumResponse_desc = {
-    "kafka_DescribeQuorumResponse", sizeof(kafka_DescribeQuorumResponse), 2, 0, kafka_DescribeQuorumResponse_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeQuorumResponse",
+    sizeof(kafka_DescribeQuorumResponse),
+    2,
+    0,
+    kafka_DescribeQuorumResponse_fields,
+    NULL,
+    0x3u, 0, 1};
 void kafka_DescribeQuorumResponse_ReplicaState_init(kafka_DescribeQuorumResponse_ReplicaState *o)
 {
     kafka_struct_init(&kafka_DescribeQuorumResponse_ReplicaState_desc, o);
 }
-bool kafka_DescribeQuorumResponse_ReplicaState_equal(const kafka_DescribeQuorumResponse_ReplicaState *x, const kafka_DescribeQuorumResponse_ReplicaState *y)
+bool kafka_DescribeQuorumResponse_ReplicaState_equal(
+    const kafka_DescribeQuorumResponse_ReplicaState *x,
+    const kafka_DescribeQuorumResponse_ReplicaState *y)
 {
     return kafka_struct_equal(&kafka_DescribeQuorumResponse_ReplicaState_desc, x, y);
 }
@@ -3819,7 +6665,9 @@ void kafka_DescribeQuorumResponse_PartitionData_init(kafka_DescribeQuorumRespons
 {
     kafka_struct_init(&kafka_DescribeQuorumResponse_PartitionData_desc, o);
 }
-bool kafka_DescribeQuorumResponse_PartitionData_equal(const kafka_DescribeQuorumResponse_PartitionData *x, const kafka_DescribeQuorumResponse_PartitionData *y)
+bool kafka_DescribeQuorumResponse_PartitionData_equal(
+    const kafka_DescribeQuorumResponse_PartitionData *x,
+    const kafka_DescribeQuorumResponse_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_DescribeQuorumResponse_PartitionData_desc, x, y);
 }
@@ -3827,7 +6675,9 @@ void kafka_DescribeQuorumResponse_TopicData_init(kafka_DescribeQuorumResponse_To
 {
     kafka_struct_init(&kafka_DescribeQuorumResponse_TopicData_desc, o);
 }
-bool kafka_DescribeQuorumResponse_TopicData_equal(const kafka_DescribeQuorumResponse_TopicData *x, const kafka_DescribeQuorumResponse_TopicData *y)
+bool kafka_DescribeQuorumResponse_TopicData_equal(
+    const kafka_DescribeQuorumResponse_TopicData *x,
+    const kafka_DescribeQuorumResponse_TopicData *y)
 {
     return kafka_struct_equal(&kafka_DescribeQuorumResponse_TopicData_desc, x, y);
 }
@@ -3835,11 +6685,13 @@ void kafka_DescribeQuorumResponse_init(kafka_DescribeQuorumResponse *o)
 {
     kafka_struct_init(&kafka_DescribeQuorumResponse_desc, o);
 }
-bool kafka_DescribeQuorumResponse_equal(const kafka_DescribeQuorumResponse *x, const kafka_DescribeQuorumResponse *y)
+bool kafka_DescribeQuorumResponse_equal(
+    const kafka_DescribeQuorumResponse *x, const kafka_DescribeQuorumResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeQuorumResponse_desc, x, y);
 }
-int kafka_DescribeQuorumResponse_decode(al_rd *rd, int16_t v, kafka_DescribeQuorumResponse *o, kafka_arena *a)
+int kafka_DescribeQuorumResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeQuorumResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeQuorumResponse_desc, rd, v, o, a);
 }
@@ -3851,55 +6703,115 @@ size_t kafka_DescribeQuorumResponse_size(int16_t v, const kafka_DescribeQuorumRe
 {
     return kafka_struct_size(&kafka_DescribeQuorumResponse_desc, v, o);
 }
-void kafka_DescribeQuorumResponse_fill_test(kafka_DescribeQuorumResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeQuorumResponse_fill_test(
+    kafka_DescribeQuorumResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeQuorumResponse_desc, o, v, f);
 }
 
 /* ---- AlterPartitionResponse (response, versions 0-3, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AlterPartitionResponse_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionResponse_PartitionData, PartitionIndex), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AlterPartitionResponse_PartitionData, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionResponse_PartitionData, LeaderId), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionResponse_PartitionData, LeaderEpoch), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"Isr", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_AlterPartitionResponse_PartitionData, Isr), offsetof(kafka_AlterPartitionResponse_PartitionData, Isr_count),
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"LeaderRecoveryState", KAFKA_T_INT8, false, false, true, false, -1, offsetof(kafka_AlterPartitionResponse_PartitionData, LeaderRecoveryState), 0,
-     0xeu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"PartitionEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionResponse_PartitionData, PartitionEpoch), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse_PartitionData, PartitionIndex),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse_PartitionData, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse_PartitionData, LeaderId),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse_PartitionData, LeaderEpoch),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Isr", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse_PartitionData, Isr),
+     offsetof(kafka_AlterPartitionResponse_PartitionData, Isr_count),
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderRecoveryState", KAFKA_T_INT8, false, false, true, false, -1,
+     offsetof(kafka_AlterPartitionResponse_PartitionData, LeaderRecoveryState),
+     0,
+     0xeu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse_PartitionData, PartitionEpoch),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionResponse_PartitionData_desc = {
-    "kafka_AlterPartitionResponse_PartitionData", sizeof(kafka_AlterPartitionResponse_PartitionData), 7, 0, kafka_AlterPartitionResponse_PartitionData_fields, NULL, 0xfu, 0, 3};
+    "kafka_AlterPartitionResponse_PartitionData",
+    sizeof(kafka_AlterPartitionResponse_PartitionData),
+    7,
+    0,
+    kafka_AlterPartitionResponse_PartitionData_fields,
+    NULL,
+    0xfu, 0, 3};
 static const struct kafka_field_desc kafka_AlterPartitionResponse_TopicData_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1, offsetof(kafka_AlterPartitionResponse_TopicData, TopicName), 0,
-     0x3u, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_AlterPartitionResponse_TopicData, TopicId), 0,
-     0xcu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionResponse_TopicData, Partitions), offsetof(kafka_AlterPartitionResponse_TopicData, Partitions_count),
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, &kafka_AlterPartitionResponse_PartitionData_desc},
+    {"TopicName", KAFKA_T_STRING, false, false, true, false, -1,
+     offsetof(kafka_AlterPartitionResponse_TopicData, TopicName),
+     0,
+     0x3u, 0x0u, 0x0u, 0xfu, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_AlterPartitionResponse_TopicData, TopicId),
+     0,
+     0xcu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse_TopicData, Partitions),
+     offsetof(kafka_AlterPartitionResponse_TopicData, Partitions_count),
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionResponse_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_AlterPartitionResponse_TopicData_desc = {
-    "kafka_AlterPartitionResponse_TopicData", sizeof(kafka_AlterPartitionResponse_TopicData), 3, 0, kafka_AlterPartitionResponse_TopicData_fields, NULL, 0xfu, 0, 3};
+    "kafka_AlterPartitionResponse_TopicData",
+    sizeof(kafka_AlterPartitionResponse_TopicData),
+    3,
+    0,
+    kafka_AlterPartitionResponse_TopicData_fields,
+    NULL,
+    0xfu, 0, 3};
 static const struct kafka_field_desc kafka_AlterPartitionResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AlterPartitionResponse, ThrottleTimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AlterPartitionResponse, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AlterPartitionResponse, Topics), offsetof(kafka_AlterPartitionResponse, Topics_count),
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, &kafka_AlterPartitionResponse_TopicData_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse, ThrottleTimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AlterPartitionResponse, Topics),
+     offsetof(kafka_AlterPartitionResponse, Topics_count),
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     &kafka_AlterPartitionResponse_TopicData_desc},
 };
 const struct kafka_struct_desc kafka_AlterPartitionResponse_desc = {
-    "kafka_AlterPartitionResponse", sizeof(kafka_AlterPartitionResponse), 3, 0, kafka_AlterPartitionResponse_fields, NULL, 0xfu, 0, 3};
+    "kafka_AlterPartitionResponse",
+    sizeof(kafka_AlterPartitionResponse),
+    3,
+    0,
+    kafka_AlterPartitionResponse_fields,
+    NULL,
+    0xfu, 0, 3};
 void kafka_AlterPartitionResponse_PartitionData_init(kafka_AlterPartitionResponse_PartitionData *o)
 {
     kafka_struct_init(&kafka_AlterPartitionResponse_PartitionData_desc, o);
 }
-bool kafka_AlterPartitionResponse_PartitionData_equal(const kafka_AlterPartitionResponse_PartitionData *x, const kafka_AlterPartitionResponse_PartitionData *y)
+bool kafka_AlterPartitionResponse_PartitionData_equal(
+    const kafka_AlterPartitionResponse_PartitionData *x,
+    const kafka_AlterPartitionResponse_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionResponse_PartitionData_desc, x, y);
 }
@@ -3907,7 +6819,9 @@ void kafka_AlterPartitionResponse_TopicData_init(kafka_AlterPartitionResponse_To
 {
     kafka_struct_init(&kafka_AlterPartitionResponse_TopicData_desc, o);
 }
-bool kafka_AlterPartitionResponse_TopicData_equal(const kafka_AlterPartitionResponse_TopicData *x, const kafka_AlterPartitionResponse_TopicData *y)
+bool kafka_AlterPartitionResponse_TopicData_equal(
+    const kafka_AlterPartitionResponse_TopicData *x,
+    const kafka_AlterPartitionResponse_TopicData *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionResponse_TopicData_desc, x, y);
 }
@@ -3915,11 +6829,13 @@ void kafka_AlterPartitionResponse_init(kafka_AlterPartitionResponse *o)
 {
     kafka_struct_init(&kafka_AlterPartitionResponse_desc, o);
 }
-bool kafka_AlterPartitionResponse_equal(const kafka_AlterPartitionResponse *x, const kafka_AlterPartitionResponse *y)
+bool kafka_AlterPartitionResponse_equal(
+    const kafka_AlterPartitionResponse *x, const kafka_AlterPartitionResponse *y)
 {
     return kafka_struct_equal(&kafka_AlterPartitionResponse_desc, x, y);
 }
-int kafka_AlterPartitionResponse_decode(al_rd *rd, int16_t v, kafka_AlterPartitionResponse *o, kafka_arena *a)
+int kafka_AlterPartitionResponse_decode(
+    al_rd *rd, int16_t v, kafka_AlterPartitionResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AlterPartitionResponse_desc, rd, v, o, a);
 }
@@ -3931,39 +6847,76 @@ size_t kafka_AlterPartitionResponse_size(int16_t v, const kafka_AlterPartitionRe
 {
     return kafka_struct_size(&kafka_AlterPartitionResponse_desc, v, o);
 }
-void kafka_AlterPartitionResponse_fill_test(kafka_AlterPartitionResponse *o, int16_t v, kafka_filler *f)
+void kafka_AlterPartitionResponse_fill_test(
+    kafka_AlterPartitionResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AlterPartitionResponse_desc, o, v, f);
 }
 
 /* ---- UpdateFeaturesResponse (response, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_UpdateFeaturesResponse_UpdatableFeatureResult_fields[] = {
-    {"Feature", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesResponse_UpdatableFeatureResult, Feature), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesResponse_UpdatableFeatureResult, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesResponse_UpdatableFeatureResult, ErrorMessage), 0,
-     0x3u, 0x3u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
+    {"Feature", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesResponse_UpdatableFeatureResult, Feature),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesResponse_UpdatableFeatureResult, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesResponse_UpdatableFeatureResult, ErrorMessage),
+     0,
+     0x3u, 0x3u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_UpdateFeaturesResponse_UpdatableFeatureResult_desc = {
-    "kafka_UpdateFeaturesResponse_UpdatableFeatureResult", sizeof(kafka_UpdateFeaturesResponse_UpdatableFeatureResult), 3, 0, kafka_UpdateFeaturesResponse_UpdatableFeatureResult_fields, NULL, 0x3u, 0, 1};
+    "kafka_UpdateFeaturesResponse_UpdatableFeatureResult",
+    sizeof(kafka_UpdateFeaturesResponse_UpdatableFeatureResult),
+    3,
+    0,
+    kafka_UpdateFeaturesResponse_UpdatableFeatureResult_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_UpdateFeaturesResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesResponse, ThrottleTimeMs), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesResponse, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_UpdateFeaturesResponse, ErrorMessage), 0,
-     0x3u, 0x3u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
-    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_UpdateFeaturesResponse, Results), offsetof(kafka_UpdateFeaturesResponse, Results_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_UpdateFeaturesResponse_UpdatableFeatureResult_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesResponse, ThrottleTimeMs),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesResponse, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesResponse, ErrorMessage),
+     0,
+     0x3u, 0x3u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
+    {"Results", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_UpdateFeaturesResponse, Results),
+     offsetof(kafka_UpdateFeaturesResponse, Results_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_UpdateFeaturesResponse_UpdatableFeatureResult_desc},
 };
 const struct kafka_struct_desc kafka_UpdateFeaturesResponse_desc = {
-    "kafka_UpdateFeaturesResponse", sizeof(kafka_UpdateFeaturesResponse), 4, 0, kafka_UpdateFeaturesResponse_fields, NULL, 0x3u, 0, 1};
-void kafka_UpdateFeaturesResponse_UpdatableFeatureResult_init(kafka_UpdateFeaturesResponse_UpdatableFeatureResult *o)
+    "kafka_UpdateFeaturesResponse",
+    sizeof(kafka_UpdateFeaturesResponse),
+    4,
+    0,
+    kafka_UpdateFeaturesResponse_fields,
+    NULL,
+    0x3u, 0, 1};
+void kafka_UpdateFeaturesResponse_UpdatableFeatureResult_init(
+    kafka_UpdateFeaturesResponse_UpdatableFeatureResult *o)
 {
     kafka_struct_init(&kafka_UpdateFeaturesResponse_UpdatableFeatureResult_desc, o);
 }
-bool kafka_UpdateFeaturesResponse_UpdatableFeatureResult_equal(const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *x, const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *y)
+bool kafka_UpdateFeaturesResponse_UpdatableFeatureResult_equal(
+    const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *x,
+    const kafka_UpdateFeaturesResponse_UpdatableFeatureResult *y)
 {
     return kafka_struct_equal(&kafka_UpdateFeaturesResponse_UpdatableFeatureResult_desc, x, y);
 }
@@ -3971,11 +6924,13 @@ void kafka_UpdateFeaturesResponse_init(kafka_UpdateFeaturesResponse *o)
 {
     kafka_struct_init(&kafka_UpdateFeaturesResponse_desc, o);
 }
-bool kafka_UpdateFeaturesResponse_equal(const kafka_UpdateFeaturesResponse *x, const kafka_UpdateFeaturesResponse *y)
+bool kafka_UpdateFeaturesResponse_equal(
+    const kafka_UpdateFeaturesResponse *x, const kafka_UpdateFeaturesResponse *y)
 {
     return kafka_struct_equal(&kafka_UpdateFeaturesResponse_desc, x, y);
 }
-int kafka_UpdateFeaturesResponse_decode(al_rd *rd, int16_t v, kafka_UpdateFeaturesResponse *o, kafka_arena *a)
+int kafka_UpdateFeaturesResponse_decode(
+    al_rd *rd, int16_t v, kafka_UpdateFeaturesResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_UpdateFeaturesResponse_desc, rd, v, o, a);
 }
@@ -3987,20 +6942,33 @@ size_t kafka_UpdateFeaturesResponse_size(int16_t v, const kafka_UpdateFeaturesRe
 {
     return kafka_struct_size(&kafka_UpdateFeaturesResponse_desc, v, o);
 }
-void kafka_UpdateFeaturesResponse_fill_test(kafka_UpdateFeaturesResponse *o, int16_t v, kafka_filler *f)
+void kafka_UpdateFeaturesResponse_fill_test(
+    kafka_UpdateFeaturesResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_UpdateFeaturesResponse_desc, o, v, f);
 }
 
 /* ---- EnvelopeResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_EnvelopeResponse_fields[] = {
-    {"ResponseData", KAFKA_T_BYTES, false, false, false, true, -1, offsetof(kafka_EnvelopeResponse, ResponseData), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_EnvelopeResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"ResponseData", KAFKA_T_BYTES, false, false, false, true, -1,
+     offsetof(kafka_EnvelopeResponse, ResponseData),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_EnvelopeResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_EnvelopeResponse_desc = {
-    "kafka_EnvelopeResponse", sizeof(kafka_EnvelopeResponse), 2, 0, kafka_EnvelopeResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_EnvelopeResponse",
+    sizeof(kafka_EnvelopeResponse),
+    2,
+    0,
+    kafka_EnvelopeResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_EnvelopeResponse_init(kafka_EnvelopeResponse *o)
 {
     kafka_struct_init(&kafka_EnvelopeResponse_desc, o);
@@ -4028,79 +6996,165 @@ void kafka_EnvelopeResponse_fill_test(kafka_EnvelopeResponse *o, int16_t v, kafk
 
 /* ---- FetchSnapshotResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_FetchSnapshotResponse_SnapshotId_fields[] = {
-    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_SnapshotId, EndOffset), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Epoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_SnapshotId, Epoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"EndOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_SnapshotId, EndOffset),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Epoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_SnapshotId, Epoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchSnapshotResponse_SnapshotId_desc = {
-    "kafka_FetchSnapshotResponse_SnapshotId", sizeof(kafka_FetchSnapshotResponse_SnapshotId), 2, 0, kafka_FetchSnapshotResponse_SnapshotId_fields, NULL, 0x1u, 0, 0};
+    "kafka_FetchSnapshotResponse_SnapshotId",
+    sizeof(kafka_FetchSnapshotResponse_SnapshotId),
+    2,
+    0,
+    kafka_FetchSnapshotResponse_SnapshotId_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_FetchSnapshotResponse_LeaderIdAndEpoch_fields[] = {
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_LeaderIdAndEpoch, LeaderId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_LeaderIdAndEpoch, LeaderEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_LeaderIdAndEpoch, LeaderId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_LeaderIdAndEpoch, LeaderEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_FetchSnapshotResponse_LeaderIdAndEpoch_desc = {
-    "kafka_FetchSnapshotResponse_LeaderIdAndEpoch", sizeof(kafka_FetchSnapshotResponse_LeaderIdAndEpoch), 2, 0, kafka_FetchSnapshotResponse_LeaderIdAndEpoch_fields, NULL, 0x1u, 0, 0};
+    "kafka_FetchSnapshotResponse_LeaderIdAndEpoch",
+    sizeof(kafka_FetchSnapshotResponse_LeaderIdAndEpoch),
+    2,
+    0,
+    kafka_FetchSnapshotResponse_LeaderIdAndEpoch_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_FetchSnapshotResponse_PartitionSnapshot_fields[] = {
-    {"Index", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, Index), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"SnapshotId", KAFKA_T_STRUCT, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, SnapshotId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_FetchSnapshotResponse_SnapshotId_desc},
-    {"CurrentLeader", KAFKA_T_STRUCT, false, false, false, false, 0, offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, CurrentLeader), 0,
-     0x1u, 0x0u, 0x1u, 0x1u, 0, 0.0, NULL, 0, &kafka_FetchSnapshotResponse_LeaderIdAndEpoch_desc},
-    {"Size", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, Size), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Position", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, Position), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"UnalignedRecords", KAFKA_T_RECORDS, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, UnalignedRecords), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Index", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, Index),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SnapshotId", KAFKA_T_STRUCT, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, SnapshotId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_FetchSnapshotResponse_SnapshotId_desc},
+    {"CurrentLeader", KAFKA_T_STRUCT, false, false, false, false, 0,
+     offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, CurrentLeader),
+     0,
+     0x1u, 0x0u, 0x1u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_FetchSnapshotResponse_LeaderIdAndEpoch_desc},
+    {"Size", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, Size),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Position", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, Position),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"UnalignedRecords", KAFKA_T_RECORDS, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_PartitionSnapshot, UnalignedRecords),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const uint8_t kafka_FetchSnapshotResponse_PartitionSnapshot_tags[] = {3};
 static const struct kafka_struct_desc kafka_FetchSnapshotResponse_PartitionSnapshot_desc = {
-    "kafka_FetchSnapshotResponse_PartitionSnapshot", sizeof(kafka_FetchSnapshotResponse_PartitionSnapshot), 7, 1, kafka_FetchSnapshotResponse_PartitionSnapshot_fields, kafka_FetchSnapshotResponse_PartitionSnapshot_tags, 0x1u, 0, 0};
+    "kafka_FetchSnapshotResponse_PartitionSnapshot",
+    sizeof(kafka_FetchSnapshotResponse_PartitionSnapshot),
+    7,
+    1,
+    kafka_FetchSnapshotResponse_PartitionSnapshot_fields,
+    kafka_FetchSnapshotResponse_PartitionSnapshot_tags,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_FetchSnapshotResponse_TopicSnapshot_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_TopicSnapshot, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse_TopicSnapshot, Partitions), offsetof(kafka_FetchSnapshotResponse_TopicSnapshot, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_FetchSnapshotResponse_PartitionSnapshot_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_TopicSnapshot, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse_TopicSnapshot, Partitions),
+     offsetof(kafka_FetchSnapshotResponse_TopicSnapshot, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_FetchSnapshotResponse_PartitionSnapshot_desc},
 };
 static const struct kafka_struct_desc kafka_FetchSnapshotResponse_TopicSnapshot_desc = {
-    "kafka_FetchSnapshotResponse_TopicSnapshot", sizeof(kafka_FetchSnapshotResponse_TopicSnapshot), 2, 0, kafka_FetchSnapshotResponse_TopicSnapshot_fields, NULL, 0x1u, 0, 0};
+    "kafka_FetchSnapshotResponse_TopicSnapshot",
+    sizeof(kafka_FetchSnapshotResponse_TopicSnapshot),
+    2,
+    0,
+    kafka_FetchSnapshotResponse_TopicSnapshot_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_FetchSnapshotResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_FetchSnapshotResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_FetchSnapshotResponse, Topics), offsetof(kafka_FetchSnapshotResponse, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_FetchSnapshotResponse_TopicSnapshot_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_FetchSnapshotResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_FetchSnapshotResponse, Topics),
+     offsetof(kafka_FetchSnapshotResponse, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_FetchSnapshotResponse_TopicSnapshot_desc},
 };
 const struct kafka_struct_desc kafka_FetchSnapshotResponse_desc = {
-    "kafka_FetchSnapshotResponse", sizeof(kafka_FetchSnapshotResponse), 3, 0, kafka_FetchSnapshotResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_FetchSnapshotResponse",
+    sizeof(kafka_FetchSnapshotResponse),
+    3,
+    0,
+    kafka_FetchSnapshotResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_FetchSnapshotResponse_SnapshotId_init(kafka_FetchSnapshotResponse_SnapshotId *o)
 {
     kafka_struct_init(&kafka_FetchSnapshotResponse_SnapshotId_desc, o);
 }
-bool kafka_FetchSnapshotResponse_SnapshotId_equal(const kafka_FetchSnapshotResponse_SnapshotId *x, const kafka_FetchSnapshotResponse_SnapshotId *y)
+bool kafka_FetchSnapshotResponse_SnapshotId_equal(
+    const kafka_FetchSnapshotResponse_SnapshotId *x,
+    const kafka_FetchSnapshotResponse_SnapshotId *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotResponse_SnapshotId_desc, x, y);
 }
-void kafka_FetchSnapshotResponse_LeaderIdAndEpoch_init(kafka_FetchSnapshotResponse_LeaderIdAndEpoch *o)
+void kafka_FetchSnapshotResponse_LeaderIdAndEpoch_init(
+    kafka_FetchSnapshotResponse_LeaderIdAndEpoch *o)
 {
     kafka_struct_init(&kafka_FetchSnapshotResponse_LeaderIdAndEpoch_desc, o);
 }
-bool kafka_FetchSnapshotResponse_LeaderIdAndEpoch_equal(const kafka_FetchSnapshotResponse_LeaderIdAndEpoch *x, const kafka_FetchSnapshotResponse_LeaderIdAndEpoch *y)
+bool kafka_FetchSnapshotResponse_LeaderIdAndEpoch_equal(
+    const kafka_FetchSnapshotResponse_LeaderIdAndEpoch *x,
+    const kafka_FetchSnapshotResponse_LeaderIdAndEpoch *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotResponse_LeaderIdAndEpoch_desc, x, y);
 }
-void kafka_FetchSnapshotResponse_PartitionSnapshot_init(kafka_FetchSnapshotResponse_PartitionSnapshot *o)
+void kafka_FetchSnapshotResponse_PartitionSnapshot_init(
+    kafka_FetchSnapshotResponse_PartitionSnapshot *o)
 {
     kafka_struct_init(&kafka_FetchSnapshotResponse_PartitionSnapshot_desc, o);
 }
-bool kafka_FetchSnapshotResponse_PartitionSnapshot_equal(const kafka_FetchSnapshotResponse_PartitionSnapshot *x, const kafka_FetchSnapshotResponse_PartitionSnapshot *y)
+bool kafka_FetchSnapshotResponse_PartitionSnapshot_equal(
+    const kafka_FetchSnapshotResponse_PartitionSnapshot *x,
+    const kafka_FetchSnapshotResponse_PartitionSnapshot *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotResponse_PartitionSnapshot_desc, x, y);
 }
@@ -4108,7 +7162,9 @@ void kafka_FetchSnapshotResponse_TopicSnapshot_init(kafka_FetchSnapshotResponse_
 {
     kafka_struct_init(&kafka_FetchSnapshotResponse_TopicSnapshot_desc, o);
 }
-bool kafka_FetchSnapshotResponse_TopicSnapshot_equal(const kafka_FetchSnapshotResponse_TopicSnapshot *x, const kafka_FetchSnapshotResponse_TopicSnapshot *y)
+bool kafka_FetchSnapshotResponse_TopicSnapshot_equal(
+    const kafka_FetchSnapshotResponse_TopicSnapshot *x,
+    const kafka_FetchSnapshotResponse_TopicSnapshot *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotResponse_TopicSnapshot_desc, x, y);
 }
@@ -4116,11 +7172,13 @@ void kafka_FetchSnapshotResponse_init(kafka_FetchSnapshotResponse *o)
 {
     kafka_struct_init(&kafka_FetchSnapshotResponse_desc, o);
 }
-bool kafka_FetchSnapshotResponse_equal(const kafka_FetchSnapshotResponse *x, const kafka_FetchSnapshotResponse *y)
+bool kafka_FetchSnapshotResponse_equal(
+    const kafka_FetchSnapshotResponse *x, const kafka_FetchSnapshotResponse *y)
 {
     return kafka_struct_equal(&kafka_FetchSnapshotResponse_desc, x, y);
 }
-int kafka_FetchSnapshotResponse_decode(al_rd *rd, int16_t v, kafka_FetchSnapshotResponse *o, kafka_arena *a)
+int kafka_FetchSnapshotResponse_decode(
+    al_rd *rd, int16_t v, kafka_FetchSnapshotResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_FetchSnapshotResponse_desc, rd, v, o, a);
 }
@@ -4132,49 +7190,101 @@ size_t kafka_FetchSnapshotResponse_size(int16_t v, const kafka_FetchSnapshotResp
 {
     return kafka_struct_size(&kafka_FetchSnapshotResponse_desc, v, o);
 }
-void kafka_FetchSnapshotResponse_fill_test(kafka_FetchSnapshotResponse *o, int16_t v, kafka_filler *f)
+void kafka_FetchSnapshotResponse_fill_test(
+    kafka_FetchSnapshotResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_FetchSnapshotResponse_desc, o, v, f);
 }
 
 /* ---- DescribeClusterResponse (response, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeClusterResponse_DescribeClusterBroker_fields[] = {
-    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse_DescribeClusterBroker, BrokerId), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"Host", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse_DescribeClusterBroker, Host), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
-    {"Port", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse_DescribeClusterBroker, Port), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"Rack", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_DescribeClusterResponse_DescribeClusterBroker, Rack), 0,
-     0x3u, 0x3u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
+    {"BrokerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse_DescribeClusterBroker, BrokerId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Host", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse_DescribeClusterBroker, Host),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
+    {"Port", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse_DescribeClusterBroker, Port),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Rack", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_DescribeClusterResponse_DescribeClusterBroker, Rack),
+     0,
+     0x3u, 0x3u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeClusterResponse_DescribeClusterBroker_desc = {
-    "kafka_DescribeClusterResponse_DescribeClusterBroker", sizeof(kafka_DescribeClusterResponse_DescribeClusterBroker), 4, 0, kafka_DescribeClusterResponse_DescribeClusterBroker_fields, NULL, 0x3u, 0, 1};
+    "kafka_DescribeClusterResponse_DescribeClusterBroker",
+    sizeof(kafka_DescribeClusterResponse_DescribeClusterBroker),
+    4,
+    0,
+    kafka_DescribeClusterResponse_DescribeClusterBroker_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_DescribeClusterResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse, ThrottleTimeMs), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_DescribeClusterResponse, ErrorMessage), 0,
-     0x3u, 0x3u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"EndpointType", KAFKA_T_INT8, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse, EndpointType), 0,
-     0x2u, 0x0u, 0x0u, 0x3u, 1, 0.0, NULL, 0, NULL},
-    {"ClusterId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse, ClusterId), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
-    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse, ControllerId), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, -1, 0.0, NULL, 0, NULL},
-    {"Brokers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeClusterResponse, Brokers), offsetof(kafka_DescribeClusterResponse, Brokers_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_DescribeClusterResponse_DescribeClusterBroker_desc},
-    {"ClusterAuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeClusterResponse, ClusterAuthorizedOperations), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, INT32_MIN, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse, ThrottleTimeMs),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_DescribeClusterResponse, ErrorMessage),
+     0,
+     0x3u, 0x3u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"EndpointType", KAFKA_T_INT8, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse, EndpointType),
+     0,
+     0x2u, 0x0u, 0x0u, 0x3u, 1, 0.0, NULL, 0,
+     NULL},
+    {"ClusterId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse, ClusterId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
+    {"ControllerId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse, ControllerId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, -1, 0.0, NULL, 0,
+     NULL},
+    {"Brokers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse, Brokers),
+     offsetof(kafka_DescribeClusterResponse, Brokers_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_DescribeClusterResponse_DescribeClusterBroker_desc},
+    {"ClusterAuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeClusterResponse, ClusterAuthorizedOperations),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, INT32_MIN, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_DescribeClusterResponse_desc = {
-    "kafka_DescribeClusterResponse", sizeof(kafka_DescribeClusterResponse), 8, 0, kafka_DescribeClusterResponse_fields, NULL, 0x3u, 0, 1};
-void kafka_DescribeClusterResponse_DescribeClusterBroker_init(kafka_DescribeClusterResponse_DescribeClusterBroker *o)
+    "kafka_DescribeClusterResponse",
+    sizeof(kafka_DescribeClusterResponse),
+    8,
+    0,
+    kafka_DescribeClusterResponse_fields,
+    NULL,
+    0x3u, 0, 1};
+void kafka_DescribeClusterResponse_DescribeClusterBroker_init(
+    kafka_DescribeClusterResponse_DescribeClusterBroker *o)
 {
     kafka_struct_init(&kafka_DescribeClusterResponse_DescribeClusterBroker_desc, o);
 }
-bool kafka_DescribeClusterResponse_DescribeClusterBroker_equal(const kafka_DescribeClusterResponse_DescribeClusterBroker *x, const kafka_DescribeClusterResponse_DescribeClusterBroker *y)
+bool kafka_DescribeClusterResponse_DescribeClusterBroker_equal(
+    const kafka_DescribeClusterResponse_DescribeClusterBroker *x,
+    const kafka_DescribeClusterResponse_DescribeClusterBroker *y)
 {
     return kafka_struct_equal(&kafka_DescribeClusterResponse_DescribeClusterBroker_desc, x, y);
 }
@@ -4182,15 +7292,18 @@ void kafka_DescribeClusterResponse_init(kafka_DescribeClusterResponse *o)
 {
     kafka_struct_init(&kafka_DescribeClusterResponse_desc, o);
 }
-bool kafka_DescribeClusterResponse_equal(const kafka_DescribeClusterResponse *x, const kafka_DescribeClusterResponse *y)
+bool kafka_DescribeClusterResponse_equal(
+    const kafka_DescribeClusterResponse *x, const kafka_DescribeClusterResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeClusterResponse_desc, x, y);
 }
-int kafka_DescribeClusterResponse_decode(al_rd *rd, int16_t v, kafka_DescribeClusterResponse *o, kafka_arena *a)
+int kafka_DescribeClusterResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeClusterResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeClusterResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeClusterResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeClusterResponse *o)
+int kafka_DescribeClusterResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeClusterResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeClusterResponse_desc, wr, v, o);
 }
@@ -4198,77 +7311,153 @@ size_t kafka_DescribeClusterResponse_size(int16_t v, const kafka_DescribeCluster
 {
     return kafka_struct_size(&kafka_DescribeClusterResponse_desc, v, o);
 }
-void kafka_DescribeClusterResponse_fill_test(kafka_DescribeClusterResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeClusterResponse_fill_test(
+    kafka_DescribeClusterResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeClusterResponse_desc, o, v, f);
 }
 
 /* ---- DescribeProducersResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeProducersResponse_ProducerState_fields[] = {
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_ProducerState, ProducerId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_ProducerState, ProducerEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LastSequence", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_ProducerState, LastSequence), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, -1, 0.0, NULL, 0, NULL},
-    {"LastTimestamp", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_ProducerState, LastTimestamp), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, INT64_C(-1), 0.0, NULL, 0, NULL},
-    {"CoordinatorEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_ProducerState, CoordinatorEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"CurrentTxnStartOffset", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_ProducerState, CurrentTxnStartOffset), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_ProducerState, ProducerId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_ProducerState, ProducerEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LastSequence", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_ProducerState, LastSequence),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, -1, 0.0, NULL, 0,
+     NULL},
+    {"LastTimestamp", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_ProducerState, LastTimestamp),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
+    {"CoordinatorEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_ProducerState, CoordinatorEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"CurrentTxnStartOffset", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_ProducerState, CurrentTxnStartOffset),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeProducersResponse_ProducerState_desc = {
-    "kafka_DescribeProducersResponse_ProducerState", sizeof(kafka_DescribeProducersResponse_ProducerState), 6, 0, kafka_DescribeProducersResponse_ProducerState_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeProducersResponse_ProducerState",
+    sizeof(kafka_DescribeProducersResponse_ProducerState),
+    6,
+    0,
+    kafka_DescribeProducersResponse_ProducerState_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeProducersResponse_PartitionResponse_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_PartitionResponse, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_PartitionResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_DescribeProducersResponse_PartitionResponse, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ActiveProducers", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_PartitionResponse, ActiveProducers), offsetof(kafka_DescribeProducersResponse_PartitionResponse, ActiveProducers_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeProducersResponse_ProducerState_desc},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_PartitionResponse, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_PartitionResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_DescribeProducersResponse_PartitionResponse, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ActiveProducers", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_PartitionResponse, ActiveProducers),
+     offsetof(kafka_DescribeProducersResponse_PartitionResponse, ActiveProducers_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeProducersResponse_ProducerState_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeProducersResponse_PartitionResponse_desc = {
-    "kafka_DescribeProducersResponse_PartitionResponse", sizeof(kafka_DescribeProducersResponse_PartitionResponse), 4, 0, kafka_DescribeProducersResponse_PartitionResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeProducersResponse_PartitionResponse",
+    sizeof(kafka_DescribeProducersResponse_PartitionResponse),
+    4,
+    0,
+    kafka_DescribeProducersResponse_PartitionResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeProducersResponse_TopicResponse_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_TopicResponse, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeProducersResponse_TopicResponse, Partitions), offsetof(kafka_DescribeProducersResponse_TopicResponse, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeProducersResponse_PartitionResponse_desc},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_TopicResponse, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse_TopicResponse, Partitions),
+     offsetof(kafka_DescribeProducersResponse_TopicResponse, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeProducersResponse_PartitionResponse_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeProducersResponse_TopicResponse_desc = {
-    "kafka_DescribeProducersResponse_TopicResponse", sizeof(kafka_DescribeProducersResponse_TopicResponse), 2, 0, kafka_DescribeProducersResponse_TopicResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeProducersResponse_TopicResponse",
+    sizeof(kafka_DescribeProducersResponse_TopicResponse),
+    2,
+    0,
+    kafka_DescribeProducersResponse_TopicResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeProducersResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeProducersResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeProducersResponse, Topics), offsetof(kafka_DescribeProducersResponse, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeProducersResponse_TopicResponse_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeProducersResponse, Topics),
+     offsetof(kafka_DescribeProducersResponse, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeProducersResponse_TopicResponse_desc},
 };
 const struct kafka_struct_desc kafka_DescribeProducersResponse_desc = {
-    "kafka_DescribeProducersResponse", sizeof(kafka_DescribeProducersResponse), 2, 0, kafka_DescribeProducersResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_DescribeProducersResponse_ProducerState_init(kafka_DescribeProducersResponse_ProducerState *o)
+    "kafka_DescribeProducersResponse",
+    sizeof(kafka_DescribeProducersResponse),
+    2,
+    0,
+    kafka_DescribeProducersResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_DescribeProducersResponse_ProducerState_init(
+    kafka_DescribeProducersResponse_ProducerState *o)
 {
     kafka_struct_init(&kafka_DescribeProducersResponse_ProducerState_desc, o);
 }
-bool kafka_DescribeProducersResponse_ProducerState_equal(const kafka_DescribeProducersResponse_ProducerState *x, const kafka_DescribeProducersResponse_ProducerState *y)
+bool kafka_DescribeProducersResponse_ProducerState_equal(
+    const kafka_DescribeProducersResponse_ProducerState *x,
+    const kafka_DescribeProducersResponse_ProducerState *y)
 {
     return kafka_struct_equal(&kafka_DescribeProducersResponse_ProducerState_desc, x, y);
 }
-void kafka_DescribeProducersResponse_PartitionResponse_init(kafka_DescribeProducersResponse_PartitionResponse *o)
+void kafka_DescribeProducersResponse_PartitionResponse_init(
+    kafka_DescribeProducersResponse_PartitionResponse *o)
 {
     kafka_struct_init(&kafka_DescribeProducersResponse_PartitionResponse_desc, o);
 }
-bool kafka_DescribeProducersResponse_PartitionResponse_equal(const kafka_DescribeProducersResponse_PartitionResponse *x, const kafka_DescribeProducersResponse_PartitionResponse *y)
+bool kafka_DescribeProducersResponse_PartitionResponse_equal(
+    const kafka_DescribeProducersResponse_PartitionResponse *x,
+    const kafka_DescribeProducersResponse_PartitionResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeProducersResponse_PartitionResponse_desc, x, y);
 }
-void kafka_DescribeProducersResponse_TopicResponse_init(kafka_DescribeProducersResponse_TopicResponse *o)
+void kafka_DescribeProducersResponse_TopicResponse_init(
+    kafka_DescribeProducersResponse_TopicResponse *o)
 {
     kafka_struct_init(&kafka_DescribeProducersResponse_TopicResponse_desc, o);
 }
-bool kafka_DescribeProducersResponse_TopicResponse_equal(const kafka_DescribeProducersResponse_TopicResponse *x, const kafka_DescribeProducersResponse_TopicResponse *y)
+bool kafka_DescribeProducersResponse_TopicResponse_equal(
+    const kafka_DescribeProducersResponse_TopicResponse *x,
+    const kafka_DescribeProducersResponse_TopicResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeProducersResponse_TopicResponse_desc, x, y);
 }
@@ -4276,15 +7465,18 @@ void kafka_DescribeProducersResponse_init(kafka_DescribeProducersResponse *o)
 {
     kafka_struct_init(&kafka_DescribeProducersResponse_desc, o);
 }
-bool kafka_DescribeProducersResponse_equal(const kafka_DescribeProducersResponse *x, const kafka_DescribeProducersResponse *y)
+bool kafka_DescribeProducersResponse_equal(
+    const kafka_DescribeProducersResponse *x, const kafka_DescribeProducersResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeProducersResponse_desc, x, y);
 }
-int kafka_DescribeProducersResponse_decode(al_rd *rd, int16_t v, kafka_DescribeProducersResponse *o, kafka_arena *a)
+int kafka_DescribeProducersResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeProducersResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeProducersResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeProducersResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeProducersResponse *o)
+int kafka_DescribeProducersResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeProducersResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeProducersResponse_desc, wr, v, o);
 }
@@ -4292,35 +7484,54 @@ size_t kafka_DescribeProducersResponse_size(int16_t v, const kafka_DescribeProdu
 {
     return kafka_struct_size(&kafka_DescribeProducersResponse_desc, v, o);
 }
-void kafka_DescribeProducersResponse_fill_test(kafka_DescribeProducersResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeProducersResponse_fill_test(
+    kafka_DescribeProducersResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeProducersResponse_desc, o, v, f);
 }
 
 /* ---- BrokerRegistrationResponse (response, versions 0-3, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_BrokerRegistrationResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationResponse, ThrottleTimeMs), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationResponse, ErrorCode), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0, NULL},
-    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_BrokerRegistrationResponse, BrokerEpoch), 0,
-     0xfu, 0x0u, 0x0u, 0xfu, INT64_C(-1), 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationResponse, ThrottleTimeMs),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationResponse, ErrorCode),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, 0, 0.0, NULL, 0,
+     NULL},
+    {"BrokerEpoch", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_BrokerRegistrationResponse, BrokerEpoch),
+     0,
+     0xfu, 0x0u, 0x0u, 0xfu, INT64_C(-1), 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_BrokerRegistrationResponse_desc = {
-    "kafka_BrokerRegistrationResponse", sizeof(kafka_BrokerRegistrationResponse), 3, 0, kafka_BrokerRegistrationResponse_fields, NULL, 0xfu, 0, 3};
+    "kafka_BrokerRegistrationResponse",
+    sizeof(kafka_BrokerRegistrationResponse),
+    3,
+    0,
+    kafka_BrokerRegistrationResponse_fields,
+    NULL,
+    0xfu, 0, 3};
 void kafka_BrokerRegistrationResponse_init(kafka_BrokerRegistrationResponse *o)
 {
     kafka_struct_init(&kafka_BrokerRegistrationResponse_desc, o);
 }
-bool kafka_BrokerRegistrationResponse_equal(const kafka_BrokerRegistrationResponse *x, const kafka_BrokerRegistrationResponse *y)
+bool kafka_BrokerRegistrationResponse_equal(
+    const kafka_BrokerRegistrationResponse *x, const kafka_BrokerRegistrationResponse *y)
 {
     return kafka_struct_equal(&kafka_BrokerRegistrationResponse_desc, x, y);
 }
-int kafka_BrokerRegistrationResponse_decode(al_rd *rd, int16_t v, kafka_BrokerRegistrationResponse *o, kafka_arena *a)
+int kafka_BrokerRegistrationResponse_decode(
+    al_rd *rd, int16_t v, kafka_BrokerRegistrationResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_BrokerRegistrationResponse_desc, rd, v, o, a);
 }
-int kafka_BrokerRegistrationResponse_encode(al_wr *wr, int16_t v, const kafka_BrokerRegistrationResponse *o)
+int kafka_BrokerRegistrationResponse_encode(
+    al_wr *wr, int16_t v, const kafka_BrokerRegistrationResponse *o)
 {
     return kafka_struct_encode(&kafka_BrokerRegistrationResponse_desc, wr, v, o);
 }
@@ -4328,39 +7539,64 @@ size_t kafka_BrokerRegistrationResponse_size(int16_t v, const kafka_BrokerRegist
 {
     return kafka_struct_size(&kafka_BrokerRegistrationResponse_desc, v, o);
 }
-void kafka_BrokerRegistrationResponse_fill_test(kafka_BrokerRegistrationResponse *o, int16_t v, kafka_filler *f)
+void kafka_BrokerRegistrationResponse_fill_test(
+    kafka_BrokerRegistrationResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_BrokerRegistrationResponse_desc, o, v, f);
 }
 
 /* ---- BrokerHeartbeatResponse (response, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_BrokerHeartbeatResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatResponse, ThrottleTimeMs), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatResponse, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"IsCaughtUp", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatResponse, IsCaughtUp), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"IsFenced", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatResponse, IsFenced), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 1, 0.0, NULL, 0, NULL},
-    {"ShouldShutDown", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_BrokerHeartbeatResponse, ShouldShutDown), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatResponse, ThrottleTimeMs),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatResponse, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsCaughtUp", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatResponse, IsCaughtUp),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsFenced", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatResponse, IsFenced),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 1, 0.0, NULL, 0,
+     NULL},
+    {"ShouldShutDown", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_BrokerHeartbeatResponse, ShouldShutDown),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_BrokerHeartbeatResponse_desc = {
-    "kafka_BrokerHeartbeatResponse", sizeof(kafka_BrokerHeartbeatResponse), 5, 0, kafka_BrokerHeartbeatResponse_fields, NULL, 0x3u, 0, 1};
+    "kafka_BrokerHeartbeatResponse",
+    sizeof(kafka_BrokerHeartbeatResponse),
+    5,
+    0,
+    kafka_BrokerHeartbeatResponse_fields,
+    NULL,
+    0x3u, 0, 1};
 void kafka_BrokerHeartbeatResponse_init(kafka_BrokerHeartbeatResponse *o)
 {
     kafka_struct_init(&kafka_BrokerHeartbeatResponse_desc, o);
 }
-bool kafka_BrokerHeartbeatResponse_equal(const kafka_BrokerHeartbeatResponse *x, const kafka_BrokerHeartbeatResponse *y)
+bool kafka_BrokerHeartbeatResponse_equal(
+    const kafka_BrokerHeartbeatResponse *x, const kafka_BrokerHeartbeatResponse *y)
 {
     return kafka_struct_equal(&kafka_BrokerHeartbeatResponse_desc, x, y);
 }
-int kafka_BrokerHeartbeatResponse_decode(al_rd *rd, int16_t v, kafka_BrokerHeartbeatResponse *o, kafka_arena *a)
+int kafka_BrokerHeartbeatResponse_decode(
+    al_rd *rd, int16_t v, kafka_BrokerHeartbeatResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_BrokerHeartbeatResponse_desc, rd, v, o, a);
 }
-int kafka_BrokerHeartbeatResponse_encode(al_wr *wr, int16_t v, const kafka_BrokerHeartbeatResponse *o)
+int kafka_BrokerHeartbeatResponse_encode(
+    al_wr *wr, int16_t v, const kafka_BrokerHeartbeatResponse *o)
 {
     return kafka_struct_encode(&kafka_BrokerHeartbeatResponse_desc, wr, v, o);
 }
@@ -4368,35 +7604,54 @@ size_t kafka_BrokerHeartbeatResponse_size(int16_t v, const kafka_BrokerHeartbeat
 {
     return kafka_struct_size(&kafka_BrokerHeartbeatResponse_desc, v, o);
 }
-void kafka_BrokerHeartbeatResponse_fill_test(kafka_BrokerHeartbeatResponse *o, int16_t v, kafka_filler *f)
+void kafka_BrokerHeartbeatResponse_fill_test(
+    kafka_BrokerHeartbeatResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_BrokerHeartbeatResponse_desc, o, v, f);
 }
 
 /* ---- UnregisterBrokerResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_UnregisterBrokerResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_UnregisterBrokerResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_UnregisterBrokerResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_UnregisterBrokerResponse, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_UnregisterBrokerResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_UnregisterBrokerResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_UnregisterBrokerResponse, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_UnregisterBrokerResponse_desc = {
-    "kafka_UnregisterBrokerResponse", sizeof(kafka_UnregisterBrokerResponse), 3, 0, kafka_UnregisterBrokerResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_UnregisterBrokerResponse",
+    sizeof(kafka_UnregisterBrokerResponse),
+    3,
+    0,
+    kafka_UnregisterBrokerResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_UnregisterBrokerResponse_init(kafka_UnregisterBrokerResponse *o)
 {
     kafka_struct_init(&kafka_UnregisterBrokerResponse_desc, o);
 }
-bool kafka_UnregisterBrokerResponse_equal(const kafka_UnregisterBrokerResponse *x, const kafka_UnregisterBrokerResponse *y)
+bool kafka_UnregisterBrokerResponse_equal(
+    const kafka_UnregisterBrokerResponse *x, const kafka_UnregisterBrokerResponse *y)
 {
     return kafka_struct_equal(&kafka_UnregisterBrokerResponse_desc, x, y);
 }
-int kafka_UnregisterBrokerResponse_decode(al_rd *rd, int16_t v, kafka_UnregisterBrokerResponse *o, kafka_arena *a)
+int kafka_UnregisterBrokerResponse_decode(
+    al_rd *rd, int16_t v, kafka_UnregisterBrokerResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_UnregisterBrokerResponse_desc, rd, v, o, a);
 }
-int kafka_UnregisterBrokerResponse_encode(al_wr *wr, int16_t v, const kafka_UnregisterBrokerResponse *o)
+int kafka_UnregisterBrokerResponse_encode(
+    al_wr *wr, int16_t v, const kafka_UnregisterBrokerResponse *o)
 {
     return kafka_struct_encode(&kafka_UnregisterBrokerResponse_desc, wr, v, o);
 }
@@ -4404,61 +7659,122 @@ size_t kafka_UnregisterBrokerResponse_size(int16_t v, const kafka_UnregisterBrok
 {
     return kafka_struct_size(&kafka_UnregisterBrokerResponse_desc, v, o);
 }
-void kafka_UnregisterBrokerResponse_fill_test(kafka_UnregisterBrokerResponse *o, int16_t v, kafka_filler *f)
+void kafka_UnregisterBrokerResponse_fill_test(
+    kafka_UnregisterBrokerResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_UnregisterBrokerResponse_desc, o, v, f);
 }
 
 /* ---- DescribeTransactionsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeTransactionsResponse_TopicData_fields[] = {
-    {"Topic", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TopicData, Topic), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TopicData, Partitions), offsetof(kafka_DescribeTransactionsResponse_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"Topic", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TopicData, Topic),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TopicData, Partitions),
+     offsetof(kafka_DescribeTransactionsResponse_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeTransactionsResponse_TopicData_desc = {
-    "kafka_DescribeTransactionsResponse_TopicData", sizeof(kafka_DescribeTransactionsResponse_TopicData), 2, 0, kafka_DescribeTransactionsResponse_TopicData_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeTransactionsResponse_TopicData",
+    sizeof(kafka_DescribeTransactionsResponse_TopicData),
+    2,
+    0,
+    kafka_DescribeTransactionsResponse_TopicData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeTransactionsResponse_TransactionState_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TransactionState, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TransactionState, TransactionalId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"TransactionState", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TransactionState, TransactionState), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"TransactionTimeoutMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TransactionState, TransactionTimeoutMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"TransactionStartTimeMs", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TransactionState, TransactionStartTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TransactionState, ProducerId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TransactionState, ProducerEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse_TransactionState, Topics), offsetof(kafka_DescribeTransactionsResponse_TransactionState, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeTransactionsResponse_TopicData_desc},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, TransactionalId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"TransactionState", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, TransactionState),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"TransactionTimeoutMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, TransactionTimeoutMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TransactionStartTimeMs", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, TransactionStartTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, ProducerId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerEpoch", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, ProducerEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, Topics),
+     offsetof(kafka_DescribeTransactionsResponse_TransactionState, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeTransactionsResponse_TopicData_desc},
 };
 static const struct kafka_struct_desc kafka_DescribeTransactionsResponse_TransactionState_desc = {
-    "kafka_DescribeTransactionsResponse_TransactionState", sizeof(kafka_DescribeTransactionsResponse_TransactionState), 8, 0, kafka_DescribeTransactionsResponse_TransactionState_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeTransactionsResponse_TransactionState",
+    sizeof(kafka_DescribeTransactionsResponse_TransactionState),
+    8,
+    0,
+    kafka_DescribeTransactionsResponse_TransactionState_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeTransactionsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"TransactionStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeTransactionsResponse, TransactionStates), offsetof(kafka_DescribeTransactionsResponse, TransactionStates_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeTransactionsResponse_TransactionState_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TransactionStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeTransactionsResponse, TransactionStates),
+     offsetof(kafka_DescribeTransactionsResponse, TransactionStates_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeTransactionsResponse_TransactionState_desc},
 };
 const struct kafka_struct_desc kafka_DescribeTransactionsResponse_desc = {
-    "kafka_DescribeTransactionsResponse", sizeof(kafka_DescribeTransactionsResponse), 2, 0, kafka_DescribeTransactionsResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_DescribeTransactionsResponse_TopicData_init(kafka_DescribeTransactionsResponse_TopicData *o)
+    "kafka_DescribeTransactionsResponse",
+    sizeof(kafka_DescribeTransactionsResponse),
+    2,
+    0,
+    kafka_DescribeTransactionsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_DescribeTransactionsResponse_TopicData_init(
+    kafka_DescribeTransactionsResponse_TopicData *o)
 {
     kafka_struct_init(&kafka_DescribeTransactionsResponse_TopicData_desc, o);
 }
-bool kafka_DescribeTransactionsResponse_TopicData_equal(const kafka_DescribeTransactionsResponse_TopicData *x, const kafka_DescribeTransactionsResponse_TopicData *y)
+bool kafka_DescribeTransactionsResponse_TopicData_equal(
+    const kafka_DescribeTransactionsResponse_TopicData *x,
+    const kafka_DescribeTransactionsResponse_TopicData *y)
 {
     return kafka_struct_equal(&kafka_DescribeTransactionsResponse_TopicData_desc, x, y);
 }
-void kafka_DescribeTransactionsResponse_TransactionState_init(kafka_DescribeTransactionsResponse_TransactionState *o)
+void kafka_DescribeTransactionsResponse_TransactionState_init(
+    kafka_DescribeTransactionsResponse_TransactionState *o)
 {
     kafka_struct_init(&kafka_DescribeTransactionsResponse_TransactionState_desc, o);
 }
-bool kafka_DescribeTransactionsResponse_TransactionState_equal(const kafka_DescribeTransactionsResponse_TransactionState *x, const kafka_DescribeTransactionsResponse_TransactionState *y)
+bool kafka_DescribeTransactionsResponse_TransactionState_equal(
+    const kafka_DescribeTransactionsResponse_TransactionState *x,
+    const kafka_DescribeTransactionsResponse_TransactionState *y)
 {
     return kafka_struct_equal(&kafka_DescribeTransactionsResponse_TransactionState_desc, x, y);
 }
@@ -4466,55 +7782,96 @@ void kafka_DescribeTransactionsResponse_init(kafka_DescribeTransactionsResponse 
 {
     kafka_struct_init(&kafka_DescribeTransactionsResponse_desc, o);
 }
-bool kafka_DescribeTransactionsResponse_equal(const kafka_DescribeTransactionsResponse *x, const kafka_DescribeTransactionsResponse *y)
+bool kafka_DescribeTransactionsResponse_equal(
+    const kafka_DescribeTransactionsResponse *x, const kafka_DescribeTransactionsResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeTransactionsResponse_desc, x, y);
 }
-int kafka_DescribeTransactionsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeTransactionsResponse *o, kafka_arena *a)
+int kafka_DescribeTransactionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeTransactionsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeTransactionsResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeTransactionsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeTransactionsResponse *o)
+int kafka_DescribeTransactionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeTransactionsResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeTransactionsResponse_desc, wr, v, o);
 }
-size_t kafka_DescribeTransactionsResponse_size(int16_t v, const kafka_DescribeTransactionsResponse *o)
+size_t kafka_DescribeTransactionsResponse_size(
+    int16_t v, const kafka_DescribeTransactionsResponse *o)
 {
     return kafka_struct_size(&kafka_DescribeTransactionsResponse_desc, v, o);
 }
-void kafka_DescribeTransactionsResponse_fill_test(kafka_DescribeTransactionsResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeTransactionsResponse_fill_test(
+    kafka_DescribeTransactionsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeTransactionsResponse_desc, o, v, f);
 }
 
 /* ---- ListTransactionsResponse (response, versions 0-1, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ListTransactionsResponse_TransactionState_fields[] = {
-    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListTransactionsResponse_TransactionState, TransactionalId), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
-    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_ListTransactionsResponse_TransactionState, ProducerId), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"TransactionState", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListTransactionsResponse_TransactionState, TransactionState), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0, NULL},
+    {"TransactionalId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListTransactionsResponse_TransactionState, TransactionalId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
+    {"ProducerId", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_ListTransactionsResponse_TransactionState, ProducerId),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TransactionState", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListTransactionsResponse_TransactionState, TransactionState),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ListTransactionsResponse_TransactionState_desc = {
-    "kafka_ListTransactionsResponse_TransactionState", sizeof(kafka_ListTransactionsResponse_TransactionState), 3, 0, kafka_ListTransactionsResponse_TransactionState_fields, NULL, 0x3u, 0, 1};
+    "kafka_ListTransactionsResponse_TransactionState",
+    sizeof(kafka_ListTransactionsResponse_TransactionState),
+    3,
+    0,
+    kafka_ListTransactionsResponse_TransactionState_fields,
+    NULL,
+    0x3u, 0, 1};
 static const struct kafka_field_desc kafka_ListTransactionsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListTransactionsResponse, ThrottleTimeMs), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ListTransactionsResponse, ErrorCode), 0,
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"UnknownStateFilters", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_ListTransactionsResponse, UnknownStateFilters), offsetof(kafka_ListTransactionsResponse, UnknownStateFilters_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, NULL},
-    {"TransactionStates", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListTransactionsResponse, TransactionStates), offsetof(kafka_ListTransactionsResponse, TransactionStates_count),
-     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0, &kafka_ListTransactionsResponse_TransactionState_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListTransactionsResponse, ThrottleTimeMs),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ListTransactionsResponse, ErrorCode),
+     0,
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"UnknownStateFilters", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_ListTransactionsResponse, UnknownStateFilters),
+     offsetof(kafka_ListTransactionsResponse, UnknownStateFilters_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TransactionStates", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListTransactionsResponse, TransactionStates),
+     offsetof(kafka_ListTransactionsResponse, TransactionStates_count),
+     0x3u, 0x0u, 0x0u, 0x3u, 0, 0.0, NULL, 0,
+     &kafka_ListTransactionsResponse_TransactionState_desc},
 };
 const struct kafka_struct_desc kafka_ListTransactionsResponse_desc = {
-    "kafka_ListTransactionsResponse", sizeof(kafka_ListTransactionsResponse), 4, 0, kafka_ListTransactionsResponse_fields, NULL, 0x3u, 0, 1};
-void kafka_ListTransactionsResponse_TransactionState_init(kafka_ListTransactionsResponse_TransactionState *o)
+    "kafka_ListTransactionsResponse",
+    sizeof(kafka_ListTransactionsResponse),
+    4,
+    0,
+    kafka_ListTransactionsResponse_fields,
+    NULL,
+    0x3u, 0, 1};
+void kafka_ListTransactionsResponse_TransactionState_init(
+    kafka_ListTransactionsResponse_TransactionState *o)
 {
     kafka_struct_init(&kafka_ListTransactionsResponse_TransactionState_desc, o);
 }
-bool kafka_ListTransactionsResponse_TransactionState_equal(const kafka_ListTransactionsResponse_TransactionState *x, const kafka_ListTransactionsResponse_TransactionState *y)
+bool kafka_ListTransactionsResponse_TransactionState_equal(
+    const kafka_ListTransactionsResponse_TransactionState *x,
+    const kafka_ListTransactionsResponse_TransactionState *y)
 {
     return kafka_struct_equal(&kafka_ListTransactionsResponse_TransactionState_desc, x, y);
 }
@@ -4522,15 +7879,18 @@ void kafka_ListTransactionsResponse_init(kafka_ListTransactionsResponse *o)
 {
     kafka_struct_init(&kafka_ListTransactionsResponse_desc, o);
 }
-bool kafka_ListTransactionsResponse_equal(const kafka_ListTransactionsResponse *x, const kafka_ListTransactionsResponse *y)
+bool kafka_ListTransactionsResponse_equal(
+    const kafka_ListTransactionsResponse *x, const kafka_ListTransactionsResponse *y)
 {
     return kafka_struct_equal(&kafka_ListTransactionsResponse_desc, x, y);
 }
-int kafka_ListTransactionsResponse_decode(al_rd *rd, int16_t v, kafka_ListTransactionsResponse *o, kafka_arena *a)
+int kafka_ListTransactionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListTransactionsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListTransactionsResponse_desc, rd, v, o, a);
 }
-int kafka_ListTransactionsResponse_encode(al_wr *wr, int16_t v, const kafka_ListTransactionsResponse *o)
+int kafka_ListTransactionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ListTransactionsResponse *o)
 {
     return kafka_struct_encode(&kafka_ListTransactionsResponse_desc, wr, v, o);
 }
@@ -4538,37 +7898,59 @@ size_t kafka_ListTransactionsResponse_size(int16_t v, const kafka_ListTransactio
 {
     return kafka_struct_size(&kafka_ListTransactionsResponse_desc, v, o);
 }
-void kafka_ListTransactionsResponse_fill_test(kafka_ListTransactionsResponse *o, int16_t v, kafka_filler *f)
+void kafka_ListTransactionsResponse_fill_test(
+    kafka_ListTransactionsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ListTransactionsResponse_desc, o, v, f);
 }
 
 /* ---- AllocateProducerIdsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AllocateProducerIdsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AllocateProducerIdsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AllocateProducerIdsResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerIdStart", KAFKA_T_INT64, false, false, false, false, -1, offsetof(kafka_AllocateProducerIdsResponse, ProducerIdStart), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ProducerIdLen", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AllocateProducerIdsResponse, ProducerIdLen), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AllocateProducerIdsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AllocateProducerIdsResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerIdStart", KAFKA_T_INT64, false, false, false, false, -1,
+     offsetof(kafka_AllocateProducerIdsResponse, ProducerIdStart),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ProducerIdLen", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AllocateProducerIdsResponse, ProducerIdLen),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_AllocateProducerIdsResponse_desc = {
-    "kafka_AllocateProducerIdsResponse", sizeof(kafka_AllocateProducerIdsResponse), 4, 0, kafka_AllocateProducerIdsResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_AllocateProducerIdsResponse",
+    sizeof(kafka_AllocateProducerIdsResponse),
+    4,
+    0,
+    kafka_AllocateProducerIdsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_AllocateProducerIdsResponse_init(kafka_AllocateProducerIdsResponse *o)
 {
     kafka_struct_init(&kafka_AllocateProducerIdsResponse_desc, o);
 }
-bool kafka_AllocateProducerIdsResponse_equal(const kafka_AllocateProducerIdsResponse *x, const kafka_AllocateProducerIdsResponse *y)
+bool kafka_AllocateProducerIdsResponse_equal(
+    const kafka_AllocateProducerIdsResponse *x, const kafka_AllocateProducerIdsResponse *y)
 {
     return kafka_struct_equal(&kafka_AllocateProducerIdsResponse_desc, x, y);
 }
-int kafka_AllocateProducerIdsResponse_decode(al_rd *rd, int16_t v, kafka_AllocateProducerIdsResponse *o, kafka_arena *a)
+int kafka_AllocateProducerIdsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AllocateProducerIdsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AllocateProducerIdsResponse_desc, rd, v, o, a);
 }
-int kafka_AllocateProducerIdsResponse_encode(al_wr *wr, int16_t v, const kafka_AllocateProducerIdsResponse *o)
+int kafka_AllocateProducerIdsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AllocateProducerIdsResponse *o)
 {
     return kafka_struct_encode(&kafka_AllocateProducerIdsResponse_desc, wr, v, o);
 }
@@ -4576,57 +7958,112 @@ size_t kafka_AllocateProducerIdsResponse_size(int16_t v, const kafka_AllocatePro
 {
     return kafka_struct_size(&kafka_AllocateProducerIdsResponse_desc, v, o);
 }
-void kafka_AllocateProducerIdsResponse_fill_test(kafka_AllocateProducerIdsResponse *o, int16_t v, kafka_filler *f)
+void kafka_AllocateProducerIdsResponse_fill_test(
+    kafka_AllocateProducerIdsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AllocateProducerIdsResponse_desc, o, v, f);
 }
 
 /* ---- ConsumerGroupHeartbeatResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_fields[] = {
-    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions, TopicId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions, Partitions), offsetof(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions, TopicId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions, Partitions),
+     offsetof(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_desc = {
-    "kafka_ConsumerGroupHeartbeatResponse_TopicPartitions", sizeof(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions), 2, 0, kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_fields, NULL, 0x1u, 0, 0};
+    "kafka_ConsumerGroupHeartbeatResponse_TopicPartitions",
+    sizeof(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions),
+    2,
+    0,
+    kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ConsumerGroupHeartbeatResponse_Assignment_fields[] = {
-    {"TopicPartitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse_Assignment, TopicPartitions), offsetof(kafka_ConsumerGroupHeartbeatResponse_Assignment, TopicPartitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_desc},
+    {"TopicPartitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse_Assignment, TopicPartitions),
+     offsetof(kafka_ConsumerGroupHeartbeatResponse_Assignment, TopicPartitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_desc},
 };
 static const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatResponse_Assignment_desc = {
-    "kafka_ConsumerGroupHeartbeatResponse_Assignment", sizeof(kafka_ConsumerGroupHeartbeatResponse_Assignment), 1, 0, kafka_ConsumerGroupHeartbeatResponse_Assignment_fields, NULL, 0x1u, 0, 0};
+    "kafka_ConsumerGroupHeartbeatResponse_Assignment",
+    sizeof(kafka_ConsumerGroupHeartbeatResponse_Assignment),
+    1,
+    0,
+    kafka_ConsumerGroupHeartbeatResponse_Assignment_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ConsumerGroupHeartbeatResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"MemberId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse, MemberId), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"MemberEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse, MemberEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"HeartbeatIntervalMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse, HeartbeatIntervalMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Assignment", KAFKA_T_STRUCT, false, true, false, true, -1, offsetof(kafka_ConsumerGroupHeartbeatResponse, Assignment), offsetof(kafka_ConsumerGroupHeartbeatResponse, Assignment_null),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ConsumerGroupHeartbeatResponse_Assignment_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MemberId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse, MemberId),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MemberEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse, MemberEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"HeartbeatIntervalMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse, HeartbeatIntervalMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Assignment", KAFKA_T_STRUCT, false, true, false, true, -1,
+     offsetof(kafka_ConsumerGroupHeartbeatResponse, Assignment),
+     offsetof(kafka_ConsumerGroupHeartbeatResponse, Assignment_null),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerGroupHeartbeatResponse_Assignment_desc},
 };
 const struct kafka_struct_desc kafka_ConsumerGroupHeartbeatResponse_desc = {
-    "kafka_ConsumerGroupHeartbeatResponse", sizeof(kafka_ConsumerGroupHeartbeatResponse), 7, 0, kafka_ConsumerGroupHeartbeatResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_init(kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *o)
+    "kafka_ConsumerGroupHeartbeatResponse",
+    sizeof(kafka_ConsumerGroupHeartbeatResponse),
+    7,
+    0,
+    kafka_ConsumerGroupHeartbeatResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_init(
+    kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *o)
 {
     kafka_struct_init(&kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_desc, o);
 }
-bool kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_equal(const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *x, const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *y)
+bool kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_equal(
+    const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *x,
+    const kafka_ConsumerGroupHeartbeatResponse_TopicPartitions *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupHeartbeatResponse_TopicPartitions_desc, x, y);
 }
-void kafka_ConsumerGroupHeartbeatResponse_Assignment_init(kafka_ConsumerGroupHeartbeatResponse_Assignment *o)
+void kafka_ConsumerGroupHeartbeatResponse_Assignment_init(
+    kafka_ConsumerGroupHeartbeatResponse_Assignment *o)
 {
     kafka_struct_init(&kafka_ConsumerGroupHeartbeatResponse_Assignment_desc, o);
 }
-bool kafka_ConsumerGroupHeartbeatResponse_Assignment_equal(const kafka_ConsumerGroupHeartbeatResponse_Assignment *x, const kafka_ConsumerGroupHeartbeatResponse_Assignment *y)
+bool kafka_ConsumerGroupHeartbeatResponse_Assignment_equal(
+    const kafka_ConsumerGroupHeartbeatResponse_Assignment *x,
+    const kafka_ConsumerGroupHeartbeatResponse_Assignment *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupHeartbeatResponse_Assignment_desc, x, y);
 }
@@ -4634,111 +8071,227 @@ void kafka_ConsumerGroupHeartbeatResponse_init(kafka_ConsumerGroupHeartbeatRespo
 {
     kafka_struct_init(&kafka_ConsumerGroupHeartbeatResponse_desc, o);
 }
-bool kafka_ConsumerGroupHeartbeatResponse_equal(const kafka_ConsumerGroupHeartbeatResponse *x, const kafka_ConsumerGroupHeartbeatResponse *y)
+bool kafka_ConsumerGroupHeartbeatResponse_equal(
+    const kafka_ConsumerGroupHeartbeatResponse *x, const kafka_ConsumerGroupHeartbeatResponse *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupHeartbeatResponse_desc, x, y);
 }
-int kafka_ConsumerGroupHeartbeatResponse_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatResponse *o, kafka_arena *a)
+int kafka_ConsumerGroupHeartbeatResponse_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerGroupHeartbeatResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ConsumerGroupHeartbeatResponse_desc, rd, v, o, a);
 }
-int kafka_ConsumerGroupHeartbeatResponse_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o)
+int kafka_ConsumerGroupHeartbeatResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o)
 {
     return kafka_struct_encode(&kafka_ConsumerGroupHeartbeatResponse_desc, wr, v, o);
 }
-size_t kafka_ConsumerGroupHeartbeatResponse_size(int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o)
+size_t kafka_ConsumerGroupHeartbeatResponse_size(
+    int16_t v, const kafka_ConsumerGroupHeartbeatResponse *o)
 {
     return kafka_struct_size(&kafka_ConsumerGroupHeartbeatResponse_desc, v, o);
 }
-void kafka_ConsumerGroupHeartbeatResponse_fill_test(kafka_ConsumerGroupHeartbeatResponse *o, int16_t v, kafka_filler *f)
+void kafka_ConsumerGroupHeartbeatResponse_fill_test(
+    kafka_ConsumerGroupHeartbeatResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ConsumerGroupHeartbeatResponse_desc, o, v, f);
 }
 
 /* ---- ConsumerGroupDescribeResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ConsumerGroupDescribeResponse_TopicPartitions_fields[] = {
-    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_TopicPartitions, TopicId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_TopicPartitions, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_TopicPartitions, Partitions), offsetof(kafka_ConsumerGroupDescribeResponse_TopicPartitions, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_TopicPartitions, TopicId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_TopicPartitions, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Partitions", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_TopicPartitions, Partitions),
+     offsetof(kafka_ConsumerGroupDescribeResponse_TopicPartitions, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ConsumerGroupDescribeResponse_TopicPartitions_desc = {
-    "kafka_ConsumerGroupDescribeResponse_TopicPartitions", sizeof(kafka_ConsumerGroupDescribeResponse_TopicPartitions), 3, 0, kafka_ConsumerGroupDescribeResponse_TopicPartitions_fields, NULL, 0x1u, 0, 0};
+    "kafka_ConsumerGroupDescribeResponse_TopicPartitions",
+    sizeof(kafka_ConsumerGroupDescribeResponse_TopicPartitions),
+    3,
+    0,
+    kafka_ConsumerGroupDescribeResponse_TopicPartitions_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ConsumerGroupDescribeResponse_Assignment_fields[] = {
-    {"TopicPartitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Assignment, TopicPartitions), offsetof(kafka_ConsumerGroupDescribeResponse_Assignment, TopicPartitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ConsumerGroupDescribeResponse_TopicPartitions_desc},
+    {"TopicPartitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Assignment, TopicPartitions),
+     offsetof(kafka_ConsumerGroupDescribeResponse_Assignment, TopicPartitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerGroupDescribeResponse_TopicPartitions_desc},
 };
 static const struct kafka_struct_desc kafka_ConsumerGroupDescribeResponse_Assignment_desc = {
-    "kafka_ConsumerGroupDescribeResponse_Assignment", sizeof(kafka_ConsumerGroupDescribeResponse_Assignment), 1, 0, kafka_ConsumerGroupDescribeResponse_Assignment_fields, NULL, 0x1u, 0, 0};
+    "kafka_ConsumerGroupDescribeResponse_Assignment",
+    sizeof(kafka_ConsumerGroupDescribeResponse_Assignment),
+    1,
+    0,
+    kafka_ConsumerGroupDescribeResponse_Assignment_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ConsumerGroupDescribeResponse_Member_fields[] = {
-    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, MemberId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"InstanceId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, InstanceId), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"RackId", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, RackId), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"MemberEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, MemberEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ClientId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, ClientId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"ClientHost", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, ClientHost), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"SubscribedTopicNames", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, SubscribedTopicNames), offsetof(kafka_ConsumerGroupDescribeResponse_Member, SubscribedTopicNames_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"SubscribedTopicRegex", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, SubscribedTopicRegex), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Assignment", KAFKA_T_STRUCT, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, Assignment), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ConsumerGroupDescribeResponse_Assignment_desc},
-    {"TargetAssignment", KAFKA_T_STRUCT, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_Member, TargetAssignment), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ConsumerGroupDescribeResponse_Assignment_desc},
+    {"MemberId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, MemberId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"InstanceId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, InstanceId),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RackId", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, RackId),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"MemberEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, MemberEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ClientId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, ClientId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"ClientHost", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, ClientHost),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"SubscribedTopicNames", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, SubscribedTopicNames),
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, SubscribedTopicNames_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SubscribedTopicRegex", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, SubscribedTopicRegex),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Assignment", KAFKA_T_STRUCT, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, Assignment),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerGroupDescribeResponse_Assignment_desc},
+    {"TargetAssignment", KAFKA_T_STRUCT, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_Member, TargetAssignment),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerGroupDescribeResponse_Assignment_desc},
 };
 static const struct kafka_struct_desc kafka_ConsumerGroupDescribeResponse_Member_desc = {
-    "kafka_ConsumerGroupDescribeResponse_Member", sizeof(kafka_ConsumerGroupDescribeResponse_Member), 10, 0, kafka_ConsumerGroupDescribeResponse_Member_fields, NULL, 0x1u, 0, 0};
+    "kafka_ConsumerGroupDescribeResponse_Member",
+    sizeof(kafka_ConsumerGroupDescribeResponse_Member),
+    10,
+    0,
+    kafka_ConsumerGroupDescribeResponse_Member_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ConsumerGroupDescribeResponse_DescribedGroup_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, GroupId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"GroupState", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, GroupState), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"GroupEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, GroupEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"AssignmentEpoch", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, AssignmentEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"AssignorName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, AssignorName), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, Members), offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, Members_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ConsumerGroupDescribeResponse_Member_desc},
-    {"AuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, AuthorizedOperations), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, INT32_MIN, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, true, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"GroupId", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, GroupId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupState", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, GroupState),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"GroupEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, GroupEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"AssignmentEpoch", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, AssignmentEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"AssignorName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, AssignorName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"Members", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, Members),
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, Members_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerGroupDescribeResponse_Member_desc},
+    {"AuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse_DescribedGroup, AuthorizedOperations),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, INT32_MIN, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ConsumerGroupDescribeResponse_DescribedGroup_desc = {
-    "kafka_ConsumerGroupDescribeResponse_DescribedGroup", sizeof(kafka_ConsumerGroupDescribeResponse_DescribedGroup), 9, 0, kafka_ConsumerGroupDescribeResponse_DescribedGroup_fields, NULL, 0x1u, 0, 0};
+    "kafka_ConsumerGroupDescribeResponse_DescribedGroup",
+    sizeof(kafka_ConsumerGroupDescribeResponse_DescribedGroup),
+    9,
+    0,
+    kafka_ConsumerGroupDescribeResponse_DescribedGroup_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ConsumerGroupDescribeResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ConsumerGroupDescribeResponse, Groups), offsetof(kafka_ConsumerGroupDescribeResponse, Groups_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ConsumerGroupDescribeResponse_DescribedGroup_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Groups", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ConsumerGroupDescribeResponse, Groups),
+     offsetof(kafka_ConsumerGroupDescribeResponse, Groups_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ConsumerGroupDescribeResponse_DescribedGroup_desc},
 };
 const struct kafka_struct_desc kafka_ConsumerGroupDescribeResponse_desc = {
-    "kafka_ConsumerGroupDescribeResponse", sizeof(kafka_ConsumerGroupDescribeResponse), 2, 0, kafka_ConsumerGroupDescribeResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_ConsumerGroupDescribeResponse_TopicPartitions_init(kafka_ConsumerGroupDescribeResponse_TopicPartitions *o)
+    "kafka_ConsumerGroupDescribeResponse",
+    sizeof(kafka_ConsumerGroupDescribeResponse),
+    2,
+    0,
+    kafka_ConsumerGroupDescribeResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_ConsumerGroupDescribeResponse_TopicPartitions_init(
+    kafka_ConsumerGroupDescribeResponse_TopicPartitions *o)
 {
     kafka_struct_init(&kafka_ConsumerGroupDescribeResponse_TopicPartitions_desc, o);
 }
-bool kafka_ConsumerGroupDescribeResponse_TopicPartitions_equal(const kafka_ConsumerGroupDescribeResponse_TopicPartitions *x, const kafka_ConsumerGroupDescribeResponse_TopicPartitions *y)
+bool kafka_ConsumerGroupDescribeResponse_TopicPartitions_equal(
+    const kafka_ConsumerGroupDescribeResponse_TopicPartitions *x,
+    const kafka_ConsumerGroupDescribeResponse_TopicPartitions *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupDescribeResponse_TopicPartitions_desc, x, y);
 }
-void kafka_ConsumerGroupDescribeResponse_Assignment_init(kafka_ConsumerGroupDescribeResponse_Assignment *o)
+void kafka_ConsumerGroupDescribeResponse_Assignment_init(
+    kafka_ConsumerGroupDescribeResponse_Assignment *o)
 {
     kafka_struct_init(&kafka_ConsumerGroupDescribeResponse_Assignment_desc, o);
 }
-bool kafka_ConsumerGroupDescribeResponse_Assignment_equal(const kafka_ConsumerGroupDescribeResponse_Assignment *x, const kafka_ConsumerGroupDescribeResponse_Assignment *y)
+bool kafka_ConsumerGroupDescribeResponse_Assignment_equal(
+    const kafka_ConsumerGroupDescribeResponse_Assignment *x,
+    const kafka_ConsumerGroupDescribeResponse_Assignment *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupDescribeResponse_Assignment_desc, x, y);
 }
@@ -4746,15 +8299,20 @@ void kafka_ConsumerGroupDescribeResponse_Member_init(kafka_ConsumerGroupDescribe
 {
     kafka_struct_init(&kafka_ConsumerGroupDescribeResponse_Member_desc, o);
 }
-bool kafka_ConsumerGroupDescribeResponse_Member_equal(const kafka_ConsumerGroupDescribeResponse_Member *x, const kafka_ConsumerGroupDescribeResponse_Member *y)
+bool kafka_ConsumerGroupDescribeResponse_Member_equal(
+    const kafka_ConsumerGroupDescribeResponse_Member *x,
+    const kafka_ConsumerGroupDescribeResponse_Member *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupDescribeResponse_Member_desc, x, y);
 }
-void kafka_ConsumerGroupDescribeResponse_DescribedGroup_init(kafka_ConsumerGroupDescribeResponse_DescribedGroup *o)
+void kafka_ConsumerGroupDescribeResponse_DescribedGroup_init(
+    kafka_ConsumerGroupDescribeResponse_DescribedGroup *o)
 {
     kafka_struct_init(&kafka_ConsumerGroupDescribeResponse_DescribedGroup_desc, o);
 }
-bool kafka_ConsumerGroupDescribeResponse_DescribedGroup_equal(const kafka_ConsumerGroupDescribeResponse_DescribedGroup *x, const kafka_ConsumerGroupDescribeResponse_DescribedGroup *y)
+bool kafka_ConsumerGroupDescribeResponse_DescribedGroup_equal(
+    const kafka_ConsumerGroupDescribeResponse_DescribedGroup *x,
+    const kafka_ConsumerGroupDescribeResponse_DescribedGroup *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupDescribeResponse_DescribedGroup_desc, x, y);
 }
@@ -4762,129 +8320,207 @@ void kafka_ConsumerGroupDescribeResponse_init(kafka_ConsumerGroupDescribeRespons
 {
     kafka_struct_init(&kafka_ConsumerGroupDescribeResponse_desc, o);
 }
-bool kafka_ConsumerGroupDescribeResponse_equal(const kafka_ConsumerGroupDescribeResponse *x, const kafka_ConsumerGroupDescribeResponse *y)
+bool kafka_ConsumerGroupDescribeResponse_equal(
+    const kafka_ConsumerGroupDescribeResponse *x, const kafka_ConsumerGroupDescribeResponse *y)
 {
     return kafka_struct_equal(&kafka_ConsumerGroupDescribeResponse_desc, x, y);
 }
-int kafka_ConsumerGroupDescribeResponse_decode(al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeResponse *o, kafka_arena *a)
+int kafka_ConsumerGroupDescribeResponse_decode(
+    al_rd *rd, int16_t v, kafka_ConsumerGroupDescribeResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ConsumerGroupDescribeResponse_desc, rd, v, o, a);
 }
-int kafka_ConsumerGroupDescribeResponse_encode(al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeResponse *o)
+int kafka_ConsumerGroupDescribeResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ConsumerGroupDescribeResponse *o)
 {
     return kafka_struct_encode(&kafka_ConsumerGroupDescribeResponse_desc, wr, v, o);
 }
-size_t kafka_ConsumerGroupDescribeResponse_size(int16_t v, const kafka_ConsumerGroupDescribeResponse *o)
+size_t kafka_ConsumerGroupDescribeResponse_size(
+    int16_t v, const kafka_ConsumerGroupDescribeResponse *o)
 {
     return kafka_struct_size(&kafka_ConsumerGroupDescribeResponse_desc, v, o);
 }
-void kafka_ConsumerGroupDescribeResponse_fill_test(kafka_ConsumerGroupDescribeResponse *o, int16_t v, kafka_filler *f)
+void kafka_ConsumerGroupDescribeResponse_fill_test(
+    kafka_ConsumerGroupDescribeResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ConsumerGroupDescribeResponse_desc, o, v, f);
 }
 
 /* ---- ControllerRegistrationResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ControllerRegistrationResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ControllerRegistrationResponse, ErrorMessage), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorMessage", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ControllerRegistrationResponse, ErrorMessage),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_ControllerRegistrationResponse_desc = {
-    "kafka_ControllerRegistrationResponse", sizeof(kafka_ControllerRegistrationResponse), 3, 0, kafka_ControllerRegistrationResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_ControllerRegistrationResponse",
+    sizeof(kafka_ControllerRegistrationResponse),
+    3,
+    0,
+    kafka_ControllerRegistrationResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_ControllerRegistrationResponse_init(kafka_ControllerRegistrationResponse *o)
 {
     kafka_struct_init(&kafka_ControllerRegistrationResponse_desc, o);
 }
-bool kafka_ControllerRegistrationResponse_equal(const kafka_ControllerRegistrationResponse *x, const kafka_ControllerRegistrationResponse *y)
+bool kafka_ControllerRegistrationResponse_equal(
+    const kafka_ControllerRegistrationResponse *x, const kafka_ControllerRegistrationResponse *y)
 {
     return kafka_struct_equal(&kafka_ControllerRegistrationResponse_desc, x, y);
 }
-int kafka_ControllerRegistrationResponse_decode(al_rd *rd, int16_t v, kafka_ControllerRegistrationResponse *o, kafka_arena *a)
+int kafka_ControllerRegistrationResponse_decode(
+    al_rd *rd, int16_t v, kafka_ControllerRegistrationResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ControllerRegistrationResponse_desc, rd, v, o, a);
 }
-int kafka_ControllerRegistrationResponse_encode(al_wr *wr, int16_t v, const kafka_ControllerRegistrationResponse *o)
+int kafka_ControllerRegistrationResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ControllerRegistrationResponse *o)
 {
     return kafka_struct_encode(&kafka_ControllerRegistrationResponse_desc, wr, v, o);
 }
-size_t kafka_ControllerRegistrationResponse_size(int16_t v, const kafka_ControllerRegistrationResponse *o)
+size_t kafka_ControllerRegistrationResponse_size(
+    int16_t v, const kafka_ControllerRegistrationResponse *o)
 {
     return kafka_struct_size(&kafka_ControllerRegistrationResponse_desc, v, o);
 }
-void kafka_ControllerRegistrationResponse_fill_test(kafka_ControllerRegistrationResponse *o, int16_t v, kafka_filler *f)
+void kafka_ControllerRegistrationResponse_fill_test(
+    kafka_ControllerRegistrationResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ControllerRegistrationResponse_desc, o, v, f);
 }
 
 /* ---- GetTelemetrySubscriptionsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_GetTelemetrySubscriptionsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ClientInstanceId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, ClientInstanceId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"SubscriptionId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, SubscriptionId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"AcceptedCompressionTypes", KAFKA_T_INT8, true, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, AcceptedCompressionTypes), offsetof(kafka_GetTelemetrySubscriptionsResponse, AcceptedCompressionTypes_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"PushIntervalMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, PushIntervalMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"TelemetryMaxBytes", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, TelemetryMaxBytes), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"DeltaTemporality", KAFKA_T_BOOL, false, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, DeltaTemporality), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"RequestedMetrics", KAFKA_T_STRING, true, false, false, false, -1, offsetof(kafka_GetTelemetrySubscriptionsResponse, RequestedMetrics), offsetof(kafka_GetTelemetrySubscriptionsResponse, RequestedMetrics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ClientInstanceId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, ClientInstanceId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"SubscriptionId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, SubscriptionId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"AcceptedCompressionTypes", KAFKA_T_INT8, true, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, AcceptedCompressionTypes),
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, AcceptedCompressionTypes_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PushIntervalMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, PushIntervalMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"TelemetryMaxBytes", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, TelemetryMaxBytes),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"DeltaTemporality", KAFKA_T_BOOL, false, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, DeltaTemporality),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"RequestedMetrics", KAFKA_T_STRING, true, false, false, false, -1,
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, RequestedMetrics),
+     offsetof(kafka_GetTelemetrySubscriptionsResponse, RequestedMetrics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_GetTelemetrySubscriptionsResponse_desc = {
-    "kafka_GetTelemetrySubscriptionsResponse", sizeof(kafka_GetTelemetrySubscriptionsResponse), 9, 0, kafka_GetTelemetrySubscriptionsResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_GetTelemetrySubscriptionsResponse",
+    sizeof(kafka_GetTelemetrySubscriptionsResponse),
+    9,
+    0,
+    kafka_GetTelemetrySubscriptionsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_GetTelemetrySubscriptionsResponse_init(kafka_GetTelemetrySubscriptionsResponse *o)
 {
     kafka_struct_init(&kafka_GetTelemetrySubscriptionsResponse_desc, o);
 }
-bool kafka_GetTelemetrySubscriptionsResponse_equal(const kafka_GetTelemetrySubscriptionsResponse *x, const kafka_GetTelemetrySubscriptionsResponse *y)
+bool kafka_GetTelemetrySubscriptionsResponse_equal(
+    const kafka_GetTelemetrySubscriptionsResponse *x,
+    const kafka_GetTelemetrySubscriptionsResponse *y)
 {
     return kafka_struct_equal(&kafka_GetTelemetrySubscriptionsResponse_desc, x, y);
 }
-int kafka_GetTelemetrySubscriptionsResponse_decode(al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsResponse *o, kafka_arena *a)
+int kafka_GetTelemetrySubscriptionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_GetTelemetrySubscriptionsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_GetTelemetrySubscriptionsResponse_desc, rd, v, o, a);
 }
-int kafka_GetTelemetrySubscriptionsResponse_encode(al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o)
+int kafka_GetTelemetrySubscriptionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o)
 {
     return kafka_struct_encode(&kafka_GetTelemetrySubscriptionsResponse_desc, wr, v, o);
 }
-size_t kafka_GetTelemetrySubscriptionsResponse_size(int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o)
+size_t kafka_GetTelemetrySubscriptionsResponse_size(
+    int16_t v, const kafka_GetTelemetrySubscriptionsResponse *o)
 {
     return kafka_struct_size(&kafka_GetTelemetrySubscriptionsResponse_desc, v, o);
 }
-void kafka_GetTelemetrySubscriptionsResponse_fill_test(kafka_GetTelemetrySubscriptionsResponse *o, int16_t v, kafka_filler *f)
+void kafka_GetTelemetrySubscriptionsResponse_fill_test(
+    kafka_GetTelemetrySubscriptionsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_GetTelemetrySubscriptionsResponse_desc, o, v, f);
 }
 
 /* ---- PushTelemetryResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_PushTelemetryResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_PushTelemetryResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_PushTelemetryResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_PushTelemetryResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_PushTelemetryResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 const struct kafka_struct_desc kafka_PushTelemetryResponse_desc = {
-    "kafka_PushTelemetryResponse", sizeof(kafka_PushTelemetryResponse), 2, 0, kafka_PushTelemetryResponse_fields, NULL, 0x1u, 0, 0};
+    "kafka_PushTelemetryResponse",
+    sizeof(kafka_PushTelemetryResponse),
+    2,
+    0,
+    kafka_PushTelemetryResponse_fields,
+    NULL,
+    0x1u, 0, 0};
 void kafka_PushTelemetryResponse_init(kafka_PushTelemetryResponse *o)
 {
     kafka_struct_init(&kafka_PushTelemetryResponse_desc, o);
 }
-bool kafka_PushTelemetryResponse_equal(const kafka_PushTelemetryResponse *x, const kafka_PushTelemetryResponse *y)
+bool kafka_PushTelemetryResponse_equal(
+    const kafka_PushTelemetryResponse *x, const kafka_PushTelemetryResponse *y)
 {
     return kafka_struct_equal(&kafka_PushTelemetryResponse_desc, x, y);
 }
-int kafka_PushTelemetryResponse_decode(al_rd *rd, int16_t v, kafka_PushTelemetryResponse *o, kafka_arena *a)
+int kafka_PushTelemetryResponse_decode(
+    al_rd *rd, int16_t v, kafka_PushTelemetryResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_PushTelemetryResponse_desc, rd, v, o, a);
 }
@@ -4896,67 +8532,128 @@ size_t kafka_PushTelemetryResponse_size(int16_t v, const kafka_PushTelemetryResp
 {
     return kafka_struct_size(&kafka_PushTelemetryResponse_desc, v, o);
 }
-void kafka_PushTelemetryResponse_fill_test(kafka_PushTelemetryResponse *o, int16_t v, kafka_filler *f)
+void kafka_PushTelemetryResponse_fill_test(
+    kafka_PushTelemetryResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_PushTelemetryResponse_desc, o, v, f);
 }
 
 /* ---- AssignReplicasToDirsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_AssignReplicasToDirsResponse_PartitionData_fields[] = {
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse_PartitionData, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse_PartitionData, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse_PartitionData, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse_PartitionData, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_AssignReplicasToDirsResponse_PartitionData_desc = {
-    "kafka_AssignReplicasToDirsResponse_PartitionData", sizeof(kafka_AssignReplicasToDirsResponse_PartitionData), 2, 0, kafka_AssignReplicasToDirsResponse_PartitionData_fields, NULL, 0x1u, 0, 0};
+    "kafka_AssignReplicasToDirsResponse_PartitionData",
+    sizeof(kafka_AssignReplicasToDirsResponse_PartitionData),
+    2,
+    0,
+    kafka_AssignReplicasToDirsResponse_PartitionData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AssignReplicasToDirsResponse_TopicData_fields[] = {
-    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse_TopicData, TopicId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse_TopicData, Partitions), offsetof(kafka_AssignReplicasToDirsResponse_TopicData, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AssignReplicasToDirsResponse_PartitionData_desc},
+    {"TopicId", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse_TopicData, TopicId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse_TopicData, Partitions),
+     offsetof(kafka_AssignReplicasToDirsResponse_TopicData, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AssignReplicasToDirsResponse_PartitionData_desc},
 };
 static const struct kafka_struct_desc kafka_AssignReplicasToDirsResponse_TopicData_desc = {
-    "kafka_AssignReplicasToDirsResponse_TopicData", sizeof(kafka_AssignReplicasToDirsResponse_TopicData), 2, 0, kafka_AssignReplicasToDirsResponse_TopicData_fields, NULL, 0x1u, 0, 0};
+    "kafka_AssignReplicasToDirsResponse_TopicData",
+    sizeof(kafka_AssignReplicasToDirsResponse_TopicData),
+    2,
+    0,
+    kafka_AssignReplicasToDirsResponse_TopicData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AssignReplicasToDirsResponse_DirectoryData_fields[] = {
-    {"Id", KAFKA_T_UUID, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse_DirectoryData, Id), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse_DirectoryData, Topics), offsetof(kafka_AssignReplicasToDirsResponse_DirectoryData, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AssignReplicasToDirsResponse_TopicData_desc},
+    {"Id", KAFKA_T_UUID, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse_DirectoryData, Id),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse_DirectoryData, Topics),
+     offsetof(kafka_AssignReplicasToDirsResponse_DirectoryData, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AssignReplicasToDirsResponse_TopicData_desc},
 };
 static const struct kafka_struct_desc kafka_AssignReplicasToDirsResponse_DirectoryData_desc = {
-    "kafka_AssignReplicasToDirsResponse_DirectoryData", sizeof(kafka_AssignReplicasToDirsResponse_DirectoryData), 2, 0, kafka_AssignReplicasToDirsResponse_DirectoryData_fields, NULL, 0x1u, 0, 0};
+    "kafka_AssignReplicasToDirsResponse_DirectoryData",
+    sizeof(kafka_AssignReplicasToDirsResponse_DirectoryData),
+    2,
+    0,
+    kafka_AssignReplicasToDirsResponse_DirectoryData_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_AssignReplicasToDirsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Directories", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_AssignReplicasToDirsResponse, Directories), offsetof(kafka_AssignReplicasToDirsResponse, Directories_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_AssignReplicasToDirsResponse_DirectoryData_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Directories", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_AssignReplicasToDirsResponse, Directories),
+     offsetof(kafka_AssignReplicasToDirsResponse, Directories_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_AssignReplicasToDirsResponse_DirectoryData_desc},
 };
 const struct kafka_struct_desc kafka_AssignReplicasToDirsResponse_desc = {
-    "kafka_AssignReplicasToDirsResponse", sizeof(kafka_AssignReplicasToDirsResponse), 3, 0, kafka_AssignReplicasToDirsResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_AssignReplicasToDirsResponse_PartitionData_init(kafka_AssignReplicasToDirsResponse_PartitionData *o)
+    "kafka_AssignReplicasToDirsResponse",
+    sizeof(kafka_AssignReplicasToDirsResponse),
+    3,
+    0,
+    kafka_AssignReplicasToDirsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_AssignReplicasToDirsResponse_PartitionData_init(
+    kafka_AssignReplicasToDirsResponse_PartitionData *o)
 {
     kafka_struct_init(&kafka_AssignReplicasToDirsResponse_PartitionData_desc, o);
 }
-bool kafka_AssignReplicasToDirsResponse_PartitionData_equal(const kafka_AssignReplicasToDirsResponse_PartitionData *x, const kafka_AssignReplicasToDirsResponse_PartitionData *y)
+bool kafka_AssignReplicasToDirsResponse_PartitionData_equal(
+    const kafka_AssignReplicasToDirsResponse_PartitionData *x,
+    const kafka_AssignReplicasToDirsResponse_PartitionData *y)
 {
     return kafka_struct_equal(&kafka_AssignReplicasToDirsResponse_PartitionData_desc, x, y);
 }
-void kafka_AssignReplicasToDirsResponse_TopicData_init(kafka_AssignReplicasToDirsResponse_TopicData *o)
+void kafka_AssignReplicasToDirsResponse_TopicData_init(
+    kafka_AssignReplicasToDirsResponse_TopicData *o)
 {
     kafka_struct_init(&kafka_AssignReplicasToDirsResponse_TopicData_desc, o);
 }
-bool kafka_AssignReplicasToDirsResponse_TopicData_equal(const kafka_AssignReplicasToDirsResponse_TopicData *x, const kafka_AssignReplicasToDirsResponse_TopicData *y)
+bool kafka_AssignReplicasToDirsResponse_TopicData_equal(
+    const kafka_AssignReplicasToDirsResponse_TopicData *x,
+    const kafka_AssignReplicasToDirsResponse_TopicData *y)
 {
     return kafka_struct_equal(&kafka_AssignReplicasToDirsResponse_TopicData_desc, x, y);
 }
-void kafka_AssignReplicasToDirsResponse_DirectoryData_init(kafka_AssignReplicasToDirsResponse_DirectoryData *o)
+void kafka_AssignReplicasToDirsResponse_DirectoryData_init(
+    kafka_AssignReplicasToDirsResponse_DirectoryData *o)
 {
     kafka_struct_init(&kafka_AssignReplicasToDirsResponse_DirectoryData_desc, o);
 }
-bool kafka_AssignReplicasToDirsResponse_DirectoryData_equal(const kafka_AssignReplicasToDirsResponse_DirectoryData *x, const kafka_AssignReplicasToDirsResponse_DirectoryData *y)
+bool kafka_AssignReplicasToDirsResponse_DirectoryData_equal(
+    const kafka_AssignReplicasToDirsResponse_DirectoryData *x,
+    const kafka_AssignReplicasToDirsResponse_DirectoryData *y)
 {
     return kafka_struct_equal(&kafka_AssignReplicasToDirsResponse_DirectoryData_desc, x, y);
 }
@@ -4964,49 +8661,81 @@ void kafka_AssignReplicasToDirsResponse_init(kafka_AssignReplicasToDirsResponse 
 {
     kafka_struct_init(&kafka_AssignReplicasToDirsResponse_desc, o);
 }
-bool kafka_AssignReplicasToDirsResponse_equal(const kafka_AssignReplicasToDirsResponse *x, const kafka_AssignReplicasToDirsResponse *y)
+bool kafka_AssignReplicasToDirsResponse_equal(
+    const kafka_AssignReplicasToDirsResponse *x, const kafka_AssignReplicasToDirsResponse *y)
 {
     return kafka_struct_equal(&kafka_AssignReplicasToDirsResponse_desc, x, y);
 }
-int kafka_AssignReplicasToDirsResponse_decode(al_rd *rd, int16_t v, kafka_AssignReplicasToDirsResponse *o, kafka_arena *a)
+int kafka_AssignReplicasToDirsResponse_decode(
+    al_rd *rd, int16_t v, kafka_AssignReplicasToDirsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_AssignReplicasToDirsResponse_desc, rd, v, o, a);
 }
-int kafka_AssignReplicasToDirsResponse_encode(al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsResponse *o)
+int kafka_AssignReplicasToDirsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_AssignReplicasToDirsResponse *o)
 {
     return kafka_struct_encode(&kafka_AssignReplicasToDirsResponse_desc, wr, v, o);
 }
-size_t kafka_AssignReplicasToDirsResponse_size(int16_t v, const kafka_AssignReplicasToDirsResponse *o)
+size_t kafka_AssignReplicasToDirsResponse_size(
+    int16_t v, const kafka_AssignReplicasToDirsResponse *o)
 {
     return kafka_struct_size(&kafka_AssignReplicasToDirsResponse_desc, v, o);
 }
-void kafka_AssignReplicasToDirsResponse_fill_test(kafka_AssignReplicasToDirsResponse *o, int16_t v, kafka_filler *f)
+void kafka_AssignReplicasToDirsResponse_fill_test(
+    kafka_AssignReplicasToDirsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_AssignReplicasToDirsResponse_desc, o, v, f);
 }
 
 /* ---- ListClientMetricsResourcesResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_fields[] = {
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_ListClientMetricsResourcesResponse_ClientMetricsResource, Name), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_ListClientMetricsResourcesResponse_ClientMetricsResource, Name),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_desc = {
-    "kafka_ListClientMetricsResourcesResponse_ClientMetricsResource", sizeof(kafka_ListClientMetricsResourcesResponse_ClientMetricsResource), 1, 0, kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_fields, NULL, 0x1u, 0, 0};
+    "kafka_ListClientMetricsResourcesResponse_ClientMetricsResource",
+    sizeof(kafka_ListClientMetricsResourcesResponse_ClientMetricsResource),
+    1,
+    0,
+    kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_ListClientMetricsResourcesResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_ListClientMetricsResourcesResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_ListClientMetricsResourcesResponse, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"ClientMetricsResources", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_ListClientMetricsResourcesResponse, ClientMetricsResources), offsetof(kafka_ListClientMetricsResourcesResponse, ClientMetricsResources_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_ListClientMetricsResourcesResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_ListClientMetricsResourcesResponse, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"ClientMetricsResources", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_ListClientMetricsResourcesResponse, ClientMetricsResources),
+     offsetof(kafka_ListClientMetricsResourcesResponse, ClientMetricsResources_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_desc},
 };
 const struct kafka_struct_desc kafka_ListClientMetricsResourcesResponse_desc = {
-    "kafka_ListClientMetricsResourcesResponse", sizeof(kafka_ListClientMetricsResourcesResponse), 3, 0, kafka_ListClientMetricsResourcesResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_init(kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *o)
+    "kafka_ListClientMetricsResourcesResponse",
+    sizeof(kafka_ListClientMetricsResourcesResponse),
+    3,
+    0,
+    kafka_ListClientMetricsResourcesResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_init(
+    kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *o)
 {
     kafka_struct_init(&kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_desc, o);
 }
-bool kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_equal(const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *x, const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *y)
+bool kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_equal(
+    const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *x,
+    const kafka_ListClientMetricsResourcesResponse_ClientMetricsResource *y)
 {
     return kafka_struct_equal(&kafka_ListClientMetricsResourcesResponse_ClientMetricsResource_desc, x, y);
 }
@@ -5014,105 +8743,204 @@ void kafka_ListClientMetricsResourcesResponse_init(kafka_ListClientMetricsResour
 {
     kafka_struct_init(&kafka_ListClientMetricsResourcesResponse_desc, o);
 }
-bool kafka_ListClientMetricsResourcesResponse_equal(const kafka_ListClientMetricsResourcesResponse *x, const kafka_ListClientMetricsResourcesResponse *y)
+bool kafka_ListClientMetricsResourcesResponse_equal(
+    const kafka_ListClientMetricsResourcesResponse *x,
+    const kafka_ListClientMetricsResourcesResponse *y)
 {
     return kafka_struct_equal(&kafka_ListClientMetricsResourcesResponse_desc, x, y);
 }
-int kafka_ListClientMetricsResourcesResponse_decode(al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesResponse *o, kafka_arena *a)
+int kafka_ListClientMetricsResourcesResponse_decode(
+    al_rd *rd, int16_t v, kafka_ListClientMetricsResourcesResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_ListClientMetricsResourcesResponse_desc, rd, v, o, a);
 }
-int kafka_ListClientMetricsResourcesResponse_encode(al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesResponse *o)
+int kafka_ListClientMetricsResourcesResponse_encode(
+    al_wr *wr, int16_t v, const kafka_ListClientMetricsResourcesResponse *o)
 {
     return kafka_struct_encode(&kafka_ListClientMetricsResourcesResponse_desc, wr, v, o);
 }
-size_t kafka_ListClientMetricsResourcesResponse_size(int16_t v, const kafka_ListClientMetricsResourcesResponse *o)
+size_t kafka_ListClientMetricsResourcesResponse_size(
+    int16_t v, const kafka_ListClientMetricsResourcesResponse *o)
 {
     return kafka_struct_size(&kafka_ListClientMetricsResourcesResponse_desc, v, o);
 }
-void kafka_ListClientMetricsResourcesResponse_fill_test(kafka_ListClientMetricsResourcesResponse *o, int16_t v, kafka_filler *f)
+void kafka_ListClientMetricsResourcesResponse_fill_test(
+    kafka_ListClientMetricsResourcesResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_ListClientMetricsResourcesResponse_desc, o, v, f);
 }
 
 /* ---- DescribeTopicPartitionsResponse (response, versions 0-0, flexible 0+) ---- */
 static const struct kafka_field_desc kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, LeaderId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, LeaderEpoch), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, -1, 0.0, NULL, 0, NULL},
-    {"ReplicaNodes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, ReplicaNodes), offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, ReplicaNodes_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"IsrNodes", KAFKA_T_INT32, true, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, IsrNodes), offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, IsrNodes_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"EligibleLeaderReplicas", KAFKA_T_INT32, true, false, false, true, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, EligibleLeaderReplicas), offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, EligibleLeaderReplicas_count),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"LastKnownElr", KAFKA_T_INT32, true, false, false, true, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, LastKnownElr), offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, LastKnownElr_count),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"OfflineReplicas", KAFKA_T_INT32, true, false, true, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, OfflineReplicas), offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, OfflineReplicas_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderId", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, LeaderId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LeaderEpoch", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, LeaderEpoch),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, -1, 0.0, NULL, 0,
+     NULL},
+    {"ReplicaNodes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, ReplicaNodes),
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, ReplicaNodes_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsrNodes", KAFKA_T_INT32, true, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, IsrNodes),
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, IsrNodes_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"EligibleLeaderReplicas", KAFKA_T_INT32, true, false, false, true, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, EligibleLeaderReplicas),
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, EligibleLeaderReplicas_count),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"LastKnownElr", KAFKA_T_INT32, true, false, false, true, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, LastKnownElr),
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, LastKnownElr_count),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"OfflineReplicas", KAFKA_T_INT32, true, false, true, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, OfflineReplicas),
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, OfflineReplicas_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_desc = {
-    "kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition", sizeof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition), 9, 0, kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition",
+    sizeof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition),
+    9,
+    0,
+    kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_fields[] = {
-    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, ErrorCode), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Name", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, Name), 0,
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, TopicId), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"IsInternal", KAFKA_T_BOOL, false, false, true, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, IsInternal), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, Partitions), offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, Partitions_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_desc},
-    {"TopicAuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, TopicAuthorizedOperations), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, INT32_MIN, 0.0, NULL, 0, NULL},
+    {"ErrorCode", KAFKA_T_INT16, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, ErrorCode),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Name", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, Name),
+     0,
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"TopicId", KAFKA_T_UUID, false, false, true, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, TopicId),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"IsInternal", KAFKA_T_BOOL, false, false, true, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, IsInternal),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Partitions", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, Partitions),
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, Partitions_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_desc},
+    {"TopicAuthorizedOperations", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, TopicAuthorizedOperations),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, INT32_MIN, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_desc = {
-    "kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic", sizeof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic), 6, 0, kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic",
+    sizeof(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic),
+    6,
+    0,
+    kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeTopicPartitionsResponse_Cursor_fields[] = {
-    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_Cursor, TopicName), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0, NULL},
-    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse_Cursor, PartitionIndex), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
+    {"TopicName", KAFKA_T_STRING, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_Cursor, TopicName),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, "", 0,
+     NULL},
+    {"PartitionIndex", KAFKA_T_INT32, false, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse_Cursor, PartitionIndex),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
 };
 static const struct kafka_struct_desc kafka_DescribeTopicPartitionsResponse_Cursor_desc = {
-    "kafka_DescribeTopicPartitionsResponse_Cursor", sizeof(kafka_DescribeTopicPartitionsResponse_Cursor), 2, 0, kafka_DescribeTopicPartitionsResponse_Cursor_fields, NULL, 0x1u, 0, 0};
+    "kafka_DescribeTopicPartitionsResponse_Cursor",
+    sizeof(kafka_DescribeTopicPartitionsResponse_Cursor),
+    2,
+    0,
+    kafka_DescribeTopicPartitionsResponse_Cursor_fields,
+    NULL,
+    0x1u, 0, 0};
 static const struct kafka_field_desc kafka_DescribeTopicPartitionsResponse_fields[] = {
-    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse, ThrottleTimeMs), 0,
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, NULL},
-    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1, offsetof(kafka_DescribeTopicPartitionsResponse, Topics), offsetof(kafka_DescribeTopicPartitionsResponse, Topics_count),
-     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_desc},
-    {"NextCursor", KAFKA_T_STRUCT, false, true, false, true, -1, offsetof(kafka_DescribeTopicPartitionsResponse, NextCursor), offsetof(kafka_DescribeTopicPartitionsResponse, NextCursor_null),
-     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0, &kafka_DescribeTopicPartitionsResponse_Cursor_desc},
+    {"ThrottleTimeMs", KAFKA_T_INT32, false, false, true, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse, ThrottleTimeMs),
+     0,
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     NULL},
+    {"Topics", KAFKA_T_STRUCT, true, false, false, false, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse, Topics),
+     offsetof(kafka_DescribeTopicPartitionsResponse, Topics_count),
+     0x1u, 0x0u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_desc},
+    {"NextCursor", KAFKA_T_STRUCT, false, true, false, true, -1,
+     offsetof(kafka_DescribeTopicPartitionsResponse, NextCursor),
+     offsetof(kafka_DescribeTopicPartitionsResponse, NextCursor_null),
+     0x1u, 0x1u, 0x0u, 0x1u, 0, 0.0, NULL, 0,
+     &kafka_DescribeTopicPartitionsResponse_Cursor_desc},
 };
 const struct kafka_struct_desc kafka_DescribeTopicPartitionsResponse_desc = {
-    "kafka_DescribeTopicPartitionsResponse", sizeof(kafka_DescribeTopicPartitionsResponse), 3, 0, kafka_DescribeTopicPartitionsResponse_fields, NULL, 0x1u, 0, 0};
-void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_init(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *o)
+    "kafka_DescribeTopicPartitionsResponse",
+    sizeof(kafka_DescribeTopicPartitionsResponse),
+    3,
+    0,
+    kafka_DescribeTopicPartitionsResponse_fields,
+    NULL,
+    0x1u, 0, 0};
+void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_init(
+    kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *o)
 {
     kafka_struct_init(&kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_desc, o);
 }
-bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_equal(const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *x, const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *y)
+bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_equal(
+    const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *x,
+    const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition *y)
 {
     return kafka_struct_equal(&kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_desc, x, y);
 }
-void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_init(kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *o)
+void kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_init(
+    kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *o)
 {
     kafka_struct_init(&kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_desc, o);
 }
-bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_equal(const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *x, const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *y)
+bool kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_equal(
+    const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *x,
+    const kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic *y)
 {
     return kafka_struct_equal(&kafka_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_desc, x, y);
 }
-void kafka_DescribeTopicPartitionsResponse_Cursor_init(kafka_DescribeTopicPartitionsResponse_Cursor *o)
+void kafka_DescribeTopicPartitionsResponse_Cursor_init(
+    kafka_DescribeTopicPartitionsResponse_Cursor *o)
 {
     kafka_struct_init(&kafka_DescribeTopicPartitionsResponse_Cursor_desc, o);
 }
-bool kafka_DescribeTopicPartitionsResponse_Cursor_equal(const kafka_DescribeTopicPartitionsResponse_Cursor *x, const kafka_DescribeTopicPartitionsResponse_Cursor *y)
+bool kafka_DescribeTopicPartitionsResponse_Cursor_equal(
+    const kafka_DescribeTopicPartitionsResponse_Cursor *x,
+    const kafka_DescribeTopicPartitionsResponse_Cursor *y)
 {
     return kafka_struct_equal(&kafka_DescribeTopicPartitionsResponse_Cursor_desc, x, y);
 }
@@ -5120,23 +8948,28 @@ void kafka_DescribeTopicPartitionsResponse_init(kafka_DescribeTopicPartitionsRes
 {
     kafka_struct_init(&kafka_DescribeTopicPartitionsResponse_desc, o);
 }
-bool kafka_DescribeTopicPartitionsResponse_equal(const kafka_DescribeTopicPartitionsResponse *x, const kafka_DescribeTopicPartitionsResponse *y)
+bool kafka_DescribeTopicPartitionsResponse_equal(
+    const kafka_DescribeTopicPartitionsResponse *x, const kafka_DescribeTopicPartitionsResponse *y)
 {
     return kafka_struct_equal(&kafka_DescribeTopicPartitionsResponse_desc, x, y);
 }
-int kafka_DescribeTopicPartitionsResponse_decode(al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsResponse *o, kafka_arena *a)
+int kafka_DescribeTopicPartitionsResponse_decode(
+    al_rd *rd, int16_t v, kafka_DescribeTopicPartitionsResponse *o, kafka_arena *a)
 {
     return kafka_struct_decode(&kafka_DescribeTopicPartitionsResponse_desc, rd, v, o, a);
 }
-int kafka_DescribeTopicPartitionsResponse_encode(al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsResponse *o)
+int kafka_DescribeTopicPartitionsResponse_encode(
+    al_wr *wr, int16_t v, const kafka_DescribeTopicPartitionsResponse *o)
 {
     return kafka_struct_encode(&kafka_DescribeTopicPartitionsResponse_desc, wr, v, o);
 }
-size_t kafka_DescribeTopicPartitionsResponse_size(int16_t v, const kafka_DescribeTopicPartitionsResponse *o)
+size_t kafka_DescribeTopicPartitionsResponse_size(
+    int16_t v, const kafka_DescribeTopicPartitionsResponse *o)
 {
     return kafka_struct_size(&kafka_DescribeTopicPartitionsResponse_desc, v, o);
 }
-void kafka_DescribeTopicPartitionsResponse_fill_test(kafka_DescribeTopicPartitionsResponse *o, int16_t v, kafka_filler *f)
+void kafka_DescribeTopicPartitionsResponse_fill_test(
+    kafka_DescribeTopicPartitionsResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_DescribeTopicPartitionsResponse_desc, o, v, f);
 }
