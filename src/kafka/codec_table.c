@@ -207,6 +207,8 @@ static bool kafka_field_is_default(const struct kafka_field_desc *f, const void 
     case KAFKA_T_BYTES:
     case KAFKA_T_RECORDS: return ((const kafka_bytes *)p)->len == (f->default_null ? -1 : 0);
     case KAFKA_T_UUID: return kafka_uuid_equal(p, &(kafka_uuid){{0}});
+    case KAFKA_T_INT32: return *(const int32_t *)p == f->def_int; /* the common cases inline */
+    case KAFKA_T_INT64: return *(const int64_t *)p == f->def_int;
     default: return kafka_get_int(f->type, p) == f->def_int;
     }
 }
@@ -494,15 +496,19 @@ static int kafka_struct_encode_depth(const struct kafka_struct_desc *d, al_wr *w
         if (rc) return rc;
     }
     if (!(d->flexible & bit)) return wr->err;
-    uint32_t ntags = 0;
+    AL_ASSERT(d->ntagged <= 32);
+    uint32_t ntags = 0, present = 0; /* bit k: tagged field k is written */
     for (uint16_t k = 0; k < d->ntagged; k++) {
         const struct kafka_field_desc *f = &d->fields[d->tag_order[k]];
-        ntags += (f->tagged & bit) && !kafka_field_is_default(f, o, depth);
+        if ((f->tagged & bit) && !kafka_field_is_default(f, o, depth)) {
+            present |= 1u << k;
+            ntags++;
+        }
     }
     al_wr_uvarint(wr, ntags);
     for (uint16_t k = 0; k < d->ntagged; k++) {
         const struct kafka_field_desc *f = &d->fields[d->tag_order[k]];
-        if (!(f->tagged & bit) || kafka_field_is_default(f, o, depth)) continue;
+        if (!(present & (1u << k))) continue;
         al_wr_uvarint(wr, (uint32_t)f->tag);
         al_wr_uvarint64(wr, kafka_field_size(f, v, o, depth));
         int rc = kafka_field_encode(f, wr, v, o, depth);
