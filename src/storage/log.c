@@ -28,6 +28,7 @@ enum { FS_IDLE, FS_FALLOC, FS_WRITE, FS_SYNC };
 
 static void flush_kick(storage_log *log);
 static void reads_unpark(storage_log *log);
+static void trunc_try(storage_log *log);
 static int log_truncate(storage_log *log, int64_t offset, int werr);
 
 void storage_log_config_default(storage_log_config *c)
@@ -502,15 +503,37 @@ static void log_fail(storage_log *log, const char *what, int err)
     log->npend = 0;
     waiters_wake(log, log->durable, AL_EFAILED);
     if (log->parked) reads_unpark(log); /* they complete with AL_EFAILED */
+    if (log->trunc) trunc_try(log);     /* completes with AL_EFAILED once idle */
 }
 
 static void sync_start(storage_log *log);
 static void write_start(storage_log *log);
 
+/* Runs a pending asynchronous truncation once nothing is in flight (no write, sync or read),
+ * then calls its callback. */
+static void trunc_try(storage_log *log)
+{
+    storage_truncation *t = log->trunc;
+    if (!t || log_busy(log) || log->reads_inflight) return;
+    log->trunc = NULL;
+    if (log->failed) t->res = AL_EFAILED;
+    else if (t->offset < log->start) t->res = AL_ERANGE;
+    else if (t->offset >= log->high) t->res = 0;
+    else t->res = log_truncate(log, t->offset, AL_ERANGE);
+    t->cb(t);
+}
+
 /* Starts whatever stage is idle and has work: the sync of completed writes, and the next
  * write when someone waits or enough is unwritten. */
 static void flush_kick(storage_log *log)
 {
+    if (log->trunc) {
+        trunc_try(log);
+        if (log->trunc) { /* waiting for idle: finish syncs, start no new write */
+            if (!log->failed && !log->sbusy && log->npend) sync_start(log);
+            return;
+        }
+    }
     if (log->failed) return;
     if (log->nospace_err) {
         if (log_busy(log)) return; /* drop unflushed data once both stages are idle */
@@ -537,7 +560,10 @@ static void sync_cb(io_op *op)
     AL_ASSERT(log->sbusy && seg);
     log->sbusy = false;
     log->sseg = NULL;
-    if (log->failed) return;
+    if (log->failed) {
+        if (log->trunc) trunc_try(log);
+        return;
+    }
     if (op->res < 0) {
         log_fail(log, "fdatasync", op->res);
         return;
@@ -584,6 +610,7 @@ static void write_cb(io_op *op)
     if (log->failed) {
         log->wbusy = false;
         log->wseg = NULL;
+        if (log->trunc) trunc_try(log);
         return;
     }
     if (op->res == -EOPNOTSUPP && log->wstate == FS_FALLOC) {
@@ -748,6 +775,7 @@ int storage_log_append(storage_log *log, int32_t term, void *buf, size_t len,
     int64_t nrec = 0;
     int nb = storage_batches_validate(buf, len, log->cfg.max_message_bytes, &nrec);
     if (nb < 0) return nb;
+    if (log->trunc) return AL_EFULL;      /* a truncation is waiting to run first */
     if (log->nospace_err) return -ENOSPC; /* unflushed data is about to be dropped */
     if (log->nospace && nospace_probe(log) < 0) return -ENOSPC;
     segment *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
@@ -938,6 +966,7 @@ static void read_finish(storage_log *log, storage_read *r, int res)
         r->len = 0;
     }
     r->cb(r);
+    if (log->trunc && !log->reads_inflight) flush_kick(log);
 }
 
 static void read_disk_cb(io_op *op)
@@ -1093,6 +1122,24 @@ void storage_read_release(storage_read *r)
 
 /* ---- recovery ---- */
 
+/* Returns 1 if the file bytes [from, to) (a few bytes, to <= file size) are all zero, 0 if
+ * not, or -errno. Reads whole aligned blocks (the fd may be O_DIRECT). */
+static int seg_range_is_zero(storage_log *log, int fd, uint64_t from, uint64_t to)
+{
+    uint64_t a = AL_ALIGN_DOWN(from, (uint64_t)SEG_ALIGN);
+    uint64_t e = AL_ALIGN_UP(to, (uint64_t)SEG_ALIGN);
+    uint8_t *b = aligned_alloc_raw((size_t)(e - a));
+    if (!b) return -ENOMEM;
+    ssize_t r = io_fs_pread(log->io, fd, b, (size_t)(e - a), a);
+    int rc = 1;
+    if (r < 0) rc = (int)r;
+    else if ((uint64_t)r < to - a) rc = -EIO;
+    for (uint64_t k = from - a; rc == 1 && k < to - a; k++)
+        if (b[k]) rc = 0;
+    free(b);
+    return rc;
+}
+
 /* Scans seg's data file from position 0, verifying every batch, rebuilding indexes and summary
  * fields. Stops at the first zero header, torn or corrupt batch or offset discontinuity.
  * Sets seg->size to the valid length. *cut gets a reason when something non-zero was cut
@@ -1112,7 +1159,16 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
     seg->max_ts = INT64_MIN;
     for (uint64_t guard = 0; guard < (1ull << 40); guard++) {
         if (pos + STORAGE_BATCH_LOG_OVERHEAD > (uint64_t)fsize) {
-            if (pos < (uint64_t)fsize) *cut = "a partial header at the end of the file";
+            /* Fewer bytes left than a header: zeros (preallocated space) end the log cleanly;
+             * anything else is a torn header. */
+            if (pos < (uint64_t)fsize) {
+                int z = seg_range_is_zero(log, seg->fd, pos, (uint64_t)fsize);
+                if (z < 0) {
+                    rc = z;
+                    goto out;
+                }
+                if (!z) *cut = "a partial header at the end of the file";
+            }
             break;
         }
         /* Make sure the header (and then the whole batch) is in the chunk. */
@@ -1389,10 +1445,15 @@ int storage_log_close(storage_log *log)
     storage_waiter w = {.cb = close_flush_cb, .ctx = &done};
     if (!log->failed && log->high - 1 > log->durable &&
         storage_log_flush_wait(log, log->high - 1, &w) == 0) {
-        for (int guard = 0; !done && guard < 1000000; guard++) io_poll(log->io, UINT64_MAX);
+        /* Poll only while something is in flight that can complete the flush. */
+        for (int guard = 0; !done && (log_busy(log) || log->reads_inflight) && guard < 1000000;
+             guard++)
+            io_poll(log->io, UINT64_MAX);
         if (!done) log_warn("storage", "log %s: closing before its final flush", log->dir);
     }
-    for (int guard = 0; log_busy(log) && guard < 1000000; guard++) io_poll(log->io, UINT64_MAX);
+    for (int guard = 0; (log_busy(log) || log->reads_inflight) && guard < 1000000; guard++)
+        io_poll(log->io, UINT64_MAX);
+    if (log->trunc) trunc_try(log);
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
     if (!log->failed) log_finish_sealed(log);
@@ -1538,10 +1599,25 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
     return 0;
 }
 
+int storage_log_truncate_suffix_async(storage_log *log, storage_truncation *t)
+{
+    if (log->failed) return AL_EFAILED;
+    if (log->trunc) return AL_EFULL;
+    if (t->offset < log->start) return AL_ERANGE;
+    t->res = 0;
+    if (t->offset >= log->high) return 1;
+    if (!log_busy(log) && !log->reads_inflight) {
+        int rc = log_truncate(log, t->offset, AL_ERANGE);
+        return rc < 0 ? rc : 1;
+    }
+    log->trunc = t;
+    return 0;
+}
+
 int storage_log_truncate_suffix(storage_log *log, int64_t offset)
 {
     if (log->failed) return AL_EFAILED;
-    if (log_busy(log) || log->reads_inflight) return AL_EFULL;
+    if (log_busy(log) || log->reads_inflight || log->trunc) return AL_EFULL;
     if (offset < log->start) return AL_ERANGE;
     if (offset >= log->high) return 0;
     return log_truncate(log, offset, AL_ERANGE);

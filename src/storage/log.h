@@ -157,9 +157,29 @@ int64_t storage_log_term_at(storage_log *log, int64_t offset);
  * Removes every batch from the one holding `offset` on (offsets >= offset are gone; a batch
  * straddling offset goes entirely). Waiters above the new end fail with AL_ERANGE. Durable on
  * return (files truncated and synced). Returns 0, AL_EFULL when a flush or read is in flight
- * (retry after it completes), AL_ERANGE when offset < log start, or -errno.
+ * (retry after it completes, or use storage_log_truncate_suffix_async), AL_ERANGE when
+ * offset < log start, or -errno.
  */
 int storage_log_truncate_suffix(storage_log *log, int64_t offset);
+
+/* An asynchronous suffix truncation (caller-owned, alive until its callback ran). */
+typedef struct storage_truncation storage_truncation;
+struct storage_truncation {
+    int64_t offset; /* in: first offset to remove */
+    void (*cb)(storage_truncation *t); /* res = 0 or an error as storage_log_truncate_suffix */
+    void *ctx;
+    int res;
+};
+
+/*
+ * storage_log_truncate_suffix for any moment (Raft followers): when nothing is in flight it
+ * truncates at once and returns 1 (callback not called); otherwise it stops starting writes,
+ * lets the write, sync and reads in flight finish, then truncates and calls t->cb (returns 0).
+ * While one is pending, appends and other truncations get AL_EFULL; after its callback the
+ * log takes appends at the new end. Errors without queueing: AL_EFAILED, AL_ERANGE (offset
+ * below the log start), AL_EFULL (another pending), or a truncation error.
+ */
+int storage_log_truncate_suffix_async(storage_log *log, storage_truncation *t);
 
 /*
  * Advances the log start offset (DeleteRecords): offsets below are no longer readable; whole

@@ -117,6 +117,7 @@ struct storage_log {
     storage_waiter *waiters;
     int reads_inflight;   /* disk reads in flight + parked reads */
     storage_read *parked; /* reads waiting for a sync (see read_run) */
+    storage_truncation *trunc; /* an asynchronous truncation waiting for idle */
     compact_state cs;
 };
 
