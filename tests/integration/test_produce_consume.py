@@ -327,3 +327,21 @@ def test_zstd_needs_produce_v7(broker_factory):
     create_topic(b.addr, "raw", partitions=1)
     err, _ = _produce_error(b, _zstd_batch_v3(b))
     assert err == 76  # UNSUPPORTED_COMPRESSION_TYPE
+
+
+def test_metadata_auto_create(broker_factory):
+    b = broker_factory(smp=SMP, args=["--set", "auto_create_topics_enabled=true",
+                                      "--set", "default_topic_partitions=3"])
+    r = subprocess.run(["kcat", "-b", b.addr, "-P", "-t", "auto1", "-X",
+                        "topic.request.required.acks=-1"], input=b"a\nb\nc\n",
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    a = AdminClient({"bootstrap.servers": b.addr})
+    md = a.list_topics(timeout=10)
+    assert "auto1" in md.topics and len(md.topics["auto1"].partitions) == 3
+    got = consume_all(b.addr, "auto1", 3, 3)
+    assert sorted(m.value() for m in got) == [b"a", b"b", b"c"]
+    # Invalid names are refused, not created.
+    md = a.list_topics(topic="bad name", timeout=10)
+    assert md.topics["bad name"].error is not None
+    assert "bad name" not in a.list_topics(timeout=10).topics
