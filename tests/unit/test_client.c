@@ -1,0 +1,467 @@
+/*
+ * test_client.c — the Kafka client library (src/client/kclient.*): address parsing, the batch
+ * builder and fetch iterator round trip for every compression, and the connection against a
+ * real broker (`ailurus start` from the same build, or $AILURUS_BIN, as a subprocess on
+ * 127.0.0.1, port 0):
+ * handshake versions, CreateTopics, Produce with acks=1 and acks=0, Fetch back and compare,
+ * pipelined async requests answered in order, Metadata leader and FindCoordinator, a refused
+ * connection, and a request timeout against a listener that never answers.
+ */
+#include "test.h"
+
+#include "client/kclient.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- the broker subprocess ---- */
+
+static pid_t broker_pid;
+static char broker_addr[64];
+
+static void broker_stop(void)
+{
+    if (broker_pid > 0) {
+        kill(broker_pid, SIGTERM);
+        int st;
+        for (int i = 0; i < 100 && waitpid(broker_pid, &st, WNOHANG) == 0; i++) usleep(50000);
+        kill(broker_pid, SIGKILL);
+        waitpid(broker_pid, &st, 0);
+        broker_pid = 0;
+    }
+}
+
+/* Starts build/<BUILD>/ailurus (next to our tests/ dir) and waits for its ready line. */
+static int broker_start(void)
+{
+    if (broker_pid > 0) return 0;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 64);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    strcpy(slash, "/../ailurus");
+    const char *env = getenv("AILURUS_BIN"); /* override: a broker binary built elsewhere */
+    if (env && *env) snprintf(exe, sizeof(exe), "%s", env);
+    char dir[4200], logp[4300];
+    snprintf(dir, sizeof(dir), "%s/broker", test_tmpdir());
+    snprintf(logp, sizeof(logp), "%s/broker.log", test_tmpdir());
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(exe, exe, "start", "--kafka-addr", "127.0.0.1:0", "--data-dir", dir, "--smp", "1",
+              "--admin-addr", "127.0.0.1:0", (char *)NULL);
+        _exit(127);
+    }
+    broker_pid = pid;
+    atexit(broker_stop);
+    for (int i = 0; i < 400; i++) { /* 20 s */
+        usleep(50000);
+        FILE *f = fopen(logp, "r");
+        char line[1024];
+        while (f && fgets(line, sizeof(line), f)) {
+            char *r = strstr(line, "ready: kafka=");
+            if (r && sscanf(r, "ready: kafka=%63s", broker_addr) == 1) {
+                fclose(f);
+                return 0;
+            }
+        }
+        if (f) fclose(f);
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            broker_pid = 0;
+            fprintf(stderr, "    broker exited before ready (see %s)\n", logp);
+            return -1;
+        }
+    }
+    return -1;
+}
+
+/* ---- pure parts ---- */
+
+TEST(parse_addr)
+{
+    char h[64];
+    uint16_t p;
+    CHECK_EQ(kclient_parse_addr("127.0.0.1:9092", h, sizeof(h), &p), 0);
+    CHECK(!strcmp(h, "127.0.0.1"));
+    CHECK_EQ(p, 9092);
+    CHECK_EQ(kclient_parse_addr("[::1]:19092", h, sizeof(h), &p), 0);
+    CHECK(!strcmp(h, "::1"));
+    CHECK_EQ(p, 19092);
+    CHECK_EQ(kclient_parse_addr("127.0.0.1", h, sizeof(h), &p), AL_EINVAL);
+    CHECK_EQ(kclient_parse_addr("127.0.0.1:0", h, sizeof(h), &p), AL_EINVAL);
+    CHECK_EQ(kclient_parse_addr("127.0.0.1:70000", h, sizeof(h), &p), AL_EINVAL);
+    CHECK_EQ(kclient_parse_addr(":80", h, sizeof(h), &p), AL_EINVAL);
+    CHECK_EQ(kclient_compression_parse("zstd"), STORAGE_COMP_ZSTD);
+    CHECK_EQ(kclient_compression_parse("none"), STORAGE_COMP_NONE);
+    CHECK_EQ(kclient_compression_parse("brotli"), AL_EINVAL);
+}
+
+/* Builds n records with compressible values; keys on even records. */
+static void make_records(kclient_record *r, int n, char (*vals)[200], char (*keys)[16])
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(keys[i], 16, "k%d", i);
+        memset(vals[i], 'a' + i % 26, 200);
+        snprintf(vals[i], 200, "value-%d-", i);
+        r[i].key = i % 2 ? NULL : keys[i];
+        r[i].key_len = i % 2 ? -1 : (int32_t)strlen(keys[i]);
+        r[i].value = vals[i];
+        r[i].value_len = 100 + i % 100;
+        r[i].timestamp = 1700000000000 + i;
+    }
+}
+
+static void check_records(const void *buf, size_t len, const kclient_record *r, int n,
+                          int64_t base)
+{
+    kclient_fetch_iter it;
+    kclient_fetch_iter_init(&it, buf, len);
+    kclient_fetched f;
+    int got = 0, rc;
+    while ((rc = kclient_fetch_iter_next(&it, &f)) == 1) {
+        CHECK(got < n);
+        CHECK_EQ(f.offset, base + got);
+        CHECK_EQ(f.timestamp, r[got].timestamp);
+        CHECK_EQ(f.value_len, r[got].value_len);
+        CHECK_MEM(f.value, r[got].value, (size_t)f.value_len);
+        CHECK_EQ(f.key_len, r[got].key_len);
+        if (f.key_len > 0) CHECK_MEM(f.key, r[got].key, (size_t)f.key_len);
+        got++;
+    }
+    kclient_fetch_iter_free(&it);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(got, n);
+}
+
+TEST(batch_roundtrip_all_codecs)
+{
+    enum { N = 50 };
+    kclient_record r[N];
+    static char vals[N][200], keys[N][16];
+    make_records(r, N, vals, keys);
+    size_t bound = kclient_batch_bound(r, N);
+    uint8_t *buf = malloc(bound * 2);
+    for (int codec = 0; codec <= STORAGE_COMP_ZSTD; codec++) {
+        int64_t sz = kclient_batch_build(buf, bound, r, N, codec);
+        CHECK(sz > 0);
+        CHECK((size_t)sz <= bound);
+        storage_batch_hdr h;
+        CHECK_EQ(storage_batch_validate(buf, (size_t)sz, 0, &h), sz);
+        CHECK_EQ(storage_batch_compression(&h), codec); /* compressible: every codec pays */
+        if (codec) CHECK((size_t)sz < bound / 2);
+        CHECK_EQ(h.records_count, N);
+        /* Two batches back to back plus a cut-off third: the iterator stops at the cut. */
+        memcpy(buf + sz, buf, (size_t)sz);
+        storage_batch_stamp(buf + sz, N, -1);
+        check_records(buf, (size_t)sz, r, N, 0);
+        kclient_fetch_iter it;
+        kclient_fetch_iter_init(&it, buf, (size_t)sz * 2 - 7);
+        kclient_fetched f;
+        int cnt = 0;
+        while (kclient_fetch_iter_next(&it, &f) == 1) cnt++;
+        kclient_fetch_iter_free(&it);
+        CHECK_EQ(cnt, N);
+        /* A flipped byte is caught by the CRC. */
+        buf[sz / 2] ^= 0x40;
+        kclient_fetch_iter_init(&it, buf, (size_t)sz);
+        CHECK_EQ(kclient_fetch_iter_next(&it, &f), AL_ECORRUPT);
+        kclient_fetch_iter_free(&it);
+    }
+    CHECK_EQ(kclient_batch_build(buf, 10, r, N, 0), AL_ETOOLARGE);
+    free(buf);
+}
+
+/* ---- against the broker ---- */
+
+static int create_topic(kclient_sync *s, const char *name, int parts)
+{
+    kafka_CreateTopicsRequest req;
+    kafka_CreateTopicsRequest_init(&req);
+    kafka_CreateTopicsRequest_CreatableTopic t;
+    kafka_CreateTopicsRequest_CreatableTopic_init(&t);
+    t.Name = kafka_str_from(name);
+    t.NumPartitions = parts;
+    t.ReplicationFactor = 1;
+    req.Topics_count = 1;
+    req.Topics = &t;
+    req.timeoutMs = 10000;
+    const void *rp;
+    int rc = kclient_sync_call(s, KAFKA_API_CREATE_TOPICS, &req, &rp, NULL);
+    if (rc < 0) return rc;
+    const kafka_CreateTopicsResponse *r = rp;
+    return r->Topics_count == 1 ? r->Topics[0].ErrorCode : -1;
+}
+
+/* Produces one batch to topic/partition with acks; returns the base offset (acks != 0),
+ * 0 for acks=0, or a negative error / -(1000 + kafka error). */
+static int64_t produce(kclient_sync *s, const char *topic, int32_t part, const void *batch,
+                       size_t len, int16_t acks)
+{
+    kafka_ProduceRequest req;
+    kafka_ProduceRequest_init(&req);
+    kafka_ProduceRequest_TopicProduceData td;
+    kafka_ProduceRequest_TopicProduceData_init(&td);
+    kafka_ProduceRequest_PartitionProduceData pd;
+    kafka_ProduceRequest_PartitionProduceData_init(&pd);
+    pd.Index = part;
+    pd.Records = (kafka_bytes){batch, (int32_t)len};
+    td.Name = kafka_str_from(topic);
+    td.PartitionData_count = 1;
+    td.PartitionData = &pd;
+    req.Acks = acks;
+    req.TimeoutMs = 10000;
+    req.TopicData_count = 1;
+    req.TopicData = &td;
+    const void *rp;
+    int rc = kclient_sync_call(s, KAFKA_API_PRODUCE, &req, &rp, NULL);
+    if (rc < 0) return rc;
+    if (acks == 0) return rp == NULL ? 0 : -2;
+    const kafka_ProduceResponse *r = rp;
+    if (r->Responses_count != 1 || r->Responses[0].PartitionResponses_count != 1) return -3;
+    const kafka_ProduceResponse_PartitionProduceResponse *p =
+        &r->Responses[0].PartitionResponses[0];
+    if (p->ErrorCode) return -(1000 + p->ErrorCode);
+    return p->BaseOffset;
+}
+
+/* Fetches from offset; fills *records (valid until the next call on s). */
+static int fetch(kclient_sync *s, const char *topic, int32_t part, int64_t off,
+                 kafka_bytes *records, int64_t *hwm)
+{
+    kafka_FetchRequest req;
+    kafka_FetchRequest_init(&req);
+    kafka_FetchRequest_FetchTopic ft;
+    kafka_FetchRequest_FetchTopic_init(&ft);
+    kafka_FetchRequest_FetchPartition fp;
+    kafka_FetchRequest_FetchPartition_init(&fp);
+    fp.Partition = part;
+    fp.FetchOffset = off;
+    fp.PartitionMaxBytes = 1 << 20;
+    ft.Topic = kafka_str_from(topic);
+    ft.Partitions_count = 1;
+    ft.Partitions = &fp;
+    req.ReplicaId = -1;
+    req.MaxWaitMs = 100;
+    req.MinBytes = 1;
+    req.MaxBytes = 4 << 20;
+    req.Topics_count = 1;
+    req.Topics = &ft;
+    const void *rp;
+    int rc = kclient_sync_call(s, KAFKA_API_FETCH, &req, &rp, NULL);
+    if (rc < 0) return rc;
+    const kafka_FetchResponse *r = rp;
+    if (r->ErrorCode || r->Responses_count != 1 || r->Responses[0].Partitions_count != 1)
+        return -1;
+    const kafka_FetchResponse_PartitionData *pd = &r->Responses[0].Partitions[0];
+    if (pd->ErrorCode) return -(1000 + pd->ErrorCode);
+    *records = pd->Records;
+    *hwm = pd->HighWatermark;
+    return 0;
+}
+
+TEST(sync_produce_fetch)
+{
+    CHECK_EQ(broker_start(), 0);
+    kclient_sync *s = NULL;
+    CHECK_EQ(kclient_sync_open(&s, broker_addr, 10000), 0);
+    kclient *c = kclient_sync_client(s);
+    CHECK(kclient_ready(c));
+    CHECK(kclient_api_version(c, KAFKA_API_PRODUCE) >= 3);
+    CHECK(kclient_api_version(c, KAFKA_API_FETCH) >= 4);
+    CHECK(kclient_api_version(c, KAFKA_API_METADATA) >= 1);
+    CHECK_EQ(kclient_api_version(c, KAFKA_API_MAX_KEY + 1), -1);
+    CHECK_EQ(create_topic(s, "kc-t1", 2), 0);
+    CHECK_EQ(create_topic(s, "kc-t1", 2), 36); /* TOPIC_ALREADY_EXISTS */
+
+    char leader[80];
+    CHECK_EQ(kclient_sync_leader(s, "kc-t1", 1, leader, sizeof(leader)), 0);
+    CHECK(!strcmp(leader, broker_addr));
+    CHECK_EQ(kclient_sync_leader(s, "kc-t1", 7, leader, sizeof(leader)), AL_ENOTFOUND);
+    CHECK_EQ(kclient_sync_coordinator(s, "kc-group", 0, leader, sizeof(leader)), 0);
+    CHECK(!strcmp(leader, broker_addr));
+
+    enum { N = 40 };
+    kclient_record r[N];
+    static char vals[N][200], keys[N][16];
+    make_records(r, N, vals, keys);
+    size_t bound = kclient_batch_bound(r, N);
+    uint8_t *buf = malloc(bound);
+    int64_t sz = kclient_batch_build(buf, bound, r, N, STORAGE_COMP_ZSTD);
+    CHECK(sz > 0);
+    CHECK_EQ(produce(s, "kc-t1", 1, buf, (size_t)sz, 1), 0);
+    CHECK_EQ(produce(s, "kc-t1", 1, buf, (size_t)sz, -1), N);
+    sz = kclient_batch_build(buf, bound, r, N, STORAGE_COMP_LZ4);
+    CHECK_EQ(produce(s, "kc-t1", 1, buf, (size_t)sz, 0), 0); /* acks=0: no response */
+    CHECK_EQ(produce(s, "kc-t1", 1, buf, (size_t)sz, 1), 3 * N);
+    free(buf);
+
+    /* Read all four batches back. */
+    int64_t off = 0, hwm = -1;
+    for (int round = 0; round < 20 && off < 4 * N; round++) {
+        kafka_bytes recs = {NULL, -1};
+        CHECK_EQ(fetch(s, "kc-t1", 1, off, &recs, &hwm), 0);
+        kclient_fetch_iter it;
+        kclient_fetch_iter_init(&it, recs.ptr, recs.len > 0 ? (size_t)recs.len : 0);
+        kclient_fetched f;
+        int rc;
+        while ((rc = kclient_fetch_iter_next(&it, &f)) == 1) {
+            if (f.offset < off) continue;
+            CHECK_EQ(f.offset, off);
+            int i = (int)(off % N);
+            CHECK_EQ(f.value_len, r[i].value_len);
+            CHECK_MEM(f.value, r[i].value, (size_t)f.value_len);
+            CHECK_EQ(f.timestamp, r[i].timestamp);
+            off++;
+        }
+        kclient_fetch_iter_free(&it);
+        CHECK_EQ(rc, 0);
+    }
+    CHECK_EQ(off, 4 * N);
+    CHECK_EQ(hwm, 4 * N);
+    kclient_sync_close(s);
+}
+
+/* Async pipelining: many Metadata/ApiVersions requests outstanding at once, answered in
+ * order, each callback exactly once. */
+struct pipe_state {
+    int next_expected;
+    int answered;
+    int errors;
+    bool connected;
+    int conn_err;
+};
+
+static void pipe_resp(kclient *c, void *ctx, int err, int16_t api, int16_t ver, const void *r)
+{
+    struct pipe_state *ps = *(struct pipe_state **)ctx;
+    AL_UNUSED(c);
+    AL_UNUSED(ver);
+    if (err < 0 || !r) ps->errors++;
+    else if (api == KAFKA_API_API_VERSIONS &&
+             ((const kafka_ApiVersionsResponse *)r)->ApiKeys_count < 10)
+        ps->errors++;
+    ps->answered++;
+}
+
+struct pipe_ctx {
+    struct pipe_state *ps;
+    int id;
+};
+
+static void pipe_resp2(kclient *c, void *ctx, int err, int16_t api, int16_t ver, const void *r)
+{
+    struct pipe_ctx *pc = ctx;
+    if (pc->id != pc->ps->next_expected) pc->ps->errors++;
+    pc->ps->next_expected++;
+    pipe_resp(c, &pc->ps, err, api, ver, r);
+}
+
+static void pipe_conn(kclient *c, void *ctx, int err)
+{
+    struct pipe_state *ps = ctx;
+    ps->connected = err == 0;
+    ps->conn_err = err;
+}
+
+TEST(async_pipelined)
+{
+    CHECK_EQ(broker_start(), 0);
+    io *iop;
+    CHECK_EQ(io_uring_create(&iop, NULL), 0);
+    kclient *c;
+    CHECK_EQ(kclient_create(&c, iop, &(struct kclient_opts){.max_inflight = 64}), 0);
+    char host[64];
+    uint16_t port;
+    CHECK_EQ(kclient_parse_addr(broker_addr, host, sizeof(host), &port), 0);
+    struct pipe_state ps = {0};
+    kclient_connect(c, host, port, pipe_conn, &ps);
+    uint64_t dl = io_now_ns(iop) + 10000000000ull;
+    while (!ps.connected && !ps.conn_err && io_now_ns(iop) < dl) io_poll(iop, dl);
+    CHECK(ps.connected);
+    static struct pipe_ctx pcs[200];
+    int sent = 0;
+    for (int i = 0; i < 200; i++) {
+        pcs[i] = (struct pipe_ctx){&ps, i};
+        kafka_ApiVersionsRequest av;
+        kafka_ApiVersionsRequest_init(&av);
+        av.ClientSoftwareName = kafka_str_from("kclient-test"); /* v3 requires both */
+        av.ClientSoftwareVersion = kafka_str_from("1");
+        kafka_MetadataRequest md;
+        kafka_MetadataRequest_init(&md);
+        md.Topics_count = -1;
+        int rc = i % 2 ? kclient_send(c, KAFKA_API_API_VERSIONS, &av, pipe_resp2, &pcs[i])
+                       : kclient_send(c, KAFKA_API_METADATA, &md, pipe_resp2, &pcs[i]);
+        if (rc == AL_EFULL) break; /* 64 in flight */
+        CHECK_EQ(rc, 0);
+        sent++;
+    }
+    CHECK_EQ(sent, 64);
+    CHECK_EQ(kclient_inflight(c), 64);
+    while (ps.answered < sent && io_now_ns(iop) < dl) io_poll(iop, dl);
+    CHECK_EQ(ps.answered, sent);
+    CHECK_EQ(ps.errors, 0);
+    CHECK_EQ(kclient_inflight(c), 0);
+    /* Close with requests outstanding: each callback runs once with AL_ECLOSED. */
+    ps = (struct pipe_state){.connected = true, .next_expected = 0};
+    kafka_ApiVersionsRequest av;
+    kafka_ApiVersionsRequest_init(&av);
+    for (int i = 0; i < 5; i++) CHECK_EQ(kclient_send(c, 18, &av, pipe_resp2, &pcs[i]), 0);
+    kclient_close(c);
+    CHECK_EQ(ps.answered, 5);
+    CHECK_EQ(ps.errors, 5);
+    CHECK_EQ(kclient_send(c, 18, &av, pipe_resp2, &pcs[0]), AL_ECLOSED);
+    while (kclient_busy(c) && io_now_ns(iop) < dl) io_poll(iop, dl);
+    CHECK(!kclient_busy(c));
+    kclient_free(c);
+    io_destroy(iop);
+}
+
+TEST(errors_refused_and_timeout)
+{
+    io *iop;
+    CHECK_EQ(io_uring_create(&iop, NULL), 0);
+    /* A listener that never accepts: the kernel completes the TCP handshake, nobody answers. */
+    int lfd = io_listen(iop, "127.0.0.1", 0, false, 16);
+    CHECK(lfd >= 0);
+    int port = io_local_port(iop, lfd);
+    CHECK(port > 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    kclient *c;
+    CHECK_EQ(kclient_create(&c, iop, &(struct kclient_opts){.timeout_ms = 300}), 0);
+    struct pipe_state ps = {0};
+    kclient_connect(c, "127.0.0.1", (uint16_t)port, pipe_conn, &ps);
+    uint64_t t0 = io_now_ns(iop), dl = t0 + 5000000000ull;
+    while (!ps.connected && !ps.conn_err && io_now_ns(iop) < dl) io_poll(iop, dl);
+    CHECK(!ps.connected);
+    CHECK_EQ(ps.conn_err, AL_ETIMEDOUT);
+    uint64_t took = io_now_ns(iop) - t0;
+    CHECK(took >= 250000000ull && took < 3000000000ull);
+    while (kclient_busy(c) && io_now_ns(iop) < dl) io_poll(iop, dl);
+    kclient_free(c);
+    io_close_now(iop, lfd);
+    io_destroy(iop);
+    /* Now nobody listens on that port at all. */
+    kclient_sync *s = NULL;
+    int rc = kclient_sync_open(&s, addr, 2000);
+    CHECK_EQ(rc, -ECONNREFUSED);
+    CHECK(s == NULL);
+    CHECK_EQ(kclient_sync_open(&s, "nonsense", 2000), AL_EINVAL);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int rc = test_main(argc, argv);
+    broker_stop();
+    return rc;
+}
