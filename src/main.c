@@ -19,6 +19,9 @@ static const struct command commands[] = {
     {"kafka-decode", cmd_kafka_decode, "decode a captured request frame (tool)"},
     {"start", cmd_start, "start a broker (ailurus start --help)"},
     {"config", cmd_config, "print, check or document the configuration"},
+    {"topic", cmd_topic, "create, list, describe, produce to, consume topics (--help)"},
+    {"group", cmd_group, "list, describe (lag), seek, delete consumer groups (--help)"},
+    {"cluster", cmd_cluster, "cluster info, health and config get|set|edit (--help)"},
     {"tune", cmd_tune, "check (and with --apply set) host settings for the broker"},
 };
 
