@@ -38,6 +38,7 @@ struct http_server {
     io_op accept_op, timer_op;
     bool accept_pending, timer_pending, stopping;
     bool in_stop; /* inside http_server_stop: do not free yet */
+    bool accept_retry; /* accept failed (EMFILE, ...): re-arm from the next tick, not at once */
     struct hconn *conns;
     uint32_t nconns;
     void (*done)(void *arg);
@@ -173,9 +174,11 @@ static void on_accept(io_op *op)
             conn_open(s, op->res);
         }
     } else if (op->res != -ECANCELED && !s->stopping) {
-        log_warn("http", "accept: %s", al_strerror(op->res));
+        log_warn("http", "accept: %s (retrying in %llu ms)", al_strerror(op->res),
+                 (unsigned long long)(TICK_NS / 1000000));
+        if (!s->accept_pending) s->accept_retry = true;
     }
-    if (!s->accept_pending && !s->stopping) {
+    if (!s->accept_pending && !s->stopping && !s->accept_retry) {
         s->accept_pending = true;
         io_accept(s->io, &s->accept_op, s->lfd);
     }
@@ -191,6 +194,11 @@ static void on_tick(io_op *op)
         return;
     }
     uint64_t now = io_now_ns(s->io);
+    if (s->accept_retry && !s->accept_pending) {
+        s->accept_retry = false;
+        s->accept_pending = true;
+        io_accept(s->io, &s->accept_op, s->lfd);
+    }
     uint64_t idle = (uint64_t)s->lim.idle_timeout_ms * 1000000ull;
     uint64_t reqt = (uint64_t)s->lim.request_timeout_ms * 1000000ull;
     struct hconn *c = s->conns;

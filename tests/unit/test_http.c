@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -420,6 +421,48 @@ TEST(server_on_io_uring)
     CHECK(stopped);
     http_respond(parked[0], 200, "text/plain", "gone", 4);
     for (int i = 0; i < 40; i++) close(fds[i]);
+    io_destroy(ring);
+}
+
+/* Accept failing with EMFILE must not spin: the server retries from its tick and serves the
+ * waiting clients once descriptors are available again. */
+TEST(server_accept_retries_after_emfile)
+{
+    io *ring = NULL;
+    if (io_uring_create(&ring, &(struct io_uring_opts){.entries = 64})) {
+        printf("    (io_uring unavailable; skipped)\n");
+        return;
+    }
+    struct http_server_opts o = {.host = "127.0.0.1", .port = 0, .router = router};
+    http_server *s = NULL;
+    CHECK_EQ(http_server_start(ring, &o, &s), 0);
+    int fds[3];
+    for (int i = 0; i < 3; i++) fds[i] = client_connect(http_server_port(s));
+    struct rlimit old, low;
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int probe = dup(0); /* the lowest free descriptor: everything below is in use */
+    CHECK(probe >= 0);
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t)probe; /* no new descriptor can be created */
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int polls = 0;
+    for (uint64_t end = io_now_ns(ring) + 300000000ull; io_now_ns(ring) < end; polls++)
+        io_poll(ring, io_now_ns(ring) + 10000000);
+    CHECK_EQ(http_server_conns(s), 0);
+    CHECK(polls < 1000); /* waited on the tick, not a busy loop of failing accepts */
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    char buf[4096];
+    const char *r1 = "GET /hello HTTP/1.1\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        CHECK(send(fds[i], r1, strlen(r1), 0) > 0);
+        CHECK(client_read_until(ring, fds[i], buf, sizeof(buf), "hello") > 0);
+        close(fds[i]);
+    }
+    stopped = false;
+    http_server_stop(s, on_stopped, NULL);
+    for (int i = 0; i < 200 && !stopped; i++) io_poll(ring, io_now_ns(ring) + 5000000);
+    CHECK(stopped);
     io_destroy(ring);
 }
 
