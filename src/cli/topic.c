@@ -1030,6 +1030,14 @@ int cmd_topic(int argc, char **argv)
         return cli_err(CLI_USAGE, "add-partitions needs -n TOTAL (the new partition count)");
     if (!strcmp(sub, "consume") && o.format == CLI_FMT_TABLE && o.format_s)
         return cli_err(CLI_USAGE, "consume --format is text or json");
+    if (from && strcmp(from, "beginning") && strcmp(from, "end")) {
+        char *end;
+        const char *num = from[0] == '@' ? from + 1 : from;
+        long long v = strtoll(num, &end, 10);
+        if (*end || end == num || v < 0)
+            return cli_err(CLI_USAGE, "--offset must be beginning, end, a number or @MS, "
+                           "not '%s'", from);
+    }
     int64_t one_part = parts_given ? parts : -1;
     if ((!strcmp(sub, "produce") || !strcmp(sub, "consume")) && parts_given && parts < 0)
         return cli_err(CLI_USAGE, "-p must be a partition number >= 0");
