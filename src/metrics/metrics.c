@@ -405,7 +405,13 @@ static void write_double(FILE *f, double v)
 {
     if (isnan(v)) fputs("NaN", f);
     else if (isinf(v)) fputs(v > 0 ? "+Inf" : "-Inf", f);
-    else fprintf(f, "%.17g", v);
+    else {
+        /* The shortest of %.15g / %.17g that reads back as the same double. */
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%.15g", v);
+        if (strtod(buf, NULL) != v) snprintf(buf, sizeof(buf), "%.17g", v);
+        fputs(buf, f);
+    }
 }
 
 /* Writes `{l1="v1",...[,le="X"]}` (nothing if no labels and no le). */

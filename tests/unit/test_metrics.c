@@ -98,6 +98,13 @@ TEST(escaping_and_scaled_counter)
     CHECK(has_line(t, "ailurus_reactor_busy_seconds_total{shard=\"0\"} 1.5"));
     CHECK(has_line(t, "ailurus_reactor_utilization_ratio{shard=\"0\"} 0.25"));
     free(t);
+    /* Doubles print in their shortest exact form: 0.000897 s, not 0.00089700000000000001. */
+    metrics_counter_add(m, M_REACTOR_BUSY_SECONDS, 897, "1");
+    metrics_gauge_set(m, M_REACTOR_UTILIZATION, 1.0 / 3.0, "1");
+    t = render(false);
+    CHECK(has_line(t, "ailurus_reactor_busy_seconds_total{shard=\"1\"} 0.000897"));
+    CHECK(has_line(t, "ailurus_reactor_utilization_ratio{shard=\"1\"} 0.33333333333333331"));
+    free(t);
     metrics_shutdown();
 }
 
