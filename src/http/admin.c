@@ -36,7 +36,8 @@ static const char *const features[] = {
 };
 
 struct admin_state {
-    al_config cfg; /* this node's configuration plus accepted cluster-config changes */
+    al_config cfg;   /* this node's configuration plus accepted cluster-config changes */
+    al_config start; /* the configuration the broker started with */
     char cluster_id[128];
     unsigned n_shards;
     int64_t config_version;
@@ -300,6 +301,61 @@ invalid:
     http_respond_error(req, 400, "%s", msg);
 }
 
+/* GET /v1/cluster_config/status: per node, the config version and the keys whose accepted
+ * value differs from what the broker runs with (a restart applies them). */
+static void h_cluster_config_status(http_request *req, void *ctx)
+{
+    struct admin_state *st = ctx;
+    json_t *pending = json_array();
+    char a[CONFIG_PATH_MAX + 64], b[CONFIG_PATH_MAX + 64];
+    for (size_t i = 0; i < config_key_count; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (is_node_key(k->name) || in_list(live_keys, AL_ARRAY_SIZE(live_keys), k->name))
+            continue;
+        config_format(&st->cfg, k, a, sizeof(a));
+        config_format(&st->start, k, b, sizeof(b));
+        if (strcmp(a, b)) json_array_append_new(pending, json_string(k->name));
+    }
+    bool restart = json_array_size(pending) > 0;
+    json_t *node = json_pack("{s:I, s:I, s:b, s:o, s:[], s:[]}", "node_id",
+                             (json_int_t)st->cfg.node_id, "config_version",
+                             (json_int_t)st->config_version, "restart", restart,
+                             "restart_keys", pending, "invalid", "unknown");
+    json_t *arr = json_array();
+    json_array_append_new(arr, node);
+    http_respond_json(req, 200, arr);
+}
+
+static const char *const type_names[] = {
+    [CONFIG_INT] = "integer", [CONFIG_BYTES] = "bytes",   [CONFIG_BOOL] = "boolean",
+    [CONFIG_STRING] = "string", [CONFIG_ENUM] = "enum", [CONFIG_ADDR] = "address",
+};
+
+/* GET /v1/cluster_config/schema: every cluster key with its type, default, bounds and doc. */
+static void h_cluster_config_schema(http_request *req, void *ctx)
+{
+    json_t *props = json_object();
+    for (size_t i = 0; i < config_key_count; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (is_node_key(k->name)) continue;
+        json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "type", type_names[k->type], "default",
+                              k->def, "description", k->doc ? k->doc : "", "needs_restart",
+                              !in_list(live_keys, AL_ARRAY_SIZE(live_keys), k->name));
+        if (k->type == CONFIG_INT || k->type == CONFIG_BYTES) {
+            json_object_set_new(o, "minimum", json_integer(k->min));
+            json_object_set_new(o, "maximum", json_integer(k->max));
+        }
+        if (k->type == CONFIG_ENUM && k->allowed) {
+            json_t *en = json_array();
+            for (size_t e = 0; k->allowed[e] && e < 64; e++)
+                json_array_append_new(en, json_string(k->allowed[e]));
+            json_object_set_new(o, "enum", en);
+        }
+        json_object_set_new(props, k->name, o);
+    }
+    http_respond_json(req, 200, json_pack("{s:o}", "properties", props));
+}
+
 static void h_features(http_request *req, void *ctx)
 {
     json_t *a = json_array();
@@ -540,6 +596,8 @@ static const struct http_route admin_routes[] = {
     {HTTP_GET, "/v1/brokers/{id}", h_broker},
     {HTTP_GET, "/v1/cluster_config", h_cluster_config_get},
     {HTTP_PUT, "/v1/cluster_config", h_cluster_config_put},
+    {HTTP_GET, "/v1/cluster_config/status", h_cluster_config_status},
+    {HTTP_GET, "/v1/cluster_config/schema", h_cluster_config_schema},
     {HTTP_GET, "/v1/node_config", h_node_config},
     {HTTP_GET, "/v1/partitions", h_partitions},
     {HTTP_GET, "/v1/partitions/{ns}/{topic}", h_topic_partitions},
@@ -558,6 +616,7 @@ struct admin_state *admin_state_new(const al_config *cfg, const char *cluster_id
     struct admin_state *st = calloc(1, sizeof(*st));
     if (!st) return NULL;
     st->cfg = *cfg;
+    st->start = *cfg;
     snprintf(st->cluster_id, sizeof(st->cluster_id), "%s", cluster_id ? cluster_id : "");
     st->n_shards = n_shards;
     st->config_version = 1;

@@ -9,6 +9,8 @@
  *   PUT  /v1/cluster_config[?dry_run=true]      {"upsert": {k: v}, "remove": [k]}, validated
  *                                               against src/config's table; 200
  *                                               {"config_version": N, "restart_required": [...]}
+ *   GET  /v1/cluster_config/status              per node: config_version, restart needed, keys
+ *   GET  /v1/cluster_config/schema              cluster keys: type, default, bounds, doc
  *   GET  /v1/node_config                        this node's effective configuration
  *   GET  /v1/partitions                         every partition: ns, topic, partition_id, core
  *   GET  /v1/partitions/{ns}/{topic}            the partitions of one topic

@@ -101,6 +101,13 @@ TEST(cluster_config_get_put)
     CHECK_EQ(json_integer_value(json_object_get(j, "default_topic_partitions")), 3);
     CHECK(json_is_true(json_object_get(j, "auto_create_topics_enabled")));
     json_decref(j);
+    /* The status says a restart would apply them, and which keys. */
+    CHECK_EQ(call("GET", "/v1/cluster_config/status", NULL, &j, NULL), 200);
+    json_t *node = json_array_get(j, 0);
+    CHECK(json_is_true(json_object_get(node, "restart")));
+    CHECK_EQ(json_array_size(json_object_get(node, "restart_keys")), 2);
+    CHECK_EQ(json_integer_value(json_object_get(node, "config_version")), v0);
+    json_decref(j);
 
     static const struct {
         const char *body, *needle;
@@ -144,6 +151,24 @@ TEST(cluster_config_get_put)
     json_decref(j);
     CHECK_EQ(call("GET", "/v1/cluster_config", NULL, &j, NULL), 200);
     CHECK_EQ(json_integer_value(json_object_get(j, "default_topic_partitions")), 1);
+    json_decref(j);
+    CHECK_EQ(call("PUT", "/v1/cluster_config",
+                  "{\"remove\": [\"auto_create_topics_enabled\"]}", &j, NULL), 200);
+    json_decref(j);
+    CHECK_EQ(call("GET", "/v1/cluster_config/status", NULL, &j, NULL), 200);
+    CHECK(json_is_false(json_object_get(json_array_get(j, 0), "restart")));
+    json_decref(j);
+    /* The schema describes every cluster key and no node key. */
+    CHECK_EQ(call("GET", "/v1/cluster_config/schema", NULL, &j, NULL), 200);
+    json_t *props = json_object_get(j, "properties");
+    json_t *dtp = json_object_get(props, "default_topic_partitions");
+    CHECK(!strcmp(json_string_value(json_object_get(dtp, "type")), "integer"));
+    CHECK_EQ(json_integer_value(json_object_get(dtp, "minimum")), 1);
+    CHECK(json_is_true(json_object_get(dtp, "needs_restart")));
+    json_t *ll = json_object_get(props, "log_level");
+    CHECK(json_array_size(json_object_get(ll, "enum")) >= 5);
+    CHECK(json_is_false(json_object_get(ll, "needs_restart")));
+    CHECK(json_object_get(props, "node_id") == NULL);
     json_decref(j);
 }
 
