@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"topic", cmd_topic, "create, list, describe, produce to, consume topics (--help)"},
     {"group", cmd_group, "list, describe (lag), seek, delete consumer groups (--help)"},
     {"cluster", cmd_cluster, "cluster info, health and config get|set|edit (--help)"},
+    {"bench", cmd_bench, "Kafka load generator: throughput and latency (ailurus bench --help)"},
     {"tune", cmd_tune, "check (and with --apply set) host settings for the broker"},
 };
 

@@ -16,6 +16,7 @@ int cmd_kafka_decode(int argc, char **argv); /* src/cli/kafka_decode.c (hidden t
 
 int cmd_storage(int argc, char **argv); /* src/storage/storage_cli.c */
 int cmd_tune(int argc, char **argv);    /* src/cli/tune.c */
+int cmd_bench(int argc, char **argv);   /* src/cli/bench.c */
 
 int cmd_topic(int argc, char **argv);   /* src/cli/topic.c */
 int cmd_group(int argc, char **argv);   /* src/cli/group.c */

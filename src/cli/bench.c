@@ -1,0 +1,1142 @@
+/*
+ * bench.c — `ailurus bench`: a Kafka load generator in the spirit of the OpenMessaging
+ * Benchmark, on the client library (src/client/kclient.h) and the io back end. Producers and
+ * consumers over N connections, P partitions, record size, key distribution, compression, acks,
+ * a target rate (open loop: every record has an intended send time on a fixed schedule and its
+ * latency is measured from that time, so a slow broker cannot hide latency by slowing the
+ * generator: no coordinated omission) or flat out. Reports records/s, MB/s and latency
+ * percentiles of produce acknowledgement and end to end (intended send time, carried in the
+ * record value, to the moment a consumer in this process decodes it), a progress line each
+ * second, a summary table and optionally a JSON summary.
+ *
+ * Threads: --smp S threads, each with its own io_uring io and a share of the producer and
+ * consumer connections; nothing is shared between them but relaxed atomic counters (progress)
+ * and the histograms merged after they have been joined.
+ *
+ * Record value layout: "ALB1" | run id u32 | intended send time (monotonic ns, u64) | filler
+ * (random bytes). Consumers count only records of this run.
+ */
+#include "cli/commands.h"
+#include "client/kclient.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    BH_SUB_BITS = 6,
+    BH_SUB = 1 << BH_SUB_BITS,
+    BH_BUCKETS = (64 - BH_SUB_BITS) * BH_SUB + BH_SUB,
+    BENCH_MAX_REQ_PARTS = 64, /* batches per Produce request */
+    BENCH_HDR = 16,           /* value prefix */
+    BENCH_POOL = 1 << 20,     /* random filler */
+};
+
+/* ---- HDR-style log histogram: 64 sub-buckets per power of two (~1.6% precision) ---- */
+
+typedef struct bench_hist {
+    uint64_t n[BH_BUCKETS];
+    uint64_t count, max;
+} bench_hist;
+
+static int bh_index(uint64_t v)
+{
+    if (v < BH_SUB) return (int)v;
+    int k = 63 - __builtin_clzll(v);
+    return (k - BH_SUB_BITS + 1) * BH_SUB + (int)((v >> (k - BH_SUB_BITS)) & (BH_SUB - 1));
+}
+
+/* The lowest value of bucket i. */
+static uint64_t bh_value(int i)
+{
+    if (i < BH_SUB) return (uint64_t)i;
+    int k = i / BH_SUB + BH_SUB_BITS - 1;
+    return (1ull << k) | ((uint64_t)(i % BH_SUB) << (k - BH_SUB_BITS));
+}
+
+/* Single writer (the owning thread); relaxed atomics so the progress thread may read. */
+static void bh_add(bench_hist *h, uint64_t v)
+{
+    int i = bh_index(v);
+    __atomic_store_n(&h->n[i], h->n[i] + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELAXED);
+    if (v > h->max) __atomic_store_n(&h->max, v, __ATOMIC_RELAXED);
+}
+
+static void bh_merge(bench_hist *into, const bench_hist *from)
+{
+    for (int i = 0; i < BH_BUCKETS; i++) into->n[i] += from->n[i];
+    into->count += from->count;
+    if (from->max > into->max) into->max = from->max;
+}
+
+/* The value at quantile q (0..1): the upper edge of its bucket, capped at the max. */
+static uint64_t bh_quantile(const bench_hist *h, double q)
+{
+    uint64_t total = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+    if (total == 0) return 0;
+    uint64_t want = (uint64_t)(q * (double)total + 0.5), seen = 0;
+    if (want < 1) want = 1;
+    for (int i = 0; i < BH_BUCKETS; i++) {
+        seen += __atomic_load_n(&h->n[i], __ATOMIC_RELAXED);
+        if (seen >= want) {
+            uint64_t hi = i + 1 < BH_BUCKETS ? bh_value(i + 1) - 1 : bh_value(i);
+            uint64_t mx = __atomic_load_n(&h->max, __ATOMIC_RELAXED);
+            return hi < mx ? hi : mx;
+        }
+    }
+    return h->max;
+}
+
+/* ---- configuration ---- */
+
+struct bench_cfg {
+    char brokers[128];
+    char host[64];
+    uint16_t port;
+    char topic[200];
+    int partitions;
+    int producers;
+    int consumers;
+    int record_size;
+    int keys; /* 0 none, -1 random, N distinct */
+    int compression;
+    int acks;
+    double rate;      /* records/s total, 0 = flat out */
+    double duration;  /* s, measured */
+    double warmup;    /* s */
+    int batch_bytes;
+    double linger_ms;
+    int max_inflight; /* produce requests per connection */
+    int smp;
+    const char *json;
+    bool quiet;
+};
+
+/* ---- per-thread state ---- */
+
+struct bench_thread;
+
+struct acc { /* records accumulated for one partition */
+    int n;
+    bool in_ready, in_open;
+    uint64_t first;
+    uint64_t *times; /* intended send time of each record, cap max_recs */
+    uint32_t *keys;  /* key number of each record (with --keys) */
+};
+
+struct req_slot {
+    bool used;
+    int nparts;
+    int32_t part[BENCH_MAX_REQ_PARTS];
+    int nrec[BENCH_MAX_REQ_PARTS];
+    uint64_t *times; /* BENCH_MAX_REQ_PARTS * max_recs */
+    struct producer *p;
+};
+
+struct producer {
+    struct bench_thread *t;
+    kclient *c;
+    bool up, failed;
+    double ns_per_rec; /* 0 flat out */
+    uint64_t seq;
+    uint64_t t0;
+    int sticky;
+    struct acc *acc;
+    int32_t *readyq, *openq; /* rings of partition ids, cap P */
+    int rq_head, rq_n, oq_head, oq_n;
+    struct req_slot *slots;
+    int inflight;
+    uint32_t rng;
+};
+
+struct consumer {
+    struct bench_thread *t;
+    kclient *c;
+    bool up, failed, fetching;
+    int nparts;
+    int32_t *parts;
+    int64_t *offsets;
+};
+
+struct bench_thread {
+    const struct bench_cfg *cfg;
+    pthread_t tid;
+    io *io;
+    int id;
+    uint32_t run_id;
+    int16_t fetch_ver;
+    int max_recs;
+    uint64_t start, warm_end, end, hard_end;
+    volatile int stop_produce;
+    bool closing; /* our own close: AL_ECLOSED callbacks are expected, not failures */
+    struct producer *prods;
+    int nprods;
+    struct consumer *cons;
+    int ncons;
+    const int64_t *start_offsets;
+    const uint8_t *pool;
+    uint8_t *scratch;     /* values of one batch */
+    uint8_t *batchbuf;    /* one encoded batch per request partition */
+    size_t batchcap;
+    kclient_record *recs;
+    bench_hist ack, e2e;
+    /* relaxed atomics, read by the progress loop */
+    uint64_t acked, acked_bytes, acked_window, consumed, consumed_window, errors, sent;
+    uint64_t produced_total; /* all records acked (any window), for the consumers' goal */
+    int rc;
+};
+
+static void atomic_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static uint64_t atomic_get(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+static uint32_t xorshift(uint32_t *s)
+{
+    uint32_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *s = x ? x : 0x9e3779b9u;
+}
+
+static uint32_t fnv1a(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
+/* ---- producer ---- */
+
+static void prod_pump(struct producer *p, uint64_t now);
+
+/* Picks the partition of the next record (and writes its key into key/len). Returns -1 when
+ * no batch has room (generation stalls until a request slot frees one). */
+static int prod_pick(struct producer *p, uint32_t *keyno)
+{
+    const struct bench_cfg *cfg = p->t->cfg;
+    int P = cfg->partitions, cap = p->t->max_recs;
+    if (cfg->keys == 0) {
+        for (int i = 0; i < P; i++) {
+            int part = (p->sticky + i) % P;
+            if (p->acc[part].n < cap) {
+                p->sticky = part;
+                return part;
+            }
+        }
+        return -1;
+    }
+    uint32_t k = xorshift(&p->rng);
+    if (cfg->keys > 0) k %= (uint32_t)cfg->keys;
+    *keyno = k;
+    char key[16];
+    int klen = snprintf(key, sizeof(key), "key-%u", k);
+    int part = (int)(fnv1a(key, (size_t)klen) % (uint32_t)P);
+    return p->acc[part].n < cap ? part : -1;
+}
+
+static void prod_ready_push(struct producer *p, int part)
+{
+    int P = p->t->cfg->partitions;
+    if (p->acc[part].in_ready) return;
+    AL_ASSERT(p->rq_n < P);
+    p->readyq[(p->rq_head + p->rq_n) % P] = part;
+    p->rq_n++;
+    p->acc[part].in_ready = true;
+}
+
+/* Adds records whose intended time has come (open loop) or enough to fill a request (flat
+ * out) to their partitions' batches; stops when a batch it needs is full. */
+static void prod_generate(struct producer *p, uint64_t now)
+{
+    struct bench_thread *t = p->t;
+    int P = t->cfg->partitions, cap = t->max_recs;
+    uint64_t limit = 1u << 20; /* bound per call */
+    for (uint64_t g = 0; g < limit; g++) {
+        uint64_t when;
+        if (p->ns_per_rec > 0) {
+            when = p->t0 + (uint64_t)((double)p->seq * p->ns_per_rec);
+            if (when > now || when >= t->end) return;
+        } else {
+            if (now >= t->end) return;
+            /* Flat out: keep about one request's worth ready beyond what is in flight. */
+            if (p->rq_n >= AL_MIN(P, BENCH_MAX_REQ_PARTS) * (t->cfg->max_inflight - p->inflight))
+                return;
+            when = now;
+        }
+        uint32_t keyno = 0;
+        int part = prod_pick(p, &keyno);
+        if (part < 0) return;
+        struct acc *a = &p->acc[part];
+        if (a->n == 0) {
+            a->first = when;
+            if (!a->in_open && !a->in_ready) {
+                p->openq[(p->oq_head + p->oq_n) % P] = part;
+                p->oq_n++;
+                a->in_open = true;
+            }
+        }
+        a->keys[a->n] = keyno;
+        a->times[a->n++] = when;
+        p->seq++;
+        if (a->n >= cap) prod_ready_push(p, part);
+    }
+}
+
+/* Moves batches whose linger has expired (or every non-empty one when draining or flat out)
+ * from the open queue to the ready queue. */
+static void prod_linger(struct producer *p, uint64_t now, bool all)
+{
+    int P = p->t->cfg->partitions;
+    uint64_t linger = (uint64_t)(p->t->cfg->linger_ms * 1e6);
+    for (int i = 0; p->oq_n > 0 && i < P; i++) {
+        int part = p->openq[p->oq_head];
+        struct acc *a = &p->acc[part];
+        if (a->n > 0 && !a->in_ready && !all && a->first + linger > now) break;
+        p->oq_head = (p->oq_head + 1) % P;
+        p->oq_n--;
+        a->in_open = false;
+        if (a->n > 0) prod_ready_push(p, part);
+    }
+}
+
+static void prod_resp(kclient *c, void *ctx, int err, int16_t api, int16_t ver, const void *r)
+{
+    struct req_slot *s = ctx;
+    struct producer *p = s->p;
+    struct bench_thread *t = p->t;
+    uint64_t now = io_now_ns(t->io);
+    const kafka_ProduceResponse *resp = r;
+    int rs = t->cfg->record_size;
+    for (int i = 0; i < s->nparts; i++) {
+        int16_t ec = 0;
+        if (err < 0) {
+            ec = -1;
+        } else if (resp) {
+            ec = -1;
+            for (int32_t a = 0; a < resp->Responses_count; a++)
+                for (int32_t b = 0; b < resp->Responses[a].PartitionResponses_count; b++)
+                    if (resp->Responses[a].PartitionResponses[b].Index == s->part[i])
+                        ec = resp->Responses[a].PartitionResponses[b].ErrorCode;
+        }
+        if (ec) {
+            atomic_add(&t->errors, (uint64_t)s->nrec[i]);
+            continue;
+        }
+        const uint64_t *tm = s->times + (size_t)i * (size_t)t->max_recs;
+        uint64_t inwin = 0;
+        for (int k = 0; k < s->nrec[i]; k++) {
+            if (tm[k] >= t->warm_end && tm[k] < t->end) {
+                bh_add(&t->ack, now > tm[k] ? now - tm[k] : 0);
+                inwin++;
+            }
+        }
+        atomic_add(&t->acked, (uint64_t)s->nrec[i]);
+        atomic_add(&t->acked_window, inwin);
+        atomic_add(&t->acked_bytes, (uint64_t)s->nrec[i] * (uint64_t)rs);
+    }
+    s->used = false;
+    p->inflight--;
+    if (err < 0 && t->closing) return;
+    if (err < 0 && !p->failed) {
+        p->failed = true;
+        fprintf(stderr, "bench: produce failed: %d\n", err);
+    }
+    if (!p->failed && kclient_ready(c)) prod_pump(p, now);
+}
+
+/* Builds and sends one Produce request from the ready queue. Returns 1 if sent, 0 if nothing
+ * to send or no slot, < 0 on error. */
+static int prod_send_one(struct producer *p, uint64_t now)
+{
+    struct bench_thread *t = p->t;
+    const struct bench_cfg *cfg = t->cfg;
+    int P = cfg->partitions;
+    if (p->rq_n == 0 || p->inflight >= cfg->max_inflight) return 0;
+    struct req_slot *s = NULL;
+    for (int i = 0; i < cfg->max_inflight; i++)
+        if (!p->slots[i].used) s = &p->slots[i];
+    if (!s) return 0;
+    static __thread kafka_ProduceRequest_PartitionProduceData pd[BENCH_MAX_REQ_PARTS];
+    s->nparts = 0;
+    size_t boff = 0;
+    size_t per_batch = t->batchcap / BENCH_MAX_REQ_PARTS;
+    while (p->rq_n > 0 && s->nparts < BENCH_MAX_REQ_PARTS) {
+        int part = p->readyq[p->rq_head];
+        p->rq_head = (p->rq_head + 1) % P;
+        p->rq_n--;
+        struct acc *a = &p->acc[part];
+        a->in_ready = false;
+        if (a->n == 0) continue;
+        int rs = cfg->record_size;
+        static __thread char keybuf[1 << 16][12];
+        for (int k = 0; k < a->n; k++) {
+            uint8_t *v = t->scratch + (size_t)k * (size_t)rs;
+            size_t fo = (size_t)(xorshift(&p->rng) % (BENCH_POOL - (uint32_t)rs));
+            memcpy(v, t->pool + fo, (size_t)rs);
+            memcpy(v, "ALB1", 4);
+            al_put_be32(v + 4, t->run_id);
+            al_put_be64(v + 8, a->times[k]);
+            t->recs[k] = (kclient_record){NULL, -1, v, rs, 0};
+            if (cfg->keys != 0) {
+                int kl = snprintf(keybuf[k], sizeof(keybuf[k]), "key-%u", a->keys[k]);
+                t->recs[k].key = keybuf[k];
+                t->recs[k].key_len = AL_MIN(kl, (int)sizeof(keybuf[k]) - 1);
+            }
+            t->recs[k].timestamp = 0;
+        }
+        int64_t sz = kclient_batch_build(t->batchbuf + boff, per_batch, t->recs, a->n,
+                                         cfg->compression);
+        if (sz < 0) return (int)sz;
+        int i = s->nparts++;
+        s->part[i] = part;
+        s->nrec[i] = a->n;
+        memcpy(s->times + (size_t)i * (size_t)t->max_recs, a->times,
+               (size_t)a->n * sizeof(uint64_t));
+        kafka_ProduceRequest_PartitionProduceData_init(&pd[i]);
+        pd[i].Index = part;
+        pd[i].Records = (kafka_bytes){t->batchbuf + boff, (int32_t)sz};
+        boff += per_batch;
+        a->n = 0; /* if still in the open queue, it is skipped there while empty */
+    }
+    if (s->nparts == 0) return 0;
+    kafka_ProduceRequest req;
+    kafka_ProduceRequest_init(&req);
+    kafka_ProduceRequest_TopicProduceData td;
+    kafka_ProduceRequest_TopicProduceData_init(&td);
+    td.Name = kafka_str_from(cfg->topic);
+    td.PartitionData_count = s->nparts;
+    td.PartitionData = pd;
+    req.Acks = (int16_t)cfg->acks;
+    req.TimeoutMs = 30000;
+    req.TopicData_count = 1;
+    req.TopicData = &td;
+    s->used = true;
+    s->p = p;
+    p->inflight++;
+    atomic_add(&t->sent, 1);
+    AL_UNUSED(now);
+    int rc = kclient_send(p->c, KAFKA_API_PRODUCE, &req, prod_resp, s);
+    if (rc < 0) {
+        s->used = false;
+        p->inflight--;
+        return rc;
+    }
+    return 1;
+}
+
+static void prod_pump(struct producer *p, uint64_t now)
+{
+    if (!p->up || p->failed) return;
+    struct bench_thread *t = p->t;
+    bool draining = now >= t->end;
+    for (int round = 0; round < 1000; round++) {
+        prod_generate(p, now);
+        prod_linger(p, now, draining || p->ns_per_rec == 0);
+        int rc = prod_send_one(p, now);
+        if (rc < 0) {
+            p->failed = true;
+            fprintf(stderr, "bench: produce send failed: %d\n", rc);
+            return;
+        }
+        if (rc == 0) return;
+    }
+}
+
+/* Next time the producer needs a tick (a scheduled record or an expiring linger). */
+static uint64_t prod_next_deadline(const struct producer *p)
+{
+    const struct bench_thread *t = p->t;
+    uint64_t d = UINT64_MAX;
+    if (p->ns_per_rec > 0) d = p->t0 + (uint64_t)((double)p->seq * p->ns_per_rec);
+    if (p->oq_n > 0) {
+        const struct acc *a = &p->acc[p->openq[p->oq_head]];
+        uint64_t l = a->first + (uint64_t)(t->cfg->linger_ms * 1e6);
+        if (l < d) d = l;
+    }
+    return d;
+}
+
+/* ---- consumer ---- */
+
+static void cons_fetch(struct consumer *cs);
+
+static void cons_resp(kclient *c, void *ctx, int err, int16_t api, int16_t ver, const void *r)
+{
+    struct consumer *cs = ctx;
+    struct bench_thread *t = cs->t;
+    cs->fetching = false;
+    if (err < 0 && t->closing) return;
+    if (err < 0) {
+        if (!cs->failed) fprintf(stderr, "bench: fetch failed: %d\n", err);
+        cs->failed = true;
+        return;
+    }
+    uint64_t now = io_now_ns(t->io);
+    const kafka_FetchResponse *resp = r;
+    uint64_t got = 0, inwin = 0;
+    for (int32_t a = 0; a < resp->Responses_count; a++) {
+        const kafka_FetchResponse_FetchableTopicResponse *tr = &resp->Responses[a];
+        for (int32_t b = 0; b < tr->Partitions_count; b++) {
+            const kafka_FetchResponse_PartitionData *pd = &tr->Partitions[b];
+            int idx = -1;
+            for (int i = 0; i < cs->nparts; i++)
+                if (cs->parts[i] == pd->PartitionIndex) idx = i;
+            if (idx < 0 || pd->ErrorCode || pd->Records.len <= 0) {
+                if (idx >= 0 && pd->ErrorCode) atomic_add(&t->errors, 1);
+                continue;
+            }
+            kclient_fetch_iter it;
+            kclient_fetch_iter_init(&it, pd->Records.ptr, (size_t)pd->Records.len);
+            kclient_fetched f;
+            int rc;
+            while ((rc = kclient_fetch_iter_next(&it, &f)) == 1) {
+                if (f.offset < cs->offsets[idx]) continue;
+                cs->offsets[idx] = f.offset + 1;
+                if (f.value_len < BENCH_HDR || memcmp(f.value, "ALB1", 4) ||
+                    al_be32(f.value + 4) != t->run_id)
+                    continue;
+                uint64_t sent = al_be64(f.value + 8);
+                got++;
+                if (sent >= t->warm_end && sent < t->end) {
+                    bh_add(&t->e2e, now > sent ? now - sent : 0);
+                    inwin++;
+                }
+            }
+            kclient_fetch_iter_free(&it);
+            if (rc < 0) atomic_add(&t->errors, 1);
+        }
+    }
+    atomic_add(&t->consumed, got);
+    atomic_add(&t->consumed_window, inwin);
+    AL_UNUSED(c);
+    cons_fetch(cs);
+}
+
+static void cons_fetch(struct consumer *cs)
+{
+    struct bench_thread *t = cs->t;
+    if (!cs->up || cs->failed || cs->fetching || t->stop_produce == 2) return;
+    static __thread kafka_FetchRequest_FetchPartition *fp;
+    static __thread int fp_cap;
+    if (fp_cap < cs->nparts) {
+        free(fp);
+        fp = calloc((size_t)cs->nparts, sizeof(*fp));
+        fp_cap = fp ? cs->nparts : 0;
+        if (!fp) {
+            cs->failed = true;
+            return;
+        }
+    }
+    for (int i = 0; i < cs->nparts; i++) {
+        kafka_FetchRequest_FetchPartition_init(&fp[i]);
+        fp[i].Partition = cs->parts[i];
+        fp[i].FetchOffset = cs->offsets[i];
+        fp[i].PartitionMaxBytes = 1 << 20;
+    }
+    kafka_FetchRequest_FetchTopic ft;
+    kafka_FetchRequest_FetchTopic_init(&ft);
+    ft.Topic = kafka_str_from(t->cfg->topic);
+    ft.Partitions_count = cs->nparts;
+    ft.Partitions = fp;
+    kafka_FetchRequest req;
+    kafka_FetchRequest_init(&req);
+    req.ReplicaId = -1;
+    req.MaxWaitMs = 100;
+    req.MinBytes = 1;
+    req.MaxBytes = 16 << 20;
+    req.Topics_count = 1;
+    req.Topics = &ft;
+    int rc = kclient_send_v(cs->c, KAFKA_API_FETCH, t->fetch_ver, &req, cons_resp, cs);
+    if (rc < 0) {
+        fprintf(stderr, "bench: fetch send failed: %d\n", rc);
+        cs->failed = true;
+        return;
+    }
+    cs->fetching = true;
+}
+
+/* ---- threads ---- */
+
+static void conn_up(kclient *c, void *ctx, int err)
+{
+    bool *up = ctx;
+    if (err < 0) fprintf(stderr, "bench: connect failed: %d\n", err);
+    else *up = true;
+}
+
+static bool thread_producing(struct bench_thread *t)
+{
+    for (int i = 0; i < t->nprods; i++) {
+        struct producer *p = &t->prods[i];
+        if (!p->failed && (p->inflight > 0 || p->rq_n > 0 || p->oq_n > 0)) return true;
+    }
+    return false;
+}
+
+static void *thread_main(void *arg)
+{
+    struct bench_thread *t = arg;
+    const struct bench_cfg *cfg = t->cfg;
+    /* The io belongs to this thread (io_uring single issuer): created and destroyed here. */
+    if (io_uring_create(&t->io, NULL) < 0) {
+        fprintf(stderr, "bench: io_uring set-up failed\n");
+        t->rc = -1;
+        __atomic_store_n(&t->stop_produce, 1, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    /* Connect everything. */
+    for (int i = 0; i < t->nprods; i++) {
+        if (kclient_create(&t->prods[i].c, t->io, &(struct kclient_opts){
+                               .max_inflight = (uint32_t)cfg->max_inflight + 4}) < 0)
+            goto fail;
+        kclient_connect(t->prods[i].c, cfg->host, cfg->port, conn_up, &t->prods[i].up);
+    }
+    for (int i = 0; i < t->ncons; i++) {
+        if (kclient_create(&t->cons[i].c, t->io, NULL) < 0) goto fail;
+        kclient_connect(t->cons[i].c, cfg->host, cfg->port, conn_up, &t->cons[i].up);
+    }
+    uint64_t cdl = io_now_ns(t->io) + 10000000000ull;
+    for (;;) {
+        bool all = true;
+        for (int i = 0; i < t->nprods; i++) all &= t->prods[i].up;
+        for (int i = 0; i < t->ncons; i++) all &= t->cons[i].up;
+        if (all) break;
+        if (io_now_ns(t->io) > cdl) goto fail;
+        io_poll(t->io, io_now_ns(t->io) + 50000000ull);
+    }
+    if (t->ncons > 0) {
+        int16_t v = kclient_api_version(t->cons[0].c, KAFKA_API_FETCH);
+        t->fetch_ver = v > 12 ? 12 : v; /* topic names in Fetch up to v12 */
+    }
+    /* Wait for the common start time. */
+    while (io_now_ns(t->io) < t->start) io_poll(t->io, t->start);
+    for (int i = 0; i < t->ncons; i++) cons_fetch(&t->cons[i]);
+    for (int i = 0; i < t->nprods; i++) t->prods[i].t0 = t->start;
+    /* Main loop: bounded by the hard end. */
+    for (;;) {
+        uint64_t now = io_now_ns(t->io);
+        if (now >= t->hard_end) break;
+        for (int i = 0; i < t->nprods; i++) prod_pump(&t->prods[i], now);
+        bool producing = now < t->end || thread_producing(t);
+        if (!producing && t->stop_produce == 0) t->stop_produce = 1;
+        if (__atomic_load_n(&t->stop_produce, __ATOMIC_RELAXED) == 2) break;
+        uint64_t d = now + 50000000ull;
+        for (int i = 0; i < t->nprods; i++) {
+            uint64_t pd = prod_next_deadline(&t->prods[i]);
+            if (pd < d) d = pd;
+        }
+        if (now < t->end && t->end < d) d = t->end;
+        io_poll(t->io, d > now ? d : now);
+    }
+    t->rc = 0;
+    goto out;
+fail:
+    t->rc = -1;
+out:
+    t->closing = true;
+    for (int i = 0; i < t->nprods; i++)
+        if (t->prods[i].c) kclient_close(t->prods[i].c);
+    for (int i = 0; i < t->ncons; i++)
+        if (t->cons[i].c) kclient_close(t->cons[i].c);
+    for (int g = 0; g < 200; g++) {
+        bool busy = false;
+        for (int i = 0; i < t->nprods; i++) busy |= t->prods[i].c && kclient_busy(t->prods[i].c);
+        for (int i = 0; i < t->ncons; i++) busy |= t->cons[i].c && kclient_busy(t->cons[i].c);
+        if (!busy) break;
+        io_poll(t->io, io_now_ns(t->io) + 10000000ull);
+    }
+    for (int i = 0; i < t->nprods; i++)
+        if (t->prods[i].c && !kclient_busy(t->prods[i].c)) {
+            kclient_free(t->prods[i].c);
+            t->prods[i].c = NULL;
+        }
+    for (int i = 0; i < t->ncons; i++)
+        if (t->cons[i].c && !kclient_busy(t->cons[i].c)) {
+            kclient_free(t->cons[i].c);
+            t->cons[i].c = NULL;
+        }
+    /* A client still busy here is leaked with its io rather than freed under the kernel. */
+    bool leak = false;
+    for (int i = 0; i < t->nprods; i++) leak |= t->prods[i].c != NULL;
+    for (int i = 0; i < t->ncons; i++) leak |= t->cons[i].c != NULL;
+    if (!leak) io_destroy(t->io);
+    t->io = NULL;
+    if (t->rc < 0) __atomic_store_n(&t->stop_produce, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* ---- set-up: topic, offsets ---- */
+
+static int bench_setup_topic(kclient_sync *s, const struct bench_cfg *cfg)
+{
+    kafka_CreateTopicsRequest req;
+    kafka_CreateTopicsRequest_init(&req);
+    kafka_CreateTopicsRequest_CreatableTopic tp;
+    kafka_CreateTopicsRequest_CreatableTopic_init(&tp);
+    tp.Name = kafka_str_from(cfg->topic);
+    tp.NumPartitions = cfg->partitions;
+    tp.ReplicationFactor = -1;
+    req.Topics_count = 1;
+    req.Topics = &tp;
+    req.timeoutMs = 60000;
+    const void *rp;
+    int rc = kclient_sync_call(s, KAFKA_API_CREATE_TOPICS, &req, &rp, NULL);
+    if (rc < 0) return rc;
+    const kafka_CreateTopicsResponse *r = rp;
+    int16_t ec = r->Topics_count > 0 ? r->Topics[0].ErrorCode : -1;
+    if (ec != 0 && ec != 36 /* TOPIC_ALREADY_EXISTS */) {
+        fprintf(stderr, "bench: CreateTopics %s: error %d\n", cfg->topic, ec);
+        return AL_EFAILED;
+    }
+    /* Wait until the metadata shows at least `partitions` partitions with leaders. */
+    for (int tries = 0; tries < 200; tries++) {
+        kafka_MetadataRequest mr;
+        kafka_MetadataRequest_init(&mr);
+        kafka_MetadataRequest_MetadataRequestTopic mt;
+        kafka_MetadataRequest_MetadataRequestTopic_init(&mt);
+        mt.Name = kafka_str_from(cfg->topic);
+        mr.Topics_count = 1;
+        mr.Topics = &mt;
+        mr.AllowAutoTopicCreation = false;
+        rc = kclient_sync_call(s, KAFKA_API_METADATA, &mr, &rp, NULL);
+        if (rc < 0) return rc;
+        const kafka_MetadataResponse *m = rp;
+        int ok = 0, n = 0;
+        for (int32_t i = 0; i < m->Topics_count; i++) {
+            n = m->Topics[i].Partitions_count;
+            for (int32_t j = 0; j < n; j++)
+                ok += m->Topics[i].Partitions[j].ErrorCode == 0 &&
+                      m->Topics[i].Partitions[j].LeaderId >= 0;
+        }
+        if (n < cfg->partitions && ok == n && n > 0) {
+            fprintf(stderr, "bench: topic %s has %d partitions, fewer than --partitions %d\n",
+                    cfg->topic, n, cfg->partitions);
+            return AL_EINVAL;
+        }
+        if (ok >= cfg->partitions) return 0;
+        usleep(50000);
+    }
+    return AL_ETIMEDOUT;
+}
+
+/* Latest offsets of every partition (consumers start there). */
+static int bench_end_offsets(kclient_sync *s, const struct bench_cfg *cfg, int64_t *out)
+{
+    int P = cfg->partitions;
+    kafka_ListOffsetsRequest_ListOffsetsPartition *lp = calloc((size_t)P, sizeof(*lp));
+    if (!lp) return -ENOMEM;
+    for (int i = 0; i < P; i++) {
+        kafka_ListOffsetsRequest_ListOffsetsPartition_init(&lp[i]);
+        lp[i].PartitionIndex = i;
+        lp[i].Timestamp = -1;
+        out[i] = -1;
+    }
+    kafka_ListOffsetsRequest_ListOffsetsTopic lt;
+    kafka_ListOffsetsRequest_ListOffsetsTopic_init(&lt);
+    lt.Name = kafka_str_from(cfg->topic);
+    lt.Partitions_count = P;
+    lt.Partitions = lp;
+    kafka_ListOffsetsRequest req;
+    kafka_ListOffsetsRequest_init(&req);
+    req.ReplicaId = -1;
+    req.Topics_count = 1;
+    req.Topics = &lt;
+    const void *rp;
+    int rc = kclient_sync_call(s, KAFKA_API_LIST_OFFSETS, &req, &rp, NULL);
+    free(lp);
+    if (rc < 0) return rc;
+    const kafka_ListOffsetsResponse *r = rp;
+    for (int32_t a = 0; a < r->Topics_count; a++)
+        for (int32_t b = 0; b < r->Topics[a].Partitions_count; b++) {
+            const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *pr =
+                &r->Topics[a].Partitions[b];
+            if (pr->PartitionIndex >= 0 && pr->PartitionIndex < P && pr->ErrorCode == 0)
+                out[pr->PartitionIndex] = pr->Offset;
+        }
+    for (int i = 0; i < P; i++)
+        if (out[i] < 0) return AL_EFAILED;
+    return 0;
+}
+
+/* ---- flags ---- */
+
+static void bench_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ailurus bench [options]\n"
+            "  --brokers HOST:PORT     bootstrap broker (numeric address) [127.0.0.1:9092]\n"
+            "  --topic NAME            created if missing [ailurus-bench]\n"
+            "  --partitions P          [1]\n"
+            "  --producers N           producer connections (alias --connections) [1]\n"
+            "  --consumers N           consumer connections (0: no end-to-end figures) [1]\n"
+            "  --record-size BYTES     value size, >= 16 [1024]\n"
+            "  --keys none|random|N    key distribution [none: sticky partitioning]\n"
+            "  --compression C         none|gzip|snappy|lz4|zstd [none]\n"
+            "  --acks all|-1|1|0       [all]\n"
+            "  --rate R                records/s in total, open loop; 0 = flat out [0]\n"
+            "  --duration S            measured seconds [10]\n"
+            "  --warmup S              seconds before measuring [1]\n"
+            "  --batch-bytes B         batch size per partition [16384]\n"
+            "  --linger MS             wait for a batch to fill [1 with --rate, else 0]\n"
+            "  --max-inflight N        produce requests in flight per connection [5]\n"
+            "  --smp S                 client threads [1]\n"
+            "  --json FILE             write the summary as JSON\n"
+            "  --quiet                 no progress lines\n");
+}
+
+static int bench_parse(int argc, char **argv, struct bench_cfg *cfg)
+{
+    *cfg = (struct bench_cfg){
+        .partitions = 1, .producers = 1, .consumers = 1, .record_size = 1024, .keys = 0,
+        .compression = 0, .acks = -1, .rate = 0, .duration = 10, .warmup = 1,
+        .batch_bytes = 16384, .linger_ms = -1, .max_inflight = 5, .smp = 1,
+    };
+    snprintf(cfg->brokers, sizeof(cfg->brokers), "127.0.0.1:9092");
+    snprintf(cfg->topic, sizeof(cfg->topic), "ailurus-bench");
+    static const struct option opts[] = {
+        {"brokers", 1, 0, 'b'},      {"topic", 1, 0, 't'},       {"partitions", 1, 0, 'p'},
+        {"producers", 1, 0, 'n'},    {"connections", 1, 0, 'n'}, {"consumers", 1, 0, 'c'},
+        {"record-size", 1, 0, 's'},  {"keys", 1, 0, 'k'},        {"compression", 1, 0, 'z'},
+        {"acks", 1, 0, 'a'},         {"rate", 1, 0, 'r'},        {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'},       {"batch-bytes", 1, 0, 'B'}, {"linger", 1, 0, 'l'},
+        {"max-inflight", 1, 0, 'i'}, {"smp", 1, 0, 'S'},         {"json", 1, 0, 'j'},
+        {"quiet", 0, 0, 'q'},        {"help", 0, 0, 'h'},        {0, 0, 0, 0},
+    };
+    optind = 1;
+    int o;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'b': snprintf(cfg->brokers, sizeof(cfg->brokers), "%s", optarg); break;
+        case 't': snprintf(cfg->topic, sizeof(cfg->topic), "%s", optarg); break;
+        case 'p': cfg->partitions = atoi(optarg); break;
+        case 'n': cfg->producers = atoi(optarg); break;
+        case 'c': cfg->consumers = atoi(optarg); break;
+        case 's': cfg->record_size = atoi(optarg); break;
+        case 'k':
+            if (!strcmp(optarg, "none")) cfg->keys = 0;
+            else if (!strcmp(optarg, "random")) cfg->keys = -1;
+            else if ((cfg->keys = atoi(optarg)) <= 0) return CLI_USAGE;
+            break;
+        case 'z':
+            if ((cfg->compression = kclient_compression_parse(optarg)) < 0) return CLI_USAGE;
+            break;
+        case 'a': cfg->acks = !strcmp(optarg, "all") ? -1 : atoi(optarg); break;
+        case 'r': cfg->rate = atof(optarg); break;
+        case 'd': cfg->duration = atof(optarg); break;
+        case 'w': cfg->warmup = atof(optarg); break;
+        case 'B': cfg->batch_bytes = atoi(optarg); break;
+        case 'l': cfg->linger_ms = atof(optarg); break;
+        case 'i': cfg->max_inflight = atoi(optarg); break;
+        case 'S': cfg->smp = atoi(optarg); break;
+        case 'j': cfg->json = optarg; break;
+        case 'q': cfg->quiet = true; break;
+        case 'h': bench_usage(stdout); return -1;
+        default: bench_usage(stderr); return CLI_USAGE;
+        }
+    }
+    if (optind < argc || cfg->partitions < 1 || cfg->partitions > 100000 ||
+        cfg->producers < 0 || cfg->producers > 1024 || cfg->consumers < 0 ||
+        cfg->consumers > 1024 || cfg->record_size < BENCH_HDR ||
+        cfg->record_size > (1 << 20) || (cfg->acks != -1 && cfg->acks != 0 && cfg->acks != 1) ||
+        cfg->rate < 0 || cfg->duration <= 0 || cfg->duration > 86400 || cfg->warmup < 0 ||
+        cfg->batch_bytes < 1 || cfg->max_inflight < 1 || cfg->max_inflight > 1000 ||
+        cfg->smp < 1 || cfg->smp > 64 || cfg->producers + cfg->consumers == 0) {
+        bench_usage(stderr);
+        return CLI_USAGE;
+    }
+    if (cfg->linger_ms < 0) cfg->linger_ms = cfg->rate > 0 ? 1 : 0;
+    if (kclient_parse_addr(cfg->brokers, cfg->host, sizeof(cfg->host), &cfg->port) < 0) {
+        fprintf(stderr, "bench: --brokers wants a numeric HOST:PORT\n");
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
+/* ---- reporting ---- */
+
+static double ms(uint64_t ns) { return (double)ns / 1e6; }
+
+static void write_lat_json(FILE *f, const char *name, const bench_hist *h)
+{
+    fprintf(f,
+            "  \"%s\": {\"count\": %llu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, "
+            "\"p999\": %.3f, \"max\": %.3f}",
+            name, (unsigned long long)h->count, ms(bh_quantile(h, 0.5)), ms(bh_quantile(h, 0.9)),
+            ms(bh_quantile(h, 0.99)), ms(bh_quantile(h, 0.999)), ms(h->max));
+}
+
+static void print_lat(const char *name, const bench_hist *h)
+{
+    printf("%-22s p50 %8.3f  p90 %8.3f  p99 %8.3f  p99.9 %8.3f  max %8.3f ms  (n=%llu)\n", name,
+           ms(bh_quantile(h, 0.5)), ms(bh_quantile(h, 0.9)), ms(bh_quantile(h, 0.99)),
+           ms(bh_quantile(h, 0.999)), ms(h->max), (unsigned long long)h->count);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    struct bench_cfg cfg;
+    int rc = bench_parse(argc, argv, &cfg);
+    if (rc) return rc < 0 ? CLI_OK : rc;
+    int P = cfg.partitions, exit_code = CLI_FAILED;
+    struct bench_thread *th = calloc((size_t)cfg.smp, sizeof(*th));
+    int64_t *offsets = calloc((size_t)P, sizeof(int64_t));
+    uint8_t *pool = malloc(BENCH_POOL);
+    bench_hist *ack = calloc(1, sizeof(*ack)), *e2e = calloc(1, sizeof(*e2e));
+    if (!th || !offsets || !pool || !ack || !e2e) {
+        fprintf(stderr, "bench: out of memory\n");
+        goto out;
+    }
+    kclient_sync *s = NULL;
+    rc = kclient_sync_open(&s, cfg.brokers, 10000);
+    if (rc < 0) {
+        fprintf(stderr, "bench: cannot reach %s: %d\n", cfg.brokers, rc);
+        exit_code = CLI_UNREACHABLE;
+        goto out;
+    }
+    rc = bench_setup_topic(s, &cfg);
+    if (rc == 0) rc = bench_end_offsets(s, &cfg, offsets);
+    kclient_sync_close(s);
+    if (rc < 0) {
+        fprintf(stderr, "bench: topic set-up failed: %d\n", rc);
+        goto out;
+    }
+    uint32_t seed = (uint32_t)time(NULL) ^ (uint32_t)getpid() * 2654435761u;
+    for (size_t i = 0; i < BENCH_POOL; i++) pool[i] = (uint8_t)(xorshift(&seed) >> 11);
+    uint32_t run_id = xorshift(&seed);
+    int max_recs = AL_MAX(1, AL_MIN(cfg.batch_bytes / cfg.record_size, 1 << 16));
+    if (cfg.batch_bytes % cfg.record_size && cfg.batch_bytes > cfg.record_size) max_recs++;
+
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    uint64_t start = now + 500000000ull; /* time to connect */
+    uint64_t warm_end = start + (uint64_t)(cfg.warmup * 1e9);
+    uint64_t end = warm_end + (uint64_t)(cfg.duration * 1e9);
+    uint64_t hard_end = end + 30000000000ull;
+
+    /* Distribute connections and partitions over threads. */
+    for (int i = 0; i < cfg.smp; i++) {
+        struct bench_thread *t = &th[i];
+        t->cfg = &cfg;
+        t->id = i;
+        t->run_id = run_id;
+        t->max_recs = max_recs;
+        t->start = start;
+        t->warm_end = warm_end;
+        t->end = end;
+        t->hard_end = hard_end;
+        t->pool = pool;
+        t->start_offsets = offsets;
+        t->nprods = cfg.producers / cfg.smp + (i < cfg.producers % cfg.smp);
+        t->ncons = cfg.consumers / cfg.smp + (i < cfg.consumers % cfg.smp);
+        t->prods = calloc((size_t)t->nprods + 1, sizeof(*t->prods));
+        t->cons = calloc((size_t)t->ncons + 1, sizeof(*t->cons));
+        size_t per_batch = (size_t)max_recs * ((size_t)cfg.record_size + 64) + 4096;
+        per_batch = per_batch + per_batch / 4;
+        t->batchcap = per_batch * BENCH_MAX_REQ_PARTS;
+        t->batchbuf = malloc(t->batchcap);
+        t->scratch = malloc((size_t)max_recs * (size_t)cfg.record_size);
+        t->recs = calloc((size_t)max_recs, sizeof(kclient_record));
+        if (!t->prods || !t->cons || !t->batchbuf || !t->scratch || !t->recs) {
+            fprintf(stderr, "bench: thread set-up failed\n");
+            goto out;
+        }
+        for (int k = 0; k < t->nprods; k++) {
+            struct producer *p = &t->prods[k];
+            p->t = t;
+            p->rng = seed ^ (uint32_t)(i * 7919 + k * 104729 + 1);
+            p->sticky = (int)(xorshift(&p->rng) % (uint32_t)P);
+            p->ns_per_rec = cfg.rate > 0 ? 1e9 * cfg.producers / cfg.rate : 0;
+            p->acc = calloc((size_t)P, sizeof(*p->acc));
+            p->readyq = calloc((size_t)P, sizeof(int32_t));
+            p->openq = calloc((size_t)P, sizeof(int32_t));
+            p->slots = calloc((size_t)cfg.max_inflight, sizeof(*p->slots));
+            if (!p->acc || !p->readyq || !p->openq || !p->slots) goto out;
+            for (int a = 0; a < P; a++)
+                if (!(p->acc[a].times = malloc((size_t)max_recs * sizeof(uint64_t))) ||
+                    !(p->acc[a].keys = malloc((size_t)max_recs * sizeof(uint32_t))))
+                    goto out;
+            for (int a = 0; a < cfg.max_inflight; a++)
+                if (!(p->slots[a].times = malloc((size_t)BENCH_MAX_REQ_PARTS *
+                                                 (size_t)max_recs * sizeof(uint64_t))))
+                    goto out;
+        }
+    }
+    /* Consumers: partitions round-robin over all consumer connections. */
+    {
+        int ci = 0;
+        struct consumer **all = calloc((size_t)cfg.consumers + 1, sizeof(*all));
+        if (!all) goto out;
+        for (int i = 0; i < cfg.smp; i++)
+            for (int k = 0; k < th[i].ncons; k++) {
+                th[i].cons[k].t = &th[i];
+                all[ci++] = &th[i].cons[k];
+            }
+        for (int k = 0; k < ci; k++) {
+            all[k]->parts = calloc((size_t)P / (size_t)ci + 1, sizeof(int32_t));
+            all[k]->offsets = calloc((size_t)P / (size_t)ci + 1, sizeof(int64_t));
+            if (!all[k]->parts || !all[k]->offsets) {
+                free(all);
+                goto out;
+            }
+        }
+        for (int part = 0; ci > 0 && part < P; part++) {
+            struct consumer *c = all[part % ci];
+            c->parts[c->nparts] = part;
+            c->offsets[c->nparts] = offsets[part];
+            c->nparts++;
+        }
+        free(all);
+    }
+    for (int i = 0; i < cfg.smp; i++)
+        if (pthread_create(&th[i].tid, NULL, thread_main, &th[i]) != 0) {
+            fprintf(stderr, "bench: pthread_create failed\n");
+            for (int k = 0; k < i; k++) __atomic_store_n(&th[k].stop_produce, 2, 0);
+            for (int k = 0; k < i; k++) pthread_join(th[k].tid, NULL);
+            goto out;
+        }
+    if (!cfg.quiet)
+        printf("bench: %s topic=%s partitions=%d producers=%d consumers=%d record=%dB acks=%d "
+               "rate=%s%.0f compression=%d smp=%d warmup=%.1fs duration=%.1fs\n",
+               cfg.brokers, cfg.topic, P, cfg.producers, cfg.consumers, cfg.record_size,
+               cfg.acks, cfg.rate > 0 ? "" : "max/", cfg.rate, cfg.compression, cfg.smp,
+               cfg.warmup, cfg.duration);
+    /* Progress: once a second until every producer is done and consumers caught up. */
+    uint64_t last_acked = 0, last_cons = 0, consumers_goal_since = 0;
+    for (int sec = 0; sec < 100000; sec++) {
+        usleep(sec == 0 ? 1000000 - 0 : 1000000);
+        uint64_t acked = 0, cons = 0, errs = 0;
+        bool producing = false, dead = false;
+        for (int i = 0; i < cfg.smp; i++) {
+            acked += atomic_get(&th[i].acked);
+            cons += atomic_get(&th[i].consumed);
+            errs += atomic_get(&th[i].errors);
+            producing |= __atomic_load_n(&th[i].stop_produce, __ATOMIC_RELAXED) == 0;
+            dead |= th[i].rc < 0;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        if (!cfg.quiet) {
+            double ack99 = 0, e99 = 0;
+            if (cfg.smp == 1) { /* racy but harmless reads of one thread's histograms */
+                ack99 = ms(bh_quantile(&th[0].ack, 0.99));
+                e99 = ms(bh_quantile(&th[0].e2e, 0.99));
+            }
+            printf("%6.1fs %s produced %8.0f rec/s %7.2f MB/s  consumed %8.0f rec/s  "
+                   "ack p99 %.2f ms  e2e p99 %.2f ms  errors %llu\n",
+                   now > start ? (double)(now - start) / 1e9 : 0.0,
+                   now < warm_end ? "warmup" : now < end ? "run   " : "drain ",
+                   (double)(acked - last_acked),
+                   (double)(acked - last_acked) * cfg.record_size / 1e6,
+                   (double)(cons - last_cons), ack99, e99, (unsigned long long)errs);
+            fflush(stdout);
+        }
+        last_acked = acked;
+        last_cons = cons;
+        if (dead || now >= hard_end) break;
+        if (!producing) {
+            /* Consumers: wait until they have every acked record (acks=0: a few seconds). */
+            if (cfg.consumers == 0 || cons >= acked) break;
+            if (!consumers_goal_since) consumers_goal_since = now;
+            if (now - consumers_goal_since > (cfg.acks == 0 ? 3 : 15) * 1000000000ull) break;
+        }
+    }
+    for (int i = 0; i < cfg.smp; i++) __atomic_store_n(&th[i].stop_produce, 2, __ATOMIC_RELAXED);
+    for (int i = 0; i < cfg.smp; i++) pthread_join(th[i].tid, NULL); /* polls <= 50 ms */
+    uint64_t acked = 0, acked_win = 0, cons = 0, cons_win = 0, errs = 0, sent = 0;
+    bool failed = false;
+    for (int i = 0; i < cfg.smp; i++) {
+        bh_merge(ack, &th[i].ack);
+        bh_merge(e2e, &th[i].e2e);
+        acked += th[i].acked;
+        acked_win += th[i].acked_window;
+        cons += th[i].consumed;
+        cons_win += th[i].consumed_window;
+        errs += th[i].errors;
+        sent += th[i].sent;
+        failed |= th[i].rc < 0;
+        for (int k = 0; k < th[i].nprods; k++) failed |= th[i].prods[k].failed;
+        for (int k = 0; k < th[i].ncons; k++) failed |= th[i].cons[k].failed;
+    }
+    double rps = (double)acked_win / cfg.duration;
+    double mbps = rps * cfg.record_size / 1e6;
+    double crps = (double)cons_win / cfg.duration;
+    printf("\n== ailurus bench summary ==\n");
+    printf("produced (acked)      %llu records (%llu in the measured window), %llu requests\n",
+           (unsigned long long)acked, (unsigned long long)acked_win, (unsigned long long)sent);
+    printf("consumed              %llu records (%llu in the measured window)\n",
+           (unsigned long long)cons, (unsigned long long)cons_win);
+    printf("throughput            %.0f records/s  %.2f MB/s  (consume %.0f records/s)\n", rps,
+           mbps, crps);
+    printf("errors                %llu\n", (unsigned long long)errs);
+    print_lat(cfg.acks == 0 ? "produce send latency" : "produce ack latency", ack);
+    print_lat("end-to-end latency", e2e);
+    if (cfg.json) {
+        FILE *f = fopen(cfg.json, "w");
+        if (!f) {
+            fprintf(stderr, "bench: cannot write %s: %s\n", cfg.json, strerror(errno));
+        } else {
+            fprintf(f,
+                    "{\n  \"brokers\": \"%s\", \"topic\": \"%s\", \"partitions\": %d,\n"
+                    "  \"producers\": %d, \"consumers\": %d, \"record_size\": %d,\n"
+                    "  \"acks\": %d, \"compression\": %d, \"rate\": %.1f, \"smp\": %d,\n"
+                    "  \"warmup_s\": %.3f, \"duration_s\": %.3f, \"batch_bytes\": %d,\n"
+                    "  \"linger_ms\": %.3f, \"max_inflight\": %d,\n"
+                    "  \"produced_records\": %llu, \"produced_records_window\": %llu,\n"
+                    "  \"consumed_records\": %llu, \"consumed_records_window\": %llu,\n"
+                    "  \"produce_requests\": %llu, \"errors\": %llu, \"failed\": %s,\n"
+                    "  \"records_per_s\": %.1f, \"mb_per_s\": %.3f, "
+                    "\"consume_records_per_s\": %.1f,\n",
+                    cfg.brokers, cfg.topic, P, cfg.producers, cfg.consumers, cfg.record_size,
+                    cfg.acks, cfg.compression, cfg.rate, cfg.smp, cfg.warmup, cfg.duration,
+                    cfg.batch_bytes, cfg.linger_ms, cfg.max_inflight, (unsigned long long)acked,
+                    (unsigned long long)acked_win, (unsigned long long)cons,
+                    (unsigned long long)cons_win, (unsigned long long)sent,
+                    (unsigned long long)errs, failed ? "true" : "false", rps, mbps, crps);
+            write_lat_json(f, "ack_latency_ms", ack);
+            fprintf(f, ",\n");
+            write_lat_json(f, "e2e_latency_ms", e2e);
+            fprintf(f, "\n}\n");
+            fclose(f);
+        }
+    }
+    exit_code = failed || errs ? CLI_FAILED : CLI_OK;
+out:
+    for (int i = 0; th && i < cfg.smp; i++) {
+        struct bench_thread *t = &th[i];
+        for (int k = 0; t->prods && k < t->nprods; k++) {
+            struct producer *p = &t->prods[k];
+            for (int a = 0; p->acc && a < P; a++) {
+                free(p->acc[a].times);
+                free(p->acc[a].keys);
+            }
+            for (int a = 0; p->slots && a < cfg.max_inflight; a++) free(p->slots[a].times);
+            free(p->acc);
+            free(p->readyq);
+            free(p->openq);
+            free(p->slots);
+        }
+        for (int k = 0; t->cons && k < t->ncons; k++) {
+            free(t->cons[k].parts);
+            free(t->cons[k].offsets);
+        }
+        free(t->prods);
+        free(t->cons);
+        free(t->batchbuf);
+        free(t->scratch);
+        free(t->recs);
+    }
+    free(th);
+    free(offsets);
+    free(pool);
+    free(ack);
+    free(e2e);
+    return exit_code;
+}
