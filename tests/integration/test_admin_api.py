@@ -89,6 +89,13 @@ def test_cluster_and_node_config(admin):
                           {"upsert": {"default_topic_partitions": 4}})
     assert status == 200 and res["restart_required"] == ["default_topic_partitions"]
     assert call(port, "GET", "/v1/cluster_config")[1]["default_topic_partitions"] == 4
+    status, st, _ = call(port, "GET", "/v1/cluster_config/status")
+    assert status == 200 and st[0]["restart"] is True
+    assert st[0]["restart_keys"] == ["default_topic_partitions"]
+    status, schema, _ = call(port, "GET", "/v1/cluster_config/schema")
+    assert status == 200
+    assert schema["properties"]["default_topic_partitions"]["type"] == "integer"
+    assert "node_id" not in schema["properties"]
     check_error(*call(port, "PUT", "/v1/cluster_config", {"upsert": {"bogus_key": 1}})[:2],
                 400, "bogus_key")
     check_error(*call(port, "PUT", "/v1/cluster_config",
