@@ -244,7 +244,8 @@ static void check_sysctl_num(struct tune_row *r, const char *path, long want, ch
 static void check_swappiness(struct tune_ctx *t, struct tune_row *r)
 {
     check_sysctl_num(r, "/proc/sys/vm/swappiness", 1, '<',
-                     "swapping out a shard's memory stalls every partition on it");
+                     "swapping out a shard's memory stalls every partition on it "
+                     "(persist: packaging/99-ailurus.conf in /etc/sysctl.d)");
 }
 
 static int apply_swappiness(struct tune_ctx *t, struct tune_row *r)

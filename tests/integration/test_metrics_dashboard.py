@@ -1,6 +1,7 @@
 """test_metrics_dashboard.py — dashboards/ailurus.json uses only metric families a running broker
 exposes on /metrics, and every panel query is valid PromQL (`promtool check rules` on the
-queries as recording rules, Grafana variables substituted).
+queries as recording rules, Grafana variables substituted); packaging/prometheus.yml passes
+`promtool check config`.
 """
 import json
 import os
@@ -65,3 +66,12 @@ def test_dashboard_metrics_exist(broker_factory):
     missing = sorted(n for n in used if n not in families)
     assert not missing, missing
     assert len(used) >= 15
+
+
+def test_example_prometheus_config():
+    if not os.access(PROMTOOL, os.X_OK):
+        pytest.skip("promtool not installed")
+    r = subprocess.run([PROMTOOL, "check", "config", os.path.join(REPO, "packaging",
+                                                                   "prometheus.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
