@@ -206,7 +206,8 @@ void cli_print_rows(const cli_opts *o, json_t *rows, const char *const *cols)
         }
     }
     for (int c = 0; c < nc; c++) {
-        for (const char *p = cols[c]; *p; p++) putchar(*p == '_' ? ' ' : toupper((unsigned char)*p));
+        for (const char *p = cols[c]; *p; p++)
+            putchar(*p == '_' ? ' ' : toupper((unsigned char)*p));
         if (c + 1 < nc) printf("%*s", (int)(width[c] - strlen(cols[c]) + 2), "");
     }
     putchar('\n');

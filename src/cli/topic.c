@@ -248,7 +248,8 @@ static int topic_offsets(cli_kafka *k, const kafka_MetadataResponse_MetadataResp
         for (int j = i; j < np; j++) {
             if (done[j] || t->Partitions[j].LeaderId != leader) continue;
             done[j] = true;
-            kafka_ListOffsetsRequest_ListOffsetsPartition *q = &lt.Partitions[lt.Partitions_count++];
+            kafka_ListOffsetsRequest_ListOffsetsPartition *q =
+                &lt.Partitions[lt.Partitions_count++];
             kafka_ListOffsetsRequest_ListOffsetsPartition_init(q);
             q->PartitionIndex = t->Partitions[j].PartitionIndex;
             q->CurrentLeaderEpoch = -1;
@@ -778,6 +779,71 @@ static void print_record(const cli_opts *o, const char *topic, int32_t part, int
     fputc('\n', stdout);
 }
 
+/*
+ * Prints the records of one Fetch partition response from *pos on (at most limit - *printed;
+ * limit < 0: all), advancing *pos past every batch seen and setting *at_end once *pos reaches
+ * the high watermark. Returns a CLI code (errors printed).
+ */
+static int consume_partition(const cli_opts *o, const char *name,
+                             const kafka_FetchResponse_PartitionData *pd, int64_t *pos,
+                             bool *at_end, int64_t limit, int64_t *printed, bool print_key,
+                             bool *progressed)
+{
+    int32_t part = pd->PartitionIndex;
+    if (pd->ErrorCode == KAFKA_ERR_OFFSET_OUT_OF_RANGE)
+        return cli_err(CLI_FAILED, "offset %lld is out of range for %s[%d] (see `ailurus topic "
+                       "describe %s` for valid offsets)", (long long)*pos, name, part, name);
+    if (pd->ErrorCode) {
+        char eb[256];
+        return cli_err(CLI_FAILED, "fetch %s[%d]: %s", name, part,
+                       cli_kerr(pd->ErrorCode, (kafka_str){NULL, -1}, eb, sizeof(eb)));
+    }
+    const uint8_t *p = pd->Records.ptr;
+    size_t left = pd->Records.len > 0 ? (size_t)pd->Records.len : 0;
+    for (int guard = 0; left >= 61 && guard < 1000000; guard++) {
+        if (limit >= 0 && *printed >= limit) return CLI_OK;
+        storage_batch_hdr h;
+        int64_t bsz = storage_batch_validate(p, left, 0, &h);
+        if (bsz == AL_ETRUNCATED) break; /* partial batch at the end */
+        if (bsz < 0)
+            return cli_err(CLI_FAILED, "corrupt batch in %s[%d] at offset %lld", name, part,
+                           (long long)h.base_offset);
+        if (!(h.attributes & STORAGE_ATTR_CONTROL)) {
+            const uint8_t *recs;
+            size_t rl;
+            uint8_t *owned = NULL;
+            if (storage_batch_records(p, (size_t)bsz, 256u << 20, &recs, &rl, &owned))
+                return cli_err(CLI_FAILED, "cannot decompress a batch of %s[%d]", name, part);
+            storage_record_iter it;
+            storage_record_iter_init(&it, recs, rl, h.records_count);
+            storage_record r;
+            while (storage_record_iter_next(&it, &r) == 1) {
+                int64_t off = h.base_offset + r.offset_delta;
+                if (off < *pos) continue;
+                if (limit >= 0 && *printed >= limit) break;
+                int64_t ts = (h.attributes & STORAGE_ATTR_TIMESTAMP_LOG_APPEND)
+                                 ? h.max_timestamp
+                                 : h.base_timestamp + r.timestamp_delta;
+                print_record(o, name, part, off, ts, &r, print_key);
+                (*printed)++;
+                *pos = off + 1;
+                *progressed = true;
+            }
+            free(owned);
+            if (limit >= 0 && *printed >= limit) return CLI_OK;
+        }
+        int64_t next = storage_batch_last_offset(&h) + 1;
+        if (next > *pos) {
+            *pos = next;
+            *progressed = true;
+        }
+        p += bsz;
+        left -= (size_t)bsz;
+    }
+    if (*pos >= pd->HighWatermark) *at_end = true;
+    return CLI_OK;
+}
+
 static int topic_consume(cli_kafka *k, cli_opts *o, const char *name, const char *from,
                          bool follow, int64_t limit, int64_t only_part, bool print_key)
 {
@@ -845,10 +911,15 @@ static int topic_consume(cli_kafka *k, cli_opts *o, const char *name, const char
         kafka_arena_reset(&k->arena);
         k->md = NULL;
         bool progressed = false;
+        bool *sent = calloc((size_t)np, 1);
+        if (!sent) {
+            rc = cli_err(CLI_FAILED, "out of memory");
+            break;
+        }
         for (int i = 0; i < np && !rc; i++) {
-            if (only_part >= 0 && i != only_part) continue;
-            if (at_end[i] && !follow) continue;
-            /* one Fetch per partition keeps the loop simple; max 1 MiB per fetch */
+            if ((only_part >= 0 && i != only_part) || sent[i] || (at_end[i] && !follow))
+                continue;
+            /* one Fetch per leader with all of its partitions we still read */
             kafka_FetchRequest req;
             kafka_FetchRequest_init(&req);
             req.ReplicaId = -1;
@@ -861,15 +932,21 @@ static int topic_consume(cli_kafka *k, cli_opts *o, const char *name, const char
             kafka_FetchRequest_FetchTopic ft;
             kafka_FetchRequest_FetchTopic_init(&ft);
             ft.Topic = kafka_str_from(name);
-            kafka_FetchRequest_FetchPartition fp;
-            kafka_FetchRequest_FetchPartition_init(&fp);
-            fp.Partition = pidx[i];
-            fp.CurrentLeaderEpoch = -1;
-            fp.FetchOffset = pos[i];
-            fp.LogStartOffset = -1;
-            fp.PartitionMaxBytes = 1 << 20;
-            ft.Partitions_count = 1;
-            ft.Partitions = &fp;
+            ft.Partitions = cli_alloc(k, sizeof(*ft.Partitions) * (size_t)np);
+            ft.Partitions_count = 0;
+            for (int j = i; j < np; j++) {
+                if ((only_part >= 0 && j != only_part) || sent[j] || leader[j] != leader[i] ||
+                    (at_end[j] && !follow))
+                    continue;
+                sent[j] = true;
+                kafka_FetchRequest_FetchPartition *fp = &ft.Partitions[ft.Partitions_count++];
+                kafka_FetchRequest_FetchPartition_init(fp);
+                fp->Partition = pidx[j];
+                fp->CurrentLeaderEpoch = -1;
+                fp->FetchOffset = pos[j];
+                fp->LogStartOffset = -1;
+                fp->PartitionMaxBytes = 1 << 20;
+            }
             req.Topics_count = 1;
             req.Topics = &ft;
             req.ForgottenTopicsData_count = 0;
@@ -892,69 +969,15 @@ static int topic_consume(cli_kafka *k, cli_opts *o, const char *name, const char
             for (int a = 0; a < resp.Responses_count && !rc; a++)
                 for (int b = 0; b < resp.Responses[a].Partitions_count && !rc; b++) {
                     const kafka_FetchResponse_PartitionData *pd = &resp.Responses[a].Partitions[b];
-                    if (pd->ErrorCode == KAFKA_ERR_OFFSET_OUT_OF_RANGE) {
-                        rc = cli_err(CLI_FAILED, "offset %lld is out of range for %s[%d] "
-                                     "(see `ailurus topic describe %s` for valid offsets)",
-                                     (long long)pos[i], name, pidx[i], name);
-                        break;
-                    }
-                    if (pd->ErrorCode) {
-                        char eb[256];
-                        rc = cli_err(CLI_FAILED, "fetch %s[%d]: %s", name, pidx[i],
-                                     cli_kerr(pd->ErrorCode, (kafka_str){NULL, -1}, eb,
-                                              sizeof(eb)));
-                        break;
-                    }
-                    const uint8_t *p = pd->Records.ptr;
-                    size_t left = pd->Records.len > 0 ? (size_t)pd->Records.len : 0;
-                    for (int guard = 0; left >= 61 && guard < 1000000; guard++) {
-                        storage_batch_hdr h;
-                        int64_t bsz = storage_batch_validate(p, left, 0, &h);
-                        if (bsz == AL_ETRUNCATED) break; /* partial batch at the end */
-                        if (bsz < 0) {
-                            rc = cli_err(CLI_FAILED, "corrupt batch in %s[%d] at offset %lld",
-                                         name, pidx[i], (long long)h.base_offset);
-                            break;
-                        }
-                        if (!(h.attributes & STORAGE_ATTR_CONTROL)) {
-                            const uint8_t *recs;
-                            size_t rl;
-                            uint8_t *owned = NULL;
-                            if (storage_batch_records(p, (size_t)bsz, 256u << 20, &recs, &rl,
-                                                      &owned)) {
-                                rc = cli_err(CLI_FAILED, "cannot decompress a batch of %s[%d]",
-                                             name, pidx[i]);
-                                break;
-                            }
-                            storage_record_iter it;
-                            storage_record_iter_init(&it, recs, rl, h.records_count);
-                            storage_record r;
-                            while (storage_record_iter_next(&it, &r) == 1) {
-                                int64_t off = h.base_offset + r.offset_delta;
-                                if (off < pos[i]) continue;
-                                if (limit >= 0 && printed >= limit) break;
-                                int64_t ts = (h.attributes & STORAGE_ATTR_TIMESTAMP_LOG_APPEND)
-                                                 ? h.max_timestamp
-                                                 : h.base_timestamp + r.timestamp_delta;
-                                print_record(o, name, pidx[i], off, ts, &r, print_key);
-                                printed++;
-                                pos[i] = off + 1;
-                                progressed = true;
-                            }
-                            free(owned);
-                            if (limit >= 0 && printed >= limit) break;
-                        }
-                        int64_t next = storage_batch_last_offset(&h) + 1;
-                        if (next > pos[i]) {
-                            pos[i] = next;
-                            progressed = true;
-                        }
-                        p += bsz;
-                        left -= (size_t)bsz;
-                    }
-                    if (pos[i] >= pd->HighWatermark) at_end[i] = true;
+                    int x = -1;
+                    for (int j = 0; j < np; j++)
+                        if (pidx[j] == pd->PartitionIndex) x = j;
+                    if (x < 0) continue;
+                    rc = consume_partition(o, name, pd, &pos[x], &at_end[x], limit, &printed,
+                                           print_key, &progressed);
                 }
         }
+        free(sent);
         fflush(stdout);
         if (rc) break;
         if (progressed) deadline = cli_mono_ms() + o->timeout_ms;

@@ -126,7 +126,8 @@ def test_produce_then_consume_back(broker, tmp_path):
 
     # text output, -n, one partition, offset N, end, timestamp
     out = ok(broker, "topic", "consume", "lines", "-n", "5")
-    assert len(out.splitlines()) == 5 and all(line.startswith("value ") for line in out.splitlines())
+    lines = out.splitlines()
+    assert len(lines) == 5 and all(line.startswith("value ") for line in lines)
     p0 = [r for r in recs if r["partition"] == 0]
     out = ok(broker, "topic", "consume", "lines", "-p", "0", "--offset", "2", "-K")
     assert out.splitlines() == ["%s\t%s" % (r["key"], r["value"]) for r in p0[2:]]
