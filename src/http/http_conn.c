@@ -269,7 +269,8 @@ static int on_message_complete(http_parser *p)
     http_conn *c = p->data;
     struct req *r = c->cur;
     r->pub.method = (enum http_method)p->method;
-    r->pub.keep_alive = http_should_keep_alive(p) != 0;
+    /* No protocol upgrades here: answer, then close (the parser stops at an upgrade). */
+    r->pub.keep_alive = http_should_keep_alive(p) != 0 && !p->upgrade;
     r->pub.body = r->body ? r->body : "";
     r->pub.body_len = r->body_len;
     r->state = REQ_WAITING;

@@ -253,6 +253,15 @@ TEST(conn_close_and_http10_and_head)
     http_conn_free(c);
 
     c = conn_new();
+    CHECK_EQ(feed_str(c, "GET /hello HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                         "\r\n\x81\x05hello"),
+             AL_ECLOSED);
+    o = out_of(c);
+    CHECK(!strncmp(o, "HTTP/1.1 200 ", 13) && strstr(o, "Connection: close\r\n"));
+    CHECK(http_conn_done(c));
+    http_conn_free(c);
+
+    c = conn_new();
     CHECK_EQ(feed_str(c, "HEAD /hello HTTP/1.1\r\n\r\n"), 0);
     o = out_of(c);
     CHECK(strstr(o, "Content-Length: 5\r\n\r\n") && !strstr(o, "hello"));
