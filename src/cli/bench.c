@@ -726,22 +726,22 @@ static int bench_setup_topic(kclient_sync *s, const struct bench_cfg *cfg)
     return AL_ETIMEDOUT;
 }
 
-/* Latest offsets of every partition (consumers start there). */
-static int bench_end_offsets(kclient_sync *s, const struct bench_cfg *cfg, int64_t *out)
+/* Latest offsets of partitions [first, first + n) into out[first..]. */
+static int bench_end_offsets_chunk(kclient_sync *s, const struct bench_cfg *cfg, int first,
+                                   int n, int64_t *out)
 {
-    int P = cfg->partitions;
-    kafka_ListOffsetsRequest_ListOffsetsPartition *lp = calloc((size_t)P, sizeof(*lp));
+    kafka_ListOffsetsRequest_ListOffsetsPartition *lp = calloc((size_t)n, sizeof(*lp));
     if (!lp) return -ENOMEM;
-    for (int i = 0; i < P; i++) {
+    for (int i = 0; i < n; i++) {
         kafka_ListOffsetsRequest_ListOffsetsPartition_init(&lp[i]);
-        lp[i].PartitionIndex = i;
+        lp[i].PartitionIndex = first + i;
         lp[i].Timestamp = -1;
-        out[i] = -1;
+        out[first + i] = -1;
     }
     kafka_ListOffsetsRequest_ListOffsetsTopic lt;
     kafka_ListOffsetsRequest_ListOffsetsTopic_init(&lt);
     lt.Name = kafka_str_from(cfg->topic);
-    lt.Partitions_count = P;
+    lt.Partitions_count = n;
     lt.Partitions = lp;
     kafka_ListOffsetsRequest req;
     kafka_ListOffsetsRequest_init(&req);
@@ -757,11 +757,23 @@ static int bench_end_offsets(kclient_sync *s, const struct bench_cfg *cfg, int64
         for (int32_t b = 0; b < r->Topics[a].Partitions_count; b++) {
             const kafka_ListOffsetsResponse_ListOffsetsPartitionResponse *pr =
                 &r->Topics[a].Partitions[b];
-            if (pr->PartitionIndex >= 0 && pr->PartitionIndex < P && pr->ErrorCode == 0)
+            if (pr->PartitionIndex >= first && pr->PartitionIndex < first + n &&
+                pr->ErrorCode == 0)
                 out[pr->PartitionIndex] = pr->Offset;
         }
-    for (int i = 0; i < P; i++)
+    for (int i = first; i < first + n; i++)
         if (out[i] < 0) return AL_EFAILED;
+    return 0;
+}
+
+/* Latest offsets of every partition (consumers start there), 500 partitions per request. */
+static int bench_end_offsets(kclient_sync *s, const struct bench_cfg *cfg, int64_t *out)
+{
+    for (int first = 0; first < cfg->partitions; first += 500) {
+        int rc = bench_end_offsets_chunk(s, cfg, first, AL_MIN(500, cfg->partitions - first),
+                                         out);
+        if (rc < 0) return rc;
+    }
     return 0;
 }
 
@@ -894,7 +906,7 @@ int cmd_bench(int argc, char **argv)
         goto out;
     }
     kclient_sync *s = NULL;
-    rc = kclient_sync_open(&s, cfg.brokers, 10000);
+    rc = kclient_sync_open(&s, cfg.brokers, 120000); /* creating 10k partitions is slow */
     if (rc < 0) {
         fprintf(stderr, "bench: cannot reach %s: %d\n", cfg.brokers, rc);
         exit_code = CLI_UNREACHABLE;
