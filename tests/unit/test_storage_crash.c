@@ -3,7 +3,8 @@
  * in test_tmpdir(), appends batches, waits for durability and writes each acknowledged batch's
  * (base offset, size, CRC32C of its bytes) to a pipe. The parent SIGKILLs it at a random
  * moment (seeded; the seed is printed), reopens the log (recovery) and checks that every
- * acknowledged batch is there, byte-identical. Many rounds on the same log, each round with a
+ * acknowledged batch is there, byte-identical. The child also runs housekeeping now and then,
+ * so crashes hit segments being closed (trimmed, index files written) too. Many rounds on the same log, each round with a
  * higher term, under a time bound.
  */
 #include "storage_util.h"
@@ -29,6 +30,7 @@ static storage_log_config crash_cfg(void)
     c.segment_bytes = 512 * 1024;
     c.fallocate_step = 128 * 1024;
     c.flush_bytes = 64 * 1024;
+    c.retention_ms = -1; /* the test batches carry tiny timestamps */
     return c;
 }
 
@@ -71,6 +73,8 @@ static AL_NORETURN void child_main(const char *dir, int fd, int32_t term, uint64
             ack_rec a = {base[k], (uint32_t)len[k], crc32c(0, b[k], len[k])};
             if (write(fd, &a, sizeof(a)) != (ssize_t)sizeof(a)) _exit(8);
         }
+        /* Now and then close rolled segments (trim, sync, index files), as a shard does. */
+        if (i % 8 == 7 && storage_log_housekeep(log, io_wall_ms(uio), 1 << 20) < 0) _exit(9);
     }
 }
 
