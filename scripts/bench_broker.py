@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""bench_broker.py — the broker half of `make bench` (called by scripts/bench.sh).
+
+Starts `ailurus start` on a fresh data directory on the same disk as the fio baselines, runs
+`ailurus bench` scenarios against it and prints one line per figure, `<name> <value> <unit>`,
+including the ratios to the baselines passed in (disk MB/s and fdatasync p99 from fio).
+
+  bench_broker.py BIN DIR DISK_MBPS_FLUSH DISK_FSYNC_P99_US [SECONDS]
+
+Scenarios (1 KiB records, acks=all, fsync on unless said otherwise):
+  max throughput, 1 and 16 partitions (flat out); p99 ack and e2e p99.9 at 30% of the 1-partition
+  max rate (open loop); smp=1 vs smp=2 broker with acks=1 over 16 partitions (not bound by
+  fdatasync); idle RSS and start-to-ready; 10,000 partitions created, produced to, restarted.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+READY_RE = re.compile(r"ready: kafka=([0-9.]+):(\d+)")
+
+
+def fig(name, value, unit):
+    print("%s %s %s" % (name, value, unit), flush=True)
+
+
+class Broker:
+    def __init__(self, binary, data_dir, smp=1, extra=()):
+        self.binary, self.data_dir, self.smp, self.extra = binary, data_dir, smp, list(extra)
+        self.proc = None
+        self.addr = None
+        self.ready_ms = None
+
+    def start(self, timeout=120.0):
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.log = open(os.path.join(self.data_dir, "..", "broker-%d.log" % os.getpid()), "ab")
+        cmd = [self.binary, "start", "--kafka-addr", "127.0.0.1:0", "--data-dir",
+               self.data_dir, "--smp", str(self.smp), "--admin-addr", "127.0.0.1:0"] + self.extra
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("broker exited before ready")
+            self.log.write(line)
+            m = READY_RE.search(line.decode(errors="replace"))
+            if m:
+                self.ready_ms = (time.monotonic() - t0) * 1000.0
+                self.addr = "%s:%s" % (m.group(1), m.group(2))
+                # Keep draining its output so it never blocks on a full pipe.
+                import threading
+                threading.Thread(target=self._drain, daemon=True).start()
+                return self
+        raise RuntimeError("broker not ready in %.0f s" % timeout)
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            self.log.write(line)
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def bench(binary, addr, out_json, *args, timeout=300):
+    cmd = [binary, "bench", "--brokers", addr, "--quiet", "--json", out_json] + [str(a)
+                                                                                 for a in args]
+    sys.stderr.write("+ " + " ".join(cmd) + "\n")
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    sys.stderr.write(r.stdout.decode(errors="replace"))
+    with open(out_json) as f:
+        return json.load(f), r.returncode
+
+
+def main():
+    binary, root = sys.argv[1], sys.argv[2]
+    disk_mbps, fsync_p99_us = float(sys.argv[3]), float(sys.argv[4])
+    secs = float(sys.argv[5]) if len(sys.argv) > 5 else 10.0
+    os.makedirs(root, exist_ok=True)
+    data = os.path.join(root, "data")
+    shutil.rmtree(data, ignore_errors=True)
+    j = lambda n: os.path.join(root, n + ".json")  # noqa: E731
+
+    b = Broker(binary, data).start()
+    try:
+        fig("broker_start_to_ready", "%.1f" % b.ready_ms, "ms")
+        time.sleep(1.0)
+        fig("broker_idle_rss", "%.1f" % (b.rss_kib() / 1024.0), "MiB")
+        common = ["--record-size", 1024, "--acks", "all", "--warmup", 1, "--duration", secs]
+        s1, _ = bench(binary, b.addr, j("max_p1"), "--topic", "max-p1", "--partitions", 1,
+                      "--producers", 2, "--max-inflight", 16, "--batch-bytes", 65536, *common)
+        fig("produce_max_p1", "%.2f" % s1["mb_per_s"], "MB/s")
+        fig("produce_max_p1_rate", "%.0f" % s1["records_per_s"], "records/s")
+        fig("produce_max_p1_ack_p99", "%.2f" % s1["ack_latency_ms"]["p99"], "ms")
+        fig("produce_vs_disk_p1", "%.3f" % (s1["mb_per_s"] / disk_mbps), "ratio")
+        s16, _ = bench(binary, b.addr, j("max_p16"), "--topic", "max-p16", "--partitions", 16,
+                       "--producers", 2, "--max-inflight", 16, "--batch-bytes", 65536, *common)
+        fig("produce_max_p16", "%.2f" % s16["mb_per_s"], "MB/s")
+        fig("produce_vs_disk_p16", "%.3f" % (s16["mb_per_s"] / disk_mbps), "ratio")
+        rate = max(100.0, 0.3 * s1["records_per_s"])
+        s30, _ = bench(binary, b.addr, j("rate30"), "--topic", "rate30", "--partitions", 1,
+                       "--producers", 1, "--rate", "%.0f" % rate, "--linger", 1, *common)
+        fig("rate30_target", "%.0f" % rate, "records/s")
+        fig("rate30_achieved", "%.0f" % s30["records_per_s"], "records/s")
+        fig("p99_ack_at_30pct", "%.2f" % s30["ack_latency_ms"]["p99"], "ms")
+        fig("disk_fdatasync_p99", "%.2f" % (fsync_p99_us / 1000.0), "ms")
+        fig("p99_ack_vs_fsync", "%.2f" % (s30["ack_latency_ms"]["p99"] * 1000.0 / fsync_p99_us),
+            "ratio")
+        fig("e2e_p999_at_30pct", "%.2f" % s30["e2e_latency_ms"]["p999"], "ms")
+        fig("e2e_consumed_equals_produced",
+            int(s30["consumed_records"] == s30["produced_records"]), "bool")
+    finally:
+        b.stop()
+
+    # Shard scaling with a workload not bound by fdatasync: acks=1 (the leader answers after
+    # its append is queued, before the flush) over 16 partitions, flat out, 1 KiB records.
+    sc = {}
+    for smp in (1, 2):
+        shutil.rmtree(data, ignore_errors=True)
+        b = Broker(binary, data, smp=smp).start()
+        try:
+            s, _ = bench(binary, b.addr, j("smp%d" % smp), "--topic", "scale", "--partitions", 16,
+                         "--producers", 4, "--max-inflight", 16, "--batch-bytes", 65536,
+                         "--acks", 1, "--record-size", 1024, "--consumers", 0, "--warmup", 1,
+                         "--duration", max(3.0, secs / 2), "--smp", 1)
+            sc[smp] = s["mb_per_s"]
+            fig("produce_acks1_smp%d" % smp, "%.2f" % s["mb_per_s"], "MB/s")
+        finally:
+            b.stop()
+    fig("shard_scaling", "%.2f" % (sc[2] / sc[1] if sc[1] else 0), "ratio")
+
+    # 10,000 partitions: create, produce, restart, memory.
+    shutil.rmtree(data, ignore_errors=True)
+    b = Broker(binary, data).start()
+    try:
+        rss0 = b.rss_kib()
+        t0 = time.monotonic()
+        s, rc = bench(binary, b.addr, j("p10k_create"), "--topic", "p10k", "--partitions", 10000,
+                      "--rate", 1, "--duration", 0.5, "--warmup", 0, "--consumers", 0)
+        fig("partitions_10k_create", "%.1f" % (time.monotonic() - t0), "s")
+        # Every produced-to partition preallocates its segment (32 MiB fallocate step), so the
+        # produce step touches the first PRODUCE_PARTS partitions only (see BENCHMARKS.md).
+        parts = int(os.environ.get("PRODUCE_PARTS", "100"))
+        s, rc = bench(binary, b.addr, j("p10k_produce"), "--topic", "p10k", "--partitions",
+                      parts, "--batch-bytes", 1024, "--record-size", 1024, "--rate", parts * 20,
+                      "--duration", 1, "--warmup", 0, "--consumers", 1)
+        fig("partitions_10k_produced_to", parts, "partitions")
+        fig("partitions_10k_produce_ok",
+            int(rc == 0 and s["errors"] == 0 and s["consumed_records"] == s["produced_records"]),
+            "bool")
+        rss = b.rss_kib()
+        fig("partitions_10k_rss", "%.1f" % (rss / 1024.0), "MiB")
+        fig("partitions_10k_rss_per_partition", "%.1f" % ((rss - rss0) / 10000.0), "KiB")
+        b.stop()
+        b.start()
+        fig("partitions_10k_restart_to_ready", "%.1f" % b.ready_ms, "ms")
+        fig("partitions_10k_rss_after_restart", "%.1f" % (b.rss_kib() / 1024.0), "MiB")
+        s, rc = bench(binary, b.addr, j("p10k_after"), "--topic", "p10k", "--partitions",
+                      parts, "--batch-bytes", 1024, "--rate", parts * 10, "--duration", 1,
+                      "--warmup", 0, "--consumers", 1)
+        fig("partitions_10k_after_restart_ok", int(rc == 0 and s["errors"] == 0), "bool")
+    finally:
+        b.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
