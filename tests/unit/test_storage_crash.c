@@ -4,8 +4,8 @@
  * (base offset, size, CRC32C of its bytes) to a pipe. The parent SIGKILLs it at a random
  * moment (seeded; the seed is printed), reopens the log (recovery) and checks that every
  * acknowledged batch is there, byte-identical. The child also runs housekeeping now and then,
- * so crashes hit segments being closed (trimmed, index files written) too. Many rounds on the same log, each round with a
- * higher term, under a time bound.
+ * so crashes hit segments being closed (trimmed, index files written) too. Many rounds on the
+ * same log, each round with a higher term, under a time bound.
  */
 #include "storage_util.h"
 
