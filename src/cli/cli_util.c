@@ -444,10 +444,10 @@ void cli_kafka_close(cli_kafka *k)
     kafka_arena_free(&k->arena);
 }
 
-int cli_kafka_call(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, const void *req,
-                   void *resp)
+/* cli_kafka_call without version negotiation. */
+static int call_raw(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, const void *req,
+                    void *resp)
 {
-    if (!c) c = &k->boot;
     char where[300];
     snprintf(where, sizeof(where), "%s:%d", c->host, c->port);
     if (c->fd < 0) {
@@ -521,6 +521,47 @@ int cli_kafka_call(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, cons
         return cli_err(CLI_FAILED, "malformed response from %s (api %d v%d): %d", where, api,
                        version, rc ? rc : rd.err);
     return CLI_OK;
+}
+
+/* ApiVersions v0 (every broker answers it) into c->maxv. Returns a CLI code. */
+static int conn_handshake(cli_kafka *k, cli_conn *c)
+{
+    kafka_ApiVersionsRequest req;
+    kafka_ApiVersionsRequest_init(&req);
+    kafka_ApiVersionsResponse resp;
+    int rc = call_raw(k, c, KAFKA_API_API_VERSIONS, 0, &req, &resp);
+    if (rc) return rc;
+    if (resp.ErrorCode) {
+        char eb[256];
+        return cli_err(CLI_FAILED, "broker %s:%d refused ApiVersions: %s", c->host, c->port,
+                       cli_kerr(resp.ErrorCode, (kafka_str){NULL, -1}, eb, sizeof(eb)));
+    }
+    for (int i = 0; i < KAFKA_API_COUNT; i++) c->maxv[i] = -1;
+    for (int i = 0; i < resp.ApiKeys_count; i++) {
+        const kafka_ApiVersionsResponse_ApiVersion *v = &resp.ApiKeys[i];
+        if (v->ApiKey >= 0 && v->ApiKey < KAFKA_API_COUNT) c->maxv[v->ApiKey] = v->MaxVersion;
+    }
+    c->versions_known = true;
+    return CLI_OK;
+}
+
+int cli_kafka_call(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, const void *req,
+                   void *resp)
+{
+    if (!c) c = &k->boot;
+    if (!c->versions_known) {
+        int rc = conn_handshake(k, c);
+        if (rc) return rc;
+    }
+    if (api >= 0 && api < KAFKA_API_COUNT) {
+        if (c->maxv[api] < 0) {
+            const struct kafka_api_info *ai = kafka_api_info(api);
+            return cli_err(CLI_FAILED, "broker %s:%d does not support %s, which this command "
+                           "needs", c->host, c->port, ai ? ai->name : "this API");
+        }
+        if (version > c->maxv[api]) version = c->maxv[api];
+    }
+    return call_raw(k, c, api, version, req, resp);
 }
 
 int cli_kafka_metadata(cli_kafka *k, const char *const *topics, int ntopics)

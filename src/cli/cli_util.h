@@ -97,6 +97,8 @@ typedef struct cli_conn {
     int32_t corr;
     char host[256];
     int port;
+    bool versions_known;               /* ApiVersions exchanged */
+    int16_t maxv[KAFKA_API_COUNT];     /* broker's max version per api, -1: unsupported */
 } cli_conn;
 
 #define CLI_MAX_NODES 32
@@ -120,10 +122,11 @@ void cli_kafka_close(cli_kafka *k);
 
 /*
  * One request/response round trip on c (NULL: the bootstrap connection): encodes req (a
- * kafka_<Api>Request) at `version`, waits up to the timeout for the response and decodes it
- * into resp (a kafka_<Api>Response, decoded strings live in k->arena). Returns CLI_OK, or
- * CLI_UNREACHABLE (connection failed/closed/timed out; message printed) or CLI_FAILED
- * (malformed response; message printed).
+ * kafka_<Api>Request) at `version`, lowered to the broker's maximum when that is smaller
+ * (learned by an ApiVersions v0 exchange on the connection's first call), waits up to the
+ * timeout for the response and decodes it into resp (a kafka_<Api>Response, decoded strings
+ * live in k->arena). Returns CLI_OK, or CLI_UNREACHABLE (connection failed/closed/timed out;
+ * message printed) or CLI_FAILED (malformed response, or the broker lacks the api; printed).
  */
 int cli_kafka_call(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, const void *req,
                    void *resp);

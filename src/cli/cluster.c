@@ -75,11 +75,12 @@ static int cluster_health(const cli_opts *o)
     json_decref(j);
     free(body);
     if (krc == 0 && ready) return CLI_OK;
-    if (krc == CLI_UNREACHABLE && hrc == CLI_UNREACHABLE) return CLI_UNREACHABLE;
+    if (krc == CLI_USAGE || hrc == CLI_USAGE) return CLI_USAGE;
+    if (krc == CLI_UNREACHABLE || hrc == CLI_UNREACHABLE) return CLI_UNREACHABLE;
     if (!hrc && status != 200)
         fprintf(stderr, "ailurus: the broker is not ready (admin API answered %d): check its "
                         "log\n", status);
-    return krc == CLI_USAGE || hrc == CLI_USAGE ? CLI_USAGE : CLI_FAILED;
+    return CLI_FAILED;
 }
 
 /* GETs /v1/cluster_config into *out. */

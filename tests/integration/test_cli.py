@@ -241,6 +241,12 @@ def test_cluster_info_health_config(broker, tmp_path):
     h = js(broker, "cluster", "health", admin=url)
     assert h["healthy"] and h["kafka_reachable"] and h["admin_ready"]
     assert "healthy" in ok(broker, "cluster", "health", admin=url)
+    # Kafka up, admin API down: unreachable (3), and the JSON says which part failed
+    rc, out, err = cli(broker, "cluster", "health", "--format", "json",
+                       admin="http://127.0.0.1:%d" % free_port())
+    h = json.loads(out)
+    assert rc == 3 and h["kafka_reachable"] and not h["admin_ready"] and not h["healthy"]
+    assert "--admin-url" in err
 
     cfg = js(None, "cluster", "config", "get", admin=url)
     assert "default_topic_partitions" in cfg
