@@ -372,16 +372,7 @@ static bool conn_cut_frames(net_conn *c)
             conn_close(c, AL_LOG_WARN, why, 0);
             return false;
         }
-        if (whole == 0) {
-            if (size < 0) break; /* not even the size yet */
-            /* Make room for the whole frame; the receive side reads into it. */
-            conn_rbuf_compact(c);
-            if (conn_rbuf_reserve(c, 4 + (size_t)size)) {
-                conn_close(c, AL_LOG_ERROR, "out of memory for a frame", -ENOMEM);
-                return false;
-            }
-            break;
-        }
+        if (whole == 0) break; /* more bytes needed: conn_read grows the buffer as they come */
         if (!conn_can_take(c)) break;
         uint8_t *frame = malloc(size ? (size_t)size : 1);
         kafka_req *r = frame ? kafka_req_new(frame, (size_t)size) : NULL;
@@ -442,7 +433,7 @@ static void conn_read(net_conn *c)
 {
     if (c->recv_pending || c->closing) return;
     if (!conn_can_take(c)) return;
-    int32_t size;
+    int32_t size = -1;
     if (c->rbuf && net_frame_next(c->rbuf + c->rpos, c->rlen - c->rpos, c->sh->srv->max_frame,
                                   &size) != 0)
         return; /* a whole frame (or a bad prefix) is waiting to be handled */
@@ -451,9 +442,15 @@ static void conn_read(net_conn *c)
         return;
     }
     if (c->rlen == c->rcap) conn_rbuf_compact(c);
-    if (c->rlen == c->rcap && conn_rbuf_reserve(c, c->rcap * 2)) {
-        conn_close(c, AL_LOG_ERROR, "out of memory for a receive buffer", -ENOMEM);
-        return;
+    if (c->rlen == c->rcap) {
+        /* A frame larger than the buffer is arriving (its size is known: the buffer holds more
+         * than 4 bytes). Grow with the bytes received, never ahead of them by more than 2x, so
+         * a size prefix alone cannot make us reserve a whole max-size frame. */
+        AL_ASSERT(size > 0 && 4 + (size_t)size > c->rcap);
+        if (conn_rbuf_reserve(c, AL_MIN(c->rcap * 2, 4 + (size_t)size))) {
+            conn_close(c, AL_LOG_ERROR, "out of memory for a receive buffer", -ENOMEM);
+            return;
+        }
     }
     c->recv_pending = true;
     io_recv(c->sh->io, &c->recv_op, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);

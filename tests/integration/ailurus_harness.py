@@ -193,46 +193,46 @@ def api_versions_request(version, corr, name=b"ailurus-it", ver=b"1.0"):
 def metadata_request(version, corr, topics=None):
     """topics None: all topics (null at v1+, empty at v0)."""
     flexible = version >= 9
-    body = b""
+    parts = []
     if flexible:
         if topics is None:
-            body += uvarint(0)
+            parts.append(uvarint(0))
         else:
-            body += uvarint(len(topics) + 1)
+            parts.append(uvarint(len(topics) + 1))
             for t in topics:
                 if version >= 10:
-                    body += b"\x00" * 16
-                body += uvarint(len(t) + 1) + t + b"\x00"
+                    parts.append(b"\x00" * 16)
+                parts.append(uvarint(len(t) + 1) + t + b"\x00")
     else:
         if topics is None:
-            body += struct.pack(">i", 0 if version == 0 else -1)
+            parts.append(struct.pack(">i", 0 if version == 0 else -1))
         else:
-            body += struct.pack(">i", len(topics))
+            parts.append(struct.pack(">i", len(topics)))
             for t in topics:
-                body += struct.pack(">h", len(t)) + t
+                parts.append(struct.pack(">h", len(t)) + t)
     if version >= 4:
-        body += b"\x00"  # AllowAutoTopicCreation false
+        parts.append(b"\x00")  # AllowAutoTopicCreation false
     if 8 <= version <= 10:
-        body += b"\x00"  # IncludeClusterAuthorizedOperations
+        parts.append(b"\x00")  # IncludeClusterAuthorizedOperations
     if version >= 8:
-        body += b"\x00"  # IncludeTopicAuthorizedOperations
+        parts.append(b"\x00")  # IncludeTopicAuthorizedOperations
     if flexible:
-        body += b"\x00"
-    return frame(header(3, version, corr, flexible=flexible) + body)
+        parts.append(b"\x00")
+    return frame(header(3, version, corr, flexible=flexible) + b"".join(parts))
 
 
 def recv_exact(sock, n, deadline):
-    buf = b""
+    buf = bytearray()
     while len(buf) < n:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("timed out reading %d bytes (have %d)" % (n, len(buf)))
         sock.settimeout(left)
-        chunk = sock.recv(n - len(buf))
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
         if not chunk:
             raise ConnectionError("connection closed after %d of %d bytes" % (len(buf), n))
         buf += chunk
-    return buf
+    return bytes(buf)
 
 
 def recv_frame(sock, timeout=5.0):

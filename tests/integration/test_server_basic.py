@@ -221,6 +221,21 @@ def test_frame_at_the_limit_is_accepted(broker_factory):
         assert wait_closed(s, 5.0)
 
 
+def test_large_request_and_response(broker):
+    # ~4 MB request (grows the receive buffer as it arrives) and a ~4 MB response (sent from its
+    # own buffer in several partial sends), between small pipelined requests.
+    names = [(b"topic-%06d-" % i) + b"x" * 180 for i in range(20000)]
+    big = metadata_request(1, 2, topics=names)
+    assert len(big) > 3_500_000
+    with broker.connect(timeout=30) as s:
+        s.sendall(api_versions_request(0, 1) + big + api_versions_request(1, 3))
+        assert correlation_id(recv_frame(s)) == 1
+        payload = recv_frame(s, timeout=30)
+        assert correlation_id(payload) == 2 and len(payload) > 3_500_000
+        assert names[-1] in payload
+        assert correlation_id(recv_frame(s)) == 3
+
+
 # ---- connection management ----
 
 def test_many_connections(broker):
