@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <lz4frame.h>
 #include <signal.h>
+#include <snappy-c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,7 +390,7 @@ static uint32_t murmur2(const uint8_t *data, size_t len)
     return h;
 }
 
-enum { COMP_NONE = 0, COMP_GZIP = 1, COMP_LZ4 = 3, COMP_ZSTD = 4 };
+enum { COMP_NONE = 0, COMP_GZIP = 1, COMP_SNAPPY = 2, COMP_LZ4 = 3, COMP_ZSTD = 4 };
 
 /* Pending records of one partition. */
 struct pbuf {
@@ -431,6 +432,15 @@ static int64_t batch_compress(uint8_t **batch, size_t size, int comp)
         if (!out) return -ENOMEM;
         out_len = ZSTD_compress(out + H, cap, in, in_len, 3);
         if (ZSTD_isError(out_len)) {
+            free(out);
+            return -EINVAL;
+        }
+    } else if (comp == COMP_SNAPPY) { /* raw snappy block, as librdkafka writes it */
+        cap = snappy_max_compressed_length(in_len);
+        out = malloc(H + cap);
+        if (!out) return -ENOMEM;
+        out_len = cap;
+        if (snappy_compress((const char *)in, in_len, (char *)out + H, &out_len) != SNAPPY_OK) {
             free(out);
             return -EINVAL;
         }
@@ -570,9 +580,10 @@ static int topic_produce(cli_kafka *k, const char *name, const char *file, const
     int comp = COMP_NONE;
     if (!comp_s || !strcmp(comp_s, "none")) comp = COMP_NONE;
     else if (!strcmp(comp_s, "gzip")) comp = COMP_GZIP;
+    else if (!strcmp(comp_s, "snappy")) comp = COMP_SNAPPY;
     else if (!strcmp(comp_s, "lz4")) comp = COMP_LZ4;
     else if (!strcmp(comp_s, "zstd")) comp = COMP_ZSTD;
-    else return cli_err(CLI_USAGE, "--compression must be none, gzip, lz4 or zstd");
+    else return cli_err(CLI_USAGE, "--compression must be none, gzip, snappy, lz4 or zstd");
     if (acks != -1 && acks != 1)
         return cli_err(CLI_USAGE, "--acks must be -1 (all) or 1 (the CLI reports offsets, "
                        "so acks=0 is not offered)");
@@ -1027,7 +1038,7 @@ int cmd_topic(int argc, char **argv)
         {"key-separator", 'k', CLI_F_STR, &ksep, "produce: split each line into key SEP value"},
         {"header", 'H', CLI_F_LIST, &hdrs, "produce: header key=value (repeatable)"},
         {"acks", 0, CLI_F_INT, &acks, "produce: -1 (all, default) or 1"},
-        {"compression", 0, CLI_F_STR, &comp, "produce: none|gzip|lz4|zstd"},
+        {"compression", 0, CLI_F_STR, &comp, "produce: none|gzip|snappy|lz4|zstd"},
         {"progress", 0, CLI_F_BOOL, &progress, "produce: show a progress bar"},
         {"offset", 'o', CLI_F_STR, &from, "consume: beginning|end|N|@MS (default beginning)"},
         {"follow", 'f', CLI_F_BOOL, &follow, "consume: keep waiting for new records"},
