@@ -934,7 +934,9 @@ static int topic_consume(cli_kafka *k, cli_opts *o, const char *name, const char
             kafka_FetchRequest req;
             kafka_FetchRequest_init(&req);
             req.ReplicaId = -1;
-            req.MaxWaitMs = follow ? 500 : 0;
+            /* follow: long-poll, but well inside the socket timeout */
+            req.MaxWaitMs = follow ? (int32_t)(o->timeout_ms < 1000 ? o->timeout_ms / 2 : 500)
+                                   : 0;
             req.MinBytes = 1;
             req.MaxBytes = 4 << 20;
             req.IsolationLevel = 0;
