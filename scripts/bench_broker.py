@@ -116,8 +116,11 @@ def main():
         fig("produce_max_p16", "%.2f" % s16["mb_per_s"], "MB/s")
         fig("produce_vs_disk_p16", "%.3f" % (s16["mb_per_s"] / disk_mbps), "ratio")
         rate = max(100.0, 0.3 * s1["records_per_s"])
+        # Open loop at 30% of that rate; 4 connections and a 5 ms linger so the batches are
+        # big enough that the client's own in-flight limit is not what queues records.
         s30, _ = bench(binary, b.addr, j("rate30"), "--topic", "rate30", "--partitions", 1,
-                       "--producers", 1, "--rate", "%.0f" % rate, "--linger", 1, *common)
+                       "--producers", 4, "--max-inflight", 16, "--batch-bytes", 65536,
+                       "--rate", "%.0f" % rate, "--linger", 5, *common)
         fig("rate30_target", "%.0f" % rate, "records/s")
         fig("rate30_achieved", "%.0f" % s30["records_per_s"], "records/s")
         fig("p99_ack_at_30pct", "%.2f" % s30["ack_latency_ms"]["p99"], "ms")
