@@ -748,31 +748,56 @@ static void on_sigint(int sig)
     consume_stop = 1;
 }
 
-/* Writes s (n bytes) as a JSON string value or null. */
+/* Bytes as a JSON string (null for n < 0). Bytes that are not valid UTF-8 are taken as
+ * Latin-1, so binary data still gives valid JSON (one character per byte). */
 static json_t *json_bytes(const uint8_t *p, int32_t n)
 {
     if (n < 0) return json_null();
-    return json_stringn_nocheck((const char *)p, (size_t)n);
+    json_t *j = json_stringn((const char *)p, (size_t)n);
+    if (j) return j;
+    char *u = malloc((size_t)n * 2 + 1);
+    if (!u) return json_null();
+    size_t w = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (p[i] < 0x80) {
+            u[w++] = (char)p[i];
+        } else {
+            u[w++] = (char)(0xc0 | (p[i] >> 6));
+            u[w++] = (char)(0x80 | (p[i] & 0x3f));
+        }
+    }
+    j = json_stringn(u, w);
+    free(u);
+    return j ? j : json_null();
 }
 
-/* Prints one record; returns 1 when printed. */
+/* The record's headers as a JSON object (later duplicates of a key win). */
+static json_t *record_headers(const storage_record *r)
+{
+    json_t *h = json_object();
+    al_rd rd = al_rd_make(r->headers, r->headers_size);
+    int32_t hc = r->headers_size ? al_rd_varint(&rd) : 0;
+    for (int32_t i = 0; i < hc && !rd.err && i < 10000; i++) {
+        int32_t kl = al_rd_varint(&rd);
+        const uint8_t *kp = kl > 0 ? al_rd_bytes(&rd, (size_t)kl) : NULL;
+        int32_t vl = al_rd_varint(&rd);
+        const uint8_t *vp = vl > 0 ? al_rd_bytes(&rd, (size_t)vl) : NULL;
+        if (rd.err || kl < 0) break;
+        char kb[256];
+        snprintf(kb, sizeof(kb), "%.*s", kl, kp ? (const char *)kp : "");
+        json_object_set_new(h, kb, json_bytes(vp ? vp : (const uint8_t *)"", vl));
+    }
+    return h;
+}
+
+enum { SHOW_KEY = 1, SHOW_HEADERS = 2 };
+
+/* Prints one record: a JSON line, or (text) [headers TAB] [key TAB] value per `show`. */
 static void print_record(const cli_opts *o, const char *topic, int32_t part, int64_t off,
-                         int64_t ts, const storage_record *r, bool print_key)
+                         int64_t ts, const storage_record *r, int show)
 {
     if (o->format == CLI_FMT_JSON) {
-        json_t *h = json_object();
-        al_rd rd = al_rd_make(r->headers, r->headers_size);
-        int32_t hc = al_rd_varint(&rd);
-        for (int32_t i = 0; i < hc && !rd.err && i < 10000; i++) {
-            int32_t kl = al_rd_varint(&rd);
-            const uint8_t *kp = kl > 0 ? al_rd_bytes(&rd, (size_t)kl) : NULL;
-            int32_t vl = al_rd_varint(&rd);
-            const uint8_t *vp = vl > 0 ? al_rd_bytes(&rd, (size_t)vl) : NULL;
-            if (rd.err || kl < 0) break;
-            char kb[256];
-            snprintf(kb, sizeof(kb), "%.*s", kl, kp ? (const char *)kp : "");
-            json_object_set_new(h, kb, json_bytes(vp ? vp : (const uint8_t *)"", vl));
-        }
+        json_t *h = record_headers(r);
         json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o}", "topic", topic,
                               "partition", part, "offset", (json_int_t)off, "timestamp",
                               (json_int_t)ts, "key", json_bytes(r->key, r->key_len), "value",
@@ -782,7 +807,19 @@ static void print_record(const cli_opts *o, const char *topic, int32_t part, int
         json_decref(j);
         return;
     }
-    if (print_key) {
+    if (show & SHOW_HEADERS) {
+        json_t *h = record_headers(r);
+        const char *hk;
+        json_t *hv;
+        bool first = true;
+        json_object_foreach(h, hk, hv) {
+            printf("%s%s=%s", first ? "" : ",", hk, json_string_value(hv) ?: "");
+            first = false;
+        }
+        json_decref(h);
+        fputc('\t', stdout);
+    }
+    if (show & SHOW_KEY) {
         if (r->key_len >= 0) fwrite(r->key, 1, (size_t)r->key_len, stdout);
         fputc('\t', stdout);
     }
@@ -797,7 +834,7 @@ static void print_record(const cli_opts *o, const char *topic, int32_t part, int
  */
 static int consume_partition(const cli_opts *o, const char *name,
                              const kafka_FetchResponse_PartitionData *pd, int64_t *pos,
-                             bool *at_end, int64_t limit, int64_t *printed, bool print_key,
+                             bool *at_end, int64_t limit, int64_t *printed, int show,
                              bool *progressed)
 {
     int32_t part = pd->PartitionIndex;
@@ -835,7 +872,7 @@ static int consume_partition(const cli_opts *o, const char *name,
                 int64_t ts = (h.attributes & STORAGE_ATTR_TIMESTAMP_LOG_APPEND)
                                  ? h.max_timestamp
                                  : h.base_timestamp + r.timestamp_delta;
-                print_record(o, name, part, off, ts, &r, print_key);
+                print_record(o, name, part, off, ts, &r, show);
                 (*printed)++;
                 *pos = off + 1;
                 *progressed = true;
@@ -856,7 +893,7 @@ static int consume_partition(const cli_opts *o, const char *name,
 }
 
 static int topic_consume(cli_kafka *k, cli_opts *o, const char *name, const char *from,
-                         bool follow, int64_t limit, int64_t only_part, bool print_key)
+                         bool follow, int64_t limit, int64_t only_part, int show)
 {
     const kafka_MetadataResponse_MetadataResponseTopic *t;
     int rc = topic_md(k, name, &t);
@@ -987,7 +1024,7 @@ static int topic_consume(cli_kafka *k, cli_opts *o, const char *name, const char
                         if (pidx[j] == pd->PartitionIndex) x = j;
                     if (x < 0) continue;
                     rc = consume_partition(o, name, pd, &pos[x], &at_end[x], limit, &printed,
-                                           print_key, &progressed);
+                                           show, &progressed);
                 }
         }
         free(sent);
@@ -1027,7 +1064,7 @@ int cmd_topic(int argc, char **argv)
     int64_t parts = 1, rf = 1, total = -1, acks = -1;
     cli_list cfg = {0}, set = {0}, del = {0}, hdrs = {0};
     const char *file = NULL, *ksep = NULL, *comp = NULL, *from = NULL;
-    bool follow = false, progress = false, print_key = false;
+    bool follow = false, progress = false, print_key = false, print_hdrs = false;
     cli_flag flags[] = {
         {"partitions", 'p', CLI_F_INT, &parts, "create: partitions; produce/consume: one "
                                               "partition"},
@@ -1045,6 +1082,7 @@ int cmd_topic(int argc, char **argv)
         {"offset", 'o', CLI_F_STR, &from, "consume: beginning|end|N|@MS (default beginning)"},
         {"follow", 'f', CLI_F_BOOL, &follow, "consume: keep waiting for new records"},
         {"print-key", 'K', CLI_F_BOOL, &print_key, "consume (text): print KEY<TAB>VALUE"},
+        {"print-headers", 0, CLI_F_BOOL, &print_hdrs, "consume (text): print k=v,..<TAB> first"},
         CLI_GLOBAL_FLAGS(&o),
         {0},
     };
@@ -1089,7 +1127,8 @@ int cmd_topic(int argc, char **argv)
     else if (!strcmp(sub, "add-partitions")) rc = topic_add_partitions(&k, pos[0], total);
     else if (!strcmp(sub, "produce"))
         rc = topic_produce(&k, pos[0], file, ksep, &hdrs, acks, comp, one_part, progress);
-    else rc = topic_consume(&k, &o, pos[0], from, follow, total, one_part, print_key);
+    else rc = topic_consume(&k, &o, pos[0], from, follow, total, one_part,
+                            (print_key ? SHOW_KEY : 0) | (print_hdrs ? SHOW_HEADERS : 0));
 out:
     cli_kafka_close(&k);
     return rc;

@@ -138,6 +138,8 @@ def test_produce_then_consume_back(broker, tmp_path):
     out = ok(broker, "topic", "consume", "lines", "-p", "0", "--offset", "2", "-K")
     assert out.splitlines() == ["%s\t%s" % (r["key"], r["value"]) for r in p0[2:]]
     assert ok(broker, "topic", "consume", "lines", "--offset", "end") == ""
+    out = ok(broker, "topic", "consume", "lines", "-n", "1", "-K", "--print-headers")
+    assert re.fullmatch(r"src=cli,n=1\tkey\d\tvalue \d+\n", out), out
     future = int(time.time() * 1000) + 3600_000
     assert ok(broker, "topic", "consume", "lines", "--offset", "@%d" % future) == ""
     assert len(ok(broker, "topic", "consume", "lines", "--offset", "@%d" % t0).splitlines()) == n
@@ -160,6 +162,14 @@ def test_produce_then_consume_back(broker, tmp_path):
     vals = ok(broker, "topic", "consume", "lines").splitlines()
     assert len(vals) == total and "lz4 record" in vals and vals.count("snappy record") == 3
     assert "line 019999 " + "x" * 100 in vals
+
+
+def test_binary_values_give_valid_json(broker):
+    ok(broker, "topic", "create", "bin")
+    ok(broker, "topic", "produce", "bin", stdin=b"caf\xc3\xa9\nraw\xff\x00end\n")
+    recs = [json.loads(line) for line in
+            ok(broker, "topic", "consume", "bin", "--format", "json").splitlines()]
+    assert [r["value"] for r in recs] == ["caf\u00e9", "raw\u00ff\u0000end"]
 
 
 def test_consume_follow_sees_new_records(broker):
