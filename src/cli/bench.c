@@ -162,6 +162,7 @@ struct consumer {
     int nparts;
     int32_t *parts;
     int64_t *offsets;
+    kafka_FetchRequest_FetchPartition *fp; /* the Fetch request's partitions, nparts */
 };
 
 struct bench_thread {
@@ -523,17 +524,7 @@ static void cons_fetch(struct consumer *cs)
 {
     struct bench_thread *t = cs->t;
     if (!cs->up || cs->failed || cs->fetching || t->stop_produce == 2) return;
-    static __thread kafka_FetchRequest_FetchPartition *fp;
-    static __thread int fp_cap;
-    if (fp_cap < cs->nparts) {
-        free(fp);
-        fp = calloc((size_t)cs->nparts, sizeof(*fp));
-        fp_cap = fp ? cs->nparts : 0;
-        if (!fp) {
-            cs->failed = true;
-            return;
-        }
-    }
+    kafka_FetchRequest_FetchPartition *fp = cs->fp;
     for (int i = 0; i < cs->nparts; i++) {
         kafka_FetchRequest_FetchPartition_init(&fp[i]);
         fp[i].Partition = cs->parts[i];
@@ -994,7 +985,9 @@ int cmd_bench(int argc, char **argv)
         for (int k = 0; k < ci; k++) {
             all[k]->parts = calloc((size_t)P / (size_t)ci + 1, sizeof(int32_t));
             all[k]->offsets = calloc((size_t)P / (size_t)ci + 1, sizeof(int64_t));
-            if (!all[k]->parts || !all[k]->offsets) {
+            all[k]->fp = calloc((size_t)P / (size_t)ci + 1,
+                                sizeof(kafka_FetchRequest_FetchPartition));
+            if (!all[k]->parts || !all[k]->offsets || !all[k]->fp) {
                 free(all);
                 goto out;
             }
@@ -1119,6 +1112,7 @@ int cmd_bench(int argc, char **argv)
             fclose(f);
         }
     }
+    fflush(stdout);
     exit_code = failed || errs ? CLI_FAILED : CLI_OK;
 out:
     for (int i = 0; th && i < cfg.smp; i++) {
@@ -1138,6 +1132,7 @@ out:
         for (int k = 0; t->cons && k < t->ncons; k++) {
             free(t->cons[k].parts);
             free(t->cons[k].offsets);
+            free(t->cons[k].fp);
         }
         free(t->prods);
         free(t->cons);
