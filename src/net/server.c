@@ -69,9 +69,16 @@ static void shard_add_bytes(net_shard *sh, int64_t d)
     AL_ASSERT(sh->bytes >= 0);
 }
 
-/* Resumes connections waiting for the shard budget, if it has room now (bounded). */
+/*
+ * Resumes connections waiting for the shard budget, if it has room now (bounded). Not
+ * re-entered (a nested call returns; the outer loop goes on), and not run while a loop over the
+ * shard's connections holds a pointer to the next one (hold_resume): a resumed connection may
+ * close and free itself.
+ */
 static void shard_resume(net_shard *sh)
 {
+    if (sh->resuming || sh->hold_resume) return;
+    sh->resuming = true;
     for (int i = 0; i < 100000 && sh->paused && sh->bytes < sh->srv->shard_max_bytes; i++) {
         net_conn *c = sh->paused;
         sh->paused = c->pnext;
@@ -79,6 +86,7 @@ static void shard_resume(net_shard *sh)
         c->on_paused = false;
         conn_pump(c);
     }
+    sh->resuming = false;
 }
 
 static void paused_remove(net_conn *c)
@@ -560,12 +568,15 @@ static void shard_on_sweep(io_op *op)
     if (sh->srv->idle_ms > 0) {
         uint64_t idle_ns = (uint64_t)sh->srv->idle_ms * 1000000ull;
         net_conn *c = sh->conns;
+        sh->hold_resume = true;
         for (int i = 0; c && i < 10000000; i++) {
             net_conn *next = c->next;
             if (!c->closing && c->nreqs == 0 && now - c->last_active_ns >= idle_ns)
                 conn_close(c, AL_LOG_INFO, "idle longer than connections_max_idle_ms", 0);
             c = next;
         }
+        sh->hold_resume = false;
+        shard_resume(sh);
     }
     if (sh->accept_rearm && !sh->accept_armed) shard_arm_accept(sh);
     sh->sweep_armed = true;
@@ -632,11 +643,13 @@ void net_shard_stop(net_shard *sh)
     if (sh->accept_armed) io_cancel(sh->io, &sh->accept_op);
     if (sh->sweep_armed) io_cancel(sh->io, &sh->sweep_op);
     net_conn *c = sh->conns;
+    sh->hold_resume = true;
     for (int i = 0; c && i < 10000000; i++) {
         net_conn *next = c->next;
         conn_close(c, AL_LOG_DEBUG, "shutting down", 0);
         c = next;
     }
+    sh->hold_resume = false;
 }
 
 bool net_shard_idle(const net_shard *sh)

@@ -71,6 +71,8 @@ typedef struct net_shard {
     int nconns;
     int64_t bytes;          /* bytes held by this shard's connections (buffers, requests) */
     net_conn *paused;       /* connections waiting for the shard's byte budget */
+    bool resuming;          /* inside shard_resume */
+    bool hold_resume;       /* a loop over conns is running: no resume (see server.c) */
     uint64_t last_reject_log_ns;
     /* Counters (read on this shard; for tests and metrics). */
     uint64_t accepted, closed, requests, responses, sends;

@@ -177,11 +177,13 @@ static net_server srv;
 static net_shard shard;
 static io *sio;
 
-static void server_up(int64_t max_reqs)
+static void server_up_budget(int64_t max_reqs, int64_t shard_bytes)
 {
     config_init(&cfg);
     CHECK_EQ(config_set(&cfg, "kafka_addr", "127.0.0.1:0", CONFIG_SRC_FLAG, NULL, 0), 0);
     cfg.kafka_conn_max_inflight_requests = max_reqs;
+    cfg.kafka_shard_max_inflight_bytes = shard_bytes;
+    cfg.kafka_conn_max_inflight_bytes = AL_MIN(cfg.kafka_conn_max_inflight_bytes, shard_bytes);
     cfg.kafka_max_frame_bytes = 4096;
     broker.cfg = &cfg;
     net_server_init(&srv, &cfg, &broker, test_dispatch);
@@ -195,6 +197,11 @@ static void server_up(int64_t max_reqs)
     hold_all = false;
     client_done = 0;
     client_failed = 0;
+}
+
+static void server_up(int64_t max_reqs)
+{
+    server_up_budget(max_reqs, 512LL << 20);
 }
 
 static void server_down(void)
@@ -255,6 +262,29 @@ TEST(backpressure_stops_reading_at_limit)
     pthread_join(t, NULL);
     CHECK(!client_failed);
     CHECK_EQ(dispatched, 200);
+    server_down();
+}
+
+TEST(shard_budget_pauses_and_resumes)
+{
+    /* 64 KiB shard budget; requests are 11-byte frames, all held: the shard stops taking them
+     * long before the client's 20000, then takes them all once answers drain the budget. */
+    server_up_budget(100000, 64 * 1024);
+    hold_all = true;
+    struct order_args a = {20000};
+    pthread_t t;
+    pthread_create(&t, NULL, client_order, &a);
+    uint64_t end = io_now_ns(sio) + 500000000ull;
+    while (io_now_ns(sio) < end) io_poll(sio, io_now_ns(sio) + 2000000);
+    int held = dispatched;
+    CHECK(held > 100 && held < 10000);
+    CHECK(shard.paused != NULL || shard.bytes >= 64 * 1024);
+    hold_all = false;
+    serve_until_client_done(true, 30);
+    pthread_join(t, NULL);
+    CHECK(!client_failed);
+    CHECK_EQ(dispatched, 20000);
+    printf("    shard budget 64 KiB held %d requests before pausing\n", held);
     server_down();
 }
 
