@@ -106,13 +106,13 @@ def main():
         fig("broker_idle_rss", "%.1f" % (b.rss_kib() / 1024.0), "MiB")
         common = ["--record-size", 1024, "--acks", "all", "--warmup", 1, "--duration", secs]
         s1, _ = bench(binary, b.addr, j("max_p1"), "--topic", "max-p1", "--partitions", 1,
-                      "--producers", 2, "--max-inflight", 16, "--batch-bytes", 65536, *common)
+                      "--producers", 4, "--max-inflight", 32, "--batch-bytes", 65536, *common)
         fig("produce_max_p1", "%.2f" % s1["mb_per_s"], "MB/s")
         fig("produce_max_p1_rate", "%.0f" % s1["records_per_s"], "records/s")
         fig("produce_max_p1_ack_p99", "%.2f" % s1["ack_latency_ms"]["p99"], "ms")
         fig("produce_vs_disk_p1", "%.3f" % (s1["mb_per_s"] / disk_mbps), "ratio")
         s16, _ = bench(binary, b.addr, j("max_p16"), "--topic", "max-p16", "--partitions", 16,
-                       "--producers", 2, "--max-inflight", 16, "--batch-bytes", 65536, *common)
+                       "--producers", 4, "--max-inflight", 32, "--batch-bytes", 65536, *common)
         fig("produce_max_p16", "%.2f" % s16["mb_per_s"], "MB/s")
         fig("produce_vs_disk_p16", "%.3f" % (s16["mb_per_s"] / disk_mbps), "ratio")
         rate = max(100.0, 0.3 * s1["records_per_s"])

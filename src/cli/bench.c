@@ -529,7 +529,7 @@ static void cons_fetch(struct consumer *cs)
         kafka_FetchRequest_FetchPartition_init(&fp[i]);
         fp[i].Partition = cs->parts[i];
         fp[i].FetchOffset = cs->offsets[i];
-        fp[i].PartitionMaxBytes = 1 << 20;
+        fp[i].PartitionMaxBytes = 8 << 20;
     }
     kafka_FetchRequest_FetchTopic ft;
     kafka_FetchRequest_FetchTopic_init(&ft);
@@ -541,7 +541,7 @@ static void cons_fetch(struct consumer *cs)
     req.ReplicaId = -1;
     req.MaxWaitMs = 100;
     req.MinBytes = 1;
-    req.MaxBytes = 16 << 20;
+    req.MaxBytes = 32 << 20;
     req.Topics_count = 1;
     req.Topics = &ft;
     int rc = kclient_send_v(cs->c, KAFKA_API_FETCH, t->fetch_ver, &req, cons_resp, cs);
