@@ -8,6 +8,7 @@ bounded (subprocess timeouts, poll deadlines).
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -18,6 +19,24 @@ import pytest
 from ailurus_harness import binary
 
 ADMIN_RE = re.compile(r"admin API listening on [0-9.]+:(\d+)")
+
+
+@pytest.fixture
+def broker_factory(broker_factory):
+    """conftest's factory, plus: a broker that stopped cleanly has its temporary directory
+    (data with preallocated segments, logs) removed, so repeated runs do not fill the disk.
+    A failing broker's directory is kept for its logs."""
+    made = []
+
+    def make(*args, **kw):
+        b = broker_factory(*args, **kw)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()  # raises (and keeps the directory) if it crashed; conftest then sees it stopped
+        shutil.rmtree(b.tmp, ignore_errors=True)
 
 
 def admin_url(b, timeout=10.0):
