@@ -616,6 +616,7 @@ cli_conn *cli_kafka_node(cli_kafka *k, int32_t node_id)
                 char where[300];
                 snprintf(where, sizeof(where), "%d at %s:%d", node_id, c->host, c->port);
                 unreachable_msg(k, where, fd);
+                k->last_err = CLI_UNREACHABLE;
                 return NULL;
             }
             c->fd = fd;
@@ -625,8 +626,8 @@ cli_conn *cli_kafka_node(cli_kafka *k, int32_t node_id)
     /* single-broker clusters may advertise an address we cannot match: use bootstrap */
     if (k->md && k->md->Brokers_count == 1 && k->md->Brokers[0].NodeId == node_id)
         return &k->boot;
-    cli_err(CLI_FAILED, "broker %d is not in the cluster metadata (no leader?): retry shortly",
-            node_id);
+    k->last_err = cli_err(CLI_FAILED, "broker %d is not in the cluster metadata (no leader?): "
+                          "retry shortly", node_id);
     return NULL;
 }
 
@@ -644,19 +645,21 @@ const kafka_MetadataResponse_MetadataResponseTopic *cli_md_topic(const cli_kafka
 
 cli_conn *cli_kafka_coordinator(cli_kafka *k, const char *group)
 {
-    if (!k->md && cli_kafka_metadata(k, NULL, 0)) return NULL;
+    if (!k->md && (k->last_err = cli_kafka_metadata(k, NULL, 0))) return NULL;
     kafka_FindCoordinatorRequest req;
     kafka_FindCoordinatorRequest_init(&req);
     req.Key = kafka_str_from(group);
     req.KeyType = 0;
     kafka_FindCoordinatorResponse resp;
     for (int attempt = 0; attempt < 20; attempt++) {
-        if (cli_kafka_call(k, NULL, KAFKA_API_FIND_COORDINATOR, 3, &req, &resp)) return NULL;
+        if ((k->last_err = cli_kafka_call(k, NULL, KAFKA_API_FIND_COORDINATOR, 3, &req, &resp)))
+            return NULL;
         if (!resp.ErrorCode) break;
         if (!kafka_err_retriable(resp.ErrorCode) || attempt == 19) {
             char eb[256];
-            cli_err(CLI_FAILED, "cannot find the coordinator of group '%s': %s", group,
-                    cli_kerr(resp.ErrorCode, resp.ErrorMessage, eb, sizeof(eb)));
+            k->last_err = cli_err(CLI_FAILED, "cannot find the coordinator of group '%s': %s",
+                                  group, cli_kerr(resp.ErrorCode, resp.ErrorMessage, eb,
+                                                  sizeof(eb)));
             return NULL;
         }
         usleep(100000);

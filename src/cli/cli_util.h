@@ -110,6 +110,7 @@ typedef struct cli_kafka {
     int nnodes;
     kafka_arena arena;               /* requests, response bytes and decoded responses */
     kafka_MetadataResponse *md;      /* last metadata (in the arena) */
+    int last_err;                    /* CLI code of the last NULL from node/coordinator */
 } cli_kafka;
 
 /*
@@ -135,14 +136,15 @@ int cli_kafka_call(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, cons
 int cli_kafka_metadata(cli_kafka *k, const char *const *topics, int ntopics);
 
 /* The connection to broker node_id (from k->md), connecting on first use; NULL after printing
- * an error when it is unknown or unreachable. */
+ * an error when it is unknown (k->last_err = CLI_FAILED) or unreachable (CLI_UNREACHABLE). */
 cli_conn *cli_kafka_node(cli_kafka *k, int32_t node_id);
 
 /* The topic in k->md, or NULL. */
 const kafka_MetadataResponse_MetadataResponseTopic *cli_md_topic(const cli_kafka *k,
                                                                  const char *topic);
 
-/* The coordinator connection for a consumer group (FindCoordinator); NULL after printing. */
+/* The coordinator connection for a consumer group (FindCoordinator); NULL after printing, with
+ * the exit code in k->last_err. */
 cli_conn *cli_kafka_coordinator(cli_kafka *k, const char *group);
 
 /* Arena allocation that never returns NULL (aborts on exhaustion: CLI only). */

@@ -31,7 +31,7 @@ static int group_list(cli_kafka *k)
     for (int i = 0; i < nb && !rc; i++) {
         cli_conn *c = cli_kafka_node(k, ids[i]);
         if (!c) {
-            rc = CLI_UNREACHABLE;
+            rc = k->last_err;
             break;
         }
         kafka_ListGroupsRequest req;
@@ -123,7 +123,7 @@ static int part_offset(cli_kafka *k, const char *topic, int32_t part, int64_t ts
         if (t->Partitions[i].PartitionIndex == part) leader = t->Partitions[i].LeaderId;
     if (leader < 0) return CLI_OK;
     cli_conn *c = cli_kafka_node(k, leader);
-    if (!c) return CLI_UNREACHABLE;
+    if (!c) return k->last_err;
     kafka_ListOffsetsRequest req;
     kafka_ListOffsetsRequest_init(&req);
     req.ReplicaId = -1;
@@ -175,7 +175,7 @@ static json_t *decode_assignment(cli_kafka *k, kafka_bytes a)
 static int group_describe(cli_kafka *k, const char *group)
 {
     cli_conn *c = cli_kafka_coordinator(k, group);
-    if (!c) return CLI_FAILED;
+    if (!c) return k->last_err;
     kafka_DescribeGroupsResponse_DescribedGroup *d;
     int rc = group_describe_one(k, c, group, &d);
     if (rc) return rc;
@@ -269,7 +269,7 @@ static int group_seek(cli_kafka *k, const char *group, const cli_list *topics, i
                       int64_t value)
 {
     cli_conn *c = cli_kafka_coordinator(k, group);
-    if (!c) return CLI_FAILED;
+    if (!c) return k->last_err;
     kafka_DescribeGroupsResponse_DescribedGroup *d;
     int rc = group_describe_one(k, c, group, &d);
     if (rc) return rc;
@@ -371,7 +371,7 @@ static int group_delete(cli_kafka *k, const char **groups, int n)
     for (int i = 0; i < n && !rc; i++) {
         cli_conn *c = cli_kafka_coordinator(k, groups[i]);
         if (!c) {
-            rc = CLI_FAILED;
+            rc = k->last_err;
             break;
         }
         kafka_DeleteGroupsRequest req;

@@ -259,7 +259,7 @@ static int topic_offsets(cli_kafka *k, const kafka_MetadataResponse_MetadataResp
         req.Topics_count = 1;
         req.Topics = &lt;
         cli_conn *c = cli_kafka_node(k, leader);
-        if (!c) return CLI_UNREACHABLE;
+        if (!c) return k->last_err;
         kafka_ListOffsetsResponse resp;
         int rc = cli_kafka_call(k, c, KAFKA_API_LIST_OFFSETS, 4, &req, &resp);
         if (rc) return rc;
@@ -535,7 +535,7 @@ static int produce_flush(struct produce_state *s)
         req.TopicData = &td;
         cli_conn *c = cli_kafka_node(s->k, leader);
         if (!c) {
-            rc = CLI_UNREACHABLE;
+            rc = s->k->last_err;
             break;
         }
         kafka_ProduceResponse resp;
@@ -1004,7 +1004,7 @@ static int topic_consume(cli_kafka *k, cli_opts *o, const char *name, const char
             if (!k->md && (rc = cli_kafka_metadata(k, NULL, 0))) break;
             cli_conn *c = cli_kafka_node(k, leader[i]);
             if (!c) {
-                rc = CLI_UNREACHABLE;
+                rc = k->last_err;
                 break;
             }
             kafka_FetchResponse resp;
