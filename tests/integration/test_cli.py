@@ -366,3 +366,22 @@ def test_consume_what_librdkafka_produced(broker, codec):
     for r in recs:
         i = int(r["value"][1:])
         assert r["headers"] == {"h": str(i)} and r["key"] == "k%d" % (i % 5)
+
+
+def test_broker_dies_during_follow_exits_3(broker):
+    ok(broker, "topic", "create", "dying")
+    p = subprocess.Popen([cli_binary(), "topic", "consume", "dying", "-f", "--brokers",
+                          broker.addr, "--timeout", "3000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        ok(broker, "topic", "produce", "dying", stdin=b"before\n")
+        time.sleep(0.5)
+        broker.kill()
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    assert out.decode().splitlines() == ["before"]
+    assert p.returncode == 3 and "unreachable" in err.decode(), (p.returncode, err)
