@@ -1061,14 +1061,14 @@ int cmd_topic(int argc, char **argv)
     }
     cli_opts o;
     cli_opts_init(&o);
-    int64_t parts = 1, rf = 1, total = -1, acks = -1;
+    int64_t parts = INT64_MIN, rf = -1, total = -1, acks = -1; /* MIN: not given */
     cli_list cfg = {0}, set = {0}, del = {0}, hdrs = {0};
     const char *file = NULL, *ksep = NULL, *comp = NULL, *from = NULL;
     bool follow = false, progress = false, print_key = false, print_hdrs = false;
     cli_flag flags[] = {
-        {"partitions", 'p', CLI_F_INT, &parts, "create: partitions; produce/consume: one "
-                                              "partition"},
-        {"replicas", 'r', CLI_F_INT, &rf, "create: replication factor"},
+        {"partitions", 'p', CLI_F_INT, &parts,
+         "create: partitions (default: broker's); produce/consume: one partition"},
+        {"replicas", 'r', CLI_F_INT, &rf, "create: replication factor (default: broker's)"},
         {"config", 'c', CLI_F_LIST, &cfg, "create: topic config key=value (repeatable)"},
         {"set", 0, CLI_F_LIST, &set, "alter-config: key=value to set (repeatable)"},
         {"delete", 0, CLI_F_LIST, &del, "alter-config: key to reset (repeatable)"},
@@ -1088,17 +1088,17 @@ int cmd_topic(int argc, char **argv)
     };
     const char *pos[64];
     int npos;
-    bool parts_given = false;
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "-p") || !strncmp(argv[i], "--partitions", 12)) parts_given = true;
     int rc = cli_flags_parse(flags, argc - 2, argv + 2, pos, &npos, 64, &o, TOPIC_USAGE_S);
     if (rc) return rc < 0 ? CLI_OK : rc;
+    bool parts_given = parts != INT64_MIN;
     bool needs_name = strcmp(sub, "list") != 0;
     if (needs_name && npos < 1) return cli_err(CLI_USAGE, "topic %s needs a topic name", sub);
     if (!needs_name && npos) return cli_err(CLI_USAGE, "topic list takes no arguments");
     if (strcmp(sub, "delete") && npos > 1)
         return cli_err(CLI_USAGE, "topic %s takes one topic name", sub);
-    if (!strcmp(sub, "create") && (parts < 1 || rf < 1 || rf > 32767))
+    /* create without -p/-r: -1 asks the broker for its defaults (CreateTopics v4+) */
+    if (!strcmp(sub, "create") && ((parts_given && (parts < 1 || parts > INT32_MAX)) ||
+                                   (rf != -1 && (rf < 1 || rf > 32767))))
         return cli_err(CLI_USAGE, "-p and -r must be >= 1");
     if (!strcmp(sub, "add-partitions") && total < 1)
         return cli_err(CLI_USAGE, "add-partitions needs -n TOTAL (the new partition count)");
@@ -1119,7 +1119,7 @@ int cmd_topic(int argc, char **argv)
     cli_kafka k;
     rc = cli_kafka_open(&k, &o);
     if (rc) goto out;
-    if (!strcmp(sub, "create")) rc = topic_create(&k, pos[0], parts, rf, &cfg);
+    if (!strcmp(sub, "create")) rc = topic_create(&k, pos[0], parts_given ? parts : -1, rf, &cfg);
     else if (!strcmp(sub, "list")) rc = topic_list(&k);
     else if (!strcmp(sub, "describe")) rc = topic_describe(&k, pos[0]);
     else if (!strcmp(sub, "delete")) rc = topic_delete(&k, pos, npos);

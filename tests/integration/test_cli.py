@@ -90,6 +90,7 @@ def free_port():
 def test_topic_admin_commands_table_and_json(broker):
     out = ok(broker, "topic", "create", "orders", "-p", "3", "-c", "retention.ms=3600000")
     assert re.search(r"^orders\s+3\s+1$", out, re.M), out
+    # no -p/-r: the broker's defaults (default_topic_partitions = 1)
     assert js(broker, "topic", "create", "events")["partitions"] == 1
 
     out = ok(broker, "topic", "list")
