@@ -507,6 +507,24 @@ static void log_fail(storage_log *log, const char *what, int err)
 }
 
 static void sync_start(storage_log *log);
+/*
+ * How far to grow a segment's allocation so that it covers `need` bytes. Growth is adaptive:
+ * the allocation doubles from 64 KiB up to the configured step (fallocate_step), then grows by
+ * that step. A busy partition soon preallocates in large steps, while thousands of quiet
+ * partitions each hold a small allocation instead of a full step apiece (10,000 partitions x
+ * 32 MiB would need 312 GiB of disk).
+ */
+static uint64_t alloc_target(const storage_log *log, const segment *seg, uint64_t need)
+{
+    uint64_t max_step = AL_MAX(log->cfg.fallocate_step, (uint64_t)SEG_ALIGN);
+    uint64_t step = AL_MIN(max_step, AL_MAX(seg->alloc, (uint64_t)64 << 10));
+    step = AL_ALIGN_UP(step, (uint64_t)SEG_ALIGN);
+    uint64_t target = AL_ALIGN_UP(need, step);
+    AL_ASSERT(target >= need);
+    return target;
+}
+
+
 static void write_start(storage_log *log);
 
 /* Runs a pending asynchronous truncation once nothing is in flight (no write, sync or read),
@@ -711,8 +729,7 @@ static void write_start(storage_log *log)
     log->wop.cb = write_cb;
     log->wop.ctx = log;
     if (wend > seg->alloc) {
-        uint64_t step = AL_MAX(log->cfg.fallocate_step, (uint64_t)SEG_ALIGN);
-        uint64_t target = AL_ALIGN_UP(wend, step);
+        uint64_t target = alloc_target(log, seg, wend);
         log->wstate = FS_FALLOC;
         log->wtarget = target;
         io_fallocate(log->io, &log->wop, seg->fd, 0, seg->alloc, target - seg->alloc);
@@ -753,8 +770,7 @@ static int nospace_probe(storage_log *log)
     log->nospace_probe_ns = now;
     segment *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
     if (seg && !seg->finished) {
-        uint64_t step = AL_MAX(log->cfg.fallocate_step, (uint64_t)SEG_ALIGN);
-        uint64_t target = AL_ALIGN_UP(seg->size + 1, step);
+        uint64_t target = alloc_target(log, seg, seg->size + 1);
         if (target > seg->alloc) {
             int rc = io_fs_fallocate(log->io, seg->fd, 0, seg->alloc, target - seg->alloc);
             if (rc < 0 && rc != -EOPNOTSUPP) return -ENOSPC;
