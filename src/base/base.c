@@ -47,3 +47,8 @@ const char *al_strerror(int err)
     if (err < 0 && err > -4096) return strerror(-err);
     return "unknown error";
 }
+
+void al_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1) qsort(base, n, size, cmp);
+}

@@ -70,6 +70,12 @@ const char *al_strerror(int err);
 /* Abort with a formatted message: an impossible state was reached. */
 #define AL_PANIC(...) al_panic(__FILE__, __LINE__, __VA_ARGS__)
 
+/*
+ * qsort that accepts an empty or NULL array: qsort's pointer is declared nonnull, so
+ * al_sort(NULL, 0, ...) is undefined behaviour (UBSan stops on it). Use this everywhere.
+ */
+void al_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
+
 AL_NORETURN void al_assert_fail(const char *cond, const char *file, int line, const char *func);
 AL_NORETURN AL_PRINTF(3, 4) void al_panic(const char *file, int line, const char *fmt, ...);
 

@@ -498,7 +498,7 @@ static int set_put(struct topic_config_set *s, const char *key, const char *valu
     s->items[s->n].key = k;
     s->items[s->n].value = v;
     s->n++;
-    qsort(s->items, (size_t)s->n, sizeof(s->items[0]), item_cmp);
+    al_sort(s->items, (size_t)s->n, sizeof(s->items[0]), item_cmp);
     return 0;
 }
 

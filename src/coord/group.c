@@ -1474,7 +1474,7 @@ static struct offset_entry **offsets_sorted(const struct group *g, size_t *n)
     for (struct coord_hnode *x = coord_hmap_first(&g->offsets, &b); x;
          x = coord_hmap_next(&g->offsets, x, &b))
         v[i++] = AL_CONTAINER_OF(x, struct offset_entry, node);
-    qsort(v, *n, sizeof(*v), offset_cmp);
+    al_sort(v, *n, sizeof(*v), offset_cmp);
     return v;
 }
 

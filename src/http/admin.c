@@ -720,7 +720,7 @@ static void collect_partitions(struct seen_set *last)
         }
     }
     if (complete) {
-        qsort(now.keys, now.n, sizeof(char *), key_cmp);
+        al_sort(now.keys, now.n, sizeof(char *), key_cmp);
         for (uint32_t i = 0; i < last->n; i++) {
             if (bsearch(&last->keys[i], now.keys, now.n, sizeof(char *), key_cmp)) continue;
             const char *k = last->keys[i];

@@ -511,7 +511,7 @@ static int64_t family_collect(enum metrics_id id, metrics_series ***out)
             if (!atomic_load_explicit(&s->dead, memory_order_acquire)) v[n++] = s;
         }
     }
-    qsort(v, n, sizeof(*v), series_cmp);
+    al_sort(v, n, sizeof(*v), series_cmp);
     *out = v;
     return (int64_t)n;
 }

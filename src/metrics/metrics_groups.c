@@ -190,7 +190,7 @@ void metrics_group_lag_update(struct group_coordinator *c, int64_t now_ms)
         hw_free(&hw);
         return;
     }
-    qsort(hw.v, hw.n, sizeof(*hw.v), hw_cmp);
+    al_sort(hw.v, hw.n, sizeof(*hw.v), hw_cmp);
     struct group_names groups = {0};
     group_list(c, NULL, 0, group_visit, &groups);
     struct reported now = {0};
@@ -213,7 +213,7 @@ void metrics_group_lag_update(struct group_coordinator *c, int64_t now_ms)
         free(acc.lags);
     }
     /* Remove what was reported last time and is not now. */
-    qsort(now.keys, (size_t)now.n, sizeof(char *), str3_cmp);
+    al_sort(now.keys, (size_t)now.n, sizeof(char *), str3_cmp);
     for (int i = 0; i < tls_last.n; i++) {
         if (bsearch(&tls_last.keys[i], now.keys, (size_t)now.n, sizeof(char *), str3_cmp))
             continue;

@@ -273,7 +273,7 @@ int io_fs_list(io *self, const char *dir, char ***names)
 {
     *names = NULL;
     int n = self->ops->fs_list(self, dir, names);
-    if (n > 1) qsort(*names, (size_t)n, sizeof(char *), name_cmp);
+    if (n > 1) al_sort(*names, (size_t)n, sizeof(char *), name_cmp);
     return n;
 }
 

@@ -427,7 +427,7 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
         fprintf(stderr, "storage bench: %s\n", al_strerror(b.failed));
         rc = CLI_FAILED;
     } else {
-        qsort(b.lat, b.nlat, sizeof(*b.lat), cmp_u64);
+        al_sort(b.lat, b.nlat, sizeof(*b.lat), cmp_u64);
         double mbps = (double)b.acked_bytes / secs / 1e6;
         printf("storage_append_bytes %" PRIu64 "\n", b.acked_bytes);
         printf("storage_append_batches %" PRIu64 "\n", b.acked_batches);
