@@ -80,7 +80,8 @@ kafka_req *kafka_req_new(uint8_t *frame, size_t frame_len)
     req->client_id.len = -1;
     /* Decoded structs can take up to 32x their wire bytes (e.g. a FetchRequest v12 topic: 3
      * bytes on the wire, 48 in memory). Allow that in full for ordinary frames; then the
-     * extra allowance stops growing at 64 MiB (frames over ~2.3 MiB), so a huge hostile frame cannot claim 32x its size. */
+     * extra allowance stops growing at 64 MiB (frames over ~2.3 MiB), so a huge hostile
+     * frame cannot claim 32x its size. */
     size_t extra = frame_len * 28;
     if (extra > ((size_t)64 << 20)) extra = (size_t)64 << 20;
     kafka_arena_init(&req->arena, frame_len * 4 + extra + KAFKA_REQ_ARENA_EXTRA);
