@@ -13,12 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define DATA_RETRY_NS (1000000ull)          /* retry queued sends after 1 ms */
-#define DATA_HOUSEKEEP_NS (5000000000ull)   /* storage housekeeping every 5 s */
-#define DATA_HOUSEKEEP_BUDGET (8u << 20)    /* compaction input per partition per round */
-#define DATA_PENDING_MAX 1000000            /* bound on queued sends per shard */
-#define DATA_CACHE_MIN (16u << 20)
-#define DATA_CACHE_MAX (512u << 20)
+#define DATA_RETRY_NS         (1000000ull)    /* retry queued sends after 1 ms */
+#define DATA_HOUSEKEEP_NS     (5000000000ull) /* storage housekeeping every 5 s */
+#define DATA_HOUSEKEEP_BUDGET (8u << 20)      /* compaction input per partition per round */
+#define DATA_PENDING_MAX      1000000         /* bound on queued sends per shard */
+#define DATA_CACHE_MIN        (16u << 20)
+#define DATA_CACHE_MAX        (512u << 20)
 
 static _Thread_local data_shard *tls_shard;
 static _Thread_local bool tls_failed; /* lazy start failed on this shard: do not retry */
@@ -104,8 +104,8 @@ static int data_plane_load(const struct al_config *cfg, struct data_plane **out)
     if (err) goto out;
     if (!topic_table_find(&tt, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS))) {
         topic_config_kv kv[2] = {{"cleanup.policy", "compact"}, {"segment.bytes", "104857600"}};
-        err = topic_table_create(&tt, TOPIC_CONSUMER_OFFSETS, TOPIC_CONSUMER_OFFSETS_PARTITIONS,
-                                 1, kv, 2, true, NULL);
+        err = topic_table_create(&tt, TOPIC_CONSUMER_OFFSETS, TOPIC_CONSUMER_OFFSETS_PARTITIONS, 1,
+                                 kv, 2, true, NULL);
         if (!err) err = topic_table_save(&tt);
         if (err) goto out;
         log_info("cluster", "created %s with %d partitions", TOPIC_CONSUMER_OFFSETS,
@@ -235,8 +235,7 @@ int data_shard_start(reactor_shard *self, struct data_plane *dp)
     if (err) goto fail;
     reactor_timer_add(self, &ds->housekeep_timer, io_now_ns(ds->io) + DATA_HOUSEKEEP_NS, NULL);
     tls_shard = ds;
-    log_info("cluster", "shard %" PRIu32 ": %" PRIu32 " partitions open", ds->shard,
-             ds->pm.count);
+    log_info("cluster", "shard %" PRIu32 ": %" PRIu32 " partitions open", ds->shard, ds->pm.count);
     return 0;
 fail:
     log_error("cluster", "shard %" PRIu32 ": data plane start failed: %s", ds->shard,
@@ -267,8 +266,7 @@ static void retry_fire(reactor_timer *t)
         reactor_timer_add(ds->rs, &ds->retry_timer, io_now_ns(ds->io) + DATA_RETRY_NS, NULL);
 }
 
-int data_send(data_shard *ds, unsigned to, reactor_msg_fn fn, void *arg, uint64_t a,
-              uint64_t b)
+int data_send(data_shard *ds, unsigned to, reactor_msg_fn fn, void *arg, uint64_t a, uint64_t b)
 {
     struct reactor_msg msg = {fn, arg, a, b};
     if (!ds->pending_head) {
@@ -330,16 +328,15 @@ static void op_apply_msg(reactor_shard *self, const struct reactor_msg *msg)
         const uint8_t *blob = msg->arg;
         int err = topic_table_decode(&ds->topics, blob, (size_t)msg->a);
         if (err)
-            log_error("cluster", "shard %" PRIu32 ": cannot adopt the topic table: %s",
-                      ds->shard, al_strerror(err));
+            log_error("cluster", "shard %" PRIu32 ": cannot adopt the topic table: %s", ds->shard,
+                      al_strerror(err));
     }
     pm_reconcile(&ds->pm, &ds->topics);
     data_send(ds, 0, op_ack_msg, NULL, 0, 0);
 }
 
 /* Applies one item to shard 0's table. */
-static int op_apply_item(topic_table *tt, enum data_topic_op_kind kind,
-                         struct data_topic_item *it)
+static int op_apply_item(topic_table *tt, enum data_topic_op_kind kind, struct data_topic_item *it)
 {
     switch (kind) {
     case DATA_OP_CREATE: {

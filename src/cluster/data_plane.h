@@ -62,7 +62,7 @@ typedef struct data_shard {
     uint32_t shard, smp;
     const struct al_config *cfg;
     struct data_plane *dp;
-    topic_table topics;          /* authoritative on shard 0, a replica elsewhere */
+    topic_table topics; /* authoritative on shard 0, a replica elsewhere */
     partition_manager pm;
     storage_cache *cache;
     struct data_pending_msg *pending_head, *pending_tail; /* sends waiting for ring space */
@@ -113,8 +113,7 @@ data_shard *data_shard_ensure(const struct al_config *cfg);
  * from inside this call). Never fails: when the ring is full the message waits in a local
  * queue and is retried from a timer, in order. Returns 0 or AL_ECLOSED (stopping: dropped).
  */
-int data_send(data_shard *ds, unsigned to, reactor_msg_fn fn, void *arg, uint64_t a,
-              uint64_t b);
+int data_send(data_shard *ds, unsigned to, reactor_msg_fn fn, void *arg, uint64_t a, uint64_t b);
 
 /* Registers a parked request (assigns node->cookie), unregisters it, finds it by cookie. */
 void data_inflight_add(data_shard *ds, struct data_inflight *node);
@@ -138,13 +137,13 @@ enum data_topic_op_kind {
  */
 struct data_topic_item {
     char name[TOPIC_NAME_MAX + 1];
-    int32_t partitions;           /* CREATE: count; ADD_PARTITIONS: new total */
+    int32_t partitions; /* CREATE: count; ADD_PARTITIONS: new total */
     int16_t replication_factor;
     const topic_config_kv *configs;
-    const bool *del;              /* SET_CONFIGS: per config, true = remove the key */
+    const bool *del; /* SET_CONFIGS: per config, true = remove the key */
     int32_t n_configs;
-    int err;                      /* out */
-    uint8_t id[16];               /* out (CREATE): the new topic id */
+    int err;        /* out */
+    uint8_t id[16]; /* out (CREATE): the new topic id */
 };
 
 struct data_topic_op {

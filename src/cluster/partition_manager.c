@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 #define PM_REPLAY_READ_BYTES (64u << 10) /* small: storage grows read buffers linearly */
-#define PM_REPLAY_MAX_POLLS 1000000 /* bound on io_poll rounds for one replay read */
+#define PM_REPLAY_MAX_POLLS  1000000     /* bound on io_poll rounds for one replay read */
 /* Producer state is rebuilt from at most the last this many offsets of a log: retries only
  * ever concern a producer's last few batches, and a producer not seen in that window is
  * "unknown" and accepted at any sequence, as Kafka does after its state expires. */
@@ -53,8 +53,7 @@ int pm_partition_dir(const partition_manager *pm, const char *topic_name, const 
 {
     char hex[33];
     topic_id_hex(id, hex);
-    int n = snprintf(out, cap, "%s/kafka/%s-%s/%" PRId32, pm->data_dir, topic_name, hex,
-                     partition);
+    int n = snprintf(out, cap, "%s/kafka/%s-%s/%" PRId32, pm->data_dir, topic_name, hex, partition);
     return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }
 
@@ -341,8 +340,8 @@ static int pm_open_partition(partition_manager *pm, const topic *t, int32_t part
               partition, storage_log_start_offset(p->log), storage_log_high_offset(p->log));
     return 0;
 fail:
-    log_error("cluster", "cannot open the log of %s/%" PRId32 " in %s: %s", t->name, partition,
-              dir, al_strerror(err));
+    log_error("cluster", "cannot open the log of %s/%" PRId32 " in %s: %s", t->name, partition, dir,
+              al_strerror(err));
     if (p->log) storage_log_close(p->log);
     producer_state_destroy(&p->producers);
     free(p);

@@ -37,15 +37,15 @@ typedef struct pm_watch pm_watch;
 struct pm_watch {
     void (*cb)(pm_watch *w); /* runs on the partition's shard; the watch is already removed */
     void *ctx;
-    pm_watch *prev, *next;   /* private */
-    pm_partition *part;      /* private: NULL when not armed */
+    pm_watch *prev, *next; /* private */
+    pm_partition *part;    /* private: NULL when not armed */
 };
 
 /* The effective per-topic settings the Kafka layer checks itself. */
 typedef struct pm_topic_settings {
-    int32_t max_message_bytes;   /* max.message.bytes (1048588) */
-    bool log_append_time;        /* message.timestamp.type=LogAppendTime */
-    bool compact;                /* cleanup.policy contains compact */
+    int32_t max_message_bytes; /* max.message.bytes (1048588) */
+    bool log_append_time;      /* message.timestamp.type=LogAppendTime */
+    bool compact;              /* cleanup.policy contains compact */
 } pm_topic_settings;
 
 struct pm_partition {
@@ -55,14 +55,14 @@ struct pm_partition {
     storage_log *log;
     struct producer_state producers;
     pm_topic_settings settings;
-    uint64_t config_version;     /* the topic_table version whose configs are applied */
-    int64_t high_watermark;      /* durable offset + 1 */
-    pm_watch *watches;           /* fetches waiting for the high watermark to move */
-    int32_t busy;                /* reads/appends in flight (pm_hold / pm_release) */
-    bool removed;                /* no longer in the table: freed when busy drops to 0 */
-    storage_log_config log_cfg;  /* what the log was opened with */
-    bool reconfigure;            /* the topic's storage configs changed: reopen when idle */
-    pm_partition *hnext;         /* hash chain */
+    uint64_t config_version;    /* the topic_table version whose configs are applied */
+    int64_t high_watermark;     /* durable offset + 1 */
+    pm_watch *watches;          /* fetches waiting for the high watermark to move */
+    int32_t busy;               /* reads/appends in flight (pm_hold / pm_release) */
+    bool removed;               /* no longer in the table: freed when busy drops to 0 */
+    storage_log_config log_cfg; /* what the log was opened with */
+    bool reconfigure;           /* the topic's storage configs changed: reopen when idle */
+    pm_partition *hnext;        /* hash chain */
     struct partition_manager *pm;
 };
 
@@ -71,8 +71,8 @@ typedef struct partition_manager {
     uint32_t shard, smp;
     char data_dir[1024];
     storage_cache *cache;
-    pm_partition **buckets;      /* hash of (topic id, partition) */
-    uint32_t nbuckets;           /* power of two */
+    pm_partition **buckets; /* hash of (topic id, partition) */
+    uint32_t nbuckets;      /* power of two */
     uint32_t count;
     uint64_t next_log_id;
     int64_t producer_expiration_ms;

@@ -79,9 +79,10 @@ static int broker_pairs(kafka_req *req, struct topic_config_pair *pairs, int cap
     const al_config *c = req->broker->cfg;
     char buf[64];
     int n = 0;
-#define ADD(k, v)                                                                               \
-    do {                                                                                         \
-        if (n < cap) pairs[n++] = (struct topic_config_pair){(k), arena_strdup(&req->arena, (v)).ptr}; \
+#define ADD(k, v)                                                                                  \
+    do {                                                                                           \
+        if (n < cap)                                                                               \
+            pairs[n++] = (struct topic_config_pair){(k), arena_strdup(&req->arena, (v)).ptr};      \
     } while (0)
     snprintf(buf, sizeof(buf), "%" PRId64, c->node_id);
     ADD("broker.id", buf);
@@ -153,8 +154,8 @@ static int describe_topic(kafka_req *req, const topic *t,
         c->ConfigSource = e.source;
         c->IsSensitive = e.sensitive;
         c->ConfigType = e.type;
-        c->Documentation = v >= 3 && in->IncludeDocumentation ? kafka_str_from(e.doc)
-                                                              : (kafka_str){NULL, -1};
+        c->Documentation =
+            v >= 3 && in->IncludeDocumentation ? kafka_str_from(e.doc) : (kafka_str){NULL, -1};
         c->Synonyms_count = 0;
         if (v >= 1 && in->IncludeSynonyms && e.nsynonyms > 0) {
             kafka_DescribeConfigsResponse_DescribeConfigsSynonym *sy =
@@ -204,8 +205,8 @@ static int describe_broker(kafka_req *req,
         c->Value = defs[i].sensitive ? (kafka_str){NULL, -1} : arena_strdup(&req->arena, val);
         c->ReadOnly = defs[i].read_only;
         if (v == 0) c->IsDefault = !is_static;
-        c->ConfigSource = is_static ? TOPIC_CONFIG_SOURCE_STATIC_BROKER
-                                    : TOPIC_CONFIG_SOURCE_DEFAULT;
+        c->ConfigSource =
+            is_static ? TOPIC_CONFIG_SOURCE_STATIC_BROKER : TOPIC_CONFIG_SOURCE_DEFAULT;
         c->IsSensitive = defs[i].sensitive;
         c->ConfigType = (int8_t)defs[i].type;
         c->Documentation = v >= 3 && in->IncludeDocumentation ? kafka_str_from(defs[i].doc)
@@ -297,7 +298,7 @@ struct alter_slot {
 
 struct alter_ctx {
     kafka_req *req;
-    void *resp;              /* kafka_AlterConfigsResponse or the incremental one */
+    void *resp; /* kafka_AlterConfigsResponse or the incremental one */
     struct alter_slot *slots;
     int32_t *item_of;
     int32_t nres;
@@ -316,8 +317,8 @@ static void alter_done(struct data_topic_op *op)
         if (err == AL_ENOTFOUND) {
             *ctx->slots[i].error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         } else if (err) {
-            *ctx->slots[i].error = err == AL_EINVAL ? KAFKA_ERR_INVALID_CONFIG
-                                                    : kafka_err_from_internal(err);
+            *ctx->slots[i].error =
+                err == AL_EINVAL ? KAFKA_ERR_INVALID_CONFIG : kafka_err_from_internal(err);
             *ctx->slots[i].message = arena_strdup(&ctx->req->arena, al_strerror(err));
         }
     }
@@ -354,16 +355,17 @@ static int alter_run(kafka_req *req, struct alter_ctx *ctx, const int8_t *types,
                 int rc = apply(req, i, NULL, true, msg, sizeof(msg));
                 err = rc == AL_ENOTFOUND ? KAFKA_ERR_INVALID_CONFIG : KAFKA_ERR_INVALID_REQUEST;
                 if (rc != AL_ENOTFOUND)
-                    snprintf(msg, sizeof(msg), "Dynamic broker configuration changes are not "
-                                               "supported; set them in the broker's config file.");
+                    snprintf(msg, sizeof(msg),
+                             "Dynamic broker configuration changes are not "
+                             "supported; set them in the broker's config file.");
             }
         } else if (types[i] != RESOURCE_TOPIC) {
             err = KAFKA_ERR_INVALID_REQUEST;
             snprintf(msg, sizeof(msg), "Unsupported resource type.");
         } else {
-            const topic *t = names[i].len > 0 ? topic_table_find(&ds->topics, names[i].ptr,
-                                                                  (size_t)names[i].len)
-                                              : NULL;
+            const topic *t = names[i].len > 0
+                                 ? topic_table_find(&ds->topics, names[i].ptr, (size_t)names[i].len)
+                                 : NULL;
             if (!t) {
                 err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 snprintf(msg, sizeof(msg), "Topic does not exist.");
@@ -378,7 +380,7 @@ static int alter_run(kafka_req *req, struct alter_ctx *ctx, const int8_t *types,
                 }
                 if (rc) {
                     err = rc == AL_EINVAL && strstr(msg, "duplicate") ? KAFKA_ERR_INVALID_REQUEST
-                                                                       : KAFKA_ERR_INVALID_CONFIG;
+                                                                      : KAFKA_ERR_INVALID_CONFIG;
                 } else if (!validate_only) {
                     topic_config_kv *kv;
                     int nkv = set_to_kv(&req->arena, &set, &kv);
@@ -431,8 +433,8 @@ static int alter_apply_legacy(kafka_req *req, int32_t i, struct topic_config_set
     const kafka_AlterConfigsRequest *in = req->msg;
     const kafka_AlterConfigsRequest_AlterConfigsResource *q = &in->Resources[i];
     int32_t n = AL_MAX(q->Configs_count, 0);
-    struct topic_config_pair *pairs = kafka_arena_alloc(&req->arena, sizeof(*pairs) *
-                                                                         (size_t)AL_MAX(n, 1));
+    struct topic_config_pair *pairs =
+        kafka_arena_alloc(&req->arena, sizeof(*pairs) * (size_t)AL_MAX(n, 1));
     if (!pairs) return -ENOMEM;
     for (int32_t c = 0; c < n; c++) {
         pairs[c].key = arena_cstr(&req->arena, q->Configs[c].Name);

@@ -44,24 +44,24 @@ struct fetch_part {
     uint8_t topic_id[16];
     int32_t partition;
     unsigned owner;
-    bool routed;             /* exists in C's table: has an owner to ask */
+    bool routed; /* exists in C's table: has an owner to ask */
     int64_t fetch_offset;
     int32_t max_bytes;
     /* results of the last READ (written by S, read by C after the reply) */
     int16_t error;
     int64_t hw, log_start;
-    uint8_t *data;           /* malloc'd, trimmed to whole batches below hw */
+    uint8_t *data; /* malloc'd, trimmed to whole batches below hw */
     size_t len;
     /* S side */
     storage_read rd;
-    pm_partition *held;      /* held across an asynchronous read */
+    pm_partition *held; /* held across an asynchronous read */
 };
 
 struct fetch_ctx {
     kafka_req *req;
-    data_shard *ds;          /* C's */
+    data_shard *ds; /* C's */
     unsigned conn_shard;
-    int32_t pending;         /* replies outstanding in the current round */
+    int32_t pending; /* replies outstanding in the current round */
     int phase;
     bool woken, timed_out;
     reactor_timer timer;
@@ -299,8 +299,8 @@ static void fetch_count_bytes(struct fetch_ctx *ctx)
         if (!t || memcmp(t->id, fp->topic_id, 16))
             t = topic_table_find_id(&ctx->ds->topics, fp->topic_id);
         if (t)
-            metrics_counter_add(metrics_local, M_KAFKA_BYTES_OUT,
-                                (uint64_t)fp->out->Records.len, t->name);
+            metrics_counter_add(metrics_local, M_KAFKA_BYTES_OUT, (uint64_t)fp->out->Records.len,
+                                t->name);
     }
 }
 
@@ -464,7 +464,8 @@ int kafka_handle_fetch(kafka_req *req)
     for (int32_t i = 0; i < nt; i++) np += AL_MAX(in->Topics[i].Partitions_count, 0);
     kafka_FetchResponse_FetchableTopicResponse *tr =
         kafka_arena_alloc(&req->arena, sizeof(*tr) * (size_t)nt);
-    kafka_FetchResponse_PartitionData *pr = kafka_arena_alloc(&req->arena, sizeof(*pr) * (size_t)np);
+    kafka_FetchResponse_PartitionData *pr =
+        kafka_arena_alloc(&req->arena, sizeof(*pr) * (size_t)np);
     ctx->parts = kafka_arena_alloc(&req->arena, sizeof(*ctx->parts) * (size_t)np);
     if (!tr || !pr || !ctx->parts) return -ENOMEM;
     memset(ctx->parts, 0, sizeof(*ctx->parts) * (size_t)np);

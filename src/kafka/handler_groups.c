@@ -34,7 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define GS_TICK_NS (100ull * 1000000ull)
+#define GS_TICK_NS   (100ull * 1000000ull)
 #define GS_MAX_PARTS 256 /* __consumer_offsets partitions tracked per scope */
 
 struct gctx;
@@ -47,12 +47,12 @@ typedef void (*gjob_fail_fn)(struct gjob *job, int16_t err);
 /* One group's piece of a request, run on the group's shard. */
 struct gjob {
     struct gctx *ctx;
-    const char *group;       /* NUL-terminated, in the request's arena */
+    const char *group; /* NUL-terminated, in the request's arena */
     unsigned owner;
     gjob_run_fn run;
-    gjob_fail_fn fail;       /* overwrite the answer's error(s) */
-    void *slot;              /* API-specific response piece */
-    void *arg;               /* API-specific request piece */
+    gjob_fail_fn fail; /* overwrite the answer's error(s) */
+    void *slot;        /* API-specific response piece */
+    void *arg;         /* API-specific request piece */
     int64_t now_ms;
     struct gjob *next_done;
 };
@@ -294,17 +294,17 @@ static int gs_load_partition(struct gshard *gs, pm_partition *p, int64_t now)
                 storage_record_iter_init(&it, recs, rlen, h.records_count);
                 while (storage_record_iter_next(&it, &rec) == 1) {
                     if (rec.key_len < 0) continue;
-                    int e = group_coordinator_load(&gs->c, rec.key, (size_t)rec.key_len,
-                                                   rec.value_len >= 0 ? rec.value : NULL,
-                                                   rec.value_len >= 0 ? (size_t)rec.value_len : 0,
-                                                   now);
+                    int e = group_coordinator_load(
+                        &gs->c, rec.key, (size_t)rec.key_len, rec.value_len >= 0 ? rec.value : NULL,
+                        rec.value_len >= 0 ? (size_t)rec.value_len : 0, now);
                     if (e == -ENOMEM) {
                         free(owned);
                         storage_read_release(&r);
                         return e;
                     }
-                    if (e) log_warn("kafka", "%s/%" PRId32 ": skipping an unreadable record: %s",
-                                    p->topic, p->partition, al_strerror(e));
+                    if (e)
+                        log_warn("kafka", "%s/%" PRId32 ": skipping an unreadable record: %s",
+                                 p->topic, p->partition, al_strerror(e));
                     nrec++;
                 }
                 free(owned);
@@ -316,8 +316,9 @@ static int gs_load_partition(struct gshard *gs, pm_partition *p, int64_t now)
         if (next <= off) break;
         off = next;
     }
-    if (nrec) log_info("kafka", "%s/%" PRId32 ": %" PRId64 " group records loaded", p->topic,
-                       p->partition, nrec);
+    if (nrec)
+        log_info("kafka", "%s/%" PRId32 ": %" PRId64 " group records loaded", p->topic,
+                 p->partition, nrec);
     return 0;
 }
 
@@ -353,8 +354,8 @@ static struct gshard *gs_get(void)
     if (tls_gs_failed) return NULL;
     data_shard *ds = data_shard_self();
     if (!ds) return NULL;
-    const topic *t = topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS,
-                                      strlen(TOPIC_CONSUMER_OFFSETS));
+    const topic *t =
+        topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS));
     if (!t) {
         tls_gs_failed = true;
         return NULL;
@@ -372,8 +373,9 @@ static struct gshard *gs_get(void)
         pm_partition *p = pm_find(&ds->pm, t->id, i);
         if (!p) continue;
         int err = gs_load_partition(gs, p, now);
-        if (err) log_error("kafka", "loading groups from %s/%" PRId32 ": %s", p->topic, i,
-                           al_strerror(err));
+        if (err)
+            log_error("kafka", "loading groups from %s/%" PRId32 ": %s", p->topic, i,
+                      al_strerror(err));
     }
     group_coordinator_load_done(&gs->c, now);
     reactor_timer_init(&gs->tick, gs_tick_fire, gs);
@@ -434,8 +436,8 @@ static kafka_bytes kbytes(kafka_arena *a, const uint8_t *b, size_t n)
 /* The owner shard of a group. */
 static unsigned group_owner(data_shard *ds, const char *group)
 {
-    const topic *t = topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS,
-                                      strlen(TOPIC_CONSUMER_OFFSETS));
+    const topic *t =
+        topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS));
     if (!t) return 0;
     int32_t part = coord_partition_for(group, strlen(group), AL_MIN(t->partitions, GS_MAX_PARTS));
     return data_owner(ds, t, part);
@@ -602,14 +604,14 @@ int kafka_handle_join_group(kafka_req *req)
     jr->client_id = req->client_id.len >= 0 ? cstr(req, req->client_id) : "";
     jr->client_host = "/127.0.0.1";
     jr->session_timeout_ms = in->SessionTimeoutMs;
-    jr->rebalance_timeout_ms = req->api_version >= 1 ? in->RebalanceTimeoutMs
-                                                     : in->SessionTimeoutMs;
+    jr->rebalance_timeout_ms =
+        req->api_version >= 1 ? in->RebalanceTimeoutMs : in->SessionTimeoutMs;
     jr->protocol_type = in->ProtocolType.len >= 0 ? cstr(req, in->ProtocolType) : "";
     for (int32_t i = 0; i < np; i++) {
         ps[i].name = cstr(req, in->Protocols[i].Name);
         ps[i].metadata = in->Protocols[i].Metadata.ptr;
-        ps[i].metadata_len = in->Protocols[i].Metadata.len > 0 ? (size_t)in->Protocols[i].Metadata.len
-                                                                : 0;
+        ps[i].metadata_len =
+            in->Protocols[i].Metadata.len > 0 ? (size_t)in->Protocols[i].Metadata.len : 0;
         if (!ps[i].name) return -ENOMEM;
     }
     jr->nprotocols = np;
@@ -662,7 +664,8 @@ int kafka_handle_sync_group(kafka_req *req)
     kafka_SyncGroupResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
     struct group_sync_request *sr = kafka_arena_alloc(&req->arena, sizeof(*sr));
     int32_t na = AL_MAX(in->Assignments_count, 0);
-    struct group_assignment *as = kafka_arena_alloc(&req->arena, sizeof(*as) * (size_t)AL_MAX(na, 1));
+    struct group_assignment *as =
+        kafka_arena_alloc(&req->arena, sizeof(*as) * (size_t)AL_MAX(na, 1));
     const char *group = cstr(req, in->GroupId);
     struct gctx *ctx = gctx_new(req, ds, 1, resp);
     if (!resp || !sr || !as || !group || !ctx) return -ENOMEM;
@@ -678,8 +681,8 @@ int kafka_handle_sync_group(kafka_req *req)
     for (int32_t i = 0; i < na; i++) {
         as[i].member_id = cstr(req, in->Assignments[i].MemberId);
         as[i].data = in->Assignments[i].Assignment.ptr;
-        as[i].len = in->Assignments[i].Assignment.len > 0 ? (size_t)in->Assignments[i].Assignment.len
-                                                           : 0;
+        as[i].len =
+            in->Assignments[i].Assignment.len > 0 ? (size_t)in->Assignments[i].Assignment.len : 0;
         if (!as[i].member_id) return -ENOMEM;
     }
     sr->nassignments = na;
@@ -766,7 +769,8 @@ int kafka_handle_leave_group(kafka_req *req)
     int32_t n = batch ? AL_MAX(in->Members_count, 0) : 1;
     kafka_LeaveGroupResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
     struct leave_arg *a = kafka_arena_alloc(&req->arena, sizeof(*a));
-    struct group_leave_member *ms = kafka_arena_alloc(&req->arena, sizeof(*ms) * (size_t)AL_MAX(n, 1));
+    struct group_leave_member *ms =
+        kafka_arena_alloc(&req->arena, sizeof(*ms) * (size_t)AL_MAX(n, 1));
     kafka_LeaveGroupResponse_MemberResponse *rs =
         kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)AL_MAX(n, 1));
     const char *group = cstr(req, in->GroupId);
@@ -776,8 +780,8 @@ int kafka_handle_leave_group(kafka_req *req)
     for (int32_t i = 0; i < n; i++) {
         memset(&ms[i], 0, sizeof(ms[i]));
         if (batch) {
-            ms[i].member_id = in->Members[i].MemberId.len >= 0 ? cstr(req, in->Members[i].MemberId)
-                                                               : "";
+            ms[i].member_id =
+                in->Members[i].MemberId.len >= 0 ? cstr(req, in->Members[i].MemberId) : "";
             ms[i].group_instance_id = cstr(req, in->Members[i].GroupInstanceId);
             kafka_LeaveGroupResponse_MemberResponse_init(&rs[i]);
             rs[i].MemberId = in->Members[i].MemberId;
@@ -938,11 +942,13 @@ static void ofetch_visit(void *arg, const char *topic_name, int32_t partition, i
         kafka_OffsetFetchResponse_OffsetFetchResponsePartition *np =
             kafka_arena_alloc(a, sizeof(*np) * (size_t)nc);
         if (!np) return;
-        if (t->Partitions_count) memcpy(np, t->Partitions, sizeof(*np) * (size_t)t->Partitions_count);
+        if (t->Partitions_count)
+            memcpy(np, t->Partitions, sizeof(*np) * (size_t)t->Partitions_count);
         t->Partitions = np;
         fa->cap_p = nc;
     }
-    kafka_OffsetFetchResponse_OffsetFetchResponsePartition *p = &t->Partitions[t->Partitions_count++];
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartition *p =
+        &t->Partitions[t->Partitions_count++];
     kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(p);
     p->PartitionIndex = partition;
     p->CommittedOffset = offset;
@@ -1064,7 +1070,8 @@ static void dg_cb(void *arg, const struct group_description *d)
             ms[i].ClientId = kstr(a, m->client_id ? m->client_id : "");
             ms[i].ClientHost = kstr(a, m->client_host ? m->client_host : "");
             ms[i].MemberMetadata = kbytes(a, m->metadata, m->metadata ? m->metadata_len : 0);
-            ms[i].MemberAssignment = kbytes(a, m->assignment, m->assignment ? m->assignment_len : 0);
+            ms[i].MemberAssignment =
+                kbytes(a, m->assignment, m->assignment ? m->assignment_len : 0);
         }
         g->Members = ms;
         g->Members_count = d->nmembers;
@@ -1121,8 +1128,7 @@ struct lg_visit_arg {
     struct lg_slot *slot;
 };
 
-static void lg_visit(void *arg, const char *group_id, const char *protocol_type,
-                     const char *state)
+static void lg_visit(void *arg, const char *group_id, const char *protocol_type, const char *state)
 {
     struct lg_visit_arg *va = arg;
     struct lg_slot *s = va->slot;

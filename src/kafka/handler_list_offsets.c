@@ -17,7 +17,7 @@
 #include <stdlib.h>
 
 #define LO_READ_BYTES (256u << 10)
-#define LO_MAX_READS 256 /* bound on forward reads (and recursion) for one lookup */
+#define LO_MAX_READS  256 /* bound on forward reads (and recursion) for one lookup */
 
 struct lo_ctx;
 
@@ -184,8 +184,8 @@ static void lo_read_next(data_shard *ds, pm_partition *p, struct lo_job *job, in
         return;
     }
     if (rc < 0) {
-        job->out->ErrorCode = rc == AL_ERANGE ? KAFKA_ERR_OFFSET_OUT_OF_RANGE
-                                              : KAFKA_ERR_KAFKA_STORAGE_ERROR;
+        job->out->ErrorCode =
+            rc == AL_ERANGE ? KAFKA_ERR_OFFSET_OUT_OF_RANGE : KAFKA_ERR_KAFKA_STORAGE_ERROR;
         lo_reply(ds, job);
         return;
     }
@@ -216,8 +216,8 @@ static void lo_job_msg(reactor_shard *self, const struct reactor_msg *msg)
     } else if (job->want_ts == -3 || job->want_ts >= 0) {
         job->best_offset = -1;
         job->best_ts = -1;
-        int64_t from = job->want_ts >= 0 ? storage_log_offset_for_time(p->log, job->want_ts)
-                                         : start;
+        int64_t from =
+            job->want_ts >= 0 ? storage_log_offset_for_time(p->log, job->want_ts) : start;
         if (from >= job->hw) {
             lo_set(job, -1, -1);
         } else {

@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <sys/statvfs.h>
 
-#define PID_BLOCK_FILE "producer_id_block"
-#define PID_BLOCK_SIZE 1000
+#define PID_BLOCK_FILE    "producer_id_block"
+#define PID_BLOCK_SIZE    1000
 #define PID_EXPIRATION_MS 86400000
 
 /* ---- fan-out of per-partition work to owner shards ---- */
@@ -36,11 +36,11 @@ struct pjob {
     struct pfan *fan;
     uint8_t topic_id[16];
     int32_t partition;
-    pjob_fn run;       /* on the owner, with the partition (NULL: not open there) */
-    int64_t arg;       /* in */
-    int16_t err;       /* out */
-    int64_t r1, r2;    /* out */
-    void *out;         /* the response slot, filled by the finisher on C */
+    pjob_fn run;    /* on the owner, with the partition (NULL: not open there) */
+    int64_t arg;    /* in */
+    int16_t err;    /* out */
+    int64_t r1, r2; /* out */
+    void *out;      /* the response slot, filled by the finisher on C */
     unsigned owner;
 };
 
@@ -179,8 +179,8 @@ static void dr_run(data_shard *ds, pm_partition *p, struct pjob *job)
     if (off > storage_log_start_offset(p->log)) {
         int err = storage_log_set_start_offset(p->log, off);
         if (err) {
-            job->err = err == AL_ERANGE ? KAFKA_ERR_OFFSET_OUT_OF_RANGE
-                                        : KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            job->err =
+                err == AL_ERANGE ? KAFKA_ERR_OFFSET_OUT_OF_RANGE : KAFKA_ERR_KAFKA_STORAGE_ERROR;
             return;
         }
         log_info("kafka", "%s/%" PRId32 ": records before %" PRId64 " deleted", p->topic,
@@ -263,10 +263,8 @@ int kafka_handle_describe_log_dirs(kafka_req *req)
     bool all = in->Topics_count < 0;
     /* Which topics: all, or those named that exist (unknown ones are left out, as Kafka). */
     int32_t nt = 0, np = 0;
-    const topic **ts = kafka_arena_alloc(&req->arena, sizeof(*ts) *
-                                                          (size_t)AL_MAX(all ? ds->topics.n
-                                                                             : in->Topics_count,
-                                                                         1));
+    const topic **ts = kafka_arena_alloc(
+        &req->arena, sizeof(*ts) * (size_t)AL_MAX(all ? ds->topics.n : in->Topics_count, 1));
     if (!ts) return -ENOMEM;
     if (all) {
         for (int32_t i = 0; i < ds->topics.n; i++) {

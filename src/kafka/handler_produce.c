@@ -165,9 +165,10 @@ static int64_t produce_append(data_shard *ds, pm_partition *p, struct produce_jo
             if (v == PRODUCER_DUPLICATE) {
                 if (out->BaseOffset < 0) out->BaseOffset = dup_base;
                 wait_offset = AL_MAX(wait_offset, dup_base + dup_delta);
-                log_debug("kafka", "%s/%" PRId32 ": duplicate batch of producer %" PRId64
-                          " seq %" PRId32 " at offset %" PRId64, p->topic, p->partition,
-                          h.producer_id, h.base_sequence, dup_base);
+                log_debug("kafka",
+                          "%s/%" PRId32 ": duplicate batch of producer %" PRId64 " seq %" PRId32
+                          " at offset %" PRId64,
+                          p->topic, p->partition, h.producer_id, h.base_sequence, dup_base);
                 continue;
             }
             if (v < 0) {
@@ -264,8 +265,8 @@ int kafka_handle_produce(kafka_req *req)
         kafka_ProduceResponse_TopicProduceResponse_init(&tr[i]);
         tr[i].Name = td->Name;
         tr[i].PartitionResponses_count = np;
-        tr[i].PartitionResponses = kafka_arena_alloc(&req->arena, sizeof(*tr[i].PartitionResponses) *
-                                                                      (size_t)np);
+        tr[i].PartitionResponses =
+            kafka_arena_alloc(&req->arena, sizeof(*tr[i].PartitionResponses) * (size_t)np);
         if (!tr[i].PartitionResponses) return -ENOMEM;
         const topic *t = td->Name.len > 0
                              ? topic_table_find(&ds->topics, td->Name.ptr, (size_t)td->Name.len)

@@ -178,7 +178,8 @@ int kafka_handle_metadata_topics(kafka_req *req)
         return rc < 0 ? rc : KAFKA_DONE;
     }
     struct md_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
-    struct data_topic_item *items = kafka_arena_alloc(&req->arena, sizeof(*items) * (size_t)missing);
+    struct data_topic_item *items =
+        kafka_arena_alloc(&req->arena, sizeof(*items) * (size_t)missing);
     if (!ctx || !items) return -ENOMEM;
     memset(ctx, 0, sizeof(*ctx));
     memset(items, 0, sizeof(*items) * (size_t)missing);
@@ -246,8 +247,8 @@ static int ct_fill_configs(kafka_req *req, kafka_CreateTopicsResponse_CreatableT
         topic_config_describe(&set, NULL, 0, &defs[i], &e);
         kafka_CreateTopicsResponse_CreatableTopicConfigs_init(&cs[i]);
         cs[i].Name = kafka_str_from(e.name);
-        cs[i].Value = e.sensitive || !e.value ? (kafka_str){NULL, -1}
-                                              : arena_strdup(&req->arena, e.value);
+        cs[i].Value =
+            e.sensitive || !e.value ? (kafka_str){NULL, -1} : arena_strdup(&req->arena, e.value);
         cs[i].ReadOnly = e.read_only;
         cs[i].ConfigSource = e.source;
         cs[i].IsSensitive = e.sensitive;
@@ -276,8 +277,7 @@ static void ct_finish(struct ct_ctx *ctx)
             if (!in->validateOnly) memcpy(r->TopicId.b, it->id, 16);
             r->NumPartitions = it->partitions;
             r->ReplicationFactor = it->replication_factor;
-            if (req->api_version >= 5 &&
-                ct_fill_configs(req, r, it->configs, it->n_configs) < 0) {
+            if (req->api_version >= 5 && ct_fill_configs(req, r, it->configs, it->n_configs) < 0) {
                 kafka_req_fail(req, -ENOMEM, "create topics");
                 return;
             }
@@ -333,31 +333,33 @@ int kafka_handle_create_topics(kafka_req *req)
         bool dup = false;
         for (int32_t j = 0; j < n; j++)
             if (j != i && kafka_str_equal(in->Topics[j].Name, q->Name)) dup = true;
-        int32_t parts = q->NumPartitions == -1 ? (int32_t)cfg->default_topic_partitions
-                                               : q->NumPartitions;
+        int32_t parts =
+            q->NumPartitions == -1 ? (int32_t)cfg->default_topic_partitions : q->NumPartitions;
         int16_t rf = q->ReplicationFactor == -1 ? 1 : q->ReplicationFactor;
         char msg[256] = "";
         int16_t err = 0;
         if (dup) {
             err = KAFKA_ERR_INVALID_REQUEST;
-            snprintf(msg, sizeof(msg), "Create topics request from client contains a "
-                                       "duplicate topic name.");
+            snprintf(msg, sizeof(msg),
+                     "Create topics request from client contains a "
+                     "duplicate topic name.");
         } else if (q->Name.len <= 0 || !topic_name_valid(q->Name.ptr, (size_t)q->Name.len)) {
             err = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
-            snprintf(msg, sizeof(msg), "Topic name is invalid: legal characters are "
-                                       "[a-zA-Z0-9._-], at most 249.");
+            snprintf(msg, sizeof(msg),
+                     "Topic name is invalid: legal characters are "
+                     "[a-zA-Z0-9._-], at most 249.");
         } else if (q->Assignments_count > 0) {
             bool ok = q->NumPartitions == -1 && q->ReplicationFactor == -1;
             for (int32_t a = 0; ok && a < q->Assignments_count; a++) {
-                const kafka_CreateTopicsRequest_CreatableReplicaAssignment *as =
-                    &q->Assignments[a];
+                const kafka_CreateTopicsRequest_CreatableReplicaAssignment *as = &q->Assignments[a];
                 ok = as->PartitionIndex == a && as->BrokerIds_count == 1 &&
                      as->BrokerIds[0] == req->broker->node_id;
             }
             if (!ok) {
                 err = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
-                snprintf(msg, sizeof(msg), "Replica assignment must give every partition, in "
-                                           "order, the single broker %" PRId32 ".",
+                snprintf(msg, sizeof(msg),
+                         "Replica assignment must give every partition, in "
+                         "order, the single broker %" PRId32 ".",
                          req->broker->node_id);
             }
             parts = q->Assignments_count;
@@ -368,8 +370,10 @@ int kafka_handle_create_topics(kafka_req *req)
                      TOPIC_PARTITIONS_MAX);
         } else if (rf != 1) {
             err = KAFKA_ERR_INVALID_REPLICATION_FACTOR;
-            snprintf(msg, sizeof(msg), "Replication factor: %d larger than available brokers: "
-                                       "1.", rf);
+            snprintf(msg, sizeof(msg),
+                     "Replication factor: %d larger than available brokers: "
+                     "1.",
+                     rf);
         }
         if (!err && topic_table_find(&ds->topics, q->Name.ptr, (size_t)q->Name.len)) {
             err = KAFKA_ERR_TOPIC_ALREADY_EXISTS;
@@ -503,8 +507,8 @@ int kafka_handle_delete_topics(kafka_req *req)
             r->Name = t ? arena_strdup(&req->arena, t->name) : (kafka_str){NULL, -1};
         }
         if (!t) {
-            r->ErrorCode = name.len >= 0 ? KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION
-                                         : KAFKA_ERR_UNKNOWN_TOPIC_ID;
+            r->ErrorCode =
+                name.len >= 0 ? KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_ERR_UNKNOWN_TOPIC_ID;
             continue;
         }
         if (v6) memcpy(r->TopicId.b, t->id, 16);
@@ -591,14 +595,14 @@ int kafka_handle_create_partitions(kafka_req *req)
         if (q->Count <= t->partitions || q->Count > TOPIC_PARTITIONS_MAX) {
             r->ErrorCode = KAFKA_ERR_INVALID_PARTITIONS;
             char msg[160];
-            snprintf(msg, sizeof(msg), "Topic currently has %" PRId32 " partitions, which is "
-                     "higher than or equal to the requested %" PRId32 ".", t->partitions,
-                     q->Count);
+            snprintf(msg, sizeof(msg),
+                     "Topic currently has %" PRId32 " partitions, which is "
+                     "higher than or equal to the requested %" PRId32 ".",
+                     t->partitions, q->Count);
             r->ErrorMessage = arena_strdup(&req->arena, msg);
             continue;
         }
-        if (q->Assignments_count > 0 &&
-            q->Assignments_count != q->Count - t->partitions) {
+        if (q->Assignments_count > 0 && q->Assignments_count != q->Count - t->partitions) {
             r->ErrorCode = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
             continue;
         }

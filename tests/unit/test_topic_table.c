@@ -154,8 +154,8 @@ TEST(save_reload_and_replica)
     }
     CHECK(!strcmp(topic_config_value(topic_table_find(&back, "orders", 6), "retention.ms"),
                   "\"quoted\"\\n"));
-    CHECK(topic_table_find(&back, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS))
-              ->internal);
+    CHECK(
+        topic_table_find(&back, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS))->internal);
 
     /* A replica decodes the encoded table; a second decode replaces everything. */
     uint8_t *buf;

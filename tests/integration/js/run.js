@@ -35,7 +35,9 @@ async function admin() {
   });
   out.createdAgain = await a.createTopics({ topics: [{ topic: 'js-a', numPartitions: 3 }] });
   try {
-    await a.createTopics({ topics: [{ topic: 'js-bad', configEntries: [{ name: 'bogus.key', value: '1' }] }] });
+    await a.createTopics({
+      topics: [{ topic: 'js-bad', configEntries: [{ name: 'bogus.key', value: '1' }] }],
+    });
     out.badConfig = 'accepted';
   } catch (e) {
     out.badConfig = e.type || (e.errors && e.errors[0] && e.errors[0].type) || String(e);
@@ -44,7 +46,8 @@ async function admin() {
   out.partitions = md.topics[0].partitions.length;
   out.topics = (await a.listTopics()).sort();
   await a.createPartitions({ topicPartitions: [{ topic: 'js-a', count: 5 }] });
-  out.partitionsAfter = (await a.fetchTopicMetadata({ topics: ['js-a'] })).topics[0].partitions.length;
+  const md2 = await a.fetchTopicMetadata({ topics: ['js-a'] });
+  out.partitionsAfter = md2.topics[0].partitions.length;
   await a.alterConfigs({ validateOnly: false, resources: [{ type: 2, name: 'js-a',
     configEntries: [{ name: 'retention.ms', value: '3600000' }] }] });
   const dc = await a.describeConfigs({ includeSynonyms: false,
