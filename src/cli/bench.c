@@ -17,6 +17,7 @@
  * (random bytes). Consumers count only records of this run.
  */
 #include "cli/commands.h"
+#include "client/khist.h"
 #include "client/kclient.h"
 
 #include <errno.h>
@@ -29,69 +30,10 @@
 #include <unistd.h>
 
 enum {
-    BH_SUB_BITS = 6,
-    BH_SUB = 1 << BH_SUB_BITS,
-    BH_BUCKETS = (64 - BH_SUB_BITS) * BH_SUB + BH_SUB,
     BENCH_MAX_REQ_PARTS = 64, /* batches per Produce request */
     BENCH_HDR = 16,           /* value prefix */
     BENCH_POOL = 1 << 20,     /* random filler */
 };
-
-/* ---- HDR-style log histogram: 64 sub-buckets per power of two (~1.6% precision) ---- */
-
-typedef struct bench_hist {
-    uint64_t n[BH_BUCKETS];
-    uint64_t count, max;
-} bench_hist;
-
-static int bh_index(uint64_t v)
-{
-    if (v < BH_SUB) return (int)v;
-    int k = 63 - __builtin_clzll(v);
-    return (k - BH_SUB_BITS + 1) * BH_SUB + (int)((v >> (k - BH_SUB_BITS)) & (BH_SUB - 1));
-}
-
-/* The lowest value of bucket i. */
-static uint64_t bh_value(int i)
-{
-    if (i < BH_SUB) return (uint64_t)i;
-    int k = i / BH_SUB + BH_SUB_BITS - 1;
-    return (1ull << k) | ((uint64_t)(i % BH_SUB) << (k - BH_SUB_BITS));
-}
-
-/* Single writer (the owning thread); relaxed atomics so the progress thread may read. */
-static void bh_add(bench_hist *h, uint64_t v)
-{
-    int i = bh_index(v);
-    __atomic_store_n(&h->n[i], h->n[i] + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELAXED);
-    if (v > h->max) __atomic_store_n(&h->max, v, __ATOMIC_RELAXED);
-}
-
-static void bh_merge(bench_hist *into, const bench_hist *from)
-{
-    for (int i = 0; i < BH_BUCKETS; i++) into->n[i] += from->n[i];
-    into->count += from->count;
-    if (from->max > into->max) into->max = from->max;
-}
-
-/* The value at quantile q (0..1): the upper edge of its bucket, capped at the max. */
-static uint64_t bh_quantile(const bench_hist *h, double q)
-{
-    uint64_t total = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
-    if (total == 0) return 0;
-    uint64_t want = (uint64_t)(q * (double)total + 0.5), seen = 0;
-    if (want < 1) want = 1;
-    for (int i = 0; i < BH_BUCKETS; i++) {
-        seen += __atomic_load_n(&h->n[i], __ATOMIC_RELAXED);
-        if (seen >= want) {
-            uint64_t hi = i + 1 < BH_BUCKETS ? bh_value(i + 1) - 1 : bh_value(i);
-            uint64_t mx = __atomic_load_n(&h->max, __ATOMIC_RELAXED);
-            return hi < mx ? hi : mx;
-        }
-    }
-    return h->max;
-}
 
 /* ---- configuration ---- */
 
@@ -186,7 +128,7 @@ struct bench_thread {
     uint8_t *batchbuf;    /* one encoded batch per request partition */
     size_t batchcap;
     kclient_record *recs;
-    bench_hist ack, e2e;
+    khist ack, e2e;
     /* relaxed atomics, read by the progress loop */
     uint64_t acked, acked_bytes, acked_window, consumed, consumed_window, errors, sent;
     uint64_t produced_total; /* all records acked (any window), for the consumers' goal */
@@ -334,7 +276,7 @@ static void prod_resp(kclient *c, void *ctx, int err, int16_t api, int16_t ver, 
         uint64_t inwin = 0;
         for (int k = 0; k < s->nrec[i]; k++) {
             if (tm[k] >= t->warm_end && tm[k] < t->end) {
-                bh_add(&t->ack, now > tm[k] ? now - tm[k] : 0);
+                khist_add(&t->ack, now > tm[k] ? now - tm[k] : 0);
                 inwin++;
             }
         }
@@ -506,7 +448,7 @@ static void cons_resp(kclient *c, void *ctx, int err, int16_t api, int16_t ver, 
                 uint64_t sent = al_be64(f.value + 8);
                 got++;
                 if (sent >= t->warm_end && sent < t->end) {
-                    bh_add(&t->e2e, now > sent ? now - sent : 0);
+                    khist_add(&t->e2e, now > sent ? now - sent : 0);
                     inwin++;
                 }
             }
@@ -866,20 +808,21 @@ static int bench_parse(int argc, char **argv, struct bench_cfg *cfg)
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
-static void write_lat_json(FILE *f, const char *name, const bench_hist *h)
+static void write_lat_json(FILE *f, const char *name, const khist *h)
 {
     fprintf(f,
             "  \"%s\": {\"count\": %llu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, "
             "\"p999\": %.3f, \"max\": %.3f}",
-            name, (unsigned long long)h->count, ms(bh_quantile(h, 0.5)), ms(bh_quantile(h, 0.9)),
-            ms(bh_quantile(h, 0.99)), ms(bh_quantile(h, 0.999)), ms(h->max));
+            name, (unsigned long long)h->count, ms(khist_quantile(h, 0.5)),
+            ms(khist_quantile(h, 0.9)), ms(khist_quantile(h, 0.99)), ms(khist_quantile(h, 0.999)),
+            ms(h->max));
 }
 
-static void print_lat(const char *name, const bench_hist *h)
+static void print_lat(const char *name, const khist *h)
 {
     printf("%-22s p50 %8.3f  p90 %8.3f  p99 %8.3f  p99.9 %8.3f  max %8.3f ms  (n=%llu)\n", name,
-           ms(bh_quantile(h, 0.5)), ms(bh_quantile(h, 0.9)), ms(bh_quantile(h, 0.99)),
-           ms(bh_quantile(h, 0.999)), ms(h->max), (unsigned long long)h->count);
+           ms(khist_quantile(h, 0.5)), ms(khist_quantile(h, 0.9)), ms(khist_quantile(h, 0.99)),
+           ms(khist_quantile(h, 0.999)), ms(h->max), (unsigned long long)h->count);
 }
 
 int cmd_bench(int argc, char **argv)
@@ -891,7 +834,7 @@ int cmd_bench(int argc, char **argv)
     struct bench_thread *th = calloc((size_t)cfg.smp, sizeof(*th));
     int64_t *offsets = calloc((size_t)P, sizeof(int64_t));
     uint8_t *pool = malloc(BENCH_POOL);
-    bench_hist *ack = calloc(1, sizeof(*ack)), *e2e = calloc(1, sizeof(*e2e));
+    khist *ack = calloc(1, sizeof(*ack)), *e2e = calloc(1, sizeof(*e2e));
     if (!th || !offsets || !pool || !ack || !e2e) {
         fprintf(stderr, "bench: out of memory\n");
         goto out;
@@ -1031,8 +974,8 @@ int cmd_bench(int argc, char **argv)
         if (!cfg.quiet) {
             double ack99 = 0, e99 = 0;
             if (cfg.smp == 1) { /* racy but harmless reads of one thread's histograms */
-                ack99 = ms(bh_quantile(&th[0].ack, 0.99));
-                e99 = ms(bh_quantile(&th[0].e2e, 0.99));
+                ack99 = ms(khist_quantile(&th[0].ack, 0.99));
+                e99 = ms(khist_quantile(&th[0].e2e, 0.99));
             }
             printf("%6.1fs %s produced %8.0f rec/s %7.2f MB/s  consumed %8.0f rec/s  "
                    "ack p99 %.2f ms  e2e p99 %.2f ms  errors %llu\n",
@@ -1058,8 +1001,8 @@ int cmd_bench(int argc, char **argv)
     uint64_t acked = 0, acked_win = 0, cons = 0, cons_win = 0, errs = 0, sent = 0;
     bool failed = false;
     for (int i = 0; i < cfg.smp; i++) {
-        bh_merge(ack, &th[i].ack);
-        bh_merge(e2e, &th[i].e2e);
+        khist_merge(ack, &th[i].ack);
+        khist_merge(e2e, &th[i].e2e);
         acked += th[i].acked;
         acked_win += th[i].acked_window;
         cons += th[i].consumed;

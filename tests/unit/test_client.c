@@ -1,14 +1,15 @@
 /*
- * test_client.c — the Kafka client library (src/client/kclient.*): address parsing, the batch
- * builder and fetch iterator round trip for every compression, and the connection against a
- * real broker (`ailurus start` from the same build, or $AILURUS_BIN, as a subprocess on
- * 127.0.0.1, port 0):
+ * test_client.c — the Kafka client library (src/client/kclient.*, khist.*): address parsing,
+ * the latency histogram (bucket bounds, quantile error <= 1/64, merge), the batch builder and
+ * fetch iterator round trip for every compression, and the connection against a real broker
+ * (`ailurus start` from the same build, or $AILURUS_BIN, as a subprocess on 127.0.0.1, port 0):
  * handshake versions, CreateTopics, Produce with acks=1 and acks=0, Fetch back and compare,
  * pipelined async requests answered in order, Metadata leader and FindCoordinator, a refused
  * connection, and a request timeout against a listener that never answers.
  */
 #include "test.h"
 
+#include "client/khist.h"
 #include "client/kclient.h"
 
 #include <errno.h>
@@ -178,6 +179,52 @@ TEST(batch_roundtrip_all_codecs)
     }
     CHECK_EQ(kclient_batch_build(buf, 10, r, N, 0), AL_ETOOLARGE);
     free(buf);
+}
+
+/* ---- latency histogram ---- */
+
+TEST(khist_buckets_and_quantiles)
+{
+    uint64_t seed = test_seed();
+    /* Every value falls in its bucket, and a bucket is at most 1/64 of its low edge wide. */
+    for (int i = 0; i < 200000; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t v = seed >> (seed % 64);
+        int b = khist_index(v);
+        CHECK(b >= 0 && b < KHIST_BUCKETS);
+        CHECK(khist_bucket_low(b) <= v);
+        if (b + 1 < KHIST_BUCKETS) {
+            uint64_t hi = khist_bucket_low(b + 1);
+            CHECK(v < hi);
+            if (v >= KHIST_SUB) CHECK((hi - khist_bucket_low(b)) * 64 <= khist_bucket_low(b));
+        }
+    }
+    static khist h, a, b2;
+    memset(&h, 0, sizeof(h));
+    CHECK_EQ(khist_quantile(&h, 0.99), 0);
+    memset(&a, 0, sizeof(a));
+    memset(&b2, 0, sizeof(b2));
+    for (uint64_t v = 1; v <= 100000; v++) {
+        khist_add(&h, v * 1000);
+        khist_add(v % 2 ? &a : &b2, v * 1000);
+    }
+    CHECK_EQ(h.count, 100000);
+    CHECK_EQ(h.max, 100000000);
+    double qs[] = {0.5, 0.9, 0.99, 0.999};
+    for (int i = 0; i < 4; i++) {
+        double want = qs[i] * 1e8, got = (double)khist_quantile(&h, qs[i]);
+        CHECK(got >= want - 1000 && got <= want * (1 + 1.0 / 64) + 1000);
+    }
+    CHECK_EQ(khist_quantile(&h, 1.0), 100000000);
+    CHECK_EQ(khist_quantile(&h, 0.0), khist_bucket_low(khist_index(1000) + 1) - 1);
+    khist_merge(&a, &b2);
+    CHECK_EQ(a.count, h.count);
+    CHECK_EQ(a.max, h.max);
+    CHECK_MEM(a.n, h.n, sizeof(h.n));
+    /* Values below 64 are exact. */
+    memset(&h, 0, sizeof(h));
+    for (int v = 0; v < 64; v++) khist_add(&h, (uint64_t)v);
+    CHECK_EQ(khist_quantile(&h, 0.5), 31);
 }
 
 /* ---- against the broker ---- */
