@@ -806,33 +806,33 @@ int kafka_handle_leave_group(kafka_req *req)
 struct commit_arg {
     const char *member_id, *instance_id;
     int32_t generation;
-    struct group_offset_commit *parts;
+    struct group_offset_commit *parts; /* the partitions of existing topics only */
     int n;
+    int32_t *map; /* parts[i] answers flat[map[i]] */
+    kafka_OffsetCommitResponse_OffsetCommitResponsePartition *flat;
 };
 
-static void commit_set_all(kafka_OffsetCommitResponse *r, const struct group_offset_commit *parts,
-                           int16_t err)
+/* Sets the answers of the committed partitions: each its own error, or err for all. The
+ * partitions of unknown topics keep UNKNOWN_TOPIC_OR_PARTITION. */
+static void commit_set_all(struct commit_arg *a, bool own, int16_t err)
 {
-    int k = 0;
-    for (int32_t t = 0; t < r->Topics_count; t++)
-        for (int32_t p = 0; p < r->Topics[t].Partitions_count; p++, k++)
-            r->Topics[t].Partitions[p].ErrorCode = parts ? parts[k].error : err;
+    for (int i = 0; i < a->n; i++) a->flat[a->map[i]].ErrorCode = own ? a->parts[i].error : err;
 }
 
 static void commit_fail(struct gjob *job, int16_t err)
 {
-    commit_set_all(job->slot, NULL, err);
+    commit_set_all(job->arg, false, err);
 }
 
 static void commit_run(struct gshard *gs, struct gjob *job)
 {
     struct commit_arg *a = job->arg;
     if (group_coordinator_is_loading(&gs->c)) {
-        commit_set_all(job->slot, NULL, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+        commit_set_all(a, false, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
     } else {
         int16_t err = group_commit_offsets(&gs->c, job->group, a->member_id, a->instance_id,
                                            a->generation, a->parts, a->n, job->now_ms);
-        commit_set_all(job->slot, err ? NULL : a->parts, err);
+        commit_set_all(a, err == 0, err);
     }
     gscope_complete(gs, job);
 }
@@ -853,18 +853,23 @@ int kafka_handle_offset_commit(kafka_req *req)
     struct commit_arg *a = kafka_arena_alloc(&req->arena, sizeof(*a));
     struct group_offset_commit *parts =
         kafka_arena_alloc(&req->arena, sizeof(*parts) * (size_t)AL_MAX(np, 1));
+    int32_t *map = kafka_arena_alloc(&req->arena, sizeof(*map) * (size_t)AL_MAX(np, 1));
     const char *group = cstr(req, in->GroupId);
     struct gctx *ctx = gctx_new(req, ds, 1, resp);
-    if (!resp || !tr || !pr || !a || !parts || !group || !ctx) return -ENOMEM;
+    if (!resp || !tr || !pr || !a || !parts || !map || !group || !ctx) return -ENOMEM;
     kafka_OffsetCommitResponse_init(resp);
     resp->Topics = tr;
     resp->Topics_count = nt;
     int64_t now = io_wall_ms(ds->io);
-    int k = 0;
+    int k = 0, nk = 0;
     for (int32_t i = 0; i < nt; i++) {
         const kafka_OffsetCommitRequest_OffsetCommitRequestTopic *q = &in->Topics[i];
         const char *tname = cstr(req, q->Name);
         if (!tname) return -ENOMEM;
+        /* Commits for topics that do not exist are refused, as Kafka does. */
+        const topic *t = q->Name.len > 0 ? topic_table_find(&ds->topics, q->Name.ptr,
+                                                            (size_t)q->Name.len)
+                                         : NULL;
         kafka_OffsetCommitResponse_OffsetCommitResponseTopic_init(&tr[i]);
         tr[i].Name = q->Name;
         tr[i].Partitions = &pr[k];
@@ -873,21 +878,29 @@ int kafka_handle_offset_commit(kafka_req *req)
             const kafka_OffsetCommitRequest_OffsetCommitRequestPartition *qp = &q->Partitions[j];
             kafka_OffsetCommitResponse_OffsetCommitResponsePartition_init(&pr[k]);
             pr[k].PartitionIndex = qp->PartitionIndex;
-            memset(&parts[k], 0, sizeof(parts[k]));
-            parts[k].topic = tname;
-            parts[k].partition = qp->PartitionIndex;
-            parts[k].offset = qp->CommittedOffset;
-            parts[k].leader_epoch = v >= 6 ? qp->CommittedLeaderEpoch : -1;
-            parts[k].metadata = cstr(req, qp->CommittedMetadata);
-            parts[k].expire_ts =
+            if (!t || qp->PartitionIndex < 0 || qp->PartitionIndex >= t->partitions) {
+                pr[k].ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            struct group_offset_commit *c = &parts[nk];
+            memset(c, 0, sizeof(*c));
+            c->topic = tname;
+            c->partition = qp->PartitionIndex;
+            c->offset = qp->CommittedOffset;
+            c->leader_epoch = v >= 6 ? qp->CommittedLeaderEpoch : -1;
+            c->metadata = cstr(req, qp->CommittedMetadata);
+            c->expire_ts =
                 v >= 2 && v <= 4 && in->RetentionTimeMs > 0 ? now + in->RetentionTimeMs : 0;
+            map[nk++] = k;
         }
     }
     a->member_id = v >= 1 && in->MemberId.len >= 0 ? cstr(req, in->MemberId) : "";
     a->instance_id = v >= 7 ? cstr(req, in->GroupInstanceId) : NULL;
     a->generation = v >= 1 ? in->GenerationIdOrMemberEpoch : -1;
     a->parts = parts;
-    a->n = k;
+    a->n = nk;
+    a->map = map;
+    a->flat = pr;
     if (!a->member_id) return -ENOMEM;
     gctx_add(ctx, ds, group, group_owner(ds, group), commit_run, commit_fail, resp, a);
     return gctx_go(ctx, ds);

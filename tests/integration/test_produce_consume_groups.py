@@ -109,6 +109,14 @@ def test_group_admin_views(broker_factory):
     got = []
     assert pump([c], lambda: len(got) >= 10, 30, got)
     c.commit(asynchronous=False)
+    # A commit for a topic that does not exist is refused per partition.
+    try:
+        res = c.commit(offsets=[TopicPartition("nope", 0, 5)], asynchronous=False)
+        errs = [tp.error for tp in res]
+    except ck.KafkaException as e:
+        errs = [e.args[0]]
+    assert errs and errs[0] is not None and \
+        errs[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, errs
     a = AdminClient({"bootstrap.servers": b.addr})
     groups = a.list_groups(timeout=10)
     assert any(g.id == "gadmin" for g in groups), groups
