@@ -34,7 +34,7 @@ enum {
 };
 
 /* The name and partition count of Kafka's group-offsets topic, created at start. */
-#define TOPIC_CONSUMER_OFFSETS "__consumer_offsets"
+#define TOPIC_CONSUMER_OFFSETS            "__consumer_offsets"
 #define TOPIC_CONSUMER_OFFSETS_PARTITIONS 16
 
 typedef struct topic_config_kv {
@@ -44,21 +44,21 @@ typedef struct topic_config_kv {
 
 typedef struct topic {
     char name[TOPIC_NAME_MAX + 1];
-    uint8_t id[16];          /* UUID, never all zero */
-    int32_t partitions;      /* 1..TOPIC_PARTITIONS_MAX */
+    uint8_t id[16];     /* UUID, never all zero */
+    int32_t partitions; /* 1..TOPIC_PARTITIONS_MAX */
     int16_t replication_factor;
     bool internal;
-    int64_t created_ms;      /* wall clock at creation */
+    int64_t created_ms; /* wall clock at creation */
     int32_t n_configs;
     topic_config_kv *configs; /* n_configs entries, sorted by key; malloc'd */
 } topic;
 
 typedef struct topic_table {
-    io *io;             /* for randomness, the clock and the file; may be NULL for replicas */
-    char path[1024];    /* topics.json; "" for a replica that never saves */
-    topic **topics;     /* sorted by name */
+    io *io;          /* for randomness, the clock and the file; may be NULL for replicas */
+    char path[1024]; /* topics.json; "" for a replica that never saves */
+    topic **topics;  /* sorted by name */
     int32_t n, cap;
-    uint64_t version;   /* bumped on every change; equal tables on all shards after a sync */
+    uint64_t version; /* bumped on every change; equal tables on all shards after a sync */
 } topic_table;
 
 /*
@@ -115,8 +115,7 @@ static inline const topic *topic_table_at(const topic_table *tt, int32_t i)
  * -ENOMEM. Does not save.
  */
 int topic_table_create(topic_table *tt, const char *name, int32_t partitions, int16_t rf,
-                       const topic_config_kv *configs, int32_t n, bool internal,
-                       const uint8_t *id);
+                       const topic_config_kv *configs, int32_t n, bool internal, const uint8_t *id);
 
 /* Removes a topic. Returns 0 or AL_ENOTFOUND. Does not save. */
 int topic_table_delete(topic_table *tt, const char *name);
