@@ -37,7 +37,7 @@ const struct config_key config_keys[] = {
      "127.0.0.1 (set it when clients connect from other hosts). Port 0: the bound port."},
     {"admin_addr", CONFIG_ADDR, OFF(admin_addr), 0, "0.0.0.0:9644", 0, 0, NULL,
      "Admin HTTP API (and /metrics) listen address, served by shard 0. Port 0: any free "
-     "port (logged)."},
+     "port (logged). --dev uses 127.0.0.1:9644."},
     {"smp", CONFIG_INT, OFF(smp), 0, "0", 0, 256, NULL,
      "Number of shards (threads, one per core). 0: one per online CPU. --dev uses 1."},
     {"memory", CONFIG_BYTES, OFF(memory), 0, "0", 0, 1024 * GIB, NULL,
@@ -299,7 +299,7 @@ void config_apply_dev(al_config *c)
     static const char *const dev[][2] = {
         {"developer_mode", "true"},  {"smp", "1"}, {"kafka_addr", "127.0.0.1:9092"},
         {"memory", "1G"},            {"auto_create_topics_enabled", "true"},
-        {"kafka_shard_max_inflight_bytes", "256M"},
+        {"kafka_shard_max_inflight_bytes", "256M"}, {"admin_addr", "127.0.0.1:9644"},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(dev); i++) {
         int rc = config_set(c, dev[i][0], dev[i][1], CONFIG_SRC_DEV, NULL, 0);
