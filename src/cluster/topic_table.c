@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define TOPIC_FILE_NAME "topics.json"
+#define TOPIC_FILE_NAME  "topics.json"
 #define TOPIC_FILE_MAGIC "ailurus-topics 1"
 
 bool topic_name_valid(const char *name, size_t len)
@@ -118,7 +118,7 @@ static int configs_copy(const topic_config_kv *configs, int32_t n, topic_config_
     topic_config_kv *c = malloc(sizeof(*c) * (size_t)n);
     if (!c) return -ENOMEM;
     memcpy(c, configs, sizeof(*c) * (size_t)n);
-    qsort(c, (size_t)n, sizeof(*c), kv_cmp);
+    al_sort(c, (size_t)n, sizeof(*c), kv_cmp);
     for (int32_t i = 1; i < n; i++) {
         if (!strcmp(c[i - 1].key, c[i].key)) {
             free(c);
@@ -170,8 +170,7 @@ static int table_insert(topic_table *tt, topic *t)
 }
 
 int topic_table_create(topic_table *tt, const char *name, int32_t partitions, int16_t rf,
-                       const topic_config_kv *configs, int32_t n, bool internal,
-                       const uint8_t *id)
+                       const topic_config_kv *configs, int32_t n, bool internal, const uint8_t *id)
 {
     if (!name || !topic_name_valid(name, strlen(name))) return AL_EINVAL;
     if (partitions < 1 || partitions > TOPIC_PARTITIONS_MAX || rf < 1) return AL_EINVAL;
@@ -269,7 +268,7 @@ int topic_table_set_config(topic_table *tt, const char *name, const char *key, c
     strcpy(c[t->n_configs].key, key);
     strcpy(c[t->n_configs].value, value);
     t->n_configs++;
-    qsort(c, (size_t)t->n_configs, sizeof(*c), kv_cmp);
+    al_sort(c, (size_t)t->n_configs, sizeof(*c), kv_cmp);
     tt->version++;
     return 0;
 }
@@ -454,7 +453,7 @@ static topic *topic_from_json(json_t *o)
             strcpy(t->configs[t->n_configs].value, s);
             t->n_configs++;
         }
-        qsort(t->configs, (size_t)t->n_configs, sizeof(topic_config_kv), kv_cmp);
+        al_sort(t->configs, (size_t)t->n_configs, sizeof(topic_config_kv), kv_cmp);
     }
     return t;
 fail:
