@@ -1,9 +1,11 @@
 /*
- * cli_util.c — flags, tables/JSON output, progress bar, the blocking Kafka connection and the
+ * cli_util.c — flags, tables/JSON output, progress bar, the CLI's Kafka session on top of
+ * kclient_sync (bootstrap, per-broker connections, metadata, coordinator, exit codes) and the
  * tiny admin-API HTTP client shared by `ailurus topic|group|cluster` (see cli_util.h).
  */
 #include "cli/cli_util.h"
 
+#include "client/kclient.h"
 #include "kafka/errors.h"
 
 #include <arpa/inet.h>
@@ -22,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CLI_FRAME_MAX (256u << 20) /* largest response we accept */
 #define CLI_ARENA_LIMIT ((size_t)4 << 30)
 
 void cli_opts_init(cli_opts *o)
@@ -331,20 +332,6 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-static int read_all(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    for (size_t guard = 0; len && guard < (1u << 30); guard++) {
-        ssize_t r = recv(fd, p, len, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return errno == EAGAIN ? -ETIMEDOUT : -errno;
-        if (r == 0) return -ECONNRESET;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
 /* Splits "host:port" into host (cap bytes) and port. Returns 0 or -1. */
 static int split_hostport(const char *s, size_t n, char *host, size_t cap, int *port)
 {
@@ -395,23 +382,61 @@ const char *cli_kerr(int16_t code, kafka_str msg, char *buf, size_t cap)
     return buf;
 }
 
-static void unreachable_msg(const cli_kafka *k, const char *where, int err)
+static void unreachable_msg(const char *where, int err)
 {
     cli_err(CLI_UNREACHABLE, "broker %s unreachable (%s): is `ailurus start` running? "
-            "Use --brokers HOST:PORT or set AILURUS_BROKERS", where, strerror(-err));
-    (void)k;
+            "Use --brokers HOST:PORT or set AILURUS_BROKERS", where, al_strerror(err));
+}
+
+/* The CLI exit code of a kclient error: the broker could not be reached or talked to
+ * (network errors, timeouts, closed connections) is CLI_UNREACHABLE, the rest CLI_FAILED. */
+static int kerr_code(int err)
+{
+    switch (err) {
+    case AL_EUNSUPPORTED:
+    case AL_EMALFORMED:
+    case AL_EINVAL:
+    case AL_ETOOLARGE:
+    case -ENOMEM: return CLI_FAILED;
+    default: return CLI_UNREACHABLE;
+    }
+}
+
+/* "host:port" of c for kclient and messages (IPv6 in brackets). */
+static void conn_addr(const cli_conn *c, char *out, size_t cap)
+{
+    bool v6 = strchr(c->host, ':') && c->host[0] != '[';
+    snprintf(out, cap, v6 ? "[%s]:%d" : "%s:%d", c->host, c->port);
+}
+
+/* Connects c (kclient_sync: resolve, connect, ApiVersions) unless it is open; a connection
+ * closed by a timeout or error is reopened. where names it in messages. Returns a CLI code. */
+static int conn_ensure(cli_kafka *k, cli_conn *c, const char *where)
+{
+    if (c->ks && kclient_sync_ready(c->ks)) return CLI_OK;
+    kclient_sync_close(c->ks);
+    c->ks = NULL;
+    char addr[300];
+    conn_addr(c, addr, sizeof(addr));
+    int64_t t = k->o->timeout_ms;
+    int rc = kclient_sync_open(&c->ks, addr, (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t));
+    if (rc == 0) return CLI_OK;
+    c->ks = NULL;
+    if (kerr_code(rc) == CLI_FAILED)
+        return cli_err(CLI_FAILED, "broker %s refused the ApiVersions handshake: %s", where,
+                       al_strerror(rc));
+    unreachable_msg(where, rc);
+    return CLI_UNREACHABLE;
 }
 
 int cli_kafka_open(cli_kafka *k, const cli_opts *o)
 {
     memset(k, 0, sizeof(*k));
     k->o = o;
-    k->boot.fd = -1;
-    for (int i = 0; i < CLI_MAX_NODES; i++) k->nodes[i].fd = -1;
     kafka_arena_init(&k->arena, CLI_ARENA_LIMIT);
     snprintf(k->boot_desc, sizeof(k->boot_desc), "%s", o->brokers);
     const char *s = o->brokers;
-    int err = -EINVAL;
+    int rc = CLI_UNREACHABLE, last_code = CLI_UNREACHABLE;
     for (int guard = 0; *s && guard < 64; guard++) {
         const char *comma = strchr(s, ',');
         size_t n = comma ? (size_t)(comma - s) : strlen(s);
@@ -419,149 +444,66 @@ int cli_kafka_open(cli_kafka *k, const cli_opts *o)
         int port;
         if (split_hostport(s, n, host, sizeof(host), &port))
             return cli_err(CLI_USAGE, "bad broker address '%.*s' (expected HOST:PORT)", (int)n, s);
-        int fd = tcp_connect(host, port, o->timeout_ms);
-        if (fd >= 0) {
-            k->boot.fd = fd;
-            k->boot.node_id = -1;
-            snprintf(k->boot.host, sizeof(k->boot.host), "%s", host);
-            k->boot.port = port;
-            return CLI_OK;
-        }
-        err = fd;
+        k->boot.node_id = -1;
+        snprintf(k->boot.host, sizeof(k->boot.host), "%s", host);
+        k->boot.port = port;
+        char addr[300];
+        conn_addr(&k->boot, addr, sizeof(addr));
+        int64_t t = o->timeout_ms;
+        rc = kclient_sync_open(&k->boot.ks, addr, (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t));
+        if (rc == 0) return CLI_OK;
+        k->boot.ks = NULL;
+        last_code = kerr_code(rc);
+        if (last_code == CLI_FAILED)
+            cli_err(CLI_FAILED, "broker %s refused the ApiVersions handshake: %s", addr,
+                    al_strerror(rc));
         s = comma ? comma + 1 : s + n;
     }
-    unreachable_msg(k, k->boot_desc, err);
+    if (last_code == CLI_FAILED) return CLI_FAILED;
+    unreachable_msg(k->boot_desc, rc < 0 ? rc : -EINVAL);
     return CLI_UNREACHABLE;
 }
 
 void cli_kafka_close(cli_kafka *k)
 {
-    if (k->boot.fd >= 0) close(k->boot.fd);
-    for (int i = 0; i < k->nnodes; i++)
-        if (k->nodes[i].fd >= 0) close(k->nodes[i].fd);
-    k->boot.fd = -1;
+    kclient_sync_close(k->boot.ks);
+    k->boot.ks = NULL;
+    for (int i = 0; i < k->nnodes; i++) {
+        kclient_sync_close(k->nodes[i].ks);
+        k->nodes[i].ks = NULL;
+    }
     k->nnodes = 0;
     kafka_arena_free(&k->arena);
-}
-
-/* cli_kafka_call without version negotiation. */
-static int call_raw(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, const void *req,
-                    void *resp)
-{
-    char where[300];
-    snprintf(where, sizeof(where), "%s:%d", c->host, c->port);
-    if (c->fd < 0) {
-        int fd = tcp_connect(c->host, c->port, k->o->timeout_ms);
-        if (fd < 0) {
-            unreachable_msg(k, where, fd);
-            return CLI_UNREACHABLE;
-        }
-        c->fd = fd;
-    }
-    int16_t hv = kafka_request_header_version(api, version);
-    size_t body = kafka_request_size(api, version, req);
-    static const char cid[] = "ailurus-cli";
-    size_t total = 4 + 2 + 2 + 4 + 2 + (sizeof(cid) - 1) + (hv >= 2 ? 1 : 0) + body;
-    uint8_t *buf = malloc(total);
-    if (!buf) return cli_err(CLI_FAILED, "out of memory");
-    al_wr wr = al_wr_make(buf, total);
-    al_wr_i32(&wr, 0); /* patched below */
-    al_wr_i16(&wr, api);
-    al_wr_i16(&wr, version);
-    int32_t corr = ++c->corr;
-    al_wr_i32(&wr, corr);
-    kafka_wr_string(&wr, false, true, kafka_str_from(cid));
-    if (hv >= 2) al_wr_uvarint(&wr, 0);
-    int rc = kafka_request_encode(api, version, &wr, req);
-    if (rc || wr.err) {
-        free(buf);
-        return cli_err(CLI_FAILED, "cannot encode request (api %d v%d): %d", api, version,
-                       rc ? rc : wr.err);
-    }
-    size_t len = (size_t)(wr.p - buf);
-    al_put_be32(buf, (uint32_t)(len - 4));
-    rc = write_all(c->fd, buf, len);
-    free(buf);
-    uint8_t szb[4];
-    if (!rc) rc = read_all(c->fd, szb, 4);
-    if (rc) {
-        close(c->fd);
-        c->fd = -1;
-        unreachable_msg(k, where, rc);
-        return CLI_UNREACHABLE;
-    }
-    uint32_t sz = al_be32(szb);
-    if (sz < 4 || sz > CLI_FRAME_MAX)
-        return cli_err(CLI_FAILED, "broker %s sent a bad frame size %u", where, sz);
-    uint8_t *rb = cli_alloc(k, sz);
-    rc = read_all(c->fd, rb, sz);
-    if (rc) {
-        close(c->fd);
-        c->fd = -1;
-        unreachable_msg(k, where, rc);
-        return CLI_UNREACHABLE;
-    }
-    al_rd rd = al_rd_make(rb, sz);
-    int32_t got = al_rd_i32(&rd);
-    if (got != corr)
-        return cli_err(CLI_FAILED, "broker %s answered correlation id %d, expected %d", where,
-                       got, corr);
-    if (kafka_response_header_version(api, version) >= 1) {
-        /* skip tagged fields of the header */
-        uint32_t n = al_rd_uvarint(&rd);
-        for (uint32_t i = 0; i < n && !rd.err; i++) {
-            (void)al_rd_uvarint(&rd);
-            uint32_t l = al_rd_uvarint(&rd);
-            (void)al_rd_bytes(&rd, l);
-        }
-    }
-    kafka_response_init(api, resp);
-    rc = kafka_response_decode(api, version, &rd, resp, &k->arena);
-    if (rc || rd.err)
-        return cli_err(CLI_FAILED, "malformed response from %s (api %d v%d): %d", where, api,
-                       version, rc ? rc : rd.err);
-    return CLI_OK;
-}
-
-/* ApiVersions v0 (every broker answers it) into c->maxv. Returns a CLI code. */
-static int conn_handshake(cli_kafka *k, cli_conn *c)
-{
-    kafka_ApiVersionsRequest req;
-    kafka_ApiVersionsRequest_init(&req);
-    kafka_ApiVersionsResponse resp;
-    int rc = call_raw(k, c, KAFKA_API_API_VERSIONS, 0, &req, &resp);
-    if (rc) return rc;
-    if (resp.ErrorCode) {
-        char eb[256];
-        return cli_err(CLI_FAILED, "broker %s:%d refused ApiVersions: %s", c->host, c->port,
-                       cli_kerr(resp.ErrorCode, (kafka_str){NULL, -1}, eb, sizeof(eb)));
-    }
-    for (int i = 0; i < KAFKA_API_COUNT; i++) c->maxv[i] = -1;
-    for (int i = 0; i < resp.ApiKeys_count; i++) {
-        const kafka_ApiVersionsResponse_ApiVersion *v = &resp.ApiKeys[i];
-        if (v->ApiKey >= 0 && v->ApiKey < KAFKA_API_COUNT) c->maxv[v->ApiKey] = v->MaxVersion;
-    }
-    c->versions_known = true;
-    return CLI_OK;
 }
 
 int cli_kafka_call(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, const void *req,
                    void *resp)
 {
     if (!c) c = &k->boot;
-    if (!c->versions_known) {
-        int rc = conn_handshake(k, c);
-        if (rc) return rc;
+    char where[300];
+    conn_addr(c, where, sizeof(where));
+    int rc = conn_ensure(k, c, where);
+    if (rc) return rc;
+    int16_t ver = version;
+    int err = kclient_sync_call_into(c->ks, api, version, req, resp, &k->arena, &ver);
+    if (err == 0) return CLI_OK;
+    const struct kafka_api_info *ai = kafka_api_info(api);
+    const char *name = ai ? ai->name : "this API";
+    switch (err) {
+    case AL_EUNSUPPORTED:
+        return cli_err(CLI_FAILED, "broker %s does not support %s, which this command needs",
+                       where, name);
+    case AL_EMALFORMED:
+        return cli_err(CLI_FAILED, "malformed response from %s (%s v%d)", where, name, ver);
+    case AL_EINVAL:
+    case AL_ETOOLARGE:
+        return cli_err(CLI_FAILED, "cannot encode request (%s v%d): %s", name, ver,
+                       al_strerror(err));
+    case -ENOMEM: return cli_err(CLI_FAILED, "out of memory");
+    default:
+        unreachable_msg(where, err);
+        return CLI_UNREACHABLE;
     }
-    if (api >= 0 && api < KAFKA_API_COUNT) {
-        if (c->maxv[api] < 0) {
-            const struct kafka_api_info *ai = kafka_api_info(api);
-            return cli_err(CLI_FAILED, "broker %s:%d does not support %s, which this command "
-                           "needs", c->host, c->port, ai ? ai->name : "this API");
-        }
-        if (version > c->maxv[api]) version = c->maxv[api];
-    }
-    return call_raw(k, c, api, version, req, resp);
 }
 
 int cli_kafka_metadata(cli_kafka *k, const char *const *topics, int ntopics)
@@ -591,9 +533,8 @@ int cli_kafka_metadata(cli_kafka *k, const char *const *topics, int ntopics)
             if (k->nodes[j].node_id == b->NodeId) break;
         if (j < k->nnodes || k->nnodes >= CLI_MAX_NODES) continue;
         cli_conn *c = &k->nodes[k->nnodes++];
-        c->fd = -1;
+        c->ks = NULL;
         c->node_id = b->NodeId;
-        c->corr = 0;
         snprintf(c->host, sizeof(c->host), "%.*s", (int)(b->Host.len > 0 ? b->Host.len : 0),
                  b->Host.ptr ? b->Host.ptr : "");
         c->port = b->Port;
@@ -610,17 +551,10 @@ cli_conn *cli_kafka_node(cli_kafka *k, int32_t node_id)
     for (int i = 0; i < k->nnodes; i++) {
         if (k->nodes[i].node_id != node_id) continue;
         cli_conn *c = &k->nodes[i];
-        if (c->fd < 0) {
-            int fd = tcp_connect(c->host, c->port, k->o->timeout_ms);
-            if (fd < 0) {
-                char where[300];
-                snprintf(where, sizeof(where), "%d at %s:%d", node_id, c->host, c->port);
-                unreachable_msg(k, where, fd);
-                k->last_err = CLI_UNREACHABLE;
-                return NULL;
-            }
-            c->fd = fd;
-        }
+        char addr[300], where[320];
+        conn_addr(c, addr, sizeof(addr));
+        snprintf(where, sizeof(where), "%d at %s", node_id, addr);
+        if ((k->last_err = conn_ensure(k, c, where))) return NULL;
         return c;
     }
     /* single-broker clusters may advertise an address we cannot match: use bootstrap */

@@ -1,12 +1,14 @@
 /*
  * cli_util.h — shared plumbing of the operator commands (`ailurus topic|group|cluster`):
  * flag parsing with the global flags (--brokers, --admin-url, --format, --timeout), output as
- * aligned tables or JSON, a progress bar, error messages that say what to do next, a small
- * blocking Kafka connection (one request at a time over a socket, encoded and decoded with the
- * generated codec) and a tiny blocking HTTP/1.1 client for the admin API (loopback only).
+ * aligned tables or JSON, a progress bar, error messages that say what to do next, the CLI's
+ * Kafka session (bootstrap, one kclient_sync connection per broker, metadata, coordinator
+ * lookup, kclient errors mapped to exit codes) and a tiny blocking HTTP/1.1 client for the
+ * admin API (loopback only).
  *
- * Everything here is single-threaded, blocking and meant for short-lived CLI processes: no
- * reactor, no pools. Exit codes are the CLI_* values of src/cli/commands.h.
+ * Everything here is single-threaded, blocking and meant for short-lived CLI processes. The
+ * Kafka wire is src/client/kclient (its blocking kclient_sync API). Exit codes are the CLI_*
+ * values of src/cli/commands.h.
  */
 #ifndef AL_CLI_UTIL_H
 #define AL_CLI_UTIL_H
@@ -91,14 +93,13 @@ int64_t cli_mono_ms(void);
 
 /* --- Kafka --- */
 
+typedef struct kclient_sync kclient_sync;
+
 typedef struct cli_conn {
-    int fd; /* -1: not connected */
+    kclient_sync *ks; /* NULL: not connected (connected, with ApiVersions, on first use) */
     int32_t node_id;
-    int32_t corr;
     char host[256];
     int port;
-    bool versions_known;               /* ApiVersions exchanged */
-    int16_t maxv[KAFKA_API_COUNT];     /* broker's max version per api, -1: unsupported */
 } cli_conn;
 
 #define CLI_MAX_NODES 32
@@ -114,20 +115,23 @@ typedef struct cli_kafka {
 } cli_kafka;
 
 /*
- * Connects to the first reachable bootstrap broker in o->brokers. Returns CLI_OK, CLI_USAGE
- * (bad address) or CLI_UNREACHABLE after printing what to do next. k must be closed with
+ * Connects to the first reachable bootstrap broker in o->brokers (host names are resolved) and
+ * does the ApiVersions handshake. Returns CLI_OK, CLI_USAGE (bad address), CLI_FAILED (the
+ * handshake failed) or CLI_UNREACHABLE after printing what to do next. k must be closed with
  * cli_kafka_close either way.
  */
 int cli_kafka_open(cli_kafka *k, const cli_opts *o);
 void cli_kafka_close(cli_kafka *k);
 
 /*
- * One request/response round trip on c (NULL: the bootstrap connection): encodes req (a
- * kafka_<Api>Request) at `version`, lowered to the broker's maximum when that is smaller
- * (learned by an ApiVersions v0 exchange on the connection's first call), waits up to the
- * timeout for the response and decodes it into resp (a kafka_<Api>Response, decoded strings
- * live in k->arena). Returns CLI_OK, or CLI_UNREACHABLE (connection failed/closed/timed out;
- * message printed) or CLI_FAILED (malformed response, or the broker lacks the api; printed).
+ * One request/response round trip on c (NULL: the bootstrap connection) through
+ * kclient_sync_call_into: req (a kafka_<Api>Request) is sent at `version`, lowered to the
+ * version negotiated by ApiVersions when that is smaller, waiting up to the timeout; the
+ * response is decoded into resp (a kafka_<Api>Response) whose bytes and strings live in
+ * k->arena, so several responses stay valid together until the arena is reset. A connection
+ * closed by an earlier timeout is reopened. Returns CLI_OK, or CLI_UNREACHABLE (connection
+ * failed/closed/timed out; message printed) or CLI_FAILED (malformed response, or the broker
+ * lacks the api; printed).
  */
 int cli_kafka_call(cli_kafka *k, cli_conn *c, int16_t api, int16_t version, const void *req,
                    void *resp);

@@ -12,12 +12,15 @@
 
 #include "base/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <lz4frame.h>
 #include <snappy-c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -510,6 +513,8 @@ struct kclient_sync {
     const void *resp;
     struct kc_buf body;
     kafka_arena arena;
+    kafka_arena *keep_arena; /* kclient_sync_call_into: decode into the caller's arena ... */
+    void *keep_resp;         /* ... and struct */
 };
 
 int kclient_parse_addr(const char *hp, char *host, size_t host_cap, uint16_t *port)
@@ -553,9 +558,57 @@ static int ks_wait(kclient_sync *s, uint64_t deadline)
     return 0;
 }
 
+/* Closes s->c, polls until its ops are done and frees it (s->c becomes NULL). */
+static void ks_drop_client(kclient_sync *s)
+{
+    if (!s->c) return;
+    kclient_close(s->c);
+    for (int guard = 0; kclient_busy(s->c) && guard < 100000; guard++)
+        io_poll(s->io, io_now_ns(s->io) + 100000000ull);
+    if (!kclient_busy(s->c)) kclient_free(s->c);
+    s->c = NULL;
+}
+
+/* Creates s->c, connects it to the numeric host and waits for the handshake (until deadline).
+ * Returns 0 or an error (s->c dropped again). */
+static int ks_connect_one(kclient_sync *s, const char *host, uint16_t port, uint64_t deadline)
+{
+    struct kclient_opts o = {.timeout_ms = s->timeout_ms};
+    int rc = kclient_create(&s->c, s->io, &o);
+    if (rc < 0) return rc;
+    s->done = false;
+    s->err = 0;
+    kclient_connect(s->c, host, port, ks_conn_cb, s);
+    rc = ks_wait(s, deadline);
+    if (rc == 0) rc = s->err;
+    if (rc < 0) ks_drop_client(s);
+    return rc;
+}
+
+/* Resolves a host name (blocking getaddrinfo) and tries each address in turn until one
+ * connects or the deadline passes. Returns 0 or the last error (AL_ENOTFOUND: no address). */
+static int ks_connect_name(kclient_sync *s, const char *host, uint16_t port, uint64_t deadline)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) || !res) return AL_ENOTFOUND;
+    int rc = AL_ENOTFOUND, tried = 0;
+    for (struct addrinfo *ai = res; ai && tried < 16; ai = ai->ai_next, tried++) {
+        char num[INET6_ADDRSTRLEN];
+        const void *a = ai->ai_family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+        if (!inet_ntop(ai->ai_family, a, num, sizeof(num))) continue;
+        rc = ks_connect_one(s, num, port, deadline);
+        if (rc == 0 || rc == AL_ETIMEDOUT) break;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
 int kclient_sync_open(kclient_sync **out, const char *host_port, uint32_t timeout_ms)
 {
-    char host[64];
+    char host[256];
     uint16_t port;
     int rc = kclient_parse_addr(host_port, host, sizeof(host), &port);
     if (rc < 0) return rc;
@@ -565,13 +618,11 @@ int kclient_sync_open(kclient_sync **out, const char *host_port, uint32_t timeou
     kafka_arena_init(&s->arena, (size_t)2 << 30);
     rc = io_uring_create(&s->io, NULL);
     if (rc < 0) goto fail;
-    struct kclient_opts o = {.timeout_ms = s->timeout_ms};
-    rc = kclient_create(&s->c, s->io, &o);
-    if (rc < 0) goto fail;
-    kclient_connect(s->c, host, port, ks_conn_cb, s);
     uint64_t deadline = io_now_ns(s->io) + (uint64_t)s->timeout_ms * 1000000ull;
-    rc = ks_wait(s, deadline);
-    if (rc == 0) rc = s->err;
+    uint8_t bin[16];
+    if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1)
+        rc = ks_connect_one(s, host, port, deadline);
+    else rc = ks_connect_name(s, host, port, deadline);
     if (rc < 0) goto fail;
     *out = s;
     return 0;
@@ -580,15 +631,12 @@ fail:
     return rc;
 }
 
+bool kclient_sync_ready(kclient_sync *s) { return s->c && kclient_ready(s->c); }
+
 void kclient_sync_close(kclient_sync *s)
 {
     if (!s) return;
-    if (s->c) {
-        kclient_close(s->c);
-        for (int guard = 0; kclient_busy(s->c) && guard < 100000; guard++)
-            io_poll(s->io, io_now_ns(s->io) + 100000000ull);
-        if (!kclient_busy(s->c)) kclient_free(s->c);
-    }
+    ks_drop_client(s);
     if (s->io) io_destroy(s->io);
     kafka_arena_free(&s->arena);
     free(s->body.p);
@@ -605,6 +653,21 @@ static void ks_resp_cb(kclient *c, void *ctx, int err, int16_t api_key, int16_t 
     s->err = err;
     s->ver = ver;
     if (err < 0 || !resp) return; /* failed, or acks=0 Produce (no response) */
+    if (s->keep_arena) {
+        /* The caller's arena holds the bytes and the decoded struct: kept as long as it is. */
+        uint8_t *b = kafka_arena_alloc(s->keep_arena, c->cur_body_len + 1);
+        if (!b) {
+            s->err = -ENOMEM;
+            return;
+        }
+        memcpy(b, c->cur_body, c->cur_body_len);
+        kafka_response_init(api_key, s->keep_resp);
+        al_rd rd = al_rd_make(b, c->cur_body_len);
+        int rc = kafka_response_decode(api_key, ver, &rd, s->keep_resp, s->keep_arena);
+        if (rc < 0) s->err = rc == -ENOMEM ? rc : AL_EMALFORMED;
+        else s->resp = s->keep_resp;
+        return;
+    }
     /* Keep a copy of the body and decode it again so the result outlives the callback. */
     s->body.len = 0;
     if (kc_buf_reserve(&s->body, c->cur_body_len + 1)) {
@@ -628,13 +691,15 @@ static void ks_resp_cb(kclient *c, void *ctx, int err, int16_t api_key, int16_t 
     s->resp = r;
 }
 
-int kclient_sync_call(kclient_sync *s, int16_t api_key, const void *req, const void **resp,
-                      int16_t *ver)
+/* Sends req at version v (< 0: negotiated) and waits for ks_resp_cb. Returns 0 or an error. */
+static int ks_call(kclient_sync *s, int16_t api_key, int16_t v, const void *req)
 {
     s->done = false;
     s->err = 0;
     s->resp = NULL;
-    int rc = kclient_send(s->c, api_key, req, ks_resp_cb, s);
+    if (!s->c) return AL_ECLOSED;
+    int rc = v < 0 ? kclient_send(s->c, api_key, req, ks_resp_cb, s)
+                   : kclient_send_v(s->c, api_key, v, req, ks_resp_cb, s);
     if (rc < 0) return rc;
     /* The client's own timer fails the request at the timeout; wait a little longer. */
     uint64_t deadline = io_now_ns(s->io) + (uint64_t)s->timeout_ms * 1000000ull + 1000000000ull;
@@ -643,13 +708,38 @@ int kclient_sync_call(kclient_sync *s, int16_t api_key, const void *req, const v
         kclient_close(s->c); /* runs ks_resp_cb with AL_ECLOSED */
         return rc;
     }
-    if (s->err < 0) return s->err;
+    return s->err < 0 ? s->err : 0;
+}
+
+int kclient_sync_call(kclient_sync *s, int16_t api_key, const void *req, const void **resp,
+                      int16_t *ver)
+{
+    int rc = ks_call(s, api_key, -1, req);
+    if (rc < 0) return rc;
     if (api_key == KAFKA_API_PRODUCE && !s->resp) {
         *resp = NULL; /* acks=0 */
         if (ver) *ver = s->ver;
         return 0;
     }
     *resp = s->resp;
+    if (ver) *ver = s->ver;
+    return 0;
+}
+
+int kclient_sync_call_into(kclient_sync *s, int16_t api_key, int16_t max_version,
+                           const void *req, void *resp, kafka_arena *arena, int16_t *ver)
+{
+    if (!s->c) return AL_ECLOSED;
+    int16_t v = kclient_api_version(s->c, api_key);
+    if (v < 0) return kclient_ready(s->c) ? AL_EUNSUPPORTED : AL_ECLOSED;
+    if (max_version >= 0 && max_version < v) v = max_version;
+    kafka_response_init(api_key, resp);
+    s->keep_arena = arena;
+    s->keep_resp = resp;
+    int rc = ks_call(s, api_key, v, req);
+    s->keep_arena = NULL;
+    s->keep_resp = NULL;
+    if (rc < 0) return rc;
     if (ver) *ver = s->ver;
     return 0;
 }
@@ -742,11 +832,34 @@ int kclient_compression_parse(const char *name)
     return AL_EINVAL;
 }
 
-/* Builds the storage record list for recs (caller frees). */
-static storage_build_record *kc_build_recs(const kclient_record *recs, int n, int64_t base_ts)
+/* Bytes the encoded headers of r take at most (count varint, then per header two length
+ * varints and the bytes). */
+static size_t kc_headers_bound(const kclient_record *r)
 {
+    if (r->header_count <= 0) return 0;
+    size_t sz = 5;
+    for (int32_t i = 0; i < r->header_count; i++)
+        sz += 10 + (size_t)AL_MAX(r->headers[i].key_len, 0) +
+              (size_t)(r->headers[i].value ? AL_MAX(r->headers[i].value_len, 0) : 0);
+    return sz;
+}
+
+/* Builds the storage record list for recs (caller frees it and *hbuf, which holds the encoded
+ * headers the list points into). Returns NULL on -ENOMEM. */
+static storage_build_record *kc_build_recs(const kclient_record *recs, int n, int64_t base_ts,
+                                           uint8_t **hbuf)
+{
+    size_t hsz = 0;
+    for (int i = 0; i < n; i++) hsz += kc_headers_bound(&recs[i]);
     storage_build_record *br = calloc((size_t)n, sizeof(*br));
-    if (!br) return NULL;
+    *hbuf = hsz ? malloc(hsz) : NULL;
+    if (!br || (hsz && !*hbuf)) {
+        free(br);
+        free(*hbuf);
+        *hbuf = NULL;
+        return NULL;
+    }
+    al_wr wr = al_wr_make(*hbuf, hsz);
     for (int i = 0; i < n; i++) {
         br[i].offset_delta = i;
         br[i].timestamp_delta = recs[i].timestamp - base_ts;
@@ -754,7 +867,22 @@ static storage_build_record *kc_build_recs(const kclient_record *recs, int n, in
         br[i].key_len = recs[i].key ? recs[i].key_len : -1;
         br[i].value = recs[i].value;
         br[i].value_len = recs[i].value ? recs[i].value_len : -1;
+        if (recs[i].header_count <= 0) continue;
+        uint8_t *start = wr.p;
+        al_wr_varint(&wr, recs[i].header_count);
+        for (int32_t j = 0; j < recs[i].header_count; j++) {
+            const kclient_header *h = &recs[i].headers[j];
+            int32_t kl = AL_MAX(h->key_len, 0);
+            al_wr_varint(&wr, kl);
+            if (kl > 0) al_wr_bytes(&wr, h->key, (size_t)kl);
+            int32_t vl = h->value ? h->value_len : -1;
+            al_wr_varint(&wr, vl);
+            if (vl > 0) al_wr_bytes(&wr, h->value, (size_t)vl);
+        }
+        br[i].headers = start;
+        br[i].headers_size = (size_t)(wr.p - start);
     }
+    AL_ASSERT(!wr.err);
     return br;
 }
 
@@ -763,7 +891,7 @@ size_t kclient_batch_bound(const kclient_record *recs, int n)
     size_t sz = STORAGE_BATCH_HEADER;
     for (int i = 0; i < n; i++) {
         /* attributes, varints of length/deltas/key/value lengths, headers count */
-        sz += 1 + 5 + 10 + 5 + 5 + 5 + 1;
+        sz += 1 + 5 + 10 + 5 + 5 + 5 + 1 + kc_headers_bound(&recs[i]);
         if (recs[i].key) sz += (size_t)recs[i].key_len;
         if (recs[i].value) sz += (size_t)recs[i].value_len;
     }
@@ -833,7 +961,8 @@ int64_t kclient_batch_build(void *out, size_t cap, const kclient_record *recs, i
         if (recs[i].timestamp < base_ts) base_ts = recs[i].timestamp;
         if (recs[i].timestamp > max_ts) max_ts = recs[i].timestamp;
     }
-    storage_build_record *br = kc_build_recs(recs, n, base_ts);
+    uint8_t *hbuf = NULL;
+    storage_build_record *br = kc_build_recs(recs, n, base_ts, &hbuf);
     if (!br) return -ENOMEM;
     storage_build_params p = {
         .base_offset = 0, .leader_epoch = -1, .attributes = 0, .last_offset_delta = -1,
@@ -886,6 +1015,7 @@ done:
     free(ctmp);
     free(tmp);
     free(br);
+    free(hbuf);
     return rc;
 }
 
@@ -896,6 +1026,7 @@ void kclient_fetch_iter_init(kclient_fetch_iter *it, const void *records, size_t
     memset(it, 0, sizeof(*it));
     it->p = records;
     it->end = it->p + (records ? len : 0);
+    it->next_offset = -1;
 }
 
 void kclient_fetch_iter_free(kclient_fetch_iter *it)
@@ -915,11 +1046,15 @@ int kclient_fetch_iter_next(kclient_fetch_iter *it, kclient_fetched *out)
             int r = storage_record_iter_next(&it->rit, &rec);
             if (r == 1) {
                 out->offset = it->base_offset + rec.offset_delta;
-                out->timestamp = it->base_timestamp + rec.timestamp_delta;
+                out->timestamp = it->log_append ? it->max_timestamp
+                                                : it->base_timestamp + rec.timestamp_delta;
                 out->key = rec.key;
                 out->key_len = rec.key_len;
                 out->value = rec.value;
                 out->value_len = rec.value_len;
+                out->headers = rec.headers;
+                out->headers_size = rec.headers_size;
+                out->header_count = rec.header_count;
                 return 1;
             }
             kclient_fetch_iter_free(it);
@@ -935,6 +1070,7 @@ int kclient_fetch_iter_next(kclient_fetch_iter *it, kclient_fetched *out)
         if (v < 0) return it->err = (int)v;
         const uint8_t *batch = it->p;
         it->p += size;
+        it->next_offset = storage_batch_last_offset(&h) + 1;
         if (h.attributes & STORAGE_ATTR_CONTROL) continue;
         const uint8_t *recs;
         size_t rl;
@@ -942,8 +1078,37 @@ int kclient_fetch_iter_next(kclient_fetch_iter *it, kclient_fetched *out)
         if (rc < 0) return it->err = rc;
         it->base_offset = h.base_offset;
         it->base_timestamp = h.base_timestamp;
+        it->max_timestamp = h.max_timestamp;
+        it->log_append = (h.attributes & STORAGE_ATTR_TIMESTAMP_LOG_APPEND) != 0;
         storage_record_iter_init(&it->rit, recs, rl, h.records_count);
         it->in_batch = true;
     }
     return 0;
+}
+
+void kclient_header_iter_init(kclient_header_iter *it, const kclient_fetched *f)
+{
+    it->rd = al_rd_make(f->headers, f->headers ? f->headers_size : 0);
+    it->left = f->headers && f->headers_size ? al_rd_varint(&it->rd) : 0;
+    if (it->rd.err || it->left < 0) it->left = -1;
+}
+
+int kclient_header_iter_next(kclient_header_iter *it, kclient_header *out)
+{
+    if (it->left < 0) return AL_EMALFORMED;
+    if (it->left == 0) return 0;
+    int32_t kl = al_rd_varint(&it->rd);
+    const uint8_t *kp = kl > 0 ? al_rd_bytes(&it->rd, (size_t)kl) : NULL;
+    int32_t vl = al_rd_varint(&it->rd);
+    const uint8_t *vp = vl > 0 ? al_rd_bytes(&it->rd, (size_t)vl) : NULL;
+    if (it->rd.err || kl < 0 || vl < -1) {
+        it->left = -1;
+        return AL_EMALFORMED;
+    }
+    it->left--;
+    out->key = kp ? (const void *)kp : "";
+    out->key_len = kl;
+    out->value = vl < 0 ? NULL : vp ? (const void *)vp : "";
+    out->value_len = vl;
+    return 1;
 }

@@ -1,12 +1,13 @@
 /*
- * kclient.h — a Kafka client connection on the reactor's io (src/reactor/io.h) using the
+ * kclient.h — THE Kafka client of the tree, on the reactor's io (src/reactor/io.h) using the
  * generated codec: connect to a numeric host, ApiVersions handshake (per API the version used
  * is min(our max, broker max)), pipelined requests matched by correlation id, one callback per
  * response with the decoded struct, acks=0 Produce (no response expected), request timeouts
  * and errors. Plus a blocking convenience layer for tools (kclient_sync_*: its own io_uring,
- * poll until the response or a timeout) with bootstrap helpers (Metadata -> leader, and
+ * poll until the response or a timeout; resolves host names with getaddrinfo; responses can be
+ * kept in a caller-owned arena) with bootstrap helpers (Metadata -> leader, and
  * FindCoordinator), a record-batch builder for producing (magic 2, CRC32C, optional
- * compression; built on src/storage/batch.h) and an iterator over the records of a Fetch
+ * compression, record headers; built on src/storage/batch.h) and an iterator over the records of a Fetch
  * response partition (decompressing through src/storage/batch.h).
  *
  * Threading: a kclient belongs to the thread of its io; every call and every callback happens
@@ -16,6 +17,7 @@
  * connection is closed because responses come in order), AL_ECLOSED (closed by us or the peer),
  * AL_EUNSUPPORTED (the broker does not support the API), AL_EMALFORMED (a bad response; the
  * connection is closed). Kafka error codes inside responses are the caller's to read.
+ * al_strerror (base.h) gives the text of any of them.
  */
 #ifndef AL_CLIENT_KCLIENT_H
 #define AL_CLIENT_KCLIENT_H
@@ -102,9 +104,11 @@ void kclient_free(kclient *c);
 typedef struct kclient_sync kclient_sync;
 
 /*
- * Opens an io_uring io on the calling thread, connects to "host:port" (numeric host) and does
- * the handshake, waiting at most timeout_ms. Returns 0, -errno (e.g. -ECONNREFUSED),
- * AL_ETIMEDOUT, AL_EINVAL (bad address).
+ * Opens an io_uring io on the calling thread, connects to "host:port" and does the handshake,
+ * waiting at most timeout_ms (which is also every later call's timeout). A host that is not a
+ * numeric address is resolved with getaddrinfo (blocking: tools only, never on a shard) and
+ * each resolved address is tried in turn. Returns 0, -errno (e.g. -ECONNREFUSED),
+ * AL_ETIMEDOUT, AL_EINVAL (bad address), AL_ENOTFOUND (the name does not resolve).
  */
 int kclient_sync_open(kclient_sync **out, const char *host_port, uint32_t timeout_ms);
 
@@ -119,6 +123,20 @@ void kclient_sync_close(kclient_sync *s);
  */
 int kclient_sync_call(kclient_sync *s, int16_t api_key, const void *req, const void **resp,
                       int16_t *ver);
+
+/*
+ * As kclient_sync_call, but the version is min(max_version, the negotiated one) and the
+ * response is decoded into the caller's struct resp (a kafka_<Api>Response) with its strings,
+ * arrays and the raw response bytes allocated from the caller's arena: it stays valid until the
+ * caller resets or frees that arena, whatever calls follow on s. An acks=0 Produce leaves resp
+ * initialised (empty). Returns 0 or the errors of kclient_sync_call (-ENOMEM when the arena is
+ * exhausted).
+ */
+int kclient_sync_call_into(kclient_sync *s, int16_t api_key, int16_t max_version,
+                           const void *req, void *resp, kafka_arena *arena, int16_t *ver);
+
+/* True while the connection is open (false after a timeout or a network error closed it). */
+bool kclient_sync_ready(kclient_sync *s);
 
 /* The underlying client (for kclient_api_version and the like). */
 kclient *kclient_sync_client(kclient_sync *s);
@@ -141,13 +159,23 @@ int kclient_parse_addr(const char *host_port, char *host, size_t host_cap, uint1
 
 /* ---- record batches ---- */
 
+/* One record header (value NULL with len -1 for null; keys are never null). */
+typedef struct kclient_header {
+    const void *key;
+    int32_t key_len;
+    const void *value;
+    int32_t value_len;
+} kclient_header;
+
 /* One record to produce (key/value NULL with len -1 for null). */
 typedef struct kclient_record {
     const void *key;
     int32_t key_len;
     const void *value;
     int32_t value_len;
-    int64_t timestamp; /* ms since the epoch */
+    int64_t timestamp;             /* ms since the epoch */
+    const kclient_header *headers; /* header_count entries (NULL when 0); not kept */
+    int32_t header_count;
 } kclient_record;
 
 /* Upper bound of the bytes kclient_batch_build needs for these records (any compression). */
@@ -178,6 +206,9 @@ typedef struct kclient_fetch_iter {
     bool in_batch;
     int err;
     int32_t count;
+    bool log_append;     /* the current batch uses log-append time (max_timestamp) */
+    int64_t max_timestamp;
+    int64_t next_offset; /* one past the last offset of the batches entered so far (-1: none) */
     storage_record_iter rit;
 } kclient_fetch_iter;
 
@@ -188,6 +219,9 @@ typedef struct kclient_fetched {
     int32_t key_len;
     const uint8_t *value;
     int32_t value_len;
+    const uint8_t *headers; /* raw headers (count varint first); read with kclient_header_iter */
+    size_t headers_size;
+    int32_t header_count;
 } kclient_fetched;
 
 void kclient_fetch_iter_init(kclient_fetch_iter *it, const void *records, size_t len);
@@ -196,5 +230,15 @@ void kclient_fetch_iter_init(kclient_fetch_iter *it, const void *records, size_t
 int kclient_fetch_iter_next(kclient_fetch_iter *it, kclient_fetched *out);
 /* Frees what the iterator holds (always call it; safe after an error). */
 void kclient_fetch_iter_free(kclient_fetch_iter *it);
+
+/* Iterates the headers of a fetched record (pointers into its batch, valid as the record). */
+typedef struct kclient_header_iter {
+    al_rd rd;
+    int32_t left;
+} kclient_header_iter;
+
+void kclient_header_iter_init(kclient_header_iter *it, const kclient_fetched *f);
+/* 1 and *out filled, 0 at the end, AL_EMALFORMED on bad header encoding. */
+int kclient_header_iter_next(kclient_header_iter *it, kclient_header *out);
 
 #endif

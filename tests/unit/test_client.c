@@ -113,6 +113,7 @@ static void make_records(kclient_record *r, int n, char (*vals)[200], char (*key
         snprintf(keys[i], 16, "k%d", i);
         memset(vals[i], 'a' + i % 26, 200);
         snprintf(vals[i], 200, "value-%d-", i);
+        r[i] = (kclient_record){0};
         r[i].key = i % 2 ? NULL : keys[i];
         r[i].key_len = i % 2 ? -1 : (int32_t)strlen(keys[i]);
         r[i].value = vals[i];
