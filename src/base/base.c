@@ -52,3 +52,9 @@ void al_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const v
 {
     if (n > 1) qsort(base, n, size, cmp);
 }
+
+void *al_search(const void *key, const void *base, size_t n, size_t size,
+                int (*cmp)(const void *, const void *))
+{
+    return n ? bsearch(key, base, n, size, cmp) : NULL;
+}

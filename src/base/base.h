@@ -76,6 +76,10 @@ const char *al_strerror(int err);
  */
 void al_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 
+/* bsearch that accepts an empty or NULL array (returns NULL), for the same reason. */
+void *al_search(const void *key, const void *base, size_t n, size_t size,
+                int (*cmp)(const void *, const void *));
+
 AL_NORETURN void al_assert_fail(const char *cond, const char *file, int line, const char *func);
 AL_NORETURN AL_PRINTF(3, 4) void al_panic(const char *file, int line, const char *fmt, ...);
 

@@ -722,7 +722,7 @@ static void collect_partitions(struct seen_set *last)
     if (complete) {
         al_sort(now.keys, now.n, sizeof(char *), key_cmp);
         for (uint32_t i = 0; i < last->n; i++) {
-            if (bsearch(&last->keys[i], now.keys, now.n, sizeof(char *), key_cmp)) continue;
+            if (al_search(&last->keys[i], now.keys, now.n, sizeof(char *), key_cmp)) continue;
             const char *k = last->keys[i];
             const char *l[] = {k, k + strlen(k) + 1, NULL};
             metrics_series_remove(metrics_local, M_PARTITION_HIGH_WATERMARK, l);

@@ -86,7 +86,7 @@ static void offset_visit(void *arg, const char *topic, int32_t partition, int64_
     memcpy(key, topic, tl + 1);
     memcpy(key + tl + 1, part, strlen(part) + 1);
     struct hw_ent probe = {key, 0};
-    const struct hw_ent *e = bsearch(&probe, a->hw->v, a->hw->n, sizeof(probe), hw_cmp);
+    const struct hw_ent *e = al_search(&probe, a->hw->v, a->hw->n, sizeof(probe), hw_cmp);
     if (!e) return; /* partition not led here (or not yet collected): lag unknown */
     if (a->n == a->cap) {
         int nc = a->cap ? a->cap * 2 : 16;
@@ -215,7 +215,7 @@ void metrics_group_lag_update(struct group_coordinator *c, int64_t now_ms)
     /* Remove what was reported last time and is not now. */
     al_sort(now.keys, (size_t)now.n, sizeof(char *), str3_cmp);
     for (int i = 0; i < tls_last.n; i++) {
-        if (bsearch(&tls_last.keys[i], now.keys, (size_t)now.n, sizeof(char *), str3_cmp))
+        if (al_search(&tls_last.keys[i], now.keys, (size_t)now.n, sizeof(char *), str3_cmp))
             continue;
         const char *g = tls_last.keys[i], *t = g + strlen(g) + 1, *p = t + strlen(t) + 1;
         if (!*t) {

@@ -913,11 +913,23 @@ uint64_t storage_log_size_bytes(const storage_log *log)
 
 /* ---- reads ---- */
 
-static int read_out_append(storage_read *r, const void *p, size_t n)
+/* Makes room for n more bytes in r->data, growing it geometrically (a read of many small
+ * batches must not copy the output once per batch). Returns 0 or -ENOMEM. */
+static int read_out_reserve(storage_read *r, size_t n)
 {
-    uint8_t *nd = realloc(r->data, r->len + n);
+    if (r->len + n <= r->dcap) return 0;
+    size_t cap = AL_MAX(r->dcap * 2, (size_t)64 << 10);
+    while (cap < r->len + n) cap *= 2;
+    uint8_t *nd = realloc(r->data, cap);
     if (!nd) return -ENOMEM;
     r->data = nd;
+    r->dcap = cap;
+    return 0;
+}
+
+static int read_out_append(storage_read *r, const void *p, size_t n)
+{
+    if (read_out_reserve(r, n) < 0) return -ENOMEM;
     memcpy(r->data + r->len, p, n);
     r->len += n;
     return 0;
@@ -954,9 +966,7 @@ static int read_from_memory(storage_log *log, segment *seg, uint64_t pos, storag
         size_t sz = storage_batch_size(&h);
         if (storage_batch_last_offset(&h) >= r->offset) {
             if (r->len && r->len + sz > r->max_bytes) break;
-            uint8_t *nd = realloc(r->data, r->len + sz);
-            if (!nd) return -ENOMEM;
-            r->data = nd;
+            if (read_out_reserve(r, sz) < 0) return -ENOMEM;
             if ((rc = seg_read_sync(log, seg, pos, r->data + r->len, sz)) < 0) return rc;
             r->len += sz;
             r->next_offset = storage_batch_last_offset(&h) + 1;
@@ -980,6 +990,7 @@ static void read_finish(storage_log *log, storage_read *r, int res)
         free(r->data);
         r->data = NULL;
         r->len = 0;
+        r->dcap = 0;
     }
     r->cb(r);
     if (log->trunc && !log->reads_inflight) flush_kick(log);
@@ -1118,6 +1129,7 @@ int storage_log_read(storage_log *log, storage_read *r)
 {
     r->data = NULL;
     r->len = 0;
+    r->dcap = 0;
     r->res = 0;
     r->abuf = NULL;
     r->acap = 0;
@@ -1134,6 +1146,7 @@ void storage_read_release(storage_read *r)
     free(r->data);
     r->data = NULL;
     r->len = 0;
+    r->dcap = 0;
 }
 
 /* ---- recovery ---- */

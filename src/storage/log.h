@@ -129,6 +129,7 @@ struct storage_read {
     int64_t next_offset; /* out: offset after the last batch returned */
     /* private */
     storage_log *log;
+    size_t dcap;       /* allocated size of data */
     io_op op;
     uint8_t *abuf;
     size_t acap;
