@@ -6,20 +6,16 @@
  */
 #include "cli/cli_util.h"
 
+#include "client/kclient.h"
 #include "kafka/errors.h"
-#include "storage/batch.h"
 
 #include <errno.h>
-#include <lz4frame.h>
 #include <signal.h>
-#include <snappy-c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #define TOPIC_USAGE                                                                           \
     "usage: ailurus topic <create|list|describe|delete|alter-config|add-partitions|produce|"   \
@@ -390,84 +386,12 @@ static uint32_t murmur2(const uint8_t *data, size_t len)
     return h;
 }
 
-enum { COMP_NONE = 0, COMP_GZIP = 1, COMP_SNAPPY = 2, COMP_LZ4 = 3, COMP_ZSTD = 4 };
-
 /* Pending records of one partition. */
 struct pbuf {
-    storage_build_record *recs;
+    kclient_record *recs;
     int n, cap;
     size_t bytes;
 };
-
-/* Replaces an uncompressed batch (size bytes at *batch, malloc'd) with a compressed one.
- * Returns the new size or a negative error. */
-static int64_t batch_compress(uint8_t **batch, size_t size, int comp)
-{
-    const size_t H = 61;
-    size_t in_len = size - H, cap = 0, out_len = 0;
-    uint8_t *in = *batch + H, *out = NULL;
-    if (comp == COMP_GZIP) {
-        cap = compressBound((uLong)in_len) + 64;
-        out = malloc(H + cap);
-        if (!out) return -ENOMEM;
-        z_stream zs = {0};
-        if (deflateInit2(&zs, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-            free(out);
-            return -EINVAL;
-        }
-        zs.next_in = in;
-        zs.avail_in = (uInt)in_len;
-        zs.next_out = out + H;
-        zs.avail_out = (uInt)cap;
-        int zr = deflate(&zs, Z_FINISH);
-        out_len = zs.total_out;
-        deflateEnd(&zs);
-        if (zr != Z_STREAM_END) {
-            free(out);
-            return -EINVAL;
-        }
-    } else if (comp == COMP_ZSTD) {
-        cap = ZSTD_compressBound(in_len);
-        out = malloc(H + cap);
-        if (!out) return -ENOMEM;
-        out_len = ZSTD_compress(out + H, cap, in, in_len, 3);
-        if (ZSTD_isError(out_len)) {
-            free(out);
-            return -EINVAL;
-        }
-    } else if (comp == COMP_SNAPPY) { /* raw snappy block, as librdkafka writes it */
-        cap = snappy_max_compressed_length(in_len);
-        out = malloc(H + cap);
-        if (!out) return -ENOMEM;
-        out_len = cap;
-        if (snappy_compress((const char *)in, in_len, (char *)out + H, &out_len) != SNAPPY_OK) {
-            free(out);
-            return -EINVAL;
-        }
-    } else if (comp == COMP_LZ4) {
-        LZ4F_preferences_t prefs;
-        memset(&prefs, 0, sizeof(prefs));
-        cap = LZ4F_compressFrameBound(in_len, &prefs);
-        out = malloc(H + cap);
-        if (!out) return -ENOMEM;
-        out_len = LZ4F_compressFrame(out + H, cap, in, in_len, &prefs);
-        if (LZ4F_isError(out_len)) {
-            free(out);
-            return -EINVAL;
-        }
-    } else {
-        return (int64_t)size;
-    }
-    memcpy(out, *batch, H);
-    int16_t attr = (int16_t)((al_be16(out + 21) & ~STORAGE_ATTR_COMPRESSION_MASK) | comp);
-    out[21] = (uint8_t)(attr >> 8);
-    out[22] = (uint8_t)attr;
-    al_put_be32(out + 8, (uint32_t)(H + out_len - 12));
-    storage_batch_set_crc(out, H + out_len);
-    free(*batch);
-    *batch = out;
-    return (int64_t)(H + out_len);
-}
 
 struct produce_state {
     cli_kafka *k;
@@ -508,19 +432,14 @@ static int produce_flush(struct produce_state *s)
             struct pbuf *b = &s->pb[j];
             if (done[j] || !b->n || s->t->Partitions[j].LeaderId != leader) continue;
             done[j] = true;
-            storage_build_params bp = {.base_offset = 0, .leader_epoch = -1,
-                                       .last_offset_delta = -1,
-                                       .base_timestamp = s->base_ts,
-                                       .max_timestamp = s->base_ts, .producer_id = -1,
-                                       .producer_epoch = -1, .base_sequence = -1};
-            size_t sz = storage_batch_build_size(b->recs, b->n);
+            for (int r = 0; r < b->n; r++) b->recs[r].timestamp = s->base_ts;
+            size_t sz = kclient_batch_bound(b->recs, b->n);
             batches[j] = malloc(sz);
             if (!batches[j]) {
                 rc = cli_err(CLI_FAILED, "out of memory");
                 break;
             }
-            int64_t bs = storage_batch_build(batches[j], sz, &bp, b->recs, b->n);
-            if (bs > 0) bs = batch_compress(&batches[j], (size_t)bs, s->comp);
+            int64_t bs = kclient_batch_build(batches[j], sz, b->recs, b->n, s->comp);
             if (bs < 0) {
                 rc = cli_err(CLI_FAILED, "cannot build a record batch: %d", (int)bs);
                 break;
@@ -577,31 +496,24 @@ static int topic_produce(cli_kafka *k, const char *name, const char *file, const
                          const cli_list *hdrs, int64_t acks, const char *comp_s,
                          int64_t partition, bool progress)
 {
-    int comp = COMP_NONE;
-    if (!comp_s || !strcmp(comp_s, "none")) comp = COMP_NONE;
-    else if (!strcmp(comp_s, "gzip")) comp = COMP_GZIP;
-    else if (!strcmp(comp_s, "snappy")) comp = COMP_SNAPPY;
-    else if (!strcmp(comp_s, "lz4")) comp = COMP_LZ4;
-    else if (!strcmp(comp_s, "zstd")) comp = COMP_ZSTD;
-    else return cli_err(CLI_USAGE, "--compression must be none, gzip, snappy, lz4 or zstd");
+    int comp = kclient_compression_parse(comp_s ? comp_s : "none");
+    if (comp < 0)
+        return cli_err(CLI_USAGE, "--compression must be none, gzip, snappy, lz4 or zstd");
     if (acks != -1 && acks != 1)
         return cli_err(CLI_USAGE, "--acks must be -1 (all) or 1 (the CLI reports offsets, "
                        "so acks=0 is not offered)");
     if (ksep && !*ksep) return cli_err(CLI_USAGE, "-k needs a non-empty separator");
-    /* headers: encoded once, shared by every record */
-    uint8_t hbuf[8192];
-    al_wr hw = al_wr_make(hbuf, sizeof(hbuf));
-    al_wr_varint(&hw, hdrs->n);
+    /* headers: parsed once, shared by every record */
+    kclient_header hv[CLI_LIST_MAX];
+    size_t hbytes = 1;
     for (int i = 0; i < hdrs->n; i++) {
         const char *eq = strchr(hdrs->v[i], '=');
         if (!eq || eq == hdrs->v[i]) return cli_err(CLI_USAGE, "-H expects key=value");
-        al_wr_varint(&hw, (int32_t)(eq - hdrs->v[i]));
-        al_wr_bytes(&hw, hdrs->v[i], (size_t)(eq - hdrs->v[i]));
-        al_wr_varint(&hw, (int32_t)strlen(eq + 1));
-        al_wr_bytes(&hw, eq + 1, strlen(eq + 1));
+        hv[i] = (kclient_header){hdrs->v[i], (int32_t)(eq - hdrs->v[i]), eq + 1,
+                                 (int32_t)strlen(eq + 1)};
+        hbytes += 2 + strlen(hdrs->v[i]);
     }
-    if (hw.err) return cli_err(CLI_USAGE, "headers too large (max 8 KiB)");
-    size_t hsize = (size_t)(hw.p - hbuf);
+    if (hbytes > 8192) return cli_err(CLI_USAGE, "headers too large (max 8 KiB)");
 
     FILE *in = stdin;
     int64_t total = 0;
@@ -665,7 +577,7 @@ static int topic_produce(cli_kafka *k, const char *name, const char *file, const
         struct pbuf *b = &s.pb[p];
         if (b->n == b->cap) {
             int nc = b->cap ? b->cap * 2 : 64;
-            storage_build_record *nr = realloc(b->recs, sizeof(*nr) * (size_t)nc);
+            kclient_record *nr = realloc(b->recs, sizeof(*nr) * (size_t)nc);
             if (!nr) {
                 rc = cli_err(CLI_FAILED, "out of memory");
                 break;
@@ -673,10 +585,8 @@ static int topic_produce(cli_kafka *k, const char *name, const char *file, const
             b->recs = nr;
             b->cap = nc;
         }
-        storage_build_record *r = &b->recs[b->n];
+        kclient_record *r = &b->recs[b->n];
         memset(r, 0, sizeof(*r));
-        r->offset_delta = b->n;
-        r->timestamp_delta = 0;
         void *kc = NULL, *vc = malloc(vlen + 1);
         if (key) kc = malloc(klen + 1);
         if (!vc || (key && !kc)) {
@@ -691,8 +601,8 @@ static int topic_produce(cli_kafka *k, const char *name, const char *file, const
         r->key_len = key ? (int32_t)klen : -1;
         r->value = vc;
         r->value_len = (int32_t)vlen;
-        r->headers = hdrs->n ? hbuf : NULL;
-        r->headers_size = hdrs->n ? hsize : 0;
+        r->headers = hdrs->n ? hv : NULL;
+        r->header_count = hdrs->n;
         b->n++;
         pending += vlen + klen + 32;
         pending_recs++;
@@ -772,20 +682,17 @@ static json_t *json_bytes(const uint8_t *p, int32_t n)
 }
 
 /* The record's headers as a JSON object (later duplicates of a key win). */
-static json_t *record_headers(const storage_record *r)
+static json_t *record_headers(const kclient_fetched *r)
 {
     json_t *h = json_object();
-    al_rd rd = al_rd_make(r->headers, r->headers_size);
-    int32_t hc = r->headers_size ? al_rd_varint(&rd) : 0;
-    for (int32_t i = 0; i < hc && !rd.err && i < 10000; i++) {
-        int32_t kl = al_rd_varint(&rd);
-        const uint8_t *kp = kl > 0 ? al_rd_bytes(&rd, (size_t)kl) : NULL;
-        int32_t vl = al_rd_varint(&rd);
-        const uint8_t *vp = vl > 0 ? al_rd_bytes(&rd, (size_t)vl) : NULL;
-        if (rd.err || kl < 0) break;
+    kclient_header_iter it;
+    kclient_header_iter_init(&it, r);
+    kclient_header hd;
+    for (int32_t i = 0; i < 10000 && kclient_header_iter_next(&it, &hd) == 1; i++) {
         char kb[256];
-        snprintf(kb, sizeof(kb), "%.*s", kl, kp ? (const char *)kp : "");
-        json_object_set_new(h, kb, json_bytes(vp ? vp : (const uint8_t *)"", vl));
+        snprintf(kb, sizeof(kb), "%.*s", (int)hd.key_len, (const char *)hd.key);
+        json_object_set_new(h, kb, json_bytes(hd.value ? hd.value : (const uint8_t *)"",
+                                              hd.value_len));
     }
     return h;
 }
@@ -793,14 +700,14 @@ static json_t *record_headers(const storage_record *r)
 enum { SHOW_KEY = 1, SHOW_HEADERS = 2 };
 
 /* Prints one record: a JSON line, or (text) [headers TAB] [key TAB] value per `show`. */
-static void print_record(const cli_opts *o, const char *topic, int32_t part, int64_t off,
-                         int64_t ts, const storage_record *r, int show)
+static void print_record(const cli_opts *o, const char *topic, int32_t part,
+                         const kclient_fetched *r, int show)
 {
     if (o->format == CLI_FMT_JSON) {
         json_t *h = record_headers(r);
         json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o}", "topic", topic,
-                              "partition", part, "offset", (json_int_t)off, "timestamp",
-                              (json_int_t)ts, "key", json_bytes(r->key, r->key_len), "value",
+                              "partition", part, "offset", (json_int_t)r->offset,
+                              "timestamp", (json_int_t)r->timestamp, "key", json_bytes(r->key, r->key_len), "value",
                               json_bytes(r->value, r->value_len), "headers", h);
         json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
         fputc('\n', stdout);
@@ -846,47 +753,32 @@ static int consume_partition(const cli_opts *o, const char *name,
         return cli_err(CLI_FAILED, "fetch %s[%d]: %s", name, part,
                        cli_kerr(pd->ErrorCode, (kafka_str){NULL, -1}, eb, sizeof(eb)));
     }
-    const uint8_t *p = pd->Records.ptr;
-    size_t left = pd->Records.len > 0 ? (size_t)pd->Records.len : 0;
-    for (int guard = 0; left >= 61 && guard < 1000000; guard++) {
-        if (limit >= 0 && *printed >= limit) return CLI_OK;
-        storage_batch_hdr h;
-        int64_t bsz = storage_batch_validate(p, left, 0, &h);
-        if (bsz == AL_ETRUNCATED) break; /* partial batch at the end */
-        if (bsz < 0)
-            return cli_err(CLI_FAILED, "corrupt batch in %s[%d] at offset %lld", name, part,
-                           (long long)h.base_offset);
-        if (!(h.attributes & STORAGE_ATTR_CONTROL)) {
-            const uint8_t *recs;
-            size_t rl;
-            uint8_t *owned = NULL;
-            if (storage_batch_records(p, (size_t)bsz, 256u << 20, &recs, &rl, &owned))
-                return cli_err(CLI_FAILED, "cannot decompress a batch of %s[%d]", name, part);
-            storage_record_iter it;
-            storage_record_iter_init(&it, recs, rl, h.records_count);
-            storage_record r;
-            while (storage_record_iter_next(&it, &r) == 1) {
-                int64_t off = h.base_offset + r.offset_delta;
-                if (off < *pos) continue;
-                if (limit >= 0 && *printed >= limit) break;
-                int64_t ts = (h.attributes & STORAGE_ATTR_TIMESTAMP_LOG_APPEND)
-                                 ? h.max_timestamp
-                                 : h.base_timestamp + r.timestamp_delta;
-                print_record(o, name, part, off, ts, &r, show);
-                (*printed)++;
-                *pos = off + 1;
-                *progressed = true;
-            }
-            free(owned);
-            if (limit >= 0 && *printed >= limit) return CLI_OK;
+    kclient_fetch_iter it;
+    kclient_fetch_iter_init(&it, pd->Records.ptr,
+                            pd->Records.len > 0 ? (size_t)pd->Records.len : 0);
+    kclient_fetched r;
+    int n = 0;
+    for (int guard = 0; guard < (1 << 30); guard++) {
+        if (limit >= 0 && *printed >= limit) {
+            kclient_fetch_iter_free(&it);
+            return CLI_OK;
         }
-        int64_t next = storage_batch_last_offset(&h) + 1;
-        if (next > *pos) {
-            *pos = next;
-            *progressed = true;
-        }
-        p += bsz;
-        left -= (size_t)bsz;
+        n = kclient_fetch_iter_next(&it, &r);
+        if (n <= 0) break;
+        if (r.offset < *pos) continue;
+        print_record(o, name, part, &r, show);
+        (*printed)++;
+        *pos = r.offset + 1;
+        *progressed = true;
+    }
+    kclient_fetch_iter_free(&it);
+    if (n < 0)
+        return cli_err(CLI_FAILED, "corrupt batch in %s[%d] at offset %lld: %s", name, part,
+                       (long long)(it.next_offset >= 0 ? it.next_offset : *pos),
+                       al_strerror(n));
+    if (it.next_offset > *pos) { /* past control batches and compacted-away offsets */
+        *pos = it.next_offset;
+        *progressed = true;
     }
     if (*pos >= pd->HighWatermark) *at_end = true;
     return CLI_OK;
