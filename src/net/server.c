@@ -28,7 +28,7 @@
 #define WBUF_CAP      (64u * 1024) /* gather buffer for pipelined small responses */
 #define WBUF_DIRECT   (16u * 1024) /* a response this large is sent from its own buffer */
 #define PUMP_FRAMES   1024         /* frames cut per pump round before others get a turn */
-#define PUMP_ROUNDS   64           /* bound on pump_again loops */
+#define PUMP_ROUNDS   (1 << 20)    /* bound on pump rounds (each consumes frames or ends) */
 #define REJECT_LOG_NS 1000000000ull
 
 struct net_conn {
@@ -356,12 +356,13 @@ static void conn_rbuf_compact(net_conn *c)
     }
 }
 
-/* Cuts complete frames out of the buffer and dispatches them while the limits allow.
- * Returns false if the connection closed. */
-static bool conn_cut_frames(net_conn *c)
+/* Cuts complete frames out of the buffer and dispatches them while the limits allow, at most
+ * PUMP_FRAMES. Returns the number cut, or -1 if the connection closed. */
+static int conn_cut_frames(net_conn *c)
 {
     net_server *srv = c->sh->srv;
-    for (int n = 0; n < PUMP_FRAMES && !c->closing && c->rbuf; n++) {
+    int n = 0;
+    for (; n < PUMP_FRAMES && !c->closing && c->rbuf; n++) {
         int32_t size;
         int64_t whole = net_frame_next(c->rbuf + c->rpos, c->rlen - c->rpos, srv->max_frame,
                                        &size);
@@ -370,7 +371,7 @@ static bool conn_cut_frames(net_conn *c)
             snprintf(why, sizeof(why), "negative frame size %d",
                      (int32_t)al_be32(c->rbuf + c->rpos));
             conn_close(c, AL_LOG_WARN, why, 0);
-            return false;
+            return -1;
         }
         if (whole == AL_ETOOLARGE) {
             char why[160];
@@ -378,7 +379,7 @@ static bool conn_cut_frames(net_conn *c)
                      "frame of %u bytes exceeds kafka_max_frame_bytes (%" PRId64 ")",
                      al_be32(c->rbuf + c->rpos), srv->max_frame);
             conn_close(c, AL_LOG_WARN, why, 0);
-            return false;
+            return -1;
         }
         if (whole == 0) break; /* more bytes needed: conn_read grows the buffer as they come */
         if (!conn_can_take(c)) break;
@@ -387,7 +388,7 @@ static bool conn_cut_frames(net_conn *c)
         if (!r) {
             free(frame);
             conn_close(c, AL_LOG_ERROR, "out of memory for a request", -ENOMEM);
-            return false;
+            return -1;
         }
         memcpy(frame, c->rbuf + c->rpos + 4, (size_t)size);
         c->rpos += 4 + (size_t)size;
@@ -406,11 +407,11 @@ static bool conn_cut_frames(net_conn *c)
         srv->dispatch(r);
         if (r->state == KAFKA_REQ_DONE && r->fail) {
             conn_close_req(c, r);
-            return false;
+            return -1;
         }
     }
     conn_rbuf_compact(c);
-    return true;
+    return n;
 }
 
 static void conn_on_recv(io_op *op)
@@ -474,10 +475,13 @@ static void conn_pump(net_conn *c)
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         c->pump_again = false;
         if (c->closing) break;
-        if (!conn_cut_frames(c)) break;
+        int cut = conn_cut_frames(c);
+        if (cut < 0) break;
         if (!conn_flush(c)) break;
         conn_read(c);
-        if (!c->pump_again) break;
+        /* Go on while something asked for it, or while the buffer may hold more frames than
+         * one round cuts (e.g. a burst of acks=0 requests: nothing else would wake us). */
+        if (!c->pump_again && cut < PUMP_FRAMES) break;
     }
     c->in_pump = false;
     if (c->closing) conn_maybe_free(c);
