@@ -1,11 +1,13 @@
 /*
  * test_client.c — the Kafka client library (src/client/kclient.*, khist.*): address parsing,
  * the latency histogram (bucket bounds, quantile error <= 1/64, merge), the batch builder and
- * fetch iterator round trip for every compression, and the connection against a real broker
+ * fetch iterator round trip for every compression (with record headers), and the connection against a real broker
  * (`ailurus start` from the same build, or $AILURUS_BIN, as a subprocess on 127.0.0.1, port 0):
  * handshake versions, CreateTopics, Produce with acks=1 and acks=0, Fetch back and compare,
- * pipelined async requests answered in order, Metadata leader and FindCoordinator, a refused
- * connection, and a request timeout against a listener that never answers.
+ * pipelined async requests answered in order, Metadata leader and FindCoordinator, a host
+ * name ("localhost") resolved by the sync API, responses kept in a caller arena across later
+ * calls, the version cap, headers through the broker, a refused connection (numeric and by
+ * name), and a request timeout against a listener that never answers.
  */
 #include "test.h"
 
@@ -179,6 +181,83 @@ TEST(batch_roundtrip_all_codecs)
         kclient_fetch_iter_free(&it);
     }
     CHECK_EQ(kclient_batch_build(buf, 10, r, N, 0), AL_ETOOLARGE);
+    free(buf);
+}
+
+/* Checks that f carries exactly the n headers of want (in order). */
+static void check_headers(const kclient_fetched *f, const kclient_header *want, int n)
+{
+    kclient_header_iter hi;
+    kclient_header_iter_init(&hi, f);
+    kclient_header h;
+    int got = 0, rc;
+    while ((rc = kclient_header_iter_next(&hi, &h)) == 1) {
+        CHECK(got < n);
+        if (got >= n) break;
+        CHECK_EQ(h.key_len, want[got].key_len);
+        CHECK_MEM(h.key, want[got].key, (size_t)h.key_len);
+        CHECK_EQ(h.value_len, want[got].value ? want[got].value_len : -1);
+        CHECK_EQ(h.value == NULL, want[got].value == NULL);
+        if (h.value_len > 0) CHECK_MEM(h.value, want[got].value, (size_t)h.value_len);
+        got++;
+    }
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(got, n);
+    CHECK_EQ(f->header_count, n);
+}
+
+/* Record i of make_records gets i % 4 headers out of hdrs (record 0 none). */
+static const kclient_header hdrs[3] = {
+    {"trace", 5, "abc-123", 7},
+    {"empty", 5, "", 0},
+    {"nullv", 5, NULL, -1},
+};
+
+static void add_headers(kclient_record *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        r[i].headers = i % 4 ? hdrs : NULL;
+        r[i].header_count = i % 4;
+    }
+}
+
+TEST(headers_roundtrip_all_codecs)
+{
+    enum { N = 30 };
+    kclient_record r[N];
+    static char vals[N][200], keys[N][16];
+    make_records(r, N, vals, keys);
+    add_headers(r, N);
+    size_t bound = kclient_batch_bound(r, N);
+    size_t bare = bound;
+    for (int i = 0; i < N; i++) bare -= (size_t)(r[i].header_count ? 5 : 0);
+    uint8_t *buf = malloc(bound);
+    for (int codec = 0; codec <= STORAGE_COMP_ZSTD; codec++) {
+        int64_t sz = kclient_batch_build(buf, bound, r, N, codec);
+        CHECK(sz > 0);
+        check_records(buf, (size_t)sz, r, N, 0);
+        kclient_fetch_iter it;
+        kclient_fetch_iter_init(&it, buf, (size_t)sz);
+        kclient_fetched f;
+        int i = 0;
+        while (kclient_fetch_iter_next(&it, &f) == 1 && i < N) {
+            check_headers(&f, hdrs, r[i].header_count);
+            i++;
+        }
+        CHECK_EQ(i, N);
+        CHECK_EQ(it.next_offset, N); /* one past the batch's last offset */
+        kclient_fetch_iter_free(&it);
+    }
+    CHECK(bare < bound);
+    /* A header block that claims more entries than it holds is malformed, not read past. */
+    static const uint8_t bad[] = {0x04 /* 2 headers */, 0x02, 'a', 0x02, 'b'};
+    kclient_fetched f = {.headers = bad, .headers_size = sizeof(bad), .header_count = 2};
+    kclient_header_iter hi;
+    kclient_header_iter_init(&hi, &f);
+    kclient_header h;
+    CHECK_EQ(kclient_header_iter_next(&hi, &h), 1);
+    CHECK_EQ(h.key_len, 1);
+    CHECK_EQ(kclient_header_iter_next(&hi, &h), AL_EMALFORMED);
     free(buf);
 }
 
@@ -378,6 +457,125 @@ TEST(sync_produce_fetch)
     kclient_sync_close(s);
 }
 
+/* Fetch into a kept response (caller arena); fills *records. */
+static int fetch_into(kclient_sync *s, const char *topic, int32_t part, int64_t off,
+                      kafka_FetchResponse *r, kafka_arena *a)
+{
+    kafka_FetchRequest req;
+    kafka_FetchRequest_init(&req);
+    kafka_FetchRequest_FetchTopic ft;
+    kafka_FetchRequest_FetchTopic_init(&ft);
+    kafka_FetchRequest_FetchPartition fp;
+    kafka_FetchRequest_FetchPartition_init(&fp);
+    fp.Partition = part;
+    fp.FetchOffset = off;
+    fp.PartitionMaxBytes = 1 << 20;
+    ft.Topic = kafka_str_from(topic);
+    ft.Partitions_count = 1;
+    ft.Partitions = &fp;
+    req.ReplicaId = -1;
+    req.MaxWaitMs = 100;
+    req.MinBytes = 1;
+    req.MaxBytes = 4 << 20;
+    req.Topics_count = 1;
+    req.Topics = &ft;
+    int rc = kclient_sync_call_into(s, KAFKA_API_FETCH, 11, &req, r, a, NULL);
+    if (rc < 0) return rc;
+    if (r->ErrorCode || r->Responses_count != 1 || r->Responses[0].Partitions_count != 1)
+        return -1;
+    return r->Responses[0].Partitions[0].ErrorCode;
+}
+
+/* "localhost:PORT" resolves (getaddrinfo; ::1 may be refused first), responses decoded into a
+ * caller arena outlive later calls, the version cap lowers the version, and headers produced
+ * through the broker come back intact. */
+TEST(sync_hostname_kept_responses_headers)
+{
+    CHECK_EQ(broker_start(), 0);
+    const char *colon = strrchr(broker_addr, ':');
+    CHECK(colon != NULL);
+    char name_addr[80];
+    snprintf(name_addr, sizeof(name_addr), "localhost%s", colon);
+    kclient_sync *s = NULL;
+    CHECK_EQ(kclient_sync_open(&s, name_addr, 10000), 0);
+    CHECK(kclient_sync_ready(s));
+    CHECK_EQ(create_topic(s, "kc-hdr", 1), 0);
+
+    kafka_arena a;
+    kafka_arena_init(&a, 64u << 20);
+    /* Metadata at v1 (capped) and at the negotiated version, both kept. */
+    kafka_MetadataRequest mreq;
+    kafka_MetadataRequest_init(&mreq);
+    kafka_MetadataRequest_MetadataRequestTopic mt;
+    kafka_MetadataRequest_MetadataRequestTopic_init(&mt);
+    mt.Name = kafka_str_from("kc-hdr");
+    mreq.Topics_count = 1;
+    mreq.Topics = &mt;
+    kafka_MetadataResponse md1, md2;
+    int16_t v1 = -1, v2 = -1;
+    CHECK_EQ(kclient_sync_call_into(s, KAFKA_API_METADATA, 1, &mreq, &md1, &a, &v1), 0);
+    CHECK_EQ(v1, 1);
+    CHECK_EQ(kclient_sync_call_into(s, KAFKA_API_METADATA, 100, &mreq, &md2, &a, &v2), 0);
+    CHECK_EQ(v2, kclient_api_version(kclient_sync_client(s), KAFKA_API_METADATA));
+    CHECK(v2 > 1);
+
+    enum { N = 12 };
+    kclient_record r[N];
+    static char vals[N][200], keys[N][16];
+    make_records(r, N, vals, keys);
+    add_headers(r, N);
+    size_t bound = kclient_batch_bound(r, N);
+    uint8_t *buf = malloc(bound);
+    int64_t sz = kclient_batch_build(buf, bound, r, N, STORAGE_COMP_SNAPPY);
+    CHECK(sz > 0);
+    CHECK_EQ(produce(s, "kc-hdr", 0, buf, (size_t)sz, -1), 0);
+    sz = kclient_batch_build(buf, bound, r, N, STORAGE_COMP_GZIP);
+    CHECK_EQ(produce(s, "kc-hdr", 0, buf, (size_t)sz, -1), N);
+    free(buf);
+
+    /* Two fetches kept side by side, then more calls on s (through its own buffers). */
+    kafka_FetchResponse f0, f1;
+    CHECK_EQ(fetch_into(s, "kc-hdr", 0, 0, &f0, &a), 0);
+    CHECK_EQ(fetch_into(s, "kc-hdr", 0, N, &f1, &a), 0);
+    kafka_bytes recs;
+    int64_t hwm;
+    CHECK_EQ(fetch(s, "kc-hdr", 0, 0, &recs, &hwm), 0);
+    CHECK_EQ(create_topic(s, "kc-hdr", 1), 36);
+
+    /* The kept responses are still whole. */
+    CHECK_EQ(md1.Topics_count, 1);
+    CHECK_EQ(md2.Topics_count, 1);
+    CHECK_EQ(md1.Topics[0].Name.len, 6);
+    CHECK_MEM(md1.Topics[0].Name.ptr, "kc-hdr", 6);
+    CHECK_MEM(md2.Topics[0].Name.ptr, "kc-hdr", 6);
+    CHECK_EQ(md2.Brokers_count, 1);
+    const kafka_FetchResponse *fs[2] = {&f0, &f1};
+    for (int k = 0; k < 2; k++) {
+        int64_t want = k * N; /* f0 fetched from 0 (both batches), f1 from N */
+        const kafka_FetchResponse_PartitionData *pd = &fs[k]->Responses[0].Partitions[0];
+        CHECK_EQ(pd->HighWatermark, 2 * N);
+        kclient_fetch_iter it;
+        kclient_fetch_iter_init(&it, pd->Records.ptr,
+                                pd->Records.len > 0 ? (size_t)pd->Records.len : 0);
+        kclient_fetched f;
+        int rc;
+        while ((rc = kclient_fetch_iter_next(&it, &f)) == 1) {
+            if (f.offset < want) continue;
+            CHECK_EQ(f.offset, want);
+            int i = (int)(want % N);
+            CHECK_EQ(f.value_len, r[i].value_len);
+            CHECK_MEM(f.value, r[i].value, (size_t)f.value_len);
+            check_headers(&f, hdrs, r[i].header_count);
+            want++;
+        }
+        kclient_fetch_iter_free(&it);
+        CHECK_EQ(rc, 0);
+        CHECK_EQ(want, 2 * N);
+    }
+    kafka_arena_free(&a);
+    kclient_sync_close(s);
+}
+
 /* Async pipelining: many Metadata/ApiVersions requests outstanding at once, answered in
  * order, each callback exactly once. */
 struct pipe_state {
@@ -492,6 +690,7 @@ TEST(errors_refused_and_timeout)
     while (!ps.connected && !ps.conn_err && io_now_ns(iop) < dl) io_poll(iop, dl);
     CHECK(!ps.connected);
     CHECK_EQ(ps.conn_err, AL_ETIMEDOUT);
+    CHECK(!kclient_ready(c));
     uint64_t took = io_now_ns(iop) - t0;
     CHECK(took >= 250000000ull && took < 3000000000ull);
     while (kclient_busy(c) && io_now_ns(iop) < dl) io_poll(iop, dl);
@@ -504,6 +703,10 @@ TEST(errors_refused_and_timeout)
     CHECK_EQ(rc, -ECONNREFUSED);
     CHECK(s == NULL);
     CHECK_EQ(kclient_sync_open(&s, "nonsense", 2000), AL_EINVAL);
+    /* A name resolves (getaddrinfo), every address of it is refused: the connect error. */
+    snprintf(addr, sizeof(addr), "localhost:%d", port);
+    CHECK_EQ(kclient_sync_open(&s, addr, 2000), -ECONNREFUSED);
+    CHECK(s == NULL);
 }
 
 int main(int argc, char **argv)
