@@ -360,28 +360,36 @@ static int64_t produce(kclient_sync *s, const char *topic, int32_t part, const v
     return p->BaseOffset;
 }
 
+/* A Fetch request for one partition from off (ft, fp: storage the request points at). */
+static void fetch_req_init(kafka_FetchRequest *req, kafka_FetchRequest_FetchTopic *ft,
+                           kafka_FetchRequest_FetchPartition *fp, const char *topic,
+                           int32_t part, int64_t off)
+{
+    kafka_FetchRequest_init(req);
+    kafka_FetchRequest_FetchTopic_init(ft);
+    kafka_FetchRequest_FetchPartition_init(fp);
+    fp->Partition = part;
+    fp->FetchOffset = off;
+    fp->PartitionMaxBytes = 1 << 20;
+    ft->Topic = kafka_str_from(topic);
+    ft->Partitions_count = 1;
+    ft->Partitions = fp;
+    req->ReplicaId = -1;
+    req->MaxWaitMs = 100;
+    req->MinBytes = 1;
+    req->MaxBytes = 4 << 20;
+    req->Topics_count = 1;
+    req->Topics = ft;
+}
+
 /* Fetches from offset; fills *records (valid until the next call on s). */
 static int fetch(kclient_sync *s, const char *topic, int32_t part, int64_t off,
                  kafka_bytes *records, int64_t *hwm)
 {
     kafka_FetchRequest req;
-    kafka_FetchRequest_init(&req);
     kafka_FetchRequest_FetchTopic ft;
-    kafka_FetchRequest_FetchTopic_init(&ft);
     kafka_FetchRequest_FetchPartition fp;
-    kafka_FetchRequest_FetchPartition_init(&fp);
-    fp.Partition = part;
-    fp.FetchOffset = off;
-    fp.PartitionMaxBytes = 1 << 20;
-    ft.Topic = kafka_str_from(topic);
-    ft.Partitions_count = 1;
-    ft.Partitions = &fp;
-    req.ReplicaId = -1;
-    req.MaxWaitMs = 100;
-    req.MinBytes = 1;
-    req.MaxBytes = 4 << 20;
-    req.Topics_count = 1;
-    req.Topics = &ft;
+    fetch_req_init(&req, &ft, &fp, topic, part, off);
     const void *rp;
     int rc = kclient_sync_call(s, KAFKA_API_FETCH, &req, &rp, NULL);
     if (rc < 0) return rc;
@@ -393,6 +401,29 @@ static int fetch(kclient_sync *s, const char *topic, int32_t part, int64_t off,
     *records = pd->Records;
     *hwm = pd->HighWatermark;
     return 0;
+}
+
+/* Iterates fetched records from offset `from` on, checking each against r[offset % n] (value,
+ * timestamp, headers) and that offsets are consecutive. Returns one past the last offset. */
+static int64_t check_fetched(kafka_bytes recs, int64_t from, const kclient_record *r, int n)
+{
+    kclient_fetch_iter it;
+    kclient_fetch_iter_init(&it, recs.ptr, recs.len > 0 ? (size_t)recs.len : 0);
+    kclient_fetched f;
+    int rc;
+    while ((rc = kclient_fetch_iter_next(&it, &f)) == 1) {
+        if (f.offset < from) continue;
+        CHECK_EQ(f.offset, from);
+        int i = (int)(from % n);
+        CHECK_EQ(f.value_len, r[i].value_len);
+        CHECK_MEM(f.value, r[i].value, (size_t)f.value_len);
+        CHECK_EQ(f.timestamp, r[i].timestamp);
+        check_headers(&f, r[i].headers, r[i].header_count);
+        from++;
+    }
+    kclient_fetch_iter_free(&it);
+    CHECK_EQ(rc, 0);
+    return from;
 }
 
 TEST(sync_produce_fetch)
@@ -436,49 +467,22 @@ TEST(sync_produce_fetch)
     for (int round = 0; round < 20 && off < 4 * N; round++) {
         kafka_bytes recs = {NULL, -1};
         CHECK_EQ(fetch(s, "kc-t1", 1, off, &recs, &hwm), 0);
-        kclient_fetch_iter it;
-        kclient_fetch_iter_init(&it, recs.ptr, recs.len > 0 ? (size_t)recs.len : 0);
-        kclient_fetched f;
-        int rc;
-        while ((rc = kclient_fetch_iter_next(&it, &f)) == 1) {
-            if (f.offset < off) continue;
-            CHECK_EQ(f.offset, off);
-            int i = (int)(off % N);
-            CHECK_EQ(f.value_len, r[i].value_len);
-            CHECK_MEM(f.value, r[i].value, (size_t)f.value_len);
-            CHECK_EQ(f.timestamp, r[i].timestamp);
-            off++;
-        }
-        kclient_fetch_iter_free(&it);
-        CHECK_EQ(rc, 0);
+        off = check_fetched(recs, off, r, N);
     }
     CHECK_EQ(off, 4 * N);
     CHECK_EQ(hwm, 4 * N);
     kclient_sync_close(s);
 }
 
-/* Fetch into a kept response (caller arena); fills *records. */
+/* Fetch into a kept response *r (strings and records in arena a). Returns 0, -1 (shape), the
+ * partition's Kafka error code or a call error. */
 static int fetch_into(kclient_sync *s, const char *topic, int32_t part, int64_t off,
                       kafka_FetchResponse *r, kafka_arena *a)
 {
     kafka_FetchRequest req;
-    kafka_FetchRequest_init(&req);
     kafka_FetchRequest_FetchTopic ft;
-    kafka_FetchRequest_FetchTopic_init(&ft);
     kafka_FetchRequest_FetchPartition fp;
-    kafka_FetchRequest_FetchPartition_init(&fp);
-    fp.Partition = part;
-    fp.FetchOffset = off;
-    fp.PartitionMaxBytes = 1 << 20;
-    ft.Topic = kafka_str_from(topic);
-    ft.Partitions_count = 1;
-    ft.Partitions = &fp;
-    req.ReplicaId = -1;
-    req.MaxWaitMs = 100;
-    req.MinBytes = 1;
-    req.MaxBytes = 4 << 20;
-    req.Topics_count = 1;
-    req.Topics = &ft;
+    fetch_req_init(&req, &ft, &fp, topic, part, off);
     int rc = kclient_sync_call_into(s, KAFKA_API_FETCH, 11, &req, r, a, NULL);
     if (rc < 0) return rc;
     if (r->ErrorCode || r->Responses_count != 1 || r->Responses[0].Partitions_count != 1)
@@ -554,22 +558,7 @@ TEST(sync_hostname_kept_responses_headers)
         int64_t want = k * N; /* f0 fetched from 0 (both batches), f1 from N */
         const kafka_FetchResponse_PartitionData *pd = &fs[k]->Responses[0].Partitions[0];
         CHECK_EQ(pd->HighWatermark, 2 * N);
-        kclient_fetch_iter it;
-        kclient_fetch_iter_init(&it, pd->Records.ptr,
-                                pd->Records.len > 0 ? (size_t)pd->Records.len : 0);
-        kclient_fetched f;
-        int rc;
-        while ((rc = kclient_fetch_iter_next(&it, &f)) == 1) {
-            if (f.offset < want) continue;
-            CHECK_EQ(f.offset, want);
-            int i = (int)(want % N);
-            CHECK_EQ(f.value_len, r[i].value_len);
-            CHECK_MEM(f.value, r[i].value, (size_t)f.value_len);
-            check_headers(&f, hdrs, r[i].header_count);
-            want++;
-        }
-        kclient_fetch_iter_free(&it);
-        CHECK_EQ(rc, 0);
+        want = check_fetched(pd->Records, want, r, N);
         CHECK_EQ(want, 2 * N);
     }
     kafka_arena_free(&a);
