@@ -282,7 +282,8 @@ static bool conn_flush(net_conn *c)
     }
     c->wpos = c->wlen = 0;
     bool popped = false;
-    for (int64_t i = 0; c->head && i <= c->nreqs + 1; i++) {
+    int64_t bound = c->nreqs + 1; /* the pipeline only shrinks in this loop */
+    for (int64_t i = 0; c->head && i <= bound; i++) {
         kafka_req *r = c->head;
         if (r->state != KAFKA_REQ_DONE) break;
         if (r->fail) {

@@ -288,6 +288,43 @@ TEST(shard_budget_pauses_and_resumes)
     server_down();
 }
 
+/* A 256 KiB request (grows the receive buffer), then 30000 no-response requests and one more
+ * request in one stream: the server must work through thousands of frames that one receive
+ * brought in, with nothing else to wake it, and answer both requests in order. */
+static void *client_no_response_burst(void *arg)
+{
+    (void)arg;
+    int fd = client_connect();
+    size_t big = 256 * 1024, n = 30000;
+    uint8_t *b = calloc(1, 4 + big + (n + 1) * 15);
+    put_request(b, 2);
+    al_put_be32(b, (uint32_t)big); /* same header, padded body */
+    size_t len = 4 + big;
+    for (size_t i = 1; i <= n; i++) len += put_request(b + len, (int32_t)(7 * i));
+    len += put_request(b + len, 5);
+    bool ok = fd >= 0 && send_all(fd, b, len) == 0;
+    ok = ok && read_response(fd) == 2 && read_response(fd) == 5;
+    free(b);
+    if (fd >= 0) close(fd);
+    if (!ok) __atomic_store_n(&client_failed, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&client_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+TEST(burst_of_no_response_requests)
+{
+    server_up(100000);
+    cfg.kafka_max_frame_bytes = 1 << 20;
+    srv.max_frame = 1 << 20;
+    pthread_t t;
+    pthread_create(&t, NULL, client_no_response_burst, NULL);
+    serve_until_client_done(false, 20);
+    pthread_join(t, NULL);
+    CHECK(!client_failed);
+    CHECK_EQ(dispatched, 30002);
+    server_down();
+}
+
 static void *client_bad_frames(void *arg)
 {
     (void)arg;
