@@ -453,6 +453,8 @@ int cli_kafka_open(cli_kafka *k, const cli_opts *o)
         rc = kclient_sync_open(&k->boot.ks, addr, (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t));
         if (rc == 0) return CLI_OK;
         k->boot.ks = NULL;
+        if (rc == AL_EINVAL)
+            return cli_err(CLI_USAGE, "bad broker address '%s' (expected HOST:PORT)", addr);
         last_code = kerr_code(rc);
         if (last_code == CLI_FAILED)
             cli_err(CLI_FAILED, "broker %s refused the ApiVersions handshake: %s", addr,

@@ -707,7 +707,8 @@ static void print_record(const cli_opts *o, const char *topic, int32_t part,
         json_t *h = record_headers(r);
         json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o}", "topic", topic,
                               "partition", part, "offset", (json_int_t)r->offset,
-                              "timestamp", (json_int_t)r->timestamp, "key", json_bytes(r->key, r->key_len), "value",
+                              "timestamp", (json_int_t)r->timestamp, "key",
+                              json_bytes(r->key, r->key_len), "value",
                               json_bytes(r->value, r->value_len), "headers", h);
         json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
         fputc('\n', stdout);

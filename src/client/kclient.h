@@ -7,8 +7,8 @@
  * poll until the response or a timeout; resolves host names with getaddrinfo; responses can be
  * kept in a caller-owned arena) with bootstrap helpers (Metadata -> leader, and
  * FindCoordinator), a record-batch builder for producing (magic 2, CRC32C, optional
- * compression, record headers; built on src/storage/batch.h) and an iterator over the records of a Fetch
- * response partition (decompressing through src/storage/batch.h).
+ * compression, record headers; built on src/storage/batch.h) and an iterator over the records
+ * (and headers) of a Fetch response partition (decompressing through src/storage/batch.h).
  *
  * Threading: a kclient belongs to the thread of its io; every call and every callback happens
  * on that thread. A kclient_sync owns its io and belongs to the thread that opened it.
