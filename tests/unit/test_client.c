@@ -4,10 +4,10 @@
  * fetch iterator round trip for every compression (with record headers), and the connection
  * against a real broker (`ailurus start` from the same build, or $AILURUS_BIN, as a subprocess
  * on 127.0.0.1, port 0): handshake versions, CreateTopics, Produce with acks=1 and acks=0,
- * Fetch back and compare, pipelined async requests answered in order, Metadata leader and FindCoordinator, a host
- * name ("localhost") resolved by the sync API, responses kept in a caller arena across later
- * calls, the version cap, headers through the broker, a refused connection (numeric and by
- * name), and a request timeout against a listener that never answers.
+ * Fetch back and compare, pipelined async requests answered in order, Metadata leader and
+ * FindCoordinator, a host name ("localhost") resolved by the sync API, responses kept in a
+ * caller arena across later calls, the version cap, headers through the broker, a refused
+ * connection (numeric and by name), and a request timeout against a silent listener.
  */
 #include "test.h"
 
