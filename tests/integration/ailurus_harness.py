@@ -11,6 +11,7 @@ encoders, frame reading with a deadline, and small decoders for the responses th
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -125,6 +126,12 @@ class Broker:
             raise BrokerCrashed("broker exited with %d after SIGTERM:\n%s"
                                 % (rc, self.log_text()[-6000:]))
         self.check_log()
+
+    def remove_files(self):
+        """Deletes the broker's temporary directory (data and logs). Call only after a clean
+        stop: a failing test keeps its directory for inspection."""
+        if self.proc is None or self.proc.poll() is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def kill(self):
         """SIGKILL (a simulated crash); not an error."""

@@ -35,6 +35,7 @@ def broker_factory():
     for b in made:
         try:
             b.stop()
+            b.remove_files()  # segments are preallocated: leaking them fills the disk
         except AssertionError as e:
             errors.append(str(e))
     if errors:
