@@ -101,8 +101,11 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ] && [ -x build/release/ailurus ] && \
     ls tests/integration/test_*.py >/dev/null 2>&1; then
     AILURUS_BIN="$PWD/build/release/ailurus" stage integration \
         /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
-    p=$(grep -Eo '[0-9]+ passed' "$LOGS/integration.log" | tail -1 | awk '{print $1}')
-    f=$(grep -Eo '[0-9]+ (failed|error|errors)' "$LOGS/integration.log" | awk '{s+=$1} END{print s+0}')
+    # Only pytest's own summary line counts (client libraries log lines like "host:port failed").
+    summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|skipped)\b.*\bin [0-9.]+s' \
+        "$LOGS/integration.log" | tail -1)
+    p=$(echo "$summary" | grep -Eo '[0-9]+ passed' | awk '{print $1}')
+    f=$(echo "$summary" | grep -Eo '[0-9]+ (failed|errors?)' | awk '{s+=$1} END{print s+0}')
     total_pass=$((total_pass + ${p:-0}))
     total_fail=$((total_fail + ${f:-0}))
     if [ ${#failed_stages[@]} -gt 0 ] && [ "${failed_stages[-1]}" = integration ] && \
