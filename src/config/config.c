@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <yaml.h>
 
 #define KIB (1024LL)
@@ -515,8 +516,8 @@ static void yaml_quote(FILE *f, const char *s)
 
 void config_print_yaml(const al_config *c, FILE *f)
 {
-    static const char *const src_names[] = {"default", "--dev", "file", "environment", "flag",
-                                            "derived"};
+    static const char *const src_names[] = {"default",     "--dev", "file",   "admin API",
+                                            "environment", "flag",  "derived"};
     for (size_t i = 0; i < config_key_count; i++) {
         const struct config_key *k = &config_keys[i];
         char v[CONFIG_PATH_MAX + 16];
@@ -542,4 +543,37 @@ void config_print_docs(FILE *f)
         fprintf(f, "| `%s` | %s | `%s` | %s | %s |\n", k->name, type_names[k->type],
                 k->def[0] ? k->def : "\"\"", acc, k->doc);
     }
+}
+
+int config_load_admin(al_config *c, const char *path, char *err, size_t errlen)
+{
+    if (access(path, F_OK) != 0) return 0;
+    json_error_t je;
+    json_t *o = json_load_file(path, 0, &je);
+    if (!o || !json_is_object(o)) {
+        set_err(err, errlen, "%s: not a JSON object (%s); fix or remove the file (it holds the "
+                "cluster config set through the admin API)", path, o ? "wrong type" : je.text);
+        json_decref(o);
+        return AL_ECORRUPT;
+    }
+    const char *key;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(o, key, v) {
+        const struct config_key *k = config_find(key);
+        if (!k || !json_is_string(v)) {
+            set_err(err, errlen, "%s: %s '%s'", path, k ? "value is not a string for" :
+                    "unknown configuration key", key);
+            rc = k ? AL_EINVAL : AL_ENOTFOUND;
+            break;
+        }
+        if (c->source[k - config_keys] >= CONFIG_SRC_ENV) continue; /* env and flags win */
+        char e2[512];
+        if ((rc = config_set(c, key, json_string_value(v), CONFIG_SRC_ADMIN, e2, sizeof(e2)))) {
+            set_err(err, errlen, "%s: %s", path, e2);
+            break;
+        }
+    }
+    json_decref(o);
+    return rc;
 }

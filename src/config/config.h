@@ -32,6 +32,7 @@ enum config_source {
     CONFIG_SRC_DEFAULT,
     CONFIG_SRC_DEV,
     CONFIG_SRC_FILE,
+    CONFIG_SRC_ADMIN, /* persisted by the admin API (PUT /v1/cluster_config) */
     CONFIG_SRC_ENV,
     CONFIG_SRC_FLAG,
     CONFIG_SRC_DERIVED, /* filled in by config_finalize() */
@@ -122,6 +123,18 @@ int config_load_env(al_config *c, char *const *envp, char *err, size_t errlen);
  * warning), memory 0 -> half of physical memory. Returns 0 or AL_EINVAL with err set.
  */
 int config_finalize(al_config *c, char *err, size_t errlen);
+
+/* Cluster-config changes accepted by the admin API are kept in this file of the data directory
+ * (a JSON object of key -> value text, written with io_fs_write_atomic). */
+#define CONFIG_ADMIN_FILE "cluster_config.json"
+
+/*
+ * Applies the admin API's persisted cluster-config changes from path (a missing file is not an
+ * error) to every key whose value did not come from the environment or a flag: precedence is
+ * defaults < --dev < YAML file < admin API < environment < flags. Returns 0, or a negative
+ * error with err naming the file and the bad key or value.
+ */
+int config_load_admin(al_config *c, const char *path, char *err, size_t errlen);
 
 /* Writes the value of key k in c as text (the form config_set accepts) into buf. */
 void config_format(const al_config *c, const struct config_key *k, char *buf, size_t len);

@@ -108,6 +108,9 @@ int config_from_args(al_config *c, int argc, char **argv, int first, const char 
         }
         if ((rc = config_set(c, name, value, CONFIG_SRC_FLAG, err, sizeof(err)))) goto fail;
     }
+    char apath[CONFIG_PATH_MAX + 32];
+    snprintf(apath, sizeof(apath), "%s/%s", c->data_directory, CONFIG_ADMIN_FILE);
+    if ((rc = config_load_admin(c, apath, err, sizeof(err)))) goto fail;
     if ((rc = config_finalize(c, err, sizeof(err)))) goto fail;
     return 0;
 fail:

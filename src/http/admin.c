@@ -42,6 +42,7 @@ struct admin_state {
     unsigned n_shards;
     int64_t config_version;
     int64_t start_ms;
+    io *io; /* shard 0's io, for persisting cluster config (NULL: not persisted) */
 };
 
 static int g_ready;          /* atomic */
@@ -205,7 +206,8 @@ static void h_node_config(http_request *req, void *ctx)
 }
 
 /* Applies one key of a PUT to c. Returns 0 or 400 with msg set. */
-static int cluster_config_apply(al_config *c, const char *key, json_t *v, char *msg, size_t cap)
+static int cluster_config_apply(al_config *c, const al_config *start, const char *key, json_t *v,
+                                char *msg, size_t cap)
 {
     const struct config_key *k = config_find(key);
     if (!k) {
@@ -219,18 +221,54 @@ static int cluster_config_apply(al_config *c, const char *key, json_t *v, char *
     }
     char text[CONFIG_PATH_MAX + 64], err[512];
     const char *val = k->def;
-    if (v && !json_is_null(v)) {
+    enum config_source src = CONFIG_SRC_DEFAULT;
+    if (!v || json_is_null(v)) {
+        /* remove: back to what the broker started with, unless that came from the admin API */
+        size_t idx = (size_t)(k - config_keys);
+        if (start && start->source[idx] != CONFIG_SRC_ADMIN) {
+            config_format(start, k, text, sizeof(text));
+            val = text;
+            src = (enum config_source)start->source[idx];
+        }
+    } else {
+        src = CONFIG_SRC_ADMIN;
         if (json_to_text(v, text, sizeof(text))) {
             snprintf(msg, cap, "'%s': value must be a string, integer or boolean", k->name);
             return 400;
         }
         val = text;
     }
-    if (config_set(c, k->name, val, CONFIG_SRC_FLAG, err, sizeof(err))) {
+    if (config_set(c, k->name, val, src, err, sizeof(err))) {
         snprintf(msg, cap, "%s", err);
         return 400;
     }
     return 0;
+}
+
+/*
+ * Saves every key the admin API set (source CONFIG_SRC_ADMIN) to <data_directory>/
+ * CONFIG_ADMIN_FILE with the durability ritual, so accepted changes survive a restart (applied
+ * by config_from_args). Blocks shard 0 for one small fsynced write: admin requests only, never
+ * the Kafka path. Returns 0 or a negative error.
+ */
+static int cluster_config_persist(io *iop, const al_config *c)
+{
+    if (!iop) return 0; /* a state without an io (fuzzers, tools) keeps changes in memory */
+    json_t *o = json_object();
+    for (size_t i = 0; i < config_key_count; i++) {
+        if (c->source[i] != CONFIG_SRC_ADMIN) continue;
+        char text[CONFIG_PATH_MAX + 64];
+        config_format(c, &config_keys[i], text, sizeof(text));
+        json_object_set_new(o, config_keys[i].name, json_string(text));
+    }
+    char *dump = json_dumps(o, JSON_SORT_KEYS | JSON_INDENT(2));
+    json_decref(o);
+    if (!dump) return -ENOMEM;
+    char path[CONFIG_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%s", c->data_directory, CONFIG_ADMIN_FILE);
+    int rc = io_fs_write_atomic(iop, path, dump, strlen(dump));
+    free(dump);
+    return rc;
 }
 
 static void h_cluster_config_put(http_request *req, void *ctx)
@@ -265,7 +303,7 @@ static void h_cluster_config_put(http_request *req, void *ctx)
     char msg[600];
     json_t *restart = json_array();
     json_object_foreach(ups, key, v) {
-        if (cluster_config_apply(&next, key, v, msg, sizeof(msg))) goto invalid;
+        if (cluster_config_apply(&next, &st->start, key, v, msg, sizeof(msg))) goto invalid;
         if (!in_list(live_keys, AL_ARRAY_SIZE(live_keys), key))
             json_array_append_new(restart, json_string(key));
     }
@@ -275,7 +313,8 @@ static void h_cluster_config_put(http_request *req, void *ctx)
             snprintf(msg, sizeof(msg), "remove[%zu] must be a key name", i);
             goto invalid;
         }
-        if (cluster_config_apply(&next, json_string_value(v), NULL, msg, sizeof(msg)))
+        if (cluster_config_apply(&next, &st->start, json_string_value(v), NULL, msg,
+                                 sizeof(msg)))
             goto invalid;
         if (!in_list(live_keys, AL_ARRAY_SIZE(live_keys), json_string_value(v)))
             json_array_append_new(restart, json_string(json_string_value(v)));
@@ -284,6 +323,15 @@ static void h_cluster_config_put(http_request *req, void *ctx)
     bool dry_run = http_request_query(req, "dry_run", dry, sizeof(dry)) >= 0 &&
                    !strcmp(dry, "true");
     if (!dry_run) {
+        int prc = cluster_config_persist(st->io, &next);
+        if (prc < 0) {
+            json_decref(restart);
+            json_decref(body);
+            http_respond_error(req, 500, "cannot save the cluster config to %s/%s: %s; nothing "
+                               "was changed", next.data_directory, CONFIG_ADMIN_FILE,
+                               al_strerror(prc));
+            return;
+        }
         bool level_changed = next.log_level != st->cfg.log_level;
         st->cfg = next;
         st->config_version++;
@@ -624,6 +672,11 @@ struct admin_state *admin_state_new(const al_config *cfg, const char *cluster_id
     return st;
 }
 
+void admin_state_set_io(struct admin_state *st, io *iop)
+{
+    st->io = iop;
+}
+
 void admin_state_free(struct admin_state *st)
 {
     free(st);
@@ -809,6 +862,7 @@ int admin_shard_start(reactor_shard *self, const al_config *cfg, const char *clu
     if (idx == 0) {
         metrics_gauge_set(metrics_local, M_BUILD_INFO, 1, AILURUS_VERSION);
         c->admin = admin_state_new(cfg, cluster_id, n_shards);
+        if (c->admin) admin_state_set_io(c->admin, reactor_io(self));
         if (!c->admin) {
             free(c);
             return -ENOMEM;

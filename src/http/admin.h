@@ -56,6 +56,11 @@ uint16_t admin_port(void);
 
 /* The admin router (for tests that serve it on their own io). ctx: struct admin_state. */
 struct admin_state;
+/* Gives the state the io it persists accepted cluster-config changes with (PUT
+ * /v1/cluster_config writes <data_directory>/cluster_config.json); without one, changes stay in
+ * memory. Shard 0 only. */
+void admin_state_set_io(struct admin_state *st, io *iop);
+
 struct admin_state *admin_state_new(const al_config *cfg, const char *cluster_id,
                                     unsigned n_shards);
 void admin_state_free(struct admin_state *st);

@@ -217,3 +217,44 @@ def test_metrics_promtool(admin):
     assert "ailurus_kafka_requests_total" in pub
     assert "ailurus_reactor_utilization_ratio" not in pub  # detailed only
     assert len(pub) < len(text)
+
+
+def test_cluster_config_put_persists_across_restart(broker_factory):
+    """An accepted PUT is saved in the data directory and in force after a restart (above the
+    YAML file, below environment and flags); dry runs are not saved; remove restores it."""
+    from ailurus_harness import binary
+    b = broker_factory(args=["--admin-addr", "127.0.0.1:0"])
+    port = admin_port(b)
+    before = call(port, "GET", "/v1/cluster_config")[1]
+    want = before["default_topic_partitions"] + 4
+    status, _, _ = call(port, "PUT", "/v1/cluster_config",
+                        {"upsert": {"default_topic_partitions": want}})
+    assert status == 200
+    status, _, _ = call(port, "PUT", "/v1/cluster_config?dry_run=true",
+                        {"upsert": {"max_connections": 77}})
+    assert status == 200
+    saved = json.load(open(os.path.join(b.data_dir, "cluster_config.json")))
+    assert saved == {"default_topic_partitions": str(want)}, saved
+
+    b.restart()
+    port = admin_port(b)
+    after = call(port, "GET", "/v1/cluster_config")[1]
+    assert after["default_topic_partitions"] == want
+    assert after["max_connections"] == before["max_connections"]
+
+    def effective(*flags):
+        r = subprocess.run([binary(), "config", "print", "--data-dir", b.data_dir] + list(flags),
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        return re.search(r"^default_topic_partitions: (\d+)\s+# (.*)$", r.stdout, re.M).groups()
+
+    assert effective() == (str(want), "admin API")
+    assert effective("--default-topic-partitions", "9") == ("9", "flag")
+
+    status, _, _ = call(port, "PUT", "/v1/cluster_config", {"remove": ["default_topic_partitions"]})
+    assert status == 200
+    b.restart()
+    port = admin_port(b)
+    assert call(port, "GET", "/v1/cluster_config")[1]["default_topic_partitions"] == \
+        before["default_topic_partitions"]
+    assert json.load(open(os.path.join(b.data_dir, "cluster_config.json"))) == {}
