@@ -37,7 +37,7 @@ const struct kafka_handler kafka_handlers[] = {
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, kafka_handle_describe_cluster},
     /* consumer groups (handler_groups.c) */
     {KAFKA_API_OFFSET_COMMIT, 0, 7, kafka_handle_offset_commit},
-    {KAFKA_API_OFFSET_FETCH, 0, 7, kafka_handle_offset_fetch},
+    {KAFKA_API_OFFSET_FETCH, 0, 9, kafka_handle_offset_fetch},
     {KAFKA_API_FIND_COORDINATOR, 0, 4, kafka_handle_find_coordinator},
     {KAFKA_API_JOIN_GROUP, 0, 5, kafka_handle_join_group},
     {KAFKA_API_HEARTBEAT, 0, 3, kafka_handle_heartbeat},

@@ -1,7 +1,7 @@
 /*
  * handler_groups.c — the consumer-group APIs on top of the coordinator logic in coord/group.h:
  * FindCoordinator 0-4 (always this node), JoinGroup 0-5, SyncGroup 0-3, Heartbeat 0-3,
- * LeaveGroup 0-3, OffsetCommit 0-7, OffsetFetch 0-7, DescribeGroups 0-4, ListGroups 0-4,
+ * LeaveGroup 0-3, OffsetCommit 0-7, OffsetFetch 0-9, DescribeGroups 0-4, ListGroups 0-4,
  * DeleteGroups 0-2, OffsetDelete 0.
  *
  * Placement: a group lives on __consumer_offsets partition coord_partition_for(group) and is
@@ -67,6 +67,7 @@ struct gctx {
     struct gjob *jobs;
     int32_t njobs;
     void (*finish)(struct gctx *ctx); /* before responding (ListGroups gathers), or NULL */
+    void *finish_arg;                 /* for finish */
 };
 
 /* A coordinator call in progress on S: what it emitted and which jobs it completed. */
@@ -906,7 +907,7 @@ int kafka_handle_offset_commit(kafka_req *req)
     return gctx_go(ctx, ds);
 }
 
-/* ---- OffsetFetch (v0-7: one group) ---- */
+/* ---- OffsetFetch (v0-7: one group; v8-9: batched groups, below) ---- */
 
 struct fetch_all {
     kafka_req *req;
@@ -1004,11 +1005,177 @@ static void ofetch_run(struct gshard *gs, struct gjob *job)
     gscope_complete(gs, job);
 }
 
+/* Shape of one group's fetch on C: one response topic, its partitions and fetch parts. */
+struct ofetch_shape {
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopic *tr;
+    kafka_OffsetFetchResponse_OffsetFetchResponsePartition *pr;
+    struct group_offset_fetch *parts;
+    int k; /* partitions filled so far */
+};
+
+/*
+ * On C: adds requested topic `name` with partitions idx[0..count) to the shape at topic slot
+ * `ti` (offsets -1, metadata "", no error: what an unknown group answers). Returns 0 or -ENOMEM.
+ * The response keeps `name` (the request buffer outlives the response).
+ */
+static int ofetch_topic_add(kafka_req *req, struct ofetch_shape *sh, int32_t ti, kafka_str name,
+                            int32_t count, const int32_t *idx)
+{
+    const char *tname = cstr(req, name);
+    if (!tname) return -ENOMEM;
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopic *t = &sh->tr[ti];
+    kafka_OffsetFetchResponse_OffsetFetchResponseTopic_init(t);
+    t->Name = name;
+    t->Partitions = &sh->pr[sh->k];
+    t->Partitions_count = AL_MAX(count, 0);
+    for (int32_t j = 0; j < t->Partitions_count; j++, sh->k++) {
+        kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(&sh->pr[sh->k]);
+        sh->pr[sh->k].PartitionIndex = idx[j];
+        sh->pr[sh->k].CommittedOffset = -1;
+        sh->pr[sh->k].Metadata = kafka_str_from("");
+        memset(&sh->parts[sh->k], 0, sizeof(sh->parts[sh->k]));
+        sh->parts[sh->k].topic = tname;
+        sh->parts[sh->k].partition = idx[j];
+    }
+    return 0;
+}
+
+/* On C: allocates a shape for nt topics / np partitions in the request's arena. */
+static int ofetch_shape_alloc(kafka_req *req, struct ofetch_shape *sh, int32_t nt, int32_t np)
+{
+    sh->tr = kafka_arena_alloc(&req->arena, sizeof(*sh->tr) * (size_t)AL_MAX(nt, 1));
+    sh->pr = kafka_arena_alloc(&req->arena, sizeof(*sh->pr) * (size_t)AL_MAX(np, 1));
+    sh->parts = kafka_arena_alloc(&req->arena, sizeof(*sh->parts) * (size_t)AL_MAX(np, 1));
+    sh->k = 0;
+    return sh->tr && sh->pr && sh->parts ? 0 : -ENOMEM;
+}
+
+/*
+ * ---- OffsetFetch v8-9: batched groups (KIP-709) ----
+ * Each group becomes one job with its own v7-shaped kafka_OffsetFetchResponse as the slot, run by
+ * ofetch_run/ofetch_fail on the group's shard exactly like v0-7; when every job is back,
+ * ofetch_gather (on C) copies the pieces into resp->Groups in request order. A group-level error
+ * (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, ...) is answered as Kafka 3.8 does:
+ * the group's ErrorCode with no topics. An unknown group is not an error: -1 offsets with NONE
+ * (explicit topics) or no topics (all topics).
+ * v9's MemberId/MemberEpoch only apply to KIP-848 consumer groups; every group here is a classic
+ * group, for which Kafka ignores them, so they are ignored (not validated).
+ */
+struct ofetch_batch {
+    kafka_OffsetFetchResponse *subs; /* one per group, request order */
+    int32_t n;
+};
+
+/* On C, after the last job: builds resp->Groups from the per-group pieces. */
+static void ofetch_gather(struct gctx *ctx)
+{
+    kafka_OffsetFetchResponse *resp = ctx->resp;
+    struct ofetch_batch *b = ctx->finish_arg;
+    kafka_arena *a = &ctx->req->arena;
+    kafka_OffsetFetchResponse_OffsetFetchResponseGroup *g = resp->Groups;
+    for (int32_t i = 0; i < b->n; i++) {
+        const kafka_OffsetFetchResponse *s = &b->subs[i];
+        g[i].ErrorCode = s->ErrorCode;
+        g[i].Topics_count = 0;
+        g[i].Topics = NULL;
+        if (s->ErrorCode || s->Topics_count <= 0) continue;
+        kafka_OffsetFetchResponse_OffsetFetchResponseTopics *ts =
+            kafka_arena_alloc(a, sizeof(*ts) * (size_t)s->Topics_count);
+        if (!ts) {
+            g[i].ErrorCode = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            continue;
+        }
+        for (int32_t t = 0; t < s->Topics_count; t++) {
+            const kafka_OffsetFetchResponse_OffsetFetchResponseTopic *st = &s->Topics[t];
+            kafka_OffsetFetchResponse_OffsetFetchResponseTopics_init(&ts[t]);
+            ts[t].Name = st->Name;
+            ts[t].Partitions_count = 0;
+            ts[t].Partitions = kafka_arena_alloc(
+                a, sizeof(*ts[t].Partitions) * (size_t)AL_MAX(st->Partitions_count, 1));
+            if (!ts[t].Partitions) {
+                g[i].ErrorCode = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+                break;
+            }
+            for (int32_t p = 0; p < st->Partitions_count; p++) {
+                const kafka_OffsetFetchResponse_OffsetFetchResponsePartition *sp =
+                    &st->Partitions[p];
+                kafka_OffsetFetchResponse_OffsetFetchResponsePartitions *dp =
+                    &ts[t].Partitions[p];
+                kafka_OffsetFetchResponse_OffsetFetchResponsePartitions_init(dp);
+                dp->PartitionIndex = sp->PartitionIndex;
+                dp->CommittedOffset = sp->CommittedOffset;
+                dp->CommittedLeaderEpoch = sp->CommittedLeaderEpoch;
+                dp->Metadata = sp->Metadata;
+                dp->ErrorCode = sp->ErrorCode;
+            }
+            ts[t].Partitions_count = st->Partitions_count;
+        }
+        if (g[i].ErrorCode) continue;
+        g[i].Topics = ts;
+        g[i].Topics_count = s->Topics_count;
+    }
+}
+
+/* v8-9: one job per group of in->Groups, answered together in request order. */
+static int ofetch_batched(kafka_req *req, data_shard *ds)
+{
+    const kafka_OffsetFetchRequest *in = req->msg;
+    int32_t n = AL_MAX(in->Groups_count, 0);
+    kafka_OffsetFetchResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    struct ofetch_batch *b = kafka_arena_alloc(&req->arena, sizeof(*b));
+    kafka_OffsetFetchResponse *subs =
+        kafka_arena_alloc(&req->arena, sizeof(*subs) * (size_t)AL_MAX(n, 1));
+    kafka_OffsetFetchResponse_OffsetFetchResponseGroup *g =
+        kafka_arena_alloc(&req->arena, sizeof(*g) * (size_t)AL_MAX(n, 1));
+    struct gctx *ctx = gctx_new(req, ds, n, resp);
+    if (!resp || !b || !subs || !g || !ctx) return -ENOMEM;
+    kafka_OffsetFetchResponse_init(resp);
+    resp->Groups = g;
+    resp->Groups_count = n;
+    b->subs = subs;
+    b->n = n;
+    ctx->finish = ofetch_gather;
+    ctx->finish_arg = b;
+    for (int32_t i = 0; i < n; i++) {
+        const kafka_OffsetFetchRequest_OffsetFetchRequestGroup *q = &in->Groups[i];
+        const char *group = cstr(req, q->GroupId);
+        if (!group) return -ENOMEM;
+        kafka_OffsetFetchResponse_OffsetFetchResponseGroup_init(&g[i]);
+        g[i].GroupId = q->GroupId;
+        kafka_OffsetFetchResponse_init(&subs[i]);
+        struct group_offset_fetch *parts = NULL;
+        if (q->Topics_count >= 0) {
+            int32_t np = 0;
+            for (int32_t t = 0; t < q->Topics_count; t++)
+                np += AL_MAX(q->Topics[t].PartitionIndexes_count, 0);
+            struct ofetch_shape sh;
+            if (ofetch_shape_alloc(req, &sh, q->Topics_count, np) < 0) return -ENOMEM;
+            for (int32_t t = 0; t < q->Topics_count; t++) {
+                const kafka_OffsetFetchRequest_OffsetFetchRequestTopics *qt = &q->Topics[t];
+                int rc = ofetch_topic_add(req, &sh, t, qt->Name, qt->PartitionIndexes_count,
+                                          qt->PartitionIndexes);
+                if (rc < 0) return rc;
+            }
+            subs[i].Topics = sh.tr;
+            subs[i].Topics_count = q->Topics_count;
+            parts = sh.parts;
+        }
+        gctx_add(ctx, ds, group, group_owner(ds, group), ofetch_run, ofetch_fail, &subs[i],
+                 parts);
+    }
+    return gctx_go(ctx, ds);
+}
+
+/*
+ * OffsetFetch handler, on the connection's shard. v0-7 fetch one group (one job on its shard);
+ * v8-9 fetch a batch (ofetch_batched). Returns KAFKA_DEFERRED/KAFKA_DONE or a negative error.
+ */
 int kafka_handle_offset_fetch(kafka_req *req)
 {
     const kafka_OffsetFetchRequest *in = req->msg;
     data_shard *ds = data_shard_ensure(req->broker->cfg);
     if (!ds) return AL_ECLOSED;
+    if (req->api_version >= 8) return ofetch_batched(req, ds);
     kafka_OffsetFetchResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
     const char *group = cstr(req, in->GroupId);
     struct gctx *ctx = gctx_new(req, ds, 1, resp);
@@ -1018,33 +1185,17 @@ int kafka_handle_offset_fetch(kafka_req *req)
     if (in->Topics_count >= 0) {
         int32_t nt = in->Topics_count, np = 0;
         for (int32_t i = 0; i < nt; i++) np += AL_MAX(in->Topics[i].PartitionIndexes_count, 0);
-        kafka_OffsetFetchResponse_OffsetFetchResponseTopic *tr =
-            kafka_arena_alloc(&req->arena, sizeof(*tr) * (size_t)AL_MAX(nt, 1));
-        kafka_OffsetFetchResponse_OffsetFetchResponsePartition *pr =
-            kafka_arena_alloc(&req->arena, sizeof(*pr) * (size_t)AL_MAX(np, 1));
-        parts = kafka_arena_alloc(&req->arena, sizeof(*parts) * (size_t)AL_MAX(np, 1));
-        if (!tr || !pr || !parts) return -ENOMEM;
-        int k = 0;
+        struct ofetch_shape sh;
+        if (ofetch_shape_alloc(req, &sh, nt, np) < 0) return -ENOMEM;
         for (int32_t i = 0; i < nt; i++) {
             const kafka_OffsetFetchRequest_OffsetFetchRequestTopic *q = &in->Topics[i];
-            const char *tname = cstr(req, q->Name);
-            if (!tname) return -ENOMEM;
-            kafka_OffsetFetchResponse_OffsetFetchResponseTopic_init(&tr[i]);
-            tr[i].Name = q->Name;
-            tr[i].Partitions = &pr[k];
-            tr[i].Partitions_count = AL_MAX(q->PartitionIndexes_count, 0);
-            for (int32_t j = 0; j < tr[i].Partitions_count; j++, k++) {
-                kafka_OffsetFetchResponse_OffsetFetchResponsePartition_init(&pr[k]);
-                pr[k].PartitionIndex = q->PartitionIndexes[j];
-                pr[k].CommittedOffset = -1;
-                pr[k].Metadata = kafka_str_from("");
-                memset(&parts[k], 0, sizeof(parts[k]));
-                parts[k].topic = tname;
-                parts[k].partition = q->PartitionIndexes[j];
-            }
+            int rc = ofetch_topic_add(req, &sh, i, q->Name, q->PartitionIndexes_count,
+                                      q->PartitionIndexes);
+            if (rc < 0) return rc;
         }
-        resp->Topics = tr;
+        resp->Topics = sh.tr;
         resp->Topics_count = nt;
+        parts = sh.parts;
     }
     gctx_add(ctx, ds, group, group_owner(ds, group), ofetch_run, ofetch_fail, resp, parts);
     return gctx_go(ctx, ds);
