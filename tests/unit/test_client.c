@@ -11,6 +11,8 @@
  */
 #include "test.h"
 
+#include "broker_proc.h"
+
 #include "client/khist.h"
 #include "client/kclient.h"
 
@@ -19,73 +21,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* ---- the broker subprocess ---- */
-
-static pid_t broker_pid;
-static char broker_addr[64];
-
-static void broker_stop(void)
-{
-    if (broker_pid > 0) {
-        kill(broker_pid, SIGTERM);
-        int st;
-        for (int i = 0; i < 100 && waitpid(broker_pid, &st, WNOHANG) == 0; i++) usleep(50000);
-        kill(broker_pid, SIGKILL);
-        waitpid(broker_pid, &st, 0);
-        broker_pid = 0;
-    }
-}
-
-/* Starts build/<BUILD>/ailurus (next to our tests/ dir) and waits for its ready line. */
-static int broker_start(void)
-{
-    if (broker_pid > 0) return 0;
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 64);
-    if (n <= 0) return -1;
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash) return -1;
-    strcpy(slash, "/../ailurus");
-    const char *env = getenv("AILURUS_BIN"); /* override: a broker binary built elsewhere */
-    if (env && *env) snprintf(exe, sizeof(exe), "%s", env);
-    char dir[4200], logp[4300];
-    snprintf(dir, sizeof(dir), "%s/broker", test_tmpdir());
-    snprintf(logp, sizeof(logp), "%s/broker.log", test_tmpdir());
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(exe, exe, "start", "--kafka-addr", "127.0.0.1:0", "--data-dir", dir, "--smp", "1",
-              "--admin-addr", "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    broker_pid = pid;
-    atexit(broker_stop);
-    for (int i = 0; i < 400; i++) { /* 20 s */
-        usleep(50000);
-        FILE *f = fopen(logp, "r");
-        char line[1024];
-        while (f && fgets(line, sizeof(line), f)) {
-            char *r = strstr(line, "ready: kafka=");
-            if (r && sscanf(r, "ready: kafka=%63s", broker_addr) == 1) {
-                fclose(f);
-                return 0;
-            }
-        }
-        if (f) fclose(f);
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            broker_pid = 0;
-            fprintf(stderr, "    broker exited before ready (see %s)\n", logp);
-            return -1;
-        }
-    }
-    return -1;
-}
 
 /* ---- pure parts ---- */
 
@@ -428,9 +363,9 @@ static int64_t check_fetched(kafka_bytes recs, int64_t from, const kclient_recor
 
 TEST(sync_produce_fetch)
 {
-    CHECK_EQ(broker_start(), 0);
+    CHECK_EQ(test_broker_start(1), 0);
     kclient_sync *s = NULL;
-    CHECK_EQ(kclient_sync_open(&s, broker_addr, 10000), 0);
+    CHECK_EQ(kclient_sync_open(&s, test_broker_addr, 10000), 0);
     kclient *c = kclient_sync_client(s);
     CHECK(kclient_ready(c));
     CHECK(kclient_api_version(c, KAFKA_API_PRODUCE) >= 3);
@@ -442,10 +377,10 @@ TEST(sync_produce_fetch)
 
     char leader[80];
     CHECK_EQ(kclient_sync_leader(s, "kc-t1", 1, leader, sizeof(leader)), 0);
-    CHECK(!strcmp(leader, broker_addr));
+    CHECK(!strcmp(leader, test_broker_addr));
     CHECK_EQ(kclient_sync_leader(s, "kc-t1", 7, leader, sizeof(leader)), AL_ENOTFOUND);
     CHECK_EQ(kclient_sync_coordinator(s, "kc-group", 0, leader, sizeof(leader)), 0);
-    CHECK(!strcmp(leader, broker_addr));
+    CHECK(!strcmp(leader, test_broker_addr));
 
     enum { N = 40 };
     kclient_record r[N];
@@ -495,8 +430,8 @@ static int fetch_into(kclient_sync *s, const char *topic, int32_t part, int64_t 
  * through the broker come back intact. */
 TEST(sync_hostname_kept_responses_headers)
 {
-    CHECK_EQ(broker_start(), 0);
-    const char *colon = strrchr(broker_addr, ':');
+    CHECK_EQ(test_broker_start(1), 0);
+    const char *colon = strrchr(test_broker_addr, ':');
     CHECK(colon != NULL);
     char name_addr[80];
     snprintf(name_addr, sizeof(name_addr), "localhost%s", colon);
@@ -609,14 +544,14 @@ static void pipe_conn(kclient *c, void *ctx, int err)
 
 TEST(async_pipelined)
 {
-    CHECK_EQ(broker_start(), 0);
+    CHECK_EQ(test_broker_start(1), 0);
     io *iop;
     CHECK_EQ(io_uring_create(&iop, NULL), 0);
     kclient *c;
     CHECK_EQ(kclient_create(&c, iop, &(struct kclient_opts){.max_inflight = 64}), 0);
     char host[64];
     uint16_t port;
-    CHECK_EQ(kclient_parse_addr(broker_addr, host, sizeof(host), &port), 0);
+    CHECK_EQ(kclient_parse_addr(test_broker_addr, host, sizeof(host), &port), 0);
     struct pipe_state ps = {0};
     kclient_connect(c, host, port, pipe_conn, &ps);
     uint64_t dl = io_now_ns(iop) + 10000000000ull;
@@ -702,6 +637,6 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     int rc = test_main(argc, argv);
-    broker_stop();
+    test_broker_stop();
     return rc;
 }

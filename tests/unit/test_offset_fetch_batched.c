@@ -8,6 +8,8 @@
  */
 #include "test.h"
 
+#include "broker_proc.h"
+
 #include "client/kclient.h"
 
 #include <errno.h>
@@ -15,73 +17,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* ---- the broker subprocess ---- */
-
-static pid_t broker_pid;
-static char broker_addr[64];
-
-static void broker_stop(void)
-{
-    if (broker_pid > 0) {
-        kill(broker_pid, SIGTERM);
-        int st;
-        for (int i = 0; i < 100 && waitpid(broker_pid, &st, WNOHANG) == 0; i++) usleep(50000);
-        kill(broker_pid, SIGKILL);
-        waitpid(broker_pid, &st, 0);
-        broker_pid = 0;
-    }
-}
-
-/* Starts build/<BUILD>/ailurus (next to our tests/ dir) and waits for its ready line. */
-static int broker_start(void)
-{
-    if (broker_pid > 0) return 0;
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 64);
-    if (n <= 0) return -1;
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash) return -1;
-    strcpy(slash, "/../ailurus");
-    const char *env = getenv("AILURUS_BIN"); /* override: a broker binary built elsewhere */
-    if (env && *env) snprintf(exe, sizeof(exe), "%s", env);
-    char dir[4200], logp[4300];
-    snprintf(dir, sizeof(dir), "%s/broker", test_tmpdir());
-    snprintf(logp, sizeof(logp), "%s/broker.log", test_tmpdir());
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(exe, exe, "start", "--kafka-addr", "127.0.0.1:0", "--data-dir", dir, "--smp", "2",
-              "--admin-addr", "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    broker_pid = pid;
-    atexit(broker_stop);
-    for (int i = 0; i < 400; i++) { /* 20 s */
-        usleep(50000);
-        FILE *f = fopen(logp, "r");
-        char line[1024];
-        while (f && fgets(line, sizeof(line), f)) {
-            char *r = strstr(line, "ready: kafka=");
-            if (r && sscanf(r, "ready: kafka=%63s", broker_addr) == 1) {
-                fclose(f);
-                return 0;
-            }
-        }
-        if (f) fclose(f);
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            broker_pid = 0;
-            fprintf(stderr, "    broker exited before ready (see %s)\n", logp);
-            return -1;
-        }
-    }
-    return -1;
-}
 
 static int create_topic(kclient_sync *s, const char *name, int parts)
 {
@@ -255,9 +190,9 @@ static void fetch_batched(kclient_sync *s, int16_t v)
 
 TEST(offset_fetch_batched_v8_v9_v7)
 {
-    CHECK_EQ(broker_start(), 0);
+    CHECK_EQ(test_broker_start(2), 0);
     kclient_sync *s = NULL;
-    CHECK_EQ(kclient_sync_open(&s, broker_addr, 10000), 0);
+    CHECK_EQ(kclient_sync_open(&s, test_broker_addr, 10000), 0);
     CHECK(s != NULL);
     if (!s) return;
     CHECK_EQ(kclient_api_version(kclient_sync_client(s), KAFKA_API_OFFSET_FETCH), 9);
