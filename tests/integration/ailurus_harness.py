@@ -10,6 +10,7 @@ Raw protocol helpers: frame building for request headers v1/v2, ApiVersions and 
 encoders, frame reading with a deadline, and small decoders for the responses the tests check.
 """
 import os
+import random
 import re
 import shutil
 import signal
@@ -31,6 +32,32 @@ def binary():
 
 class BrokerCrashed(AssertionError):
     pass
+
+
+def pick_port():
+    """A free 127.0.0.1 port BELOW the kernel's ephemeral range. Brokers keep their port across
+    restarts; a port from the ephemeral range (what port 0 gives) can be handed, while the
+    broker is down, to a reconnecting client's socket as its local port, and the restart then
+    fails with EADDRINUSE."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    if low <= 11000:
+        return 0
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    return 0
 
 
 class Broker:
@@ -65,7 +92,9 @@ class Broker:
         assert self.proc is None
         self.runs += 1
         self.logs_path = os.path.join(self.tmp, "broker-%d.log" % self.runs)
-        cmd = [binary(), "start", "--kafka-addr", "127.0.0.1:%d" % (self.want_port or 0),
+        if not self.want_port:
+            self.want_port = pick_port()
+        cmd = [binary(), "start", "--kafka-addr", "127.0.0.1:%d" % self.want_port,
                "--data-dir", self.data_dir, "--smp", str(self.smp),
                "--admin-addr", "127.0.0.1:0"] + self.args  # later flags win
         env = dict(os.environ)
