@@ -186,6 +186,15 @@ int cmd_start(int argc, char **argv)
         /* The shards bind with SO_REUSEPORT, which would let us silently share the port with
          * another process's listener; a plain bind first detects that. */
         int fd = io_listen(iop, s->cfg.kafka_addr.host, s->cfg.kafka_addr.port, false, 1);
+        /* A previous instance killed a moment ago may still hold the port: its io_uring is
+         * torn down asynchronously after the process exits. Wait for that, bounded (5 s). */
+        for (int i = 0; i < 50 && fd == -EADDRINUSE; i++) {
+            if (i == 0)
+                log_info("start", "%s:%u is busy; waiting up to 5 s for a previous instance to "
+                         "release it", s->cfg.kafka_addr.host, s->cfg.kafka_addr.port);
+            usleep(100000);
+            fd = io_listen(iop, s->cfg.kafka_addr.host, s->cfg.kafka_addr.port, false, 1);
+        }
         if (fd < 0) {
             io_destroy(iop);
             log_error("start", "cannot listen on %s:%u: %s", s->cfg.kafka_addr.host,
