@@ -39,7 +39,7 @@ class Broker:
         os.makedirs(self.data_dir, exist_ok=True)
         self.log = open(os.path.join(self.data_dir, "..", "broker-%d.log" % os.getpid()), "ab")
         cmd = [self.binary, "start", "--kafka-addr", "127.0.0.1:0", "--data-dir",
-               self.data_dir, "--smp", str(self.smp), "--admin-addr", "127.0.0.1:0"] + self.extra
+               self.data_dir, "--smp", str(self.smp), "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0"] + self.extra
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = t0 + timeout

@@ -39,6 +39,15 @@ const struct config_key config_keys[] = {
     {"admin_addr", CONFIG_ADDR, OFF(admin_addr), 0, "0.0.0.0:9644", 0, 0, NULL,
      "Admin HTTP API (and /metrics) listen address, served by shard 0. Port 0: any free "
      "port (logged). --dev uses 127.0.0.1:9644."},
+    {"rpc_addr", CONFIG_ADDR, OFF(rpc_addr), 0, "0.0.0.0:33145", 0, 0, NULL,
+     "Internal RPC listen address HOST:PORT (Raft and controller traffic between nodes), "
+     "served by shard 0. Port 0: any free port (logged). --dev uses 127.0.0.1:33145."},
+    {"advertised_rpc_addr", CONFIG_ADDR, OFF(advertised_rpc_addr), 0, "", 0, 0, NULL,
+     "Address other nodes use to reach this node's RPC port. Empty: rpc_addr, with 0.0.0.0 "
+     "replaced by 127.0.0.1. Port 0: the bound port."},
+    {"seed_servers", CONFIG_STRING, OFF(seed_servers), SZ(seed_servers), "", 0, 0, NULL,
+     "Comma-separated HOST:PORT RPC addresses of nodes of the cluster to join. Empty: this "
+     "node forms a new cluster on its own (or rejoins the one recorded in its data directory)."},
     {"smp", CONFIG_INT, OFF(smp), 0, "0", 0, 256, NULL,
      "Number of shards (threads, one per core). 0: one per online CPU. --dev uses 1."},
     {"memory", CONFIG_BYTES, OFF(memory), 0, "0", 0, 1024 * GIB, NULL,
@@ -271,7 +280,8 @@ int config_set(al_config *c, const char *key, const char *value, enum config_sou
         set_err(err, errlen, "unknown configuration key '%s' (see 'ailurus config docs')", key);
         return AL_ENOTFOUND;
     }
-    if (k->type == CONFIG_ADDR && !*value && k->offset != OFF(advertised_kafka_addr)) {
+    if (k->type == CONFIG_ADDR && !*value && k->offset != OFF(advertised_kafka_addr) &&
+        k->offset != OFF(advertised_rpc_addr)) {
         set_err(err, errlen, "invalid value '' for '%s': expected HOST:PORT", k->name);
         return AL_EINVAL;
     }
@@ -301,6 +311,7 @@ void config_apply_dev(al_config *c)
         {"developer_mode", "true"},  {"smp", "1"}, {"kafka_addr", "127.0.0.1:9092"},
         {"memory", "1G"},            {"auto_create_topics_enabled", "true"},
         {"kafka_shard_max_inflight_bytes", "256M"}, {"admin_addr", "127.0.0.1:9644"},
+        {"rpc_addr", "127.0.0.1:33145"},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(dev); i++) {
         int rc = config_set(c, dev[i][0], dev[i][1], CONFIG_SRC_DEV, NULL, 0);
@@ -465,6 +476,13 @@ int config_finalize(al_config *c, char *err, size_t errlen)
         if (!strcmp(c->kafka_addr.host, "0.0.0.0") || !strcmp(c->kafka_addr.host, "::"))
             snprintf(c->advertised_kafka_addr.host, CONFIG_HOST_MAX, "127.0.0.1");
         c->source[idx_adv] = CONFIG_SRC_DERIVED;
+    }
+    if (!c->advertised_rpc_addr.host[0]) {
+        c->advertised_rpc_addr = c->rpc_addr;
+        if (!strcmp(c->rpc_addr.host, "0.0.0.0") || !strcmp(c->rpc_addr.host, "::"))
+            snprintf(c->advertised_rpc_addr.host, CONFIG_HOST_MAX, "127.0.0.1");
+        c->source[(size_t)(config_find("advertised_rpc_addr") - config_keys)] =
+            CONFIG_SRC_DERIVED;
     }
     if (c->kafka_conn_max_inflight_bytes > c->kafka_shard_max_inflight_bytes) {
         set_err(err, errlen,

@@ -53,6 +53,9 @@ typedef struct al_config {
     struct config_addr kafka_addr;
     struct config_addr advertised_kafka_addr;
     struct config_addr admin_addr;
+    struct config_addr rpc_addr;
+    struct config_addr advertised_rpc_addr;
+    char seed_servers[1024];
     int64_t smp;
     int64_t memory;
     int64_t log_level; /* an al_log_level (the enum's allowed values are in that order) */

@@ -23,6 +23,7 @@
  * /v1/cluster_config). Every other key of the config table is cluster-wide. */
 static const char *const node_keys[] = {
     "node_id", "data_directory", "kafka_addr", "advertised_kafka_addr", "admin_addr",
+    "rpc_addr", "advertised_rpc_addr", "seed_servers",
     "smp",     "memory",         "developer_mode",
 };
 

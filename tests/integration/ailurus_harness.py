@@ -96,7 +96,7 @@ class Broker:
             self.want_port = pick_port()
         cmd = [binary(), "start", "--kafka-addr", "127.0.0.1:%d" % self.want_port,
                "--data-dir", self.data_dir, "--smp", str(self.smp),
-               "--admin-addr", "127.0.0.1:0"] + self.args  # later flags win
+               "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0"] + self.args  # later flags win
         env = dict(os.environ)
         env.update(self.extra_env)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")

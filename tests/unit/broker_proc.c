@@ -51,7 +51,7 @@ int test_broker_start(int smp)
         char smps[16];
         snprintf(smps, sizeof(smps), "%d", smp);
         execl(exe, exe, "start", "--kafka-addr", "127.0.0.1:0", "--data-dir", dir, "--smp", smps,
-              "--admin-addr", "127.0.0.1:0", (char *)NULL);
+              "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0", (char *)NULL);
         _exit(127);
     }
     broker_pid = pid;
