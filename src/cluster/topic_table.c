@@ -1,7 +1,8 @@
 /*
  * topic_table.c — the topic catalogue (see topic_table.h): a name-sorted array of topics with
- * binary search, JSON persistence (jansson) behind a checksummed header line, and the
- * partition -> shard mapping (jump consistent hash).
+ * binary search, JSON persistence (jansson) behind a checksummed header line, replica
+ * assignments (optional per topic: "assignments": [[[node, shard], ...], ...] in the JSON), and
+ * the partition -> shard mapping (jump consistent hash).
  */
 #include "cluster/topic_table.h"
 
@@ -45,6 +46,7 @@ static void topic_destroy(topic *t)
 {
     if (!t) return;
     free(t->configs);
+    free(t->assign);
     free(t);
 }
 
@@ -169,22 +171,71 @@ static int table_insert(topic_table *tt, topic *t)
     return 0;
 }
 
+bool topic_assignment_valid(const topic_assignment *a)
+{
+    if (a->n < 1 || a->n > TOPIC_REPLICAS_MAX) return false;
+    for (int i = 0; i < a->n; i++) {
+        if (a->nodes[i] < 0 || a->shards[i] >= TOPIC_SHARDS_MAX) return false;
+        for (int j = 0; j < i; j++)
+            if (a->nodes[j] == a->nodes[i]) return false;
+    }
+    return true;
+}
+
+/* Checks n assignments and returns a malloc'd copy in *out. Returns 0, AL_EINVAL, -ENOMEM. */
+static int assign_copy(const topic_assignment *a, int32_t n, topic_assignment **out)
+{
+    *out = NULL;
+    if (n < 1 || n > TOPIC_PARTITIONS_MAX) return AL_EINVAL;
+    for (int32_t i = 0; i < n; i++)
+        if (!topic_assignment_valid(&a[i])) return AL_EINVAL;
+    topic_assignment *c = malloc(sizeof(*c) * (size_t)n);
+    if (!c) return -ENOMEM;
+    memcpy(c, a, sizeof(*c) * (size_t)n);
+    *out = c;
+    return 0;
+}
+
 int topic_table_create(topic_table *tt, const char *name, int32_t partitions, int16_t rf,
                        const topic_config_kv *configs, int32_t n, bool internal, const uint8_t *id)
 {
+    topic_spec s = {.name = name,
+                    .partitions = partitions,
+                    .replication_factor = rf,
+                    .internal = internal,
+                    .id = id,
+                    .created_ms = -1,
+                    .configs = configs,
+                    .n_configs = n};
+    return topic_table_create_spec(tt, &s);
+}
+
+int topic_table_create_spec(topic_table *tt, const topic_spec *spec)
+{
+    const char *name = spec->name;
+    int32_t partitions = spec->partitions;
     if (!name || !topic_name_valid(name, strlen(name))) return AL_EINVAL;
-    if (partitions < 1 || partitions > TOPIC_PARTITIONS_MAX || rf < 1) return AL_EINVAL;
+    if (partitions < 1 || partitions > TOPIC_PARTITIONS_MAX || spec->replication_factor < 1)
+        return AL_EINVAL;
     if (topic_table_find(tt, name, strlen(name))) return AL_EEXISTS;
     topic *t = calloc(1, sizeof(*t));
     if (!t) return -ENOMEM;
-    int err = configs_copy(configs, n, &t->configs);
+    int err = configs_copy(spec->configs, spec->n_configs, &t->configs);
     if (err) goto fail;
-    t->n_configs = n;
+    t->n_configs = spec->n_configs;
+    if (spec->assign) {
+        err = assign_copy(spec->assign, partitions, &t->assign);
+        if (err) goto fail;
+    }
     strcpy(t->name, name);
     t->partitions = partitions;
-    t->replication_factor = rf;
-    t->internal = internal;
-    t->created_ms = tt->io ? io_wall_ms(tt->io) : 0;
+    t->replication_factor = spec->replication_factor;
+    t->internal = spec->internal;
+    if (spec->created_ms >= 0)
+        t->created_ms = spec->created_ms;
+    else
+        t->created_ms = tt->io ? io_wall_ms(tt->io) : 0;
+    const uint8_t *id = spec->id;
     static const uint8_t zero[16];
     if (id && memcmp(id, zero, 16)) {
         if (topic_table_find_id(tt, id)) {
@@ -218,8 +269,40 @@ int topic_table_add_partitions(topic_table *tt, const char *name, int32_t new_co
 {
     topic *t = topic_mut(tt, name);
     if (!t) return AL_ENOTFOUND;
-    if (new_count <= t->partitions || new_count > TOPIC_PARTITIONS_MAX) return AL_EINVAL;
+    if (new_count <= t->partitions || new_count > TOPIC_PARTITIONS_MAX || t->assign)
+        return AL_EINVAL;
     t->partitions = new_count;
+    tt->version++;
+    return 0;
+}
+
+int topic_table_add_partitions_assigned(topic_table *tt, const char *name, int32_t new_count,
+                                        const topic_assignment *added)
+{
+    topic *t = topic_mut(tt, name);
+    if (!t) return AL_ENOTFOUND;
+    if (new_count <= t->partitions || new_count > TOPIC_PARTITIONS_MAX || !t->assign || !added)
+        return AL_EINVAL;
+    int32_t extra = new_count - t->partitions;
+    for (int32_t i = 0; i < extra; i++)
+        if (!topic_assignment_valid(&added[i])) return AL_EINVAL;
+    topic_assignment *a = realloc(t->assign, sizeof(*a) * (size_t)new_count);
+    if (!a) return -ENOMEM;
+    memcpy(&a[t->partitions], added, sizeof(*a) * (size_t)extra);
+    t->assign = a;
+    t->partitions = new_count;
+    tt->version++;
+    return 0;
+}
+
+int topic_table_set_assignment(topic_table *tt, const char *name, int32_t partition,
+                               const topic_assignment *a)
+{
+    topic *t = topic_mut(tt, name);
+    if (!t) return AL_ENOTFOUND;
+    if (partition < 0 || partition >= t->partitions) return AL_ERANGE;
+    if (!t->assign || !topic_assignment_valid(a)) return AL_EINVAL;
+    t->assign[partition] = *a;
     tt->version++;
     return 0;
 }
@@ -345,7 +428,80 @@ uint32_t topic_partition_shard(const uint8_t id[16], int32_t partition, uint32_t
     return (uint32_t)s;
 }
 
+void topic_partition_assignment(const topic *t, int32_t p, int32_t self, uint32_t smp,
+                                topic_assignment *out)
+{
+    AL_ASSERT(p >= 0 && p < t->partitions);
+    if (t->assign) {
+        *out = t->assign[p];
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    out->n = 1;
+    out->nodes[0] = self;
+    out->shards[0] = (uint16_t)topic_partition_shard(t->id, p, smp);
+}
+
+int32_t topic_partition_local_shard(const topic *t, int32_t p, int32_t self, uint32_t smp)
+{
+    AL_ASSERT(p >= 0 && p < t->partitions);
+    if (!t->assign) return (int32_t)topic_partition_shard(t->id, p, smp);
+    const topic_assignment *a = &t->assign[p];
+    for (int i = 0; i < a->n; i++)
+        if (a->nodes[i] == self) return smp <= 1 ? 0 : (int32_t)(a->shards[i] % smp);
+    return -1;
+}
+
 /* ---- encoding ---- */
+
+/* The "assignments" JSON of a topic with stored assignments: [[[node, shard], ...], ...]. */
+static json_t *assign_to_json(const topic *t)
+{
+    json_t *arr = json_array();
+    if (!arr) return NULL;
+    for (int32_t p = 0; p < t->partitions; p++) {
+        json_t *reps = json_array();
+        if (!reps || json_array_append_new(arr, reps)) goto fail;
+        for (int i = 0; i < t->assign[p].n; i++) {
+            json_t *pair = json_pack("[ii]", (int)t->assign[p].nodes[i],
+                                     (int)t->assign[p].shards[i]);
+            if (!pair || json_array_append_new(reps, pair)) goto fail;
+        }
+    }
+    return arr;
+fail:
+    json_decref(arr);
+    return NULL;
+}
+
+/* Parses "assignments" (partitions entries) into a new malloc'd array, or NULL (malformed). */
+static topic_assignment *assign_from_json(json_t *arr, int32_t partitions)
+{
+    if (!json_is_array(arr) || json_array_size(arr) != (size_t)partitions) return NULL;
+    topic_assignment *a = calloc((size_t)partitions, sizeof(*a));
+    if (!a) return NULL;
+    for (int32_t p = 0; p < partitions; p++) {
+        json_t *reps = json_array_get(arr, (size_t)p);
+        size_t n = json_array_size(reps);
+        if (!json_is_array(reps) || n < 1 || n > TOPIC_REPLICAS_MAX) goto fail;
+        a[p].n = (int16_t)n;
+        for (size_t i = 0; i < n; i++) {
+            json_t *pair = json_array_get(reps, i);
+            json_t *jn = json_array_get(pair, 0), *js = json_array_get(pair, 1);
+            if (json_array_size(pair) != 2 || !json_is_integer(jn) || !json_is_integer(js))
+                goto fail;
+            json_int_t node = json_integer_value(jn), shard = json_integer_value(js);
+            if (node < 0 || node > INT32_MAX || shard < 0 || shard >= TOPIC_SHARDS_MAX) goto fail;
+            a[p].nodes[i] = (int32_t)node;
+            a[p].shards[i] = (uint16_t)shard;
+        }
+        if (!topic_assignment_valid(&a[p])) goto fail;
+    }
+    return a;
+fail:
+    free(a);
+    return NULL;
+}
 
 static json_t *topic_to_json(const topic *t)
 {
@@ -367,6 +523,11 @@ static json_t *topic_to_json(const topic *t)
     if (json_object_set_new(o, "configs", cfg)) {
         cfg = NULL;
         goto fail;
+    }
+    cfg = NULL;
+    if (t->assign) {
+        json_t *as = assign_to_json(t);
+        if (!as || json_object_set_new(o, "assignments", as)) goto fail;
     }
     return o;
 fail:
@@ -438,6 +599,11 @@ static topic *topic_from_json(json_t *o)
     t->replication_factor = (int16_t)r;
     t->internal = json_is_true(json_object_get(o, "internal"));
     t->created_ms = json_integer_value(json_object_get(o, "created_ms"));
+    json_t *as = json_object_get(o, "assignments");
+    if (as) {
+        t->assign = assign_from_json(as, t->partitions);
+        if (!t->assign) goto fail;
+    }
     if (nc) {
         t->configs = calloc(nc, sizeof(topic_config_kv));
         if (!t->configs) goto fail;

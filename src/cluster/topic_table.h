@@ -1,7 +1,16 @@
 /*
  * topic_table.h — the broker's catalogue of topics: name, topic id (random UUID), partition
  * count, replication factor, internal flag and per-topic config overrides (key -> value text),
- * plus the stable mapping of a partition to the shard that owns it.
+ * each partition's replica assignment, plus the stable mapping of a partition to the shard that
+ * owns it.
+ *
+ * Replica assignments (issue 7): a topic either has NO stored assignment (assign == NULL: the
+ * single-node form every table had before the cluster; each partition's replicas are [self] and
+ * its shard is topic_partition_shard(id, p, smp) with the running smp, so a restart with another
+ * --smp still works), or one topic_assignment per partition (the cluster form, decided by the
+ * controller, src/cluster/controller.h): the ordered replica node ids, first = preferred
+ * leader, and the owning shard on each replica's node. topic_partition_assignment() and
+ * topic_partition_local_shard() answer both forms the same way, so users need not care.
  *
  * Ownership model (thread-per-core, nothing shared mutable): shard 0 holds the authoritative
  * table and is the only one that mutates it (create/delete/add partitions/set configs), persists
@@ -15,7 +24,9 @@
  *
  * On disk: <data_dir>/topics.json, written with io_fs_write_atomic. The file is one header line
  * "ailurus-topics 1 <crc32c hex> <json length>\n" followed by the JSON document, so a corrupt or
- * truncated file is detected at load (AL_ECORRUPT) instead of silently losing topics.
+ * truncated file is detected at load (AL_ECORRUPT) instead of silently losing topics. A topic
+ * with stored assignments has "assignments": [[[node, shard], ...] per partition]; files
+ * written before assignments existed load unchanged (single-node form).
  */
 #ifndef AL_CLUSTER_TOPIC_TABLE_H
 #define AL_CLUSTER_TOPIC_TABLE_H
@@ -31,6 +42,8 @@ enum {
     TOPIC_CONFIG_KEY_MAX = 128,    /* bytes including the NUL */
     TOPIC_CONFIG_VALUE_MAX = 1024, /* bytes including the NUL */
     TOPIC_FILE_MAX = 64 << 20,     /* bound on topics.json */
+    TOPIC_REPLICAS_MAX = 16,       /* replicas per partition (= RAFT_MAX_NODES) */
+    TOPIC_SHARDS_MAX = 1024,       /* bound on a node's shard count in an assignment */
 };
 
 /* The name and partition count of Kafka's group-offsets topic, created at start. */
@@ -42,6 +55,13 @@ typedef struct topic_config_kv {
     char value[TOPIC_CONFIG_VALUE_MAX];
 } topic_config_kv;
 
+/* One partition's replica assignment. */
+typedef struct topic_assignment {
+    int16_t n;                           /* replicas, 1..TOPIC_REPLICAS_MAX */
+    int32_t nodes[TOPIC_REPLICAS_MAX];   /* distinct node ids >= 0; nodes[0] = preferred leader */
+    uint16_t shards[TOPIC_REPLICAS_MAX]; /* owning shard on nodes[i], < TOPIC_SHARDS_MAX */
+} topic_assignment;
+
 typedef struct topic {
     char name[TOPIC_NAME_MAX + 1];
     uint8_t id[16];     /* UUID, never all zero */
@@ -51,7 +71,21 @@ typedef struct topic {
     int64_t created_ms; /* wall clock at creation */
     int32_t n_configs;
     topic_config_kv *configs; /* n_configs entries, sorted by key; malloc'd */
+    topic_assignment *assign; /* partitions entries (malloc'd), or NULL: single-node form */
 } topic;
+
+/* Everything that defines a new topic (topic_table_create_spec). */
+typedef struct topic_spec {
+    const char *name;
+    int32_t partitions;
+    int16_t replication_factor;
+    bool internal;
+    const uint8_t *id;  /* NULL or all zero: draw a random UUID */
+    int64_t created_ms; /* < 0: the table's io wall clock (0 without io) */
+    const topic_config_kv *configs;
+    int32_t n_configs;
+    const topic_assignment *assign; /* partitions entries, or NULL for the single-node form */
+} topic_spec;
 
 typedef struct topic_table {
     io *io;          /* for randomness, the clock and the file; may be NULL for replicas */
@@ -117,12 +151,42 @@ static inline const topic *topic_table_at(const topic_table *tt, int32_t i)
 int topic_table_create(topic_table *tt, const char *name, int32_t partitions, int16_t rf,
                        const topic_config_kv *configs, int32_t n, bool internal, const uint8_t *id);
 
+/*
+ * Adds a topic from a full spec (topic_table_create is this with created_ms -1 and no
+ * assignment). An assignment array must have spec->partitions valid entries
+ * (topic_assignment_valid). Returns 0, AL_EINVAL, AL_EEXISTS (name or id), AL_EFULL or -ENOMEM;
+ * on error the table is unchanged. Does not save.
+ */
+int topic_table_create_spec(topic_table *tt, const topic_spec *spec);
+
+/* Whether a is a legal assignment: 1..TOPIC_REPLICAS_MAX distinct node ids >= 0, shards <
+ * TOPIC_SHARDS_MAX. */
+bool topic_assignment_valid(const topic_assignment *a);
+
 /* Removes a topic. Returns 0 or AL_ENOTFOUND. Does not save. */
 int topic_table_delete(topic_table *tt, const char *name);
 
 /* Grows a topic to new_count partitions. Returns 0, AL_ENOTFOUND, AL_EINVAL (not larger,
- * or over TOPIC_PARTITIONS_MAX). Does not save. */
+ * or over TOPIC_PARTITIONS_MAX, or the topic has stored assignments: use
+ * topic_table_add_partitions_assigned). Does not save. */
 int topic_table_add_partitions(topic_table *tt, const char *name, int32_t new_count);
+
+/*
+ * Grows a topic with stored assignments to new_count partitions; added[0..new_count - old)
+ * are the new partitions' assignments (copied). Returns 0, AL_ENOTFOUND, AL_EINVAL (not larger,
+ * over the maximum, an invalid assignment, or the topic is in the single-node form), -ENOMEM;
+ * on error the table is unchanged. Does not save.
+ */
+int topic_table_add_partitions_assigned(topic_table *tt, const char *name, int32_t new_count,
+                                        const topic_assignment *added);
+
+/*
+ * Replaces the assignment of one partition of a topic with stored assignments (a replica
+ * move). Returns 0, AL_ENOTFOUND (topic), AL_ERANGE (partition), AL_EINVAL (invalid
+ * assignment or single-node form). Does not save.
+ */
+int topic_table_set_assignment(topic_table *tt, const char *name, int32_t partition,
+                               const topic_assignment *a);
 
 /*
  * Replaces all config overrides of a topic with configs[0..n) (AlterConfigs semantics).
@@ -146,6 +210,21 @@ const char *topic_config_value(const topic *t, const char *key);
  * the id and the partition, so it is stable across restarts and spreads partitions evenly.
  */
 uint32_t topic_partition_shard(const uint8_t id[16], int32_t partition, uint32_t smp);
+
+/*
+ * Partition p's assignment (0 <= p < t->partitions) into *out: the stored one, or for the
+ * single-node form replicas [self] on shard topic_partition_shard(t->id, p, smp).
+ */
+void topic_partition_assignment(const topic *t, int32_t p, int32_t self, uint32_t smp,
+                                topic_assignment *out);
+
+/*
+ * The shard that hosts partition p on node self, or -1 when self is not one of its replicas
+ * (single-node form: always topic_partition_shard(t->id, p, smp)). A stored shard >= smp (an
+ * assignment made for a node that has since restarted with fewer cores) is folded to
+ * shard % smp so the partition still has a home.
+ */
+int32_t topic_partition_local_shard(const topic *t, int32_t p, int32_t self, uint32_t smp);
 
 /* Formats a topic id as 32 lowercase hex digits (out has >= 33 bytes). */
 void topic_id_hex(const uint8_t id[16], char out[33]);

@@ -1,9 +1,11 @@
 /*
  * test_topic_table.c — the topic catalogue: name rules, create/delete/partitions/configs,
  * persistence through the io_uring back end (save, reload, corruption detected), replica sync by
- * encode/decode, and the partition -> shard mapping (stable, in range, spread).
+ * encode/decode, the partition -> shard mapping (stable, in range, spread), and replica
+ * assignments (stored form round trips; single-node form unchanged; a pre-assignment file loads).
  */
 #include "cluster/topic_table.h"
+#include "base/crc32c.h"
 #include "reactor/io.h"
 #include "test.h"
 
@@ -224,6 +226,117 @@ TEST(partition_shards)
         }
     }
     for (int s = 0; s < 4; s++) CHECK(counts[s] > 2000 / 4 / 2); /* roughly even */
+}
+
+static topic_assignment mk_assign(int n, int32_t first, uint16_t shard)
+{
+    topic_assignment a;
+    memset(&a, 0, sizeof(a));
+    a.n = (int16_t)n;
+    for (int i = 0; i < n; i++) {
+        a.nodes[i] = first + i;
+        a.shards[i] = (uint16_t)(shard + i);
+    }
+    return a;
+}
+
+TEST(assignments)
+{
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, NULL, NULL), 0);
+    topic_assignment as[3] = {mk_assign(3, 1, 0), mk_assign(3, 2, 1), mk_assign(3, 3, 2)};
+    uint8_t id[16] = {1, 2, 3, 4, 5, 6, 0x47, 8, 0x89, 10, 11, 12, 13, 14, 15, 16};
+    topic_spec s = {.name = "rep", .partitions = 3, .replication_factor = 3, .id = id,
+                    .created_ms = 1234, .assign = as};
+    CHECK_EQ(topic_table_create_spec(&tt, &s), 0);
+    /* Invalid assignments are refused and leave nothing behind. */
+    topic_assignment dup = mk_assign(2, 5, 0);
+    dup.nodes[1] = 5;
+    topic_assignment bad[3] = {as[0], dup, as[2]};
+    topic_spec s2 = s;
+    s2.name = "rep2";
+    s2.id = NULL;
+    s2.assign = bad;
+    CHECK_EQ(topic_table_create_spec(&tt, &s2), AL_EINVAL);
+    topic_assignment none = mk_assign(0, 0, 0), neg = mk_assign(1, -1, 0);
+    CHECK(!topic_assignment_valid(&none));
+    CHECK(!topic_assignment_valid(&neg));
+    CHECK(!topic_assignment_valid(&dup));
+    CHECK_EQ(tt.n, 1);
+    const topic *t = topic_table_find(&tt, "rep", 3);
+    CHECK_EQ(t->created_ms, 1234);
+    CHECK_EQ(t->assign[1].nodes[0], 2);
+    /* Local shard: a replica gets its stored shard, others -1. */
+    CHECK_EQ(topic_partition_local_shard(t, 0, 2, 8), 1);
+    CHECK_EQ(topic_partition_local_shard(t, 0, 9, 8), -1);
+    CHECK_EQ(topic_partition_local_shard(t, 2, 5, 2), 0); /* stored 4 folded into 2 shards */
+    topic_assignment got;
+    topic_partition_assignment(t, 2, 77, 4, &got);
+    CHECK_EQ(got.n, 3);
+    CHECK_EQ(got.nodes[0], 3);
+    /* Growing needs assignments for the new partitions; moves replace one partition. */
+    CHECK_EQ(topic_table_add_partitions(&tt, "rep", 5), AL_EINVAL);
+    topic_assignment more[2] = {mk_assign(3, 4, 0), mk_assign(3, 5, 0)};
+    CHECK_EQ(topic_table_add_partitions_assigned(&tt, "rep", 5, more), 0);
+    t = topic_table_find(&tt, "rep", 3);
+    CHECK_EQ(t->partitions, 5);
+    CHECK_EQ(t->assign[4].nodes[2], 7);
+    topic_assignment mv = mk_assign(2, 10, 3);
+    CHECK_EQ(topic_table_set_assignment(&tt, "rep", 4, &mv), 0);
+    CHECK_EQ(topic_table_set_assignment(&tt, "rep", 5, &mv), AL_ERANGE);
+    CHECK_EQ(topic_table_set_assignment(&tt, "nope", 0, &mv), AL_ENOTFOUND);
+    CHECK_EQ(topic_table_set_assignment(&tt, "rep", 0, &dup), AL_EINVAL);
+    /* The single-node form: no stored assignment, replicas [self], hashed shard. */
+    CHECK_EQ(topic_table_create(&tt, "plain", 4, 1, NULL, 0, false, NULL), 0);
+    const topic *pl = topic_table_find(&tt, "plain", 5);
+    CHECK(pl->assign == NULL);
+    CHECK_EQ(topic_table_set_assignment(&tt, "plain", 0, &mv), AL_EINVAL);
+    CHECK_EQ(topic_table_add_partitions_assigned(&tt, "plain", 5, more), AL_EINVAL);
+    for (int32_t p = 0; p < 4; p++) {
+        topic_partition_assignment(pl, p, 7, 3, &got);
+        CHECK_EQ(got.n, 1);
+        CHECK_EQ(got.nodes[0], 7);
+        CHECK_EQ(got.shards[0], topic_partition_shard(pl->id, p, 3));
+        CHECK_EQ(topic_partition_local_shard(pl, p, 7, 3), topic_partition_shard(pl->id, p, 3));
+    }
+    /* The encoded table (what shard 0 ships, and topics.json) carries the assignments. */
+    uint8_t *buf;
+    size_t len;
+    CHECK_EQ(topic_table_encode(&tt, &buf, &len), 0);
+    topic_table rep;
+    CHECK_EQ(topic_table_init(&rep, NULL, NULL), 0);
+    CHECK_EQ(topic_table_decode(&rep, buf, len), 0);
+    free(buf);
+    const topic *r = topic_table_find(&rep, "rep", 3);
+    CHECK(r && r->assign);
+    CHECK_EQ(r->partitions, 5);
+    CHECK_MEM(r->assign, topic_table_find(&tt, "rep", 3)->assign, 5 * sizeof(topic_assignment));
+    CHECK(topic_table_find(&rep, "plain", 5)->assign == NULL);
+    topic_table_free(&rep);
+    topic_table_free(&tt);
+}
+
+/* A topics.json written before assignments existed (format of the previous release). */
+TEST(old_file_loads)
+{
+    const char *json = "{\"format\":1,\"topics\":[{\"configs\":{},\"created_ms\":5,\"id\":"
+                       "\"0123456789abcdef0123456789abcdef\",\"internal\":false,\"name\":\"old\","
+                       "\"partitions\":3,\"replication_factor\":1}],\"version\":4}";
+    char head[96];
+    int hn = snprintf(head, sizeof(head), "ailurus-topics 1 %08x %zu\n",
+                      crc32c(0, json, strlen(json)), strlen(json));
+    char buf[1024];
+    memcpy(buf, head, (size_t)hn);
+    memcpy(buf + hn, json, strlen(json));
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, NULL, NULL), 0);
+    CHECK_EQ(topic_table_decode(&tt, (const uint8_t *)buf, (size_t)hn + strlen(json)), 0);
+    const topic *t = topic_table_find(&tt, "old", 3);
+    CHECK(t && t->assign == NULL);
+    CHECK_EQ(t->partitions, 3);
+    CHECK_EQ(tt.version, 4);
+    CHECK_EQ(topic_partition_local_shard(t, 2, 0, 4), topic_partition_shard(t->id, 2, 4));
+    topic_table_free(&tt);
 }
 
 int main(int argc, char **argv)
