@@ -1,0 +1,1136 @@
+/*
+ * replica.c — a Raft replica on a storage log (see replica.h for the contract): the log ops
+ * over storage_log, the action executor (PERSIST through the atomic-write ritual, APPEND at the
+ * offsets Raft assigned, TRUNCATE asynchronously with later actions held back, FLUSH as one
+ * group commit, SEND through the owner's transport and the shard's heartbeat batcher), the
+ * NOOP/CONFIG control batches, replication waiters and recovery at open.
+ *
+ * Every input call (raft_step, raft_tick, ...) is followed by pump(): drain and apply the
+ * actions, then make the deferred input calls the actions asked for (append_done after an
+ * APPEND, flush_done after a FLUSH that completed at once), drain again, and finally tell the
+ * owner (waiters, commit, role) once nothing is half applied. Storage callbacks that arrive
+ * while a pump runs only set flags; the pump picks them up.
+ */
+#include "raft/replica.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/crc32c.h"
+#include "base/cursor.h"
+#include "base/log.h"
+#include "storage/batch.h"
+#include "storage/log_raft.h"
+
+#define REPLICA_PATH_MAX 4096
+#define CALL_READS 16       /* log reads one input call may hold (entries point into them) */
+#define PUMP_ROUNDS 64      /* deferred input calls per pump */
+#define HS_SIZE 32
+#define HS_MAGIC 0x414c5253u   /* "ALRS" */
+#define CONF_MAGIC 0x414c5243u /* "ALRC" */
+
+/* A log read whose batches entries point into. */
+typedef struct rbuf {
+    uint8_t *data;
+    size_t len;
+    int64_t from, next; /* offsets it covers: [from's batch, next) */
+} rbuf;
+
+/* An action held back behind an asynchronous truncation, with its data owned. */
+typedef struct held_action {
+    raft_action a;
+    uint8_t *bytes;      /* SEND: the encoded message; APPEND: entry data, back to back */
+    size_t len;
+    raft_entry *ents;    /* APPEND: copies of the entries (data pointing into bytes) */
+} held_action;
+
+struct raft_replica {
+    io *io;
+    storage_log *log;
+    raft_group g;
+    raft_log_ops ops;
+    raft_replica_config cfg;
+    char dir[REPLICA_PATH_MAX];
+    char hs_path[REPLICA_PATH_MAX + 16];
+    char conf_path[REPLICA_PATH_MAX + 16];
+    raft_hardstate hs; /* as durable in raft_state */
+
+    bool failed, closing, need_reset;
+    int in_pump;
+
+    /* deferred input calls */
+    bool pend_append;
+    int64_t pend_append_last, pend_append_term;
+    bool pend_flush;
+
+    /* group commit: one durability waiter at a time */
+    storage_waiter fw;
+    bool fw_busy;
+    int64_t flush_want;
+
+    /* asynchronous truncation and the actions held behind it */
+    storage_truncation tr;
+    bool tr_busy;
+    held_action *held;
+    uint32_t held_n, held_head, held_cap;
+
+    /* reads */
+    storage_read *rd; /* the one read issued to storage (heap: outlives a pending read) */
+    bool rd_busy;
+    rbuf pre;         /* a completed asynchronous read, served to the next log op read */
+    rbuf call[CALL_READS];
+    uint32_t n_call;
+
+    /* outgoing encode buffer */
+    uint8_t *tx;
+    size_t tx_cap;
+
+    /* waiters (RAFT_WAIT_COMMIT), in offset order; finished ones wait for notify() */
+    raft_replicate_req *wq_head, *wq_tail;
+    raft_replicate_req *done_head, *done_tail;
+    bool note_commit, note_role;
+    int64_t commit; /* last COMMIT seen */
+
+    /* config entries in the log (mirrors raft_conf) */
+    uint32_t n_confs;
+    int64_t conf_off[RAFT_CONF_HISTORY];
+    raft_config confs[RAFT_CONF_HISTORY];
+
+    uint8_t ctl[RAFT_CTRL_BATCH_MAX];
+};
+
+static void pump(raft_replica *r);
+
+/* ---------------------------------------------------------------- control batches */
+
+int raft_batch_classify(const uint8_t *buf, size_t size, const uint8_t **payload, size_t *plen)
+{
+    storage_batch_hdr h;
+    if (storage_batch_parse_header(buf, size, &h) < 0) return AL_EMALFORMED;
+    if (!(h.attributes & STORAGE_ATTR_CONTROL) || (h.attributes & STORAGE_ATTR_TRANSACTIONAL) ||
+        h.producer_id != -1)
+        return RAFT_ENTRY_DATA;
+    if (h.last_offset_delta != 0 || storage_batch_compression(&h) != STORAGE_COMP_NONE ||
+        storage_batch_size(&h) > size)
+        return AL_EMALFORMED;
+    if (h.records_count == 0)
+        return storage_batch_size(&h) == STORAGE_BATCH_HEADER ? RAFT_ENTRY_NOOP : AL_EMALFORMED;
+    if (h.records_count != 1) return AL_EMALFORMED;
+    storage_record_iter it;
+    storage_record rec;
+    storage_record_iter_init(&it, buf + STORAGE_BATCH_HEADER,
+                             storage_batch_size(&h) - STORAGE_BATCH_HEADER, 1);
+    if (storage_record_iter_next(&it, &rec) != 1) return AL_EMALFORMED;
+    if (rec.key_len != 4 || rec.value_len < 0 || al_be16(rec.key) != 0 ||
+        al_be16(rec.key + 2) != RAFT_CTRL_TYPE_CONFIG)
+        return AL_EMALFORMED;
+    if (payload) *payload = rec.value;
+    if (plen) *plen = (size_t)rec.value_len;
+    return RAFT_ENTRY_CONFIG;
+}
+
+int raft_batch_build_control(uint8_t *out, size_t cap, int type, int64_t offset, int64_t term,
+                             const uint8_t *payload, size_t plen)
+{
+    if ((type != RAFT_ENTRY_NOOP && type != RAFT_ENTRY_CONFIG) || term < 0 ||
+        term > INT32_MAX || plen > RAFT_CTRL_BATCH_MAX || (plen && !payload))
+        return AL_EINVAL;
+    storage_build_params p = {
+        .base_offset = offset,
+        .leader_epoch = (int32_t)term,
+        .attributes = STORAGE_ATTR_CONTROL,
+        .last_offset_delta = 0,
+        .base_timestamp = -1,
+        .max_timestamp = -1,
+        .producer_id = -1,
+        .producer_epoch = -1,
+        .base_sequence = -1,
+    };
+    if (type == RAFT_ENTRY_NOOP) return (int)storage_batch_build(out, cap, &p, NULL, 0);
+    uint8_t key[4];
+    key[0] = 0;
+    key[1] = 0;
+    key[2] = (uint8_t)(RAFT_CTRL_TYPE_CONFIG >> 8);
+    key[3] = (uint8_t)(RAFT_CTRL_TYPE_CONFIG & 0xff);
+    storage_build_record rec = {0, 0, key, 4, payload, (int32_t)plen, NULL, 0};
+    return (int)storage_batch_build(out, cap, &p, &rec, 1);
+}
+
+/* ---------------------------------------------------------------- hard state and configs */
+
+static int hs_write(raft_replica *r, const raft_hardstate *hs)
+{
+    uint8_t b[HS_SIZE];
+    al_put_be32(b, HS_MAGIC);
+    al_put_be32(b + 4, 1);
+    al_put_be64(b + 8, r->cfg.group);
+    al_put_be64(b + 16, (uint64_t)hs->term);
+    al_put_be32(b + 24, (uint32_t)hs->vote);
+    al_put_be32(b + 28, crc32c(0, b, 28));
+    int rc = io_fs_write_atomic(r->io, r->hs_path, b, sizeof(b));
+    if (rc < 0) return rc;
+    r->hs = *hs;
+    return 0;
+}
+
+/* Reads raft_state: 0 (or -ENOENT: a new replica, hs zeroed) or AL_ECORRUPT / -errno. */
+static int hs_read(raft_replica *r, raft_hardstate *hs)
+{
+    uint8_t *b = NULL;
+    size_t n = 0;
+    hs->term = 0;
+    hs->vote = RAFT_NODE_NONE;
+    int rc = io_fs_read_all(r->io, r->hs_path, 4096, &b, &n);
+    if (rc < 0) return rc;
+    if (n != HS_SIZE || al_be32(b) != HS_MAGIC || al_be32(b + 4) != 1 ||
+        al_be32(b + 28) != crc32c(0, b, 28) || al_be64(b + 8) != r->cfg.group) {
+        log_error("raft", "%s: hard state unreadable (size %zu, bad magic, version, checksum or "
+                          "group): refusing to start the replica; restore the file or remove "
+                          "the replica's directory to rejoin as a new replica",
+                  r->hs_path, n);
+        free(b);
+        return AL_ECORRUPT;
+    }
+    hs->term = (int64_t)al_be64(b + 16);
+    hs->vote = (int32_t)al_be32(b + 24);
+    free(b);
+    return 0;
+}
+
+static int conf_file_write(raft_replica *r)
+{
+    uint8_t b[12 + RAFT_CONF_HISTORY * (12 + 8 + 8 * RAFT_MAX_NODES) + 4];
+    size_t n = 12;
+    al_put_be32(b, CONF_MAGIC);
+    al_put_be32(b + 4, 1);
+    al_put_be32(b + 8, r->n_confs);
+    for (uint32_t i = 0; i < r->n_confs; i++) {
+        al_put_be64(b + n, (uint64_t)r->conf_off[i]);
+        size_t len = raft_config_encode(&r->confs[i], b + n + 12);
+        al_put_be32(b + n + 8, (uint32_t)len);
+        n += 12 + len;
+    }
+    al_put_be32(b + n, crc32c(0, b, n));
+    return io_fs_write_atomic(r->io, r->conf_path, b, n + 4);
+}
+
+/* Parses raft_conf into r->confs. 0, -ENOENT, AL_ECORRUPT or -errno. */
+static int conf_file_read(raft_replica *r)
+{
+    uint8_t *b = NULL;
+    size_t n = 0;
+    r->n_confs = 0;
+    int rc = io_fs_read_all(r->io, r->conf_path, 65536, &b, &n);
+    if (rc < 0) return rc;
+    rc = AL_ECORRUPT;
+    if (n < 16 || al_be32(b) != CONF_MAGIC || al_be32(b + 4) != 1 ||
+        al_be32(b + n - 4) != crc32c(0, b, n - 4))
+        goto out;
+    al_rd rd = al_rd_make(b + 12, n - 16);
+    uint32_t cnt = al_be32(b + 8);
+    if (cnt > RAFT_CONF_HISTORY) goto out;
+    for (uint32_t i = 0; i < cnt; i++) {
+        int64_t off = al_rd_i64(&rd);
+        uint32_t len = al_rd_u32(&rd);
+        const uint8_t *p = al_rd_bytes(&rd, len);
+        if (rd.err || raft_config_decode(p, len, &r->confs[i]) < 0) goto out;
+        r->conf_off[i] = off;
+    }
+    r->n_confs = cnt;
+    rc = 0;
+out:
+    free(b);
+    return rc;
+}
+
+/* A CONFIG entry is about to be appended at off: record it durably first. */
+static int conf_note(raft_replica *r, int64_t off, const uint8_t *payload, size_t len)
+{
+    raft_config c;
+    int rc = raft_config_decode(payload, len, &c);
+    if (rc < 0) return rc;
+    while (r->n_confs && r->conf_off[r->n_confs - 1] >= off) r->n_confs--;
+    if (r->n_confs == RAFT_CONF_HISTORY) {
+        memmove(&r->conf_off[0], &r->conf_off[1], sizeof(r->conf_off[0]) * (RAFT_CONF_HISTORY - 1));
+        memmove(&r->confs[0], &r->confs[1], sizeof(r->confs[0]) * (RAFT_CONF_HISTORY - 1));
+        r->n_confs--;
+    }
+    r->conf_off[r->n_confs] = off;
+    r->confs[r->n_confs] = c;
+    r->n_confs++;
+    return conf_file_write(r);
+}
+
+/* The log lost offsets >= from: forget config entries there. */
+static int conf_truncated(raft_replica *r, int64_t from)
+{
+    uint32_t n = r->n_confs;
+    while (r->n_confs && r->conf_off[r->n_confs - 1] >= from) r->n_confs--;
+    return n == r->n_confs ? 0 : conf_file_write(r);
+}
+
+/* ---------------------------------------------------------------- log ops */
+
+static int64_t op_term_at(void *ctx, int64_t off)
+{
+    raft_replica *r = ctx;
+    if (off == -1) return 0;
+    int64_t t = storage_log_term_at(r->log, off);
+    return t < 0 ? -1 : t;
+}
+
+static int64_t op_last_offset(void *ctx)
+{
+    raft_replica *r = ctx;
+    return storage_log_last_offset(r->log);
+}
+
+static void rbuf_free(rbuf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Entries from the batches in b, starting with the one holding from. */
+static int rbuf_entries(const rbuf *b, int64_t from, raft_entry *out, int max, size_t max_bytes)
+{
+    int n = 0;
+    size_t bytes = 0;
+    for (size_t pos = 0; pos + STORAGE_BATCH_HEADER <= b->len && n < max;) {
+        storage_batch_hdr h;
+        storage_batch_parse_header(b->data + pos, b->len - pos, &h);
+        size_t sz = storage_batch_size(&h);
+        if (pos + sz > b->len) break;
+        const uint8_t *batch = b->data + pos;
+        pos += sz;
+        if (storage_batch_last_offset(&h) < from) continue;
+        if (n == 0 && h.base_offset > from) return AL_ECORRUPT; /* a gap in a Raft log */
+        raft_entry e = {.offset = h.base_offset, .count = h.last_offset_delta + 1,
+                        .term = h.leader_epoch};
+        const uint8_t *payload = NULL;
+        size_t plen = 0;
+        int type = raft_batch_classify(batch, sz, &payload, &plen);
+        if (type < 0) return type;
+        e.type = (uint8_t)type;
+        if (type == RAFT_ENTRY_DATA) {
+            e.data = batch;
+            e.len = (uint32_t)sz;
+        } else if (type == RAFT_ENTRY_CONFIG) {
+            e.data = payload;
+            e.len = (uint32_t)plen;
+        }
+        if (n > 0 && bytes + e.len > max_bytes) break;
+        out[n++] = e;
+        bytes += e.len;
+    }
+    return n;
+}
+
+/* Takes a completed read's batches from r->rd into *dst. */
+static void rd_take(raft_replica *r, rbuf *dst)
+{
+    dst->data = r->rd->data;
+    dst->len = r->rd->len;
+    dst->from = r->rd->offset;
+    dst->next = r->rd->next_offset;
+    r->rd->data = NULL;
+    storage_read_release(r->rd);
+}
+
+static void rd_cb(storage_read *sr)
+{
+    raft_replica *r = sr->ctx;
+    r->rd_busy = false;
+    if (r->closing) {
+        storage_read_release(sr);
+        return;
+    }
+    if (sr->res < 0) {
+        log_warn("raft", "group %" PRIu64 ": log read at %" PRId64 ": %s", r->cfg.group,
+                 sr->offset, al_strerror(sr->res));
+        storage_read_release(sr);
+        return;
+    }
+    rbuf_free(&r->pre);
+    rd_take(r, &r->pre);
+    /* The group asked for these entries: let it send them now rather than at the next tick. */
+    if (!r->in_pump && !r->failed && !r->tr_busy && !r->held_n) {
+        raft_tick(&r->g, io_now_ns(r->io) / 1000000u);
+        pump(r);
+    }
+}
+
+static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes)
+{
+    raft_replica *r = ctx;
+    if (r->pre.data && from >= r->pre.from && from < r->pre.next) {
+        if (r->n_call == CALL_READS) return 0;
+        r->call[r->n_call] = r->pre; /* the call list owns it now: freed after the drain */
+        memset(&r->pre, 0, sizeof(r->pre));
+        return rbuf_entries(&r->call[r->n_call++], from, out, max, max_bytes);
+    }
+    if (r->rd_busy || r->n_call == CALL_READS) return 0;
+    storage_read *sr = r->rd;
+    memset(sr, 0, sizeof(*sr));
+    sr->offset = from;
+    sr->max_bytes = max_bytes;
+    sr->cb = rd_cb;
+    sr->ctx = r;
+    int rc = storage_log_read(r->log, sr);
+    if (rc == 0) {
+        r->rd_busy = true;
+        return 0;
+    }
+    if (rc < 0) return rc;
+    rbuf *b = &r->call[r->n_call++];
+    rd_take(r, b);
+    return rbuf_entries(b, from, out, max, max_bytes);
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static int tx_reserve(raft_replica *r, size_t n)
+{
+    if (n <= r->tx_cap) return 0;
+    size_t cap = AL_MAX(n, (size_t)4096);
+    uint8_t *p = realloc(r->tx, cap);
+    if (!p) return -ENOMEM;
+    r->tx = p;
+    r->tx_cap = cap;
+    return 0;
+}
+
+/* Encodes m into r->tx; returns the size or a negative error. */
+static int encode(raft_replica *r, const raft_msg *m)
+{
+    size_t n = raft_msg_size(m);
+    int rc = tx_reserve(r, n);
+    if (rc < 0) return rc;
+    return raft_msg_encode(m, r->tx, r->tx_cap);
+}
+
+typedef void (*send_fn)(void *ctx, int32_t to, uint64_t group, const uint8_t *buf, size_t len);
+
+void raft_replica_hb_flush(raft_hb_batcher *b, send_fn send, void *ctx)
+{
+    raft_msg m;
+    uint8_t stackbuf[2048];
+    for (uint32_t i = 0; i <= b->max_dest && raft_hb_batcher_take(b, &m) == 1; i++) {
+        size_t n = raft_msg_size(&m);
+        uint8_t *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+        if (!buf) continue; /* dropped: heartbeats are resent */
+        int len = raft_msg_encode(&m, buf, n);
+        if (len > 0) send(ctx, m.to, m.group, buf, (size_t)len);
+        if (buf != stackbuf) free(buf);
+    }
+}
+
+static void send_now(raft_replica *r, const raft_msg *m)
+{
+    raft_hb_batcher *hb = r->cfg.hb;
+    if (hb) {
+        int rc = raft_hb_batcher_add(hb, m);
+        if (rc == AL_EFULL) {
+            raft_replica_hb_flush(hb, r->cfg.cb.send, r->cfg.cb.ctx);
+            rc = raft_hb_batcher_add(hb, m);
+        }
+        if (rc == 1) return;
+    }
+    int len = encode(r, m);
+    if (len < 0) {
+        log_warn("raft", "group %" PRIu64 ": cannot encode a message to %d: %s", r->cfg.group,
+                 m->to, al_strerror(len));
+        return;
+    }
+    r->cfg.cb.send(r->cfg.cb.ctx, m->to, m->group, r->tx, (size_t)len);
+}
+
+/* ---------------------------------------------------------------- waiters */
+
+static void waiter_done(raft_replica *r, raft_replicate_req *q, int res)
+{
+    q->res = res;
+    q->next = NULL;
+    if (r->done_tail) r->done_tail->next = q;
+    else r->done_head = q;
+    r->done_tail = q;
+}
+
+static void waiters_fail(raft_replica *r, int res)
+{
+    while (r->wq_head) {
+        raft_replicate_req *q = r->wq_head;
+        r->wq_head = q->next;
+        waiter_done(r, q, res);
+    }
+    r->wq_tail = NULL;
+}
+
+static void waiters_commit(raft_replica *r, int64_t commit)
+{
+    while (r->wq_head && r->wq_head->last_offset <= commit) {
+        raft_replicate_req *q = r->wq_head;
+        r->wq_head = q->next;
+        if (!r->wq_head) r->wq_tail = NULL;
+        /* waiters are failed as soon as the leader leaves its term, so a commit covering one
+         * is of that term's entries */
+        AL_ASSERT(op_term_at(r, q->last_offset) == q->term);
+        waiter_done(r, q, 0);
+    }
+}
+
+/* ---------------------------------------------------------------- applying actions */
+
+static void fail_replica(raft_replica *r, const char *what, int err)
+{
+    if (!r->failed)
+        log_error("raft", "group %" PRIu64 " (%s): %s: %s; the replica stops until reopened",
+                  r->cfg.group, r->dir, what, al_strerror(err));
+    r->failed = true;
+    waiters_fail(r, AL_EFAILED);
+}
+
+static void flush_issue(raft_replica *r);
+
+static void flush_cb(storage_waiter *w)
+{
+    raft_replica *r = w->ctx;
+    r->fw_busy = false;
+    if (r->closing || r->failed) return;
+    if (w->res == -ENOSPC) {
+        r->need_reset = true; /* the log dropped what was not durable */
+    } else if (w->res < 0 && w->res != AL_ERANGE) {
+        fail_replica(r, "log flush", w->res);
+        return;
+    }
+    r->pend_flush = true;
+    r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
+    if (!r->need_reset) flush_issue(r);
+    if (!r->in_pump) pump(r);
+}
+
+/* Starts one durability wait for flush_want if none runs; reports at once when durable. */
+static void flush_issue(raft_replica *r)
+{
+    if (r->fw_busy || r->failed) return;
+    if (r->flush_want <= storage_log_durable_offset(r->log)) {
+        r->pend_flush = true;
+        return;
+    }
+    r->fw = (storage_waiter){.cb = flush_cb, .ctx = r, .offset = r->flush_want};
+    int rc = storage_log_flush_wait(r->log, r->flush_want, &r->fw);
+    if (rc == 0) r->fw_busy = true;
+    else if (rc == 1) r->pend_flush = true;
+    else fail_replica(r, "log flush", rc);
+}
+
+/* Appends one entry at exactly the offset Raft gave it. data is mutable (stamped). */
+static int append_entry(raft_replica *r, const raft_entry *e)
+{
+    AL_ASSERT(e->term >= 1 && e->term <= INT32_MAX); /* storage keeps terms as int32 epochs */
+    AL_ASSERT(storage_log_high_offset(r->log) == e->offset);
+    uint8_t *buf;
+    size_t len;
+    int rc;
+    if (e->type == RAFT_ENTRY_DATA) {
+        buf = (uint8_t *)(uintptr_t)e->data; /* callers' buffers are mutable (replica.h) */
+        len = e->len;
+    } else {
+        if (e->type == RAFT_ENTRY_CONFIG && (rc = conf_note(r, e->offset, e->data, e->len)) < 0)
+            return rc;
+        rc = raft_batch_build_control(r->ctl, sizeof(r->ctl), e->type, e->offset, e->term,
+                                      e->data, e->len);
+        if (rc < 0) return rc;
+        buf = r->ctl;
+        len = (size_t)rc;
+    }
+    storage_append_result res;
+    rc = storage_log_append(r->log, (int32_t)e->term, buf, len, &res);
+    if (rc < 0) return rc;
+    AL_ASSERT(res.base_offset == e->offset && res.last_offset == raft_entry_last(e));
+    return 0;
+}
+
+static void trunc_done(raft_replica *r, int res);
+
+static void trunc_cb(storage_truncation *t)
+{
+    raft_replica *r = t->ctx;
+    if (r->closing) return;
+    trunc_done(r, t->res);
+}
+
+static void apply(raft_replica *r, const raft_action *a)
+{
+    int rc;
+    switch (a->type) {
+    case RAFT_ACT_PERSIST:
+        if ((rc = hs_write(r, &a->hs)) < 0) fail_replica(r, "writing the hard state", rc);
+        break;
+    case RAFT_ACT_SEND: send_now(r, &a->msg); break;
+    case RAFT_ACT_APPEND:
+        for (uint32_t i = 0; i < a->n && !r->need_reset; i++) {
+            if ((rc = append_entry(r, &a->entries[i])) < 0) {
+                log_warn("raft", "group %" PRIu64 ": append at %" PRId64 ": %s; resetting "
+                                 "the replica from its log", r->cfg.group,
+                         a->entries[i].offset, al_strerror(rc));
+                if (rc == AL_EFAILED) fail_replica(r, "log append", rc);
+                else r->need_reset = true;
+                return;
+            }
+        }
+        if (a->n) {
+            r->pend_append = true;
+            r->pend_append_last = raft_entry_last(&a->entries[a->n - 1]);
+            r->pend_append_term = a->entries[a->n - 1].term;
+        }
+        break;
+    case RAFT_ACT_TRUNCATE:
+        rbuf_free(&r->pre);
+        r->tr = (storage_truncation){.offset = a->offset, .cb = trunc_cb, .ctx = r};
+        rc = storage_log_truncate_suffix_async(r->log, &r->tr);
+        if (rc == 0) r->tr_busy = true;
+        else trunc_done(r, rc < 0 ? rc : 0);
+        break;
+    case RAFT_ACT_FLUSH:
+        if (a->offset > r->flush_want) r->flush_want = a->offset;
+        flush_issue(r);
+        break;
+    case RAFT_ACT_COMMIT:
+        r->commit = a->offset;
+        waiters_commit(r, a->offset);
+        r->note_commit = true;
+        break;
+    case RAFT_ACT_ROLE:
+        if (a->role != RAFT_LEADER) waiters_fail(r, RAFT_ELOST);
+        r->note_role = true;
+        break;
+    default: AL_PANIC("raft replica: unknown action %d", a->type);
+    }
+}
+
+/* Keeps an action (with copies of what it points at) until the truncation ahead is done. */
+static int hold(raft_replica *r, const raft_action *a)
+{
+    if (r->held_n == r->held_cap) {
+        uint32_t cap = r->held_cap ? r->held_cap * 2 : 16;
+        held_action *p = realloc(r->held, sizeof(*p) * cap);
+        if (!p) return -ENOMEM;
+        r->held = p;
+        r->held_cap = cap;
+    }
+    held_action *h = &r->held[r->held_n];
+    memset(h, 0, sizeof(*h));
+    h->a = *a;
+    if (a->type == RAFT_ACT_SEND) {
+        int len = encode(r, &a->msg);
+        if (len < 0) return len;
+        h->bytes = malloc((size_t)len);
+        if (!h->bytes) return -ENOMEM;
+        memcpy(h->bytes, r->tx, (size_t)len);
+        h->len = (size_t)len;
+    } else if (a->type == RAFT_ACT_APPEND) {
+        size_t total = 0;
+        for (uint32_t i = 0; i < a->n; i++) total += a->entries[i].len;
+        h->ents = malloc(sizeof(raft_entry) * AL_MAX(a->n, 1u));
+        h->bytes = malloc(AL_MAX(total, (size_t)1));
+        if (!h->ents || !h->bytes) {
+            free(h->ents);
+            free(h->bytes);
+            return -ENOMEM;
+        }
+        size_t pos = 0;
+        for (uint32_t i = 0; i < a->n; i++) {
+            h->ents[i] = a->entries[i];
+            if (a->entries[i].len) memcpy(h->bytes + pos, a->entries[i].data, a->entries[i].len);
+            h->ents[i].data = a->entries[i].len ? h->bytes + pos : NULL;
+            pos += a->entries[i].len;
+        }
+        h->a.entries = h->ents;
+    }
+    r->held_n++;
+    return 0;
+}
+
+static void held_free(held_action *h)
+{
+    free(h->bytes);
+    free(h->ents);
+    memset(h, 0, sizeof(*h));
+}
+
+/* Applies held actions in order until another truncation has to wait (or none are left). */
+static void held_run(raft_replica *r)
+{
+    while (r->held_head < r->held_n && !r->tr_busy && !r->failed) {
+        held_action *h = &r->held[r->held_head++];
+        if (r->need_reset) {
+            if (h->a.type == RAFT_ACT_PERSIST) apply(r, &h->a);
+        } else if (h->a.type == RAFT_ACT_SEND) {
+            r->cfg.cb.send(r->cfg.cb.ctx, h->a.msg.to, h->a.msg.group, h->bytes, h->len);
+        } else {
+            apply(r, &h->a);
+        }
+        held_free(h);
+    }
+    if (r->held_head == r->held_n || r->failed) {
+        for (uint32_t i = r->held_head; i < r->held_n; i++) held_free(&r->held[i]);
+        r->held_head = r->held_n = 0;
+    }
+}
+
+static void trunc_done(raft_replica *r, int res)
+{
+    r->tr_busy = false;
+    if (res < 0) {
+        fail_replica(r, "log truncation", res);
+        return;
+    }
+    int rc = conf_truncated(r, r->tr.offset);
+    if (rc < 0) {
+        fail_replica(r, "rewriting raft_conf after a truncation", rc);
+        return;
+    }
+    r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
+    /* inside a pump, it goes on with the held actions itself */
+    if (!r->in_pump) pump(r);
+}
+
+/* Drains the group's queued actions: applies them, or holds them behind a truncation. */
+static void drain(raft_replica *r)
+{
+    raft_action a;
+    for (uint32_t guard = 0; raft_action_next(&r->g, &a) == 1; guard++) {
+        AL_ASSERT(guard < 1000000);
+        if (r->failed) continue; /* drop: the replica stopped */
+        if (r->tr_busy || r->held_n) {
+            int rc = hold(r, &a);
+            if (rc < 0) fail_replica(r, "holding actions behind a truncation", rc);
+            continue;
+        }
+        if (r->need_reset && a.type != RAFT_ACT_PERSIST) continue; /* rebuilt from the log */
+        apply(r, &a);
+    }
+    for (uint32_t i = 0; i < r->n_call; i++) rbuf_free(&r->call[i]);
+    r->n_call = 0;
+}
+
+/* ---------------------------------------------------------------- group (re)creation */
+
+static int restore_one(raft_replica *r, int64_t off, const raft_config *c)
+{
+    uint8_t buf[8 + 8 * RAFT_MAX_NODES];
+    size_t len = raft_config_encode(c, buf);
+    return raft_restore_config(&r->g, off, buf, len);
+}
+
+/* Creates the group from the hard state and the log. After a reset the log may hold appended
+ * entries that are not durable yet: the group learns the durable offset through a flush. */
+static int group_create(raft_replica *r)
+{
+    raft_options o = r->cfg.raft;
+    o.group = r->cfg.group;
+    o.self = r->cfg.self;
+    if (!o.seed) o.seed = io_random(r->io);
+    int rc = raft_group_init(&r->g, &o, &r->ops, r, &r->hs, &r->cfg.bootstrap,
+                             io_now_ns(r->io) / 1000000u);
+    if (rc < 0) return rc;
+    for (uint32_t i = 0; i < r->n_confs; i++)
+        if ((rc = restore_one(r, r->conf_off[i], &r->confs[i])) < 0) return rc;
+    int64_t durable = storage_log_durable_offset(r->log);
+    if (durable < r->g.last) {
+        r->g.durable = durable;
+        r->flush_want = r->g.last;
+        flush_issue(r);
+    }
+    r->commit = -1;
+    return 0;
+}
+
+/* After a storage error on the append path: rebuild the group from the log as it is now.
+ * Volatile state (role, commit) restarts as after a reboot; pending waiters fail. */
+static void reset(raft_replica *r)
+{
+    if (r->failed || r->tr_busy || r->held_n) return; /* again once those are done */
+    r->need_reset = false;
+    waiters_fail(r, RAFT_ELOST);
+    raft_group_free(&r->g);
+    r->pend_append = r->pend_flush = false;
+    rbuf_free(&r->pre);
+    int rc = group_create(r);
+    if (rc < 0) {
+        fail_replica(r, "recreating the group", rc);
+        return;
+    }
+    r->note_role = true;
+}
+
+/* ---------------------------------------------------------------- the pump */
+
+/* Tells the owner what finished: waiters, then commit, then role. Owner callbacks may call
+ * back into the replica. */
+static void notify(raft_replica *r)
+{
+    for (uint32_t guard = 0; r->done_head && guard < 1000000; guard++) {
+        raft_replicate_req *q = r->done_head;
+        r->done_head = q->next;
+        if (!r->done_head) r->done_tail = NULL;
+        q->next = NULL;
+        q->cb(q);
+    }
+    if (r->note_commit) {
+        r->note_commit = false;
+        if (r->cfg.cb.on_commit) r->cfg.cb.on_commit(r->cfg.cb.ctx, r, r->commit);
+    }
+    if (r->note_role) {
+        r->note_role = false;
+        if (r->cfg.cb.on_role)
+            r->cfg.cb.on_role(r->cfg.cb.ctx, r, r->g.role, r->g.term, r->g.leader);
+    }
+}
+
+static void pump(raft_replica *r)
+{
+    if (r->in_pump) return;
+    r->in_pump = 1;
+    for (int round = 0; round < PUMP_ROUNDS; round++) {
+        if (!r->tr_busy && r->held_n) held_run(r);
+        drain(r);
+        if (r->tr_busy || r->failed || r->need_reset) break;
+        if (r->held_n) continue; /* a truncation finished during the drain */
+        if (r->pend_append) {
+            r->pend_append = false;
+            raft_append_done(&r->g, r->pend_append_last, r->pend_append_term);
+            continue;
+        }
+        if (r->pend_flush) {
+            r->pend_flush = false;
+            raft_flush_done(&r->g, storage_log_durable_offset(r->log));
+            continue;
+        }
+        break;
+    }
+    if (r->need_reset) reset(r);
+    r->in_pump = 0;
+    notify(r);
+}
+
+/* True when the replica cannot take an input call now. */
+static bool busy(const raft_replica *r)
+{
+    return r->failed || r->closing || r->tr_busy || r->held_n || r->in_pump;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/* Open-time fallback: rebuild the config list from every CONFIG batch in the log. */
+static int scan_conf(void *ctx, const uint8_t *batch, size_t size)
+{
+    raft_replica *r = ctx;
+    const uint8_t *p;
+    size_t plen;
+    if (raft_batch_classify(batch, size, &p, &plen) != RAFT_ENTRY_CONFIG) return 0;
+    storage_batch_hdr h;
+    storage_batch_parse_header(batch, size, &h);
+    raft_config c;
+    if (raft_config_decode(p, plen, &c) < 0) return AL_ECORRUPT;
+    if (r->n_confs == RAFT_CONF_HISTORY) {
+        memmove(&r->conf_off[0], &r->conf_off[1], sizeof(r->conf_off[0]) * (RAFT_CONF_HISTORY - 1));
+        memmove(&r->confs[0], &r->confs[1], sizeof(r->confs[0]) * (RAFT_CONF_HISTORY - 1));
+        r->n_confs--;
+    }
+    r->conf_off[r->n_confs] = h.base_offset;
+    r->confs[r->n_confs++] = c;
+    return 0;
+}
+
+struct conf_check {
+    const raft_config *want;
+    bool ok;
+};
+
+static int check_conf(void *ctx, const uint8_t *batch, size_t size)
+{
+    struct conf_check *cc = ctx;
+    const uint8_t *p;
+    size_t plen;
+    raft_config c;
+    cc->ok = raft_batch_classify(batch, size, &p, &plen) == RAFT_ENTRY_CONFIG &&
+             raft_config_decode(p, plen, &c) == 0 && memcmp(&c, cc->want, sizeof(c)) == 0;
+    return 1;
+}
+
+/* Loads the config entries of the log: from raft_conf, each checked against the log; by a
+ * full scan when the file is unreadable. */
+static int confs_load(raft_replica *r)
+{
+    int rc = conf_file_read(r);
+    int64_t last = storage_log_last_offset(r->log);
+    if (rc == 0) {
+        uint32_t keep = 0;
+        for (uint32_t i = 0; i < r->n_confs; i++) {
+            struct conf_check cc = {.want = &r->confs[i]};
+            if (r->conf_off[i] > last) continue;
+            rc = storage_log_scan_sync(r->log, r->conf_off[i], 1, check_conf, &cc);
+            if (rc < 0) return rc;
+            if (!cc.ok) continue;
+            r->conf_off[keep] = r->conf_off[i];
+            r->confs[keep++] = r->confs[i];
+        }
+        bool changed = keep != r->n_confs;
+        r->n_confs = keep;
+        return changed ? conf_file_write(r) : 0;
+    }
+    if (rc != -ENOENT)
+        log_warn("raft", "%s unreadable (%s): rebuilding it by scanning the log", r->conf_path,
+                 al_strerror(rc));
+    r->n_confs = 0;
+    if (last >= 0 && (rc = storage_log_scan_sync(r->log, 0, 0, scan_conf, r)) < 0) return rc;
+    return rc == -ENOENT && r->n_confs == 0 ? 0 : conf_file_write(r);
+}
+
+int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **out)
+{
+    if (!cfg || !cfg->dir || !cfg->cb.send || cfg->self < 0 ||
+        strlen(cfg->dir) >= REPLICA_PATH_MAX - 128)
+        return AL_EINVAL;
+    raft_replica *r = calloc(1, sizeof(*r));
+    if (!r) return -ENOMEM;
+    r->io = iop;
+    r->cfg = *cfg;
+    snprintf(r->dir, sizeof(r->dir), "%s", cfg->dir);
+    r->cfg.dir = r->dir;
+    snprintf(r->hs_path, sizeof(r->hs_path), "%s/raft_state", r->dir);
+    snprintf(r->conf_path, sizeof(r->conf_path), "%s/raft_conf", r->dir);
+    r->ops = (raft_log_ops){op_term_at, op_last_offset, op_read};
+    r->flush_want = -1;
+    r->commit = -1;
+    int rc = -ENOMEM;
+    r->rd = calloc(1, sizeof(*r->rd));
+    if (!r->rd) goto err;
+    if ((rc = storage_log_open(iop, r->dir, &r->cfg.log, &r->log)) < 0) goto err;
+    if (storage_log_start_offset(r->log) != 0) {
+        log_error("raft", "%s: the log starts at %" PRId64 "; a Raft log must start at 0 "
+                          "(prefix truncation is not supported yet)",
+                  r->dir, storage_log_start_offset(r->log));
+        rc = AL_EINVAL;
+        goto err;
+    }
+    if ((rc = storage_log_sync_all(r->log)) < 0) goto err;
+    rc = hs_read(r, &r->hs);
+    if (rc == -ENOENT) rc = 0;
+    if (rc < 0) goto err;
+    if ((rc = confs_load(r)) < 0) goto err;
+    if ((rc = group_create(r)) < 0) goto err;
+    r->flush_want = AL_MAX(r->flush_want, storage_log_durable_offset(r->log));
+    log_debug("raft", "group %" PRIu64 ": node %d opened %s: term %" PRId64 " vote %d, log to "
+                      "%" PRId64 ", %u config entr%s",
+              cfg->group, cfg->self, r->dir, r->hs.term, r->hs.vote, r->g.last, r->n_confs,
+              r->n_confs == 1 ? "y" : "ies");
+    *out = r;
+    return 0;
+err:
+    if (r->log) storage_log_close(r->log);
+    free(r->rd);
+    free(r);
+    return rc;
+}
+
+static void replica_free(raft_replica *r)
+{
+    raft_group_free(&r->g);
+    for (uint32_t i = r->held_head; i < r->held_n; i++) held_free(&r->held[i]);
+    free(r->held);
+    for (uint32_t i = 0; i < r->n_call; i++) rbuf_free(&r->call[i]);
+    rbuf_free(&r->pre);
+    free(r->tx);
+    free(r->rd);
+    free(r);
+}
+
+int raft_replica_close(raft_replica *r)
+{
+    AL_ASSERT(!r->in_pump);
+    waiters_fail(r, AL_ECLOSED);
+    r->closing = true; /* storage callbacks during the close do nothing */
+    for (raft_replicate_req *q = r->done_head; q;) {
+        raft_replicate_req *next = q->next;
+        q->next = NULL;
+        q->cb(q);
+        q = next;
+    }
+    r->done_head = r->done_tail = NULL;
+    int rc = storage_log_close(r->log);
+    if (r->rd_busy) storage_read_release(r->rd);
+    replica_free(r);
+    return rc;
+}
+
+void raft_replica_abandon(raft_replica *r)
+{
+    storage_log_abandon(r->log);
+    replica_free(r);
+}
+
+/* ---------------------------------------------------------------- inputs */
+
+int raft_replica_tick(raft_replica *r)
+{
+    if (r->failed) return AL_EFAILED;
+    if (busy(r)) return 0;
+    raft_tick(&r->g, io_now_ns(r->io) / 1000000u);
+    pump(r);
+    return 0;
+}
+
+/* Checks an append request's entries against what they claim before the group sees them. */
+static int check_entries(const raft_replica *r, const raft_msg *m)
+{
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const raft_entry *e = &m->entries[i];
+        raft_config c;
+        if (e->term < 1 || e->term > INT32_MAX || e->count < 1) return AL_EMALFORMED;
+        switch (e->type) {
+        case RAFT_ENTRY_DATA: {
+            storage_batch_hdr h;
+            int64_t sz = storage_batch_validate(e->data, e->len, r->cfg.log.max_message_bytes,
+                                                &h);
+            if (sz < 0) return (int)sz;
+            if ((uint64_t)sz != e->len || h.last_offset_delta + 1 != e->count ||
+                raft_batch_classify(e->data, e->len, NULL, NULL) != RAFT_ENTRY_DATA)
+                return AL_EMALFORMED;
+            break;
+        }
+        case RAFT_ENTRY_NOOP:
+            if (e->len || e->count != 1) return AL_EMALFORMED;
+            break;
+        case RAFT_ENTRY_CONFIG:
+            if (e->count != 1 || raft_config_decode(e->data, e->len, &c) < 0)
+                return AL_EMALFORMED;
+            break;
+        default: return AL_EMALFORMED;
+        }
+    }
+    return 0;
+}
+
+struct hb_ctx {
+    raft_replica *(*lookup)(void *ctx, uint64_t group);
+    void *ctx;
+};
+
+static raft_group *hb_lookup(void *ctx, uint64_t group)
+{
+    struct hb_ctx *h = ctx;
+    raft_replica *r = h->lookup(h->ctx, group);
+    return r && !busy(r) ? &r->g : NULL;
+}
+
+static void hb_after(void *ctx, raft_group *g)
+{
+    AL_UNUSED(ctx);
+    pump(AL_CONTAINER_OF(g, raft_replica, g));
+}
+
+int raft_replica_deliver(raft_rx *rx, uint8_t *buf, size_t len,
+                         raft_replica *(*lookup)(void *ctx, uint64_t group), void *ctx)
+{
+    raft_msg m;
+    int rc = raft_msg_decode(buf, len, &m, rx->ents, RAFT_MSG_MAX_ENTRIES, rx->hbs,
+                             RAFT_MSG_MAX_HB);
+    if (rc < 0) return rc;
+    if (m.type == RAFT_MSG_HB_BATCH) {
+        struct hb_ctx h = {lookup, ctx};
+        rc = raft_hb_dispatch(&m, hb_lookup, hb_after, &h);
+        return rc < 0 ? rc : 0;
+    }
+    raft_replica *r = lookup(ctx, m.group);
+    if (!r) return AL_ENOTFOUND;
+    if (busy(r)) return 0; /* dropped: Raft retries */
+    if (m.type == RAFT_MSG_APPEND_REQ && (rc = check_entries(r, &m)) < 0) {
+        log_warn("raft", "group %" PRIu64 ": dropping an append request from %d with a bad "
+                         "entry: %s", m.group, m.from, al_strerror(rc));
+        return rc;
+    }
+    rc = raft_step(&r->g, &m);
+    pump(r);
+    return rc == AL_EINVAL ? rc : 0;
+}
+
+int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req *q)
+{
+    if (r->failed) return AL_EFAILED;
+    if (r->g.role != RAFT_LEADER) return RAFT_ENOTLEADER;
+    if (busy(r)) return RAFT_EBUSY;
+    int nb = storage_batches_validate(buf, len, r->cfg.log.max_message_bytes, NULL);
+    if (nb < 0) return nb;
+    if ((uint32_t)nb > AL_MIN(r->cfg.raft.max_msg_entries, 64u)) return AL_EINVAL;
+    raft_entry ents[64];
+    size_t pos = 0;
+    for (int i = 0; i < nb; i++) {
+        storage_batch_hdr h;
+        storage_batch_parse_header(buf + pos, len - pos, &h);
+        size_t sz = storage_batch_size(&h);
+        if (raft_batch_classify(buf + pos, sz, NULL, NULL) != RAFT_ENTRY_DATA) return AL_EINVAL;
+        ents[i] = (raft_entry){.count = h.last_offset_delta + 1, .type = RAFT_ENTRY_DATA,
+                               .len = (uint32_t)sz, .data = buf + pos};
+        pos += sz;
+    }
+    int64_t base = -1;
+    int rc = raft_propose(&r->g, ents, (uint32_t)nb, &base);
+    if (rc < 0) return rc;
+    q->base_offset = base;
+    q->last_offset = raft_entry_last(&ents[nb - 1]);
+    q->term = r->g.term;
+    q->res = 0;
+    q->next = NULL;
+    bool wait = q->wait == RAFT_WAIT_COMMIT;
+    if (wait) {
+        if (r->wq_tail) r->wq_tail->next = q;
+        else r->wq_head = q;
+        r->wq_tail = q;
+    }
+    pump(r); /* appends the batches (buf is stamped), sends them, may even commit */
+    return wait ? 0 : 1;
+}
+
+int raft_replica_transfer_leadership(raft_replica *r, int32_t target)
+{
+    if (r->failed) return AL_EFAILED;
+    if (busy(r)) return RAFT_EBUSY;
+    int rc = raft_transfer_leadership(&r->g, target);
+    pump(r);
+    return rc;
+}
+
+int raft_replica_change_membership(raft_replica *r, int op, int32_t node)
+{
+    if (r->failed) return AL_EFAILED;
+    if (busy(r)) return RAFT_EBUSY;
+    int rc = raft_change_membership(&r->g, op, node);
+    pump(r);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+int raft_replica_role(const raft_replica *r) { return r->g.role; }
+int32_t raft_replica_leader(const raft_replica *r) { return r->g.leader; }
+int64_t raft_replica_term(const raft_replica *r) { return r->g.term; }
+int32_t raft_replica_vote(const raft_replica *r) { return r->g.vote; }
+int64_t raft_replica_commit(const raft_replica *r) { return r->g.commit; }
+int64_t raft_replica_last_offset(const raft_replica *r) { return r->g.last; }
+const raft_config *raft_replica_membership(const raft_replica *r) { return &r->g.conf; }
+storage_log *raft_replica_log(raft_replica *r) { return r->log; }
+uint64_t raft_replica_group(const raft_replica *r) { return r->cfg.group; }
+bool raft_replica_failed(const raft_replica *r) { return r->failed; }
+
+int64_t raft_replica_match(const raft_replica *r, int32_t node)
+{
+    if (r->g.role != RAFT_LEADER) return -1;
+    if (node == r->cfg.self) return r->g.durable;
+    for (uint32_t i = 0; i < r->g.n_pr; i++)
+        if (r->g.pr[i].id == node) return r->g.pr[i].match;
+    return -1;
+}

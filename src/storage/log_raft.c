@@ -1,0 +1,89 @@
+/*
+ * log_raft.c — synchronous helpers the Raft replica needs from a partition log (see
+ * log_raft.h): sync everything recovered at open, and scan stored batches without the
+ * asynchronous read path. Uses the log's private shape (log_impl.h) read-only.
+ */
+#include "storage/log_raft.h"
+
+#include <stdlib.h>
+
+#include "storage/batch.h"
+#include "storage/log_impl.h"
+
+int storage_log_sync_all(storage_log *log)
+{
+    for (int i = 0; i < log->nsegs; i++) {
+        segment *seg = log->segs[i];
+        if (seg->fd < 0 || seg->finished) continue;
+        int rc = io_fs_fdatasync(log->io, seg->fd);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* Byte position of the last sparse-index entry at or before offset in seg (0 if none). */
+static uint64_t index_floor(const segment *seg, int64_t offset)
+{
+    int64_t rel = offset - seg->base;
+    uint64_t pos = 0;
+    int64_t lo = 0, hi = (int64_t)seg->nidx - 1;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if ((int64_t)seg->idx[mid].rel <= rel) {
+            pos = seg->idx[mid].pos;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return pos;
+}
+
+int storage_log_scan_sync(storage_log *log, int64_t from, uint64_t max_batches,
+                          int (*fn)(void *ctx, const uint8_t *batch, size_t size), void *ctx)
+{
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint64_t seen = 0;
+    int rc = 0;
+    int i = 0;
+    while (i + 1 < log->nsegs && log->segs[i + 1]->base <= from) i++;
+    for (; i < log->nsegs; i++) {
+        segment *seg = log->segs[i];
+        if (seg->last < from) continue;
+        uint64_t pos = seg->base >= from ? 0 : index_floor(seg, from);
+        while (pos + STORAGE_BATCH_HEADER <= seg->size) {
+            uint8_t hb[STORAGE_BATCH_HEADER];
+            if ((rc = seg_read_sync(log, seg, pos, hb, sizeof(hb))) < 0) goto out;
+            storage_batch_hdr h;
+            storage_batch_parse_header(hb, sizeof(hb), &h);
+            if (h.batch_length < STORAGE_BATCH_HEADER - STORAGE_BATCH_LOG_OVERHEAD) {
+                rc = AL_ECORRUPT;
+                goto out;
+            }
+            size_t sz = storage_batch_size(&h);
+            if (storage_batch_last_offset(&h) >= from) {
+                if (sz > cap) {
+                    uint8_t *nb = realloc(buf, sz);
+                    if (!nb) {
+                        rc = -ENOMEM;
+                        goto out;
+                    }
+                    buf = nb;
+                    cap = sz;
+                }
+                if ((rc = seg_read_sync(log, seg, pos, buf, sz)) < 0) goto out;
+                rc = fn(ctx, buf, sz);
+                if (rc != 0) {
+                    if (rc > 0) rc = 0;
+                    goto out;
+                }
+                if (max_batches && ++seen >= max_batches) goto out;
+            }
+            pos += sz;
+        }
+    }
+out:
+    free(buf);
+    return rc;
+}

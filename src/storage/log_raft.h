@@ -1,0 +1,32 @@
+/*
+ * log_raft.h — what the Raft replica (src/raft/replica.c) needs from a partition log beyond
+ * log.h: making the log found at open durable before Raft counts it as such, and synchronous
+ * batch scans for start-up recovery (config entries) and tests. Off the data path: these block
+ * the shard on synchronous file reads.
+ *
+ * Threading: like log.h, only on the shard that owns the log.
+ */
+#ifndef AL_STORAGE_LOG_RAFT_H
+#define AL_STORAGE_LOG_RAFT_H
+
+#include "storage/log.h"
+
+/*
+ * fdatasyncs every segment file that may hold bytes not yet synced (synchronous). Call right
+ * after storage_log_open: recovery trusts whatever the files hold, which after a process crash
+ * may still sit in the page cache; Raft treats the whole recovered log as durable. Returns 0 or
+ * -errno (the log is then unusable for Raft: close it).
+ */
+int storage_log_sync_all(storage_log *log);
+
+/*
+ * Calls fn(ctx, batch, size) for every stored batch whose last offset >= from, in offset order,
+ * reading synchronously (memory buffers or disk), at most max_batches of them (0: no bound).
+ * fn returns 0 to go on, 1 to stop, or a negative error that ends the scan. The batch bytes are
+ * valid only during the call. Returns 0, fn's error, AL_ECORRUPT (a stored batch fails to
+ * parse), -ENOMEM or -errno.
+ */
+int storage_log_scan_sync(storage_log *log, int64_t from, uint64_t max_batches,
+                          int (*fn)(void *ctx, const uint8_t *batch, size_t size), void *ctx);
+
+#endif
