@@ -186,7 +186,8 @@ static int64_t produce_append(data_shard *ds, pm_partition *p, struct produce_jo
             out->LogAppendTimeMs = now;
         }
         storage_append_result res;
-        int err = storage_log_append(p->log, PM_LEADER_EPOCH, b, size, &res);
+        /* Validated in the first pass (CRC before the producer dedup above): not again. */
+        int err = storage_log_append_validated(p->log, PM_LEADER_EPOCH, b, size, &res);
         if (err) {
             log_warn("kafka", "append to %s/%" PRId32 " failed: %s", p->topic, p->partition,
                      al_strerror(err));

@@ -45,8 +45,9 @@ static int batch_check_records(const uint8_t *p, size_t len, int32_t count)
     return 0;
 }
 
-int64_t storage_batch_validate(const void *buf, size_t len, size_t max_size,
-                               storage_batch_hdr *out)
+/* The framing part of storage_batch_validate (everything but the CRC and the records). */
+static int64_t batch_frame_check(const void *buf, size_t len, size_t max_size,
+                                 storage_batch_hdr *out)
 {
     storage_batch_hdr h;
     if (storage_batch_parse_header(buf, len, &h) < 0) {
@@ -64,6 +65,17 @@ int64_t storage_batch_validate(const void *buf, size_t len, size_t max_size,
     if (h.last_offset_delta < 0 || h.records_count < 0 ||
         (int64_t)h.records_count > (int64_t)h.last_offset_delta + 1)
         return AL_EMALFORMED;
+    *out = h;
+    return (int64_t)size;
+}
+
+int64_t storage_batch_validate(const void *buf, size_t len, size_t max_size,
+                               storage_batch_hdr *out)
+{
+    storage_batch_hdr h;
+    int64_t fsz = batch_frame_check(buf, len, max_size, &h);
+    if (fsz < 0) return fsz;
+    size_t size = (size_t)fsz;
     const uint8_t *b = buf;
     uint32_t crc = crc32c(0, b + STORAGE_BATCH_OFF_ATTR, size - STORAGE_BATCH_OFF_ATTR);
     if (crc != h.crc) return AL_ECORRUPT;
@@ -90,6 +102,27 @@ int storage_batches_validate(const void *buf, size_t len, size_t max_size,
         storage_batch_hdr h;
         int64_t sz = storage_batch_validate(p + pos, len - pos, max_size, &h);
         if (sz < 0) return (int)sz;
+        pos += (size_t)sz;
+        recs += (int64_t)h.last_offset_delta + 1;
+        if (++n == INT32_MAX) return AL_ETOOLARGE;
+    }
+    if (total_records) *total_records = recs;
+    return n;
+}
+
+int storage_batches_frame_check(const void *buf, size_t len, size_t max_size,
+                                int64_t *total_records)
+{
+    const uint8_t *p = buf;
+    size_t pos = 0;
+    int n = 0;
+    int64_t recs = 0;
+    if (len == 0) return AL_EMALFORMED;
+    while (pos < len) {
+        storage_batch_hdr h;
+        int64_t sz = batch_frame_check(p + pos, len - pos, max_size, &h);
+        if (sz < 0) return (int)sz;
+        if (storage_batch_compression(&h) > STORAGE_COMP_ZSTD) return AL_EMALFORMED;
         pos += (size_t)sz;
         recs += (int64_t)h.last_offset_delta + 1;
         if (++n == INT32_MAX) return AL_ETOOLARGE;

@@ -104,6 +104,14 @@ int64_t storage_batch_validate(const void *buf, size_t len, size_t max_size,
 int storage_batches_validate(const void *buf, size_t len, size_t max_size,
                              int64_t *total_records);
 
+/*
+ * The framing checks of storage_batches_validate only (magic, lengths, max_size, offset delta
+ * and record counts, known codec) without the CRC and without parsing the records: for input a
+ * caller validated in full moments earlier (storage_log_append_validated). Same returns.
+ */
+int storage_batches_frame_check(const void *buf, size_t len, size_t max_size,
+                                int64_t *total_records);
+
 /* Writes baseOffset and partitionLeaderEpoch into the batch at buf (outside the CRC'd part). */
 void storage_batch_stamp(void *buf, int64_t base_offset, int32_t leader_epoch);
 

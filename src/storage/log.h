@@ -94,6 +94,17 @@ typedef struct storage_append_result {
 int storage_log_append(storage_log *log, int32_t term, void *buf, size_t len,
                        storage_append_result *res);
 
+/*
+ * storage_log_append for batches the caller has just checked in full with
+ * storage_batch_validate (CRC included) and not changed since, other than through
+ * storage_batch_set_crc: the CRC and the record parse are not repeated (the Produce path checks
+ * them before idempotent-producer dedup). The framing (magic, lengths, counts, max.message.bytes)
+ * is still checked, with the same errors; debug builds (AL_DEBUG) re-check everything and abort
+ * on a broken promise. Any other caller must use storage_log_append.
+ */
+int storage_log_append_validated(storage_log *log, int32_t term, void *buf, size_t len,
+                                 storage_append_result *res);
+
 /* A durability waiter (caller-owned, stays alive until its callback ran). */
 typedef struct storage_waiter storage_waiter;
 struct storage_waiter {

@@ -235,6 +235,61 @@ TEST(log_invalid_batches_refused_and_terms)
     model_free(&m);
 }
 
+/*
+ * storage_log_append_validated (the Produce path's append, whose CRC the handler checked): the
+ * CRC is not checked again, but the framing still is (same errors as storage_log_append), and
+ * the plain append still refuses a corrupt batch from any other caller. What it stores reads
+ * back intact, CRC valid.
+ */
+TEST(log_append_validated_framing_and_plain_append_crc)
+{
+    char dir[512];
+    mkdir_for(dir, sizeof(dir), "validated");
+    storage_log_config c = small_cfg();
+    c.max_message_bytes = 1000;
+    storage_log *log;
+    model m = {0};
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    uint8_t b[4096], two[8192];
+    storage_append_result res;
+    size_t len = su_batch(b, sizeof(b), 3, NULL, 9, 10, false, 1);
+    CHECK(storage_batch_validate(b, len, 0, NULL) == (int64_t)len);
+    /* Framing errors, as storage_log_append reports them. */
+    CHECK_EQ(storage_log_append_validated(log, 1, b, len - 1, &res), AL_ETRUNCATED);
+    CHECK_EQ(storage_log_append_validated(log, 1, b, 0, &res), AL_EMALFORMED);
+    b[STORAGE_BATCH_OFF_MAGIC] = 1;
+    CHECK_EQ(storage_log_append_validated(log, 1, b, len, &res), AL_EMALFORMED);
+    b[STORAGE_BATCH_OFF_MAGIC] = 2;
+    size_t big = su_batch(two, sizeof(two), 3, NULL, 9, 400, false, 1);
+    CHECK_EQ(storage_log_append_validated(log, 1, two, big, &res), AL_ETOOLARGE);
+    CHECK_EQ(storage_log_high_offset(log), 0);
+    /* Valid: stored, and read back with its CRC intact. */
+    CHECK_EQ(storage_log_append_validated(log, 1, b, len, &res), 0);
+    CHECK_EQ(res.base_offset, 0);
+    CHECK_EQ(res.last_offset, 2);
+    model_add(&m, res.base_offset, res.last_offset, b, len);
+    /* Two batches in one buffer. */
+    size_t l1 = su_batch(two, sizeof(two), 2, NULL, 10, 5, false, 2);
+    size_t l2 = su_batch(two + l1, sizeof(two) - l1, 4, NULL, 11, 5, false, 3);
+    CHECK_EQ(storage_log_append_validated(log, 1, two, l1 + l2, &res), 0);
+    CHECK_EQ(res.batches, 2);
+    CHECK_EQ(res.base_offset, 3);
+    CHECK_EQ(res.last_offset, 8);
+    model_add(&m, 3, 4, two, l1);
+    model_add(&m, 5, 8, two + l1, l2);
+    /* The plain append still checks the CRC itself. */
+    len = su_batch(b, sizeof(b), 2, NULL, 12, 10, false, 4);
+    b[len - 1] ^= 0x40;
+    CHECK_EQ(storage_log_append(log, 1, b, len, &res), AL_ECORRUPT);
+    CHECK_EQ(storage_log_high_offset(log), 9);
+    check_log_equals(log, &m, 0);
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    check_log_equals(log, &m, 0);
+    storage_log_close(log);
+    model_free(&m);
+}
+
 /* Many batches of varied sizes with waiters; segments roll while flushes are in flight. */
 TEST(log_roll_during_flush_and_reopen)
 {
