@@ -1,0 +1,1443 @@
+/*
+ * rpc.c — the node-to-node RPC endpoint: listener, peer table, outbound and inbound
+ * connections, HELLO, send queues, calls, cross-shard forwarding. See rpc.h for the contract;
+ * the notes here are about the mechanics.
+ *
+ * Send queues (outq) are one contiguous byte buffer of whole frames (header + payload, copied
+ * in when queued). A send writes everything queued that is not yet written (up to SEND_MAX),
+ * which is what batches messages. While a send is in flight its buffer never moves: growing
+ * then allocates a new buffer and keeps the old one ("retired") until the send completes.
+ * Completed bytes retire whole frames from the front (a partly written frame stays; on a new
+ * connection it is written again from its start).
+ *
+ * A connection is freed only when none of its ops is pending and no dispatch loop is running
+ * on it; the consequences of losing an outbound connection (failing written calls, dropping
+ * one-way frames, backoff) happen at that point, when no send can still be reading the queue.
+ * The endpoint itself is freed once stopped, with no connection, accept op or forwarded
+ * message left, and not while one of its own functions is on the stack (r->depth).
+ */
+#include "rpc/rpc.h"
+
+#include "base/cursor.h"
+#include "base/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define RBUF_MIN        (64u * 1024)
+#define RBUF_SHRINK     (1u << 20)
+#define OUTQ_MIN        4096u
+#define OUTQ_SHRINK     (1u << 20)
+#define SEND_MAX        (4u << 20)
+#define PEERS_MAX       4096u
+#define INBOUND_MAX     1024u
+#define DISPATCH_MAX    100000     /* frames handled per receive before reading again */
+#define CALLS_SCAN_MAX  (1u << 24) /* bound on call-list walks */
+#define ACCEPT_RETRY_NS 10000000ull
+
+typedef struct rpc_conn rpc_conn;
+typedef struct rpc_peer rpc_peer;
+typedef struct rpc_pcall rpc_pcall;
+
+typedef struct outq {
+    uint8_t *buf;
+    size_t start, end, cap;
+    size_t sent;       /* bytes after start already written on the current connection */
+    uint8_t *inflight; /* the buffer a pending send reads from, or NULL */
+    uint8_t *retired;  /* an old buffer kept alive for that send */
+} outq;
+
+enum peer_state { P_IDLE, P_CONNECTING, P_READY, P_BACKOFF };
+
+struct rpc_pcall {
+    rpc_pcall *prev, *next;
+    rpc_peer *peer;
+    uint64_t corr;
+    uint16_t type;
+    bool written;
+    uint32_t timeout_ms;
+    rpc_call_cb cb;
+    void *ctx;
+    reactor_timer timer;
+};
+
+struct rpc_peer {
+    rpc *r;
+    int32_t node_id;     /* -1: known by address only */
+    int32_t learned_id;  /* what its HELLO said (-1: not yet) */
+    char host[64];
+    uint16_t port;
+    char addr[RPC_ADDR_MAX + 8];
+    outq q;
+    rpc_conn *conn;      /* the outbound connection (until freed) */
+    enum peer_state state;
+    reactor_timer timer; /* backoff */
+    uint32_t backoff_ms;
+    uint32_t fails;      /* failed attempts in a row */
+    char refusal[640];   /* why the last HELLO was refused ("" if it was not) */
+    rpc_pcall *calls_head, *calls_tail;
+    uint32_t ncalls;
+    struct rpc_peer_stats st;
+};
+
+struct rpc_conn {
+    rpc *r;
+    rpc_conn *prev_in, *next_in; /* inbound list */
+    rpc_peer *peer;              /* outbound: its peer; inbound: NULL */
+    uint64_t id;
+    int fd;
+    bool inbound, ready, closing, close_after_flush, recv_paused, sending_hello;
+    bool connect_pending, recv_pending, send_pending;
+    int in_dispatch;
+    int close_err;               /* why it closed (0: clean) */
+    io_op connect_op, recv_op, send_op;
+    reactor_timer timer;         /* connect + HELLO deadline */
+    outq own_q;                  /* inbound: answers */
+    outq *q;
+    uint8_t hello_buf[RPC_HDR_SIZE + RPC_HELLO_MAX_SIZE];
+    size_t hello_len, hello_sent;
+    uint8_t *rbuf;
+    size_t rcap, rpos, rlen;
+    int32_t remote_id;
+    char remote_addr[RPC_ADDR_MAX + 1];
+};
+
+struct rpc_handler {
+    rpc_handler_fn fn;
+    void *ctx;
+};
+
+struct rpc {
+    reactor_shard *shard;
+    io *io;
+    unsigned shard_idx;
+    int32_t node_id;
+    char cluster_id[RPC_CLUSTER_ID_MAX + 1];
+    char adv_addr[RPC_ADDR_MAX + 1];
+    uint32_t max_frame;
+    uint64_t queue_limit;
+    uint32_t backoff_min_ms, backoff_max_ms, connect_timeout_ms;
+    int lfd;
+    uint16_t port;
+    io_op accept_op;
+    bool accept_pending;
+    reactor_timer accept_timer;
+    rpc_peer **peers;
+    uint32_t npeers, peers_cap;
+    rpc_conn *in_head;
+    uint32_t nin;
+    uint32_t nconns; /* all connection structs alive */
+    struct rpc_handler handlers[RPC_T_MAX];
+    uint64_t next_conn_id, next_corr;
+    int depth;       /* rpc functions on the stack: do not free */
+    int stopping;    /* read by other shards (atomic) */
+    bool freed;
+    void (*done)(void *arg);
+    void *done_arg;
+    int xinflight;   /* forwarded messages not yet arrived (atomic) */
+    struct rpc_stats st;
+};
+
+static void conn_flush(rpc_conn *c);
+static void conn_maybe_free(rpc_conn *c);
+static void conn_post_recv(rpc_conn *c);
+static void conn_process(rpc_conn *c);
+static void peer_kick(rpc_peer *p);
+static void rpc_maybe_free(rpc *r);
+
+static uint64_t now_ns(rpc *r)
+{
+    return io_now_ns(r->io);
+}
+
+/* ---- send queues ---- */
+
+static size_t outq_len(const outq *q)
+{
+    return q->end - q->start;
+}
+
+/* Makes room for need more bytes at the end. Returns 0 or -ENOMEM. */
+static int outq_reserve(outq *q, size_t need)
+{
+    if (q->cap - q->end >= need) return 0;
+    size_t used = q->end - q->start;
+    if (!q->inflight && q->buf && q->cap - used >= need && q->start > 0) {
+        memmove(q->buf, q->buf + q->start, used);
+        q->start = 0;
+        q->end = used;
+        return 0;
+    }
+    size_t ncap = AL_MAX((size_t)OUTQ_MIN, q->cap);
+    for (int i = 0; i < 64 && ncap < used + need; i++) ncap *= 2;
+    if (ncap < used + need) return -ENOMEM;
+    uint8_t *nb = malloc(ncap);
+    if (!nb) return -ENOMEM;
+    if (used) memcpy(nb, q->buf + q->start, used);
+    if (q->buf) {
+        if (q->buf == q->inflight) {
+            AL_ASSERT(q->retired == NULL);
+            q->retired = q->buf;
+        } else {
+            free(q->buf);
+        }
+    }
+    q->buf = nb;
+    q->cap = ncap;
+    q->start = 0;
+    q->end = used;
+    return 0;
+}
+
+/* Appends one frame. Returns 0 or -ENOMEM. */
+static int outq_append(outq *q, uint8_t flags, uint16_t type, uint64_t corr, const void *payload,
+                       size_t len)
+{
+    int err = outq_reserve(q, RPC_HDR_SIZE + len);
+    if (err) return err;
+    rpc_hdr_encode(q->buf + q->end, flags, type, corr, payload, (uint32_t)len);
+    if (len) memcpy(q->buf + q->end + RPC_HDR_SIZE, payload, len);
+    q->end += RPC_HDR_SIZE + len;
+    return 0;
+}
+
+static size_t outq_frame_size(const uint8_t *f)
+{
+    return RPC_HDR_SIZE + al_be32(f + 16);
+}
+
+/* A send from q completed with n bytes (n >= 0): retires the frames now fully written,
+ * calling written(ctx, frame) for each. */
+static void outq_sent(outq *q, size_t n, void (*written)(void *ctx, const uint8_t *f), void *ctx)
+{
+    q->inflight = NULL;
+    free(q->retired);
+    q->retired = NULL;
+    q->sent += n;
+    AL_ASSERT(q->sent <= outq_len(q));
+    for (size_t i = 0; i < (size_t)1 << 40 && q->sent >= RPC_HDR_SIZE; i++) {
+        size_t fs = outq_frame_size(q->buf + q->start);
+        if (q->sent < fs) break;
+        if (written) written(ctx, q->buf + q->start);
+        q->start += fs;
+        q->sent -= fs;
+    }
+    if (q->start == q->end) {
+        q->start = q->end = 0;
+        if (q->cap > OUTQ_SHRINK) {
+            free(q->buf);
+            q->buf = NULL;
+            q->cap = 0;
+        }
+    }
+}
+
+/* Keeps only the frames keep() accepts (no send may be in flight). Returns frames dropped. */
+static uint64_t outq_filter(outq *q, bool (*keep)(void *ctx, const uint8_t *f), void *ctx)
+{
+    AL_ASSERT(q->inflight == NULL);
+    q->sent = 0;
+    size_t rd = q->start, wr = q->start;
+    uint64_t dropped = 0;
+    for (size_t i = 0; i < (size_t)1 << 40 && rd < q->end; i++) {
+        size_t fs = outq_frame_size(q->buf + rd);
+        AL_ASSERT(rd + fs <= q->end);
+        if (keep(ctx, q->buf + rd)) {
+            if (wr != rd) memmove(q->buf + wr, q->buf + rd, fs);
+            wr += fs;
+        } else {
+            dropped++;
+        }
+        rd += fs;
+    }
+    q->end = wr;
+    if (q->start == q->end) q->start = q->end = 0;
+    return dropped;
+}
+
+static void outq_free(outq *q)
+{
+    AL_ASSERT(q->inflight == NULL);
+    free(q->buf);
+    free(q->retired);
+    memset(q, 0, sizeof(*q));
+}
+
+/* ---- peers and calls ---- */
+
+static rpc_peer *peer_by_id(rpc *r, int32_t id)
+{
+    if (id < 0) return NULL;
+    for (uint32_t i = 0; i < r->npeers; i++)
+        if (r->peers[i]->node_id == id) return r->peers[i];
+    return NULL;
+}
+
+static rpc_peer *peer_by_addr(rpc *r, const char *host, uint16_t port)
+{
+    for (uint32_t i = 0; i < r->npeers; i++)
+        if (r->peers[i]->port == port && !strcmp(r->peers[i]->host, host)) return r->peers[i];
+    return NULL;
+}
+
+static void peer_timer_cb(reactor_timer *t);
+
+static rpc_peer *peer_new(rpc *r, int32_t id, const char *host, uint16_t port)
+{
+    if (r->npeers >= PEERS_MAX) return NULL;
+    if (r->npeers == r->peers_cap) {
+        uint32_t ncap = r->peers_cap ? r->peers_cap * 2 : 16;
+        rpc_peer **np = realloc(r->peers, ncap * sizeof(*np));
+        if (!np) return NULL;
+        r->peers = np;
+        r->peers_cap = ncap;
+    }
+    rpc_peer *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->r = r;
+    p->node_id = id;
+    p->learned_id = -1;
+    snprintf(p->host, sizeof(p->host), "%s", host);
+    p->port = port;
+    snprintf(p->addr, sizeof(p->addr), "%s:%u", host, port);
+    p->state = P_IDLE;
+    p->backoff_ms = r->backoff_min_ms;
+    reactor_timer_init(&p->timer, peer_timer_cb, p);
+    p->st.node = id;
+    r->peers[r->npeers++] = p;
+    r->st.peers = r->npeers;
+    return p;
+}
+
+/* "node 3 (10.0.0.4:33145)" or "10.0.0.4:33145" for logs. */
+static const char *peer_name(const rpc_peer *p, char *buf, size_t cap)
+{
+    int32_t id = p->node_id >= 0 ? p->node_id : p->learned_id;
+    if (id >= 0) snprintf(buf, cap, "node %" PRId32 " (%s)", id, p->addr);
+    else snprintf(buf, cap, "%s", p->addr);
+    return buf;
+}
+
+static void call_unlink(rpc_pcall *k)
+{
+    rpc_peer *p = k->peer;
+    if (k->prev) k->prev->next = k->next;
+    else p->calls_head = k->next;
+    if (k->next) k->next->prev = k->prev;
+    else p->calls_tail = k->prev;
+    k->prev = k->next = NULL;
+    p->ncalls--;
+}
+
+static rpc_pcall *call_find(rpc_peer *p, uint64_t corr)
+{
+    rpc_pcall *k = p->calls_head;
+    for (uint32_t i = 0; k && i < CALLS_SCAN_MAX; i++, k = k->next)
+        if (k->corr == corr) return k;
+    return NULL;
+}
+
+/* Completes a call that is already unlinked: runs its callback and frees it. */
+static void call_finish(rpc_pcall *k, int err, int32_t from, const uint8_t *payload, size_t len,
+                        const char *text)
+{
+    rpc *r = k->peer->r;
+    reactor_timer_cancel(r->shard, &k->timer);
+    if (err == AL_ETIMEDOUT) r->st.call_timeouts++;
+    else if (err) r->st.call_errors++;
+    rpc_result res = {err, from, payload, len, text ? text : ""};
+    k->cb(k->ctx, &res);
+    free(k);
+}
+
+/* Moves the calls matching pred from p's list to a detached list (so their callbacks can run
+ * after every state change, whatever the callbacks do). */
+static rpc_pcall *calls_detach(rpc_peer *p, bool only_written)
+{
+    rpc_pcall *out = NULL, **tail = &out;
+    rpc_pcall *k = p->calls_head;
+    for (uint32_t i = 0; k && i < CALLS_SCAN_MAX; i++) {
+        rpc_pcall *next = k->next;
+        if (!only_written || k->written) {
+            call_unlink(k);
+            *tail = k;
+            tail = &k->next;
+        }
+        k = next;
+    }
+    return out;
+}
+
+static void calls_fail(rpc_pcall *list, int err, const char *text)
+{
+    for (uint32_t i = 0; list && i < CALLS_SCAN_MAX; i++) {
+        rpc_pcall *next = list->next;
+        list->next = NULL;
+        call_finish(list, err, -1, NULL, 0, text);
+        list = next;
+    }
+}
+
+static void call_timer_cb(reactor_timer *t)
+{
+    rpc_pcall *k = t->ctx;
+    rpc *r = k->peer->r;
+    char name[160], text[256];
+    snprintf(text, sizeof(text), "no answer from %s to a message of type %u within %" PRIu32
+             " ms", peer_name(k->peer, name, sizeof(name)), k->type, k->timeout_ms);
+    r->depth++;
+    call_unlink(k);
+    call_finish(k, AL_ETIMEDOUT, -1, NULL, 0, text);
+    r->depth--;
+    rpc_maybe_free(r);
+}
+
+/* ---- connections: life cycle ---- */
+
+static void conn_timer_cb(reactor_timer *t);
+
+static rpc_conn *conn_new(rpc *r, bool inbound)
+{
+    rpc_conn *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->r = r;
+    c->id = ++r->next_conn_id;
+    c->fd = -1;
+    c->inbound = inbound;
+    c->remote_id = -1;
+    c->q = &c->own_q;
+    reactor_timer_init(&c->timer, conn_timer_cb, c);
+    r->nconns++;
+    return c;
+}
+
+/* Closes c: logs why (at `level`), cancels its ops; freed once they are done. */
+static void conn_close(rpc_conn *c, int level, const char *why, int err)
+{
+    if (c->closing) return;
+    rpc *r = c->r;
+    c->closing = true;
+    c->close_err = err ? err : AL_ECLOSED;
+    char name[160];
+    const char *who = c->peer ? peer_name(c->peer, name, sizeof(name)) : NULL;
+    if (!who) {
+        if (c->remote_id >= 0)
+            snprintf(name, sizeof(name), "node %" PRId32 " (%s)", c->remote_id, c->remote_addr);
+        else
+            snprintf(name, sizeof(name), "an unidentified peer");
+        who = name;
+    }
+    if (err)
+        AL_LOG(level, "rpc", "closing %s connection %" PRIu64 " %s %s: %s (%s)",
+               c->inbound ? "inbound" : "outbound", c->id, c->inbound ? "from" : "to", who, why,
+               al_strerror(err));
+    else
+        AL_LOG(level, "rpc", "closing %s connection %" PRIu64 " %s %s: %s",
+               c->inbound ? "inbound" : "outbound", c->id, c->inbound ? "from" : "to", who, why);
+    reactor_timer_cancel(r->shard, &c->timer);
+    if (c->connect_pending) io_cancel(r->io, &c->connect_op);
+    if (c->recv_pending) io_cancel(r->io, &c->recv_op);
+    if (c->send_pending) io_cancel(r->io, &c->send_op);
+}
+
+static bool keep_live_calls(void *ctx, const uint8_t *f)
+{
+    rpc_peer *p = ctx;
+    if (!(f[5] & RPC_F_REQUEST)) return false;
+    rpc_pcall *k = call_find(p, al_be64(f + 8));
+    return k && !k->written;
+}
+
+/* The outbound connection of p is gone (freed): fail written calls, drop one-way frames,
+ * back off and reconnect if anything still waits. */
+static void peer_disconnected(rpc_peer *p, rpc_conn *c)
+{
+    rpc *r = p->r;
+    bool was_ready = c->ready;
+    p->conn = NULL;
+    char name[160];
+    peer_name(p, name, sizeof(name));
+    if (was_ready) {
+        p->st.disconnects++;
+        p->fails = 0;
+        p->backoff_ms = r->backoff_min_ms;
+    } else {
+        p->st.connect_errors++;
+        p->fails++;
+    }
+    p->st.connected = false;
+    /* A refused HELLO is a configuration problem, not a passing one: every call fails now. */
+    bool refused = p->refusal[0] != 0;
+    rpc_pcall *failed = calls_detach(p, !refused);
+    p->st.dropped += outq_filter(&p->q, keep_live_calls, p);
+    p->st.queued_bytes = outq_len(&p->q);
+    if (r->stopping) {
+        p->state = P_IDLE;
+    } else {
+        /* Jittered: a delay in [b/2, b], then the next one doubles (capped). */
+        uint32_t b = p->backoff_ms;
+        uint64_t delay_ms = b / 2 + (b ? io_random(r->io) % (b / 2 + 1) : 0);
+        if (!was_ready) p->backoff_ms = AL_MIN(r->backoff_max_ms, AL_MAX(1u, b) * 2);
+        if (!was_ready && p->fails == 1 && !refused)
+            log_warn("rpc", "cannot reach %s: %s; retrying with backoff (up to %" PRIu32 " ms)",
+                     name, al_strerror(c->close_err), r->backoff_max_ms);
+        else if (!was_ready && !refused)
+            log_debug("rpc", "still cannot reach %s (%" PRIu32 " attempts): %s", name, p->fails,
+                      al_strerror(c->close_err));
+        p->state = P_BACKOFF;
+        reactor_timer_add(r->shard, &p->timer, now_ns(r) + delay_ms * 1000000ull, NULL);
+    }
+    if (failed && refused) {
+        char text[sizeof(p->refusal)];
+        memcpy(text, p->refusal, sizeof(text));
+        calls_fail(failed, AL_EINVAL, text);
+    } else if (failed) {
+        char text[256];
+        snprintf(text, sizeof(text), "the connection to %s broke after the request was sent (%s)",
+                 name, al_strerror(c->close_err));
+        calls_fail(failed, AL_ECLOSED, text);
+    }
+    p->refusal[0] = 0;
+}
+
+static void conn_maybe_free(rpc_conn *c)
+{
+    if (!c->closing || c->connect_pending || c->recv_pending || c->send_pending ||
+        c->in_dispatch)
+        return;
+    rpc *r = c->r;
+    r->depth++;
+    reactor_timer_cancel(r->shard, &c->timer);
+    if (c->fd >= 0) io_close_now(r->io, c->fd);
+    free(c->rbuf);
+    if (c->inbound) {
+        if (c->prev_in) c->prev_in->next_in = c->next_in;
+        else r->in_head = c->next_in;
+        if (c->next_in) c->next_in->prev_in = c->prev_in;
+        r->nin--;
+        r->st.conns_in_now = r->nin;
+    }
+    outq_free(&c->own_q);
+    if (c->peer) {
+        c->peer->q.inflight = NULL; /* its send is done */
+        peer_disconnected(c->peer, c);
+    }
+    r->nconns--;
+    free(c);
+    r->depth--;
+    rpc_maybe_free(r);
+}
+
+/* ---- connections: sending ---- */
+
+static void out_frame_written(void *ctx, const uint8_t *f)
+{
+    rpc_conn *c = ctx;
+    rpc *r = c->r;
+    size_t fs = outq_frame_size(f);
+    r->st.msgs_out++;
+    r->st.bytes_out += fs;
+    if (!c->peer) return;
+    c->peer->st.msgs_out++;
+    c->peer->st.bytes_out += fs;
+    if (f[5] & RPC_F_REQUEST) {
+        rpc_pcall *k = call_find(c->peer, al_be64(f + 8));
+        if (k) k->written = true;
+    }
+}
+
+static void conn_on_send(io_op *op)
+{
+    rpc_conn *c = op->ctx;
+    rpc *r = c->r;
+    c->send_pending = false;
+    int32_t res = op->res;
+    if (c->sending_hello) {
+        if (res > 0) c->hello_sent += (size_t)res;
+    } else {
+        outq_sent(c->q, res > 0 ? (size_t)res : 0, out_frame_written, c);
+        if (c->peer) c->peer->st.queued_bytes = outq_len(c->q);
+    }
+    if (res < 0 && !c->closing) conn_close(c, AL_LOG_WARN, "send failed", res);
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    r->depth++;
+    if (c->recv_paused && outq_len(c->q) <= r->queue_limit) {
+        c->recv_paused = false;
+        conn_process(c);
+        if (!c->closing) conn_post_recv(c);
+    }
+    if (!c->closing) conn_flush(c);
+    r->depth--;
+    conn_maybe_free(c);
+}
+
+static void conn_flush(rpc_conn *c)
+{
+    if (c->closing || c->send_pending || c->fd < 0) return;
+    const uint8_t *p;
+    size_t n;
+    if (!c->inbound && c->hello_sent < c->hello_len) {
+        p = c->hello_buf + c->hello_sent;
+        n = c->hello_len - c->hello_sent;
+        c->sending_hello = true;
+    } else if (c->ready || c->inbound) {
+        outq *q = c->q;
+        size_t avail = outq_len(q) - q->sent;
+        if (!avail) {
+            if (c->close_after_flush) conn_close(c, AL_LOG_DEBUG, "refusal sent", 0);
+            return;
+        }
+        n = AL_MIN(avail, (size_t)SEND_MAX);
+        p = q->buf + q->start + q->sent;
+        q->inflight = q->buf;
+        c->sending_hello = false;
+    } else {
+        return;
+    }
+    c->send_pending = true;
+    c->send_op = (io_op){.cb = conn_on_send, .ctx = c};
+    io_send(c->r->io, &c->send_op, c->fd, p, n);
+}
+
+/* ---- connections: receiving ---- */
+
+static void conn_on_recv(io_op *op);
+
+static void conn_post_recv(rpc_conn *c)
+{
+    rpc *r = c->r;
+    if (c->closing || c->recv_pending || c->recv_paused) return;
+    if (c->inbound && outq_len(c->q) > r->queue_limit) {
+        c->recv_paused = true; /* answers pile up: read more once they are sent */
+        return;
+    }
+    AL_ASSERT(c->rlen < c->rcap);
+    c->recv_pending = true;
+    c->recv_op = (io_op){.cb = conn_on_recv, .ctx = c};
+    io_recv(r->io, &c->recv_op, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+}
+
+/* Makes the receive buffer hold need bytes from rpos (compacting, growing at most twice as
+ * far as what is already there). Returns 0 or -ENOMEM. */
+static int conn_rbuf_room(rpc_conn *c, size_t need)
+{
+    size_t have = c->rlen - c->rpos;
+    if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, have);
+        c->rlen = have;
+        c->rpos = 0;
+    }
+    if (c->rcap >= need && c->rlen < c->rcap) return 0;
+    size_t ncap = AL_MIN(need, AL_MAX((size_t)RBUF_MIN, 2 * AL_MAX(c->rcap, have)));
+    if (ncap <= c->rlen) ncap = c->rlen + RBUF_MIN;
+    uint8_t *nb = realloc(c->rbuf, ncap);
+    if (!nb) return -ENOMEM;
+    c->rbuf = nb;
+    c->rcap = ncap;
+    return 0;
+}
+
+static void peer_count_in(rpc *r, rpc_conn *c, size_t fs)
+{
+    r->st.msgs_in++;
+    r->st.bytes_in += fs;
+    rpc_peer *p = c->peer ? c->peer : peer_by_id(r, c->remote_id);
+    if (p) {
+        p->st.msgs_in++;
+        p->st.bytes_in += fs;
+    }
+}
+
+static int hello_make(rpc *r, uint8_t *buf, size_t cap)
+{
+    rpc_hello h = {.min_version = RPC_VERSION, .max_version = RPC_VERSION,
+                   .node_id = r->node_id};
+    snprintf(h.cluster_id, sizeof(h.cluster_id), "%s", r->cluster_id);
+    snprintf(h.addr, sizeof(h.addr), "%s", r->adv_addr);
+    return rpc_hello_encode(&h, buf, cap);
+}
+
+/* Queues an error answer on inbound connection c. */
+static void conn_answer_error(rpc_conn *c, uint16_t type, uint64_t corr, int err, const char *t)
+{
+    uint8_t buf[1100];
+    int n = rpc_error_encode(err, t, buf, sizeof(buf));
+    AL_ASSERT(n > 0);
+    if (outq_append(c->q, RPC_F_RESPONSE | RPC_F_ERROR, type, corr, buf, (size_t)n) != 0)
+        conn_close(c, AL_LOG_WARN, "out of memory queueing an answer", -ENOMEM);
+}
+
+/* Inbound: the first frame must be a HELLO request. */
+static void conn_inbound_hello(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
+{
+    rpc *r = c->r;
+    if (h->type != RPC_T_HELLO || !(h->flags & RPC_F_REQUEST)) {
+        r->st.frame_errors++;
+        conn_close(c, AL_LOG_WARN, "the first message is not a HELLO", AL_EMALFORMED);
+        return;
+    }
+    rpc_hello hi;
+    int err = rpc_hello_decode(payload, h->len, &hi);
+    if (err) {
+        r->st.frame_errors++;
+        conn_close(c, AL_LOG_WARN, "malformed HELLO", err);
+        return;
+    }
+    c->remote_id = hi.node_id;
+    snprintf(c->remote_addr, sizeof(c->remote_addr), "%s", hi.addr);
+    char why[300] = "";
+    if (hi.min_version > RPC_VERSION || hi.max_version < RPC_VERSION)
+        snprintf(why, sizeof(why), "it speaks rpc protocol versions %u..%u, this node only %u",
+                 hi.min_version, hi.max_version, RPC_VERSION);
+    else if (hi.cluster_id[0] && r->cluster_id[0] && strcmp(hi.cluster_id, r->cluster_id))
+        snprintf(why, sizeof(why),
+                 "it belongs to cluster '%s', this node to cluster '%s' (check seed_servers)",
+                 hi.cluster_id, r->cluster_id);
+    if (why[0]) {
+        r->st.hello_rejects++;
+        log_warn("rpc", "refusing node %" PRId32 " (%s): %s", hi.node_id, hi.addr, why);
+        conn_answer_error(c, RPC_T_HELLO, h->corr, AL_EINVAL, why);
+        c->close_after_flush = true;
+        reactor_timer_cancel(r->shard, &c->timer);
+        return;
+    }
+    uint8_t buf[RPC_HELLO_MAX_SIZE];
+    int n = hello_make(r, buf, sizeof(buf));
+    AL_ASSERT(n > 0);
+    if (outq_append(c->q, RPC_F_RESPONSE, RPC_T_HELLO, h->corr, buf, (size_t)n) != 0) {
+        conn_close(c, AL_LOG_WARN, "out of memory", -ENOMEM);
+        return;
+    }
+    c->ready = true;
+    reactor_timer_cancel(r->shard, &c->timer);
+    log_debug("rpc", "inbound connection %" PRIu64 " is node %" PRId32 " (%s)", c->id,
+              hi.node_id, hi.addr);
+}
+
+/* Outbound: the answer to our HELLO. */
+static void conn_outbound_hello(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
+{
+    rpc *r = c->r;
+    rpc_peer *p = c->peer;
+    char name[160];
+    peer_name(p, name, sizeof(name));
+    if (h->type != RPC_T_HELLO || !(h->flags & RPC_F_RESPONSE)) {
+        r->st.frame_errors++;
+        conn_close(c, AL_LOG_WARN, "the first answer is not a HELLO", AL_EMALFORMED);
+        return;
+    }
+    if (h->flags & RPC_F_ERROR) {
+        int err;
+        char text[300];
+        rpc_error_decode(payload, h->len, &err, text, sizeof(text));
+        r->st.hello_rejects++;
+        log_error("rpc", "%s refused this node: %s", name, text);
+        snprintf(p->refusal, sizeof(p->refusal), "%s refused this node: %s", name, text);
+        conn_close(c, AL_LOG_DEBUG, "HELLO refused", AL_EINVAL);
+        return;
+    }
+    rpc_hello hi;
+    int err = rpc_hello_decode(payload, h->len, &hi);
+    if (err) {
+        r->st.frame_errors++;
+        conn_close(c, AL_LOG_WARN, "malformed HELLO answer", err);
+        return;
+    }
+    const char *why = NULL;
+    char wbuf[300];
+    if (hi.min_version > RPC_VERSION || hi.max_version < RPC_VERSION) {
+        snprintf(wbuf, sizeof(wbuf), "it speaks rpc protocol versions %u..%u, this node only %u",
+                 hi.min_version, hi.max_version, RPC_VERSION);
+        why = wbuf;
+    } else if (p->node_id >= 0 && hi.node_id != p->node_id) {
+        snprintf(wbuf, sizeof(wbuf),
+                 "it says it is node %" PRId32 " but the peer table has node %" PRId32
+                 " at that address (check the addresses and node ids)", hi.node_id, p->node_id);
+        why = wbuf;
+    } else if (hi.cluster_id[0] && r->cluster_id[0] && strcmp(hi.cluster_id, r->cluster_id)) {
+        snprintf(wbuf, sizeof(wbuf), "it belongs to cluster '%s', this node to cluster '%s'",
+                 hi.cluster_id, r->cluster_id);
+        why = wbuf;
+    }
+    if (why) {
+        r->st.hello_rejects++;
+        log_error("rpc", "refusing %s: %s", name, why);
+        snprintf(p->refusal, sizeof(p->refusal), "refusing %s: %s", name, why);
+        conn_close(c, AL_LOG_DEBUG, "HELLO mismatch", AL_EINVAL);
+        return;
+    }
+    c->remote_id = hi.node_id;
+    snprintf(c->remote_addr, sizeof(c->remote_addr), "%s", hi.addr);
+    p->learned_id = hi.node_id;
+    if (p->node_id < 0 && hi.node_id >= 0 && !peer_by_id(r, hi.node_id)) {
+        p->node_id = hi.node_id;
+        p->st.node = hi.node_id;
+    }
+    c->ready = true;
+    p->state = P_READY;
+    p->st.connects++;
+    p->st.connected = true;
+    if (p->fails) log_info("rpc", "connected to %s after %" PRIu32 " failed attempts",
+                           peer_name(p, name, sizeof(name)), p->fails);
+    else log_debug("rpc", "connected to %s", peer_name(p, name, sizeof(name)));
+    p->fails = 0;
+    p->backoff_ms = r->backoff_min_ms;
+    reactor_timer_cancel(r->shard, &c->timer);
+}
+
+static void dispatch_message(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
+{
+    rpc *r = c->r;
+    struct rpc_handler *hd = &r->handlers[h->type];
+    bool is_call = (h->flags & RPC_F_REQUEST) != 0;
+    if (!hd->fn) {
+        r->st.no_handler++;
+        log_debug("rpc", "no handler for message type %u from node %" PRId32, h->type,
+                  c->remote_id);
+        if (is_call) {
+            char t[128];
+            snprintf(t, sizeof(t), "node %" PRId32 " has no handler for message type %u",
+                     r->node_id, h->type);
+            conn_answer_error(c, h->type, h->corr, AL_ENOTFOUND, t);
+        }
+        return;
+    }
+    rpc_msg m = {.from = c->remote_id, .type = h->type, .is_call = is_call,
+                 .token = {c->id, h->corr, h->type}, .payload = payload, .len = h->len,
+                 .from_addr = c->remote_addr};
+    hd->fn(r, hd->ctx, &m);
+}
+
+static void dispatch_response(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
+{
+    rpc_pcall *k = call_find(c->peer, h->corr);
+    if (!k) {
+        log_debug("rpc", "answer %" PRIu64 " from node %" PRId32 " came after its call ended",
+                  h->corr, c->remote_id);
+        return;
+    }
+    call_unlink(k);
+    if (h->flags & RPC_F_ERROR) {
+        int err;
+        char text[300];
+        rpc_error_decode(payload, h->len, &err, text, sizeof(text));
+        call_finish(k, err, c->remote_id, NULL, 0, text);
+    } else {
+        call_finish(k, 0, c->remote_id, payload, h->len, NULL);
+    }
+}
+
+static void conn_dispatch(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
+{
+    rpc *r = c->r;
+    peer_count_in(r, c, RPC_HDR_SIZE + h->len);
+    if (c->inbound) {
+        if (!c->ready) {
+            if (!c->close_after_flush) conn_inbound_hello(c, h, payload);
+            conn_flush(c);
+            return;
+        }
+        if ((h->flags & RPC_F_RESPONSE) || h->type == RPC_T_HELLO) {
+            r->st.frame_errors++;
+            conn_close(c, AL_LOG_WARN, "unexpected answer or HELLO on an inbound connection",
+                       AL_EMALFORMED);
+            return;
+        }
+        dispatch_message(c, h, payload);
+        conn_flush(c);
+    } else {
+        if (!c->ready) {
+            conn_outbound_hello(c, h, payload);
+            if (c->ready) conn_flush(c);
+            return;
+        }
+        if (!(h->flags & RPC_F_RESPONSE) || h->type == RPC_T_HELLO) {
+            r->st.frame_errors++;
+            conn_close(c, AL_LOG_WARN, "a request on an outbound connection", AL_EMALFORMED);
+            return;
+        }
+        dispatch_response(c, h, payload);
+    }
+}
+
+/* Handles the complete frames in the receive buffer and makes room for the next. */
+static void conn_process(rpc_conn *c)
+{
+    rpc *r = c->r;
+    c->in_dispatch++;
+    size_t need = RPC_HDR_SIZE;
+    for (int i = 0; i < DISPATCH_MAX && !c->closing && !c->recv_paused; i++) {
+        rpc_hdr h;
+        int64_t n = rpc_frame_decode(c->rbuf + c->rpos, c->rlen - c->rpos, r->max_frame, &h);
+        if (n < 0) {
+            r->st.frame_errors++;
+            const char *why = n == AL_ETOOLARGE      ? "frame length over max_frame_bytes"
+                              : n == AL_ECORRUPT     ? "checksum mismatch"
+                              : n == AL_EUNSUPPORTED ? "unsupported frame version"
+                                                     : "malformed frame";
+            conn_close(c, AL_LOG_WARN, why, (int)n);
+            break;
+        }
+        if (n == 0) {
+            if (c->rlen - c->rpos >= RPC_HDR_SIZE) need = RPC_HDR_SIZE + (size_t)h.len;
+            break;
+        }
+        const uint8_t *payload = c->rbuf + c->rpos + RPC_HDR_SIZE;
+        c->rpos += (size_t)n;
+        conn_dispatch(c, &h, payload);
+        if (c->inbound && outq_len(c->q) > r->queue_limit) c->recv_paused = true;
+    }
+    c->in_dispatch--;
+    if (c->closing) return;
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+        if (c->rcap > RBUF_SHRINK) {
+            free(c->rbuf);
+            c->rbuf = malloc(RBUF_MIN);
+            c->rcap = c->rbuf ? RBUF_MIN : 0;
+            if (!c->rbuf) conn_close(c, AL_LOG_ERROR, "out of memory", -ENOMEM);
+        }
+    }
+    if (!c->closing && conn_rbuf_room(c, need) != 0)
+        conn_close(c, AL_LOG_ERROR, "out of memory for a receive buffer", -ENOMEM);
+}
+
+static void conn_on_recv(io_op *op)
+{
+    rpc_conn *c = op->ctx;
+    rpc *r = c->r;
+    c->recv_pending = false;
+    if (op->res <= 0 || c->closing) {
+        if (!c->closing) {
+            if (op->res == 0) conn_close(c, AL_LOG_DEBUG, "the peer closed it", 0);
+            else conn_close(c, AL_LOG_INFO, "receive failed", op->res);
+        }
+        conn_maybe_free(c);
+        return;
+    }
+    c->rlen += (size_t)op->res;
+    r->depth++;
+    conn_process(c);
+    if (!c->closing) conn_post_recv(c);
+    r->depth--;
+    conn_maybe_free(c);
+}
+
+static int conn_start_io(rpc_conn *c)
+{
+    c->rbuf = malloc(RBUF_MIN);
+    if (!c->rbuf) return -ENOMEM;
+    c->rcap = RBUF_MIN;
+    conn_post_recv(c);
+    conn_flush(c);
+    return 0;
+}
+
+static void conn_timer_cb(reactor_timer *t)
+{
+    rpc_conn *c = t->ctx;
+    rpc *r = c->r;
+    if (c->ready || c->closing) return;
+    r->depth++;
+    char why[96];
+    snprintf(why, sizeof(why), "%s not done within %" PRIu32 " ms",
+             c->fd < 0 ? "connect" : "HELLO", r->connect_timeout_ms);
+    conn_close(c, c->inbound ? AL_LOG_WARN : AL_LOG_DEBUG, why, AL_ETIMEDOUT);
+    r->depth--;
+    conn_maybe_free(c);
+}
+
+/* ---- outbound connections ---- */
+
+static void conn_on_connect(io_op *op)
+{
+    rpc_conn *c = op->ctx;
+    rpc *r = c->r;
+    c->connect_pending = false;
+    if (op->res >= 0) {
+        c->fd = op->res;
+        if (!c->closing) {
+            int n = hello_make(r, c->hello_buf + RPC_HDR_SIZE, RPC_HELLO_MAX_SIZE);
+            AL_ASSERT(n > 0);
+            rpc_hdr_encode(c->hello_buf, RPC_F_REQUEST, RPC_T_HELLO, 0,
+                           c->hello_buf + RPC_HDR_SIZE, (uint32_t)n);
+            c->hello_len = RPC_HDR_SIZE + (size_t)n;
+            r->depth++;
+            if (conn_start_io(c) != 0) conn_close(c, AL_LOG_ERROR, "out of memory", -ENOMEM);
+            r->depth--;
+        }
+    } else if (!c->closing) {
+        conn_close(c, AL_LOG_DEBUG, "connect failed", op->res);
+    }
+    conn_maybe_free(c);
+}
+
+static void peer_kick(rpc_peer *p)
+{
+    rpc *r = p->r;
+    if (r->stopping || p->conn || p->state == P_BACKOFF) return;
+    if (!outq_len(&p->q) && !p->calls_head) return;
+    rpc_conn *c = conn_new(r, false);
+    if (!c) return; /* retried on the next send */
+    c->peer = p;
+    c->q = &p->q;
+    p->conn = c;
+    p->state = P_CONNECTING;
+    c->connect_pending = true;
+    c->connect_op = (io_op){.cb = conn_on_connect, .ctx = c};
+    io_connect(r->io, &c->connect_op, p->host, p->port);
+    reactor_timer_add(r->shard, &c->timer, now_ns(r) + r->connect_timeout_ms * 1000000ull, NULL);
+}
+
+static void peer_timer_cb(reactor_timer *t)
+{
+    rpc_peer *p = t->ctx;
+    if (p->state != P_BACKOFF) return;
+    p->state = P_IDLE;
+    p->r->depth++;
+    peer_kick(p);
+    p->r->depth--;
+}
+
+/* Queues a frame for p and gets it moving. */
+static int peer_enqueue(rpc_peer *p, uint8_t flags, uint16_t type, uint64_t corr,
+                        const void *payload, size_t len)
+{
+    rpc *r = p->r;
+    size_t used = outq_len(&p->q);
+    if (used > 0 && used + RPC_HDR_SIZE + len > r->queue_limit) {
+        p->st.send_full++;
+        return AL_EFULL;
+    }
+    int err = outq_append(&p->q, flags, type, corr, payload, len);
+    if (err) return err;
+    p->st.queued_bytes = outq_len(&p->q);
+    if (p->conn) conn_flush(p->conn);
+    else peer_kick(p);
+    return 0;
+}
+
+/* ---- listener ---- */
+
+static void accept_arm(rpc *r);
+
+static void accept_timer_cb(reactor_timer *t)
+{
+    rpc *r = t->ctx;
+    if (!r->stopping && !r->accept_pending) accept_arm(r);
+}
+
+static void on_accept(io_op *op)
+{
+    rpc *r = op->ctx;
+    if (!(op->flags & IO_F_MORE)) r->accept_pending = false;
+    r->depth++;
+    if (op->res >= 0) {
+        int fd = op->res;
+        rpc_conn *c = NULL;
+        if (r->stopping) {
+            io_close_now(r->io, fd);
+        } else if (r->nin >= INBOUND_MAX || !(c = conn_new(r, true))) {
+            log_warn("rpc", "refusing an inbound connection: %s", r->nin >= INBOUND_MAX
+                     ? "too many inbound connections" : "out of memory");
+            io_close_now(r->io, fd);
+        } else {
+            c->fd = fd;
+            c->next_in = r->in_head;
+            if (r->in_head) r->in_head->prev_in = c;
+            r->in_head = c;
+            r->nin++;
+            r->st.conns_accepted++;
+            r->st.conns_in_now = r->nin;
+            reactor_timer_add(r->shard, &c->timer,
+                              now_ns(r) + r->connect_timeout_ms * 1000000ull, NULL);
+            if (conn_start_io(c) != 0) conn_close(c, AL_LOG_ERROR, "out of memory", -ENOMEM);
+            conn_maybe_free(c);
+        }
+    } else if (op->res != -ECANCELED && !r->stopping) {
+        log_warn("rpc", "accept on port %u failed: %s", r->port, al_strerror(op->res));
+    }
+    if (!r->accept_pending) {
+        if (r->stopping) {
+            if (r->lfd >= 0) io_close_now(r->io, r->lfd);
+            r->lfd = -1;
+        } else if (op->res < 0) {
+            reactor_timer_add(r->shard, &r->accept_timer, now_ns(r) + ACCEPT_RETRY_NS, NULL);
+        } else {
+            accept_arm(r);
+        }
+    }
+    r->depth--;
+    rpc_maybe_free(r);
+}
+
+static void accept_arm(rpc *r)
+{
+    r->accept_pending = true;
+    r->accept_op = (io_op){.cb = on_accept, .ctx = r};
+    io_accept(r->io, &r->accept_op, r->lfd);
+}
+
+/* ---- the endpoint ---- */
+
+static bool valid_cluster_id(const char *s)
+{
+    return !s || strlen(s) <= RPC_CLUSTER_ID_MAX;
+}
+
+int rpc_create(const struct rpc_opts *o, rpc **out)
+{
+    *out = NULL;
+    if (!o || !o->shard || o->node_id < -1 || !valid_cluster_id(o->cluster_id) ||
+        (o->advertised_addr && strlen(o->advertised_addr) > RPC_ADDR_MAX))
+        return AL_EINVAL;
+    rpc *r = calloc(1, sizeof(*r));
+    if (!r) return -ENOMEM;
+    r->shard = o->shard;
+    r->io = reactor_io(o->shard);
+    r->shard_idx = reactor_shard_index(o->shard);
+    r->node_id = o->node_id;
+    snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", o->cluster_id ? o->cluster_id : "");
+    r->max_frame = o->max_frame_bytes ? o->max_frame_bytes : RPC_MAX_FRAME_DEFAULT;
+    r->queue_limit = o->peer_queue_bytes ? o->peer_queue_bytes : 64ull << 20;
+    r->backoff_min_ms = o->backoff_min_ms ? o->backoff_min_ms : 50;
+    r->backoff_max_ms = AL_MAX(r->backoff_min_ms, o->backoff_max_ms ? o->backoff_max_ms : 5000);
+    r->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 3000;
+    reactor_timer_init(&r->accept_timer, accept_timer_cb, r);
+    const char *host = o->listen_host && *o->listen_host ? o->listen_host : NULL;
+    int fd = io_listen(r->io, host, o->listen_port, false, 128);
+    if (fd < 0) {
+        log_error("rpc", "cannot listen on %s:%u: %s", host ? host : "0.0.0.0", o->listen_port,
+                  al_strerror(fd));
+        free(r);
+        return fd;
+    }
+    int port = io_local_port(r->io, fd);
+    if (port < 0) {
+        io_close_now(r->io, fd);
+        free(r);
+        return port;
+    }
+    r->lfd = fd;
+    r->port = (uint16_t)port;
+    if (o->advertised_addr)
+        snprintf(r->adv_addr, sizeof(r->adv_addr), "%s", o->advertised_addr);
+    else
+        snprintf(r->adv_addr, sizeof(r->adv_addr), "%s:%u", host ? host : "127.0.0.1", r->port);
+    accept_arm(r);
+    log_debug("rpc", "node %" PRId32 " listening for rpc on port %u", r->node_id, r->port);
+    *out = r;
+    return 0;
+}
+
+uint16_t rpc_port(const rpc *r)
+{
+    return r->port;
+}
+
+int32_t rpc_node_id(const rpc *r)
+{
+    return r->node_id;
+}
+
+unsigned rpc_shard_index(const rpc *r)
+{
+    return r->shard_idx;
+}
+
+int rpc_set_node_id(rpc *r, int32_t node_id)
+{
+    if (node_id < -1) return AL_EINVAL;
+    r->node_id = node_id;
+    return 0;
+}
+
+int rpc_set_cluster_id(rpc *r, const char *cluster_id)
+{
+    if (!valid_cluster_id(cluster_id)) return AL_EINVAL;
+    snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", cluster_id ? cluster_id : "");
+    return 0;
+}
+
+static void rpc_maybe_free(rpc *r)
+{
+    if (!r->stopping || r->freed || r->depth > 0 || r->accept_pending || r->nconns > 0 ||
+        __atomic_load_n(&r->xinflight, __ATOMIC_ACQUIRE) > 0)
+        return;
+    r->freed = true;
+    reactor_timer_cancel(r->shard, &r->accept_timer);
+    if (r->lfd >= 0) io_close_now(r->io, r->lfd);
+    for (uint32_t i = 0; i < r->npeers; i++) {
+        rpc_peer *p = r->peers[i];
+        AL_ASSERT(p->conn == NULL && p->calls_head == NULL);
+        reactor_timer_cancel(r->shard, &p->timer);
+        outq_free(&p->q);
+        free(p);
+    }
+    free(r->peers);
+    void (*done)(void *) = r->done;
+    void *arg = r->done_arg;
+    free(r);
+    if (done) done(arg);
+}
+
+void rpc_stop(rpc *r, void (*done)(void *arg), void *arg)
+{
+    if (r->stopping) return;
+    __atomic_store_n(&r->stopping, 1, __ATOMIC_SEQ_CST);
+    r->done = done;
+    r->done_arg = arg;
+    r->depth++;
+    reactor_timer_cancel(r->shard, &r->accept_timer);
+    if (r->accept_pending) io_cancel(r->io, &r->accept_op);
+    for (uint32_t i = 0; i < r->npeers; i++) {
+        rpc_peer *p = r->peers[i];
+        reactor_timer_cancel(r->shard, &p->timer);
+        p->state = P_IDLE;
+        if (p->conn) {
+            conn_close(p->conn, AL_LOG_DEBUG, "endpoint stopping", 0);
+            conn_maybe_free(p->conn);
+        }
+    }
+    rpc_conn *c = r->in_head;
+    for (uint32_t i = 0; c && i < INBOUND_MAX + 1; i++) {
+        rpc_conn *next = c->next_in;
+        conn_close(c, AL_LOG_DEBUG, "endpoint stopping", 0);
+        conn_maybe_free(c);
+        c = next;
+    }
+    for (uint32_t i = 0; i < r->npeers; i++) {
+        rpc_peer *p = r->peers[i];
+        calls_fail(calls_detach(p, false), AL_ECLOSED, "the rpc endpoint is stopping");
+    }
+    r->depth--;
+    rpc_maybe_free(r);
+}
+
+int rpc_peer_set(rpc *r, int32_t node, const char *host, uint16_t port)
+{
+    if (r->stopping) return AL_ECLOSED;
+    if (node < 0 || !host || !*host || strlen(host) >= sizeof(((rpc_peer *)0)->host) ||
+        port == 0)
+        return AL_EINVAL;
+    rpc_peer *p = peer_by_id(r, node);
+    if (p) {
+        if (p->port == port && !strcmp(p->host, host)) return 0;
+        log_info("rpc", "node %" PRId32 " moved from %s to %s:%u", node, p->addr, host, port);
+        snprintf(p->host, sizeof(p->host), "%s", host);
+        p->port = port;
+        snprintf(p->addr, sizeof(p->addr), "%s:%u", host, port);
+        if (p->conn) {
+            r->depth++;
+            conn_close(p->conn, AL_LOG_INFO, "its address changed", 0);
+            conn_maybe_free(p->conn);
+            r->depth--;
+        }
+        return 0;
+    }
+    p = peer_by_addr(r, host, port);
+    if (p && p->node_id < 0) {
+        p->node_id = node;
+        p->st.node = node;
+        return 0;
+    }
+    return peer_new(r, node, host, port) ? 0 : AL_EFULL;
+}
+
+int rpc_handler_set(rpc *r, uint16_t type, rpc_handler_fn fn, void *ctx)
+{
+    if (type < RPC_T_RAFT || type >= RPC_T_MAX) return AL_EINVAL;
+    r->handlers[type] = (struct rpc_handler){fn, fn ? ctx : NULL};
+    return 0;
+}
+
+static rpc_conn *inbound_by_id(rpc *r, uint64_t id)
+{
+    rpc_conn *c = r->in_head;
+    for (uint32_t i = 0; c && i <= INBOUND_MAX; i++, c = c->next_in)
+        if (c->id == id) return c;
+    return NULL;
+}
+
+/* Queues an answer (ok: payload; else an error) on the call's connection. */
+static int reply_queue(rpc *r, rpc_token t, bool ok, int err, const void *payload, size_t len,
+                       const char *text)
+{
+    if (r->stopping) return AL_ECLOSED;
+    rpc_conn *c = inbound_by_id(r, t.conn);
+    if (!c || c->closing || !c->ready) return AL_ECLOSED;
+    if (ok && len > r->max_frame) return AL_ETOOLARGE;
+    uint16_t type = t.type >= RPC_T_RAFT && t.type < RPC_T_MAX ? t.type : RPC_T_USER;
+    if (ok) {
+        int e = outq_append(c->q, RPC_F_RESPONSE, type, t.corr, payload, len);
+        if (e) return e;
+    } else {
+        conn_answer_error(c, type, t.corr, err < 0 ? err : AL_EFAILED, text);
+        if (c->closing) return -ENOMEM;
+    }
+    if (!c->in_dispatch) conn_flush(c); /* else the dispatch loop flushes */
+    return 0;
+}
+
+int rpc_reply(rpc *r, rpc_token t, const void *payload, size_t len)
+{
+    return reply_queue(r, t, true, 0, payload, len, NULL);
+}
+
+int rpc_reply_error(rpc *r, rpc_token t, int err, const char *text)
+{
+    return reply_queue(r, t, false, err, NULL, 0, text);
+}
+
+static int send_check(rpc *r, uint16_t type, size_t len)
+{
+    if (r->stopping) return AL_ECLOSED;
+    if (type < RPC_T_RAFT || type >= RPC_T_MAX) return AL_EINVAL;
+    if (len > r->max_frame) return AL_ETOOLARGE;
+    return 0;
+}
+
+int rpc_send(rpc *r, int32_t node, uint16_t type, const void *payload, size_t len)
+{
+    int err = send_check(r, type, len);
+    if (err) return err;
+    rpc_peer *p = peer_by_id(r, node);
+    if (!p) return AL_ENOTFOUND;
+    r->depth++;
+    err = peer_enqueue(p, 0, type, 0, payload, len);
+    r->depth--;
+    return err;
+}
+
+static int call_start(rpc *r, rpc_peer *p, uint16_t type, const void *payload, size_t len,
+                      uint32_t timeout_ms, rpc_call_cb cb, void *ctx)
+{
+    rpc_pcall *k = calloc(1, sizeof(*k));
+    if (!k) return -ENOMEM;
+    k->peer = p;
+    k->corr = ++r->next_corr;
+    k->type = type;
+    k->timeout_ms = timeout_ms ? timeout_ms : 10000;
+    k->cb = cb;
+    k->ctx = ctx;
+    reactor_timer_init(&k->timer, call_timer_cb, k);
+    /* Linked first: the frame's write (never inline, but keep the order obvious) finds it. */
+    k->prev = p->calls_tail;
+    if (p->calls_tail) p->calls_tail->next = k;
+    else p->calls_head = k;
+    p->calls_tail = k;
+    p->ncalls++;
+    r->depth++;
+    int err = peer_enqueue(p, RPC_F_REQUEST, type, k->corr, payload, len);
+    r->depth--;
+    if (err) {
+        call_unlink(k);
+        free(k);
+        return err;
+    }
+    r->st.calls++;
+    reactor_timer_add(r->shard, &k->timer, now_ns(r) + k->timeout_ms * 1000000ull, NULL);
+    return 0;
+}
+
+int rpc_call(rpc *r, int32_t node, uint16_t type, const void *payload, size_t len,
+             uint32_t timeout_ms, rpc_call_cb cb, void *ctx)
+{
+    int err = send_check(r, type, len);
+    if (err) return err;
+    if (!cb) return AL_EINVAL;
+    rpc_peer *p = peer_by_id(r, node);
+    if (!p) return AL_ENOTFOUND;
+    return call_start(r, p, type, payload, len, timeout_ms, cb, ctx);
+}
+
+int rpc_call_addr(rpc *r, const char *host, uint16_t port, uint16_t type, const void *payload,
+                  size_t len, uint32_t timeout_ms, rpc_call_cb cb, void *ctx)
+{
+    int err = send_check(r, type, len);
+    if (err) return err;
+    if (!cb || !host || !*host || strlen(host) >= sizeof(((rpc_peer *)0)->host) || !port)
+        return AL_EINVAL;
+    rpc_peer *p = peer_by_addr(r, host, port);
+    if (!p && !(p = peer_new(r, -1, host, port))) return AL_EFULL;
+    return call_start(r, p, type, payload, len, timeout_ms, cb, ctx);
+}
+
+/* ---- sends from other shards ---- */
+
+struct rpc_fwd {
+    rpc *r;
+    int32_t node;
+    uint16_t type;
+    size_t len;
+    uint8_t data[];
+};
+
+static void fwd_arrived(reactor_shard *self, const struct reactor_msg *m)
+{
+    struct rpc_fwd *f = m->arg;
+    rpc *r = f->r;
+    AL_ASSERT(reactor_shard_index(self) == r->shard_idx);
+    r->st.forwarded++;
+    int err = rpc_send(r, f->node, f->type, f->data, f->len);
+    if (err) r->st.forward_dropped++;
+    free(f);
+    __atomic_sub_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
+    rpc_maybe_free(r);
+}
+
+int rpc_send_from(reactor_shard *self, rpc *r, int32_t node, uint16_t type, const void *payload,
+                  size_t len)
+{
+    if (reactor_shard_index(self) == r->shard_idx) return rpc_send(r, node, type, payload, len);
+    if (type < RPC_T_RAFT || type >= RPC_T_MAX) return AL_EINVAL;
+    struct rpc_fwd *f = malloc(sizeof(*f) + len);
+    if (!f) return -ENOMEM;
+    f->r = r;
+    f->node = node;
+    f->type = type;
+    f->len = len;
+    if (len) memcpy(f->data, payload, len);
+    __atomic_add_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
+    struct reactor_msg m = {fwd_arrived, f, 0, 0};
+    int err = reactor_send(self, r->shard_idx, &m);
+    if (err) {
+        __atomic_sub_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
+        free(f);
+    }
+    return err;
+}
+
+/* ---- counters ---- */
+
+void rpc_stats_get(rpc *r, struct rpc_stats *out)
+{
+    *out = r->st;
+}
+
+static void peer_stats_fill(rpc_peer *p, struct rpc_peer_stats *out)
+{
+    *out = p->st;
+    out->node = p->node_id;
+    snprintf(out->addr, sizeof(out->addr), "%s", p->addr);
+    out->queued_bytes = outq_len(&p->q);
+}
+
+int rpc_peer_stats_get(rpc *r, int32_t node, struct rpc_peer_stats *out)
+{
+    rpc_peer *p = peer_by_id(r, node);
+    if (!p) return AL_ENOTFOUND;
+    peer_stats_fill(p, out);
+    return 0;
+}
+
+int rpc_peer_stats_at(rpc *r, uint32_t i, struct rpc_peer_stats *out)
+{
+    if (i >= r->npeers) return AL_ENOTFOUND;
+    peer_stats_fill(r->peers[i], out);
+    return 0;
+}
