@@ -97,6 +97,7 @@ struct raft_replica {
     int64_t conf_off[RAFT_CONF_HISTORY];
     raft_config confs[RAFT_CONF_HISTORY];
 
+    raft_replica_stats st;
     uint8_t ctl[RAFT_CTRL_BATCH_MAX];
 };
 
@@ -380,6 +381,7 @@ static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max
     int rc = storage_log_read(r->log, sr);
     if (rc == 0) {
         r->rd_busy = true;
+        r->st.async_reads++;
         return 0;
     }
     if (rc < 0) return rc;
@@ -520,6 +522,7 @@ static void flush_issue(raft_replica *r)
     }
     r->fw = (storage_waiter){.cb = flush_cb, .ctx = r, .offset = r->flush_want};
     int rc = storage_log_flush_wait(r->log, r->flush_want, &r->fw);
+    r->st.flushes++;
     if (rc == 0) r->fw_busy = true;
     else if (rc == 1) r->pend_flush = true;
     else fail_replica(r, "log flush", rc);
@@ -549,6 +552,7 @@ static int append_entry(raft_replica *r, const raft_entry *e)
     rc = storage_log_append(r->log, (int32_t)e->term, buf, len, &res);
     if (rc < 0) return rc;
     AL_ASSERT(res.base_offset == e->offset && res.last_offset == raft_entry_last(e));
+    r->st.appended++;
     return 0;
 }
 
@@ -590,7 +594,11 @@ static void apply(raft_replica *r, const raft_action *a)
         rbuf_free(&r->pre);
         r->tr = (storage_truncation){.offset = a->offset, .cb = trunc_cb, .ctx = r};
         rc = storage_log_truncate_suffix_async(r->log, &r->tr);
-        if (rc == 0) r->tr_busy = true;
+        r->st.truncations++;
+        if (rc == 0) {
+            r->tr_busy = true;
+            r->st.async_truncations++;
+        }
         else trunc_done(r, rc < 0 ? rc : 0);
         break;
     case RAFT_ACT_FLUSH:
@@ -650,6 +658,7 @@ static int hold(raft_replica *r, const raft_action *a)
         h->a.entries = h->ents;
     }
     r->held_n++;
+    r->st.held++;
     return 0;
 }
 
@@ -754,6 +763,7 @@ static void reset(raft_replica *r)
 {
     if (r->failed || r->tr_busy || r->held_n) return; /* again once those are done */
     r->need_reset = false;
+    r->st.resets++;
     waiters_fail(r, RAFT_ELOST);
     raft_group_free(&r->g);
     r->pend_append = r->pend_flush = false;
@@ -918,6 +928,7 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
         goto err;
     }
     if ((rc = storage_log_sync_all(r->log)) < 0) goto err;
+    if ((rc = storage_log_drop_empty_tail(r->log)) < 0) goto err;
     rc = hs_read(r, &r->hs);
     if (rc == -ENOENT) rc = 0;
     if (rc < 0) goto err;
@@ -1047,7 +1058,10 @@ int raft_replica_deliver(raft_rx *rx, uint8_t *buf, size_t len,
     }
     raft_replica *r = lookup(ctx, m.group);
     if (!r) return AL_ENOTFOUND;
-    if (busy(r)) return 0; /* dropped: Raft retries */
+    if (busy(r)) { /* dropped: Raft retries */
+        r->st.dropped_busy++;
+        return 0;
+    }
     if (m.type == RAFT_MSG_APPEND_REQ && (rc = check_entries(r, &m)) < 0) {
         log_warn("raft", "group %" PRIu64 ": dropping an append request from %d with a bad "
                          "entry: %s", m.group, m.from, al_strerror(rc));
@@ -1133,4 +1147,9 @@ int64_t raft_replica_match(const raft_replica *r, int32_t node)
     for (uint32_t i = 0; i < r->g.n_pr; i++)
         if (r->g.pr[i].id == node) return r->g.pr[i].match;
     return -1;
+}
+
+void raft_replica_get_stats(const raft_replica *r, raft_replica_stats *out)
+{
+    *out = r->st;
 }

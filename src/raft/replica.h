@@ -179,4 +179,17 @@ storage_log *raft_replica_log(raft_replica *r);
 uint64_t raft_replica_group(const raft_replica *r);
 bool raft_replica_failed(const raft_replica *r);
 
+/* Counters since open (tests, metrics). */
+typedef struct raft_replica_stats {
+    uint64_t appended;      /* entries appended to the log */
+    uint64_t truncations;   /* suffix truncations (of which some waited: async) */
+    uint64_t async_truncations;
+    uint64_t held;          /* actions held back behind a truncation */
+    uint64_t flushes;       /* durability waits issued */
+    uint64_t async_reads;   /* log reads that went to disk (the group asked again) */
+    uint64_t resets;        /* group rebuilt from the log after a storage error */
+    uint64_t dropped_busy;  /* messages dropped because the replica was busy */
+} raft_replica_stats;
+void raft_replica_get_stats(const raft_replica *r, raft_replica_stats *out);
+
 #endif

@@ -5,6 +5,7 @@
  */
 #include "storage/log_raft.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "storage/batch.h"
@@ -19,6 +20,35 @@ int storage_log_sync_all(storage_log *log)
         if (rc < 0) return rc;
     }
     return 0;
+}
+
+int storage_log_drop_empty_tail(storage_log *log)
+{
+    AL_ASSERT(!log->wbusy && !log->sbusy && !log->trunc && log->reads_inflight == 0);
+    int dropped = 0;
+    while (log->nsegs > 0) {
+        segment *seg = log->segs[log->nsegs - 1];
+        if (seg->last >= seg->base || seg->size > 0) break;
+        char path[SEG_PATH_MAX + 16];
+        if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
+        static const char *const ext[] = {".log", ".index", ".timeindex"};
+        for (int k = 0; k < 3; k++) {
+            snprintf(path, sizeof(path), "%s%s", seg->stem, ext[k]);
+            io_fs_unlink(log->io, path);
+        }
+        free(seg->idx);
+        free(seg->tidx);
+        free(seg->buf);
+        free(seg->fbuf);
+        free(seg);
+        log->nsegs--;
+        dropped++;
+    }
+    if (dropped) {
+        int rc = io_fs_fsync_dir(log->io, log->dir);
+        if (rc < 0) return rc;
+    }
+    return dropped;
 }
 
 /* Byte position of the last sparse-index entry at or before offset in seg (0 if none). */

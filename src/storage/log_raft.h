@@ -20,6 +20,14 @@
 int storage_log_sync_all(storage_log *log);
 
 /*
+ * Removes trailing segments that hold no batch (a roll to a new term whose first batch never
+ * became durable leaves one behind a crash): the log's last term is then again the term of
+ * its last batch, so Raft can append entries of an older term there after it. Call right after
+ * storage_log_open (the log must be idle). Returns the number of segments removed or -errno.
+ */
+int storage_log_drop_empty_tail(storage_log *log);
+
+/*
  * Calls fn(ctx, batch, size) for every stored batch whose last offset >= from, in offset order,
  * reading synchronously (memory buffers or disk), at most max_batches of them (0: no bound).
  * fn returns 0 to go on, 1 to stop, or a negative error that ends the scan. The batch bytes are
