@@ -980,6 +980,11 @@ int raft_replica_close(raft_replica *r)
 
 void raft_replica_abandon(raft_replica *r)
 {
+    if (r->rd_busy) { /* its disk read will never complete: free what the read holds */
+        free(r->rd->abuf);
+        r->rd->abuf = NULL;
+        storage_read_release(r->rd);
+    }
     storage_log_abandon(r->log);
     replica_free(r);
 }

@@ -102,7 +102,8 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
  * from the shard, not from a replica callback. Returns 0 or the log's close error. */
 int raft_replica_close(raft_replica *r);
 
-/* Frees the replica and its log without any I/O and without callbacks: a simulated crash. */
+/* Frees the replica and its log without any I/O and without callbacks: a simulated crash.
+ * Only when the io is dead too (io_sim_crash): a live io would still complete its ops. */
 void raft_replica_abandon(raft_replica *r);
 
 /* Timer input: call every few milliseconds (well under heartbeat_ms). 0 or AL_EFAILED. */

@@ -133,6 +133,8 @@ typedef struct sim {
     raft_rx *rx;
     char failure[512];
     /* stats */
+    bool lossy;   /* drop 5% and duplicate 3% of the messages */
+    uint64_t t;   /* virtual time the run has reached */
     uint64_t sent, dropped, dups, crashes, acked, acked1, elections, lost;
     raft_replica_stats st; /* summed over replica incarnations */
 } sim;
@@ -179,11 +181,12 @@ static void on_send(void *ctx, int32_t to, uint64_t group, const uint8_t *buf, s
     if (ti < 0 || ti >= NN) return;
     s->sent++;
     uint64_t t = now_ns(s);
-    if (from->cut_until > t || s->n[ti].cut_until > t || rng_next(&s->rng) % 100 < 5) {
+    if (from->cut_until > t || s->n[ti].cut_until > t ||
+        (s->lossy && rng_next(&s->rng) % 100 < 5)) {
         s->dropped++;
         return;
     }
-    int copies = rng_next(&s->rng) % 100 < 3 ? 2 : 1;
+    int copies = s->lossy && rng_next(&s->rng) % 100 < 3 ? 2 : 1;
     s->dups += (uint64_t)(copies - 1);
     for (int c = 0; c < copies && s->n_msgs < MAX_MSGS; c++) {
         sim_msg *m = &s->msgs[s->n_msgs++];
@@ -381,7 +384,12 @@ static void reader_start(sim *s, snode *nd)
 
 static void node_crash(sim *s, snode *nd, uint64_t down_ns)
 {
-    nd->rd_busy = false; /* the read died with the node */
+    if (nd->rd_busy) { /* the read died with the node: free its buffers */
+        free(nd->rd.abuf);
+        nd->rd.abuf = NULL;
+        storage_read_release(&nd->rd);
+    }
+    nd->rd_busy = false;
     nd->hs_term = raft_replica_term(nd->r);
     nd->hs_vote = raft_replica_vote(nd->r);
     nd->have_hs = true;
@@ -458,6 +466,27 @@ static void propose(sim *s, uint64_t tag)
     }
 }
 
+/* Replicates one 3-record batch at nd; returns the request, or NULL with *rc_out set. */
+static sreq *propose_at(sim *s, snode *nd, int wait, uint64_t tag, int *rc_out)
+{
+    uint8_t buf[1024];
+    size_t len = make_batch(buf, sizeof(buf), 3, tag);
+    AL_ASSERT(s->n_reqs < MAX_REQS);
+    sreq *sq = &s->reqs[s->n_reqs];
+    memset(sq, 0, sizeof(*sq));
+    sq->s = s;
+    sq->node = nd->idx;
+    sq->q.wait = wait;
+    sq->q.cb = on_repl;
+    int rc = raft_replicate(nd->r, buf, len, &sq->q);
+    if (rc_out) *rc_out = rc;
+    if (rc < 0) return NULL;
+    sq->hash = hash_bytes(buf, len);
+    sq->pending = rc == 0;
+    s->n_reqs++;
+    return sq;
+}
+
 static void tick_all(sim *s)
 {
     for (int i = 0; i < NN; i++) {
@@ -468,12 +497,12 @@ static void tick_all(sim *s)
     }
 }
 
-/* Runs one seed; returns true when every check held. */
-static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
+static sim *sim_new(uint64_t seed, bool lossy)
 {
     sim *s = calloc(1, sizeof(*s));
     AL_ASSERT(s);
     s->seed = seed;
+    s->lossy = lossy;
     s->rng = seed ^ 0x5eedull;
     s->msgs = calloc(MAX_MSGS, sizeof(*s->msgs));
     s->reqs = calloc(MAX_REQS, sizeof(*s->reqs));
@@ -499,36 +528,29 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
         AL_ASSERT(raft_hb_batcher_init(&nd->hb, nd->id, NN, 64) == 0);
         node_open(s, nd);
     }
-    uint64_t end_chaos = chaos_ms * 1000000ull;
-    uint64_t end = end_chaos + 3000ull * 1000000ull; /* then heal and converge */
-    uint64_t tag = 1;
-    for (uint64_t t = 1000000; t <= end && !s->failure[0]; t += 1000000) {
-        io_sim_world_run_until(s->w, t, 200000);
-        deliver_due(s);
-        bool chaos = t < end_chaos;
-        for (int i = 0; i < NN; i++) {
-            snode *nd = &s->n[i];
-            if (!nd->r && nd->restart_at <= t) node_restart(s, nd);
-        }
-        if (t % 5000000 == 0) tick_all(s);
-        for (int i = 0; i < NN; i++)
-            if (s->n[i].r && rng_next(&s->rng) % 100 < 20) reader_start(s, &s->n[i]);
-        uint64_t x = rng_next(&s->rng) % 10000;
-        if (x < 1000 && (chaos || t < end - 1500ull * 1000000ull)) propose(s, tag++);
-        if (!chaos) continue;
-        if (x >= 9000 && x < 9030) { /* crash one node for 20..400 ms */
-            snode *nd = &s->n[rng_next(&s->rng) % NN];
-            if (nd->r) node_crash(s, nd, (20 + rng_next(&s->rng) % 380) * 1000000ull);
-        } else if (x >= 9100 && x < 9130) { /* cut one node off for 50..500 ms */
-            snode *nd = &s->n[rng_next(&s->rng) % NN];
-            nd->cut_until = t + (50 + rng_next(&s->rng) % 450) * 1000000ull;
-        } else if (x >= 9200 && x < 9210) { /* crash the leader */
-            for (int i = 0; i < NN; i++)
-                if (s->n[i].r && raft_replica_role(s->n[i].r) == RAFT_LEADER)
-                    node_crash(s, &s->n[i], (20 + rng_next(&s->rng) % 200) * 1000000ull);
-        }
+    return s;
+}
+
+/* Advances the cluster by one virtual millisecond: disk events, due messages, restarts,
+ * ticks (every 5 ms), and (readers) random log reads. */
+static void sim_ms(sim *s, bool readers)
+{
+    s->t += 1000000;
+    io_sim_world_run_until(s->w, s->t, 200000);
+    deliver_due(s);
+    for (int i = 0; i < NN; i++) {
+        snode *nd = &s->n[i];
+        if (!nd->r && nd->restart_at <= s->t) node_restart(s, nd);
     }
-    /* converged: every replica up, commit covering every acknowledged batch, logs equal */
+    if (s->t % 5000000 == 0) tick_all(s);
+    for (int i = 0; readers && i < NN; i++)
+        if (s->n[i].r && rng_next(&s->rng) % 100 < 20) reader_start(s, &s->n[i]);
+}
+
+/* The end of a run: every replica up, commit covering every acknowledged batch, every
+ * replica's log equal to the committed record. */
+static void sim_check_final(sim *s)
+{
     int64_t max_acked = -1;
     for (uint32_t i = 0; i < s->n_reqs; i++)
         if (!s->reqs[i].pending && s->reqs[i].q.res == 0 && s->reqs[i].q.wait == RAFT_WAIT_COMMIT)
@@ -551,20 +573,20 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
             sim_fail(s, "acked batch at %" PRId64 " is not the committed batch there",
                      sq->q.base_offset);
     }
-    bool ok = !s->failure[0];
-    if (!ok || verbose)
-        fprintf(stderr, "  seed %" PRIu64 ": %s%s; sent %" PRIu64 " (dropped %" PRIu64
-                        ", dup %" PRIu64 "), crashes %" PRIu64 ", elections %" PRIu64
-                        ", acked all %" PRIu64 " / acks1 %" PRIu64 ", lost %" PRIu64
-                        ", committed up to %" PRId64 "\n",
-                seed, ok ? "ok" : "FAILED: ", s->failure, s->sent, s->dropped, s->dups,
-                s->crashes, s->elections, s->acked, s->acked1, s->lost, s->canon_max);
+}
+
+static void sim_free(sim *s)
+{
     g_tot.seeds++;
     g_tot.acked += s->acked;
     g_tot.crashes += s->crashes;
     g_tot.elections += s->elections;
     g_tot.lost += s->lost;
     for (int i = 0; i < NN; i++) {
+        if (s->n[i].rd_busy) {
+            free(s->n[i].rd.abuf);
+            storage_read_release(&s->n[i].rd);
+        }
         if (s->n[i].r) add_stats(s, s->n[i].r);
         if (s->n[i].r) raft_replica_abandon(s->n[i].r);
         raft_hb_batcher_free(&s->n[i].hb);
@@ -583,6 +605,44 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
     g_tot.async_reads += s->st.async_reads;
     g_tot.resets += s->st.resets;
     free(s);
+}
+
+/* Runs one seed; returns true when every check held. */
+static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
+{
+    sim *s = sim_new(seed, true);
+    uint64_t end_chaos = chaos_ms * 1000000ull;
+    uint64_t end = end_chaos + 3000ull * 1000000ull; /* then heal and converge */
+    uint64_t tag = 1;
+    while (s->t < end && !s->failure[0]) {
+        sim_ms(s, true);
+        uint64_t t = s->t;
+        bool chaos = t < end_chaos;
+        uint64_t x = rng_next(&s->rng) % 10000;
+        if (x < 1000 && (chaos || t < end - 1500ull * 1000000ull)) propose(s, tag++);
+        if (!chaos) continue;
+        if (x >= 9000 && x < 9030) { /* crash one node for 20..400 ms */
+            snode *nd = &s->n[rng_next(&s->rng) % NN];
+            if (nd->r) node_crash(s, nd, (20 + rng_next(&s->rng) % 380) * 1000000ull);
+        } else if (x >= 9100 && x < 9130) { /* cut one node off for 50..500 ms */
+            snode *nd = &s->n[rng_next(&s->rng) % NN];
+            nd->cut_until = t + (50 + rng_next(&s->rng) % 450) * 1000000ull;
+        } else if (x >= 9200 && x < 9210) { /* crash the leader */
+            for (int i = 0; i < NN; i++)
+                if (s->n[i].r && raft_replica_role(s->n[i].r) == RAFT_LEADER)
+                    node_crash(s, &s->n[i], (20 + rng_next(&s->rng) % 200) * 1000000ull);
+        }
+    }
+    sim_check_final(s);
+    bool ok = !s->failure[0];
+    if (!ok || verbose)
+        fprintf(stderr, "  seed %" PRIu64 ": %s%s; sent %" PRIu64 " (dropped %" PRIu64
+                        ", dup %" PRIu64 "), crashes %" PRIu64 ", elections %" PRIu64
+                        ", acked all %" PRIu64 " / acks1 %" PRIu64 ", lost %" PRIu64
+                        ", committed up to %" PRId64 "\n",
+                seed, ok ? "ok" : "FAILED: ", s->failure, s->sent, s->dropped, s->dups,
+                s->crashes, s->elections, s->acked, s->acked1, s->lost, s->canon_max);
+    sim_free(s);
     return ok;
 }
 
@@ -619,6 +679,555 @@ TEST(sim_seeds)
             g_tot.async_reads, g_tot.resets);
     CHECK_EQ(failed, 0);
     CHECK(seeds > 0);
+}
+
+/* ---------------------------------------------------------------- scripted cases */
+
+static snode *sim_leader(sim *s)
+{
+    for (int i = 0; i < NN; i++)
+        if (s->n[i].r && raft_replica_role(s->n[i].r) == RAFT_LEADER) return &s->n[i];
+    return NULL;
+}
+
+/* Runs up to max_ms virtual milliseconds until cond holds; returns whether it did. */
+static bool run_until(sim *s, uint64_t max_ms, bool (*cond)(sim *s, void *arg), void *arg)
+{
+    for (uint64_t i = 0; i < max_ms && !s->failure[0]; i++) {
+        if (cond(s, arg)) return true;
+        sim_ms(s, false);
+    }
+    return cond(s, arg);
+}
+
+static bool has_leader(sim *s, void *arg)
+{
+    AL_UNUSED(arg);
+    return sim_leader(s) != NULL;
+}
+
+static bool is_leader(sim *s, void *arg)
+{
+    snode *nd = arg;
+    AL_UNUSED(s);
+    return nd->r && raft_replica_role(nd->r) == RAFT_LEADER;
+}
+
+static bool reqs_settled(sim *s, void *arg)
+{
+    AL_UNUSED(arg);
+    for (uint32_t i = 0; i < s->n_reqs; i++)
+        if (s->reqs[i].pending) return false;
+    return true;
+}
+
+/* Every running replica's commit index equals the leader's last offset. */
+static bool all_caught_up(sim *s, void *arg)
+{
+    AL_UNUSED(arg);
+    snode *l = sim_leader(s);
+    if (!l) return false;
+    for (int i = 0; i < NN; i++)
+        if (s->n[i].r && raft_replica_membership(l->r) &&
+            (raft_config_is_voter(raft_replica_membership(l->r), s->n[i].id) ||
+             raft_config_is_learner(raft_replica_membership(l->r), s->n[i].id)) &&
+            raft_replica_commit(s->n[i].r) != raft_replica_last_offset(l->r))
+            return false;
+    return true;
+}
+
+struct first_batch {
+    int type;
+    int32_t epoch;
+    int64_t base;
+    raft_config conf;
+};
+
+static int first_fn(void *ctx, const uint8_t *batch, size_t size)
+{
+    struct first_batch *f = ctx;
+    const uint8_t *p;
+    size_t plen;
+    storage_batch_hdr h;
+    f->type = raft_batch_classify(batch, size, &p, &plen);
+    storage_batch_parse_header(batch, size, &h);
+    f->epoch = h.leader_epoch;
+    f->base = h.base_offset;
+    if (f->type == RAFT_ENTRY_CONFIG) AL_ASSERT(raft_config_decode(p, plen, &f->conf) == 0);
+    return 1;
+}
+
+static struct first_batch batch_at(snode *nd, int64_t off)
+{
+    struct first_batch f = {.type = -1};
+    storage_log_scan_sync(raft_replica_log(nd->r), off, 1, first_fn, &f);
+    return f;
+}
+
+TEST(control_batches)
+{
+    uint8_t b[RAFT_CTRL_BATCH_MAX];
+    storage_batch_hdr h;
+    const uint8_t *p = NULL;
+    size_t plen = 0;
+    /* NOOP: a control batch of no records taking one offset */
+    int n = raft_batch_build_control(b, sizeof(b), RAFT_ENTRY_NOOP, 41, 7, NULL, 0);
+    CHECK_EQ(n, STORAGE_BATCH_HEADER);
+    CHECK_EQ(storage_batch_validate(b, (size_t)n, 0, &h), n);
+    CHECK_EQ(h.base_offset, 41);
+    CHECK_EQ(h.leader_epoch, 7);
+    CHECK_EQ(h.records_count, 0);
+    CHECK_EQ(h.last_offset_delta, 0);
+    CHECK_EQ(h.producer_id, -1);
+    CHECK(h.attributes & STORAGE_ATTR_CONTROL);
+    CHECK(!(h.attributes & STORAGE_ATTR_TRANSACTIONAL));
+    CHECK_EQ(raft_batch_classify(b, (size_t)n, &p, &plen), RAFT_ENTRY_NOOP);
+    int64_t recs = 0;
+    CHECK_EQ(storage_batches_validate(b, (size_t)n, 0, &recs), 1);
+    CHECK_EQ(recs, 1);
+    /* CONFIG: one control record, key (0, RAFT_CTRL_TYPE_CONFIG), value the config */
+    raft_config c = {.n_voters = 3, .voters = {1, 2, 5}, .n_learners = 1, .learners = {9}};
+    uint8_t enc[128];
+    size_t elen = raft_config_encode(&c, enc);
+    n = raft_batch_build_control(b, sizeof(b), RAFT_ENTRY_CONFIG, 100, 3, enc, elen);
+    CHECK(n > STORAGE_BATCH_HEADER);
+    CHECK_EQ(storage_batch_validate(b, (size_t)n, 0, &h), n);
+    CHECK_EQ(h.records_count, 1);
+    CHECK_EQ(raft_batch_classify(b, (size_t)n, &p, &plen), RAFT_ENTRY_CONFIG);
+    CHECK_EQ(plen, elen);
+    CHECK_MEM(p, enc, elen);
+    storage_record_iter it;
+    storage_record rec;
+    storage_record_iter_init(&it, b + STORAGE_BATCH_HEADER, (size_t)n - STORAGE_BATCH_HEADER, 1);
+    CHECK_EQ(storage_record_iter_next(&it, &rec), 1);
+    CHECK_EQ(rec.key_len, 4);
+    CHECK_EQ(rec.key[0], 0);
+    CHECK_EQ(rec.key[1], 0);
+    CHECK_EQ((rec.key[2] << 8) | rec.key[3], RAFT_CTRL_TYPE_CONFIG);
+    /* deterministic: the same entry builds the same bytes (replicas store equal logs) */
+    uint8_t b2[RAFT_CTRL_BATCH_MAX];
+    CHECK_EQ(raft_batch_build_control(b2, sizeof(b2), RAFT_ENTRY_CONFIG, 100, 3, enc, elen), n);
+    CHECK_MEM(b, b2, (size_t)n);
+    /* a client batch is DATA; so is a transaction marker (transactional control batch) */
+    size_t dl = make_batch(b2, sizeof(b2), 2, 1);
+    CHECK_EQ(raft_batch_classify(b2, dl, NULL, NULL), RAFT_ENTRY_DATA);
+    storage_build_params mp = {0, 0, STORAGE_ATTR_CONTROL | STORAGE_ATTR_TRANSACTIONAL, -1, 1, 1,
+                               4242, 0, -1};
+    uint8_t mkey[4] = {0, 0, 0, 1}, mval[6] = {0, 0, 0, 0, 0, 5};
+    storage_build_record mr = {0, 0, mkey, 4, mval, 6, NULL, 0};
+    int64_t ml = storage_batch_build(b2, sizeof(b2), &mp, &mr, 1);
+    CHECK(ml > 0);
+    CHECK_EQ(raft_batch_classify(b2, (size_t)ml, NULL, NULL), RAFT_ENTRY_DATA);
+    /* something that claims to be ours but is not well formed */
+    storage_build_params bp = {0, 0, STORAGE_ATTR_CONTROL, -1, -1, -1, -1, -1, -1};
+    storage_build_record br = {0, 0, mkey, 4, mval, 6, NULL, 0}; /* control type 1, not ours */
+    ml = storage_batch_build(b2, sizeof(b2), &bp, &br, 1);
+    CHECK_EQ(raft_batch_classify(b2, (size_t)ml, NULL, NULL), AL_EMALFORMED);
+    CHECK_EQ(raft_batch_build_control(b2, sizeof(b2), RAFT_ENTRY_DATA, 0, 1, NULL, 0), AL_EINVAL);
+    CHECK_EQ(raft_batch_build_control(b2, sizeof(b2), RAFT_ENTRY_NOOP, 0, (int64_t)INT32_MAX + 1,
+                                      NULL, 0), AL_EINVAL);
+}
+
+TEST(scripted_failover_membership)
+{
+    sim *s = sim_new(test_seed(), false);
+    CHECK(run_until(s, 3000, has_leader, NULL));
+    snode *l = sim_leader(s);
+    /* the leader's first entry is a NOOP control batch of its term */
+    struct first_batch f = batch_at(l, 0);
+    CHECK_EQ(f.type, RAFT_ENTRY_NOOP);
+    CHECK_EQ(f.epoch, raft_replica_term(l->r));
+    /* acks=all: committed callbacks; acks=1: done at once */
+    sreq *q[10];
+    for (int i = 0; i < 10; i++) {
+        q[i] = propose_at(s, l, RAFT_WAIT_COMMIT, 100 + (uint64_t)i, NULL);
+        CHECK(q[i] && q[i]->pending);
+        CHECK_EQ(q[i]->q.base_offset, 1 + 3 * i);
+        CHECK_EQ(q[i]->q.last_offset, 3 + 3 * i);
+    }
+    int rc = 0;
+    sreq *q1 = propose_at(s, l, RAFT_WAIT_APPEND, 200, &rc);
+    CHECK_EQ(rc, 1);
+    CHECK(!q1->pending);
+    CHECK_EQ(q1->q.base_offset, 31);
+    CHECK(run_until(s, 1000, reqs_settled, NULL));
+    for (int i = 0; i < 10; i++) CHECK_EQ(q[i]->q.res, 0);
+    /* followers learn the commit index (their high watermark) from heartbeats */
+    CHECK(run_until(s, 1000, all_caught_up, NULL));
+    for (int i = 0; i < NN; i++)
+        if (&s->n[i] != l) CHECK_EQ(raft_replica_match(l->r, s->n[i].id), 33);
+    CHECK_EQ(raft_replica_match(s->n[0].r == l->r ? s->n[1].r : s->n[0].r, l->id), -1);
+    /* a follower refuses proposals */
+    snode *fo = &s->n[(l->idx + 1) % NN];
+    CHECK(propose_at(s, fo, RAFT_WAIT_COMMIT, 300, &rc) == NULL);
+    CHECK_EQ(rc, RAFT_ENOTLEADER);
+
+    /* transfer leadership to fo */
+    CHECK_EQ(raft_replica_transfer_leadership(l->r, fo->id), 0);
+    CHECK(run_until(s, 2000, is_leader, fo));
+    snode *old = l;
+    l = fo;
+    snode *third = &s->n[3 - old->idx - l->idx];
+    CHECK(run_until(s, 500, all_caught_up, NULL));
+
+    /* remove the old leader: a CONFIG control batch in every remaining log (EBUSY until the
+     * new leader has committed an entry of its term) */
+    int64_t conf_off = -1;
+    for (int tries = 0; tries < 500; tries++) {
+        conf_off = raft_replica_last_offset(l->r) + 1;
+        rc = raft_replica_change_membership(l->r, RAFT_CONF_REMOVE, old->id);
+        if (rc != RAFT_EBUSY) break;
+        sim_ms(s, false);
+    }
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(raft_replica_membership(l->r)->n_voters, 2);
+    CHECK(run_until(s, 1000, all_caught_up, NULL));
+    f = batch_at(third, conf_off);
+    CHECK_EQ(f.type, RAFT_ENTRY_CONFIG);
+    CHECK_EQ(f.conf.n_voters, 2);
+    CHECK(!raft_config_is_voter(&f.conf, old->id));
+    CHECK_EQ(raft_replica_membership(third->r)->n_voters, 2);
+    /* the third node restarts: membership comes back from raft_conf ... */
+    node_crash(s, third, 0);
+    node_restart(s, third);
+    CHECK(third->r != NULL);
+    CHECK_EQ(raft_replica_membership(third->r)->n_voters, 2);
+    /* ... or, with raft_conf gone, from a scan of the log */
+    node_crash(s, third, 0);
+    third->io = io_sim_restart(third->io);
+    CHECK_EQ(io_fs_unlink(third->io, "/replica/raft_conf"), 0);
+    node_open(s, third);
+    CHECK(third->r != NULL);
+    CHECK_EQ(raft_replica_membership(third->r)->n_voters, 2);
+    CHECK(!raft_config_is_voter(raft_replica_membership(third->r), old->id));
+    CHECK_EQ(raft_replica_term(third->r), third->hs_term);
+    CHECK(run_until(s, 3000, has_leader, NULL));
+    l = sim_leader(s);
+    CHECK(l != old);
+
+    /* add the old leader back: learner, then voter */
+    for (int tries = 0; tries < 500; tries++) {
+        rc = raft_replica_change_membership(l->r, RAFT_CONF_ADD_LEARNER, old->id);
+        if (rc != RAFT_EBUSY) break;
+        sim_ms(s, false);
+    }
+    CHECK_EQ(rc, 0);
+    CHECK(run_until(s, 1000, all_caught_up, NULL));
+    for (int tries = 0; tries < 500; tries++) {
+        rc = raft_replica_change_membership(l->r, RAFT_CONF_PROMOTE, old->id);
+        if (rc != RAFT_EBUSY) break;
+        sim_ms(s, false);
+    }
+    CHECK_EQ(rc, 0);
+    CHECK(run_until(s, 1000, all_caught_up, NULL));
+    for (int i = 0; i < NN; i++) CHECK_EQ(raft_replica_membership(s->n[i].r)->n_voters, 3);
+
+    /* a leader cut off from the others steps down: its waiter fails, never acks */
+    l = sim_leader(s);
+    l->cut_until = s->t + 1500ull * 1000000ull;
+    sreq *lost = propose_at(s, l, RAFT_WAIT_COMMIT, 400, &rc);
+    CHECK(lost && lost->pending);
+    CHECK(run_until(s, 1000, reqs_settled, NULL));
+    CHECK_EQ(lost->q.res, RAFT_ELOST);
+    CHECK(raft_replica_role(l->r) != RAFT_LEADER);
+    /* healed: the entry it appended alone is truncated away; everyone converges */
+    for (int i = 0; i < 2000 && s->t < l->cut_until; i++) sim_ms(s, false);
+    CHECK(run_until(s, 3000, has_leader, NULL));
+    sreq *after = propose_at(s, sim_leader(s), RAFT_WAIT_COMMIT, 500, &rc);
+    CHECK(after != NULL);
+    CHECK(run_until(s, 2000, reqs_settled, NULL));
+    CHECK_EQ(after->q.res, 0);
+    CHECK(run_until(s, 1000, all_caught_up, NULL));
+    sim_check_final(s);
+    if (s->failure[0]) fprintf(stderr, "    %s\n", s->failure);
+    CHECK(!s->failure[0]);
+    sim_free(s);
+}
+
+/* ---------------------------------------------------------------- real io_uring */
+
+#define RQ_MAX 8192
+
+typedef struct rmsg {
+    int to;
+    uint8_t *buf;
+    size_t len;
+} rmsg;
+
+typedef struct rnode {
+    int idx;
+    int32_t id;
+    raft_replica *r;
+    raft_hb_batcher hb;
+    char dir[600];
+} rnode;
+
+typedef struct rt {
+    io *io;
+    rnode n[NN];
+    rmsg q[RQ_MAX];
+    uint32_t nq;
+    raft_rx *rx;
+    uint32_t acked, failed;
+} rt;
+
+static rt *rt_of(rnode *nd)
+{
+    return (rt *)((char *)(nd - nd->idx) - offsetof(rt, n));
+}
+
+static void rt_send(void *ctx, int32_t to, uint64_t group, const uint8_t *buf, size_t len)
+{
+    rnode *from = ctx;
+    rt *t = rt_of(from);
+    AL_UNUSED(group);
+    if (to < 1 || to > NN || t->nq == RQ_MAX) return; /* lost: Raft resends */
+    rmsg *m = &t->q[t->nq++];
+    m->to = to - 1;
+    m->buf = malloc(len);
+    AL_ASSERT(m->buf);
+    memcpy(m->buf, buf, len);
+    m->len = len;
+}
+
+static raft_replica *rt_lookup(void *ctx, uint64_t group)
+{
+    rnode *nd = ctx;
+    return group == 9 ? nd->r : NULL;
+}
+
+static int rt_open(rt *t, rnode *nd)
+{
+    raft_replica_config c;
+    memset(&c, 0, sizeof(c));
+    c.dir = nd->dir;
+    c.group = 9;
+    c.self = nd->id;
+    c.bootstrap.n_voters = NN;
+    for (int i = 0; i < NN; i++) c.bootstrap.voters[i] = i + 1;
+    raft_options_default(&c.raft);
+    c.raft.election_timeout_ms = 150;
+    c.raft.heartbeat_ms = 30;
+    storage_log_config_default(&c.log);
+    c.log.segment_bytes = 256 * 1024;
+    c.log.fallocate_step = 256 * 1024;
+    c.hb = &nd->hb;
+    c.cb = (raft_replica_callbacks){rt_send, NULL, NULL, nd};
+    return raft_replica_open(t->io, &c, &nd->r);
+}
+
+/* Polls for up to 1 ms, delivers what was sent, ticks every 5 ms. */
+static void rt_step(rt *t, uint64_t *next_tick)
+{
+    io_poll(t->io, io_now_ns(t->io) + 1000000);
+    for (uint32_t round = 0; round < 4 && t->nq; round++) {
+        uint32_t n = t->nq;
+        rmsg batch[256];
+        while (n) {
+            uint32_t k = AL_MIN(n, 256u);
+            memcpy(batch, t->q, sizeof(rmsg) * k);
+            memmove(t->q, t->q + k, sizeof(rmsg) * (t->nq - k));
+            t->nq -= k;
+            n -= k;
+            for (uint32_t i = 0; i < k; i++) {
+                rnode *nd = &t->n[batch[i].to];
+                if (nd->r) raft_replica_deliver(t->rx, batch[i].buf, batch[i].len, rt_lookup, nd);
+                free(batch[i].buf);
+            }
+        }
+    }
+    if (io_now_ns(t->io) >= *next_tick) {
+        *next_tick = io_now_ns(t->io) + 5000000;
+        for (int i = 0; i < NN; i++) {
+            if (!t->n[i].r) continue;
+            raft_replica_tick(t->n[i].r);
+            raft_replica_hb_flush(&t->n[i].hb, rt_send, &t->n[i]);
+        }
+    }
+}
+
+static rnode *rt_leader(rt *t)
+{
+    for (int i = 0; i < NN; i++)
+        if (t->n[i].r && raft_replica_role(t->n[i].r) == RAFT_LEADER) return &t->n[i];
+    return NULL;
+}
+
+static rnode *rt_wait_leader(rt *t, uint64_t *next_tick, double max_s)
+{
+    double t0 = mono_s();
+    while (mono_s() - t0 < max_s) {
+        rnode *l = rt_leader(t);
+        if (l) return l;
+        rt_step(t, next_tick);
+    }
+    return NULL;
+}
+
+typedef struct rreq {
+    raft_replicate_req q;
+    rt *t;
+    bool pending;
+    uint64_t hash;
+} rreq;
+
+static void rt_done(raft_replicate_req *q)
+{
+    rreq *rq = (rreq *)q;
+    rq->pending = false;
+    if (q->res == 0) rq->t->acked++;
+    else rq->t->failed++;
+}
+
+struct hashes {
+    uint64_t h[4096];
+    int64_t base[4096];
+    uint32_t n;
+};
+
+static int hash_fn(void *ctx, const uint8_t *batch, size_t size)
+{
+    struct hashes *hs = ctx;
+    storage_batch_hdr h;
+    storage_batch_parse_header(batch, size, &h);
+    if (hs->n == 4096) return 1;
+    hs->base[hs->n] = h.base_offset;
+    hs->h[hs->n++] = hash_bytes(batch, size);
+    return 0;
+}
+
+/* Offset -> hash of the batch stored there, for a whole log. */
+static void log_hashes(raft_replica *r, struct hashes *hs)
+{
+    hs->n = 0;
+    AL_ASSERT(storage_log_scan_sync(raft_replica_log(r), 0, 0, hash_fn, hs) == 0);
+}
+
+static bool has_batch(const struct hashes *hs, int64_t base, uint64_t h)
+{
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (hs->base[i] == base) return hs->h[i] == h;
+    return false;
+}
+
+TEST(io_uring_three_replicas)
+{
+    rt *t = calloc(1, sizeof(*t));
+    rreq *reqs = calloc(400, sizeof(*reqs));
+    struct hashes *ha = malloc(sizeof(*ha)), *hb = malloc(sizeof(*hb));
+    CHECK(t && reqs && ha && hb);
+    t->rx = malloc(sizeof(*t->rx));
+    struct io_uring_opts o = {0};
+    int rc = io_uring_create(&t->io, &o);
+    if (rc < 0) {
+        fprintf(stderr, "    io_uring unavailable (%s): skipped\n", al_strerror(rc));
+        return;
+    }
+    for (int i = 0; i < NN; i++) {
+        rnode *nd = &t->n[i];
+        nd->idx = i;
+        nd->id = i + 1;
+        snprintf(nd->dir, sizeof(nd->dir), "%s/replica-%d", test_tmpdir(), i + 1);
+        CHECK_EQ(raft_hb_batcher_init(&nd->hb, nd->id, NN, 64), 0);
+        CHECK_EQ(rt_open(t, nd), 0);
+    }
+    uint64_t next_tick = 0;
+    rnode *l = rt_wait_leader(t, &next_tick, 10.0);
+    CHECK(l != NULL);
+    /* 300 acks=all batches, at most 32 in flight */
+    uint32_t n_req = 0;
+    double t0 = mono_s();
+    while ((t->acked < 300 || n_req < 300) && mono_s() - t0 < 20.0) {
+        uint32_t inflight = n_req - t->acked - t->failed;
+        while (n_req < 300 && inflight < 32) {
+            rreq *rq = &reqs[n_req];
+            uint8_t buf[1024];
+            size_t len = make_batch(buf, sizeof(buf), 1 + (int)(n_req % 5), 7000 + n_req);
+            rq->t = t;
+            rq->q.wait = RAFT_WAIT_COMMIT;
+            rq->q.cb = rt_done;
+            rc = raft_replicate(l->r, buf, len, &rq->q);
+            if (rc < 0) break;
+            rq->hash = hash_bytes(buf, len);
+            rq->pending = true;
+            n_req++;
+            inflight++;
+        }
+        rt_step(t, &next_tick);
+    }
+    CHECK_EQ(t->failed, 0);
+    CHECK_EQ(t->acked, 300);
+    /* the leader stops (a clean close: on a live io an abandoned log's completions would
+     * still arrive; crashes are the simulator's job); a new leader holds every acked batch */
+    int64_t old_term = raft_replica_term(l->r);
+    int32_t old_vote = raft_replica_vote(l->r);
+    CHECK_EQ(raft_replica_close(l->r), 0);
+    l->r = NULL;
+    rnode *old = l;
+    l = rt_wait_leader(t, &next_tick, 10.0);
+    CHECK(l != NULL && l != old);
+    log_hashes(l->r, ha);
+    for (uint32_t i = 0; i < 300; i++)
+        CHECK(has_batch(ha, reqs[i].q.base_offset, reqs[i].hash));
+    /* the old leader comes back with its hard state and catches up */
+    CHECK_EQ(rt_open(t, old), 0);
+    CHECK(raft_replica_term(old->r) >= old_term);
+    if (raft_replica_term(old->r) == old_term) CHECK_EQ(raft_replica_vote(old->r), old_vote);
+    uint32_t acked_before = t->acked;
+    for (uint32_t i = 300; i < 350; i++) {
+        rreq *rq = &reqs[i];
+        uint8_t buf[1024];
+        size_t len = make_batch(buf, sizeof(buf), 2, 9000 + i);
+        rq->t = t;
+        rq->q.wait = RAFT_WAIT_COMMIT;
+        rq->q.cb = rt_done;
+        CHECK_EQ(raft_replicate(l->r, buf, len, &rq->q), 0);
+        rq->hash = hash_bytes(buf, len);
+    }
+    t0 = mono_s();
+    while (t->acked < acked_before + 50 && mono_s() - t0 < 10.0) rt_step(t, &next_tick);
+    CHECK_EQ(t->acked, acked_before + 50);
+    t0 = mono_s();
+    while (mono_s() - t0 < 10.0) {
+        bool same = true;
+        for (int i = 0; i < NN; i++)
+            same = same && raft_replica_commit(t->n[i].r) == raft_replica_last_offset(l->r);
+        if (same) break;
+        rt_step(t, &next_tick);
+    }
+    /* three logs, byte for byte the same */
+    log_hashes(l->r, ha);
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(raft_replica_commit(t->n[i].r), raft_replica_last_offset(l->r));
+        log_hashes(t->n[i].r, hb);
+        CHECK_EQ(hb->n, ha->n);
+        CHECK_MEM(hb->h, ha->h, sizeof(ha->h[0]) * ha->n);
+    }
+    /* clean close and reopen: logs and hard state unchanged */
+    int64_t terms[NN];
+    for (int i = 0; i < NN; i++) {
+        terms[i] = raft_replica_term(t->n[i].r);
+        CHECK_EQ(raft_replica_close(t->n[i].r), 0);
+        t->n[i].r = NULL;
+    }
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(rt_open(t, &t->n[i]), 0);
+        CHECK_EQ(raft_replica_term(t->n[i].r), terms[i]);
+        log_hashes(t->n[i].r, hb);
+        CHECK_EQ(hb->n, ha->n);
+        CHECK_MEM(hb->h, ha->h, sizeof(ha->h[0]) * ha->n);
+    }
+    for (int i = 0; i < NN; i++) {
+        CHECK_EQ(raft_replica_close(t->n[i].r), 0);
+        raft_hb_batcher_free(&t->n[i].hb);
+    }
+    for (uint32_t i = 0; i < t->nq; i++) free(t->q[i].buf);
+    io_destroy(t->io);
+    free(t->rx);
+    free(t);
+    free(reqs);
+    free(ha);
+    free(hb);
 }
 
 int main(int argc, char **argv)
