@@ -932,6 +932,14 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
     rc = hs_read(r, &r->hs);
     if (rc == -ENOENT) rc = 0;
     if (rc < 0) goto err;
+    /* A log written before this replica had a hard state (a partition from a single-node
+     * broker, say) may hold terms above it: adopt the log's term so new entries never have a
+     * lower term than the log's tail. Raising the term, without a vote, is always safe. */
+    int64_t log_term = op_term_at(r, storage_log_last_offset(r->log));
+    if (log_term > r->hs.term) {
+        raft_hardstate hs = {log_term, RAFT_NODE_NONE};
+        if ((rc = hs_write(r, &hs)) < 0) goto err;
+    }
     if ((rc = confs_load(r)) < 0) goto err;
     if ((rc = group_create(r)) < 0) goto err;
     r->flush_want = AL_MAX(r->flush_want, storage_log_durable_offset(r->log));
@@ -1111,7 +1119,11 @@ int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req
         r->wq_tail = q;
     }
     pump(r); /* appends the batches (buf is stamped), sends them, may even commit */
-    return wait ? 0 : 1;
+    if (wait) return 0;
+    if (r->failed) return AL_EFAILED;
+    /* a storage error while appending reset the group: the batches are not in the log */
+    if (op_term_at(r, q->last_offset) != q->term) return RAFT_ELOST;
+    return 1;
 }
 
 int raft_replica_transfer_leadership(raft_replica *r, int32_t target)

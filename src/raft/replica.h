@@ -126,7 +126,9 @@ int raft_replica_deliver(raft_rx *rx, uint8_t *buf, size_t len,
                          raft_replica *(*lookup)(void *ctx, uint64_t group), void *ctx);
 
 /* Sends the heartbeat batches the shard's batcher holds (one message per destination) through
- * send(ctx, ...). Call once per tick after ticking every replica of the shard. */
+ * send(ctx, ...). The batcher also absorbs append responses (the acks that move commit), so
+ * call it after each round of deliveries as well as after each tick of the shard's replicas:
+ * whatever waits in the batcher waits for the next call. */
 void raft_replica_hb_flush(raft_hb_batcher *b,
                            void (*send)(void *ctx, int32_t to, uint64_t group,
                                         const uint8_t *buf, size_t len),
@@ -153,7 +155,9 @@ struct raft_replicate_req {
  * Raft assigns the offsets; the log stamps base offset and term. On success fills
  * q->base_offset/last_offset/term and returns 1 when q->wait is RAFT_WAIT_APPEND (appended to
  * the local log, not yet durable: nothing more will be reported), or 0 for RAFT_WAIT_COMMIT
- * (q->cb runs once the last offset commits, or with an error). Errors (nothing appended):
+ * (q->cb runs once the last offset commits, or with an error; possibly before this returns,
+ * when a storage error fails it at once). RAFT_ELOST: a storage error while appending (the
+ * group was rebuilt from the log; nothing was appended). Errors (nothing appended):
  * RAFT_ENOTLEADER (Kafka NOT_LEADER_OR_FOLLOWER), RAFT_EBUSY (transfer in progress, or the
  * replica is finishing a truncation: retry), AL_EFULL (too much uncommitted: retry later),
  * AL_EMALFORMED / AL_ECORRUPT / AL_ETRUNCATED / AL_ETOOLARGE (bad batch), AL_EINVAL (a batch is

@@ -428,6 +428,9 @@ static void deliver_due(sim *s)
         free(m->buf);
     }
     s->n_msgs = keep;
+    /* acks absorbed by the batchers go out now, not at the next tick */
+    for (int i = 0; i < NN; i++)
+        if (s->n[i].r) raft_replica_hb_flush(&s->n[i].hb, on_send, &s->n[i]);
 }
 
 static void propose(sim *s, uint64_t tag)
@@ -1035,6 +1038,8 @@ static void rt_step(rt *t, uint64_t *next_tick)
                 free(batch[i].buf);
             }
         }
+        for (int i = 0; i < NN; i++)
+            if (t->n[i].r) raft_replica_hb_flush(&t->n[i].hb, rt_send, &t->n[i]);
     }
     if (io_now_ns(t->io) >= *next_tick) {
         *next_tick = io_now_ns(t->io) + 5000000;
