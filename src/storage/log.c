@@ -939,6 +939,12 @@ uint64_t storage_log_size_bytes(const storage_log *log)
 static int read_out_reserve(storage_read *r, size_t n)
 {
     if (r->len + n <= r->dcap) return 0;
+    if (r->dcap == 0) { /* first reservation: exactly what is asked (often all there is) */
+        r->data = malloc(n ? n : 1);
+        if (!r->data) return -ENOMEM;
+        r->dcap = n ? n : 1;
+        return 0;
+    }
     size_t cap = AL_MAX(r->dcap * 2, (size_t)64 << 10);
     while (cap < r->len + n) cap *= 2;
     uint8_t *nd = realloc(r->data, cap);
@@ -961,15 +967,30 @@ static int read_out_append(storage_read *r, const void *p, size_t n)
 static int read_from_cache(storage_log *log, storage_read *r)
 {
     storage_cache *c = log->cfg.cache;
+    /* Two passes: find the run of cached batches first, then size the output once and copy
+     * (growing it batch by batch re-copied the output and faulted in pages twice). The
+     * pointers stay valid: nothing is put into or dropped from the cache in between. */
+    enum { RUN_MAX = 256 };
+    const uint8_t *ptr[RUN_MAX];
+    size_t len[RUN_MAX];
     int64_t next = r->offset;
-    for (int guard = 0; guard < 100000 && next < log->high; guard++) {
-        size_t n;
-        int64_t last;
-        const uint8_t *p = storage_cache_get(c, log->cfg.log_id, next, &n, &last);
-        if (!p) break;
-        if (read_out_append(r, p, n) < 0) break;
-        next = last + 1;
-        if (r->len >= r->max_bytes) break;
+    for (int guard = 0; guard < 100000 && next < log->high;) {
+        int n = 0;
+        size_t total = 0;
+        while (n < RUN_MAX && next < log->high && r->len + total < r->max_bytes) {
+            int64_t last;
+            ptr[n] = storage_cache_get(c, log->cfg.log_id, next, &len[n], &last);
+            if (!ptr[n]) break;
+            total += len[n++];
+            next = last + 1;
+            guard++;
+        }
+        if (n == 0 || read_out_reserve(r, total) < 0) break;
+        for (int i = 0; i < n; i++) {
+            memcpy(r->data + r->len, ptr[i], len[i]);
+            r->len += len[i];
+        }
+        if (n < RUN_MAX || r->len >= r->max_bytes) break;
     }
     r->next_offset = next;
     return r->len > 0;
@@ -1028,6 +1049,11 @@ static void read_disk_cb(io_op *op)
     segment *seg = log->segs[r->seg];
     uint64_t valid_end = AL_MIN(r->apos + (uint64_t)op->res, seg->dsize);
     uint64_t pos = r->ppos; /* where parsing starts */
+    if (r->dcap == 0 && valid_end > pos && /* size the output once for what was read */
+        read_out_reserve(r, (size_t)AL_MIN(valid_end - pos, (uint64_t)r->max_bytes)) < 0) {
+        read_finish(log, r, -ENOMEM);
+        return;
+    }
     for (int guard = 0; pos < valid_end && guard < 10000000; guard++) {
         const uint8_t *p = r->abuf + (pos - r->apos);
         size_t avail = (size_t)(valid_end - pos);
