@@ -7,7 +7,10 @@
  * generator: no coordinated omission) or flat out. Reports records/s, MB/s and latency
  * percentiles of produce acknowledgement and end to end (intended send time, carried in the
  * record value, to the moment a consumer in this process decodes it), a progress line each
- * second, a summary table and optionally a JSON summary.
+ * second, a summary table and optionally a JSON summary. The produce ack latency is also split
+ * per request into the send delay (oldest record's intended time -> handed to the client
+ * library: linger and client-side queueing) and the round trip (handed -> response), so a
+ * tail can be placed on the client or on the broker/network side.
  *
  * Threads: --smp S threads, each with its own io_uring io and a share of the producer and
  * consumer connections; nothing is shared between them but relaxed atomic counters (progress)
@@ -33,6 +36,7 @@ enum {
     BENCH_MAX_REQ_PARTS = 64, /* batches per Produce request */
     BENCH_HDR = 16,           /* value prefix */
     BENCH_POOL = 1 << 20,     /* random filler */
+    BENCH_LIST_OFFSETS_CHUNK = 10000, /* partitions per ListOffsets request */
 };
 
 /* ---- configuration ---- */
@@ -78,6 +82,8 @@ struct req_slot {
     int32_t part[BENCH_MAX_REQ_PARTS];
     int nrec[BENCH_MAX_REQ_PARTS];
     uint64_t *times; /* BENCH_MAX_REQ_PARTS * max_recs */
+    uint64_t sent_ns;   /* when the request was handed to the client library */
+    uint64_t oldest_ns; /* intended send time of its oldest record */
     struct producer *p;
 };
 
@@ -129,6 +135,10 @@ struct bench_thread {
     size_t batchcap;
     kclient_record *recs;
     khist ack, e2e;
+    /* Where the ack latency goes (measured-window requests): intended time of the oldest
+     * record -> handed to the client (linger + client-side queueing), and handed -> response
+     * (the round trip: network, broker, and the time to schedule both processes). */
+    khist send_delay, rtt;
     /* relaxed atomics, read by the progress loop */
     uint64_t acked, acked_bytes, acked_window, consumed, consumed_window, errors, sent;
     uint64_t produced_total; /* all records acked (any window), for the consumers' goal */
@@ -284,6 +294,10 @@ static void prod_resp(kclient *c, void *ctx, int err, int16_t api, int16_t ver, 
         atomic_add(&t->acked_window, inwin);
         atomic_add(&t->acked_bytes, (uint64_t)s->nrec[i] * (uint64_t)rs);
     }
+    if (err >= 0 && s->oldest_ns >= t->warm_end && s->oldest_ns < t->end) {
+        khist_add(&t->send_delay, s->sent_ns > s->oldest_ns ? s->sent_ns - s->oldest_ns : 0);
+        khist_add(&t->rtt, now > s->sent_ns ? now - s->sent_ns : 0);
+    }
     s->used = false;
     p->inflight--;
     if (err < 0 && t->closing) return;
@@ -308,6 +322,7 @@ static int prod_send_one(struct producer *p, uint64_t now)
     if (!s) return 0;
     static __thread kafka_ProduceRequest_PartitionProduceData pd[BENCH_MAX_REQ_PARTS];
     s->nparts = 0;
+    s->oldest_ns = UINT64_MAX;
     size_t boff = 0;
     size_t per_batch = t->batchcap / BENCH_MAX_REQ_PARTS;
     while (p->rq_n > 0 && s->nparts < BENCH_MAX_REQ_PARTS) {
@@ -342,6 +357,7 @@ static int prod_send_one(struct producer *p, uint64_t now)
         s->nrec[i] = a->n;
         memcpy(s->times + (size_t)i * (size_t)t->max_recs, a->times,
                (size_t)a->n * sizeof(uint64_t));
+        s->oldest_ns = AL_MIN(s->oldest_ns, a->times[0]);
         kafka_ProduceRequest_PartitionProduceData_init(&pd[i]);
         pd[i].Index = part;
         pd[i].Records = (kafka_bytes){t->batchbuf + boff, (int32_t)sz};
@@ -365,6 +381,7 @@ static int prod_send_one(struct producer *p, uint64_t now)
     p->inflight++;
     atomic_add(&t->sent, 1);
     AL_UNUSED(now);
+    s->sent_ns = io_now_ns(t->io);
     int rc = kclient_send(p->c, KAFKA_API_PRODUCE, &req, prod_resp, s);
     if (rc < 0) {
         s->used = false;
@@ -699,12 +716,14 @@ static int bench_end_offsets_chunk(kclient_sync *s, const struct bench_cfg *cfg,
     return 0;
 }
 
-/* Latest offsets of every partition (consumers start there), 500 partitions per request. */
+/* Latest offsets of every partition (consumers start there), in one ListOffsets request for up
+ * to BENCH_LIST_OFFSETS_CHUNK partitions (10,000 in one request works since the broker's
+ * request arena grew; measured in BENCHMARKS.md). */
 static int bench_end_offsets(kclient_sync *s, const struct bench_cfg *cfg, int64_t *out)
 {
-    for (int first = 0; first < cfg->partitions; first += 500) {
-        int rc = bench_end_offsets_chunk(s, cfg, first, AL_MIN(500, cfg->partitions - first),
-                                         out);
+    for (int first = 0; first < cfg->partitions; first += BENCH_LIST_OFFSETS_CHUNK) {
+        int n = AL_MIN(BENCH_LIST_OFFSETS_CHUNK, cfg->partitions - first);
+        int rc = bench_end_offsets_chunk(s, cfg, first, n, out);
         if (rc < 0) return rc;
     }
     return 0;
@@ -835,7 +854,8 @@ int cmd_bench(int argc, char **argv)
     int64_t *offsets = calloc((size_t)P, sizeof(int64_t));
     uint8_t *pool = malloc(BENCH_POOL);
     khist *ack = calloc(1, sizeof(*ack)), *e2e = calloc(1, sizeof(*e2e));
-    if (!th || !offsets || !pool || !ack || !e2e) {
+    khist *sdel = calloc(1, sizeof(*sdel)), *rtt = calloc(1, sizeof(*rtt));
+    if (!th || !offsets || !pool || !ack || !e2e || !sdel || !rtt) {
         fprintf(stderr, "bench: out of memory\n");
         goto out;
     }
@@ -1003,6 +1023,8 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < cfg.smp; i++) {
         khist_merge(ack, &th[i].ack);
         khist_merge(e2e, &th[i].e2e);
+        khist_merge(sdel, &th[i].send_delay);
+        khist_merge(rtt, &th[i].rtt);
         acked += th[i].acked;
         acked_win += th[i].acked_window;
         cons += th[i].consumed;
@@ -1026,6 +1048,8 @@ int cmd_bench(int argc, char **argv)
     printf("errors                %llu\n", (unsigned long long)errs);
     print_lat(cfg.acks == 0 ? "produce send latency" : "produce ack latency", ack);
     print_lat("end-to-end latency", e2e);
+    print_lat("  of which send delay", sdel);
+    print_lat("  of which round trip", rtt);
     if (cfg.json) {
         FILE *f = fopen(cfg.json, "w");
         if (!f) {
@@ -1051,6 +1075,10 @@ int cmd_bench(int argc, char **argv)
             write_lat_json(f, "ack_latency_ms", ack);
             fprintf(f, ",\n");
             write_lat_json(f, "e2e_latency_ms", e2e);
+            fprintf(f, ",\n");
+            write_lat_json(f, "send_delay_ms", sdel);
+            fprintf(f, ",\n");
+            write_lat_json(f, "request_rtt_ms", rtt);
             fprintf(f, "\n}\n");
             fclose(f);
         }
@@ -1088,5 +1116,7 @@ out:
     free(pool);
     free(ack);
     free(e2e);
+    free(sdel);
+    free(rtt);
     return exit_code;
 }
