@@ -66,7 +66,7 @@ struct raft_replica {
 
     /* group commit: one durability waiter at a time */
     storage_waiter fw;
-    bool fw_busy;
+    bool fw_busy, in_flush_call;
     int64_t flush_want;
 
     /* asynchronous truncation and the actions held behind it */
@@ -356,7 +356,7 @@ static void rd_cb(storage_read *sr)
     rbuf_free(&r->pre);
     rd_take(r, &r->pre);
     /* The group asked for these entries: let it send them now rather than at the next tick. */
-    if (!r->in_pump && !r->failed && !r->tr_busy && !r->held_n) {
+    if (!r->in_pump && !r->in_flush_call && !r->failed && !r->tr_busy && !r->held_n) {
         raft_tick(&r->g, io_now_ns(r->io) / 1000000u);
         pump(r);
     }
@@ -508,24 +508,39 @@ static void flush_cb(storage_waiter *w)
     }
     r->pend_flush = true;
     r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
-    if (!r->need_reset) flush_issue(r);
+    if (r->in_flush_call) return; /* called back from inside flush_issue: it carries on */
+    flush_issue(r);
     if (!r->in_pump) pump(r);
 }
 
-/* Starts one durability wait for flush_want if none runs; reports at once when durable. */
+/* Starts one durability wait for flush_want if none runs; reports at once when durable.
+ * storage_log_flush_wait may call flush_cb before it returns (a failure it finds while
+ * kicking the flush), so the waiter is marked busy first and the loop looks again. */
 static void flush_issue(raft_replica *r)
 {
-    if (r->fw_busy || r->failed) return;
-    if (r->flush_want <= storage_log_durable_offset(r->log)) {
-        r->pend_flush = true;
-        return;
+    for (int round = 0; round < 4; round++) {
+        if (r->fw_busy || r->failed || r->need_reset) return;
+        if (r->flush_want <= storage_log_durable_offset(r->log)) {
+            r->pend_flush = true;
+            return;
+        }
+        r->fw = (storage_waiter){.cb = flush_cb, .ctx = r, .offset = r->flush_want};
+        r->fw_busy = true;
+        r->in_flush_call = true;
+        int rc = storage_log_flush_wait(r->log, r->flush_want, &r->fw);
+        r->in_flush_call = false;
+        r->st.flushes++;
+        if (rc == 1) {
+            r->fw_busy = false;
+            r->pend_flush = true;
+            return;
+        }
+        if (rc < 0) {
+            r->fw_busy = false;
+            fail_replica(r, "log flush", rc);
+            return;
+        }
     }
-    r->fw = (storage_waiter){.cb = flush_cb, .ctx = r, .offset = r->flush_want};
-    int rc = storage_log_flush_wait(r->log, r->flush_want, &r->fw);
-    r->st.flushes++;
-    if (rc == 0) r->fw_busy = true;
-    else if (rc == 1) r->pend_flush = true;
-    else fail_replica(r, "log flush", rc);
 }
 
 /* Appends one entry at exactly the offset Raft gave it. data is mutable (stamped). */
@@ -703,7 +718,7 @@ static void trunc_done(raft_replica *r, int res)
     }
     r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
     /* inside a pump, it goes on with the held actions itself */
-    if (!r->in_pump) pump(r);
+    if (!r->in_pump && !r->in_flush_call) pump(r);
 }
 
 /* Drains the group's queued actions: applies them, or holds them behind a truncation. */
@@ -1150,6 +1165,7 @@ int raft_replica_role(const raft_replica *r) { return r->g.role; }
 int32_t raft_replica_leader(const raft_replica *r) { return r->g.leader; }
 int64_t raft_replica_term(const raft_replica *r) { return r->g.term; }
 int32_t raft_replica_vote(const raft_replica *r) { return r->g.vote; }
+raft_hardstate raft_replica_durable_hardstate(const raft_replica *r) { return r->hs; }
 int64_t raft_replica_commit(const raft_replica *r) { return r->g.commit; }
 int64_t raft_replica_last_offset(const raft_replica *r) { return r->g.last; }
 const raft_config *raft_replica_membership(const raft_replica *r) { return &r->g.conf; }

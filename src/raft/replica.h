@@ -174,6 +174,8 @@ int raft_replica_role(const raft_replica *r);
 int32_t raft_replica_leader(const raft_replica *r);
 int64_t raft_replica_term(const raft_replica *r);
 int32_t raft_replica_vote(const raft_replica *r);
+/* The hard state as last written to raft_state (what a restart will find). */
+raft_hardstate raft_replica_durable_hardstate(const raft_replica *r);
 /* Commit index (a Fetch may read offsets <= it; high watermark = commit + 1). */
 int64_t raft_replica_commit(const raft_replica *r);
 int64_t raft_replica_last_offset(const raft_replica *r);

@@ -134,14 +134,15 @@ typedef struct sim {
     char failure[512];
     /* stats */
     bool lossy;   /* drop 5% and duplicate 3% of the messages */
+    bool faults_on; /* disk faults are being injected */
     uint64_t t;   /* virtual time the run has reached */
-    uint64_t sent, dropped, dups, crashes, acked, acked1, elections, lost;
+    uint64_t sent, dropped, dups, crashes, acked, acked1, elections, lost, failed_replicas;
     raft_replica_stats st; /* summed over replica incarnations */
 } sim;
 
 typedef struct totals {
     uint64_t seeds, acked, crashes, elections, lost, truncations, async_truncations, held,
-        async_reads, resets;
+        async_reads, resets, failed_replicas;
 } totals;
 
 static totals g_tot;
@@ -347,6 +348,11 @@ static void node_open(sim *s, snode *nd)
     raft_replica_config c;
     replica_cfg(s, nd, &c);
     int rc = raft_replica_open(nd->io, &c, &nd->r);
+    if (rc < 0 && s->faults_on) { /* injected disk faults: try again a little later */
+        nd->r = NULL;
+        nd->restart_at = s->t + 10000000;
+        return;
+    }
     if (rc < 0) {
         sim_fail(s, "node %d: open: %s", nd->id, al_strerror(rc));
         nd->r = NULL;
@@ -390,8 +396,13 @@ static void node_crash(sim *s, snode *nd, uint64_t down_ns)
         storage_read_release(&nd->rd);
     }
     nd->rd_busy = false;
-    nd->hs_term = raft_replica_term(nd->r);
-    nd->hs_vote = raft_replica_vote(nd->r);
+    raft_hardstate hs = raft_replica_durable_hardstate(nd->r);
+    if (!raft_replica_failed(nd->r) &&
+        (hs.term != raft_replica_term(nd->r) || hs.vote != raft_replica_vote(nd->r)))
+        sim_fail(s, "node %d: hard state (%" PRId64 ", %d) not durable between calls", nd->id,
+                 raft_replica_term(nd->r), raft_replica_vote(nd->r));
+    nd->hs_term = hs.term;
+    nd->hs_vote = hs.vote;
     nd->have_hs = true;
     add_stats(s, nd->r);
     io_sim_crash(nd->io);
@@ -585,6 +596,7 @@ static void sim_free(sim *s)
     g_tot.crashes += s->crashes;
     g_tot.elections += s->elections;
     g_tot.lost += s->lost;
+    g_tot.failed_replicas += s->failed_replicas;
     for (int i = 0; i < NN; i++) {
         if (s->n[i].rd_busy) {
             free(s->n[i].rd.abuf);
@@ -615,12 +627,31 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
 {
     sim *s = sim_new(seed, true);
     uint64_t end_chaos = chaos_ms * 1000000ull;
-    uint64_t end = end_chaos + 3000ull * 1000000ull; /* then heal and converge */
+    uint64_t end = end_chaos + 2500ull * 1000000ull; /* then heal and converge */
     uint64_t tag = 1;
+    /* disk faults on some seeds: out of space (the replica rebuilds its group from the log)
+     * and failed fsyncs (the log fails; the replica stops and is restarted) */
+    int faults = (int)(seed % 6);
+    s->faults_on = faults >= 1 && faults <= 3;
+    for (int i = 0; i < NN; i++) {
+        if (faults == 1) io_sim_fault_set(s->n[i].io, IO_SIM_FAULT_FALLOCATE_ENOSPC, 3000);
+        if (faults == 2) io_sim_fault_set(s->n[i].io, IO_SIM_FAULT_WRITE_ENOSPC, 2000);
+        if (faults == 3) io_sim_fault_set(s->n[i].io, IO_SIM_FAULT_FSYNC_EIO, 1000);
+    }
     while (s->t < end && !s->failure[0]) {
         sim_ms(s, true);
         uint64_t t = s->t;
         bool chaos = t < end_chaos;
+        if (t == end_chaos) s->faults_on = false;
+        if (t == end_chaos)
+            for (int i = 0; i < NN; i++)
+                for (int f = 0; f < IO_SIM_FAULT_COUNT; f++)
+                    io_sim_fault_set(s->n[i].io, (enum io_sim_fault)f, 0);
+        for (int i = 0; i < NN; i++) /* a failed replica is restarted, as its process would be */
+            if (s->n[i].r && raft_replica_failed(s->n[i].r)) {
+                s->failed_replicas++;
+                node_crash(s, &s->n[i], 10000000);
+            }
         uint64_t x = rng_next(&s->rng) % 10000;
         if (x < 1000 && (chaos || t < end - 1500ull * 1000000ull)) propose(s, tag++);
         if (!chaos) continue;
@@ -638,6 +669,20 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
     }
     sim_check_final(s);
     bool ok = !s->failure[0];
+    for (int i = 0; !ok && i < NN; i++) {
+        snode *nd = &s->n[i];
+        if (!nd->r) continue;
+        raft_replica_stats st;
+        raft_replica_get_stats(nd->r, &st);
+        fprintf(stderr, "    node %d: %s term %" PRId64 " leader %d last %" PRId64 " commit %"
+                        PRId64 " durable %" PRId64 " failed %d; appended %" PRIu64
+                        " flushes %" PRIu64 " resets %" PRIu64 " dropped busy %" PRIu64 "\n",
+                nd->id, raft_role_name(raft_replica_role(nd->r)), raft_replica_term(nd->r),
+                raft_replica_leader(nd->r), raft_replica_last_offset(nd->r),
+                raft_replica_commit(nd->r), storage_log_durable_offset(raft_replica_log(nd->r)),
+                raft_replica_failed(nd->r), st.appended, st.flushes, st.resets,
+                st.dropped_busy);
+    }
     if (!ok || verbose)
         fprintf(stderr, "  seed %" PRIu64 ": %s%s; sent %" PRIu64 " (dropped %" PRIu64
                         ", dup %" PRIu64 "), crashes %" PRIu64 ", elections %" PRIu64
@@ -676,10 +721,11 @@ TEST(sim_seeds)
     fprintf(stderr, "  %u seeds x %" PRIu64 " ms chaos in %.1f s, %u failed; acked %" PRIu64
                     ", lost %" PRIu64 ", crashes %" PRIu64 ", elections %" PRIu64
                     ", truncations %" PRIu64 " (async %" PRIu64 ", held actions %" PRIu64
-                    "), async reads %" PRIu64 ", resets %" PRIu64 "\n",
+                    "), async reads %" PRIu64 ", resets %" PRIu64 ", failed replicas %" PRIu64
+                    "\n",
             seeds, chaos_ms, mono_s() - t0, failed, g_tot.acked, g_tot.lost, g_tot.crashes,
             g_tot.elections, g_tot.truncations, g_tot.async_truncations, g_tot.held,
-            g_tot.async_reads, g_tot.resets);
+            g_tot.async_reads, g_tot.resets, g_tot.failed_replicas);
     CHECK_EQ(failed, 0);
     CHECK(seeds > 0);
 }
