@@ -473,6 +473,7 @@ int controller_apply(controller_state *st, const uint8_t *batch, size_t len,
         int64_t off = h.base_offset + rec.offset_delta;
         if (off <= st->applied_offset) continue;
         controller_cmd c;
+        memset(&c, 0, sizeof(c)); /* a null value never reaches the decoder */
         controller_result r = {.offset = off};
         int derr = rec.value_len < 0 ? AL_EMALFORMED
                                      : controller_cmd_decode(rec.value, (size_t)rec.value_len, &c);

@@ -624,22 +624,25 @@ TEST(apply_batches_replay_and_garbage)
     ok.count = 5;
     int64_t okn = controller_cmd_encode(&ok, enc, sizeof(enc));
     CHECK(okn > 0);
-    storage_build_record recs[2] = {{.offset_delta = 0, .key_len = -1, .value = junk,
+    storage_build_record recs[3] = {{.offset_delta = 0, .key_len = -1, .value = junk,
                                      .value_len = 3},
-                                    {.offset_delta = 1, .key_len = -1, .value = enc,
+                                    {.offset_delta = 1, .key_len = -1, .value = NULL,
+                                     .value_len = -1},
+                                    {.offset_delta = 2, .key_len = -1, .value = enc,
                                      .value_len = (int32_t)okn}};
     storage_build_params p = {.base_offset = 6, .last_offset_delta = -1, .producer_id = -1,
                               .producer_epoch = -1, .base_sequence = -1};
     uint8_t raw[1024];
-    int64_t rn = storage_batch_build(raw, sizeof(raw), &p, recs, 2);
+    int64_t rn = storage_batch_build(raw, sizeof(raw), &p, recs, 3);
     CHECK(rn > 0);
     rs.n = 0;
     CHECK_EQ(controller_apply(&st, raw, (size_t)rn, on_result, &rs), 0);
-    CHECK_EQ(rs.n, 2);
+    CHECK_EQ(rs.n, 3);
     CHECK_EQ(rs.r[0].error, KAFKA_ERR_INVALID_REQUEST);
-    CHECK_EQ(rs.r[1].error, 0);
+    CHECK_EQ(rs.r[1].error, KAFKA_ERR_INVALID_REQUEST); /* a null value */
+    CHECK_EQ(rs.r[2].error, 0);
     CHECK_EQ(st.next_producer_id, 6);
-    CHECK_EQ(st.applied_offset, 7);
+    CHECK_EQ(st.applied_offset, 8);
     free(snap1);
     controller_state_free(&st);
 }
