@@ -1444,7 +1444,13 @@ static void sim_cancel(io *x, io_op *op)
         if (f && f->sk->recv_op == op) f->sk->recv_op = NULL;
         if (f && f->sk->send_op == op) f->sk->send_op = NULL;
     }
-    /* ST_EVENT: a new generation makes the scheduled event stale. */
+    /* ST_EVENT: a new generation makes the scheduled event stale, and the event forgets the
+     * op: once its callback has run the caller may free or reuse it (io.h), so the event must
+     * never read it again. Cancels are rare: a scan of the heap is fine. */
+    if (st == ST_EVENT)
+        for (uint32_t i = 0; i < s->w->heap_n; i++)
+            if (s->w->heap[i].op == op && s->w->heap[i].type != EV_DELIVER)
+                s->w->heap[i].op = NULL;
     op_new_gen(s->w, op, ST_EVENT);
     op_ready(s, op, -ECANCELED);
 }
@@ -1938,7 +1944,7 @@ static int ev_run(io_sim_world *w, struct sim_event *ev)
         return 1;
     }
     struct sim_io *s = ev->io;
-    if (s->dead || op_gen(ev->op) != ev->gen || op_state(ev->op) != ST_EVENT) {
+    if (s->dead || !ev->op || op_gen(ev->op) != ev->gen || op_state(ev->op) != ST_EVENT) {
         free(ev->path);
         return 0;
     }
