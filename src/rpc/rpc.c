@@ -91,6 +91,9 @@ struct rpc_conn {
     bool connect_pending, recv_pending, send_pending;
     int in_dispatch;
     int close_err;               /* why it closed (0: clean) */
+    uint64_t last_recv_ns;       /* last bytes received (keepalive) */
+    uint64_t last_send_ns;       /* last send completion that wrote bytes */
+    uint64_t ping_ns;            /* when the last PING was queued (0: never) */
     io_op connect_op, recv_op, send_op;
     reactor_timer timer;         /* connect + HELLO deadline */
     outq own_q;                  /* inbound: answers */
@@ -117,7 +120,7 @@ struct rpc {
     char adv_addr[RPC_ADDR_MAX + 1];
     uint32_t max_frame;
     uint64_t queue_limit;
-    uint32_t backoff_min_ms, backoff_max_ms, connect_timeout_ms;
+    uint32_t backoff_min_ms, backoff_max_ms, connect_timeout_ms, keepalive_ms;
     int lfd;
     uint16_t port;
     io_op accept_op;
@@ -407,6 +410,7 @@ static rpc_conn *conn_new(rpc *r, bool inbound)
     c->inbound = inbound;
     c->remote_id = -1;
     c->q = &c->own_q;
+    c->last_recv_ns = c->last_send_ns = now_ns(r);
     reactor_timer_init(&c->timer, conn_timer_cb, c);
     r->nconns++;
     return c;
@@ -553,6 +557,7 @@ static void conn_on_send(io_op *op)
     rpc *r = c->r;
     c->send_pending = false;
     int32_t res = op->res;
+    if (res > 0) c->last_send_ns = now_ns(r);
     if (c->sending_hello) {
         if (res > 0) c->hello_sent += (size_t)res;
     } else {
@@ -713,7 +718,7 @@ static void conn_inbound_hello(rpc_conn *c, const rpc_hdr *h, const uint8_t *pay
         return;
     }
     c->ready = true;
-    reactor_timer_cancel(r->shard, &c->timer);
+    reactor_timer_add(r->shard, &c->timer, now_ns(r) + r->keepalive_ms * 500000ull, NULL);
     log_debug("rpc", "inbound connection %" PRIu64 " is node %" PRId32 " (%s)", c->id,
               hi.node_id, hi.addr);
 }
@@ -786,7 +791,7 @@ static void conn_outbound_hello(rpc_conn *c, const rpc_hdr *h, const uint8_t *pa
     else log_debug("rpc", "connected to %s", peer_name(p, name, sizeof(name)));
     p->fails = 0;
     p->backoff_ms = r->backoff_min_ms;
-    reactor_timer_cancel(r->shard, &c->timer);
+    reactor_timer_add(r->shard, &c->timer, now_ns(r) + r->keepalive_ms * 500000ull, NULL);
 }
 
 static void dispatch_message(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
@@ -847,7 +852,13 @@ static void conn_dispatch(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
                        AL_EMALFORMED);
             return;
         }
-        dispatch_message(c, h, payload);
+        if (h->type == RPC_T_PING) {
+            if ((h->flags & RPC_F_REQUEST) &&
+                outq_append(c->q, RPC_F_RESPONSE, RPC_T_PING, h->corr, NULL, 0) != 0)
+                conn_close(c, AL_LOG_WARN, "out of memory", -ENOMEM);
+        } else {
+            dispatch_message(c, h, payload);
+        }
         conn_flush(c);
     } else {
         if (!c->ready) {
@@ -860,7 +871,7 @@ static void conn_dispatch(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
             conn_close(c, AL_LOG_WARN, "a request on an outbound connection", AL_EMALFORMED);
             return;
         }
-        dispatch_response(c, h, payload);
+        if (h->type != RPC_T_PING) dispatch_response(c, h, payload); /* a PING answer: alive */
     }
 }
 
@@ -920,6 +931,7 @@ static void conn_on_recv(io_op *op)
         return;
     }
     c->rlen += (size_t)op->res;
+    c->last_recv_ns = now_ns(r);
     r->depth++;
     conn_process(c);
     if (!c->closing) conn_post_recv(c);
@@ -937,16 +949,46 @@ static int conn_start_io(rpc_conn *c)
     return 0;
 }
 
+/* A ready connection's keepalive tick (every K/2): ping an idle peer, close a silent one. */
+static void conn_keepalive(rpc_conn *c)
+{
+    rpc *r = c->r;
+    uint64_t now = now_ns(r), k = r->keepalive_ms * 1000000ull;
+    uint64_t quiet = now - c->last_recv_ns, stalled = now - c->last_send_ns;
+    if ((!c->inbound && quiet >= 2 * k && stalled >= k) || (c->inbound && quiet >= 3 * k)) {
+        char why[96];
+        snprintf(why, sizeof(why), "nothing received for %" PRIu64 " ms (keepalive)",
+                 quiet / 1000000u);
+        r->st.keepalive_closes++;
+        conn_close(c, AL_LOG_WARN, why, AL_ETIMEDOUT);
+        return;
+    }
+    if (!c->inbound && quiet >= k && c->ping_ns <= c->last_recv_ns) { /* one PING at a time */
+        c->ping_ns = now;
+        if (outq_append(c->q, RPC_F_REQUEST, RPC_T_PING, 0, NULL, 0) != 0) {
+            conn_close(c, AL_LOG_WARN, "out of memory", -ENOMEM);
+            return;
+        }
+        if (c->peer) c->peer->st.queued_bytes = outq_len(c->q);
+        conn_flush(c);
+    }
+    reactor_timer_add(r->shard, &c->timer, now + k / 2, NULL);
+}
+
 static void conn_timer_cb(reactor_timer *t)
 {
     rpc_conn *c = t->ctx;
     rpc *r = c->r;
-    if (c->ready || c->closing) return;
+    if (c->closing) return;
     r->depth++;
-    char why[96];
-    snprintf(why, sizeof(why), "%s not done within %" PRIu32 " ms",
-             c->fd < 0 ? "connect" : "HELLO", r->connect_timeout_ms);
-    conn_close(c, c->inbound ? AL_LOG_WARN : AL_LOG_DEBUG, why, AL_ETIMEDOUT);
+    if (c->ready) {
+        conn_keepalive(c);
+    } else {
+        char why[96];
+        snprintf(why, sizeof(why), "%s not done within %" PRIu32 " ms",
+                 c->fd < 0 ? "connect" : "HELLO", r->connect_timeout_ms);
+        conn_close(c, c->inbound ? AL_LOG_WARN : AL_LOG_DEBUG, why, AL_ETIMEDOUT);
+    }
     r->depth--;
     conn_maybe_free(c);
 }
@@ -1107,6 +1149,7 @@ int rpc_create(const struct rpc_opts *o, rpc **out)
     r->backoff_min_ms = o->backoff_min_ms ? o->backoff_min_ms : 50;
     r->backoff_max_ms = AL_MAX(r->backoff_min_ms, o->backoff_max_ms ? o->backoff_max_ms : 5000);
     r->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 3000;
+    r->keepalive_ms = o->keepalive_ms ? o->keepalive_ms : 2000;
     reactor_timer_init(&r->accept_timer, accept_timer_cb, r);
     const char *host = o->listen_host && *o->listen_host ? o->listen_host : NULL;
     int fd = io_listen(r->io, host, o->listen_port, false, 128);

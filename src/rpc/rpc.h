@@ -51,6 +51,10 @@ struct rpc_opts {
     uint32_t backoff_min_ms;     /* reconnect backoff range; 0: 50 ms .. 5000 ms */
     uint32_t backoff_max_ms;
     uint32_t connect_timeout_ms; /* connect + HELLO, both directions; 0: 3000 ms */
+    uint32_t keepalive_ms;       /* K, 0: 2000 ms. An outbound connection that received nothing
+                                    for K sends a PING; one that received nothing for 2K and
+                                    wrote nothing for K is closed (peer gone); an inbound one
+                                    silent for 3K is closed */
 };
 
 /* Creates the endpoint and starts listening. Returns 0, or -errno from the listen (e.g.
@@ -183,6 +187,7 @@ struct rpc_stats {
     uint64_t msgs_out, bytes_out, msgs_in, bytes_in;
     uint64_t conns_accepted, conns_in_now;
     uint64_t frame_errors;      /* connections closed for a bad frame */
+    uint64_t keepalive_closes;  /* connections closed because the other side went silent */
     uint64_t hello_rejects;     /* HELLOs refused, either direction */
     uint64_t no_handler;        /* messages of a type nobody handles */
     uint64_t calls, call_timeouts, call_errors;

@@ -38,6 +38,7 @@ enum rpc_flags {
  * are below RPC_T_MAX (handlers live in a flat table). */
 enum rpc_type {
     RPC_T_HELLO = 1,      /* the first request on every connection (rpc_hello) */
+    RPC_T_PING = 2,       /* keepalive request on an idle connection; answered at once */
     RPC_T_RAFT = 16,      /* one raft_msg (raft_msg_encode), one-way */
     RPC_T_RAFT_HB = 17,   /* a RAFT_MSG_HB_BATCH raft_msg, one-way */
     RPC_T_JOIN = 18,      /* cluster join request (call) */

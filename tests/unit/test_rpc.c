@@ -280,6 +280,7 @@ struct ep_opts {
     uint32_t backoff_max_ms;
     uint64_t queue_bytes;
     const char *host;
+    uint32_t keepalive_ms;
 };
 
 /* On the endpoint's shard: creates endpoint o->id. Returns 0 or the error. */
@@ -295,7 +296,8 @@ static int tep_create(reactor_shard *s, const struct ep_opts *o)
                           .listen_port = o->port,
                           .connect_timeout_ms = o->connect_timeout_ms,
                           .backoff_min_ms = 20, .backoff_max_ms = o->backoff_max_ms,
-                          .peer_queue_bytes = o->queue_bytes};
+                          .peer_queue_bytes = o->queue_bytes,
+                          .keepalive_ms = o->keepalive_ms};
     int err = rpc_create(&ro, &e->r);
     if (err) return err;
     e->port = rpc_port(e->r);
@@ -1071,6 +1073,70 @@ TEST(hello_mismatch_refused_with_reason)
     env_down();
 }
 
+/* ---- keepalive ---- */
+
+/* Reads one whole frame from a blocking socket into buf. Returns its size or -1. */
+static ssize_t raw_read_frame(int fd, uint8_t *buf, size_t cap)
+{
+    size_t got = 0;
+    rpc_hdr h;
+    for (int i = 0; i < 1000; i++) {
+        int64_t rc = rpc_frame_decode(buf, got, 0, &h);
+        if (rc > 0) return (ssize_t)rc;
+        if (rc < 0 || got == cap) return -1;
+        ssize_t k = recv(fd, buf + got, cap - got, 0);
+        if (k <= 0) return -1;
+        got += (size_t)k;
+    }
+    return -1;
+}
+
+TEST(keepalive_closes_silent_connections)
+{
+    env_up();
+    CHECK_EQ(ep_up(&(struct ep_opts){.id = 1, .keepalive_ms = 200}), 0);
+    uint16_t port;
+    int lfd = closed_port(&port);
+    CHECK_EQ(listen(lfd, 4), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK_EQ(peer_set(1, 9, "127.0.0.1", port), 0);
+    uint64_t t0 = mono_ms();
+    CHECK_EQ(call(1, 9, T_ECHO, "q", 1, 10000, &recs[0]), 0);
+    /* A server that answers the HELLO as node 9, then neither reads nor writes. */
+    int fd = accept(lfd, NULL, NULL);
+    CHECK(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    uint8_t buf[512];
+    CHECK(raw_read_frame(fd, buf, sizeof(buf)) > 0);
+    rpc_hello h = {.min_version = 1, .max_version = 1, .node_id = 9};
+    strcpy(h.addr, "127.0.0.1:9");
+    int n = rpc_hello_encode(&h, buf + RPC_HDR_SIZE, sizeof(buf) - RPC_HDR_SIZE);
+    rpc_hdr_encode(buf, RPC_F_RESPONSE, RPC_T_HELLO, 0, buf + RPC_HDR_SIZE, (uint32_t)n);
+    CHECK(raw_write(fd, buf, RPC_HDR_SIZE + (size_t)n));
+    int one = 1;
+    CHECK(wait_for(recs_done, &one, 8000));
+    /* The request was written, so the call ends with the connection, long before its 10 s. */
+    CHECK_EQ(recs[0].err, AL_ECLOSED);
+    CHECK(recs[0].at_ms - t0 >= 350 && recs[0].at_ms - t0 < 4000);
+    struct stats_job s = stats(1, 9);
+    CHECK_EQ(s.st.keepalive_closes, 1);
+    CHECK_EQ(s.ps.disconnects, 1);
+    close(fd);
+    close(lfd);
+    /* A client that says HELLO and then nothing: closed after 3 keepalive periods. */
+    fd = raw_connect(eps[1].port);
+    size_t alen;
+    CHECK_EQ(raw_hello(fd, 8, "", buf, &alen), RPC_F_RESPONSE);
+    t0 = mono_ms();
+    CHECK(raw_closed_by_peer(fd));
+    CHECK(mono_ms() - t0 >= 500);
+    close(fd);
+    s = stats(1, 9);
+    CHECK_EQ(s.st.keepalive_closes, 2);
+    env_down();
+}
+
 /* ---- sends from another shard ---- */
 
 static bool got_n_from_1(void *arg)
@@ -1108,8 +1174,9 @@ TEST(sends_from_another_shard)
     env_down();
 }
 
-/* ---- the simulator: 2 virtual seconds of messages (up to 8 KiB) and calls between 3 nodes,
- * nodes 0 and 1 partitioned from 0.7 s to 1.2 s, optionally connection resets ---- */
+/* ---- the simulator: 2 virtual seconds of messages (up to 8 KiB) and calls between 3 nodes;
+ * nodes 1 and 2 cut by a hanging partition (bytes wait) from 0.3 s, nodes 0 and 1 by a failing
+ * one (resets) from 0.7 s, all healed at 1.2 s; optionally random connection resets ---- */
 
 #define SIM_N 3
 
@@ -1129,7 +1196,7 @@ static int sim_init(reactor_shard *s, void *arg)
 {
     struct sim_node *n = arg;
     struct ep_opts o = {.id = n->id, .port = 33145, .cluster = "sim", .host = "0.0.0.0",
-                        .connect_timeout_ms = 500, .backoff_max_ms = 400};
+                        .connect_timeout_ms = 500, .backoff_max_ms = 400, .keepalive_ms = 100};
     int err = tep_create(s, &o);
     if (err) return err;
     eps[n->id].gaps = true;
@@ -1162,6 +1229,7 @@ static uint64_t sim_run(uint64_t seed, uint32_t drop_ppm)
     uint64_t t0 = io_sim_world_now(w);
     /* 3 virtual seconds of traffic; a partition between 0 and 1 from 1.0 s to 1.6 s. */
     for (int step = 0; step < 2000; step++) {
+        if (step == 300) io_sim_partition(w, 1, 2, IO_SIM_PART_HANG);
         if (step == 700) io_sim_partition(w, 0, 1, IO_SIM_PART_FAIL);
         if (step == 1200) io_sim_heal_all(w);
         for (int i = 0; i < SIM_N; i++) {
@@ -1200,6 +1268,15 @@ static uint64_t sim_run(uint64_t seed, uint32_t drop_ppm)
         for (int j = 0; j < SIM_N; j++)
             if (i != j) CHECK(eps[j].got[i] > 0 && eps[j].got[i] <= sim_sent[i][j]);
     }
+    /* The hanging partition was noticed by the keepalive; the failing one reset connections;
+     * all came back. */
+    struct rpc_stats st1, st2;
+    rpc_stats_get(sn[1].r, &st1);
+    rpc_stats_get(sn[2].r, &st2);
+    CHECK(st1.keepalive_closes + st2.keepalive_closes >= 2);
+    struct rpc_peer_stats ps;
+    CHECK_EQ(rpc_peer_stats_get(sn[0].r, 1, &ps), 0);
+    CHECK(ps.disconnects + ps.connect_errors >= 1);
     /* After healing, with no resets, every further message arrives. */
     if (drop_ppm == 0) {
         uint64_t base[SIM_N][SIM_N];
@@ -1219,6 +1296,13 @@ static uint64_t sim_run(uint64_t seed, uint32_t drop_ppm)
         for (int i = 0; i < SIM_N; i++)
             for (int j = 0; j < SIM_N; j++)
                 if (i != j) CHECK_EQ(eps[j].got[i] - base[i][j], 50);
+        for (int i = 0; i < SIM_N; i++)
+            for (int j = 0; j < SIM_N; j++) {
+                if (i == j) continue;
+                CHECK_EQ(rpc_peer_stats_get(sn[i].r, j, &ps), 0);
+                if (!ps.connected) fprintf(stderr, "    %d -> %d not connected\n", i, j);
+                CHECK(ps.connected);
+            }
     }
     free(buf);
     uint64_t h = io_sim_world_hash(w);
