@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "cli/commands.h"
 #include "cli/version.h"
+#include "cluster/cluster.h"
 #include "cluster/data_plane.h"
 #include "config/config.h"
 #include "http/admin.h" /* operations: admin API + metrics collector */
@@ -32,7 +33,8 @@ struct start_ctx {
     unsigned n_shards;
     bool port_from_shard0; /* kafka_addr port 0: shard 0 binds first, the others wait */
     int port_ready;        /* atomic: shard 0 has bound and set the advertised port */
-    int ready;             /* atomic: shards serving */
+    int ready;             /* atomic: shards serving (+1: the cluster joined) */
+    bool cluster;          /* seed_servers set: the node service runs on shard 0 */
     uint64_t t0_ns;
     char cluster_id[128];
 };
@@ -105,6 +107,24 @@ static void shard_stop_hook(reactor_shard *self, void *arg)
     net_shard_stop(arg);
 }
 
+/* One more part is serving (each shard, and in cluster mode the join): the last one logs the
+ * "ready" line tests and operators wait for. Any thread. */
+static void start_ready_one(void *arg)
+{
+    struct start_ctx *s = arg;
+    int want = (int)s->n_shards + (s->cluster ? 1 : 0);
+    if (__atomic_add_fetch(&s->ready, 1, __ATOMIC_ACQ_REL) != want) return;
+    /* operations: /v1/status/ready answers 200, /v1/brokers shows the bound port */
+    admin_node_ready(s->broker.advertised_host, s->broker.advertised_port);
+    double ms = (double)(mono_ns() - s->t0_ns) / 1e6;
+    log_info("start",
+             "ready: kafka=%s:%u advertised=%s:%d node_id=%d shards=%u cluster_id=%s "
+             "data_directory=%s (%.1f ms from start)",
+             s->srv.host, s->shards[0].port, s->broker.advertised_host,
+             s->broker.advertised_port, s->broker.node_id, s->n_shards, s->broker.cluster_id,
+             s->cfg.data_directory, ms);
+}
+
 static int shard_init(reactor_shard *self, void *arg)
 {
     struct start_ctx *s = arg;
@@ -135,17 +155,20 @@ static int shard_init(reactor_shard *self, void *arg)
     }
     rc = reactor_on_shutdown(self, shard_stop_hook, sh);
     if (rc) return rc;
-    if (__atomic_add_fetch(&s->ready, 1, __ATOMIC_ACQ_REL) == (int)s->n_shards) {
-        /* operations: /v1/status/ready answers 200, /v1/brokers shows the bound port */
-        admin_node_ready(s->broker.advertised_host, s->broker.advertised_port);
-        double ms = (double)(mono_ns() - s->t0_ns) / 1e6;
-        log_info("start",
-                 "ready: kafka=%s:%u advertised=%s:%d node_id=%d shards=%u cluster_id=%s "
-                 "data_directory=%s (%.1f ms from start)",
-                 s->srv.host, sh->port, s->broker.advertised_host, s->broker.advertised_port,
-                 s->broker.node_id, s->n_shards, s->broker.cluster_id, s->cfg.data_directory,
-                 ms);
+    if (idx == 0 && s->cluster) {
+        /* The node service (src/cluster/cluster.h): "ready" waits until it has joined. */
+        struct cluster_start_opts co = {.cfg = &s->cfg,
+                                        .smp = s->n_shards,
+                                        .kafka_host = s->broker.advertised_host,
+                                        .kafka_port = (uint16_t)s->broker.advertised_port,
+                                        .cluster_id = s->cluster_id,
+                                        .cluster_id_cap = sizeof(s->cluster_id),
+                                        .on_ready = start_ready_one,
+                                        .arg = s};
+        rc = cluster_start(self, &co);
+        if (rc) return rc;
     }
+    start_ready_one(s);
     return 0;
 }
 
@@ -205,6 +228,8 @@ int cmd_start(int argc, char **argv)
     }
     io_destroy(iop);
 
+    s->cluster = cluster_mode(&s->cfg);
+    if (s->cluster) data_topic_hook = cluster_topic_submit; /* topics from the controller */
     rc = data_plane_prepare(&s->cfg, &s->dp);
     if (rc) {
         log_error("start", "cannot load the topic table: %s", al_strerror(rc));
@@ -227,6 +252,10 @@ int cmd_start(int argc, char **argv)
     rc = reactor_start_opts(&ro, shard_init, s);
     if (rc) {
         log_error("start", "broker stopped with an error: %s", al_strerror(rc));
+        goto out;
+    }
+    if (cluster_failed()) {
+        log_error("start", "stopped after a cluster error (see above)");
         goto out;
     }
     log_info("start", "stopped");

@@ -6,6 +6,7 @@
 #include "cluster/data_plane.h"
 
 #include "base/log.h"
+#include "cluster/cluster.h"
 #include "config/config.h"
 
 #include <inttypes.h>
@@ -100,9 +101,12 @@ static int data_plane_load(const struct al_config *cfg, struct data_plane **out)
     if (err) goto out;
     err = topic_table_init(&tt, ioh, dp->data_dir);
     if (err) goto out;
-    err = topic_table_load(&tt);
+    /* Cluster mode: the controller's table replaces topics.json (src/cluster/cluster.h). */
+    bool cluster = cluster_mode(cfg);
+    if (!cluster) err = topic_table_load(&tt);
     if (err) goto out;
-    if (!topic_table_find(&tt, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS))) {
+    if (!cluster &&
+        !topic_table_find(&tt, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS))) {
         topic_config_kv kv[2] = {{"cleanup.policy", "compact"}, {"segment.bytes", "104857600"}};
         err = topic_table_create(&tt, TOPIC_CONSUMER_OFFSETS, TOPIC_CONSUMER_OFFSETS_PARTITIONS, 1,
                                  kv, 2, true, NULL);
@@ -228,9 +232,11 @@ int data_shard_start(reactor_shard *self, struct data_plane *dp)
     if (err) goto fail;
     err = pm_init(&ds->pm, ds->io, ds->shard, ds->smp, dp->data_dir, ds->cache);
     if (err) goto fail;
+    ds->pm.node_id = (int32_t)dp->cfg->node_id;
     err = pm_reconcile(&ds->pm, &ds->topics);
     if (err) goto fail;
-    if (ds->shard == 0) pm_sweep_deleted(&ds->pm, &ds->topics); /* e.g. a crash mid-delete */
+    if (ds->shard == 0 && !cluster_mode(dp->cfg)) /* cluster: the controller's table sweeps */
+        pm_sweep_deleted(&ds->pm, &ds->topics);   /* e.g. a crash mid-delete */
     err = reactor_on_shutdown(self, data_shard_stop, ds);
     if (err) goto fail;
     reactor_timer_add(self, &ds->housekeep_timer, io_now_ns(ds->io) + DATA_HOUSEKEEP_NS, NULL);
@@ -422,8 +428,11 @@ static void op_submit_msg(reactor_shard *self, const struct reactor_msg *msg)
     op_start_next(ds);
 }
 
+int (*data_topic_hook)(data_shard *ds, struct data_topic_op *op);
+
 int data_topic_submit(data_shard *ds, struct data_topic_op *op)
 {
+    if (data_topic_hook) return data_topic_hook(ds, op);
     op->from_shard = ds->shard;
     op->next = NULL;
     return data_send(ds, 0, op_submit_msg, op, 0, 0);

@@ -453,6 +453,13 @@ void pm_sweep_deleted(partition_manager *pm, const topic_table *tt)
     io_fs_fsync_dir(pm->io, kdir);
 }
 
+/* Whether this shard hosts (t, part): the hashed shard of a single-node topic, or for a topic
+ * with stored assignments (cluster mode) the shard named by this node's replica. */
+static bool pm_hosts(const partition_manager *pm, const topic *t, int32_t part)
+{
+    return topic_partition_local_shard(t, part, pm->node_id, pm->smp) == (int32_t)pm->shard;
+}
+
 int pm_reconcile(partition_manager *pm, const topic_table *tt)
 {
     int first_err = 0;
@@ -463,7 +470,7 @@ int pm_reconcile(partition_manager *pm, const topic_table *tt)
             pm_partition *next = p->hnext;
             const topic *t = topic_table_find_id(tt, p->topic_id);
             bool keep = t && p->partition < t->partitions &&
-                        topic_partition_shard(t->id, p->partition, pm->smp) == pm->shard;
+                        pm_hosts(pm, t, p->partition);
             if (!keep) {
                 pm_unlink(pm, p);
                 log_info("cluster", "closing %s/%" PRId32, p->topic, p->partition);
@@ -488,7 +495,7 @@ int pm_reconcile(partition_manager *pm, const topic_table *tt)
     for (int32_t i = 0; i < tt->n; i++) {
         const topic *t = topic_table_at(tt, i);
         for (int32_t part = 0; part < t->partitions; part++) {
-            if (topic_partition_shard(t->id, part, pm->smp) != pm->shard) continue;
+            if (!pm_hosts(pm, t, part)) continue;
             if (pm_find(pm, t->id, part)) continue;
             int err = pm_open_partition(pm, t, part, tt->version);
             if (err && !first_err) first_err = err;

@@ -69,6 +69,7 @@ struct pm_partition {
 typedef struct partition_manager {
     io *io;
     uint32_t shard, smp;
+    int32_t node_id; /* this node: with stored assignments only its replicas are opened */
     char data_dir[1024];
     storage_cache *cache;
     pm_partition **buckets; /* hash of (topic id, partition) */

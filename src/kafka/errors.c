@@ -64,6 +64,8 @@ bool kafka_err_retriable(int16_t code)
 
 int16_t kafka_err_from_internal(int err)
 {
+    if (err < KAFKA_EWIRE_BASE && err > KAFKA_EWIRE_BASE - 32768)
+        return (int16_t)(KAFKA_EWIRE_BASE - err); /* kafka_err_to_internal */
     switch (err) {
     case 0: return KAFKA_ERR_NONE;
     case AL_ECORRUPT: return KAFKA_ERR_CORRUPT_MESSAGE;

@@ -153,4 +153,12 @@ bool kafka_err_retriable(int16_t code);
 /* Maps an internal error (-errno or AL_E*) to the Kafka error a client should see. */
 int16_t kafka_err_from_internal(int err);
 
+/* A Kafka error code carried as an internal error (e.g. a controller command's result passed
+ * through code that speaks AL_E*): kafka_err_from_internal gives the code back. 0 stays 0. */
+#define KAFKA_EWIRE_BASE (-120000)
+static inline int kafka_err_to_internal(int16_t code)
+{
+    return code > 0 ? KAFKA_EWIRE_BASE - code : 0;
+}
+
 #endif

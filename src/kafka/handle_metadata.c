@@ -1,7 +1,10 @@
 /*
- * handle_metadata.c — the Metadata handler (API key 3, v0-12): the broker list (this node at
- * its advertised address), cluster id, controller id (this node) and the topics asked for.
- * There is no topic table yet, so every named topic is unknown and "all topics" is empty.
+ * handle_metadata.c — the Metadata handler (API key 3, v0-12) for a broker without a data
+ * plane: the broker list (this node at its advertised address), cluster id, controller id
+ * (this node) and the topics asked for, all unknown. The data-plane handler
+ * (handler_topics.c) answers with the topic table and uses the cluster-mode helpers here:
+ * the broker list and controller from the node service's view (src/cluster/cluster.h), and
+ * each partition's replicas from its stored assignment.
  *
  * Versions 10+ carry topic ids; advertising them is correct only while every topic listed has
  * a real (non-zero) id: whoever adds the topic table must fill TopicId.
@@ -9,6 +12,109 @@
 #include "kafka/handlers.h"
 
 #include "base/log.h"
+#include "cluster/partition_raft.h"
+#include "cluster/cluster.h"
+
+#include <stdlib.h>
+
+/* The view's brokers as Kafka sees them: ACTIVE and DRAINING nodes (decommissioning and
+ * removed ones are leaving). */
+static bool md_listed(const cluster_view_broker *b)
+{
+    return b->membership == CONTROLLER_NODE_ACTIVE || b->membership == CONTROLLER_NODE_DRAINING;
+}
+
+int kafka_cluster_brokers(kafka_req *req, kafka_str_broker_fn fill, void *out, int32_t *n_out,
+                          int32_t *controller)
+{
+    cluster_view_broker *v = malloc(sizeof(*v) * CLUSTER_VIEW_MAX);
+    if (!v) return -ENOMEM;
+    int n = cluster_view_brokers(v, CLUSTER_VIEW_MAX, controller, NULL);
+    if (n < 0) {
+        free(v);
+        return 0;
+    }
+    n = AL_MIN(n, CLUSTER_VIEW_MAX);
+    int32_t k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!md_listed(&v[i])) continue;
+        size_t hl = strlen(v[i].kafka_host), rl = strlen(v[i].rack);
+        char *host = kafka_arena_alloc(&req->arena, hl + 1);
+        char *rack = rl ? kafka_arena_alloc(&req->arena, rl + 1) : NULL;
+        if (!host || (rl && !rack)) {
+            free(v);
+            return -ENOMEM;
+        }
+        memcpy(host, v[i].kafka_host, hl + 1);
+        if (rl) memcpy(rack, v[i].rack, rl + 1);
+        fill(out, k++, v[i].node_id, (kafka_str){host, (int32_t)hl}, v[i].kafka_port,
+             rl ? (kafka_str){rack, (int32_t)rl} : (kafka_str){NULL, -1});
+    }
+    free(v);
+    *n_out = k;
+    return 1;
+}
+
+static void md_fill_broker(void *out, int32_t i, int32_t id, kafka_str host, uint16_t port,
+                           kafka_str rack)
+{
+    kafka_MetadataResponse_MetadataResponseBroker *b =
+        &((kafka_MetadataResponse_MetadataResponseBroker *)out)[i];
+    kafka_MetadataResponse_MetadataResponseBroker_init(b);
+    b->NodeId = id;
+    b->Host = host;
+    b->Port = port;
+    b->Rack = rack;
+}
+
+int kafka_metadata_cluster_brokers(kafka_req *req, kafka_MetadataResponse *out)
+{
+    if (!cluster_active()) return 0;
+    kafka_MetadataResponse_MetadataResponseBroker *brk =
+        kafka_arena_alloc(&req->arena, sizeof(*brk) * CLUSTER_VIEW_MAX);
+    if (!brk) return -ENOMEM;
+    int32_t n = 0, controller = -1;
+    int rc = kafka_cluster_brokers(req, md_fill_broker, brk, &n, &controller);
+    if (rc <= 0) return rc;
+    out->Brokers = brk;
+    out->Brokers_count = n;
+    out->ControllerId = controller;
+    return 1;
+}
+
+int kafka_metadata_partition(kafka_req *req, const topic *t, int32_t p,
+                             kafka_MetadataResponse_MetadataResponsePartition *out)
+{
+    if (!t->assign) return 0;
+    const topic_assignment *a = &t->assign[p];
+    int32_t *nodes = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)a->n);
+    if (!nodes) return -ENOMEM;
+    for (int i = 0; i < a->n; i++) nodes[i] = a->nodes[i];
+    out->ErrorCode = 0;
+    out->PartitionIndex = p;
+    out->ReplicaNodes_count = a->n;
+    out->ReplicaNodes = nodes;
+    out->OfflineReplicas_count = 0;
+    /* Leader, epoch (= Raft term) and ISR from the node's leadership table. */
+    ldr_entry e;
+    if (!pr_leader_lookup(cluster_group_id(t->id, p), &e) || e.leader < 0) {
+        out->ErrorCode = KAFKA_ERR_LEADER_NOT_AVAILABLE; /* election: clients ask again */
+        out->LeaderId = -1;
+        out->LeaderEpoch = -1;
+        out->IsrNodes_count = 0;
+        out->IsrNodes = NULL;
+        return 1;
+    }
+    int32_t *isr = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)AL_MAX(e.n_isr, 1));
+    if (!isr) return -ENOMEM;
+    isr[0] = e.leader; /* only the leader's own report carries the ISR */
+    for (int i = 0; i < e.n_isr; i++) isr[i] = e.isr[i];
+    out->LeaderId = e.leader;
+    out->LeaderEpoch = (int32_t)e.term;
+    out->IsrNodes_count = AL_MAX(e.n_isr, 1);
+    out->IsrNodes = isr;
+    return 1;
+}
 
 int kafka_handle_metadata(kafka_req *req)
 {

@@ -11,8 +11,10 @@
  * Per-partition work runs on the owner shard through a small fan-out helper (pfan).
  */
 #include "kafka/handlers_data.h"
+#include "kafka/handlers.h"
 
 #include "base/log.h"
+#include "cluster/cluster.h"
 #include "cluster/data_plane.h"
 #include "config/config.h"
 #include "coord/producer_state.h"
@@ -137,6 +139,18 @@ static const topic *find_topic(data_shard *ds, kafka_str name)
 
 /* ---- DescribeCluster ---- */
 
+static void dc_fill_broker(void *out, int32_t i, int32_t id, kafka_str host, uint16_t port,
+                           kafka_str rack)
+{
+    kafka_DescribeClusterResponse_DescribeClusterBroker *b =
+        &((kafka_DescribeClusterResponse_DescribeClusterBroker *)out)[i];
+    kafka_DescribeClusterResponse_DescribeClusterBroker_init(b);
+    b->BrokerId = id;
+    b->Host = host;
+    b->Port = port;
+    b->Rack = rack;
+}
+
 int kafka_handle_describe_cluster(kafka_req *req)
 {
     const kafka_DescribeClusterRequest *in = req->msg;
@@ -162,6 +176,17 @@ int kafka_handle_describe_cluster(kafka_req *req)
         brk->Rack = (kafka_str){NULL, -1};
         out.Brokers = brk;
         out.Brokers_count = 1;
+        int32_t n = 0, controller = -1; /* cluster mode: every broker, the controller */
+        kafka_DescribeClusterResponse_DescribeClusterBroker *all =
+            kafka_arena_alloc(&req->arena, sizeof(*all) * CLUSTER_VIEW_MAX);
+        if (!all) return -ENOMEM;
+        int crc = kafka_cluster_brokers(req, dc_fill_broker, all, &n, &controller);
+        if (crc < 0) return crc;
+        if (crc > 0) {
+            out.Brokers = all;
+            out.Brokers_count = n;
+            out.ControllerId = controller;
+        }
     }
     int rc = kafka_req_respond(req, &out);
     return rc < 0 ? rc : KAFKA_DONE;

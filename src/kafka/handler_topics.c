@@ -13,6 +13,7 @@
 #include "kafka/handlers.h"
 
 #include "base/log.h"
+#include "cluster/cluster.h"
 #include "cluster/data_plane.h"
 #include "config/config.h"
 #include "cluster/topic_config.h"
@@ -71,6 +72,7 @@ static int md_fill_partitions(kafka_req *req, const topic *t,
         ps[i].IsrNodes_count = 1;
         ps[i].IsrNodes = nodes;
         ps[i].OfflineReplicas_count = 0;
+        if (kafka_metadata_partition(req, t, i, &ps[i]) < 0) return -ENOMEM; /* cluster */
     }
     out->Partitions = ps;
     out->Partitions_count = t->partitions;
@@ -102,6 +104,7 @@ static int md_respond(kafka_req *req)
     out.ClusterId = kafka_str_from(b->cluster_id);
     out.ControllerId = b->node_id;
     out.ClusterAuthorizedOperations = AUTHORIZED_OPS_OMITTED;
+    if (kafka_metadata_cluster_brokers(req, &out) < 0) return -ENOMEM; /* cluster mode */
 
     bool all = in->Topics_count < 0 || (in->Topics_count == 0 && req->api_version == 0);
     int32_t n = all ? ds->topics.n : AL_MAX(in->Topics_count, 0);
@@ -196,7 +199,7 @@ int kafka_handle_metadata_topics(kafka_req *req)
             if (dup) continue;
             str_to_buf(nm, items[k].name, sizeof(items[k].name));
             items[k].partitions = (int32_t)cfg->default_topic_partitions;
-            items[k].replication_factor = 1;
+            items[k].replication_factor = cluster_active() ? -1 : 1; /* cluster: controller's */
             k++;
         }
     }
@@ -336,6 +339,7 @@ int kafka_handle_create_topics(kafka_req *req)
         int32_t parts =
             q->NumPartitions == -1 ? (int32_t)cfg->default_topic_partitions : q->NumPartitions;
         int16_t rf = q->ReplicationFactor == -1 ? 1 : q->ReplicationFactor;
+        if (cluster_active() && q->ReplicationFactor == -1) rf = -1; /* min(3, nodes) */
         char msg[256] = "";
         int16_t err = 0;
         if (dup) {
@@ -368,7 +372,7 @@ int kafka_handle_create_topics(kafka_req *req)
             err = KAFKA_ERR_INVALID_PARTITIONS;
             snprintf(msg, sizeof(msg), "Number of partitions must be between 1 and %d.",
                      TOPIC_PARTITIONS_MAX);
-        } else if (rf != 1) {
+        } else if (rf != 1 && !cluster_active()) { /* cluster: the controller checks */
             err = KAFKA_ERR_INVALID_REPLICATION_FACTOR;
             snprintf(msg, sizeof(msg),
                      "Replication factor: %d larger than available brokers: "

@@ -17,6 +17,26 @@ int kafka_handle_api_versions(kafka_req *req);
  * asked for by id UNKNOWN_TOPIC_ID; "all topics" is an empty list). */
 int kafka_handle_metadata(kafka_req *req);
 
+/* ---- cluster mode (handle_metadata.c; src/cluster/cluster.h) ---- */
+
+/* Stores broker i (id, advertised Kafka host/port, rack or null) into a response's array. */
+typedef void (*kafka_str_broker_fn)(void *out, int32_t i, int32_t id, kafka_str host,
+                                    uint16_t port, kafka_str rack);
+/* The cluster's brokers (active and draining) through fill into out (room for
+ * CLUSTER_VIEW_MAX), strings in req's arena; *n_out the count, *controller group 0's leader
+ * (-1 unknown). Returns 1, 0 when not in cluster mode, or -ENOMEM. Any shard. */
+int kafka_cluster_brokers(kafka_req *req, kafka_str_broker_fn fill, void *out, int32_t *n_out,
+                          int32_t *controller);
+/* Metadata's Brokers and ControllerId from the cluster. 1, 0 (single node), or -ENOMEM. */
+struct kafka_MetadataResponse;
+int kafka_metadata_cluster_brokers(kafka_req *req, struct kafka_MetadataResponse *out);
+/* Partition p of a topic with stored assignments: replicas (ISR = replicas, leader = the
+ * preferred one until a leadership table says otherwise). 1, 0 (single-node form), -ENOMEM. */
+struct topic;
+struct kafka_MetadataResponse_MetadataResponsePartition;
+int kafka_metadata_partition(kafka_req *req, const struct topic *t, int32_t p,
+                             struct kafka_MetadataResponse_MetadataResponsePartition *out);
+
 /*
  * Encodes the v0-form UNSUPPORTED_VERSION ApiVersions response (KIP-511: ErrorCode 35, ApiKeys
  * = [{18, min, max}]) that answers an ApiVersions request of a version we do not implement.
