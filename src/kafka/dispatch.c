@@ -73,9 +73,15 @@ int kafka_req_peek(const uint8_t *frame, size_t len, int16_t *api_key, int16_t *
 
 kafka_req *kafka_req_new(uint8_t *frame, size_t frame_len)
 {
+    return kafka_req_new_in(NULL, frame, frame_len);
+}
+
+kafka_req *kafka_req_new_in(uint8_t *mem, uint8_t *frame, size_t frame_len)
+{
     kafka_req *req = calloc(1, sizeof(*req));
     if (!req) return NULL;
     req->frame = frame;
+    req->frame_mem = mem;
     req->frame_len = frame_len;
     req->client_id.len = -1;
     /* Decoded structs can take up to 32x their wire bytes (e.g. a FetchRequest v12 topic: 3
@@ -92,7 +98,7 @@ void kafka_req_free(kafka_req *req)
 {
     if (!req) return;
     kafka_arena_free(&req->arena);
-    free(req->frame);
+    free(req->frame_mem ? req->frame_mem : req->frame);
     free(req->resp);
     free(req);
 }

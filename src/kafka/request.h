@@ -68,8 +68,9 @@ struct kafka_req {
     const char *fail_reason;    /* static text for the connection's log line, or NULL */
 
     /* ---- owned by the connection layer ---- */
-    uint8_t *frame;             /* the request frame without its size prefix (malloc'd) */
+    uint8_t *frame;             /* the request frame without its size prefix */
     size_t frame_len;
+    uint8_t *frame_mem;         /* the malloc'd block holding frame (frame itself if NULL) */
     void *owner;                /* the connection (NULL once it closed) */
     void (*on_done)(kafka_req *req); /* called once when the req reaches KAFKA_REQ_DONE; if
                                         in_dispatch is set it must not free the req (the
@@ -129,8 +130,11 @@ void kafka_req_respond_none(kafka_req *req);
 void kafka_req_fail(kafka_req *req, int err, const char *why);
 
 /* Frees what the request owns (frame, response, arena) and the req itself (malloc'd by
- * kafka_req_new). */
+ * kafka_req_new). kafka_req_new takes ownership of frame (malloc'd). */
 kafka_req *kafka_req_new(uint8_t *frame, size_t frame_len);
+/* kafka_req_new for a frame inside a larger malloc'd block `mem` (the connection hands over its
+ * receive buffer instead of copying a large frame out of it): the req frees mem. */
+kafka_req *kafka_req_new_in(uint8_t *mem, uint8_t *frame, size_t frame_len);
 void kafka_req_free(kafka_req *req);
 
 /*

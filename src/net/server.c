@@ -27,6 +27,8 @@
 #define RBUF_SHRINK   (64u * 1024) /* shrink a buffer larger than this once it is mostly empty */
 #define WBUF_CAP      (64u * 1024) /* gather buffer for pipelined small responses */
 #define WBUF_DIRECT   (16u * 1024) /* a response this large is sent from its own buffer */
+#define FRAME_STEAL_MIN (32u * 1024) /* a frame this large may take the receive buffer along */
+#define FRAME_KEEP_MAX  (256u * 1024) /* largest fresh buffer after that */
 #define PUMP_FRAMES   1024         /* frames cut per pump round before others get a turn */
 #define PUMP_ROUNDS   (1 << 20)    /* bound on pump rounds (each consumes frames or ends) */
 #define REJECT_LOG_NS 1000000000ull
@@ -357,6 +359,49 @@ static void conn_rbuf_compact(net_conn *c)
     }
 }
 
+/*
+ * Makes a request of the whole frame of `size` bytes at rbuf + rpos + 4 and consumes it. A
+ * large frame at the start of the buffer with little after it takes the receive buffer itself
+ * (no copy: the buffer was grown to hold just this frame) and the connection starts a fresh
+ * small buffer with the few bytes that followed; otherwise the frame is copied out. Returns
+ * the req, or NULL when out of memory (nothing consumed).
+ */
+static kafka_req *conn_take_frame(net_conn *c, size_t size)
+{
+    size_t after = c->rlen - c->rpos - 4 - size;
+    if (c->rpos == 0 && size >= FRAME_STEAL_MIN && after <= RBUF_MIN) {
+        /* The next frame is likely as large: a fresh buffer of this frame's size (up to
+         * FRAME_KEEP_MAX) spares it the copies of growing from RBUF_MIN by doubling. It is
+         * counted in the shard's bytes, and compaction shrinks it after smaller frames. */
+        size_t ncap = AL_MAX((size_t)RBUF_MIN, AL_ALIGN_UP(AL_MIN(4 + size, (size_t)FRAME_KEEP_MAX),
+                                                           (size_t)RBUF_MIN));
+        uint8_t *nb = malloc(ncap);
+        kafka_req *r = nb ? kafka_req_new_in(c->rbuf, c->rbuf + 4, size) : NULL;
+        if (r) {
+            memcpy(nb, c->rbuf + 4 + size, after);
+            /* The old buffer's bytes now count as the request's frame (size, added by the
+             * caller); the slack beyond it (< the buffer's last growth step) goes uncounted. */
+            shard_add_bytes(c->sh, (int64_t)ncap - (int64_t)c->rcap);
+            c->rbuf = nb;
+            c->rcap = ncap;
+            c->rpos = 0;
+            c->rlen = after;
+            c->sh->frames_handed_over++;
+            return r;
+        }
+        free(nb);
+    }
+    uint8_t *frame = malloc(size ? size : 1);
+    kafka_req *r = frame ? kafka_req_new(frame, size) : NULL;
+    if (!r) {
+        free(frame);
+        return NULL;
+    }
+    memcpy(frame, c->rbuf + c->rpos + 4, size);
+    c->rpos += 4 + size;
+    return r;
+}
+
 /* Cuts complete frames out of the buffer and dispatches them while the limits allow, at most
  * PUMP_FRAMES. Returns the number cut, or -1 if the connection closed. */
 static int conn_cut_frames(net_conn *c)
@@ -384,15 +429,11 @@ static int conn_cut_frames(net_conn *c)
         }
         if (whole == 0) break; /* more bytes needed: conn_read grows the buffer as they come */
         if (!conn_can_take(c)) break;
-        uint8_t *frame = malloc(size ? (size_t)size : 1);
-        kafka_req *r = frame ? kafka_req_new(frame, (size_t)size) : NULL;
+        kafka_req *r = conn_take_frame(c, (size_t)size);
         if (!r) {
-            free(frame);
             conn_close(c, AL_LOG_ERROR, "out of memory for a request", -ENOMEM);
             return -1;
         }
-        memcpy(frame, c->rbuf + c->rpos + 4, (size_t)size);
-        c->rpos += 4 + (size_t)size;
         r->broker = srv->broker;
         r->shard = c->sh->shard_id;
         r->owner = c;

@@ -76,6 +76,8 @@ typedef struct net_shard {
     uint64_t last_reject_log_ns;
     /* Counters (read on this shard; for tests and metrics). */
     uint64_t accepted, closed, requests, responses, sends;
+    uint64_t frames_handed_over; /* large frames given to their request with the receive
+                                    buffer, not copied */
 } net_shard;
 
 /*
