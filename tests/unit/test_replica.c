@@ -13,7 +13,8 @@
  *     (so every acks=all-acknowledged batch is readable from the leader after a failover);
  *   - hard state (term, vote) survives crashes;
  * and at the end (network healed, everyone up) every replica holds every acknowledged batch.
- *   AL_REPLICA_SEED=S       replay one seed exactly (printed on failure)
+ *   AL_TEST_SEED=S (or AL_REPLICA_SEED=S)  replay seed S exactly (printed on failure);
+ *                           without it the seeds start from a clock-derived base
  *   AL_REPLICA_SEEDS=N      run N seeds (no time bound): the longer run
  *   AL_REPLICA_MS=M         virtual milliseconds of chaos per seed (default 2500)
  * Default: seeds from test_seed() for up to ~20 s of wall time.
@@ -694,15 +695,25 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
     return ok;
 }
 
+/* The seed to replay, from AL_REPLICA_SEED or else AL_TEST_SEED (0: none given). */
+static uint64_t replay_seed(void)
+{
+    if (getenv("AL_REPLICA_SEED") && *getenv("AL_REPLICA_SEED"))
+        return env_u64("AL_REPLICA_SEED", 0);
+    if (getenv("AL_TEST_SEED") && *getenv("AL_TEST_SEED")) return env_u64("AL_TEST_SEED", 0);
+    return 0;
+}
+
 TEST(sim_seeds)
 {
     uint64_t chaos_ms = env_u64("AL_REPLICA_MS", 2500);
+    uint64_t one = replay_seed();
     /* crash recovery logs every torn tail it cuts: keep the output to failures */
-    if (!getenv("AL_REPLICA_SEED")) al_log_set_level(AL_LOG_ERROR);
+    if (!one) al_log_set_level(AL_LOG_ERROR);
     uint32_t failed = 0, seeds = 0;
     double t0 = mono_s();
-    if (getenv("AL_REPLICA_SEED") && *getenv("AL_REPLICA_SEED")) {
-        failed += !sim_one(env_u64("AL_REPLICA_SEED", 1), chaos_ms, true);
+    if (one) {
+        failed += !sim_one(one, chaos_ms, true);
         seeds++;
     } else {
         uint64_t count = env_u64("AL_REPLICA_SEEDS", 600);
@@ -712,8 +723,8 @@ TEST(sim_seeds)
             if (bounded && mono_s() - t0 > TIME_BUDGET_S) break;
             bool ok = sim_one(base + i, chaos_ms, false);
             if (!ok)
-                fprintf(stderr, "  replay: AL_REPLICA_SEED=%" PRIu64 " AL_REPLICA_MS=%" PRIu64
-                                "\n", base + i, chaos_ms);
+                fprintf(stderr, "  replay: AL_TEST_SEED=%" PRIu64 " AL_REPLICA_MS=%" PRIu64
+                                " %s sim_seeds\n", base + i, chaos_ms, "test_replica");
             failed += !ok;
             seeds++;
         }
