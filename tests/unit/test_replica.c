@@ -463,6 +463,7 @@ static void propose(sim *s, uint64_t tag)
         sq->s = s;
         sq->node = i;
         sq->q.wait = rng_next(&s->rng) % 4 ? RAFT_WAIT_COMMIT : RAFT_WAIT_APPEND;
+        sq->q.validated = rng_next(&s->rng) % 2; /* the Produce path checked them already */
         sq->q.cb = on_repl;
         int rc = raft_replicate(nd->r, buf, len, &sq->q);
         if (rc < 0) continue;
