@@ -233,6 +233,9 @@ int data_shard_start(reactor_shard *self, struct data_plane *dp)
     err = pm_init(&ds->pm, ds->io, ds->shard, ds->smp, dp->data_dir, ds->cache);
     if (err) goto fail;
     ds->pm.node_id = (int32_t)dp->cfg->node_id;
+    ds->cluster_cfg = *dp->cfg;
+    broker_config_defaults_build(&ds->cluster_cfg, &ds->defaults);
+    pm_set_defaults(&ds->pm, &ds->defaults);
     err = pm_reconcile(&ds->pm, &ds->topics);
     if (err) goto fail;
     if (ds->shard == 0 && !cluster_mode(dp->cfg)) /* cluster: the controller's table sweeps */
@@ -318,7 +321,8 @@ static void op_ack_msg(reactor_shard *self, const struct reactor_msg *msg)
     if (--ds->op_acks_left > 0) return;
     struct data_topic_op *op = ds->op_running;
     ds->op_running = NULL;
-    pm_sweep_deleted(&ds->pm, &ds->topics); /* every shard has closed what was deleted */
+    if (op->kind != DATA_OP_CLUSTER_CONFIG)
+        pm_sweep_deleted(&ds->pm, &ds->topics); /* every shard has closed what was deleted */
     free(ds->op_blob);
     ds->op_blob = NULL;
     data_send(ds, op->from_shard, op_done_msg, op, 0, 0);
@@ -373,8 +377,67 @@ static int op_apply_item(topic_table *tt, enum data_topic_op_kind kind, struct d
         }
         return 0;
     }
+    case DATA_OP_CLUSTER_CONFIG: break; /* not a topic change (op_start_config) */
     }
     return AL_EINVAL;
+}
+
+/* On every shard: adopt the new cluster configuration and re-resolve partition settings. */
+static void op_config_apply_msg(reactor_shard *self, const struct reactor_msg *msg)
+{
+    data_shard *ds = data_shard_self();
+    AL_ASSERT(ds);
+    ds->cluster_cfg = *(const al_config *)msg->arg;
+    ds->cluster_cfg_version++;
+    broker_config_defaults_build(&ds->cluster_cfg, &ds->defaults);
+    pm_set_defaults(&ds->pm, &ds->defaults);
+    pm_reconcile(&ds->pm, &ds->topics);
+    data_send(ds, 0, op_ack_msg, NULL, 0, 0);
+}
+
+/* Applies one item's changes to c. Returns 0 or the first refusal (c then unchanged). */
+static int config_item_apply(al_config *c, const al_config *start, al_config *scratch,
+                             const struct data_topic_item *it)
+{
+    *scratch = *c;
+    for (int32_t j = 0; j < it->n_configs; j++) {
+        bool del = it->del && it->del[j];
+        int err = config_change(scratch, start, it->configs[j].key,
+                                del ? NULL : it->configs[j].value, NULL, 0);
+        if (err) return err;
+    }
+    *c = *scratch;
+    return 0;
+}
+
+/* On shard 0: runs a DATA_OP_CLUSTER_CONFIG (see data_plane.h). Returns 0 when the new
+ * configuration went out to every shard, else an error (items' err set). */
+static int op_start_config(data_shard *ds, struct data_topic_op *op)
+{
+    al_config *next = malloc(2 * sizeof(*next)); /* [0] result, [1] scratch */
+    if (!next) return -ENOMEM;
+    next[0] = ds->cluster_cfg;
+    bool changed = false;
+    for (int32_t i = 0; i < op->n; i++) {
+        op->items[i].err = config_item_apply(&next[0], ds->dp->cfg, &next[1], &op->items[i]);
+        if (!op->items[i].err) changed = true;
+    }
+    int err = changed ? config_save_admin(ds->io, &next[0]) : 0;
+    if (err) {
+        log_error("cluster", "cannot save the cluster configuration in %s: %s",
+                  ds->cluster_cfg.data_directory, al_strerror(err));
+        for (int32_t i = 0; i < op->n; i++)
+            if (!op->items[i].err) op->items[i].err = err;
+        free(next);
+        return err;
+    }
+    if (changed) log_info("cluster", "cluster configuration changed");
+    ds->op_blob = (uint8_t *)next;
+    ds->op_blob_len = sizeof(*next);
+    ds->op_acks_left = ds->smp;
+    for (uint32_t s = 0; s < ds->smp; s++)
+        data_send(ds, s, op_config_apply_msg, ds->op_blob, 0, 0);
+    return 0;
 }
 
 static void op_start_next(data_shard *ds)
@@ -384,6 +447,13 @@ static void op_start_next(data_shard *ds)
     ds->op_queue_head = op->next;
     if (!ds->op_queue_head) ds->op_queue_tail = NULL;
     ds->op_running = op;
+    if (op->kind == DATA_OP_CLUSTER_CONFIG) {
+        if (op_start_config(ds, op) == 0) return;
+        ds->op_running = NULL;
+        data_send(ds, op->from_shard, op_done_msg, op, 0, 0);
+        op_start_next(ds);
+        return;
+    }
 
     uint8_t *before = NULL;
     size_t before_len = 0;
@@ -432,7 +502,7 @@ int (*data_topic_hook)(data_shard *ds, struct data_topic_op *op);
 
 int data_topic_submit(data_shard *ds, struct data_topic_op *op)
 {
-    if (data_topic_hook) return data_topic_hook(ds, op);
+    if (data_topic_hook && op->kind != DATA_OP_CLUSTER_CONFIG) return data_topic_hook(ds, op);
     op->from_shard = ds->shard;
     op->next = NULL;
     return data_send(ds, 0, op_submit_msg, op, 0, 0);

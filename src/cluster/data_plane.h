@@ -2,8 +2,9 @@
  * data_plane.h — wires the topic table and the partition managers onto the reactor's shards:
  * start-up (load topics.json, create __consumer_offsets, open every shard's partitions), the
  * per-shard context the Kafka data-path handlers use, reliable cross-shard sends, and topic
- * changes (create, delete, add partitions, set configs), which run on shard 0, are persisted,
- * and then copied to every shard's replica before the caller is answered.
+ * changes (create, delete, add partitions, set configs) and cluster-configuration changes,
+ * which run on shard 0, are persisted, and then copied to every shard's replica before the
+ * caller is answered.
  *
  * Start-up, for src/cli/start.c:
  *   1. main thread, after the config is final and before reactor_start:
@@ -21,10 +22,10 @@
 
 #include "base/base.h"
 #include "cluster/partition_manager.h"
+#include "cluster/topic_config.h"
 #include "cluster/topic_table.h"
+#include "config/config.h"
 #include "reactor/reactor.h"
-
-struct al_config;
 
 /* Broker-wide start-up state: read-only once the shards run. */
 struct data_plane {
@@ -63,6 +64,12 @@ typedef struct data_shard {
     const struct al_config *cfg;
     struct data_plane *dp;
     topic_table topics; /* authoritative on shard 0, a replica elsewhere */
+    /* The configuration in effect: the start-up one plus accepted cluster-config changes
+     * (admin API, AlterConfigs on BROKER); authoritative on shard 0, a replica elsewhere.
+     * Live keys (config_key.live) are read from here, never from cfg. */
+    al_config cluster_cfg;
+    uint64_t cluster_cfg_version;            /* cluster-config changes applied since start */
+    struct broker_config_defaults defaults; /* cluster_cfg's topic defaults (pm resolves) */
     partition_manager pm;
     storage_cache *cache;
     struct data_pending_msg *pending_head, *pending_tail; /* sends waiting for ring space */
@@ -128,6 +135,7 @@ enum data_topic_op_kind {
     DATA_OP_ADD_PARTITIONS,
     DATA_OP_REPLACE_CONFIGS, /* configs[0..n) replace all overrides */
     DATA_OP_SET_CONFIGS,     /* configs[i].value "" with del[i] set removes the key */
+    DATA_OP_CLUSTER_CONFIG,  /* cluster configuration changes, see below */
 };
 
 /*
@@ -156,6 +164,18 @@ struct data_topic_op {
     unsigned from_shard;
     struct data_topic_op *next;
 };
+
+/*
+ * DATA_OP_CLUSTER_CONFIG: each item is a set of changes to the cluster configuration:
+ * configs[j] = (config-table key, value text), del[j] true resets the key (config_change with
+ * the start-up configuration). name, partitions and replication_factor are unused. On shard 0
+ * the items are applied in order to a copy of its cluster_cfg; an item with a refused change
+ * gets its error (AL_ENOTFOUND / AL_EINVAL) and changes nothing. If anything changed, the
+ * result is saved with config_save_admin (a failure gives every applied item that error and
+ * changes nothing), then every shard replaces its cluster_cfg, rebuilds its defaults and
+ * re-resolves the settings of its partitions (pm_set_defaults + pm_reconcile) before done
+ * runs. Callers validate first (config_change on a copy of their replica) to report messages.
+ */
 
 /* Submits op from the calling shard. Returns 0 (done will run) or AL_ECLOSED. */
 int data_topic_submit(data_shard *ds, struct data_topic_op *op);

@@ -5,8 +5,9 @@
  */
 #include "cluster/partition_manager.h"
 
+#include "cluster/topic_config.h"
+
 #include "base/log.h"
-#include "cluster/partition_raft.h"
 #include "storage/batch.h"
 
 #include <inttypes.h>
@@ -98,53 +99,58 @@ static void pm_unlink(partition_manager *pm, pm_partition *p)
 
 /* ---- settings from topic configs ---- */
 
-static bool parse_i64(const char *s, int64_t *out)
+void pm_topic_resolve(const topic *t, const struct broker_config_defaults *d,
+                      pm_topic_settings *out, storage_log_config *c)
 {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end) return false;
-    *out = v;
-    return true;
+    /* A topic override refused here (e.g. written by a newer version) is skipped, as is a
+     * set that breaks a cross-key rule: the broker defaults then stand for the topic. */
+    struct topic_config_pair pairs[TOPIC_CONFIGS_MAX];
+    int n = 0;
+    for (int32_t i = 0; i < t->n_configs && n < TOPIC_CONFIGS_MAX; i++) {
+        if (topic_config_check(t->configs[i].key, t->configs[i].value, NULL, 0)) continue;
+        pairs[n++] = (struct topic_config_pair){t->configs[i].key, t->configs[i].value};
+    }
+    const struct topic_config_pair *bp = d ? d->pairs : NULL;
+    int nb = d ? d->n : 0;
+    struct topic_configs tc;
+    if (topic_config_resolve(pairs, n, bp, nb, &tc, NULL, 0) &&
+        topic_config_resolve(NULL, 0, bp, nb, &tc, NULL, 0))
+        topic_config_defaults(&tc);
+    uint32_t cleanup = tc.cleanup_policy;
+    if (t->internal && !topic_config_value(t, "cleanup.policy")) cleanup = TOPIC_CLEANUP_COMPACT;
+    if (out) {
+        out->max_message_bytes = tc.max_message_bytes;
+        out->log_append_time = tc.message_timestamp_type == TOPIC_TIMESTAMP_LOG_APPEND_TIME;
+        out->compact = (cleanup & TOPIC_CLEANUP_COMPACT) != 0;
+    }
+    if (c) {
+        storage_log_config_default(c);
+        c->segment_bytes = (uint64_t)AL_MAX(tc.segment_bytes, 4096); /* storage's minimum */
+        c->segment_ms = tc.segment_ms;
+        c->retention_bytes = tc.retention_bytes;
+        c->retention_ms = tc.retention_ms;
+        c->delete_retention_ms = tc.delete_retention_ms;
+        c->max_message_bytes = (uint32_t)tc.max_message_bytes; /* Kafka counts the whole batch */
+        c->cleanup_policy = 0;
+        if (cleanup & TOPIC_CLEANUP_DELETE) c->cleanup_policy |= STORAGE_CLEANUP_DELETE;
+        if (cleanup & TOPIC_CLEANUP_COMPACT) c->cleanup_policy |= STORAGE_CLEANUP_COMPACT;
+    }
 }
 
 void pm_settings_from_topic(const topic *t, pm_topic_settings *out)
 {
-    int64_t v;
-    out->max_message_bytes = 1048588;
-    out->log_append_time = false;
-    out->compact = false;
-    if (parse_i64(topic_config_value(t, "max.message.bytes"), &v) && v > 0 && v <= INT32_MAX)
-        out->max_message_bytes = (int32_t)v;
-    const char *ts = topic_config_value(t, "message.timestamp.type");
-    if (ts && !strcmp(ts, "LogAppendTime")) out->log_append_time = true;
-    const char *cp = topic_config_value(t, "cleanup.policy");
-    if (cp && strstr(cp, "compact")) out->compact = true;
-    if (!cp && t->internal) out->compact = true;
+    pm_topic_resolve(t, NULL, out, NULL);
 }
 
 void pm_log_config_from_topic(const topic *t, storage_log_config *c)
 {
-    int64_t v;
-    storage_log_config_default(c);
-    if (parse_i64(topic_config_value(t, "segment.bytes"), &v) && v >= 4096)
-        c->segment_bytes = (uint64_t)v;
-    if (parse_i64(topic_config_value(t, "segment.ms"), &v) && v > 0) c->segment_ms = v;
-    if (parse_i64(topic_config_value(t, "retention.bytes"), &v)) c->retention_bytes = v;
-    if (parse_i64(topic_config_value(t, "retention.ms"), &v)) c->retention_ms = v;
-    if (parse_i64(topic_config_value(t, "delete.retention.ms"), &v) && v >= 0)
-        c->delete_retention_ms = v;
-    if (parse_i64(topic_config_value(t, "max.message.bytes"), &v) && v > 0 && v <= INT32_MAX - 12)
-        c->max_message_bytes = (uint32_t)v; /* Kafka counts the whole batch */
-    const char *cp = topic_config_value(t, "cleanup.policy");
-    if (cp) {
-        c->cleanup_policy = 0;
-        if (strstr(cp, "delete")) c->cleanup_policy |= STORAGE_CLEANUP_DELETE;
-        if (strstr(cp, "compact")) c->cleanup_policy |= STORAGE_CLEANUP_COMPACT;
-    } else if (t->internal) {
-        c->cleanup_policy = STORAGE_CLEANUP_COMPACT;
-    }
+    pm_topic_resolve(t, NULL, NULL, c);
+}
+
+void pm_set_defaults(partition_manager *pm, const struct broker_config_defaults *d)
+{
+    pm->defaults = d;
+    pm->defaults_version++;
 }
 
 /* ---- opening, replay, closing ---- */
@@ -181,11 +187,6 @@ static void reopen_flushed(storage_waiter *w)
 static void pm_reconfigure(partition_manager *pm, pm_partition *p)
 {
     if (!p->reconfigure || p->busy) return;
-    if (p->rr) {
-        /* The replica owns the log: the new storage settings apply at the next open. */
-        p->reconfigure = false;
-        return;
-    }
     int64_t last = storage_log_high_offset(p->log) - 1;
     if (last > storage_log_durable_offset(p->log)) {
         struct reopen_wait rw = {false, 0};
@@ -307,23 +308,6 @@ static int mkdir_p(io *ioh, const char *path)
     return 0;
 }
 
-/* Closes p's log, or its Raft replica (which owns the log). */
-static void pm_close_log(pm_partition *p)
-{
-    if (p->rr)
-        pr_close(p);
-    else if (p->log)
-        storage_log_close(p->log);
-    p->log = NULL;
-}
-
-int pm_rebuild_producers(pm_partition *p)
-{
-    producer_state_destroy(&p->producers);
-    producer_state_init(&p->producers, p->pm->producer_expiration_ms);
-    return pm_replay_producers(p->pm, p);
-}
-
 static int pm_open_partition(partition_manager *pm, const topic *t, int32_t partition,
                              uint64_t version)
 {
@@ -339,22 +323,18 @@ static int pm_open_partition(partition_manager *pm, const topic *t, int32_t part
     p->partition = partition;
     p->pm = pm;
     p->config_version = version;
-    pm_settings_from_topic(t, &p->settings);
-    producer_state_init(&p->producers, pm->producer_expiration_ms);
+    p->defaults_version = pm->defaults_version;
     storage_log_config cfg;
-    pm_log_config_from_topic(t, &cfg);
+    pm_topic_resolve(t, pm->defaults, &p->settings, &cfg);
+    producer_state_init(&p->producers, pm->producer_expiration_ms);
     cfg.cache = pm->cache;
     cfg.log_id = pm->next_log_id++;
     p->log_cfg = cfg;
-    if (pr_enabled())
-        err = pr_open(pm, p, t, dir, &cfg); /* cluster mode: the log of a Raft replica */
-    else
-        err = storage_log_open(pm->io, dir, &cfg, &p->log);
+    err = storage_log_open(pm->io, dir, &cfg, &p->log);
     if (err) goto fail;
     err = pm_replay_producers(pm, p);
     if (err) goto fail;
-    p->high_watermark = p->rr ? raft_replica_commit(p->rr) + 1
-                              : storage_log_durable_offset(p->log) + 1;
+    p->high_watermark = storage_log_durable_offset(p->log) + 1;
     if (pm->count + 1 > pm->nbuckets && pm_grow(pm)) {
         err = -ENOMEM;
         goto fail;
@@ -369,7 +349,7 @@ static int pm_open_partition(partition_manager *pm, const topic *t, int32_t part
 fail:
     log_error("cluster", "cannot open the log of %s/%" PRId32 " in %s: %s", t->name, partition, dir,
               al_strerror(err));
-    pm_close_log(p);
+    if (p->log) storage_log_close(p->log);
     producer_state_destroy(&p->producers);
     free(p);
     return err;
@@ -385,11 +365,6 @@ static void pm_wake_all(pm_partition *p)
     }
 }
 
-void pm_wake_watches(pm_partition *p)
-{
-    pm_wake_all(p);
-}
-
 /* Removes p from service: wakes its watches (their fetches look it up again and find it
  * gone) and closes it now, or at the last pm_release when an operation still holds it. */
 static void pm_retire(pm_partition *p)
@@ -397,7 +372,7 @@ static void pm_retire(pm_partition *p)
     p->removed = true;
     pm_wake_all(p);
     if (p->busy > 0) return;
-    pm_close_log(p);
+    if (p->log) storage_log_close(p->log);
     producer_state_destroy(&p->producers);
     free(p);
 }
@@ -414,7 +389,7 @@ bool pm_release(pm_partition *p)
     p->busy--;
     if (!p->removed) return true;
     if (p->busy == 0) {
-        pm_close_log(p);
+        if (p->log) storage_log_close(p->log);
         producer_state_destroy(&p->producers);
         free(p);
     }
@@ -427,9 +402,6 @@ void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes)
         for (pm_partition *p = pm->buckets[b]; p; p = p->hnext) {
             if (p->busy) continue; /* storage skips segments under reads; be conservative */
             if (p->reconfigure) pm_reconfigure(pm, p);
-            /* Retention and compaction would cut a Raft log under the replica (which needs
-             * the whole log from offset 0 until snapshots exist): not in cluster mode yet. */
-            if (p->rr) continue;
             int rc = storage_log_housekeep(p->log, now_ms, budget_bytes);
             if (rc < 0)
                 log_warn("cluster", "housekeeping %s/%" PRId32 ": %s", p->topic, p->partition,
@@ -510,11 +482,12 @@ int pm_reconcile(partition_manager *pm, const topic_table *tt)
                 pm_unlink(pm, p);
                 log_info("cluster", "closing %s/%" PRId32, p->topic, p->partition);
                 pm_retire(p);
-            } else if (p->config_version != tt->version) {
-                pm_settings_from_topic(t, &p->settings);
-                p->config_version = tt->version;
+            } else if (p->config_version != tt->version ||
+                       p->defaults_version != pm->defaults_version) {
                 storage_log_config nc;
-                pm_log_config_from_topic(t, &nc);
+                pm_topic_resolve(t, pm->defaults, &p->settings, &nc);
+                p->config_version = tt->version;
+                p->defaults_version = pm->defaults_version;
                 nc.cache = p->log_cfg.cache;
                 nc.log_id = p->log_cfg.log_id;
                 if (!log_config_equal(&nc, &p->log_cfg)) {
@@ -597,7 +570,7 @@ void pm_watch_disarm(pm_watch *w)
 
 void pm_refresh_hw(pm_partition *p)
 {
-    int64_t hw = p->rr ? raft_replica_commit(p->rr) + 1 : storage_log_durable_offset(p->log) + 1;
+    int64_t hw = storage_log_durable_offset(p->log) + 1;
     if (hw > p->high_watermark) {
         p->high_watermark = hw;
         pm_wake_all(p);

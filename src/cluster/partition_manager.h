@@ -56,6 +56,7 @@ struct pm_partition {
     struct producer_state producers;
     pm_topic_settings settings;
     uint64_t config_version;    /* the topic_table version whose configs are applied */
+    uint64_t defaults_version;  /* the pm's broker-defaults version applied */
     int64_t high_watermark;     /* durable offset + 1 */
     pm_watch *watches;          /* fetches waiting for the high watermark to move */
     int32_t busy;               /* reads/appends in flight (pm_hold / pm_release) */
@@ -64,10 +65,6 @@ struct pm_partition {
     bool reconfigure;           /* the topic's storage configs changed: reopen when idle */
     pm_partition *hnext;        /* hash chain */
     struct partition_manager *pm;
-    /* Cluster mode (src/cluster/partition_raft.h): the partition's Raft replica, which owns
-     * log; high_watermark = its commit index + 1. NULL on a single node. */
-    struct raft_replica *rr;
-    struct pr_part *pr;
 };
 
 typedef struct partition_manager {
@@ -81,6 +78,8 @@ typedef struct partition_manager {
     uint32_t count;
     uint64_t next_log_id;
     int64_t producer_expiration_ms;
+    const struct broker_config_defaults *defaults; /* broker-level topic defaults, or NULL */
+    uint64_t defaults_version;                      /* bumped by pm_set_defaults */
 } partition_manager;
 
 /*
@@ -125,11 +124,26 @@ bool pm_release(pm_partition *p);
  * the new configuration when no read holds it). */
 void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes);
 
-/* Computes the Kafka-level settings of a topic from its overrides (defaults otherwise). */
-void pm_settings_from_topic(const topic *t, pm_topic_settings *out);
+/*
+ * Resolves a topic's effective settings: each key takes the topic's override, else the
+ * broker-level default in d (may be NULL), else Kafka's default (topic_config_resolve). Fills
+ * the Kafka-level settings (out, may be NULL) and the storage log config (c, may be NULL; cache
+ * and log_id left at their defaults). Invalid overrides are skipped.
+ */
+struct broker_config_defaults;
+void pm_topic_resolve(const topic *t, const struct broker_config_defaults *d,
+                      pm_topic_settings *out, storage_log_config *c);
 
-/* Fills a storage log config from a topic's overrides (defaults otherwise). */
+/* pm_topic_resolve without broker-level defaults (Kafka's defaults). */
+void pm_settings_from_topic(const topic *t, pm_topic_settings *out);
 void pm_log_config_from_topic(const topic *t, storage_log_config *out);
+
+/*
+ * Sets the broker-level defaults every partition resolves its topic's settings with (d stays
+ * owned by the caller and must outlive the manager or the next call) and marks every open
+ * partition for re-resolution at the next pm_reconcile (which applies what changed).
+ */
+void pm_set_defaults(partition_manager *pm, const struct broker_config_defaults *d);
 
 /*
  * Called after a successful append of offsets up to last_offset: asks storage for a flush and,
@@ -144,17 +158,8 @@ void pm_watch_arm(pm_partition *p, pm_watch *w, int64_t known_hw);
 /* Disarms w if armed (no callback). */
 void pm_watch_disarm(pm_watch *w);
 
-/* Refreshes p->high_watermark from storage's durable offset (cluster mode: from the Raft
- * commit index); wakes watches if it moved. */
+/* Refreshes p->high_watermark from storage's durable offset; wakes watches if it moved. */
 void pm_refresh_hw(pm_partition *p);
-
-/* Wakes (and disarms) every watch of p, e.g. when it lost its Raft leadership: the fetches
- * and produce waits look again and answer. */
-void pm_wake_watches(pm_partition *p);
-
-/* Rebuilds p's idempotent-producer state from its log (a new Raft leader does this before
- * its first append). Blocks like the replay at open. Returns 0 or the read error. */
-int pm_rebuild_producers(pm_partition *p);
 
 /* Directory of a partition's log: <data_dir>/kafka/<topic>-<id hex>/<partition>. Returns 0 or
  * -ENAMETOOLONG. */

@@ -1,6 +1,8 @@
 /* topic_config.c — Kafka 3.8's topic-level config table and its logic (see topic_config.h). */
 #include "cluster/topic_config.h"
 
+#include "config/config.h"
+
 #include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -565,6 +567,12 @@ static int list_op(const struct topic_config_def *d, const char *cur, const char
     return 0;
 }
 
+int topic_config_list_apply(const char *cur, const char *arg, int op, char *out, size_t cap)
+{
+    if (op != TOPIC_CONFIG_OP_APPEND && op != TOPIC_CONFIG_OP_SUBTRACT) return AL_EINVAL;
+    return list_op(NULL, cur ? cur : "", arg ? arg : "", op, out, cap);
+}
+
 static int validate_set(const struct topic_config_set *s, char *msg, size_t msglen)
 {
     struct topic_configs c;
@@ -719,23 +727,25 @@ int topic_config_set_from_json(struct topic_config_set *s, const char *json, siz
 
 /* ---- DescribeConfigs ---- */
 
-void topic_config_describe(const struct topic_config_set *s, const struct topic_config_pair *broker,
-                           int nbroker, const struct topic_config_def *def,
-                           struct topic_config_entry *out)
+void topic_config_describe(const struct topic_config_set *s,
+                           const struct broker_config_defaults *broker,
+                           const struct topic_config_def *def, struct topic_config_entry *out)
 {
     memset(out, 0, sizeof(*out));
     out->name = def->name;
     out->type = (int8_t)def->type;
     out->doc = def->doc;
     const char *ov = s ? topic_config_set_get(s, def->name) : NULL;
-    const char *bv = pairs_get(broker, nbroker, def->synonym);
     if (ov) {
         out->synonyms[out->nsynonyms++] =
             (struct topic_config_synonym){def->name, ov, TOPIC_CONFIG_SOURCE_TOPIC};
     }
-    if (bv) {
+    for (int i = 0; broker && def->synonym && i < broker->n; i++) {
+        if (strcmp(broker->pairs[i].key, def->synonym)) continue;
+        if (broker->source[i] == TOPIC_CONFIG_SOURCE_DEFAULT) break; /* same as the table's */
         out->synonyms[out->nsynonyms++] =
-            (struct topic_config_synonym){def->synonym, bv, TOPIC_CONFIG_SOURCE_STATIC_BROKER};
+            (struct topic_config_synonym){def->synonym, broker->pairs[i].value, broker->source[i]};
+        break;
     }
     out->synonyms[out->nsynonyms++] = (struct topic_config_synonym){
         def->synonym ? def->synonym : def->name, def->default_value, TOPIC_CONFIG_SOURCE_DEFAULT};
@@ -750,14 +760,16 @@ void topic_config_describe(const struct topic_config_set *s, const struct topic_
 #define B_RW false
 static const struct broker_config_def broker_defs[] = {
     {"advertised.listeners", T_STR, NULL, B_RO, false, "Listeners published to clients."},
-    {"auto.create.topics.enable", T_BOOL, "true", B_RO, false,
+    {"auto.create.topics.enable", T_BOOL, "true", B_RW, false,
      "Create a topic when a client asks for an unknown one."},
     {"broker.id", T_INT, "-1", B_RO, false, "This broker's id."},
-    {"compression.gzip.level", T_INT, "-1", B_RW, false, "Default gzip level."},
-    {"compression.lz4.level", T_INT, "9", B_RW, false, "Default lz4 level."},
-    {"compression.type", T_STR, "producer", B_RW, false, "Default topic compression."},
-    {"compression.zstd.level", T_INT, "3", B_RW, false, "Default zstd level."},
-    {"default.replication.factor", T_INT, "1", B_RO, false, "Replication of auto-created topics."},
+    {"compression.gzip.level", T_INT, "-1", B_RO, false, "Default gzip level."},
+    {"compression.lz4.level", T_INT, "9", B_RO, false, "Default lz4 level."},
+    {"compression.type", T_STR, "producer", B_RO, false, "Default topic compression."},
+    {"compression.zstd.level", T_INT, "3", B_RO, false, "Default zstd level."},
+    {"connections.max.idle.ms", T_LONG, "600000", B_RO, false,
+     "Idle connections are closed after this long."},
+    {"default.replication.factor", T_INT, "1", B_RW, false, "Replication of auto-created topics."},
     {"delete.topic.enable", T_BOOL, "true", B_RO, false, "Whether topics can be deleted."},
     {"group.initial.rebalance.delay.ms", T_INT, "3000", B_RO, false,
      "Wait before the first rebalance of a new group."},
@@ -769,31 +781,31 @@ static const struct broker_config_def broker_defs[] = {
      "Default delete.retention.ms."},
     {"log.cleaner.max.compaction.lag.ms", T_LONG, L_MAX, B_RW, false,
      "Default max.compaction.lag.ms."},
-    {"log.cleaner.min.cleanable.ratio", T_DBL, "0.5", B_RW, false,
+    {"log.cleaner.min.cleanable.ratio", T_DBL, "0.5", B_RO, false,
      "Default min.cleanable.dirty.ratio."},
     {"log.cleaner.min.compaction.lag.ms", T_LONG, "0", B_RW, false,
      "Default min.compaction.lag.ms."},
     {"log.cleanup.policy", T_LIST, "delete", B_RW, false, "Default cleanup.policy."},
     {"log.dirs", T_STR, NULL, B_RO, false, "Data directories."},
-    {"log.flush.interval.messages", T_LONG, L_MAX, B_RW, false, "Default flush.messages."},
-    {"log.flush.interval.ms", T_LONG, NULL, B_RW, false, "Default flush.ms."},
-    {"log.index.interval.bytes", T_INT, "4096", B_RW, false, "Default index.interval.bytes."},
-    {"log.index.size.max.bytes", T_INT, "10485760", B_RW, false, "Default segment.index.bytes."},
-    {"log.local.retention.bytes", T_LONG, "-2", B_RW, false, "Default local.retention.bytes."},
-    {"log.local.retention.ms", T_LONG, "-2", B_RW, false, "Default local.retention.ms."},
-    {"log.message.downconversion.enable", T_BOOL, "true", B_RW, false,
+    {"log.flush.interval.messages", T_LONG, L_MAX, B_RO, false, "Default flush.messages."},
+    {"log.flush.interval.ms", T_LONG, NULL, B_RO, false, "Default flush.ms."},
+    {"log.index.interval.bytes", T_INT, "4096", B_RO, false, "Default index.interval.bytes."},
+    {"log.index.size.max.bytes", T_INT, "10485760", B_RO, false, "Default segment.index.bytes."},
+    {"log.local.retention.bytes", T_LONG, "-2", B_RO, false, "Default local.retention.bytes."},
+    {"log.local.retention.ms", T_LONG, "-2", B_RO, false, "Default local.retention.ms."},
+    {"log.message.downconversion.enable", T_BOOL, "true", B_RO, false,
      "Default message.downconversion.enable."},
     {"log.message.format.version", T_STR, "3.0-IV1", B_RO, false,
      "Default message.format.version."},
-    {"log.message.timestamp.after.max.ms", T_LONG, L_MAX, B_RW, false,
+    {"log.message.timestamp.after.max.ms", T_LONG, L_MAX, B_RO, false,
      "Default message.timestamp.after.max.ms."},
-    {"log.message.timestamp.before.max.ms", T_LONG, L_MAX, B_RW, false,
+    {"log.message.timestamp.before.max.ms", T_LONG, L_MAX, B_RO, false,
      "Default message.timestamp.before.max.ms."},
-    {"log.message.timestamp.difference.max.ms", T_LONG, L_MAX, B_RW, false,
+    {"log.message.timestamp.difference.max.ms", T_LONG, L_MAX, B_RO, false,
      "Default message.timestamp.difference.max.ms."},
     {"log.message.timestamp.type", T_STR, "CreateTime", B_RW, false,
      "Default message.timestamp.type."},
-    {"log.preallocate", T_BOOL, "false", B_RW, false, "Default preallocate."},
+    {"log.preallocate", T_BOOL, "false", B_RO, false, "Default preallocate."},
     {"log.retention.bytes", T_LONG, "-1", B_RW, false, "Default retention.bytes."},
     {"log.retention.check.interval.ms", T_LONG, "300000", B_RO, false,
      "How often retention is enforced."},
@@ -801,12 +813,12 @@ static const struct broker_config_def broker_defs[] = {
     {"log.retention.minutes", T_INT, NULL, B_RO, false, "Default retention in minutes."},
     {"log.retention.ms", T_LONG, NULL, B_RW, false, "Default retention.ms."},
     {"log.roll.hours", T_INT, "168", B_RO, false, "Default segment age in hours."},
-    {"log.roll.jitter.ms", T_LONG, NULL, B_RW, false, "Default segment.jitter.ms."},
+    {"log.roll.jitter.ms", T_LONG, NULL, B_RO, false, "Default segment.jitter.ms."},
     {"log.roll.ms", T_LONG, NULL, B_RW, false, "Default segment.ms."},
     {"log.segment.bytes", T_INT, "1073741824", B_RW, false, "Default segment.bytes."},
-    {"log.segment.delete.delay.ms", T_LONG, "60000", B_RW, false, "Default file.delete.delay.ms."},
+    {"log.segment.delete.delay.ms", T_LONG, "60000", B_RO, false, "Default file.delete.delay.ms."},
     {"message.max.bytes", T_INT, "1048588", B_RW, false, "Default max.message.bytes."},
-    {"min.insync.replicas", T_INT, "1", B_RW, false, "Default min.insync.replicas."},
+    {"min.insync.replicas", T_INT, "1", B_RO, false, "Default min.insync.replicas."},
     {"node.id", T_INT, "-1", B_RO, false, "This node's id."},
     {"num.partitions", T_INT, "1", B_RW, false, "Partitions of auto-created topics."},
     {"offset.metadata.max.bytes", T_INT, "4096", B_RO, false,
@@ -817,12 +829,12 @@ static const struct broker_config_def broker_defs[] = {
      "Partitions of __consumer_offsets."},
     {"offsets.topic.replication.factor", TOPIC_CONFIG_TYPE_SHORT, "1", B_RO, false,
      "Replication of __consumer_offsets."},
-    {"producer.id.expiration.ms", T_INT, "86400000", B_RW, false,
+    {"producer.id.expiration.ms", T_INT, "86400000", B_RO, false,
      "How long an idle producer's state is kept."},
     {"socket.request.max.bytes", T_INT, "104857600", B_RO, false, "Largest request size."},
     {"transactional.id.expiration.ms", T_INT, "604800000", B_RO, false,
      "How long an idle transactional id is kept."},
-    {"unclean.leader.election.enable", T_BOOL, "false", B_RW, false,
+    {"unclean.leader.election.enable", T_BOOL, "false", B_RO, false,
      "Default unclean.leader.election.enable."},
 };
 
@@ -842,4 +854,51 @@ const struct broker_config_def *broker_config_find(const char *key)
     if (!key) return NULL;
     return bsearch(key, broker_defs, AL_ARRAY_SIZE(broker_defs), sizeof(broker_defs[0]),
                    bdef_cmp);
+}
+
+/* ---- broker-level defaults of topic configs ---- */
+
+static int8_t source_of(const al_config *c, const struct config_key *k)
+{
+    switch ((enum config_source)c->source[k - config_keys]) {
+    case CONFIG_SRC_ADMIN: return TOPIC_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER;
+    case CONFIG_SRC_DEV:
+    case CONFIG_SRC_FILE:
+    case CONFIG_SRC_ENV:
+    case CONFIG_SRC_FLAG: return TOPIC_CONFIG_SOURCE_STATIC_BROKER;
+    default: return TOPIC_CONFIG_SOURCE_DEFAULT;
+    }
+}
+
+int8_t broker_config_source(const al_config *c, const struct config_key *k)
+{
+    return source_of(c, k);
+}
+
+void broker_config_defaults_build(const al_config *c, struct broker_config_defaults *out)
+{
+    out->n = 0;
+    for (size_t i = 0; i < AL_ARRAY_SIZE(defs); i++) {
+        const struct config_key *k = config_find_kafka(defs[i].synonym);
+        if (!k) continue;
+        AL_ASSERT(out->n < BROKER_DEFAULTS_MAX);
+        int j = out->n++;
+        config_format(c, k, out->values[j], sizeof(out->values[j]));
+        out->pairs[j] = (struct topic_config_pair){defs[i].synonym, out->values[j]};
+        out->source[j] = source_of(c, k);
+    }
+}
+
+int broker_config_check(const char *kafka_key, const char *value, char *msg, size_t msglen)
+{
+    for (size_t i = 0; i < AL_ARRAY_SIZE(defs); i++) {
+        if (!defs[i].synonym || strcmp(defs[i].synonym, kafka_key)) continue;
+        if (!value || def_parse(&defs[i], value, NULL, NULL, 0) < 0) {
+            set_msg(msg, msglen, "Invalid value %s for configuration %s: %s",
+                    value ? value : "null", kafka_key, defs[i].accepted);
+            return AL_EINVAL;
+        }
+        return 0;
+    }
+    return 0;
 }

@@ -197,6 +197,13 @@ int topic_config_alter_incremental(struct topic_config_set *s,
                                    int nops, bool validate_only, char *msg, size_t msglen);
 
 /*
+ * APPEND or SUBTRACT (op) the comma-separated items of arg to / from the list cur, writing the
+ * resulting list into out (cap bytes); APPEND skips items already present. Returns 0 or
+ * AL_EINVAL (another op, too many items, or the result does not fit).
+ */
+int topic_config_list_apply(const char *cur, const char *arg, int op, char *out, size_t cap);
+
+/*
  * AlterConfigs (legacy): replaces all overrides with pairs (each value non-NULL; a NULL value
  * means "not set", as Kafka treats it), after validating them all. Returns as above.
  */
@@ -243,13 +250,46 @@ struct topic_config_entry {
 };
 
 /*
- * The DescribeConfigs entry of def for a topic with overrides s and broker-level static
- * settings broker[0..nbroker) (keyed by broker key names, source STATIC_BROKER). Pointers in
- * *out stay valid while s, broker and the table do.
+ * The broker-level values that supply topic defaults: for every topic config whose broker
+ * synonym (e.g. log.retention.ms) is a key of the broker's config table (config_find_kafka),
+ * the synonym, its value as Kafka writes it, and where it came from (DEFAULT,
+ * STATIC_BROKER for --dev/YAML/env/flags, DYNAMIC_DEFAULT_BROKER for the admin API and
+ * AlterConfigs). pairs[i].value points into values[i]: do not copy the struct by value,
+ * build it again.
  */
-void topic_config_describe(const struct topic_config_set *s, const struct topic_config_pair *broker,
-                           int nbroker, const struct topic_config_def *def,
-                           struct topic_config_entry *out);
+#define BROKER_DEFAULTS_MAX 24
+struct broker_config_defaults {
+    int n;
+    struct topic_config_pair pairs[BROKER_DEFAULTS_MAX];
+    int8_t source[BROKER_DEFAULTS_MAX]; /* enum topic_config_source */
+    char values[BROKER_DEFAULTS_MAX][32];
+};
+
+struct al_config;
+struct config_key;
+
+/* Fills *out from configuration c (see above). */
+void broker_config_defaults_build(const struct al_config *c, struct broker_config_defaults *out);
+
+/* The DescribeConfigs source of key k's value in c (enum topic_config_source). */
+int8_t broker_config_source(const struct al_config *c, const struct config_key *k);
+
+/*
+ * Checks value for broker key kafka_key the way the topic config it defaults checks it (a key
+ * that is no topic synonym is accepted here; the config table checks it). Returns 0 or
+ * AL_EINVAL with "Invalid value v for configuration kafka_key: <accepted>" in msg.
+ */
+int broker_config_check(const char *kafka_key, const char *value, char *msg, size_t msglen);
+
+/*
+ * The DescribeConfigs entry of def for a topic with overrides s and the broker-level defaults
+ * broker (may be NULL; entries whose source is DEFAULT are not listed as broker synonyms, the
+ * table's default stands for them). Pointers in *out stay valid while s, broker and the table
+ * do.
+ */
+void topic_config_describe(const struct topic_config_set *s,
+                           const struct broker_config_defaults *broker,
+                           const struct topic_config_def *def, struct topic_config_entry *out);
 
 /* ---- broker-level keys (DescribeConfigs on a BROKER resource) ---- */
 
@@ -257,7 +297,7 @@ struct broker_config_def {
     const char *name;
     uint8_t type;
     const char *default_value; /* NULL: Kafka shows null */
-    bool read_only;            /* static: needs a restart to change */
+    bool read_only;            /* not changeable through AlterConfigs (no live config key) */
     bool sensitive;
     const char *doc;
 };

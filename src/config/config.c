@@ -5,6 +5,7 @@
 #include "config/config.h"
 
 #include "base/log.h"
+#include "reactor/io.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -21,15 +22,18 @@
 #define GIB (1024LL * 1024 * 1024)
 
 static const char *const log_levels[] = {"trace", "debug", "info", "warn", "error", "off", NULL};
+/* Kafka's spellings (config_format prints them back as Kafka shows them). */
+static const char *const cleanup_policies[] = {"delete", "compact", "compact,delete", NULL};
+static const char *const timestamp_types[] = {"CreateTime", "LogAppendTime", NULL};
 
 #define OFF(f) offsetof(al_config, f)
 #define SZ(f) sizeof(((al_config *)0)->f)
 
 const struct config_key config_keys[] = {
     {"node_id", CONFIG_INT, OFF(node_id), 0, "0", 0, INT32_MAX, NULL,
-     "This broker's id in the cluster (Metadata broker list, controller id)."},
+     "This broker's id in the cluster (Metadata broker list, controller id).", false, "node.id"},
     {"data_directory", CONFIG_STRING, OFF(data_directory), SZ(data_directory), "./data", 0, 0,
-     NULL, "Directory for logs and metadata; created at start if missing."},
+     NULL, "Directory for logs and metadata; created at start if missing.", false, "log.dirs"},
     {"kafka_addr", CONFIG_ADDR, OFF(kafka_addr), 0, "0.0.0.0:9092", 0, 0, NULL,
      "Kafka API listen address HOST:PORT (every shard listens on it with SO_REUSEPORT). "
      "Port 0 picks a free port (the ready log line shows it). --dev uses 127.0.0.1:9092."},
@@ -53,18 +57,18 @@ const struct config_key config_keys[] = {
     {"memory", CONFIG_BYTES, OFF(memory), 0, "0", 0, 1024 * GIB, NULL,
      "Memory budget for the broker. 0: half of physical memory. --dev uses 1G."},
     {"log_level", CONFIG_ENUM, OFF(log_level), 0, "info", 0, 0, log_levels,
-     "Log threshold."},
+     "Log threshold.", true},
     {"kafka_max_frame_bytes", CONFIG_BYTES, OFF(kafka_max_frame_bytes), 0, "100M", 64, 2 * GIB - 1,
      NULL,
      "Largest Kafka request frame accepted (Kafka's socket.request.max.bytes); a larger size "
-     "prefix closes the connection."},
+     "prefix closes the connection.", false, "socket.request.max.bytes"},
     {"max_connections", CONFIG_INT, OFF(max_connections), 0, "10000", 1, 1000000, NULL,
      "Most client connections open at once on this broker (all shards); more are closed at "
      "accept."},
     {"connections_max_idle_ms", CONFIG_INT, OFF(connections_max_idle_ms), 0, "600000", 0,
      INT32_MAX, NULL,
      "Close a connection with no request or response for this long (Kafka's "
-     "connections.max.idle.ms). 0: never."},
+     "connections.max.idle.ms). 0: never.", false, "connections.max.idle.ms"},
     {"kafka_conn_max_inflight_requests", CONFIG_INT, OFF(kafka_conn_max_inflight_requests), 0,
      "100", 1, 100000, NULL,
      "Requests read from one connection and not yet answered before the broker stops reading "
@@ -78,11 +82,47 @@ const struct config_key config_keys[] = {
      "Bytes of requests and queued responses held by all connections of one shard before the "
      "shard stops reading from its connections."},
     {"auto_create_topics_enabled", CONFIG_BOOL, OFF(auto_create_topics_enabled), 0, "false", 0, 0,
-     NULL, "Create a topic when a client asks for one that does not exist. --dev turns it on."},
+     NULL, "Create a topic when a client asks for one that does not exist. --dev turns it on.",
+     true, "auto.create.topics.enable"},
     {"default_topic_partitions", CONFIG_INT, OFF(default_topic_partitions), 0, "1", 1, 100000,
-     NULL, "Partitions of an auto-created topic or a CreateTopics request that gives -1."},
+     NULL, "Partitions of an auto-created topic or a CreateTopics request that gives -1.", true,
+     "num.partitions"},
     {"default_topic_replications", CONFIG_INT, OFF(default_topic_replications), 0, "1", 1, 15,
-     NULL, "Replication factor of an auto-created topic or a CreateTopics request that gives -1."},
+     NULL, "Replication factor of an auto-created topic or a CreateTopics request that gives -1.",
+     true, "default.replication.factor"},
+    /* Cluster-wide defaults of topic configs (a topic's own override wins). */
+    {"log_retention_ms", CONFIG_INT, OFF(log_retention_ms), 0, "604800000", -1, INT64_MAX, NULL,
+     "Default retention.ms of topics: how long a segment is kept before it is deleted (-1: "
+     "forever).", true, "log.retention.ms"},
+    {"retention_bytes", CONFIG_INT, OFF(retention_bytes), 0, "-1", -1, INT64_MAX, NULL,
+     "Default retention.bytes of topics: largest partition size before old segments are "
+     "deleted (-1: no limit).", true, "log.retention.bytes"},
+    {"log_segment_size", CONFIG_BYTES, OFF(log_segment_size), 0, "1073741824", 4 * KIB,
+     2 * GIB - 1, NULL, "Default segment.bytes of topics: segment size at which a new one is "
+     "rolled.", true, "log.segment.bytes"},
+    {"log_segment_ms", CONFIG_INT, OFF(log_segment_ms), 0, "604800000", 1, INT64_MAX, NULL,
+     "Default segment.ms of topics: age at which a segment is rolled even if not full.", true,
+     "log.roll.ms"},
+    {"log_cleanup_policy", CONFIG_ENUM, OFF(log_cleanup_policy), 0, "delete", 0, 0,
+     cleanup_policies, "Default cleanup.policy of topics: delete old segments by retention, "
+     "compact them by key, or both.", true, "log.cleanup.policy"},
+    {"kafka_batch_max_bytes", CONFIG_INT, OFF(kafka_batch_max_bytes), 0, "1048588", 0, INT32_MAX,
+     NULL, "Default max.message.bytes of topics: largest record batch a Produce may append.",
+     true, "message.max.bytes"},
+    {"log_message_timestamp_type", CONFIG_ENUM, OFF(log_message_timestamp_type), 0, "CreateTime",
+     0, 0, timestamp_types, "Default message.timestamp.type of topics: CreateTime keeps the "
+     "producer's timestamps, LogAppendTime stamps batches with the broker's clock.", true,
+     "log.message.timestamp.type"},
+    {"tombstone_retention_ms", CONFIG_INT, OFF(tombstone_retention_ms), 0, "86400000", 0,
+     INT64_MAX, NULL, "Default delete.retention.ms of topics: how long tombstones are kept in a "
+     "compacted topic.", true, "log.cleaner.delete.retention.ms"},
+    {"min_compaction_lag_ms", CONFIG_INT, OFF(min_compaction_lag_ms), 0, "0", 0, INT64_MAX, NULL,
+     "Default min.compaction.lag.ms of topics (stored, validated and reported; the compactor "
+     "does not apply it yet).", true, "log.cleaner.min.compaction.lag.ms"},
+    {"max_compaction_lag_ms", CONFIG_INT, OFF(max_compaction_lag_ms), 0, "9223372036854775807",
+     1, INT64_MAX, NULL, "Default max.compaction.lag.ms of topics (stored, validated and "
+     "reported; the compactor does not apply it yet).", true,
+     "log.cleaner.max.compaction.lag.ms"},
     {"cluster_id", CONFIG_STRING, OFF(cluster_id), SZ(cluster_id), "", 0, 0, NULL,
      "Cluster id reported in Metadata. Empty: generated at first start and kept in "
      "<data_directory>/cluster_id."},
@@ -118,6 +158,16 @@ const struct config_key *config_find(const char *name)
 {
     for (size_t i = 0; i < config_key_count; i++)
         if (key_eq(config_keys[i].name, name)) return &config_keys[i];
+    return NULL;
+}
+
+const struct config_key *config_find_kafka(const char *kafka_name)
+{
+    if (!kafka_name) return NULL;
+    if (!strcmp(kafka_name, "broker.id")) kafka_name = "node.id"; /* the same id in KRaft */
+    for (size_t i = 0; i < config_key_count; i++)
+        if (config_keys[i].kafka && !strcmp(config_keys[i].kafka, kafka_name))
+            return &config_keys[i];
     return NULL;
 }
 
@@ -236,6 +286,26 @@ static void describe_accepted(const struct config_key *k, char *buf, size_t len)
     }
 }
 
+/* log_cleanup_policy: a Kafka list of delete/compact in any order, e.g. "delete,compact".
+ * Returns the index into cleanup_policies or -1. */
+static int64_t parse_cleanup(const char *value)
+{
+    unsigned mask = 0;
+    const char *p = value;
+    for (int guard = 0; guard < 16; guard++) {
+        while (*p == ' ' || *p == '\t') p++;
+        size_t n = strcspn(p, ",");
+        size_t m = n;
+        while (m && (p[m - 1] == ' ' || p[m - 1] == '\t')) m--;
+        if (m == 6 && !strncasecmp(p, "delete", 6)) mask |= 1;
+        else if (m == 7 && !strncasecmp(p, "compact", 7)) mask |= 2;
+        else return -1;
+        if (!p[n]) break;
+        p += n + 1;
+    }
+    return mask == 0 ? -1 : (int64_t)mask - 1; /* 1 delete, 2 compact, 3 both */
+}
+
 /* Parses value for k into a scratch copy of the field, then stores. */
 static int set_one(al_config *c, const struct config_key *k, const char *value)
 {
@@ -256,6 +326,12 @@ static int set_one(al_config *c, const struct config_key *k, const char *value)
         memcpy(field, value, strlen(value) + 1);
         return 0;
     case CONFIG_ENUM:
+        if (k->allowed == cleanup_policies) {
+            v = parse_cleanup(value);
+            if (v < 0) return AL_EINVAL;
+            *(int64_t *)field = v;
+            return 0;
+        }
         for (int64_t i = 0; k->allowed[i]; i++) {
             if (!strcasecmp(value, k->allowed[i])) {
                 *(int64_t *)field = i;
@@ -558,9 +634,61 @@ void config_print_docs(FILE *f)
         const struct config_key *k = &config_keys[i];
         char acc[256];
         describe_accepted(k, acc, sizeof(acc));
-        fprintf(f, "| `%s` | %s | `%s` | %s | %s |\n", k->name, type_names[k->type],
-                k->def[0] ? k->def : "\"\"", acc, k->doc);
+        char extra[160] = "";
+        if (k->kafka)
+            snprintf(extra, sizeof(extra), " Kafka name: `%s`%s.", k->kafka,
+                     k->live ? "; changes apply live" : "");
+        else if (k->live)
+            snprintf(extra, sizeof(extra), " Changes apply live.");
+        fprintf(f, "| `%s` | %s | `%s` | %s | %s%s |\n", k->name, type_names[k->type],
+                k->def[0] ? k->def : "\"\"", acc, k->doc, extra);
     }
+}
+
+int config_change(al_config *c, const al_config *start, const char *key, const char *value,
+                  char *err, size_t errlen)
+{
+    const struct config_key *k = config_find(key);
+    if (!k) {
+        set_err(err, errlen, "unknown configuration key '%s' (see 'ailurus config docs')", key);
+        return AL_ENOTFOUND;
+    }
+    if (value) return config_set(c, k->name, value, CONFIG_SRC_ADMIN, err, errlen);
+    /* reset: back to what the broker started with, unless that came from the admin API */
+    size_t idx = (size_t)(k - config_keys);
+    char text[CONFIG_PATH_MAX + 64];
+    const char *val = k->def;
+    enum config_source src = CONFIG_SRC_DEFAULT;
+    if (start && start->source[idx] != CONFIG_SRC_ADMIN) {
+        config_format(start, k, text, sizeof(text));
+        val = text;
+        src = (enum config_source)start->source[idx];
+    }
+    return config_set(c, k->name, val, src, err, errlen);
+}
+
+int config_save_admin(io *iop, const al_config *c)
+{
+    if (!iop) return 0; /* no io (fuzzers, tools): changes stay in memory */
+    json_t *o = json_object();
+    if (!o) return -ENOMEM;
+    for (size_t i = 0; i < config_key_count; i++) {
+        if (c->source[i] != CONFIG_SRC_ADMIN) continue;
+        char text[CONFIG_PATH_MAX + 64];
+        config_format(c, &config_keys[i], text, sizeof(text));
+        if (json_object_set_new(o, config_keys[i].name, json_string(text)) < 0) {
+            json_decref(o);
+            return -ENOMEM;
+        }
+    }
+    char *dump = json_dumps(o, JSON_SORT_KEYS | JSON_INDENT(2));
+    json_decref(o);
+    if (!dump) return -ENOMEM;
+    char path[CONFIG_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%s", c->data_directory, CONFIG_ADMIN_FILE);
+    int rc = io_fs_write_atomic(iop, path, dump, strlen(dump));
+    free(dump);
+    return rc;
 }
 
 int config_load_admin(al_config *c, const char *path, char *err, size_t errlen)

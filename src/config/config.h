@@ -9,12 +9,15 @@
  * and an unknown key or an invalid value is an error that names the key and what it accepts.
  *
  * Threading: a config is filled on the main thread before the shards start; afterwards it is
- * read-only and may be read from any shard.
+ * read-only and may be read from any shard. Accepted changes (admin API, Kafka AlterConfigs on
+ * BROKER resources) go into copies: every shard keeps the configuration in effect in its
+ * data_shard (cluster/data_plane.h), and keys marked `live` are read from there.
  */
 #ifndef AL_CONFIG_H
 #define AL_CONFIG_H
 
 #include "base/base.h"
+#include "reactor/io.h"
 
 #include <stdio.h>
 
@@ -68,6 +71,17 @@ typedef struct al_config {
     bool auto_create_topics_enabled;
     int64_t default_topic_partitions;
     int64_t default_topic_replications;
+    /* cluster-wide defaults of topic configs (Kafka's broker-level synonyms) */
+    int64_t log_retention_ms;
+    int64_t retention_bytes;
+    int64_t log_segment_size;
+    int64_t log_segment_ms;
+    int64_t log_cleanup_policy; /* index: delete, compact, compact,delete */
+    int64_t kafka_batch_max_bytes;
+    int64_t log_message_timestamp_type; /* index: CreateTime, LogAppendTime */
+    int64_t tombstone_retention_ms;
+    int64_t min_compaction_lag_ms;
+    int64_t max_compaction_lag_ms;
     char cluster_id[128];
     bool developer_mode;
     uint8_t source[CONFIG_KEYS_MAX]; /* enum config_source per key, by table index */
@@ -82,6 +96,8 @@ struct config_key {
     int64_t min, max;           /* CONFIG_INT / CONFIG_BYTES */
     const char *const *allowed; /* CONFIG_ENUM: NULL-terminated */
     const char *doc;
+    bool live;         /* a change through the admin API or Kafka applies without a restart */
+    const char *kafka; /* Kafka's broker config name for this key, or NULL */
 };
 
 /* The table, in documentation order, and its length. */
@@ -138,6 +154,26 @@ int config_finalize(al_config *c, char *err, size_t errlen);
  * error with err naming the file and the bad key or value.
  */
 int config_load_admin(al_config *c, const char *path, char *err, size_t errlen);
+
+/*
+ * Applies one accepted cluster-config change to c: value non-NULL sets key (source
+ * CONFIG_SRC_ADMIN); value NULL resets it to its value in start (the configuration the broker
+ * started with), or to the default when start's value came from the admin API itself (start
+ * NULL: the default). Returns config_set's results (AL_ENOTFOUND, AL_EINVAL with err set).
+ */
+int config_change(al_config *c, const al_config *start, const char *key, const char *value,
+                  char *err, size_t errlen);
+
+/*
+ * The one writer of CONFIG_ADMIN_FILE (admin API and Kafka AlterConfigs share it): saves every
+ * key whose source is CONFIG_SRC_ADMIN to <c->data_directory>/CONFIG_ADMIN_FILE with
+ * io_fs_write_atomic (blocking: one small fsynced write, admin paths only). iop NULL: nothing
+ * is written (returns 0). Returns 0 or a negative error (the file is then unchanged).
+ */
+int config_save_admin(io *iop, const al_config *c);
+
+/* The key whose Kafka broker config name is kafka_name ("broker.id" = "node.id"), or NULL. */
+const struct config_key *config_find_kafka(const char *kafka_name);
 
 /* Writes the value of key k in c as text (the form config_set accepts) into buf. */
 void config_format(const al_config *c, const struct config_key *k, char *buf, size_t len);

@@ -27,9 +27,6 @@ static const char *const node_keys[] = {
     "smp",     "memory",         "developer_mode",
 };
 
-/* Keys a PUT applies at once; the rest are stored and reported as needing a restart. */
-static const char *const live_keys[] = {"log_level"};
-
 /* Features this build implements (GET /v1/features). */
 static const char *const features[] = {
     "kafka_api", "idempotent_producer", "consumer_groups", "admin_api", "prometheus_metrics",
@@ -80,6 +77,37 @@ static bool in_list(const char *const *list, size_t n, const char *name)
 static bool is_node_key(const char *name)
 {
     return in_list(node_keys, AL_ARRAY_SIZE(node_keys), name);
+}
+
+/* A key a PUT applies at once (config_key.live); the rest need a restart. */
+static bool is_live_key(const char *name)
+{
+    const struct config_key *k = config_find(name);
+    return k && k->live;
+}
+
+/* The cluster's data plane on this shard, when the admin API runs on shard 0 of a broker that
+ * has one (changes then go through it to every shard); NULL for a state without an io (tests,
+ * fuzzers), whose changes stay in st->cfg. */
+static data_shard *admin_data(const struct admin_state *st)
+{
+    if (!st->io) return NULL;
+    data_shard *ds = data_shard_self();
+    return ds && ds->shard == 0 ? ds : NULL;
+}
+
+/* The configuration in effect (the data plane's authoritative copy, else the state's). */
+static const al_config *admin_cfg(const struct admin_state *st)
+{
+    data_shard *ds = admin_data(st);
+    return ds ? &ds->cluster_cfg : &st->cfg;
+}
+
+/* Config changes accepted so far, plus one. */
+static int64_t admin_config_version(const struct admin_state *st)
+{
+    data_shard *ds = admin_data(st);
+    return ds ? 1 + (int64_t)ds->cluster_cfg_version : st->config_version;
 }
 
 static int64_t wall_ms(void)
@@ -195,7 +223,7 @@ static void h_broker(http_request *req, void *ctx)
 
 static void h_cluster_config_get(http_request *req, void *ctx)
 {
-    http_respond_json(req, 200, config_json(&((struct admin_state *)ctx)->cfg, false));
+    http_respond_json(req, 200, config_json(admin_cfg(ctx), false));
 }
 
 static void h_node_config(http_request *req, void *ctx)
@@ -206,9 +234,11 @@ static void h_node_config(http_request *req, void *ctx)
     http_respond_json(req, 200, o);
 }
 
-/* Applies one key of a PUT to c. Returns 0 or 400 with msg set. */
+/* Applies one key of a PUT to c (v NULL or null: remove, back to the start-up value); the
+ * value's text goes to *text (cap CONFIG_PATH_MAX + 64) when non-NULL. Returns 0 or 400 with
+ * msg set. */
 static int cluster_config_apply(al_config *c, const al_config *start, const char *key, json_t *v,
-                                char *msg, size_t cap)
+                                char *text, char *msg, size_t cap)
 {
     const struct config_key *k = config_find(key);
     if (!k) {
@@ -220,56 +250,71 @@ static int cluster_config_apply(al_config *c, const al_config *start, const char
                  k->name);
         return 400;
     }
-    char text[CONFIG_PATH_MAX + 64], err[512];
-    const char *val = k->def;
-    enum config_source src = CONFIG_SRC_DEFAULT;
-    if (!v || json_is_null(v)) {
-        /* remove: back to what the broker started with, unless that came from the admin API */
-        size_t idx = (size_t)(k - config_keys);
-        if (start && start->source[idx] != CONFIG_SRC_ADMIN) {
-            config_format(start, k, text, sizeof(text));
-            val = text;
-            src = (enum config_source)start->source[idx];
-        }
-    } else {
-        src = CONFIG_SRC_ADMIN;
-        if (json_to_text(v, text, sizeof(text))) {
-            snprintf(msg, cap, "'%s': value must be a string, integer or boolean", k->name);
-            return 400;
-        }
-        val = text;
+    char err[512];
+    bool remove = !v || json_is_null(v);
+    text[0] = 0;
+    if (!remove && json_to_text(v, text, CONFIG_PATH_MAX + 64)) {
+        snprintf(msg, cap, "'%s': value must be a string, integer or boolean", k->name);
+        return 400;
     }
-    if (config_set(c, k->name, val, src, err, sizeof(err))) {
+    if (config_change(c, start, k->name, remove ? NULL : text, err, sizeof(err))) {
         snprintf(msg, cap, "%s", err);
         return 400;
     }
     return 0;
 }
 
-/*
- * Saves every key the admin API set (source CONFIG_SRC_ADMIN) to <data_directory>/
- * CONFIG_ADMIN_FILE with the durability ritual, so accepted changes survive a restart (applied
- * by config_from_args). Blocks shard 0 for one small fsynced write: admin requests only, never
- * the Kafka path. Returns 0 or a negative error.
- */
-static int cluster_config_persist(io *iop, const al_config *c)
+/* A PUT going through the data plane (see admin_data): answered when every shard has it. */
+struct config_put {
+    struct data_topic_op op;
+    struct data_topic_item item;
+    struct admin_state *st;
+    http_request *req;
+    json_t *restart;
+    int64_t old_level;
+    bool del[CONFIG_KEYS_MAX];
+    topic_config_kv kv[CONFIG_KEYS_MAX];
+};
+
+static void config_put_done(struct data_topic_op *op)
 {
-    if (!iop) return 0; /* a state without an io (fuzzers, tools) keeps changes in memory */
-    json_t *o = json_object();
-    for (size_t i = 0; i < config_key_count; i++) {
-        if (c->source[i] != CONFIG_SRC_ADMIN) continue;
-        char text[CONFIG_PATH_MAX + 64];
-        config_format(c, &config_keys[i], text, sizeof(text));
-        json_object_set_new(o, config_keys[i].name, json_string(text));
+    struct config_put *p = op->ctx;
+    data_shard *ds = data_shard_self();
+    int err = p->item.err;
+    if (err) {
+        json_decref(p->restart);
+        http_respond_error(p->req, 500, "cannot save the cluster config to %s/%s: %s; nothing "
+                           "was changed", ds ? ds->cluster_cfg.data_directory : "?",
+                           CONFIG_ADMIN_FILE, al_strerror(err));
+    } else {
+        if (ds && ds->cluster_cfg.log_level != p->old_level) {
+            al_log_set_level((int)ds->cluster_cfg.log_level);
+            p->st->cfg.log_level = ds->cluster_cfg.log_level;
+        }
+        int64_t version = admin_config_version(p->st);
+        log_info("admin", "cluster config changed (version %" PRId64 ")", version);
+        http_respond_json(p->req, 200, json_pack("{s:I, s:o, s:b}", "config_version",
+                                                 (json_int_t)version, "restart_required",
+                                                 p->restart, "dry_run", 0));
     }
-    char *dump = json_dumps(o, JSON_SORT_KEYS | JSON_INDENT(2));
-    json_decref(o);
-    if (!dump) return -ENOMEM;
-    char path[CONFIG_PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/%s", c->data_directory, CONFIG_ADMIN_FILE);
-    int rc = io_fs_write_atomic(iop, path, dump, strlen(dump));
-    free(dump);
-    return rc;
+    free(p);
+}
+
+/* Adds one change to a data-plane PUT. Returns 0 or 400 (too many keys) with msg set. */
+static int config_put_add(struct config_put *p, const char *key, const char *text, bool del,
+                          char *msg, size_t cap)
+{
+    int32_t j = p->item.n_configs;
+    if (j >= CONFIG_KEYS_MAX || strlen(key) >= sizeof(p->kv[j].key) ||
+        strlen(text) >= sizeof(p->kv[j].value)) {
+        snprintf(msg, cap, "too many keys in one PUT (at most %d)", CONFIG_KEYS_MAX);
+        return 400;
+    }
+    snprintf(p->kv[j].key, sizeof(p->kv[j].key), "%s", key);
+    snprintf(p->kv[j].value, sizeof(p->kv[j].value), "%s", text);
+    p->del[j] = del;
+    p->item.n_configs = j + 1;
+    return 0;
 }
 
 static void h_cluster_config_put(http_request *req, void *ctx)
@@ -300,13 +345,20 @@ static void h_cluster_config_put(http_request *req, void *ctx)
         json_decref(body);
         return;
     }
-    al_config next = st->cfg;
-    char msg[600];
+    data_shard *ds = admin_data(st);
+    al_config next = *admin_cfg(st);
+    char msg[600], text[CONFIG_PATH_MAX + 64];
     json_t *restart = json_array();
+    struct config_put *put = ds ? calloc(1, sizeof(*put)) : NULL;
+    if (ds && !put) {
+        snprintf(msg, sizeof(msg), "out of memory");
+        goto invalid;
+    }
     json_object_foreach(ups, key, v) {
-        if (cluster_config_apply(&next, &st->start, key, v, msg, sizeof(msg))) goto invalid;
-        if (!in_list(live_keys, AL_ARRAY_SIZE(live_keys), key))
-            json_array_append_new(restart, json_string(key));
+        if (cluster_config_apply(&next, &st->start, key, v, text, msg, sizeof(msg)) ||
+            (put && config_put_add(put, key, text, false, msg, sizeof(msg))))
+            goto invalid;
+        if (!is_live_key(key)) json_array_append_new(restart, json_string(key));
     }
     size_t i;
     json_array_foreach(rem, i, v) {
@@ -314,20 +366,40 @@ static void h_cluster_config_put(http_request *req, void *ctx)
             snprintf(msg, sizeof(msg), "remove[%zu] must be a key name", i);
             goto invalid;
         }
-        if (cluster_config_apply(&next, &st->start, json_string_value(v), NULL, msg,
-                                 sizeof(msg)))
+        if (cluster_config_apply(&next, &st->start, json_string_value(v), NULL, text, msg,
+                                 sizeof(msg)) ||
+            (put && config_put_add(put, json_string_value(v), "", true, msg, sizeof(msg))))
             goto invalid;
-        if (!in_list(live_keys, AL_ARRAY_SIZE(live_keys), json_string_value(v)))
+        if (!is_live_key(json_string_value(v)))
             json_array_append_new(restart, json_string(json_string_value(v)));
     }
     char dry[8];
     bool dry_run = http_request_query(req, "dry_run", dry, sizeof(dry)) >= 0 &&
                    !strcmp(dry, "true");
+    json_decref(body);
+    if (put && !dry_run) {
+        /* Shard 0 applies, saves (config_save_admin) and copies it to every shard; answered
+         * by config_put_done. */
+        put->st = st;
+        put->req = req;
+        put->restart = restart;
+        put->old_level = ds->cluster_cfg.log_level;
+        snprintf(put->item.name, sizeof(put->item.name), "cluster_config");
+        put->item.configs = put->kv;
+        put->item.del = put->del;
+        put->op = (struct data_topic_op){.kind = DATA_OP_CLUSTER_CONFIG, .items = &put->item,
+                                         .n = 1, .done = config_put_done, .ctx = put};
+        if (data_topic_submit(ds, &put->op) == 0) return;
+        json_decref(restart);
+        free(put);
+        http_respond_error(req, 503, "shutting down");
+        return;
+    }
+    free(put);
     if (!dry_run) {
-        int prc = cluster_config_persist(st->io, &next);
+        int prc = config_save_admin(st->io, &next);
         if (prc < 0) {
             json_decref(restart);
-            json_decref(body);
             http_respond_error(req, 500, "cannot save the cluster config to %s/%s: %s; nothing "
                                "was changed", next.data_directory, CONFIG_ADMIN_FILE,
                                al_strerror(prc));
@@ -339,12 +411,12 @@ static void h_cluster_config_put(http_request *req, void *ctx)
         if (level_changed) al_log_set_level((int)next.log_level);
         log_info("admin", "cluster config changed (version %" PRId64 ")", st->config_version);
     }
-    json_decref(body);
     http_respond_json(req, 200, json_pack("{s:I, s:o, s:b}", "config_version",
-                                          (json_int_t)st->config_version, "restart_required",
-                                          restart, "dry_run", dry_run));
+                                          (json_int_t)admin_config_version(st),
+                                          "restart_required", restart, "dry_run", dry_run));
     return;
 invalid:
+    free(put);
     json_decref(restart);
     json_decref(body);
     http_respond_error(req, 400, "%s", msg);
@@ -359,16 +431,15 @@ static void h_cluster_config_status(http_request *req, void *ctx)
     char a[CONFIG_PATH_MAX + 64], b[CONFIG_PATH_MAX + 64];
     for (size_t i = 0; i < config_key_count; i++) {
         const struct config_key *k = &config_keys[i];
-        if (is_node_key(k->name) || in_list(live_keys, AL_ARRAY_SIZE(live_keys), k->name))
-            continue;
-        config_format(&st->cfg, k, a, sizeof(a));
+        if (is_node_key(k->name) || k->live) continue;
+        config_format(admin_cfg(st), k, a, sizeof(a));
         config_format(&st->start, k, b, sizeof(b));
         if (strcmp(a, b)) json_array_append_new(pending, json_string(k->name));
     }
     bool restart = json_array_size(pending) > 0;
     json_t *node = json_pack("{s:I, s:I, s:b, s:o, s:[], s:[]}", "node_id",
                              (json_int_t)st->cfg.node_id, "config_version",
-                             (json_int_t)st->config_version, "restart", restart,
+                             (json_int_t)admin_config_version(st), "restart", restart,
                              "restart_keys", pending, "invalid", "unknown");
     json_t *arr = json_array();
     json_array_append_new(arr, node);
@@ -389,7 +460,8 @@ static void h_cluster_config_schema(http_request *req, void *ctx)
         if (is_node_key(k->name)) continue;
         json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "type", type_names[k->type], "default",
                               k->def, "description", k->doc ? k->doc : "", "needs_restart",
-                              !in_list(live_keys, AL_ARRAY_SIZE(live_keys), k->name));
+                              !k->live);
+        if (k->kafka) json_object_set_new(o, "kafka_name", json_string(k->kafka));
         if (k->type == CONFIG_INT || k->type == CONFIG_BYTES) {
             json_object_set_new(o, "minimum", json_integer(k->min));
             json_object_set_new(o, "maximum", json_integer(k->max));
@@ -435,6 +507,8 @@ static int set_level(struct admin_state *st, const char *name)
     if (level < 0) return -1;
     al_log_set_level(level);
     st->cfg.log_level = level;
+    data_shard *ds = admin_data(st);
+    if (ds) ds->cluster_cfg.log_level = level; /* runtime only, as before: not saved */
     log_info("admin", "log level set to %s", al_log_level_name(level));
     return 0;
 }

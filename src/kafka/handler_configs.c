@@ -3,13 +3,26 @@
  * for TOPIC (2) and BROKER (4) resources.
  *
  * Topics: the entries, sources, synonyms and documentation come from cluster/topic_config (all
- * Kafka 3.8 topic keys); alterations are validated there on a copy of the topic's overrides (an
- * unknown key or bad value is INVALID_CONFIG with Kafka's message), and the resulting override
- * set is stored through data_topic_submit (shard 0, persisted in topics.json, copied to every
- * shard, applied to open partitions) before the answer. validate_only checks without storing.
- * Brokers: DescribeConfigs lists the broker keys with their defaults and this node's effective
- * settings; altering broker configs dynamically is not supported: INVALID_CONFIG (unknown key)
- * or INVALID_REQUEST naming the key.
+ * Kafka 3.8 topic keys); a value the topic does not override is inherited from the broker-level
+ * default (source DYNAMIC_DEFAULT_BROKER_CONFIG when set through AlterConfigs or the admin API,
+ * STATIC_BROKER_CONFIG from the config file, environment or flags, else DEFAULT_CONFIG).
+ * Alterations are validated there on a copy of the topic's overrides (an unknown key or bad value
+ * is INVALID_CONFIG with Kafka's message), and the resulting override set is stored through
+ * data_topic_submit (shard 0, persisted in topics.json, copied to every shard, applied to open
+ * partitions) before the answer. validate_only checks without storing.
+ *
+ * Brokers: resource name "" is the cluster-wide default (kafka-configs --entity-default), our
+ * node id ("0") is this broker; on one node both name the same values, the broker's cluster
+ * configuration (config/config.c), whose keys carry their Kafka names (config_key.kafka).
+ * DescribeConfigs "" lists the values set dynamically (as Kafka); the node id lists every
+ * broker key of cluster/topic_config's table with its value and source. Alterations accept the
+ * live keys (config_key.live), validate them like the topic config they default
+ * (broker_config_check) and against the config table (config_change on a copy), and go through
+ * a DATA_OP_CLUSTER_CONFIG op: shard 0 applies them, saves cluster_config.json (the admin API's
+ * store, config_save_admin), every shard adopts them and re-resolves its partitions, then the
+ * request is answered. IncrementalAlterConfigs DELETE (and a key left out of a legacy
+ * AlterConfigs, which replaces every dynamic value) restores the start-up value. An unknown key
+ * or a key that needs a restart is INVALID_CONFIG naming the key.
  */
 #include "kafka/handlers_data.h"
 
@@ -19,6 +32,7 @@
 #include "config/config.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,6 +46,17 @@ static kafka_str arena_strdup(kafka_arena *a, const char *s)
     if (!p) return (kafka_str){NULL, -1};
     memcpy(p, s, n + 1);
     return (kafka_str){p, (int32_t)n};
+}
+
+/* Copies a wire string to a NUL-terminated arena string (NULL for null or out of memory). */
+static const char *arena_cstr(kafka_arena *a, kafka_str s)
+{
+    if (s.len < 0) return NULL;
+    char *p = kafka_arena_alloc(a, (size_t)s.len + 1);
+    if (!p) return NULL;
+    memcpy(p, s.ptr, (size_t)s.len);
+    p[s.len] = 0;
+    return p;
 }
 
 /* Builds an owned override set from a topic's overrides. Returns 0 or -ENOMEM. */
@@ -71,43 +96,15 @@ static int set_to_kv(kafka_arena *a, const struct topic_config_set *s, topic_con
     return s->n;
 }
 
+/* True if the broker resource name designates this node ("" means the cluster default). */
+static bool broker_name_ok(kafka_req *req, kafka_str name)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%" PRId32, req->broker->node_id);
+    return name.len == 0 || (name.len == n && !memcmp(name.ptr, buf, (size_t)n));
+}
+
 /* ---- DescribeConfigs ---- */
-
-/* The broker's effective values for the broker keys we know, keyed by Kafka's names. */
-static int broker_pairs(kafka_req *req, struct topic_config_pair *pairs, int cap)
-{
-    const al_config *c = req->broker->cfg;
-    char buf[64];
-    int n = 0;
-#define ADD(k, v)                                                                                  \
-    do {                                                                                           \
-        if (n < cap)                                                                               \
-            pairs[n++] = (struct topic_config_pair){(k), arena_strdup(&req->arena, (v)).ptr};      \
-    } while (0)
-    snprintf(buf, sizeof(buf), "%" PRId64, c->node_id);
-    ADD("broker.id", buf);
-    ADD("node.id", buf);
-    snprintf(buf, sizeof(buf), "%s", c->auto_create_topics_enabled ? "true" : "false");
-    ADD("auto.create.topics.enable", buf);
-    snprintf(buf, sizeof(buf), "%" PRId64, c->default_topic_partitions);
-    ADD("num.partitions", buf);
-    snprintf(buf, sizeof(buf), "%" PRId64, c->default_topic_replications);
-    ADD("default.replication.factor", buf);
-    snprintf(buf, sizeof(buf), "%" PRId64, c->kafka_max_frame_bytes);
-    ADD("socket.request.max.bytes", buf);
-    snprintf(buf, sizeof(buf), "%" PRId64, c->connections_max_idle_ms);
-    ADD("connections.max.idle.ms", buf);
-    ADD("log.dirs", c->data_directory);
-#undef ADD
-    return n;
-}
-
-static const char *pair_get(const struct topic_config_pair *p, int n, const char *key)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(p[i].key, key)) return p[i].value;
-    return NULL;
-}
 
 static bool key_wanted(const kafka_DescribeConfigsRequest_DescribeConfigsResource *q,
                        const char *name)
@@ -121,120 +118,134 @@ static bool key_wanted(const kafka_DescribeConfigsRequest_DescribeConfigsResourc
     return false;
 }
 
-static int describe_topic(kafka_req *req, const topic *t,
-                          const kafka_DescribeConfigsRequest_DescribeConfigsResource *q,
-                          kafka_DescribeConfigsResponse_DescribeConfigsResult *r)
+/* Fills one result entry from e (synonyms copied when the request asks for them). */
+static int describe_entry(kafka_req *req, const struct topic_config_entry *e,
+                          kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *c)
 {
     const kafka_DescribeConfigsRequest *in = req->msg;
     int16_t v = req->api_version;
+    kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_init(c);
+    c->Name = kafka_str_from(e->name);
+    c->Value = e->sensitive ? (kafka_str){NULL, -1} : arena_strdup(&req->arena, e->value);
+    c->ReadOnly = e->read_only;
+    if (v == 0) c->IsDefault = e->is_default;
+    c->ConfigSource = e->source;
+    c->IsSensitive = e->sensitive;
+    c->ConfigType = e->type;
+    c->Documentation = v >= 3 && in->IncludeDocumentation && e->doc ? kafka_str_from(e->doc)
+                                                                    : (kafka_str){NULL, -1};
+    c->Synonyms_count = 0;
+    if (v < 1 || !in->IncludeSynonyms || e->nsynonyms == 0) return 0;
+    kafka_DescribeConfigsResponse_DescribeConfigsSynonym *sy =
+        kafka_arena_alloc(&req->arena, sizeof(*sy) * (size_t)e->nsynonyms);
+    if (!sy) return -ENOMEM;
+    for (int k = 0; k < e->nsynonyms; k++) {
+        kafka_DescribeConfigsResponse_DescribeConfigsSynonym_init(&sy[k]);
+        sy[k].Name = kafka_str_from(e->synonyms[k].name);
+        sy[k].Value = e->sensitive ? (kafka_str){NULL, -1}
+                                   : arena_strdup(&req->arena, e->synonyms[k].value);
+        sy[k].Source = e->synonyms[k].source;
+    }
+    c->Synonyms = sy;
+    c->Synonyms_count = e->nsynonyms;
+    return 0;
+}
+
+static int describe_topic(kafka_req *req, data_shard *ds, const topic *t,
+                          const kafka_DescribeConfigsRequest_DescribeConfigsResource *q,
+                          kafka_DescribeConfigsResponse_DescribeConfigsResult *r)
+{
     size_t ndefs;
     const struct topic_config_def *defs = topic_config_defs(&ndefs);
     struct topic_config_set set;
     int rc = set_from_topic(t, &set);
     if (rc) return rc;
-    struct topic_config_pair bp[16];
-    int nbp = broker_pairs(req, bp, 16);
     kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *cs =
         kafka_arena_alloc(&req->arena, sizeof(*cs) * ndefs);
-    if (!cs) {
-        topic_config_set_free(&set);
-        return -ENOMEM;
-    }
+    if (!cs) rc = -ENOMEM;
     int32_t n = 0;
-    for (size_t i = 0; i < ndefs; i++) {
+    for (size_t i = 0; rc == 0 && i < ndefs; i++) {
         if (!key_wanted(q, defs[i].name)) continue;
         struct topic_config_entry e;
-        topic_config_describe(&set, bp, nbp, &defs[i], &e);
-        kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *c = &cs[n++];
-        kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_init(c);
-        c->Name = kafka_str_from(e.name);
-        c->Value = e.sensitive ? (kafka_str){NULL, -1} : arena_strdup(&req->arena, e.value);
-        c->ReadOnly = e.read_only;
-        if (v == 0) c->IsDefault = e.is_default;
-        c->ConfigSource = e.source;
-        c->IsSensitive = e.sensitive;
-        c->ConfigType = e.type;
-        c->Documentation =
-            v >= 3 && in->IncludeDocumentation ? kafka_str_from(e.doc) : (kafka_str){NULL, -1};
-        c->Synonyms_count = 0;
-        if (v >= 1 && in->IncludeSynonyms && e.nsynonyms > 0) {
-            kafka_DescribeConfigsResponse_DescribeConfigsSynonym *sy =
-                kafka_arena_alloc(&req->arena, sizeof(*sy) * (size_t)e.nsynonyms);
-            if (!sy) {
-                topic_config_set_free(&set);
-                return -ENOMEM;
-            }
-            for (int k = 0; k < e.nsynonyms; k++) {
-                kafka_DescribeConfigsResponse_DescribeConfigsSynonym_init(&sy[k]);
-                sy[k].Name = kafka_str_from(e.synonyms[k].name);
-                sy[k].Value = arena_strdup(&req->arena, e.synonyms[k].value);
-                sy[k].Source = e.synonyms[k].source;
-            }
-            c->Synonyms = sy;
-            c->Synonyms_count = e.nsynonyms;
-        }
+        topic_config_describe(&set, &ds->defaults, &defs[i], &e);
+        rc = describe_entry(req, &e, &cs[n++]); /* copies the values out of set */
     }
     topic_config_set_free(&set);
     r->Configs = cs;
     r->Configs_count = n;
-    return 0;
+    return rc;
 }
 
-static int describe_broker(kafka_req *req,
+/*
+ * The entry of broker key def: its value in the live configuration when a config-table key
+ * carries its name, else the table's default. Synonyms as Kafka lists them for one name: the
+ * dynamic value, the start-up (static) value, the default. per_node false (resource ""): only
+ * dynamic values are listed; returns false for a key to leave out.
+ */
+static bool broker_entry(kafka_req *req, data_shard *ds, const al_config *defaults,
+                         const struct broker_config_def *def, bool per_node,
+                         struct topic_config_entry *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->name = def->name;
+    e->type = (int8_t)def->type;
+    e->doc = def->doc;
+    e->read_only = def->read_only;
+    e->sensitive = def->sensitive;
+    const struct config_key *k = config_find_kafka(def->name);
+    int8_t src = k ? broker_config_source(&ds->cluster_cfg, k) : TOPIC_CONFIG_SOURCE_DEFAULT;
+    if (!per_node && src != TOPIC_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER) return false;
+    if (!k) {
+        e->synonyms[e->nsynonyms++] =
+            (struct topic_config_synonym){def->name, def->default_value, src};
+    } else {
+        char buf[CONFIG_PATH_MAX + 64];
+        if (src == TOPIC_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER) {
+            config_format(&ds->cluster_cfg, k, buf, sizeof(buf));
+            e->synonyms[e->nsynonyms++] = (struct topic_config_synonym){
+                def->name, arena_strdup(&req->arena, buf).ptr, src};
+        }
+        int8_t start_src = broker_config_source(ds->cfg, k);
+        if (per_node && start_src == TOPIC_CONFIG_SOURCE_STATIC_BROKER) {
+            config_format(ds->cfg, k, buf, sizeof(buf));
+            e->synonyms[e->nsynonyms++] = (struct topic_config_synonym){
+                def->name, arena_strdup(&req->arena, buf).ptr, start_src};
+        }
+        if (per_node) {
+            config_format(defaults, k, buf, sizeof(buf));
+            e->synonyms[e->nsynonyms++] = (struct topic_config_synonym){
+                def->name, arena_strdup(&req->arena, buf).ptr, TOPIC_CONFIG_SOURCE_DEFAULT};
+        }
+    }
+    e->value = e->synonyms[0].value;
+    e->source = e->synonyms[0].source;
+    e->is_default = e->source == TOPIC_CONFIG_SOURCE_DEFAULT;
+    return true;
+}
+
+static int describe_broker(kafka_req *req, data_shard *ds,
                            const kafka_DescribeConfigsRequest_DescribeConfigsResource *q,
                            kafka_DescribeConfigsResponse_DescribeConfigsResult *r)
 {
-    const kafka_DescribeConfigsRequest *in = req->msg;
-    int16_t v = req->api_version;
     size_t ndefs;
     const struct broker_config_def *defs = broker_config_defs(&ndefs);
-    struct topic_config_pair bp[16];
-    int nbp = broker_pairs(req, bp, 16);
+    al_config *defaults = kafka_arena_alloc(&req->arena, sizeof(*defaults));
     kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *cs =
-        kafka_arena_alloc(&req->arena, sizeof(*cs) * (ndefs + 1));
-    if (!cs) return -ENOMEM;
+        kafka_arena_alloc(&req->arena, sizeof(*cs) * ndefs);
+    if (!defaults || !cs) return -ENOMEM;
+    config_init(defaults);
+    bool per_node = q->ResourceName.len > 0;
     int32_t n = 0;
     for (size_t i = 0; i < ndefs; i++) {
         if (!key_wanted(q, defs[i].name)) continue;
-        const char *val = pair_get(bp, nbp, defs[i].name);
-        bool is_static = val != NULL;
-        if (!val) val = defs[i].default_value;
-        kafka_DescribeConfigsResponse_DescribeConfigsResourceResult *c = &cs[n++];
-        kafka_DescribeConfigsResponse_DescribeConfigsResourceResult_init(c);
-        c->Name = kafka_str_from(defs[i].name);
-        c->Value = defs[i].sensitive ? (kafka_str){NULL, -1} : arena_strdup(&req->arena, val);
-        c->ReadOnly = defs[i].read_only;
-        if (v == 0) c->IsDefault = !is_static;
-        c->ConfigSource =
-            is_static ? TOPIC_CONFIG_SOURCE_STATIC_BROKER : TOPIC_CONFIG_SOURCE_DEFAULT;
-        c->IsSensitive = defs[i].sensitive;
-        c->ConfigType = (int8_t)defs[i].type;
-        c->Documentation = v >= 3 && in->IncludeDocumentation ? kafka_str_from(defs[i].doc)
-                                                              : (kafka_str){NULL, -1};
-        c->Synonyms_count = 0;
-        if (v >= 1 && in->IncludeSynonyms) {
-            kafka_DescribeConfigsResponse_DescribeConfigsSynonym *sy =
-                kafka_arena_alloc(&req->arena, sizeof(*sy));
-            if (!sy) return -ENOMEM;
-            kafka_DescribeConfigsResponse_DescribeConfigsSynonym_init(sy);
-            sy->Name = c->Name;
-            sy->Value = c->Value;
-            sy->Source = c->ConfigSource;
-            c->Synonyms = sy;
-            c->Synonyms_count = 1;
-        }
+        struct topic_config_entry e;
+        if (!broker_entry(req, ds, defaults, &defs[i], per_node, &e)) continue;
+        int rc = describe_entry(req, &e, &cs[n++]);
+        if (rc) return rc;
     }
     r->Configs = cs;
     r->Configs_count = n;
     return 0;
-}
-
-/* True if the broker resource name designates this node ("" means the cluster default). */
-static bool broker_name_ok(kafka_req *req, kafka_str name)
-{
-    char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%" PRId32, req->broker->node_id);
-    return name.len == 0 || (name.len == n && !memcmp(name.ptr, buf, (size_t)n));
 }
 
 int kafka_handle_describe_configs(kafka_req *req)
@@ -267,14 +278,14 @@ int kafka_handle_describe_configs(kafka_req *req)
                 r->ErrorMessage = kafka_str_from("Topic does not exist.");
                 continue;
             }
-            rc = describe_topic(req, t, q, r);
+            rc = describe_topic(req, ds, t, q, r);
         } else if (q->ResourceType == RESOURCE_BROKER) {
             if (!broker_name_ok(req, q->ResourceName)) {
                 r->ErrorCode = KAFKA_ERR_INVALID_REQUEST;
                 r->ErrorMessage = kafka_str_from("Unexpected broker id.");
                 continue;
             }
-            rc = describe_broker(req, q, r);
+            rc = describe_broker(req, ds, q, r);
         } else {
             r->ErrorCode = KAFKA_ERR_INVALID_REQUEST;
             r->ErrorMessage = kafka_str_from("Unsupported resource type.");
@@ -290,264 +301,390 @@ int kafka_handle_describe_configs(kafka_req *req)
 
 /* ---- AlterConfigs and IncrementalAlterConfigs ---- */
 
-/* One resource's answer slot; both alter responses have the same layout. */
-struct alter_slot {
-    int16_t *error;
-    kafka_str *message;
+/*
+ * Both alter responses have the same per-resource result; the incremental one is handled
+ * through the legacy type (checked here), so one path assembles both answers.
+ */
+typedef kafka_AlterConfigsResponse_AlterConfigsResourceResponse alter_result;
+typedef kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse alter_result_inc;
+#define SAME_FIELD(f)                                                                              \
+    (offsetof(alter_result, f) == offsetof(alter_result_inc, f) &&                                 \
+     sizeof(((alter_result *)0)->f) == sizeof(((alter_result_inc *)0)->f))
+_Static_assert(sizeof(alter_result) == sizeof(alter_result_inc) && SAME_FIELD(ErrorCode) &&
+                   SAME_FIELD(ErrorMessage) && SAME_FIELD(ResourceType) &&
+                   SAME_FIELD(ResourceName),
+               "the two AlterConfigs results must share a layout");
+
+/* One resource of either request, in one form: legacy configs become SET operations. */
+struct alter_res {
+    int8_t type;
+    kafka_str name;
+    int32_t n;
+    struct topic_config_alter_op *ops;
 };
 
 struct alter_ctx {
     kafka_req *req;
     void *resp; /* kafka_AlterConfigsResponse or the incremental one */
-    struct alter_slot *slots;
-    int32_t *item_of;
+    alter_result *results;
+    struct alter_res *res;
     int32_t nres;
-    struct data_topic_op op;
+    bool replace; /* AlterConfigs: the listed configs replace every override / dynamic value */
+    bool validate_only;
+    int32_t *item_of; /* per resource: its item in op (topic) or cop (broker), or -1 */
+    int pending;      /* ops submitted and not done */
+    struct data_topic_op op;  /* topic override sets (DATA_OP_REPLACE_CONFIGS) */
+    struct data_topic_op cop; /* broker changes (DATA_OP_CLUSTER_CONFIG) */
     struct data_inflight inflight;
 };
+
+static void alter_fail(alter_result *r, kafka_req *req, int16_t code, const char *msg)
+{
+    r->ErrorCode = code;
+    r->ErrorMessage = arena_strdup(&req->arena, msg);
+}
 
 static void alter_done(struct data_topic_op *op)
 {
     struct alter_ctx *ctx = op->ctx;
+    if (--ctx->pending > 0) return;
     data_inflight_remove(data_shard_self(), &ctx->inflight);
     for (int32_t i = 0; i < ctx->nres; i++) {
         int32_t k = ctx->item_of[i];
         if (k < 0) continue;
-        int err = op->items[k].err;
-        if (err == AL_ENOTFOUND) {
-            *ctx->slots[i].error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-        } else if (err) {
-            *ctx->slots[i].error =
-                err == AL_EINVAL ? KAFKA_ERR_INVALID_CONFIG : kafka_err_from_internal(err);
-            *ctx->slots[i].message = arena_strdup(&ctx->req->arena, al_strerror(err));
-        }
+        const struct data_topic_op *o = ctx->res[i].type == RESOURCE_BROKER ? &ctx->cop : &ctx->op;
+        int err = o->items[k].err;
+        if (err == AL_ENOTFOUND && o == &ctx->op)
+            ctx->results[i].ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        else if (err)
+            alter_fail(&ctx->results[i], ctx->req,
+                       err == AL_EINVAL || err == AL_ENOTFOUND ? KAFKA_ERR_INVALID_CONFIG
+                                                               : kafka_err_from_internal(err),
+                       al_strerror(err));
     }
     kafka_req_respond(ctx->req, ctx->resp);
 }
 
-/*
- * Common part: for resource i (type, name), checks it and, for a topic, computes the new
- * override set with `apply` (validating), queuing a REPLACE_CONFIGS item unless validate_only.
- */
-typedef int (*alter_apply_fn)(kafka_req *req, int32_t i, struct topic_config_set *s,
-                              bool validate_only, char *msg, size_t msglen);
-
-static int alter_run(kafka_req *req, struct alter_ctx *ctx, const int8_t *types,
-                     const kafka_str *names, bool validate_only, alter_apply_fn apply)
+/* A topic resource: computes its new override set and queues it in items[*k]. Returns 0
+ * (refusals recorded in r) or -ENOMEM. */
+static int alter_topic(struct alter_ctx *ctx, int32_t i, struct data_topic_item *items, int32_t *k)
 {
+    kafka_req *req = ctx->req;
+    const struct alter_res *q = &ctx->res[i];
+    alter_result *r = &ctx->results[i];
+    data_shard *ds = data_shard_self();
+    const topic *t =
+        q->name.len > 0 ? topic_table_find(&ds->topics, q->name.ptr, (size_t)q->name.len) : NULL;
+    if (!t) {
+        alter_fail(r, req, KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION, "Topic does not exist.");
+        return 0;
+    }
+    struct topic_config_set set;
+    int rc = set_from_topic(t, &set);
+    if (rc) return rc;
+    char msg[512] = "";
+    if (ctx->replace) {
+        struct topic_config_pair *pairs =
+            kafka_arena_alloc(&req->arena, sizeof(*pairs) * (size_t)AL_MAX(q->n, 1));
+        rc = pairs ? 0 : -ENOMEM;
+        for (int32_t c = 0; pairs && c < q->n; c++)
+            pairs[c] = (struct topic_config_pair){q->ops[c].key, q->ops[c].value};
+        if (pairs)
+            rc = topic_config_replace(&set, pairs, q->n, ctx->validate_only, msg, sizeof(msg));
+    } else {
+        rc = topic_config_alter_incremental(&set, q->ops, q->n, ctx->validate_only, msg,
+                                            sizeof(msg));
+    }
+    if (rc == -ENOMEM) goto out;
+    if (rc) {
+        alter_fail(r, req, rc == AL_EINVAL && strstr(msg, "duplicate") ? KAFKA_ERR_INVALID_REQUEST
+                                                                         : KAFKA_ERR_INVALID_CONFIG,
+                   msg);
+        rc = 0;
+    } else if (!ctx->validate_only) {
+        topic_config_kv *kv;
+        int nkv = set_to_kv(&req->arena, &set, &kv);
+        if (nkv == -ENOMEM) {
+            rc = nkv;
+        } else if (nkv < 0) {
+            alter_fail(r, req, KAFKA_ERR_INVALID_CONFIG, "Too many or too long configs.");
+        } else {
+            snprintf(items[*k].name, sizeof(items[*k].name), "%s", t->name);
+            items[*k].configs = kv;
+            items[*k].n_configs = nkv;
+            ctx->item_of[i] = (*k)++;
+        }
+    }
+out:
+    topic_config_set_free(&set);
+    return rc;
+}
+
+/*
+ * One change of a broker resource: checks it against the copy next of the live configuration
+ * (applying it there) and returns the config-table key and value (NULL: reset). Returns 0, or
+ * a Kafka error code with msg set.
+ */
+static int16_t broker_change(const struct topic_config_alter_op *o, al_config *next,
+                             const al_config *start, const struct config_key **key,
+                             const char **value, char *buf, size_t cap, char *msg, size_t msglen)
+{
+    const struct config_key *k = config_find_kafka(o->key);
+    const struct broker_config_def *bd = broker_config_find(o->key);
+    if (!k) {
+        snprintf(msg, msglen, "Unknown broker configuration %s (the dynamic ones are listed by "
+                 "DescribeConfigs with read_only false).", o->key);
+        return KAFKA_ERR_INVALID_CONFIG;
+    }
+    if (!k->live) {
+        snprintf(msg, msglen, "Cannot update these configs dynamically: Set(%s); set %s in the "
+                 "broker's config file and restart it.", o->key, k->name);
+        return KAFKA_ERR_INVALID_CONFIG;
+    }
+    *key = k;
+    *value = NULL;
+    switch (o->op) {
+    case TOPIC_CONFIG_OP_SET:
+        if (!o->value) {
+            snprintf(msg, msglen, "Null value not supported for : %s", o->key);
+            return KAFKA_ERR_INVALID_CONFIG;
+        }
+        *value = o->value;
+        break;
+    case TOPIC_CONFIG_OP_DELETE: break;
+    case TOPIC_CONFIG_OP_APPEND:
+    case TOPIC_CONFIG_OP_SUBTRACT: {
+        if (!bd || bd->type != TOPIC_CONFIG_TYPE_LIST) {
+            snprintf(msg, msglen, "Config value %s is not allowed for config key: %s",
+                     o->op == TOPIC_CONFIG_OP_APPEND ? "append" : "subtract", o->key);
+            return KAFKA_ERR_INVALID_CONFIG;
+        }
+        char cur[CONFIG_PATH_MAX + 64];
+        config_format(next, k, cur, sizeof(cur));
+        if (topic_config_list_apply(cur, o->value, o->op, buf, cap)) {
+            snprintf(msg, msglen, "Invalid value %.64s for configuration %.64s",
+                     o->value ? o->value : "null", o->key);
+            return KAFKA_ERR_INVALID_CONFIG;
+        }
+        *value = buf;
+        break;
+    }
+    default:
+        snprintf(msg, msglen, "Unknown config operation %d for %s.", o->op, o->key);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    if (*value && broker_config_check(o->key, *value, msg, msglen)) return KAFKA_ERR_INVALID_CONFIG;
+    char err[512];
+    if (config_change(next, start, k->name, *value, err, sizeof(err))) {
+        snprintf(msg, msglen, "Invalid value %.64s for configuration %.64s: %.400s",
+                 *value ? *value : "", o->key, err);
+        return KAFKA_ERR_INVALID_CONFIG;
+    }
+    return 0;
+}
+
+/* Adds (key, value or reset) to the item's change list (capacity checked by the caller). */
+static void item_add(struct data_topic_item *it, topic_config_kv *kv, bool *del, const char *key,
+                     const char *value)
+{
+    int32_t j = it->n_configs++;
+    snprintf(kv[j].key, sizeof(kv[j].key), "%s", key);
+    snprintf(kv[j].value, sizeof(kv[j].value), "%s", value ? value : "");
+    del[j] = value == NULL;
+}
+
+/* A broker resource: validates its changes on a copy of the live configuration and queues
+ * them in items[*k]. Returns 0 (refusals recorded in r) or -ENOMEM. */
+static int alter_broker(struct alter_ctx *ctx, int32_t i, struct data_topic_item *items,
+                        int32_t *k)
+{
+    kafka_req *req = ctx->req;
+    const struct alter_res *q = &ctx->res[i];
+    alter_result *r = &ctx->results[i];
+    data_shard *ds = data_shard_self();
+    if (!broker_name_ok(req, q->name)) {
+        alter_fail(r, req, KAFKA_ERR_INVALID_REQUEST, "Unexpected broker id.");
+        return 0;
+    }
+    size_t cap = (size_t)q->n + config_key_count;
+    al_config *next = kafka_arena_alloc(&req->arena, sizeof(*next));
+    topic_config_kv *kv = kafka_arena_alloc(&req->arena, sizeof(*kv) * cap);
+    bool *del = kafka_arena_alloc(&req->arena, sizeof(*del) * cap);
+    if (!next || !kv || !del) return -ENOMEM;
+    *next = ds->cluster_cfg;
+    struct data_topic_item *it = &items[*k];
+    it->n_configs = 0;
+    char msg[600], buf[TOPIC_CONFIG_VALUE_MAX];
+    for (int32_t c = 0; c < q->n; c++) {
+        const struct topic_config_alter_op *o = &q->ops[c];
+        if (ctx->replace && !o->value) continue; /* null: not set, as Kafka */
+        for (int32_t d = 0; d < c; d++) {
+            if (!strcmp(q->ops[d].key, o->key)) {
+                snprintf(msg, sizeof(msg), "Error due to duplicate config keys: %s", o->key);
+                alter_fail(r, req, KAFKA_ERR_INVALID_REQUEST, msg);
+                return 0;
+            }
+        }
+        const struct config_key *key;
+        const char *value;
+        int16_t err = broker_change(o, next, ds->cfg, &key, &value, buf, sizeof(buf), msg,
+                                    sizeof(msg));
+        if (err) {
+            alter_fail(r, req, err, msg);
+            return 0;
+        }
+        item_add(it, kv, del, key->name, value);
+    }
+    if (ctx->replace) { /* every other dynamic value goes back to its start-up value */
+        for (size_t j = 0; j < config_key_count; j++) {
+            const struct config_key *key = &config_keys[j];
+            if (!key->kafka || !key->live || ds->cluster_cfg.source[j] != CONFIG_SRC_ADMIN)
+                continue;
+            bool listed = false;
+            for (int32_t c = 0; c < q->n && !listed; c++)
+                listed = q->ops[c].value && config_find_kafka(q->ops[c].key) == key;
+            if (!listed) item_add(it, kv, del, key->name, NULL);
+        }
+    }
+    if (ctx->validate_only || it->n_configs == 0) return 0;
+    snprintf(it->name, sizeof(it->name), "broker %.*s", (int)q->name.len, q->name.ptr);
+    it->configs = kv;
+    it->del = del;
+    ctx->item_of[i] = (*k)++;
+    return 0;
+}
+
+/* Checks every resource and submits the changes (one op for topics, one for brokers); the
+ * answer goes out when both are done. Returns a handler result. */
+static int alter_run(struct alter_ctx *ctx)
+{
+    kafka_req *req = ctx->req;
     data_shard *ds = data_shard_self();
     int32_t n = ctx->nres;
     struct data_topic_item *items = kafka_arena_alloc(&req->arena, sizeof(*items) * (size_t)n);
+    struct data_topic_item *bitems = kafka_arena_alloc(&req->arena, sizeof(*items) * (size_t)n);
     ctx->item_of = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)n);
-    if (!items || !ctx->item_of) return -ENOMEM;
+    if (!items || !bitems || !ctx->item_of) return -ENOMEM;
     memset(items, 0, sizeof(*items) * (size_t)n);
-    int32_t k = 0;
+    memset(bitems, 0, sizeof(*bitems) * (size_t)n);
+    int32_t k = 0, bk = 0;
     for (int32_t i = 0; i < n; i++) {
         ctx->item_of[i] = -1;
-        char msg[512] = "";
-        int16_t err = 0;
-        if (types[i] == RESOURCE_BROKER) {
-            if (!broker_name_ok(req, names[i])) {
-                err = KAFKA_ERR_INVALID_REQUEST;
-                snprintf(msg, sizeof(msg), "Unexpected broker id.");
-            } else {
-                /* Validate the keys the client names: unknown ones are INVALID_CONFIG. */
-                int rc = apply(req, i, NULL, true, msg, sizeof(msg));
-                err = rc == AL_ENOTFOUND ? KAFKA_ERR_INVALID_CONFIG : KAFKA_ERR_INVALID_REQUEST;
-                if (rc != AL_ENOTFOUND)
-                    snprintf(msg, sizeof(msg),
-                             "Dynamic broker configuration changes are not "
-                             "supported; set them in the broker's config file.");
-            }
-        } else if (types[i] != RESOURCE_TOPIC) {
-            err = KAFKA_ERR_INVALID_REQUEST;
-            snprintf(msg, sizeof(msg), "Unsupported resource type.");
-        } else {
-            const topic *t = names[i].len > 0
-                                 ? topic_table_find(&ds->topics, names[i].ptr, (size_t)names[i].len)
-                                 : NULL;
-            if (!t) {
-                err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-                snprintf(msg, sizeof(msg), "Topic does not exist.");
-            } else {
-                struct topic_config_set set;
-                int rc = set_from_topic(t, &set);
-                if (rc) return rc;
-                rc = apply(req, i, &set, validate_only, msg, sizeof(msg));
-                if (rc == -ENOMEM) {
-                    topic_config_set_free(&set);
-                    return rc;
-                }
-                if (rc) {
-                    err = rc == AL_EINVAL && strstr(msg, "duplicate") ? KAFKA_ERR_INVALID_REQUEST
-                                                                      : KAFKA_ERR_INVALID_CONFIG;
-                } else if (!validate_only) {
-                    topic_config_kv *kv;
-                    int nkv = set_to_kv(&req->arena, &set, &kv);
-                    if (nkv < 0) {
-                        err = KAFKA_ERR_INVALID_CONFIG;
-                        snprintf(msg, sizeof(msg), "Too many or too long configs.");
-                    } else {
-                        snprintf(items[k].name, sizeof(items[k].name), "%s", t->name);
-                        items[k].configs = kv;
-                        items[k].n_configs = nkv;
-                        ctx->item_of[i] = k++;
-                    }
-                }
-                topic_config_set_free(&set);
-            }
-        }
-        if (err) {
-            *ctx->slots[i].error = err;
-            *ctx->slots[i].message = arena_strdup(&req->arena, msg);
-        }
+        int rc = 0;
+        if (ctx->res[i].type == RESOURCE_TOPIC)
+            rc = alter_topic(ctx, i, items, &k);
+        else if (ctx->res[i].type == RESOURCE_BROKER)
+            rc = alter_broker(ctx, i, bitems, &bk);
+        else
+            alter_fail(&ctx->results[i], req, KAFKA_ERR_INVALID_REQUEST,
+                       "Unsupported resource type.");
+        if (rc) return rc;
     }
-    ctx->op.kind = DATA_OP_REPLACE_CONFIGS;
-    ctx->op.items = items;
-    ctx->op.n = k;
-    ctx->op.done = alter_done;
-    ctx->op.ctx = ctx;
-    if (k == 0) {
+    ctx->op = (struct data_topic_op){.kind = DATA_OP_REPLACE_CONFIGS, .items = items, .n = k,
+                                     .done = alter_done, .ctx = ctx};
+    ctx->cop = (struct data_topic_op){.kind = DATA_OP_CLUSTER_CONFIG, .items = bitems, .n = bk,
+                                      .done = alter_done, .ctx = ctx};
+    ctx->pending = (k > 0) + (bk > 0);
+    if (ctx->pending == 0) {
         int rc = kafka_req_respond(req, ctx->resp);
         return rc < 0 ? rc : KAFKA_DONE;
     }
     data_inflight_add(ds, &ctx->inflight);
-    int rc = data_topic_submit(ds, &ctx->op);
+    int rc = k > 0 ? data_topic_submit(ds, &ctx->op) : 0;
+    if (rc == 0 && bk > 0) rc = data_topic_submit(ds, &ctx->cop);
     return rc ? rc : KAFKA_DEFERRED;
 }
 
-/* Copies a wire string to a NUL-terminated arena string (NULL for null). */
-static const char *arena_cstr(kafka_arena *a, kafka_str s)
+/* Allocates the context and the common form of n resources, and initialises the results'
+ * common fields from types/names. NULL: out of memory. */
+static struct alter_ctx *alter_new(kafka_req *req, void *resp, alter_result *results, int32_t n)
 {
-    if (s.len < 0) return NULL;
-    char *p = kafka_arena_alloc(a, (size_t)s.len + 1);
-    if (!p) return NULL;
-    memcpy(p, s.ptr, (size_t)s.len);
-    p[s.len] = 0;
-    return p;
+    struct alter_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
+    struct alter_res *res = kafka_arena_alloc(&req->arena, sizeof(*res) * (size_t)AL_MAX(n, 1));
+    if (!ctx || !res || !resp || !results) return NULL;
+    memset(ctx, 0, sizeof(*ctx));
+    memset(res, 0, sizeof(*res) * (size_t)AL_MAX(n, 1));
+    ctx->req = req;
+    ctx->resp = resp;
+    ctx->results = results;
+    ctx->res = res;
+    ctx->nres = n;
+    return ctx;
 }
 
-static int alter_apply_legacy(kafka_req *req, int32_t i, struct topic_config_set *s,
-                              bool validate_only, char *msg, size_t msglen)
+/* Fills result i's common fields and allocates resource i's operations. -ENOMEM or 0. */
+static int alter_res_init(struct alter_ctx *ctx, int32_t i, int8_t type, kafka_str name,
+                          int32_t nconfigs)
 {
-    const kafka_AlterConfigsRequest *in = req->msg;
-    const kafka_AlterConfigsRequest_AlterConfigsResource *q = &in->Resources[i];
-    int32_t n = AL_MAX(q->Configs_count, 0);
-    struct topic_config_pair *pairs =
-        kafka_arena_alloc(&req->arena, sizeof(*pairs) * (size_t)AL_MAX(n, 1));
-    if (!pairs) return -ENOMEM;
-    for (int32_t c = 0; c < n; c++) {
-        pairs[c].key = arena_cstr(&req->arena, q->Configs[c].Name);
-        pairs[c].value = arena_cstr(&req->arena, q->Configs[c].Value);
-        if (!pairs[c].key) return -ENOMEM;
-    }
-    if (!s) { /* broker: only report unknown keys */
-        for (int32_t c = 0; c < n; c++) {
-            if (!broker_config_find(pairs[c].key)) {
-                snprintf(msg, msglen, "Unknown broker configuration %s.", pairs[c].key);
-                return AL_ENOTFOUND;
-            }
-        }
-        return AL_EINVAL;
-    }
-    return topic_config_replace(s, pairs, n, validate_only, msg, msglen);
+    alter_result *r = &ctx->results[i];
+    r->ErrorCode = 0;
+    r->ErrorMessage = (kafka_str){NULL, -1};
+    r->ResourceType = type;
+    r->ResourceName = name;
+    struct alter_res *q = &ctx->res[i];
+    q->type = type;
+    q->name = name;
+    q->n = AL_MAX(nconfigs, 0);
+    q->ops = kafka_arena_alloc(&ctx->req->arena, sizeof(*q->ops) * (size_t)AL_MAX(q->n, 1));
+    return q->ops ? 0 : -ENOMEM;
 }
 
 int kafka_handle_alter_configs(kafka_req *req)
 {
     const kafka_AlterConfigsRequest *in = req->msg;
     if (!data_shard_ensure(req->broker->cfg)) return AL_ECLOSED;
-    struct alter_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
-    kafka_AlterConfigsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
     int32_t n = AL_MAX(in->Resources_count, 0);
-    kafka_AlterConfigsResponse_AlterConfigsResourceResponse *rs =
-        kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)n);
-    struct alter_slot *slots = kafka_arena_alloc(&req->arena, sizeof(*slots) * (size_t)n);
-    int8_t *types = kafka_arena_alloc(&req->arena, (size_t)AL_MAX(n, 1));
-    kafka_str *names = kafka_arena_alloc(&req->arena, sizeof(*names) * (size_t)n);
-    if (!ctx || !resp || !rs || !slots || !types || !names) return -ENOMEM;
-    memset(ctx, 0, sizeof(*ctx));
+    kafka_AlterConfigsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    alter_result *rs = kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)AL_MAX(n, 1));
+    struct alter_ctx *ctx = alter_new(req, resp, rs, n);
+    if (!ctx) return -ENOMEM;
     kafka_AlterConfigsResponse_init(resp);
     resp->Responses = rs;
     resp->Responses_count = n;
+    ctx->replace = true;
+    ctx->validate_only = in->ValidateOnly;
     for (int32_t i = 0; i < n; i++) {
+        const kafka_AlterConfigsRequest_AlterConfigsResource *q = &in->Resources[i];
         kafka_AlterConfigsResponse_AlterConfigsResourceResponse_init(&rs[i]);
-        rs[i].ResourceType = in->Resources[i].ResourceType;
-        rs[i].ResourceName = in->Resources[i].ResourceName;
-        rs[i].ErrorMessage = (kafka_str){NULL, -1};
-        slots[i].error = &rs[i].ErrorCode;
-        slots[i].message = &rs[i].ErrorMessage;
-        types[i] = in->Resources[i].ResourceType;
-        names[i] = in->Resources[i].ResourceName;
-    }
-    ctx->req = req;
-    ctx->resp = resp;
-    ctx->slots = slots;
-    ctx->nres = n;
-    return alter_run(req, ctx, types, names, in->ValidateOnly, alter_apply_legacy);
-}
-
-static int alter_apply_incremental(kafka_req *req, int32_t i, struct topic_config_set *s,
-                                   bool validate_only, char *msg, size_t msglen)
-{
-    const kafka_IncrementalAlterConfigsRequest *in = req->msg;
-    const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *q = &in->Resources[i];
-    int32_t n = AL_MAX(q->Configs_count, 0);
-    struct topic_config_alter_op *ops =
-        kafka_arena_alloc(&req->arena, sizeof(*ops) * (size_t)AL_MAX(n, 1));
-    if (!ops) return -ENOMEM;
-    for (int32_t c = 0; c < n; c++) {
-        ops[c].key = arena_cstr(&req->arena, q->Configs[c].Name);
-        ops[c].value = arena_cstr(&req->arena, q->Configs[c].Value);
-        ops[c].op = q->Configs[c].ConfigOperation;
-        if (!ops[c].key) return -ENOMEM;
-        if (ops[c].op < TOPIC_CONFIG_OP_SET || ops[c].op > TOPIC_CONFIG_OP_SUBTRACT) {
-            snprintf(msg, msglen, "Unknown config operation %d for %s.", ops[c].op, ops[c].key);
-            return AL_EINVAL;
+        if (alter_res_init(ctx, i, q->ResourceType, q->ResourceName, q->Configs_count))
+            return -ENOMEM;
+        for (int32_t c = 0; c < ctx->res[i].n; c++) {
+            struct topic_config_alter_op *o = &ctx->res[i].ops[c];
+            o->key = arena_cstr(&req->arena, q->Configs[c].Name);
+            o->value = arena_cstr(&req->arena, q->Configs[c].Value);
+            o->op = TOPIC_CONFIG_OP_SET;
+            if (!o->key) return -ENOMEM;
         }
     }
-    if (!s) {
-        for (int32_t c = 0; c < n; c++) {
-            if (!broker_config_find(ops[c].key)) {
-                snprintf(msg, msglen, "Unknown broker configuration %s.", ops[c].key);
-                return AL_ENOTFOUND;
-            }
-        }
-        return AL_EINVAL;
-    }
-    return topic_config_alter_incremental(s, ops, n, validate_only, msg, msglen);
+    return alter_run(ctx);
 }
 
 int kafka_handle_incremental_alter_configs(kafka_req *req)
 {
     const kafka_IncrementalAlterConfigsRequest *in = req->msg;
     if (!data_shard_ensure(req->broker->cfg)) return AL_ECLOSED;
-    struct alter_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
-    kafka_IncrementalAlterConfigsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
     int32_t n = AL_MAX(in->Resources_count, 0);
-    kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse *rs =
-        kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)n);
-    struct alter_slot *slots = kafka_arena_alloc(&req->arena, sizeof(*slots) * (size_t)n);
-    int8_t *types = kafka_arena_alloc(&req->arena, (size_t)AL_MAX(n, 1));
-    kafka_str *names = kafka_arena_alloc(&req->arena, sizeof(*names) * (size_t)n);
-    if (!ctx || !resp || !rs || !slots || !types || !names) return -ENOMEM;
-    memset(ctx, 0, sizeof(*ctx));
+    kafka_IncrementalAlterConfigsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
+    alter_result *rs = kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)AL_MAX(n, 1));
+    struct alter_ctx *ctx = alter_new(req, resp, rs, n);
+    if (!ctx) return -ENOMEM;
     kafka_IncrementalAlterConfigsResponse_init(resp);
-    resp->Responses = rs;
+    resp->Responses = (alter_result_inc *)rs; /* same layout (checked above) */
     resp->Responses_count = n;
+    ctx->validate_only = in->ValidateOnly;
     for (int32_t i = 0; i < n; i++) {
-        kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_init(&rs[i]);
-        rs[i].ResourceType = in->Resources[i].ResourceType;
-        rs[i].ResourceName = in->Resources[i].ResourceName;
-        rs[i].ErrorMessage = (kafka_str){NULL, -1};
-        slots[i].error = &rs[i].ErrorCode;
-        slots[i].message = &rs[i].ErrorMessage;
-        types[i] = in->Resources[i].ResourceType;
-        names[i] = in->Resources[i].ResourceName;
+        const kafka_IncrementalAlterConfigsRequest_AlterConfigsResource *q = &in->Resources[i];
+        kafka_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_init(
+            (alter_result_inc *)&rs[i]);
+        if (alter_res_init(ctx, i, q->ResourceType, q->ResourceName, q->Configs_count))
+            return -ENOMEM;
+        for (int32_t c = 0; c < ctx->res[i].n; c++) {
+            struct topic_config_alter_op *o = &ctx->res[i].ops[c];
+            o->key = arena_cstr(&req->arena, q->Configs[c].Name);
+            o->value = arena_cstr(&req->arena, q->Configs[c].Value);
+            o->op = q->Configs[c].ConfigOperation;
+            if (!o->key) return -ENOMEM;
+        }
     }
-    ctx->req = req;
-    ctx->resp = resp;
-    ctx->slots = slots;
-    ctx->nres = n;
-    return alter_run(req, ctx, types, names, in->ValidateOnly, alter_apply_incremental);
+    return alter_run(ctx);
 }

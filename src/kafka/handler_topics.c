@@ -166,7 +166,7 @@ int kafka_handle_metadata_topics(kafka_req *req)
     data_shard *ds = data_shard_ensure(req->broker->cfg);
     if (!ds) return kafka_handle_metadata(req); /* no data plane (off a shard): no topics */
     bool allow = req->api_version < 4 || in->AllowAutoTopicCreation;
-    const al_config *cfg = req->broker->cfg;
+    const al_config *cfg = &ds->cluster_cfg; /* live: changed by AlterConfigs / admin API */
     int32_t missing = 0;
     if (allow && cfg->auto_create_topics_enabled && in->Topics_count > 0) {
         for (int32_t i = 0; i < in->Topics_count; i++) {
@@ -232,6 +232,8 @@ static int ct_fill_configs(kafka_req *req, kafka_CreateTopicsResponse_CreatableT
 {
     size_t ndefs;
     const struct topic_config_def *defs = topic_config_defs(&ndefs);
+    data_shard *ds = data_shard_self();
+    const struct broker_config_defaults *defaults = ds ? &ds->defaults : NULL;
     struct topic_config_set set;
     topic_config_set_init(&set);
     struct topic_config_owned *own =
@@ -247,7 +249,7 @@ static int ct_fill_configs(kafka_req *req, kafka_CreateTopicsResponse_CreatableT
     set.items = own;
     for (size_t i = 0; i < ndefs; i++) {
         struct topic_config_entry e;
-        topic_config_describe(&set, NULL, 0, &defs[i], &e);
+        topic_config_describe(&set, defaults, &defs[i], &e);
         kafka_CreateTopicsResponse_CreatableTopicConfigs_init(&cs[i]);
         cs[i].Name = kafka_str_from(e.name);
         cs[i].Value =
@@ -306,7 +308,7 @@ int kafka_handle_create_topics(kafka_req *req)
     const kafka_CreateTopicsRequest *in = req->msg;
     data_shard *ds = data_shard_ensure(req->broker->cfg);
     if (!ds) return AL_ECLOSED;
-    const al_config *cfg = req->broker->cfg;
+    const al_config *cfg = &ds->cluster_cfg; /* live: changed by AlterConfigs / admin API */
     struct ct_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
     int32_t n = AL_MAX(in->Topics_count, 0);
     kafka_CreateTopicsResponse_CreatableTopicResult *rs =
@@ -338,7 +340,8 @@ int kafka_handle_create_topics(kafka_req *req)
             if (j != i && kafka_str_equal(in->Topics[j].Name, q->Name)) dup = true;
         int32_t parts =
             q->NumPartitions == -1 ? (int32_t)cfg->default_topic_partitions : q->NumPartitions;
-        int16_t rf = q->ReplicationFactor == -1 ? 1 : q->ReplicationFactor;
+        int16_t rf = q->ReplicationFactor == -1 ? (int16_t)cfg->default_topic_replications
+                                                : q->ReplicationFactor;
         if (cluster_active() && q->ReplicationFactor == -1) rf = -1; /* min(3, nodes) */
         char msg[256] = "";
         int16_t err = 0;
@@ -445,34 +448,76 @@ int kafka_handle_create_topics(kafka_req *req)
     return rc ? rc : KAFKA_DEFERRED;
 }
 
-/* ---- DeleteTopics ---- */
+/* ---- DeleteTopics and CreatePartitions: one topic op, errors mapped per entry ---- */
 
-struct dt_ctx {
+/*
+ * A DeleteTopics or CreatePartitions request waiting for its topic op: per response entry, the
+ * op item it queued (item_of, -1: already answered) and its ErrorCode field (code_of).
+ */
+struct topic_op_ctx {
     kafka_req *req;
     struct data_inflight inflight;
-    kafka_DeleteTopicsResponse resp;
     struct data_topic_op op;
+    void *resp;
+    int32_t nres;
     int32_t *item_of;
+    int16_t **code_of;
+    int16_t einval_code; /* what AL_EINVAL from the topic table means for this op */
 };
 
-static void dt_done(struct data_topic_op *op)
+/* Allocates the context and n items (zeroed, in the request's arena). NULL: out of memory. */
+static struct topic_op_ctx *topic_op_new(kafka_req *req, void *resp, int32_t n,
+                                         int16_t einval_code)
 {
-    struct dt_ctx *ctx = op->ctx;
+    struct topic_op_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
+    struct data_topic_item *items = kafka_arena_alloc(&req->arena, sizeof(*items) * (size_t)n);
+    int32_t *item_of = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)n);
+    int16_t **code_of = kafka_arena_alloc(&req->arena, sizeof(int16_t *) * (size_t)n);
+    if (!ctx || !items || !item_of || !code_of) return NULL;
+    memset(ctx, 0, sizeof(*ctx));
+    memset(items, 0, sizeof(*items) * (size_t)n);
+    for (int32_t i = 0; i < n; i++) item_of[i] = -1;
+    *ctx = (struct topic_op_ctx){.req = req, .resp = resp, .nres = n, .item_of = item_of,
+                                 .code_of = code_of, .einval_code = einval_code};
+    ctx->op.items = items;
+    return ctx;
+}
+
+static void topic_op_done(struct data_topic_op *op)
+{
+    struct topic_op_ctx *ctx = op->ctx;
     data_inflight_remove(data_shard_self(), &ctx->inflight);
-    for (int32_t i = 0; i < ctx->resp.Responses_count; i++) {
+    for (int32_t i = 0; i < ctx->nres; i++) {
         int32_t k = ctx->item_of[i];
         if (k < 0) continue;
         int err = op->items[k].err;
-        kafka_DeleteTopicsResponse_DeletableTopicResult *r = &ctx->resp.Responses[i];
         if (err == AL_ENOTFOUND)
-            r->ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            *ctx->code_of[i] = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         else if (err == AL_EINVAL)
-            r->ErrorCode = KAFKA_ERR_INVALID_TOPIC_EXCEPTION; /* internal topic */
+            *ctx->code_of[i] = ctx->einval_code;
         else if (err)
-            r->ErrorCode = kafka_err_from_internal(err);
+            *ctx->code_of[i] = kafka_err_from_internal(err);
     }
-    kafka_req_respond(ctx->req, &ctx->resp);
+    kafka_req_respond(ctx->req, ctx->resp);
 }
+
+/* Submits the ctx->op.n items queued as one op of kind, or answers at once when there are
+ * none. Returns a handler result (KAFKA_DONE, KAFKA_DEFERRED or an error). */
+static int topic_op_submit(data_shard *ds, struct topic_op_ctx *ctx, enum data_topic_op_kind kind)
+{
+    ctx->op.kind = kind;
+    ctx->op.done = topic_op_done;
+    ctx->op.ctx = ctx;
+    if (ctx->op.n == 0) {
+        int rc = kafka_req_respond(ctx->req, ctx->resp);
+        return rc < 0 ? rc : KAFKA_DONE;
+    }
+    data_inflight_add(ds, &ctx->inflight);
+    int rc = data_topic_submit(ds, &ctx->op);
+    return rc ? rc : KAFKA_DEFERRED;
+}
+
+/* ---- DeleteTopics ---- */
 
 int kafka_handle_delete_topics(kafka_req *req)
 {
@@ -481,25 +526,23 @@ int kafka_handle_delete_topics(kafka_req *req)
     if (!ds) return AL_ECLOSED;
     bool v6 = req->api_version >= 6;
     int32_t n = AL_MAX(v6 ? in->Topics_count : in->TopicNames_count, 0);
-    struct dt_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
+    kafka_DeleteTopicsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
     kafka_DeleteTopicsResponse_DeletableTopicResult *rs =
         kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)n);
-    struct data_topic_item *items = kafka_arena_alloc(&req->arena, sizeof(*items) * (size_t)n);
-    int32_t *item_of = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)n);
-    if (!ctx || !rs || !items || !item_of) return -ENOMEM;
-    memset(ctx, 0, sizeof(*ctx));
-    memset(items, 0, sizeof(*items) * (size_t)n);
-    ctx->req = req;
-    ctx->item_of = item_of;
-    kafka_DeleteTopicsResponse_init(&ctx->resp);
-    ctx->resp.Responses = rs;
-    ctx->resp.Responses_count = n;
+    /* an internal topic cannot be deleted (AL_EINVAL) */
+    struct topic_op_ctx *ctx =
+        resp && rs ? topic_op_new(req, resp, n, KAFKA_ERR_INVALID_TOPIC_EXCEPTION) : NULL;
+    if (!ctx) return -ENOMEM;
+    kafka_DeleteTopicsResponse_init(resp);
+    resp->Responses = rs;
+    resp->Responses_count = n;
+    struct data_topic_item *items = ctx->op.items;
     int32_t k = 0;
     for (int32_t i = 0; i < n; i++) {
         kafka_DeleteTopicsResponse_DeletableTopicResult *r = &rs[i];
         kafka_DeleteTopicsResponse_DeletableTopicResult_init(r);
         r->ErrorMessage = (kafka_str){NULL, -1};
-        item_of[i] = -1;
+        ctx->code_of[i] = &r->ErrorCode;
         kafka_str name = v6 ? in->Topics[i].Name : in->TopicNames[i];
         const topic *t = NULL;
         if (name.len >= 0) {
@@ -517,50 +560,13 @@ int kafka_handle_delete_topics(kafka_req *req)
         }
         if (v6) memcpy(r->TopicId.b, t->id, 16);
         snprintf(items[k].name, sizeof(items[k].name), "%s", t->name);
-        item_of[i] = k++;
+        ctx->item_of[i] = k++;
     }
-    ctx->op.kind = DATA_OP_DELETE;
-    ctx->op.items = items;
     ctx->op.n = k;
-    ctx->op.done = dt_done;
-    ctx->op.ctx = ctx;
-    if (k == 0) {
-        int rc = kafka_req_respond(req, &ctx->resp);
-        return rc < 0 ? rc : KAFKA_DONE;
-    }
-    data_inflight_add(ds, &ctx->inflight);
-    int rc = data_topic_submit(ds, &ctx->op);
-    return rc ? rc : KAFKA_DEFERRED;
+    return topic_op_submit(ds, ctx, DATA_OP_DELETE);
 }
 
 /* ---- CreatePartitions ---- */
-
-struct cp_ctx {
-    kafka_req *req;
-    struct data_inflight inflight;
-    kafka_CreatePartitionsResponse resp;
-    struct data_topic_op op;
-    int32_t *item_of;
-};
-
-static void cp_done(struct data_topic_op *op)
-{
-    struct cp_ctx *ctx = op->ctx;
-    data_inflight_remove(data_shard_self(), &ctx->inflight);
-    for (int32_t i = 0; i < ctx->resp.Results_count; i++) {
-        int32_t k = ctx->item_of[i];
-        if (k < 0) continue;
-        int err = op->items[k].err;
-        kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *r = &ctx->resp.Results[i];
-        if (err == AL_ENOTFOUND)
-            r->ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-        else if (err == AL_EINVAL)
-            r->ErrorCode = KAFKA_ERR_INVALID_PARTITIONS;
-        else if (err)
-            r->ErrorCode = kafka_err_from_internal(err);
-    }
-    kafka_req_respond(ctx->req, &ctx->resp);
-}
 
 int kafka_handle_create_partitions(kafka_req *req)
 {
@@ -568,19 +574,16 @@ int kafka_handle_create_partitions(kafka_req *req)
     data_shard *ds = data_shard_ensure(req->broker->cfg);
     if (!ds) return AL_ECLOSED;
     int32_t n = AL_MAX(in->Topics_count, 0);
-    struct cp_ctx *ctx = kafka_arena_alloc(&req->arena, sizeof(*ctx));
+    kafka_CreatePartitionsResponse *resp = kafka_arena_alloc(&req->arena, sizeof(*resp));
     kafka_CreatePartitionsResponse_CreatePartitionsTopicResult *rs =
         kafka_arena_alloc(&req->arena, sizeof(*rs) * (size_t)n);
-    struct data_topic_item *items = kafka_arena_alloc(&req->arena, sizeof(*items) * (size_t)n);
-    int32_t *item_of = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)n);
-    if (!ctx || !rs || !items || !item_of) return -ENOMEM;
-    memset(ctx, 0, sizeof(*ctx));
-    memset(items, 0, sizeof(*items) * (size_t)n);
-    ctx->req = req;
-    ctx->item_of = item_of;
-    kafka_CreatePartitionsResponse_init(&ctx->resp);
-    ctx->resp.Results = rs;
-    ctx->resp.Results_count = n;
+    struct topic_op_ctx *ctx =
+        resp && rs ? topic_op_new(req, resp, n, KAFKA_ERR_INVALID_PARTITIONS) : NULL;
+    if (!ctx) return -ENOMEM;
+    kafka_CreatePartitionsResponse_init(resp);
+    resp->Results = rs;
+    resp->Results_count = n;
+    struct data_topic_item *items = ctx->op.items;
     int32_t k = 0;
     for (int32_t i = 0; i < n; i++) {
         const kafka_CreatePartitionsRequest_CreatePartitionsTopic *q = &in->Topics[i];
@@ -588,7 +591,7 @@ int kafka_handle_create_partitions(kafka_req *req)
         kafka_CreatePartitionsResponse_CreatePartitionsTopicResult_init(r);
         r->Name = q->Name;
         r->ErrorMessage = (kafka_str){NULL, -1};
-        item_of[i] = -1;
+        ctx->code_of[i] = &r->ErrorCode;
         const topic *t = q->Name.len > 0
                              ? topic_table_find(&ds->topics, q->Name.ptr, (size_t)q->Name.len)
                              : NULL;
@@ -613,18 +616,8 @@ int kafka_handle_create_partitions(kafka_req *req)
         if (in->ValidateOnly) continue;
         snprintf(items[k].name, sizeof(items[k].name), "%s", t->name);
         items[k].partitions = q->Count;
-        item_of[i] = k++;
+        ctx->item_of[i] = k++;
     }
-    ctx->op.kind = DATA_OP_ADD_PARTITIONS;
-    ctx->op.items = items;
     ctx->op.n = k;
-    ctx->op.done = cp_done;
-    ctx->op.ctx = ctx;
-    if (k == 0) {
-        int rc = kafka_req_respond(req, &ctx->resp);
-        return rc < 0 ? rc : KAFKA_DONE;
-    }
-    data_inflight_add(ds, &ctx->inflight);
-    int rc = data_topic_submit(ds, &ctx->op);
-    return rc ? rc : KAFKA_DEFERRED;
+    return topic_op_submit(ds, ctx, DATA_OP_ADD_PARTITIONS);
 }

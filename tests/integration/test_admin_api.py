@@ -85,13 +85,15 @@ def test_cluster_and_node_config(admin):
     b, port = admin
     status, cfg, _ = call(port, "GET", "/v1/cluster_config")
     assert status == 200 and "default_topic_partitions" in cfg and "node_id" not in cfg
+    # default_topic_partitions applies live (every shard has it before the answer);
+    # max_connections needs a restart.
     status, res, _ = call(port, "PUT", "/v1/cluster_config",
-                          {"upsert": {"default_topic_partitions": 4}})
-    assert status == 200 and res["restart_required"] == ["default_topic_partitions"]
+                          {"upsert": {"default_topic_partitions": 4, "max_connections": 900}})
+    assert status == 200 and res["restart_required"] == ["max_connections"]
     assert call(port, "GET", "/v1/cluster_config")[1]["default_topic_partitions"] == 4
     status, st, _ = call(port, "GET", "/v1/cluster_config/status")
     assert status == 200 and st[0]["restart"] is True
-    assert st[0]["restart_keys"] == ["default_topic_partitions"]
+    assert st[0]["restart_keys"] == ["max_connections"]
     status, schema, _ = call(port, "GET", "/v1/cluster_config/schema")
     assert status == 200
     assert schema["properties"]["default_topic_partitions"]["type"] == "integer"

@@ -92,10 +92,14 @@ TEST(cluster_config_get_put)
     json_decref(j);
     CHECK_EQ(call("PUT", "/v1/cluster_config",
                   "{\"upsert\": {\"default_topic_partitions\": 3, "
-                  "\"auto_create_topics_enabled\": true}}", &j, NULL), 200);
+                  "\"auto_create_topics_enabled\": true, \"max_connections\": 500}}", &j,
+                  NULL), 200);
     v0 = json_integer_value(json_object_get(j, "config_version"));
     CHECK(v0 >= 2);
-    CHECK_EQ(json_array_size(json_object_get(j, "restart_required")), 2);
+    /* The two topic defaults apply live; max_connections needs a restart. */
+    CHECK_EQ(json_array_size(json_object_get(j, "restart_required")), 1);
+    CHECK(!strcmp(json_string_value(json_array_get(json_object_get(j, "restart_required"), 0)),
+                  "max_connections"));
     json_decref(j);
     CHECK_EQ(call("GET", "/v1/cluster_config", NULL, &j, NULL), 200);
     CHECK_EQ(json_integer_value(json_object_get(j, "default_topic_partitions")), 3);
@@ -105,7 +109,7 @@ TEST(cluster_config_get_put)
     CHECK_EQ(call("GET", "/v1/cluster_config/status", NULL, &j, NULL), 200);
     json_t *node = json_array_get(j, 0);
     CHECK(json_is_true(json_object_get(node, "restart")));
-    CHECK_EQ(json_array_size(json_object_get(node, "restart_keys")), 2);
+    CHECK_EQ(json_array_size(json_object_get(node, "restart_keys")), 1);
     CHECK_EQ(json_integer_value(json_object_get(node, "config_version")), v0);
     json_decref(j);
 
@@ -153,7 +157,8 @@ TEST(cluster_config_get_put)
     CHECK_EQ(json_integer_value(json_object_get(j, "default_topic_partitions")), 1);
     json_decref(j);
     CHECK_EQ(call("PUT", "/v1/cluster_config",
-                  "{\"remove\": [\"auto_create_topics_enabled\"]}", &j, NULL), 200);
+                  "{\"remove\": [\"auto_create_topics_enabled\", \"max_connections\"]}", &j,
+                  NULL), 200);
     json_decref(j);
     CHECK_EQ(call("GET", "/v1/cluster_config/status", NULL, &j, NULL), 200);
     CHECK(json_is_false(json_object_get(json_array_get(j, 0), "restart")));
@@ -164,7 +169,10 @@ TEST(cluster_config_get_put)
     json_t *dtp = json_object_get(props, "default_topic_partitions");
     CHECK(!strcmp(json_string_value(json_object_get(dtp, "type")), "integer"));
     CHECK_EQ(json_integer_value(json_object_get(dtp, "minimum")), 1);
-    CHECK(json_is_true(json_object_get(dtp, "needs_restart")));
+    CHECK(json_is_false(json_object_get(dtp, "needs_restart")));
+    CHECK(!strcmp(json_string_value(json_object_get(dtp, "kafka_name")), "num.partitions"));
+    CHECK(json_is_true(json_object_get(json_object_get(props, "max_connections"),
+                                       "needs_restart")));
     json_t *ll = json_object_get(props, "log_level");
     CHECK(json_array_size(json_object_get(ll, "enum")) >= 5);
     CHECK(json_is_false(json_object_get(ll, "needs_restart")));

@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include "cluster/topic_config.h"
+#include "config/config.h"
 
 /* Kafka 3.8's topic-level keys (kafka-configs --describe --all on a topic lists these). */
 static const char *const kafka_keys[] = {
@@ -39,6 +40,29 @@ TEST(table_is_sorted_complete_and_defaults_valid)
     size_t nb;
     const struct broker_config_def *b = broker_config_defs(&nb);
     for (size_t i = 1; i < nb; i++) CHECK(strcmp(b[i - 1].name, b[i].name) < 0);
+    /* A broker key is writable exactly when a live key of the config table carries its name,
+     * and every Kafka name of the config table is a broker key. */
+    for (size_t i = 0; i < nb; i++) {
+        const struct config_key *k = config_find_kafka(b[i].name);
+        if ((k && k->live) == b[i].read_only) fprintf(stderr, "%s\n", b[i].name);
+        CHECK_EQ(k && k->live, !b[i].read_only);
+    }
+    for (size_t i = 0; i < config_key_count; i++)
+        if (config_keys[i].kafka) CHECK(broker_config_find(config_keys[i].kafka) != NULL);
+}
+
+TEST(broker_value_checks)
+{
+    char msg[256];
+    CHECK_EQ(broker_config_check("log.retention.ms", "-5", msg, sizeof(msg)), AL_EINVAL);
+    CHECK(strstr(msg, "Invalid value -5 for configuration log.retention.ms"));
+    CHECK_EQ(broker_config_check("log.retention.ms", "100", msg, sizeof(msg)), 0);
+    CHECK_EQ(broker_config_check("log.cleanup.policy", "delete,bogus", msg, sizeof(msg)),
+             AL_EINVAL);
+    CHECK(strstr(msg, "log.cleanup.policy") && strstr(msg, "delete, compact"));
+    CHECK_EQ(broker_config_check("log.message.timestamp.type", "Now", msg, sizeof(msg)),
+             AL_EINVAL);
+    CHECK_EQ(broker_config_check("num.partitions", "x", msg, sizeof(msg)), 0); /* no synonym */
 }
 
 TEST(default_typed_values)
@@ -229,20 +253,50 @@ TEST(describe_sources_and_synonyms)
     topic_config_set_init(&s);
     struct topic_config_alter_op o[] = {{"retention.ms", "1234", TOPIC_CONFIG_OP_SET}};
     CHECK_EQ(topic_config_alter_incremental(&s, o, 1, false, NULL, 0), 0);
-    struct topic_config_pair broker[] = {{"log.retention.ms", "999"}, {"log.segment.bytes", "777"}};
+    /* log.retention.ms set through the admin API / AlterConfigs, log.segment.bytes in YAML. */
+    al_config cfg;
+    config_init(&cfg);
+    CHECK_EQ(config_change(&cfg, NULL, "log_retention_ms", "999", NULL, 0), 0);
+    CHECK_EQ(config_set(&cfg, "log_segment_size", "1M", CONFIG_SRC_FILE, NULL, 0), 0);
+    struct broker_config_defaults bd;
+    broker_config_defaults_build(&cfg, &bd);
     struct topic_config_entry e;
-    topic_config_describe(&s, broker, 2, topic_config_find("retention.ms"), &e);
+    topic_config_describe(&s, &bd, topic_config_find("retention.ms"), &e);
     CHECK(!strcmp(e.value, "1234"));
     CHECK_EQ(e.source, TOPIC_CONFIG_SOURCE_TOPIC);
     CHECK(!e.is_default && !e.read_only && !e.sensitive);
     CHECK_EQ(e.type, TOPIC_CONFIG_TYPE_LONG);
     CHECK_EQ(e.nsynonyms, 3);
     CHECK(!strcmp(e.synonyms[1].name, "log.retention.ms"));
-    CHECK_EQ(e.synonyms[1].source, TOPIC_CONFIG_SOURCE_STATIC_BROKER);
-    topic_config_describe(&s, broker, 2, topic_config_find("segment.bytes"), &e);
-    CHECK(!strcmp(e.value, "777"));
+    CHECK(!strcmp(e.synonyms[1].value, "999"));
+    CHECK_EQ(e.synonyms[1].source, TOPIC_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER);
+    topic_config_describe(&s, &bd, topic_config_find("segment.bytes"), &e);
+    CHECK(!strcmp(e.value, "1048576"));
     CHECK_EQ(e.source, TOPIC_CONFIG_SOURCE_STATIC_BROKER);
-    topic_config_describe(&s, NULL, 0, topic_config_find("cleanup.policy"), &e);
+    /* A broker value at its default is not a synonym of its own. */
+    topic_config_describe(&s, &bd, topic_config_find("max.message.bytes"), &e);
+    CHECK_EQ(e.source, TOPIC_CONFIG_SOURCE_DEFAULT);
+    CHECK_EQ(e.nsynonyms, 1);
+    CHECK(!strcmp(e.synonyms[0].name, "message.max.bytes"));
+    /* The typed resolution takes the broker value when the topic has no override. */
+    struct topic_configs tc;
+    struct topic_config_set none;
+    topic_config_set_init(&none);
+    CHECK_EQ(topic_config_set_resolve(&none, bd.pairs, bd.n, &tc, NULL, 0), 0);
+    CHECK_EQ(tc.retention_ms, 999);
+    CHECK_EQ(tc.segment_bytes, 1048576);
+    CHECK_EQ(tc.max_message_bytes, 1048588);
+    CHECK_EQ(config_change(&cfg, NULL, "log_cleanup_policy", "delete, compact", NULL, 0), 0);
+    CHECK_EQ(config_change(&cfg, NULL, "log_message_timestamp_type", "logappendtime", NULL, 0),
+             0);
+    broker_config_defaults_build(&cfg, &bd);
+    CHECK_EQ(topic_config_set_resolve(&none, bd.pairs, bd.n, &tc, NULL, 0), 0);
+    CHECK_EQ(tc.cleanup_policy, TOPIC_CLEANUP_DELETE | TOPIC_CLEANUP_COMPACT);
+    CHECK_EQ(tc.message_timestamp_type, TOPIC_TIMESTAMP_LOG_APPEND_TIME);
+    topic_config_describe(&s, &bd, topic_config_find("cleanup.policy"), &e);
+    CHECK(!strcmp(e.value, "compact,delete"));
+    CHECK_EQ(e.source, TOPIC_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER);
+    topic_config_describe(&s, NULL, topic_config_find("cleanup.policy"), &e);
     CHECK(!strcmp(e.value, "delete"));
     CHECK(e.is_default);
     CHECK_EQ(e.source, TOPIC_CONFIG_SOURCE_DEFAULT);

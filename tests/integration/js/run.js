@@ -128,7 +128,39 @@ async function consumeGroup() {
   return { seen };
 }
 
-const scenarios = { admin, produce, consumeGroup };
+// Dynamic broker configs (tests/integration/test_broker_configs.py): describe, alter (legacy
+// AlterConfigs on BROKER "0") and the topic default that follows it.
+async function brokerConfigs() {
+  const a = kafka.admin();
+  await a.connect();
+  const BROKER = 4; // ConfigResourceTypes.BROKER
+  const TOPIC = 2;
+  const entry = async (type, name, key) => {
+    const d = await a.describeConfigs({ includeSynonyms: false,
+      resources: [{ type, name, configNames: [key] }] });
+    const e = d.resources[0].configEntries.find((c) => c.configName === key);
+    return { value: e.configValue, source: e.configSource, readOnly: e.readOnly };
+  };
+  const out = {};
+  out.before = await entry(BROKER, '0', 'log.retention.ms');
+  await a.createTopics({ topics: [{ topic: 'js-cfg', numPartitions: 1 }] });
+  await a.alterConfigs({ validateOnly: false, resources: [{ type: BROKER, name: '0',
+    configEntries: [{ name: 'log.retention.ms', value: '3600000' }] }] });
+  out.after = await entry(BROKER, '0', 'log.retention.ms');
+  const t = await entry(TOPIC, 'js-cfg', 'retention.ms');
+  out.topic = { value: t.value, source: t.source };
+  try {
+    await a.alterConfigs({ validateOnly: false, resources: [{ type: BROKER, name: '0',
+      configEntries: [{ name: 'socket.request.max.bytes', value: '1000' }] }] });
+    out.readOnlyError = 'accepted';
+  } catch (e) {
+    out.readOnlyError = e.type || String(e);
+  }
+  await a.disconnect();
+  return out;
+}
+
+const scenarios = { admin, produce, consumeGroup, brokerConfigs };
 
 (async () => {
   const fn = scenarios[scenario];
