@@ -113,15 +113,35 @@ static bool in_assignment(const topic_assignment *a, int32_t node)
     return false;
 }
 
-/* The best ACTIVE broker index not in a (and not excluded), or -1. */
+/* Whether broker i has a rack that a replica of a other than broker skip already uses. */
+static bool rack_taken(const load *l, const topic_assignment *a, int32_t i, int32_t skip)
+{
+    const char *rack = l->st->brokers[i].rack;
+    if (!rack[0]) return false;
+    for (int r = 0; r < a->n; r++) {
+        int32_t j = node_index(l->st, a->nodes[r]);
+        if (j < 0 || j == skip) continue;
+        if (!strcmp(l->st->brokers[j].rack, rack)) return true;
+    }
+    return false;
+}
+
+/* The best ACTIVE broker index not in a (and not excluded), or -1: a rack a does not use yet
+ * (ignoring the excluded broker's) first, then the least loaded. */
 static int32_t best_target(const load *l, const topic_assignment *a, int32_t exclude,
                            uint32_t rot)
 {
     int32_t best = -1;
+    bool best_taken = true;
     for (int32_t i = 0; i < l->n; i++) {
         if (!is_active(l, i) || i == exclude || in_assignment(a, l->st->brokers[i].node_id))
             continue;
-        if (better(l, i, best, rot)) best = i;
+        bool taken = rack_taken(l, a, i, exclude);
+        if (best >= 0 && taken && !best_taken) continue;
+        if ((best >= 0 && !taken && best_taken) || better(l, i, best, rot)) {
+            best = i;
+            best_taken = taken;
+        }
     }
     return best;
 }
@@ -299,9 +319,10 @@ static void work_replace(work *w, topic_assignment *a, int r, int32_t to, uint32
     load_account(&w->l, a, 1);
 }
 
-/* One replica move from the fullest to the emptiest ACTIVE node. When the source also leads
- * 2+ more partitions than the target, a partition it leads is preferred (the target takes the
- * leader's place), otherwise one it follows. Returns true if it moved. */
+/* One replica move from the fullest to the emptiest ACTIVE node. Preferred: a partition whose
+ * racks stay distinct, then (when the source also leads 2+ more partitions than the target) one
+ * it leads (the target takes the leader's place), else one it follows. Returns true if it
+ * moved. */
 static bool balance_replicas_step(work *w, uint32_t rot)
 {
     const load *l = &w->l;
@@ -316,20 +337,22 @@ static bool balance_replicas_step(work *w, uint32_t rot)
     bool want_leader = l->leaders[hi] - l->leaders[lo] >= 2;
     /* A partition on hi without lo exists (hi has more replicas). */
     topic_assignment *pick = NULL;
-    int pick_r = -1;
+    int pick_r = -1, pick_score = -1;
     for (int32_t t = 0; t < w->n_topics; t++) {
         const topic *tp = topic_table_at(&l->st->topics, t);
         for (int32_t p = 0; w->as[t] && p < tp->partitions; p++) {
             topic_assignment *a = &w->as[t][p];
             if (in_assignment(a, lon)) continue;
+            bool keeps_racks = !rack_taken(l, a, lo, hi);
             for (int r = 0; r < a->n; r++) {
                 if (a->nodes[r] != hin) continue;
-                bool preferred = want_leader == (r == 0);
-                if (!pick || preferred) {
+                int score = (keeps_racks ? 2 : 0) + (want_leader == (r == 0) ? 1 : 0);
+                if (!pick || score > pick_score) {
                     pick = a;
                     pick_r = r;
+                    pick_score = score;
                 }
-                if (preferred) goto found;
+                if (score == 3) goto found;
             }
         }
     }
@@ -381,6 +404,39 @@ static bool balance_leaders_step(work *w)
     return true;
 }
 
+/* When no swap helps: the most leading ACTIVE node hands one partition it leads (that the
+ * least leading ACTIVE node is not in) over to that node outright, if both replica counts stay
+ * within the current [min, max] (so the replica balance is kept). Returns true if it moved. */
+static bool balance_leader_move_step(work *w, uint32_t rot)
+{
+    const load *l = &w->l;
+    int32_t src = -1, dst = -1;
+    int64_t rmin = INT64_MAX, rmax = INT64_MIN;
+    for (int32_t i = 0; i < l->n; i++) {
+        if (!is_active(l, i)) continue;
+        if (src < 0 || l->leaders[i] > l->leaders[src]) src = i;
+        if (dst < 0 || l->leaders[i] < l->leaders[dst]) dst = i;
+        rmin = AL_MIN(rmin, l->replicas[i]);
+        rmax = AL_MAX(rmax, l->replicas[i]);
+    }
+    if (src < 0 || l->leaders[src] - l->leaders[dst] < 2) return false;
+    if (l->replicas[dst] + 1 > rmax || l->replicas[src] - 1 < rmin) return false;
+    int32_t srcn = l->st->brokers[src].node_id, dstn = l->st->brokers[dst].node_id;
+    topic_assignment *pick = NULL;
+    for (int32_t t = 0; t < w->n_topics && !pick; t++) {
+        const topic *tp = topic_table_at(&l->st->topics, t);
+        for (int32_t p = 0; w->as[t] && p < tp->partitions; p++) {
+            topic_assignment *a = &w->as[t][p];
+            if (a->nodes[0] != srcn || in_assignment(a, dstn)) continue;
+            if (!pick || !rack_taken(l, a, dst, src)) pick = a;
+            if (!rack_taken(l, a, dst, src)) break;
+        }
+    }
+    if (!pick) return false;
+    work_replace(w, pick, 0, dst, rot);
+    return true;
+}
+
 int controller_balance_plan(const controller_state *st, int32_t max_moves,
                             controller_move **out, int32_t *n)
 {
@@ -392,12 +448,15 @@ int controller_balance_plan(const controller_state *st, int32_t max_moves,
     if (err) return err;
     int64_t total = 0;
     for (int32_t i = 0; i < w.l.n; i++) total += w.l.replicas[i];
-    /* Each step lowers the sum of squared counts, so the steps are bounded by the replicas;
-     * max_moves bounds the changed partitions (each step changes one). */
+    /* Each step lowers the sum of squared replica (phase 1) or leader (phase 2) counts, so
+     * the loops end; the bound is a safety net, and max_moves bounds the changed partitions
+     * (each step changes one). */
     int64_t bound = AL_MIN(total + 1, (int64_t)max_moves);
     int64_t steps = 0;
     while (steps < bound && balance_replicas_step(&w, (uint32_t)steps)) steps++;
-    while (steps < bound && balance_leaders_step(&w)) steps++;
+    while (steps < bound &&
+           (balance_leaders_step(&w) || balance_leader_move_step(&w, (uint32_t)steps)))
+        steps++;
     err = work_moves(&w, out, n);
     work_free(&w);
     return err;

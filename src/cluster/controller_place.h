@@ -46,7 +46,8 @@ int16_t controller_effective_rf(const controller_state *st, int16_t requested, i
 
 /*
  * Chooses replicas for n new partitions with rf replicas each into out[0..n): distinct ACTIVE
- * nodes, least-loaded first (replicas, then preferred leaderships), the least-led chosen node
+ * nodes, in racks the partition does not use yet where possible (nodes without a rack never
+ * conflict), then least-loaded first (replicas, then preferred leaderships), the least-led node
  * first (preferred leader), each replica on its node's least-loaded shard. Successive
  * partitions see the load of the earlier ones, so a topic on an empty cluster spreads within
  * +-1 per node and per shard. Returns 0, AL_EINVAL (n outside 1..TOPIC_PARTITIONS_MAX, rf
@@ -58,8 +59,10 @@ int controller_place(const controller_state *st, int32_t n, int16_t rf, topic_as
 /*
  * A balancing plan: moves that bring every ACTIVE node's replica count within 1 of the others
  * (a replica moves from the most to the least loaded node, never onto a node that already has
- * one of that partition), then preferred leaders within 1 where a partition allows it
- * (reordering its replicas). At most max_moves partitions change. *out is malloc'd (NULL when
+ * one of that partition, preferring moves that keep the partition's racks distinct), then even
+ * out preferred leaders (reordering a partition's replicas, or handing a led partition to the
+ * least-leading node where both replica counts stay within the current range): within 2 in
+ * every random cluster tried. At most max_moves partitions change. *out is malloc'd (NULL when
  * *n == 0); each entry is the partition's final list. Returns 0 or -ENOMEM / AL_EINVAL.
  */
 int controller_balance_plan(const controller_state *st, int32_t max_moves,
@@ -67,9 +70,10 @@ int controller_balance_plan(const controller_state *st, int32_t max_moves,
 
 /*
  * The moves that empty node: each of its replicas goes to the least-loaded ACTIVE node not
- * already in that partition (if node was the preferred leader, the next replica becomes it).
- * *unplaceable receives the number of its replicas no node could take (the plan is then
- * partial: more nodes are needed). Returns 0, AL_ENOTFOUND (unknown node), -ENOMEM.
+ * already in that partition, a rack its other replicas do not use first (if node was the
+ * preferred leader, the next replica becomes it). *unplaceable receives the number of its
+ * replicas no node could take (the plan is then partial: more nodes are needed). Returns 0,
+ * AL_ENOTFOUND (unknown node), -ENOMEM.
  */
 int controller_decommission_plan(const controller_state *st, int32_t node,
                                  controller_move **out, int32_t *n, int32_t *unplaceable);

@@ -8,6 +8,7 @@
 #include "cluster/topic_config.h"
 
 #include "base/log.h"
+#include "cluster/partition_raft.h"
 #include "storage/batch.h"
 
 #include <inttypes.h>
@@ -187,6 +188,11 @@ static void reopen_flushed(storage_waiter *w)
 static void pm_reconfigure(partition_manager *pm, pm_partition *p)
 {
     if (!p->reconfigure || p->busy) return;
+    if (p->rr) {
+        /* The replica owns the log: the new storage settings apply at the next open. */
+        p->reconfigure = false;
+        return;
+    }
     int64_t last = storage_log_high_offset(p->log) - 1;
     if (last > storage_log_durable_offset(p->log)) {
         struct reopen_wait rw = {false, 0};
@@ -308,6 +314,23 @@ static int mkdir_p(io *ioh, const char *path)
     return 0;
 }
 
+/* Closes p's log, or its Raft replica (which owns the log). */
+static void pm_close_log(pm_partition *p)
+{
+    if (p->rr)
+        pr_close(p);
+    else if (p->log)
+        storage_log_close(p->log);
+    p->log = NULL;
+}
+
+int pm_rebuild_producers(pm_partition *p)
+{
+    producer_state_destroy(&p->producers);
+    producer_state_init(&p->producers, p->pm->producer_expiration_ms);
+    return pm_replay_producers(p->pm, p);
+}
+
 static int pm_open_partition(partition_manager *pm, const topic *t, int32_t partition,
                              uint64_t version)
 {
@@ -330,11 +353,15 @@ static int pm_open_partition(partition_manager *pm, const topic *t, int32_t part
     cfg.cache = pm->cache;
     cfg.log_id = pm->next_log_id++;
     p->log_cfg = cfg;
-    err = storage_log_open(pm->io, dir, &cfg, &p->log);
+    if (pr_enabled())
+        err = pr_open(pm, p, t, dir, &cfg); /* cluster mode: the log of a Raft replica */
+    else
+        err = storage_log_open(pm->io, dir, &cfg, &p->log);
     if (err) goto fail;
     err = pm_replay_producers(pm, p);
     if (err) goto fail;
-    p->high_watermark = storage_log_durable_offset(p->log) + 1;
+    p->high_watermark = p->rr ? raft_replica_commit(p->rr) + 1
+                              : storage_log_durable_offset(p->log) + 1;
     if (pm->count + 1 > pm->nbuckets && pm_grow(pm)) {
         err = -ENOMEM;
         goto fail;
@@ -349,7 +376,7 @@ static int pm_open_partition(partition_manager *pm, const topic *t, int32_t part
 fail:
     log_error("cluster", "cannot open the log of %s/%" PRId32 " in %s: %s", t->name, partition, dir,
               al_strerror(err));
-    if (p->log) storage_log_close(p->log);
+    pm_close_log(p);
     producer_state_destroy(&p->producers);
     free(p);
     return err;
@@ -365,6 +392,11 @@ static void pm_wake_all(pm_partition *p)
     }
 }
 
+void pm_wake_watches(pm_partition *p)
+{
+    pm_wake_all(p);
+}
+
 /* Removes p from service: wakes its watches (their fetches look it up again and find it
  * gone) and closes it now, or at the last pm_release when an operation still holds it. */
 static void pm_retire(pm_partition *p)
@@ -372,7 +404,7 @@ static void pm_retire(pm_partition *p)
     p->removed = true;
     pm_wake_all(p);
     if (p->busy > 0) return;
-    if (p->log) storage_log_close(p->log);
+    pm_close_log(p);
     producer_state_destroy(&p->producers);
     free(p);
 }
@@ -389,7 +421,7 @@ bool pm_release(pm_partition *p)
     p->busy--;
     if (!p->removed) return true;
     if (p->busy == 0) {
-        if (p->log) storage_log_close(p->log);
+        pm_close_log(p);
         producer_state_destroy(&p->producers);
         free(p);
     }
@@ -402,6 +434,9 @@ void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes)
         for (pm_partition *p = pm->buckets[b]; p; p = p->hnext) {
             if (p->busy) continue; /* storage skips segments under reads; be conservative */
             if (p->reconfigure) pm_reconfigure(pm, p);
+            /* Retention and compaction would cut a Raft log under the replica (which needs
+             * the whole log from offset 0 until snapshots exist): not in cluster mode yet. */
+            if (p->rr) continue;
             int rc = storage_log_housekeep(p->log, now_ms, budget_bytes);
             if (rc < 0)
                 log_warn("cluster", "housekeeping %s/%" PRId32 ": %s", p->topic, p->partition,
@@ -570,7 +605,7 @@ void pm_watch_disarm(pm_watch *w)
 
 void pm_refresh_hw(pm_partition *p)
 {
-    int64_t hw = storage_log_durable_offset(p->log) + 1;
+    int64_t hw = p->rr ? raft_replica_commit(p->rr) + 1 : storage_log_durable_offset(p->log) + 1;
     if (hw > p->high_watermark) {
         p->high_watermark = hw;
         pm_wake_all(p);

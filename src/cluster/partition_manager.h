@@ -65,6 +65,10 @@ struct pm_partition {
     bool reconfigure;           /* the topic's storage configs changed: reopen when idle */
     pm_partition *hnext;        /* hash chain */
     struct partition_manager *pm;
+    /* Cluster mode (src/cluster/partition_raft.h): the partition's Raft replica, which owns
+     * log; high_watermark = its commit index + 1. NULL on a single node. */
+    struct raft_replica *rr;
+    struct pr_part *pr;
 };
 
 typedef struct partition_manager {
@@ -158,8 +162,17 @@ void pm_watch_arm(pm_partition *p, pm_watch *w, int64_t known_hw);
 /* Disarms w if armed (no callback). */
 void pm_watch_disarm(pm_watch *w);
 
-/* Refreshes p->high_watermark from storage's durable offset; wakes watches if it moved. */
+/* Refreshes p->high_watermark from storage's durable offset (cluster mode: from the Raft
+ * commit index); wakes watches if it moved. */
 void pm_refresh_hw(pm_partition *p);
+
+/* Wakes (and disarms) every watch of p, e.g. when it lost its Raft leadership: the fetches
+ * and produce waits look again and answer. */
+void pm_wake_watches(pm_partition *p);
+
+/* Rebuilds p's idempotent-producer state from its log (a new Raft leader does this before
+ * its first append). Blocks like the replay at open. Returns 0 or the read error. */
+int pm_rebuild_producers(pm_partition *p);
 
 /* Directory of a partition's log: <data_dir>/kafka/<topic>-<id hex>/<partition>. Returns 0 or
  * -ENAMETOOLONG. */

@@ -26,6 +26,7 @@
 
 #include "base/log.h"
 #include "cluster/data_plane.h"
+#include "cluster/partition_raft.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
 #include "storage/batch.h"
@@ -47,6 +48,7 @@ struct fetch_part {
     bool routed; /* exists in C's table: has an owner to ask */
     int64_t fetch_offset;
     int32_t max_bytes;
+    int32_t cur_epoch; /* CurrentLeaderEpoch (v9+), -1: not checked */
     /* results of the last READ (written by S, read by C after the reply) */
     int16_t error;
     int64_t hw, log_start;
@@ -132,6 +134,17 @@ static void fetch_read_done(storage_read *r)
     fetch_reply(ds, fp);
 }
 
+/* Cluster mode: only the leader serves, and only for the leader epoch (= Raft term) the
+ * client knows, if it says one (KIP-320). Returns 0 or the Kafka error. */
+static int16_t fetch_check_leader(pm_partition *p, int32_t cur_epoch)
+{
+    if (!p->rr) return 0;
+    if (!pr_is_leader(p)) return KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    int64_t term = raft_replica_term(p->rr);
+    if (cur_epoch < 0 || cur_epoch == term) return 0;
+    return cur_epoch < term ? KAFKA_ERR_FENCED_LEADER_EPOCH : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+}
+
 static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
 {
     pm_partition *p = pm_find(&ds->pm, fp->topic_id, fp->partition);
@@ -139,7 +152,14 @@ static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
     fp->len = 0;
     fp->error = 0;
     if (!p) {
-        fp->error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        /* Cluster mode: the topic exists; this node does not host the partition. */
+        fp->error = pr_enabled() ? KAFKA_ERR_NOT_LEADER_OR_FOLLOWER
+                                 : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        fetch_reply(ds, fp);
+        return;
+    }
+    fp->error = fetch_check_leader(p, fp->cur_epoch);
+    if (fp->error) {
         fetch_reply(ds, fp);
         return;
     }
@@ -148,7 +168,11 @@ static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
     if (storage_log_failed(p->log)) {
         fp->error = KAFKA_ERR_KAFKA_STORAGE_ERROR;
     } else if (fp->fetch_offset < fp->log_start || fp->fetch_offset > fp->hw) {
-        fp->error = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+        /* A new Raft leader may know a lower commit than its predecessor for a moment; an
+         * offset it holds (<= its log end) is waited for, not out of range. */
+        if (!p->rr || fp->fetch_offset < fp->log_start ||
+            fp->fetch_offset > raft_replica_last_offset(p->rr) + 1)
+            fp->error = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
     } else if (fp->fetch_offset < fp->hw && fp->max_bytes > 0) {
         memset(&fp->rd, 0, sizeof(fp->rd));
         fp->rd.offset = fp->fetch_offset;
@@ -501,12 +525,13 @@ int kafka_handle_fetch(kafka_req *req)
             fp->partition = q->Partition;
             fp->fetch_offset = q->FetchOffset;
             fp->max_bytes = q->PartitionMaxBytes;
+            fp->cur_epoch = req->api_version >= 9 ? q->CurrentLeaderEpoch : -1;
             if (!t || q->Partition < 0 || q->Partition >= t->partitions) {
                 out->ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
             memcpy(fp->topic_id, t->id, 16);
-            fp->owner = data_owner(ds, t, q->Partition);
+            fp->owner = pr_owner_shard(t, q->Partition, ds->smp);
             fp->routed = true;
         }
     }

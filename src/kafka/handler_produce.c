@@ -13,6 +13,8 @@
 
 #include "base/log.h"
 #include "cluster/data_plane.h"
+#include "cluster/partition_raft.h"
+#include "kafka/produce_raft.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
 #include "storage/batch.h"
@@ -203,6 +205,11 @@ static int64_t produce_append(data_shard *ds, pm_partition *p, struct produce_jo
     return wait_offset;
 }
 
+static void produce_raft_done(data_shard *ds, void *arg)
+{
+    produce_reply(ds, arg);
+}
+
 /* On the owner shard: run one partition's job. */
 static void produce_job_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
@@ -211,8 +218,15 @@ static void produce_job_msg(reactor_shard *self, const struct reactor_msg *msg)
     kafka_ProduceResponse_PartitionProduceResponse *out = job->out;
     pm_partition *p = ds ? pm_find(&ds->pm, job->topic_id, job->partition) : NULL;
     if (!p) {
-        out->ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        /* Cluster mode: the topic exists, this node just does not lead (or host) it. */
+        out->ErrorCode = pr_enabled() ? KAFKA_ERR_NOT_LEADER_OR_FOLLOWER
+                                      : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         if (ds) produce_reply(ds, job);
+        return;
+    }
+    if (p->rr) { /* cluster mode: replicated through Raft (handler_produce_raft.c) */
+        kafka_produce_raft(ds, p, out, job->records, job->len, job->acks, job->version,
+                           produce_raft_done, job);
         return;
     }
     int64_t wait_offset = produce_append(ds, p, job);

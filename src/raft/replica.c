@@ -564,7 +564,9 @@ static int append_entry(raft_replica *r, const raft_entry *e)
         len = (size_t)rc;
     }
     storage_append_result res;
-    rc = storage_log_append(r->log, (int32_t)e->term, buf, len, &res);
+    /* every batch was checked in full before it became an entry (raft_replicate, the
+     * follower's check_entries) or built here: only the framing is checked again */
+    rc = storage_log_append_validated(r->log, (int32_t)e->term, buf, len, &res);
     if (rc < 0) return rc;
     AL_ASSERT(res.base_offset == e->offset && res.last_offset == raft_entry_last(e));
     r->st.appended++;
@@ -1100,12 +1102,35 @@ int raft_replica_deliver(raft_rx *rx, uint8_t *buf, size_t len,
     return rc == AL_EINVAL ? rc : 0;
 }
 
+/* Counts the batches in buf checking only their framing (magic, lengths, max size): for
+ * bytes the caller checked in full. Returns the count or the error storage_batches_validate
+ * would give. */
+static int batches_framing(const uint8_t *buf, size_t len, size_t max)
+{
+    int n = 0;
+    for (size_t pos = 0; pos < len; n++) {
+        storage_batch_hdr h;
+        if (n >= 1000000) return AL_ETOOLARGE;
+        if (storage_batch_parse_header(buf + pos, len - pos, &h) < 0) return AL_ETRUNCATED;
+        if (h.magic != 2 || h.batch_length < STORAGE_BATCH_HEADER - STORAGE_BATCH_LOG_OVERHEAD ||
+            h.last_offset_delta < 0 || h.records_count < 0 ||
+            h.records_count > h.last_offset_delta + 1)
+            return AL_EMALFORMED;
+        size_t sz = storage_batch_size(&h);
+        if (max && sz > max) return AL_ETOOLARGE;
+        if (sz > len - pos) return AL_ETRUNCATED;
+        pos += sz;
+    }
+    return n ? n : AL_EMALFORMED;
+}
+
 int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req *q)
 {
     if (r->failed) return AL_EFAILED;
     if (r->g.role != RAFT_LEADER) return RAFT_ENOTLEADER;
     if (busy(r)) return RAFT_EBUSY;
-    int nb = storage_batches_validate(buf, len, r->cfg.log.max_message_bytes, NULL);
+    int nb = q->validated ? batches_framing(buf, len, r->cfg.log.max_message_bytes)
+                          : storage_batches_validate(buf, len, r->cfg.log.max_message_bytes, NULL);
     if (nb < 0) return nb;
     if ((uint32_t)nb > AL_MIN(r->cfg.raft.max_msg_entries, 64u)) return AL_EINVAL;
     raft_entry ents[64];

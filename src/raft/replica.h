@@ -139,6 +139,9 @@ enum raft_wait { RAFT_WAIT_APPEND = 0, RAFT_WAIT_COMMIT = 1 };
 typedef struct raft_replicate_req raft_replicate_req;
 struct raft_replicate_req {
     int wait;                            /* in: enum raft_wait (acks=1 / acks=all) */
+    bool validated;                      /* in: every batch was just checked in full with
+                                            storage_batch_validate (the Produce path does):
+                                            only the framing is checked again */
     void (*cb)(raft_replicate_req *q);   /* in: RAFT_WAIT_COMMIT: called once with res */
     void *ctx;                           /* in: the caller's */
     int64_t base_offset, last_offset;    /* out: offsets the batches got */

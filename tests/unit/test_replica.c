@@ -136,14 +136,16 @@ typedef struct sim {
     /* stats */
     bool lossy;   /* drop 5% and duplicate 3% of the messages */
     bool faults_on; /* disk faults are being injected */
+    bool churn;     /* membership changes: remove a voter, add it back as learner, promote */
     uint64_t t;   /* virtual time the run has reached */
     uint64_t sent, dropped, dups, crashes, acked, acked1, elections, lost, failed_replicas;
+    uint64_t transfers, conf_changes;
     raft_replica_stats st; /* summed over replica incarnations */
 } sim;
 
 typedef struct totals {
     uint64_t seeds, acked, crashes, elections, lost, truncations, async_truncations, held,
-        async_reads, resets, failed_replicas;
+        async_reads, resets, failed_replicas, transfers, conf_changes;
 } totals;
 
 static totals g_tot;
@@ -463,6 +465,7 @@ static void propose(sim *s, uint64_t tag)
         sq->s = s;
         sq->node = i;
         sq->q.wait = rng_next(&s->rng) % 4 ? RAFT_WAIT_COMMIT : RAFT_WAIT_APPEND;
+        sq->q.validated = rng_next(&s->rng) % 2; /* the Produce path checked them already */
         sq->q.cb = on_repl;
         int rc = raft_replicate(nd->r, buf, len, &sq->q);
         if (rc < 0) continue;
@@ -598,6 +601,8 @@ static void sim_free(sim *s)
     g_tot.elections += s->elections;
     g_tot.lost += s->lost;
     g_tot.failed_replicas += s->failed_replicas;
+    g_tot.transfers += s->transfers;
+    g_tot.conf_changes += s->conf_changes;
     for (int i = 0; i < NN; i++) {
         if (s->n[i].rd_busy) {
             free(s->n[i].rd.abuf);
@@ -623,6 +628,36 @@ static void sim_free(sim *s)
     free(s);
 }
 
+static snode *sim_leader(sim *s);
+
+/* Membership churn at the leader: during chaos, now and then remove a random other voter (or
+ * bring a removed node back); after it, bring every node back (learner, then voter once caught
+ * up) so the run can converge with all three. */
+static void membership_step(sim *s, bool chaos)
+{
+    snode *l = sim_leader(s);
+    if (!l) return;
+    const raft_config *c = raft_replica_membership(l->r);
+    for (int i = 0; i < NN; i++) {
+        int32_t id = s->n[i].id;
+        int rc = 1;
+        if (raft_config_is_learner(c, id)) {
+            if (raft_replica_match(l->r, id) >= raft_replica_commit(l->r))
+                rc = raft_replica_change_membership(l->r, RAFT_CONF_PROMOTE, id);
+        } else if (!raft_config_is_voter(c, id)) {
+            rc = raft_replica_change_membership(l->r, RAFT_CONF_ADD_LEARNER, id);
+        }
+        if (rc == 0) {
+            s->conf_changes++;
+            return;
+        }
+    }
+    if (!chaos || c->n_voters < NN || rng_next(&s->rng) % 4) return;
+    snode *victim = &s->n[(l->idx + 1 + rng_next(&s->rng) % 2) % NN];
+    if (raft_replica_change_membership(l->r, RAFT_CONF_REMOVE, victim->id) == 0)
+        s->conf_changes++;
+}
+
 /* Runs one seed; returns true when every check held. */
 static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
 {
@@ -633,6 +668,7 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
     /* disk faults on some seeds: out of space (the replica rebuilds its group from the log)
      * and failed fsyncs (the log fails; the replica stops and is restarted) */
     int faults = (int)(seed % 6);
+    s->churn = seed % 3 == 0;
     s->faults_on = faults >= 1 && faults <= 3;
     for (int i = 0; i < NN; i++) {
         if (faults == 1) io_sim_fault_set(s->n[i].io, IO_SIM_FAULT_FALLOCATE_ENOSPC, 3000);
@@ -655,6 +691,7 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
             }
         uint64_t x = rng_next(&s->rng) % 10000;
         if (x < 1000 && (chaos || t < end - 1500ull * 1000000ull)) propose(s, tag++);
+        if (s->churn && (!chaos || x % 50 == 0)) membership_step(s, chaos);
         if (!chaos) continue;
         if (x >= 9000 && x < 9030) { /* crash one node for 20..400 ms */
             snode *nd = &s->n[rng_next(&s->rng) % NN];
@@ -662,6 +699,12 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
         } else if (x >= 9100 && x < 9130) { /* cut one node off for 50..500 ms */
             snode *nd = &s->n[rng_next(&s->rng) % NN];
             nd->cut_until = t + (50 + rng_next(&s->rng) % 450) * 1000000ull;
+        } else if (x >= 9300 && x < 9310) { /* hand leadership to someone else */
+            snode *l = sim_leader(s);
+            if (l) {
+                s->transfers++;
+                raft_replica_transfer_leadership(l->r, s->n[(l->idx + 1 + x % 2) % NN].id);
+            }
         } else if (x >= 9200 && x < 9210) { /* crash the leader */
             for (int i = 0; i < NN; i++)
                 if (s->n[i].r && raft_replica_role(s->n[i].r) == RAFT_LEADER)
@@ -733,10 +776,11 @@ TEST(sim_seeds)
                     ", lost %" PRIu64 ", crashes %" PRIu64 ", elections %" PRIu64
                     ", truncations %" PRIu64 " (async %" PRIu64 ", held actions %" PRIu64
                     "), async reads %" PRIu64 ", resets %" PRIu64 ", failed replicas %" PRIu64
-                    "\n",
+                    ", transfers %" PRIu64 ", membership changes %" PRIu64 "\n",
             seeds, chaos_ms, mono_s() - t0, failed, g_tot.acked, g_tot.lost, g_tot.crashes,
             g_tot.elections, g_tot.truncations, g_tot.async_truncations, g_tot.held,
-            g_tot.async_reads, g_tot.resets, g_tot.failed_replicas);
+            g_tot.async_reads, g_tot.resets, g_tot.failed_replicas, g_tot.transfers,
+            g_tot.conf_changes);
     CHECK_EQ(failed, 0);
     CHECK(seeds > 0);
 }

@@ -1,0 +1,33 @@
+/*
+ * produce_raft.h — the replicated append of Produce in cluster mode (issue 7): a partition with
+ * a Raft replica (pm_partition->rr) is written through raft_replicate on its leader instead of
+ * storage_log_append. handler_produce.c calls it from its owner-shard job.
+ */
+#ifndef AL_KAFKA_PRODUCE_RAFT_H
+#define AL_KAFKA_PRODUCE_RAFT_H
+
+#include "cluster/data_plane.h"
+#include "kafka/request.h"
+
+typedef void (*kafka_produce_raft_done_fn)(data_shard *ds, void *arg);
+
+/*
+ * On the partition's shard, p->rr set: the partition's part of a Produce request. Not the
+ * leader -> NOT_LEADER_OR_FOLLOWER. Validates every batch as the single-node path does (CRC,
+ * size against max.message.bytes, compression, no control/transactional batches), checks
+ * idempotent producers (a duplicate is answered with its original offset once committed),
+ * checks min.insync.replicas for acks=all (NOT_ENOUGH_REPLICAS), stamps LogAppendTime, then
+ * replicates each batch as one Raft entry and records the producer state after the local
+ * append. acks=all is answered once the last offset is committed (on a majority's disks);
+ * acks=1/0 once appended to the leader's log. Leadership lost before the commit ->
+ * NOT_LEADER_OR_FOLLOWER (retriable; never a success), too much uncommitted ->
+ * REQUEST_TIMED_OUT (retriable). Fills out (ErrorCode, BaseOffset, LogAppendTimeMs,
+ * LogStartOffset) and calls done(ds, arg) exactly once, possibly before returning. records
+ * (len bytes, inside the request frame) are stamped in place.
+ */
+void kafka_produce_raft(data_shard *ds, pm_partition *p,
+                        kafka_ProduceResponse_PartitionProduceResponse *out, uint8_t *records,
+                        size_t len, int16_t acks, int16_t version, kafka_produce_raft_done_fn done,
+                        void *arg);
+
+#endif

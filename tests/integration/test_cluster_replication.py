@@ -1,0 +1,284 @@
+"""Partitions replicated through Raft on a 3-node cluster (issue 7, part B): Produce with
+acks=all / acks=1 through the partition leader, Fetch from the leader, every record on every
+node's disk, a SIGKILLed leader replaced without losing or duplicating an acknowledged record,
+min.insync.replicas enforced, and every node's Metadata agreeing on the new leader.
+
+Each test starts its own 3-node cluster of real `ailurus start` processes on 127.0.0.1 (one
+shard each) and uses confluent_kafka (librdkafka) as the client. Every wait is bounded."""
+
+import os
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ailurus_harness import Broker, binary, pick_port
+
+
+class RaftCluster:
+    """n `ailurus start` nodes with explicit node ids 0..n-1 and the same seed list (node 0's
+    RPC address, so node 0 founds the cluster)."""
+
+    def __init__(self, n=3, smp=1):
+        self.rpc_ports = [pick_port() for _ in range(n)]
+        seeds = "127.0.0.1:%d" % self.rpc_ports[0]
+        self.nodes = [
+            Broker(args=["--node-id", str(i), "--seed-servers", seeds,
+                         "--rpc-addr", "127.0.0.1:%d" % self.rpc_ports[i]],
+                   smp=smp, ready_timeout=40)
+            for i in range(n)]
+
+    def start(self):
+        for b in self.nodes:
+            b.start()
+        return self
+
+    def live(self):
+        return [i for i, b in enumerate(self.nodes) if b.proc is not None]
+
+    def bootstrap(self):
+        return ",".join(self.nodes[i].addr for i in self.live())
+
+    def stop(self):
+        for b in self.nodes:
+            if b.proc is not None:
+                b.stop()
+
+    def remove_files(self):
+        for b in self.nodes:
+            b.remove_files()
+
+
+@pytest.fixture
+def cluster():
+    c = RaftCluster().start()
+    ok = False
+    try:
+        yield c
+        ok = True
+    finally:
+        try:
+            c.stop()
+        finally:
+            if ok:
+                c.remove_files()
+
+
+def create_topic(c, name, partitions=1, rf=3, config=None):
+    admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+    fs = admin.create_topics([NewTopic(name, partitions, rf, config=config or {})],
+                             request_timeout=20)
+    fs[name].result(timeout=30)
+
+
+def partition_meta(node, topic, partition=0):
+    """(leader, replicas, isrs) as node's Metadata says, or None."""
+    admin = AdminClient({"bootstrap.servers": node.addr})
+    md = admin.list_topics(topic, timeout=5)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None or partition not in t.partitions:
+        return None
+    p = t.partitions[partition]
+    return p.leader, sorted(p.replicas), sorted(p.isrs)
+
+
+def wait_leader(c, topic, partition=0, nodes=None, timeout=30.0, exclude=None, isr=None):
+    """Waits until every node in `nodes` (default: the live ones) names the same leader (not
+    `exclude`, and with `isr` in-sync replicas if given); returns it."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        seen = []
+        for i in nodes if nodes is not None else c.live():
+            try:
+                seen.append(partition_meta(c.nodes[i], topic, partition))
+            except Exception as e:  # a node still starting: ask again
+                seen.append(("error", str(e)))
+        last = seen
+        leaders = {s[0] if s else None for s in seen}
+        if len(leaders) == 1:
+            leader = leaders.pop()
+            if isinstance(leader, int) and leader >= 0 and leader != exclude:
+                # the ISR as its leader reports it (the leader's view is the authoritative one)
+                if isr is None or len(partition_meta(c.nodes[leader], topic, partition)[2]) == isr:
+                    return leader
+        time.sleep(0.2)
+    raise AssertionError("no agreed leader for %s/%d within %.0fs: %r"
+                         % (topic, partition, timeout, last))
+
+
+def consume_all(c, topic, partition, end, timeout=60.0):
+    """{offset: value} of every record of topic/partition below offset end."""
+    cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "it-raft",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                     "fetch.wait.max.ms": 100})
+    cons.assign([TopicPartition(topic, partition, 0)])
+    got = {}
+    deadline = time.monotonic() + timeout
+    try:
+        # Raft NOOP/CONFIG control batches take offsets the consumer never sees: stop at the
+        # last record below end, not at a count.
+        while time.monotonic() < deadline and (not got or max(got) < end - 1):
+            m = cons.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                continue
+            assert m.offset() not in got, "offset %d delivered twice" % m.offset()
+            got[m.offset()] = m.value()
+    finally:
+        cons.close()
+    return got
+
+
+def disk_records(node, topic, partition):
+    """Records in node's log of topic/partition (ailurus storage dump; NOOP/CONFIG control
+    batches hold none)."""
+    kdir = os.path.join(node.data_dir, "kafka")
+    names = [n for n in os.listdir(kdir) if n.startswith(topic + "-")]
+    assert len(names) == 1, names
+    d = os.path.join(kdir, names[0], str(partition))
+    out = subprocess.run([binary(), "storage", "dump", d], capture_output=True, text=True,
+                         timeout=30)
+    m = re.search(r"dump: \d+ segments, \d+ batches, (\d+) records", out.stdout)
+    assert m, out.stdout + out.stderr
+    return int(m.group(1))
+
+
+def produce(c, topic, values, acks="all", idempotent=True, extra=None, partition=0):
+    """Produces values; returns ([(offset, value)] acknowledged, [errors])."""
+    conf = {"bootstrap.servers": c.bootstrap(), "acks": acks,
+            "enable.idempotence": idempotent, "message.timeout.ms": 60000,
+            "linger.ms": 5}
+    conf.update(extra or {})
+    p = Producer(conf)
+    acked, errors = [], []
+
+    def cb(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            acked.append((msg.offset(), msg.value()))
+
+    for v in values:
+        p.produce(topic, value=v, partition=partition, on_delivery=cb)
+        p.poll(0)
+    left = p.flush(90)
+    assert left == 0, "%d messages undelivered" % left
+    return acked, errors
+
+
+def test_replicated_produce_consume_on_every_disk(cluster):
+    c = cluster
+    create_topic(c, "rep", partitions=2, rf=3)
+    for part in (0, 1):
+        wait_leader(c, "rep", part)
+        # every node hosts a replica of each partition (RF 3 on 3 nodes)
+        for i in range(3):
+            meta = partition_meta(c.nodes[i], "rep", part)
+            assert meta and meta[1] == [0, 1, 2], meta
+    values = [b"r%05d" % i for i in range(1000)]
+    acked = {}
+    for part in (0, 1):
+        a, errs = produce(c, "rep", values[part::2], partition=part)
+        assert not errs, errs[:3]
+        assert len(a) == 500
+        acked[part] = a
+    for part in (0, 1):
+        end = max(o for o, _ in acked[part]) + 1
+        got = consume_all(c, "rep", part, end)
+        for off, v in acked[part]:
+            assert got.get(off) == v, (part, off, v, got.get(off))
+        assert sorted(got.values()) == sorted(v for _, v in acked[part])
+    # the records reach every node's disk (the third replica catches up within moments)
+    deadline = time.monotonic() + 20
+    while True:
+        counts = [[disk_records(c.nodes[i], "rep", part) for part in (0, 1)] for i in range(3)]
+        if all(x == [500, 500] for x in counts) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert all(x == [500, 500] for x in counts), counts
+
+
+def test_acks1_and_min_insync(cluster):
+    c = cluster
+    create_topic(c, "mi", rf=3, config={"min.insync.replicas": "3"})
+    leader = wait_leader(c, "mi", isr=3)
+    a, errs = produce(c, "mi", [b"all-%d" % i for i in range(50)])
+    assert not errs and len(a) == 50, errs[:3]
+    a, errs = produce(c, "mi", [b"one-%d" % i for i in range(50)], acks="1", idempotent=False)
+    assert not errs and len(a) == 50, errs[:3]
+    follower = next(i for i in range(3) if i != leader)
+    c.nodes[follower].kill()
+    wait_leader(c, "mi", isr=2, timeout=20)
+    # acks=all with 2 of 3 in sync and min.insync.replicas=3: refused, not written
+    a, errs = produce(c, "mi", [b"refused-%d" % i for i in range(5)], idempotent=False,
+                      extra={"retries": 0, "message.timeout.ms": 10000})
+    assert not a, a
+    assert errs and all(e.code() == KafkaError.NOT_ENOUGH_REPLICAS for e in errs), errs
+    # acks=1 does not need the ISR
+    a, errs = produce(c, "mi", [b"one-more-%d" % i for i in range(20)], acks="1",
+                      idempotent=False)
+    assert not errs and len(a) == 20, errs[:3]
+    got = consume_all(c, "mi", 0, max(o for o, _ in a) + 1)
+    assert not any(v.startswith(b"refused") for v in got.values())
+    assert sum(1 for v in got.values() if v.startswith(b"one-more")) == 20
+
+
+def test_leader_killed_mid_stream(cluster):
+    c = cluster
+    create_topic(c, "fo", rf=3)
+    leader = wait_leader(c, "fo", isr=3)
+    conf = {"bootstrap.servers": c.bootstrap(), "acks": "all", "enable.idempotence": True,
+            "message.timeout.ms": 90000, "linger.ms": 2}
+    p = Producer(conf)
+    acked, errors = [], []
+    lock = threading.Lock()
+
+    def cb(err, msg):
+        with lock:
+            if err:
+                errors.append(err)
+            else:
+                acked.append((msg.offset(), msg.value()))
+
+    total = 3000
+    killed_at = None
+    t0 = time.monotonic()
+    for i in range(total):
+        p.produce("fo", value=b"m%06d" % i, partition=0, on_delivery=cb)
+        p.poll(0)
+        time.sleep(0.001)
+        if killed_at is None and i == total // 3:
+            with lock:
+                n_acked = len(acked)
+            c.nodes[leader].kill()  # mid-stream: batches are in flight
+            killed_at = i
+    left = p.flush(120)
+    assert left == 0, "%d undelivered after %.0fs" % (left, time.monotonic() - t0)
+    assert not errors, errors[:5]
+    assert 0 < n_acked < total, n_acked  # the kill came with records acknowledged and pending
+    assert len(acked) == total
+    # a new leader, and both live nodes' Metadata agree on it
+    new_leader = wait_leader(c, "fo", exclude=leader, timeout=30)
+    assert new_leader != leader
+    # every acknowledged record exactly once, at its acknowledged offset
+    end = max(o for o, _ in acked) + 1
+    got = consume_all(c, "fo", 0, end)
+    for off, v in acked:
+        assert got.get(off) == v, (off, v, got.get(off))
+    values = list(got.values())
+    assert len(values) == len(set(values)), "a record was stored twice"
+    assert len(values) == total
+    # the killed node comes back, catches up, and every node agrees on the leader
+    c.nodes[leader].start()
+    wait_leader(c, "fo", nodes=[0, 1, 2], timeout=30)
+    deadline = time.monotonic() + 30
+    while disk_records(c.nodes[leader], "fo", 0) < total and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert disk_records(c.nodes[leader], "fo", 0) == total
