@@ -138,6 +138,7 @@ typedef struct sim {
     bool faults_on; /* disk faults are being injected */
     bool churn;     /* membership changes: remove a voter, add it back as learner, promote */
     uint64_t t;   /* virtual time the run has reached */
+    uint64_t t0;  /* ... and where it started */
     uint64_t sent, dropped, dups, crashes, acked, acked1, elections, lost, failed_replicas;
     uint64_t transfers, conf_changes;
     raft_replica_stats st; /* summed over replica incarnations */
@@ -535,6 +536,8 @@ static sim *sim_new(uint64_t seed, bool lossy)
                             .disk_latency_min_ns = 50000, /* slow disks: truncations wait */
                             .disk_latency_max_ns = 1000000 + (seed % 4) * 1000000};
     AL_ASSERT(io_sim_world_create(&s->w, &o) == 0);
+    s->t = io_sim_world_now(s->w); /* the simulated clock does not start at 0 */
+    s->t0 = s->t;
     for (int i = 0; i < NN; i++) {
         snode *nd = &s->n[i];
         char name[16];
@@ -560,7 +563,7 @@ static void sim_ms(sim *s, bool readers)
         snode *nd = &s->n[i];
         if (!nd->r && nd->restart_at <= s->t) node_restart(s, nd);
     }
-    if (s->t % 5000000 == 0) tick_all(s);
+    if ((s->t - s->t0) % 5000000 == 0) tick_all(s);
     for (int i = 0; readers && i < NN; i++)
         if (s->n[i].r && rng_next(&s->rng) % 100 < 20) reader_start(s, &s->n[i]);
 }
@@ -662,7 +665,7 @@ static void membership_step(sim *s, bool chaos)
 static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
 {
     sim *s = sim_new(seed, true);
-    uint64_t end_chaos = chaos_ms * 1000000ull;
+    uint64_t end_chaos = s->t0 + chaos_ms * 1000000ull;
     uint64_t end = end_chaos + 2500ull * 1000000ull; /* then heal and converge */
     uint64_t tag = 1;
     /* disk faults on some seeds: out of space (the replica rebuilds its group from the log)
@@ -840,6 +843,16 @@ static bool all_caught_up(sim *s, void *arg)
     return true;
 }
 
+/* The leader (arg) knows every follower has its whole log durable. */
+static bool matched(sim *s, void *arg)
+{
+    snode *l = arg;
+    for (int i = 0; i < NN; i++)
+        if (s->n[i].r && raft_replica_match(l->r, s->n[i].id) != raft_replica_last_offset(l->r))
+            return false;
+    return true;
+}
+
 struct first_batch {
     int type;
     int32_t epoch;
@@ -958,6 +971,7 @@ TEST(scripted_failover_membership)
     for (int i = 0; i < 10; i++) CHECK_EQ(q[i]->q.res, 0);
     /* followers learn the commit index (their high watermark) from heartbeats */
     CHECK(run_until(s, 1000, all_caught_up, NULL));
+    CHECK(run_until(s, 1000, matched, l)); /* acks of durable entries reach the leader */
     for (int i = 0; i < NN; i++)
         if (&s->n[i] != l) CHECK_EQ(raft_replica_match(l->r, s->n[i].id), 33);
     CHECK_EQ(raft_replica_match(s->n[0].r == l->r ? s->n[1].r : s->n[0].r, l->id), -1);
@@ -1045,6 +1059,103 @@ TEST(scripted_failover_membership)
     sim_check_final(s);
     if (s->failure[0]) fprintf(stderr, "    %s\n", s->failure);
     CHECK(!s->failure[0]);
+    sim_free(s);
+}
+
+/* A single-voter group on one simulated node: elects itself, commits on its own flush. */
+static bool single_committed(sim *s, void *arg)
+{
+    sreq *q = arg;
+    AL_UNUSED(s);
+    return !q->pending;
+}
+
+static void flushed_cb(storage_waiter *w)
+{
+    *(int *)w->ctx = 1;
+}
+
+TEST(single_voter_hard_state_and_old_log)
+{
+    sim *s = sim_new(test_seed(), false);
+    /* node 1 alone: a one-voter group (nodes 2 and 3 are stopped) */
+    for (int i = 1; i < NN; i++) node_crash(s, &s->n[i], UINT64_MAX / 2);
+    snode *n1 = &s->n[0];
+    raft_replica_abandon(n1->r);
+    n1->r = NULL;
+    n1->io = io_sim_restart(n1->io);
+    /* a log written before there was any Raft state: batches of epoch 5 */
+    storage_log_config lc;
+    storage_log_config_default(&lc);
+    storage_log *log = NULL;
+    CHECK_EQ(storage_log_open(n1->io, "/replica", &lc, &log), 0);
+    uint8_t buf[1024];
+    for (int i = 0; i < 3; i++) {
+        size_t len = make_batch(buf, sizeof(buf), 2, 50 + (uint64_t)i);
+        storage_append_result res;
+        CHECK_EQ(storage_log_append(log, 5, buf, len, &res), 0);
+    }
+    /* flush it (the simulated world has to run for that), then close */
+    int done = 0;
+    storage_waiter w = {.cb = flushed_cb, .ctx = &done};
+    CHECK_EQ(storage_log_flush_wait(log, 5, &w), 0);
+    for (int i = 0; i < 1000 && !done; i++) {
+        s->t += 1000000;
+        io_sim_world_run_until(s->w, s->t, 200000);
+    }
+    CHECK_EQ(done, 1);
+    CHECK_EQ(w.res, 0);
+    CHECK_EQ(storage_log_close(log), 0);
+    raft_replica_config c;
+    replica_cfg(s, n1, &c);
+    c.bootstrap.n_voters = 1;
+    c.bootstrap.voters[0] = 1;
+    n1->have_hs = false;
+    CHECK_EQ(raft_replica_open(n1->io, &c, &n1->r), 0);
+    CHECK(raft_replica_term(n1->r) >= 5); /* adopted from the log */
+    CHECK_EQ(raft_replica_last_offset(n1->r), 5);
+    for (int i = 0; i < 2000 && raft_replica_role(n1->r) != RAFT_LEADER; i++) sim_ms(s, false);
+    CHECK_EQ(raft_replica_role(n1->r), RAFT_LEADER);
+    CHECK(raft_replica_term(n1->r) >= 6);
+    struct first_batch f = batch_at(n1, 6);
+    CHECK_EQ(f.type, RAFT_ENTRY_NOOP);
+    CHECK_EQ(f.epoch, raft_replica_term(n1->r));
+    int rc = 0;
+    sreq *q = propose_at(s, n1, RAFT_WAIT_COMMIT, 77, &rc);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(q->q.base_offset, 7);
+    CHECK(run_until(s, 500, single_committed, q));
+    CHECK_EQ(q->q.res, 0);
+    CHECK_EQ(raft_replica_commit(n1->r), 9);
+    CHECK_EQ(raft_replica_match(n1->r, 1), 9);
+    /* the hard state file: survives a restart, and a damaged one refuses to start */
+    int64_t term = raft_replica_term(n1->r);
+    raft_replica_abandon(n1->r);
+    n1->r = NULL;
+    n1->io = io_sim_restart(n1->io);
+    CHECK_EQ(raft_replica_open(n1->io, &c, &n1->r), 0);
+    CHECK_EQ(raft_replica_term(n1->r), term);
+    CHECK_EQ(raft_replica_vote(n1->r), 1);
+    CHECK_EQ(raft_replica_last_offset(n1->r), 9);
+    raft_replica_abandon(n1->r);
+    n1->r = NULL;
+    n1->io = io_sim_restart(n1->io);
+    uint8_t *hs = NULL;
+    size_t hl = 0;
+    CHECK_EQ(io_fs_read_all(n1->io, "/replica/raft_state", 4096, &hs, &hl), 0);
+    CHECK_EQ(hl, 32);
+    hs[20] ^= 1; /* a bit of the term */
+    CHECK_EQ(io_fs_write_atomic(n1->io, "/replica/raft_state", hs, hl), 0);
+    raft_replica *bad = NULL;
+    CHECK_EQ(raft_replica_open(n1->io, &c, &bad), AL_ECORRUPT);
+    hs[20] ^= 1;
+    CHECK_EQ(io_fs_write_atomic(n1->io, "/replica/raft_state", hs, hl), 0);
+    c.group = 8; /* another group's directory */
+    CHECK_EQ(raft_replica_open(n1->io, &c, &bad), AL_ECORRUPT);
+    c.group = 7;
+    CHECK_EQ(raft_replica_open(n1->io, &c, &n1->r), 0);
+    CHECK_EQ(raft_replica_term(n1->r), term);
+    free(hs);
     sim_free(s);
 }
 
