@@ -629,6 +629,17 @@ static int alter_res_init(struct alter_ctx *ctx, int32_t i, int8_t type, kafka_s
     return q->ops ? 0 : -ENOMEM;
 }
 
+/* Sets operation c of resource i from the wire (name, value copied). 0 or -ENOMEM. */
+static int alter_op_set(struct alter_ctx *ctx, int32_t i, int32_t c, kafka_str name,
+                        kafka_str value, int op)
+{
+    struct topic_config_alter_op *o = &ctx->res[i].ops[c];
+    o->key = arena_cstr(&ctx->req->arena, name);
+    o->value = arena_cstr(&ctx->req->arena, value);
+    o->op = op;
+    return o->key && (value.len < 0 || o->value) ? 0 : -ENOMEM;
+}
+
 int kafka_handle_alter_configs(kafka_req *req)
 {
     const kafka_AlterConfigsRequest *in = req->msg;
@@ -648,13 +659,10 @@ int kafka_handle_alter_configs(kafka_req *req)
         kafka_AlterConfigsResponse_AlterConfigsResourceResponse_init(&rs[i]);
         if (alter_res_init(ctx, i, q->ResourceType, q->ResourceName, q->Configs_count))
             return -ENOMEM;
-        for (int32_t c = 0; c < ctx->res[i].n; c++) {
-            struct topic_config_alter_op *o = &ctx->res[i].ops[c];
-            o->key = arena_cstr(&req->arena, q->Configs[c].Name);
-            o->value = arena_cstr(&req->arena, q->Configs[c].Value);
-            o->op = TOPIC_CONFIG_OP_SET;
-            if (!o->key) return -ENOMEM;
-        }
+        for (int32_t c = 0; c < ctx->res[i].n; c++)
+            if (alter_op_set(ctx, i, c, q->Configs[c].Name, q->Configs[c].Value,
+                             TOPIC_CONFIG_OP_SET))
+                return -ENOMEM;
     }
     return alter_run(ctx);
 }
@@ -678,13 +686,10 @@ int kafka_handle_incremental_alter_configs(kafka_req *req)
             (alter_result_inc *)&rs[i]);
         if (alter_res_init(ctx, i, q->ResourceType, q->ResourceName, q->Configs_count))
             return -ENOMEM;
-        for (int32_t c = 0; c < ctx->res[i].n; c++) {
-            struct topic_config_alter_op *o = &ctx->res[i].ops[c];
-            o->key = arena_cstr(&req->arena, q->Configs[c].Name);
-            o->value = arena_cstr(&req->arena, q->Configs[c].Value);
-            o->op = q->Configs[c].ConfigOperation;
-            if (!o->key) return -ENOMEM;
-        }
+        for (int32_t c = 0; c < ctx->res[i].n; c++)
+            if (alter_op_set(ctx, i, c, q->Configs[c].Name, q->Configs[c].Value,
+                             q->Configs[c].ConfigOperation))
+                return -ENOMEM;
     }
     return alter_run(ctx);
 }

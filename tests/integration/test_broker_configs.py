@@ -2,7 +2,8 @@
 AlterConfigs and IncrementalAlterConfigs on BROKER resources ("" = the cluster-wide default as
 `kafka-configs --entity-default`, "0" = this node) with librdkafka's AdminClient
 (python3-confluent-kafka), kafka-python's KafkaAdminClient, kafkajs, and raw frames for
-IncrementalAlterConfigs (no Python client here has it). Proves the effects: a lower
+IncrementalAlterConfigs (no Python client here has it), and the admin API's PUT of the same
+keys. Proves the effects: a lower
 message.max.bytes refuses larger batches on existing and new topics without an override,
 log.retention.ms deletes old segments of a topic without an override and not of one with its
 own, values survive a restart and show in the admin API, validate_only changes nothing, bad and
@@ -12,14 +13,14 @@ import http.client
 import json
 import os
 import re
-import shutil
 import struct
-import subprocess
 import time
 
 import pytest
 
-from ailurus_harness import frame, header, recv_frame
+from ailurus_harness import frame, header
+from test_admin import _rd_str, _s, call  # raw-frame helpers
+from test_kafkajs import kafkajs, run  # noqa: F401 (fixture: installs kafkajs once)
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer  # noqa: E402
@@ -31,7 +32,6 @@ BROKER, TOPIC = 4, 2
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 DYNAMIC_DEFAULT, STATIC, DEFAULT = 3, 4, 5
 ADMIN_RE = re.compile(r"admin API listening on [0-9.]+:(\d+)")
-JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
 
 _ADMINS = {}
 
@@ -64,18 +64,25 @@ def create(b, topics):
         f.result(timeout=20)
 
 
-def admin_get(b, path):
+def admin_call(b, method, path, body=None):
+    """The admin API (port from the log): (status, JSON body)."""
     deadline = time.monotonic() + 10
     m = None
     while not m and time.monotonic() < deadline:
         m = ADMIN_RE.search(b.log_text())
         time.sleep(0.02)
     assert m, b.log_text()[-2000:]
-    c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
-    c.request("GET", path)
+    c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=15)
+    c.request(method, path, None if body is None else json.dumps(body))
     r = c.getresponse()
-    body = json.loads(r.read())
+    out = (r.status, json.loads(r.read()))
     c.close()
+    return out
+
+
+def admin_get(b, path):
+    status, body = admin_call(b, "GET", path)
+    assert status == 200, body
     return body
 
 
@@ -93,27 +100,6 @@ def produce_errors(b, topic, size, n=1, timestamp=0):
 
 
 # ---- raw IncrementalAlterConfigs v0 / DescribeConfigs v1 (resource name "" for librdkafka) --
-
-def _s(b):
-    return struct.pack(">h", len(b)) + b
-
-
-def _rd_str(buf, pos):
-    (n,) = struct.unpack_from(">h", buf, pos)
-    pos += 2
-    if n < 0:
-        return None, pos
-    return buf[pos:pos + n], pos + n
-
-
-def call(b, payload, timeout=15):
-    s = b.connect()
-    try:
-        s.sendall(payload)
-        return recv_frame(s, timeout=timeout)
-    finally:
-        s.close()
-
 
 def incremental(b, rtype, name, ops, validate_only=False):
     """IncrementalAlterConfigs v0 on one resource: ops = [(key, op, value or None)].
@@ -285,6 +271,28 @@ def test_retention_default_deletes_old_segments(broker_factory):
     assert err == 40 and "message.max.bytes" in msg
 
 
+def test_admin_api_put_applies_live(broker_factory):
+    """PUT /v1/cluster_config of a live key goes through the same path: every shard applies it
+    before the answer, Kafka sees it as a dynamic default, remove restores it."""
+    b = broker_factory(smp=SMP)
+    create(b, [NewTopic("ap", 2, 1)])
+    status, res = admin_call(b, "PUT", "/v1/cluster_config",
+                             {"upsert": {"kafka_batch_max_bytes": 10000}})
+    assert status == 200 and res["restart_required"] == [], res
+    e = describe(b, ConfigResource.Type.BROKER, "0")["message.max.bytes"]
+    assert e.value == "10000" and e.source == DYNAMIC_DEFAULT
+    errs = produce_errors(b, "ap", 20000)
+    assert errs[0] and errs[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+    status, res = admin_call(b, "PUT", "/v1/cluster_config",
+                             {"upsert": {"log_cleanup_policy": "sometimes"}})
+    assert status == 400 and "log_cleanup_policy" in res["message"]
+    status, _ = admin_call(b, "PUT", "/v1/cluster_config", {"remove": ["kafka_batch_max_bytes"]})
+    assert status == 200
+    assert not produce_errors(b, "ap", 20000)[0]
+    assert describe(b, ConfigResource.Type.BROKER, "0")["message.max.bytes"].source == DEFAULT
+    assert json.load(open(os.path.join(b.data_dir, "cluster_config.json"))) == {}
+
+
 def test_static_broker_config_source(broker_factory):
     b = broker_factory(smp=SMP, args=["--log-retention-ms", "7200000"])
     e = describe_raw(b, BROKER, "0", ["log.retention.ms"])["log.retention.ms"]
@@ -339,19 +347,9 @@ def test_kafka_python_broker_configs(broker_factory):
     assert len(md.topics["auto-made"].partitions) == 3
 
 
-def test_kafkajs_broker_configs(broker_factory):
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node/npm not installed")
-    if not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
-        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS,
-                           capture_output=True, timeout=180)
-        if r.returncode != 0:
-            pytest.skip("npm ci failed (no registry?): %s" % r.stderr.decode()[-500:])
+def test_kafkajs_broker_configs(kafkajs, broker_factory):  # noqa: F811
     b = broker_factory(smp=SMP)
-    r = subprocess.run(["node", "run.js", "brokerConfigs", b.addr], cwd=JS,
-                       capture_output=True, timeout=120)
-    assert r.returncode == 0, r.stderr.decode() + r.stdout.decode()
-    out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    out = run(kafkajs, "brokerConfigs", b)
     assert out["before"] == {"value": "604800000", "source": DEFAULT, "readOnly": False}
     assert out["after"] == {"value": "3600000", "source": DYNAMIC_DEFAULT, "readOnly": False}
     assert out["topic"] == {"value": "3600000", "source": DYNAMIC_DEFAULT}
