@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "cluster/data_plane.h"
+#include "cluster/partition_raft.h"
 #include "config/config.h"
 #include "storage/batch.h"
 
@@ -27,11 +28,13 @@ struct lo_job {
     uint8_t topic_id[16];
     int32_t partition;
     int64_t want_ts;
+    int32_t cur_epoch; /* CurrentLeaderEpoch (v4+), -1: not checked */
     int16_t version;
     unsigned owner;
     struct lo_job *next_send; /* jobs to send once everything is allocated */
     /* owner side */
     int64_t hw;
+    int64_t epoch; /* leader epoch answered: the Raft term in cluster mode */
     int64_t best_offset, best_ts; /* -3: the max so far */
     int reads;
     pm_partition *held;
@@ -73,7 +76,7 @@ static void lo_set(struct lo_job *job, int64_t offset, int64_t ts)
     }
     out->Offset = offset;
     out->Timestamp = ts;
-    if (job->version >= 4) out->LeaderEpoch = offset >= 0 ? PM_LEADER_EPOCH : -1;
+    if (job->version >= 4) out->LeaderEpoch = offset >= 0 ? (int32_t)job->epoch : -1;
 }
 
 /*
@@ -202,10 +205,26 @@ static void lo_job_msg(reactor_shard *self, const struct reactor_msg *msg)
     data_shard *ds = data_shard_self();
     if (!ds) return;
     pm_partition *p = pm_find(&ds->pm, job->topic_id, job->partition);
-    if (!p) {
-        job->out->ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (!p) { /* cluster mode: the topic exists, this node does not host the partition */
+        job->out->ErrorCode = pr_enabled() ? KAFKA_ERR_NOT_LEADER_OR_FOLLOWER
+                                           : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         lo_reply(ds, job);
         return;
+    }
+    job->epoch = PM_LEADER_EPOCH;
+    if (p->rr) { /* a Raft partition: the leader answers, in its term (= leader epoch) */
+        job->epoch = raft_replica_term(p->rr);
+        int16_t err = 0;
+        if (!pr_is_leader(p))
+            err = KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+        else if (job->cur_epoch >= 0 && job->cur_epoch != job->epoch)
+            err = job->cur_epoch < job->epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
+                                              : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+        if (err) {
+            job->out->ErrorCode = err;
+            lo_reply(ds, job);
+            return;
+        }
     }
     job->hw = p->high_watermark;
     int64_t start = storage_log_start_offset(p->log);
@@ -291,7 +310,8 @@ int kafka_handle_list_offsets(kafka_req *req)
             job->partition = qp->PartitionIndex;
             job->want_ts = qp->Timestamp;
             job->version = req->api_version;
-            job->owner = data_owner(ds, t, qp->PartitionIndex);
+            job->cur_epoch = req->api_version >= 4 ? qp->CurrentLeaderEpoch : -1;
+            job->owner = pr_owner_shard(t, qp->PartitionIndex, ds->smp);
             job->next_send = to_send;
             to_send = job;
         }

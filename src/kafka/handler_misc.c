@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "cluster/cluster.h"
 #include "cluster/data_plane.h"
+#include "cluster/partition_raft.h"
 #include "config/config.h"
 #include "coord/producer_state.h"
 
@@ -40,6 +41,7 @@ struct pjob {
     int32_t partition;
     pjob_fn run;    /* on the owner, with the partition (NULL: not open there) */
     int64_t arg;    /* in */
+    int64_t arg2;   /* in (second argument; -1 unless a job says) */
     int16_t err;    /* out */
     int64_t r1, r2; /* out */
     void *out;      /* the response slot, filled by the finisher on C */
@@ -78,8 +80,9 @@ static void pfan_run_msg(reactor_shard *self, const struct reactor_msg *msg)
     data_shard *ds = data_shard_self();
     if (!ds) return;
     pm_partition *p = pm_find(&ds->pm, job->topic_id, job->partition);
-    if (!p)
-        job->err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (!p) /* cluster mode: the topic exists, this node does not host the partition */
+        job->err = pr_enabled() ? KAFKA_ERR_NOT_LEADER_OR_FOLLOWER
+                                : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
     else
         job->run(ds, p, job);
     data_send(ds, job->fan->conn_shard, pfan_done_msg, job, 0, 0);
@@ -111,8 +114,9 @@ static void pfan_add(struct pfan *fan, data_shard *ds, const topic *t, int32_t p
     job->partition = partition;
     job->run = run;
     job->arg = arg;
+    job->arg2 = -1;
     job->out = out;
-    job->owner = data_owner(ds, t, partition);
+    job->owner = pr_owner_shard(t, partition, ds->smp);
 }
 
 /* Sends the jobs (everything is allocated by now, nothing fails after this) and drops the
@@ -356,8 +360,49 @@ int kafka_handle_describe_log_dirs(kafka_req *req)
 
 /* ---- OffsetForLeaderEpoch ---- */
 
+/*
+ * A Raft partition (cluster mode): the leader answers, for the leader epoch (= term) the
+ * client knows (arg2, if given). The end offset of epoch E is the base offset of the first
+ * batch of a later term (storage rolls a segment at every new term, so the segments' terms
+ * say it), or the log end offset for the current term; the epoch answered is the largest one
+ * <= E in the log. A later epoch than the leader's is undefined (-1/-1).
+ */
+static void ofle_run_raft(pm_partition *p, struct pjob *job)
+{
+    if (!pr_is_leader(p)) {
+        job->err = KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
+    int64_t term = raft_replica_term(p->rr);
+    if (job->arg2 >= 0 && job->arg2 != term) {
+        job->err = job->arg2 < term ? KAFKA_ERR_FENCED_LEADER_EPOCH
+                                    : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+        return;
+    }
+    job->r1 = -1;
+    job->r2 = -1;
+    if (job->arg > term) return;
+    int64_t best = -1, end = storage_log_high_offset(p->log);
+    int n = storage_log_segment_count(p->log);
+    for (int i = 0; i < n; i++) {
+        storage_segment_info si;
+        if (storage_log_segment_info(p->log, i, &si)) break;
+        if (si.term > job->arg) {
+            end = si.base;
+            break;
+        }
+        best = AL_MAX(best, (int64_t)si.term);
+    }
+    job->r1 = best >= 0 ? best : job->arg;
+    job->r2 = best >= 0 ? end : storage_log_start_offset(p->log);
+}
+
 static void ofle_run(data_shard *ds, pm_partition *p, struct pjob *job)
 {
+    if (p->rr) {
+        ofle_run_raft(p, job);
+        return;
+    }
     /* One epoch on a single node: epoch 0 ends at the high watermark (nothing above it is
      * visible); a newer epoch is unknown (-1/-1), as Kafka answers for an undefined one. */
     if (job->arg == PM_LEADER_EPOCH) {
@@ -422,7 +467,7 @@ int kafka_handle_offset_for_leader_epoch(kafka_req *req)
                 r->ErrorCode = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
-            if (req->api_version >= 2 && qp->CurrentLeaderEpoch >= 0 &&
+            if (!pr_enabled() && req->api_version >= 2 && qp->CurrentLeaderEpoch >= 0 &&
                 qp->CurrentLeaderEpoch != PM_LEADER_EPOCH) {
                 r->ErrorCode = qp->CurrentLeaderEpoch > PM_LEADER_EPOCH
                                    ? KAFKA_ERR_UNKNOWN_LEADER_EPOCH
@@ -430,6 +475,7 @@ int kafka_handle_offset_for_leader_epoch(kafka_req *req)
                 continue;
             }
             pfan_add(fan, ds, t, qp->Partition, ofle_run, qp->LeaderEpoch, r);
+            if (req->api_version >= 2) fan->jobs[fan->njobs - 1].arg2 = qp->CurrentLeaderEpoch;
         }
     }
     return pfan_go(fan);

@@ -247,6 +247,32 @@ def test_leader_killed_mid_stream(cluster):
             else:
                 acked.append((msg.offset(), msg.value()))
 
+    # A consumer reads throughout: after the leader change it must go on from where it was
+    # (librdkafka validates its position with OffsetForLeaderEpoch, KIP-320) and never see a
+    # record twice or out of order.
+    seen, stop = [], threading.Event()
+    cons_err = []
+
+    def consume():
+        cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "it-raft-live",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "fetch.wait.max.ms": 100, "topic.metadata.refresh.interval.ms": 1000})
+        cons.assign([TopicPartition("fo", 0, 0)])
+        try:
+            while not stop.is_set():
+                m = cons.poll(0.2)
+                if m is None:
+                    continue
+                if m.error():
+                    if m.error().code() != KafkaError._PARTITION_EOF:
+                        cons_err.append(m.error())
+                    continue
+                seen.append((m.offset(), m.value()))
+        finally:
+            cons.close()
+
+    reader = threading.Thread(target=consume)
+    reader.start()
     total = 3000
     killed_at = None
     t0 = time.monotonic()
@@ -260,6 +286,11 @@ def test_leader_killed_mid_stream(cluster):
             c.nodes[leader].kill()  # mid-stream: batches are in flight
             killed_at = i
     left = p.flush(120)
+    deadline = time.monotonic() + 60
+    while (not seen or seen[-1][0] < max(o for o, _ in acked)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    reader.join(30)
     assert left == 0, "%d undelivered after %.0fs" % (left, time.monotonic() - t0)
     assert not errors, errors[:5]
     assert 0 < n_acked < total, n_acked  # the kill came with records acknowledged and pending
@@ -275,6 +306,17 @@ def test_leader_killed_mid_stream(cluster):
     values = list(got.values())
     assert len(values) == len(set(values)), "a record was stored twice"
     assert len(values) == total
+    # the live consumer: strictly increasing offsets, exactly the stored records
+    offs = [o for o, _ in seen]
+    assert offs == sorted(set(offs)), "the live consumer went back or saw a record twice"
+    assert dict(seen) == got, (len(seen), len(got), cons_err[:3])
+    # ListOffsets on the new leader: earliest 0, latest = the end of the log
+    cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "it-raft-wm"})
+    try:
+        low, high = cons.get_watermark_offsets(TopicPartition("fo", 0), timeout=10)
+    finally:
+        cons.close()
+    assert low == 0 and high >= end, (low, high, end)
     # the killed node comes back, catches up, and every node agrees on the leader
     c.nodes[leader].start()
     wait_leader(c, "fo", nodes=[0, 1, 2], timeout=30)
