@@ -12,6 +12,7 @@
 #include "kafka/handlers.h"
 
 #include "base/log.h"
+#include "cluster/partition_raft.h"
 #include "cluster/cluster.h"
 
 #include <stdlib.h>
@@ -94,10 +95,24 @@ int kafka_metadata_partition(kafka_req *req, const topic *t, int32_t p,
     out->ReplicaNodes_count = a->n;
     out->ReplicaNodes = nodes;
     out->OfflineReplicas_count = 0;
-    out->LeaderId = a->nodes[0]; /* the preferred leader until leadership is known */
-    out->LeaderEpoch = 0;
-    out->IsrNodes_count = a->n;
-    out->IsrNodes = nodes;
+    /* Leader, epoch (= Raft term) and ISR from the node's leadership table. */
+    ldr_entry e;
+    if (!pr_leader_lookup(cluster_group_id(t->id, p), &e) || e.leader < 0) {
+        out->ErrorCode = KAFKA_ERR_LEADER_NOT_AVAILABLE; /* election: clients ask again */
+        out->LeaderId = -1;
+        out->LeaderEpoch = -1;
+        out->IsrNodes_count = 0;
+        out->IsrNodes = NULL;
+        return 1;
+    }
+    int32_t *isr = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)AL_MAX(e.n_isr, 1));
+    if (!isr) return -ENOMEM;
+    isr[0] = e.leader; /* only the leader's own report carries the ISR */
+    for (int i = 0; i < e.n_isr; i++) isr[i] = e.isr[i];
+    out->LeaderId = e.leader;
+    out->LeaderEpoch = (int32_t)e.term;
+    out->IsrNodes_count = AL_MAX(e.n_isr, 1);
+    out->IsrNodes = isr;
     return 1;
 }
 
