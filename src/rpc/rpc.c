@@ -29,7 +29,7 @@
 #define RBUF_SHRINK     (1u << 20)
 #define OUTQ_MIN        4096u
 #define OUTQ_SHRINK     (1u << 20)
-#define SEND_MAX        (4u << 20)
+#define SEND_MAX        (1u << 20)
 #define PEERS_MAX       4096u
 #define INBOUND_MAX     1024u
 #define DISPATCH_MAX    100000     /* frames handled per receive before reading again */
@@ -94,6 +94,7 @@ struct rpc_conn {
     uint64_t last_recv_ns;       /* last bytes received (keepalive) */
     uint64_t last_send_ns;       /* last send completion that wrote bytes */
     uint64_t ping_ns;            /* when the last PING was queued (0: never) */
+    bool suspect;                /* the last keepalive tick found it silent */
     io_op connect_op, recv_op, send_op;
     reactor_timer timer;         /* connect + HELLO deadline */
     outq own_q;                  /* inbound: answers */
@@ -562,7 +563,10 @@ static void conn_on_send(io_op *op)
         if (res > 0) c->hello_sent += (size_t)res;
     } else {
         outq_sent(c->q, res > 0 ? (size_t)res : 0, out_frame_written, c);
-        if (c->peer) c->peer->st.queued_bytes = outq_len(c->q);
+        if (c->peer) {
+            c->peer->st.queued_bytes = outq_len(c->q);
+            if (res > 0) c->peer->st.writes++;
+        }
     }
     if (res < 0 && !c->closing) conn_close(c, AL_LOG_WARN, "send failed", res);
     if (c->closing) {
@@ -955,7 +959,16 @@ static void conn_keepalive(rpc_conn *c)
     rpc *r = c->r;
     uint64_t now = now_ns(r), k = r->keepalive_ms * 1000000ull;
     uint64_t quiet = now - c->last_recv_ns, stalled = now - c->last_send_ns;
-    if ((!c->inbound && quiet >= 2 * k && stalled >= k) || (c->inbound && quiet >= 3 * k)) {
+    bool silent = (!c->inbound && quiet >= 2 * k && stalled >= k) || (c->inbound && quiet >= 3 * k);
+    if (silent && !c->suspect) {
+        /* Look again after this shard has polled its completions once more: a shard that was
+         * busy for a while runs its timers before the completions that piled up meanwhile. */
+        c->suspect = true;
+        reactor_timer_add(r->shard, &c->timer, now + k / 8, NULL);
+        return;
+    }
+    c->suspect = false;
+    if (silent) {
         char why[96];
         snprintf(why, sizeof(why), "nothing received for %" PRIu64 " ms (keepalive)",
                  quiet / 1000000u);

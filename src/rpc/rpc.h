@@ -174,6 +174,7 @@ struct rpc_peer_stats {
     char addr[RPC_ADDR_MAX + 8];
     bool connected;         /* HELLO done on the outbound connection */
     uint64_t msgs_out, bytes_out;   /* frames written (incl. headers) */
+    uint64_t writes;                /* send ops that wrote them (msgs_out / writes = batching) */
     uint64_t msgs_in, bytes_in;     /* frames received from this node (any connection) */
     uint64_t connects;              /* successful HELLOs */
     uint64_t connect_errors;        /* failed connects/HELLOs */

@@ -281,6 +281,7 @@ struct ep_opts {
     uint64_t queue_bytes;
     const char *host;
     uint32_t keepalive_ms;
+    bool gaps;
 };
 
 /* On the endpoint's shard: creates endpoint o->id. Returns 0 or the error. */
@@ -291,6 +292,7 @@ static int tep_create(reactor_shard *s, const struct ep_opts *o)
     memset(e, 0, sizeof(*e));
     e->scratch = scratch;
     e->id = o->id;
+    e->gaps = o->gaps; /* before any message can arrive */
     struct rpc_opts ro = {.shard = s, .node_id = o->id, .cluster_id = o->cluster,
                           .listen_host = o->host ? o->host : "127.0.0.1",
                           .listen_port = o->port,
@@ -353,8 +355,11 @@ static void *env_thread(void *arg)
     return NULL;
 }
 
+static void env_down(void);
+
 static void env_up(void)
 {
+    if (R) env_down(); /* a failed test (CHECK jumps out) left its reactor running */
     g_seed = test_seed();
     R_ready = 0;
     AL_ASSERT(pthread_create(&R_thread, NULL, env_thread, NULL) == 0);
@@ -551,6 +556,12 @@ static void pump_stop(struct pump *p)
     on_shard(reactor_shard_index(p->shard), pump_stop_fn, p);
 }
 
+static bool got_n_from_1_at_2(void *arg)
+{
+    uint64_t n = *(uint64_t *)arg;
+    return eps[2].got[1] >= n || eps[2].errors;
+}
+
 /* ---- ordered delivery ---- */
 
 struct all_got {
@@ -638,6 +649,40 @@ TEST(ordered_delivery_random_sizes)
            " sends refused as full\n", per_pair * 6, (double)bytes / 1048576.0, ms,
            (double)bytes / 1048576.0 / ((double)ms / 1000.0 + 1e-9),
            pumps[0].full + pumps[1].full + pumps[2].full);
+    env_down();
+}
+
+/* Many small one-way messages (Raft-like): the rate, and how many share one write. */
+TEST(small_messages_batched)
+{
+    env_up();
+    int32_t ids[2] = {1, 2};
+    g_gap_max = 64;
+    CHECK_EQ(ep_up(&(struct ep_opts){.id = 1}), 0);
+    CHECK_EQ(ep_up(&(struct ep_opts){.id = 2, .gaps = true}), 0);
+    mesh(ids, 2);
+    static struct pump p;
+    memset(&p, 0, sizeof(p));
+    p.from = 1;
+    p.to[0] = 2;
+    p.nto = 1;
+    p.per_pair = 200000;
+    p.per_tick = 256;
+    p.gaps = true;
+    uint64_t t0 = mono_ms();
+    pump_start(&p, 0);
+    uint64_t want = p.per_pair;
+    bool ok = wait_for(got_n_from_1_at_2, &want, 40000);
+    uint64_t ms = mono_ms() - t0;
+    g_gap_max = 65536;
+    CHECK(ok);
+    CHECK_EQ(eps[2].errors, 0);
+    CHECK_EQ(eps[2].got[1], want); /* nothing lost on a healthy connection */
+    struct stats_job s = stats(1, 2);
+    CHECK(s.ps.writes > 0 && s.ps.writes < s.ps.msgs_out);
+    printf("    %" PRIu64 " messages of 8..64 B in %" PRIu64 " ms (%.0f k msgs/s), %.1f messages "
+           "per write\n", want, ms, (double)want / ((double)ms + 1e-9),
+           (double)s.ps.msgs_out / (double)s.ps.writes);
     env_down();
 }
 
@@ -795,6 +840,24 @@ TEST(calls_sync_deferred_errors)
     env_down();
 }
 
+/* Sends 1 KiB messages to `node` until one is refused (at most 1000). */
+struct fill_job {
+    int32_t at, node;
+    int accepted;
+    int err;
+};
+
+static void fill_fn(void *arg)
+{
+    struct fill_job *f = arg;
+    uint8_t kb[1024] = {0};
+    for (int i = 0; i < 1000; i++) {
+        f->err = rpc_send(eps[f->at].r, f->node, T_SEQ, kb, sizeof(kb));
+        if (f->err) break;
+        f->accepted++;
+    }
+}
+
 /* A port nothing listens on (bound, not listening: connects are refused). */
 static int closed_port(uint16_t *port)
 {
@@ -810,7 +873,8 @@ static int closed_port(uint16_t *port)
 TEST(call_to_dead_or_silent_peer_times_out)
 {
     env_up();
-    CHECK_EQ(ep_up(&(struct ep_opts){.id = 1, .connect_timeout_ms = 400, .backoff_max_ms = 200}),
+    CHECK_EQ(ep_up(&(struct ep_opts){.id = 1, .connect_timeout_ms = 400, .backoff_max_ms = 200,
+                                     .queue_bytes = 16384}),
              0);
     uint16_t dead, silent;
     int dfd = closed_port(&dead);
@@ -830,6 +894,11 @@ TEST(call_to_dead_or_silent_peer_times_out)
     }
     CHECK(recs[0].at_ms - t0 >= 690 && recs[0].at_ms - t0 < 3000);
     CHECK(recs[1].at_ms - t0 >= 290 && recs[1].at_ms - t0 < 3000);
+    /* The queue to a dead peer is bounded: sends past peer_queue_bytes (16 KiB) are refused. */
+    struct fill_job fj = {.at = 1, .node = 5};
+    on_shard(0, fill_fn, &fj);
+    CHECK_EQ(fj.err, AL_EFULL);
+    CHECK(fj.accepted >= 14 && fj.accepted <= 16); /* 1 KiB + 28-byte header each */
     /* Refused connects were retried with backoff: several, but not a storm. */
     struct stats_job s = stats(1, 5);
     CHECK(s.ps.connect_errors >= 2 && s.ps.connect_errors < 60);
@@ -852,10 +921,9 @@ TEST(peer_restart_reconnects)
 {
     env_up();
     CHECK_EQ(ep_up(&(struct ep_opts){.id = 1}), 0);
-    CHECK_EQ(ep_up(&(struct ep_opts){.id = 2}), 0);
+    CHECK_EQ(ep_up(&(struct ep_opts){.id = 2, .gaps = true}), 0);
     int32_t ids[2] = {1, 2};
     mesh(ids, 2);
-    eps[2].gaps = true;
     static struct pump p;
     memset(&p, 0, sizeof(p));
     p.from = 1;
@@ -873,11 +941,10 @@ TEST(peer_restart_reconnects)
     usleep(100000); /* sends meanwhile go nowhere */
     int err = -1;
     for (int k = 0; k < 100 && err; k++) {
-        err = ep_up(&(struct ep_opts){.id = 2, .port = port2});
+        err = ep_up(&(struct ep_opts){.id = 2, .port = port2, .gaps = true});
         if (err) usleep(50000);
     }
     CHECK_EQ(err, 0);
-    eps[2].gaps = true;
     CHECK(wait_for(got_from_1_at_2, &want, 10000));
     CHECK_EQ(eps[2].errors, 0);
     pump_stop(&p);
@@ -1197,9 +1264,9 @@ static int sim_init(reactor_shard *s, void *arg)
     struct sim_node *n = arg;
     struct ep_opts o = {.id = n->id, .port = 33145, .cluster = "sim", .host = "0.0.0.0",
                         .connect_timeout_ms = 500, .backoff_max_ms = 400, .keepalive_ms = 100};
+    o.gaps = true;
     int err = tep_create(s, &o);
     if (err) return err;
-    eps[n->id].gaps = true;
     n->r = eps[n->id].r;
     return 0;
 }
