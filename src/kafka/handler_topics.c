@@ -3,7 +3,10 @@
  * the named topics with their partitions led by this node, topic ids from v10, auto-creation
  * when auto_create_topics_enabled and the request allows it), CreateTopics v0-7 (defaults for
  * -1, replication factor 1 only, configs validated by cluster/topic_config, validate-only),
- * DeleteTopics v0-6 (by name, or by id from v6) and CreatePartitions v0-3.
+ * DeleteTopics v0-6 (by name, or by id from v6) and CreatePartitions v0-3. The defaults
+ * (auto-create, partitions, replication factor) and the broker-level topic defaults reported in
+ * CreateTopics v5+ are the live values of the shard's cluster_cfg (changed by AlterConfigs on
+ * BROKER resources or the admin API).
  *
  * Changes go through data_topic_submit: applied on shard 0, persisted, copied to every shard
  * and their partitions opened or closed before the response is sent, so a client that gets a
