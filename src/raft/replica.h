@@ -50,9 +50,9 @@ enum {
 
 /*
  * Classifies one validated batch (buf holds at least the whole batch, size bytes). Returns
- * RAFT_ENTRY_DATA, RAFT_ENTRY_NOOP or RAFT_ENTRY_CONFIG (then *payload and *plen point at the config
- * payload inside buf; both may be NULL), or AL_EMALFORMED for a batch that claims to be a Raft
- * control batch (isControl, not transactional, producerId -1) but is not a well-formed one.
+ * RAFT_ENTRY_DATA, RAFT_ENTRY_NOOP or RAFT_ENTRY_CONFIG (then *payload and *plen point at the
+ * config payload inside buf; both may be NULL), or AL_EMALFORMED for a batch that claims to be
+ * a Raft control batch (isControl, not transactional, producerId -1) but is not well formed.
  * Kafka transaction markers (transactional control batches) are DATA.
  */
 int raft_batch_classify(const uint8_t *buf, size_t size, const uint8_t **payload, size_t *plen);
@@ -68,7 +68,9 @@ typedef struct raft_replica raft_replica;
 typedef struct raft_replica_callbacks {
     /* Hands one encoded message (raft_msg_encode; valid only during the call) to the
      * transport for node `to`. group is the message's group (0 for an HB_BATCH). Delivery is
-     * best effort: Raft retries what is lost. */
+     * best effort: Raft retries what is lost. Runs while the replica applies actions: it must
+     * queue the bytes, never deliver them into a replica of this shard before returning
+     * (groups of a shard may share one action queue). */
     void (*send)(void *ctx, int32_t to, uint64_t group, const uint8_t *buf, size_t len);
     /* The commit index advanced to commit (high watermark = commit + 1). */
     void (*on_commit)(void *ctx, raft_replica *r, int64_t commit);
