@@ -24,6 +24,7 @@
 
 #include "base/log.h"
 #include "cluster/data_plane.h"
+#include "raft/replica.h"
 #include "config/config.h"
 #include "coord/group.h"
 #include "coord/group_records.h"
@@ -228,14 +229,28 @@ static int gs_emit(void *vctx, const char *group_id, const struct group_record *
     if (buf) {
         int64_t size = storage_batch_build(buf, cap, &bp, br, n);
         storage_append_result res;
-        err = size < 0 ? (int)size
-                       : storage_log_append(p->log, PM_LEADER_EPOCH, buf, (size_t)size, &res);
+        if (size >= 0 && p->rr) {
+            /* Cluster mode: the partition is a Raft replica's log; only its leader writes, and
+             * only through Raft (a direct append would fork the replica's log). The answer
+             * still waits for the local flush only: committed on RF 1 (__consumer_offsets at
+             * founding), not yet on more replicas (docs/ARCHITECTURE.md). */
+            raft_replicate_req q;
+            memset(&q, 0, sizeof(q));
+            q.wait = RAFT_WAIT_APPEND;
+            int rc = raft_replicate(p->rr, buf, (size_t)size, &q);
+            err = rc < 0 ? rc : 0;
+            res.base_offset = q.base_offset;
+            res.last_offset = q.last_offset;
+        } else {
+            err = size < 0 ? (int)size
+                           : storage_log_append(p->log, PM_LEADER_EPOCH, buf, (size_t)size, &res);
+        }
         if (!err) {
             if (gs->scope) {
                 gs->scope->last[part] = res.last_offset;
                 gs->scope->any = true;
-            } else {
-                pm_note_append(p, res.last_offset);
+            } else if (!p->rr) {
+                pm_note_append(p, res.last_offset); /* a replica's HW follows its commit */
             }
         }
     }
