@@ -27,6 +27,7 @@
 #define JOIN_HINT_NS       (50 * 1000000ull)  /* retry at once where a non-leader pointed */
 #define JOIN_LOG_NS        (5000 * 1000000ull)
 #define JOIN_CALL_MS       5000
+#define PING_NS            (1000 * 1000000ull)
 #define CONTROLLER_SEG     (16u << 20)
 #define CONTROLLER_FALLOC  (1u << 20)
 
@@ -793,12 +794,27 @@ static void raft_handler(rpc *r, void *ctx, const rpc_msg *m)
 
 /* ---- the timer ---- */
 
+/* Keeps an outbound connection to every peer (so liveness = rpc's "connected"): a small
+ * one-way message each second; rpc's own keepalive then notices a dead peer. */
+static void ping_peers(cluster *cl)
+{
+    uint64_t now = io_now_ns(cl->io);
+    if (now - cl->last_ping_ns < PING_NS) return;
+    cl->last_ping_ns = now;
+    uint8_t b = 0;
+    for (int32_t i = 0; i < cl->n_peers; i++)
+        rpc_send(cl->rpc, cl->peers[i].id, CLUSTER_RPC_PING, &b, 1);
+}
+
+static void ping_handler(rpc *r, void *ctx, const rpc_msg *m)
+{
+    (void)r, (void)ctx, (void)m; /* arriving is all it has to do */
+}
+
 static void slow_step(cluster *cl)
 {
-    if (cl->role == RAFT_LEADER && cl->leader_ready) {
-        membership_step(cl);
-        cl_ensure_consumer_offsets(cl);
-    }
+    ping_peers(cl);
+    if (cl->role == RAFT_LEADER && cl->leader_ready) cl_ensure_consumer_offsets(cl);
     view_update(cl);
 }
 
@@ -822,7 +838,10 @@ static void tick_fire(reactor_timer *t)
         raft_replica_commit(cl->ctl) >= cl->leader_from &&
         cl->st.applied_offset >= cl->leader_from)
         cl->leader_ready = true;
-    if (cl->role == RAFT_LEADER && cl->leader_ready) boot_propose(cl);
+    if (cl->role == RAFT_LEADER && cl->leader_ready) {
+        boot_propose(cl);
+        membership_step(cl); /* each tick: one change at a time, the next once committed */
+    }
     install_step(cl);
     join_step(cl);
     join_check(cl);
@@ -998,6 +1017,7 @@ int cluster_start(reactor_shard *self, const struct cluster_start_opts *o)
     rpc_handler_set(cl->rpc, RPC_T_RAFT_HB, raft_handler, cl);
     rpc_handler_set(cl->rpc, RPC_T_JOIN, join_handler, cl);
     rpc_handler_set(cl->rpc, RPC_T_CONTROLLER, cl_op_rpc_handler, cl);
+    rpc_handler_set(cl->rpc, CLUSTER_RPC_PING, ping_handler, cl);
     rc = reactor_on_shutdown(self, cluster_stop, cl);
     if (rc) goto fail;
     g_cluster = cl;

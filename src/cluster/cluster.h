@@ -38,6 +38,7 @@ enum {
     CLUSTER_ELECTION_MS = 1500,  /* controller and partitions: election timeout base */
     CLUSTER_HEARTBEAT_MS = 150,
     CLUSTER_TICK_MS = 10,
+    CLUSTER_RPC_PING = 34, /* RPC_T_USER + 2: one-way liveness ping between nodes */
 };
 
 /* True when cfg describes a cluster member (seed_servers is non-empty). */

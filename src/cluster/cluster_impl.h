@@ -50,7 +50,7 @@ typedef struct cluster {
     size_t rxcap;
     controller_state st;
     reactor_timer tick;
-    uint64_t last_slow_ns;
+    uint64_t last_slow_ns, last_ping_ns;
     bool stopping;
 
     /* role of group 0 */

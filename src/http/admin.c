@@ -6,6 +6,7 @@
 #include "http/admin.h"
 #include "base/log.h"
 #include "cli/version.h"
+#include "cluster/cluster_admin.h"
 #include "cluster/data_plane.h"
 #include "metrics/metrics.h"
 
@@ -188,6 +189,7 @@ static json_t *broker_json(struct admin_state *st)
 
 static void h_brokers(http_request *req, void *ctx)
 {
+    if (cluster_admin_brokers(req)) return; /* cluster mode: every broker */
     json_t *a = json_array();
     json_array_append_new(a, broker_json(ctx));
     http_respond_json(req, 200, a);
@@ -214,6 +216,7 @@ static void h_broker(http_request *req, void *ctx)
                            req->params[0]);
         return;
     }
+    if (cluster_admin_broker(req, id)) return; /* cluster mode */
     if (id != st->cfg.node_id) {
         http_respond_error(req, 404, "no broker with id %" PRId64, id);
         return;
@@ -717,6 +720,7 @@ static const struct http_route admin_routes[] = {
     {HTTP_GET, "/v1/status/ready", h_ready},
     {HTTP_GET, "/v1/brokers", h_brokers},
     {HTTP_GET, "/v1/brokers/{id}", h_broker},
+    {HTTP_GET, "/v1/cluster/health_overview", cluster_admin_health},
     {HTTP_GET, "/v1/cluster_config", h_cluster_config_get},
     {HTTP_PUT, "/v1/cluster_config", h_cluster_config_put},
     {HTTP_GET, "/v1/cluster_config/status", h_cluster_config_status},

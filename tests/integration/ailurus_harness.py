@@ -18,6 +18,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -184,6 +185,104 @@ class Broker:
 
     def connect(self, timeout=5.0):
         return socket.create_connection((self.host, self.port), timeout=timeout)
+
+
+class Cluster:
+    """N `ailurus start` processes forming one cluster on 127.0.0.1 (cluster mode: the same
+    seed list, the first node's rpc address, for all). Node i (0-based) has node id i + 1,
+    its own kafka and rpc ports (picked once and kept across restarts), admin port 0 and data
+    directory. start() launches every node at once (a restarted cluster needs a majority up to
+    elect a controller) and waits for each one's "ready" line, which a node prints only once
+    it has joined and applied the controller state. kill(i) is a SIGKILL, restart(i) starts
+    node i again (after a kill or a stop), add_node() starts one more, stop() stops all
+    (raising BrokerCrashed if one crashed) and remove_files() deletes their directories."""
+
+    def __init__(self, n=3, smp=1, args=(), env=None, ready_timeout=40.0):
+        self.smp = smp
+        self.args = list(args)
+        self.env = env
+        self.ready_timeout = ready_timeout
+        self.nodes = []
+        self.rpc_ports = []
+        used = set()
+        self._used = used
+        for _ in range(n):
+            self._new_node()
+        self.seeds = "127.0.0.1:%d" % self.rpc_ports[0]
+        for node in self.nodes:
+            node.args += ["--seed-servers", self.seeds]
+
+    def _free_port(self):
+        for _ in range(100):
+            p = pick_port()
+            if p and p not in self._used:
+                self._used.add(p)
+                return p
+        raise AssertionError("no free port below the ephemeral range")
+
+    def _new_node(self):
+        node_id = len(self.nodes) + 1
+        kafka, rpc = self._free_port(), self._free_port()
+        args = ["--node-id", str(node_id), "--rpc-addr", "127.0.0.1:%d" % rpc] + self.args
+        b = Broker(args=args, env=self.env, smp=self.smp, port=kafka,
+                   ready_timeout=self.ready_timeout)
+        b.node_id = node_id
+        self.nodes.append(b)
+        self.rpc_ports.append(rpc)
+        return b
+
+    def _start_all(self, nodes):
+        errors = []
+
+        def run(b):
+            try:
+                b.start()
+            except BaseException as e:  # reported below, after every thread ended
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(b,)) for b in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(self.ready_timeout + 30)
+        if errors:
+            raise errors[0]
+
+    def start(self):
+        self._start_all(self.nodes)
+        return self
+
+    @property
+    def bootstrap(self):
+        return ",".join(b.addr for b in self.nodes if b.proc is not None)
+
+    def kill(self, i):
+        self.nodes[i].kill()
+
+    def restart(self, i):
+        b = self.nodes[i]
+        if b.proc is not None:
+            b.stop()
+        return b.start()
+
+    def add_node(self):
+        b = self._new_node()
+        b.args += ["--seed-servers", self.seeds]
+        return b.start()
+
+    def stop(self):
+        errors = []
+        for b in self.nodes:
+            try:
+                b.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+        if errors:
+            raise BrokerCrashed("\n\n".join(errors))
+
+    def remove_files(self):
+        for b in self.nodes:
+            b.remove_files()
 
 
 # ---- raw Kafka frames ----
