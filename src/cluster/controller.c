@@ -632,7 +632,14 @@ static int snap_rd_topic(al_rd *rd, controller_state *st, char *prev_name)
         err = -ENOMEM;
         if (!as) goto out;
         err = AL_ECORRUPT;
-        for (int32_t p = 0; p < na && !rd->err; p++) rd_assign_one(rd, &as[p]);
+        for (int32_t p = 0; p < na && !rd->err; p++) {
+            rd_assign_one(rd, &as[p]);
+            /* apply keeps every replica on a registered, not removed node */
+            for (int r = 0; r < as[p].n && !rd->err; r++) {
+                const controller_broker *b = controller_broker_find(st, as[p].nodes[r]);
+                if (!b || b->membership == CONTROLLER_NODE_REMOVED) al_rd_fail(rd, AL_ECORRUPT);
+            }
+        }
         if (rd->err) goto out;
     }
     topic_spec s = {.name = name,

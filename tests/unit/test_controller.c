@@ -643,6 +643,18 @@ TEST(apply_batches_replay_and_garbage)
     CHECK_EQ(rs.r[2].error, 0);
     CHECK_EQ(st.next_producer_id, 6);
     CHECK_EQ(st.applied_offset, 8);
+    /* Raft's own entries (control batches: NOOP, CONFIG) only advance applied_offset. */
+    uint64_t ver = st.version;
+    storage_build_params cp = {.base_offset = 9, .attributes = STORAGE_ATTR_CONTROL,
+                               .last_offset_delta = 0, .producer_id = -1, .producer_epoch = -1,
+                               .base_sequence = -1};
+    rn = storage_batch_build(raw, sizeof(raw), &cp, NULL, 0);
+    CHECK(rn > 0);
+    rs.n = 0;
+    CHECK_EQ(controller_apply(&st, raw, (size_t)rn, on_result, &rs), 0);
+    CHECK_EQ(rs.n, 0);
+    CHECK_EQ(st.applied_offset, 9);
+    CHECK_EQ(st.version, ver);
     free(snap1);
     controller_state_free(&st);
 }
