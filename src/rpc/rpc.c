@@ -139,7 +139,9 @@ struct rpc {
     bool freed;
     void (*done)(void *arg);
     void *done_arg;
-    int xinflight;   /* forwarded messages not yet arrived (atomic) */
+    int xinflight;   /* forwarded messages and calls not yet finished (atomic) */
+    struct rpc_xcall *xret_head, *xret_tail; /* call results waiting for room in a ring */
+    reactor_timer xret_timer;
     struct rpc_stats st;
 };
 
@@ -149,6 +151,7 @@ static void conn_post_recv(rpc_conn *c);
 static void conn_process(rpc_conn *c);
 static void peer_kick(rpc_peer *p);
 static void rpc_maybe_free(rpc *r);
+static void xret_timer_cb(reactor_timer *t);
 
 static uint64_t now_ns(rpc *r)
 {
@@ -1164,6 +1167,7 @@ int rpc_create(const struct rpc_opts *o, rpc **out)
     r->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 3000;
     r->keepalive_ms = o->keepalive_ms ? o->keepalive_ms : 2000;
     reactor_timer_init(&r->accept_timer, accept_timer_cb, r);
+    reactor_timer_init(&r->xret_timer, xret_timer_cb, r);
     const char *host = o->listen_host && *o->listen_host ? o->listen_host : NULL;
     int fd = io_listen(r->io, host, o->listen_port, false, 128);
     if (fd < 0) {
@@ -1225,7 +1229,9 @@ static void rpc_maybe_free(rpc *r)
         __atomic_load_n(&r->xinflight, __ATOMIC_ACQUIRE) > 0)
         return;
     r->freed = true;
+    AL_ASSERT(r->xret_head == NULL);
     reactor_timer_cancel(r->shard, &r->accept_timer);
+    reactor_timer_cancel(r->shard, &r->xret_timer);
     if (r->lfd >= 0) io_close_now(r->io, r->lfd);
     for (uint32_t i = 0; i < r->npeers; i++) {
         rpc_peer *p = r->peers[i];
@@ -1464,6 +1470,139 @@ int rpc_send_from(reactor_shard *self, rpc *r, int32_t node, uint16_t type, cons
     if (err) {
         __atomic_sub_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
         free(f);
+    }
+    return err;
+}
+
+/* ---- calls from other shards ---- */
+
+struct rpc_xcall {
+    rpc *r;
+    struct rpc_xcall *next;  /* on r's return queue */
+    unsigned origin;
+    int32_t node;
+    uint16_t type;
+    uint32_t timeout_ms;
+    rpc_call_cb cb;
+    void *ctx;
+    /* the result, carried back */
+    int err;
+    int32_t from;
+    uint8_t *res;
+    size_t res_len;
+    char text[320];
+    size_t len;
+    uint8_t data[];
+};
+
+/* On the origin shard: the result is here. */
+static void xcall_back(reactor_shard *self, const struct reactor_msg *m)
+{
+    struct rpc_xcall *x = m->arg;
+    rpc_result res = {x->err, x->from, x->res, x->res_len, x->text};
+    x->cb(x->ctx, &res);
+    free(x->res);
+    free(x);
+}
+
+/* On the rpc's shard: sends the result home, or queues it while the ring is full. */
+static void xcall_return(rpc *r, struct rpc_xcall *x)
+{
+    struct reactor_msg m = {xcall_back, x, 0, 0};
+    int err = r->xret_head ? AL_EFULL : reactor_send(r->shard, x->origin, &m);
+    if (err == AL_EFULL) {
+        x->next = NULL;
+        if (r->xret_tail) r->xret_tail->next = x;
+        else r->xret_head = x;
+        r->xret_tail = x;
+        if (!reactor_timer_armed(&r->xret_timer))
+            reactor_timer_add(r->shard, &r->xret_timer, now_ns(r) + 1000000ull, NULL);
+        return;
+    }
+    if (err) { /* the reactor is stopping: nobody is left to tell */
+        free(x->res);
+        free(x);
+    }
+    __atomic_sub_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
+}
+
+static void xret_timer_cb(reactor_timer *t)
+{
+    rpc *r = t->ctx;
+    for (int i = 0; i < 100000 && r->xret_head; i++) {
+        struct rpc_xcall *x = r->xret_head;
+        struct reactor_msg m = {xcall_back, x, 0, 0};
+        int err = reactor_send(r->shard, x->origin, &m);
+        if (err == AL_EFULL) break;
+        r->xret_head = x->next;
+        if (!r->xret_head) r->xret_tail = NULL;
+        if (err) {
+            free(x->res);
+            free(x);
+        }
+        __atomic_sub_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
+    }
+    if (r->xret_head) reactor_timer_add(r->shard, &r->xret_timer, now_ns(r) + 1000000ull, NULL);
+    rpc_maybe_free(r);
+}
+
+static void xcall_done(void *ctx, const rpc_result *res)
+{
+    struct rpc_xcall *x = ctx;
+    x->err = res->err;
+    x->from = res->from;
+    snprintf(x->text, sizeof(x->text), "%s", res->err_text ? res->err_text : "");
+    if (res->len) {
+        x->res = malloc(res->len);
+        if (x->res) {
+            memcpy(x->res, res->payload, res->len);
+            x->res_len = res->len;
+        } else {
+            x->err = -ENOMEM;
+        }
+    }
+    xcall_return(x->r, x);
+}
+
+/* On the rpc's shard: a call forwarded from another shard. */
+static void xcall_arrived(reactor_shard *self, const struct reactor_msg *m)
+{
+    struct rpc_xcall *x = m->arg;
+    rpc *r = x->r;
+    int err = rpc_call(r, x->node, x->type, x->data, x->len, x->timeout_ms, xcall_done, x);
+    if (err) {
+        x->err = err;
+        x->from = -1;
+        snprintf(x->text, sizeof(x->text), "the call could not be queued: %s",
+                 al_strerror(err));
+        xcall_return(r, x);
+    }
+    rpc_maybe_free(r);
+}
+
+int rpc_call_from(reactor_shard *self, rpc *r, int32_t node, uint16_t type, const void *payload,
+                  size_t len, uint32_t timeout_ms, rpc_call_cb cb, void *ctx)
+{
+    if (reactor_shard_index(self) == r->shard_idx)
+        return rpc_call(r, node, type, payload, len, timeout_ms, cb, ctx);
+    if (!cb || type < RPC_T_RAFT || type >= RPC_T_MAX) return AL_EINVAL;
+    struct rpc_xcall *x = calloc(1, sizeof(*x) + len);
+    if (!x) return -ENOMEM;
+    x->r = r;
+    x->origin = reactor_shard_index(self);
+    x->node = node;
+    x->type = type;
+    x->timeout_ms = timeout_ms;
+    x->cb = cb;
+    x->ctx = ctx;
+    x->len = len;
+    if (len) memcpy(x->data, payload, len);
+    __atomic_add_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
+    struct reactor_msg m = {xcall_arrived, x, 0, 0};
+    int err = reactor_send(self, r->shard_idx, &m);
+    if (err) {
+        __atomic_sub_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
+        free(x);
     }
     return err;
 }

@@ -4,8 +4,9 @@
  * Wire format: rpc_frame.h.
  *
  * ONE ENDPOINT PER NODE. An `rpc` lives on one shard (shard 0 in the broker): every function
- * here except rpc_send_from() must be called on that shard, and every callback (handlers, call
- * results, stop) runs there. It listens on the node's rpc address and keeps a peer table
+ * here except rpc_send_from() and rpc_call_from() must be called on that shard, and every
+ * callback (handlers, call results, stop) runs there (rpc_call_from's results: on the caller's
+ * shard). It listens on the node's rpc address and keeps a peer table
  * node id -> host:port (rpc_peer_set, fed by the seeds and later the controller).
  *
  * CONNECTIONS. One outbound TCP connection per peer, opened lazily on the first send or call,
@@ -166,6 +167,18 @@ int rpc_call_addr(rpc *r, const char *host, uint16_t port, uint16_t type, const 
  */
 int rpc_send_from(reactor_shard *self, rpc *r, int32_t node, uint16_t type, const void *payload,
                   size_t len);
+
+
+/*
+ * rpc_call from ANY shard of the same reactor: on the rpc's shard it is rpc_call; elsewhere
+ * the request is copied and forwarded by a reactor message, the call is made on the rpc's
+ * shard, and cb(ctx, result) runs exactly once back on the calling shard, with a copy of the
+ * answer. Errors rpc_call would return (AL_ENOTFOUND, AL_EFULL, ...) then arrive through cb.
+ * Returns 0 (cb will run), AL_EFULL (the ring to the rpc's shard is full: retry later),
+ * AL_EINVAL, -ENOMEM (then cb never runs). The same stop rule as rpc_send_from applies.
+ */
+int rpc_call_from(reactor_shard *self, rpc *r, int32_t node, uint16_t type, const void *payload,
+                  size_t len, uint32_t timeout_ms, rpc_call_cb cb, void *ctx);
 
 /* ---- counters (read on the rpc's shard) ---- */
 

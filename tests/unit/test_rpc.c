@@ -698,6 +698,7 @@ struct callrec {
     size_t len;
     char text[200];
     uint64_t at_ms;
+    int shard;         /* where the callback ran */
 };
 
 static struct callrec recs[NCALLS];
@@ -712,6 +713,7 @@ static void call_cb(void *ctx, const rpc_result *res)
     if (res->len) memcpy(c->data, res->payload, c->len);
     snprintf(c->text, sizeof(c->text), "%s", res->err_text);
     c->at_ms = mono_ms();
+    c->shard = reactor_shard_id();
 }
 
 struct call_job {
@@ -1212,7 +1214,23 @@ static bool got_n_from_1(void *arg)
     return eps[2].got[1] >= n || eps[2].errors;
 }
 
-TEST(sends_from_another_shard)
+/* On shard 1: NCALLS calls to node 2 through endpoint 1 (on shard 0). */
+static int xcalls_err;
+
+static void xcalls_fn(void *arg)
+{
+    reactor_shard *self = reactor_current();
+    xcalls_err = 0;
+    memset(recs, 0, sizeof(recs));
+    for (int i = 0; i < NCALLS && !xcalls_err; i++) {
+        uint8_t p[2] = {(uint8_t)i, 7};
+        uint16_t type = i == NCALLS - 2 ? T_FAIL : T_ECHO;
+        int32_t node = i == NCALLS - 1 ? 42 : 2;
+        xcalls_err = rpc_call_from(self, eps[1].r, node, type, p, 2, 5000, call_cb, &recs[i]);
+    }
+}
+
+TEST(sends_and_calls_from_another_shard)
 {
     env_up();
     int32_t ids[2] = {1, 2};
@@ -1238,6 +1256,26 @@ TEST(sends_from_another_shard)
     CHECK_EQ(s.st.forward_dropped, 0);
     printf("    %" PRIu64 " messages forwarded from shard 1 (%" PRIu64 " ring-full retries)\n",
            want, p.full);
+    /* Calls from shard 1: answered, refused by the peer, unknown node; callbacks on shard 1. */
+    on_shard(1, xcalls_fn, NULL);
+    CHECK_EQ(xcalls_err, 0);
+    int n = NCALLS;
+    CHECK(wait_for(recs_done, &n, 10000));
+    for (int i = 0; i < NCALLS; i++) {
+        CHECK_EQ(recs[i].n, 1);
+        CHECK_EQ(recs[i].shard, 1);
+        if (i == NCALLS - 1) {
+            CHECK_EQ(recs[i].err, AL_ENOTFOUND);
+        } else if (i == NCALLS - 2) {
+            CHECK_EQ(recs[i].err, -EPERM);
+            CHECK(strstr(recs[i].text, "always refuses") != NULL);
+        } else {
+            CHECK_EQ(recs[i].err, 0);
+            CHECK_EQ(recs[i].from, 2);
+            CHECK_EQ(recs[i].len, 6);
+            CHECK_EQ(recs[i].data[0], (uint8_t)i ^ 0x5a);
+        }
+    }
     env_down();
 }
 
