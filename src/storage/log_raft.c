@@ -69,9 +69,23 @@ static uint64_t index_floor(const segment *seg, int64_t offset)
     return pos;
 }
 
+/* Reads seg's bytes [pos, pos + n) into the scan buffer (grown as needed). */
+static int chunk_read(storage_log *log, segment *seg, uint64_t pos, size_t n, uint8_t **buf,
+                      size_t *cap)
+{
+    if (n > *cap) {
+        uint8_t *nb = realloc(*buf, n);
+        if (!nb) return -ENOMEM;
+        *buf = nb;
+        *cap = n;
+    }
+    return seg_read_sync(log, seg, pos, *buf, n);
+}
+
 int storage_log_scan_sync(storage_log *log, int64_t from, uint64_t max_batches,
                           int (*fn)(void *ctx, const uint8_t *batch, size_t size), void *ctx)
 {
+    enum { CHUNK = 64 * 1024 };
     uint8_t *buf = NULL;
     size_t cap = 0;
     uint64_t seen = 0;
@@ -82,28 +96,33 @@ int storage_log_scan_sync(storage_log *log, int64_t from, uint64_t max_batches,
         segment *seg = log->segs[i];
         if (seg->last < from) continue;
         uint64_t pos = seg->base >= from ? 0 : index_floor(seg, from);
+        /* the chunk in buf holds the segment's bytes [cpos, cpos + clen) */
+        uint64_t cpos = pos;
+        size_t clen = 0;
         while (pos + STORAGE_BATCH_HEADER <= seg->size) {
-            uint8_t hb[STORAGE_BATCH_HEADER];
-            if ((rc = seg_read_sync(log, seg, pos, hb, sizeof(hb))) < 0) goto out;
+            if (pos + STORAGE_BATCH_HEADER > cpos + clen) { /* next chunk */
+                cpos = pos;
+                clen = (size_t)AL_MIN((uint64_t)CHUNK, seg->size - pos);
+                if ((rc = chunk_read(log, seg, cpos, clen, &buf, &cap)) < 0) goto out;
+            }
             storage_batch_hdr h;
-            storage_batch_parse_header(hb, sizeof(hb), &h);
+            storage_batch_parse_header(buf + (pos - cpos), STORAGE_BATCH_HEADER, &h);
             if (h.batch_length < STORAGE_BATCH_HEADER - STORAGE_BATCH_LOG_OVERHEAD) {
                 rc = AL_ECORRUPT;
                 goto out;
             }
             size_t sz = storage_batch_size(&h);
+            if (pos + sz > seg->size) {
+                rc = AL_ECORRUPT;
+                goto out;
+            }
+            if (pos + sz > cpos + clen) { /* the batch runs past the chunk: read it whole */
+                cpos = pos;
+                clen = (size_t)AL_MIN(AL_MAX((uint64_t)CHUNK, (uint64_t)sz), seg->size - pos);
+                if ((rc = chunk_read(log, seg, cpos, clen, &buf, &cap)) < 0) goto out;
+            }
             if (storage_batch_last_offset(&h) >= from) {
-                if (sz > cap) {
-                    uint8_t *nb = realloc(buf, sz);
-                    if (!nb) {
-                        rc = -ENOMEM;
-                        goto out;
-                    }
-                    buf = nb;
-                    cap = sz;
-                }
-                if ((rc = seg_read_sync(log, seg, pos, buf, sz)) < 0) goto out;
-                rc = fn(ctx, buf, sz);
+                rc = fn(ctx, buf + (pos - cpos), sz);
                 if (rc != 0) {
                     if (rc > 0) rc = 0;
                     goto out;
