@@ -5,8 +5,9 @@
  *   dump DIR [--records]  prints every segment and batch (and records) of the log(s) under DIR
  *   check DIR             verifies every batch's CRC and structure, offset continuity, index
  *                         files and metadata; exit 0 if clean, 1 if anything is wrong
- *   bench --dir D --flush-bytes N --seconds S [--batch-bytes B] [--window-bytes W]
- *                         durable append throughput and latency of a real log on io_uring
+ *   bench --dir D --flush-bytes N --seconds S [--batch-bytes B] [--window-bytes W] [--logs L]
+ *                         durable append throughput and latency of real logs on io_uring (L
+ *                         logs on one io, appended to in turn, like one shard's partitions)
  *
  * dump and check never modify anything: they read the files directly (read-only), unlike
  * storage_log_open, which recovers (truncates a torn tail). DIR may be a log directory or a
@@ -315,7 +316,6 @@ static int scan_dir(io *iop, const char *dir, bool dump, const scan_opts *o, sca
 
 typedef struct bench {
     io *io;
-    storage_log *log;
     uint64_t *lat;     /* durable latency samples (ns) */
     size_t nlat, cap;
     uint64_t acked_bytes;
@@ -352,7 +352,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
-                         size_t batch_bytes, uint64_t window)
+                         size_t batch_bytes, uint64_t window, int nlogs)
 {
     io *iop;
     struct io_uring_opts uo = {0};
@@ -362,18 +362,26 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
         return CLI_FAILED;
     }
     char ldir[CLI_PATH];
-    snprintf(ldir, sizeof(ldir), "%s/ailurus-bench-log", dir);
     char cmd[CLI_PATH + 32];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ldir);
-    if (system(cmd) != 0) fprintf(stderr, "storage bench: could not clear %s\n", ldir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'/ailurus-bench-log*", dir);
+    if (system(cmd) != 0) fprintf(stderr, "storage bench: could not clear %s\n", dir);
     storage_log_config c;
     storage_log_config_default(&c);
     c.flush_bytes = flush_bytes;
     c.segment_bytes = 1ull << 30;
     c.max_message_bytes = (uint32_t)AL_MAX(batch_bytes + 1024, (size_t)1 << 20);
-    storage_log *log;
-    if ((rc = storage_log_open(iop, ldir, &c, &log)) < 0) {
-        fprintf(stderr, "storage bench: open %s: %s\n", ldir, al_strerror(rc));
+    storage_log **logs = calloc((size_t)nlogs, sizeof(*logs));
+    for (int i = 0; logs && i < nlogs; i++) {
+        snprintf(ldir, sizeof(ldir), "%s/ailurus-bench-log%s%.0d", dir, i ? "-" : "", i);
+        if ((rc = storage_log_open(iop, ldir, &c, &logs[i])) < 0) {
+            fprintf(stderr, "storage bench: open %s: %s\n", ldir, al_strerror(rc));
+            while (i-- > 0) storage_log_close(logs[i]);
+            free(logs);
+            io_destroy(iop);
+            return CLI_FAILED;
+        }
+    }
+    if (!logs) {
         io_destroy(iop);
         return CLI_FAILED;
     }
@@ -385,9 +393,10 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     storage_build_params bp = {0, 0, 0, -1, 0, 0, -1, -1, -1};
     int64_t bsz = storage_batch_build(batch, batch_bytes + 256, &bp, &r, 1);
     AL_ASSERT(bsz > 0);
-    size_t nw = (size_t)(window / (uint64_t)bsz) + 16;
+    size_t nw = (size_t)(window / (uint64_t)bsz) + 16 + (size_t)nlogs;
     bench_waiter *ws = calloc(nw, sizeof(*ws));
-    bench b = {iop, log, NULL, 0, 1u << 22, 0, 0, 0};
+    bench b = {iop, NULL, 0, 1u << 22, 0, 0, 0};
+    int next_log = 0;
     b.lat = malloc(b.cap * sizeof(*b.lat));
     uint64_t appended = 0;
     size_t next_w = 0;
@@ -396,6 +405,8 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
         /* Keep at most `window` bytes appended but not yet durable. */
         while (appended - b.acked_bytes < window && !ws[next_w].busy) {
             storage_append_result res;
+            storage_log *log = logs[next_log];
+            next_log = (next_log + 1) % nlogs;
             rc = storage_log_append(log, 1, batch, (size_t)bsz, &res);
             if (rc < 0) {
                 b.failed = rc;
@@ -440,8 +451,9 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
         }
         rc = CLI_OK;
     }
-    storage_log_close(log);
-    if (system(cmd) != 0) fprintf(stderr, "storage bench: could not remove %s\n", ldir);
+    for (int i = 0; i < nlogs; i++) storage_log_close(logs[i]);
+    free(logs);
+    if (system(cmd) != 0) fprintf(stderr, "storage bench: could not remove %s\n", dir);
     free(b.lat);
     free(ws);
     free(val);
@@ -457,6 +469,7 @@ static void storage_usage(FILE *f)
                "       ailurus storage bench --dir D [--flush-bytes N] [--seconds S] "
                "[--batch-bytes B]\n"
                "             [--window-bytes W]  (appended-not-durable bound, default 2 x N)\n"
+               "             [--logs L]  (L logs appended to in turn, default 1)\n"
                "dump/check read log directories (or directories of them) without changing "
                "anything;\ncheck exits 1 if any checksum, offset, index or metadata problem is "
                "found.\n");
@@ -475,6 +488,7 @@ int cmd_storage(int argc, char **argv)
         double secs = 5;
         size_t bb = 16384;
         uint64_t window = 0;
+        int nlogs = 1;
         for (int i = 2; i < argc; i++) {
             const char *v = i + 1 < argc ? argv[i + 1] : NULL;
             if (!v) {
@@ -486,18 +500,20 @@ int cmd_storage(int argc, char **argv)
             else if (!strcmp(argv[i], "--seconds")) secs = atof(v);
             else if (!strcmp(argv[i], "--batch-bytes")) bb = (size_t)strtoull(v, NULL, 0);
             else if (!strcmp(argv[i], "--window-bytes")) window = strtoull(v, NULL, 0);
+            else if (!strcmp(argv[i], "--logs")) nlogs = atoi(v);
             else {
                 storage_usage(stderr);
                 return CLI_USAGE;
             }
             i++;
         }
-        if (!dir || flush < 4096 || secs <= 0 || bb < 128 || bb > (64u << 20)) {
+        if (!dir || flush < 4096 || secs <= 0 || bb < 128 || bb > (64u << 20) || nlogs < 1 ||
+            nlogs > 10000) {
             storage_usage(stderr);
             return CLI_USAGE;
         }
         if (!window) window = 2 * flush;
-        return storage_bench(dir, flush, secs, bb, window);
+        return storage_bench(dir, flush, secs, bb, window, nlogs);
     }
     bool dump = !strcmp(sub, "dump");
     if ((!dump && strcmp(sub, "check") != 0) || argc < 3) {
