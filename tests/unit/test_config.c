@@ -162,6 +162,60 @@ TEST(env_and_precedence)
     CHECK_EQ(config_from_args(&cfg, 5, argv4, 1, "start"), AL_EINVAL);
 }
 
+TEST(cluster_changes_kafka_names_and_the_admin_file)
+{
+    char err[512];
+    al_config start, c;
+    config_init(&start);
+    CHECK_EQ(config_set(&start, "log_retention_ms", "7200000", CONFIG_SRC_FILE, err, 512), 0);
+    c = start;
+    /* Kafka names map to keys; broker.id is node.id. */
+    CHECK(config_find_kafka("message.max.bytes") == config_find("kafka_batch_max_bytes"));
+    CHECK(config_find_kafka("broker.id") == config_find("node_id"));
+    CHECK(config_find_kafka("log.retention.hours") == NULL);
+    CHECK(config_find("log_segment_size")->live && !config_find("max_connections")->live);
+    /* A change is source admin; a reset goes back to the start-up value and its source. */
+    CHECK_EQ(config_change(&c, &start, "log_retention_ms", "1000", err, 512), 0);
+    size_t idx = (size_t)(config_find("log_retention_ms") - config_keys);
+    CHECK_EQ(c.log_retention_ms, 1000);
+    CHECK_EQ(c.source[idx], CONFIG_SRC_ADMIN);
+    CHECK_EQ(config_change(&c, &start, "log_retention_ms", NULL, err, 512), 0);
+    CHECK_EQ(c.log_retention_ms, 7200000);
+    CHECK_EQ(c.source[idx], CONFIG_SRC_FILE);
+    CHECK_EQ(config_change(&c, &start, "log_retention_ms", "-2", err, 512), AL_EINVAL);
+    CHECK(strstr(err, "log_retention_ms"));
+    CHECK_EQ(config_change(&c, &start, "nope", "1", err, 512), AL_ENOTFOUND);
+    /* log_cleanup_policy takes Kafka's list in any order and prints it one way. */
+    static const char *const cases[][2] = {{"delete", "delete"}, {"COMPACT", "compact"},
+                                           {"delete, compact", "compact,delete"},
+                                           {"compact,delete", "compact,delete"}};
+    const struct config_key *cp = config_find("log_cleanup_policy");
+    for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
+        char out[64];
+        CHECK_EQ(config_change(&c, &start, "log_cleanup_policy", cases[i][0], err, 512), 0);
+        config_format(&c, cp, out, sizeof(out));
+        CHECK(!strcmp(out, cases[i][1]));
+    }
+    CHECK_EQ(config_change(&c, &start, "log_cleanup_policy", "", err, 512), AL_EINVAL);
+    CHECK_EQ(config_change(&c, &start, "log_cleanup_policy", "delete,sometimes", err, 512),
+             AL_EINVAL);
+    /* The admin file holds exactly the admin-sourced keys and loads back over the file. */
+    io *iop = NULL;
+    CHECK_EQ(io_uring_create(&iop, NULL), 0);
+    snprintf(c.data_directory, sizeof(c.data_directory), "%s", test_tmpdir());
+    CHECK_EQ(config_change(&c, &start, "kafka_batch_max_bytes", "5000", err, 512), 0);
+    CHECK_EQ(config_save_admin(iop, &c), 0);
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), CONFIG_ADMIN_FILE);
+    al_config back = start;
+    CHECK_EQ(config_load_admin(&back, path, err, 512), 0);
+    CHECK_EQ(back.kafka_batch_max_bytes, 5000);
+    CHECK_EQ(back.log_cleanup_policy, 2); /* compact,delete */
+    CHECK_EQ(back.log_retention_ms, 7200000); /* not admin-set: the file's value stays */
+    CHECK_EQ(config_save_admin(NULL, &c), 0); /* no io: nothing written */
+    io_destroy(iop);
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
