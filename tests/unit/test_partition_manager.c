@@ -7,6 +7,8 @@
  * removes its directory; a re-created topic of the same name starts empty.
  */
 #include "cluster/partition_manager.h"
+#include "cluster/topic_config.h"
+#include "config/config.h"
 #include "kafka/errors.h"
 #include "reactor/io.h"
 #include "storage/batch.h"
@@ -248,6 +250,42 @@ TEST(settings_from_configs)
     CHECK_EQ(s.max_message_bytes, 1048588);
     CHECK(!s.log_append_time);
     CHECK(!s.compact);
+    topic_table_free(&tt);
+}
+
+TEST(settings_follow_broker_defaults)
+{
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, NULL, NULL), 0);
+    topic_config_kv kv[1] = {{"retention.ms", "5000"}};
+    CHECK_EQ(topic_table_create(&tt, "o", 1, 1, kv, 1, false, (const uint8_t *)"0123456789abcdeX"),
+             0);
+    CHECK_EQ(
+        topic_table_create(&tt, "n", 1, 1, NULL, 0, false, (const uint8_t *)"0123456789abcdeY"), 0);
+    al_config cfg;
+    config_init(&cfg);
+    CHECK_EQ(config_change(&cfg, NULL, "kafka_batch_max_bytes", "7000", NULL, 0), 0);
+    CHECK_EQ(config_change(&cfg, NULL, "log_retention_ms", "60000", NULL, 0), 0);
+    CHECK_EQ(config_change(&cfg, NULL, "log_segment_size", "1M", NULL, 0), 0);
+    CHECK_EQ(config_change(&cfg, NULL, "log_message_timestamp_type", "LogAppendTime", NULL, 0),
+             0);
+    struct broker_config_defaults d;
+    broker_config_defaults_build(&cfg, &d);
+    pm_topic_settings s;
+    storage_log_config c;
+    pm_topic_resolve(topic_table_find(&tt, "n", 1), &d, &s, &c);
+    CHECK_EQ(s.max_message_bytes, 7000);
+    CHECK(s.log_append_time);
+    CHECK_EQ(c.max_message_bytes, 7000);
+    CHECK_EQ(c.retention_ms, 60000);
+    CHECK_EQ(c.segment_bytes, 1 << 20);
+    pm_topic_resolve(topic_table_find(&tt, "o", 1), &d, &s, &c); /* its override wins */
+    CHECK_EQ(c.retention_ms, 5000);
+    CHECK_EQ(s.max_message_bytes, 7000);
+    pm_topic_resolve(topic_table_find(&tt, "n", 1), NULL, &s, &c); /* Kafka's defaults */
+    CHECK_EQ(s.max_message_bytes, 1048588);
+    CHECK_EQ(c.retention_ms, 604800000);
+    CHECK_EQ(c.segment_bytes, 1073741824u);
     topic_table_free(&tt);
 }
 
