@@ -78,6 +78,8 @@ struct raft_replica {
     /* reads */
     storage_read *rd; /* the one read issued to storage (heap: outlives a pending read) */
     bool rd_busy;
+    uint64_t log_gen; /* bumped whenever offsets may be rewritten (truncation, reset) */
+    uint64_t rd_gen;  /* log_gen when the pending read was issued */
     rbuf pre;         /* a completed asynchronous read, served to the next log op read */
     rbuf call[CALL_READS];
     uint32_t n_call;
@@ -353,6 +355,10 @@ static void rd_cb(storage_read *sr)
         storage_read_release(sr);
         return;
     }
+    if (r->rd_gen != r->log_gen) { /* read before a truncation: those entries may be gone */
+        storage_read_release(sr);
+        return;
+    }
     rbuf_free(&r->pre);
     rd_take(r, &r->pre);
     /* The group asked for these entries: let it send them now rather than at the next tick. */
@@ -362,6 +368,16 @@ static void rd_cb(storage_read *sr)
     }
 }
 
+/* Entries read back must be what the log holds now (a stale read would send another
+ * leader's entries under these offsets): their terms match the log's. */
+static int checked_entries(raft_replica *r, const rbuf *b, int64_t from, raft_entry *out,
+                           int max, size_t max_bytes)
+{
+    int n = rbuf_entries(b, from, out, max, max_bytes);
+    for (int i = 0; i < n; i++) AL_ASSERT(op_term_at(r, out[i].offset) == out[i].term);
+    return n;
+}
+
 static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes)
 {
     raft_replica *r = ctx;
@@ -369,7 +385,7 @@ static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max
         if (r->n_call == CALL_READS) return 0;
         r->call[r->n_call] = r->pre; /* the call list owns it now: freed after the drain */
         memset(&r->pre, 0, sizeof(r->pre));
-        return rbuf_entries(&r->call[r->n_call++], from, out, max, max_bytes);
+        return checked_entries(r, &r->call[r->n_call++], from, out, max, max_bytes);
     }
     if (r->rd_busy || r->n_call == CALL_READS) return 0;
     storage_read *sr = r->rd;
@@ -378,6 +394,7 @@ static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max
     sr->max_bytes = max_bytes;
     sr->cb = rd_cb;
     sr->ctx = r;
+    r->rd_gen = r->log_gen;
     int rc = storage_log_read(r->log, sr);
     if (rc == 0) {
         r->rd_busy = true;
@@ -387,7 +404,7 @@ static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max
     if (rc < 0) return rc;
     rbuf *b = &r->call[r->n_call++];
     rd_take(r, b);
-    return rbuf_entries(b, from, out, max, max_bytes);
+    return checked_entries(r, b, from, out, max, max_bytes);
 }
 
 /* ---------------------------------------------------------------- sending */
@@ -609,6 +626,7 @@ static void apply(raft_replica *r, const raft_action *a)
         break;
     case RAFT_ACT_TRUNCATE:
         rbuf_free(&r->pre);
+        r->log_gen++;
         r->tr = (storage_truncation){.offset = a->offset, .cb = trunc_cb, .ctx = r};
         rc = storage_log_truncate_suffix_async(r->log, &r->tr);
         r->st.truncations++;
@@ -713,6 +731,8 @@ static void trunc_done(raft_replica *r, int res)
         fail_replica(r, "log truncation", res);
         return;
     }
+    rbuf_free(&r->pre); /* a read that finished while it waited saw the old suffix */
+    r->log_gen++;
     int rc = conf_truncated(r, r->tr.offset);
     if (rc < 0) {
         fail_replica(r, "rewriting raft_conf after a truncation", rc);
@@ -785,6 +805,7 @@ static void reset(raft_replica *r)
     raft_group_free(&r->g);
     r->pend_append = r->pend_flush = false;
     rbuf_free(&r->pre);
+    r->log_gen++; /* the log may have dropped its unflushed suffix */
     int rc = group_create(r);
     if (rc < 0) {
         fail_replica(r, "recreating the group", rc);
