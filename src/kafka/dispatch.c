@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "metrics/metrics.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 /*
@@ -71,15 +72,138 @@ int kafka_req_peek(const uint8_t *frame, size_t len, int16_t *api_key, int16_t *
     return 0;
 }
 
+/*
+ * Request pool: a thread's freed requests are kept (at most REQ_POOL_MAX) with their decode
+ * arena's blocks and a small response buffer, so the steady state of a connection costs no
+ * malloc for the req, its arena or a small response. Thread-local: a request is freed on its
+ * connection's shard, and whichever thread frees it keeps it. A request that used a lot of
+ * arena or response memory gives that back instead. At thread exit the pool is freed.
+ */
+#define REQ_POOL_MAX 64
+#define REQ_POOL_KEEP_ARENA (16u * 1024) /* keep the arena of requests that used this much */
+#define REQ_POOL_KEEP_RESP (16u * 1024)  /* keep response buffers up to this capacity */
+#define REQ_POOL_KEEP_FRAME (16u * 1024) /* keep frame buffers up to this capacity */
+
+struct req_pool {
+    kafka_req *head; /* linked through next */
+    int n;
+    bool registered;
+};
+static __thread struct req_pool req_pool;
+static pthread_key_t req_pool_key;
+static pthread_once_t req_pool_once = PTHREAD_ONCE_INIT;
+
+static void req_pool_destroy(void *arg)
+{
+    struct req_pool *pool = arg;
+    for (int guard = 0; pool->head && guard <= REQ_POOL_MAX; guard++) {
+        kafka_req *r = pool->head;
+        pool->head = r->next;
+        kafka_arena_free(&r->arena);
+        free(r->resp_keep);
+        free(r->frame_keep);
+        free(r);
+    }
+    pool->n = 0;
+}
+
+static void req_pool_key_make(void)
+{
+    AL_ASSERT(pthread_key_create(&req_pool_key, req_pool_destroy) == 0);
+}
+
+/* Keeps r for reuse (its frame already freed), or frees it. */
+static void req_pool_put(kafka_req *r)
+{
+    struct req_pool *pool = &req_pool;
+    if (pool->n >= REQ_POOL_MAX) goto drop;
+    if (!pool->registered) {
+        pthread_once(&req_pool_once, req_pool_key_make);
+        if (pthread_setspecific(req_pool_key, pool) != 0) goto drop;
+        pool->registered = true;
+    }
+    if (r->arena.used > REQ_POOL_KEEP_ARENA) kafka_arena_free(&r->arena);
+    if (r->resp_keep && r->keep_cap > REQ_POOL_KEEP_RESP) {
+        free(r->resp_keep);
+        r->resp_keep = NULL;
+        r->keep_cap = 0;
+    }
+    r->next = pool->head;
+    pool->head = r;
+    pool->n++;
+    return;
+drop:
+    kafka_arena_free(&r->arena);
+    free(r->resp_keep);
+    free(r->frame_keep);
+    free(r);
+}
+
+/* A zeroed request, from the pool (keeping its arena blocks and response buffer) or new. */
+static kafka_req *req_pool_take(void)
+{
+    struct req_pool *pool = &req_pool;
+    kafka_req *r = pool->head;
+    if (!r) return calloc(1, sizeof(*r));
+    pool->head = r->next;
+    pool->n--;
+    kafka_arena arena = r->arena;
+    uint8_t *keep = r->resp_keep, *fkeep = r->frame_keep;
+    size_t keep_cap = r->keep_cap, fcap = r->frame_cap;
+    memset(r, 0, sizeof(*r));
+    kafka_arena_reset(&arena);
+    r->arena = arena;
+    r->resp_keep = keep;
+    r->keep_cap = keep_cap;
+    r->frame_keep = fkeep;
+    r->frame_cap = fcap;
+    return r;
+}
+
+static kafka_req *kafka_req_init(kafka_req *req, uint8_t *mem, uint8_t *frame,
+                                 size_t frame_len);
+
 kafka_req *kafka_req_new(uint8_t *frame, size_t frame_len)
 {
     return kafka_req_new_in(NULL, frame, frame_len);
 }
 
+kafka_req *kafka_req_new_copy(const uint8_t *frame, size_t frame_len)
+{
+    kafka_req *req = req_pool_take();
+    if (!req) return NULL;
+    uint8_t *buf = req->frame_keep;
+    size_t cap = req->frame_cap;
+    if (!buf || cap < frame_len) {
+        cap = AL_MAX(frame_len, (size_t)1);
+        buf = malloc(cap);
+        if (!buf) {
+            req_pool_put(req);
+            return NULL;
+        }
+        free(req->frame_keep);
+    }
+    req->frame_keep = NULL;
+    req->frame_cap = 0;
+    memcpy(buf, frame, frame_len);
+    kafka_req *r = kafka_req_init(req, NULL, buf, frame_len);
+    r->frame_cap = cap;
+    return r;
+}
+
 kafka_req *kafka_req_new_in(uint8_t *mem, uint8_t *frame, size_t frame_len)
 {
-    kafka_req *req = calloc(1, sizeof(*req));
+    kafka_req *req = req_pool_take();
     if (!req) return NULL;
+    free(req->frame_keep); /* a frame of its own comes with this one */
+    req->frame_keep = NULL;
+    req->frame_cap = 0;
+    return kafka_req_init(req, mem, frame, frame_len);
+}
+
+/* Fills a fresh (pooled or new) req for its frame: owners, limits. */
+static kafka_req *kafka_req_init(kafka_req *req, uint8_t *mem, uint8_t *frame, size_t frame_len)
+{
     req->frame = frame;
     req->frame_mem = mem;
     req->frame_len = frame_len;
@@ -90,17 +214,32 @@ kafka_req *kafka_req_new_in(uint8_t *mem, uint8_t *frame, size_t frame_len)
      * frame cannot claim 32x its size. */
     size_t extra = frame_len * 28;
     if (extra > ((size_t)64 << 20)) extra = (size_t)64 << 20;
-    kafka_arena_init(&req->arena, frame_len * 4 + extra + KAFKA_REQ_ARENA_EXTRA);
+    /* A pooled arena keeps its blocks (reset); only the limit is this request's. */
+    req->arena.limit = frame_len * 4 + extra + KAFKA_REQ_ARENA_EXTRA;
     return req;
 }
 
 void kafka_req_free(kafka_req *req)
 {
     if (!req) return;
-    kafka_arena_free(&req->arena);
-    free(req->frame_mem ? req->frame_mem : req->frame);
-    free(req->resp);
-    free(req);
+    if (!req->frame_mem && req->frame && req->frame_cap && req->frame_cap <= REQ_POOL_KEEP_FRAME) {
+        req->frame_keep = req->frame; /* kafka_req_new_copy's buffer: kept for the next one */
+    } else {
+        free(req->frame_mem ? req->frame_mem : req->frame);
+        req->frame_cap = 0;
+    }
+    req->frame = req->frame_mem = NULL;
+    if (req->resp) { /* the response buffer becomes the spare (the larger one stays) */
+        if (req->resp_keep && req->keep_cap >= req->resp_cap) {
+            free(req->resp);
+        } else {
+            free(req->resp_keep);
+            req->resp_keep = req->resp;
+            req->keep_cap = req->resp_cap;
+        }
+        req->resp = NULL;
+    }
+    req_pool_put(req);
 }
 
 static void complete(kafka_req *req)
@@ -118,6 +257,7 @@ void kafka_req_fail(kafka_req *req, int err, const char *why)
     free(req->resp);
     req->resp = NULL;
     req->resp_len = 0;
+    req->resp_cap = 0;
     complete(req);
 }
 
@@ -139,7 +279,9 @@ static int encode_response(kafka_req *req, const void *resp, int16_t version)
     size_t bsize = kafka_response_size(req->api_key, version, resp);
     if (hsize + bsize > INT32_MAX) return AL_ETOOLARGE;
     size_t total = 4 + hsize + bsize;
-    uint8_t *buf = malloc(total);
+    /* The pooled spare buffer when it is large enough (no malloc for a small response). */
+    bool spare = req->resp_keep && req->keep_cap >= total;
+    uint8_t *buf = spare ? req->resp_keep : malloc(total);
     if (!buf) return -ENOMEM;
     al_wr wr = al_wr_make(buf, total);
     al_wr_u32(&wr, (uint32_t)(hsize + bsize));
@@ -148,11 +290,16 @@ static int encode_response(kafka_req *req, const void *resp, int16_t version)
     if (!rc && wr.err) rc = wr.err;
     if (!rc && wr.p != buf + total) rc = AL_EMALFORMED; /* size() and encode() disagree */
     if (rc) {
-        free(buf);
+        if (!spare) free(buf);
         return rc;
     }
     free(req->resp);
     req->resp = buf;
+    req->resp_cap = spare ? req->keep_cap : total;
+    if (spare) {
+        req->resp_keep = NULL;
+        req->keep_cap = 0;
+    }
     req->resp_len = total;
     return 0;
 }

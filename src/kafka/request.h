@@ -63,6 +63,9 @@ struct kafka_req {
     enum kafka_req_state state;
     uint8_t *resp;              /* whole response frame, with its 4-byte size (malloc'd) */
     size_t resp_len;
+    size_t resp_cap;            /* private (request pool): capacity of resp */
+    uint8_t *resp_keep;         /* private: a spare response buffer from the pool */
+    size_t keep_cap;            /* private: its capacity */
     bool no_response;           /* answered, but nothing goes on the wire (acks=0) */
     int fail;                   /* < 0: close the connection (set by kafka_req_fail) */
     const char *fail_reason;    /* static text for the connection's log line, or NULL */
@@ -71,6 +74,9 @@ struct kafka_req {
     uint8_t *frame;             /* the request frame without its size prefix */
     size_t frame_len;
     uint8_t *frame_mem;         /* the malloc'd block holding frame (frame itself if NULL) */
+    size_t frame_cap;           /* private (request pool): capacity of frame's buffer when
+                                   it came from kafka_req_new_copy, else 0 */
+    uint8_t *frame_keep;        /* private: a spare frame buffer from the pool */
     void *owner;                /* the connection (NULL once it closed) */
     void (*on_done)(kafka_req *req); /* called once when the req reaches KAFKA_REQ_DONE; if
                                         in_dispatch is set it must not free the req (the
@@ -129,12 +135,16 @@ void kafka_req_respond_none(kafka_req *req);
  * connection's log line with err. Calls on_done. */
 void kafka_req_fail(kafka_req *req, int err, const char *why);
 
-/* Frees what the request owns (frame, response, arena) and the req itself (malloc'd by
- * kafka_req_new). kafka_req_new takes ownership of frame (malloc'd). */
+/* kafka_req_new makes a request owning frame (malloc'd); kafka_req_free frees the frame and
+ * gives the req back: the calling thread keeps up to 64 freed requests with their arena
+ * blocks and a small response buffer for its next kafka_req_new (freed at thread exit). */
 kafka_req *kafka_req_new(uint8_t *frame, size_t frame_len);
 /* kafka_req_new for a frame inside a larger malloc'd block `mem` (the connection hands over its
  * receive buffer instead of copying a large frame out of it): the req frees mem. */
 kafka_req *kafka_req_new_in(uint8_t *mem, uint8_t *frame, size_t frame_len);
+/* kafka_req_new with a copy of frame in a buffer from the pool (no malloc in the steady state
+ * for frames <= 16 KiB). */
+kafka_req *kafka_req_new_copy(const uint8_t *frame, size_t frame_len);
 void kafka_req_free(kafka_req *req);
 
 /*

@@ -391,13 +391,8 @@ static kafka_req *conn_take_frame(net_conn *c, size_t size)
         }
         free(nb);
     }
-    uint8_t *frame = malloc(size ? size : 1);
-    kafka_req *r = frame ? kafka_req_new(frame, size) : NULL;
-    if (!r) {
-        free(frame);
-        return NULL;
-    }
-    memcpy(frame, c->rbuf + c->rpos + 4, size);
+    kafka_req *r = kafka_req_new_copy(c->rbuf + c->rpos + 4, size);
+    if (!r) return NULL;
     c->rpos += 4 + size;
     return r;
 }

@@ -3,7 +3,8 @@
  * request order when handlers finish out of order (deferred, completed later in reverse), no
  * bytes for "no response" requests, back-pressure (a connection stops being read at its
  * in-flight limit and resumes), frame-size errors close only the offending connection, and
- * shutdown with deferred requests outstanding frees everything (ASan checks).
+ * shutdown with deferred requests outstanding frees everything (ASan checks), large frames
+ * handed over without a copy, and pooled requests reused clean.
  *
  * The server runs in the test's thread (io_poll loop); a client thread uses blocking sockets.
  * The dispatch function here is a test handler (the dispatcher itself is tested in
@@ -398,6 +399,51 @@ TEST(large_frames_intact_and_in_order)
     CHECK(shard.frames_handed_over > 0); /* the no-copy path ran (and kept the bytes intact) */
     server_down();
     CHECK_EQ(shard.bytes, 0);
+}
+
+/* Requests come from a per-thread pool (kafka/dispatch.c): a reused one starts clean (no
+ * response, state, arena use or frame left from before) whatever its previous life was
+ * (answered large or small, failed, no response), and its frame is the new copy. */
+static void pool_noop_done(kafka_req *r) { (void)r; }
+
+TEST(request_pool_reuse_is_clean)
+{
+    uint8_t f[4096];
+    for (int round = 0; round < 300; round++) {
+        size_t len = (size_t)(8 + (round * 37) % 3000);
+        for (size_t i = 0; i < len; i++) f[i] = (uint8_t)(round + (int)i);
+        kafka_req *r = kafka_req_new_copy(f, len);
+        CHECK(r != NULL);
+        CHECK_EQ(r->frame_len, len);
+        CHECK_MEM(r->frame, f, len);
+        CHECK(r->resp == NULL && r->resp_len == 0 && r->state == KAFKA_REQ_NEW);
+        CHECK(!r->no_response && r->fail == 0 && r->owner == NULL && r->next == NULL);
+        CHECK_EQ(r->arena.used, 0);
+        CHECK_EQ(r->client_id.len, -1);
+        /* use the arena, then end the request one of four ways */
+        CHECK(kafka_arena_alloc(&r->arena, (size_t)(round % 5) * 9000 + 1) != NULL);
+        r->on_done = pool_noop_done;
+        r->api_key = KAFKA_API_API_VERSIONS;
+        r->api_version = 0;
+        r->correlation_id = round;
+        kafka_ApiVersionsResponse p;
+        kafka_ApiVersionsResponse_init(&p);
+        kafka_ApiVersionsResponse_ApiVersion keys[700];
+        memset(keys, 0, sizeof(keys));
+        p.ApiKeys = keys;
+        p.ApiKeys_count = round % 3 == 0 ? 700 : 1; /* ~4 KiB or a few bytes */
+        switch (round % 4) {
+        case 0:
+        case 1:
+            CHECK_EQ(kafka_req_respond(r, &p), 0);
+            CHECK(r->resp != NULL && r->resp_len > 4);
+            CHECK_EQ((int32_t)al_be32(r->resp + 4), round);
+            break;
+        case 2: kafka_req_respond_none(r); break;
+        default: kafka_req_fail(r, AL_EMALFORMED, "test"); break;
+        }
+        kafka_req_free(r);
+    }
 }
 
 static void *client_bad_frames(void *arg)
