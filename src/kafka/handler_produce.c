@@ -318,7 +318,7 @@ int kafka_handle_produce(kafka_req *req)
             job->len = pd->Records.len > 0 ? (size_t)pd->Records.len : 0;
             job->acks = in->Acks;
             job->version = req->api_version;
-            job->owner = data_owner(ds, t, pd->Index);
+            job->owner = pr_owner_shard(t, pd->Index, ds->smp); /* cluster: assigned shard */
         }
     }
     /* Everything is allocated: from here on nothing fails, so the jobs can go out. */

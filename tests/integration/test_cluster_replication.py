@@ -324,3 +324,31 @@ def test_leader_killed_mid_stream(cluster):
     while disk_records(c.nodes[leader], "fo", 0) < total and time.monotonic() < deadline:
         time.sleep(0.3)
     assert disk_records(c.nodes[leader], "fo", 0) == total
+
+
+def test_two_shards_per_node():
+    """Partitions live on the shard their assignment names: Raft messages are routed from shard
+    0 to it, heartbeat batches go to every shard, Produce/Fetch go to the assigned shard, and
+    Metadata is answered from every shard's copy of the leadership table."""
+    c = RaftCluster(smp=2).start()
+    ok = False
+    try:
+        create_topic(c, "s2", partitions=4, rf=3)
+        shards = set()
+        for part in range(4):
+            wait_leader(c, "s2", part)
+        for i in range(3):
+            text = c.nodes[i].log_text()
+            shards |= set(re.findall(r"\[shard (\d+)\] raft: s2/\d+: replica of group", text))
+        assert shards == {"0", "1"}, shards  # both shards host replicas
+        for part in range(4):
+            a, errs = produce(c, "s2", [b"p%d-%d" % (part, i) for i in range(100)],
+                              partition=part)
+            assert not errs and len(a) == 100, (part, errs[:3])
+            got = consume_all(c, "s2", part, max(o for o, _ in a) + 1)
+            assert sorted(got.values()) == sorted(v for _, v in a)
+        ok = True
+    finally:
+        c.stop()
+        if ok:
+            c.remove_files()
