@@ -76,6 +76,7 @@ struct rpc_peer {
     uint32_t backoff_ms;
     uint32_t fails;      /* failed attempts in a row */
     char refusal[640];   /* why the last HELLO was refused ("" if it was not) */
+    bool removed;        /* out of the table; freed once its connection is */
     rpc_pcall *calls_head, *calls_tail;
     uint32_t ncalls;
     struct rpc_peer_stats st;
@@ -459,11 +460,23 @@ static bool keep_live_calls(void *ctx, const uint8_t *f)
 
 /* The outbound connection of p is gone (freed): fail written calls, drop one-way frames,
  * back off and reconnect if anything still waits. */
+static void peer_free(rpc_peer *p)
+{
+    AL_ASSERT(p->conn == NULL && p->calls_head == NULL);
+    reactor_timer_cancel(p->r->shard, &p->timer);
+    outq_free(&p->q);
+    free(p);
+}
+
 static void peer_disconnected(rpc_peer *p, rpc_conn *c)
 {
     rpc *r = p->r;
     bool was_ready = c->ready;
     p->conn = NULL;
+    if (p->removed) {
+        peer_free(p);
+        return;
+    }
     char name[160];
     peer_name(p, name, sizeof(name));
     if (was_ready) {
@@ -1233,13 +1246,7 @@ static void rpc_maybe_free(rpc *r)
     reactor_timer_cancel(r->shard, &r->accept_timer);
     reactor_timer_cancel(r->shard, &r->xret_timer);
     if (r->lfd >= 0) io_close_now(r->io, r->lfd);
-    for (uint32_t i = 0; i < r->npeers; i++) {
-        rpc_peer *p = r->peers[i];
-        AL_ASSERT(p->conn == NULL && p->calls_head == NULL);
-        reactor_timer_cancel(r->shard, &p->timer);
-        outq_free(&p->q);
-        free(p);
-    }
+    for (uint32_t i = 0; i < r->npeers; i++) peer_free(r->peers[i]);
     free(r->peers);
     void (*done)(void *) = r->done;
     void *arg = r->done_arg;
@@ -1308,6 +1315,39 @@ int rpc_peer_set(rpc *r, int32_t node, const char *host, uint16_t port)
         return 0;
     }
     return peer_new(r, node, host, port) ? 0 : AL_EFULL;
+}
+
+int rpc_peer_remove(rpc *r, int32_t node)
+{
+    if (r->stopping) return AL_ECLOSED;
+    rpc_peer *p = peer_by_id(r, node);
+    if (!p) return AL_ENOTFOUND;
+    for (uint32_t i = 0; i < r->npeers; i++) {
+        if (r->peers[i] == p) {
+            r->peers[i] = r->peers[--r->npeers];
+            break;
+        }
+    }
+    r->st.peers = r->npeers;
+    p->removed = true;
+    char name[160], text[220];
+    snprintf(text, sizeof(text), "%s was removed from the peer table",
+             peer_name(p, name, sizeof(name)));
+    log_info("rpc", "%s", text);
+    r->depth++;
+    reactor_timer_cancel(r->shard, &p->timer);
+    rpc_pcall *calls = calls_detach(p, false);
+    if (p->conn) {
+        rpc_conn *c = p->conn;
+        conn_close(c, AL_LOG_DEBUG, "its node was removed", 0);
+        conn_maybe_free(c); /* frees p with it when nothing is pending */
+    } else {
+        peer_free(p);
+    }
+    calls_fail(calls, AL_ECLOSED, text);
+    r->depth--;
+    rpc_maybe_free(r);
+    return 0;
 }
 
 int rpc_handler_set(rpc *r, uint16_t type, rpc_handler_fn fn, void *ctx)

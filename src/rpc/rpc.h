@@ -23,7 +23,7 @@
  * messages (their users, like Raft, retry) and kept for calls (written again on the next
  * connection until their timeout). Writes are batched: everything queued while a send is in
  * flight goes out in the next send. Each peer's queue is bounded in bytes (peer_queue_bytes):
- * over it a send returns AL_EFULL (back off and retry later).
+ * over it a send returns AL_EFULL (back off and retry later); a message alone always fits.
  *
  * CALLS. rpc_call() sends a request and later calls cb exactly once with the response, or with
  * AL_ETIMEDOUT (no answer within timeout_ms: the peer may still act on the request),
@@ -90,6 +90,11 @@ void rpc_stop(rpc *r, void (*done)(void *arg), void *arg);
  * through rpc_call_addr) with this address takes the id. Returns 0, AL_EINVAL (bad id or
  * host), AL_EFULL (peer table full: 4096), AL_ECLOSED (stopped). */
 int rpc_peer_set(rpc *r, int32_t node, const char *host, uint16_t port);
+
+/* Removes node `node` from the table: its pending calls complete with AL_ECLOSED, its queue
+ * is dropped, its connection closed; sends to it then return AL_ENOTFOUND (rpc_peer_set adds
+ * it again). Returns 0, AL_ENOTFOUND, AL_ECLOSED (stopped). */
+int rpc_peer_remove(rpc *r, int32_t node);
 
 /* ---- handlers ---- */
 

@@ -432,6 +432,12 @@ static void peer_fn(void *arg)
     p->err = rpc_peer_set(eps[p->at].r, p->node, p->host, p->port);
 }
 
+static void remove_fn(void *arg)
+{
+    struct peer_job *p = arg;
+    p->err = rpc_peer_remove(eps[p->at].r, p->node);
+}
+
 static int peer_set(int32_t at, int32_t node, const char *host, uint16_t port)
 {
     struct peer_job p = {at, node, host, port, 0};
@@ -778,6 +784,16 @@ static bool parked_n(void *arg)
     return eps[2].nparked + eps[3].nparked >= n;
 }
 
+static bool echo_works(int32_t from, int32_t to)
+{
+    struct callrec rec;
+    if (call(from, to, T_ECHO, "z", 1, 5000, &recs[0]) != 0) return false;
+    int n = 1;
+    if (!wait_for(recs_done, &n, 10000)) return false;
+    rec = recs[0];
+    return rec.n == 1 && rec.err == 0 && rec.from == to;
+}
+
 TEST(calls_sync_deferred_errors)
 {
     env_up();
@@ -838,6 +854,26 @@ TEST(calls_sync_deferred_errors)
     CHECK(wait_for(recs_done, &n, 10000));
     CHECK_EQ(recs[0].err, 0);
     CHECK_EQ(recs[0].from, 1);
+    /* Removing a peer ends its pending calls at once; adding it back works. */
+    eps[2].nparked = 0;
+    uint8_t tag = 9;
+    CHECK_EQ(call(1, 2, T_PARK, &tag, 1, 8000, &recs[0]), 0);
+    n = 1;
+    int one_parked = 1;
+    CHECK(wait_for(parked_n, &one_parked, 10000));
+    struct peer_job pj = {.at = 1, .node = 2};
+    on_shard(0, remove_fn, &pj);
+    CHECK_EQ(pj.err, 0);
+    CHECK(wait_for(recs_done, &n, 2000));
+    CHECK_EQ(recs[0].err, AL_ECLOSED);
+    CHECK(strstr(recs[0].text, "removed") != NULL);
+    CHECK_EQ(call(1, 2, T_ECHO, "x", 1, 100, &recs[1]), AL_ENOTFOUND);
+    CHECK_EQ(stats(1, 2).err, AL_ENOTFOUND);
+    on_shard(0, remove_fn, &pj);
+    CHECK_EQ(pj.err, AL_ENOTFOUND);
+    CHECK_EQ(peer_set(1, 2, "127.0.0.1", eps[2].port), 0);
+    CHECK(echo_works(1, 2));
+    eps[2].nparked = 0; /* its connection is gone: a late answer would find nobody */
     for (int i = 0; i < 3; i++) CHECK_EQ(eps[ids[i]].errors, 0);
     env_down();
 }
@@ -1023,15 +1059,6 @@ static int raw_hello(int fd, int32_t id, const char *cluster, uint8_t *ans, size
     return -1;
 }
 
-static bool echo_works(int32_t from, int32_t to)
-{
-    struct callrec rec;
-    if (call(from, to, T_ECHO, "z", 1, 5000, &recs[0]) != 0) return false;
-    int n = 1;
-    if (!wait_for(recs_done, &n, 10000)) return false;
-    rec = recs[0];
-    return rec.n == 1 && rec.err == 0 && rec.from == to;
-}
 
 TEST(hostile_input_closes_only_that_connection)
 {
@@ -1378,7 +1405,8 @@ static uint64_t sim_run(uint64_t seed, uint32_t drop_ppm)
     struct rpc_stats st1, st2;
     rpc_stats_get(sn[1].r, &st1);
     rpc_stats_get(sn[2].r, &st2);
-    CHECK(st1.keepalive_closes + st2.keepalive_closes >= 2);
+    /* (With random resets the 1-2 connections may already be down when the hang starts.) */
+    if (drop_ppm == 0) CHECK(st1.keepalive_closes + st2.keepalive_closes >= 2);
     struct rpc_peer_stats ps;
     CHECK_EQ(rpc_peer_stats_get(sn[0].r, 1, &ps), 0);
     CHECK(ps.disconnects + ps.connect_errors >= 1);
