@@ -468,17 +468,23 @@ static void propose(sim *s, uint64_t tag)
         sq->q.wait = rng_next(&s->rng) % 4 ? RAFT_WAIT_COMMIT : RAFT_WAIT_APPEND;
         sq->q.validated = rng_next(&s->rng) % 2; /* the Produce path checked them already */
         sq->q.cb = on_repl;
+        sq->pending = true; /* the callback may run before raft_replicate returns */
         int rc = raft_replicate(nd->r, buf, len, &sq->q);
-        if (rc < 0) continue;
+        if (rc < 0) {
+            sq->pending = false;
+            continue;
+        }
+        if (rc == 1) sq->pending = false;
         /* the hash of the first batch (stamped in place) identifies the request */
         storage_batch_hdr h;
         storage_batch_parse_header(buf, len, &h);
         sq->hash = hash_bytes(buf, storage_batch_size(&h));
-        if (sq->q.base_offset != h.base_offset || h.leader_epoch != sq->q.term)
+        bool failed_at_once = !sq->pending && rc == 0 && sq->q.res != 0; /* storage error */
+        if (!failed_at_once &&
+            (sq->q.base_offset != h.base_offset || h.leader_epoch != sq->q.term))
             sim_fail(s, "replicate: stamped %" PRId64 "/%d, reported %" PRId64 "/%" PRId64,
                      h.base_offset, h.leader_epoch, sq->q.base_offset, sq->q.term);
         if (rc == 1) s->acked1++;
-        sq->pending = rc == 0;
         s->n_reqs++;
         /* every node that believes it leads gets one: a deposed leader cut off from the others
          * keeps appending entries that the new leader later truncates away */
@@ -497,11 +503,12 @@ static sreq *propose_at(sim *s, snode *nd, int wait, uint64_t tag, int *rc_out)
     sq->node = nd->idx;
     sq->q.wait = wait;
     sq->q.cb = on_repl;
+    sq->pending = true; /* the callback may run before raft_replicate returns */
     int rc = raft_replicate(nd->r, buf, len, &sq->q);
     if (rc_out) *rc_out = rc;
+    if (rc != 0) sq->pending = false;
     if (rc < 0) return NULL;
     sq->hash = hash_bytes(buf, len);
-    sq->pending = rc == 0;
     s->n_reqs++;
     return sq;
 }
