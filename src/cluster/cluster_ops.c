@@ -316,6 +316,12 @@ void cl_ensure_consumer_offsets(cluster *cl)
     if (cl->co_busy || !cl->st.has_cluster_id || cl->st.n_brokers == 0 ||
         topic_table_find(&cl->st.topics, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS)))
         return;
+    /* Not at founding (it would get RF 1 and could never fail over): once 3 nodes are active
+     * (RF 3), or earlier on first use (FindCoordinator, src/kafka/handler_groups.c). */
+    int32_t active = 0;
+    for (int32_t i = 0; i < cl->st.n_brokers; i++)
+        active += cl->st.brokers[i].membership == CONTROLLER_NODE_ACTIVE;
+    if (active < 3) return;
     struct {
         struct data_topic_op op;
         struct data_topic_item item;
@@ -331,8 +337,7 @@ void cl_ensure_consumer_offsets(cluster *cl)
     o->op.n = 1;
     snprintf(o->item.name, sizeof(o->item.name), "%s", TOPIC_CONSUMER_OFFSETS);
     o->item.partitions = TOPIC_CONSUMER_OFFSETS_PARTITIONS;
-    /* RF = min(3, active nodes): at founding that is 1 (written down in ARCHITECTURE.md). */
-    o->item.replication_factor = -1;
+    o->item.replication_factor = -1; /* min(3, active nodes) = 3 here */
     o->item.configs = o->kv;
     o->item.n_configs = 2;
     cl->co_busy = true;

@@ -81,6 +81,7 @@ struct group {
     char **subscribed;
     struct coord_hmap offsets;
     bool has_meta; /* loading: a GroupMetadata value is in effect */
+    bool loaded;   /* loading: touched by a record since the last load_done */
 };
 
 /* ---- small helpers ---- */
@@ -1789,6 +1790,7 @@ int group_coordinator_load(struct group_coordinator *c, const uint8_t *key, size
         }
         g->state_ts = -1;
     }
+    g->loaded = true;
     if (k.kind == GROUP_KEY_KIND_OFFSET) {
         char *topic = xstrdup_cs(k.topic);
         if (!value) {
@@ -1840,6 +1842,11 @@ void group_coordinator_load_done(struct group_coordinator *c, int64_t now)
     while (n) {
         struct coord_hnode *next = coord_hmap_next(&c->groups, n, &b);
         struct group *g = AL_CONTAINER_OF(n, struct group, node);
+        if (!g->loaded) { /* live before this load (another partition's group) */
+            n = next;
+            continue;
+        }
+        g->loaded = false;
         if (!g->has_meta && g->offsets.count == 0 && g->nmembers == 0 && g->generation == 0 &&
             g->state == GROUP_EMPTY) {
             group_destroy(c, g, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);

@@ -304,8 +304,10 @@ int16_t group_delete(struct group_coordinator *c, const char *group_id, int64_t 
 int group_coordinator_load(struct group_coordinator *c, const uint8_t *key, size_t key_len,
                            const uint8_t *value, size_t value_len, int64_t now_ms);
 
-/* Ends loading: groups with members become Stable with fresh session deadlines; groups with only
- * offsets are Empty. */
+/* Ends loading: the groups the records since the previous load_done touched settle: those with
+ * members become Stable with fresh session deadlines, those with only offsets Empty, those left
+ * with nothing are dropped. Groups live before the load (another __consumer_offsets partition's,
+ * when partitions load one at a time as this node becomes their leader) are left alone. */
 void group_coordinator_load_done(struct group_coordinator *c, int64_t now_ms);
 
 /* True between the first group_coordinator_load and load_done: handlers answer group requests

@@ -59,6 +59,14 @@ int producer_ids_reserved(struct producer_ids *p, int64_t block_end)
     return 0;
 }
 
+int producer_ids_grant(struct producer_ids *p, int64_t first, int64_t count)
+{
+    if (count < 1 || first < p->next_id || first > INT64_MAX - count) return AL_EINVAL;
+    p->next_id = first;
+    p->block_end = first + count;
+    return 0;
+}
+
 static struct issued_id *issued_find(const struct producer_ids *p, int64_t id)
 {
     uint64_t h = coord_hash_u64((uint64_t)id);

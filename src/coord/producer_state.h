@@ -68,6 +68,14 @@ int64_t producer_ids_reservation(const struct producer_ids *p);
 int producer_ids_reserved(struct producer_ids *p, int64_t block_end);
 
 /*
+ * Cluster mode: the ids [first, first + count) were durably granted to this node (a committed
+ * ALLOC_IDS command of the controller): they replace what is left of the current block (the
+ * caller asks only once it is used up). Returns 0, or AL_EINVAL when count < 1 or the grant does
+ * not lie above every id handed out so far (ids only grow: a grant never repeats one).
+ */
+int producer_ids_grant(struct producer_ids *p, int64_t first, int64_t count);
+
+/*
  * InitProducerId for a producer without transactional.id. `cur_id`/`cur_epoch` are the request's
  * ProducerId/ProducerEpoch (-1/-1 for a new producer). Rules:
  *  - (-1, -1): a new id with epoch 0;

@@ -1,6 +1,6 @@
 /*
  * handler_groups.c — the consumer-group APIs on top of the coordinator logic in coord/group.h:
- * FindCoordinator 0-4 (always this node), JoinGroup 0-5, SyncGroup 0-3, Heartbeat 0-3,
+ * FindCoordinator 0-4, JoinGroup 0-5, SyncGroup 0-3, Heartbeat 0-3,
  * LeaveGroup 0-3, OffsetCommit 0-7, OffsetFetch 0-9, DescribeGroups 0-4, ListGroups 0-4,
  * DeleteGroups 0-2, OffsetDelete 0.
  *
@@ -19,24 +19,41 @@
  * members' requests); when the call emitted records, those jobs are released only after the
  * flush covering them returned, so nothing is acknowledged before it is on disk. A failed flush
  * turns the answers into COORDINATOR_NOT_AVAILABLE.
+ *
+ * Cluster mode (issue 7; __consumer_offsets partitions are Raft replicas, partition_raft.h):
+ * FindCoordinator answers the node leading the group's partition (leadership table), and asks
+ * the controller to create __consumer_offsets on first use. Only that leader coordinates the
+ * group: elsewhere every group request gets NOT_COORDINATOR. Per partition the shard keeps a
+ * state (struct gpart): when it becomes leader it waits until the commit index covers the log
+ * found at election, then replays the committed records (COORDINATOR_LOAD_IN_PROGRESS, or the
+ * API's loading answer, meanwhile); when it stops leading (or the term changes) the groups are
+ * dropped, pending joins and syncs answered NOT_COORDINATOR. Records go through raft_replicate
+ * and the scope's jobs are answered once they commit on a majority (struct gwait); a commit
+ * lost with the leadership answers NOT_COORDINATOR. Leadership is looked at on every request
+ * and every 100 ms tick.
  */
 #include "kafka/handlers_data.h"
 
 #include "base/log.h"
+#include "cluster/cluster.h"
 #include "cluster/data_plane.h"
-#include "raft/replica.h"
+#include "cluster/partition_raft.h"
 #include "config/config.h"
 #include "coord/group.h"
 #include "coord/group_records.h"
 #include "metrics/metrics.h"
+#include "raft/replica.h"
 #include "storage/batch.h"
+#include "storage/log_raft.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define GS_TICK_NS   (100ull * 1000000ull)
 #define GS_MAX_PARTS 256 /* __consumer_offsets partitions tracked per scope */
+#define GS_CREATE_NS (2000ull * 1000000ull) /* cluster: between asks to create the topic */
 
 struct gctx;
 struct gjob;
@@ -55,6 +72,8 @@ struct gjob {
     void *slot;        /* API-specific response piece */
     void *arg;         /* API-specific request piece */
     int64_t now_ms;
+    bool any_part;     /* ListGroups: not about one group (no leadership check) */
+    bool loading;      /* cluster: the group's partition is being loaded (set on S) */
     struct gjob *next_done;
 };
 
@@ -71,11 +90,43 @@ struct gctx {
     void *finish_arg;                 /* for finish */
 };
 
+/*
+ * Cluster mode: jobs waiting for the Raft commit of the records their call emitted. One
+ * reference per raft_replicate in flight plus one held by the scope until it ends; the last
+ * one out releases the jobs (with err, if any commit failed). Heap-owned: it outlives the shard's
+ * coordinator if the replicas fail their waiters at shutdown.
+ */
+struct gwait {
+    int refs;
+    int16_t err;
+    struct gjob *jobs;
+};
+
+/* One record batch being replicated (cluster mode). */
+struct gcommit {
+    raft_replicate_req q;
+    struct gwait *w;
+};
+
 /* A coordinator call in progress on S: what it emitted and which jobs it completed. */
 struct gscope {
     int64_t last[GS_MAX_PARTS]; /* last offset appended per __consumer_offsets partition */
     bool any;
     struct gjob *done;
+    struct gwait *w; /* cluster mode: created by the first emit */
+};
+
+/*
+ * Cluster mode: this shard's coordinator state of one __consumer_offsets partition it hosts.
+ * NONE: not its leader (no groups held); WAIT: leader in `term`, waiting until the commit index
+ * reaches wait_to (the log end when it became leader: everything before its term is then
+ * committed); READY: the partition's groups were replayed (up to the commit index) in `term`.
+ */
+enum { GP_NONE = 0, GP_WAIT, GP_READY };
+struct gpart {
+    uint8_t state;
+    int64_t term;
+    int64_t wait_to;
 };
 
 struct gshard {
@@ -85,6 +136,8 @@ struct gshard {
     struct gscope *scope;
     uint8_t offsets_id[16];
     int32_t offsets_partitions;
+    bool cluster; /* cluster mode: partitions are Raft replicas (see gpart) */
+    struct gpart parts[GS_MAX_PARTS];
 };
 
 static _Thread_local struct gshard *tls_gs;
@@ -159,10 +212,56 @@ static void gscope_begin(struct gshard *gs, struct gscope *sc)
     gs->scope = sc;
 }
 
-/* Ends a scope: releases its completed jobs now, or after the flush of what it emitted. */
+/* Cluster mode: the jobs of a gwait whose commits all finished. */
+static void gwait_release(struct gwait *w)
+{
+    data_shard *ds = data_shard_self();
+    struct gjob *j = w->jobs;
+    while (j) {
+        struct gjob *next = j->next_done;
+        if (w->err && j->fail) j->fail(j, w->err);
+        if (ds) gjob_send_done(ds, j);
+        j = next;
+    }
+    free(w);
+}
+
+static void gwait_put(struct gwait *w)
+{
+    AL_ASSERT(w->refs > 0);
+    if (--w->refs == 0) gwait_release(w);
+}
+
+/* raft_replicate's callback (the partition's shard): one emitted batch committed or failed. */
+static void gcommit_done(raft_replicate_req *q)
+{
+    struct gcommit *gc = q->ctx;
+    struct gwait *w = gc->w;
+    if (q->res) {
+        /* Leadership lost (the records may or may not commit) or the replica closed: the
+         * client finds the coordinator again. A failed replica: not available. */
+        int16_t err = q->res == RAFT_ELOST || q->res == AL_ECLOSED
+                          ? KAFKA_ERR_NOT_COORDINATOR
+                          : KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        if (!w->err) w->err = err;
+        log_info("kafka", "group records at %" PRId64 " not committed: %s", q->base_offset,
+                 al_strerror(q->res));
+    }
+    free(gc);
+    gwait_put(w);
+}
+
+/* Ends a scope: releases its completed jobs now, or after the flush (single node) or the Raft
+ * commit (cluster mode) of what it emitted. */
 static void gscope_end(struct gshard *gs, struct gscope *sc)
 {
     gs->scope = NULL;
+    if (sc->w) {
+        AL_ASSERT(sc->w->jobs == NULL);
+        sc->w->jobs = sc->done;
+        gwait_put(sc->w); /* the scope's hold */
+        return;
+    }
     if (!sc->any) {
         struct gjob *j = sc->done;
         while (j) {
@@ -204,6 +303,46 @@ static void gscope_end(struct gshard *gs, struct gscope *sc)
 
 /* ---- the coordinator's storage ---- */
 
+/*
+ * Cluster mode: replicates one batch of group records through the partition's Raft replica
+ * (leader only; a direct append would fork the replica's log). The jobs of the current scope
+ * are answered once it commits on a majority (gscope_end, gcommit_done). Refused (AL_ECLOSED)
+ * unless the partition is READY in the replica's current term: groups loaded in an earlier
+ * term must not write into a later one. Returns 0 or a negative error (the change is refused).
+ */
+static int gs_emit_raft(struct gshard *gs, pm_partition *p, int32_t part, uint8_t *buf,
+                        size_t size)
+{
+    const struct gpart *g = &gs->parts[part];
+    if (g->state != GP_READY || !pr_is_leader(p) || raft_replica_term(p->rr) != g->term)
+        return AL_ECLOSED;
+    struct gwait *w = gs->scope ? gs->scope->w : NULL;
+    bool own = false;
+    if (!w) {
+        w = calloc(1, sizeof(*w));
+        if (!w) return -ENOMEM;
+        w->refs = 1; /* the scope's hold (or ours, outside a scope) */
+        own = gs->scope == NULL;
+        if (gs->scope) gs->scope->w = w;
+    }
+    struct gcommit *gc = calloc(1, sizeof(*gc));
+    int rc = -ENOMEM;
+    if (gc) {
+        gc->w = w;
+        gc->q.wait = RAFT_WAIT_COMMIT;
+        gc->q.cb = gcommit_done;
+        gc->q.ctx = gc;
+        w->refs++;
+        rc = raft_replicate(p->rr, buf, size, &gc->q);
+        if (rc < 0) {
+            w->refs--;
+            free(gc);
+        }
+    }
+    if (own) gwait_put(w);
+    return rc < 0 ? rc : 0;
+}
+
 static int gs_emit(void *vctx, const char *group_id, const struct group_record *recs, int n)
 {
     struct gshard *gs = vctx;
@@ -230,27 +369,22 @@ static int gs_emit(void *vctx, const char *group_id, const struct group_record *
         int64_t size = storage_batch_build(buf, cap, &bp, br, n);
         storage_append_result res;
         if (size >= 0 && p->rr) {
-            /* Cluster mode: the partition is a Raft replica's log; only its leader writes, and
-             * only through Raft (a direct append would fork the replica's log). The answer
-             * still waits for the local flush only: committed on RF 1 (__consumer_offsets at
-             * founding), not yet on more replicas (docs/ARCHITECTURE.md). */
-            raft_replicate_req q;
-            memset(&q, 0, sizeof(q));
-            q.wait = RAFT_WAIT_APPEND;
-            int rc = raft_replicate(p->rr, buf, (size_t)size, &q);
-            err = rc < 0 ? rc : 0;
-            res.base_offset = q.base_offset;
-            res.last_offset = q.last_offset;
-        } else {
-            err = size < 0 ? (int)size
-                           : storage_log_append(p->log, PM_LEADER_EPOCH, buf, (size_t)size, &res);
+            err = gs_emit_raft(gs, p, part, buf, (size_t)size);
+            free(buf);
+            free(br);
+            if (err)
+                log_warn("kafka", "replicating group records of %s: %s", group_id,
+                         al_strerror(err));
+            return err;
         }
+        err = size < 0 ? (int)size
+                       : storage_log_append(p->log, PM_LEADER_EPOCH, buf, (size_t)size, &res);
         if (!err) {
             if (gs->scope) {
                 gs->scope->last[part] = res.last_offset;
                 gs->scope->any = true;
-            } else if (!p->rr) {
-                pm_note_append(p, res.last_offset); /* a replica's HW follows its commit */
+            } else {
+                pm_note_append(p, res.last_offset);
             }
         }
     }
@@ -267,6 +401,39 @@ struct gload_wait {
 static void gload_read_done(storage_read *r)
 {
     ((struct gload_wait *)r->ctx)->done = true;
+}
+
+/* Replays the records of one stored batch (header h, size bytes) through the coordinator;
+ * control batches (Raft NOOP/CONFIG, transaction markers) are skipped. Counts records in *nrec.
+ * Returns 0 or -ENOMEM (unreadable records are logged and skipped). */
+static int gs_load_batch(struct gshard *gs, const pm_partition *p, const uint8_t *batch,
+                         size_t size, const storage_batch_hdr *h, int64_t now, int64_t *nrec)
+{
+    const uint8_t *recs;
+    size_t rlen;
+    uint8_t *owned = NULL;
+    if ((h->attributes & STORAGE_ATTR_CONTROL) ||
+        storage_batch_records(batch, size, 64u << 20, &recs, &rlen, &owned) != 0)
+        return 0;
+    storage_record_iter it;
+    storage_record rec;
+    storage_record_iter_init(&it, recs, rlen, h->records_count);
+    while (storage_record_iter_next(&it, &rec) == 1) {
+        if (rec.key_len < 0) continue;
+        int e = group_coordinator_load(&gs->c, rec.key, (size_t)rec.key_len,
+                                       rec.value_len >= 0 ? rec.value : NULL,
+                                       rec.value_len >= 0 ? (size_t)rec.value_len : 0, now);
+        if (e == -ENOMEM) {
+            free(owned);
+            return e;
+        }
+        if (e)
+            log_warn("kafka", "%s/%" PRId32 ": skipping an unreadable record: %s", p->topic,
+                     p->partition, al_strerror(e));
+        (*nrec)++;
+    }
+    free(owned);
+    return 0;
 }
 
 /* Replays one partition's records through the coordinator (blocking, at start). */
@@ -300,30 +467,10 @@ static int gs_load_partition(struct gshard *gs, pm_partition *p, int64_t now)
             if (storage_batch_parse_header(r.data + pos, r.len - pos, &h)) break;
             size_t size = storage_batch_size(&h);
             if (size > r.len - pos) break;
-            const uint8_t *recs;
-            size_t rlen;
-            uint8_t *owned = NULL;
-            if (!(h.attributes & STORAGE_ATTR_CONTROL) &&
-                storage_batch_records(r.data + pos, size, 64u << 20, &recs, &rlen, &owned) == 0) {
-                storage_record_iter it;
-                storage_record rec;
-                storage_record_iter_init(&it, recs, rlen, h.records_count);
-                while (storage_record_iter_next(&it, &rec) == 1) {
-                    if (rec.key_len < 0) continue;
-                    int e = group_coordinator_load(
-                        &gs->c, rec.key, (size_t)rec.key_len, rec.value_len >= 0 ? rec.value : NULL,
-                        rec.value_len >= 0 ? (size_t)rec.value_len : 0, now);
-                    if (e == -ENOMEM) {
-                        free(owned);
-                        storage_read_release(&r);
-                        return e;
-                    }
-                    if (e)
-                        log_warn("kafka", "%s/%" PRId32 ": skipping an unreadable record: %s",
-                                 p->topic, p->partition, al_strerror(e));
-                    nrec++;
-                }
-                free(owned);
+            int e = gs_load_batch(gs, p, r.data + pos, size, &h, now, &nrec);
+            if (e) {
+                storage_read_release(&r);
+                return e;
             }
             pos += size;
         }
@@ -338,11 +485,92 @@ static int gs_load_partition(struct gshard *gs, pm_partition *p, int64_t now)
     return 0;
 }
 
+/* ---- cluster mode: groups follow the leadership of their partition ---- */
+
+struct gs_scan {
+    struct gshard *gs;
+    const pm_partition *p;
+    int64_t upto; /* last offset to replay (the commit index) */
+    int64_t now;
+    int64_t nrec;
+};
+
+static int gs_scan_batch(void *ctx, const uint8_t *batch, size_t size)
+{
+    struct gs_scan *sc = ctx;
+    storage_batch_hdr h;
+    if (storage_batch_parse_header(batch, size, &h)) return AL_ECORRUPT;
+    if (h.base_offset > sc->upto) return 1;
+    return gs_load_batch(sc->gs, sc->p, batch, size, &h, sc->now, &sc->nrec);
+}
+
+/* Replays the committed records of partition `part` (its log up to the commit index), then
+ * settles what they loaded. Blocks the shard on synchronous reads (a leadership change). */
+static int gs_load_committed(struct gshard *gs, pm_partition *p, int32_t part)
+{
+    int64_t now = io_wall_ms(gs->ds->io);
+    struct gs_scan sc = {gs, p, raft_replica_commit(p->rr), now, 0};
+    int err = storage_log_scan_sync(p->log, storage_log_start_offset(p->log), 0, gs_scan_batch,
+                                    &sc);
+    group_coordinator_load_done(&gs->c, now);
+    if (err) {
+        log_error("kafka", "%s/%" PRId32 ": loading groups: %s; they are dropped until the next "
+                  "leadership change", p->topic, part, al_strerror(err));
+        group_coordinator_unload_partition(&gs->c, part, gs->offsets_partitions);
+        return err;
+    }
+    log_info("kafka", "%s/%" PRId32 ": coordinator in term %" PRId64 ": %" PRId64
+             " group records loaded up to offset %" PRId64, p->topic, part, gs->parts[part].term,
+             sc.nrec, sc.upto);
+    return 0;
+}
+
+/*
+ * Brings partition `part`'s state up to date with its replica (cluster mode): a lost (or
+ * changed-term) leadership drops its groups (pending joins and syncs answered NOT_COORDINATOR);
+ * a new one waits for the commit index to cover the log found at election, then loads. Returns
+ * the state (GP_*).
+ */
+static int gs_part_refresh(struct gshard *gs, int32_t part)
+{
+    struct gpart *g = &gs->parts[part];
+    pm_partition *p = pm_find(&gs->ds->pm, gs->offsets_id, part);
+    bool leader = p && p->rr && !p->removed && pr_is_leader(p);
+    int64_t term = leader ? raft_replica_term(p->rr) : -1;
+    if (g->state != GP_NONE && (!leader || term != g->term)) {
+        if (g->state == GP_READY) {
+            int n = group_coordinator_unload_partition(&gs->c, part, gs->offsets_partitions);
+            log_info("kafka", "%s/%" PRId32 ": no longer coordinator (term %" PRId64
+                     "): %d groups dropped", TOPIC_CONSUMER_OFFSETS, part, g->term, n);
+        }
+        g->state = GP_NONE;
+    }
+    if (!leader) return GP_NONE;
+    if (g->state == GP_NONE) {
+        g->state = GP_WAIT;
+        g->term = term;
+        g->wait_to = raft_replica_last_offset(p->rr);
+    }
+    if (g->state == GP_WAIT && raft_replica_commit(p->rr) >= g->wait_to) {
+        int err = gs_load_committed(gs, p, part);
+        g->state = err ? GP_NONE : GP_READY;
+        if (err) g->term = -1;
+    }
+    return g->state;
+}
+
+/* Cluster mode: refreshes every partition of this shard (from the tick). */
+static void gs_refresh_all(struct gshard *gs)
+{
+    for (int32_t i = 0; i < gs->offsets_partitions; i++) gs_part_refresh(gs, i);
+}
+
 static void gs_tick_fire(reactor_timer *t)
 {
     struct gshard *gs = t->ctx;
     struct gscope sc;
     gscope_begin(gs, &sc);
+    if (gs->cluster) gs_refresh_all(gs);
     group_coordinator_tick(&gs->c, io_wall_ms(gs->ds->io));
     gscope_end(gs, &sc);
     /* operations (src/metrics): consumer-group lag, at most once a second. */
@@ -373,7 +601,7 @@ static struct gshard *gs_get(void)
     const topic *t =
         topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS));
     if (!t) {
-        tls_gs_failed = true;
+        if (!pr_enabled()) tls_gs_failed = true; /* cluster: created on first use, later */
         return NULL;
     }
     struct gshard *gs = calloc(1, sizeof(*gs));
@@ -381,11 +609,13 @@ static struct gshard *gs_get(void)
     gs->ds = ds;
     memcpy(gs->offsets_id, t->id, 16);
     gs->offsets_partitions = AL_MIN(t->partitions, GS_MAX_PARTS);
+    gs->cluster = pr_enabled();
     struct group_config cfg;
     group_config_defaults(&cfg);
     group_coordinator_init(&gs->c, &cfg, gs_emit, gs, io_random(ds->io));
     int64_t now = io_wall_ms(ds->io);
-    for (int32_t i = 0; i < gs->offsets_partitions; i++) {
+    /* Cluster mode: nothing now; each partition loads when this node leads it. */
+    for (int32_t i = 0; !gs->cluster && i < gs->offsets_partitions; i++) {
         pm_partition *p = pm_find(&ds->pm, t->id, i);
         if (!p) continue;
         int err = gs_load_partition(gs, p, now);
@@ -393,7 +623,7 @@ static struct gshard *gs_get(void)
             log_error("kafka", "loading groups from %s/%" PRId32 ": %s", p->topic, i,
                       al_strerror(err));
     }
-    group_coordinator_load_done(&gs->c, now);
+    if (!gs->cluster) group_coordinator_load_done(&gs->c, now);
     reactor_timer_init(&gs->tick, gs_tick_fire, gs);
     reactor_timer_add(ds->rs, &gs->tick, io_now_ns(ds->io) + GS_TICK_NS, NULL);
     reactor_on_shutdown(ds->rs, gs_stop, gs);
@@ -408,15 +638,37 @@ static void gjob_run_msg(reactor_shard *self, const struct reactor_msg *msg)
     struct gshard *gs = gs_get();
     if (!gs) {
         data_shard *ds = data_shard_self();
-        if (job->fail) job->fail(job, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
+        /* cluster mode, no __consumer_offsets yet: no groups to list */
+        if (job->fail && !(job->any_part && pr_enabled()))
+            job->fail(job, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
         if (ds) gjob_send_done(ds, job);
         return;
     }
     job->now_ms = io_wall_ms(gs->ds->io);
     struct gscope sc;
     gscope_begin(gs, &sc);
+    if (gs->cluster && !job->any_part) {
+        /* Only the leader of the group's partition coordinates it (clients that asked another
+         * node find the coordinator again); while it loads, each API's "loading" answer. */
+        int32_t part = coord_partition_for(job->group, strlen(job->group),
+                                           gs->offsets_partitions);
+        int st = part >= 0 ? gs_part_refresh(gs, part) : GP_NONE;
+        if (st == GP_NONE) {
+            if (job->fail) job->fail(job, KAFKA_ERR_NOT_COORDINATOR);
+            gscope_complete(gs, job);
+            gscope_end(gs, &sc);
+            return;
+        }
+        job->loading = st == GP_WAIT;
+    }
     job->run(gs, job);
     gscope_end(gs, &sc);
+}
+
+/* Whether job must get its API's "coordinator loading" answer. */
+static bool gs_loading(const struct gshard *gs, const struct gjob *job)
+{
+    return job->loading || group_coordinator_is_loading(&gs->c);
 }
 
 /* ---- request side helpers (C) ---- */
@@ -456,7 +708,7 @@ static unsigned group_owner(data_shard *ds, const char *group)
         topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS));
     if (!t) return 0;
     int32_t part = coord_partition_for(group, strlen(group), AL_MIN(t->partitions, GS_MAX_PARTS));
-    return data_owner(ds, t, part);
+    return pr_owner_shard(t, part, ds->smp); /* = data_owner on a single node */
 }
 
 static struct gctx *gctx_new(kafka_req *req, data_shard *ds, int32_t njobs, void *resp)
@@ -503,6 +755,136 @@ static int gctx_go(struct gctx *ctx, data_shard *ds)
 
 /* ---- FindCoordinator ---- */
 
+static _Atomic uint64_t g_co_asked_ns; /* cluster: last ask to create __consumer_offsets */
+
+static void co_create_done(struct data_topic_op *op)
+{
+    int err = op->items[0].err;
+    if (err && err != AL_EEXISTS)
+        log_warn("kafka", "creating %s on first use: %s (asked again at the next "
+                 "FindCoordinator)", TOPIC_CONSUMER_OFFSETS, al_strerror(err));
+    free(op);
+}
+
+/*
+ * Cluster mode, any shard: asks the controller to create __consumer_offsets (Kafka creates it
+ * on first use): 16 partitions, compacted, replication factor min(3, active nodes). At most
+ * one ask per GS_CREATE_NS per process; the controller refuses a second creation.
+ */
+static void co_create(data_shard *ds)
+{
+    uint64_t now = io_now_ns(ds->io);
+    uint64_t last = atomic_load(&g_co_asked_ns);
+    if (last && now - last < GS_CREATE_NS) return;
+    if (!atomic_compare_exchange_strong(&g_co_asked_ns, &last, now)) return;
+    struct {
+        struct data_topic_op op;
+        struct data_topic_item item;
+        topic_config_kv kv[2];
+    } *o = calloc(1, sizeof(*o));
+    if (!o) return;
+    snprintf(o->kv[0].key, sizeof(o->kv[0].key), "cleanup.policy");
+    snprintf(o->kv[0].value, sizeof(o->kv[0].value), "compact");
+    snprintf(o->kv[1].key, sizeof(o->kv[1].key), "segment.bytes");
+    snprintf(o->kv[1].value, sizeof(o->kv[1].value), "104857600");
+    o->op.kind = DATA_OP_CREATE;
+    o->op.items = &o->item;
+    o->op.n = 1;
+    o->op.done = co_create_done;
+    snprintf(o->item.name, sizeof(o->item.name), "%s", TOPIC_CONSUMER_OFFSETS);
+    o->item.partitions = TOPIC_CONSUMER_OFFSETS_PARTITIONS;
+    o->item.replication_factor = -1;
+    o->item.configs = o->kv;
+    o->item.n_configs = 2;
+    log_info("kafka", "asking the controller to create %s (first use)", TOPIC_CONSUMER_OFFSETS);
+    if (data_topic_submit(ds, &o->op)) free(o);
+}
+
+struct coord_answer {
+    int16_t err;
+    int32_t node;
+    kafka_str host;
+    int32_t port;
+};
+
+/*
+ * Cluster mode: the coordinator of group `key` is the node leading its __consumer_offsets
+ * partition (this node's leadership table); COORDINATOR_NOT_AVAILABLE while no leader (or the
+ * topic: its creation is asked for) is known. v[0..nv) is the cluster view.
+ */
+static void coord_find_cluster(kafka_req *req, data_shard *ds, kafka_str key,
+                               const cluster_view_broker *v, int nv, struct coord_answer *a)
+{
+    a->err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    a->node = -1;
+    a->host = kafka_str_from("");
+    a->port = -1;
+    const topic *t =
+        topic_table_find(&ds->topics, TOPIC_CONSUMER_OFFSETS, strlen(TOPIC_CONSUMER_OFFSETS));
+    if (!t) {
+        co_create(ds);
+        return;
+    }
+    int32_t part = coord_partition_for(key.ptr ? key.ptr : "", key.len > 0 ? (size_t)key.len : 0,
+                                       AL_MIN(t->partitions, GS_MAX_PARTS));
+    ldr_entry e;
+    if (part < 0 || !pr_leader_lookup(cluster_group_id(t->id, part), &e) || e.leader < 0) return;
+    for (int i = 0; i < nv; i++) {
+        if (v[i].node_id != e.leader) continue;
+        a->err = 0;
+        a->node = e.leader;
+        a->host = kstr(&req->arena, v[i].kafka_host);
+        a->port = v[i].kafka_port;
+        return;
+    }
+}
+
+/* Cluster mode: answers every key of the request (v0-3: one; v4+: the batch). */
+static int find_coordinator_cluster(kafka_req *req, data_shard *ds,
+                                    kafka_FindCoordinatorResponse *out)
+{
+    const kafka_FindCoordinatorRequest *in = req->msg;
+    int max = cluster_view_brokers(NULL, 0, NULL, NULL);
+    max = AL_MIN(AL_MAX(max, 0) + 4, CLUSTER_VIEW_MAX);
+    cluster_view_broker *v = malloc(sizeof(*v) * (size_t)max);
+    if (!v) return -ENOMEM;
+    int nv = AL_MIN(AL_MAX(cluster_view_brokers(v, max, NULL, NULL), 0), max);
+    struct coord_answer a;
+    if (req->api_version < 4) {
+        coord_find_cluster(req, ds, in->Key, v, nv, &a);
+        out->ErrorCode = a.err;
+        out->NodeId = a.node;
+        out->Host = a.host;
+        out->Port = a.port;
+        free(v);
+        return 0;
+    }
+    int32_t n = AL_MAX(in->CoordinatorKeys_count, 0);
+    kafka_FindCoordinatorResponse_Coordinator *cs =
+        kafka_arena_alloc(&req->arena, sizeof(*cs) * (size_t)AL_MAX(n, 1));
+    if (!cs) {
+        free(v);
+        return -ENOMEM;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        kafka_FindCoordinatorResponse_Coordinator_init(&cs[i]);
+        cs[i].Key = in->CoordinatorKeys[i];
+        coord_find_cluster(req, ds, in->CoordinatorKeys[i], v, nv, &a);
+        cs[i].ErrorCode = a.err;
+        cs[i].NodeId = a.node;
+        cs[i].Host = a.host;
+        cs[i].Port = a.port;
+    }
+    out->Coordinators = cs;
+    out->Coordinators_count = n;
+    free(v);
+    return 0;
+}
+
+/*
+ * FindCoordinator. Single node: always this node. Cluster mode: the leader of the group's
+ * __consumer_offsets partition (find_coordinator_cluster). Transaction coordinators: not yet.
+ */
 int kafka_handle_find_coordinator(kafka_req *req)
 {
     const kafka_FindCoordinatorRequest *in = req->msg;
@@ -512,6 +894,14 @@ int kafka_handle_find_coordinator(kafka_req *req)
     bool txn = in->KeyType != 0;
     int16_t err = txn ? KAFKA_ERR_COORDINATOR_NOT_AVAILABLE : 0; /* no transactions yet */
     const char *msg = txn ? "Transactions are not supported." : NULL;
+    if (!txn && pr_enabled()) {
+        data_shard *ds = data_shard_ensure(b->cfg);
+        if (!ds) return AL_ECLOSED;
+        int rc = find_coordinator_cluster(req, ds, &out);
+        if (rc < 0) return rc;
+        rc = kafka_req_respond(req, &out);
+        return rc < 0 ? rc : KAFKA_DONE;
+    }
     if (req->api_version < 4) {
         out.ErrorCode = err;
         out.ErrorMessage = kafka_str_from(msg);
@@ -590,7 +980,7 @@ static void join_cb(void *arg, const struct group_join_result *res)
 
 static void join_run(struct gshard *gs, struct gjob *job)
 {
-    if (group_coordinator_is_loading(&gs->c)) {
+    if (gs_loading(gs, job)) {
         join_fill_error(job->slot, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
         gscope_complete(gs, job);
         return;
@@ -664,7 +1054,7 @@ static void sync_cb(void *arg, const struct group_sync_result *res)
 
 static void sync_run(struct gshard *gs, struct gjob *job)
 {
-    if (group_coordinator_is_loading(&gs->c)) {
+    if (gs_loading(gs, job)) {
         sync_fail(job, KAFKA_ERR_REBALANCE_IN_PROGRESS);
         gscope_complete(gs, job);
         return;
@@ -724,7 +1114,7 @@ static void hb_run(struct gshard *gs, struct gjob *job)
 {
     struct hb_arg *a = job->arg;
     kafka_HeartbeatResponse *r = job->slot;
-    r->ErrorCode = group_coordinator_is_loading(&gs->c)
+    r->ErrorCode = gs_loading(gs, job)
                        ? 0
                        : group_heartbeat(&gs->c, job->group, a->member_id, a->instance_id,
                                          a->generation, job->now_ms);
@@ -767,7 +1157,7 @@ static void leave_run(struct gshard *gs, struct gjob *job)
 {
     struct leave_arg *a = job->arg;
     kafka_LeaveGroupResponse *r = job->slot;
-    if (group_coordinator_is_loading(&gs->c)) {
+    if (gs_loading(gs, job)) {
         r->ErrorCode = KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
     } else {
         r->ErrorCode = group_leave(&gs->c, job->group, a->members, a->n, job->now_ms);
@@ -843,7 +1233,7 @@ static void commit_fail(struct gjob *job, int16_t err)
 static void commit_run(struct gshard *gs, struct gjob *job)
 {
     struct commit_arg *a = job->arg;
-    if (group_coordinator_is_loading(&gs->c)) {
+    if (gs_loading(gs, job)) {
         commit_set_all(a, false, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
     } else {
         int16_t err = group_commit_offsets(&gs->c, job->group, a->member_id, a->instance_id,
@@ -989,7 +1379,7 @@ static void ofetch_run(struct gshard *gs, struct gjob *job)
 {
     kafka_OffsetFetchResponse *r = job->slot;
     kafka_req *req = job->ctx->req;
-    if (group_coordinator_is_loading(&gs->c)) {
+    if (gs_loading(gs, job)) {
         ofetch_fail(job, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
         gscope_complete(gs, job);
         return;
@@ -1259,7 +1649,7 @@ static void dg_cb(void *arg, const struct group_description *d)
 
 static void dg_run(struct gshard *gs, struct gjob *job)
 {
-    if (group_coordinator_is_loading(&gs->c))
+    if (gs_loading(gs, job))
         dg_fail(job, KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
     else
         group_describe(&gs->c, job->group, job->ctx->req->api_version, dg_cb, job);
@@ -1384,7 +1774,7 @@ int kafka_handle_list_groups(kafka_req *req)
     kafka_ListGroupsResponse_init(resp);
     memset(slots, 0, sizeof(*slots) * ds->smp);
     for (uint32_t s = 0; s < ds->smp; s++)
-        gctx_add(ctx, ds, "", s, lg_run, lg_fail, &slots[s], NULL);
+        gctx_add(ctx, ds, "", s, lg_run, lg_fail, &slots[s], NULL)->any_part = true;
     ctx->finish = lg_gather;
     return gctx_go(ctx, ds);
 }
@@ -1399,7 +1789,7 @@ static void delg_fail(struct gjob *job, int16_t err)
 static void delg_run(struct gshard *gs, struct gjob *job)
 {
     kafka_DeleteGroupsResponse_DeletableGroupResult *r = job->slot;
-    r->ErrorCode = group_coordinator_is_loading(&gs->c)
+    r->ErrorCode = gs_loading(gs, job)
                        ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS
                        : group_delete(&gs->c, job->group, job->now_ms);
     gscope_complete(gs, job);
@@ -1445,7 +1835,7 @@ static void odel_run(struct gshard *gs, struct gjob *job)
 {
     struct odel_arg *a = job->arg;
     kafka_OffsetDeleteResponse *r = job->slot;
-    if (group_coordinator_is_loading(&gs->c)) {
+    if (gs_loading(gs, job)) {
         r->ErrorCode = KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
     } else {
         r->ErrorCode = group_delete_offsets(&gs->c, job->group, a->parts, a->n, job->now_ms);

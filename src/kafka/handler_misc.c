@@ -7,7 +7,9 @@
  *   OffsetForLeaderEpoch v0-4  the end offset of a leader epoch (one epoch on a single node).
  *   InitProducerId v0-4        idempotent producer ids (coord/producer_state) on shard 0, with
  *                              id blocks reserved durably in <data_dir>/producer_id_block
- *                              before use, so ids are never reused across restarts.
+ *                              before use, so ids are never reused across restarts; in
+ *                              cluster mode the blocks come from the controller
+ *                              (cluster_groups.h), so ids are unique across the nodes.
  * Per-partition work runs on the owner shard through a small fan-out helper (pfan).
  */
 #include "kafka/handlers_data.h"
@@ -15,6 +17,7 @@
 
 #include "base/log.h"
 #include "cluster/cluster.h"
+#include "cluster/cluster_groups.h"
 #include "cluster/data_plane.h"
 #include "cluster/partition_raft.h"
 #include "config/config.h"
@@ -494,10 +497,15 @@ struct pid_ctx {
     int16_t out_epoch;
     int16_t kafka_err;
     struct data_inflight inflight;
+    struct pid_ctx *next; /* cluster mode: waiting for a block from the controller */
 };
 
-/* Shard 0's producer id allocator, created at first use from the persisted block end. */
+/* Shard 0's producer id allocator, created at first use from the persisted block end (cluster
+ * mode: empty, every block comes from the controller). */
 static struct producer_ids *g_pids; /* used only on shard 0 */
+/* Cluster mode, shard 0: requests waiting for the block being allocated (FIFO). */
+static struct pid_ctx *g_pid_wait_head, *g_pid_wait_tail;
+static bool g_pid_alloc_busy;
 
 static int pid_block_path(data_shard *ds, char *out, size_t cap)
 {
@@ -514,7 +522,7 @@ static int pid_load(data_shard *ds)
     uint8_t *buf = NULL;
     size_t len = 0;
     int64_t end = 0;
-    err = io_fs_read_all(ds->io, path, 64, &buf, &len);
+    err = cluster_active() ? -ENOENT : io_fs_read_all(ds->io, path, 64, &buf, &len);
     if (err == 0) {
         char *e;
         long long v = strtoll((const char *)buf, &e, 10);
@@ -570,12 +578,73 @@ static void pid_done_msg(reactor_shard *self, const struct reactor_msg *msg)
     kafka_req_respond(ctx->req, &out);
 }
 
+static void pid_alloc_start(void);
+
+/* Cluster mode, shard 0: a block from the controller arrived (or failed): serves the waiting
+ * requests in order; those it does not cover wait for the next block. */
+static void pid_alloc_done(void *arg, int err, int64_t first, int64_t count)
+{
+    (void)arg;
+    data_shard *ds = data_shard_self();
+    g_pid_alloc_busy = false;
+    if (!err) err = producer_ids_grant(g_pids, first, count);
+    if (err)
+        log_warn("kafka", "InitProducerId: no producer id block from the controller: %s "
+                 "(the producers retry)", al_strerror(err));
+    else
+        log_info("kafka", "producer ids %" PRId64 "..%" PRId64 " granted by the controller",
+                 first, first + count - 1);
+    for (int guard = 0; g_pid_wait_head && guard < 1000000; guard++) {
+        struct pid_ctx *ctx = g_pid_wait_head;
+        int rc = err;
+        if (!rc) {
+            rc = producer_ids_init_producer(g_pids, ctx->cur_id, ctx->cur_epoch, ctx->now_ms,
+                                            &ctx->out_id, &ctx->out_epoch, &ctx->kafka_err);
+            if (rc == AL_EFULL) { /* used up: the rest wait for another block */
+                pid_alloc_start();
+                return;
+            }
+        }
+        g_pid_wait_head = ctx->next;
+        if (!g_pid_wait_head) g_pid_wait_tail = NULL;
+        ctx->rc = rc;
+        if (ds) data_send(ds, ctx->conn_shard, pid_done_msg, ctx, 0, 0);
+    }
+}
+
+/* Cluster mode, shard 0: asks the controller for a block unless one is on its way. */
+static void pid_alloc_start(void)
+{
+    if (g_pid_alloc_busy) return;
+    g_pid_alloc_busy = true;
+    int rc = cluster_alloc_producer_ids(PID_BLOCK_SIZE, pid_alloc_done, NULL);
+    if (rc) pid_alloc_done(NULL, rc, -1, 0);
+}
+
 static void pid_run_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
     struct pid_ctx *ctx = msg->arg;
     data_shard *ds = data_shard_self();
     if (!ds) return;
     int rc = pid_load(ds);
+    if (rc == 0 && cluster_active()) {
+        rc = g_pid_wait_head ? AL_EFULL /* keep the order */
+                             : producer_ids_init_producer(g_pids, ctx->cur_id, ctx->cur_epoch,
+                                                          ctx->now_ms, &ctx->out_id,
+                                                          &ctx->out_epoch, &ctx->kafka_err);
+        if (rc == AL_EFULL) {
+            ctx->next = NULL;
+            if (g_pid_wait_tail) g_pid_wait_tail->next = ctx;
+            else g_pid_wait_head = ctx;
+            g_pid_wait_tail = ctx;
+            pid_alloc_start();
+            return;
+        }
+        if (rc) log_warn("kafka", "InitProducerId failed: %s", al_strerror(rc));
+        ctx->rc = rc;
+        data_send(ds, ctx->conn_shard, pid_done_msg, ctx, 0, 0);
+        return;
+    }
     for (int attempt = 0; rc == 0 && attempt < 3; attempt++) {
         rc = producer_ids_init_producer(g_pids, ctx->cur_id, ctx->cur_epoch, ctx->now_ms,
                                         &ctx->out_id, &ctx->out_epoch, &ctx->kafka_err);

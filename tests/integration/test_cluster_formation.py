@@ -147,13 +147,17 @@ def controller_everywhere(c, nodes):
 def test_three_nodes_form_a_cluster(cluster3):
     c = cluster3
     ctl = wait_for("one controller everywhere", lambda: controller_everywhere(c, [0, 1, 2]))
+    # __consumer_offsets: created by the controller once 3 nodes are active (replication
+    # factor 3, so groups fail over; handler_groups.c), shortly after the last one joined.
+    wait_for("__consumer_offsets everywhere",
+             lambda: all("__consumer_offsets" in metadata(n)[2] for n in c.nodes))
     for node in c.nodes:
         brokers, controller, topics = metadata(node)
         assert sorted(brokers) == [1, 2, 3]
         for b in c.nodes:
             assert brokers[b.node_id] == ("127.0.0.1", b.port)
         assert controller == ctl
-        assert "__consumer_offsets" in topics  # created by the founder's controller
+        assert "__consumer_offsets" in topics
     a = KafkaAdminClient(bootstrap_servers=c.nodes[2].addr, request_timeout_ms=10000)
     try:
         d = a.describe_cluster()
@@ -200,7 +204,7 @@ def test_topic_through_a_follower_everywhere_then_deleted(cluster3):
             return parts
         parts = wait_for("orders on every node", spread_everywhere)
         # Preferred leaders (first replica) spread over the nodes (placement counts every
-        # topic's load: the founder already leads __consumer_offsets, so it gets fewer).
+        # topic's load, __consumer_offsets' too).
         firsts = [replicas[0] for _, _, replicas in parts]
         assert len(set(firsts)) >= 2, parts
         # Every node hosts a replica of every partition: a directory per partition.
