@@ -521,13 +521,12 @@ static void flush_cb(storage_waiter *w)
         r->need_reset = true; /* the log dropped what was not durable */
     } else if (w->res < 0 && w->res != AL_ERANGE) {
         fail_replica(r, "log flush", w->res);
-        return;
     }
     r->pend_flush = true;
     r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
     if (r->in_flush_call) return; /* called back from inside flush_issue: it carries on */
     flush_issue(r);
-    if (!r->in_pump) pump(r);
+    if (!r->in_pump) pump(r); /* also tells the waiters a failure failed */
 }
 
 /* Starts one durability wait for flush_want if none runs; reports at once when durable.
@@ -729,15 +728,13 @@ static void trunc_done(raft_replica *r, int res)
     r->tr_busy = false;
     if (res < 0) {
         fail_replica(r, "log truncation", res);
+        if (!r->in_pump && !r->in_flush_call) pump(r); /* tells the waiters */
         return;
     }
     rbuf_free(&r->pre); /* a read that finished while it waited saw the old suffix */
     r->log_gen++;
     int rc = conf_truncated(r, r->tr.offset);
-    if (rc < 0) {
-        fail_replica(r, "rewriting raft_conf after a truncation", rc);
-        return;
-    }
+    if (rc < 0) fail_replica(r, "rewriting raft_conf after a truncation", rc);
     r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
     /* inside a pump, it goes on with the held actions itself */
     if (!r->in_pump && !r->in_flush_call) pump(r);

@@ -594,6 +594,10 @@ static void sim_check_final(sim *s)
                      nd->id, raft_replica_commit(nd->r), max_acked);
         check_log(s, nd, s->canon_max, "final");
     }
+    for (uint32_t i = 0; i < s->n_reqs && !s->failure[0]; i++) /* none waits forever */
+        if (s->reqs[i].pending)
+            sim_fail(s, "request at %" PRId64 " on node %d never answered",
+                     s->reqs[i].q.base_offset, s->n[s->reqs[i].node].id);
     for (uint32_t i = 0; i < s->n_reqs && !s->failure[0]; i++) {
         sreq *sq = &s->reqs[i];
         if (sq->q.wait != RAFT_WAIT_COMMIT || sq->pending || sq->q.res != 0) continue;
