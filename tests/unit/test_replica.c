@@ -19,9 +19,10 @@
  *   AL_REPLICA_MS=M         virtual milliseconds of chaos per seed (default 2500)
  * Default: seeds from test_seed() for up to ~20 s of wall time.
  *
- * Other cases: NOOP/CONFIG control batches (storage validation, classification, what the
- * replica stores), a scripted failover with a membership change and a restart, and one run of
- * 3 replicas on the real io_uring back end in 3 temp directories.
+ * Other cases: NOOP/CONFIG control batches (storage validation, classification, determinism),
+ * a scripted failover with transfers, membership changes and restarts, a single-voter group on
+ * a log written before Raft (and the hard state file's checks), storage_log_scan_sync across
+ * its read chunks, and one run of 3 replicas on the real io_uring back end in 3 temp dirs.
  */
 #include "test.h"
 
