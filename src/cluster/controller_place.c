@@ -247,7 +247,21 @@ typedef struct work {
     load l;
     topic_assignment **as; /* per topic: copy of its assignments (NULL: single-node form) */
     int32_t n_topics;
+    int64_t total;        /* partitions with assignments */
+    int32_t cur_t, cur_p; /* where the replica scan resumes (a partition with assignments) */
 } work;
+
+/* Advances (t, p) to the next partition with assignments, wrapping around (w->total > 0). */
+static void work_next(const work *w, int32_t *t, int32_t *p)
+{
+    (*p)++;
+    for (int32_t k = 0; k <= w->n_topics; k++) {
+        if (w->as[*t] && *p < topic_table_at(&w->l.st->topics, *t)->partitions) return;
+        *t = (*t + 1) % w->n_topics;
+        *p = 0;
+    }
+    AL_PANIC("controller: no partition with assignments to scan");
+}
 
 static void work_free(work *w)
 {
@@ -270,6 +284,11 @@ static int work_init(work *w, const controller_state *st)
         w->as[t] = malloc((size_t)tp->partitions * sizeof(topic_assignment));
         if (!w->as[t]) goto nomem;
         memcpy(w->as[t], tp->assign, (size_t)tp->partitions * sizeof(topic_assignment));
+        w->total += tp->partitions;
+    }
+    if (w->total > 0) {
+        w->cur_p = -1;
+        work_next(w, &w->cur_t, &w->cur_p);
     }
     return 0;
 nomem:
@@ -319,8 +338,9 @@ static void work_replace(work *w, topic_assignment *a, int r, int32_t to, uint32
     load_account(&w->l, a, 1);
 }
 
-/* One replica move from the fullest to the emptiest ACTIVE node. Preferred: a partition whose
- * racks stay distinct, then (when the source also leads 2+ more partitions than the target) one
+/* One replica move from the fullest to the emptiest ACTIVE node. Preferred: a partition this
+ * plan has not changed yet (one replica to copy per partition, the others stay in sync), then
+ * one whose racks stay distinct, then (when the source also leads 2+ more partitions than the target) one
  * it leads (the target takes the leader's place), else one it follows. Returns true if it
  * moved. */
 static bool balance_replicas_step(work *w, uint32_t rot)
@@ -332,27 +352,33 @@ static bool balance_replicas_step(work *w, uint32_t rot)
         if (hi < 0 || l->replicas[i] > l->replicas[hi]) hi = i;
         if (lo < 0 || l->replicas[i] < l->replicas[lo]) lo = i;
     }
-    if (hi < 0 || l->replicas[hi] - l->replicas[lo] <= 1) return false;
+    if (hi < 0 || w->total == 0 || l->replicas[hi] - l->replicas[lo] <= 1) return false;
     int32_t hin = l->st->brokers[hi].node_id, lon = l->st->brokers[lo].node_id;
     bool want_leader = l->leaders[hi] - l->leaders[lo] >= 2;
     /* A partition on hi without lo exists (hi has more replicas). */
     topic_assignment *pick = NULL;
     int pick_r = -1, pick_score = -1;
-    for (int32_t t = 0; t < w->n_topics; t++) {
+    /* Scan from where the last pick was: the partitions behind it were changed already. */
+    int32_t t = w->cur_t, p = w->cur_p;
+    for (int64_t k = 0; k < w->total; k++, work_next(w, &t, &p)) {
         const topic *tp = topic_table_at(&l->st->topics, t);
-        for (int32_t p = 0; w->as[t] && p < tp->partitions; p++) {
-            topic_assignment *a = &w->as[t][p];
-            if (in_assignment(a, lon)) continue;
-            bool keeps_racks = !rack_taken(l, a, lo, hi);
-            for (int r = 0; r < a->n; r++) {
-                if (a->nodes[r] != hin) continue;
-                int score = (keeps_racks ? 2 : 0) + (want_leader == (r == 0) ? 1 : 0);
-                if (!pick || score > pick_score) {
-                    pick = a;
-                    pick_r = r;
-                    pick_score = score;
-                }
-                if (score == 3) goto found;
+        topic_assignment *a = &w->as[t][p];
+        if (in_assignment(a, lon)) continue;
+        bool keeps_racks = !rack_taken(l, a, lo, hi);
+        bool untouched = !memcmp(a, &tp->assign[p], sizeof(*a));
+        for (int r = 0; r < a->n; r++) {
+            if (a->nodes[r] != hin) continue;
+            int score = (untouched ? 4 : 0) + (keeps_racks ? 2 : 0) +
+                        (want_leader == (r == 0) ? 1 : 0);
+            if (!pick || score > pick_score) {
+                pick = a;
+                pick_r = r;
+                pick_score = score;
+            }
+            if (score == 7) {
+                w->cur_t = t;
+                w->cur_p = p;
+                goto found;
             }
         }
     }
@@ -404,37 +430,83 @@ static bool balance_leaders_step(work *w)
     return true;
 }
 
-/* When no swap helps: the most leading ACTIVE node hands one partition it leads (that the
- * least leading ACTIVE node is not in) over to that node outright, if both replica counts stay
- * within the current [min, max] (so the replica balance is kept). Returns true if it moved. */
-static bool balance_leader_move_step(work *w, uint32_t rot)
+/* The first partition led by src that dst is not in (one keeping racks distinct preferred). */
+static topic_assignment *led_without(work *w, int32_t src, int32_t dst)
 {
     const load *l = &w->l;
-    int32_t src = -1, dst = -1;
-    int64_t rmin = INT64_MAX, rmax = INT64_MIN;
-    for (int32_t i = 0; i < l->n; i++) {
-        if (!is_active(l, i)) continue;
-        if (src < 0 || l->leaders[i] > l->leaders[src]) src = i;
-        if (dst < 0 || l->leaders[i] < l->leaders[dst]) dst = i;
-        rmin = AL_MIN(rmin, l->replicas[i]);
-        rmax = AL_MAX(rmax, l->replicas[i]);
-    }
-    if (src < 0 || l->leaders[src] - l->leaders[dst] < 2) return false;
-    if (l->replicas[dst] + 1 > rmax || l->replicas[src] - 1 < rmin) return false;
     int32_t srcn = l->st->brokers[src].node_id, dstn = l->st->brokers[dst].node_id;
     topic_assignment *pick = NULL;
-    for (int32_t t = 0; t < w->n_topics && !pick; t++) {
+    for (int32_t t = 0; t < w->n_topics; t++) {
         const topic *tp = topic_table_at(&l->st->topics, t);
         for (int32_t p = 0; w->as[t] && p < tp->partitions; p++) {
             topic_assignment *a = &w->as[t][p];
             if (a->nodes[0] != srcn || in_assignment(a, dstn)) continue;
-            if (!pick || !rack_taken(l, a, dst, src)) pick = a;
-            if (!rack_taken(l, a, dst, src)) break;
+            if (!rack_taken(l, a, dst, src)) return a;
+            if (!pick) pick = a;
         }
     }
-    if (!pick) return false;
-    work_replace(w, pick, 0, dst, rot);
-    return true;
+    return pick;
+}
+
+/* Hands one partition src leads to dst: outright if both replica counts stay within
+ * [rmin, rmax], else in exchange for a partition dst follows and src is not in (replica
+ * counts unchanged). Returns true if it changed something. */
+static bool leader_handover(work *w, int32_t src, int32_t dst, int64_t rmin, int64_t rmax,
+                            uint32_t rot)
+{
+    const load *l = &w->l;
+    topic_assignment *a = led_without(w, src, dst);
+    if (!a) return false;
+    if (l->replicas[dst] + 1 <= rmax && l->replicas[src] - 1 >= rmin) {
+        work_replace(w, a, 0, dst, rot);
+        return true;
+    }
+    int32_t srcn = l->st->brokers[src].node_id, dstn = l->st->brokers[dst].node_id;
+    for (int32_t t = 0; t < w->n_topics; t++) {
+        const topic *tp = topic_table_at(&l->st->topics, t);
+        for (int32_t p = 0; w->as[t] && p < tp->partitions; p++) {
+            topic_assignment *b = &w->as[t][p];
+            if (in_assignment(b, srcn)) continue;
+            for (int r = 1; r < b->n; r++) {
+                if (b->nodes[r] != dstn) continue;
+                work_replace(w, a, 0, dst, rot);
+                work_replace(w, b, r, src, rot);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* When no swap helps: the most leading ACTIVE node hands a partition it leads to the least
+ * leading node that can take one (leader_handover), trying targets from the least leading up.
+ * Returns true if it changed something. */
+static bool balance_leader_move_step(work *w, uint32_t rot)
+{
+    const load *l = &w->l;
+    int32_t src = -1;
+    int64_t rmin = INT64_MAX, rmax = INT64_MIN;
+    int32_t order[CONTROLLER_NODES_MAX];
+    int32_t n = 0;
+    for (int32_t i = 0; i < l->n; i++) {
+        if (!is_active(l, i)) continue;
+        if (src < 0 || l->leaders[i] > l->leaders[src]) src = i;
+        rmin = AL_MIN(rmin, l->replicas[i]);
+        rmax = AL_MAX(rmax, l->replicas[i]);
+        /* insertion into order[] by leaders ascending (stable: node order on ties) */
+        int32_t k = n++;
+        while (k > 0 && l->leaders[order[k - 1]] > l->leaders[i]) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = i;
+    }
+    for (int32_t k = 0; k < n && src >= 0; k++) {
+        int32_t dst = order[k];
+        if (l->leaders[src] - l->leaders[dst] < 2) break;
+        if (leader_handover(w, src, dst, rmin, rmax, rot)) return true;
+    }
+    return false;
 }
 
 int controller_balance_plan(const controller_state *st, int32_t max_moves,

@@ -59,10 +59,10 @@ int controller_place(const controller_state *st, int32_t n, int16_t rf, topic_as
 /*
  * A balancing plan: moves that bring every ACTIVE node's replica count within 1 of the others
  * (a replica moves from the most to the least loaded node, never onto a node that already has
- * one of that partition, preferring moves that keep the partition's racks distinct), then even
- * out preferred leaders (reordering a partition's replicas, or handing a led partition to the
- * least-leading node where both replica counts stay within the current range): within 2 in
- * every random cluster tried. At most max_moves partitions change. *out is malloc'd (NULL when
+ * one of that partition, preferring partitions the plan has not changed yet and moves that
+ * keep the partition's racks distinct), then preferred leaders within 1 where possible
+ * (reordering a partition's replicas; else handing a led partition to a less leading node,
+ * outright if both replica counts stay in range, or in exchange for one it follows). At most max_moves partitions change. *out is malloc'd (NULL when
  * *n == 0); each entry is the partition's final list. Returns 0 or -ENOMEM / AL_EINVAL.
  */
 int controller_balance_plan(const controller_state *st, int32_t max_moves,
