@@ -16,7 +16,7 @@
 #define CLUSTER_USAGE                                                                         \
     "usage: ailurus cluster <info|health|config> [args] [options]\n"                          \
     "  info                 brokers, controller, cluster id, topic count\n"                  \
-    "  health               admin API readiness and Kafka reachability\n"                    \
+    "  health               readiness, Kafka reachability, controller, nodes down\n"        \
     "  config get [KEY]     config set KEY=VALUE...     config edit (opens $EDITOR)"
 
 static const char *const CLUSTER_USAGE_S = CLUSTER_USAGE;
@@ -68,12 +68,31 @@ static int cluster_health(const cli_opts *o)
     char *body = NULL;
     int hrc = cli_http(o, "GET", "/v1/status/ready", NULL, &status, &body);
     bool ready = !hrc && status == 200;
+    /* The cluster's view (controller, nodes down); a single node answers for itself. */
+    int ostatus = 0;
+    char *obody = NULL;
+    json_t *ov = NULL;
+    if (!hrc && !cli_http(o, "GET", "/v1/cluster/health_overview", NULL, &ostatus, &obody) &&
+        ostatus == 200)
+        ov = json_loads(obody, 0, NULL);
+    bool cluster_ok = !ov || json_is_true(json_object_get(ov, "is_healthy"));
     json_t *j = json_pack("{s:b, s:i, s:b, s:s?, s:b}", "kafka_reachable", krc == 0, "brokers",
                           brokers, "admin_ready", ready, "admin_status",
-                          hrc ? "unreachable" : body, "healthy", krc == 0 && ready);
+                          hrc ? "unreachable" : body, "healthy",
+                          krc == 0 && ready && cluster_ok);
+    if (ov) {
+        json_object_set(j, "controller_id", json_object_get(ov, "controller_id"));
+        json_object_set(j, "nodes_down", json_object_get(ov, "nodes_down"));
+        json_decref(ov);
+    }
+    free(obody);
     cli_print_object(o, j);
     json_decref(j);
     free(body);
+    if (krc == 0 && ready && !cluster_ok) {
+        fprintf(stderr, "ailurus: the cluster is not healthy (no controller, or nodes down)\n");
+        return CLI_FAILED;
+    }
     if (krc == 0 && ready) return CLI_OK;
     if (krc == CLI_USAGE || hrc == CLI_USAGE) return CLI_USAGE;
     if (krc == CLI_UNREACHABLE || hrc == CLI_UNREACHABLE) return CLI_UNREACHABLE;

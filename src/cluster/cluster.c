@@ -10,7 +10,6 @@
  * inside the replica.
  */
 #include "cluster/cluster_impl.h"
-#include "cluster/cluster_groups.h"
 
 #include "base/cursor.h"
 #include "base/log.h"
@@ -241,13 +240,14 @@ static void cluster_id_publish(cluster *cl)
 
 /* ---- the topic table on every shard ---- */
 
+/* The table being shipped when the service stopped: its last acks may never arrive, so it
+ * stays reachable from here instead of being freed by one of them. */
+static uint8_t *g_install_orphan;
+
 static void install_ack_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
     cluster *cl = g_cluster;
-    if (!cl || cl->install_blob != msg->arg) {
-        free(msg->arg); /* a stopped service's last install (never happens twice) */
-        return;
-    }
+    if (!cl || cl->install_blob != msg->arg) return; /* stopped: g_install_orphan keeps it */
     AL_ASSERT(cl->install_acks > 0);
     if (--cl->install_acks > 0) return;
     free(cl->install_blob);
@@ -873,7 +873,7 @@ static void cluster_stop(reactor_shard *self, void *arg)
     if (cl->ctl) raft_replica_close(cl->ctl); /* fails waiters: their callbacks run now */
     cl->ctl = NULL;
     waiters_run(cl, true);
-    if (cl->install_blob && cl->install_acks) cl->install_blob = NULL; /* acks free it */
+    if (cl->install_blob) g_install_orphan = cl->install_blob; /* acks may still read it */
     g_cluster = NULL;
     rpc_stop(cl->rpc, rpc_stopped, NULL);
     controller_state_free(&cl->st);
@@ -1019,7 +1019,6 @@ int cluster_start(reactor_shard *self, const struct cluster_start_opts *o)
     rpc_handler_set(cl->rpc, RPC_T_JOIN, join_handler, cl);
     rpc_handler_set(cl->rpc, RPC_T_CONTROLLER, cl_op_rpc_handler, cl);
     rpc_handler_set(cl->rpc, CLUSTER_RPC_PING, ping_handler, cl);
-    cluster_groups_rpc(cl->rpc); /* producer-id blocks for the other nodes (leader's side) */
     rc = reactor_on_shutdown(self, cluster_stop, cl);
     if (rc) goto fail;
     g_cluster = cl;

@@ -35,14 +35,17 @@ static json_t *broker_json(const cluster_view_broker *b, int32_t controller)
 /* The view (malloc'd, *n entries), or NULL when not in cluster mode / out of memory. */
 static cluster_view_broker *view(int *n, int32_t *controller, int32_t *self)
 {
-    cluster_view_broker *v = malloc(sizeof(*v) * CLUSTER_VIEW_MAX);
+    int max = cluster_view_brokers(NULL, 0, NULL, NULL); /* size first */
+    if (max < 0) return NULL;
+    max = AL_MIN(max + 4, CLUSTER_VIEW_MAX);
+    cluster_view_broker *v = malloc(sizeof(*v) * (size_t)max);
     if (!v) return NULL;
-    *n = cluster_view_brokers(v, CLUSTER_VIEW_MAX, controller, self);
+    *n = cluster_view_brokers(v, max, controller, self);
     if (*n < 0) {
         free(v);
         return NULL;
     }
-    *n = AL_MIN(*n, CLUSTER_VIEW_MAX);
+    *n = AL_MIN(*n, max);
     return v;
 }
 

@@ -27,14 +27,17 @@ static bool md_listed(const cluster_view_broker *b)
 int kafka_cluster_brokers(kafka_req *req, kafka_str_broker_fn fill, void *out, int32_t *n_out,
                           int32_t *controller)
 {
-    cluster_view_broker *v = malloc(sizeof(*v) * CLUSTER_VIEW_MAX);
+    int max = cluster_view_brokers(NULL, 0, NULL, NULL); /* size first: usually a few */
+    if (max < 0) return 0;
+    max = AL_MIN(max + 4, CLUSTER_VIEW_MAX);
+    cluster_view_broker *v = malloc(sizeof(*v) * (size_t)max);
     if (!v) return -ENOMEM;
-    int n = cluster_view_brokers(v, CLUSTER_VIEW_MAX, controller, NULL);
+    int n = cluster_view_brokers(v, max, controller, NULL);
     if (n < 0) {
         free(v);
         return 0;
     }
-    n = AL_MIN(n, CLUSTER_VIEW_MAX);
+    n = AL_MIN(n, max);
     int32_t k = 0;
     for (int i = 0; i < n; i++) {
         if (!md_listed(&v[i])) continue;
