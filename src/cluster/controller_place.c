@@ -340,9 +340,9 @@ static void work_replace(work *w, topic_assignment *a, int r, int32_t to, uint32
 
 /* One replica move from the fullest to the emptiest ACTIVE node. Preferred: a partition this
  * plan has not changed yet (one replica to copy per partition, the others stay in sync), then
- * one whose racks stay distinct, then (when the source also leads 2+ more partitions than the target) one
- * it leads (the target takes the leader's place), else one it follows. Returns true if it
- * moved. */
+ * one whose racks stay distinct, then (when the source also leads 2+ more partitions than the
+ * target) one it leads (the target takes the leader's place), else one it follows. Returns
+ * true if it moved. */
 static bool balance_replicas_step(work *w, uint32_t rot)
 {
     const load *l = &w->l;

@@ -62,8 +62,9 @@ int controller_place(const controller_state *st, int32_t n, int16_t rf, topic_as
  * one of that partition, preferring partitions the plan has not changed yet and moves that
  * keep the partition's racks distinct), then preferred leaders within 1 where possible
  * (reordering a partition's replicas; else handing a led partition to a less leading node,
- * outright if both replica counts stay in range, or in exchange for one it follows). At most max_moves partitions change. *out is malloc'd (NULL when
- * *n == 0); each entry is the partition's final list. Returns 0 or -ENOMEM / AL_EINVAL.
+ * outright if both replica counts stay in range, or in exchange for one it follows). At most
+ * max_moves partitions change. *out is malloc'd (NULL when *n == 0); each entry is the
+ * partition's final list. Returns 0 or -ENOMEM / AL_EINVAL.
  */
 int controller_balance_plan(const controller_state *st, int32_t max_moves,
                             controller_move **out, int32_t *n);
