@@ -4,10 +4,10 @@
  * epoch) and the in-sync replicas the leader reported. Metadata answers from it on every node,
  * also for partitions the node does not host.
  *
- * Where entries come from (src/cluster/partition_raft.c): each shard reports its replicas'
- * (leader, term, isr) to shard 0, which merges them here; every ~200 ms shard 0 sends the
- * entries its own node leads to every peer (RPC_T_USER+1, encoded with ldr_encode) and merges
- * what peers send; it ships a copy of the table to the other shards (read-only there).
+ * Where entries come from (src/cluster/partition_raft.c): each shard merges its replicas'
+ * (leader, term, isr) into the node's table every ~200 ms and after a role change; shard 0
+ * sends the entries its node leads to every peer (encoded with ldr_encode) and merges what
+ * peers send.
  *
  * Merge rules (ldr_merge), so the same reports in any order converge on the same table:
  *   - a higher term replaces what is known;
@@ -20,8 +20,8 @@
  * Wire format (big-endian): u32 "ALLD", u16 version 1, i32 from, u32 n, then n x
  *   (u64 group, i32 leader, i64 term, u8 n_isr, n_isr x i32).
  *
- * Threading: a table belongs to one thread (shard 0 owns the authoritative one; each other
- * shard its copy). Pure code: no I/O.
+ * Threading: not thread-safe; the node's table is used under partition_raft.c's mutex. Pure
+ * code: no I/O.
  */
 #ifndef AL_CLUSTER_LEADERS_H
 #define AL_CLUSTER_LEADERS_H

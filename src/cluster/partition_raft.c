@@ -11,22 +11,26 @@
 #include "cluster/data_plane.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
 #define PR_TICK_NS      ((uint64_t)PR_TICK_MS * 1000000u)
 #define PR_REPORT_NS    ((uint64_t)PR_REPORT_MS * 1000000u)
-#define PR_MIN_PUSH_NS  (20u * 1000000u) /* rate limit of change-driven pushes */
-#define PR_PEERS_MAX    256              /* peers whose liveness shard 0 tracks */
+#define PR_MIN_PUSH_NS  (20u * 1000000u) /* rate limit of change-driven gossip */
+#define PR_PEERS_MAX    256              /* live peers a shard keeps for the ISR */
 #define PR_HB_DEST_MAX  64
 #define PR_HB_ITEMS_MAX 1024
 #define PR_PUMP_MAX     (1u << 22)       /* bound on map walks */
+#define PR_GOSSIP_MARK  0xA1             /* byte 0 of a leadership report (not a Raft version) */
 
-/* Shard 0's node-wide state. */
+/* The node-wide state: the leadership table (any shard, under table_mu) and shard 0's
+ * routing and gossip state. */
 struct pr_node {
-    ldr_table table; /* authoritative */
-    uint64_t last_gossip_ns, pushed_version;
-    bool dirty;
+    pthread_mutex_t table_mu;
+    ldr_table table; /* every shard merges into it and reads it, under table_mu */
+    uint64_t last_gossip_ns;
+    _Atomic bool dirty; /* the table changed since the last gossip */
     /* route: group -> owner shard on this node, rebuilt from the topic table */
     struct pr_route {
         uint64_t group;
@@ -52,8 +56,6 @@ struct pr_shard {
     bool stopping;
     uint8_t *rxbuf; /* mutable copy of a message being delivered */
     size_t rxcap;
-    /* read-only copy pushed by shard 0 (unused on shard 0) */
-    ldr_table leaders;
     /* peers connected to this node (cluster_view_brokers), refreshed every report */
     int32_t alive[PR_PEERS_MAX];
     uint32_t n_alive;
@@ -62,7 +64,7 @@ struct pr_shard {
 static _Atomic(rpc *) g_rpc; /* for leadership gossip (pr_node_rpc), shard 0 */
 static _Atomic int32_t g_self = -1;
 static _Atomic bool g_rx_set;
-static struct pr_node g_node; /* shard 0 only */
+static struct pr_node g_node = {.table_mu = PTHREAD_MUTEX_INITIALIZER};
 static _Thread_local struct pr_shard *tls_sh;
 
 bool pr_enabled(void)
@@ -88,7 +90,6 @@ static void pr_shard_free(struct pr_shard *sh)
 {
     raft_hb_batcher_free(&sh->hb);
     raft_scratch_free(&sh->sc);
-    ldr_free(&sh->leaders);
     free(sh->rx);
     free(sh->rxbuf);
     free(sh->buckets);
@@ -121,12 +122,10 @@ static struct pr_shard *pr_shard_get(void)
     sh->nbuckets = 64;
     sh->buckets = calloc(sh->nbuckets, sizeof(*sh->buckets));
     sh->rx = calloc(1, sizeof(*sh->rx));
-    if (!sh->buckets || !sh->rx || ldr_init(&sh->leaders) ||
-        raft_scratch_init(&sh->sc, 512, 2048) ||
+    if (!sh->buckets || !sh->rx || raft_scratch_init(&sh->sc, 512, 2048) ||
         raft_hb_batcher_init(&sh->hb, pr_self(), PR_HB_DEST_MAX, PR_HB_ITEMS_MAX)) {
         free(sh->buckets);
         free(sh->rx);
-        ldr_free(&sh->leaders);
         raft_scratch_free(&sh->sc);
         free(sh);
         return NULL;
@@ -367,18 +366,11 @@ int pr_insync_count(const pm_partition *p)
 
 bool pr_leader_lookup(uint64_t group, ldr_entry *out)
 {
-    const ldr_table *t;
-    if (reactor_shard_id() == 0) {
-        t = &g_node.table;
-    } else {
-        struct pr_shard *sh = pr_shard_get();
-        if (!sh) return false;
-        t = &sh->leaders;
-    }
-    const ldr_entry *e = ldr_get(t, group);
-    if (!e) return false;
-    *out = *e;
-    return true;
+    pthread_mutex_lock(&g_node.table_mu);
+    const ldr_entry *e = ldr_get(&g_node.table, group);
+    if (e) *out = *e;
+    pthread_mutex_unlock(&g_node.table_mu);
+    return e != NULL;
 }
 
 unsigned pr_owner_shard(const topic *t, int32_t partition, uint32_t smp)
@@ -392,42 +384,30 @@ unsigned pr_owner_shard(const topic *t, int32_t partition, uint32_t smp)
 
 /* ---- leadership reports ---- */
 
-struct pr_report {
-    uint32_t n;
-    ldr_entry e[];
-};
-
-static void pr_merge(const ldr_entry *e)
+/* Merges reports (any shard). */
+static void pr_merge_n(const ldr_entry *es, uint32_t n)
 {
-    int rc = ldr_merge(&g_node.table, e);
-    if (rc > 0) g_node.dirty = true;
-    else if (rc < 0) log_warn("raft", "leadership table: %s", al_strerror(rc));
-}
-
-static void pr_report_msg(reactor_shard *self, const struct reactor_msg *msg)
-{
-    (void)self;
-    struct pr_report *r = msg->arg;
-    if (!g_node.table.slots && ldr_init(&g_node.table)) {
-        free(r);
-        return;
+    pthread_mutex_lock(&g_node.table_mu);
+    int err = g_node.table.slots ? 0 : ldr_init(&g_node.table);
+    for (uint32_t i = 0; i < n && !err; i++) {
+        int rc = ldr_merge(&g_node.table, &es[i]);
+        if (rc > 0) g_node.dirty = true;
+        if (rc < 0) err = rc;
     }
-    pr_shard_get(); /* shard 0's tick pushes the table on, even if it hosts nothing */
-    for (uint32_t i = 0; i < r->n; i++) pr_merge(&r->e[i]);
-    free(r);
+    pthread_mutex_unlock(&g_node.table_mu);
+    if (err) log_warn("raft", "leadership table: %s", al_strerror(err));
 }
 
-/* The shard's replicas' (leader, term, isr) to shard 0; advances each ISR mark. */
-static void pr_report(struct pr_shard *sh, data_shard *ds)
+/* The shard's replicas' (leader, term, isr) into the node's table; advances each ISR mark. */
+static void pr_report(struct pr_shard *sh)
 {
-    struct pr_report *r = malloc(sizeof(*r) + sizeof(ldr_entry) * (size_t)AL_MAX(sh->n, 1u));
-    if (!r) return;
-    r->n = 0;
+    ldr_entry batch[64];
+    uint32_t n = 0;
     for (uint32_t b = 0; b < sh->nbuckets; b++) {
         for (struct pr_part *pp = sh->buckets[b]; pp; pp = pp->hnext) {
             pm_partition *p = pp->p;
             if (!p->rr || p->removed) continue;
-            ldr_entry *e = &r->e[r->n++];
+            ldr_entry *e = &batch[n++];
             memset(e, 0, sizeof(*e));
             e->group = pp->group;
             e->leader = raft_replica_leader(p->rr);
@@ -435,32 +415,13 @@ static void pr_report(struct pr_shard *sh, data_shard *ds)
             e->reporter = pr_self();
             if (e->leader == pr_self()) e->n_isr = (uint8_t)pr_isr(p, e->isr, LDR_ISR_MAX);
             pp->isr_mark = raft_replica_commit(p->rr);
+            if (n == 64) {
+                pr_merge_n(batch, n);
+                n = 0;
+            }
         }
     }
-    if (sh->shard == 0) {
-        pr_report_msg(sh->rs, &(struct reactor_msg){.arg = r});
-        return;
-    }
-    if (data_send(ds, 0, pr_report_msg, r, 0, 0)) free(r);
-}
-
-/* What shard 0 pushes to the other shards: a copy of the table. */
-struct pr_push {
-    ldr_table t;
-};
-
-static void pr_push_msg(reactor_shard *self, const struct reactor_msg *msg)
-{
-    (void)self;
-    struct pr_push *ps = msg->arg;
-    struct pr_shard *sh = pr_shard_get();
-    if (sh) {
-        ldr_free(&sh->leaders);
-        sh->leaders = ps->t;
-        ps->t.slots = NULL;
-    }
-    ldr_free(&ps->t);
-    free(ps);
+    if (n) pr_merge_n(batch, n);
 }
 
 static bool pr_keep_led(void *ctx, const ldr_entry *e)
@@ -469,37 +430,51 @@ static bool pr_keep_led(void *ctx, const ldr_entry *e)
     return e->leader == pr_self() && e->reporter == pr_self();
 }
 
-/* Shard 0: gossip the entries this node leads to every peer (when pr_node_rpc gave an
- * endpoint), push the table to the other shards when it changed. */
-static void pr_node_gossip(struct pr_shard *sh, data_shard *ds, uint64_t now)
+/*
+ * Without an endpoint of its own (pr_node_rpc), a report travels on the partition channel the
+ * node service gives us: as an RPC_T_RAFT_HB message (cluster_raft_send picks the type from
+ * byte 1 = RAFT_MSG_HB_BATCH) whose byte 0 is PR_GOSSIP_MARK instead of a Raft message
+ * version, so pr_deliver tells the two apart; then the ldr_encode bytes.
+ */
+static void pr_gossip_partition_channel(struct pr_shard *sh, const uint8_t *msg, size_t len)
+{
+    cluster_view_broker v[64];
+    int32_t ctl = -1, self = -1;
+    int n = cluster_view_brokers(v, 64, &ctl, &self);
+    uint8_t *buf = malloc(len + 2);
+    if (!buf) return;
+    buf[0] = PR_GOSSIP_MARK;
+    buf[1] = RAFT_MSG_HB_BATCH;
+    memcpy(buf + 2, msg, len);
+    for (int i = 0; i < n && i < 64; i++)
+        if (v[i].node_id != self && v[i].alive)
+            cluster_raft_send(sh->rs, v[i].node_id, buf, len + 2); /* best effort */
+    free(buf);
+}
+
+/* Shard 0: gossip the entries this node leads to every peer. */
+static void pr_node_gossip(struct pr_shard *sh, uint64_t now)
 {
     struct pr_node *nd = &g_node;
     nd->last_gossip_ns = now;
-    nd->dirty = false;
     rpc *r = atomic_load(&g_rpc);
     uint8_t *buf = NULL;
     size_t len = 0;
-    if (r && ldr_encode(&nd->table, pr_self(), pr_keep_led, NULL, &buf, &len) >= 0) {
+    pthread_mutex_lock(&nd->table_mu);
+    nd->dirty = false;
+    if (!nd->table.slots ||
+        ldr_encode(&nd->table, pr_self(), pr_keep_led, NULL, &buf, &len) < 0)
+        buf = NULL;
+    pthread_mutex_unlock(&nd->table_mu);
+    if (buf && r) {
         struct rpc_peer_stats ps;
         for (uint32_t i = 0; i < 4096 && rpc_peer_stats_at(r, i, &ps) == 0; i++)
             if (ps.node >= 0 && ps.node != pr_self())
                 rpc_send(r, ps.node, PR_RPC_LEADERS, buf, len); /* dropped when full */
-        free(buf);
+    } else if (buf) {
+        pr_gossip_partition_channel(sh, buf, len);
     }
-    if (nd->pushed_version == nd->table.version) return;
-    for (unsigned s = 1; s < sh->smp && ds; s++) {
-        struct pr_push *p = calloc(1, sizeof(*p));
-        if (!p) return;
-        if (ldr_copy(&p->t, &nd->table)) {
-            free(p);
-            return;
-        }
-        if (data_send(ds, s, pr_push_msg, p, 0, 0)) {
-            ldr_free(&p->t);
-            free(p);
-        }
-    }
-    nd->pushed_version = nd->table.version;
+    free(buf);
 }
 
 static void pr_tick_fire(reactor_timer *t)
@@ -515,17 +490,16 @@ static void pr_tick_fire(reactor_timer *t)
     }
     raft_replica_hb_flush(&sh->hb, pr_send_shard, sh);
     uint64_t now = io_now_ns(sh->io);
-    data_shard *ds = data_shard_self();
-    if (ds && (sh->report_now || now - sh->last_report_ns >= PR_REPORT_NS)) {
+    if (sh->report_now || now - sh->last_report_ns >= PR_REPORT_NS) {
         if (now - sh->last_report_ns >= PR_REPORT_NS) pr_alive_refresh(sh);
         sh->report_now = false;
         sh->last_report_ns = now;
-        pr_report(sh, ds);
+        pr_report(sh);
     }
     if (sh->shard == 0 &&
         ((g_node.dirty && now - g_node.last_gossip_ns >= PR_MIN_PUSH_NS) ||
          now - g_node.last_gossip_ns >= PR_REPORT_NS))
-        pr_node_gossip(sh, ds, now);
+        pr_node_gossip(sh, now);
     reactor_timer_add(sh->rs, &sh->tick, now + PR_TICK_NS, NULL);
 }
 
@@ -551,22 +525,55 @@ static int pr_deliver_here(struct pr_shard *sh, const uint8_t *buf, size_t len)
     return raft_replica_deliver(sh->rx, sh->rxbuf, len, pr_lookup, sh);
 }
 
+/* A message copy travelling to another shard. Copies in flight stay on a process-wide list
+ * until delivered: one still in a ring when the reactor stops is dropped with the ring, and
+ * the list keeps it reachable (not a leak) until the process exits. */
+struct pr_fwd {
+    struct pr_fwd *prev, *next;
+    size_t len;
+    uint8_t data[];
+};
+static pthread_mutex_t g_fwd_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pr_fwd *g_fwd;
+
+static void pr_fwd_unlink(struct pr_fwd *f)
+{
+    pthread_mutex_lock(&g_fwd_mu);
+    if (f->prev) f->prev->next = f->next;
+    else g_fwd = f->next;
+    if (f->next) f->next->prev = f->prev;
+    pthread_mutex_unlock(&g_fwd_mu);
+}
+
 static void pr_fwd_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
     (void)self;
-    uint8_t *buf = msg->arg;
+    struct pr_fwd *f = msg->arg;
+    pr_fwd_unlink(f);
     struct pr_shard *sh = pr_shard_get();
-    if (sh) pr_deliver_here(sh, buf, (size_t)msg->a);
-    free(buf);
+    if (sh) pr_deliver_here(sh, f->data, f->len);
+    free(f);
 }
 
 static void pr_forward(data_shard *ds, unsigned to, const uint8_t *buf, size_t len)
 {
-    uint8_t *copy = malloc(len);
-    if (!copy) return;
-    memcpy(copy, buf, len);
-    if (data_send(ds, to, pr_fwd_msg, copy, (uint64_t)len, 0)) free(copy);
+    struct pr_fwd *f = malloc(sizeof(*f) + len);
+    if (!f) return;
+    f->len = len;
+    memcpy(f->data, buf, len);
+    f->prev = NULL;
+    pthread_mutex_lock(&g_fwd_mu);
+    f->next = g_fwd;
+    if (g_fwd) g_fwd->prev = f;
+    g_fwd = f;
+    pthread_mutex_unlock(&g_fwd_mu);
+    if (data_send(ds, to, pr_fwd_msg, f, 0, 0)) {
+        pr_fwd_unlink(f);
+        free(f);
+    }
 }
+
+static void pr_merge_cb(void *ctx, int32_t from, const ldr_entry *e);
 
 static uint32_t pr_route_hash(uint64_t g, uint32_t cap)
 {
@@ -620,6 +627,11 @@ int pr_deliver(uint16_t rpc_type, const uint8_t *buf, size_t len)
     data_shard *ds = data_shard_self();
     if (!sh || !ds || sh->shard != 0) return AL_ECLOSED;
     if (len < 11) return AL_ETRUNCATED;
+    if (rpc_type == RPC_T_RAFT_HB && buf[0] == PR_GOSSIP_MARK) {
+        int rc = ldr_decode(buf + 2, len - 2, pr_merge_cb, NULL);
+        if (rc < 0) log_warn("raft", "bad leadership report: %s", al_strerror(rc));
+        return rc < 0 ? rc : 0;
+    }
     if (rpc_type == RPC_T_RAFT_HB) {
         for (unsigned s = 1; s < sh->smp; s++) pr_forward(ds, s, buf, len);
         int rc = pr_deliver_here(sh, buf, len);
@@ -652,7 +664,7 @@ static void pr_merge_cb(void *ctx, int32_t from, const ldr_entry *e)
 {
     (void)ctx;
     (void)from;
-    pr_merge(e);
+    pr_merge_n(e, 1);
 }
 
 static void pr_rpc_leaders(rpc *r, void *ctx, const rpc_msg *m)

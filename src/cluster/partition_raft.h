@@ -4,22 +4,25 @@
  * per-shard machinery the replicas need and the node's leadership table.
  *
  * Per shard (created on the shard the first time it is needed): the heartbeat batcher and
- * action scratch all its replicas share, the decode scratch (raft_rx), a map group -> partition,
- * a 10 ms tick timer (tick every replica, then flush the heartbeat batches) and the shard's
- * read-only copy of the leadership table (src/cluster/leaders.h) and of the live-node set.
+ * action scratch all its replicas share, the decode scratch (raft_rx), a map group -> partition
+ * and a 10 ms tick timer (tick every replica, then flush the heartbeat batches).
  *
  * Per node (shard 0): inbound partition Raft traffic. RPC_T_RAFT messages are routed by the
  * group in their header (raft_msg layout: version u8 | type u8 | flags u8 | group u64 ...) to
- * the shard that hosts it (from shard 0's topic table), copied over by a reactor message. RPC_T_RAFT_HB
- * batches are delivered on shard 0 and a copy goes to every other shard (each skips groups it
- * does not host). Every replica's messages leave through rpc_send_from on its own shard.
+ * the shard that hosts it (from shard 0's topic table), copied over by a reactor message.
+ * RPC_T_RAFT_HB batches are delivered on shard 0 and a copy goes to every other shard (each
+ * skips groups it does not host). Every replica's messages leave through cluster_raft_send on
+ * its own shard.
  *
- * Leadership: each shard reports its replicas' (leader, term, isr) to shard 0 every 200 ms and
- * at once after a role change; shard 0 merges them (ldr_merge), sends the entries this node
- * leads to every peer (PR_RPC_LEADERS, one-way; see pr_node_rpc) every 200 ms and at once on a
- * change, merges the peers' reports, and pushes the table to the other shards. The ISR (leader's view) = the leader + the voters that
- * are connected to this node and whose match offset reached the commit index of the previous
- * report (~200 ms earlier).
+ * Leadership: one table per node (src/cluster/leaders.h, under a mutex: every shard merges its
+ * replicas' (leader, term, isr) into it every 200 ms and at once after a role change, and reads
+ * it for Metadata). Shard 0 sends the entries this node leads to every peer every 200 ms and
+ * at once on a change, and merges the peers' reports: over PR_RPC_LEADERS when the node
+ * service gave it the endpoint (pr_node_rpc), otherwise on the partition channel as an
+ * RPC_T_RAFT_HB message whose first byte is 0xA1 (a Raft message starts with its version, 1).
+ * The ISR (leader's view) = the leader + the voters connected to this node
+ * (cluster_view_brokers) whose match offset reached the commit index of the previous report
+ * (~200 ms earlier).
  *
  * Activation: cluster mode is on once the node service (src/cluster/cluster.h) started on shard
  * 0 (cluster_active()), which happens before any partition of the controller's table is
@@ -112,8 +115,8 @@ bool pr_is_leader(const pm_partition *p);
 int pr_insync_count(const pm_partition *p);
 
 /*
- * Any shard: what this shard knows about group's leadership (from its copy of the node's
- * table): fills *out and returns true, or false when nothing is known.
+ * Any shard: what this node knows about group's leadership (its table, read under the
+ * table's mutex): fills *out and returns true, or false when nothing is known.
  */
 bool pr_leader_lookup(uint64_t group, ldr_entry *out);
 

@@ -102,10 +102,10 @@ def wait_leader(c, topic, partition=0, nodes=None, timeout=30.0, exclude=None, i
         leaders = {s[0] if s else None for s in seen}
         if len(leaders) == 1:
             leader = leaders.pop()
-            if isinstance(leader, int) and leader >= 0 and leader != exclude:
-                # the ISR as its leader reports it (the leader's view is the authoritative one)
-                if isr is None or len(partition_meta(c.nodes[leader], topic, partition)[2]) == isr:
-                    return leader
+            # the ISR is the leader's view, gossiped to every node
+            if (isinstance(leader, int) and leader >= 0 and leader != exclude and
+                    (isr is None or all(s and len(s[2]) == isr for s in seen))):
+                return leader
         time.sleep(0.2)
     raise AssertionError("no agreed leader for %s/%d within %.0fs: %r"
                          % (topic, partition, timeout, last))
