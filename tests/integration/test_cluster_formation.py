@@ -257,6 +257,41 @@ def test_controller_failover_and_rejoin_and_a_fourth_node():
     c.remove_files()
 
 
+def test_whole_cluster_restart_two_shards():
+    """Every node stops and starts again: the controller logs give each node its peers'
+    addresses before any commit index is known, a leader is elected, the topics survive (with 2
+    shards per node: the table is installed on every shard, partitions open on the shard their
+    assignment names)."""
+    c = Cluster(3, smp=2).start()
+    try:
+        wait_for("one controller", lambda: controller_everywhere(c, [0, 1, 2]))
+        a = KafkaAdminClient(bootstrap_servers=c.nodes[0].addr, request_timeout_ms=15000)
+        try:
+            r = a.create_topics([NewTopic("survivor", 8, 3)])
+            assert r.topic_errors[0][1] == 0, r
+        finally:
+            a.close()
+        wait_for("survivor everywhere", lambda: all(
+            metadata(n, ["survivor"])[2]["survivor"][0] == 0 for n in c.nodes))
+        for i in range(3):
+            wait_for("3 controller voters", lambda: voters_ready(c, i, 3))
+        c.stop()
+        c.start()
+        ctl = wait_for("one controller after the restart",
+                       lambda: controller_everywhere(c, [0, 1, 2]))
+        assert ctl in (1, 2, 3)
+        for node in c.nodes:
+            _, _, topics = metadata(node)
+            assert topics["survivor"][0] == 0 and len(topics["survivor"][1]) == 8
+            # Every node hosts a replica of each of the 8 partitions.
+            kdir = os.path.join(node.data_dir, "kafka")
+            sdir = [d for d in os.listdir(kdir) if d.startswith("survivor-")][0]
+            assert len(os.listdir(os.path.join(kdir, sdir))) == 8
+    finally:
+        c.stop()
+    c.remove_files()
+
+
 def test_unreachable_seed_keeps_retrying():
     tmp = tempfile.mkdtemp(prefix="ailurus-it-")
     dead = pick_port()
