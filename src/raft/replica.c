@@ -262,6 +262,7 @@ static int conf_note(raft_replica *r, int64_t off, const uint8_t *payload, size_
     r->conf_off[r->n_confs] = off;
     r->confs[r->n_confs] = c;
     r->n_confs++;
+    r->st.conf_entries++;
     return conf_file_write(r);
 }
 
@@ -270,6 +271,7 @@ static int conf_truncated(raft_replica *r, int64_t from)
 {
     uint32_t n = r->n_confs;
     while (r->n_confs && r->conf_off[r->n_confs - 1] >= from) r->n_confs--;
+    r->st.conf_truncated += n - r->n_confs;
     return n == r->n_confs ? 0 : conf_file_write(r);
 }
 

@@ -201,6 +201,8 @@ typedef struct raft_replica_stats {
     uint64_t async_reads;   /* log reads that went to disk (the group asked again) */
     uint64_t resets;        /* group rebuilt from the log after a storage error */
     uint64_t dropped_busy;  /* messages dropped because the replica was busy */
+    uint64_t conf_entries;  /* CONFIG entries appended */
+    uint64_t conf_truncated; /* CONFIG entries removed by a truncation */
 } raft_replica_stats;
 void raft_replica_get_stats(const raft_replica *r, raft_replica_stats *out);
 

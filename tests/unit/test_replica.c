@@ -147,7 +147,8 @@ typedef struct sim {
 
 typedef struct totals {
     uint64_t seeds, acked, crashes, elections, lost, truncations, async_truncations, held,
-        async_reads, resets, failed_replicas, transfers, conf_changes;
+        async_reads, resets, failed_replicas, transfers, conf_changes, conf_entries,
+        conf_truncated;
 } totals;
 
 static totals g_tot;
@@ -161,6 +162,8 @@ static void add_stats(sim *s, raft_replica *r)
     s->st.held += st.held;
     s->st.async_reads += st.async_reads;
     s->st.resets += st.resets;
+    s->st.conf_entries += st.conf_entries;
+    s->st.conf_truncated += st.conf_truncated;
 }
 
 static void sim_fail(sim *s, const char *fmt, ...) AL_PRINTF(2, 3);
@@ -640,6 +643,8 @@ static void sim_free(sim *s)
     g_tot.held += s->st.held;
     g_tot.async_reads += s->st.async_reads;
     g_tot.resets += s->st.resets;
+    g_tot.conf_entries += s->st.conf_entries;
+    g_tot.conf_truncated += s->st.conf_truncated;
     free(s);
 }
 
@@ -791,11 +796,12 @@ TEST(sim_seeds)
                     ", lost %" PRIu64 ", crashes %" PRIu64 ", elections %" PRIu64
                     ", truncations %" PRIu64 " (async %" PRIu64 ", held actions %" PRIu64
                     "), async reads %" PRIu64 ", resets %" PRIu64 ", failed replicas %" PRIu64
-                    ", transfers %" PRIu64 ", membership changes %" PRIu64 "\n",
+                    ", transfers %" PRIu64 ", membership changes %" PRIu64
+                    " (config entries appended %" PRIu64 ", truncated %" PRIu64 ")\n",
             seeds, chaos_ms, mono_s() - t0, failed, g_tot.acked, g_tot.lost, g_tot.crashes,
             g_tot.elections, g_tot.truncations, g_tot.async_truncations, g_tot.held,
             g_tot.async_reads, g_tot.resets, g_tot.failed_replicas, g_tot.transfers,
-            g_tot.conf_changes);
+            g_tot.conf_changes, g_tot.conf_entries, g_tot.conf_truncated);
     CHECK_EQ(failed, 0);
     CHECK(seeds > 0);
 }
