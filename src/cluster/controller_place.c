@@ -449,18 +449,19 @@ static topic_assignment *led_without(work *w, int32_t src, int32_t dst)
 }
 
 /* Hands one partition src leads to dst: outright if both replica counts stay within
- * [rmin, rmax], else in exchange for a partition dst follows and src is not in (replica
- * counts unchanged). Returns true if it changed something. */
-static bool leader_handover(work *w, int32_t src, int32_t dst, int64_t rmin, int64_t rmax,
-                            uint32_t rot)
+ * [rmin, rmax], else (budget >= 2) in exchange for a partition dst follows and src is not in
+ * (replica counts unchanged). Returns the partitions changed: 0, 1 or 2. */
+static int leader_handover(work *w, int32_t src, int32_t dst, int64_t rmin, int64_t rmax,
+                           uint32_t rot, int64_t budget)
 {
     const load *l = &w->l;
     topic_assignment *a = led_without(w, src, dst);
-    if (!a) return false;
+    if (!a) return 0;
     if (l->replicas[dst] + 1 <= rmax && l->replicas[src] - 1 >= rmin) {
         work_replace(w, a, 0, dst, rot);
-        return true;
+        return 1;
     }
+    if (budget < 2) return 0;
     int32_t srcn = l->st->brokers[src].node_id, dstn = l->st->brokers[dst].node_id;
     for (int32_t t = 0; t < w->n_topics; t++) {
         const topic *tp = topic_table_at(&l->st->topics, t);
@@ -471,17 +472,17 @@ static bool leader_handover(work *w, int32_t src, int32_t dst, int64_t rmin, int
                 if (b->nodes[r] != dstn) continue;
                 work_replace(w, a, 0, dst, rot);
                 work_replace(w, b, r, src, rot);
-                return true;
+                return 2;
             }
         }
     }
-    return false;
+    return 0;
 }
 
 /* When no swap helps: the most leading ACTIVE node hands a partition it leads to the least
  * leading node that can take one (leader_handover), trying targets from the least leading up.
- * Returns true if it changed something. */
-static bool balance_leader_move_step(work *w, uint32_t rot)
+ * Returns the partitions changed (0: nothing to do within budget). */
+static int balance_leader_move_step(work *w, uint32_t rot, int64_t budget)
 {
     const load *l = &w->l;
     int32_t src = -1;
@@ -504,9 +505,10 @@ static bool balance_leader_move_step(work *w, uint32_t rot)
     for (int32_t k = 0; k < n && src >= 0; k++) {
         int32_t dst = order[k];
         if (l->leaders[src] - l->leaders[dst] < 2) break;
-        if (leader_handover(w, src, dst, rmin, rmax, rot)) return true;
+        int k2 = leader_handover(w, src, dst, rmin, rmax, rot, budget);
+        if (k2) return k2;
     }
-    return false;
+    return 0;
 }
 
 int controller_balance_plan(const controller_state *st, int32_t max_moves,
@@ -522,13 +524,19 @@ int controller_balance_plan(const controller_state *st, int32_t max_moves,
     for (int32_t i = 0; i < w.l.n; i++) total += w.l.replicas[i];
     /* Each step lowers the sum of squared replica (phase 1) or leader (phase 2) counts, so
      * the loops end; the bound is a safety net, and max_moves bounds the changed partitions
-     * (each step changes one). */
+     * (steps counts them: one per step, two per exchange). */
     int64_t bound = AL_MIN(total + 1, (int64_t)max_moves);
     int64_t steps = 0;
     while (steps < bound && balance_replicas_step(&w, (uint32_t)steps)) steps++;
-    while (steps < bound &&
-           (balance_leaders_step(&w) || balance_leader_move_step(&w, (uint32_t)steps)))
-        steps++;
+    for (int guard = 0; guard < INT32_MAX && steps < bound; guard++) {
+        if (balance_leaders_step(&w)) {
+            steps++;
+            continue;
+        }
+        int k = balance_leader_move_step(&w, (uint32_t)steps, bound - steps);
+        if (!k) break;
+        steps += k;
+    }
     err = work_moves(&w, out, n);
     work_free(&w);
     return err;

@@ -1078,6 +1078,10 @@ TEST(balance_plan)
         count_all(&st, &before);
         controller_move *m;
         int32_t n;
+        int32_t cap = 1 + (int32_t)rnd_below(6); /* a bounded plan changes <= cap partitions */
+        CHECK_EQ(controller_balance_plan(&st, cap, &m, &n), 0);
+        CHECK(n <= cap);
+        free(m);
         CHECK_EQ(controller_balance_plan(&st, 100000, &m, &n), 0);
         for (int32_t i = 0; i < n; i++) {
             CHECK(topic_assignment_valid(&m[i].to)); /* never two replicas on one node */
