@@ -113,6 +113,7 @@ const char *raft_strerror(int err)
 {
     if (err == RAFT_ENOTLEADER) return "not the leader";
     if (err == RAFT_EBUSY) return "leadership transfer or membership change in progress";
+    if (err == RAFT_ELOST) return "leadership lost before the entries committed";
     return al_strerror(err);
 }
 

@@ -50,6 +50,8 @@
 enum {
     RAFT_ENOTLEADER = -100100, /* proposal or admin call on a node that is not the leader */
     RAFT_EBUSY = -100101,      /* a leadership transfer or a membership change is in progress */
+    RAFT_ELOST = -100102,      /* replica.h: leadership was lost before the entries committed
+                                  (they may or may not commit later) */
 };
 
 enum {

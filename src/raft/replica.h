@@ -44,10 +44,6 @@
 /* Bytes of the largest NOOP/CONFIG batch. */
 #define RAFT_CTRL_BATCH_MAX 256
 
-enum {
-    RAFT_ELOST = -100102, /* a waiter's entries may never commit: leadership was lost first */
-};
-
 /*
  * Classifies one validated batch (buf holds at least the whole batch, size bytes). Returns
  * RAFT_ENTRY_DATA, RAFT_ENTRY_NOOP or RAFT_ENTRY_CONFIG (then *payload and *plen point at the
