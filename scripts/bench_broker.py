@@ -69,6 +69,12 @@ class Broker:
                     return int(line.split()[1])
         return 0
 
+    def cpu_seconds(self):
+        """utime + stime of the broker process (all its threads)."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -80,14 +86,23 @@ class Broker:
         self.proc = None
 
 
-def bench(binary, addr, out_json, *args, timeout=300):
+def bench(binary, addr, out_json, *args, timeout=300, broker=None):
     cmd = [binary, "bench", "--brokers", addr, "--quiet", "--json", out_json] + [str(a)
                                                                                  for a in args]
     sys.stderr.write("+ " + " ".join(cmd) + "\n")
+    c0 = broker.cpu_seconds() if broker else 0.0
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
     sys.stderr.write(r.stdout.decode(errors="replace"))
     with open(out_json) as f:
-        return json.load(f), r.returncode
+        s = json.load(f)
+    if broker:
+        # The broker's CPU over the whole bench run (warm-up included) per MB it acked, and the
+        # machine's load: on a shared VM throughput follows the CPU the broker gets, while
+        # its CPU per MB is its own.
+        mb = s["produced_records"] * s.get("record_size", 1024) / 1e6
+        s["broker_cpu_ms_per_mb"] = 1000.0 * (broker.cpu_seconds() - c0) / mb if mb else 0.0
+        s["load_average"] = os.getloadavg()[0]
+    return s, r.returncode
 
 
 def main():
@@ -105,25 +120,34 @@ def main():
         time.sleep(1.0)
         fig("broker_idle_rss", "%.1f" % (b.rss_kib() / 1024.0), "MiB")
         common = ["--record-size", 1024, "--acks", "all", "--warmup", 1, "--duration", secs]
+        fig("load_average_at_start", "%.1f" % os.getloadavg()[0], "runnable")
         s1, _ = bench(binary, b.addr, j("max_p1"), "--topic", "max-p1", "--partitions", 1,
-                      "--producers", 4, "--max-inflight", 32, "--batch-bytes", 65536, *common)
+                      "--producers", 4, "--max-inflight", 32, "--batch-bytes", 65536, *common,
+                      broker=b)
         fig("produce_max_p1", "%.2f" % s1["mb_per_s"], "MB/s")
+        fig("produce_max_p1_broker_cpu", "%.2f" % s1["broker_cpu_ms_per_mb"], "ms/MB")
+        fig("produce_max_p1_load_average", "%.1f" % s1["load_average"], "runnable")
         fig("produce_max_p1_rate", "%.0f" % s1["records_per_s"], "records/s")
         fig("produce_max_p1_ack_p99", "%.2f" % s1["ack_latency_ms"]["p99"], "ms")
         fig("produce_vs_disk_p1", "%.3f" % (s1["mb_per_s"] / disk_mbps), "ratio")
         s16, _ = bench(binary, b.addr, j("max_p16"), "--topic", "max-p16", "--partitions", 16,
-                       "--producers", 4, "--max-inflight", 32, "--batch-bytes", 65536, *common)
+                       "--producers", 4, "--max-inflight", 32, "--batch-bytes", 65536, *common,
+                       broker=b)
         fig("produce_max_p16", "%.2f" % s16["mb_per_s"], "MB/s")
+        fig("produce_max_p16_broker_cpu", "%.2f" % s16["broker_cpu_ms_per_mb"], "ms/MB")
         fig("produce_vs_disk_p16", "%.3f" % (s16["mb_per_s"] / disk_mbps), "ratio")
         rate = max(100.0, 0.3 * s1["records_per_s"])
         # Open loop at 30% of that rate; 4 connections and a 5 ms linger so the batches are
         # big enough that the client's own in-flight limit is not what queues records.
         s30, _ = bench(binary, b.addr, j("rate30"), "--topic", "rate30", "--partitions", 1,
                        "--producers", 4, "--max-inflight", 16, "--batch-bytes", 65536,
-                       "--rate", "%.0f" % rate, "--linger", 5, *common)
+                       "--rate", "%.0f" % rate, "--linger", 5, *common, broker=b)
         fig("rate30_target", "%.0f" % rate, "records/s")
         fig("rate30_achieved", "%.0f" % s30["records_per_s"], "records/s")
         fig("p99_ack_at_30pct", "%.2f" % s30["ack_latency_ms"]["p99"], "ms")
+        # Where the ack time goes: client side (linger, queueing) vs round trip.
+        fig("p99_send_delay_at_30pct", "%.2f" % s30["send_delay_ms"]["p99"], "ms")
+        fig("p99_request_rtt_at_30pct", "%.2f" % s30["request_rtt_ms"]["p99"], "ms")
         fig("disk_fdatasync_p99", "%.2f" % (fsync_p99_us / 1000.0), "ms")
         fig("p99_ack_vs_fsync", "%.2f" % (s30["ack_latency_ms"]["p99"] * 1000.0 / fsync_p99_us),
             "ratio")
@@ -143,9 +167,13 @@ def main():
             s, _ = bench(binary, b.addr, j("smp%d" % smp), "--topic", "scale", "--partitions", 16,
                          "--producers", 4, "--max-inflight", 16, "--batch-bytes", 65536,
                          "--acks", 1, "--record-size", 1024, "--consumers", 0, "--warmup", 1,
-                         "--duration", max(3.0, secs / 2), "--smp", 1)
+                         "--duration", max(3.0, secs / 2), "--smp", 1, broker=b)
             sc[smp] = s["mb_per_s"]
             fig("produce_acks1_smp%d" % smp, "%.2f" % s["mb_per_s"], "MB/s")
+            fig("produce_acks1_smp%d_broker_cpu" % smp, "%.2f" % s["broker_cpu_ms_per_mb"],
+                "ms/MB")
+            fig("produce_acks1_smp%d_load_average" % smp, "%.1f" % s["load_average"],
+                "runnable")
         finally:
             b.stop()
     fig("shard_scaling", "%.2f" % (sc[2] / sc[1] if sc[1] else 0), "ratio")

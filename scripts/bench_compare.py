@@ -36,10 +36,16 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_once(broker_bin, bench_bin, root, smp, bench_args, extra):
+def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None):
     data = os.path.join(root, "data")
     shutil.rmtree(data, ignore_errors=True)
-    b = Broker(broker_bin, data, smp=smp, extra=extra).start()
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        b = Broker(broker_bin, data, smp=smp, extra=extra).start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     out = os.path.join(root, "run.json")
     try:
         c0 = cpu_seconds(b.proc.pid)
@@ -77,6 +83,9 @@ def main():
     ap.add_argument("--bench-bin", default=None)
     ap.add_argument("--broker-arg", action="append", default=[],
                     help="extra argument for `ailurus start` (repeat)")
+    ap.add_argument("--b-env", action="append", default=[],
+                    help="NAME=VALUE in B's broker environment only (repeat), e.g. to A/B a "
+                         "malloc tunable with one binary")
     ap.add_argument("bench_args", nargs=argparse.REMAINDER)
     o = ap.parse_args()
     args = [a for a in o.bench_args if a != "--"]
@@ -85,8 +94,10 @@ def main():
     res = {"A": [], "B": []}
     try:
         for i in range(o.runs):
+            benv = dict(kv.split("=", 1) for kv in o.b_env)
             for name, binary in (("A", o.a), ("B", o.b)):
-                r = run_once(binary, bench_bin, o.dir, o.smp, args, o.broker_arg)
+                r = run_once(binary, bench_bin, o.dir, o.smp, args, o.broker_arg,
+                             benv if name == "B" else None)
                 res[name].append(r)
                 print("run %d %s: %.1f MB/s ack_p99 %.1f ms e2e_p999 %.1f ms "
                       "cpu %.2f ms/MB util %.2f errors %d" % (
