@@ -104,6 +104,7 @@ struct raft_replica {
 };
 
 static void pump(raft_replica *r);
+static int batches_framing(const uint8_t *buf, size_t len, size_t max);
 
 /* ---------------------------------------------------------------- control batches */
 
@@ -582,8 +583,9 @@ static int append_entry(raft_replica *r, const raft_entry *e)
         len = (size_t)rc;
     }
     storage_append_result res;
-    /* every batch was checked in full before it became an entry (raft_replicate, the
-     * follower's check_entries) or built here: only the framing is checked again */
+    /* every batch was checked in full before it became an entry (raft_replicate on the
+     * leader; on a follower, by the leader, then covered by the message's CRC) or was built
+     * here: only the framing is checked again */
     rc = storage_log_append_validated(r->log, (int32_t)e->term, buf, len, &res);
     if (rc < 0) return rc;
     AL_ASSERT(res.base_offset == e->offset && res.last_offset == raft_entry_last(e));
@@ -1054,11 +1056,14 @@ static int check_entries(const raft_replica *r, const raft_msg *m)
         if (e->term < 1 || e->term > INT32_MAX || e->count < 1) return AL_EMALFORMED;
         switch (e->type) {
         case RAFT_ENTRY_DATA: {
+            /* The bytes are as the leader checked them in full (at replicate, or when its
+             * log read them back): the message's CRC32C covers them in transit, so only the
+             * framing is checked here, as storage_log_append_validated expects. */
             storage_batch_hdr h;
-            int64_t sz = storage_batch_validate(e->data, e->len, r->cfg.log.max_message_bytes,
-                                                &h);
-            if (sz < 0) return (int)sz;
-            if ((uint64_t)sz != e->len || h.last_offset_delta + 1 != e->count ||
+            int nb = batches_framing(e->data, e->len, r->cfg.log.max_message_bytes);
+            if (nb < 0) return nb;
+            storage_batch_parse_header(e->data, e->len, &h);
+            if (nb != 1 || h.last_offset_delta + 1 != e->count ||
                 raft_batch_classify(e->data, e->len, NULL, NULL) != RAFT_ENTRY_DATA)
                 return AL_EMALFORMED;
             break;
