@@ -11,6 +11,7 @@
 
 #include "base/crc32c.h"
 #include "base/cursor.h"
+#include "base/log.h"
 #include "cluster/controller_wire.h"
 #include "kafka/errors.h"
 #include "storage/batch.h"
@@ -727,6 +728,33 @@ int controller_snapshot_decode(controller_state *st, const uint8_t *buf, size_t 
     *st = *fresh; /* the results ring starts empty */
     free(fresh);
     return 0;
+}
+
+int controller_snapshot_save(const controller_state *st, io *ioh, const char *path)
+{
+    uint8_t *buf;
+    size_t len;
+    int err = controller_snapshot_encode(st, &buf, &len);
+    if (err) return err;
+    err = io_fs_write_atomic(ioh, path, buf, len);
+    free(buf);
+    if (err) log_error("cluster", "saving the controller snapshot %s failed: %s", path,
+                       al_strerror(err));
+    return err;
+}
+
+int controller_snapshot_load(controller_state *st, io *ioh, const char *path)
+{
+    uint8_t *buf;
+    size_t len;
+    int err = io_fs_read_all(ioh, path, CONTROLLER_SNAPSHOT_FILE_MAX, &buf, &len);
+    if (err) return err;
+    err = controller_snapshot_decode(st, buf, len);
+    free(buf);
+    if (err)
+        log_error("cluster", "controller snapshot %s is unusable (%s): move it away to rebuild "
+                  "the state from the controller log", path, al_strerror(err));
+    return err;
 }
 
 /* ---- local reconciliation ---- */

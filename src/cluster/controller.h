@@ -28,8 +28,10 @@
 
 #include "base/base.h"
 #include "cluster/topic_table.h"
+#include "reactor/io.h"
 
 enum {
+    CONTROLLER_SNAPSHOT_FILE_MAX = 1 << 30, /* bound on a snapshot file */
     CONTROLLER_CMD_FORMAT = 1,
     CONTROLLER_SNAPSHOT_FORMAT = 1,
     CONTROLLER_NODES_MAX = 256,       /* brokers ever registered (removed ones included) */
@@ -219,6 +221,20 @@ int controller_snapshot_encode(const controller_state *st, uint8_t **out, size_t
  * state keeps, e.g. unsorted or duplicate entries), AL_EUNSUPPORTED (newer format), -ENOMEM.
  */
 int controller_snapshot_decode(controller_state *st, const uint8_t *buf, size_t len);
+
+/*
+ * Writes the snapshot to path durably (io_fs_write_atomic: temp file, fsync, rename, fsync
+ * dir). Returns 0 or -errno / -ENOMEM. Blocking file I/O: start-up or an occasional call on
+ * the owning shard.
+ */
+int controller_snapshot_save(const controller_state *st, io *ioh, const char *path);
+
+/*
+ * Loads a snapshot file written by controller_snapshot_save into st (all or nothing).
+ * Returns 0, -ENOENT (no file: st unchanged), AL_ECORRUPT / AL_EUNSUPPORTED (logged: do not
+ * start from a damaged snapshot), -errno, -ENOMEM. Blocking file I/O, like save.
+ */
+int controller_snapshot_load(controller_state *st, io *ioh, const char *path);
 
 /* --- local reconciliation (controller.c) ------------------------------------------------ */
 
