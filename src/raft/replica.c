@@ -163,6 +163,8 @@ int raft_batch_build_control(uint8_t *out, size_t cap, int type, int64_t offset,
 
 /* ---------------------------------------------------------------- hard state and configs */
 
+/* Writes raft_state durably (atomic ritual, blocks the shard: elections only) and records it
+ * as the durable hard state. 0 or -errno (the old file stays). */
 static int hs_write(raft_replica *r, const raft_hardstate *hs)
 {
     uint8_t b[HS_SIZE];
@@ -202,6 +204,7 @@ static int hs_read(raft_replica *r, raft_hardstate *hs)
     return 0;
 }
 
+/* Rewrites raft_conf from r->confs (atomic ritual). 0 or -errno. */
 static int conf_file_write(raft_replica *r)
 {
     uint8_t b[12 + RAFT_CONF_HISTORY * (12 + 8 + 8 * RAFT_MAX_NODES) + 4];
@@ -278,6 +281,7 @@ static int conf_truncated(raft_replica *r, int64_t from)
 
 /* ---------------------------------------------------------------- log ops */
 
+/* raft_log_ops over the storage log: term of the batch holding off (0 for -1, -1 absent). */
 static int64_t op_term_at(void *ctx, int64_t off)
 {
     raft_replica *r = ctx;
@@ -344,6 +348,8 @@ static void rd_take(raft_replica *r, rbuf *dst)
     storage_read_release(r->rd);
 }
 
+/* A log read that went to disk completed: keep its batches for the group's next ask (unless
+ * the log was rewritten meanwhile) and let the group ask now. */
 static void rd_cb(storage_read *sr)
 {
     raft_replica *r = sr->ctx;
@@ -381,6 +387,8 @@ static int checked_entries(raft_replica *r, const rbuf *b, int64_t from, raft_en
     return n;
 }
 
+/* raft_log_ops read: entries from the kept read, or from a new storage read (done now, or
+ * pending: 0, the group asks again). The buffers live until the end of the drain. */
 static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes)
 {
     raft_replica *r = ctx;
@@ -448,6 +456,8 @@ void raft_replica_hb_flush(raft_hb_batcher *b, send_fn send, void *ctx)
     }
 }
 
+/* SEND: into the shard's heartbeat batcher when it takes it (flushing a full one first),
+ * else encoded and handed to the transport. */
 static void send_now(raft_replica *r, const raft_msg *m)
 {
     raft_hb_batcher *hb = r->cfg.hb;
@@ -489,6 +499,7 @@ static void waiters_fail(raft_replica *r, int res)
     r->wq_tail = NULL;
 }
 
+/* COMMIT on the leader: every waiter whose last offset is covered is done (res 0). */
 static void waiters_commit(raft_replica *r, int64_t commit)
 {
     while (r->wq_head && r->wq_head->last_offset <= commit) {
@@ -504,6 +515,7 @@ static void waiters_commit(raft_replica *r, int64_t commit)
 
 /* ---------------------------------------------------------------- applying actions */
 
+/* The replica cannot go on safely (hard state, log failure): stop, fail every waiter. */
 static void fail_replica(raft_replica *r, const char *what, int err)
 {
     if (!r->failed)
@@ -515,6 +527,8 @@ static void fail_replica(raft_replica *r, const char *what, int err)
 
 static void flush_issue(raft_replica *r);
 
+/* The durability wait finished: report the durable offset to the group (via the pump),
+ * reset after ENOSPC (the log dropped its unflushed suffix), fail on anything else. */
 static void flush_cb(storage_waiter *w)
 {
     raft_replica *r = w->ctx;
@@ -602,6 +616,7 @@ static void trunc_cb(storage_truncation *t)
     trunc_done(r, t->res);
 }
 
+/* Carries out one drained action (see the rules in raft.h and the file comment). */
 static void apply(raft_replica *r, const raft_action *a)
 {
     int rc;
@@ -727,6 +742,8 @@ static void held_run(raft_replica *r)
     }
 }
 
+/* A TRUNCATE finished (at once or from its callback): forget what the old suffix held,
+ * then let the pump run the actions held behind it. */
 static void trunc_done(raft_replica *r, int res)
 {
     r->tr_busy = false;
@@ -765,6 +782,7 @@ static void drain(raft_replica *r)
 
 /* ---------------------------------------------------------------- group (re)creation */
 
+/* Replays one config entry of the log into the fresh group. */
 static int restore_one(raft_replica *r, int64_t off, const raft_config *c)
 {
     uint8_t buf[8 + 8 * RAFT_MAX_NODES];
@@ -839,6 +857,8 @@ static void notify(raft_replica *r)
     }
 }
 
+/* After every input call: drain and apply, make the deferred input calls, reset if a storage
+ * error asked for it, then tell the owner. Re-entry (a storage callback inside) is a no-op. */
 static void pump(raft_replica *r)
 {
     if (r->in_pump) return;
@@ -899,6 +919,7 @@ struct conf_check {
     bool ok;
 };
 
+/* Open: is the batch at a listed offset the CONFIG entry raft_conf says it is? */
 static int check_conf(void *ctx, const uint8_t *batch, size_t size)
 {
     struct conf_check *cc = ctx;
@@ -995,6 +1016,7 @@ err:
     return rc;
 }
 
+/* Frees everything the replica owns except the log. */
 static void replica_free(raft_replica *r)
 {
     raft_group_free(&r->g);
@@ -1086,6 +1108,7 @@ struct hb_ctx {
     void *ctx;
 };
 
+/* raft_hb_dispatch glue: the group of a hosted replica that can take an input now. */
 static raft_group *hb_lookup(void *ctx, uint64_t group)
 {
     struct hb_ctx *h = ctx;
@@ -1093,6 +1116,7 @@ static raft_group *hb_lookup(void *ctx, uint64_t group)
     return r && !busy(r) ? &r->g : NULL;
 }
 
+/* raft_hb_dispatch glue: apply what stepping one heartbeat item queued. */
 static void hb_after(void *ctx, raft_group *g)
 {
     AL_UNUSED(ctx);
