@@ -40,6 +40,8 @@ typedef struct rpc_conn rpc_conn;
 typedef struct rpc_peer rpc_peer;
 typedef struct rpc_pcall rpc_pcall;
 
+enum { SEND_Q, SEND_HELLO, SEND_PING };
+
 typedef struct outq {
     uint8_t *buf;
     size_t start, end, cap;
@@ -52,7 +54,8 @@ enum peer_state { P_IDLE, P_CONNECTING, P_READY, P_BACKOFF };
 
 struct rpc_pcall {
     rpc_pcall *prev, *next;
-    rpc_peer *peer;
+    rpc *r;
+    rpc_peer *peer;  /* valid only while the call is on its peer's list */
     uint64_t corr;
     uint16_t type;
     bool written;
@@ -88,13 +91,18 @@ struct rpc_conn {
     rpc_peer *peer;              /* outbound: its peer; inbound: NULL */
     uint64_t id;
     int fd;
-    bool inbound, ready, closing, close_after_flush, recv_paused, sending_hello;
+    bool inbound, ready, closing, close_after_flush, recv_paused;
+    uint8_t sending;             /* what the pending send writes: SEND_Q, SEND_HELLO, SEND_PING */
     bool connect_pending, recv_pending, send_pending;
     int in_dispatch;
     int close_err;               /* why it closed (0: clean) */
     uint64_t last_recv_ns;       /* last bytes received (keepalive) */
     uint64_t last_send_ns;       /* last send completion that wrote bytes */
-    uint64_t ping_ns;            /* when the last PING was queued (0: never) */
+    uint64_t send_start_ns;      /* when the pending send was issued */
+    uint64_t ping_written_ns;    /* when the last PING was fully written (0: never) */
+    uint8_t ping_buf[RPC_HDR_SIZE]; /* a PING jumps the queue at the next frame boundary */
+    size_t ping_sent;
+    bool ping_queued;
     bool suspect;                /* the last keepalive tick found it silent */
     io_op connect_op, recv_op, send_op;
     reactor_timer timer;         /* connect + HELLO deadline */
@@ -346,11 +354,12 @@ static rpc_pcall *call_find(rpc_peer *p, uint64_t corr)
     return NULL;
 }
 
-/* Completes a call that is already unlinked: runs its callback and frees it. */
+/* Completes a call that is already unlinked (its peer may be gone): runs its callback and
+ * frees it. */
 static void call_finish(rpc_pcall *k, int err, int32_t from, const uint8_t *payload, size_t len,
                         const char *text)
 {
-    rpc *r = k->peer->r;
+    rpc *r = k->r;
     reactor_timer_cancel(r->shard, &k->timer);
     if (err == AL_ETIMEDOUT) r->st.call_timeouts++;
     else if (err) r->st.call_errors++;
@@ -390,7 +399,7 @@ static void calls_fail(rpc_pcall *list, int err, const char *text)
 static void call_timer_cb(reactor_timer *t)
 {
     rpc_pcall *k = t->ctx;
-    rpc *r = k->peer->r;
+    rpc *r = k->r;
     char name[160], text[256];
     snprintf(text, sizeof(text), "no answer from %s to a message of type %u within %" PRIu32
              " ms", peer_name(k->peer, name, sizeof(name)), k->type, k->timeout_ms);
@@ -458,8 +467,6 @@ static bool keep_live_calls(void *ctx, const uint8_t *f)
     return k && !k->written;
 }
 
-/* The outbound connection of p is gone (freed): fail written calls, drop one-way frames,
- * back off and reconnect if anything still waits. */
 static void peer_free(rpc_peer *p)
 {
     AL_ASSERT(p->conn == NULL && p->calls_head == NULL);
@@ -468,6 +475,9 @@ static void peer_free(rpc_peer *p)
     free(p);
 }
 
+/* The outbound connection of p is gone (freed): fail written calls, drop one-way frames,
+ * back off and reconnect if anything still waits. The calls' callbacks run last: they may do
+ * anything, even remove p. */
 static void peer_disconnected(rpc_peer *p, rpc_conn *c)
 {
     rpc *r = p->r;
@@ -509,17 +519,14 @@ static void peer_disconnected(rpc_peer *p, rpc_conn *c)
         p->state = P_BACKOFF;
         reactor_timer_add(r->shard, &p->timer, now_ns(r) + delay_ms * 1000000ull, NULL);
     }
-    if (failed && refused) {
-        char text[sizeof(p->refusal)];
+    char text[sizeof(p->refusal)];
+    if (refused)
         memcpy(text, p->refusal, sizeof(text));
-        calls_fail(failed, AL_EINVAL, text);
-    } else if (failed) {
-        char text[256];
+    else
         snprintf(text, sizeof(text), "the connection to %s broke after the request was sent (%s)",
                  name, al_strerror(c->close_err));
-        calls_fail(failed, AL_ECLOSED, text);
-    }
     p->refusal[0] = 0;
+    calls_fail(failed, refused ? AL_EINVAL : AL_ECLOSED, text);
 }
 
 static void conn_maybe_free(rpc_conn *c)
@@ -575,8 +582,16 @@ static void conn_on_send(io_op *op)
     c->send_pending = false;
     int32_t res = op->res;
     if (res > 0) c->last_send_ns = now_ns(r);
-    if (c->sending_hello) {
+    if (c->sending == SEND_HELLO) {
         if (res > 0) c->hello_sent += (size_t)res;
+    } else if (c->sending == SEND_PING) {
+        if (res > 0) c->ping_sent += (size_t)res;
+        if (c->ping_sent == RPC_HDR_SIZE) {
+            c->ping_queued = false;
+            c->ping_sent = 0;
+            c->ping_written_ns = now_ns(r);
+            r->st.msgs_out++;
+        }
     } else {
         outq_sent(c->q, res > 0 ? (size_t)res : 0, out_frame_written, c);
         if (c->peer) {
@@ -608,7 +623,11 @@ static void conn_flush(rpc_conn *c)
     if (!c->inbound && c->hello_sent < c->hello_len) {
         p = c->hello_buf + c->hello_sent;
         n = c->hello_len - c->hello_sent;
-        c->sending_hello = true;
+        c->sending = SEND_HELLO;
+    } else if (c->ready && c->ping_queued && c->q->sent == 0) { /* at a frame boundary */
+        p = c->ping_buf + c->ping_sent;
+        n = RPC_HDR_SIZE - c->ping_sent;
+        c->sending = SEND_PING;
     } else if (c->ready || c->inbound) {
         outq *q = c->q;
         size_t avail = outq_len(q) - q->sent;
@@ -619,11 +638,12 @@ static void conn_flush(rpc_conn *c)
         n = AL_MIN(avail, (size_t)SEND_MAX);
         p = q->buf + q->start + q->sent;
         q->inflight = q->buf;
-        c->sending_hello = false;
+        c->sending = SEND_Q;
     } else {
         return;
     }
     c->send_pending = true;
+    c->send_start_ns = now_ns(c->r);
     c->send_op = (io_op){.cb = conn_on_send, .ctx = c};
     io_send(c->r->io, &c->send_op, c->fd, p, n);
 }
@@ -974,8 +994,14 @@ static void conn_keepalive(rpc_conn *c)
 {
     rpc *r = c->r;
     uint64_t now = now_ns(r), k = r->keepalive_ms * 1000000ull;
-    uint64_t quiet = now - c->last_recv_ns, stalled = now - c->last_send_ns;
-    bool silent = (!c->inbound && quiet >= 2 * k && stalled >= k) || (c->inbound && quiet >= 3 * k);
+    uint64_t quiet = now - c->last_recv_ns;
+    /* Outbound: a PING written 2K ago is still unanswered (it jumps the queue, so a backlog
+     * does not delay it much), or a send has made no progress for 2K (the peer stopped
+     * reading). Inbound: nothing for 3K although the other side pings every K when idle. */
+    bool unanswered = c->ping_written_ns > c->last_recv_ns && now - c->ping_written_ns >= 2 * k;
+    bool stalled = c->send_pending &&
+                   now - AL_MAX(c->send_start_ns, c->last_send_ns) >= 2 * k;
+    bool silent = c->inbound ? quiet >= 3 * k : unanswered || stalled;
     if (silent && !c->suspect) {
         /* Look again after this shard has polled its completions once more: a shard that was
          * busy for a while runs its timers before the completions that piled up meanwhile. */
@@ -986,19 +1012,19 @@ static void conn_keepalive(rpc_conn *c)
     c->suspect = false;
     if (silent) {
         char why[96];
-        snprintf(why, sizeof(why), "nothing received for %" PRIu64 " ms (keepalive)",
-                 quiet / 1000000u);
+        snprintf(why, sizeof(why), "%s for %" PRIu64 " ms (keepalive)",
+                 c->inbound ? "nothing received" : stalled ? "no send progress"
+                                                           : "no answer to a PING",
+                 (c->inbound ? quiet : stalled ? now - AL_MAX(c->send_start_ns, c->last_send_ns)
+                                               : now - c->ping_written_ns) / 1000000u);
         r->st.keepalive_closes++;
         conn_close(c, AL_LOG_WARN, why, AL_ETIMEDOUT);
         return;
     }
-    if (!c->inbound && quiet >= k && c->ping_ns <= c->last_recv_ns) { /* one PING at a time */
-        c->ping_ns = now;
-        if (outq_append(c->q, RPC_F_REQUEST, RPC_T_PING, 0, NULL, 0) != 0) {
-            conn_close(c, AL_LOG_WARN, "out of memory", -ENOMEM);
-            return;
-        }
-        if (c->peer) c->peer->st.queued_bytes = outq_len(c->q);
+    if (!c->inbound && quiet >= k && !c->ping_queued && c->ping_written_ns <= c->last_recv_ns) {
+        rpc_hdr_encode(c->ping_buf, RPC_F_REQUEST, RPC_T_PING, 0, NULL, 0);
+        c->ping_queued = true;
+        c->ping_sent = 0;
         conn_flush(c);
     }
     reactor_timer_add(r->shard, &c->timer, now + k / 2, NULL);
@@ -1420,6 +1446,7 @@ static int call_start(rpc *r, rpc_peer *p, uint16_t type, const void *payload, s
 {
     rpc_pcall *k = calloc(1, sizeof(*k));
     if (!k) return -ENOMEM;
+    k->r = r;
     k->peer = p;
     k->corr = ++r->next_corr;
     k->type = type;

@@ -53,9 +53,10 @@ struct rpc_opts {
     uint32_t backoff_max_ms;
     uint32_t connect_timeout_ms; /* connect + HELLO, both directions; 0: 3000 ms */
     uint32_t keepalive_ms;       /* K, 0: 2000 ms. An outbound connection that received nothing
-                                    for K sends a PING; one that received nothing for 2K and
-                                    wrote nothing for K is closed (peer gone); an inbound one
-                                    silent for 3K is closed */
+                                    for K writes a PING (ahead of its queue); it is closed when
+                                    that PING is unanswered 2K after it was written, or a send
+                                    made no progress for 2K; an inbound one silent for 3K is
+                                    closed */
 };
 
 /* Creates the endpoint and starts listening. Returns 0, or -errno from the listen (e.g.

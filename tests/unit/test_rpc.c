@@ -631,6 +631,19 @@ TEST(ordered_delivery_random_sizes)
     struct all_got a = {ids, 3, per_pair, pumps};
     bool ok = wait_for(all_received, &a, 40000);
     uint64_t ms = mono_ms() - t0;
+    if (!ok) {
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                if (i == j) continue;
+                struct stats_job sj = stats(ids[i], ids[j]);
+                fprintf(stderr, "    %d -> %d: sent %" PRIu64 ", got %" PRIu64 "; out %" PRIu64
+                        " msgs, queued %" PRIu64 " B, connects %" PRIu64 ", disconnects %"
+                        PRIu64 ", dropped %" PRIu64 ", keepalive closes at %d: %" PRIu64 "\n",
+                        ids[i], ids[j], pumps[i].sent[ids[j]], eps[ids[j]].got[ids[i]],
+                        sj.ps.msgs_out, sj.ps.queued_bytes, sj.ps.connects, sj.ps.disconnects,
+                        sj.ps.dropped, ids[i], sj.st.keepalive_closes);
+            }
+    }
     uint64_t bytes = 0;
     for (int i = 0; i < 3; i++) {
         if (eps[ids[i]].errors) fprintf(stderr, "    %s\n", eps[ids[i]].err);
@@ -709,9 +722,15 @@ struct callrec {
 
 static struct callrec recs[NCALLS];
 
+static int32_t remove_in_cb = -1; /* >= 0: call_cb removes that peer of endpoint 1 */
+
 static void call_cb(void *ctx, const rpc_result *res)
 {
     struct callrec *c = ctx;
+    if (remove_in_cb >= 0) {
+        rpc_peer_remove(eps[1].r, remove_in_cb);
+        remove_in_cb = -1;
+    }
     c->n++;
     c->err = res->err;
     c->from = res->from;
@@ -942,6 +961,26 @@ TEST(call_to_dead_or_silent_peer_times_out)
     CHECK(s.ps.connect_errors >= 2 && s.ps.connect_errors < 60);
     CHECK(!s.ps.connected);
     CHECK_EQ(s.st.call_timeouts, 2);
+    /* Removing a peer that cannot be reached ends its waiting call at once. */
+    CHECK_EQ(call(1, 5, T_ECHO, "c", 1, 8000, &recs[0]), 0);
+    usleep(30000);
+    struct peer_job pj = {.at = 1, .node = 5};
+    on_shard(0, remove_fn, &pj);
+    CHECK_EQ(pj.err, 0);
+    n = 1;
+    CHECK(wait_for(recs_done, &n, 2000));
+    CHECK_EQ(recs[0].err, AL_ECLOSED);
+    /* A callback that removes the peer whose answer it is handling. */
+    CHECK_EQ(peer_set(1, 1, "127.0.0.1", eps[1].port), 0); /* node 1 itself: answers */
+    struct call_job j = {.at = 1, .node = 1, .type = T_NOBODY, .len = 1, .timeout_ms = 5000,
+                         .rec = &recs[0]};
+    memset(&recs[0], 0, sizeof(recs[0]));
+    remove_in_cb = 1;
+    on_shard(0, call_fn, &j);
+    CHECK_EQ(j.err, 0);
+    CHECK(wait_for(recs_done, &n, 5000));
+    CHECK_EQ(recs[0].err, AL_ENOTFOUND);
+    CHECK_EQ(stats(1, 1).err, AL_ENOTFOUND); /* removed by the callback */
     close(dfd);
     close(sfd);
     env_down();
