@@ -21,8 +21,9 @@
  * a DATA_OP_CLUSTER_CONFIG op: shard 0 applies them, saves cluster_config.json (the admin API's
  * store, config_save_admin), every shard adopts them and re-resolves its partitions, then the
  * request is answered. IncrementalAlterConfigs DELETE (and a key left out of a legacy
- * AlterConfigs, which replaces every dynamic value) restores the start-up value. An unknown key
- * or a key that needs a restart is INVALID_CONFIG naming the key.
+ * AlterConfigs, which replaces every dynamic value) restores the start-up value. An unknown key,
+ * a key that needs a restart, or one this broker got from its environment or command line
+ * (those win over stored changes at the next start) is INVALID_CONFIG naming the key.
  */
 #include "kafka/handlers_data.h"
 
@@ -439,6 +440,15 @@ static int16_t broker_change(const struct topic_config_alter_op *o, al_config *n
     if (!k->live) {
         snprintf(msg, msglen, "Cannot update these configs dynamically: Set(%s); set %s in the "
                  "broker's config file and restart it.", o->key, k->name);
+        return KAFKA_ERR_INVALID_CONFIG;
+    }
+    uint8_t start_src = start->source[k - config_keys];
+    if (o->op != TOPIC_CONFIG_OP_DELETE &&
+        (start_src == CONFIG_SRC_ENV || start_src == CONFIG_SRC_FLAG)) {
+        /* env and flags win over stored changes at the next start: refuse a silent revert */
+        snprintf(msg, msglen, "%s is set by this broker's %s (%s), which would win again at its "
+                 "next start; change it there, or remove it there to manage it dynamically.",
+                 o->key, start_src == CONFIG_SRC_ENV ? "environment" : "command line", k->name);
         return KAFKA_ERR_INVALID_CONFIG;
     }
     *key = k;

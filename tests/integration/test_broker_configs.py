@@ -293,14 +293,16 @@ def test_admin_api_put_applies_live(broker_factory):
     assert json.load(open(os.path.join(b.data_dir, "cluster_config.json"))) == {}
 
 
-def test_static_broker_config_source(broker_factory):
-    b = broker_factory(smp=SMP, args=["--log-retention-ms", "7200000"])
+def test_static_broker_config_source(broker_factory, tmp_path):
+    yaml = tmp_path / "ailurus.yaml"
+    yaml.write_text("log_retention_ms: 7200000\n")
+    b = broker_factory(smp=SMP, args=["--config", str(yaml), "--log-segment-ms", "3600000"])
     e = describe_raw(b, BROKER, "0", ["log.retention.ms"])["log.retention.ms"]
     assert e[:2] == ("7200000", STATIC)
     create(b, [NewTopic("st", 1, 1)])
     t = describe_raw(b, TOPIC, "st", ["retention.ms"])["retention.ms"]
     assert t[:2] == ("7200000", STATIC)
-    # A dynamic value overrides it; DELETE goes back to the static one.
+    # A dynamic value overrides the file's; DELETE goes back to it.
     assert incremental(b, BROKER, "0", [("log.retention.ms", SET, "3600000")]) == (0, "")
     e = describe_raw(b, BROKER, "0", ["log.retention.ms"])["log.retention.ms"]
     assert e[:2] == ("3600000", DYNAMIC_DEFAULT)
@@ -308,6 +310,11 @@ def test_static_broker_config_source(broker_factory):
     assert incremental(b, BROKER, "0", [("log.retention.ms", DELETE, None)]) == (0, "")
     e = describe_raw(b, BROKER, "0", ["log.retention.ms"])["log.retention.ms"]
     assert e[:2] == ("7200000", STATIC)
+    # A key from the command line would win again at the next start: refused, naming it.
+    assert describe_raw(b, BROKER, "0", ["log.roll.ms"])["log.roll.ms"][:2] == \
+        ("3600000", STATIC)
+    err, msg = incremental(b, BROKER, "", [("log.roll.ms", SET, "60000")])
+    assert err == 40 and "log.roll.ms" in msg and "command line" in msg, msg
 
 
 def test_kafka_python_broker_configs(broker_factory):
