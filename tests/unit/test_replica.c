@@ -1,8 +1,9 @@
 /*
  * test_replica.c — Raft replicas on real storage logs (src/raft/replica.c).
  *
- * sim_seeds: per seed, 3 replicas on 3 nodes of the simulator (io_sim: virtual clock, disks
- * that lose unsynced data and tear the last write at a crash). The test is the network: every
+ * sim_seeds: per seed, 3 (one seed in four: 5) replicas on as many nodes of the simulator
+ * (io_sim: virtual clock, disks that lose unsynced data and tear the last write at a crash,
+ * injected ENOSPC/EIO on some seeds). The test is the network: every
  * encoded message is delayed, dropped, duplicated or reordered, and nodes are cut off for a
  * while; replicas crash (power loss) and restart from their simulated disks; the leader gets
  * proposals (acks=all and acks=1). Checked all along:
@@ -37,7 +38,8 @@
 #include "storage/batch.h"
 #include "storage/log_raft.h"
 
-#define NN 3
+#define NN 3   /* replicas in the scripted and io_uring cases */
+#define NMAX 5 /* ... and at most in the simulation */
 #define MAX_MSGS 20000
 #define MAX_REQS 4096
 #define MAX_OFF 200000
@@ -122,7 +124,7 @@ typedef struct snode {
 typedef struct sim {
     uint64_t seed, rng;
     io_sim_world *w;
-    snode n[NN];
+    snode n[NMAX];
     sim_msg *msgs;
     uint32_t n_msgs;
     sreq *reqs;
@@ -135,6 +137,7 @@ typedef struct sim {
     raft_rx *rx;
     char failure[512];
     /* stats */
+    int nn;       /* nodes (replicas): 3 or 5 */
     bool lossy;   /* drop 5% and duplicate 3% of the messages */
     bool faults_on; /* disk faults are being injected */
     bool churn;     /* membership changes: remove a voter, add it back as learner, promote */
@@ -148,7 +151,7 @@ typedef struct sim {
 typedef struct totals {
     uint64_t seeds, acked, crashes, elections, lost, truncations, async_truncations, held,
         async_reads, resets, failed_replicas, transfers, conf_changes, conf_entries,
-        conf_truncated;
+        conf_truncated, five;
 } totals;
 
 static totals g_tot;
@@ -187,7 +190,7 @@ static void on_send(void *ctx, int32_t to, uint64_t group, const uint8_t *buf, s
     sim *s = (sim *)((char *)(from - from->idx) - offsetof(sim, n));
     AL_UNUSED(group);
     int ti = to - 1;
-    if (ti < 0 || ti >= NN) return;
+    if (ti < 0 || ti >= s->nn) return;
     s->sent++;
     uint64_t t = now_ns(s);
     if (from->cut_until > t || s->n[ti].cut_until > t ||
@@ -337,8 +340,8 @@ static void replica_cfg(sim *s, snode *nd, raft_replica_config *c)
     c->dir = "/replica";
     c->group = 7;
     c->self = nd->id;
-    c->bootstrap.n_voters = NN;
-    for (int i = 0; i < NN; i++) c->bootstrap.voters[i] = i + 1;
+    c->bootstrap.n_voters = s->nn;
+    for (int i = 0; i < s->nn; i++) c->bootstrap.voters[i] = i + 1;
     raft_options_default(&c->raft);
     c->raft.election_timeout_ms = 150;
     c->raft.heartbeat_ms = 30;
@@ -448,13 +451,13 @@ static void deliver_due(sim *s)
     }
     s->n_msgs = keep;
     /* acks absorbed by the batchers go out now, not at the next tick */
-    for (int i = 0; i < NN; i++)
+    for (int i = 0; i < s->nn; i++)
         if (s->n[i].r) raft_replica_hb_flush(&s->n[i].hb, on_send, &s->n[i]);
 }
 
 static void propose(sim *s, uint64_t tag)
 {
-    for (int i = 0; i < NN; i++) {
+    for (int i = 0; i < s->nn; i++) {
         snode *nd = &s->n[i];
         if (!nd->r || raft_replica_role(nd->r) != RAFT_LEADER) continue;
         if (s->n_reqs == MAX_REQS) return;
@@ -519,7 +522,7 @@ static sreq *propose_at(sim *s, snode *nd, int wait, uint64_t tag, int *rc_out)
 
 static void tick_all(sim *s)
 {
-    for (int i = 0; i < NN; i++) {
+    for (int i = 0; i < s->nn; i++) {
         snode *nd = &s->n[i];
         if (!nd->r) continue;
         raft_replica_tick(nd->r);
@@ -527,10 +530,11 @@ static void tick_all(sim *s)
     }
 }
 
-static sim *sim_new(uint64_t seed, bool lossy)
+static sim *sim_new(uint64_t seed, int nn, bool lossy)
 {
     sim *s = calloc(1, sizeof(*s));
-    AL_ASSERT(s);
+    AL_ASSERT(s && nn >= 1 && nn <= NMAX);
+    s->nn = nn;
     s->seed = seed;
     s->lossy = lossy;
     s->rng = seed ^ 0x5eedull;
@@ -549,7 +553,7 @@ static sim *sim_new(uint64_t seed, bool lossy)
     AL_ASSERT(io_sim_world_create(&s->w, &o) == 0);
     s->t = io_sim_world_now(s->w); /* the simulated clock does not start at 0 */
     s->t0 = s->t;
-    for (int i = 0; i < NN; i++) {
+    for (int i = 0; i < s->nn; i++) {
         snode *nd = &s->n[i];
         char name[16];
         snprintf(name, sizeof(name), "n%d", i + 1);
@@ -557,7 +561,7 @@ static sim *sim_new(uint64_t seed, bool lossy)
         nd->id = i + 1;
         nd->io = io_sim_node_create(s->w, name);
         AL_ASSERT(nd->io && io_sim_fs_mkdir_p(nd->io, "/replica") == 0);
-        AL_ASSERT(raft_hb_batcher_init(&nd->hb, nd->id, NN, 64) == 0);
+        AL_ASSERT(raft_hb_batcher_init(&nd->hb, nd->id, NMAX, 64) == 0);
         node_open(s, nd);
     }
     return s;
@@ -570,12 +574,12 @@ static void sim_ms(sim *s, bool readers)
     s->t += 1000000;
     io_sim_world_run_until(s->w, s->t, 200000);
     deliver_due(s);
-    for (int i = 0; i < NN; i++) {
+    for (int i = 0; i < s->nn; i++) {
         snode *nd = &s->n[i];
         if (!nd->r && nd->restart_at <= s->t) node_restart(s, nd);
     }
     if ((s->t - s->t0) % 5000000 == 0) tick_all(s);
-    for (int i = 0; readers && i < NN; i++)
+    for (int i = 0; readers && i < s->nn; i++)
         if (s->n[i].r && rng_next(&s->rng) % 100 < 20) reader_start(s, &s->n[i]);
 }
 
@@ -587,7 +591,7 @@ static void sim_check_final(sim *s)
     for (uint32_t i = 0; i < s->n_reqs; i++)
         if (!s->reqs[i].pending && s->reqs[i].q.res == 0 && s->reqs[i].q.wait == RAFT_WAIT_COMMIT)
             max_acked = AL_MAX(max_acked, s->reqs[i].q.last_offset);
-    for (int i = 0; i < NN && !s->failure[0]; i++) {
+    for (int i = 0; i < s->nn && !s->failure[0]; i++) {
         snode *nd = &s->n[i];
         if (!nd->r) {
             sim_fail(s, "node %d still down at the end", nd->id);
@@ -614,6 +618,7 @@ static void sim_check_final(sim *s)
 static void sim_free(sim *s)
 {
     g_tot.seeds++;
+    g_tot.five += s->nn == 5;
     g_tot.acked += s->acked;
     g_tot.crashes += s->crashes;
     g_tot.elections += s->elections;
@@ -621,7 +626,7 @@ static void sim_free(sim *s)
     g_tot.failed_replicas += s->failed_replicas;
     g_tot.transfers += s->transfers;
     g_tot.conf_changes += s->conf_changes;
-    for (int i = 0; i < NN; i++) {
+    for (int i = 0; i < s->nn; i++) {
         if (s->n[i].rd_busy) {
             free(s->n[i].rd.abuf);
             storage_read_release(&s->n[i].rd);
@@ -658,7 +663,7 @@ static void membership_step(sim *s, bool chaos)
     snode *l = sim_leader(s);
     if (!l) return;
     const raft_config *c = raft_replica_membership(l->r);
-    for (int i = 0; i < NN; i++) {
+    for (int i = 0; i < s->nn; i++) {
         int32_t id = s->n[i].id;
         int rc = 1;
         if (raft_config_is_learner(c, id)) {
@@ -672,8 +677,8 @@ static void membership_step(sim *s, bool chaos)
             return;
         }
     }
-    if (!chaos || c->n_voters < NN || rng_next(&s->rng) % 4) return;
-    snode *victim = &s->n[(l->idx + 1 + rng_next(&s->rng) % 2) % NN];
+    if (!chaos || c->n_voters < s->nn || rng_next(&s->rng) % 4) return;
+    snode *victim = &s->n[(l->idx + 1 + rng_next(&s->rng) % (s->nn - 1)) % s->nn];
     if (raft_replica_change_membership(l->r, RAFT_CONF_REMOVE, victim->id) == 0)
         s->conf_changes++;
 }
@@ -681,7 +686,7 @@ static void membership_step(sim *s, bool chaos)
 /* Runs one seed; returns true when every check held. */
 static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
 {
-    sim *s = sim_new(seed, true);
+    sim *s = sim_new(seed, seed % 4 == 3 ? 5 : 3, true);
     uint64_t end_chaos = s->t0 + chaos_ms * 1000000ull;
     uint64_t end = end_chaos + 2500ull * 1000000ull; /* then heal and converge */
     uint64_t tag = 1;
@@ -690,7 +695,7 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
     int faults = (int)(seed % 6);
     s->churn = seed % 3 == 0;
     s->faults_on = faults >= 1 && faults <= 3;
-    for (int i = 0; i < NN; i++) {
+    for (int i = 0; i < s->nn; i++) {
         if (faults == 1) io_sim_fault_set(s->n[i].io, IO_SIM_FAULT_FALLOCATE_ENOSPC, 3000);
         if (faults == 2) io_sim_fault_set(s->n[i].io, IO_SIM_FAULT_WRITE_ENOSPC, 2000);
         if (faults == 3) io_sim_fault_set(s->n[i].io, IO_SIM_FAULT_FSYNC_EIO, 1000);
@@ -701,10 +706,10 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
         bool chaos = t < end_chaos;
         if (t == end_chaos) s->faults_on = false;
         if (t == end_chaos)
-            for (int i = 0; i < NN; i++)
+            for (int i = 0; i < s->nn; i++)
                 for (int f = 0; f < IO_SIM_FAULT_COUNT; f++)
                     io_sim_fault_set(s->n[i].io, (enum io_sim_fault)f, 0);
-        for (int i = 0; i < NN; i++) /* a failed replica is restarted, as its process would be */
+        for (int i = 0; i < s->nn; i++) /* a failed replica restarts, as its process would */
             if (s->n[i].r && raft_replica_failed(s->n[i].r)) {
                 s->failed_replicas++;
                 node_crash(s, &s->n[i], 10000000);
@@ -714,26 +719,27 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
         if (s->churn && (!chaos || x % 50 == 0)) membership_step(s, chaos);
         if (!chaos) continue;
         if (x >= 9000 && x < 9030) { /* crash one node for 20..400 ms */
-            snode *nd = &s->n[rng_next(&s->rng) % NN];
+            snode *nd = &s->n[rng_next(&s->rng) % s->nn];
             if (nd->r) node_crash(s, nd, (20 + rng_next(&s->rng) % 380) * 1000000ull);
         } else if (x >= 9100 && x < 9130) { /* cut one node off for 50..500 ms */
-            snode *nd = &s->n[rng_next(&s->rng) % NN];
+            snode *nd = &s->n[rng_next(&s->rng) % s->nn];
             nd->cut_until = t + (50 + rng_next(&s->rng) % 450) * 1000000ull;
         } else if (x >= 9300 && x < 9310) { /* hand leadership to someone else */
             snode *l = sim_leader(s);
             if (l) {
                 s->transfers++;
-                raft_replica_transfer_leadership(l->r, s->n[(l->idx + 1 + x % 2) % NN].id);
+                snode *to = &s->n[(l->idx + 1 + x % (s->nn - 1)) % s->nn];
+                raft_replica_transfer_leadership(l->r, to->id);
             }
         } else if (x >= 9200 && x < 9210) { /* crash the leader */
-            for (int i = 0; i < NN; i++)
+            for (int i = 0; i < s->nn; i++)
                 if (s->n[i].r && raft_replica_role(s->n[i].r) == RAFT_LEADER)
                     node_crash(s, &s->n[i], (20 + rng_next(&s->rng) % 200) * 1000000ull);
         }
     }
     sim_check_final(s);
     bool ok = !s->failure[0];
-    for (int i = 0; !ok && i < NN; i++) {
+    for (int i = 0; !ok && i < s->nn; i++) {
         snode *nd = &s->n[i];
         if (!nd->r) continue;
         raft_replica_stats st;
@@ -792,14 +798,15 @@ TEST(sim_seeds)
             seeds++;
         }
     }
-    fprintf(stderr, "  %u seeds x %" PRIu64 " ms chaos in %.1f s, %u failed; acked %" PRIu64
+    fprintf(stderr, "  %u seeds (%" PRIu64 " of 5 nodes, the others 3) x %" PRIu64
+                    " ms chaos in %.1f s, %u failed; acked %" PRIu64
                     ", lost %" PRIu64 ", crashes %" PRIu64 ", elections %" PRIu64
                     ", truncations %" PRIu64 " (async %" PRIu64 ", held actions %" PRIu64
                     "), async reads %" PRIu64 ", resets %" PRIu64 ", failed replicas %" PRIu64
                     ", transfers %" PRIu64 ", membership changes %" PRIu64
                     " (config entries appended %" PRIu64 ", truncated %" PRIu64 ")\n",
-            seeds, chaos_ms, mono_s() - t0, failed, g_tot.acked, g_tot.lost, g_tot.crashes,
-            g_tot.elections, g_tot.truncations, g_tot.async_truncations, g_tot.held,
+            seeds, g_tot.five, chaos_ms, mono_s() - t0, failed, g_tot.acked, g_tot.lost,
+            g_tot.crashes, g_tot.elections, g_tot.truncations, g_tot.async_truncations, g_tot.held,
             g_tot.async_reads, g_tot.resets, g_tot.failed_replicas, g_tot.transfers,
             g_tot.conf_changes, g_tot.conf_entries, g_tot.conf_truncated);
     CHECK_EQ(failed, 0);
@@ -810,7 +817,7 @@ TEST(sim_seeds)
 
 static snode *sim_leader(sim *s)
 {
-    for (int i = 0; i < NN; i++)
+    for (int i = 0; i < s->nn; i++)
         if (s->n[i].r && raft_replica_role(s->n[i].r) == RAFT_LEADER) return &s->n[i];
     return NULL;
 }
@@ -852,7 +859,7 @@ static bool all_caught_up(sim *s, void *arg)
     AL_UNUSED(arg);
     snode *l = sim_leader(s);
     if (!l) return false;
-    for (int i = 0; i < NN; i++)
+    for (int i = 0; i < s->nn; i++)
         if (s->n[i].r && raft_replica_membership(l->r) &&
             (raft_config_is_voter(raft_replica_membership(l->r), s->n[i].id) ||
              raft_config_is_learner(raft_replica_membership(l->r), s->n[i].id)) &&
@@ -865,7 +872,7 @@ static bool all_caught_up(sim *s, void *arg)
 static bool matched(sim *s, void *arg)
 {
     snode *l = arg;
-    for (int i = 0; i < NN; i++)
+    for (int i = 0; i < s->nn; i++)
         if (s->n[i].r && raft_replica_match(l->r, s->n[i].id) != raft_replica_last_offset(l->r))
             return false;
     return true;
@@ -965,7 +972,7 @@ TEST(control_batches)
 
 TEST(scripted_failover_membership)
 {
-    sim *s = sim_new(test_seed(), false);
+    sim *s = sim_new(test_seed(), NN, false);
     CHECK(run_until(s, 3000, has_leader, NULL));
     snode *l = sim_leader(s);
     /* the leader's first entry is a NOOP control batch of its term */
@@ -990,11 +997,11 @@ TEST(scripted_failover_membership)
     /* followers learn the commit index (their high watermark) from heartbeats */
     CHECK(run_until(s, 1000, all_caught_up, NULL));
     CHECK(run_until(s, 1000, matched, l)); /* acks of durable entries reach the leader */
-    for (int i = 0; i < NN; i++)
+    for (int i = 0; i < s->nn; i++)
         if (&s->n[i] != l) CHECK_EQ(raft_replica_match(l->r, s->n[i].id), 33);
     CHECK_EQ(raft_replica_match(s->n[0].r == l->r ? s->n[1].r : s->n[0].r, l->id), -1);
     /* a follower refuses proposals */
-    snode *fo = &s->n[(l->idx + 1) % NN];
+    snode *fo = &s->n[(l->idx + 1) % s->nn];
     CHECK(propose_at(s, fo, RAFT_WAIT_COMMIT, 300, &rc) == NULL);
     CHECK_EQ(rc, RAFT_ENOTLEADER);
 
@@ -1056,7 +1063,7 @@ TEST(scripted_failover_membership)
     }
     CHECK_EQ(rc, 0);
     CHECK(run_until(s, 1000, all_caught_up, NULL));
-    for (int i = 0; i < NN; i++) CHECK_EQ(raft_replica_membership(s->n[i].r)->n_voters, 3);
+    for (int i = 0; i < s->nn; i++) CHECK_EQ(raft_replica_membership(s->n[i].r)->n_voters, 3);
 
     /* a leader cut off from the others steps down: its waiter fails, never acks */
     l = sim_leader(s);
@@ -1095,9 +1102,9 @@ static void flushed_cb(storage_waiter *w)
 
 TEST(single_voter_hard_state_and_old_log)
 {
-    sim *s = sim_new(test_seed(), false);
+    sim *s = sim_new(test_seed(), NN, false);
     /* node 1 alone: a one-voter group (nodes 2 and 3 are stopped) */
-    for (int i = 1; i < NN; i++) node_crash(s, &s->n[i], UINT64_MAX / 2);
+    for (int i = 1; i < s->nn; i++) node_crash(s, &s->n[i], UINT64_MAX / 2);
     snode *n1 = &s->n[0];
     raft_replica_abandon(n1->r);
     n1->r = NULL;
