@@ -4,9 +4,9 @@
  * sim_seeds: per seed, 3 (one seed in four: 5) replicas on as many nodes of the simulator
  * (io_sim: virtual clock, disks that lose unsynced data and tear the last write at a crash,
  * injected ENOSPC/EIO on some seeds). The test is the network: every
- * encoded message is delayed, dropped, duplicated or reordered, and nodes are cut off for a
- * while; replicas crash (power loss) and restart from their simulated disks; the leader gets
- * proposals (acks=all and acks=1). Checked all along:
+ * encoded message is delayed, dropped, duplicated or reordered, nodes are cut off and pairs
+ * of nodes partitioned for a while; replicas crash (power loss) and restart from their
+ * simulated disks; leaders get proposals (acks=all and acks=1). Checked all along:
  *   - at most one leader per term;
  *   - logs byte-identical below the commit index: every batch up to a replica's commit index
  *     equals the first copy any replica committed at that offset;
@@ -138,6 +138,8 @@ typedef struct sim {
     char failure[512];
     /* stats */
     int nn;       /* nodes (replicas): 3 or 5 */
+    int split_a, split_b; /* a partition between these two nodes ... */
+    uint64_t split_until; /* ... until then */
     bool lossy;   /* drop 5% and duplicate 3% of the messages */
     bool faults_on; /* disk faults are being injected */
     bool churn;     /* membership changes: remove a voter, add it back as learner, promote */
@@ -193,7 +195,9 @@ static void on_send(void *ctx, int32_t to, uint64_t group, const uint8_t *buf, s
     if (ti < 0 || ti >= s->nn) return;
     s->sent++;
     uint64_t t = now_ns(s);
-    if (from->cut_until > t || s->n[ti].cut_until > t ||
+    bool split = s->split_until > t && ((from->idx == s->split_a && ti == s->split_b) ||
+                                        (from->idx == s->split_b && ti == s->split_a));
+    if (from->cut_until > t || s->n[ti].cut_until > t || split ||
         (s->lossy && rng_next(&s->rng) % 100 < 5)) {
         s->dropped++;
         return;
@@ -724,6 +728,11 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
         } else if (x >= 9100 && x < 9130) { /* cut one node off for 50..500 ms */
             snode *nd = &s->n[rng_next(&s->rng) % s->nn];
             nd->cut_until = t + (50 + rng_next(&s->rng) % 450) * 1000000ull;
+        } else if (x >= 9400 && x < 9420) { /* partition two nodes from each other */
+            s->split_a = (int)(rng_next(&s->rng) % (uint64_t)s->nn);
+            s->split_b = (s->split_a + 1 + (int)(rng_next(&s->rng) % (uint64_t)(s->nn - 1))) %
+                         s->nn;
+            s->split_until = t + (50 + rng_next(&s->rng) % 450) * 1000000ull;
         } else if (x >= 9300 && x < 9310) { /* hand leadership to someone else */
             snode *l = sim_leader(s);
             if (l) {
