@@ -181,7 +181,8 @@ const controller_broker *controller_broker_find(const controller_state *st, int3
 /* The cluster config override of key, or NULL. */
 const char *controller_config_value(const controller_state *st, const char *key);
 
-/* Called once per applied command, in log order (c is valid only during the call). */
+/* Called once per applied command, in log order (c is valid only during the call; for a record
+ * that did not decode, c is all zero and r->error is INVALID_REQUEST). */
 typedef void (*controller_result_fn)(void *arg, const controller_cmd *c,
                                      const controller_result *r);
 

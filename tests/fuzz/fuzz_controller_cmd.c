@@ -7,7 +7,10 @@
  *   1: a snapshot — if it decodes, encode(decode(x)) must decode and re-encode identically, and
  *      the state must keep working (a placement, an apply);
  *   2: a record batch handed to controller_apply on the small state (any error leaves the state
- *      unchanged), followed by the snapshot round trip.
+ *      unchanged), followed by the snapshot round trip;
+ *   3: a sequence of [u16 length][command value] applied one by one to the small state, then
+ *      the plans (balance, decommission, maintenance, placement, local partitions) run on the
+ *      result and their outputs are checked (valid distinct replicas, targets that exist).
  * Seeds: tests/fuzz/corpus/fuzz_controller_cmd/ (one of each command, a snapshot, a batch).
  */
 #include <stdio.h>
@@ -151,14 +154,66 @@ static void fuzz_batch(const uint8_t *p, size_t n)
     controller_state_free(&st);
 }
 
+/* Checks the plans on whatever state the commands produced. */
+static void check_plans(const controller_state *st)
+{
+    controller_move *m;
+    int32_t n, un;
+    AL_ASSERT(controller_balance_plan(st, 1000, &m, &n) == 0);
+    AL_ASSERT(n <= 1000);
+    for (int32_t i = 0; i < n; i++) AL_ASSERT(topic_assignment_valid(&m[i].to));
+    free(m);
+    for (int32_t b = 0; b < st->n_brokers && b < 4; b++) {
+        int32_t node = st->brokers[b].node_id;
+        AL_ASSERT(controller_decommission_plan(st, node, &m, &n, &un) == 0);
+        for (int32_t i = 0; i < n; i++) {
+            AL_ASSERT(topic_assignment_valid(&m[i].to));
+            for (int r = 0; r < m[i].to.n; r++) AL_ASSERT(m[i].to.nodes[r] != node);
+        }
+        free(m);
+        controller_leader_move *lm;
+        AL_ASSERT(controller_maintenance_plan(st, node, &lm, &n, &un) == 0);
+        for (int32_t i = 0; i < n; i++) AL_ASSERT(lm[i].from == node && lm[i].to != node);
+        free(lm);
+    }
+    topic_assignment a[3];
+    int16_t rf = controller_effective_rf(st, -1, 3);
+    int err = controller_place(st, 3, rf, a);
+    AL_ASSERT(err == 0 || err == AL_ENOTFOUND);
+    for (int i = 0; !err && i < 3; i++) AL_ASSERT(topic_assignment_valid(&a[i]) && a[i].n == rf);
+    controller_local_partition *lp;
+    AL_ASSERT(controller_local_partitions(st, 2, &lp, &n) == 0);
+    free(lp);
+}
+
+static void fuzz_sequence(const uint8_t *p, size_t n)
+{
+    controller_state st;
+    small_state(&st);
+    size_t off = 0;
+    for (int k = 0; k < 64 && n - off >= 2; k++) {
+        size_t len = (size_t)p[off] << 8 | p[off + 1];
+        off += 2;
+        if (len > n - off) break;
+        controller_cmd c;
+        if (controller_cmd_decode(p + off, len, &c) == 0) apply_cmd(&st, &c);
+        controller_cmd_free(&c);
+        off += len;
+    }
+    check_snapshot(&st);
+    check_plans(&st);
+    controller_state_free(&st);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     al_log_set_level(AL_LOG_OFF);
     if (size < 1) return 0;
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0: fuzz_cmd(data + 1, size - 1); break;
     case 1: fuzz_snapshot(data + 1, size - 1); break;
-    default: fuzz_batch(data + 1, size - 1); break;
+    case 2: fuzz_batch(data + 1, size - 1); break;
+    default: fuzz_sequence(data + 1, size - 1); break;
     }
     return 0;
 }
