@@ -62,6 +62,7 @@ const controller_broker *controller_broker_find(const controller_state *st, int3
     return i >= 0 ? &st->brokers[i] : NULL;
 }
 
+/* Index of key in the sorted kv[0..n), or -(insertion point) - 1. */
 static int32_t config_search(const topic_config_kv *kv, int32_t n, const char *key)
 {
     int32_t lo = 0, hi = n - 1;
@@ -98,6 +99,7 @@ bool controller_result_find(const controller_state *st, int32_t proposer, uint64
     return false;
 }
 
+/* Remembers one command result, overwriting the oldest when the ring is full. */
 static void result_push(controller_state *st, const controller_result *r)
 {
     st->results[st->results_head] = *r;
@@ -192,6 +194,8 @@ inval:
 
 /* ---- the commands ---- */
 
+/* INVALID_REGISTRATION unless the broker has an id >= 0, 1..TOPIC_SHARDS_MAX cores and both
+ * hosts; else 0. */
 static int16_t broker_fields_check(const controller_broker *b)
 {
     if (b->node_id < 0 || b->cores < 1 || b->cores > TOPIC_SHARDS_MAX || !b->kafka_host[0] ||
@@ -200,6 +204,8 @@ static int16_t broker_fields_check(const controller_broker *b)
     return 0;
 }
 
+/* REGISTER_NODE (new: ACTIVE, registered now; known: addresses, rack and cores refreshed;
+ * removed: refused) and UPDATE_NODE (known nodes only). Returns the Kafka error. */
 static int16_t apply_register(controller_state *st, const controller_cmd *c, bool update)
 {
     const controller_broker *in = &c->broker;
@@ -243,6 +249,8 @@ static int16_t apply_register(controller_state *st, const controller_cmd *c, boo
     return 0;
 }
 
+/* CREATE_TOPIC: name, partitions, rf, a fresh non-zero id, configs and one valid assignment
+ * of rf replicas per partition are checked before the table changes. Returns the Kafka error. */
 static int16_t apply_create_topic(controller_state *st, const controller_cmd *c)
 {
     if (!topic_name_valid(c->name, strlen(c->name))) return KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
@@ -276,6 +284,7 @@ static int16_t apply_create_topic(controller_state *st, const controller_cmd *c)
     return 0;
 }
 
+/* DELETE_TOPIC by name; a non-zero id must match the current topic. Returns the Kafka error. */
 static int16_t apply_delete_topic(controller_state *st, const controller_cmd *c)
 {
     const topic *t = topic_table_find(&st->topics, c->name, strlen(c->name));
@@ -286,6 +295,8 @@ static int16_t apply_delete_topic(controller_state *st, const controller_cmd *c)
     return 0;
 }
 
+/* CREATE_PARTITIONS: grows to c->partitions with one assignment (rf replicas) per new
+ * partition. Returns the Kafka error. */
 static int16_t apply_create_partitions(controller_state *st, const controller_cmd *c)
 {
     const topic *t = topic_table_find(&st->topics, c->name, strlen(c->name));
@@ -301,6 +312,8 @@ static int16_t apply_create_partitions(controller_state *st, const controller_cm
     return err ? KAFKA_ERR_INVALID_REQUEST : 0;
 }
 
+/* REPLACE_TOPIC_CONFIGS (the whole set) or ALTER_TOPIC_CONFIGS (sets, then removes), all or
+ * nothing. Returns the Kafka error. */
 static int16_t apply_topic_configs(controller_state *st, const controller_cmd *c, bool replace)
 {
     const topic *t = topic_table_find(&st->topics, c->name, strlen(c->name));
@@ -321,6 +334,7 @@ static int16_t apply_topic_configs(controller_state *st, const controller_cmd *c
     return err ? KAFKA_ERR_INVALID_CONFIG : 0;
 }
 
+/* SET_CLUSTER_CONFIG: sets then removes on the cluster overrides, all or nothing. */
 static int16_t apply_cluster_config(controller_state *st, const controller_cmd *c)
 {
     topic_config_kv *m = NULL;
@@ -335,6 +349,7 @@ static int16_t apply_cluster_config(controller_state *st, const controller_cmd *
     return 0;
 }
 
+/* MOVE_PARTITION: replaces one partition's replica list with a valid one. */
 static int16_t apply_move(controller_state *st, const controller_cmd *c)
 {
     const topic *t = topic_table_find(&st->topics, c->name, strlen(c->name));
@@ -358,6 +373,9 @@ static bool node_has_replicas(const controller_state *st, int32_t node)
     return false;
 }
 
+/* SET_MAINTENANCE, DECOMMISSION, RECOMMISSION and REMOVE_NODE: the membership transitions
+ * (controller.h lists them); an impossible one is INVALID_REQUEST, removing a node that still
+ * holds replicas REASSIGNMENT_IN_PROGRESS. Returns the Kafka error. */
 static int16_t apply_membership(controller_state *st, const controller_cmd *c)
 {
     int32_t i = broker_search(st, c->node_id);
@@ -394,6 +412,8 @@ static int16_t apply_membership(controller_state *st, const controller_cmd *c)
     return 0;
 }
 
+/* SET_CLUSTER_ID: the first non-zero id wins; the same id again is 0, another one
+ * INCONSISTENT_CLUSTER_ID. */
 static int16_t apply_cluster_id(controller_state *st, const controller_cmd *c)
 {
     if (!memcmp(c->cluster_id, zero_id, 16)) return KAFKA_ERR_INVALID_REQUEST;
@@ -404,6 +424,7 @@ static int16_t apply_cluster_id(controller_state *st, const controller_cmd *c)
     return 0;
 }
 
+/* ALLOC_IDS: hands out [next_producer_id, + count) in *value (count 1..2^30). */
 static int16_t apply_alloc_ids(controller_state *st, const controller_cmd *c, int64_t *value)
 {
     if (c->count < 1 || c->count > (1 << 30) || st->next_producer_id > INT64_MAX - c->count)
@@ -497,6 +518,7 @@ int controller_apply(controller_state *st, const uint8_t *batch, size_t len,
 
 /* ---- snapshot ---- */
 
+/* Writes (or sizes, see cw) the snapshot body: header fields, brokers, configs, topics. */
 static void snap_write(cw *w, const controller_state *st)
 {
     cw_u64(w, (uint64_t)st->applied_offset);
@@ -585,6 +607,7 @@ static int snap_rd_configs(al_rd *rd, int32_t max, topic_config_kv **out, int32_
     return 0;
 }
 
+/* Reads one broker; ids must rise strictly (prev_id before). Returns 0 or AL_ECORRUPT. */
 static int snap_rd_broker(al_rd *rd, controller_broker *b, int32_t prev_id)
 {
     memset(b, 0, sizeof(*b));

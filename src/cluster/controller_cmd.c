@@ -133,6 +133,8 @@ int64_t controller_cmd_encode(const controller_cmd *c, uint8_t *buf, size_t cap)
 
 /* ---- decoding ---- */
 
+/* Reads a config list into c->configs (malloc'd). Returns 0 or -ENOMEM; format errors land
+ * in rd->err. rd_removes and rd_assigns work the same way. */
 static int rd_configs(al_rd *rd, controller_cmd *c)
 {
     int32_t n = rd_count(rd, CONTROLLER_CMD_CONFIGS_MAX, 2);
@@ -169,6 +171,7 @@ static int rd_assigns(al_rd *rd, controller_cmd *c)
     return 0;
 }
 
+/* Reads a REGISTER/UPDATE body. Format errors land in rd->err; always returns 0. */
 static int rd_broker(al_rd *rd, controller_broker *b)
 {
     b->node_id = al_rd_i32(rd);

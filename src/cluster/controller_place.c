@@ -270,6 +270,7 @@ static void work_free(work *w)
     load_free(&w->l);
 }
 
+/* Builds the load and a private copy of every topic's assignments. Returns 0 or -ENOMEM. */
 static int work_init(work *w, const controller_state *st)
 {
     memset(w, 0, sizeof(*w));
