@@ -658,6 +658,7 @@ static void conn_post_recv(rpc_conn *c)
     if (c->closing || c->recv_pending || c->recv_paused) return;
     if (c->inbound && outq_len(c->q) > r->queue_limit) {
         c->recv_paused = true; /* answers pile up: read more once they are sent */
+        r->st.recv_pauses++;
         return;
     }
     AL_ASSERT(c->rlen < c->rcap);
@@ -940,7 +941,10 @@ static void conn_process(rpc_conn *c)
         const uint8_t *payload = c->rbuf + c->rpos + RPC_HDR_SIZE;
         c->rpos += (size_t)n;
         conn_dispatch(c, &h, payload);
-        if (c->inbound && outq_len(c->q) > r->queue_limit) c->recv_paused = true;
+        if (c->inbound && outq_len(c->q) > r->queue_limit) {
+            c->recv_paused = true;
+            r->st.recv_pauses++;
+        }
     }
     c->in_dispatch--;
     if (c->closing) return;

@@ -208,6 +208,7 @@ struct rpc_stats {
     uint64_t conns_accepted, conns_in_now;
     uint64_t frame_errors;      /* connections closed for a bad frame */
     uint64_t keepalive_closes;  /* connections closed because the other side went silent */
+    uint64_t recv_pauses;       /* inbound reads paused: answers over peer_queue_bytes */
     uint64_t hello_rejects;     /* HELLOs refused, either direction */
     uint64_t no_handler;        /* messages of a type nobody handles */
     uint64_t calls, call_timeouts, call_errors;

@@ -31,7 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum { T_SEQ = RPC_T_USER, T_ECHO, T_PARK, T_FAIL, T_NOBODY };
+enum { T_SEQ = RPC_T_USER, T_ECHO, T_PARK, T_FAIL, T_NOBODY, T_BIG };
 
 static uint64_t mono_ms(void)
 {
@@ -261,6 +261,16 @@ static void h_park(rpc *r, void *ctx, const rpc_msg *m)
     e->parked_tag[e->nparked++] = m->payload[0];
 }
 
+/* Answers with 48 KiB: the tag byte, then a pattern derived from it. */
+static void h_big(rpc *r, void *ctx, const rpc_msg *m)
+{
+    struct tep *e = ctx;
+    static uint8_t out[48 * 1024];
+    uint8_t tag = m->len ? m->payload[0] : 0;
+    for (size_t i = 0; i < sizeof(out); i++) out[i] = (uint8_t)(tag + i * 31);
+    if (rpc_reply(r, m->token, out, sizeof(out)) != 0) tep_error(e, "big reply failed");
+}
+
 static void h_fail(rpc *r, void *ctx, const rpc_msg *m)
 {
     rpc_reply_error(r, m->token, -EPERM, "this handler always refuses");
@@ -307,6 +317,7 @@ static int tep_create(reactor_shard *s, const struct ep_opts *o)
     rpc_handler_set(e->r, T_ECHO, h_echo, e);
     rpc_handler_set(e->r, T_PARK, h_park, e);
     rpc_handler_set(e->r, T_FAIL, h_fail, e);
+    rpc_handler_set(e->r, T_BIG, h_big, e);
     return 0;
 }
 
@@ -913,6 +924,45 @@ static void fill_fn(void *arg)
         if (f->err) break;
         f->accepted++;
     }
+}
+
+/* Node 2's answer queues hold at most 64 KiB: with 64 calls of 48 KiB answers in flight it
+ * stops reading, and resumes as answers leave; every call is answered intact. */
+struct bigcalls {
+    int err;
+};
+
+static void bigcalls_fn(void *arg)
+{
+    struct bigcalls *b = arg;
+    memset(recs, 0, sizeof(recs));
+    for (int i = 0; i < NCALLS && !b->err; i++) {
+        uint8_t tag = (uint8_t)i;
+        b->err = rpc_call(eps[1].r, 2, T_BIG, &tag, 1, 20000, call_cb, &recs[i]);
+    }
+}
+
+TEST(answer_backpressure)
+{
+    env_up();
+    int32_t ids[2] = {1, 2};
+    CHECK_EQ(ep_up(&(struct ep_opts){.id = 1}), 0);
+    CHECK_EQ(ep_up(&(struct ep_opts){.id = 2, .queue_bytes = 65536}), 0);
+    mesh(ids, 2);
+    struct bigcalls b = {0};
+    on_shard(0, bigcalls_fn, &b);
+    CHECK_EQ(b.err, 0);
+    int n = NCALLS;
+    CHECK(wait_for(recs_done, &n, 20000));
+    for (int i = 0; i < NCALLS; i++) {
+        CHECK_EQ(recs[i].n, 1);
+        CHECK_EQ(recs[i].err, 0);
+        CHECK_EQ(recs[i].len, 64); /* the record keeps the first 64 bytes */
+        for (size_t k = 0; k < 64; k++) CHECK_EQ(recs[i].data[k], (uint8_t)(i + k * 31));
+    }
+    CHECK_EQ(eps[2].errors, 0);
+    CHECK(stats(2, 1).st.recv_pauses > 0);
+    env_down();
 }
 
 /* A port nothing listens on (bound, not listening: connects are refused). */
