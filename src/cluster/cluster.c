@@ -10,6 +10,7 @@
  * inside the replica.
  */
 #include "cluster/cluster_impl.h"
+#include "cluster/cluster_groups.h"
 
 #include "base/cursor.h"
 #include "base/log.h"
@@ -1019,6 +1020,7 @@ int cluster_start(reactor_shard *self, const struct cluster_start_opts *o)
     rpc_handler_set(cl->rpc, RPC_T_JOIN, join_handler, cl);
     rpc_handler_set(cl->rpc, RPC_T_CONTROLLER, cl_op_rpc_handler, cl);
     rpc_handler_set(cl->rpc, CLUSTER_RPC_PING, ping_handler, cl);
+    cluster_groups_rpc(cl->rpc); /* producer-id blocks for the other nodes (leader's side) */
     rc = reactor_on_shutdown(self, cluster_stop, cl);
     if (rc) goto fail;
     g_cluster = cl;
