@@ -7,15 +7,21 @@
  * Real sockets (io_uring, 127.0.0.1): a reactor of 2 shards runs in a helper thread; the test
  * thread drives it by running closures on a shard (on_shard) and checks results afterwards.
  * Three endpoints on shard 0 exchange many messages of random sizes (1 B .. 1 MiB), checked by
- * order and content; calls answered at once, later (out of order), with an error, or by nobody;
- * calls to a dead address and to a peer that never answers time out; a peer restarted on the
- * same port is reconnected to and traffic resumes; raw sockets sending garbage, bad checksums,
- * an oversized length or a wrong cluster id get their connection closed while real traffic goes
- * on; a wrong node id at an address is refused; sends from shard 1 reach the peer.
+ * order and content; 200k small messages (rate, messages per write); calls answered at once,
+ * later (out of order), with an error, or by nobody, by address; removing a peer ends its
+ * calls (also from a call's own callback); answers through a small answer queue pause and
+ * resume reading; calls to a dead address and to a peer that never answers time out, and the
+ * queue to a dead peer refuses with AL_EFULL when full; a peer restarted on the same port is
+ * reconnected to and traffic resumes; raw sockets sending garbage, bad checksums, an oversized
+ * length, no HELLO or a wrong cluster id get their connection closed while real traffic goes
+ * on; a wrong node id at an address is refused; the keepalive closes a silent server and a
+ * silent client; sends and calls from shard 1 reach the peer (callbacks on shard 1).
  *
- * Simulator (io_sim): three nodes exchanging messages and calls with connection resets and a
- * partition, then healed; order, content and exactly-once call completion are checked; the same
- * seed gives the same run (world hash). AL_TEST_SEED replays a seed; a failing one is printed.
+ * Simulator (io_sim): three nodes exchanging messages and calls with a hanging partition, a
+ * failing one and optional connection resets, then healed; order, content and exactly-once
+ * call completion are checked, the keepalive notices the hang, everything sent after healing
+ * arrives; the same seed gives the same run (world hash). AL_TEST_SEED replays a seed; each
+ * simulated seed is printed before it runs. AL_TEST_LOG=warn|debug shows the rpc log.
  */
 #include "test.h"
 
