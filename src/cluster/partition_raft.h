@@ -61,6 +61,7 @@ struct pr_part {
     int64_t isr_mark;          /* commit index at the previous report */
     int32_t min_insync;        /* topic's min.insync.replicas, cached */
     uint64_t min_insync_ver;   /* topic table version it was read at */
+    uint64_t min_insync_cfg;   /* ... and cluster-config version (broker default) */
 };
 
 /* ---- node (shard 0) ---- */

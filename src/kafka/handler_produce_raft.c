@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "cluster/partition_raft.h"
+#include "cluster/topic_config.h"
 #include "metrics/metrics.h"
 #include "storage/batch.h"
 
@@ -113,21 +114,27 @@ static void praft_watch_fired(pm_watch *w)
     }
 }
 
-/* The topic's min.insync.replicas (override, else 1), cached per table version. */
+/* The topic's min.insync.replicas: its override, else the broker default, else 1 (Kafka's
+ * resolution, topic_config_resolve), cached per topic-table and cluster-config version. */
 static int32_t praft_min_insync(data_shard *ds, pm_partition *p)
 {
     struct pr_part *pp = p->pr;
-    if (pp->min_insync_ver != ds->topics.version) {
-        pp->min_insync_ver = ds->topics.version;
-        pp->min_insync = 1;
-        const topic *t = topic_table_find_id(&ds->topics, p->topic_id);
-        const char *v = t ? topic_config_value(t, "min.insync.replicas") : NULL;
-        if (v) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (!*end && n >= 1 && n <= TOPIC_REPLICAS_MAX) pp->min_insync = (int32_t)n;
-        }
+    if (pp->min_insync_ver == ds->topics.version && pp->min_insync_cfg == ds->cluster_cfg_version)
+        return pp->min_insync;
+    pp->min_insync_ver = ds->topics.version;
+    pp->min_insync_cfg = ds->cluster_cfg_version;
+    pp->min_insync = 1;
+    const topic *t = topic_table_find_id(&ds->topics, p->topic_id);
+    struct topic_config_pair pairs[TOPIC_CONFIGS_MAX];
+    int n = 0;
+    for (int32_t i = 0; t && i < t->n_configs && n < TOPIC_CONFIGS_MAX; i++) {
+        if (topic_config_check(t->configs[i].key, t->configs[i].value, NULL, 0)) continue;
+        pairs[n++] = (struct topic_config_pair){t->configs[i].key, t->configs[i].value};
     }
+    struct topic_configs tc;
+    if (topic_config_resolve(pairs, n, ds->defaults.pairs, ds->defaults.n, &tc, NULL, 0) == 0 ||
+        topic_config_resolve(NULL, 0, ds->defaults.pairs, ds->defaults.n, &tc, NULL, 0) == 0)
+        pp->min_insync = AL_MAX(tc.min_insync_replicas, 1);
     return pp->min_insync;
 }
 
