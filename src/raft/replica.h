@@ -97,7 +97,9 @@ typedef struct raft_replica_config {
 int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **out);
 
 /* Fails waiters (AL_ECLOSED), closes the log (flushing it) and frees the replica. Call it
- * from the shard, not from a replica callback. Returns 0 or the log's close error. */
+ * from the shard, not from a replica callback. Returns 0 or the log's close error. On io_sim
+ * the log's close polls without advancing virtual time: close only an idle log there (no
+ * write or sync in flight), or abandon it. */
 int raft_replica_close(raft_replica *r);
 
 /* Frees the replica and its log without any I/O and without callbacks: a simulated crash.
