@@ -4,9 +4,10 @@
  * dispatcher and writes the responses back in request order.
  *
  * Per connection: io_recv into a growable buffer (starts small, grows to hold the frame being
- * read, never beyond kafka_max_frame_bytes + 4, shrinks back after a large frame); every complete
- * frame becomes a kafka_req (owning a copy of the frame) appended to the connection's pipeline
- * and dispatched at once; the pipeline sends the head's response as soon as it is answered, so
+ * read: at once for frames up to ~1 MiB, else at most 2x ahead of the bytes received; never
+ * beyond kafka_max_frame_bytes + 4; shrinks back after a large frame); every complete frame
+ * becomes a kafka_req (owning a copy of the frame, or for a large frame the buffer itself)
+ * appended to the connection's pipeline and dispatched at once; the pipeline sends the head's response as soon as it is answered, so
  * responses leave in request order even when later requests finish first. One send is in
  * flight at a time; short sends are continued.
  *
