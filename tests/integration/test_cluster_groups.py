@@ -6,7 +6,7 @@ one; an idempotent producer's retry across a partition leader change gets its or
 Each test starts its own 3-node cluster (the harness `Cluster`: real `ailurus start` processes
 on 127.0.0.1, one shard each) and SIGKILLs one node. Clients: confluent_kafka (librdkafka),
 raw frames for FindCoordinator / InitProducerId / Produce, and kafkajs (skipped without
-node/npm). Every wait is bounded."""
+node/npm). Every wait is bounded. CG_SMP=2 runs the nodes with two shards each."""
 
 import json
 import os
@@ -30,7 +30,7 @@ ERR_NOT_COORDINATOR = 16
 
 @pytest.fixture
 def cluster3():
-    c = Cluster(3).start()
+    c = Cluster(3, smp=int(os.environ.get("CG_SMP", "1"))).start()
     ok = False
     try:
         yield c

@@ -889,6 +889,55 @@ TEST(unload_partition_drops_its_groups)
     teardown();
 }
 
+/* Cluster mode loads one __consumer_offsets partition at a time (when this node becomes its
+ * leader) into a coordinator that already serves other partitions' groups: load_done settles
+ * only what that load touched. */
+TEST(loading_one_partition_leaves_live_groups_alone)
+{
+    setup(0);
+    char ids[2][256] = {"", ""};
+    int32_t gen = stabilize("g", ids, 2, 0);
+    struct group_offset_commit oc = {"t1", 0, 42, 7, "m", -1};
+    CHECK_EQ(group_commit_offsets(&C, "g", ids[0], NULL, gen, &oc, 1, 5), 0);
+    int records = nlog;
+    /* A live coordinator holding a fresh Empty group (no offsets, generation 0): the kind
+     * load_done drops when a load leaves one behind. */
+    struct group_coordinator re;
+    group_coordinator_init(&re, &C.cfg, NULL, NULL, 9);
+    struct jres a;
+    memset(&a, 0, sizeof(a));
+    struct group_join_request jr = {"live", "", NULL, "c", "/h", 10000, 10000, "consumer", 0, NULL,
+                                    true, false};
+    struct group_protocol pr = {"range", (const uint8_t *)"x", 1};
+    jr.nprotocols = 1;
+    jr.protocols = &pr;
+    group_join(&re, &jr, 100, on_join, &a);
+    CHECK_EQ(a.err, KAFKA_ERR_MEMBER_ID_REQUIRED);
+    CHECK(group_find(&re, "live") != NULL);
+    CHECK_EQ(group_get_state(group_find(&re, "live")), GROUP_EMPTY);
+    /* now "g"'s partition is loaded into it */
+    for (int i = 0; i < records; i++)
+        CHECK_EQ(group_coordinator_load(&re, rlog[i].key, rlog[i].klen, rlog[i].val,
+                                        rlog[i].vlen, 100), 0);
+    CHECK(group_coordinator_is_loading(&re));
+    group_coordinator_load_done(&re, 100);
+    CHECK(!group_coordinator_is_loading(&re));
+    CHECK(group_find(&re, "live") != NULL); /* untouched by the load: kept */
+    const struct group *g = group_find(&re, "g");
+    CHECK(g);
+    CHECK_EQ(group_get_state(g), GROUP_STABLE);
+    CHECK_EQ(group_get_generation(g), gen);
+    /* the pending member id of "live" still joins */
+    char mid[256];
+    snprintf(mid, sizeof(mid), "%s", a.member_id);
+    jr.member_id = mid;
+    memset(&a, 0, sizeof(a));
+    group_join(&re, &jr, 200, on_join, &a);
+    CHECK_EQ(group_get_member_count(group_find(&re, "live")), 1);
+    group_coordinator_destroy(&re);
+    teardown();
+}
+
 TEST(offsets_expire_after_retention)
 {
     setup(0);

@@ -41,6 +41,34 @@ TEST(ids_need_reservation_and_never_repeat_across_restart)
     producer_ids_destroy(&p);
 }
 
+TEST(grants_from_the_controller_replace_the_block_and_only_grow)
+{
+    struct producer_ids p;
+    producer_ids_init(&p, 0, 1000, 86400000); /* cluster mode: nothing of its own */
+    int64_t id;
+    CHECK_EQ(producer_ids_alloc(&p, &id), AL_EFULL);
+    CHECK_EQ(producer_ids_grant(&p, 1, 0), AL_EINVAL);
+    CHECK_EQ(producer_ids_grant(&p, 1, 2), 0); /* ids 1, 2 */
+    CHECK_EQ(producer_ids_alloc(&p, &id), 0);
+    CHECK_EQ(id, 1);
+    CHECK_EQ(producer_ids_grant(&p, 1, 5), AL_EINVAL); /* would repeat id 1 */
+    CHECK_EQ(producer_ids_alloc(&p, &id), 0);
+    CHECK_EQ(id, 2);
+    CHECK_EQ(producer_ids_alloc(&p, &id), AL_EFULL);
+    /* another node took 3..9: the next grant starts above them */
+    CHECK_EQ(producer_ids_grant(&p, 10, 2), 0);
+    int16_t epoch, kerr;
+    CHECK_EQ(producer_ids_init_producer(&p, -1, -1, 0, &id, &epoch, &kerr), 0);
+    CHECK_EQ(id, 10);
+    CHECK_EQ(epoch, 0);
+    CHECK_EQ(kerr, 0);
+    CHECK_EQ(producer_ids_alloc(&p, &id), 0);
+    CHECK_EQ(id, 11);
+    CHECK_EQ(producer_ids_init_producer(&p, -1, -1, 0, &id, &epoch, &kerr), AL_EFULL);
+    CHECK_EQ(producer_ids_grant(&p, INT64_MAX - 1, 2), AL_EINVAL); /* overflows */
+    producer_ids_destroy(&p);
+}
+
 TEST(init_producer_id_new_bump_and_fence)
 {
     struct producer_ids p;
