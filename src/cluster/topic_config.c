@@ -740,15 +740,19 @@ void topic_config_describe(const struct topic_config_set *s,
         out->synonyms[out->nsynonyms++] =
             (struct topic_config_synonym){def->name, ov, TOPIC_CONFIG_SOURCE_TOPIC};
     }
+    const char *dflt = def->default_value;
     for (int i = 0; broker && def->synonym && i < broker->n; i++) {
         if (strcmp(broker->pairs[i].key, def->synonym)) continue;
-        if (broker->source[i] == TOPIC_CONFIG_SOURCE_DEFAULT) break; /* same as the table's */
+        if (broker->source[i] == TOPIC_CONFIG_SOURCE_DEFAULT) {
+            dflt = broker->pairs[i].value; /* the broker's default (may differ from Kafka's) */
+            break;
+        }
         out->synonyms[out->nsynonyms++] =
             (struct topic_config_synonym){def->synonym, broker->pairs[i].value, broker->source[i]};
         break;
     }
     out->synonyms[out->nsynonyms++] = (struct topic_config_synonym){
-        def->synonym ? def->synonym : def->name, def->default_value, TOPIC_CONFIG_SOURCE_DEFAULT};
+        def->synonym ? def->synonym : def->name, dflt, TOPIC_CONFIG_SOURCE_DEFAULT};
     out->value = out->synonyms[0].value;
     out->source = out->synonyms[0].source;
     out->is_default = out->source == TOPIC_CONFIG_SOURCE_DEFAULT;

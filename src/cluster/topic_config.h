@@ -283,9 +283,9 @@ int broker_config_check(const char *kafka_key, const char *value, char *msg, siz
 
 /*
  * The DescribeConfigs entry of def for a topic with overrides s and the broker-level defaults
- * broker (may be NULL; entries whose source is DEFAULT are not listed as broker synonyms, the
- * table's default stands for them). Pointers in *out stay valid while s, broker and the table
- * do.
+ * broker (may be NULL; an entry whose source is DEFAULT is not listed as a synonym of its own:
+ * its value is the DEFAULT synonym's, else the table's Kafka default is). Pointers in *out stay
+ * valid while s, broker and the table do.
  */
 void topic_config_describe(const struct topic_config_set *s,
                            const struct broker_config_defaults *broker,

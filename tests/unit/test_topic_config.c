@@ -278,6 +278,15 @@ TEST(describe_sources_and_synonyms)
     CHECK_EQ(e.source, TOPIC_CONFIG_SOURCE_DEFAULT);
     CHECK_EQ(e.nsynonyms, 1);
     CHECK(!strcmp(e.synonyms[0].name, "message.max.bytes"));
+    /* segment.bytes: the broker's own default (128 MiB), not Kafka's 1 GiB, source DEFAULT. */
+    config_init(&cfg);
+    broker_config_defaults_build(&cfg, &bd);
+    topic_config_describe(&s, &bd, topic_config_find("segment.bytes"), &e);
+    CHECK(!strcmp(e.value, "134217728") && e.source == TOPIC_CONFIG_SOURCE_DEFAULT);
+    CHECK_EQ(e.nsynonyms, 1);
+    CHECK_EQ(config_change(&cfg, NULL, "log_retention_ms", "999", NULL, 0), 0);
+    CHECK_EQ(config_set(&cfg, "log_segment_size", "1M", CONFIG_SRC_FILE, NULL, 0), 0);
+    broker_config_defaults_build(&cfg, &bd);
     /* The typed resolution takes the broker value when the topic has no override. */
     struct topic_configs tc;
     struct topic_config_set none;
