@@ -1678,6 +1678,48 @@ int rpc_call_from(reactor_shard *self, rpc *r, int32_t node, uint16_t type, cons
     return err;
 }
 
+/* ---- after a simulated crash ---- */
+
+/* Frees a connection's memory without any I/O (its node crashed). */
+static void conn_free_crashed(rpc_conn *c)
+{
+    reactor_timer_cancel(c->r->shard, &c->timer);
+    free(c->rbuf);
+    free(c->own_q.buf);
+    free(c->own_q.retired);
+    free(c);
+}
+
+void rpc_free_crashed(rpc *r)
+{
+    for (rpc_conn *c = r->in_head, *next; c; c = next) {
+        next = c->next_in;
+        conn_free_crashed(c);
+    }
+    reactor_timer_cancel(r->shard, &r->accept_timer);
+    reactor_timer_cancel(r->shard, &r->xret_timer);
+    for (struct rpc_xcall *x = r->xret_head, *next; x; x = next) {
+        next = x->next;
+        free(x->res);
+        free(x);
+    }
+    for (uint32_t i = 0; i < r->npeers; i++) {
+        rpc_peer *p = r->peers[i];
+        if (p->conn) conn_free_crashed(p->conn);
+        for (rpc_pcall *k = p->calls_head, *next; k; k = next) {
+            next = k->next;
+            reactor_timer_cancel(r->shard, &k->timer);
+            free(k);
+        }
+        reactor_timer_cancel(r->shard, &p->timer);
+        free(p->q.buf);
+        free(p->q.retired);
+        free(p);
+    }
+    free(r->peers);
+    free(r);
+}
+
 /* ---- counters ---- */
 
 void rpc_stats_get(rpc *r, struct rpc_stats *out)

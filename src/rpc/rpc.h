@@ -84,6 +84,15 @@ int rpc_set_cluster_id(rpc *r, const char *cluster_id);
  */
 void rpc_stop(rpc *r, void (*done)(void *arg), void *arg);
 
+/*
+ * For simulations: frees everything at once, without I/O or callbacks, after the endpoint's
+ * node crashed (io_sim_crash: its ops will never complete and a crashed process runs nothing).
+ * Call it before destroying the node's reactor. Removed peers still waiting for their
+ * connection's ops and messages other shards forwarded are not freed (none in a one-shard sim
+ * node that removed no peer).
+ */
+void rpc_free_crashed(rpc *r);
+
 /* ---- peers ---- */
 
 /* Sets the address of node `node` (host numeric). A changed address closes the current
