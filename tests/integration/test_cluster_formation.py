@@ -27,7 +27,7 @@ import urllib.request
 
 import pytest
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import InvalidReplicationFactorError
 
 from ailurus_harness import Cluster, binary, frame, header, pick_port, recv_frame
@@ -212,6 +212,27 @@ def test_topic_through_a_follower_everywhere_then_deleted(cluster3):
             kdir = os.path.join(node.data_dir, "kafka")
             dirs = [d for d in os.listdir(kdir) if d.startswith("orders-")]
             assert len(dirs) == 1 and len(os.listdir(os.path.join(kdir, dirs[0]))) == 6
+
+        # More partitions and a config change, also through the controller.
+        r = a.create_partitions({"orders": NewPartitions(8)})
+        assert r.topic_errors[0][1] == 0, r
+        r = a.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "orders",
+                                            configs={"retention.ms": "3600000"})])
+        assert r.resources[0][0] == 0, r
+
+        def grown_and_configured():
+            for node in c.nodes:
+                _, _, topics = metadata(node, ["orders"])
+                if len(topics["orders"][1]) != 8:
+                    return False
+            b = KafkaAdminClient(bootstrap_servers=c.nodes[(follower) % 3].addr)
+            try:
+                res = b.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "orders")])
+                entries = res[0].resources[0][4]
+                return any(e[0] == "retention.ms" and e[1] == "3600000" for e in entries)
+            finally:
+                b.close()
+        wait_for("8 partitions and the new retention everywhere", grown_and_configured)
 
         r = a.delete_topics(["orders"])
         assert all(e[1] == 0 for e in r.topic_error_codes), r
