@@ -299,6 +299,8 @@ static rpc_peer *peer_by_addr(rpc *r, const char *host, uint16_t port)
 
 static void peer_timer_cb(reactor_timer *t);
 
+/* Adds a peer entry (id -1: known by address only). Returns it, or NULL when the table is
+ * full (PEERS_MAX) or memory ran out. */
 static rpc_peer *peer_new(rpc *r, int32_t id, const char *host, uint16_t port)
 {
     if (r->npeers >= PEERS_MAX) return NULL;
@@ -346,6 +348,7 @@ static void call_unlink(rpc_pcall *k)
     p->ncalls--;
 }
 
+/* The pending call of p with correlation id corr, or NULL (ended, or never ours). */
 static rpc_pcall *call_find(rpc_peer *p, uint64_t corr)
 {
     rpc_pcall *k = p->calls_head;
@@ -386,6 +389,7 @@ static rpc_pcall *calls_detach(rpc_peer *p, bool only_written)
     return out;
 }
 
+/* Completes every call of a detached list with err and text (callbacks may do anything). */
 static void calls_fail(rpc_pcall *list, int err, const char *text)
 {
     for (uint32_t i = 0; list && i < CALLS_SCAN_MAX; i++) {
@@ -396,6 +400,7 @@ static void calls_fail(rpc_pcall *list, int err, const char *text)
     }
 }
 
+/* A call's deadline: it ends with AL_ETIMEDOUT; a late answer is then ignored. */
 static void call_timer_cb(reactor_timer *t)
 {
     rpc_pcall *k = t->ctx;
@@ -414,6 +419,7 @@ static void call_timer_cb(reactor_timer *t)
 
 static void conn_timer_cb(reactor_timer *t);
 
+/* Allocates a connection (no fd yet) and counts it against the endpoint's life. NULL: ENOMEM. */
 static rpc_conn *conn_new(rpc *r, bool inbound)
 {
     rpc_conn *c = calloc(1, sizeof(*c));
@@ -459,6 +465,7 @@ static void conn_close(rpc_conn *c, int level, const char *why, int err)
     if (c->send_pending) io_cancel(r->io, &c->send_op);
 }
 
+/* outq_filter predicate: keep the request frames of calls still waiting to be written. */
 static bool keep_live_calls(void *ctx, const uint8_t *f)
 {
     rpc_peer *p = ctx;
@@ -467,6 +474,7 @@ static bool keep_live_calls(void *ctx, const uint8_t *f)
     return k && !k->written;
 }
 
+/* Frees a peer with no connection and no calls. */
 static void peer_free(rpc_peer *p)
 {
     AL_ASSERT(p->conn == NULL && p->calls_head == NULL);
@@ -529,6 +537,9 @@ static void peer_disconnected(rpc_peer *p, rpc_conn *c)
     calls_fail(failed, refused ? AL_EINVAL : AL_ECLOSED, text);
 }
 
+/* Frees c once it is closing with no op pending and no dispatch loop on it: closes the fd,
+ * unlinks it, and for an outbound one applies the disconnect to its peer. May free the
+ * endpoint (stopped, last connection): touch neither c nor r after calling it. */
 static void conn_maybe_free(rpc_conn *c)
 {
     if (!c->closing || c->connect_pending || c->recv_pending || c->send_pending ||
@@ -575,6 +586,8 @@ static void out_frame_written(void *ctx, const uint8_t *f)
     }
 }
 
+/* A send completed: account the bytes (HELLO, PING or queue), then resume paused reading and
+ * send more. A send error closes the connection. */
 static void conn_on_send(io_op *op)
 {
     rpc_conn *c = op->ctx;
@@ -615,6 +628,9 @@ static void conn_on_send(io_op *op)
     conn_maybe_free(c);
 }
 
+/* Starts the next send if none is pending: the rest of the HELLO, else a queued PING at a
+ * frame boundary, else everything queued and unwritten (at most SEND_MAX). An inbound
+ * connection marked close_after_flush closes once its queue is empty. */
 static void conn_flush(rpc_conn *c)
 {
     if (c->closing || c->send_pending || c->fd < 0) return;
@@ -652,6 +668,8 @@ static void conn_flush(rpc_conn *c)
 
 static void conn_on_recv(io_op *op);
 
+/* Posts a receive into the free end of the buffer, unless an inbound connection's answers
+ * are over the queue limit (then reading pauses until they are sent). */
 static void conn_post_recv(rpc_conn *c)
 {
     rpc *r = c->r;
@@ -687,6 +705,7 @@ static int conn_rbuf_room(rpc_conn *c, size_t need)
     return 0;
 }
 
+/* Counts a received frame on the endpoint and on the sender's peer entry, if it has one. */
 static void peer_count_in(rpc *r, rpc_conn *c, size_t fs)
 {
     r->st.msgs_in++;
@@ -698,6 +717,7 @@ static void peer_count_in(rpc *r, rpc_conn *c, size_t fs)
     }
 }
 
+/* Encodes this node's HELLO payload. Returns its size (or AL_ETOOLARGE for a short buf). */
 static int hello_make(rpc *r, uint8_t *buf, size_t cap)
 {
     rpc_hello h = {.min_version = RPC_VERSION, .max_version = RPC_VERSION,
@@ -835,6 +855,8 @@ static void conn_outbound_hello(rpc_conn *c, const rpc_hdr *h, const uint8_t *pa
     reactor_timer_add(r->shard, &c->timer, now_ns(r) + r->keepalive_ms * 500000ull, NULL);
 }
 
+/* Runs the handler of a one-way message or call; a call nobody handles is answered with
+ * AL_ENOTFOUND, a one-way message nobody handles is counted and dropped. */
 static void dispatch_message(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
 {
     rpc *r = c->r;
@@ -858,6 +880,7 @@ static void dispatch_message(rpc_conn *c, const rpc_hdr *h, const uint8_t *paylo
     hd->fn(r, hd->ctx, &m);
 }
 
+/* Ends the call an answer belongs to (ignored if the call already ended). */
 static void dispatch_response(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
 {
     rpc_pcall *k = call_find(c->peer, h->corr);
@@ -877,6 +900,8 @@ static void dispatch_response(rpc_conn *c, const rpc_hdr *h, const uint8_t *payl
     }
 }
 
+/* One received frame: HELLO first in both directions, then requests and one-way messages on
+ * inbound connections, answers on outbound ones; anything else closes the connection. */
 static void conn_dispatch(rpc_conn *c, const rpc_hdr *h, const uint8_t *payload)
 {
     rpc *r = c->r;
@@ -961,6 +986,7 @@ static void conn_process(rpc_conn *c)
         conn_close(c, AL_LOG_ERROR, "out of memory for a receive buffer", -ENOMEM);
 }
 
+/* Bytes arrived (or EOF / an error, which close the connection): handle the frames. */
 static void conn_on_recv(io_op *op)
 {
     rpc_conn *c = op->ctx;
@@ -983,6 +1009,7 @@ static void conn_on_recv(io_op *op)
     conn_maybe_free(c);
 }
 
+/* A connected socket: allocates the receive buffer, starts reading and sending. 0 or ENOMEM. */
 static int conn_start_io(rpc_conn *c)
 {
     c->rbuf = malloc(RBUF_MIN);
@@ -1034,6 +1061,7 @@ static void conn_keepalive(rpc_conn *c)
     reactor_timer_add(r->shard, &c->timer, now + k / 2, NULL);
 }
 
+/* The connection timer: the connect + HELLO deadline before ready, the keepalive after. */
 static void conn_timer_cb(reactor_timer *t)
 {
     rpc_conn *c = t->ctx;
@@ -1077,6 +1105,7 @@ static void conn_on_connect(io_op *op)
     conn_maybe_free(c);
 }
 
+/* Opens p's outbound connection if it has none, is not backing off, and something waits. */
 static void peer_kick(rpc_peer *p)
 {
     rpc *r = p->r;
@@ -1094,6 +1123,7 @@ static void peer_kick(rpc_peer *p)
     reactor_timer_add(r->shard, &c->timer, now_ns(r) + r->connect_timeout_ms * 1000000ull, NULL);
 }
 
+/* The backoff is over: connect again if anything waits. */
 static void peer_timer_cb(reactor_timer *t)
 {
     rpc_peer *p = t->ctx;
@@ -1132,6 +1162,8 @@ static void accept_timer_cb(reactor_timer *t)
     if (!r->stopping && !r->accept_pending) accept_arm(r);
 }
 
+/* A connection arrived on the listener (or the accept ended: re-armed, or closed when
+ * stopping). New inbound connections must send HELLO within connect_timeout_ms. */
 static void on_accept(io_op *op)
 {
     rpc *r = op->ctx;
@@ -1266,6 +1298,8 @@ int rpc_set_cluster_id(rpc *r, const char *cluster_id)
     return 0;
 }
 
+/* Frees the stopped endpoint once nothing refers to it any more (no connection, accept op,
+ * forwarded message, and none of its functions on the stack), then runs the done callback. */
 static void rpc_maybe_free(rpc *r)
 {
     if (!r->stopping || r->freed || r->depth > 0 || r->accept_pending || r->nconns > 0 ||
@@ -1387,6 +1421,7 @@ int rpc_handler_set(rpc *r, uint16_t type, rpc_handler_fn fn, void *ctx)
     return 0;
 }
 
+/* The inbound connection with that id, or NULL (closed and freed). */
 static rpc_conn *inbound_by_id(rpc *r, uint64_t id)
 {
     rpc_conn *c = r->in_head;
@@ -1425,6 +1460,7 @@ int rpc_reply_error(rpc *r, rpc_token t, int err, const char *text)
     return reply_queue(r, t, false, err, NULL, 0, text);
 }
 
+/* Common argument checks of sends and calls. */
 static int send_check(rpc *r, uint16_t type, size_t len)
 {
     if (r->stopping) return AL_ECLOSED;
@@ -1445,6 +1481,8 @@ int rpc_send(rpc *r, int32_t node, uint16_t type, const void *payload, size_t le
     return err;
 }
 
+/* Registers a call on p, queues its request and arms its deadline. 0 or the enqueue error
+ * (then the call is forgotten and cb never runs). */
 static int call_start(rpc *r, rpc_peer *p, uint16_t type, const void *payload, size_t len,
                       uint32_t timeout_ms, rpc_call_cb cb, void *ctx)
 {
@@ -1510,6 +1548,7 @@ struct rpc_fwd {
     uint8_t data[];
 };
 
+/* On the rpc's shard: a message forwarded by rpc_send_from; its send result is only counted. */
 static void fwd_arrived(reactor_shard *self, const struct reactor_msg *m)
 {
     struct rpc_fwd *f = m->arg;
@@ -1597,6 +1636,7 @@ static void xcall_return(rpc *r, struct rpc_xcall *x)
     __atomic_sub_fetch(&r->xinflight, 1, __ATOMIC_ACQ_REL);
 }
 
+/* Retries sending queued call results home (the rings were full). */
 static void xret_timer_cb(reactor_timer *t)
 {
     rpc *r = t->ctx;
@@ -1617,6 +1657,7 @@ static void xret_timer_cb(reactor_timer *t)
     rpc_maybe_free(r);
 }
 
+/* The forwarded call ended: copy the result and send it home. */
 static void xcall_done(void *ctx, const rpc_result *res)
 {
     struct rpc_xcall *x = ctx;
