@@ -825,7 +825,10 @@ static void reset(raft_replica *r)
     r->pend_append = r->pend_flush = false;
     rbuf_free(&r->pre);
     r->log_gen++; /* the log may have dropped its unflushed suffix */
-    int rc = group_create(r);
+    /* ... and with it config entries (or a config entry's append failed after raft_conf
+     * listed it): only those still in the log count */
+    int rc = conf_truncated(r, storage_log_last_offset(r->log) + 1);
+    if (rc == 0) rc = group_create(r);
     if (rc < 0) {
         fail_replica(r, "recreating the group", rc);
         return;
