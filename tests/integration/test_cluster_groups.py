@@ -5,8 +5,8 @@ one; an idempotent producer's retry across a partition leader change gets its or
 
 Each test starts its own 3-node cluster (the harness `Cluster`: real `ailurus start` processes
 on 127.0.0.1, one shard each) and SIGKILLs one node. Clients: confluent_kafka (librdkafka),
-raw frames for FindCoordinator / InitProducerId / Produce, and kafkajs (skipped without
-node/npm). Every wait is bounded. CG_SMP=2 runs the nodes with two shards each."""
+raw frames for FindCoordinator / InitProducerId / Produce, kafka-python, and kafkajs (skipped
+without node/npm). Every wait is bounded. CG_SMP=2 runs the nodes with two shards each."""
 
 import json
 import os
@@ -435,3 +435,53 @@ def test_kafkajs_group_through_coordinator_failover(kafkajs, cluster3):
     assert res["belowCommitted"] == 0, res  # nothing re-read below an offset committed before
     final = committed(c, group, topic, 3)
     assert all(final[p] >= ends[p] for p in range(3)), (final, ends)
+
+
+# ---- kafka-python ----
+
+def test_kafka_python_group_through_coordinator_failover(cluster3):
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    c = cluster3
+    topic, group, n = "cg-kp", "cg-kp-group", 900
+    create_topic(c, topic, 3)
+    produce(c, topic, [b"k%04d" % i for i in range(n)])
+    ends = end_offsets(c, topic, 3)
+    coord = coordinator(c, group)
+    cons = KafkaConsumer(topic, bootstrap_servers=c.bootstrap.split(","), group_id=group,
+                         enable_auto_commit=False, auto_offset_reset="earliest",
+                         session_timeout_ms=10000, heartbeat_interval_ms=500,
+                         request_timeout_ms=15000, retry_backoff_ms=200,
+                         metadata_max_age_ms=1000, max_poll_records=30)
+    seen, at_kill, below, errors = set(), None, 0, []
+    committed_best = {}
+    deadline = time.monotonic() + 100
+    try:
+        while time.monotonic() < deadline:
+            for tp, recs in cons.poll(timeout_ms=200).items():
+                for r in recs:
+                    seen.add(r.value)
+                    if at_kill is not None and r.offset < at_kill.get(tp.partition, 0):
+                        below += 1
+            pos = {p: cons.position(KTP(topic, p)) for p in range(3)
+                   if KTP(topic, p) in cons.assignment()}
+            try:
+                cons.commit()  # blocks until committed on a majority (or raises)
+                for p, o in pos.items():
+                    assert o >= committed_best.get(p, -1), (p, o, committed_best)
+                    committed_best[p] = o
+            except Exception as e:  # the coordinator moving: the next round commits
+                errors.append(repr(e))
+            if at_kill is None and len(seen) >= n // 3 and committed_best:
+                at_kill = dict(committed_best)
+                c.kill(coord - 1)
+            if len(seen) == n and len(pos) == 3 and \
+                    all(committed_best.get(p, -1) >= ends[p] for p in range(3)):
+                break
+    finally:
+        cons.close(autocommit=False)
+    assert at_kill is not None and len(seen) == n, (at_kill, len(seen), errors[-5:])
+    assert below == 0, (below, at_kill)
+    final = committed(c, group, topic, 3)
+    assert all(final[p] >= ends[p] for p in range(3)), (final, ends, errors[-5:])
+    assert coordinator(c, group, exclude=coord) != coord
