@@ -131,7 +131,10 @@ void pm_topic_resolve(const topic *t, const struct broker_config_defaults *d,
         c->retention_bytes = tc.retention_bytes;
         c->retention_ms = tc.retention_ms;
         c->delete_retention_ms = tc.delete_retention_ms;
-        c->max_message_bytes = (uint32_t)tc.max_message_bytes; /* Kafka counts the whole batch */
+        /* Produce checks max.message.bytes itself (settings, live); storage keeps only a
+         * sanity bound, so changing the limit never reopens a log (a reopen scans the last
+         * segment: seconds per partition). */
+        c->max_message_bytes = PM_STORAGE_BATCH_MAX;
         c->cleanup_policy = 0;
         if (cleanup & TOPIC_CLEANUP_DELETE) c->cleanup_policy |= STORAGE_CLEANUP_DELETE;
         if (cleanup & TOPIC_CLEANUP_COMPACT) c->cleanup_policy |= STORAGE_CLEANUP_COMPACT;

@@ -41,6 +41,10 @@ struct pm_watch {
     pm_partition *part;    /* private: NULL when not armed */
 };
 
+/* The largest batch storage accepts whatever max.message.bytes says (the Produce path checks
+ * the topic's limit before appending; see pm_topic_resolve). */
+#define PM_STORAGE_BATCH_MAX ((uint32_t)INT32_MAX)
+
 /* The effective per-topic settings the Kafka layer checks itself. */
 typedef struct pm_topic_settings {
     int32_t max_message_bytes; /* max.message.bytes (1048588) */
