@@ -176,6 +176,42 @@ def test_producer_ids_distinct_across_nodes(cluster3):
     assert got[1] not in values, (got, ids)
 
 
+def test_one_node_cluster_creates_offsets_topic_on_first_use():
+    """Below 3 nodes the controller does not create __consumer_offsets by itself: the first
+    FindCoordinator asks for it (RF = the nodes there are), then the group works."""
+    c = Cluster(1).start()
+    ok = False
+    try:
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        assert "__consumer_offsets" not in admin.list_topics(timeout=5).topics
+        create_topic(c, "one", 3, rf=1)
+        produce(c, "one", [b"x%d" % i for i in range(50)])
+        assert coordinator(c, "g-one") == 1
+        t = admin.list_topics("__consumer_offsets", timeout=5).topics["__consumer_offsets"]
+        assert len(t.partitions) == 16 and all(p.replicas == [1] for p in t.partitions.values())
+        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "g-one",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        try:
+            cons.subscribe(["one"])
+            got, deadline = 0, time.monotonic() + 40
+            while got < 50 and time.monotonic() < deadline:
+                m = cons.poll(0.2)
+                got += m is not None and not m.error()
+            assert got == 50
+            cons.commit(asynchronous=False)
+        finally:
+            cons.close()
+        ends = end_offsets(c, "one", 3)
+        assert committed(c, "g-one", "one", 3) == ends
+        ok = True
+    finally:
+        try:
+            c.stop()
+        finally:
+            if ok:
+                c.remove_files()
+
+
 def test_offsets_topic_replicated_and_coordinator_leads_it(cluster3):
     c = cluster3
     admin = AdminClient({"bootstrap.servers": c.bootstrap})
