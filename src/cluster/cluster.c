@@ -73,6 +73,15 @@ int cluster_view_brokers(cluster_view_broker *out, int max, int32_t *controller,
     return n;
 }
 
+int32_t cluster_active_brokers(void)
+{
+    pthread_mutex_lock(&g_view_mu);
+    int32_t n = g_view_n < 0 ? -1 : 0;
+    for (int i = 0; i < g_view_n; i++) n += g_view[i].membership == CONTROLLER_NODE_ACTIVE;
+    pthread_mutex_unlock(&g_view_mu);
+    return n;
+}
+
 int cluster_raft_send(reactor_shard *self, int32_t to, const uint8_t *buf, size_t len)
 {
     __atomic_add_fetch(&g_rpc_users, 1, __ATOMIC_ACQ_REL);

@@ -180,6 +180,9 @@ typedef struct cluster_view_broker {
     bool voter, learner; /* in the controller group's membership (as this node sees it) */
 } cluster_view_broker;
 
+/* The number of ACTIVE brokers in the view (any thread), -1 when not in cluster mode. */
+int32_t cluster_active_brokers(void);
+
 /* True once cluster_start ran in this process. */
 bool cluster_active(void);
 

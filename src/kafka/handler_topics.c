@@ -384,6 +384,15 @@ int kafka_handle_create_topics(kafka_req *req)
                      "Replication factor: %d larger than available brokers: "
                      "1.",
                      rf);
+        } else if (cluster_active()) { /* this node's view; the controller decides */
+            int32_t nodes = cluster_active_brokers();
+            if (rf == -1) rf = (int16_t)AL_MAX(AL_MIN(3, nodes), 1); /* min(3, nodes) */
+            if (rf < 1 || rf > nodes) {
+                err = KAFKA_ERR_INVALID_REPLICATION_FACTOR;
+                snprintf(msg, sizeof(msg),
+                         "Replication factor: %d larger than available brokers: %" PRId32 ".",
+                         rf, nodes);
+            }
         }
         if (!err && topic_table_find(&ds->topics, q->Name.ptr, (size_t)q->Name.len)) {
             err = KAFKA_ERR_TOPIC_ALREADY_EXISTS;

@@ -192,6 +192,10 @@ def test_topic_through_a_follower_everywhere_then_deleted(cluster3):
         assert all(e[1] == 0 for e in r.topic_errors), r
         with pytest.raises(InvalidReplicationFactorError):  # 4 replicas, 3 nodes
             a.create_topics([NewTopic("too-wide", 1, 4)])
+        with pytest.raises(InvalidReplicationFactorError):  # validate-only checks it too
+            a.create_topics([NewTopic("too-wide", 1, 4)], validate_only=True)
+        r = a.create_topics([NewTopic("only-validated", 2, 3)], validate_only=True)
+        assert r.topic_errors[0][1] == 0, r
 
         def spread_everywhere():
             for node in c.nodes:
@@ -234,6 +238,7 @@ def test_topic_through_a_follower_everywhere_then_deleted(cluster3):
                 b.close()
         wait_for("8 partitions and the new retention everywhere", grown_and_configured)
 
+        assert "only-validated" not in metadata(c.nodes[0])[2]  # nothing was proposed
         r = a.delete_topics(["orders"])
         assert all(e[1] == 0 for e in r.topic_error_codes), r
         wait_for("orders gone everywhere", lambda: all(
