@@ -13,7 +13,8 @@
  *   - a new leader holds every batch ever reported committed, byte for byte, at its offset
  *     (so every acks=all-acknowledged batch is readable from the leader after a failover);
  *   - hard state (term, vote) survives crashes;
- * and at the end (network healed, everyone up) every replica holds every acknowledged batch.
+ * and at the end (network healed, everyone up) every replica holds every acknowledged batch,
+ * no request is left unanswered, and each replica's membership is its log's last config.
  *   AL_TEST_SEED=S (or AL_REPLICA_SEED=S)  replay seed S exactly (printed on failure);
  *                           without it the seeds start from a clock-derived base
  *   AL_REPLICA_SEEDS=N      run N seeds (no time bound): the longer run
