@@ -59,6 +59,7 @@ static int load_init(load *l, const controller_state *st)
     memset(l, 0, sizeof(*l));
     l->st = st;
     l->n = st->n_brokers;
+    AL_ASSERT(l->n >= 0 && l->n <= CONTROLLER_NODES_MAX); /* apply and snapshot decode keep it */
     size_t total = 0;
     for (int32_t i = 0; i < l->n; i++) total += st->brokers[i].cores;
     l->replicas = calloc((size_t)l->n + 1, sizeof(int64_t));
