@@ -32,7 +32,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
   const consumer = kafka.consumer({
-    groupId: group, sessionTimeout: 10000, heartbeatInterval: 500, rebalanceTimeout: 20000,
+    groupId: group, sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 20000,
     maxWaitTimeInMs: 200, retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
   });
   const seen = new Set();
