@@ -810,7 +810,8 @@ struct coord_answer {
 /*
  * Cluster mode: the coordinator of group `key` is the node leading its __consumer_offsets
  * partition (this node's leadership table); COORDINATOR_NOT_AVAILABLE while no leader (or the
- * topic: its creation is asked for) is known. v[0..nv) is the cluster view.
+ * topic: its creation is asked for) is known, or while the table still names a leader this node
+ * sees as down (its rpc connection is gone: the election follows). v[0..nv) is the view.
  */
 static void coord_find_cluster(kafka_req *req, data_shard *ds, kafka_str key,
                                const cluster_view_broker *v, int nv, struct coord_answer *a)
@@ -831,6 +832,7 @@ static void coord_find_cluster(kafka_req *req, data_shard *ds, kafka_str key,
     if (part < 0 || !pr_leader_lookup(cluster_group_id(t->id, part), &e) || e.leader < 0) return;
     for (int i = 0; i < nv; i++) {
         if (v[i].node_id != e.leader) continue;
+        if (!v[i].alive) return; /* a dead leader until the election: ask again soon */
         a->err = 0;
         a->node = e.leader;
         a->host = kstr(&req->arena, v[i].kafka_host);
