@@ -4,10 +4,13 @@ node's disk, a SIGKILLed leader replaced without losing or duplicating an acknow
 min.insync.replicas enforced, and every node's Metadata agreeing on the new leader.
 
 Each test starts its own 3-node cluster of real `ailurus start` processes on 127.0.0.1 (one
-shard each) and uses confluent_kafka (librdkafka) as the client. Every wait is bounded."""
+shard each, two in the multi-shard test) and uses confluent_kafka (librdkafka) as the client,
+plus kafkajs (js/cluster_produce_failover.js) for one failover. Every wait is bounded."""
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -352,3 +355,46 @@ def test_two_shards_per_node():
         c.stop()
         if ok:
             c.remove_files()
+
+
+JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
+
+
+def test_kafkajs_producer_through_leader_failover(cluster, tmp_path):
+    """kafkajs (idempotent, acks=all) keeps sending while the partition leader is SIGKILLed:
+    every acknowledged send is stored exactly once at the offsets it was acknowledged with."""
+    if not shutil.which("node") or not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
+        pytest.skip("kafkajs not installed (test_kafkajs.py installs it with npm ci)")
+    c = cluster
+    create_topic(c, "jsfo", rf=3)
+    leader = wait_leader(c, "jsfo", isr=3)
+    ctl = str(tmp_path / "ctl")
+    n = 600
+    proc = subprocess.Popen(["node", "cluster_produce_failover.js", c.bootstrap(), "jsfo",
+                             str(n), ctl], cwd=JS, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ctl + ".half") and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.05)
+        assert os.path.exists(ctl + ".half"), "kafkajs never got a third acknowledged"
+        c.nodes[leader].kill()  # kafkajs is sending on
+        out, err = proc.communicate(timeout=110)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    res = json.loads(out.decode().strip().splitlines()[-1])
+    assert not res["errors"], res["errors"][:5]
+    sends = res["acked"]
+    assert sum(cnt for _, cnt, _ in sends) == n
+    wait_leader(c, "jsfo", exclude=leader, timeout=30)
+    end = max(base + cnt for base, cnt, _ in sends)
+    got = consume_all(c, "jsfo", 0, end)
+    for base, cnt, first in sends:
+        for k in range(cnt):
+            assert got.get(base + k) == b"k%06d" % (first + k), (base, k, got.get(base + k))
+    values = list(got.values())
+    assert len(values) == len(set(values)) == n, (len(values), len(set(values)))
