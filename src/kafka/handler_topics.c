@@ -280,7 +280,9 @@ static void ct_finish(struct ct_ctx *ctx)
             r->ErrorMessage = kafka_str_from("Topic already exists.");
         } else if (it->err) {
             r->ErrorCode = kafka_err_from_internal(it->err);
-            r->ErrorMessage = arena_strdup(&req->arena, al_strerror(it->err));
+            bool wire = it->err < KAFKA_EWIRE_BASE; /* a Kafka code (the controller's) */
+            r->ErrorMessage = arena_strdup(&req->arena, wire ? kafka_err_message(r->ErrorCode)
+                                                             : al_strerror(it->err));
         } else {
             if (!in->validateOnly) memcpy(r->TopicId.b, it->id, 16);
             r->NumPartitions = it->partitions;
