@@ -1246,8 +1246,9 @@ int rpc_create(const struct rpc_opts *o, rpc **out)
     const char *host = o->listen_host && *o->listen_host ? o->listen_host : NULL;
     int fd = io_listen(r->io, host, o->listen_port, false, 128);
     if (fd < 0) {
-        log_error("rpc", "cannot listen on %s:%u: %s", host ? host : "0.0.0.0", o->listen_port,
-                  al_strerror(fd));
+        log_error("rpc", "cannot listen on %s:%u: %s%s", host ? host : "0.0.0.0", o->listen_port,
+                  al_strerror(fd), fd == -EADDRINUSE ? " (another process holds the rpc port: "
+                                                       "stop it or change rpc_addr)" : "");
         free(r);
         return fd;
     }

@@ -16,7 +16,8 @@
  * address); the callee refuses a different cluster id or no common protocol version, the caller
  * refuses a peer whose node id is not the one its table expects; both log why. A lost or failed
  * connection is retried with capped, jittered exponential backoff (reset once a HELLO
- * succeeds), as long as something waits to be sent.
+ * succeeds), as long as something waits to be sent. An idle outbound connection sends a
+ * keepalive PING; a peer that stops answering or reading is disconnected (keepalive_ms).
  *
  * DELIVERY. Per peer, messages leave in the order they were queued, over one connection, each
  * at most once. What was queued but not written when a connection fails is dropped for one-way
