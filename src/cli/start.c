@@ -114,6 +114,7 @@ static void start_ready_one(void *arg)
     struct start_ctx *s = arg;
     int want = (int)s->n_shards + (s->cluster ? 1 : 0);
     if (__atomic_add_fetch(&s->ready, 1, __ATOMIC_ACQ_REL) != want) return;
+    __atomic_store_n(&s->srv.hold, 0, __ATOMIC_RELEASE); /* cluster mode: serve from now on */
     /* operations: /v1/status/ready answers 200, /v1/brokers shows the bound port */
     admin_node_ready(s->broker.advertised_host, s->broker.advertised_port);
     double ms = (double)(mono_ns() - s->t0_ns) / 1e6;
@@ -241,6 +242,10 @@ int cmd_start(int argc, char **argv)
     s->broker.advertised_port = s->cfg.advertised_kafka_addr.port;
     s->broker.cluster_id = s->cluster_id;
     net_server_init(&s->srv, &s->cfg, &s->broker, NULL);
+    /* A cluster node serves Kafka clients only once it has joined and applied the controller
+     * state ("ready"): before, its catalogue is empty or stale and its cluster id not the
+     * cluster's, which makes clients drop topics they are producing to. */
+    s->srv.hold = s->cluster ? 1 : 0;
     s->port_from_shard0 = s->srv.port == 0;
     s->n_shards = (unsigned)s->cfg.smp;
     s->shards = calloc(s->n_shards, sizeof(*s->shards));

@@ -576,6 +576,18 @@ static void shard_on_accept(io_op *op)
         io_close_now(sh->io, fd);
         return;
     }
+    if (__atomic_load_n(&sh->srv->hold, __ATOMIC_ACQUIRE)) {
+        /* Not serving yet: as if the port were still closed (clients retry elsewhere). */
+        io_close_now(sh->io, fd);
+        uint64_t now = io_now_ns(sh->io);
+        if (now - sh->last_reject_log_ns >= REJECT_LOG_NS) {
+            sh->last_reject_log_ns = now;
+            log_info("net", "connection closed: not serving Kafka clients until this node has "
+                     "joined the cluster and caught up with the controller");
+        }
+        if (!sh->accept_armed) shard_arm_accept(sh);
+        return;
+    }
     int n = __atomic_add_fetch(&sh->srv->connections, 1, __ATOMIC_RELAXED);
     if (n > sh->srv->max_connections) {
         __atomic_sub_fetch(&sh->srv->connections, 1, __ATOMIC_RELAXED);

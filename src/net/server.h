@@ -53,6 +53,9 @@ typedef struct net_server {
     int64_t conn_max_bytes;
     int64_t shard_max_bytes;
     int connections;        /* atomic: open connections on all shards */
+    int hold;               /* atomic: non-zero = close every accepted connection at once (a
+                               cluster node until it has joined and applied the controller
+                               state: clients must not see an empty or stale catalogue) */
     uint64_t next_conn_id;  /* atomic */
 } net_server;
 
