@@ -21,6 +21,13 @@
  * whose data would pass MaxBytes are answered empty, except that the first partition with
  * data is always included (KIP-74: at least one batch so a consumer never gets stuck).
  * No transactions yet: LastStableOffset = HW for both isolation levels; no aborted list.
+ *
+ * Cluster mode (a partition with a Raft replica, src/cluster/partition_raft.h): only the
+ * leader serves (NOT_LEADER_OR_FOLLOWER elsewhere, also on a node that does not host the
+ * partition), a CurrentLeaderEpoch (v9+) other than the Raft term is FENCED_LEADER_EPOCH /
+ * UNKNOWN_LEADER_EPOCH, the HW is the commit index + 1, and an offset above a new leader's HW
+ * but within its log is waited for rather than OFFSET_OUT_OF_RANGE. Requests go to the shard
+ * the assignment names (pr_owner_shard).
  */
 #include "kafka/handlers_data.h"
 
