@@ -888,10 +888,17 @@ static void pump(raft_replica *r)
     notify(r);
 }
 
-/* True when the replica cannot take an input call now. */
-static bool busy(const raft_replica *r)
+/* True when the replica cannot take an input call now. Before saying no, catches a log that
+ * lost entries the group still counts on (a pending reset, or the log dropping its unflushed
+ * suffix after ENOSPC with no waiter of ours to tell) and rebuilds the group from it. */
+static bool busy(raft_replica *r)
 {
-    return r->failed || r->closing || r->tr_busy || r->held_n || r->in_pump;
+    if (r->failed || r->closing || r->tr_busy || r->held_n || r->in_pump) return true;
+    if (r->need_reset || storage_log_last_offset(r->log) < r->g.last) {
+        r->need_reset = true;
+        pump(r); /* drains nothing, resets, tells the owner */
+    }
+    return r->failed || r->need_reset;
 }
 
 /* ---------------------------------------------------------------- lifecycle */
