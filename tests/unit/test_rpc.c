@@ -20,8 +20,9 @@
  * Simulator (io_sim): three nodes exchanging messages and calls with a hanging partition, a
  * failing one and optional connection resets, then healed; order, content and exactly-once
  * call completion are checked, the keepalive notices the hang, everything sent after healing
- * arrives; the same seed gives the same run (world hash). AL_TEST_SEED replays a seed; each
- * simulated seed is printed before it runs. AL_TEST_LOG=warn|debug shows the rpc log.
+ * arrives; the same seed gives the same run (world hash). AL_TEST_SEED replays a seed (each
+ * simulated seed is printed before it runs: AL_TEST_SEED=<it> AL_SIM_SEEDS=1 replays one);
+ * AL_SIM_SEEDS=N runs more. AL_TEST_LOG=warn|debug shows the rpc log.
  */
 #include "test.h"
 
@@ -1571,9 +1572,13 @@ static uint64_t sim_run(uint64_t seed, uint32_t drop_ppm)
 
 TEST(sim_lossy_network)
 {
+    /* AL_SIM_SEEDS=N runs N seeds with no time bound (default: 20 seeds, at most 20 s). */
     uint64_t seed = test_seed();
     uint64_t t0 = mono_ms();
-    for (uint64_t i = 0; i < 20 && mono_ms() - t0 < 20000; i++) {
+    const char *env = getenv("AL_SIM_SEEDS");
+    uint64_t nseeds = env ? strtoull(env, NULL, 10) : 20;
+    uint64_t budget_ms = env ? UINT64_MAX : 20000;
+    for (uint64_t i = 0; i < nseeds && mono_ms() - t0 < budget_ms; i++) {
         uint64_t s = seed + i;
         fprintf(stderr, "    sim seed %" PRIu64 "\n", s);
         sim_run(s, i % 2 ? 2000 : 0);
