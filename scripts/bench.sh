@@ -59,4 +59,6 @@ AILURUS_BIN="$bin" scripts/bench-storage.sh "$dir/storage" "$flush" 5
 echo "== broker benchmarks (scripts/bench_broker.py), ${secs}s per scenario"
 /usr/bin/python3 scripts/bench_broker.py "$bin" "$dir/broker" "$disk_mbps" "$fsync_p99" "$secs" \
     2>"$dir/broker-bench.log"
+echo "== 3-node cluster, RF 3, vs single node (scripts/bench_cluster.py), ${secs}s per scenario"
+/usr/bin/python3 scripts/bench_cluster.py "$bin" "$dir/cluster" "$secs" 2>"$dir/cluster-bench.log"
 echo "bench_total_seconds $(( $(date +%s) - start )) s"
