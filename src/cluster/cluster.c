@@ -687,12 +687,12 @@ static void join_committed(raft_replicate_req *q)
 {
     struct join_pending *jp = (struct join_pending *)q;
     cluster *cl = jp->cl;
-    if (!cl->stopping || q->res == AL_ECLOSED) {
-        if (q->res == 0)
-            join_reply(cl, jp->tok, 0, "", q->last_offset);
-        else
-            join_reply(cl, jp->tok, KAFKA_ERR_NOT_CONTROLLER, "leadership changed", -1);
-    }
+    /* rpc outlives the replica at stop (cluster_stop closes the replica first). */
+    if (q->res == 0)
+        join_reply(cl, jp->tok, 0, "", q->last_offset);
+    else
+        join_reply(cl, jp->tok, KAFKA_ERR_NOT_CONTROLLER,
+                   q->res == AL_ECLOSED ? "the controller is stopping" : "leadership changed", -1);
     free(jp);
 }
 
