@@ -374,3 +374,17 @@ def test_duplicate_node_id_is_refused(cluster3):
     brokers, _, _ = metadata(c.nodes[0])
     assert brokers[2] == ("127.0.0.1", c.nodes[1].port)
     subprocess.run(["rm", "-rf", tmp], check=False)
+
+
+def test_single_node_mode_unchanged(broker):
+    """Without seed_servers nothing of the cluster runs: one broker, itself the controller, the
+    topic catalogue in topics.json, no controller log, and the health overview answers for the
+    node alone."""
+    brokers, controller, topics = metadata(broker)
+    assert list(brokers) == [0] and controller == 0
+    assert "__consumer_offsets" in topics
+    assert os.path.exists(os.path.join(broker.data_dir, "topics.json"))
+    assert not os.path.exists(os.path.join(broker.data_dir, "controller"))
+    h = admin_get(broker, "/v1/cluster/health_overview")
+    assert h["is_healthy"] and h["controller_id"] == -1 and h["nodes_down"] == []
+    assert "rpc on" not in broker.log_text()  # the node service did not start
