@@ -64,8 +64,12 @@ def pick_port():
 class Broker:
     """One `ailurus start` process. args: extra flags; env: extra environment."""
 
-    def __init__(self, args=(), env=None, data_dir=None, smp=1, port=0, ready_timeout=20.0):
+    def __init__(self, args=(), env=None, data_dir=None, smp=1, port=0, ready_timeout=20.0,
+                 host="127.0.0.1", wrap=()):
+        """host: the address to listen on and be reached at; wrap: a command prefix (e.g.
+        ["ip", "netns", "exec", NS] to run the broker in a network namespace)."""
         self.args = list(args)
+        self.wrap = list(wrap)
         self.extra_env = dict(env or {})
         self.tmp = tempfile.mkdtemp(prefix="ailurus-it-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
@@ -74,7 +78,7 @@ class Broker:
         self.ready_timeout = ready_timeout
         self.proc = None
         self.port = None
-        self.host = "127.0.0.1"
+        self.host = host
         self.logs_path = None
         self.runs = 0
         self.expected_signal = None
@@ -95,7 +99,7 @@ class Broker:
         self.logs_path = os.path.join(self.tmp, "broker-%d.log" % self.runs)
         if not self.want_port:
             self.want_port = pick_port()
-        cmd = [binary(), "start", "--kafka-addr", "127.0.0.1:%d" % self.want_port,
+        cmd = self.wrap + [binary(), "start", "--kafka-addr", "%s:%d" % (self.host, self.want_port),
                "--data-dir", self.data_dir, "--smp", str(self.smp),
                "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0"] + self.args  # later flags win
         env = dict(os.environ)
