@@ -2,7 +2,9 @@
  * cluster.c — `ailurus cluster info|health|config get|set|edit`: cluster metadata over the Kafka
  * protocol (brokers, controller, cluster id, topic count), health from the admin API
  * (/v1/status/ready) plus Kafka reachability, and the cluster configuration through the admin
- * API (/v1/cluster_config; edit opens $EDITOR on a JSON file and PUTs what changed).
+ * API (/v1/cluster_config; edit opens $EDITOR on a JSON file and PUTs what changed), and the
+ * cluster operations of issue 7 through the admin API (src/cluster/cluster_opsapi.h): partition
+ * moves, replica balancing, maintenance mode, decommission / recommission and their status.
  */
 #include "cli/cli_util.h"
 
@@ -17,7 +19,13 @@
     "usage: ailurus cluster <info|health|config> [args] [options]\n"                          \
     "  info                 brokers, controller, cluster id, topic count\n"                  \
     "  health               readiness, Kafka reachability, controller, nodes down\n"        \
-    "  config get [KEY]     config set KEY=VALUE...     config edit (opens $EDITOR)"
+    "  config get [KEY]     config set KEY=VALUE...     config edit (opens $EDITOR)\n"     \
+    "  partitions move TOPIC PARTITION NODE[:CORE],...   new replica list (first = preferred)\n" \
+    "  partitions balance   even out replicas and preferred leaders (moves)\n"               \
+    "  partitions status    moves in progress (GET /v1/partitions/reconfigurations)\n"       \
+    "  maintenance enable|disable|status ID   drain a node's leaderships / end it / progress\n" \
+    "  decommission ID      move a node's replicas away, then remove it\n"                   \
+    "  decommission-status ID    recommission ID"
 
 static const char *const CLUSTER_USAGE_S = CLUSTER_USAGE;
 
@@ -265,6 +273,110 @@ static int cluster_config(const cli_opts *o, const char **pos, int npos)
     return cli_err(CLI_USAGE, "unknown config operation '%s' (get, set or edit)", op);
 }
 
+/* Sends one admin API request and prints its JSON answer; an error status prints the
+ * broker's message. */
+static int ops_http(const cli_opts *o, const char *method, const char *path, const char *body)
+{
+    int status;
+    char *resp = NULL;
+    int rc = cli_http(o, method, path, body, &status, &resp);
+    if (rc) return rc;
+    json_t *j = json_loads(resp ? resp : "", JSON_DECODE_ANY, NULL);
+    if (status != 200) {
+        const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
+        rc = cli_err(CLI_FAILED, "%s %s: HTTP %d: %s", method, path, status,
+                     msg ? msg : (resp ? resp : ""));
+    } else if (j && json_is_array(j)) {
+        json_t *wrap = json_pack("{s:O}", "items", j);
+        cli_print_object(o, wrap);
+        json_decref(wrap);
+    } else if (j) {
+        cli_print_object(o, j);
+    }
+    json_decref(j);
+    free(resp);
+    return rc;
+}
+
+/* Parses a node id argument. */
+static int node_arg(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < 0 || v > INT32_MAX)
+        return cli_err(CLI_USAGE, "'%s' is not a node id", s);
+    *out = v;
+    return CLI_OK;
+}
+
+static int cluster_partitions(const cli_opts *o, const char **pos, int npos)
+{
+    if (npos < 1) return cli_err(CLI_USAGE, "cluster partitions needs move, balance or status");
+    if (!strcmp(pos[0], "balance") && npos == 1)
+        return ops_http(o, "POST", "/v1/partitions/rebalance", "{}");
+    if (!strcmp(pos[0], "status") && npos == 1)
+        return ops_http(o, "GET", "/v1/partitions/reconfigurations", NULL);
+    if (strcmp(pos[0], "move") || npos != 4)
+        return cli_err(CLI_USAGE, "usage: cluster partitions move TOPIC PARTITION "
+                                  "NODE[:CORE],...  |  balance  |  status");
+    json_t *list = json_array();
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", pos[3]);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        if (colon) *colon = 0;
+        long node, core = -1;
+        int rc = node_arg(tok, &node);
+        if (!rc && colon) rc = node_arg(colon + 1, &core);
+        if (rc) {
+            json_decref(list);
+            return rc;
+        }
+        json_t *e = json_pack("{s:I}", "node_id", (json_int_t)node);
+        if (core >= 0) json_object_set_new(e, "core", json_integer(core));
+        json_array_append_new(list, e);
+    }
+    char *body = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    char path[512];
+    int rc;
+    if (snprintf(path, sizeof(path), "/v1/partitions/kafka/%s/%s/replicas", pos[1], pos[2]) >=
+        (int)sizeof(path))
+        rc = cli_err(CLI_USAGE, "topic name too long");
+    else
+        rc = ops_http(o, "POST", path, body);
+    free(body);
+    return rc;
+}
+
+static int cluster_node_op(const cli_opts *o, const char *sub, const char **pos, int npos)
+{
+    bool maint = !strcmp(sub, "maintenance");
+    if (npos != (maint ? 2 : 1))
+        return cli_err(CLI_USAGE, maint ? "usage: cluster maintenance enable|disable|status ID"
+                                        : "usage: cluster %s ID", sub);
+    long id;
+    int rc = node_arg(pos[maint ? 1 : 0], &id);
+    if (rc) return rc;
+    char path[128];
+    if (maint) {
+        snprintf(path, sizeof(path), "/v1/brokers/%ld/maintenance", id);
+        if (!strcmp(pos[0], "enable")) return ops_http(o, "PUT", path, NULL);
+        if (!strcmp(pos[0], "disable")) return ops_http(o, "DELETE", path, NULL);
+        if (!strcmp(pos[0], "status")) return ops_http(o, "GET", path, NULL);
+        return cli_err(CLI_USAGE, "maintenance takes enable, disable or status, not '%s'",
+                       pos[0]);
+    }
+    if (!strcmp(sub, "recommission")) {
+        snprintf(path, sizeof(path), "/v1/brokers/%ld/recommission", id);
+        return ops_http(o, "PUT", path, NULL);
+    }
+    snprintf(path, sizeof(path), "/v1/brokers/%ld/decommission", id);
+    return ops_http(o, strcmp(sub, "decommission") ? "GET" : "PUT", path, NULL);
+}
+
 int cmd_cluster(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -272,7 +384,12 @@ int cmd_cluster(int argc, char **argv)
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
     const char *sub = argv[1];
-    if (strcmp(sub, "info") && strcmp(sub, "health") && strcmp(sub, "config")) {
+    static const char *const subs[] = {"info", "health", "config", "partitions", "maintenance",
+                                       "decommission", "decommission-status", "recommission",
+                                       NULL};
+    bool known = false;
+    for (int i = 0; subs[i]; i++) known |= !strcmp(sub, subs[i]);
+    if (!known) {
         cli_err(CLI_USAGE, "unknown cluster subcommand '%s'", sub);
         fprintf(stderr, "%s\n", CLUSTER_USAGE_S);
         return CLI_USAGE;
@@ -284,6 +401,10 @@ int cmd_cluster(int argc, char **argv)
     int npos;
     int rc = cli_flags_parse(flags, argc - 2, argv + 2, pos, &npos, 64, &o, CLUSTER_USAGE_S);
     if (rc) return rc < 0 ? CLI_OK : rc;
+    if (!strcmp(sub, "partitions")) return cluster_partitions(&o, pos, npos);
+    if (!strcmp(sub, "maintenance") || !strcmp(sub, "decommission") ||
+        !strcmp(sub, "decommission-status") || !strcmp(sub, "recommission"))
+        return cluster_node_op(&o, sub, pos, npos);
     if (strcmp(sub, "config") && npos)
         return cli_err(CLI_USAGE, "cluster %s takes no arguments", sub);
     if (!strcmp(sub, "health")) return cluster_health(&o);

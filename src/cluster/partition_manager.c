@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "cluster/partition_raft.h"
+#include "cluster/cluster_reconfig.h"
 #include "storage/batch.h"
 
 #include <inttypes.h>
@@ -516,6 +517,12 @@ int pm_reconcile(partition_manager *pm, const topic_table *tt)
             const topic *t = topic_table_find_id(tt, p->topic_id);
             bool keep = t && p->partition < t->partitions &&
                         pm_hosts(pm, t, p->partition);
+            /* A replica moved off this node stays open while its Raft group still counts it
+             * (cluster_reconfig.h drops it once the membership change removed it). */
+            if (!keep && t && p->partition < t->partitions && p->rr &&
+                topic_partition_local_shard(t, p->partition, pm->node_id, pm->smp) < 0 &&
+                cluster_reconfig_keep(p))
+                keep = true;
             if (!keep) {
                 pm_unlink(pm, p);
                 log_info("cluster", "closing %s/%" PRId32, p->topic, p->partition);
@@ -548,6 +555,22 @@ int pm_reconcile(partition_manager *pm, const topic_table *tt)
         }
     }
     return first_err;
+}
+
+int pm_drop(pm_partition *p, bool delete_data)
+{
+    if (p->busy > 0) return -EBUSY;
+    partition_manager *pm = p->pm;
+    char dir[1200];
+    int err = pm_partition_dir(pm, p->topic, p->topic_id, p->partition, dir, sizeof(dir));
+    pm_unlink(pm, p);
+    log_info("cluster", "closing %s/%" PRId32 "%s", p->topic, p->partition,
+             delete_data ? " and deleting its data (no longer a replica here)" : "");
+    pm_retire(p); /* busy == 0: closed and freed now */
+    if (!delete_data || err) return err;
+    err = rm_tree(pm->io, dir, 1);
+    if (err) log_warn("cluster", "removing %s: %s", dir, al_strerror(err));
+    return err;
 }
 
 void pm_destroy(partition_manager *pm)

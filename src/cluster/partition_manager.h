@@ -118,6 +118,13 @@ void pm_sweep_deleted(partition_manager *pm, const topic_table *tt);
 pm_partition *pm_find(partition_manager *pm, const uint8_t topic_id[16], int32_t partition);
 
 /*
+ * The partition's shard: unlinks p and closes its log now, then with delete_data removes its
+ * directory (a replica moved away, cluster_reconfig.h). Returns 0, -EBUSY (reads/appends in
+ * flight: nothing done, retry later) or the removal's error (logged; p is closed anyway).
+ */
+int pm_drop(pm_partition *p, bool delete_data);
+
+/*
  * Holds p across an asynchronous storage operation (a read that may complete later): a
  * partition removed meanwhile (topic deleted) is closed only after the last release.
  * pm_release returns false if p was removed (and is now freed or still held by others): the

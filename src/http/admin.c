@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "cli/version.h"
 #include "cluster/cluster_admin.h"
+#include "cluster/cluster_opsapi.h"
 #include "cluster/data_plane.h"
 #include "metrics/metrics.h"
 
@@ -717,6 +718,18 @@ static void h_partition(http_request *req, void *ctx)
 }
 
 static const struct http_route admin_routes[] = {
+    /* cluster operations (src/cluster/cluster_opsapi.h) */
+    {HTTP_POST, "/v1/partitions/{ns}/{topic}/{partition}/replicas", cluster_opsapi_move},
+    {HTTP_GET, "/v1/partitions/reconfigurations", cluster_opsapi_reconfigurations},
+    {HTTP_POST, "/v1/partitions/rebalance", cluster_opsapi_rebalance},
+    {HTTP_GET, "/v1/brokers/{id}/maintenance", cluster_opsapi_maintenance_get},
+    {HTTP_PUT, "/v1/brokers/{id}/maintenance", cluster_opsapi_maintenance_put},
+    {HTTP_DELETE, "/v1/brokers/{id}/maintenance", cluster_opsapi_maintenance_delete},
+    {HTTP_GET, "/v1/brokers/{id}/decommission", cluster_opsapi_decommission_get},
+    {HTTP_PUT, "/v1/brokers/{id}/decommission", cluster_opsapi_decommission_put},
+    {HTTP_PUT, "/v1/brokers/{id}/recommission", cluster_opsapi_recommission_put},
+    {HTTP_GET, "/v1/cluster/leader_balancer", cluster_opsapi_balancer_get},
+    {HTTP_PUT, "/v1/cluster/leader_balancer", cluster_opsapi_balancer_put},
     {HTTP_GET, "/v1/status/ready", h_ready},
     {HTTP_GET, "/v1/brokers", h_brokers},
     {HTTP_GET, "/v1/brokers/{id}", h_broker},

@@ -1,0 +1,55 @@
+/*
+ * cluster_reconfig.h — the execution side of partition moves, maintenance mode and leader
+ * balancing in cluster mode (issue 7). The controller only records WHERE a partition's
+ * replicas should be (its assignment, changed by MOVE_PARTITION) and each broker's membership
+ * (ACTIVE, DRAINING = maintenance, DECOMMISSIONING); every shard of every node runs this driver
+ * over the partition replicas it hosts, every CR_PERIOD_MS:
+ *
+ *   - Moves: the partition's Raft leader walks the group's membership toward the assignment
+ *     one single-server change at a time: ADD_LEARNER a missing replica, PROMOTE a learner once
+ *     its match offset reached the commit index, REMOVE a replica the assignment dropped (when
+ *     that is the leader itself it first transfers leadership to a caught-up target voter).
+ *     A new replica opens with an empty log (pm_reconcile) and catches up from the leader.
+ *     A replica that is no longer assigned here stays open (pm_reconcile asks
+ *     cluster_reconfig_keep) until its group's configuration no longer lists this node for
+ *     CR_DROP_GRACE_MS (or, if it never heard of its removal, until it has been unassigned for
+ *     CR_STALE_MS while another node leads the group); then it is closed and its directory is
+ *     deleted. Everything is derived from the controller state and the Raft configs in the
+ *     logs, so a restart mid-move simply resumes.
+ *   - Maintenance / decommission: a leader on a DRAINING or DECOMMISSIONING node transfers the
+ *     leadership to the first voter of the assignment that is ACTIVE and connected.
+ *   - Leader balancing: every CR_BALANCE_MS a leader whose partition's preferred leader (the
+ *     first ACTIVE, connected voter in assignment order) is another node transfers the
+ *     leadership there. Placement spreads preferred leaders evenly over nodes and shards, so
+ *     this evens out leaders after restarts and failovers (Kafka's preferred-leader
+ *     election; Redpanda's leader balancer has the same effect). cluster_reconfig_set_balancer
+ *     turns it off.
+ *
+ * Threading: cluster_reconfig_tick runs on every shard (from the partition Raft tick);
+ * cluster_reconfig_keep on the partition's shard; the setters from any thread.
+ */
+#ifndef AL_CLUSTER_CLUSTER_RECONFIG_H
+#define AL_CLUSTER_CLUSTER_RECONFIG_H
+
+#include "base/base.h"
+#include "cluster/partition_manager.h"
+
+#define CR_PERIOD_MS     200
+#define CR_DROP_GRACE_MS 2000
+#define CR_STALE_MS      60000
+#define CR_BALANCE_MS    10000
+
+/* The calling shard, cluster mode, now_ns = io_now_ns: runs the driver when CR_PERIOD_MS has
+ * passed since its last run (cheap otherwise). On shard 0 it also runs the controller-side
+ * operations (cluster_opsapi_tick). */
+void cluster_reconfig_tick(uint64_t now_ns);
+
+/* The partition's shard: whether p (a replica no longer assigned to this node) must stay
+ * open because its Raft group's configuration still lists this node. */
+bool cluster_reconfig_keep(const pm_partition *p);
+
+/* Any thread: enables / disables the periodic leader balancer (on by default). */
+void cluster_reconfig_set_balancer(bool on);
+bool cluster_reconfig_balancer(void);
+
+#endif
