@@ -12,6 +12,11 @@ Used to measure each performance change against the build from before it (see BE
       build/release/ailurus -- --partitions 1 --producers 4 --max-inflight 32 \\
       --batch-bytes 65536 --duration 5
 
+With --fsync-probe S, each round first runs fio for S seconds in --dir (16 KiB O_DIRECT writes,
+fdatasync after each, as `make bench` does) and reports each run's ack p99 also as a ratio to
+that round's fdatasync p99 (`ack_p99_vs_fsync`), so latency is read against the disk's own
+tail at the time.
+
 Everything after `--` goes to `ailurus bench` (the same bench binary, --bench-bin, drives both
 brokers, default B). Data directories live under --dir (default /tmp/ailurus-cmp) and are
 removed after each run.
@@ -34,6 +39,29 @@ def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fsync_p99_ms(root, seconds):
+    """fio: 16 KiB O_DIRECT sequential writes + fdatasync each, for `seconds` in root; returns
+    the fdatasync latency p99 in ms (0.0 if fio is missing or fails)."""
+    out = os.path.join(root, "fio.json")
+    cmd = ["fio", "--name=fio-probe", "--directory=" + root, "--ioengine=psync", "--direct=1",
+           "--rw=write", "--bs=16384", "--fdatasync=1", "--size=512m", "--time_based=1",
+           "--runtime=%d" % seconds, "--output-format=json", "--output=" + out]
+    try:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+                       check=True)
+        with open(out) as f:
+            j = json.load(f)["jobs"][0]
+        return j["sync"]["lat_ns"]["percentile"]["99.000000"] / 1e6
+    except (OSError, subprocess.SubprocessError, KeyError, ValueError):
+        return 0.0
+    finally:
+        for name in ("fio.json", "fio-probe.0.0"):
+            try:
+                os.unlink(os.path.join(root, name))
+            except OSError:
+                pass
 
 
 def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None):
@@ -64,6 +92,7 @@ def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None):
     produced_mb = s["produced_records"] * s.get("record_size", 1024) / 1e6
     return {
         "mbps": s["mb_per_s"],
+        "ack_p50": s.get("ack_latency_ms", {}).get("p50", 0.0),
         "ack_p99": s.get("ack_latency_ms", {}).get("p99", 0.0),
         "e2e_p999": s.get("e2e_latency_ms", {}).get("p999", 0.0),
         # CPU over the whole bench process lifetime (warm-up included) per MB it produced.
@@ -86,6 +115,8 @@ def main():
     ap.add_argument("--b-env", action="append", default=[],
                     help="NAME=VALUE in B's broker environment only (repeat), e.g. to A/B a "
                          "malloc tunable with one binary")
+    ap.add_argument("--fsync-probe", type=int, default=0,
+                    help="seconds of fio fdatasync latency probe before each A/B round")
     ap.add_argument("bench_args", nargs=argparse.REMAINDER)
     o = ap.parse_args()
     args = [a for a in o.bench_args if a != "--"]
@@ -95,17 +126,25 @@ def main():
     try:
         for i in range(o.runs):
             benv = dict(kv.split("=", 1) for kv in o.b_env)
-            for name, binary in (("A", o.a), ("B", o.b)):
+            fs = fsync_p99_ms(o.dir, o.fsync_probe) if o.fsync_probe > 0 else 0.0
+            if o.fsync_probe > 0:
+                print("round %d: fio fdatasync p99 %.2f ms" % (i, fs), flush=True)
+            # Alternate which binary goes first, so neither always runs right after fio.
+            order = (("A", o.a), ("B", o.b)) if i % 2 == 0 else (("B", o.b), ("A", o.a))
+            for name, binary in order:
                 r = run_once(binary, bench_bin, o.dir, o.smp, args, o.broker_arg,
                              benv if name == "B" else None)
+                r["ack_p99_vs_fsync"] = r["ack_p99"] / fs if fs else 0.0
                 res[name].append(r)
-                print("run %d %s: %.1f MB/s ack_p99 %.1f ms e2e_p999 %.1f ms "
-                      "cpu %.2f ms/MB util %.2f errors %d" % (
-                          i, name, r["mbps"], r["ack_p99"], r["e2e_p999"], r["cpu_ms_per_mb"],
+                print("run %d %s: %.1f MB/s ack_p50 %.1f ack_p99 %.1f ms (%.2fx fsync p99) "
+                      "e2e_p999 %.1f ms cpu %.2f ms/MB util %.2f errors %d" % (
+                          i, name, r["mbps"], r["ack_p50"], r["ack_p99"],
+                          r["ack_p99_vs_fsync"], r["e2e_p999"], r["cpu_ms_per_mb"],
                           r["cpu_util"], r["errors"]), flush=True)
     finally:
         shutil.rmtree(o.dir, ignore_errors=True)
-    for key in ("mbps", "ack_p99", "e2e_p999", "cpu_ms_per_mb", "cpu_util"):
+    for key in ("mbps", "ack_p50", "ack_p99", "ack_p99_vs_fsync", "e2e_p999", "cpu_ms_per_mb",
+                "cpu_util"):
         a = statistics.median(r[key] for r in res["A"])
         b = statistics.median(r[key] for r in res["B"])
         print("median %-14s A %8.2f  B %8.2f  B/A %.3f" % (key, a, b, b / a if a else 0.0))

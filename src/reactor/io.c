@@ -162,6 +162,12 @@ void io_write(io *self, io_op *op, int fd, const void *buf, size_t len, uint64_t
     self->ops->submit(self, op);
 }
 
+void io_write_dsync(io *self, io_op *op, int fd, const void *buf, size_t len, uint64_t off)
+{
+    op_prep(op, IO_OP_WRITE_DSYNC, fd, (void *)buf, len, off);
+    self->ops->submit(self, op);
+}
+
 void io_fdatasync(io *self, io_op *op, int fd)
 {
     op_prep(op, IO_OP_FDATASYNC, fd, NULL, 0, 0);

@@ -51,6 +51,7 @@ enum io_op_kind {
     IO_OP_FALLOCATE,
     IO_OP_TIMEOUT,
     IO_OP_CANCEL,
+    IO_OP_WRITE_DSYNC,
 };
 
 enum {
@@ -150,6 +151,14 @@ void io_open(io *io, io_op *op, const char *path, int flags, mode_t mode);
  * res = bytes or -errno (ENOSPC, EIO, ...). */
 void io_read(io *io, io_op *op, int fd, void *buf, size_t len, uint64_t off);
 void io_write(io *io, io_op *op, int fd, const void *buf, size_t len, uint64_t off);
+
+/* A write that is durable when it completes (pwritev2 with RWF_DSYNC: the data and the
+ * metadata needed to read it back, as write + fdatasync of that range, in one device round
+ * trip where the device supports FUA). Arguments and result as io_write; bytes reported
+ * written (also by a short write) are durable. The simulator applies the write after one disk
+ * latency (from then on it is the disk's last non-durable write, tearable by a crash) and
+ * makes it durable and completes the op after a second one. */
+void io_write_dsync(io *io, io_op *op, int fd, const void *buf, size_t len, uint64_t off);
 
 void io_fdatasync(io *io, io_op *op, int fd);
 void io_fsync(io *io, io_op *op, int fd);

@@ -705,6 +705,24 @@ static int file_sync(struct sim_io *s, struct sim_fd *f)
     return 0;
 }
 
+/* The second half of a write_dsync: makes len bytes of buf at off durable, as the kernel's
+ * O_DSYNC does for that range (and the file size it needs), nothing else. */
+static int file_sync_range(struct sim_io *s, struct sim_fd *f, const void *buf, uint64_t len,
+                           uint64_t off)
+{
+    struct sim_disk *d = &s->node->disk;
+    if (disk_fault(s->w, d, IO_SIM_FAULT_FSYNC_EIO)) return -EIO;
+    struct sim_inode *i = f->ino;
+    if (off + len > i->dur.len && buf_resize(&i->dur, off + len)) return -ENOMEM;
+    memcpy(i->dur.p + off, buf, len);
+    if (d->lw_ino == i && d->lw_off >= off && d->lw_off + d->lw_len <= off + len) {
+        ino_unref(d->lw_ino);
+        d->lw_ino = NULL;
+        d->lw_len = 0;
+    }
+    return 0;
+}
+
 static int file_fallocate(struct sim_io *s, struct sim_fd *f, int mode, uint64_t off,
                           uint64_t len)
 {
@@ -1337,6 +1355,13 @@ static int file_op_run(struct sim_io *s, io_op *op, const char *path)
     switch (op->kind) {
     case IO_OP_READ: return (int)file_pread(s, f, op->buf, op->len, op->off);
     case IO_OP_WRITE: return (int)file_pwrite(s, f, op->buf, op->len, op->off);
+    case IO_OP_WRITE_DSYNC:
+        if (!op->priv[1]) return (int)file_pwrite(s, f, op->buf, op->len, op->off);
+        { /* second phase: priv[1] = bytes the first one wrote + 1 */
+            int n = (int)(op->priv[1] - 1);
+            int err = file_sync_range(s, f, op->buf, (uint64_t)n, op->off);
+            return err ? err : n;
+        }
     case IO_OP_FDATASYNC:
     case IO_OP_FSYNC: return file_sync(s, f);
     case IO_OP_FALLOCATE:
@@ -1360,6 +1385,7 @@ static void sim_submit(io *x, io_op *op)
     case IO_OP_TIMEOUT: op_schedule(s, op, op->off, NULL); return;
     case IO_OP_READ:
     case IO_OP_WRITE:
+    case IO_OP_WRITE_DSYNC: /* priv[1] = 0: the write phase first (file_op_run) */
     case IO_OP_FDATASYNC:
     case IO_OP_FSYNC:
     case IO_OP_FALLOCATE:
@@ -1956,6 +1982,12 @@ static int ev_run(io_sim_world *w, struct sim_event *ev)
     io_op *op = ev->op;
     int res = op->kind == IO_OP_TIMEOUT ? -ETIME : file_op_run(s, op, ev->path);
     free(ev->path);
+    if (op->kind == IO_OP_WRITE_DSYNC && !op->priv[1] && res > 0) {
+        /* Written, not yet durable (a crash now may tear it): the sync half comes next. */
+        op->priv[1] = (uint64_t)res + 1;
+        op_schedule(s, op, w->now + disk_latency(w), NULL);
+        return 1;
+    }
     op_ready(s, op, res);
     return 1;
 }

@@ -112,6 +112,10 @@ static void ur_prep(struct io_ur *u, struct io_uring_sqe *sqe, io_op *op)
     case IO_OP_WRITE:
         io_uring_prep_write(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
         break;
+    case IO_OP_WRITE_DSYNC:
+        io_uring_prep_write(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
+        sqe->rw_flags = RWF_DSYNC;
+        break;
     case IO_OP_FDATASYNC: io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC); break;
     case IO_OP_FSYNC: io_uring_prep_fsync(sqe, op->fd, 0); break;
     case IO_OP_FALLOCATE:
@@ -133,7 +137,8 @@ static void ur_prep(struct io_ur *u, struct io_uring_sqe *sqe, io_op *op)
 static void ur_submit(io *self, io_op *op)
 {
     struct io_ur *u = ur_of(self);
-    if ((op->kind == IO_OP_READ || op->kind == IO_OP_WRITE) && op->len > 0x7ffff000ull) {
+    if ((op->kind == IO_OP_READ || op->kind == IO_OP_WRITE || op->kind == IO_OP_WRITE_DSYNC) &&
+        op->len > 0x7ffff000ull) {
         ur_fail_later(u, op, -EINVAL);
         return;
     }

@@ -470,13 +470,17 @@ static void waiters_wake(storage_log *log, int64_t upto, int err)
     }
 }
 
-/* ---- flush (group commit, pipelined) ----
+/* ---- flush (group commit) ----
  *
- * Two stages, one op each: a write stage (fallocate when the file must grow, then one O_DIRECT
- * write of everything appended to the oldest segment with unwritten bytes) and a sync stage
- * (one fdatasync covering every write that completed before it was issued). The next write
- * may run while the previous one's fdatasync is in flight; durability is only reported by a
- * sync issued after the write completed. Completed-but-unsynced writes wait in log->pend. */
+ * A write stage: fallocate when the file must grow, then one O_DIRECT write of everything
+ * appended to the oldest segment with unwritten bytes. By default that write is itself durable
+ * (io_write_dsync, RWF_DSYNC): its completion makes everything it covers durable, so a batch
+ * waits for at most the write in flight when it arrived plus its own, one device round trip
+ * each. With cfg.split_sync the write is plain and a sync stage follows (one fdatasync
+ * covering every write that completed before it was issued); the next write may run while the
+ * previous one's fdatasync is in flight, and durability is only reported by a sync issued
+ * after the write completed. Completed-but-unsynced writes wait in log->pend (split_sync
+ * only: with durable writes npend stays 0 and the sync stage idle). */
 
 static bool log_busy(const storage_log *log)
 {
@@ -620,6 +624,34 @@ static void sync_start(storage_log *log)
     io_fdatasync(log->io, &log->sop, seg->fd);
 }
 
+/* Issues the write stage's data write (plain, or durable unless split_sync). */
+static void write_issue(storage_log *log, segment *seg, const void *buf, size_t len,
+                        uint64_t off)
+{
+    if (log->cfg.split_sync) io_write(log->io, &log->wop, seg->fd, buf, len, off);
+    else io_write_dsync(log->io, &log->wop, seg->fd, buf, len, off);
+}
+
+/* A durable write (not split_sync) completed: everything it covers is durable, exactly as a
+ * completed fdatasync issued after it would make it. */
+static void write_durable(storage_log *log, segment *seg)
+{
+    AL_ASSERT(log->npend == 0 && !log->sbusy);
+    AL_ASSERT(seg->fend >= seg->dsize && log->wlast >= log->durable);
+    /* operations (src/metrics): the durable write is this log's sync. */
+    metrics_histogram_observe(metrics_local, M_STORAGE_FSYNC_LATENCY,
+                              (io_now_ns(log->io) - log->sync_t0_ns) / 1000);
+    metrics_histogram_observe(metrics_local, M_STORAGE_GROUP_COMMIT_BYTES, seg->fend - seg->dsize);
+    metrics_histogram_observe(metrics_local, M_STORAGE_GROUP_COMMIT_RECORDS,
+                              (uint64_t)(log->wlast - log->durable));
+    seg->dsize = seg->fend;
+    seg->dlast = log->wlast;
+    log->durable = log->wlast;
+    waiters_wake(log, log->durable, 0);
+    if (log->parked) reads_unpark(log);
+    flush_kick(log);
+}
+
 static void write_cb(io_op *op)
 {
     storage_log *log = op->ctx;
@@ -653,7 +685,7 @@ static void write_cb(io_op *op)
     if (log->wstate == FS_FALLOC) {
         seg->alloc = AL_MAX(seg->alloc, log->wtarget);
         log->wstate = FS_WRITE;
-        io_write(log->io, &log->wop, seg->fd, seg->fbuf, (size_t)(wend - seg->fbase), seg->fbase);
+        write_issue(log, seg, seg->fbuf, (size_t)(wend - seg->fbase), seg->fbase);
         return;
     }
     uint64_t done = log->wpos + (uint64_t)op->res;
@@ -665,12 +697,16 @@ static void write_cb(io_op *op)
     }
     if (done < wend) { /* short write: continue from the block it stopped in */
         log->wpos = AL_ALIGN_DOWN(done, (uint64_t)SEG_ALIGN);
-        io_write(log->io, &log->wop, seg->fd, seg->fbuf + (log->wpos - seg->fbase),
-                 (size_t)(wend - log->wpos), log->wpos);
+        write_issue(log, seg, seg->fbuf + (log->wpos - seg->fbase),
+                    (size_t)(wend - log->wpos), log->wpos);
         return;
     }
     log->wbusy = false;
     log->wseg = NULL;
+    if (!log->cfg.split_sync) {
+        write_durable(log, seg);
+        return;
+    }
     if (log->npend && log->pend[log->npend - 1].seg == seg) {
         log->pend[log->npend - 1].end = seg->fend;
         log->pend[log->npend - 1].last = log->wlast;
@@ -728,6 +764,7 @@ static void write_start(storage_log *log)
     log->wpos = cbase;
     log->wop.cb = write_cb;
     log->wop.ctx = log;
+    if (!log->cfg.split_sync) log->sync_t0_ns = io_now_ns(log->io); /* fsync latency metric */
     if (wend > seg->alloc) {
         uint64_t target = alloc_target(log, seg, wend);
         log->wstate = FS_FALLOC;
@@ -735,7 +772,7 @@ static void write_start(storage_log *log)
         io_fallocate(log->io, &log->wop, seg->fd, 0, seg->alloc, target - seg->alloc);
     } else {
         log->wstate = FS_WRITE;
-        io_write(log->io, &log->wop, seg->fd, cur, (size_t)(wend - cbase), cbase);
+        write_issue(log, seg, cur, (size_t)(wend - cbase), cbase);
     }
 }
 

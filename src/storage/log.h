@@ -47,6 +47,10 @@ typedef struct storage_log_config {
     uint32_t max_message_bytes;    /* largest batch accepted (1 MiB + 12) */
     uint64_t flush_bytes;          /* start a flush when this much is unflushed (1 MiB) */
     uint32_t index_interval_bytes; /* one offset/time index entry per this many bytes (4 KiB) */
+    bool split_sync;               /* false (default): each flush write is itself durable
+                                    * (io_write_dsync); true: a plain write, then an fdatasync
+                                    * pipelined with the next write (higher throughput on some
+                                    * disks, about one more device round trip of latency) */
     storage_cache *cache;          /* the shard's batch cache, or NULL */
     uint64_t log_id;               /* key of this log in the cache (unique per shard) */
 } storage_log_config;

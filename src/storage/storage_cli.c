@@ -6,6 +6,7 @@
  *   check DIR             verifies every batch's CRC and structure, offset continuity, index
  *                         files and metadata; exit 0 if clean, 1 if anything is wrong
  *   bench --dir D --flush-bytes N --seconds S [--batch-bytes B] [--window-bytes W] [--logs L]
+ *         [--split-sync 0|1]
  *                         durable append throughput and latency of real logs on io_uring (L
  *                         logs on one io, appended to in turn, like one shard's partitions)
  *
@@ -352,7 +353,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
-                         size_t batch_bytes, uint64_t window, int nlogs)
+                         size_t batch_bytes, uint64_t window, int nlogs, bool split_sync)
 {
     io *iop;
     struct io_uring_opts uo = {0};
@@ -368,6 +369,7 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     storage_log_config c;
     storage_log_config_default(&c);
     c.flush_bytes = flush_bytes;
+    c.split_sync = split_sync;
     c.segment_bytes = 1ull << 30;
     c.max_message_bytes = (uint32_t)AL_MAX(batch_bytes + 1024, (size_t)1 << 20);
     storage_log **logs = calloc((size_t)nlogs, sizeof(*logs));
@@ -470,6 +472,8 @@ static void storage_usage(FILE *f)
                "[--batch-bytes B]\n"
                "             [--window-bytes W]  (appended-not-durable bound, default 2 x N)\n"
                "             [--logs L]  (L logs appended to in turn, default 1)\n"
+               "             [--split-sync 0|1]  (1: write then pipelined fdatasync instead of "
+               "durable writes)\n"
                "dump/check read log directories (or directories of them) without changing "
                "anything;\ncheck exits 1 if any checksum, offset, index or metadata problem is "
                "found.\n");
@@ -489,6 +493,7 @@ int cmd_storage(int argc, char **argv)
         size_t bb = 16384;
         uint64_t window = 0;
         int nlogs = 1;
+        bool split = false;
         for (int i = 2; i < argc; i++) {
             const char *v = i + 1 < argc ? argv[i + 1] : NULL;
             if (!v) {
@@ -501,6 +506,7 @@ int cmd_storage(int argc, char **argv)
             else if (!strcmp(argv[i], "--batch-bytes")) bb = (size_t)strtoull(v, NULL, 0);
             else if (!strcmp(argv[i], "--window-bytes")) window = strtoull(v, NULL, 0);
             else if (!strcmp(argv[i], "--logs")) nlogs = atoi(v);
+            else if (!strcmp(argv[i], "--split-sync")) split = atoi(v) != 0;
             else {
                 storage_usage(stderr);
                 return CLI_USAGE;
@@ -513,7 +519,7 @@ int cmd_storage(int argc, char **argv)
             return CLI_USAGE;
         }
         if (!window) window = 2 * flush;
-        return storage_bench(dir, flush, secs, bb, window, nlogs);
+        return storage_bench(dir, flush, secs, bb, window, nlogs, split);
     }
     bool dump = !strcmp(sub, "dump");
     if ((!dump && strcmp(sub, "check") != 0) || argc < 3) {

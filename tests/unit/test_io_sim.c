@@ -137,6 +137,55 @@ TEST(crash_keeps_durable_drops_rest)
     io_sim_world_destroy(w);
 }
 
+/* io_write_dsync: durable once it completes (alone: not earlier plain writes); before it
+ * completes a crash loses it or, torn, keeps a prefix of it. */
+TEST(write_dsync_durable_at_completion)
+{
+    io_sim_world *w = world(test_seed(), false);
+    CHECK(w);
+    io *n = io_sim_node_create(w, "n0");
+    int fd = a_open(w, n, "f", O_CREAT | O_RDWR);
+    CHECK(fd >= 0);
+    CHECK_EQ(io_fs_fsync_dir(n, "."), 0);
+    struct oneshot o;
+    io_write_dsync(n, os(&o), fd, "AAAA", 4, 0);
+    CHECK_EQ(run_until_flag(w, &o.done), 1);
+    CHECK_EQ(o.res, 4);
+    CHECK_EQ(a_write(w, n, fd, "CC", 2, 100), 2); /* plain, never synced */
+    io_write_dsync(n, os(&o), fd, "DD", 2, 0);
+    CHECK_EQ(run_until_flag(w, &o.done), 1);
+    CHECK_EQ(o.res, 2);
+    io_sim_crash(n);
+    n = io_sim_restart(n);
+    CHECK(n);
+    uint8_t got[256];
+    CHECK_EQ(slurp(n, "f", got, sizeof(got)), 4);
+    CHECK_MEM(got, "DDAA", 4);
+    /* Crashes between the write half and the sync half: lost, or a torn prefix kept. */
+    for (int keep = 0; keep <= 3; keep += 3) {
+        fd = io_fs_open(n, "f", O_RDWR, 0644);
+        CHECK(fd >= 0);
+        io_write_dsync(n, os(&o), fd, "BBBB", 4, 4);
+        for (int i = 0; i < 100000 && !o.done && io_sim_last_write_len(n) != 4; i++)
+            if (io_sim_world_step(w) <= 0) break;
+        CHECK(!o.done);
+        CHECK_EQ(io_sim_last_write_len(n), 4);
+        io_sim_crash_torn(n, (uint64_t)keep);
+        n = io_sim_restart(n);
+        CHECK(n);
+        long len = slurp(n, "f", got, sizeof(got));
+        CHECK_EQ(len, 4 + keep);
+        CHECK_MEM(got, keep ? "DDAABBB" : "DDAA", (size_t)len);
+        if (keep) { /* put the file back to 4 bytes, durably */
+            CHECK((fd = io_fs_open(n, "f", O_RDWR, 0644)) >= 0);
+            CHECK_EQ(io_fs_ftruncate(n, fd, 4), 0);
+            CHECK_EQ(io_fs_fsync(n, fd), 0);
+            CHECK_EQ(io_fs_close(n, fd), 0);
+        }
+    }
+    io_sim_world_destroy(w);
+}
+
 TEST(torn_write_keeps_prefix_exhaustive)
 {
     enum { BASE = 4096, NEW = 3000 };
