@@ -10,6 +10,7 @@
 #include "cluster/data_plane.h"
 #include "cluster/partition_raft.h"
 #include "raft/raft.h"
+#include "reactor/reactor.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -106,43 +107,27 @@ static void log_step(const pm_partition *p, const char *what, int32_t node, int 
                  p->topic, p->partition, what, node, raft_strerror(rc));
 }
 
-/*
- * The leader's step toward the assignment. Returns true while the membership differs from
- * the assignment (a move is in progress: no leadership balancing then).
- */
-static bool drive_move(struct cr_shard *cs, pm_partition *p, const topic_assignment *a,
-                       int32_t self)
+cr_step cluster_reconfig_next_step(const raft_config *c, const topic_assignment *a,
+                                   int32_t self, int64_t commit, const cr_peer_fns *f)
 {
-    raft_replica *rr = p->rr;
-    const raft_config *c = raft_replica_membership(rr);
+    cr_step st = {CR_STEP_NONE, -1};
     /* 1. add a missing replica as a learner */
     for (int i = 0; i < a->n; i++) {
         if (conf_has(c, a->nodes[i])) continue;
-        int rc = raft_replica_change_membership(rr, RAFT_CONF_ADD_LEARNER, a->nodes[i]);
-        log_step(p, "move: add learner", a->nodes[i], rc);
-        return true;
+        return (cr_step){CR_STEP_ADD_LEARNER, a->nodes[i]};
     }
-    /* 2. promote a caught-up learner of the assignment */
-    int64_t commit = raft_replica_commit(rr);
+    /* 2. promote a caught-up learner of the assignment; wait for the others */
     bool waiting = false;
     for (int i = 0; i < c->n_learners; i++) {
         int32_t id = c->learners[i];
         if (!assign_has(a, id)) continue;
+        if (f->match(f->ctx, id) >= commit) return (cr_step){CR_STEP_PROMOTE, id};
         waiting = true;
-        if (raft_replica_match(rr, id) < commit) continue;
-        int rc = raft_replica_change_membership(rr, RAFT_CONF_PROMOTE, id);
-        log_step(p, "move: promote", id, rc);
-        return true;
     }
-    if (waiting) return true;
-    /* 3. remove what the assignment dropped (learners first, then voters; ourselves last,
-     * after handing the leadership over) */
-    for (int i = 0; i < c->n_learners; i++) {
-        if (assign_has(a, c->learners[i])) continue;
-        int rc = raft_replica_change_membership(rr, RAFT_CONF_REMOVE, c->learners[i]);
-        log_step(p, "move: remove learner", c->learners[i], rc);
-        return true;
-    }
+    if (waiting) return (cr_step){CR_STEP_WAIT, -1};
+    /* 3. remove what the assignment dropped: learners, then voters, ourselves last */
+    for (int i = 0; i < c->n_learners; i++)
+        if (!assign_has(a, c->learners[i])) return (cr_step){CR_STEP_REMOVE, c->learners[i]};
     bool self_out = false;
     for (int i = 0; i < c->n_voters; i++) {
         int32_t id = c->voters[i];
@@ -151,20 +136,68 @@ static bool drive_move(struct cr_shard *cs, pm_partition *p, const topic_assignm
             self_out = true;
             continue;
         }
-        int rc = raft_replica_change_membership(rr, RAFT_CONF_REMOVE, id);
-        log_step(p, "move: remove", id, rc);
+        return (cr_step){CR_STEP_REMOVE, id};
+    }
+    if (!self_out) return st;
+    /* 4. we leave: hand the leadership to the first caught-up target voter that may lead */
+    for (int i = 0; i < a->n; i++) {
+        int32_t id = a->nodes[i];
+        if (!raft_config_is_voter(c, id) || !f->may_lead(f->ctx, id)) continue;
+        if (f->match(f->ctx, id) >= commit) return (cr_step){CR_STEP_TRANSFER, id};
+    }
+    return (cr_step){CR_STEP_REMOVE, self}; /* nobody to hand over to: the group re-elects */
+}
+
+struct peer_ctx {
+    const struct cr_shard *cs;
+    raft_replica *rr;
+};
+
+static int64_t peer_match(void *ctx, int32_t id)
+{
+    struct peer_ctx *pc = ctx;
+    return raft_replica_match(pc->rr, id);
+}
+
+static bool peer_may_lead(void *ctx, int32_t id)
+{
+    struct peer_ctx *pc = ctx;
+    return may_lead(pc->cs, id);
+}
+
+/*
+ * The leader's step toward the assignment. Returns true while the membership differs from
+ * the assignment (a move is in progress: no leadership balancing then).
+ */
+static bool drive_move(struct cr_shard *cs, pm_partition *p, const topic_assignment *a,
+                       int32_t self)
+{
+    struct peer_ctx pc = {cs, p->rr};
+    cr_peer_fns f = {peer_match, peer_may_lead, &pc};
+    cr_step st = cluster_reconfig_next_step(raft_replica_membership(p->rr), a, self,
+                                            raft_replica_commit(p->rr), &f);
+    int rc = 0;
+    switch (st.op) {
+    case CR_STEP_NONE: return false;
+    case CR_STEP_WAIT: return true;
+    case CR_STEP_ADD_LEARNER:
+        rc = raft_replica_change_membership(p->rr, RAFT_CONF_ADD_LEARNER, st.node);
+        log_step(p, "move: add learner", st.node, rc);
+        return true;
+    case CR_STEP_PROMOTE:
+        rc = raft_replica_change_membership(p->rr, RAFT_CONF_PROMOTE, st.node);
+        log_step(p, "move: promote", st.node, rc);
+        return true;
+    case CR_STEP_REMOVE:
+        rc = raft_replica_change_membership(p->rr, RAFT_CONF_REMOVE, st.node);
+        log_step(p, st.node == self ? "move: remove (self, leader)" : "move: remove", st.node,
+                 rc);
+        return true;
+    case CR_STEP_TRANSFER:
+        rc = raft_replica_transfer_leadership(p->rr, st.node);
+        log_step(p, "move: hand leadership (leaving) to", st.node, rc);
         return true;
     }
-    if (!self_out) return false;
-    int32_t to = pick_leader(cs, rr, a, self);
-    if (to < 0) {
-        /* nobody to hand over to: remove ourselves, the group elects another leader */
-        int rc = raft_replica_change_membership(rr, RAFT_CONF_REMOVE, self);
-        log_step(p, "move: remove (self, leader)", self, rc);
-        return true;
-    }
-    int rc = raft_replica_transfer_leadership(rr, to);
-    log_step(p, "move: hand leadership (leaving) to", to, rc);
     return true;
 }
 
@@ -253,17 +286,37 @@ static void drive_unassigned(struct cr_shard *cs, pm_partition *p, const topic_a
     if (pm_drop(p, true) != -EBUSY) u->group = 0; /* slot freed by the compaction below */
 }
 
+static _Thread_local bool tls_cr_done; /* the shard shut down: no driver any more */
+
+/* Shutdown hook: frees the shard's driver state; later ticks find none and do nothing. */
+static void cr_shard_stop(reactor_shard *self, void *arg)
+{
+    (void)self;
+    struct cr_shard *cs = arg;
+    if (tls_cr == cs) tls_cr = NULL;
+    tls_cr_done = true;
+    free(cs->view);
+    free(cs);
+}
+
+/* The calling shard's driver state, created on first use (NULL off shards, out of memory or
+ * after the shard's shutdown). */
 static struct cr_shard *cr_get(void)
 {
     if (tls_cr) return tls_cr;
+    if (tls_cr_done) return NULL;
+    reactor_shard *rs = reactor_current();
+    if (!rs) return NULL;
     struct cr_shard *cs = calloc(1, sizeof(*cs));
     if (!cs) return NULL;
     cs->view = calloc(CLUSTER_VIEW_MAX, sizeof(*cs->view));
-    if (!cs->view) {
+    if (!cs->view || reactor_on_shutdown(rs, cr_shard_stop, cs)) {
+        free(cs->view);
         free(cs);
+        tls_cr_done = true; /* do not retry every tick */
         return NULL;
     }
-    tls_cr = cs; /* lives as long as the shard's thread (one small block per shard) */
+    tls_cr = cs;
     return cs;
 }
 

@@ -33,6 +33,7 @@
 
 #include "base/base.h"
 #include "cluster/partition_manager.h"
+#include "raft/raft.h"
 
 #define CR_PERIOD_MS     200
 #define CR_DROP_GRACE_MS 2000
@@ -47,6 +48,39 @@ void cluster_reconfig_tick(uint64_t now_ns);
 /* The partition's shard: whether p (a replica no longer assigned to this node) must stay
  * open because its Raft group's configuration still lists this node. */
 bool cluster_reconfig_keep(const pm_partition *p);
+
+/* ---- the pure step of a move (any thread; unit-tested) ---- */
+
+enum cr_step_op {
+    CR_STEP_NONE = 0,        /* membership == assignment: nothing to do */
+    CR_STEP_WAIT = 1,        /* a learner of the assignment is still catching up */
+    CR_STEP_ADD_LEARNER = 2, /* node: add as a learner */
+    CR_STEP_PROMOTE = 3,     /* node: learner -> voter */
+    CR_STEP_REMOVE = 4,      /* node: remove (may be self: no voter can take over) */
+    CR_STEP_TRANSFER = 5,    /* node: hand the leadership over (self leaves the group) */
+};
+
+typedef struct cr_step {
+    int op; /* enum cr_step_op */
+    int32_t node;
+} cr_step;
+
+/* What the step needs to know about the group's peers (the leader's view). */
+typedef struct cr_peer_fns {
+    int64_t (*match)(void *ctx, int32_t node); /* last offset known replicated on node */
+    bool (*may_lead)(void *ctx, int32_t node); /* ACTIVE and connected */
+    void *ctx;
+} cr_peer_fns;
+
+/*
+ * The next single-server change the leader (self) of a group with membership c must make to
+ * reach assignment a, commit = its commit index: add the first missing node as a learner;
+ * promote a learner of a whose match reached commit (WAIT while one lags); remove learners,
+ * then voters, a dropped; finally, if self was dropped, TRANSFER to the first voter of a (in
+ * order) that may lead and is caught up, else REMOVE self. NONE when c's members == a's.
+ */
+cr_step cluster_reconfig_next_step(const raft_config *c, const topic_assignment *a,
+                                   int32_t self, int64_t commit, const cr_peer_fns *f);
 
 /* Any thread: enables / disables the periodic leader balancer (on by default). */
 void cluster_reconfig_set_balancer(bool on);
