@@ -328,3 +328,42 @@ def test_leader_balance_after_restart(cluster3):
     c.nodes[2].start()
     wait_for("leaders even again after the restart",
              lambda: leaders_per_node(c, "lb", 3, via=0) == [2, 2, 2], timeout=60, step=0.5)
+
+
+def test_move_survives_restarts(cluster4):
+    """The new replica's node is SIGKILLed right after the move starts and the partition
+    leader is restarted mid-way: the move resumes from the controller state and the Raft
+    configs in the logs, and no acknowledged record is lost."""
+    c = cluster4
+    create_topic(c, "mr", 1, 3)
+    leader, replicas = wait_for("mr/0 leader", lambda: (lambda p: p if p[0] >= 0 else None)(
+        partitions_of(c, "mr")[0]))
+    outside = [i for i in range(4) if i not in replicas][0]
+    leaving = [r for r in replicas if r != leader][0]
+    target = [r for r in replicas if r != leaving] + [outside]
+    w = Writer(c, "mr", 0).start()
+    wait_for("some acks", lambda: len(w.acked) >= 50)
+    admin_ok(c.nodes[leader], "POST", "/v1/partitions/kafka/mr/0/replicas",
+             [{"node_id": n} for n in target])
+    c.nodes[outside].kill()
+    time.sleep(1)
+    c.nodes[outside].start()
+    c.nodes[leader].stop()
+    time.sleep(0.5)
+    c.nodes[leader].start()
+
+    def moved():
+        l, reps = partitions_of(c, "mr", via=outside)[0]
+        return sorted(reps) == sorted(target) and l in target
+    wait_for("the move finished", moved, timeout=60)
+    wait_for("no reconfiguration left", lambda: all(
+        admin(c.nodes[i], "GET", "/v1/partitions/reconfigurations") == (200, [])
+        for i in target), timeout=60)
+    wait_for("the leaving node deleted its copy", lambda: not glob.glob(
+        os.path.join(c.nodes[leaving].data_dir, "kafka", "mr-*", "0")), timeout=60)
+    n_before = len(w.acked)
+    wait_for("acks after the move", lambda: len(w.acked) >= n_before + 50, timeout=30)
+    w.stop()
+    got = read_all(c, "mr", 1, w.acked)
+    missing = w.acked - got
+    assert not missing, "%d acked records lost, e.g. %s" % (len(missing), sorted(missing)[:5])
