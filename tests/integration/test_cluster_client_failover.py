@@ -1,0 +1,267 @@
+"""Real clients through a partition-leader failover (issue 7): "librdkafka and kafkajs clients
+keep producing and consuming through a leader failover without application errors beyond
+retries". For each client library an idempotent producer (acks=all) and a consumer GROUP run
+at the same time on a 2-partition RF-3 topic of a 3-node cluster while the leader of partition
+0 is SIGKILLed mid-stream. Checked afterwards:
+  - the producer saw no error (every send acknowledged, retries inside the client only);
+  - every acknowledged record is stored exactly once, at the offset it was acknowledged with
+    (read back by partition from the surviving nodes), and nothing else is stored;
+  - the group consumer saw every acknowledged record, and every record it was handed is the
+    one stored at that partition and offset (re-deliveries after a rebalance are allowed:
+    groups are at-least-once; their count is reported);
+  - a new leader, agreed by both live nodes.
+
+When the killed node was also the group's coordinator, kafkajs 2.2.4 does not look the
+coordinator up again on a connection error: it reconnects to the same node id (which Metadata
+still lists) until its runner's retries are spent, then crashes the consumer with
+restart: true, rejoins and finds the new coordinator (~5 s with the 5 retries the script
+sets). That restart is kafkajs's retry path, allowed here; a crash without restart fails.
+
+kafkajs runs js/cluster_clients_failover.js (CF_JS_LOG=debug|info for its log, written to
+CF_JS_LOG_FILE or <node 1's dir>/cf-js.log) (skipped without node/npm, like the other kafkajs
+tests); librdkafka is python3-confluent-kafka. Each test starts its own 3-node cluster (the
+harness `Cluster`, one shard per node) and takes about 30-60 s. Every wait is bounded."""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ailurus_harness import Cluster
+
+JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
+PARTS = 2
+
+
+@pytest.fixture
+def cluster3(request):
+    """A started 3-node cluster; its files are kept when the test failed (pytest runs the code
+    after a fixture's yield on a failure too: the session's failure count tells)."""
+    failed = request.session.testsfailed
+    c = Cluster(3).start()
+    try:
+        yield c
+    finally:
+        try:
+            c.stop()
+        finally:
+            if request.session.testsfailed == failed:
+                c.remove_files()
+
+
+@pytest.fixture(scope="module")
+def kafkajs():
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node/npm not installed")
+    if not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS,
+                           capture_output=True, timeout=300)
+        if r.returncode != 0:
+            pytest.skip("npm ci failed: %s" % r.stderr.decode()[-500:])
+    return JS
+
+
+def live(c):
+    return [i for i, b in enumerate(c.nodes) if b.proc is not None]
+
+
+def leader(c, topic, partition, exclude=None, isr=None, timeout=40.0):
+    """The leader (node id) every live node's Metadata names for topic/partition (not exclude;
+    with isr in-sync replicas if given)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        seen = set()
+        for i in live(c):
+            try:
+                md = AdminClient({"bootstrap.servers": c.nodes[i].addr}).list_topics(
+                    topic, timeout=5)
+                p = md.topics[topic].partitions[partition]
+                seen.add((p.leader, len(p.isrs)))
+            except Exception as e:  # not known there yet: ask again
+                seen.add(("error", str(e)))
+        last = seen
+        if len(seen) == 1:
+            lead, nisr = next(iter(seen))
+            if isinstance(lead, int) and lead >= 1 and lead != exclude and \
+                    (isr is None or nisr == isr):
+                return lead
+        time.sleep(0.2)
+    raise AssertionError("no agreed leader of %s/%d in %.0fs: %r"
+                         % (topic, partition, timeout, last))
+
+
+def create_topic(c, topic):
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic(topic, PARTS, 3)], request_timeout=20)[topic].result(30)
+    for p in range(PARTS):
+        leader(c, topic, p, isr=3)
+
+
+def stored(c, topic):
+    """{partition: {offset: value}} of every record of topic, read by assignment up to each
+    partition's high watermark (Raft control batches take offsets and hold no record)."""
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "it-cf-check",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                     "fetch.wait.max.ms": 100})
+    out = {}
+    try:
+        for p in range(PARTS):
+            high = cons.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            got = out[p] = {}
+            if high <= 0:
+                continue
+            cons.assign([TopicPartition(topic, p, 0)])
+            deadline = time.monotonic() + 40
+            last = -1
+            while last < high - 1 and time.monotonic() < deadline:
+                m = cons.poll(0.5)
+                if m is None:
+                    continue
+                if m.error():
+                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                    if m.offset() >= high:
+                        break  # the rest are control batches
+                    continue
+                assert m.offset() not in got, "offset %d delivered twice" % m.offset()
+                got[m.offset()] = m.value().decode()
+                last = m.offset()
+            cons.unassign()
+    finally:
+        cons.close()
+    return out
+
+
+def check(c, topic, n, acked, consumed, killed):
+    """acked: [(partition, offset, value)]; consumed: [(partition, offset, value)] as the
+    group consumer was handed them. Returns the number of re-deliveries."""
+    assert len(acked) == n, "%d of %d acknowledged" % (len(acked), n)
+    new = leader(c, topic, 0, exclude=killed)
+    assert new != killed
+    disk = stored(c, topic)
+    for p, off, v in acked:
+        assert disk[p].get(off) == v, ("acked record not stored at its offset", p, off, v,
+                                       disk[p].get(off))
+    values = [v for p in disk for v in disk[p].values()]
+    assert len(values) == len(set(values)) == n, ("stored twice or extra records",
+                                                  len(values), len(set(values)), n)
+    for p, off, v in consumed:
+        assert disk[p].get(off) == v, ("consumer got a record not stored there", p, off, v)
+    missing = {v for _, _, v in acked} - {v for _, _, v in consumed}
+    assert not missing, "the group consumer never saw %d acked records, e.g. %s" % (
+        len(missing), sorted(missing)[:5])
+    return len(consumed) - len({(p, off) for p, off, _ in consumed})
+
+
+def test_kafkajs_producer_and_group_through_partition_leader_kill(kafkajs, cluster3):
+    c = cluster3
+    topic, n = "cf-js", 1200
+    create_topic(c, topic)
+    lead = leader(c, topic, 0, isr=3)
+    ctl = os.path.join(c.nodes[0].tmp, "cf-js")
+    proc = subprocess.Popen(["node", "cluster_clients_failover.js", c.bootstrap, topic,
+                             str(PARTS), "cf-js-group", str(n), ctl], cwd=kafkajs,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ctl + ".half") and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            time.sleep(0.05)
+        assert os.path.exists(ctl + ".half"), "kafkajs never got a third acknowledged"
+        c.kill(lead - 1)  # the producer sends on, the consumer reads on
+        out, err = proc.communicate(timeout=115)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    with open(os.environ.get("CF_JS_LOG_FILE", ctl + ".log"), "wb") as f:
+        f.write(err)
+    assert proc.returncode == 0, "kafkajs failed:\n%s" % err.decode()[-3000:]
+    res = json.loads(out.decode().strip().splitlines()[-1])
+    print("kafkajs: crashes %r, commit errors %d, log %s.log"
+          % (res["crashes"][:5], res["commitErrors"], ctl))
+    assert not res["errors"], res["errors"][:5]
+    # kafkajs restarts its consumer after a retriable error by itself; one it does not
+    # restart from is an application error.
+    assert all(x["restart"] for x in res["crashes"]), res["crashes"]
+    acked = []
+    for p, base, cnt, first in res["acked"]:
+        acked += [(p, base + k, "v%06d" % (first + k)) for k in range(cnt)]
+    consumed = [tuple(x) for x in res["consumed"]]
+    redelivered = check(c, topic, n, acked, consumed, lead)
+    print("kafkajs: %d consumed, %d re-delivered, %d crashes (restarted), %d commit errors"
+          % (len(consumed), redelivered, len(res["crashes"]), res["commitErrors"]))
+
+
+def test_confluent_kafka_producer_and_group_through_partition_leader_kill(cluster3):
+    c = cluster3
+    topic, n = "cf-rk", 3000
+    create_topic(c, topic)
+    lead = leader(c, topic, 0, isr=3)
+    consumed, cons_errors, stop = [], [], threading.Event()
+    started = threading.Event()
+
+    def consume():
+        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "cf-rk-group",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                         "auto.commit.interval.ms": 1000, "fetch.wait.max.ms": 100,
+                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                         "topic.metadata.refresh.interval.ms": 1000})
+        cons.subscribe([topic])
+        try:
+            while not stop.is_set():
+                m = cons.poll(0.2)
+                if m is None:
+                    continue
+                if m.error():
+                    if m.error().code() != KafkaError._PARTITION_EOF:
+                        cons_errors.append(m.error())
+                    continue
+                consumed.append((m.partition(), m.offset(), m.value().decode()))
+                started.set()
+        finally:
+            cons.close()
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    acked, errors, lock = [], [], threading.Lock()
+
+    def cb(err, msg):
+        with lock:
+            if err:
+                errors.append(err)
+            else:
+                acked.append((msg.partition(), msg.offset(), msg.value().decode()))
+
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "enable.idempotence": True,
+                  "message.timeout.ms": 90000, "linger.ms": 2})
+    try:
+        for i in range(n):
+            p.produce(topic, value=b"r%06d" % i, partition=i % PARTS, on_delivery=cb)
+            p.poll(0)
+            time.sleep(0.001)
+            if i == n // 3:
+                started.wait(30)
+                with lock:
+                    at_kill = len(acked)
+                c.kill(lead - 1)  # batches are in flight
+        left = p.flush(120)
+        assert left == 0, "%d undelivered" % left
+        assert not errors, errors[:5]
+        assert 0 < at_kill < n, at_kill
+        want = {v for _, _, v in acked}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not want <= {v for _, _, v in list(consumed)}:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        reader.join(30)
+    assert not cons_errors, cons_errors[:5]
+    redelivered = check(c, topic, n, acked, consumed, lead)
+    print("librdkafka: %d consumed, %d re-delivered" % (len(consumed), redelivered))
