@@ -112,7 +112,9 @@ def wait_ready(nodes, timeout=90.0):
 
 def leader_of(nodes, topic, timeout=60.0):
     """Creates topic (1 partition, RF = len(nodes)) and returns the leader node once every
-    node's Metadata names the same leader with every replica in sync."""
+    node's Metadata names the same leader with every replica in sync, and that leader is the
+    preferred one (the first replica): else the leader balancer moves the leadership there
+    within seconds, under the bench, which talks to this node only."""
     from confluent_kafka.admin import AdminClient, NewTopic
     boot = ",".join(n.addr for n in nodes)
     admin = AdminClient({"bootstrap.servers": boot})
@@ -126,12 +128,13 @@ def leader_of(nodes, topic, timeout=60.0):
             try:
                 md = AdminClient({"bootstrap.servers": n.addr}).list_topics(topic, timeout=5)
                 p = md.topics[topic].partitions[0]
-                seen.add((p.leader, len(p.isrs)))
+                seen.add((p.leader, len(p.isrs), p.replicas[0] if p.replicas else None))
             except Exception as e:  # not known there yet: ask again
                 seen.add(("error", str(e)))
         if len(seen) == 1:
-            leader, isr = next(iter(seen))
-            if isinstance(leader, int) and leader >= 0 and isr == len(nodes):
+            leader, isr, preferred = next(iter(seen))
+            if isinstance(leader, int) and leader >= 0 and isr == len(nodes) and \
+                    leader == preferred:
                 return next(n for n in nodes if n.node_id == leader)
         time.sleep(0.2)
     raise RuntimeError("no agreed leader with a full ISR for %s: %r" % (topic, seen))

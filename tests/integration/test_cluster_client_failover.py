@@ -71,9 +71,10 @@ def live(c):
     return [i for i, b in enumerate(c.nodes) if b.proc is not None]
 
 
-def leader(c, topic, partition, exclude=None, isr=None, timeout=40.0):
+def leader(c, topic, partition, exclude=None, isr=None, timeout=40.0, preferred=False):
     """The leader (node id) every live node's Metadata names for topic/partition (not exclude;
-    with isr in-sync replicas if given)."""
+    with isr in-sync replicas if given; the preferred leader, the first replica, if asked: the
+    leader balancer moves a leadership there within seconds)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -83,14 +84,14 @@ def leader(c, topic, partition, exclude=None, isr=None, timeout=40.0):
                 md = AdminClient({"bootstrap.servers": c.nodes[i].addr}).list_topics(
                     topic, timeout=5)
                 p = md.topics[topic].partitions[partition]
-                seen.add((p.leader, len(p.isrs)))
+                seen.add((p.leader, len(p.isrs), p.replicas[0] if p.replicas else None))
             except Exception as e:  # not known there yet: ask again
                 seen.add(("error", str(e)))
         last = seen
         if len(seen) == 1:
-            lead, nisr = next(iter(seen))
+            lead, nisr, first = next(iter(seen))
             if isinstance(lead, int) and lead >= 1 and lead != exclude and \
-                    (isr is None or nisr == isr):
+                    (isr is None or nisr == isr) and (not preferred or lead == first):
                 return lead
         time.sleep(0.2)
     raise AssertionError("no agreed leader of %s/%d in %.0fs: %r"
@@ -100,8 +101,8 @@ def leader(c, topic, partition, exclude=None, isr=None, timeout=40.0):
 def create_topic(c, topic):
     admin = AdminClient({"bootstrap.servers": c.bootstrap})
     admin.create_topics([NewTopic(topic, PARTS, 3)], request_timeout=20)[topic].result(30)
-    for p in range(PARTS):
-        leader(c, topic, p, isr=3)
+    for p in range(PARTS):  # settled: no balancer move under the test
+        leader(c, topic, p, isr=3, preferred=True)
 
 
 def stored(c, topic):
