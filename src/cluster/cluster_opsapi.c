@@ -31,6 +31,8 @@ static void put_be16(uint8_t *p, uint16_t v)
 static rpc *g_ops_rpc; /* the endpoint our handler is registered on (shard 0) */
 static bool g_decom_busy;
 static uint64_t g_decom_last_ns;
+static bool g_swept;          /* the start-up sweep of moved-away copies ran */
+static uint64_t g_joined_ns;  /* first tick that saw this node joined */
 
 /* ---- proposing on the leader ---- */
 
@@ -462,15 +464,17 @@ void cluster_opsapi_reconfigurations(http_request *req, void *ctx)
             const topic_assignment *a = &t->assign[p];
             ldr_entry e;
             bool known = pr_leader_lookup(cluster_group_id(t->id, p), &e);
-            bool moving = !known || e.leader < 0;
-            int32_t in_isr = 0;
-            for (int k = 0; known && k < e.n_isr; k++) {
+            /* moving: the leader or an in-sync voter is not in the assignment (the leader
+             * adds and promotes the new replicas before it removes the old ones, so that
+             * holds until the last step); a replica merely down or lagging is not listed */
+            bool moving = false;
+            for (int k = -1; known && k < e.n_isr; k++) {
+                int32_t id = k < 0 ? e.leader : e.isr[k];
+                if (id < 0) continue;
                 bool assigned = false;
-                for (int r = 0; r < a->n; r++) assigned |= a->nodes[r] == e.isr[k];
-                if (!assigned) moving = true;
-                in_isr += assigned;
+                for (int r = 0; r < a->n; r++) assigned |= a->nodes[r] == id;
+                moving |= !assigned;
             }
-            if (in_isr < a->n) moving = true;
             if (!moving) continue;
             json_t *target = json_array(), *isr = json_array();
             for (int r = 0; r < a->n; r++)
@@ -624,6 +628,16 @@ void cluster_opsapi_tick(uint64_t now_ns)
     if (g_ops_rpc != cl->rpc) {
         if (rpc_handler_set(cl->rpc, CLUSTER_RPC_OPS, ops_rpc_handler, cl) == 0)
             g_ops_rpc = cl->rpc;
+    }
+    if (!g_swept && cl->joined) {
+        /* once, 5 s after joining: copies of partitions moved away while we were down */
+        if (!g_joined_ns) g_joined_ns = now_ns;
+        data_shard *ds = data_shard_self();
+        if (now_ns - g_joined_ns >= CLUSTER_OPS_SWEEP_MS * 1000000ull && ds) {
+            g_swept = true;
+            if (!cluster_reconfig_kept_any() && cl->smp == 1)
+                pm_sweep_unassigned(&ds->pm, &ds->topics);
+        }
     }
     if (g_decom_busy || !cl_can_propose(cl)) return;
     /* a removed node leaves the controller group too (cluster.c then promotes a learner) */

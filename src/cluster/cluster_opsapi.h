@@ -19,6 +19,11 @@
  *   GET/PUT /v1/brokers/{id}/decommission,  PUT /v1/brokers/{id}/recommission
  *   GET/PUT /v1/cluster/leader_balancer     {"enabled": bool} (this node's balancer)
  *
+ * Start-up sweep: 5 s after this node joined, if no replica was kept open for a move, shard 0
+ * deletes the directories of partitions this node is no longer a replica of (a move removed
+ * it while it was down). Only with one shard for now: shard 0 cannot see the other shards'
+ * open replicas.
+ *
  * Threading: shard 0 only.
  */
 #ifndef AL_CLUSTER_CLUSTER_OPSAPI_H
@@ -31,6 +36,7 @@
 #define CLUSTER_OPS_TIMEOUT_MS   15000
 #define CLUSTER_OPS_DECOM_MS     1000
 #define CLUSTER_OPS_MOVES_MAX    64 /* moves proposed per command batch */
+#define CLUSTER_OPS_SWEEP_MS     5000 /* after joining: delete copies moved away meanwhile */
 
 /* Shard 0, every CR_PERIOD_MS (cluster_reconfig_tick): registers the RPC handler once the
  * node service's endpoint exists, and runs the decommission driver on the leader. */

@@ -31,6 +31,8 @@ struct cr_unassigned {
 };
 
 struct cr_shard {
+    reactor_shard *rs;
+    reactor_timer timer; /* every CR_PERIOD_MS */
     uint64_t last_ns, last_balance_ns;
     cluster_view_broker *view; /* [CLUSTER_VIEW_MAX] */
     int n_view;
@@ -55,10 +57,19 @@ static bool conf_has(const raft_config *c, int32_t id)
     return raft_config_is_voter(c, id) || raft_config_is_learner(c, id);
 }
 
+static _Atomic bool g_ever_kept;
+
 bool cluster_reconfig_keep(const pm_partition *p)
 {
     if (!p->rr || raft_replica_failed(p->rr)) return false;
-    return conf_has(raft_replica_membership(p->rr), pr_self());
+    bool keep = conf_has(raft_replica_membership(p->rr), pr_self());
+    if (keep) atomic_store(&g_ever_kept, true);
+    return keep;
+}
+
+bool cluster_reconfig_kept_any(void)
+{
+    return atomic_load(&g_ever_kept);
 }
 
 static const cluster_view_broker *view_find(const struct cr_shard *cs, int32_t id)
@@ -286,13 +297,22 @@ static void drive_unassigned(struct cr_shard *cs, pm_partition *p, const topic_a
     if (pm_drop(p, true) != -EBUSY) u->group = 0; /* slot freed by the compaction below */
 }
 
+static void cr_timer_fire(reactor_timer *t)
+{
+    struct cr_shard *cs = t->ctx;
+    uint64_t now = io_now_ns(reactor_io(cs->rs));
+    cluster_reconfig_tick(now);
+    if (tls_cr == cs) /* still running (the tick does not free it) */
+        reactor_timer_add(cs->rs, &cs->timer, now + CR_PERIOD_MS * 1000000ull, NULL);
+}
+
 static _Thread_local bool tls_cr_done; /* the shard shut down: no driver any more */
 
 /* Shutdown hook: frees the shard's driver state; later ticks find none and do nothing. */
 static void cr_shard_stop(reactor_shard *self, void *arg)
 {
-    (void)self;
     struct cr_shard *cs = arg;
+    reactor_timer_cancel(self, &cs->timer);
     if (tls_cr == cs) tls_cr = NULL;
     tls_cr_done = true;
     free(cs->view);
@@ -316,8 +336,17 @@ static struct cr_shard *cr_get(void)
         tls_cr_done = true; /* do not retry every tick */
         return NULL;
     }
+    cs->rs = rs;
+    reactor_timer_init(&cs->timer, cr_timer_fire, cs);
+    reactor_timer_add(rs, &cs->timer, io_now_ns(reactor_io(rs)) + CR_PERIOD_MS * 1000000ull,
+                      NULL);
     tls_cr = cs;
     return cs;
+}
+
+void cluster_reconfig_attach(void)
+{
+    if (cluster_active()) cr_get();
 }
 
 void cluster_reconfig_tick(uint64_t now_ns)
@@ -325,7 +354,7 @@ void cluster_reconfig_tick(uint64_t now_ns)
     struct cr_shard *cs = cr_get();
     data_shard *ds = data_shard_self();
     if (!cs || !ds || !cluster_active()) return;
-    if (cs->last_ns && now_ns - cs->last_ns < CR_PERIOD_MS * 1000000ull) return;
+    if (cs->last_ns && now_ns - cs->last_ns < CR_PERIOD_MS / 2 * 1000000ull) return;
     if (!cs->last_ns) cs->last_balance_ns = now_ns;
     cs->last_ns = now_ns;
     if (ds->shard == 0) cluster_opsapi_tick(now_ns);

@@ -3,7 +3,8 @@
  * balancing in cluster mode (issue 7). The controller only records WHERE a partition's
  * replicas should be (its assignment, changed by MOVE_PARTITION) and each broker's membership
  * (ACTIVE, DRAINING = maintenance, DECOMMISSIONING); every shard of every node runs this driver
- * over the partition replicas it hosts, every CR_PERIOD_MS:
+ * over the partition replicas it hosts, every CR_PERIOD_MS (its own timer, started by the
+ * shard's first pm_reconcile in cluster mode):
  *
  *   - Moves: the partition's Raft leader walks the group's membership toward the assignment
  *     one single-server change at a time: ADD_LEARNER a missing replica, PROMOTE a learner once
@@ -25,7 +26,7 @@
  *     election; Redpanda's leader balancer has the same effect). cluster_reconfig_set_balancer
  *     turns it off.
  *
- * Threading: cluster_reconfig_tick runs on every shard (from the partition Raft tick);
+ * Threading: cluster_reconfig_attach/_tick run on every shard;
  * cluster_reconfig_keep on the partition's shard; the setters from any thread.
  */
 #ifndef AL_CLUSTER_CLUSTER_RECONFIG_H
@@ -40,9 +41,13 @@
 #define CR_STALE_MS      60000
 #define CR_BALANCE_MS    10000
 
+/* The calling shard (pm_reconcile calls it): in cluster mode starts the shard's driver
+ * timer (every CR_PERIOD_MS, stopped by a shutdown hook) the first time. */
+void cluster_reconfig_attach(void);
+
 /* The calling shard, cluster mode, now_ns = io_now_ns: runs the driver when CR_PERIOD_MS has
- * passed since its last run (cheap otherwise). On shard 0 it also runs the controller-side
- * operations (cluster_opsapi_tick). */
+ * passed since its last run (cheap otherwise); the driver timer calls it. On shard 0 it also
+ * runs the controller-side operations (cluster_opsapi_tick). */
 void cluster_reconfig_tick(uint64_t now_ns);
 
 /* The partition's shard: whether p (a replica no longer assigned to this node) must stay
@@ -81,6 +86,10 @@ typedef struct cr_peer_fns {
  */
 cr_step cluster_reconfig_next_step(const raft_config *c, const topic_assignment *a,
                                    int32_t self, int64_t commit, const cr_peer_fns *f);
+
+/* Any thread: whether cluster_reconfig_keep ever kept a replica open in this process (the
+ * start-up sweep of moved-away copies, pm_sweep_unassigned, then stays off). */
+bool cluster_reconfig_kept_any(void);
 
 /* Any thread: enables / disables the periodic leader balancer (on by default). */
 void cluster_reconfig_set_balancer(bool on);

@@ -509,6 +509,7 @@ static bool pm_hosts(const partition_manager *pm, const topic *t, int32_t part)
 int pm_reconcile(partition_manager *pm, const topic_table *tt)
 {
     int first_err = 0;
+    if (pr_enabled()) cluster_reconfig_attach(); /* moves, drains, leader balancing */
     /* Close partitions whose topic (by id) is gone or which this shard no longer owns. */
     for (uint32_t b = 0; b < pm->nbuckets; b++) {
         pm_partition *p = pm->buckets[b];
@@ -571,6 +572,39 @@ int pm_drop(pm_partition *p, bool delete_data)
     err = rm_tree(pm->io, dir, 1);
     if (err) log_warn("cluster", "removing %s: %s", dir, al_strerror(err));
     return err;
+}
+
+void pm_sweep_unassigned(partition_manager *pm, const topic_table *tt)
+{
+    for (int32_t i = 0; i < tt->n; i++) {
+        const topic *t = topic_table_at(tt, i);
+        if (!t->assign) continue;
+        char hex[33], tdir[1200];
+        topic_id_hex(t->id, hex);
+        if (snprintf(tdir, sizeof(tdir), "%s/kafka/%s-%s", pm->data_dir, t->name, hex) >=
+            (int)sizeof(tdir))
+            continue;
+        char **names = NULL;
+        int n = io_fs_list(pm->io, tdir, &names);
+        if (n < 0) continue;
+        for (int k = 0; k < n; k++) {
+            char *end = NULL;
+            long part = strtol(names[k], &end, 10);
+            if (!*names[k] || *end || part < 0 || part >= t->partitions) continue;
+            if (topic_partition_local_shard(t, (int32_t)part, pm->node_id, pm->smp) >= 0)
+                continue;
+            if (pm_find(pm, t->id, (int32_t)part)) continue;
+            char path[1400];
+            snprintf(path, sizeof(path), "%s/%s", tdir, names[k]);
+            int err = rm_tree(pm->io, path, 1);
+            if (err)
+                log_warn("cluster", "removing %s: %s", path, al_strerror(err));
+            else
+                log_info("cluster", "removed %s: this node is no longer a replica of %s/%ld",
+                         path, t->name, part);
+        }
+        io_fs_list_free(names, n);
+    }
 }
 
 void pm_destroy(partition_manager *pm)

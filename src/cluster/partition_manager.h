@@ -125,6 +125,14 @@ pm_partition *pm_find(partition_manager *pm, const uint8_t topic_id[16], int32_t
 int pm_drop(pm_partition *p, bool delete_data);
 
 /*
+ * Cluster mode, once after start-up: deletes the directories of partitions of tt's topics
+ * (with assignments) that this node is not a replica of and that are not open on this shard
+ * (copies left by a move that removed this node while it was down). The caller makes sure no
+ * other shard still keeps such a replica open. Blocking file I/O.
+ */
+void pm_sweep_unassigned(partition_manager *pm, const topic_table *tt);
+
+/*
  * Holds p across an asynchronous storage operation (a read that may complete later): a
  * partition removed meanwhile (topic deleted) is closed only after the last release.
  * pm_release returns false if p was removed (and is now freed or still held by others): the

@@ -4,7 +4,6 @@
  * manager, message routing from shard 0 to the owner shards, and the leadership reports.
  */
 #include "cluster/partition_raft.h"
-#include "cluster/cluster_reconfig.h"
 
 #include "base/cursor.h"
 #include "base/log.h"
@@ -513,7 +512,6 @@ static void pr_tick_fire(reactor_timer *t)
         }
     }
     raft_replica_hb_flush(&sh->hb, pr_send_shard, sh);
-    cluster_reconfig_tick(now); /* moves, drains, leader balancing (rate-limited inside) */
     if (sh->report_now || now - sh->last_report_ns >= PR_REPORT_NS) {
         if (now - sh->last_report_ns >= PR_REPORT_NS) pr_alive_refresh(sh);
         sh->report_now = false;

@@ -367,3 +367,40 @@ def test_move_survives_restarts(cluster4):
     got = read_all(c, "mr", 1, w.acked)
     missing = w.acked - got
     assert not missing, "%d acked records lost, e.g. %s" % (len(missing), sorted(missing)[:5])
+
+
+def test_node_down_during_move_deletes_its_copy_on_restart(cluster4):
+    """A follower is stopped, the partition moves away from it meanwhile; restarted, the node
+    finds its copy no longer assigned and deletes it (start-up sweep)."""
+    c = cluster4
+    create_topic(c, "md", 1, 3)
+    leader, replicas = wait_for("md/0 leader", lambda: (lambda p: p if p[0] >= 0 else None)(
+        partitions_of(c, "md")[0]))
+    outside = [i for i in range(4) if i not in replicas][0]
+    gone = [r for r in replicas if r != leader and r != 0][0]  # keep the founder up
+    target = [r for r in replicas if r != gone] + [outside]
+    p = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all"})
+    for i in range(100):
+        p.produce("md", value=b"x%d" % i, partition=0)
+    assert p.flush(30) == 0
+    copy = glob.glob(os.path.join(c.nodes[gone].data_dir, "kafka", "md-*", "0"))
+    assert len(copy) == 1
+    c.nodes[gone].stop()
+    admin_ok(c.nodes[leader], "POST", "/v1/partitions/kafka/md/0/replicas",
+             [{"node_id": n} for n in target])
+    wait_for("the move finished without the stopped node", lambda: (lambda lr: sorted(lr[1]) ==
+             sorted(target) and lr[0] in target)(partitions_of(c, "md", via=leader)[0]),
+             timeout=40)
+    wait_for("no reconfiguration left", lambda: admin(
+        c.nodes[leader], "GET", "/v1/partitions/reconfigurations") == (200, []), timeout=40)
+    assert os.path.exists(copy[0])
+    c.nodes[gone].start()
+    try:
+        wait_for("the stale copy deleted after the restart",
+                 lambda: not os.path.exists(copy[0]), timeout=30)
+    except AssertionError as e:
+        lines = [ln for ln in c.nodes[gone].log_text().splitlines() if "md/0" in ln or
+                 "removed /" in ln or "closing" in ln]
+        raise AssertionError("%s\n%s" % (e, "\n".join(lines[-30:])))
+    assert read_all(c, "md", 1, {"x%d" % i for i in range(100)}) >= {
+        "x%d" % i for i in range(100)}
