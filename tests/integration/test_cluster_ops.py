@@ -315,6 +315,13 @@ def test_decommission_node(cluster4):
     assert w.acked <= got, "%d acked records lost" % len(w.acked - got)
     wait_for("node 3's partition copies deleted", lambda: not glob.glob(
         os.path.join(c.nodes[node].data_dir, "kafka", "dc-*", "*")), timeout=30)
+    # a replica balance plan over the 3 remaining nodes (CLI), then no move left
+    rc, out = cli(c.nodes[1], "partitions", "balance")
+    assert rc == 0 and out["moves"] >= 0, out
+    wait_for("balanced moves finished", lambda: (lambda r: r[0] == 0 and r[1]["items"] == [])(
+        cli(c.nodes[1], "partitions", "status")), timeout=40, step=0.5)
+    for p, (leader, reps) in partitions_of(c, "dc", via=1).items():
+        assert node not in reps and len(reps) == 3, (p, reps)
 
 
 def test_leader_balance_after_restart(cluster3):
