@@ -28,6 +28,25 @@ def fig(name, value, unit):
     print("%s %s %s" % (name, value, unit), flush=True)
 
 
+def cpu_seconds(pid):
+    """utime + stime of process pid (all its threads), from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_process(proc, grace=30.0):
+    """SIGTERM to proc (a Popen, or None) if it still runs, SIGKILL after grace seconds;
+    waits for it to exit."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Broker:
     def __init__(self, binary, data_dir, smp=1, extra=()):
         self.binary, self.data_dir, self.smp, self.extra = binary, data_dir, smp, list(extra)
@@ -71,18 +90,10 @@ class Broker:
 
     def cpu_seconds(self):
         """utime + stime of the broker process (all its threads)."""
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

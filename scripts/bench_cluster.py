@@ -21,14 +21,13 @@ DIR/node-N.log; the bench tool's own output goes to stderr.
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_broker import READY_RE, fig  # noqa: E402
+from bench_broker import READY_RE, cpu_seconds, fig, stop_process  # noqa: E402
 
 
 def free_port(used):
@@ -79,18 +78,10 @@ class Node:
             return READY_RE.search(f.read()) is not None
 
     def cpu_seconds(self):
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.log:
             self.log.close()
         self.proc = None
