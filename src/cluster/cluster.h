@@ -133,6 +133,16 @@ int cluster_op_result_encode(const struct data_topic_op *op, int64_t offset, uin
 int cluster_op_result_decode(const uint8_t *buf, size_t len, struct data_topic_op *op,
                              int64_t *offset);
 
+/*
+ * The one DATA_OP_CREATE op for __consumer_offsets (Kafka's settings: cleanup.policy=compact,
+ * segment.bytes=104857600, TOPIC_CONSUMER_OFFSETS_PARTITIONS partitions, replication factor -1 =
+ * the controller's default). Used by the controller (cl_ensure_consumer_offsets, once 3 nodes are
+ * active) and by FindCoordinator (first use). Returns ONE malloc'd block (the op, its item and
+ * configs: free(op) frees everything; done/ctx are NULL for the caller to set) or NULL (-ENOMEM).
+ * Any thread.
+ */
+struct data_topic_op *cluster_consumer_offsets_op(void);
+
 /* ---- the service (shard 0) ---- */
 
 struct cluster_start_opts {

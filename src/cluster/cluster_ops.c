@@ -95,6 +95,43 @@ static int place(cluster *cl, int32_t n, int16_t rf, topic_assignment **out)
     return 0;
 }
 
+/*
+ * Fills command k of b with one item of cluster-configuration changes (SET_CLUSTER_CONFIG:
+ * config-table key names; del[j] removes the override). Every key must exist and every value
+ * parse (checked on a scratch configuration: what a node's own start-up sources make of it is
+ * its business, config_with_overrides). Returns 0, AL_ENOTFOUND / AL_EINVAL, -ENOMEM.
+ */
+static int build_cluster_config(struct data_topic_item *it, struct build *b, int32_t k)
+{
+    controller_cmd *c = &b->cmds[k];
+    int32_t n = AL_MAX(it->n_configs, 0);
+    if (n > CONTROLLER_CMD_CONFIGS_MAX) return AL_EINVAL;
+    b->kv[k] = calloc((size_t)AL_MAX(n, 1), sizeof(topic_config_kv));
+    b->removes[k] = calloc((size_t)AL_MAX(n, 1), TOPIC_CONFIG_KEY_MAX);
+    al_config *scratch = malloc(sizeof(*scratch));
+    int err = b->kv[k] && b->removes[k] && scratch ? 0 : -ENOMEM;
+    if (scratch) config_init(scratch);
+    c->type = CONTROLLER_CMD_SET_CLUSTER_CONFIG;
+    for (int32_t j = 0; j < n && !err; j++) {
+        const struct config_key *key = config_find(it->configs[j].key);
+        if (!key) {
+            err = AL_ENOTFOUND;
+        } else if (it->del && it->del[j]) {
+            snprintf(b->removes[k][c->n_removes++], TOPIC_CONFIG_KEY_MAX, "%s", key->name);
+        } else {
+            err = config_set(scratch, key->name, it->configs[j].value, CONFIG_SRC_ADMIN, NULL,
+                             0);
+            topic_config_kv *kv = &b->kv[k][c->n_configs++];
+            snprintf(kv->key, sizeof(kv->key), "%s", key->name);
+            snprintf(kv->value, sizeof(kv->value), "%s", it->configs[j].value);
+        }
+    }
+    free(scratch);
+    c->configs = b->kv[k];
+    c->removes = b->removes[k];
+    return err;
+}
+
 /* Fills command c (index k of b) for item it; returns 0 or the item's error. */
 static int build_item(cluster *cl, enum data_topic_op_kind kind, struct data_topic_item *it,
                       struct build *b, int32_t k)
@@ -163,7 +200,7 @@ static int build_item(cluster *cl, enum data_topic_op_kind kind, struct data_top
         c->removes = b->removes[k];
         return 0;
     }
-    default: break; /* cluster configuration: not a topic change */
+    case DATA_OP_CLUSTER_CONFIG: return build_cluster_config(it, b, k);
     }
     return AL_EINVAL;
 }
@@ -297,6 +334,31 @@ void cl_op_run_local(cluster *cl, struct data_topic_op *op, cl_op_finish_fn fini
 
 /* ---- __consumer_offsets ---- */
 
+struct co_op_block {
+    struct data_topic_op op; /* first: free(op) frees the block */
+    struct data_topic_item item;
+    topic_config_kv kv[2];
+};
+
+struct data_topic_op *cluster_consumer_offsets_op(void)
+{
+    struct co_op_block *o = calloc(1, sizeof(*o));
+    if (!o) return NULL;
+    snprintf(o->kv[0].key, sizeof(o->kv[0].key), "cleanup.policy");
+    snprintf(o->kv[0].value, sizeof(o->kv[0].value), "compact");
+    snprintf(o->kv[1].key, sizeof(o->kv[1].key), "segment.bytes");
+    snprintf(o->kv[1].value, sizeof(o->kv[1].value), "104857600");
+    o->op.kind = DATA_OP_CREATE;
+    o->op.items = &o->item;
+    o->op.n = 1;
+    snprintf(o->item.name, sizeof(o->item.name), "%s", TOPIC_CONSUMER_OFFSETS);
+    o->item.partitions = TOPIC_CONSUMER_OFFSETS_PARTITIONS;
+    o->item.replication_factor = -1; /* the controller's default: min(3, active nodes) */
+    o->item.configs = o->kv;
+    o->item.n_configs = 2;
+    return &o->op;
+}
+
 static void co_finish(cluster *cl, struct data_topic_op *op, int64_t offset)
 {
     (void)offset;
@@ -322,26 +384,10 @@ void cl_ensure_consumer_offsets(cluster *cl)
     for (int32_t i = 0; i < cl->st.n_brokers; i++)
         active += cl->st.brokers[i].membership == CONTROLLER_NODE_ACTIVE;
     if (active < 3) return;
-    struct {
-        struct data_topic_op op;
-        struct data_topic_item item;
-        topic_config_kv kv[2];
-    } *o = calloc(1, sizeof(*o));
-    if (!o) return;
-    snprintf(o->kv[0].key, sizeof(o->kv[0].key), "cleanup.policy");
-    snprintf(o->kv[0].value, sizeof(o->kv[0].value), "compact");
-    snprintf(o->kv[1].key, sizeof(o->kv[1].key), "segment.bytes");
-    snprintf(o->kv[1].value, sizeof(o->kv[1].value), "104857600");
-    o->op.kind = DATA_OP_CREATE;
-    o->op.items = &o->item;
-    o->op.n = 1;
-    snprintf(o->item.name, sizeof(o->item.name), "%s", TOPIC_CONSUMER_OFFSETS);
-    o->item.partitions = TOPIC_CONSUMER_OFFSETS_PARTITIONS;
-    o->item.replication_factor = -1; /* min(3, active nodes) = 3 here */
-    o->item.configs = o->kv;
-    o->item.n_configs = 2;
+    struct data_topic_op *op = cluster_consumer_offsets_op();
+    if (!op) return;
     cl->co_busy = true;
-    cl_op_run_local(cl, &o->op, co_finish);
+    cl_op_run_local(cl, op, co_finish);
 }
 
 /* ---- forwarding to the leader, and the leader's side ---- */

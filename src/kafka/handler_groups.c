@@ -777,27 +777,11 @@ static void co_create(data_shard *ds)
     uint64_t last = atomic_load(&g_co_asked_ns);
     if (last && now - last < GS_CREATE_NS) return;
     if (!atomic_compare_exchange_strong(&g_co_asked_ns, &last, now)) return;
-    struct {
-        struct data_topic_op op;
-        struct data_topic_item item;
-        topic_config_kv kv[2];
-    } *o = calloc(1, sizeof(*o));
-    if (!o) return;
-    snprintf(o->kv[0].key, sizeof(o->kv[0].key), "cleanup.policy");
-    snprintf(o->kv[0].value, sizeof(o->kv[0].value), "compact");
-    snprintf(o->kv[1].key, sizeof(o->kv[1].key), "segment.bytes");
-    snprintf(o->kv[1].value, sizeof(o->kv[1].value), "104857600");
-    o->op.kind = DATA_OP_CREATE;
-    o->op.items = &o->item;
-    o->op.n = 1;
-    o->op.done = co_create_done;
-    snprintf(o->item.name, sizeof(o->item.name), "%s", TOPIC_CONSUMER_OFFSETS);
-    o->item.partitions = TOPIC_CONSUMER_OFFSETS_PARTITIONS;
-    o->item.replication_factor = -1;
-    o->item.configs = o->kv;
-    o->item.n_configs = 2;
+    struct data_topic_op *op = cluster_consumer_offsets_op();
+    if (!op) return;
+    op->done = co_create_done;
     log_info("kafka", "asking the controller to create %s (first use)", TOPIC_CONSUMER_OFFSETS);
-    if (data_topic_submit(ds, &o->op)) free(o);
+    if (data_topic_submit(ds, op)) free(op);
 }
 
 struct coord_answer {
