@@ -11,6 +11,7 @@
  */
 #include "test.h"
 
+#include "broker_calls.h"
 #include "broker_proc.h"
 
 #include "client/khist.h"
@@ -244,25 +245,6 @@ TEST(khist_buckets_and_quantiles)
 
 /* ---- against the broker ---- */
 
-static int create_topic(kclient_sync *s, const char *name, int parts)
-{
-    kafka_CreateTopicsRequest req;
-    kafka_CreateTopicsRequest_init(&req);
-    kafka_CreateTopicsRequest_CreatableTopic t;
-    kafka_CreateTopicsRequest_CreatableTopic_init(&t);
-    t.Name = kafka_str_from(name);
-    t.NumPartitions = parts;
-    t.ReplicationFactor = 1;
-    req.Topics_count = 1;
-    req.Topics = &t;
-    req.timeoutMs = 10000;
-    const void *rp;
-    int rc = kclient_sync_call(s, KAFKA_API_CREATE_TOPICS, &req, &rp, NULL);
-    if (rc < 0) return rc;
-    const kafka_CreateTopicsResponse *r = rp;
-    return r->Topics_count == 1 ? r->Topics[0].ErrorCode : -1;
-}
-
 /* Produces one batch to topic/partition with acks; returns the base offset (acks != 0),
  * 0 for acks=0, or a negative error / -(1000 + kafka error). */
 static int64_t produce(kclient_sync *s, const char *topic, int32_t part, const void *batch,
@@ -372,8 +354,8 @@ TEST(sync_produce_fetch)
     CHECK(kclient_api_version(c, KAFKA_API_FETCH) >= 4);
     CHECK(kclient_api_version(c, KAFKA_API_METADATA) >= 1);
     CHECK_EQ(kclient_api_version(c, KAFKA_API_MAX_KEY + 1), -1);
-    CHECK_EQ(create_topic(s, "kc-t1", 2), 0);
-    CHECK_EQ(create_topic(s, "kc-t1", 2), 36); /* TOPIC_ALREADY_EXISTS */
+    CHECK_EQ(test_create_topic(s, "kc-t1", 2), 0);
+    CHECK_EQ(test_create_topic(s, "kc-t1", 2), 36); /* TOPIC_ALREADY_EXISTS */
 
     char leader[80];
     CHECK_EQ(kclient_sync_leader(s, "kc-t1", 1, leader, sizeof(leader)), 0);
@@ -438,7 +420,7 @@ TEST(sync_hostname_kept_responses_headers)
     kclient_sync *s = NULL;
     CHECK_EQ(kclient_sync_open(&s, name_addr, 10000), 0);
     CHECK(kclient_sync_ready(s));
-    CHECK_EQ(create_topic(s, "kc-hdr", 1), 0);
+    CHECK_EQ(test_create_topic(s, "kc-hdr", 1), 0);
 
     kafka_arena a;
     kafka_arena_init(&a, 64u << 20);
@@ -479,7 +461,7 @@ TEST(sync_hostname_kept_responses_headers)
     kafka_bytes recs;
     int64_t hwm;
     CHECK_EQ(fetch(s, "kc-hdr", 0, 0, &recs, &hwm), 0);
-    CHECK_EQ(create_topic(s, "kc-hdr", 1), 36);
+    CHECK_EQ(test_create_topic(s, "kc-hdr", 1), 36);
 
     /* The kept responses are still whole. */
     CHECK_EQ(md1.Topics_count, 1);

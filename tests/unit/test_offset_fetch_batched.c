@@ -8,6 +8,7 @@
  */
 #include "test.h"
 
+#include "broker_calls.h"
 #include "broker_proc.h"
 
 #include "client/kclient.h"
@@ -17,25 +18,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int create_topic(kclient_sync *s, const char *name, int parts)
-{
-    kafka_CreateTopicsRequest req;
-    kafka_CreateTopicsRequest_init(&req);
-    kafka_CreateTopicsRequest_CreatableTopic t;
-    kafka_CreateTopicsRequest_CreatableTopic_init(&t);
-    t.Name = kafka_str_from(name);
-    t.NumPartitions = parts;
-    t.ReplicationFactor = 1;
-    req.Topics_count = 1;
-    req.Topics = &t;
-    req.timeoutMs = 10000;
-    const void *rp;
-    int rc = kclient_sync_call(s, KAFKA_API_CREATE_TOPICS, &req, &rp, NULL);
-    if (rc < 0) return rc;
-    const kafka_CreateTopicsResponse *r = rp;
-    return r->Topics_count == 1 ? r->Topics[0].ErrorCode : -1;
-}
 
 /* One committed offset (a simple commit: generation -1, no member). */
 struct commit {
@@ -196,8 +178,8 @@ TEST(offset_fetch_batched_v8_v9_v7)
     CHECK(s != NULL);
     if (!s) return;
     CHECK_EQ(kclient_api_version(kclient_sync_client(s), KAFKA_API_OFFSET_FETCH), 9);
-    CHECK_EQ(create_topic(s, "ofb-t", 3), 0);
-    CHECK_EQ(create_topic(s, "ofb-u", 1), 0);
+    CHECK_EQ(test_create_topic(s, "ofb-t", 3), 0);
+    CHECK_EQ(test_create_topic(s, "ofb-u", 1), 0);
     const struct commit ca[] = {
         {"ofb-t", 0, 10, "ma0"}, {"ofb-t", 1, 11, "ma1"}, {"ofb-u", 0, 5, "mu"}};
     const struct commit cb[] = {{"ofb-u", 0, 7, ""}, {"ofb-t", 2, 22, "mb"}};
