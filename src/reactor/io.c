@@ -128,6 +128,15 @@ void io_send(io *self, io_op *op, int fd, const void *buf, size_t len)
     self->ops->submit(self, op);
 }
 
+void io_sendmsg(io *self, io_op *op, int fd, const struct msghdr *msg)
+{
+    AL_ASSERT(msg && msg->msg_iovlen >= 1 && msg->msg_iovlen <= IO_SENDMSG_IOV_MAX);
+    uint64_t total = 0;
+    for (size_t i = 0; i < msg->msg_iovlen; i++) total += msg->msg_iov[i].iov_len;
+    op_prep(op, IO_OP_SENDMSG, fd, (void *)msg, total, 0);
+    self->ops->submit(self, op);
+}
+
 void io_close(io *self, io_op *op, int fd)
 {
     op_prep(op, IO_OP_CLOSE, fd, NULL, 0, 0);

@@ -52,6 +52,7 @@ enum io_op_kind {
     IO_OP_TIMEOUT,
     IO_OP_CANCEL,
     IO_OP_WRITE_DSYNC,
+    IO_OP_SENDMSG,
 };
 
 enum {
@@ -130,6 +131,37 @@ void io_recv(io *io, io_op *op, int fd, void *buf, size_t len);
 
 /* Sends up to len bytes. res = bytes sent (may be short) or -errno. */
 void io_send(io *io, io_op *op, int fd, const void *buf, size_t len);
+
+/*
+ * Gathered send: sends up to the total length of msg->msg_iov[0..msg_iovlen) as one stream,
+ * in iovec order (sendmsg(2) with MSG_NOSIGNAL; msg_name/msg_control must be NULL/0). msg, its
+ * iovec array and every buffer it points to are the caller's and must stay valid and unchanged
+ * until the callback has run. res = bytes sent (may be short, ending anywhere inside an iovec:
+ * the caller advances through its iovecs and sends the rest) or -errno. msg_iovlen must be
+ * 1..IO_SENDMSG_IOV_MAX.
+ */
+#define IO_SENDMSG_IOV_MAX 1024
+void io_sendmsg(io *io, io_op *op, int fd, const struct msghdr *msg);
+
+/* After a short gathered send of n bytes (n <= what msg holds): drops the fully sent iovecs
+ * (and empty ones) from the front of msg->msg_iov by moving the pointer, and advances the base
+ * and length of a partly sent first entry (the array is modified there). Returns the bytes
+ * still to send (0: msg_iovlen is 0, nothing to send). */
+static inline size_t io_iov_advance(struct msghdr *msg, size_t n)
+{
+    size_t left = 0;
+    while (msg->msg_iovlen > 0 && n >= msg->msg_iov->iov_len) { /* bounded by msg_iovlen */
+        n -= msg->msg_iov->iov_len;
+        msg->msg_iov++;
+        msg->msg_iovlen--;
+    }
+    if (msg->msg_iovlen > 0) {
+        msg->msg_iov->iov_base = (uint8_t *)msg->msg_iov->iov_base + n;
+        msg->msg_iov->iov_len -= n;
+    }
+    for (size_t i = 0; i < msg->msg_iovlen; i++) left += msg->msg_iov[i].iov_len;
+    return left;
+}
 
 /* Closes fd (socket or file). */
 void io_close(io *io, io_op *op, int fd);

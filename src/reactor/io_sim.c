@@ -1104,6 +1104,24 @@ static int sock_queue(struct sim_sock *sk, const void *data, uint32_t len, bool 
     return sock_schedule_out(sk);
 }
 
+/* Queues the first n bytes of a gathered send (msghdr msg) as one chunk, the way a kernel
+ * socket takes a prefix of a sendmsg: the same partial-write semantics as a plain send. */
+static int sock_queue_iov(struct sim_sock *sk, const struct msghdr *msg, uint32_t n)
+{
+    uint8_t *tmp = malloc(n);
+    if (!tmp) return -ENOMEM;
+    uint32_t got = 0;
+    for (size_t i = 0; i < msg->msg_iovlen && got < n; i++) {
+        size_t take = AL_MIN(msg->msg_iov[i].iov_len, (size_t)(n - got));
+        if (take) memcpy(tmp + got, msg->msg_iov[i].iov_base, take);
+        got += (uint32_t)take;
+    }
+    AL_ASSERT(got == n);
+    int err = sock_queue(sk, tmp, n, false);
+    free(tmp);
+    return err;
+}
+
 /* Takes as much of a waiting send as the window allows. */
 static void sock_try_send(struct sim_sock *sk)
 {
@@ -1118,7 +1136,8 @@ static void sock_try_send(struct sim_sock *sk)
         uint32_t n = (uint32_t)AL_MIN(AL_MIN(room, (uint64_t)SIM_SEND_MAX), op->len);
         if (n == 0) res = 0;
         else {
-            int err = sock_queue(sk, op->buf, n, false);
+            int err = op->kind == IO_OP_SENDMSG ? sock_queue_iov(sk, op->buf, n)
+                                                : sock_queue(sk, op->buf, n, false);
             if (err) res = err;
             else {
                 sk->unread += n;
@@ -1422,7 +1441,7 @@ static void sim_submit(io *x, io_op *op)
         }
         sk->recv_op = op;
         sock_try_recv(sk);
-    } else if (op->kind == IO_OP_SEND) {
+    } else if (op->kind == IO_OP_SEND || op->kind == IO_OP_SENDMSG) {
         if (sk->send_op) {
             op_ready(s, op, -EBUSY);
             return;

@@ -105,6 +105,9 @@ static void ur_prep(struct io_ur *u, struct io_uring_sqe *sqe, io_op *op)
     case IO_OP_ACCEPT: ur_prep_accept(u, sqe, op); break;
     case IO_OP_RECV: io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0); break;
     case IO_OP_SEND: io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL); break;
+    case IO_OP_SENDMSG:
+        io_uring_prep_sendmsg(sqe, op->fd, (const struct msghdr *)op->buf, MSG_NOSIGNAL);
+        break;
     case IO_OP_CLOSE: io_uring_prep_close(sqe, op->fd); break;
     case IO_OP_READ:
         io_uring_prep_read(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
