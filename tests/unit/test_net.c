@@ -157,6 +157,31 @@ static int32_t read_response(int fd)
     return corr;
 }
 
+/* Reads the responses to requests 1..n in order; request i % 7 == 0 expects none (see
+ * test_dispatch). Returns false (saying which) on the first one missing or out of order. */
+static bool read_responses_in_order(int fd, int n)
+{
+    for (int i = 1; i <= n; i++) {
+        if (i % 7 == 0) continue; /* no response expected */
+        int32_t got = read_response(fd);
+        if (got != i) {
+            fprintf(stderr, "    expected response %d, got %d\n", i, got);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The end of every client thread: closes fd (if open), records a failure unless ok, and marks
+ * the client done (what serve_until_client_done waits for). Returns NULL for the thread. */
+static void *client_finish(int fd, bool ok)
+{
+    if (fd >= 0) close(fd);
+    if (!ok) __atomic_store_n(&client_failed, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&client_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
 struct order_args {
     int nreq;
 };
@@ -175,19 +200,9 @@ static void *client_order(void *arg)
         ok = send_all(fd, buf + off, chunk) == 0;
         off += chunk;
     }
-    for (int i = 1; ok && i <= a->nreq; i++) {
-        if (i % 7 == 0) continue; /* no response expected */
-        int32_t got = read_response(fd);
-        if (got != i) {
-            fprintf(stderr, "    expected response %d, got %d\n", i, got);
-            ok = false;
-        }
-    }
+    ok = ok && read_responses_in_order(fd, a->nreq);
     free(buf);
-    if (fd >= 0) close(fd);
-    if (!ok) __atomic_store_n(&client_failed, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&client_done, 1, __ATOMIC_RELEASE);
-    return NULL;
+    return client_finish(fd, ok);
 }
 
 static al_config cfg;
@@ -244,6 +259,15 @@ static void serve_until_client_done(bool complete, double max_s)
     CHECK(__atomic_load_n(&client_done, __ATOMIC_ACQUIRE));
 }
 
+/* Serves (as serve_until_client_done) until client thread t is done, joins it and checks it
+ * saw no failure. */
+static void client_wait(pthread_t t, bool complete, double max_s)
+{
+    serve_until_client_done(complete, max_s);
+    pthread_join(t, NULL);
+    CHECK(!__atomic_load_n(&client_failed, __ATOMIC_ACQUIRE));
+}
+
 TEST(responses_in_request_order)
 {
     server_up(64);
@@ -251,10 +275,8 @@ TEST(responses_in_request_order)
     pthread_t t;
     uint64_t t0 = io_now_ns(sio);
     pthread_create(&t, NULL, client_order, &a);
-    serve_until_client_done(true, 40);
-    pthread_join(t, NULL);
+    client_wait(t, true, 40);
     double secs = (double)(io_now_ns(sio) - t0) / 1e9;
-    CHECK(!client_failed);
     CHECK_EQ(dispatched, 20000);
     CHECK_EQ(shard.responses, 20000 - 20000 / 7);
     CHECK(shard.sends <= shard.responses);
@@ -277,9 +299,7 @@ TEST(backpressure_stops_reading_at_limit)
     CHECK(dispatched >= 1 && dispatched <= 4);
     /* no-response requests leave the pipeline at once, so a few more may be taken */
     hold_all = false;
-    serve_until_client_done(true, 20);
-    pthread_join(t, NULL);
-    CHECK(!client_failed);
+    client_wait(t, true, 20);
     CHECK_EQ(dispatched, 200);
     server_down();
 }
@@ -299,9 +319,7 @@ TEST(shard_budget_pauses_and_resumes)
     CHECK(held > 100 && held < 10000);
     CHECK(shard.paused != NULL || shard.bytes >= 64 * 1024);
     hold_all = false;
-    serve_until_client_done(true, 30);
-    pthread_join(t, NULL);
-    CHECK(!client_failed);
+    client_wait(t, true, 30);
     CHECK_EQ(dispatched, 20000);
     printf("    shard budget 64 KiB held %d requests before pausing\n", held);
     server_down();
@@ -324,10 +342,7 @@ static void *client_no_response_burst(void *arg)
     bool ok = fd >= 0 && send_all(fd, b, len) == 0;
     ok = ok && read_response(fd) == 2 && read_response(fd) == 5;
     free(b);
-    if (fd >= 0) close(fd);
-    if (!ok) __atomic_store_n(&client_failed, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&client_done, 1, __ATOMIC_RELEASE);
-    return NULL;
+    return client_finish(fd, ok);
 }
 
 TEST(burst_of_no_response_requests)
@@ -337,9 +352,7 @@ TEST(burst_of_no_response_requests)
     srv.max_frame = 1 << 20;
     pthread_t t;
     pthread_create(&t, NULL, client_no_response_burst, NULL);
-    serve_until_client_done(false, 20);
-    pthread_join(t, NULL);
-    CHECK(!client_failed);
+    client_wait(t, false, 20);
     CHECK_EQ(dispatched, 30002);
     server_down();
 }
@@ -368,19 +381,9 @@ static void *client_large_frames(void *arg)
         ok = send_all(fd, buf + off, chunk) == 0;
         off += chunk;
     }
-    for (int i = 1; ok && i <= N; i++) {
-        if (i % 7 == 0) continue;
-        int32_t got = read_response(fd);
-        if (got != i) {
-            fprintf(stderr, "    expected response %d, got %d\n", i, got);
-            ok = false;
-        }
-    }
+    ok = ok && read_responses_in_order(fd, N);
     free(buf);
-    if (fd >= 0) close(fd);
-    if (!ok) __atomic_store_n(&client_failed, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&client_done, 1, __ATOMIC_RELEASE);
-    return NULL;
+    return client_finish(fd, ok);
 }
 
 TEST(large_frames_intact_and_in_order)
@@ -391,9 +394,7 @@ TEST(large_frames_intact_and_in_order)
     bad_payload = 0;
     pthread_t t;
     pthread_create(&t, NULL, client_large_frames, NULL);
-    serve_until_client_done(true, 30);
-    pthread_join(t, NULL);
-    CHECK(!client_failed);
+    client_wait(t, true, 30);
     CHECK_EQ(dispatched, 120);
     CHECK_EQ(bad_payload, 0);
     CHECK(shard.frames_handed_over > 0); /* the no-copy path ran (and kept the bytes intact) */
@@ -466,10 +467,7 @@ static void *client_bad_frames(void *arg)
         size_t n = put_request(b, 100 + k);
         ok = ok && send_all(good, b, n) == 0 && read_response(good) == 100 + k;
     }
-    close(good);
-    if (!ok) __atomic_store_n(&client_failed, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&client_done, 1, __ATOMIC_RELEASE);
-    return NULL;
+    return client_finish(good, ok);
 }
 
 TEST(bad_frames_close_only_their_connection)
@@ -477,9 +475,7 @@ TEST(bad_frames_close_only_their_connection)
     server_up(16);
     pthread_t t;
     pthread_create(&t, NULL, client_bad_frames, NULL);
-    serve_until_client_done(true, 20);
-    pthread_join(t, NULL);
-    CHECK(!client_failed);
+    client_wait(t, true, 20);
     CHECK(shard.closed >= 3);
     server_down();
 }
@@ -491,10 +487,7 @@ static void *client_send_and_leave(void *arg)
     uint8_t b[15 * 10];
     size_t n = 0;
     for (int i = 1; i <= 10; i++) n += put_request(b + n, i * 3); /* all deferred */
-    if (fd < 0 || send_all(fd, b, n)) __atomic_store_n(&client_failed, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&client_done, 1, __ATOMIC_RELEASE);
-    if (fd >= 0) close(fd);
-    return NULL;
+    return client_finish(fd, fd >= 0 && send_all(fd, b, n) == 0);
 }
 
 TEST(deferred_requests_outlive_their_connection)
@@ -502,8 +495,7 @@ TEST(deferred_requests_outlive_their_connection)
     server_up(64);
     pthread_t t;
     pthread_create(&t, NULL, client_send_and_leave, NULL);
-    serve_until_client_done(false, 10);
-    pthread_join(t, NULL);
+    client_wait(t, false, 10);
     /* Wait for the server to see the close while requests are still deferred. */
     uint64_t end = io_now_ns(sio) + 2000000000ull;
     while (shard.closed < 1 && io_now_ns(sio) < end) io_poll(sio, io_now_ns(sio) + 2000000);
