@@ -27,10 +27,6 @@ static io *test_io(void)
     return g_io;
 }
 
-static void mkdir_for(char *out, size_t n, const char *name)
-{
-    snprintf(out, n, "%s/%s", test_tmpdir(), name);
-}
 
 static storage_log_config small_cfg(void)
 {
@@ -95,33 +91,102 @@ static int read_once(storage_log *log, storage_read *r, int64_t offset, size_t m
     return r->res;
 }
 
-/* Reads the whole log from `from` and compares it batch by batch with the model. */
-static void check_log_equals(storage_log *log, const model *m, int64_t from)
+/* Called by for_each_batch for each batch read back: its len bytes and its header. */
+typedef void (*batch_fn)(void *ctx, const uint8_t *b, size_t len, const storage_batch_hdr *h);
+
+/* Reads the log from offset `from` to its end, `max` bytes a read (at most 100000 reads),
+ * CHECKs that every batch is valid and calls fn(ctx, ...) for each. Returns the offset where
+ * the reads stopped: the log's high offset once everything was read. */
+static int64_t for_each_batch(storage_log *log, int64_t from, size_t max, batch_fn fn, void *ctx)
 {
-    int k = 0;
-    while (k < m->n && m->v[k].last < from) k++;
     int64_t off = from;
     su_read sr;
-    for (int guard = 0; guard < 1000000; guard++) {
-        int rc = read_once(log, &sr.r, off, 3000);
-        CHECK_EQ(rc, 0);
+    for (int guard = 0; guard < 100000; guard++) {
+        CHECK_EQ(read_once(log, &sr.r, off, max), 0);
         if (sr.r.len == 0) break;
-        size_t pos = 0;
-        while (pos < sr.r.len) {
+        for (size_t pos = 0; pos < sr.r.len;) {
             storage_batch_hdr h;
             int64_t sz = storage_batch_validate(sr.r.data + pos, sr.r.len - pos, 0, &h);
             CHECK(sz > 0);
-            CHECK(k < m->n);
-            CHECK_EQ(h.base_offset, m->v[k].base);
-            CHECK_EQ((size_t)sz, m->v[k].len);
-            CHECK_MEM(sr.r.data + pos, m->v[k].bytes, (size_t)sz);
+            if (sz <= 0) break;
+            fn(ctx, sr.r.data + pos, (size_t)sz, &h);
             pos += (size_t)sz;
-            k++;
         }
         off = sr.r.next_offset;
         storage_read_release(&sr.r);
     }
-    CHECK_EQ(k, m->n);
+    return off;
+}
+
+struct model_cursor {
+    const model *m;
+    int k; /* the model batch the next one read must equal */
+};
+
+static void check_model_batch(void *ctx, const uint8_t *b, size_t len, const storage_batch_hdr *h)
+{
+    struct model_cursor *mc = ctx;
+    CHECK(mc->k < mc->m->n);
+    if (mc->k >= mc->m->n) return;
+    const model_batch *want = &mc->m->v[mc->k++];
+    CHECK_EQ(h->base_offset, want->base);
+    CHECK_EQ(len, want->len);
+    CHECK_MEM(b, want->bytes, AL_MIN(len, want->len));
+}
+
+/* Reads the whole log from `from` and compares it batch by batch with the model. */
+static void check_log_equals(storage_log *log, const model *m, int64_t from)
+{
+    struct model_cursor mc = {m, 0};
+    while (mc.k < m->n && m->v[mc.k].last < from) mc.k++;
+    for_each_batch(log, from, 3000, check_model_batch, &mc);
+    CHECK_EQ(mc.k, m->n);
+}
+
+/* Called by for_each_record for each record: its key's number (su_batch's keys are "k<N>"),
+ * its offset and the record. */
+typedef void (*record_fn)(void *ctx, int key, int64_t offset, const storage_record *r);
+
+struct record_walk {
+    record_fn fn;
+    void *ctx;
+    int64_t prev; /* last offset of the batch before */
+};
+
+static void walk_records(void *ctx, const uint8_t *b, size_t len, const storage_batch_hdr *h)
+{
+    struct record_walk *w = ctx;
+    CHECK(h->base_offset > w->prev);
+    w->prev = storage_batch_last_offset(h);
+    const uint8_t *recs;
+    size_t rlen;
+    uint8_t *owned = NULL;
+    int rc = storage_batch_records(b, len, 0, &recs, &rlen, &owned);
+    CHECK_EQ(rc, 0);
+    if (rc != 0) return;
+    storage_record_iter it;
+    storage_record r;
+    storage_record_iter_init(&it, recs, rlen, h->records_count);
+    while (storage_record_iter_next(&it, &r) == 1)
+        w->fn(w->ctx, atoi((const char *)r.key + 1), h->base_offset + r.offset_delta, &r);
+    free(owned);
+}
+
+/* Reads the whole log (compressed batches decompressed), CHECKs that batch offsets only grow
+ * and calls fn(ctx, ...) for each record in offset order. Returns where the reads stopped (the
+ * high offset once everything was read). */
+static int64_t for_each_record(storage_log *log, record_fn fn, void *ctx)
+{
+    struct record_walk w = {fn, ctx, -1};
+    return for_each_batch(log, 0, 1 << 16, walk_records, &w);
+}
+
+/* True if r's value is one su_batch wrote for tag ("v<tag>-..."). */
+static bool value_has_tag(const storage_record *r, uint64_t tag)
+{
+    char want[32];
+    int wl = snprintf(want, sizeof(want), "v%llu-", (unsigned long long)tag);
+    return r->value_len >= wl && memcmp(r->value, want, (size_t)wl) == 0;
 }
 
 /* Appends one batch of n records, records it in the model. Returns the append rc. */
@@ -151,13 +216,29 @@ static int flush_all(storage_log *log)
     return w.res;
 }
 
+/* Opens (creating) the log in test_tmpdir()/name with config c, and writes its path to dir
+ * (n bytes) for reopen_log; CHECKs that it opened. Returns the log, NULL when it did not. */
+static storage_log *open_log(char *dir, size_t n, const char *name, const storage_log_config *c)
+{
+    snprintf(dir, n, "%s/%s", test_tmpdir(), name);
+    storage_log *log = NULL;
+    CHECK_EQ(storage_log_open(test_io(), dir, c, &log), 0);
+    return log;
+}
+
+/* Closes *log and opens it again from dir with c (what a restart does); CHECKs the open. */
+static void reopen_log(storage_log **log, const char *dir, const storage_log_config *c)
+{
+    storage_log_close(*log);
+    *log = NULL;
+    CHECK_EQ(storage_log_open(test_io(), dir, c, log), 0);
+}
+
 TEST(log_empty_open_reopen)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "empty");
     storage_log_config c = small_cfg();
-    storage_log *log;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "empty", &c);
     CHECK_EQ(storage_log_high_offset(log), 0);
     CHECK_EQ(storage_log_last_offset(log), -1);
     CHECK_EQ(storage_log_last_term(log), -1);
@@ -168,20 +249,17 @@ TEST(log_empty_open_reopen)
     CHECK_EQ(storage_log_term_at(log, 0), AL_ERANGE);
     CHECK_EQ(storage_log_truncate_suffix(log, 0), 0);
     CHECK_EQ(flush_all(log), 0);
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     CHECK_EQ(storage_log_high_offset(log), 0);
     storage_log_close(log);
 }
 
 TEST(log_one_batch_durable_and_reopened)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "one");
     storage_log_config c = small_cfg();
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "one", &c);
     model m = {0};
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     CHECK_EQ(append_one(log, &m, 3, 5, 1, 10, 1000), 0);
     CHECK_EQ(storage_log_high_offset(log), 5);
     CHECK_EQ(storage_log_durable_offset(log), -1);
@@ -190,8 +268,7 @@ TEST(log_one_batch_durable_and_reopened)
     CHECK_EQ(storage_log_term_at(log, 4), 3);
     check_log_equals(log, &m, 0);
     check_log_equals(log, &m, 3); /* inside the batch: the whole batch */
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     CHECK_EQ(storage_log_high_offset(log), 5);
     CHECK_EQ(storage_log_last_term(log), 3);
     CHECK_EQ(storage_log_durable_offset(log), 4);
@@ -202,12 +279,10 @@ TEST(log_one_batch_durable_and_reopened)
 
 TEST(log_invalid_batches_refused_and_terms)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "invalid");
     storage_log_config c = small_cfg();
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "invalid", &c);
     model m = {0};
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     uint8_t b[4096];
     size_t len = su_batch(b, sizeof(b), 3, NULL, 7, 0, false, 1);
     b[len - 1] ^= 1;
@@ -223,8 +298,7 @@ TEST(log_invalid_batches_refused_and_terms)
     CHECK_EQ(storage_log_term_at(log, 2), 2);
     CHECK_EQ(storage_log_term_at(log, 4), AL_ERANGE);
     c.max_message_bytes = 100;
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     /* A clean close flushed what was appended. */
     CHECK_EQ(storage_log_high_offset(log), 4);
     CHECK_EQ(storage_log_last_term(log), 2);
@@ -243,13 +317,11 @@ TEST(log_invalid_batches_refused_and_terms)
  */
 TEST(log_append_validated_framing_and_plain_append_crc)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "validated");
     storage_log_config c = small_cfg();
     c.max_message_bytes = 1000;
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "validated", &c);
     model m = {0};
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     uint8_t b[4096], two[8192];
     storage_append_result res;
     size_t len = su_batch(b, sizeof(b), 3, NULL, 9, 10, false, 1);
@@ -283,8 +355,7 @@ TEST(log_append_validated_framing_and_plain_append_crc)
     CHECK_EQ(storage_log_append(log, 1, b, len, &res), AL_ECORRUPT);
     CHECK_EQ(storage_log_high_offset(log), 9);
     check_log_equals(log, &m, 0);
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     check_log_equals(log, &m, 0);
     storage_log_close(log);
     model_free(&m);
@@ -293,13 +364,11 @@ TEST(log_append_validated_framing_and_plain_append_crc)
 /* Many batches of varied sizes with waiters; segments roll while flushes are in flight. */
 TEST(log_roll_during_flush_and_reopen)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "roll");
     storage_log_config c = small_cfg();
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "roll", &c);
     model m = {0};
     uint64_t s = test_seed() | 1;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     su_wait ws[64];
     memset(ws, 0, sizeof(ws));
     int nw = 0;
@@ -323,8 +392,7 @@ TEST(log_roll_during_flush_and_reopen)
     CHECK(storage_log_segment_count(log) > 3);
     check_log_equals(log, &m, 0);
     check_log_equals(log, &m, m.v[m.n / 2].base + 1);
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     CHECK_EQ(storage_log_high_offset(log), m.v[m.n - 1].last + 1);
     check_log_equals(log, &m, 0);
     /* And again with a cache: reads served from it must be identical. */
@@ -345,13 +413,11 @@ TEST(log_roll_during_flush_and_reopen)
 
 TEST(log_truncate_to_zero_and_inside_first_segment)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "trunc");
     storage_log_config c = small_cfg();
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "trunc", &c);
     model m = {0};
     uint64_t s = test_seed() | 1;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     for (int i = 0; i < 500; i++) CHECK_EQ(append_one(log, &m, 1, 3, i, 100, i), 0);
     CHECK_EQ(flush_all(log), 0);
     CHECK(storage_log_segment_count(log) > 2);
@@ -367,8 +433,7 @@ TEST(log_truncate_to_zero_and_inside_first_segment)
         CHECK_EQ(append_one(log, &m, 2, 2, 1000 + i, su_rand(&s) % 200, i), 0);
     CHECK_EQ(flush_all(log), 0);
     check_log_equals(log, &m, 0);
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     check_log_equals(log, &m, 0);
     /* Unflushed appends then a truncation of them. */
     for (int i = 0; i < 5; i++) CHECK_EQ(append_one(log, &m, 2, 2, 2000 + i, 50, i), 0);
@@ -387,8 +452,7 @@ TEST(log_truncate_to_zero_and_inside_first_segment)
     model_truncate(&m, 0);
     CHECK_EQ(storage_log_high_offset(log), 0);
     CHECK_EQ(storage_log_segment_count(log), 0);
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     CHECK_EQ(storage_log_high_offset(log), 0);
     CHECK_EQ(append_one(log, &m, 4, 2, 1, 10, 1), 0);
     CHECK_EQ(m.v[0].base, 0);
@@ -400,12 +464,10 @@ TEST(log_truncate_to_zero_and_inside_first_segment)
 
 TEST(log_start_offset_persisted_and_time_lookup)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "start");
     storage_log_config c = small_cfg();
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "start", &c);
     model m = {0};
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     for (int i = 0; i < 300; i++) CHECK_EQ(append_one(log, &m, 1, 4, i, 200, 10000 + 10 * i), 0);
     CHECK_EQ(flush_all(log), 0);
     int segs = storage_log_segment_count(log);
@@ -421,8 +483,7 @@ TEST(log_start_offset_persisted_and_time_lookup)
     CHECK(o <= m.v[250].base);
     CHECK(o >= so);
     CHECK_EQ(storage_log_offset_for_time(log, 1 << 30), storage_log_high_offset(log));
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     CHECK_EQ(storage_log_start_offset(log), so);
     check_log_equals(log, &m, so);
     storage_log_close(log);
@@ -433,14 +494,12 @@ TEST(log_start_offset_persisted_and_time_lookup)
  * far fewer flush rounds (group commit). */
 TEST(log_group_commit_coalesces)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "group");
     storage_log_config c = small_cfg();
     c.flush_bytes = 1 << 30; /* only waiters trigger flushes */
     c.segment_bytes = 64 << 20;
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "group", &c);
     model m = {0};
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     enum { N = 400 };
     static su_wait ws[N];
     memset(ws, 0, sizeof(ws));
@@ -461,14 +520,12 @@ TEST(log_group_commit_coalesces)
 
 TEST(log_retention_matches_model)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "retention");
     storage_log_config c = small_cfg();
     c.retention_bytes = 150 * 1024;
     c.retention_ms = 5000;
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "retention", &c);
     model m = {0};
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     int64_t now = 1000000;
     for (int round = 0; round < 10; round++) {
         for (int i = 0; i < 60; i++) CHECK_EQ(append_one(log, &m, 1, 2, i, 300, now + i), 0);
@@ -490,8 +547,7 @@ TEST(log_retention_matches_model)
     CHECK_EQ(storage_log_segment_count(log), 1);
     int64_t so2 = storage_log_start_offset(log);
     CHECK(so2 > so);
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    reopen_log(&log, dir, &c);
     CHECK_EQ(storage_log_start_offset(log), so2);
     check_log_equals(log, &m, so2);
     storage_log_close(log);
@@ -505,16 +561,37 @@ typedef struct kv_model {
     uint64_t vtag[64];
 } kv_model;
 
+/* What one read pass of log_compaction_matches_model checks each record against. */
+struct compacted_check {
+    const kv_model *km;
+    const int64_t *newest_below; /* [key]: its newest record below the active segment */
+    int64_t active_base;
+    int seen_newest[64];
+};
+
+static void check_compacted_record(void *ctx, int k, int64_t o, const storage_record *r)
+{
+    struct compacted_check *cc = ctx;
+    const kv_model *km = cc->km;
+    if (o == km->newest[k]) {
+        cc->seen_newest[k]++;
+        CHECK_EQ(r->value_len < 0, km->tomb[k]);
+        if (!km->tomb[k]) CHECK(value_has_tag(r, km->vtag[k]));
+    } else {
+        /* An older record survives only in the uncompacted active segment. */
+        CHECK(o < km->newest[k]);
+        CHECK(o >= cc->active_base || o == cc->newest_below[k]);
+    }
+}
+
 TEST(log_compaction_matches_model)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "compact");
     storage_log_config c = small_cfg();
     c.cleanup_policy = STORAGE_CLEANUP_COMPACT;
     c.delete_retention_ms = 1000;
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "compact", &c);
     uint64_t s = test_seed() | 1;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     kv_model km;
     static int pair_key[4096];
     static int64_t pair_off[4096];
@@ -564,47 +641,9 @@ TEST(log_compaction_matches_model)
         if (pair_off[i] < active_base && pair_off[i] > newest_below[pair_key[i]])
             newest_below[pair_key[i]] = pair_off[i];
     for (int pass = 0; pass < 3; pass++) {
-        int seen_newest[64] = {0};
-        int64_t off = 0, prev = -1;
-        su_read sr;
-        for (int guard = 0; guard < 100000; guard++) {
-            CHECK_EQ(read_once(log, &sr.r, off, 1 << 16), 0);
-            if (!sr.r.len) break;
-            size_t pos = 0;
-            while (pos < sr.r.len) {
-                storage_batch_hdr h;
-                int64_t sz = storage_batch_validate(sr.r.data + pos, sr.r.len - pos, 0, &h);
-                CHECK(sz > 0);
-                CHECK(h.base_offset > prev);
-                prev = storage_batch_last_offset(&h);
-                storage_record_iter it;
-                storage_record r;
-                storage_record_iter_init(&it, sr.r.data + pos + STORAGE_BATCH_HEADER,
-                                         (size_t)sz - STORAGE_BATCH_HEADER, h.records_count);
-                while (storage_record_iter_next(&it, &r) == 1) {
-                    int k = atoi((const char *)r.key + 1);
-                    int64_t o = h.base_offset + r.offset_delta;
-                    if (o == km.newest[k]) {
-                        seen_newest[k]++;
-                        CHECK_EQ(r.value_len < 0, km.tomb[k]);
-                        if (!km.tomb[k]) {
-                            char want[32];
-                            int wl = snprintf(want, sizeof(want), "v%llu-",
-                                              (unsigned long long)km.vtag[k]);
-                            CHECK(memcmp(r.value, want, (size_t)wl) == 0);
-                        }
-                    } else {
-                        /* An older record survives only in the uncompacted active segment. */
-                        CHECK(o < km.newest[k]);
-                        CHECK(o >= active_base || o == newest_below[k]);
-                    }
-                }
-                pos += (size_t)sz;
-            }
-            off = sr.r.next_offset;
-            storage_read_release(&sr.r);
-        }
-        CHECK_EQ(off, high);
+        struct compacted_check cc = {&km, newest_below, active_base, {0}};
+        CHECK_EQ(for_each_record(log, check_compacted_record, &cc), high);
+        const int *seen_newest = cc.seen_newest;
         for (int k = 0; k < 64; k++) {
             if (km.newest[k] < 0) continue;
             /* After the last pass, expired tombstones in the compacted part are gone. */
@@ -615,8 +654,7 @@ TEST(log_compaction_matches_model)
             CHECK_EQ(seen_newest[k], gone ? 0 : 1);
         }
         /* Reopen and check again (indexes of compacted segments reloaded). */
-        storage_log_close(log);
-        CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+        reopen_log(&log, dir, &c);
         CHECK_EQ(storage_log_high_offset(log), high);
         if (pass == 1) CHECK_EQ(storage_log_compact_all(log, ts + 100000), 0);
     }
@@ -638,18 +676,40 @@ static size_t zstd_batch(const uint8_t *in, size_t len, uint8_t *out, size_t cap
     return total;
 }
 
+/* Counts, per key (0..nkeys-1, at most 32), the records read that are its newest
+ * (newest[key]) and checks their values (tag[key], when tag is set); any other record must
+ * stand at or above `newest_from` or belong to a key whose newest record does. */
+struct newest_count {
+    int nkeys;
+    const int64_t *newest;
+    const uint64_t *tag;
+    int64_t newest_from;
+    int found[32];
+};
+
+static void count_newest(void *ctx, int k, int64_t o, const storage_record *r)
+{
+    struct newest_count *nc = ctx;
+    CHECK(k >= 0 && k < nc->nkeys);
+    if (k < 0 || k >= nc->nkeys) return;
+    if (o == nc->newest[k]) {
+        if (nc->tag) CHECK(value_has_tag(r, nc->tag[k]));
+        nc->found[k]++;
+    } else {
+        CHECK(o >= nc->newest_from || nc->newest[k] >= nc->newest_from);
+    }
+}
+
 /* Compaction of compressed batches: survivors are decompressed and rebuilt; every key keeps
  * exactly its newest value; offsets are unchanged. */
 TEST(log_compaction_of_compressed_batches)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "compact_zstd");
     storage_log_config c = small_cfg();
     c.segment_bytes = 4096;
     c.cleanup_policy = STORAGE_CLEANUP_COMPACT | STORAGE_CLEANUP_DELETE;
     c.retention_ms = -1;
-    storage_log *log;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "compact_zstd", &c);
     static uint8_t raw[65536], comp[65536];
     int64_t newest[8];
     int keys[5];
@@ -668,41 +728,11 @@ TEST(log_compaction_of_compressed_batches)
     CHECK_EQ(storage_log_high_offset(log), high);
     storage_segment_info si;
     CHECK_EQ(storage_log_segment_info(log, storage_log_segment_count(log) - 1, &si), 0);
-    int64_t off = 0, prev = -1;
-    int found[8] = {0};
-    su_read sr;
-    for (int guard = 0; guard < 10000; guard++) {
-        CHECK_EQ(read_once(log, &sr.r, off, 1 << 16), 0);
-        if (!sr.r.len) break;
-        for (size_t pos = 0; pos < sr.r.len;) {
-            storage_batch_hdr h;
-            int64_t sz = storage_batch_validate(sr.r.data + pos, sr.r.len - pos, 0, &h);
-            CHECK(sz > 0 && h.base_offset > prev);
-            prev = storage_batch_last_offset(&h);
-            const uint8_t *recs;
-            size_t rlen;
-            uint8_t *owned;
-            CHECK_EQ(storage_batch_records(sr.r.data + pos, (size_t)sz, 0, &recs, &rlen, &owned),
-                     0);
-            storage_record_iter it;
-            storage_record r;
-            storage_record_iter_init(&it, recs, rlen, h.records_count);
-            while (storage_record_iter_next(&it, &r) == 1) {
-                int k = atoi((const char *)r.key + 1);
-                int64_t o = h.base_offset + r.offset_delta;
-                /* In the compacted part only a key's newest record below the active
-                 * segment may remain; the newest overall must be there exactly once. */
-                if (o == newest[k]) found[k]++;
-                else CHECK(o >= si.base || newest[k] >= si.base);
-            }
-            free(owned);
-            pos += (size_t)sz;
-        }
-        off = sr.r.next_offset;
-        storage_read_release(&sr.r);
-    }
-    CHECK_EQ(off, high);
-    for (int k = 0; k < 8; k++) CHECK_EQ(found[k], 1);
+    /* In the compacted part only a key's newest record below the active segment may remain;
+     * the newest overall must be there exactly once. */
+    struct newest_count nc = {8, newest, NULL, si.base, {0}};
+    CHECK_EQ(for_each_record(log, count_newest, &nc), high);
+    for (int k = 0; k < 8; k++) CHECK_EQ(nc.found[k], 1);
     storage_log_close(log);
 }
 
@@ -710,14 +740,12 @@ TEST(log_compaction_of_compressed_batches)
  * are never dropped; every key's newest value survives. */
 TEST(log_compaction_interleaved_with_appends)
 {
-    char dir[512];
-    mkdir_for(dir, sizeof(dir), "compact_live");
     storage_log_config c = small_cfg();
     c.segment_bytes = 8192;
     c.cleanup_policy = STORAGE_CLEANUP_COMPACT;
-    storage_log *log;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "compact_live", &c);
     uint64_t s = test_seed() | 1;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     int64_t newest[32];
     uint64_t tag[32];
     for (int k = 0; k < 32; k++) newest[k] = -1;
@@ -738,36 +766,11 @@ TEST(log_compaction_interleaved_with_appends)
     }
     CHECK_EQ(flush_all(log), 0);
     while (storage_log_housekeep(log, 2000, 4096) == 1) {}
-    int found[32] = {0};
-    int64_t off = 0;
-    su_read sr;
-    for (int guard = 0; guard < 100000; guard++) {
-        CHECK_EQ(read_once(log, &sr.r, off, 1 << 16), 0);
-        if (!sr.r.len) break;
-        for (size_t pos = 0; pos < sr.r.len;) {
-            storage_batch_hdr h;
-            int64_t sz = storage_batch_validate(sr.r.data + pos, sr.r.len - pos, 0, &h);
-            CHECK(sz > 0);
-            storage_record_iter it;
-            storage_record r;
-            storage_record_iter_init(&it, sr.r.data + pos + STORAGE_BATCH_HEADER,
-                                     (size_t)sz - STORAGE_BATCH_HEADER, h.records_count);
-            while (storage_record_iter_next(&it, &r) == 1) {
-                int k = atoi((const char *)r.key + 1);
-                if (h.base_offset + r.offset_delta == newest[k]) {
-                    char want[32];
-                    int wl = snprintf(want, sizeof(want), "v%llu-", (unsigned long long)tag[k]);
-                    CHECK(memcmp(r.value, want, (size_t)wl) == 0);
-                    found[k]++;
-                }
-            }
-            pos += (size_t)sz;
-        }
-        off = sr.r.next_offset;
-        storage_read_release(&sr.r);
-    }
+    /* Older records may remain anywhere (newest_from 0): only the newest are counted. */
+    struct newest_count nc = {32, newest, tag, 0, {0}};
+    CHECK_EQ(for_each_record(log, count_newest, &nc), storage_log_high_offset(log));
     for (int k = 0; k < 32; k++)
-        if (newest[k] >= 0) CHECK_EQ(found[k], 1);
+        if (newest[k] >= 0) CHECK_EQ(nc.found[k], 1);
     storage_log_close(log);
 }
 
