@@ -200,6 +200,17 @@ static raft_entry *pool_take(raft_group *g, uint32_t n)
     return e;
 }
 
+/* Forgets a snapshot being received (or installed) and frees its buffer. */
+static void rx_reset(raft_group *g)
+{
+    free(g->rx_buf);
+    g->rx_buf = NULL;
+    g->rx_cap = g->rx_len = g->rx_total = 0;
+    g->rx_offset = -1;
+    g->rx_term = 0;
+    g->rx_free = false;
+}
+
 /* Start of every input call: the previous call's actions (of any group sharing the scratch)
  * must have been drained. */
 static void call_begin(raft_group *g)
@@ -209,6 +220,7 @@ static void call_begin(raft_group *g)
     scratch_reset(sc);
     sc->owner = g;
     g->fresh_from = INT64_MAX;
+    if (g->rx_free) rx_reset(g); /* the installed snapshot's action was drained */
 }
 
 /* Queues PERSIST of the current term and vote, merged into a PERSIST at the queue's tail. */
@@ -272,8 +284,8 @@ static const raft_action *fresh_append(const raft_group *g)
  * 0 for -1, -1 if absent. */
 static int64_t term_at(const raft_group *g, int64_t off)
 {
-    if (off == -1) return 0;
-    if (off < -1 || off > g->last) return -1;
+    if (off == g->snap_offset) return g->snap_term;
+    if (off < g->snap_offset || off > g->last) return -1;
     if (off >= g->fresh_from) {
         const raft_action *a = fresh_append(g);
         for (uint32_t i = 0; a && i < a->n; i++)
@@ -288,8 +300,11 @@ static int64_t term_at(const raft_group *g, int64_t off)
  * log, so a binary search; at most 64 probes). */
 static int64_t find_le(const raft_group *g, int64_t upper, int64_t term)
 {
-    int64_t lo = -1, hi = AL_MIN(upper, g->last);
-    if (hi <= lo) return -1;
+    /* below the snapshot point nothing can be compared: the answer leads to a snapshot */
+    if (upper < g->snap_offset) return AL_MAX(upper, (int64_t)-1);
+    if (g->snap_term > term) return g->snap_offset - 1;
+    int64_t lo = g->snap_offset, hi = AL_MIN(upper, g->last);
+    if (hi <= lo) return lo;
     int64_t t = term_at(g, hi);
     if (t >= 0 && t <= term) return hi;
     for (int i = 0; i < 64 && hi - lo > 1; i++) { /* term_at(lo) <= term < term_at(hi) */
@@ -398,6 +413,55 @@ static void conf_truncate(raft_group *g, int64_t from)
     }
 }
 
+int raft_restore_snapshot(raft_group *g, int64_t offset, int64_t term, const raft_config *conf)
+{
+    if (offset < -1 || term < 0 || !conf || !config_valid(conf) || g->n_conf_hist ||
+        g->conf_offset != -1 || g->log->last_offset(g->log_ctx) < offset)
+        return AL_EINVAL;
+    g->snap_offset = offset;
+    g->snap_term = term;
+    g->snap_conf = *conf;
+    g->conf = *conf;
+    g->conf_offset = offset;
+    g->last_term = term_at(g, g->last);
+    if (g->last_term < 0) return AL_EINVAL;
+    if (offset > g->commit) g->commit = offset;
+    return 0;
+}
+
+int64_t raft_term_at(const raft_group *g, int64_t offset)
+{
+    return term_at(g, offset);
+}
+
+int raft_compact(raft_group *g, int64_t offset, raft_config *conf_out)
+{
+    AL_ASSERT(g->sc->owner != g || g->sc->act_n == 0); /* between input calls */
+    if (offset <= g->snap_offset) {
+        if (conf_out) *conf_out = g->snap_conf;
+        return 0;
+    }
+    if (offset > g->commit || offset > g->durable) return AL_ERANGE;
+    int64_t t = term_at(g, offset);
+    if (t < 0) return AL_EINVAL;
+    /* the membership in effect at offset: the newest config entry at or below it */
+    raft_config c = g->snap_conf;
+    if (g->conf_offset <= offset) {
+        c = g->conf;
+    } else {
+        for (uint32_t i = g->n_conf_hist; i-- > 0;)
+            if (g->conf_hist_offset[i] <= offset) {
+                c = g->conf_hist[i];
+                break;
+            }
+    }
+    g->snap_offset = offset;
+    g->snap_term = t;
+    g->snap_conf = c;
+    if (conf_out) *conf_out = c;
+    return 0;
+}
+
 int raft_restore_config(raft_group *g, int64_t offset, const uint8_t *payload, size_t len)
 {
     raft_config c;
@@ -477,17 +541,20 @@ static void send_heartbeat(raft_group *g, raft_progress *p)
 {
     if (!act_room(g, 1)) return;
     raft_msg *m = send_msg(g, RAFT_MSG_APPEND_REQ, p->id);
-    m->prev_offset = p->match;
-    m->prev_term = term_at(g, p->match);
+    m->prev_offset = AL_MAX(p->match, g->snap_offset);
+    m->prev_term = term_at(g, m->prev_offset);
     AL_ASSERT(m->prev_term >= 0);
     m->commit = g->commit;
 }
 
 /* Sends append requests to p while its window and the throttle allow. Returns the number of
  * requests sent. */
+static int send_snapshot(raft_group *g, raft_progress *p);
+
 static int send_append(raft_group *g, raft_progress *p)
 {
     int sent = 0;
+    if (p->next <= g->snap_offset || p->state == RAFT_PR_SNAPSHOT) return send_snapshot(g, p);
     uint32_t maxe = AL_MIN(g->opt.max_msg_entries, (uint32_t)RAFT_MSG_MAX_ENTRIES);
     for (uint32_t round = 0; round < RAFT_INFLIGHT_MAX; round++) {
         if (p->next > g->last || window_full(g, p)) break;
@@ -523,6 +590,46 @@ static int send_append(raft_group *g, raft_progress *p)
         sent++;
     }
     return sent;
+}
+
+/* The entries p needs were compacted away: send the snapshot instead, one chunk in flight at
+ * a time. Returns the number of messages sent (0 or 1). */
+static int send_snapshot(raft_group *g, raft_progress *p)
+{
+    if (p->state != RAFT_PR_SNAPSHOT || p->snap_for != g->snap_offset) {
+        p->state = RAFT_PR_SNAPSHOT;
+        p->snap_for = g->snap_offset;
+        p->snap_pos = 0;
+        inflight_clear(p);
+    }
+    if (p->n_inflight || !act_room(g, 8)) return 0;
+    const uint8_t *data = NULL;
+    int64_t total = 0;
+    if (g->log->snapshot) {
+        total = g->log->snapshot(g->log_ctx, g->snap_offset, &data);
+        if (total < 0) return 0; /* not available now: asked again at the next tick */
+        if (total > (int64_t)RAFT_SNAPSHOT_MAX) {
+            log_error("raft", "group %" PRIu64 ": snapshot of %" PRId64 " bytes is beyond the "
+                              "%u byte limit: replica %d cannot catch up",
+                      g->opt.group, total, RAFT_SNAPSHOT_MAX, p->id);
+            return 0;
+        }
+    }
+    if (p->snap_pos > (uint64_t)total) p->snap_pos = 0;
+    uint64_t left = (uint64_t)total - p->snap_pos;
+    uint32_t len = (uint32_t)AL_MIN(left, (uint64_t)AL_MAX(g->opt.max_msg_bytes, 64u));
+    raft_msg *m = send_msg(g, RAFT_MSG_SNAPSHOT, p->id);
+    m->prev_offset = g->snap_offset;
+    m->prev_term = g->snap_term;
+    m->commit = g->commit;
+    m->snap_conf = g->snap_conf;
+    m->snap_total = (uint64_t)total;
+    m->snap_pos = p->snap_pos;
+    m->snap_len = len;
+    m->snap_data = len ? data + p->snap_pos : NULL;
+    p->progress_mark = g->clock;
+    inflight_push(p, g->snap_offset, len);
+    return 1;
 }
 
 static void broadcast_append(raft_group *g)
@@ -770,6 +877,21 @@ static int handle_append_req(raft_group *g, const raft_msg *m)
     g->leader_contact = g->clock;
     g->elapsed_mark = g->clock;
 
+    raft_msg trimmed;
+    if (m->prev_offset < g->snap_offset) {
+        /* our prefix up to the snapshot point is committed, so it matches the leader's: skip
+         * the entries it covers and match at the snapshot point instead */
+        trimmed = *m;
+        uint32_t k = 0;
+        while (k < m->n_entries && raft_entry_last(&m->entries[k]) <= g->snap_offset) k++;
+        if (k < m->n_entries && m->entries[k].offset <= g->snap_offset) return AL_EINVAL;
+        trimmed.prev_offset = g->snap_offset;
+        trimmed.prev_term = g->snap_term;
+        trimmed.entries = m->entries + k;
+        trimmed.n_entries = m->n_entries - k;
+        m = &trimmed;
+    }
+
     /* log matching: reject, pointing the leader at our last entry that may still match */
     if (m->prev_offset > g->last) {
         follower_respond(g, false, find_le(g, g->last, m->prev_term));
@@ -816,6 +938,95 @@ static int handle_append_req(raft_group *g, const raft_msg *m)
     return 0;
 }
 
+/* Follower side of a snapshot transfer. When the snapshot point is already in our log (same
+ * term) or below our own snapshot point, it matches like an empty append there. Otherwise the
+ * chunks are gathered in order; the last one installs the snapshot: SNAPSHOT action (the
+ * caller replaces its log), the group restarts its log after the point with the snapshot's
+ * membership, commits the point and acknowledges it once the action is applied. */
+static int handle_snapshot(raft_group *g, const raft_msg *m)
+{
+    if (m->prev_offset < -1 || m->prev_term < 0 || m->prev_term > m->term ||
+        m->snap_total > RAFT_SNAPSHOT_MAX || m->snap_pos > m->snap_total ||
+        m->snap_len > m->snap_total - m->snap_pos || (m->snap_len && !m->snap_data))
+        return AL_EINVAL;
+    if (g->role == RAFT_LEADER) {
+        log_error("raft", "group %" PRIu64 ": two leaders in term %" PRId64, g->opt.group,
+                  g->term);
+        return AL_EINVAL;
+    }
+    if (g->role != RAFT_FOLLOWER) become_follower(g, g->term, m->from);
+    set_role(g, RAFT_FOLLOWER, m->from);
+    g->leader_contact = g->clock;
+    g->elapsed_mark = g->clock;
+    int64_t at = m->prev_offset;
+    if (at < g->snap_offset || term_at(g, at) == m->prev_term) {
+        /* the point is in our log, or below our own snapshot point (committed, so matching
+         * every leader's log): match there like an empty append */
+        int64_t verified = AL_MAX(at, g->snap_offset);
+        if (verified > g->ack_end) g->ack_end = verified;
+        commit_to(g, AL_MIN(m->commit, verified));
+        follower_respond(g, true, AL_MIN(g->durable, g->ack_end));
+        return 0;
+    }
+    if (at <= g->commit) { /* a committed entry of another term: cannot be */
+        log_error("raft", "group %" PRIu64 ": snapshot at %" PRId64 " term %" PRId64
+                          " conflicts with committed entries", g->opt.group, at, m->prev_term);
+        return AL_EINVAL;
+    }
+    if (m->snap_pos == 0 && (g->rx_offset != at || g->rx_term != m->prev_term ||
+                             g->rx_total != m->snap_total || g->rx_len != 0)) {
+        rx_reset(g);
+        g->rx_offset = at;
+        g->rx_term = m->prev_term;
+        g->rx_total = m->snap_total;
+    }
+    bool same = g->rx_offset == at && g->rx_term == m->prev_term &&
+                g->rx_total == m->snap_total && !g->rx_free;
+    if (same && m->snap_pos == g->rx_len && m->snap_len) {
+        if (g->rx_cap < g->rx_len + m->snap_len) {
+            uint64_t cap = AL_MAX(g->rx_total, (uint64_t)1);
+            uint8_t *nb = realloc(g->rx_buf, cap);
+            if (!nb) return -ENOMEM;
+            g->rx_buf = nb;
+            g->rx_cap = cap;
+        }
+        memcpy(g->rx_buf + g->rx_len, m->snap_data, m->snap_len);
+        g->rx_len += m->snap_len;
+    }
+    if (!same || g->rx_len < g->rx_total) {
+        /* progress (or where to resume): the chunk we want next */
+        if (g->leader == RAFT_NODE_NONE || !act_room(g, 1)) return 0;
+        raft_msg *r = send_msg(g, RAFT_MSG_APPEND_RESP, g->leader);
+        r->flags = RAFT_F_SNAP;
+        r->match = at;
+        r->hint_term = same ? (int64_t)g->rx_len : 0;
+        return 0;
+    }
+    /* complete: install it (never over committed entries: those matched above) */
+    AL_ASSERT(at > g->commit);
+    if (!act_room(g, 4)) return AL_EFULL;
+    raft_action *a = act_push(g, RAFT_ACT_SNAPSHOT);
+    a->offset = at;
+    a->term = m->prev_term;
+    a->conf = m->snap_conf;
+    a->data = g->rx_buf;
+    a->len = g->rx_len;
+    g->rx_free = true; /* the buffer lives until the next input call */
+    g->snap_offset = at;
+    g->snap_term = m->prev_term;
+    g->snap_conf = m->snap_conf;
+    g->conf = m->snap_conf;
+    g->conf_offset = at;
+    g->n_conf_hist = 0;
+    g->last = at;
+    g->last_term = m->prev_term;
+    g->written = g->durable = g->flushing = at;
+    g->ack_end = at;
+    commit_to(g, at);
+    follower_respond(g, true, at);
+    return 0;
+}
+
 /* Leader side: advance match/next and the window on success (then try to commit), back up
  * and probe on rejection. */
 static void handle_append_resp(raft_group *g, const raft_msg *m)
@@ -825,6 +1036,15 @@ static void handle_append_resp(raft_group *g, const raft_msg *m)
     if (!p) return;
     p->active = true;
     p->last_ack = g->clock;
+    if (m->flags & RAFT_F_SNAP) {
+        /* snapshot transfer progress: send the next chunk from what the replica holds */
+        if (p->state != RAFT_PR_SNAPSHOT || m->match != p->snap_for) return;
+        p->snap_pos = (uint64_t)AL_MAX(m->hint_term, 0);
+        inflight_clear(p);
+        p->progress_mark = g->clock;
+        send_snapshot(g, p);
+        return;
+    }
     if (m->flags & RAFT_F_SUCCESS) {
         if (m->match > g->last) return; /* cannot be: ignore */
         if (m->match > p->match) {
@@ -832,6 +1052,10 @@ static void handle_append_resp(raft_group *g, const raft_msg *m)
             p->progress_mark = g->clock;
         }
         if (p->next <= p->match) p->next = p->match + 1;
+        if (p->state == RAFT_PR_SNAPSHOT && p->next > g->snap_offset) { /* installed */
+            p->state = RAFT_PR_PROBE;
+            inflight_clear(p);
+        }
         inflight_free_to(p, p->match);
         if (p->state == RAFT_PR_PROBE && p->n_inflight == 0) p->state = RAFT_PR_REPLICATE;
         maybe_commit(g);
@@ -839,6 +1063,7 @@ static void handle_append_resp(raft_group *g, const raft_msg *m)
         if (g->transferee == p->id && p->match == g->last) send_timeout_now(g, p->id);
     } else {
         if (m->match < p->match) return; /* stale rejection */
+        if (p->state == RAFT_PR_SNAPSHOT) return; /* a reply to an append sent before */
         /* back up to our last offset that can match the follower's hint */
         int64_t h = find_le(g, m->match, m->hint_term);
         int64_t next = AL_MIN(h + 1, p->next);
@@ -866,12 +1091,14 @@ int raft_step(raft_group *g, const raft_msg *m)
         bool pre_grant = m->type == RAFT_MSG_VOTE_RESP && (m->flags & RAFT_F_PREVOTE) &&
                          (m->flags & RAFT_F_GRANTED);
         if (!pre_req && !pre_grant) {
-            bool from_leader = m->type == RAFT_MSG_APPEND_REQ || m->type == RAFT_MSG_TIMEOUT_NOW;
+            bool from_leader = m->type == RAFT_MSG_APPEND_REQ ||
+                               m->type == RAFT_MSG_TIMEOUT_NOW || m->type == RAFT_MSG_SNAPSHOT;
             become_follower(g, m->term, from_leader ? m->from : RAFT_NODE_NONE);
         }
     } else if (m->term < g->term) {
         /* tell a stale leader or pre-candidate about the newer term */
-        if ((m->type == RAFT_MSG_APPEND_REQ || m->type == RAFT_MSG_TIMEOUT_NOW) &&
+        if ((m->type == RAFT_MSG_APPEND_REQ || m->type == RAFT_MSG_TIMEOUT_NOW ||
+             m->type == RAFT_MSG_SNAPSHOT) &&
             act_room(g, 1)) {
             raft_msg *r = send_msg(g, RAFT_MSG_APPEND_RESP, m->from);
             r->match = g->last;
@@ -890,6 +1117,7 @@ int raft_step(raft_group *g, const raft_msg *m)
     case RAFT_MSG_VOTE_RESP: handle_vote_resp(g, m); return 0;
     case RAFT_MSG_APPEND_REQ: return handle_append_req(g, m);
     case RAFT_MSG_APPEND_RESP: handle_append_resp(g, m); return 0;
+    case RAFT_MSG_SNAPSHOT: return handle_snapshot(g, m);
     case RAFT_MSG_TIMEOUT_NOW:
         if (g->role != RAFT_LEADER && m->term == g->term) campaign(g, false, true);
         return 0;
@@ -908,10 +1136,11 @@ static void leader_tick(raft_group *g)
         p->budget = g->opt.catchup_bytes_per_tick;
         /* a request or its answer was lost: probe again from the last known match */
         if (p->n_inflight && g->clock - p->progress_mark >= 3u * g->opt.heartbeat_ms) {
-            p->state = RAFT_PR_PROBE;
             inflight_clear(p);
-            p->next = p->match + 1;
             p->progress_mark = g->clock;
+            if (p->state == RAFT_PR_SNAPSHOT) continue; /* resend the chunk below */
+            p->state = RAFT_PR_PROBE;
+            p->next = p->match + 1;
         }
     }
     /* Heartbeats go out when the caller's clock enters a new heartbeat slot, so all the groups
@@ -1115,6 +1344,10 @@ int raft_group_init(raft_group *g, const raft_options *opt, const raft_log_ops *
     g->ack_end = g->acked = -1;
     g->conf = *conf;
     g->conf_offset = -1;
+    g->snap_offset = -1;
+    g->snap_term = 0;
+    g->snap_conf = *conf;
+    g->rx_offset = -1;
     g->rng = opt->seed ^ ((uint64_t)opt->self << 32) ^ opt->group;
     g->last_now = now_ms;
     g->have_now = true;
@@ -1125,6 +1358,7 @@ int raft_group_init(raft_group *g, const raft_options *opt, const raft_log_ops *
 void raft_group_free(raft_group *g)
 {
     if (g->sc && g->sc->owner == g) scratch_reset(g->sc); /* undrained actions die with it */
+    rx_reset(g);
     raft_scratch_free(&g->own);
     g->sc = NULL;
 }

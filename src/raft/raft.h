@@ -116,6 +116,12 @@ enum raft_msg_type {
                                  offset <= hint with term <= hint_term) */
     RAFT_MSG_TIMEOUT_NOW = 5, /* leadership transfer: start an election now */
     RAFT_MSG_HB_BATCH = 6,    /* heartbeats/acks of many groups between one pair of nodes */
+    RAFT_MSG_SNAPSHOT = 7,    /* install snapshot: term, prev_offset/prev_term = the snapshot
+                                 point (its last offset and that entry's term), commit, the
+                                 config in effect there, and one chunk [snap_pos, +snap_len)
+                                 of snap_total data bytes. The follower answers progress with
+                                 APPEND_RESP flag SNAP (match = snapshot offset, hint_term =
+                                 bytes it holds) and, once installed, APPEND_RESP SUCCESS */
 };
 
 enum {
@@ -123,7 +129,11 @@ enum {
     RAFT_F_TRANSFER = 2,
     RAFT_F_GRANTED = 4,
     RAFT_F_SUCCESS = 8,
+    RAFT_F_SNAP = 16, /* APPEND_RESP: snapshot transfer progress */
 };
+
+/* The largest snapshot a follower accepts (data bytes; its chunks are max_msg_bytes each). */
+#define RAFT_SNAPSHOT_MAX (256u << 20)
 
 /* One group's heartbeat (empty APPEND_REQ) or its response (APPEND_RESP) inside a batch. */
 typedef struct raft_hb_item {
@@ -148,6 +158,10 @@ typedef struct raft_msg {
     const raft_entry *entries; /* APPEND_REQ; not owned */
     uint32_t n_hb;
     const raft_hb_item *hb; /* HB_BATCH; not owned */
+    raft_config snap_conf;       /* SNAPSHOT: membership at the snapshot point */
+    uint64_t snap_total, snap_pos; /* SNAPSHOT: data size, this chunk's position */
+    uint32_t snap_len;
+    const uint8_t *snap_data;    /* SNAPSHOT: the chunk; not owned */
 } raft_msg;
 
 /* --- wire encoding (raft_msg.c) ---------------------------------------------------------
@@ -167,10 +181,14 @@ int raft_msg_encode(const raft_msg *m, uint8_t *buf, size_t cap);
 int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg *out, raft_entry *ents,
                     size_t max_ents, raft_hb_item *hbs, size_t max_hbs);
 
-/* --- the log as the group sees it (provided by the caller) ------------------------------ */
+/* --- the log as the group sees it (provided by the caller) ------------------------------
+ * Prefix truncation: a log may start after a snapshot point S (the last offset of an entry
+ * that was committed and durable; -1 = no snapshot, the log starts at 0). Offsets <= S are
+ * gone; term_at(S) is the term of the entry that ended there (0 for S = -1); last_offset of
+ * an empty log is S. */
 typedef struct raft_log_ops {
-    /* Term of the entry containing offset; 0 for offset -1 (before the log); -1 if the log
-     * has no such offset. */
+    /* Term of the entry containing offset; the snapshot term for the snapshot offset (0 for
+     * offset -1 without a snapshot); -1 if the log has no such offset. */
     int64_t (*term_at)(void *ctx, int64_t offset);
     /* Last offset in the log (written or not yet durable), -1 if empty. */
     int64_t (*last_offset)(void *ctx);
@@ -181,6 +199,11 @@ typedef struct raft_log_ops {
      * asynchronous may return 0 for data not in memory yet (and start loading it): the group
      * asks again on later ticks. */
     int (*read)(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes);
+    /* Optional (NULL: snapshots carry no data, as for partitions whose state IS the log): the
+     * state-machine snapshot at snapshot offset snap (the controller's state). Sets *data
+     * (valid until the log next changes) and returns its size (<= RAFT_SNAPSHOT_MAX), or a
+     * negative error when it is not available now (the group asks again later). */
+    int64_t (*snapshot)(void *ctx, int64_t snap, const uint8_t **data);
 } raft_log_ops;
 
 typedef struct raft_hardstate {
@@ -234,6 +257,11 @@ enum raft_action_type {
     RAFT_ACT_FLUSH = 5,    /* offset: make durable up to at least offset */
     RAFT_ACT_COMMIT = 6,   /* offset: the new commit index (high watermark - 1) */
     RAFT_ACT_ROLE = 7,     /* role, term, leader: became leader / follower / ... */
+    RAFT_ACT_SNAPSHOT = 8, /* install a snapshot received from the leader: offset, term, conf,
+                              data[len]: store it durably with its data, replace the whole log
+                              by an empty one that starts at offset + 1 (term_at(offset) =
+                              term), restore the state machine from data; done before the
+                              next action is applied (a SEND acknowledges it) */
 };
 
 typedef struct raft_action {
@@ -246,9 +274,12 @@ typedef struct raft_action {
     uint8_t role;
     int64_t term;
     int32_t leader;
+    raft_config conf;     /* SNAPSHOT */
+    const uint8_t *data;  /* SNAPSHOT: valid until the next input call */
+    uint64_t len;
 } raft_action;
 
-enum raft_progress_state { RAFT_PR_PROBE = 0, RAFT_PR_REPLICATE = 1 };
+enum raft_progress_state { RAFT_PR_PROBE = 0, RAFT_PR_REPLICATE = 1, RAFT_PR_SNAPSHOT = 2 };
 
 #define RAFT_INFLIGHT_MAX 32
 
@@ -267,6 +298,8 @@ typedef struct raft_progress {
     uint64_t inflight_bytes;
     int64_t inflight_end[RAFT_INFLIGHT_MAX];
     uint32_t inflight_sz[RAFT_INFLIGHT_MAX];
+    int64_t snap_for;    /* SNAPSHOT: the snapshot offset being sent */
+    uint64_t snap_pos;   /* ... and the data bytes the replica holds */
 } raft_progress;
 
 #define RAFT_CONF_HISTORY 8
@@ -326,6 +359,16 @@ typedef struct raft_group {
     int32_t transferee;       /* RAFT_NODE_NONE if none */
     uint64_t transfer_deadline;
 
+    /* snapshot point: the log starts at snap_offset + 1 (-1: no snapshot, term 0) */
+    int64_t snap_offset, snap_term;
+    raft_config snap_conf; /* membership in effect at snap_offset */
+
+    /* follower: a snapshot being received (chunks in order) */
+    uint8_t *rx_buf;
+    uint64_t rx_cap, rx_len, rx_total;
+    int64_t rx_offset, rx_term;
+    bool rx_free; /* installed: free rx_buf at the next input call */
+
     /* entries appended during the current call, not yet visible through log ops */
     int64_t fresh_from;
 
@@ -350,6 +393,25 @@ void raft_group_free(raft_group *g);
 /* At start-up, after init: tells the group about a config entry found in the log at offset
  * (call for each, in log order). Returns 0 or AL_EMALFORMED. */
 int raft_restore_config(raft_group *g, int64_t offset, const uint8_t *payload, size_t len);
+
+/* At start-up, after init and before raft_restore_config: the log starts after a snapshot
+ * at offset (committed: the commit index starts there) whose entry had term and whose
+ * membership was conf. Returns 0 or AL_EINVAL. */
+int raft_restore_snapshot(raft_group *g, int64_t offset, int64_t term, const raft_config *conf);
+
+/*
+ * Prefix truncation: the caller will drop the log's entries up to offset (the last offset of
+ * an entry, <= the commit index and <= the durable offset), having first stored the snapshot
+ * point durably: (offset, raft_term_at(offset), *conf_out). Fills *conf_out with the
+ * membership in effect at offset. Not an input call (queues nothing); call it between input
+ * calls. Returns 0 (also when offset <= the current snapshot point: nothing to do),
+ * AL_ERANGE (beyond commit or durable) or AL_EINVAL (not the end of an entry).
+ */
+int raft_compact(raft_group *g, int64_t offset, raft_config *conf_out);
+
+/* Term of the entry holding offset as the group sees its log (snapshot point included), or
+ * -1. Between input calls. */
+int64_t raft_term_at(const raft_group *g, int64_t offset);
 
 /* Inputs. Each returns 0 or a negative error and may queue actions. */
 int raft_step(raft_group *g, const raft_msg *m);

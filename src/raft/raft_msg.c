@@ -14,6 +14,9 @@
  *   HB_BATCH      n u32, n x { group u64, type u8, flags u8, term i64, a i64, b i64, c i64 }
  *                 (a, b, c = prev_offset, prev_term, commit for a request;
  *                 match, hint_term, 0 for a response)
+ *   SNAPSHOT      prev_offset i64, prev_term i64 (the snapshot point), commit i64,
+ *                 snapshot format u8 (1), conf_len u16, conf[conf_len] (raft_config_encode),
+ *                 total u64, pos u64, len u32, data[len] (one chunk of the snapshot data)
  */
 #include "base/crc32c.h"
 #include "base/cursor.h"
@@ -36,6 +39,9 @@ size_t raft_msg_size(const raft_msg *m)
         break;
     case RAFT_MSG_APPEND_RESP: n += 16; break;
     case RAFT_MSG_HB_BATCH: n += 4 + (size_t)m->n_hb * HB_ITEM; break;
+    case RAFT_MSG_SNAPSHOT:
+        n += 24 + 1 + 2 + raft_config_size(&m->snap_conf) + 8 + 8 + 4 + m->snap_len;
+        break;
     default: break;
     }
     return n;
@@ -89,6 +95,22 @@ int raft_msg_encode(const raft_msg *m, uint8_t *buf, size_t cap)
             al_wr_i64(&wr, req ? h->commit : 0);
         }
         break;
+    case RAFT_MSG_SNAPSHOT: {
+        uint8_t conf[8 + 8 * RAFT_MAX_NODES];
+        if (m->snap_conf.n_voters + m->snap_conf.n_learners > RAFT_MAX_NODES) return AL_EINVAL;
+        size_t clen = raft_config_encode(&m->snap_conf, conf);
+        al_wr_i64(&wr, m->prev_offset);
+        al_wr_i64(&wr, m->prev_term);
+        al_wr_i64(&wr, m->commit);
+        al_wr_u8(&wr, 1);
+        al_wr_u16(&wr, (uint16_t)clen);
+        al_wr_bytes(&wr, conf, clen);
+        al_wr_u64(&wr, m->snap_total);
+        al_wr_u64(&wr, m->snap_pos);
+        al_wr_u32(&wr, m->snap_len);
+        al_wr_bytes(&wr, m->snap_data, m->snap_len);
+        break;
+    }
     default: break;
     }
     if (wr.err) return wr.err;
@@ -177,6 +199,26 @@ int raft_msg_decode(const uint8_t *buf, size_t len, raft_msg *out, raft_entry *e
         }
         out->n_hb = n;
         out->hb = n ? hbs : NULL;
+        break;
+    }
+    case RAFT_MSG_SNAPSHOT: {
+        out->prev_offset = al_rd_i64(&rd);
+        out->prev_term = al_rd_i64(&rd);
+        out->commit = al_rd_i64(&rd);
+        uint8_t fmt = al_rd_u8(&rd);
+        uint16_t clen = al_rd_u16(&rd);
+        const uint8_t *conf = al_rd_bytes(&rd, clen);
+        out->snap_total = al_rd_u64(&rd);
+        out->snap_pos = al_rd_u64(&rd);
+        out->snap_len = al_rd_u32(&rd);
+        out->snap_data = al_rd_bytes(&rd, out->snap_len);
+        if (rd.err) return rd.err;
+        if (fmt != 1 || raft_config_decode(conf, clen, &out->snap_conf) < 0 ||
+            out->prev_offset < -1 || out->prev_term < 0 ||
+            out->snap_total > RAFT_SNAPSHOT_MAX || out->snap_pos > out->snap_total ||
+            out->snap_len > out->snap_total - out->snap_pos)
+            return AL_EMALFORMED;
+        if (!out->snap_len) out->snap_data = NULL;
         break;
     }
     default: return AL_EMALFORMED;

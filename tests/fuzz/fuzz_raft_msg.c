@@ -5,7 +5,8 @@
  * holding a short log) and it is stepped in (HB_BATCH through raft_hb_dispatch); the actions
  * are drained and applied to an in-memory log, and the group is ticked and told of a flush, so
  * arbitrary messages exercise elections, log matching and truncation without crashing or
- * breaking an assertion. The input is also tried as a config payload.
+ * breaking an assertion (SNAPSHOT messages install a snapshot: the log restarts after its
+ * point). The input is also tried as a config payload.
  * Seeds: tests/fuzz/corpus/fuzz_raft_msg/ (one encoded message of each type).
  */
 #include <stdlib.h>
@@ -22,10 +23,12 @@ typedef struct flog {
     uint32_t n;
 } flog;
 
+static int64_t f_snap_off = -1, f_snap_term; /* the log starts after this point */
+
 static int64_t f_term_at(void *ctx, int64_t off)
 {
     flog *l = ctx;
-    if (off == -1) return 0;
+    if (off == f_snap_off) return f_snap_term;
     for (uint32_t i = 0; i < l->n; i++)
         if (off >= l->e[i].offset && off <= raft_entry_last(&l->e[i])) return l->e[i].term;
     return -1;
@@ -34,7 +37,7 @@ static int64_t f_term_at(void *ctx, int64_t off)
 static int64_t f_last(void *ctx)
 {
     flog *l = ctx;
-    return l->n ? raft_entry_last(&l->e[l->n - 1]) : -1;
+    return l->n ? raft_entry_last(&l->e[l->n - 1]) : f_snap_off;
 }
 
 static int f_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes)
@@ -67,6 +70,11 @@ static void f_drain(raft_group *g)
                 f_log.e[f_log.n].len = 0;
                 f_log.n++;
             }
+        } else if (a.type == RAFT_ACT_SNAPSHOT) {
+            AL_ASSERT(a.len <= RAFT_SNAPSHOT_MAX && (a.len == 0 || a.data));
+            f_log.n = 0;
+            f_snap_off = a.offset;
+            f_snap_term = a.term;
         } else if (a.type == RAFT_ACT_SEND) {
             uint8_t buf[1 << 16];
             size_t sz = raft_msg_size(&a.msg);
@@ -103,6 +111,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(re);
 
     memset(&f_log, 0, sizeof(f_log));
+    f_snap_off = -1;
+    f_snap_term = 0;
     f_log.e[0] = (raft_entry){.offset = 0, .count = 2, .term = 1};
     f_log.e[1] = (raft_entry){.offset = 2, .count = 1, .term = 1};
     f_log.e[2] = (raft_entry){.offset = 3, .count = 3, .term = 2};

@@ -9,7 +9,12 @@
  *     record (same term, same batch, same bytes), and no node ever truncates a committed
  *     entry;
  *   - acknowledged writes: a proposal acknowledged by its leader is committed, and at the end
- *     (after healing) is at its offset in every node's log.
+ *     (after healing) is at its offset in every node's log (or below its snapshot point);
+ *   - snapshots (prefix truncation): each node applies committed entries to a state machine (a
+ *     hash chain); every node's state after an offset is the same; a node cuts its log only
+ *     up to an applied and durable entry end, keeping the state there as its snapshot; a
+ *     follower that needs cut entries installs the leader's snapshot (data sent in chunks),
+ *     whose state must equal the recorded state at that offset.
  * All of these per group; a seed may run up to SIM_MAX_GROUPS groups over the same nodes, whose
  * heartbeats share one batch per node pair and whose actions share one scratch per node.
  */
@@ -63,6 +68,7 @@ static sim_entry ent_copy(const raft_entry *e)
 {
     sim_entry c;
     c.e = *e;
+    c.st = 0;
     c.buf = malloc(e->len ? e->len : 1);
     AL_ASSERT(c.buf);
     if (e->len) memcpy(c.buf, e->data, e->len);
@@ -91,6 +97,27 @@ static void ent_truncate(sim_entry *arr, uint32_t *n, int64_t from)
 static int64_t ents_last(const sim_entry *arr, uint32_t n)
 {
     return n ? raft_entry_last(&arr[n - 1].e) : -1;
+}
+
+/* The snapshot offset: the last offset before the log's start (-1: none). */
+static int64_t snap_of(const sim_log *l)
+{
+    return l->start - 1;
+}
+
+/* Last offset of the log as the node sees it (the snapshot point when empty). */
+static int64_t log_last(const sim_log *l)
+{
+    return l->n_mem ? ents_last(l->mem, l->n_mem) : snap_of(l);
+}
+
+/* Drops the entries ending at or below upto from the front of arr. */
+static void ent_drop_front(sim_entry *arr, uint32_t *n, int64_t upto)
+{
+    uint32_t k = 0;
+    while (k < *n && raft_entry_last(&arr[k].e) <= upto) free(arr[k++].buf);
+    memmove(arr, arr + k, sizeof(*arr) * (*n - k));
+    *n -= k;
 }
 
 /* Index of the entry containing off, or -1. */
@@ -129,7 +156,7 @@ static void pend_push(sim_log *l, sim_op op)
 
 static void log_append(sim_log *l, const raft_entry *e)
 {
-    AL_ASSERT(e->offset == ents_last(l->mem, l->n_mem) + 1);
+    AL_ASSERT(e->offset == log_last(l) + 1);
     ent_push(&l->mem, &l->n_mem, &l->cap_mem, ent_copy(e));
     pend_push(l, (sim_op){.kind = 1, .offset = e->offset, .ent = ent_copy(e)});
 }
@@ -147,7 +174,8 @@ static void log_persist(sim_log *l, uint32_t k, bool torn_last)
         sim_op *op = &l->pend[i];
         bool apply = i < k && !(torn_last && i == k - 1);
         if (apply && op->kind == 1) {
-            if (op->offset == ents_last(l->disk, l->n_disk) + 1) {
+            int64_t dl = l->n_disk ? ents_last(l->disk, l->n_disk) : snap_of(l);
+            if (op->offset == dl + 1) {
                 ent_push(&l->disk, &l->n_disk, &l->cap_disk, op->ent);
                 op->ent.buf = NULL;
             }
@@ -178,15 +206,22 @@ static void log_crash(sim *s, sim_log *l)
 static int64_t op_term_at(void *ctx, int64_t off)
 {
     sim_log *l = ctx;
-    if (off == -1) return 0;
+    if (off == snap_of(l)) return l->snap_term;
     int64_t i = ents_find(l->mem, l->n_mem, off);
     return i < 0 ? -1 : l->mem[i].e.term;
 }
 
 static int64_t op_last(void *ctx)
 {
+    return log_last(ctx);
+}
+
+static int64_t op_snapshot(void *ctx, int64_t snap, const uint8_t **data)
+{
     sim_log *l = ctx;
-    return ents_last(l->mem, l->n_mem);
+    if (snap != snap_of(l) || !l->snap_data) return AL_ERANGE;
+    *data = l->snap_data;
+    return l->snap_len;
 }
 
 static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max_bytes)
@@ -204,7 +239,7 @@ static int op_read(void *ctx, int64_t from, raft_entry *out, int max, size_t max
     return n;
 }
 
-static const raft_log_ops sim_log_ops = {op_term_at, op_last, op_read};
+static const raft_log_ops sim_log_ops = {op_term_at, op_last, op_read, op_snapshot};
 
 int64_t sim_term_at(sim *s, int i, int64_t off)
 {
@@ -320,13 +355,13 @@ static void check_committed(sim *s, uint32_t gi, int i, int64_t commit)
     sim_grp *gr = &s->grp[gi];
     sim_log *l = &nd->log;
     if (commit <= nd->verified) return;
-    if (commit > ents_last(l->mem, l->n_mem)) {
+    if (commit > log_last(l)) {
         sim_fail(s, "group %u node %d commit %" PRId64 " beyond its log end %" PRId64, gi, i,
-                 commit, ents_last(l->mem, l->n_mem));
+                 commit, log_last(l));
         return;
     }
     cm_grow(gr, commit);
-    int64_t k = ents_find(l->mem, l->n_mem, nd->verified + 1);
+    int64_t k = ents_find(l->mem, l->n_mem, AL_MAX(nd->verified, snap_of(l)) + 1);
     for (; k >= 0 && k < l->n_mem && l->mem[k].e.offset <= commit; k++) {
         const raft_entry *e = &l->mem[k].e;
         uint64_t h = ent_hash(e);
@@ -352,7 +387,10 @@ static void check_committed(sim *s, uint32_t gi, int i, int64_t commit)
 static bool has_all_committed(sim *s, uint32_t gi, int i, int64_t upto)
 {
     sim_log *l = &s->nodes[gi][i].log;
-    for (int64_t o = 0; o <= upto; o++) {
+    if (snap_of(l) >= 0 && snap_of(l) <= upto && s->grp[gi].cm[snap_of(l)].state &&
+        s->grp[gi].cm[snap_of(l)].state != l->snap_state)
+        return false;
+    for (int64_t o = l->start; o <= upto; o++) {
         int64_t k = ents_find(l->mem, l->n_mem, o);
         if (k < 0) return false;
         const raft_entry *e = &l->mem[k].e;
@@ -398,17 +436,45 @@ static void on_truncate(sim *s, uint32_t gi, int i, int64_t from)
     }
 }
 
+/* Applies node i's committed entries of group gi to its state machine (a hash chain) and
+ * checks the state after each against the one recorded for that offset. */
+static void apply_committed(sim *s, uint32_t gi, int i, int64_t commit)
+{
+    sim_node *nd = &s->nodes[gi][i];
+    sim_grp *gr = &s->grp[gi];
+    sim_log *l = &nd->log;
+    int64_t k = ents_find(l->mem, l->n_mem, nd->applied + 1);
+    for (; k >= 0 && k < l->n_mem && raft_entry_last(&l->mem[k].e) <= commit; k++) {
+        const raft_entry *e = &l->mem[k].e;
+        uint64_t st = (nd->state ^ ent_hash(e) ^ ((uint64_t)e->offset * 0x9e3779b97f4a7c15ull) ^
+                       (uint64_t)e->term) * 1099511628211ull;
+        if (!st) st = 1;
+        nd->state = st;
+        nd->applied = raft_entry_last(e);
+        l->mem[k].st = st;
+        cm_grow(gr, nd->applied);
+        sim_committed *c = &gr->cm[nd->applied];
+        if (!c->state) {
+            c->state = st;
+        } else if (c->state != st) {
+            sim_fail(s, "group %u node %d: state after %" PRId64 " differs", gi, i, nd->applied);
+            return;
+        }
+    }
+}
+
 static void on_commit(sim *s, uint32_t gi, int i, int64_t commit)
 {
     check_committed(s, gi, i, commit);
     sim_node *nd = &s->nodes[gi][i];
     sim_grp *gr = &s->grp[gi];
+    if (!s->failure[0]) apply_committed(s, gi, i, commit);
     if (nd->g.role != RAFT_LEADER) return;
     for (uint32_t p = 0; p < gr->n_props; p++) {
         sim_proposal *pr = &gr->props[p];
         if (pr->acked || pr->node != i || pr->term != nd->g.term || pr->offset > commit) continue;
         int64_t k = ents_find(nd->log.mem, nd->log.n_mem, pr->offset);
-        if (k < 0 || nd->log.mem[k].e.term != pr->term) {
+        if (pr->offset > snap_of(&nd->log) && (k < 0 || nd->log.mem[k].e.term != pr->term)) {
             sim_fail(s, "group %u: leader %d lost its own proposal at %" PRId64, gi, i,
                      pr->offset);
             return;
@@ -416,6 +482,87 @@ static void on_commit(sim *s, uint32_t gi, int i, int64_t commit)
         pr->acked = true;
         s->n_acked++;
     }
+}
+
+/* ------------------------------------------------------------------ snapshots */
+
+/* Sets node i's snapshot point of group gi (durable at once) and its data. */
+static void snap_set(sim *s, sim_log *l, int64_t off, int64_t term, const raft_config *conf,
+                     uint64_t state)
+{
+    l->start = off + 1;
+    l->snap_term = term;
+    l->snap_conf = *conf;
+    l->snap_state = state;
+    free(l->snap_data);
+    l->snap_len = 8 + s->f.snap_filler;
+    l->snap_data = malloc(l->snap_len);
+    AL_ASSERT(l->snap_data);
+    memcpy(l->snap_data, &state, 8);
+    uint64_t x = state;
+    for (uint32_t k = 8; k < l->snap_len; k++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        l->snap_data[k] = (uint8_t)(x >> 56);
+    }
+}
+
+int64_t sim_compact(sim *s, uint32_t gi, int i, int64_t upto)
+{
+    sim_node *nd = &s->nodes[gi][i];
+    sim_log *l = &nd->log;
+    if (!s->host[i].up || !nd->has_group) return -1;
+    int64_t x = AL_MIN(AL_MIN(upto, nd->applied), AL_MIN(nd->g.durable, nd->g.commit));
+    int64_t k = ents_find(l->mem, l->n_mem, x);
+    if (k >= 0 && raft_entry_last(&l->mem[k].e) != x) k--;
+    if (k < 0) return -1;
+    const sim_entry *e = &l->mem[k];
+    x = raft_entry_last(&e->e);
+    AL_ASSERT(e->st != 0);
+    raft_config conf;
+    int rc = raft_compact(&nd->g, x, &conf);
+    if (rc < 0) {
+        sim_fail(s, "group %u node %d: compact at %" PRId64 ": %s", gi, i, x, al_strerror(rc));
+        return -1;
+    }
+    snap_set(s, l, x, e->e.term, &conf, e->st);
+    ent_drop_front(l->mem, &l->n_mem, x);
+    ent_drop_front(l->disk, &l->n_disk, x);
+    s->n_compactions++;
+    return x;
+}
+
+/* SNAPSHOT action: the node's log is replaced by the leader's snapshot. */
+static void on_install(sim *s, uint32_t gi, int i, const raft_action *a)
+{
+    sim_node *nd = &s->nodes[gi][i];
+    sim_log *l = &nd->log;
+    sim_grp *gr = &s->grp[gi];
+    uint64_t state = 0;
+    if (a->len != 8 + s->f.snap_filler || !a->data) {
+        sim_fail(s, "group %u node %d: snapshot at %" PRId64 " has %" PRIu64 " bytes", gi, i,
+                 a->offset, a->len);
+        return;
+    }
+    memcpy(&state, a->data, 8);
+    cm_grow(gr, a->offset);
+    if (gr->cm[a->offset].state && gr->cm[a->offset].state != state) {
+        sim_fail(s, "group %u node %d: installed snapshot at %" PRId64 " has the wrong state",
+                 gi, i, a->offset);
+        return;
+    }
+    snap_set(s, l, a->offset, a->term, &a->conf, state);
+    if (memcmp(l->snap_data, a->data, l->snap_len) != 0)
+        sim_fail(s, "group %u node %d: snapshot data at %" PRId64 " corrupted", gi, i,
+                 a->offset);
+    ent_truncate(l->mem, &l->n_mem, INT64_MIN);
+    ent_truncate(l->disk, &l->n_disk, INT64_MIN);
+    for (uint32_t k = 0; k < l->n_pend; k++)
+        if (l->pend[k].kind == 1) free(l->pend[k].ent.buf);
+    l->n_pend = 0;
+    nd->applied = a->offset;
+    nd->state = state;
+    nd->verified = a->offset;
+    s->n_installs++;
 }
 
 /* ------------------------------------------------------------------ nodes */
@@ -471,6 +618,7 @@ static void drain_group(sim *s, uint32_t gi, int i)
         case RAFT_ACT_ROLE:
             if (a.role == RAFT_LEADER) on_leader(s, gi, i, a.term);
             break;
+        case RAFT_ACT_SNAPSHOT: on_install(s, gi, i, &a); break;
         default: sim_fail(s, "unknown action %d", a.type);
         }
     }
@@ -498,13 +646,18 @@ static void group_start(sim *s, uint32_t gi, int i)
     int rc = raft_group_init(&nd->g, &o, &sim_log_ops, &nd->log, &nd->hs, &s->boot,
                              local_now(s, i));
     AL_ASSERT(rc == 0);
+    sim_log *l = &nd->log;
+    if (snap_of(l) >= 0)
+        AL_ASSERT(raft_restore_snapshot(&nd->g, snap_of(l), l->snap_term, &l->snap_conf) == 0);
+    nd->applied = snap_of(l);
+    nd->state = l->snap_state;
     for (uint32_t k = 0; k < nd->log.n_mem; k++) {
         const raft_entry *e = &nd->log.mem[k].e;
         if (e->type == RAFT_ENTRY_CONFIG)
             AL_ASSERT(raft_restore_config(&nd->g, e->offset, e->data, e->len) == 0);
     }
     nd->has_group = true;
-    nd->verified = -1;
+    nd->verified = snap_of(l);
     nd->flush_pending = false;
 }
 
@@ -584,6 +737,7 @@ int sim_init_groups(sim *s, uint32_t n, uint32_t n_voters, uint32_t n_groups, ui
         for (uint32_t gi = 0; gi < n_groups; gi++) {
             s->nodes[gi][i].id = (int32_t)i;
             s->nodes[gi][i].hs = (raft_hardstate){0, RAFT_NODE_NONE};
+            s->nodes[gi][i].log.snap_conf = s->boot;
         }
         node_start(s, (int)i);
     }
@@ -596,6 +750,7 @@ void sim_free(sim *s)
         for (uint32_t gi = 0; gi < s->n_groups; gi++) {
             sim_node *nd = &s->nodes[gi][i];
             if (nd->has_group) raft_group_free(&nd->g);
+            free(nd->log.snap_data);
             log_free(&nd->log);
         }
         raft_hb_batcher_free(&s->host[i].hb);
@@ -635,6 +790,10 @@ void sim_random_faults(sim *s)
     o->max_msg_bytes = 128 + sim_below(s, 2048);
     o->max_inflight_msgs = 1 + sim_below(s, 8);
     o->max_inflight_bytes = 256 + sim_below(s, 8192);
+    if (sim_below(s, 2) == 0) { /* prefix truncation and snapshots */
+        f->compact_per_mille = 20 + sim_below(s, 200);
+        f->snap_filler = sim_below(s, 3000);
+    }
     /* restart the groups with these options (nothing has happened yet) */
     for (uint32_t i = 0; i < s->n; i++)
         for (uint32_t gi = 0; gi < s->n_groups; gi++) {
@@ -811,6 +970,12 @@ static void chaos_step(sim *s)
     }
     uint32_t gi = sim_below(s, s->n_groups);
     if (sim_below(s, 1000) < f->member_per_mille) sim_membership_step(s, gi, false);
+    if (f->compact_per_mille && sim_below(s, 1000) < f->compact_per_mille) {
+        int i = (int)sim_below(s, s->n);
+        sim_node *nd = &s->nodes[gi][i];
+        if (s->host[i].up && nd->has_group)
+            sim_compact(s, gi, i, nd->applied - (int64_t)sim_below(s, 30));
+    }
     int l = sim_leader_g(s, gi);
     if (l >= 0 && sim_below(s, 1000) < f->transfer_per_mille) {
         int32_t t = (int32_t)sim_below(s, s->n);
@@ -913,9 +1078,14 @@ static void check_final_group(sim *s, uint32_t gi)
         const raft_config *c = &s->nodes[gi][l].g.conf;
         if (!raft_config_is_voter(c, (int32_t)i) && !raft_config_is_learner(c, (int32_t)i))
             continue; /* removed replicas stop receiving the log */
+        if (snap_of(&nd->log) >= 0 && gr->cm[snap_of(&nd->log)].state != nd->log.snap_state) {
+            sim_fail(s, "group %u node %u: snapshot state at %" PRId64 " differs", gi, i,
+                     snap_of(&nd->log));
+            return;
+        }
         for (uint32_t p = 0; p < gr->n_props; p++) {
             const sim_proposal *pr = &gr->props[p];
-            if (!pr->acked) continue;
+            if (!pr->acked || pr->offset <= snap_of(&nd->log)) continue;
             int64_t k = ents_find(nd->log.mem, nd->log.n_mem, pr->offset);
             const raft_entry *e = k < 0 ? NULL : &nd->log.mem[k].e;
             if (!e || e->offset != pr->offset || e->term != pr->term || e->count != pr->count ||

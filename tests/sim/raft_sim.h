@@ -21,6 +21,7 @@
 typedef struct sim_entry {
     raft_entry e; /* e.data points at buf */
     uint8_t *buf;
+    uint64_t st; /* state-machine hash after applying it (0: not applied yet) */
 } sim_entry;
 
 typedef struct sim_op {
@@ -36,6 +37,13 @@ typedef struct sim_log {
     uint32_t n_disk, cap_disk;
     sim_op *pend; /* writes since the last flush, in order */
     uint32_t n_pend, cap_pend;
+    /* snapshot point (durable at once): the log starts at `start` (0: no snapshot); the
+     * snapshot offset is start - 1 and its entry's term snap_term (0 without one) */
+    int64_t start, snap_term;
+    raft_config snap_conf;
+    uint64_t snap_state;  /* state-machine hash at snap_off */
+    uint8_t *snap_data;   /* the snapshot's data: snap_state then filler */
+    uint32_t snap_len;
 } sim_log;
 
 /* One replica: a group's raft_group, log and hard state on one node. */
@@ -47,6 +55,8 @@ typedef struct sim_node {
     raft_hardstate hs; /* durable */
     int64_t verified;  /* entries up to here checked against the committed record */
     bool flush_pending;
+    int64_t applied;   /* state machine: entries applied up to here ... */
+    uint64_t state;    /* ... giving this hash */
 } sim_node;
 
 /* One node (process): what its groups share. */
@@ -73,6 +83,7 @@ typedef struct sim_event {
 typedef struct sim_committed {
     int64_t term, base; /* 0 term = unknown */
     uint64_t hash;
+    uint64_t state; /* state-machine hash after the entry ending here (0 = unknown) */
 } sim_committed;
 
 typedef struct sim_proposal {
@@ -93,6 +104,8 @@ typedef struct sim_faults {
     uint32_t propose_pct;                    /* per 10 ms step */
     uint32_t disk_delay_max;                 /* ms for append done / flush done */
     uint32_t member_per_mille;               /* membership changes, per 10 ms step */
+    uint32_t compact_per_mille;              /* prefix truncations, per 10 ms step */
+    uint32_t snap_filler;                    /* snapshot data bytes beyond the state hash */
 } sim_faults;
 
 /* The invariant record of one group. */
@@ -125,6 +138,7 @@ typedef struct sim {
     uint64_t ev_seq;
     uint64_t n_acked, n_msgs, n_dropped, n_crashes, n_elections, n_truncates, n_transfers;
     uint64_t n_batches, n_batch_items, n_conf_changes;
+    uint64_t n_compactions, n_installs;
     int32_t cur; /* node whose batch is being dispatched */
     char failure[512];
 } sim;
@@ -168,5 +182,9 @@ void sim_partition(sim *s, uint32_t mask);
 void sim_drain(sim *s, int i);
 /* Term of offset in group 0's log on node i, -1 if none. */
 int64_t sim_term_at(sim *s, int i, int64_t off);
+/* Prefix truncation of group gi on node i up to the newest entry end <= upto that is applied
+ * (committed) and durable, with a snapshot of the state there. Returns the snapshot offset,
+ * or -1 if nothing could be cut. */
+int64_t sim_compact(sim *s, uint32_t gi, int i, int64_t upto);
 
 #endif
