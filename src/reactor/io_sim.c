@@ -507,15 +507,21 @@ static bool path_is_root(const char *p)
     return !strcmp(p, ".") || !strcmp(p, "/");
 }
 
+/* Whether the normalised path p exists (now) as a directory: 0, -ENOENT or -ENOTDIR. */
+static int disk_dir_ok(struct sim_disk *d, const char *p)
+{
+    if (path_is_root(p)) return 0;
+    struct sim_inode *i = ns_get(&d->cur, p);
+    if (!i) return -ENOENT;
+    return i->is_dir ? 0 : -ENOTDIR;
+}
+
 /* Whether path's parent exists as a directory: 0, -ENOENT or -ENOTDIR. */
 static int disk_parent_ok(struct sim_disk *d, const char *p)
 {
     char parent[4096];
     path_parent(p, parent, sizeof(parent));
-    if (path_is_root(parent)) return 0;
-    struct sim_inode *i = ns_get(&d->cur, parent);
-    if (!i) return -ENOENT;
-    return i->is_dir ? 0 : -ENOTDIR;
+    return disk_dir_ok(d, parent);
 }
 
 /* Applies a namespace change to cur, and to dur too when names are durable at once. */
@@ -919,12 +925,8 @@ static int sim_fs_fsync_dir(io *x, const char *path)
     struct sim_disk *d = &s->node->disk;
     char p[4096];
     int err = path_norm(path, p, sizeof(p));
+    if (!err) err = disk_dir_ok(d, p);
     if (err) return err;
-    if (!path_is_root(p)) {
-        struct sim_inode *i = ns_get(&d->cur, p);
-        if (!i) return -ENOENT;
-        if (!i->is_dir) return -ENOTDIR;
-    }
     if (disk_fault(s->w, d, IO_SIM_FAULT_FSYNC_EIO)) return -EIO;
     w_mix(s->w, 0xd125ull);
     return disk_sync_dir(d, p);
@@ -947,12 +949,8 @@ static int sim_fs_list(io *x, const char *dir, char ***names)
     struct sim_disk *d = &s->node->disk;
     char p[4096];
     int err = path_norm(dir, p, sizeof(p));
+    if (!err) err = disk_dir_ok(d, p);
     if (err) return err;
-    if (!path_is_root(p)) {
-        struct sim_inode *i = ns_get(&d->cur, p);
-        if (!i) return -ENOENT;
-        if (!i->is_dir) return -ENOTDIR;
-    }
     int n = 0;
     for (uint32_t i = 0; i < d->cur.n; i++)
         if (is_child_of(d->cur.v[i].path, p)) n++;
