@@ -395,9 +395,22 @@ def gen_message_code(m):
     L += ['{', '    return kafka_struct_encode(&%s_desc, wr, v, o);' % c, '}']
     L += sig('size_t %s_size(int16_t v, const %s *o)' % (c, c))
     L += ['{', '    return kafka_struct_size(&%s_desc, v, o);' % c, '}']
+    if has_records_ref(m):
+        L += sig('size_t %s_size_refs(int16_t v, const %s *o, kafka_refs *refs)' % (c, c))
+        L += ['{', '    return kafka_struct_size_refs(&%s_desc, v, o, refs);' % c, '}']
+        L += sig('int %s_encode_refs(al_wr *wr, int16_t v, const %s *o, kafka_refs *refs)'
+                 % (c, c))
+        L += ['{', '    return kafka_struct_encode_refs(&%s_desc, wr, v, o, refs);' % c, '}']
     L += sig('void %s_fill_test(%s *o, int16_t v, kafka_filler *f)' % (c, c))
     L += ['{', '    kafka_struct_fill(&%s_desc, o, v, f);' % c, '}', '']
     return L
+
+
+def has_records_ref(m):
+    """A response with a records field somewhere gets the records-by-reference writer
+    (kafka_M_size_refs / kafka_M_encode_refs, see kafka_refs in codec.h): FetchResponse."""
+    return m.kind == 'response' and any(f.etype == 'records' for st in m.order
+                                        for f in st.fields)
 
 
 def load_messages(indir):
@@ -551,6 +564,11 @@ def main():
                       'bool %s_equal(const %s *x, const %s *y);' % (c, c, c),
                       'void %s_fill_test(%s *o, int16_t v, kafka_filler *f);' % (c, c)):
             H += sig(proto)
+        if has_records_ref(m):
+            H += ['/* Records by reference (zero-copy responses): see kafka_refs in codec.h. */']
+            H += sig('size_t %s_size_refs(int16_t v, const %s *o, kafka_refs *refs);' % (c, c))
+            H += sig('int %s_encode_refs(al_wr *wr, int16_t v, const %s *o, kafka_refs *refs);'
+                     % (c, c))
         H.append('')
     H += ['#endif']
     write(os.path.join(outdir, 'kafka_codec.h'), H)

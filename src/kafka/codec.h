@@ -287,6 +287,41 @@ int kafka_struct_decode(const struct kafka_struct_desc *d, al_rd *rd, int16_t v,
 int kafka_struct_encode(const struct kafka_struct_desc *d, al_wr *wr, int16_t v,
                         const void *o);
 size_t kafka_struct_size(const struct kafka_struct_desc *d, int16_t v, const void *o);
+/*
+ * Records by reference (the zero-copy Fetch path): encoding with a kafka_refs leaves every
+ * records value of at least min_len bytes out of the output buffer. Its length prefix is
+ * written as usual; the bytes themselves become a splice entry {at, ptr, len}: "insert len bytes
+ * from ptr at offset `at` of the contiguous output". The wire message is the contiguous output
+ * with every splice inserted at its offset, byte for byte what kafka_struct_encode writes.
+ *
+ *   1. kafka_struct_size_refs(): the wire size (as kafka_struct_size), and in refs->planned /
+ *      planned_bytes how many records values and bytes will be referenced;
+ *   2. size the output buffer (wire size - planned_bytes) and refs->v (planned entries), set
+ *      refs->base to the start of the output buffer and refs->cap;
+ *   3. kafka_struct_encode_refs(): entries in refs->v[0..n), in wire order (at ascending).
+ * The referenced bytes are not copied: they must stay alive and unchanged until the message
+ * has been sent. Without refs (NULL) the functions behave as kafka_struct_size/_encode.
+ */
+typedef struct kafka_ref {
+    size_t at;          /* offset in the contiguous output where the bytes belong */
+    const uint8_t *ptr; /* the referenced records */
+    size_t len;
+} kafka_ref;
+typedef struct kafka_refs {
+    size_t min_len;       /* in: records values of at least this many bytes (> 0) go by ref */
+    kafka_ref *v;         /* in: splice entries (cap of them) */
+    int32_t cap;
+    const uint8_t *base;  /* in: start of the output buffer (offsets are relative to it) */
+    int32_t n;            /* out (encode): entries written */
+    int32_t planned;      /* out (size): records values that will go by reference */
+    size_t planned_bytes; /* out (size): their bytes */
+} kafka_refs;
+size_t kafka_struct_size_refs(const struct kafka_struct_desc *d, int16_t v, const void *o,
+                              kafka_refs *refs);
+/* Returns 0, AL_EUNSUPPORTED (version), AL_EINVAL (a null or invalid value), AL_EMALFORMED
+ * (more references than refs->cap) or the writer's error. */
+int kafka_struct_encode_refs(const struct kafka_struct_desc *d, al_wr *wr, int16_t v,
+                             const void *o, kafka_refs *refs);
 /* Prints struct o as one JSON object: the fields present in version v, with Kafka's names;
  * bytes/records as {"len":N}, uuids as 32 hex digits, null values as null. Tools only. */
 void kafka_struct_print_json(FILE *out, const struct kafka_struct_desc *d, int16_t v,

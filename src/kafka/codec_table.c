@@ -355,36 +355,48 @@ int kafka_struct_decode(const struct kafka_struct_desc *d, al_rd *rd, int16_t v,
 
 /* --- size --- */
 
+/* Records by reference: a records value of at least refs->min_len bytes is left out of the
+ * contiguous encoding (see codec.h). The same rule decides in the size and encode passes. */
+static inline bool kafka_ref_wanted(const kafka_refs *refs, const kafka_bytes *b)
+{
+    return refs && b->len > 0 && (size_t)b->len >= refs->min_len;
+}
+
 static size_t kafka_struct_size_depth(const struct kafka_struct_desc *d, int16_t v,
-                                      const void *o, int depth);
+                                      const void *o, kafka_refs *refs, int depth);
 
 static size_t kafka_value_size(const struct kafka_field_desc *f, int16_t v, const void *o,
-                               const void *p, bool elem, int depth)
+                               const void *p, bool elem, kafka_refs *refs, int depth)
 {
     bool compact = f->flexible & (1u << v);
     size_t fixed = kafka_fixed_size(f->type);
     if (fixed) return fixed;
     switch (f->type) {
     case KAFKA_T_STRING: return kafka_string_size(compact, *(const kafka_str *)p);
-    case KAFKA_T_BYTES:
-    case KAFKA_T_RECORDS: return kafka_bytes_size(compact, *(const kafka_bytes *)p);
+    case KAFKA_T_RECORDS:
+        if (kafka_ref_wanted(refs, p)) { /* planning pass: count what will be referenced */
+            refs->planned++;
+            refs->planned_bytes += (size_t)((const kafka_bytes *)p)->len;
+        }
+        return kafka_bytes_size(compact, *(const kafka_bytes *)p);
+    case KAFKA_T_BYTES: return kafka_bytes_size(compact, *(const kafka_bytes *)p);
     case KAFKA_T_STRUCT: {
         size_t n = 0;
         if (!elem && f->nullable_struct) {
             if (f->nullable & (1u << v)) n += 1;
             if (*(const bool *)kafka_cat(o, f->aux_off)) return n;
         }
-        return n + kafka_struct_size_depth(f->sub, v, p, depth + 1);
+        return n + kafka_struct_size_depth(f->sub, v, p, refs, depth + 1);
     }
     default: AL_PANIC("kafka codec: size of type %d", f->type);
     }
 }
 
 static size_t kafka_field_size(const struct kafka_field_desc *f, int16_t v, const void *o,
-                               int depth)
+                               kafka_refs *refs, int depth)
 {
     const void *p = kafka_cat(o, f->off);
-    if (!f->array) return kafka_value_size(f, v, o, p, false, depth);
+    if (!f->array) return kafka_value_size(f, v, o, p, false, refs, depth);
     int32_t n = *(const int32_t *)kafka_cat(o, f->aux_off);
     size_t size = kafka_count_size(f->flexible & (1u << v), n);
     if (n <= 0) return size;
@@ -392,13 +404,13 @@ static size_t kafka_field_size(const struct kafka_field_desc *f, int16_t v, cons
     if (fixed) return size + (size_t)n * fixed;
     const char *e = *(const char *const *)p;
     size_t es = kafka_elem_size(f);
-    for (int32_t k = 0; k < n; k++) size += kafka_value_size(f, v, o, e + (size_t)k * es, true,
-                                                             depth);
+    for (int32_t k = 0; k < n; k++)
+        size += kafka_value_size(f, v, o, e + (size_t)k * es, true, refs, depth);
     return size;
 }
 
 static size_t kafka_struct_size_depth(const struct kafka_struct_desc *d, int16_t v,
-                                      const void *o, int depth)
+                                      const void *o, kafka_refs *refs, int depth)
 {
     AL_ASSERT(depth < KAFKA_MAX_DEPTH);
     uint32_t bit = 1u << v;
@@ -406,14 +418,14 @@ static size_t kafka_struct_size_depth(const struct kafka_struct_desc *d, int16_t
     for (uint16_t i = 0; i < d->nfields; i++) {
         const struct kafka_field_desc *f = &d->fields[i];
         if (!(f->versions & bit) || (f->tagged & bit)) continue;
-        n += kafka_field_size(f, v, o, depth);
+        n += kafka_field_size(f, v, o, refs, depth);
     }
     if (!(d->flexible & bit)) return n;
     uint32_t ntags = 0;
     for (uint16_t k = 0; k < d->ntagged; k++) {
         const struct kafka_field_desc *f = &d->fields[d->tag_order[k]];
         if (!(f->tagged & bit) || kafka_field_is_default(f, o, depth)) continue;
-        size_t ts = kafka_field_size(f, v, o, depth);
+        size_t ts = kafka_field_size(f, v, o, refs, depth);
         n += al_uvarint_size((uint64_t)f->tag) + al_uvarint_size(ts) + ts;
         ntags++;
     }
@@ -423,16 +435,42 @@ static size_t kafka_struct_size_depth(const struct kafka_struct_desc *d, int16_t
 size_t kafka_struct_size(const struct kafka_struct_desc *d, int16_t v, const void *o)
 {
     if (v < d->min_version || v > d->max_version) return 0;
-    return kafka_struct_size_depth(d, v, o, 0);
+    return kafka_struct_size_depth(d, v, o, NULL, 0);
+}
+
+size_t kafka_struct_size_refs(const struct kafka_struct_desc *d, int16_t v, const void *o,
+                              kafka_refs *refs)
+{
+    refs->planned = 0;
+    refs->planned_bytes = 0;
+    if (v < d->min_version || v > d->max_version) return 0;
+    return kafka_struct_size_depth(d, v, o, refs, 0);
 }
 
 /* --- encode --- */
 
 static int kafka_struct_encode_depth(const struct kafka_struct_desc *d, al_wr *wr, int16_t v,
-                                     const void *o, int depth);
+                                     const void *o, kafka_refs *refs, int depth);
+
+/* Writes a records value: its length prefix, then the bytes, or (by reference) a splice entry
+ * in refs at the current position of wr instead of the bytes. */
+static int kafka_records_encode(al_wr *wr, bool compact, bool nullable, const kafka_bytes *b,
+                                kafka_refs *refs)
+{
+    if (!kafka_ref_wanted(refs, b)) return kafka_wr_bytes(wr, compact, nullable, *b);
+    if (!b->ptr) return AL_EINVAL;
+    if (refs->n >= refs->cap) return AL_EMALFORMED; /* the size pass planned fewer */
+    if (compact) al_wr_uvarint(wr, (uint32_t)b->len + 1u);
+    else al_wr_i32(wr, b->len);
+    if (wr->err) return wr->err;
+    refs->v[refs->n++] = (kafka_ref){.at = (size_t)(wr->p - refs->base), .ptr = b->ptr,
+                                     .len = (size_t)b->len};
+    return 0;
+}
 
 static int kafka_value_encode(const struct kafka_field_desc *f, al_wr *wr, int16_t v,
-                              const void *o, const void *p, bool elem, int depth)
+                              const void *o, const void *p, bool elem, kafka_refs *refs,
+                              int depth)
 {
     uint32_t bit = 1u << v;
     bool compact = f->flexible & bit, nullable = !elem && (f->nullable & bit);
@@ -445,9 +483,8 @@ static int kafka_value_encode(const struct kafka_field_desc *f, al_wr *wr, int16
     case KAFKA_T_INT64: al_wr_i64(wr, *(const int64_t *)p); break;
     case KAFKA_T_FLOAT64: al_wr_f64(wr, *(const double *)p); break;
     case KAFKA_T_STRING: return kafka_wr_string(wr, compact, nullable, *(const kafka_str *)p);
-    case KAFKA_T_BYTES:
-    case KAFKA_T_RECORDS:
-        return kafka_wr_bytes(wr, compact, nullable, *(const kafka_bytes *)p);
+    case KAFKA_T_BYTES: return kafka_wr_bytes(wr, compact, nullable, *(const kafka_bytes *)p);
+    case KAFKA_T_RECORDS: return kafka_records_encode(wr, compact, nullable, p, refs);
     case KAFKA_T_UUID: al_wr_bytes(wr, ((const kafka_uuid *)p)->b, 16); break;
     case KAFKA_T_STRUCT:
         if (!elem && f->nullable_struct) {
@@ -456,16 +493,16 @@ static int kafka_value_encode(const struct kafka_field_desc *f, al_wr *wr, int16
             if (nullable) al_wr_i8(wr, is_null ? -1 : 1);
             if (is_null) return 0;
         }
-        return kafka_struct_encode_depth(f->sub, wr, v, p, depth + 1);
+        return kafka_struct_encode_depth(f->sub, wr, v, p, refs, depth + 1);
     }
     return 0;
 }
 
 static int kafka_field_encode(const struct kafka_field_desc *f, al_wr *wr, int16_t v,
-                              const void *o, int depth)
+                              const void *o, kafka_refs *refs, int depth)
 {
     const void *p = kafka_cat(o, f->off);
-    if (!f->array) return kafka_value_encode(f, wr, v, o, p, false, depth);
+    if (!f->array) return kafka_value_encode(f, wr, v, o, p, false, refs, depth);
     uint32_t bit = 1u << v;
     int32_t n = *(const int32_t *)kafka_cat(o, f->aux_off);
     const char *e = *(const char *const *)p;
@@ -473,14 +510,14 @@ static int kafka_field_encode(const struct kafka_field_desc *f, al_wr *wr, int16
     if (rc) return rc;
     size_t es = kafka_elem_size(f);
     for (int32_t k = 0; k < n; k++) {
-        rc = kafka_value_encode(f, wr, v, o, e + (size_t)k * es, true, depth);
+        rc = kafka_value_encode(f, wr, v, o, e + (size_t)k * es, true, refs, depth);
         if (rc) return rc;
     }
     return 0;
 }
 
 static int kafka_struct_encode_depth(const struct kafka_struct_desc *d, al_wr *wr, int16_t v,
-                                     const void *o, int depth)
+                                     const void *o, kafka_refs *refs, int depth)
 {
     AL_ASSERT(depth < KAFKA_MAX_DEPTH);
     uint32_t bit = 1u << v;
@@ -492,7 +529,7 @@ static int kafka_struct_encode_depth(const struct kafka_struct_desc *d, al_wr *w
     for (uint16_t i = 0; i < d->nfields; i++) {
         const struct kafka_field_desc *f = &d->fields[i];
         if (!(f->versions & bit) || (f->tagged & bit)) continue;
-        int rc = kafka_field_encode(f, wr, v, o, depth);
+        int rc = kafka_field_encode(f, wr, v, o, refs, depth);
         if (rc) return rc;
     }
     if (!(d->flexible & bit)) return wr->err;
@@ -510,8 +547,9 @@ static int kafka_struct_encode_depth(const struct kafka_struct_desc *d, al_wr *w
         const struct kafka_field_desc *f = &d->fields[d->tag_order[k]];
         if (!(present & (1u << k))) continue;
         al_wr_uvarint(wr, (uint32_t)f->tag);
-        al_wr_uvarint64(wr, kafka_field_size(f, v, o, depth));
-        int rc = kafka_field_encode(f, wr, v, o, depth);
+        /* The wire size of the tagged value (records inside it count in full either way). */
+        al_wr_uvarint64(wr, kafka_field_size(f, v, o, NULL, depth));
+        int rc = kafka_field_encode(f, wr, v, o, refs, depth);
         if (rc) return rc;
     }
     return wr->err;
@@ -520,7 +558,15 @@ static int kafka_struct_encode_depth(const struct kafka_struct_desc *d, al_wr *w
 int kafka_struct_encode(const struct kafka_struct_desc *d, al_wr *wr, int16_t v, const void *o)
 {
     if (v < d->min_version || v > d->max_version) return AL_EUNSUPPORTED;
-    return kafka_struct_encode_depth(d, wr, v, o, 0);
+    return kafka_struct_encode_depth(d, wr, v, o, NULL, 0);
+}
+
+int kafka_struct_encode_refs(const struct kafka_struct_desc *d, al_wr *wr, int16_t v,
+                             const void *o, kafka_refs *refs)
+{
+    if (v < d->min_version || v > d->max_version) return AL_EUNSUPPORTED;
+    refs->n = 0;
+    return kafka_struct_encode_depth(d, wr, v, o, refs, 0);
 }
 
 /* --- test filler --- */

@@ -51,6 +51,8 @@ const struct kafka_handler kafka_handlers[] = {
 };
 const size_t kafka_handler_count = AL_ARRAY_SIZE(kafka_handlers);
 
+bool kafka_req_copy_records;
+
 const struct kafka_handler *kafka_handler_find(int16_t api_key)
 {
     for (size_t i = 0; i < kafka_handler_count; i++)
@@ -219,9 +221,45 @@ static kafka_req *kafka_req_init(kafka_req *req, uint8_t *mem, uint8_t *frame, s
     return req;
 }
 
+/* A piece of memory a response refers to, released when the request is freed (in arena). */
+struct kafka_req_hold {
+    struct kafka_req_hold *next;
+    void *p;
+    void (*release)(void *p);
+};
+
+int kafka_req_hold(kafka_req *req, void *p, void (*release)(void *p))
+{
+    struct kafka_req_hold *h = kafka_arena_alloc(&req->arena, sizeof(*h));
+    if (!h) {
+        release(p);
+        return -ENOMEM;
+    }
+    h->p = p;
+    h->release = release;
+    h->next = req->holds;
+    req->holds = h;
+    return 0;
+}
+
+/* Releases every hold (bounded: each is in the arena, at most arena.limit / sizeof). */
+static void req_release_holds(kafka_req *req)
+{
+    struct kafka_req_hold *h = req->holds;
+    req->holds = NULL;
+    for (size_t guard = 0; h && guard < ((size_t)1 << 32); guard++) {
+        struct kafka_req_hold *next = h->next;
+        h->release(h->p);
+        h = next;
+    }
+}
+
 void kafka_req_free(kafka_req *req)
 {
     if (!req) return;
+    req_release_holds(req);
+    req->resp_iov = NULL;
+    req->resp_iovcnt = 0;
     if (!req->frame_mem && req->frame && req->frame_cap && req->frame_cap <= REQ_POOL_KEEP_FRAME) {
         req->frame_keep = req->frame; /* kafka_req_new_copy's buffer: kept for the next one */
     } else {
@@ -258,6 +296,8 @@ void kafka_req_fail(kafka_req *req, int err, const char *why)
     req->resp = NULL;
     req->resp_len = 0;
     req->resp_cap = 0;
+    req->resp_iov = NULL;
+    req->resp_iovcnt = 0;
     complete(req);
 }
 
@@ -267,8 +307,32 @@ void kafka_req_respond_none(kafka_req *req)
     complete(req);
 }
 
+/* Builds req->resp_iov from the contiguous buffer (len bytes) and its splice entries: the
+ * buffer's pieces between the entries, interleaved with the referenced records. Empty pieces
+ * are left out. Returns 0 or -ENOMEM (arena). */
+static int build_resp_iov(kafka_req *req, uint8_t *buf, size_t len, const kafka_refs *refs)
+{
+    struct iovec *iov = kafka_arena_alloc(&req->arena,
+                                          sizeof(*iov) * (2 * (size_t)refs->n + 1));
+    if (!iov) return -ENOMEM;
+    int n = 0;
+    size_t pos = 0;
+    for (int32_t i = 0; i < refs->n; i++) {
+        const kafka_ref *r = &refs->v[i];
+        AL_ASSERT(r->at >= pos && r->at <= len);
+        if (r->at > pos) iov[n++] = (struct iovec){.iov_base = buf + pos, .iov_len = r->at - pos};
+        iov[n++] = (struct iovec){.iov_base = (void *)r->ptr, .iov_len = r->len};
+        pos = r->at;
+    }
+    if (pos < len) iov[n++] = (struct iovec){.iov_base = buf + pos, .iov_len = len - pos};
+    req->resp_iov = iov;
+    req->resp_iovcnt = n;
+    return 0;
+}
+
 /* Encodes resp at `version` (which may differ from the request's only for the ApiVersions
- * fallback) with its response header. */
+ * fallback) with its response header. A FetchResponse's large records go by reference
+ * (request.h): resp then holds only the rest and resp_iov the whole. */
 static int encode_response(kafka_req *req, const void *resp, int16_t version)
 {
     int16_t hv = kafka_response_header_version(req->api_key, version);
@@ -276,9 +340,20 @@ static int encode_response(kafka_req *req, const void *resp, int16_t version)
     kafka_ResponseHeader_init(&h);
     h.CorrelationId = req->correlation_id;
     size_t hsize = kafka_ResponseHeader_size(hv, &h);
-    size_t bsize = kafka_response_size(req->api_key, version, resp);
+    kafka_refs refs = {.min_len = KAFKA_REQ_REF_MIN};
+    bool by_ref = req->api_key == KAFKA_API_FETCH && !kafka_req_copy_records;
+    size_t bsize = by_ref ? kafka_FetchResponse_size_refs(version, resp, &refs)
+                          : kafka_response_size(req->api_key, version, resp);
     if (hsize + bsize > INT32_MAX) return AL_ETOOLARGE;
-    size_t total = 4 + hsize + bsize;
+    if (by_ref && refs.planned > 0) {
+        refs.v = kafka_arena_alloc(&req->arena, sizeof(*refs.v) * (size_t)refs.planned);
+        if (!refs.v) by_ref = false; /* copy instead */
+    }
+    if (!by_ref || refs.planned == 0) {
+        by_ref = false;
+        refs.planned_bytes = 0;
+    }
+    size_t total = 4 + hsize + bsize - refs.planned_bytes; /* the contiguous part */
     /* The pooled spare buffer when it is large enough (no malloc for a small response). */
     bool spare = req->resp_keep && req->keep_cap >= total;
     uint8_t *buf = spare ? req->resp_keep : malloc(total);
@@ -286,9 +361,17 @@ static int encode_response(kafka_req *req, const void *resp, int16_t version)
     al_wr wr = al_wr_make(buf, total);
     al_wr_u32(&wr, (uint32_t)(hsize + bsize));
     int rc = kafka_ResponseHeader_encode(&wr, hv, &h);
-    if (!rc) rc = kafka_response_encode(req->api_key, version, &wr, resp);
+    if (!rc && by_ref) {
+        refs.base = buf;
+        refs.cap = refs.planned;
+        rc = kafka_FetchResponse_encode_refs(&wr, version, resp, &refs);
+        if (!rc && refs.n != refs.planned) rc = AL_EMALFORMED; /* size and encode disagree */
+    } else if (!rc) {
+        rc = kafka_response_encode(req->api_key, version, &wr, resp);
+    }
     if (!rc && wr.err) rc = wr.err;
     if (!rc && wr.p != buf + total) rc = AL_EMALFORMED; /* size() and encode() disagree */
+    if (!rc && by_ref) rc = build_resp_iov(req, buf, total, &refs);
     if (rc) {
         if (!spare) free(buf);
         return rc;
@@ -300,8 +383,25 @@ static int encode_response(kafka_req *req, const void *resp, int16_t version)
         req->resp_keep = NULL;
         req->keep_cap = 0;
     }
-    req->resp_len = total;
+    req->resp_len = total + refs.planned_bytes; /* the wire size */
     return 0;
+}
+
+int64_t kafka_req_resp_copy(const kafka_req *req, uint8_t *out, size_t cap)
+{
+    if (req->resp_len > cap) return AL_ETOOLARGE;
+    if (!req->resp_iov) {
+        if (req->resp_len) memcpy(out, req->resp, req->resp_len);
+        return (int64_t)req->resp_len;
+    }
+    size_t pos = 0;
+    for (int i = 0; i < req->resp_iovcnt; i++) {
+        AL_ASSERT(pos + req->resp_iov[i].iov_len <= req->resp_len);
+        memcpy(out + pos, req->resp_iov[i].iov_base, req->resp_iov[i].iov_len);
+        pos += req->resp_iov[i].iov_len;
+    }
+    AL_ASSERT(pos == req->resp_len);
+    return (int64_t)pos;
 }
 
 static int respond_at(kafka_req *req, const void *resp, int16_t version)

@@ -342,6 +342,34 @@ static bool fetch_has_error(const struct fetch_ctx *ctx)
     return false;
 }
 
+static void fetch_buf_release(void *p)
+{
+    free(p);
+}
+
+/* Hands the record buffers of the parts that go into the response to the request (they are
+ * sent from where they are: kafka_req_hold) and frees the others. A part whose buffer cannot
+ * be held is answered without records (the client fetches them again). */
+static void fetch_hand_over(struct fetch_ctx *ctx)
+{
+    for (int32_t i = 0; i < ctx->nparts; i++) {
+        struct fetch_part *fp = &ctx->parts[i];
+        uint8_t *data = fp->data;
+        fp->data = NULL;
+        fp->len = 0;
+        if (!data) continue;
+        kafka_bytes *rec = &fp->out->Records;
+        if (rec->ptr != data) {
+            free(data); /* not in this response (over MaxBytes) */
+            continue;
+        }
+        if (kafka_req_hold(ctx->req, data, fetch_buf_release) < 0) {
+            rec->ptr = NULL; /* released: answer this partition empty */
+            rec->len = 0;
+        }
+    }
+}
+
 static void fetch_respond(struct fetch_ctx *ctx)
 {
     reactor_timer_cancel(ctx->ds->rs, &ctx->timer);
@@ -351,24 +379,13 @@ static void fetch_respond(struct fetch_ctx *ctx)
     }
     ctx->phase = PHASE_DONE;
     fetch_gather(ctx);
+    /* The records go out by reference (kafka_req_respond encodes large ones as pointers into
+     * these buffers): the request owns them from here and frees them once they are sent.
+     * Responding may free the request (and ctx, in its arena) at once when the connection is
+     * gone, so nothing of ctx is touched after it. */
+    fetch_hand_over(ctx);
     fetch_count_bytes(ctx); /* operations: bytes out per topic */
-    /* Responding may free the request (and ctx, in its arena) at once when the connection is
-     * gone: take the record buffers out first; the response is encoded by then. */
-    int32_t n = 0;
-    uint8_t **bufs = malloc(sizeof(*bufs) * (size_t)AL_MAX(ctx->nparts, 1));
-    if (bufs) {
-        for (int32_t i = 0; i < ctx->nparts; i++)
-            if (ctx->parts[i].data) bufs[n++] = ctx->parts[i].data;
-    } else {
-        fetch_free_data(ctx);
-        for (int32_t i = 0; i < ctx->nparts; i++) {
-            ctx->parts[i].out->Records.ptr = NULL;
-            ctx->parts[i].out->Records.len = 0;
-        }
-    }
     kafka_req_respond(ctx->req, &ctx->resp);
-    for (int32_t i = 0; i < n; i++) free(bufs[i]);
-    free(bufs);
 }
 
 /* The wait is over (woken or timed out): cancel the watches everywhere, read again. */

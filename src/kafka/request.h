@@ -26,6 +26,8 @@
 #include "kafka/errors.h"
 #include "kafka_codec.h"
 
+#include <sys/uio.h>
+
 struct al_config;
 
 /* Broker-wide, read-only state the handlers may read from any shard. */
@@ -66,6 +68,11 @@ struct kafka_req {
     size_t resp_cap;            /* private (request pool): capacity of resp */
     uint8_t *resp_keep;         /* private: a spare response buffer from the pool */
     size_t keep_cap;            /* private: its capacity */
+    struct iovec *resp_iov;     /* NULL, or the response as gathered pieces (in arena): the
+                                   contiguous parts of resp and the records sent by reference
+                                   (see kafka_req_hold); resp_len is then the wire total */
+    int resp_iovcnt;
+    struct kafka_req_hold *holds; /* private: memory held until the req is freed */
     bool no_response;           /* answered, but nothing goes on the wire (acks=0) */
     int fail;                   /* < 0: close the connection (set by kafka_req_fail) */
     const char *fail_reason;    /* static text for the connection's log line, or NULL */
@@ -127,6 +134,28 @@ void kafka_dispatch(kafka_req *req);
  * (connection closed) and on_done is still called. Exactly once per req, on req->shard.
  */
 int kafka_req_respond(kafka_req *req, const void *resp);
+
+/*
+ * Zero-copy responses (Fetch): kafka_req_respond encodes a FetchResponse's records of at least
+ * KAFKA_REQ_REF_MIN bytes by reference (kafka_refs, codec.h): they are not copied into resp but
+ * sent from where they are, through resp_iov. The handler must keep that memory alive until
+ * the request is freed, which it does by handing it over with kafka_req_hold() BEFORE
+ * responding: release(p) is called once from kafka_req_free (on the connection's shard, after
+ * the last byte was sent or the connection closed and no send is in flight), or at once when
+ * the hold cannot be recorded (then the call returns -ENOMEM and p must not be referenced: the
+ * handler answers without those records). Returns 0 or -ENOMEM.
+ */
+#define KAFKA_REQ_REF_MIN 1024
+int kafka_req_hold(kafka_req *req, void *p, void (*release)(void *p));
+
+/* Copies the whole response frame (with its size prefix: resp, or the pieces of resp_iov in
+ * order) into out. Returns resp_len, or AL_ETOOLARGE when cap is smaller (nothing copied).
+ * For tests and tools: the send path never flattens a response. */
+int64_t kafka_req_resp_copy(const kafka_req *req, uint8_t *out, size_t cap);
+
+/* Tests only (set before any request, process-wide): true makes every response copy its
+ * records into resp as before (no resp_iov), to compare both paths byte for byte. */
+extern bool kafka_req_copy_records;
 
 /* Completes the req with no response bytes (acks=0 Produce). Calls on_done. */
 void kafka_req_respond_none(kafka_req *req);

@@ -51,6 +51,12 @@ struct net_conn {
     uint8_t *wbuf;           /* small answered responses gathered into one send (WBUF_CAP) */
     size_t wpos, wlen;       /* sent / filled bytes of wbuf */
     bool sending_wbuf;       /* the pending send is from wbuf (else from the head's resp) */
+    kafka_req *sending;      /* the req whose memory the pending send reads (NULL: wbuf) */
+    kafka_req *orphan;       /* that req after the connection closed mid-send: freed once the
+                                send has completed (its memory may still be read until then) */
+    kafka_req *iov_req;      /* the req whose gathered response smsg walks */
+    struct msghdr smsg;      /* what is left of iov_req's resp_iov (io_iov_advance) */
+    struct msghdr smsg_op;   /* the pending sendmsg (smsg capped at IO_SENDMSG_IOV_MAX) */
     uint8_t *rbuf;
     size_t rcap;             /* capacity (counted in sh->bytes) */
     size_t rpos;             /* start of unconsumed bytes */
@@ -133,6 +139,8 @@ static void conn_maybe_free(net_conn *c)
     if (!c->closing || c->recv_pending || c->send_pending || c->in_pump) return;
     net_shard *sh = c->sh;
     conn_wbuf_release(c);
+    kafka_req_free(c->orphan); /* no send reads it any more */
+    c->orphan = NULL;
     io_close_now(sh->io, c->fd);
     if (c->prev) c->prev->next = c->next;
     else sh->conns = c->next;
@@ -148,7 +156,10 @@ static void req_unlink_all(net_conn *c)
     for (int64_t i = 0; r && i <= c->nreqs; i++) {
         kafka_req *next = r->next;
         r->next = NULL;
-        if (r->state == KAFKA_REQ_DONE) {
+        if (r->state == KAFKA_REQ_DONE && c->send_pending && r == c->sending) {
+            c->orphan = r; /* the kernel may still read its response: freed after the send */
+            c->sh->orphaned_sends++;
+        } else if (r->state == KAFKA_REQ_DONE) {
             kafka_req_free(r);
         } else {
             r->owner = NULL; /* orphan: its completion frees it */
@@ -157,6 +168,7 @@ static void req_unlink_all(net_conn *c)
         r = next;
     }
     c->head = c->tail = NULL;
+    c->iov_req = NULL;
     shard_add_bytes(c->sh, -c->bytes);
     c->bytes = 0;
     c->nreqs = 0;
@@ -227,6 +239,7 @@ static void conn_pop_head(net_conn *c)
     c->bytes -= b;
     shard_add_bytes(c->sh, -b);
     if (!r->no_response) c->sh->responses++;
+    if (c->iov_req == r) c->iov_req = NULL; /* (a pooled req may come back at this address) */
     kafka_req_free(r);
 }
 
@@ -243,6 +256,7 @@ static void conn_on_send(io_op *op)
 {
     net_conn *c = op->ctx;
     c->send_pending = false;
+    c->sending = NULL;
     if (c->closing) {
         conn_maybe_free(c);
         return;
@@ -258,6 +272,11 @@ static void conn_on_send(io_op *op)
         kafka_req *r = c->head;
         AL_ASSERT(r && r->state == KAFKA_REQ_DONE && r->sent + (size_t)op->res <= r->resp_len);
         r->sent += (size_t)op->res;
+        if (r->resp_iov) {
+            AL_ASSERT(c->iov_req == r);
+            size_t left = io_iov_advance(&c->smsg, (size_t)op->res);
+            AL_ASSERT(left == r->resp_len - r->sent);
+        }
     }
     c->last_active_ns = io_now_ns(c->sh->io);
     conn_pump(c);
@@ -267,8 +286,29 @@ static void conn_send(net_conn *c, const uint8_t *p, size_t n, bool from_wbuf)
 {
     c->send_pending = true;
     c->sending_wbuf = from_wbuf;
+    c->sending = from_wbuf ? NULL : c->head;
     c->sh->sends++;
     io_send(c->sh->io, &c->send_op, c->fd, p, n);
+}
+
+/* Sends (the rest of) the head's gathered response (resp_iov: records by reference) with one
+ * sendmsg of at most IO_SENDMSG_IOV_MAX pieces; the completion advances through them. */
+static void conn_send_iov(net_conn *c, kafka_req *r)
+{
+    if (c->iov_req != r) { /* first send of this response */
+        AL_ASSERT(r->sent == 0);
+        c->iov_req = r;
+        c->smsg = (struct msghdr){.msg_iov = r->resp_iov, .msg_iovlen = (size_t)r->resp_iovcnt};
+    }
+    AL_ASSERT(c->smsg.msg_iovlen > 0);
+    c->smsg_op = c->smsg;
+    if (c->smsg_op.msg_iovlen > IO_SENDMSG_IOV_MAX) c->smsg_op.msg_iovlen = IO_SENDMSG_IOV_MAX;
+    c->send_pending = true;
+    c->sending_wbuf = false;
+    c->sending = r;
+    c->sh->sends++;
+    c->sh->gathered_sends++;
+    io_sendmsg(c->sh->io, &c->send_op, c->fd, &c->smsg_op);
 }
 
 /*
@@ -300,6 +340,11 @@ static bool conn_flush(net_conn *c)
             continue;
         }
         size_t left = r->resp_len - r->sent;
+        if (r->resp_iov) { /* records by reference: never copied into wbuf */
+            if (c->wlen) break; /* send what was answered before it first */
+            conn_send_iov(c, r);
+            break;
+        }
         bool next_done = r->next && r->next->state == KAFKA_REQ_DONE;
         if (c->wlen == 0 && (left >= WBUF_DIRECT || !next_done)) {
             conn_send(c, r->resp + r->sent, left, false);

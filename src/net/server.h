@@ -82,6 +82,9 @@ typedef struct net_shard {
     uint64_t accepted, closed, requests, responses, sends;
     uint64_t frames_handed_over; /* large frames given to their request with the receive
                                     buffer, not copied */
+    uint64_t gathered_sends;     /* sendmsg calls for responses with records by reference */
+    uint64_t orphaned_sends;     /* connections closed with such a send (or any send from a
+                                    request's buffer) in flight: the req freed after it */
 } net_shard;
 
 /*

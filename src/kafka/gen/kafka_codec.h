@@ -2680,6 +2680,10 @@ int kafka_FetchResponse_encode(al_wr *wr, int16_t v, const kafka_FetchResponse *
 size_t kafka_FetchResponse_size(int16_t v, const kafka_FetchResponse *o);
 bool kafka_FetchResponse_equal(const kafka_FetchResponse *x, const kafka_FetchResponse *y);
 void kafka_FetchResponse_fill_test(kafka_FetchResponse *o, int16_t v, kafka_filler *f);
+/* Records by reference (zero-copy responses): see kafka_refs in codec.h. */
+size_t kafka_FetchResponse_size_refs(int16_t v, const kafka_FetchResponse *o, kafka_refs *refs);
+int kafka_FetchResponse_encode_refs(
+    al_wr *wr, int16_t v, const kafka_FetchResponse *o, kafka_refs *refs);
 
 /* ---- ListOffsetsResponse ---- */
 typedef struct kafka_ListOffsetsResponse_ListOffsetsPartitionResponse {
@@ -4722,6 +4726,11 @@ bool kafka_FetchSnapshotResponse_equal(
     const kafka_FetchSnapshotResponse *x, const kafka_FetchSnapshotResponse *y);
 void kafka_FetchSnapshotResponse_fill_test(
     kafka_FetchSnapshotResponse *o, int16_t v, kafka_filler *f);
+/* Records by reference (zero-copy responses): see kafka_refs in codec.h. */
+size_t kafka_FetchSnapshotResponse_size_refs(
+    int16_t v, const kafka_FetchSnapshotResponse *o, kafka_refs *refs);
+int kafka_FetchSnapshotResponse_encode_refs(
+    al_wr *wr, int16_t v, const kafka_FetchSnapshotResponse *o, kafka_refs *refs);
 
 /* ---- DescribeClusterResponse ---- */
 typedef struct kafka_DescribeClusterResponse_DescribeClusterBroker {

@@ -571,6 +571,15 @@ size_t kafka_FetchResponse_size(int16_t v, const kafka_FetchResponse *o)
 {
     return kafka_struct_size(&kafka_FetchResponse_desc, v, o);
 }
+size_t kafka_FetchResponse_size_refs(int16_t v, const kafka_FetchResponse *o, kafka_refs *refs)
+{
+    return kafka_struct_size_refs(&kafka_FetchResponse_desc, v, o, refs);
+}
+int kafka_FetchResponse_encode_refs(
+    al_wr *wr, int16_t v, const kafka_FetchResponse *o, kafka_refs *refs)
+{
+    return kafka_struct_encode_refs(&kafka_FetchResponse_desc, wr, v, o, refs);
+}
 void kafka_FetchResponse_fill_test(kafka_FetchResponse *o, int16_t v, kafka_filler *f)
 {
     kafka_struct_fill(&kafka_FetchResponse_desc, o, v, f);
@@ -7189,6 +7198,16 @@ int kafka_FetchSnapshotResponse_encode(al_wr *wr, int16_t v, const kafka_FetchSn
 size_t kafka_FetchSnapshotResponse_size(int16_t v, const kafka_FetchSnapshotResponse *o)
 {
     return kafka_struct_size(&kafka_FetchSnapshotResponse_desc, v, o);
+}
+size_t kafka_FetchSnapshotResponse_size_refs(
+    int16_t v, const kafka_FetchSnapshotResponse *o, kafka_refs *refs)
+{
+    return kafka_struct_size_refs(&kafka_FetchSnapshotResponse_desc, v, o, refs);
+}
+int kafka_FetchSnapshotResponse_encode_refs(
+    al_wr *wr, int16_t v, const kafka_FetchSnapshotResponse *o, kafka_refs *refs)
+{
+    return kafka_struct_encode_refs(&kafka_FetchSnapshotResponse_desc, wr, v, o, refs);
 }
 void kafka_FetchSnapshotResponse_fill_test(
     kafka_FetchSnapshotResponse *o, int16_t v, kafka_filler *f)
