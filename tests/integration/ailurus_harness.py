@@ -193,16 +193,20 @@ class Broker:
 
 class Cluster:
     """N `ailurus start` processes forming one cluster on 127.0.0.1 (cluster mode: the same
-    seed list, the first node's rpc address, for all). Node i (0-based) has node id i + 1,
-    its own kafka and rpc ports (picked once and kept across restarts), admin port 0 and data
-    directory. start() launches every node at once (a restarted cluster needs a majority up to
-    elect a controller) and waits for each one's "ready" line, which a node prints only once
-    it has joined and applied the controller state. kill(i) is a SIGKILL, restart(i) starts
-    node i again (after a kill or a stop), add_node() starts one more, stop() stops all
-    (raising BrokerCrashed if one crashed) and remove_files() deletes their directories."""
+    seed list, the first node's rpc address, for all). Node i (0-based) has node id
+    first_id + i (first_id 1 by default; 0 makes ids and indices the same), its own kafka and
+    rpc ports (picked once and kept across restarts), admin port 0 and data directory.
+    start() launches every node at once (a restarted cluster needs a majority up to elect a
+    controller) and waits for each one's "ready" line, which a node prints only once it has
+    joined and applied the controller state. kill(i) is a SIGKILL, restart(i) starts node i
+    again (after a kill or a stop), add_node() starts one more, live() lists the running
+    nodes' indices, stop() stops all (raising BrokerCrashed if one crashed) and
+    remove_files() deletes their directories. Tests get one from conftest's cluster_factory,
+    which keeps the files of a failed test."""
 
-    def __init__(self, n=3, smp=1, args=(), env=None, ready_timeout=40.0):
+    def __init__(self, n=3, smp=1, args=(), env=None, ready_timeout=40.0, first_id=1):
         self.smp = smp
+        self.first_id = first_id
         self.args = list(args)
         self.env = env
         self.ready_timeout = ready_timeout
@@ -225,7 +229,7 @@ class Cluster:
         raise AssertionError("no free port below the ephemeral range")
 
     def _new_node(self):
-        node_id = len(self.nodes) + 1
+        node_id = self.first_id + len(self.nodes)
         kafka, rpc = self._free_port(), self._free_port()
         args = ["--node-id", str(node_id), "--rpc-addr", "127.0.0.1:%d" % rpc] + self.args
         b = Broker(args=args, env=self.env, smp=self.smp, port=kafka,
@@ -259,6 +263,10 @@ class Cluster:
     @property
     def bootstrap(self):
         return ",".join(b.addr for b in self.nodes if b.proc is not None)
+
+    def live(self):
+        """Indices (into nodes) of the nodes running now."""
+        return [i for i, b in enumerate(self.nodes) if b.proc is not None]
 
     def kill(self, i):
         self.nodes[i].kill()

@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ailurus_harness import Cluster, frame, header, recv_frame
+from ailurus_harness import frame, header, recv_frame
 
 JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
 
@@ -29,22 +29,9 @@ ERR_NOT_COORDINATOR = 16
 
 
 @pytest.fixture
-def cluster3():
-    c = Cluster(3, smp=int(os.environ.get("CG_SMP", "1"))).start()
-    ok = False
-    try:
-        yield c
-        ok = True
-    finally:
-        try:
-            c.stop()
-        finally:
-            if ok:
-                c.remove_files()
-
-
-def live(c):
-    return [i for i, b in enumerate(c.nodes) if b.proc is not None]
+def cluster3(cluster_factory):
+    """A started 3-node cluster (conftest's cluster_factory: files kept when the test fails)."""
+    return cluster_factory(3, smp=int(os.environ.get("CG_SMP", "1")))
 
 
 def wait_for(what, fn, timeout=30.0, step=0.2):
@@ -93,7 +80,7 @@ def find_coordinator(node, group):
 def coordinator(c, group, nodes=None, exclude=None):
     """The coordinator every node in `nodes` (default: the live ones) names for group."""
     def agreed():
-        seen = {find_coordinator(c.nodes[i], group) for i in (nodes or live(c))}
+        seen = {find_coordinator(c.nodes[i], group) for i in (nodes or c.live())}
         if len(seen) != 1:
             return None
         err, nid, port = seen.pop()
@@ -176,40 +163,31 @@ def test_producer_ids_distinct_across_nodes(cluster3):
     assert got[1] not in values, (got, ids)
 
 
-def test_one_node_cluster_creates_offsets_topic_on_first_use():
+def test_one_node_cluster_creates_offsets_topic_on_first_use(cluster_factory):
     """Below 3 nodes the controller does not create __consumer_offsets by itself: the first
     FindCoordinator asks for it (RF = the nodes there are), then the group works."""
-    c = Cluster(1).start()
-    ok = False
+    c = cluster_factory(1)
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    assert "__consumer_offsets" not in admin.list_topics(timeout=5).topics
+    create_topic(c, "one", 3, rf=1)
+    produce(c, "one", [b"x%d" % i for i in range(50)])
+    assert coordinator(c, "g-one") == 1
+    t = admin.list_topics("__consumer_offsets", timeout=5).topics["__consumer_offsets"]
+    assert len(t.partitions) == 16 and all(p.replicas == [1] for p in t.partitions.values())
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "g-one",
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False})
     try:
-        admin = AdminClient({"bootstrap.servers": c.bootstrap})
-        assert "__consumer_offsets" not in admin.list_topics(timeout=5).topics
-        create_topic(c, "one", 3, rf=1)
-        produce(c, "one", [b"x%d" % i for i in range(50)])
-        assert coordinator(c, "g-one") == 1
-        t = admin.list_topics("__consumer_offsets", timeout=5).topics["__consumer_offsets"]
-        assert len(t.partitions) == 16 and all(p.replicas == [1] for p in t.partitions.values())
-        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "g-one",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-        try:
-            cons.subscribe(["one"])
-            got, deadline = 0, time.monotonic() + 40
-            while got < 50 and time.monotonic() < deadline:
-                m = cons.poll(0.2)
-                got += m is not None and not m.error()
-            assert got == 50
-            cons.commit(asynchronous=False)
-        finally:
-            cons.close()
-        ends = end_offsets(c, "one", 3)
-        assert committed(c, "g-one", "one", 3) == ends
-        ok = True
+        cons.subscribe(["one"])
+        got, deadline = 0, time.monotonic() + 40
+        while got < 50 and time.monotonic() < deadline:
+            m = cons.poll(0.2)
+            got += m is not None and not m.error()
+        assert got == 50
+        cons.commit(asynchronous=False)
     finally:
-        try:
-            c.stop()
-        finally:
-            if ok:
-                c.remove_files()
+        cons.close()
+    ends = end_offsets(c, "one", 3)
+    assert committed(c, "g-one", "one", 3) == ends
 
 
 def test_offsets_topic_replicated_and_coordinator_leads_it(cluster3):

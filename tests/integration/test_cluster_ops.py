@@ -20,63 +20,21 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ailurus_harness import Broker, binary, pick_port
+from ailurus_harness import binary
 
 ADMIN_RE_TEXT = "admin API listening on 127.0.0.1:"
 
 
-class OpsCluster:
-    """n nodes with ids 0..n-1 and the same seed list (node 0's RPC address)."""
-
-    def __init__(self, n):
-        self.rpc_ports = [pick_port() for _ in range(n)]
-        seeds = "127.0.0.1:%d" % self.rpc_ports[0]
-        self.nodes = [
-            Broker(args=["--node-id", str(i), "--seed-servers", seeds,
-                         "--rpc-addr", "127.0.0.1:%d" % self.rpc_ports[i]],
-                   ready_timeout=40)
-            for i in range(n)]
-
-    def start(self):
-        for b in self.nodes:
-            b.start()
-        return self
-
-    def bootstrap(self):
-        return ",".join(b.addr for b in self.nodes if b.proc is not None)
-
-    def stop(self):
-        for b in self.nodes:
-            if b.proc is not None:
-                b.stop()
-
-    def remove_files(self):
-        for b in self.nodes:
-            b.remove_files()
-
-
-def make_cluster(n):
-    c = OpsCluster(n).start()
-    ok = False
-    try:
-        yield c
-        ok = True
-    finally:
-        try:
-            c.stop()
-        finally:
-            if ok:
-                c.remove_files()
+@pytest.fixture
+def cluster3(cluster_factory):
+    """3 started nodes with ids 0..2 (conftest's cluster_factory: files kept on a failure)."""
+    return cluster_factory(3, first_id=0)
 
 
 @pytest.fixture
-def cluster3():
-    yield from make_cluster(3)
-
-
-@pytest.fixture
-def cluster4():
-    yield from make_cluster(4)
+def cluster4(cluster_factory):
+    """4 started nodes with ids 0..3."""
+    return cluster_factory(4, first_id=0)
 
 
 def wait_for(what, fn, timeout=30.0, step=0.2):
@@ -133,13 +91,13 @@ def cli(node, *args):
 
 
 def create_topic(c, name, partitions, rf=3):
-    a = AdminClient({"bootstrap.servers": c.bootstrap()})
+    a = AdminClient({"bootstrap.servers": c.bootstrap})
     a.create_topics([NewTopic(name, partitions, rf)], request_timeout=20)[name].result(timeout=30)
 
 
 def partitions_of(c, topic, via=None):
     """{partition: (leader, [replicas])} from a node's Metadata (confluent_kafka)."""
-    boot = c.nodes[via].addr if via is not None else c.bootstrap()
+    boot = c.nodes[via].addr if via is not None else c.bootstrap
     a = AdminClient({"bootstrap.servers": boot})
     md = a.list_topics(topic, timeout=10)
     t = md.topics[topic]
@@ -157,7 +115,7 @@ def leaders_per_node(c, topic, n, via=None):
 
 def read_all(c, topic, partitions, expect, timeout=40.0):
     """Consumes every partition from the start until expect values were seen (or timeout)."""
-    cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "ops-verify",
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "ops-verify",
                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     cons.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     seen = set()
@@ -177,7 +135,7 @@ class Writer:
     """Produces "v<i>" with acks=all in a thread; acked holds every acknowledged value."""
 
     def __init__(self, c, topic, partition=None):
-        self.p = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all",
+        self.p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all",
                            "enable.idempotence": True, "linger.ms": 5,
                            "message.timeout.ms": 60000})
         self.topic = topic
@@ -386,7 +344,7 @@ def test_node_down_during_move_deletes_its_copy_on_restart(cluster4):
     outside = [i for i in range(4) if i not in replicas][0]
     gone = [r for r in replicas if r != leader and r != 0][0]  # keep the founder up
     target = [r for r in replicas if r != gone] + [outside]
-    p = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all"})
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all"})
     for i in range(100):
         p.produce("md", value=b"x%d" % i, partition=0)
     assert p.flush(30) == 0

@@ -19,60 +19,18 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ailurus_harness import Broker, binary, pick_port
-
-
-class RaftCluster:
-    """n `ailurus start` nodes with explicit node ids 0..n-1 and the same seed list (node 0's
-    RPC address, so node 0 founds the cluster)."""
-
-    def __init__(self, n=3, smp=1):
-        self.rpc_ports = [pick_port() for _ in range(n)]
-        seeds = "127.0.0.1:%d" % self.rpc_ports[0]
-        self.nodes = [
-            Broker(args=["--node-id", str(i), "--seed-servers", seeds,
-                         "--rpc-addr", "127.0.0.1:%d" % self.rpc_ports[i]],
-                   smp=smp, ready_timeout=40)
-            for i in range(n)]
-
-    def start(self):
-        for b in self.nodes:
-            b.start()
-        return self
-
-    def live(self):
-        return [i for i, b in enumerate(self.nodes) if b.proc is not None]
-
-    def bootstrap(self):
-        return ",".join(self.nodes[i].addr for i in self.live())
-
-    def stop(self):
-        for b in self.nodes:
-            if b.proc is not None:
-                b.stop()
-
-    def remove_files(self):
-        for b in self.nodes:
-            b.remove_files()
+from ailurus_harness import binary
 
 
 @pytest.fixture
-def cluster():
-    c = RaftCluster().start()
-    ok = False
-    try:
-        yield c
-        ok = True
-    finally:
-        try:
-            c.stop()
-        finally:
-            if ok:
-                c.remove_files()
+def cluster(cluster_factory):
+    """3 started nodes with ids 0..2, node 0 founding the cluster (conftest's cluster_factory:
+    files kept on a failure)."""
+    return cluster_factory(3, first_id=0)
 
 
 def create_topic(c, name, partitions=1, rf=3, config=None):
-    admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
     fs = admin.create_topics([NewTopic(name, partitions, rf, config=config or {})],
                              request_timeout=20)
     fs[name].result(timeout=30)
@@ -116,7 +74,7 @@ def wait_leader(c, topic, partition=0, nodes=None, timeout=30.0, exclude=None, i
 
 def consume_all(c, topic, partition, end, timeout=60.0):
     """{offset: value} of every record of topic/partition below offset end."""
-    cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "it-raft",
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "it-raft",
                      "enable.auto.commit": False, "auto.offset.reset": "earliest",
                      "fetch.wait.max.ms": 100})
     cons.assign([TopicPartition(topic, partition, 0)])
@@ -155,7 +113,7 @@ def disk_records(node, topic, partition):
 
 def produce(c, topic, values, acks="all", idempotent=True, extra=None, partition=0):
     """Produces values; returns ([(offset, value)] acknowledged, [errors])."""
-    conf = {"bootstrap.servers": c.bootstrap(), "acks": acks,
+    conf = {"bootstrap.servers": c.bootstrap, "acks": acks,
             "enable.idempotence": idempotent, "message.timeout.ms": 60000,
             "linger.ms": 5}
     conf.update(extra or {})
@@ -237,7 +195,7 @@ def test_leader_killed_mid_stream(cluster):
     c = cluster
     create_topic(c, "fo", rf=3)
     leader = wait_leader(c, "fo", isr=3)
-    conf = {"bootstrap.servers": c.bootstrap(), "acks": "all", "enable.idempotence": True,
+    conf = {"bootstrap.servers": c.bootstrap, "acks": "all", "enable.idempotence": True,
             "message.timeout.ms": 90000, "linger.ms": 2}
     p = Producer(conf)
     acked, errors = [], []
@@ -257,7 +215,7 @@ def test_leader_killed_mid_stream(cluster):
     cons_err = []
 
     def consume():
-        cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "it-raft-live",
+        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "it-raft-live",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "fetch.wait.max.ms": 100, "topic.metadata.refresh.interval.ms": 1000})
         cons.assign([TopicPartition("fo", 0, 0)])
@@ -314,7 +272,7 @@ def test_leader_killed_mid_stream(cluster):
     assert offs == sorted(set(offs)), "the live consumer went back or saw a record twice"
     assert dict(seen) == got, (len(seen), len(got), cons_err[:3])
     # ListOffsets on the new leader: earliest 0, latest = the end of the log
-    cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "it-raft-wm"})
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "it-raft-wm"})
     try:
         low, high = cons.get_watermark_offsets(TopicPartition("fo", 0), timeout=10)
     finally:
@@ -329,32 +287,25 @@ def test_leader_killed_mid_stream(cluster):
     assert disk_records(c.nodes[leader], "fo", 0) == total
 
 
-def test_two_shards_per_node():
+def test_two_shards_per_node(cluster_factory):
     """Partitions live on the shard their assignment names: Raft messages are routed from shard
     0 to it, heartbeat batches go to every shard, Produce/Fetch go to the assigned shard, and
     Metadata is answered from every shard's copy of the leadership table."""
-    c = RaftCluster(smp=2).start()
-    ok = False
-    try:
-        create_topic(c, "s2", partitions=4, rf=3)
-        shards = set()
-        for part in range(4):
-            wait_leader(c, "s2", part)
-        for i in range(3):
-            text = c.nodes[i].log_text()
-            shards |= set(re.findall(r"\[shard (\d+)\] raft: s2/\d+: replica of group", text))
-        assert shards == {"0", "1"}, shards  # both shards host replicas
-        for part in range(4):
-            a, errs = produce(c, "s2", [b"p%d-%d" % (part, i) for i in range(100)],
-                              partition=part)
-            assert not errs and len(a) == 100, (part, errs[:3])
-            got = consume_all(c, "s2", part, max(o for o, _ in a) + 1)
-            assert sorted(got.values()) == sorted(v for _, v in a)
-        ok = True
-    finally:
-        c.stop()
-        if ok:
-            c.remove_files()
+    c = cluster_factory(3, smp=2, first_id=0)
+    create_topic(c, "s2", partitions=4, rf=3)
+    shards = set()
+    for part in range(4):
+        wait_leader(c, "s2", part)
+    for i in range(3):
+        text = c.nodes[i].log_text()
+        shards |= set(re.findall(r"\[shard (\d+)\] raft: s2/\d+: replica of group", text))
+    assert shards == {"0", "1"}, shards  # both shards host replicas
+    for part in range(4):
+        a, errs = produce(c, "s2", [b"p%d-%d" % (part, i) for i in range(100)],
+                          partition=part)
+        assert not errs and len(a) == 100, (part, errs[:3])
+        got = consume_all(c, "s2", part, max(o for o, _ in a) + 1)
+        assert sorted(got.values()) == sorted(v for _, v in a)
 
 
 JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
@@ -370,7 +321,7 @@ def test_kafkajs_producer_through_leader_failover(cluster, tmp_path):
     leader = wait_leader(c, "jsfo", isr=3)
     ctl = str(tmp_path / "ctl")
     n = 600
-    proc = subprocess.Popen(["node", "cluster_produce_failover.js", c.bootstrap(), "jsfo",
+    proc = subprocess.Popen(["node", "cluster_produce_failover.js", c.bootstrap, "jsfo",
                              str(n), ctl], cwd=JS, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
