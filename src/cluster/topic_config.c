@@ -144,15 +144,20 @@ const struct topic_config_def *topic_config_defs(size_t *n)
     return defs;
 }
 
-static int def_cmp(const void *key, const void *elem)
+/* bsearch comparator of a name (key) with a table entry whose first member is its name (both
+ * definition tables here are sorted by it). */
+static int name_cmp(const void *key, const void *elem)
 {
-    return strcmp(key, ((const struct topic_config_def *)elem)->name);
+    return strcmp(key, *(const char *const *)elem);
 }
+
+_Static_assert(offsetof(struct topic_config_def, name) == 0, "name_cmp needs name first");
+_Static_assert(offsetof(struct broker_config_def, name) == 0, "name_cmp needs name first");
 
 const struct topic_config_def *topic_config_find(const char *key)
 {
     if (!key) return NULL;
-    return bsearch(key, defs, AL_ARRAY_SIZE(defs), sizeof(defs[0]), def_cmp);
+    return bsearch(key, defs, AL_ARRAY_SIZE(defs), sizeof(defs[0]), name_cmp);
 }
 
 /* ---- parsing ---- */
@@ -848,16 +853,11 @@ const struct broker_config_def *broker_config_defs(size_t *n)
     return broker_defs;
 }
 
-static int bdef_cmp(const void *key, const void *elem)
-{
-    return strcmp(key, ((const struct broker_config_def *)elem)->name);
-}
-
 const struct broker_config_def *broker_config_find(const char *key)
 {
     if (!key) return NULL;
     return bsearch(key, broker_defs, AL_ARRAY_SIZE(broker_defs), sizeof(broker_defs[0]),
-                   bdef_cmp);
+                   name_cmp);
 }
 
 /* ---- broker-level defaults of topic configs ---- */
