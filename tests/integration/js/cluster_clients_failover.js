@@ -31,8 +31,11 @@ const kafka = new Kafka({
     logLevel.NOTHING,
   // every level to stderr: stdout carries the result only
   logCreator: () => ({ namespace, level, log }) => {
-    process.stderr.write(JSON.stringify({ t: log.timestamp, level, namespace,
-      msg: log.message, broker: log.broker, error: log.error, extra: log.groupId }) + '\n');
+    const { timestamp, message, stack, logger, ...rest } = log;
+    // the first frames of a stack say which request failed (heartbeat, fetch, join...)
+    const where = stack ? String(stack).split('\n').slice(0, 6).join(' | ') : undefined;
+    process.stderr.write(JSON.stringify({ t: timestamp, level, namespace, msg: message,
+      ...rest, stack: where }) + '\n');
   },
   connectionTimeout: 3000,
   requestTimeout: 10000,
@@ -45,10 +48,11 @@ async function main() {
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   const consumer = kafka.consumer({
     groupId: group, sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 20000,
-    // Few retries: kafkajs keeps a group's coordinator and, when its connection fails, only
-    // reconnects to that same node id (never FindCoordinator again) until the runner's retries
-    // are spent; then the consumer crashes with restart: true, rejoins and finds the new
-    // coordinator. 5 retries make that take ~5 s instead of ~30 s.
+    // kafkajs keeps the group's coordinator (a Broker object) and, on a connection error,
+    // only reconnects to that address (no FindCoordinator) until the runner's retries are
+    // spent; then the consumer crashes with restart: true, rejoins and finds the new
+    // coordinator (see test_cluster_client_failover.py). 5 retries is kafkajs's default; the
+    // short backoff makes that take ~4 s instead of ~10 s.
     maxWaitTimeInMs: 200, retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
   });
   const acked = [];
