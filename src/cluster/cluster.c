@@ -250,9 +250,10 @@ static void cluster_id_publish(cluster *cl)
 
 /* ---- the topic table on every shard ---- */
 
-/* The table being shipped when the service stopped: its last acks may never arrive, so it
- * stays reachable from here instead of being freed by one of them. */
+/* The table (and configuration) being shipped when the service stopped: its last acks may
+ * never arrive, so it stays reachable from here instead of being freed by one of them. */
 static uint8_t *g_install_orphan;
+static al_config *g_install_cfg_orphan;
 
 static void install_ack_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
@@ -261,7 +262,9 @@ static void install_ack_msg(reactor_shard *self, const struct reactor_msg *msg)
     AL_ASSERT(cl->install_acks > 0);
     if (--cl->install_acks > 0) return;
     free(cl->install_blob);
+    free(cl->install_cfg);
     cl->install_blob = NULL;
+    cl->install_cfg = NULL;
     cl->install_busy = false;
     cl->installed_offset = AL_MAX(cl->installed_offset, cl->install_offset);
     /* Every shard closed what was deleted. Only once joined: before, the state may still be
@@ -270,10 +273,19 @@ static void install_ack_msg(reactor_shard *self, const struct reactor_msg *msg)
     if (ds && cl->joined) pm_sweep_deleted(&ds->pm, &ds->topics);
 }
 
-/* On every shard: adopt the controller's table and open/close partitions to match. */
+/* On every shard: adopt the controller's table (and the cluster configuration, msg->b when
+ * not 0: as a DATA_OP_CLUSTER_CONFIG does in single-node mode) and open/close partitions and
+ * re-resolve their settings to match. */
 static void install_msg(reactor_shard *self, const struct reactor_msg *msg)
 {
     data_shard *ds = data_shard_self();
+    const al_config *cfg = (const al_config *)(uintptr_t)msg->b;
+    if (ds && cfg) {
+        ds->cluster_cfg = *cfg;
+        ds->cluster_cfg_version++;
+        broker_config_defaults_build(&ds->cluster_cfg, &ds->defaults);
+        pm_set_defaults(&ds->pm, &ds->defaults);
+    }
     if (ds) {
         int err = topic_table_decode(&ds->topics, msg->arg, (size_t)msg->a);
         if (err)
@@ -289,11 +301,71 @@ static void install_msg(reactor_shard *self, const struct reactor_msg *msg)
         reactor_send(self, 0, &ack); /* no data plane here: best effort */
 }
 
-/* Ships the state's topic table when it changed; otherwise catches installed up. */
+/* True when a and b have the same admin layer (keys with source ADMIN and their values). */
+static bool admin_layer_equal(const al_config *a, const al_config *b)
+{
+    char x[CONFIG_PATH_MAX + 64], y[CONFIG_PATH_MAX + 64];
+    for (size_t i = 0; i < config_key_count; i++) {
+        bool aa = a->source[i] == CONFIG_SRC_ADMIN, bb = b->source[i] == CONFIG_SRC_ADMIN;
+        if (aa != bb) return false;
+        if (!aa) continue;
+        config_format(a, &config_keys[i], x, sizeof(x));
+        config_format(b, &config_keys[i], y, sizeof(y));
+        if (strcmp(x, y)) return false;
+    }
+    return true;
+}
+
+/*
+ * The configuration in effect under the controller's overrides (config_with_overrides of the
+ * start-up one), malloc'd, or NULL (out of memory: retried next tick). Keeps the local copy
+ * of the overrides (CONFIG_ADMIN_FILE, read at the next start before the controller log is
+ * applied, so restart-only keys take effect) and the log level current.
+ */
+static al_config *config_compute(cluster *cl, const al_config *prev)
+{
+    int32_t n = cl->st.n_configs;
+    al_config *c = malloc(sizeof(*c));
+    const char **keys = calloc((size_t)AL_MAX(n, 1), sizeof(*keys));
+    const char **vals = calloc((size_t)AL_MAX(n, 1), sizeof(*vals));
+    if (!c || !keys || !vals) {
+        free(c);
+        c = NULL;
+        goto out;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        keys[i] = cl->st.configs[i].key;
+        vals[i] = cl->st.configs[i].value;
+    }
+    char err[512];
+    int skipped = config_with_overrides(c, cl->cfg, keys, vals, n, err, sizeof(err));
+    if (skipped)
+        log_warn("cluster", "%d cluster configuration value(s) not applied on node %" PRId32
+                 ": %s (this node keeps its start-up value; fix it with AlterConfigs or PUT "
+                 "/v1/cluster_config)", skipped, cl->self, err);
+    if (!admin_layer_equal(c, prev)) {
+        int rc = config_save_admin(cl->io, c);
+        if (rc)
+            log_warn("cluster", "cannot save the local copy of the cluster configuration in "
+                     "%s/%s: %s (it is re-read from the controller log at the next start)",
+                     c->data_directory, CONFIG_ADMIN_FILE, al_strerror(rc));
+    }
+    if (c->log_level != prev->log_level) al_log_set_level((int)c->log_level);
+    log_info("cluster", "node %" PRId32 ": cluster configuration version %" PRIu64
+             " in effect (%" PRId32 " override(s))", cl->self, cl->st.config_version, n);
+out:
+    free(keys);
+    free(vals);
+    return c;
+}
+
+/* Ships the state's topic table (with the cluster configuration when that changed, and the
+ * first time) when either changed; otherwise catches installed up. */
 static void install_step(cluster *cl)
 {
     if (cl->install_busy || cl->st.applied_offset < 0) return; /* shards start empty */
-    if (cl->shipped_any && cl->st.topics.version == cl->shipped_version) {
+    bool cfg_same = cl->config_shipped && cl->st.config_version == cl->shipped_config_version;
+    if (cl->shipped_any && cl->st.topics.version == cl->shipped_version && cfg_same) {
         cl->installed_offset = AL_MAX(cl->installed_offset, cl->st.applied_offset);
         return;
     }
@@ -301,13 +373,24 @@ static void install_step(cluster *cl)
     uint8_t *blob = NULL;
     size_t len = 0;
     if (!ds || topic_table_encode(&cl->st.topics, &blob, &len)) return; /* retried next tick */
+    al_config *cfg = NULL;
+    if (!cfg_same && !(cfg = config_compute(cl, &ds->cluster_cfg))) {
+        free(blob);
+        return;
+    }
     cl->install_blob = blob;
+    cl->install_cfg = cfg;
     cl->install_busy = true;
     cl->install_acks = cl->smp;
     cl->install_offset = cl->st.applied_offset;
     cl->shipped_version = cl->st.topics.version;
     cl->shipped_any = true;
-    for (unsigned s = 0; s < cl->smp; s++) data_send(ds, s, install_msg, blob, len, 0);
+    if (cfg) {
+        cl->shipped_config_version = cl->st.config_version;
+        cl->config_shipped = true;
+    }
+    for (unsigned s = 0; s < cl->smp; s++)
+        data_send(ds, s, install_msg, blob, len, (uint64_t)(uintptr_t)cfg);
 }
 
 /* ---- applying what group 0 committed ---- */
@@ -883,7 +966,10 @@ static void cluster_stop(reactor_shard *self, void *arg)
     if (cl->ctl) raft_replica_close(cl->ctl); /* fails waiters: their callbacks run now */
     cl->ctl = NULL;
     waiters_run(cl, true);
-    if (cl->install_blob) g_install_orphan = cl->install_blob; /* acks may still read it */
+    if (cl->install_blob) { /* acks may still read them */
+        g_install_orphan = cl->install_blob;
+        g_install_cfg_orphan = cl->install_cfg;
+    }
     g_cluster = NULL;
     rpc_stop(cl->rpc, rpc_stopped, NULL);
     controller_state_free(&cl->st);

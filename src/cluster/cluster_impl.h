@@ -77,6 +77,11 @@ typedef struct cluster {
     int64_t install_offset, installed_offset;
     uint64_t shipped_version;
     bool shipped_any;
+    /* cluster configuration shipped with the table (config_with_overrides of cfg and the
+     * controller's overrides) */
+    al_config *install_cfg; /* being shipped, freed with install_blob */
+    uint64_t shipped_config_version;
+    bool config_shipped;
 
     cl_waiter *waiters;
     uint64_t next_request_id;

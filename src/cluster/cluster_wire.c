@@ -226,7 +226,7 @@ int cluster_join_resp_decode(const uint8_t *buf, size_t len, cluster_join_resp *
 
 static bool op_kind_ok(int kind)
 {
-    return kind >= DATA_OP_CREATE && kind <= DATA_OP_SET_CONFIGS;
+    return kind >= DATA_OP_CREATE && kind <= DATA_OP_CLUSTER_CONFIG;
 }
 
 int cluster_op_encode(const struct data_topic_op *op, uint8_t **out, size_t *len)

@@ -502,7 +502,7 @@ int (*data_topic_hook)(data_shard *ds, struct data_topic_op *op);
 
 int data_topic_submit(data_shard *ds, struct data_topic_op *op)
 {
-    if (data_topic_hook && op->kind != DATA_OP_CLUSTER_CONFIG) return data_topic_hook(ds, op);
+    if (data_topic_hook) return data_topic_hook(ds, op); /* cluster mode: the controller */
     op->from_shard = ds->shard;
     op->next = NULL;
     return data_send(ds, 0, op_submit_msg, op, 0, 0);

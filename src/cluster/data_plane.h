@@ -180,8 +180,9 @@ struct data_topic_op {
 /* Submits op from the calling shard. Returns 0 (done will run) or AL_ECLOSED. */
 int data_topic_submit(data_shard *ds, struct data_topic_op *op);
 
-/* Cluster mode (src/cluster/cluster.h), set before the shards start: topic ops (every kind but
- * DATA_OP_CLUSTER_CONFIG) go to the controller through this instead of shard 0's table. */
+/* Cluster mode (src/cluster/cluster.h), set before the shards start: topic ops and
+ * DATA_OP_CLUSTER_CONFIG go to the controller through this instead of shard 0 (cluster
+ * configuration: SET_CLUSTER_CONFIG; every node installs the result, cluster.c). */
 extern int (*data_topic_hook)(data_shard *ds, struct data_topic_op *op);
 
 /* The partition's owning shard. */

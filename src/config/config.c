@@ -669,6 +669,32 @@ int config_change(al_config *c, const al_config *start, const char *key, const c
     return config_set(c, k->name, val, src, err, errlen);
 }
 
+int config_with_overrides(al_config *out, const al_config *start, const char *const *keys,
+                          const char *const *values, int n, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = 0;
+    *out = *start;
+    for (size_t i = 0; i < config_key_count; i++) {
+        if (start->source[i] != CONFIG_SRC_ADMIN) continue;
+        bool listed = false;
+        for (int j = 0; j < n && !listed; j++) listed = config_find(keys[j]) == &config_keys[i];
+        if (!listed) config_change(out, start, config_keys[i].name, NULL, NULL, 0);
+    }
+    int skipped = 0;
+    for (int j = 0; j < n; j++) {
+        const struct config_key *k = config_find(keys[j]);
+        if (k && start->source[k - config_keys] >= CONFIG_SRC_ENV &&
+            start->source[k - config_keys] != CONFIG_SRC_DERIVED)
+            continue; /* env and flags win */
+        char e2[512];
+        if (config_change(out, start, keys[j], values[j], e2, sizeof(e2))) {
+            if (!skipped) set_err(err, errlen, "%s", e2);
+            skipped++;
+        }
+    }
+    return skipped;
+}
+
 int config_save_admin(io *iop, const al_config *c)
 {
     if (!iop) return 0; /* no io (fuzzers, tools): changes stay in memory */

@@ -172,6 +172,19 @@ int config_change(al_config *c, const al_config *start, const char *key, const c
  */
 int config_save_admin(io *iop, const al_config *c);
 
+/*
+ * Cluster mode: the configuration in effect on this node when the controller's cluster-wide
+ * overrides (keys[i] = values[i], config-table names and value text, n of them) replace the
+ * admin layer of start (this node's start-up configuration, which may hold the previous
+ * overrides loaded from CONFIG_ADMIN_FILE). out = start with every admin-sourced key not in the
+ * set reset (config_change with value NULL: to the default, see there), then every override
+ * applied with source CONFIG_SRC_ADMIN, except keys this node got from its environment or
+ * flags (those win, as at start-up). An unknown key or a value this node refuses is skipped
+ * (the first one's message goes to err). Pure; any thread. Returns the number skipped.
+ */
+int config_with_overrides(al_config *out, const al_config *start, const char *const *keys,
+                          const char *const *values, int n, char *err, size_t errlen);
+
 /* The key whose Kafka broker config name is kafka_name ("broker.id" = "node.id"), or NULL. */
 const struct config_key *config_find_kafka(const char *kafka_name);
 

@@ -9,6 +9,7 @@
 #include "cluster/cluster_admin.h"
 #include "cluster/cluster_opsapi.h"
 #include "cluster/data_plane.h"
+#include "kafka/errors.h"
 #include "metrics/metrics.h"
 
 #include <inttypes.h>
@@ -285,7 +286,19 @@ static void config_put_done(struct data_topic_op *op)
     struct config_put *p = op->ctx;
     data_shard *ds = data_shard_self();
     int err = p->item.err;
-    if (err) {
+    if (err < KAFKA_EWIRE_BASE && err > KAFKA_EWIRE_BASE - 32768) { /* the controller's */
+        json_decref(p->restart);
+        int16_t code = kafka_err_from_internal(err);
+        http_respond_error(p->req, code == KAFKA_ERR_NOT_CONTROLLER ? 503 : 500,
+                           "the controller did not take the change: %s; nothing was changed%s",
+                           kafka_err_name(code), code == KAFKA_ERR_NOT_CONTROLLER
+                               ? " (no controller leader is reachable now: retry in a moment)"
+                               : "");
+    } else if (err == AL_EINVAL || err == AL_ENOTFOUND) { /* the controller leader refused */
+        json_decref(p->restart);
+        http_respond_error(p->req, 400, "the controller leader refused the change: %s",
+                           al_strerror(err));
+    } else if (err) {
         json_decref(p->restart);
         http_respond_error(p->req, 500, "cannot save the cluster config to %s/%s: %s; nothing "
                            "was changed", ds ? ds->cluster_cfg.data_directory : "?",

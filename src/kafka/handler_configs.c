@@ -24,6 +24,14 @@
  * AlterConfigs, which replaces every dynamic value) restores the start-up value. An unknown key,
  * a key that needs a restart, or one this broker got from its environment or command line
  * (those win over stored changes at the next start) is INVALID_CONFIG naming the key.
+ *
+ * Cluster mode: the op goes to the controller (data_topic_hook: proposed on the controller
+ * leader as SET_CLUSTER_CONFIG, forwarded there from any other node), so the values are
+ * cluster-wide: every node, including one that was down or joins later, installs them when it
+ * applies the command (src/cluster/cluster.c), and the answer waits until the command is
+ * committed and installed on this node. The node id resource names this broker, as in Kafka
+ * (clients send it to that broker), but the change applies to every node. No controller
+ * leader reachable: NOT_CONTROLLER (retriable).
  */
 #include "kafka/handlers_data.h"
 

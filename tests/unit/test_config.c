@@ -216,6 +216,45 @@ TEST(cluster_changes_kafka_names_and_the_admin_file)
     io_destroy(iop);
 }
 
+/* Cluster mode: the controller's overrides replace the admin layer; env and flags still win;
+ * a key dropped from the set goes back; refused keys are skipped and counted. */
+TEST(cluster_overrides_replace_admin_layer)
+{
+    al_config start, out;
+    char err[512];
+    config_init(&start);
+    CHECK_EQ(config_set(&start, "log_retention_ms", "7200000", CONFIG_SRC_FILE, err, 512), 0);
+    CHECK_EQ(config_set(&start, "kafka_batch_max_bytes", "3000", CONFIG_SRC_ADMIN, err, 512), 0);
+    CHECK_EQ(config_set(&start, "retention_bytes", "999", CONFIG_SRC_ENV, err, 512), 0);
+    CHECK_EQ(config_set(&start, "log_segment_ms", "60000", CONFIG_SRC_FLAG, err, 512), 0);
+    const struct config_key *kb = config_find("kafka_batch_max_bytes");
+    /* No overrides: the admin-sourced key is reset (default), the rest stays. */
+    CHECK_EQ(config_with_overrides(&out, &start, NULL, NULL, 0, err, 512), 0);
+    al_config def;
+    config_init(&def);
+    CHECK_EQ(out.kafka_batch_max_bytes, def.kafka_batch_max_bytes);
+    CHECK_EQ(out.source[kb - config_keys], CONFIG_SRC_DEFAULT);
+    CHECK_EQ(out.log_retention_ms, 7200000);
+    CHECK_EQ(out.retention_bytes, 999);
+    /* Overrides: set with source ADMIN; env/flag keys keep their values; bad ones skipped. */
+    const char *keys[] = {"log_retention_ms", "retention_bytes", "log_segment_ms",
+                          "kafka_batch_max_bytes", "no_such_key", "log_cleanup_policy"};
+    const char *vals[] = {"1000", "5", "1", "4096", "1", "sometimes"};
+    CHECK_EQ(config_with_overrides(&out, &start, keys, vals, 6, err, 512), 2);
+    CHECK(strstr(err, "no_such_key") != NULL);
+    CHECK_EQ(out.log_retention_ms, 1000);
+    CHECK_EQ(out.source[config_find("log_retention_ms") - config_keys], CONFIG_SRC_ADMIN);
+    CHECK_EQ(out.kafka_batch_max_bytes, 4096);
+    CHECK_EQ(out.retention_bytes, 999);
+    CHECK_EQ(out.log_segment_ms, 60000);
+    CHECK_EQ(out.log_cleanup_policy, start.log_cleanup_policy);
+    /* Idempotent: applying the same set to the result's own start gives the same values. */
+    al_config again;
+    CHECK_EQ(config_with_overrides(&again, &out, keys, vals, 6, err, 512), 2);
+    CHECK_EQ(again.log_retention_ms, 1000);
+    CHECK_EQ(again.kafka_batch_max_bytes, 4096);
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
