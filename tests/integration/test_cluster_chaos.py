@@ -7,16 +7,28 @@ writes numbered records and a consumer group reads them, the test repeatedly
   - cuts the link of the node leading a partition (its veth goes down: it is isolated from the
     other nodes and from the clients), waits, heals it;
   - SIGKILLs a partition leader and restarts it;
-  - delays every packet of one node's link with `tc netem` where the kernel has it (this CI
-    kernel has no sch_netem: the delay round is skipped, and said so in the output).
+  - delays the link of a partition leader, and of a follower, in both directions (an egress
+    qdisc on the host end of its veth and one on the node's end): `tc netem delay` where the
+    kernel has sch_netem, else a slow queueing link, `tbf rate R burst 32kbit latency 400ms`
+    with R = min(1 mbit/s, half the link's measured traffic in that direction): the bucket's
+    queue stays full, so packets wait up to 400 ms in it (tbf drops beyond that). Every kernel
+    with CONFIG_NET_SCH_TBF has it (this CI kernel has no netem). The round checks the tbf did
+    make packets wait, and reports what the delay did: the TCP connect time to the node, the
+    acknowledged-records rate during the delay and after it as a ratio of the rate just before,
+    leadership changes, and the Raft terms of the topic's partitions (from the nodes' logs: an
+    increase is an election).
 Afterwards every acknowledged record must be in the log exactly once, at the offset it was
-acknowledged with. Rounds: AILURUS_CHAOS_ROUNDS (default 4; a longer soak is one variable
-away). Skips, with the reason, where network namespaces cannot be created (not root).
+acknowledged with. Rounds: AILURUS_CHAOS_ROUNDS (default 4: cut, kill, delay of a leader, delay
+of a follower, then random kinds; a longer soak is one variable away). Skips, with the reason,
+where network namespaces cannot be created (not root).
 
 Every wait is bounded in time; the namespaces, links and bridge are removed in all cases."""
 
 import os
 import random
+import re
+import socket
+import statistics
 import subprocess
 import threading
 import time
@@ -80,6 +92,13 @@ class NetnsCluster:
         if probe.returncode == 0:
             sh("tc", "qdisc", "del", "dev", self.veth[0], "root", check=False)
             self.netem = True
+        else:
+            probe = sh("tc", "qdisc", "add", "dev", self.veth[0], "root", "tbf", "rate", "1mbit",
+                       "burst", "32kbit", "latency", "400ms", check=False)
+            assert probe.returncode == 0, (
+                "this kernel has neither sch_netem nor sch_tbf: the delay rounds cannot run "
+                "(enable CONFIG_NET_SCH_NETEM or CONFIG_NET_SCH_TBF): %s" % probe.stdout)
+            sh("tc", "qdisc", "del", "dev", self.veth[0], "root", check=False)
         seeds = "%s:33145" % self.ips[0]
         for i, ns in enumerate(self.ns):
             b = Broker(args=["--node-id", str(i + 1), "--seed-servers", seeds,
@@ -111,6 +130,75 @@ class NetnsCluster:
 
     def link(self, i, up):
         sh("ip", "link", "set", self.veth[i], "up" if up else "down")
+
+    def _qdisc_cmds(self, i):
+        """The two tc prefixes for node i's link: the host end (egress = towards the node) and
+        the node's end inside its namespace (egress = from the node)."""
+        return [["tc"], ["ip", "netns", "exec", self.ns[i], "tc"]], [self.veth[i], "eth0"]
+
+    def link_rates(self, i, seconds=1.0):
+        """Bytes/s over node i's veth measured for `seconds`: (towards the node, from it)."""
+        base = "/sys/class/net/%s/statistics/" % self.veth[i]
+
+        def read():
+            with open(base + "tx_bytes") as f_tx, open(base + "rx_bytes") as f_rx:
+                return int(f_tx.read()), int(f_rx.read())
+        a = read()
+        time.sleep(seconds)
+        b = read()
+        return (b[0] - a[0]) / seconds, (b[1] - a[1]) / seconds
+
+    def delay(self, i, on, rates=None):
+        """Delays node i's link in both directions, or removes the delay. netem where the
+        kernel has it; else tbf at min(1 mbit/s, half the link's measured rate in that direction
+        (rates: bytes/s towards the node, from it), at least 64 kbit/s): the bucket's queue then
+        stays full and packets wait up to the 400 ms latency bound (tbf drops beyond it).
+        Returns the qdisc description."""
+        prefixes, devs = self._qdisc_cmds(i)
+        desc = []
+        for k, (pre, dev) in enumerate(zip(prefixes, devs)):
+            if not on:
+                sh(*(pre + ["qdisc", "del", "dev", dev, "root"]), check=False)
+                continue
+            if self.netem:
+                what = ["netem", "delay", "40ms", "10ms"]
+            else:
+                kbit = 1000
+                if rates is not None:
+                    kbit = max(64, min(1000, int(rates[k] * 8 / 1000 / 2)))
+                what = ["tbf", "rate", "%dkbit" % kbit, "burst", "32kbit", "latency", "400ms"]
+            sh(*(pre + ["qdisc", "add", "dev", dev, "root"] + what))
+            desc.append(("to the node: " if k == 0 else "from it: ") + " ".join(what))
+        return "; ".join(desc)
+
+    def qdisc_stats(self, i):
+        """(sent packets, dropped packets, overlimits = packets that had to wait) summed over
+        both ends' root qdiscs of node i."""
+        sent = dropped = over = 0
+        prefixes, devs = self._qdisc_cmds(i)
+        for pre, dev in zip(prefixes, devs):
+            out = sh(*(pre + ["-s", "qdisc", "show", "dev", dev]), check=False).stdout
+            m = re.search(r"Sent \d+ bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", out)
+            if m:
+                sent += int(m.group(1))
+                dropped += int(m.group(2))
+                over += int(m.group(3))
+        return sent, dropped, over
+
+    def terms(self, topic):
+        """(partition -> highest Raft term any node's log names for topic/partition, partition ->
+        how many leadership hand-overs the preferred-leader balancer logged)."""
+        pat = re.compile(r"\b%s/(\d+): \w+ in term (\d+)" % re.escape(topic))
+        bal = re.compile(r"partition %s/(\d+): balancer: hand leadership" % re.escape(topic))
+        terms, handovers = {}, {}
+        for b in self.nodes:
+            text = b.log_text()
+            for m in pat.finditer(text):
+                p, t = int(m.group(1)), int(m.group(2))
+                terms[p] = max(terms.get(p, 0), t)
+            for m in bal.finditer(text):
+                handovers[int(m.group(1))] = handovers.get(int(m.group(1)), 0) + 1
+        return terms, handovers
 
     def teardown(self):
         for b in self.nodes:
@@ -208,6 +296,95 @@ class Workload:
             return len(self.acked)
 
 
+def connect_ms(host, port):
+    """Milliseconds to open a TCP connection (one SYN/SYN-ACK round trip through both ends'
+    qdiscs), None if it failed within 3 s."""
+    t0 = time.monotonic()
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError:
+        return None
+    return (time.monotonic() - t0) * 1000.0
+
+
+def median_ms(samples):
+    ok = [x for x in samples if x is not None]
+    return "%.1f ms" % statistics.median(ok) if ok else "none answered"
+
+
+def settle(bootstrap, seconds):
+    """Waits (bounded) until every partition of the topic is led by its preferred replica (the
+    first; the leader balancer moves leadership there every 10 s) with all 3 in sync, so that
+    no balancer hand-over falls into a delay round. Returns whether it got there."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(TOPIC, timeout=5)
+            t = md.topics.get(TOPIC)
+            if t is not None and t.error is None and len(t.partitions) == PARTITIONS and all(
+                    pm.replicas and pm.leader == pm.replicas[0] and len(pm.isrs) == 3
+                    for pm in t.partitions.values()):
+                return True
+        except Exception:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def delay_round(cl, w, victim, role, hold):
+    """One delay round on node index victim (role: 'leader' or 'follower', for the report):
+    measures the acked rate for `hold` seconds before, during and after the delay, the connect
+    time, leadership changes and Raft terms. Returns the report line."""
+    node = cl.nodes[victim]
+    before_rtt = [connect_ms(node.host, node.port) for _ in range(3)]
+    terms0 = cl.terms(TOPIC)
+    leaders0 = leaders(cl.bootstrap(), TOPIC)
+    a0, t0 = w.acked_count(), time.monotonic()
+    time.sleep(hold)
+    a1, t1 = w.acked_count(), time.monotonic()
+    rates = cl.link_rates(victim)
+    qdisc = cl.delay(victim, True, rates)
+    q0 = cl.qdisc_stats(victim)
+    rtt, seen_leaders = [], [leaders0]
+    t_end = time.monotonic() + hold
+    try:
+        while time.monotonic() < t_end:
+            rtt.append(connect_ms(node.host, node.port))
+            ld = leaders(cl.bootstrap(), TOPIC)
+            if ld and ld != seen_leaders[-1]:
+                seen_leaders.append(ld)
+            time.sleep(0.5)
+        a2, t2 = w.acked_count(), time.monotonic()
+        q1 = cl.qdisc_stats(victim)
+    finally:
+        cl.delay(victim, False)
+    # netem delays every packet; tbf only makes a packet wait when the bucket is empty, which
+    # its rate (below the measured traffic) guarantees: check it did.
+    assert cl.netem or q1[2] - q0[2] > 0, (
+        "the tbf delay on node %d never made a packet wait (link rates %r B/s): %r"
+        % (victim + 1, rates, cl.qdisc_stats(victim)))
+    t2b = time.monotonic()
+    a2b = w.acked_count()
+    time.sleep(hold)
+    a3, t3 = w.acked_count(), time.monotonic()
+    terms1 = cl.terms(TOPIC)
+    base = max(a1 - a0, 1) / (t1 - t0)  # acked records/s before the delay
+    elections = {p: terms1[0].get(p, 0) - terms0[0].get(p, 0) for p in terms1[0]
+                 if terms1[0].get(p, 0) != terms0[0].get(p, 0)}
+    handovers = {p: terms1[1].get(p, 0) - terms0[1].get(p, 0) for p in terms1[1]
+                 if terms1[1].get(p, 0) != terms0[1].get(p, 0)}
+    return ("delay of %s node %d for %.0f s (link %.0f kB/s to the node, %.0f kB/s from it; %s): "
+            "connect time %s (before: %s); acked records/s during %.2fx and after %.2fx the "
+            "rate before (%.0f/s); qdisc packets %d, waited %d, dropped %d; leaders %s; "
+            "term increases %s, of which balancer hand-overs %s"
+            % (role, victim + 1, hold, rates[0] / 1000, rates[1] / 1000, qdisc, median_ms(rtt),
+               median_ms(before_rtt), (a2 - a1) / (t2 - t1) / base,
+               (a3 - a2b) / (t3 - t2b) / base, base,
+               q1[0] - q0[0], q1[2] - q0[2], q1[1] - q0[1],
+               " -> ".join(repr(x) for x in seen_leaders), elections or "none",
+               handovers or "none"))
+
+
 def wait_progress(w, more, seconds):
     """Waits (bounded) until `more` additional records are acknowledged; returns whether."""
     target = w.acked_count() + more
@@ -273,10 +450,10 @@ def test_chaos_in_namespaces():
         assert wait_progress(w, 200, 60), "no progress before the chaos: %d acked, errors %r" % (
             w.acked_count(), w.errors[:3])
         rng = random.Random(int(os.environ.get("AL_TEST_SEED", str(int(time.time())))))
-        actions = []
+        actions, reports = [], []
+        kinds = ["cut", "kill", "delay-leader", "delay-follower"]
         for rnd in range(ROUNDS):
-            kinds = ["cut", "kill"] + (["delay"] if cl.netem else [])
-            kind = kinds[rnd % len(kinds)] if rnd < len(kinds) else rng.choice(kinds)
+            kind = kinds[rnd] if rnd < len(kinds) else rng.choice(kinds)
             ld = leaders(cl.bootstrap(), TOPIC)
             known = [n for n in ld.values() if n and n > 0]
             victim = (rng.choice(known) if known else rng.randint(1, 3)) - 1
@@ -290,15 +467,26 @@ def test_chaos_in_namespaces():
                 time.sleep(rng.uniform(1, 3))
                 cl.nodes[victim].start()
             else:
-                sh("tc", "qdisc", "add", "dev", cl.veth[victim], "root", "netem", "delay",
-                   "30ms", "10ms")
-                time.sleep(4)
-                sh("tc", "qdisc", "del", "dev", cl.veth[victim], "root", check=False)
+                settled = settle(cl.bootstrap(), 30)
+                ld = leaders(cl.bootstrap(), TOPIC)
+                known = [n for n in ld.values() if n and n > 0]
+                lead_nodes = sorted(set(known))
+                others = [i for i in range(len(cl.nodes)) if i + 1 not in known]
+                if kind == "delay-leader" and lead_nodes:
+                    victim = rng.choice(lead_nodes) - 1
+                elif kind == "delay-follower" and others and known:
+                    victim = rng.choice(others)
+                actions[-1] = (kind, victim + 1)
+                role = "leader" if victim + 1 in known else "follower"
+                if not settled:
+                    print("leaders not on their preferred replicas within 30 s: %r" % ld)
+                reports.append(delay_round(cl, w, victim, role, 5.0))
+                print(reports[-1])
             assert wait_progress(w, 100, 90), (
                 "no progress after %s of node %d: %d acked, last errors %r"
                 % (kind, victim + 1, w.acked_count(), w.errors[-3:]))
-        print("chaos actions: %r (netem %s)" % (actions, "used" if cl.netem else
-                                                 "not available on this kernel: no delay round"))
+        print("chaos actions: %r (delay by %s)" % (actions, "netem" if cl.netem else
+                                                    "tbf: this kernel has no sch_netem"))
         w.stop.set()
         for t in threads:
             t.join(200)
