@@ -6,6 +6,9 @@ its "ready" log line) with a temporary data directory, waits (bounded) for readi
 stop() sends SIGTERM (SIGKILL after a bound) and raises if the process crashed: exited by a signal
 we did not send, exited non-zero after SIGTERM, or printed sanitizer errors.
 
+wait_for(what, fn): polls fn until it returns a true value, bounded; admin_port(node): the
+admin API port a broker printed.
+
 Raw protocol helpers: frame building for request headers v1/v2, ApiVersions and Metadata
 encoders, frame reading with a deadline, and small decoders for the responses the tests check.
 """
@@ -23,6 +26,7 @@ import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 READY_RE = re.compile(r"ready: kafka=([0-9.]+):(\d+)")
+ADMIN_LISTENING = "admin API listening on 127.0.0.1:"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "AddressSanitizer:DEADLYSIGNAL", "Assertion failed", "PANIC")
 
@@ -33,6 +37,32 @@ def binary():
 
 class BrokerCrashed(AssertionError):
     pass
+
+
+def wait_for(what, fn, timeout=30.0, step=0.2,
+             retry_on=(OSError, AssertionError, struct.error, KeyError, ValueError)):
+    """Calls fn() every `step` seconds until it returns a true value, which is returned; an
+    exception in retry_on counts as "not yet". Raises AssertionError naming `what` and the
+    last value or exception after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except retry_on as e:
+            last = e
+        time.sleep(step)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def admin_port(node):
+    """The admin API port node (a started Broker) printed last in its log."""
+    text = node.log_text()
+    i = text.rfind(ADMIN_LISTENING)
+    assert i >= 0, "no admin port in the log"
+    return int(text[i + len(ADMIN_LISTENING):].split()[0].strip(")"))
 
 
 def pick_port():

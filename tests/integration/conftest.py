@@ -7,8 +7,12 @@
   cluster_factory make(n=3, smp=..., first_id=..., ...) -> started harness Cluster; all are
                   stopped/checked at teardown, and their directories (data, logs) deleted only
                   when the test passed and every node stopped cleanly
+  kafkajs         (module scope) the tests/integration/js directory with kafkajs installed
+                  (npm ci once); skips the test without node/npm or when npm ci fails
 """
 import os
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -16,6 +20,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from ailurus_harness import Broker, Cluster, binary  # noqa: E402
+
+JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
 
 
 def pytest_sessionstart(session):
@@ -75,3 +81,17 @@ def cluster_factory(request):
 
     yield make
     _stop_all(made, remove=request.session.testsfailed == failed)
+
+
+@pytest.fixture(scope="module")
+def kafkajs():
+    """The js/ directory (node scripts) once kafkajs is installed there (npm ci, at most 300 s,
+    the first time); skips without node/npm or when the install fails."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node/npm not installed")
+    if not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS,
+                           capture_output=True, timeout=300)
+        if r.returncode != 0:
+            pytest.skip("npm ci failed: %s" % r.stderr.decode()[-500:])
+    return JS

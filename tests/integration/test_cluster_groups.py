@@ -10,7 +10,6 @@ without node/npm). Every wait is bounded. CG_SMP=2 runs the nodes with two shard
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import time
@@ -19,9 +18,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import ailurus_harness
 from ailurus_harness import frame, header, recv_frame
-
-JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
 
 ERR_NONE = 0
 ERR_COORDINATOR_NOT_AVAILABLE = 15
@@ -35,17 +33,9 @@ def cluster3(cluster_factory):
 
 
 def wait_for(what, fn, timeout=30.0, step=0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, AssertionError, struct.error, KafkaException) as e:
-            last = e
-        time.sleep(step)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+    """The harness's wait_for, also retrying on client (KafkaException) errors."""
+    return ailurus_harness.wait_for(what, fn, timeout, step,
+                                    (OSError, AssertionError, struct.error, KafkaException))
 
 
 def kstr(s):
@@ -406,19 +396,7 @@ def produce_raw(node, topic, b):
     return err, base
 
 
-# ---- kafkajs ----
-
-@pytest.fixture(scope="module")
-def kafkajs():
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node/npm not installed")
-    if not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
-        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS,
-                           capture_output=True, timeout=300)
-        if r.returncode != 0:
-            pytest.skip("npm ci failed: %s" % r.stderr.decode()[-500:])
-    return JS
-
+# ---- kafkajs (conftest's kafkajs fixture: the js/ directory, kafkajs installed) ----
 
 def test_kafkajs_group_through_coordinator_failover(kafkajs, cluster3):
     c = cluster3

@@ -20,9 +20,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ailurus_harness import binary
-
-ADMIN_RE_TEXT = "admin API listening on 127.0.0.1:"
+from ailurus_harness import admin_port, binary, wait_for
 
 
 @pytest.fixture
@@ -35,27 +33,6 @@ def cluster3(cluster_factory):
 def cluster4(cluster_factory):
     """4 started nodes with ids 0..3."""
     return cluster_factory(4, first_id=0)
-
-
-def wait_for(what, fn, timeout=30.0, step=0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, AssertionError, KeyError, ValueError) as e:
-            last = e
-        time.sleep(step)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
-def admin_port(node):
-    text = node.log_text()
-    i = text.rfind(ADMIN_RE_TEXT)
-    assert i >= 0, "no admin port in the log"
-    return int(text[i + len(ADMIN_RE_TEXT):].split()[0].strip(")"))
 
 
 def admin(node, method, path, body=None):

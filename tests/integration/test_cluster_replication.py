@@ -10,7 +10,6 @@ plus kafkajs (js/cluster_produce_failover.js) for one failover. Every wait is bo
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -308,21 +307,16 @@ def test_two_shards_per_node(cluster_factory):
         assert sorted(got.values()) == sorted(v for _, v in a)
 
 
-JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
-
-
-def test_kafkajs_producer_through_leader_failover(cluster, tmp_path):
+def test_kafkajs_producer_through_leader_failover(kafkajs, cluster, tmp_path):
     """kafkajs (idempotent, acks=all) keeps sending while the partition leader is SIGKILLed:
     every acknowledged send is stored exactly once at the offsets it was acknowledged with."""
-    if not shutil.which("node") or not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
-        pytest.skip("kafkajs not installed (test_kafkajs.py installs it with npm ci)")
     c = cluster
     create_topic(c, "jsfo", rf=3)
     leader = wait_leader(c, "jsfo", isr=3)
     ctl = str(tmp_path / "ctl")
     n = 600
     proc = subprocess.Popen(["node", "cluster_produce_failover.js", c.bootstrap, "jsfo",
-                             str(n), ctl], cwd=JS, stdout=subprocess.PIPE,
+                             str(n), ctl], cwd=kafkajs, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
