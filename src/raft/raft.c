@@ -434,6 +434,23 @@ int64_t raft_term_at(const raft_group *g, int64_t offset)
     return term_at(g, offset);
 }
 
+int raft_config_at(const raft_group *g, int64_t offset, raft_config *out)
+{
+    if (offset < g->snap_offset || offset > g->last) return AL_ERANGE;
+    /* the newest config entry at or below offset (else the snapshot's) */
+    *out = g->snap_conf;
+    if (g->conf_offset <= offset) {
+        *out = g->conf;
+    } else {
+        for (uint32_t i = g->n_conf_hist; i-- > 0;)
+            if (g->conf_hist_offset[i] <= offset && g->conf_hist_offset[i] >= g->snap_offset) {
+                *out = g->conf_hist[i];
+                break;
+            }
+    }
+    return 0;
+}
+
 int raft_compact(raft_group *g, int64_t offset, raft_config *conf_out)
 {
     AL_ASSERT(g->sc->owner != g || g->sc->act_n == 0); /* between input calls */
@@ -444,17 +461,8 @@ int raft_compact(raft_group *g, int64_t offset, raft_config *conf_out)
     if (offset > g->commit || offset > g->durable) return AL_ERANGE;
     int64_t t = term_at(g, offset);
     if (t < 0) return AL_EINVAL;
-    /* the membership in effect at offset: the newest config entry at or below it */
-    raft_config c = g->snap_conf;
-    if (g->conf_offset <= offset) {
-        c = g->conf;
-    } else {
-        for (uint32_t i = g->n_conf_hist; i-- > 0;)
-            if (g->conf_hist_offset[i] <= offset) {
-                c = g->conf_hist[i];
-                break;
-            }
-    }
+    raft_config c;
+    raft_config_at(g, offset, &c);
     g->snap_offset = offset;
     g->snap_term = t;
     g->snap_conf = c;

@@ -409,6 +409,10 @@ int raft_restore_snapshot(raft_group *g, int64_t offset, int64_t term, const raf
  */
 int raft_compact(raft_group *g, int64_t offset, raft_config *conf_out);
 
+/* The membership in effect at offset (snapshot point <= offset <= last): the newest config
+ * entry at or below it, else the snapshot's. 0 or AL_ERANGE. Between input calls. */
+int raft_config_at(const raft_group *g, int64_t offset, raft_config *out);
+
 /* Term of the entry holding offset as the group sees its log (snapshot point included), or
  * -1. Between input calls. */
 int64_t raft_term_at(const raft_group *g, int64_t offset);

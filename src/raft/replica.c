@@ -29,6 +29,7 @@
 #define HS_SIZE 32
 #define HS_MAGIC 0x414c5253u   /* "ALRS" */
 #define CONF_MAGIC 0x414c5243u /* "ALRC" */
+#define SNAP_MAGIC 0x414c534eu /* "ALSN" */
 
 /* A log read whose batches entries point into. */
 typedef struct rbuf {
@@ -54,7 +55,16 @@ struct raft_replica {
     char dir[REPLICA_PATH_MAX];
     char hs_path[REPLICA_PATH_MAX + 16];
     char conf_path[REPLICA_PATH_MAX + 16];
+    char snap_path[REPLICA_PATH_MAX + 16];
     raft_hardstate hs; /* as durable in raft_state */
+
+    /* snapshot point as durable in raft_snap (-1: none; the log starts at snap_off + 1) */
+    int64_t snap_off, snap_term;
+    raft_config snap_conf;
+    uint8_t *snap_data; /* the state machine's snapshot there (controller), or NULL */
+    size_t snap_len;
+    bool install_pending; /* a SNAPSHOT action waits for its truncation to empty the log */
+    bool note_snapshot;   /* tell the owner (on_snapshot) */
 
     bool failed, closing, need_reset;
     int in_pump;
@@ -279,13 +289,112 @@ static int conf_truncated(raft_replica *r, int64_t from)
     return n == r->n_confs ? 0 : conf_file_write(r);
 }
 
+/* Writes raft_snap durably (atomic ritual) and makes it the replica's snapshot point:
+ * u32 "ALSN", u32 1, u64 group, i64 offset, i64 term, u32 conf_len, conf, u32 data_len,
+ * data, u32 CRC32C of everything before it. data is copied. 0, -ENOMEM or -errno. */
+static int snap_write(raft_replica *r, int64_t off, int64_t term, const raft_config *conf,
+                      const uint8_t *data, size_t len)
+{
+    if (len > RAFT_SNAPSHOT_MAX) return AL_ETOOLARGE;
+    uint8_t cbuf[8 + 8 * RAFT_MAX_NODES];
+    size_t clen = raft_config_encode(conf, cbuf);
+    size_t n = 4 + 4 + 8 + 8 + 8 + 4 + clen + 4 + len + 4;
+    uint8_t *b = malloc(n), *copy = len ? malloc(len) : NULL;
+    if (!b || (len && !copy)) {
+        free(b);
+        free(copy);
+        return -ENOMEM;
+    }
+    al_wr wr = al_wr_make(b, n);
+    al_wr_u32(&wr, SNAP_MAGIC);
+    al_wr_u32(&wr, 1);
+    al_wr_u64(&wr, r->cfg.group);
+    al_wr_i64(&wr, off);
+    al_wr_i64(&wr, term);
+    al_wr_u32(&wr, (uint32_t)clen);
+    al_wr_bytes(&wr, cbuf, clen);
+    al_wr_u32(&wr, (uint32_t)len);
+    if (len) al_wr_bytes(&wr, data, len);
+    al_wr_u32(&wr, crc32c(0, b, n - 4));
+    AL_ASSERT(!wr.err);
+    int rc = io_fs_write_atomic(r->io, r->snap_path, b, n);
+    free(b);
+    if (rc < 0) {
+        free(copy);
+        return rc;
+    }
+    if (len) memcpy(copy, data, len);
+    free(r->snap_data);
+    r->snap_data = copy;
+    r->snap_len = len;
+    r->snap_off = off;
+    r->snap_term = term;
+    r->snap_conf = *conf;
+    return 0;
+}
+
+/* Reads raft_snap: 0 (or -ENOENT: no snapshot, snap_off -1), AL_ECORRUPT or -errno. */
+static int snap_read(raft_replica *r)
+{
+    uint8_t *b = NULL;
+    size_t n = 0;
+    r->snap_off = -1;
+    r->snap_term = 0;
+    r->snap_conf = r->cfg.bootstrap;
+    int rc = io_fs_read_all(r->io, r->snap_path, RAFT_SNAPSHOT_MAX + 4096, &b, &n);
+    if (rc < 0) return rc;
+    rc = AL_ECORRUPT;
+    if (n < 44 || al_be32(b) != SNAP_MAGIC || al_be32(b + 4) != 1 ||
+        al_be32(b + n - 4) != crc32c(0, b, n - 4) || al_be64(b + 8) != r->cfg.group)
+        goto out;
+    al_rd rd = al_rd_make(b + 16, n - 20);
+    int64_t off = al_rd_i64(&rd), term = al_rd_i64(&rd);
+    uint32_t clen = al_rd_u32(&rd);
+    const uint8_t *cp = al_rd_bytes(&rd, clen);
+    uint32_t len = al_rd_u32(&rd);
+    const uint8_t *data = al_rd_bytes(&rd, len);
+    raft_config c;
+    if (rd.err || al_rd_left(&rd) || off < 0 || term < 0 || raft_config_decode(cp, clen, &c) < 0)
+        goto out;
+    if (len && !(r->snap_data = malloc(len))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (len) memcpy(r->snap_data, data, len);
+    r->snap_len = len;
+    r->snap_off = off;
+    r->snap_term = term;
+    r->snap_conf = c;
+    rc = 0;
+out:
+    if (rc == AL_ECORRUPT)
+        log_error("raft", "%s: snapshot file unreadable (%zu bytes: bad size, magic, checksum "
+                          "or group): refusing to start the replica; remove the replica's "
+                          "directory to rejoin as a new replica", r->snap_path, n);
+    free(b);
+    return rc;
+}
+
+/* The log prefix up to off is gone: config entries there are covered by the snapshot's. */
+static int conf_forget_below(raft_replica *r, int64_t off)
+{
+    uint32_t k = 0;
+    while (k < r->n_confs && r->conf_off[k] <= off) k++;
+    if (!k) return 0;
+    memmove(&r->conf_off[0], &r->conf_off[k], sizeof(r->conf_off[0]) * (r->n_confs - k));
+    memmove(&r->confs[0], &r->confs[k], sizeof(r->confs[0]) * (r->n_confs - k));
+    r->n_confs -= k;
+    return conf_file_write(r);
+}
+
 /* ---------------------------------------------------------------- log ops */
 
 /* raft_log_ops over the storage log: term of the batch holding off (0 for -1, -1 absent). */
 static int64_t op_term_at(void *ctx, int64_t off)
 {
     raft_replica *r = ctx;
-    if (off == -1) return 0;
+    if (off == r->snap_off) return r->snap_term;
+    if (off < r->snap_off) return -1;
     int64_t t = storage_log_term_at(r->log, off);
     return t < 0 ? -1 : t;
 }
@@ -294,6 +403,15 @@ static int64_t op_last_offset(void *ctx)
 {
     raft_replica *r = ctx;
     return storage_log_last_offset(r->log);
+}
+
+/* raft_log_ops snapshot: the state machine's snapshot at the snapshot point (none: 0). */
+static int64_t op_snapshot(void *ctx, int64_t snap, const uint8_t **data)
+{
+    raft_replica *r = ctx;
+    if (snap != r->snap_off) return AL_ERANGE;
+    *data = r->snap_data;
+    return (int64_t)r->snap_len;
 }
 
 static void rbuf_free(rbuf *b)
@@ -667,6 +785,28 @@ static void apply(raft_replica *r, const raft_action *a)
         if (a->role != RAFT_LEADER) waiters_fail(r, RAFT_ELOST);
         r->note_role = true;
         break;
+    case RAFT_ACT_SNAPSHOT:
+        /* the snapshot is durable first; then the whole log goes (asynchronously, later
+         * actions held) and restarts after its point (trunc_done) */
+        if ((rc = snap_write(r, a->offset, a->term, &a->conf, a->data, (size_t)a->len)) < 0) {
+            fail_replica(r, "writing the installed snapshot", rc);
+            break;
+        }
+        r->n_confs = 0;
+        if ((rc = conf_file_write(r)) < 0) {
+            fail_replica(r, "rewriting raft_conf for an installed snapshot", rc);
+            break;
+        }
+        rbuf_free(&r->pre);
+        r->log_gen++;
+        r->st.installs++;
+        r->install_pending = true;
+        r->tr = (storage_truncation){.offset = storage_log_start_offset(r->log), .cb = trunc_cb,
+                                     .ctx = r};
+        rc = storage_log_truncate_suffix_async(r->log, &r->tr);
+        if (rc == 0) r->tr_busy = true;
+        else trunc_done(r, rc < 0 ? rc : 0);
+        break;
     default: AL_PANIC("raft replica: unknown action %d", a->type);
     }
 }
@@ -709,6 +849,12 @@ static int hold(raft_replica *r, const raft_action *a)
             pos += a->entries[i].len;
         }
         h->a.entries = h->ents;
+    } else if (a->type == RAFT_ACT_SNAPSHOT && a->len) {
+        h->bytes = malloc((size_t)a->len); /* the group frees its copy at the next call */
+        if (!h->bytes) return -ENOMEM;
+        memcpy(h->bytes, a->data, (size_t)a->len);
+        h->len = (size_t)a->len;
+        h->a.data = h->bytes;
     }
     r->held_n++;
     r->st.held++;
@@ -756,6 +902,12 @@ static void trunc_done(raft_replica *r, int res)
     r->log_gen++;
     int rc = conf_truncated(r, r->tr.offset);
     if (rc < 0) fail_replica(r, "rewriting raft_conf after a truncation", rc);
+    if (r->install_pending) { /* the log is empty and idle now: restart it after the point */
+        r->install_pending = false;
+        rc = storage_log_restart_at(r->log, r->snap_off + 1);
+        if (rc < 0) fail_replica(r, "restarting the log after an installed snapshot", rc);
+        else r->note_snapshot = true; /* the owner hears of it with the log in place */
+    }
     r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
     /* inside a pump, it goes on with the held actions itself */
     if (!r->in_pump && !r->in_flush_call) pump(r);
@@ -801,15 +953,20 @@ static int group_create(raft_replica *r)
     int rc = raft_group_init(&r->g, &o, &r->ops, r, &r->hs, &r->cfg.bootstrap,
                              io_now_ns(r->io) / 1000000u);
     if (rc < 0) return rc;
+    if (r->snap_off >= 0 &&
+        (rc = raft_restore_snapshot(&r->g, r->snap_off, r->snap_term, &r->snap_conf)) < 0)
+        return rc;
     for (uint32_t i = 0; i < r->n_confs; i++)
-        if ((rc = restore_one(r, r->conf_off[i], &r->confs[i])) < 0) return rc;
+        if (r->conf_off[i] > r->snap_off &&
+            (rc = restore_one(r, r->conf_off[i], &r->confs[i])) < 0)
+            return rc;
     int64_t durable = storage_log_durable_offset(r->log);
     if (durable < r->g.last) {
         r->g.durable = durable;
         r->flush_want = r->g.last;
         flush_issue(r);
     }
-    r->commit = -1;
+    r->commit = r->g.commit; /* the snapshot point is committed */
     return 0;
 }
 
@@ -848,6 +1005,11 @@ static void notify(raft_replica *r)
         if (!r->done_head) r->done_tail = NULL;
         q->next = NULL;
         q->cb(q);
+    }
+    if (r->note_snapshot) {
+        r->note_snapshot = false;
+        if (r->cfg.cb.on_snapshot)
+            r->cfg.cb.on_snapshot(r->cfg.cb.ctx, r, r->snap_off, r->snap_data, r->snap_len);
     }
     if (r->note_commit) {
         r->note_commit = false;
@@ -903,6 +1065,31 @@ static bool busy(raft_replica *r)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/* Open: make the log start right after the snapshot point. A crash between writing raft_snap
+ * and cutting the log leaves the log starting earlier: cut it now (keeping the suffix when
+ * the point's entry is there with the snapshot's term, else emptying it, as an install
+ * would). A log that starts later than the point has lost entries Raft counts on. */
+static int start_fixup(raft_replica *r)
+{
+    int64_t start = storage_log_start_offset(r->log), want = r->snap_off + 1;
+    if (start == want) return 0;
+    if (start > want) {
+        log_error("raft", "%s: the log starts at %" PRId64 " but the Raft snapshot point is %"
+                          PRId64 " (a Raft log must start right after it): refusing to start "
+                          "the replica; remove its directory to rejoin as a new replica",
+                  r->dir, start, r->snap_off);
+        return AL_EINVAL;
+    }
+    int64_t t = storage_log_last_offset(r->log) >= r->snap_off
+                    ? storage_log_term_at(r->log, r->snap_off) : -1;
+    int64_t base = t == r->snap_term && r->snap_off < storage_log_last_offset(r->log)
+                       ? storage_log_batch_base(r->log, want) : want;
+    log_info("raft", "%s: completing a prefix truncation at %" PRId64 " (%s)", r->dir, want,
+             t == r->snap_term && base == want ? "keeping the suffix" : "emptying the log");
+    if (t == r->snap_term && base == want) return storage_log_set_start_offset(r->log, want);
+    return storage_log_restart_at(r->log, want);
+}
+
 /* Open-time fallback: rebuild the config list from every CONFIG batch in the log. */
 static int scan_conf(void *ctx, const uint8_t *batch, size_t size)
 {
@@ -951,7 +1138,7 @@ static int confs_load(raft_replica *r)
         uint32_t keep = 0;
         for (uint32_t i = 0; i < r->n_confs; i++) {
             struct conf_check cc = {.want = &r->confs[i]};
-            if (r->conf_off[i] > last) continue;
+            if (r->conf_off[i] > last || r->conf_off[i] <= r->snap_off) continue;
             rc = storage_log_scan_sync(r->log, r->conf_off[i], 1, check_conf, &cc);
             if (rc < 0) return rc;
             if (!cc.ok) continue;
@@ -966,7 +1153,9 @@ static int confs_load(raft_replica *r)
         log_warn("raft", "%s unreadable (%s): rebuilding it by scanning the log", r->conf_path,
                  al_strerror(rc));
     r->n_confs = 0;
-    if (last >= 0 && (rc = storage_log_scan_sync(r->log, 0, 0, scan_conf, r)) < 0) return rc;
+    if (last > r->snap_off &&
+        (rc = storage_log_scan_sync(r->log, r->snap_off + 1, 0, scan_conf, r)) < 0)
+        return rc;
     return rc == -ENOENT && r->n_confs == 0 ? 0 : conf_file_write(r);
 }
 
@@ -983,22 +1172,21 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
     r->cfg.dir = r->dir;
     snprintf(r->hs_path, sizeof(r->hs_path), "%s/raft_state", r->dir);
     snprintf(r->conf_path, sizeof(r->conf_path), "%s/raft_conf", r->dir);
-    r->ops = (raft_log_ops){op_term_at, op_last_offset, op_read};
+    r->ops = (raft_log_ops){op_term_at, op_last_offset, op_read, op_snapshot};
+    snprintf(r->snap_path, sizeof(r->snap_path), "%s/raft_snap", r->dir);
+    r->snap_off = -1;
     r->flush_want = -1;
     r->commit = -1;
     int rc = -ENOMEM;
     r->rd = calloc(1, sizeof(*r->rd));
     if (!r->rd) goto err;
     if ((rc = storage_log_open(iop, r->dir, &r->cfg.log, &r->log)) < 0) goto err;
-    if (storage_log_start_offset(r->log) != 0) {
-        log_error("raft", "%s: the log starts at %" PRId64 "; a Raft log must start at 0 "
-                          "(prefix truncation is not supported yet)",
-                  r->dir, storage_log_start_offset(r->log));
-        rc = AL_EINVAL;
-        goto err;
-    }
     if ((rc = storage_log_sync_all(r->log)) < 0) goto err;
     if ((rc = storage_log_drop_empty_tail(r->log)) < 0) goto err;
+    rc = snap_read(r);
+    if (rc == -ENOENT) rc = 0;
+    if (rc < 0) goto err;
+    if ((rc = start_fixup(r)) < 0) goto err;
     rc = hs_read(r, &r->hs);
     if (rc == -ENOENT) rc = 0;
     if (rc < 0) goto err;
@@ -1036,6 +1224,7 @@ static void replica_free(raft_replica *r)
     rbuf_free(&r->pre);
     free(r->tx);
     free(r->rd);
+    free(r->snap_data);
     free(r);
 }
 
@@ -1074,6 +1263,12 @@ int raft_replica_tick(raft_replica *r)
 {
     if (r->failed) return AL_EFAILED;
     if (busy(r)) return 0;
+    if (storage_log_start_offset(r->log) <= r->snap_off) { /* a cut that failed half way */
+        int rc = storage_log_set_start_offset(r->log, r->snap_off + 1);
+        if (rc < 0 && rc != AL_ERANGE)
+            log_warn("raft", "group %" PRIu64 ": moving the log start to %" PRId64 ": %s",
+                     r->cfg.group, r->snap_off + 1, al_strerror(rc));
+    }
     raft_tick(&r->g, io_now_ns(r->io) / 1000000u);
     pump(r);
     return 0;
@@ -1241,6 +1436,47 @@ int raft_replica_change_membership(raft_replica *r, int op, int32_t node)
     int rc = raft_change_membership(&r->g, op, node);
     pump(r);
     return rc;
+}
+
+int raft_replica_prefix_truncate(raft_replica *r, int64_t start, const uint8_t *data,
+                                 size_t len)
+{
+    if (r->failed) return AL_EFAILED;
+    if (busy(r)) return RAFT_EBUSY;
+    int64_t off = start - 1;
+    if (off <= r->snap_off) return 0;
+    if (off > r->g.commit || off > r->g.durable || off > storage_log_last_offset(r->log))
+        return AL_ERANGE;
+    /* the point must end a batch: start is the base of the batch holding it */
+    if (start <= storage_log_last_offset(r->log) && storage_log_batch_base(r->log, start) != start)
+        return AL_EINVAL;
+    raft_config conf;
+    int64_t term = raft_term_at(&r->g, off);
+    int rc = raft_config_at(&r->g, off, &conf);
+    if (rc < 0 || term < 0) return rc < 0 ? rc : AL_EINVAL;
+    /* durable first: a failure leaves both the group and the log as they were */
+    if ((rc = snap_write(r, off, term, &conf, data, len)) < 0) {
+        log_warn("raft", "group %" PRIu64 ": writing the snapshot at %" PRId64 ": %s",
+                 r->cfg.group, off, al_strerror(rc));
+        return rc;
+    }
+    rc = raft_compact(&r->g, off, NULL);
+    AL_ASSERT(rc == 0); /* checked above */
+    if ((rc = conf_forget_below(r, off)) < 0) return rc;
+    rc = storage_log_set_start_offset(r->log, start);
+    if (rc < 0) return rc; /* finished at the next open (start_fixup) */
+    r->st.prefix_truncations++;
+    log_debug("raft", "group %" PRIu64 ": log prefix cut: starts at %" PRId64, r->cfg.group,
+              start);
+    return 0;
+}
+
+int64_t raft_replica_snapshot_offset(const raft_replica *r) { return r->snap_off; }
+
+const uint8_t *raft_replica_snapshot_data(const raft_replica *r, size_t *len)
+{
+    *len = r->snap_len;
+    return r->snap_data;
 }
 
 /* ---------------------------------------------------------------- accessors */

@@ -24,6 +24,12 @@
  *                u32 n, n x (i64 offset, u32 len, payload), u32 CRC32C. Written before the
  *                entry is appended, rewritten after a truncation; at open every listed entry is
  *                checked against the log (a full scan if the file is unreadable).
+ *   raft_snap    the snapshot point when the log's prefix was cut (prefix truncation) or a
+ *                snapshot was installed from the leader: u32 "ALSN", u32 1, u64 group,
+ *                i64 offset, i64 term, u32 conf_len, config payload, u32 data_len, data (the
+ *                state machine's snapshot: the controller's; none for partitions), u32 CRC32C.
+ *                Written (atomic ritual) before the log is cut; the log then starts at
+ *                offset + 1 (log_meta). At open a log that starts earlier is cut there.
  *
  * Threading: a replica belongs to the shard whose io it was opened with; every function runs
  * there; callbacks run there (from io_poll or from inside the calls below, never while the
@@ -73,6 +79,10 @@ typedef struct raft_replica_callbacks {
     /* Role, term or known leader changed (coalesced: the current values). */
     void (*on_role)(void *ctx, raft_replica *r, int role, int64_t term, int32_t leader);
     void *ctx;
+    /* A snapshot from the leader was installed: the log now starts after offset; data (len
+     * bytes, valid during the call) is the state machine's snapshot there. May be NULL. */
+    void (*on_snapshot)(void *ctx, raft_replica *r, int64_t offset, const uint8_t *data,
+                        size_t len);
 } raft_replica_callbacks;
 
 typedef struct raft_replica_config {
@@ -90,7 +100,8 @@ typedef struct raft_replica_config {
 /*
  * Opens the replica: opens and recovers the log in cfg->dir, syncs it, reads the hard state
  * (none: term 0, no vote), creates the group and restores the config entries the log holds.
- * Starts as a follower with commit -1. The log must be a Raft log that starts at offset 0.
+ * Starts as a follower with commit -1 (or the snapshot point). The log must start at 0, or
+ * right after the snapshot point of raft_snap (a log that starts later: AL_EINVAL).
  * Returns 0 and *out, or -errno / AL_ECORRUPT (raft_state or raft_conf checksum or group
  * mismatch: refuse to guess) / AL_EINVAL / -ENOMEM. Blocks the shard (start-up work).
  */
@@ -168,6 +179,22 @@ struct raft_replicate_req {
  */
 int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req *q);
 
+/*
+ * Prefix truncation (retention, DeleteRecords, the controller's log trimming): makes the log
+ * start at `start`, the base of a batch, with start - 1 <= the commit index and durable. Writes
+ * raft_snap (offset start - 1, its term, the membership there, and data: the state machine's
+ * snapshot at start - 1, len bytes, copied; NULL/0 for partitions) durably, then advances the
+ * storage log's start (segments below are deleted). Followers that need entries below get the
+ * snapshot (raft.h). Returns 0 (also when start is not past the current point), AL_ERANGE
+ * (beyond commit, durable or the log end), AL_EINVAL (not a batch base), RAFT_EBUSY (retry
+ * later), AL_EFAILED or -errno. Blocks on the metadata writes.
+ */
+int raft_replica_prefix_truncate(raft_replica *r, int64_t start, const uint8_t *data,
+                                 size_t len);
+/* The snapshot point (-1: none) and the snapshot data kept there (NULL if none). */
+int64_t raft_replica_snapshot_offset(const raft_replica *r);
+const uint8_t *raft_replica_snapshot_data(const raft_replica *r, size_t *len);
+
 /* Leadership transfer and membership change (raft.h semantics and errors; AL_EFAILED). */
 int raft_replica_transfer_leadership(raft_replica *r, int32_t target);
 int raft_replica_change_membership(raft_replica *r, int op, int32_t node);
@@ -201,6 +228,8 @@ typedef struct raft_replica_stats {
     uint64_t dropped_busy;  /* messages dropped because the replica was busy */
     uint64_t conf_entries;  /* CONFIG entries appended */
     uint64_t conf_truncated; /* CONFIG entries removed by a truncation */
+    uint64_t prefix_truncations; /* raft_replica_prefix_truncate calls that cut the log */
+    uint64_t installs;      /* snapshots installed from the leader */
 } raft_replica_stats;
 void raft_replica_get_stats(const raft_replica *r, raft_replica_stats *out);
 

@@ -1,7 +1,9 @@
 /*
  * log_raft.c — synchronous helpers the Raft replica needs from a partition log (see
- * log_raft.h): sync everything recovered at open, and scan stored batches without the
- * asynchronous read path. Uses the log's private shape (log_impl.h) read-only.
+ * log_raft.h): sync everything recovered at open, scan stored batches without the
+ * asynchronous read path, and restart an emptied log at a snapshot point. Uses the log's
+ * private shape (log_impl.h): read-only, except storage_log_drop_empty_tail and
+ * storage_log_restart_at, which remove segments of an idle log.
  */
 #include "storage/log_raft.h"
 
@@ -135,4 +137,72 @@ int storage_log_scan_sync(storage_log *log, int64_t from, uint64_t max_batches,
 out:
     free(buf);
     return rc;
+}
+
+/* Closes and unlinks seg's files and frees it. */
+static void seg_drop(storage_log *log, segment *seg)
+{
+    char path[SEG_PATH_MAX + 16];
+    if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
+    static const char *const ext[] = {".log", ".index", ".timeindex"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof(path), "%s%s", seg->stem, ext[k]);
+        io_fs_unlink(log->io, path);
+    }
+    free(seg->idx);
+    free(seg->tidx);
+    free(seg->buf);
+    free(seg->fbuf);
+    free(seg);
+}
+
+int storage_log_restart_at(storage_log *log, int64_t offset)
+{
+    if (log->failed) return AL_EFAILED;
+    if (log->wbusy || log->sbusy || log->trunc || log->reads_inflight) return AL_EFULL;
+    if (offset < log->start) return AL_EINVAL;
+    log_compact_reset(log);
+    for (int i = 0; i < log->nsegs; i++) seg_drop(log, log->segs[i]);
+    bool had = log->nsegs > 0;
+    log->nsegs = 0;
+    log->npend = 0;
+    log->high = offset;
+    log->durable = offset - 1;
+    if (log->cfg.cache) storage_cache_drop(log->cfg.cache, log->cfg.log_id, 0, INT64_MAX);
+    /* nothing is left to become durable: fail whoever still waits */
+    for (int guard = 0; log->waiters && guard < 1000000; guard++) {
+        storage_waiter *w = log->waiters;
+        log->waiters = w->next;
+        w->next = NULL;
+        w->res = AL_ERANGE;
+        w->cb(w);
+    }
+    if (had) {
+        int rc = io_fs_fsync_dir(log->io, log->dir);
+        if (rc < 0) return rc;
+    }
+    /* persists the new start (log_meta) now that high allows it */
+    return storage_log_set_start_offset(log, offset);
+}
+
+struct base_find {
+    int64_t base;
+};
+
+static int base_fn(void *ctx, const uint8_t *batch, size_t size)
+{
+    struct base_find *b = ctx;
+    storage_batch_hdr h;
+    if (storage_batch_parse_header(batch, size, &h) < 0) return AL_ECORRUPT;
+    b->base = h.base_offset;
+    return 1;
+}
+
+int64_t storage_log_batch_base(storage_log *log, int64_t offset)
+{
+    if (offset < log->start || offset > storage_log_last_offset(log)) return AL_ERANGE;
+    struct base_find b = {-1};
+    int rc = storage_log_scan_sync(log, offset, 1, base_fn, &b);
+    if (rc < 0) return rc;
+    return b.base >= 0 ? b.base : AL_ERANGE;
 }

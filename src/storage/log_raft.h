@@ -37,4 +37,21 @@ int storage_log_drop_empty_tail(storage_log *log);
 int storage_log_scan_sync(storage_log *log, int64_t from, uint64_t max_batches,
                           int (*fn)(void *ctx, const uint8_t *batch, size_t size), void *ctx);
 
+/*
+ * Empties the log and restarts it at offset (a Raft follower installing a snapshot: the next
+ * append gets offset; start = high = offset, durable = offset - 1): every segment file is
+ * deleted, the new start persisted (log_meta), the cache dropped; durability waiters still
+ * queued fail with AL_ERANGE. The log must be idle (no write, sync, truncation or read in
+ * flight: call it from a truncation's callback or at open). offset may not be below the log
+ * start. Returns 0, AL_EFULL (not idle), AL_EINVAL, AL_EFAILED or -errno.
+ */
+int storage_log_restart_at(storage_log *log, int64_t offset);
+
+/*
+ * Base offset of the stored batch holding offset (synchronous read of its header), or
+ * AL_ERANGE when offset is not in [log start, last offset]. Used to round a prefix
+ * truncation point down to a batch boundary.
+ */
+int64_t storage_log_batch_base(storage_log *log, int64_t offset);
+
 #endif

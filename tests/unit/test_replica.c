@@ -144,6 +144,9 @@ typedef struct sim {
     bool lossy;   /* drop 5% and duplicate 3% of the messages */
     bool faults_on; /* disk faults are being injected */
     bool churn;     /* membership changes: remove a voter, add it back as learner, promote */
+    bool compact;   /* prefix truncations (with snapshot data) at random; lagging replicas
+                       catch up by snapshot */
+    uint64_t prefix_cuts;
     uint64_t t;   /* virtual time the run has reached */
     uint64_t t0;  /* ... and where it started */
     uint64_t sent, dropped, dups, crashes, acked, acked1, elections, lost, failed_replicas;
@@ -154,7 +157,7 @@ typedef struct sim {
 typedef struct totals {
     uint64_t seeds, acked, crashes, elections, lost, truncations, async_truncations, held,
         async_reads, resets, failed_replicas, transfers, conf_changes, conf_entries,
-        conf_truncated, five;
+        conf_truncated, five, prefix_cuts, installs;
 } totals;
 
 static totals g_tot;
@@ -170,6 +173,7 @@ static void add_stats(sim *s, raft_replica *r)
     s->st.resets += st.resets;
     s->st.conf_entries += st.conf_entries;
     s->st.conf_truncated += st.conf_truncated;
+    s->st.installs += st.installs;
 }
 
 static void sim_fail(sim *s, const char *fmt, ...) AL_PRINTF(2, 3);
@@ -271,8 +275,12 @@ static int scan_fn(void *ctx, const uint8_t *batch, size_t size)
 static void check_log(sim *s, snode *nd, int64_t upto, const char *why)
 {
     if (upto < 0) return;
-    struct scan_ctx c = {s, nd, upto, 0, why};
-    int rc = storage_log_scan_sync(raft_replica_log(nd->r), 0, 0, scan_fn, &c);
+    int64_t start = storage_log_start_offset(raft_replica_log(nd->r));
+    if (start != raft_replica_snapshot_offset(nd->r) + 1)
+        sim_fail(s, "node %d (%s): log starts at %" PRId64 ", snapshot point %" PRId64, nd->id,
+                 why, start, raft_replica_snapshot_offset(nd->r));
+    struct scan_ctx c = {s, nd, upto, start, why};
+    int rc = storage_log_scan_sync(raft_replica_log(nd->r), start, 0, scan_fn, &c);
     if (rc < 0) sim_fail(s, "node %d: scan: %s", nd->id, al_strerror(rc));
     if (!s->failure[0] && c.next <= upto)
         sim_fail(s, "node %d (%s): log ends at %" PRId64 ", committed batches up to %" PRId64,
@@ -307,8 +315,10 @@ static void on_commit(void *ctx, raft_replica *r, int64_t commit)
     sim *s = (sim *)((char *)(nd - nd->idx) - offsetof(sim, n));
     AL_UNUSED(r);
     if (commit <= nd->verified) return;
-    struct scan_ctx c = {s, nd, commit, nd->verified + 1, "commit"};
-    int rc = storage_log_scan_sync(raft_replica_log(nd->r), nd->verified + 1, 0, record_fn, &c);
+    /* below the snapshot point the log is gone (checked when it was there, or installed) */
+    int64_t from = AL_MAX(nd->verified + 1, raft_replica_snapshot_offset(nd->r) + 1);
+    struct scan_ctx c = {s, nd, commit, from, "commit"};
+    int rc = storage_log_scan_sync(raft_replica_log(nd->r), from, 0, record_fn, &c);
     if (rc < 0) sim_fail(s, "node %d: scan: %s", nd->id, al_strerror(rc));
     if (c.next <= commit)
         sim_fail(s, "node %d: commit %" PRId64 " beyond its log end %" PRId64, nd->id, commit,
@@ -330,6 +340,67 @@ static void on_repl(raft_replicate_req *q)
                      q->base_offset);
     } else {
         s->lost++;
+    }
+}
+
+/* The snapshot data a node writes at a prefix truncation: a function of the point only, so
+ * an installed snapshot can be checked. */
+static size_t snap_data_for(int64_t off, uint8_t *buf, size_t cap)
+{
+    size_t n = AL_MIN(cap, (size_t)(16 + (uint64_t)off * 37 % 3000));
+    uint64_t x = (uint64_t)off * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        buf[i] = (uint8_t)(x >> 56);
+    }
+    return n;
+}
+
+static void on_snapshot(void *ctx, raft_replica *r, int64_t offset, const uint8_t *data,
+                        size_t len)
+{
+    snode *nd = ctx;
+    sim *s = (sim *)((char *)(nd - nd->idx) - offsetof(sim, n));
+    uint8_t want[4096];
+    size_t n = snap_data_for(offset, want, sizeof(want));
+    if (len != n || memcmp(data, want, n) != 0)
+        sim_fail(s, "node %d: installed snapshot at %" PRId64 " carries the wrong data", nd->id,
+                 offset);
+    if (raft_replica_commit(r) < offset || storage_log_start_offset(raft_replica_log(r)) !=
+                                               offset + 1)
+        sim_fail(s, "node %d: after installing the snapshot at %" PRId64 ": commit %" PRId64
+                    ", log start %" PRId64, nd->id, offset, raft_replica_commit(r),
+                 storage_log_start_offset(raft_replica_log(r)));
+    nd->verified = AL_MAX(nd->verified, offset);
+}
+
+/* A prefix truncation on a random node, up to a little below its commit index. */
+static void compact_step(sim *s)
+{
+    snode *nd = &s->n[rng_next(&s->rng) % (uint64_t)s->nn];
+    if (!nd->r) return;
+    storage_log *log = raft_replica_log(nd->r);
+    int64_t up = AL_MIN(raft_replica_commit(nd->r), storage_log_durable_offset(log));
+    int64_t start = up + 1 - (int64_t)(rng_next(&s->rng) % 40);
+    if (start <= storage_log_start_offset(log)) return;
+    if (start <= storage_log_last_offset(log)) {
+        int64_t b = storage_log_batch_base(log, start);
+        if (b < 0) return;
+        start = b;
+    }
+    if (start <= storage_log_start_offset(log)) return;
+    uint8_t data[4096];
+    size_t n = snap_data_for(start - 1, data, sizeof(data));
+    int rc = raft_replica_prefix_truncate(nd->r, start, data, n);
+    if (rc == 0) {
+        s->prefix_cuts++;
+        if (storage_log_start_offset(log) != start ||
+            raft_replica_snapshot_offset(nd->r) != start - 1)
+            sim_fail(s, "node %d: prefix truncation to %" PRId64 " left the log at %" PRId64,
+                     nd->id, start, storage_log_start_offset(log));
+    } else if (rc != RAFT_EBUSY && rc != AL_EFAILED && rc != AL_ERANGE && !s->faults_on) {
+        sim_fail(s, "node %d: prefix truncation to %" PRId64 ": %s", nd->id, start,
+                 al_strerror(rc));
     }
 }
 
@@ -356,7 +427,7 @@ static void replica_cfg(sim *s, snode *nd, raft_replica_config *c)
     c->log.segment_bytes = 64 * 1024;
     c->log.fallocate_step = 64 * 1024;
     c->hb = &nd->hb;
-    c->cb = (raft_replica_callbacks){on_send, on_commit, on_role, nd};
+    c->cb = (raft_replica_callbacks){on_send, on_commit, on_role, nd, on_snapshot};
 }
 
 static void node_open(sim *s, snode *nd)
@@ -610,6 +681,7 @@ static void check_membership(sim *s, snode *nd)
     struct last_conf lc = {.found = false};
     if (storage_log_scan_sync(raft_replica_log(nd->r), 0, 0, last_conf_fn, &lc) < 0) return;
     const raft_config *m = raft_replica_membership(nd->r);
+    if (!lc.found && raft_replica_snapshot_offset(nd->r) >= 0) return; /* the snapshot's */
     if (!lc.found) {
         if (m->n_voters != s->nn || m->n_learners != 0)
             sim_fail(s, "node %d: membership of %u voters, %u learners without a config entry",
@@ -665,6 +737,7 @@ static void sim_free(sim *s)
     g_tot.failed_replicas += s->failed_replicas;
     g_tot.transfers += s->transfers;
     g_tot.conf_changes += s->conf_changes;
+    g_tot.prefix_cuts += s->prefix_cuts;
     for (int i = 0; i < s->nn; i++) {
         if (s->n[i].rd_busy) {
             free(s->n[i].rd.abuf);
@@ -689,6 +762,7 @@ static void sim_free(sim *s)
     g_tot.resets += s->st.resets;
     g_tot.conf_entries += s->st.conf_entries;
     g_tot.conf_truncated += s->st.conf_truncated;
+    g_tot.installs += s->st.installs;
     free(s);
 }
 
@@ -733,6 +807,7 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
      * and failed fsyncs (the log fails; the replica stops and is restarted) */
     int faults = (int)(seed % 6);
     s->churn = (seed / 6) % 2 == 0; /* independent of the fault kind */
+    s->compact = (seed / 12) % 2 == 0;
     s->faults_on = faults >= 1 && faults <= 3;
     for (int i = 0; i < s->nn; i++) {
         if (faults == 1) io_sim_fault_set(s->n[i].io, IO_SIM_FAULT_FALLOCATE_ENOSPC, 3000);
@@ -756,6 +831,7 @@ static bool sim_one(uint64_t seed, uint64_t chaos_ms, bool verbose)
         uint64_t x = rng_next(&s->rng) % 10000;
         if (x < 1000 && (chaos || t < end - 1500ull * 1000000ull)) propose(s, tag++);
         if (s->churn && (!chaos || x % 50 == 0)) membership_step(s, chaos);
+        if (s->compact && x >= 9500 && x < 9500 + (chaos ? 150u : 20u)) compact_step(s);
         if (!chaos) continue;
         if (x >= 9000 && x < 9030) { /* crash one node for 20..400 ms */
             snode *nd = &s->n[rng_next(&s->rng) % s->nn];
@@ -848,12 +924,15 @@ TEST(sim_seeds)
                     ", truncations %" PRIu64 " (async %" PRIu64 ", held actions %" PRIu64
                     "), async reads %" PRIu64 ", resets %" PRIu64 ", failed replicas %" PRIu64
                     ", transfers %" PRIu64 ", membership changes %" PRIu64
-                    " (config entries appended %" PRIu64 ", truncated %" PRIu64 ")\n",
+                    " (config entries appended %" PRIu64 ", truncated %" PRIu64
+                    "), prefix truncations %" PRIu64 ", snapshots installed %" PRIu64 "\n",
             seeds, g_tot.five, chaos_ms, mono_s() - t0, failed, g_tot.acked, g_tot.lost,
             g_tot.crashes, g_tot.elections, g_tot.truncations, g_tot.async_truncations, g_tot.held,
             g_tot.async_reads, g_tot.resets, g_tot.failed_replicas, g_tot.transfers,
-            g_tot.conf_changes, g_tot.conf_entries, g_tot.conf_truncated);
+            g_tot.conf_changes, g_tot.conf_entries, g_tot.conf_truncated, g_tot.prefix_cuts,
+            g_tot.installs);
     CHECK_EQ(failed, 0);
+    if (seeds >= 40) CHECK(g_tot.installs > 0); /* lagging replicas caught up by snapshot */
     CHECK(seeds > 0);
 }
 
