@@ -584,6 +584,22 @@ static int validate_set(const struct topic_config_set *s, char *msg, size_t msgl
     return topic_config_set_resolve(s, NULL, 0, &c, msg, msglen);
 }
 
+/* The end of an alter: validates the new set t as a whole and, unless validate_only, makes it
+ * *s (the old one freed). Takes t in every case (freed unless it became *s). Returns 0 or the
+ * validation error (msg says why). */
+static int set_commit(struct topic_config_set *s, struct topic_config_set *t, bool validate_only,
+                      char *msg, size_t msglen)
+{
+    int rc = validate_set(t, msg, msglen);
+    if (rc < 0 || validate_only) {
+        topic_config_set_free(t);
+        return rc;
+    }
+    topic_config_set_free(s);
+    *s = *t;
+    return 0;
+}
+
 int topic_config_alter_incremental(struct topic_config_set *s,
                                    const struct topic_config_alter_op *ops,
                                    int nops, bool validate_only, char *msg, size_t msglen)
@@ -653,11 +669,7 @@ int topic_config_alter_incremental(struct topic_config_set *s,
         }
         if (rc < 0) goto out;
     }
-    rc = validate_set(&t, msg, msglen);
-    if (rc < 0 || validate_only) goto out;
-    topic_config_set_free(s);
-    *s = t;
-    return 0;
+    return set_commit(s, &t, validate_only, msg, msglen);
 out:
     topic_config_set_free(&t);
     return rc;
@@ -680,11 +692,7 @@ int topic_config_replace(struct topic_config_set *s, const struct topic_config_p
         if (rc == 0) rc = set_put(&t, pairs[i].key, pairs[i].value);
         if (rc < 0) goto out;
     }
-    rc = validate_set(&t, msg, msglen);
-    if (rc < 0 || validate_only) goto out;
-    topic_config_set_free(s);
-    *s = t;
-    return 0;
+    return set_commit(s, &t, validate_only, msg, msglen);
 out:
     topic_config_set_free(&t);
     return rc;
