@@ -58,6 +58,15 @@ static uint8_t *fetch_expect[64];       /* the copying encoder's frame, per corr
 static size_t fetch_expect_len[64];
 static int iov_responses;               /* responses that went out as gathered pieces */
 
+/* Frees the expected frames a gathered-response test left. */
+static void fetch_expect_free(void)
+{
+    for (int i = 0; i < 64; i++) {
+        free(fetch_expect[i]);
+        fetch_expect[i] = NULL;
+    }
+}
+
 static void test_release(void *p)
 {
     free(p);
@@ -343,14 +352,28 @@ static void client_wait(pthread_t t, bool complete, double max_s)
     CHECK(!__atomic_load_n(&client_failed, __ATOMIC_ACQUIRE));
 }
 
+/* Runs fn(arg) as the client thread and serves until it is done (client_wait). */
+static void run_client(void *(*fn)(void *), void *arg, bool complete, double max_s)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, fn, arg);
+    client_wait(t, complete, max_s);
+}
+
+/* Polls (without completing anything) until the shard has closed n connections or max_s
+ * seconds passed; the caller checks shard.closed. */
+static void serve_until_closed(uint64_t n, double max_s)
+{
+    uint64_t end = io_now_ns(sio) + (uint64_t)(max_s * 1e9);
+    while (shard.closed < n && io_now_ns(sio) < end) io_poll(sio, io_now_ns(sio) + 2000000);
+}
+
 TEST(responses_in_request_order)
 {
     server_up(64);
     struct order_args a = {20000};
-    pthread_t t;
     uint64_t t0 = io_now_ns(sio);
-    pthread_create(&t, NULL, client_order, &a);
-    client_wait(t, true, 40);
+    run_client(client_order, &a, true, 40);
     double secs = (double)(io_now_ns(sio) - t0) / 1e9;
     CHECK_EQ(dispatched, 20000);
     CHECK_EQ(shard.responses, 20000 - 20000 / 7);
@@ -425,9 +448,7 @@ TEST(burst_of_no_response_requests)
     server_up(100000);
     cfg.kafka_max_frame_bytes = 1 << 20;
     srv.max_frame = 1 << 20;
-    pthread_t t;
-    pthread_create(&t, NULL, client_no_response_burst, NULL);
-    client_wait(t, false, 20);
+    run_client(client_no_response_burst, NULL, false, 20);
     CHECK_EQ(dispatched, 30002);
     server_down();
 }
@@ -467,9 +488,7 @@ TEST(large_frames_intact_and_in_order)
     cfg.kafka_max_frame_bytes = 1 << 20;
     srv.max_frame = 1 << 20;
     bad_payload = 0;
-    pthread_t t;
-    pthread_create(&t, NULL, client_large_frames, NULL);
-    client_wait(t, true, 30);
+    run_client(client_large_frames, NULL, true, 30);
     CHECK_EQ(dispatched, 120);
     CHECK_EQ(bad_payload, 0);
     CHECK(shard.frames_handed_over > 0); /* the no-copy path ran (and kept the bytes intact) */
@@ -548,9 +567,7 @@ static void *client_bad_frames(void *arg)
 TEST(bad_frames_close_only_their_connection)
 {
     server_up(16);
-    pthread_t t;
-    pthread_create(&t, NULL, client_bad_frames, NULL);
-    client_wait(t, true, 20);
+    run_client(client_bad_frames, NULL, true, 20);
     CHECK(shard.closed >= 3);
     server_down();
 }
@@ -568,12 +585,9 @@ static void *client_send_and_leave(void *arg)
 TEST(deferred_requests_outlive_their_connection)
 {
     server_up(64);
-    pthread_t t;
-    pthread_create(&t, NULL, client_send_and_leave, NULL);
-    client_wait(t, false, 10);
+    run_client(client_send_and_leave, NULL, false, 10);
     /* Wait for the server to see the close while requests are still deferred. */
-    uint64_t end = io_now_ns(sio) + 2000000000ull;
-    while (shard.closed < 1 && io_now_ns(sio) < end) io_poll(sio, io_now_ns(sio) + 2000000);
+    serve_until_closed(1, 2);
     CHECK_EQ(shard.closed, 1);
     CHECK(n_deferred > 0);
     CHECK_EQ(shard.bytes, 0); /* orphans no longer count against the shard */
@@ -643,18 +657,13 @@ TEST(gathered_responses_byte_identical)
     server_up(16);
     holds_made = holds_released = iov_responses = 0;
     struct gather_args a = {.nfetch = 6};
-    pthread_t t;
-    pthread_create(&t, NULL, client_gathered, &a);
-    client_wait(t, true, 60);
+    run_client(client_gathered, &a, true, 60);
     CHECK_EQ(iov_responses, 6);
     CHECK(shard.gathered_sends > 6); /* more pieces than one sendmsg takes, short writes */
     CHECK(holds_made > 6 * 1000);
     server_down();
     CHECK_EQ(holds_released, holds_made);
-    for (int i = 0; i < 64; i++) {
-        free(fetch_expect[i]);
-        fetch_expect[i] = NULL;
-    }
+    fetch_expect_free();
 }
 
 /* The server closes a connection (bad frame) while a ~7 MiB gathered response is being sent
@@ -667,11 +676,8 @@ TEST(connection_closed_mid_gathered_send)
         server_up(16);
         holds_made = holds_released = iov_responses = 0;
         struct gather_args a = {.nfetch = round, .leave = true};
-        pthread_t t;
-        pthread_create(&t, NULL, client_gathered, &a);
-        client_wait(t, true, 60);
-        uint64_t end = io_now_ns(sio) + 5000000000ull;
-        while (shard.closed < 2 && io_now_ns(sio) < end) io_poll(sio, io_now_ns(sio) + 2000000);
+        run_client(client_gathered, &a, true, 60);
+        serve_until_closed(2, 5);
         CHECK_EQ(shard.closed, 2);
         CHECK_EQ(iov_responses, round + 1);
         server_down();
@@ -681,10 +687,7 @@ TEST(connection_closed_mid_gathered_send)
     }
     printf("    %d of 3 closes came with a gathered send in flight\n", orphans);
     CHECK_EQ(orphans, 3);
-    for (int i = 0; i < 64; i++) {
-        free(fetch_expect[i]);
-        fetch_expect[i] = NULL;
-    }
+    fetch_expect_free();
 }
 
 int main(int argc, char **argv)
