@@ -337,6 +337,44 @@ def uvarint(n):
     return out + bytes([n])
 
 
+def varint(n):
+    """A signed (zigzag) varint, as record fields use them."""
+    return uvarint((n << 1) ^ (n >> 63))
+
+
+_CRC32C_TABLE = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ (0x82F63B78 if _c & 1 else 0)
+    _CRC32C_TABLE.append(_c)
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli) of data, as record batches carry it."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def record_batch(values, ts=None, producer_id=-1, producer_epoch=-1, base_sequence=-1):
+    """A magic-2 uncompressed record batch at base offset 0 (the broker stamps it): one record
+    per value (null key, no headers), every timestamp ts (ms; default now), the producer
+    fields as given (-1: not idempotent), a valid CRC."""
+    if ts is None:
+        ts = int(time.time() * 1000)
+    recs = b""
+    for i, v in enumerate(values):
+        r = b"\x00" + varint(0) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
+        recs += varint(len(r)) + r
+    n = len(values)
+    after_crc = struct.pack(">hiqqqhii", 0, n - 1, ts, ts, producer_id, producer_epoch,
+                            base_sequence, n) + recs
+    body = struct.pack(">ibI", 0, 2, crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(body)) + body
+
+
 def read_uvarint(buf, pos):
     shift = 0
     val = 0

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import ailurus_harness
-from ailurus_harness import frame, header, recv_frame
+from ailurus_harness import frame, header, record_batch, recv_frame
 
 ERR_NONE = 0
 ERR_COORDINATOR_NOT_AVAILABLE = 15
@@ -352,33 +352,9 @@ def test_idempotent_retry_across_leader_change(cluster3):
     assert got[1][0] == off1[1] and got[2][0] == nxt[1]
 
 
-def _varint(n):
-    n = (n << 1) ^ (n >> 63)
-    out = b""
-    while n >= 0x80:
-        out += bytes([(n & 0x7F) | 0x80])
-        n >>= 7
-    return out + bytes([n])
-
-
-def _crc32c(data):
-    poly, crc = 0x82F63B78, 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (poly if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
 def batch(pid, epoch, seq, value):
     """A magic-2 idempotent batch with one record (producer id/epoch, base sequence seq)."""
-    rec = b"\x00" + _varint(0) + _varint(0) + _varint(-1) + _varint(len(value)) + value + \
-        _varint(0)
-    rec = _varint(len(rec)) + rec
-    ts = int(time.time() * 1000)
-    after_crc = struct.pack(">hiqqqhii", 0, 0, ts, ts, pid, epoch, seq, 1) + rec
-    body = struct.pack(">ibI", 0, 2, _crc32c(after_crc)) + after_crc
-    return struct.pack(">qi", 0, len(body)) + body
+    return record_batch([value], producer_id=pid, producer_epoch=epoch, base_sequence=seq)
 
 
 def produce_raw(node, topic, b):
