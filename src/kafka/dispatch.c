@@ -53,6 +53,13 @@ const size_t kafka_handler_count = AL_ARRAY_SIZE(kafka_handlers);
 
 bool kafka_req_copy_records;
 
+/* AILURUS_FETCH_COPY=1 selects the copying Fetch path (request.h), read once at load. */
+__attribute__((constructor)) static void copy_records_from_env(void)
+{
+    const char *e = getenv("AILURUS_FETCH_COPY");
+    if (e && e[0] == '1') kafka_req_copy_records = true;
+}
+
 const struct kafka_handler *kafka_handler_find(int16_t api_key)
 {
     for (size_t i = 0; i < kafka_handler_count; i++)
@@ -242,6 +249,51 @@ int kafka_req_hold(kafka_req *req, void *p, void (*release)(void *p))
     return 0;
 }
 
+/* Records registered as pieces (kafka_req_add_pieces), in the arena. */
+struct kafka_req_pieces {
+    struct kafka_req_pieces *next;
+    const uint8_t *key; /* pieces[0].iov_base: what the records field points to */
+    const struct iovec *v;
+    int n;
+    size_t len;
+};
+
+int kafka_req_add_pieces(kafka_req *req, const struct iovec *pieces, int n)
+{
+    AL_ASSERT(n >= 1 && !kafka_req_copy_records);
+    struct kafka_req_pieces *p = kafka_arena_alloc(&req->arena, sizeof(*p));
+    if (!p) return -ENOMEM;
+    p->next = NULL;
+    p->key = pieces[0].iov_base;
+    p->v = pieces;
+    p->n = n;
+    p->len = 0;
+    for (int i = 0; i < n; i++) p->len += pieces[i].iov_len;
+    if (req->pieces_tail) req->pieces_tail->next = p;
+    else req->pieces = p;
+    req->pieces_tail = p;
+    req->pieces_cur = req->pieces;
+    return 0;
+}
+
+/* The registered pieces of a referenced records value (ptr, len), or NULL for a plain one.
+ * Looks at the cursor first (registration order = wire order), then everywhere. */
+static const struct kafka_req_pieces *pieces_find(kafka_req *req, const uint8_t *ptr, size_t len)
+{
+    struct kafka_req_pieces *p = req->pieces_cur;
+    if (p && p->key == ptr && p->len == len) {
+        req->pieces_cur = p->next;
+        return p;
+    }
+    for (p = req->pieces; p; p = p->next) { /* bounded: the list is finite and acyclic */
+        if (p->key == ptr && p->len == len) {
+            req->pieces_cur = p->next;
+            return p;
+        }
+    }
+    return NULL;
+}
+
 /* Releases every hold (bounded: each is in the arena, at most arena.limit / sizeof). */
 static void req_release_holds(kafka_req *req)
 {
@@ -258,6 +310,7 @@ void kafka_req_free(kafka_req *req)
 {
     if (!req) return;
     req_release_holds(req);
+    req->pieces = req->pieces_tail = req->pieces_cur = NULL;
     req->resp_iov = NULL;
     req->resp_iovcnt = 0;
     if (!req->frame_mem && req->frame && req->frame_cap && req->frame_cap <= REQ_POOL_KEEP_FRAME) {
@@ -312,21 +365,34 @@ void kafka_req_respond_none(kafka_req *req)
  * are left out. Returns 0 or -ENOMEM (arena). */
 static int build_resp_iov(kafka_req *req, uint8_t *buf, size_t len, const kafka_refs *refs)
 {
-    struct iovec *iov = kafka_arena_alloc(&req->arena,
-                                          sizeof(*iov) * (2 * (size_t)refs->n + 1));
+    size_t cnt = 2 * (size_t)refs->n + 1;
+    req->pieces_cur = req->pieces;
+    for (int32_t i = 0; req->pieces && i < refs->n; i++) {
+        const struct kafka_req_pieces *pc = pieces_find(req, refs->v[i].ptr, refs->v[i].len);
+        if (pc) cnt += (size_t)pc->n - 1;
+    }
+    struct iovec *iov = kafka_arena_alloc(&req->arena, sizeof(*iov) * cnt);
     if (!iov) return -ENOMEM;
-    int n = 0;
-    size_t pos = 0;
+    size_t n = 0, pos = 0;
+    req->pieces_cur = req->pieces;
     for (int32_t i = 0; i < refs->n; i++) {
         const kafka_ref *r = &refs->v[i];
         AL_ASSERT(r->at >= pos && r->at <= len);
         if (r->at > pos) iov[n++] = (struct iovec){.iov_base = buf + pos, .iov_len = r->at - pos};
-        iov[n++] = (struct iovec){.iov_base = (void *)r->ptr, .iov_len = r->len};
+        const struct kafka_req_pieces *pc =
+            req->pieces ? pieces_find(req, r->ptr, r->len) : NULL;
+        if (pc) {
+            for (int k = 0; k < pc->n; k++)
+                if (pc->v[k].iov_len) iov[n++] = pc->v[k];
+        } else {
+            iov[n++] = (struct iovec){.iov_base = (void *)r->ptr, .iov_len = r->len};
+        }
         pos = r->at;
     }
     if (pos < len) iov[n++] = (struct iovec){.iov_base = buf + pos, .iov_len = len - pos};
+    AL_ASSERT(n <= cnt && n <= INT32_MAX);
     req->resp_iov = iov;
-    req->resp_iovcnt = n;
+    req->resp_iovcnt = (int)n;
     return 0;
 }
 
@@ -347,7 +413,8 @@ static int encode_response(kafka_req *req, const void *resp, int16_t version)
     if (hsize + bsize > INT32_MAX) return AL_ETOOLARGE;
     if (by_ref && refs.planned > 0) {
         refs.v = kafka_arena_alloc(&req->arena, sizeof(*refs.v) * (size_t)refs.planned);
-        if (!refs.v) by_ref = false; /* copy instead */
+        if (!refs.v && req->pieces) return -ENOMEM; /* pieces cannot be copied as one */
+        if (!refs.v) by_ref = false;                 /* copy instead */
     }
     if (!by_ref || refs.planned == 0) {
         by_ref = false;

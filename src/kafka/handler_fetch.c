@@ -60,7 +60,8 @@ struct fetch_part {
     int16_t error;
     int64_t hw, log_start;
     uint8_t *data; /* malloc'd, trimmed to whole batches below hw */
-    size_t len;
+    struct fetch_pieces *pieces; /* or: cached batches held by reference (data NULL) */
+    size_t len;    /* bytes of data or of the pieces */
     /* S side */
     storage_read rd;
     pm_partition *held; /* held across an asynchronous read */
@@ -81,6 +82,38 @@ struct fetch_ctx {
 };
 
 static void fetch_round(struct fetch_ctx *ctx, int op);
+
+/*
+ * Batches served straight from the owner shard's batch cache (zero copy): each piece is one
+ * whole cached batch held by reference (storage_cache_get_ref), so eviction on S does not free
+ * it while C encodes and sends it. Malloc'd on S, released (unref + free) on C, through the
+ * request once it is part of a response (kafka_req_hold).
+ */
+#define FETCH_PIECES_MAX 256 /* more batches than this: the copying read (small batches) */
+struct fetch_pieces {
+    int n;
+    size_t len;
+    storage_cache_ref *ref[FETCH_PIECES_MAX];
+    struct iovec v[FETCH_PIECES_MAX];
+};
+
+static void fetch_pieces_release(void *arg)
+{
+    struct fetch_pieces *pc = arg;
+    if (!pc) return;
+    for (int i = 0; i < pc->n; i++) storage_cache_unref(pc->ref[i]);
+    free(pc);
+}
+
+/* Drops what the last READ of fp returned (buffer or pieces). */
+static void fetch_part_clear(struct fetch_part *fp)
+{
+    free(fp->data);
+    fp->data = NULL;
+    fetch_pieces_release(fp->pieces);
+    fp->pieces = NULL;
+    fp->len = 0;
+}
 
 /* ---- owner shard ---- */
 
@@ -152,10 +185,60 @@ static int16_t fetch_check_leader(pm_partition *p, int32_t cur_epoch)
     return cur_epoch < term ? KAFKA_ERR_FENCED_LEADER_EPOCH : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
 }
 
+/*
+ * On S: serves the read from the batch cache by reference when the batch at fetch_offset is
+ * cached: the same batches the copying read returns after fetch_trim (consecutive cached
+ * batches from fetch_offset while fewer than max_bytes are gathered, at least one, stopping at
+ * the first miss, and only those wholly below the HW). Returns true when it answered (pieces
+ * set, or nothing below the HW); false to use storage_log_read (not cached, more than
+ * FETCH_PIECES_MAX batches, out of memory).
+ */
+static bool fetch_from_cache(pm_partition *p, struct fetch_part *fp)
+{
+    storage_cache *c = p->log_cfg.cache;
+    if (!c || kafka_req_copy_records) return false;
+    struct fetch_pieces *pc = NULL;
+    int64_t next = fp->fetch_offset;
+    size_t total = 0;
+    for (int n = 0; total < (size_t)fp->max_bytes; n++) {
+        if (n == FETCH_PIECES_MAX) goto copy; /* many small batches: copying is cheaper */
+        size_t len;
+        int64_t last;
+        storage_cache_ref *ref;
+        const uint8_t *b = storage_cache_get_ref(c, p->log_cfg.log_id, next, &len, &last, &ref);
+        if (!b) {
+            if (n == 0) return false;
+            break;
+        }
+        if (last >= fp->hw) { /* not visible yet (fetch_trim's rule) */
+            storage_cache_unref(ref);
+            break;
+        }
+        if (!pc && !(pc = malloc(sizeof(*pc)))) {
+            storage_cache_unref(ref);
+            return false;
+        }
+        if (n == 0) pc->n = 0, pc->len = 0;
+        pc->ref[n] = ref;
+        pc->v[n] = (struct iovec){.iov_base = (void *)b, .iov_len = len};
+        pc->n = n + 1;
+        pc->len += len;
+        total += len;
+        next = last + 1;
+    }
+    fp->pieces = pc; /* NULL: the first batch is not below the HW, nothing to send */
+    fp->len = pc ? pc->len : 0;
+    return true;
+copy:
+    fetch_pieces_release(pc);
+    return false;
+}
+
 static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
 {
     pm_partition *p = pm_find(&ds->pm, fp->topic_id, fp->partition);
     fp->data = NULL;
+    fp->pieces = NULL;
     fp->len = 0;
     fp->error = 0;
     if (!p) {
@@ -180,6 +263,8 @@ static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
         if (!p->rr || fp->fetch_offset < fp->log_start ||
             fp->fetch_offset > raft_replica_last_offset(p->rr) + 1)
             fp->error = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+    } else if (fp->fetch_offset < fp->hw && fp->max_bytes > 0 && fetch_from_cache(p, fp)) {
+        /* served from the cache by reference */
     } else if (fp->fetch_offset < fp->hw && fp->max_bytes > 0) {
         memset(&fp->rd, 0, sizeof(fp->rd));
         fp->rd.offset = fp->fetch_offset;
@@ -282,11 +367,7 @@ static void fetch_cancel_msg(reactor_shard *self, const struct reactor_msg *msg)
 
 static void fetch_free_data(struct fetch_ctx *ctx)
 {
-    for (int32_t i = 0; i < ctx->nparts; i++) {
-        free(ctx->parts[i].data);
-        ctx->parts[i].data = NULL;
-        ctx->parts[i].len = 0;
-    }
+    for (int32_t i = 0; i < ctx->nparts; i++) fetch_part_clear(&ctx->parts[i]);
 }
 
 /* Fills the response from the parts; returns the bytes of records included. */
@@ -309,7 +390,7 @@ static size_t fetch_gather(struct fetch_ctx *ctx)
         out->LogStartOffset = fp->log_start;
         if (!fp->len) continue;
         if (any && total + fp->len > max_bytes) continue; /* over MaxBytes: next fetch */
-        out->Records.ptr = fp->data;
+        out->Records.ptr = fp->pieces ? fp->pieces->v[0].iov_base : fp->data;
         out->Records.len = (int32_t)fp->len;
         total += fp->len;
         any = true;
@@ -347,24 +428,55 @@ static void fetch_buf_release(void *p)
     free(p);
 }
 
-/* Hands the record buffers of the parts that go into the response to the request (they are
- * sent from where they are: kafka_req_hold) and frees the others. A part whose buffer cannot
- * be held is answered without records (the client fetches them again). */
+/* Pieces that cannot go out as pieces (fewer bytes than KAFKA_REQ_REF_MIN, so the encoder
+ * copies them as one buffer, or the copying path for tests): one malloc'd buffer with their
+ * bytes; the pieces are released. Returns the buffer or NULL (out of memory). */
+static uint8_t *fetch_pieces_flatten(struct fetch_pieces *pc)
+{
+    uint8_t *buf = malloc(pc->len ? pc->len : 1);
+    size_t pos = 0;
+    for (int i = 0; buf && i < pc->n; i++) {
+        memcpy(buf + pos, pc->v[i].iov_base, pc->v[i].iov_len);
+        pos += pc->v[i].iov_len;
+    }
+    fetch_pieces_release(pc);
+    return buf;
+}
+
+/* Hands the records of the parts that go into the response to the request (they are sent from
+ * where they are: kafka_req_hold, kafka_req_add_pieces) and frees the others. A part whose
+ * records cannot be handed over (out of memory) is answered without them (the client fetches
+ * them again). */
 static void fetch_hand_over(struct fetch_ctx *ctx)
 {
     for (int32_t i = 0; i < ctx->nparts; i++) {
         struct fetch_part *fp = &ctx->parts[i];
         uint8_t *data = fp->data;
+        struct fetch_pieces *pc = fp->pieces;
         fp->data = NULL;
+        fp->pieces = NULL;
         fp->len = 0;
-        if (!data) continue;
+        if (!data && !pc) continue;
         kafka_bytes *rec = &fp->out->Records;
-        if (rec->ptr != data) {
+        if (rec->ptr == NULL || rec->ptr != (pc ? pc->v[0].iov_base : data)) {
             free(data); /* not in this response (over MaxBytes) */
+            fetch_pieces_release(pc);
             continue;
         }
-        if (kafka_req_hold(ctx->req, data, fetch_buf_release) < 0) {
-            rec->ptr = NULL; /* released: answer this partition empty */
+        int rc = 0;
+        if (pc && pc->n > 1 && (pc->len < KAFKA_REQ_REF_MIN || kafka_req_copy_records)) {
+            rec->ptr = data = fetch_pieces_flatten(pc);
+            pc = NULL;
+            rc = data ? 0 : -ENOMEM;
+        }
+        if (!rc && pc) {
+            rc = kafka_req_hold(ctx->req, pc, fetch_pieces_release);
+            if (!rc && pc->n > 1) rc = kafka_req_add_pieces(ctx->req, pc->v, pc->n);
+        } else if (!rc) {
+            rc = kafka_req_hold(ctx->req, data, fetch_buf_release);
+        }
+        if (rc < 0) { /* released (or never made): answer this partition empty */
+            rec->ptr = NULL;
             rec->len = 0;
         }
     }
@@ -476,11 +588,7 @@ static void fetch_round(struct fetch_ctx *ctx, int op)
     for (int32_t i = 0; i < ctx->nparts; i++) {
         struct fetch_part *fp = &ctx->parts[i];
         if (!fp->routed) continue;
-        if (op == FETCH_READ) {
-            free(fp->data);
-            fp->data = NULL;
-            fp->len = 0;
-        }
+        if (op == FETCH_READ) fetch_part_clear(fp);
         ctx->pending++;
         data_send(ctx->ds, fp->owner, fetch_part_msg, fp, (uint64_t)op, ctx->parked.cookie);
     }

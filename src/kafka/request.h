@@ -73,6 +73,8 @@ struct kafka_req {
                                    (see kafka_req_hold); resp_len is then the wire total */
     int resp_iovcnt;
     struct kafka_req_hold *holds; /* private: memory held until the req is freed */
+    struct kafka_req_pieces *pieces, *pieces_tail; /* private: records in several pieces */
+    struct kafka_req_pieces *pieces_cur;           /* private: lookup cursor */
     bool no_response;           /* answered, but nothing goes on the wire (acks=0) */
     int fail;                   /* < 0: close the connection (set by kafka_req_fail) */
     const char *fail_reason;    /* static text for the connection's log line, or NULL */
@@ -153,8 +155,22 @@ int kafka_req_hold(kafka_req *req, void *p, void (*release)(void *p));
  * For tests and tools: the send path never flattens a response. */
 int64_t kafka_req_resp_copy(const kafka_req *req, uint8_t *out, size_t cap);
 
-/* Tests only (set before any request, process-wide): true makes every response copy its
- * records into resp as before (no resp_iov), to compare both paths byte for byte. */
+/*
+ * Records in several pieces (batches sent straight from the batch cache): the handler sets the
+ * records field to {key, len} where key is pieces[0].iov_base and len the sum of the pieces'
+ * lengths (>= KAFKA_REQ_REF_MIN, so the encoder never reads it as one buffer), and registers
+ * the pieces here before responding; the response then sends them in order in place of the
+ * field's bytes. `pieces` (and what it points to) must stay valid until the req is freed: hold
+ * them with kafka_req_hold. Register in the order the fields come in the response (a lookup
+ * cursor follows that order; any order works, slower). Returns 0 or -ENOMEM (arena: answer
+ * without these records). Not with kafka_req_copy_records set (flatten instead).
+ */
+int kafka_req_add_pieces(kafka_req *req, const struct iovec *pieces, int n);
+
+/* The copying path, for comparisons (set before any request, process-wide; the broker sets
+ * it when started with AILURUS_FETCH_COPY=1 in its environment): Fetch reads copy cached
+ * batches out of the cache and responses copy their records into resp (no resp_iov), as
+ * before records went by reference. */
 extern bool kafka_req_copy_records;
 
 /* Completes the req with no response bytes (acks=0 Produce). Calls on_done. */

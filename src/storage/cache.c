@@ -1,6 +1,11 @@
 /*
  * cache.c — the per-shard batch cache: a chained hash table keyed by (log id, base offset) and an
  * intrusive LRU list, bounded by bytes. See cache.h.
+ *
+ * Entries are reference counted (atomic): the cache's own link is one reference, every
+ * storage_cache_get_ref another. Removing an entry (eviction, replacement, drop, destroy)
+ * unlinks it and drops the cache's reference; whoever drops the last one frees it, on any
+ * thread. So a batch a Fetch response is sending from stays valid whatever the cache does.
  */
 #include "storage/cache.h"
 
@@ -12,6 +17,7 @@ typedef struct centry {
     uint64_t log_id;
     int64_t base, last;
     size_t len;
+    uint32_t refs;                /* atomic: 1 for the cache's link + one per holder */
     uint8_t data[];
 } centry;
 
@@ -62,7 +68,15 @@ static void lru_push_head(storage_cache *c, centry *e)
     if (!c->tail) c->tail = e;
 }
 
-/* Unlinks e from its hash chain and the LRU list and frees it. */
+void storage_cache_unref(storage_cache_ref *ref)
+{
+    if (!ref) return;
+    centry *e = (centry *)ref;
+    if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0) free(e);
+}
+
+/* Unlinks e from its hash chain and the LRU list and drops the cache's reference (freeing it
+ * unless a holder still has one). */
 static void cache_remove(storage_cache *c, centry *e)
 {
     centry **pp = &c->buckets[cache_hash(e->log_id, e->base, c->nbuckets)];
@@ -72,7 +86,7 @@ static void cache_remove(storage_cache *c, centry *e)
     lru_unlink(c, e);
     c->bytes -= e->len;
     c->entries--;
-    free(e);
+    storage_cache_unref((storage_cache_ref *)e);
 }
 
 void storage_cache_destroy(storage_cache *c)
@@ -124,6 +138,7 @@ int storage_cache_put(storage_cache *c, uint64_t log_id, int64_t base, int64_t l
     e->base = base;
     e->last = last;
     e->len = len;
+    e->refs = 1;
     memcpy(e->data, batch, len);
     for (int guard = 0; c->bytes + len > c->max_bytes && c->tail; guard++) {
         AL_ASSERT(guard < 100000000);
@@ -153,6 +168,17 @@ const uint8_t *storage_cache_get(storage_cache *c, uint64_t log_id, int64_t base
     *len = e->len;
     *last = e->last;
     return e->data;
+}
+
+const uint8_t *storage_cache_get_ref(storage_cache *c, uint64_t log_id, int64_t base,
+                                     size_t *len, int64_t *last, storage_cache_ref **ref)
+{
+    const uint8_t *p = storage_cache_get(c, log_id, base, len, last);
+    if (!p) return NULL;
+    centry *e = AL_CONTAINER_OF(p, centry, data);
+    __atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+    *ref = (storage_cache_ref *)e;
+    return p;
 }
 
 int storage_cache_drop(storage_cache *c, uint64_t log_id, int64_t from, int64_t to)

@@ -27,11 +27,23 @@ int storage_cache_put(storage_cache *c, uint64_t log_id, int64_t base, int64_t l
 
 /*
  * Looks up the batch whose base offset is `base`. On a hit returns a pointer to its bytes
- * (valid until the next put/drop on this cache) and sets *len and *last; marks it recently
- * used. Returns NULL on a miss.
+ * (valid until the next put/drop on this cache; storage_cache_get_ref for longer) and sets
+ * *len and *last; marks it recently used. Returns NULL on a miss.
  */
 const uint8_t *storage_cache_get(storage_cache *c, uint64_t log_id, int64_t base, size_t *len,
                                  int64_t *last);
+
+/*
+ * Zero-copy reads: storage_cache_get that also takes a reference to the entry (*ref), so its
+ * bytes stay valid and unchanged, even after the entry is evicted, replaced or dropped or the
+ * cache destroyed, until storage_cache_unref(*ref). The cache's thread only; the entry's memory
+ * counts in the budget only while it is in the cache.
+ */
+typedef struct storage_cache_ref storage_cache_ref;
+const uint8_t *storage_cache_get_ref(storage_cache *c, uint64_t log_id, int64_t base,
+                                     size_t *len, int64_t *last, storage_cache_ref **ref);
+/* Drops a reference from storage_cache_get_ref (NULL: nothing). Any thread. */
+void storage_cache_unref(storage_cache_ref *ref);
 
 /* Drops every entry of log_id whose offsets overlap [from, to]. Returns how many. O(entries). */
 int storage_cache_drop(storage_cache *c, uint64_t log_id, int64_t from, int64_t to);
