@@ -337,6 +337,12 @@ def uvarint(n):
     return out + bytes([n])
 
 
+def kstr(s):
+    """A Kafka STRING: int16 length, then the UTF-8 bytes of s."""
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
 def varint(n):
     """A signed (zigzag) varint, as record fields use them."""
     return uvarint((n << 1) ^ (n >> 63))

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import ailurus_harness
-from ailurus_harness import frame, header, record_batch, recv_frame
+from ailurus_harness import frame, header, kstr, record_batch, recv_frame
 
 ERR_NONE = 0
 ERR_COORDINATOR_NOT_AVAILABLE = 15
@@ -36,11 +36,6 @@ def wait_for(what, fn, timeout=30.0, step=0.2):
     """The harness's wait_for, also retrying on client (KafkaException) errors."""
     return ailurus_harness.wait_for(what, fn, timeout, step,
                                     (OSError, AssertionError, struct.error, KafkaException))
-
-
-def kstr(s):
-    b = s.encode()
-    return struct.pack(">h", len(b)) + b
 
 
 def call(node, api_key, version, body, timeout=10.0):
