@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "cluster/cluster.h"
 #include "cluster/data_plane.h"
+#include "storage/log_raft.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -24,6 +25,8 @@
 #define PR_FLUSH_NS     1000000u
 #define PR_BUSY_NS      (100u * 1000000u) /* fast flushing this long after entries arrived */
 #define PR_REPORT_NS    ((uint64_t)PR_REPORT_MS * 1000000u)
+/* Retention of Raft partitions (pr_housekeep) runs this often on each shard. */
+#define PR_HOUSEKEEP_NS (2000000000ull)
 #define PR_MIN_PUSH_NS  (20u * 1000000u) /* rate limit of change-driven gossip */
 #define PR_PEERS_MAX    256              /* live peers a shard keeps for the ISR */
 #define PR_HB_DEST_MAX  64
@@ -59,6 +62,7 @@ struct pr_shard {
     uint32_t nbuckets, n;
     reactor_timer tick;
     uint64_t last_tick_ns, last_report_ns;
+    uint64_t last_housekeep_ns;
     uint64_t busy_until_ns; /* fast flushing until then (entries arrived) */
     bool report_now;
     bool stopping;
@@ -93,6 +97,7 @@ int32_t pr_self(void)
 /* ---- the shard's state ---- */
 
 static void pr_tick_fire(reactor_timer *t);
+static void pr_housekeep_all(struct pr_shard *sh);
 
 static void pr_shard_free(struct pr_shard *sh)
 {
@@ -518,11 +523,60 @@ static void pr_tick_fire(reactor_timer *t)
         sh->last_report_ns = now;
         pr_report(sh);
     }
+    if (now - sh->last_housekeep_ns >= PR_HOUSEKEEP_NS) {
+        sh->last_housekeep_ns = now;
+        pr_housekeep_all(sh);
+    }
     if (sh->shard == 0 &&
         ((g_node.dirty && now - g_node.last_gossip_ns >= PR_MIN_PUSH_NS) ||
          now - g_node.last_gossip_ns >= PR_REPORT_NS))
         pr_node_gossip(sh, now);
     pr_tick_arm(sh, now);
+}
+
+/*
+ * Retention of one Raft partition: storage housekeeping that moves no start itself, then a
+ * prefix truncation of the replica to where retention.ms / retention.bytes (the topic's
+ * current settings) would start the log, but never beyond the commit index (each replica
+ * applies its own retention, Redpanda's rule: an uncommitted entry is never cut). Followers
+ * that fall behind the new start catch up by snapshot.
+ */
+static void pr_housekeep(pm_partition *p, int64_t now_ms)
+{
+    int64_t want = -1;
+    int rc = storage_log_housekeep_raft(p->log, now_ms, &p->log_cfg, &want);
+    if (rc < 0) {
+        log_warn("raft", "%s/%" PRId32 ": housekeeping: %s", p->topic, p->partition,
+                 al_strerror(rc));
+        return;
+    }
+    int64_t start = storage_log_start_offset(p->log);
+    want = AL_MIN(want, raft_replica_commit(p->rr) + 1);
+    if (want <= start) return;
+    if (want <= storage_log_last_offset(p->log)) { /* segment bases are batch bases */
+        int64_t base = storage_log_batch_base(p->log, want);
+        if (base < 0) return;
+        want = base;
+    }
+    if (want <= start) return;
+    rc = raft_replica_prefix_truncate(p->rr, want, NULL, 0);
+    if (rc == 0)
+        log_info("raft", "%s/%" PRId32 ": retention moves the log start %" PRId64 " -> %" PRId64,
+                 p->topic, p->partition, start, want);
+    else if (rc != RAFT_EBUSY && rc != AL_ERANGE)
+        log_warn("raft", "%s/%" PRId32 ": retention to %" PRId64 ": %s", p->topic,
+                 p->partition, want, raft_strerror(rc));
+}
+
+static void pr_housekeep_all(struct pr_shard *sh)
+{
+    int64_t now_ms = io_wall_ms(sh->io);
+    for (uint32_t b = 0; b < sh->nbuckets; b++)
+        for (struct pr_part *pp = sh->buckets[b]; pp; pp = pp->hnext) {
+            pm_partition *p = pp->p;
+            if (p->rr && !p->removed && !p->busy && !raft_replica_failed(p->rr))
+                pr_housekeep(p, now_ms);
+        }
 }
 
 /* ---- receiving ---- */

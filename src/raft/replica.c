@@ -906,7 +906,12 @@ static void trunc_done(raft_replica *r, int res)
         r->install_pending = false;
         rc = storage_log_restart_at(r->log, r->snap_off + 1);
         if (rc < 0) fail_replica(r, "restarting the log after an installed snapshot", rc);
-        else r->note_snapshot = true; /* the owner hears of it with the log in place */
+        else {
+            r->note_snapshot = true; /* the owner hears of it with the log in place */
+            log_info("raft", "group %" PRIu64 ": installed the leader's snapshot at %" PRId64
+                             " (%zu data bytes): the log restarts at %" PRId64,
+                     r->cfg.group, r->snap_off, r->snap_len, r->snap_off + 1);
+        }
     }
     r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
     /* inside a pump, it goes on with the held actions itself */
@@ -1258,6 +1263,11 @@ void raft_replica_abandon(raft_replica *r)
 }
 
 /* ---------------------------------------------------------------- inputs */
+
+void raft_replica_set_campaign(raft_replica *r, bool on)
+{
+    raft_set_campaign(&r->g, on);
+}
 
 int raft_replica_tick(raft_replica *r)
 {

@@ -206,3 +206,41 @@ int64_t storage_log_batch_base(storage_log *log, int64_t offset)
     if (rc < 0) return rc;
     return b.base >= 0 ? b.base : AL_ERANGE;
 }
+
+int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_log_config *rcfg,
+                               int64_t *retention_start)
+{
+    /* storage_log_housekeep with a retention that moves nothing: it still deletes segments
+     * that fell below the start while reads held them */
+    int policy = log->cfg.cleanup_policy;
+    int64_t rb = log->cfg.retention_bytes, rms = log->cfg.retention_ms;
+    log->cfg.cleanup_policy = STORAGE_CLEANUP_DELETE;
+    log->cfg.retention_bytes = -1;
+    log->cfg.retention_ms = -1;
+    int rc = storage_log_housekeep(log, now_ms, 0);
+    log->cfg.cleanup_policy = policy;
+    log->cfg.retention_bytes = rb;
+    log->cfg.retention_ms = rms;
+    int64_t new_start = log->start;
+    if (rcfg->cleanup_policy & STORAGE_CLEANUP_DELETE) {
+        uint64_t total = storage_log_size_bytes(log);
+        for (int i = 0; i < log->nsegs - 1; i++) {
+            segment *seg = log->segs[i];
+            if (seg->last < log->start) { /* already below the start, awaiting deletion */
+                total -= AL_MIN(total, seg->size);
+                continue;
+            }
+            if (!seg->sealed || seg->dsize != seg->size) break;
+            bool by_size = rcfg->retention_bytes >= 0 &&
+                           total - seg->size >= (uint64_t)rcfg->retention_bytes &&
+                           total > (uint64_t)rcfg->retention_bytes;
+            bool by_time = rcfg->retention_ms >= 0 && seg->max_ts != INT64_MIN &&
+                           now_ms - seg->max_ts > rcfg->retention_ms;
+            if (!by_size && !by_time) break;
+            total -= seg->size;
+            new_start = AL_MAX(new_start, seg->last + 1);
+        }
+    }
+    *retention_start = new_start;
+    return rc;
+}

@@ -54,4 +54,15 @@ int storage_log_restart_at(storage_log *log, int64_t offset);
  */
 int64_t storage_log_batch_base(storage_log *log, int64_t offset);
 
+/*
+ * Housekeeping for a Raft log, whose start only the replica moves (never beyond the commit
+ * index): rolls an over-age segment and finishes sealed ones and deletes segments below the
+ * start (as storage_log_housekeep), but applies no retention and no compaction itself.
+ * *retention_start gets the start offset retention (delete policy of rcfg: retention.bytes,
+ * retention.ms over whole closed, durable segments) would move to, for the replica to cut.
+ * Returns 0 or storage_log_housekeep's error.
+ */
+int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_log_config *rcfg,
+                               int64_t *retention_start);
+
 #endif

@@ -1,0 +1,182 @@
+"""Retention and log prefix truncation on Raft partitions (issue 7): a 3-node cluster, topics
+with replication factor 3.
+
+  * retention.bytes with small segments: old segments are deleted on every node, each replica
+    moving its own log start (never past its commit index: raft_snap records the snapshot
+    point), and ListOffsets EARLIEST (the low watermark) follows; a consumer from the
+    beginning starts there;
+  * a follower stopped while retention.ms cuts the leader's log past the follower's end comes
+    back and catches up by snapshot (its old log is replaced: it starts after the leader's
+    snapshot point), then by appends; every node then holds the same end;
+  * DeleteRecords through the leader goes through the Raft log, so every replica moves its
+    start, and the answer's low watermark is the new start.
+
+Nodes are real `ailurus start` processes on 127.0.0.1; every wait is bounded."""
+
+import os
+import struct
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+@pytest.fixture
+def cluster(cluster_factory):
+    return cluster_factory(3, first_id=0)
+
+
+def create_topic(c, name, config):
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    fs = admin.create_topics([NewTopic(name, 1, 3, config=config)], request_timeout=20)
+    fs[name].result(timeout=30)
+
+
+def part_dir(node, topic, partition=0):
+    kdir = os.path.join(node.data_dir, "kafka")
+    names = [n for n in os.listdir(kdir) if n.startswith(topic + "-")] if os.path.isdir(kdir) \
+        else []
+    if len(names) != 1:
+        return None
+    return os.path.join(kdir, names[0], str(partition))
+
+
+def log_state(node, topic):
+    """(log start offset from log_meta, [segment base offsets], raft_snap offset or None) of
+    node's replica, read from its files (None if the partition is not there yet)."""
+    d = part_dir(node, topic)
+    if d is None or not os.path.isdir(d):
+        return None
+    start = 0
+    try:
+        with open(os.path.join(d, "log_meta"), "rb") as f:
+            b = f.read()
+        if len(b) == 24:
+            start = struct.unpack(">q", b[8:16])[0]
+    except FileNotFoundError:
+        pass
+    snap = None
+    try:
+        with open(os.path.join(d, "raft_snap"), "rb") as f:
+            b = f.read()
+        if len(b) >= 32:
+            snap = struct.unpack(">q", b[16:24])[0]
+    except FileNotFoundError:
+        pass
+    bases = sorted(int(n.split("-")[0]) for n in os.listdir(d) if n.endswith(".log"))
+    return start, bases, snap
+
+
+def produce(c, topic, n, size=200, tag=b"v"):
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5,
+                  "enable.idempotence": True, "message.timeout.ms": 60000})
+    errors = []
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(err)
+
+    for i in range(n):
+        p.produce(topic, value=tag + b"%06d" % i + b"x" * size, partition=0, on_delivery=cb)
+        if i % 200 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    assert not errors, errors[:3]
+
+
+def watermarks(c, topic):
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "it-ret"})
+    try:
+        return cons.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        cons.close()
+
+
+def first_offset(c, topic, timeout=30.0):
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "it-ret-first",
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    cons.assign([TopicPartition(topic, 0, -2)])  # OFFSET_BEGINNING
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                continue
+            return m.offset()
+    finally:
+        cons.close()
+    raise AssertionError("nothing consumed from the beginning")
+
+
+def wait_until(what, fn, timeout=40.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def test_retention_bytes_moves_the_start_on_every_replica(cluster):
+    c = cluster
+    create_topic(c, "ret", {"segment.bytes": "65536", "retention.bytes": "200000"})
+    produce(c, "ret", 3000)
+    low0, high = watermarks(c, "ret")
+    assert high >= 3000
+
+    def cut_everywhere():
+        states = [log_state(n, "ret") for n in c.nodes]
+        if any(s is None or s[0] == 0 or s[2] is None for s in states):
+            return None
+        return states
+    states = wait_until("retention on all 3 replicas", cut_everywhere)
+    for start, bases, snap in states:
+        assert snap == start - 1, (start, snap)   # the log starts right after the point
+        assert bases and bases[0] <= start, (start, bases)
+        assert len(bases) <= 6, bases             # ~600 KB in 64 KiB segments, 200 KB kept
+        assert start < high
+    low, high2 = watermarks(c, "ret")
+    assert low > 0 and high2 == high
+    leader_start = max(s[0] for s in states)
+    assert low <= leader_start
+    assert first_offset(c, "ret") >= low
+
+
+def test_stopped_follower_catches_up_by_snapshot(cluster):
+    c = cluster
+    create_topic(c, "snap", {"segment.bytes": "65536", "retention.ms": "1500"})
+    produce(c, "snap", 500, tag=b"a")
+    # stop a follower (not the controller's node 0 either: any of 1, 2 works for the data)
+    victim = 2
+    before = wait_until("the victim's replica", lambda: log_state(c.nodes[victim], "snap"))
+    c.kill(victim)
+    produce(c, "snap", 4000, tag=b"b")
+    time.sleep(2.0)
+    produce(c, "snap", 400, tag=b"c")  # seals segments whose records are now old enough
+    low, high = watermarks(c, "snap")
+
+    def cut_past_victim():
+        s = [log_state(c.nodes[i], "snap") for i in (0, 1)]
+        return all(x and x[0] > 600 for x in s) and s
+    wait_until("retention past the stopped node's log end", cut_past_victim)
+    c.restart(victim)
+
+    def caught_up():
+        s = log_state(c.nodes[victim], "snap")
+        if not s or s[2] is None or s[0] <= 600:
+            return None
+        return s
+    start, bases, snap = wait_until("the restarted node to install a snapshot", caught_up, 60)
+    assert snap == start - 1 and bases and bases[0] >= start - 1, (start, bases, snap)
+    assert "installed the leader's snapshot" in c.nodes[victim].log_text()
+    # it then receives appends: a new record reaches every node's log
+    produce(c, "snap", 50, tag=b"d")
+    _, high2 = watermarks(c, "snap")
+    assert high2 > high
+    assert first_offset(c, "snap") >= watermarks(c, "snap")[0]
