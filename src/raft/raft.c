@@ -1191,9 +1191,19 @@ int raft_tick(raft_group *g, uint64_t now_ms)
         leader_tick(g);
     } else if (g->clock - g->elapsed_mark >= g->timeout) {
         if (g->leader != RAFT_NODE_NONE) set_role(g, g->role, RAFT_NODE_NONE);
-        campaign(g, true, false);
+        if (g->no_campaign) {
+            if (g->role != RAFT_FOLLOWER) become_follower(g, g->term, RAFT_NODE_NONE);
+            timer_reset(g);
+        } else {
+            campaign(g, true, false);
+        }
     }
     return 0;
+}
+
+void raft_set_campaign(raft_group *g, bool on)
+{
+    g->no_campaign = !on;
 }
 
 int raft_append_done(raft_group *g, int64_t last_offset, int64_t term)

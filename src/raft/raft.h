@@ -343,6 +343,7 @@ typedef struct raft_group {
     int32_t voted_ids[RAFT_MAX_NODES];
     uint8_t n_voted;
     bool transfer_campaign;
+    bool no_campaign; /* raft_set_campaign(false): never starts an election on its own */
 
     /* membership: the latest config in the log is effective */
     raft_config conf;
@@ -420,6 +421,10 @@ int64_t raft_term_at(const raft_group *g, int64_t offset);
 /* Inputs. Each returns 0 or a negative error and may queue actions. */
 int raft_step(raft_group *g, const raft_msg *m);
 int raft_tick(raft_group *g, uint64_t now_ms);
+/* Whether this node starts elections when its election timer expires (default: yes). Off
+ * (maintenance mode): it still votes and follows, and a leadership transfer to it still
+ * works, but it never campaigns on its own, so it wins no election it was not handed. */
+void raft_set_campaign(raft_group *g, bool on);
 int raft_append_done(raft_group *g, int64_t last_offset, int64_t term);
 int raft_flush_done(raft_group *g, int64_t durable_offset);
 

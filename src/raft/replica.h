@@ -197,6 +197,8 @@ const uint8_t *raft_replica_snapshot_data(const raft_replica *r, size_t *len);
 
 /* Leadership transfer and membership change (raft.h semantics and errors; AL_EFAILED). */
 int raft_replica_transfer_leadership(raft_replica *r, int32_t target);
+/* raft_set_campaign on the group (maintenance mode: never start an election). */
+void raft_replica_set_campaign(raft_replica *r, bool on);
 int raft_replica_change_membership(raft_replica *r, int op, int32_t node);
 
 /* Accessors. */

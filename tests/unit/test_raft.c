@@ -827,6 +827,36 @@ TEST(leadership_transfer_hands_over_to_the_target)
     sim_free(&s);
 }
 
+/* Maintenance mode: a node that may not campaign never leads, over many elections (the
+ * leader crashed each round), while the others keep electing; handed the leadership by a
+ * transfer it takes it. */
+TEST(a_node_that_may_not_campaign_wins_no_election)
+{
+    for (uint64_t seed = 0; seed < 4; seed++) {
+        sim s;
+        CHECK_EQ(sim_init(&s, 3, 900 + seed), 0);
+        raft_set_campaign(&s.nodes[0][2].g, false);
+        for (int round = 0; round < 6; round++) {
+            CHECK(sim_run_until(&s, 10000, one_leader));
+            int l = sim_leader(&s);
+            CHECK(l != 2);
+            sim_crash(&s, l);
+            sim_run(&s, 100);
+            sim_restart(&s, l);
+        }
+        CHECK(sim_run_until(&s, 10000, one_leader));
+        CHECK(sim_leader(&s) != 2);
+        int l = sim_leader(&s);
+        CHECK(sim_run_until(&s, 5000, sim_converged));
+        CHECK_EQ(raft_transfer_leadership(&s.nodes[0][l].g, 2), 0);
+        sim_drain(&s, l);
+        sim_run(&s, 500);
+        CHECK_EQ(sim_leader(&s), 2);
+        CHECK_EQ(s.failure[0], 0);
+        sim_free(&s);
+    }
+}
+
 static bool learner_caught_up(sim *s)
 {
     int l = sim_leader(s);
