@@ -90,8 +90,11 @@ int64_t storage_batch_validate(const void *buf, size_t len, size_t max_size,
     return (int64_t)size;
 }
 
-int storage_batches_validate(const void *buf, size_t len, size_t max_size,
-                             int64_t *total_records)
+/* storage_batches_validate (full: CRC and records too) and storage_batches_frame_check (framing
+ * and codec only): walks the batches back to back in buf. Returns the batch count or the first
+ * batch's error; *total_records (optional) gets the offsets they take. */
+static int batches_walk(const void *buf, size_t len, size_t max_size, int64_t *total_records,
+                        bool full)
 {
     const uint8_t *p = buf;
     size_t pos = 0;
@@ -100,8 +103,10 @@ int storage_batches_validate(const void *buf, size_t len, size_t max_size,
     if (len == 0) return AL_EMALFORMED;
     while (pos < len) {
         storage_batch_hdr h;
-        int64_t sz = storage_batch_validate(p + pos, len - pos, max_size, &h);
+        int64_t sz = full ? storage_batch_validate(p + pos, len - pos, max_size, &h)
+                          : batch_frame_check(p + pos, len - pos, max_size, &h);
         if (sz < 0) return (int)sz;
+        if (!full && storage_batch_compression(&h) > STORAGE_COMP_ZSTD) return AL_EMALFORMED;
         pos += (size_t)sz;
         recs += (int64_t)h.last_offset_delta + 1;
         if (++n == INT32_MAX) return AL_ETOOLARGE;
@@ -110,25 +115,16 @@ int storage_batches_validate(const void *buf, size_t len, size_t max_size,
     return n;
 }
 
+int storage_batches_validate(const void *buf, size_t len, size_t max_size,
+                             int64_t *total_records)
+{
+    return batches_walk(buf, len, max_size, total_records, true);
+}
+
 int storage_batches_frame_check(const void *buf, size_t len, size_t max_size,
                                 int64_t *total_records)
 {
-    const uint8_t *p = buf;
-    size_t pos = 0;
-    int n = 0;
-    int64_t recs = 0;
-    if (len == 0) return AL_EMALFORMED;
-    while (pos < len) {
-        storage_batch_hdr h;
-        int64_t sz = batch_frame_check(p + pos, len - pos, max_size, &h);
-        if (sz < 0) return (int)sz;
-        if (storage_batch_compression(&h) > STORAGE_COMP_ZSTD) return AL_EMALFORMED;
-        pos += (size_t)sz;
-        recs += (int64_t)h.last_offset_delta + 1;
-        if (++n == INT32_MAX) return AL_ETOOLARGE;
-    }
-    if (total_records) *total_records = recs;
-    return n;
+    return batches_walk(buf, len, max_size, total_records, false);
 }
 
 void storage_batch_stamp(void *buf, int64_t base_offset, int32_t leader_epoch)

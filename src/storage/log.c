@@ -22,7 +22,9 @@
 #define IDX_MAGIC 0x414c4958u   /* "ALIX" */
 #define TIDX_MAGIC 0x414c5449u  /* "ALTI" */
 #define FMT_VERSION 1u
-#define SCAN_CHUNK (1u << 20)
+#define SCAN_CHUNK (1u << 20) /* recovery scan read size */
+#define SCAN_READ (4u << 20)  /* sequential read size of the header scan */
+#define CLEAN_INDEX_MIN (8u << 20) /* clean close indexes active segments at least this big */
 
 enum { FS_IDLE, FS_FALLOC, FS_WRITE, FS_SYNC };
 
@@ -130,28 +132,78 @@ static segment *seg_new(storage_log *log, int64_t base, int32_t term)
     return seg;
 }
 
-/* Makes sure seg->buf can hold file bytes up to `end`. Only called when seg->buf is not in
- * flight (the in-flight copy is fbuf). */
-static int seg_buf_reserve(segment *seg, uint64_t end)
+/*
+ * Capacity for a segment write buffer that must hold `need` bytes (4 KiB multiple) and has
+ * `cur` now. Sizing is by the write window rather than by doubling: a quiet log stays at
+ * 16 KiB, then 64 KiB; a log that gathers more than that while one write is in flight is busy,
+ * and its buffer jumps in one step to what a write normally takes (flush_bytes plus one
+ * largest batch), so the append path copies the buffer at most once or twice in a segment's
+ * life instead of at every doubling. Beyond the window (many requests arriving during one slow
+ * write) it doubles. An idle log gives the memory back (seg_buf_trim).
+ */
+static size_t seg_buf_cap(const storage_log *log, size_t cur, size_t need)
+{
+    if (need <= SEG_BUF_MIN) return SEG_BUF_MIN;
+    if (need <= SEG_BUF_QUIET) return SEG_BUF_QUIET;
+    size_t window = (size_t)AL_ALIGN_UP(log->cfg.flush_bytes + log->cfg.max_message_bytes +
+                                        SEG_ALIGN, (uint64_t)SEG_ALIGN);
+    size_t cap = AL_MAX(window, cur * 2);
+    for (int guard = 0; cap < need && guard < 64; guard++) cap *= 2;
+    AL_ASSERT(cap >= need);
+    return cap;
+}
+
+/* Makes sure seg->buf can hold file bytes up to `end` (one allocation and copy when it must
+ * grow, sized by seg_buf_cap). Only called when seg->buf is not in flight (the in-flight copy
+ * is fbuf). Returns 0 or -ENOMEM (the buffer is unchanged). */
+static int seg_buf_reserve(storage_log *log, segment *seg, uint64_t end)
 {
     size_t need = (size_t)(AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN) - seg->bbase);
     if (need <= seg->bcap && seg->buf) return 0;
-    size_t cap = seg->bcap ? seg->bcap : 16 * 1024;
-    while (cap < need) cap *= 2;
+    size_t cap = seg_buf_cap(log, seg->bcap, need);
     uint8_t *nb = aligned_alloc_raw(cap); /* bytes past size are zeroed when written */
     if (!nb) return -ENOMEM;
-    if (seg->buf) memcpy(nb, seg->buf, (size_t)(seg->size - seg->bbase));
+    if (seg->buf && seg->size > seg->bbase) {
+        memcpy(nb, seg->buf, (size_t)(seg->size - seg->bbase));
+        log->buf_regrows++;
+    }
     free(seg->buf);
     seg->buf = nb;
     seg->bcap = cap;
     return 0;
 }
 
+/*
+ * Gives an idle log's write memory back: when everything appended to the active segment is
+ * durable, nothing is in flight and nothing was appended since the previous call, frees the
+ * spare (last write's) buffer and shrinks the current one to SEG_BUF_MIN (it then holds at
+ * most the partial tail block). Called from housekeeping, never on the append path.
+ */
+static void seg_buf_trim(storage_log *log, segment *seg)
+{
+    bool idle = seg->size == seg->trim_size;
+    seg->trim_size = seg->size;
+    if (!idle || log->wbusy || log->sbusy || log->npend || seg->finished ||
+        seg->dsize != seg->size || seg->wsize != seg->size || !seg->buf)
+        return;
+    free(seg->fbuf);
+    seg->fbuf = NULL;
+    seg->fcap = 0;
+    if (seg->bcap <= SEG_BUF_MIN) return;
+    uint8_t *nb = aligned_alloc_raw(SEG_BUF_MIN);
+    if (!nb) return; /* keep the big one */
+    AL_ASSERT(seg->size - seg->bbase <= SEG_ALIGN);
+    memcpy(nb, seg->buf, (size_t)(seg->size - seg->bbase));
+    free(seg->buf);
+    seg->buf = nb;
+    seg->bcap = SEG_BUF_MIN;
+}
+
 /* Loads the partial tail block [align_down(size), size) of seg into a fresh write buffer. */
 static int seg_load_tail(storage_log *log, segment *seg)
 {
     uint64_t bb = AL_ALIGN_DOWN(seg->size, (uint64_t)SEG_ALIGN);
-    uint8_t *nb = aligned_alloc_raw(16 * 1024);
+    uint8_t *nb = aligned_alloc_raw(SEG_BUF_MIN);
     if (!nb) return -ENOMEM;
     if (seg->size > bb) {
         int rc = seg_read_sync(log, seg, bb, nb, (size_t)(seg->size - bb));
@@ -162,7 +214,7 @@ static int seg_load_tail(storage_log *log, segment *seg)
     }
     free(seg->buf);
     seg->buf = nb;
-    seg->bcap = 16 * 1024;
+    seg->bcap = SEG_BUF_MIN;
     seg->bbase = bb;
     return 0;
 }
@@ -422,7 +474,7 @@ static int log_roll(storage_log *log, int32_t term)
     }
     seg->fd = fd;
     int rc = io_fs_fsync_dir(log->io, log->dir);
-    if (rc == 0) rc = seg_buf_reserve(seg, SEG_ALIGN);
+    if (rc == 0) rc = seg_buf_reserve(log, seg, SEG_ALIGN);
     if (rc == 0) rc = segs_push(log, seg);
     if (rc < 0) {
         seg_destroy_files(log, seg);
@@ -737,7 +789,9 @@ static void write_start(storage_log *log)
     uint8_t *cur = seg->buf;
     size_t ccap = seg->bcap;
     uint64_t cbase = seg->bbase;
-    if (!seg->fbuf || seg->fcap < SEG_ALIGN) {
+    if (!seg->fbuf || seg->fcap < ccap) {
+        /* The spare buffer becomes current: give it the current one's size now (nothing to
+         * copy yet) rather than letting the appends during this write grow it with a copy. */
         free(seg->fbuf);
         seg->fbuf = aligned_alloc_raw(ccap);
         seg->fcap = ccap;
@@ -852,7 +906,7 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
         if ((rc = log_roll(log, term)) < 0) return rc;
         seg = log->segs[log->nsegs - 1];
     }
-    if ((rc = seg_buf_reserve(seg, seg->size + len)) < 0) return rc;
+    if ((rc = seg_buf_reserve(log, seg, seg->size + len)) < 0) return rc;
     uint8_t *p = buf;
     uint64_t pos = seg->size;
     res->base_offset = log->high;
@@ -1235,8 +1289,8 @@ void storage_read_release(storage_read *r)
 
 /* ---- recovery ---- */
 
-/* Returns 1 if the file bytes [from, to) (a few bytes, to <= file size) are all zero, 0 if
- * not, or -errno. Reads whole aligned blocks (the fd may be O_DIRECT). */
+/* Returns 1 if the file bytes [from, to) (at most about SCAN_CHUNK, to <= file size) are all
+ * zero, 0 if not, or -errno. Reads whole aligned blocks (the fd may be O_DIRECT). */
 static int seg_range_is_zero(storage_log *log, int fd, uint64_t from, uint64_t to)
 {
     uint64_t a = AL_ALIGN_DOWN(from, (uint64_t)SEG_ALIGN);
@@ -1295,7 +1349,10 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
                     free(b);
                     b = aligned_alloc_raw(want);
                     cap = want;
-                    if (!b) return -ENOMEM;
+                    if (!b) {
+                        rc = -ENOMEM;
+                        goto out;
+                    }
                 }
                 ssize_t r = io_fs_pread(log->io, seg->fd, b, want, cpos);
                 if (r < 0) {
@@ -1371,7 +1428,58 @@ static bool ends_with(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* Opens and recovers one segment found on disk. is_last: scan regardless of indexes. */
+/*
+ * The last segment came with index files matching its size (a clean close wrote them, see
+ * storage_log_close): checks that the batches from the newest index entry to the end are whole
+ * and valid (CRC, records, offsets growing from that entry, the segment's term) and that the
+ * last one ends exactly at the indexed size with the indexed last offset. Returns 0 if the
+ * index can be trusted, AL_ECORRUPT if not (the caller scans everything), or -errno.
+ */
+static int seg_verify_tail(storage_log *log, segment *seg)
+{
+    if (seg->size == 0) return seg->last == seg->base - 1 ? 0 : AL_ECORRUPT;
+    if (!seg->nidx) return AL_ECORRUPT;
+    uint64_t from = seg->idx[seg->nidx - 1].pos;
+    size_t len = (size_t)(seg->size - from);
+    if (len > (size_t)log->cfg.index_interval_bytes + log->cfg.max_message_bytes + (64u << 20))
+        return AL_ECORRUPT;
+    uint8_t *b = malloc(len);
+    if (!b) return -ENOMEM;
+    int rc = seg_read_sync(log, seg, from, b, len);
+    int64_t prev = seg->base + seg->idx[seg->nidx - 1].rel - 1;
+    size_t off = 0;
+    for (uint64_t guard = 0; rc == 0 && off < len && guard < (1ull << 32); guard++) {
+        storage_batch_hdr h;
+        int64_t sz = storage_batch_validate(b + off, len - off, 0, &h);
+        if (sz < 0 || h.base_offset != prev + 1 || h.leader_epoch != seg->term) rc = AL_ECORRUPT;
+        else {
+            prev = storage_batch_last_offset(&h);
+            off += (size_t)sz;
+        }
+    }
+    if (rc == 0 && (off != len || prev != seg->last)) rc = AL_ECORRUPT;
+    free(b);
+    if (rc == 0) seg->last_idx_pos = from;
+    return rc;
+}
+
+/* Unlinks seg's index files (stale: the segment is active again, or they did not match). */
+static void seg_unlink_indexes(storage_log *log, segment *seg)
+{
+    char ip[SEG_PATH_MAX + 16];
+    seg_path(seg, ".index", ip, sizeof(ip));
+    io_fs_unlink(log->io, ip);
+    seg_path(seg, ".timeindex", ip, sizeof(ip));
+    io_fs_unlink(log->io, ip);
+}
+
+/*
+ * Opens and recovers one segment found on disk. A closed segment, or the last one after a clean
+ * close, whose index files match the data file is trusted (the last one only after
+ * seg_verify_tail); anything else is scanned batch by batch. A tail of preallocated zeros is
+ * left in place when it is short (read and checked instead of a truncate + fdatasync per log:
+ * thousands of logs open at start-up); anything else after the valid end is cut.
+ */
 static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_any)
 {
     char path[SEG_PATH_MAX + 16];
@@ -1382,10 +1490,23 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
     int64_t fsize = io_fs_size(log->io, fd);
     if (fsize < 0) return (int)fsize;
     bool indexed = false;
-    if (!is_last && seg_load_index_file(log, seg, false, fsize) == 0) {
+    if (seg_load_index_file(log, seg, false, fsize) == 0) {
         uint32_t nidx = seg->nidx;
         if (seg_load_index_file(log, seg, true, fsize) == 0 && (nidx == 0) == (seg->ntidx == 0))
             indexed = true;
+        if (indexed && is_last) {
+            int vr = seg_verify_tail(log, seg);
+            if (vr == -ENOMEM || (vr < 0 && vr != AL_ECORRUPT)) return vr;
+            if (vr < 0) {
+                log_warn("storage", "segment %s.log: its index files do not match its last "
+                         "batches; scanning it", seg->stem);
+                indexed = false;
+            }
+        }
+        if (!indexed) {
+            seg->nidx = seg->ntidx = 0;
+            if (is_last) seg_unlink_indexes(log, seg);
+        }
     }
     seg->finished = indexed; /* closed, trimmed, indexes on disk */
     if (!indexed) {
@@ -1399,11 +1520,18 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
                      seg->stem, fsize - (int64_t)seg->size, seg->size, fsize, cut, seg->last);
             *cut_any = true;
         }
-        if ((uint64_t)fsize != seg->size) {
+        bool keep_tail = false; /* zeros after the end stay as preallocated space */
+        if (!cut && (uint64_t)fsize > seg->size && (uint64_t)fsize - seg->size <= SCAN_CHUNK) {
+            int z = seg_range_is_zero(log, fd, seg->size, (uint64_t)fsize);
+            if (z < 0) return z;
+            keep_tail = z == 1;
+        }
+        if ((uint64_t)fsize != seg->size && !keep_tail) {
             rc = io_fs_ftruncate(log->io, fd, seg->size);
             if (rc == 0) rc = io_fs_fdatasync(log->io, fd);
             if (rc < 0) return rc;
         }
+        seg->alloc = keep_tail ? (uint64_t)fsize : seg->size;
         if (!is_last) {
             /* A closed segment without valid indexes: write them now. */
             char ip[SEG_PATH_MAX + 16];
@@ -1416,7 +1544,7 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
     seg->dsize = seg->size;
     seg->wsize = seg->size;
     seg->dlast = seg->last;
-    seg->alloc = seg->size;
+    if (indexed) seg->alloc = seg->size;
     return 0;
 }
 
@@ -1427,6 +1555,7 @@ static int log_recover(storage_log *log)
     if (n < 0) return n;
     int rc = 0;
     bool cut_any = false;
+    bool dir_changed = false; /* something was removed: sync the directory once at the end */
     /* Leftovers of interrupted renames and compactions. */
     for (int i = 0; i < n; i++) {
         if (ends_with(names[i], ".tmp") || ends_with(names[i], ".cleaned")) {
@@ -1434,6 +1563,7 @@ static int log_recover(storage_log *log)
             snprintf(path, sizeof(path), "%s/%s", log->dir, names[i]);
             log_info("storage", "removing leftover %s", path);
             io_fs_unlink(log->io, path);
+            dir_changed = true;
         }
     }
     for (int i = 0; i < n; i++) {
@@ -1468,6 +1598,7 @@ static int log_recover(storage_log *log)
                      log->segs[i - 1]->last);
             for (int k = log->nsegs - 1; k >= i; k--) seg_destroy_files(log, log->segs[k]);
             log->nsegs = i;
+            dir_changed = true;
             if (i - 1 >= 0 && log->segs[i - 1]->sealed) log->segs[i - 1]->sealed = false;
             break;
         }
@@ -1476,15 +1607,22 @@ static int log_recover(storage_log *log)
                      seg->stem, log->nsegs - 1 - i);
             for (int k = log->nsegs - 1; k > i; k--) seg_destroy_files(log, log->segs[k]);
             log->nsegs = i + 1;
+            dir_changed = true;
             break;
         }
     }
-    if (log->nsegs) io_fs_fsync_dir(log->io, log->dir);
     /* Segments wholly below the start offset (retention interrupted), never the last. */
     int drop = 0;
     while (drop < log->nsegs - 1 && log->segs[drop]->last < log->start) drop++;
     for (int k = 0; k < drop; k++) seg_destroy_files(log, log->segs[k]);
     if (drop) segs_remove_front(log, drop);
+    /* Removals must be durable before new appends (a removed segment must not come back).
+     * Unlinking the active segment's index files needs no sync: a stale index comes back only
+     * with a data file of the size it records, i.e. with the data it describes. */
+    if (dir_changed || drop) {
+        rc = io_fs_fsync_dir(log->io, log->dir);
+        if (rc < 0) goto out;
+    }
     /* Empty closed segments in the middle carry nothing; keep the last (its term matters). */
     for (int i = 0; i < log->nsegs; i++) {
         segment *seg = log->segs[i];
@@ -1494,11 +1632,7 @@ static int log_recover(storage_log *log)
             if (!seg->finished) seg_finish(log, seg); /* scanned: write its indexes */
         } else {
             if (seg->finished) { /* indexed, but now the active segment: indexes go stale */
-                char ip[SEG_PATH_MAX + 16];
-                seg_path(seg, ".index", ip, sizeof(ip));
-                io_fs_unlink(log->io, ip);
-                seg_path(seg, ".timeindex", ip, sizeof(ip));
-                io_fs_unlink(log->io, ip);
+                seg_unlink_indexes(log, seg);
                 seg->finished = false;
             }
             if ((rc = seg_load_tail(log, seg)) < 0) goto out;
@@ -1546,6 +1680,27 @@ int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
     return 0;
 }
 
+/*
+ * Clean close of a log whose active segment holds at least CLEAN_INDEX_MIN durable bytes: cut
+ * the file to its size, fdatasync, write its index files, so the next open trusts them (after
+ * checking the batches after the newest index entry) instead of reading the whole segment.
+ * Smaller segments are cheaper to scan than these syncs. Errors are logged; the next open
+ * then scans.
+ */
+static void log_close_index_active(storage_log *log)
+{
+    segment *a = log->segs[log->nsegs - 1];
+    if (a->finished || a->size < CLEAN_INDEX_MIN || a->dsize != a->size) return;
+    int rc = io_fs_ftruncate(log->io, a->fd, a->size);
+    if (rc == 0) rc = io_fs_fdatasync(log->io, a->fd);
+    if (rc == 0) rc = seg_write_indexes(log, a);
+    if (rc < 0) {
+        log_warn("storage", "closing %s.log: writing its index files: %s; the next start "
+                 "scans it", a->stem, al_strerror(rc));
+        seg_unlink_indexes(log, a);
+    }
+}
+
 static void close_flush_cb(storage_waiter *w)
 {
     *(int *)w->ctx = 1;
@@ -1570,6 +1725,7 @@ int storage_log_close(storage_log *log)
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
     if (!log->failed) log_finish_sealed(log);
+    if (!log->failed && log->nsegs) log_close_index_active(log);
     log_compact_reset(log);
     waiters_wake(log, INT64_MIN, AL_ECLOSED);
     for (int i = 0; i < log->nsegs; i++) {
@@ -1655,7 +1811,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             if ((rc = seg_find_batch(log, seg, offset, &pos, &prev)) < 0) return rc;
             /* Keep the in-memory bytes of the new tail block before dropping anything. */
             uint64_t bb = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
-            uint8_t *nb = aligned_alloc_raw(16 * 1024);
+            uint8_t *nb = aligned_alloc_raw(SEG_BUF_MIN);
             if (!nb) return -ENOMEM;
             if (pos > bb && (rc = seg_read_sync(log, seg, bb, nb, (size_t)(pos - bb))) < 0) {
                 free(nb);
@@ -1685,7 +1841,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             seg->fbuf = NULL;
             seg->fcap = 0;
             seg->buf = nb;
-            seg->bcap = 16 * 1024;
+            seg->bcap = SEG_BUF_MIN;
             seg->bbase = bb;
             if (seg->finished) {
                 char ip[SEG_PATH_MAX + 16];
@@ -1808,12 +1964,90 @@ int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes)
         }
     }
     log_finish_sealed(log);
+    if (log->nsegs) seg_buf_trim(log, log->segs[log->nsegs - 1]);
     int rc = 0;
     if (log->cfg.cleanup_policy & STORAGE_CLEANUP_DELETE) rc = log_retention(log, now_ms);
     if (rc < 0) return rc;
     if ((log->cfg.cleanup_policy & STORAGE_CLEANUP_COMPACT) && !log->reads_inflight)
         return log_compact_step(log, now_ms, budget_bytes);
     return 0;
+}
+
+/* ---- header scan (state rebuilds) ---- */
+
+int storage_log_scan_headers(storage_log *log, int64_t from, storage_header_cb cb, void *ctx)
+{
+    if (log->failed) return AL_EFAILED;
+    if (log->trunc) return AL_EFULL;
+    int first = seg_find(log, from);
+    if (first < 0) first = 0;
+    size_t cap = SCAN_READ;
+    uint8_t *b = malloc(cap);
+    if (!b) return -ENOMEM;
+    int rc = 0;
+    for (int i = first; i < log->nsegs && rc == 0; i++) {
+        segment *seg = log->segs[i];
+        uint64_t pos = i == first ? seg_index_floor(seg, from) : 0;
+        /* One chunk at a time: every whole batch in it, then the next chunk starts at the
+         * first batch that did not fit (a batch larger than the chunk grows the buffer). */
+        for (uint64_t guard = 0; pos < seg->size && rc == 0 && guard < (1ull << 32); guard++) {
+            size_t len = (size_t)AL_MIN((uint64_t)cap, seg->size - pos);
+            if ((rc = seg_read_sync(log, seg, pos, b, len)) < 0) break;
+            size_t off = 0;
+            while (rc == 0 && off + STORAGE_BATCH_HEADER <= len) {
+                storage_batch_hdr h;
+                storage_batch_parse_header(b + off, len - off, &h);
+                size_t sz = storage_batch_size(&h);
+                if (h.batch_length <= 0 || h.magic != 2 || pos + off + sz > seg->size ||
+                    sz < STORAGE_BATCH_HEADER) {
+                    rc = AL_ECORRUPT;
+                    break;
+                }
+                if (off + sz > len) break; /* read it with the next chunk */
+                if (crc32c(0, b + off + STORAGE_BATCH_OFF_ATTR, sz - STORAGE_BATCH_OFF_ATTR) !=
+                    h.crc) {
+                    rc = AL_ECORRUPT;
+                    break;
+                }
+                if (storage_batch_last_offset(&h) >= from) {
+                    int r = cb(ctx, &h);
+                    if (r) rc = r;
+                }
+                off += sz;
+            }
+            if (rc) break;
+            if (off == 0) { /* one batch larger than the buffer (or a short header) */
+                storage_batch_hdr h;
+                if (len < STORAGE_BATCH_HEADER ||
+                    storage_batch_parse_header(b, len, &h) < 0 || h.batch_length <= 0) {
+                    rc = AL_ECORRUPT;
+                    break;
+                }
+                size_t ncap = AL_ALIGN_UP(storage_batch_size(&h), (size_t)SEG_ALIGN);
+                uint8_t *nb = ncap > cap ? malloc(ncap) : NULL;
+                if (!nb) {
+                    rc = ncap > cap ? -ENOMEM : AL_ECORRUPT;
+                    break;
+                }
+                free(b);
+                b = nb;
+                cap = ncap;
+                continue;
+            }
+            pos += off;
+        }
+    }
+    free(b);
+    return rc == 1 ? 0 : rc; /* 1: stopped early by cb */
+}
+
+void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
+{
+    out->bytes = 0;
+    out->regrows = log->buf_regrows;
+    if (!log->nsegs) return;
+    const segment *a = log->segs[log->nsegs - 1];
+    out->bytes = (uint64_t)(a->buf ? a->bcap : 0) + (uint64_t)(a->fbuf ? a->fcap : 0);
 }
 
 int storage_log_segment_info(const storage_log *log, int i, storage_segment_info *out)

@@ -213,6 +213,27 @@ uint64_t storage_log_size_bytes(const storage_log *log);
 int storage_log_segment_count(const storage_log *log);
 bool storage_log_failed(const storage_log *log);
 
+/*
+ * Calls cb(ctx, h) with the header of every batch whose last offset >= from, oldest first,
+ * through the last appended one (durable or not): for rebuilding state at start-up or after a
+ * leadership change (producer ids), not for the data path. Synchronous: reads the segments
+ * sequentially in large aligned chunks (memory for data not yet on disk) and checks each
+ * batch's framing and CRC. cb returns 0 to go on, 1 to stop early, or a negative error that
+ * ends the scan with that result. Call from the log's shard with no truncation pending.
+ * Returns 0, cb's error, AL_ECORRUPT (a stored batch fails its checks), -ENOMEM or -errno.
+ */
+struct storage_batch_hdr;
+typedef int (*storage_header_cb)(void *ctx, const struct storage_batch_hdr *h);
+int storage_log_scan_headers(storage_log *log, int64_t from, storage_header_cb cb, void *ctx);
+
+/* Memory of the active segment's write buffers (for tests and metrics): bytes allocated now,
+ * and how many times a buffer was regrown with a copy since the log was opened. */
+typedef struct storage_log_buf_info {
+    uint64_t bytes;
+    uint64_t regrows;
+} storage_log_buf_info;
+void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
+
 /* Facts about segment i (0 = oldest) for tools and tests. Returns 0 or AL_ERANGE. */
 typedef struct storage_segment_info {
     int64_t base, last;

@@ -13,6 +13,8 @@
 #define SEG_ALIGN 4096u
 #define SEG_PATH_MAX 4096
 #define SEG_MAX 1000000 /* bound on segments per log */
+#define SEG_BUF_MIN (16u << 10)   /* write buffer of a new or idle active segment */
+#define SEG_BUF_QUIET (64u << 10) /* next step; above it, the write window (seg_buf_cap) */
 
 /* Sparse offset index entry: offset relative to the segment base, byte position. */
 typedef struct idx_ent {
@@ -53,6 +55,7 @@ typedef struct segment {
     uint8_t *fbuf;
     size_t fcap;
     uint64_t fbase, fend;
+    uint64_t trim_size; /* size at the last housekeeping (idle buffers are trimmed) */
     bool cleaned;    /* compaction: already compacted since it was sealed */
     char stem[SEG_PATH_MAX]; /* dir/<base:020>-<term> */
 } segment;
@@ -119,6 +122,7 @@ struct storage_log {
     storage_read *parked; /* reads waiting for a sync (see read_run) */
     storage_truncation *trunc; /* an asynchronous truncation waiting for idle */
     compact_state cs;
+    uint64_t buf_regrows; /* write buffers regrown with a copy (storage_log_buf_info_get) */
 };
 
 /* Synchronously copies len bytes at pos of seg (memory buffers or disk). Returns 0 or -errno /

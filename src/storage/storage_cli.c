@@ -9,6 +9,10 @@
  *         [--split-sync 0|1]
  *                         durable append throughput and latency of real logs on io_uring (L
  *                         logs on one io, appended to in turn, like one shard's partitions)
+ *   recover-bench --dir D [--mb N] [--crash 0|1]
+ *                         writes one N MiB segment (16 KiB batches of 1 KiB records), closes it
+ *                         (or, --crash 1, abandons it durable but without a clean close, as
+ *                         after SIGKILL), then times storage_log_open of it (recovery MB/s)
  *
  * dump and check never modify anything: they read the files directly (read-only), unlike
  * storage_log_open, which recovers (truncates a torn tail). DIR may be a log directory or a
@@ -464,6 +468,106 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     return rc;
 }
 
+/* ---- recover-bench ---- */
+
+static void recover_fill_cb(storage_waiter *w)
+{
+    *(int *)w->ctx = w->res < 0 ? w->res : 1;
+}
+
+/* Fills log with about mb MiB of 16 KiB batches of 1 KiB records, waiting for durability
+ * every 8 MiB. Returns 0 or a negative error. */
+static int recover_fill(io *iop, storage_log *log, uint64_t mb)
+{
+    enum { NREC = 15, VLEN = 1000 };
+    static uint8_t val[VLEN];
+    for (size_t i = 0; i < VLEN; i++) val[i] = (uint8_t)(i * 131 + 7);
+    storage_build_record recs[NREC];
+    for (int i = 0; i < NREC; i++)
+        recs[i] = (storage_build_record){i, i, "key", 3, val, VLEN, NULL, 0};
+    storage_build_params bp = {0, 0, 0, -1, io_wall_ms(iop), io_wall_ms(iop), -1, -1, -1};
+    uint8_t *batch = malloc(32768);
+    if (!batch) return -ENOMEM;
+    int64_t bsz = storage_batch_build(batch, 32768, &bp, recs, NREC);
+    AL_ASSERT(bsz > 0);
+    uint64_t total = mb << 20, done = 0, since = 0;
+    int rc = 0;
+    for (uint64_t guard = 0; done < total && guard < (1ull << 32); guard++) {
+        storage_append_result res;
+        if ((rc = storage_log_append(log, 1, batch, (size_t)bsz, &res)) < 0) break;
+        done += (uint64_t)bsz;
+        since += (uint64_t)bsz;
+        if (since >= (8u << 20) || done >= total) {
+            int st = 0;
+            storage_waiter w = {.cb = recover_fill_cb, .ctx = &st};
+            rc = storage_log_flush_wait(log, res.last_offset, &w);
+            if (rc < 0) break;
+            for (int g = 0; rc == 0 && st == 0 && g < 1000000; g++) io_poll(iop, UINT64_MAX);
+            if (rc == 1) st = 1;
+            if (st < 0) {
+                rc = st;
+                break;
+            }
+            rc = 0;
+            since = 0;
+        }
+    }
+    free(batch);
+    return rc;
+}
+
+/* recover-bench: fill, close (or abandon), reopen and time the recovery. */
+static int storage_recover_bench(const char *dir, uint64_t mb, bool crash)
+{
+    io *iop;
+    struct io_uring_opts uo = {0};
+    int rc = io_uring_create(&iop, &uo);
+    if (rc < 0) {
+        fprintf(stderr, "storage recover-bench: io_uring unavailable: %s\n", al_strerror(rc));
+        return CLI_FAILED;
+    }
+    char ldir[CLI_PATH];
+    char cmd[CLI_PATH + 32];
+    snprintf(ldir, sizeof(ldir), "%s/ailurus-recover-bench", dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ldir);
+    if (system(cmd) != 0) fprintf(stderr, "storage recover-bench: could not clear %s\n", ldir);
+    storage_log_config c;
+    storage_log_config_default(&c);
+    c.segment_bytes = (mb << 20) + (64u << 20);
+    storage_log *log = NULL;
+    if ((rc = storage_log_open(iop, ldir, &c, &log)) < 0) goto fail;
+    rc = recover_fill(iop, log, mb);
+    int64_t last = storage_log_last_offset(log);
+    uint64_t bytes = storage_log_size_bytes(log);
+    if (crash) storage_log_abandon(log); /* durable, files as a SIGKILL leaves them */
+    else storage_log_close(log);
+    log = NULL;
+    if (rc < 0) goto fail;
+    uint64_t t0 = io_now_ns(iop);
+    if ((rc = storage_log_open(iop, ldir, &c, &log)) < 0) goto fail;
+    double secs = (double)(io_now_ns(iop) - t0) / 1e9;
+    if (storage_log_last_offset(log) != last || storage_log_size_bytes(log) != bytes) {
+        fprintf(stderr, "storage recover-bench: recovered last offset %" PRId64 " (%" PRIu64
+                " bytes), expected %" PRId64 " (%" PRIu64 ")\n", storage_log_last_offset(log),
+                storage_log_size_bytes(log), last, bytes);
+        rc = AL_ECORRUPT;
+    }
+    storage_log_close(log);
+    if (rc < 0) goto fail;
+    printf("storage_recover_mode %s\n", crash ? "crash" : "clean");
+    printf("storage_recover_bytes %" PRIu64 "\n", bytes);
+    printf("storage_recover_seconds %.3f\n", secs);
+    printf("storage_recover_MBps %.1f\n", (double)bytes / secs / 1e6);
+    if (system(cmd) != 0) fprintf(stderr, "storage recover-bench: could not remove %s\n", ldir);
+    io_destroy(iop);
+    return CLI_OK;
+fail:
+    fprintf(stderr, "storage recover-bench: %s\n", al_strerror(rc));
+    if (system(cmd) != 0) fprintf(stderr, "storage recover-bench: could not remove %s\n", ldir);
+    io_destroy(iop);
+    return CLI_FAILED;
+}
+
 static void storage_usage(FILE *f)
 {
     fprintf(f, "usage: ailurus storage dump DIR [--records]\n"
@@ -474,6 +578,8 @@ static void storage_usage(FILE *f)
                "             [--logs L]  (L logs appended to in turn, default 1)\n"
                "             [--split-sync 0|1]  (1: write then pipelined fdatasync instead of "
                "durable writes)\n"
+               "       ailurus storage recover-bench --dir D [--mb N] [--crash 0|1]\n"
+               "             (time to open a log with one N MiB segment, default 1024)\n"
                "dump/check read log directories (or directories of them) without changing "
                "anything;\ncheck exits 1 if any checksum, offset, index or metadata problem is "
                "found.\n");
@@ -520,6 +626,22 @@ int cmd_storage(int argc, char **argv)
         }
         if (!window) window = 2 * flush;
         return storage_bench(dir, flush, secs, bb, window, nlogs, split);
+    }
+    if (!strcmp(sub, "recover-bench")) {
+        const char *dir = NULL;
+        uint64_t mb = 1024;
+        bool crash = false;
+        for (int i = 2; i + 1 < argc; i += 2) {
+            if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
+            else if (!strcmp(argv[i], "--mb")) mb = strtoull(argv[i + 1], NULL, 0);
+            else if (!strcmp(argv[i], "--crash")) crash = atoi(argv[i + 1]) != 0;
+            else dir = NULL, i = argc;
+        }
+        if (!dir || argc % 2 || mb < 1 || mb > (64u << 10)) {
+            storage_usage(stderr);
+            return CLI_USAGE;
+        }
+        return storage_recover_bench(dir, mb, crash);
     }
     bool dump = !strcmp(sub, "dump");
     if ((!dump && strcmp(sub, "check") != 0) || argc < 3) {
