@@ -16,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define PM_REPLAY_READ_BYTES (64u << 10) /* small: storage grows read buffers linearly */
-#define PM_REPLAY_MAX_POLLS  1000000     /* bound on io_poll rounds for one replay read */
 /* Producer state is rebuilt from at most the last this many offsets of a log: retries only
  * ever concern a producer's last few batches, and a producer not seen in that window is
  * "unknown" and accepted at any sequence, as Kafka does after its state expires. */
@@ -227,75 +225,39 @@ static void pm_reconfigure(partition_manager *pm, pm_partition *p)
     log_info("cluster", "%s/%" PRId32 ": storage configuration applied", p->topic, p->partition);
 }
 
-struct replay_wait {
-    bool done;
+struct replay_ctx {
+    pm_partition *p;
+    int64_t batches;
 };
 
-static void replay_read_done(storage_read *r)
+/* storage_log_scan_headers callback: one batch header into the producer state. */
+static int replay_header(void *ctx, const storage_batch_hdr *h)
 {
-    ((struct replay_wait *)r->ctx)->done = true;
+    struct replay_ctx *rc = ctx;
+    rc->batches++;
+    if (h->producer_id < 0 || (h->attributes & STORAGE_ATTR_CONTROL)) return 0;
+    struct producer_batch b = {h->producer_id, h->producer_epoch, h->base_sequence,
+                               h->last_offset_delta + 1, h->max_timestamp};
+    return producer_state_replay(&rc->p->producers, &b, h->base_offset);
 }
 
 /*
- * Rebuilds the producer state of p by reading the batch headers of the tail of its log
- * (PM_REPLAY_MAX_OFFSETS) in offset order (blocking: polls the shard's io for reads that go to
- * disk). Returns 0 or the read error.
+ * Rebuilds the producer state of p from the batch headers of the tail of its log
+ * (PM_REPLAY_MAX_OFFSETS) in offset order: one sequential scan in large chunks
+ * (storage_log_scan_headers, blocking), not a Fetch-style read per 64 KiB (that took 4.5 s for
+ * 100,000 offsets of 1 KiB records at start-up). Returns 0 or the scan's error.
  */
 static int pm_replay_producers(partition_manager *pm, pm_partition *p)
 {
     int64_t end = storage_log_high_offset(p->log);
     int64_t off = AL_MAX(storage_log_start_offset(p->log), end - PM_REPLAY_MAX_OFFSETS);
-    int64_t batches = 0;
-    while (off < end) {
-        struct replay_wait wait = {false};
-        storage_read r;
-        memset(&r, 0, sizeof(r));
-        r.offset = off;
-        r.max_bytes = PM_REPLAY_READ_BYTES;
-        r.cb = replay_read_done;
-        r.ctx = &wait;
-        int rc = storage_log_read(p->log, &r);
-        if (rc < 0) return rc;
-        for (int i = 0; rc == 0 && !wait.done && i < PM_REPLAY_MAX_POLLS; i++) {
-            int pr = io_poll(pm->io, UINT64_MAX);
-            if (pr < 0) return pr;
-        }
-        if (rc == 0 && !wait.done) return AL_ETIMEDOUT;
-        if (r.res < 0) {
-            int err = r.res;
-            storage_read_release(&r);
-            return err;
-        }
-        if (r.len == 0) {
-            storage_read_release(&r);
-            break;
-        }
-        size_t pos = 0;
-        while (pos + STORAGE_BATCH_HEADER <= r.len) {
-            storage_batch_hdr h;
-            if (storage_batch_parse_header(r.data + pos, r.len - pos, &h)) break;
-            size_t size = storage_batch_size(&h);
-            if (size > r.len - pos) break;
-            if (h.producer_id >= 0 && !(h.attributes & STORAGE_ATTR_CONTROL)) {
-                struct producer_batch b = {h.producer_id, h.producer_epoch, h.base_sequence,
-                                           h.last_offset_delta + 1, h.max_timestamp};
-                int err = producer_state_replay(&p->producers, &b, h.base_offset);
-                if (err) {
-                    storage_read_release(&r);
-                    return err;
-                }
-            }
-            batches++;
-            pos += size;
-        }
-        int64_t next = r.next_offset;
-        storage_read_release(&r);
-        if (next <= off) break; /* no progress: stop rather than spin */
-        off = next;
-    }
+    if (off >= end) return 0;
+    struct replay_ctx rc = {p, 0};
+    int err = storage_log_scan_headers(p->log, off, replay_header, &rc);
+    if (err) return err;
     if (producer_state_count(&p->producers))
         log_info("cluster", "%s/%" PRId32 ": %zu producers rebuilt from %" PRId64 " batches",
-                 p->topic, p->partition, producer_state_count(&p->producers), batches);
+                 p->topic, p->partition, producer_state_count(&p->producers), rc.batches);
     return 0;
 }
 
