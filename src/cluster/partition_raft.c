@@ -304,6 +304,11 @@ int pr_open(partition_manager *pm, pm_partition *p, const topic *t, const char *
     raft_options_default(&rc.raft);
     rc.raft.election_timeout_ms = PR_ELECTION_MS;
     rc.raft.heartbeat_ms = PR_HEARTBEAT_MS;
+    /* A follower acknowledges after its flush (a few ms): 8 requests of one 64 KiB produce
+     * batch each fill the window long before that, and the entries proposed meanwhile are then
+     * read back from the log (a copy) when acks free it. The full window keeps them going out
+     * as proposed, from the producer's buffer (bytes stay bounded by max_inflight_bytes). */
+    rc.raft.max_inflight_msgs = RAFT_INFLIGHT_MAX;
     rc.raft.scratch = &sh->sc;
     sh->hb.self = pr_self();
     rc.log = *cfg;
@@ -577,6 +582,46 @@ static void pr_housekeep_all(struct pr_shard *sh)
             if (p->rr && !p->removed && !p->busy && !raft_replica_failed(p->rr))
                 pr_housekeep(p, now_ms);
         }
+}
+
+/* ---- DeleteRecords ---- */
+
+struct pr_trim {
+    raft_replicate_req q;
+    pm_partition *p;
+    pr_trim_cb cb;
+    void *ctx;
+    uint8_t batch[128];
+};
+
+static void pr_trim_done(raft_replicate_req *q)
+{
+    struct pr_trim *t = (struct pr_trim *)q;
+    /* committed: the leader's replica cut its prefix before telling its waiters */
+    int64_t low = q->res == 0 ? storage_log_start_offset(t->p->log) : -1;
+    t->cb(t->ctx, q->res, low);
+    free(t);
+}
+
+int pr_delete_records(pm_partition *p, int64_t offset, pr_trim_cb cb, void *ctx)
+{
+    if (!p->rr || p->removed) return RAFT_ENOTLEADER;
+    struct pr_trim *t = calloc(1, sizeof(*t));
+    if (!t) return -ENOMEM;
+    int len = raft_batch_build_trim(t->batch, sizeof(t->batch), offset);
+    if (len < 0) {
+        free(t);
+        return len;
+    }
+    t->p = p;
+    t->cb = cb;
+    t->ctx = ctx;
+    t->q.wait = RAFT_WAIT_COMMIT;
+    t->q.cb = pr_trim_done;
+    t->q.ctx = t;
+    int rc = raft_replicate(p->rr, t->batch, (size_t)len, &t->q);
+    if (rc < 0) free(t);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- receiving ---- */

@@ -64,6 +64,17 @@ struct pr_part {
     uint64_t min_insync_cfg;   /* ... and cluster-config version (broker default) */
 };
 
+/*
+ * DeleteRecords on a Raft partition (its shard; the leader): replicates a TRIM batch asking
+ * every replica to start its log at offset (raft_batch_build_trim); once it commits, the
+ * leader's replica has cut its prefix (rounded down to a batch base) and cb(ctx, 0, new log
+ * start) runs; followers cut theirs when they learn of the commit. cb(ctx, err, -1) on failure
+ * after 0 was returned (RAFT_ELOST: leadership lost; AL_ECLOSED). Returns 0, or at once
+ * RAFT_ENOTLEADER, RAFT_EBUSY, AL_EFULL, AL_EFAILED, -ENOMEM (cb not called).
+ */
+typedef void (*pr_trim_cb)(void *ctx, int err, int64_t low_watermark);
+int pr_delete_records(pm_partition *p, int64_t offset, pr_trim_cb cb, void *ctx);
+
 /* ---- node (shard 0) ---- */
 
 /* Any shard: cluster mode is on (cluster_active(): the node service started). */

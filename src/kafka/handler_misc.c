@@ -2,7 +2,9 @@
  * handler_misc.c — the smaller data-path and admin APIs:
  *   DescribeCluster v0-1       this node, the cluster id, the controller (this node).
  *   DeleteRecords v0-2         advances a partition's log start offset (-1: to the HW),
- *                              persisted by storage before the answer.
+ *                              persisted by storage before the answer; on a Raft partition
+ *                              (cluster mode) the leader replicates a TRIM batch and answers
+ *                              once it committed (every replica cuts its prefix there).
  *   DescribeLogDirs v0-4       the data directory with each partition's size on disk.
  *   OffsetForLeaderEpoch v0-4  the end offset of a leader epoch (one epoch on a single node).
  *   InitProducerId v0-4        idempotent producer ids (coord/producer_state) on shard 0, with
@@ -49,6 +51,7 @@ struct pjob {
     int64_t r1, r2; /* out */
     void *out;      /* the response slot, filled by the finisher on C */
     unsigned owner;
+    bool deferred;  /* run() finishes later: it calls pjob_finish itself */
 };
 
 struct pfan {
@@ -88,7 +91,13 @@ static void pfan_run_msg(reactor_shard *self, const struct reactor_msg *msg)
                                 : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
     else
         job->run(ds, p, job);
-    data_send(ds, job->fan->conn_shard, pfan_done_msg, job, 0, 0);
+    if (!job->deferred) data_send(ds, job->fan->conn_shard, pfan_done_msg, job, 0, 0);
+}
+
+/* On the owner: a deferred job is done (err/r1/r2 set). */
+static void pjob_finish(struct pjob *job)
+{
+    data_send(data_shard_self(), job->fan->conn_shard, pfan_done_msg, job, 0, 0);
 }
 
 static struct pfan *pfan_new(kafka_req *req, data_shard *ds, int32_t max_jobs,
@@ -201,11 +210,38 @@ int kafka_handle_describe_cluster(kafka_req *req)
 
 /* ---- DeleteRecords ---- */
 
+static int16_t dr_raft_err(int err)
+{
+    if (err == 0) return 0;
+    if (err == RAFT_ENOTLEADER || err == RAFT_ELOST) return KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    if (err == RAFT_EBUSY || err == AL_EFULL) return KAFKA_ERR_REQUEST_TIMED_OUT;
+    return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+}
+
+/* A Raft partition's DeleteRecords committed (or failed): answer. */
+static void dr_raft_done(void *ctx, int err, int64_t low)
+{
+    struct pjob *job = ctx;
+    job->err = dr_raft_err(err);
+    job->r1 = low;
+    pjob_finish(job);
+}
+
 static void dr_run(data_shard *ds, pm_partition *p, struct pjob *job)
 {
     int64_t off = job->arg == -1 ? p->high_watermark : job->arg;
     if (off < 0 || off > p->high_watermark) {
         job->err = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+        return;
+    }
+    if (p->rr && off > storage_log_start_offset(p->log)) {
+        /* cluster mode: through the Raft log, so every replica moves its start */
+        job->deferred = true;
+        int err = pr_delete_records(p, off, dr_raft_done, job);
+        if (err) { /* refused at once: answered by the caller */
+            job->deferred = false;
+            job->err = dr_raft_err(err);
+        }
         return;
     }
     if (off > storage_log_start_offset(p->log)) {

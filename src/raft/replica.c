@@ -64,6 +64,9 @@ struct raft_replica {
     uint8_t *snap_data; /* the state machine's snapshot there (controller), or NULL */
     size_t snap_len;
     bool install_pending; /* a SNAPSHOT action waits for its truncation to empty the log */
+    /* DeleteRecords: the newest TRIM marker in the log (-1: none pending) and the start it
+     * asks for; applied (prefix truncation) once the marker commits */
+    int64_t trim_marker, trim_to;
     bool note_snapshot;   /* tell the owner (on_snapshot) */
 
     bool failed, closing, need_reset;
@@ -136,6 +139,9 @@ int raft_batch_classify(const uint8_t *buf, size_t size, const uint8_t **payload
     storage_record_iter_init(&it, buf + STORAGE_BATCH_HEADER,
                              storage_batch_size(&h) - STORAGE_BATCH_HEADER, 1);
     if (storage_record_iter_next(&it, &rec) != 1) return AL_EMALFORMED;
+    if (rec.key_len == 4 && rec.value_len == 8 && al_be16(rec.key) == 0 &&
+        al_be16(rec.key + 2) == RAFT_CTRL_TYPE_TRIM)
+        return RAFT_ENTRY_DATA; /* replicated like data; raft_batch_trim_point reads it */
     if (rec.key_len != 4 || rec.value_len < 0 || al_be16(rec.key) != 0 ||
         al_be16(rec.key + 2) != RAFT_CTRL_TYPE_CONFIG)
         return AL_EMALFORMED;
@@ -169,6 +175,47 @@ int raft_batch_build_control(uint8_t *out, size_t cap, int type, int64_t offset,
     key[3] = (uint8_t)(RAFT_CTRL_TYPE_CONFIG & 0xff);
     storage_build_record rec = {0, 0, key, 4, payload, (int32_t)plen, NULL, 0};
     return (int)storage_batch_build(out, cap, &p, &rec, 1);
+}
+
+int raft_batch_build_trim(uint8_t *out, size_t cap, int64_t start)
+{
+    if (start < 0) return AL_EINVAL;
+    storage_build_params p = {
+        .base_offset = 0,
+        .leader_epoch = 0,
+        .attributes = STORAGE_ATTR_CONTROL,
+        .last_offset_delta = 0,
+        .base_timestamp = -1,
+        .max_timestamp = -1,
+        .producer_id = -1,
+        .producer_epoch = -1,
+        .base_sequence = -1,
+    };
+    uint8_t key[4] = {0, 0, (uint8_t)(RAFT_CTRL_TYPE_TRIM >> 8),
+                      (uint8_t)(RAFT_CTRL_TYPE_TRIM & 0xff)};
+    uint8_t val[8];
+    al_put_be64(val, (uint64_t)start);
+    storage_build_record rec = {0, 0, key, 4, val, 8, NULL, 0};
+    return (int)storage_batch_build(out, cap, &p, &rec, 1);
+}
+
+int64_t raft_batch_trim_point(const uint8_t *buf, size_t size)
+{
+    storage_batch_hdr h;
+    if (storage_batch_parse_header(buf, size, &h) < 0 || !(h.attributes & STORAGE_ATTR_CONTROL) ||
+        (h.attributes & STORAGE_ATTR_TRANSACTIONAL) || h.producer_id != -1 ||
+        h.records_count != 1 || storage_batch_compression(&h) != STORAGE_COMP_NONE ||
+        storage_batch_size(&h) > size)
+        return -1;
+    storage_record_iter it;
+    storage_record rec;
+    storage_record_iter_init(&it, buf + STORAGE_BATCH_HEADER,
+                             storage_batch_size(&h) - STORAGE_BATCH_HEADER, 1);
+    if (storage_record_iter_next(&it, &rec) != 1 || rec.key_len != 4 || rec.value_len != 8 ||
+        al_be16(rec.key) != 0 || al_be16(rec.key + 2) != RAFT_CTRL_TYPE_TRIM)
+        return -1;
+    int64_t v = (int64_t)al_be64(rec.value);
+    return v >= 0 ? v : -1;
 }
 
 /* ---------------------------------------------------------------- hard state and configs */
@@ -722,6 +769,14 @@ static int append_entry(raft_replica *r, const raft_entry *e)
     if (rc < 0) return rc;
     AL_ASSERT(res.base_offset == e->offset && res.last_offset == raft_entry_last(e));
     r->st.appended++;
+    if (e->type == RAFT_ENTRY_DATA && len >= STORAGE_BATCH_HEADER &&
+        (al_be16(buf + 21) & STORAGE_ATTR_CONTROL)) {
+        int64_t to = raft_batch_trim_point(buf, len);
+        if (to >= 0) {
+            r->trim_marker = e->offset;
+            r->trim_to = AL_MAX(r->trim_to, to);
+        }
+    }
     return 0;
 }
 
@@ -902,6 +957,7 @@ static void trunc_done(raft_replica *r, int res)
     r->log_gen++;
     int rc = conf_truncated(r, r->tr.offset);
     if (rc < 0) fail_replica(r, "rewriting raft_conf after a truncation", rc);
+    if (r->trim_marker >= r->tr.offset) r->trim_marker = r->trim_to = -1; /* marker gone */
     if (r->install_pending) { /* the log is empty and idle now: restart it after the point */
         r->install_pending = false;
         rc = storage_log_restart_at(r->log, r->snap_off + 1);
@@ -990,6 +1046,7 @@ static void reset(raft_replica *r)
     /* ... and with it config entries (or a config entry's append failed after raft_conf
      * listed it): only those still in the log count */
     int rc = conf_truncated(r, storage_log_last_offset(r->log) + 1);
+    if (r->trim_marker > storage_log_last_offset(r->log)) r->trim_marker = r->trim_to = -1;
     if (rc == 0) rc = group_create(r);
     if (rc < 0) {
         fail_replica(r, "recreating the group", rc);
@@ -1002,8 +1059,11 @@ static void reset(raft_replica *r)
 
 /* Tells the owner what finished: waiters, then commit, then role. Owner callbacks may call
  * back into the replica. */
+static void trim_apply(raft_replica *r);
+
 static void notify(raft_replica *r)
 {
+    if (r->trim_marker >= 0 && r->g.commit >= r->trim_marker) trim_apply(r);
     for (uint32_t guard = 0; r->done_head && guard < 1000000; guard++) {
         raft_replicate_req *q = r->done_head;
         r->done_head = q->next;
@@ -1180,6 +1240,7 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
     r->ops = (raft_log_ops){op_term_at, op_last_offset, op_read, op_snapshot};
     snprintf(r->snap_path, sizeof(r->snap_path), "%s/raft_snap", r->dir);
     r->snap_off = -1;
+    r->trim_marker = r->trim_to = -1;
     r->flush_want = -1;
     r->commit = -1;
     int rc = -ENOMEM;
@@ -1273,6 +1334,7 @@ int raft_replica_tick(raft_replica *r)
 {
     if (r->failed) return AL_EFAILED;
     if (busy(r)) return 0;
+    if (r->trim_marker >= 0 && r->g.commit >= r->trim_marker) trim_apply(r);
     if (storage_log_start_offset(r->log) <= r->snap_off) { /* a cut that failed half way */
         int rc = storage_log_set_start_offset(r->log, r->snap_off + 1);
         if (rc < 0 && rc != AL_ERANGE)
@@ -1479,6 +1541,34 @@ int raft_replica_prefix_truncate(raft_replica *r, int64_t start, const uint8_t *
     log_debug("raft", "group %" PRIu64 ": log prefix cut: starts at %" PRId64, r->cfg.group,
               start);
     return 0;
+}
+
+/* A committed DeleteRecords marker: cut the prefix to where it asks (rounded down to a batch
+ * base; never past the commit index). Kept for a retry (tick) while the cut cannot be made
+ * yet (busy, or not durable that far). */
+static void trim_apply(raft_replica *r)
+{
+    int64_t to = AL_MIN(r->trim_to, r->g.commit + 1);
+    int64_t start = storage_log_start_offset(r->log);
+    if (to > start && to <= storage_log_last_offset(r->log)) {
+        int64_t base = storage_log_batch_base(r->log, to);
+        if (base < 0) return;
+        to = base;
+    }
+    if (to <= start) {
+        r->trim_marker = r->trim_to = -1;
+        return;
+    }
+    int rc = raft_replica_prefix_truncate(r, to, NULL, 0);
+    if (rc == 0) {
+        log_info("raft", "group %" PRIu64 ": records before %" PRId64 " deleted (DeleteRecords)",
+                 r->cfg.group, to);
+        r->trim_marker = r->trim_to = -1;
+    } else if (rc != RAFT_EBUSY && rc != AL_ERANGE) {
+        log_warn("raft", "group %" PRIu64 ": DeleteRecords to %" PRId64 ": %s", r->cfg.group, to,
+                 raft_strerror(rc));
+        r->trim_marker = r->trim_to = -1;
+    }
 }
 
 int64_t raft_replica_snapshot_offset(const raft_replica *r) { return r->snap_off; }

@@ -47,6 +47,10 @@
 
 /* Control record type of CONFIG batches: far from Kafka's own (0 abort, 1 commit, 2-6 KRaft). */
 #define RAFT_CTRL_TYPE_CONFIG 0x7A01
+/* ... and of TRIM batches (DeleteRecords through the log): one control record, value = the
+ * new log start (i64). A TRIM batch is a DATA entry for Raft; every replica cuts its prefix
+ * there once the batch commits (never past its commit index; rounded down to a batch base). */
+#define RAFT_CTRL_TYPE_TRIM 0x7A02
 /* Bytes of the largest NOOP/CONFIG batch. */
 #define RAFT_CTRL_BATCH_MAX 256
 
@@ -63,6 +67,12 @@ int raft_batch_classify(const uint8_t *buf, size_t size, const uint8_t **payload
  * out[cap]. Returns its size, or AL_ETOOLARGE / AL_EINVAL. */
 int raft_batch_build_control(uint8_t *out, size_t cap, int type, int64_t offset, int64_t term,
                              const uint8_t *payload, size_t plen);
+
+/* Builds the TRIM batch asking every replica to start its log at start (for raft_replicate).
+ * Returns its size or a negative error. */
+int raft_batch_build_trim(uint8_t *out, size_t cap, int64_t start);
+/* The start a TRIM batch asks for, or -1 if buf is not a TRIM batch. */
+int64_t raft_batch_trim_point(const uint8_t *buf, size_t size);
 
 typedef struct raft_replica raft_replica;
 
@@ -175,7 +185,7 @@ struct raft_replicate_req {
  * RAFT_ENOTLEADER (Kafka NOT_LEADER_OR_FOLLOWER), RAFT_EBUSY (transfer in progress, or the
  * replica is finishing a truncation: retry), AL_EFULL (too much uncommitted: retry later),
  * AL_EMALFORMED / AL_ECORRUPT / AL_ETRUNCATED / AL_ETOOLARGE (bad batch), AL_EINVAL (a batch is
- * a Raft control batch, or more batches than one proposal takes), AL_EFAILED.
+ * a Raft control batch other than TRIM, or more batches than one proposal takes), AL_EFAILED.
  */
 int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req *q);
 

@@ -21,6 +21,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ailurus_harness import frame, header, recv_frame
+
 
 @pytest.fixture
 def cluster(cluster_factory):
@@ -180,3 +182,79 @@ def test_stopped_follower_catches_up_by_snapshot(cluster):
     _, high2 = watermarks(c, "snap")
     assert high2 > high
     assert first_offset(c, "snap") >= watermarks(c, "snap")[0]
+
+
+def leader_of(c, topic, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for i in c.live():
+            try:
+                md = AdminClient({"bootstrap.servers": c.nodes[i].addr}).list_topics(topic,
+                                                                                     timeout=5)
+                t = md.topics.get(topic)
+                if t and t.error is None and t.partitions[0].leader >= 0 and \
+                        t.partitions[0].leader in c.live():
+                    return t.partitions[0].leader
+            except Exception:
+                pass
+        time.sleep(0.3)
+    raise AssertionError("no leader for " + topic)
+
+
+def delete_records(node, topic, offset):
+    """DeleteRecords v0 of partition 0 sent to node: (low watermark, error code)."""
+    name = topic.encode()
+    body = struct.pack(">i", 1) + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
+    body += struct.pack(">iq", 0, offset) + struct.pack(">i", 10000)
+    s = node.connect()
+    try:
+        s.sendall(frame(header(21, 0, 9) + body))
+        resp = recv_frame(s, timeout=20)
+    finally:
+        s.close()
+    pos = 4 + 4 + 4
+    (n,) = struct.unpack_from(">h", resp, pos)
+    pos += 2 + n + 4
+    _, low, err = struct.unpack_from(">iqh", resp, pos)
+    return low, err
+
+
+def test_delete_records_moves_every_replica(cluster):
+    c = cluster
+    create_topic(c, "dr", {"segment.bytes": "65536"})
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "batch.num.messages": 1,
+                  "linger.ms": 0, "enable.idempotence": True})
+    for i in range(600):
+        p.produce("dr", value=b"r%05d" % i + b"y" * 200, partition=0)
+        if i % 100 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    low, high = watermarks(c, "dr")
+    assert low == 0 and high >= 600
+    leader = leader_of(c, "dr")
+    follower = next(i for i in range(3) if i != leader)
+    # a follower refuses: the leader answers
+    assert delete_records(c.nodes[follower], "dr", 300)[1] == 6  # NOT_LEADER_OR_FOLLOWER
+    low, err = delete_records(c.nodes[leader], "dr", 300)
+    assert (low, err) == (300, 0)  # one record per batch: exactly the offset asked for
+    assert delete_records(c.nodes[leader], "dr", high + 100)[1] == 1  # OFFSET_OUT_OF_RANGE
+
+    def moved_everywhere():
+        states = [log_state(n, "dr") for n in c.nodes]
+        return all(s and s[0] == low and s[2] == low - 1 for s in states) and states
+    wait_until("every replica to start at %d" % low, moved_everywhere)
+    assert watermarks(c, "dr")[0] == low
+    assert first_offset(c, "dr") >= low
+    # the new leader after a failover keeps the deleted prefix deleted
+    c.kill(leader)
+    new_leader = leader_of(c, "dr")
+    assert new_leader != leader
+    assert watermarks(c, "dr")[0] == low
+    c.restart(leader)
+    low2, err = delete_records(c.nodes[leader_of(c, "dr")], "dr", -1)  # up to the HW
+    assert err == 0 and low2 > low
+
+    def all_at_hw():
+        states = [log_state(n, "dr") for n in c.nodes]
+        return all(s and s[0] == low2 for s in states) and states
+    wait_until("every replica at the high watermark", all_at_hw)
