@@ -73,6 +73,16 @@ int cluster_view_brokers(cluster_view_broker *out, int max, int32_t *controller,
     return n;
 }
 
+bool cluster_node_alive(int32_t id)
+{
+    bool alive = false;
+    pthread_mutex_lock(&g_view_mu);
+    for (int i = 0; i < g_view_n; i++)
+        if (g_view[i].node_id == id) alive = g_view[i].alive;
+    pthread_mutex_unlock(&g_view_mu);
+    return alive;
+}
+
 int32_t cluster_active_brokers(void)
 {
     pthread_mutex_lock(&g_view_mu);
@@ -95,6 +105,34 @@ int cluster_raft_send(reactor_shard *self, int32_t to, const uint8_t *buf, size_
     return rc;
 }
 
+/*
+ * Whether peer id is alive: something arrived from it (pings every second, Raft traffic, a new
+ * connection) within CLUSTER_LIVENESS_MS, and its outbound connection is up (HELLO done) or,
+ * for a peer just learned, still being made for the first time (registered brokers count as
+ * alive until shown otherwise, as Kafka lists a broker once it registered). A SIGKILLed node
+ * drops at once (its connections close, reconnects are refused); a silent or cut-off one after
+ * the timeout. Records the rpc counters to notice movement (shard 0).
+ */
+static bool peer_alive(cluster *cl, int32_t id)
+{
+    struct rpc_peer_stats ps;
+    if (rpc_peer_stats_get(cl->rpc, id, &ps) != 0) return false;
+    uint64_t now = io_now_ns(cl->io);
+    for (int32_t k = 0; k < cl->n_peers; k++) {
+        struct cl_peer *p = &cl->peers[k];
+        if (p->id != id) continue;
+        if (ps.msgs_in != p->msgs_in || ps.connects != p->connects) {
+            p->heard_ns = now;
+            p->msgs_in = ps.msgs_in;
+            p->connects = ps.connects;
+        }
+        bool first = ps.connects == 0 && ps.connect_errors == 0;
+        return (ps.connected || first) && p->heard_ns &&
+               now - p->heard_ns <= (uint64_t)CLUSTER_LIVENESS_MS * 1000000ull;
+    }
+    return ps.connected; /* not a peer of ours yet (no address): rpc's word */
+}
+
 /* Rebuilds the view from the state, the replica and rpc's liveness. */
 static void view_update(cluster *cl)
 {
@@ -113,9 +151,7 @@ static void view_update(cluster *cl)
         memcpy(o->rack, b->rack, sizeof(o->rack));
         o->cores = b->cores;
         o->membership = b->membership;
-        struct rpc_peer_stats ps;
-        o->alive = b->node_id == cl->self ||
-                   (rpc_peer_stats_get(cl->rpc, b->node_id, &ps) == 0 && ps.connected);
+        o->alive = b->node_id == cl->self || peer_alive(cl, b->node_id);
         o->voter = m && raft_config_is_voter(m, b->node_id);
         o->learner = m && raft_config_is_learner(m, b->node_id);
     }
@@ -202,7 +238,9 @@ static void peers_update(cluster *cl, const controller_state *st)
                 cl->cap_peers = nc;
             }
             p = &cl->peers[cl->n_peers++];
+            memset(p, 0, sizeof(*p));
             p->id = b->node_id;
+            p->heard_ns = io_now_ns(cl->io); /* registered: alive until shown otherwise */
         }
         snprintf(p->host, sizeof(p->host), "%s", b->rpc_host);
         p->port = b->rpc_port;

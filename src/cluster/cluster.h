@@ -39,6 +39,7 @@ enum {
     CLUSTER_HEARTBEAT_MS = 150,
     CLUSTER_TICK_MS = 10,
     CLUSTER_RPC_PING = 34, /* RPC_T_USER + 2: one-way liveness ping between nodes */
+    CLUSTER_LIVENESS_MS = 3000, /* a peer heard from within this (pings: every 1 s) is alive */
 };
 
 /* True when cfg describes a cluster member (seed_servers is non-empty). */
@@ -186,9 +187,14 @@ typedef struct cluster_view_broker {
     char rack[CONTROLLER_RACK_MAX];
     uint32_t cores;
     uint8_t membership; /* enum controller_membership */
-    bool alive;         /* this node, or connected through rpc (HELLO done) */
+    bool alive;         /* this node, or connected through rpc (HELLO done) and heard from
+                         * (any message) within CLUSTER_LIVENESS_MS */
     bool voter, learner; /* in the controller group's membership (as this node sees it) */
 } cluster_view_broker;
+
+/* Whether node id is alive in the view (any thread; false for an unknown id or outside
+ * cluster mode). */
+bool cluster_node_alive(int32_t id);
 
 /* The number of ACTIVE brokers in the view (any thread), -1 when not in cluster mode. */
 int32_t cluster_active_brokers(void);

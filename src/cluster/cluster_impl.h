@@ -92,6 +92,8 @@ typedef struct cluster {
         int32_t id;
         char host[CONTROLLER_HOST_MAX];
         uint16_t port;
+        uint64_t msgs_in, connects; /* rpc counters at the last look */
+        uint64_t heard_ns;          /* when they last moved (0: never) */
     } *peers;
     int32_t n_peers, cap_peers;
 } cluster;

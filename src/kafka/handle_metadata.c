@@ -17,11 +17,13 @@
 
 #include <stdlib.h>
 
-/* The view's brokers as Kafka sees them: ACTIVE and DRAINING nodes (decommissioning and
- * removed ones are leaving). */
+/* The view's brokers as Kafka sees them: live ACTIVE and DRAINING nodes (decommissioning and
+ * removed ones are leaving; a node not heard from within CLUSTER_LIVENESS_MS is down: Kafka
+ * lists only registered, unfenced brokers, and its partitions name it in replicas only). */
 static bool md_listed(const cluster_view_broker *b)
 {
-    return b->membership == CONTROLLER_NODE_ACTIVE || b->membership == CONTROLLER_NODE_DRAINING;
+    return b->alive && (b->membership == CONTROLLER_NODE_ACTIVE ||
+                        b->membership == CONTROLLER_NODE_DRAINING);
 }
 
 int kafka_cluster_brokers(kafka_req *req, kafka_str_broker_fn fill, void *out, int32_t *n_out,
@@ -91,16 +93,24 @@ int kafka_metadata_partition(kafka_req *req, const topic *t, int32_t p,
     if (!t->assign) return 0;
     const topic_assignment *a = &t->assign[p];
     int32_t *nodes = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)a->n);
-    if (!nodes) return -ENOMEM;
-    for (int i = 0; i < a->n; i++) nodes[i] = a->nodes[i];
+    int32_t *offline = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)AL_MAX(a->n, 1));
+    if (!nodes || !offline) return -ENOMEM;
+    int32_t n_off = 0;
+    for (int i = 0; i < a->n; i++) {
+        nodes[i] = a->nodes[i];
+        if (!cluster_node_alive(a->nodes[i])) offline[n_off++] = a->nodes[i]; /* as Kafka */
+    }
     out->ErrorCode = 0;
     out->PartitionIndex = p;
     out->ReplicaNodes_count = a->n;
     out->ReplicaNodes = nodes;
-    out->OfflineReplicas_count = 0;
-    /* Leader, epoch (= Raft term) and ISR from the node's leadership table. */
+    out->OfflineReplicas_count = n_off;
+    out->OfflineReplicas = n_off ? offline : NULL;
+    /* Leader, epoch (= Raft term) and ISR from the node's leadership table; a leader that is
+     * down here is not offered (clients would look for a broker the list does not have). */
     ldr_entry e;
-    if (!pr_leader_lookup(cluster_group_id(t->id, p), &e) || e.leader < 0) {
+    bool found = pr_leader_lookup(cluster_group_id(t->id, p), &e);
+    if (!found || e.leader < 0 || !cluster_node_alive(e.leader)) {
         out->ErrorCode = KAFKA_ERR_LEADER_NOT_AVAILABLE; /* election: clients ask again */
         out->LeaderId = -1;
         out->LeaderEpoch = -1;
@@ -110,11 +120,13 @@ int kafka_metadata_partition(kafka_req *req, const topic *t, int32_t p,
     }
     int32_t *isr = kafka_arena_alloc(&req->arena, sizeof(int32_t) * (size_t)AL_MAX(e.n_isr, 1));
     if (!isr) return -ENOMEM;
-    isr[0] = e.leader; /* only the leader's own report carries the ISR */
-    for (int i = 0; i < e.n_isr; i++) isr[i] = e.isr[i];
+    int32_t n_isr = 0;
+    if (e.n_isr == 0) isr[n_isr++] = e.leader; /* only the leader's own report has the ISR */
+    for (int i = 0; i < e.n_isr; i++) /* a replica down here is out of sync for clients */
+        if (e.isr[i] == e.leader || cluster_node_alive(e.isr[i])) isr[n_isr++] = e.isr[i];
     out->LeaderId = e.leader;
     out->LeaderEpoch = (int32_t)e.term;
-    out->IsrNodes_count = AL_MAX(e.n_isr, 1);
+    out->IsrNodes_count = n_isr;
     out->IsrNodes = isr;
     return 1;
 }

@@ -1,0 +1,235 @@
+"""test_cluster_liveness.py — what a cluster tells clients about nodes that are down, draining or
+new (issue 7), on real 3-node clusters (harness Cluster, 127.0.0.1):
+
+- Metadata lists live brokers only: a SIGKILLed node leaves every live node's broker list
+  (Kafka lists registered, unfenced brokers), its partitions name it in replicas and offline
+  replicas but not in the ISR, never as leader; librdkafka, kafka-python and kafkajs produce and
+  consume meanwhile; it is listed again once it is back.
+"""
+import json
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from ailurus_harness import Cluster, frame, header, recv_frame
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
+
+
+@pytest.fixture
+def cluster3(request):
+    c = Cluster(3).start()
+    yield c
+    c.stop()
+    if not request.session.testsfailed:
+        c.remove_files()
+
+
+def wait_for(what, fn, timeout=30.0, step=0.1):
+    """Polls fn() until it returns a true value (returned), or fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except (OSError, AssertionError, struct.error) as e:
+            last = e
+        time.sleep(step)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+# ---- Metadata v5 from one node (offline replicas are v5+) ----
+
+class Rd:
+    def __init__(self, b):
+        self.b, self.p = b, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.p)
+        self.p += struct.calcsize(fmt)
+        return v[0]
+
+    def string(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        s = self.b[self.p:self.p + n].decode()
+        self.p += n
+        return s
+
+    def array(self, fn):
+        return [fn() for _ in range(self.take(">i"))]
+
+
+def metadata(node, topics, timeout=5.0):
+    """Metadata v5 asked of node: (broker ids, controller, {topic: {partition: (error, leader,
+    replicas, isr, offline)}})."""
+    body = struct.pack(">i", len(topics)) + b"".join(
+        struct.pack(">h", len(t)) + t.encode() for t in topics) + b"\x00"  # no auto-create
+    with socket.create_connection(("127.0.0.1", node.port), timeout=timeout) as s:
+        s.sendall(frame(header(3, 5, 9) + body))
+        r = Rd(recv_frame(s, timeout))
+    r.take(">i")  # correlation id
+    r.take(">i")  # throttle
+
+    def broker():
+        nid = r.take(">i")
+        r.string()
+        r.take(">i")
+        r.string()
+        return nid
+
+    ints = lambda: r.array(lambda: r.take(">i"))  # noqa: E731
+
+    def partition():
+        err, pid, leader = r.take(">h"), r.take(">i"), r.take(">i")
+        return pid, (err, leader, ints(), ints(), ints())
+
+    def topic():
+        err, name = r.take(">h"), r.string()
+        r.take(">b")
+        parts = dict(r.array(partition))
+        assert err == 0, (name, err)
+        return name, parts
+
+    brokers = set(r.array(broker))
+    r.string()  # cluster id
+    controller = r.take(">i")
+    return brokers, controller, dict(r.array(topic))
+
+
+# ---- clients ----
+
+def confluent_roundtrip(bootstrap, topic, n, tag):
+    """Produces n acks=all records with librdkafka and reads them back in a fresh group.
+    Returns the values read that carry tag."""
+    errs = []
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                  "message.timeout.ms": 20000})
+    for i in range(n):
+        p.produce(topic, ("%s-%d" % (tag, i)).encode(), on_delivery=lambda e, m: errs.append(e))
+    p.flush(30)
+    assert errs == [None] * n, errs
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "g-" + tag,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = set()
+    deadline = time.monotonic() + 40
+    try:
+        while time.monotonic() < deadline and len(got) < n:
+            m = c.poll(0.5)
+            if m is not None and not m.error() and m.value().decode().startswith(tag):
+                got.add(m.value().decode())
+    finally:
+        c.close()
+    return got
+
+
+def kafka_python_roundtrip(bootstrap, topic, n, tag):
+    kp = pytest.importorskip("kafka")
+    p = kp.KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", retries=10,
+                         request_timeout_ms=15000)
+    for i in range(n):
+        p.send(topic, ("%s-%d" % (tag, i)).encode()).get(timeout=30)
+    p.close()
+    c = kp.KafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id="g-" + tag,
+                         auto_offset_reset="earliest", consumer_timeout_ms=20000,
+                         enable_auto_commit=False)
+    got = set()
+    deadline = time.monotonic() + 40
+    try:
+        for m in c:
+            v = m.value.decode()
+            if v.startswith(tag):
+                got.add(v)
+            if len(got) >= n or time.monotonic() > deadline:
+                break
+    finally:
+        c.close()
+    return got
+
+
+KAFKAJS_ROUNDTRIP = r"""
+const { Kafka, logLevel } = require('kafkajs');
+const [brokers, topic, n, tag] = process.argv.slice(1);
+const kafka = new Kafka({ clientId: 'liveness', brokers: brokers.split(','),
+                          logLevel: logLevel.NOTHING, retry: { retries: 10 } });
+(async () => {
+  const p = kafka.producer();
+  await p.connect();
+  const msgs = [];
+  for (let i = 0; i < +n; i++) msgs.push({ value: `${tag}-${i}` });
+  await p.send({ topic, acks: -1, messages: msgs });
+  await p.disconnect();
+  const c = kafka.consumer({ groupId: 'g-' + tag });
+  await c.connect();
+  await c.subscribe({ topic, fromBeginning: true });
+  const got = new Set();
+  await new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, 40000);
+    c.run({ eachMessage: async ({ message }) => {
+      const v = message.value.toString();
+      if (v.startsWith(tag)) got.add(v);
+      if (got.size >= +n) { clearTimeout(t); resolve(); }
+    } }).catch(reject);
+  });
+  await c.disconnect();
+  console.log(JSON.stringify({ got: [...got] }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+def kafkajs_roundtrip(bootstrap, topic, n, tag):
+    if not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
+        pytest.skip("kafkajs not installed (tests/integration/js: npm ci)")
+    r = subprocess.run(["node", "-e", KAFKAJS_ROUNDTRIP, bootstrap, topic, str(n), tag],
+                       cwd=JS, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    return set(json.loads(r.stdout.decode().strip().splitlines()[-1])["got"])
+
+
+# ---- tests ----
+
+def test_metadata_lists_live_brokers_only(cluster3):
+    c = cluster3
+    a = AdminClient({"bootstrap.servers": c.bootstrap})
+    for f in a.create_topics([NewTopic("live3", 3, 3)], request_timeout=15).values():
+        f.result(timeout=20)
+    ids = {b.node_id for b in c.nodes}
+
+    def settled(nodes, brokers):
+        for i in nodes:
+            got, ctl, topics = metadata(c.nodes[i], ["live3"])
+            if got != brokers or ctl not in brokers:
+                return False
+            for err, leader, replicas, isr, offline in topics["live3"].values():
+                if err or leader not in brokers or set(replicas) != ids:
+                    return False
+                if set(isr) != brokers or set(offline) != ids - brokers:
+                    return False
+        return True
+
+    wait_for("every node lists 3 brokers, full ISRs", lambda: settled(range(3), ids))
+    down = 2
+    c.kill(down)
+    live = [0, 1]
+    alive = ids - {c.nodes[down].node_id}
+    # Dropped from the brokers, the ISR and leaderships; still a replica (offline).
+    wait_for("the killed node dropped from Metadata", lambda: settled(live, alive))
+    boot = ",".join(c.nodes[i].addr for i in live)
+    assert confluent_roundtrip(boot, "live3", 20, "ck") == {"ck-%d" % i for i in range(20)}
+    assert kafka_python_roundtrip(boot, "live3", 20, "kp") == {"kp-%d" % i for i in range(20)}
+    assert kafkajs_roundtrip(boot, "live3", 20, "js") == {"js-%d" % i for i in range(20)}
+    assert settled(live, alive)  # the clients changed nothing about it
+    c.restart(down)
+    wait_for("the node listed again, back in every ISR", lambda: settled(range(3), ids))
