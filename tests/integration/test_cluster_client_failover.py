@@ -48,7 +48,6 @@ harness `Cluster`, one shard per node) and takes about 30-60 s. Every wait is bo
 
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -57,38 +56,15 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ailurus_harness import Cluster
 
-JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
 PARTS = 2
 
 
 @pytest.fixture
-def cluster3(request):
-    """A started 3-node cluster; its files are kept when the test failed (pytest runs the code
-    after a fixture's yield on a failure too: the session's failure count tells)."""
-    failed = request.session.testsfailed
-    c = Cluster(3).start()
-    try:
-        yield c
-    finally:
-        try:
-            c.stop()
-        finally:
-            if request.session.testsfailed == failed:
-                c.remove_files()
-
-
-@pytest.fixture(scope="module")
-def kafkajs():
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node/npm not installed")
-    if not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
-        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS,
-                           capture_output=True, timeout=300)
-        if r.returncode != 0:
-            pytest.skip("npm ci failed: %s" % r.stderr.decode()[-500:])
-    return JS
+def cluster3(cluster_factory):
+    """A started 3-node cluster (conftest's cluster_factory: its files are kept when the test
+    failed)."""
+    return cluster_factory(3)
 
 
 def live(c):
@@ -251,6 +227,7 @@ def test_kafkajs_producer_and_group_through_partition_leader_kill(kafkajs, clust
     assert all(x["restart"] for x in res["crashes"]), res["crashes"]
     dead = c.nodes[lead - 1].addr
     expected = ("ECONNREFUSED %s" % dead, "Closed connection", "Connection closed",
+                "Not connected",
                 "The coordinator is loading", "The group coordinator is not available",
                 "This is not the correct coordinator for this group")
     odd = [x for x in res["crashes"] if not any(e in (x["error"] or "") for e in expected)]
