@@ -131,6 +131,8 @@ struct bench_thread {
     const int64_t *start_offsets;
     const uint8_t *pool;
     uint8_t *scratch;     /* values of one batch */
+    char (*keybuf)[12];   /* keys of one batch (heap, not __thread: static TLS is zeroed in
+                           * every thread of every ailurus process, the broker's too) */
     uint8_t *batchbuf;    /* one encoded batch per request partition */
     size_t batchcap;
     kclient_record *recs;
@@ -333,7 +335,7 @@ static int prod_send_one(struct producer *p, uint64_t now)
         a->in_ready = false;
         if (a->n == 0) continue;
         int rs = cfg->record_size;
-        static __thread char keybuf[1 << 16][12];
+        char (*keybuf)[12] = t->keybuf;
         for (int k = 0; k < a->n; k++) {
             uint8_t *v = t->scratch + (size_t)k * (size_t)rs;
             size_t fo = (size_t)(xorshift(&p->rng) % (BENCH_POOL - (uint32_t)rs));
@@ -910,7 +912,8 @@ int cmd_bench(int argc, char **argv)
         t->batchbuf = malloc(t->batchcap);
         t->scratch = malloc((size_t)max_recs * (size_t)cfg.record_size);
         t->recs = calloc((size_t)max_recs, sizeof(kclient_record));
-        if (!t->prods || !t->cons || !t->batchbuf || !t->scratch || !t->recs) {
+        t->keybuf = malloc((size_t)max_recs * sizeof(*t->keybuf));
+        if (!t->prods || !t->cons || !t->batchbuf || !t->scratch || !t->recs || !t->keybuf) {
             fprintf(stderr, "bench: thread set-up failed\n");
             goto out;
         }
@@ -1110,6 +1113,7 @@ out:
         free(t->batchbuf);
         free(t->scratch);
         free(t->recs);
+        free(t->keybuf);
     }
     free(th);
     free(offsets);
