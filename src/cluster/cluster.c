@@ -31,6 +31,10 @@
 #define PING_NS            (1000 * 1000000ull)
 #define CONTROLLER_SEG     (16u << 20)
 #define CONTROLLER_FALLOC  (1u << 20)
+/* The controller log is trimmed (snapshot of the state + prefix truncation) once this many
+ * offsets were applied past the last snapshot point; AILURUS_CONTROLLER_SNAPSHOT_EVERY
+ * overrides it (tests). */
+#define CONTROLLER_SNAPSHOT_EVERY 4096
 
 cluster *g_cluster;
 
@@ -880,6 +884,55 @@ static void ctl_on_commit(void *ctx, raft_replica *r, int64_t commit)
     (void)ctx, (void)r, (void)commit; /* the tick applies it */
 }
 
+/* A follower installed the leader's snapshot (it was too far behind a trimmed log): the state
+ * is the snapshot's; the log suffix after it is applied by the tick as usual. A snapshot that
+ * does not decode stops the node (going on would diverge). */
+static void ctl_on_snapshot(void *ctx, raft_replica *r, int64_t offset, const uint8_t *data,
+                            size_t len)
+{
+    cluster *cl = ctx;
+    (void)r;
+    int rc = controller_snapshot_decode(&cl->st, data, len);
+    if (rc || cl->st.applied_offset != offset) {
+        log_error("cluster", "controller: the leader's snapshot at %" PRId64 " is unusable (%s, "
+                  "applied offset %" PRId64 "); stopping (wipe this node's controller "
+                  "directory and re-join)", offset, rc ? al_strerror(rc) : "mismatch",
+                  cl->st.applied_offset);
+        __atomic_store_n(&g_failed, 1, __ATOMIC_RELEASE);
+        cl->stopping = true;
+        reactor_stop(reactor_of(cl->rs));
+        return;
+    }
+    cl->shipped_any = false; /* ship the new topic table to the shards */
+    peers_update(cl, &cl->st);
+    cluster_id_publish(cl);
+    view_update(cl);
+    log_info("cluster", "controller: state loaded from the leader's snapshot at %" PRId64
+             " (%" PRId32 " brokers, %" PRId32 " topics)", offset, cl->st.n_brokers,
+             cl->st.topics.n);
+}
+
+/* Trims the controller log: once enough was applied past the snapshot point, the state (at
+ * applied_offset, an entry end <= commit) becomes the snapshot and the log prefix up to it is
+ * cut. A restart loads the snapshot, then applies the log suffix; a node too far behind gets
+ * the snapshot from the leader. Not possible yet (not durable that far, busy): next tick. */
+static void ctl_maybe_snapshot(cluster *cl)
+{
+    int64_t a = cl->st.applied_offset, snap = raft_replica_snapshot_offset(cl->ctl);
+    if (a < 0 || a - snap < cl->snapshot_every || a > raft_replica_commit(cl->ctl)) return;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (controller_snapshot_encode(&cl->st, &buf, &len)) return;
+    int rc = raft_replica_prefix_truncate(cl->ctl, a + 1, buf, len);
+    free(buf);
+    if (rc == 0)
+        log_info("cluster", "controller log trimmed: snapshot at %" PRId64 " (%zu bytes), the "
+                 "log starts at %" PRId64, a, len, a + 1);
+    else if (rc != RAFT_EBUSY && rc != AL_ERANGE)
+        log_warn("cluster", "controller log: snapshot at %" PRId64 " failed: %s", a,
+                 raft_strerror(rc));
+}
+
 static void ctl_on_role(void *ctx, raft_replica *r, int role, int64_t term, int32_t leader)
 {
     cluster *cl = ctx;
@@ -966,6 +1019,7 @@ static void tick_fire(reactor_timer *t)
     }
     apply_committed(cl);
     if (cl->stopping) return;
+    ctl_maybe_snapshot(cl);
     if (cl->role == RAFT_LEADER && !cl->leader_ready &&
         raft_replica_commit(cl->ctl) >= cl->leader_from &&
         cl->st.applied_offset >= cl->leader_from)
@@ -1031,7 +1085,12 @@ static void scan_peers(cluster *cl)
     if (raft_replica_last_offset(cl->ctl) < 0) return;
     controller_state tmp;
     controller_state_init(&tmp);
-    int rc = storage_log_scan_sync(raft_replica_log(cl->ctl), 0, 0, scan_batch, &tmp);
+    size_t slen = 0;
+    const uint8_t *snap = raft_replica_snapshot_data(cl->ctl, &slen);
+    if (snap && slen && controller_snapshot_decode(&tmp, snap, slen))
+        log_warn("cluster", "the controller snapshot does not decode: peers from the log only");
+    int rc = storage_log_scan_sync(raft_replica_log(cl->ctl),
+                                   raft_replica_snapshot_offset(cl->ctl) + 1, 0, scan_batch, &tmp);
     if (rc < 0)
         log_warn("cluster", "scanning the controller log for peers: %s", al_strerror(rc));
     peers_update(cl, &tmp);
@@ -1069,13 +1128,32 @@ static int open_controller(cluster *cl)
     c.log.retention_ms = -1;
     c.log.cleanup_policy = 0;
     c.log.max_message_bytes = 64u << 20;
-    c.cb = (raft_replica_callbacks){ctl_send, ctl_on_commit, ctl_on_role, cl};
+    c.cb = (raft_replica_callbacks){ctl_send, ctl_on_commit, ctl_on_role, cl, ctl_on_snapshot};
     int rc = raft_replica_open(cl->io, &c, &cl->ctl);
-    if (rc)
+    if (rc) {
         log_error("cluster", "cannot open the controller log in %s: %s (a corrupt controller "
                   "log: restore it from a healthy node, or wipe the directory and re-join)",
                   dir, al_strerror(rc));
-    return rc;
+        return rc;
+    }
+    /* a trimmed log: the state starts from its snapshot, the suffix is applied as usual */
+    size_t slen = 0;
+    const uint8_t *snap = raft_replica_snapshot_data(cl->ctl, &slen);
+    if (snap && slen) {
+        rc = controller_snapshot_decode(&cl->st, snap, slen);
+        if (rc || cl->st.applied_offset != raft_replica_snapshot_offset(cl->ctl)) {
+            log_error("cluster", "the controller snapshot in %s is unusable (%s): restore the "
+                      "directory from a healthy node, or wipe it and re-join", dir,
+                      rc ? al_strerror(rc) : "its applied offset is not the snapshot point");
+            return rc ? rc : AL_ECORRUPT;
+        }
+        log_info("cluster", "controller state loaded from its snapshot at %" PRId64
+                 " (%" PRId32 " brokers, %" PRId32 " topics)", cl->st.applied_offset,
+                 cl->st.n_brokers, cl->st.topics.n);
+    }
+    const char *every = getenv("AILURUS_CONTROLLER_SNAPSHOT_EVERY");
+    cl->snapshot_every = every && atoll(every) > 0 ? atoll(every) : CONTROLLER_SNAPSHOT_EVERY;
+    return 0;
 }
 
 /* Fills the addresses and the seed list; decides whether we found the cluster. */

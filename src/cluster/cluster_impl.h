@@ -75,6 +75,7 @@ typedef struct cluster {
     uint32_t install_acks;
     uint8_t *install_blob;
     int64_t install_offset, installed_offset;
+    int64_t snapshot_every; /* trim the controller log past this many applied offsets */
     uint64_t shipped_version;
     bool shipped_any;
     /* cluster configuration shipped with the table (config_with_overrides of cfg and the

@@ -258,3 +258,41 @@ def test_delete_records_moves_every_replica(cluster):
         states = [log_state(n, "dr") for n in c.nodes]
         return all(s and s[0] == low2 for s in states) and states
     wait_until("every replica at the high watermark", all_at_hw)
+
+
+def test_controller_log_trims_and_restarts_from_its_snapshot(cluster_factory):
+    """The controller (Raft group 0) snapshots its state and cuts its log every few commands
+    here (AILURUS_CONTROLLER_SNAPSHOT_EVERY=16): a restarted node loads the snapshot and
+    applies the suffix; a node that joins later gets the leader's snapshot."""
+    c = cluster_factory(3, first_id=0, env={"AILURUS_CONTROLLER_SNAPSHOT_EVERY": "16"})
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    names = ["ctl%02d" % i for i in range(40)]
+    for i in range(0, len(names), 8):
+        fs = admin.create_topics([NewTopic(n, 1, 3) for n in names[i:i + 8]],
+                                 request_timeout=30)
+        for f in fs.values():
+            f.result(timeout=30)
+    for node in c.nodes:
+        wait_until("the controller log trimmed on node %d" % node.node_id,
+                   lambda: "controller log trimmed" in node.log_text())
+        snap = os.path.join(node.data_dir, "controller", "raft_snap")
+        assert os.path.exists(snap)
+
+    def topics_on(i):
+        md = AdminClient({"bootstrap.servers": c.nodes[i].addr}).list_topics(timeout=10)
+        return set(md.topics)
+
+    c.restart(1)
+    assert "controller state loaded from its snapshot" in c.nodes[1].log_text()
+    wait_until("node 1 to list every topic", lambda: set(names) <= topics_on(1))
+    # one more change after the restart reaches node 1 through the log suffix
+    admin.create_topics([NewTopic("ctl-after", 1, 3)])["ctl-after"].result(timeout=30)
+    wait_until("node 1 to see a topic created after its restart",
+                lambda: "ctl-after" in topics_on(1))
+    # a new node: the leader's log no longer starts at 0, so it installs the snapshot
+    c.add_node()
+    newest = len(c.nodes) - 1
+    wait_until("the new node to install the controller snapshot",
+               lambda: "state loaded from the leader's snapshot" in c.nodes[newest].log_text())
+    wait_until("the new node to list every topic",
+               lambda: set(names) | {"ctl-after"} <= topics_on(newest))
