@@ -30,17 +30,12 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import InvalidReplicationFactorError
 
-from ailurus_harness import Cluster, binary, frame, header, pick_port, recv_frame
-
-ADMIN_RE_TEXT = "admin API listening on 127.0.0.1:"
+from ailurus_harness import admin_port, binary, frame, header, pick_port, recv_frame, wait_for
 
 
 @pytest.fixture
-def cluster3():
-    c = Cluster(3).start()
-    yield c
-    c.stop()
-    c.remove_files()
+def cluster3(cluster_factory):
+    return cluster_factory(3)
 
 
 # ---- a small Metadata v1 client: ask one node for its own view ----
@@ -97,28 +92,6 @@ def metadata(node, topics=None, timeout=5.0):
     brokers = dict(r.array(broker))
     controller = r.take(">i")
     return brokers, controller, dict(r.array(topic))
-
-
-def wait_for(what, fn, timeout=20.0, step=0.1):
-    """Polls fn() until it returns a true value (returned), or fails after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, AssertionError, struct.error) as e:
-            last = e
-        time.sleep(step)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
-def admin_port(node):
-    text = node.log_text()
-    i = text.rfind(ADMIN_RE_TEXT)
-    assert i >= 0, "no admin port in the log"
-    return int(text[i + len(ADMIN_RE_TEXT):].split()[0].strip(")"))
 
 
 def admin_get(node, path):
@@ -247,75 +220,67 @@ def test_topic_through_a_follower_everywhere_then_deleted(cluster3):
         a.close()
 
 
-def test_controller_failover_and_rejoin_and_a_fourth_node():
-    c = Cluster(3).start()
+def test_controller_failover_and_rejoin_and_a_fourth_node(cluster_factory):
+    c = cluster_factory(3)
+    old = wait_for("one controller", lambda: controller_everywhere(c, [0, 1, 2]))
+    wait_for("3 controller voters", lambda: voters_ready(c, old - 1, 3))
+    c.kill(old - 1)
+    t0 = time.monotonic()
+    rest = [i for i in range(3) if i != old - 1]
+    new = wait_for("a new controller", lambda: (
+        lambda x: x if x not in (None, old) else None)(controller_everywhere(c, rest)),
+        timeout=15)
+    took = time.monotonic() - t0
+    assert took < 10, "new controller after %.1f s" % took
+    a = KafkaAdminClient(bootstrap_servers=c.nodes[rest[0]].addr, request_timeout_ms=15000)
     try:
-        old = wait_for("one controller", lambda: controller_everywhere(c, [0, 1, 2]))
-        wait_for("3 controller voters", lambda: voters_ready(c, old - 1, 3))
-        c.kill(old - 1)
-        t0 = time.monotonic()
-        rest = [i for i in range(3) if i != old - 1]
-        new = wait_for("a new controller", lambda: (
-            lambda x: x if x not in (None, old) else None)(controller_everywhere(c, rest)),
-            timeout=15)
-        took = time.monotonic() - t0
-        assert took < 10, "new controller after %.1f s" % took
-        a = KafkaAdminClient(bootstrap_servers=c.nodes[rest[0]].addr, request_timeout_ms=15000)
-        try:
-            r = a.create_topics([NewTopic("after-failover", 3, 3)])
-            assert r.topic_errors[0][1] == 0, r
-        finally:
-            a.close()
-        c.restart(old - 1)  # rejoins: its ready line waits for the controller state
-        _, _, topics = metadata(c.nodes[old - 1], ["after-failover"])
-        err, parts = topics["after-failover"]
-        assert err == 0 and len(parts) == 3
-        assert all(len(replicas) == 3 for _, _, replicas in parts)
-        assert controller_everywhere(c, [0, 1, 2]) == new
-
-        d = c.add_node()
-        brokers = wait_for("4 brokers everywhere", lambda: all(
-            sorted(metadata(n)[0]) == [1, 2, 3, 4] for n in c.nodes) and metadata(d)[0])
-        assert sorted(brokers) == [1, 2, 3, 4]
-        assert "after-failover" in metadata(d)[2]
+        r = a.create_topics([NewTopic("after-failover", 3, 3)])
+        assert r.topic_errors[0][1] == 0, r
     finally:
-        c.stop()
-    c.remove_files()
+        a.close()
+    c.restart(old - 1)  # rejoins: its ready line waits for the controller state
+    _, _, topics = metadata(c.nodes[old - 1], ["after-failover"])
+    err, parts = topics["after-failover"]
+    assert err == 0 and len(parts) == 3
+    assert all(len(replicas) == 3 for _, _, replicas in parts)
+    assert controller_everywhere(c, [0, 1, 2]) == new
+
+    d = c.add_node()
+    brokers = wait_for("4 brokers everywhere", lambda: all(
+        sorted(metadata(n)[0]) == [1, 2, 3, 4] for n in c.nodes) and metadata(d)[0])
+    assert sorted(brokers) == [1, 2, 3, 4]
+    assert "after-failover" in metadata(d)[2]
 
 
-def test_whole_cluster_restart_two_shards():
+def test_whole_cluster_restart_two_shards(cluster_factory):
     """Every node stops and starts again: the controller logs give each node its peers'
     addresses before any commit index is known, a leader is elected, the topics survive (with 2
     shards per node: the table is installed on every shard, partitions open on the shard their
     assignment names)."""
-    c = Cluster(3, smp=2).start()
+    c = cluster_factory(3, smp=2)
+    wait_for("one controller", lambda: controller_everywhere(c, [0, 1, 2]))
+    a = KafkaAdminClient(bootstrap_servers=c.nodes[0].addr, request_timeout_ms=15000)
     try:
-        wait_for("one controller", lambda: controller_everywhere(c, [0, 1, 2]))
-        a = KafkaAdminClient(bootstrap_servers=c.nodes[0].addr, request_timeout_ms=15000)
-        try:
-            r = a.create_topics([NewTopic("survivor", 8, 3)])
-            assert r.topic_errors[0][1] == 0, r
-        finally:
-            a.close()
-        wait_for("survivor everywhere", lambda: all(
-            metadata(n, ["survivor"])[2]["survivor"][0] == 0 for n in c.nodes))
-        for i in range(3):
-            wait_for("3 controller voters", lambda: voters_ready(c, i, 3))
-        c.stop()
-        c.start()
-        ctl = wait_for("one controller after the restart",
-                       lambda: controller_everywhere(c, [0, 1, 2]))
-        assert ctl in (1, 2, 3)
-        for node in c.nodes:
-            _, _, topics = metadata(node)
-            assert topics["survivor"][0] == 0 and len(topics["survivor"][1]) == 8
-            # Every node hosts a replica of each of the 8 partitions.
-            kdir = os.path.join(node.data_dir, "kafka")
-            sdir = [d for d in os.listdir(kdir) if d.startswith("survivor-")][0]
-            assert len(os.listdir(os.path.join(kdir, sdir))) == 8
+        r = a.create_topics([NewTopic("survivor", 8, 3)])
+        assert r.topic_errors[0][1] == 0, r
     finally:
-        c.stop()
-    c.remove_files()
+        a.close()
+    wait_for("survivor everywhere", lambda: all(
+        metadata(n, ["survivor"])[2]["survivor"][0] == 0 for n in c.nodes))
+    for i in range(3):
+        wait_for("3 controller voters", lambda: voters_ready(c, i, 3))
+    c.stop()
+    c.start()
+    ctl = wait_for("one controller after the restart",
+                   lambda: controller_everywhere(c, [0, 1, 2]))
+    assert ctl in (1, 2, 3)
+    for node in c.nodes:
+        _, _, topics = metadata(node)
+        assert topics["survivor"][0] == 0 and len(topics["survivor"][1]) == 8
+        # Every node hosts a replica of each of the 8 partitions.
+        kdir = os.path.join(node.data_dir, "kafka")
+        sdir = [d for d in os.listdir(kdir) if d.startswith("survivor-")][0]
+        assert len(os.listdir(os.path.join(kdir, sdir))) == 8
 
 
 def test_unreachable_seed_keeps_retrying():
