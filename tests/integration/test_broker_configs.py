@@ -20,7 +20,7 @@ import pytest
 
 from ailurus_harness import frame, header
 from test_admin import _rd_str, _s, call  # raw-frame helpers
-from test_kafkajs import kafkajs, run  # noqa: F401 (fixture: installs kafkajs once)
+from test_kafkajs import run
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer  # noqa: E402
@@ -354,7 +354,7 @@ def test_kafka_python_broker_configs(broker_factory):
     assert len(md.topics["auto-made"].partitions) == 3
 
 
-def test_kafkajs_broker_configs(kafkajs, broker_factory):  # noqa: F811
+def test_kafkajs_broker_configs(kafkajs, broker_factory):
     b = broker_factory(smp=SMP)
     out = run(kafkajs, "brokerConfigs", b)
     assert out["before"] == {"value": "604800000", "source": DEFAULT, "readOnly": False}

@@ -22,6 +22,8 @@ import time
 
 import pytest
 
+from ailurus_harness import kstr, uvarint
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("AILURUS_BIN", os.path.join(ROOT, "build", "release", "ailurus"))
 
@@ -30,14 +32,6 @@ ADVERTISED = [(0, 0, 7), (1, 0, 11), (2, 0, 3), (3, 0, 4), (8, 0, 7), (9, 0, 7),
               (11, 0, 5), (12, 0, 3), (13, 0, 3), (14, 0, 3), (15, 0, 4), (16, 0, 4),
               (17, 0, 1), (18, 0, 3), (19, 0, 4), (20, 0, 3), (22, 0, 4), (36, 0, 1)]
 MAX_FRAME = 1 << 20
-
-
-def uvarint(n):
-    out = b""
-    while n >= 0x80:
-        out += bytes([(n & 0x7F) | 0x80])
-        n >>= 7
-    return out + bytes([n])
 
 
 def api_versions_response(corr_id, version):
@@ -55,11 +49,6 @@ def api_versions_response(corr_id, version):
             body += struct.pack(">i", 0)
     payload = struct.pack(">i", corr_id) + body
     return struct.pack(">i", len(payload)) + payload
-
-
-def kstr(s):
-    b = s.encode()
-    return struct.pack(">h", len(b)) + b
 
 
 def metadata_response(corr_id, version, port, topic):

@@ -8,7 +8,6 @@ skipped when node/npm are missing or the install fails (no network to the npm re
 """
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -16,18 +15,6 @@ import pytest
 from ailurus_harness import api_versions_request, parse_api_versions, recv_frame
 
 JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
-
-
-@pytest.fixture(scope="module")
-def kafkajs():
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node/npm not installed")
-    if not os.path.isdir(os.path.join(JS, "node_modules", "kafkajs")):
-        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS,
-                           capture_output=True, timeout=300)
-        if r.returncode != 0:
-            pytest.skip("npm ci failed: %s" % r.stderr.decode()[-500:])
-    return JS
 
 
 def run(js, scenario, b, timeout=120):
