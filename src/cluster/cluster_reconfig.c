@@ -159,6 +159,15 @@ cr_step cluster_reconfig_next_step(const raft_config *c, const topic_assignment 
     return (cr_step){CR_STEP_REMOVE, self}; /* nobody to hand over to: the group re-elects */
 }
 
+bool cluster_reconfig_may_campaign(const raft_config *c, int32_t self, bool self_draining,
+                                   const cr_peer_fns *f)
+{
+    if (!self_draining) return true;
+    for (int i = 0; i < c->n_voters; i++)
+        if (c->voters[i] != self && f->may_lead(f->ctx, c->voters[i])) return false;
+    return true; /* nobody else can lead: availability beats draining */
+}
+
 struct peer_ctx {
     const struct cr_shard *cs;
     raft_replica *rr;
@@ -212,14 +221,28 @@ static bool drive_move(struct cr_shard *cs, pm_partition *p, const topic_assignm
     return true;
 }
 
+/* Whether this node is draining (maintenance or decommissioning) in the shard's view. */
+static bool self_draining(const struct cr_shard *cs, int32_t self)
+{
+    const cluster_view_broker *me = view_find(cs, self);
+    return me && (me->membership == CONTROLLER_NODE_DRAINING ||
+                  me->membership == CONTROLLER_NODE_DECOMMISSIONING);
+}
+
+/* Any replica: allows or forbids its elections (cluster_reconfig_may_campaign). */
+static void drive_campaign(struct cr_shard *cs, pm_partition *p, int32_t self, bool draining)
+{
+    struct peer_ctx pc = {cs, p->rr};
+    cr_peer_fns f = {peer_match, peer_may_lead, &pc};
+    raft_replica_set_campaign(
+        p->rr, cluster_reconfig_may_campaign(raft_replica_membership(p->rr), self, draining, &f));
+}
+
 /* The leader: maintenance drain and preferred-leader balancing. */
 static void drive_leadership(struct cr_shard *cs, pm_partition *p, const topic_assignment *a,
                              int32_t self, bool balance)
 {
-    const cluster_view_broker *me = view_find(cs, self);
-    bool draining = me && (me->membership == CONTROLLER_NODE_DRAINING ||
-                           me->membership == CONTROLLER_NODE_DECOMMISSIONING);
-    if (draining) {
+    if (self_draining(cs, self)) {
         int32_t to = pick_leader(cs, p->rr, a, self);
         if (to >= 0) {
             int rc = raft_replica_transfer_leadership(p->rr, to);
@@ -366,6 +389,7 @@ void cluster_reconfig_tick(uint64_t now_ns)
                    now_ns - cs->last_balance_ns >= CR_BALANCE_MS * 1000000ull;
     if (balance) cs->last_balance_ns = now_ns;
     for (uint32_t i = 0; i < cs->n_un; i++) cs->un[i].seen = false;
+    bool draining = self_draining(cs, self);
     partition_manager *pm = &ds->pm;
     uint32_t walked = 0;
     for (uint32_t b = 0; b < pm->nbuckets && walked < CR_WALK_MAX; b++) {
@@ -377,6 +401,7 @@ void cluster_reconfig_tick(uint64_t now_ns)
                 !raft_replica_failed(p->rr)) {
                 topic_assignment a;
                 topic_partition_assignment(t, p->partition, self, pm->smp, &a);
+                drive_campaign(cs, p, self, draining);
                 bool leader = raft_replica_role(p->rr) == RAFT_LEADER;
                 if (leader) {
                     if (!drive_move(cs, p, &a, self)) drive_leadership(cs, p, &a, self, balance);

@@ -18,7 +18,9 @@
  *     deleted. Everything is derived from the controller state and the Raft configs in the
  *     logs, so a restart mid-move simply resumes.
  *   - Maintenance / decommission: a leader on a DRAINING or DECOMMISSIONING node transfers the
- *     leadership to the first voter of the assignment that is ACTIVE and connected.
+ *     leadership to the first voter of the assignment that is ACTIVE and connected, and the
+ *     node's replicas do not campaign (raft_replica_set_campaign, set every CR_PERIOD_MS by
+ *     cluster_reconfig_may_campaign) while another voter may lead: it wins no election.
  *   - Leader balancing: every CR_BALANCE_MS a leader whose partition's preferred leader (the
  *     first ACTIVE, connected voter in assignment order) is another node transfers the
  *     leadership there. Placement spreads preferred leaders evenly over nodes and shards, so
@@ -86,6 +88,16 @@ typedef struct cr_peer_fns {
  */
 cr_step cluster_reconfig_next_step(const raft_config *c, const topic_assignment *a,
                                    int32_t self, int64_t commit, const cr_peer_fns *f);
+
+/*
+ * Whether self may start elections in a group whose configuration is c (maintenance mode,
+ * raft_replica_set_campaign): yes, unless self is draining (maintenance or decommissioning)
+ * and another voter of c may lead (f->may_lead: ACTIVE and alive). When no other voter may
+ * lead (all replicas draining, or the active ones down), availability beats draining: self
+ * campaigns, and keeps the leadership until an ACTIVE voter can take it.
+ */
+bool cluster_reconfig_may_campaign(const raft_config *c, int32_t self, bool self_draining,
+                                   const cr_peer_fns *f);
 
 /* Any thread: whether cluster_reconfig_keep ever kept a replica open in this process (the
  * start-up sweep of moved-away copies, pm_sweep_unassigned, then stays off). */

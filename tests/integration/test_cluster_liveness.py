@@ -5,9 +5,14 @@ new (issue 7), on real 3-node clusters (harness Cluster, 127.0.0.1):
   (Kafka lists registered, unfenced brokers), its partitions name it in replicas and offline
   replicas but not in the ISR, never as leader; librdkafka, kafka-python and kafkajs produce and
   consume meanwhile; it is listed again once it is back.
+- A node in maintenance mode wins no election: over several rounds of SIGKILLing the active
+  leader, every partition moves to the other active node, never to the drained one; with every
+  live replica draining, the drained nodes do lead (availability beats draining).
 """
+import http.client
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -21,6 +26,7 @@ ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+ADMIN_RE = re.compile(r"admin API listening on [0-9.]+:(\d+)")
 JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
 
 
@@ -233,3 +239,65 @@ def test_metadata_lists_live_brokers_only(cluster3):
     assert settled(live, alive)  # the clients changed nothing about it
     c.restart(down)
     wait_for("the node listed again, back in every ISR", lambda: settled(range(3), ids))
+
+
+def admin(node, method, path):
+    """The node's admin API (port from its last start's log): (status, JSON)."""
+    ports = ADMIN_RE.findall(node.log_text())
+    assert ports, node.log_text()[-2000:]
+    c = http.client.HTTPConnection("127.0.0.1", int(ports[-1]), timeout=20)
+    c.request(method, path)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, (json.loads(body) if body else None)
+
+
+def leaders(c, via, topic):
+    """{partition: leader} as node index via sees it (-1: none)."""
+    return {p: v[1] for p, v in metadata(c.nodes[via], [topic])[2][topic].items()}
+
+
+def test_maintenance_node_wins_no_election(cluster3):
+    c = cluster3
+    a = AdminClient({"bootstrap.servers": c.bootstrap})
+    for f in a.create_topics([NewTopic("mm", 6, 3)], request_timeout=15).values():
+        f.result(timeout=20)
+    ids = [b.node_id for b in c.nodes]
+    wait_for("every partition led", lambda: all(
+        v >= 0 for v in leaders(c, 0, "mm").values()))
+    drained = 0  # index; its node id is ids[0]
+    wait_for("maintenance on", lambda: admin(
+        c.nodes[1], "PUT", "/v1/brokers/%d/maintenance" % ids[drained])[0] == 200, step=0.5)
+    wait_for("no leadership left on the drained node", lambda: all(
+        v >= 0 and v != ids[drained] for v in leaders(c, 1, "mm").values()))
+    elections = 0
+    for rnd in range(4):
+        victim = 1 + rnd % 2  # the two active nodes in turn
+        other = 3 - victim
+        led = [p for p, v in leaders(c, other, "mm").items() if v == ids[victim]]
+        c.kill(victim)
+        # Sample what both live nodes say until every partition is led again.
+        deadline = time.monotonic() + 30
+        done = False
+        while time.monotonic() < deadline and not done:
+            views = [leaders(c, i, "mm") for i in (drained, other)]
+            for v in views:
+                assert ids[drained] not in v.values(), (rnd, views)
+            done = all(x == ids[other] for x in views[1].values())
+            time.sleep(0.05)
+        assert done, (rnd, views)
+        elections += len(led)
+        c.restart(victim)
+        wait_for("the restarted node alive everywhere", lambda: all(
+            set(metadata(c.nodes[i], ["mm"])[0]) == set(ids) for i in range(3)))
+        # the balancer may hand some back to it; the drained node still leads nothing
+        assert ids[drained] not in leaders(c, other, "mm").values()
+    assert elections >= 4, elections  # partitions really changed hands through elections
+    # Every live replica draining: availability beats draining.
+    wait_for("maintenance on a second node", lambda: admin(
+        c.nodes[0], "PUT", "/v1/brokers/%d/maintenance" % ids[1])[0] == 200, step=0.5)
+    c.kill(2)
+    wait_for("the drained nodes lead when nobody else can", lambda: all(
+        v in (ids[0], ids[1]) for v in leaders(c, 0, "mm").values()), timeout=30)
+    c.restart(2)

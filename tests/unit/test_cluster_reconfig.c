@@ -4,7 +4,7 @@
  * promote, remove, hand over the leadership when the leader leaves), and a model-driven run
  * over random moves checking that every move ends with membership == assignment, that the
  * group never has fewer voters than min(old, new) replica count, and that the leader is
- * always a voter.
+ * always a voter. Also when a draining (maintenance) replica may campaign.
  */
 #include "cluster/cluster_reconfig.h"
 #include "test.h"
@@ -210,6 +210,30 @@ TEST(random_moves_converge_safely)
             return;
         }
     }
+}
+
+/* Maintenance: a draining replica does not campaign while another voter may lead; when none
+ * can (all draining or down), it campaigns (availability beats draining). */
+TEST(draining_replica_campaigns_only_when_nobody_else_can_lead)
+{
+    struct model m;
+    const int32_t v[] = {1, 2, 3};
+    model_init(&m, 3, v, 10);
+    cr_peer_fns f = {m_match, m_may_lead, &m};
+    CHECK(cluster_reconfig_may_campaign(&m.c, 1, false, &f)); /* active: always */
+    CHECK(!cluster_reconfig_may_campaign(&m.c, 1, true, &f));
+    m.down[2] = true;
+    CHECK(!cluster_reconfig_may_campaign(&m.c, 1, true, &f)); /* 3 may still lead */
+    m.down[3] = true;
+    CHECK(cluster_reconfig_may_campaign(&m.c, 1, true, &f)); /* nobody else: campaign */
+    m.down[2] = false;
+    CHECK(!cluster_reconfig_may_campaign(&m.c, 1, true, &f));
+    /* a learner that may lead does not count: it cannot be elected */
+    model_init(&m, 1, v, 10);
+    m.c.n_learners = 2;
+    m.c.learners[0] = 2;
+    m.c.learners[1] = 3;
+    CHECK(cluster_reconfig_may_campaign(&m.c, 1, true, &f));
 }
 
 int main(int argc, char **argv)
