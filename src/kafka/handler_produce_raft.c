@@ -261,6 +261,9 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
             q->wait = RAFT_WAIT_COMMIT;
             q->cb = praft_committed;
         }
+        /* praft_validate checked every batch in full (CRC included); a LogAppendTime stamp
+         * went through storage_batch_set_crc: the replica re-checks only the framing. */
+        q->validated = true;
         if (st) st->in_call = true;
         int rc = raft_replicate(p->rr, b, size, q);
         if (st) st->in_call = false;

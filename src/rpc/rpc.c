@@ -3,10 +3,10 @@
  * connections, HELLO, send queues, calls, cross-shard forwarding. See rpc.h for the contract;
  * the notes here are about the mechanics.
  *
- * Send queues (outq) are one contiguous byte buffer of whole frames (header + payload, copied
- * in when queued). A send writes everything queued that is not yet written (up to SEND_MAX),
- * which is what batches messages. While a send is in flight its buffer never moves: growing
- * then allocates a new buffer and keeps the old one ("retired") until the send completes.
+ * Send queues (outq) are lists of chunks of whole frames (header + payload, copied in when
+ * queued). A send writes everything queued that is not yet written (up to SEND_MAX, one
+ * gathered sendmsg over the chunks), which is what batches messages. Queued bytes never move,
+ * so appends go on while a send is in flight; emptied chunks return to a per-endpoint pool.
  * Completed bytes retire whole frames from the front (a partly written frame stays; on a new
  * connection it is written again from its start).
  *
@@ -27,9 +27,10 @@
 
 #define RBUF_MIN        (64u * 1024)
 #define RBUF_SHRINK     (1u << 20)
-#define OUTQ_MIN        4096u
-#define OUTQ_SHRINK     (1u << 20)
-#define SEND_MAX        (1u << 20)
+#define CHUNK_SIZE      (1u << 20) /* standard send-queue chunk */
+#define POOL_MAX        8u         /* spare chunks an endpoint keeps */
+#define SEND_MAX        (4u << 20) /* bytes per gathered send */
+#define SEND_IOV        64         /* chunks per gathered send */
 #define PEERS_MAX       4096u
 #define INBOUND_MAX     1024u
 #define DISPATCH_MAX    100000     /* frames handled per receive before reading again */
@@ -42,12 +43,28 @@ typedef struct rpc_pcall rpc_pcall;
 
 enum { SEND_Q, SEND_HELLO, SEND_PING };
 
-typedef struct outq {
-    uint8_t *buf;
+/* A send queue is a list of chunks, each holding whole frames in [start, end); a frame never
+ * spans two chunks. Appends go to the tail chunk (or a new one) and never move queued bytes,
+ * so a send in flight reads them in place through an iovec. Emptied standard chunks go back
+ * to the endpoint's pool: at a steady rate the queues reuse the same memory (no copies on
+ * growth, no fresh pages). */
+typedef struct oq_chunk {
+    struct oq_chunk *next;
     size_t start, end, cap;
-    size_t sent;       /* bytes after start already written on the current connection */
-    uint8_t *inflight; /* the buffer a pending send reads from, or NULL */
-    uint8_t *retired;  /* an old buffer kept alive for that send */
+    uint8_t data[];
+} oq_chunk;
+
+typedef struct oq_pool {
+    oq_chunk *spare; /* standard-size chunks not in use */
+    uint32_t n;
+} oq_pool;
+
+typedef struct outq {
+    oq_chunk *head, *tail;
+    size_t len;     /* bytes of the queued frames */
+    size_t sent;    /* bytes after the first frame's start already written on this connection */
+    bool inflight;  /* a send is reading from the chunks */
+    oq_pool *pool;  /* the endpoint's */
 } outq;
 
 enum peer_state { P_IDLE, P_CONNECTING, P_READY, P_BACKOFF };
@@ -112,6 +129,8 @@ struct rpc_conn {
     size_t hello_len, hello_sent;
     uint8_t *rbuf;
     size_t rcap, rpos, rlen;
+    struct iovec siov[SEND_IOV]; /* the pending queue send's chunks */
+    struct msghdr smsg;
     int32_t remote_id;
     char remote_addr[RPC_ADDR_MAX + 1];
 };
@@ -151,6 +170,7 @@ struct rpc {
     int xinflight;   /* forwarded messages and calls not yet finished (atomic) */
     struct rpc_xcall *xret_head, *xret_tail; /* call results waiting for room in a ring */
     reactor_timer xret_timer;
+    oq_pool pool;    /* spare send-queue chunks of every queue */
     struct rpc_stats st;
 };
 
@@ -171,50 +191,60 @@ static uint64_t now_ns(rpc *r)
 
 static size_t outq_len(const outq *q)
 {
-    return q->end - q->start;
+    return q->len;
 }
 
-/* Makes room for need more bytes at the end. Returns 0 or -ENOMEM. */
-static int outq_reserve(outq *q, size_t need)
+/* A chunk with room for need bytes: a spare standard one from the pool, else a new one
+ * (standard size, or exactly need when a frame is larger). NULL: ENOMEM. */
+static oq_chunk *chunk_take(outq *q, size_t need)
 {
-    if (q->cap - q->end >= need) return 0;
-    size_t used = q->end - q->start;
-    if (!q->inflight && q->buf && q->cap - used >= need && q->start > 0) {
-        memmove(q->buf, q->buf + q->start, used);
-        q->start = 0;
-        q->end = used;
-        return 0;
+    oq_chunk *k = NULL;
+    if (need <= CHUNK_SIZE && q->pool && q->pool->spare) {
+        k = q->pool->spare;
+        q->pool->spare = k->next;
+        q->pool->n--;
+    } else {
+        size_t cap = AL_MAX(need, (size_t)CHUNK_SIZE);
+        k = malloc(sizeof(*k) + cap);
+        if (!k) return NULL;
+        k->cap = cap;
     }
-    size_t ncap = AL_MAX((size_t)OUTQ_MIN, q->cap);
-    for (int i = 0; i < 64 && ncap < used + need; i++) ncap *= 2;
-    if (ncap < used + need) return -ENOMEM;
-    uint8_t *nb = malloc(ncap);
-    if (!nb) return -ENOMEM;
-    if (used) memcpy(nb, q->buf + q->start, used);
-    if (q->buf) {
-        if (q->buf == q->inflight) {
-            AL_ASSERT(q->retired == NULL);
-            q->retired = q->buf;
-        } else {
-            free(q->buf);
-        }
-    }
-    q->buf = nb;
-    q->cap = ncap;
-    q->start = 0;
-    q->end = used;
-    return 0;
+    k->next = NULL;
+    k->start = k->end = 0;
+    return k;
 }
 
-/* Appends one frame. Returns 0 or -ENOMEM. */
+/* Gives a chunk no frame uses any more back to the pool (standard size, pool not full) or
+ * frees it. */
+static void chunk_release(outq *q, oq_chunk *k)
+{
+    if (k->cap == CHUNK_SIZE && q->pool && q->pool->n < POOL_MAX) {
+        k->next = q->pool->spare;
+        q->pool->spare = k;
+        q->pool->n++;
+    } else {
+        free(k);
+    }
+}
+
+/* Appends one frame (header + a copy of the payload) at the tail; never moves queued bytes,
+ * so a send in flight is not disturbed. Returns 0 or -ENOMEM. */
 static int outq_append(outq *q, uint8_t flags, uint16_t type, uint64_t corr, const void *payload,
                        size_t len)
 {
-    int err = outq_reserve(q, RPC_HDR_SIZE + len);
-    if (err) return err;
-    rpc_hdr_encode(q->buf + q->end, flags, type, corr, payload, (uint32_t)len);
-    if (len) memcpy(q->buf + q->end + RPC_HDR_SIZE, payload, len);
-    q->end += RPC_HDR_SIZE + len;
+    size_t fs = RPC_HDR_SIZE + len;
+    oq_chunk *t = q->tail;
+    if (!t || t->cap - t->end < fs) {
+        t = chunk_take(q, fs);
+        if (!t) return -ENOMEM;
+        if (q->tail) q->tail->next = t;
+        else q->head = t;
+        q->tail = t;
+    }
+    rpc_hdr_encode(t->data + t->end, flags, type, corr, payload, (uint32_t)len);
+    if (len) memcpy(t->data + t->end + RPC_HDR_SIZE, payload, len);
+    t->end += fs;
+    q->len += fs;
     return 0;
 }
 
@@ -223,61 +253,123 @@ static size_t outq_frame_size(const uint8_t *f)
     return RPC_HDR_SIZE + al_be32(f + 16);
 }
 
+/* Fills iov with the queued bytes not yet written, from the head chunk on: at most niov
+ * entries and max bytes. Returns the number of entries (0: nothing to send). */
+static int outq_iov(const outq *q, struct iovec *iov, int niov, size_t max)
+{
+    int n = 0;
+    size_t skip = q->sent, total = 0;
+    for (oq_chunk *k = q->head; k && n < niov && total < max; k = k->next) {
+        size_t have = k->end - k->start;
+        if (skip >= have) { /* cannot be after frame retirement, but stay safe */
+            skip -= have;
+            continue;
+        }
+        size_t take = AL_MIN(have - skip, max - total);
+        iov[n].iov_base = k->data + k->start + skip;
+        iov[n].iov_len = take;
+        n++;
+        total += take;
+        skip = 0;
+    }
+    return n;
+}
+
 /* A send from q completed with n bytes (n >= 0): retires the frames now fully written,
- * calling written(ctx, frame) for each. */
+ * calling written(ctx, frame) for each, and releases emptied chunks. */
 static void outq_sent(outq *q, size_t n, void (*written)(void *ctx, const uint8_t *f), void *ctx)
 {
-    q->inflight = NULL;
-    free(q->retired);
-    q->retired = NULL;
+    q->inflight = false;
     q->sent += n;
     AL_ASSERT(q->sent <= outq_len(q));
-    for (size_t i = 0; i < (size_t)1 << 40 && q->sent >= RPC_HDR_SIZE; i++) {
-        size_t fs = outq_frame_size(q->buf + q->start);
+    for (size_t i = 0; i < (size_t)1 << 40 && q->head && q->sent >= RPC_HDR_SIZE; i++) {
+        oq_chunk *k = q->head;
+        const uint8_t *f = k->data + k->start;
+        size_t fs = outq_frame_size(f);
+        AL_ASSERT(k->start + fs <= k->end);
         if (q->sent < fs) break;
-        if (written) written(ctx, q->buf + q->start);
-        q->start += fs;
+        if (written) written(ctx, f);
+        k->start += fs;
         q->sent -= fs;
-    }
-    if (q->start == q->end) {
-        q->start = q->end = 0;
-        if (q->cap > OUTQ_SHRINK) {
-            free(q->buf);
-            q->buf = NULL;
-            q->cap = 0;
+        q->len -= fs;
+        if (k->start == k->end) {
+            q->head = k->next;
+            if (!q->head) q->tail = NULL;
+            chunk_release(q, k);
         }
     }
 }
 
-/* Keeps only the frames keep() accepts (no send may be in flight). Returns frames dropped. */
+/* Keeps only the frames keep() accepts (no send may be in flight), compacting each chunk in
+ * place. Returns frames dropped. */
 static uint64_t outq_filter(outq *q, bool (*keep)(void *ctx, const uint8_t *f), void *ctx)
 {
-    AL_ASSERT(q->inflight == NULL);
+    AL_ASSERT(!q->inflight);
     q->sent = 0;
-    size_t rd = q->start, wr = q->start;
     uint64_t dropped = 0;
-    for (size_t i = 0; i < (size_t)1 << 40 && rd < q->end; i++) {
-        size_t fs = outq_frame_size(q->buf + rd);
-        AL_ASSERT(rd + fs <= q->end);
-        if (keep(ctx, q->buf + rd)) {
-            if (wr != rd) memmove(q->buf + wr, q->buf + rd, fs);
-            wr += fs;
-        } else {
-            dropped++;
+    oq_chunk *prev = NULL, *k = q->head;
+    for (uint32_t c = 0; k && c < UINT32_MAX; c++) {
+        size_t rd = k->start, wr = k->start;
+        for (size_t i = 0; i < (size_t)1 << 40 && rd < k->end; i++) {
+            size_t fs = outq_frame_size(k->data + rd);
+            AL_ASSERT(rd + fs <= k->end);
+            if (keep(ctx, k->data + rd)) {
+                if (wr != rd) memmove(k->data + wr, k->data + rd, fs);
+                wr += fs;
+            } else {
+                dropped++;
+                q->len -= fs;
+            }
+            rd += fs;
         }
-        rd += fs;
+        k->end = wr;
+        oq_chunk *next = k->next;
+        if (k->start == k->end) {
+            if (prev) prev->next = next;
+            else q->head = next;
+            if (q->tail == k) q->tail = prev;
+            chunk_release(q, k);
+        } else {
+            prev = k;
+        }
+        k = next;
     }
-    q->end = wr;
-    if (q->start == q->end) q->start = q->end = 0;
     return dropped;
+}
+
+/* Frees every chunk, in flight or not (a crashed node's endpoint, or after the last send). */
+static void outq_release(outq *q)
+{
+    for (oq_chunk *k = q->head, *next; k; k = next) {
+        next = k->next;
+        free(k);
+    }
+    q->head = q->tail = NULL;
+    q->len = q->sent = 0;
+    q->inflight = false;
 }
 
 static void outq_free(outq *q)
 {
-    AL_ASSERT(q->inflight == NULL);
-    free(q->buf);
-    free(q->retired);
+    AL_ASSERT(!q->inflight);
+    oq_pool *pool = q->pool;
+    for (oq_chunk *k = q->head, *next; k; k = next) {
+        next = k->next;
+        chunk_release(q, k);
+    }
     memset(q, 0, sizeof(*q));
+    q->pool = pool;
+}
+
+/* Frees the spare chunks of the pool. */
+static void pool_free(oq_pool *pool)
+{
+    for (oq_chunk *k = pool->spare, *next; k; k = next) {
+        next = k->next;
+        free(k);
+    }
+    pool->spare = NULL;
+    pool->n = 0;
 }
 
 /* ---- peers and calls ---- */
@@ -321,6 +413,7 @@ static rpc_peer *peer_new(rpc *r, int32_t id, const char *host, uint16_t port)
     snprintf(p->addr, sizeof(p->addr), "%s:%u", host, port);
     p->state = P_IDLE;
     p->backoff_ms = r->backoff_min_ms;
+    p->q.pool = &r->pool;
     reactor_timer_init(&p->timer, peer_timer_cb, p);
     p->st.node = id;
     r->peers[r->npeers++] = p;
@@ -430,6 +523,7 @@ static rpc_conn *conn_new(rpc *r, bool inbound)
     c->inbound = inbound;
     c->remote_id = -1;
     c->q = &c->own_q;
+    c->own_q.pool = &r->pool;
     c->last_recv_ns = c->last_send_ns = now_ns(r);
     reactor_timer_init(&c->timer, conn_timer_cb, c);
     r->nconns++;
@@ -559,7 +653,7 @@ static void conn_maybe_free(rpc_conn *c)
     }
     outq_free(&c->own_q);
     if (c->peer) {
-        c->peer->q.inflight = NULL; /* its send is done */
+        c->peer->q.inflight = false; /* its send is done */
         peer_disconnected(c->peer, c);
     }
     r->nconns--;
@@ -629,13 +723,14 @@ static void conn_on_send(io_op *op)
 }
 
 /* Starts the next send if none is pending: the rest of the HELLO, else a queued PING at a
- * frame boundary, else everything queued and unwritten (at most SEND_MAX). An inbound
- * connection marked close_after_flush closes once its queue is empty. */
+ * frame boundary, else everything queued and unwritten (at most SEND_MAX, one gathered send
+ * over the queue's chunks). An inbound connection marked close_after_flush closes once its
+ * queue is empty. */
 static void conn_flush(rpc_conn *c)
 {
     if (c->closing || c->send_pending || c->fd < 0) return;
-    const uint8_t *p;
-    size_t n;
+    const uint8_t *p = NULL;
+    size_t n = 0;
     if (!c->inbound && c->hello_sent < c->hello_len) {
         p = c->hello_buf + c->hello_sent;
         n = c->hello_len - c->hello_sent;
@@ -651,9 +746,12 @@ static void conn_flush(rpc_conn *c)
             if (c->close_after_flush) conn_close(c, AL_LOG_DEBUG, "refusal sent", 0);
             return;
         }
-        n = AL_MIN(avail, (size_t)SEND_MAX);
-        p = q->buf + q->start + q->sent;
-        q->inflight = q->buf;
+        int niov = outq_iov(q, c->siov, SEND_IOV, SEND_MAX);
+        AL_ASSERT(niov > 0);
+        memset(&c->smsg, 0, sizeof(c->smsg));
+        c->smsg.msg_iov = c->siov;
+        c->smsg.msg_iovlen = (size_t)niov;
+        q->inflight = true;
         c->sending = SEND_Q;
     } else {
         return;
@@ -661,7 +759,8 @@ static void conn_flush(rpc_conn *c)
     c->send_pending = true;
     c->send_start_ns = now_ns(c->r);
     c->send_op = (io_op){.cb = conn_on_send, .ctx = c};
-    io_send(c->r->io, &c->send_op, c->fd, p, n);
+    if (c->sending == SEND_Q) io_sendmsg(c->r->io, &c->send_op, c->fd, &c->smsg);
+    else io_send(c->r->io, &c->send_op, c->fd, p, n);
 }
 
 /* ---- connections: receiving ---- */
@@ -1313,6 +1412,7 @@ static void rpc_maybe_free(rpc *r)
     if (r->lfd >= 0) io_close_now(r->io, r->lfd);
     for (uint32_t i = 0; i < r->npeers; i++) peer_free(r->peers[i]);
     free(r->peers);
+    pool_free(&r->pool);
     void (*done)(void *) = r->done;
     void *arg = r->done_arg;
     free(r);
@@ -1727,8 +1827,7 @@ static void conn_free_crashed(rpc_conn *c)
 {
     reactor_timer_cancel(c->r->shard, &c->timer);
     free(c->rbuf);
-    free(c->own_q.buf);
-    free(c->own_q.retired);
+    outq_release(&c->own_q);
     free(c);
 }
 
@@ -1754,11 +1853,11 @@ void rpc_free_crashed(rpc *r)
             free(k);
         }
         reactor_timer_cancel(r->shard, &p->timer);
-        free(p->q.buf);
-        free(p->q.retired);
+        outq_release(&p->q);
         free(p);
     }
     free(r->peers);
+    pool_free(&r->pool);
     free(r);
 }
 
