@@ -13,7 +13,9 @@ at the same time on a 2-partition RF-3 topic of a 3-node cluster while the leade
 
 The consumer group's id is chosen so that the killed node is also the group's coordinator
 (the preferred leader of its __consumer_offsets partition), so every run exercises the
-coordinator failover, the harder case.
+coordinator failover, the harder case. A third test drains that node (maintenance mode: its
+leaderships, the coordinator's included, move away while it stays up) under the kafkajs
+scenario: there kafkajs must rejoin without any crash, as against Kafka.
 
 kafkajs 2.2.4 looks the coordinator up again (ConsumerGroup JOIN -> cluster.findGroupCoordinator,
 consumerGroup.js:167) only from joinAndSync, which the consumer reaches on NOT_COORDINATOR,
@@ -42,19 +44,24 @@ sees as down (COORDINATOR_NOT_AVAILABLE until the election), every other node an
 NOT_COORDINATOR, and the new coordinator answers the loading errors while it replays.
 
 kafkajs runs js/cluster_clients_failover.js (CF_JS_LOG=debug|info for its log, written to
-CF_JS_LOG_FILE or <node 1's dir>/cf-js.log) (skipped without node/npm, like the other kafkajs
+CF_JS_LOG_FILE or <node 1's dir>/<topic>.log) (skipped without node/npm, like the other kafkajs
 tests); librdkafka is python3-confluent-kafka. Each test starts its own 3-node cluster (the
-harness `Cluster`, one shard per node) and takes about 30-60 s. Every wait is bounded."""
+harness `Cluster` through conftest's cluster_factory, one shard per node) and takes about
+20-60 s. Every wait is bounded."""
 
 import json
 import os
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from ailurus_harness import admin_port, wait_for
 
 
 PARTS = 2
@@ -65,6 +72,19 @@ def cluster3(cluster_factory):
     """A started 3-node cluster (conftest's cluster_factory: its files are kept when the test
     failed)."""
     return cluster_factory(3)
+
+
+def admin_request(node, method, path):
+    """HTTP status of an admin API request to node (a started Broker); 0 if it failed."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (admin_port(node), path),
+                                 method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
 
 
 def live(c):
@@ -114,8 +134,8 @@ def coordinator_partition(group, partitions):
 
 
 def group_coordinated_by(c, node, prefix):
-    """A group id (prefix-N) whose coordinator is node: the preferred leader of its
-    __consumer_offsets partition leads it (waited for, like the topic's leaders)."""
+    """(group id prefix-N, its __consumer_offsets partition) such that node coordinates the
+    group: the partition's preferred leader, leading it (waited for, like the topic's)."""
     md = AdminClient({"bootstrap.servers": c.bootstrap}).list_topics("__consumer_offsets",
                                                                      timeout=10)
     t = md.topics["__consumer_offsets"]
@@ -126,7 +146,7 @@ def group_coordinated_by(c, node, prefix):
         p = coordinator_partition(group, parts)
         if t.partitions[p].replicas and t.partitions[p].replicas[0] == node:
             leader(c, "__consumer_offsets", p, isr=3, preferred=True)
-            return group
+            return group, p
     raise AssertionError("no group among %s-0..999 is coordinated by node %d" % (prefix, node))
 
 
@@ -192,13 +212,16 @@ def check(c, topic, n, acked, consumed, killed):
     return len(consumed) - len({(p, off) for p, off, _ in consumed})
 
 
-def test_kafkajs_producer_and_group_through_partition_leader_kill(kafkajs, cluster3):
-    c = cluster3
-    topic, n = "cf-js", 1200
+def run_kafkajs(c, kafkajs, topic, n, at_half):
+    """Runs js/cluster_clients_failover.js on topic (n records) with a group coordinated by the
+    leader of partition 0, calls at_half(lead, the group's __consumer_offsets partition) once a
+    third is acknowledged (the producer sends the rest once it returned), and returns (lead,
+    the group id, the script's result, the records acknowledged as (partition, offset,
+    value))."""
     create_topic(c, topic)
     lead = leader(c, topic, 0, isr=3)
-    group = group_coordinated_by(c, lead, "cf-js-group")  # the kill takes the coordinator too
-    ctl = os.path.join(c.nodes[0].tmp, "cf-js")
+    group, gpart = group_coordinated_by(c, lead, topic + "-group")  # at_half: coordinator too
+    ctl = os.path.join(c.nodes[0].tmp, topic)
     proc = subprocess.Popen(["node", "cluster_clients_failover.js", c.bootstrap, topic,
                              str(PARTS), group, str(n), ctl], cwd=kafkajs,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -208,7 +231,9 @@ def test_kafkajs_producer_and_group_through_partition_leader_kill(kafkajs, clust
             assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
             time.sleep(0.05)
         assert os.path.exists(ctl + ".half"), "kafkajs never got a third acknowledged"
-        c.kill(lead - 1)  # the producer sends on, the consumer reads on
+        at_half(lead, gpart)  # the consumer reads on; the producer waits for ctl.go
+        with open(ctl + ".go", "w"):
+            pass
         out, err = proc.communicate(timeout=115)
     finally:
         if proc.poll() is None:
@@ -218,9 +243,19 @@ def test_kafkajs_producer_and_group_through_partition_leader_kill(kafkajs, clust
         f.write(err)
     assert proc.returncode == 0, "kafkajs failed:\n%s" % err.decode()[-3000:]
     res = json.loads(out.decode().strip().splitlines()[-1])
-    print("kafkajs: crashes %r, commit errors %d, log %s.log"
-          % (res["crashes"][:5], res["commitErrors"], ctl))
+    print("kafkajs: crashes %r, %d group joins, commit errors %d, log %s.log"
+          % (res["crashes"][:5], res["joins"], res["commitErrors"], ctl))
     assert not res["errors"], res["errors"][:5]
+    acked = []
+    for p, base, cnt, first in res["acked"]:
+        acked += [(p, base + k, "v%06d" % (first + k)) for k in range(cnt)]
+    return lead, group, res, acked
+
+
+def test_kafkajs_producer_and_group_through_partition_leader_kill(kafkajs, cluster3):
+    c = cluster3
+    n = 1200
+    lead, _, res, acked = run_kafkajs(c, kafkajs, "cf-js", n, lambda lead, _: c.kill(lead - 1))
     # kafkajs restarts its consumer after a retriable error by itself; one it does not
     # restart from is an application error. With the coordinator killed, the crash kafkajs
     # has against Kafka too is its retries spent on the dead address (see the docstring).
@@ -233,13 +268,50 @@ def test_kafkajs_producer_and_group_through_partition_leader_kill(kafkajs, clust
     odd = [x for x in res["crashes"] if not any(e in (x["error"] or "") for e in expected)]
     assert not odd, "kafkajs crashed on something else than the dead coordinator (%s): %r" % (
         dead, odd)
-    acked = []
-    for p, base, cnt, first in res["acked"]:
-        acked += [(p, base + k, "v%06d" % (first + k)) for k in range(cnt)]
     consumed = [tuple(x) for x in res["consumed"]]
-    redelivered = check(c, topic, n, acked, consumed, lead)
+    redelivered = check(c, "cf-js", n, acked, consumed, lead)
     print("kafkajs: %d consumed, %d re-delivered, %d crashes (restarted), %d commit errors"
           % (len(consumed), redelivered, len(res["crashes"]), res["commitErrors"]))
+
+
+def test_kafkajs_group_through_coordinator_drain(kafkajs, cluster3):
+    """The case where Kafka spares kafkajs the crash: the coordinator (and the partition
+    leader) moves away while its node stays up (maintenance mode here; a controlled shutdown
+    or a leader election in Kafka). The old node answers NOT_COORDINATOR / NOT_LEADER, so
+    kafkajs looks the coordinator up again: no consumer crash at all. It then rejoins, or goes
+    on heartbeating as the same member (the new coordinator loaded the group with its members,
+    as Kafka's does); in that case its OffsetManager still holds the coordinator of the last
+    SyncGroup (offsetManager/index.js:88-93) and its commits get NOT_COORDINATOR until the
+    next rebalance: kafkajs's behaviour against Kafka too, reported as commit errors."""
+    c = cluster3
+    n = 600
+
+    def drain(lead, gpart):
+        other = c.nodes[lead % 3]  # node ids are 1..3, indexes 0..2: another node
+        wait_for("maintenance on node %d accepted" % lead,
+                 lambda: admin_request(other, "PUT", "/v1/brokers/%d/maintenance" % lead) == 200,
+                 timeout=20, step=0.5)
+        # the rest is produced once the coordinator and the leader moved
+        moved.append(leader(c, "__consumer_offsets", gpart, exclude=lead))
+        leader(c, "cf-jd", 0, exclude=lead)
+
+    moved = []
+
+    lead, group, res, acked = run_kafkajs(c, kafkajs, "cf-jd", n, drain)
+    assert not res["crashes"], (
+        "kafkajs crashed although the coordinator's node stayed up to answer NOT_COORDINATOR: "
+        "%r" % res["crashes"][:5])
+    # Two thirds were produced after the move and consumed: the consumer's heartbeats went to
+    # the new coordinator (the old one answers NOT_COORDINATOR to everything), which the
+    # group's records say too.
+    new_log = c.nodes[moved[0] - 1].log_text()
+    assert "group %s" % group in new_log, "the new coordinator (node %d) never saw %s" % (
+        moved[0], group)
+    consumed = [tuple(x) for x in res["consumed"]]
+    redelivered = check(c, "cf-jd", n, acked, consumed, lead)
+    print("kafkajs through a drain: %d consumed, %d re-delivered, coordinator %d -> %d, %d "
+          "joins, %d commit errors" % (len(consumed), redelivered, lead, moved[0], res["joins"],
+                                       res["commitErrors"]))
 
 
 def test_confluent_kafka_producer_and_group_through_partition_leader_kill(cluster3):
@@ -247,7 +319,7 @@ def test_confluent_kafka_producer_and_group_through_partition_leader_kill(cluste
     topic, n = "cf-rk", 3000
     create_topic(c, topic)
     lead = leader(c, topic, 0, isr=3)
-    group = group_coordinated_by(c, lead, "cf-rk-group")  # the kill takes the coordinator too
+    group, _ = group_coordinated_by(c, lead, "cf-rk-group")  # the kill: the coordinator too
     consumed, cons_errors, stop = [], [], threading.Event()
     started = threading.Event()
 

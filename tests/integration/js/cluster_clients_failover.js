@@ -1,16 +1,17 @@
 // cluster_clients_failover.js — a kafkajs 2.2.4 idempotent producer (acks=all) and a kafkajs
-// consumer group, both running while a partition leader is SIGKILLed; driven by
-// tests/integration/test_cluster_client_failover.py (issue 7).
+// consumer group, both running while a partition leader (and the group's coordinator) is
+// SIGKILLed or drained; driven by tests/integration/test_cluster_client_failover.py (issue 7).
 // Usage: node cluster_clients_failover.js <brokers,...> <topic> <partitions> <group> <n> <ctl>
 // The producer sends n records (values "v000000".., 10 per send, send k to partition
 // k % partitions, one request in flight). The consumer group (subscribed from the beginning,
 // committing every 50 records) reads meanwhile. Once a third of the sends is acknowledged and
-// the consumer has read something, the script creates <ctl>.half and goes on: the test kills
-// the leader of partition 0 then. The consumer reads until it has seen every acknowledged
-// value (bounded). Prints one JSON object: acked sends [partition, baseOffset, count, first
-// index], producer errors (sends that failed for good), consumed [partition, offset, value],
-// consumer crash events (kafkajs restarts the consumer after a retriable one) and commit
-// errors. Exits 1 on an unexpected error, 2 on the watchdog.
+// the consumer has read something, the script creates <ctl>.half and waits (up to 30 s) for
+// <ctl>.go: the test kills or drains the leader of partition 0 in between. Then it sends the
+// rest. The consumer reads until it has seen every acknowledged value (bounded). Prints one
+// JSON object: acked sends [partition, baseOffset, count, first index], producer errors
+// (sends that failed for good), consumed [partition, offset, value], consumer crash events
+// (kafkajs restarts the consumer after a retriable one), group joins (GROUP_JOIN events) and
+// commit errors. Exits 1 on an unexpected error, 2 on the watchdog.
 'use strict';
 
 const fs = require('fs');
@@ -62,6 +63,8 @@ async function main() {
   const crashes = [];
   let commitErrors = 0;
   let sinceCommit = 0;
+  let joins = 0;
+  consumer.on(consumer.events.GROUP_JOIN, () => { joins++; });
   consumer.on(consumer.events.CRASH, (e) => {
     crashes.push({ error: String(e.payload.error && e.payload.error.message),
       restart: e.payload.restart });
@@ -111,7 +114,8 @@ async function main() {
     }
     if (!halfSent && s + 1 >= sends / 3) {
       for (let w = 0; w < 300 && consumed.length === 0; w++) await sleep(100);
-      fs.writeFileSync(ctl + '.half', ''); // the test kills the leader of partition 0 now
+      fs.writeFileSync(ctl + '.half', ''); // the test kills/drains partition 0's leader now
+      for (let w = 0; w < 300 && !fs.existsSync(ctl + '.go'); w++) await sleep(100);
       halfSent = true;
     }
   }
@@ -124,7 +128,7 @@ async function main() {
   for (let w = 0; w < 450 && !want.every((v) => seen.has(v)); w++) await sleep(100);
   await consumer.disconnect();
   clearTimeout(watchdog);
-  console.log(JSON.stringify({ acked, errors, consumed, crashes, commitErrors }));
+  console.log(JSON.stringify({ acked, errors, consumed, crashes, joins, commitErrors }));
 }
 
 main().catch((e) => {
