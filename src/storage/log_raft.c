@@ -234,7 +234,8 @@ int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_l
             bool by_size = rcfg->retention_bytes >= 0 &&
                            total - seg->size >= (uint64_t)rcfg->retention_bytes &&
                            total > (uint64_t)rcfg->retention_bytes;
-            bool by_time = rcfg->retention_ms >= 0 && seg->max_ts != INT64_MIN &&
+            /* a segment of Raft control batches only (timestamps -1) has no age */
+            bool by_time = rcfg->retention_ms >= 0 && seg->max_ts >= 0 &&
                            now_ms - seg->max_ts > rcfg->retention_ms;
             if (!by_size && !by_time) break;
             total -= seg->size;
