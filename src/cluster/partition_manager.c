@@ -400,8 +400,9 @@ void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes)
         for (pm_partition *p = pm->buckets[b]; p; p = p->hnext) {
             if (p->busy) continue; /* storage skips segments under reads; be conservative */
             if (p->reconfigure) pm_reconfigure(pm, p);
-            /* Retention and compaction would cut a Raft log under the replica (which needs
-             * the whole log from offset 0 until snapshots exist): not in cluster mode yet. */
+            /* Raft partitions: the replica moves the start (never past its commit index):
+             * retention runs from partition_raft.c (pr_housekeep); compaction is not done
+             * for them (each replica would have to compact identically below the commit). */
             if (p->rr) continue;
             int rc = storage_log_housekeep(p->log, now_ms, budget_bytes);
             if (rc < 0)
