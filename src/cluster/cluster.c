@@ -999,7 +999,10 @@ static void ping_handler(rpc *r, void *ctx, const rpc_msg *m)
 static void slow_step(cluster *cl)
 {
     ping_peers(cl);
-    if (cl->role == RAFT_LEADER && cl->leader_ready) cl_ensure_consumer_offsets(cl);
+    if (cl->role == RAFT_LEADER && cl->leader_ready) {
+        cl_ensure_consumer_offsets(cl);
+        cl_consumer_offsets_rf(cl);
+    }
     view_update(cl);
 }
 

@@ -60,8 +60,9 @@ typedef struct cluster {
     int64_t leader_from; /* leader: last log offset when elected */
     bool leader_ready;   /* leader: everything before our term is applied */
 
-    /* founding: SET_CLUSTER_ID + REGISTER self, then __consumer_offsets */
-    bool boot_busy, co_busy;
+    /* founding: SET_CLUSTER_ID + REGISTER self, then __consumer_offsets (and raising its
+     * replication factor as nodes join) */
+    bool boot_busy, co_busy, co_rf_busy;
 
     /* joining / re-registering */
     bool joined, join_busy;
@@ -122,6 +123,10 @@ void cl_op_run_local(cluster *cl, struct data_topic_op *op, cl_op_finish_fn fini
 void cl_op_rpc_handler(rpc *r, void *ctx, const rpc_msg *m);
 /* Proposes __consumer_offsets when the state lacks it (leader only). */
 void cl_ensure_consumer_offsets(cluster *cl);
+/* Leader only: proposes the moves that give every __consumer_offsets partition min(3, ACTIVE
+ * nodes) replicas (controller_raise_rf_plan) when it has fewer: created early (on first use
+ * with 1 or 2 nodes), it is re-replicated as nodes join. One batch in flight at a time. */
+void cl_consumer_offsets_rf(cluster *cl);
 /* Item error for a controller result (a Kafka code). */
 int cl_item_err(int16_t kerr);
 

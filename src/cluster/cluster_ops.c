@@ -390,6 +390,84 @@ void cl_ensure_consumer_offsets(cluster *cl)
     cl_op_run_local(cl, op, co_finish);
 }
 
+/* What raising __consumer_offsets' replication factor has in flight. */
+struct co_rf {
+    cluster *cl;
+    raft_replicate_req q;
+    cl_waiter w;
+};
+
+static void co_rf_applied(cl_waiter *w, bool timed_out)
+{
+    struct co_rf *r = AL_CONTAINER_OF(w, struct co_rf, w);
+    (void)timed_out;
+    r->cl->co_rf_busy = false;
+    free(r);
+}
+
+static void co_rf_committed(raft_replicate_req *q)
+{
+    struct co_rf *r = AL_CONTAINER_OF(q, struct co_rf, q);
+    cluster *cl = r->cl;
+    if (q->res) { /* lost the leadership: the next leader plans again */
+        cl->co_rf_busy = false;
+        free(r);
+        return;
+    }
+    r->w.offset = q->last_offset; /* busy until applied: the plan then sees the moves */
+    r->w.deadline_ns = 0;
+    r->w.fn = co_rf_applied;
+    cl_waiter_add(cl, &r->w);
+}
+
+void cl_consumer_offsets_rf(cluster *cl)
+{
+    if (cl->co_rf_busy || !cl_can_propose(cl)) return;
+    controller_move *mv = NULL;
+    int32_t n = 0;
+    if (controller_raise_rf_plan(&cl->st, TOPIC_CONSUMER_OFFSETS, 3, &mv, &n) || n == 0) {
+        free(mv);
+        return;
+    }
+    n = AL_MIN(n, CONTROLLER_CMDS_PER_BATCH);
+    controller_cmd *cmds = calloc((size_t)n, sizeof(*cmds));
+    struct co_rf *r = calloc(1, sizeof(*r));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int64_t now = io_wall_ms(cl->io);
+    int rc = cmds && r ? 0 : -ENOMEM;
+    for (int32_t i = 0; !rc && i < n; i++) {
+        controller_cmd *c = &cmds[i];
+        c->type = CONTROLLER_CMD_MOVE_PARTITION;
+        c->proposer = cl->self;
+        c->request_id = cl_request_id(cl);
+        c->ts_ms = now;
+        snprintf(c->name, sizeof(c->name), "%s", mv[i].topic);
+        c->partition = mv[i].partition;
+        c->assign = &mv[i].to;
+        c->n_assign = 1;
+    }
+    if (!rc) rc = controller_batch_build(cmds, n, now, &buf, &len);
+    if (!rc) {
+        r->cl = cl;
+        r->q.wait = RAFT_WAIT_COMMIT;
+        r->q.cb = co_rf_committed;
+        r->q.ctx = r;
+        rc = raft_replicate(cl->ctl, buf, len, &r->q);
+    }
+    if (rc == 0) {
+        cl->co_rf_busy = true;
+        log_info("cluster", "%s: raising %" PRId32 " partitions to %d replicas (%" PRId32
+                 " active nodes)", TOPIC_CONSUMER_OFFSETS, n, mv[0].to.n,
+                 controller_active_nodes(&cl->st));
+    } else {
+        free(r);
+    }
+    free(buf);
+    free(cmds);
+    free(mv);
+}
+
 /* ---- forwarding to the leader, and the leader's side ---- */
 
 static void done_msg(reactor_shard *self, const struct reactor_msg *msg)

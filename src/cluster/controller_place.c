@@ -582,6 +582,38 @@ int controller_decommission_plan(const controller_state *st, int32_t node,
     return err;
 }
 
+int controller_raise_rf_plan(const controller_state *st, const char *name, int16_t rf,
+                             controller_move **out, int32_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    const topic *tp = topic_table_find(&st->topics, name, strlen(name));
+    if (!tp || !tp->assign) return AL_ENOTFOUND;
+    int32_t want = AL_MIN((int32_t)rf, controller_active_nodes(st));
+    want = AL_MIN(want, TOPIC_REPLICAS_MAX);
+    work w;
+    int err = work_init(&w, st);
+    if (err) return err;
+    int32_t t = 0;
+    while (t < w.n_topics && topic_table_at(&st->topics, t) != tp) t++;
+    uint32_t rot = 0;
+    for (int32_t p = 0; t < w.n_topics && w.as[t] && p < tp->partitions; p++) {
+        topic_assignment *a = &w.as[t][p];
+        for (int guard = 0; a->n < want && guard < TOPIC_REPLICAS_MAX; guard++) {
+            int32_t to = best_target(&w.l, a, -1, rot++);
+            if (to < 0) break;
+            load_account(&w.l, a, -1);
+            a->nodes[a->n] = st->brokers[to].node_id;
+            a->shards[a->n] = least_shard(&w.l, to, rot);
+            a->n++;
+            load_account(&w.l, a, 1);
+        }
+    }
+    err = work_moves(&w, out, n);
+    work_free(&w);
+    return err;
+}
+
 int controller_maintenance_plan(const controller_state *st, int32_t node,
                                 controller_leader_move **out, int32_t *n, int32_t *stuck)
 {

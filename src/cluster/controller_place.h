@@ -88,6 +88,19 @@ int controller_decommission_plan(const controller_state *st, int32_t node,
 int controller_maintenance_plan(const controller_state *st, int32_t node,
                                 controller_leader_move **out, int32_t *n, int32_t *stuck);
 
+/*
+ * The moves that bring every partition of topic name with fewer than rf replicas up to
+ * min(rf, ACTIVE nodes): its replicas stay, in order (the preferred leader does not change),
+ * and each new one goes where a decommission move would send it (an ACTIVE node not in the
+ * partition, a rack it does not use first, least loaded, its least-loaded shard; the load
+ * includes the plan's earlier additions). Partitions at or above that size are left alone
+ * (never lowered). *out is malloc'd (NULL when *n == 0). Returns 0, AL_ENOTFOUND (no such topic
+ * with assignments), -ENOMEM. Used to re-replicate __consumer_offsets created early with a
+ * smaller factor once nodes join.
+ */
+int controller_raise_rf_plan(const controller_state *st, const char *name, int16_t rf,
+                             controller_move **out, int32_t *n);
+
 /* The Kafka error for a placement error (AL_ERANGE -> INVALID_REPLICATION_FACTOR, ...). */
 int16_t controller_place_kafka_error(int err);
 

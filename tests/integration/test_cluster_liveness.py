@@ -8,6 +8,9 @@ new (issue 7), on real 3-node clusters (harness Cluster, 127.0.0.1):
 - A node in maintenance mode wins no election: over several rounds of SIGKILLing the active
   leader, every partition moves to the other active node, never to the drained one; with every
   live replica draining, the drained nodes do lead (availability beats draining).
+- __consumer_offsets created on a one-node cluster (first use: replication factor 1) is raised
+  to 3 replicas per partition when two nodes join; the founder (its only copy before) is then
+  SIGKILLed and the group's committed offset is still there.
 """
 import http.client
 import json
@@ -23,7 +26,7 @@ import pytest
 from ailurus_harness import Cluster, frame, header, recv_frame
 
 ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 ADMIN_RE = re.compile(r"admin API listening on [0-9.]+:(\d+)")
@@ -301,3 +304,56 @@ def test_maintenance_node_wins_no_election(cluster3):
     wait_for("the drained nodes lead when nobody else can", lambda: all(
         v in (ids[0], ids[1]) for v in leaders(c, 0, "mm").values()), timeout=30)
     c.restart(2)
+
+
+def test_consumer_offsets_replication_raised_when_nodes_join(request):
+    c = Cluster(1)
+    try:
+        c.start()
+        a = AdminClient({"bootstrap.servers": c.bootstrap})
+        for f in a.create_topics([NewTopic("co1", 1, 1)], request_timeout=15).values():
+            f.result(timeout=20)
+
+        def commit():
+            cons = Consumer({"bootstrap.servers": c.nodes[0].addr, "group.id": "g-co",
+                             "enable.auto.commit": False})
+            try:
+                cons.commit(offsets=[TopicPartition("co1", 0, 7)], asynchronous=False)
+            finally:
+                cons.close()
+            return True
+        wait_for("an offset committed (creates __consumer_offsets, RF 1)", commit)
+        _, _, t = metadata(c.nodes[0], ["__consumer_offsets"])
+        parts = t["__consumer_offsets"]
+        assert len(parts) == 16 and all(len(v[2]) == 1 for v in parts.values()), parts
+        c.add_node()
+        c.add_node()
+        ids = {b.node_id for b in c.nodes}
+
+        def raised():
+            for i in range(3):
+                _, _, t = metadata(c.nodes[i], ["__consumer_offsets"])
+                for err, leader, replicas, isr, offline in t["__consumer_offsets"].values():
+                    if err or set(replicas) != ids or set(isr) != ids:
+                        return False
+            return True
+        wait_for("every __consumer_offsets partition on 3 nodes, in sync", raised, timeout=90)
+        # Its first and only copy before is gone: the committed offset survives.
+        c.kill(0)
+        boot = ",".join(c.nodes[i].addr for i in (1, 2))
+
+        def fetched():
+            cons = Consumer({"bootstrap.servers": boot, "group.id": "g-co",
+                             "enable.auto.commit": False})
+            try:
+                got = cons.committed([TopicPartition("co1", 0)], timeout=10)
+            except KafkaException:
+                return None
+            finally:
+                cons.close()
+            return got[0].offset == 7
+        wait_for("the committed offset through another coordinator", fetched, timeout=60)
+    finally:
+        c.stop()
+        if not request.session.testsfailed:
+            c.remove_files()

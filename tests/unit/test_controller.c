@@ -1255,6 +1255,68 @@ TEST(decommission_and_maintenance_plans)
 
 /* Racks: replicas of a partition land in distinct racks whenever there are enough racks, also
  * after a decommission, and the replica spread stays within +-1 when racks are even. */
+/* __consumer_offsets created on one node, then more join: the plan raises every partition to
+ * min(rf, active nodes), keeps the existing replicas first, spreads the new ones, never lowers,
+ * and applies as MOVE_PARTITION commands; a second plan is then empty. */
+TEST(raise_rf_plan)
+{
+    seed_rng();
+    for (int round = 0; round < 200; round++) {
+        controller_state st;
+        fake_log lg;
+        cluster(&st, &lg, 1, 1 + rnd_below(3));
+        CHECK_EQ(create_topic(&st, &lg, "__consumer_offsets", 16, 1, 1), 0);
+        int nodes = 2 + (int)rnd_below(5);
+        for (int i = 1; i < nodes; i++) {
+            controller_cmd c = reg_cmd(i + 1, 1 + rnd_below(3));
+            CHECK_EQ(apply1(&st, &lg, &c), 0);
+        }
+        if (rnd_below(4) == 0) { /* a draining node receives nothing */
+            controller_cmd m;
+            memset(&m, 0, sizeof(m));
+            m.type = CONTROLLER_CMD_SET_MAINTENANCE;
+            m.node_id = nodes;
+            m.flag = true;
+            CHECK_EQ(apply1(&st, &lg, &m), 0);
+        }
+        int32_t want = AL_MIN(3, controller_active_nodes(&st));
+        const topic *t = topic_table_find(&st.topics, "__consumer_offsets", 18);
+        topic_assignment before[16];
+        memcpy(before, t->assign, sizeof(before));
+        controller_move *mv;
+        int32_t n;
+        CHECK_EQ(controller_raise_rf_plan(&st, "__consumer_offsets", 3, &mv, &n), 0);
+        CHECK_EQ(n, want > 1 ? 16 : 0);
+        apply_moves(&st, &lg, mv, n);
+        free(mv);
+        t = topic_table_find(&st.topics, "__consumer_offsets", 18);
+        int32_t per_node[8] = {0};
+        for (int32_t p = 0; p < 16; p++) {
+            const topic_assignment *a = &t->assign[p];
+            CHECK_EQ(a->n, want);
+            CHECK_EQ(a->nodes[0], before[p].nodes[0]); /* the preferred leader stays */
+            for (int r = 0; r < a->n; r++) {
+                CHECK(controller_broker_find(&st, a->nodes[r])->membership ==
+                      CONTROLLER_NODE_ACTIVE || r == 0);
+                per_node[a->nodes[r]]++;
+            }
+        }
+        /* new replicas spread: every active node but the first holds within 1 of the others */
+        int32_t lo = INT32_MAX, hi = 0;
+        for (int i = 2; i <= nodes && want > 1; i++) {
+            if (controller_broker_find(&st, i)->membership != CONTROLLER_NODE_ACTIVE) continue;
+            lo = AL_MIN(lo, per_node[i]);
+            hi = AL_MAX(hi, per_node[i]);
+        }
+        if (want > 1) CHECK(hi - lo <= 1);
+        CHECK_EQ(controller_raise_rf_plan(&st, "__consumer_offsets", 3, &mv, &n), 0);
+        CHECK_EQ(n, 0);
+        free(mv);
+        CHECK_EQ(controller_raise_rf_plan(&st, "nope", 3, &mv, &n), AL_ENOTFOUND);
+        controller_state_free(&st);
+    }
+}
+
 TEST(rack_aware_placement)
 {
     seed_rng();
