@@ -536,7 +536,8 @@ static void rd_cb(storage_read *sr)
     rbuf_free(&r->pre);
     rd_take(r, &r->pre);
     /* The group asked for these entries: let it send them now rather than at the next tick. */
-    if (!r->in_pump && !r->in_flush_call && !r->failed && !r->tr_busy && !r->held_n) {
+    if (!r->in_pump && !r->in_flush_call && !r->failed && !r->tr_busy && !r->held_n &&
+        !r->install_pending) {
         raft_tick(&r->g, io_now_ns(r->io) / 1000000u);
         pump(r);
     }
@@ -782,6 +783,23 @@ static int append_entry(raft_replica *r, const raft_entry *e)
 
 static void trunc_done(raft_replica *r, int res);
 
+/* An installed snapshot's log was truncated: restart it after the point. A read that started
+ * meanwhile keeps the log busy (AL_EFULL): the tick tries again, the actions stay held. */
+static void install_finish(raft_replica *r)
+{
+    int rc = storage_log_restart_at(r->log, r->snap_off + 1);
+    if (rc == AL_EFULL) return;
+    r->install_pending = false;
+    if (rc < 0) {
+        fail_replica(r, "restarting the log after an installed snapshot", rc);
+        return;
+    }
+    r->note_snapshot = true; /* the owner hears of it with the log in place */
+    log_info("raft", "group %" PRIu64 ": installed the leader's snapshot at %" PRId64
+                     " (%zu data bytes): the log restarts at %" PRId64,
+             r->cfg.group, r->snap_off, r->snap_len, r->snap_off + 1);
+}
+
 static void trunc_cb(storage_truncation *t)
 {
     raft_replica *r = t->ctx;
@@ -926,7 +944,7 @@ static void held_free(held_action *h)
 /* Applies held actions in order until another truncation has to wait (or none are left). */
 static void held_run(raft_replica *r)
 {
-    while (r->held_head < r->held_n && !r->tr_busy && !r->failed) {
+    while (r->held_head < r->held_n && !r->tr_busy && !r->install_pending && !r->failed) {
         held_action *h = &r->held[r->held_head++];
         if (r->need_reset) {
             if (h->a.type == RAFT_ACT_PERSIST) apply(r, &h->a);
@@ -958,17 +976,7 @@ static void trunc_done(raft_replica *r, int res)
     int rc = conf_truncated(r, r->tr.offset);
     if (rc < 0) fail_replica(r, "rewriting raft_conf after a truncation", rc);
     if (r->trim_marker >= r->tr.offset) r->trim_marker = r->trim_to = -1; /* marker gone */
-    if (r->install_pending) { /* the log is empty and idle now: restart it after the point */
-        r->install_pending = false;
-        rc = storage_log_restart_at(r->log, r->snap_off + 1);
-        if (rc < 0) fail_replica(r, "restarting the log after an installed snapshot", rc);
-        else {
-            r->note_snapshot = true; /* the owner hears of it with the log in place */
-            log_info("raft", "group %" PRIu64 ": installed the leader's snapshot at %" PRId64
-                             " (%zu data bytes): the log restarts at %" PRId64,
-                     r->cfg.group, r->snap_off, r->snap_len, r->snap_off + 1);
-        }
-    }
+    if (r->install_pending) install_finish(r); /* the log is empty and idle now */
     r->flush_want = AL_MIN(r->flush_want, storage_log_last_offset(r->log));
     /* inside a pump, it goes on with the held actions itself */
     if (!r->in_pump && !r->in_flush_call) pump(r);
@@ -981,7 +989,7 @@ static void drain(raft_replica *r)
     for (uint32_t guard = 0; raft_action_next(&r->g, &a) == 1; guard++) {
         AL_ASSERT(guard < 1000000);
         if (r->failed) continue; /* drop: the replica stopped */
-        if (r->tr_busy || r->held_n) {
+        if (r->tr_busy || r->held_n || r->install_pending) {
             int rc = hold(r, &a);
             if (rc < 0) fail_replica(r, "holding actions behind a truncation", rc);
             continue;
@@ -1035,7 +1043,8 @@ static int group_create(raft_replica *r)
  * Volatile state (role, commit) restarts as after a reboot; pending waiters fail. */
 static void reset(raft_replica *r)
 {
-    if (r->failed || r->tr_busy || r->held_n) return; /* again once those are done */
+    if (r->failed || r->tr_busy || r->held_n || r->install_pending)
+        return; /* again once those are done */
     r->need_reset = false;
     r->st.resets++;
     waiters_fail(r, RAFT_ELOST);
@@ -1094,9 +1103,9 @@ static void pump(raft_replica *r)
     if (r->in_pump) return;
     r->in_pump = 1;
     for (int round = 0; round < PUMP_ROUNDS; round++) {
-        if (!r->tr_busy && r->held_n) held_run(r);
+        if (!r->tr_busy && !r->install_pending && r->held_n) held_run(r);
         drain(r);
-        if (r->tr_busy || r->failed || r->need_reset) break;
+        if (r->tr_busy || r->install_pending || r->failed || r->need_reset) break;
         if (r->held_n) continue; /* a truncation finished during the drain */
         if (r->pend_append) {
             r->pend_append = false;
@@ -1120,7 +1129,8 @@ static void pump(raft_replica *r)
  * suffix after ENOSPC with no waiter of ours to tell) and rebuilds the group from it. */
 static bool busy(raft_replica *r)
 {
-    if (r->failed || r->closing || r->tr_busy || r->held_n || r->in_pump) return true;
+    if (r->failed || r->closing || r->tr_busy || r->held_n || r->in_pump || r->install_pending)
+        return true;
     if (r->need_reset || storage_log_last_offset(r->log) < r->g.last) {
         r->need_reset = true;
         pump(r); /* drains nothing, resets, tells the owner */
@@ -1333,6 +1343,10 @@ void raft_replica_set_campaign(raft_replica *r, bool on)
 int raft_replica_tick(raft_replica *r)
 {
     if (r->failed) return AL_EFAILED;
+    if (r->install_pending && !r->tr_busy && !r->in_pump) {
+        install_finish(r);
+        if (!r->install_pending) pump(r); /* the held actions, then the owner */
+    }
     if (busy(r)) return 0;
     if (r->trim_marker >= 0 && r->g.commit >= r->trim_marker) trim_apply(r);
     if (storage_log_start_offset(r->log) <= r->snap_off) { /* a cut that failed half way */
