@@ -2,7 +2,8 @@
 per record, nor spin while it cannot send (every request slot taken and the batch full) or
 while it drains, yet it must keep the schedule (every record's latency from its intended time:
 no coordinated omission). Counts, not timings: the client's main-loop wake-ups
-(`client_wakeups` in the JSON summary) against the produce requests it made."""
+(`client_wakeups` in the JSON summary) against the produce requests it made; the ack latency's
+split (send delay, round trip) counts every acked record."""
 import json
 import subprocess
 
@@ -24,6 +25,11 @@ def run(broker, tmp_path, name, *args, warmup=0.5, duration=2):
     for f in ("client_cpu_s", "client_cpu_us_per_record", "client_wakeups",
               "client_wakeups_per_s"):
         assert f in s and s[f] >= 0, f
+    # The ack latency's split is per record, so both parts count what the ack latency counts
+    # and neither part's max exceeds the ack's.
+    for part in ("send_delay_ms", "request_rtt_ms"):
+        assert s[part]["count"] == s["ack_latency_ms"]["count"], s
+        assert s[part]["max"] <= s["ack_latency_ms"]["max"] * 1.02 + 0.01, s
     return s
 
 
