@@ -17,6 +17,12 @@
  * and answer. A request parked at shutdown is answered at once (no remote shard holds a
  * pointer into it while parked).
  *
+ * Zero copy: a READ whose first batch is in S's batch cache takes references to the run of
+ * cached batches (fetch_from_cache: the same batches the copying read returns) instead of
+ * copying them; any other READ returns one malloc'd buffer. Either goes into the response by
+ * reference (kafka_req_hold / kafka_req_add_pieces: sent with a gathered sendmsg, released when
+ * the request is freed). AILURUS_FETCH_COPY=1 (kafka_req_copy_records) keeps the copying path.
+ *
  * Byte limits: each partition reads at most PartitionMaxBytes; when gathering, partitions
  * whose data would pass MaxBytes are answered empty, except that the first partition with
  * data is always included (KIP-74: at least one batch so a consumer never gets stuck).

@@ -15,7 +15,8 @@
  *      another shard, wait for an fsync, ...), exactly once.
  *   4. The completion calls req->on_done(req); the connection puts the response in request order
  *      (responses leave a connection in the order the requests arrived, whatever order the
- *      handlers finish in) and frees the req after the bytes are sent.
+ *      handlers finish in) and frees the req after the bytes are sent (resp, or resp_iov when
+ *      records go by reference; see kafka_req_hold).
  * If the connection closes while a request is deferred, the request stays valid; its completion
  * is then dropped and the req freed. So a deferred handler never needs to check the connection.
  */
