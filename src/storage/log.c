@@ -1310,8 +1310,12 @@ static int seg_range_is_zero(storage_log *log, int fd, uint64_t from, uint64_t t
 /* Scans seg's data file from position 0, verifying every batch, rebuilding indexes and summary
  * fields. Stops at the first zero header, torn or corrupt batch or offset discontinuity.
  * Sets seg->size to the valid length. *cut gets a reason when something non-zero was cut
- * (NULL otherwise). Returns 0 or -errno. */
-static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **cut)
+ * (NULL otherwise). *tail_zero is set when everything from the valid end to the end of the
+ * file was read and is zero. With tail != NULL, *tail gets a SEG_BUF_MIN write buffer holding
+ * the partial block [align_down(size), size) when the scan has it in memory (else NULL), so
+ * the active segment needs no further read. Returns 0 or -errno. */
+static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **cut,
+                    bool *tail_zero, uint8_t **tail)
 {
     size_t chunk = (size_t)AL_MIN((uint64_t)SCAN_CHUNK,
                                   AL_ALIGN_UP((uint64_t)fsize + 1, (uint64_t)SEG_ALIGN));
@@ -1321,6 +1325,8 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
     uint64_t pos = 0, cpos = 0, clen = 0; /* chunk [cpos, cpos+clen) */
     int rc = 0;
     *cut = NULL;
+    *tail_zero = false;
+    if (tail) *tail = NULL;
     seg->nidx = seg->ntidx = 0;
     seg->last = seg->base - 1;
     seg->max_ts = INT64_MIN;
@@ -1336,6 +1342,7 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
                 }
                 if (!z) *cut = "a partial header at the end of the file";
             }
+            *tail_zero = !*cut;
             break;
         }
         /* Make sure the header (and then the whole batch) is in the chunk. */
@@ -1380,6 +1387,7 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
                     *cut = "non-zero bytes after the end of the log";
                     break;
                 }
+            *tail_zero = !*cut && cpos + clen >= (uint64_t)fsize;
             break;
         }
         storage_batch_hdr h;
@@ -1402,6 +1410,11 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
         pos += (uint64_t)sz;
     }
     seg->size = pos;
+    uint64_t bb = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
+    if (tail && bb >= cpos && pos <= cpos + clen) {
+        *tail = aligned_alloc_raw(SEG_BUF_MIN);
+        if (*tail) memcpy(*tail, b + (bb - cpos), (size_t)(pos - bb));
+    }
 out:
     free(b);
     return rc;
@@ -1512,7 +1525,9 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
     if (!indexed) {
         seg->nidx = seg->ntidx = 0;
         const char *cut = NULL;
-        int rc = seg_scan(log, seg, fsize, &cut);
+        bool tail_zero = false;
+        uint8_t *tail = NULL;
+        int rc = seg_scan(log, seg, fsize, &cut, &tail_zero, is_last ? &tail : NULL);
         if (rc < 0) return rc;
         if (cut) {
             log_warn("storage", "segment %s.log: cut %" PRId64 " bytes at position %" PRIu64
@@ -1520,8 +1535,16 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
                      seg->stem, fsize - (int64_t)seg->size, seg->size, fsize, cut, seg->last);
             *cut_any = true;
         }
-        bool keep_tail = false; /* zeros after the end stay as preallocated space */
-        if (!cut && (uint64_t)fsize > seg->size && (uint64_t)fsize - seg->size <= SCAN_CHUNK) {
+        if (tail) { /* the active segment's write buffer, without reading its block again */
+            free(seg->buf);
+            seg->buf = tail;
+            seg->bcap = SEG_BUF_MIN;
+            seg->bbase = AL_ALIGN_DOWN(seg->size, (uint64_t)SEG_ALIGN);
+        }
+        /* Zeros after the end stay as preallocated space (the scan usually read them). */
+        bool keep_tail = !cut && (uint64_t)fsize > seg->size && tail_zero;
+        if (!cut && !keep_tail && (uint64_t)fsize > seg->size &&
+            (uint64_t)fsize - seg->size <= SCAN_CHUNK) {
             int z = seg_range_is_zero(log, fd, seg->size, (uint64_t)fsize);
             if (z < 0) return z;
             keep_tail = z == 1;
@@ -1635,7 +1658,9 @@ static int log_recover(storage_log *log)
                 seg_unlink_indexes(log, seg);
                 seg->finished = false;
             }
-            if ((rc = seg_load_tail(log, seg)) < 0) goto out;
+            bool have_tail = seg->buf &&
+                             seg->bbase == AL_ALIGN_DOWN(seg->size, (uint64_t)SEG_ALIGN);
+            if (!have_tail && (rc = seg_load_tail(log, seg)) < 0) goto out;
         }
     }
     if (log->nsegs) {
