@@ -3,7 +3,8 @@
 
 Runs the scenario against binary A and binary B alternately (A B A B ...), each time on a fresh
 `ailurus start` with a fresh data directory, and prints per run and as medians: MB/s, ack p99,
-e2e p99.9 and the broker's CPU time per MB produced (utime + stime of the broker process from
+e2e p99.9, the round trip p99 next to the broker's own Produce and durable-write p99 (its
+Prometheus histograms over the run) and the broker's CPU time per MB produced (utime + stime of the broker process from
 /proc over the measured run, so a busy shared machine distorts it less than throughput does).
 Used to measure each performance change against the build from before it (see BENCHMARKS.md):
 
@@ -31,7 +32,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_broker import Broker  # noqa: E402
+from bench_broker import (PRODUCE_LAT, WRITE_LAT, Broker, hist_count,  # noqa: E402
+                          hist_quantile, scrape_histograms)
 
 
 def cpu_seconds(pid):
@@ -77,11 +79,13 @@ def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None):
     out = os.path.join(root, "run.json")
     try:
         c0 = cpu_seconds(b.proc.pid)
+        h0 = scrape_histograms(b.admin) if b.admin else None
         t0 = time.monotonic()
         cmd = [bench_bin, "bench", "--brokers", b.addr, "--quiet", "--json", out] + bench_args
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
         wall = time.monotonic() - t0
         cpu = cpu_seconds(b.proc.pid) - c0
+        h1 = scrape_histograms(b.admin) if h0 is not None else None
         if r.returncode != 0:
             sys.stderr.write(r.stdout.decode(errors="replace"))
         with open(out) as f:
@@ -90,11 +94,22 @@ def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None):
         b.stop()
         shutil.rmtree(data, ignore_errors=True)
     produced_mb = s["produced_records"] * s.get("record_size", 1024) / 1e6
+
+    def broker_p99(key):
+        """p99 in ms of a broker histogram over the run (0.0 if not scraped or empty)."""
+        if h0 is None or h1 is None or hist_count(h0, h1, key) <= 0:
+            return 0.0
+        return 1000.0 * hist_quantile(h0, h1, key, 0.99)
+
     return {
         "mbps": s["mb_per_s"],
         "ack_p50": s.get("ack_latency_ms", {}).get("p50", 0.0),
         "ack_p99": s.get("ack_latency_ms", {}).get("p99", 0.0),
         "e2e_p999": s.get("e2e_latency_ms", {}).get("p999", 0.0),
+        # The round trip against the broker's own Produce time and durable writes.
+        "rtt_p99": s.get("request_rtt_ms", {}).get("p99", 0.0),
+        "brk_prod_p99": broker_p99(PRODUCE_LAT),
+        "brk_write_p99": broker_p99(WRITE_LAT),
         # CPU over the whole bench process lifetime (warm-up included) per MB it produced.
         "cpu_ms_per_mb": 1000.0 * cpu / produced_mb if produced_mb else 0.0,
         "cpu_util": cpu / wall if wall else 0.0,
@@ -137,14 +152,16 @@ def main():
                 r["ack_p99_vs_fsync"] = r["ack_p99"] / fs if fs else 0.0
                 res[name].append(r)
                 print("run %d %s: %.1f MB/s ack_p50 %.1f ack_p99 %.1f ms (%.2fx fsync p99) "
-                      "e2e_p999 %.1f ms cpu %.2f ms/MB util %.2f errors %d" % (
+                      "e2e_p999 %.1f ms rtt_p99 %.1f broker produce/write p99 %.1f/%.1f ms "
+                      "cpu %.2f ms/MB util %.2f errors %d" % (
                           i, name, r["mbps"], r["ack_p50"], r["ack_p99"],
-                          r["ack_p99_vs_fsync"], r["e2e_p999"], r["cpu_ms_per_mb"],
+                          r["ack_p99_vs_fsync"], r["e2e_p999"], r["rtt_p99"],
+                          r["brk_prod_p99"], r["brk_write_p99"], r["cpu_ms_per_mb"],
                           r["cpu_util"], r["errors"]), flush=True)
     finally:
         shutil.rmtree(o.dir, ignore_errors=True)
-    for key in ("mbps", "ack_p50", "ack_p99", "ack_p99_vs_fsync", "e2e_p999", "cpu_ms_per_mb",
-                "cpu_util"):
+    for key in ("mbps", "ack_p50", "ack_p99", "ack_p99_vs_fsync", "e2e_p999", "rtt_p99",
+                "brk_prod_p99", "brk_write_p99", "cpu_ms_per_mb", "cpu_util"):
         a = statistics.median(r[key] for r in res["A"])
         b = statistics.median(r[key] for r in res["B"])
         print("median %-14s A %8.2f  B %8.2f  B/A %.3f" % (key, a, b, b / a if a else 0.0))
