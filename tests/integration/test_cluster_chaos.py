@@ -34,7 +34,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ailurus_harness import Broker
@@ -245,6 +245,7 @@ class Workload:
         self.errors = []
         self.sent = 0
         self.consumed = 0
+        self.fatal = []  # fatal producer errors
         self.stop = threading.Event()
         self.lock = threading.Lock()
 
@@ -255,10 +256,18 @@ class Workload:
             else:
                 self.acked[msg.value()] = (msg.partition(), msg.offset())
 
+    def _client_error(self, err):
+        """librdkafka's error callback: a fatal error (the idempotent producer gave up: its
+        reason says why) is kept for the assertions; the rest are transient."""
+        if err.fatal():
+            with self.lock:
+                self.fatal.append(err)
+
     def produce(self):
         conf = {"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
                 "acks": "all", "linger.ms": 5, "message.timeout.ms": 120000,
-                "retry.backoff.ms": 100, "topic.metadata.refresh.interval.ms": 1000}
+                "retry.backoff.ms": 100, "topic.metadata.refresh.interval.ms": 1000,
+                "error_cb": self._client_error}
         if os.environ.get("AILURUS_CHAOS_DEBUG"):
             conf["debug"] = os.environ["AILURUS_CHAOS_DEBUG"]
         p = Producer(conf)
@@ -271,6 +280,10 @@ class Workload:
             except BufferError:
                 p.poll(0.05)
                 continue
+            except KafkaException as e:  # fatal: the producer is unusable (error_cb has why)
+                with self.lock:
+                    self.fatal.append(e.args[0])
+                break
             if i % 50 == 0:
                 p.poll(0.01)
                 time.sleep(0.02)
@@ -483,8 +496,8 @@ def test_chaos_in_namespaces():
                 reports.append(delay_round(cl, w, victim, role, 5.0))
                 print(reports[-1])
             assert wait_progress(w, 100, 90), (
-                "no progress after %s of node %d: %d acked, last errors %r"
-                % (kind, victim + 1, w.acked_count(), w.errors[-3:]))
+                "no progress after %s of node %d: %d acked, last errors %r, fatal %r"
+                % (kind, victim + 1, w.acked_count(), w.errors[-3:], w.fatal[:3]))
         print("chaos actions: %r (delay by %s)" % (actions, "netem" if cl.netem else
                                                     "tbf: this kernel has no sch_netem"))
         w.stop.set()
@@ -492,7 +505,7 @@ def test_chaos_in_namespaces():
             t.join(200)
         assert not any(t.is_alive() for t in threads), "workload threads did not end"
         assert w.unflushed == 0, "%d records never acknowledged" % w.unflushed
-        fatal = [e for e in w.errors if e.fatal() or not e.retriable()]
+        fatal = [e for e in w.errors if e.fatal() or not e.retriable()] + w.fatal
         assert not fatal, "non-retriable producer errors: %r" % fatal[:5]
         logs = read_all(cl.bootstrap())
         seen = {}
