@@ -85,6 +85,29 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def fsync_p99_ms(root, seconds):
+    """fio: 16 KiB O_DIRECT sequential writes + fdatasync each, for `seconds` in root; returns
+    the fdatasync latency p99 in ms (0.0 if fio is missing or fails)."""
+    out = os.path.join(root, "fio.json")
+    cmd = ["fio", "--name=fio-probe", "--directory=" + root, "--ioengine=psync", "--direct=1",
+           "--rw=write", "--bs=16384", "--fdatasync=1", "--size=512m", "--time_based=1",
+           "--runtime=%d" % seconds, "--output-format=json", "--output=" + out]
+    try:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+                       check=True)
+        with open(out) as f:
+            j = json.load(f)["jobs"][0]
+        return j["sync"]["lat_ns"]["percentile"]["99.000000"] / 1e6
+    except (OSError, subprocess.SubprocessError, KeyError, ValueError):
+        return 0.0
+    finally:
+        for name in ("fio.json", "fio-probe.0.0"):
+            try:
+                os.unlink(os.path.join(root, name))
+            except OSError:
+                pass
+
+
 def stop_process(proc, grace=30.0):
     """SIGTERM to proc (a Popen, or None) if it still runs, SIGKILL after grace seconds;
     waits for it to exit."""
@@ -220,6 +243,10 @@ def main():
         # round trip's worth of records at 100,000 records/s (BENCHMARKS.md, H8).
         for pct in (5, 10, 30):
             rate = max(100.0, pct / 100.0 * s1["records_per_s"])
+            # The disk's fdatasync p99 right before this scenario (fio, 3 s, 16 KiB): on a
+            # shared disk it moves several-fold within a minute, so the ratio to the
+            # baseline measured minutes earlier is read next to this one.
+            fs_now = fsync_p99_ms(root, 3)
             s30, _ = bench(binary, b.addr, j("rate%d" % pct), "--topic", "rate%d" % pct,
                            "--partitions", 1, "--producers", 1, "--max-inflight", 32,
                            "--batch-bytes", 262144, "--rate", "%.0f" % rate, "--linger", 1,
@@ -245,6 +272,10 @@ def main():
                 fig("p99_ack_vs_fsync", "%.2f" % (ack99 * 1000.0 / fsync_p99_us), "ratio")
             else:
                 fig("p99_ack_vs_fsync_at_" + sfx, "%.2f" % (ack99 * 1000.0 / fsync_p99_us),
+                    "ratio")
+            if fs_now > 0:
+                fig("disk_fdatasync_p99_before_" + sfx, "%.2f" % fs_now, "ms")
+                fig("p99_ack_vs_fsync_same_minute_at_" + sfx, "%.2f" % (ack99 / fs_now),
                     "ratio")
             fig("e2e_p999_at_" + sfx, "%.2f" % s30["e2e_latency_ms"]["p999"], "ms")
             fig("client_cpu_at_" + sfx, "%.2f" % s30.get("client_cpu_us_per_record", 0),

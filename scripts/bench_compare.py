@@ -32,38 +32,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_broker import (PRODUCE_LAT, WRITE_LAT, Broker, hist_count,  # noqa: E402
-                          hist_quantile, scrape_histograms)
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process (all its threads) in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def fsync_p99_ms(root, seconds):
-    """fio: 16 KiB O_DIRECT sequential writes + fdatasync each, for `seconds` in root; returns
-    the fdatasync latency p99 in ms (0.0 if fio is missing or fails)."""
-    out = os.path.join(root, "fio.json")
-    cmd = ["fio", "--name=fio-probe", "--directory=" + root, "--ioengine=psync", "--direct=1",
-           "--rw=write", "--bs=16384", "--fdatasync=1", "--size=512m", "--time_based=1",
-           "--runtime=%d" % seconds, "--output-format=json", "--output=" + out]
-    try:
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
-                       check=True)
-        with open(out) as f:
-            j = json.load(f)["jobs"][0]
-        return j["sync"]["lat_ns"]["percentile"]["99.000000"] / 1e6
-    except (OSError, subprocess.SubprocessError, KeyError, ValueError):
-        return 0.0
-    finally:
-        for name in ("fio.json", "fio-probe.0.0"):
-            try:
-                os.unlink(os.path.join(root, name))
-            except OSError:
-                pass
+from bench_broker import (PRODUCE_LAT, WRITE_LAT, Broker, cpu_seconds,  # noqa: E402
+                          fsync_p99_ms, hist_count, hist_quantile, scrape_histograms)
 
 
 def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None):
