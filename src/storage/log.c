@@ -836,6 +836,11 @@ void storage_log_flush(storage_log *log)
     if (!log->wbusy) write_start(log);
 }
 
+void storage_log_set_cache_appends(storage_log *log, bool on)
+{
+    log->no_cache_appends = !on;
+}
+
 int storage_log_flush_wait(storage_log *log, int64_t offset, storage_waiter *w)
 {
     if (log->failed) return AL_EFAILED;
@@ -920,7 +925,7 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
         h.leader_epoch = term;
         memcpy(seg->buf + (pos - seg->bbase), p + off, sz);
         seg_note_batch(log, seg, pos, &h);
-        if (log->cfg.cache)
+        if (log->cfg.cache && !log->no_cache_appends)
             storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
                               storage_batch_last_offset(&h), p + off, sz);
         log->high = storage_batch_last_offset(&h) + 1;

@@ -131,6 +131,12 @@ int storage_log_flush_wait(storage_log *log, int64_t offset, storage_waiter *w);
 /* Starts a flush of everything appended, if none runs (no callback). */
 void storage_log_flush(storage_log *log);
 
+/* Whether appended batches are copied into the batch cache (cfg.cache; default yes). A Raft
+ * follower serves no reads, so the cluster turns it off there and on again when the replica
+ * leads: the copy and the memory go to the logs that serve Fetch. Disk reads still fill the
+ * cache and truncations still drop from it, so switching is safe at any time. */
+void storage_log_set_cache_appends(storage_log *log, bool on);
+
 /* A read request (caller-owned). */
 typedef struct storage_read storage_read;
 struct storage_read {

@@ -123,6 +123,7 @@ struct storage_log {
     storage_truncation *trunc; /* an asynchronous truncation waiting for idle */
     compact_state cs;
     uint64_t buf_regrows; /* write buffers regrown with a copy (storage_log_buf_info_get) */
+    bool no_cache_appends; /* storage_log_set_cache_appends(false) */
 };
 
 /* Synchronously copies len bytes at pos of seg (memory buffers or disk). Returns 0 or -errno /

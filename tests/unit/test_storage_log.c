@@ -411,6 +411,37 @@ TEST(log_roll_during_flush_and_reopen)
     model_free(&m);
 }
 
+/* storage_log_set_cache_appends(false) (a Raft follower): appends stay out of the cache, reads
+ * are still right; switched on again (it leads), appends go in again. */
+TEST(log_cache_appends_switch)
+{
+    char dir[512];
+    storage_log_config c = small_cfg();
+    c.cache = storage_cache_create(16 << 20);
+    c.log_id = 7;
+    storage_log *log = open_log(dir, sizeof(dir), "cache-switch", &c);
+    if (!log) return;
+    model m = {0};
+    storage_cache_stats st;
+    storage_log_set_cache_appends(log, false);
+    for (int i = 0; i < 20; i++) CHECK_EQ(append_one(log, &m, 1, 3, (uint64_t)i, 100, 1000 + i), 0);
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, 0u);
+    CHECK_EQ(flush_all(log), 0);
+    check_log_equals(log, &m, 0);
+    storage_cache_stats_get(c.cache, &st);
+    size_t before = st.entries; /* reads may fill it from disk */
+    storage_log_set_cache_appends(log, true);
+    for (int i = 0; i < 5; i++) CHECK_EQ(append_one(log, &m, 1, 2, (uint64_t)i, 100, 2000 + i), 0);
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, before + 5);
+    CHECK_EQ(flush_all(log), 0);
+    check_log_equals(log, &m, 0);
+    storage_log_close(log);
+    storage_cache_destroy(c.cache);
+    model_free(&m);
+}
+
 TEST(log_truncate_to_zero_and_inside_first_segment)
 {
     storage_log_config c = small_cfg();
