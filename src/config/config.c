@@ -69,6 +69,11 @@ const struct config_key config_keys[] = {
      INT32_MAX, NULL,
      "Close a connection with no request or response for this long (Kafka's "
      "connections.max.idle.ms). 0: never.", false, "connections.max.idle.ms"},
+    {"controlled_shutdown_timeout_ms", CONFIG_INT, OFF(controlled_shutdown_timeout_ms), 0,
+     "5000", 0, 600000, NULL,
+     "Cluster mode: on SIGTERM/SIGINT, wait up to this long for this node's Raft leaderships "
+     "(partitions and controller) to move to other replicas before stopping (a second signal "
+     "stops at once). 0: stop at once."},
     {"kafka_conn_max_inflight_requests", CONFIG_INT, OFF(kafka_conn_max_inflight_requests), 0,
      "100", 1, 100000, NULL,
      "Requests read from one connection and not yet answered before the broker stops reading "

@@ -65,6 +65,7 @@ typedef struct al_config {
     int64_t kafka_max_frame_bytes;
     int64_t max_connections;
     int64_t connections_max_idle_ms;
+    int64_t controlled_shutdown_timeout_ms; /* cluster mode: SIGTERM hands leaderships away */
     int64_t kafka_conn_max_inflight_requests;
     int64_t kafka_conn_max_inflight_bytes;
     int64_t kafka_shard_max_inflight_bytes;
