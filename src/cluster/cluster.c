@@ -111,11 +111,12 @@ int cluster_raft_send(reactor_shard *self, int32_t to, const uint8_t *buf, size_
 
 /*
  * Whether peer id is alive: something arrived from it (pings every second, Raft traffic, a new
- * connection) within CLUSTER_LIVENESS_MS, and its outbound connection is up (HELLO done) or,
- * for a peer just learned, still being made for the first time (registered brokers count as
- * alive until shown otherwise, as Kafka lists a broker once it registered). A SIGKILLed node
- * drops at once (its connections close, reconnects are refused); a silent or cut-off one after
- * the timeout. Records the rpc counters to notice movement (shard 0).
+ * connection) within CLUSTER_LIVENESS_MS, and our outbound connection to it is up (HELLO done)
+ * or has not failed since we last heard from it (a peer just learned from the state counts as
+ * heard: registered brokers are alive until shown otherwise, as Kafka lists a broker once it
+ * registered; a restarted peer's pings prove it alive while our reconnect backs off). A
+ * SIGKILLed node drops at once (the connection closes, reconnects are refused); a silent or
+ * cut-off one after the timeout. Records the rpc counters to notice movement (shard 0).
  */
 static bool peer_alive(cluster *cl, int32_t id)
 {
@@ -125,13 +126,17 @@ static bool peer_alive(cluster *cl, int32_t id)
     for (int32_t k = 0; k < cl->n_peers; k++) {
         struct cl_peer *p = &cl->peers[k];
         if (p->id != id) continue;
+        uint64_t fails = ps.connect_errors + ps.disconnects;
         if (ps.msgs_in != p->msgs_in || ps.connects != p->connects) {
             p->heard_ns = now;
             p->msgs_in = ps.msgs_in;
             p->connects = ps.connects;
+            /* a failure in the same window as the last messages may be its death: only
+             * traffic in a window without new failures (or a live connection) clears it */
+            if (ps.connected || fails == p->last_fails) p->fails = fails;
         }
-        bool first = ps.connects == 0 && ps.connect_errors == 0;
-        return (ps.connected || first) && p->heard_ns &&
+        p->last_fails = fails;
+        return (ps.connected || fails == p->fails) && p->heard_ns &&
                now - p->heard_ns <= (uint64_t)CLUSTER_LIVENESS_MS * 1000000ull;
     }
     return ps.connected; /* not a peer of ours yet (no address): rpc's word */
@@ -245,6 +250,9 @@ static void peers_update(cluster *cl, const controller_state *st)
             memset(p, 0, sizeof(*p));
             p->id = b->node_id;
             p->heard_ns = io_now_ns(cl->io); /* registered: alive until shown otherwise */
+            struct rpc_peer_stats ps;
+            if (rpc_peer_stats_get(cl->rpc, b->node_id, &ps) == 0)
+                p->fails = p->last_fails = ps.connect_errors + ps.disconnects;
         }
         snprintf(p->host, sizeof(p->host), "%s", b->rpc_host);
         p->port = b->rpc_port;

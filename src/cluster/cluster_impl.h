@@ -96,6 +96,8 @@ typedef struct cluster {
         uint16_t port;
         uint64_t msgs_in, connects; /* rpc counters at the last look */
         uint64_t heard_ns;          /* when they last moved (0: never) */
+        uint64_t fails;      /* connect errors + disconnects accepted as past (heard since) */
+        uint64_t last_fails; /* ... at the previous look */
     } *peers;
     int32_t n_peers, cap_peers;
 } cluster;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #define CR_UNASSIGNED_MAX 512 /* tracked unassigned replicas per shard */
+#define CR_LEADERLESS_MAX 1024 /* tracked leaderless groups a draining shard holds back */
 #define CR_WALK_MAX       (1u << 20)
 
 static _Atomic bool g_balancer = true;
@@ -30,6 +31,13 @@ struct cr_unassigned {
     bool seen; /* found in the current walk */
 };
 
+/* A group whose draining replica here does not campaign while it has no leader: since when. */
+struct cr_leaderless {
+    uint64_t group;
+    uint64_t since_ns;
+    bool seen; /* found in the current walk */
+};
+
 struct cr_shard {
     reactor_shard *rs;
     reactor_timer timer; /* every CR_PERIOD_MS */
@@ -38,6 +46,8 @@ struct cr_shard {
     int n_view;
     struct cr_unassigned un[CR_UNASSIGNED_MAX];
     uint32_t n_un;
+    struct cr_leaderless ll[CR_LEADERLESS_MAX];
+    uint32_t n_ll;
 };
 
 static _Thread_local struct cr_shard *tls_cr;
@@ -229,13 +239,32 @@ static bool self_draining(const struct cr_shard *cs, int32_t self)
                   me->membership == CONTROLLER_NODE_DECOMMISSIONING);
 }
 
-/* Any replica: allows or forbids its elections (cluster_reconfig_may_campaign). */
-static void drive_campaign(struct cr_shard *cs, pm_partition *p, int32_t self, bool draining)
+/* How long the group has been leaderless while held back here (0 on the first sight; the
+ * table full: as if for ever, so the replica campaigns). */
+static uint64_t leaderless_for(struct cr_shard *cs, uint64_t group, uint64_t now)
+{
+    for (uint32_t i = 0; i < cs->n_ll; i++) {
+        if (cs->ll[i].group != group) continue;
+        cs->ll[i].seen = true;
+        return now - cs->ll[i].since_ns;
+    }
+    if (cs->n_ll >= CR_LEADERLESS_MAX) return UINT64_MAX;
+    cs->ll[cs->n_ll++] = (struct cr_leaderless){group, now, true};
+    return 0;
+}
+
+/* Any replica: allows or forbids its elections (cluster_reconfig_may_campaign; a group
+ * leaderless for CR_DRAIN_ELECT_MS lets a draining replica campaign anyway). */
+static void drive_campaign(struct cr_shard *cs, pm_partition *p, int32_t self, bool draining,
+                           uint64_t now)
 {
     struct peer_ctx pc = {cs, p->rr};
     cr_peer_fns f = {peer_match, peer_may_lead, &pc};
-    raft_replica_set_campaign(
-        p->rr, cluster_reconfig_may_campaign(raft_replica_membership(p->rr), self, draining, &f));
+    bool may = cluster_reconfig_may_campaign(raft_replica_membership(p->rr), self, draining, &f);
+    if (!may && raft_replica_leader(p->rr) < 0 &&
+        leaderless_for(cs, raft_replica_group(p->rr), now) >= CR_DRAIN_ELECT_MS * 1000000ull)
+        may = true;
+    raft_replica_set_campaign(p->rr, may);
 }
 
 /* The leader: maintenance drain and preferred-leader balancing. */
@@ -389,6 +418,7 @@ void cluster_reconfig_tick(uint64_t now_ns)
                    now_ns - cs->last_balance_ns >= CR_BALANCE_MS * 1000000ull;
     if (balance) cs->last_balance_ns = now_ns;
     for (uint32_t i = 0; i < cs->n_un; i++) cs->un[i].seen = false;
+    for (uint32_t i = 0; i < cs->n_ll; i++) cs->ll[i].seen = false;
     bool draining = self_draining(cs, self);
     partition_manager *pm = &ds->pm;
     uint32_t walked = 0;
@@ -401,7 +431,7 @@ void cluster_reconfig_tick(uint64_t now_ns)
                 !raft_replica_failed(p->rr)) {
                 topic_assignment a;
                 topic_partition_assignment(t, p->partition, self, pm->smp, &a);
-                drive_campaign(cs, p, self, draining);
+                drive_campaign(cs, p, self, draining, now_ns);
                 bool leader = raft_replica_role(p->rr) == RAFT_LEADER;
                 if (leader) {
                     if (!drive_move(cs, p, &a, self)) drive_leadership(cs, p, &a, self, balance);
@@ -417,4 +447,8 @@ void cluster_reconfig_tick(uint64_t now_ns)
     for (uint32_t i = 0; i < cs->n_un; i++)
         if (cs->un[i].seen && cs->un[i].group) cs->un[k++] = cs->un[i];
     cs->n_un = k;
+    k = 0; /* and of groups that have a leader again (or are gone) */
+    for (uint32_t i = 0; i < cs->n_ll; i++)
+        if (cs->ll[i].seen) cs->ll[k++] = cs->ll[i];
+    cs->n_ll = k;
 }

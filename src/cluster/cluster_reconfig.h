@@ -20,7 +20,10 @@
  *   - Maintenance / decommission: a leader on a DRAINING or DECOMMISSIONING node transfers the
  *     leadership to the first voter of the assignment that is ACTIVE and connected, and the
  *     node's replicas do not campaign (raft_replica_set_campaign, set every CR_PERIOD_MS by
- *     cluster_reconfig_may_campaign) while another voter may lead: it wins no election.
+ *     cluster_reconfig_may_campaign) while another voter may lead: it wins no election. If
+ *     the group stays leaderless for CR_DRAIN_ELECT_MS anyway (the active voters cannot win,
+ *     e.g. their logs are behind ours), it campaigns: availability beats draining, and the
+ *     hand-over above moves the leadership on once an active voter has caught up.
  *   - Leader balancing: every CR_BALANCE_MS a leader whose partition's preferred leader (the
  *     first ACTIVE, connected voter in assignment order) is another node transfers the
  *     leadership there. Placement spreads preferred leaders evenly over nodes and shards, so
@@ -42,6 +45,7 @@
 #define CR_DROP_GRACE_MS 2000
 #define CR_STALE_MS      60000
 #define CR_BALANCE_MS    10000
+#define CR_DRAIN_ELECT_MS 5000 /* leaderless this long: a draining replica campaigns anyway */
 
 /* The calling shard (pm_reconcile calls it): in cluster mode starts the shard's driver
  * timer (every CR_PERIOD_MS, stopped by a shutdown hook) the first time. */
