@@ -2,12 +2,15 @@
  * start.c — `ailurus start`: loads the configuration, prepares the data directory and the
  * cluster id, starts the reactor with a Kafka listener on every shard, logs one "ready" line
  * when every shard is serving, and stops cleanly on SIGINT/SIGTERM (the reactor's supervisor
- * catches them and runs every shard's shutdown hooks).
+ * catches them and runs every shard's shutdown hooks). In cluster mode the first signal
+ * first hands this node's Raft leaderships to other replicas (controlled shutdown,
+ * src/cluster/cluster_shutdown.h, up to controlled_shutdown_timeout_ms).
  */
 #include "base/log.h"
 #include "cli/commands.h"
 #include "cli/version.h"
 #include "cluster/cluster.h"
+#include "cluster/cluster_shutdown.h"
 #include "cluster/data_plane.h"
 #include "config/config.h"
 #include "http/admin.h" /* operations: admin API + metrics collector */
@@ -36,6 +39,7 @@ struct start_ctx {
     int port_ready;        /* atomic: shard 0 has bound and set the advertised port */
     int ready;             /* atomic: shards serving (+1: the cluster joined) */
     bool cluster;          /* seed_servers set: the node service runs on shard 0 */
+    uint64_t shutdown_ms;  /* cluster mode: controlled shutdown timeout (0: none) */
     uint64_t t0_ns;
     char cluster_id[128];
 };
@@ -262,6 +266,11 @@ int cmd_start(int argc, char **argv)
 
     struct reactor_opts ro = {0};
     ro.n_shards = s->n_shards;
+    if (s->cluster && s->cfg.controlled_shutdown_timeout_ms > 0) {
+        s->shutdown_ms = (uint64_t)s->cfg.controlled_shutdown_timeout_ms;
+        ro.pre_stop = cluster_shutdown_pre_stop;
+        ro.pre_stop_arg = &s->shutdown_ms;
+    }
     rc = reactor_start_opts(&ro, shard_init, s);
     if (rc) {
         log_error("start", "broker stopped with an error: %s", al_strerror(rc));

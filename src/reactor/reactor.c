@@ -609,9 +609,12 @@ int reactor_start(unsigned n_shards, reactor_init_fn init, void *arg)
 }
 
 /* The supervisor: waits for SIGINT/SIGTERM (100 ms slices) until every shard has left its
- * loop, asking them all to stop on a signal. */
+ * loop, asking them all to stop on a signal (after opts.pre_stop says done, if set; a second
+ * signal skips it). */
 static void reactor_supervise(reactor *r, const sigset_t *sigs)
 {
+    int signals = 0, first_sig = 0;
+    bool stopped = false;
     while (__atomic_load_n(&r->running, __ATOMIC_ACQUIRE) > 0) {
         if (r->opts.no_signals) {
             struct timespec ts = {0, 50000000};
@@ -620,10 +623,17 @@ static void reactor_supervise(reactor *r, const sigset_t *sigs)
         }
         struct timespec ts = {0, 100000000};
         int sig = sigtimedwait(sigs, NULL, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            log_info("reactor", "signal %d: stopping %u shards", sig, r->n);
-            reactor_stop(r);
+        bool got = sig == SIGINT || sig == SIGTERM;
+        if (got && signals++ == 0) first_sig = sig;
+        if (stopped || signals == 0) continue;
+        if (r->opts.pre_stop && signals == 1) {
+            if (!r->opts.pre_stop(r, got, r->opts.pre_stop_arg)) continue;
+        } else if (got && r->opts.pre_stop) {
+            log_info("reactor", "signal %d again: stopping now", sig);
         }
+        log_info("reactor", "signal %d: stopping %u shards", got ? sig : first_sig, r->n);
+        reactor_stop(r);
+        stopped = true;
     }
 }
 

@@ -65,6 +65,12 @@ struct reactor_opts {
     bool no_pin;            /* do not pin shard i to the i-th allowed CPU */
     bool no_signals;        /* do not handle SIGINT/SIGTERM */
     uint64_t seed;          /* io_random seeds derive from it (0: clock) */
+    /* Controlled shutdown (optional; not with no_signals): on the first SIGINT/SIGTERM the
+     * supervising thread calls pre_stop(r, true, arg), then pre_stop(r, false, arg) every
+     * ~100 ms, and stops the shards once it returns true (or at a second signal). It runs on
+     * the supervisor thread: talk to the shards with reactor_post only. */
+    bool (*pre_stop)(reactor *r, bool first, void *arg);
+    void *pre_stop_arg;
 };
 
 /* Starts n_shards shards (0: one per CPU) with default options; returns after they all

@@ -1,0 +1,261 @@
+"""Controlled shutdown (issue 7): in cluster mode a node stopped with SIGTERM first hands its
+Raft leaderships (partitions, and the controller's) to other in-sync replicas, then stops
+(src/cluster/cluster_shutdown.c, controlled_shutdown_timeout_ms). Checked here:
+
+  - a 3-node cluster, an RF-3 topic whose partitions led by the controller node X take an
+    idempotent acks=all confluent_kafka producer; SIGTERM X: the other nodes' Metadata names
+    other leaders for X's partitions and another controller while X's process is still
+    running, X exits 0, and the producer saw no error and every record is stored once;
+  - SIGTERM on a node whose peers were all killed: it exits 0 within the timeout (nothing to
+    hand over to).
+"""
+
+import signal
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ailurus_harness import wait_for
+
+PARTS = 6
+TIMEOUT_MS = 8000
+
+
+def agreed_metadata(c, topic, nodes, timeout=60.0, pred=None):
+    """{partition: (leader, isr count, first replica)} and the controller id that every node
+    in nodes (indices) agrees on and that satisfies pred(parts, controller)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        seen = []
+        for i in nodes:
+            try:
+                md = AdminClient({"bootstrap.servers": c.nodes[i].addr}).list_topics(
+                    topic, timeout=5)
+                t = md.topics[topic]
+                parts = {p: (t.partitions[p].leader, len(t.partitions[p].isrs),
+                             t.partitions[p].replicas[0] if t.partitions[p].replicas else None)
+                         for p in t.partitions}
+                seen.append((parts, md.controller_id))
+            except Exception as e:  # not known there yet: ask again
+                seen.append(("error", str(e)))
+        last = seen
+        if all(s == seen[0] for s in seen) and seen[0][0] != "error" and \
+                (pred is None or pred(*seen[0])):
+            return seen[0]
+        time.sleep(0.2)
+    raise AssertionError("no agreed metadata of %s in %.0fs: %r" % (topic, timeout, last))
+
+
+def settled(parts, ctl):
+    """Every partition led by its preferred leader with 3 in-sync replicas, a controller."""
+    return len(parts) == PARTS and ctl >= 1 and \
+        all(lead == first and nisr == 3 for lead, nisr, first in parts.values())
+
+
+def stored(bootstrap, topic, parts):
+    """{partition: [values]} of every record of the given partitions, read up to each high
+    watermark (Raft control batches take offsets and hold no record)."""
+    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "it-cs-check",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                     "enable.partition.eof": True, "fetch.wait.max.ms": 100})
+    out = {}
+    try:
+        for p in parts:
+            high = cons.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            got = out[p] = []
+            if high <= 0:
+                continue
+            cons.assign([TopicPartition(topic, p, 0)])
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:
+                m = cons.poll(0.5)
+                if m is None:
+                    continue
+                if m.error():
+                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                    break
+                got.append(m.value().decode())
+                if m.offset() >= high - 1:
+                    break
+            cons.unassign()
+    finally:
+        cons.close()
+    return out
+
+
+def test_sigterm_hands_leaderships_over_before_exit(cluster_factory):
+    c = cluster_factory(3, args=["--controlled-shutdown-timeout-ms", str(TIMEOUT_MS)])
+    topic = "cs-topic"
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})  # alive until the result
+    admin.create_topics([NewTopic(topic, PARTS, 3)], request_timeout=20)[topic].result(30)
+    parts, ctl = agreed_metadata(c, topic, [0, 1, 2], pred=settled)
+    # Settled for longer than a leader-balancer period (CR_BALANCE_MS, 10 s): no balancer move
+    # of the partitions under the test.
+    for _ in range(5):
+        time.sleep(11)
+        again = agreed_metadata(c, topic, [0, 1, 2], pred=settled)
+        if again == (parts, ctl):
+            break
+        parts, ctl = again
+    x = ctl
+    xi = x - c.nodes[0].node_id
+    mine = sorted(p for p, (lead, _, _) in parts.items() if lead == x)
+    assert mine, "the controller (node %d) leads none of %r" % (x, parts)
+    others = [i for i in range(3) if i != xi]
+
+    acked, errors, lock = [], [], threading.Lock()
+
+    def cb(err, msg):
+        with lock:
+            if err:
+                errors.append(err)
+            else:
+                acked.append(msg.value().decode())
+
+    prod = Producer({"bootstrap.servers": c.bootstrap, "acks": "all",
+                     "enable.idempotence": True, "message.timeout.ms": 90000, "linger.ms": 2})
+    stop_producing = threading.Event()
+    sent = [0]
+
+    def produce():
+        i = 0
+        while not stop_producing.is_set() and i < 200000:
+            prod.produce(topic, value=b"v%07d" % i, partition=mine[i % len(mine)],
+                         on_delivery=cb)
+            prod.poll(0)
+            i += 1
+            time.sleep(0.002)
+        sent[0] = i
+
+    writer = threading.Thread(target=produce)
+    writer.start()
+    try:
+        wait_for("records acknowledged before the shutdown", lambda: len(acked) >= 200,
+                 timeout=60)
+        # One long-lived client per other node, asked in a loop from before the signal.
+        admins = [AdminClient({"bootstrap.servers": c.nodes[i].addr}) for i in others]
+        for a in admins:  # X still leads them (so the others see the hand-over below)
+            md = a.list_topics(topic, timeout=10)
+            assert md.controller_id == x and \
+                all(md.topics[topic].partitions[p].leader == x for p in mine), (
+                    "leaderships moved before the signal", md.controller_id,
+                    {p: md.topics[topic].partitions[p].leader for p in mine})
+        proc = c.nodes[xi].proc
+        # One poller per other node, asking from before the signal until X exited: whether
+        # that node named other leaders of X's partitions and another controller while X ran.
+        done = threading.Event()
+        seen_moved = [False] * len(admins)
+
+        def poll(k):
+            while not done.is_set():
+                try:
+                    md = admins[k].list_topics(topic, timeout=2)
+                    t = md.topics[topic]
+                    moved = md.controller_id not in (x, -1) and all(
+                        t.partitions[p].leader not in (x, -1) for p in mine)
+                except Exception:  # a refreshing client: ask again
+                    moved = False
+                if moved and proc.poll() is None:  # the answer came while X ran
+                    seen_moved[k] = True
+                    return
+
+        pollers = [threading.Thread(target=poll, args=(k,)) for k in range(len(admins))]
+        for t in pollers:
+            t.start()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(TIMEOUT_MS / 1000.0 + 30)
+        finally:
+            done.set()
+            for t in pollers:
+                t.join(30)
+        moved_while_running = all(seen_moved)
+        rc = proc.wait(TIMEOUT_MS / 1000.0 + 30)
+        c.nodes[xi].proc = None
+        c.nodes[xi].log_file.close()
+        assert rc == 0, "node %d exited %d after SIGTERM:\n%s" % (
+            x, rc, c.nodes[xi].log_text()[-4000:])
+        c.nodes[xi].check_log()
+        log = c.nodes[xi].log_text()
+        print("".join(line + "\n" for line in log.splitlines()
+                      if "shutdown" in line or "signal" in line or "stopped" in line))
+        assert moved_while_running, (
+            "the other nodes did not name new leaders of %r and a new controller before node "
+            "%d exited:\n%s" % (mine, x, log[-4000:]))
+        assert "controlled shutdown: leads nothing" in log, log[-4000:]
+        # keep producing a little through the new leaders, then finish
+        with lock:
+            at_stop = len(acked)
+        wait_for("records acknowledged by the new leaders", lambda: len(acked) >= at_stop + 200,
+                 timeout=60)
+    finally:
+        stop_producing.set()
+        writer.join(30)
+    left = prod.flush(120)
+    assert left == 0, "%d undelivered" % left
+    assert not errors, errors[:5]
+    assert len(acked) == sent[0], (len(acked), sent[0])
+    bootstrap = ",".join(c.nodes[i].addr for i in others)
+    disk = stored(bootstrap, topic, mine)
+    values = [v for p in disk for v in disk[p]]
+    assert len(values) == len(set(values)), "records stored twice"
+    assert set(values) == set(acked), ("acked records missing or extra records",
+                                       len(set(acked) - set(values)),
+                                       len(set(values) - set(acked)))
+    print("controlled shutdown of node %d: %d records, partitions %r moved while it ran"
+          % (x, len(acked), mine))
+
+
+def test_sigterm_with_all_peers_down_exits_within_timeout(cluster_factory):
+    timeout_ms = 4000
+    c = cluster_factory(3, args=["--controlled-shutdown-timeout-ms", str(timeout_ms)])
+    topic = "cs-alone"
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 3)], request_timeout=20)[topic].result(30)
+    wait_for("every node knows the topic", lambda: all(
+        topic in AdminClient({"bootstrap.servers": b.addr}).list_topics(timeout=5).topics
+        for b in c.nodes), timeout=30)
+    c.kill(1)
+    c.kill(2)
+    node = c.nodes[0]
+    t0 = time.monotonic()
+    node.proc.send_signal(signal.SIGTERM)
+    rc = node.proc.wait(timeout_ms / 1000.0 + 30)
+    took = time.monotonic() - t0
+    node.proc = None
+    node.log_file.close()
+    assert rc == 0, "exit %d:\n%s" % (rc, node.log_text()[-4000:])
+    node.check_log()
+    log = node.log_text()
+    print("".join(line + "\n" for line in log.splitlines()
+                  if "shutdown" in line or "signal" in line or "stopped" in line))
+    assert "controlled shutdown" in log, log[-4000:]
+    print("alone: stopped %.1f s after SIGTERM" % took)
+
+
+def test_second_sigterm_skips_the_wait(cluster_factory):
+    """Peers frozen (SIGSTOP: connected, silent), so the hand-over cannot finish soon; a
+    second SIGTERM stops the node at once."""
+    c = cluster_factory(3, args=["--controlled-shutdown-timeout-ms", "120000"])
+    node = c.nodes[0]
+    frozen = [c.nodes[1].proc, c.nodes[2].proc]
+    for p in frozen:
+        p.send_signal(signal.SIGSTOP)
+    try:
+        node.proc.send_signal(signal.SIGTERM)
+        wait_for("the hand-over started", lambda: "controlled shutdown: handing" in
+                 node.log_text(), timeout=30)
+        node.proc.send_signal(signal.SIGTERM)
+        rc = node.proc.wait(60)  # far below the 120 s hand-over timeout
+        node.proc = None
+        node.log_file.close()
+    finally:
+        for p in frozen:
+            p.send_signal(signal.SIGCONT)
+    assert rc == 0, "exit %d:\n%s" % (rc, node.log_text()[-4000:])
+    node.check_log()
+    log = node.log_text()
+    assert "again: stopping now" in log, log[-4000:]
