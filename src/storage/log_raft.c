@@ -224,6 +224,7 @@ int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_l
     int64_t new_start = log->start;
     if (rcfg->cleanup_policy & STORAGE_CLEANUP_DELETE) {
         uint64_t total = storage_log_size_bytes(log);
+        uint64_t pend = 0; /* ageless segments before this one, cut only with a later one */
         for (int i = 0; i < log->nsegs - 1; i++) {
             segment *seg = log->segs[i];
             if (seg->last < log->start) { /* already below the start, awaiting deletion */
@@ -231,14 +232,22 @@ int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_l
                 continue;
             }
             if (!seg->sealed || seg->dsize != seg->size) break;
-            bool by_size = rcfg->retention_bytes >= 0 &&
-                           total - seg->size >= (uint64_t)rcfg->retention_bytes &&
+            uint64_t upto = pend + seg->size;
+            bool by_size = rcfg->retention_bytes >= 0 && total >= upto &&
+                           total - upto >= (uint64_t)rcfg->retention_bytes &&
                            total > (uint64_t)rcfg->retention_bytes;
-            /* a segment of Raft control batches only (timestamps -1) has no age */
-            bool by_time = rcfg->retention_ms >= 0 && seg->max_ts >= 0 &&
+            /* a segment of Raft control batches only (timestamps -1) has no age: it goes
+             * with the next segment that expires, and never holds retention back */
+            bool ageless = seg->max_ts < 0;
+            bool by_time = rcfg->retention_ms >= 0 && !ageless &&
                            now_ms - seg->max_ts > rcfg->retention_ms;
+            if (ageless && !by_size) {
+                pend = upto;
+                continue;
+            }
             if (!by_size && !by_time) break;
-            total -= seg->size;
+            total -= AL_MIN(total, upto);
+            pend = 0;
             new_start = AL_MAX(new_start, seg->last + 1);
         }
     }
