@@ -145,8 +145,14 @@ static size_t seg_buf_cap(const storage_log *log, size_t cur, size_t need)
 {
     if (need <= SEG_BUF_MIN) return SEG_BUF_MIN;
     if (need <= SEG_BUF_QUIET) return SEG_BUF_QUIET;
-    size_t window = (size_t)AL_ALIGN_UP(log->cfg.flush_bytes + log->cfg.max_message_bytes +
-                                        SEG_ALIGN, (uint64_t)SEG_ALIGN);
+    /* One batch is bounded by flush_bytes here, not by max_message_bytes: the partition
+     * manager sets that to INT32_MAX (Produce checks the topic's limit), and a 2 GiB window
+     * made every busy log reserve 2 GiB twice (seconds of shadow-memory set-up per buffer
+     * under ASan; address space that 10,000 partitions cannot have). A larger batch still
+     * fits: beyond the window the capacity doubles until it does. */
+    size_t batch = AL_MIN((size_t)log->cfg.max_message_bytes, (size_t)log->cfg.flush_bytes);
+    size_t window = (size_t)AL_ALIGN_UP(log->cfg.flush_bytes + batch + SEG_ALIGN,
+                                        (uint64_t)SEG_ALIGN);
     size_t cap = AL_MAX(window, cur * 2);
     for (int guard = 0; cap < need && guard < 64; guard++) cap *= 2;
     AL_ASSERT(cap >= need);

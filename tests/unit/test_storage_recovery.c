@@ -234,6 +234,38 @@ TEST(write_buffer_grows_in_one_step_and_is_trimmed_when_idle)
     model_free(&m);
 }
 
+/* The partition manager opens logs with max_message_bytes = INT32_MAX (Produce checks the
+ * topic's limit): the write window must not follow it (it did: every busy log reserved 2 GiB
+ * twice). A batch larger than the window still fits. */
+TEST(write_buffer_window_does_not_follow_an_unbounded_batch_limit)
+{
+    char dir[512];
+    log_dir(dir, sizeof(dir), "wbuf-unbounded");
+    storage_log_config c;
+    storage_log_config_default(&c); /* flush_bytes 1 MiB */
+    c.max_message_bytes = (uint32_t)INT32_MAX;
+    storage_log *log = NULL;
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    model m = {0};
+    for (int i = 0; i < 64; i++) CHECK_EQ(append_batch(log, &m, 14, 1000, -1), 0);
+    storage_log_buf_info bi;
+    storage_log_buf_info_get(log, &bi);
+    CHECK(bi.bytes >= 896u << 10);
+    CHECK(bi.bytes <= (4u << 20));
+    CHECK_EQ(sync_all(log), 0);
+    /* One 3.5 MiB batch: beyond the window, the buffer doubles until it fits. */
+    CHECK_EQ(append_batch(log, &m, 64, 56000, -1), 0);
+    storage_log_buf_info_get(log, &bi);
+    CHECK(bi.bytes <= (32u << 20));
+    CHECK_EQ(sync_all(log), 0);
+    CHECK_EQ(verify(log, &m, m.n), 0);
+    storage_log_close(log);
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(verify(log, &m, m.n), 0);
+    storage_log_close(log);
+    model_free(&m);
+}
+
 /* ---- clean close: the active segment's index is trusted after a tail check ---- */
 
 TEST(clean_close_indexes_active_segment_and_a_tampered_tail_is_still_cut)
