@@ -17,6 +17,7 @@ static const char *const flag_alias[][2] = {
     {"advertise-kafka-addr", "advertised_kafka_addr"},
     {"advertised-kafka-addr", "advertised_kafka_addr"},
     {"admin-addr", "admin_addr"},
+    {"seeds", "seed_servers"}, /* cluster mode: --seeds host:port,... */
 };
 
 static void print_usage(FILE *f, const char *cmd)
@@ -25,6 +26,7 @@ static void print_usage(FILE *f, const char *cmd)
             "usage: ailurus %s [--config FILE] [--dev] [--smp N] [--node-id N]\n"
             "       [--kafka-addr HOST:PORT] [--advertise-kafka-addr HOST:PORT]\n"
             "       [--data-dir DIR] [--log-level LEVEL] [--set KEY=VALUE] [--<key> VALUE]\n"
+            "       [--seeds HOST:PORT,...] [--rpc-addr HOST:PORT]   (cluster mode)\n"
             "\n"
             "Precedence: flags > environment (AILURUS_<KEY>) > --config file > --dev > "
             "defaults.\n"

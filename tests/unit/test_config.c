@@ -155,6 +155,11 @@ TEST(env_and_precedence)
     CHECK(cfg.smp >= 1);
     CHECK(cfg.memory > 0);
 
+    /* Issue 7's spelling of the seed list: --seeds is --seed-servers. */
+    char *argv5[] = {"start", "--seeds", "127.0.0.1:33145,127.0.0.1:33146", NULL};
+    CHECK_EQ(config_from_args(&cfg, 3, argv5, 1, "start"), 0);
+    CHECK(!strcmp(cfg.seed_servers, "127.0.0.1:33145,127.0.0.1:33146"));
+
     char *argv3[] = {"start", "--frobnicate", "1", NULL};
     CHECK(config_from_args(&cfg, 3, argv3, 1, "start") < 0);
     char *argv4[] = {"start", "--kafka-conn-max-inflight-bytes", "1G",
