@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from ailurus_harness import frame, header
+from ailurus_harness import frame, header, wait_for
 from test_admin import _rd_str, _s, call  # raw-frame helpers
 from test_kafkajs import run
 
@@ -384,20 +384,6 @@ def _node_values(b, keys):
     return {k: d[k][:2] for k in keys}
 
 
-def _wait(what, fn, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, AssertionError, struct.error) as e:
-            last = e
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
 def _produce_err(bootstrap, topic, size):
     """One acks=all record of size bytes through the cluster: its delivery error or None."""
     errs = []
@@ -409,68 +395,62 @@ def _produce_err(bootstrap, topic, size):
     return errs[0]
 
 
-def test_cluster_broker_configs_through_the_controller(request):
+def test_cluster_broker_configs_through_the_controller(cluster_factory):
     """3 nodes: IncrementalAlterConfigs sent to a follower (its own node id) while another node
     is SIGKILLed changes log.retention.ms and message.max.bytes on every live node (answered
     once the follower has it), takes effect on a topic's leader, reaches the killed node when it
     is back, and survives a whole-cluster restart; the admin API PUT on a follower and a DELETE
     go the same way."""
-    from ailurus_harness import Cluster
     from test_cluster_formation import controller_everywhere, voters_ready
 
-    c = Cluster(3).start()
+    c = cluster_factory(3)
     keys = ["log.retention.ms", "message.max.bytes"]
     want = {"log.retention.ms": ("123456", DYNAMIC_DEFAULT),
             "message.max.bytes": ("400000", DYNAMIC_DEFAULT)}
-    try:
-        ctl = _wait("one controller", lambda: controller_everywhere(c, [0, 1, 2]))
-        _wait("3 controller voters", lambda: voters_ready(c, ctl - 1, 3))
-        f, down = [i for i in range(3) if c.nodes[i].node_id != ctl]
-        fb = c.nodes[f]
-        create(fb, [NewTopic("cfg3", 1, 3)])
-        c.kill(down)
-        live = [i for i in range(3) if i != down]
-        err, msg = incremental(fb, BROKER, str(fb.node_id),
-                               [("log.retention.ms", SET, "123456"),
-                                ("message.max.bytes", SET, "400000")])
-        assert err == 0, msg
-        assert _node_values(fb, keys) == want  # answered after the local install
-        _wait("the values on every live node",
-              lambda: all(_node_values(c.nodes[i], keys) == want for i in live))
-        t = describe_raw(c.nodes[ctl - 1], TOPIC, "cfg3", ["max.message.bytes"])
-        assert t["max.message.bytes"][:2] == ("400000", DYNAMIC_DEFAULT)
-        boot = ",".join(c.nodes[i].addr for i in live)
-        e = _produce_err(boot, "cfg3", 450000)
-        assert e is not None and e.code() == KafkaError.MSG_SIZE_TOO_LARGE, e
-        assert _produce_err(boot, "cfg3", 1000) is None
-        # The node that was down gets the change when it is back.
-        c.restart(down)
-        _wait("the values on the restarted node", lambda: _node_values(c.nodes[down], keys) == want)
-        # The admin API on a follower goes through the controller too.
-        st, body = _cluster_admin_call(fb, "PUT", "/v1/cluster_config",
-                                       {"upsert": {"log_retention_ms": 654321}})
-        assert st == 200, body
-        _wait("the PUT on every node", lambda: all(
-            _cluster_admin_call(b, "GET", "/v1/cluster_config")[1]["log_retention_ms"] == 654321
-            for b in c.nodes))
-        # A bad value is refused (400) and changes nothing.
-        st, body = _cluster_admin_call(fb, "PUT", "/v1/cluster_config",
-                                       {"upsert": {"log_retention_ms": "soon"}})
-        assert st == 400, body
-        # DELETE restores the start-up value everywhere.
-        err, msg = incremental(c.nodes[down], BROKER, "", [("message.max.bytes", DELETE, None)])
-        assert err == 0, msg
-        _wait("message.max.bytes back everywhere", lambda: all(
-            _node_values(b, ["message.max.bytes"])["message.max.bytes"] == ("1048588", DEFAULT)
-            for b in c.nodes))
-        # A whole-cluster restart keeps the rest.
-        c.stop()
-        c.start()
-        after = {"log.retention.ms": ("654321", DYNAMIC_DEFAULT),
-                 "message.max.bytes": ("1048588", DEFAULT)}
-        _wait("the values after a full restart",
-              lambda: all(_node_values(b, keys) == after for b in c.nodes))
-    finally:
-        c.stop()
-        if not request.session.testsfailed:
-            c.remove_files()
+    ctl = wait_for("one controller", lambda: controller_everywhere(c, [0, 1, 2]))
+    wait_for("3 controller voters", lambda: voters_ready(c, ctl - 1, 3))
+    f, down = [i for i in range(3) if c.nodes[i].node_id != ctl]
+    fb = c.nodes[f]
+    create(fb, [NewTopic("cfg3", 1, 3)])
+    c.kill(down)
+    live = [i for i in range(3) if i != down]
+    err, msg = incremental(fb, BROKER, str(fb.node_id),
+                           [("log.retention.ms", SET, "123456"),
+                            ("message.max.bytes", SET, "400000")])
+    assert err == 0, msg
+    assert _node_values(fb, keys) == want  # answered after the local install
+    wait_for("the values on every live node",
+          lambda: all(_node_values(c.nodes[i], keys) == want for i in live))
+    t = describe_raw(c.nodes[ctl - 1], TOPIC, "cfg3", ["max.message.bytes"])
+    assert t["max.message.bytes"][:2] == ("400000", DYNAMIC_DEFAULT)
+    boot = ",".join(c.nodes[i].addr for i in live)
+    e = _produce_err(boot, "cfg3", 450000)
+    assert e is not None and e.code() == KafkaError.MSG_SIZE_TOO_LARGE, e
+    assert _produce_err(boot, "cfg3", 1000) is None
+    # The node that was down gets the change when it is back.
+    c.restart(down)
+    wait_for("the values on the restarted node", lambda: _node_values(c.nodes[down], keys) == want)
+    # The admin API on a follower goes through the controller too.
+    st, body = _cluster_admin_call(fb, "PUT", "/v1/cluster_config",
+                                   {"upsert": {"log_retention_ms": 654321}})
+    assert st == 200, body
+    wait_for("the PUT on every node", lambda: all(
+        _cluster_admin_call(b, "GET", "/v1/cluster_config")[1]["log_retention_ms"] == 654321
+        for b in c.nodes))
+    # A bad value is refused (400) and changes nothing.
+    st, body = _cluster_admin_call(fb, "PUT", "/v1/cluster_config",
+                                   {"upsert": {"log_retention_ms": "soon"}})
+    assert st == 400, body
+    # DELETE restores the start-up value everywhere.
+    err, msg = incremental(c.nodes[down], BROKER, "", [("message.max.bytes", DELETE, None)])
+    assert err == 0, msg
+    wait_for("message.max.bytes back everywhere", lambda: all(
+        _node_values(b, ["message.max.bytes"])["message.max.bytes"] == ("1048588", DEFAULT)
+        for b in c.nodes))
+    # A whole-cluster restart keeps the rest.
+    c.stop()
+    c.start()
+    after = {"log.retention.ms": ("654321", DYNAMIC_DEFAULT),
+             "message.max.bytes": ("1048588", DEFAULT)}
+    wait_for("the values after a full restart",
+          lambda: all(_node_values(b, keys) == after for b in c.nodes))

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from ailurus_harness import Cluster, frame, header, recv_frame
+from ailurus_harness import frame, header, recv_frame, wait_for
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
@@ -36,27 +36,8 @@ JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
 
 
 @pytest.fixture
-def cluster3(request):
-    c = Cluster(3).start()
-    yield c
-    c.stop()
-    if not request.session.testsfailed:
-        c.remove_files()
-
-
-def wait_for(what, fn, timeout=30.0, step=0.1):
-    """Polls fn() until it returns a true value (returned), or fails after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, AssertionError, struct.error) as e:
-            last = e
-        time.sleep(step)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+def cluster3(cluster_factory):
+    return cluster_factory(3)
 
 
 # ---- Metadata v5 from one node (offline replicas are v5+) ----
@@ -344,54 +325,48 @@ def test_maintenance_node_wins_no_election(cluster3):
         v in (ids[0], ids[1]) for v in leaders(c, 0, "mm").values()), timeout=30)
 
 
-def test_consumer_offsets_replication_raised_when_nodes_join(request):
-    c = Cluster(1)
-    try:
-        c.start()
-        a = AdminClient({"bootstrap.servers": c.bootstrap})
-        for f in a.create_topics([NewTopic("co1", 1, 1)], request_timeout=15).values():
-            f.result(timeout=20)
+def test_consumer_offsets_replication_raised_when_nodes_join(cluster_factory):
+    c = cluster_factory(1)
+    a = AdminClient({"bootstrap.servers": c.bootstrap})
+    for f in a.create_topics([NewTopic("co1", 1, 1)], request_timeout=15).values():
+        f.result(timeout=20)
 
-        def commit():
-            cons = Consumer({"bootstrap.servers": c.nodes[0].addr, "group.id": "g-co",
-                             "enable.auto.commit": False})
-            try:
-                cons.commit(offsets=[TopicPartition("co1", 0, 7)], asynchronous=False)
-            finally:
-                cons.close()
-            return True
-        wait_for("an offset committed (creates __consumer_offsets, RF 1)", commit)
-        _, _, t = metadata(c.nodes[0], ["__consumer_offsets"])
-        parts = t["__consumer_offsets"]
-        assert len(parts) == 16 and all(len(v[2]) == 1 for v in parts.values()), parts
-        c.add_node()
-        c.add_node()
-        ids = {b.node_id for b in c.nodes}
+    def commit():
+        cons = Consumer({"bootstrap.servers": c.nodes[0].addr, "group.id": "g-co",
+                         "enable.auto.commit": False})
+        try:
+            cons.commit(offsets=[TopicPartition("co1", 0, 7)], asynchronous=False)
+        finally:
+            cons.close()
+        return True
+    wait_for("an offset committed (creates __consumer_offsets, RF 1)", commit)
+    _, _, t = metadata(c.nodes[0], ["__consumer_offsets"])
+    parts = t["__consumer_offsets"]
+    assert len(parts) == 16 and all(len(v[2]) == 1 for v in parts.values()), parts
+    c.add_node()
+    c.add_node()
+    ids = {b.node_id for b in c.nodes}
 
-        def raised():
-            for i in range(3):
-                _, _, t = metadata(c.nodes[i], ["__consumer_offsets"])
-                for err, leader, replicas, isr, offline in t["__consumer_offsets"].values():
-                    if err or set(replicas) != ids or set(isr) != ids:
-                        return False
-            return True
-        wait_for("every __consumer_offsets partition on 3 nodes, in sync", raised, timeout=90)
-        # Its first and only copy before is gone: the committed offset survives.
-        c.kill(0)
-        boot = ",".join(c.nodes[i].addr for i in (1, 2))
+    def raised():
+        for i in range(3):
+            _, _, t = metadata(c.nodes[i], ["__consumer_offsets"])
+            for err, leader, replicas, isr, offline in t["__consumer_offsets"].values():
+                if err or set(replicas) != ids or set(isr) != ids:
+                    return False
+        return True
+    wait_for("every __consumer_offsets partition on 3 nodes, in sync", raised, timeout=90)
+    # Its first and only copy before is gone: the committed offset survives.
+    c.kill(0)
+    boot = ",".join(c.nodes[i].addr for i in (1, 2))
 
-        def fetched():
-            cons = Consumer({"bootstrap.servers": boot, "group.id": "g-co",
-                             "enable.auto.commit": False})
-            try:
-                got = cons.committed([TopicPartition("co1", 0)], timeout=10)
-            except KafkaException:
-                return None
-            finally:
-                cons.close()
-            return got[0].offset == 7
-        wait_for("the committed offset through another coordinator", fetched, timeout=60)
-    finally:
-        c.stop()
-        if not request.session.testsfailed:
-            c.remove_files()
+    def fetched():
+        cons = Consumer({"bootstrap.servers": boot, "group.id": "g-co",
+                         "enable.auto.commit": False})
+        try:
+            got = cons.committed([TopicPartition("co1", 0)], timeout=10)
+        except KafkaException:
+            return None
+        finally:
+            cons.close()
+        return got[0].offset == 7
+    wait_for("the committed offset through another coordinator", fetched, timeout=60)
