@@ -188,6 +188,32 @@ static uint64_t batch_pos(const model *m, int k)
 
 /* ---- the write buffer ---- */
 
+/* Appends 896 KiB in 14 KiB batches, below flush_bytes and with no waiter: no write starts, so
+ * all of it gathers in the write buffer (as during one long write). Checks the buffer holds it
+ * within 4 MiB and reports it in *bi. */
+static void wbuf_fill(storage_log *log, model *m, storage_log_buf_info *bi)
+{
+    for (int i = 0; i < 64; i++) CHECK_EQ(append_batch(log, m, 14, 1000, -1), 0);
+    storage_log_buf_info_get(log, bi);
+    fprintf(stderr, "    after 896 KiB: %llu buffer bytes, %llu regrows\n",
+            (unsigned long long)bi->bytes, (unsigned long long)bi->regrows);
+    CHECK(bi->bytes >= 896u << 10);
+    CHECK(bi->bytes <= (4u << 20));
+}
+
+/* Closes log, opens dir again with c and checks it holds exactly model m. */
+static void reopen_verify(storage_log *log, const char *dir, const storage_log_config *c,
+                          const model *m)
+{
+    storage_log_close(log);
+    log = NULL;
+    CHECK_EQ(storage_log_open(test_io(), dir, c, &log), 0);
+    if (log) {
+        CHECK_EQ(verify(log, m, m->n), 0);
+        storage_log_close(log);
+    }
+}
+
 TEST(write_buffer_grows_in_one_step_and_is_trimmed_when_idle)
 {
     char dir[512];
@@ -197,17 +223,11 @@ TEST(write_buffer_grows_in_one_step_and_is_trimmed_when_idle)
     storage_log *log = NULL;
     CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     model m = {0};
-    /* 896 KiB in 14 KiB batches, no waiter, below flush_bytes: no write starts, so all of it
-     * gathers in the buffer (as during one long write). Doubling from 16 KiB would regrow 6
-     * times; sizing by the write window, twice (16 KiB -> 64 KiB -> window). */
-    for (int i = 0; i < 64; i++) CHECK_EQ(append_batch(log, &m, 14, 1000, -1), 0);
+    /* Doubling from 16 KiB would regrow 6 times; sizing by the write window, twice
+     * (16 KiB -> 64 KiB -> window). */
     storage_log_buf_info bi;
-    storage_log_buf_info_get(log, &bi);
-    fprintf(stderr, "    after 896 KiB: %llu buffer bytes, %llu regrows\n",
-            (unsigned long long)bi.bytes, (unsigned long long)bi.regrows);
+    wbuf_fill(log, &m, &bi);
     CHECK(bi.regrows <= 2);
-    CHECK(bi.bytes >= 896u << 10);
-    CHECK(bi.bytes <= (4u << 20));
     /* Several writes while appending more: the spare buffer is as big, no further regrowth. */
     for (int r = 0; r < 8; r++) {
         for (int i = 0; i < 40; i++) CHECK_EQ(append_batch(log, &m, 14, 1000, -1), 0);
@@ -227,10 +247,7 @@ TEST(write_buffer_grows_in_one_step_and_is_trimmed_when_idle)
     for (int i = 0; i < 5; i++) CHECK_EQ(append_batch(log, &m, 3, 333, -1), 0);
     CHECK_EQ(sync_all(log), 0);
     CHECK_EQ(verify(log, &m, m.n), 0);
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
-    CHECK_EQ(verify(log, &m, m.n), 0);
-    storage_log_close(log);
+    reopen_verify(log, dir, &c, &m);
     model_free(&m);
 }
 
@@ -247,11 +264,8 @@ TEST(write_buffer_window_does_not_follow_an_unbounded_batch_limit)
     storage_log *log = NULL;
     CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
     model m = {0};
-    for (int i = 0; i < 64; i++) CHECK_EQ(append_batch(log, &m, 14, 1000, -1), 0);
     storage_log_buf_info bi;
-    storage_log_buf_info_get(log, &bi);
-    CHECK(bi.bytes >= 896u << 10);
-    CHECK(bi.bytes <= (4u << 20));
+    wbuf_fill(log, &m, &bi);
     CHECK_EQ(sync_all(log), 0);
     /* One 3.5 MiB batch: beyond the window, the buffer doubles until it fits. */
     CHECK_EQ(append_batch(log, &m, 64, 56000, -1), 0);
@@ -259,10 +273,7 @@ TEST(write_buffer_window_does_not_follow_an_unbounded_batch_limit)
     CHECK(bi.bytes <= (32u << 20));
     CHECK_EQ(sync_all(log), 0);
     CHECK_EQ(verify(log, &m, m.n), 0);
-    storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
-    CHECK_EQ(verify(log, &m, m.n), 0);
-    storage_log_close(log);
+    reopen_verify(log, dir, &c, &m);
     model_free(&m);
 }
 
