@@ -24,6 +24,23 @@ int storage_log_sync_all(storage_log *log)
     return 0;
 }
 
+/* Closes and unlinks seg's files and frees it. */
+static void seg_drop(storage_log *log, segment *seg)
+{
+    char path[SEG_PATH_MAX + 16];
+    if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
+    static const char *const ext[] = {".log", ".index", ".timeindex"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof(path), "%s%s", seg->stem, ext[k]);
+        io_fs_unlink(log->io, path);
+    }
+    free(seg->idx);
+    free(seg->tidx);
+    free(seg->buf);
+    free(seg->fbuf);
+    free(seg);
+}
+
 int storage_log_drop_empty_tail(storage_log *log)
 {
     AL_ASSERT(!log->wbusy && !log->sbusy && !log->trunc && log->reads_inflight == 0);
@@ -31,18 +48,7 @@ int storage_log_drop_empty_tail(storage_log *log)
     while (log->nsegs > 0) {
         segment *seg = log->segs[log->nsegs - 1];
         if (seg->last >= seg->base || seg->size > 0) break;
-        char path[SEG_PATH_MAX + 16];
-        if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
-        static const char *const ext[] = {".log", ".index", ".timeindex"};
-        for (int k = 0; k < 3; k++) {
-            snprintf(path, sizeof(path), "%s%s", seg->stem, ext[k]);
-            io_fs_unlink(log->io, path);
-        }
-        free(seg->idx);
-        free(seg->tidx);
-        free(seg->buf);
-        free(seg->fbuf);
-        free(seg);
+        seg_drop(log, seg);
         log->nsegs--;
         dropped++;
     }
@@ -137,23 +143,6 @@ int storage_log_scan_sync(storage_log *log, int64_t from, uint64_t max_batches,
 out:
     free(buf);
     return rc;
-}
-
-/* Closes and unlinks seg's files and frees it. */
-static void seg_drop(storage_log *log, segment *seg)
-{
-    char path[SEG_PATH_MAX + 16];
-    if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
-    static const char *const ext[] = {".log", ".index", ".timeindex"};
-    for (int k = 0; k < 3; k++) {
-        snprintf(path, sizeof(path), "%s%s", seg->stem, ext[k]);
-        io_fs_unlink(log->io, path);
-    }
-    free(seg->idx);
-    free(seg->tidx);
-    free(seg->buf);
-    free(seg->fbuf);
-    free(seg);
 }
 
 int storage_log_restart_at(storage_log *log, int64_t offset)
