@@ -630,6 +630,10 @@ int cli_http(const cli_opts *o, const char *method, const char *path, const char
                       "%s %s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n"
                       "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
                       method, path, (int)n, u, bl);
+    if (hl < 0 || (size_t)hl >= sizeof(hdr)) {
+        close(fd);
+        return cli_err(CLI_USAGE, "admin request path too long (%zu bytes)", strlen(path));
+    }
     int rc = write_all(fd, hdr, (size_t)hl);
     if (!rc && bl) rc = write_all(fd, body, bl);
     size_t cap = 65536, len = 0;

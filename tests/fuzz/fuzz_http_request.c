@@ -21,6 +21,7 @@ static void h_sync(http_request *req, void *ctx)
     char out[256];
     int len = snprintf(out, sizeof(out), "%d|%s|%zu|%u", n, h ? h : "-", req->body_len,
                        req->nparams);
+    if (len >= (int)sizeof(out)) len = (int)sizeof(out) - 1; /* snprintf says what it wanted */
     http_respond(req, 200, "text/plain", out, (size_t)len);
 }
 
