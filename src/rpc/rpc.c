@@ -1238,6 +1238,13 @@ static int peer_enqueue(rpc_peer *p, uint8_t flags, uint16_t type, uint64_t corr
                         const void *payload, size_t len)
 {
     rpc *r = p->r;
+    /* A one-way message to a peer whose last connect failed (backoff) is dropped now: queued,
+     * it would wait for the peer's return and arrive stale (a Raft append from before a log
+     * cut, many megabytes of them); its senders resend what still matters. */
+    if (corr == 0 && !p->conn && p->state == P_BACKOFF) {
+        p->st.dropped++;
+        return AL_ECLOSED;
+    }
     size_t used = outq_len(&p->q);
     if (used > 0 && used + RPC_HDR_SIZE + len > r->queue_limit) {
         p->st.send_full++;

@@ -146,7 +146,8 @@ int rpc_reply_error(rpc *r, rpc_token t, int err, const char *text);
  * Queues a one-way message to node `node` (payload copied). Returns 0 (queued; delivery is not
  * guaranteed), AL_ENOTFOUND (no address for the node: rpc_peer_set), AL_EFULL (its queue is
  * over peer_queue_bytes: retry later), AL_ETOOLARGE (over max_frame_bytes), AL_EINVAL (bad
- * type), AL_ECLOSED (stopped), -ENOMEM.
+ * type), AL_ECLOSED (stopped, or the node is unreachable: its last connect failed and the
+ * reconnect backoff runs; the message is dropped, not kept to arrive stale), -ENOMEM.
  */
 int rpc_send(rpc *r, int32_t node, uint16_t type, const void *payload, size_t len);
 
@@ -209,7 +210,7 @@ struct rpc_peer_stats {
     uint64_t connect_errors;        /* failed connects/HELLOs */
     uint64_t disconnects;           /* established connections lost */
     uint64_t send_full;             /* sends refused with AL_EFULL */
-    uint64_t dropped;               /* one-way messages dropped on a failed connection */
+    uint64_t dropped;               /* one-way messages dropped: failed connection, backoff */
     uint64_t queued_bytes;          /* now */
 };
 

@@ -175,7 +175,8 @@ def test_stopped_follower_catches_up_by_snapshot(cluster):
             return None
         return s
     start, bases, snap = wait_until("the restarted node to install a snapshot", caught_up, 60)
-    assert snap == start - 1 and bases and bases[0] >= start - 1, (start, bases, snap)
+    # (no segment at all when retention had cut the leader's whole log: it restarts empty)
+    assert snap == start - 1 and all(b >= start - 1 for b in bases), (start, bases, snap)
     assert "installed the leader's snapshot" in c.nodes[victim].log_text()
     # it then receives appends: a new record reaches every node's log
     produce(c, "snap", 50, tag=b"d")
