@@ -79,6 +79,10 @@ typedef struct compact_state {
     uint64_t out_last_idx_pos;
     int64_t out_last, out_max_ts;
     int64_t now_ms;
+    /* Raft logs (storage_log_compact_raft; reset to the single-node values by every step): */
+    int64_t limit;  /* only segments whose last offset <= limit are compacted (commit index) */
+    bool keep_all;  /* keep every batch (emptied if need be): Raft entries keep their offsets */
+    uint64_t out_norec; /* keep_all: output bytes since the last batch holding a record */
 } compact_state;
 
 struct storage_log {
@@ -144,5 +148,9 @@ int seg_write_indexes(storage_log *log, segment *seg);
  * or negative. Frees its state on error. */
 int log_compact_step(storage_log *log, int64_t now_ms, size_t budget);
 void log_compact_reset(storage_log *log);
+
+/* The same step for a Raft log: only segments wholly at or below max_offset (the replica's
+ * commit index) and every batch kept with its offsets and leader epoch (see log_raft.h). */
+int log_compact_step_raft(storage_log *log, int64_t now_ms, size_t budget, int64_t max_offset);
 
 #endif

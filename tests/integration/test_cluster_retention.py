@@ -297,3 +297,74 @@ def test_controller_log_trims_and_restarts_from_its_snapshot(cluster_factory):
                lambda: "state loaded from the leader's snapshot" in c.nodes[newest].log_text())
     wait_until("the new node to list every topic",
                lambda: set(names) | {"ctl-after"} <= topics_on(newest))
+
+
+def sealed_log_bytes(node, topic, partition=0):
+    """(bytes of node's closed segment files, number of segments) of a replica: every .log
+    but the active one (the highest base, preallocated), or None when it is not there."""
+    d = part_dir(node, topic, partition)
+    if d is None or not os.path.isdir(d):
+        return None
+    logs = sorted((int(n.split("-")[0]), n) for n in os.listdir(d) if n.endswith(".log"))
+    if not logs:
+        return None
+    return sum(os.path.getsize(os.path.join(d, n)) for _, n in logs[:-1]), len(logs)
+
+
+def test_compaction_on_every_replica(cluster):
+    """cleanup.policy=compact on an RF-3 topic: each replica compacts its own closed segments
+    below its commit index (the files shrink on all 3 nodes) and a consumer from the beginning
+    sees the newest value of every key."""
+    c = cluster
+    create_topic(c, "cmp", {"segment.bytes": "16384", "cleanup.policy": "compact"})
+    keys, n = 10, 3000
+    # batches of at most 20 records (~3 KB): many batches, about 5 per 16 KiB segment
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 2,
+                  "batch.num.messages": 20, "enable.idempotence": True,
+                  "message.timeout.ms": 60000})
+    newest = {}
+    for i in range(n):
+        k = b"key%02d" % (i % keys)
+        v = b"v%06d" % i + b"z" * 150
+        newest[k] = v
+        p.produce("cmp", key=k, value=v, partition=0)
+        if i % 200 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    produced = n * (150 + 7 + 5)
+
+    states = []
+
+    def shrunk_everywhere():
+        s = [sealed_log_bytes(node, "cmp") for node in c.nodes]
+        states.append(s)
+        if any(x is None or x[1] < 8 for x in s):
+            return None
+        # uncompacted, the closed segments hold more than the produced bytes; compacted,
+        # their batches keep only headers and the newest records (a few KB per segment)
+        return all(x[0] < produced // 3 for x in s) and s
+    try:
+        s = wait_until("compaction on all 3 replicas", shrunk_everywhere)
+    except AssertionError:
+        raise AssertionError("no compaction on every replica: (bytes, segments) per node went "
+                             "%r -> %r (produced %d bytes)" % (states[0], states[-1], produced))
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "it-cmp",
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                     "enable.partition.eof": True})
+    cons.assign([TopicPartition("cmp", 0, -2)])
+    seen, count = {}, 0
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                break
+            seen[m.key()] = m.value()
+            count += 1
+    finally:
+        cons.close()
+    assert seen == newest, sorted(seen)[:3]
+    assert count < n // 2, (count, s)  # the consumer reads the compacted log
