@@ -233,10 +233,14 @@ typedef int (*storage_header_cb)(void *ctx, const struct storage_batch_hdr *h);
 int storage_log_scan_headers(storage_log *log, int64_t from, storage_header_cb cb, void *ctx);
 
 /* Memory of the active segment's write buffers (for tests and metrics): bytes allocated now,
- * and how many times a buffer was regrown with a copy since the log was opened. */
+ * and how many times a buffer was regrown with a copy since the log was opened; and since the
+ * log was opened, how many writes were started while another was in flight (pipelined), of
+ * which how many shared their first block with it (that block written after it completed). */
 typedef struct storage_log_buf_info {
     uint64_t bytes;
     uint64_t regrows;
+    uint64_t pipelined;
+    uint64_t shared_block;
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 
