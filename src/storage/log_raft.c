@@ -200,6 +200,9 @@ int64_t storage_log_batch_base(storage_log *log, int64_t offset)
 int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_log_config *rcfg,
                                int64_t *retention_start)
 {
+    /* the topic's current roll settings apply live (the log took its config at open) */
+    if (rcfg->segment_bytes) log->cfg.segment_bytes = rcfg->segment_bytes;
+    log->cfg.segment_ms = rcfg->segment_ms;
     /* storage_log_housekeep with a retention that moves nothing: it still deletes segments
      * that fell below the start while reads held them */
     int policy = log->cfg.cleanup_policy;

@@ -56,7 +56,8 @@ int64_t storage_log_batch_base(storage_log *log, int64_t offset);
 
 /*
  * Housekeeping for a Raft log, whose start only the replica moves (never beyond the commit
- * index): rolls an over-age segment and finishes sealed ones and deletes segments below the
+ * index): takes rcfg's segment_bytes and segment_ms for later rolls (the topic's current
+ * values), rolls an over-age segment and finishes sealed ones and deletes segments below the
  * start (as storage_log_housekeep), but applies no retention and no compaction itself.
  * *retention_start gets the start offset retention (delete policy of rcfg: retention.bytes,
  * retention.ms over whole closed, durable segments) would move to, for the replica to cut.
