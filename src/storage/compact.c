@@ -260,6 +260,7 @@ static int rewrite_batch(storage_log *log, segment *seg, uint8_t *b, size_t sz,
     int rc = storage_batch_records(b, sz, 0, &recs, &rlen, &owned);
     if (rc < 0) return rc;
     int n = h->records_count, kept = 0, last_i = -1;
+    bool filler = false; /* keep[0] is a record turned into a tombstone (rebuild the batch) */
     storage_build_record *keep = calloc((size_t)(n ? n : 1), sizeof(*keep));
     if (!keep) {
         free(owned);
@@ -286,16 +287,25 @@ static int rewrite_batch(storage_log *log, segment *seg, uint8_t *b, size_t sz,
     /* Raft logs keep every batch, so long runs of emptied batches appear. A Kafka client
      * that gets a Fetch answer holding only empty batches takes it for a record too large to
      * fetch (librdkafka doubles its fetch size, then reports MSG_SIZE_TOO_LARGE after 10 such
-     * answers). So an emptied batch keeps its last record (superseded or not: compaction
-     * guarantees the newest record per key, not the removal of every older one) at the end
-     * of a segment and once per COMPACT_FILLER_BYTES of output without a record: any read of
-     * at least that much, and any read to a segment's end, holds a record. */
-    if (rc == 0 && cs->keep_all && kept == 0 && last_i >= 0 &&
-        (seg_last || cs->out_norec >= COMPACT_FILLER_BYTES))
+     * answers). So an emptied batch keeps its last record at the end of a segment and once
+     * per COMPACT_FILLER_BYTES of output without a record: any read of at least that much,
+     * and any read to a segment's end, holds a record. That record is superseded (a newer
+     * one of its key exists: otherwise it would have been kept), so it is kept as a
+     * tombstone of its key: a reader that replays the log in order still ends with the
+     * newest value of every key, and a key whose newest record was an expired tombstone
+     * (dropped) stays deleted rather than coming back with an old value. */
+    if (rc == 0 && cs->keep_all && kept == 0 && last_i >= 0 && last.key_len >= 0 &&
+        (seg_last || cs->out_norec >= COMPACT_FILLER_BYTES)) {
+        last.value = NULL;
+        last.value_len = -1;
+        last.headers = NULL;
+        last.headers_size = 0;
         keep[kept++] = last;
+        filler = true;
+    }
     if (rc == 0 && cs->keep_all) cs->out_norec = kept ? 0 : cs->out_norec + STORAGE_BATCH_HEADER;
     if (rc == 0) {
-        if (kept == n && !owned) {
+        if (kept == n && !owned && !filler) {
             rc = out_batch(log, seg, b, sz);
         } else if (kept > 0 || seg_last || cs->keep_all) {
             /* A segment's last batch stays, emptied if need be, so the segment keeps its last

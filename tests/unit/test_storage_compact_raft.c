@@ -74,6 +74,7 @@ typedef struct scan {
     /* per key: how many records with that key were seen, and the newest one's offset/value */
     int count[NKEYS];
     int64_t newest[NKEYS];
+    bool tomb[NKEYS]; /* the newest record of the key is a tombstone */
     char val[NKEYS][32];
     int count_from_below[NKEYS]; /* records at or below `limit` */
     int64_t limit;
@@ -107,6 +108,7 @@ static int scan_fn(void *ctx, const uint8_t *batch, size_t size)
         if (off <= s->limit) s->count_from_below[k]++;
         if (off > s->newest[k]) {
             s->newest[k] = off;
+            s->tomb[k] = r.value_len < 0;
             size_t vl = (size_t)AL_MAX(0, AL_MIN(r.value_len, 31));
             memcpy(s->val[k], r.value, vl);
             s->val[k][vl] = 0;
@@ -358,6 +360,52 @@ TEST(raft_compacted_leader_catch_up_of_empty_follower)
     CHECK_EQ(a.n, b.n);
     for (int k = 0; k < NKEYS; k++) CHECK_EQ(a.newest[k], b.newest[k]);
     storage_log_close(f);
+    storage_log_close(log);
+}
+
+/* A key whose newest record is an expired tombstone (dropped) stays deleted: the records an
+ * emptied batch keeps at segment ends (so a Fetch there holds a record) are tombstones. */
+TEST(raft_compaction_expired_tombstone_stays_deleted)
+{
+    storage_log_config c = raft_cfg();
+    c.delete_retention_ms = 100;
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/tomblog", test_tmpdir());
+    storage_log *log = NULL;
+    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    append_control(log, RAFT_ENTRY_NOOP, 1);
+    static uint8_t b[16384];
+    storage_append_result res;
+    int k0 = 0, k1 = 1;
+    for (int i = 0; i < 200; i++) { /* key 0 only: every segment ends with a key-0 batch */
+        size_t len = su_batch(b, sizeof(b), 1, &k0, (uint64_t)i, 60, false, 1000);
+        CHECK_EQ(storage_log_append(log, 1, b, len, &res), 0);
+    }
+    size_t len = su_batch(b, sizeof(b), 1, &k0, 999, 0, true, 1000);
+    CHECK_EQ(storage_log_append(log, 1, b, len, &res), 0);
+    for (int i = 0; i < 200; i++) {
+        len = su_batch(b, sizeof(b), 1, &k1, (uint64_t)i, 60, false, 1000);
+        CHECK_EQ(storage_log_append(log, 1, b, len, &res), 0);
+    }
+    CHECK_EQ(flush_all(log), 0);
+    int64_t ret;
+    CHECK_EQ(storage_log_housekeep_raft(log, 5000, &c, &ret), 0);
+    static scan before, after;
+    do_scan(log, &before, -1);
+    CHECK(before.tomb[0]);
+    int r = 1;
+    for (int i = 0; i < 10000 && r > 0; i++)
+        r = storage_log_compact_raft(log, 5000, &c, storage_log_last_offset(log), 4096);
+    CHECK_EQ(r, 0);
+    do_scan(log, &after, -1);
+    CHECK(after.bytes < before.bytes);
+    CHECK_EQ(after.n, before.n);
+    /* replayed in order, key 0 ends deleted (its tombstone expired and went, and no older
+     * value of it is left after its last tombstone), key 1 ends at its newest value */
+    CHECK(after.newest[0] < 0 || after.tomb[0]);
+    CHECK(after.count[0] < before.count[0]);
+    CHECK_EQ(after.newest[1], before.newest[1]);
+    CHECK(!strcmp(after.val[1], before.val[1]));
     storage_log_close(log);
 }
 
