@@ -110,7 +110,7 @@ static int scan_fn(void *ctx, const uint8_t *batch, size_t size)
             s->newest[k] = off;
             s->tomb[k] = r.value_len < 0;
             size_t vl = (size_t)AL_MAX(0, AL_MIN(r.value_len, 31));
-            memcpy(s->val[k], r.value, vl);
+            if (vl) memcpy(s->val[k], r.value, vl);
             s->val[k][vl] = 0;
         }
     }
