@@ -546,7 +546,8 @@ static void waiters_wake(storage_log *log, int64_t upto, int err)
  * A write stage: fallocate when the file must grow, then one O_DIRECT write of everything
  * appended to the oldest segment with unwritten bytes. By default that write is itself durable
  * (io_write_dsync, RWF_DSYNC): its completion makes everything it covers durable. While it is
- * in flight, a second write of what was appended since may start at once (write_start_next:
+ * in flight, a second write of what was appended since may start at once (cfg.pipeline_writes,
+ * write_start_next:
  * two write slots, log->ws), so a batch no longer waits for the write in flight before its
  * own starts; the block the two share is written only after the older write completed, and
  * completions are applied oldest first. With cfg.split_sync the write is plain and a sync
@@ -992,14 +993,19 @@ static void write_start(storage_log *log)
  * parts completed and the older write completed before them (completion runs oldest first).
  * A write that ends at a block boundary shares no block and has no second part.
  *
- * Not pipelined (the next write waits, as before): split_sync (its fdatasync covers completed
+ * Only with cfg.pipeline_writes (off by default: in the session-4 measurements it lowered the
+ * p50 but raised the p99, as the shared block's write queues behind the pipelined one at the
+ * device, and the CPU per MB; BENCHMARKS.md). Not pipelined (the next write waits, as
+ * before): split_sync (its fdatasync covers completed
  * writes only and has its own stage), a write needing fallocate (the file grows under the one
  * in flight), another segment, new bytes only inside B (nothing to gain), or two writes in
  * flight already (the window stays two buffers plus the current one).
  */
 static void write_start_next(storage_log *log)
 {
-    if (log->wlive != 1 || log->cfg.split_sync || log->failed || log->nospace_err) return;
+    if (!log->cfg.pipeline_writes || log->wlive != 1 || log->cfg.split_sync || log->failed ||
+        log->nospace_err)
+        return;
     segment *seg = log->wseg;
     struct log_wslot *h = &log->ws[log->whead];
     if (!seg || h->state != FS_WRITE || seg->wsize != seg->fend || seg->size <= seg->wsize)
@@ -1274,8 +1280,36 @@ static int read_out_append(storage_read *r, const void *p, size_t n)
     return 0;
 }
 
-/* Serves a read from the cache: consecutive batches starting exactly at r->offset. Returns 1
- * if at least one batch was served. */
+/* Whether a batch holds records a client sees: neither a control batch (Raft NOOP/CONFIG/TRIM,
+ * transaction markers) nor an empty one (a batch emptied by compaction). */
+static bool read_is_data(const storage_batch_hdr *h)
+{
+    return !(h->attributes & STORAGE_ATTR_CONTROL) && h->records_count > 0;
+}
+
+/* Whether a batch of sz more bytes goes into r's output: any batch until it holds a data batch
+ * (see storage_log_read), then while within max_bytes (the first batch always). */
+static bool read_fits(const storage_read *r, size_t sz)
+{
+    return !r->has_data || r->len == 0 || r->len + sz <= r->max_bytes;
+}
+
+/* Notes the batch h just appended to r's output. */
+static void read_took(storage_read *r, const storage_batch_hdr *h)
+{
+    r->next_offset = storage_batch_last_offset(h) + 1;
+    if (read_is_data(h)) r->has_data = true;
+}
+
+/* Whether r is done after a step: it holds a data batch, it reached the log's end, or it has
+ * taken STORAGE_READ_HOPS_MAX steps. */
+static bool read_complete(const storage_log *log, const storage_read *r)
+{
+    return r->has_data || r->next_offset >= log->high || r->hops >= STORAGE_READ_HOPS_MAX;
+}
+
+/* Serves a read step from the cache: consecutive batches starting exactly at r->next_offset,
+ * while they fit (read_fits). Returns 1 if at least one batch was served. */
 static int read_from_cache(storage_log *log, storage_read *r)
 {
     storage_cache *c = log->cfg.cache;
@@ -1285,14 +1319,19 @@ static int read_from_cache(storage_log *log, storage_read *r)
     enum { RUN_MAX = 256 };
     const uint8_t *ptr[RUN_MAX];
     size_t len[RUN_MAX];
-    int64_t next = r->offset;
+    size_t before = r->len;
+    int64_t next = r->next_offset;
+    bool data = r->has_data;
     for (int guard = 0; guard < 100000 && next < log->high;) {
         int n = 0;
         size_t total = 0;
-        while (n < RUN_MAX && next < log->high && r->len + total < r->max_bytes) {
+        while (n < RUN_MAX && next < log->high &&
+               (!data || r->len + total == 0 || r->len + total < r->max_bytes)) {
             int64_t last;
+            storage_batch_hdr h;
             ptr[n] = storage_cache_get(c, log->cfg.log_id, next, &len[n], &last);
             if (!ptr[n]) break;
+            if (!storage_batch_parse_header(ptr[n], len[n], &h) && read_is_data(&h)) data = true;
             total += len[n++];
             next = last + 1;
             guard++;
@@ -1302,13 +1341,15 @@ static int read_from_cache(storage_log *log, storage_read *r)
             memcpy(r->data + r->len, ptr[i], len[i]);
             r->len += len[i];
         }
-        if (n < RUN_MAX || r->len >= r->max_bytes) break;
+        r->next_offset = next;
+        r->has_data = data;
+        if (n < RUN_MAX || (data && r->len >= r->max_bytes)) break;
     }
-    r->next_offset = next;
-    return r->len > 0;
+    return r->len > before;
 }
 
-/* Synchronous read of non-durable bytes of seg starting at batch boundary pos. */
+/* Synchronous read step of non-durable bytes of seg starting at batch boundary pos: the
+ * batches from r->next_offset on while they fit (read_fits). */
 static int read_from_memory(storage_log *log, segment *seg, uint64_t pos, storage_read *r)
 {
     for (int guard = 0; pos < seg->size && guard < 10000000; guard++) {
@@ -1318,13 +1359,13 @@ static int read_from_memory(storage_log *log, segment *seg, uint64_t pos, storag
         storage_batch_hdr h;
         storage_batch_parse_header(hb, sizeof(hb), &h);
         size_t sz = storage_batch_size(&h);
-        if (storage_batch_last_offset(&h) >= r->offset) {
-            if (r->len && r->len + sz > r->max_bytes) break;
+        if (storage_batch_last_offset(&h) >= r->next_offset) {
+            if (!read_fits(r, sz)) break;
             if (read_out_reserve(r, sz) < 0) return -ENOMEM;
             if ((rc = seg_read_sync(log, seg, pos, r->data + r->len, sz)) < 0) return rc;
             r->len += sz;
-            r->next_offset = storage_batch_last_offset(&h) + 1;
-            if (r->len >= r->max_bytes) break;
+            read_took(r, &h);
+            if (r->has_data && r->len >= r->max_bytes) break;
         }
         pos += sz;
     }
@@ -1332,6 +1373,7 @@ static int read_from_memory(storage_log *log, segment *seg, uint64_t pos, storag
 }
 
 static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, size_t want);
+static int read_run(storage_log *log, storage_read *r);
 
 static void read_finish(storage_log *log, storage_read *r, int res)
 {
@@ -1361,6 +1403,7 @@ static void read_disk_cb(io_op *op)
     segment *seg = log->segs[r->seg];
     uint64_t valid_end = AL_MIN(r->apos + (uint64_t)op->res, seg->dsize);
     uint64_t pos = r->ppos; /* where parsing starts */
+    int64_t from = r->next_offset;
     if (r->dcap == 0 && valid_end > pos && /* size the output once for what was read */
         read_out_reserve(r, (size_t)AL_MIN(valid_end - pos, (uint64_t)r->max_bytes)) < 0) {
         read_finish(log, r, -ENOMEM);
@@ -1372,7 +1415,7 @@ static void read_disk_cb(io_op *op)
         storage_batch_hdr h;
         if (avail < STORAGE_BATCH_HEADER ||
             storage_batch_size((storage_batch_parse_header(p, avail, &h), &h)) > avail) {
-            if (r->len == 0 && r->tries < 4) { /* first batch did not fit: read it whole */
+            if (!r->has_data && r->tries < 4) { /* first batch did not fit: read it whole */
                 size_t need = avail < STORAGE_BATCH_HEADER ? 65536 : storage_batch_size(&h);
                 read_disk_issue(log, r, pos, need);
                 return;
@@ -1386,8 +1429,8 @@ static void read_disk_cb(io_op *op)
             read_finish(log, r, AL_ECORRUPT);
             return;
         }
-        if (storage_batch_last_offset(&h) >= r->offset) {
-            if (r->len && r->len + (size_t)sz > r->max_bytes) break;
+        if (storage_batch_last_offset(&h) >= r->next_offset) {
+            if (!read_fits(r, (size_t)sz)) break;
             if (read_out_append(r, p, (size_t)sz) < 0) {
                 read_finish(log, r, -ENOMEM);
                 return;
@@ -1395,12 +1438,21 @@ static void read_disk_cb(io_op *op)
             if (log->cfg.cache)
                 storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
                                   storage_batch_last_offset(&h), p, (size_t)sz);
-            r->next_offset = storage_batch_last_offset(&h) + 1;
-            if (r->len >= r->max_bytes) break;
+            read_took(r, &h);
+            if (r->has_data && r->len >= r->max_bytes) break;
         }
         pos += (uint64_t)sz;
     }
-    read_finish(log, r, 0);
+    if (r->next_offset == from || read_complete(log, r)) {
+        read_finish(log, r, 0);
+        return;
+    }
+    /* control batches only so far (a segment holding a Raft NOOP): the next step */
+    log->reads_inflight--;
+    int rc = read_run(log, r);
+    if (rc == 0) return; /* pending again (counted again) */
+    log->reads_inflight++;
+    read_finish(log, r, rc < 0 ? rc : 0);
 }
 
 static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, size_t want)
@@ -1427,42 +1479,57 @@ static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, siz
     io_read(log->io, &r->op, seg->fd, r->abuf, n, a);
 }
 
-/* Runs a read: returns 1 when done now, 0 when pending (a disk read issued, or parked until
- * its not-yet-durable bytes, no longer all in memory, are durable and readable from disk), or
- * a negative error. A pending read counts in reads_inflight. */
+/* Runs a read from r->next_offset, step by step (a cache run, the memory or the disk of one
+ * segment) until read_complete or a step adds nothing: returns 1 when done now, 0 when pending
+ * (a disk read issued, or parked until its not-yet-durable bytes, no longer all in memory, are
+ * durable and readable from disk), or a negative error (r's output released). A pending read
+ * counts in reads_inflight; its disk callback runs the next steps. */
 static int read_run(storage_log *log, storage_read *r)
 {
-    if (log->failed) return AL_EFAILED;
-    if (r->offset < log->start) return AL_ERANGE;
-    if (r->offset >= log->high) return 1;
-    if (log->cfg.cache && read_from_cache(log, r)) return 1;
-    int i = seg_find(log, r->offset);
-    if (i < 0) i = 0;
-    while (i < log->nsegs && log->segs[i]->last < r->offset) i++;
-    if (i >= log->nsegs) return 1;
-    segment *seg = log->segs[i];
-    uint64_t pos = seg->base >= r->offset ? 0 : seg_index_floor(seg, r->offset);
-    if (r->offset > seg->dlast) { /* not durable yet: the bytes are in memory, or soon on disk */
-        uint64_t start = AL_MAX(pos, seg->dsize);
-        uint64_t mem_lo = seg->fbuf ? AL_MIN(seg->fbase, seg->bbase) : seg->bbase;
-        if (start < mem_lo) { /* written, not yet synced, buffer recycled: wait for the sync */
-            r->parked_next = log->parked;
-            log->parked = r;
-            log->reads_inflight++;
-            return 0;
-        }
-        int rc = read_from_memory(log, seg, start, r);
-        if (rc < 0) {
-            storage_read_release(r);
-            return rc;
-        }
-        return 1;
+    if (log->failed) {
+        storage_read_release(r);
+        return AL_EFAILED;
     }
-    r->seg = i;
-    log->reads_inflight++;
-    size_t want = r->max_bytes + 2 * log->cfg.index_interval_bytes + STORAGE_BATCH_HEADER;
-    read_disk_issue(log, r, pos, want);
-    return 0;
+    for (int guard = 0; guard <= STORAGE_READ_HOPS_MAX; guard++) {
+        int64_t from = r->next_offset;
+        if (from < log->start) { /* a prefix cut ran under a continued read: keep what it has */
+            if (r->len) return 1;
+            return AL_ERANGE;
+        }
+        if (from >= log->high || (r->len && read_complete(log, r))) return 1;
+        r->hops++;
+        if (log->cfg.cache && read_from_cache(log, r)) continue;
+        int i = seg_find(log, from);
+        if (i < 0) i = 0;
+        while (i < log->nsegs && log->segs[i]->last < from) i++;
+        if (i >= log->nsegs) return 1;
+        segment *seg = log->segs[i];
+        uint64_t pos = seg->base >= from ? 0 : seg_index_floor(seg, from);
+        if (from > seg->dlast) { /* not durable yet: the bytes are in memory, or soon on disk */
+            uint64_t start = AL_MAX(pos, seg->dsize);
+            uint64_t mem_lo = seg->fbuf ? AL_MIN(seg->fbase, seg->bbase) : seg->bbase;
+            if (start < mem_lo) { /* written, not yet synced, buffer recycled: wait for the sync */
+                r->parked_next = log->parked;
+                log->parked = r;
+                log->reads_inflight++;
+                return 0;
+            }
+            int rc = read_from_memory(log, seg, start, r);
+            if (rc < 0) {
+                storage_read_release(r);
+                return rc;
+            }
+            if (r->next_offset == from) return 1;
+            continue;
+        }
+        r->seg = i;
+        r->tries = 0;
+        log->reads_inflight++;
+        size_t want = r->max_bytes + 2 * log->cfg.index_interval_bytes + STORAGE_BATCH_HEADER;
+        read_disk_issue(log, r, pos, want);
+        return 0;
+    }
+    return 1;
 }
 
 /* Re-runs every parked read (after a sync, a truncation or a failure); each completes, goes
@@ -1493,6 +1560,8 @@ int storage_log_read(storage_log *log, storage_read *r)
     r->abuf = NULL;
     r->acap = 0;
     r->tries = 0;
+    r->hops = 0;
+    r->has_data = false;
     r->log = log;
     r->parked_next = NULL;
     memset(&r->op, 0, sizeof(r->op));

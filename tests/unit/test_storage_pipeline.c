@@ -127,7 +127,8 @@ static int pl_verify(pl_env *e, int acked)
 /* One seed: appends while stepping the world, then a crash (or a clean close) and recovery.
  * Returns 0 or a negative step number; adds the log's pipelining counters to *pipe, *shared
  * and the acknowledged batches to *acked_total. */
-static int pl_run(uint64_t seed, uint64_t *pipe, uint64_t *shared, long *acked_total)
+static int pl_run(uint64_t seed, bool pipeline, uint64_t *pipe, uint64_t *shared,
+                  long *acked_total)
 {
     pl_env e;
     memset(&e, 0, sizeof(e));
@@ -141,6 +142,7 @@ static int pl_run(uint64_t seed, uint64_t *pipe, uint64_t *shared, long *acked_t
     e.cfg.flush_bytes = 1 << 30;      /* writes start for waiters only */
     e.cfg.index_interval_bytes = 1024;
     e.cfg.retention_ms = -1;
+    e.cfg.pipeline_writes = pipeline;
     e.rng = seed * 2654435761u + 7;
     int rc = -1;
     if (pl_open(&e) < 0) goto out;
@@ -200,7 +202,7 @@ TEST(sim_pipelined_writes_keep_every_acknowledged_batch)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int s = 0; s < 2000; s++) {
         uint64_t sd = seed + (uint64_t)s * 104729;
-        int rc = pl_run(sd, &pipe, &shared, &acked);
+        int rc = pl_run(sd, true, &pipe, &shared, &acked);
         if (rc != 0) fprintf(stderr, "    seed %llu: rc %d\n", (unsigned long long)sd, rc);
         CHECK_EQ(rc, 0);
         runs++;
@@ -213,6 +215,20 @@ TEST(sim_pipelined_writes_keep_every_acknowledged_batch)
     CHECK(runs >= 20);
     CHECK(pipe > 0);
     CHECK(shared > 0);
+}
+
+/* The default (pipeline_writes off): the same workload never has two writes in flight. */
+TEST(sim_default_keeps_one_write_in_flight)
+{
+    uint64_t seed = test_seed();
+    uint64_t pipe = 0, shared = 0;
+    long acked = 0;
+    for (int s = 0; s < 50; s++) {
+        uint64_t sd = seed + (uint64_t)s * 104729;
+        CHECK_EQ(pl_run(sd, false, &pipe, &shared, &acked), 0);
+    }
+    CHECK(acked > 0);
+    CHECK_EQ(pipe, 0u);
 }
 
 int main(int argc, char **argv)
