@@ -216,7 +216,8 @@ static int16_t fetch_check_leader(pm_partition *p, int32_t cur_epoch)
  * stopping at the first miss, and only those wholly below the HW; a Raft partition's in Kafka
  * offsets, as fetch_trim leaves them). Returns true when it answered (pieces set, or nothing
  * below the HW); false to use storage_log_read (not cached, more than FETCH_PIECES_MAX
- * batches, out of memory).
+ * batches, out of memory, or a miss after Raft or empty batches only: that read goes on to a
+ * batch with records, which kafkajs needs to advance; a lone NOOP was fetched again forever).
  */
 static bool fetch_from_cache(pm_partition *p, struct fetch_part *fp, int64_t roff)
 {
@@ -225,6 +226,7 @@ static bool fetch_from_cache(pm_partition *p, struct fetch_part *fp, int64_t rof
     struct fetch_pieces *pc = NULL;
     int64_t next = roff;
     size_t total = 0;
+    bool data = false; /* a batch with records, not a control one, was gathered */
     for (int n = 0; total < (size_t)fp->max_bytes; n++) {
         if (n == (p->rr ? FETCH_PIECES_MAX / 2 : FETCH_PIECES_MAX))
             goto copy; /* many small batches: copying is cheaper */
@@ -232,8 +234,8 @@ static bool fetch_from_cache(pm_partition *p, struct fetch_part *fp, int64_t rof
         int64_t last;
         storage_cache_ref *ref;
         const uint8_t *b = storage_cache_get_ref(c, p->log_cfg.log_id, next, &len, &last, &ref);
-        if (!b) {
-            if (n == 0) {
+        if (!b) { /* a miss after Raft or empty batches only: storage_log_read goes past them */
+            if (!data) {
                 fetch_pieces_release(pc);
                 return false;
             }
@@ -250,6 +252,9 @@ static bool fetch_from_cache(pm_partition *p, struct fetch_part *fp, int64_t rof
         if (n == 0) pc->n = 0, pc->nref = 0, pc->len = 0;
         pc->ref[pc->nref++] = ref;
         next = last + 1;
+        if (len >= STORAGE_BATCH_HEADER && !(al_be16(b + 21) & STORAGE_ATTR_CONTROL) &&
+            (int32_t)al_be32(b + 57) > 0)
+            data = true;
         if (!p->rr) {
             pc->v[pc->n++] = (struct iovec){.iov_base = (void *)b, .iov_len = len};
         } else if (len >= STORAGE_BATCH_HEADER &&
