@@ -268,11 +268,10 @@ static void pr_on_role(void *ctx, raft_replica *r, int role, int64_t term, int32
     pm_partition *p = ctx;
     (void)r;
     if (!p->pr) return;
-    /* Followers still fill the batch cache with their appends (~75% of a follower's CPU while
-     * a 3-node cluster warms up). storage_log_set_cache_appends(log, role == leader) here made
-     * test_cluster_client_failover's kafkajs group consumer miss every acked record after the
-     * leader kill (0c9e2ab, reverted): some read path goes wrong on a log whose cache lacks
-     * entries it had before. Not switched until that is understood. */
+    /* Only the leader serves Fetch: a follower's appends stay out of the shard's batch cache
+     * (most of a follower's CPU at 3 nodes). Reads of a log whose cache lacks entries go on
+     * past Raft NOOPs to data (storage_log_read), which the switch of 0c9e2ab lacked. */
+    storage_log_set_cache_appends(raft_replica_log(r), role == RAFT_LEADER);
     if (role == RAFT_LEADER) p->pr->producers_stale = true;
     p->pr->sh->report_now = true;
     if (role != RAFT_LEADER && !p->removed) pm_wake_watches(p); /* waiters answer NOT_LEADER */
@@ -337,6 +336,7 @@ int pr_open(partition_manager *pm, pm_partition *p, const topic *t, const char *
     }
     p->rr = rr;
     p->log = raft_replica_log(rr);
+    storage_log_set_cache_appends(p->log, raft_replica_role(rr) == RAFT_LEADER);
     sh->report_now = true;
     log_info("raft", "%s/%" PRId32 ": replica of group %" PRIu64 " open (%d voters)", t->name,
              p->partition, pp->group, (int)rc.bootstrap.n_voters);
