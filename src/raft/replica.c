@@ -1601,7 +1601,10 @@ int raft_replica_prefix_truncate(raft_replica *r, int64_t start, const uint8_t *
     if (r->failed) return AL_EFAILED;
     if (busy(r)) return RAFT_EBUSY;
     int64_t off = start - 1;
-    if (off <= r->snap_off) return 0;
+    if (off <= r->snap_off) { /* done, unless an earlier cut could not move the log start */
+        if (storage_log_start_offset(r->log) > r->snap_off) return 0;
+        return storage_log_set_start_offset(r->log, r->snap_off + 1);
+    }
     if (off > r->g.commit || off > r->g.durable || off > storage_log_last_offset(r->log))
         return AL_ERANGE;
     /* the point must end a batch: start is the base of the batch holding it */

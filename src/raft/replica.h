@@ -198,7 +198,8 @@ int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req
  * storage log's start (segments below are deleted). Followers that need entries below get the
  * snapshot (raft.h). Returns 0 (also when start is not past the current point), AL_ERANGE
  * (beyond commit, durable or the log end), AL_EINVAL (not a batch base), RAFT_EBUSY (retry
- * later), AL_EFAILED or -errno. Blocks on the metadata writes.
+ * later), AL_EFAILED or -errno. At or below the current point, finishes a cut whose log-start
+ * move had failed. Blocks on the metadata writes.
  */
 int raft_replica_prefix_truncate(raft_replica *r, int64_t start, const uint8_t *data,
                                  size_t len);
