@@ -674,3 +674,20 @@ int pm_note_append(pm_partition *p, int64_t last_offset)
     }
     return rc;
 }
+
+int64_t pm_to_kafka(const pm_partition *p, int64_t off)
+{
+    return p->rr ? otx_to_kafka(raft_replica_otx(p->rr), off) : off;
+}
+
+int64_t pm_to_raft(const pm_partition *p, int64_t k)
+{
+    return p->rr ? otx_to_raft(raft_replica_otx(p->rr), k) : k;
+}
+
+int64_t pm_kafka_hw(const pm_partition *p) { return pm_to_kafka(p, p->high_watermark); }
+
+int64_t pm_kafka_start(const pm_partition *p)
+{
+    return pm_to_kafka(p, storage_log_start_offset(p->log));
+}

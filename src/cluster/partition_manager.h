@@ -189,6 +189,19 @@ void pm_refresh_hw(pm_partition *p);
  * and produce waits look again and answer. */
 void pm_wake_watches(pm_partition *p);
 
+/*
+ * Offset translation (cluster mode, src/raft/offset_translator.h): the log holds Raft offsets,
+ * clients see Kafka offsets, which skip Raft's own batches (NOOP, CONFIG, TRIM). Identity on a
+ * single node (no replica). The partition's shard.
+ *   pm_to_kafka: the Kafka offset of log offset off (a Raft gap offset maps to the next data
+ *                record's); pm_to_raft: the log offset of Kafka offset k.
+ *   pm_kafka_hw, pm_kafka_start: the high watermark and log start offset in Kafka offsets.
+ */
+int64_t pm_to_kafka(const pm_partition *p, int64_t off);
+int64_t pm_to_raft(const pm_partition *p, int64_t k);
+int64_t pm_kafka_hw(const pm_partition *p);
+int64_t pm_kafka_start(const pm_partition *p);
+
 /* Rebuilds p's idempotent-producer state from its log (a new Raft leader does this before
  * its first append). Blocks like the replay at open. Returns 0 or the read error. */
 int pm_rebuild_producers(pm_partition *p);

@@ -27,6 +27,9 @@
 #define PR_REPORT_NS    ((uint64_t)PR_REPORT_MS * 1000000u)
 /* Retention of Raft partitions (pr_housekeep) runs this often on each shard. */
 #define PR_HOUSEKEEP_NS (2000000000ull)
+/* Compaction of a Raft partition per housekeeping pass: steps of this much input. */
+#define PR_COMPACT_STEPS 8
+#define PR_COMPACT_STEP_BYTES (1u << 20)
 #define PR_MIN_PUSH_NS  (20u * 1000000u) /* rate limit of change-driven gossip */
 #define PR_PEERS_MAX    256              /* live peers a shard keeps for the ISR */
 #define PR_HB_DEST_MAX  64
@@ -265,11 +268,10 @@ static void pr_on_role(void *ctx, raft_replica *r, int role, int64_t term, int32
     pm_partition *p = ctx;
     (void)r;
     if (!p->pr) return;
-    /* Followers still fill the batch cache with their appends (~75% of a follower's CPU while
-     * a 3-node cluster warms up). storage_log_set_cache_appends(log, role == leader) here made
-     * test_cluster_client_failover's kafkajs group consumer miss every acked record after the
-     * leader kill (0c9e2ab, reverted): some read path goes wrong on a log whose cache lacks
-     * entries it had before. Not switched until that is understood. */
+    /* Only the leader serves Fetch: a follower's appends stay out of the shard's batch cache
+     * (most of a follower's CPU at 3 nodes). Reads of a log whose cache lacks entries go on
+     * past Raft NOOPs to data (storage_log_read), which the switch of 0c9e2ab lacked. */
+    storage_log_set_cache_appends(raft_replica_log(r), role == RAFT_LEADER);
     if (role == RAFT_LEADER) p->pr->producers_stale = true;
     p->pr->sh->report_now = true;
     if (role != RAFT_LEADER && !p->removed) pm_wake_watches(p); /* waiters answer NOT_LEADER */
@@ -334,6 +336,7 @@ int pr_open(partition_manager *pm, pm_partition *p, const topic *t, const char *
     }
     p->rr = rr;
     p->log = raft_replica_log(rr);
+    storage_log_set_cache_appends(p->log, raft_replica_role(rr) == RAFT_LEADER);
     sh->report_now = true;
     log_info("raft", "%s/%" PRId32 ": replica of group %" PRIu64 " open (%d voters)", t->name,
              p->partition, pp->group, (int)rc.bootstrap.n_voters);
@@ -545,7 +548,8 @@ static void pr_tick_fire(reactor_timer *t)
 }
 
 /*
- * Retention of one Raft partition: storage housekeeping that moves no start itself, then a
+ * Retention and compaction of one Raft partition: storage housekeeping that moves no start
+ * itself, bounded compaction steps below the commit index (compact policy), then a
  * prefix truncation of the replica to where retention.ms / retention.bytes (the topic's
  * current settings) would start the log, but never beyond the commit index (each replica
  * applies its own retention, Redpanda's rule: an uncommitted entry is never cut). Followers
@@ -559,6 +563,19 @@ static void pr_housekeep(pm_partition *p, int64_t now_ms)
         log_warn("raft", "%s/%" PRId32 ": housekeeping: %s", p->topic, p->partition,
                  al_strerror(rc));
         return;
+    }
+    /* compact policy: each replica compacts its own closed segments below its commit index,
+     * keeping every batch's offsets and term (storage_log_compact_raft), a bounded amount of
+     * input per pass (the shard blocks on these synchronous reads and writes) */
+    for (int step = 0; step < PR_COMPACT_STEPS; step++) {
+        rc = storage_log_compact_raft(p->log, now_ms, &p->log_cfg, raft_replica_commit(p->rr),
+                                      PR_COMPACT_STEP_BYTES);
+        if (rc <= 0) {
+            if (rc < 0)
+                log_warn("raft", "%s/%" PRId32 ": compaction: %s (retried at the next pass)",
+                         p->topic, p->partition, al_strerror(rc));
+            break;
+        }
     }
     int64_t start = storage_log_start_offset(p->log);
     want = AL_MIN(want, raft_replica_commit(p->rr) + 1);
@@ -603,7 +620,7 @@ static void pr_trim_done(raft_replicate_req *q)
 {
     struct pr_trim *t = (struct pr_trim *)q;
     /* committed: the leader's replica cut its prefix before telling its waiters */
-    int64_t low = q->res == 0 ? storage_log_start_offset(t->p->log) : -1;
+    int64_t low = q->res == 0 ? pm_kafka_start(t->p) : -1; /* in Kafka offsets */
     t->cb(t->ctx, q->res, low);
     free(t);
 }

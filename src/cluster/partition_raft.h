@@ -66,9 +66,9 @@ struct pr_part {
 
 /*
  * DeleteRecords on a Raft partition (its shard; the leader): replicates a TRIM batch asking
- * every replica to start its log at offset (raft_batch_build_trim); once it commits, the
- * leader's replica has cut its prefix (rounded down to a batch base) and cb(ctx, 0, new log
- * start) runs; followers cut theirs when they learn of the commit. cb(ctx, err, -1) on failure
+ * every replica to start its log at (Raft) offset (raft_batch_build_trim); once it commits,
+ * the leader's replica has cut its prefix (rounded down to a batch base) and cb(ctx, 0, new log
+ * start in Kafka offsets: pm_kafka_start) runs; followers cut theirs when they learn of the commit. cb(ctx, err, -1) on failure
  * after 0 was returned (RAFT_ELOST: leadership lost; AL_ECLOSED). Returns 0, or at once
  * RAFT_ENOTLEADER, RAFT_EBUSY, AL_EFULL, AL_EFAILED, -ENOMEM (cb not called).
  */

@@ -677,8 +677,8 @@ static void part_query_run(reactor_shard *self, const struct reactor_msg *msg)
     pm_partition *p = ds ? pm_find(&ds->pm, q->id, q->partition) : NULL;
     if (p && p->log) {
         q->found = true;
-        q->hw = p->high_watermark;
-        q->start = storage_log_start_offset(p->log);
+        q->hw = pm_kafka_hw(p); /* Kafka offsets; last/next/durable are log (Raft) offsets */
+        q->start = pm_kafka_start(p);
         q->last = storage_log_last_offset(p->log);
         q->high = storage_log_high_offset(p->log);
         q->durable = storage_log_durable_offset(p->log);
@@ -869,9 +869,9 @@ static void collect_partitions(struct seen_set *last)
             snprintf(part, sizeof(part), "%d", p->partition);
             const char *l[] = {p->topic, part, NULL};
             metrics_gauge_set_l(metrics_local, M_PARTITION_HIGH_WATERMARK,
-                                (double)p->high_watermark, l);
+                                (double)pm_kafka_hw(p), l); /* Kafka offsets */
             metrics_gauge_set_l(metrics_local, M_PARTITION_LOG_START,
-                                (double)storage_log_start_offset(p->log), l);
+                                (double)pm_kafka_start(p), l);
             metrics_gauge_set_l(metrics_local, M_STORAGE_LOG_BYTES,
                                 (double)storage_log_size_bytes(p->log), l);
             if (seen_add(&now, p->topic, part)) complete = false;

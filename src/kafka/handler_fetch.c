@@ -64,7 +64,8 @@ struct fetch_part {
     int32_t cur_epoch; /* CurrentLeaderEpoch (v9+), -1: not checked */
     /* results of the last READ (written by S, read by C after the reply) */
     int16_t error;
-    int64_t hw, log_start;
+    int64_t hw, log_start; /* Kafka offsets (offset translation, partition_manager.h) */
+    int64_t rhw;           /* the high watermark in log (Raft) offsets: for reads, watches */
     uint8_t *data; /* malloc'd, trimmed to whole batches below hw */
     struct fetch_pieces *pieces; /* or: cached batches held by reference (data NULL) */
     size_t len;    /* bytes of data or of the pieces */
@@ -97,17 +98,21 @@ static void fetch_round(struct fetch_ctx *ctx, int op);
  */
 #define FETCH_PIECES_MAX 256 /* more batches than this: the copying read (small batches) */
 struct fetch_pieces {
-    int n;
+    int n;      /* iovecs */
+    int nref;   /* cache references held */
     size_t len;
     storage_cache_ref *ref[FETCH_PIECES_MAX];
     struct iovec v[FETCH_PIECES_MAX];
+    /* Raft partitions: a batch goes out as two pieces, its baseOffset translated to a Kafka
+     * offset (outside the batch CRC) from here, then the rest of the cached batch */
+    uint8_t base[FETCH_PIECES_MAX / 2][8];
 };
 
 static void fetch_pieces_release(void *arg)
 {
     struct fetch_pieces *pc = arg;
     if (!pc) return;
-    for (int i = 0; i < pc->n; i++) storage_cache_unref(pc->ref[i]);
+    for (int i = 0; i < pc->nref; i++) storage_cache_unref(pc->ref[i]);
     free(pc);
 }
 
@@ -131,18 +136,31 @@ static void fetch_reply(data_shard *ds, struct fetch_part *fp)
     data_send(ds, fp->ctx->conn_shard, fetch_reply_msg, fp, 0, 0);
 }
 
-/* Keeps only the whole batches of fp->data whose last offset is below fp->hw. */
-static void fetch_trim(struct fetch_part *fp)
+/*
+ * Keeps only the whole batches of fp->data whose last offset is below fp->rhw. A Raft
+ * partition's batches are put in Kafka offsets: Raft's own batches (NOOP, CONFIG, TRIM) are
+ * dropped and each data batch's baseOffset (outside its CRC) is rewritten (pm_to_kafka).
+ */
+static void fetch_trim(struct fetch_part *fp, const pm_partition *p)
 {
-    size_t pos = 0;
+    size_t pos = 0, out = 0;
     while (pos + STORAGE_BATCH_HEADER <= fp->len) {
         storage_batch_hdr h;
         if (storage_batch_parse_header(fp->data + pos, fp->len - pos, &h)) break;
         size_t size = storage_batch_size(&h);
-        if (size > fp->len - pos || storage_batch_last_offset(&h) >= fp->hw) break;
+        if (size > fp->len - pos || storage_batch_last_offset(&h) >= fp->rhw) break;
+        if (!p->rr) {
+            out = pos += size;
+            continue;
+        }
+        if (!otx_is_gap(h.attributes, h.producer_id)) {
+            if (out != pos) memmove(fp->data + out, fp->data + pos, size);
+            al_put_be64(fp->data + out, (uint64_t)pm_to_kafka(p, h.base_offset));
+            out += size;
+        }
         pos += size;
     }
-    fp->len = pos;
+    fp->len = pos = out;
     if (pos == 0) {
         free(fp->data);
         fp->data = NULL;
@@ -175,7 +193,7 @@ static void fetch_read_done(storage_read *r)
         fp->data = r->data;
         fp->len = r->len;
         r->data = NULL;
-        fetch_trim(fp);
+        fetch_trim(fp, p);
     }
     fetch_reply(ds, fp);
 }
@@ -194,29 +212,36 @@ static int16_t fetch_check_leader(pm_partition *p, int32_t cur_epoch)
 /*
  * On S: serves the read from the batch cache by reference when the batch at fetch_offset is
  * cached: the same batches the copying read returns after fetch_trim (consecutive cached
- * batches from fetch_offset while fewer than max_bytes are gathered, at least one, stopping at
- * the first miss, and only those wholly below the HW). Returns true when it answered (pieces
- * set, or nothing below the HW); false to use storage_log_read (not cached, more than
- * FETCH_PIECES_MAX batches, out of memory).
+ * batches from the log offset roff while fewer than max_bytes are gathered, at least one,
+ * stopping at the first miss, and only those wholly below the HW; a Raft partition's in Kafka
+ * offsets, as fetch_trim leaves them). Returns true when it answered (pieces set, or nothing
+ * below the HW); false to use storage_log_read (not cached, more than FETCH_PIECES_MAX
+ * batches, out of memory, or a miss after Raft or empty batches only: that read goes on to a
+ * batch with records, which kafkajs needs to advance; a lone NOOP was fetched again forever).
  */
-static bool fetch_from_cache(pm_partition *p, struct fetch_part *fp)
+static bool fetch_from_cache(pm_partition *p, struct fetch_part *fp, int64_t roff)
 {
     storage_cache *c = p->log_cfg.cache;
     if (!c || kafka_req_copy_records) return false;
     struct fetch_pieces *pc = NULL;
-    int64_t next = fp->fetch_offset;
+    int64_t next = roff;
     size_t total = 0;
+    bool data = false; /* a batch with records, not a control one, was gathered */
     for (int n = 0; total < (size_t)fp->max_bytes; n++) {
-        if (n == FETCH_PIECES_MAX) goto copy; /* many small batches: copying is cheaper */
+        if (n == (p->rr ? FETCH_PIECES_MAX / 2 : FETCH_PIECES_MAX))
+            goto copy; /* many small batches: copying is cheaper */
         size_t len;
         int64_t last;
         storage_cache_ref *ref;
         const uint8_t *b = storage_cache_get_ref(c, p->log_cfg.log_id, next, &len, &last, &ref);
-        if (!b) {
-            if (n == 0) return false;
+        if (!b) { /* a miss after Raft or empty batches only: storage_log_read goes past them */
+            if (!data) {
+                fetch_pieces_release(pc);
+                return false;
+            }
             break;
         }
-        if (last >= fp->hw) { /* not visible yet (fetch_trim's rule) */
+        if (last >= fp->rhw) { /* not visible yet (fetch_trim's rule) */
             storage_cache_unref(ref);
             break;
         }
@@ -224,13 +249,29 @@ static bool fetch_from_cache(pm_partition *p, struct fetch_part *fp)
             storage_cache_unref(ref);
             return false;
         }
-        if (n == 0) pc->n = 0, pc->len = 0;
-        pc->ref[n] = ref;
-        pc->v[n] = (struct iovec){.iov_base = (void *)b, .iov_len = len};
-        pc->n = n + 1;
+        if (n == 0) pc->n = 0, pc->nref = 0, pc->len = 0;
+        pc->ref[pc->nref++] = ref;
+        next = last + 1;
+        if (len >= STORAGE_BATCH_HEADER && !(al_be16(b + 21) & STORAGE_ATTR_CONTROL) &&
+            (int32_t)al_be32(b + 57) > 0)
+            data = true;
+        if (!p->rr) {
+            pc->v[pc->n++] = (struct iovec){.iov_base = (void *)b, .iov_len = len};
+        } else if (len >= STORAGE_BATCH_HEADER &&
+                   !otx_is_gap((int16_t)al_be16(b + 21), (int64_t)al_be64(b + 43))) {
+            uint8_t *base = pc->base[pc->nref - 1];
+            al_put_be64(base, (uint64_t)pm_to_kafka(p, (int64_t)al_be64(b)));
+            pc->v[pc->n++] = (struct iovec){.iov_base = base, .iov_len = 8};
+            pc->v[pc->n++] = (struct iovec){.iov_base = (void *)(b + 8), .iov_len = len - 8};
+        } else {
+            continue; /* a Raft batch: not for clients */
+        }
         pc->len += len;
         total += len;
-        next = last + 1;
+    }
+    if (pc && pc->n == 0) { /* only Raft batches */
+        fetch_pieces_release(pc);
+        pc = NULL;
     }
     fp->pieces = pc; /* NULL: the first batch is not below the HW, nothing to send */
     fp->len = pc ? pc->len : 0;
@@ -259,21 +300,24 @@ static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
         fetch_reply(ds, fp);
         return;
     }
-    fp->hw = p->high_watermark;
-    fp->log_start = storage_log_start_offset(p->log);
+    /* the client's offsets are Kafka offsets; the log's Raft offsets (cluster mode) */
+    fp->rhw = p->high_watermark;
+    fp->hw = pm_kafka_hw(p);
+    fp->log_start = pm_kafka_start(p);
+    int64_t roff = pm_to_raft(p, fp->fetch_offset);
     if (storage_log_failed(p->log)) {
         fp->error = KAFKA_ERR_KAFKA_STORAGE_ERROR;
     } else if (fp->fetch_offset < fp->log_start || fp->fetch_offset > fp->hw) {
         /* A new Raft leader may know a lower commit than its predecessor for a moment; an
          * offset it holds (<= its log end) is waited for, not out of range. */
         if (!p->rr || fp->fetch_offset < fp->log_start ||
-            fp->fetch_offset > raft_replica_last_offset(p->rr) + 1)
+            fp->fetch_offset > pm_to_kafka(p, raft_replica_last_offset(p->rr) + 1))
             fp->error = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
-    } else if (fp->fetch_offset < fp->hw && fp->max_bytes > 0 && fetch_from_cache(p, fp)) {
+    } else if (fp->fetch_offset < fp->hw && fp->max_bytes > 0 && fetch_from_cache(p, fp, roff)) {
         /* served from the cache by reference */
     } else if (fp->fetch_offset < fp->hw && fp->max_bytes > 0) {
         memset(&fp->rd, 0, sizeof(fp->rd));
-        fp->rd.offset = fp->fetch_offset;
+        fp->rd.offset = roff;
         fp->rd.max_bytes = (size_t)fp->max_bytes;
         fp->rd.cb = fetch_read_done;
         fp->rd.ctx = fp;
@@ -289,7 +333,7 @@ static void fetch_do_read(data_shard *ds, struct fetch_part *fp)
             fp->data = fp->rd.data;
             fp->len = fp->rd.len;
             fp->rd.data = NULL;
-            fetch_trim(fp);
+            fetch_trim(fp, p);
         }
     }
     fetch_reply(ds, fp);
@@ -344,7 +388,7 @@ static void fetch_part_msg(reactor_shard *self, const struct reactor_msg *msg)
         if (tls_watches) tls_watches->prev = fw;
         tls_watches = fw;
         if (p)
-            pm_watch_arm(p, &fw->w, fp->hw);
+            pm_watch_arm(p, &fw->w, fp->rhw);
         else
             fetch_watch_fired(&fw->w); /* gone: wake the fetch so it answers */
         fetch_reply(ds, fp);

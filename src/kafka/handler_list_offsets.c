@@ -164,7 +164,8 @@ static void lo_read_done(storage_read *r)
     }
     if (rc == 1 || empty || next >= job->hw || ++job->reads >= LO_MAX_READS) {
         if (rc == 1 || job->want_ts == -3)
-            lo_set(job, job->best_offset, job->best_ts);
+            lo_set(job, job->best_offset >= 0 ? pm_to_kafka(p, job->best_offset) : -1,
+                   job->best_ts); /* Kafka offsets: Raft batches take none */
         else
             lo_set(job, -1, -1);
         lo_reply(ds, job);
@@ -229,9 +230,9 @@ static void lo_job_msg(reactor_shard *self, const struct reactor_msg *msg)
     job->hw = p->high_watermark;
     int64_t start = storage_log_start_offset(p->log);
     if (job->want_ts == -2) {
-        lo_set(job, start, -1);
+        lo_set(job, pm_to_kafka(p, start), -1);
     } else if (job->want_ts == -1) {
-        lo_set(job, job->hw, -1);
+        lo_set(job, pm_to_kafka(p, job->hw), -1);
     } else if (job->want_ts == -3 || job->want_ts >= 0) {
         job->best_offset = -1;
         job->best_ts = -1;

@@ -229,11 +229,15 @@ static void dr_raft_done(void *ctx, int err, int64_t low)
 
 static void dr_run(data_shard *ds, pm_partition *p, struct pjob *job)
 {
-    int64_t off = job->arg == -1 ? p->high_watermark : job->arg;
-    if (off < 0 || off > p->high_watermark) {
+    /* the request's offsets are Kafka offsets; the log's are Raft offsets in cluster mode
+     * (pm_to_raft: identity on a single node), at most the high watermark */
+    int64_t hw = pm_kafka_hw(p);
+    int64_t kafka_off = job->arg == -1 ? hw : job->arg;
+    if (kafka_off < 0 || kafka_off > hw) {
         job->err = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
         return;
     }
+    int64_t off = AL_MIN(pm_to_raft(p, kafka_off), p->high_watermark);
     if (p->rr && off > storage_log_start_offset(p->log)) {
         /* cluster mode: through the Raft log, so every replica moves its start */
         job->deferred = true;
@@ -254,7 +258,7 @@ static void dr_run(data_shard *ds, pm_partition *p, struct pjob *job)
         log_info("kafka", "%s/%" PRId32 ": records before %" PRId64 " deleted", p->topic,
                  p->partition, off);
     }
-    job->r1 = storage_log_start_offset(p->log);
+    job->r1 = pm_kafka_start(p);
 }
 
 static void dr_finish(struct pfan *fan)
@@ -433,7 +437,7 @@ static void ofle_run_raft(pm_partition *p, struct pjob *job)
         best = AL_MAX(best, (int64_t)si.term);
     }
     job->r1 = best >= 0 ? best : job->arg;
-    job->r2 = best >= 0 ? end : storage_log_start_offset(p->log);
+    job->r2 = pm_to_kafka(p, best >= 0 ? end : storage_log_start_offset(p->log));
 }
 
 static void ofle_run(data_shard *ds, pm_partition *p, struct pjob *job)

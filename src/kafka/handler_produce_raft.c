@@ -239,7 +239,7 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
             int32_t dup_delta = 0;
             int v = producer_state_check(&p->producers, &pb, &dup_base, &dup_delta);
             if (v == PRODUCER_DUPLICATE) {
-                if (out->BaseOffset < 0) out->BaseOffset = dup_base;
+                if (out->BaseOffset < 0) out->BaseOffset = pm_to_kafka(p, dup_base);
                 wait_offset = AL_MAX(wait_offset, dup_base + dup_delta);
                 continue;
             }
@@ -276,12 +276,13 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
         }
         if (h.producer_id >= 0) producer_state_record(&p->producers, &pb, q->base_offset);
         metrics_counter_add(metrics_local, M_KAFKA_BYTES_IN, (uint64_t)size, p->topic); /* ops */
-        if (out->BaseOffset < 0) out->BaseOffset = q->base_offset;
+        /* Kafka offsets (Raft batches take none): the Raft offset translated */
+        if (out->BaseOffset < 0) out->BaseOffset = pm_to_kafka(p, q->base_offset);
         wait_offset = AL_MAX(wait_offset, q->last_offset);
         if (st) st->term = q->term;
         wait_commit_cb = rc == 0; /* 0: q->cb will run */
     }
-    out->LogStartOffset = storage_log_start_offset(p->log);
+    out->LogStartOffset = pm_kafka_start(p);
     if (err) {
         out->ErrorCode = err;
         if (acks == -1) out->BaseOffset = -1;

@@ -30,6 +30,8 @@
 #define HS_MAGIC 0x414c5253u   /* "ALRS" */
 #define CONF_MAGIC 0x414c5243u /* "ALRC" */
 #define SNAP_MAGIC 0x414c534eu /* "ALSN" */
+#define OTX_MAGIC 0x414c4f54u  /* "ALOT": snapshot data on the wire: magic, i64 delta, data */
+#define OTX_WIRE_HDR 12
 
 /* A log read whose batches entries point into. */
 typedef struct rbuf {
@@ -63,6 +65,10 @@ struct raft_replica {
     raft_config snap_conf;
     uint8_t *snap_data; /* the state machine's snapshot there (controller), or NULL */
     size_t snap_len;
+    int64_t snap_delta;  /* Raft gap offsets at or below snap_off (offset translation) */
+    uint8_t *snap_wire;  /* what a follower installs: OTX_MAGIC, snap_delta, snap_data */
+    size_t snap_wire_len;
+    otx otx;             /* Raft offset <-> Kafka offset (offset_translator.h) */
     bool install_pending; /* a SNAPSHOT action waits for its truncation to empty the log */
     /* DeleteRecords: the newest TRIM marker in the log (-1: none pending) and the start it
      * asks for; applied (prefix truncation) once the marker commits */
@@ -336,25 +342,43 @@ static int conf_truncated(raft_replica *r, int64_t from)
     return n == r->n_confs ? 0 : conf_file_write(r);
 }
 
-/* Writes raft_snap durably (atomic ritual) and makes it the replica's snapshot point:
- * u32 "ALSN", u32 1, u64 group, i64 offset, i64 term, u32 conf_len, conf, u32 data_len,
- * data, u32 CRC32C of everything before it. data is copied. 0, -ENOMEM or -errno. */
-static int snap_write(raft_replica *r, int64_t off, int64_t term, const raft_config *conf,
-                      const uint8_t *data, size_t len)
+/* Makes wire (OTX_WIRE_HDR + snap_len bytes, taken over) the snapshot a follower installs:
+ * OTX_MAGIC, delta, the state machine's data; and delta the snapshot point's. */
+static void snap_wire_set(raft_replica *r, uint8_t *wire, int64_t delta)
 {
-    if (len > RAFT_SNAPSHOT_MAX) return AL_ETOOLARGE;
+    al_put_be32(wire, OTX_MAGIC);
+    al_put_be64(wire + 4, (uint64_t)delta);
+    if (r->snap_len) memcpy(wire + OTX_WIRE_HDR, r->snap_data, r->snap_len);
+    free(r->snap_wire);
+    r->snap_wire = wire;
+    r->snap_wire_len = OTX_WIRE_HDR + r->snap_len;
+    r->snap_delta = delta;
+}
+
+/* Writes raft_snap durably (atomic ritual) and makes it the replica's snapshot point:
+ * u32 "ALSN", u32 2, u64 group, i64 offset, i64 term, u32 conf_len, conf, u32 data_len,
+ * data, i64 delta (Raft gap offsets at or below offset: offset translation), u32 CRC32C of
+ * everything before it (version 1 had no delta: read as 0). data is copied. 0, -ENOMEM or
+ * -errno. */
+static int snap_write(raft_replica *r, int64_t off, int64_t term, const raft_config *conf,
+                      const uint8_t *data, size_t len, int64_t delta)
+{
+    if (len > RAFT_SNAPSHOT_MAX - OTX_WIRE_HDR || delta < 0 || delta > off + 1)
+        return AL_ETOOLARGE;
     uint8_t cbuf[8 + 8 * RAFT_MAX_NODES];
     size_t clen = raft_config_encode(conf, cbuf);
-    size_t n = 4 + 4 + 8 + 8 + 8 + 4 + clen + 4 + len + 4;
+    size_t n = 4 + 4 + 8 + 8 + 8 + 4 + clen + 4 + len + 8 + 4;
     uint8_t *b = malloc(n), *copy = len ? malloc(len) : NULL;
-    if (!b || (len && !copy)) {
+    uint8_t *wire = malloc(OTX_WIRE_HDR + len);
+    if (!b || (len && !copy) || !wire) {
         free(b);
         free(copy);
+        free(wire);
         return -ENOMEM;
     }
     al_wr wr = al_wr_make(b, n);
     al_wr_u32(&wr, SNAP_MAGIC);
-    al_wr_u32(&wr, 1);
+    al_wr_u32(&wr, 2);
     al_wr_u64(&wr, r->cfg.group);
     al_wr_i64(&wr, off);
     al_wr_i64(&wr, term);
@@ -362,18 +386,21 @@ static int snap_write(raft_replica *r, int64_t off, int64_t term, const raft_con
     al_wr_bytes(&wr, cbuf, clen);
     al_wr_u32(&wr, (uint32_t)len);
     if (len) al_wr_bytes(&wr, data, len);
+    al_wr_i64(&wr, delta);
     al_wr_u32(&wr, crc32c(0, b, n - 4));
     AL_ASSERT(!wr.err);
     int rc = io_fs_write_atomic(r->io, r->snap_path, b, n);
     free(b);
     if (rc < 0) {
         free(copy);
+        free(wire);
         return rc;
     }
     if (len) memcpy(copy, data, len);
     free(r->snap_data);
     r->snap_data = copy;
     r->snap_len = len;
+    snap_wire_set(r, wire, delta);
     r->snap_off = off;
     r->snap_term = term;
     r->snap_conf = *conf;
@@ -391,7 +418,8 @@ static int snap_read(raft_replica *r)
     int rc = io_fs_read_all(r->io, r->snap_path, RAFT_SNAPSHOT_MAX + 4096, &b, &n);
     if (rc < 0) return rc;
     rc = AL_ECORRUPT;
-    if (n < 44 || al_be32(b) != SNAP_MAGIC || al_be32(b + 4) != 1 ||
+    uint32_t ver = n >= 8 ? al_be32(b + 4) : 0;
+    if (n < 44 || al_be32(b) != SNAP_MAGIC || (ver != 1 && ver != 2) ||
         al_be32(b + n - 4) != crc32c(0, b, n - 4) || al_be64(b + 8) != r->cfg.group)
         goto out;
     al_rd rd = al_rd_make(b + 16, n - 20);
@@ -400,10 +428,14 @@ static int snap_read(raft_replica *r)
     const uint8_t *cp = al_rd_bytes(&rd, clen);
     uint32_t len = al_rd_u32(&rd);
     const uint8_t *data = al_rd_bytes(&rd, len);
+    int64_t delta = ver >= 2 ? al_rd_i64(&rd) : 0;
     raft_config c;
-    if (rd.err || al_rd_left(&rd) || off < 0 || term < 0 || raft_config_decode(cp, clen, &c) < 0)
+    if (rd.err || al_rd_left(&rd) || off < 0 || term < 0 || delta < 0 || delta > off + 1 ||
+        len > RAFT_SNAPSHOT_MAX - OTX_WIRE_HDR || raft_config_decode(cp, clen, &c) < 0)
         goto out;
-    if (len && !(r->snap_data = malloc(len))) {
+    uint8_t *wire = malloc(OTX_WIRE_HDR + len);
+    if (!wire || (len && !(r->snap_data = malloc(len)))) {
+        free(wire);
         rc = -ENOMEM;
         goto out;
     }
@@ -412,6 +444,7 @@ static int snap_read(raft_replica *r)
     r->snap_off = off;
     r->snap_term = term;
     r->snap_conf = c;
+    snap_wire_set(r, wire, delta);
     rc = 0;
 out:
     if (rc == AL_ECORRUPT)
@@ -457,8 +490,8 @@ static int64_t op_snapshot(void *ctx, int64_t snap, const uint8_t **data)
 {
     raft_replica *r = ctx;
     if (snap != r->snap_off) return AL_ERANGE;
-    *data = r->snap_data;
-    return (int64_t)r->snap_len;
+    *data = r->snap_wire;
+    return (int64_t)r->snap_wire_len;
 }
 
 static void rbuf_free(rbuf *b)
@@ -770,6 +803,10 @@ static int append_entry(raft_replica *r, const raft_entry *e)
     if (rc < 0) return rc;
     AL_ASSERT(res.base_offset == e->offset && res.last_offset == raft_entry_last(e));
     r->st.appended++;
+    /* NOOP and CONFIG entries, and TRIM markers (control DATA): no Kafka offsets */
+    if (e->type != RAFT_ENTRY_DATA ||
+        (len >= STORAGE_BATCH_HEADER && otx_is_gap(al_be16(buf + 21), (int64_t)al_be64(buf + 43))))
+        if ((rc = otx_add_gap(&r->otx, res.base_offset, res.last_offset)) < 0) return rc;
     if (e->type == RAFT_ENTRY_DATA && len >= STORAGE_BATCH_HEADER &&
         (al_be16(buf + 21) & STORAGE_ATTR_CONTROL)) {
         int64_t to = raft_batch_trim_point(buf, len);
@@ -794,6 +831,7 @@ static void install_finish(raft_replica *r)
         fail_replica(r, "restarting the log after an installed snapshot", rc);
         return;
     }
+    otx_reset(&r->otx, r->snap_off + 1, r->snap_delta);
     r->note_snapshot = true; /* the owner hears of it with the log in place */
     log_info("raft", "group %" PRIu64 ": installed the leader's snapshot at %" PRId64
                      " (%zu data bytes): the log restarts at %" PRId64,
@@ -861,7 +899,15 @@ static void apply(raft_replica *r, const raft_action *a)
     case RAFT_ACT_SNAPSHOT:
         /* the snapshot is durable first; then the whole log goes (asynchronously, later
          * actions held) and restarts after its point (trunc_done) */
-        if ((rc = snap_write(r, a->offset, a->term, &a->conf, a->data, (size_t)a->len)) < 0) {
+        /* the leader's snapshot: OTX_MAGIC, delta, the state machine's data (snap_wire) */
+        if (a->len < OTX_WIRE_HDR || al_be32(a->data) != OTX_MAGIC) {
+            fail_replica(r, "installing a snapshot without its offset-translation header",
+                         AL_EMALFORMED);
+            break;
+        }
+        rc = snap_write(r, a->offset, a->term, &a->conf, a->data + OTX_WIRE_HDR,
+                        (size_t)a->len - OTX_WIRE_HDR, (int64_t)al_be64(a->data + 4));
+        if (rc < 0) {
             fail_replica(r, "writing the installed snapshot", rc);
             break;
         }
@@ -973,6 +1019,7 @@ static void trunc_done(raft_replica *r, int res)
     }
     rbuf_free(&r->pre); /* a read that finished while it waited saw the old suffix */
     r->log_gen++;
+    otx_truncate_suffix(&r->otx, r->tr.offset);
     int rc = conf_truncated(r, r->tr.offset);
     if (rc < 0) fail_replica(r, "rewriting raft_conf after a truncation", rc);
     if (r->trim_marker >= r->tr.offset) r->trim_marker = r->trim_to = -1; /* marker gone */
@@ -1055,6 +1102,7 @@ static void reset(raft_replica *r)
     /* ... and with it config entries (or a config entry's append failed after raft_conf
      * listed it): only those still in the log count */
     int rc = conf_truncated(r, storage_log_last_offset(r->log) + 1);
+    otx_truncate_suffix(&r->otx, storage_log_last_offset(r->log) + 1);
     if (r->trim_marker > storage_log_last_offset(r->log)) r->trim_marker = r->trim_to = -1;
     if (rc == 0) rc = group_create(r);
     if (rc < 0) {
@@ -1234,6 +1282,23 @@ static int confs_load(raft_replica *r)
     return rc == -ENOENT && r->n_confs == 0 ? 0 : conf_file_write(r);
 }
 
+/* Open: the offset translator from the snapshot point's delta and the headers of the log's
+ * gap batches (one header scan of the log). */
+static int otx_scan(void *ctx, const storage_batch_hdr *h)
+{
+    raft_replica *r = ctx;
+    if (!otx_is_gap(h->attributes, h->producer_id)) return 0;
+    return otx_add_gap(&r->otx, h->base_offset, h->base_offset + h->last_offset_delta);
+}
+
+static int otx_load(raft_replica *r)
+{
+    int64_t start = storage_log_start_offset(r->log);
+    otx_init(&r->otx, start, r->snap_delta);
+    if (storage_log_last_offset(r->log) < start) return 0;
+    return storage_log_scan_headers(r->log, start, otx_scan, r);
+}
+
 int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **out)
 {
     if (!cfg || !cfg->dir || !cfg->cb.send || cfg->self < 0 ||
@@ -1275,6 +1340,7 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
         if ((rc = hs_write(r, &hs)) < 0) goto err;
     }
     if ((rc = confs_load(r)) < 0) goto err;
+    if ((rc = otx_load(r)) < 0) goto err;
     if ((rc = group_create(r)) < 0) goto err;
     r->flush_want = AL_MAX(r->flush_want, storage_log_durable_offset(r->log));
     log_debug("raft", "group %" PRIu64 ": node %d opened %s: term %" PRId64 " vote %d, log to "
@@ -1285,6 +1351,9 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
     return 0;
 err:
     if (r->log) storage_log_close(r->log);
+    otx_free(&r->otx);
+    free(r->snap_data);
+    free(r->snap_wire);
     free(r->rd);
     free(r);
     return rc;
@@ -1301,6 +1370,8 @@ static void replica_free(raft_replica *r)
     free(r->tx);
     free(r->rd);
     free(r->snap_data);
+    free(r->snap_wire);
+    otx_free(&r->otx);
     free(r);
 }
 
@@ -1544,13 +1615,14 @@ int raft_replica_prefix_truncate(raft_replica *r, int64_t start, const uint8_t *
     int rc = raft_config_at(&r->g, off, &conf);
     if (rc < 0 || term < 0) return rc < 0 ? rc : AL_EINVAL;
     /* durable first: a failure leaves both the group and the log as they were */
-    if ((rc = snap_write(r, off, term, &conf, data, len)) < 0) {
+    if ((rc = snap_write(r, off, term, &conf, data, len, otx_delta(&r->otx, start))) < 0) {
         log_warn("raft", "group %" PRIu64 ": writing the snapshot at %" PRId64 ": %s",
                  r->cfg.group, off, al_strerror(rc));
         return rc;
     }
     rc = raft_compact(&r->g, off, NULL);
     AL_ASSERT(rc == 0); /* checked above */
+    otx_truncate_prefix(&r->otx, start);
     if ((rc = conf_forget_below(r, off)) < 0) return rc;
     rc = storage_log_set_start_offset(r->log, start);
     if (rc < 0) return rc; /* finished at the next open (start_fixup) */
@@ -1589,6 +1661,7 @@ static void trim_apply(raft_replica *r)
 }
 
 int64_t raft_replica_snapshot_offset(const raft_replica *r) { return r->snap_off; }
+const otx *raft_replica_otx(const raft_replica *r) { return &r->otx; }
 
 const uint8_t *raft_replica_snapshot_data(const raft_replica *r, size_t *len)
 {

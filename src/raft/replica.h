@@ -41,6 +41,7 @@
 #ifndef AL_RAFT_REPLICA_H
 #define AL_RAFT_REPLICA_H
 
+#include "raft/offset_translator.h"
 #include "raft/raft.h"
 #include "reactor/io.h"
 #include "storage/log.h"
@@ -202,6 +203,15 @@ int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req
  */
 int raft_replica_prefix_truncate(raft_replica *r, int64_t start, const uint8_t *data,
                                  size_t len);
+/*
+ * The replica's offset translator (offset_translator.h): Raft offsets <-> Kafka offsets, with
+ * NOOP, CONFIG and TRIM batches taking no Kafka offset. Kept across suffix truncation, prefix
+ * truncation (the delta at the snapshot point is in raft_snap, version 2) and snapshot installs
+ * (the leader's snapshot carries it: OTX_MAGIC, i64 delta, then the state machine's data).
+ * Valid until the replica is closed; read it on the replica's shard.
+ */
+const otx *raft_replica_otx(const raft_replica *r);
+
 /* The snapshot point (-1: none) and the snapshot data kept there (NULL if none). */
 int64_t raft_replica_snapshot_offset(const raft_replica *r);
 const uint8_t *raft_replica_snapshot_data(const raft_replica *r, size_t *len);

@@ -104,7 +104,13 @@ static int64_t kmap_get(kmap *m, const uint8_t *k, int32_t n)
     return s->key ? s->offset : -1;
 }
 
+/* Raft logs: most bytes of emptied batches in a row before one keeps a record (see
+ * rewrite_batch). */
+#define COMPACT_FILLER_BYTES (32u << 10)
+
 /* ---- state ---- */
+
+static int compact_step(storage_log *log, int64_t now_ms, size_t budget);
 
 void log_compact_reset(storage_log *log)
 {
@@ -118,11 +124,13 @@ void log_compact_reset(storage_log *log)
     cs->out_fd = -1;
 }
 
-/* Number of leading segments eligible for compaction (finished = closed and durable). */
+/* Number of leading segments eligible for compaction (finished = closed and durable; on a
+ * Raft log also wholly at or below the commit index). */
 static int compactable(const storage_log *log)
 {
     int n = 0;
-    while (n < log->nsegs - 1 && log->segs[n]->finished) n++;
+    while (n < log->nsegs - 1 && log->segs[n]->finished && log->segs[n]->last <= log->cs.limit)
+        n++;
     return n;
 }
 
@@ -251,7 +259,8 @@ static int rewrite_batch(storage_log *log, segment *seg, uint8_t *b, size_t sz,
     uint8_t *owned;
     int rc = storage_batch_records(b, sz, 0, &recs, &rlen, &owned);
     if (rc < 0) return rc;
-    int n = h->records_count, kept = 0;
+    int n = h->records_count, kept = 0, last_i = -1;
+    bool filler = false; /* keep[0] is a record turned into a tombstone (rebuild the batch) */
     storage_build_record *keep = calloc((size_t)(n ? n : 1), sizeof(*keep));
     if (!keep) {
         free(owned);
@@ -261,7 +270,11 @@ static int rewrite_batch(storage_log *log, segment *seg, uint8_t *b, size_t sz,
     storage_record_iter it;
     storage_record r;
     storage_record_iter_init(&it, recs, rlen, n);
+    storage_build_record last = {0};
     while ((rc = storage_record_iter_next(&it, &r)) == 1) {
+        last = (storage_build_record){r.offset_delta, r.timestamp_delta, r.key, r.key_len,
+                                      r.value, r.value_len, r.headers, r.headers_size};
+        last_i++;
         if (r.key_len >= 0) {
             int64_t newest = kmap_get(cs->map, r.key, r.key_len);
             /* Dropped only when a strictly newer record of the key exists. */
@@ -271,12 +284,34 @@ static int rewrite_batch(storage_log *log, segment *seg, uint8_t *b, size_t sz,
         keep[kept++] = (storage_build_record){r.offset_delta, r.timestamp_delta, r.key, r.key_len,
                                               r.value, r.value_len, r.headers, r.headers_size};
     }
+    /* Raft logs keep every batch, so long runs of emptied batches appear. A Kafka client
+     * that gets a Fetch answer holding only empty batches takes it for a record too large to
+     * fetch (librdkafka doubles its fetch size, then reports MSG_SIZE_TOO_LARGE after 10 such
+     * answers). So an emptied batch keeps its last record at the end of a segment and once
+     * per COMPACT_FILLER_BYTES of output without a record: any read of at least that much,
+     * and any read to a segment's end, holds a record. That record is superseded (a newer
+     * one of its key exists: otherwise it would have been kept), so it is kept as a
+     * tombstone of its key: a reader that replays the log in order still ends with the
+     * newest value of every key, and a key whose newest record was an expired tombstone
+     * (dropped) stays deleted rather than coming back with an old value. */
+    if (rc == 0 && cs->keep_all && kept == 0 && last_i >= 0 && last.key_len >= 0 &&
+        (seg_last || cs->out_norec >= COMPACT_FILLER_BYTES)) {
+        last.value = NULL;
+        last.value_len = -1;
+        last.headers = NULL;
+        last.headers_size = 0;
+        keep[kept++] = last;
+        filler = true;
+    }
+    if (rc == 0 && cs->keep_all) cs->out_norec = kept ? 0 : cs->out_norec + STORAGE_BATCH_HEADER;
     if (rc == 0) {
-        if (kept == n && !owned) {
+        if (kept == n && !owned && !filler) {
             rc = out_batch(log, seg, b, sz);
-        } else if (kept > 0 || seg_last) {
+        } else if (kept > 0 || seg_last || cs->keep_all) {
             /* A segment's last batch stays, emptied if need be, so the segment keeps its last
-             * offset (Kafka does the same). */
+             * offset (Kafka does the same). On a Raft log every batch stays: a batch is a Raft
+             * entry, and replicas (compacted or not) must agree on entry boundaries and terms
+             * for log matching and catch-up. */
             storage_build_params p = {h->base_offset, h->leader_epoch, h->attributes,
                                       h->last_offset_delta, h->base_timestamp, h->max_timestamp,
                                       h->producer_id, h->producer_epoch, h->base_sequence};
@@ -380,6 +415,21 @@ static int rewrite_step(storage_log *log, size_t budget, uint8_t **buf, size_t *
 }
 
 int log_compact_step(storage_log *log, int64_t now_ms, size_t budget)
+{
+    log->cs.limit = INT64_MAX;
+    log->cs.keep_all = false;
+    return compact_step(log, now_ms, budget);
+}
+
+int log_compact_step_raft(storage_log *log, int64_t now_ms, size_t budget, int64_t max_offset)
+{
+    log->cs.limit = max_offset;
+    log->cs.keep_all = true;
+    return compact_step(log, now_ms, budget);
+}
+
+/* One bounded step with the limit and keep_all mode already set in log->cs. */
+static int compact_step(storage_log *log, int64_t now_ms, size_t budget)
 {
     compact_state *cs = &log->cs;
     if (log->failed) return AL_EFAILED;

@@ -114,6 +114,7 @@ static void seg_free(segment *seg)
     free(seg->tidx);
     free(seg->buf);
     free(seg->fbuf);
+    free(seg->pbuf);
     free(seg);
 }
 
@@ -195,6 +196,9 @@ static void seg_buf_trim(storage_log *log, segment *seg)
     free(seg->fbuf);
     seg->fbuf = NULL;
     seg->fcap = 0;
+    free(seg->pbuf);
+    seg->pbuf = NULL;
+    seg->pcap = 0;
     if (seg->bcap <= SEG_BUF_MIN) return;
     uint8_t *nb = aligned_alloc_raw(SEG_BUF_MIN);
     if (!nb) return; /* keep the big one */
@@ -236,8 +240,15 @@ int seg_read_sync(storage_log *log, segment *seg, uint64_t pos, void *dst, size_
         len = (size_t)(from - pos);
         if (!len) return 0;
     }
-    /* Then the last flush's buffer: [fbase, fend), which covers everything below bbase that
-     * may not be on disk (a flush in flight, or one that failed). */
+    /* Then the pipelined write's buffer [pbase, pend) (empty when there is none), then the
+     * oldest write's: [fbase, fend), which with them covers everything below bbase that may
+     * not be on disk (a flush in flight, or one that failed). */
+    if (seg->pbuf && seg->pend > seg->pbase && pos + len > seg->pbase && pos + len <= seg->pend) {
+        uint64_t from = AL_MAX(pos, seg->pbase);
+        memcpy(out + (from - pos), seg->pbuf + (from - seg->pbase), (size_t)(pos + len - from));
+        len = (size_t)(from - pos);
+        if (!len) return 0;
+    }
     if (seg->fbuf && pos + len > seg->fbase && pos + len <= seg->fend) {
         uint64_t from = AL_MAX(pos, seg->fbase);
         memcpy(out + (from - pos), seg->fbuf + (from - seg->fbase), (size_t)(pos + len - from));
@@ -433,8 +444,10 @@ static void seg_finish(storage_log *log, segment *seg)
     seg->alloc = seg->size;
     free(seg->buf);
     free(seg->fbuf);
-    seg->buf = seg->fbuf = NULL;
-    seg->bcap = seg->fcap = 0;
+    free(seg->pbuf);
+    seg->buf = seg->fbuf = seg->pbuf = NULL;
+    seg->bcap = seg->fcap = seg->pcap = 0;
+    seg->pbase = seg->pend = 0;
     seg->finished = true;
 }
 
@@ -532,9 +545,13 @@ static void waiters_wake(storage_log *log, int64_t upto, int err)
  *
  * A write stage: fallocate when the file must grow, then one O_DIRECT write of everything
  * appended to the oldest segment with unwritten bytes. By default that write is itself durable
- * (io_write_dsync, RWF_DSYNC): its completion makes everything it covers durable, so a batch
- * waits for at most the write in flight when it arrived plus its own, one device round trip
- * each. With cfg.split_sync the write is plain and a sync stage follows (one fdatasync
+ * (io_write_dsync, RWF_DSYNC): its completion makes everything it covers durable. While it is
+ * in flight, a second write of what was appended since may start at once (cfg.pipeline_writes,
+ * write_start_next:
+ * two write slots, log->ws), so a batch no longer waits for the write in flight before its
+ * own starts; the block the two share is written only after the older write completed, and
+ * completions are applied oldest first. With cfg.split_sync the write is plain and a sync
+ * stage follows (one fdatasync
  * covering every write that completed before it was issued); the next write may run while the
  * previous one's fdatasync is in flight, and durability is only reported by a sync issued
  * after the write completed. Completed-but-unsynced writes wait in log->pend (split_sync
@@ -588,6 +605,7 @@ static uint64_t alloc_target(const storage_log *log, const segment *seg, uint64_
 
 
 static void write_start(storage_log *log);
+static void write_start_next(storage_log *log);
 
 /* Runs a pending asynchronous truncation once nothing is in flight (no write, sync or read),
  * then calls its callback. */
@@ -629,8 +647,10 @@ static void flush_kick(storage_log *log)
         return;
     }
     if (!log->sbusy && log->npend) sync_start(log);
-    if (!log->wbusy && (log->waiters || log_unwritten(log) >= log->cfg.flush_bytes))
-        write_start(log);
+    if (log->waiters || log_unwritten(log) >= log->cfg.flush_bytes) {
+        if (!log->wbusy) write_start(log);
+        else write_start_next(log);
+    }
 }
 
 static void sync_cb(io_op *op)
@@ -682,102 +702,226 @@ static void sync_start(storage_log *log)
     io_fdatasync(log->io, &log->sop, seg->fd);
 }
 
-/* Issues the write stage's data write (plain, or durable unless split_sync). */
-static void write_issue(storage_log *log, segment *seg, const void *buf, size_t len,
+/* Issues a data write of a slot (plain, or durable unless split_sync). */
+static void write_issue(storage_log *log, io_op *op, segment *seg, const void *buf, size_t len,
                         uint64_t off)
 {
-    if (log->cfg.split_sync) io_write(log->io, &log->wop, seg->fd, buf, len, off);
-    else io_write_dsync(log->io, &log->wop, seg->fd, buf, len, off);
+    log->wparts++;
+    if (log->cfg.split_sync) io_write(log->io, op, seg->fd, buf, len, off);
+    else io_write_dsync(log->io, op, seg->fd, buf, len, off);
 }
 
-/* A durable write (not split_sync) completed: everything it covers is durable, exactly as a
- * completed fdatasync issued after it would make it. */
-static void write_durable(storage_log *log, segment *seg)
+/* The buffer, its file base and the logical end of the write in slot s. */
+static void wslot_range(const storage_log *log, const struct log_wslot *s, uint8_t **mem,
+                        uint64_t *base, uint64_t *end)
 {
-    AL_ASSERT(log->npend == 0 && !log->sbusy);
-    AL_ASSERT(seg->fend >= seg->dsize && log->wlast >= log->durable);
-    /* operations (src/metrics): the durable write is this log's sync. */
-    metrics_histogram_observe(metrics_local, M_STORAGE_FSYNC_LATENCY,
-                              (io_now_ns(log->io) - log->sync_t0_ns) / 1000);
-    metrics_histogram_observe(metrics_local, M_STORAGE_GROUP_COMMIT_BYTES, seg->fend - seg->dsize);
-    metrics_histogram_observe(metrics_local, M_STORAGE_GROUP_COMMIT_RECORDS,
-                              (uint64_t)(log->wlast - log->durable));
-    seg->dsize = seg->fend;
-    seg->dlast = log->wlast;
-    log->durable = log->wlast;
-    waiters_wake(log, log->durable, 0);
-    if (log->parked) reads_unpark(log);
+    const segment *seg = log->wseg;
+    bool head = s == &log->ws[log->whead];
+    *mem = head ? seg->fbuf : seg->pbuf;
+    *base = head ? seg->fbase : seg->pbase;
+    *end = head ? seg->fend : seg->pend;
+}
+
+/* Issues (or re-issues after a short write) the main part of slot s from s->mpos. */
+static void wslot_main_issue(storage_log *log, struct log_wslot *s)
+{
+    uint8_t *mem;
+    uint64_t base, end;
+    wslot_range(log, s, &mem, &base, &end);
+    uint64_t wend = AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN);
+    s->main_busy = true;
+    write_issue(log, &s->op, log->wseg, mem + (s->mpos - base), (size_t)(wend - s->mpos),
+                s->mpos);
+}
+
+/* Issues the shared first block of slot s (the previous write has completed). */
+static void wslot_fix_issue(storage_log *log, struct log_wslot *s)
+{
+    uint8_t *mem;
+    uint64_t base, end;
+    wslot_range(log, s, &mem, &base, &end);
+    AL_ASSERT(s->fix_wait && end > base + SEG_ALIGN);
+    s->fix_wait = false;
+    s->fix_busy = true;
+    write_issue(log, &s->fop, log->wseg, mem, SEG_ALIGN, base);
+}
+
+/* After an error: no slot stays live; the stage is idle once its operations in flight
+ * complete (their buffers stay allocated until then). */
+static void wslots_abort(storage_log *log)
+{
+    for (int i = 0; i < 2; i++) {
+        log->ws[i].live = false;
+        log->ws[i].fix_wait = false;
+    }
+    log->wlive = 0;
+    log->wbusy = log->wparts > 0;
+    if (!log->wbusy && log->wseg) {
+        segment *seg = log->wseg;
+        seg->pbase = seg->pend = 0; /* a pipelined write's buffer becomes the spare */
+        log->wseg = NULL;
+    }
+}
+
+/* Completes the oldest write while it has nothing in flight or waiting: its bytes are durable
+ * (or, split_sync, written and queued for a sync). The pipelined write then becomes the oldest
+ * (its buffer moves to fbuf, the completed write's buffer becomes the spare) and its shared
+ * first block is issued now, after the write that also wrote that block completed. Wakes
+ * waiters once, at the end (their callbacks may re-enter). */
+static void wslots_complete(storage_log *log)
+{
+    segment *seg = log->wseg;
+    bool advanced = false;
+    for (int guard = 0; guard < 3 && log->wlive; guard++) {
+        struct log_wslot *s = &log->ws[log->whead];
+        AL_ASSERT(s->live);
+        if (s->main_busy || s->fix_busy || s->fix_wait) break;
+        s->live = false;
+        log->wlive--;
+        if (log->cfg.split_sync) {
+            if (log->npend && log->pend[log->npend - 1].seg == seg) {
+                log->pend[log->npend - 1].end = seg->fend;
+                log->pend[log->npend - 1].last = s->last;
+            } else {
+                AL_ASSERT(log->npend < (int)AL_ARRAY_SIZE(log->pend));
+                log->pend[log->npend++] = (typeof(log->pend[0])){seg, seg->fend, s->last};
+            }
+        } else {
+            AL_ASSERT(log->npend == 0 && !log->sbusy);
+            AL_ASSERT(seg->fend >= seg->dsize && s->last >= log->durable);
+            /* operations (src/metrics): the durable write is this log's sync. */
+            metrics_histogram_observe(metrics_local, M_STORAGE_FSYNC_LATENCY,
+                                      (io_now_ns(log->io) - s->t0_ns) / 1000);
+            metrics_histogram_observe(metrics_local, M_STORAGE_GROUP_COMMIT_BYTES,
+                                      seg->fend - seg->dsize);
+            metrics_histogram_observe(metrics_local, M_STORAGE_GROUP_COMMIT_RECORDS,
+                                      (uint64_t)(s->last - log->durable));
+            seg->dsize = seg->fend;
+            seg->dlast = s->last;
+            log->durable = s->last;
+            advanced = true;
+        }
+        if (!log->wlive) break;
+        /* Promote the pipelined write. */
+        log->whead ^= 1;
+        uint8_t *spare = seg->fbuf;
+        size_t scap = seg->fcap;
+        seg->fbuf = seg->pbuf;
+        seg->fcap = seg->pcap;
+        seg->fbase = seg->pbase;
+        seg->fend = seg->pend;
+        seg->pbuf = spare;
+        seg->pcap = scap;
+        seg->pbase = seg->pend = 0;
+        struct log_wslot *n = &log->ws[log->whead];
+        if (n->fix_wait) wslot_fix_issue(log, n);
+    }
+    if (!log->wlive) log->wseg = NULL;
+    log->wbusy = log->wlive > 0 || log->wparts > 0;
+    if (advanced) {
+        waiters_wake(log, log->durable, 0);
+        if (log->parked) reads_unpark(log);
+    }
     flush_kick(log);
 }
 
-static void write_cb(io_op *op)
+/* One operation of the write stage finished with res. Returns true when the caller goes on
+ * with a success; false when it was handled here (the log failed, ran out of space, or an
+ * error ended the stage). */
+static bool wpart_done(storage_log *log, struct log_wslot *s, int res, const char *what)
 {
-    storage_log *log = op->ctx;
-    segment *seg = log->wseg;
-    AL_ASSERT(log->wbusy && seg);
-    if (log->failed) {
-        log->wbusy = false;
-        log->wseg = NULL;
-        if (log->trunc) trunc_try(log);
-        return;
+    log->wparts--;
+    if (log->failed || log->nospace_err || !s->live) {
+        /* Aborted: the stage is idle once the last operation completes. */
+        wslots_abort(log);
+        if (!log->wbusy) {
+            if (log->failed && log->trunc) trunc_try(log);
+            else if (!log->failed) flush_kick(log);
+        }
+        return false;
     }
-    if (op->res == -EOPNOTSUPP && log->wstate == FS_FALLOC) {
+    if (res < 0) {
+        if (res == -ENOSPC || res == -EDQUOT) {
+            log->nospace_err = res;
+            wslots_abort(log);
+            flush_kick(log); /* drops unflushed data once the stage is idle */
+        } else {
+            wslots_abort(log);
+            log_fail(log, what, res);
+        }
+        return false;
+    }
+    return true;
+}
+
+static void wslot_main_cb(io_op *op)
+{
+    struct log_wslot *s = op->ctx;
+    storage_log *log = s->log;
+    AL_ASSERT(s->main_busy && log->wseg);
+    s->main_busy = false;
+    if (op->res == -EOPNOTSUPP && s->state == FS_FALLOC) {
         /* No fallocate on this file system: the writes grow the file instead. */
         if (!log->warned_no_falloc)
             log_warn("storage", "log %s: fallocate is not supported here", log->dir);
         log->warned_no_falloc = true;
         op->res = 0;
     }
-    if (op->res < 0) {
-        log->wbusy = false;
-        log->wseg = NULL;
-        if (op->res == -ENOSPC || op->res == -EDQUOT) {
-            log->nospace_err = op->res;
-            flush_kick(log);
-        } else {
-            log_fail(log, log->wstate == FS_FALLOC ? "fallocate" : "write", op->res);
-        }
+    if (op->res == 0 && s->state == FS_WRITE) op->res = -EIO; /* no progress */
+    if (!wpart_done(log, s, op->res, s->state == FS_FALLOC ? "fallocate" : "write")) return;
+    segment *seg = log->wseg;
+    if (s->state == FS_FALLOC) {
+        seg->alloc = AL_MAX(seg->alloc, s->target);
+        s->state = FS_WRITE;
+        wslot_main_issue(log, s);
         return;
     }
-    uint64_t wend = AL_ALIGN_UP(seg->fend, (uint64_t)SEG_ALIGN);
-    if (log->wstate == FS_FALLOC) {
-        seg->alloc = AL_MAX(seg->alloc, log->wtarget);
-        log->wstate = FS_WRITE;
-        write_issue(log, seg, seg->fbuf, (size_t)(wend - seg->fbase), seg->fbase);
+    uint8_t *mem;
+    uint64_t base, end;
+    wslot_range(log, s, &mem, &base, &end);
+    uint64_t done = s->mpos + (uint64_t)op->res;
+    if (done < AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN)) {
+        /* short write: continue from the block it stopped in */
+        s->mpos = AL_ALIGN_DOWN(done, (uint64_t)SEG_ALIGN);
+        wslot_main_issue(log, s);
         return;
     }
-    uint64_t done = log->wpos + (uint64_t)op->res;
-    if (op->res == 0) {
-        log->wbusy = false;
-        log->wseg = NULL;
-        log_fail(log, "write", -EIO);
-        return;
-    }
-    if (done < wend) { /* short write: continue from the block it stopped in */
-        log->wpos = AL_ALIGN_DOWN(done, (uint64_t)SEG_ALIGN);
-        write_issue(log, seg, seg->fbuf + (log->wpos - seg->fbase),
-                    (size_t)(wend - log->wpos), log->wpos);
-        return;
-    }
-    log->wbusy = false;
-    log->wseg = NULL;
-    if (!log->cfg.split_sync) {
-        write_durable(log, seg);
-        return;
-    }
-    if (log->npend && log->pend[log->npend - 1].seg == seg) {
-        log->pend[log->npend - 1].end = seg->fend;
-        log->pend[log->npend - 1].last = log->wlast;
-    } else {
-        AL_ASSERT(log->npend < (int)AL_ARRAY_SIZE(log->pend));
-        log->pend[log->npend++] = (typeof(log->pend[0])){seg, seg->fend, log->wlast};
-    }
-    flush_kick(log);
+    wslots_complete(log);
 }
 
-/* Starts one write: everything appended to the oldest segment with unwritten bytes. The
- * current buffer goes in flight; the other one becomes current, starting with a copy of the
- * partial tail block. Appends arriving meanwhile go there and form the next write. */
+static void wslot_fix_cb(io_op *op)
+{
+    struct log_wslot *s = op->ctx;
+    storage_log *log = s->log;
+    AL_ASSERT(s->fix_busy && log->wseg);
+    s->fix_busy = false;
+    /* One aligned block: anything short of it is an I/O error, not progress to resume. */
+    if (op->res >= 0 && op->res != (int)SEG_ALIGN) op->res = -EIO;
+    if (!wpart_done(log, s, op->res, "write")) return;
+    wslots_complete(log);
+}
+
+/* Prepares slot i for a write of its segment; the caller issues it. */
+static struct log_wslot *wslot_open(storage_log *log, int i, segment *seg)
+{
+    struct log_wslot *s = &log->ws[i];
+    AL_ASSERT(!s->live && !s->main_busy && !s->fix_busy);
+    *s = (struct log_wslot){.log = log, .live = true, .state = FS_WRITE, .last = seg->last,
+                            .t0_ns = io_now_ns(log->io)};
+    s->op.cb = wslot_main_cb;
+    s->op.ctx = s;
+    s->fop.cb = wslot_fix_cb;
+    s->fop.ctx = s;
+    log->wlive++;
+    log->wbusy = true;
+    log->wseg = seg;
+    return s;
+}
+
+/* Starts one write with the write stage idle: everything appended to the oldest segment with
+ * unwritten bytes. The current buffer goes in flight; the last write's buffer becomes current,
+ * starting with a copy of the partial tail block. Appends arriving meanwhile go there and form
+ * the next write (pipelined by write_start_next, or issued when this one completes). */
 static void write_start(storage_log *log)
 {
     if (log->wbusy || log->failed || log->nospace_err) return;
@@ -818,28 +962,100 @@ static void write_start(storage_log *log)
     seg->wsize = end;
     uint64_t wend = AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN);
     memset(cur + (end - cbase), 0, (size_t)(wend - end));
-    log->wbusy = true;
-    log->wseg = seg;
-    log->wlast = seg->last;
-    log->wpos = cbase;
-    log->wop.cb = write_cb;
-    log->wop.ctx = log;
-    if (!log->cfg.split_sync) log->sync_t0_ns = io_now_ns(log->io); /* fsync latency metric */
+    log->whead = 0;
+    struct log_wslot *s = wslot_open(log, 0, seg);
+    s->mpos = cbase;
     if (wend > seg->alloc) {
-        uint64_t target = alloc_target(log, seg, wend);
-        log->wstate = FS_FALLOC;
-        log->wtarget = target;
-        io_fallocate(log->io, &log->wop, seg->fd, 0, seg->alloc, target - seg->alloc);
+        s->target = alloc_target(log, seg, wend);
+        s->state = FS_FALLOC;
+        s->main_busy = true;
+        log->wparts++;
+        io_fallocate(log->io, &s->op, seg->fd, 0, seg->alloc, s->target - seg->alloc);
     } else {
-        log->wstate = FS_WRITE;
-        write_issue(log, seg, cur, (size_t)(wend - cbase), cbase);
+        wslot_main_issue(log, s);
     }
+}
+
+/*
+ * Starts a second write while one is in flight (durable writes only), so that a batch that
+ * arrives during a write does not wait for it to finish before its own write starts.
+ *
+ * The hazard is the block the two writes share: the write in flight ends inside block B (its
+ * partial tail, zero padded), and the next write's bytes begin in B. Two O_DIRECT writes of B
+ * in flight at once may reach the device in either order (io_uring does not order them, nor
+ * does the block layer), and a completion says nothing about the other write: if the older
+ * one landed last, B would hold its version, without the newer bytes, after both completed,
+ * and a batch acknowledged by the newer write would be lost. So the newer write is split:
+ * its main part, from the first block boundary after B to its end, touches no block of the
+ * write in flight and is issued now; B itself (with the newer bytes) is written only after
+ * the older write completed (wslot_fix_issue from wslots_complete), so its version is the
+ * last to land. The newer write counts as complete, and its batches durable, only when both
+ * parts completed and the older write completed before them (completion runs oldest first).
+ * A write that ends at a block boundary shares no block and has no second part.
+ *
+ * Only with cfg.pipeline_writes (off by default: in the session-4 measurements it lowered the
+ * p50 but raised the p99, as the shared block's write queues behind the pipelined one at the
+ * device, and the CPU per MB; BENCHMARKS.md). Not pipelined (the next write waits, as
+ * before): split_sync (its fdatasync covers completed
+ * writes only and has its own stage), a write needing fallocate (the file grows under the one
+ * in flight), another segment, new bytes only inside B (nothing to gain), or two writes in
+ * flight already (the window stays two buffers plus the current one).
+ */
+static void write_start_next(storage_log *log)
+{
+    if (!log->cfg.pipeline_writes || log->wlive != 1 || log->cfg.split_sync || log->failed ||
+        log->nospace_err)
+        return;
+    segment *seg = log->wseg;
+    struct log_wslot *h = &log->ws[log->whead];
+    if (!seg || h->state != FS_WRITE || seg->wsize != seg->fend || seg->size <= seg->wsize)
+        return;
+    for (int i = 0; i < log->nsegs && log->segs[i] != seg; i++)
+        if (log->segs[i]->size > log->segs[i]->wsize) return; /* an older segment first */
+    uint64_t bb = AL_ALIGN_DOWN(seg->fend, (uint64_t)SEG_ALIGN);
+    bool shared = seg->fend > bb;
+    uint64_t x = shared ? bb + SEG_ALIGN : bb; /* first block the write in flight leaves */
+    uint64_t end = seg->size;
+    uint64_t wend = AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN);
+    if (end <= x || wend > seg->alloc) return;
+    AL_ASSERT(seg->bbase == bb);
+    uint8_t *cur = seg->buf;
+    size_t ccap = seg->bcap;
+    if (!seg->pbuf || seg->pcap < ccap) {
+        free(seg->pbuf);
+        seg->pbuf = aligned_alloc_raw(ccap);
+        seg->pcap = ccap;
+        seg->pbase = seg->pend = 0;
+        if (!seg->pbuf) {
+            log_fail(log, "allocating a write buffer", -ENOMEM);
+            return;
+        }
+    }
+    uint64_t nb = AL_ALIGN_DOWN(end, (uint64_t)SEG_ALIGN);
+    seg->buf = seg->pbuf;
+    seg->bcap = seg->pcap;
+    seg->bbase = nb;
+    memset(seg->buf, 0, SEG_ALIGN);
+    if (end > nb) memcpy(seg->buf, cur + (nb - bb), (size_t)(end - nb));
+    seg->pbuf = cur;
+    seg->pcap = ccap;
+    seg->pbase = bb;
+    seg->pend = end;
+    seg->wsize = end;
+    memset(cur + (end - bb), 0, (size_t)(wend - end));
+    struct log_wslot *s = wslot_open(log, log->whead ^ 1, seg);
+    s->mpos = x;
+    s->fix_wait = shared;
+    log->writes_pipelined++;
+    log->writes_shared_block += shared;
+    wslot_main_issue(log, s);
 }
 
 void storage_log_flush(storage_log *log)
 {
     if (log->failed) return;
     if (!log->wbusy) write_start(log);
+    else write_start_next(log);
 }
 
 void storage_log_set_cache_appends(storage_log *log, bool on)
@@ -1064,8 +1280,36 @@ static int read_out_append(storage_read *r, const void *p, size_t n)
     return 0;
 }
 
-/* Serves a read from the cache: consecutive batches starting exactly at r->offset. Returns 1
- * if at least one batch was served. */
+/* Whether a batch holds records a client sees: neither a control batch (Raft NOOP/CONFIG/TRIM,
+ * transaction markers) nor an empty one (a batch emptied by compaction). */
+static bool read_is_data(const storage_batch_hdr *h)
+{
+    return !(h->attributes & STORAGE_ATTR_CONTROL) && h->records_count > 0;
+}
+
+/* Whether a batch of sz more bytes goes into r's output: any batch until it holds a data batch
+ * (see storage_log_read), then while within max_bytes (the first batch always). */
+static bool read_fits(const storage_read *r, size_t sz)
+{
+    return !r->has_data || r->len == 0 || r->len + sz <= r->max_bytes;
+}
+
+/* Notes the batch h just appended to r's output. */
+static void read_took(storage_read *r, const storage_batch_hdr *h)
+{
+    r->next_offset = storage_batch_last_offset(h) + 1;
+    if (read_is_data(h)) r->has_data = true;
+}
+
+/* Whether r is done after a step: it holds a data batch, it reached the log's end, or it has
+ * taken STORAGE_READ_HOPS_MAX steps. */
+static bool read_complete(const storage_log *log, const storage_read *r)
+{
+    return r->has_data || r->next_offset >= log->high || r->hops >= STORAGE_READ_HOPS_MAX;
+}
+
+/* Serves a read step from the cache: consecutive batches starting exactly at r->next_offset,
+ * while they fit (read_fits). Returns 1 if at least one batch was served. */
 static int read_from_cache(storage_log *log, storage_read *r)
 {
     storage_cache *c = log->cfg.cache;
@@ -1075,14 +1319,19 @@ static int read_from_cache(storage_log *log, storage_read *r)
     enum { RUN_MAX = 256 };
     const uint8_t *ptr[RUN_MAX];
     size_t len[RUN_MAX];
-    int64_t next = r->offset;
+    size_t before = r->len;
+    int64_t next = r->next_offset;
+    bool data = r->has_data;
     for (int guard = 0; guard < 100000 && next < log->high;) {
         int n = 0;
         size_t total = 0;
-        while (n < RUN_MAX && next < log->high && r->len + total < r->max_bytes) {
+        while (n < RUN_MAX && next < log->high &&
+               (!data || r->len + total == 0 || r->len + total < r->max_bytes)) {
             int64_t last;
+            storage_batch_hdr h;
             ptr[n] = storage_cache_get(c, log->cfg.log_id, next, &len[n], &last);
             if (!ptr[n]) break;
+            if (!storage_batch_parse_header(ptr[n], len[n], &h) && read_is_data(&h)) data = true;
             total += len[n++];
             next = last + 1;
             guard++;
@@ -1092,13 +1341,15 @@ static int read_from_cache(storage_log *log, storage_read *r)
             memcpy(r->data + r->len, ptr[i], len[i]);
             r->len += len[i];
         }
-        if (n < RUN_MAX || r->len >= r->max_bytes) break;
+        r->next_offset = next;
+        r->has_data = data;
+        if (n < RUN_MAX || (data && r->len >= r->max_bytes)) break;
     }
-    r->next_offset = next;
-    return r->len > 0;
+    return r->len > before;
 }
 
-/* Synchronous read of non-durable bytes of seg starting at batch boundary pos. */
+/* Synchronous read step of non-durable bytes of seg starting at batch boundary pos: the
+ * batches from r->next_offset on while they fit (read_fits). */
 static int read_from_memory(storage_log *log, segment *seg, uint64_t pos, storage_read *r)
 {
     for (int guard = 0; pos < seg->size && guard < 10000000; guard++) {
@@ -1108,13 +1359,13 @@ static int read_from_memory(storage_log *log, segment *seg, uint64_t pos, storag
         storage_batch_hdr h;
         storage_batch_parse_header(hb, sizeof(hb), &h);
         size_t sz = storage_batch_size(&h);
-        if (storage_batch_last_offset(&h) >= r->offset) {
-            if (r->len && r->len + sz > r->max_bytes) break;
+        if (storage_batch_last_offset(&h) >= r->next_offset) {
+            if (!read_fits(r, sz)) break;
             if (read_out_reserve(r, sz) < 0) return -ENOMEM;
             if ((rc = seg_read_sync(log, seg, pos, r->data + r->len, sz)) < 0) return rc;
             r->len += sz;
-            r->next_offset = storage_batch_last_offset(&h) + 1;
-            if (r->len >= r->max_bytes) break;
+            read_took(r, &h);
+            if (r->has_data && r->len >= r->max_bytes) break;
         }
         pos += sz;
     }
@@ -1122,6 +1373,7 @@ static int read_from_memory(storage_log *log, segment *seg, uint64_t pos, storag
 }
 
 static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, size_t want);
+static int read_run(storage_log *log, storage_read *r);
 
 static void read_finish(storage_log *log, storage_read *r, int res)
 {
@@ -1151,6 +1403,7 @@ static void read_disk_cb(io_op *op)
     segment *seg = log->segs[r->seg];
     uint64_t valid_end = AL_MIN(r->apos + (uint64_t)op->res, seg->dsize);
     uint64_t pos = r->ppos; /* where parsing starts */
+    int64_t from = r->next_offset;
     if (r->dcap == 0 && valid_end > pos && /* size the output once for what was read */
         read_out_reserve(r, (size_t)AL_MIN(valid_end - pos, (uint64_t)r->max_bytes)) < 0) {
         read_finish(log, r, -ENOMEM);
@@ -1162,7 +1415,7 @@ static void read_disk_cb(io_op *op)
         storage_batch_hdr h;
         if (avail < STORAGE_BATCH_HEADER ||
             storage_batch_size((storage_batch_parse_header(p, avail, &h), &h)) > avail) {
-            if (r->len == 0 && r->tries < 4) { /* first batch did not fit: read it whole */
+            if (!r->has_data && r->tries < 4) { /* first batch did not fit: read it whole */
                 size_t need = avail < STORAGE_BATCH_HEADER ? 65536 : storage_batch_size(&h);
                 read_disk_issue(log, r, pos, need);
                 return;
@@ -1176,8 +1429,8 @@ static void read_disk_cb(io_op *op)
             read_finish(log, r, AL_ECORRUPT);
             return;
         }
-        if (storage_batch_last_offset(&h) >= r->offset) {
-            if (r->len && r->len + (size_t)sz > r->max_bytes) break;
+        if (storage_batch_last_offset(&h) >= r->next_offset) {
+            if (!read_fits(r, (size_t)sz)) break;
             if (read_out_append(r, p, (size_t)sz) < 0) {
                 read_finish(log, r, -ENOMEM);
                 return;
@@ -1185,12 +1438,21 @@ static void read_disk_cb(io_op *op)
             if (log->cfg.cache)
                 storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
                                   storage_batch_last_offset(&h), p, (size_t)sz);
-            r->next_offset = storage_batch_last_offset(&h) + 1;
-            if (r->len >= r->max_bytes) break;
+            read_took(r, &h);
+            if (r->has_data && r->len >= r->max_bytes) break;
         }
         pos += (uint64_t)sz;
     }
-    read_finish(log, r, 0);
+    if (r->next_offset == from || read_complete(log, r)) {
+        read_finish(log, r, 0);
+        return;
+    }
+    /* control batches only so far (a segment holding a Raft NOOP): the next step */
+    log->reads_inflight--;
+    int rc = read_run(log, r);
+    if (rc == 0) return; /* pending again (counted again) */
+    log->reads_inflight++;
+    read_finish(log, r, rc < 0 ? rc : 0);
 }
 
 static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, size_t want)
@@ -1217,42 +1479,57 @@ static void read_disk_issue(storage_log *log, storage_read *r, uint64_t pos, siz
     io_read(log->io, &r->op, seg->fd, r->abuf, n, a);
 }
 
-/* Runs a read: returns 1 when done now, 0 when pending (a disk read issued, or parked until
- * its not-yet-durable bytes, no longer all in memory, are durable and readable from disk), or
- * a negative error. A pending read counts in reads_inflight. */
+/* Runs a read from r->next_offset, step by step (a cache run, the memory or the disk of one
+ * segment) until read_complete or a step adds nothing: returns 1 when done now, 0 when pending
+ * (a disk read issued, or parked until its not-yet-durable bytes, no longer all in memory, are
+ * durable and readable from disk), or a negative error (r's output released). A pending read
+ * counts in reads_inflight; its disk callback runs the next steps. */
 static int read_run(storage_log *log, storage_read *r)
 {
-    if (log->failed) return AL_EFAILED;
-    if (r->offset < log->start) return AL_ERANGE;
-    if (r->offset >= log->high) return 1;
-    if (log->cfg.cache && read_from_cache(log, r)) return 1;
-    int i = seg_find(log, r->offset);
-    if (i < 0) i = 0;
-    while (i < log->nsegs && log->segs[i]->last < r->offset) i++;
-    if (i >= log->nsegs) return 1;
-    segment *seg = log->segs[i];
-    uint64_t pos = seg->base >= r->offset ? 0 : seg_index_floor(seg, r->offset);
-    if (r->offset > seg->dlast) { /* not durable yet: the bytes are in memory, or soon on disk */
-        uint64_t start = AL_MAX(pos, seg->dsize);
-        uint64_t mem_lo = seg->fbuf ? AL_MIN(seg->fbase, seg->bbase) : seg->bbase;
-        if (start < mem_lo) { /* written, not yet synced, buffer recycled: wait for the sync */
-            r->parked_next = log->parked;
-            log->parked = r;
-            log->reads_inflight++;
-            return 0;
-        }
-        int rc = read_from_memory(log, seg, start, r);
-        if (rc < 0) {
-            storage_read_release(r);
-            return rc;
-        }
-        return 1;
+    if (log->failed) {
+        storage_read_release(r);
+        return AL_EFAILED;
     }
-    r->seg = i;
-    log->reads_inflight++;
-    size_t want = r->max_bytes + 2 * log->cfg.index_interval_bytes + STORAGE_BATCH_HEADER;
-    read_disk_issue(log, r, pos, want);
-    return 0;
+    for (int guard = 0; guard <= STORAGE_READ_HOPS_MAX; guard++) {
+        int64_t from = r->next_offset;
+        if (from < log->start) { /* a prefix cut ran under a continued read: keep what it has */
+            if (r->len) return 1;
+            return AL_ERANGE;
+        }
+        if (from >= log->high || (r->len && read_complete(log, r))) return 1;
+        r->hops++;
+        if (log->cfg.cache && read_from_cache(log, r)) continue;
+        int i = seg_find(log, from);
+        if (i < 0) i = 0;
+        while (i < log->nsegs && log->segs[i]->last < from) i++;
+        if (i >= log->nsegs) return 1;
+        segment *seg = log->segs[i];
+        uint64_t pos = seg->base >= from ? 0 : seg_index_floor(seg, from);
+        if (from > seg->dlast) { /* not durable yet: the bytes are in memory, or soon on disk */
+            uint64_t start = AL_MAX(pos, seg->dsize);
+            uint64_t mem_lo = seg->fbuf ? AL_MIN(seg->fbase, seg->bbase) : seg->bbase;
+            if (start < mem_lo) { /* written, not yet synced, buffer recycled: wait for the sync */
+                r->parked_next = log->parked;
+                log->parked = r;
+                log->reads_inflight++;
+                return 0;
+            }
+            int rc = read_from_memory(log, seg, start, r);
+            if (rc < 0) {
+                storage_read_release(r);
+                return rc;
+            }
+            if (r->next_offset == from) return 1;
+            continue;
+        }
+        r->seg = i;
+        r->tries = 0;
+        log->reads_inflight++;
+        size_t want = r->max_bytes + 2 * log->cfg.index_interval_bytes + STORAGE_BATCH_HEADER;
+        read_disk_issue(log, r, pos, want);
+        return 0;
+    }
+    return 1;
 }
 
 /* Re-runs every parked read (after a sync, a truncation or a failure); each completes, goes
@@ -1283,6 +1560,8 @@ int storage_log_read(storage_log *log, storage_read *r)
     r->abuf = NULL;
     r->acap = 0;
     r->tries = 0;
+    r->hops = 0;
+    r->has_data = false;
     r->log = log;
     r->parked_next = NULL;
     memset(&r->op, 0, sizeof(r->op));
@@ -1874,8 +2153,10 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             seg->max_ts = seg->ntidx ? seg->tidx[seg->ntidx - 1].ts : INT64_MIN;
             free(seg->buf);
             free(seg->fbuf);
-            seg->fbuf = NULL;
-            seg->fcap = 0;
+            free(seg->pbuf);
+            seg->fbuf = seg->pbuf = NULL;
+            seg->fcap = seg->pcap = 0;
+            seg->pbase = seg->pend = 0;
             seg->buf = nb;
             seg->bcap = SEG_BUF_MIN;
             seg->bbase = bb;
@@ -2081,9 +2362,12 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
 {
     out->bytes = 0;
     out->regrows = log->buf_regrows;
+    out->pipelined = log->writes_pipelined;
+    out->shared_block = log->writes_shared_block;
     if (!log->nsegs) return;
     const segment *a = log->segs[log->nsegs - 1];
-    out->bytes = (uint64_t)(a->buf ? a->bcap : 0) + (uint64_t)(a->fbuf ? a->fcap : 0);
+    out->bytes = (uint64_t)(a->buf ? a->bcap : 0) + (uint64_t)(a->fbuf ? a->fcap : 0) +
+                 (uint64_t)(a->pbuf ? a->pcap : 0);
 }
 
 int storage_log_segment_info(const storage_log *log, int i, storage_segment_info *out)

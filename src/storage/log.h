@@ -51,6 +51,10 @@ typedef struct storage_log_config {
                                     * (io_write_dsync); true: a plain write, then an fdatasync
                                     * pipelined with the next write (higher throughput on some
                                     * disks, about one more device round trip of latency) */
+    bool pipeline_writes;          /* false (default): one durable write in flight per log;
+                                    * true: a second may start while one is in flight (log.c
+                                    * write_start_next; off by default: p50 lower but p99 and
+                                    * CPU higher in the session-4 measurements, BENCHMARKS.md) */
     storage_cache *cache;          /* the shard's batch cache, or NULL */
     uint64_t log_id;               /* key of this log in the cache (unique per shard) */
 } storage_log_config;
@@ -158,18 +162,25 @@ struct storage_read {
     uint64_t ppos;
     int seg;
     int tries;
+    int hops;          /* steps so far (cache run, memory or disk read of one segment) */
+    bool has_data;     /* the output holds a batch with records that is not a control batch */
     storage_read *parked_next;
 };
 
 /*
  * Reads whole batches starting with the one holding r->offset (or the next existing one, after
- * compaction) up to r->max_bytes, at least one batch. Returns 1 when done synchronously (from
+ * compaction) up to r->max_bytes, at least one batch. A read does not end on control or empty
+ * batches alone (a Raft NOOP at a term's start, a CONFIG, an emptied compacted batch) while the
+ * log holds more: it goes on past segment ends and cache misses, over the budget if need be,
+ * until it holds a batch with records (a client that advances by the records it gets, kafkajs,
+ * would fetch the same offset forever), bounded by STORAGE_READ_HOPS_MAX steps. Returns 1 when done synchronously (from
  * the cache or unflushed memory; callback not called), 0 when pending (r->cb runs later: after
  * an async disk read, or, for not-yet-durable data no longer in memory, after the next sync), or
  * AL_ERANGE (offset below the log start) / AL_EFAILED. At or past the next offset: done with
  * len 0. Data is whatever was appended (durable or not): callers clamp to their high watermark.
  */
 int storage_log_read(storage_log *log, storage_read *r);
+#define STORAGE_READ_HOPS_MAX 4096
 void storage_read_release(storage_read *r);
 
 /* Term of the batch holding offset, or AL_ERANGE when offset is not in [first segment, last]. */
@@ -233,10 +244,14 @@ typedef int (*storage_header_cb)(void *ctx, const struct storage_batch_hdr *h);
 int storage_log_scan_headers(storage_log *log, int64_t from, storage_header_cb cb, void *ctx);
 
 /* Memory of the active segment's write buffers (for tests and metrics): bytes allocated now,
- * and how many times a buffer was regrown with a copy since the log was opened. */
+ * and how many times a buffer was regrown with a copy since the log was opened; and since the
+ * log was opened, how many writes were started while another was in flight (pipelined), of
+ * which how many shared their first block with it (that block written after it completed). */
 typedef struct storage_log_buf_info {
     uint64_t bytes;
     uint64_t regrows;
+    uint64_t pipelined;
+    uint64_t shared_block;
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 

@@ -48,13 +48,18 @@ typedef struct segment {
     uint32_t ntidx, ctidx;
     uint64_t last_idx_pos; /* position of the newest index entry */
     /* Write state: buf holds file bytes [bbase, size) (bbase 4 KiB aligned); fbuf holds the
-     * in-flight write [fbase, fend) while this segment is being flushed. */
+     * oldest write in flight [fbase, fend) while this segment is being flushed (and the last
+     * write's bytes after it completed); pbuf holds the second, pipelined write [pbase, pend)
+     * while there is one, else it is a spare buffer with pbase == pend (see log.c "flush"). */
     uint8_t *buf;
     size_t bcap;
     uint64_t bbase;
     uint8_t *fbuf;
     size_t fcap;
     uint64_t fbase, fend;
+    uint8_t *pbuf;
+    size_t pcap;
+    uint64_t pbase, pend;
     uint64_t trim_size; /* size at the last housekeeping (idle buffers are trimmed) */
     bool cleaned;    /* compaction: already compacted since it was sealed */
     char stem[SEG_PATH_MAX]; /* dir/<base:020>-<term> */
@@ -79,6 +84,10 @@ typedef struct compact_state {
     uint64_t out_last_idx_pos;
     int64_t out_last, out_max_ts;
     int64_t now_ms;
+    /* Raft logs (storage_log_compact_raft; reset to the single-node values by every step): */
+    int64_t limit;  /* only segments whose last offset <= limit are compacted (commit index) */
+    bool keep_all;  /* keep every batch (emptied if need be): Raft entries keep their offsets */
+    uint64_t out_norec; /* keep_all: output bytes since the last batch holding a record */
 } compact_state;
 
 struct storage_log {
@@ -93,14 +102,26 @@ struct storage_log {
     bool failed;
     bool nospace;
     uint64_t nospace_probe_ns;
-    /* write stage (fallocate + write) */
-    bool wbusy;
-    int wstate;
-    segment *wseg;
-    int64_t wlast;    /* last offset the write covers */
-    uint64_t wpos;    /* file position of the write in flight */
-    uint64_t wtarget; /* fallocate target size in flight */
-    io_op wop;
+    /* write stage (fallocate + write): at most two writes in flight, the oldest in
+     * ws[whead] (buffer seg->fbuf), a pipelined one in ws[!whead] (seg->pbuf); see log.c */
+    bool wbusy;       /* a write slot is live or one of its operations is in flight */
+    segment *wseg;    /* the segment being written */
+    int whead;        /* index of the oldest live write slot */
+    int wlive;        /* live write slots (0-2) */
+    int wparts;       /* write-stage operations in flight */
+    struct log_wslot {
+        struct storage_log *log;
+        bool live;       /* a write occupies this slot */
+        int state;       /* FS_FALLOC or FS_WRITE: the main part's stage */
+        bool main_busy;  /* the main part (fallocate, then write from mpos) is in flight */
+        bool fix_wait;   /* the shared first block waits for the previous write to complete */
+        bool fix_busy;   /* that block's write is in flight */
+        uint64_t mpos;   /* file position of the main part's write in flight */
+        uint64_t target; /* fallocate target size in flight */
+        int64_t last;    /* last offset the write covers */
+        uint64_t t0_ns;  /* operations: when it was issued (fsync latency metric) */
+        io_op op, fop;   /* the main part, the shared block */
+    } ws[2];
     /* sync stage */
     bool sbusy;
     segment *sseg;
@@ -123,6 +144,8 @@ struct storage_log {
     storage_truncation *trunc; /* an asynchronous truncation waiting for idle */
     compact_state cs;
     uint64_t buf_regrows; /* write buffers regrown with a copy (storage_log_buf_info_get) */
+    uint64_t writes_pipelined;  /* writes started while another was in flight */
+    uint64_t writes_shared_block; /* ...of which the first block waited for the previous one */
     bool no_cache_appends; /* storage_log_set_cache_appends(false) */
 };
 
@@ -144,5 +167,9 @@ int seg_write_indexes(storage_log *log, segment *seg);
  * or negative. Frees its state on error. */
 int log_compact_step(storage_log *log, int64_t now_ms, size_t budget);
 void log_compact_reset(storage_log *log);
+
+/* The same step for a Raft log: only segments wholly at or below max_offset (the replica's
+ * commit index) and every batch kept with its offsets and leader epoch (see log_raft.h). */
+int log_compact_step_raft(storage_log *log, int64_t now_ms, size_t budget, int64_t max_offset);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * log_raft.c — synchronous helpers the Raft replica needs from a partition log (see
  * log_raft.h): sync everything recovered at open, scan stored batches without the
- * asynchronous read path, and restart an emptied log at a snapshot point. Uses the log's
+ * asynchronous read path, restart an emptied log at a snapshot point, and key compaction
+ * below the commit index (compact.c with Raft's rules). Uses the log's
  * private shape (log_impl.h): read-only, except storage_log_drop_empty_tail and
  * storage_log_restart_at, which remove segments of an idle log.
  */
@@ -199,6 +200,9 @@ int64_t storage_log_batch_base(storage_log *log, int64_t offset)
 int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_log_config *rcfg,
                                int64_t *retention_start)
 {
+    /* the topic's current roll settings apply live (the log took its config at open) */
+    if (rcfg->segment_bytes) log->cfg.segment_bytes = rcfg->segment_bytes;
+    log->cfg.segment_ms = rcfg->segment_ms;
     /* storage_log_housekeep with a retention that moves nothing: it still deletes segments
      * that fell below the start while reads held them */
     int policy = log->cfg.cleanup_policy;
@@ -242,4 +246,17 @@ int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_l
     }
     *retention_start = new_start;
     return rc;
+}
+
+int storage_log_compact_raft(storage_log *log, int64_t now_ms, const storage_log_config *rcfg,
+                             int64_t max_offset, size_t budget_bytes)
+{
+    if (log->failed) return AL_EFAILED;
+    if (!(rcfg->cleanup_policy & STORAGE_CLEANUP_COMPACT)) {
+        if (log->cs.phase) log_compact_reset(log); /* the policy changed mid-round */
+        return 0;
+    }
+    if (log->reads_inflight || log->trunc) return 0; /* retried at the next housekeeping */
+    log->cfg.delete_retention_ms = rcfg->delete_retention_ms; /* the topic's current value */
+    return log_compact_step_raft(log, now_ms, budget_bytes, max_offset);
 }

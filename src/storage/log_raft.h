@@ -56,7 +56,8 @@ int64_t storage_log_batch_base(storage_log *log, int64_t offset);
 
 /*
  * Housekeeping for a Raft log, whose start only the replica moves (never beyond the commit
- * index): rolls an over-age segment and finishes sealed ones and deletes segments below the
+ * index): takes rcfg's segment_bytes and segment_ms for later rolls (the topic's current
+ * values), rolls an over-age segment and finishes sealed ones and deletes segments below the
  * start (as storage_log_housekeep), but applies no retention and no compaction itself.
  * *retention_start gets the start offset retention (delete policy of rcfg: retention.bytes,
  * retention.ms over whole closed, durable segments) would move to, for the replica to cut.
@@ -64,5 +65,26 @@ int64_t storage_log_batch_base(storage_log *log, int64_t offset);
  */
 int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_log_config *rcfg,
                                int64_t *retention_start);
+
+/*
+ * One bounded step of key compaction of a Raft log whose current settings rcfg (the topic's,
+ * as for storage_log_housekeep_raft: cleanup_policy, delete_retention_ms) ask for the compact
+ * policy (otherwise 0 and nothing done), per replica as
+ * Redpanda does: only closed, durable segments wholly at or below max_offset (the replica's
+ * commit index: an entry that could still be truncated is never rewritten), the active
+ * segment never. What is kept follows storage_log_housekeep's rules (the newest record per
+ * key over the compacted segments, tombstones dropped delete.retention.ms after their batch,
+ * records without a key kept), but every batch stays with its base offset, last offset delta
+ * and leader epoch (an all-removed batch becomes an empty batch), and control batches (Raft
+ * NOOP / CONFIG / TRIM, transaction markers) stay byte for byte: log matching, term lookups
+ * and follower catch-up see the same entries as before. Rewritten segments replace the
+ * originals atomically (fsync + rename) and their cache entries are dropped; a step runs only
+ * while no read of the log is in flight (a Fetch holding cache entries by reference keeps
+ * its references). At most budget_bytes of input per call. Returns 1 when more work is left,
+ * 0 idle (nothing to compact, not a compact policy, or a read or truncation in flight), or a
+ * negative error (the round is abandoned; the next call starts over).
+ */
+int storage_log_compact_raft(storage_log *log, int64_t now_ms, const storage_log_config *rcfg,
+                             int64_t max_offset, size_t budget_bytes);
 
 #endif
