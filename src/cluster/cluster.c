@@ -44,6 +44,7 @@ static pthread_mutex_t g_view_mu = PTHREAD_MUTEX_INITIALIZER;
 static cluster_view_broker *g_view;
 static int g_view_n = -1; /* -1: not a cluster */
 static int32_t g_view_controller = -1, g_view_self = -1;
+static uint64_t g_view_gen;   /* atomic: bumped after a change of brokers or liveness */
 
 static rpc *g_rpc;            /* atomic: the endpoint while it accepts sends */
 static int g_rpc_users;       /* atomic: cluster_raft_send calls in progress */
@@ -166,12 +167,23 @@ static void view_update(cluster *cl)
     }
     pthread_mutex_lock(&g_view_mu);
     cluster_view_broker *old = g_view;
+    bool moved = g_view_n != st->n_brokers;
+    for (int32_t i = 0; !moved && i < st->n_brokers; i++)
+        moved = old[i].node_id != v[i].node_id || old[i].alive != v[i].alive;
     g_view = v;
     g_view_n = st->n_brokers;
     g_view_controller = cl->leader;
     g_view_self = cl->self;
+    /* bumped under the lock, after the new view is in place: a reader that saw the new number
+     * and then copies the view gets this view or a newer one */
+    if (moved) __atomic_add_fetch(&g_view_gen, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&g_view_mu);
     free(old);
+}
+
+uint64_t cluster_view_generation(void)
+{
+    return __atomic_load_n(&g_view_gen, __ATOMIC_ACQUIRE);
 }
 
 /* ---- small helpers ---- */

@@ -215,6 +215,14 @@ int cluster_view_brokers(cluster_view_broker *out, int max, int32_t *controller,
                          int32_t *self_out);
 
 /*
+ * A number that changes whenever the view's set of brokers or any broker's liveness changes
+ * (any thread, one atomic load): a reader that keeps a copy of who is alive (the partition
+ * shards' ISR) refreshes it when this moved, so it never counts a peer as alive after a
+ * Metadata answer from this node stopped listing it.
+ */
+uint64_t cluster_view_generation(void);
+
+/*
  * For the partition replicas (part B, any shard): sends one encoded raft_msg to node `to` as
  * RPC_T_RAFT (or RPC_T_RAFT_HB for an HB_BATCH). Returns 0, AL_ECLOSED (no endpoint yet or
  * stopped) or rpc_send_from's errors. Best effort, like every Raft send.

@@ -71,9 +71,12 @@ struct pr_shard {
     bool stopping;
     uint8_t *rxbuf; /* mutable copy of a message being delivered */
     size_t rxcap;
-    /* peers connected to this node (cluster_view_brokers), refreshed every report */
+    /* peers alive in the node's view (cluster_view_brokers), copied again whenever the view's
+     * generation moved (pr_alive_sync) */
     int32_t alive[PR_PEERS_MAX];
     uint32_t n_alive;
+    uint64_t alive_gen; /* cluster_view_generation() of the copy */
+    bool alive_valid;
 };
 
 static _Atomic(rpc *) g_rpc; /* for leadership gossip (pr_node_rpc), shard 0 */
@@ -211,15 +214,29 @@ static void pr_map_remove(struct pr_shard *sh, struct pr_part *pp)
 
 /* ---- liveness ---- */
 
-/* Refreshes the shard's set of live peers from the node service's view. */
+/* Refreshes the shard's set of live peers from the node service's view. The generation is read
+ * first: a change after it is seen by the next pr_alive_sync. */
 static void pr_alive_refresh(struct pr_shard *sh)
 {
     cluster_view_broker v[64];
     int32_t ctl = -1, self = -1;
+    sh->alive_gen = cluster_view_generation();
+    sh->alive_valid = true;
     int n = cluster_view_brokers(v, 64, &ctl, &self);
     sh->n_alive = 0;
     for (int i = 0; i < n && i < 64 && sh->n_alive < PR_PEERS_MAX; i++)
         if (v[i].alive) sh->alive[sh->n_alive++] = v[i].node_id;
+}
+
+/*
+ * Brings the shard's copy of who is alive up to the view (one atomic load when nothing moved).
+ * The ISR that decides acks=all against min.insync.replicas and the ISR that Metadata shows
+ * (handle_metadata filters it by cluster_node_alive) must agree: a produce that follows a
+ * Metadata answer without a peer must not count that peer in sync.
+ */
+static void pr_alive_sync(struct pr_shard *sh)
+{
+    if (!sh->alive_valid || sh->alive_gen != cluster_view_generation()) pr_alive_refresh(sh);
 }
 
 /* Whether node is this one or a peer connected to this node (as of the last refresh). */
@@ -387,6 +404,7 @@ static int pr_isr(const pm_partition *p, int32_t *isr, int cap)
 int pr_insync_count(const pm_partition *p)
 {
     int32_t isr[RAFT_MAX_NODES];
+    if (p->pr) pr_alive_sync(p->pr->sh);
     return pr_isr(p, isr, RAFT_MAX_NODES);
 }
 
@@ -531,7 +549,7 @@ static void pr_tick_fire(reactor_timer *t)
     }
     raft_replica_hb_flush(&sh->hb, pr_send_shard, sh);
     if (sh->report_now || now - sh->last_report_ns >= PR_REPORT_NS) {
-        if (now - sh->last_report_ns >= PR_REPORT_NS) pr_alive_refresh(sh);
+        pr_alive_sync(sh);
         sh->report_now = false;
         sh->last_report_ns = now;
         pr_report(sh);

@@ -190,6 +190,45 @@ def test_acks1_and_min_insync(cluster):
     assert sum(1 for v in got.values() if v.startswith(b"one-more")) == 20
 
 
+def test_min_insync_agrees_with_metadata_isr(cluster):
+    """The moment the leader's Metadata stops listing a killed follower in the ISR, an acks=all
+    write with min.insync.replicas=3 is refused: the produce path and Metadata judge the ISR
+    from the same liveness (the produce path once used a copy up to 200 ms older)."""
+    c = cluster
+    create_topic(c, "mia", rf=3, config={"min.insync.replicas": "3"})
+    leader = wait_leader(c, "mia", isr=3)
+    acked, errors = [], []
+
+    def cb(err, msg):
+        (errors if err else acked).append(err or (msg.offset(), msg.value()))
+
+    # connected, with metadata, before the kill: the refused write goes out at once
+    p = Producer({"bootstrap.servers": c.nodes[leader].addr, "acks": "all",
+                  "enable.idempotence": False, "retries": 0, "linger.ms": 0,
+                  "message.timeout.ms": 10000})
+    p.produce("mia", value=b"warm", partition=0, on_delivery=cb)
+    assert p.flush(30) == 0 and len(acked) == 1 and not errors, (acked, errors)
+    admin = AdminClient({"bootstrap.servers": c.nodes[leader].addr})
+    admin.list_topics("mia", timeout=5)
+    follower = next(i for i in range(3) if i != leader)
+    c.nodes[follower].kill()
+    deadline = time.monotonic() + 20
+    isr = None
+    while time.monotonic() < deadline:
+        isr = admin.list_topics("mia", timeout=5).topics["mia"].partitions[0].isrs
+        if len(isr) == 2:
+            break
+        time.sleep(0.005)
+    assert len(isr) == 2, isr
+    del acked[:]
+    for i in range(3):
+        p.produce("mia", value=b"refused-%d" % i, partition=0, on_delivery=cb)
+    assert p.flush(30) == 0
+    assert not acked, acked
+    assert len(errors) == 3 and all(e.code() == KafkaError.NOT_ENOUGH_REPLICAS
+                                    for e in errors), errors
+
+
 def test_leader_killed_mid_stream(cluster):
     c = cluster
     create_topic(c, "fo", rf=3)
