@@ -1577,6 +1577,16 @@ int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req
     return 1;
 }
 
+int raft_replica_writable(raft_replica *r)
+{
+    if (r->failed) return AL_EFAILED;
+    if (r->g.role != RAFT_LEADER) return RAFT_ENOTLEADER;
+    if (busy(r)) return r->failed ? AL_EFAILED : RAFT_EBUSY;
+    if (r->g.transferee != RAFT_NODE_NONE) return RAFT_EBUSY;
+    if (r->g.last - r->g.commit > (int64_t)r->g.opt.max_uncommitted) return AL_EFULL;
+    return 0;
+}
+
 int raft_replica_transfer_leadership(raft_replica *r, int32_t target)
 {
     if (r->failed) return AL_EFAILED;

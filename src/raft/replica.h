@@ -191,6 +191,16 @@ struct raft_replicate_req {
 int raft_replicate(raft_replica *r, uint8_t *buf, size_t len, raft_replicate_req *q);
 
 /*
+ * Would raft_replicate accept a proposal now? Returns 0, or the error it would return before
+ * appending anything: AL_EFAILED, RAFT_ENOTLEADER, RAFT_EBUSY (transfer in progress, replica
+ * busy) or AL_EFULL (too much uncommitted). Lets a caller refuse a whole request before it
+ * checks anything per batch (Produce: a refused batch must not turn the same producer's next
+ * in-flight batches into sequence gaps). May start the replica's reset, as raft_replicate
+ * does. Owner's shard.
+ */
+int raft_replica_writable(raft_replica *r);
+
+/*
  * Prefix truncation (retention, DeleteRecords, the controller's log trimming): makes the log
  * start at `start`, the base of a batch, with start - 1 <= the commit index and durable. Writes
  * raft_snap (offset start - 1, its term, the membership there, and data: the state machine's
