@@ -283,3 +283,70 @@ int producer_state_tick(struct producer_state *s, int64_t now_ms)
     }
     return removed;
 }
+
+/* ---- refusal fences ---- */
+
+uint64_t producer_fence_key(const uint8_t topic_id[16], int32_t partition)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (int i = 0; i < 16; i++) h = (h ^ topic_id[i]) * 1099511628211ULL;
+    for (int i = 0; i < 4; i++)
+        h = (h ^ (uint8_t)((uint32_t)partition >> (8 * i))) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+static struct producer_fence *fence_find(const struct producer_fences *t, uint64_t part,
+                                         int64_t producer_id)
+{
+    for (int i = 0; i < PRODUCER_FENCES; i++) {
+        const struct producer_fence *f = &t->f[i];
+        if (f->part == part && f->producer_id == producer_id) return (struct producer_fence *)f;
+    }
+    return NULL;
+}
+
+void producer_fences_refused(struct producer_fences *t, uint64_t part,
+                             const struct producer_batch *b, int16_t err, int64_t now_ms)
+{
+    if (b->producer_id < 0 || b->base_seq < 0 || err <= 0 || part == 0) return;
+    struct producer_fence *f = fence_find(t, part, b->producer_id);
+    if (f && f->until_ms > now_ms && f->epoch == b->epoch && f->seq <= b->base_seq) {
+        f->err = err; /* the earlier refusal still marks the gap's start */
+        f->until_ms = now_ms + PRODUCER_FENCE_MS;
+        return;
+    }
+    if (!f) { /* a free or expired slot, else the one expiring first */
+        f = &t->f[0];
+        for (int i = 0; i < PRODUCER_FENCES; i++) {
+            struct producer_fence *c = &t->f[i];
+            if (c->part == 0 || c->until_ms <= now_ms) {
+                f = c;
+                break;
+            }
+            if (c->until_ms < f->until_ms) f = c;
+        }
+    }
+    *f = (struct producer_fence){part, b->producer_id, b->epoch, err, b->base_seq,
+                                 now_ms + PRODUCER_FENCE_MS};
+}
+
+int16_t producer_fences_gap(const struct producer_fences *t, uint64_t part,
+                            const struct producer_state *s, const struct producer_batch *b,
+                            int64_t now_ms)
+{
+    if (b->producer_id < 0) return 0;
+    const struct producer_fence *f = fence_find(t, part, b->producer_id);
+    if (!f || f->until_ms <= now_ms || f->epoch != b->epoch) return 0;
+    const struct producer_entry *e = producer_state_find(s, b->producer_id);
+    int64_t expected = 0; /* a newer epoch starts at sequence 0 */
+    if (e && e->epoch == b->epoch && e->nbatches > 0)
+        expected = (int64_t)e->batches[e->nbatches - 1].last_seq + 1;
+    if (expected <= f->seq && f->seq < b->base_seq) return f->err;
+    return 0;
+}
+
+void producer_fences_clear(struct producer_fences *t, uint64_t part, int64_t producer_id)
+{
+    struct producer_fence *f = fence_find(t, part, producer_id);
+    if (f) memset(f, 0, sizeof(*f));
+}

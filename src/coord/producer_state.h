@@ -181,4 +181,60 @@ static inline size_t producer_state_count(const struct producer_state *s)
     return s->producers.count;
 }
 
+/* ---- refusal fences (Produce in cluster mode) ----
+ *
+ * A client keeps up to five Produce requests in flight per partition. When the leader refuses
+ * one batch with a retriable error that leaves it unwritten (NOT_LEADER_OR_FOLLOWER while a
+ * leadership transfer runs, NOT_ENOUGH_REPLICAS, ...) and the condition clears before the next
+ * in-flight batch arrives, that batch would find a sequence gap and get
+ * OUT_OF_ORDER_SEQUENCE_NUMBER. librdkafka treats that answer as a sequence desynchronization
+ * (an epoch bump at best; before 2.3.0, after an earlier "possibly persisted" error such as a
+ * dropped connection, a fatal error: "rewound sequence number"). A fence remembers, per
+ * (partition, producer), the first sequence refused that way and its error for
+ * PRODUCER_FENCE_MS: a later batch of the same epoch whose gap starts at or before that
+ * sequence gets the refusal's error again instead of OUT_OF_ORDER_SEQUENCE_NUMBER, so the
+ * client retries its batches in order. A batch appended for the producer lifts the fence.
+ * The table is bounded (PRODUCER_FENCES, the oldest slot reused); losing a fence only means
+ * Kafka's own answer (OUT_OF_ORDER_SEQUENCE_NUMBER). One table per thread (shard).
+ */
+#define PRODUCER_FENCES   64
+#define PRODUCER_FENCE_MS 10000
+
+struct producer_fence {
+    uint64_t part;       /* producer_fence_key of the partition; 0: free */
+    int64_t producer_id;
+    int16_t epoch;
+    int16_t err;         /* the Kafka error of the latest refusal */
+    int32_t seq;         /* the first sequence refused */
+    int64_t until_ms;    /* expires then */
+};
+
+struct producer_fences {
+    struct producer_fence f[PRODUCER_FENCES];
+};
+
+/* A non-zero key for a partition (topic id, index). */
+uint64_t producer_fence_key(const uint8_t topic_id[16], int32_t partition);
+
+/*
+ * Records that batch b of partition `part` was refused with Kafka error err (> 0) and nothing
+ * of it was written. Keeps the earliest sequence of an active fence of the same epoch; a
+ * newer epoch replaces it. Batches without producer id are ignored.
+ */
+void producer_fences_refused(struct producer_fences *t, uint64_t part,
+                             const struct producer_batch *b, int16_t err, int64_t now_ms);
+
+/*
+ * For a batch that producer_state_check (on s) answered OUT_OF_ORDER_SEQUENCE_NUMBER: returns
+ * the error to answer instead (an active fence of the same producer and epoch whose sequence
+ * lies in the gap: expected next sequence <= fence sequence < b's base sequence), or 0 to
+ * answer OUT_OF_ORDER_SEQUENCE_NUMBER.
+ */
+int16_t producer_fences_gap(const struct producer_fences *t, uint64_t part,
+                            const struct producer_state *s, const struct producer_batch *b,
+                            int64_t now_ms);
+
+/* A batch of producer_id was appended to partition part: lifts its fence. */
+void producer_fences_clear(struct producer_fences *t, uint64_t part, int64_t producer_id);
+
 #endif

@@ -57,6 +57,42 @@ static int16_t praft_err(int err)
     }
 }
 
+/* This shard's refusal fences (coord/producer_state.h): a batch refused unwritten makes the
+ * same producer's next in-flight batches retry instead of failing with a sequence gap. */
+static _Thread_local struct producer_fences praft_fences;
+
+static struct producer_batch praft_producer_batch(const storage_batch_hdr *h)
+{
+    return (struct producer_batch){h->producer_id, h->producer_epoch, h->base_sequence,
+                                   h->last_offset_delta + 1, h->max_timestamp};
+}
+
+/* Refuses a partition's whole request with err (retriable, nothing written): answers it and
+ * fences every idempotent producer it carries (records may be unvalidated: only headers that
+ * fit are read). Calls done. */
+static void praft_refuse(data_shard *ds, pm_partition *p,
+                         kafka_ProduceResponse_PartitionProduceResponse *out,
+                         const uint8_t *records, size_t len, int16_t err,
+                         kafka_produce_raft_done_fn done, void *arg)
+{
+    uint64_t key = producer_fence_key(p->topic_id, p->partition);
+    int64_t now = (int64_t)(io_now_ns(ds->io) / 1000000);
+    size_t pos = 0;
+    for (int guard = 0; records && pos < len && guard < PRAFT_MAX_BATCHES; guard++) {
+        storage_batch_hdr h;
+        if (storage_batch_parse_header(records + pos, len - pos, &h) < 0) break;
+        size_t size = storage_batch_size(&h);
+        if (size < STORAGE_BATCH_HEADER || size > len - pos) break;
+        struct producer_batch pb = praft_producer_batch(&h);
+        if (pb.producer_id >= 0 && pb.base_seq >= 0 && pb.record_count >= 1)
+            producer_fences_refused(&praft_fences, key, &pb, err, now);
+        pos += size;
+    }
+    out->ErrorCode = err;
+    out->BaseOffset = -1;
+    done(ds, arg);
+}
+
 static void praft_finish(data_shard *ds, struct praft_wait *st, int16_t err)
 {
     if (err) {
@@ -177,8 +213,7 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
     AL_ASSERT(p->rr && p->pr);
     out->BaseOffset = -1;
     if (!pr_is_leader(p)) {
-        out->ErrorCode = KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
-        done(ds, arg);
+        praft_refuse(ds, p, out, records, len, KAFKA_ERR_NOT_LEADER_OR_FOLLOWER, done, arg);
         return;
     }
     int16_t verr = praft_validate(p, records, len, version);
@@ -188,8 +223,15 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
         return;
     }
     if (acks == -1 && pr_insync_count(p) < praft_min_insync(ds, p)) {
-        out->ErrorCode = KAFKA_ERR_NOT_ENOUGH_REPLICAS;
-        done(ds, arg);
+        praft_refuse(ds, p, out, records, len, KAFKA_ERR_NOT_ENOUGH_REPLICAS, done, arg);
+        return;
+    }
+    /* Refuse before any sequence check what raft_replicate would refuse (a transfer running,
+     * too much uncommitted...): each of a producer's in-flight batches then gets the same
+     * retriable answer, none a sequence gap behind a refused one. */
+    int werr = raft_replica_writable(p->rr);
+    if (werr) {
+        praft_refuse(ds, p, out, records, len, praft_err(werr), done, arg);
         return;
     }
     if (p->pr->producers_stale) {
@@ -198,8 +240,8 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
         if (err) {
             log_warn("kafka", "%s/%" PRId32 ": rebuilding producer state: %s", p->topic,
                      p->partition, al_strerror(err));
-            out->ErrorCode = KAFKA_ERR_NOT_LEADER_OR_FOLLOWER; /* retriable; tried again */
-            done(ds, arg);
+            /* retriable; tried again */
+            praft_refuse(ds, p, out, records, len, KAFKA_ERR_NOT_LEADER_OR_FOLLOWER, done, arg);
             return;
         }
         p->pr->producers_stale = false;
@@ -220,6 +262,8 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
         st->target = -1;
     }
     int64_t now = io_wall_ms(ds->io);
+    int64_t mono = (int64_t)(io_now_ns(ds->io) / 1000000);
+    uint64_t fkey = producer_fence_key(p->topic_id, p->partition);
     int64_t wait_offset = -1;
     bool wait_commit_cb = false; /* the last batch was replicated with RAFT_WAIT_COMMIT */
     int16_t err = 0;
@@ -232,8 +276,7 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
         pos += size;
         bool last = pos >= len;
         wait_commit_cb = false;
-        struct producer_batch pb = {h.producer_id, h.producer_epoch, h.base_sequence,
-                                    h.last_offset_delta + 1, h.max_timestamp};
+        struct producer_batch pb = praft_producer_batch(&h);
         if (h.producer_id >= 0) {
             int64_t dup_base = -1;
             int32_t dup_delta = 0;
@@ -242,6 +285,11 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
                 if (out->BaseOffset < 0) out->BaseOffset = pm_to_kafka(p, dup_base);
                 wait_offset = AL_MAX(wait_offset, dup_base + dup_delta);
                 continue;
+            }
+            if (v == -KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER) {
+                /* a gap behind a batch refused unwritten: retriable, as that batch was */
+                int16_t ferr = producer_fences_gap(&praft_fences, fkey, &p->producers, &pb, mono);
+                if (ferr) v = -ferr;
             }
             if (v < 0) {
                 err = (int16_t)-v;
@@ -272,9 +320,14 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
                 log_warn("kafka", "replicating to %s/%" PRId32 ": %s", p->topic, p->partition,
                          al_strerror(rc));
             err = praft_err(rc);
+            if (rc != RAFT_ELOST && h.producer_id >= 0) /* ELOST: an outcome not known */
+                producer_fences_refused(&praft_fences, fkey, &pb, err, mono);
             break;
         }
-        if (h.producer_id >= 0) producer_state_record(&p->producers, &pb, q->base_offset);
+        if (h.producer_id >= 0) {
+            producer_state_record(&p->producers, &pb, q->base_offset);
+            producer_fences_clear(&praft_fences, fkey, h.producer_id);
+        }
         metrics_counter_add(metrics_local, M_KAFKA_BYTES_IN, (uint64_t)size, p->topic); /* ops */
         /* Kafka offsets (Raft batches take none): the Raft offset translated */
         if (out->BaseOffset < 0) out->BaseOffset = pm_to_kafka(p, q->base_offset);
