@@ -39,6 +39,7 @@ void storage_log_config_default(storage_log_config *c)
     c->segment_bytes = 128u << 20;
     c->segment_ms = 7LL * 24 * 3600 * 1000;
     c->fallocate_step = 32u << 20;
+    c->prezero_bytes = 2u << 20;
     c->retention_bytes = -1;
     c->retention_ms = 7LL * 24 * 3600 * 1000;
     c->cleanup_policy = STORAGE_CLEANUP_DELETE;
@@ -510,7 +511,8 @@ static void log_finish_sealed(storage_log *log)
 {
     for (int i = 0; i < log->nsegs; i++) {
         segment *s = log->segs[i];
-        if (s->sealed && !s->finished && s->dsize == s->size) seg_finish(log, s);
+        if (s->sealed && !s->finished && s->dsize == s->size && !(log->zbusy && log->zseg == s))
+            seg_finish(log, s);
     }
 }
 
@@ -559,7 +561,7 @@ static void waiters_wake(storage_log *log, int64_t upto, int err)
 
 static bool log_busy(const storage_log *log)
 {
-    return log->wbusy || log->sbusy;
+    return log->wbusy || log->sbusy || log->zbusy;
 }
 
 /* Bytes appended but not yet handed to a write. */
@@ -586,6 +588,7 @@ static void log_fail(storage_log *log, const char *what, int err)
 }
 
 static void sync_start(storage_log *log);
+static void zero_kick(storage_log *log);
 /*
  * How far to grow a segment's allocation so that it covers `need` bytes. Growth is adaptive:
  * the allocation doubles from 64 KiB up to the configured step (fallocate_step), then grows by
@@ -606,6 +609,14 @@ static uint64_t alloc_target(const storage_log *log, const segment *seg, uint64_
 
 static void write_start(storage_log *log);
 static void write_start_next(storage_log *log);
+
+/* True when a zero-fill write is in flight on seg below wend: a data write ending at wend
+ * (4 KiB aligned) must not start before it completes (two O_DIRECT writes of one block in
+ * flight land in either order; see "zero-fill ahead"). */
+static bool zero_overlaps(const storage_log *log, const segment *seg, uint64_t wend)
+{
+    return log->zbusy && log->zseg == seg && !log->zfalloc && wend > log->zoff;
+}
 
 /* Runs a pending asynchronous truncation once nothing is in flight (no write, sync or read),
  * then calls its callback. */
@@ -651,6 +662,7 @@ static void flush_kick(storage_log *log)
         if (!log->wbusy) write_start(log);
         else write_start_next(log);
     }
+    zero_kick(log);
 }
 
 static void sync_cb(io_op *op)
@@ -934,6 +946,10 @@ static void write_start(storage_log *log)
         }
     }
     if (!seg) return;
+    if (zero_overlaps(log, seg, AL_ALIGN_UP(seg->size, (uint64_t)SEG_ALIGN))) {
+        log->zero_waits++; /* started again when the zero write completes (zero_cb) */
+        return;
+    }
     uint64_t end = seg->size;
     uint64_t nb = AL_ALIGN_DOWN(end, (uint64_t)SEG_ALIGN);
     uint8_t *cur = seg->buf;
@@ -1018,6 +1034,10 @@ static void write_start_next(storage_log *log)
     uint64_t end = seg->size;
     uint64_t wend = AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN);
     if (end <= x || wend > seg->alloc) return;
+    if (zero_overlaps(log, seg, wend)) {
+        log->zero_waits++;
+        return;
+    }
     AL_ASSERT(seg->bbase == bb);
     uint8_t *cur = seg->buf;
     size_t ccap = seg->bcap;
@@ -1049,6 +1069,95 @@ static void write_start_next(storage_log *log)
     log->writes_pipelined++;
     log->writes_shared_block += shared;
     wslot_main_issue(log, s);
+}
+
+/*
+ * Zero-fill ahead. The active segment grows by fallocate (write_start, alloc_target), which on
+ * ext4 leaves unwritten extents: each durable write into them converts extents, a metadata
+ * change that costs a journal commit, and such writes serialize on the journal. A durable write
+ * into written space within the file size needs no metadata (a FUA write). So while the log is
+ * idle (no write, sync or waiter), one operation at a time keeps up to cfg.prezero_bytes of
+ * fallocated space past the appended data written with zeros: a durable (RWF_DSYNC) write of
+ * at most ZERO_CHUNK zeros from the static zero_fill buffer, or a fallocate of the next step
+ * when the zeroed frontier reached the allocation (taking that off the write path too). The
+ * bytes are those preallocated space reads as anyway, so recovery sees the same file: data,
+ * then zeros it stops at (seg_scan). Bounded: only the active segment, within segment_bytes,
+ * at most prezero_bytes ahead, never more disk than the allocation would take; only once the
+ * log has appended prezero_bytes since open (quiet logs, thousands of them, zero nothing).
+ *
+ * Ordering: zero fill only starts at or after the aligned end of what was appended, so it
+ * never covers a block a write in flight or done holds. A data write reaching into a zero
+ * write in flight waits for it (zero_overlaps; counted in zero_waits), so its version lands
+ * last. Errors only stop the zero fill (zstop) with a warning: the space stays unwritten or
+ * zero, and writes go on as without it. Close, truncation, restart and segment finishing wait
+ * for the operation (log_busy, or zseg checks).
+ */
+enum { ZERO_CHUNK = 256u << 10 };
+static uint8_t zero_fill[ZERO_CHUNK] __attribute__((aligned(4096))); /* never written */
+
+static void zero_cb(io_op *op)
+{
+    storage_log *log = op->ctx;
+    segment *seg = log->zseg;
+    AL_ASSERT(log->zbusy && seg);
+    log->zbusy = false;
+    log->zseg = NULL;
+    int res = op->res;
+    if (log->zfalloc) {
+        if (res == 0) seg->alloc = AL_MAX(seg->alloc, log->zend);
+    } else if (res > 0) {
+        uint64_t done = AL_ALIGN_DOWN((uint64_t)res, (uint64_t)SEG_ALIGN);
+        if (done) {
+            seg->zeroed = AL_MAX(seg->zeroed, log->zoff + done);
+            log->zero_bytes += done;
+        } else {
+            res = -EIO;
+        }
+    } else if (res == 0) {
+        res = -EIO;
+    }
+    if (res < 0 && !log->zstop) {
+        log->zstop = true;
+        log_warn("storage", "log %s: zero fill ahead stopped (%s: %s); durable writes go on "
+                 "into unwritten preallocated space", log->dir,
+                 log->zfalloc ? "fallocate" : "write", al_strerror(res));
+    }
+    if (log->failed) {
+        if (log->trunc) trunc_try(log);
+        return;
+    }
+    flush_kick(log); /* a write that waited for this one, a truncation, or the next chunk */
+}
+
+/* Starts the next zero-fill operation of the active segment when the log is idle and the
+ * zeroed space ahead of the data is short of cfg.prezero_bytes (see above). Reactor thread. */
+static void zero_kick(storage_log *log)
+{
+    if (!log->cfg.prezero_bytes || log->zbusy || log->zstop || log->failed || log->nospace ||
+        log->nospace_err || log->trunc || log->wbusy || log->sbusy || log->npend ||
+        log->waiters || !log->nsegs || log->appended < log->cfg.prezero_bytes)
+        return;
+    segment *seg = log->segs[log->nsegs - 1];
+    if (seg->sealed || seg->finished || seg->size == 0 || seg->fd < 0) return;
+    uint64_t dend = AL_ALIGN_UP(seg->size, (uint64_t)SEG_ALIGN);
+    uint64_t zs = AL_MAX(seg->zeroed, dend);
+    uint64_t limit = AL_ALIGN_UP(log->cfg.segment_bytes, (uint64_t)SEG_ALIGN);
+    if (zs >= dend + log->cfg.prezero_bytes || zs >= limit) return;
+    log->zop.cb = zero_cb;
+    log->zop.ctx = log;
+    log->zseg = seg;
+    log->zbusy = true;
+    if (zs >= seg->alloc) {
+        log->zfalloc = true;
+        log->zoff = seg->alloc;
+        log->zend = alloc_target(log, seg, AL_MIN(zs + ZERO_CHUNK, limit));
+        io_fallocate(log->io, &log->zop, seg->fd, 0, log->zoff, log->zend - log->zoff);
+        return;
+    }
+    log->zfalloc = false;
+    log->zoff = zs;
+    log->zend = AL_MIN(AL_MIN(seg->alloc, zs + ZERO_CHUNK), limit);
+    io_write_dsync(log->io, &log->zop, seg->fd, zero_fill, (size_t)(log->zend - zs), zs);
 }
 
 void storage_log_flush(storage_log *log)
@@ -1155,6 +1264,7 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
         off += sz;
     }
     seg->size = pos;
+    log->appended += len;
     res->last_offset = log->high - 1;
     if (log_unwritten(log) >= log->cfg.flush_bytes) flush_kick(log);
     return 0;
@@ -2024,6 +2134,7 @@ static void close_flush_cb(storage_waiter *w)
 int storage_log_close(storage_log *log)
 {
     /* A clean close makes everything appended durable first (unless the log failed). */
+    log->zstop = true; /* no new zero fill; the one in flight is waited for below */
     int done = 0;
     storage_waiter w = {.cb = close_flush_cb, .ctx = &done};
     if (!log->failed && log->high - 1 > log->durable &&
@@ -2057,6 +2168,15 @@ int storage_log_close(storage_log *log)
 
 void storage_log_abandon(storage_log *log)
 {
+    /* A zero-fill write may be in flight (it starts when the log goes idle, e.g. right after a
+     * test's last sync): with a live io, wait for it (bounded) so that its completion does not
+     * reach freed memory; failed first, so that completions start nothing new. A dead
+     * (crashed) io completes nothing: the loop ends at its bound. */
+    log->failed = true;
+    log->zstop = true;
+    uint64_t until = io_now_ns(log->io) + 5000000000ull;
+    for (int guard = 0; log->zbusy && guard < 10000 && io_now_ns(log->io) < until; guard++)
+        io_poll(log->io, io_now_ns(log->io) + 10000000ull);
     compact_state *cs = &log->cs;
     free(cs->out_buf);
     free(cs->out_idx);
@@ -2140,6 +2260,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             }
             seg->size = pos;
             seg->alloc = pos;
+            seg->zeroed = 0;
             seg->wsize = AL_MIN(seg->wsize, pos);
             seg->last = prev;
             if (seg->dsize > pos) {
@@ -2218,7 +2339,9 @@ static void log_delete_below_start(storage_log *log)
     int drop = 0;
     while (drop < log->nsegs - 1) {
         segment *seg = log->segs[drop];
-        if (seg->last >= log->start || !seg->sealed || seg->dsize != seg->size) break;
+        if (seg->last >= log->start || !seg->sealed || seg->dsize != seg->size ||
+            (log->zbusy && log->zseg == seg))
+            break;
         drop++;
     }
     if (!drop) return;
@@ -2364,6 +2487,8 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
     out->regrows = log->buf_regrows;
     out->pipelined = log->writes_pipelined;
     out->shared_block = log->writes_shared_block;
+    out->zeroed = log->zero_bytes;
+    out->zero_waits = log->zero_waits;
     if (!log->nsegs) return;
     const segment *a = log->segs[log->nsegs - 1];
     out->bytes = (uint64_t)(a->buf ? a->bcap : 0) + (uint64_t)(a->fbuf ? a->fcap : 0) +

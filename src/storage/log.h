@@ -55,6 +55,11 @@ typedef struct storage_log_config {
                                     * true: a second may start while one is in flight (log.c
                                     * write_start_next; off by default: p50 lower but p99 and
                                     * CPU higher in the session-4 measurements, BENCHMARKS.md) */
+    uint64_t prezero_bytes;        /* keep this much of the active segment's fallocated space
+                                    * ahead of the appended data written with zeros (2 MiB;
+                                    * 0 off): durable writes then land in written extents, with
+                                    * no ext4 unwritten-extent conversion (journal commit) each
+                                    * (log.c "zero-fill ahead") */
     storage_cache *cache;          /* the shard's batch cache, or NULL */
     uint64_t log_id;               /* key of this log in the cache (unique per shard) */
 } storage_log_config;
@@ -80,7 +85,9 @@ int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
 int storage_log_close(storage_log *log);
 
 /* Frees the log's memory without any I/O and without calling waiters: for a simulated crash
- * (the io is dead and the process, in effect, gone). */
+ * (the io is dead and the process, in effect, gone). The one exception: a zero-fill write in
+ * flight (cfg.prezero_bytes) is waited for by polling the io (bounded; a dead io ends it at
+ * once), so that a test may "crash" a log on a live io once its own writes are done. */
 void storage_log_abandon(storage_log *log);
 
 /* Result of an append: the offsets the batches got. */
@@ -252,6 +259,8 @@ typedef struct storage_log_buf_info {
     uint64_t regrows;
     uint64_t pipelined;
     uint64_t shared_block;
+    uint64_t zeroed;      /* bytes zero-filled ahead of the data (cfg.prezero_bytes) */
+    uint64_t zero_waits;  /* writes that waited for a zero-fill write in flight */
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 

@@ -42,6 +42,7 @@ typedef struct segment {
     bool sealed;     /* no more appends (rolled) */
     bool finished;   /* sealed, durable, trimmed, index files written, buffers freed */
     uint64_t alloc;  /* bytes of file fallocated */
+    uint64_t zeroed; /* [0, zeroed) is written (data or zero fill), or 0: unknown (log.c) */
     idx_ent *idx;
     uint32_t nidx, cidx;
     tidx_ent *tidx;
@@ -147,6 +148,16 @@ struct storage_log {
     uint64_t writes_pipelined;  /* writes started while another was in flight */
     uint64_t writes_shared_block; /* ...of which the first block waited for the previous one */
     bool no_cache_appends; /* storage_log_set_cache_appends(false) */
+    /* zero-fill ahead (cfg.prezero_bytes, log.c): one operation at a time on zseg, a
+     * fallocate (zfalloc) or a durable write of zeros over [zoff, zend) */
+    bool zbusy, zfalloc;
+    bool zstop;          /* no more zero fill: closing, or an error disabled it */
+    segment *zseg;
+    uint64_t zoff, zend;
+    io_op zop;
+    uint64_t appended;   /* bytes appended since open (zero fill starts past prezero_bytes) */
+    uint64_t zero_bytes; /* bytes zero-filled (storage_log_buf_info) */
+    uint64_t zero_waits; /* writes that waited for a zero-fill write */
 };
 
 /* Synchronously copies len bytes at pos of seg (memory buffers or disk). Returns 0 or -errno /

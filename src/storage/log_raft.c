@@ -149,7 +149,8 @@ out:
 int storage_log_restart_at(storage_log *log, int64_t offset)
 {
     if (log->failed) return AL_EFAILED;
-    if (log->wbusy || log->sbusy || log->trunc || log->reads_inflight) return AL_EFULL;
+    if (log->wbusy || log->sbusy || log->zbusy || log->trunc || log->reads_inflight)
+        return AL_EFULL;
     if (offset < log->start) return AL_EINVAL;
     log_compact_reset(log);
     for (int i = 0; i < log->nsegs; i++) seg_drop(log, log->segs[i]);
