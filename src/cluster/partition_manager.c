@@ -11,6 +11,7 @@
 #include "cluster/partition_raft.h"
 #include "cluster/cluster_reconfig.h"
 #include "storage/batch.h"
+#include "storage/log_raft.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -181,7 +182,9 @@ static void reopen_flushed(storage_waiter *w)
 }
 
 /*
- * Applies p->log_cfg by reopening the log (storage takes its config at open): waits (blocking,
+ * Applies p->log_cfg. A Raft replica's log stays open: its roll settings change at once
+ * (storage_log_set_roll), the rest is read at each housekeeping pass. Any other log is
+ * reopened (storage takes its config at open): waits (blocking,
  * admin path) for everything appended to be flushed so nothing is dropped, then closes and
  * reopens. Skipped while a read holds the partition (retried from pm_housekeep). A failed
  * reopen is tried once more; failing again is fatal (the directory was open a moment ago, and
@@ -189,12 +192,19 @@ static void reopen_flushed(storage_waiter *w)
  */
 static void pm_reconfigure(partition_manager *pm, pm_partition *p)
 {
-    if (!p->reconfigure || p->busy) return;
+    if (!p->reconfigure) return;
     if (p->rr) {
-        /* The replica owns the log: the new storage settings apply at the next open. */
+        /* The replica owns the log and keeps it open: the roll settings apply now, on every
+         * replica (later appends roll at the new segment.bytes); retention, compaction and
+         * delete.retention.ms are read from p->log_cfg at each pr_housekeep pass. */
+        if (storage_log_set_roll(p->log, p->log_cfg.segment_bytes, p->log_cfg.segment_ms))
+            log_info("cluster", "%s/%" PRId32 ": segment.bytes %" PRIu64 ", segment.ms %" PRId64
+                     " apply to later rolls", p->topic, p->partition, p->log_cfg.segment_bytes,
+                     p->log_cfg.segment_ms);
         p->reconfigure = false;
         return;
     }
+    if (p->busy) return;
     int64_t last = storage_log_high_offset(p->log) - 1;
     if (last > storage_log_durable_offset(p->log)) {
         struct reopen_wait rw = {false, 0};

@@ -1,9 +1,10 @@
 /*
  * log_raft.c — synchronous helpers the Raft replica needs from a partition log (see
  * log_raft.h): sync everything recovered at open, scan stored batches without the
- * asynchronous read path, restart an emptied log at a snapshot point, and key compaction
- * below the commit index (compact.c with Raft's rules). Uses the log's
- * private shape (log_impl.h): read-only, except storage_log_drop_empty_tail and
+ * asynchronous read path, restart an emptied log at a snapshot point, apply a topic's changed
+ * roll settings to the open log, and key compaction below the commit index (compact.c with
+ * Raft's rules). Uses the log's private shape (log_impl.h): read-only, except
+ * storage_log_set_roll (the config's roll settings) and storage_log_drop_empty_tail and
  * storage_log_restart_at, which remove segments of an idle log.
  */
 #include "storage/log_raft.h"
@@ -198,12 +199,25 @@ int64_t storage_log_batch_base(storage_log *log, int64_t offset)
     return b.base >= 0 ? b.base : AL_ERANGE;
 }
 
+bool storage_log_set_roll(storage_log *log, uint64_t segment_bytes, int64_t segment_ms)
+{
+    bool changed = false;
+    if (segment_bytes && segment_bytes != log->cfg.segment_bytes) {
+        log->cfg.segment_bytes = segment_bytes;
+        changed = true;
+    }
+    if (segment_ms != log->cfg.segment_ms) {
+        log->cfg.segment_ms = segment_ms;
+        changed = true;
+    }
+    return changed;
+}
+
 int storage_log_housekeep_raft(storage_log *log, int64_t now_ms, const storage_log_config *rcfg,
                                int64_t *retention_start)
 {
-    /* the topic's current roll settings apply live (the log took its config at open) */
-    if (rcfg->segment_bytes) log->cfg.segment_bytes = rcfg->segment_bytes;
-    log->cfg.segment_ms = rcfg->segment_ms;
+    /* the topic's current roll settings (normally applied already when the config changed) */
+    storage_log_set_roll(log, rcfg->segment_bytes, rcfg->segment_ms);
     /* storage_log_housekeep with a retention that moves nothing: it still deletes segments
      * that fell below the start while reads held them */
     int policy = log->cfg.cleanup_policy;

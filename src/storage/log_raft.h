@@ -55,10 +55,23 @@ int storage_log_restart_at(storage_log *log, int64_t offset);
 int64_t storage_log_batch_base(storage_log *log, int64_t offset);
 
 /*
+ * Applies a topic's current segment.bytes and segment.ms to an open log (a Raft replica keeps
+ * its log open across config changes; storage_log_open takes them from its config). The roll
+ * itself happens on the append path, as in Kafka: an append rolls the active segment when its
+ * batches would take it past segment_bytes (so an active segment already at or past a lowered
+ * value rolls at the next append), when the term changes, or when the segment is older than
+ * segment_ms (also sealed by housekeeping); a batch is never split, so a segment holding one
+ * batch larger than segment_bytes is larger. segment_bytes 0 keeps the current value;
+ * segment_ms <= 0 turns age rolls off. Returns whether anything changed. No I/O.
+ */
+bool storage_log_set_roll(storage_log *log, uint64_t segment_bytes, int64_t segment_ms);
+
+/*
  * Housekeeping for a Raft log, whose start only the replica moves (never beyond the commit
  * index): takes rcfg's segment_bytes and segment_ms for later rolls (the topic's current
- * values), rolls an over-age segment and finishes sealed ones and deletes segments below the
- * start (as storage_log_housekeep), but applies no retention and no compaction itself.
+ * values, storage_log_set_roll), seals an over-age active segment (the next append rolls),
+ * finishes sealed segments and deletes segments below the start (as storage_log_housekeep),
+ * but applies no retention and no compaction itself.
  * *retention_start gets the start offset retention (delete policy of rcfg: retention.bytes,
  * retention.ms over whole closed, durable segments) would move to, for the replica to cut.
  * Returns 0 or storage_log_housekeep's error.

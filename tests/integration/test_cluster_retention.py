@@ -128,13 +128,12 @@ def wait_until(what, fn, timeout=40.0):
 def test_retention_bytes_moves_the_start_on_every_replica(cluster):
     c = cluster
     create_topic(c, "ret", {"segment.bytes": "65536", "retention.bytes": "200000"})
-    # in three parts across housekeeping passes (PR_HOUSEKEEP_NS, 2 s): a Raft partition's
-    # segments were seen to roll at 64 KiB only at a pass (one 650 KB segment otherwise), and
-    # retention cuts only closed segments; a cut of the first leader's NOOP alone (log offset
-    # 0) moves no Kafka offset
+    # in three parts: librdkafka packs each part's 1000 records into one or two batches of
+    # ~100-210 KB, and a batch is never split across segments (a segment rolls on the append
+    # that would take it past segment.bytes), so 1000 records at once make one segment of
+    # ~210 KB, not a run of 64 KiB ones; retention cuts only closed segments; a cut of the
+    # first leader's NOOP alone (log offset 0) moves no Kafka offset
     for part in range(3):
-        if part:
-            time.sleep(2.5)
         produce(c, "ret", 1000, tag=b"v%d" % part)
     low0, high = watermarks(c, "ret")
     assert high >= 3000
@@ -389,9 +388,10 @@ def test_compaction_on_every_replica(cluster):
 
 
 def test_consumer_offsets_compacted_on_every_replica(cluster):
-    """A group committing in a loop: its __consumer_offsets partition is compacted on every
-    replica once its segments roll (segment.bytes lowered through AlterConfigs), so its closed
-    segments keep an empty batch per superseded commit instead of the commit."""
+    """A group committing in a loop: its __consumer_offsets partition rolls at the segment.bytes
+    set through AlterConfigs on every replica (applied when the topic config changes, rolls on
+    the append path) and is compacted on every replica, so its closed segments keep an empty
+    batch per superseded commit instead of the commit."""
     c = cluster
     create_topic(c, "co-src", {})
     cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "it-co-loop",
@@ -412,12 +412,22 @@ def test_consumer_offsets_compacted_on_every_replica(cluster):
     assert got == commits - 1
 
     def group_partition(node):
+        """(partition, sealed_log_bytes) of the group's partition on node: the one whose log
+        reached the highest offset (not the one with the most segments: under load, elections
+        in idle partitions add a segment per term)."""
         best = None
         for part in range(16):
             s = sealed_log_bytes(node, "__consumer_offsets", part)
-            if s and (best is None or s[1] > best[1][1]):
+            if s and (best is None or s[2] > best[1][2]):
                 best = (part, s)
         return best
+
+    def segments(node, part):
+        d = part_dir(node, "__consumer_offsets", part)
+        if d is None or not os.path.isdir(d):
+            return None
+        return sorted((int(n.split("-")[0]), os.path.getsize(os.path.join(d, n)))
+                      for n in os.listdir(d) if n.endswith(".log"))
     first = [group_partition(n) for n in c.nodes]
     states = []
 
@@ -432,5 +442,11 @@ def test_consumer_offsets_compacted_on_every_replica(cluster):
     try:
         wait_until("__consumer_offsets compaction on all 3 replicas", compacted_everywhere)
     except AssertionError:
-        raise AssertionError("__consumer_offsets not compacted everywhere: %r -> %r" %
-                             (first, states[-1]))
+        detail = [(n.node_id, segments(n, x[0]) if x else None)
+                  for n, x in zip(c.nodes, states[-1])]
+        raise AssertionError("__consumer_offsets not compacted everywhere: %r -> %r; segments "
+                             "(base, file bytes) per node: %r" % (first, states[-1], detail))
+    # the group's partition rolled at the new size on every replica: a 16 KiB segment holds
+    # ~130 commits uncompacted, so 1500 commits make ~11 segments (at the old 100 MiB: one)
+    for x in states[-1]:
+        assert x[1][1] >= 8, states[-1]
