@@ -221,6 +221,9 @@ static void produce_job_msg(reactor_shard *self, const struct reactor_msg *msg)
         /* Cluster mode: the topic exists, this node just does not lead (or host) it. */
         out->ErrorCode = pr_enabled() ? KAFKA_ERR_NOT_LEADER_OR_FOLLOWER
                                       : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        if (ds && pr_enabled())
+            kafka_produce_raft_fence(ds, job->topic_id, job->partition, job->records, job->len,
+                                     out->ErrorCode);
         if (ds) produce_reply(ds, job);
         return;
     }

@@ -67,15 +67,10 @@ static struct producer_batch praft_producer_batch(const storage_batch_hdr *h)
                                    h->last_offset_delta + 1, h->max_timestamp};
 }
 
-/* Refuses a partition's whole request with err (retriable, nothing written): answers it and
- * fences every idempotent producer it carries (records may be unvalidated: only headers that
- * fit are read). Calls done. */
-static void praft_refuse(data_shard *ds, pm_partition *p,
-                         kafka_ProduceResponse_PartitionProduceResponse *out,
-                         const uint8_t *records, size_t len, int16_t err,
-                         kafka_produce_raft_done_fn done, void *arg)
+void kafka_produce_raft_fence(data_shard *ds, const uint8_t topic_id[16], int32_t partition,
+                              const uint8_t *records, size_t len, int16_t err)
 {
-    uint64_t key = producer_fence_key(p->topic_id, p->partition);
+    uint64_t key = producer_fence_key(topic_id, partition);
     int64_t now = (int64_t)(io_now_ns(ds->io) / 1000000);
     size_t pos = 0;
     for (int guard = 0; records && pos < len && guard < PRAFT_MAX_BATCHES; guard++) {
@@ -88,6 +83,17 @@ static void praft_refuse(data_shard *ds, pm_partition *p,
             producer_fences_refused(&praft_fences, key, &pb, err, now);
         pos += size;
     }
+}
+
+/* Refuses a partition's whole request with err (retriable, nothing written): answers it and
+ * fences every idempotent producer it carries (records may be unvalidated: only headers that
+ * fit are read). Calls done. */
+static void praft_refuse(data_shard *ds, pm_partition *p,
+                         kafka_ProduceResponse_PartitionProduceResponse *out,
+                         const uint8_t *records, size_t len, int16_t err,
+                         kafka_produce_raft_done_fn done, void *arg)
+{
+    kafka_produce_raft_fence(ds, p->topic_id, p->partition, records, len, err);
     out->ErrorCode = err;
     out->BaseOffset = -1;
     done(ds, arg);

@@ -21,7 +21,9 @@ typedef void (*kafka_produce_raft_done_fn)(data_shard *ds, void *arg);
  * append. acks=all is answered once the last offset is committed (on a majority's disks);
  * acks=1/0 once appended to the leader's log. Leadership lost before the commit ->
  * NOT_LEADER_OR_FOLLOWER (retriable; never a success), too much uncommitted ->
- * REQUEST_TIMED_OUT (retriable). Fills out (ErrorCode, BaseOffset, LogAppendTimeMs,
+ * REQUEST_TIMED_OUT (retriable). What Raft would refuse (raft_replica_writable) is refused
+ * for the whole request before any sequence check, and each retriable refusal that wrote
+ * nothing fences the producer (kafka_produce_raft_fence). Fills out (ErrorCode, BaseOffset, LogAppendTimeMs,
  * LogStartOffset) and calls done(ds, arg) exactly once, possibly before returning. records
  * (len bytes, inside the request frame) are stamped in place.
  */
@@ -29,5 +31,15 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
                         kafka_ProduceResponse_PartitionProduceResponse *out, uint8_t *records,
                         size_t len, int16_t acks, int16_t version, kafka_produce_raft_done_fn done,
                         void *arg);
+
+/*
+ * On the partition's shard: a request for a partition this node does not host was refused
+ * with err (retriable, nothing written): fences its idempotent producers as
+ * kafka_produce_raft's own refusals do (coord/producer_state.h, refusal fences), so a later
+ * in-flight batch does not find a sequence gap if the partition opens here meanwhile. Reads
+ * only batch headers that fit in records[len].
+ */
+void kafka_produce_raft_fence(data_shard *ds, const uint8_t topic_id[16], int32_t partition,
+                              const uint8_t *records, size_t len, int16_t err);
 
 #endif

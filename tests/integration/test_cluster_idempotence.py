@@ -12,6 +12,7 @@ and forth with maintenance mode (twice) while a producer keeps several batches i
 that no batch was answered with a sequence error, the producer never failed, and every
 acknowledged record is in the log exactly once, at the offset its acknowledgement gave."""
 
+import collections
 import logging
 import threading
 import time
@@ -34,11 +35,16 @@ class LogCapture(logging.Handler):
         self.seq_errors = []
         self.fatal = []
         self.lines = 0
+        self.recent = collections.deque(maxlen=80)
+        self.before_first = []  # what led to the first sequence error, for the failure message
 
     def emit(self, record):
-        msg = record.getMessage()
+        msg = "%.3f %s" % (record.created % 1000, record.getMessage())
         self.lines += 1
+        self.recent.append(msg)
         if "out of order sequence" in msg and len(self.seq_errors) < 50:
+            if not self.seq_errors:
+                self.before_first = list(self.recent)
             self.seq_errors.append(msg)
         if ("FATAL" in msg or "Fatal error" in msg) and len(self.fatal) < 50:
             self.fatal.append(msg)
@@ -110,8 +116,8 @@ def test_leadership_moves_under_idempotent_producer(cluster_factory):
     assert not failed, failed[:5]
     assert moves == 2
     # the cause itself: no batch was answered with a sequence gap behind a refused one
-    assert not cap.seq_errors, "%d sequence errors, e.g. %s" % (len(cap.seq_errors),
-                                                              cap.seq_errors[:2])
+    assert not cap.seq_errors, "%d sequence errors, e.g. %s; librdkafka before the first:\n%s" % (
+        len(cap.seq_errors), cap.seq_errors[:2], "\n".join(cap.before_first))
     # every acknowledged record once, at the offset its acknowledgement gave
     cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "ix-verify",
                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
