@@ -440,7 +440,8 @@ def test_consumer_offsets_compacted_on_every_replica(cluster):
         # a commit batch is ~125 bytes uncompacted, an emptied one 61
         return all(x[1][0] < 90 * x[1][2] for x in s) and s
     try:
-        wait_until("__consumer_offsets compaction on all 3 replicas", compacted_everywhere)
+        # compaction runs at 2 s housekeeping passes on each node: 60 s for a loaded machine
+        wait_until("__consumer_offsets compaction on all 3 replicas", compacted_everywhere, 60)
     except AssertionError:
         detail = [(n.node_id, segments(n, x[0]) if x else None)
                   for n, x in zip(c.nodes, states[-1])]
