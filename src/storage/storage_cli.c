@@ -6,9 +6,12 @@
  *   check DIR             verifies every batch's CRC and structure, offset continuity, index
  *                         files and metadata; exit 0 if clean, 1 if anything is wrong
  *   bench --dir D --flush-bytes N --seconds S [--batch-bytes B] [--window-bytes W] [--logs L]
- *         [--split-sync 0|1]
+ *         [--split-sync 0|1] [--rate R] [--prezero-bytes Z] [--pipeline 0|1]
  *                         durable append throughput and latency of real logs on io_uring (L
- *                         logs on one io, appended to in turn, like one shard's partitions)
+ *                         logs on one io, appended to in turn, like one shard's partitions);
+ *                         closed loop, or open loop at R batches/s (latency from each
+ *                         batch's scheduled time); Z and --pipeline set the log config's
+ *                         prezero_bytes and pipeline_writes (A/B of the write path)
  *   recover-bench --dir D [--mb N] [--crash 0|1]
  *                         writes one N MiB segment (16 KiB batches of 1 KiB records), closes it
  *                         (or, --crash 1, abandons it durable but without a clean close, as
@@ -356,8 +359,16 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Write-path options of the storage bench: the log config's split_sync, prezero_bytes (< 0:
+ * the default) and pipeline_writes, and the open-loop rate in batches/s (0: closed loop). */
+typedef struct bench_opts {
+    bool split_sync, pipeline;
+    int64_t prezero;
+    double rate;
+} bench_opts;
+
 static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
-                         size_t batch_bytes, uint64_t window, int nlogs, bool split_sync)
+                         size_t batch_bytes, uint64_t window, int nlogs, const bench_opts *o)
 {
     io *iop;
     struct io_uring_opts uo = {0};
@@ -373,7 +384,9 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     storage_log_config c;
     storage_log_config_default(&c);
     c.flush_bytes = flush_bytes;
-    c.split_sync = split_sync;
+    c.split_sync = o->split_sync;
+    c.pipeline_writes = o->pipeline;
+    if (o->prezero >= 0) c.prezero_bytes = (uint64_t)o->prezero;
     c.segment_bytes = 1ull << 30;
     c.max_message_bytes = (uint32_t)AL_MAX(batch_bytes + 1024, (size_t)1 << 20);
     storage_log **logs = calloc((size_t)nlogs, sizeof(*logs));
@@ -407,9 +420,17 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     uint64_t appended = 0;
     size_t next_w = 0;
     uint64_t t_start = io_now_ns(iop), t_end = t_start + (uint64_t)(seconds * 1e9);
+    uint64_t nsched = 0; /* open loop: batches scheduled so far */
     while (io_now_ns(iop) < t_end && !b.failed) {
-        /* Keep at most `window` bytes appended but not yet durable. */
+        /* Keep at most `window` bytes appended but not yet durable; open loop: only batches
+         * whose scheduled time has come (a late one counts its latency from that time). */
+        uint64_t due = 0;
         while (appended - b.acked_bytes < window && !ws[next_w].busy) {
+            if (o->rate > 0) {
+                due = t_start + (uint64_t)((double)nsched * 1e9 / o->rate);
+                if (due > io_now_ns(iop)) break;
+                nsched++;
+            }
             storage_append_result res;
             storage_log *log = logs[next_log];
             next_log = (next_log + 1) % nlogs;
@@ -421,7 +442,7 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
             bench_waiter *w = &ws[next_w];
             next_w = (next_w + 1) % nw;
             w->b = &b;
-            w->t0 = io_now_ns(iop);
+            w->t0 = o->rate > 0 ? due : io_now_ns(iop);
             w->bytes = (size_t)bsz;
             w->busy = true;
             w->w.cb = bench_cb;
@@ -430,7 +451,7 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
             if (rc == 1) bench_cb(&w->w);
             else if (rc < 0) b.failed = rc;
         }
-        io_poll(iop, t_end);
+        io_poll(iop, o->rate > 0 && due > 0 && due < t_end ? due : t_end);
     }
     double secs = (double)(io_now_ns(iop) - t_start) / 1e9;
     /* Drain. */
@@ -455,6 +476,17 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
             printf("storage_append_p99_us %.0f\n", (double)b.lat[b.nlat * 99 / 100] / 1e3);
             printf("storage_append_max_us %.0f\n", (double)b.lat[b.nlat - 1] / 1e3);
         }
+        uint64_t zeroed = 0, zwaits = 0, piped = 0;
+        for (int i = 0; i < nlogs; i++) {
+            storage_log_buf_info bi;
+            storage_log_buf_info_get(logs[i], &bi);
+            zeroed += bi.zeroed;
+            zwaits += bi.zero_waits;
+            piped += bi.pipelined;
+        }
+        printf("storage_zero_filled_bytes %" PRIu64 "\n", zeroed);
+        printf("storage_zero_waits %" PRIu64 "\n", zwaits);
+        printf("storage_writes_pipelined %" PRIu64 "\n", piped);
         rc = CLI_OK;
     }
     for (int i = 0; i < nlogs; i++) storage_log_close(logs[i]);
@@ -578,6 +610,10 @@ static void storage_usage(FILE *f)
                "             [--logs L]  (L logs appended to in turn, default 1)\n"
                "             [--split-sync 0|1]  (1: write then pipelined fdatasync instead of "
                "durable writes)\n"
+               "             [--rate R]  (open loop, R batches/s; latency from the scheduled "
+               "time)\n"
+               "             [--prezero-bytes Z] [--pipeline 0|1]  (log config prezero_bytes, "
+               "pipeline_writes)\n"
                "       ailurus storage recover-bench --dir D [--mb N] [--crash 0|1]\n"
                "             (time to open a log with one N MiB segment, default 1024)\n"
                "dump/check read log directories (or directories of them) without changing "
@@ -599,7 +635,7 @@ int cmd_storage(int argc, char **argv)
         size_t bb = 16384;
         uint64_t window = 0;
         int nlogs = 1;
-        bool split = false;
+        bench_opts bo = {.prezero = -1};
         for (int i = 2; i < argc; i++) {
             const char *v = i + 1 < argc ? argv[i + 1] : NULL;
             if (!v) {
@@ -612,7 +648,10 @@ int cmd_storage(int argc, char **argv)
             else if (!strcmp(argv[i], "--batch-bytes")) bb = (size_t)strtoull(v, NULL, 0);
             else if (!strcmp(argv[i], "--window-bytes")) window = strtoull(v, NULL, 0);
             else if (!strcmp(argv[i], "--logs")) nlogs = atoi(v);
-            else if (!strcmp(argv[i], "--split-sync")) split = atoi(v) != 0;
+            else if (!strcmp(argv[i], "--split-sync")) bo.split_sync = atoi(v) != 0;
+            else if (!strcmp(argv[i], "--pipeline")) bo.pipeline = atoi(v) != 0;
+            else if (!strcmp(argv[i], "--prezero-bytes")) bo.prezero = strtoll(v, NULL, 0);
+            else if (!strcmp(argv[i], "--rate")) bo.rate = atof(v);
             else {
                 storage_usage(stderr);
                 return CLI_USAGE;
@@ -625,7 +664,11 @@ int cmd_storage(int argc, char **argv)
             return CLI_USAGE;
         }
         if (!window) window = 2 * flush;
-        return storage_bench(dir, flush, secs, bb, window, nlogs, split);
+        if (bo.rate < 0 || bo.rate > 1e7) {
+            storage_usage(stderr);
+            return CLI_USAGE;
+        }
+        return storage_bench(dir, flush, secs, bb, window, nlogs, &bo);
     }
     if (!strcmp(sub, "recover-bench")) {
         const char *dir = NULL;
