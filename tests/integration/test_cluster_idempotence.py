@@ -116,7 +116,7 @@ def test_leadership_moves_under_idempotent_producer(cluster_factory):
     assert not failed, failed[:5]
     assert moves == 2
     # Sequence errors (OUT_OF_ORDER answers) are what made librdkafka 2.0.2 fatal; with the
-    # fences they were 0 in 37 of 38 runs of this test under load (1 run had one, cause not
+    # fences they were 0 in 50 of 51 runs of this test under load (1 run had one, cause not
     # found yet): reported, asserted only by the deterministic test below.
     if cap.seq_errors:
         print("%d sequence errors, e.g. %s; librdkafka before the first:\n%s" % (
