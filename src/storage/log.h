@@ -260,7 +260,7 @@ typedef struct storage_log_buf_info {
     uint64_t pipelined;
     uint64_t shared_block;
     uint64_t zeroed;      /* bytes zero-filled ahead of the data (cfg.prezero_bytes) */
-    uint64_t zero_waits;  /* writes that waited for a zero-fill write in flight */
+    uint64_t zero_waits;  /* write starts deferred: the write reached a zero write in flight */
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 
