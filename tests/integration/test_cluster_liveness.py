@@ -239,7 +239,11 @@ def test_metadata_lists_live_brokers_only(cluster3):
     assert confluent_roundtrip(boot, "live3", 20, "ck") == {"ck-%d" % i for i in range(20)}
     assert kafka_python_roundtrip(boot, "live3", 20, "kp") == {"kp-%d" % i for i in range(20)}
     assert kafkajs_roundtrip(boot, "live3", 20, "js") == {"js-%d" % i for i in range(20)}
-    assert settled(live, alive)  # the clients changed nothing about it
+    # The clients changed nothing about it. Not an instant check: the leader balancer may be
+    # moving leaderships between the live nodes right now (it evens them out after the kill),
+    # and a partition shows no leader for the moment of a transfer (CI saw this once).
+    wait_for("the killed node still out of Metadata after the clients",
+             lambda: settled(live, alive), timeout=30)
     c.restart(down)
     wait_for("the node listed again, back in every ISR", lambda: settled(range(3), ids))
 
