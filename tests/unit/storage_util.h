@@ -53,6 +53,22 @@ static __attribute__((unused)) size_t su_batch(uint8_t *out, size_t cap, int n, 
     return (size_t)sz;
 }
 
+/* The tests' one real io (io_uring), created on first use; exits 77 (skipped) where io_uring
+ * cannot be set up. */
+static __attribute__((unused)) io *su_test_io(void)
+{
+    static io *g;
+    if (!g) {
+        struct io_uring_opts o = {0};
+        int rc = io_uring_create(&g, &o);
+        if (rc < 0) {
+            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
+            exit(77);
+        }
+    }
+    return g;
+}
+
 /* Polls io (real back end) until *flag becomes nonzero or timeout_ms passes. Returns *flag. */
 static __attribute__((unused)) int su_poll_until(io *iop, volatile int *flag, int timeout_ms)
 {
@@ -73,6 +89,20 @@ static __attribute__((unused)) void su_wait_cb(storage_waiter *w)
     su_wait *sw = AL_CONTAINER_OF(w, su_wait, w);
     sw->done++;
     sw->res = w->res;
+}
+
+/* Makes everything appended to log durable (su_test_io's back end). Returns 0 or the flush's
+ * error (AL_ETIMEDOUT after 10 s). */
+static __attribute__((unused)) int su_flush_all(storage_log *log)
+{
+    su_wait w = {.w = {.cb = su_wait_cb}};
+    int64_t last = storage_log_last_offset(log);
+    if (last < storage_log_start_offset(log)) return 0;
+    int rc = storage_log_flush_wait(log, last, &w.w);
+    if (rc == 1) return 0;
+    if (rc < 0) return rc;
+    if (!su_poll_until(su_test_io(), &w.done, 10000)) return AL_ETIMEDOUT;
+    return w.res;
 }
 
 /* A read that records completion. */

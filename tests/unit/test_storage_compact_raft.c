@@ -15,21 +15,6 @@
 
 #include <string.h>
 
-static io *g_io;
-
-static io *test_io(void)
-{
-    if (!g_io) {
-        struct io_uring_opts o = {0};
-        int rc = io_uring_create(&g_io, &o);
-        if (rc < 0) {
-            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
-            exit(77);
-        }
-    }
-    return g_io;
-}
-
 static storage_log_config raft_cfg(void)
 {
     storage_log_config c;
@@ -40,18 +25,6 @@ static storage_log_config raft_cfg(void)
     c.index_interval_bytes = 1024;
     c.cleanup_policy = STORAGE_CLEANUP_COMPACT;
     return c;
-}
-
-static int flush_all(storage_log *log)
-{
-    su_wait w = {.w = {.cb = su_wait_cb}};
-    int64_t last = storage_log_last_offset(log);
-    if (last < storage_log_start_offset(log)) return 0;
-    int rc = storage_log_flush_wait(log, last, &w.w);
-    if (rc == 1) return 0;
-    if (rc < 0) return rc;
-    if (!su_poll_until(test_io(), &w.done, 10000)) return AL_ETIMEDOUT;
-    return w.res;
 }
 
 /* One stored batch as a scan saw it. */
@@ -170,7 +143,7 @@ static void build_log(storage_log *log, uint64_t seed)
     append_data(log, 2, 150, &s, 3000);
     append_control(log, RAFT_ENTRY_NOOP, 3);
     append_data(log, 3, 80, &s, 4000);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     int64_t ret;
     storage_log_config c = raft_cfg();
     CHECK_EQ(storage_log_housekeep_raft(log, 5000, &c, &ret), 0); /* finishes sealed segments */
@@ -202,7 +175,7 @@ TEST(raft_compaction_below_commit_keeps_entries_and_control_batches)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/raftlog", test_tmpdir());
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     build_log(log, test_seed());
     int nsegs = storage_log_segment_count(log);
     CHECK(nsegs >= 6);
@@ -267,7 +240,7 @@ TEST(raft_compaction_below_commit_keeps_entries_and_control_batches)
     /* reopen: the rewritten segments and their indexes load, the entries are the same */
     storage_log_close(log);
     log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     CHECK_EQ(storage_log_high_offset(log), high);
     static scan again;
     do_scan(log, &again, seg_last(log, cseg - 1));
@@ -285,7 +258,7 @@ TEST(raft_compaction_below_commit_keeps_entries_and_control_batches)
     CHECK_EQ(storage_log_last_offset(log), cut - 1);
     uint64_t s = 99;
     append_data(log, 4, 3, &s, 6000);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     static scan tail;
     do_scan(log, &tail, -1);
     CHECK_EQ(tail.n, after.n / 4 + 3);
@@ -328,14 +301,14 @@ TEST(raft_compacted_leader_catch_up_of_empty_follower)
     snprintf(dir, sizeof(dir), "%s/leader", test_tmpdir());
     snprintf(fdir, sizeof(fdir), "%s/follower", test_tmpdir());
     storage_log *log = NULL, *f = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
-    CHECK_EQ(storage_log_open(test_io(), fdir, &c, &f), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), fdir, &c, &f), 0);
     build_log(log, test_seed() + 7);
     int64_t commit = storage_log_last_offset(log);
     CHECK_EQ(compact_until_idle(log, commit), 0);
     struct copy_ctx cc = {f, 0};
     CHECK_EQ(storage_log_scan_sync(log, 0, 0, copy_fn, &cc), 0);
-    CHECK_EQ(flush_all(f), 0);
+    CHECK_EQ(su_flush_all(f), 0);
     CHECK_EQ(storage_log_high_offset(f), storage_log_high_offset(log));
     static scan a, b;
     do_scan(log, &a, commit);
@@ -372,7 +345,7 @@ TEST(raft_compaction_expired_tombstone_stays_deleted)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/tomblog", test_tmpdir());
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     append_control(log, RAFT_ENTRY_NOOP, 1);
     static uint8_t b[16384];
     storage_append_result res;
@@ -387,7 +360,7 @@ TEST(raft_compaction_expired_tombstone_stays_deleted)
         len = su_batch(b, sizeof(b), 1, &k1, (uint64_t)i, 60, false, 1000);
         CHECK_EQ(storage_log_append(log, 1, b, len, &res), 0);
     }
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     int64_t ret;
     CHECK_EQ(storage_log_housekeep_raft(log, 5000, &c, &ret), 0);
     static scan before, after;
@@ -416,7 +389,7 @@ TEST(raft_compaction_needs_compact_policy)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/deletelog", test_tmpdir());
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     build_log(log, test_seed() + 3);
     static scan before, after;
     do_scan(log, &before, -1);

@@ -12,22 +12,6 @@
 
 #include <sys/stat.h>
 
-static io *g_io;
-
-static io *test_io(void)
-{
-    if (!g_io) {
-        struct io_uring_opts o = {0};
-        int rc = io_uring_create(&g_io, &o);
-        if (rc < 0) {
-            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
-            exit(77);
-        }
-    }
-    return g_io;
-}
-
-
 static storage_log_config small_cfg(void)
 {
     storage_log_config c;
@@ -87,7 +71,7 @@ static int read_once(storage_log *log, storage_read *r, int64_t offset, size_t m
     r->cb = su_read_cb;
     int rc = storage_log_read(log, r);
     if (rc < 0) return rc;
-    if (rc == 0 && !su_poll_until(test_io(), &sr->done, 10000)) return AL_ETIMEDOUT;
+    if (rc == 0 && !su_poll_until(su_test_io(), &sr->done, 10000)) return AL_ETIMEDOUT;
     return r->res;
 }
 
@@ -204,25 +188,13 @@ static int append_one(storage_log *log, model *m, int32_t term, int n, uint64_t 
     return rc;
 }
 
-static int flush_all(storage_log *log)
-{
-    su_wait w = {.w = {.cb = su_wait_cb}};
-    int64_t last = storage_log_last_offset(log);
-    if (last < storage_log_start_offset(log)) return 0;
-    int rc = storage_log_flush_wait(log, last, &w.w);
-    if (rc == 1) return 0;
-    if (rc < 0) return rc;
-    if (!su_poll_until(test_io(), &w.done, 10000)) return AL_ETIMEDOUT;
-    return w.res;
-}
-
 /* Opens (creating) the log in test_tmpdir()/name with config c, and writes its path to dir
  * (n bytes) for reopen_log; CHECKs that it opened. Returns the log, NULL when it did not. */
 static storage_log *open_log(char *dir, size_t n, const char *name, const storage_log_config *c)
 {
     snprintf(dir, n, "%s/%s", test_tmpdir(), name);
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, c, &log), 0);
     return log;
 }
 
@@ -231,7 +203,7 @@ static void reopen_log(storage_log **log, const char *dir, const storage_log_con
 {
     storage_log_close(*log);
     *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, c, log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, c, log), 0);
 }
 
 TEST(log_empty_open_reopen)
@@ -248,7 +220,7 @@ TEST(log_empty_open_reopen)
     CHECK_EQ(sr.r.len, 0);
     CHECK_EQ(storage_log_term_at(log, 0), AL_ERANGE);
     CHECK_EQ(storage_log_truncate_suffix(log, 0), 0);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     reopen_log(&log, dir, &c);
     CHECK_EQ(storage_log_high_offset(log), 0);
     storage_log_close(log);
@@ -263,7 +235,7 @@ TEST(log_one_batch_durable_and_reopened)
     CHECK_EQ(append_one(log, &m, 3, 5, 1, 10, 1000), 0);
     CHECK_EQ(storage_log_high_offset(log), 5);
     CHECK_EQ(storage_log_durable_offset(log), -1);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     CHECK_EQ(storage_log_durable_offset(log), 4);
     CHECK_EQ(storage_log_term_at(log, 4), 3);
     check_log_equals(log, &m, 0);
@@ -382,11 +354,11 @@ TEST(log_roll_during_flush_and_reopen)
             if (rc == 1) ws[nw].done = 1;
             nw++;
         }
-        if (i % 7 == 0) io_poll(test_io(), 0); /* let completions in while appending */
+        if (i % 7 == 0) io_poll(su_test_io(), 0); /* let completions in while appending */
     }
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     for (int i = 0; i < nw; i++) {
-        CHECK(su_poll_until(test_io(), &ws[i].done, 5000));
+        CHECK(su_poll_until(su_test_io(), &ws[i].done, 5000));
         CHECK_EQ(ws[i].res, 0);
     }
     CHECK(storage_log_segment_count(log) > 3);
@@ -399,7 +371,7 @@ TEST(log_roll_during_flush_and_reopen)
     storage_log_close(log);
     c.cache = storage_cache_create(16 << 20);
     c.log_id = 1;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     check_log_equals(log, &m, 0);
     check_log_equals(log, &m, 0);
     storage_cache_stats st;
@@ -427,7 +399,7 @@ TEST(log_cache_appends_switch)
     for (int i = 0; i < 20; i++) CHECK_EQ(append_one(log, &m, 1, 3, (uint64_t)i, 100, 1000 + i), 0);
     storage_cache_stats_get(c.cache, &st);
     CHECK_EQ(st.entries, 0u);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     check_log_equals(log, &m, 0);
     storage_cache_stats_get(c.cache, &st);
     size_t before = st.entries; /* reads may fill it from disk */
@@ -435,7 +407,7 @@ TEST(log_cache_appends_switch)
     for (int i = 0; i < 5; i++) CHECK_EQ(append_one(log, &m, 1, 2, (uint64_t)i, 100, 2000 + i), 0);
     storage_cache_stats_get(c.cache, &st);
     CHECK_EQ(st.entries, before + 5);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     check_log_equals(log, &m, 0);
     storage_log_close(log);
     storage_cache_destroy(c.cache);
@@ -450,7 +422,7 @@ TEST(log_truncate_to_zero_and_inside_first_segment)
     model m = {0};
     uint64_t s = test_seed() | 1;
     for (int i = 0; i < 500; i++) CHECK_EQ(append_one(log, &m, 1, 3, i, 100, i), 0);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     CHECK(storage_log_segment_count(log) > 2);
     /* Inside the first segment, in the middle of a batch. */
     int64_t cut = m.v[10].base + 1;
@@ -462,7 +434,7 @@ TEST(log_truncate_to_zero_and_inside_first_segment)
     /* Appends continue after the cut, in a new term. */
     for (int i = 0; i < 50; i++)
         CHECK_EQ(append_one(log, &m, 2, 2, 1000 + i, su_rand(&s) % 200, i), 0);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     check_log_equals(log, &m, 0);
     reopen_log(&log, dir, &c);
     check_log_equals(log, &m, 0);
@@ -474,7 +446,7 @@ TEST(log_truncate_to_zero_and_inside_first_segment)
     int rc;
     for (int guard = 0; (rc = storage_log_truncate_suffix(log, cut2)) == AL_EFULL &&
                         guard < 100000; guard++)
-        io_poll(test_io(), io_now_ns(test_io()) + 1000000);
+        io_poll(su_test_io(), io_now_ns(su_test_io()) + 1000000);
     CHECK_EQ(rc, 0);
     model_truncate(&m, cut2);
     check_log_equals(log, &m, 0);
@@ -487,7 +459,7 @@ TEST(log_truncate_to_zero_and_inside_first_segment)
     CHECK_EQ(storage_log_high_offset(log), 0);
     CHECK_EQ(append_one(log, &m, 4, 2, 1, 10, 1), 0);
     CHECK_EQ(m.v[0].base, 0);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     check_log_equals(log, &m, 0);
     storage_log_close(log);
     model_free(&m);
@@ -500,7 +472,7 @@ TEST(log_start_offset_persisted_and_time_lookup)
     storage_log *log = open_log(dir, sizeof(dir), "start", &c);
     model m = {0};
     for (int i = 0; i < 300; i++) CHECK_EQ(append_one(log, &m, 1, 4, i, 200, 10000 + 10 * i), 0);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     int segs = storage_log_segment_count(log);
     int64_t so = m.v[200].base + 2;
     CHECK_EQ(storage_log_set_start_offset(log, so), 0);
@@ -540,7 +512,7 @@ TEST(log_group_commit_coalesces)
         CHECK_EQ(storage_log_flush_wait(log, storage_log_last_offset(log), &ws[i].w), 0);
     }
     /* The first waiter started a flush of batch 0; the rest are covered by the next one. */
-    CHECK(su_poll_until(test_io(), &ws[N - 1].done, 10000));
+    CHECK(su_poll_until(su_test_io(), &ws[N - 1].done, 10000));
     for (int i = 0; i < N; i++) CHECK(ws[i].done == 1 && ws[i].res == 0);
     CHECK_EQ(storage_log_durable_offset(log), N - 1);
     storage_log_close(log);
@@ -560,7 +532,7 @@ TEST(log_retention_matches_model)
     int64_t now = 1000000;
     for (int round = 0; round < 10; round++) {
         for (int i = 0; i < 60; i++) CHECK_EQ(append_one(log, &m, 1, 2, i, 300, now + i), 0);
-        CHECK_EQ(flush_all(log), 0);
+        CHECK_EQ(su_flush_all(log), 0);
         CHECK_EQ(storage_log_housekeep(log, now, 1 << 20), 0);
         /* Model: total size; the front closed segments go while the rest stays >= the bound. */
         CHECK(storage_log_size_bytes(log) >= (uint64_t)c.retention_bytes ||
@@ -647,9 +619,9 @@ TEST(log_compaction_matches_model)
             km.tomb[keys[j]] = tomb;
             km.vtag[keys[j]] = (uint64_t)i;
         }
-        if (i % 50 == 0) CHECK_EQ(flush_all(log), 0);
+        if (i % 50 == 0) CHECK_EQ(su_flush_all(log), 0);
     }
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     int64_t high = storage_log_high_offset(log);
     uint64_t before = storage_log_size_bytes(log);
     /* In bounded steps: each step returns 1 while work remains. */
@@ -752,7 +724,7 @@ TEST(log_compaction_of_compressed_batches)
         CHECK_EQ(storage_log_append(log, 1, comp, cn, &res), 0);
         for (int j = 0; j < 5; j++) newest[keys[j]] = res.base_offset + j;
     }
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     int64_t high = storage_log_high_offset(log);
     CHECK(storage_log_segment_count(log) > 3);
     CHECK_EQ(storage_log_compact_all(log, 5000), 0);
@@ -792,10 +764,10 @@ TEST(log_compaction_interleaved_with_appends)
             newest[keys[j]] = res.base_offset + j;
             tag[keys[j]] = (uint64_t)i;
         }
-        if (i % 5 == 0) CHECK_EQ(flush_all(log), 0);
+        if (i % 5 == 0) CHECK_EQ(su_flush_all(log), 0);
         if (i % 3 == 0) CHECK(storage_log_housekeep(log, 2000, 2048) >= 0);
     }
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     while (storage_log_housekeep(log, 2000, 4096) == 1) {}
     /* Older records may remain anywhere (newest_from 0): only the newest are counted. */
     struct newest_count nc = {32, newest, tag, 0, {0}};

@@ -21,21 +21,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-static io *g_io;
-
-static io *test_io(void)
-{
-    if (!g_io) {
-        struct io_uring_opts o = {0};
-        int rc = io_uring_create(&g_io, &o);
-        if (rc < 0) {
-            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
-            exit(77);
-        }
-    }
-    return g_io;
-}
-
 /* Appends n batches of 8 records (about 3.5 KiB each), then waits until the last is durable.
  * Returns 0 or a negative error. *last gets the last offset. */
 static int append_durable(storage_log *log, int n, uint64_t tag, int64_t *last)
@@ -52,7 +37,7 @@ static int append_durable(storage_log *log, int n, uint64_t tag, int64_t *last)
     int rc = storage_log_flush_wait(log, r.last_offset, &w.w);
     if (rc == 1) return 0;
     if (rc < 0) return rc;
-    if (!su_poll_until(test_io(), &w.done, 30000)) return AL_ETIMEDOUT;
+    if (!su_poll_until(su_test_io(), &w.done, 30000)) return AL_ETIMEDOUT;
     return w.res;
 }
 
@@ -60,11 +45,11 @@ static int append_durable(storage_log *log, int n, uint64_t tag, int64_t *last)
 static uint64_t poll_zeroed(storage_log *log, uint64_t want)
 {
     storage_log_buf_info bi = {0};
-    uint64_t end = io_now_ns(test_io()) + 30000000000ull;
-    for (int guard = 0; guard < 100000 && io_now_ns(test_io()) < end; guard++) {
+    uint64_t end = io_now_ns(su_test_io()) + 30000000000ull;
+    for (int guard = 0; guard < 100000 && io_now_ns(su_test_io()) < end; guard++) {
         storage_log_buf_info_get(log, &bi);
         if (bi.zeroed >= want) break;
-        io_poll(test_io(), io_now_ns(test_io()) + 10000000ull);
+        io_poll(su_test_io(), io_now_ns(su_test_io()) + 10000000ull);
     }
     storage_log_buf_info_get(log, &bi);
     return bi.zeroed;
@@ -151,7 +136,7 @@ TEST(real_disk_zero_fill_writes_the_space_ahead_and_the_log_goes_on)
     c.prezero_bytes = 512 * 1024;
     c.fallocate_step = 1 << 20;
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     /* ~700 KiB: past prezero_bytes, so the zero fill starts once the log is idle. */
     int64_t last = -1;
     CHECK_EQ(append_durable(log, 200, 1, &last), 0);
@@ -174,16 +159,16 @@ TEST(real_disk_zero_fill_writes_the_space_ahead_and_the_log_goes_on)
     CHECK_EQ(append_durable(log, 20, 5000, &last), 0);
     storage_log_close(log);
     log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     CHECK_EQ(storage_log_high_offset(log), last + 1);
     /* A crash (abandon) right after a durable write, a zero write likely in flight: the io
      * goes on being polled afterwards, and nothing completes into the freed log. */
     CHECK_EQ(append_durable(log, 200, 6000, &last), 0);
     storage_log_abandon(log);
     log = NULL;
-    for (int i = 0; i < 20; i++) io_poll(test_io(), io_now_ns(test_io()) + 5000000ull);
+    for (int i = 0; i < 20; i++) io_poll(su_test_io(), io_now_ns(su_test_io()) + 5000000ull);
     al_log_set_level(AL_LOG_ERROR);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     al_log_set_level(AL_LOG_INFO);
     CHECK_EQ(storage_log_high_offset(log), last + 1);
     storage_log_buf_info bi;
@@ -202,10 +187,10 @@ TEST(real_disk_zero_fill_off)
     storage_log_config_default(&c);
     c.prezero_bytes = 0;
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     int64_t last = -1;
     CHECK_EQ(append_durable(log, 300, 1, &last), 0);
-    for (int i = 0; i < 10; i++) io_poll(test_io(), io_now_ns(test_io()) + 5000000ull);
+    for (int i = 0; i < 10; i++) io_poll(su_test_io(), io_now_ns(su_test_io()) + 5000000ull);
     storage_log_buf_info bi;
     storage_log_buf_info_get(log, &bi);
     CHECK_EQ(bi.zeroed, 0u);

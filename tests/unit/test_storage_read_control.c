@@ -13,21 +13,6 @@
 
 #include "storage/cache.h"
 
-static io *g_io;
-
-static io *test_io(void)
-{
-    if (!g_io) {
-        struct io_uring_opts o = {0};
-        int rc = io_uring_create(&g_io, &o);
-        if (rc < 0) {
-            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
-            exit(77);
-        }
-    }
-    return g_io;
-}
-
 static storage_log_config small_cfg(storage_cache *cache)
 {
     storage_log_config c;
@@ -61,16 +46,6 @@ static int append_data(storage_log *log, int32_t term, int n, size_t vlen, uint6
     return storage_log_append(log, term, b, len, &res);
 }
 
-static int flush_all(storage_log *log)
-{
-    su_wait w = {.w = {.cb = su_wait_cb}};
-    int rc = storage_log_flush_wait(log, storage_log_last_offset(log), &w.w);
-    if (rc == 1) return 0;
-    if (rc < 0) return rc;
-    if (!su_poll_until(test_io(), &w.done, 10000)) return AL_ETIMEDOUT;
-    return w.res;
-}
-
 /* What one read returned: batches, the first data batch's base offset (-1: none), bytes. */
 typedef struct read_shape {
     int batches;
@@ -90,7 +65,7 @@ static read_shape read_at(storage_log *log, int64_t offset, size_t max)
     sr.r.max_bytes = max;
     sr.r.cb = su_read_cb;
     int rc = storage_log_read(log, &sr.r);
-    if (rc == 0 && !su_poll_until(test_io(), &sr.done, 10000)) rc = AL_ETIMEDOUT;
+    if (rc == 0 && !su_poll_until(su_test_io(), &sr.done, 10000)) rc = AL_ETIMEDOUT;
     s.res = rc < 0 ? rc : sr.r.res;
     if (s.res < 0) return s;
     int64_t expect = -1;
@@ -126,7 +101,7 @@ static storage_log *open_terms_log(const char *name, storage_cache *cache, bool 
     snprintf(dir, sizeof(dir), "%s/%s", test_tmpdir(), name);
     storage_log_config c = small_cfg(cache);
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     if (!log) return NULL;
     storage_log_set_cache_appends(log, false);
     CHECK_EQ(append_noop(log, 1), 0);
@@ -156,7 +131,7 @@ TEST(read_noop_segments_memory_and_disk_no_cache)
     storage_log *log = open_terms_log("nocache", NULL, false);
     if (!log) return;
     check_reaches_data(log, "memory");
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     check_reaches_data(log, "disk");
     CHECK_EQ(storage_log_close(log), 0);
 }
@@ -169,7 +144,7 @@ TEST(read_noop_segments_partly_cached)
     storage_log *log = open_terms_log("partcache", cache, true);
     if (!log) goto out;
     check_reaches_data(log, "memory, data cached");
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     for (int round = 0; round < 3; round++) check_reaches_data(log, "disk/cache, data cached");
     CHECK_EQ(storage_log_close(log), 0);
 out:
@@ -181,7 +156,7 @@ TEST(read_noop_segments_nothing_cached)
     storage_cache *cache = storage_cache_create(16 << 20);
     storage_log *log = open_terms_log("allmiss", cache, false);
     if (!log) goto out;
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     for (int round = 0; round < 3; round++) check_reaches_data(log, "disk, then cache fills");
     CHECK_EQ(storage_log_close(log), 0);
 out:
@@ -198,7 +173,7 @@ TEST(read_many_noop_segments_small_budget)
     storage_cache *cache = storage_cache_create(16 << 20);
     storage_log_config c = small_cfg(cache);
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     if (!log) goto out;
     storage_log_set_cache_appends(log, false);
     enum { TERMS = 200 };
@@ -214,7 +189,7 @@ TEST(read_many_noop_segments_small_budget)
         s = read_at(log, TERMS - 1, 100);
         CHECK_EQ(s.first_data, TERMS);
         CHECK_EQ(s.batches, 2);
-        if (pass == 0) CHECK_EQ(flush_all(log), 0);
+        if (pass == 0) CHECK_EQ(su_flush_all(log), 0);
     }
     CHECK_EQ(storage_log_close(log), 0);
 out:
@@ -229,7 +204,7 @@ TEST(read_budget_kept_once_data_is_in)
     snprintf(dir, sizeof(dir), "%s/budget", test_tmpdir());
     storage_log_config c = small_cfg(NULL);
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     if (!log) return;
     CHECK_EQ(append_noop(log, 1), 0);
     for (int i = 0; i < 40; i++) CHECK_EQ(append_data(log, 1, 10, 100, (uint64_t)i), 0);
@@ -243,7 +218,7 @@ TEST(read_budget_kept_once_data_is_in)
         s = read_at(log, 0, 3000); /* the NOOP, then data within the budget */
         CHECK_EQ(s.first_data, 1);
         CHECK(s.len <= 3000 + one);
-        if (pass == 0) CHECK_EQ(flush_all(log), 0);
+        if (pass == 0) CHECK_EQ(su_flush_all(log), 0);
     }
     CHECK_EQ(storage_log_close(log), 0);
 }

@@ -18,21 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static io *g_io;
-
-static io *test_io(void)
-{
-    if (!g_io) {
-        struct io_uring_opts o = {0};
-        int rc = io_uring_create(&g_io, &o);
-        if (rc < 0) {
-            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
-            exit(77);
-        }
-    }
-    return g_io;
-}
-
 /* ---- a model of what was appended ---- */
 
 typedef struct mbatch {
@@ -99,7 +84,7 @@ static int sync_all(storage_log *log)
     int rc = storage_log_flush_wait(log, storage_log_last_offset(log), &w.w);
     if (rc == 1) return 0;
     if (rc < 0) return rc;
-    if (!su_poll_until(test_io(), &w.done, 30000)) return AL_ETIMEDOUT;
+    if (!su_poll_until(su_test_io(), &w.done, 30000)) return AL_ETIMEDOUT;
     return w.res;
 }
 
@@ -116,7 +101,7 @@ static int verify(storage_log *log, const model *m, int expect)
         sr.r.cb = su_read_cb;
         int rc = storage_log_read(log, &sr.r);
         if (rc < 0) return -1;
-        if (rc == 0 && !su_poll_until(test_io(), &sr.done, 30000)) return -1;
+        if (rc == 0 && !su_poll_until(su_test_io(), &sr.done, 30000)) return -1;
         if (sr.r.res < 0) return -1;
         if (sr.r.len == 0) break;
         for (size_t pos = 0; pos < sr.r.len;) {
@@ -207,7 +192,7 @@ static void reopen_verify(storage_log *log, const char *dir, const storage_log_c
 {
     storage_log_close(log);
     log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, c, &log), 0);
     if (log) {
         CHECK_EQ(verify(log, m, m->n), 0);
         storage_log_close(log);
@@ -221,7 +206,7 @@ TEST(write_buffer_grows_in_one_step_and_is_trimmed_when_idle)
     storage_log_config c;
     storage_log_config_default(&c); /* flush_bytes 1 MiB */
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     model m = {0};
     /* Doubling from 16 KiB would regrow 6 times; sizing by the write window, twice
      * (16 KiB -> 64 KiB -> window). */
@@ -262,7 +247,7 @@ TEST(write_buffer_window_does_not_follow_an_unbounded_batch_limit)
     storage_log_config_default(&c); /* flush_bytes 1 MiB */
     c.max_message_bytes = (uint32_t)INT32_MAX;
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     model m = {0};
     storage_log_buf_info bi;
     wbuf_fill(log, &m, &bi);
@@ -286,7 +271,7 @@ TEST(clean_close_indexes_active_segment_and_a_tampered_tail_is_still_cut)
     storage_log_config c;
     storage_log_config_default(&c);
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     model m = {0};
     for (int i = 0; i < 700; i++) CHECK_EQ(append_batch(log, &m, 15, 1000, -1), 0); /* ~10 MiB */
     CHECK_EQ(sync_all(log), 0);
@@ -295,13 +280,13 @@ TEST(clean_close_indexes_active_segment_and_a_tampered_tail_is_still_cut)
     seg_file(data, sizeof(data), dir, 0, ".log");
     CHECK(file_size(idx) > 0);                                 /* written at the clean close */
     CHECK_EQ(file_size(data), (int64_t)batch_pos(&m, m.n));    /* cut to its size */
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     CHECK_EQ(file_size(idx), -1); /* active again: its index files are stale and removed */
     CHECK_EQ(verify(log, &m, m.n), 0);
     for (int i = 0; i < 10; i++) CHECK_EQ(append_batch(log, &m, 15, 1000, -1), 0);
     CHECK_EQ(sync_all(log), 0);
     storage_log_close(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     CHECK_EQ(verify(log, &m, m.n), 0);
     storage_log_close(log);
     /* A byte of the last batch changes after the clean close (the index still matches the
@@ -309,7 +294,7 @@ TEST(clean_close_indexes_active_segment_and_a_tampered_tail_is_still_cut)
     CHECK(file_size(idx) > 0);
     poke(data, batch_pos(&m, m.n - 1) + 200, 0x5a, 1);
     al_log_set_level(AL_LOG_ERROR);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     al_log_set_level(AL_LOG_INFO);
     CHECK_EQ(verify(log, &m, m.n - 1), 0);
     model_cut(&m, m.n - 1);
@@ -317,7 +302,7 @@ TEST(clean_close_indexes_active_segment_and_a_tampered_tail_is_still_cut)
     for (int i = 0; i < 3; i++) CHECK_EQ(append_batch(log, &m, 15, 1000, -1), 0);
     CHECK_EQ(sync_all(log), 0);
     storage_log_abandon(log); /* a crash this time: no index, a full scan */
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     CHECK_EQ(verify(log, &m, m.n), 0);
     storage_log_close(log);
     model_free(&m);
@@ -333,7 +318,7 @@ static void crashed_log(const char *dir, const storage_log_config *c, model *m)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     AL_ASSERT(system(cmd) == 0);
     storage_log *log = NULL;
-    AL_ASSERT(storage_log_open(test_io(), dir, c, &log) == 0);
+    AL_ASSERT(storage_log_open(su_test_io(), dir, c, &log) == 0);
     for (int i = 0; i < 240; i++) AL_ASSERT(append_batch(log, m, 15, 1000, -1) == 0);
     AL_ASSERT(sync_all(log) == 0);
     storage_log_abandon(log);
@@ -351,7 +336,7 @@ TEST(crash_recovery_of_a_large_segment_cuts_torn_corrupt_and_stray_bytes)
 
     /* Nothing wrong: everything back, the preallocated zeros after the end are harmless. */
     crashed_log(dir, &c, &m);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     CHECK_EQ(verify(log, &m, m.n), 0);
     storage_log_close(log);
     model_free(&m);
@@ -360,7 +345,7 @@ TEST(crash_recovery_of_a_large_segment_cuts_torn_corrupt_and_stray_bytes)
     crashed_log(dir, &c, &m);
     CHECK_EQ(truncate(data, (off_t)(batch_pos(&m, m.n - 1) + m.v[m.n - 1].len / 2)), 0);
     al_log_set_level(AL_LOG_ERROR);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     al_log_set_level(AL_LOG_INFO);
     CHECK_EQ(verify(log, &m, m.n - 1), 0);
     CHECK_EQ(file_size(data), (int64_t)batch_pos(&m, m.n - 1));
@@ -372,7 +357,7 @@ TEST(crash_recovery_of_a_large_segment_cuts_torn_corrupt_and_stray_bytes)
     int bad = 180; /* ~2.7 MiB in */
     poke(data, batch_pos(&m, bad) + 100, 0xff, 4);
     al_log_set_level(AL_LOG_ERROR);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     al_log_set_level(AL_LOG_INFO);
     CHECK_EQ(verify(log, &m, bad), 0);
     storage_log_close(log);
@@ -386,14 +371,14 @@ TEST(crash_recovery_of_a_large_segment_cuts_torn_corrupt_and_stray_bytes)
     CHECK(fsz > (int64_t)end);
     poke(data, AL_MIN(end + 5000, (uint64_t)fsz - 16), 0x33, 16);
     al_log_set_level(AL_LOG_ERROR);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     al_log_set_level(AL_LOG_INFO);
     CHECK_EQ(file_size(data), (int64_t)end);
     CHECK_EQ(verify(log, &m, m.n), 0);
     for (int i = 0; i < 4; i++) CHECK_EQ(append_batch(log, &m, 15, 1000, -1), 0);
     CHECK_EQ(sync_all(log), 0);
     storage_log_abandon(log);
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     CHECK_EQ(verify(log, &m, m.n), 0);
     storage_log_close(log);
     model_free(&m);
@@ -452,7 +437,7 @@ TEST(header_scan_returns_the_stored_batches)
     c.segment_bytes = 64 * 1024;
     c.max_message_bytes = 6u << 20;
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     model m = {0};
     uint64_t seed = test_seed(), r = seed | 1;
     for (int i = 0; i < 300; i++) {
@@ -482,7 +467,7 @@ TEST(header_scan_returns_the_stored_batches)
     CHECK_EQ(g.n, 2);
     storage_log_close(log);
     /* After a reopen, from disk (closed segments trusted through their indexes). */
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     for (size_t i = 0; i < AL_ARRAY_SIZE(froms); i++) CHECK_EQ(scan_check(log, &m, froms[i]), 0);
     /* A changed byte in a closed segment: the scan's CRC check says so. */
     seg_file(data, sizeof(data), dir, 0, ".log");
@@ -599,7 +584,5 @@ TEST(sim_torn_last_write_of_a_large_segment)
 
 int main(int argc, char **argv)
 {
-    int rc = test_main(argc, argv);
-    if (g_io) io_destroy(g_io);
-    return rc;
+    return test_main(argc, argv);
 }

@@ -18,21 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-static io *g_io;
-
-static io *test_io(void)
-{
-    if (!g_io) {
-        struct io_uring_opts o = {0};
-        int rc = io_uring_create(&g_io, &o);
-        if (rc < 0) {
-            fprintf(stderr, "io_uring_create: %s\n", al_strerror(rc));
-            exit(77);
-        }
-    }
-    return g_io;
-}
-
 static storage_log_config roll_cfg(uint64_t segment_bytes)
 {
     storage_log_config c;
@@ -44,18 +29,6 @@ static storage_log_config roll_cfg(uint64_t segment_bytes)
     c.index_interval_bytes = 1024;
     c.retention_ms = -1;
     return c;
-}
-
-static int flush_all(storage_log *log)
-{
-    su_wait w = {.w = {.cb = su_wait_cb}};
-    int64_t last = storage_log_last_offset(log);
-    if (last < storage_log_start_offset(log)) return 0;
-    int rc = storage_log_flush_wait(log, last, &w.w);
-    if (rc == 1) return 0;
-    if (rc < 0) return rc;
-    if (!su_poll_until(test_io(), &w.done, 10000)) return AL_ETIMEDOUT;
-    return w.res;
 }
 
 /* The test's model of the roll rule: the segment_bytes in effect, and how many appends
@@ -213,13 +186,13 @@ TEST(raft_log_rolls_at_segment_bytes_on_append)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/rolls", test_tmpdir());
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     model m = {8192, 0, 0};
     append_noop(log, &m, 1);
     append_batches(log, &m, 1, 120, &seed);
     append_noop(log, &m, 2); /* a new term rolls however small the segment */
     append_batches(log, &m, 2, 80, &seed);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     int n1 = check_segments(log, 8192, 0);
     CHECK(n1 >= 10);
     CHECK(m.rolls >= n1 - 1);
@@ -251,7 +224,7 @@ TEST(raft_log_roll_size_changes_at_runtime_and_survives_reopen)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/runtime", test_tmpdir());
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     model m = {128u << 20, 0, 0};
     append_noop(log, &m, 1);
     append_batches(log, &m, 1, 60, &seed);
@@ -273,7 +246,7 @@ TEST(raft_log_roll_size_changes_at_runtime_and_survives_reopen)
     CHECK_EQ(storage_log_segment_info(log, 1, &a), 0);
     int64_t changed_at = a.base;
     append_batches(log, &m, 1, 100, &seed);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     /* every segment after the change holds at most the new size (or one batch) */
     CHECK(check_segments(log, 4096, changed_at) >= 10);
 
@@ -284,7 +257,7 @@ TEST(raft_log_roll_size_changes_at_runtime_and_survives_reopen)
     m.limit = 16384;
     append_noop(log, &m, 2);
     append_batches(log, &m, 2, 80, &seed);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     int nb = storage_log_segment_count(log);
 
     /* reopen with the default config: the segments are the same ones, data intact */
@@ -293,7 +266,7 @@ TEST(raft_log_roll_size_changes_at_runtime_and_survives_reopen)
     int64_t high = storage_log_high_offset(log);
     CHECK_EQ(storage_log_close(log), 0);
     log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     facts_get(log, &after);
     CHECK_EQ(after.n, before.n);
     for (int i = 0; i < after.n && i < before.n; i++) {
@@ -313,7 +286,7 @@ TEST(raft_log_roll_size_changes_at_runtime_and_survives_reopen)
     append_batches(log, &m, 2, 60, &seed);
     append_noop(log, &m, 3);
     append_batches(log, &m, 3, 20, &seed);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     CHECK(storage_log_segment_count(log) >= nb + 20);
     check_segments(log, 2048, high + 1);
     CHECK_EQ(storage_log_close(log), 0);
@@ -326,13 +299,13 @@ TEST(raft_log_rolls_after_truncation_and_snapshot_restart)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/trunc", test_tmpdir());
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     model m = {6000, 0, 0};
     append_noop(log, &m, 1);
     append_batches(log, &m, 1, 100, &seed);
     append_noop(log, &m, 2);
     append_batches(log, &m, 2, 40, &seed);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     int n = check_segments(log, 6000, 0);
     CHECK(n >= 8);
     /* a follower's conflicting tail: cut in the middle of a term-1 segment (a batch boundary
@@ -345,7 +318,7 @@ TEST(raft_log_rolls_after_truncation_and_snapshot_restart)
     CHECK_EQ(storage_log_high_offset(log), cut);
     append_noop(log, &m, 3); /* a new term: its own segment */
     append_batches(log, &m, 3, 60, &seed);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     check_segments(log, 6000, 0);
     /* a cut at a segment's base leaves the previous (sealed) segment last: the same term's
      * next append starts a new segment rather than reopening it */
@@ -356,7 +329,7 @@ TEST(raft_log_rolls_after_truncation_and_snapshot_restart)
     CHECK_EQ(storage_log_truncate_suffix(log, si.base), 0);
     CHECK_EQ(storage_log_segment_count(log), n - 1);
     append_batches(log, &m, 3, 30, &seed);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     CHECK_EQ(storage_log_term_at(log, base2), 3);
     check_segments(log, 6000, 0);
     /* a snapshot install empties the log and restarts it past the point: rolls as before */
@@ -366,7 +339,7 @@ TEST(raft_log_rolls_after_truncation_and_snapshot_restart)
     storage_log_set_roll(log, 3000, -1);
     m.limit = 3000;
     append_batches(log, &m, 4, 60, &seed);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     CHECK_EQ(storage_log_segment_info(log, 0, &si), 0);
     CHECK_EQ(si.base, snap);
     CHECK(check_segments(log, 3000, 0) >= 5);
@@ -381,14 +354,14 @@ TEST(raft_log_rolls_by_age_after_housekeeping)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/age", test_tmpdir());
     storage_log *log = NULL;
-    CHECK_EQ(storage_log_open(test_io(), dir, &c, &log), 0);
+    CHECK_EQ(storage_log_open(su_test_io(), dir, &c, &log), 0);
     model m = {1u << 20, 0, 0};
     append_noop(log, &m, 1);
     append_batches(log, &m, 1, 5, &seed);
     CHECK_EQ(storage_log_segment_count(log), 1); /* the NOOP and data of one term */
     /* age rolls off (segment.ms -1): housekeeping much later seals nothing */
     int64_t ret;
-    int64_t now = io_wall_ms(test_io());
+    int64_t now = io_wall_ms(su_test_io());
     CHECK_EQ(storage_log_housekeep_raft(log, now + 3600000, &c, &ret), 0);
     append_batches(log, &m, 1, 1, &seed);
     CHECK_EQ(storage_log_segment_count(log), 1);
@@ -399,13 +372,13 @@ TEST(raft_log_rolls_by_age_after_housekeeping)
     int n0 = storage_log_segment_count(log);
     struct timespec ts = {0, 80 * 1000000L};
     nanosleep(&ts, NULL);
-    CHECK_EQ(storage_log_housekeep_raft(log, io_wall_ms(test_io()), &topic, &ret), 0);
+    CHECK_EQ(storage_log_housekeep_raft(log, io_wall_ms(su_test_io()), &topic, &ret), 0);
     storage_segment_info si;
     CHECK_EQ(storage_log_segment_info(log, n0 - 1, &si), 0);
     CHECK(si.sealed);
     append_batches(log, &m, 1, 1, &seed);
     CHECK_EQ(storage_log_segment_count(log), n0 + 1);
-    CHECK_EQ(flush_all(log), 0);
+    CHECK_EQ(su_flush_all(log), 0);
     check_segments(log, 1u << 20, 0);
     CHECK_EQ(storage_log_close(log), 0);
 }
