@@ -462,6 +462,25 @@ def recv_frame(sock, timeout=5.0):
     return recv_exact(sock, size, deadline)
 
 
+
+def delete_records(node, topic, offset, partition=0):
+    """DeleteRecords v0 of topic/partition sent to node (a harness node with connect()):
+    (low watermark, error code) of the answer."""
+    name = topic.encode()
+    body = struct.pack(">i", 1) + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
+    body += struct.pack(">iq", partition, offset) + struct.pack(">i", 10000)
+    s = node.connect()
+    try:
+        s.sendall(frame(header(21, 0, 9) + body))
+        resp = recv_frame(s, timeout=20)
+    finally:
+        s.close()
+    pos = 4 + 4 + 4
+    (n,) = struct.unpack_from(">h", resp, pos)
+    pos += 2 + n + 4
+    _, low, err = struct.unpack_from(">iqh", resp, pos)
+    return low, err
+
 def wait_closed(sock, timeout=5.0):
     """True if the peer closes the connection (EOF or reset) within timeout, discarding data."""
     deadline = time.monotonic() + timeout

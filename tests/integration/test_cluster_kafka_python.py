@@ -17,7 +17,6 @@ One 3-node cluster (node ids 0..2), one RF-3 partition:
     contiguously, and kafka-python and confluent_kafka (librdkafka) see the same offsets.
 Every wait is bounded; the file takes ~20-30 s."""
 
-import struct
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -25,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KTP
 
-from ailurus_harness import frame, header, recv_frame
+from ailurus_harness import delete_records
 
 TOPIC = "kp"
 
@@ -118,24 +117,6 @@ def ck_consume(c, n):
         cons.close()
 
 
-def delete_records(node, offset):
-    """DeleteRecords v0 of TOPIC/0 sent to node: (low watermark, error code)."""
-    name = TOPIC.encode()
-    body = struct.pack(">i", 1) + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
-    body += struct.pack(">iq", 0, offset) + struct.pack(">i", 10000)
-    s = node.connect()
-    try:
-        s.sendall(frame(header(21, 0, 9) + body))
-        resp = recv_frame(s, timeout=20)
-    finally:
-        s.close()
-    pos = 4 + 4 + 4
-    (n,) = struct.unpack_from(">h", resp, pos)
-    pos += 2 + n + 4
-    _, low, err = struct.unpack_from(">iqh", resp, pos)
-    return low, err
-
-
 def vals(a, b):
     return [b"kp%05d" % i for i in range(a, b)]
 
@@ -173,7 +154,7 @@ def test_kafka_python_sees_kafka_offsets(cluster_factory):
     # DeleteRecords: a TRIM batch in the log; the low watermark is the Kafka offset asked for
     # (one record per batch: batches of up to 7 records here, so the cut is at a batch base
     # at or below it)
-    low, err = delete_records(c.nodes[leader_of(c)], 28)
+    low, err = delete_records(c.nodes[leader_of(c)], TOPIC, 28)
     assert err == 0 and 21 <= low <= 28, (low, err)
     assert produce(c, vals(80, 100)) == list(range(80, 100))
     got, begin, end = kp_consume(c, 100 - low)

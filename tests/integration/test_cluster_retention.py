@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from ailurus_harness import frame, header, recv_frame
+from ailurus_harness import delete_records
 
 
 @pytest.fixture
@@ -213,24 +213,6 @@ def leader_of(c, topic, timeout=30.0):
                 pass
         time.sleep(0.3)
     raise AssertionError("no leader for " + topic)
-
-
-def delete_records(node, topic, offset):
-    """DeleteRecords v0 of partition 0 sent to node: (low watermark, error code)."""
-    name = topic.encode()
-    body = struct.pack(">i", 1) + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
-    body += struct.pack(">iq", 0, offset) + struct.pack(">i", 10000)
-    s = node.connect()
-    try:
-        s.sendall(frame(header(21, 0, 9) + body))
-        resp = recv_frame(s, timeout=20)
-    finally:
-        s.close()
-    pos = 4 + 4 + 4
-    (n,) = struct.unpack_from(">h", resp, pos)
-    pos += 2 + n + 4
-    _, low, err = struct.unpack_from(">iqh", resp, pos)
-    return low, err
 
 
 def test_delete_records_moves_every_replica(cluster):
