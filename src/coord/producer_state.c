@@ -298,6 +298,7 @@ uint64_t producer_fence_key(const uint8_t topic_id[16], int32_t partition)
 static struct producer_fence *fence_find(const struct producer_fences *t, uint64_t part,
                                          int64_t producer_id)
 {
+    if (t->used == 0) return NULL; /* no fence anywhere: an append costs one load */
     for (int i = 0; i < PRODUCER_FENCES; i++) {
         const struct producer_fence *f = &t->f[i];
         if (f->part == part && f->producer_id == producer_id) return (struct producer_fence *)f;
@@ -326,6 +327,7 @@ void producer_fences_refused(struct producer_fences *t, uint64_t part,
             if (c->until_ms < f->until_ms) f = c;
         }
     }
+    if (f->part == 0) t->used++;
     *f = (struct producer_fence){part, b->producer_id, b->epoch, err, b->base_seq,
                                  now_ms + PRODUCER_FENCE_MS};
 }
@@ -348,5 +350,8 @@ int16_t producer_fences_gap(const struct producer_fences *t, uint64_t part,
 void producer_fences_clear(struct producer_fences *t, uint64_t part, int64_t producer_id)
 {
     struct producer_fence *f = fence_find(t, part, producer_id);
-    if (f) memset(f, 0, sizeof(*f));
+    if (f) {
+        memset(f, 0, sizeof(*f));
+        t->used--;
+    }
 }

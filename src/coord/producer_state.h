@@ -211,6 +211,7 @@ struct producer_fence {
 
 struct producer_fences {
     struct producer_fence f[PRODUCER_FENCES];
+    uint32_t used; /* slots with part != 0: none (the usual case) skips every lookup */
 };
 
 /* A non-zero key for a partition (topic id, index). */

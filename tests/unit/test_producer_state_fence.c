@@ -106,6 +106,7 @@ TEST(fence_keeps_the_earliest_sequence_follows_the_latest_error_and_expires)
     int used = 0;
     for (int i = 0; i < PRODUCER_FENCES; i++) used += t.f[i].part != 0;
     CHECK_EQ(used, 1);
+    CHECK_EQ((int)t.used, 1);
     producer_state_destroy(&s);
 }
 
@@ -198,6 +199,9 @@ TEST(fence_matches_a_model_of_the_rule)
                 mm->on = false;
             }
         }
+        int used = 0; /* the table's count of used slots stays exact */
+        for (int i = 0; i < PRODUCER_FENCES; i++) used += t.f[i].part != 0;
+        CHECK_EQ((int)t.used, used);
     }
     producer_state_destroy(&s[0]);
     producer_state_destroy(&s[1]);
