@@ -224,22 +224,32 @@ out:
     return rc;
 }
 
-TEST(sim_pipelined_writes_keep_every_acknowledged_batch)
+/* Runs pl_run over up to 2000 seeds (test_seed() + s * step), at most ~12 s: seed s pipelines
+ * when pipe_odd_only is false or s is odd, and zero-fills 8-32 KiB ahead when zero_fill.
+ * CHECKs every run; returns the number of seeds run. */
+static int pl_seeds(uint64_t step, bool pipe_odd_only, bool zero_fill, pl_tot *t)
 {
     uint64_t seed = test_seed();
-    pl_tot t = {0};
     int runs = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int s = 0; s < 2000; s++) {
-        uint64_t sd = seed + (uint64_t)s * 104729;
-        int rc = pl_run(sd, true, 0, &t);
+        uint64_t sd = seed + (uint64_t)s * step;
+        bool pipeline = !pipe_odd_only || s % 2 == 1;
+        int rc = pl_run(sd, pipeline, zero_fill ? 8192u * (uint64_t)(1 + s % 4) : 0, t);
         if (rc != 0) fprintf(stderr, "    seed %llu: rc %d\n", (unsigned long long)sd, rc);
         CHECK_EQ(rc, 0);
         runs++;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (t1.tv_sec - t0.tv_sec > 12) break;
     }
+    return runs;
+}
+
+TEST(sim_pipelined_writes_keep_every_acknowledged_batch)
+{
+    pl_tot t = {0};
+    int runs = pl_seeds(104729, false, false, &t);
     fprintf(stderr, "    %d seeds, %ld batches acknowledged and recovered, %llu writes pipelined "
             "(%llu sharing their first block)\n", runs, t.acked, (unsigned long long)t.pipe,
             (unsigned long long)t.shared);
@@ -252,20 +262,8 @@ TEST(sim_pipelined_writes_keep_every_acknowledged_batch)
  * data writes, and data writes catch up with zero writes in flight (zero_waits). */
 TEST(sim_zero_fill_ahead_keeps_every_acknowledged_batch)
 {
-    uint64_t seed = test_seed();
     pl_tot t = {0};
-    int runs = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int s = 0; s < 2000; s++) {
-        uint64_t sd = seed + (uint64_t)s * 7919;
-        int rc = pl_run(sd, s % 2 == 1, 8192 * (1 + s % 4), &t);
-        if (rc != 0) fprintf(stderr, "    seed %llu: rc %d\n", (unsigned long long)sd, rc);
-        CHECK_EQ(rc, 0);
-        runs++;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (t1.tv_sec - t0.tv_sec > 12) break;
-    }
+    int runs = pl_seeds(7919, true, true, &t);
     fprintf(stderr, "    %d seeds, %ld batches acknowledged and recovered, %llu bytes zero-filled, "
             "%llu write starts waited for a zero write, %llu writes pipelined\n", runs, t.acked,
             (unsigned long long)t.zeroed, (unsigned long long)t.zero_waits,
