@@ -22,6 +22,13 @@
  * "unknown" and accepted at any sequence, as Kafka does after its state expires. */
 #define PM_REPLAY_MAX_OFFSETS 100000
 
+/* The producer-state snapshot of a single-node partition (see pm_save_snapshot): written at a
+ * clean close when the header scan it replaces would read at least PM_SNAPSHOT_MIN_BYTES (a
+ * smaller scan costs less than the snapshot's two syncs at close and one at open). */
+#define PM_SNAPSHOT_NAME      "producer_state.snapshot"
+#define PM_SNAPSHOT_MIN_BYTES (8u << 20)
+#define PM_SNAPSHOT_MAX       (256u << 20) /* refuse to read a larger file */
+
 static uint64_t pm_hash(const uint8_t id[16], int32_t partition)
 {
     uint64_t a, b;
@@ -44,6 +51,7 @@ int pm_init(partition_manager *pm, io *ioh, uint32_t shard, uint32_t smp, const 
     pm->cache = cache;
     pm->next_log_id = ((uint64_t)shard << 48) + 1;
     pm->producer_expiration_ms = 86400000; /* transactional.id / producer.id expiration: 1 d */
+    pm->snapshot_min_bytes = PM_SNAPSHOT_MIN_BYTES;
     int n = snprintf(pm->data_dir, sizeof(pm->data_dir), "%s", data_dir);
     if (n < 0 || (size_t)n >= sizeof(pm->data_dir)) return -ENAMETOOLONG;
     pm->nbuckets = 256;
@@ -221,6 +229,9 @@ static void pm_reconfigure(partition_manager *pm, pm_partition *p)
     pm_refresh_hw(p);
     char dir[1200];
     if (pm_partition_dir(pm, p->topic, p->topic_id, p->partition, dir, sizeof(dir))) return;
+    /* The producer table stays; the new log object counts truncations from 0. */
+    if (storage_log_truncations(p->log) != p->pstate_truncs) p->pstate_unsafe = true;
+    p->pstate_truncs = 0;
     storage_log *old = p->log;
     storage_log_close(old);
     int err = storage_log_open(pm->io, dir, &p->log_cfg, &p->log);
@@ -251,6 +262,13 @@ static int replay_header(void *ctx, const storage_batch_hdr *h)
     return producer_state_replay(&rc->p->producers, &b, h->base_offset);
 }
 
+/* The first offset whose batch headers rebuild the producer state (the replay window). */
+static int64_t pm_replay_start(storage_log *log)
+{
+    int64_t end = storage_log_high_offset(log);
+    return AL_MAX(storage_log_start_offset(log), end - PM_REPLAY_MAX_OFFSETS);
+}
+
 /*
  * Rebuilds the producer state of p from the batch headers of the tail of its log
  * (PM_REPLAY_MAX_OFFSETS) in offset order: one sequential scan in large chunks
@@ -260,7 +278,9 @@ static int replay_header(void *ctx, const storage_batch_hdr *h)
 static int pm_replay_producers(partition_manager *pm, pm_partition *p)
 {
     int64_t end = storage_log_high_offset(p->log);
-    int64_t off = AL_MAX(storage_log_start_offset(p->log), end - PM_REPLAY_MAX_OFFSETS);
+    int64_t off = pm_replay_start(p->log);
+    p->pstate_truncs = storage_log_truncations(p->log);
+    p->pstate_unsafe = false;
     if (off >= end) return 0;
     struct replay_ctx rc = {p, 0};
     int err = storage_log_scan_headers(p->log, off, replay_header, &rc);
@@ -269,6 +289,109 @@ static int pm_replay_producers(partition_manager *pm, pm_partition *p)
         log_info("cluster", "%s/%" PRId32 ": %zu producers rebuilt from %" PRId64 " batches",
                  p->topic, p->partition, producer_state_count(&p->producers), rc.batches);
     return 0;
+}
+
+/* Bytes of log a header scan from offset `from` reads: whole segments, and the share of the
+ * first one by offsets (an estimate, for the snapshot threshold). */
+static uint64_t pm_scan_bytes(storage_log *log, int64_t from)
+{
+    uint64_t n = 0;
+    for (int i = storage_log_segment_count(log) - 1; i >= 0; i--) {
+        storage_segment_info si;
+        if (storage_log_segment_info(log, i, &si) || si.last < from) break;
+        if (si.base >= from || si.last <= si.base)
+            n += si.size;
+        else
+            n += (uint64_t)((double)si.size * (double)(si.last - from + 1) /
+                            (double)(si.last - si.base + 1));
+    }
+    return n;
+}
+
+static int pm_snapshot_path(const pm_partition *p, char *dir, size_t dcap, char *out, size_t cap)
+{
+    int err = pm_partition_dir(p->pm, p->topic, p->topic_id, p->partition, dir, dcap);
+    if (err) return err;
+    int n = snprintf(out, cap, "%s/" PM_SNAPSHOT_NAME, dir);
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * Clean close of a single-node partition (pm_destroy): saves its producer table with the log's
+ * next offset (producer_state_encode), durably (io_fs_write_atomic), when the scan it replaces
+ * at the next open is large enough (pm->snapshot_min_bytes). Called before the log's final
+ * flush: if that flush fails, the log ends before the snapshot's offset and the next open
+ * ignores it. Not saved when the log failed or lost appends the table remembers (truncation).
+ * Errors are logged; the next open then scans.
+ */
+static void pm_save_snapshot(partition_manager *pm, pm_partition *p)
+{
+    if (p->rr || !p->log || storage_log_failed(p->log)) return;
+    if (p->pstate_unsafe || storage_log_truncations(p->log) != p->pstate_truncs) return;
+    int64_t end = storage_log_high_offset(p->log);
+    if (end <= storage_log_start_offset(p->log) ||
+        pm_scan_bytes(p->log, pm_replay_start(p->log)) < pm->snapshot_min_bytes)
+        return;
+    char dir[1200], path[1300];
+    if (pm_snapshot_path(p, dir, sizeof(dir), path, sizeof(path))) return;
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int err = producer_state_encode(&p->producers, end, &b, &len);
+    if (err == 0) err = io_fs_write_atomic(pm->io, path, b, len);
+    free(b);
+    if (err) {
+        log_warn("cluster", "%s/%" PRId32 ": producer-state snapshot not saved (%s); the next "
+                 "start rebuilds it from the log", p->topic, p->partition, al_strerror(err));
+        return;
+    }
+    log_debug("cluster", "%s/%" PRId32 ": producer-state snapshot of %zu producers at offset %"
+              PRId64 " saved", p->topic, p->partition, producer_state_count(&p->producers), end);
+}
+
+/*
+ * At open of a single-node partition: loads the snapshot a clean close left if it is intact
+ * and the log ends exactly at its offset. Any snapshot found is then removed durably (unlink,
+ * directory fsync) before the partition serves, so it is never trusted for a log that changed
+ * after this open. Returns 1 (loaded: no scan needed), 0 (none or not usable: the caller
+ * scans; p->producers is empty) or -errno when it cannot be removed.
+ */
+static int pm_load_snapshot(partition_manager *pm, pm_partition *p)
+{
+    char dir[1200], path[1300];
+    if (pm_snapshot_path(p, dir, sizeof(dir), path, sizeof(path))) return 0;
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int err = io_fs_read_all(pm->io, path, PM_SNAPSHOT_MAX, &b, &len);
+    if (err == -ENOENT) return 0;
+    int loaded = 0;
+    int64_t end = -1, next = storage_log_high_offset(p->log);
+    if (err == 0) err = producer_state_decode(&p->producers, b, len, &end);
+    free(b);
+    if (err)
+        log_warn("cluster", "%s/%" PRId32 ": producer-state snapshot %s unusable (%s); "
+                 "rebuilding it from the log", p->topic, p->partition, path, al_strerror(err));
+    else if (end != next) {
+        log_info("cluster", "%s/%" PRId32 ": producer-state snapshot at offset %" PRId64
+                 " does not match the log (next offset %" PRId64 "); rebuilding it from the log",
+                 p->topic, p->partition, end, next);
+        producer_state_clear(&p->producers);
+    } else
+        loaded = 1;
+    err = io_fs_unlink(pm->io, path);
+    if (err == 0 || err == -ENOENT) err = io_fs_fsync_dir(pm->io, dir);
+    if (err) {
+        log_error("cluster", "%s/%" PRId32 ": cannot remove %s: %s; check the data directory's "
+                  "permissions and disk", p->topic, p->partition, path, al_strerror(err));
+        producer_state_clear(&p->producers);
+        return err;
+    }
+    if (loaded) {
+        p->pstate_truncs = storage_log_truncations(p->log);
+        p->pstate_unsafe = false;
+        log_info("cluster", "%s/%" PRId32 ": %zu producers loaded from the snapshot at offset %"
+                 PRId64, p->topic, p->partition, producer_state_count(&p->producers), end);
+    }
+    return loaded;
 }
 
 /* Creates every directory level of path (mkdir -p); io_fs_mkdir accepts existing ones. */
@@ -334,8 +457,15 @@ static int pm_open_partition(partition_manager *pm, const topic *t, int32_t part
     else
         err = storage_log_open(pm->io, dir, &cfg, &p->log);
     if (err) goto fail;
-    err = pm_replay_producers(pm, p);
-    if (err) goto fail;
+    /* Single node: the clean close's snapshot, else the scan. A Raft replica builds its table
+     * when it becomes leader (pm_rebuild_producers on producers_stale, from the log it then
+     * leads): a scan here would be read again then, and a follower never uses it. */
+    if (!p->rr) {
+        err = pm_load_snapshot(pm, p);
+        if (err == 0) err = pm_replay_producers(pm, p);
+        if (err < 0) goto fail;
+        err = 0;
+    }
     p->high_watermark = p->rr ? raft_replica_commit(p->rr) + 1
                               : storage_log_durable_offset(p->log) + 1;
     if (pm->count + 1 > pm->nbuckets && pm_grow(pm)) {
@@ -600,6 +730,7 @@ void pm_destroy(partition_manager *pm)
     while (all) {
         pm_partition *next = all->hnext;
         all->busy = 0; /* shutdown: nothing in flight completes any more */
+        if (!all->removed) pm_save_snapshot(pm, all);
         pm_retire(all);
         all = next;
     }

@@ -73,6 +73,11 @@ struct pm_partition {
      * log; high_watermark = its commit index + 1. NULL on a single node. */
     struct raft_replica *rr;
     struct pr_part *pr;
+    /* Single node: storage_log_truncations(log) when producers was last built from the log;
+     * a different count (or pstate_unsafe, set across a reopen) means the log lost appends the
+     * table still remembers: no snapshot of it is saved at close. */
+    uint64_t pstate_truncs;
+    bool pstate_unsafe;
 };
 
 typedef struct partition_manager {
@@ -86,6 +91,10 @@ typedef struct partition_manager {
     uint32_t count;
     uint64_t next_log_id;
     int64_t producer_expiration_ms;
+    /* A clean close (pm_destroy) saves a partition's producer table next to its log when the
+     * next open would otherwise read at least this many bytes of it (PM_SNAPSHOT_MIN_BYTES;
+     * tests set 0). */
+    uint64_t snapshot_min_bytes;
     const struct broker_config_defaults *defaults; /* broker-level topic defaults, or NULL */
     uint64_t defaults_version;                      /* bumped by pm_set_defaults */
 } partition_manager;
@@ -97,7 +106,9 @@ typedef struct partition_manager {
 int pm_init(partition_manager *pm, io *io, uint32_t shard, uint32_t smp, const char *data_dir,
             storage_cache *cache);
 
-/* Closes every log (unflushed data is dropped as after a crash) and frees everything. */
+/* Closes every log (storage_log_close flushes what was appended) and frees everything. A
+ * single-node partition's producer table is saved first (producer_state.snapshot next to its
+ * log, see snapshot_min_bytes), so that the next open loads it instead of reading the log. */
 void pm_destroy(partition_manager *pm);
 
 /*

@@ -310,6 +310,7 @@ int pr_open(partition_manager *pm, pm_partition *p, const topic *t, const char *
     pp->group = cluster_group_id(t->id, p->partition);
     pp->isr_mark = -1;
     pp->min_insync = 1;
+    pp->producers_stale = true; /* no table yet: built from the log before the first append */
     if (pr_map_find(sh, pp->group)) {
         log_error("raft", "%s/%" PRId32 ": group %" PRIu64 " is open twice on shard %u", t->name,
                   p->partition, pp->group, sh->shard);

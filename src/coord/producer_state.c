@@ -4,6 +4,8 @@
 
 #include <stdlib.h>
 
+#include "base/crc32c.h"
+#include "base/cursor.h"
 #include "kafka/errors.h"
 
 #define PRODUCER_EPOCH_EXHAUSTED 32766 /* Short.MaxValue - 1: bumping further needs a new id */
@@ -282,6 +284,114 @@ int producer_state_tick(struct producer_state *s, int64_t now_ms)
         n = next;
     }
     return removed;
+}
+
+/* ---- snapshot ---- */
+
+#define SNAP_MAGIC   0x414c5053u /* "ALPS" */
+#define SNAP_VERSION 1u
+#define SNAP_HEAD    20 /* magic, version, end offset, count */
+#define SNAP_ENTRY   19 /* id, epoch, nbatches, last timestamp */
+#define SNAP_BATCH   28
+
+int producer_state_encode(const struct producer_state *s, int64_t end_offset, uint8_t **out,
+                          size_t *len)
+{
+    size_t n = SNAP_HEAD + 4, bk;
+    for (struct coord_hnode *h = coord_hmap_first(&s->producers, &bk); h;
+         h = coord_hmap_next(&s->producers, h, &bk)) {
+        const struct producer_entry *e = AL_CONTAINER_OF(h, struct producer_entry, node);
+        n += SNAP_ENTRY + (size_t)e->nbatches * SNAP_BATCH;
+        for (int i = 0; i < e->nbatches; i++)
+            if (e->batches[i].base_offset >= end_offset) return AL_ERANGE;
+    }
+    uint8_t *b = malloc(n);
+    if (!b) return -ENOMEM;
+    al_wr wr = al_wr_make(b, n);
+    al_wr_u32(&wr, SNAP_MAGIC);
+    al_wr_u32(&wr, SNAP_VERSION);
+    al_wr_i64(&wr, end_offset);
+    al_wr_u32(&wr, (uint32_t)s->producers.count);
+    for (struct coord_hnode *h = coord_hmap_first(&s->producers, &bk); h;
+         h = coord_hmap_next(&s->producers, h, &bk)) {
+        const struct producer_entry *e = AL_CONTAINER_OF(h, struct producer_entry, node);
+        al_wr_i64(&wr, e->producer_id);
+        al_wr_u16(&wr, (uint16_t)e->epoch);
+        al_wr_u8(&wr, e->nbatches);
+        al_wr_i64(&wr, e->last_timestamp);
+        for (int i = 0; i < e->nbatches; i++) {
+            const struct producer_batch_meta *m = &e->batches[i];
+            al_wr_u32(&wr, (uint32_t)m->first_seq);
+            al_wr_u32(&wr, (uint32_t)m->last_seq);
+            al_wr_i64(&wr, m->base_offset);
+            al_wr_u32(&wr, (uint32_t)m->last_offset_delta);
+            al_wr_i64(&wr, m->timestamp);
+        }
+    }
+    al_wr_u32(&wr, crc32c(0, b, n - 4));
+    AL_ASSERT(!wr.err && wr.p == wr.end);
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+int producer_state_decode(struct producer_state *s, const uint8_t *b, size_t len,
+                          int64_t *end_offset)
+{
+    AL_ASSERT(s->producers.count == 0);
+    if (len < SNAP_HEAD + 4 || crc32c(0, b, len - 4) != al_be32(b + len - 4)) return AL_ECORRUPT;
+    al_rd rd = al_rd_make(b, len - 4);
+    uint32_t magic = al_rd_u32(&rd), ver = al_rd_u32(&rd);
+    int64_t end = al_rd_i64(&rd);
+    uint32_t count = al_rd_u32(&rd);
+    if (magic != SNAP_MAGIC || ver != SNAP_VERSION || end < 0 ||
+        count > al_rd_left(&rd) / SNAP_ENTRY)
+        return AL_ECORRUPT;
+    int rc = 0;
+    for (uint32_t k = 0; k < count && rc == 0; k++) {
+        int64_t pid = al_rd_i64(&rd);
+        int16_t epoch = al_rd_i16(&rd);
+        uint8_t nb = al_rd_u8(&rd);
+        int64_t last_ts = al_rd_i64(&rd);
+        if (rd.err || pid < 0 || epoch < PRODUCER_NO_EPOCH || nb > PRODUCER_MAX_BATCHES ||
+            producer_state_find(s, pid)) {
+            rc = AL_ECORRUPT;
+            break;
+        }
+        struct producer_entry *e = calloc(1, sizeof(*e));
+        if (!e) {
+            rc = -ENOMEM;
+            break;
+        }
+        e->producer_id = pid;
+        e->epoch = epoch;
+        e->last_timestamp = last_ts;
+        for (int i = 0; i < nb; i++) {
+            struct producer_batch_meta *m = &e->batches[i];
+            m->first_seq = al_rd_i32(&rd);
+            m->last_seq = al_rd_i32(&rd);
+            m->base_offset = al_rd_i64(&rd);
+            m->last_offset_delta = al_rd_i32(&rd);
+            m->timestamp = al_rd_i64(&rd);
+            /* Batches of one producer lie in the log oldest first, below the end. */
+            if (m->first_seq < 0 || m->last_seq < 0 || m->last_offset_delta < 0 ||
+                m->base_offset < 0 || m->base_offset >= end ||
+                m->last_offset_delta > end - 1 - m->base_offset ||
+                (i && m->base_offset <= e->batches[i - 1].base_offset))
+                rc = AL_ECORRUPT;
+        }
+        e->nbatches = nb;
+        if (rd.err) rc = AL_ECORRUPT;
+        if (rc == 0) rc = coord_hmap_insert(&s->producers, &e->node, coord_hash_u64((uint64_t)pid));
+        if (rc) free(e);
+    }
+    if (rc == 0 && (rd.err || al_rd_left(&rd) != 0)) rc = AL_ECORRUPT;
+    if (rc) {
+        producer_state_clear(s);
+        return rc;
+    }
+    *end_offset = end;
+    return 0;
 }
 
 /* ---- refusal fences ---- */

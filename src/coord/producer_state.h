@@ -181,6 +181,30 @@ static inline size_t producer_state_count(const struct producer_state *s)
     return s->producers.count;
 }
 
+/* ---- snapshot (clean close) ----
+ *
+ * The table of a partition, as written next to its log at a clean close so that the next open
+ * need not rebuild it by reading the log's batch headers (Kafka's <offset>.snapshot files). The
+ * snapshot records end_offset, the log's next offset when it was taken: it is only valid for a
+ * log that ends exactly there with the same contents (the caller's rule: trust it only at open,
+ * when the log ends at end_offset, and remove it before any new append). Format (big-endian):
+ * magic "ALPS", version 1, end_offset i64, count u32, per producer {id i64, epoch i16,
+ * nbatches u8, last_timestamp i64, per batch {first_seq i32, last_seq i32, base_offset i64,
+ * last_offset_delta i32, timestamp i64}}, then a CRC-32C of everything before it.
+ */
+
+/* Encodes s into a malloc'd buffer (*out, *len). Returns 0, -ENOMEM, or AL_ERANGE when a
+ * remembered batch does not lie below end_offset (the table does not describe a log ending
+ * there, e.g. after the log dropped appends: such a table must not be saved). */
+int producer_state_encode(const struct producer_state *s, int64_t end_offset, uint8_t **out,
+                          size_t *len);
+
+/* Decodes a snapshot into s, which must be empty; *end_offset gets its end offset. Returns 0,
+ * AL_ECORRUPT (bad magic, version, CRC, length, or a value no table can hold: s is left empty)
+ * or -ENOMEM (s left empty). Never trusts a count or length from the bytes beyond len. */
+int producer_state_decode(struct producer_state *s, const uint8_t *b, size_t len,
+                          int64_t *end_offset);
+
 /* ---- refusal fences (Produce in cluster mode) ----
  *
  * A client keeps up to five Produce requests in flight per partition. When the leader refuses

@@ -1346,6 +1346,7 @@ int64_t storage_log_last_offset(const storage_log *log) { return log->high - 1; 
 int64_t storage_log_high_offset(const storage_log *log) { return log->high; }
 int64_t storage_log_durable_offset(const storage_log *log) { return log->durable; }
 bool storage_log_failed(const storage_log *log) { return log->failed; }
+uint64_t storage_log_truncations(const storage_log *log) { return log->truncations; }
 int storage_log_segment_count(const storage_log *log) { return log->nsegs; }
 
 int32_t storage_log_last_term(const storage_log *log)
@@ -2232,6 +2233,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
     AL_ASSERT(!log_busy(log));
     int rc = 0;
     bool dir_changed = false;
+    log->truncations++;
     log->npend = 0; /* written-unsynced data at or above offset goes; below it is re-synced */
     while (log->nsegs > 0 && log->segs[log->nsegs - 1]->base >= offset) {
         seg_destroy_files(log, log->segs[log->nsegs - 1]);

@@ -236,6 +236,10 @@ int64_t storage_log_durable_offset(const storage_log *log); /* last durable offs
 uint64_t storage_log_size_bytes(const storage_log *log);
 int storage_log_segment_count(const storage_log *log);
 bool storage_log_failed(const storage_log *log);
+/* How many suffix truncations (storage_log_truncate_suffix*, dropping unflushed appends
+ * after ENOSPC) this log object went through since it was opened: state derived from the log
+ * (producer state) is stale once this changes. */
+uint64_t storage_log_truncations(const storage_log *log);
 
 /*
  * Calls cb(ctx, h) with the header of every batch whose last offset >= from, oldest first,

@@ -158,6 +158,7 @@ struct storage_log {
     uint64_t appended;   /* bytes appended since open (zero fill starts past prezero_bytes) */
     uint64_t zero_bytes; /* bytes zero-filled (storage_log_buf_info) */
     uint64_t zero_waits; /* writes that waited for a zero-fill write */
+    uint64_t truncations; /* suffix truncations since open (storage_log_truncations) */
 };
 
 /* Synchronously copies len bytes at pos of seg (memory buffers or disk). Returns 0 or -errno /

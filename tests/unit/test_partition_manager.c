@@ -4,7 +4,9 @@
  * them exactly; appends advance the high watermark only after the flush and wake watches;
  * producer state is rebuilt from the log after a reopen (duplicates detected, sequence gaps
  * refused); deleting a topic closes its partitions (a held one only at its last release) and
- * removes its directory; a re-created topic of the same name starts empty.
+ * removes its directory; a re-created topic of the same name starts empty; the producer-state
+ * snapshot of a clean close is loaded instead of the scan only when it matches the log's end and
+ * is intact, is removed at open, and is not saved for a truncated log.
  */
 #include "cluster/partition_manager.h"
 #include "cluster/topic_config.h"
@@ -178,6 +180,145 @@ TEST(producer_state_survives_reopen)
     struct producer_batch next = {42, 3, 4, 1, 1700000000000};
     CHECK_EQ(producer_state_check(&p->producers, &next, &dup, NULL), PRODUCER_OK);
     pm_destroy(&pm);
+    topic_table_free(&tt);
+}
+
+/* Appends n one-record batches of producer pid (epoch 3) from sequence seq0, as Produce does. */
+static void append_idem(pm_partition *p, int64_t pid, int32_t seq0, int n)
+{
+    for (int32_t seq = seq0; seq < seq0 + n; seq++) {
+        size_t len;
+        uint8_t *b = make_batch(pid, 3, seq, &len);
+        struct producer_batch pb = {pid, 3, seq, 1, 1700000000000};
+        int64_t dup;
+        CHECK_EQ(producer_state_check(&p->producers, &pb, &dup, NULL), PRODUCER_OK);
+        storage_append_result res;
+        CHECK_EQ(storage_log_append(p->log, PM_LEADER_EPOCH, b, len, &res), 0);
+        CHECK_EQ(producer_state_record(&p->producers, &pb, res.base_offset), 0);
+        CHECK_EQ(pm_note_append(p, res.last_offset), 0);
+        free(b);
+    }
+}
+
+/* Opens the one partition of "snap" with a manager that snapshots every log at close. */
+static pm_partition *snap_open(partition_manager *pm, topic_table *tt, const char *dir)
+{
+    CHECK_EQ(pm_init(pm, test_io(), 0, 1, dir, NULL), 0);
+    pm->snapshot_min_bytes = 0;
+    CHECK_EQ(pm_reconcile(pm, tt), 0);
+    pm_partition *p = pm_find(pm, topic_table_find(tt, "snap", 4)->id, 0);
+    CHECK(p);
+    return p;
+}
+
+static int snap_exists(partition_manager *pm, const topic_table *tt, char *path, size_t cap)
+{
+    char pdir[1200];
+    CHECK_EQ(pm_partition_dir(pm, "snap", topic_table_find(tt, "snap", 4)->id, 0, pdir,
+                              sizeof(pdir)), 0);
+    snprintf(path, cap, "%s/producer_state.snapshot", pdir);
+    return io_fs_exists(test_io(), path);
+}
+
+/* Writes a snapshot by hand: producer 77 (epoch 1, one batch of seq 0 at offset 0), for a log
+ * ending at end; bad_crc spoils its checksum. */
+static void snap_forge(const char *path, int64_t end, bool bad_crc)
+{
+    struct producer_state s;
+    producer_state_init(&s, 86400000);
+    struct producer_batch pb = {77, 1, 0, 1, 1700000000000};
+    CHECK_EQ(producer_state_record(&s, &pb, 0), 0);
+    uint8_t *b = NULL;
+    size_t len = 0;
+    CHECK_EQ(producer_state_encode(&s, end, &b, &len), 0);
+    if (bad_crc) b[len - 1] ^= 1;
+    CHECK_EQ(io_fs_write_atomic(test_io(), path, b, len), 0);
+    free(b);
+    producer_state_destroy(&s);
+}
+
+TEST(producer_state_snapshot_at_clean_close)
+{
+    const char *dir = dir_for("psnap");
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, test_io(), dir), 0);
+    CHECK_EQ(topic_table_create(&tt, "snap", 1, 1, NULL, 0, false, NULL), 0);
+    char path[1400];
+    partition_manager pm;
+    pm_partition *p = snap_open(&pm, &tt, dir);
+    append_idem(p, 42, 0, 4);
+    CHECK(poll_until(hw_is, p));
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 0);
+    pm_destroy(&pm); /* clean close: the snapshot is saved */
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 1);
+
+    /* 1. It carries the state (a retry is a duplicate, a gap refused) and is removed at open
+     * (never trusted for a log that changes after this open). */
+    p = snap_open(&pm, &tt, dir);
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 0);
+    CHECK_EQ(p->high_watermark, 4);
+    struct producer_batch retry = {42, 3, 2, 1, 1700000000000};
+    int64_t dup = -1;
+    CHECK_EQ(producer_state_check(&p->producers, &retry, &dup, NULL), PRODUCER_DUPLICATE);
+    CHECK_EQ(dup, 2);
+    struct producer_batch gap = {42, 3, 6, 1, 1700000000000};
+    CHECK_EQ(producer_state_check(&p->producers, &gap, &dup, NULL),
+             -KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    append_idem(p, 42, 4, 2);
+    CHECK(poll_until(hw_is, p));
+    pm_destroy(&pm);
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 1);
+
+    /* 2. It is loaded instead of the scan: the forged one names producer 77, which is in no
+     * batch of the log, so only the snapshot can bring it (and 42 then stays unknown). */
+    snap_forge(path, 6, false);
+    p = snap_open(&pm, &tt, dir);
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 0);
+    CHECK(producer_state_find(&p->producers, 77) != NULL);
+    CHECK(producer_state_find(&p->producers, 42) == NULL);
+    pm_destroy(&pm);
+
+    /* 3. A snapshot for another log end (e.g. left by a crash after more appends, or of a
+     * log that lost its tail) is ignored: the table comes from the log. */
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 1);
+    snap_forge(path, 5, false);
+    p = snap_open(&pm, &tt, dir);
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 0);
+    CHECK(producer_state_find(&p->producers, 77) == NULL);
+    const struct producer_entry *e = producer_state_find(&p->producers, 42);
+    CHECK(e && e->nbatches == 5 && e->batches[4].last_seq == 5);
+    pm_destroy(&pm);
+
+    /* 4. A corrupt one is ignored the same way. */
+    snap_forge(path, 6, true);
+    p = snap_open(&pm, &tt, dir);
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 0);
+    CHECK(producer_state_find(&p->producers, 77) == NULL);
+    CHECK(producer_state_find(&p->producers, 42) != NULL);
+
+    /* 5. A log truncated while open is not snapshotted (the table remembers dropped batches),
+     * even when later appends bring it back to a length the table's offsets fit in. */
+    CHECK_EQ(storage_log_truncate_suffix(p->log, 3), 0);
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        uint8_t *b = make_batch(-1, 0, 0, &len);
+        storage_append_result res;
+        CHECK_EQ(storage_log_append(p->log, PM_LEADER_EPOCH, b, len, &res), 0);
+        free(b);
+    }
+    CHECK_EQ(storage_log_high_offset(p->log), 6);
+    pm_destroy(&pm);
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 0);
+    p = snap_open(&pm, &tt, dir);
+    e = producer_state_find(&p->producers, 42);
+    CHECK(e && e->batches[e->nbatches - 1].last_seq == 2); /* rebuilt from the 3 left */
+    pm_destroy(&pm);
+
+    /* 6. Below the size threshold nothing is saved (the scan is cheaper). */
+    CHECK_EQ(pm_init(&pm, test_io(), 0, 1, dir, NULL), 0);
+    CHECK_EQ(pm_reconcile(&pm, &tt), 0);
+    pm_destroy(&pm);
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 0);
     topic_table_free(&tt);
 }
 

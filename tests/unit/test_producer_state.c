@@ -3,6 +3,7 @@
  * by replaying the log's batch headers equals the live state (seeded random workload). */
 #include "test.h"
 
+#include "base/crc32c.h"
 #include "coord/producer_state.h"
 #include "kafka/errors.h"
 
@@ -315,8 +316,109 @@ TEST(replay_of_log_equals_live_state)
         if (a) CHECK(entries_equal(a, b));
     }
     CHECK(nlog > 100);
+    /* The clean close's snapshot of the live table decodes to the same table. */
+    uint8_t *snap = NULL;
+    size_t snap_len = 0;
+    CHECK_EQ(producer_state_encode(&live, off, &snap, &snap_len), 0);
+    struct producer_state loaded;
+    producer_state_init(&loaded, INT64_MAX / 2);
+    int64_t end = -1;
+    CHECK_EQ(producer_state_decode(&loaded, snap, snap_len, &end), 0);
+    CHECK_EQ(end, off);
+    CHECK_EQ(producer_state_count(&loaded), producer_state_count(&live));
+    for (int p = 0; p < NPROD; p++) {
+        const struct producer_entry *a = producer_state_find(&live, 1000 + p);
+        const struct producer_entry *b = producer_state_find(&loaded, 1000 + p);
+        CHECK_EQ(a != NULL, b != NULL);
+        if (a) CHECK(entries_equal(a, b) && a->last_timestamp == b->last_timestamp);
+    }
+    /* A table remembering a batch at or past the offset it is saved for is refused. */
+    uint8_t *none = NULL;
+    size_t none_len = 0;
+    CHECK_EQ(producer_state_encode(&live, log_off[nlog - 1], &none, &none_len), AL_ERANGE);
+    CHECK(none == NULL);
+    free(snap);
+    producer_state_destroy(&loaded);
     producer_state_destroy(&live);
     producer_state_destroy(&rebuilt);
+}
+
+/* Rewrites the snapshot's trailing CRC after a deliberate change (a "valid" bad snapshot). */
+static void snap_recrc(uint8_t *b, size_t len)
+{
+    uint32_t c = crc32c(0, b, len - 4);
+    for (int i = 0; i < 4; i++) b[len - 4 + i] = (uint8_t)(c >> (24 - 8 * i));
+}
+
+TEST(snapshot_corrupt_or_truncated_is_refused)
+{
+    struct producer_state s;
+    producer_state_init(&s, 1000);
+    for (int64_t pid = 1; pid <= 3; pid++)
+        for (int32_t seq = 0; seq < 7; seq++) {
+            struct producer_batch b = batch(pid, 2, seq * 2, 2);
+            CHECK_EQ(producer_state_record(&s, &b, pid * 100 + seq * 2), 0);
+        }
+    uint8_t *snap = NULL;
+    size_t len = 0;
+    CHECK_EQ(producer_state_encode(&s, 1000, &snap, &len), 0);
+    CHECK_EQ(len, 20 + 3 * (19 + 5 * 28) + 4);
+    struct producer_state t;
+    producer_state_init(&t, 1000);
+    int64_t end = -1;
+    /* Every flipped byte fails the CRC (or a field check); every shorter length fails. */
+    for (size_t i = 0; i < len; i++) {
+        snap[i] ^= 0x40;
+        CHECK_EQ(producer_state_decode(&t, snap, len, &end), AL_ECORRUPT);
+        CHECK_EQ(producer_state_count(&t), 0);
+        snap[i] ^= 0x40;
+    }
+    for (size_t n = 0; n < len; n++)
+        CHECK_EQ(producer_state_decode(&t, snap, n, &end), AL_ECORRUPT);
+    /* Bad values under a good CRC: a count past the bytes, a sixth batch, a batch at the end
+     * offset, batches out of order. The table is left empty each time. */
+    uint8_t *bad = malloc(len);
+    static const struct { size_t at; uint8_t v; } pokes[] = {
+        {16, 0xff},           /* count */
+        {20 + 10, 6},         /* nbatches of the first producer */
+        {20 + 19 + 8, 0x03},  /* base offset of its first batch: 0x03xx... >= end */
+        {20 + 19 + 28 + 15, 0x00}, /* second batch's base offset below the first's */
+        {4 + 3, 2},           /* version */
+    };
+    for (size_t k = 0; k < sizeof(pokes) / sizeof(pokes[0]); k++) {
+        memcpy(bad, snap, len);
+        bad[pokes[k].at] = pokes[k].v;
+        snap_recrc(bad, len);
+        CHECK_EQ(producer_state_decode(&t, bad, len, &end), AL_ECORRUPT);
+        CHECK_EQ(producer_state_count(&t), 0);
+    }
+    /* Random bytes with a valid CRC never crash and never leave a partial table. */
+    uint64_t seed = test_seed();
+    for (int r = 0; r < 20000; r++) {
+        memcpy(bad, snap, len);
+        int flips = 1 + (int)(rnd(&seed) % 4);
+        for (int f = 0; f < flips; f++) bad[rnd(&seed) % (len - 4)] = (uint8_t)rnd(&seed);
+        size_t n = 24 + (size_t)(rnd(&seed) % (len - 23));
+        snap_recrc(bad, n);
+        int rc = producer_state_decode(&t, bad, n, &end);
+        CHECK(rc == 0 || rc == AL_ECORRUPT);
+        if (rc) CHECK_EQ(producer_state_count(&t), 0);
+        producer_state_clear(&t);
+    }
+    free(bad);
+    /* The intact snapshot still loads. */
+    CHECK_EQ(producer_state_decode(&t, snap, len, &end), 0);
+    CHECK_EQ(end, 1000);
+    CHECK_EQ(producer_state_count(&t), 3);
+    const struct producer_entry *e = producer_state_find(&t, 2);
+    CHECK(e && e->epoch == 2 && e->nbatches == 5);
+    int64_t dup = -1;
+    struct producer_batch retry = batch(2, 2, 12, 2);
+    CHECK_EQ(producer_state_check(&t, &retry, &dup, NULL), PRODUCER_DUPLICATE);
+    CHECK_EQ(dup, 212);
+    free(snap);
+    producer_state_destroy(&t);
+    producer_state_destroy(&s);
 }
 
 int main(int argc, char **argv)
