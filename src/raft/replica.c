@@ -1,7 +1,8 @@
 /*
  * replica.c — a Raft replica on a storage log (see replica.h for the contract): the log ops
- * over storage_log, the action executor (PERSIST through the atomic-write ritual, APPEND at the
- * offsets Raft assigned, TRUNCATE asynchronously with later actions held back, FLUSH as one
+ * over storage_log, the action executor (PERSIST as one asynchronous durable slot write and
+ * TRUNCATE asynchronously, each with the later actions held back until it is done, APPEND at
+ * the offsets Raft assigned, FLUSH as one
  * group commit, SEND through the owner's transport and the shard's heartbeat batcher), the
  * NOOP/CONFIG control batches, replication waiters and recovery at open.
  *
@@ -13,6 +14,7 @@
  */
 #include "raft/replica.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,7 @@ typedef struct held_action {
     uint8_t *bytes;      /* SEND: the encoded message; APPEND: entry data, back to back */
     size_t len;
     raft_entry *ents;    /* APPEND: copies of the entries (data pointing into bytes) */
+    bool skip;           /* PERSIST: taken over by an earlier one (coalesced) */
 } held_action;
 
 struct raft_replica {
@@ -59,6 +62,10 @@ struct raft_replica {
     char conf_path[REPLICA_PATH_MAX + 16];
     char snap_path[REPLICA_PATH_MAX + 16];
     raft_hardstate hs; /* as durable in raft_state */
+    uint64_t hs_seq;   /* its write number (0: no file yet) */
+    int hs_fd;         /* raft_state, open for slot writes (-1: no file yet) */
+    struct hs_writer *hsw; /* the slot write (reused) */
+    bool hs_busy;      /* a PERSIST is being written: later actions are held */
 
     /* snapshot point as durable in raft_snap (-1: none; the log starts at snap_off + 1) */
     int64_t snap_off, snap_term;
@@ -123,6 +130,7 @@ struct raft_replica {
 };
 
 static void pump(raft_replica *r);
+static void fail_replica(raft_replica *r, const char *what, int err);
 static int batches_framing(const uint8_t *buf, size_t len, size_t max);
 
 /* ---------------------------------------------------------------- control batches */
@@ -226,45 +234,192 @@ int64_t raft_batch_trim_point(const uint8_t *buf, size_t size)
 
 /* ---------------------------------------------------------------- hard state and configs */
 
-/* Writes raft_state durably (atomic ritual, blocks the shard: elections only) and records it
- * as the durable hard state. 0 or -errno (the old file stays). */
-static int hs_write(raft_replica *r, const raft_hardstate *hs)
+/* Hard state file, version 2: two fixed slots (LMDB's two meta pages), so that a write never
+ * needs the rename ritual: slot i (i = 0, 1) sits at i * HS_SLOT and holds u32 "ALRS", u32 2,
+ * u64 group, u64 seq, i64 term, i32 vote, u32 CRC32C of the 36 bytes before it (HS2_SIZE);
+ * the rest of the slot is zero. Write number seq goes to slot seq % 2 (one write in flight at
+ * a time), with a durable write (io_write_dsync) and no directory sync: a torn or failed write
+ * leaves the other slot, the previous durable state, readable. Reading takes the valid slot
+ * with the higher seq. Version 1 (HS_SIZE bytes: u32 "ALRS", u32 1, u64 group, i64 term,
+ * i32 vote, u32 CRC32C) is read and rewritten as version 2 at open. */
+#define HS_SLOT 4096
+#define HS2_SIZE 40
+#define HS_FILE (2 * HS_SLOT)
+
+/* The asynchronous write of one slot. Heap-allocated: a replica closed with a write in flight
+ * leaves it behind (r NULL) and the completion frees it. */
+struct hs_writer {
+    io_op op;
+    io *io;
+    raft_replica *r; /* NULL: the replica is gone */
+    int fd;          /* closed by the completion of an orphaned write */
+    raft_hardstate hs;
+    uint64_t seq;
+    uint8_t b[HS2_SIZE];
+};
+
+static void hs_encode(const raft_replica *r, uint64_t seq, const raft_hardstate *hs, uint8_t *b)
 {
-    uint8_t b[HS_SIZE];
     al_put_be32(b, HS_MAGIC);
-    al_put_be32(b + 4, 1);
+    al_put_be32(b + 4, 2);
     al_put_be64(b + 8, r->cfg.group);
-    al_put_be64(b + 16, (uint64_t)hs->term);
-    al_put_be32(b + 24, (uint32_t)hs->vote);
-    al_put_be32(b + 28, crc32c(0, b, 28));
-    int rc = io_fs_write_atomic(r->io, r->hs_path, b, sizeof(b));
+    al_put_be64(b + 16, seq);
+    al_put_be64(b + 24, (uint64_t)hs->term);
+    al_put_be32(b + 32, (uint32_t)hs->vote);
+    al_put_be32(b + 36, crc32c(0, b, 36));
+}
+
+/* Writes a whole version 2 file (slot seq % 2 = hs, the other empty) with the atomic ritual
+ * and opens it for the slot writes that follow. Blocks the shard: at open (a missing file, an
+ * upgrade from version 1), and for the first hard state a new replica ever writes. */
+static int hs_create(raft_replica *r, uint64_t seq, const raft_hardstate *hs)
+{
+    uint8_t *b = calloc(1, HS_FILE);
+    if (!b) return -ENOMEM;
+    hs_encode(r, seq, hs, b + (seq % 2) * HS_SLOT);
+    int rc = io_fs_write_atomic(r->io, r->hs_path, b, HS_FILE);
+    free(b);
     if (rc < 0) return rc;
+    if (r->hs_fd >= 0) io_fs_close(r->io, r->hs_fd);
+    r->hs_fd = io_fs_open(r->io, r->hs_path, O_RDWR, 0);
+    if (r->hs_fd < 0) {
+        rc = r->hs_fd;
+        r->hs_fd = -1;
+        return rc;
+    }
     r->hs = *hs;
+    r->hs_seq = seq;
     return 0;
 }
 
-/* Reads raft_state: 0 (or -ENOENT: a new replica, hs zeroed) or AL_ECORRUPT / -errno. */
-static int hs_read(raft_replica *r, raft_hardstate *hs)
+/* Writes the hard state durably and synchronously (open only): the next slot, or a new file.
+ * 0 or -errno (the previous state stays readable). */
+static int hs_write_sync(raft_replica *r, const raft_hardstate *hs)
+{
+    uint64_t seq = r->hs_seq + 1;
+    if (r->hs_fd < 0) return hs_create(r, seq, hs);
+    uint8_t b[HS2_SIZE];
+    hs_encode(r, seq, hs, b);
+    ssize_t n = io_fs_pwrite(r->io, r->hs_fd, b, sizeof(b), (seq % 2) * HS_SLOT);
+    if (n < 0) return (int)n;
+    if (n != (ssize_t)sizeof(b)) return -EIO;
+    int rc = io_fs_fdatasync(r->io, r->hs_fd);
+    if (rc < 0) return rc;
+    r->hs = *hs;
+    r->hs_seq = seq;
+    return 0;
+}
+
+static void hs_cb(io_op *op);
+
+/* PERSIST: starts the durable write of hs into the next slot; later actions wait for it
+ * (hs_busy; see drain and held_run). The first write of a new replica creates the file
+ * synchronously (once in its life). */
+static void hs_write_start(raft_replica *r, const raft_hardstate *hs)
+{
+    if (r->hs_fd < 0) {
+        int rc = hs_create(r, r->hs_seq + 1, hs);
+        if (rc < 0) fail_replica(r, "writing the hard state", rc);
+        return;
+    }
+    struct hs_writer *w = r->hsw;
+    if (!w && !(w = r->hsw = calloc(1, sizeof(*w)))) {
+        fail_replica(r, "writing the hard state", -ENOMEM);
+        return;
+    }
+    w->io = r->io;
+    w->r = r;
+    w->fd = r->hs_fd;
+    w->hs = *hs;
+    w->seq = r->hs_seq + 1;
+    hs_encode(r, w->seq, hs, w->b);
+    w->op = (io_op){.cb = hs_cb, .ctx = w};
+    r->hs_busy = true;
+    r->st.hs_writes++;
+    io_write_dsync(r->io, &w->op, w->fd, w->b, sizeof(w->b), (w->seq % 2) * HS_SLOT);
+}
+
+static void hs_cb(io_op *op)
+{
+    struct hs_writer *w = op->ctx;
+    raft_replica *r = w->r;
+    if (!r) { /* the replica was closed meanwhile: the fd is the write's to close */
+        io_fs_close(w->io, w->fd);
+        free(w);
+        return;
+    }
+    r->hs_busy = false;
+    if (r->closing) return;
+    if (op->res != (int32_t)sizeof(w->b)) {
+        fail_replica(r, "writing the hard state", op->res < 0 ? op->res : -EIO);
+    } else {
+        r->hs = w->hs;
+        r->hs_seq = w->seq;
+    }
+    if (!r->in_pump && !r->in_flush_call) pump(r); /* the actions that waited, the owner */
+}
+
+/* One slot of a version 2 file: 1 valid (*seq, *hs set), 0 not (empty, torn, corrupt),
+ * AL_ECORRUPT (valid but another group's). */
+static int hs_slot(const raft_replica *r, const uint8_t *b, int i, uint64_t *seq,
+                   raft_hardstate *hs)
+{
+    if (al_be32(b) != HS_MAGIC || al_be32(b + 4) != 2 || al_be32(b + 36) != crc32c(0, b, 36))
+        return 0;
+    *seq = al_be64(b + 16);
+    if (*seq % 2 != (uint64_t)i) return 0;
+    if (al_be64(b + 8) != r->cfg.group) return AL_ECORRUPT;
+    hs->term = (int64_t)al_be64(b + 24);
+    hs->vote = (int32_t)al_be32(b + 32);
+    return 1;
+}
+
+/* Reads raft_state (either version): 0 (or -ENOENT: a new replica, hs zeroed) or AL_ECORRUPT
+ * / -errno. Sets hs_seq; *legacy when the file is version 1 (to be rewritten). */
+static int hs_read(raft_replica *r, raft_hardstate *hs, bool *legacy)
 {
     uint8_t *b = NULL;
     size_t n = 0;
     hs->term = 0;
     hs->vote = RAFT_NODE_NONE;
-    int rc = io_fs_read_all(r->io, r->hs_path, 4096, &b, &n);
-    if (rc < 0) return rc;
-    if (n != HS_SIZE || al_be32(b) != HS_MAGIC || al_be32(b + 4) != 1 ||
-        al_be32(b + 28) != crc32c(0, b, 28) || al_be64(b + 8) != r->cfg.group) {
-        log_error("raft", "%s: hard state unreadable (size %zu, bad magic, version, checksum or "
-                          "group): refusing to start the replica; restore the file or remove "
-                          "the replica's directory to rejoin as a new replica",
-                  r->hs_path, n);
-        free(b);
-        return AL_ECORRUPT;
+    r->hs_seq = 0;
+    *legacy = false;
+    int rc = io_fs_read_all(r->io, r->hs_path, HS_FILE, &b, &n);
+    if (rc == -EFBIG) n = HS_FILE + 1;
+    else if (rc < 0) return rc;
+    const char *why = "bad size";
+    if (n == HS_SIZE) {
+        why = "bad magic, version, checksum or group";
+        if (al_be32(b) == HS_MAGIC && al_be32(b + 4) == 1 && al_be32(b + 28) == crc32c(0, b, 28) &&
+            al_be64(b + 8) == r->cfg.group) {
+            hs->term = (int64_t)al_be64(b + 16);
+            hs->vote = (int32_t)al_be32(b + 24);
+            *legacy = true;
+            free(b);
+            return 0;
+        }
+    } else if (n == HS_FILE) {
+        raft_hardstate s[2];
+        uint64_t seq[2] = {0, 0};
+        int ok[2];
+        for (int i = 0; i < 2; i++) ok[i] = hs_slot(r, b + i * HS_SLOT, i, &seq[i], &s[i]);
+        why = "a slot of another group";
+        if (ok[0] >= 0 && ok[1] >= 0) {
+            why = "no valid slot: both torn or corrupt";
+            int pick = ok[0] && ok[1] ? (seq[1] > seq[0]) : ok[1] ? 1 : ok[0] ? 0 : -1;
+            if (pick >= 0) {
+                *hs = s[pick];
+                r->hs_seq = seq[pick];
+                free(b);
+                return 0;
+            }
+        }
     }
-    hs->term = (int64_t)al_be64(b + 16);
-    hs->vote = (int32_t)al_be32(b + 24);
+    log_error("raft", "%s: hard state unreadable (%zu bytes, %s): refusing to start the "
+                      "replica; restore the file or remove the replica's directory to rejoin "
+                      "as a new replica", r->hs_path, n, why);
     free(b);
-    return 0;
+    return AL_ECORRUPT;
 }
 
 /* Rewrites raft_conf from r->confs (atomic ritual). 0 or -errno. */
@@ -850,9 +1005,7 @@ static void apply(raft_replica *r, const raft_action *a)
 {
     int rc;
     switch (a->type) {
-    case RAFT_ACT_PERSIST:
-        if ((rc = hs_write(r, &a->hs)) < 0) fail_replica(r, "writing the hard state", rc);
-        break;
+    case RAFT_ACT_PERSIST: hs_write_start(r, &a->hs); break;
     case RAFT_ACT_SEND: send_now(r, &a->msg); break;
     case RAFT_ACT_APPEND:
         for (uint32_t i = 0; i < a->n && !r->need_reset; i++) {
@@ -987,12 +1140,36 @@ static void held_free(held_action *h)
     memset(h, 0, sizeof(*h));
 }
 
-/* Applies held actions in order until another truncation has to wait (or none are left). */
+/* A held PERSIST is about to be written: the newest held PERSIST's state is written instead
+ * (and that one skipped), so the actions in between wait for a state at least as new as the
+ * one they depend on. Terms only grow and a vote is never taken back within a term, so the
+ * newer state keeps every promise the older one made. */
+static void held_coalesce(raft_replica *r, held_action *h)
+{
+    for (uint32_t j = r->held_n; j-- > r->held_head;) {
+        held_action *x = &r->held[j];
+        if (x->a.type != RAFT_ACT_PERSIST || x->skip) continue;
+        AL_ASSERT(x->a.hs.term >= h->a.hs.term);
+        h->a.hs = x->a.hs;
+        x->skip = true;
+        r->st.hs_coalesced++;
+        break;
+    }
+}
+
+/* Applies held actions in order until another truncation or a hard-state write has to wait
+ * (or none are left). */
 static void held_run(raft_replica *r)
 {
-    while (r->held_head < r->held_n && !r->tr_busy && !r->install_pending && !r->failed) {
+    while (r->held_head < r->held_n && !r->tr_busy && !r->install_pending && !r->hs_busy &&
+           !r->failed) {
         held_action *h = &r->held[r->held_head++];
-        if (r->need_reset) {
+        if (h->skip) {
+            /* coalesced into an earlier PERSIST */
+        } else if (h->a.type == RAFT_ACT_PERSIST) {
+            held_coalesce(r, h);
+            apply(r, &h->a);
+        } else if (r->need_reset) {
             if (h->a.type == RAFT_ACT_PERSIST) apply(r, &h->a);
         } else if (h->a.type == RAFT_ACT_SEND) {
             r->cfg.cb.send(r->cfg.cb.ctx, h->a.msg.to, h->a.msg.group, h->bytes, h->len);
@@ -1029,14 +1206,15 @@ static void trunc_done(raft_replica *r, int res)
     if (!r->in_pump && !r->in_flush_call) pump(r);
 }
 
-/* Drains the group's queued actions: applies them, or holds them behind a truncation. */
+/* Drains the group's queued actions: applies them, or holds them behind a truncation or a
+ * hard-state write. */
 static void drain(raft_replica *r)
 {
     raft_action a;
     for (uint32_t guard = 0; raft_action_next(&r->g, &a) == 1; guard++) {
         AL_ASSERT(guard < 1000000);
         if (r->failed) continue; /* drop: the replica stopped */
-        if (r->tr_busy || r->held_n || r->install_pending) {
+        if (r->tr_busy || r->held_n || r->install_pending || r->hs_busy) {
             int rc = hold(r, &a);
             if (rc < 0) fail_replica(r, "holding actions behind a truncation", rc);
             continue;
@@ -1090,7 +1268,7 @@ static int group_create(raft_replica *r)
  * Volatile state (role, commit) restarts as after a reboot; pending waiters fail. */
 static void reset(raft_replica *r)
 {
-    if (r->failed || r->tr_busy || r->held_n || r->install_pending)
+    if (r->failed || r->tr_busy || r->held_n || r->install_pending || r->hs_busy)
         return; /* again once those are done */
     r->need_reset = false;
     r->st.resets++;
@@ -1151,9 +1329,10 @@ static void pump(raft_replica *r)
     if (r->in_pump) return;
     r->in_pump = 1;
     for (int round = 0; round < PUMP_ROUNDS; round++) {
-        if (!r->tr_busy && !r->install_pending && r->held_n) held_run(r);
+        if (!r->tr_busy && !r->install_pending && !r->hs_busy && r->held_n) held_run(r);
         drain(r);
-        if (r->tr_busy || r->install_pending || r->failed || r->need_reset) break;
+        if (r->tr_busy || r->install_pending || r->hs_busy || r->failed || r->need_reset)
+            break;
         if (r->held_n) continue; /* a truncation finished during the drain */
         if (r->pend_append) {
             r->pend_append = false;
@@ -1177,7 +1356,8 @@ static void pump(raft_replica *r)
  * suffix after ENOSPC with no waiter of ours to tell) and rebuilds the group from it. */
 static bool busy(raft_replica *r)
 {
-    if (r->failed || r->closing || r->tr_busy || r->held_n || r->in_pump || r->install_pending)
+    if (r->failed || r->closing || r->tr_busy || r->held_n || r->in_pump || r->install_pending ||
+        r->hs_busy)
         return true;
     if (r->need_reset || storage_log_last_offset(r->log) < r->g.last) {
         r->need_reset = true;
@@ -1307,6 +1487,7 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
     raft_replica *r = calloc(1, sizeof(*r));
     if (!r) return -ENOMEM;
     r->io = iop;
+    r->hs_fd = -1;
     r->cfg = *cfg;
     snprintf(r->dir, sizeof(r->dir), "%s", cfg->dir);
     r->cfg.dir = r->dir;
@@ -1328,7 +1509,17 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
     if (rc == -ENOENT) rc = 0;
     if (rc < 0) goto err;
     if ((rc = start_fixup(r)) < 0) goto err;
-    rc = hs_read(r, &r->hs);
+    bool legacy = false;
+    rc = hs_read(r, &r->hs, &legacy);
+    if (rc == 0 && legacy) {
+        rc = hs_create(r, 1, &r->hs); /* upgrade in place to the two-slot file */
+        if (rc == 0)
+            log_info("raft", "%s: hard state rewritten in the two-slot format (version 2)",
+                     r->hs_path);
+    } else if (rc == 0 && (r->hs_fd = io_fs_open(iop, r->hs_path, O_RDWR, 0)) < 0) {
+        rc = r->hs_fd;
+        r->hs_fd = -1;
+    }
     if (rc == -ENOENT) rc = 0;
     if (rc < 0) goto err;
     /* A log written before this replica had a hard state (a partition from a single-node
@@ -1337,7 +1528,7 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
     int64_t log_term = op_term_at(r, storage_log_last_offset(r->log));
     if (log_term > r->hs.term) {
         raft_hardstate hs = {log_term, RAFT_NODE_NONE};
-        if ((rc = hs_write(r, &hs)) < 0) goto err;
+        if ((rc = hs_write_sync(r, &hs)) < 0) goto err;
     }
     if ((rc = confs_load(r)) < 0) goto err;
     if ((rc = otx_load(r)) < 0) goto err;
@@ -1351,6 +1542,7 @@ int raft_replica_open(io *iop, const raft_replica_config *cfg, raft_replica **ou
     return 0;
 err:
     if (r->log) storage_log_close(r->log);
+    if (r->hs_fd >= 0) io_fs_close(iop, r->hs_fd);
     otx_free(&r->otx);
     free(r->snap_data);
     free(r->snap_wire);
@@ -1372,6 +1564,7 @@ static void replica_free(raft_replica *r)
     free(r->snap_data);
     free(r->snap_wire);
     otx_free(&r->otx);
+    free(r->hsw);
     free(r);
 }
 
@@ -1389,6 +1582,12 @@ int raft_replica_close(raft_replica *r)
     r->done_head = r->done_tail = NULL;
     int rc = storage_log_close(r->log);
     if (r->rd_busy) storage_read_release(r->rd);
+    if (r->hs_busy) { /* its completion closes the fd and frees the writer */
+        r->hsw->r = NULL;
+        r->hsw = NULL;
+    } else if (r->hs_fd >= 0) {
+        io_fs_close(r->io, r->hs_fd);
+    }
     replica_free(r);
     return rc;
 }
@@ -1401,6 +1600,7 @@ void raft_replica_abandon(raft_replica *r)
         storage_read_release(r->rd);
     }
     storage_log_abandon(r->log);
+    if (r->hs_fd >= 0) io_fs_close(r->io, r->hs_fd); /* a write in flight never completes */
     replica_free(r);
 }
 
@@ -1686,6 +1886,12 @@ int32_t raft_replica_leader(const raft_replica *r) { return r->g.leader; }
 int64_t raft_replica_term(const raft_replica *r) { return r->g.term; }
 int32_t raft_replica_vote(const raft_replica *r) { return r->g.vote; }
 raft_hardstate raft_replica_durable_hardstate(const raft_replica *r) { return r->hs; }
+
+bool raft_replica_hardstate_pending(const raft_replica *r, raft_hardstate *out)
+{
+    if (r->hs_busy && out) *out = r->hsw->hs;
+    return r->hs_busy;
+}
 int64_t raft_replica_commit(const raft_replica *r) { return r->g.commit; }
 int64_t raft_replica_last_offset(const raft_replica *r) { return r->g.last; }
 const raft_config *raft_replica_membership(const raft_replica *r) { return &r->g.conf; }

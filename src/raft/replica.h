@@ -18,8 +18,14 @@
  * docs/ARCHITECTURE.md ("Raft replica") for why clients skip these batches.
  *
  * Files in the replica's directory, next to the log's segments:
- *   raft_state   hard state: u32 "ALRS", u32 version 1, u64 group, i64 term, i32 vote,
- *                u32 CRC32C of the bytes before it (atomic write ritual, 32 bytes)
+ *   raft_state   hard state, two 4 KiB slots (8 KiB): slot i holds u32 "ALRS", u32 version 2,
+ *                u64 group, u64 seq, i64 term, i32 vote, u32 CRC32C of the bytes before it;
+ *                write number seq goes to slot seq % 2 with one durable write (io_write_dsync,
+ *                asynchronous: no rename, no directory sync); the valid slot with the higher
+ *                seq is the hard state, so a torn write leaves the previous one. Created with
+ *                the atomic write ritual (the first PERSIST of a new replica, blocking once).
+ *                Version 1 (32 bytes: "ALRS", 1, group, term, vote, CRC32C) is read and
+ *                rewritten as version 2 at open.
  *   raft_conf    config entries in the log (the last RAFT_CONF_HISTORY): u32 "ALRC", u32 1,
  *                u32 n, n x (i64 offset, u32 len, payload), u32 CRC32C. Written before the
  *                entry is appended, rewritten after a truncation; at open every listed entry is
@@ -237,8 +243,13 @@ int raft_replica_role(const raft_replica *r);
 int32_t raft_replica_leader(const raft_replica *r);
 int64_t raft_replica_term(const raft_replica *r);
 int32_t raft_replica_vote(const raft_replica *r);
-/* The hard state as last written to raft_state (what a restart will find). */
+/* The hard state as last written to raft_state (what a restart will find, unless a write is
+ * in flight: then the restart finds this one or the one being written). */
 raft_hardstate raft_replica_durable_hardstate(const raft_replica *r);
+/* A hard-state write in flight: true and *out = the state being written. While it is, the
+ * actions after its PERSIST (sends, appends, ...) wait and the replica takes no input (as
+ * behind a truncation: messages are dropped, Raft resends them). */
+bool raft_replica_hardstate_pending(const raft_replica *r, raft_hardstate *out);
 /* Commit index (a Fetch may read offsets <= it; high watermark = commit + 1). */
 int64_t raft_replica_commit(const raft_replica *r);
 int64_t raft_replica_last_offset(const raft_replica *r);
@@ -263,6 +274,8 @@ typedef struct raft_replica_stats {
     uint64_t conf_truncated; /* CONFIG entries removed by a truncation */
     uint64_t prefix_truncations; /* raft_replica_prefix_truncate calls that cut the log */
     uint64_t installs;      /* snapshots installed from the leader */
+    uint64_t hs_writes;     /* asynchronous hard-state slot writes issued */
+    uint64_t hs_coalesced;  /* PERSISTs merged into a newer one while a write was in flight */
 } raft_replica_stats;
 void raft_replica_get_stats(const raft_replica *r, raft_replica_stats *out);
 

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "base/crc32c.h"
+#include "base/cursor.h"
 #include "base/log.h"
 #include "raft/replica.h"
 #include "reactor/io_sim.h"
@@ -116,6 +117,10 @@ typedef struct snode {
     int64_t hs_term;
     int32_t hs_vote;
     bool have_hs;
+    /* a hard-state write was in flight at the crash: the restart may find it instead */
+    int64_t hs_pterm;
+    int32_t hs_pvote;
+    bool have_pend;
     int64_t verified; /* batches up to here checked against the committed record */
     raft_hb_batcher hb;
     storage_read rd;  /* a reader of the log (as a Fetch would be): truncations must wait */
@@ -136,6 +141,8 @@ typedef struct sim {
     int64_t *leader_of;  /* [term] leader id + 1 */
     uint32_t max_term;
     raft_rx *rx;
+    raft_rx *chk_rx;      /* on_send's decode scratch (rx may be in use by a delivery) */
+    uint64_t sends_checked;
     char failure[512];
     /* stats */
     int nn;       /* nodes (replicas): 3 or 5 */
@@ -151,13 +158,15 @@ typedef struct sim {
     uint64_t t0;  /* ... and where it started */
     uint64_t sent, dropped, dups, crashes, acked, acked1, elections, lost, failed_replicas;
     uint64_t transfers, conf_changes;
+    uint64_t crashes_mid_hs; /* crashes with a hard-state write in flight */
     raft_replica_stats st; /* summed over replica incarnations */
 } sim;
 
 typedef struct totals {
     uint64_t seeds, acked, crashes, elections, lost, truncations, async_truncations, held,
         async_reads, resets, failed_replicas, transfers, conf_changes, conf_entries,
-        conf_truncated, five, prefix_cuts, installs;
+        conf_truncated, five, prefix_cuts, installs, hs_writes, hs_coalesced, crashes_mid_hs,
+        sends_checked;
 } totals;
 
 static totals g_tot;
@@ -174,6 +183,8 @@ static void add_stats(sim *s, raft_replica *r)
     s->st.conf_entries += st.conf_entries;
     s->st.conf_truncated += st.conf_truncated;
     s->st.installs += st.installs;
+    s->st.hs_writes += st.hs_writes;
+    s->st.hs_coalesced += st.hs_coalesced;
 }
 
 static void sim_fail(sim *s, const char *fmt, ...) AL_PRINTF(2, 3);
@@ -191,6 +202,37 @@ static uint64_t now_ns(sim *s)
     return io_sim_world_now(s->w);
 }
 
+/* Nothing a node sends may depend on hard state that is not durable yet: a message's term is
+ * at most the durable term (pre-votes aside: they ask for a term nobody took), and a granted
+ * vote is the durable vote (or the durable term moved past it). A crash right after the send
+ * then cannot lose the vote or the term the message promised. */
+static void check_sent(sim *s, snode *from, const uint8_t *buf, size_t len)
+{
+    if (!from->r) return;
+    raft_msg m;
+    raft_rx *x = s->chk_rx;
+    if (raft_msg_decode(buf, len, &m, x->ents, RAFT_MSG_MAX_ENTRIES, x->hbs, RAFT_MSG_MAX_HB) < 0)
+        return;
+    raft_hardstate d = raft_replica_durable_hardstate(from->r);
+    s->sends_checked++;
+    if (m.type == RAFT_MSG_HB_BATCH) {
+        for (uint32_t i = 0; i < m.n_hb; i++)
+            if (m.hb[i].term > d.term)
+                sim_fail(s, "node %d sent a heartbeat item of term %" PRId64 " with durable "
+                            "term %" PRId64, from->id, m.hb[i].term, d.term);
+        return;
+    }
+    if (m.flags & RAFT_F_PREVOTE) return;
+    if (m.term > d.term)
+        sim_fail(s, "node %d sent a message (type %d) of term %" PRId64 " with durable term %"
+                    PRId64, from->id, m.type, m.term, d.term);
+    if (m.type == RAFT_MSG_VOTE_RESP && (m.flags & RAFT_F_GRANTED) &&
+        !(d.term > m.term || d.vote == m.to))
+        sim_fail(s, "node %d granted its vote in term %" PRId64 " to %d before it was durable "
+                    "(durable: term %" PRId64 " vote %d)", from->id, m.term, m.to, d.term,
+                 d.vote);
+}
+
 static void on_send(void *ctx, int32_t to, uint64_t group, const uint8_t *buf, size_t len)
 {
     snode *from = ctx;
@@ -198,6 +240,7 @@ static void on_send(void *ctx, int32_t to, uint64_t group, const uint8_t *buf, s
     AL_UNUSED(group);
     int ti = to - 1;
     if (ti < 0 || ti >= s->nn) return;
+    check_sent(s, from, buf, len);
     s->sent++;
     uint64_t t = now_ns(s);
     bool split = s->split_until > t && ((from->idx == s->split_a && ti == s->split_b) ||
@@ -448,11 +491,19 @@ static void node_open(sim *s, snode *nd)
         return;
     }
     nd->verified = -1;
-    if (nd->have_hs && (raft_replica_term(nd->r) != nd->hs_term ||
-                        raft_replica_vote(nd->r) != nd->hs_vote))
+    int64_t term = raft_replica_term(nd->r);
+    int32_t vote = raft_replica_vote(nd->r);
+    if (nd->have_hs && (term != nd->hs_term || vote != nd->hs_vote) &&
+        !(nd->have_pend && term == nd->hs_pterm && vote == nd->hs_pvote))
         sim_fail(s, "node %d: hard state after restart (%" PRId64 ", %d) != before the crash "
-                    "(%" PRId64 ", %d)", nd->id, raft_replica_term(nd->r),
-                 raft_replica_vote(nd->r), nd->hs_term, nd->hs_vote);
+                    "(%" PRId64 ", %d; being written: %s%" PRId64 ", %d)", nd->id, term, vote,
+                 nd->hs_term, nd->hs_vote, nd->have_pend ? "" : "none, ", nd->hs_pterm,
+                 nd->hs_pvote);
+    if (nd->have_pend && term == nd->hs_pterm && vote == nd->hs_pvote) {
+        nd->hs_term = term; /* the write in flight at the crash made it */
+        nd->hs_vote = vote;
+    }
+    nd->have_pend = false;
 }
 
 static void reader_cb(storage_read *r)
@@ -485,14 +536,20 @@ static void node_crash(sim *s, snode *nd, uint64_t down_ns)
         storage_read_release(&nd->rd);
     }
     nd->rd_busy = false;
-    raft_hardstate hs = raft_replica_durable_hardstate(nd->r);
-    if (!raft_replica_failed(nd->r) &&
+    raft_hardstate hs = raft_replica_durable_hardstate(nd->r), pend;
+    bool pending = raft_replica_hardstate_pending(nd->r, &pend);
+    /* between calls the hard state is durable, or being written (the replica waits) */
+    if (!raft_replica_failed(nd->r) && !pending &&
         (hs.term != raft_replica_term(nd->r) || hs.vote != raft_replica_vote(nd->r)))
         sim_fail(s, "node %d: hard state (%" PRId64 ", %d) not durable between calls", nd->id,
                  raft_replica_term(nd->r), raft_replica_vote(nd->r));
     nd->hs_term = hs.term;
     nd->hs_vote = hs.vote;
     nd->have_hs = true;
+    nd->have_pend = pending;
+    nd->hs_pterm = pending ? pend.term : 0;
+    nd->hs_pvote = pending ? pend.vote : RAFT_NODE_NONE;
+    if (pending) s->crashes_mid_hs++;
     add_stats(s, nd->r);
     io_sim_crash(nd->io);
     raft_replica_abandon(nd->r);
@@ -623,7 +680,9 @@ static sim *sim_new(uint64_t seed, int nn, bool lossy)
     s->max_term = 100000;
     s->leader_of = calloc(s->max_term, sizeof(*s->leader_of));
     s->rx = malloc(sizeof(*s->rx));
-    AL_ASSERT(s->msgs && s->reqs && s->canon && s->canon_last && s->leader_of && s->rx);
+    s->chk_rx = malloc(sizeof(*s->chk_rx));
+    AL_ASSERT(s->msgs && s->reqs && s->canon && s->canon_last && s->leader_of && s->rx &&
+              s->chk_rx);
     s->canon_max = -1;
     struct io_sim_opts o = {.seed = seed, .torn_writes = true,
                             .disk_latency_min_ns = 50000, /* slow disks: truncations wait */
@@ -757,6 +816,7 @@ static void sim_free(sim *s)
     free(s->canon_last);
     free(s->leader_of);
     free(s->rx);
+    free(s->chk_rx);
     g_tot.truncations += s->st.truncations;
     g_tot.async_truncations += s->st.async_truncations;
     g_tot.held += s->st.held;
@@ -765,6 +825,10 @@ static void sim_free(sim *s)
     g_tot.conf_entries += s->st.conf_entries;
     g_tot.conf_truncated += s->st.conf_truncated;
     g_tot.installs += s->st.installs;
+    g_tot.hs_writes += s->st.hs_writes;
+    g_tot.hs_coalesced += s->st.hs_coalesced;
+    g_tot.crashes_mid_hs += s->crashes_mid_hs;
+    g_tot.sends_checked += s->sends_checked;
     free(s);
 }
 
@@ -933,8 +997,12 @@ TEST(sim_seeds)
             g_tot.async_reads, g_tot.resets, g_tot.failed_replicas, g_tot.transfers,
             g_tot.conf_changes, g_tot.conf_entries, g_tot.conf_truncated, g_tot.prefix_cuts,
             g_tot.installs);
+    fprintf(stderr, "  hard state: %" PRIu64 " slot writes, %" PRIu64 " PERSISTs coalesced, %"
+                    PRIu64 " crashes with a write in flight, %" PRIu64 " sends checked\n",
+            g_tot.hs_writes, g_tot.hs_coalesced, g_tot.crashes_mid_hs, g_tot.sends_checked);
     CHECK_EQ(failed, 0);
     if (seeds >= 40) CHECK(g_tot.installs > 0); /* lagging replicas caught up by snapshot */
+    CHECK(g_tot.hs_writes > 0 && g_tot.sends_checked > 0);
     CHECK(seeds > 0);
 }
 
@@ -1168,7 +1236,7 @@ TEST(scripted_failover_membership)
     CHECK(third->r != NULL);
     CHECK_EQ(raft_replica_membership(third->r)->n_voters, 2);
     CHECK(!raft_config_is_voter(raft_replica_membership(third->r), old->id));
-    CHECK_EQ(raft_replica_term(third->r), third->hs_term);
+    CHECK_EQ(raft_replica_term(third->r), third->hs_term); /* node_open took a pending one */
     CHECK(run_until(s, 3000, has_leader, NULL));
     l = sim_leader(s);
     CHECK(l != old);
@@ -1417,7 +1485,12 @@ TEST(single_voter_hard_state_and_old_log)
     CHECK_EQ(raft_replica_open(n1->io, &c, &n1->r), 0);
     CHECK(raft_replica_term(n1->r) >= 5); /* adopted from the log */
     CHECK_EQ(raft_replica_last_offset(n1->r), 5);
-    for (int i = 0; i < 2000 && raft_replica_role(n1->r) != RAFT_LEADER; i++) sim_ms(s, false);
+    /* leader, with its vote durable (the NOOP waits for that) and the NOOP appended */
+    for (int i = 0; i < 2000 && (raft_replica_role(n1->r) != RAFT_LEADER ||
+                                 raft_replica_hardstate_pending(n1->r, NULL) ||
+                                 storage_log_last_offset(raft_replica_log(n1->r)) < 6);
+         i++)
+        sim_ms(s, false);
     CHECK_EQ(raft_replica_role(n1->r), RAFT_LEADER);
     CHECK(raft_replica_term(n1->r) >= 6);
     struct first_batch f = batch_at(n1, 6);
@@ -1445,13 +1518,15 @@ TEST(single_voter_hard_state_and_old_log)
     n1->io = io_sim_restart(n1->io);
     uint8_t *hs = NULL;
     size_t hl = 0;
-    CHECK_EQ(io_fs_read_all(n1->io, "/replica/raft_state", 4096, &hs, &hl), 0);
-    CHECK_EQ(hl, 32);
-    hs[20] ^= 1; /* a bit of the term */
+    CHECK_EQ(io_fs_read_all(n1->io, "/replica/raft_state", 16384, &hs, &hl), 0);
+    CHECK_EQ(hl, 8192); /* two 4 KiB slots */
+    hs[24 + 7] ^= 1;        /* a bit of the term in slot 0 ... */
+    hs[4096 + 24 + 7] ^= 1; /* ... and in slot 1: no readable slot left */
     CHECK_EQ(io_fs_write_atomic(n1->io, "/replica/raft_state", hs, hl), 0);
     raft_replica *bad = NULL;
     CHECK_EQ(raft_replica_open(n1->io, &c, &bad), AL_ECORRUPT);
-    hs[20] ^= 1;
+    hs[24 + 7] ^= 1;
+    hs[4096 + 24 + 7] ^= 1;
     CHECK_EQ(io_fs_write_atomic(n1->io, "/replica/raft_state", hs, hl), 0);
     c.group = 8; /* another group's directory */
     CHECK_EQ(raft_replica_open(n1->io, &c, &bad), AL_ECORRUPT);
@@ -1459,6 +1534,158 @@ TEST(single_voter_hard_state_and_old_log)
     CHECK_EQ(raft_replica_open(n1->io, &c, &n1->r), 0);
     CHECK_EQ(raft_replica_term(n1->r), term);
     free(hs);
+    sim_free(s);
+}
+
+/* raft_state, version 2: slot i of the two 4 KiB slots = (group, seq, term, vote). */
+static void hs_slot_put(uint8_t *file, int i, uint64_t group, uint64_t seq, int64_t term,
+                        int32_t vote)
+{
+    uint8_t *b = file + i * 4096;
+    memset(b, 0, 4096);
+    al_put_be32(b, 0x414c5253u);
+    al_put_be32(b + 4, 2);
+    al_put_be64(b + 8, group);
+    al_put_be64(b + 16, seq);
+    al_put_be64(b + 24, (uint64_t)term);
+    al_put_be32(b + 32, (uint32_t)vote);
+    al_put_be32(b + 36, crc32c(0, b, 36));
+}
+
+/* Opens node 1's replica (one voter) on the raft_state given (len bytes; NULL: none) and
+ * returns the open result; on success *term, *vote and the replica in n1->r. */
+static int hs_open_with(sim *s, snode *n1, const uint8_t *file, size_t len, int64_t *term,
+                        int32_t *vote)
+{
+    if (n1->r) raft_replica_abandon(n1->r);
+    n1->r = NULL;
+    n1->io = io_sim_restart(n1->io);
+    if (file) AL_ASSERT(io_fs_write_atomic(n1->io, "/replica/raft_state", file, len) == 0);
+    else io_fs_unlink(n1->io, "/replica/raft_state");
+    raft_replica_config c;
+    replica_cfg(s, n1, &c);
+    c.bootstrap.n_voters = 1;
+    c.bootstrap.voters[0] = 1;
+    int rc = raft_replica_open(n1->io, &c, &n1->r);
+    if (rc < 0) {
+        n1->r = NULL;
+        return rc;
+    }
+    *term = raft_replica_term(n1->r);
+    *vote = raft_replica_vote(n1->r);
+    return 0;
+}
+
+/* The two-slot hard state file: the newer valid slot wins, a torn or corrupt newest slot
+ * falls back to the other, no valid slot (or another group's, or a bad size) refuses to start,
+ * version 1 files are read and upgraded in place, and the replica's own writes alternate
+ * slots through io_write_dsync. */
+TEST(hard_state_slots)
+{
+    sim *s = sim_new(test_seed(), NN, false);
+    for (int i = 1; i < s->nn; i++) node_crash(s, &s->n[i], UINT64_MAX / 2);
+    snode *n1 = &s->n[0];
+    uint8_t f[8192], *rd = NULL;
+    size_t rl = 0;
+    int64_t term = -1;
+    int32_t vote = -2;
+    /* both slots valid: the higher seq (slot 0, seq 4) */
+    hs_slot_put(f, 0, 7, 4, 11, 3);
+    hs_slot_put(f, 1, 7, 3, 10, 1);
+    CHECK_EQ(hs_open_with(s, n1, f, sizeof(f), &term, &vote), 0);
+    CHECK_EQ(term, 11);
+    CHECK_EQ(vote, 3);
+    /* the newest slot torn (its checksum fails): the previous state */
+    f[4 + 36 / 2] ^= 0x40;
+    CHECK_EQ(hs_open_with(s, n1, f, sizeof(f), &term, &vote), 0);
+    CHECK_EQ(term, 10);
+    CHECK_EQ(vote, 1);
+    /* ... and only half written (zeros after a prefix) */
+    hs_slot_put(f, 0, 7, 4, 11, 3);
+    memset(f + 20, 0, 20);
+    CHECK_EQ(hs_open_with(s, n1, f, sizeof(f), &term, &vote), 0);
+    CHECK_EQ(term, 10);
+    /* a slot whose seq does not belong there is not trusted */
+    hs_slot_put(f, 0, 7, 5, 12, 3);
+    CHECK_EQ(hs_open_with(s, n1, f, sizeof(f), &term, &vote), 0);
+    CHECK_EQ(term, 10);
+    /* both slots corrupt: refuse to start */
+    hs_slot_put(f, 0, 7, 4, 11, 3);
+    f[30] ^= 1;
+    f[4096 + 30] ^= 1;
+    CHECK_EQ(hs_open_with(s, n1, f, sizeof(f), &term, &vote), AL_ECORRUPT);
+    /* another group's file, a wrong size: refuse */
+    hs_slot_put(f, 0, 8, 4, 11, 3);
+    hs_slot_put(f, 1, 7, 3, 10, 1);
+    CHECK_EQ(hs_open_with(s, n1, f, sizeof(f), &term, &vote), AL_ECORRUPT);
+    hs_slot_put(f, 0, 7, 4, 11, 3);
+    CHECK_EQ(hs_open_with(s, n1, f, 4096, &term, &vote), AL_ECORRUPT);
+    CHECK_EQ(hs_open_with(s, n1, f, 100, &term, &vote), AL_ECORRUPT);
+    /* version 1 (32 bytes): read, then rewritten as version 2 with seq 1 in slot 1 */
+    uint8_t v1[32];
+    al_put_be32(v1, 0x414c5253u);
+    al_put_be32(v1 + 4, 1);
+    al_put_be64(v1 + 8, 7);
+    al_put_be64(v1 + 16, 9);
+    al_put_be32(v1 + 24, 2);
+    al_put_be32(v1 + 28, crc32c(0, v1, 28));
+    CHECK_EQ(hs_open_with(s, n1, v1, sizeof(v1), &term, &vote), 0);
+    CHECK_EQ(term, 9);
+    CHECK_EQ(vote, 2);
+    CHECK_EQ(io_fs_read_all(n1->io, "/replica/raft_state", 16384, &rd, &rl), 0);
+    CHECK_EQ(rl, 8192);
+    CHECK_EQ(al_be64(rd + 4096 + 16), 1); /* seq */
+    CHECK_EQ(al_be64(rd + 4096 + 24), 9); /* term */
+    free(rd);
+    rd = NULL;
+    /* a damaged version 1 file refuses to start */
+    v1[20] ^= 1;
+    CHECK_EQ(hs_open_with(s, n1, v1, sizeof(v1), &term, &vote), AL_ECORRUPT);
+    /* the replica's own writes: from seq 4 in slot 0 an election writes seq 5 to slot 1,
+     * slot 0 untouched; the state survives a crash */
+    hs_slot_put(f, 0, 7, 4, 11, 3);
+    hs_slot_put(f, 1, 7, 3, 10, 1);
+    CHECK_EQ(hs_open_with(s, n1, f, sizeof(f), &term, &vote), 0);
+    for (int i = 0; i < 2000 && (raft_replica_role(n1->r) != RAFT_LEADER ||
+                                 raft_replica_hardstate_pending(n1->r, NULL));
+         i++)
+        sim_ms(s, false);
+    CHECK_EQ(raft_replica_role(n1->r), RAFT_LEADER);
+    int64_t lterm = raft_replica_term(n1->r);
+    CHECK(lterm >= 12);
+    raft_replica_stats st;
+    raft_replica_get_stats(n1->r, &st);
+    CHECK(st.hs_writes >= 1);
+    CHECK_EQ(io_fs_read_all(n1->io, "/replica/raft_state", 16384, &rd, &rl), 0);
+    CHECK_EQ(rl, 8192);
+    uint64_t seq = al_be64(rd + 16) > al_be64(rd + 4096 + 16) ? al_be64(rd + 16)
+                                                               : al_be64(rd + 4096 + 16);
+    CHECK(seq >= 5);
+    CHECK_EQ((int64_t)al_be64(rd + (seq % 2) * 4096 + 24), lterm);
+    CHECK_EQ((int32_t)al_be32(rd + (seq % 2) * 4096 + 32), 1); /* voted for itself */
+    free(rd);
+    rd = NULL;
+    raft_replica_abandon(n1->r);
+    n1->r = NULL;
+    n1->io = io_sim_restart(n1->io);
+    raft_replica_config c;
+    replica_cfg(s, n1, &c);
+    c.bootstrap.n_voters = 1;
+    c.bootstrap.voters[0] = 1;
+    CHECK_EQ(raft_replica_open(n1->io, &c, &n1->r), 0);
+    CHECK_EQ(raft_replica_term(n1->r), lterm);
+    CHECK_EQ(raft_replica_vote(n1->r), 1);
+    /* a new replica (no file): its first PERSIST creates the file */
+    CHECK_EQ(hs_open_with(s, n1, NULL, 0, &term, &vote), 0);
+    CHECK_EQ(term, 0);
+    for (int i = 0; i < 2000 && (raft_replica_role(n1->r) != RAFT_LEADER ||
+                                 raft_replica_hardstate_pending(n1->r, NULL));
+         i++)
+        sim_ms(s, false);
+    CHECK_EQ(raft_replica_role(n1->r), RAFT_LEADER);
+    CHECK_EQ(io_fs_read_all(n1->io, "/replica/raft_state", 16384, &rd, &rl), 0);
+    CHECK_EQ(rl, 8192);
+    free(rd);
     sim_free(s);
 }
 
