@@ -196,6 +196,19 @@ void io_fallocate(io *self, io_op *op, int fd, int mode, uint64_t off, uint64_t 
     self->ops->submit(self, op);
 }
 
+void io_offload(io *self, io_op *op, io_offload_fn fn, void *arg)
+{
+    AL_ASSERT(fn);
+    op_prep(op, IO_OP_OFFLOAD, -1, arg, 0, (uint64_t)(uintptr_t)fn);
+    self->ops->offload(self, op);
+}
+
+int io_offload_finish(io *self, io_op *op)
+{
+    AL_ASSERT(op->kind == IO_OP_OFFLOAD && op->pending);
+    return self->ops->offload_finish(self, op);
+}
+
 void io_timeout(io *self, io_op *op, uint64_t deadline_ns)
 {
     op_prep(op, IO_OP_TIMEOUT, -1, NULL, 0, deadline_ns);

@@ -53,6 +53,7 @@ enum io_op_kind {
     IO_OP_CANCEL,
     IO_OP_WRITE_DSYNC,
     IO_OP_SENDMSG,
+    IO_OP_OFFLOAD,
 };
 
 enum {
@@ -197,6 +198,26 @@ void io_fsync(io *io, io_op *op, int fd);
 
 /* fallocate(fd, mode, off, len); mode 0 grows the file, FALLOC_FL_KEEP_SIZE does not. */
 void io_fallocate(io *io, io_op *op, int fd, int mode, uint64_t off, uint64_t len);
+
+/* ---- blocking work off the shard's thread ---- */
+
+/*
+ * Blocking file-system work that io_uring has no op for, or that is a sequence of calls (the
+ * atomic-write ritual, ftruncate + fdatasync, unlink + directory fsync): fn(io, arg) runs off
+ * the calling thread (io_uring back end: one worker thread per io, jobs in submission order;
+ * simulator: at a later simulated time, like a disk op) and op completes with res = fn's
+ * return. fn may call io_fs_* on `io` and touch only memory the caller handed over and does
+ * not change until the callback: it must not use the shard's other state.
+ */
+typedef int (*io_offload_fn)(io *io, void *arg);
+void io_offload(io *io, io_op *op, io_offload_fn fn, void *arg);
+
+/*
+ * For close paths that cannot wait for a callback: makes sure an offloaded op's fn has run
+ * and returns its result; the op's callback will not be called. A job not yet started runs
+ * now on the calling thread; a running one is waited for (blocking). The op must be pending.
+ */
+int io_offload_finish(io *io, io_op *op);
 
 /* ---- timers ---- */
 

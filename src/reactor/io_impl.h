@@ -28,6 +28,9 @@ struct io_backend_ops {
     void (*open)(io *io, io_op *op, const char *path, int flags, mode_t mode);
     void (*cancel)(io *io, io_op *op);
     void (*close_now)(io *io, int fd);
+    /* io_offload: op->off = the function, op->buf = its argument (filled in by io.c). */
+    void (*offload)(io *io, io_op *op);
+    int (*offload_finish)(io *io, io_op *op);
 
     int (*fs_open)(io *io, const char *path, int flags, mode_t mode);
     int (*fs_close)(io *io, int fd);

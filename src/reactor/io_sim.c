@@ -1365,6 +1365,7 @@ static void ev_connect(io_sim_world *w, struct sim_event *ev)
 /* Runs a file op at its completion time. Returns the result. */
 static int file_op_run(struct sim_io *s, io_op *op, const char *path)
 {
+    if (op->kind == IO_OP_OFFLOAD) return ((io_offload_fn)(uintptr_t)op->off)(&s->base, op->buf);
     if (op->kind == IO_OP_OPEN)
         return sim_fs_open(&s->base, path, (int)op->len, (mode_t)op->off);
     struct sim_fd *f = fd_get(s, op->fd, FD_FILE);
@@ -1496,6 +1497,47 @@ static void sim_cancel(io *x, io_op *op)
                 s->w->heap[i].op = NULL;
     op_new_gen(s->w, op, ST_EVENT);
     op_ready(s, op, -ECANCELED);
+}
+
+/* io_offload: the job runs at its completion time, like a disk op (a crash before it never
+ * ran it). */
+static void sim_offload(io *x, io_op *op)
+{
+    struct sim_io *s = sio_of(x);
+    if (s->dead) return;
+    op->pending = 1;
+    op_schedule(s, op, s->w->now + disk_latency(s->w), NULL);
+}
+
+static int sim_offload_finish(io *x, io_op *op)
+{
+    struct sim_io *s = sio_of(x);
+    int res;
+    if (s->dead) {
+        res = -ECANCELED;
+    } else if (op_state(op) == ST_READY) { /* ran; its callback is queued: take it back */
+        io_op *prev = NULL;
+        for (io_op *o = s->ready_head; o; prev = o, o = (io_op *)(uintptr_t)o->priv[1]) {
+            if (o != op) continue;
+            io_op *next = (io_op *)(uintptr_t)o->priv[1];
+            if (prev) prev->priv[1] = (uint64_t)(uintptr_t)next;
+            else s->ready_head = next;
+            if (s->ready_tail == op) s->ready_tail = prev;
+            s->ready_n--;
+            break;
+        }
+        res = op->res;
+    } else { /* scheduled: the event goes stale (as in sim_cancel) and the job runs now */
+        for (uint32_t i = 0; i < s->w->heap_n; i++)
+            if (s->w->heap[i].op == op && s->w->heap[i].type != EV_DELIVER)
+                s->w->heap[i].op = NULL;
+        op_new_gen(s->w, op, ST_EVENT);
+        res = ((io_offload_fn)(uintptr_t)op->off)(x, op->buf);
+    }
+    op->priv[1] = 0;
+    op->pending = 0;
+    op->res = res;
+    return res;
 }
 
 static void sim_close_now(io *x, int fd)
@@ -2057,6 +2099,8 @@ static const struct io_backend_ops sim_ops = {
     .open = sim_open,
     .cancel = sim_cancel,
     .close_now = sim_close_now,
+    .offload = sim_offload,
+    .offload_finish = sim_offload_finish,
     .fs_open = sim_fs_open,
     .fs_close = sim_fs_close,
     .fs_pread = sim_fs_pread,

@@ -15,6 +15,9 @@
  * - io_wakeup: an eventfd whose 8-byte read is kept armed in the ring; io_wakeup writes to it
  *   (thread-safe), an atomic flag suppresses redundant writes until the read completes.
  * - io_fs_* are plain blocking system calls.
+ * - io_offload: one worker thread per ring, started at the first job; jobs run in submission
+ *   order; a finished job goes on a done list (mutex) and io_wakeup makes io_poll run its
+ *   callback on the ring's thread.
  */
 #include "reactor/io_impl.h"
 
@@ -26,6 +29,7 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -51,7 +55,17 @@ struct io_ur {
     io_op *fail_head;      /* ops that could not be queued; completed by the next io_poll */
     io_op *fail_tail;
     unsigned cq_entries;
+    /* io_offload (ow_*): guarded by ow_mu, except ow_started (ring thread only). Queued and
+     * done ops are linked through priv[1]; op->len is the job's state (OW_*). */
+    pthread_mutex_t ow_mu;
+    pthread_cond_t ow_work, ow_idle;
+    pthread_t ow_thread;
+    bool ow_started, ow_stop;
+    io_op *ow_qhead, *ow_qtail, *ow_dhead, *ow_dtail;
+    int ow_ndone; /* atomic: ops on the done list */
 };
+
+enum { OW_QUEUED = 1, OW_RUNNING, OW_DONE };
 
 static inline struct io_ur *ur_of(io *self)
 {
@@ -273,6 +287,169 @@ static void ur_close_now(io *self, int fd)
     close(fd);
 }
 
+/* ---- io_offload ---- */
+
+static void ur_wakeup(io *self);
+
+static void ow_push(io_op **head, io_op **tail, io_op *op)
+{
+    op->priv[1] = 0;
+    if (*tail) (*tail)->priv[1] = (uint64_t)(uintptr_t)op;
+    else *head = op;
+    *tail = op;
+}
+
+/* Unlinks op from a list; false if it is not on it. */
+static bool ow_unlink(io_op **head, io_op **tail, io_op *op)
+{
+    io_op *prev = NULL;
+    for (io_op *o = *head; o; prev = o, o = (io_op *)(uintptr_t)o->priv[1]) {
+        if (o != op) continue;
+        io_op *next = (io_op *)(uintptr_t)o->priv[1];
+        if (prev) prev->priv[1] = (uint64_t)(uintptr_t)next;
+        else *head = next;
+        if (*tail == op) *tail = prev;
+        op->priv[1] = 0;
+        return true;
+    }
+    return false;
+}
+
+static int ow_run(io *self, io_op *op)
+{
+    io_offload_fn fn = (io_offload_fn)(uintptr_t)op->off;
+    return fn(self, op->buf);
+}
+
+static void *ow_main(void *arg)
+{
+    struct io_ur *u = arg;
+    pthread_mutex_lock(&u->ow_mu);
+    for (;;) {
+        while (!u->ow_qhead && !u->ow_stop) pthread_cond_wait(&u->ow_work, &u->ow_mu);
+        io_op *op = u->ow_qhead;
+        if (!op) break; /* stopping with nothing queued */
+        ow_unlink(&u->ow_qhead, &u->ow_qtail, op);
+        op->len = OW_RUNNING;
+        pthread_mutex_unlock(&u->ow_mu);
+        int res = ow_run(&u->base, op);
+        pthread_mutex_lock(&u->ow_mu);
+        op->res = res;
+        op->len = OW_DONE;
+        ow_push(&u->ow_dhead, &u->ow_dtail, op);
+        __atomic_add_fetch(&u->ow_ndone, 1, __ATOMIC_SEQ_CST);
+        pthread_cond_broadcast(&u->ow_idle);
+        pthread_mutex_unlock(&u->ow_mu);
+        ur_wakeup(&u->base);
+        pthread_mutex_lock(&u->ow_mu);
+    }
+    pthread_mutex_unlock(&u->ow_mu);
+    return NULL;
+}
+
+static void ur_offload(io *self, io_op *op)
+{
+    struct io_ur *u = ur_of(self);
+    if (!u->ow_started) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the process's threads */
+        int r = pthread_create(&u->ow_thread, NULL, ow_main, u);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) { /* degrade to blocking, still completing from the next io_poll */
+            log_error("io", "starting the offload thread: %s; running the job inline",
+                      strerror(r));
+            op->len = 0;
+            ur_fail_later(u, op, ow_run(self, op));
+            return;
+        }
+        u->ow_started = true;
+    }
+    op->pending = 1;
+    pthread_mutex_lock(&u->ow_mu);
+    op->len = OW_QUEUED;
+    ow_push(&u->ow_qhead, &u->ow_qtail, op);
+    pthread_cond_signal(&u->ow_work);
+    pthread_mutex_unlock(&u->ow_mu);
+}
+
+static int ur_offload_finish(io *self, io_op *op)
+{
+    struct io_ur *u = ur_of(self);
+    if (op->len == 0) { /* ran inline (no worker): waiting on the fail list, linked by off */
+        io_op *prev = NULL;
+        for (io_op *o = u->fail_head; o; prev = o, o = (io_op *)(uintptr_t)o->off) {
+            if (o != op) continue;
+            io_op *next = (io_op *)(uintptr_t)o->off;
+            if (prev) prev->off = (uint64_t)(uintptr_t)next;
+            else u->fail_head = next;
+            if (u->fail_tail == op) u->fail_tail = prev;
+            break;
+        }
+        op->off = 0;
+        op->pending = 0;
+        return op->res;
+    }
+    pthread_mutex_lock(&u->ow_mu);
+    int res;
+    if (op->len == OW_QUEUED) {
+        ow_unlink(&u->ow_qhead, &u->ow_qtail, op);
+        op->len = OW_RUNNING;
+        pthread_mutex_unlock(&u->ow_mu);
+        res = ow_run(self, op);
+        pthread_mutex_lock(&u->ow_mu);
+    } else {
+        /* Bounded by the job's own run time: the worker signals ow_idle when it finishes. */
+        while (op->len == OW_RUNNING) pthread_cond_wait(&u->ow_idle, &u->ow_mu);
+        res = op->res;
+        if (op->len == OW_DONE && ow_unlink(&u->ow_dhead, &u->ow_dtail, op))
+            __atomic_sub_fetch(&u->ow_ndone, 1, __ATOMIC_SEQ_CST);
+    }
+    op->len = 0;
+    pthread_mutex_unlock(&u->ow_mu);
+    op->pending = 0;
+    op->res = res;
+    return res;
+}
+
+/* Runs the callbacks of finished offload jobs. Returns how many. */
+static int ur_run_offloaded(struct io_ur *u)
+{
+    if (__atomic_load_n(&u->ow_ndone, __ATOMIC_SEQ_CST) == 0) return 0;
+    pthread_mutex_lock(&u->ow_mu);
+    io_op *op = u->ow_dhead;
+    u->ow_dhead = u->ow_dtail = NULL;
+    __atomic_store_n(&u->ow_ndone, 0, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&u->ow_mu);
+    int n = 0;
+    while (op) {
+        io_op *next = (io_op *)(uintptr_t)op->priv[1];
+        op->priv[1] = 0;
+        op->len = 0;
+        op->pending = 0;
+        op->flags = 0;
+        op->cb(op);
+        n++;
+        op = next;
+    }
+    return n;
+}
+
+static void ur_offload_stop(struct io_ur *u)
+{
+    if (u->ow_started) {
+        pthread_mutex_lock(&u->ow_mu);
+        u->ow_stop = true;
+        pthread_cond_signal(&u->ow_work);
+        pthread_mutex_unlock(&u->ow_mu);
+        pthread_join(u->ow_thread, NULL); /* runs what is still queued first */
+        u->ow_started = false;
+    }
+    pthread_mutex_destroy(&u->ow_mu);
+    pthread_cond_destroy(&u->ow_work);
+    pthread_cond_destroy(&u->ow_idle);
+}
+
 /* ---- completion ---- */
 
 static void ur_arm_wake(struct io_ur *u)
@@ -390,6 +567,7 @@ static int ur_poll(io *self, uint64_t deadline_ns)
 {
     struct io_ur *u = ur_of(self);
     int ran = ur_run_failed(u);
+    ran += ur_run_offloaded(u);
     ur_arm_wake(u);
     int r;
     bool wait = ran == 0 && deadline_ns != 0 && io_uring_cq_ready(&u->ring) == 0;
@@ -422,6 +600,7 @@ reap:
         io_uring_cqe_seen(&u->ring, cqe);
         ran += ur_complete(u, ud, res, cflags);
     }
+    ran += ur_run_offloaded(u); /* a job that finished while we waited (its wake-up) */
     return ran;
 }
 
@@ -437,6 +616,7 @@ static void ur_wakeup(io *self)
 static void ur_destroy(io *self)
 {
     struct io_ur *u = ur_of(self);
+    ur_offload_stop(u);
     /* Make sure the kernel is done with efd_buf before freeing: cancel the armed read and
      * reap until its completion arrives (bounded). */
     if (u->efd_armed) {
@@ -639,6 +819,8 @@ static const struct io_backend_ops ur_ops = {
     .open = ur_open,
     .cancel = ur_cancel,
     .close_now = ur_close_now,
+    .offload = ur_offload,
+    .offload_finish = ur_offload_finish,
     .fs_open = fs_open,
     .fs_close = fs_close,
     .fs_pread = fs_pread,
@@ -712,6 +894,9 @@ int io_uring_create(io **out, const struct io_uring_opts *opts)
         free(u);
         return r;
     }
+    pthread_mutex_init(&u->ow_mu, NULL);
+    pthread_cond_init(&u->ow_work, NULL);
+    pthread_cond_init(&u->ow_idle, NULL);
     /* AILURUS_IO_NO_MULTISHOT=1 forces the single-shot accept emulation (tests, old kernels). */
     const char *nm = getenv("AILURUS_IO_NO_MULTISHOT");
     u->multishot_accept = !(nm && *nm && *nm != '0');

@@ -1240,3 +1240,74 @@ TEST(sendmsg_gathered_partial_writes)
     free(k.buf);
     io_sim_world_destroy(w);
 }
+
+/* io_offload on the simulator: the job runs at a later simulated time (never inline), through
+ * the node's io_fs_* calls; a crash before that drops it (it never ran); io_offload_finish
+ * runs a scheduled job now without a callback, or takes back a completed one's callback. */
+static int g_off_runs;
+static int off_job(io *n, void *arg)
+{
+    g_off_runs++;
+    return io_fs_write_atomic(n, (const char *)arg, "job", 3);
+}
+
+static void no_poll_driver(io *n, void *arg)
+{
+    (void)n;
+    (void)arg;
+}
+
+TEST(offload_runs_later_and_crash_drops_it)
+{
+    io_sim_world *w = world(test_seed(), false);
+    io *n = io_sim_node_create(w, "n0");
+    CHECK_EQ(io_sim_fs_mkdir_p(n, "/d"), 0);
+    g_off_runs = 0;
+    struct oneshot o;
+    io_offload(n, os(&o), off_job, "/d/a");
+    CHECK_EQ(g_off_runs, 0);
+    CHECK(run_until_flag(w, &o.done));
+    CHECK_EQ(o.res, 0);
+    CHECK_EQ(g_off_runs, 1);
+    uint8_t buf[8];
+    CHECK_EQ(slurp(n, "/d/a", buf, sizeof(buf)), 3);
+
+    /* Scheduled, then power loss: it never ran, nothing on disk. */
+    io_offload(n, os(&o), off_job, "/d/b");
+    io_sim_crash(n);
+    n = io_sim_restart(n);
+    for (int i = 0; i < 1000; i++)
+        if (io_sim_world_step(w) <= 0) break;
+    CHECK_EQ(g_off_runs, 1);
+    CHECK_EQ(io_fs_exists(n, "/d/b"), 0);
+    CHECK_EQ(io_fs_exists(n, "/d/a"), 1);
+
+    /* finish while scheduled: runs now, no callback later. */
+    io_offload(n, os(&o), off_job, "/d/c");
+    CHECK_EQ(io_offload_finish(n, &o.op), 0);
+    CHECK_EQ(g_off_runs, 2);
+    CHECK_EQ(io_fs_exists(n, "/d/c"), 1);
+    for (int i = 0; i < 1000; i++) {
+        if (io_sim_world_step(w) <= 0) break;
+        io_poll(n, 0);
+    }
+    CHECK_EQ(o.done, 0);
+    CHECK_EQ(g_off_runs, 2);
+
+    /* finish after it ran, before io_poll delivered the callback (a driver that does not
+     * poll keeps the completion queued). */
+    io_sim_node_set_driver(n, no_poll_driver, NULL);
+    io_offload(n, os(&o), off_job, "/d/e");
+    for (int i = 0; i < 100000 && g_off_runs < 3; i++)
+        if (io_sim_world_step(w) <= 0) break;
+    io_sim_node_set_driver(n, NULL, NULL);
+    CHECK_EQ(g_off_runs, 3);
+    CHECK_EQ(o.done, 0);
+    CHECK_EQ(io_offload_finish(n, &o.op), 0);
+    for (int i = 0; i < 1000; i++) {
+        if (io_sim_world_step(w) <= 0) break;
+        io_poll(n, 0);
+    }
+    CHECK_EQ(o.done, 0);
+    io_sim_world_destroy(w);
+}

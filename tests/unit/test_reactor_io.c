@@ -758,3 +758,84 @@ TEST(sendmsg_gathered_loopback)
     free(g.buf);
     io_destroy(r);
 }
+
+/* io_offload: jobs run off the ring's thread, in order, their callbacks on the ring's thread
+ * from io_poll; io_offload_finish takes a queued job back (runs it inline, no callback) or
+ * waits for a running one. */
+struct ojob {
+    pthread_t ran_on;
+    int order;
+    unsigned sleep_ms;
+    volatile int *gate; /* if set: spin (bounded) until *gate */
+};
+static int g_ojob_seq;
+
+static int ojob_fn(io *r, void *arg)
+{
+    struct ojob *j = arg;
+    j->ran_on = pthread_self();
+    for (int i = 0; j->gate && !__atomic_load_n(j->gate, __ATOMIC_SEQ_CST) && i < 5000; i++)
+        usleep(1000);
+    if (j->sleep_ms) usleep(j->sleep_ms * 1000u);
+    j->order = __atomic_add_fetch(&g_ojob_seq, 1, __ATOMIC_SEQ_CST);
+    return 40 + j->order;
+}
+
+TEST(offload_jobs_run_off_thread_in_order)
+{
+    io *r = new_ring();
+    CHECK(r);
+    if (!r) return;
+    g_ojob_seq = 0;
+    enum { N = 8 };
+    struct ojob jobs[N];
+    struct oneshot os[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (struct ojob){.sleep_ms = i == 0 ? 20 : 0};
+        io_offload(r, &oneshot_init(&os[i])->op, ojob_fn, &jobs[i]);
+    }
+    CHECK_EQ(os[0].done, 0); /* never inline */
+    CHECK(poll_until(r, &os[N - 1].done, 10000));
+    for (int i = 0; i < N; i++) {
+        CHECK(os[i].done);
+        CHECK_EQ(jobs[i].order, i + 1);
+        CHECK_EQ(os[i].res, 40 + i + 1);
+        CHECK(!pthread_equal(jobs[i].ran_on, pthread_self()));
+    }
+
+    /* finish: job A holds the worker (gated), job B is queued behind it. */
+    volatile int gate = 0;
+    struct ojob a = {.gate = &gate}, b = {0};
+    struct oneshot oa, ob;
+    io_offload(r, &oneshot_init(&oa)->op, ojob_fn, &a);
+    io_offload(r, &oneshot_init(&ob)->op, ojob_fn, &b);
+    usleep(20000);
+    int rb = io_offload_finish(r, &ob.op); /* queued: runs here, now */
+    CHECK(pthread_equal(b.ran_on, pthread_self()));
+    CHECK_EQ(rb, 40 + b.order);
+    CHECK_EQ(ob.op.pending, 0);
+    __atomic_store_n(&gate, 1, __ATOMIC_SEQ_CST);
+    int ra = io_offload_finish(r, &oa.op); /* running (or done): waited for */
+    CHECK_EQ(ra, 40 + a.order);
+    CHECK(!pthread_equal(a.ran_on, pthread_self()));
+    for (int k = 0; k < 20; k++) io_poll(r, mono_ns() + 1000000ull);
+    CHECK_EQ(oa.done, 0); /* finished ops never call back */
+    CHECK_EQ(ob.done, 0);
+
+    /* finish after completion, before io_poll ran the callback. */
+    struct ojob c = {0};
+    struct oneshot oc;
+    io_offload(r, &oneshot_init(&oc)->op, ojob_fn, &c);
+    for (int k = 0; k < 5000 && !c.order; k++) usleep(1000);
+    usleep(2000);
+    CHECK_EQ(io_offload_finish(r, &oc.op), 40 + c.order);
+    for (int k = 0; k < 20; k++) io_poll(r, mono_ns() + 1000000ull);
+    CHECK_EQ(oc.done, 0);
+
+    /* destroy with a job queued: it still runs (the worker drains before it exits). */
+    struct ojob d = {.sleep_ms = 5};
+    struct oneshot od;
+    io_offload(r, &oneshot_init(&od)->op, ojob_fn, &d);
+    io_destroy(r);
+    CHECK(d.order > 0);
+}
