@@ -350,6 +350,9 @@ static int prod_send_one(struct producer *p, uint64_t now)
         if (a->n == 0) continue;
         int rs = cfg->record_size;
         char (*keybuf)[12] = t->keybuf;
+        /* CreateTime = now, as real clients stamp it: with 0 (1970) the broker's time-based
+         * retention deletes every sealed segment of the bench's topics at once. */
+        int64_t wall_ms = io_wall_ms(t->io);
         for (int k = 0; k < a->n; k++) {
             uint8_t *v = t->scratch + (size_t)k * (size_t)rs;
             size_t fo = (size_t)(xorshift(&p->rng) % (BENCH_POOL - (uint32_t)rs));
@@ -363,7 +366,7 @@ static int prod_send_one(struct producer *p, uint64_t now)
                 t->recs[k].key = keybuf[k];
                 t->recs[k].key_len = AL_MIN(kl, (int)sizeof(keybuf[k]) - 1);
             }
-            t->recs[k].timestamp = 0;
+            t->recs[k].timestamp = wall_ms;
         }
         int64_t sz = kclient_batch_build(t->batchbuf + boff, per_batch, t->recs, a->n,
                                          cfg->compression);
