@@ -279,15 +279,17 @@ static int pm_replay_producers(partition_manager *pm, pm_partition *p)
 {
     int64_t end = storage_log_high_offset(p->log);
     int64_t off = pm_replay_start(p->log);
-    p->pstate_truncs = storage_log_truncations(p->log);
+    uint64_t truncs = storage_log_truncations(p->log);
+    if (off < end) {
+        struct replay_ctx rc = {p, 0};
+        int err = storage_log_scan_headers(p->log, off, replay_header, &rc);
+        if (err) return err;
+        if (producer_state_count(&p->producers))
+            log_info("cluster", "%s/%" PRId32 ": %zu producers rebuilt from %" PRId64 " batches",
+                     p->topic, p->partition, producer_state_count(&p->producers), rc.batches);
+    }
+    p->pstate_truncs = truncs;
     p->pstate_unsafe = false;
-    if (off >= end) return 0;
-    struct replay_ctx rc = {p, 0};
-    int err = storage_log_scan_headers(p->log, off, replay_header, &rc);
-    if (err) return err;
-    if (producer_state_count(&p->producers))
-        log_info("cluster", "%s/%" PRId32 ": %zu producers rebuilt from %" PRId64 " batches",
-                 p->topic, p->partition, producer_state_count(&p->producers), rc.batches);
     return 0;
 }
 
@@ -428,6 +430,20 @@ int pm_rebuild_producers(pm_partition *p)
     producer_state_destroy(&p->producers);
     producer_state_init(&p->producers, p->pm->producer_expiration_ms);
     return pm_replay_producers(p->pm, p);
+}
+
+int pm_producers_fresh(pm_partition *p)
+{
+    if (p->rr || !p->log) return 0; /* Raft: producers_stale, rebuilt by a new leader */
+    if (!p->pstate_unsafe && storage_log_truncations(p->log) == p->pstate_truncs) return 0;
+    log_warn("cluster", "%s/%" PRId32 ": the log dropped appends (e.g. out of space); rebuilding "
+             "its producer state from the log", p->topic, p->partition);
+    int err = pm_rebuild_producers(p);
+    if (err) {
+        producer_state_clear(&p->producers);
+        p->pstate_unsafe = true; /* tried again at the next Produce */
+    }
+    return err;
 }
 
 static int pm_open_partition(partition_manager *pm, const topic *t, int32_t partition,

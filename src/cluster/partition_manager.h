@@ -217,6 +217,15 @@ int64_t pm_kafka_start(const pm_partition *p);
  * its first append). Blocks like the replay at open. Returns 0 or the read error. */
 int pm_rebuild_producers(pm_partition *p);
 
+/* Single node: rebuilds p's producer state (pm_rebuild_producers) when its log dropped appends
+ * since the state was built (storage_log_truncations: unflushed appends cut after ENOSPC, or a
+ * truncation before a reopen): the table may remember batches the log no longer holds, and a
+ * client's retry of one would be answered as a duplicate at an offset holding something else or
+ * nothing (an acknowledged loss). Call before checking a batch against the table. Returns 0
+ * (fresh, nothing to do on a Raft replica) or the scan's error (the table is then left empty
+ * and the rebuild is tried again at the next call). */
+int pm_producers_fresh(pm_partition *p);
+
 /* Directory of a partition's log: <data_dir>/kafka/<topic>-<id hex>/<partition>. Returns 0 or
  * -ENAMETOOLONG. */
 int pm_partition_dir(const partition_manager *pm, const char *topic_name, const uint8_t id[16],

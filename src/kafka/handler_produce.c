@@ -149,6 +149,15 @@ static int64_t produce_append(data_shard *ds, pm_partition *p, struct produce_jo
         out->ErrorCode = KAFKA_ERR_CORRUPT_MESSAGE;
         return -1;
     }
+    /* A table that remembers appends the log dropped would answer their retries as
+     * duplicates: rebuild it first (rare: the log ran out of space). */
+    int ferr = pm_producers_fresh(p);
+    if (ferr) {
+        log_warn("kafka", "%s/%" PRId32 ": rebuilding producer state: %s", p->topic,
+                 p->partition, al_strerror(ferr));
+        out->ErrorCode = KAFKA_ERR_KAFKA_STORAGE_ERROR;
+        return -1;
+    }
     int64_t now = io_wall_ms(ds->io);
     out->BaseOffset = -1;
     pos = 0;

@@ -6,7 +6,8 @@
  * refused); deleting a topic closes its partitions (a held one only at its last release) and
  * removes its directory; a re-created topic of the same name starts empty; the producer-state
  * snapshot of a clean close is loaded instead of the scan only when it matches the log's end and
- * is intact, is removed at open, and is not saved for a truncated log.
+ * is intact, is removed at open, and is not saved for a truncated log; a log that dropped appends
+ * gets its producer state rebuilt before the next check (pm_producers_fresh).
  */
 #include "cluster/partition_manager.h"
 #include "cluster/topic_config.h"
@@ -319,6 +320,52 @@ TEST(producer_state_snapshot_at_clean_close)
     CHECK_EQ(pm_reconcile(&pm, &tt), 0);
     pm_destroy(&pm);
     CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 0);
+    topic_table_free(&tt);
+}
+
+static bool hw_is6(void *arg)
+{
+    pm_partition *p = arg;
+    return p->high_watermark >= 6;
+}
+
+TEST(producer_state_rebuilt_after_the_log_dropped_appends)
+{
+    const char *dir = dir_for("pdrop");
+    topic_table tt;
+    CHECK_EQ(topic_table_init(&tt, test_io(), dir), 0);
+    CHECK_EQ(topic_table_create(&tt, "snap", 1, 1, NULL, 0, false, NULL), 0);
+    partition_manager pm;
+    pm_partition *p = snap_open(&pm, &tt, dir);
+    append_idem(p, 42, 0, 6);
+    CHECK(poll_until(hw_is6, p));
+    CHECK_EQ(pm_producers_fresh(p), 0); /* nothing dropped: nothing to do */
+    /* The log drops offsets 3-5 (as when it runs out of space before they were flushed). */
+    CHECK_EQ(storage_log_truncate_suffix(p->log, 3), 0);
+    struct producer_batch retry = {42, 3, 4, 1, 1700000000000};
+    int64_t dup = -1;
+    /* The stale table would answer the client's retry of seq 4 with offset 4, which the log
+     * no longer holds: an acknowledged loss. */
+    CHECK_EQ(producer_state_check(&p->producers, &retry, &dup, NULL), PRODUCER_DUPLICATE);
+    CHECK_EQ(pm_producers_fresh(p), 0);
+    CHECK_EQ(producer_state_check(&p->producers, &retry, &dup, NULL),
+             -KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    struct producer_batch again = {42, 3, 3, 1, 1700000000000};
+    CHECK_EQ(producer_state_check(&p->producers, &again, &dup, NULL), PRODUCER_OK);
+    struct producer_batch old = {42, 3, 2, 1, 1700000000000};
+    CHECK_EQ(producer_state_check(&p->producers, &old, &dup, NULL), PRODUCER_DUPLICATE);
+    CHECK_EQ(dup, 2);
+    append_idem(p, 42, 3, 1);
+    CHECK_EQ(pm_producers_fresh(p), 0);
+    const struct producer_entry *e = producer_state_find(&p->producers, 42);
+    CHECK(e && e->nbatches == 4 && e->batches[3].last_seq == 3);
+    pm_destroy(&pm); /* rebuilt after the truncation: a snapshot may be saved again */
+    char path[1400];
+    CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 1);
+    p = snap_open(&pm, &tt, dir);
+    e = producer_state_find(&p->producers, 42);
+    CHECK(e && e->nbatches == 4 && e->batches[3].last_seq == 3);
+    pm_destroy(&pm);
     topic_table_free(&tt);
 }
 
