@@ -13,7 +13,10 @@ broker's "(N ms from start)" of its ready line, the SIGTERM-to-exit time and the
 log line; then medians, ranges and B/A.
 
   bench_restart_ab.py [--runs 7] [--fill bench|idem] [--seconds 12] [--producers 8]
-      [--records 15000] [--dir /tmp/restart-ab] BIN_A BIN_B
+      [--records 15000] [--cluster] [--dir /tmp/restart-ab] BIN_A BIN_B
+
+--cluster runs each broker as a one-node cluster (--node-id 1, its own RPC port as the seed):
+its partitions are Raft replicas.
 """
 import argparse
 import os
@@ -26,6 +29,7 @@ import sys
 import time
 
 READY = re.compile(r"ready: kafka=.*\(([0-9.]+) ms from start\)")
+CLUSTER = False
 
 
 def free_port():
@@ -36,12 +40,20 @@ def free_port():
     return port
 
 
+CLUSTER_RPC = {}  # data directory -> its node's RPC port (kept across restarts)
+
+
 def start(binary, data, log):
     port = free_port()
     f = open(log, "wb")
+    extra = ["--rpc-addr", "127.0.0.1:0"]
+    if CLUSTER:
+        rpc = CLUSTER_RPC.setdefault(data, free_port())
+        extra = ["--node-id", "1", "--rpc-addr", "127.0.0.1:%d" % rpc,
+                 "--seed-servers", "127.0.0.1:%d" % rpc]
     pr = subprocess.Popen([binary, "start", "--kafka-addr", "127.0.0.1:%d" % port,
-                           "--data-dir", data, "--smp", "1", "--admin-addr", "127.0.0.1:0",
-                           "--rpc-addr", "127.0.0.1:0"], stdout=f, stderr=subprocess.STDOUT)
+                           "--data-dir", data, "--smp", "1", "--admin-addr", "127.0.0.1:0"]
+                          + extra, stdout=f, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with open(log, errors="replace") as lf:
@@ -119,10 +131,13 @@ def main():
     ap.add_argument("--seconds", type=int, default=12)
     ap.add_argument("--producers", type=int, default=8)
     ap.add_argument("--records", type=int, default=15000)
+    ap.add_argument("--cluster", action="store_true")
     ap.add_argument("--dir", default="/tmp/restart-ab")
     ap.add_argument("bin_a")
     ap.add_argument("bin_b")
     args = ap.parse_args()
+    global CLUSTER
+    CLUSTER = args.cluster
     bins = {"A": os.path.abspath(args.bin_a), "B": os.path.abspath(args.bin_b)}
     shutil.rmtree(args.dir, ignore_errors=True)
     os.makedirs(args.dir)
@@ -132,6 +147,8 @@ def main():
     for name, b in bins.items():
         dirs[name] = os.path.join(args.dir, "d-" + name)
         shutil.copytree(src, dirs[name])
+        if CLUSTER:
+            CLUSTER_RPC[dirs[name]] = CLUSTER_RPC[src]  # the node's address stays the same
         pr, _, _, _ = start(b, dirs[name], os.path.join(args.dir, "prep-%s.log" % name))
         stop(pr)
     ready = {"A": [], "B": []}
