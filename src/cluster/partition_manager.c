@@ -556,6 +556,11 @@ void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes)
         for (pm_partition *p = pm->buckets[b]; p; p = p->hnext) {
             if (p->busy) continue; /* storage skips segments under reads; be conservative */
             if (p->reconfigure) pm_reconfigure(pm, p);
+            /* Producers whose last batch is producer.id.expiration.ms old are forgotten (then
+             * "unknown", accepted at any sequence), as Kafka does: the table no longer grows
+             * with every producer id a partition ever saw (the snapshot carries it across
+             * clean restarts, which used to trim it to the replay window). */
+            producer_state_tick(&p->producers, now_ms);
             /* Raft partitions: the replica moves the start (never past its commit index):
              * retention runs from partition_raft.c (pr_housekeep); compaction is not done
              * for them (each replica would have to compact identically below the commit). */

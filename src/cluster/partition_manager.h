@@ -153,7 +153,9 @@ void pm_hold(pm_partition *p);
 bool pm_release(pm_partition *p);
 
 /* Storage housekeeping (retention, segment roll, compaction) of every open partition, with
- * budget_bytes of compaction input per partition; also applies pending storage config changes
+ * budget_bytes of compaction input per partition; expires idempotent producers whose last
+ * batch's timestamp is producer_expiration_ms before now_ms; also applies pending storage
+ * config changes
  * (a log whose topic's segment/retention/cleanup configs changed is flushed and reopened with
  * the new configuration when no read holds it). */
 void pm_housekeep(partition_manager *pm, int64_t now_ms, size_t budget_bytes);

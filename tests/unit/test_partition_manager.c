@@ -359,12 +359,25 @@ TEST(producer_state_rebuilt_after_the_log_dropped_appends)
     CHECK_EQ(pm_producers_fresh(p), 0);
     const struct producer_entry *e = producer_state_find(&p->producers, 42);
     CHECK(e && e->nbatches == 4 && e->batches[3].last_seq == 3);
+    /* Housekeeping forgets producers idle for producer_expiration_ms (batch timestamps
+     * 1700000000000 here), not sooner. */
+    pm_housekeep(&pm, 1700000000000 + pm.producer_expiration_ms - 1, 0);
+    CHECK(producer_state_find(&p->producers, 42) != NULL);
+    pm.producer_expiration_ms = 1000; /* what the partitions opened after this use */
+    p->producers.expiration_ms = 1000;
+    pm_housekeep(&pm, 1700000000000 + 999, 0);
+    CHECK(producer_state_find(&p->producers, 42) != NULL);
+    pm_housekeep(&pm, 1700000000000 + 1000, 0);
+    CHECK(producer_state_find(&p->producers, 42) == NULL);
+    CHECK_EQ(producer_state_check(&p->producers, &retry, &dup, NULL), PRODUCER_OK); /* unknown */
+    p->producers.expiration_ms = 86400000;
+    append_idem(p, 42, 4, 1);
     pm_destroy(&pm); /* rebuilt after the truncation: a snapshot may be saved again */
     char path[1400];
     CHECK_EQ(snap_exists(&pm, &tt, path, sizeof(path)), 1);
     p = snap_open(&pm, &tt, dir);
     e = producer_state_find(&p->producers, 42);
-    CHECK(e && e->nbatches == 4 && e->batches[3].last_seq == 3);
+    CHECK(e && e->nbatches == 1 && e->batches[0].last_seq == 4); /* known again since seq 4 */
     pm_destroy(&pm);
     topic_table_free(&tt);
 }
