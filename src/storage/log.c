@@ -421,6 +421,7 @@ static int meta_read(storage_log *log)
 /* Closes fd and unlinks the files of seg, then frees it. */
 static void seg_destroy_files(storage_log *log, segment *seg)
 {
+    AL_ASSERT(!seg->finishing); /* the finish job reads it: fin_wait first */
     char path[SEG_PATH_MAX + 16];
     if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
     seg_path(seg, ".log", path, sizeof(path));
@@ -433,14 +434,21 @@ static void seg_destroy_files(storage_log *log, segment *seg)
     seg_free(seg);
 }
 
-/* A sealed, fully durable segment: fix the file's final size, write its indexes, drop its
- * buffers. Errors are logged; the segment stays usable (indexes are rebuilt at recovery). */
-static void seg_finish(storage_log *log, segment *seg)
+/* The file half of finishing a sealed, durable segment: fix the file's final size (drop the
+ * preallocated tail) and write its index files. Blocking system calls; reads only the
+ * segment's immutable fields (fd, size, indexes), so it may run on the offload thread. */
+static int seg_finish_files(storage_log *log, io *iop, segment *seg)
 {
-    AL_ASSERT(seg->sealed && seg->dsize == seg->size);
-    int rc = io_fs_ftruncate(log->io, seg->fd, seg->size);
-    if (rc == 0) rc = io_fs_fdatasync(log->io, seg->fd);
+    int rc = io_fs_ftruncate(iop, seg->fd, seg->size);
+    if (rc == 0) rc = io_fs_fdatasync(iop, seg->fd);
     if (rc == 0) rc = seg_write_indexes(log, seg);
+    return rc;
+}
+
+/* The memory half, on the shard: drop the buffers, mark it finished. Errors of the file half
+ * are logged; the segment stays usable (indexes are rebuilt at recovery). */
+static void seg_finish_mem(storage_log *log, segment *seg, int rc)
+{
     if (rc < 0) log_warn("storage", "finishing segment %s: %s", seg->stem, al_strerror(rc));
     seg->alloc = seg->size;
     free(seg->buf);
@@ -450,6 +458,13 @@ static void seg_finish(storage_log *log, segment *seg)
     seg->bcap = seg->fcap = seg->pcap = 0;
     seg->pbase = seg->pend = 0;
     seg->finished = true;
+}
+
+/* Finishes a sealed, fully durable segment on the calling thread (open and close paths). */
+static void seg_finish(storage_log *log, segment *seg)
+{
+    AL_ASSERT(seg->sealed && seg->dsize == seg->size && !seg->finishing);
+    seg_finish_mem(log, seg, seg_finish_files(log, log->io, seg));
 }
 
 static int segs_push(storage_log *log, segment *seg)
@@ -504,16 +519,98 @@ static int log_roll(storage_log *log, int32_t term)
     return 0;
 }
 
-/* Finishes every sealed, fully durable segment (trim, fdatasync, index files, free buffers).
- * Synchronous metadata work, so it runs off the append/flush path: from housekeeping, close
- * and compaction. */
+static bool seg_finishable(const storage_log *log, const segment *s)
+{
+    return s->sealed && !s->finished && !s->finishing && s->dsize == s->size &&
+           !(log->zbusy && log->zseg == s);
+}
+
+/* Finishes every sealed, fully durable segment on the calling thread (close, compaction of
+ * everything); housekeeping uses finish jobs instead. */
 static void log_finish_sealed(storage_log *log)
 {
-    for (int i = 0; i < log->nsegs; i++) {
-        segment *s = log->segs[i];
-        if (s->sealed && !s->finished && s->dsize == s->size && !(log->zbusy && log->zseg == s))
-            seg_finish(log, s);
+    for (int i = 0; i < log->nsegs; i++)
+        if (seg_finishable(log, log->segs[i])) seg_finish(log, log->segs[i]);
+}
+
+/*
+ * ---- finish jobs ----
+ *
+ * Finishing a sealed segment is ftruncate + fdatasync + two atomic index-file writes (each an
+ * fsync, a rename and a directory fsync): 5+ blocking syncs per segment, ~30 ms per
+ * housekeeping pass under a flat-out load, so housekeeping hands them to io_offload: one job
+ * per log at a time, over up to LOG_FIN_MAX segments, each flagged `finishing` until the job's
+ * callback runs on the shard (seg_finish_mem). While flagged, a segment is not deleted
+ * (retention and log_delete_below_start stop before it; it goes at a later pass), truncated or
+ * freed: truncation and close first wait for the job (fin_wait, blocking, rare paths).
+ * Compaction only takes `finished` segments. The job reads only what a sealed segment never
+ * changes (fd, size, indexes).
+ */
+static int fin_job(io *iop, void *arg)
+{
+    struct log_fin *f = arg;
+    int first = 0;
+    for (int i = 0; i < f->n; i++) {
+        f->rc[i] = seg_finish_files(f->log, iop, f->segs[i]);
+        if (f->rc[i] < 0 && !first) first = f->rc[i];
     }
+    return first;
+}
+
+/* The job's results, on the shard. A job that never ran (-ECANCELED: crashed simulator io)
+ * leaves its segments unfinished. */
+static void fin_apply(storage_log *log)
+{
+    struct log_fin *f = &log->fin;
+    AL_ASSERT(log->fbusy);
+    for (int i = 0; i < f->n; i++) {
+        segment *seg = f->segs[i];
+        AL_ASSERT(seg->finishing);
+        seg->finishing = false;
+        if (f->rc[i] != -ECANCELED) seg_finish_mem(log, seg, f->rc[i]);
+    }
+    f->n = 0;
+    log->fbusy = false;
+    log->fin_jobs++;
+}
+
+static void fin_done(io_op *op)
+{
+    fin_apply(op->ctx);
+}
+
+static void fin_start(storage_log *log)
+{
+    if (log->fbusy || log->failed) return;
+    struct log_fin *f = &log->fin;
+    f->n = 0;
+    for (int i = 0; i < log->nsegs && f->n < LOG_FIN_MAX; i++) {
+        segment *s = log->segs[i];
+        if (!seg_finishable(log, s)) continue;
+        s->finishing = true;
+        f->segs[f->n] = s;
+        f->rc[f->n] = -ECANCELED; /* until the job ran */
+        f->n++;
+    }
+    if (!f->n) return;
+    f->log = log;
+    log->fbusy = true;
+    f->op = (io_op){.cb = fin_done, .ctx = log};
+    io_offload(log->io, &f->op, fin_job, f);
+}
+
+/* Waits for the finish job in flight, if any (blocks the caller: truncation, close). */
+static void fin_wait(storage_log *log)
+{
+    if (!log->fbusy) return;
+    io_offload_finish(log->io, &log->fin.op);
+    fin_apply(log);
+}
+
+void storage_log_finish_wait(storage_log *log)
+{
+    fin_wait(log);
+    if (!log->failed) log_finish_sealed(log);
 }
 
 /* ---- waiters ---- */
@@ -2151,6 +2248,7 @@ int storage_log_close(storage_log *log)
     if (log->trunc) trunc_try(log);
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
+    fin_wait(log);
     if (!log->failed) log_finish_sealed(log);
     if (!log->failed && log->nsegs) log_close_index_active(log);
     log_compact_reset(log);
@@ -2178,6 +2276,7 @@ void storage_log_abandon(storage_log *log)
     uint64_t until = io_now_ns(log->io) + 5000000000ull;
     for (int guard = 0; log->zbusy && guard < 10000 && io_now_ns(log->io) < until; guard++)
         io_poll(log->io, io_now_ns(log->io) + 10000000ull);
+    fin_wait(log); /* a dead io never runs it (-ECANCELED) */
     compact_state *cs = &log->cs;
     free(cs->out_buf);
     free(cs->out_idx);
@@ -2231,6 +2330,7 @@ static int seg_find_batch(storage_log *log, segment *seg, int64_t offset, uint64
 static int log_truncate(storage_log *log, int64_t offset, int werr)
 {
     AL_ASSERT(!log_busy(log));
+    fin_wait(log);
     int rc = 0;
     bool dir_changed = false;
     log->truncations++;
@@ -2342,7 +2442,7 @@ static void log_delete_below_start(storage_log *log)
     while (drop < log->nsegs - 1) {
         segment *seg = log->segs[drop];
         if (seg->last >= log->start || !seg->sealed || seg->dsize != seg->size ||
-            (log->zbusy && log->zseg == seg))
+            seg->finishing || (log->zbusy && log->zseg == seg))
             break;
         drop++;
     }
@@ -2377,7 +2477,7 @@ static int log_retention(storage_log *log, int64_t now_ms)
     uint64_t total = storage_log_size_bytes(log);
     for (int i = 0; i < log->nsegs - 1; i++) {
         segment *seg = log->segs[i];
-        if (!seg->sealed || seg->dsize != seg->size) break;
+        if (!seg->sealed || seg->dsize != seg->size || seg->finishing) break;
         bool by_size = log->cfg.retention_bytes >= 0 &&
                        total - seg->size >= (uint64_t)log->cfg.retention_bytes &&
                        total > (uint64_t)log->cfg.retention_bytes;
@@ -2405,7 +2505,7 @@ int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes)
             a->sealed = true; /* the next append rolls */
         }
     }
-    log_finish_sealed(log);
+    fin_start(log);
     if (log->nsegs) seg_buf_trim(log, log->segs[log->nsegs - 1]);
     int rc = 0;
     if (log->cfg.cleanup_policy & STORAGE_CLEANUP_DELETE) rc = log_retention(log, now_ms);
@@ -2491,6 +2591,7 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
     out->shared_block = log->writes_shared_block;
     out->zeroed = log->zero_bytes;
     out->zero_waits = log->zero_waits;
+    out->finish_jobs = log->fin_jobs;
     if (!log->nsegs) return;
     const segment *a = log->segs[log->nsegs - 1];
     out->bytes = (uint64_t)(a->buf ? a->bcap : 0) + (uint64_t)(a->fbuf ? a->fcap : 0) +
@@ -2509,6 +2610,7 @@ int storage_log_segment_info(const storage_log *log, int i, storage_segment_info
     out->max_timestamp = seg->max_ts;
     out->index_entries = seg->nidx;
     out->sealed = seg->sealed;
+    out->finished = seg->finished;
     out->path_stem = seg->stem;
     return 0;
 }
@@ -2516,6 +2618,7 @@ int storage_log_segment_info(const storage_log *log, int i, storage_segment_info
 int storage_log_compact_all(storage_log *log, int64_t now_ms)
 {
     if (log->reads_inflight) return AL_EFULL;
+    fin_wait(log);
     log_finish_sealed(log);
     log_compact_reset(log);
     for (int i = 0; i < log->nsegs; i++) log->segs[i]->cleaned = false;

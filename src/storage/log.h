@@ -265,6 +265,7 @@ typedef struct storage_log_buf_info {
     uint64_t shared_block;
     uint64_t zeroed;      /* bytes zero-filled ahead of the data (cfg.prezero_bytes) */
     uint64_t zero_waits;  /* write starts deferred: the write reached a zero write in flight */
+    uint64_t finish_jobs; /* housekeeping's finish jobs completed (off the shard's thread) */
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 
@@ -276,6 +277,7 @@ typedef struct storage_segment_info {
     int64_t max_timestamp;
     uint32_t index_entries;
     bool sealed;
+    bool finished; /* trimmed, index files written (housekeeping's finish job completed) */
     const char *path_stem; /* dir/<base>-<term>, valid while the segment exists */
 } storage_segment_info;
 int storage_log_segment_info(const storage_log *log, int i, storage_segment_info *out);
@@ -288,13 +290,21 @@ int storage_log_segment_info(const storage_log *log, int i, storage_segment_info
 int64_t storage_log_offset_for_time(storage_log *log, int64_t ts);
 
 /*
- * Housekeeping, called periodically by the shard: rolls an over-age active segment, applies
- * retention (delete policy: by retention.bytes and retention.ms, whole closed segments from the
- * front, start offset persisted) and runs one bounded compaction step (compact policy) of at
+ * Housekeeping, called periodically by the shard: rolls an over-age active segment, starts
+ * finishing sealed segments (trim, index files: blocking syncs, so they run off the shard's
+ * thread, io_offload; a segment counts as finished once the job's callback ran from io_poll),
+ * applies retention (delete policy: by retention.bytes and retention.ms, whole closed
+ * segments from the front, start offset persisted; a segment being finished goes at a later
+ * pass) and runs one bounded compaction step (compact policy, over finished segments) of at
  * most budget_bytes of input. now_ms is the wall clock. Returns 1 if more compaction work
  * remains, 0 if idle, or -errno. Skips work that would touch segments while reads are in flight.
  */
 int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes);
+
+/* Waits (blocking) for housekeeping's finish job in flight, if any, and finishes on the
+ * calling thread every other sealed, durable segment: all of them are finished on return.
+ * Tests and tools; truncation and close do what they need themselves. */
+void storage_log_finish_wait(storage_log *log);
 
 /* Runs a full compaction round over every closed segment now (tests, tools); returns 0 or
  * -errno. */

@@ -41,6 +41,7 @@ typedef struct segment {
     int fd;
     bool sealed;     /* no more appends (rolled) */
     bool finished;   /* sealed, durable, trimmed, index files written, buffers freed */
+    bool finishing;  /* in the finish job in flight (log.c): not deleted, truncated or freed */
     uint64_t alloc;  /* bytes of file fallocated */
     uint64_t zeroed; /* [0, zeroed) is written (data or zero fill), or 0: unknown (log.c) */
     idx_ent *idx;
@@ -159,7 +160,19 @@ struct storage_log {
     uint64_t zero_bytes; /* bytes zero-filled (storage_log_buf_info) */
     uint64_t zero_waits; /* writes that waited for a zero-fill write */
     uint64_t truncations; /* suffix truncations since open (storage_log_truncations) */
+    /* Finishing sealed segments off the shard's thread (log.c, "finish jobs"): at most one
+     * job in flight per log, over up to LOG_FIN_MAX segments flagged `finishing`. */
+    bool fbusy;
+    struct log_fin {
+        struct storage_log *log;
+        io_op op;
+        int n;
+        segment *segs[16];
+        int rc[16];
+    } fin;
+    uint64_t fin_jobs; /* finish jobs completed (storage_log_buf_info) */
 };
+#define LOG_FIN_MAX 16
 
 /* Synchronously copies len bytes at pos of seg (memory buffers or disk). Returns 0 or -errno /
  * AL_ERANGE (past size). Used off the data path: truncation, compaction, recovery. */

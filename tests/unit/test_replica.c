@@ -1391,6 +1391,7 @@ TEST(compacted_leader_catch_up)
     rc.segment_bytes = 64 * 1024;
     int64_t ret;
     CHECK_EQ(storage_log_housekeep_raft(log, io_wall_ms(l->io), &rc, &ret), 0);
+    storage_log_finish_wait(log); /* the finish job runs off the thread */
     static struct cscan before, after, fol;
     cscan(l, &before);
     int64_t commit = raft_replica_commit(l->r);

@@ -147,6 +147,7 @@ static void build_log(storage_log *log, uint64_t seed)
     int64_t ret;
     storage_log_config c = raft_cfg();
     CHECK_EQ(storage_log_housekeep_raft(log, 5000, &c, &ret), 0); /* finishes sealed segments */
+    storage_log_finish_wait(log);                                  /* (off the thread) */
 }
 
 /* Runs compaction steps until idle. Returns the last result. */
@@ -328,6 +329,7 @@ TEST(raft_compacted_leader_catch_up_of_empty_follower)
     /* the follower compacting its copy keeps it equal where both compacted */
     int64_t ret;
     CHECK_EQ(storage_log_housekeep_raft(f, 5000, &c, &ret), 0);
+    storage_log_finish_wait(f);
     CHECK_EQ(compact_until_idle(f, commit), 0);
     do_scan(f, &b, commit);
     CHECK_EQ(a.n, b.n);
@@ -363,6 +365,7 @@ TEST(raft_compaction_expired_tombstone_stays_deleted)
     CHECK_EQ(su_flush_all(log), 0);
     int64_t ret;
     CHECK_EQ(storage_log_housekeep_raft(log, 5000, &c, &ret), 0);
+    storage_log_finish_wait(log);
     static scan before, after;
     do_scan(log, &before, -1);
     CHECK(before.tomb[0]);

@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 static storage_log_config small_cfg(void)
 {
@@ -626,6 +627,8 @@ TEST(log_compaction_matches_model)
     uint64_t before = storage_log_size_bytes(log);
     /* In bounded steps: each step returns 1 while work remains. */
     int steps = 0, rc;
+    CHECK(storage_log_housekeep(log, ts + 10, 16 * 1024) >= 0); /* finishes the sealed ones */
+    storage_log_finish_wait(log);
     while ((rc = storage_log_housekeep(log, ts + 10, 16 * 1024)) == 1) steps++;
     CHECK_EQ(rc, 0);
     CHECK(steps > 2);
@@ -780,4 +783,119 @@ TEST(log_compaction_interleaved_with_appends)
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
+}
+
+/* Polls the tests' io until the log's finish-job count passes `after` (bounded). */
+static uint64_t wait_finish_jobs(storage_log *log, uint64_t after)
+{
+    storage_log_buf_info bi;
+    for (int k = 0; k < 5000; k++) {
+        storage_log_buf_info_get(log, &bi);
+        if (bi.finish_jobs > after) break;
+        io_poll(su_test_io(), io_now_ns(su_test_io()) + 1000000ull);
+    }
+    storage_log_buf_info_get(log, &bi);
+    return bi.finish_jobs;
+}
+
+/* Index of the first sealed segment that is not finished, or -1. */
+static int first_unfinished(storage_log *log)
+{
+    for (int i = 0; i < storage_log_segment_count(log); i++) {
+        storage_segment_info si;
+        AL_ASSERT(storage_log_segment_info(log, i, &si) == 0);
+        if (si.sealed && !si.finished) return i;
+    }
+    return -1;
+}
+
+/*
+ * Housekeeping finishes sealed segments (trim, index files) off the shard's thread: they are
+ * not finished when storage_log_housekeep returns, and are (file trimmed to size, index files
+ * on disk) once io_poll has run the job's callback. While a job holds segments, retention does
+ * not delete them (a later pass does), and a suffix truncation or a close waits for the job.
+ */
+TEST(log_finish_jobs_run_off_the_thread)
+{
+    storage_log_config c = small_cfg();
+    c.retention_ms = 5000;
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "finjobs", &c);
+    model m = {0};
+    int64_t now = 1000000;
+    int tag = 0;
+    for (int i = 0; i < 400; i++) CHECK_EQ(append_one(log, &m, 1, 2, tag++, 300, now), 0);
+    CHECK_EQ(su_flush_all(log), 0);
+    int nseg = storage_log_segment_count(log);
+    CHECK(nseg > 3);
+    storage_log_buf_info bi;
+    storage_log_buf_info_get(log, &bi);
+    uint64_t jobs = bi.finish_jobs;
+    CHECK_EQ(storage_log_housekeep(log, now, 1 << 20), 0);
+    CHECK_EQ(first_unfinished(log), 0); /* handed to the job; its callback has not run */
+    jobs = wait_finish_jobs(log, jobs);
+    CHECK_EQ(jobs, bi.finish_jobs + 1);
+    CHECK_EQ(first_unfinished(log), -1);
+    for (int i = 0; i + 1 < nseg; i++) {
+        storage_segment_info si;
+        CHECK_EQ(storage_log_segment_info(log, i, &si), 0);
+        CHECK(si.finished);
+        char path[700];
+        snprintf(path, sizeof(path), "%s.log", si.path_stem);
+        FILE *f = fopen(path, "rb");
+        CHECK(f != NULL);
+        fseek(f, 0, SEEK_END);
+        CHECK_EQ((uint64_t)ftell(f), si.size); /* the preallocated tail is gone */
+        fclose(f);
+        snprintf(path, sizeof(path), "%s.index", si.path_stem);
+        CHECK_EQ(access(path, F_OK), 0);
+        snprintf(path, sizeof(path), "%s.timeindex", si.path_stem);
+        CHECK_EQ(access(path, F_OK), 0);
+    }
+    check_log_equals(log, &m, 0);
+
+    /* Retention with a job in flight: everything sealed has expired, but the segments the
+     * job holds stay until a later pass. */
+    for (int i = 0; i < 300; i++) CHECK_EQ(append_one(log, &m, 1, 2, tag++, 300, now), 0);
+    CHECK_EQ(su_flush_all(log), 0);
+    int fu = first_unfinished(log);
+    CHECK(fu > 0);
+    storage_segment_info held;
+    CHECK_EQ(storage_log_segment_info(log, fu, &held), 0);
+    CHECK_EQ(storage_log_housekeep(log, now + 100000, 1 << 20), 0);
+    CHECK_EQ(storage_log_start_offset(log), held.base); /* the finished ones went */
+    CHECK_EQ(first_unfinished(log), 0);
+    jobs = wait_finish_jobs(log, jobs);
+    CHECK_EQ(first_unfinished(log), -1);
+    CHECK_EQ(storage_log_housekeep(log, now + 100000, 1 << 20), 0);
+    CHECK_EQ(storage_log_segment_count(log), 1);
+    int64_t so = storage_log_start_offset(log);
+    CHECK(so > held.base);
+
+    /* A suffix truncation into a segment the job holds waits for the job first. */
+    for (int i = 0; i < 300; i++) CHECK_EQ(append_one(log, &m, 2, 2, tag++, 300, now + 200000), 0);
+    CHECK_EQ(su_flush_all(log), 0);
+    CHECK_EQ(storage_log_housekeep(log, now + 200000, 1 << 20), 0);
+    fu = first_unfinished(log);
+    CHECK(fu >= 0);
+    CHECK_EQ(storage_log_segment_info(log, fu, &held), 0);
+    int64_t cut = -1;
+    for (int k = 0; k < m.n; k++)
+        if (m.v[k].base > held.base && m.v[k].last < held.last) cut = m.v[k].base;
+    CHECK(cut > held.base);
+    CHECK_EQ(storage_log_truncate_suffix(log, cut), 0);
+    model_truncate(&m, cut);
+    CHECK_EQ(storage_log_high_offset(log), cut);
+    check_log_equals(log, &m, so);
+
+    /* Close right after a job started: close waits for it; the reopened log is whole. */
+    for (int i = 0; i < 300; i++) CHECK_EQ(append_one(log, &m, 2, 2, tag++, 300, now + 300000), 0);
+    CHECK_EQ(su_flush_all(log), 0);
+    CHECK_EQ(storage_log_housekeep(log, now + 300000, 1 << 20), 0);
+    CHECK(first_unfinished(log) >= 0);
+    reopen_log(&log, dir, &c);
+    CHECK_EQ(storage_log_start_offset(log), so);
+    check_log_equals(log, &m, so);
+    storage_log_close(log);
+    model_free(&m);
 }

@@ -199,6 +199,7 @@ TEST(raft_log_rolls_at_segment_bytes_on_append)
     /* the housekeeping pass finishes sealed segments: their files are trimmed to their data */
     int64_t ret;
     CHECK_EQ(storage_log_housekeep_raft(log, 5000, &c, &ret), 0);
+    storage_log_finish_wait(log); /* the finish job (trim, index files) off the thread */
     CHECK_EQ(check_segments(log, 8192, 0), n1);
     for (int i = 0; i + 1 < n1; i++) {
         storage_segment_info si;
