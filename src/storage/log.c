@@ -32,6 +32,7 @@ static void flush_kick(storage_log *log);
 static void reads_unpark(storage_log *log);
 static void trunc_try(storage_log *log);
 static int log_truncate(storage_log *log, int64_t offset, int werr);
+static void del_wait(storage_log *log);
 
 void storage_log_config_default(storage_log_config *c)
 {
@@ -599,8 +600,9 @@ static void fin_start(storage_log *log)
     io_offload(log->io, &f->op, fin_job, f);
 }
 
-/* Waits for the finish job in flight, if any (blocks the caller: truncation, close). */
-static void fin_wait(storage_log *log)
+/* Waits for the finish job in flight, if any (blocks the caller: truncation, close, Raft's
+ * restart and tail drop). */
+void log_fin_wait(storage_log *log)
 {
     if (!log->fbusy) return;
     io_offload_finish(log->io, &log->fin.op);
@@ -609,7 +611,7 @@ static void fin_wait(storage_log *log)
 
 void storage_log_finish_wait(storage_log *log)
 {
-    fin_wait(log);
+    log_fin_wait(log);
     if (!log->failed) log_finish_sealed(log);
 }
 
@@ -2248,7 +2250,8 @@ int storage_log_close(storage_log *log)
     if (log->trunc) trunc_try(log);
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
-    fin_wait(log);
+    log_fin_wait(log);
+    del_wait(log);
     if (!log->failed) log_finish_sealed(log);
     if (!log->failed && log->nsegs) log_close_index_active(log);
     log_compact_reset(log);
@@ -2276,7 +2279,8 @@ void storage_log_abandon(storage_log *log)
     uint64_t until = io_now_ns(log->io) + 5000000000ull;
     for (int guard = 0; log->zbusy && guard < 10000 && io_now_ns(log->io) < until; guard++)
         io_poll(log->io, io_now_ns(log->io) + 10000000ull);
-    fin_wait(log); /* a dead io never runs it (-ECANCELED) */
+    log_fin_wait(log); /* a dead io never runs these (-ECANCELED) */
+    del_wait(log);
     compact_state *cs = &log->cs;
     free(cs->out_buf);
     free(cs->out_idx);
@@ -2330,7 +2334,7 @@ static int seg_find_batch(storage_log *log, segment *seg, int64_t offset, uint64
 static int log_truncate(storage_log *log, int64_t offset, int werr)
 {
     AL_ASSERT(!log_busy(log));
-    fin_wait(log);
+    log_fin_wait(log);
     int rc = 0;
     bool dir_changed = false;
     log->truncations++;
@@ -2434,12 +2438,67 @@ int storage_log_truncate_suffix(storage_log *log, int64_t offset)
 
 /* ---- start offset and retention ---- */
 
-/* Deletes whole segments below the start offset that are safe to delete now. */
+/*
+ * ---- delete jobs ----
+ *
+ * Segments below the start offset leave segs[] (and the cache) on the shard at once; closing
+ * and unlinking their files and the directory fsync (2-5 ms of blocking syncs per pass) run as
+ * one io_offload job per log at a time, which frees the segments in its callback. A crash
+ * before the job ran leaves files below the durable start offset, which the next open deletes
+ * (log_recover). Close and abandon wait for the job.
+ */
+static int del_job(io *iop, void *arg)
+{
+    struct log_del *d = arg;
+    char path[SEG_PATH_MAX + 16];
+    for (int i = 0; i < d->n; i++) {
+        segment *seg = d->segs[i];
+        if (seg->fd >= 0) io_fs_close(iop, seg->fd);
+        seg_path(seg, ".log", path, sizeof(path));
+        io_fs_unlink(iop, path);
+        seg_path(seg, ".index", path, sizeof(path));
+        io_fs_unlink(iop, path);
+        seg_path(seg, ".timeindex", path, sizeof(path));
+        io_fs_unlink(iop, path);
+    }
+    return io_fs_fsync_dir(iop, d->log->dir);
+}
+
+static void del_apply(storage_log *log, int rc)
+{
+    struct log_del *d = &log->del;
+    AL_ASSERT(log->dbusy);
+    if (rc < 0 && rc != -ECANCELED)
+        log_warn("storage", "log %s: deleting %d segments below the start offset: %s (the "
+                 "next open deletes what is left)", log->dir, d->n, al_strerror(rc));
+    for (int i = 0; i < d->n; i++) {
+        d->segs[i]->fd = -1;
+        seg_free(d->segs[i]);
+    }
+    d->n = 0;
+    log->dbusy = false;
+    log->del_jobs++;
+}
+
+static void del_done(io_op *op)
+{
+    del_apply(op->ctx, op->res);
+}
+
+/* Waits for the delete job in flight, if any (blocks the caller: close, abandon). */
+static void del_wait(storage_log *log)
+{
+    if (!log->dbusy) return;
+    del_apply(log, io_offload_finish(log->io, &log->del.op));
+}
+
+/* Deletes whole segments below the start offset that are safe to delete now (their files go
+ * in a delete job; one at a time, the rest at a later pass). */
 static void log_delete_below_start(storage_log *log)
 {
-    if (log->reads_inflight) return;
+    if (log->reads_inflight || log->dbusy) return;
     int drop = 0;
-    while (drop < log->nsegs - 1) {
+    while (drop < log->nsegs - 1 && drop < LOG_FIN_MAX) {
         segment *seg = log->segs[drop];
         if (seg->last >= log->start || !seg->sealed || seg->dsize != seg->size ||
             seg->finishing || (log->zbusy && log->zseg == seg))
@@ -2448,9 +2507,20 @@ static void log_delete_below_start(storage_log *log)
     }
     if (!drop) return;
     if (log->cs.phase) log_compact_reset(log);
-    for (int k = 0; k < drop; k++) seg_destroy_files(log, log->segs[k]);
+    struct log_del *d = &log->del;
+    for (int k = 0; k < drop; k++) {
+        segment *seg = log->segs[k];
+        AL_ASSERT(!seg->finishing);
+        if (log->cfg.cache)
+            storage_cache_drop(log->cfg.cache, log->cfg.log_id, seg->base, seg->last);
+        d->segs[k] = seg;
+    }
+    d->n = drop;
+    d->log = log;
     segs_remove_front(log, drop);
-    io_fs_fsync_dir(log->io, log->dir);
+    log->dbusy = true;
+    d->op = (io_op){.cb = del_done, .ctx = log};
+    io_offload(log->io, &d->op, del_job, d);
 }
 
 int storage_log_set_start_offset(storage_log *log, int64_t offset)
@@ -2592,6 +2662,7 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
     out->zeroed = log->zero_bytes;
     out->zero_waits = log->zero_waits;
     out->finish_jobs = log->fin_jobs;
+    out->delete_jobs = log->del_jobs;
     if (!log->nsegs) return;
     const segment *a = log->segs[log->nsegs - 1];
     out->bytes = (uint64_t)(a->buf ? a->bcap : 0) + (uint64_t)(a->fbuf ? a->fcap : 0) +
@@ -2618,7 +2689,7 @@ int storage_log_segment_info(const storage_log *log, int i, storage_segment_info
 int storage_log_compact_all(storage_log *log, int64_t now_ms)
 {
     if (log->reads_inflight) return AL_EFULL;
-    fin_wait(log);
+    log_fin_wait(log);
     log_finish_sealed(log);
     log_compact_reset(log);
     for (int i = 0; i < log->nsegs; i++) log->segs[i]->cleaned = false;

@@ -171,6 +171,16 @@ struct storage_log {
         int rc[16];
     } fin;
     uint64_t fin_jobs; /* finish jobs completed (storage_log_buf_info) */
+    /* Deleting segments below the start offset off the shard's thread (log.c, "delete
+     * jobs"): the segments are out of segs[] already; the job closes and unlinks them. */
+    bool dbusy;
+    struct log_del {
+        struct storage_log *log;
+        io_op op;
+        int n;
+        segment *segs[16];
+    } del;
+    uint64_t del_jobs; /* delete jobs completed (storage_log_buf_info) */
 };
 #define LOG_FIN_MAX 16
 
@@ -184,6 +194,10 @@ int seg_open_data(storage_log *log, const char *path, int flags);
 /* Index helpers shared with compaction. */
 int seg_idx_add(idx_ent **v, uint32_t *n, uint32_t *c, uint32_t rel, uint32_t pos);
 int seg_tidx_add(tidx_ent **v, uint32_t *n, uint32_t *c, int64_t ts, uint32_t rel);
+
+/* Waits (blocking) for housekeeping's finish job in flight, if any, and applies it (log.c,
+ * "finish jobs"): before anything frees or rewrites sealed segments. */
+void log_fin_wait(storage_log *log);
 
 /* Writes the .index and .timeindex files of a segment (atomic ritual). Returns 0 or -errno. */
 int seg_write_indexes(storage_log *log, segment *seg);

@@ -29,6 +29,7 @@ int storage_log_sync_all(storage_log *log)
 /* Closes and unlinks seg's files and frees it. */
 static void seg_drop(storage_log *log, segment *seg)
 {
+    AL_ASSERT(!seg->finishing); /* log_fin_wait first */
     char path[SEG_PATH_MAX + 16];
     if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
     static const char *const ext[] = {".log", ".index", ".timeindex"};
@@ -46,6 +47,7 @@ static void seg_drop(storage_log *log, segment *seg)
 int storage_log_drop_empty_tail(storage_log *log)
 {
     AL_ASSERT(!log->wbusy && !log->sbusy && !log->trunc && log->reads_inflight == 0);
+    log_fin_wait(log); /* a finish job may hold the segments dropped here */
     int dropped = 0;
     while (log->nsegs > 0) {
         segment *seg = log->segs[log->nsegs - 1];
@@ -153,6 +155,7 @@ int storage_log_restart_at(storage_log *log, int64_t offset)
     if (log->wbusy || log->sbusy || log->zbusy || log->trunc || log->reads_inflight)
         return AL_EFULL;
     if (offset < log->start) return AL_EINVAL;
+    log_fin_wait(log); /* a finish job may hold the segments dropped here */
     log_compact_reset(log);
     for (int i = 0; i < log->nsegs; i++) seg_drop(log, log->segs[i]);
     bool had = log->nsegs > 0;

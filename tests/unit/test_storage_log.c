@@ -785,17 +785,27 @@ int main(int argc, char **argv)
     return test_main(argc, argv);
 }
 
-/* Polls the tests' io until the log's finish-job count passes `after` (bounded). */
-static uint64_t wait_finish_jobs(storage_log *log, uint64_t after)
+/* Polls the tests' io until the log's finish-job (or delete-job) count passes `after`
+ * (bounded). Returns the count. */
+static uint64_t wait_jobs(storage_log *log, uint64_t after, bool del)
 {
     storage_log_buf_info bi;
     for (int k = 0; k < 5000; k++) {
         storage_log_buf_info_get(log, &bi);
-        if (bi.finish_jobs > after) break;
+        if ((del ? bi.delete_jobs : bi.finish_jobs) > after) break;
         io_poll(su_test_io(), io_now_ns(su_test_io()) + 1000000ull);
     }
     storage_log_buf_info_get(log, &bi);
-    return bi.finish_jobs;
+    return del ? bi.delete_jobs : bi.finish_jobs;
+}
+#define wait_finish_jobs(log, after) wait_jobs((log), (after), false)
+
+/* 1 if the segment's data file exists. */
+static int seg_file_exists(const storage_segment_info *si)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s.log", si->path_stem);
+    return access(path, F_OK) == 0;
 }
 
 /* Index of the first sealed segment that is not finished, or -1. */
@@ -860,15 +870,30 @@ TEST(log_finish_jobs_run_off_the_thread)
     CHECK_EQ(su_flush_all(log), 0);
     int fu = first_unfinished(log);
     CHECK(fu > 0);
-    storage_segment_info held;
+    storage_segment_info held, gone;
     CHECK_EQ(storage_log_segment_info(log, fu, &held), 0);
+    CHECK_EQ(storage_log_segment_info(log, 0, &gone), 0);
+    char gone_stem[600];
+    snprintf(gone_stem, sizeof(gone_stem), "%s", gone.path_stem);
+    gone.path_stem = gone_stem;
+    storage_log_buf_info_get(log, &bi);
+    uint64_t dels = bi.delete_jobs;
     CHECK_EQ(storage_log_housekeep(log, now + 100000, 1 << 20), 0);
     CHECK_EQ(storage_log_start_offset(log), held.base); /* the finished ones went */
     CHECK_EQ(first_unfinished(log), 0);
+    /* ... out of the log at once; their files go in a delete job, off the thread */
+    dels = wait_jobs(log, dels, true);
+    CHECK_EQ(seg_file_exists(&gone), 0);
     jobs = wait_finish_jobs(log, jobs);
     CHECK_EQ(first_unfinished(log), -1);
+    CHECK_EQ(storage_log_segment_info(log, 0, &gone), 0);
+    snprintf(gone_stem, sizeof(gone_stem), "%s", gone.path_stem);
+    gone.path_stem = gone_stem; /* the segment itself is freed by its delete job */
+    CHECK_EQ(seg_file_exists(&gone), 1);
     CHECK_EQ(storage_log_housekeep(log, now + 100000, 1 << 20), 0);
     CHECK_EQ(storage_log_segment_count(log), 1);
+    dels = wait_jobs(log, dels, true);
+    CHECK_EQ(seg_file_exists(&gone), 0);
     int64_t so = storage_log_start_offset(log);
     CHECK(so > held.base);
 
