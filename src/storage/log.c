@@ -32,7 +32,6 @@ static void flush_kick(storage_log *log);
 static void reads_unpark(storage_log *log);
 static void trunc_try(storage_log *log);
 static int log_truncate(storage_log *log, int64_t offset, int werr);
-static void del_wait(storage_log *log);
 
 void storage_log_config_default(storage_log_config *c)
 {
@@ -2251,7 +2250,7 @@ int storage_log_close(storage_log *log)
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
     log_fin_wait(log);
-    del_wait(log);
+    log_del_wait(log);
     if (!log->failed) log_finish_sealed(log);
     if (!log->failed && log->nsegs) log_close_index_active(log);
     log_compact_reset(log);
@@ -2280,7 +2279,7 @@ void storage_log_abandon(storage_log *log)
     for (int guard = 0; log->zbusy && guard < 10000 && io_now_ns(log->io) < until; guard++)
         io_poll(log->io, io_now_ns(log->io) + 10000000ull);
     log_fin_wait(log); /* a dead io never runs these (-ECANCELED) */
-    del_wait(log);
+    log_del_wait(log);
     compact_state *cs = &log->cs;
     free(cs->out_buf);
     free(cs->out_idx);
@@ -2485,8 +2484,9 @@ static void del_done(io_op *op)
     del_apply(op->ctx, op->res);
 }
 
-/* Waits for the delete job in flight, if any (blocks the caller: close, abandon). */
-static void del_wait(storage_log *log)
+/* Waits for the delete job in flight, if any (blocks the caller: close, abandon, Raft's
+ * restart_at). */
+void log_del_wait(storage_log *log)
 {
     if (!log->dbusy) return;
     del_apply(log, io_offload_finish(log->io, &log->del.op));

@@ -198,6 +198,8 @@ int seg_tidx_add(tidx_ent **v, uint32_t *n, uint32_t *c, int64_t ts, uint32_t re
 /* Waits (blocking) for housekeeping's finish job in flight, if any, and applies it (log.c,
  * "finish jobs"): before anything frees or rewrites sealed segments. */
 void log_fin_wait(storage_log *log);
+/* Same for the delete job (log.c, "delete jobs"): its files are gone on return. */
+void log_del_wait(storage_log *log);
 
 /* Writes the .index and .timeindex files of a segment (atomic ritual). Returns 0 or -errno. */
 int seg_write_indexes(storage_log *log, segment *seg);

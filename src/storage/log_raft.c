@@ -156,6 +156,7 @@ int storage_log_restart_at(storage_log *log, int64_t offset)
         return AL_EFULL;
     if (offset < log->start) return AL_EINVAL;
     log_fin_wait(log); /* a finish job may hold the segments dropped here */
+    log_del_wait(log); /* and a delete job's files go before the log restarts */
     log_compact_reset(log);
     for (int i = 0; i < log->nsegs; i++) seg_drop(log, log->segs[i]);
     bool had = log->nsegs > 0;
