@@ -48,7 +48,52 @@ void storage_cache_unref(storage_cache_ref *ref);
 /* Drops every entry of log_id whose offsets overlap [from, to]. Returns how many. O(entries). */
 int storage_cache_drop(storage_cache *c, uint64_t log_id, int64_t from, int64_t to);
 
-/* Bytes of batch data held, number of entries, hits and misses so far. */
+/*
+ * Write-buffer chunks: the active segment's write buffers (log.c) are carved from chunks that
+ * never move, and an append puts a batch into the cache by reference into its chunk
+ * (storage_cache_put_chunk) instead of by a second copy. A chunk is reference counted: each
+ * holder on the log's side (an "owner": the current, in-flight and spare write buffers) holds
+ * one reference, and so does every cache entry pointing into it (an entry stays alive while a
+ * storage_cache_get_ref holds it, even out of the cache); the last reference frees it, on any
+ * thread. Bytes a cache entry points to are never written again (the log only ever appends
+ * past them, and reuses a chunk only when it holds the sole reference).
+ *
+ * Budget: while some owner holds a chunk, its memory is the log's write buffer anyway, and the
+ * cache counts only its entries' batch bytes; once the last owner lets go
+ * (storage_chunk_disown) while cache entries still point into it, the cache counts the whole
+ * chunk (cap) until its last entry in the cache goes. The owner-side fields (owners, ncached,
+ * cached_bytes, cache) belong to the shard's thread.
+ */
+typedef struct storage_chunk {
+    uint32_t refs;        /* atomic: owners + cache entries alive (in the cache or held) */
+    uint32_t owners;      /* log-side holders */
+    uint32_t ncached;     /* entries in the cache pointing into this chunk */
+    size_t cached_bytes;  /* their batch bytes */
+    storage_cache *cache; /* the cache those entries are in (valid while ncached > 0) */
+    size_t cap;
+    uint8_t *mem;         /* cap bytes, 4 KiB aligned (O_DIRECT writes) */
+} storage_chunk;
+
+/* A chunk of cap bytes (4 KiB multiple) with one owner. NULL when out of memory. */
+storage_chunk *storage_chunk_new(size_t cap);
+/* Another owner (shard thread). */
+void storage_chunk_own(storage_chunk *ch);
+/* An owner lets go (NULL: nothing); the cache takes over counting it (see above), evicting to
+ * stay in budget. Shard thread. */
+void storage_chunk_disown(storage_chunk *ch);
+/* True when the caller's ownership is the only reference: the chunk may be written over. */
+bool storage_chunk_exclusive(const storage_chunk *ch);
+
+/*
+ * storage_cache_put without the copy: the entry points to len bytes at p inside ch (an owner
+ * holds ch; the bytes must never change while the chunk lives) and holds a reference to ch.
+ * Same replacement, eviction and size rules as storage_cache_put. Returns 0, or -ENOMEM.
+ */
+int storage_cache_put_chunk(storage_cache *c, uint64_t log_id, int64_t base, int64_t last,
+                            storage_chunk *ch, const uint8_t *p, size_t len);
+
+/* Bytes counted against the budget (batch bytes, plus whole chunks pinned by the cache only,
+ * see above), number of entries, hits and misses so far. */
 typedef struct storage_cache_stats {
     size_t bytes, entries;
     uint64_t hits, misses;

@@ -25,6 +25,7 @@
 #define SCAN_CHUNK (1u << 20) /* recovery scan read size */
 #define SCAN_READ (4u << 20)  /* sequential read size of the header scan */
 #define CLEAN_INDEX_MIN (8u << 20) /* clean close indexes active segments at least this big */
+#define CACHE_REF_MIN 4096u /* appended batches at least this big are cached by reference */
 
 enum { FS_IDLE, FS_FALLOC, FS_WRITE, FS_SYNC };
 
@@ -109,13 +110,21 @@ static void seg_path(const segment *seg, const char *ext, char *out, size_t n)
     snprintf(out, n, "%s%s", seg->stem, ext);
 }
 
+void seg_bufs_drop(segment *seg)
+{
+    storage_chunk_disown(seg->bch);
+    storage_chunk_disown(seg->fch);
+    storage_chunk_disown(seg->pch);
+    seg->bch = seg->fch = seg->pch = NULL;
+    seg->buf = seg->fbuf = seg->pbuf = NULL;
+    seg->bcap = seg->fcap = seg->pcap = 0;
+}
+
 static void seg_free(segment *seg)
 {
     free(seg->idx);
     free(seg->tidx);
-    free(seg->buf);
-    free(seg->fbuf);
-    free(seg->pbuf);
+    seg_bufs_drop(seg);
     free(seg);
 }
 
@@ -161,6 +170,31 @@ static size_t seg_buf_cap(const storage_log *log, size_t cur, size_t need)
     return cap;
 }
 
+/*
+ * Write buffers. Each write buffer lives in a chunk (cache.h) that never moves: appends put
+ * their batches into the batch cache by reference into it (storage_cache_put_chunk) rather
+ * than by a second copy, and nothing is ever written over bytes the cache points to: a chunk
+ * is reused from its start only while nothing else references it (storage_chunk_exclusive),
+ * otherwise the appends after a write continue in the same chunk past the write's last block
+ * (seg_next_buf), or in a new chunk once less than a window is left; a chunk the cache still
+ * points into is then left to the cache (which counts all of it). A busy log's chunk is one
+ * and a half write windows (chunk_cap), so that a chunk the cache pins serves more than one
+ * write.
+ */
+static size_t chunk_cap(size_t want)
+{
+    return want > SEG_BUF_QUIET ? AL_ALIGN_UP(want + want / 2, (size_t)SEG_ALIGN) : want;
+}
+
+/* Installs ch (one ownership, moved to the segment) as the current buffer, from buf on. */
+static void seg_buf_set(segment *seg, storage_chunk *ch, uint8_t *buf, uint64_t bbase)
+{
+    seg->bch = ch;
+    seg->buf = buf;
+    seg->bcap = (size_t)(ch->mem + ch->cap - buf);
+    seg->bbase = bbase;
+}
+
 /* Makes sure seg->buf can hold file bytes up to `end` (one allocation and copy when it must
  * grow, sized by seg_buf_cap). Only called when seg->buf is not in flight (the in-flight copy
  * is fbuf). Returns 0 or -ENOMEM (the buffer is unchanged). */
@@ -168,16 +202,53 @@ static int seg_buf_reserve(storage_log *log, segment *seg, uint64_t end)
 {
     size_t need = (size_t)(AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN) - seg->bbase);
     if (need <= seg->bcap && seg->buf) return 0;
-    size_t cap = seg_buf_cap(log, seg->bcap, need);
-    uint8_t *nb = aligned_alloc_raw(cap); /* bytes past size are zeroed when written */
-    if (!nb) return -ENOMEM;
+    /* Past the end of a chunk carved from (seg_next_buf) the window stays as it is. */
+    size_t cap = need <= seg->bwant ? seg->bwant : seg_buf_cap(log, seg->bwant, need);
+    /* bytes past size are zeroed when written */
+    storage_chunk *ch = storage_chunk_new(chunk_cap(cap));
+    if (!ch) return -ENOMEM;
     if (seg->buf && seg->size > seg->bbase) {
-        memcpy(nb, seg->buf, (size_t)(seg->size - seg->bbase));
+        memcpy(ch->mem, seg->buf, (size_t)(seg->size - seg->bbase));
         log->buf_regrows++;
     }
-    free(seg->buf);
-    seg->buf = nb;
-    seg->bcap = cap;
+    storage_chunk_disown(seg->bch);
+    seg_buf_set(seg, ch, ch->mem, seg->bbase);
+    seg->bwant = cap;
+    return 0;
+}
+
+/*
+ * The buffer appends go to once the current one goes in flight up to file position wend: the
+ * spare chunk (*spare, the last write's) when nothing else holds it (as before chunks: two
+ * buffers taking turns, whose first bytes stay warm in the CPU caches); when something does
+ * (the cache), the rest of the current chunk if a window (bwant) is left after the write's
+ * last block (so the appends during this write never regrow it with a copy), else a new
+ * chunk. The spare's ownership is used or dropped (*spare = NULL). Returns 0 or -ENOMEM
+ * (nothing changed).
+ */
+static int seg_next_buf(segment *seg, storage_chunk **spare, uint64_t wend, storage_chunk **nch,
+                        uint8_t **nbuf)
+{
+    size_t used = (size_t)(wend - seg->bbase);
+    AL_ASSERT(used <= seg->bcap);
+    storage_chunk *sp = *spare;
+    bool pinned = sp && !storage_chunk_exclusive(sp);
+    if (sp && !pinned && sp->cap >= seg->bwant) {
+        *nch = sp;
+        *nbuf = sp->mem;
+    } else if (pinned && seg->bcap - used >= seg->bwant) {
+        storage_chunk_own(seg->bch);
+        *nch = seg->bch;
+        *nbuf = seg->buf + used;
+        storage_chunk_disown(sp);
+    } else {
+        storage_chunk *ch = storage_chunk_new(chunk_cap(seg->bwant));
+        if (!ch) return -ENOMEM;
+        storage_chunk_disown(sp);
+        *nch = ch;
+        *nbuf = ch->mem;
+    }
+    *spare = NULL;
     return 0;
 }
 
@@ -194,39 +265,40 @@ static void seg_buf_trim(storage_log *log, segment *seg)
     if (!idle || log->wbusy || log->sbusy || log->npend || seg->finished ||
         seg->dsize != seg->size || seg->wsize != seg->size || !seg->buf)
         return;
-    free(seg->fbuf);
+    storage_chunk_disown(seg->fch);
+    seg->fch = NULL;
     seg->fbuf = NULL;
     seg->fcap = 0;
-    free(seg->pbuf);
+    storage_chunk_disown(seg->pch);
+    seg->pch = NULL;
     seg->pbuf = NULL;
     seg->pcap = 0;
-    if (seg->bcap <= SEG_BUF_MIN) return;
-    uint8_t *nb = aligned_alloc_raw(SEG_BUF_MIN);
-    if (!nb) return; /* keep the big one */
+    if (seg->bch->cap <= SEG_BUF_MIN) return;
+    storage_chunk *ch = storage_chunk_new(SEG_BUF_MIN);
+    if (!ch) return; /* keep the big one */
     AL_ASSERT(seg->size - seg->bbase <= SEG_ALIGN);
-    memcpy(nb, seg->buf, (size_t)(seg->size - seg->bbase));
-    free(seg->buf);
-    seg->buf = nb;
-    seg->bcap = SEG_BUF_MIN;
+    memcpy(ch->mem, seg->buf, (size_t)(seg->size - seg->bbase));
+    storage_chunk_disown(seg->bch);
+    seg_buf_set(seg, ch, ch->mem, seg->bbase);
+    seg->bwant = SEG_BUF_MIN;
 }
 
 /* Loads the partial tail block [align_down(size), size) of seg into a fresh write buffer. */
 static int seg_load_tail(storage_log *log, segment *seg)
 {
     uint64_t bb = AL_ALIGN_DOWN(seg->size, (uint64_t)SEG_ALIGN);
-    uint8_t *nb = aligned_alloc_raw(SEG_BUF_MIN);
-    if (!nb) return -ENOMEM;
+    storage_chunk *ch = storage_chunk_new(SEG_BUF_MIN);
+    if (!ch) return -ENOMEM;
     if (seg->size > bb) {
-        int rc = seg_read_sync(log, seg, bb, nb, (size_t)(seg->size - bb));
+        int rc = seg_read_sync(log, seg, bb, ch->mem, (size_t)(seg->size - bb));
         if (rc < 0) {
-            free(nb);
+            storage_chunk_disown(ch);
             return rc;
         }
     }
-    free(seg->buf);
-    seg->buf = nb;
-    seg->bcap = SEG_BUF_MIN;
-    seg->bbase = bb;
+    storage_chunk_disown(seg->bch);
+    seg_buf_set(seg, ch, ch->mem, bb);
+    seg->bwant = SEG_BUF_MIN;
     return 0;
 }
 
@@ -451,11 +523,7 @@ static void seg_finish_mem(storage_log *log, segment *seg, int rc)
 {
     if (rc < 0) log_warn("storage", "finishing segment %s: %s", seg->stem, al_strerror(rc));
     seg->alloc = seg->size;
-    free(seg->buf);
-    free(seg->fbuf);
-    free(seg->pbuf);
-    seg->buf = seg->fbuf = seg->pbuf = NULL;
-    seg->bcap = seg->fcap = seg->pcap = 0;
+    seg_bufs_drop(seg);
     seg->pbase = seg->pend = 0;
     seg->finished = true;
 }
@@ -916,12 +984,15 @@ static void wslots_complete(storage_log *log)
         log->whead ^= 1;
         uint8_t *spare = seg->fbuf;
         size_t scap = seg->fcap;
+        storage_chunk *sch = seg->fch;
         seg->fbuf = seg->pbuf;
         seg->fcap = seg->pcap;
+        seg->fch = seg->pch;
         seg->fbase = seg->pbase;
         seg->fend = seg->pend;
         seg->pbuf = spare;
         seg->pcap = scap;
+        seg->pch = sch;
         seg->pbase = seg->pend = 0;
         struct log_wslot *n = &log->ws[log->whead];
         if (n->fix_wait) wslot_fix_issue(log, n);
@@ -1050,31 +1121,29 @@ static void write_start(storage_log *log)
     }
     uint64_t end = seg->size;
     uint64_t nb = AL_ALIGN_DOWN(end, (uint64_t)SEG_ALIGN);
+    uint64_t wend = AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN);
     uint8_t *cur = seg->buf;
     size_t ccap = seg->bcap;
+    storage_chunk *cch = seg->bch;
     uint64_t cbase = seg->bbase;
-    if (!seg->fbuf || seg->fcap < ccap) {
-        /* The spare buffer becomes current: give it the current one's size now (nothing to
-         * copy yet) rather than letting the appends during this write grow it with a copy. */
-        free(seg->fbuf);
-        seg->fbuf = aligned_alloc_raw(ccap);
-        seg->fcap = ccap;
-        if (!seg->fbuf) {
-            log_fail(log, "allocating a write buffer", -ENOMEM);
-            return;
-        }
+    /* The next buffer (the spare, the rest of this chunk or a new one) gets at least a write
+     * window now (nothing to copy yet) rather than letting the appends during this write grow
+     * it with a copy (seg_next_buf). */
+    storage_chunk *nch;
+    uint8_t *nbuf;
+    if (seg_next_buf(seg, &seg->fch, wend, &nch, &nbuf) < 0) {
+        log_fail(log, "allocating a write buffer", -ENOMEM);
+        return;
     }
-    seg->buf = seg->fbuf;
-    seg->bcap = seg->fcap;
-    seg->bbase = nb;
+    seg_buf_set(seg, nch, nbuf, nb);
     memset(seg->buf, 0, SEG_ALIGN);
     if (end > nb) memcpy(seg->buf, cur + (nb - cbase), (size_t)(end - nb));
     seg->fbuf = cur;
     seg->fcap = ccap;
+    seg->fch = cch;
     seg->fbase = cbase;
     seg->fend = end;
     seg->wsize = end;
-    uint64_t wend = AL_ALIGN_UP(end, (uint64_t)SEG_ALIGN);
     memset(cur + (end - cbase), 0, (size_t)(wend - end));
     log->whead = 0;
     struct log_wslot *s = wslot_open(log, 0, seg);
@@ -1139,24 +1208,20 @@ static void write_start_next(storage_log *log)
     AL_ASSERT(seg->bbase == bb);
     uint8_t *cur = seg->buf;
     size_t ccap = seg->bcap;
-    if (!seg->pbuf || seg->pcap < ccap) {
-        free(seg->pbuf);
-        seg->pbuf = aligned_alloc_raw(ccap);
-        seg->pcap = ccap;
-        seg->pbase = seg->pend = 0;
-        if (!seg->pbuf) {
-            log_fail(log, "allocating a write buffer", -ENOMEM);
-            return;
-        }
+    storage_chunk *cch = seg->bch;
+    storage_chunk *nch;
+    uint8_t *nbuf;
+    if (seg_next_buf(seg, &seg->pch, wend, &nch, &nbuf) < 0) {
+        log_fail(log, "allocating a write buffer", -ENOMEM);
+        return;
     }
     uint64_t nb = AL_ALIGN_DOWN(end, (uint64_t)SEG_ALIGN);
-    seg->buf = seg->pbuf;
-    seg->bcap = seg->pcap;
-    seg->bbase = nb;
+    seg_buf_set(seg, nch, nbuf, nb);
     memset(seg->buf, 0, SEG_ALIGN);
     if (end > nb) memcpy(seg->buf, cur + (nb - bb), (size_t)(end - nb));
     seg->pbuf = cur;
     seg->pcap = ccap;
+    seg->pch = cch;
     seg->pbase = bb;
     seg->pend = end;
     seg->wsize = end;
@@ -1352,11 +1417,20 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
         storage_batch_stamp(p + off, log->high, term);
         h.base_offset = log->high;
         h.leader_epoch = term;
-        memcpy(seg->buf + (pos - seg->bbase), p + off, sz);
+        uint8_t *dst = seg->buf + (pos - seg->bbase);
+        memcpy(dst, p + off, sz);
         seg_note_batch(log, seg, pos, &h);
-        if (log->cfg.cache && !log->no_cache_appends)
-            storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
-                              storage_batch_last_offset(&h), p + off, sz);
+        /* The cache points into the write buffer's chunk (never written over, see "write
+         * buffers"); small batches get a copy, so that a quiet log's 4 KiB write blocks do not
+         * pin whole chunks for a few bytes each. */
+        if (log->cfg.cache && !log->no_cache_appends) {
+            if (sz >= CACHE_REF_MIN)
+                storage_cache_put_chunk(log->cfg.cache, log->cfg.log_id, h.base_offset,
+                                        storage_batch_last_offset(&h), seg->bch, dst, sz);
+            else
+                storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
+                                  storage_batch_last_offset(&h), dst, sz);
+        }
         log->high = storage_batch_last_offset(&h) + 1;
         pos += sz;
         off += sz;
@@ -2035,10 +2109,17 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
             *cut_any = true;
         }
         if (tail) { /* the active segment's write buffer, without reading its block again */
-            free(seg->buf);
-            seg->buf = tail;
-            seg->bcap = SEG_BUF_MIN;
-            seg->bbase = AL_ALIGN_DOWN(seg->size, (uint64_t)SEG_ALIGN);
+            storage_chunk *ch = storage_chunk_new(SEG_BUF_MIN);
+            if (!ch) {
+                free(tail);
+                return -ENOMEM;
+            }
+            uint64_t bb = AL_ALIGN_DOWN(seg->size, (uint64_t)SEG_ALIGN);
+            memcpy(ch->mem, tail, (size_t)(seg->size - bb)); /* the partial tail block */
+            free(tail);
+            storage_chunk_disown(seg->bch);
+            seg_buf_set(seg, ch, ch->mem, bb);
+            seg->bwant = SEG_BUF_MIN;
         }
         /* Zeros after the end stay as preallocated space (the scan usually read them). */
         bool keep_tail = !cut && (uint64_t)fsize > seg->size && tail_zero;
@@ -2351,16 +2432,17 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             if ((rc = seg_find_batch(log, seg, offset, &pos, &prev)) < 0) return rc;
             /* Keep the in-memory bytes of the new tail block before dropping anything. */
             uint64_t bb = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
-            uint8_t *nb = aligned_alloc_raw(SEG_BUF_MIN);
-            if (!nb) return -ENOMEM;
+            storage_chunk *nch = storage_chunk_new(SEG_BUF_MIN);
+            if (!nch) return -ENOMEM;
+            uint8_t *nb = nch->mem;
             if (pos > bb && (rc = seg_read_sync(log, seg, bb, nb, (size_t)(pos - bb))) < 0) {
-                free(nb);
+                storage_chunk_disown(nch);
                 return rc;
             }
             rc = io_fs_ftruncate(log->io, seg->fd, pos);
             if (rc == 0) rc = io_fs_fdatasync(log->io, seg->fd);
             if (rc < 0) {
-                free(nb);
+                storage_chunk_disown(nch);
                 return rc;
             }
             seg->size = pos;
@@ -2377,15 +2459,12 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
                 seg->ntidx--;
             seg->last_idx_pos = seg->nidx ? seg->idx[seg->nidx - 1].pos : 0;
             seg->max_ts = seg->ntidx ? seg->tidx[seg->ntidx - 1].ts : INT64_MIN;
-            free(seg->buf);
-            free(seg->fbuf);
-            free(seg->pbuf);
-            seg->fbuf = seg->pbuf = NULL;
-            seg->fcap = seg->pcap = 0;
+            /* New chunks: the cache may still point into the old ones (and a Fetch hold
+             * them), and appends now go over the dropped bytes' positions. */
+            seg_bufs_drop(seg);
             seg->pbase = seg->pend = 0;
-            seg->buf = nb;
-            seg->bcap = SEG_BUF_MIN;
-            seg->bbase = bb;
+            seg_buf_set(seg, nch, nb, bb);
+            seg->bwant = SEG_BUF_MIN;
             if (seg->finished) {
                 char ip[SEG_PATH_MAX + 16];
                 seg_path(seg, ".index", ip, sizeof(ip));
@@ -2665,8 +2744,10 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
     out->delete_jobs = log->del_jobs;
     if (!log->nsegs) return;
     const segment *a = log->segs[log->nsegs - 1];
-    out->bytes = (uint64_t)(a->buf ? a->bcap : 0) + (uint64_t)(a->fbuf ? a->fcap : 0) +
-                 (uint64_t)(a->pbuf ? a->pcap : 0);
+    /* Chunks, each once (buffers may share one). */
+    if (a->bch) out->bytes += a->bch->cap;
+    if (a->fch && a->fch != a->bch) out->bytes += a->fch->cap;
+    if (a->pch && a->pch != a->bch && a->pch != a->fch) out->bytes += a->pch->cap;
 }
 
 int storage_log_segment_info(const storage_log *log, int i, storage_segment_info *out)

@@ -52,9 +52,14 @@ typedef struct segment {
     /* Write state: buf holds file bytes [bbase, size) (bbase 4 KiB aligned); fbuf holds the
      * oldest write in flight [fbase, fend) while this segment is being flushed (and the last
      * write's bytes after it completed); pbuf holds the second, pipelined write [pbase, pend)
-     * while there is one, else it is a spare buffer with pbase == pend (see log.c "flush"). */
+     * while there is one, else it is a spare buffer with pbase == pend (see log.c "flush").
+     * Each lives in a chunk (bch, fch, pch: cache.h, one ownership each, possibly the same
+     * chunk) that never moves, so the batch cache points into them instead of copying (log.c
+     * "write buffers"); bcap etc. count from the buffer's start to its chunk's end. */
     uint8_t *buf;
     size_t bcap;
+    size_t bwant;    /* the capacity the write window asks for (seg_buf_cap) */
+    storage_chunk *bch, *fch, *pch;
     uint64_t bbase;
     uint8_t *fbuf;
     size_t fcap;
@@ -183,6 +188,9 @@ struct storage_log {
     uint64_t del_jobs; /* delete jobs completed (storage_log_buf_info) */
 };
 #define LOG_FIN_MAX 16
+
+/* Lets go of a segment's write buffers (their chunks live on while the cache points in). */
+void seg_bufs_drop(segment *seg);
 
 /* Synchronously copies len bytes at pos of seg (memory buffers or disk). Returns 0 or -errno /
  * AL_ERANGE (past size). Used off the data path: truncation, compaction, recovery. */

@@ -39,8 +39,7 @@ static void seg_drop(storage_log *log, segment *seg)
     }
     free(seg->idx);
     free(seg->tidx);
-    free(seg->buf);
-    free(seg->fbuf);
+    seg_bufs_drop(seg);
     free(seg);
 }
 
