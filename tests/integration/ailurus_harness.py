@@ -463,6 +463,33 @@ def recv_frame(sock, timeout=5.0):
 
 
 
+def call(node, api_key, version, body, timeout=10.0):
+    """One request (correlation id 7) on a fresh connection to node; the response body."""
+    with node.connect(timeout) as s:
+        s.sendall(frame(header(api_key, version, 7) + body))
+        r = recv_frame(s, timeout)
+    assert struct.unpack_from(">i", r, 0)[0] == 7
+    return r[4:]
+
+
+def init_producer_id(node):
+    """InitProducerId v0 (no transactional id): (error, producer id, epoch)."""
+    r = call(node, 22, 0, struct.pack(">hi", -1, 60000))
+    return struct.unpack_from(">hqh", r, 4)
+
+
+def produce_batch(node, topic, b, timeout=15):
+    """Produce v3 acks=all of one record batch to partition 0: (error, base offset)."""
+    body = struct.pack(">hhi", -1, -1, 10000) + struct.pack(">i", 1) + kstr(topic)
+    body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(b)) + b
+    r = call(node, 0, 3, body, timeout=timeout)
+    pos = 4
+    pos += 2 + struct.unpack_from(">h", r, pos)[0]
+    pos += 4
+    _, err, base = struct.unpack_from(">ihq", r, pos)
+    return err, base
+
+
 def delete_records(node, topic, offset, partition=0):
     """DeleteRecords v0 of topic/partition sent to node (a harness node with connect()):
     (low watermark, error code) of the answer."""

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import ailurus_harness
-from ailurus_harness import frame, header, kstr, record_batch, recv_frame
+from ailurus_harness import kstr, record_batch
 
 ERR_NONE = 0
 ERR_COORDINATOR_NOT_AVAILABLE = 15
@@ -38,12 +38,7 @@ def wait_for(what, fn, timeout=30.0, step=0.2):
                                     (OSError, AssertionError, struct.error, KafkaException))
 
 
-def call(node, api_key, version, body, timeout=10.0):
-    with node.connect(timeout) as s:
-        s.sendall(frame(header(api_key, version, 7) + body))
-        r = recv_frame(s, timeout)
-    assert struct.unpack_from(">i", r, 0)[0] == 7
-    return r[4:]
+call = ailurus_harness.call
 
 
 def find_coordinator(node, group):
@@ -76,10 +71,7 @@ def coordinator(c, group, nodes=None, exclude=None):
     return wait_for("an agreed coordinator of %s" % group, agreed, timeout=40.0)
 
 
-def init_producer_id(node):
-    """InitProducerId v0 (no transactional id): (error, producer id, epoch)."""
-    r = call(node, 22, 0, struct.pack(">hi", -1, 60000))
-    return struct.unpack_from(">hqh", r, 4)
+init_producer_id = ailurus_harness.init_producer_id
 
 
 def create_topic(c, name, partitions, rf=3):
@@ -353,18 +345,12 @@ def batch(pid, epoch, seq, value):
 
 
 def produce_raw(node, topic, b):
-    """Produce v3 acks=all of one batch to partition 0: (error, base offset)."""
-    body = struct.pack(">hhi", -1, -1, 10000) + struct.pack(">i", 1) + kstr(topic)
-    body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(b)) + b
+    """Produce v3 acks=all of one batch to partition 0: (error, base offset); (-1, -1) if the
+    connection failed."""
     try:
-        r = call(node, 0, 3, body, timeout=15)
+        return ailurus_harness.produce_batch(node, topic, b)
     except OSError:
         return (-1, -1)
-    pos = 4
-    pos += 2 + struct.unpack_from(">h", r, pos)[0]
-    pos += 4
-    _, err, base = struct.unpack_from(">ihq", r, pos)
-    return err, base
 
 
 # ---- kafkajs (conftest's kafkajs fixture: the js/ directory, kafkajs installed) ----

@@ -14,12 +14,11 @@ Every wait is bounded.
 """
 import glob
 import os
-import struct
 import time
 
 import pytest
 
-from ailurus_harness import frame, header, kstr, record_batch, recv_frame
+from ailurus_harness import init_producer_id, produce_batch, record_batch
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
@@ -30,31 +29,10 @@ ERR_OUT_OF_ORDER = 45
 PAD = b"x" * 1000
 
 
-def call(node, api_key, version, body, timeout=10.0):
-    with node.connect(timeout) as s:
-        s.sendall(frame(header(api_key, version, 7) + body))
-        r = recv_frame(s, timeout)
-    assert struct.unpack_from(">i", r, 0)[0] == 7
-    return r[4:]
-
-
-def init_producer_id(node):
-    """InitProducerId v0 (no transactional id): (error, producer id, epoch)."""
-    r = call(node, 22, 0, struct.pack(">hi", -1, 60000))
-    return struct.unpack_from(">hqh", r, 4)
-
-
 def produce_raw(node, pid, epoch, seq, value):
     """Produce v3 acks=all of one idempotent one-record batch to partition 0: (error, base)."""
     b = record_batch([value], producer_id=pid, producer_epoch=epoch, base_sequence=seq)
-    body = struct.pack(">hhi", -1, -1, 10000) + struct.pack(">i", 1) + kstr(TOPIC)
-    body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(b)) + b
-    r = call(node, 0, 3, body, timeout=15)
-    pos = 4
-    pos += 2 + struct.unpack_from(">h", r, pos)[0]
-    pos += 4
-    _, err, base = struct.unpack_from(">ihq", r, pos)
-    return err, base
+    return produce_batch(node, TOPIC, b)
 
 
 def snapshots(b):
