@@ -194,12 +194,12 @@ inval:
 
 /* ---- the commands ---- */
 
-/* INVALID_REGISTRATION unless the broker has an id >= 0, 1..TOPIC_SHARDS_MAX cores and both
- * hosts; else 0. */
+/* INVALID_REGISTRATION unless the broker has an id in [0, INT32_MAX) (next_node_id = id + 1
+ * must fit), 1..TOPIC_SHARDS_MAX cores and both hosts; else 0. */
 static int16_t broker_fields_check(const controller_broker *b)
 {
-    if (b->node_id < 0 || b->cores < 1 || b->cores > TOPIC_SHARDS_MAX || !b->kafka_host[0] ||
-        !b->rpc_host[0])
+    if (b->node_id < 0 || b->node_id == INT32_MAX || b->cores < 1 ||
+        b->cores > TOPIC_SHARDS_MAX || !b->kafka_host[0] || !b->rpc_host[0])
         return KAFKA_ERR_INVALID_REGISTRATION;
     return 0;
 }
