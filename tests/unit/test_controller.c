@@ -541,7 +541,8 @@ TEST(apply_results_and_errors)
     CHECK_EQ(apply1(&st, &lg, &u), KAFKA_ERR_INVALID_REGISTRATION);
     /* node id INT32_MAX: next_node_id (id + 1) would overflow and the snapshot would not
      * decode (found by fuzz_controller_cmd) */
-    controller_cmd big = reg_cmd(INT32_MAX, 2);
+    controller_cmd big = reg_cmd(13, 2);
+    big.broker.node_id = INT32_MAX;
     CHECK_EQ(apply1(&st, &lg, &big), KAFKA_ERR_INVALID_REGISTRATION);
     u.type = CONTROLLER_CMD_UPDATE_NODE;
     u.broker.cores = 1;
