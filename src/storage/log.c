@@ -491,17 +491,22 @@ static int meta_read(storage_log *log)
 /* ---- segment lifecycle ---- */
 
 /* Closes fd and unlinks the files of seg, then frees it. */
+void seg_remove_files(io *iop, segment *seg)
+{
+    char path[SEG_PATH_MAX + 16];
+    if (seg->fd >= 0) io_fs_close(iop, seg->fd);
+    seg->fd = -1;
+    static const char *const ext[] = {".log", ".index", ".timeindex"};
+    for (int k = 0; k < 3; k++) {
+        seg_path(seg, ext[k], path, sizeof(path));
+        io_fs_unlink(iop, path);
+    }
+}
+
 static void seg_destroy_files(storage_log *log, segment *seg)
 {
     AL_ASSERT(!seg->finishing); /* the finish job reads it: fin_wait first */
-    char path[SEG_PATH_MAX + 16];
-    if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
-    seg_path(seg, ".log", path, sizeof(path));
-    io_fs_unlink(log->io, path);
-    seg_path(seg, ".index", path, sizeof(path));
-    io_fs_unlink(log->io, path);
-    seg_path(seg, ".timeindex", path, sizeof(path));
-    io_fs_unlink(log->io, path);
+    seg_remove_files(log->io, seg);
     if (log->cfg.cache) storage_cache_drop(log->cfg.cache, log->cfg.log_id, seg->base, seg->last);
     seg_free(seg);
 }
@@ -2528,17 +2533,7 @@ int storage_log_truncate_suffix(storage_log *log, int64_t offset)
 static int del_job(io *iop, void *arg)
 {
     struct log_del *d = arg;
-    char path[SEG_PATH_MAX + 16];
-    for (int i = 0; i < d->n; i++) {
-        segment *seg = d->segs[i];
-        if (seg->fd >= 0) io_fs_close(iop, seg->fd);
-        seg_path(seg, ".log", path, sizeof(path));
-        io_fs_unlink(iop, path);
-        seg_path(seg, ".index", path, sizeof(path));
-        io_fs_unlink(iop, path);
-        seg_path(seg, ".timeindex", path, sizeof(path));
-        io_fs_unlink(iop, path);
-    }
+    for (int i = 0; i < d->n; i++) seg_remove_files(iop, d->segs[i]);
     return io_fs_fsync_dir(iop, d->log->dir);
 }
 
@@ -2550,7 +2545,7 @@ static void del_apply(storage_log *log, int rc)
         log_warn("storage", "log %s: deleting %d segments below the start offset: %s (the "
                  "next open deletes what is left)", log->dir, d->n, al_strerror(rc));
     for (int i = 0; i < d->n; i++) {
-        d->segs[i]->fd = -1;
+        d->segs[i]->fd = -1; /* closed by the job, or (-ECANCELED) never to be */
         seg_free(d->segs[i]);
     }
     d->n = 0;

@@ -209,6 +209,10 @@ void log_fin_wait(storage_log *log);
 /* Same for the delete job (log.c, "delete jobs"): its files are gone on return. */
 void log_del_wait(storage_log *log);
 
+/* Closes seg's fd (-1 after) and unlinks its .log, .index and .timeindex files through iop
+ * (blocking; the delete job runs it off the shard). */
+void seg_remove_files(io *iop, segment *seg);
+
 /* Writes the .index and .timeindex files of a segment (atomic ritual). Returns 0 or -errno. */
 int seg_write_indexes(storage_log *log, segment *seg);
 

@@ -30,13 +30,7 @@ int storage_log_sync_all(storage_log *log)
 static void seg_drop(storage_log *log, segment *seg)
 {
     AL_ASSERT(!seg->finishing); /* log_fin_wait first */
-    char path[SEG_PATH_MAX + 16];
-    if (seg->fd >= 0) io_fs_close(log->io, seg->fd);
-    static const char *const ext[] = {".log", ".index", ".timeindex"};
-    for (int k = 0; k < 3; k++) {
-        snprintf(path, sizeof(path), "%s%s", seg->stem, ext[k]);
-        io_fs_unlink(log->io, path);
-    }
+    seg_remove_files(log->io, seg);
     free(seg->idx);
     free(seg->tidx);
     seg_bufs_drop(seg);
