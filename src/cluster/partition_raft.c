@@ -334,6 +334,10 @@ int pr_open(partition_manager *pm, pm_partition *p, const topic *t, const char *
      * read back from the log (a copy) when acks free it. The full window keeps them going out
      * as proposed, from the producer's buffer (bytes stay bounded by max_inflight_bytes). */
     rc.raft.max_inflight_msgs = RAFT_INFLIGHT_MAX;
+    /* For tests: a small bound makes "too much uncommitted" (AL_EFULL) reachable. */
+    const char *mu = getenv("AILURUS_RAFT_MAX_UNCOMMITTED");
+    if (mu && *mu && atoll(mu) >= 0 && atoll(mu) <= UINT32_MAX)
+        rc.raft.max_uncommitted = (uint32_t)atoll(mu);
     rc.raft.scratch = &sh->sc;
     sh->hb.self = pr_self();
     rc.log = *cfg;

@@ -40,7 +40,12 @@ static int16_t praft_err(int err)
     case AL_ECLOSED:
         return KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
     case AL_EFULL:
-        return KAFKA_ERR_REQUEST_TIMED_OUT;
+        /* Too much uncommitted (the replicas are behind) or Raft's action queue full: nothing
+         * was written. REQUEST_TIMED_OUT would tell librdkafka "possibly persisted" (it then
+         * cannot tell a retry's OUT_OF_ORDER from a real gap); NOT_ENOUGH_REPLICAS is
+         * retriable and "not persisted" in librdkafka, the Java client, kafkajs and
+         * kafka-python alike. */
+        return KAFKA_ERR_NOT_ENOUGH_REPLICAS;
     case AL_ECORRUPT:
     case AL_EMALFORMED:
     case AL_ETRUNCATED:

@@ -20,8 +20,8 @@ typedef void (*kafka_produce_raft_done_fn)(data_shard *ds, void *arg);
  * replicates each batch as one Raft entry and records the producer state after the local
  * append. acks=all is answered once the last offset is committed (on a majority's disks);
  * acks=1/0 once appended to the leader's log. Leadership lost before the commit ->
- * NOT_LEADER_OR_FOLLOWER (retriable; never a success), too much uncommitted ->
- * REQUEST_TIMED_OUT (retriable). What Raft would refuse (raft_replica_writable) is refused
+ * NOT_LEADER_OR_FOLLOWER (retriable; never a success), too much uncommitted (AL_EFULL) ->
+ * NOT_ENOUGH_REPLICAS (retriable, and "not persisted" for librdkafka: nothing was written). What Raft would refuse (raft_replica_writable) is refused
  * for the whole request before any sequence check, and each retriable refusal that wrote
  * nothing fences the producer (kafka_produce_raft_fence). Fills out (ErrorCode, BaseOffset, LogAppendTimeMs,
  * LogStartOffset) and calls done(ds, arg) exactly once, possibly before returning. records

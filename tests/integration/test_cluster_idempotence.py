@@ -14,17 +14,19 @@ acknowledged record is in the log exactly once, at the offset its acknowledgemen
 
 import collections
 import logging
+import struct
 import threading
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from ailurus_harness import wait_for
+from ailurus_harness import frame, header, kstr, recv_frame, wait_for
 from test_cluster_groups import batch, produce_raw
 from test_cluster_ops import admin_ok, partitions_of
 
 ERR_NONE, ERR_OUT_OF_ORDER, ERR_NOT_ENOUGH_REPLICAS = 0, 45, 19
+ERR_REQUEST_TIMED_OUT = 7
 
 
 class LogCapture(logging.Handler):
@@ -187,3 +189,78 @@ def test_batch_behind_a_refused_one_is_refused_alike(cluster_factory):
     assert base0 < base1 < base2
     assert produce_raw(node, "fx", batch(pid, 0, 2, b"s2")) == (ERR_NONE, base2)  # duplicate
     assert produce_raw(node, "fx", batch(pid, 0, 5, b"s5"))[0] == ERR_OUT_OF_ORDER
+
+
+def produce_pipelined(node, topic, batches, acks=-1):
+    """Produce v3 requests, one batch each, to partition 0, all sent on one connection before
+    any answer is read (the broker handles them concurrently): [(error, base offset)]."""
+    def req(k, b):
+        body = struct.pack(">hhi", -1, acks, 10000) + struct.pack(">i", 1) + kstr(topic)
+        body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(b)) + b
+        return frame(header(0, 3, 100 + k) + body)
+    out = []
+    with node.connect(15) as s:
+        s.sendall(b"".join(req(k, b) for k, b in enumerate(batches)))
+        for k in range(len(batches)):
+            r = recv_frame(s, 20)
+            assert struct.unpack_from(">i", r, 0)[0] == 100 + k
+            pos = 8
+            pos += 2 + struct.unpack_from(">h", r, pos)[0] + 4
+            _, err, base = struct.unpack_from(">ihq", r, pos)
+            out.append((err, base))
+    return out
+
+
+def test_too_much_uncommitted_is_not_enough_replicas(cluster_factory):
+    """A leader with too much uncommitted (Raft's AL_EFULL; AILURUS_RAFT_MAX_UNCOMMITTED=0 makes
+    one uncommitted entry enough) refuses a batch unwritten: that is NOT_ENOUGH_REPLICAS
+    (retriable, "not persisted" for librdkafka), not REQUEST_TIMED_OUT, which librdkafka takes
+    as "possibly persisted" (what the broker answered before). Pipelined Produce requests get
+    only 0 or NOT_ENOUGH_REPLICAS, the log holds exactly the accepted records, and an
+    idempotent producer's batches behind a refused one are refused alike (a refusal fence),
+    never OUT_OF_ORDER_SEQUENCE_NUMBER; retried in order they all append once."""
+    c = cluster_factory(1, env={"AILURUS_RAFT_MAX_UNCOMMITTED": "0"})
+    node = c.nodes[0]
+    a = AdminClient({"bootstrap.servers": c.bootstrap})
+    a.create_topics([NewTopic("uf", 1, 1)], request_timeout=20)["uf"].result(timeout=30)
+    wait_for("uf/0 leader", lambda: partitions_of(c, "uf")[0][0] >= 0, timeout=30)
+    wait_for("uf/0 writable", lambda: produce_raw(node, "uf", batch(-1, -1, -1, b"w"))[0] ==
+             ERR_NONE, timeout=30)
+    accepted, answers = 1, collections.Counter()
+    for rnd in range(20):  # bounded: a round of 16 pipelined requests nearly always has refusals
+        res = produce_pipelined(node, "uf", [batch(-1, -1, -1, b"r%d-%d" % (rnd, k))
+                                             for k in range(16)])
+        answers.update(e for e, _ in res)
+        accepted += sum(1 for e, _ in res if e == ERR_NONE)
+        if answers[ERR_NOT_ENOUGH_REPLICAS] >= 5:
+            break
+    assert set(answers) <= {ERR_NONE, ERR_NOT_ENOUGH_REPLICAS}, answers
+    assert answers[ERR_NOT_ENOUGH_REPLICAS] > 0, answers
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "uf-verify"})
+    try:
+        high = cons.get_watermark_offsets(TopicPartition("uf", 0), timeout=10)[1]
+    finally:
+        cons.close()
+    assert high == accepted, "refused batches were written: high watermark %d, %d accepted" % (
+        high, accepted)
+
+    pid = 5151
+    res = []
+    for rnd in range(20):  # until a refusal leaves a gap behind it
+        res = produce_pipelined(node, "uf", [batch(pid, 0, s, b"i%d" % s) for s in range(8)])
+        if any(e != ERR_NONE for e, _ in res):
+            break
+        pid += 1  # a fresh producer for the next round
+    errs = [e for e, _ in res]
+    assert ERR_NOT_ENOUGH_REPLICAS in errs, errs
+    assert set(errs) <= {ERR_NONE, ERR_NOT_ENOUGH_REPLICAS}, errs
+    first = errs.index(ERR_NOT_ENOUGH_REPLICAS)
+    assert all(e == ERR_NOT_ENOUGH_REPLICAS for e in errs[first:]), errs
+    bases = [b for _, b in res[:first]]
+    for s in range(first, 8):  # the client's retry, in order, one at a time
+        err, base = wait_for("seq %d appended" % s, lambda: (lambda r: r if r[0] == ERR_NONE
+                             else None)(produce_raw(node, "uf", batch(pid, 0, s, b"i%d" % s))),
+                             timeout=30, step=0.05)
+        bases.append(base)
+    assert bases == sorted(set(bases)), bases
+    assert produce_raw(node, "uf", batch(pid, 0, 7, b"i7")) == (ERR_NONE, bases[-1])  # duplicate
