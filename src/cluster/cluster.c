@@ -78,6 +78,16 @@ int cluster_view_brokers(cluster_view_broker *out, int max, int32_t *controller,
     return n;
 }
 
+bool cluster_node_may_take_lead(int32_t id)
+{
+    bool ok = false;
+    pthread_mutex_lock(&g_view_mu);
+    for (int i = 0; i < g_view_n; i++)
+        if (g_view[i].node_id == id) ok = g_view[i].alive && !g_view[i].stopping;
+    pthread_mutex_unlock(&g_view_mu);
+    return ok;
+}
+
 bool cluster_node_alive(int32_t id)
 {
     bool alive = false;
@@ -143,6 +153,13 @@ static bool peer_alive(cluster *cl, int32_t id)
     return ps.connected; /* not a peer of ours yet (no address): rpc's word */
 }
 
+static bool peer_stopping(const cluster *cl, int32_t id)
+{
+    for (int32_t k = 0; k < cl->n_peers; k++)
+        if (cl->peers[k].id == id) return cl->peers[k].stopping;
+    return false;
+}
+
 /* Rebuilds the view from the state, the replica and rpc's liveness. */
 static void view_update(cluster *cl)
 {
@@ -162,6 +179,8 @@ static void view_update(cluster *cl)
         o->cores = b->cores;
         o->membership = b->membership;
         o->alive = b->node_id == cl->self || peer_alive(cl, b->node_id);
+        o->stopping = b->node_id == cl->self ? cl->stopping_announced
+                                             : peer_stopping(cl, b->node_id);
         o->voter = m && raft_config_is_voter(m, b->node_id);
         o->learner = m && raft_config_is_learner(m, b->node_id);
     }
@@ -169,7 +188,8 @@ static void view_update(cluster *cl)
     cluster_view_broker *old = g_view;
     bool moved = g_view_n != st->n_brokers;
     for (int32_t i = 0; !moved && i < st->n_brokers; i++)
-        moved = old[i].node_id != v[i].node_id || old[i].alive != v[i].alive;
+        moved = old[i].node_id != v[i].node_id || old[i].alive != v[i].alive ||
+                old[i].stopping != v[i].stopping;
     g_view = v;
     g_view_n = st->n_brokers;
     g_view_controller = cl->leader;
@@ -1006,14 +1026,36 @@ static void ping_peers(cluster *cl)
     uint64_t now = io_now_ns(cl->io);
     if (now - cl->last_ping_ns < PING_NS) return;
     cl->last_ping_ns = now;
-    uint8_t b = 0;
+    uint8_t b = cl->stopping_announced ? 1 : 0;
     for (int32_t i = 0; i < cl->n_peers; i++)
         rpc_send(cl->rpc, cl->peers[i].id, CLUSTER_RPC_PING, &b, 1);
 }
 
+/* Arriving is its liveness; its byte says whether the sender is shutting down. */
 static void ping_handler(rpc *r, void *ctx, const rpc_msg *m)
 {
-    (void)r, (void)ctx, (void)m; /* arriving is all it has to do */
+    (void)r;
+    cluster *cl = ctx;
+    bool stopping = m->len >= 1 && m->payload[0] == 1;
+    for (int32_t k = 0; k < cl->n_peers; k++) {
+        struct cl_peer *p = &cl->peers[k];
+        if (p->id != m->from || p->stopping == stopping) continue;
+        p->stopping = stopping;
+        log_info("cluster", "node %" PRId32 " %s", m->from,
+                 stopping ? "is shutting down: it is handed no leadership"
+                          : "is no longer shutting down (restarted)");
+        if (!cl->stopping) view_update(cl); /* at once: balancers read the view */
+    }
+}
+
+void cluster_announce_stopping(void)
+{
+    cluster *cl = g_cluster;
+    if (!cl || cl->stopping || cl->stopping_announced) return;
+    cl->stopping_announced = true;
+    cl->last_ping_ns = 0; /* the next ping_peers sends at once */
+    ping_peers(cl);
+    view_update(cl);
 }
 
 static void slow_step(cluster *cl)

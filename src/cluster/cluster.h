@@ -38,7 +38,8 @@ enum {
     CLUSTER_ELECTION_MS = 1500,  /* controller and partitions: election timeout base */
     CLUSTER_HEARTBEAT_MS = 150,
     CLUSTER_TICK_MS = 10,
-    CLUSTER_RPC_PING = 34, /* RPC_T_USER + 2: one-way liveness ping between nodes */
+    CLUSTER_RPC_PING = 34, /* RPC_T_USER + 2: one-way liveness ping between nodes; its one
+                            * byte: 1 = the sender is shutting down, 0 = it is not */
     CLUSTER_LIVENESS_MS = 3000, /* a peer heard from within this (pings: every 1 s) is alive */
 };
 
@@ -190,11 +191,26 @@ typedef struct cluster_view_broker {
     bool alive;         /* this node, or connected through rpc (HELLO done) and heard from
                          * (any message) within CLUSTER_LIVENESS_MS */
     bool voter, learner; /* in the controller group's membership (as this node sees it) */
+    bool stopping;       /* shutting down (controlled shutdown): this node since its hand-over
+                          * started (cluster_shutdown_started), a peer since its ping said
+                          * so; hand it no leadership (cluster_node_may_take_lead) */
 } cluster_view_broker;
 
 /* Whether node id is alive in the view (any thread; false for an unknown id or outside
  * cluster mode). */
 bool cluster_node_alive(int32_t id);
+
+/* Whether node id may be handed a leadership (any thread): alive in the view and not
+ * shutting down (cluster_view_broker.stopping). */
+bool cluster_node_may_take_lead(int32_t id);
+
+/*
+ * Shard 0 (the cluster's shard): this node's controlled shutdown started: tells every peer
+ * at once (a CLUSTER_RPC_PING whose byte is 1; every later ping says it again) so that their
+ * balancers and hand-overs stop picking this node, and marks this node stopping in the view.
+ * A restarted process pings 0, which clears the mark on the peers.
+ */
+void cluster_announce_stopping(void);
 
 /* The number of ACTIVE brokers in the view (any thread), -1 when not in cluster mode. */
 int32_t cluster_active_brokers(void);

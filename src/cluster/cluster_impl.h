@@ -52,6 +52,7 @@ typedef struct cluster {
     reactor_timer tick;
     uint64_t last_slow_ns, last_ping_ns;
     bool stopping;
+    bool stopping_announced; /* controlled shutdown started (cluster_announce_stopping) */
 
     /* role of group 0 */
     int role;
@@ -98,6 +99,7 @@ typedef struct cluster {
         uint64_t heard_ns;          /* when they last moved (0: never) */
         uint64_t fails;      /* connect errors + disconnects accepted as past (heard since) */
         uint64_t last_fails; /* ... at the previous look */
+        bool stopping;       /* its pings say it is shutting down (controlled shutdown) */
     } *peers;
     int32_t n_peers, cap_peers;
 } cluster;

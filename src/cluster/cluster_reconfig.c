@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "cluster/cluster.h"
 #include "cluster/cluster_opsapi.h"
+#include "cluster/cluster_shutdown.h"
 #include "cluster/data_plane.h"
 #include "cluster/partition_raft.h"
 #include "raft/raft.h"
@@ -42,6 +43,7 @@ struct cr_shard {
     reactor_shard *rs;
     reactor_timer timer; /* every CR_PERIOD_MS */
     uint64_t last_ns, last_balance_ns;
+    uint64_t balance_ns; /* CR_BALANCE_MS, or AILURUS_BALANCE_MS (tests) */
     cluster_view_broker *view; /* [CLUSTER_VIEW_MAX] */
     int n_view;
     struct cr_unassigned un[CR_UNASSIGNED_MAX];
@@ -89,11 +91,12 @@ static const cluster_view_broker *view_find(const struct cr_shard *cs, int32_t i
     return NULL;
 }
 
-/* Whether node id may lead: ACTIVE and connected (this node counts as connected). */
+/* Whether node id may lead: ACTIVE, connected (this node counts as connected) and not
+ * shutting down. */
 static bool may_lead(const struct cr_shard *cs, int32_t id)
 {
     const cluster_view_broker *b = view_find(cs, id);
-    return b && b->membership == CONTROLLER_NODE_ACTIVE && b->alive;
+    return b && b->membership == CONTROLLER_NODE_ACTIVE && b->alive && !b->stopping;
 }
 
 static bool assign_has(const topic_assignment *a, int32_t id)
@@ -231,12 +234,14 @@ static bool drive_move(struct cr_shard *cs, pm_partition *p, const topic_assignm
     return true;
 }
 
-/* Whether this node is draining (maintenance or decommissioning) in the shard's view. */
+/* Whether this node is draining (maintenance or decommissioning) in the shard's view, or
+ * shutting down (its controlled shutdown hands its leaderships away meanwhile). */
 static bool self_draining(const struct cr_shard *cs, int32_t self)
 {
     const cluster_view_broker *me = view_find(cs, self);
-    return me && (me->membership == CONTROLLER_NODE_DRAINING ||
-                  me->membership == CONTROLLER_NODE_DECOMMISSIONING);
+    return cluster_shutdown_started() ||
+           (me && (me->membership == CONTROLLER_NODE_DRAINING ||
+                   me->membership == CONTROLLER_NODE_DECOMMISSIONING));
 }
 
 /* How long the group has been leaderless while held back here (0 on the first sight; the
@@ -258,6 +263,7 @@ static uint64_t leaderless_for(struct cr_shard *cs, uint64_t group, uint64_t now
 static void drive_campaign(struct cr_shard *cs, pm_partition *p, int32_t self, bool draining,
                            uint64_t now)
 {
+    if (cluster_shutdown_started()) return; /* the controlled shutdown stopped campaigning */
     struct peer_ctx pc = {cs, p->rr};
     cr_peer_fns f = {peer_match, peer_may_lead, &pc};
     bool may = cluster_reconfig_may_campaign(raft_replica_membership(p->rr), self, draining, &f);
@@ -389,6 +395,9 @@ static struct cr_shard *cr_get(void)
         return NULL;
     }
     cs->rs = rs;
+    const char *bm = getenv("AILURUS_BALANCE_MS"); /* for tests: a faster balancer */
+    cs->balance_ns = (bm && atoll(bm) > 0 && atoll(bm) <= 3600000 ? (uint64_t)atoll(bm)
+                                                                  : CR_BALANCE_MS) * 1000000ull;
     reactor_timer_init(&cs->timer, cr_timer_fire, cs);
     reactor_timer_add(rs, &cs->timer, io_now_ns(reactor_io(rs)) + CR_PERIOD_MS * 1000000ull,
                       NULL);
@@ -415,7 +424,7 @@ void cluster_reconfig_tick(uint64_t now_ns)
     int n = cluster_view_brokers(cs->view, CLUSTER_VIEW_MAX, &ctl, NULL);
     cs->n_view = n < 0 ? 0 : AL_MIN(n, CLUSTER_VIEW_MAX);
     bool balance = cluster_reconfig_balancer() &&
-                   now_ns - cs->last_balance_ns >= CR_BALANCE_MS * 1000000ull;
+                   now_ns - cs->last_balance_ns >= cs->balance_ns;
     if (balance) cs->last_balance_ns = now_ns;
     for (uint32_t i = 0; i < cs->n_un; i++) cs->un[i].seen = false;
     for (uint32_t i = 0; i < cs->n_ll; i++) cs->ll[i].seen = false;

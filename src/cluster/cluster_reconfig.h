@@ -24,7 +24,11 @@
  *     the group stays leaderless for CR_DRAIN_ELECT_MS anyway (the active voters cannot win,
  *     e.g. their logs are behind ours), it campaigns: availability beats draining, and the
  *     hand-over above moves the leadership on once an active voter has caught up.
- *   - Leader balancing: every CR_BALANCE_MS a leader whose partition's preferred leader (the
+ *   - Shutting down: "may lead" (above and below) also excludes a node whose pings say it is
+ *     shutting down (cluster_view_broker.stopping); a node shutting down counts itself as
+ *     draining and leaves its campaign flags to the controlled shutdown (cluster_shutdown.h).
+ *   - Leader balancing: every CR_BALANCE_MS (AILURUS_BALANCE_MS in the environment, for
+ *     tests) a leader whose partition's preferred leader (the
  *     first ACTIVE, connected voter in assignment order) is another node transfers the
  *     leadership there. Placement spreads preferred leaders evenly over nodes and shards, so
  *     this evens out leaders after restarts and failovers (Kafka's preferred-leader

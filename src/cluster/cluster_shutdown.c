@@ -38,8 +38,9 @@ bool cluster_shutdown_started(void)
     return atomic_load_explicit(&g_started, memory_order_acquire);
 }
 
-/* The alive voter of rr's group other than self that has the most of the log (the transfer
- * waits until it has all of it), or -1. The group's shard. */
+/* The voter of rr's group other than self that may take the lead (alive, not stopping) and
+ * has the most of the log (the transfer waits until it has all of it), or -1. The group's
+ * shard. */
 static int32_t cs_pick(raft_replica *rr, int32_t self)
 {
     const raft_config *c = raft_replica_membership(rr);
@@ -47,7 +48,7 @@ static int32_t cs_pick(raft_replica *rr, int32_t self)
     int64_t best_match = INT64_MIN;
     for (int i = 0; i < c->n_voters && i < RAFT_MAX_NODES; i++) {
         int32_t id = c->voters[i];
-        if (id == self || !cluster_node_alive(id)) continue;
+        if (id == self || !cluster_node_may_take_lead(id)) continue; /* not one stopping too */
         int64_t m = raft_replica_match(rr, id);
         if (best < 0 || m > best_match) {
             best = id;
@@ -134,6 +135,7 @@ static void cs_begin_msg(reactor_shard *self, const struct reactor_msg *msg)
         reactor_timer_init(&cs->timer, cs_timer_fire, cs);
     }
     cs->on = true;
+    if (reactor_shard_index(self) == 0) cluster_announce_stopping(); /* peers pick us no more */
     cs_timer_fire(&cs->timer);
 }
 

@@ -259,3 +259,91 @@ def test_second_sigterm_skips_the_wait(cluster_factory):
     node.check_log()
     log = node.log_text()
     assert "again: stopping now" in log, log[-4000:]
+
+
+def test_stopping_node_is_handed_no_leadership(cluster_factory):
+    """A node shutting down is handed no leadership back (cluster_announce_stopping): its
+    pings tell the peers at once, whose balancers and hand-overs then skip it. With the leader
+    balancer every 200 ms (AILURUS_BALANCE_MS), the preferred leader X of some partitions of
+    an RF-3 topic gets SIGTERM under an idempotent acks=all producer: before the notice, the
+    other nodes' balancers handed X's partitions straight back to X (their preferred leader,
+    still ACTIVE and connected) while it was handing them away. Checked: X's log has no
+    "leader in term" line after its hand-over started, the peers logged the notice, X exits
+    0, the producer saw no error, and every acknowledged record is stored once."""
+    c = cluster_factory(3, args=["--controlled-shutdown-timeout-ms", str(TIMEOUT_MS)],
+                        env={"AILURUS_BALANCE_MS": "200"})
+    topic = "cs-nolead"
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic(topic, PARTS, 3)], request_timeout=20)[topic].result(30)
+    parts, ctl = agreed_metadata(c, topic, [0, 1, 2], pred=settled)
+    # X: a node leading partitions as their preferred leader, not the controller (whose own
+    # hand-over is test_sigterm_hands_leaderships_over_before_exit's subject)
+    leaders = sorted({lead for lead, _, _ in parts.values()} - {ctl})
+    assert leaders, parts
+    x = leaders[0]
+    xi = x - c.nodes[0].node_id
+    mine = sorted(p for p, (lead, _, _) in parts.items() if lead == x)
+    others = [i for i in range(3) if i != xi]
+
+    acked, errors, lock = [], [], threading.Lock()
+
+    def cb(err, msg):
+        with lock:
+            if err:
+                errors.append(err)
+            else:
+                acked.append(msg.value().decode())
+
+    prod = Producer({"bootstrap.servers": c.bootstrap, "acks": "all",
+                     "enable.idempotence": True, "message.timeout.ms": 90000, "linger.ms": 2})
+    stop_producing = threading.Event()
+    sent = [0]
+
+    def produce():
+        i = 0
+        while not stop_producing.is_set() and i < 200000:
+            prod.produce(topic, value=b"n%07d" % i, partition=i % PARTS, on_delivery=cb)
+            prod.poll(0)
+            i += 1
+            time.sleep(0.002)
+        sent[0] = i
+
+    writer = threading.Thread(target=produce)
+    writer.start()
+    try:
+        wait_for("records acknowledged before the shutdown", lambda: len(acked) >= 300,
+                 timeout=60)
+        proc = c.nodes[xi].proc
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(TIMEOUT_MS / 1000.0 + 30)
+        c.nodes[xi].proc = None
+        c.nodes[xi].log_file.close()
+        assert rc == 0, "node %d exited %d after SIGTERM:\n%s" % (
+            x, rc, c.nodes[xi].log_text()[-4000:])
+        c.nodes[xi].check_log()
+        log = c.nodes[xi].log_text()
+        start = log.find("controlled shutdown: handing leaderships")
+        assert start >= 0, log[-4000:]
+        regained = [line for line in log[start:].splitlines() if "leader in term" in line]
+        assert not regained, "node %d was handed leaderships while shutting down:\n%s" % (
+            x, "\n".join(regained[:10]))
+        for i in others:
+            assert "node %d is shutting down" % x in c.nodes[i].log_text(), i
+        with lock:
+            at_stop = len(acked)
+        wait_for("records acknowledged after the shutdown", lambda: len(acked) >= at_stop + 200,
+                 timeout=60)
+    finally:
+        stop_producing.set()
+        writer.join(30)
+    left = prod.flush(120)
+    assert left == 0, "%d undelivered" % left
+    assert not errors, errors[:5]
+    assert len(acked) == sent[0], (len(acked), sent[0])
+    disk = stored(",".join(c.nodes[i].addr for i in others), topic, range(PARTS))
+    values = [v for p in disk for v in disk[p]]
+    assert len(values) == len(set(values)), "records stored twice"
+    assert set(values) == set(acked), ("acked records missing or extra records",
+                                       len(set(acked) - set(values)),
+                                       len(set(values) - set(acked)))
+    print("node %d (preferred leader of %r) stopped; %d records" % (x, mine, len(acked)))
