@@ -18,6 +18,11 @@ fdatasync after each, as `make bench` does) and reports each run's ack p99 also 
 that round's fdatasync p99 (`ack_p99_vs_fsync`), so latency is read against the disk's own
 tail at the time.
 
+With --before "ARGS", each run first drives the fresh broker with `ailurus bench ARGS
+--topic before` (not measured), then measures the scenario on the same broker, as `make bench`
+runs its open-loop scenarios after its flat-out ones: what a burst leaves behind (sealed
+segments to finish, a full cache) is then part of what is measured.
+
 Everything after `--` goes to `ailurus bench` (the same bench binary, --bench-bin, drives both
 brokers, default B). Data directories live under --dir (default /tmp/ailurus-cmp) and are
 removed after each run.
@@ -36,7 +41,7 @@ from bench_broker import (PRODUCE_LAT, WRITE_LAT, Broker, cpu_seconds,  # noqa: 
                           fsync_p99_ms, hist_count, hist_quantile, scrape_histograms)
 
 
-def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None):
+def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None, before=None):
     data = os.path.join(root, "data")
     shutil.rmtree(data, ignore_errors=True)
     saved = dict(os.environ)
@@ -48,6 +53,12 @@ def run_once(broker_bin, bench_bin, root, smp, bench_args, extra, env=None):
         os.environ.update(saved)
     out = os.path.join(root, "run.json")
     try:
+        if before:
+            cmd = [bench_bin, "bench", "--brokers", b.addr, "--quiet", "--topic", "before"]
+            r = subprocess.run(cmd + before, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=600)
+            if r.returncode != 0:
+                sys.stderr.write(r.stdout.decode(errors="replace"))
         c0 = cpu_seconds(b.proc.pid)
         h0 = scrape_histograms(b.admin) if b.admin else None
         t0 = time.monotonic()
@@ -102,6 +113,9 @@ def main():
                          "malloc tunable with one binary")
     ap.add_argument("--fsync-probe", type=int, default=0,
                     help="seconds of fio fdatasync latency probe before each A/B round")
+    ap.add_argument("--before", default="",
+                    help="`ailurus bench` arguments of an unmeasured run on the same broker "
+                         "before each measured one (e.g. a flat-out burst)")
     ap.add_argument("bench_args", nargs=argparse.REMAINDER)
     o = ap.parse_args()
     args = [a for a in o.bench_args if a != "--"]
@@ -118,7 +132,7 @@ def main():
             order = (("A", o.a), ("B", o.b)) if i % 2 == 0 else (("B", o.b), ("A", o.a))
             for name, binary in order:
                 r = run_once(binary, bench_bin, o.dir, o.smp, args, o.broker_arg,
-                             benv if name == "B" else None)
+                             benv if name == "B" else None, o.before.split())
                 r["ack_p99_vs_fsync"] = r["ack_p99"] / fs if fs else 0.0
                 res[name].append(r)
                 print("run %d %s: %.1f MB/s ack_p50 %.1f ack_p99 %.1f ms (%.2fx fsync p99) "

@@ -376,6 +376,17 @@ fail:
     return err;
 }
 
+int io_fs_write_lazy(io *self, const char *path, const void *data, size_t len)
+{
+    int fd = io_fs_open(self, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return fd;
+    int err = fs_pwrite_all(self, fd, data, len, 0);
+    int cerr = io_fs_close(self, fd);
+    if (!err) err = cerr;
+    if (err) io_fs_unlink(self, path);
+    return err;
+}
+
 int io_fs_read_all(io *self, const char *path, size_t max, uint8_t **out, size_t *len)
 {
     *out = NULL;

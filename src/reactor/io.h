@@ -256,6 +256,11 @@ void io_fs_list_free(char **names, int n);
  */
 int io_fs_write_atomic(io *io, const char *path, const void *data, size_t len);
 
+/* Writes data to path (created or truncated) with no sync: durable whenever the kernel writes
+ * it back. Only for files whose reader checks them (CRC, sizes) and falls back when they are
+ * missing, short or stale: a crash may leave any of those. Returns 0 or -errno. */
+int io_fs_write_lazy(io *io, const char *path, const void *data, size_t len);
+
 /* Reads a whole small file into a malloc'd buffer (*out, *len), at most max bytes.
  * Returns 0, -ENOENT, -EFBIG (over max) or -errno. */
 int io_fs_read_all(io *io, const char *path, size_t max, uint8_t **out, size_t *len);

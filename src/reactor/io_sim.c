@@ -73,6 +73,7 @@ struct sim_disk {
     uint64_t lw_off, lw_len;
     struct sim_fault faults[IO_SIM_FAULT_COUNT];
     uint64_t fault_count;
+    uint64_t fs_syncs; /* io_fs_fsync / fdatasync / fsync_dir calls (io_sim_fs_sync_count) */
 };
 
 struct sim_chunk {
@@ -759,6 +760,7 @@ static int sim_fs_fsync(io *x, int fd, bool datasync)
 {
     struct sim_io *s = sio_of(x);
     if (s->dead) return -EIO;
+    s->node->disk.fs_syncs++;
     struct sim_fd *f = fd_get(s, fd, FD_FILE);
     return f ? file_sync(s, f) : -EBADF;
 }
@@ -923,6 +925,7 @@ static int sim_fs_fsync_dir(io *x, const char *path)
     struct sim_io *s = sio_of(x);
     if (s->dead) return -EIO;
     struct sim_disk *d = &s->node->disk;
+    d->fs_syncs++;
     char p[4096];
     int err = path_norm(path, p, sizeof(p));
     if (!err) err = disk_dir_ok(d, p);
@@ -1790,6 +1793,11 @@ void io_sim_fault_at(io *x, enum io_sim_fault f, uint64_t nth)
 uint64_t io_sim_fault_count(io *x)
 {
     return sio_of(x)->node->disk.fault_count;
+}
+
+uint64_t io_sim_fs_sync_count(io *x)
+{
+    return sio_of(x)->node->disk.fs_syncs;
 }
 
 static int part_ensure(io_sim_world *w)

@@ -138,6 +138,9 @@ void io_sim_fault_set(io *node, enum io_sim_fault f, uint32_t ppm);
 void io_sim_fault_at(io *node, enum io_sim_fault f, uint64_t nth);
 /* Number of faults injected so far on the node (all kinds). */
 uint64_t io_sim_fault_count(io *node);
+/* Synchronous sync calls made on the node so far (io_fs_fsync, io_fs_fdatasync,
+ * io_fs_fsync_dir; not the log's durable write ops), for tests of what a path syncs. */
+uint64_t io_sim_fs_sync_count(io *node);
 
 /* Makes a directory and its missing parents, durably (test set-up). Returns 0 or -errno. */
 int io_sim_fs_mkdir_p(io *node, const char *path);

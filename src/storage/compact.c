@@ -368,7 +368,7 @@ static int swap_segment(storage_log *log, segment *seg)
     if (log->cfg.cache) storage_cache_drop(log->cfg.cache, log->cfg.log_id, seg->base, seg->last);
     log_debug("storage", "compacted %s.log: %" PRIu64 " -> %" PRIu64 " bytes", seg->stem,
               old_size, seg->size);
-    return seg_write_indexes(log, seg);
+    return seg_write_indexes(log, log->io, seg, true);
 }
 
 /* Phase 2 step: rewrites up to budget bytes of input. */

@@ -267,6 +267,7 @@ typedef struct storage_log_buf_info {
     uint64_t zero_waits;  /* write starts deferred: the write reached a zero write in flight */
     uint64_t finish_jobs; /* housekeeping's finish jobs completed (off the shard's thread) */
     uint64_t delete_jobs; /* jobs that deleted segments below the start offset (same) */
+    uint64_t scanned_segments; /* segments the open scanned batch by batch (no valid indexes) */
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 

@@ -97,6 +97,8 @@ typedef struct compact_state {
     uint64_t out_norec; /* keep_all: output bytes since the last batch holding a record */
 } compact_state;
 
+#define LOG_FIN_MAX 16 /* segments per finish job and per delete job */
+
 struct storage_log {
     io *io;
     storage_log_config cfg;
@@ -172,8 +174,8 @@ struct storage_log {
         struct storage_log *log;
         io_op op;
         int n;
-        segment *segs[16];
-        int rc[16];
+        segment *segs[LOG_FIN_MAX];
+        int rc[LOG_FIN_MAX];
     } fin;
     uint64_t fin_jobs; /* finish jobs completed (storage_log_buf_info) */
     /* Deleting segments below the start offset off the shard's thread (log.c, "delete
@@ -183,11 +185,11 @@ struct storage_log {
         struct storage_log *log;
         io_op op;
         int n;
-        segment *segs[16];
+        segment *segs[LOG_FIN_MAX];
     } del;
     uint64_t del_jobs; /* delete jobs completed (storage_log_buf_info) */
+    uint64_t scanned_segs; /* segments recovery scanned at open (storage_log_buf_info) */
 };
-#define LOG_FIN_MAX 16
 
 /* Lets go of a segment's write buffers (their chunks live on while the cache points in). */
 void seg_bufs_drop(segment *seg);
@@ -213,8 +215,10 @@ void log_del_wait(storage_log *log);
  * (blocking; the delete job runs it off the shard). */
 void seg_remove_files(io *iop, segment *seg);
 
-/* Writes the .index and .timeindex files of a segment (atomic ritual). Returns 0 or -errno. */
-int seg_write_indexes(storage_log *log, segment *seg);
+/* Writes the .index and .timeindex files of a segment through iop: durable = the atomic
+ * ritual (io_fs_write_atomic), else with no sync (io_fs_write_lazy; their reader checks them).
+ * Returns 0 or -errno. */
+int seg_write_indexes(storage_log *log, io *iop, segment *seg, bool durable);
 
 /* Compaction step (compact.c): at most budget bytes of input. Returns 1 if more to do, 0 idle,
  * or negative. Frees its state on error. */
