@@ -33,6 +33,7 @@ static void flush_kick(storage_log *log);
 static void reads_unpark(storage_log *log);
 static void trunc_try(storage_log *log);
 static int log_truncate(storage_log *log, int64_t offset, int werr);
+static void log_fail(storage_log *log, const char *what, int err);
 
 void storage_log_config_default(storage_log_config *c)
 {
@@ -573,36 +574,123 @@ static void segs_remove_front(storage_log *log, int n)
     log->nsegs -= n;
 }
 
-/* Creates a new active segment at the next offset with `term` (file created, directory
- * synced). Seals the current active segment. */
+/*
+ * ---- roll jobs ----
+ *
+ * A roll creates the next segment's file (open O_CREAT|O_TRUNC) and makes its name durable
+ * (directory fsync): 1-2 ms each, far more behind a busy ext4 journal, so neither runs on the
+ * shard. log_roll pushes the new segment at once (appends buffer into its memory as usual)
+ * and hands the file work to an io_offload job; the segment's fd stays -1 until the job's
+ * callback sets it, and write_start does not write a segment without an fd (the callback
+ * kicks the flush). So no byte of the segment is written, let alone reported durable
+ * (log->durable, flush waiters), before its name is durable: the ordering of the synchronous
+ * roll, without the wait. An empty active segment the roll replaces (a new term before any
+ * append) leaves segs[] at once; the same job closes and unlinks its file before creating the
+ * new one (same directory fsync). At most one job per log: the new segment is always the
+ * last, and a roll with a job still in flight waits for it (log_mk_wait, blocking; counted in
+ * roll_waits). Truncation, close, abandon and Raft's restart/drop paths wait for it too. A
+ * failed job fails the log (log_fail); a crash before the job ran leaves no file, or an empty
+ * one, which recovery handles as any empty last segment.
+ */
+static int mk_job(io *iop, void *arg)
+{
+    struct log_mk *m = arg;
+    if (m->old) seg_remove_files(iop, m->old);
+    char path[SEG_PATH_MAX + 16];
+    seg_path(m->seg, ".log", path, sizeof(path));
+    int flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC;
+    int fd = io_fs_open(iop, path, flags | O_DIRECT, 0644);
+    if (fd == -EINVAL) { /* as seg_open_data: the file system refuses O_DIRECT */
+        fd = io_fs_open(iop, path, flags, 0644);
+        m->no_direct = fd >= 0;
+    }
+    if (fd < 0) return fd;
+    m->fd = fd;
+    return io_fs_fsync_dir(iop, m->log->dir);
+}
+
+/* The job's result, on the shard (callback or log_mk_wait). res -ECANCELED: the job never ran
+ * (crashed simulator io). */
+static void mk_apply(storage_log *log, int res)
+{
+    struct log_mk *m = &log->mk;
+    AL_ASSERT(log->cbusy && m->seg && m->seg->fd < 0);
+    log->cbusy = false;
+    log->roll_jobs++;
+    if (m->old) {
+        m->old->fd = -1; /* closed by the job, or never to be */
+        seg_free(m->old);
+        m->old = NULL;
+    }
+    segment *seg = m->seg;
+    m->seg = NULL;
+    if (res != -ECANCELED) seg->fd = m->fd; /* also after an error: close closes it */
+    if (m->no_direct && !log->warned_no_direct) {
+        log->warned_no_direct = true;
+        log_warn("storage", "O_DIRECT not supported for %s.log; using buffered I/O", seg->stem);
+    }
+    if (res < 0 && res != -ECANCELED && !log->failed) {
+        char what[SEG_PATH_MAX + 160];
+        snprintf(what, sizeof(what), "creating segment file %s.log (open, directory fsync); "
+                 "check the data directory's permissions, space and inodes", seg->stem);
+        log_fail(log, what, res);
+    }
+}
+
+static void mk_done(io_op *op)
+{
+    storage_log *log = op->ctx;
+    mk_apply(log, op->res);
+    if (!log->failed) flush_kick(log); /* writes of the new segment waited for its fd */
+}
+
+void log_mk_wait(storage_log *log)
+{
+    if (!log->cbusy) return;
+    mk_apply(log, io_offload_finish(log->io, &log->mk.op));
+}
+
+/* Creates a new active segment at the next offset with `term` (its file by a roll job, see
+ * above). Seals the current active segment, or replaces it when it is empty. Returns 0, 1 if
+ * it waited for the previous roll's job (the caller kicks the flush for its waiters), or
+ * -errno / AL_EFAILED. */
 static int log_roll(storage_log *log, int32_t term)
 {
-    if (log->nsegs) { /* an empty active segment is replaced, not kept (same base offset) */
-        segment *a = log->segs[log->nsegs - 1];
-        if (a->size == 0) {
-            seg_destroy_files(log, a);
-            log->nsegs--;
-        }
+    int waited = 0;
+    if (log->cbusy) {
+        log->roll_waits++;
+        log_mk_wait(log);
+        if (log->failed) return AL_EFAILED;
+        waited = 1;
     }
     segment *seg = seg_new(log, log->high, term);
     if (!seg) return -ENOMEM;
-    char path[SEG_PATH_MAX + 16];
-    seg_path(seg, ".log", path, sizeof(path));
-    int fd = seg_open_data(log, path, O_RDWR | O_CREAT | O_TRUNC);
-    if (fd < 0) {
-        seg_free(seg);
-        return fd;
+    int rc = seg_buf_reserve(log, seg, SEG_ALIGN);
+    segment *old = NULL;
+    if (rc == 0 && log->nsegs) { /* an empty active segment is replaced, not kept (same base) */
+        segment *a = log->segs[log->nsegs - 1];
+        if (a->size == 0) {
+            AL_ASSERT(!a->finishing && !(log->zbusy && log->zseg == a));
+            old = a;
+            log->nsegs--;
+        }
     }
-    seg->fd = fd;
-    int rc = io_fs_fsync_dir(log->io, log->dir);
-    if (rc == 0) rc = seg_buf_reserve(log, seg, SEG_ALIGN);
-    if (rc == 0) rc = segs_push(log, seg);
+    if (rc == 0) rc = segs_push(log, seg); /* cannot fail when old left a slot */
     if (rc < 0) {
-        seg_destroy_files(log, seg);
+        seg_free(seg);
         return rc;
     }
     if (log->nsegs > 1) log->segs[log->nsegs - 2]->sealed = true; /* finished by housekeeping */
-    return 0;
+    struct log_mk *m = &log->mk;
+    m->log = log;
+    m->seg = seg;
+    m->old = old;
+    m->fd = -1;
+    m->no_direct = false;
+    m->op = (io_op){.cb = mk_done, .ctx = log};
+    log->cbusy = true;
+    io_offload(log->io, &m->op, mk_job, m);
+    return waited;
 }
 
 static bool seg_finishable(const storage_log *log, const segment *s)
@@ -1133,6 +1221,7 @@ static void write_start(storage_log *log)
         }
     }
     if (!seg) return;
+    if (seg->fd < 0) return; /* its roll job is creating the file (mk_done kicks the flush) */
     if (zero_overlaps(log, seg, AL_ALIGN_UP(seg->size, (uint64_t)SEG_ALIGN))) {
         log->zero_waits++; /* started again when the zero write completes (zero_cb) */
         return;
@@ -1377,7 +1466,7 @@ static int nospace_probe(storage_log *log)
         return -ENOSPC;
     log->nospace_probe_ns = now;
     segment *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
-    if (seg && !seg->finished) {
+    if (seg && !seg->finished && seg->fd >= 0) {
         uint64_t target = alloc_target(log, seg, seg->size + 1);
         if (target > seg->alloc) {
             int rc = io_fs_fallocate(log->io, seg->fd, 0, seg->alloc, target - seg->alloc);
@@ -1419,8 +1508,11 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
                  io_wall_ms(log->io) - seg->created_ms >= log->cfg.segment_ms) ||
                 log->high + nrec - seg->base > INT32_MAX;
     int rc;
+    bool kick = false;
     if (roll) {
         if ((rc = log_roll(log, term)) < 0) return rc;
+        kick = rc == 1 && log->waiters; /* it waited for a roll job: the old segment's
+                                          writes may start now */
         seg = log->segs[log->nsegs - 1];
     }
     if ((rc = seg_buf_reserve(log, seg, seg->size + len)) < 0) return rc;
@@ -1456,7 +1548,7 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
     seg->size = pos;
     log->appended += len;
     res->last_offset = log->high - 1;
-    if (log_unwritten(log) >= log->cfg.flush_bytes) flush_kick(log);
+    if (kick || log_unwritten(log) >= log->cfg.flush_bytes) flush_kick(log);
     return 0;
 }
 
@@ -2339,7 +2431,8 @@ int storage_log_close(storage_log *log)
     if (!log->failed && log->high - 1 > log->durable &&
         storage_log_flush_wait(log, log->high - 1, &w) == 0) {
         /* Poll only while something is in flight that can complete the flush. */
-        for (int guard = 0; !done && (log_busy(log) || log->reads_inflight) && guard < 1000000;
+        for (int guard = 0;
+             !done && (log_busy(log) || log->cbusy || log->reads_inflight) && guard < 1000000;
              guard++)
             io_poll(log->io, UINT64_MAX);
         if (!done) log_warn("storage", "log %s: closing before its final flush", log->dir);
@@ -2349,6 +2442,7 @@ int storage_log_close(storage_log *log)
     if (log->trunc) trunc_try(log);
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
+    log_mk_wait(log);
     log_fin_wait(log);
     log_del_wait(log);
     if (!log->failed) log_finish_sealed(log);
@@ -2378,7 +2472,8 @@ void storage_log_abandon(storage_log *log)
     uint64_t until = io_now_ns(log->io) + 5000000000ull;
     for (int guard = 0; log->zbusy && guard < 10000 && io_now_ns(log->io) < until; guard++)
         io_poll(log->io, io_now_ns(log->io) + 10000000ull);
-    log_fin_wait(log); /* a dead io never runs these (-ECANCELED) */
+    log_mk_wait(log); /* a dead io never runs these (-ECANCELED) */
+    log_fin_wait(log);
     log_del_wait(log);
     compact_state *cs = &log->cs;
     free(cs->out_buf);
@@ -2433,6 +2528,7 @@ static int seg_find_batch(storage_log *log, segment *seg, int64_t offset, uint64
 static int log_truncate(storage_log *log, int64_t offset, int werr)
 {
     AL_ASSERT(!log_busy(log));
+    log_mk_wait(log); /* the active segment may go, or be cut: its file must exist */
     log_fin_wait(log);
     int rc = 0;
     bool dir_changed = false;
@@ -2752,6 +2848,8 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
     out->finish_jobs = log->fin_jobs;
     out->delete_jobs = log->del_jobs;
     out->scanned_segments = log->scanned_segs;
+    out->roll_jobs = log->roll_jobs;
+    out->roll_waits = log->roll_waits;
     if (!log->nsegs) return;
     const segment *a = log->segs[log->nsegs - 1];
     /* Chunks, each once (buffers may share one). */

@@ -268,6 +268,9 @@ typedef struct storage_log_buf_info {
     uint64_t finish_jobs; /* housekeeping's finish jobs completed (off the shard's thread) */
     uint64_t delete_jobs; /* jobs that deleted segments below the start offset (same) */
     uint64_t scanned_segments; /* segments the open scanned batch by batch (no valid indexes) */
+    uint64_t roll_jobs;   /* segment rolls whose file create + directory fsync ran off the
+                             shard's thread */
+    uint64_t roll_waits;  /* rolls that waited (blocking) for the previous roll's job */
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 

@@ -189,6 +189,19 @@ struct storage_log {
     } del;
     uint64_t del_jobs; /* delete jobs completed (storage_log_buf_info) */
     uint64_t scanned_segs; /* segments recovery scanned at open (storage_log_buf_info) */
+    /* Creating a rolled segment's file off the shard's thread (log.c, "roll jobs"): at most
+     * one job per log; its segment is the last in segs[] and has fd -1 until the callback. */
+    bool cbusy;
+    struct log_mk {
+        struct storage_log *log;
+        io_op op;
+        segment *seg;   /* the new active segment (in segs[]): the job creates its file */
+        segment *old;   /* an empty active segment it replaces (out of segs[]), or NULL */
+        int fd;         /* set by the job: the new file's fd, or -1 */
+        bool no_direct; /* set by the job: O_DIRECT was refused, the file is buffered */
+    } mk;
+    uint64_t roll_jobs;  /* roll jobs completed (storage_log_buf_info) */
+    uint64_t roll_waits; /* rolls that waited (blocking) for the previous roll's job */
 };
 
 /* Lets go of a segment's write buffers (their chunks live on while the cache points in). */
@@ -210,6 +223,9 @@ int seg_tidx_add(tidx_ent **v, uint32_t *n, uint32_t *c, int64_t ts, uint32_t re
 void log_fin_wait(storage_log *log);
 /* Same for the delete job (log.c, "delete jobs"): its files are gone on return. */
 void log_del_wait(storage_log *log);
+/* Same for the roll job (log.c, "roll jobs"): the new active segment has its fd (or the log
+ * failed) on return. Before anything frees, truncates or drops the active segment. */
+void log_mk_wait(storage_log *log);
 
 /* Closes seg's fd (-1 after) and unlinks its .log, .index and .timeindex files through iop
  * (blocking; the delete job runs it off the shard). */

@@ -3,7 +3,9 @@
  * write cut at every byte boundary, and at random points over many seeds: recovery keeps every
  * acknowledged batch byte-identical and nothing corrupt), power loss with names not yet
  * durable, a failed fdatasync (log failed, nothing more acknowledged), ENOSPC on fallocate
- * and on write (appends refused with -ENOSPC, accepted again once space returns).
+ * and on write (appends refused with -ENOSPC, accepted again once space returns), and segment
+ * rolls whose file create + directory fsync run as a job (crash at every step, a failed job,
+ * rolls, truncation and close waiting for a job in flight).
  */
 #include "storage_util.h"
 
@@ -687,6 +689,174 @@ TEST(sim_async_truncation_while_flushing)
     CHECK_EQ(env_open(&e), 0);
     CHECK_EQ(env_verify(&e), e.n);
     CHECK_EQ(storage_log_high_offset(e.log), e.last[e.n - 1] + 1);
+    env_close(&e);
+    env_free(&e);
+}
+
+/*
+ * Roll jobs (log.c "roll jobs"): a roll creates the next segment's file and fsyncs the
+ * directory off the shard, and the segment's data is written only after both. Power loss at
+ * every simulated step from the roll on - before the job ran (no file), after it (an empty
+ * file), after the data write but before it is durable, after - recovers a prefix of the
+ * model holding every acknowledged batch; the recovered log then takes a new term's appends
+ * (an empty last segment left by the crash is replaced) and keeps them across a second crash.
+ */
+static const char *roll_path(sim_env *e, char *buf, size_t n)
+{
+    storage_segment_info si;
+    AL_ASSERT(storage_log_segment_info(e->log, storage_log_segment_count(e->log) - 1, &si) == 0);
+    snprintf(buf, n, "%s.log", si.path_stem);
+    return buf;
+}
+
+/* Runs the roll scenario, crashing after `steps` world steps (-1: never). Returns 1 if the
+ * flush of the rolled data completed before the crash, 0 if not, negative on a failure. */
+static int roll_crash_case(uint64_t seed, int steps, bool by_size)
+{
+    sim_env e;
+    env_init(&e, seed);
+    e.cfg.retention_ms = -1;
+    CHECK_EQ(env_open(&e), 0);
+    for (int i = 0; i < 6; i++) CHECK_EQ(env_append(&e, 1), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    int segs = storage_log_segment_count(e.log);
+    storage_log_buf_info bi;
+    storage_log_buf_info_get(e.log, &bi);
+    uint64_t jobs = bi.roll_jobs;
+    if (by_size) { /* fill the segment until the next append rolls by size */
+        for (int i = 0; i < 200 && storage_log_segment_count(e.log) == segs; i++)
+            CHECK_EQ(env_append(&e, 1), 0);
+    } else {
+        CHECK_EQ(env_append(&e, 2), 0); /* a new term rolls */
+    }
+    CHECK_EQ(storage_log_segment_count(e.log), segs + 1);
+    for (int i = 0; i < 3; i++) CHECK_EQ(env_append(&e, by_size ? 1 : 2), 0);
+    /* The roll did not create the file on the calling thread: the job has not run yet. */
+    char path[2048];
+    CHECK_EQ(io_fs_exists(e.io, roll_path(&e, path, sizeof(path))), 0);
+    su_wait w = {.w = {.cb = su_wait_cb}};
+    CHECK_EQ(storage_log_flush_wait(e.log, storage_log_last_offset(e.log), &w.w), 0);
+    for (int i = 0; (steps < 0 || i < steps) && !w.done && i < 100000; i++)
+        if (io_sim_world_step(e.w) <= 0) break;
+    int done = w.done && w.res == 0;
+    if (done) {
+        e.acked = e.n;
+        CHECK_EQ(io_fs_exists(e.io, roll_path(&e, path, sizeof(path))), 1);
+        storage_log_buf_info_get(e.log, &bi);
+        CHECK_EQ(bi.roll_jobs, jobs + 1);
+    }
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    al_log_set_level(AL_LOG_ERROR);
+    CHECK_EQ(env_open(&e), 0);
+    al_log_set_level(AL_LOG_INFO);
+    int k = env_verify(&e);
+    CHECK(k >= e.acked);
+    if (k < e.acked) {
+        env_free(&e);
+        return -1;
+    }
+    env_forget_from(&e, k);
+    e.acked = k;
+    CHECK_EQ(env_append(&e, 3), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    CHECK_EQ(env_open(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    env_close(&e);
+    env_free(&e);
+    return done;
+}
+
+TEST(sim_crash_at_every_step_of_a_roll)
+{
+    uint64_t seed = test_seed() ^ 0x4011;
+    for (int by_size = 0; by_size < 2; by_size++) {
+        int cases = 0, before = 0;
+        for (int steps = 0; steps < 400; steps++) {
+            int rc = roll_crash_case(seed + (uint64_t)by_size, steps, by_size);
+            CHECK(rc >= 0);
+            if (rc < 0) break;
+            cases++;
+            if (rc == 1) break; /* every later crash point comes after the flush */
+            before++;
+        }
+        fprintf(stderr, "    %s: %d crash points, %d before the rolled data was durable\n",
+                by_size ? "roll by size" : "roll by term", cases, before);
+        CHECK(before >= 3); /* job pending, job done, data written but not durable */
+    }
+}
+
+/* The roll job's directory fsync fails: the log fails (nothing after the roll is
+ * acknowledged), and a restart recovers every acknowledged batch. */
+TEST(sim_roll_job_failure_fails_the_log)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ 0x4012);
+    CHECK_EQ(env_open(&e), 0);
+    for (int i = 0; i < 5; i++) CHECK_EQ(env_append(&e, 1), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    int64_t durable = storage_log_durable_offset(e.log);
+    /* The next fsync-class operation is the roll job's directory fsync (nothing else is
+     * in flight, and the rolled data is written only after it). */
+    io_sim_fault_at(e.io, IO_SIM_FAULT_FSYNC_EIO, 1);
+    CHECK_EQ(env_append(&e, 2), 0);
+    CHECK_EQ(env_append(&e, 2), 0);
+    al_log_set_level(AL_LOG_OFF);
+    CHECK_EQ(env_sync(&e), AL_EFAILED);
+    al_log_set_level(AL_LOG_INFO);
+    CHECK(io_sim_fault_count(e.io) >= 1);
+    CHECK(storage_log_failed(e.log));
+    CHECK_EQ(storage_log_durable_offset(e.log), durable);
+    CHECK_EQ(env_append(&e, 2), AL_EFAILED);
+    env_close(&e);
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    CHECK_EQ(env_open(&e), 0);
+    int k = env_verify(&e);
+    CHECK(k >= e.acked);
+    env_forget_from(&e, k);
+    CHECK_EQ(env_append(&e, 3), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    env_close(&e);
+    env_free(&e);
+}
+
+/* Rolls faster than the jobs run (each append rolls: tiny segments) wait for the previous
+ * job; a suffix truncation with a job in flight waits for it too. */
+TEST(sim_back_to_back_rolls_and_truncation_wait_for_the_job)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ 0x4013);
+    e.cfg.segment_bytes = 1024; /* every batch rolls */
+    e.cfg.retention_ms = -1;
+    CHECK_EQ(env_open(&e), 0);
+    for (int i = 0; i < 8; i++) CHECK_EQ(env_append(&e, 1), 0);
+    storage_log_buf_info bi;
+    storage_log_buf_info_get(e.log, &bi);
+    int segs = storage_log_segment_count(e.log);
+    CHECK(segs >= 4); /* most batches do not fit one beside another */
+    CHECK_EQ(bi.roll_waits, (uint64_t)(segs - 1)); /* each roll after the first waited */
+    CHECK_EQ(env_sync(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    /* A new term's segment whose job is in flight, truncated away before the job ran. */
+    CHECK_EQ(env_append(&e, 2), 0);
+    CHECK_EQ(storage_log_truncate_suffix(e.log, e.base[e.n - 1]), 0);
+    env_forget_from(&e, e.n - 1);
+    CHECK_EQ(storage_log_segment_count(e.log), segs);
+    /* Another (the simulator's io_poll does not step the world, so the close with a job in
+     * flight is test_storage_log's log_close_waits_for_the_roll_job). */
+    CHECK_EQ(env_append(&e, 3), 0);
+    CHECK_EQ(env_append(&e, 3), 0);
+    CHECK_EQ(env_sync(&e), 0);
+    env_close(&e);
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    CHECK_EQ(env_open(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    CHECK_EQ(storage_log_term_at(e.log, e.base[e.n - 1]), 3);
     env_close(&e);
     env_free(&e);
 }
