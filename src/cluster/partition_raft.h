@@ -58,6 +58,10 @@ struct pr_part {
     struct pr_part *hnext;     /* the shard's group map */
     bool producers_stale;      /* became leader: rebuild producer state before the next
                                   produce (pm_rebuild_producers) */
+    int64_t lead_offset;       /* log end (Raft) when the rebuild ran: batches below it
+                                  come from previous leaderships */
+    int64_t lead_ms;           /* ... and when (monotonic ms): producer_state_gap_at_handover
+                                  answers retriable for PRODUCER_FENCE_MS after it */
     int64_t isr_mark;          /* commit index at the previous report */
     int32_t min_insync;        /* topic's min.insync.replicas, cached */
     uint64_t min_insync_ver;   /* topic table version it was read at */

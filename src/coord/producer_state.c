@@ -457,6 +457,29 @@ int16_t producer_fences_gap(const struct producer_fences *t, uint64_t part,
     return 0;
 }
 
+bool producer_state_gap_at_handover(const struct producer_state *s,
+                                    const struct producer_batch *b, int64_t since)
+{
+    if (b->producer_id < 0 || b->base_seq < 0) return false;
+    const struct producer_entry *e = producer_state_find(s, b->producer_id);
+    if (!e || e->nbatches == 0 || e->batches[e->nbatches - 1].base_offset >= since) return false;
+    /* the gap's length in records: what a client can have had in flight is at most
+     * PRODUCER_MAX_BATCHES - 1 batches ahead of b, of about the sizes it has been sending */
+    int64_t gap;
+    if (b->epoch > e->epoch)
+        gap = b->base_seq; /* the new epoch's first batches, from sequence 0 */
+    else if (b->epoch == e->epoch)
+        gap = (int64_t)b->base_seq - ((int64_t)e->batches[e->nbatches - 1].last_seq + 1);
+    else
+        return false;
+    int64_t most = b->record_count;
+    for (int i = 0; i < e->nbatches; i++) {
+        const struct producer_batch_meta *m = &e->batches[i];
+        most = AL_MAX(most, (int64_t)m->last_offset_delta + 1);
+    }
+    return gap > 0 && gap <= (PRODUCER_MAX_BATCHES - 1) * most;
+}
+
 void producer_fences_clear(struct producer_fences *t, uint64_t part, int64_t producer_id)
 {
     struct producer_fence *f = fence_find(t, part, producer_id);

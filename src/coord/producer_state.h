@@ -262,4 +262,23 @@ int16_t producer_fences_gap(const struct producer_fences *t, uint64_t part,
 /* A batch of producer_id was appended to partition part: lifts its fence. */
 void producer_fences_clear(struct producer_fences *t, uint64_t part, int64_t producer_id);
 
+/*
+ * A new leader's gaps (Produce in cluster mode). Fences live on the node that refused: when
+ * the OLD leader refused batch N (a transfer running) and the client sends its in-flight
+ * N+1 to the NEW leader before retrying N (librdkafka moves a partition to its new leader
+ * with requests still in flight to the old one), the new leader finds a gap it cannot tell
+ * from a lost batch. For a batch producer_state_check (on s) answered
+ * OUT_OF_ORDER_SEQUENCE_NUMBER: true when the producer's last batch lies below `since` (the
+ * log's end when this leadership began: a previous leader appended it) and b skips ahead of
+ * it (same epoch: base sequence past the next one; a newer epoch: past 0), i.e. the gap opens
+ * right where the previous leadership ended, by no more than what a client can have had in
+ * flight ahead of b: PRODUCER_MAX_BATCHES - 1 batches of the largest record count among b and
+ * the producer's remembered batches. The caller then answers a retriable error (as Kafka
+ * does when it cannot tell) for a bounded time after the leadership began. A longer gap
+ * (e.g. librdkafka skipping batches that timed out unwritten, which it recovers from with an
+ * epoch bump) and a gap behind a batch of this leadership stay OUT_OF_ORDER_SEQUENCE_NUMBER.
+ */
+bool producer_state_gap_at_handover(const struct producer_state *s,
+                                    const struct producer_batch *b, int64_t since);
+
 #endif

@@ -256,6 +256,8 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
             return;
         }
         p->pr->producers_stale = false;
+        p->pr->lead_offset = storage_log_high_offset(p->log);
+        p->pr->lead_ms = (int64_t)(io_now_ns(ds->io) / 1000000);
     }
     struct praft_wait *st = NULL;
     if (acks == -1) {
@@ -300,7 +302,16 @@ void kafka_produce_raft(data_shard *ds, pm_partition *p,
             if (v == -KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER) {
                 /* a gap behind a batch refused unwritten: retriable, as that batch was */
                 int16_t ferr = producer_fences_gap(&praft_fences, fkey, &p->producers, &pb, mono);
-                if (ferr) v = -ferr;
+                if (ferr) {
+                    v = -ferr;
+                } else if (mono - p->pr->lead_ms < PRODUCER_FENCE_MS &&
+                           producer_state_gap_at_handover(&p->producers, &pb,
+                                                          p->pr->lead_offset)) {
+                    /* a gap where the previous leadership ended: its batches may have been
+                     * refused by the old leader (whose fence is there), still be in flight,
+                     * or be lost with it: retriable, nothing written */
+                    v = -KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+                }
             }
             if (v < 0) {
                 err = (int16_t)-v;

@@ -3,7 +3,8 @@
  * gap, get the refusal's retriable error instead of OUT_OF_ORDER_SEQUENCE_NUMBER; the fence
  * is per partition and producer epoch, keeps the earliest refused sequence, lifts when a batch
  * is appended, expires, and the bounded table reuses its oldest slot. Ends with a seeded
- * random model check against the rule written out directly. */
+ * random model check against the rule written out directly, and the new leader's rule for a
+ * gap right behind a batch of a previous leadership (producer_state_gap_at_handover). */
 #include "test.h"
 
 #include "coord/producer_state.h"
@@ -205,6 +206,45 @@ TEST(fence_matches_a_model_of_the_rule)
     }
     producer_state_destroy(&s[0]);
     producer_state_destroy(&s[1]);
+}
+
+TEST(handover_gap_is_one_right_behind_a_batch_of_a_previous_leadership)
+{
+    struct producer_state s;
+    producer_state_init(&s, 86400000);
+    /* producer 7: seq 0..9 at offset 100 and 10..14 at 110, appended by the old leader */
+    struct producer_batch b0 = batch(7, 2, 0, 10), b1 = batch(7, 2, 10, 5);
+    CHECK_EQ(producer_state_record(&s, &b0, 100), 0);
+    CHECK_EQ(producer_state_record(&s, &b1, 110), 0);
+    int64_t since = 120; /* the log's end when this leadership began */
+    struct producer_batch gap = batch(7, 2, 16, 1), next = batch(7, 2, 15, 1);
+    int64_t dup = -1;
+    CHECK_EQ(producer_state_check(&s, &gap, &dup, NULL), OOO);
+    CHECK(producer_state_gap_at_handover(&s, &gap, since));
+    CHECK(!producer_state_gap_at_handover(&s, &next, since)); /* no gap at all */
+    struct producer_batch rewound = batch(7, 2, 3, 1), older = batch(7, 1, 20, 1);
+    CHECK(!producer_state_gap_at_handover(&s, &rewound, since)); /* behind: a real error */
+    CHECK(!producer_state_gap_at_handover(&s, &older, since));   /* an older epoch */
+    struct producer_batch bumped = batch(7, 3, 4, 1), fresh = batch(7, 3, 0, 1);
+    CHECK(producer_state_gap_at_handover(&s, &bumped, since)); /* newer epoch past 0 */
+    CHECK(!producer_state_gap_at_handover(&s, &fresh, since));
+    struct producer_batch unknown = batch(8, 0, 50, 1), plain = batch(-1, -1, -1, 1);
+    CHECK(!producer_state_gap_at_handover(&s, &unknown, since));
+    CHECK(!producer_state_gap_at_handover(&s, &plain, since));
+    /* longer than what can be in flight (4 batches of at most 10 records): a real gap, as
+     * when librdkafka skips batches that timed out unwritten */
+    struct producer_batch far = batch(7, 2, 15 + 40, 1), edge = batch(7, 2, 15 + 41, 1);
+    struct producer_batch far_epoch = batch(7, 3, 41, 1);
+    CHECK(producer_state_gap_at_handover(&s, &far, since));
+    CHECK(!producer_state_gap_at_handover(&s, &edge, since));
+    CHECK(!producer_state_gap_at_handover(&s, &far_epoch, since));
+    /* the last batch is this leadership's own (at or past since): a real gap */
+    CHECK(!producer_state_gap_at_handover(&s, &gap, 110));
+    CHECK_EQ(producer_state_record(&s, &next, 120), 0);
+    struct producer_batch gap2 = batch(7, 2, 17, 1);
+    CHECK_EQ(producer_state_check(&s, &gap2, &dup, NULL), OOO);
+    CHECK(!producer_state_gap_at_handover(&s, &gap2, since));
+    producer_state_destroy(&s);
 }
 
 int main(int argc, char **argv)
