@@ -72,6 +72,23 @@ def hist_count(before, after, key):
 
 PRODUCE_LAT = ("ailurus_kafka_request_latency_seconds", 'api="Produce"')
 WRITE_LAT = ("ailurus_storage_fsync_latency_seconds", "")
+REACTOR_LAG = ("ailurus_reactor_lag_seconds", 'shard="0"')
+
+
+def thread_run_delay_ns(pid, comm):
+    """Time the thread of process pid named comm (e.g. shard-0) has spent runnable but waiting
+    for a CPU (/proc/PID/task/TID/schedstat, 2nd field), in ns; None if not found."""
+    base = "/proc/%d/task" % pid
+    try:
+        for tid in os.listdir(base):
+            with open(os.path.join(base, tid, "comm")) as f:
+                if f.read().strip() != comm:
+                    continue
+            with open(os.path.join(base, tid, "schedstat")) as f:
+                return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def fig(name, value, unit):
@@ -180,7 +197,11 @@ def bench(binary, addr, out_json, *args, timeout=300, broker=None):
     sys.stderr.write("+ " + " ".join(cmd) + "\n")
     c0 = broker.cpu_seconds() if broker else 0.0
     h0 = scrape_histograms(broker.admin) if broker and broker.admin else None
+    rd0 = thread_run_delay_ns(broker.proc.pid, "shard-0") if broker else None
+    t0 = time.monotonic()
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    wall = time.monotonic() - t0
+    rd1 = thread_run_delay_ns(broker.proc.pid, "shard-0") if rd0 is not None else None
     h1 = scrape_histograms(broker.admin) if h0 is not None else None
     sys.stderr.write(r.stdout.decode(errors="replace"))
     with open(out_json) as f:
@@ -195,7 +216,12 @@ def bench(binary, addr, out_json, *args, timeout=300, broker=None):
         # The broker's own view of the run (warm-up and drain included): Produce requests from
         # arrival to response queued, and its durable log writes, so the client's round trip
         # splits into broker time and the rest (scheduling both processes, loopback).
-        for name, key in (("broker_produce_ms", PRODUCE_LAT), ("broker_write_ms", WRITE_LAT)):
+        # The machine's share: how late the shard's 5 ms lag probe ran (its own long turns and
+        # waits for a CPU), and how long the shard's thread waited for a CPU per second.
+        if rd0 is not None and rd1 is not None and wall > 0:
+            s["reactor_run_delay_ms_per_s"] = (rd1 - rd0) / 1e6 / wall
+        for name, key in (("broker_produce_ms", PRODUCE_LAT), ("broker_write_ms", WRITE_LAT),
+                          ("reactor_lag_ms", REACTOR_LAG)):
             if h0 is not None and h1 is not None and hist_count(h0, h1, key) > 0:
                 s[name] = {q: 1000.0 * hist_quantile(h0, h1, key, v)
                            for q, v in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}
@@ -264,6 +290,12 @@ def main():
                               ("broker_write", "broker_write_ms")):
                 if key in s30:
                     fig("p99_%s_at_%s" % (name, sfx), "%.2f" % s30[key]["p99"], "ms")
+            if "reactor_lag_ms" in s30:
+                fig("p99_reactor_lag_at_" + sfx, "%.2f" % s30["reactor_lag_ms"]["p99"], "ms")
+                fig("p999_reactor_lag_at_" + sfx, "%.2f" % s30["reactor_lag_ms"]["p999"], "ms")
+            if "reactor_run_delay_ms_per_s" in s30:
+                fig("reactor_run_delay_at_" + sfx, "%.1f" % s30["reactor_run_delay_ms_per_s"],
+                    "ms/s")
             if "broker_write_ms" in s30 and s30["broker_write_ms"]["p99"] > 0:
                 fig("p99_ack_vs_broker_write_at_" + sfx,
                     "%.2f" % (ack99 / s30["broker_write_ms"]["p99"]), "ratio")

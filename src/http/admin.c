@@ -21,6 +21,13 @@
 
 #define COLLECT_NS (1000ull * 1000 * 1000)
 #define STALL_NS (50ull * 1000 * 1000) /* a timer this late means the shard's loop stalled */
+/* The lag probe: a timer every PROBE_ACTIVE_NS while the shard is working (its thread used
+ * more than 1/PROBE_WORK_DIV of the time since the last probe) and for PROBE_QUIET_MAX probes
+ * after, every PROBE_IDLE_NS when it is idle (4 wake-ups a second). */
+#define PROBE_ACTIVE_NS (5ull * 1000 * 1000)
+#define PROBE_IDLE_NS (250ull * 1000 * 1000)
+#define PROBE_QUIET_MAX 20
+#define PROBE_WORK_DIV 50
 
 /* Keys that describe this node rather than the cluster (GET /v1/node_config; refused by PUT
  * /v1/cluster_config). Every other key of the config table is cluster-wide. */
@@ -806,7 +813,10 @@ struct collector {
     unsigned shard;
     char shard_label[12];
     uint64_t last_mono_ns, last_cpu_ns;
-    metrics_series *util, *busy, *stalls;
+    metrics_series *util, *busy, *stalls, *lag;
+    reactor_timer probe;  /* the lag probe (probe_tick) */
+    uint64_t probe_cpu_ns, probe_wall_ns; /* the shard thread's CPU time, the clock at the last probe */
+    uint32_t probe_quiet;                /* probes since the shard last worked */
     struct admin_state *admin; /* shard 0 */
     http_server *srv;          /* shard 0 */
     struct seen_set seen;      /* partitions with gauges */
@@ -901,12 +911,33 @@ static void collect_partitions(struct seen_set *last)
     }
 }
 
-static void collect_tick(reactor_timer *t)
+/*
+ * The lag probe: how late a timer runs is what any timer-driven or completion-driven work on
+ * the shard waits on top of its own time, from both causes: a long turn of the loop (ours:
+ * a blocking call, a long callback) and the thread waiting for a CPU (the machine). Recorded
+ * in ailurus_reactor_lag_seconds; over STALL_NS also counts a stall. /proc's schedstat of the
+ * `shard-N` thread tells the two apart (its run-queue wait).
+ */
+static void probe_tick(reactor_timer *t)
 {
     struct collector *c = t->ctx;
     uint64_t now = io_now_ns(reactor_io(c->rs));
     uint64_t late = now > t->deadline_ns ? now - t->deadline_ns : 0;
+    metrics_series_observe(c->lag, late / 1000);
     if (late > STALL_NS) metrics_series_add(c->stalls, 1);
+    uint64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID), wall = clock_ns(CLOCK_MONOTONIC);
+    bool worked = (cpu - c->probe_cpu_ns) * PROBE_WORK_DIV > wall - c->probe_wall_ns;
+    c->probe_cpu_ns = cpu;
+    c->probe_wall_ns = wall;
+    c->probe_quiet = worked ? 0 : c->probe_quiet + 1;
+    bool active = c->probe_quiet <= PROBE_QUIET_MAX;
+    reactor_timer_add(c->rs, t, now + (active ? PROBE_ACTIVE_NS : PROBE_IDLE_NS), NULL);
+}
+
+static void collect_tick(reactor_timer *t)
+{
+    struct collector *c = t->ctx;
+    uint64_t now = io_now_ns(reactor_io(c->rs));
     uint64_t mono = clock_ns(CLOCK_MONOTONIC), cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     if (c->last_mono_ns && mono > c->last_mono_ns) {
         uint64_t busy = cpu - c->last_cpu_ns;
@@ -931,6 +962,7 @@ static void collector_stop(reactor_shard *self, void *arg)
     struct collector *c = arg;
     admin_set_ready(false); /* stopping: load balancers should stop sending */
     reactor_timer_cancel(self, &c->timer);
+    reactor_timer_cancel(self, &c->probe);
     if (c->srv) http_server_stop(c->srv, NULL, NULL);
     /* The server frees itself when its ops complete (the shard polls after the hooks); no
      * request is dispatched after the stop, so the handlers' state can go now. */
@@ -964,6 +996,7 @@ int admin_shard_start(reactor_shard *self, const al_config *cfg, const char *clu
     c->util = metrics_series_get(metrics_local, M_REACTOR_UTILIZATION, sl);
     c->busy = metrics_series_get(metrics_local, M_REACTOR_BUSY_SECONDS, sl);
     c->stalls = metrics_series_get(metrics_local, M_REACTOR_STALLS, sl);
+    c->lag = metrics_series_get(metrics_local, M_REACTOR_LAG, sl);
     if (idx == 0) {
         metrics_gauge_set(metrics_local, M_BUILD_INFO, 1, AILURUS_VERSION);
         c->admin = admin_state_new(cfg, cluster_id, n_shards);
@@ -988,9 +1021,13 @@ int admin_shard_start(reactor_shard *self, const al_config *cfg, const char *clu
     }
     reactor_timer_init(&c->timer, collect_tick, c);
     int rc = reactor_timer_add(self, &c->timer, io_now_ns(reactor_io(self)) + COLLECT_NS, NULL);
+    reactor_timer_init(&c->probe, probe_tick, c);
+    if (rc == 0)
+        rc = reactor_timer_add(self, &c->probe, io_now_ns(reactor_io(self)) + PROBE_IDLE_NS, NULL);
     if (rc == 0) rc = reactor_on_shutdown(self, collector_stop, c);
     if (rc) {
         reactor_timer_cancel(self, &c->timer);
+        reactor_timer_cancel(self, &c->probe);
         if (c->srv) http_server_stop(c->srv, NULL, NULL);
         admin_state_free(c->admin);
         free(c);

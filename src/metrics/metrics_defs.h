@@ -65,8 +65,12 @@
       METRICS_SCALE_MICRO, 4, "Time a shard spent running callbacks rather than waiting.",     \
       METRICS_L("shard"))                                                  \
     X(M_REACTOR_STALLS, "ailurus_reactor_stalls_total", METRICS_COUNTER, false,                  \
-      METRICS_BUCKETS_NONE, 4, "Times one turn of a shard's loop ran longer than the stall "    \
-      "threshold.", METRICS_L("shard"))                                                          \
+      METRICS_BUCKETS_NONE, 4, "Times a shard's lag probe ran more than 50 ms late (a long "    \
+      "turn of its loop, or its thread waiting for a CPU).", METRICS_L("shard"))                 \
+    X(M_REACTOR_LAG, "ailurus_reactor_lag_seconds", METRICS_HISTOGRAM, false,                    \
+      METRICS_BUCKETS_LATENCY_US, 4, "How late a shard's lag probe timer ran (every 5 ms while "  \
+      "it works): its own long turns plus the time its thread waited for a CPU.",                \
+      METRICS_L("shard"))                                                                        \
     X(M_MEMORY_BYTES, "ailurus_memory_allocated_bytes", METRICS_GAUGE, false,                    \
       METRICS_BUCKETS_NONE, 64, "Bytes held by a subsystem's budgeted memory.",                  \
       METRICS_L("subsystem"))                                                                    \

@@ -324,6 +324,7 @@ static int ow_run(io *self, io_op *op)
 static void *ow_main(void *arg)
 {
     struct io_ur *u = arg;
+    pthread_setname_np(pthread_self(), "offload"); /* the shard's blocking jobs (io_offload) */
     pthread_mutex_lock(&u->ow_mu);
     for (;;) {
         while (!u->ow_qhead && !u->ow_stop) pthread_cond_wait(&u->ow_work, &u->ow_mu);

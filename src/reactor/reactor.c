@@ -485,6 +485,9 @@ static void *shard_main(void *arg)
     reactor *r = s->r;
     tl_shard = s;
     al_log_shard = (int)s->idx;
+    char name[16]; /* top -H, perf and /proc/PID/task/TID/comm show which thread is which */
+    snprintf(name, sizeof(name), "shard-%u", s->idx);
+    pthread_setname_np(pthread_self(), name);
     if (!r->opts.no_pin) shard_pin(s->idx);
     struct io_uring_opts o = {.entries = r->opts.io_entries,
                               .seed = r->opts.seed ? r->opts.seed + s->idx : 0};
