@@ -90,15 +90,48 @@ static struct io_uring_sqe *ur_sqe(struct io_ur *u)
     return NULL;
 }
 
+/*
+ * Singly linked op lists with head and tail. The link lives in a field the op does not use
+ * while it is on that list: `off` for the fail list (a failed op's offset is spent), priv[1]
+ * for the offload worker's queue and done list (`off` holds an offload job's function).
+ */
+enum op_link { OP_LINK_OFF, OP_LINK_PRIV1 };
+
+static uint64_t *op_link(io_op *o, enum op_link l)
+{
+    return l == OP_LINK_OFF ? &o->off : &o->priv[1];
+}
+
+static void op_push(io_op **head, io_op **tail, io_op *op, enum op_link l)
+{
+    *op_link(op, l) = 0;
+    if (*tail) *op_link(*tail, l) = (uint64_t)(uintptr_t)op;
+    else *head = op;
+    *tail = op;
+}
+
+/* Unlinks op from a list; false if it is not on it. */
+static bool op_unlink(io_op **head, io_op **tail, io_op *op, enum op_link l)
+{
+    io_op *prev = NULL;
+    for (io_op *o = *head; o; prev = o, o = (io_op *)(uintptr_t)*op_link(o, l)) {
+        if (o != op) continue;
+        io_op *next = (io_op *)(uintptr_t)*op_link(o, l);
+        if (prev) *op_link(prev, l) = (uint64_t)(uintptr_t)next;
+        else *head = next;
+        if (*tail == op) *tail = prev;
+        *op_link(op, l) = 0;
+        return true;
+    }
+    return false;
+}
+
 /* Completes op with err from the next io_poll (never inline: callers may hold state). */
 static void ur_fail_later(struct io_ur *u, io_op *op, int err)
 {
     op->res = err;
-    op->off = 0;
     op->pending = 1;
-    if (u->fail_tail) u->fail_tail->off = (uint64_t)(uintptr_t)op;
-    else u->fail_head = op;
-    u->fail_tail = op;
+    op_push(&u->fail_head, &u->fail_tail, op, OP_LINK_OFF);
 }
 
 static void ur_prep_accept(struct io_ur *u, struct io_uring_sqe *sqe, io_op *op)
@@ -293,26 +326,12 @@ static void ur_wakeup(io *self);
 
 static void ow_push(io_op **head, io_op **tail, io_op *op)
 {
-    op->priv[1] = 0;
-    if (*tail) (*tail)->priv[1] = (uint64_t)(uintptr_t)op;
-    else *head = op;
-    *tail = op;
+    op_push(head, tail, op, OP_LINK_PRIV1);
 }
 
-/* Unlinks op from a list; false if it is not on it. */
 static bool ow_unlink(io_op **head, io_op **tail, io_op *op)
 {
-    io_op *prev = NULL;
-    for (io_op *o = *head; o; prev = o, o = (io_op *)(uintptr_t)o->priv[1]) {
-        if (o != op) continue;
-        io_op *next = (io_op *)(uintptr_t)o->priv[1];
-        if (prev) prev->priv[1] = (uint64_t)(uintptr_t)next;
-        else *head = next;
-        if (*tail == op) *tail = prev;
-        op->priv[1] = 0;
-        return true;
-    }
-    return false;
+    return op_unlink(head, tail, op, OP_LINK_PRIV1);
 }
 
 static int ow_run(io *self, io_op *op)
@@ -377,16 +396,8 @@ static void ur_offload(io *self, io_op *op)
 static int ur_offload_finish(io *self, io_op *op)
 {
     struct io_ur *u = ur_of(self);
-    if (op->len == 0) { /* ran inline (no worker): waiting on the fail list, linked by off */
-        io_op *prev = NULL;
-        for (io_op *o = u->fail_head; o; prev = o, o = (io_op *)(uintptr_t)o->off) {
-            if (o != op) continue;
-            io_op *next = (io_op *)(uintptr_t)o->off;
-            if (prev) prev->off = (uint64_t)(uintptr_t)next;
-            else u->fail_head = next;
-            if (u->fail_tail == op) u->fail_tail = prev;
-            break;
-        }
+    if (op->len == 0) { /* ran inline (no worker): waiting on the fail list */
+        op_unlink(&u->fail_head, &u->fail_tail, op, OP_LINK_OFF);
         op->off = 0;
         op->pending = 0;
         return op->res;
