@@ -6,6 +6,7 @@
  *   check DIR             verifies every batch's CRC and structure, offset continuity, index
  *                         files and metadata; exit 0 if clean, 1 if anything is wrong
  *   bench --dir D --flush-bytes N --seconds S [--batch-bytes B] [--window-bytes W] [--logs L]
+ *         [--segment-bytes N]
  *         [--split-sync 0|1] [--rate R] [--prezero-bytes Z] [--pipeline 0|1]
  *                         durable append throughput and latency of real logs on io_uring (L
  *                         logs on one io, appended to in turn, like one shard's partitions);
@@ -367,6 +368,7 @@ typedef struct bench_opts {
     int64_t prezero;
     double rate;
     uint64_t cache_mb; /* a batch cache of this many MiB for the logs (a shard's), 0: none */
+    uint64_t segment_bytes; /* the logs' segment_bytes (0: 1 GiB, no roll in a run) */
 } bench_opts;
 
 /* CPU time (user + system) of this process so far, in ms. */
@@ -398,7 +400,7 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     c.split_sync = o->split_sync;
     c.pipeline_writes = o->pipeline;
     if (o->prezero >= 0) c.prezero_bytes = (uint64_t)o->prezero;
-    c.segment_bytes = 1ull << 30;
+    c.segment_bytes = o->segment_bytes ? o->segment_bytes : 1ull << 30;
     c.max_message_bytes = (uint32_t)AL_MAX(batch_bytes + 1024, (size_t)1 << 20);
     if (o->cache_mb) c.cache = storage_cache_create((size_t)o->cache_mb << 20);
     storage_log **logs = calloc((size_t)nlogs, sizeof(*logs));
@@ -437,6 +439,7 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
     double cpu0 = bench_cpu_ms();
     uint64_t t_start = io_now_ns(iop), t_end = t_start + (uint64_t)(seconds * 1e9);
     uint64_t nsched = 0; /* open loop: batches scheduled so far */
+    uint64_t call_ns = 0, call_max_ns = 0; /* time inside storage_log_append (the shard's) */
     while (io_now_ns(iop) < t_end && !b.failed) {
         /* Keep at most `window` bytes appended but not yet durable; open loop: only batches
          * whose scheduled time has come (a late one counts its latency from that time). */
@@ -450,7 +453,11 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
             storage_append_result res;
             storage_log *log = logs[next_log];
             next_log = (next_log + 1) % nlogs;
+            uint64_t c0 = io_now_ns(iop);
             rc = storage_log_append(log, 1, batch, (size_t)bsz, &res);
+            uint64_t cd = io_now_ns(iop) - c0;
+            call_ns += cd;
+            if (cd > call_max_ns) call_max_ns = cd;
             if (rc < 0) {
                 b.failed = rc;
                 break;
@@ -506,6 +513,13 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
         printf("storage_zero_waits %" PRIu64 "\n", zwaits);
         printf("storage_writes_pipelined %" PRIu64 "\n", piped);
         printf("storage_buf_regrows %" PRIu64 "\n", regrows);
+        int nsegs = 0;
+        for (int i = 0; i < nlogs; i++) nsegs += storage_log_segment_count(logs[i]);
+        printf("storage_segments %d\n", nsegs);
+        /* Time the appending thread spent inside storage_log_append (a roll's blocking calls
+         * show here): total and the longest call. */
+        printf("storage_append_call_total_ms %.1f\n", (double)call_ns / 1e6);
+        printf("storage_append_call_max_us %.0f\n", (double)call_max_ns / 1e3);
         /* This process's CPU (user + system, io_uring workers included) per MB appended during
          * the timed run: the append path's cost, cache copy included with --cache-mb. */
         printf("storage_append_cpu_ms_per_mb %.3f\n",
@@ -640,6 +654,7 @@ static void storage_usage(FILE *f)
                "pipeline_writes)\n"
                "             [--cache-mb M]  (a batch cache of M MiB that appends go into, as a "
                "shard's)\n"
+               "             [--segment-bytes N]  (segment size, default 1 GiB: no roll)\n"
                "       ailurus storage recover-bench --dir D [--mb N] [--crash 0|1]\n"
                "             (time to open a log with one N MiB segment, default 1024)\n"
                "dump/check read log directories (or directories of them) without changing "
@@ -679,6 +694,7 @@ int cmd_storage(int argc, char **argv)
             else if (!strcmp(argv[i], "--prezero-bytes")) bo.prezero = strtoll(v, NULL, 0);
             else if (!strcmp(argv[i], "--rate")) bo.rate = atof(v);
             else if (!strcmp(argv[i], "--cache-mb")) bo.cache_mb = strtoull(v, NULL, 0);
+            else if (!strcmp(argv[i], "--segment-bytes")) bo.segment_bytes = strtoull(v, NULL, 0);
             else {
                 storage_usage(stderr);
                 return CLI_USAGE;
