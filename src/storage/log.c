@@ -49,6 +49,8 @@ void storage_log_config_default(storage_log_config *c)
     c->max_message_bytes = (1u << 20) + 12;
     c->flush_bytes = 1u << 20;
     c->index_interval_bytes = 4096;
+    c->ckpt_bytes = 64u << 20;
+    c->ckpt_ms = 10000;
 }
 
 /* ---- small helpers ---- */
@@ -140,6 +142,7 @@ static segment *seg_new(storage_log *log, int64_t base, int32_t term)
     seg->max_ts = INT64_MIN;
     seg->fd = -1;
     seg->created_ms = io_wall_ms(log->io);
+    seg->id = ++log->seg_ids;
     snprintf(seg->stem, sizeof(seg->stem), "%s/%020" PRId64 "-%" PRId32, log->dir, base, term);
     return seg;
 }
@@ -499,8 +502,8 @@ void seg_remove_files(io *iop, segment *seg)
     char path[SEG_PATH_MAX + 16];
     if (seg->fd >= 0) io_fs_close(iop, seg->fd);
     seg->fd = -1;
-    static const char *const ext[] = {".log", ".index", ".timeindex"};
-    for (int k = 0; k < 3; k++) {
+    static const char *const ext[] = {".log", ".index", ".timeindex", ".ckpt"};
+    for (int k = 0; k < 4; k++) {
         seg_path(seg, ext[k], path, sizeof(path));
         io_fs_unlink(iop, path);
     }
@@ -533,6 +536,7 @@ static int seg_finish_files(storage_log *log, io *iop, segment *seg, bool durabl
     int rc = io_fs_ftruncate(iop, seg->fd, seg->size);
     if (rc == 0 && durable) rc = io_fs_fdatasync(iop, seg->fd);
     if (rc == 0) rc = seg_write_indexes(log, iop, seg, durable);
+    if (rc == 0) seg_ckpt_unlink(iop, seg); /* the index files take over (log_ckpt.c) */
     return rc;
 }
 
@@ -965,6 +969,7 @@ static void sync_cb(io_op *op)
     waiters_wake(log, log->durable, 0);
     if (log->parked) reads_unpark(log);
     flush_kick(log);
+    log_ckpt_maybe(log); /* recovery checkpoint, when due (log_ckpt.c) */
 }
 
 /* Issues one fdatasync for the oldest segment with completed, unsynced writes. */
@@ -1110,6 +1115,7 @@ static void wslots_complete(storage_log *log)
         if (log->parked) reads_unpark(log);
     }
     flush_kick(log);
+    if (advanced) log_ckpt_maybe(log); /* recovery checkpoint, when due (log_ckpt.c) */
 }
 
 /* One operation of the write stage finished with res. Returns true when the caller goes on
@@ -1990,14 +1996,17 @@ static int seg_range_is_zero(storage_log *log, int fd, uint64_t from, uint64_t t
     return rc;
 }
 
-/* Scans seg's data file from position 0, verifying every batch, rebuilding indexes and summary
- * fields. Stops at the first zero header, torn or corrupt batch or offset discontinuity.
+/* Scans seg's data file from position `from` (0, or a recovery checkpoint's newest index
+ * entry, with seg's indexes and summary fields set up to it: log_ckpt_load), verifying every
+ * batch, rebuilding indexes and summary fields. *hit is set when a batch ends exactly at
+ * expect_pos with last offset expect_last (the checkpoint's position). Stops at the first zero header, torn or corrupt batch or offset discontinuity.
  * Sets seg->size to the valid length. *cut gets a reason when something non-zero was cut
  * (NULL otherwise). *tail_zero is set when everything from the valid end to the end of the
  * file was read and is zero. With tail != NULL, *tail gets a SEG_BUF_MIN write buffer holding
  * the partial block [align_down(size), size) when the scan has it in memory (else NULL), so
  * the active segment needs no further read. Returns 0 or -errno. */
-static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **cut,
+static int seg_scan(storage_log *log, segment *seg, int64_t fsize, uint64_t from,
+                    uint64_t expect_pos, int64_t expect_last, bool *hit, const char **cut,
                     bool *tail_zero, uint8_t **tail)
 {
     size_t chunk = (size_t)AL_MIN((uint64_t)SCAN_CHUNK,
@@ -2005,14 +2014,17 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
     size_t cap = chunk;
     uint8_t *b = aligned_alloc_raw(cap);
     if (!b) return -ENOMEM;
-    uint64_t pos = 0, cpos = 0, clen = 0; /* chunk [cpos, cpos+clen) */
+    uint64_t pos = from, cpos = 0, clen = 0; /* chunk [cpos, cpos+clen) */
     int rc = 0;
     *cut = NULL;
     *tail_zero = false;
+    *hit = false;
     if (tail) *tail = NULL;
-    seg->nidx = seg->ntidx = 0;
-    seg->last = seg->base - 1;
-    seg->max_ts = INT64_MIN;
+    if (from == 0) {
+        seg->nidx = seg->ntidx = 0;
+        seg->last = seg->base - 1;
+        seg->max_ts = INT64_MIN;
+    }
     for (uint64_t guard = 0; guard < (1ull << 40); guard++) {
         if (pos + STORAGE_BATCH_LOG_OVERHEAD > (uint64_t)fsize) {
             /* Fewer bytes left than a header: zeros (preallocated space) end the log cleanly;
@@ -2091,6 +2103,7 @@ static int seg_scan(storage_log *log, segment *seg, int64_t fsize, const char **
         }
         if ((rc = seg_note_batch(log, seg, pos, &h)) < 0) goto out;
         pos += (uint64_t)sz;
+        if (pos == expect_pos && seg->last == expect_last) *hit = true;
     }
     seg->size = pos;
     uint64_t bb = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
@@ -2176,7 +2189,8 @@ static void seg_unlink_indexes(storage_log *log, segment *seg)
  * left in place when it is short (read and checked instead of a truncate + fdatasync per log:
  * thousands of logs open at start-up); anything else after the valid end is cut.
  */
-static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_any)
+static int seg_recover(storage_log *log, segment *seg, bool is_last, bool has_ckpt,
+                       bool *cut_any)
 {
     char path[SEG_PATH_MAX + 16];
     seg_path(seg, ".log", path, sizeof(path));
@@ -2205,14 +2219,37 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool *cut_a
         }
     }
     seg->finished = indexed; /* closed, trimmed, indexes on disk */
+    /* A recovery checkpoint of a segment with valid index files is not needed; it may still
+     * be on disk (kept: it stays valid), so a truncation must remove it first. */
+    if (has_ckpt && indexed) seg->ckpt_hi = UINT64_MAX;
     if (!indexed) {
         log->scanned_segs++;
         seg->nidx = seg->ntidx = 0;
         const char *cut = NULL;
-        bool tail_zero = false;
+        bool tail_zero = false, hit = false;
         uint8_t *tail = NULL;
-        int rc = seg_scan(log, seg, fsize, &cut, &tail_zero, is_last ? &tail : NULL);
+        /* The active segment after a crash: resume from its checkpoint (log_ckpt.c). */
+        uint64_t from = 0, ck_pos = 0;
+        int64_t ck_last = 0;
+        int cr = has_ckpt && is_last ? log_ckpt_load(log, seg, fsize, &from, &ck_pos, &ck_last)
+                                     : 0;
+        if (cr < 0) return cr;
+        int rc = seg_scan(log, seg, fsize, from, ck_pos, ck_last, &hit, &cut, &tail_zero,
+                          is_last ? &tail : NULL);
         if (rc < 0) return rc;
+        if (cr == 1 && !hit) { /* the data does not match it: scan everything */
+            log_ckpt_mismatch(log, seg);
+            free(tail);
+            tail = NULL;
+            rc = seg_scan(log, seg, fsize, 0, 0, 0, &hit, &cut, &tail_zero, &tail);
+            if (rc < 0) return rc;
+        } else if (cr == 1) {
+            seg->ckpt_at = seg->ckpt_hi = ck_pos;
+            log->ckpt_recovered_pos = from;
+            log_info("storage", "segment %s.log: recovered from its checkpoint: scanned %" PRIu64
+                     " of %" PRId64 " bytes, from position %" PRIu64, seg->stem,
+                     seg->size - from, fsize, from);
+        }
         if (cut) {
             log_warn("storage", "segment %s.log: cut %" PRId64 " bytes at position %" PRIu64
                      " (file size %" PRId64 "): %s; last offset kept %" PRId64,
@@ -2294,11 +2331,37 @@ static int log_recover(storage_log *log)
             goto out;
         }
     }
+    /* Recovery checkpoints (log_ckpt.c): only the last segment's is of use; any other is a
+     * leftover (its segment was finished or removed without a directory sync) and goes. */
+    bool last_ckpt = false;
+    for (int i = 0; i < n; i++) {
+        if (!ends_with(names[i], ".ckpt")) continue;
+        char lname[300];
+        size_t ln = strlen(names[i]) - 5;
+        int64_t base;
+        int32_t term;
+        if (ln + 5 > sizeof(lname)) continue;
+        memcpy(lname, names[i], ln);
+        memcpy(lname + ln, ".log", 5);
+        segment *owner = NULL;
+        if (parse_seg_name(lname, &base, &term))
+            for (int k = 0; k < log->nsegs; k++)
+                if (log->segs[k]->base == base && log->segs[k]->term == term)
+                    owner = log->segs[k];
+        if (owner && owner == log->segs[log->nsegs - 1]) {
+            last_ckpt = true;
+            continue;
+        }
+        char path[SEG_PATH_MAX + 300];
+        snprintf(path, sizeof(path), "%s/%s", log->dir, names[i]);
+        io_fs_unlink(log->io, path);
+        if (owner) owner->ckpt_hi = UINT64_MAX; /* it might come back: see log_ckpt.c */
+    }
     for (int i = 0; i < log->nsegs; i++) {
         segment *seg = log->segs[i];
         bool is_last = i == log->nsegs - 1;
         bool cut = false;
-        if ((rc = seg_recover(log, seg, is_last, &cut)) < 0) {
+        if ((rc = seg_recover(log, seg, is_last, is_last && last_ckpt, &cut)) < 0) {
             log_error("storage", "recovering %s.log: %s", seg->stem, al_strerror(rc));
             goto out;
         }
@@ -2443,6 +2506,7 @@ int storage_log_close(storage_log *log)
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
     log_mk_wait(log);
+    log_ckpt_wait(log);
     log_fin_wait(log);
     log_del_wait(log);
     if (!log->failed) log_finish_sealed(log);
@@ -2456,6 +2520,7 @@ int storage_log_close(storage_log *log)
             storage_cache_drop(log->cfg.cache, log->cfg.log_id, seg->base, INT64_MAX);
         seg_free(seg);
     }
+    free(log->ckpt.buf);
     free(log->segs);
     free(log);
     return 0;
@@ -2473,6 +2538,7 @@ void storage_log_abandon(storage_log *log)
     for (int guard = 0; log->zbusy && guard < 10000 && io_now_ns(log->io) < until; guard++)
         io_poll(log->io, io_now_ns(log->io) + 10000000ull);
     log_mk_wait(log); /* a dead io never runs these (-ECANCELED) */
+    log_ckpt_wait(log); /* a dead io never runs these (-ECANCELED) */
     log_fin_wait(log);
     log_del_wait(log);
     compact_state *cs = &log->cs;
@@ -2492,6 +2558,7 @@ void storage_log_abandon(storage_log *log)
             storage_cache_drop(log->cfg.cache, log->cfg.log_id, log->segs[i]->base, INT64_MAX);
         seg_free(log->segs[i]);
     }
+    free(log->ckpt.buf);
     free(log->segs);
     free(log);
 }
@@ -2524,11 +2591,37 @@ static int seg_find_batch(storage_log *log, segment *seg, int64_t offset, uint64
     return 0;
 }
 
+/* The max timestamp of seg's batches before position end (a batch boundary): the time index
+ * entry of the newest index entry below end (its running max covers everything up to and
+ * including its batch) and every batch from there to end, or, if the two indexes are not in
+ * step there, every batch from 0. Returns 0 or -errno. */
+static int seg_max_ts_before(storage_log *log, segment *seg, uint64_t end, int64_t *out)
+{
+    uint32_t k = seg->nidx;
+    while (k && seg->idx[k - 1].pos >= end) k--;
+    bool step = k && seg->ntidx >= k && seg->tidx[k - 1].rel == seg->idx[k - 1].rel;
+    int64_t m = step ? seg->tidx[k - 1].ts : INT64_MIN;
+    uint64_t p = step ? seg->idx[k - 1].pos : 0;
+    for (uint64_t guard = 0; p < end && guard < (1ull << 40); guard++) {
+        uint8_t hb[STORAGE_BATCH_HEADER];
+        int rc = seg_read_sync(log, seg, p, hb, sizeof(hb));
+        if (rc < 0) return rc;
+        storage_batch_hdr h;
+        storage_batch_parse_header(hb, sizeof(hb), &h);
+        if (h.batch_length <= 0) return AL_ECORRUPT;
+        if (h.max_timestamp > m) m = h.max_timestamp;
+        p += storage_batch_size(&h);
+    }
+    *out = m;
+    return 0;
+}
+
 /* Removes offsets >= offset (no flush in flight). Waiters above the new end get werr. */
 static int log_truncate(storage_log *log, int64_t offset, int werr)
 {
     AL_ASSERT(!log_busy(log));
     log_mk_wait(log); /* the active segment may go, or be cut: its file must exist */
+    log_ckpt_wait(log);
     log_fin_wait(log);
     int rc = 0;
     bool dir_changed = false;
@@ -2545,12 +2638,22 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             uint64_t pos;
             int64_t prev;
             if ((rc = seg_find_batch(log, seg, offset, &pos, &prev)) < 0) return rc;
+            /* The kept batches' max timestamp (retention.ms, the index files' header): the
+             * newest time index entry alone misses the batches after it. */
+            int64_t max_ts;
+            if (seg_max_ts_before(log, seg, pos, &max_ts) < 0) /* a read failed: as before */
+                max_ts = INT64_MIN;
             /* Keep the in-memory bytes of the new tail block before dropping anything. */
             uint64_t bb = AL_ALIGN_DOWN(pos, (uint64_t)SEG_ALIGN);
             storage_chunk *nch = storage_chunk_new(SEG_BUF_MIN);
             if (!nch) return -ENOMEM;
             uint8_t *nb = nch->mem;
             if (pos > bb && (rc = seg_read_sync(log, seg, bb, nb, (size_t)(pos - bb))) < 0) {
+                storage_chunk_disown(nch);
+                return rc;
+            }
+            /* A recovery checkpoint beyond pos goes durably first (log_ckpt.c). */
+            if ((rc = log_ckpt_invalidate(log, seg, pos)) < 0) {
                 storage_chunk_disown(nch);
                 return rc;
             }
@@ -2573,7 +2676,8 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
             while (seg->ntidx && (int64_t)seg->tidx[seg->ntidx - 1].rel > prev - seg->base)
                 seg->ntidx--;
             seg->last_idx_pos = seg->nidx ? seg->idx[seg->nidx - 1].pos : 0;
-            seg->max_ts = seg->ntidx ? seg->tidx[seg->ntidx - 1].ts : INT64_MIN;
+            seg->max_ts = max_ts != INT64_MIN ? max_ts
+                          : seg->ntidx ? seg->tidx[seg->ntidx - 1].ts : INT64_MIN;
             /* New chunks: the cache may still point into the old ones (and a Fetch hold
              * them), and appends now go over the dropped bytes' positions. */
             seg_bufs_drop(seg);
@@ -2760,6 +2864,7 @@ int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes)
         }
     }
     fin_start(log);
+    log_ckpt_maybe(log);
     if (log->nsegs) seg_buf_trim(log, log->segs[log->nsegs - 1]);
     int rc = 0;
     if (log->cfg.cleanup_policy & STORAGE_CLEANUP_DELETE) rc = log_retention(log, now_ms);
@@ -2850,6 +2955,8 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
     out->scanned_segments = log->scanned_segs;
     out->roll_jobs = log->roll_jobs;
     out->roll_waits = log->roll_waits;
+    out->ckpt_jobs = log->ckpt_jobs;
+    out->ckpt_recovered_pos = log->ckpt_recovered_pos;
     if (!log->nsegs) return;
     const segment *a = log->segs[log->nsegs - 1];
     /* Chunks, each once (buffers may share one). */

@@ -60,6 +60,11 @@ typedef struct storage_log_config {
                                     * 0 off): durable writes then land in written extents, with
                                     * no ext4 unwritten-extent conversion (journal commit) each
                                     * (log.c "zero-fill ahead") */
+    uint64_t ckpt_bytes;           /* checkpoint the active segment's indexes every this many
+                                    * bytes made durable (64 MiB; 0 off): a restart after a
+                                    * crash scans only what follows (log_ckpt.c) */
+    int64_t ckpt_ms;               /* ...or this often (10 s) once ckpt_bytes / 16 (at most
+                                    * 4 MiB) more is durable; <= 0: by bytes only */
     storage_cache *cache;          /* the shard's batch cache, or NULL */
     uint64_t log_id;               /* key of this log in the cache (unique per shard) */
 } storage_log_config;
@@ -271,6 +276,9 @@ typedef struct storage_log_buf_info {
     uint64_t roll_jobs;   /* segment rolls whose file create + directory fsync ran off the
                              shard's thread */
     uint64_t roll_waits;  /* rolls that waited (blocking) for the previous roll's job */
+    uint64_t ckpt_jobs;   /* active-segment checkpoints written (log_ckpt.c) */
+    uint64_t ckpt_recovered_pos; /* the open resumed the active segment's scan at this
+                                  * position thanks to its checkpoint (0: scanned in full) */
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 

@@ -69,6 +69,12 @@ typedef struct segment {
     uint64_t pbase, pend;
     uint64_t trim_size; /* size at the last housekeeping (idle buffers are trimmed) */
     bool cleaned;    /* compaction: already compacted since it was sealed */
+    uint64_t id;     /* unique in the log object (log->seg_ids): checkpoint jobs find it */
+    /* Active-segment checkpoint (log_ckpt.c): the position the last one covered (when to
+     * write the next), when it was started, and a bound on what a <stem>.ckpt file on disk
+     * may cover: cutting the segment below ckpt_hi first removes the file durably. */
+    uint64_t ckpt_at, ckpt_hi;
+    uint64_t ckpt_t_ns;
     char stem[SEG_PATH_MAX]; /* dir/<base:020>-<term> */
 } segment;
 
@@ -202,6 +208,24 @@ struct storage_log {
     } mk;
     uint64_t roll_jobs;  /* roll jobs completed (storage_log_buf_info) */
     uint64_t roll_waits; /* rolls that waited (blocking) for the previous roll's job */
+    uint64_t seg_ids;  /* segment ids handed out (segment.id) */
+    /* Active-segment checkpoints (log_ckpt.c): at most one job in flight per log. The
+     * buffer holds the file being written: a header, the entries serialized so far (ckpt.nser
+     * of segment ckpt.seg_id, kept between checkpoints: each one adds only new entries), the
+     * CRC. Owned by the job while ckbusy. */
+    bool ckbusy;
+    struct log_ckpt {
+        struct storage_log *log;
+        io_op op;
+        uint64_t seg_id;
+        uint64_t pos;      /* P: the position the checkpoint covers */
+        uint32_t n, nser;  /* entries in this checkpoint, entries serialized in buf */
+        uint8_t *buf;
+        size_t cap, len;
+        char path[SEG_PATH_MAX + 16];
+    } ckpt;
+    uint64_t ckpt_jobs;          /* storage_log_buf_info */
+    uint64_t ckpt_recovered_pos; /* storage_log_buf_info */
 };
 
 /* Lets go of a segment's write buffers (their chunks live on while the cache points in). */
@@ -230,6 +254,26 @@ void log_mk_wait(storage_log *log);
 /* Closes seg's fd (-1 after) and unlinks its .log, .index and .timeindex files through iop
  * (blocking; the delete job runs it off the shard). */
 void seg_remove_files(io *iop, segment *seg);
+
+/* Active-segment checkpoints (log_ckpt.c). */
+/* Starts a checkpoint job for the active segment when due (after a sync, at housekeeping). */
+void log_ckpt_maybe(storage_log *log);
+/* Waits (blocking) for the checkpoint job in flight, if any, and applies its result. */
+void log_ckpt_wait(storage_log *log);
+/* Before seg is cut to pos: if a checkpoint file may cover more than pos, removes it durably
+ * (unlink + directory fsync). Returns 0 or -errno (then the caller must not cut). */
+int log_ckpt_invalidate(storage_log *log, segment *seg, uint64_t pos);
+/* At open, for the last segment (not indexed) whose <stem>.ckpt exists: loads and checks it.
+ * Returns 1 with seg's indexes, last, max_ts and last_idx_pos set up to the checkpoint's newest
+ * index entry, *from = that entry's position (where the scan resumes), *pos and *last = the
+ * position and last offset the scan must pass through for the checkpoint to count; 0 when
+ * it cannot be used (logged: the caller scans in full), or -ENOMEM. */
+int log_ckpt_load(storage_log *log, segment *seg, int64_t fsize, uint64_t *from,
+                  uint64_t *pos, int64_t *last);
+/* The scan from the checkpoint did not confirm it: logs, unlinks it (seg_recover). */
+void log_ckpt_mismatch(storage_log *log, segment *seg);
+/* Unlinks seg's checkpoint file through iop (no directory sync; see log_ckpt.c). */
+void seg_ckpt_unlink(io *iop, const segment *seg);
 
 /* Writes the .index and .timeindex files of a segment through iop: durable = the atomic
  * ritual (io_fs_write_atomic), else with no sync (io_fs_write_lazy; their reader checks them).

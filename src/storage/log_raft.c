@@ -41,6 +41,7 @@ int storage_log_drop_empty_tail(storage_log *log)
 {
     AL_ASSERT(!log->wbusy && !log->sbusy && !log->trunc && log->reads_inflight == 0);
     log_mk_wait(log);  /* a roll job may be creating the empty segment dropped here */
+    log_ckpt_wait(log); /* a checkpoint job may write a dropped segment's file */
     log_fin_wait(log); /* a finish job may hold the segments dropped here */
     int dropped = 0;
     while (log->nsegs > 0) {
@@ -150,6 +151,7 @@ int storage_log_restart_at(storage_log *log, int64_t offset)
         return AL_EFULL;
     if (offset < log->start) return AL_EINVAL;
     log_mk_wait(log);  /* a roll job may be creating a segment dropped here */
+    log_ckpt_wait(log); /* a checkpoint job may write a dropped segment's file */
     log_fin_wait(log); /* a finish job may hold the segments dropped here */
     log_del_wait(log); /* and a delete job's files go before the log restarts */
     log_compact_reset(log);

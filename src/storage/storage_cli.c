@@ -13,10 +13,11 @@
  *                         closed loop, or open loop at R batches/s (latency from each
  *                         batch's scheduled time); Z and --pipeline set the log config's
  *                         prezero_bytes and pipeline_writes (A/B of the write path)
- *   recover-bench --dir D [--mb N] [--crash 0|1]
+ *   recover-bench --dir D [--mb N] [--crash 0|1] [--ckpt-mb C]
  *                         writes one N MiB segment (16 KiB batches of 1 KiB records), closes it
  *                         (or, --crash 1, abandons it durable but without a clean close, as
- *                         after SIGKILL), then times storage_log_open of it (recovery MB/s)
+ *                         after SIGKILL), then times storage_log_open of it (recovery MB/s);
+ *                         C: the log config's ckpt_bytes in MiB (recovery checkpoints; 0 off)
  *
  * dump and check never modify anything: they read the files directly (read-only), unlike
  * storage_log_open, which recovers (truncates a torn tail). DIR may be a log directory or a
@@ -293,7 +294,8 @@ static int scan_dir(io *iop, const char *dir, bool dump, const scan_opts *o, sca
                 size_t l = strlen(names[i]);
                 bool known = !strcmp(names[i], "log_meta") ||
                              (l > 6 && !strcmp(names[i] + l - 6, ".index")) ||
-                             (l > 10 && !strcmp(names[i] + l - 10, ".timeindex"));
+                             (l > 10 && !strcmp(names[i] + l - 10, ".timeindex")) ||
+                             (l > 5 && !strcmp(names[i] + l - 5, ".ckpt"));
                 if (!known) printf("  note: unexpected file %s (removed at recovery if a "
                                    "leftover)\n", names[i]);
                 continue;
@@ -587,7 +589,7 @@ static int recover_fill(io *iop, storage_log *log, uint64_t mb)
 }
 
 /* recover-bench: fill, close (or abandon), reopen and time the recovery. */
-static int storage_recover_bench(const char *dir, uint64_t mb, bool crash)
+static int storage_recover_bench(const char *dir, uint64_t mb, bool crash, int64_t ckpt_mb)
 {
     io *iop;
     struct io_uring_opts uo = {0};
@@ -604,6 +606,7 @@ static int storage_recover_bench(const char *dir, uint64_t mb, bool crash)
     storage_log_config c;
     storage_log_config_default(&c);
     c.segment_bytes = (mb << 20) + (64u << 20);
+    if (ckpt_mb >= 0) c.ckpt_bytes = (uint64_t)ckpt_mb << 20;
     storage_log *log = NULL;
     if ((rc = storage_log_open(iop, ldir, &c, &log)) < 0) goto fail;
     rc = recover_fill(iop, log, mb);
@@ -616,6 +619,8 @@ static int storage_recover_bench(const char *dir, uint64_t mb, bool crash)
     uint64_t t0 = io_now_ns(iop);
     if ((rc = storage_log_open(iop, ldir, &c, &log)) < 0) goto fail;
     double secs = (double)(io_now_ns(iop) - t0) / 1e9;
+    storage_log_buf_info bi;
+    storage_log_buf_info_get(log, &bi);
     if (storage_log_last_offset(log) != last || storage_log_size_bytes(log) != bytes) {
         fprintf(stderr, "storage recover-bench: recovered last offset %" PRId64 " (%" PRIu64
                 " bytes), expected %" PRId64 " (%" PRIu64 ")\n", storage_log_last_offset(log),
@@ -627,6 +632,7 @@ static int storage_recover_bench(const char *dir, uint64_t mb, bool crash)
     printf("storage_recover_mode %s\n", crash ? "crash" : "clean");
     printf("storage_recover_bytes %" PRIu64 "\n", bytes);
     printf("storage_recover_seconds %.3f\n", secs);
+    printf("storage_recover_from_checkpoint_pos %" PRIu64 "\n", bi.ckpt_recovered_pos);
     printf("storage_recover_MBps %.1f\n", (double)bytes / secs / 1e6);
     if (system(cmd) != 0) fprintf(stderr, "storage recover-bench: could not remove %s\n", ldir);
     io_destroy(iop);
@@ -656,6 +662,8 @@ static void storage_usage(FILE *f)
                "shard's)\n"
                "             [--segment-bytes N]  (segment size, default 1 GiB: no roll)\n"
                "       ailurus storage recover-bench --dir D [--mb N] [--crash 0|1]\n"
+               "             [--ckpt-mb C]  (recovery checkpoint every C MiB durable; 0 off; "
+               "default the log's)\n"
                "             (time to open a log with one N MiB segment, default 1024)\n"
                "dump/check read log directories (or directories of them) without changing "
                "anything;\ncheck exits 1 if any checksum, offset, index or metadata problem is "
@@ -717,17 +725,19 @@ int cmd_storage(int argc, char **argv)
         const char *dir = NULL;
         uint64_t mb = 1024;
         bool crash = false;
+        int64_t ckpt_mb = -1;
         for (int i = 2; i + 1 < argc; i += 2) {
             if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
             else if (!strcmp(argv[i], "--mb")) mb = strtoull(argv[i + 1], NULL, 0);
             else if (!strcmp(argv[i], "--crash")) crash = atoi(argv[i + 1]) != 0;
+            else if (!strcmp(argv[i], "--ckpt-mb")) ckpt_mb = strtoll(argv[i + 1], NULL, 0);
             else dir = NULL, i = argc;
         }
         if (!dir || argc % 2 || mb < 1 || mb > (64u << 10)) {
             storage_usage(stderr);
             return CLI_USAGE;
         }
-        return storage_recover_bench(dir, mb, crash);
+        return storage_recover_bench(dir, mb, crash, ckpt_mb);
     }
     bool dump = !strcmp(sub, "dump");
     if ((!dump && strcmp(sub, "check") != 0) || argc < 3) {

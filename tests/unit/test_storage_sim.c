@@ -9,6 +9,8 @@
  */
 #include "storage_util.h"
 
+#include "base/crc32c.h"
+#include "base/cursor.h"
 #include "base/log.h"
 #include "reactor/io_sim.h"
 
@@ -47,11 +49,19 @@ static int env_wait(sim_env *e, volatile int *flag)
 }
 
 /* Opens (recovers) the log; a previous log object is abandoned (its process "died"). */
+static long ckpt_opens; /* opens that resumed the active segment's scan at a checkpoint */
+
 static int env_open(sim_env *e)
 {
     if (e->log) storage_log_abandon(e->log);
     e->log = NULL;
-    return storage_log_open(e->io, LOG_DIR, &e->cfg, &e->log);
+    int rc = storage_log_open(e->io, LOG_DIR, &e->cfg, &e->log);
+    if (rc == 0) {
+        storage_log_buf_info bi;
+        storage_log_buf_info_get(e->log, &bi);
+        if (bi.ckpt_recovered_pos) ckpt_opens++;
+    }
+    return rc;
 }
 
 static void env_close(sim_env *e)
@@ -73,6 +83,8 @@ static void env_init(sim_env *e, uint64_t seed)
     e->cfg.fallocate_step = 8 * 1024;
     e->cfg.flush_bytes = 1 << 30;
     e->cfg.index_interval_bytes = 512;
+    e->cfg.ckpt_bytes = 1024; /* recovery checkpoints every KiB: exercised by every test */
+    e->cfg.ckpt_ms = 5;
     e->rng = seed * 2654435761u + 1;
 }
 
@@ -277,6 +289,7 @@ TEST(sim_torn_random_points_many_seeds)
 {
     uint64_t seed = test_seed();
     int runs = 0, torn = 0;
+    ckpt_opens = 0;
     long acked = 0, appended = 0, recovered = 0, segs = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -302,7 +315,9 @@ TEST(sim_torn_random_points_many_seeds)
         if (t1.tv_sec - t0.tv_sec > 15) break;
     }
     fprintf(stderr, "    %d seeds (%d with a torn write), batches: %ld appended, %ld acknowledged, "
-            "%ld recovered; %ld segments\n", runs, torn, appended, acked, recovered, segs);
+            "%ld recovered; %ld segments; %ld opens from a checkpoint\n", runs, torn, appended,
+            acked, recovered, segs, ckpt_opens);
+    CHECK(ckpt_opens > 0);
     CHECK(torn > runs / 2);
     CHECK(recovered >= acked);
 }
@@ -334,6 +349,7 @@ TEST(sim_fdatasync_failure_fails_the_log)
 {
     sim_env e;
     env_init(&e, test_seed() ^ 0x77);
+    e.cfg.ckpt_bytes = 0; /* the injected fsync failure is for the data, not a checkpoint job */
     CHECK_EQ(env_open(&e), 0);
     for (int i = 0; i < 5; i++) CHECK_EQ(env_append(&e, 1), 0);
     CHECK_EQ(env_sync(&e), 0);
@@ -555,6 +571,7 @@ TEST(sim_finish_jobs_sync_nothing_and_a_crash_rescans)
 {
     sim_env e;
     env_init(&e, test_seed() ^ 0x5e);
+    e.cfg.ckpt_bytes = 0; /* counts the finish jobs' syncs: no checkpoint jobs */
     e.cfg.segment_bytes = 8 * 1024;
     e.cfg.retention_ms = -1;
     CHECK_EQ(env_open(&e), 0);
@@ -794,6 +811,7 @@ TEST(sim_roll_job_failure_fails_the_log)
 {
     sim_env e;
     env_init(&e, test_seed() ^ 0x4012);
+    e.cfg.ckpt_bytes = 0; /* the injected fsync failure is for the roll job's */
     CHECK_EQ(env_open(&e), 0);
     for (int i = 0; i < 5; i++) CHECK_EQ(env_append(&e, 1), 0);
     CHECK_EQ(env_sync(&e), 0);
@@ -859,6 +877,290 @@ TEST(sim_back_to_back_rolls_and_truncation_wait_for_the_job)
     CHECK_EQ(storage_log_term_at(e.log, e.base[e.n - 1]), 3);
     env_close(&e);
     env_free(&e);
+}
+
+/* ---- recovery checkpoints (log_ckpt.c) ---- */
+
+/* What recovery produced, through the public interface: offsets, every segment's summary and
+ * index size, and time lookups over the whole range. */
+typedef struct log_state {
+    int64_t start, high;
+    int nsegs;
+    storage_segment_info seg[64];
+    int64_t by_time[64];
+} log_state;
+
+static void state_get(storage_log *log, log_state *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->start = storage_log_start_offset(log);
+    st->high = storage_log_high_offset(log);
+    st->nsegs = storage_log_segment_count(log);
+    AL_ASSERT(st->nsegs <= 64);
+    for (int i = 0; i < st->nsegs; i++) {
+        AL_ASSERT(storage_log_segment_info(log, i, &st->seg[i]) == 0);
+        st->seg[i].path_stem = NULL;
+    }
+    for (int i = 0; i < 64; i++) st->by_time[i] = storage_log_offset_for_time(log, i * 40);
+}
+
+static bool state_eq(const log_state *a, const log_state *b)
+{
+    if (a->start != b->start || a->high != b->high || a->nsegs != b->nsegs) return false;
+    for (int i = 0; i < a->nsegs; i++) {
+        const storage_segment_info *x = &a->seg[i], *y = &b->seg[i];
+        if (x->base != y->base || x->last != y->last || x->term != y->term ||
+            x->size != y->size || x->max_timestamp != y->max_timestamp ||
+            x->index_entries != y->index_entries) {
+            fprintf(stderr, "    segment %d differs: last %lld/%lld size %llu/%llu max_ts "
+                    "%lld/%lld entries %u/%u\n", i, (long long)x->last, (long long)y->last,
+                    (unsigned long long)x->size, (unsigned long long)y->size,
+                    (long long)x->max_timestamp, (long long)y->max_timestamp,
+                    x->index_entries, y->index_entries);
+            return false;
+        }
+    }
+    return memcmp(a->by_time, b->by_time, sizeof(a->by_time)) == 0;
+}
+
+/* Appends one batch with a random timestamp (the running max in the time index then
+ * matters). */
+static int env_append_rts(sim_env *e, int32_t term)
+{
+    static uint8_t b[256 * 600];
+    int n = 1 + (int)(su_rand(&e->rng) % 6);
+    size_t len = su_batch(b, sizeof(b), n, NULL, su_rand(&e->rng), su_rand(&e->rng) % 400,
+                          false, (int64_t)(su_rand(&e->rng) % 2500));
+    storage_append_result r;
+    int rc = storage_log_append(e->log, term, b, len, &r);
+    if (rc == 0) {
+        AL_ASSERT(e->n < 512);
+        e->bytes[e->n] = malloc(len);
+        memcpy(e->bytes[e->n], b, len);
+        e->len[e->n] = len;
+        e->base[e->n] = r.base_offset;
+        e->last[e->n] = r.last_offset;
+        e->n++;
+    }
+    return rc;
+}
+
+/* Path of the active segment's checkpoint file. */
+static void ckpt_file(sim_env *e, char *out, size_t n)
+{
+    storage_segment_info si;
+    AL_ASSERT(storage_log_segment_info(e->log, storage_log_segment_count(e->log) - 1, &si) == 0);
+    snprintf(out, n, "%s.ckpt", si.path_stem);
+}
+
+static uint64_t ckpt_pos_of(sim_env *e)
+{
+    storage_log_buf_info bi;
+    storage_log_buf_info_get(e->log, &bi);
+    return bi.ckpt_recovered_pos;
+}
+
+/* Crashes, reopens (with whatever checkpoint is on disk), checks the model, and returns the
+ * state; then drops the log, removes the checkpoint and reopens: a full scan of the same
+ * files must give the same state. Returns the position the first open resumed at (0: none)
+ * or -1 on a mismatch. */
+static int64_t crash_and_compare(sim_env *e)
+{
+    io_sim_crash(e->io);
+    e->io = io_sim_restart(e->io);
+    al_log_set_level(AL_LOG_ERROR);
+    int rc = env_open(e);
+    al_log_set_level(AL_LOG_INFO);
+    if (rc < 0) return -1;
+    int64_t used = (int64_t)ckpt_pos_of(e);
+    int k = env_verify(e);
+    if (k < 0) return -1;
+    env_forget_from(e, k);
+    e->acked = k;
+    log_state a, b;
+    state_get(e->log, &a);
+    char path[4200];
+    ckpt_file(e, path, sizeof(path));
+    storage_log_abandon(e->log);
+    e->log = NULL;
+    io_fs_unlink(e->io, path);
+    al_log_set_level(AL_LOG_ERROR);
+    rc = env_open(e);
+    al_log_set_level(AL_LOG_INFO);
+    if (rc < 0 || ckpt_pos_of(e) != 0) return -1;
+    state_get(e->log, &b);
+    if (!state_eq(&a, &b) || env_verify(e) != k) return -1;
+    return used;
+}
+
+/* A checkpoint written while the log runs is used after a crash, and recovery from it gives
+ * exactly what a full scan gives (indexes, summary, next offset, bytes). */
+TEST(sim_ckpt_round_trip_equals_full_scan)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ 0xc4c4);
+    e.cfg.segment_bytes = 1 << 20;
+    e.cfg.ckpt_bytes = 8192;
+    CHECK_EQ(env_open(&e), 0);
+    for (int g = 0; g < 30; g++) {
+        for (int i = 0; i < 4; i++) CHECK_EQ(env_append_rts(&e, 1), 0);
+        CHECK_EQ(env_sync(&e), 0);
+    }
+    for (int i = 0; i < 1000; i++) /* let the checkpoint job in flight complete */
+        if (io_sim_world_step(e.w) <= 0) break;
+    storage_log_buf_info bi;
+    storage_log_buf_info_get(e.log, &bi);
+    CHECK(bi.ckpt_jobs > 0);
+    for (int i = 0; i < 3; i++) CHECK_EQ(env_append_rts(&e, 1), 0); /* not durable */
+    int64_t used = crash_and_compare(&e);
+    CHECK(used > 0);
+    fprintf(stderr, "    %llu checkpoints written; recovery resumed at %lld of %llu bytes\n",
+            (unsigned long long)bi.ckpt_jobs, (long long)used,
+            (unsigned long long)storage_log_size_bytes(e.log));
+    env_free(&e);
+}
+
+/* Checkpoints that must not be used: a flipped byte, a header naming another segment (CRC
+ * recomputed), a recorded last offset the data does not have (CRC recomputed), a position
+ * beyond the data file. Each is logged, removed, and the segment scanned in full. */
+TEST(sim_ckpt_corrupt_or_stale_ignored)
+{
+    for (int variant = 0; variant < 4; variant++) {
+        sim_env e;
+        env_init(&e, test_seed() ^ (0xbad0 + (uint64_t)variant));
+        e.cfg.segment_bytes = 1 << 20;
+        e.cfg.ckpt_bytes = 8192;
+        CHECK_EQ(env_open(&e), 0);
+        for (int g = 0; g < 20; g++) {
+            for (int i = 0; i < 4; i++) CHECK_EQ(env_append_rts(&e, 1), 0);
+            CHECK_EQ(env_sync(&e), 0);
+        }
+        for (int i = 0; i < 1000; i++)
+            if (io_sim_world_step(e.w) <= 0) break;
+        char path[4200];
+        ckpt_file(&e, path, sizeof(path));
+        storage_log_abandon(e.log);
+        e.log = NULL;
+        uint8_t *b = NULL;
+        size_t len = 0;
+        CHECK_EQ(io_fs_read_all(e.io, path, 1 << 20, &b, &len), 0);
+        CHECK(len > 60);
+        if (variant == 0) b[len / 2] ^= 0x10;
+        else if (variant == 1) al_put_be64(b + 8, 7);                    /* base offset */
+        else if (variant == 2) al_put_be64(b + 32, al_be64(b + 32) - 1); /* last at P */
+        else al_put_be64(b + 24, 1u << 30);                              /* P */
+        if (variant) al_put_be32(b + len - 4, crc32c(0, b, len - 4));
+        CHECK_EQ(io_fs_write_atomic(e.io, path, b, len), 0);
+        free(b);
+        al_log_set_level(AL_LOG_ERROR);
+        CHECK_EQ(env_open(&e), 0);
+        al_log_set_level(AL_LOG_INFO);
+        CHECK_EQ(ckpt_pos_of(&e), 0);
+        CHECK_EQ(io_fs_exists(e.io, path), 0); /* removed */
+        CHECK_EQ(env_verify(&e), e.n);
+        env_close(&e);
+        env_free(&e);
+    }
+}
+
+/* A truncation below a checkpoint removes it durably before cutting; new appends at the same
+ * positions then recover correctly after a crash, from a newer checkpoint or a full scan. */
+TEST(sim_ckpt_truncation_below_removes_it)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ 0x7c7c);
+    e.cfg.segment_bytes = 1 << 20;
+    e.cfg.ckpt_bytes = 4096;
+    e.cfg.ckpt_ms = 0;
+    CHECK_EQ(env_open(&e), 0);
+    for (int g = 0; g < 20; g++) {
+        for (int i = 0; i < 4; i++) CHECK_EQ(env_append_rts(&e, 1), 0);
+        CHECK_EQ(env_sync(&e), 0);
+    }
+    for (int i = 0; i < 1000; i++)
+        if (io_sim_world_step(e.w) <= 0) break;
+    char path[4200];
+    ckpt_file(&e, path, sizeof(path));
+    CHECK_EQ(io_fs_exists(e.io, path), 1);
+    int cut = 5; /* far below the checkpoint */
+    CHECK_EQ(storage_log_truncate_suffix(e.log, e.base[cut]), 0);
+    env_forget_from(&e, cut);
+    e.acked = e.n;
+    CHECK_EQ(io_fs_exists(e.io, path), 0);
+    /* A crash right after: the removal was durable. */
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    CHECK_EQ(io_fs_exists(e.io, path), 0);
+    CHECK_EQ(env_open(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    /* Different batches over the same positions, same term; then crash and compare. */
+    for (int g = 0; g < 10; g++) {
+        for (int i = 0; i < 3; i++) CHECK_EQ(env_append_rts(&e, 1), 0);
+        CHECK_EQ(env_sync(&e), 0);
+    }
+    int64_t used = crash_and_compare(&e);
+    CHECK(used >= 0);
+    env_close(&e);
+    env_free(&e);
+}
+
+/* Random runs with checkpoints every few hundred bytes: appends, syncs, truncations (new
+ * terms), rolls and finished segments, then a power loss at a random point (jobs in flight
+ * vanish); recovery keeps every acknowledged batch and equals a full scan of the same files. */
+TEST(sim_ckpt_random_crashes_equal_full_scan)
+{
+    uint64_t seed = test_seed();
+    int runs = 0;
+    long used = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int s = 0; s < 5000; s++) {
+        sim_env e;
+        uint64_t sd = seed + (uint64_t)s * 104729;
+        env_init(&e, sd);
+        e.cfg.retention_ms = -1;
+        e.cfg.segment_bytes = 16384 + (su_rand(&e.rng) % 4) * 8192;
+        e.cfg.ckpt_bytes = 256 + su_rand(&e.rng) % 2048;
+        e.cfg.ckpt_ms = (int64_t)(su_rand(&e.rng) % 3);
+        CHECK_EQ(env_open(&e), 0);
+        int32_t term = 1;
+        int groups = 3 + (int)(su_rand(&e.rng) % 12);
+        for (int g = 0; g < groups && e.n < 400; g++) {
+            int nb = 1 + (int)(su_rand(&e.rng) % 5);
+            for (int i = 0; i < nb; i++) CHECK_EQ(env_append_rts(&e, term), 0);
+            uint64_t r = su_rand(&e.rng) % 8;
+            if (r < 5) {
+                CHECK_EQ(env_sync(&e), 0);
+            } else if (r == 5) {
+                storage_log_flush(e.log);
+                int steps = (int)(su_rand(&e.rng) % 8);
+                for (int i = 0; i < steps; i++)
+                    if (io_sim_world_step(e.w) <= 0) break;
+            } else if (r == 6) {
+                CHECK_EQ(env_sync(&e), 0);
+                CHECK(storage_log_housekeep(e.log, io_wall_ms(e.io), 1 << 20) >= 0);
+            } else if (e.n > 2) {
+                CHECK_EQ(env_sync(&e), 0);
+                int k = e.n - 1 - (int)(su_rand(&e.rng) % (uint64_t)AL_MIN(e.n - 1, 12));
+                CHECK_EQ(storage_log_truncate_suffix(e.log, e.base[k]), 0);
+                env_forget_from(&e, k);
+                term++;
+            }
+            int steps = (int)(su_rand(&e.rng) % 4);
+            for (int i = 0; i < steps; i++)
+                if (io_sim_world_step(e.w) <= 0) break;
+        }
+        int64_t u = crash_and_compare(&e);
+        if (u < 0) fprintf(stderr, "    seed %llu: mismatch\n", (unsigned long long)sd);
+        CHECK(u >= 0);
+        used += u > 0;
+        env_free(&e);
+        runs++;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (t1.tv_sec - t0.tv_sec > 10) break;
+    }
+    fprintf(stderr, "    %d runs, %ld recovered from a checkpoint\n", runs, used);
+    CHECK(used > runs / 4);
 }
 
 int main(int argc, char **argv)
