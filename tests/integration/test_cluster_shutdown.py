@@ -269,7 +269,8 @@ def test_stopping_node_is_handed_no_leadership(cluster_factory):
     other nodes' balancers handed X's partitions straight back to X (their preferred leader,
     still ACTIVE and connected) while it was handing them away. Checked: X's log has no
     "leader in term" line after its hand-over started, the peers logged the notice, X exits
-    0, the producer saw no error, and every acknowledged record is stored once."""
+    0, the producer saw no error, every acknowledged record is stored once, and once X is
+    restarted the peers clear the mark and X leads its preferred partitions again."""
     c = cluster_factory(3, args=["--controlled-shutdown-timeout-ms", str(TIMEOUT_MS)],
                         env={"AILURUS_BALANCE_MS": "200"})
     topic = "cs-nolead"
@@ -346,4 +347,15 @@ def test_stopping_node_is_handed_no_leadership(cluster_factory):
     assert set(values) == set(acked), ("acked records missing or extra records",
                                        len(set(acked) - set(values)),
                                        len(set(values) - set(acked)))
-    print("node %d (preferred leader of %r) stopped; %d records" % (x, mine, len(acked)))
+    # restarted, X pings "not stopping": the peers log it and the balancer gives X its
+    # preferred leaderships back (a mark that stayed would exclude X for good)
+    c.restart(xi)
+    for i in others:
+        wait_for("node %d saw node %d restart" % (c.nodes[i].node_id, x),
+                 lambda: "node %d is no longer shutting down" % x in c.nodes[i].log_text(),
+                 timeout=30)
+    agreed_metadata(c, topic, [0, 1, 2], timeout=60,
+                    pred=lambda parts, ctl: settled(parts, ctl) and
+                    all(parts[p][0] == x for p in mine))
+    print("node %d (preferred leader of %r) stopped and came back; %d records"
+          % (x, mine, len(acked)))
