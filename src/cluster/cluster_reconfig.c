@@ -281,7 +281,9 @@ static void drive_leadership(struct cr_shard *cs, pm_partition *p, const topic_a
         int32_t to = pick_leader(cs, p->rr, a, self);
         if (to >= 0) {
             int rc = raft_replica_transfer_leadership(p->rr, to);
-            log_step(p, "maintenance: hand leadership to", to, rc);
+            log_step(p, cluster_shutdown_started() ? "shutdown: hand leadership to"
+                                                   : "maintenance: hand leadership to",
+                     to, rc);
         }
         return;
     }

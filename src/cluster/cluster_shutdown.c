@@ -168,12 +168,13 @@ bool cluster_shutdown_pre_stop(reactor *r, bool first, void *arg)
                  timeout_ms);
         return false;
     }
-    uint32_t led = 0, stuck = 0;
+    uint32_t led = 0, stuck = 0, silent = 0;
     bool all = true;
     for (unsigned i = 0; i < n; i++) {
         int64_t v = atomic_load_explicit(&g_report[i], memory_order_acquire);
         if (v < 0) {
             all = false;
+            silent++;
             continue;
         }
         led += (uint32_t)(v & 0xffffffff);
@@ -190,9 +191,15 @@ bool cluster_shutdown_pre_stop(reactor *r, bool first, void *arg)
         return true;
     }
     if (now >= deadline_ms) {
-        log_warn("shutdown", "controlled shutdown: still leading %u groups after %" PRIu64
-                             " ms (controlled_shutdown_timeout_ms): stopping anyway",
-                 led, timeout_ms);
+        if (silent)
+            log_warn("shutdown", "controlled shutdown: %u of %u shards never reported (busy or "
+                                 "blocked) after %" PRIu64 " ms (controlled_shutdown_timeout_ms); "
+                                 "the others still lead %u groups: stopping anyway",
+                     silent, n, timeout_ms, led);
+        else
+            log_warn("shutdown", "controlled shutdown: still leading %u groups after %" PRIu64
+                                 " ms (controlled_shutdown_timeout_ms): stopping anyway",
+                     led, timeout_ms);
         return true;
     }
     if (all && now - last_log_ms >= 1000) {
