@@ -51,6 +51,8 @@ void storage_log_config_default(storage_log_config *c)
     c->index_interval_bytes = 4096;
     c->ckpt_bytes = 64u << 20;
     c->ckpt_ms = 10000;
+    const char *ck = getenv("AILURUS_CKPT_BYTES"); /* for tests: checkpoints at small sizes */
+    if (ck && *ck) c->ckpt_bytes = strtoull(ck, NULL, 0);
 }
 
 /* ---- small helpers ---- */

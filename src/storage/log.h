@@ -62,7 +62,9 @@ typedef struct storage_log_config {
                                     * (log.c "zero-fill ahead") */
     uint64_t ckpt_bytes;           /* checkpoint the active segment's indexes every this many
                                     * bytes made durable (64 MiB; 0 off): a restart after a
-                                    * crash scans only what follows (log_ckpt.c) */
+                                    * crash scans only what follows (log_ckpt.c;
+                                    * AILURUS_CKPT_BYTES in the environment sets the
+                                    * default, for tests) */
     int64_t ckpt_ms;               /* ...or this often (10 s) once ckpt_bytes / 16 (at most
                                     * 4 MiB) more is durable; <= 0: by bytes only */
     storage_cache *cache;          /* the shard's batch cache, or NULL */
