@@ -66,6 +66,7 @@ struct raft_replica {
     int hs_fd;         /* raft_state, open for slot writes (-1: no file yet) */
     struct hs_writer *hsw; /* the slot write (reused) */
     bool hs_busy;      /* a PERSIST is being written: later actions are held */
+    bool hs_unknown;   /* the last hard-state write failed: it may or may not be on disk */
 
     /* snapshot point as durable in raft_snap (-1: none; the log starts at snap_off + 1) */
     int64_t snap_off, snap_term;
@@ -351,6 +352,7 @@ static void hs_cb(io_op *op)
     r->hs_busy = false;
     if (r->closing) return;
     if (op->res != (int32_t)sizeof(w->b)) {
+        r->hs_unknown = true; /* a failed write may still have reached the disk */
         fail_replica(r, "writing the hard state", op->res < 0 ? op->res : -EIO);
     } else {
         r->hs = w->hs;
@@ -1889,8 +1891,9 @@ raft_hardstate raft_replica_durable_hardstate(const raft_replica *r) { return r-
 
 bool raft_replica_hardstate_pending(const raft_replica *r, raft_hardstate *out)
 {
-    if (r->hs_busy && out) *out = r->hsw->hs;
-    return r->hs_busy;
+    bool maybe = r->hs_busy || (r->hs_unknown && r->hsw);
+    if (maybe && out) *out = r->hsw->hs;
+    return maybe;
 }
 int64_t raft_replica_commit(const raft_replica *r) { return r->g.commit; }
 int64_t raft_replica_last_offset(const raft_replica *r) { return r->g.last; }

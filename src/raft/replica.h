@@ -248,7 +248,9 @@ int32_t raft_replica_vote(const raft_replica *r);
 raft_hardstate raft_replica_durable_hardstate(const raft_replica *r);
 /* A hard-state write in flight: true and *out = the state being written. While it is, the
  * actions after its PERSIST (sends, appends, ...) wait and the replica takes no input (as
- * behind a truncation: messages are dropped, Raft resends them). */
+ * behind a truncation: messages are dropped, Raft resends them). Also true, with that state,
+ * after such a write failed (the replica is failed then): the disk may hold either state, and
+ * both are safe (nothing that depended on the new one was sent). */
 bool raft_replica_hardstate_pending(const raft_replica *r, raft_hardstate *out);
 /* Commit index (a Fetch may read offsets <= it; high watermark = commit + 1). */
 int64_t raft_replica_commit(const raft_replica *r);
