@@ -7,6 +7,7 @@
  *   <base:020>-<term>.log        record batches as received (stamped), back to back, then zeros
  *   <base:020>-<term>.index      sparse offset index of a closed segment (written at close)
  *   <base:020>-<term>.timeindex  sparse time index of a closed segment (written at close)
+ *   <base:020>-<term>.ckpt       recovery checkpoint of the active segment (log_ckpt.c)
  *   log_meta                     the log start offset (temp/fsync/rename/fsync-dir ritual)
  * Every segment holds batches of one term: an append with a new term rolls the segment.
  *
@@ -76,7 +77,8 @@ void storage_log_config_default(storage_log_config *c);
 
 /*
  * Opens (creating if needed) the log in directory dir and recovers it: lists segments, loads
- * or rebuilds their indexes, scans the last segment's batches verifying every CRC, truncates a
+ * or rebuilds their indexes, scans the last segment's batches verifying every CRC (after a
+ * crash, only those from its recovery checkpoint on, when it has a valid one), truncates a
  * torn or corrupt tail (logging what was cut), deletes leftovers and segments wholly below the
  * log start offset. The config is copied. Returns 0 and *out, or -errno / AL_ECORRUPT (metadata
  * unreadable) / -ENOMEM.
