@@ -133,6 +133,13 @@ void log_ckpt_maybe(storage_log *log)
     uint64_t every = log->cfg.ckpt_bytes;
     if (!every || log->ckbusy || log->failed || log->trunc || !log->nsegs) return;
     segment *seg = log->segs[log->nsegs - 1];
+    struct log_ckpt *c = &log->ckpt;
+    if (c->buf && c->seg_id != seg->id) { /* a previous segment's entries: give the memory back */
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+        c->nser = 0;
+    }
     if (seg->sealed || seg->finished || seg->finishing) return;
     uint64_t now = io_now_ns(log->io);
     if (!seg->ckpt_t_ns) seg->ckpt_t_ns = now; /* the clock starts with the segment's data */
@@ -147,7 +154,6 @@ void log_ckpt_maybe(storage_log *log)
     uint32_t n = seg->nidx;
     while (n && seg->idx[n - 1].pos >= P) n--;
     if (!n || seg->ntidx < n || seg->idx[0].pos != 0) return;
-    struct log_ckpt *c = &log->ckpt;
     if (c->seg_id != seg->id || c->nser > n) c->nser = 0;
     c->seg_id = seg->id;
     size_t need = CKPT_HDR + (size_t)n * CKPT_ENT + 4;
