@@ -34,6 +34,7 @@ static void reads_unpark(storage_log *log);
 static void trunc_try(storage_log *log);
 static int log_truncate(storage_log *log, int64_t offset, int werr);
 static void log_fail(storage_log *log, const char *what, int err);
+static void waiters_wake(storage_log *log, int64_t upto, int err);
 
 void storage_log_config_default(storage_log_config *c)
 {
@@ -586,19 +587,24 @@ static void segs_remove_front(storage_log *log, int n)
  * A roll creates the next segment's file (open O_CREAT|O_TRUNC) and makes its name durable
  * (directory fsync): 1-2 ms each, far more behind a busy ext4 journal, so neither runs on the
  * shard. log_roll pushes the new segment at once (appends buffer into its memory as usual)
- * and hands the file work to an io_offload job; the segment's fd stays -1 until the job's
- * callback sets it, and write_start does not write a segment without an fd (the callback
- * kicks the flush). So no byte of the segment is written, let alone reported durable
- * (log->durable, flush waiters), before its name is durable: the ordering of the synchronous
- * roll, without the wait. An empty active segment the roll replaces (a new term before any
- * append) leaves segs[] at once; the same job closes and unlinks its file before creating the
- * new one (same directory fsync). At most one job per log: the new segment is always the
- * last, and a roll with a job still in flight waits for it (log_mk_wait, blocking; counted in
- * roll_waits). Truncation, close, abandon and Raft's restart/drop paths wait for it too. A
- * failed job fails the log (log_fail); a crash before the job ran leaves no file, or an empty
- * one, which recovery handles as any empty last segment.
+ * and hands the file work to io_offload in two jobs, one after the other: the create (its
+ * callback sets the segment's fd; write_start does not write a segment without one), then the
+ * directory fsync, which runs while the segment's first writes are in flight. Until that
+ * second job's callback nothing in the segment counts as durable: its writes complete as usual
+ * (seg->dsize, dlast: the bytes are on disk) but log->durable, and so every flush waiter, stays
+ * below the segment's base (log_naming); the callback then moves it up to the segment's
+ * durable end and wakes the waiters. So nothing is acknowledged before the segment's name is
+ * durable (the synchronous roll's ordering) and the first writes do not wait for the
+ * directory fsync. An empty active segment the roll replaces (a new term before any append)
+ * leaves segs[] at once; the create job closes and unlinks its file first (the same directory
+ * fsync covers both). At most one roll in flight per log: the new segment is always the last,
+ * and a roll while the previous one's jobs are in flight waits for them (log_mk_wait, blocking:
+ * the job not yet started runs inline; counted in roll_waits). Truncation, close, abandon and
+ * Raft's restart/drop paths wait too. A failed job fails the log (log_fail); a crash before the
+ * jobs ran leaves no file, an empty one, or one whose data was never acknowledged, which
+ * recovery handles as any unflushed tail.
  */
-static int mk_job(io *iop, void *arg)
+static int mk_open_job(io *iop, void *arg)
 {
     struct log_mk *m = arg;
     if (m->old) seg_remove_files(iop, m->old);
@@ -610,50 +616,89 @@ static int mk_job(io *iop, void *arg)
         fd = io_fs_open(iop, path, flags, 0644);
         m->no_direct = fd >= 0;
     }
-    if (fd < 0) return fd;
-    m->fd = fd;
+    return fd;
+}
+
+static int mk_dir_job(io *iop, void *arg)
+{
+    struct log_mk *m = arg;
     return io_fs_fsync_dir(iop, m->log->dir);
 }
 
-/* The job's result, on the shard (callback or log_mk_wait). res -ECANCELED: the job never ran
- * (crashed simulator io). */
-static void mk_apply(storage_log *log, int res)
+/* True while seg's name is not durable yet (its roll's directory fsync job in flight). */
+static bool log_naming(const storage_log *log, const segment *seg)
+{
+    return log->cbusy && log->mk.seg == seg;
+}
+
+static void mk_done(io_op *op);
+
+static void mk_fail(storage_log *log, segment *seg, const char *step, int res)
+{
+    if (res >= 0 || res == -ECANCELED || log->failed) return;
+    char what[SEG_PATH_MAX + 160];
+    snprintf(what, sizeof(what), "creating segment file %s.log (%s); check the data "
+             "directory's permissions, space and inodes", seg->stem, step);
+    log_fail(log, what, res);
+}
+
+/* A job's result, on the shard (callback, or log_mk_wait with wait set: then the directory
+ * fsync job runs inline too; waiters are not called here: mk_done, truncation or the next
+ * roll's callback wake them). res -ECANCELED: the job never ran (crashed simulator io).
+ * Returns true when log->durable moved up. */
+static bool mk_apply(storage_log *log, int res, bool wait)
 {
     struct log_mk *m = &log->mk;
-    AL_ASSERT(log->cbusy && m->seg && m->seg->fd < 0);
-    log->cbusy = false;
-    log->roll_jobs++;
-    if (m->old) {
-        m->old->fd = -1; /* closed by the job, or never to be */
-        seg_free(m->old);
-        m->old = NULL;
-    }
     segment *seg = m->seg;
+    AL_ASSERT(log->cbusy && seg);
+    if (m->phase == 1) {
+        AL_ASSERT(seg->fd < 0);
+        if (m->old) {
+            m->old->fd = -1; /* closed by the job, or never to be */
+            seg_free(m->old);
+            m->old = NULL;
+        }
+        if (m->no_direct && !log->warned_no_direct) {
+            log->warned_no_direct = true;
+            log_warn("storage", "O_DIRECT not supported for %s.log; using buffered I/O",
+                     seg->stem);
+        }
+        if (res >= 0) {
+            seg->fd = res;
+            m->phase = 2;
+            m->op = (io_op){.cb = mk_done, .ctx = log};
+            io_offload(log->io, &m->op, mk_dir_job, m);
+            if (!wait) return false;
+            res = io_offload_finish(log->io, &m->op);
+        }
+    }
+    log->cbusy = false;
     m->seg = NULL;
-    if (res != -ECANCELED) seg->fd = m->fd; /* also after an error: close closes it */
-    if (m->no_direct && !log->warned_no_direct) {
-        log->warned_no_direct = true;
-        log_warn("storage", "O_DIRECT not supported for %s.log; using buffered I/O", seg->stem);
-    }
-    if (res < 0 && res != -ECANCELED && !log->failed) {
-        char what[SEG_PATH_MAX + 160];
-        snprintf(what, sizeof(what), "creating segment file %s.log (open, directory fsync); "
-                 "check the data directory's permissions, space and inodes", seg->stem);
-        log_fail(log, what, res);
-    }
+    log->roll_jobs++;
+    mk_fail(log, seg, m->phase == 1 ? "open" : "directory fsync", res);
+    /* Its writes that completed while the name was not durable count now (dsize 0: none did;
+     * dlast is then base - 1, the previous segment's end, maybe not durable yet). Writes run
+     * oldest segment first, so older segments are durable when this one has bytes durable. */
+    if (res < 0 || log->failed || seg->dsize == 0 || seg->dlast <= log->durable) return false;
+    log->durable = seg->dlast;
+    return true;
 }
 
 static void mk_done(io_op *op)
 {
     storage_log *log = op->ctx;
-    mk_apply(log, op->res);
+    mk_apply(log, op->res, false);
+    if (log->failed) return;
+    /* log->durable may have moved up here, or in a log_mk_wait that woke nobody */
+    waiters_wake(log, log->durable, 0);
+    if (log->parked) reads_unpark(log);
     if (!log->failed) flush_kick(log); /* writes of the new segment waited for its fd */
 }
 
 void log_mk_wait(storage_log *log)
 {
     if (!log->cbusy) return;
-    mk_apply(log, io_offload_finish(log->io, &log->mk.op));
+    mk_apply(log, io_offload_finish(log->io, &log->mk.op), true);
 }
 
 /* Creates a new active segment at the next offset with `term` (its file by a roll job, see
@@ -689,13 +734,13 @@ static int log_roll(storage_log *log, int32_t term)
     if (log->nsegs > 1) log->segs[log->nsegs - 2]->sealed = true; /* finished by housekeeping */
     struct log_mk *m = &log->mk;
     m->log = log;
+    m->phase = 1;
     m->seg = seg;
     m->old = old;
-    m->fd = -1;
     m->no_direct = false;
     m->op = (io_op){.cb = mk_done, .ctx = log};
     log->cbusy = true;
-    io_offload(log->io, &m->op, mk_job, m);
+    io_offload(log->io, &m->op, mk_open_job, m);
     return waited;
 }
 
@@ -967,8 +1012,10 @@ static void sync_cb(io_op *op)
                               (uint64_t)(log->slast - log->durable));
     seg->dsize = log->send;
     seg->dlast = log->slast;
-    log->durable = log->slast;
-    waiters_wake(log, log->durable, 0);
+    if (!log_naming(log, seg)) { /* else durable once its name is (mk_done) */
+        log->durable = log->slast;
+        waiters_wake(log, log->durable, 0);
+    }
     if (log->parked) reads_unpark(log);
     flush_kick(log);
     log_ckpt_maybe(log); /* recovery checkpoint, when due (log_ckpt.c) */
@@ -1089,7 +1136,8 @@ static void wslots_complete(storage_log *log)
                                       (uint64_t)(s->last - log->durable));
             seg->dsize = seg->fend;
             seg->dlast = s->last;
-            log->durable = s->last;
+            if (!log_naming(log, seg)) /* else durable once its name is (mk_done) */
+                log->durable = s->last;
             advanced = true;
         }
         if (!log->wlive) break;
@@ -2707,6 +2755,7 @@ static int log_truncate(storage_log *log, int64_t offset, int werr)
     if (log->cfg.cache) storage_cache_drop(log->cfg.cache, log->cfg.log_id, offset, INT64_MAX);
     log_compact_reset(log);
     waiters_wake(log, log->high - 1, werr);
+    waiters_wake(log, log->durable, 0); /* log_mk_wait above may have moved it up */
     if (log->parked) reads_unpark(log);
     return 0;
 }

@@ -141,6 +141,7 @@ void log_ckpt_maybe(storage_log *log)
         c->nser = 0;
     }
     if (seg->sealed || seg->finished || seg->finishing) return;
+    if (log->cbusy && log->mk.seg == seg) return; /* its name is not durable yet (roll jobs) */
     uint64_t now = io_now_ns(log->io);
     if (!seg->ckpt_t_ns) seg->ckpt_t_ns = now; /* the clock starts with the segment's data */
     uint64_t P = seg->dsize;

@@ -196,14 +196,16 @@ struct storage_log {
     uint64_t del_jobs; /* delete jobs completed (storage_log_buf_info) */
     uint64_t scanned_segs; /* segments recovery scanned at open (storage_log_buf_info) */
     /* Creating a rolled segment's file off the shard's thread (log.c, "roll jobs"): at most
-     * one job per log; its segment is the last in segs[] and has fd -1 until the callback. */
+     * one roll in flight per log, in two jobs: the file's create (its segment, the last in
+     * segs[], has fd -1 until then), then the directory fsync (until then nothing in the
+     * segment counts as durable: log->durable stops below its base). */
     bool cbusy;
     struct log_mk {
         struct storage_log *log;
         io_op op;
-        segment *seg;   /* the new active segment (in segs[]): the job creates its file */
+        int phase;      /* 1: the create job in flight, 2: the directory fsync job */
+        segment *seg;   /* the new active segment (in segs[]) */
         segment *old;   /* an empty active segment it replaces (out of segs[]), or NULL */
-        int fd;         /* set by the job: the new file's fd, or -1 */
         bool no_direct; /* set by the job: O_DIRECT was refused, the file is buffered */
     } mk;
     uint64_t roll_jobs;  /* roll jobs completed (storage_log_buf_info) */
