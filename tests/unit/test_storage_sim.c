@@ -1129,6 +1129,73 @@ TEST(sim_ckpt_truncation_below_removes_it)
     env_free(&e);
 }
 
+/* Finishing a rolled segment removes its checkpoint (its index files take over); a checkpoint
+ * file of a segment that is not the last (one that came back after a crash) and one whose
+ * segment is gone are deleted at open, and the last segment's is still used. */
+TEST(sim_ckpt_removed_when_finished_and_leftovers_deleted)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ 0xf1f1);
+    e.cfg.segment_bytes = 1 << 20;
+    e.cfg.ckpt_bytes = 4096;
+    e.cfg.retention_ms = -1;
+    CHECK_EQ(env_open(&e), 0);
+    for (int g = 0; g < 10; g++) {
+        for (int i = 0; i < 4; i++) CHECK_EQ(env_append_rts(&e, 1), 0);
+        CHECK_EQ(env_sync(&e), 0);
+    }
+    for (int i = 0; i < 1000; i++)
+        if (io_sim_world_step(e.w) <= 0) break;
+    char first[4200];
+    ckpt_file(&e, first, sizeof(first));
+    CHECK_EQ(io_fs_exists(e.io, first), 1);
+    uint8_t *b = NULL;
+    size_t len = 0;
+    CHECK_EQ(io_fs_read_all(e.io, first, 1 << 20, &b, &len), 0);
+    /* A new term rolls; housekeeping finishes the first segment. */
+    for (int g = 0; g < 10; g++) {
+        for (int i = 0; i < 4; i++) CHECK_EQ(env_append_rts(&e, 2), 0);
+        CHECK_EQ(env_sync(&e), 0);
+    }
+    CHECK_EQ(storage_log_segment_count(e.log), 2);
+    CHECK_EQ(storage_log_housekeep(e.log, io_wall_ms(e.io), 1 << 20), 0);
+    for (int i = 0; i < 100000 && env_finished(&e, 2) < 1; i++)
+        if (io_sim_world_step(e.w) <= 0) break;
+    CHECK_EQ(env_finished(&e, 2), 1);
+    CHECK_EQ(io_fs_exists(e.io, first), 0);
+    char second[4200];
+    ckpt_file(&e, second, sizeof(second));
+    CHECK_EQ(io_fs_exists(e.io, second), 1);
+    /* The first segment's checkpoint comes back, and one of a segment that does not exist. */
+    CHECK_EQ(io_fs_write_atomic(e.io, first, b, len), 0);
+    char orphan[4200];
+    snprintf(orphan, sizeof(orphan), "%s/%020d-%d.ckpt", LOG_DIR, 999999, 7);
+    CHECK_EQ(io_fs_write_atomic(e.io, orphan, b, len), 0);
+    free(b);
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    al_log_set_level(AL_LOG_ERROR);
+    CHECK_EQ(env_open(&e), 0);
+    al_log_set_level(AL_LOG_INFO);
+    CHECK(ckpt_pos_of(&e) > 0); /* the last segment's */
+    CHECK_EQ(io_fs_exists(e.io, first), 0);
+    CHECK_EQ(io_fs_exists(e.io, orphan), 0);
+    CHECK_EQ(env_verify(&e), e.n);
+    /* A truncation into the first segment (it becomes the last) works and survives a crash. */
+    int cut = 20;
+    CHECK_EQ(storage_log_truncate_suffix(e.log, e.base[cut]), 0);
+    env_forget_from(&e, cut);
+    e.acked = e.n;
+    io_sim_crash(e.io);
+    e.io = io_sim_restart(e.io);
+    al_log_set_level(AL_LOG_ERROR);
+    CHECK_EQ(env_open(&e), 0);
+    al_log_set_level(AL_LOG_INFO);
+    CHECK_EQ(env_verify(&e), e.n);
+    env_close(&e);
+    env_free(&e);
+}
+
 /* Random runs with checkpoints every few hundred bytes: appends, syncs, truncations (new
  * terms), rolls and finished segments, then a power loss at a random point (jobs in flight
  * vanish); recovery keeps every acknowledged batch and equals a full scan of the same files. */
