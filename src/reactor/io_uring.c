@@ -424,25 +424,31 @@ static int ur_offload_finish(io *self, io_op *op)
     return res;
 }
 
-/* Runs the callbacks of finished offload jobs. Returns how many. */
+/* Runs the callbacks of finished offload jobs. Returns how many. One op at a time off the done
+ * list, under ow_mu: a callback may io_offload_finish (or free, after finishing it) a later
+ * finished op - a storage log closed or truncated from a callback waits for its jobs - and
+ * that op must still be on the list so that ur_offload_finish unlinks it and its callback does
+ * not run. (Taking the whole list first ran such an op's callback anyway, on memory its owner
+ * may have freed or reused.) Bounded by the ops there at the start: jobs finishing meanwhile
+ * run at the next call. */
 static int ur_run_offloaded(struct io_ur *u)
 {
-    if (__atomic_load_n(&u->ow_ndone, __ATOMIC_SEQ_CST) == 0) return 0;
-    pthread_mutex_lock(&u->ow_mu);
-    io_op *op = u->ow_dhead;
-    u->ow_dhead = u->ow_dtail = NULL;
-    __atomic_store_n(&u->ow_ndone, 0, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&u->ow_mu);
+    int left = __atomic_load_n(&u->ow_ndone, __ATOMIC_SEQ_CST);
     int n = 0;
-    while (op) {
-        io_op *next = (io_op *)(uintptr_t)op->priv[1];
-        op->priv[1] = 0;
-        op->len = 0;
+    for (; left > 0; left--) {
+        pthread_mutex_lock(&u->ow_mu);
+        io_op *op = u->ow_dhead;
+        if (op) {
+            ow_unlink(&u->ow_dhead, &u->ow_dtail, op);
+            __atomic_sub_fetch(&u->ow_ndone, 1, __ATOMIC_SEQ_CST);
+            op->len = 0;
+        }
+        pthread_mutex_unlock(&u->ow_mu);
+        if (!op) break;
         op->pending = 0;
         op->flags = 0;
         op->cb(op);
         n++;
-        op = next;
     }
     return n;
 }
@@ -542,21 +548,24 @@ static int ur_complete(struct io_ur *u, uint64_t ud, int res, unsigned cflags)
     return 1;
 }
 
-/* Completes the ops that could not be queued. Returns the number of callbacks run. */
+/* Completes the ops that could not be queued. Returns the number of callbacks run. One op at
+ * a time off the list (as ur_run_offloaded, see there): a callback may take a later op back
+ * (io_offload_finish of an inline-run job) or free it, which it must find on the list. Bounded
+ * by the ops there at the start (callbacks may queue more: the next io_poll runs them). */
 static int ur_run_failed(struct io_ur *u)
 {
-    io_op *op = u->fail_head;
-    u->fail_head = u->fail_tail = NULL;
+    int left = 0;
+    for (io_op *o = u->fail_head; o; o = (io_op *)(uintptr_t)o->off) left++;
     int n = 0;
-    while (op) {
-        io_op *next = (io_op *)(uintptr_t)op->off;
+    for (; left > 0 && u->fail_head; left--) {
+        io_op *op = u->fail_head;
+        op_unlink(&u->fail_head, &u->fail_tail, op, OP_LINK_OFF);
         op->off = 0;
         op->pending = 0;
         op->flags = 0;
         if (op->kind == IO_OP_CONNECT) op->fd = -1;
         op->cb(op);
         n++;
-        op = next;
     }
     return n;
 }
