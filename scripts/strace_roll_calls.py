@@ -7,7 +7,7 @@ thread (reactor = a thread that called io_uring_setup) and the time of segment c
 directory fsyncs.
 
 usage: strace_roll_calls.py LABEL BIN SECONDS   (env AB_DIR)"""
-import os, shutil, subprocess, sys, time, collections, re
+import os, shutil, signal, subprocess, sys, time, collections, re
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_broker as bb
 label, binary, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -28,6 +28,29 @@ try:
                     "--batch-bytes", 65536, "--record-size", 1024, "--acks", "all",
                     "--warmup", 1, "--duration", secs)
 finally:
+    # b.proc is strace: stop the broker it runs first (SIGTERM to strace would only detach it
+    # and leave the broker running), then strace.
+    kids = []
+    try:
+        with open("/proc/%d/task/%d/children" % (b.proc.pid, b.proc.pid)) as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    for k in kids:
+        try:
+            os.kill(k, signal.SIGTERM)
+        except OSError:
+            pass
+    for _ in range(300):  # up to 30 s
+        if not any(os.path.exists("/proc/%d" % k) and
+                   open("/proc/%d/stat" % k).read().split()[2] != "Z" for k in kids):
+            break
+        time.sleep(0.1)
+    for k in kids:
+        try:
+            os.kill(k, signal.SIGKILL)
+        except OSError:
+            pass
     b.stop()
 nlog = sum(1 for dp, dn, fn in os.walk(data) for f in fn if f.endswith(".log"))
 shutil.rmtree(data, ignore_errors=True)
