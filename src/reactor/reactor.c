@@ -12,11 +12,15 @@
 
 #include "base/log.h"
 
+#include <dirent.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,6 +71,8 @@ struct reactor_shard {
     uint32_t post_head, post_n;
     int post_pending; /* atomic: post_n > 0 */
     bool sim_stopped; /* sim mode: hooks ran */
+    int tid;          /* atomic: the shard thread's kernel id (the watchdog reads /proc) */
+    uint64_t beat;    /* atomic: loop iterations; UINT64_MAX once out of the loop */
 };
 
 struct reactor {
@@ -434,6 +440,7 @@ static void shard_iterate(struct reactor_shard *s, bool may_block)
         deadline = 0;
     }
     s->st.loops++;
+    __atomic_store_n(&s->beat, s->st.loops, __ATOMIC_RELAXED); /* the stall watchdog's */
     if (deadline != 0) s->st.polls_waiting++;
     int rc = io_poll(s->io, deadline);
     if (may_block) {
@@ -485,6 +492,7 @@ static void *shard_main(void *arg)
     reactor *r = s->r;
     tl_shard = s;
     al_log_shard = (int)s->idx;
+    __atomic_store_n(&s->tid, (int)syscall(SYS_gettid), __ATOMIC_RELAXED);
     char name[16]; /* top -H, perf and /proc/PID/task/TID/comm show which thread is which */
     snprintf(name, sizeof(name), "shard-%u", s->idx);
     pthread_setname_np(pthread_self(), name);
@@ -513,6 +521,7 @@ static void *shard_main(void *arg)
         shard_run_hooks(s);
         shard_quiesce(s);
     }
+    __atomic_store_n(&s->beat, UINT64_MAX, __ATOMIC_RELAXED); /* no more stall warnings */
     /* Other shards (flushing wake-ups) and reactor_stop callers may still hold our io: wait
      * for every shard to leave its loop and for stoppers in progress (bounded: ~10 s). */
     pthread_barrier_wait(&r->exit_barrier);
@@ -611,6 +620,114 @@ int reactor_start(unsigned n_shards, reactor_init_fn init, void *arg)
     return reactor_start_opts(&o, init, arg);
 }
 
+/* ---- the stall watchdog (supervisor thread) ---- */
+
+static unsigned long g_stall_warnings; /* atomic */
+
+unsigned long reactor_stall_warnings(void)
+{
+    return __atomic_load_n(&g_stall_warnings, __ATOMIC_RELAXED);
+}
+
+/* "<state>/<wchan>" of thread tid of this process into out ("?" parts when unreadable). */
+static void task_state(int tid, char *out, size_t cap)
+{
+    char path[64], buf[512], wchan[64] = "?";
+    char state = '?';
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = 0;
+        fclose(f);
+        const char *rp = strrchr(buf, ')'); /* comm may hold spaces: the state follows it */
+        if (rp && rp[1] == ' ' && rp[2]) state = rp[2];
+    }
+    snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
+    f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(wchan, 1, sizeof(wchan) - 1, f);
+        wchan[n] = 0;
+        fclose(f);
+        if (!n || (n == 1 && wchan[0] == '0')) snprintf(wchan, sizeof(wchan), "-");
+    }
+    snprintf(out, cap, "%c/%s", state, wchan);
+}
+
+/* The offload threads' states ("D/jbd2_log_wait_commit S/futex_wait_queue ..."), up to cap. */
+static void offload_states(char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return;
+    struct dirent *e;
+    for (int guard = 0; (e = readdir(d)) && guard < 4096; guard++) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(comm, 1, sizeof(comm) - 1, f);
+        comm[n] = 0;
+        fclose(f);
+        if (strncmp(comm, "offload", 7) != 0) continue;
+        char st[96];
+        task_state(atoi(e->d_name), st, sizeof(st));
+        int w = snprintf(out + len, cap - len, "%s%s", len ? " " : "", st);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+    closedir(d);
+    if (!len) snprintf(out, cap, "none");
+}
+
+struct stall_watch {
+    uint64_t beat, since_ns;
+    bool warned;
+};
+
+static uint64_t mono_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* One look at every shard: a shard that is not asleep in io_poll and has not finished a loop
+ * iteration since the last change of its beat for stall_warn_ms gets one warning; when it runs
+ * again, one line with the stall's length. */
+static void stall_watch(reactor *r, struct stall_watch *w)
+{
+    uint64_t now = mono_now_ns();
+    uint64_t limit = (uint64_t)(r->opts.stall_warn_ms ? r->opts.stall_warn_ms : 2000) * 1000000ull;
+    for (unsigned i = 0; i < r->n; i++) {
+        struct reactor_shard *s = &r->shards[i];
+        uint64_t beat = __atomic_load_n(&s->beat, __ATOMIC_RELAXED);
+        bool asleep = __atomic_load_n(&s->sleeping, __ATOMIC_RELAXED) != 0;
+        /* 0: not in its loop yet (init); UINT64_MAX: out of it (stopped) */
+        if (beat != w[i].beat || asleep || beat == 0 || beat == UINT64_MAX) {
+            if (w[i].warned)
+                log_warn("reactor", "shard %u ran again after %" PRIu64 " ms", i,
+                         (now - w[i].since_ns) / 1000000);
+            w[i] = (struct stall_watch){.beat = beat, .since_ns = now};
+            continue;
+        }
+        if (w[i].warned || now - w[i].since_ns < limit) continue;
+        w[i].warned = true;
+        __atomic_add_fetch(&g_stall_warnings, 1, __ATOMIC_RELAXED);
+        char st[96], off[512];
+        task_state(__atomic_load_n(&s->tid, __ATOMIC_RELAXED), st, sizeof(st));
+        offload_states(off, sizeof(off));
+        log_warn("reactor", "shard %u has not finished a loop iteration for %" PRIu64 " ms%s "
+                 "(thread state/wchan %s; offload threads %s): R = running or waiting for a "
+                 "CPU (a long callback, or the machine), D = in a disk wait (a synchronous "
+                 "file call), S = sleeping (a lock, or waiting for an offload job)",
+                 i, (now - w[i].since_ns) / 1000000, reactor_stopping(r) ? " while stopping" : "",
+                 st, off);
+    }
+}
+
 /* The supervisor: waits for SIGINT/SIGTERM (100 ms slices) until every shard has left its
  * loop, asking them all to stop on a signal (after opts.pre_stop says done, if set; a second
  * signal skips it). */
@@ -618,7 +735,11 @@ static void reactor_supervise(reactor *r, const sigset_t *sigs)
 {
     int signals = 0, first_sig = 0;
     bool stopped = false;
+    struct stall_watch *watch = calloc(r->n, sizeof(*watch)); /* NULL: no watchdog */
+    uint64_t t0 = mono_now_ns();
+    for (unsigned i = 0; watch && i < r->n; i++) watch[i].since_ns = t0;
     while (__atomic_load_n(&r->running, __ATOMIC_ACQUIRE) > 0) {
+        if (watch) stall_watch(r, watch);
         if (r->opts.no_signals) {
             struct timespec ts = {0, 50000000};
             nanosleep(&ts, NULL);
@@ -638,6 +759,7 @@ static void reactor_supervise(reactor *r, const sigset_t *sigs)
         reactor_stop(r);
         stopped = true;
     }
+    free(watch);
 }
 
 int reactor_start_opts(const struct reactor_opts *opts, reactor_init_fn init, void *arg)

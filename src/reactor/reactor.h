@@ -71,7 +71,16 @@ struct reactor_opts {
      * the supervisor thread: talk to the shards with reactor_post only. */
     bool (*pre_stop)(reactor *r, bool first, void *arg);
     void *pre_stop_arg;
+    /* Stall watchdog (threads only): the supervising thread logs a warning when a shard has
+     * not finished a loop iteration for this long while not asleep in io_poll, with the
+     * thread's state (R running or waiting for a CPU, D uninterruptible: disk, S sleeping: a
+     * lock or a synchronous wait) and wchan, and those of the offload threads; then how long
+     * it lasted once the shard runs again. 0: 2000 ms. */
+    unsigned stall_warn_ms;
 };
+
+/* Stall warnings the watchdog above logged in this process (for tests). */
+unsigned long reactor_stall_warnings(void);
 
 /* Starts n_shards shards (0: one per CPU) with default options; returns after they all
  * stopped: 0, or the first init error / -errno of a failed set-up. */

@@ -566,3 +566,39 @@ int main(int argc, char **argv)
 {
     return test_main(argc, argv);
 }
+
+/* The stall watchdog: a shard blocked in a callback (700 ms, limit 200 ms) gets one warning;
+ * a shard asleep in io_poll for as long (nothing to do until a timer) gets none. */
+static reactor_timer stall_t;
+static unsigned stall_block_ms;
+
+static void stall_cb(reactor_timer *t)
+{
+    reactor_shard *s = reactor_current();
+    if (stall_block_ms) usleep(stall_block_ms * 1000u); /* blocks the shard */
+    reactor_stop(reactor_of(s));
+}
+
+static int stall_init(reactor_shard *self, void *arg)
+{
+    unsigned wait_ms = *(unsigned *)arg;
+    reactor_timer_init(&stall_t, stall_cb, NULL);
+    return reactor_timer_add(self, &stall_t, io_now_ns(reactor_io(self)) + wait_ms * 1000000ull,
+                             NULL);
+}
+
+TEST(stall_watchdog_warns_of_a_blocked_shard_only)
+{
+    struct reactor_opts o = {.n_shards = 1, .no_signals = true, .no_pin = true,
+                             .stall_warn_ms = 200};
+    unsigned long before = reactor_stall_warnings();
+    unsigned wait_ms = 50;
+    stall_block_ms = 700;
+    CHECK_EQ(reactor_start_opts(&o, stall_init, &wait_ms), 0);
+    CHECK_EQ(reactor_stall_warnings() - before, 1);
+    before = reactor_stall_warnings();
+    wait_ms = 700; /* asleep in io_poll until the timer: not a stall */
+    stall_block_ms = 0;
+    CHECK_EQ(reactor_start_opts(&o, stall_init, &wait_ms), 0);
+    CHECK_EQ(reactor_stall_warnings() - before, 0);
+}
