@@ -288,6 +288,12 @@ def test_maintenance_node_wins_no_election(cluster3):
     for rnd in range(4):
         victim = 1 + rnd % 2  # the two active nodes in turn
         other = 3 - victim
+        # Every replica caught up before the kill, in round 0 too: a partition whose surviving
+        # active replica lacks the killed leader's last entry (e.g. its first entry after the
+        # maintenance hand-over) can only be won by the drained node, which then campaigns
+        # after a delay and hands the leadership on; correct Raft, but not what this tests
+        # (CI saw it once in round 0, which had no such wait).
+        wait_for("every replica in every ISR before the kill", lambda: in_sync(c, other, "mm", ids))
         led = [p for p, v in leaders(c, other, "mm").items() if v == ids[victim]]
         c.kill(victim)
         # Sample what both live nodes say until every partition is led again.
