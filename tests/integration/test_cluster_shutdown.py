@@ -86,6 +86,61 @@ def stored(bootstrap, topic, parts):
     return out
 
 
+class PacedProducer:
+    """An idempotent acks=all librdkafka producer on a thread: one record every ~2 ms
+    (value prefix + counter, partition chosen by part(i)), at most 200,000; counts what was
+    acked and what failed. finish() stops it, flushes and checks every sent record was acked;
+    check_stored() that the partitions hold exactly the acked records, once each."""
+
+    def __init__(self, bootstrap, topic, prefix, part):
+        self.topic, self.prefix, self.part = topic, prefix, part
+        self.acked, self.errors, self.lock = [], [], threading.Lock()
+        self.sent = 0
+        self.stop = threading.Event()
+        self.prod = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                              "enable.idempotence": True, "message.timeout.ms": 90000,
+                              "linger.ms": 2})
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _cb(self, err, msg):
+        with self.lock:
+            if err:
+                self.errors.append(err)
+            else:
+                self.acked.append(msg.value().decode())
+
+    def _run(self):
+        i = 0
+        while not self.stop.is_set() and i < 200000:
+            self.prod.produce(self.topic, value=b"%s%07d" % (self.prefix, i),
+                              partition=self.part(i), on_delivery=self._cb)
+            self.prod.poll(0)
+            i += 1
+            time.sleep(0.002)
+        self.sent = i
+
+    def count(self):
+        with self.lock:
+            return len(self.acked)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(30)
+        left = self.prod.flush(120)
+        assert left == 0, "%d undelivered" % left
+        assert not self.errors, self.errors[:5]
+        assert len(self.acked) == self.sent, (len(self.acked), self.sent)
+
+    def check_stored(self, bootstrap, parts):
+        disk = stored(bootstrap, self.topic, parts)
+        values = [v for p in disk for v in disk[p]]
+        assert len(values) == len(set(values)), "records stored twice"
+        assert set(values) == set(self.acked), ("acked records missing or extra records",
+                                                len(set(self.acked) - set(values)),
+                                                len(set(values) - set(self.acked)))
+
+
 def test_sigterm_hands_leaderships_over_before_exit(cluster_factory):
     c = cluster_factory(3, args=["--controlled-shutdown-timeout-ms", str(TIMEOUT_MS)])
     topic = "cs-topic"
@@ -106,34 +161,9 @@ def test_sigterm_hands_leaderships_over_before_exit(cluster_factory):
     assert mine, "the controller (node %d) leads none of %r" % (x, parts)
     others = [i for i in range(3) if i != xi]
 
-    acked, errors, lock = [], [], threading.Lock()
-
-    def cb(err, msg):
-        with lock:
-            if err:
-                errors.append(err)
-            else:
-                acked.append(msg.value().decode())
-
-    prod = Producer({"bootstrap.servers": c.bootstrap, "acks": "all",
-                     "enable.idempotence": True, "message.timeout.ms": 90000, "linger.ms": 2})
-    stop_producing = threading.Event()
-    sent = [0]
-
-    def produce():
-        i = 0
-        while not stop_producing.is_set() and i < 200000:
-            prod.produce(topic, value=b"v%07d" % i, partition=mine[i % len(mine)],
-                         on_delivery=cb)
-            prod.poll(0)
-            i += 1
-            time.sleep(0.002)
-        sent[0] = i
-
-    writer = threading.Thread(target=produce)
-    writer.start()
+    pp = PacedProducer(c.bootstrap, topic, b"v", lambda i: mine[i % len(mine)])
     try:
-        wait_for("records acknowledged before the shutdown", lambda: len(acked) >= 200,
+        wait_for("records acknowledged before the shutdown", lambda: pp.count() >= 200,
                  timeout=60)
         # One long-lived client per other node, asked in a loop from before the signal.
         admins = [AdminClient({"bootstrap.servers": c.nodes[i].addr}) for i in others]
@@ -187,26 +217,15 @@ def test_sigterm_hands_leaderships_over_before_exit(cluster_factory):
             "%d exited:\n%s" % (mine, x, log[-4000:]))
         assert "controlled shutdown: leads nothing" in log, log[-4000:]
         # keep producing a little through the new leaders, then finish
-        with lock:
-            at_stop = len(acked)
-        wait_for("records acknowledged by the new leaders", lambda: len(acked) >= at_stop + 200,
+        at_stop = pp.count()
+        wait_for("records acknowledged by the new leaders", lambda: pp.count() >= at_stop + 200,
                  timeout=60)
     finally:
-        stop_producing.set()
-        writer.join(30)
-    left = prod.flush(120)
-    assert left == 0, "%d undelivered" % left
-    assert not errors, errors[:5]
-    assert len(acked) == sent[0], (len(acked), sent[0])
-    bootstrap = ",".join(c.nodes[i].addr for i in others)
-    disk = stored(bootstrap, topic, mine)
-    values = [v for p in disk for v in disk[p]]
-    assert len(values) == len(set(values)), "records stored twice"
-    assert set(values) == set(acked), ("acked records missing or extra records",
-                                       len(set(acked) - set(values)),
-                                       len(set(values) - set(acked)))
+        pp.stop.set()
+    pp.finish()
+    pp.check_stored(",".join(c.nodes[i].addr for i in others), mine)
     print("controlled shutdown of node %d: %d records, partitions %r moved while it ran"
-          % (x, len(acked), mine))
+          % (x, pp.count(), mine))
 
 
 def test_sigterm_with_all_peers_down_exits_within_timeout(cluster_factory):
@@ -286,33 +305,9 @@ def test_stopping_node_is_handed_no_leadership(cluster_factory):
     mine = sorted(p for p, (lead, _, _) in parts.items() if lead == x)
     others = [i for i in range(3) if i != xi]
 
-    acked, errors, lock = [], [], threading.Lock()
-
-    def cb(err, msg):
-        with lock:
-            if err:
-                errors.append(err)
-            else:
-                acked.append(msg.value().decode())
-
-    prod = Producer({"bootstrap.servers": c.bootstrap, "acks": "all",
-                     "enable.idempotence": True, "message.timeout.ms": 90000, "linger.ms": 2})
-    stop_producing = threading.Event()
-    sent = [0]
-
-    def produce():
-        i = 0
-        while not stop_producing.is_set() and i < 200000:
-            prod.produce(topic, value=b"n%07d" % i, partition=i % PARTS, on_delivery=cb)
-            prod.poll(0)
-            i += 1
-            time.sleep(0.002)
-        sent[0] = i
-
-    writer = threading.Thread(target=produce)
-    writer.start()
+    pp = PacedProducer(c.bootstrap, topic, b"n", lambda i: i % PARTS)
     try:
-        wait_for("records acknowledged before the shutdown", lambda: len(acked) >= 300,
+        wait_for("records acknowledged before the shutdown", lambda: pp.count() >= 300,
                  timeout=60)
         proc = c.nodes[xi].proc
         proc.send_signal(signal.SIGTERM)
@@ -330,23 +325,13 @@ def test_stopping_node_is_handed_no_leadership(cluster_factory):
             x, "\n".join(regained[:10]))
         for i in others:
             assert "node %d is shutting down" % x in c.nodes[i].log_text(), i
-        with lock:
-            at_stop = len(acked)
-        wait_for("records acknowledged after the shutdown", lambda: len(acked) >= at_stop + 200,
+        at_stop = pp.count()
+        wait_for("records acknowledged after the shutdown", lambda: pp.count() >= at_stop + 200,
                  timeout=60)
     finally:
-        stop_producing.set()
-        writer.join(30)
-    left = prod.flush(120)
-    assert left == 0, "%d undelivered" % left
-    assert not errors, errors[:5]
-    assert len(acked) == sent[0], (len(acked), sent[0])
-    disk = stored(",".join(c.nodes[i].addr for i in others), topic, range(PARTS))
-    values = [v for p in disk for v in disk[p]]
-    assert len(values) == len(set(values)), "records stored twice"
-    assert set(values) == set(acked), ("acked records missing or extra records",
-                                       len(set(acked) - set(values)),
-                                       len(set(values) - set(acked)))
+        pp.stop.set()
+    pp.finish()
+    pp.check_stored(",".join(c.nodes[i].addr for i in others), range(PARTS))
     # restarted, X pings "not stopping": the peers log it and the balancer gives X its
     # preferred leaderships back (a mark that stayed would exclude X for good)
     c.restart(xi)
@@ -358,4 +343,4 @@ def test_stopping_node_is_handed_no_leadership(cluster_factory):
                     pred=lambda parts, ctl: settled(parts, ctl) and
                     all(parts[p][0] == x for p in mine))
     print("node %d (preferred leader of %r) stopped and came back; %d records"
-          % (x, mine, len(acked)))
+          % (x, mine, pp.count()))
