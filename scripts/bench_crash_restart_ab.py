@@ -13,44 +13,14 @@ line, then medians, ranges and B/A. A binary that does not know .ckpt files igno
 """
 import argparse
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-READY = re.compile(r"ready: kafka=.*\(([0-9.]+) ms from start\)")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(binary, data, log):
-    port = free_port()
-    f = open(log, "wb")
-    pr = subprocess.Popen([binary, "start", "--kafka-addr", "127.0.0.1:%d" % port,
-                           "--data-dir", data, "--smp", "1", "--admin-addr", "127.0.0.1:0",
-                           "--rpc-addr", "127.0.0.1:0"], stdout=f, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with open(log, errors="replace") as lf:
-            txt = lf.read()
-        m = READY.search(txt)
-        if m:
-            return pr, port, float(m.group(1)), txt
-        if pr.poll() is not None:
-            sys.exit("broker exited before ready:\n" + txt[-2000:])
-        time.sleep(0.005)
-    pr.kill()
-    pr.wait(10)
-    sys.exit("broker not ready within 120 s: " + log)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_restart_ab import start  # noqa: E402  (one start-and-wait-for-ready for both)
 
 
 def kill(pr):
