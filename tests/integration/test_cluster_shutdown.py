@@ -86,6 +86,17 @@ def stored(bootstrap, topic, parts):
     return out
 
 
+def exited_cleanly(node, rc):
+    """After node's process exited with rc (from a SIGTERM): forget it, close its log, check
+    it exited 0 with no error lines; returns its log."""
+    node.proc = None
+    node.log_file.close()
+    assert rc == 0, "node %d exited %d after SIGTERM:\n%s" % (
+        node.node_id, rc, node.log_text()[-4000:])
+    node.check_log()
+    return node.log_text()
+
+
 class PacedProducer:
     """An idempotent acks=all librdkafka producer on a thread: one record every ~2 ms
     (value prefix + counter, partition chosen by part(i)), at most 200,000; counts what was
@@ -203,13 +214,7 @@ def test_sigterm_hands_leaderships_over_before_exit(cluster_factory):
             for t in pollers:
                 t.join(30)
         moved_while_running = all(seen_moved)
-        rc = proc.wait(TIMEOUT_MS / 1000.0 + 30)
-        c.nodes[xi].proc = None
-        c.nodes[xi].log_file.close()
-        assert rc == 0, "node %d exited %d after SIGTERM:\n%s" % (
-            x, rc, c.nodes[xi].log_text()[-4000:])
-        c.nodes[xi].check_log()
-        log = c.nodes[xi].log_text()
+        log = exited_cleanly(c.nodes[xi], proc.wait(TIMEOUT_MS / 1000.0 + 30))
         print("".join(line + "\n" for line in log.splitlines()
                       if "shutdown" in line or "signal" in line or "stopped" in line))
         assert moved_while_running, (
@@ -244,11 +249,7 @@ def test_sigterm_with_all_peers_down_exits_within_timeout(cluster_factory):
     node.proc.send_signal(signal.SIGTERM)
     rc = node.proc.wait(timeout_ms / 1000.0 + 30)
     took = time.monotonic() - t0
-    node.proc = None
-    node.log_file.close()
-    assert rc == 0, "exit %d:\n%s" % (rc, node.log_text()[-4000:])
-    node.check_log()
-    log = node.log_text()
+    log = exited_cleanly(node, rc)
     print("".join(line + "\n" for line in log.splitlines()
                   if "shutdown" in line or "signal" in line or "stopped" in line))
     assert "controlled shutdown" in log, log[-4000:]
@@ -269,14 +270,10 @@ def test_second_sigterm_skips_the_wait(cluster_factory):
                  node.log_text(), timeout=30)
         node.proc.send_signal(signal.SIGTERM)
         rc = node.proc.wait(60)  # far below the 120 s hand-over timeout
-        node.proc = None
-        node.log_file.close()
     finally:
         for p in frozen:
             p.send_signal(signal.SIGCONT)
-    assert rc == 0, "exit %d:\n%s" % (rc, node.log_text()[-4000:])
-    node.check_log()
-    log = node.log_text()
+    log = exited_cleanly(node, rc)
     assert "again: stopping now" in log, log[-4000:]
 
 
@@ -311,13 +308,7 @@ def test_stopping_node_is_handed_no_leadership(cluster_factory):
                  timeout=60)
         proc = c.nodes[xi].proc
         proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(TIMEOUT_MS / 1000.0 + 30)
-        c.nodes[xi].proc = None
-        c.nodes[xi].log_file.close()
-        assert rc == 0, "node %d exited %d after SIGTERM:\n%s" % (
-            x, rc, c.nodes[xi].log_text()[-4000:])
-        c.nodes[xi].check_log()
-        log = c.nodes[xi].log_text()
+        log = exited_cleanly(c.nodes[xi], proc.wait(TIMEOUT_MS / 1000.0 + 30))
         start = log.find("controlled shutdown: handing leaderships")
         assert start >= 0, log[-4000:]
         regained = [line for line in log[start:].splitlines() if "leader in term" in line]
