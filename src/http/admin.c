@@ -925,11 +925,12 @@ static void probe_tick(reactor_timer *t)
     uint64_t late = now > t->deadline_ns ? now - t->deadline_ns : 0;
     metrics_series_observe(c->lag, late / 1000);
     if (late > STALL_NS) metrics_series_add(c->stalls, 1);
-    uint64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID), wall = clock_ns(CLOCK_MONOTONIC);
-    bool worked = (cpu - c->probe_cpu_ns) * PROBE_WORK_DIV > wall - c->probe_wall_ns;
+    uint64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID); /* now is CLOCK_MONOTONIC already */
+    bool worked = (cpu - c->probe_cpu_ns) * PROBE_WORK_DIV > now - c->probe_wall_ns;
     c->probe_cpu_ns = cpu;
-    c->probe_wall_ns = wall;
-    c->probe_quiet = worked ? 0 : c->probe_quiet + 1;
+    c->probe_wall_ns = now;
+    if (!worked && c->probe_quiet <= PROBE_QUIET_MAX) c->probe_quiet++; /* saturates */
+    if (worked) c->probe_quiet = 0;
     bool active = c->probe_quiet <= PROBE_QUIET_MAX;
     reactor_timer_add(c->rs, t, now + (active ? PROBE_ACTIVE_NS : PROBE_IDLE_NS), NULL);
 }
