@@ -3,10 +3,10 @@
 with 16 MiB segments (session 7, ha: roll jobs). Starts BIN under strace -f -T --seccomp-bpf
 (openat, fsync, fdatasync, ftruncate, unlink, rename, pwrite64, io_uring_setup), runs make
 bench's max_p1 scenario for SECONDS, and prints, counted from the bench's start, the calls per
-thread (reactor = a thread that called io_uring_setup) and the time of segment creates and
-directory fsyncs.
+thread (reactor = a thread that called io_uring_setup) and the time of segment creates, spare
+file creates and renames (session 8, ha8: spare files) and directory fsyncs.
 
-usage: strace_roll_calls.py LABEL BIN SECONDS   (env AB_DIR)"""
+usage: strace_roll_calls.py LABEL BIN SECONDS   (env AB_DIR, SEG: segment size, default 16M)"""
 import os, shutil, signal, subprocess, sys, time, collections, re
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_broker as bb
@@ -19,7 +19,7 @@ open(wrap, "w").write("#!/bin/sh\nexec strace -f -T --seccomp-bpf -e trace=io_ur
 os.chmod(wrap, 0o755)
 data = os.path.join(root, "data")
 shutil.rmtree(data, ignore_errors=True)
-b = bb.Broker(wrap, data, extra=["--log-segment-size", "16M"]).start()
+b = bb.Broker(wrap, data, extra=["--log-segment-size", os.environ.get("SEG", "16M")]).start()
 try:
     time.sleep(1.0)
     start_off = os.path.getsize(out)
@@ -79,6 +79,10 @@ for line in raw[start_off:].decode(errors="replace").splitlines():
     tid, call, rest, t = m.group(1), m.group(2), m.group(3), float(m.group(4))
     if call == "openat" and ".log\"" in rest and "O_CREAT" in rest:
         tm[(tid, "create .log")].append(t)
+    elif call == "openat" and ".seg\"" in rest and "O_CREAT" in rest:
+        tm[(tid, "create spare .seg")].append(t)
+    elif call == "rename" and ".seg\"" in rest:
+        tm[(tid, "rename spare to .log")].append(t)
     elif call == "openat" and "O_DIRECTORY" in rest:
         fd = rest.rsplit("=", 1)[-1].split()[0]
         lastdirfd[tid] = fd

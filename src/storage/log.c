@@ -36,6 +36,10 @@ static int log_truncate(storage_log *log, int64_t offset, int werr);
 static void log_fail(storage_log *log, const char *what, int err);
 static void waiters_wake(storage_log *log, int64_t upto, int err);
 
+/* Off by default: measured in BENCHMARKS.md (2026-11-24, session 8, ha8): the broker flat out
+ * gained with 16 MiB segments and lost with the default 128 MiB ones. */
+#define SPARE_FILES_DEFAULT false /* see "spare files" */
+
 void storage_log_config_default(storage_log_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -54,6 +58,9 @@ void storage_log_config_default(storage_log_config *c)
     c->ckpt_ms = 10000;
     const char *ck = getenv("AILURUS_CKPT_BYTES"); /* for tests: checkpoints at small sizes */
     if (ck && *ck) c->ckpt_bytes = strtoull(ck, NULL, 0);
+    c->spare_files = SPARE_FILES_DEFAULT;
+    const char *sp = getenv("AILURUS_SPARE_FILES"); /* A/B runs of one binary */
+    if (sp && *sp) c->spare_files = atoi(sp) != 0;
 }
 
 /* ---- small helpers ---- */
@@ -602,7 +609,8 @@ static void segs_remove_front(storage_log *log, int n)
  * the job not yet started runs inline; counted in roll_waits). Truncation, close, abandon and
  * Raft's restart/drop paths wait too. A failed job fails the log (log_fail); a crash before the
  * jobs ran leaves no file, an empty one, or one whose data was never acknowledged, which
- * recovery handles as any unflushed tail.
+ * recovery handles as any unflushed tail. A busy log's rolls skip both jobs' waits: they take
+ * a spare file made ahead (see "spare files" below).
  */
 static int mk_open_job(io *iop, void *arg)
 {
@@ -628,7 +636,178 @@ static int mk_dir_job(io *iop, void *arg)
 /* True while seg's name is not durable yet (its roll's directory fsync job in flight). */
 static bool log_naming(const storage_log *log, const segment *seg)
 {
-    return log->cbusy && log->mk.seg == seg;
+    return log->cbusy && log->mk.seg == seg && log->mk.phase != 3;
+}
+
+/*
+ * ---- spare files ----
+ *
+ * With the two jobs above a roll's segment counts as durable only after a directory fsync
+ * that queues on the shard's one offload thread behind housekeeping's jobs, and its first
+ * writes wait for the create. So a busy log keeps a spare file ready: spare-<k>.seg (k 0 or 1),
+ * empty, created and its name made durable (directory fsync) by a job started when the active
+ * segment passes half of segment_bytes, then by every roll that took one. A roll whose new
+ * segment follows a segment holding data takes the spare's fd at once (spare_rolls): the
+ * segment is written at once and counts as durable as soon as its writes are (no gate: the
+ * file's name is durable already, and a durable write makes the data durable whatever the
+ * file is called). Its job (phase 3, cbusy as any roll job) renames spare-<k>.seg to the
+ * segment's name, creates spare-<1-k>.seg and fsyncs the directory; nothing waits for it but
+ * the next roll, truncation, close and the Raft restart paths (log_mk_wait), as before.
+ *
+ * Crash at any point: a spare file holding a valid first batch (CRC) is the newest segment,
+ * its rename not durable; recovery names it by that batch (base offset, leader epoch = the
+ * segment's base and term), renames it and syncs the directory before anything new is
+ * written, and the usual checks follow (a segment not continuing the previous one's last
+ * offset is removed: data after a lost tail was never acknowledged). Any other spare file
+ * (empty, zeros, a torn first batch: nothing in it was acknowledged) is deleted. Why this is
+ * unambiguous: at most one spare file ever holds data (the next roll waits for the job whose
+ * fsync made the previous rename durable), a spare is only taken when the segment before it
+ * holds data (so no other file on disk has a base at or above the new segment's, which an
+ * empty replaced segment would), the new spare's name differs from the one being renamed
+ * (a create made durable before the rename cannot alias it), and a spare job starts only
+ * with no roll job in flight. Clean close unlinks the spare (no sync: a spare that comes back
+ * is empty and deleted at open). A failed spare create or fsync only stops spares for the log
+ * (a warning; rolls then create files as above).
+ */
+static bool ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static void spare_path(const storage_log *log, int k, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/spare-%d.seg", log->dir, k);
+}
+
+static bool is_spare_name(const char *name)
+{
+    return strncmp(name, "spare-", 6) == 0 && ends_with(name, ".seg");
+}
+
+/* Creates (truncates) spare file k: fd or -errno; *no_direct when O_DIRECT was refused. */
+static int spare_create(io *iop, const storage_log *log, int k, bool *no_direct)
+{
+    char path[SEG_PATH_MAX + 32];
+    spare_path(log, k, path, sizeof(path));
+    int flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC;
+    int fd = io_fs_open(iop, path, flags | O_DIRECT, 0644);
+    *no_direct = false;
+    if (fd == -EINVAL) {
+        fd = io_fs_open(iop, path, flags, 0644);
+        *no_direct = fd >= 0;
+    }
+    return fd;
+}
+
+/* The spare job: a spare file whose name is durable. fd or -errno. */
+static int spare_job(io *iop, void *arg)
+{
+    struct log_spare *sp = arg;
+    int fd = spare_create(iop, sp->log, sp->k, &sp->no_direct);
+    if (fd < 0) return fd;
+    int rc = io_fs_fsync_dir(iop, sp->log->dir);
+    if (rc < 0) {
+        io_fs_close(iop, fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* The roll job of a roll that took the spare (phase 3): the segment gets its name; the next
+ * spare is created (its failure only leaves none: next_fd < 0); one directory fsync covers
+ * both (see above for why the order within does not matter). */
+static int mk_rename_job(io *iop, void *arg)
+{
+    struct log_mk *m = arg;
+    char from[SEG_PATH_MAX + 32], to[SEG_PATH_MAX + 16];
+    spare_path(m->log, m->spare_k, from, sizeof(from));
+    seg_path(m->seg, ".log", to, sizeof(to));
+    int rc = io_fs_rename(iop, from, to);
+    if (rc < 0) return rc;
+    if (m->make_next) m->next_fd = spare_create(iop, m->log, !m->spare_k, &m->next_no_direct);
+    rc = io_fs_fsync_dir(iop, m->log->dir);
+    if (rc < 0 && m->next_fd >= 0) {
+        io_fs_close(iop, m->next_fd);
+        m->next_fd = rc;
+    }
+    return rc;
+}
+
+static void spare_off(storage_log *log, int err)
+{
+    if (log->spare_off || err == -ECANCELED) return;
+    log->spare_off = true;
+    log_warn("storage", "log %s: creating a spare segment file: %s; rolls create their "
+             "files", log->dir, al_strerror(err));
+}
+
+/* A spare ready (fd) or an error, from either job. */
+static void spare_set(storage_log *log, int fd, int k, bool no_direct)
+{
+    if (fd < 0) {
+        spare_off(log, fd);
+        return;
+    }
+    AL_ASSERT(log->spare_fd < 0);
+    log->spare_fd = fd;
+    log->spare_k = k;
+    log->spare_no_direct = no_direct;
+}
+
+/* The rename job's next spare (res: the job's result). */
+static void spare_took_next(storage_log *log, int res)
+{
+    struct log_mk *m = &log->mk;
+    if (res >= 0 && m->make_next) spare_set(log, m->next_fd, !m->spare_k, m->next_no_direct);
+    m->next_fd = -1; /* on a failed job: closed by it, or never created */
+}
+
+static void sp_apply(storage_log *log, int res)
+{
+    AL_ASSERT(log->spbusy);
+    log->spbusy = false;
+    spare_set(log, res, log->sp.k, log->sp.no_direct);
+}
+
+static void sp_done(io_op *op)
+{
+    sp_apply(op->ctx, op->res);
+}
+
+static void log_spare_wait(storage_log *log)
+{
+    if (log->spbusy) sp_apply(log, io_offload_finish(log->io, &log->sp.op));
+}
+
+/* After an append: a busy log (active segment past half of segment_bytes) with no spare,
+ * no spare job and no roll job in flight starts the spare job. */
+static void log_spare_maybe(storage_log *log)
+{
+    if (!log->cfg.spare_files || log->spare_fd >= 0 || log->spbusy || log->cbusy ||
+        log->spare_off || log->failed ||
+        !log->nsegs || log->segs[log->nsegs - 1]->size < log->cfg.segment_bytes / 2)
+        return;
+    struct log_spare *sp = &log->sp;
+    sp->log = log;
+    sp->k = log->spare_k;
+    sp->no_direct = false;
+    sp->op = (io_op){.cb = sp_done, .ctx = log};
+    log->spbusy = true;
+    io_offload(log->io, &sp->op, spare_job, sp);
+}
+
+/* Close: the spare goes (no sync: one that comes back is deleted at open). */
+static void log_spare_drop(storage_log *log, bool unlink_it)
+{
+    log_spare_wait(log);
+    if (log->spare_fd < 0) return;
+    io_fs_close(log->io, log->spare_fd);
+    log->spare_fd = -1;
+    if (!unlink_it) return;
+    char path[SEG_PATH_MAX + 32];
+    spare_path(log, log->spare_k, path, sizeof(path));
+    io_fs_unlink(log->io, path);
 }
 
 static void mk_done(io_op *op);
@@ -651,6 +830,14 @@ static bool mk_apply(storage_log *log, int res, bool wait)
     struct log_mk *m = &log->mk;
     segment *seg = m->seg;
     AL_ASSERT(log->cbusy && seg);
+    if (m->phase == 3) { /* the spare's rename (see "spare files"): nothing waited for it */
+        log->cbusy = false;
+        m->seg = NULL;
+        log->roll_jobs++;
+        spare_took_next(log, res);
+        mk_fail(log, seg, "renaming the spare file to it, or the directory fsync", res);
+        return false;
+    }
     if (m->phase == 1) {
         AL_ASSERT(seg->fd < 0);
         if (m->old) {
@@ -693,6 +880,7 @@ static void mk_done(io_op *op)
     waiters_wake(log, log->durable, 0);
     if (log->parked) reads_unpark(log);
     if (!log->failed) flush_kick(log); /* writes of the new segment waited for its fd */
+    log_spare_maybe(log); /* appends past half a segment found this job in flight */
 }
 
 void log_mk_wait(storage_log *log)
@@ -734,20 +922,33 @@ static int log_roll(storage_log *log, int32_t term)
     if (log->nsegs > 1) log->segs[log->nsegs - 2]->sealed = true; /* finished by housekeeping */
     struct log_mk *m = &log->mk;
     m->log = log;
-    m->phase = 1;
     m->seg = seg;
     m->old = old;
     m->no_direct = false;
+    m->next_fd = -1;
     m->op = (io_op){.cb = mk_done, .ctx = log};
     log->cbusy = true;
+    if (log->spare_fd >= 0 && !old && log->nsegs > 1) { /* see "spare files" */
+        seg->fd = log->spare_fd;
+        log->spare_fd = -1;
+        m->spare_k = log->spare_k;
+        m->make_next = log->cfg.spare_files; /* the config may have changed since */
+        m->phase = 3;
+        log->spare_rolls++;
+        io_offload(log->io, &m->op, mk_rename_job, m);
+        return waited;
+    }
+    m->phase = 1;
     io_offload(log->io, &m->op, mk_open_job, m);
     return waited;
 }
 
 static bool seg_finishable(const storage_log *log, const segment *s)
 {
+    /* not while its roll job is in flight (a segment sealed by age right after its roll:
+     * compaction must not rename over a file whose own rename is still to come) */
     return s->sealed && !s->finished && !s->finishing && s->dsize == s->size &&
-           !(log->zbusy && log->zseg == s);
+           !(log->zbusy && log->zseg == s) && !(log->cbusy && log->mk.seg == s);
 }
 
 /* Finishes every sealed, fully durable segment on the calling thread (close, compaction of
@@ -1605,6 +1806,7 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
     log->appended += len;
     res->last_offset = log->high - 1;
     if (kick || log_unwritten(log) >= log->cfg.flush_bytes) flush_kick(log);
+    if (seg->size >= log->cfg.segment_bytes / 2) log_spare_maybe(log);
     return 0;
 }
 
@@ -2181,12 +2383,6 @@ static int parse_seg_name(const char *name, int64_t *base, int32_t *term)
     return 1;
 }
 
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 /*
  * The last segment came with index files matching its size (a clean close wrote them, see
  * storage_log_close): checks that the batches from the newest index entry to the end are whole
@@ -2349,6 +2545,73 @@ static int seg_recover(storage_log *log, segment *seg, bool is_last, bool has_ck
     return 0;
 }
 
+/*
+ * A spare file found at open (see "spare files"): one whose first batch is whole and valid is
+ * the newest segment (its roll's rename did not become durable): renamed to the name that
+ * batch gives (base offset, leader epoch), *renamed set. Anything else was never acknowledged
+ * and is unlinked. The caller syncs the directory before anything new is written. Returns 0,
+ * AL_ECORRUPT if a file of that name exists already (cannot happen: at most one spare holds
+ * data, and nothing at or above its base; the operator must look), or -errno.
+ */
+static int spare_recover(storage_log *log, const char *name, bool *renamed)
+{
+    char path[SEG_PATH_MAX + 300];
+    snprintf(path, sizeof(path), "%s/%s", log->dir, name);
+    int fd = seg_open_data(log, path, O_RDONLY);
+    if (fd < 0) return fd;
+    int64_t fsize = io_fs_size(log->io, fd);
+    int rc = fsize < 0 ? (int)fsize : 0;
+    storage_batch_hdr h;
+    bool valid = false;
+    uint8_t *b = NULL;
+    size_t want = SEG_ALIGN;
+    for (int pass = 0; rc == 0 && pass < 2 && fsize >= STORAGE_BATCH_HEADER; pass++) {
+        b = aligned_alloc_raw(want);
+        if (!b) {
+            rc = -ENOMEM;
+            break;
+        }
+        ssize_t r = io_fs_pread(log->io, fd, b, want, 0);
+        if (r < 0) {
+            rc = (int)r;
+            break;
+        }
+        size_t got = (size_t)r;
+        if (storage_batch_parse_header(b, got, &h) < 0 || h.batch_length <= 0) break;
+        size_t sz = storage_batch_size(&h);
+        if (sz > (uint64_t)fsize) break;
+        if (sz <= got) {
+            valid = storage_batch_validate(b, got, 0, &h) == (int64_t)sz;
+            break;
+        }
+        free(b); /* the first batch is longer than a block: read it whole */
+        b = NULL;
+        want = AL_ALIGN_UP(sz, (size_t)SEG_ALIGN);
+    }
+    free(b);
+    io_fs_close(log->io, fd);
+    if (rc < 0) return rc;
+    if (!valid || h.base_offset < 0 || h.leader_epoch < 0) {
+        log_info("storage", "removing spare file %s (%" PRId64 " bytes, no batch)", path, fsize);
+        return io_fs_unlink(log->io, path);
+    }
+    char to[SEG_PATH_MAX + 16];
+    snprintf(to, sizeof(to), "%s/%020" PRId64 "-%" PRId32 ".log", log->dir, h.base_offset,
+             h.leader_epoch);
+    if ((rc = io_fs_exists(log->io, to)) != 0) {
+        if (rc == 1)
+            log_error("storage", "spare file %s holds the batch at offset %" PRId64 " but %s "
+                      "exists: not opening the log", path, h.base_offset, to);
+        return rc == 1 ? AL_ECORRUPT : rc;
+    }
+    log_info("storage", "spare file %s holds the segment at offset %" PRId64 " (term %" PRId32
+             "), whose rename did not complete: renaming it to %s", path, h.base_offset,
+             h.leader_epoch, to);
+    if ((rc = io_fs_rename(log->io, path, to)) < 0) return rc;
+    *renamed = true;
+    return 0;
+}
+
 static int log_recover(storage_log *log)
 {
     char **names = NULL;
@@ -2357,6 +2620,19 @@ static int log_recover(storage_log *log)
     int rc = 0;
     bool cut_any = false;
     bool dir_changed = false; /* something was removed: sync the directory once at the end */
+    /* Spare files first: one holding data becomes a segment (then the listing is redone). */
+    bool renamed = false;
+    for (int i = 0; i < n; i++) {
+        if (!is_spare_name(names[i])) continue;
+        if ((rc = spare_recover(log, names[i], &renamed)) < 0) goto out;
+        dir_changed = true;
+    }
+    if (renamed) {
+        io_fs_list_free(names, n);
+        names = NULL;
+        n = io_fs_list(log->io, log->dir, &names);
+        if (n < 0) return n;
+    }
     /* Leftovers of interrupted renames and compactions. */
     for (int i = 0; i < n; i++) {
         if (ends_with(names[i], ".tmp") || ends_with(names[i], ".cleaned")) {
@@ -2495,6 +2771,8 @@ int storage_log_open(io *iop, const char *dir, const storage_log_config *cfg,
                                           (uint64_t)SEG_ALIGN);
     snprintf(log->dir, sizeof(log->dir), "%s", dir);
     log->cs.out_fd = -1;
+    log->spare_fd = -1;
+    log->mk.next_fd = -1;
     int rc = io_fs_mkdir(iop, dir, 0755);
     if (rc == 0) rc = meta_read(log);
     if (rc == 0) rc = log_recover(log);
@@ -2556,6 +2834,7 @@ int storage_log_close(storage_log *log)
     AL_ASSERT(!log_busy(log));
     AL_ASSERT(log->reads_inflight == 0);
     log_mk_wait(log);
+    log_spare_drop(log, true);
     log_ckpt_wait(log);
     log_fin_wait(log);
     log_del_wait(log);
@@ -2588,6 +2867,7 @@ void storage_log_abandon(storage_log *log)
     for (int guard = 0; log->zbusy && guard < 10000 && io_now_ns(log->io) < until; guard++)
         io_poll(log->io, io_now_ns(log->io) + 10000000ull);
     log_mk_wait(log); /* a dead io never runs these (-ECANCELED) */
+    log_spare_drop(log, false); /* the file stays, as a SIGKILL leaves it */
     log_ckpt_wait(log); /* a dead io never runs these (-ECANCELED) */
     log_fin_wait(log);
     log_del_wait(log);
@@ -3006,6 +3286,8 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
     out->scanned_segments = log->scanned_segs;
     out->roll_jobs = log->roll_jobs;
     out->roll_waits = log->roll_waits;
+    out->spare_rolls = log->spare_rolls;
+    out->spare_ready = log->spare_fd >= 0;
     out->ckpt_jobs = log->ckpt_jobs;
     out->ckpt_recovered_pos = log->ckpt_recovered_pos;
     if (!log->nsegs) return;

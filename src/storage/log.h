@@ -68,6 +68,12 @@ typedef struct storage_log_config {
                                     * default, for tests) */
     int64_t ckpt_ms;               /* ...or this often (10 s) once ckpt_bytes / 16 (at most
                                     * 4 MiB) more is durable; <= 0: by bytes only */
+    bool spare_files;              /* false (default): a roll creates its file (roll jobs);
+                                    * true: a busy log keeps the next segment's file ready, so
+                                    * that a roll waits for no create or directory fsync (log.c
+                                    * "spare files"; off by default, see BENCHMARKS.md
+                                    * 2026-11-24 ha8; AILURUS_SPARE_FILES=0|1 in the
+                                    * environment sets the default, for A/B runs) */
     storage_cache *cache;          /* the shard's batch cache, or NULL */
     uint64_t log_id;               /* key of this log in the cache (unique per shard) */
 } storage_log_config;
@@ -280,6 +286,9 @@ typedef struct storage_log_buf_info {
     uint64_t roll_jobs;   /* segment rolls whose file create + directory fsync ran off the
                              shard's thread */
     uint64_t roll_waits;  /* rolls that waited (blocking) for the previous roll's job */
+    uint64_t spare_rolls; /* rolls that took a ready spare file (no create, no directory
+                             fsync before the segment's data counts as durable) */
+    bool spare_ready;     /* a spare file is ready for the next roll */
     uint64_t ckpt_jobs;   /* active-segment checkpoints written (log_ckpt.c) */
     uint64_t ckpt_recovered_pos; /* the open resumed the active segment's scan at this
                                   * position thanks to its checkpoint (0: scanned in full) */

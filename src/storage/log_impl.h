@@ -207,7 +207,28 @@ struct storage_log {
         segment *seg;   /* the new active segment (in segs[]) */
         segment *old;   /* an empty active segment it replaces (out of segs[]), or NULL */
         bool no_direct; /* set by the job: O_DIRECT was refused, the file is buffered */
+        /* phase 3 (the roll took the spare file, log.c "spare files"): the job renames
+         * spare-<spare_k>.seg to the segment's name, creates the next spare (next_fd) and
+         * fsyncs the directory; nothing waits for it to count as durable. */
+        int spare_k;
+        bool make_next; /* create the next spare (cfg.spare_files) */
+        int next_fd;
+        bool next_no_direct;
     } mk;
+    /* The spare file (log.c "spare files"): spare-<spare_k>.seg, empty, its name durable,
+     * open as spare_fd (-1: none ready); the next roll takes it instead of creating a file. */
+    int spare_fd;
+    int spare_k;
+    bool spare_no_direct;
+    bool spbusy;    /* the job creating a spare is in flight (sp) */
+    bool spare_off; /* creating a spare failed: this log makes no more (a warning said so) */
+    struct log_spare {
+        struct storage_log *log;
+        io_op op;
+        int k;
+        bool no_direct;
+    } sp;
+    uint64_t spare_rolls; /* rolls that took a spare file (storage_log_buf_info) */
     uint64_t roll_jobs;  /* roll jobs completed (storage_log_buf_info) */
     uint64_t roll_waits; /* rolls that waited (blocking) for the previous roll's job */
     uint64_t seg_ids;  /* segment ids handed out (segment.id) */
@@ -249,8 +270,8 @@ int seg_tidx_add(tidx_ent **v, uint32_t *n, uint32_t *c, int64_t ts, uint32_t re
 void log_fin_wait(storage_log *log);
 /* Same for the delete job (log.c, "delete jobs"): its files are gone on return. */
 void log_del_wait(storage_log *log);
-/* Same for the roll job (log.c, "roll jobs"): the new active segment has its fd (or the log
- * failed) on return. Before anything frees, truncates or drops the active segment. */
+/* Same for the roll job (log.c, "roll jobs"): the new active segment has its fd and its name
+ * (or the log failed) on return. Before anything frees, truncates or drops the active segment. */
 void log_mk_wait(storage_log *log);
 
 /* Closes seg's fd (-1 after) and unlinks its .log, .index and .timeindex files through iop

@@ -295,7 +295,8 @@ static int scan_dir(io *iop, const char *dir, bool dump, const scan_opts *o, sca
                 bool known = !strcmp(names[i], "log_meta") ||
                              (l > 6 && !strcmp(names[i] + l - 6, ".index")) ||
                              (l > 10 && !strcmp(names[i] + l - 10, ".timeindex")) ||
-                             (l > 5 && !strcmp(names[i] + l - 5, ".ckpt"));
+                             (l > 5 && !strcmp(names[i] + l - 5, ".ckpt")) ||
+                             (l > 4 && !strcmp(names[i] + l - 4, ".seg")); /* spare file */
                 if (!known) printf("  note: unexpected file %s (removed at recovery if a "
                                    "leftover)\n", names[i]);
                 continue;
@@ -502,7 +503,8 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
             printf("storage_append_p99_us %.0f\n", (double)b.lat[b.nlat * 99 / 100] / 1e3);
             printf("storage_append_max_us %.0f\n", (double)b.lat[b.nlat - 1] / 1e3);
         }
-        uint64_t zeroed = 0, zwaits = 0, piped = 0, regrows = 0;
+        uint64_t zeroed = 0, zwaits = 0, piped = 0, regrows = 0, rolls = 0, spare = 0;
+        uint64_t rwaits = 0;
         for (int i = 0; i < nlogs; i++) {
             storage_log_buf_info bi;
             storage_log_buf_info_get(logs[i], &bi);
@@ -510,7 +512,13 @@ static int storage_bench(const char *dir, uint64_t flush_bytes, double seconds,
             zwaits += bi.zero_waits;
             piped += bi.pipelined;
             regrows += bi.regrows;
+            rolls += bi.roll_jobs;
+            spare += bi.spare_rolls;
+            rwaits += bi.roll_waits;
         }
+        printf("storage_roll_jobs %" PRIu64 "\n", rolls);
+        printf("storage_roll_spare %" PRIu64 "\n", spare); /* rolls that took a spare file */
+        printf("storage_roll_waits %" PRIu64 "\n", rwaits);
         printf("storage_zero_filled_bytes %" PRIu64 "\n", zeroed);
         printf("storage_zero_waits %" PRIu64 "\n", zwaits);
         printf("storage_writes_pipelined %" PRIu64 "\n", piped);
