@@ -83,6 +83,9 @@ void storage_chunk_own(storage_chunk *ch);
 void storage_chunk_disown(storage_chunk *ch);
 /* True when the caller's ownership is the only reference: the chunk may be written over. */
 bool storage_chunk_exclusive(const storage_chunk *ch);
+/* The process-wide pool of freed big chunks (cache.c): storage_chunk_new calls of a pooled
+ * size that found one / did not, and the bytes it holds now. Always 0 under ASan (no pool). */
+void storage_chunk_pool_stats(uint64_t *hits, uint64_t *misses, size_t *bytes);
 
 /*
  * storage_cache_put without the copy: the entry points to len bytes at p inside ch (an owner

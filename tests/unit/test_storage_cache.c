@@ -254,6 +254,49 @@ TEST(cache_chunk_entries_budget_and_lifetime)
     storage_cache_unref(ref);
 }
 
+/* The pool of freed big chunks follows the size in use: after a run of one size fills it, a
+ * run of another size is served from the pool once its first chunks have been freed (the
+ * pool used to keep the old size and refuse the new one, so every chunk stayed fresh
+ * memory). No pool under ASan: nothing to check there. */
+TEST(chunk_pool_follows_the_size_in_use)
+{
+    uint64_t h0, m0;
+    size_t bytes;
+    storage_chunk_pool_stats(&h0, &m0, &bytes);
+#if defined(__SANITIZE_ADDRESS__)
+    CHECK_EQ(bytes, 0);
+#else
+    uint64_t h1, m1;
+    enum { N = 40 };
+    storage_chunk *v[N];
+    const size_t old_cap = 3u << 20, new_cap = (3u << 20) + (1u << 20);
+    /* Fill the pool with the old size (64 MiB: 21 of 3 MiB). */
+    for (int i = 0; i < N; i++) CHECK((v[i] = storage_chunk_new(old_cap)) != NULL);
+    for (int i = 0; i < N; i++) storage_chunk_disown(v[i]);
+    storage_chunk_pool_stats(&h1, &m1, &bytes);
+    CHECK(bytes >= (size_t)50 << 20);
+    /* Then a log at another window: take one, free it, many times. */
+    storage_chunk_pool_stats(&h0, &m0, &bytes);
+    for (int r = 0; r < 100; r++) {
+        storage_chunk *ch = storage_chunk_new(new_cap);
+        CHECK(ch != NULL && ch->cap == new_cap);
+        ch->mem[0] = (uint8_t)r;
+        ch->mem[new_cap - 1] = (uint8_t)r;
+        storage_chunk_disown(ch);
+    }
+    storage_chunk_pool_stats(&h1, &m1, &bytes);
+    CHECK_EQ(m1 - m0, 1); /* only the first one was fresh memory */
+    CHECK_EQ(h1 - h0, 99);
+    CHECK(bytes <= (size_t)64 << 20);
+    /* And the old size is served from what is left of it. */
+    storage_chunk *o = storage_chunk_new(old_cap);
+    CHECK(o != NULL);
+    storage_chunk_disown(o);
+    storage_chunk_pool_stats(&h0, &m0, &bytes);
+    CHECK_EQ(h0 - h1, 1);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
