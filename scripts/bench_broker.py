@@ -310,6 +310,13 @@ def main():
                 fig("p99_ack_vs_fsync_same_minute_at_" + sfx, "%.2f" % (ack99 / fs_now),
                     "ratio")
             fig("e2e_p999_at_" + sfx, "%.2f" % s30["e2e_latency_ms"]["p999"], "ms")
+            # The generator's own share of the tail: its loop's lateness for its timers and
+            # its wait for a CPU (it shares the 2 cores with the broker).
+            if "client_lag_ms" in s30:
+                fig("p99_client_lag_at_" + sfx, "%.2f" % s30["client_lag_ms"]["p99"], "ms")
+            if "client_run_delay_ms_per_s" in s30:
+                fig("client_run_delay_at_" + sfx, "%.1f" % s30["client_run_delay_ms_per_s"],
+                    "ms/s")
             fig("client_cpu_at_" + sfx, "%.2f" % s30.get("client_cpu_us_per_record", 0),
                 "us/record")
             fig("load_average_at_" + sfx, "%.1f" % s30["load_average"], "runnable")

@@ -147,12 +147,45 @@ struct bench_thread {
      * Per request (as before H8) a stall that piles many records into one batch counted
      * once, so the split's p99s did not explain the records' p99. */
     khist send_delay, rtt;
+    /* The generator's own share of a tail, measured window only: how late its loop woke for
+     * its own timer (a batch's linger; waiting for a CPU, or a long turn of callbacks), and
+     * how long the thread waited for a CPU in all (schedstat run delay). */
+    khist lag;
+    uint64_t run_delay_ns, run_delay_wall_ns, rd0, rd_t0;
+    int rd_state; /* 0 before the window, 1 in it, 2 done */
     /* relaxed atomics, read by the progress loop */
     uint64_t acked, acked_bytes, acked_window, consumed, consumed_window, errors, sent;
     uint64_t produced_total; /* all records acked (any window), for the consumers' goal */
     uint64_t polls;          /* io_poll calls of the main loop (wake-ups), this thread only */
     int rc;
 };
+
+/* Time this thread has waited on a run queue (ns; /proc/thread-self/schedstat's second
+ * field), or 0 when the kernel does not keep it. */
+static uint64_t thread_run_delay_ns(void)
+{
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    if (!f) return 0;
+    unsigned long long run = 0, wait = 0;
+    int n = fscanf(f, "%llu %llu", &run, &wait);
+    fclose(f);
+    return n == 2 ? (uint64_t)wait : 0;
+}
+
+/* Opens and closes the thread's run-delay window with the measured window. */
+static void thread_note_window(struct bench_thread *t, uint64_t now)
+{
+    if (t->rd_state == 0 && now >= t->warm_end) {
+        t->rd0 = thread_run_delay_ns();
+        t->rd_t0 = now;
+        t->rd_state = 1;
+    } else if (t->rd_state == 1 && now >= t->end) {
+        uint64_t rd = thread_run_delay_ns();
+        t->run_delay_ns = rd > t->rd0 ? rd - t->rd0 : 0;
+        t->run_delay_wall_ns = now - t->rd_t0;
+        t->rd_state = 2;
+    }
+}
 
 static void atomic_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 static uint64_t atomic_get(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -622,8 +655,12 @@ static void *thread_main(void *arg)
             if (pd < d) d = pd;
         }
         if (now < t->end && t->end < d) d = t->end;
+        if (now < t->warm_end && t->warm_end < d) d = t->warm_end;
+        thread_note_window(t, now);
         t->polls++;
         io_poll(t->io, d > now ? d : now);
+        uint64_t after = io_now_ns(t->io);
+        if (d > now && after >= d && d >= t->warm_end && d < t->end) khist_add(&t->lag, after - d);
     }
     t->rc = 0;
     goto out;
@@ -904,7 +941,8 @@ int cmd_bench(int argc, char **argv)
     uint8_t *pool = malloc(BENCH_POOL);
     khist *ack = calloc(1, sizeof(*ack)), *e2e = calloc(1, sizeof(*e2e));
     khist *sdel = calloc(1, sizeof(*sdel)), *rtt = calloc(1, sizeof(*rtt));
-    if (!th || !offsets || !pool || !ack || !e2e || !sdel || !rtt) {
+    khist *clag = calloc(1, sizeof(*clag));
+    if (!th || !offsets || !pool || !ack || !e2e || !sdel || !rtt || !clag) {
         fprintf(stderr, "bench: out of memory\n");
         goto out;
     }
@@ -1073,12 +1111,20 @@ int cmd_bench(int argc, char **argv)
      * the broker, what it burns is not available to the broker. */
     double client_cpu = cpu_seconds_self() - cpu0;
     uint64_t acked = 0, acked_win = 0, cons = 0, cons_win = 0, errs = 0, sent = 0, polls = 0;
+    double rd_ms_per_s = 0; /* summed over the threads that saw the whole window */
+    int rd_threads = 0;
     bool failed = false;
     for (int i = 0; i < cfg.smp; i++) {
         khist_merge(ack, &th[i].ack);
         khist_merge(e2e, &th[i].e2e);
         khist_merge(sdel, &th[i].send_delay);
         khist_merge(rtt, &th[i].rtt);
+        khist_merge(clag, &th[i].lag);
+        if (th[i].run_delay_wall_ns) {
+            rd_ms_per_s += (double)th[i].run_delay_ns / 1e6 /
+                           ((double)th[i].run_delay_wall_ns / 1e9);
+            rd_threads++;
+        }
         acked += th[i].acked;
         acked_win += th[i].acked_window;
         cons += th[i].consumed;
@@ -1109,6 +1155,10 @@ int cmd_bench(int argc, char **argv)
     double cpu_us_rec = acked + cons ? client_cpu * 1e6 / (double)(acked + cons) : 0.0;
     printf("client                cpu %.2f s (%.2f us per record produced or consumed), "
            "%.0f wake-ups/s\n", client_cpu, cpu_us_rec, (double)polls / run_s);
+    print_lat("client loop lag", clag);
+    if (rd_threads)
+        printf("client waited         %.1f ms per second for a CPU (run queue, %d thread%s)\n",
+               rd_ms_per_s, rd_threads, rd_threads == 1 ? "" : "s");
     if (cfg.json) {
         FILE *f = fopen(cfg.json, "w");
         if (!f) {
@@ -1139,8 +1189,11 @@ int cmd_bench(int argc, char **argv)
             fprintf(f, ",\n");
             write_lat_json(f, "request_rtt_ms", rtt);
             fprintf(f, ",\n  \"client_cpu_s\": %.3f, \"client_cpu_us_per_record\": %.3f, "
-                       "\"client_wakeups\": %llu, \"client_wakeups_per_s\": %.1f\n}\n",
+                       "\"client_wakeups\": %llu, \"client_wakeups_per_s\": %.1f,\n",
                     client_cpu, cpu_us_rec, (unsigned long long)polls, (double)polls / run_s);
+            write_lat_json(f, "client_lag_ms", clag);
+            if (rd_threads) fprintf(f, ",\n  \"client_run_delay_ms_per_s\": %.3f", rd_ms_per_s);
+            fprintf(f, "\n}\n");
             fclose(f);
         }
     }
@@ -1180,5 +1233,6 @@ out:
     free(e2e);
     free(sdel);
     free(rtt);
+    free(clag);
     return exit_code;
 }

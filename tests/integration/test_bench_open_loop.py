@@ -3,7 +3,8 @@ per record, nor spin while it cannot send (every request slot taken and the batc
 while it drains, yet it must keep the schedule (every record's latency from its intended time:
 no coordinated omission). Counts, not timings: the client's main-loop wake-ups
 (`client_wakeups` in the JSON summary) against the produce requests it made; the ack latency's
-split (send delay, round trip) counts every acked record."""
+split (send delay, round trip) counts every acked record; the generator reports its own loop's
+lateness and its wait for a CPU."""
 import json
 import subprocess
 
@@ -30,6 +31,13 @@ def run(broker, tmp_path, name, *args, warmup=0.5, duration=2):
     for part in ("send_delay_ms", "request_rtt_ms"):
         assert s[part]["count"] == s["ack_latency_ms"]["count"], s
         assert s[part]["max"] <= s["ack_latency_ms"]["max"] * 1.02 + 0.01, s
+    # The generator's own share: its loop's lateness for its timers (measured window only)
+    # and its threads' wait for a CPU. A lateness is never negative, and an open loop with a
+    # linger wakes for its timers.
+    assert s["client_lag_ms"]["p50"] >= 0 and s["client_lag_ms"]["max"] >= s["client_lag_ms"]["p99"]
+    if s["rate"] > 0 and s["linger_ms"] > 0:
+        assert s["client_lag_ms"]["count"] > 0, s
+    assert s.get("client_run_delay_ms_per_s", 0) >= 0
     return s
 
 
