@@ -266,6 +266,7 @@ int cmd_start(int argc, char **argv)
 
     struct reactor_opts ro = {0};
     ro.n_shards = s->n_shards;
+    ro.no_pin = s->cfg.overprovisioned;
     if (s->cluster && s->cfg.controlled_shutdown_timeout_ms > 0) {
         s->shutdown_ms = (uint64_t)s->cfg.controlled_shutdown_timeout_ms;
         ro.pre_stop = cluster_shutdown_pre_stop;

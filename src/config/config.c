@@ -54,6 +54,10 @@ const struct config_key config_keys[] = {
      "node forms a new cluster on its own (or rejoins the one recorded in its data directory)."},
     {"smp", CONFIG_INT, OFF(smp), 0, "0", 0, 256, NULL,
      "Number of shards (threads, one per core). 0: one per online CPU. --dev uses 1."},
+    {"overprovisioned", CONFIG_BOOL, OFF(overprovisioned), 0, "false", 0, 0, NULL,
+     "Do not pin each shard's thread to its own CPU (as Redpanda's --overprovisioned): for "
+     "machines shared with other busy processes, where a pinned shard cannot move off a CPU "
+     "that another process is using and waits for it."},
     {"memory", CONFIG_BYTES, OFF(memory), 0, "0", 0, 1024 * GIB, NULL,
      "Memory budget for the broker. 0: half of physical memory. --dev uses 1G."},
     {"log_level", CONFIG_ENUM, OFF(log_level), 0, "info", 0, 0, log_levels,

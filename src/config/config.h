@@ -85,6 +85,7 @@ typedef struct al_config {
     int64_t max_compaction_lag_ms;
     char cluster_id[128];
     bool developer_mode;
+    bool overprovisioned;
     uint8_t source[CONFIG_KEYS_MAX]; /* enum config_source per key, by table index */
 } al_config;
 

@@ -38,6 +38,9 @@ def run(broker, tmp_path, name, *args, warmup=0.5, duration=2):
     if s["rate"] > 0 and s["linger_ms"] > 0:
         assert s["client_lag_ms"]["count"] > 0, s
     assert s.get("client_run_delay_ms_per_s", 0) >= 0
+    # Per request: one entry per acked request of the window, never more than the records.
+    rr = s["request_rtt_per_request_ms"]
+    assert 0 < rr["count"] <= s["produce_requests"] and rr["count"] <= s["ack_latency_ms"]["count"], s
     return s
 
 

@@ -363,3 +363,39 @@ def test_config_docs_are_current():
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "CONFIG.md")) as f:
         doc = f.read()
     assert r.stdout in doc, "docs/CONFIG.md is stale: regenerate with 'ailurus config docs'"
+
+
+def _thread_cpus(pid, name):
+    """The CPUs each thread called `name` of process pid may run on (Cpus_allowed_list)."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip() != name:
+                    continue
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("Cpus_allowed_list:"):
+                        out.append(line.split(":", 1)[1].strip())
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return out
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to tell pinned apart")
+def test_shards_pinned_unless_overprovisioned(broker_factory):
+    """Each shard's thread is pinned to one CPU by default (thread per core); with
+    overprovisioned (Redpanda's --overprovisioned) it keeps every CPU the process may use, so on
+    a shared machine it can move off a CPU another process is busy on."""
+    allowed = os.sched_getaffinity(0)
+    b = broker_factory(smp=1)
+    cpus = _thread_cpus(b.proc.pid, "shard-0")
+    assert len(cpus) == 1 and "," not in cpus[0] and "-" not in cpus[0], cpus
+    assert int(cpus[0]) in allowed
+    o = broker_factory(smp=1, args=["--overprovisioned", "true"])
+    cpus = _thread_cpus(o.proc.pid, "shard-0")
+    with open("/proc/%d/status" % o.proc.pid) as f:
+        whole = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("Cpus_allowed_list:")]
+    assert len(cpus) == 1 and cpus == whole, (cpus, whole)
+    with o.connect() as s:
+        assert api_versions_ok(s)
