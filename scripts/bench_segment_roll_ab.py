@@ -4,7 +4,9 @@
 data directory with --log-segment-size $SEG (default 16M), running make bench's max_p1 scenario
 (1 partition, 4 producers, 32 in flight, 64 KiB batches, 1 KiB records, acks=all) and printing
 one JSON line per run (MB/s, client ack p99, the broker's Produce p99/p99.9 and durable-write
-p99 from its histograms, CPU ms/MB, load) and medians per binary.
+p99 from its histograms, CPU ms/MB, load; the broker's RSS and peak RSS at the end of the run,
+the sealed segments not finished then (no .index file yet) and the clean shutdown's time) and
+medians per binary.
 
 usage: bench_segment_roll_ab.py ROUNDS SECONDS BASE_BIN NEW_BIN   (env SEG, AB_DIR)"""
 import os, shutil, subprocess, sys, time, json
@@ -28,21 +30,34 @@ for r in range(rounds):
                             "--partitions", 1, "--producers", 4, "--max-inflight", 32,
                             "--batch-bytes", 65536, "--record-size", 1024, "--acks", "all",
                             "--warmup", 1, "--duration", secs, broker=b)
-            nlog = sum(1 for dp, dn, fn in os.walk(data) for f in fn if f.endswith(".log"))
+            # Memory at the end of the run (now and peak), and the sealed segments not
+            # finished yet (a .log without its .index; the active one has none either).
+            rss = b.rss_kib() // 1024
+            with open("/proc/%d/status" % b.proc.pid) as f:
+                hwm = next((int(l.split()[1]) // 1024 for l in f if l.startswith("VmHWM:")), 0)
+            files = [f for dp, dn, fn in os.walk(data) for f in fn]
+            nlog = sum(1 for f in files if f.endswith(".log"))
+            unfin = nlog - sum(1 for f in files if f.endswith(".index")) - 1
+            t0 = time.monotonic()
+            b.stop()
+            stop_ms = (time.monotonic() - t0) * 1000.0
             row = dict(v=v, round=r, mbps=s["mb_per_s"], ack_p99=s["ack_latency_ms"]["p99"],
                        prod_p99=s.get("broker_produce_ms", {}).get("p99"),
                        prod_p999=s.get("broker_produce_ms", {}).get("p999"),
                        write_p99=s.get("broker_write_ms", {}).get("p99"),
-                       cpu=s["broker_cpu_ms_per_mb"], load=s["load_average"], segs=nlog)
+                       cpu=s["broker_cpu_ms_per_mb"], load=s["load_average"], segs=nlog,
+                       unfinished=unfin, rss_mb=rss, hwm_mb=hwm, stop_ms=round(stop_ms, 1))
             print(json.dumps(row), flush=True)
             res.append(row)
         finally:
-            b.stop()
+            if b.proc:
+                b.stop()
 shutil.rmtree(os.path.join(root, "data"), ignore_errors=True)
 import statistics as st
 for v in ("base", "new"):
     rows = [x for x in res if x["v"] == v]
-    for k in ("mbps", "ack_p99", "prod_p99", "prod_p999", "write_p99", "cpu"):
+    for k in ("mbps", "ack_p99", "prod_p99", "prod_p999", "write_p99", "cpu", "unfinished",
+              "rss_mb", "hwm_mb", "stop_ms"):
         vals = sorted(x[k] for x in rows if x[k] is not None)
         if vals:
             print("%s %s median %.2f min %.2f max %.2f" % (v, k, st.median(vals), vals[0], vals[-1]))

@@ -35,6 +35,7 @@ static void trunc_try(storage_log *log);
 static int log_truncate(storage_log *log, int64_t offset, int werr);
 static void log_fail(storage_log *log, const char *what, int err);
 static void waiters_wake(storage_log *log, int64_t upto, int err);
+static void fin_kick(storage_log *log);
 
 /* Off by default: measured in BENCHMARKS.md (2026-11-24, session 8, ha8): the broker flat out
  * gained with 16 MiB segments and lost with the default 128 MiB ones. */
@@ -830,6 +831,7 @@ static bool mk_apply(storage_log *log, int res, bool wait)
     struct log_mk *m = &log->mk;
     segment *seg = m->seg;
     AL_ASSERT(log->cbusy && seg);
+    log->fin_want = true; /* the sealed segment waits for no roll job now (seg_finishable) */
     if (m->phase == 3) { /* the spare's rename (see "spare files"): nothing waited for it */
         log->cbusy = false;
         m->seg = NULL;
@@ -881,6 +883,7 @@ static void mk_done(io_op *op)
     if (log->parked) reads_unpark(log);
     if (!log->failed) flush_kick(log); /* writes of the new segment waited for its fd */
     log_spare_maybe(log); /* appends past half a segment found this job in flight */
+    fin_kick(log); /* the segment this roll sealed, when durable already */
 }
 
 void log_mk_wait(storage_log *log)
@@ -919,7 +922,10 @@ static int log_roll(storage_log *log, int32_t term)
         seg_free(seg);
         return rc;
     }
-    if (log->nsegs > 1) log->segs[log->nsegs - 2]->sealed = true; /* finished by housekeeping */
+    if (log->nsegs > 1) { /* finished by a finish job once durable (fin_kick) */
+        log->segs[log->nsegs - 2]->sealed = true;
+        log->fin_want = true;
+    }
     struct log_mk *m = &log->mk;
     m->log = log;
     m->seg = seg;
@@ -964,13 +970,22 @@ static void log_finish_sealed(storage_log *log)
  *
  * Finishing a sealed segment is ftruncate + fdatasync + two atomic index-file writes (each an
  * fsync, a rename and a directory fsync): 5+ blocking syncs per segment, ~30 ms per
- * housekeeping pass under a flat-out load, so housekeeping hands them to io_offload: one job
+ * housekeeping pass under a flat-out load, so they go to io_offload: one job
  * per log at a time, over up to LOG_FIN_MAX segments, each flagged `finishing` until the job's
  * callback runs on the shard (seg_finish_mem). While flagged, a segment is not deleted
  * (retention and log_delete_below_start stop before it; it goes at a later pass), truncated or
  * freed: truncation and close first wait for the job (fin_wait, blocking, rare paths).
  * Compaction only takes `finished` segments. The job reads only what a sealed segment never
  * changes (fd, size, indexes).
+ *
+ * A job starts as soon as a sealed segment is finishable (fin_kick): the events that can make
+ * one so (a roll seals the previous segment, a segment's last bytes become durable, its roll
+ * job or a zero-fill write completes, a finish job completes) set fin_want, and the
+ * completions of the write, sync, roll, zero-fill and finish stages then start a job over
+ * whatever is ready. Without that a flat-out run with 16 MiB segments (15-20 rolls a second)
+ * kept ~100 sealed segments, each with its write buffers, unfinished until shutdown
+ * (BENCHMARKS.md 2026-11-24 hf8). Housekeeping still starts one too (the fallback: an age
+ * seal, or a segment that fin_want missed).
  */
 static int fin_job(io *iop, void *arg)
 {
@@ -1002,7 +1017,10 @@ static void fin_apply(storage_log *log)
 
 static void fin_done(io_op *op)
 {
-    fin_apply(op->ctx);
+    storage_log *log = op->ctx;
+    fin_apply(log);
+    log->fin_want = true; /* the segments ready meanwhile, or beyond LOG_FIN_MAX */
+    fin_kick(log);
 }
 
 static void fin_start(storage_log *log)
@@ -1025,6 +1043,16 @@ static void fin_start(storage_log *log)
     io_offload(log->io, &f->op, fin_job, f);
 }
 
+/* Starts a finish job when a segment may have become finishable (fin_want) and none is in
+ * flight. Not while a truncation waits (it would wait for the job). Reactor thread, from the
+ * completions of the stages (never from the blocking wait paths). */
+static void fin_kick(storage_log *log)
+{
+    if (!log->fin_want || log->fbusy || log->failed || log->trunc) return;
+    log->fin_want = false;
+    fin_start(log);
+}
+
 /* Waits for the finish job in flight, if any (blocks the caller: truncation, close, Raft's
  * restart and tail drop). */
 void log_fin_wait(storage_log *log)
@@ -1032,6 +1060,7 @@ void log_fin_wait(storage_log *log)
     if (!log->fbusy) return;
     io_offload_finish(log->io, &log->fin.op);
     fin_apply(log);
+    log->fin_want = true; /* starts nothing here: the next completion does (fin_kick) */
 }
 
 void storage_log_finish_wait(storage_log *log)
@@ -1213,6 +1242,7 @@ static void sync_cb(io_op *op)
                               (uint64_t)(log->slast - log->durable));
     seg->dsize = log->send;
     seg->dlast = log->slast;
+    if (seg->sealed && seg->dsize == seg->size) log->fin_want = true;
     if (!log_naming(log, seg)) { /* else durable once its name is (mk_done) */
         log->durable = log->slast;
         waiters_wake(log, log->durable, 0);
@@ -1220,6 +1250,7 @@ static void sync_cb(io_op *op)
     if (log->parked) reads_unpark(log);
     flush_kick(log);
     log_ckpt_maybe(log); /* recovery checkpoint, when due (log_ckpt.c) */
+    fin_kick(log);
 }
 
 /* Issues one fdatasync for the oldest segment with completed, unsynced writes. */
@@ -1337,6 +1368,7 @@ static void wslots_complete(storage_log *log)
                                       (uint64_t)(s->last - log->durable));
             seg->dsize = seg->fend;
             seg->dlast = s->last;
+            if (seg->sealed && seg->dsize == seg->size) log->fin_want = true;
             if (!log_naming(log, seg)) /* else durable once its name is (mk_done) */
                 log->durable = s->last;
             advanced = true;
@@ -1367,6 +1399,7 @@ static void wslots_complete(storage_log *log)
     }
     flush_kick(log);
     if (advanced) log_ckpt_maybe(log); /* recovery checkpoint, when due (log_ckpt.c) */
+    fin_kick(log);
 }
 
 /* One operation of the write stage finished with res. Returns true when the caller goes on
@@ -1653,7 +1686,12 @@ static void zero_cb(io_op *op)
         if (log->trunc) trunc_try(log);
         return;
     }
+    bool sealed = seg->sealed; /* seg may go in flush_kick (a truncation) */
     flush_kick(log); /* a write that waited for this one, a truncation, or the next chunk */
+    if (sealed) {
+        log->fin_want = true; /* seg_finishable waits for no zero-fill write now */
+        fin_kick(log);
+    }
 }
 
 /* Starts the next zero-fill operation of the active segment when the log is idle and the
@@ -3273,6 +3311,16 @@ int storage_log_scan_headers(storage_log *log, int64_t from, storage_header_cb c
     return rc == 1 ? 0 : rc; /* 1: stopped early by cb */
 }
 
+/* Bytes of seg's write-buffer chunks, each once (buffers may share one). */
+static uint64_t seg_buf_bytes(const segment *a)
+{
+    uint64_t n = 0;
+    if (a->bch) n += a->bch->cap;
+    if (a->fch && a->fch != a->bch) n += a->fch->cap;
+    if (a->pch && a->pch != a->bch && a->pch != a->fch) n += a->pch->cap;
+    return n;
+}
+
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
 {
     out->bytes = 0;
@@ -3290,12 +3338,15 @@ void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out)
     out->spare_ready = log->spare_fd >= 0;
     out->ckpt_jobs = log->ckpt_jobs;
     out->ckpt_recovered_pos = log->ckpt_recovered_pos;
+    out->unfinished = 0;
+    out->sealed_bytes = 0;
     if (!log->nsegs) return;
-    const segment *a = log->segs[log->nsegs - 1];
-    /* Chunks, each once (buffers may share one). */
-    if (a->bch) out->bytes += a->bch->cap;
-    if (a->fch && a->fch != a->bch) out->bytes += a->fch->cap;
-    if (a->pch && a->pch != a->bch && a->pch != a->fch) out->bytes += a->pch->cap;
+    for (int i = 0; i < log->nsegs; i++) {
+        const segment *s = log->segs[i];
+        if (s->sealed && !s->finished) out->unfinished++;
+        if (i < log->nsegs - 1) out->sealed_bytes += seg_buf_bytes(s);
+    }
+    out->bytes = seg_buf_bytes(log->segs[log->nsegs - 1]);
 }
 
 int storage_log_segment_info(const storage_log *log, int i, storage_segment_info *out)

@@ -280,7 +280,7 @@ typedef struct storage_log_buf_info {
     uint64_t shared_block;
     uint64_t zeroed;      /* bytes zero-filled ahead of the data (cfg.prezero_bytes) */
     uint64_t zero_waits;  /* write starts deferred: the write reached a zero write in flight */
-    uint64_t finish_jobs; /* housekeeping's finish jobs completed (off the shard's thread) */
+    uint64_t finish_jobs; /* finish jobs completed (off the shard's thread; log.c) */
     uint64_t delete_jobs; /* jobs that deleted segments below the start offset (same) */
     uint64_t scanned_segments; /* segments the open scanned batch by batch (no valid indexes) */
     uint64_t roll_jobs;   /* segment rolls whose file create + directory fsync ran off the
@@ -292,6 +292,8 @@ typedef struct storage_log_buf_info {
     uint64_t ckpt_jobs;   /* active-segment checkpoints written (log_ckpt.c) */
     uint64_t ckpt_recovered_pos; /* the open resumed the active segment's scan at this
                                   * position thanks to its checkpoint (0: scanned in full) */
+    int unfinished;       /* sealed segments not finished yet (now) */
+    uint64_t sealed_bytes; /* write-buffer bytes held by segments other than the active (now) */
 } storage_log_buf_info;
 void storage_log_buf_info_get(const storage_log *log, storage_log_buf_info *out);
 

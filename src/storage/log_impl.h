@@ -176,6 +176,7 @@ struct storage_log {
     /* Finishing sealed segments off the shard's thread (log.c, "finish jobs"): at most one
      * job in flight per log, over up to LOG_FIN_MAX segments flagged `finishing`. */
     bool fbusy;
+    bool fin_want; /* a segment may have become finishable since the last fin_start (fin_kick) */
     struct log_fin {
         struct storage_log *log;
         io_op op;

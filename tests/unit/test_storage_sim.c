@@ -563,11 +563,12 @@ static int env_finished(sim_env *e, int n)
 }
 
 /*
- * Housekeeping's finish job makes no sync call (the data is durable; the size and index files
- * reach the disk with the file system's next commit). A power loss right after it loses the
- * index files and the trimmed size; recovery scans those segments and keeps every
- * acknowledged batch. Index files that did survive (a restart without power loss) are valid
- * and trusted.
+ * A finish job makes no sync call (the data is durable; the size and index files reach the
+ * disk with the file system's next commit): the only syncs of the run are the rolls'
+ * directory fsyncs. A power loss right after it loses the index files and the trimmed size;
+ * recovery scans those segments and keeps every acknowledged batch. Index files that did
+ * survive (a restart without power loss) are valid and trusted. (Finish jobs start as soon as
+ * a sealed segment is durable, without housekeeping: sim_sealed_segments_finished_promptly.)
  */
 TEST(sim_finish_jobs_sync_nothing_and_a_crash_rescans)
 {
@@ -581,23 +582,26 @@ TEST(sim_finish_jobs_sync_nothing_and_a_crash_rescans)
     for (int round = 0; round < 2; round++) {
         /* New sealed segments, durable data, not finished yet. */
         int had = storage_log_segment_count(e.log);
+        storage_log_buf_info bi;
+        storage_log_buf_info_get(e.log, &bi);
+        uint64_t syncs = io_sim_fs_sync_count(e.io), rolls = bi.roll_jobs, jobs = bi.finish_jobs;
         for (int i = 0; i < 60; i++) CHECK_EQ(env_append(&e, 1), 0);
         CHECK_EQ(env_sync(&e), 0);
         segs = storage_log_segment_count(e.log);
         CHECK(segs >= had + 3);
-        CHECK_EQ(env_finished(&e, segs), AL_MAX(had - 1, 0));
-        uint64_t syncs = io_sim_fs_sync_count(e.io);
         CHECK_EQ(storage_log_housekeep(e.log, io_wall_ms(e.io), 1 << 20), 0);
         for (int i = 0; i < 100000 && env_finished(&e, segs) < segs - 1; i++)
             if (io_sim_world_step(e.w) <= 0) break;
         CHECK_EQ(env_finished(&e, segs), segs - 1); /* every sealed one; not the active one */
-        CHECK_EQ(io_sim_fs_sync_count(e.io), syncs);
+        storage_log_buf_info_get(e.log, &bi);
+        CHECK(bi.finish_jobs > jobs);
+        CHECK(bi.roll_jobs >= rolls + 3);
+        CHECK_EQ(io_sim_fs_sync_count(e.io) - syncs, bi.roll_jobs - rolls); /* one each */
         char path[2048];
         storage_segment_info si;
         CHECK_EQ(storage_log_segment_info(e.log, segs - 2, &si), 0);
         snprintf(path, sizeof(path), "%s.index", si.path_stem);
         CHECK_EQ(io_fs_exists(e.io, path), 1);
-        storage_log_buf_info bi;
         if (round == 0) {
             /* The process restarts, the machine does not: the files are there and valid. */
             CHECK_EQ(env_open(&e), 0);
@@ -617,6 +621,48 @@ TEST(sim_finish_jobs_sync_nothing_and_a_crash_rescans)
         CHECK_EQ(storage_log_segment_count(e.log), segs);
         CHECK_EQ(env_verify(&e), e.n);
     }
+    env_close(&e);
+    env_free(&e);
+}
+
+/*
+ * A sealed segment is finished (index files written, tail trimmed, write buffers released) by
+ * a finish job started as soon as its bytes are durable, not at the next housekeeping pass:
+ * many rolls with no housekeeping call leave at most a few sealed segments unfinished at any
+ * time (those whose job is in flight or not durable yet), none once the log is idle, and no
+ * write buffers but the active segment's. (Before, every sealed segment stayed unfinished, with
+ * its buffers, until housekeeping: at most LOG_FIN_MAX per pass, every 5 s in the broker.)
+ */
+TEST(sim_sealed_segments_finished_promptly)
+{
+    sim_env e;
+    env_init(&e, test_seed() ^ 0xf1a1);
+    e.cfg.segment_bytes = 8 * 1024;
+    e.cfg.retention_ms = -1;
+    CHECK_EQ(env_open(&e), 0);
+    int most = 0;
+    storage_log_buf_info bi;
+    for (int g = 0; g < 100; g++) {
+        for (int i = 0; i < 4; i++) CHECK_EQ(env_append(&e, 1), 0);
+        CHECK_EQ(env_sync(&e), 0);
+        storage_log_buf_info_get(e.log, &bi);
+        most = AL_MAX(most, bi.unfinished);
+    }
+    int segs = storage_log_segment_count(e.log);
+    CHECK(segs >= 40);
+    for (int i = 0; i < 100000; i++)
+        if (io_sim_world_step(e.w) <= 0) break;
+    storage_log_buf_info_get(e.log, &bi);
+    fprintf(stderr, "    %d segments, %llu finish jobs, at most %d unfinished after a sync\n",
+            segs, (unsigned long long)bi.finish_jobs, most);
+    CHECK(most <= 4);
+    CHECK_EQ(bi.unfinished, 0);
+    CHECK_EQ(env_finished(&e, segs), segs - 1);
+    CHECK_EQ(bi.sealed_bytes, 0);
+    CHECK(bi.finish_jobs >= 2);
+    env_close(&e);
+    CHECK_EQ(env_open(&e), 0);
+    CHECK_EQ(env_verify(&e), e.n);
     env_close(&e);
     env_free(&e);
 }
