@@ -1048,7 +1048,7 @@ static void fin_start(storage_log *log)
  * completions of the stages (never from the blocking wait paths). */
 static void fin_kick(storage_log *log)
 {
-    if (!log->fin_want || log->fbusy || log->failed || log->trunc) return;
+    if (!log->fin_want || log->fbusy || log->failed || log->trunc || log->fin_lazy) return;
     log->fin_want = false;
     fin_start(log);
 }
@@ -1061,6 +1061,11 @@ void log_fin_wait(storage_log *log)
     io_offload_finish(log->io, &log->fin.op);
     fin_apply(log);
     log->fin_want = true; /* starts nothing here: the next completion does (fin_kick) */
+}
+
+void storage_log_set_finish_lazy(storage_log *log, bool lazy)
+{
+    log->fin_lazy = lazy;
 }
 
 void storage_log_finish_wait(storage_log *log)

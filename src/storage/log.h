@@ -255,6 +255,9 @@ bool storage_log_failed(const storage_log *log);
  * after ENOSPC) this log object went through since it was opened: state derived from the log
  * (producer state) is stale once this changes. */
 uint64_t storage_log_truncations(const storage_log *log);
+/* Tests only: true leaves finishing sealed segments to housekeeping (no finish job is started
+ * as segments become durable, log.c fin_kick), so that a test controls when one is in flight. */
+void storage_log_set_finish_lazy(storage_log *log, bool lazy);
 
 /*
  * Calls cb(ctx, h) with the header of every batch whose last offset >= from, oldest first,

@@ -177,6 +177,7 @@ struct storage_log {
      * job in flight per log, over up to LOG_FIN_MAX segments flagged `finishing`. */
     bool fbusy;
     bool fin_want; /* a segment may have become finishable since the last fin_start (fin_kick) */
+    bool fin_lazy; /* tests: fin_kick starts nothing (storage_log_set_finish_lazy) */
     struct log_fin {
         struct storage_log *log;
         io_op op;

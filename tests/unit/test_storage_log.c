@@ -961,6 +961,8 @@ static int first_unfinished(storage_log *log)
  * not finished when storage_log_housekeep returns, and are (file trimmed to size, index files
  * on disk) once io_poll has run the job's callback. While a job holds segments, retention does
  * not delete them (a later pass does), and a suffix truncation or a close waits for the job.
+ * (Lazy: only housekeeping starts jobs here, so that the test knows when one is in flight;
+ * by default they start as segments become durable, log_finish_jobs_start_without_housekeeping.)
  */
 TEST(log_finish_jobs_run_off_the_thread)
 {
@@ -968,6 +970,7 @@ TEST(log_finish_jobs_run_off_the_thread)
     c.retention_ms = 5000;
     char dir[512];
     storage_log *log = open_log(dir, sizeof(dir), "finjobs", &c);
+    storage_log_set_finish_lazy(log, true);
     model m = {0};
     int64_t now = 1000000;
     int tag = 0;
@@ -1058,6 +1061,44 @@ TEST(log_finish_jobs_run_off_the_thread)
     reopen_log(&log, dir, &c);
     CHECK_EQ(storage_log_start_offset(log), so);
     check_log_equals(log, &m, so);
+    storage_log_close(log);
+    model_free(&m);
+}
+
+/* By default a sealed segment's finish job starts as soon as its bytes are durable: with no
+ * housekeeping call, every sealed segment is finished (trimmed, index files on disk, no write
+ * buffers) once the io has run the jobs. */
+TEST(log_finish_jobs_start_without_housekeeping)
+{
+    storage_log_config c = small_cfg();
+    char dir[512];
+    storage_log *log = open_log(dir, sizeof(dir), "finprompt", &c);
+    model m = {0};
+    int tag = 0;
+    for (int i = 0; i < 400; i++) CHECK_EQ(append_one(log, &m, 1, 2, tag++, 300, 1000000), 0);
+    CHECK_EQ(su_flush_all(log), 0);
+    int nseg = storage_log_segment_count(log);
+    CHECK(nseg > 3);
+    storage_log_buf_info bi;
+    for (int k = 0; k < 5000; k++) {
+        storage_log_buf_info_get(log, &bi);
+        if (bi.unfinished == 0) break;
+        io_poll(su_test_io(), io_now_ns(su_test_io()) + 1000000ull);
+    }
+    storage_log_buf_info_get(log, &bi);
+    CHECK_EQ(bi.unfinished, 0);
+    CHECK_EQ(first_unfinished(log), -1);
+    CHECK(bi.finish_jobs >= 1);
+    CHECK_EQ(bi.sealed_bytes, 0);
+    for (int i = 0; i + 1 < nseg; i++) {
+        storage_segment_info si;
+        CHECK_EQ(storage_log_segment_info(log, i, &si), 0);
+        CHECK(si.finished);
+        char path[700];
+        snprintf(path, sizeof(path), "%s.index", si.path_stem);
+        CHECK_EQ(access(path, F_OK), 0);
+    }
+    check_log_equals(log, &m, 0);
     storage_log_close(log);
     model_free(&m);
 }
