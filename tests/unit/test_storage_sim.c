@@ -976,6 +976,22 @@ static bool spare_file_exists(sim_env *e)
     return found;
 }
 
+/* Appends until the active segment is past half full (where the spare job starts), syncs, and
+ * steps the world until the spare file is ready; bi gets the log's state then. */
+static void fill_until_spare_ready(sim_env *e, storage_log_buf_info *bi)
+{
+    for (int i = 0; i < 200 && storage_log_size_bytes(e->log) < e->cfg.segment_bytes / 2 + 1024;
+         i++)
+        CHECK_EQ(env_append(e, 1), 0);
+    CHECK_EQ(env_sync(e), 0);
+    storage_log_buf_info_get(e->log, bi);
+    for (int i = 0; i < 100000 && !bi->spare_ready; i++) {
+        if (io_sim_world_step(e->w) <= 0) break;
+        storage_log_buf_info_get(e->log, bi);
+    }
+    CHECK(bi->spare_ready);
+}
+
 /* Returns 1 if the flush of the rolled data completed before the crash, 0 if not, 2 if the
  * rename job had completed too, negative on a failure. */
 static int spare_crash_case(uint64_t seed, int steps, bool by_size, bool torn, bool twice)
@@ -988,17 +1004,8 @@ static int spare_crash_case(uint64_t seed, int steps, bool by_size, bool torn, b
     for (int i = 0; i < 6; i++) CHECK_EQ(env_append(&e, 1), 0);
     CHECK_EQ(env_sync(&e), 0);
     /* Past half a segment: the spare job starts; let it (and the flush) complete. */
-    for (int i = 0; i < 200 && storage_log_size_bytes(e.log) < e.cfg.segment_bytes / 2 + 1024;
-         i++)
-        CHECK_EQ(env_append(&e, 1), 0);
-    CHECK_EQ(env_sync(&e), 0);
     storage_log_buf_info bi;
-    storage_log_buf_info_get(e.log, &bi);
-    for (int i = 0; i < 100000 && !bi.spare_ready; i++) {
-        if (io_sim_world_step(e.w) <= 0) break;
-        storage_log_buf_info_get(e.log, &bi);
-    }
-    CHECK(bi.spare_ready);
+    fill_until_spare_ready(&e, &bi);
     if (twice) { /* first a roll that takes the spare and completes: its job made the next */
         int s0 = storage_log_segment_count(e.log);
         uint64_t j0 = bi.roll_jobs;
@@ -1119,30 +1126,15 @@ TEST(sim_spare_file_leftovers)
     e.cfg.retention_ms = -1;
     e.cfg.spare_files = true;
     CHECK_EQ(env_open(&e), 0);
-    for (int i = 0; i < 200 && storage_log_size_bytes(e.log) < e.cfg.segment_bytes / 2 + 1024;
-         i++)
-        CHECK_EQ(env_append(&e, 1), 0);
-    CHECK_EQ(env_sync(&e), 0);
     storage_log_buf_info bi;
-    storage_log_buf_info_get(e.log, &bi);
-    for (int i = 0; i < 100000 && !bi.spare_ready; i++) {
-        if (io_sim_world_step(e.w) <= 0) break;
-        storage_log_buf_info_get(e.log, &bi);
-    }
-    CHECK(bi.spare_ready);
+    fill_until_spare_ready(&e, &bi);
     CHECK(spare_file_exists(&e));
     env_close(&e);
     CHECK(!spare_file_exists(&e)); /* a clean close unlinks it */
     /* A crash with a spare ready (empty): deleted at open. */
     CHECK_EQ(env_open(&e), 0);
     CHECK_EQ(env_append(&e, 1), 0); /* past half a segment still: the spare job starts */
-    CHECK_EQ(env_sync(&e), 0);
-    storage_log_buf_info_get(e.log, &bi);
-    for (int i = 0; i < 100000 && !bi.spare_ready; i++) {
-        if (io_sim_world_step(e.w) <= 0) break;
-        storage_log_buf_info_get(e.log, &bi);
-    }
-    CHECK(bi.spare_ready);
+    fill_until_spare_ready(&e, &bi);
     io_sim_crash(e.io);
     e.io = io_sim_restart(e.io);
     CHECK(spare_file_exists(&e));
