@@ -91,6 +91,27 @@ def thread_run_delay_ns(pid, comm):
     return None
 
 
+def kernel_thread_cpu_s(prefix):
+    """CPU seconds (utime + stime) used so far by the kernel threads whose name starts with
+    prefix, e.g. "kdamond" (DAMON's monitor: on this VM it samples the accessed bits of pages
+    and, with the hypervisor's shadow page tables, makes the memory a process keeps mapped
+    cost that process latency; BENCHMARKS.md, session 9). 0.0 when there is none."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.find("(") + 1:st.rfind(")")]
+        if comm.startswith(prefix):
+            fields = st.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def fig(name, value, unit):
     print("%s %s %s" % (name, value, unit), flush=True)
 
@@ -198,10 +219,13 @@ def bench(binary, addr, out_json, *args, timeout=300, broker=None):
     c0 = broker.cpu_seconds() if broker else 0.0
     h0 = scrape_histograms(broker.admin) if broker and broker.admin else None
     rd0 = thread_run_delay_ns(broker.proc.pid, "shard-0") if broker else None
+    kd0 = kernel_thread_cpu_s("kdamond")
+    rss0 = broker.rss_kib() if broker else 0
     t0 = time.monotonic()
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
     wall = time.monotonic() - t0
     rd1 = thread_run_delay_ns(broker.proc.pid, "shard-0") if rd0 is not None else None
+    kd1 = kernel_thread_cpu_s("kdamond")
     h1 = scrape_histograms(broker.admin) if h0 is not None else None
     sys.stderr.write(r.stdout.decode(errors="replace"))
     with open(out_json) as f:
@@ -218,6 +242,9 @@ def bench(binary, addr, out_json, *args, timeout=300, broker=None):
         # splits into broker time and the rest (scheduling both processes, loopback).
         # The machine's share: how late the shard's 5 ms lag probe ran (its own long turns and
         # waits for a CPU), and how long the shard's thread waited for a CPU per second.
+        # The machine's memory monitor, and the broker's resident memory at the start.
+        s["kdamond_cpu_ms_per_s"] = (kd1 - kd0) * 1000.0 / wall if wall > 0 else 0.0
+        s["broker_rss_at_start_mib"] = rss0 / 1024.0
         if rd0 is not None and rd1 is not None and wall > 0:
             s["reactor_run_delay_ms_per_s"] = (rd1 - rd0) / 1e6 / wall
         for name, key in (("broker_produce_ms", PRODUCE_LAT), ("broker_write_ms", WRITE_LAT),
@@ -325,6 +352,8 @@ def main():
             fig("client_cpu_at_" + sfx, "%.2f" % s30.get("client_cpu_us_per_record", 0),
                 "us/record")
             fig("load_average_at_" + sfx, "%.1f" % s30["load_average"], "runnable")
+            fig("kdamond_cpu_at_" + sfx, "%.1f" % s30["kdamond_cpu_ms_per_s"], "ms/s")
+            fig("broker_rss_before_" + sfx, "%.0f" % s30["broker_rss_at_start_mib"], "MiB")
             if pct == 30:
                 fig("e2e_consumed_equals_produced",
                     int(s30["consumed_records"] == s30["produced_records"]), "bool")

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "cluster/cluster.h"
 #include "config/config.h"
+#include "metrics/metrics.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -184,6 +185,7 @@ static void data_shard_stop(reactor_shard *self, void *arg)
     }
     reactor_timer_cancel(self, &ds->retry_timer);
     reactor_timer_cancel(self, &ds->housekeep_timer);
+    if (ds->trim_busy) io_offload_finish(ds->io, &ds->trim_op); /* it points into ds */
     pm_destroy(&ds->pm);
     topic_table_free(&ds->topics);
     while (ds->pending_head) {
@@ -197,11 +199,44 @@ static void data_shard_stop(reactor_shard *self, void *arg)
     free(ds);
 }
 
+/* The heap trim (base/heap.h) on the offload thread: it walks and locks the allocator's
+ * arenas, and a trim gives back hundreds of MiB page by page. */
+static int trim_job(io *iop, void *arg)
+{
+    (void)iop;
+    size_t mib = heap_trim_check(arg) >> 20; /* released; AL_MIN evaluates twice */
+    return (int)AL_MIN(mib, (size_t)INT32_MAX);
+}
+
+static void trim_cb(io_op *op)
+{
+    data_shard *ds = op->ctx;
+    ds->trim_busy = false;
+    metrics_gauge_set(metrics_local, M_HEAP_FREE_BYTES, (double)ds->trim.free_bytes);
+    if (op->res <= 0) return;
+    metrics_counter_add(metrics_local, M_HEAP_RELEASED_BYTES, (uint64_t)op->res << 20);
+    log_info("memory", "gave %d MiB of freed heap memory back to the system (%.1f ms; "
+             "heap_trim_threshold %zu MiB)", op->res, (double)ds->trim.last_trim_ns / 1e6,
+             ds->trim.threshold >> 20);
+}
+
+/* Shard 0, at housekeeping: one look of the heap trim, unless one is still running. */
+static void trim_kick(data_shard *ds)
+{
+    if (ds->shard != 0 || ds->trim_busy || !ds->cfg->heap_trim_threshold) return;
+    ds->trim.threshold = (size_t)ds->cfg->heap_trim_threshold;
+    ds->trim_busy = true;
+    ds->trim_op.cb = trim_cb;
+    ds->trim_op.ctx = ds;
+    io_offload(ds->io, &ds->trim_op, trim_job, &ds->trim);
+}
+
 static void housekeep_fire(reactor_timer *t)
 {
     data_shard *ds = t->ctx;
     int64_t now = io_wall_ms(ds->io);
     pm_housekeep(&ds->pm, now, DATA_HOUSEKEEP_BUDGET);
+    trim_kick(ds);
     reactor_timer_add(ds->rs, &ds->housekeep_timer, io_now_ns(ds->io) + DATA_HOUSEKEEP_NS, NULL);
 }
 

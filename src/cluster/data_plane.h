@@ -21,6 +21,7 @@
 #define AL_CLUSTER_DATA_PLANE_H
 
 #include "base/base.h"
+#include "base/heap.h"
 #include "cluster/partition_manager.h"
 #include "cluster/topic_config.h"
 #include "cluster/topic_table.h"
@@ -78,6 +79,10 @@ typedef struct data_shard {
     uint32_t pending_count;
     reactor_timer retry_timer;
     reactor_timer housekeep_timer;
+    /* shard 0 only: the heap trim (base/heap.h) run on the offload thread at housekeeping */
+    struct heap_trim trim;
+    io_op trim_op;
+    bool trim_busy;
     /* shard 0 only: topic changes are applied one at a time */
     struct data_topic_op *op_queue_head, *op_queue_tail;
     struct data_topic_op *op_running;

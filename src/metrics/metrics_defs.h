@@ -74,6 +74,12 @@
     X(M_MEMORY_BYTES, "ailurus_memory_allocated_bytes", METRICS_GAUGE, false,                    \
       METRICS_BUCKETS_NONE, 64, "Bytes held by a subsystem's budgeted memory.",                  \
       METRICS_L("subsystem"))                                                                    \
+    X(M_HEAP_FREE_BYTES, "ailurus_memory_heap_free_bytes", METRICS_GAUGE, false,                \
+      METRICS_BUCKETS_NONE, 1, "Freed memory the allocator's heap holds (mallinfo2 fordblks), " \
+      "at the last heap-trim look (every 5 s; see heap_trim_threshold).", METRICS_L(NULL))      \
+    X(M_HEAP_RELEASED_BYTES, "ailurus_memory_heap_released_bytes_total", METRICS_COUNTER,       \
+      false, METRICS_BUCKETS_NONE, 1, "Resident memory given back to the system by heap trims " \
+      "(heap_trim_threshold).", METRICS_L(NULL))                                                 \
     X(M_GROUP_LAG_SUM, "ailurus_kafka_consumer_group_lag_sum", METRICS_GAUGE, true,              \
       METRICS_BUCKETS_NONE, 4096, "Sum over a consumer group's partitions of high watermark "   \
       "minus committed offset.", METRICS_L("group"))                                             \
