@@ -62,9 +62,11 @@ const struct config_key config_keys[] = {
      "Memory budget for the broker. 0: half of physical memory. --dev uses 1G."},
     {"heap_trim_threshold", CONFIG_BYTES, OFF(heap_trim_threshold), 0, "64M", 0, 1024 * GIB, NULL,
      "Freed heap memory the broker keeps before giving it back to the system. Every 5 s a "
-     "look (off the shards' threads) measures the freed memory the allocator holds; when it "
-     "is at least this much at two looks in a row, all of it is released (malloc_trim), so the "
-     "resident memory falls back after a burst. 0: never."},
+     "look (off the shards' threads) measures the freed memory the allocator holds and the "
+     "resident size; when the freed memory is at least this much at two looks in a row and "
+     "the resident size held still between them (left over, not in use by a running load), "
+     "all of it is released (malloc_trim), so the resident memory falls back after a burst. "
+     "0: never."},
     {"log_level", CONFIG_ENUM, OFF(log_level), 0, "info", 0, 0, log_levels,
      "Log threshold.", true},
     {"kafka_max_frame_bytes", CONFIG_BYTES, OFF(kafka_max_frame_bytes), 0, "100M", 64, 2 * GIB - 1,
