@@ -31,7 +31,6 @@ size_t heap_trim_check(struct heap_trim *t)
     struct mallinfo2 mi = mallinfo2();
     size_t before = heap_resident_bytes();
     size_t prev = t->rss_prev;
-    t->looks++;
     t->free_bytes = mi.fordblks;
     t->rss_prev = before;
     bool above = t->threshold > 0 && mi.fordblks >= t->threshold;

@@ -32,7 +32,6 @@ struct heap_trim {
     bool above;              /* the last look found at least threshold free */
     size_t rss_after;        /* resident bytes right after the last trim (0: none yet) */
     size_t rss_prev;         /* resident bytes at the last look */
-    uint64_t looks;          /* heap_trim_check calls */
     size_t free_bytes;       /* free bytes the allocator held at the last look */
     uint64_t trims;          /* malloc_trim calls made */
     uint64_t released_bytes; /* resident memory they gave back, summed */
