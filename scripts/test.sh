@@ -42,6 +42,10 @@ stage() { # stage NAME CMD... : runs CMD, logs it, reports
         return 0
     else
         echo "FAILED ($((SECONDS - t0))s) — log: $LOGS/$name.log"
+        # What failed first (CI shows this output, not the log): the failing checks and crashes
+        # with the lines before them (a unit program's seed, a sanitizer's report), then the tail.
+        grep -n -B 25 -A 5 -E '^  FAIL |^!!! |^FAILED |Sanitizer|runtime error:|ASSERTION FAILED|PANIC|Assertion' \
+            "$LOGS/$name.log" | head -n 150 | sed 's/^/   ! /'
         tail -n 40 "$LOGS/$name.log" | sed 's/^/   | /'
         failed_stages+=("$name")
         return 1
