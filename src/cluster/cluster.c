@@ -984,10 +984,15 @@ static void ctl_on_role(void *ctx, raft_replica *r, int role, int64_t term, int3
     if (leader != cl->leader || role != cl->role)
         log_info("cluster", "controller: node %" PRId32 " is %s in term %" PRId64
                  " (leader %" PRId32 ")", cl->self, raft_role_name(role), term, leader);
+    int32_t before = cl->leader;
     cl->role = role;
     cl->term = term;
     cl->leader = role == RAFT_LEADER ? cl->self : leader;
     if (role != RAFT_LEADER) cl->leader_ready = false;
+    /* Metadata names the controller from the view: a new one is published at once, not at the
+     * next slow step (up to SLOW_NS later), so clients and a node's controlled shutdown
+     * (cluster_shutdown.c waits for it) see the change without that lag. */
+    if (cl->leader != before && cl->ctl && !cl->stopping) view_update(cl);
 }
 
 static raft_replica *ctl_lookup(void *ctx, uint64_t group)

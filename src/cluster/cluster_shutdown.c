@@ -22,14 +22,18 @@
 #define CS_WALK_MAX   (1u << 20)
 
 /* Per shard, written by that shard after each walk: leaderships held (bits 0-31) and, of
- * those, the ones with no alive voter to take them (bits 32-62); -1 = not reported yet. */
+ * those, the ones with no alive voter to take them (bits 32-62); -1 = not reported yet. Then
+ * g_unnamed: groups it handed over whose new leader this node does not name yet (written
+ * before g_report, read after it). */
 static _Atomic int64_t g_report[CS_MAX_SHARDS];
+static _Atomic uint32_t g_unnamed[CS_MAX_SHARDS];
 static _Atomic bool g_started;
 
 struct cs_shard {
     reactor_shard *rs;
     reactor_timer timer;
     bool on, hooked;
+    bool ctl_handed; /* shard 0: this node led the controller during the shutdown */
 };
 static _Thread_local struct cs_shard tls_cs;
 
@@ -58,12 +62,35 @@ static int32_t cs_pick(raft_replica *rr, int32_t self)
     return best;
 }
 
+/* Whether this node's Metadata names a leader of rr's group other than self: the leadership
+ * table for a partition, the cluster view for the controller (what clients are told). */
+static bool cs_named_elsewhere(raft_replica *rr, int32_t self, bool controller)
+{
+    int32_t leader = -1;
+    if (controller) {
+        cluster_view_brokers(NULL, 0, &leader, NULL);
+    } else {
+        ldr_entry e;
+        if (pr_leader_lookup(raft_replica_group(rr), &e)) leader = e.leader;
+    }
+    return leader >= 0 && leader != self;
+}
+
 /* One group (its shard): no more elections; a leader starts handing over (a transfer
- * already under way answers RAFT_EBUSY: fine). Adds to *led / *stuck (no alive target). */
-static void cs_group(raft_replica *rr, int32_t self, uint32_t *led, uint32_t *stuck)
+ * already under way answers RAFT_EBUSY: fine) and is marked *handed. Adds to *led / *stuck
+ * (no alive target); a group handed over whose new leader this node's Metadata does not name
+ * yet adds to *unnamed (the node stays up until it does: it learns the new leader as the
+ * other nodes do, from the new leader's first heartbeat and its gossip, so clients asking
+ * any node meanwhile are sent to the new leader, not to a node about to go). */
+static void cs_group(raft_replica *rr, int32_t self, bool controller, bool *handed,
+                     uint32_t *led, uint32_t *stuck, uint32_t *unnamed)
 {
     raft_replica_set_campaign(rr, false);
-    if (raft_replica_role(rr) != RAFT_LEADER) return;
+    if (raft_replica_role(rr) != RAFT_LEADER) {
+        if (*handed && !cs_named_elsewhere(rr, self, controller)) (*unnamed)++;
+        return;
+    }
+    *handed = true;
     (*led)++;
     int32_t to = cs_pick(rr, self);
     if (to < 0) {
@@ -80,7 +107,7 @@ static void cs_group(raft_replica *rr, int32_t self, uint32_t *led, uint32_t *st
  * publishes what it still leads. */
 static void cs_walk(struct cs_shard *cs)
 {
-    uint32_t led = 0, stuck = 0;
+    uint32_t led = 0, stuck = 0, unnamed = 0;
     int32_t self = pr_self();
     data_shard *ds = data_shard_self();
     if (self >= 0 && ds) {
@@ -89,16 +116,18 @@ static void cs_walk(struct cs_shard *cs)
         for (uint32_t b = 0; b < pm->nbuckets && walked < CS_WALK_MAX; b++) {
             for (pm_partition *p = pm->buckets[b]; p && walked++ < CS_WALK_MAX; p = p->hnext)
                 if (p->rr && !p->removed && !raft_replica_failed(p->rr))
-                    cs_group(p->rr, self, &led, &stuck);
+                    cs_group(p->rr, self, false, &p->cs_handed, &led, &stuck, &unnamed);
         }
     }
     cluster *cl = g_cluster;
     if (reactor_shard_index(cs->rs) == 0 && cl && cl->ctl && !cl->stopping &&
         !raft_replica_failed(cl->ctl))
-        cs_group(cl->ctl, cl->self, &led, &stuck);
+        cs_group(cl->ctl, cl->self, true, &cs->ctl_handed, &led, &stuck, &unnamed);
     unsigned idx = reactor_shard_index(cs->rs);
-    if (idx < CS_MAX_SHARDS)
+    if (idx < CS_MAX_SHARDS) {
+        atomic_store_explicit(&g_unnamed[idx], unnamed, memory_order_relaxed);
         atomic_store_explicit(&g_report[idx], (int64_t)stuck << 32 | led, memory_order_release);
+    }
 }
 
 static void cs_timer_fire(reactor_timer *t)
@@ -157,7 +186,10 @@ bool cluster_shutdown_pre_stop(reactor *r, bool first, void *arg)
         start_ms = now;
         deadline_ms = now + timeout_ms;
         last_log_ms = 0;
-        for (unsigned i = 0; i < n; i++) atomic_store(&g_report[i], -1);
+        for (unsigned i = 0; i < n; i++) {
+            atomic_store(&g_unnamed[i], 0);
+            atomic_store(&g_report[i], -1);
+        }
         atomic_store_explicit(&g_started, true, memory_order_release);
         for (unsigned i = 0; i < n; i++) {
             struct reactor_msg m = {.fn = cs_begin_msg};
@@ -168,7 +200,7 @@ bool cluster_shutdown_pre_stop(reactor *r, bool first, void *arg)
                  timeout_ms);
         return false;
     }
-    uint32_t led = 0, stuck = 0, silent = 0;
+    uint32_t led = 0, stuck = 0, silent = 0, unnamed = 0;
     bool all = true;
     for (unsigned i = 0; i < n; i++) {
         int64_t v = atomic_load_explicit(&g_report[i], memory_order_acquire);
@@ -179,8 +211,9 @@ bool cluster_shutdown_pre_stop(reactor *r, bool first, void *arg)
         }
         led += (uint32_t)(v & 0xffffffff);
         stuck += (uint32_t)(v >> 32);
+        unnamed += atomic_load_explicit(&g_unnamed[i], memory_order_relaxed);
     }
-    if (all && led == stuck) {
+    if (all && led == stuck && unnamed == 0) {
         if (stuck)
             log_info("shutdown", "controlled shutdown: %u leaderships have no alive replica to "
                                  "take them; stopping after %" PRIu64 " ms",
@@ -196,15 +229,21 @@ bool cluster_shutdown_pre_stop(reactor *r, bool first, void *arg)
                                  "blocked) after %" PRIu64 " ms (controlled_shutdown_timeout_ms); "
                                  "the others still lead %u groups: stopping anyway",
                      silent, n, timeout_ms, led);
-        else
+        else if (led > stuck)
             log_warn("shutdown", "controlled shutdown: still leading %u groups after %" PRIu64
                                  " ms (controlled_shutdown_timeout_ms): stopping anyway",
                      led, timeout_ms);
+        else
+            log_warn("shutdown", "controlled shutdown: %u groups handed over have no known "
+                                 "new leader after %" PRIu64 " ms (controlled_shutdown_timeout_"
+                                 "ms; is a majority of their replicas up?): stopping anyway",
+                     unnamed, timeout_ms);
         return true;
     }
     if (all && now - last_log_ms >= 1000) {
         last_log_ms = now;
-        log_info("shutdown", "handing over %u leaderships...", led - stuck);
+        if (led > stuck) log_info("shutdown", "handing over %u leaderships...", led - stuck);
+        else log_info("shutdown", "waiting to learn the new leaders of %u groups...", unnamed);
     }
     return false;
 }

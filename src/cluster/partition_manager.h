@@ -78,6 +78,7 @@ struct pm_partition {
      * table still remembers: no snapshot of it is saved at close. */
     uint64_t pstate_truncs;
     bool pstate_unsafe;
+    bool cs_handed; /* cluster mode: led by this node during its controlled shutdown */
 };
 
 typedef struct partition_manager {
