@@ -33,6 +33,14 @@ const char *test_tmpdir(void)
     if (!tmpdir[0]) {
         const char *base = getenv("AL_TEST_TMP");
         if (!base || !*base) base = "build/tmp";
+        char part[256]; /* mkdir -p: run from elsewhere, "build" may not exist either */
+        snprintf(part, sizeof(part), "%s", base);
+        for (char *q = part + 1; *q; q++) {
+            if (*q != '/') continue;
+            *q = 0;
+            mkdir(part, 0755);
+            *q = '/';
+        }
         mkdir(base, 0755);
         snprintf(tmpdir, sizeof(tmpdir), "%s/unit-%d", base, (int)getpid());
         mkdir(tmpdir, 0755);
