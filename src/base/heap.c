@@ -39,13 +39,16 @@ size_t heap_trim_check(struct heap_trim *t)
     if (!due) return 0;
     size_t moved = before > prev ? before - prev : prev - before;
     if (moved >= t->threshold / 2) return 0; /* memory is being touched: busy, not left over */
-    if (t->rss_after && before < t->rss_after + t->threshold) return 0; /* nothing new */
+    if (t->rss_after && before < t->rss_after + t->threshold &&
+        mi.fordblks < t->free_after + t->threshold)
+        return 0; /* nothing new: neither touched again nor freed since */
     uint64_t t0 = mono_ns();
     malloc_trim(0);
     t->last_trim_ns = mono_ns() - t0;
     size_t after = heap_resident_bytes();
     size_t released = before > after ? before - after : 0;
     t->rss_after = after;
+    t->free_after = mi.fordblks;
     t->trims++;
     t->released_bytes += released;
     return released;

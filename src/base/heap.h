@@ -16,9 +16,11 @@
  *   not in use. Under a flat-out load it grows by hundreds of MiB between looks, and trims
  *   there (every look) cost 16% of the throughput in make bench's 16-partition run, as each
  *   released page is faulted in again;
- * - the resident memory is at least `threshold` above what the last trim left: the heap's
- *   free bytes stay counted after their pages went back (a trim leaves the free chunks where
- *   they are), so only memory touched again since then is worth another trim.
+ * - something is new since the last trim: the resident memory is at least `threshold` above
+ *   what it left (memory touched again), or the heap's free bytes are at least `threshold`
+ *   above what they were then (memory in use at that trim freed since, resident still: the
+ *   batch cache dropping an idle partition's batches). The free bytes alone do not tell: they
+ *   stay counted after their pages went back (a trim leaves the free chunks where they are).
  * Blocking (it walks and locks every arena): call it off the shards' threads.
  */
 #ifndef AL_BASE_HEAP_H
@@ -31,6 +33,7 @@ struct heap_trim {
     /* results, kept across calls */
     bool above;              /* the last look found at least threshold free */
     size_t rss_after;        /* resident bytes right after the last trim (0: none yet) */
+    size_t free_after;       /* the heap's free bytes at the last trim */
     size_t rss_prev;         /* resident bytes at the last look */
     size_t free_bytes;       /* free bytes the allocator held at the last look */
     uint64_t trims;          /* malloc_trim calls made */

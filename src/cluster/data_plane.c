@@ -259,6 +259,7 @@ int data_shard_start(reactor_shard *self, struct data_plane *dp)
     int err = -ENOMEM;
     ds->cache = storage_cache_create(cache);
     if (!ds->cache) goto fail;
+    storage_cache_set_idle_ms(ds->cache, dp->cfg->batch_cache_idle_ms);
     err = topic_table_init(&ds->topics, ds->shard == 0 ? ds->io : NULL,
                            ds->shard == 0 ? dp->data_dir : NULL);
     if (err) goto fail;

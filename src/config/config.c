@@ -67,6 +67,13 @@ const struct config_key config_keys[] = {
      "the resident size held still between them (left over, not in use by a running load), "
      "all of it is released (malloc_trim), so the resident memory falls back after a burst. "
      "0: never."},
+    {"batch_cache_idle_ms", CONFIG_INT, OFF(batch_cache_idle_ms), 0, "10000", 0, INT32_MAX, NULL,
+     "A partition nobody appended to or read from for this long drops its batches from its "
+     "shard's batch cache (checked at each storage housekeeping: every 5 s, 2 s in cluster "
+     "mode), so the memory the cache holds follows the partitions in use instead of keeping "
+     "a finished burst's batches (up to the cache's size) until newer ones evict them; the "
+     "freed memory then goes back to the system (heap_trim_threshold). A later read of them "
+     "comes from disk. 0: never (batches leave only by eviction)."},
     {"log_level", CONFIG_ENUM, OFF(log_level), 0, "info", 0, 0, log_levels,
      "Log threshold.", true},
     {"kafka_max_frame_bytes", CONFIG_BYTES, OFF(kafka_max_frame_bytes), 0, "100M", 64, 2 * GIB - 1,

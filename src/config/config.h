@@ -62,6 +62,7 @@ typedef struct al_config {
     int64_t smp;
     int64_t memory;
     int64_t heap_trim_threshold;
+    int64_t batch_cache_idle_ms; /* a partition untouched this long leaves the batch cache */
     int64_t log_level; /* an al_log_level (the enum's allowed values are in that order) */
     int64_t kafka_max_frame_bytes;
     int64_t max_connections;

@@ -36,6 +36,7 @@ struct storage_cache {
     centry *head, *tail;
     size_t bytes, max_bytes, entries;
     uint64_t hits, misses;
+    int64_t idle_ms; /* storage_cache_set_idle_ms */
 };
 
 static size_t cache_hash(uint64_t log_id, int64_t base, size_t n)
@@ -395,6 +396,16 @@ int storage_cache_drop(storage_cache *c, uint64_t log_id, int64_t from, int64_t 
         e = next;
     }
     return n;
+}
+
+void storage_cache_set_idle_ms(storage_cache *c, int64_t idle_ms)
+{
+    c->idle_ms = idle_ms > 0 ? idle_ms : 0;
+}
+
+int64_t storage_cache_idle_ms(const storage_cache *c)
+{
+    return c->idle_ms;
 }
 
 void storage_cache_stats_get(const storage_cache *c, storage_cache_stats *out)

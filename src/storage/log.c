@@ -1834,6 +1834,7 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
          * buffers"); small batches get a copy, so that a quiet log's 4 KiB write blocks do not
          * pin whole chunks for a few bytes each. */
         if (log->cfg.cache && !log->no_cache_appends) {
+            log->cache_held = true;
             if (sz >= CACHE_REF_MIN)
                 storage_cache_put_chunk(log->cfg.cache, log->cfg.log_id, h.base_offset,
                                         storage_batch_last_offset(&h), seg->bch, dst, sz);
@@ -1847,6 +1848,7 @@ static int log_append(storage_log *log, int32_t term, void *buf, size_t len,
     }
     seg->size = pos;
     log->appended += len;
+    log->touches++;
     res->last_offset = log->high - 1;
     if (kick || log_unwritten(log) >= log->cfg.flush_bytes) flush_kick(log);
     if (seg->size >= log->cfg.segment_bytes / 2) log_spare_maybe(log);
@@ -2129,9 +2131,11 @@ static void read_disk_cb(io_op *op)
                 read_finish(log, r, -ENOMEM);
                 return;
             }
-            if (log->cfg.cache)
+            if (log->cfg.cache) {
+                log->cache_held = true;
                 storage_cache_put(log->cfg.cache, log->cfg.log_id, h.base_offset,
                                   storage_batch_last_offset(&h), p, (size_t)sz);
+            }
             read_took(r, &h);
             if (r->has_data && r->len >= r->max_bytes) break;
         }
@@ -2247,6 +2251,7 @@ static void reads_unpark(storage_log *log)
 
 int storage_log_read(storage_log *log, storage_read *r)
 {
+    log->touches++;
     r->data = NULL;
     r->len = 0;
     r->dcap = 0;
@@ -3228,6 +3233,28 @@ static int log_retention(storage_log *log, int64_t now_ms)
     return 0;
 }
 
+/*
+ * Idle cache release: a log nobody appended to or read from for the cache's idle_ms drops its
+ * entries from the shard's batch cache, and with them the write-buffer chunks they pinned
+ * (seg_buf_trim has let go of the log's own buffers by then). The cache's memory then follows
+ * the logs in use: a finished burst's batches do not stay resident until newer appends evict
+ * them (BENCHMARKS.md: on a machine whose memory monitor scans mapped pages, 512 MiB of them
+ * cost the shard ~1 s of CPU per 10 s). A read after that comes from disk.
+ */
+static void log_cache_idle(storage_log *log, int64_t now_ms)
+{
+    if (log->touches != log->touches_seen || log->reads_inflight || !log->idle_noted) {
+        log->touches_seen = log->touches;
+        log->idle_since_ms = now_ms;
+        log->idle_noted = true;
+        return;
+    }
+    int64_t idle = log->cfg.cache ? storage_cache_idle_ms(log->cfg.cache) : 0;
+    if (!log->cache_held || idle <= 0 || now_ms - log->idle_since_ms < idle) return;
+    storage_cache_drop(log->cfg.cache, log->cfg.log_id, INT64_MIN, INT64_MAX);
+    log->cache_held = false;
+}
+
 int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes)
 {
     if (log->failed) return AL_EFAILED;
@@ -3240,6 +3267,7 @@ int storage_log_housekeep(storage_log *log, int64_t now_ms, size_t budget_bytes)
     fin_start(log);
     log_ckpt_maybe(log);
     if (log->nsegs) seg_buf_trim(log, log->segs[log->nsegs - 1]);
+    log_cache_idle(log, now_ms);
     int rc = 0;
     if (log->cfg.cleanup_policy & STORAGE_CLEANUP_DELETE) rc = log_retention(log, now_ms);
     if (rc < 0) return rc;

@@ -162,6 +162,12 @@ struct storage_log {
     uint64_t writes_pipelined;  /* writes started while another was in flight */
     uint64_t writes_shared_block; /* ...of which the first block waited for the previous one */
     bool no_cache_appends; /* storage_log_set_cache_appends(false) */
+    /* Idle cache release (log_cache_idle): appends and reads count in touches; housekeeping
+     * notes when they last moved (idle_since_ms) and drops the log's cache entries once the
+     * cache's idle_ms passed; cache_held: the log put entries since its last drop. */
+    uint64_t touches, touches_seen;
+    int64_t idle_since_ms;
+    bool idle_noted, cache_held;
     /* zero-fill ahead (cfg.prezero_bytes, log.c): one operation at a time on zseg, a
      * fallocate (zfalloc) or a durable write of zeros over [zoff, zend) */
     bool zbusy, zfalloc;

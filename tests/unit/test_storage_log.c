@@ -445,6 +445,69 @@ TEST(log_cache_appends_switch)
     model_free(&m);
 }
 
+/* The cache's idle_ms (batch_cache_idle_ms): a log nobody appended to or read from for that
+ * long drops its entries at housekeeping, and only its own; an append or a read restarts the
+ * clock; reads after the drop come from disk, unchanged; 0 never drops. */
+TEST(log_cache_idle_release)
+{
+    char dir[512], dir2[512];
+    storage_log_config c = small_cfg();
+    c.cache = storage_cache_create(16 << 20);
+    storage_cache_set_idle_ms(c.cache, 10000);
+    c.log_id = 11;
+    storage_log *log = open_log(dir, sizeof(dir), "cache-idle", &c);
+    if (!log) return;
+    storage_log_config c2 = c;
+    c2.log_id = 12;
+    storage_log *other = open_log(dir2, sizeof(dir2), "cache-idle-other", &c2);
+    CHECK(other != NULL);
+    model m = {0}, m2 = {0};
+    for (int i = 0; i < 20; i++) CHECK_EQ(append_one(log, &m, 1, 3, (uint64_t)i, 100, 1000 + i), 0);
+    for (int i = 0; i < 5; i++) CHECK_EQ(append_one(other, &m2, 1, 2, (uint64_t)i, 100, 1000 + i), 0);
+    CHECK_EQ(su_flush_all(log), 0);
+    CHECK_EQ(su_flush_all(other), 0);
+    storage_cache_stats st;
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, 25u);
+    int64_t now = 1000000;
+    CHECK_EQ(storage_log_housekeep(log, now, 1 << 20), 0); /* notes the time */
+    CHECK_EQ(storage_log_housekeep(log, now + 9999, 1 << 20), 0);
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, 25u); /* not yet */
+    CHECK_EQ(append_one(log, &m, 1, 2, 99, 100, 5000), 0); /* touched: the clock restarts */
+    CHECK_EQ(su_flush_all(log), 0);
+    CHECK_EQ(storage_log_housekeep(log, now + 10000, 1 << 20), 0);
+    CHECK_EQ(storage_log_housekeep(log, now + 19999, 1 << 20), 0);
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, 26u);
+    CHECK_EQ(storage_log_housekeep(log, now + 20000, 1 << 20), 0); /* idle 10 s: dropped */
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, 5u); /* the other log's stay */
+    check_log_equals(log, &m, 0); /* from disk, the same bytes */
+    /* The read touched it (and put what it read back into the cache): no drop for 10 s. */
+    storage_cache_stats_get(c.cache, &st);
+    size_t refilled = st.entries;
+    CHECK(refilled > 5u);
+    CHECK_EQ(storage_log_housekeep(log, now + 25000, 1 << 20), 0);
+    CHECK_EQ(storage_log_housekeep(log, now + 34999, 1 << 20), 0);
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, refilled);
+    CHECK_EQ(storage_log_housekeep(log, now + 35000, 1 << 20), 0);
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, 5u);
+    /* 0: never. */
+    storage_cache_set_idle_ms(c.cache, 0);
+    CHECK_EQ(storage_log_housekeep(other, now, 1 << 20), 0);
+    CHECK_EQ(storage_log_housekeep(other, now + 3600000, 1 << 20), 0);
+    storage_cache_stats_get(c.cache, &st);
+    CHECK_EQ(st.entries, 5u);
+    storage_log_close(log);
+    storage_log_close(other);
+    storage_cache_destroy(c.cache);
+    model_free(&m);
+    model_free(&m2);
+}
+
 /* Batches of 4 KiB and more are cached by reference into the write buffers' chunks: a
  * reference taken from the cache keeps its bytes, unchanged, through later appends and writes
  * (buffers reused or carved), segment rolls, a suffix truncation with appends over the dropped
