@@ -10,7 +10,7 @@ import subprocess
 from ailurus_harness import binary
 
 CHECKS = ["io_uring_disabled", "io_uring_ring", "memlock_limit", "open_files_limit",
-          "vm.swappiness", "transparent_hugepages", "cpu_governor", "disk_scheduler",
+          "vm.swappiness", "transparent_hugepages", "damon", "cpu_governor", "disk_scheduler",
           "disk_write_cache", "net.core.somaxconn", "clocksource"]
 STATUSES = ("ok", "differs", "n/a", "info")
 
@@ -30,7 +30,8 @@ def read(path):
 
 def test_tune_table_dry_run_changes_nothing():
     watched = ["/proc/sys/vm/swappiness", "/proc/sys/net/core/somaxconn",
-               "/sys/kernel/mm/transparent_hugepage/enabled"]
+               "/sys/kernel/mm/transparent_hugepage/enabled",
+               "/sys/kernel/mm/damon/admin/kdamonds/0/state"]
     before = [read(p) for p in watched]
     r = run()
     assert r.returncode == 0, r.stderr
@@ -75,6 +76,8 @@ def fake_root(tmp, data_dir):
         "proc/sys/vm/swappiness": "60\n",
         "proc/sys/net/core/somaxconn": "128\n",
         "sys/kernel/mm/transparent_hugepage/enabled": "[always] madvise never\n",
+        "sys/kernel/mm/damon/admin/kdamonds/0/state": "on\n",
+        "sys/kernel/mm/damon/admin/kdamonds/1/state": "off\n",
         "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor": "powersave\n",
         "sys/devices/system/cpu/cpu1/cpufreq/scaling_governor": "performance\n",
         "sys/devices/system/clocksource/clocksource0/current_clocksource": "hpet\n",
@@ -99,6 +102,7 @@ APPLIED = {"io_uring_disabled": ("proc/sys/kernel/io_uring_disabled", "0"),
            "vm.swappiness": ("proc/sys/vm/swappiness", "1"),
            "net.core.somaxconn": ("proc/sys/net/core/somaxconn", "4096"),
            "transparent_hugepages": ("sys/kernel/mm/transparent_hugepage/enabled", "madvise"),
+           "damon": ("sys/kernel/mm/damon/admin/kdamonds/0/state", "off"),
            "cpu_governor": ("sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
                             "performance"),
            "clocksource": ("sys/devices/system/clocksource/clocksource0/current_clocksource",
@@ -116,6 +120,7 @@ def test_tune_apply_on_a_fake_root(tmp_path):
     for name in APPLIED:
         assert rows[name]["status"] == "differs", rows[name]
     assert rows["disk_scheduler"]["current"] == "vdz: bfq"
+    assert rows["damon"]["current"] == "on (1 of 2 kdamonds)"
     assert rows["disk_write_cache"]["status"] == "info"
     for rel, text in files.items():
         with open(os.path.join(root, rel)) as f:
