@@ -6,8 +6,8 @@
  *
  * Checks, declared in one table: io_uring availability (kernel.io_uring_disabled, and a ring
  * actually created through io.h), the locked-memory and open-file limits, vm.swappiness,
- * transparent huge pages, DAMON's kdamonds, the CPU frequency governor, the data disk's I/O scheduler and write
- * cache, net.core.somaxconn, and the clock source. Each row says the current value, the
+ * transparent huge pages, DAMON's kdamonds, the CPU frequency governor, the data disk's I/O
+ * scheduler and write cache, net.core.somaxconn, and the clock source. Each row says the current value, the
  * recommended one, and a status: ok, differs, n/a (not present here), applied, or failed
  * (with why). Settings are written where Linux keeps them (/proc/sys, /sys); none persists
  * across a reboot (use sysctl.d / udev rules / the systemd unit for that, see docs).

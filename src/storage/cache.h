@@ -46,11 +46,12 @@ const uint8_t *storage_cache_get_ref(storage_cache *c, uint64_t log_id, int64_t 
 void storage_cache_unref(storage_cache_ref *ref);
 
 /* Drops every entry of log_id whose offsets overlap [from, to]. Returns how many. O(entries). */
+int storage_cache_drop(storage_cache *c, uint64_t log_id, int64_t from, int64_t to);
+
 /* How long a log may go untouched (no append, no read) before its housekeeping drops its
  * entries (storage_log_housekeep; 0: never, the default). */
 void storage_cache_set_idle_ms(storage_cache *c, int64_t idle_ms);
 int64_t storage_cache_idle_ms(const storage_cache *c);
-int storage_cache_drop(storage_cache *c, uint64_t log_id, int64_t from, int64_t to);
 
 /*
  * Write-buffer chunks: the active segment's write buffers (log.c) are carved from chunks that
