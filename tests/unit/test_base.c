@@ -115,20 +115,6 @@ static void *heap_fill_thread(void *arg)
 }
 
 #if !defined(__SANITIZE_ADDRESS__)
-/* Takes 96 MiB of the freed memory again, touches it, frees it: the arena heap_fill_thread
- * used (glibc gives an exited thread's arena to the next new thread). */
-static void *heap_touch_thread(void *arg)
-{
-    (void)arg;
-    void *v[96];
-    for (int i = 0; i < 96; i++) {
-        v[i] = malloc(1u << 20);
-        if (v[i]) memset(v[i], 0x6b, 1u << 20);
-    }
-    for (int i = 0; i < 96; i++) free(v[i]);
-    return NULL;
-}
-
 /* Allocates and touches 96 MiB kept in use (arg: 96 pointers); heap_free_thread frees them. */
 static void *heap_hold_thread(void *arg)
 {
@@ -145,6 +131,16 @@ static void *heap_free_thread(void *arg)
     void **v = arg;
     for (int i = 0; i < 96; i++) free(v[i]);
     return NULL;
+}
+
+/* Takes 96 MiB of the freed memory again, touches it, frees it: the arena heap_fill_thread
+ * used (glibc gives an exited thread's arena to the next new thread). */
+static void *heap_touch_thread(void *arg)
+{
+    (void)arg;
+    void *v[96];
+    heap_hold_thread(v);
+    return heap_free_thread(v);
 }
 #endif
 
